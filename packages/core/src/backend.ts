@@ -1,0 +1,284 @@
+/**
+ * The two plug-in interfaces of @ccmem/core.
+ *
+ *  - `VendorBackend` is the model's `struct kvm_x86_ops`: what SEV-SNP, TDX (and the
+ *    software-protected VM type) add to the generic engine. @ccmem/core never imports a
+ *    vendor package; a backend is handed to `Kvm.createVm()` by whoever creates the VM.
+ *  - `GuestMemoryFile` is a memory provider: a file whose pages back private (or gmem-only)
+ *    memslots, such as guest_memfd (@ccmem/gmem) or a device region exported as an fd.
+ *
+ * Hooks return a negative errno (`-ERRNO.EBUSY`, ...) or 0, like the kernel's, so hot paths
+ * need no exceptions. Every hook is optional unless marked otherwise.
+ */
+import type { ErrnoName } from './errno.js';
+import type { TraceEvent } from './trace.js';
+
+/* ------------------------------------------------------------------------------------------ */
+/* Shared shapes                                                                              */
+/* ------------------------------------------------------------------------------------------ */
+
+/** A gfn range [start, end), as `struct kvm_gfn_range` carries it. */
+export interface GfnRange {
+  start: number;
+  end: number;
+}
+
+/** `enum kvm_gfn_range_filter`: which roots a zap reaches. */
+export const KVM_FILTER_SHARED = 1 << 0;
+export const KVM_FILTER_PRIVATE = 1 << 1;
+
+/** The model's read-only view of a `struct kvm_memory_slot`. */
+export interface MemslotView {
+  readonly id: number;
+  readonly asId: number;
+  readonly baseGfn: number;
+  readonly npages: number;
+  readonly userspaceAddr: number;
+  /** userspace flags plus the internal KVM_MEMSLOT_INVALID / KVM_MEMSLOT_GMEM_ONLY */
+  readonly flags: number;
+  /** guest_memfd binding (slot->gmem): the file and the page offset of the slot's first gfn */
+  readonly gmemFile: GuestMemoryFile | null;
+  readonly gmemPgoff: number;
+}
+
+/** An entry of the VMM process's file-descriptor table. */
+export interface KvmFile {
+  /** "kvm-vm", "kvm-vcpu", "kvm-gmem", "device-fd", "memfd", "kvm" */
+  readonly kind: string;
+  /** close(2): called once, when the last descriptor is closed */
+  release(): void;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Memory providers                                                                           */
+/* ------------------------------------------------------------------------------------------ */
+
+/** Result of `GuestMemoryFile.getPfn`: the pfn and the largest order the provider can map. */
+export interface GmemPfn {
+  pfn: number;
+  /** log2 of the pages in the backing folio at this gfn (0 = 4 KiB) */
+  maxOrder: number;
+}
+
+/**
+ * A file that provides guest memory for memslots bound with KVM_MEM_GUEST_MEMFD.
+ * guest_memfd and the device-fd provider implement it; the core calls only this interface.
+ */
+export interface GuestMemoryFile extends KvmFile {
+  /** the VM this file belongs to (file->kvm); binding from another VM is EINVAL */
+  readonly ownerVm: unknown;
+  /** i_size in bytes */
+  readonly size: number;
+  /** creation flags (GUEST_MEMFD_FLAG_*), or 0 for providers without them */
+  readonly flags: number;
+  /** the slot serves shared faults from this file too (KVM_MEMSLOT_GMEM_ONLY) */
+  readonly gmemOnly: boolean;
+  /** false once close() started: faults on bound slots then fail with EFAULT */
+  readonly live: boolean;
+
+  /**
+   * kvm_gmem_bind() checks d and e (offset range, page already bound); a and c are the
+   * core's. Throws KvmError; binds nothing on failure.
+   */
+  bind(slot: MemslotView, offset: number): void;
+  /** kvm_gmem_unbind(): the slot is going away */
+  unbind(slot: MemslotView): void;
+
+  /**
+   * kvm_gmem_get_pfn(): the pfn backing `gfn` of `slot`, allocating (zeroed) on first use and
+   * running the vendor's gmem_prepare; or a negative errno (-EFAULT, -EIO, -EHWPOISON, ...).
+   */
+  getPfn(slot: MemslotView, gfn: number, out: GmemPfn): number;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Vendor backends                                                                            */
+/* ------------------------------------------------------------------------------------------ */
+
+/** Where an attribute change is, for the three attribute hooks. */
+export interface AttributeChange {
+  readonly start: number;
+  readonly end: number;
+  /** new attributes (KVM_MEMORY_ATTRIBUTE_PRIVATE or 0) */
+  readonly attributes: number;
+}
+
+/** A guest access as the hardware sees it after the TDP walk found a present leaf. */
+export interface GuestAccessCheck {
+  readonly vcpuId: number;
+  readonly gpa: number;
+  readonly gfn: number;
+  readonly pfn: number;
+  /** level of the TDP leaf that translated the access */
+  readonly level: number;
+  readonly isPrivate: boolean;
+  readonly write: boolean;
+  readonly fetch: boolean;
+}
+
+/**
+ * What the vendor's hardware does with an access that passed the TDP walk:
+ *  - `ok`: the access completes;
+ *  - `npf`: a nested page fault with these extra error-code bits (SNP: PFERR_GUEST_RMP...),
+ *    handled by KVM's fault path and then `handleNpfExtra`;
+ *  - `guest-exception`: the guest itself takes an exception (#VC, #VE) and the access
+ *    does not complete: reported to the caller, KVM is not involved;
+ *  - `vm-dead`: the access kills the VM (e.g. TDX pending-EPT violation).
+ */
+export type GuestAccessVerdict =
+  | { readonly kind: 'ok' }
+  | { readonly kind: 'npf'; readonly errorCode: number; readonly reason: string }
+  | { readonly kind: 'guest-exception'; readonly vector: string; readonly reason: string }
+  | { readonly kind: 'vm-dead'; readonly reason: string };
+
+/** A vendor operation run by the guest (PVALIDATE, TDG.MEM.PAGE.ACCEPT, PSC, MapGPA...). */
+export interface GuestOpRequest {
+  readonly op: string;
+  readonly args: Readonly<Record<string, unknown>>;
+}
+
+/** The result of a vendor guest operation, or an exit to userspace it caused. */
+export interface GuestOpResult {
+  /** instruction return code / TDCALL status, as a number or the vendor's name */
+  readonly ret?: number | string;
+  readonly exit?: KvmRunExit;
+  readonly errno?: ErrnoName;
+  readonly detail?: Readonly<Record<string, unknown>>;
+}
+
+/** Result of a vendor VM/vCPU ioctl (KVM_MEMORY_ENCRYPT_OP sub-commands). */
+export interface VendorIoctlResult {
+  readonly ret: number;
+  readonly out?: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * The model's `struct kvm_x86_ops` (the memory-related subset). One instance per VM:
+ * `Kvm.createVm({ type, backend })` calls `attach(vm)` before the VM is used.
+ */
+export interface VendorBackend {
+  /** short name: "sw-protected", "snp", "tdx" */
+  readonly name: string;
+  /** the KVM_X86_*_VM type this backend implements */
+  readonly vmType: number;
+
+  /** called once at VM creation; the backend keeps the VM handle for its own use */
+  attach(vm: VmForBackend): void;
+
+  /** kvm_arch_has_private_mem() */
+  readonly hasPrivateMem: boolean;
+  /** kvm_arch_has_readonly_mem() */
+  readonly hasReadonlyMem: boolean;
+  /** kvm_arch_nr_memslot_as_ids(): 1 for VMs with protected state */
+  readonly nrMemslotAsIds: number;
+  /** kvm_has_mirrored_tdp(): private memory is mapped through a mirror root (TDX) */
+  readonly hasMirroredTdp: boolean;
+  /** kvm_gfn_direct_bits(): gfn bits marking a shared alias (TDX shared bit), else 0 */
+  readonly gfnDirectBits: number;
+  /** gmem INIT_SHARED support (kvm_arch_supports_gmem_init_shared) */
+  readonly supportsGmemInitShared: boolean;
+  /** kvm->arch.pre_fault_allowed (SNP: after LAUNCH_FINISH, TDX: after FINALIZE_VM) */
+  preFaultAllowed(): boolean;
+
+  /**
+   * Whether a guest access is private (the PFERR_PRIVATE_ACCESS decision): SNP's C-bit,
+   * TDX's missing shared bit. `requested` is what the access asked for (`private: true`);
+   * the SW-protected type ignores it and uses the gfn attribute instead (handled by core).
+   */
+  faultIsPrivate?(gpa: number, requested: boolean): boolean;
+
+  /* -- guest_memfd hooks (kvm_arch_gmem_prepare / _invalidate / gmem_max_mapping_level) -- */
+  gmemPrepare?(pfn: number, gfn: number, maxOrder: number): number;
+  gmemInvalidate?(startPfn: number, endPfn: number): void;
+  /** 0 = no limit, otherwise the largest PG_LEVEL_* a mapping of `pfn` may have */
+  gmemMaxMappingLevel?(pfn: number, isPrivate: boolean): number;
+
+  /* -- attribute-change hooks (seed 002): before the store, under mmu_lock, after end -- */
+  /** before the attribute store, outside mmu_lock (may sleep: directmap unmap) */
+  preSetMemoryAttributes?(change: AttributeChange): number;
+  /** under mmu_lock, inside the invalidation, after the zap and the store */
+  setMemoryAttributesLocked?(change: AttributeChange): void;
+  /** after kvm_mmu_invalidate_end(), outside mmu_lock (seed's update_mem_attr, restore) */
+  postSetMemoryAttributes?(change: AttributeChange): number;
+
+  /* -- mirror-root hooks (TDX): return 0 or -errno (-EBUSY means retry) -- */
+  linkExternalSpt?(gfn: number, level: number, externalSpt: number): number;
+  setExternalSpte?(gfn: number, level: number, pfn: number): number;
+  removeExternalSpte?(gfn: number, level: number, pfn: number): void;
+  freeExternalSpt?(gfn: number, level: number, externalSpt: number): number;
+  /** split a huge private leaf into a table (TDX huge-page series; not upstream) */
+  splitExternalSpt?(gfn: number, level: number, externalSpt: number): number;
+
+  /* -- the hardware side of guest accesses -- */
+  checkGuestAccess?(access: GuestAccessCheck): GuestAccessVerdict;
+  /** after kvm_mmu_page_fault() handled an `npf` verdict (SNP: sev_handle_rmp_fault) */
+  handleNpfExtra?(vcpuId: number, gpa: number, errorCode: number): void;
+  /** a host (VMM or kernel directmap) access to `pfn`: null when allowed, else why it faults */
+  checkHostAccess?(pfn: number, write: boolean): string | null;
+
+  /* -- vendor operations -- */
+  guestOp?(vcpuId: number, req: GuestOpRequest): GuestOpResult;
+  /** userspace completed a KVM_EXIT_HYPERCALL the vendor raised (sets hypercall.ret) */
+  completeHypercall?(vcpuId: number, ret: number): GuestOpResult | null;
+  vmIoctl?(cmd: string, args: Readonly<Record<string, unknown>>): VendorIoctlResult;
+  vcpuIoctl?(vcpuId: number, cmd: string, args: Readonly<Record<string, unknown>>): VendorIoctlResult;
+  /** VM teardown (kvm_arch_pre_destroy_vm / destroy); after every gmem file is released */
+  destroy?(): void;
+  /** invariants the backend can check after any step; returns violations in plain words */
+  checkInvariants?(): string[];
+  /** read-only state for `assert` steps and `ccmem explain` */
+  inspect?(what: string, args: Readonly<Record<string, unknown>>): unknown;
+}
+
+/**
+ * The VM as a backend sees it: what vendor code may call back into the generic engine.
+ * (Implemented by @ccmem/core's Vm.)
+ */
+export interface VmForBackend {
+  readonly vmType: number;
+  readonly tracer: { emit(name: string, fields: TraceEvent['fields']): void };
+  /** kvm_mem_is_private(gfn) */
+  memIsPrivate(gfn: number): boolean;
+  /** __gfn_to_memslot() in address space 0 */
+  gfnToMemslot(gfn: number): MemslotView | null;
+  /** kvm_zap_gfn_range(): zap SPTEs of [start,end) in every root, with an invalidation */
+  zapGfnRange(start: number, end: number): void;
+  /** the pfn's contents (host physical memory), for measuring or copying launch pages */
+  readPfn(pfn: number, offset: number, length: number): Uint8Array;
+  writePfn(pfn: number, offset: number, data: Uint8Array): void;
+  /** the VMM process's memory: copy from a userspace address (copy_from_user), or null on EFAULT */
+  copyFromUser(hva: number, length: number): Uint8Array | null;
+  copyToUser(hva: number, data: Uint8Array): boolean;
+  /** kvm_vm_bugged(): the VM is dead; every later ioctl fails with EIO */
+  markBugged(reason: string): void;
+  /** kvm_make_all_cpus_request(KVM_REQ_OUTSIDE_GUEST_MODE): the number of vCPUs kicked */
+  kickAllVcpus(reason: string): number;
+  /** map one private page through the TDP MMU at build time (kvm_tdp_mmu_map_private_pfn) */
+  mapPrivatePfn(gfn: number, pfn: number): number;
+  /** look up the guest_memfd pfn for a private gfn (for populate / launch update) */
+  gmemGetPfn(gfn: number): { pfn: number; maxOrder: number } | { errno: number };
+  /** the bound guest_memfd of the slot holding `gfn`, for kvm_gmem_populate */
+  readonly nrVcpus: number;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* vCPU exits                                                                                 */
+/* ------------------------------------------------------------------------------------------ */
+
+/** `struct kvm_run` after KVM_RUN returned to userspace, with the kernel's field names. */
+export type KvmRunExit =
+  | {
+      readonly reason: 'KVM_EXIT_MMIO';
+      readonly mmio: { phys_addr: number; data: bigint; len: number; is_write: boolean };
+    }
+  | {
+      readonly reason: 'KVM_EXIT_MEMORY_FAULT';
+      readonly memory_fault: { flags: number; gpa: number; size: number };
+    }
+  | {
+      readonly reason: 'KVM_EXIT_HYPERCALL';
+      readonly hypercall: { nr: number; args: number[]; ret: number; flags: number };
+    }
+  | { readonly reason: 'KVM_EXIT_SHUTDOWN' }
+  | { readonly reason: 'KVM_EXIT_INTERNAL_ERROR'; readonly internal: { suberror: number } }
+  | { readonly reason: 'KVM_EXIT_SYSTEM_EVENT'; readonly system_event: { type: number } };

@@ -1,0 +1,25 @@
+import { readdirSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { defineConfig } from 'vitest/config';
+
+// One root config; every package is a project and its tests run on source
+// (the `@ccmem/source` export condition points at `src/`), so no build is needed.
+const projectDirs = ['packages', 'apps'].flatMap((group) =>
+  readdirSync(group)
+    .map((name) => join(group, name))
+    .filter((dir) => existsSync(join(dir, 'package.json'))),
+);
+
+export default defineConfig({
+  resolve: { conditions: ['@ccmem/source'] },
+  ssr: { resolve: { conditions: ['@ccmem/source'] } },
+  test: {
+    projects: projectDirs.map((dir) => ({
+      extends: true,
+      test: { name: dir.split('/')[1], root: dir, include: ['src/**/*.test.ts'], testTimeout: 60_000 },
+    })),
+    reporters: process.env.CCMEM_TEST_REPORT
+      ? ['default', ['json', { outputFile: process.env.CCMEM_TEST_REPORT }]]
+      : ['default'],
+  },
+});
