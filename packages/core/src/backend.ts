@@ -89,6 +89,12 @@ export interface GuestMemoryFile extends KvmFile {
    * running the vendor's gmem_prepare; or a negative errno (-EFAULT, -EIO, -EHWPOISON, ...).
    */
   getPfn(slot: MemslotView, gfn: number, out: GmemPfn): number;
+
+  /**
+   * Side-effect-free lookup for invariant checks and inspection: the pfn currently backing
+   * `gfn` of `slot`, or -1 when none is allocated (no allocation, no prepare).
+   */
+  peekPfn?(slot: MemslotView, gfn: number): number;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -282,3 +288,97 @@ export type KvmRunExit =
   | { readonly reason: 'KVM_EXIT_SHUTDOWN' }
   | { readonly reason: 'KVM_EXIT_INTERNAL_ERROR'; readonly internal: { suberror: number } }
   | { readonly reason: 'KVM_EXIT_SYSTEM_EVENT'; readonly system_event: { type: number } };
+
+/* ------------------------------------------------------------------------------------------ */
+/* What providers and the host need from the engine                                          */
+/* ------------------------------------------------------------------------------------------ */
+
+/**
+ * Host physical memory: page frames allocated lazily, contents stored sparsely.
+ * A never-written frame reads as zeros and costs nothing beyond its allocation bit.
+ */
+export interface HostPhysMem {
+  /** allocate a frame (contents zero); returns its pfn */
+  allocPage(): number;
+  /** return a frame to the allocator; its contents are dropped */
+  freePage(pfn: number): void;
+  /** never give this frame out again (snp_leak_pages) */
+  leakPage(pfn: number): void;
+  isAllocated(pfn: number): boolean;
+  zeroPage(pfn: number): void;
+  /** little-endian load/store of 1, 2, 4 or 8 bytes within one page */
+  readValue(pfn: number, offset: number, size: number): bigint;
+  writeValue(pfn: number, offset: number, size: number, value: bigint): void;
+  readBytes(pfn: number, offset: number, length: number): Uint8Array;
+  writeBytes(pfn: number, offset: number, data: Uint8Array): void;
+  /** frames currently allocated / frames holding non-zero contents */
+  readonly allocatedPages: number;
+  readonly storedPages: number;
+}
+
+/** How a file mapped into the VMM (mmap of guest_memfd) resolves a page on host access. */
+export interface FileMappingBacking {
+  /** mmap(2) of this file: null when allowed, else the errno name (ENODEV, EINVAL) */
+  checkMmap(shared: boolean): ErrnoName | null;
+  /** fault the page at file page index `pgoff`: its pfn, or 'SIGBUS' */
+  faultPage(pgoff: number, write: boolean): number | 'SIGBUS';
+}
+
+/** Kernel profile: where kernel versions or build options differ, the model follows one. */
+export interface KernelProfile {
+  /** profile name, e.g. "upstream" or "host-6.18" */
+  readonly name: string;
+  /** errno for a guest_memfd binding that overlaps another binding (EEXIST from 7ea987a9) */
+  readonly gmemBindOverlapErrno: 'EEXIST' | 'EINVAL';
+  /** number of memslot address spaces of a default VM (2 with CONFIG_KVM_SMM) */
+  readonly smmAddressSpaces: boolean;
+  /** value KVM_CHECK_EXTENSION(KVM_CAP_MULTI_ADDRESS_SPACE) reports on a default VM */
+  readonly multiAddressSpaceCap: number;
+  /** KVM_SET_MEMORY_ATTRIBUTES and KVM_CAP_MEMORY_ATTRIBUTES exist (CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES) */
+  readonly memoryAttributes: boolean;
+  /** KVM_PRE_FAULT_MEMORY exists and the MMU is TDP */
+  readonly preFaultMemory: boolean;
+  /** KVM_X86_* VM types the host offers (KVM_CAP_VM_TYPES bitmap) */
+  readonly vmTypes: number;
+  /** guest_memfd flags supported on a default VM */
+  readonly gmemFlagsDefaultVm: number;
+  /** KVM_MEM_PCI_HOLE (model-only RFC flag) is offered */
+  readonly pciHole: boolean;
+}
+
+/** The VM as a memory provider (guest_memfd, device fd) sees it. */
+export interface VmForProvider {
+  readonly vmType: number;
+  readonly profile: KernelProfile;
+  readonly backend: VendorBackend | null;
+  readonly phys: HostPhysMem;
+  readonly tracer: { emit(name: string, fields: TraceEvent['fields']): void };
+  /** kvm_arch_has_private_mem() */
+  readonly hasPrivateMem: boolean;
+  /** kvm_mmu_invalidate_begin() under mmu_lock */
+  mmuInvalidateBegin(): void;
+  /** kvm_mmu_unmap_gfn_range(): range_add + zap of [start,end) in the roots `filter` selects */
+  mmuUnmapGfnRange(start: number, end: number, filter: number): void;
+  /** kvm_mmu_invalidate_end() */
+  mmuInvalidateEnd(): void;
+  /** the VM gains / drops a reference held by a file (the file keeps the VM alive) */
+  get(): void;
+  put(): void;
+}
+
+/** KVM_CREATE_GUEST_MEMFD arguments (struct kvm_create_guest_memfd). */
+export interface KvmCreateGuestMemfd {
+  size: number;
+  flags: number;
+}
+
+/**
+ * Creates guest_memfd files for `KVM_CREATE_GUEST_MEMFD`: supplied by @ccmem/gmem to
+ * `new Kvm({ guestMemfd })`, because the core never imports a provider package.
+ * Runs guest_memfd.c's checks and throws KvmError; returns the new file.
+ */
+export interface GuestMemfdFactory {
+  /** flags supported for this VM (KVM_CAP_GUEST_MEMFD_FLAGS) */
+  supportedFlags(vm: VmForProvider): number;
+  create(vm: VmForProvider, args: KvmCreateGuestMemfd): GuestMemoryFile & FileMappingBacking;
+}

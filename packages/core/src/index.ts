@@ -1,4 +1,21 @@
+// @ccmem/core: the memslot/MMU engine. This file is the package's public face.
 export * from './errno.js';
 export * from './uapi.js';
 export * from './trace.js';
 export * from './backend.js';
+export * from './steps.js';
+export * from './profile.js';
+export * from './invalidate.js';
+export * from './range-map.js';
+export * from './host/index.js';
+export * from './memslot/index.js';
+export * from './mmu/index.js';
+export { KvmPageFault, kvmMmuFaultinPfn, kvmTdpMmuMapFault, kvmMaxLevelForOrder } from './mmu/page-fault.js';
+export { disallowLpage, kvmMmuHugepageAdjust, KVM_MAX_HUGEPAGE_LEVEL } from './mmu/hugepage.js';
+export type { FaultInjection, FaultVm } from './mmu/fault-vm.js';
+export { SetMemoryAttributesOp, kvmSupportedMemAttributes, type KvmMemoryAttributes } from './attributes.js';
+export { PreFaultMemoryOp, preFaultMemory, type KvmPreFaultMemory } from './prefault.js';
+export { Vcpu, type GuestAccess, type GuestAccessKind, type GuestAccessResult } from './vcpu.js';
+export { Vm, checkExtension, KVM_MAX_VCPU_IDS, KVM_EXIT_HYPERCALL_VALID_MASK, type KvmEnableCap, type VmOptions } from './vm.js';
+export { Kvm, vmTypeName, type BackendFactory, type KvmOptions, type CreateVmOptions } from './kvm.js';
+export { checkVmInvariants, assertVmInvariants, type InvariantOptions } from './invariants.js';

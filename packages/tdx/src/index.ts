@@ -1,1 +1,4 @@
-export {};
+export * from './status.js';
+export * from './sept.js';
+export * from './tdx-module.js';
+export * from './tdx-backend.js';

@@ -1,0 +1,165 @@
+import { describe, expect, it } from 'vitest';
+import { Kvm } from './kvm.js';
+import { KvmError } from './errno.js';
+import { assertVmInvariants } from './invariants.js';
+import { recordTrace } from './trace.js';
+import { runOp } from './steps.js';
+import { KVM_MEMORY_ATTRIBUTE_PRIVATE as PRIVATE, KVM_X86_SW_PROTECTED_VM, PAGE_SIZE } from './uapi.js';
+import type { AttributeChange, VendorBackend } from './backend.js';
+
+const MiB = 1 << 20;
+
+function errnoOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof KvmError) return e.code;
+    throw e;
+  }
+  return undefined;
+}
+
+function swVm() {
+  const kvm = new Kvm();
+  const vm = kvm.createVm({ type: KVM_X86_SW_PROTECTED_VM });
+  const hva = kvm.process.mm.mmap({ length: 4 * MiB, prot: { read: true, write: true }, shared: false });
+  vm.setUserMemoryRegion2({ slot: 0, flags: 0, guest_phys_addr: 0, memory_size: 4 * MiB, userspace_addr: hva });
+  return { kvm, vm, vcpu: vm.createVcpu(0) };
+}
+
+describe('KVM_SET_MEMORY_ATTRIBUTES checks, in order', () => {
+  it('flags, unsupported attributes, size 0 / wrap, alignment', () => {
+    const { vm } = swVm();
+    expect(errnoOf(() => vm.setMemoryAttributes({ address: 1, size: 0, attributes: 1, flags: 1 }))).toBe('EINVAL');
+    expect(errnoOf(() => vm.setMemoryAttributes({ address: 0, size: 4096, attributes: 1 }))).toBe('EINVAL');
+    expect(errnoOf(() => vm.setMemoryAttributes({ address: 0, size: 0, attributes: PRIVATE }))).toBe('EINVAL');
+    expect(errnoOf(() => vm.setMemoryAttributes({ address: 2 ** 64 - 4096, size: 8192, attributes: PRIVATE }))).toBe('EINVAL');
+    expect(errnoOf(() => vm.setMemoryAttributes({ address: 0x800, size: 4096, attributes: PRIVATE }))).toBe('EINVAL');
+    expect(errnoOf(() => vm.setMemoryAttributes({ address: 0, size: 0x800, attributes: PRIVATE }))).toBe('EINVAL');
+    expect(vm.attributes.runCount).toBe(1);
+    expect(vm.mmuInvalidate.seq).toBe(0);
+  });
+
+  it('a default VM supports no attribute at all', () => {
+    const vm = new Kvm().createVm();
+    expect(errnoOf(() => vm.setMemoryAttributes({ address: 0, size: 4096, attributes: PRIVATE }))).toBe('EINVAL');
+    vm.setMemoryAttributes({ address: 0, size: 4096, attributes: 0 }); // nothing to change: 0
+  });
+});
+
+describe('KVM_SET_MEMORY_ATTRIBUTES effects', () => {
+  it('converts with one invalidation, zaps the old mappings, and is a no-op when nothing changes', () => {
+    const { vm, vcpu } = swVm();
+    vcpu.guestRead(0x1000, 4);
+    expect(vm.mmu.stats.pages_4k).toBe(1);
+    vm.setMemoryAttributes({ address: 0, size: 2 * MiB, attributes: PRIVATE });
+    expect(vm.mmuInvalidate.seq).toBe(1);
+    expect(vm.mmuInvalidate.inProgress).toBe(0);
+    expect(vm.mmu.stats.pages_4k).toBe(0);
+    expect(vm.memIsPrivate(0x1ff)).toBe(true);
+    expect(vm.memIsPrivate(0x200)).toBe(false);
+    vm.setMemoryAttributes({ address: 0x1000, size: 0x1000, attributes: PRIVATE });
+    expect(vm.mmuInvalidate.seq).toBe(1); // already private: no invalidation
+    assertVmInvariants(vm);
+  });
+
+  it('attributes outside every memslot are stored without any invalidation', () => {
+    const { vm } = swVm();
+    vm.setMemoryAttributes({ address: 0x100000000, size: 4096, attributes: PRIVATE });
+    expect(vm.memIsPrivate(0x100000)).toBe(true);
+    expect(vm.mmuInvalidate.seq).toBe(0);
+  });
+
+  it('converting all of a 4 TiB range costs O(ranges)', () => {
+    const { vm } = swVm();
+    vm.setMemoryAttributes({ address: 0, size: 4 * 2 ** 40, attributes: PRIVATE });
+    vm.setMemoryAttributes({ address: 0x200000, size: 4096, attributes: 0 });
+    expect(vm.attributes.runCount).toBeLessThanOrEqual(4);
+    expect(vm.memIsPrivate(2 ** 30 - 1)).toBe(true);
+    expect(vm.memIsPrivate(2 ** 30)).toBe(false);
+    expect(vm.memIsPrivate(0x200)).toBe(false);
+  });
+
+  it('phases run in the order seed 002 describes, with the three vendor hooks', () => {
+    const calls: string[] = [];
+    const seen: AttributeChange[] = [];
+    const backend: VendorBackend = {
+      name: 'probe',
+      vmType: KVM_X86_SW_PROTECTED_VM,
+      attach: () => {},
+      hasPrivateMem: true,
+      hasReadonlyMem: true,
+      nrMemslotAsIds: 2,
+      hasMirroredTdp: false,
+      gfnDirectBits: 0,
+      supportsGmemInitShared: false,
+      preFaultAllowed: () => true,
+      preSetMemoryAttributes: (c) => {
+        calls.push(`pre:in_progress=${vmRef.mmuInvalidate.inProgress}:private=${vmRef.memIsPrivate(c.start)}`);
+        seen.push(c);
+        return 0;
+      },
+      setMemoryAttributesLocked: (c) => {
+        calls.push(`locked:in_progress=${vmRef.mmuInvalidate.inProgress}:private=${vmRef.memIsPrivate(c.start)}`);
+      },
+      postSetMemoryAttributes: () => {
+        calls.push(`post:in_progress=${vmRef.mmuInvalidate.inProgress}:seq=${vmRef.mmuInvalidate.seq}`);
+        return 0;
+      },
+    };
+    const kvm = new Kvm({ backends: { [KVM_X86_SW_PROTECTED_VM]: () => backend } });
+    const vmRef = kvm.createVm({ type: KVM_X86_SW_PROTECTED_VM });
+    const hva = kvm.process.mm.mmap({ length: 2 * MiB, prot: { read: true, write: true }, shared: false });
+    vmRef.setUserMemoryRegion2({ slot: 0, flags: 0, guest_phys_addr: 0, memory_size: 2 * MiB, userspace_addr: hva });
+    const trace = recordTrace(kvm.tracer);
+    const op = vmRef.beginSetMemoryAttributes({ address: 0x10000, size: 0x4000, attributes: PRIVATE });
+    const phases: string[] = [];
+    while (true) {
+      phases.push(op.phase);
+      if (op.step()) break;
+    }
+    expect(phases).toEqual(['prepare', 'invalidate', 'store', 'post', 'finish']);
+    expect(calls).toEqual(['pre:in_progress=0:private=false', 'locked:in_progress=1:private=true', 'post:in_progress=0:seq=1']);
+    expect(seen[0]).toEqual({ start: 0x10, end: 0x14, attributes: PRIVATE });
+    expect(trace.events.map((e) => e.name)).toEqual(
+      expect.arrayContaining(['kvm_vm_set_mem_attributes', 'kvm_mmu_invalidate_begin', 'kvm_mem_attr_store', 'kvm_mmu_invalidate_end']),
+    );
+    runOp(vmRef.beginSetMemoryAttributes({ address: 0x10000, size: 0x4000, attributes: 0 }));
+  });
+
+  it('a fault racing the conversion between store and end retries instead of mapping stale memory', () => {
+    const { vm, vcpu } = swVm();
+    const op = vm.beginSetMemoryAttributes({ address: 0x1000, size: 4096, attributes: PRIVATE });
+    op.step(); // prepare
+    op.step(); // invalidate (begin + zap)
+    // a shared fault that snapshotted the sequence before the store
+    const f = vcpu.fault;
+    f.reset(0x1000, 1);
+    const r1 = vcpu.pageFault(0x1000, 1, false, false, false, false);
+    expect(r1).toBe(1); // RET_PF_RETRY: invalidation in progress over gfn 1
+    op.step(); // store
+    op.step(); // post (end)
+    op.step(); // finish
+    expect(vm.mmu.stats.pages_4k).toBe(0);
+    expect(vm.memIsPrivate(1)).toBe(true);
+    assertVmInvariants(vm);
+  });
+
+  it('the head/tail huge pages straddling the range are added to the invalidation', () => {
+    const { vm } = swVm();
+    const op = vm.beginSetMemoryAttributes({ address: 0x201000, size: 4096, attributes: PRIVATE });
+    op.step();
+    op.step();
+    // the 2M page around it (not mixed yet, fully inside the slot); the 1G page is not
+    // inside the 4 MiB slot, so it is not added
+    expect([vm.mmuInvalidate.rangeStart, vm.mmuInvalidate.rangeEnd]).toEqual([0x200, 0x400]);
+    while (!op.step());
+    const op2 = vm.beginSetMemoryAttributes({ address: 0x202000, size: 4096, attributes: PRIVATE });
+    op2.step();
+    op2.step();
+    // the 2M and 1G pages around it are mixed now: only the range itself is invalidated
+    expect([vm.mmuInvalidate.rangeStart, vm.mmuInvalidate.rangeEnd]).toEqual([0x202, 0x203]);
+    while (!op2.step());
+    expect(PAGE_SIZE).toBe(4096);
+  });
+});

@@ -1,0 +1,403 @@
+/**
+ * The VMM process's address space (its `mm_struct`): the mappings (VMAs) it created with
+ * mmap(2), the anonymous pages it touched, and the host-side view KVM's GUP
+ * (get_user_pages / hva_to_pfn) has of it.
+ *
+ * Mappings are few, so they live in one array sorted by start address and are found by
+ * binary search. Anonymous pages are allocated on first write (a read of a never-touched page
+ * maps the shared zero page), and are kept per virtual page number, so a huge sparse mapping
+ * costs memory only for the pages that were written.
+ */
+import { fail } from '../errno.js';
+import type { ErrnoName } from '../errno.js';
+import type { FileMappingBacking } from '../backend.js';
+import { PAGE_SIZE } from '../uapi.js';
+import { PhysMem, ZERO_PFN } from './phys-mem.js';
+
+/** x86-64 TASK_SIZE_MAX: the end of the user address range (2^47 - one guard page). */
+export const TASK_SIZE_MAX = 2 ** 47 - PAGE_SIZE;
+/** Where mmap() without an address starts placing mappings, downward (mmap_base). */
+export const MMAP_BASE = 0x7f0000000000;
+
+export interface MmapProt {
+  read: boolean;
+  write: boolean;
+}
+
+/** A file backing a mapping; `pgoffBase` is added to every page index the mapping passes. */
+export type MappingBacking = FileMappingBacking & { pgoffBase?: number };
+
+export interface MmapArgs {
+  /** MAP_FIXED address; omitted = the kernel picks one (top-down from MMAP_BASE) */
+  addr?: number;
+  length: number;
+  prot: MmapProt;
+  /** MAP_SHARED (true) or MAP_PRIVATE */
+  shared: boolean;
+  /** the mapped file; omitted = MAP_ANONYMOUS */
+  backing?: MappingBacking;
+  /** byte offset in the file (page aligned) */
+  fileOffset?: number;
+  /**
+   * MAP_HUGETLB with 2 MiB pages (anonymous only): address and length 2M-aligned, each 2M
+   * page allocated whole and physically contiguous on first touch (no zero page), and GUP
+   * reports a 2M host mapping level.
+   */
+  hugepage?: '2M';
+}
+
+/** One VMA: [start, end) with its protection and backing. */
+export interface Vma {
+  readonly start: number;
+  readonly end: number;
+  readonly prot: Readonly<MmapProt>;
+  readonly shared: boolean;
+  readonly backing: MappingBacking | null;
+  /** file page index of `start` (vm_pgoff), including the backing's pgoffBase */
+  readonly pgoff: number;
+  /** hugetlb 2M mapping */
+  readonly huge: boolean;
+}
+
+/** hva_to_pfn() result: the pfn and whether it may be mapped writable, or the fault. */
+export type HvaToPfnResult =
+  | { pfn: number; writable: boolean; /** host mapping level (PG_LEVEL_2M for hugetlb) */ level?: number }
+  | { fault: 'EFAULT' | 'SIGBUS' };
+
+const HUGE_PAGES = 512;
+const HUGE_SIZE = HUGE_PAGES * PAGE_SIZE;
+const PG_LEVEL_2M = 2;
+
+/** A VMM access that the host kernel answers with a signal (SIGSEGV / SIGBUS). */
+export class HostSignal extends Error {
+  readonly signal: 'SIGSEGV' | 'SIGBUS';
+  readonly addr: number;
+
+  constructor(signal: 'SIGSEGV' | 'SIGBUS', addr: number) {
+    super(`${signal} at 0x${addr.toString(16)}`);
+    this.name = 'HostSignal';
+    this.signal = signal;
+    this.addr = addr;
+  }
+}
+
+export type InvalidateRangeListener = (start: number, end: number) => void;
+
+export class AddressSpace {
+  readonly phys: PhysMem;
+  /** VMAs sorted by start, non-overlapping */
+  private vmas: Vma[] = [];
+  /**
+   * anonymous pages: virtual page number -> pfn (only pages that were written); for hugetlb
+   * mappings, the first vpn of each 2M page -> its first pfn
+   */
+  private readonly anonPages = new Map<number, number>();
+  /** vpns whose PTE maps the shared zero page (a later write is a CoW that notifies) */
+  private readonly zeroMapped = new Set<number>();
+  private listeners: InvalidateRangeListener[] = [];
+
+  constructor(phys: PhysMem) {
+    this.phys = phys;
+  }
+
+  /** The current mappings, sorted (a copy). */
+  mappings(): readonly Vma[] {
+    return this.vmas.slice();
+  }
+
+  /** Number of anonymous pages backed by a real frame. */
+  get anonPageCount(): number {
+    return this.anonPages.size;
+  }
+
+  /**
+   * mmu_notifier registration: `cb(start, end)` runs before the pages of [start, end) go away
+   * (munmap, MAP_FIXED over an old mapping). Returns the unregister function.
+   */
+  onInvalidateRange(cb: InvalidateRangeListener): () => void {
+    this.listeners.push(cb);
+    return () => {
+      this.listeners = this.listeners.filter((l) => l !== cb);
+    };
+  }
+
+  /** mmap(2). Returns the address; throws KvmError(EINVAL | ENOMEM | the file's errno). */
+  mmap(args: MmapArgs): number {
+    const { length, prot, shared } = args;
+    if (!Number.isInteger(length) || length <= 0) fail('EINVAL', 'mmap: length is 0');
+    const huge = args.hugepage === '2M';
+    if (huge && args.backing) fail('EINVAL', 'mmap: MAP_HUGETLB of a file that is not hugetlbfs');
+    const len = huge ? Math.ceil(length / HUGE_SIZE) * HUGE_SIZE : alignUp(length);
+    const fileOffset = args.fileOffset ?? 0;
+    if (!Number.isInteger(fileOffset) || fileOffset < 0 || fileOffset % PAGE_SIZE !== 0) {
+      fail('EINVAL', 'mmap: offset not page aligned');
+    }
+    if (args.addr !== undefined) {
+      const a = args.addr;
+      if (!Number.isInteger(a) || a < 0 || a % (huge ? HUGE_SIZE : PAGE_SIZE) !== 0) {
+        fail('EINVAL', 'mmap: MAP_FIXED address not (huge) page aligned');
+      }
+      if (a + len > TASK_SIZE_MAX) fail('ENOMEM', 'mmap: MAP_FIXED range beyond TASK_SIZE');
+    }
+    if (args.backing) {
+      const e: ErrnoName | null = args.backing.checkMmap(shared);
+      if (e) fail(e, 'mmap: file refused the mapping');
+    }
+    let start: number;
+    if (args.addr !== undefined) {
+      start = args.addr;
+      this.unmapRange(start, start + len); // MAP_FIXED replaces what was there
+    } else {
+      start = this.findFreeTopDown(len, huge ? HUGE_SIZE : PAGE_SIZE);
+    }
+    const vma: Vma = {
+      start,
+      end: start + len,
+      prot: { read: prot.read, write: prot.write },
+      shared,
+      backing: args.backing ?? null,
+      pgoff: args.backing ? (args.backing.pgoffBase ?? 0) + fileOffset / PAGE_SIZE : 0,
+      huge,
+    };
+    this.vmas.splice(this.lowerBound(start), 0, vma);
+    return start;
+  }
+
+  /** munmap(2): unmaps every page of [addr, addr+length); partial unmaps split mappings. */
+  munmap(addr: number, length: number): void {
+    if (!Number.isInteger(addr) || addr % PAGE_SIZE !== 0 || addr < 0) fail('EINVAL', 'munmap: address not page aligned');
+    if (!Number.isInteger(length) || length <= 0) fail('EINVAL', 'munmap: length is 0');
+    const end = addr + alignUp(length);
+    if (end > TASK_SIZE_MAX) fail('EINVAL', 'munmap: range beyond TASK_SIZE');
+    this.unmapRange(addr, end);
+  }
+
+  /** find_vma() restricted to containment: the VMA holding `hva`, or undefined. */
+  findVma(hva: number): Vma | undefined {
+    let lo = 0;
+    let hi = this.vmas.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const v = this.vmas[mid]!;
+      if (hva < v.start) hi = mid - 1;
+      else if (hva >= v.end) lo = mid + 1;
+      else return v;
+    }
+    return undefined;
+  }
+
+  /**
+   * hva_to_pfn() with GUP semantics: a never-touched anonymous page read maps the shared zero
+   * page read-only; a write allocates the page; a file mapping asks its backing. No VMA, or a
+   * VMA without the needed permission, is EFAULT.
+   */
+  hvaToPfn(hva: number, write: boolean): HvaToPfnResult {
+    const vma = this.findVma(hva);
+    if (vma === undefined) return { fault: 'EFAULT' };
+    if (write ? !vma.prot.write : !vma.prot.read) return { fault: 'EFAULT' };
+    const vpn = Math.floor(hva / PAGE_SIZE);
+    if (vma.huge) {
+      const head = vpn - (vpn % HUGE_PAGES);
+      let first = this.anonPages.get(head);
+      if (first === undefined) {
+        first = this.phys.allocContiguous(HUGE_PAGES); // hugetlb faults allocate even on read
+        this.anonPages.set(head, first);
+      }
+      return { pfn: first + (vpn - head), writable: vma.prot.write, level: PG_LEVEL_2M };
+    }
+    if (vma.backing === null) {
+      const pfn = this.anonPages.get(vpn);
+      if (pfn !== undefined) return { pfn, writable: vma.prot.write };
+      if (!write) {
+        this.zeroMapped.add(vpn);
+        return { pfn: ZERO_PFN, writable: false };
+      }
+      if (this.zeroMapped.delete(vpn)) {
+        // wp_page_copy(): the PTE changes from the zero page to a new page, with a notifier
+        const page = vpn * PAGE_SIZE;
+        for (const l of this.listeners) l(page, page + PAGE_SIZE);
+      }
+      const fresh = this.phys.allocPage();
+      this.anonPages.set(vpn, fresh);
+      return { pfn: fresh, writable: true };
+    }
+    const r = vma.backing.faultPage(vma.pgoff + Math.floor((hva - vma.start) / PAGE_SIZE), write);
+    if (r === 'SIGBUS') return { fault: 'SIGBUS' };
+    return { pfn: r, writable: vma.prot.write };
+  }
+
+  /**
+   * Side-effect-free lookup for invariant checks: the pfn `hva` maps now (the zero page for
+   * a never-written anonymous page), or -1 (unmapped, a hugetlb page not yet faulted, or a
+   * file page the backing cannot report without faulting).
+   */
+  peekPfn(hva: number): number {
+    const vma = this.findVma(hva);
+    if (vma === undefined) return -1;
+    const vpn = Math.floor(hva / PAGE_SIZE);
+    if (vma.huge) {
+      const head = vpn - (vpn % HUGE_PAGES);
+      const first = this.anonPages.get(head);
+      return first === undefined ? -1 : first + (vpn - head);
+    }
+    if (vma.backing === null) return this.anonPages.get(vpn) ?? ZERO_PFN;
+    const peek = (vma.backing as { peekPage?: (pgoff: number) => number }).peekPage;
+    if (typeof peek !== 'function') return -1;
+    return peek.call(vma.backing, vma.pgoff + Math.floor((hva - vma.start) / PAGE_SIZE));
+  }
+
+  /** A VMM load of 1, 2, 4 or 8 bytes (may span pages). Throws HostSignal. */
+  read(hva: number, size: number): bigint {
+    const bytes = this.readBytes(hva, size);
+    let v = 0n;
+    for (let i = size - 1; i >= 0; i--) v = (v << 8n) | BigInt(bytes[i]!);
+    return v;
+  }
+
+  /** A VMM store of 1, 2, 4 or 8 bytes, little-endian (may span pages). Throws HostSignal. */
+  write(hva: number, size: number, value: bigint): void {
+    const bytes = new Uint8Array(size);
+    let v = BigInt.asUintN(size * 8, value);
+    for (let i = 0; i < size; i++) {
+      bytes[i] = Number(v & 0xffn);
+      v >>= 8n;
+    }
+    this.writeBytes(hva, bytes);
+  }
+
+  /** copy from the VMM's memory; throws HostSignal on an unmapped / unreadable / SIGBUS page */
+  readBytes(hva: number, length: number): Uint8Array {
+    const out = new Uint8Array(length);
+    let done = 0;
+    while (done < length) {
+      const addr = hva + done;
+      const off = addr % PAGE_SIZE;
+      const n = Math.min(length - done, PAGE_SIZE - off);
+      const pfn = this.userPage(addr, false);
+      if (pfn !== ZERO_PFN) out.set(this.phys.readBytes(pfn, off, n), done);
+      done += n;
+    }
+    return out;
+  }
+
+  /** copy into the VMM's memory; throws HostSignal. Pages before the faulting one are written. */
+  writeBytes(hva: number, data: Uint8Array): void {
+    let done = 0;
+    while (done < data.length) {
+      const addr = hva + done;
+      const off = addr % PAGE_SIZE;
+      const n = Math.min(data.length - done, PAGE_SIZE - off);
+      const pfn = this.userPage(addr, true);
+      this.phys.writeBytes(pfn, off, data.subarray(done, done + n));
+      done += n;
+    }
+  }
+
+  /** the pfn a user access to `addr` touches, or the signal it raises */
+  private userPage(addr: number, write: boolean): number {
+    const r = this.hvaToPfn(addr, write);
+    if ('fault' in r) throw new HostSignal(r.fault === 'SIGBUS' ? 'SIGBUS' : 'SIGSEGV', addr);
+    return r.pfn;
+  }
+
+  private findFreeTopDown(len: number, align: number): number {
+    let top = MMAP_BASE;
+    const place = (t: number) => Math.floor((t - len) / align) * align;
+    for (let i = this.vmas.length - 1; i >= 0; i--) {
+      const v = this.vmas[i]!;
+      if (v.start >= top) continue;
+      if (v.end <= place(top)) return place(top);
+      top = Math.min(top, v.start);
+    }
+    if (place(top) >= PAGE_SIZE * 16) return place(top); // keep the low 64 KiB (mmap_min_addr) free
+    fail('ENOMEM', 'mmap: no free address range');
+  }
+
+  /** index of the first VMA whose start >= addr */
+  private lowerBound(addr: number): number {
+    let lo = 0;
+    let hi = this.vmas.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.vmas[mid]!.start < addr) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  private unmapRange(start: number, end: number): void {
+    // first VMA that may intersect: the one before lowerBound(start) if it reaches into start
+    let i = this.lowerBound(start);
+    if (i > 0 && this.vmas[i - 1]!.end > start) i--;
+    for (let k = i; k < this.vmas.length && this.vmas[k]!.start < end; k++) {
+      const v = this.vmas[k]!;
+      if (v.huge && ((start > v.start && start % HUGE_SIZE !== 0) || (end < v.end && end % HUGE_SIZE !== 0))) {
+        fail('EINVAL', 'munmap: hugetlb range not 2M aligned');
+      }
+    }
+    const kept: Vma[] = [];
+    const removed: [number, number][] = [];
+    const hugeRemoved: [number, number][] = [];
+    let j = i;
+    for (; j < this.vmas.length; j++) {
+      const v = this.vmas[j]!;
+      if (v.start >= end) break;
+      const cutStart = Math.max(v.start, start);
+      const cutEnd = Math.min(v.end, end);
+      removed.push([cutStart, cutEnd]);
+      if (v.huge) hugeRemoved.push([cutStart, cutEnd]);
+      if (v.start < cutStart) kept.push({ ...v, end: cutStart });
+      if (cutEnd < v.end) {
+        kept.push({ ...v, start: cutEnd, pgoff: v.backing ? v.pgoff + (cutEnd - v.start) / PAGE_SIZE : 0 });
+      }
+    }
+    if (removed.length === 0) return;
+    // mmu_notifier_invalidate_range_start(): secondary MMUs drop their mappings first
+    for (const [s, e] of removed) for (const l of this.listeners) l(s, e);
+    this.vmas.splice(i, j - i, ...kept);
+    for (const [s, e] of hugeRemoved) this.freeHuge(s, e);
+    for (const [s, e] of removed) this.freeAnon(s, e);
+  }
+
+  private freeHuge(start: number, end: number): void {
+    for (let vpn = start / PAGE_SIZE; vpn < end / PAGE_SIZE; vpn += HUGE_PAGES) {
+      const first = this.anonPages.get(vpn);
+      if (first === undefined) continue;
+      this.anonPages.delete(vpn);
+      for (let p = 0; p < HUGE_PAGES; p++) this.phys.freePage(first + p);
+    }
+  }
+
+  private freeAnon(start: number, end: number): void {
+    const first = start / PAGE_SIZE;
+    const last = end / PAGE_SIZE;
+    if (this.zeroMapped.size > 0) {
+      if (last - first > this.zeroMapped.size) {
+        for (const vpn of this.zeroMapped) if (vpn >= first && vpn < last) this.zeroMapped.delete(vpn);
+      } else {
+        for (let vpn = first; vpn < last; vpn++) this.zeroMapped.delete(vpn);
+      }
+    }
+    if (last - first > this.anonPages.size) {
+      for (const [vpn, pfn] of this.anonPages) {
+        if (vpn >= first && vpn < last) {
+          this.anonPages.delete(vpn);
+          this.phys.freePage(pfn);
+        }
+      }
+    } else {
+      for (let vpn = first; vpn < last; vpn++) {
+        const pfn = this.anonPages.get(vpn);
+        if (pfn !== undefined) {
+          this.anonPages.delete(vpn);
+          this.phys.freePage(pfn);
+        }
+      }
+    }
+  }
+}
+
+function alignUp(n: number): number {
+  return Math.ceil(n / PAGE_SIZE) * PAGE_SIZE;
+}
+

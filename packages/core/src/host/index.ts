@@ -1,0 +1,3 @@
+export * from './phys-mem.js';
+export * from './address-space.js';
+export * from './process.js';

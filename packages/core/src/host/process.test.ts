@@ -1,0 +1,43 @@
+import { describe, expect, it } from 'vitest';
+import { KvmError } from '../errno.js';
+import type { KvmFile } from '../backend.js';
+import { Process } from './process.js';
+
+function file(kind = 'memfd') {
+  const f = { kind, releases: 0, release() { f.releases++; } };
+  return f satisfies KvmFile;
+}
+
+describe('Process', () => {
+  it('installs at the lowest free fd >= 3 and releases a file with its last descriptor', () => {
+    const p = new Process();
+    const a = file();
+    const b = file();
+    expect(p.installFd(a)).toBe(3);
+    expect(p.installFd(b)).toBe(4);
+    expect(p.installFd(a)).toBe(5);
+    p.close(3);
+    expect(a.releases).toBe(0);
+    expect(p.installFd(b)).toBe(3);
+    expect(p.getFile(3)).toBe(b);
+    p.close(5);
+    expect(a.releases).toBe(1);
+    expect(p.getFile(5)).toBeUndefined();
+    p.close(3);
+    expect(b.releases).toBe(0);
+    p.close(4);
+    expect(b.releases).toBe(1);
+    expect(p.openFds()).toEqual([]);
+  });
+
+  it('close of a descriptor that is not open is EBADF', () => {
+    const p = new Process();
+    expect(() => p.close(3)).toThrow(KvmError);
+    try {
+      p.close(0);
+    } catch (e) {
+      expect((e as KvmError).code).toBe('EBADF');
+    }
+    expect(p.mm.phys).toBe(p.phys);
+  });
+});

@@ -1,0 +1,78 @@
+/**
+ * The invariant checker: rules that must hold between any two kernel steps. Tests run it
+ * after every operation; the explorer after every scheduled step. Each violation is a
+ * sentence naming the rule.
+ */
+import { KVM_MEMSLOT_INVALID, PAGE_SIZE, PG_LEVEL_4K, pagesPerHpage } from './uapi.js';
+import { KVM_FILTER_PRIVATE, KVM_FILTER_SHARED } from './backend.js';
+import { disallowLpage } from './mmu/hugepage.js';
+import type { Vm } from './vm.js';
+
+export interface InvariantOptions {
+  /** stop after this many 4K pages of huge leaves were checked page by page */
+  pageBudget?: number;
+  /** skip the "no SPTE outlives its slot" rule (while a memslot change is mid-flight) */
+  allowInvalidSlots?: boolean;
+}
+
+export function checkVmInvariants(vm: Vm, opts: InvariantOptions = {}): string[] {
+  const out: string[] = [];
+  const inv = vm.mmuInvalidate;
+  if (inv.inProgress < 0) out.push(`mmu_invalidate_in_progress is negative (${inv.inProgress})`);
+  if (inv.warnings > 0) out.push(`${inv.warnings} invalidation(s) began without adding a range or ended unbalanced`);
+  out.push(...vm.memslots.checkInvariants());
+
+  let budget = opts.pageBudget ?? 1 << 16;
+  vm.mmu.forEachLeaf(0, Number.MAX_SAFE_INTEGER, KVM_FILTER_PRIVATE | KVM_FILTER_SHARED, (gfn, level, pfn, writable, _dirty, isMirror) => {
+    const slot = vm.gfnToMemslot(gfn);
+    const where = `SPTE gfn 0x${gfn.toString(16)} level ${level}`;
+    if (!slot) {
+      out.push(`${where} outlives its memslot (no slot maps this gfn)`);
+      return;
+    }
+    if (slot.flags & KVM_MEMSLOT_INVALID) {
+      if (!opts.allowInvalidSlots) out.push(`${where} maps a memslot that is being deleted`);
+      return;
+    }
+    if (level > PG_LEVEL_4K) {
+      if (slot.dirtyBitmap) out.push(`${where} is huge in a dirty-logging memslot`);
+      if (disallowLpage(slot, gfn, level, vm.hasPrivateMem ? vm.attributes : null))
+        out.push(`${where} is huge where disallow_lpage requires a smaller mapping (slot edge, hva alignment or mixed attributes)`);
+    }
+    const n = pagesPerHpage(level);
+    for (let i = 0; i < n && budget > 0; i++, budget--) {
+      const g = gfn + i;
+      const isPrivate = vm.memIsPrivate(g);
+      if (isMirror && !isPrivate) out.push(`mirror (private) SPTE for gfn 0x${g.toString(16)} whose attribute is shared`);
+      let expected: number;
+      const gmemPath = isPrivate || isMirror || (slot.gmemFile !== null && (slot.flags & (1 << 17)) !== 0);
+      if (gmemPath) {
+        expected = slot.gmemFile?.peekPfn ? slot.gmemFile.peekPfn(slot, g) : pfn + i;
+        if (slot.gmemFile && !slot.gmemFile.live) out.push(`SPTE gfn 0x${g.toString(16)} maps a closed guest_memfd`);
+      } else {
+        if (vm.hasPrivateMem && !isMirror && vm.backend?.hasMirroredTdp && isPrivate)
+          out.push(`direct (shared) SPTE for private gfn 0x${g.toString(16)}`);
+        expected = vm.process.mm.peekPfn(slot.userspaceAddr + (g - slot.baseGfn) * PAGE_SIZE);
+      }
+      if (expected !== pfn + i)
+        out.push(
+          `SPTE gfn 0x${g.toString(16)} maps pfn 0x${(pfn + i).toString(16)} but its backing is pfn ${expected < 0 ? 'none' : '0x' + expected.toString(16)} (${gmemPath ? 'guest_memfd' : 'hva'})`,
+        );
+      if (writable && slot.dirtyBitmap && level === PG_LEVEL_4K) {
+        const rel = g - slot.baseGfn;
+        if (!((slot.dirtyBitmap[rel >>> 5]! >>> (rel & 31)) & 1))
+          out.push(`writable SPTE gfn 0x${g.toString(16)} in a dirty-logging slot whose dirty bit is clear (a write would be lost)`);
+      }
+    }
+  });
+  if (vm.backend?.checkInvariants) out.push(...vm.backend.checkInvariants());
+  return out;
+}
+
+/** Throws with every violation listed; for tests. */
+export function assertVmInvariants(vm: Vm, opts?: InvariantOptions): void {
+  const v = checkVmInvariants(vm, opts);
+  if (v.length) throw new Error(`invariants violated:\n  - ${v.slice(0, 20).join('\n  - ')}`);
+}
+
+export { KVM_FILTER_SHARED };

@@ -1,0 +1,95 @@
+/**
+ * `/dev/kvm` and the VMM process around it: system-wide KVM_CHECK_EXTENSION, KVM_CREATE_VM,
+ * and the host (physical memory, the VMM's address space and fd table).
+ *
+ * Vendor backends and memory providers are plugged in here, because @ccmem/core never
+ * imports them: `new Kvm({ guestMemfd: guestMemfdFactory, backends: { [KVM_X86_SNP_VM]: ... } })`.
+ */
+import { fail } from './errno.js';
+import type { GuestMemfdFactory, HostPhysMem, KernelProfile, VendorBackend } from './backend.js';
+import { KVM_X86_DEFAULT_VM, KVM_X86_SW_PROTECTED_VM, VM_TYPES } from './uapi.js';
+import { profileByName, UPSTREAM_PROFILE } from './profile.js';
+import { Tracer } from './trace.js';
+import { Process } from './host/process.js';
+import { checkExtension, Vm } from './vm.js';
+
+/** Creates a vendor backend for one VM; `options` are the VM's backend options. */
+export type BackendFactory = (options: Readonly<Record<string, unknown>>, env: { phys: HostPhysMem }) => VendorBackend;
+
+export interface KvmOptions {
+  /** kernel profile, by object or name ("upstream", "linux-6.18"); default upstream */
+  profile?: KernelProfile | string;
+  /** guest_memfd provider (from @ccmem/gmem) */
+  guestMemfd?: GuestMemfdFactory;
+  /** vendor backends by VM type (from @ccmem/snp, @ccmem/tdx) */
+  backends?: Readonly<Record<number, BackendFactory>>;
+  process?: Process;
+  tracer?: Tracer;
+}
+
+export interface CreateVmOptions {
+  /** KVM_X86_*_VM */
+  type?: number;
+  /** options for the vendor backend (SNP directmap policy, TDX huge pages, ...) */
+  options?: Readonly<Record<string, unknown>>;
+  /** TDP root level; 5-level paging maps 52-bit gpas */
+  rootLevel?: 4 | 5;
+}
+
+export class Kvm {
+  readonly profile: KernelProfile;
+  readonly process: Process;
+  readonly tracer: Tracer;
+  private readonly guestMemfd: GuestMemfdFactory | null;
+  private readonly backends: Readonly<Record<number, BackendFactory>>;
+
+  constructor(opts: KvmOptions = {}) {
+    const p = typeof opts.profile === 'string' ? profileByName(opts.profile) : opts.profile;
+    if (opts.profile !== undefined && !p) throw new Error(`unknown kernel profile: ${String(opts.profile)}`);
+    this.profile = p ?? UPSTREAM_PROFILE;
+    this.process = opts.process ?? new Process();
+    this.tracer = opts.tracer ?? new Tracer();
+    this.guestMemfd = opts.guestMemfd ?? null;
+    this.backends = opts.backends ?? {};
+  }
+
+  /** KVM_CAP_VM_TYPES: the profile's types that this Kvm can actually run */
+  get vmTypes(): number {
+    let types = (1 << KVM_X86_DEFAULT_VM) | (1 << KVM_X86_SW_PROTECTED_VM);
+    for (const t of Object.keys(this.backends)) types |= 1 << Number(t);
+    return types & this.profile.vmTypes;
+  }
+
+  /** KVM_CHECK_EXTENSION on /dev/kvm */
+  checkExtension(cap: number): number {
+    return checkExtension(cap, null, { profile: this.profile, guestMemfd: this.guestMemfd, vmTypes: this.vmTypes });
+  }
+
+  /** KVM_CREATE_VM: EINVAL for a VM type this host does not offer */
+  createVm(opts: CreateVmOptions = {}): Vm {
+    const type = opts.type ?? KVM_X86_DEFAULT_VM;
+    if (!Number.isInteger(type) || type < 0 || type > 31 || !(this.vmTypes & (1 << type)))
+      fail('EINVAL', `KVM_CREATE_VM: VM type ${vmTypeName(type)} is not supported (KVM_CAP_VM_TYPES)`);
+    const factory = this.backends[type];
+    if (!factory && type !== KVM_X86_DEFAULT_VM && type !== KVM_X86_SW_PROTECTED_VM)
+      fail('EINVAL', `KVM_CREATE_VM: no backend for VM type ${vmTypeName(type)}`);
+    const backend = factory ? factory(opts.options ?? {}, { phys: this.process.phys }) : null;
+    const vm = new Vm({
+      type,
+      profile: this.profile,
+      process: this.process,
+      backend,
+      guestMemfd: this.guestMemfd,
+      tracer: this.tracer,
+      rootLevel: opts.rootLevel ?? 4,
+    });
+    vm.kvmVmTypes = this.vmTypes;
+    vm.fd = this.process.installFd(vm);
+    this.tracer.emit('kvm_create_vm', { type, vm: vm.id });
+    return vm;
+  }
+}
+
+export function vmTypeName(type: number): string {
+  return Object.entries(VM_TYPES).find(([, v]) => v === type)?.[0] ?? String(type);
+}

@@ -1,0 +1,4 @@
+export * from './memslot.js';
+export * from './memslots.js';
+export * from './set-memory-region.js';
+export * from './dirty-log.js';

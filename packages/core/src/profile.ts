@@ -1,0 +1,63 @@
+/**
+ * Kernel profiles. The model follows the newest upstream kernel by default; where kernel
+ * versions or build options differ, a named profile selects the other behaviour.
+ * See docs/profiles.md.
+ */
+import type { KernelProfile } from './backend.js';
+import {
+  GUEST_MEMFD_FLAG_INIT_SHARED,
+  GUEST_MEMFD_FLAG_MMAP,
+  KVM_X86_DEFAULT_VM,
+  KVM_X86_SEV_ES_VM,
+  KVM_X86_SEV_VM,
+  KVM_X86_SNP_VM,
+  KVM_X86_SW_PROTECTED_VM,
+  KVM_X86_TDX_VM,
+} from './uapi.js';
+
+const bit = (n: number) => 1 << n;
+
+/** Newest upstream (kvm-x86/next): EEXIST for overlapping gmem bindings (commit 7ea987a9). */
+export const UPSTREAM_PROFILE: KernelProfile = Object.freeze({
+  name: 'upstream',
+  gmemBindOverlapErrno: 'EEXIST',
+  smmAddressSpaces: true,
+  multiAddressSpaceCap: 2,
+  memoryAttributes: true,
+  preFaultMemory: true,
+  vmTypes:
+    bit(KVM_X86_DEFAULT_VM) |
+    bit(KVM_X86_SW_PROTECTED_VM) |
+    bit(KVM_X86_SEV_VM) |
+    bit(KVM_X86_SEV_ES_VM) |
+    bit(KVM_X86_SNP_VM) |
+    bit(KVM_X86_TDX_VM),
+  gmemFlagsDefaultVm: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED,
+  pciHole: true,
+});
+
+/**
+ * v6.18 as built on this project's CI machines (kvm_pvm, no CONFIG_KVM_SMM, no
+ * CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES, shadow MMU): overlapping gmem bindings are EINVAL,
+ * one address space, no attributes, no pre-fault, only the default VM type.
+ */
+export const LINUX_6_18_PROFILE: KernelProfile = Object.freeze({
+  name: 'linux-6.18',
+  gmemBindOverlapErrno: 'EINVAL',
+  smmAddressSpaces: false,
+  multiAddressSpaceCap: 0,
+  memoryAttributes: false,
+  preFaultMemory: false,
+  vmTypes: bit(KVM_X86_DEFAULT_VM),
+  gmemFlagsDefaultVm: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED,
+  pciHole: false,
+});
+
+export const PROFILES: Readonly<Record<string, KernelProfile>> = Object.freeze({
+  upstream: UPSTREAM_PROFILE,
+  'linux-6.18': LINUX_6_18_PROFILE,
+});
+
+export function profileByName(name: string): KernelProfile | undefined {
+  return PROFILES[name];
+}

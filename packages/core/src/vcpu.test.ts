@@ -1,0 +1,201 @@
+import { describe, expect, it } from 'vitest';
+import { Kvm } from './kvm.js';
+import { assertVmInvariants } from './invariants.js';
+import {
+  KVM_MEM_LOG_DIRTY_PAGES,
+  KVM_MEM_PCI_HOLE,
+  KVM_MEM_READONLY,
+  KVM_MEMORY_ATTRIBUTE_PRIVATE,
+  KVM_MEMORY_EXIT_FLAG_PRIVATE,
+  KVM_MEM_GUEST_MEMFD,
+  KVM_X86_SW_PROTECTED_VM,
+} from './uapi.js';
+import { FakeGmem } from './testing/fake-gmem.js';
+
+const MiB = 1 << 20;
+
+function defaultVm(flags = 0, size = 2 * MiB) {
+  const kvm = new Kvm();
+  const vm = kvm.createVm();
+  const hva = kvm.process.mm.mmap({ length: size, prot: { read: true, write: true }, shared: false });
+  vm.setUserMemoryRegion2({ slot: 0, flags, guest_phys_addr: 0x100000, memory_size: size, userspace_addr: hva });
+  const vcpu = vm.createVcpu(0);
+  return { kvm, vm, hva, vcpu };
+}
+
+describe('guest accesses on a default VM', () => {
+  it('data round-trips between the VMM (hva) and the guest (gpa)', () => {
+    const { kvm, vm, hva, vcpu } = defaultVm();
+    kvm.process.mm.write(hva + 0x10, 4, 0xcafef00dn);
+    expect(vcpu.guestRead(0x100010, 4)).toEqual({ value: 0xcafef00dn });
+    expect(vcpu.guestWrite(0x100020, 8, 0x1122334455667788n)).toEqual({});
+    expect(kvm.process.mm.read(hva + 0x20, 8)).toBe(0x1122334455667788n);
+    expect(vcpu.guestRead(0x100024, 2).value).toBe(0x3344n);
+    assertVmInvariants(vm);
+  });
+
+  it('a never-touched page reads zero through the zero page, and a later VMM write is seen', () => {
+    const { kvm, vm, hva, vcpu } = defaultVm();
+    expect(vcpu.guestRead(0x101000, 8).value).toBe(0n);
+    kvm.process.mm.write(hva + 0x1000, 4, 0x55n); // CoW of the zero page: KVM's SPTE is zapped
+    expect(vcpu.guestRead(0x101000, 4).value).toBe(0x55n);
+    assertVmInvariants(vm);
+  });
+
+  it('an access that crosses a page boundary is split', () => {
+    const { kvm, vcpu, hva } = defaultVm();
+    expect(vcpu.guestWrite(0x100ffe, 4, 0xaabbccddn)).toEqual({});
+    expect(kvm.process.mm.read(hva + 0xffe, 4)).toBe(0xaabbccddn);
+    expect(vcpu.guestRead(0x100ffe, 4).value).toBe(0xaabbccddn);
+  });
+
+  it('a write to a read-only slot exits with KVM_EXIT_MMIO; reads are served', () => {
+    const { kvm, hva, vcpu } = defaultVm(KVM_MEM_READONLY);
+    kvm.process.mm.write(hva, 4, 0x12345678n);
+    expect(vcpu.guestRead(0x100000, 4).value).toBe(0x12345678n);
+    const r = vcpu.guestWrite(0x100000, 4, 0xdeadbeefn);
+    expect(r.exit).toEqual({ reason: 'KVM_EXIT_MMIO', mmio: { phys_addr: 0x100000, data: 0xdeadbeefn, len: 4, is_write: true } });
+    expect(kvm.process.mm.read(hva, 4)).toBe(0x12345678n);
+  });
+
+  it('an unbacked gpa is emulated MMIO; the VMM completes the read', () => {
+    const { vcpu } = defaultVm();
+    const r = vcpu.guestRead(0xfee00000, 4);
+    expect(r.exit).toEqual({ reason: 'KVM_EXIT_MMIO', mmio: { phys_addr: 0xfee00000, data: 0n, len: 4, is_write: false } });
+    expect(vcpu.completeMmioRead(0x1234567890n)).toEqual({ value: 0x34567890n });
+  });
+
+  it('KVM_MEM_PCI_HOLE: reads are all-ones in the kernel, writes exit as MMIO, nothing is mapped', () => {
+    const kvm = new Kvm();
+    const vm = kvm.createVm();
+    vm.setUserMemoryRegion2({ slot: 3, flags: KVM_MEM_PCI_HOLE, guest_phys_addr: 0xe0000000, memory_size: 16 * MiB, userspace_addr: 0 });
+    const vcpu = vm.createVcpu(0);
+    expect(vcpu.guestRead(0xe0001000, 4).value).toBe(0xffffffffn);
+    expect(vcpu.guestRead(0xe0001000, 8).value).toBe(0xffffffffffffffffn);
+    expect(vcpu.guestWrite(0xe0001000, 2, 0x1n).exit?.reason).toBe('KVM_EXIT_MMIO');
+    expect(vm.mmu.stats.pages_4k).toBe(0);
+  });
+
+  it('munmap of the backing makes the next fault fail with EFAULT and a memory-fault exit', () => {
+    const { kvm, vm, hva, vcpu } = defaultVm();
+    expect(vcpu.guestWrite(0x100000, 4, 1n)).toEqual({});
+    kvm.process.mm.munmap(hva, 4096);
+    const r = vcpu.guestRead(0x100000, 4);
+    expect(r.errno).toBe('EFAULT');
+    expect(r.exit).toEqual({ reason: 'KVM_EXIT_MEMORY_FAULT', memory_fault: { flags: 0, gpa: 0x100000, size: 4096 } });
+    assertVmInvariants(vm);
+  });
+
+  it('deleting a slot removes every mapping made through it', () => {
+    const { vm, vcpu } = defaultVm();
+    vcpu.guestWrite(0x100000, 4, 1n);
+    vcpu.guestWrite(0x180000, 4, 1n);
+    expect(vm.mmu.stats.pages_4k).toBe(2);
+    vm.setUserMemoryRegion2({ slot: 0, flags: 0, guest_phys_addr: 0x100000, memory_size: 0, userspace_addr: 0 });
+    expect(vm.mmu.stats.pages_4k).toBe(0);
+    expect(vcpu.guestRead(0x100000, 4).exit?.reason).toBe('KVM_EXIT_MMIO');
+    assertVmInvariants(vm);
+  });
+});
+
+describe('dirty logging fed by guest writes', () => {
+  it('every guest write lands in the bitmap; GET_DIRTY_LOG re-arms tracking', () => {
+    const { vm, vcpu } = defaultVm(KVM_MEM_LOG_DIRTY_PAGES);
+    vcpu.guestWrite(0x100000, 4, 1n);
+    vcpu.guestWrite(0x105000, 1, 1n);
+    let bm = vm.getDirtyLog({ slot: 0 });
+    expect(bm.length).toBe(64); // 512 pages → ALIGN(512,64)/8
+    expect(bm[0]).toBe(0b100001);
+    bm = vm.getDirtyLog({ slot: 0 });
+    expect(bm[0]).toBe(0); // taken and cleared
+    vcpu.guestWrite(0x100008, 4, 2n); // write-protected again: logged again
+    bm = vm.getDirtyLog({ slot: 0 });
+    expect(bm[0]).toBe(1);
+    assertVmInvariants(vm);
+  });
+
+  it('turning logging on splits huge mappings and write-protects (eager split)', () => {
+    const kvm = new Kvm();
+    const vm = kvm.createVm();
+    const hva = kvm.process.mm.mmap({ length: 4 * MiB, prot: { read: true, write: true }, shared: false, hugepage: '2M' });
+    vm.setUserMemoryRegion2({ slot: 0, flags: 0, guest_phys_addr: 0x200000, memory_size: 4 * MiB, userspace_addr: hva });
+    const vcpu = vm.createVcpu(0);
+    vcpu.guestWrite(0x200000, 4, 1n);
+    expect(vm.mmu.stats.pages_2m).toBe(1);
+    vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_LOG_DIRTY_PAGES, guest_phys_addr: 0x200000, memory_size: 4 * MiB, userspace_addr: hva });
+    expect(vm.mmu.stats.pages_2m).toBe(0);
+    expect(vm.mmu.stats.pages_4k).toBe(512);
+    vcpu.guestWrite(0x201000, 4, 1n);
+    expect(vm.getDirtyLog({ slot: 0 })[0]).toBe(0b10);
+    assertVmInvariants(vm);
+  });
+});
+
+describe('huge mappings', () => {
+  it('a 2 MiB-aligned hugetlb backing is mapped at 2M; a misaligned hva stays 4K', () => {
+    const kvm = new Kvm();
+    const vm = kvm.createVm();
+    const hva = kvm.process.mm.mmap({ length: 8 * MiB, prot: { read: true, write: true }, shared: false, hugepage: '2M' });
+    vm.setUserMemoryRegion2({ slot: 0, flags: 0, guest_phys_addr: 0x40000000, memory_size: 4 * MiB, userspace_addr: hva });
+    vm.setUserMemoryRegion2({ slot: 1, flags: 0, guest_phys_addr: 0x80001000, memory_size: 2 * MiB, userspace_addr: hva + 4 * MiB });
+    const vcpu = vm.createVcpu(0);
+    vcpu.guestWrite(0x40000000, 4, 7n);
+    expect(vm.mmu.stats.pages_2m).toBe(1);
+    vcpu.guestRead(0x80001000, 4);
+    expect(vm.mmu.stats.pages_4k).toBe(1);
+    assertVmInvariants(vm);
+  });
+});
+
+describe('software-protected VM: private memory', () => {
+  function swVm() {
+    const kvm = new Kvm();
+    const vm = kvm.createVm({ type: KVM_X86_SW_PROTECTED_VM });
+    const gmem = new FakeGmem(vm, 2 * MiB, kvm.process.phys);
+    const fd = kvm.process.installFd(gmem);
+    const hva = kvm.process.mm.mmap({ length: 2 * MiB, prot: { read: true, write: true }, shared: false });
+    vm.setUserMemoryRegion2({
+      slot: 0,
+      flags: KVM_MEM_GUEST_MEMFD,
+      guest_phys_addr: 0x100000,
+      memory_size: 2 * MiB,
+      userspace_addr: hva,
+      guest_memfd: fd,
+      guest_memfd_offset: 0,
+    });
+    return { kvm, vm, gmem, hva, vcpu: vm.createVcpu(0) };
+  }
+
+  it('the attribute decides: private data lives in guest_memfd, the hva keeps the shared data', () => {
+    const { kvm, vm, hva, vcpu } = swVm();
+    kvm.process.mm.write(hva, 4, 0x11n);
+    expect(vcpu.guestRead(0x100000, 4).value).toBe(0x11n);
+    vm.setMemoryAttributes({ address: 0x100000, size: 4096, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
+    expect(vcpu.guestRead(0x100000, 4).value).toBe(0n); // fresh private page
+    vcpu.guestWrite(0x100000, 4, 0x22n);
+    expect(kvm.process.mm.read(hva, 4)).toBe(0x11n); // the host never sees private data
+    vm.setMemoryAttributes({ address: 0x100000, size: 4096, attributes: 0 });
+    expect(vcpu.guestRead(0x100000, 4).value).toBe(0x11n);
+    assertVmInvariants(vm);
+  });
+
+  it('a private gfn in a slot without guest_memfd exits with KVM_EXIT_MEMORY_FAULT (PRIVATE)', () => {
+    const kvm = new Kvm();
+    const vm = kvm.createVm({ type: KVM_X86_SW_PROTECTED_VM });
+    const hva = kvm.process.mm.mmap({ length: 2 * MiB, prot: { read: true, write: true }, shared: false });
+    vm.setUserMemoryRegion2({ slot: 0, flags: 0, guest_phys_addr: 0, memory_size: 2 * MiB, userspace_addr: hva });
+    vm.setMemoryAttributes({ address: 0x3000, size: 4096, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
+    const r = vm.createVcpu(0).guestRead(0x3008, 4);
+    expect(r.errno).toBe('EFAULT');
+    expect(r.exit).toEqual({ reason: 'KVM_EXIT_MEMORY_FAULT', memory_fault: { flags: KVM_MEMORY_EXIT_FLAG_PRIVATE, gpa: 0x3000, size: 4096 } });
+  });
+
+  it('a closed guest_memfd makes private faults fail with EFAULT', () => {
+    const { vm, gmem, vcpu } = swVm();
+    vm.setMemoryAttributes({ address: 0x100000, size: 2 * MiB, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
+    gmem.live = false;
+    const r = vcpu.guestRead(0x100000, 1);
+    expect(r.errno).toBe('EFAULT');
+    expect(r.exit?.reason).toBe('KVM_EXIT_MEMORY_FAULT');
+  });
+});

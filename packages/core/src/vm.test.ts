@@ -1,0 +1,99 @@
+import { describe, expect, it } from 'vitest';
+import { Kvm } from './kvm.js';
+import { KvmError } from './errno.js';
+import {
+  KVM_CAP_GUEST_MEMFD,
+  KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2,
+  KVM_CAP_MEMORY_ATTRIBUTES,
+  KVM_CAP_MULTI_ADDRESS_SPACE,
+  KVM_CAP_NR_MEMSLOTS,
+  KVM_CAP_PCI_HOLE_MEM,
+  KVM_CAP_PRE_FAULT_MEMORY,
+  KVM_CAP_READONLY_MEM,
+  KVM_CAP_USER_MEMORY2,
+  KVM_CAP_VM_TYPES,
+  KVM_CAP_EXIT_HYPERCALL,
+  KVM_MEMORY_ATTRIBUTE_PRIVATE,
+  KVM_X86_DEFAULT_VM,
+  KVM_X86_SNP_VM,
+  KVM_X86_SW_PROTECTED_VM,
+} from './uapi.js';
+
+function errnoOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof KvmError) return e.code;
+    throw e;
+  }
+  return undefined;
+}
+
+describe('KVM_CHECK_EXTENSION', () => {
+  it('upstream profile: system-wide and per-VM answers', () => {
+    const kvm = new Kvm();
+    expect(kvm.checkExtension(KVM_CAP_NR_MEMSLOTS)).toBe(32764);
+    expect(kvm.checkExtension(KVM_CAP_USER_MEMORY2)).toBe(1);
+    expect(kvm.checkExtension(KVM_CAP_MULTI_ADDRESS_SPACE)).toBe(2);
+    expect(kvm.checkExtension(KVM_CAP_MEMORY_ATTRIBUTES)).toBe(KVM_MEMORY_ATTRIBUTE_PRIVATE);
+    expect(kvm.checkExtension(KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2)).toBe(3);
+    expect(kvm.checkExtension(KVM_CAP_VM_TYPES)).toBe((1 << KVM_X86_DEFAULT_VM) | (1 << KVM_X86_SW_PROTECTED_VM));
+    expect(kvm.checkExtension(KVM_CAP_PRE_FAULT_MEMORY)).toBe(1);
+    expect(kvm.checkExtension(KVM_CAP_PCI_HOLE_MEM)).toBe(1);
+    expect(kvm.checkExtension(KVM_CAP_GUEST_MEMFD)).toBe(0); // no provider plugged in
+    expect(kvm.checkExtension(KVM_CAP_EXIT_HYPERCALL)).toBe(1 << 12);
+    expect(kvm.checkExtension(0xdead)).toBe(0);
+    const vm = kvm.createVm();
+    expect(vm.checkExtension(KVM_CAP_MEMORY_ATTRIBUTES)).toBe(0); // default VM: no private memory
+    expect(vm.checkExtension(KVM_CAP_READONLY_MEM)).toBe(1);
+    const sw = kvm.createVm({ type: KVM_X86_SW_PROTECTED_VM });
+    expect(sw.checkExtension(KVM_CAP_MEMORY_ATTRIBUTES)).toBe(KVM_MEMORY_ATTRIBUTE_PRIVATE);
+    expect(sw.checkExtension(KVM_CAP_MULTI_ADDRESS_SPACE)).toBe(2);
+  });
+
+  it('linux-6.18 profile matches the CI host', () => {
+    const kvm = new Kvm({ profile: 'linux-6.18' });
+    expect(kvm.checkExtension(KVM_CAP_MULTI_ADDRESS_SPACE)).toBe(0);
+    expect(kvm.checkExtension(KVM_CAP_MEMORY_ATTRIBUTES)).toBe(0);
+    expect(kvm.checkExtension(KVM_CAP_PRE_FAULT_MEMORY)).toBe(0);
+    expect(kvm.checkExtension(KVM_CAP_VM_TYPES)).toBe(1);
+    expect(kvm.checkExtension(KVM_CAP_PCI_HOLE_MEM)).toBe(0);
+    expect(errnoOf(() => kvm.createVm({ type: KVM_X86_SW_PROTECTED_VM }))).toBe('EINVAL');
+    const vm = kvm.createVm();
+    expect(errnoOf(() => vm.setMemoryAttributes({ address: 0, size: 4096, attributes: 0 }))).toBe('ENOTTY');
+  });
+});
+
+describe('KVM_CREATE_VM / KVM_CREATE_VCPU / KVM_ENABLE_CAP', () => {
+  it('unsupported VM types are EINVAL', () => {
+    const kvm = new Kvm();
+    expect(errnoOf(() => kvm.createVm({ type: KVM_X86_SNP_VM }))).toBe('EINVAL'); // no backend plugged in
+    expect(errnoOf(() => kvm.createVm({ type: 99 }))).toBe('EINVAL');
+  });
+
+  it('vCPU ids: out of range EINVAL, duplicate EEXIST', () => {
+    const vm = new Kvm().createVm();
+    vm.createVcpu(0);
+    expect(errnoOf(() => vm.createVcpu(0))).toBe('EEXIST');
+    expect(errnoOf(() => vm.createVcpu(4096))).toBe('EINVAL');
+    expect(vm.nrVcpus).toBe(1);
+  });
+
+  it('KVM_ENABLE_CAP: manual dirty-log protect and exit-hypercall argument checks', () => {
+    const vm = new Kvm().createVm();
+    expect(errnoOf(() => vm.enableCap({ cap: KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, args: [4] }))).toBe('EINVAL');
+    expect(errnoOf(() => vm.enableCap({ cap: KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, args: [1], flags: 1 }))).toBe('EINVAL');
+    vm.enableCap({ cap: KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, args: [3] });
+    expect(errnoOf(() => vm.enableCap({ cap: KVM_CAP_EXIT_HYPERCALL, args: [1 << 3] }))).toBe('EINVAL');
+    vm.enableCap({ cap: KVM_CAP_EXIT_HYPERCALL, args: [1 << 12] });
+    expect(vm.exitHypercalls).toBe(1 << 12);
+    expect(errnoOf(() => vm.enableCap({ cap: 12345 }))).toBe('EINVAL');
+  });
+
+  it('a dead VM answers EIO to every ioctl', () => {
+    const vm = new Kvm().createVm();
+    vm.markBugged('test');
+    expect(errnoOf(() => vm.createVcpu(1))).toBe('EIO');
+    expect(errnoOf(() => vm.setUserMemoryRegion2({ slot: 0, flags: 0, guest_phys_addr: 0, memory_size: 0, userspace_addr: 0 }))).toBe('EIO');
+  });
+});

@@ -1,0 +1,636 @@
+/**
+ * `struct kvm`: one VM and its VM-level ioctls (virt/kvm/kvm_main.c kvm_vm_ioctl, x86.c).
+ * The VM ties together the memslots, dirty logging, memory attributes, the invalidation
+ * protocol, the TDP MMU and the vendor backend; it implements the narrow interfaces each of
+ * them needs (FaultVm, AttributesVm, MemslotHooks, VmForBackend, VmForProvider).
+ */
+import { ERRNO, errnoName, fail, KvmError, type ErrnoName } from './errno.js';
+import {
+  KVM_FILTER_PRIVATE,
+  KVM_FILTER_SHARED,
+  type GuestMemfdFactory,
+  type GuestMemoryFile,
+  type KernelProfile,
+  type KvmCreateGuestMemfd,
+  type KvmFile,
+  type MemslotView,
+  type VendorBackend,
+  type VendorIoctlResult,
+  type VmForBackend,
+  type VmForProvider,
+} from './backend.js';
+import {
+  CAPS,
+  KVM_CAP_EXIT_HYPERCALL,
+  KVM_CAP_GUEST_MEMFD,
+  KVM_CAP_GUEST_MEMFD_FLAGS,
+  KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2,
+  KVM_CAP_MAX_VCPUS,
+  KVM_CAP_MEMORY_ATTRIBUTES,
+  KVM_CAP_MEMORY_FAULT_INFO,
+  KVM_CAP_MULTI_ADDRESS_SPACE,
+  KVM_CAP_NR_MEMSLOTS,
+  KVM_CAP_NR_VCPUS,
+  KVM_CAP_PCI_HOLE_MEM,
+  KVM_CAP_PRE_FAULT_MEMORY,
+  KVM_CAP_READONLY_MEM,
+  KVM_CAP_SYNC_MMU,
+  KVM_CAP_USER_MEMORY2,
+  KVM_CAP_VM_TYPES,
+  KVM_DIRTY_LOG_MANUAL_CAPS,
+  KVM_HC_MAP_GPA_RANGE,
+  KVM_MAX_NR_ADDRESS_SPACES,
+  KVM_MEMORY_ATTRIBUTE_PRIVATE,
+  KVM_MEMSLOT_GMEM_ONLY,
+  KVM_USER_MEM_SLOTS,
+  KVM_X86_DEFAULT_VM,
+  KVM_X86_SW_PROTECTED_VM,
+  PAGE_SIZE,
+  PG_LEVEL_4K,
+  pagesPerHpage,
+} from './uapi.js';
+import { Tracer } from './trace.js';
+import { MmuInvalidate } from './invalidate.js';
+import { RangeMap } from './range-map.js';
+import { KvmMemorySlot, kvmSlotDirtyTrackEnabled } from './memslot/memslot.js';
+import { MemslotEngine, type MemslotChange, type MemslotHooks, type KvmUserspaceMemoryRegion2 } from './memslot/set-memory-region.js';
+import { DirtyLog, type KvmClearDirtyLog, type KvmDirtyLog } from './memslot/dirty-log.js';
+import type { Process } from './host/process.js';
+import type { PhysMem } from './host/phys-mem.js';
+import { TdpMmu } from './mmu/tdp-mmu.js';
+import { RET_PF_FIXED } from './mmu/mmu-internal.js';
+import type { FaultInjection, FaultVm } from './mmu/fault-vm.js';
+import type { KvmPageFault } from './mmu/page-fault.js';
+import { SetMemoryAttributesOp, kvmSupportedMemAttributes, type KvmMemoryAttributes } from './attributes.js';
+import type { AttributesVm } from './attributes-vm.js';
+import { runOp, type KernelOp } from './steps.js';
+import { Vcpu } from './vcpu.js';
+
+/** KVM_MAX_VCPU_IDS on x86 */
+export const KVM_MAX_VCPU_IDS = 4096;
+export const KVM_MAX_VCPUS = 4096;
+/** KVM_EXIT_HYPERCALL_VALID_MASK */
+export const KVM_EXIT_HYPERCALL_VALID_MASK = 1 << KVM_HC_MAP_GPA_RANGE;
+
+/** struct kvm_enable_cap */
+export interface KvmEnableCap {
+  cap: number;
+  flags?: number;
+  args?: number[];
+}
+
+export interface VmOptions {
+  readonly type: number;
+  readonly profile: KernelProfile;
+  readonly process: Process;
+  readonly backend: VendorBackend | null;
+  readonly guestMemfd: GuestMemfdFactory | null;
+  readonly tracer: Tracer;
+  /** MMU root level: 4 (48-bit GPA) or 5 (52-bit GPA) */
+  readonly rootLevel?: 4 | 5;
+}
+
+let nextVmId = 1;
+
+export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, KvmFile {
+  readonly kind = 'kvm-vm';
+  readonly id = nextVmId++;
+  readonly vmType: number;
+  readonly profile: KernelProfile;
+  readonly process: Process;
+  readonly phys: PhysMem;
+  readonly backend: VendorBackend | null;
+  readonly tracer: Tracer;
+  readonly hasPrivateMem: boolean;
+  readonly nrMemslotAsIds: number;
+  readonly mmuInvalidate = new MmuInvalidate();
+  readonly attributes = new RangeMap();
+  readonly faultInjection: FaultInjection = { skipRetryCheck: false };
+  readonly memslots: MemslotEngine;
+  readonly dirtyLog: DirtyLog;
+  readonly mmu: TdpMmu;
+  readonly vcpus: Vcpu[] = [];
+  /** KVM_CAP_EXIT_HYPERCALL: hypercalls that exit to userspace */
+  exitHypercalls = 0;
+  /** kvm->vm_dead / vm_bugged, with why */
+  deadReason: string | null = null;
+  /** the VM's file descriptor in the VMM process */
+  fd = -1;
+  /** KVM_CAP_VM_TYPES as this VM's /dev/kvm answers it */
+  kvmVmTypes = 1;
+  private refs = 1;
+  private readonly guestMemfd: GuestMemfdFactory | null;
+  private readonly unsubscribeMmuNotifier: () => void;
+
+  constructor(opts: VmOptions) {
+    this.vmType = opts.type;
+    this.profile = opts.profile;
+    this.process = opts.process;
+    this.phys = opts.process.phys;
+    this.backend = opts.backend;
+    this.tracer = opts.tracer;
+    this.guestMemfd = opts.guestMemfd;
+    this.hasPrivateMem = opts.backend ? opts.backend.hasPrivateMem : opts.type === KVM_X86_SW_PROTECTED_VM;
+    this.nrMemslotAsIds = opts.backend
+      ? opts.backend.nrMemslotAsIds
+      : opts.profile.smmAddressSpaces
+        ? KVM_MAX_NR_ADDRESS_SPACES
+        : 1;
+    this.memslots = new MemslotEngine(this.memslotHooks());
+    this.dirtyLog = new DirtyLog(this.memslots, this.memslotHooks());
+    const backend = opts.backend;
+    this.mmu = new TdpMmu({
+      rootLevel: opts.rootLevel ?? 4,
+      mirror: backend?.hasMirroredTdp ?? false,
+      external: backend ?? undefined,
+      gfnDirectBits: backend?.gfnDirectBits ?? 0,
+      tracer: this.tracer,
+    });
+    this.unsubscribeMmuNotifier = this.process.mm.onInvalidateRange((start, end) => this.mmuNotifierInvalidate(start, end));
+    backend?.attach(this);
+  }
+
+  /* ------------------------------------------------------------------ state ------------- */
+
+  get dead(): boolean {
+    return this.deadReason !== null;
+  }
+
+  /** every VM ioctl: a dead VM answers EIO */
+  private checkAlive(ioctl: string): void {
+    if (this.deadReason !== null) fail('EIO', `${ioctl}: the VM is dead (${this.deadReason})`);
+  }
+
+  /** KVM_CAP_GUEST_MEMFD */
+  get hasGuestMemfd(): boolean {
+    return this.guestMemfd !== null;
+  }
+
+  /** KVM_CAP_GUEST_MEMFD_FLAGS for this VM */
+  get guestMemfdFlags(): number {
+    return this.guestMemfd ? this.guestMemfd.supportedFlags(this) : 0;
+  }
+
+  get nrVcpus(): number {
+    return this.vcpus.length;
+  }
+
+  /* -------------------------------------------------------- KVM_CHECK_EXTENSION --------- */
+
+  /** kvm_vm_ioctl_check_extension_generic() + x86 kvm_vm_ioctl_check_extension() on a VM fd */
+  checkExtension(cap: number): number {
+    return checkExtension(cap, this);
+  }
+
+  /** KVM_ENABLE_CAP on the VM fd */
+  enableCap(args: KvmEnableCap): void {
+    this.checkAlive('KVM_ENABLE_CAP');
+    const flags = args.flags ?? 0;
+    const a0 = args.args?.[0] ?? 0;
+    switch (args.cap) {
+      case KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2:
+        this.dirtyLog.enableManualDirtyLogProtect(a0, flags);
+        return;
+      case KVM_CAP_EXIT_HYPERCALL:
+        if (a0 & ~KVM_EXIT_HYPERCALL_VALID_MASK) fail('EINVAL', 'KVM_CAP_EXIT_HYPERCALL: unknown hypercall bits');
+        this.exitHypercalls = a0;
+        return;
+      default:
+        fail('EINVAL', `KVM_ENABLE_CAP: capability ${args.cap} cannot be enabled on a VM`);
+    }
+  }
+
+  /* ------------------------------------------------------------------- memslots --------- */
+
+  /** KVM_SET_USER_MEMORY_REGION (legacy: flags limited to LOG_DIRTY_PAGES | READONLY) */
+  setUserMemoryRegion(region: KvmUserspaceMemoryRegion2): void {
+    this.checkAlive('KVM_SET_USER_MEMORY_REGION');
+    runOp(this.memslots.beginSetUserMemoryRegion(region, { v2: false }));
+  }
+
+  /** KVM_SET_USER_MEMORY_REGION2 */
+  setUserMemoryRegion2(region: KvmUserspaceMemoryRegion2): void {
+    this.checkAlive('KVM_SET_USER_MEMORY_REGION2');
+    runOp(this.memslots.beginSetUserMemoryRegion(region, { v2: true }));
+  }
+
+  /** the resumable form, for an explorer: all checks run now, phases on step() */
+  beginSetUserMemoryRegion2(region: KvmUserspaceMemoryRegion2): KernelOp<void> {
+    this.checkAlive('KVM_SET_USER_MEMORY_REGION2');
+    return this.memslots.beginSetUserMemoryRegion(region, { v2: true });
+  }
+
+  /** KVM_GET_DIRTY_LOG: the slot's bitmap in the kernel's layout */
+  getDirtyLog(args: KvmDirtyLog): Uint8Array {
+    this.checkAlive('KVM_GET_DIRTY_LOG');
+    return this.dirtyLog.getDirtyLog(args);
+  }
+
+  /** KVM_CLEAR_DIRTY_LOG */
+  clearDirtyLog(args: KvmClearDirtyLog): void {
+    this.checkAlive('KVM_CLEAR_DIRTY_LOG');
+    this.dirtyLog.clearDirtyLog(args);
+  }
+
+  /** __gfn_to_memslot() in address space 0 (INVALID slots included) */
+  gfnToMemslot(gfn: number): KvmMemorySlot | null {
+    return this.memslots.gfnToMemslot(0, gfn);
+  }
+
+  forEachMemslotInGfnRange(start: number, end: number, cb: (slot: KvmMemorySlot) => void): void {
+    for (let as = 0; as < this.nrMemslotAsIds; as++) this.memslots.forEachMemslotInGfnRange(as, start, end, cb);
+  }
+
+  private memslotHooks(): MemslotHooks {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const vm = this;
+    return {
+      nrAsIds: () => vm.nrMemslotAsIds,
+      hasReadonlyMem: () => (vm.backend ? vm.backend.hasReadonlyMem : true),
+      pciHoleSupported: () => vm.profile.pciHole,
+      getFile: (fd: number) => vm.process.getFile(fd),
+      ownerVm: vm,
+      archPrepareMemoryRegion: (change: MemslotChange, _old: KvmMemorySlot | null, next: KvmMemorySlot | null) =>
+        vm.archPrepareMemoryRegion(change, next),
+      flushShadowMemslot: (slot: KvmMemorySlot) => vm.flushShadowMemslot(slot),
+      archCommitMemoryRegion: (change: MemslotChange, old: KvmMemorySlot | null, next: KvmMemorySlot | null) =>
+        vm.archCommitMemoryRegion(change, old, next),
+      enableDirtyLogPtMasked: (slot: KvmMemorySlot, gfnOffset: number, mask: number) =>
+        vm.mmu.writeProtectGfnMask(slot.baseGfn + gfnOffset, mask),
+      flushRemoteTlbs: () => vm.flushRemoteTlbs(),
+      tracer: vm.tracer,
+    };
+  }
+
+  /** kvm_arch_prepare_memory_region(): the new slot must fit the guest physical address space */
+  private archPrepareMemoryRegion(change: MemslotChange, next: KvmMemorySlot | null): ErrnoName | null {
+    if ((change === 'CREATE' || change === 'MOVE') && next) {
+      const maxGfn = 2 ** (this.mmu.rootLevel === 5 ? 52 : 48) / PAGE_SIZE;
+      const direct = this.backend?.gfnDirectBits ?? 0;
+      const lastGfn = next.baseGfn + next.npages - 1;
+      if (lastGfn >= maxGfn) return 'EINVAL';
+      // a gfn "alias" (TDX shared bit) can never be a memslot
+      if (direct && (lastGfn >= direct || next.baseGfn >= direct)) return 'EINVAL';
+    }
+    return null;
+  }
+
+  /**
+   * kvm_arch_flush_shadow_memslot(): zap what the slot mapped. The default VM zaps every
+   * SPTE (KVM_X86_QUIRK_SLOT_ZAP_ALL); other VM types zap only the slot's leaves, with both
+   * filters (a TDX guest's accepted memory elsewhere must survive).
+   */
+  private flushShadowMemslot(slot: KvmMemorySlot): void {
+    const start = slot.baseGfn;
+    const end = slot.baseGfn + slot.npages;
+    this.tracer.emit('kvm_arch_flush_shadow_memslot', { slot: slot.id, start, end, zap_all: this.vmType === KVM_X86_DEFAULT_VM });
+    let flush: boolean;
+    if (this.vmType === KVM_X86_DEFAULT_VM) flush = this.mmu.zapAllDirect();
+    else flush = this.mmu.zapGfnRange(start, end, KVM_FILTER_PRIVATE | KVM_FILTER_SHARED);
+    if (flush) this.flushRemoteTlbs();
+  }
+
+  /** kvm_arch_commit_memory_region() / kvm_mmu_slot_apply_flags() */
+  private archCommitMemoryRegion(change: MemslotChange, old: KvmMemorySlot | null, next: KvmMemorySlot | null): void {
+    if (change !== 'FLAGS_ONLY' || !old || !next) return;
+    const wasLogging = kvmSlotDirtyTrackEnabled(old);
+    const logging = kvmSlotDirtyTrackEnabled(next);
+    if (!wasLogging && logging) {
+      // Eager page splitting, then write-protect so the first write to each page is logged
+      // (skipped when KVM_DIRTY_LOG_INITIALLY_SET: the bitmap starts all-ones and
+      // KVM_CLEAR_DIRTY_LOG write-protects).
+      const split = this.mmu.splitHugePages(next.baseGfn, next.baseGfn + next.npages, PG_LEVEL_4K);
+      if (split > 0) this.tracer.emit('kvm_mmu_eager_split', { slot: next.id, sptes: split });
+      if (!this.dirtyLog.initiallySet) this.mmu.writeProtectGfnRange(next.baseGfn, next.baseGfn + next.npages);
+      this.flushRemoteTlbs();
+    }
+  }
+
+  /* ------------------------------------------------------------- attributes ------------- */
+
+  /** KVM_SET_MEMORY_ATTRIBUTES */
+  setMemoryAttributes(attrs: KvmMemoryAttributes): void {
+    runOp(this.beginSetMemoryAttributes(attrs));
+  }
+
+  /** the resumable form (prepare → invalidate → store → post → finish) */
+  beginSetMemoryAttributes(attrs: KvmMemoryAttributes): KernelOp<void> {
+    if (!this.profile.memoryAttributes) fail('ENOTTY', 'KVM_SET_MEMORY_ATTRIBUTES: not built (CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES)');
+    this.checkAlive('KVM_SET_MEMORY_ATTRIBUTES');
+    return new SetMemoryAttributesOp(this, attrs);
+  }
+
+  /** kvm_get_memory_attributes() */
+  getMemoryAttributes(gfn: number): number {
+    return this.attributes.get(gfn);
+  }
+
+  /** kvm_mem_is_private() */
+  memIsPrivate(gfn: number): boolean {
+    return this.hasPrivateMem && (this.attributes.get(gfn) & KVM_MEMORY_ATTRIBUTE_PRIVATE) !== 0;
+  }
+
+  /* -------------------------------------------------------- invalidation / zap ---------- */
+
+  mmuInvalidateBegin(): void {
+    this.mmuInvalidate.begin();
+    this.tracer.emit('kvm_mmu_invalidate_begin', { in_progress: this.mmuInvalidate.inProgress });
+  }
+
+  /** kvm_mmu_unmap_gfn_range(): range_add, then zap in the roots `filter` selects */
+  mmuUnmapGfnRange(start: number, end: number, filter: number): void {
+    this.mmuInvalidate.rangeAdd(start, end);
+    if (this.mmu.zapGfnRange(start, end, filter)) this.flushRemoteTlbs();
+  }
+
+  mmuInvalidateEnd(): void {
+    this.mmuInvalidate.end();
+    this.tracer.emit('kvm_mmu_invalidate_end', { seq: this.mmuInvalidate.seq });
+  }
+
+  zapGfnRange(start: number, end: number, filter = KVM_FILTER_PRIVATE | KVM_FILTER_SHARED): boolean {
+    return this.mmu.zapGfnRange(start, end, filter);
+  }
+
+  /** kvm_zap_gfn_range(): an invalidation around a zap of every root */
+  zapGfnRangeAll(start: number, end: number): void {
+    this.mmuInvalidateBegin();
+    this.mmuUnmapGfnRange(start, end, KVM_FILTER_PRIVATE | KVM_FILTER_SHARED);
+    this.mmuInvalidateEnd();
+  }
+
+  flushRemoteTlbs(): void {
+    this.mmu.stats.tlb_flushes++;
+  }
+
+  /**
+   * The mmu-notifier (kvm_mmu_notifier_invalidate_range_start/_end): the VMM's mapping of
+   * [hvaStart, hvaEnd) changed; zap the shared mappings of every slot it backs.
+   */
+  private mmuNotifierInvalidate(hvaStart: number, hvaEnd: number): void {
+    let began = false;
+    for (let as = 0; as < this.nrMemslotAsIds; as++) {
+      this.memslots.forEachMemslotInHvaRange(as, hvaStart, hvaEnd, (slot) => {
+        if (slot.flags & KVM_MEMSLOT_GMEM_ONLY) return;
+        const slotHvaEnd = slot.userspaceAddr + slot.npages * PAGE_SIZE;
+        const s = Math.max(hvaStart, slot.userspaceAddr);
+        const e = Math.min(hvaEnd, slotHvaEnd);
+        if (s >= e) return;
+        if (!began) {
+          this.mmuInvalidateBegin();
+          began = true;
+        }
+        const gs = slot.baseGfn + Math.floor((s - slot.userspaceAddr) / PAGE_SIZE);
+        const ge = slot.baseGfn + Math.ceil((e - slot.userspaceAddr) / PAGE_SIZE);
+        this.mmuUnmapGfnRange(gs, ge, KVM_FILTER_SHARED);
+      });
+    }
+    if (began) this.mmuInvalidateEnd();
+  }
+
+  /* ----------------------------------------------------------- fault helpers ------------ */
+
+  hvaToPfn(hva: number, write: boolean, fault: KvmPageFault): number {
+    const r = this.process.mm.hvaToPfn(hva, write);
+    if ('fault' in r) return -ERRNO.EFAULT;
+    fault.pfn = r.pfn;
+    fault.mapWritable = r.writable;
+    fault.hostLevel = 'level' in r && typeof r.level === 'number' ? r.level : PG_LEVEL_4K;
+    return 0;
+  }
+
+  private readonly mapReq = {
+    gfn: 0,
+    pfn: 0,
+    level: 1,
+    isPrivate: false,
+    writable: false,
+    exec: true,
+    hostWritable: false,
+    prefetch: false,
+    write: false,
+  };
+
+  tdpMmuMap(fault: KvmPageFault): number {
+    const req = this.mapReq;
+    const n = pagesPerHpage(fault.goalLevel);
+    req.gfn = fault.gfn - (fault.gfn % n);
+    req.pfn = fault.pfn;
+    req.level = fault.goalLevel;
+    req.isPrivate = fault.isPrivate;
+    req.writable = fault.mapWritable;
+    req.hostWritable = fault.mapWritable;
+    req.exec = true;
+    req.prefetch = fault.prefetch;
+    req.write = fault.write;
+    const r = this.mmu.map(req);
+    if (r === RET_PF_FIXED && this.tracer.enabled) {
+      this.tracer.emit('kvm_mmu_set_spte', {
+        gfn: req.gfn,
+        pfn: req.pfn,
+        level: req.level,
+        writable: req.writable,
+        private: req.isPrivate,
+      });
+    }
+    return r;
+  }
+
+  /** make_spte(): a writable SPTE in a dirty-logged slot marks its page dirty at once */
+  markMappedWritable(fault: KvmPageFault): void {
+    const slot = fault.slot;
+    if (slot && slot.dirtyBitmap) this.dirtyLog.markPageDirtyInSlot(slot, fault.gfn);
+  }
+
+  /* ---------------------------------------------------------------- vCPUs --------------- */
+
+  /** KVM_CREATE_VCPU */
+  createVcpu(id: number): Vcpu {
+    this.checkAlive('KVM_CREATE_VCPU');
+    if (!Number.isInteger(id) || id < 0 || id >= KVM_MAX_VCPU_IDS) fail('EINVAL', 'KVM_CREATE_VCPU: id >= KVM_MAX_VCPU_IDS');
+    if (this.vcpus.length >= KVM_MAX_VCPUS) fail('EINVAL', 'KVM_CREATE_VCPU: too many vCPUs');
+    if (this.vcpus.some((v) => v.id === id)) fail('EEXIST', 'KVM_CREATE_VCPU: vcpu id already exists');
+    const vcpu = new Vcpu(this, id);
+    this.vcpus.push(vcpu);
+    this.tracer.emit('kvm_create_vcpu', { vcpu_id: id });
+    return vcpu;
+  }
+
+  vcpu(id: number): Vcpu | undefined {
+    return this.vcpus.find((v) => v.id === id);
+  }
+
+  /* -------------------------------------------------------------- guest_memfd ----------- */
+
+  /** KVM_CREATE_GUEST_MEMFD: returns the new fd */
+  createGuestMemfd(args: KvmCreateGuestMemfd): number {
+    this.checkAlive('KVM_CREATE_GUEST_MEMFD');
+    if (!this.guestMemfd) fail('ENOTTY', 'KVM_CREATE_GUEST_MEMFD: guest_memfd not built (CONFIG_KVM_GUEST_MEMFD)');
+    const file = this.guestMemfd.create(this, args);
+    return this.process.installFd(file);
+  }
+
+  /* --------------------------------------------------------- vendor ioctls -------------- */
+
+  /** KVM_MEMORY_ENCRYPT_OP on the VM fd (KVM_SEV_SNP_*, KVM_TDX_INIT_VM, ...) */
+  memoryEncryptOp(cmd: string, args: Readonly<Record<string, unknown>>): VendorIoctlResult {
+    this.checkAlive('KVM_MEMORY_ENCRYPT_OP');
+    if (!this.backend?.vmIoctl) fail('ENOTTY', 'KVM_MEMORY_ENCRYPT_OP: no vendor backend for this VM type');
+    return this.backend.vmIoctl(cmd, args);
+  }
+
+  /* ---------------------------------------------------- VmForBackend / Provider --------- */
+
+  readPfn(pfn: number, offset: number, length: number): Uint8Array {
+    return this.phys.readBytes(pfn, offset, length);
+  }
+
+  writePfn(pfn: number, offset: number, data: Uint8Array): void {
+    this.phys.writeBytes(pfn, offset, data);
+  }
+
+  copyFromUser(hva: number, length: number): Uint8Array | null {
+    try {
+      return this.process.mm.readBytes(hva, length);
+    } catch {
+      return null;
+    }
+  }
+
+  copyToUser(hva: number, data: Uint8Array): boolean {
+    try {
+      this.process.mm.writeBytes(hva, data);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  markBugged(reason: string): void {
+    if (this.deadReason === null) {
+      this.deadReason = reason;
+      this.tracer.emit('kvm_vm_bugged', { reason });
+    }
+  }
+
+  kickAllVcpus(reason: string): number {
+    for (const v of this.vcpus) v.kick();
+    this.tracer.emit('kvm_make_all_cpus_request', { request: 'KVM_REQ_OUTSIDE_GUEST_MODE', reason, vcpus: this.vcpus.length });
+    return this.vcpus.length;
+  }
+
+  /** kvm_tdp_mmu_map_private_pfn(): map one private 4K page at build time (TDX) */
+  mapPrivatePfn(gfn: number, pfn: number): number {
+    const req = this.mapReq;
+    req.gfn = gfn;
+    req.pfn = pfn;
+    req.level = PG_LEVEL_4K;
+    req.isPrivate = true;
+    req.writable = true;
+    req.hostWritable = true;
+    req.exec = true;
+    req.prefetch = true;
+    req.write = false;
+    for (let tries = 0; tries < 1000; tries++) {
+      const r = this.mmu.map(req);
+      if (r === RET_PF_FIXED) return 0;
+      if (r < 0) return r;
+      if (r !== 1 /* RET_PF_RETRY */) return -ERRNO.EIO;
+    }
+    return -ERRNO.EIO;
+  }
+
+  gmemGetPfn(gfn: number): { pfn: number; maxOrder: number } | { errno: number } {
+    const slot = this.gfnToMemslot(gfn);
+    if (!slot || !slot.gmemFile) return { errno: -ERRNO.EINVAL };
+    const out = { pfn: 0, maxOrder: 0 };
+    const r = slot.gmemFile.getPfn(slot, gfn, out);
+    return r < 0 ? { errno: r } : out;
+  }
+
+  get(): void {
+    this.refs++;
+  }
+
+  put(): void {
+    this.refs--;
+    if (this.refs === 0) this.destroy();
+  }
+
+  /** close(2) of the VM fd: the VM lives on while guest_memfd files hold references */
+  release(): void {
+    this.put();
+  }
+
+  get alive(): boolean {
+    return this.refs > 0;
+  }
+
+  /** kvm_destroy_vm(): vendor teardown (HKID release), then the MMU's roots */
+  private destroy(): void {
+    this.tracer.emit('kvm_destroy_vm', { vm: this.id });
+    this.backend?.destroy?.();
+    this.mmu.destroy();
+    this.unsubscribeMmuNotifier();
+  }
+
+  /** read-only inspection for scenario `assert` steps and `ccmem explain` */
+  inspectMemslot(asId: number, id: number): MemslotView | undefined {
+    return this.memslots.idToMemslot(asId, id) ?? undefined;
+  }
+
+  /** is `f` a guest-memory file (guest_memfd or a device fd)? */
+  static isGuestMemoryFile(f: KvmFile | undefined): f is GuestMemoryFile {
+    return !!f && typeof (f as Partial<GuestMemoryFile>).getPfn === 'function';
+  }
+}
+
+/**
+ * KVM_CHECK_EXTENSION, on /dev/kvm (`vm` null) or on a VM fd.
+ * `ctx` carries what the system-wide answer depends on.
+ */
+export function checkExtension(
+  cap: number,
+  vm: Vm | null,
+  ctx?: { profile: KernelProfile; guestMemfd: GuestMemfdFactory | null; vmTypes: number },
+): number {
+  const profile = vm ? vm.profile : ctx!.profile;
+  switch (cap) {
+    case KVM_CAP_NR_MEMSLOTS:
+      return KVM_USER_MEM_SLOTS;
+    case KVM_CAP_USER_MEMORY2:
+    case KVM_CAP_SYNC_MMU:
+    case KVM_CAP_MEMORY_FAULT_INFO:
+      return 1;
+    case KVM_CAP_NR_VCPUS:
+    case KVM_CAP_MAX_VCPUS:
+      return KVM_MAX_VCPUS;
+    case KVM_CAP_MULTI_ADDRESS_SPACE:
+      if (!profile.smmAddressSpaces) return profile.multiAddressSpaceCap;
+      return vm ? vm.nrMemslotAsIds : KVM_MAX_NR_ADDRESS_SPACES;
+    case KVM_CAP_READONLY_MEM:
+      return vm ? (vm.backend ? (vm.backend.hasReadonlyMem ? 1 : 0) : 1) : 1;
+    case KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2:
+      return KVM_DIRTY_LOG_MANUAL_CAPS;
+    case KVM_CAP_EXIT_HYPERCALL:
+      return KVM_EXIT_HYPERCALL_VALID_MASK;
+    case KVM_CAP_VM_TYPES:
+      return vm ? vm.kvmVmTypes : ctx!.vmTypes;
+    case KVM_CAP_MEMORY_ATTRIBUTES:
+      if (!profile.memoryAttributes) return 0;
+      return vm ? kvmSupportedMemAttributes(vm.hasPrivateMem) : KVM_MEMORY_ATTRIBUTE_PRIVATE;
+    case KVM_CAP_GUEST_MEMFD:
+      return (vm ? vm.hasGuestMemfd : !!ctx!.guestMemfd) ? 1 : 0;
+    case KVM_CAP_GUEST_MEMFD_FLAGS:
+      if (vm) return vm.guestMemfdFlags;
+      return ctx!.guestMemfd ? profile.gmemFlagsDefaultVm : 0;
+    case KVM_CAP_PRE_FAULT_MEMORY:
+      return profile.preFaultMemory ? 1 : 0;
+    case KVM_CAP_PCI_HOLE_MEM:
+      return profile.pciHole ? 1 : 0;
+    default:
+      return 0;
+  }
+}
+
+export { KvmError, errnoName, CAPS };

@@ -1,0 +1,69 @@
+import { PAGE_SIZE } from '@ccmem/core';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { guestMemfdFactory } from './guest-memfd.js';
+import { FakeVm, fakeSlot } from './testing/fake-vm.js';
+
+const NPAGES = 64;
+
+describe('guest_memfd bindings and page cache against a per-page reference', () => {
+  it('random bind / unbind / punch / fault sequences agree with a naive model', () => {
+    const op = fc.oneof(
+      fc.record({ k: fc.constant('bind' as const), id: fc.integer({ min: 0, max: 5 }), start: fc.integer({ min: 0, max: NPAGES - 1 }), n: fc.integer({ min: 1, max: 16 }) }),
+      fc.record({ k: fc.constant('unbind' as const), id: fc.integer({ min: 0, max: 5 }) }),
+      fc.record({ k: fc.constant('punch' as const), start: fc.integer({ min: 0, max: NPAGES + 4 }), n: fc.integer({ min: 1, max: 16 }) }),
+      fc.record({ k: fc.constant('fault' as const), id: fc.integer({ min: 0, max: 5 }), i: fc.integer({ min: 0, max: 15 }) }),
+    );
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 60 }), (ops) => {
+        const vm = new FakeVm({ vmType: 4, hasPrivateMem: true });
+        const f = guestMemfdFactory.create(vm, { size: NPAGES * PAGE_SIZE, flags: 0 });
+        const owner: (number | null)[] = new Array(NPAGES).fill(null);
+        const present: boolean[] = new Array(NPAGES).fill(false);
+        const slots = new Map<number, ReturnType<typeof fakeSlot>>();
+        for (const o of ops) {
+          if (o.k === 'bind') {
+            if (slots.has(o.id)) continue; // the memslot engine never binds a live slot twice
+            const slot = fakeSlot({ id: o.id, baseGfn: 0x1000 * (o.id + 1), npages: o.n, file: f, offset: o.start * PAGE_SIZE });
+            const fits = o.start + o.n <= NPAGES;
+            const free = fits && owner.slice(o.start, o.start + o.n).every((x) => x === null);
+            let ok = true;
+            try {
+              f.bind(slot, o.start * PAGE_SIZE);
+            } catch {
+              ok = false;
+            }
+            expect(ok).toBe(free);
+            if (ok) {
+              slots.set(o.id, slot);
+              for (let p = o.start; p < o.start + o.n; p++) owner[p] = o.id;
+            }
+          } else if (o.k === 'unbind') {
+            const s = slots.get(o.id);
+            if (!s) continue;
+            f.unbind(s);
+            slots.delete(o.id);
+            for (let p = 0; p < NPAGES; p++) if (owner[p] === o.id) owner[p] = null;
+          } else if (o.k === 'punch') {
+            vm.clearCalls();
+            f.fallocate(3, o.start * PAGE_SIZE, o.n * PAGE_SIZE);
+            const hit = owner.slice(o.start, o.start + o.n).some((x) => x !== null);
+            expect(vm.calls.filter((c) => c.op === 'begin').length).toBe(hit ? 1 : 0);
+            expect(vm.calls.filter((c) => c.op === 'end').length).toBe(hit ? 1 : 0);
+            for (let p = o.start; p < Math.min(o.start + o.n, NPAGES); p++) present[p] = false;
+          } else {
+            const s = slots.get(o.id);
+            if (!s || o.i >= s.npages) continue;
+            expect(f.getPfn(s, s.baseGfn + o.i, { pfn: 0, maxOrder: 0 })).toBe(0);
+            present[s.gmemPgoff + o.i] = true;
+          }
+          for (let p = 0; p < NPAGES; p++) expect(f.pfnAt(p) >= 0).toBe(present[p]);
+        }
+        expect(f.stats.allocatedPages).toBe(present.filter(Boolean).length);
+        expect(vm.phys.allocatedPages).toBe(f.stats.allocatedPages);
+        expect(vm.mmuInvalidateInProgress).toBe(0);
+      }),
+      { numRuns: 200 },
+    );
+  });
+});

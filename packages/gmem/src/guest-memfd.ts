@@ -1,0 +1,523 @@
+/**
+ * guest_memfd (virt/kvm/guest_memfd.c, torvalds @ 01f492e1, plus the EEXIST overlap change
+ * of commit 7ea987a9 as a kernel profile). Rules: kvm-uapi.md §2.4 step 17 and §6.
+ *
+ * A GuestMemfd is both the file (one VM's view: its memslot bindings, the VM reference) and
+ * the inode (the storage: the page cache of host frames). Upstream gives each inode exactly
+ * one file, so the model keeps them in one object.
+ */
+import {
+  ERRNO,
+  FALLOC_FL_KEEP_SIZE,
+  FALLOC_FL_PUNCH_HOLE,
+  GUEST_MEMFD_FLAG_INIT_SHARED,
+  GUEST_MEMFD_FLAG_MMAP,
+  KVM_CAP_GUEST_MEMFD,
+  KVM_CAP_GUEST_MEMFD_FLAGS,
+  KVM_FILTER_PRIVATE,
+  KVM_FILTER_SHARED,
+  KVM_X86_DEFAULT_VM,
+  PAGE_SIZE,
+  fail,
+} from '@ccmem/core';
+import type {
+  ErrnoName,
+  FileMappingBacking,
+  GmemPfn,
+  GuestMemfdFactory,
+  GuestMemoryFile,
+  KernelProfile,
+  KvmCreateGuestMemfd,
+  MemslotView,
+  VmForProvider,
+} from '@ccmem/core';
+import { GmemBindings, bindingGfnRange, slotBytes } from './bindings.js';
+import type { GmemBinding } from './bindings.js';
+import { InvalidateLockBusyError } from './invalidate-lock.js';
+import { GmemPageStore, PAGE_HWPOISON, PAGE_PREPARED, PAGE_UPTODATE } from './page-store.js';
+
+/** loff_t is signed: a u64 value at or above 2^63 is negative to the kernel. */
+const LOFF_NEGATIVE = 2 ** 63;
+
+const isPageAligned = (n: number) => n % PAGE_SIZE === 0;
+
+/** `x & ~mask` for u64 flag words held in a JS number (bit operators are 32-bit). */
+export function hasBitsOutside(value: number, mask: number): boolean {
+  if (!Number.isInteger(value) || value < 0) return true;
+  if (value > 0xffffffff) return true; // every known flag is below bit 32
+  return ((value >>> 0) & ~mask) >>> 0 !== 0;
+}
+
+/** Phases of a hole punch (kvm_gmem_punch_hole). */
+export type PunchHolePhase = 'invalidate' | 'truncate' | 'end' | 'done';
+
+/**
+ * A hole punch that stops between its phases, so a caller can run guest faults in the
+ * window between `kvm_mmu_invalidate_begin()` and `kvm_mmu_invalidate_end()`:
+ *  - 'invalidate': kvm_gmem_invalidate_begin (begin once, unmap every bound gfn range)
+ *  - 'truncate': truncate_inode_pages_range (free the frames; arch invalidate hook per frame)
+ *  - 'end': kvm_gmem_invalidate_end, then the invalidate lock is dropped.
+ * `step()` runs the current phase and returns true while another phase remains.
+ */
+export interface PunchHoleOp {
+  readonly phase: PunchHolePhase;
+  step(): boolean;
+}
+
+export interface GmemStat {
+  st_size: number;
+  st_blksize: number;
+  st_ino: number;
+}
+
+export interface GmemStats {
+  /** folios in the page cache */
+  allocatedPages: number;
+  poisonedPages: number;
+  bindings: number;
+  /** VMAs mapping the file */
+  mappings: number;
+}
+
+/** kvm_gmem_populate's per-page inputs, see populate.ts */
+export interface GmemPopulatePage {
+  readonly slot: MemslotView;
+  readonly gfn: number;
+  readonly srcPage: Uint8Array | null;
+  readonly isPrivate: (gfn: number) => boolean;
+  readonly postPopulate: (gfn: number, pfn: number, srcPage: Uint8Array | null) => number;
+}
+
+let nextIno = 1;
+
+export class GuestMemfd implements GuestMemoryFile, FileMappingBacking {
+  readonly kind = 'kvm-gmem';
+  readonly ownerVm: VmForProvider;
+  readonly size: number;
+  readonly flags: number;
+  readonly gmemOnly: boolean;
+  /** inode number ("[kvm-gmem]" anonymous inode) */
+  readonly ino: number;
+
+  private readonly vm: VmForProvider;
+  private readonly pages = new GmemPageStore();
+  private readonly bindings = new GmemBindings();
+  /** the struct file is alive (descriptors or VMAs hold it); false once release ran */
+  private fileLive = true;
+  private fdOpen = true;
+  private mapCount = 0;
+  private inodeEvicted = false;
+  /** the hole punch holding filemap_invalidate_lock exclusively, if any */
+  private lockHolder: PunchHoleOp | null = null;
+
+  /** Use `guestMemfdFactory.create()`, which runs KVM_CREATE_GUEST_MEMFD's checks. */
+  constructor(vm: VmForProvider, size: number, flags: number) {
+    this.vm = vm;
+    this.ownerVm = vm;
+    this.size = size;
+    this.flags = flags;
+    this.gmemOnly = (flags & GUEST_MEMFD_FLAG_MMAP) !== 0;
+    this.ino = nextIno++;
+    vm.get(); // kvm_get_kvm(): the file keeps the VM alive
+  }
+
+  /** false once close() has released the file: faults on bound slots get -EFAULT */
+  get live(): boolean {
+    return this.fileLive;
+  }
+
+  /** i_size in pages */
+  get npages(): number {
+    return this.size / PAGE_SIZE;
+  }
+
+  /** kvm_gmem_get_invalidate_filter(): which roots a hole punch / close / error zaps */
+  get invalidateFilter(): number {
+    return this.flags & GUEST_MEMFD_FLAG_INIT_SHARED ? KVM_FILTER_SHARED : KVM_FILTER_PRIVATE;
+  }
+
+  /* ------------------------------------------------------------------ binding (§2.4 17) */
+
+  bind(slot: MemslotView, offset: number): void {
+    // a (fget), b (fops) and c (file->kvm) are the core's; a released file has no fd left
+    if (!this.fileLive) fail('EBADF', 'kvm_gmem_bind: fget');
+    const size = slotBytes(slot);
+    // d
+    if (offset < 0 || offset >= LOFF_NEGATIVE || !Number.isInteger(offset) || !isPageAligned(offset) || offset + size > this.size) {
+      fail('EINVAL', 'kvm_gmem_bind: offset < 0, unaligned, or offset + size > i_size');
+    }
+    this.assertLockFree('kvm_gmem_bind');
+    const start = offset / PAGE_SIZE; // offset >> PAGE_SHIFT
+    const end = start + slot.npages;
+    // e: EINVAL in torvalds@01f492e1, EEXIST since 7ea987a9
+    if (this.bindings.anyIn(start, end)) {
+      fail(this.vm.profile.gmemBindOverlapErrno, 'kvm_gmem_bind: page already bound to another memslot');
+    }
+    this.bindings.add(slot, start, end);
+    this.vm.tracer.emit('kvm_gmem_bind', { slot: slot.id, as_id: slot.asId, pgoff: start, npages: slot.npages, gmem_only: this.gmemOnly });
+  }
+
+  unbind(slot: MemslotView): void {
+    // nothing to do if the file was already closed: release destroyed the bindings
+    if (!this.fileLive) return;
+    this.assertLockFree('kvm_gmem_unbind');
+    const b = this.bindings.remove(slot);
+    if (b) this.vm.tracer.emit('kvm_gmem_unbind', { slot: slot.id, as_id: slot.asId, pgoff: b.start, npages: b.end - b.start });
+  }
+
+  /** the bindings, in file-page order (for inspection) */
+  boundRanges(): readonly GmemBinding[] {
+    return this.bindings.all();
+  }
+
+  /* ------------------------------------------------------------------ fault path (§6.5) */
+
+  getPfn(slot: MemslotView, gfn: number, out: GmemPfn): number {
+    // 1. kvm_gmem_get_file(): the file is closed or being closed
+    if (!this.fileLive) return -ERRNO.EFAULT;
+    // 2. the slot is not bound to this file
+    if (slot.gmemFile !== this) return -ERRNO.EFAULT;
+    const index = gfn - slot.baseGfn + slot.gmemPgoff;
+    // 3. the binding at index is not this slot
+    if (!this.bindings.isBoundTo(index, slot)) return -ERRNO.EIO;
+    // 4. get or create the folio: a hole is not an error
+    let pfn = this.pages.pfnAt(index);
+    if (pfn < 0) {
+      pfn = this.allocFolio();
+      if (pfn < 0) return pfn;
+      this.pages.insert(index, pfn);
+    }
+    const flags = this.pages.flagsAt(index);
+    // 5.
+    if (flags & PAGE_HWPOISON) return -ERRNO.EHWPOISON;
+    // 6. folios are order-0 upstream
+    out.pfn = pfn;
+    out.maxOrder = 0;
+    // 7. never leak host data
+    if (!(flags & PAGE_UPTODATE)) {
+      this.vm.phys.zeroPage(pfn);
+      this.pages.setFlags(index, PAGE_UPTODATE);
+    }
+    // 8. kvm_arch_gmem_prepare on every lookup (the hook must be idempotent)
+    const prepare = this.vm.backend?.gmemPrepare;
+    if (prepare) {
+      const r = prepare.call(this.vm.backend, pfn, gfn, 0);
+      if (r !== 0) return r;
+      if (!(flags & PAGE_PREPARED)) this.pages.setFlags(index, PAGE_PREPARED);
+    }
+    return 0;
+  }
+
+  /** kvm_gmem_populate's per-page step (__kvm_gmem_populate); returns 0 or -errno */
+  populatePage(p: GmemPopulatePage): number {
+    this.assertLockFree('kvm_gmem_populate');
+    if (p.slot.gmemFile !== this) return -ERRNO.EFAULT;
+    const index = p.gfn - p.slot.baseGfn + p.slot.gmemPgoff;
+    if (!this.bindings.isBoundTo(index, p.slot)) return -ERRNO.EIO;
+    let pfn = this.pages.pfnAt(index);
+    if (pfn < 0) {
+      pfn = this.allocFolio();
+      if (pfn < 0) return pfn;
+      this.pages.insert(index, pfn);
+    }
+    if (this.pages.flagsAt(index) & PAGE_HWPOISON) return -ERRNO.EHWPOISON;
+    if (!p.isPrivate(p.gfn)) return -ERRNO.EINVAL;
+    const r = p.postPopulate(p.gfn, pfn, p.srcPage);
+    if (r === 0) this.pages.setFlags(index, PAGE_UPTODATE);
+    return r;
+  }
+
+  /* ------------------------------------------------------------------ file ops (§6.2) */
+
+  read(): never {
+    fail('EINVAL', 'guest_memfd has no read operation');
+  }
+  write(): never {
+    fail('EINVAL', 'guest_memfd has no write operation');
+  }
+  pread(): never {
+    fail('EINVAL', 'guest_memfd has no read operation');
+  }
+  pwrite(): never {
+    fail('EINVAL', 'guest_memfd has no write operation');
+  }
+
+  fstat(): GmemStat {
+    return { st_size: this.size, st_blksize: PAGE_SIZE, st_ino: this.ino };
+  }
+
+  /** kvm_gmem_setattr(): the size is immutable */
+  ftruncate(_length: number): never {
+    fail('EINVAL', 'kvm_gmem_setattr: guest_memfd size is immutable');
+  }
+
+  /** fallocate(2): FALLOC_FL_KEEP_SIZE allocates, KEEP_SIZE|PUNCH_HOLE frees. Throws KvmError. */
+  fallocate(mode: number, offset: number, len: number): 0 {
+    this.checkFallocate(mode, offset, len);
+    if (mode & FALLOC_FL_PUNCH_HOLE) {
+      const op = this.startPunchHole(offset, len);
+      while (op.step());
+      return 0;
+    }
+    // kvm_gmem_allocate(): "dedicated guest memory is immutable by default"
+    if (offset + len > this.size) fail('EINVAL', 'kvm_gmem_allocate: offset + len > i_size');
+    this.assertLockFree('kvm_gmem_allocate');
+    const start = offset / PAGE_SIZE;
+    const end = (offset + len) / PAGE_SIZE;
+    for (let index = start; index < end; index++) {
+      if (this.pages.pfnAt(index) >= 0) continue;
+      const pfn = this.allocFolio();
+      if (pfn < 0) fail('ENOMEM', 'kvm_gmem_allocate: folio allocation');
+      this.pages.insert(index, pfn); // not zeroed, not prepared: that happens on first use
+    }
+    return 0;
+  }
+
+  /** fallocate(KEEP_SIZE | PUNCH_HOLE, offset, len) as a resumable operation. Throws KvmError. */
+  beginPunchHole(offset: number, len: number): PunchHoleOp {
+    this.checkFallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, offset, len);
+    return this.startPunchHole(offset, len);
+  }
+
+  /* ------------------------------------------------------------------ mmap (§6.2) */
+
+  checkMmap(shared: boolean): ErrnoName | null {
+    if (!(this.flags & GUEST_MEMFD_FLAG_MMAP)) return 'ENODEV';
+    if (!shared) return 'EINVAL'; // VM_SHARED | VM_MAYSHARE required: no CoW mappings
+    return null;
+  }
+
+  /** a VMA now maps the file (it holds a file reference until vmaClose) */
+  vmaOpen(): void {
+    if (!this.fileLive) throw new Error('vmaOpen on a released guest_memfd');
+    this.mapCount++;
+  }
+
+  /** munmap of a VMA; the last one after close() releases the file */
+  vmaClose(): void {
+    if (this.mapCount === 0) throw new Error('vmaClose without vmaOpen');
+    this.mapCount--;
+    if (this.mapCount === 0 && !this.fdOpen) this.doRelease();
+  }
+
+  /** kvm_gmem_fault_user_mapping(): a host access through a MAP_SHARED mapping */
+  faultPage(pgoff: number, _write: boolean): number | 'SIGBUS' {
+    if (pgoff * PAGE_SIZE >= this.size) return 'SIGBUS';
+    // without INIT_SHARED every page is private: the host never sees private contents
+    if (!(this.flags & GUEST_MEMFD_FLAG_INIT_SHARED)) return 'SIGBUS';
+    if (this.inodeEvicted) return 'SIGBUS';
+    let pfn = this.pages.pfnAt(pgoff);
+    if (pfn < 0) {
+      pfn = this.allocFolio();
+      if (pfn < 0) return 'SIGBUS'; // vmf_error(-ENOMEM) is VM_FAULT_OOM; no better answer here
+      this.pages.insert(pgoff, pfn);
+    }
+    const flags = this.pages.flagsAt(pgoff);
+    if (flags & PAGE_HWPOISON) return 'SIGBUS'; // VM_FAULT_HWPOISON
+    if (!(flags & PAGE_UPTODATE)) {
+      this.vm.phys.zeroPage(pfn);
+      this.pages.setFlags(pgoff, PAGE_UPTODATE);
+    }
+    return pfn;
+  }
+
+  /* ------------------------------------------------------------------ close (§6.4) */
+
+  /**
+   * close(2) of the last descriptor. A VMA mapping the file holds its own reference, so
+   * kvm_gmem_release() runs at the last munmap in that case.
+   */
+  release(): void {
+    if (!this.fdOpen) throw new Error('guest_memfd closed twice');
+    if (this.mapCount === 0) this.assertLockFree('kvm_gmem_release');
+    this.fdOpen = false;
+    if (this.mapCount === 0) this.doRelease();
+  }
+
+  private doRelease(): void {
+    this.assertLockFree('kvm_gmem_release');
+    // slot->gmem.file = NULL for every bound slot: their faults now get -EFAULT
+    this.fileLive = false;
+    // zap every SPTE this file backs; the memory itself lives with the inode
+    this.invalidateBegin(0, Infinity);
+    this.invalidateEnd(0, Infinity);
+    const nbound = this.bindings.size;
+    this.bindings.clear();
+    this.vm.tracer.emit('kvm_gmem_release', { ino: this.ino, bindings: nbound });
+    const backend = this.vm.backend;
+    this.vm.put(); // kvm_put_kvm()
+    // the last reference to the inode is gone: evict it (truncate_inode_pages_final)
+    this.inodeEvicted = true;
+    this.pages.removeRange(0, Infinity, (_pgoff, pfn, flags) => this.freeFolio(pfn, flags, backend));
+  }
+
+  /* ------------------------------------------------------------------ memory failure */
+
+  /**
+   * memory_failure() on the frame at `pgoff` (kvm_gmem_error_folio): zap its mappings, do
+   * not truncate; later lookups return -EHWPOISON. Returns false if no frame is there.
+   */
+  poison(pgoff: number): boolean {
+    if (this.inodeEvicted) return false;
+    if (this.pages.pfnAt(pgoff) < 0) return false;
+    this.assertLockFree('kvm_gmem_error_folio');
+    this.pages.setFlags(pgoff, PAGE_HWPOISON);
+    this.invalidateBegin(pgoff, pgoff + 1);
+    this.invalidateEnd(pgoff, pgoff + 1);
+    this.vm.tracer.emit('kvm_gmem_error_folio', { ino: this.ino, pgoff });
+    return true;
+  }
+
+  /* ------------------------------------------------------------------ inspection */
+
+  get stats(): GmemStats {
+    return {
+      allocatedPages: this.pages.nrPages,
+      poisonedPages: this.pages.nrPoisoned,
+      bindings: this.bindings.size,
+      mappings: this.mapCount,
+    };
+  }
+
+  /** the frame at file page `pgoff`, or -1 for a hole (no allocation) */
+  pfnAt(pgoff: number): number {
+    return this.pages.pfnAt(pgoff);
+  }
+
+  /** PAGE_UPTODATE | PAGE_HWPOISON | PAGE_PREPARED bits of the page at `pgoff` */
+  pageFlags(pgoff: number): number {
+    return this.pages.flagsAt(pgoff);
+  }
+
+  /* ------------------------------------------------------------------ internals */
+
+  /** vfs_fallocate() and kvm_gmem_fallocate() checks, in order (§6.2) */
+  private checkFallocate(mode: number, offset: number, len: number): void {
+    if (offset < 0 || offset >= LOFF_NEGATIVE || len <= 0 || len >= LOFF_NEGATIVE) {
+      fail('EINVAL', 'vfs_fallocate: offset < 0 or len <= 0');
+    }
+    if (!(mode & FALLOC_FL_KEEP_SIZE)) fail('EOPNOTSUPP', 'kvm_gmem_fallocate: FALLOC_FL_KEEP_SIZE required');
+    if (hasBitsOutside(mode, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE)) {
+      fail('EOPNOTSUPP', 'kvm_gmem_fallocate: unsupported mode');
+    }
+    if (!Number.isInteger(offset) || !Number.isInteger(len) || !isPageAligned(offset) || !isPageAligned(len)) {
+      fail('EINVAL', 'kvm_gmem_fallocate: offset or len not page aligned');
+    }
+  }
+
+  private startPunchHole(offset: number, len: number): PunchHoleOp {
+    this.assertLockFree('kvm_gmem_punch_hole');
+    const start = offset / PAGE_SIZE;
+    const end = (offset + len) / PAGE_SIZE;
+    const self = this;
+    let phase: PunchHolePhase = 'invalidate';
+    const op: PunchHoleOp = {
+      get phase() {
+        return phase;
+      },
+      step(): boolean {
+        switch (phase) {
+          case 'invalidate':
+            self.vm.tracer.emit('kvm_gmem_punch_hole', { ino: self.ino, start, end });
+            self.invalidateBegin(start, end);
+            phase = 'truncate';
+            return true;
+          case 'truncate': {
+            const backend = self.vm.backend;
+            self.pages.removeRange(start, end, (_pgoff, pfn, flags) => self.freeFolio(pfn, flags, backend));
+            phase = 'end';
+            return true;
+          }
+          case 'end':
+            self.invalidateEnd(start, end);
+            self.lockHolder = null;
+            phase = 'done';
+            return false;
+          case 'done':
+            return false;
+        }
+      },
+    };
+    this.lockHolder = op;
+    return op;
+  }
+
+  /** kvm_gmem_invalidate_begin(): begin once if any binding intersects, unmap each one */
+  private invalidateBegin(start: number, end: number): void {
+    const hit = this.bindings.in(start, end);
+    if (hit.length === 0) return;
+    const filter = this.invalidateFilter;
+    this.vm.mmuInvalidateBegin();
+    for (const b of hit) {
+      const r = bindingGfnRange(b, start, end);
+      this.vm.mmuUnmapGfnRange(r.start, r.end, filter);
+    }
+  }
+
+  /** kvm_gmem_invalidate_end(): end if any binding intersects */
+  private invalidateEnd(start: number, end: number): void {
+    if (this.bindings.anyIn(start, end)) this.vm.mmuInvalidateEnd();
+  }
+
+  /** free_folio: the arch invalidate hook, then back to the allocator (never, if poisoned) */
+  private freeFolio(pfn: number, flags: number, backend: VmForProvider['backend']): void {
+    backend?.gmemInvalidate?.(pfn, pfn + 1);
+    if (flags & PAGE_HWPOISON) this.vm.phys.leakPage(pfn);
+    else this.vm.phys.freePage(pfn);
+  }
+
+  private allocFolio(): number {
+    try {
+      return this.vm.phys.allocPage();
+    } catch {
+      return -ERRNO.ENOMEM;
+    }
+  }
+
+  private assertLockFree(what: string): void {
+    if (this.lockHolder !== null) throw new InvalidateLockBusyError(what);
+  }
+}
+
+/* -------------------------------------------------------------------------------------- */
+/* KVM_CREATE_GUEST_MEMFD and the capabilities (§6.1)                                     */
+/* -------------------------------------------------------------------------------------- */
+
+/** kvm_gmem_get_supported_flags() for a VM; KVM_CAP_GUEST_MEMFD_FLAGS reports it. */
+function supportedFlags(vm: VmForProvider): number {
+  const known = vm.profile.gmemFlagsDefaultVm;
+  if (vm.vmType === KVM_X86_DEFAULT_VM) return known;
+  // x86 kvm_arch_supports_gmem_init_shared(): only VMs without private memory
+  const initShared = !vm.hasPrivateMem && (vm.backend?.supportsGmemInitShared ?? true);
+  return (GUEST_MEMFD_FLAG_MMAP | (initShared ? GUEST_MEMFD_FLAG_INIT_SHARED : 0)) & known;
+}
+
+/** The GuestMemfdFactory handed to the core's `new Kvm({ guestMemfd })`. */
+export interface GuestMemfdFactoryImpl extends GuestMemfdFactory {
+  /** KVM_CREATE_GUEST_MEMFD: checks flags then size (§6.1), throws KvmError */
+  create(vm: VmForProvider, args: KvmCreateGuestMemfd): GuestMemfd;
+}
+
+export const guestMemfdFactory: GuestMemfdFactoryImpl = {
+  supportedFlags,
+  create(vm: VmForProvider, args: KvmCreateGuestMemfd): GuestMemfd {
+    const { size, flags } = args;
+    if (hasBitsOutside(flags, supportedFlags(vm))) fail('EINVAL', 'kvm_gmem_create: unsupported flags');
+    if (!Number.isInteger(size) || size <= 0 || size >= LOFF_NEGATIVE || !isPageAligned(size)) {
+      fail('EINVAL', 'kvm_gmem_create: size <= 0 or not page aligned');
+    }
+    const file = new GuestMemfd(vm, size, flags);
+    vm.tracer.emit('kvm_gmem_create', { ino: file.ino, size, flags });
+    return file;
+  },
+};
+
+/**
+ * KVM_CHECK_EXTENSION for the guest_memfd caps. `vm` null = asked on /dev/kvm: every flag
+ * the kernel knows. Returns undefined for other caps.
+ */
+export function guestMemfdCapability(cap: number, vm: VmForProvider | null, profile: KernelProfile): number | undefined {
+  if (cap === KVM_CAP_GUEST_MEMFD) return 1;
+  if (cap === KVM_CAP_GUEST_MEMFD_FLAGS) return vm === null ? profile.gmemFlagsDefaultVm : supportedFlags(vm);
+  return undefined;
+}

@@ -1,0 +1,333 @@
+/**
+ * The KVM uAPI against the real /dev/kvm: system and VM ioctls with the model's method names
+ * and the uAPI's field names. Every failed ioctl throws KvmError carrying the kernel's errno
+ * name and the ioctl name as `check`.
+ */
+import { existsSync } from 'node:fs';
+import { KvmError } from '@ccmem/core';
+import { raiseErrno } from './host-memory.js';
+import {
+  ArgBuffer,
+  CLEAR_DIRTY_LOG,
+  CPUID2,
+  CPUID_ENTRY2,
+  CREATE_GUEST_MEMFD,
+  DIRTY_LOG,
+  ENABLE_CAP,
+  KVM_IOCTLS,
+  MEMORY_ATTRIBUTES,
+  MEMORY_REGION,
+  O_CLOEXEC,
+  O_RDWR,
+  memoryView,
+  sysClose,
+  sysIoctlInt,
+  sysIoctlPtr,
+  sysOpen,
+} from './libc.js';
+import { RealVcpu } from './vcpu.js';
+
+export const KVM_DEVICE = '/dev/kvm';
+
+/** struct kvm_userspace_memory_region (KVM_SET_USER_MEMORY_REGION). */
+export interface UserspaceMemoryRegion {
+  /** bits 0-15 slot id, bits 16-31 address-space id */
+  slot: number;
+  flags: number;
+  guest_phys_addr: number;
+  memory_size: number;
+  userspace_addr: number;
+}
+
+/** struct kvm_userspace_memory_region2 (KVM_SET_USER_MEMORY_REGION2). */
+export interface UserspaceMemoryRegion2 extends UserspaceMemoryRegion {
+  guest_memfd_offset?: number;
+  guest_memfd?: number;
+}
+
+export interface EnableCapArgs {
+  cap: number;
+  flags?: number;
+  args?: readonly number[];
+}
+
+export interface MemoryAttributesArgs {
+  address: number;
+  size: number;
+  attributes: number;
+  flags?: number;
+}
+
+export interface ClearDirtyLogArgs {
+  slot: number;
+  first_page: number;
+  num_pages: number;
+  /** one bit per page from first_page, little-endian bit order */
+  dirty_bitmap: Uint8Array;
+}
+
+/** One CPUID leaf as KVM_GET_SUPPORTED_CPUID reports it (struct kvm_cpuid_entry2). */
+export interface CpuidEntry {
+  function: number;
+  index: number;
+  flags: number;
+  eax: number;
+  ebx: number;
+  ecx: number;
+  edx: number;
+}
+
+/** A handle on /dev/kvm. */
+export class RealKvm {
+  readonly fd: number;
+  private vcpuMmapSize = 0;
+  private cpuid: CpuidEntry[] | null = null;
+
+  private constructor(fd: number) {
+    this.fd = fd;
+  }
+
+  /** /dev/kvm exists (whether it can be opened is a separate question) */
+  static available(): boolean {
+    return existsSync(KVM_DEVICE);
+  }
+
+  /** open(/dev/kvm, O_RDWR | O_CLOEXEC) */
+  static open(): RealKvm {
+    if (!existsSync(KVM_DEVICE)) {
+      throw new Error(`${KVM_DEVICE} is missing: this host has no KVM (load kvm and a vendor module, or run where ${KVM_DEVICE} exists)`);
+    }
+    const r = sysOpen(KVM_DEVICE, O_RDWR | O_CLOEXEC);
+    if (r.ret === -1) raiseErrno(`open ${KVM_DEVICE}`, r.errno);
+    return new RealKvm(r.ret);
+  }
+
+  /** KVM_GET_API_VERSION (12 on every kernel since 2.6.22) */
+  apiVersion(): number {
+    return this.ioctlInt('KVM_GET_API_VERSION', 0);
+  }
+
+  /** KVM_CHECK_EXTENSION on /dev/kvm (system-wide answer) */
+  checkExtension(cap: number): number {
+    return this.ioctlInt('KVM_CHECK_EXTENSION', cap);
+  }
+
+  /** KVM_GET_VCPU_MMAP_SIZE: the size of a vCPU's kvm_run mapping */
+  getVcpuMmapSize(): number {
+    if (!this.vcpuMmapSize) this.vcpuMmapSize = this.ioctlInt('KVM_GET_VCPU_MMAP_SIZE', 0);
+    return this.vcpuMmapSize;
+  }
+
+  /** KVM_GET_SUPPORTED_CPUID (cached): grows the buffer while the kernel answers E2BIG */
+  getSupportedCpuid(): CpuidEntry[] {
+    if (this.cpuid) return this.cpuid;
+    for (let nent = 128; nent <= 4096; nent *= 2) {
+      const size = CPUID2.SIZE + nent * CPUID_ENTRY2.SIZE;
+      const buf = new ArgBuffer(size);
+      buf.setU32(CPUID2.nent, nent);
+      const r = sysIoctlPtr(this.fd, KVM_IOCTLS.KVM_GET_SUPPORTED_CPUID, buf.addr);
+      if (r.ret === -1) {
+        buf.free();
+        if (r.errno === 7 /* E2BIG */) continue;
+        raiseErrno('KVM_GET_SUPPORTED_CPUID', r.errno);
+      }
+      const n = buf.getU32(CPUID2.nent);
+      const out: CpuidEntry[] = [];
+      for (let i = 0; i < n; i++) {
+        const o = CPUID2.entries + i * CPUID_ENTRY2.SIZE;
+        out.push({
+          function: buf.getU32(o + CPUID_ENTRY2.function),
+          index: buf.getU32(o + CPUID_ENTRY2.index),
+          flags: buf.getU32(o + CPUID_ENTRY2.flags),
+          eax: buf.getU32(o + CPUID_ENTRY2.eax),
+          ebx: buf.getU32(o + CPUID_ENTRY2.ebx),
+          ecx: buf.getU32(o + CPUID_ENTRY2.ecx),
+          edx: buf.getU32(o + CPUID_ENTRY2.edx),
+        });
+      }
+      buf.free();
+      this.cpuid = out;
+      return out;
+    }
+    return raiseErrno('KVM_GET_SUPPORTED_CPUID', 7);
+  }
+
+  /** KVM_CREATE_VM(type): type is KVM_X86_DEFAULT_VM (0) unless a vendor type is wanted */
+  createVm(type = 0): RealVm {
+    const fd = this.ioctlInt('KVM_CREATE_VM', type);
+    return new RealVm(this, fd, type);
+  }
+
+  close(): void {
+    sysClose(this.fd);
+  }
+
+  private ioctlInt(name: keyof typeof KVM_IOCTLS, arg: number): number {
+    const r = sysIoctlInt(this.fd, KVM_IOCTLS[name], arg);
+    if (r.ret === -1) raiseErrno(name, r.errno);
+    return r.ret;
+  }
+}
+
+/** A VM fd and what we created through it. */
+export class RealVm {
+  readonly kvm: RealKvm;
+  readonly fd: number;
+  readonly vmType: number;
+  private readonly arg = new ArgBuffer(4096);
+  /** memory_size of each slot we created, keyed by the full `slot` field (as_id << 16 | id) */
+  private readonly slotSizes = new Map<number, number>();
+  private readonly vcpus: RealVcpu[] = [];
+  private closed = false;
+
+  constructor(kvm: RealKvm, fd: number, vmType: number) {
+    this.kvm = kvm;
+    this.fd = fd;
+    this.vmType = vmType;
+  }
+
+  /** KVM_CHECK_EXTENSION on the VM fd (per-VM answer, e.g. KVM_CAP_MULTI_ADDRESS_SPACE) */
+  checkExtension(cap: number): number {
+    return this.ioctlInt('KVM_CHECK_EXTENSION', cap);
+  }
+
+  /** KVM_ENABLE_CAP */
+  enableCap({ cap, flags = 0, args = [] }: EnableCapArgs): void {
+    const a = this.arg;
+    a.ensure(ENABLE_CAP.SIZE);
+    a.setU32(ENABLE_CAP.cap, cap);
+    a.setU32(ENABLE_CAP.flags, flags);
+    for (let i = 0; i < 4; i++) a.setU64(ENABLE_CAP.args + 8 * i, args[i] ?? 0);
+    this.ioctlPtr('KVM_ENABLE_CAP');
+  }
+
+  /** KVM_SET_USER_MEMORY_REGION (legacy struct; memory_size 0 deletes the slot) */
+  setUserMemoryRegion(region: UserspaceMemoryRegion): void {
+    this.fillRegion(region, MEMORY_REGION.SIZE_V1);
+    this.ioctlPtr('KVM_SET_USER_MEMORY_REGION');
+    this.noteSlot(region);
+  }
+
+  /** KVM_SET_USER_MEMORY_REGION2 (KVM_MEM_GUEST_MEMFD slots bind guest_memfd at guest_memfd_offset) */
+  setUserMemoryRegion2(region: UserspaceMemoryRegion2): void {
+    this.fillRegion(region, MEMORY_REGION.SIZE_V2);
+    this.arg.setU64(MEMORY_REGION.guest_memfd_offset, region.guest_memfd_offset ?? 0);
+    this.arg.setU32(MEMORY_REGION.guest_memfd, region.guest_memfd ?? 0);
+    this.ioctlPtr('KVM_SET_USER_MEMORY_REGION2');
+    this.noteSlot(region);
+  }
+
+  /** KVM_CREATE_GUEST_MEMFD: returns the new guest_memfd file descriptor */
+  createGuestMemfd({ size, flags = 0 }: { size: number; flags?: number }): number {
+    const a = this.arg;
+    a.ensure(CREATE_GUEST_MEMFD.SIZE);
+    a.setU64(CREATE_GUEST_MEMFD.size, size);
+    a.setU64(CREATE_GUEST_MEMFD.flags, flags);
+    return this.ioctlPtr('KVM_CREATE_GUEST_MEMFD');
+  }
+
+  /** KVM_SET_MEMORY_ATTRIBUTES (ENOTTY where CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES is off) */
+  setMemoryAttributes({ address, size, attributes, flags = 0 }: MemoryAttributesArgs): void {
+    const a = this.arg;
+    a.ensure(MEMORY_ATTRIBUTES.SIZE);
+    a.setU64(MEMORY_ATTRIBUTES.address, address);
+    a.setU64(MEMORY_ATTRIBUTES.size, size);
+    a.setU64(MEMORY_ATTRIBUTES.attributes, attributes);
+    a.setU64(MEMORY_ATTRIBUTES.flags, flags);
+    this.ioctlPtr('KVM_SET_MEMORY_ATTRIBUTES');
+  }
+
+  /**
+   * KVM_GET_DIRTY_LOG: the slot's bitmap, ALIGN(npages, 64) / 8 bytes, bit 0 = first page.
+   * The size comes from the region we set for this slot (an unknown slot gets 8 bytes; the
+   * kernel then answers ENOENT before writing anything).
+   */
+  getDirtyLog({ slot }: { slot: number }): Uint8Array {
+    const bytes = this.bitmapBytes(slot);
+    const bitmap = new ArgBuffer(bytes);
+    const a = this.arg;
+    a.ensure(DIRTY_LOG.SIZE);
+    a.setU32(DIRTY_LOG.slot, slot);
+    a.setU64(DIRTY_LOG.dirty_bitmap, bitmap.addr);
+    try {
+      this.ioctlPtr('KVM_GET_DIRTY_LOG');
+      return new Uint8Array(memoryView(bitmap.addr, bytes).slice(0));
+    } finally {
+      bitmap.free();
+    }
+  }
+
+  /** KVM_CLEAR_DIRTY_LOG (needs KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 enabled to be useful) */
+  clearDirtyLog({ slot, first_page, num_pages, dirty_bitmap }: ClearDirtyLogArgs): void {
+    const bitmap = new ArgBuffer(Math.max(8, dirty_bitmap.length));
+    bitmap.bytes.set(dirty_bitmap);
+    const a = this.arg;
+    a.ensure(CLEAR_DIRTY_LOG.SIZE);
+    a.setU32(CLEAR_DIRTY_LOG.slot, slot);
+    a.setU32(CLEAR_DIRTY_LOG.num_pages, num_pages);
+    a.setU64(CLEAR_DIRTY_LOG.first_page, first_page);
+    a.setU64(CLEAR_DIRTY_LOG.dirty_bitmap, bitmap.addr);
+    try {
+      this.ioctlPtr('KVM_CLEAR_DIRTY_LOG');
+    } finally {
+      bitmap.free();
+    }
+  }
+
+  /** KVM_CREATE_VCPU(id), its kvm_run mapping, and CPUID from KVM_GET_SUPPORTED_CPUID */
+  createVcpu(id: number): RealVcpu {
+    const fd = this.ioctlInt('KVM_CREATE_VCPU', id);
+    const vcpu = new RealVcpu(this, fd, id);
+    this.vcpus.push(vcpu);
+    return vcpu;
+  }
+
+  /** memory_size of a slot created through this handle, if any */
+  slotSize(slot: number): number | undefined {
+    return this.slotSizes.get(slot);
+  }
+
+  /** close the vCPUs and the VM fd (guest_memfd files keep the VM alive until closed) */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const v of this.vcpus) v.close();
+    sysClose(this.fd);
+  }
+
+  private bitmapBytes(slot: number): number {
+    const size = this.slotSizes.get(slot);
+    if (size === undefined) return 8;
+    const npages = Math.ceil(size / 4096);
+    return Math.max(8, (Math.ceil(npages / 64) * 64) / 8);
+  }
+
+  private fillRegion(region: UserspaceMemoryRegion, size: number): void {
+    const a = this.arg;
+    a.ensure(size);
+    a.setU32(MEMORY_REGION.slot, region.slot);
+    a.setU32(MEMORY_REGION.flags, region.flags);
+    a.setU64(MEMORY_REGION.guest_phys_addr, region.guest_phys_addr);
+    a.setU64(MEMORY_REGION.memory_size, region.memory_size);
+    a.setU64(MEMORY_REGION.userspace_addr, region.userspace_addr);
+  }
+
+  private noteSlot(region: UserspaceMemoryRegion): void {
+    if (region.memory_size === 0) this.slotSizes.delete(region.slot);
+    else this.slotSizes.set(region.slot, region.memory_size);
+  }
+
+  private ioctlPtr(name: keyof typeof KVM_IOCTLS): number {
+    const r = sysIoctlPtr(this.fd, KVM_IOCTLS[name], this.arg.addr);
+    if (r.ret === -1) raiseErrno(name, r.errno);
+    return r.ret;
+  }
+
+  private ioctlInt(name: keyof typeof KVM_IOCTLS, arg: number): number {
+    const r = sysIoctlInt(this.fd, KVM_IOCTLS[name], arg);
+    if (r.ret === -1) raiseErrno(name, r.errno);
+    return r.ret;
+  }
+}
+
+export { KvmError };

@@ -1,0 +1,804 @@
+/**
+ * KVM's TDX side (arch/x86/kvm/vmx/tdx.c, v6.19 cycle) as a `VendorBackend`: the mirror-root hooks
+ * that turn TDP MMU changes into SEAMCALLs, KVM's busy handling, the shared bit, the TDX
+ * KVM_MEMORY_ENCRYPT_OP sub-commands, MapGPA / ACCEPT on the guest side, and teardown.
+ */
+import {
+  ERRNO,
+  KVM_EXIT_HYPERCALL_LONG_MODE,
+  KVM_HC_MAP_GPA_RANGE,
+  KVM_MAP_GPA_RANGE_DECRYPTED,
+  KVM_MAP_GPA_RANGE_ENCRYPTED,
+  KVM_X86_TDX_VM,
+  KvmError,
+  PG_LEVEL_2M,
+  PG_LEVEL_4K,
+  fail,
+  type GuestAccessCheck,
+  type GuestAccessVerdict,
+  type GuestOpRequest,
+  type GuestOpResult,
+  type HostPhysMem,
+  type VendorBackend,
+  type VendorIoctlResult,
+  type VmForBackend,
+} from '@ccmem/core';
+import {
+  TDX_OPERAND_BUSY,
+  TDX_SUCCESS,
+  tdxStatusName,
+  type TdvmcallStatusName,
+} from './status.js';
+import { SEPT_BLOCKED, SEPT_PENDING, SEPT_PENDING_BLOCKED, SEPT_PRESENT, SEPT_SPAN, septStateName } from './sept.js';
+import {
+  TDG_EXIT_EPT_VIOLATION,
+  TDX_EXTENDMR_CHUNKSIZE,
+  TDX_TD_ATTR_SEPT_VE_DISABLE,
+  TdxModule,
+  type TdxTd,
+} from './tdx-module.js';
+
+/** KVM_TDX_MEASURE_MEMORY_REGION (kvm_tdx_cmd.flags of KVM_TDX_INIT_MEM_REGION) */
+export const KVM_TDX_MEASURE_MEMORY_REGION = 1 << 0;
+/** KVM_SUPPORTED_TD_ATTRS: the only TD attribute KVM lets userspace set that matters here */
+export const KVM_SUPPORTED_TD_ATTRS = TDX_TD_ATTR_SEPT_VE_DISABLE;
+/** TDX_MAP_GPA_MAX_LEN: MapGPA is forwarded to userspace in steps of at most 2 MiB */
+export const TDX_MAP_GPA_MAX_LEN = 2 * 1024 * 1024;
+/** PFERR_PRIVATE_ACCESS (bit 49 of the fault error code) */
+export const PFERR_PRIVATE_ACCESS = 2 ** 49;
+
+const PAGE = 4096;
+
+/**
+ * Calls into the VM the TDX backend uses when the engine offers them (optional members, not yet in
+ * `VmForBackend`): enumerating roots for `checkInvariants()`, the hypercall-exit capability for
+ * MapGPA, and the EPT-violation path for TDG.MEM.PAGE.ACCEPT on an unmapped page.
+ */
+export interface VmForTdxExtension {
+  /** every present leaf of the mirror root: private gfn, PG_LEVEL_*, pfn */
+  forEachMirrorLeaf?(cb: (gfn: number, level: number, pfn: number) => void): void;
+  /** every present leaf of the direct root: gfn as mapped (shared bit set), PG_LEVEL_*, pfn */
+  forEachDirectLeaf?(cb: (gfn: number, level: number, pfn: number) => void): void;
+  /** user_exit_on_hypercall(kvm, nr): KVM_CAP_EXIT_HYPERCALL enabled this hypercall */
+  userExitOnHypercall?(nr: number): boolean;
+  /** kvm_mmu_page_fault() for a private EPT violation of `vcpuId` at `gpa`: 0 when mapped, or -errno */
+  handlePrivateFault?(vcpuId: number, gpa: number): number;
+}
+
+export interface TdxBackendOptions {
+  /** map private memory at 2 MiB (the TDX huge-page series; not upstream). Default off: 4 KiB. */
+  hugePages?: boolean;
+  /** default GPAW before KVM_TDX_INIT_VM chooses one: 48 (shared bit 47) or 52 (bit 51) */
+  gpaw?: 48 | 52;
+  phys: HostPhysMem;
+  /** the platform's TDX module (HKID pool); one is made for this VM when absent */
+  module?: TdxModule;
+}
+
+interface TdxVcpuState {
+  mapGpaNext: number;
+  mapGpaEnd: number;
+  mapGpaActive: boolean;
+  /** model-only: an interrupt is pending, MapGPA stops with RETRY between steps */
+  pendingInterrupt: boolean;
+}
+
+export interface TdxBackendStats {
+  kicks: number;
+  busyRetries: number;
+  bugs: number;
+  septTablesLinked: number;
+  septTablesReclaimed: number;
+  pagesAdded: number;
+  pagesAugmented: number;
+  pagesRemoved: number;
+  pagesAccepted: number;
+  splits: number;
+}
+
+const OK_ACCEPT: GuestOpResult = Object.freeze({ ret: 'TDX_SUCCESS' });
+
+/* operations run through tdh_do_no_vcpus */
+const OP_BLOCK = 0;
+const OP_TRACK = 1;
+const OP_REMOVE = 2;
+const OP_DEMOTE = 3;
+const OP_NAMES = ['TDH.MEM.RANGE.BLOCK', 'TDH.MEM.TRACK', 'TDH.MEM.PAGE.REMOVE', 'TDH.MEM.PAGE.DEMOTE'];
+
+export class TdxBackend implements VendorBackend {
+  readonly name = 'tdx';
+  readonly vmType = KVM_X86_TDX_VM;
+  readonly hasPrivateMem = true;
+  readonly hasReadonlyMem = false;
+  readonly nrMemslotAsIds = 1;
+  readonly hasMirroredTdp = true;
+  readonly supportsGmemInitShared = false;
+
+  readonly module: TdxModule;
+  readonly td: TdxTd;
+  readonly hugePages: boolean;
+  private gpaw: 48 | 52;
+  private vm: (VmForBackend & VmForTdxExtension) | null = null;
+  private readonly phys: HostPhysMem;
+
+  /** kvm_tdx->page_add_src: the source page staged by KVM_TDX_INIT_MEM_REGION */
+  private pageAddSrc: Uint8Array | null = null;
+  /** kvm_tdx->wait_for_sept_zap: vCPUs may not enter while set */
+  waitForSeptZap = false;
+  private preFault = false;
+  private hkidReleased = false;
+  private readonly vcpuState: TdxVcpuState[] = [];
+  /** why the VM was bugged, in order */
+  readonly bugReasons: string[] = [];
+  readonly stats: TdxBackendStats = {
+    kicks: 0,
+    busyRetries: 0,
+    bugs: 0,
+    septTablesLinked: 0,
+    septTablesReclaimed: 0,
+    pagesAdded: 0,
+    pagesAugmented: 0,
+    pagesRemoved: 0,
+    pagesAccepted: 0,
+    splits: 0,
+  };
+
+  constructor(opts: TdxBackendOptions) {
+    this.phys = opts.phys;
+    this.hugePages = opts.hugePages === true;
+    this.gpaw = opts.gpaw ?? 48;
+    if (this.gpaw !== 48 && this.gpaw !== 52) throw new RangeError('gpaw must be 48 or 52');
+    this.module = opts.module ?? new TdxModule({ phys: opts.phys });
+    this.td = this.module.createTd();
+  }
+
+  attach(vm: VmForBackend): void {
+    this.vm = vm as VmForBackend & VmForTdxExtension;
+    if (!this.module.tracer) this.module.tracer = vm.tracer;
+  }
+
+  private get kvm(): VmForBackend & VmForTdxExtension {
+    if (!this.vm) throw new Error('TDX backend used before attach()');
+    return this.vm;
+  }
+
+  /** kvm_gfn_direct_bits(): the shared bit as a gfn bit (gpa bit 47 → gfn bit 35, 51 → 39) */
+  get gfnDirectBits(): number {
+    return 2 ** (this.gpaw - 1 - 12);
+  }
+
+  /** the shared bit as a gpa value */
+  get sharedBitGpa(): number {
+    return 2 ** (this.gpaw - 1);
+  }
+
+  preFaultAllowed(): boolean {
+    return this.preFault;
+  }
+
+  /** vt_is_tdx_private_gpa(): the shared bit is clear */
+  faultIsPrivate(gpa: number): boolean {
+    return Math.floor(gpa / this.sharedBitGpa) % 2 === 0;
+  }
+
+  /** tdx_gmem_max_mapping_level(): private → 4K (2M with the huge-page option), shared → no limit */
+  gmemMaxMappingLevel(_pfn: number, isPrivate: boolean): number {
+    if (!isPrivate) return 0;
+    return this.hugePages ? PG_LEVEL_2M : PG_LEVEL_4K;
+  }
+
+  /* ------------------------------------------------------------------------------------------ */
+  /* errors, kicks, tdh_do_no_vcpus                                                             */
+  /* ------------------------------------------------------------------------------------------ */
+
+  /** TDX_BUG_ON / KVM_BUG_ON: the VM is dead. */
+  private bug(what: string, status?: number): void {
+    const reason = status === undefined ? what : `${what} failed: ${tdxStatusName(status)}`;
+    this.stats.bugs++;
+    this.bugReasons.push(reason);
+    this.kvm.markBugged(reason);
+  }
+
+  /** kvm_make_all_cpus_request(KVM_REQ_OUTSIDE_GUEST_MODE): every vCPU leaves TD context. */
+  private kick(reason: string): void {
+    this.stats.kicks++;
+    this.kvm.kickAllVcpus(reason);
+    this.td.vpExitAll();
+  }
+
+  private runOp(op: number, gpa: number, level: number, spt: number): number {
+    switch (op) {
+      case OP_BLOCK:
+        return this.td.memRangeBlock(gpa, level);
+      case OP_TRACK:
+        return this.td.memTrack();
+      case OP_REMOVE:
+        return this.td.memPageRemove(gpa, level);
+      default:
+        return this.td.memPageDemote(gpa, level, spt);
+    }
+  }
+
+  /**
+   * tdh_do_no_vcpus(): run the SEAMCALL; on TDX_OPERAND_BUSY set wait_for_sept_zap, kick every
+   * vCPU out of the guest and retry once. The retry is expected to succeed.
+   */
+  private doNoVcpus(op: number, gpa: number, level: number, spt: number): number {
+    let err = this.runOp(op, gpa, level, spt);
+    if (err === TDX_OPERAND_BUSY) {
+      this.waitForSeptZap = true;
+      this.stats.busyRetries++;
+      this.kick(`${OP_NAMES[op]} busy`);
+      err = this.runOp(op, gpa, level, spt);
+      this.waitForSeptZap = false;
+    }
+    return err;
+  }
+
+  /** tdx_track(): TDH.MEM.TRACK then kick every vCPU, only once the TD runs. False if it failed. */
+  private track(): boolean {
+    if (this.td.state !== 'RUNNABLE') return true;
+    const err = this.doNoVcpus(OP_TRACK, 0, 0, 0);
+    if (err !== TDX_SUCCESS) {
+      this.bug('TDH.MEM.TRACK', err);
+      return false;
+    }
+    this.kick('tdx_track');
+    return true;
+  }
+
+  private leafLevelOk(level: number): boolean {
+    return level === PG_LEVEL_4K || (this.hugePages && level === PG_LEVEL_2M);
+  }
+
+  /* ------------------------------------------------------------------------------------------ */
+  /* mirror-root hooks                                                                          */
+  /* ------------------------------------------------------------------------------------------ */
+
+  /** tdx_sept_link_private_spt(): TDH.MEM.SEPT.ADD. BUSY → -EBUSY (fault retried); else bug. */
+  linkExternalSpt(gfn: number, level: number, externalSpt: number): number {
+    const err = this.td.memSeptAdd(gfn * PAGE, level - 1, externalSpt);
+    if (err === TDX_OPERAND_BUSY) return -ERRNO.EBUSY;
+    if (err !== TDX_SUCCESS) {
+      this.bug('TDH.MEM.SEPT.ADD', err);
+      return -ERRNO.EIO;
+    }
+    this.stats.septTablesLinked++;
+    return 0;
+  }
+
+  /** tdx_sept_set_private_spte(): PAGE.ADD with the staged source before FINALIZE, PAGE.AUG after. */
+  setExternalSpte(gfn: number, level: number, pfn: number): number {
+    if (!this.leafLevelOk(level)) {
+      this.bug(`set_external_spte at level ${level}`);
+      return -ERRNO.EIO;
+    }
+    const gpa = gfn * PAGE;
+    if (this.td.state !== 'RUNNABLE') {
+      // tdx_mem_page_add()
+      const src = this.pageAddSrc;
+      if (!src || this.preFault || level !== PG_LEVEL_4K) {
+        this.bug(src ? 'TDH.MEM.PAGE.ADD after pre_fault_allowed' : 'TDH.MEM.PAGE.ADD without a staged source page');
+        return -ERRNO.EIO;
+      }
+      const err = this.td.memPageAdd(gpa, 0, pfn, src);
+      if (err === TDX_OPERAND_BUSY) return -ERRNO.EBUSY;
+      if (err !== TDX_SUCCESS) {
+        this.bug('TDH.MEM.PAGE.ADD', err);
+        return -ERRNO.EIO;
+      }
+      this.stats.pagesAdded++;
+      return 0;
+    }
+    const err = this.td.memPageAug(gpa, level - 1, pfn);
+    if (err === TDX_OPERAND_BUSY) return -ERRNO.EBUSY;
+    if (err !== TDX_SUCCESS) {
+      this.bug('TDH.MEM.PAGE.AUG', err);
+      return -ERRNO.EIO;
+    }
+    this.stats.pagesAugmented++;
+    return 0;
+  }
+
+  /**
+   * tdx_sept_remove_private_spte(): BLOCK → TRACK → kick → REMOVE → WBINVD → reset the page.
+   * Needs the HKID; any failure bugs the VM (the hook returns void).
+   */
+  removeExternalSpte(gfn: number, level: number, pfn: number): void {
+    if (!this.td.hkidAssigned) {
+      this.bug('remove_external_spte after the HKID was released');
+      return;
+    }
+    if (!this.leafLevelOk(level)) {
+      this.bug(`remove_external_spte at level ${level}`);
+      return;
+    }
+    const gpa = gfn * PAGE;
+    const tl = level - 1;
+    let err = this.doNoVcpus(OP_BLOCK, gpa, tl, 0);
+    if (err !== TDX_SUCCESS) return this.bug('TDH.MEM.RANGE.BLOCK', err);
+    if (!this.track()) return;
+    err = this.doNoVcpus(OP_REMOVE, gpa, tl, 0);
+    if (err !== TDX_SUCCESS) return this.bug('TDH.MEM.PAGE.REMOVE', err);
+    const n = SEPT_SPAN[tl]!;
+    for (let k = 0; k < n; k++) {
+      err = this.td.phymemPageWbinvd(pfn + k);
+      if (err !== TDX_SUCCESS) return this.bug('TDH.PHYMEM.PAGE.WBINVD', err);
+      this.phys.zeroPage(pfn + k); // tdx_quirk_reset_page()
+    }
+    this.stats.pagesRemoved++;
+  }
+
+  /** tdx_sept_free_private_spt(): only after the HKID is freed; TDH.PHYMEM.PAGE.RECLAIM. */
+  freeExternalSpt(_gfn: number, _level: number, externalSpt: number): number {
+    if (this.td.hkidAssigned) {
+      this.bug('free_external_spt while the HKID is assigned');
+      return -ERRNO.EIO;
+    }
+    const err = this.td.phymemPageReclaim(externalSpt);
+    if (err !== TDX_SUCCESS) return -ERRNO.EIO; // pr_tdx_error; the page is leaked
+    this.phys.zeroPage(externalSpt);
+    this.stats.septTablesReclaimed++;
+    return 0;
+  }
+
+  /**
+   * Split a 2 MiB private leaf (not upstream: Isaku Yamahata's split_private_spt, brought back as
+   * split_external_spt in Yan Zhao's 2025 TDX huge-page RFC): BLOCK → TRACK → kick → DEMOTE.
+   */
+  splitExternalSpt(gfn: number, level: number, externalSpt: number): number {
+    if (!this.hugePages || level !== PG_LEVEL_2M || !this.td.hkidAssigned) {
+      this.bug(`split_external_spt at level ${level}`);
+      return -ERRNO.EIO;
+    }
+    const gpa = gfn * PAGE;
+    let err = this.doNoVcpus(OP_BLOCK, gpa, level - 1, 0);
+    if (err !== TDX_SUCCESS) {
+      this.bug('TDH.MEM.RANGE.BLOCK', err);
+      return -ERRNO.EIO;
+    }
+    if (!this.track()) return -ERRNO.EIO;
+    err = this.doNoVcpus(OP_DEMOTE, gpa, level - 1, externalSpt);
+    if (err !== TDX_SUCCESS) {
+      this.bug('TDH.MEM.PAGE.DEMOTE', err);
+      return -ERRNO.EIO;
+    }
+    this.stats.splits++;
+    this.stats.septTablesLinked++;
+    return 0;
+  }
+
+  /* ------------------------------------------------------------------------------------------ */
+  /* guest accesses and guest operations                                                        */
+  /* ------------------------------------------------------------------------------------------ */
+
+  private enterIfRunnable(vcpuId: number): void {
+    if (!this.waitForSeptZap && this.td.state === 'RUNNABLE' && this.td.vcpuInitialized(vcpuId)) this.td.vpEnter(vcpuId);
+  }
+
+  checkGuestAccess(access: GuestAccessCheck): GuestAccessVerdict {
+    this.enterIfRunnable(access.vcpuId);
+    if (!access.isPrivate) {
+      // the shared EPT maps with the host key: a TD page there never yields its private contents
+      if (this.td.pamt.has(access.pfn)) {
+        return {
+          kind: 'guest-exception',
+          vector: 'none',
+          reason: `shared alias reaches TD private page pfn ${access.pfn}: TD-bit mismatch, the private contents are never returned`,
+        };
+      }
+      return { kind: 'ok' };
+    }
+    const gfn = Math.floor(access.gpa / PAGE);
+    const e = this.td.leafStateAt(gfn);
+    const ec = PFERR_PRIVATE_ACCESS + (access.write ? 2 : 0) + (access.fetch ? 16 : 0);
+    switch (e.state) {
+      case SEPT_PRESENT:
+        if (e.pfn !== access.pfn) return { kind: 'npf', errorCode: ec, reason: `S-EPT maps pfn ${e.pfn}, mirror pfn ${access.pfn}` };
+        return { kind: 'ok' };
+      case SEPT_PENDING:
+        if (this.td.attributes & TDX_TD_ATTR_SEPT_VE_DISABLE) {
+          return { kind: 'vm-dead', reason: `pending EPT violation at gpa ${access.gpa}: page touched before TDG.MEM.PAGE.ACCEPT (SEPT_VE_DISABLE)` };
+        }
+        return { kind: 'guest-exception', vector: '#VE', reason: `EPT violation #VE: gpa ${access.gpa} is PENDING (not accepted)` };
+      case SEPT_BLOCKED:
+      case SEPT_PENDING_BLOCKED:
+        return { kind: 'npf', errorCode: ec, reason: `S-EPT entry ${septStateName(e.state)}` };
+      default:
+        return { kind: 'npf', errorCode: ec, reason: 'no S-EPT mapping' };
+    }
+  }
+
+  guestOp(vcpuId: number, req: GuestOpRequest): GuestOpResult {
+    switch (req.op) {
+      case 'accept':
+        return this.accept(vcpuId, num(req.args.gpa), req.args.level === undefined ? PG_LEVEL_4K : num(req.args.level));
+      case 'map_gpa':
+        return this.mapGpa(vcpuId, num(req.args.gpa), num(req.args.size));
+      case 'pending_interrupt':
+        this.vcpu(vcpuId).pendingInterrupt = req.args.pending !== false;
+        return { ret: 0 };
+      default:
+        return { errno: 'EINVAL', detail: { reason: `unknown TDX guest op ${req.op}` } };
+    }
+  }
+
+  /** TDG.MEM.PAGE.ACCEPT; an unmapped page exits with an EPT violation, which KVM maps (AUG) first. */
+  private accept(vcpuId: number, gpa: number, level: number): GuestOpResult {
+    let st = this.td.tdgMemPageAccept(vcpuId, gpa, level - 1);
+    if (st === TDG_EXIT_EPT_VIOLATION) {
+      const fault = this.kvm.handlePrivateFault;
+      if (!fault) return { ret: 'EPT_VIOLATION', detail: { gpa, reason: 'the page is not mapped yet: the TD exits to KVM' } };
+      const r = fault.call(this.kvm, vcpuId, gpa);
+      if (r < 0) return { ret: 'EPT_VIOLATION', detail: { gpa, fault: r } };
+      st = this.td.tdgMemPageAccept(vcpuId, gpa, level - 1);
+      if (st === TDG_EXIT_EPT_VIOLATION) return { ret: 'EPT_VIOLATION', detail: { gpa } };
+    }
+    if (st === TDX_SUCCESS) {
+      this.stats.pagesAccepted++;
+      return OK_ACCEPT;
+    }
+    return { ret: tdxStatusName(st) };
+  }
+
+  private vcpu(id: number): TdxVcpuState {
+    let v = this.vcpuState[id];
+    if (!v) {
+      v = { mapGpaNext: 0, mapGpaEnd: 0, mapGpaActive: false, pendingInterrupt: false };
+      this.vcpuState[id] = v;
+    }
+    return v;
+  }
+
+  private tdvmcall(ret: TdvmcallStatusName, r11?: number): GuestOpResult {
+    return r11 === undefined ? { ret } : { ret, detail: { r11 } };
+  }
+
+  /** kvm_vcpu_is_legal_gpa(): below 2^GPAW */
+  private legalGpa(gpa: number): boolean {
+    return gpa >= 0 && gpa < 2 ** this.gpaw;
+  }
+
+  /** tdx_map_gpa(): TDG.VP.VMCALL<MapGPA>(gpa, size) — checks in the kernel's order. */
+  private mapGpa(vcpuId: number, gpa: number, size: number): GuestOpResult {
+    const kvm = this.kvm;
+    if (kvm.userExitOnHypercall && !kvm.userExitOnHypercall(KVM_HC_MAP_GPA_RANGE)) {
+      return this.tdvmcall('TDVMCALL_STATUS_SUBFUNC_UNSUPPORTED', gpa);
+    }
+    const end = gpa + size;
+    if (
+      end <= gpa ||
+      !this.legalGpa(gpa) ||
+      !this.legalGpa(end - 1) ||
+      this.faultIsPrivate(gpa) !== this.faultIsPrivate(end - 1)
+    ) {
+      return this.tdvmcall('TDVMCALL_STATUS_INVALID_OPERAND', gpa);
+    }
+    if (gpa % PAGE !== 0 || size % PAGE !== 0) return this.tdvmcall('TDVMCALL_STATUS_ALIGN_ERROR', gpa);
+    const v = this.vcpu(vcpuId);
+    v.mapGpaNext = gpa;
+    v.mapGpaEnd = end;
+    v.mapGpaActive = true;
+    return this.mapGpaStep(v);
+  }
+
+  /** __tdx_map_gpa(): forward the next ≤ 2 MiB to userspace as KVM_HC_MAP_GPA_RANGE. */
+  private mapGpaStep(v: TdxVcpuState): GuestOpResult {
+    const gpa = v.mapGpaNext;
+    const size = Math.min(v.mapGpaEnd - gpa, TDX_MAP_GPA_MAX_LEN);
+    const priv = this.faultIsPrivate(gpa);
+    return {
+      exit: {
+        reason: 'KVM_EXIT_HYPERCALL',
+        hypercall: {
+          nr: KVM_HC_MAP_GPA_RANGE,
+          args: [priv ? gpa : gpa - this.sharedBitGpa, size / PAGE, priv ? KVM_MAP_GPA_RANGE_ENCRYPTED : KVM_MAP_GPA_RANGE_DECRYPTED],
+          ret: 0,
+          flags: KVM_EXIT_HYPERCALL_LONG_MODE,
+        },
+      },
+    };
+  }
+
+  /** tdx_complete_vmcall_map_gpa() */
+  completeHypercall(vcpuId: number, ret: number): GuestOpResult | null {
+    const v = this.vcpuState[vcpuId];
+    if (!v || !v.mapGpaActive) return null;
+    if (ret !== 0) {
+      v.mapGpaActive = false;
+      return this.tdvmcall('TDVMCALL_STATUS_INVALID_OPERAND', v.mapGpaNext);
+    }
+    v.mapGpaNext += TDX_MAP_GPA_MAX_LEN;
+    if (v.mapGpaNext >= v.mapGpaEnd) {
+      v.mapGpaActive = false;
+      return this.tdvmcall('TDVMCALL_STATUS_SUCCESS');
+    }
+    if (v.pendingInterrupt) {
+      v.mapGpaActive = false;
+      return this.tdvmcall('TDVMCALL_STATUS_RETRY', v.mapGpaNext);
+    }
+    return this.mapGpaStep(v);
+  }
+
+  /* ------------------------------------------------------------------------------------------ */
+  /* KVM_MEMORY_ENCRYPT_OP                                                                      */
+  /* ------------------------------------------------------------------------------------------ */
+
+  vmIoctl(cmd: string, args: Readonly<Record<string, unknown>>): VendorIoctlResult {
+    switch (normCmd(cmd)) {
+      case 'tdx_init_vm':
+        return this.initVm(args);
+      case 'tdx_finalize_vm':
+        return this.finalizeVm();
+      default:
+        fail('EINVAL', `tdx_vm_ioctl: unknown command ${cmd}`);
+    }
+  }
+
+  /** tdx_td_init(): TDH.MNG.CREATE (HKID) → TDH.MNG.KEY.CONFIG → TDH.MNG.INIT. */
+  private initVm(args: Readonly<Record<string, unknown>>): VendorIoctlResult {
+    if (this.td.state !== 'UNINITIALIZED' || this.td.lifecycle !== 'NONE') fail('EINVAL', 'tdx_td_init: TD already initialized');
+    const attributes = args.attributes === undefined ? TDX_TD_ATTR_SEPT_VE_DISABLE : num(args.attributes);
+    // KVM_SUPPORTED_TD_ATTRS has a single bit in the model, so a plain comparison suffices
+    if (attributes !== 0 && attributes !== KVM_SUPPORTED_TD_ATTRS) fail('EINVAL', 'tdx_td_init: unsupported TD attributes');
+    const gpaw = args.gpaw === undefined ? this.gpaw : num(args.gpaw);
+    if (gpaw !== 48 && gpaw !== 52) fail('EINVAL', 'setup_tdparams: GPAW must be 48 or 52');
+    const hkid = this.module.allocHkid();
+    if (hkid < 0) fail('ENOSPC', 'tdx_guest_keyid_alloc: no free HKID');
+    const td = this.td;
+    let err = td.mngCreate(hkid);
+    if (err === TDX_SUCCESS) err = td.mngKeyConfig();
+    if (err === TDX_SUCCESS) err = td.mngInit({ gpaw, attributes });
+    if (err !== TDX_SUCCESS) {
+      this.bug('tdx_td_init', err);
+      fail('EIO', `tdx_td_init: ${tdxStatusName(err)}`);
+    }
+    this.gpaw = gpaw;
+    return { ret: 0, out: { hkid, gpaw, gfn_direct_bits: this.gfnDirectBits } };
+  }
+
+  /** tdx_td_finalize(): TDH.MR.FINALIZE, then RUNNABLE and pre_fault_allowed. */
+  private finalizeVm(): VendorIoctlResult {
+    if (this.td.state !== 'INITIALIZED') fail('EINVAL', 'tdx_td_finalize: TD not in INITIALIZED state');
+    const err = this.td.mrFinalize();
+    if (err === TDX_OPERAND_BUSY) fail('EBUSY', 'tdx_td_finalize: TDH.MR.FINALIZE busy');
+    if (err !== TDX_SUCCESS) {
+      this.bug('TDH.MR.FINALIZE', err);
+      fail('EIO', `tdx_td_finalize: ${tdxStatusName(err)}`);
+    }
+    this.preFault = true;
+    return { ret: 0, out: { mrtd: this.td.mrtd!.toString('hex') } };
+  }
+
+  vcpuIoctl(vcpuId: number, cmd: string, args: Readonly<Record<string, unknown>>): VendorIoctlResult {
+    switch (normCmd(cmd)) {
+      case 'tdx_init_vcpu':
+        return this.initVcpu(vcpuId);
+      case 'tdx_init_mem_region':
+        return this.initMemRegion(vcpuId, args);
+      default:
+        fail('EINVAL', `tdx_vcpu_ioctl: unknown command ${cmd}`);
+    }
+  }
+
+  private initVcpu(vcpuId: number): VendorIoctlResult {
+    if (!this.td.hkidAssigned || this.td.state === 'RUNNABLE') fail('EINVAL', 'tdx_vcpu_ioctl: TD not initialized or already finalized');
+    if (this.td.vcpuInitialized(vcpuId)) fail('EINVAL', 'tdx_vcpu_init: vCPU already initialized');
+    const err = this.td.vpInit(vcpuId);
+    if (err !== TDX_SUCCESS) fail('EIO', `tdx_vcpu_init: ${tdxStatusName(err)}`);
+    this.vcpu(vcpuId);
+    return { ret: 0 };
+  }
+
+  /**
+   * tdx_vcpu_init_mem_region(): for each page, kvm_gmem_populate → stage the source →
+   * kvm_tdp_mmu_map_private_pfn (whose set hook runs TDH.MEM.PAGE.ADD) → TDH.MR.EXTEND ×16 when
+   * measured. Progress is written back in `out`; a failure after the first page returns
+   * `ret` < 0 with the progress, as the kernel does.
+   */
+  private initMemRegion(vcpuId: number, args: Readonly<Record<string, unknown>>): VendorIoctlResult {
+    const td = this.td;
+    if (!td.hkidAssigned || td.state === 'RUNNABLE') fail('EINVAL', 'tdx_vcpu_ioctl: TD not initialized or already finalized');
+    if (!td.vcpuInitialized(vcpuId)) fail('EINVAL', 'tdx_vcpu_init_mem_region: vCPU not initialized');
+    const flags = args.flags === undefined ? 0 : num(args.flags);
+    if (flags & ~KVM_TDX_MEASURE_MEMORY_REGION) fail('EINVAL', 'tdx_vcpu_init_mem_region: flags');
+    const sourceAddr = num(args.source_addr);
+    const gpa = num(args.gpa);
+    const nrPages = num(args.nr_pages);
+    const end = gpa + nrPages * PAGE;
+    if (
+      sourceAddr % PAGE !== 0 ||
+      gpa % PAGE !== 0 ||
+      nrPages <= 0 ||
+      end <= gpa ||
+      !this.faultIsPrivate(gpa) ||
+      !this.faultIsPrivate(end - 1) ||
+      end - 1 >= this.sharedBitGpa
+    ) {
+      fail('EINVAL', 'tdx_vcpu_init_mem_region: region');
+    }
+    const kvm = this.kvm;
+    let src = sourceAddr;
+    let g = gpa;
+    let n = nrPages;
+    let ret = 0;
+    while (n > 0) {
+      const gfn = g / PAGE;
+      // kvm_gmem_populate()
+      const slot = kvm.gfnToMemslot(gfn);
+      if (!slot || !slot.gmemFile) {
+        ret = -ERRNO.EINVAL;
+        break;
+      }
+      if (!kvm.memIsPrivate(gfn)) {
+        ret = -ERRNO.EINVAL;
+        break;
+      }
+      const r = kvm.gmemGetPfn(gfn);
+      if ('errno' in r) {
+        ret = -Math.abs(r.errno);
+        break;
+      }
+      // tdx_gmem_post_populate(): pin the source page and stage it for TDH.MEM.PAGE.ADD
+      const data = kvm.copyFromUser(src, PAGE);
+      if (!data) {
+        ret = -ERRNO.EFAULT;
+        break;
+      }
+      this.pageAddSrc = data;
+      const mr = kvm.mapPrivatePfn(gfn, r.pfn);
+      this.pageAddSrc = null;
+      if (mr < 0) {
+        ret = mr;
+        break;
+      }
+      if (flags & KVM_TDX_MEASURE_MEMORY_REGION) {
+        for (let off = 0; off < PAGE; off += TDX_EXTENDMR_CHUNKSIZE) {
+          const err = td.mrExtend(g + off);
+          if (err !== TDX_SUCCESS) {
+            this.bug('TDH.MR.EXTEND', err);
+            ret = -ERRNO.EIO;
+            break;
+          }
+        }
+        if (ret) break;
+      }
+      src += PAGE;
+      g += PAGE;
+      n--;
+    }
+    if (ret !== 0 && n === nrPages) throw new KvmError(errnoNameOf(-ret), 'tdx_vcpu_init_mem_region: kvm_gmem_populate');
+    return { ret, out: { source_addr: src, gpa: g, nr_pages: n } };
+  }
+
+  /* ------------------------------------------------------------------------------------------ */
+  /* teardown, invariants, inspection                                                           */
+  /* ------------------------------------------------------------------------------------------ */
+
+  /**
+   * vm_pre_destroy → tdx_mmu_release_hkid(): TDH.VP.FLUSH on each vCPU, TDH.MNG.VPFLUSHDONE,
+   * TDH.PHYMEM.CACHE.WB, TDH.MNG.KEY.FREEID. After this the S-EPT table pages can be reclaimed
+   * (free_external_spt). Called once every guest_memfd is released, i.e. every private leaf is gone.
+   */
+  destroy(): void {
+    const td = this.td;
+    if (!td.hkidAssigned) return;
+    td.vpExitAll();
+    let err = td.mngVpFlushDone();
+    if (err === TDX_SUCCESS) err = td.phymemCacheWb();
+    if (err === TDX_SUCCESS) err = td.mngKeyFreeid();
+    if (err !== TDX_SUCCESS) {
+      this.bugReasons.push(`tdx_mmu_release_hkid: ${tdxStatusName(err)}; HKID leaked`);
+      return;
+    }
+    this.hkidReleased = true;
+  }
+
+  checkInvariants(): string[] {
+    const out: string[] = [];
+    const td = this.td;
+    const sept = td.sept;
+    const kvm = this.vm;
+    if (sept) {
+      // S-EPT leaves: only PRESENT/PENDING outside a removal; none once the HKID is gone
+      const septLeaves = new Map<number, number>();
+      sept.forEachLeaf((gfn, level, state, pfn) => {
+        if (state === SEPT_BLOCKED || state === SEPT_PENDING_BLOCKED) {
+          out.push(`S-EPT entry for gfn ${gfn} (level ${level + 1}) left ${septStateName(state)} outside a removal`);
+        }
+        if (this.hkidReleased) out.push(`private page gfn ${gfn} still in the S-EPT after the HKID was released`);
+        septLeaves.set(gfn * 8 + level, pfn);
+      });
+      if (kvm?.forEachMirrorLeaf) {
+        kvm.forEachMirrorLeaf((gfn, level, pfn) => {
+          const k = gfn * 8 + (level - 1);
+          const spfn = septLeaves.get(k);
+          if (spfn === undefined) out.push(`mirror leaf gfn ${gfn} (level ${level}) has no S-EPT entry`);
+          else if (spfn !== pfn) out.push(`mirror leaf gfn ${gfn} maps pfn ${pfn}, S-EPT maps pfn ${spfn}`);
+          else septLeaves.delete(k);
+        });
+        for (const k of septLeaves.keys()) out.push(`S-EPT leaf gfn ${Math.floor(k / 8)} (level ${(k % 8) + 1}) has no mirror leaf`);
+      }
+      // table pages: none reclaimed while the HKID is live (root + every link)
+      if (td.hkidAssigned && sept.tableCount !== this.stats.septTablesLinked + 1) {
+        out.push(`S-EPT has ${sept.tableCount - 1} table pages but ${this.stats.septTablesLinked} were linked: a table page was freed while the HKID is assigned`);
+      }
+    }
+    if (kvm?.forEachDirectLeaf) {
+      kvm.forEachDirectLeaf((gfn, level, pfn) => {
+        const n = SEPT_SPAN[level - 1]!;
+        for (let k = 0; k < n; k++) {
+          if (td.pamt.has(pfn + k)) out.push(`TD private page pfn ${pfn + k} reachable through shared alias gfn ${gfn + k}`);
+        }
+      });
+    }
+    return out;
+  }
+
+  inspect(what: string, args: Readonly<Record<string, unknown>>): unknown {
+    const td = this.td;
+    switch (what) {
+      case 'sept': {
+        let gpa = num(args.gpa);
+        if (!this.faultIsPrivate(gpa)) gpa -= this.sharedBitGpa;
+        const gfn = Math.floor(gpa / PAGE);
+        if (!td.sept) return { gpa, level: 0, state: 'FREE', pfn: null };
+        const e = td.sept.lookup(gfn);
+        return { gpa, level: e.level + 1, state: septStateName(e.state), pfn: e.state ? e.pfn : null };
+      }
+      case 'td':
+        return {
+          state: td.state,
+          lifecycle: td.lifecycle,
+          hkid: td.hkid,
+          hkidReleased: this.hkidReleased,
+          gpaw: this.gpaw,
+          attributes: td.attributes,
+          epoch: td.epoch,
+          refcount: [td.refcount[0], td.refcount[1]],
+          vcpus: td.vcpus.map((v, i) => ({ id: i, initialized: v?.initialized ?? false, inGuest: v?.inGuest ?? false, epoch: v?.epoch ?? 0 })),
+          mrtd: td.mrtd ? td.mrtd.toString('hex') : null,
+          preFaultAllowed: this.preFault,
+          waitForSeptZap: this.waitForSeptZap,
+        };
+      case 'stats': {
+        const byState: Record<string, number> = {};
+        td.sept?.forEachLeaf((_g, _l, s) => {
+          const n = septStateName(s);
+          byState[n] = (byState[n] ?? 0) + 1;
+        });
+        return {
+          ...this.stats,
+          septTables: td.sept ? td.sept.tableCount : 0,
+          leavesByState: byState,
+          seamcalls: td.callStats(),
+          bugReasons: [...this.bugReasons],
+        };
+      }
+      default:
+        return undefined;
+    }
+  }
+}
+
+function num(v: unknown): number {
+  if (typeof v === 'number') return v;
+  if (typeof v === 'bigint') return Number(v);
+  if (typeof v === 'string' && v.trim() !== '') return Number(v);
+  fail('EINVAL', `expected a number, got ${String(v)}`);
+}
+
+function normCmd(cmd: string): string {
+  return cmd.toLowerCase().replace(/^kvm_/, '');
+}
+
+function errnoNameOf(errno: number): keyof typeof ERRNO {
+  const e = (Object.entries(ERRNO) as [keyof typeof ERRNO, number][]).find(([, v]) => v === errno);
+  return e ? e[0] : 'EIO';
+}
+
+/** A TDX `VendorBackend` for `Kvm.createVm({ type: KVM_X86_TDX_VM, backend })`. */
+export function createTdxBackend(opts: TdxBackendOptions): TdxBackend {
+  return new TdxBackend(opts);
+}
+
