@@ -1,1 +1,16 @@
-export {};
+export { main, buildProgram } from './program.js';
+export { processIo, bufferIo, type CliIo } from './io.js';
+export { getTarget, hasTarget, registerTarget, loadTargets, type TargetFactory } from './targets.js';
+export { buildRunCommand, runCommand, type RunCommandOptions } from './commands/run.js';
+export { buildMatrixCommand, matrixCommand, type MatrixCommandOptions } from './commands/matrix.js';
+export { buildExplainCommand, explainCommand } from './commands/explain.js';
+export {
+  buildDiffCommand,
+  buildExploreCommand,
+  defaultDiff,
+  setCommandImplementation,
+  type DiffImplementation,
+  type DiffOptions,
+  type ExploreImplementation,
+} from './commands/injected.js';
+export { EXIT_OK, EXIT_FAIL, EXIT_INVALID } from './commands/shared.js';

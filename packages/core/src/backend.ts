@@ -242,7 +242,8 @@ export interface VendorBackend {
  */
 export interface VmForBackend {
   readonly vmType: number;
-  readonly tracer: { emit(name: string, fields: TraceEvent['fields']): void };
+  /** `enabled` is false when nobody listens: skip building events on hot paths */
+  readonly tracer: { readonly enabled: boolean; emit(name: string, fields: TraceEvent['fields']): void };
   /** kvm_mem_is_private(gfn) */
   memIsPrivate(gfn: number): boolean;
   /** __gfn_to_memslot() in address space 0 */
@@ -263,8 +264,21 @@ export interface VmForBackend {
   mapPrivatePfn(gfn: number, pfn: number): number;
   /** look up the guest_memfd pfn for a private gfn (for populate / launch update) */
   gmemGetPfn(gfn: number): { pfn: number; maxOrder: number } | { errno: number };
-  /** the bound guest_memfd of the slot holding `gfn`, for kvm_gmem_populate */
   readonly nrVcpus: number;
+  /** every present leaf of the mirror root: private gfn, PG_LEVEL_*, pfn */
+  forEachMirrorLeaf?(cb: (gfn: number, level: number, pfn: number) => void): void;
+  /** every present leaf of the direct root: gfn as mapped (with direct bits), PG_LEVEL_*, pfn */
+  forEachDirectLeaf?(cb: (gfn: number, level: number, pfn: number) => void): void;
+  /** user_exit_on_hypercall(): KVM_CAP_EXIT_HYPERCALL enabled hypercall `nr` */
+  userExitOnHypercall?(nr: number): boolean;
+  /** kvm_mmu_page_fault() for a private access of `vcpuId` at `gpa`: 0 once mapped, or -errno */
+  handlePrivateFault?(vcpuId: number, gpa: number): number;
+  /** the mmu_invalidate_seq / in-progress state, read-only (for vendor race checks) */
+  readonly mmuInvalidateSeq?: number;
+  /** every present mapping of a private gfn (mirror leaves for TDX): gfn, pfn, PG_LEVEL_* */
+  forEachPrivateMapping?(cb: (gfn: number, pfn: number, level: number) => void): void;
+  /** the guest_memfd pfn backing private `gfn` without allocating or preparing, or -1 */
+  gmemPeekPfn?(gfn: number): number;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -322,6 +336,11 @@ export interface FileMappingBacking {
   checkMmap(shared: boolean): ErrnoName | null;
   /** fault the page at file page index `pgoff`: its pfn, or 'SIGBUS' */
   faultPage(pgoff: number, write: boolean): number | 'SIGBUS';
+  /** side-effect-free: the pfn at `pgoff` if allocated and host-visible, else -1 */
+  peekPage?(pgoff: number): number;
+  /** a VMA starts / stops mapping the file (vm_operations_struct open / close) */
+  vmaOpen?(): void;
+  vmaClose?(): void;
 }
 
 /** Kernel profile: where kernel versions or build options differ, the model follows one. */

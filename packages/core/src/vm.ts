@@ -548,6 +548,62 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
     return r < 0 ? { errno: r } : out;
   }
 
+  forEachMirrorLeaf(cb: (gfn: number, level: number, pfn: number) => void): void {
+    if (!this.backend?.hasMirroredTdp) return;
+    this.mmu.forEachLeaf(0, Number.MAX_SAFE_INTEGER, KVM_FILTER_PRIVATE, (gfn, level, pfn, _w, _d, isMirror) => {
+      if (isMirror) cb(gfn, level, pfn);
+    });
+  }
+
+  forEachDirectLeaf(cb: (gfn: number, level: number, pfn: number) => void): void {
+    const direct = this.backend?.gfnDirectBits ?? 0;
+    this.mmu.forEachLeaf(0, Number.MAX_SAFE_INTEGER, KVM_FILTER_SHARED, (gfn, level, pfn, _w, _d, isMirror) => {
+      if (!isMirror) cb(gfn + direct, level, pfn);
+    });
+  }
+
+  forEachPrivateMapping(cb: (gfn: number, pfn: number, level: number) => void): void {
+    if (this.backend?.hasMirroredTdp) {
+      this.forEachMirrorLeaf((gfn, level, pfn) => cb(gfn, pfn, level));
+      return;
+    }
+    if (!this.hasPrivateMem) return;
+    this.mmu.forEachLeaf(0, Number.MAX_SAFE_INTEGER, KVM_FILTER_SHARED | KVM_FILTER_PRIVATE, (gfn, level, pfn) => {
+      if (this.memIsPrivate(gfn)) cb(gfn, pfn, level);
+    });
+  }
+
+  gmemPeekPfn(gfn: number): number {
+    const slot = this.gfnToMemslot(gfn);
+    if (!slot?.gmemFile?.peekPfn) return -1;
+    return slot.gmemFile.peekPfn(slot, gfn);
+  }
+
+  userExitOnHypercall(nr: number): boolean {
+    return nr < 31 && (this.exitHypercalls & (1 << nr)) !== 0;
+  }
+
+  get mmuInvalidateSeq(): number {
+    return this.mmuInvalidate.seq;
+  }
+
+  /** kvm_mmu_page_fault() for a private access (e.g. TDX ACCEPT of an unmapped page) */
+  handlePrivateFault(vcpuId: number, gpa: number): number {
+    const vcpu = this.vcpu(vcpuId);
+    if (!vcpu) return -ERRNO.EINVAL;
+    const direct = this.backend?.gfnDirectBits ?? 0;
+    let gfn = Math.floor(gpa / PAGE_SIZE);
+    if (direct && gfn >= direct) gfn -= direct;
+    for (let tries = 0; tries < 64; tries++) {
+      // private faults are handled as writes (tdx_handle_ept_violation)
+      const r = vcpu.pageFault(gpa, gfn, true, true, false, false);
+      if (r === RET_PF_FIXED || r === 6 /* RET_PF_SPURIOUS */) return 0;
+      if (r < 0) return r;
+      if (r !== 1 /* RET_PF_RETRY */) return -ERRNO.EFAULT;
+    }
+    return -ERRNO.EAGAIN;
+  }
+
   get(): void {
     this.refs++;
   }

@@ -201,6 +201,12 @@ export class DeviceFdFile implements GuestMemoryFile, FileMappingBacking {
     return this.bindings.all();
   }
 
+  /** side-effect-free: the device pfn backing `gfn` of `slot`, or -1 once revoked */
+  peekPfn(slot: MemslotView, gfn: number): number {
+    if (slot.gmemFile !== this || this.region.revoked) return -1;
+    return this.region.pfnAt(gfn - slot.baseGfn + slot.gmemPgoff);
+  }
+
   /** kvm_vfio_dmabuf_get_pfn() in the RFC: same shape as kvm_gmem_get_pfn, no prepare step */
   getPfn(slot: MemslotView, gfn: number, out: GmemPfn): number {
     if (!this.imported) return -ERRNO.EFAULT;

@@ -172,6 +172,12 @@ export class GuestMemfd implements GuestMemoryFile, FileMappingBacking {
 
   /* ------------------------------------------------------------------ fault path (§6.5) */
 
+  /** side-effect-free: the pfn backing `gfn` of `slot`, or -1 (no allocation, no prepare) */
+  peekPfn(slot: MemslotView, gfn: number): number {
+    if (slot.gmemFile !== this) return -1;
+    return this.pages.pfnAt(gfn - slot.baseGfn + slot.gmemPgoff);
+  }
+
   getPfn(slot: MemslotView, gfn: number, out: GmemPfn): number {
     // 1. kvm_gmem_get_file(): the file is closed or being closed
     if (!this.fileLive) return -ERRNO.EFAULT;

@@ -160,6 +160,7 @@ export class AddressSpace {
       huge,
     };
     this.vmas.splice(this.lowerBound(start), 0, vma);
+    vma.backing?.vmaOpen?.();
     return start;
   }
 
@@ -241,7 +242,7 @@ export class AddressSpace {
       return first === undefined ? -1 : first + (vpn - head);
     }
     if (vma.backing === null) return this.anonPages.get(vpn) ?? ZERO_PFN;
-    const peek = (vma.backing as { peekPage?: (pgoff: number) => number }).peekPage;
+    const peek = vma.backing.peekPage;
     if (typeof peek !== 'function') return -1;
     return peek.call(vma.backing, vma.pgoff + Math.floor((hva - vma.start) / PAGE_SIZE));
   }
@@ -354,7 +355,11 @@ export class AddressSpace {
     if (removed.length === 0) return;
     // mmu_notifier_invalidate_range_start(): secondary MMUs drop their mappings first
     for (const [s, e] of removed) for (const l of this.listeners) l(s, e);
+    const removedVmas = this.vmas.slice(i, j);
     this.vmas.splice(i, j - i, ...kept);
+    // a file mapping holds a reference on its file per VMA (vm_ops->open / ->close)
+    for (const v of kept) v.backing?.vmaOpen?.();
+    for (const v of removedVmas) v.backing?.vmaClose?.();
     for (const [s, e] of hugeRemoved) this.freeHuge(s, e);
     for (const [s, e] of removed) this.freeAnon(s, e);
   }

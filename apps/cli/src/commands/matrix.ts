@@ -1,0 +1,118 @@
+import { Command } from 'commander';
+import { spinner } from '@clack/prompts';
+import {
+  ScenarioParseError,
+  builtinScenarios,
+  buildMatrix,
+  cellMatches,
+  matrixCells,
+  summarizeMatrix,
+  type MatrixColumns,
+  type MatrixRow,
+  type TargetName,
+} from '@ccmem/scenario';
+import type { CliIo } from '../io.js';
+import { getTarget, hasTarget } from '../targets.js';
+import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, reportInvalid, toJson } from './shared.js';
+
+export interface MatrixCommandOptions {
+  json?: boolean;
+  filter?: string;
+  /** run the scenarios of this directory instead of the built-in suite */
+  dir?: string;
+  /** leave out the real-KVM column even when it is available */
+  kvm?: boolean;
+}
+
+export async function matrixCommand(io: CliIo, opts: MatrixCommandOptions): Promise<number> {
+  let entries;
+  try {
+    entries = builtinScenarios(opts.dir);
+  } catch (e) {
+    if (e instanceof ScenarioParseError) return reportInvalid(io, e.errors, Boolean(opts.json));
+    io.err(`${io.color.red('error')} ${(e as Error).message}`);
+    return EXIT_INVALID;
+  }
+  if (!hasTarget('model')) {
+    io.err(`${io.color.red('error')} ${safeMessage(() => getTarget('model'))}`);
+    return EXIT_INVALID;
+  }
+  const columns: MatrixColumns = { model: () => getTarget('model') };
+  if (opts.kvm !== false && hasTarget('kvm')) columns.kvm = () => getTarget('kvm');
+  const targets: TargetName[] = columns.kvm ? ['model', 'kvm'] : ['model'];
+  const total = matrixCells(entries, targets).filter((c) => cellMatches(c, opts.filter)).length;
+
+  const c = io.color;
+  const live = io.isTTY && !opts.json;
+  const spin = live ? spinner() : null;
+  spin?.start(`running ${total} matrix rows`);
+  const rows: MatrixRow[] = [];
+  for (const entry of entries) {
+    const part = buildMatrix([entry], columns, {
+      filter: opts.filter,
+      onRow: (row) => {
+        rows.push(row);
+        if (spin) spin.message(`${rows.length}/${total} ${row.scenario}`);
+        else if (!opts.json) io.out(`${row.status.padEnd(4)}  ${row.vm_type.padEnd(12)}  ${row.provider.padEnd(11)}  ${row.target.padEnd(5)}  ${row.scenario}`);
+      },
+    });
+    void part;
+    if (live) await new Promise((r) => setImmediate(r));
+  }
+  const { passed, failed, skipped } = summarizeMatrix(rows);
+  spin?.stop(`${rows.length} rows`);
+
+  if (opts.json) {
+    io.out(
+      toJson({
+        rows: rows.map((r) => ({
+          scenario: r.scenario,
+          file: r.file,
+          vm_type: r.vm_type,
+          provider: r.provider,
+          target: r.target,
+          status: r.status,
+          ...(r.reason !== undefined && r.status !== 'pass' && { reason: r.reason }),
+        })),
+        passed,
+        failed,
+        skipped,
+      }),
+    );
+  } else {
+    if (live) printTable(io, rows);
+    for (const r of rows.filter((x) => x.status === 'fail')) {
+      io.out(`${c.red('fail')} ${r.scenario} [${r.vm_type}/${r.provider}/${r.target}] ${c.dim(r.file)}\n      ${r.reason ?? ''}`);
+    }
+    io.out(`\n${c.green(`${passed} passed`)}, ${failed ? c.red(`${failed} failed`) : '0 failed'}, ${c.yellow(`${skipped} skipped`)}`);
+  }
+  return failed > 0 ? EXIT_FAIL : EXIT_OK;
+}
+
+function printTable(io: CliIo, rows: readonly MatrixRow[]): void {
+  const c = io.color;
+  const mark = (s: MatrixRow['status']) => (s === 'pass' ? c.green('pass') : s === 'fail' ? c.red('fail') : c.yellow('skip'));
+  io.out(c.bold(`${'status'.padEnd(6)}  ${'vm type'.padEnd(12)}  ${'provider'.padEnd(11)}  ${'target'.padEnd(6)}  scenario`));
+  for (const r of rows) {
+    io.out(`${mark(r.status)}    ${r.vm_type.padEnd(12)}  ${r.provider.padEnd(11)}  ${r.target.padEnd(6)}  ${r.scenario}`);
+  }
+}
+
+function safeMessage(f: () => unknown): string {
+  try {
+    f();
+    return '';
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
+export function buildMatrixCommand(io: CliIo, done: (code: number) => void): Command {
+  return new Command('matrix')
+    .description('run the built-in conformance suite on every VM type × memory provider (× real KVM when available)')
+    .option('--json', 'print one JSON document with every row')
+    .option('--filter <text>', 'only rows whose scenario, file, VM type, provider or target contain this text')
+    .option('--dir <directory>', 'run the scenarios of this directory instead of the built-in suite')
+    .option('--no-kvm', 'leave out the real-KVM column')
+    .action(async (opts: MatrixCommandOptions) => done(await matrixCommand(io, opts)));
+}

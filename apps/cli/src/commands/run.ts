@@ -1,0 +1,52 @@
+import { Command, Option } from 'commander';
+import { runScenario, type ScenarioResult, type TargetName } from '@ccmem/scenario';
+import type { CliIo } from '../io.js';
+import { getTarget } from '../targets.js';
+import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, loadFiles, printResult, reportInvalid, resultJson, toJson, writeTrace } from './shared.js';
+
+export interface RunCommandOptions {
+  target: TargetName;
+  json?: boolean;
+  trace?: string;
+  stopOnFailure?: boolean;
+}
+
+export function runCommand(io: CliIo, files: string[], opts: RunCommandOptions): number {
+  const { loaded, errors } = loadFiles(files);
+  if (errors.length) return reportInvalid(io, errors, Boolean(opts.json));
+  let target;
+  try {
+    target = getTarget(opts.target);
+  } catch (e) {
+    io.err(`${io.color.red('error')} ${(e as Error).message}`);
+    return EXIT_INVALID;
+  }
+  const results: ScenarioResult[] = [];
+  for (const { file, scenario } of loaded) {
+    const r = runScenario(scenario, target, { file, trace: Boolean(opts.trace), stopOnFailure: Boolean(opts.stopOnFailure) });
+    results.push(r);
+    if (!opts.json) printResult(io, r);
+  }
+  const passed = results.filter((r) => r.pass && r.skipped === undefined).length;
+  const failed = results.filter((r) => !r.pass).length;
+  const skipped = results.filter((r) => r.pass && r.skipped !== undefined).length;
+  if (opts.trace) writeTrace(opts.trace, results);
+  if (opts.json) {
+    io.out(toJson({ scenarios: results.map(resultJson), passed, failed, skipped }));
+  } else {
+    const c = io.color;
+    io.out(`\n${c.green(`${passed} passed`)}, ${failed ? c.red(`${failed} failed`) : '0 failed'}${skipped ? `, ${c.yellow(`${skipped} skipped`)}` : ''}`);
+  }
+  return failed > 0 ? EXIT_FAIL : EXIT_OK;
+}
+
+export function buildRunCommand(io: CliIo, done: (code: number) => void): Command {
+  return new Command('run')
+    .description('run scenario files and check every expectation (exit 0 all pass, 1 any fail, 2 invalid file)')
+    .argument('<files...>', 'scenario YAML files')
+    .addOption(new Option('--target <target>', 'where to run them').choices(['model', 'kvm']).default('model'))
+    .option('--json', 'print one JSON document with every step outcome')
+    .option('--trace <file>', 'write the kernel events of every step to this JSON file')
+    .option('--stop-on-failure', 'stop a scenario at its first failing step')
+    .action((files: string[], opts: RunCommandOptions) => done(runCommand(io, files, opts)));
+}

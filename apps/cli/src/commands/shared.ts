@@ -1,0 +1,108 @@
+import { writeFileSync } from 'node:fs';
+import {
+  ScenarioParseError,
+  collectEvents,
+  describeExpectation,
+  describeOutcome,
+  formatScenarioError,
+  jsonReplacer,
+  loadScenarioFile,
+  type Scenario,
+  type ScenarioError,
+  type ScenarioResult,
+} from '@ccmem/scenario';
+import type { CliIo } from '../io.js';
+
+/** Exit codes: 0 every expectation held, 1 something failed, 2 invalid input or environment. */
+export const EXIT_OK = 0;
+export const EXIT_FAIL = 1;
+export const EXIT_INVALID = 2;
+
+export interface LoadedFile {
+  file: string;
+  scenario: Scenario;
+}
+
+export function loadFiles(files: readonly string[]): { loaded: LoadedFile[]; errors: ScenarioError[] } {
+  const loaded: LoadedFile[] = [];
+  const errors: ScenarioError[] = [];
+  for (const file of files) {
+    try {
+      loaded.push({ file, scenario: loadScenarioFile(file) });
+    } catch (e) {
+      if (e instanceof ScenarioParseError) errors.push(...e.errors);
+      else throw e;
+    }
+  }
+  return { loaded, errors };
+}
+
+export function reportInvalid(io: CliIo, errors: readonly ScenarioError[], json: boolean): number {
+  for (const e of errors) io.err(`${io.color.red('error')} ${formatScenarioError(e)}`);
+  if (json) io.out(JSON.stringify({ errors }));
+  return EXIT_INVALID;
+}
+
+export function toJson(value: unknown): string {
+  return JSON.stringify(value, jsonReplacer);
+}
+
+/** The `--json` form of one scenario result (events stay in the --trace file). */
+export function resultJson(r: ScenarioResult) {
+  return {
+    file: r.file,
+    name: r.name,
+    target: r.target,
+    vm_type: r.vm_type,
+    provider: r.provider,
+    pass: r.pass,
+    ...(r.skipped !== undefined && { skipped: r.skipped }),
+    ...(r.error !== undefined && { error: r.error }),
+    steps: r.steps.map((s) => {
+      const { events: _events, ...outcome } = s.outcome;
+      return {
+        index: s.index,
+        op: s.op,
+        pass: s.pass,
+        outcome,
+        expected: s.expected,
+        ...(s.line !== undefined && { line: s.line }),
+        ...(s.actor !== undefined && { actor: s.actor }),
+        ...(s.rule !== undefined && { rule: s.rule }),
+        ...(s.skipped !== undefined && { skipped: s.skipped }),
+        ...(s.mismatches.length > 0 && { mismatches: s.mismatches }),
+      };
+    }),
+  };
+}
+
+/** Human report of one scenario run: a status line, then every failing step. */
+export function printResult(io: CliIo, r: ScenarioResult): void {
+  const c = io.color;
+  const where = r.file ? c.dim(` (${r.file})`) : '';
+  if (r.error) {
+    io.out(`${c.red('✗')} ${r.name}${where}\n    ${r.error}`);
+    return;
+  }
+  if (r.skipped !== undefined && r.pass) {
+    io.out(`${c.yellow('-')} ${r.name}${where} ${c.yellow(`skipped: ${r.skipped}`)}`);
+    return;
+  }
+  io.out(`${r.pass ? c.green('✓') : c.red('✗')} ${r.name}${where}`);
+  for (const s of r.steps) {
+    if (s.pass) continue;
+    const at = s.line !== undefined ? ` line ${s.line}` : '';
+    io.out(`    step ${s.index} ${c.bold(s.op)}${s.actor ? ` [${s.actor}]` : ''}${at}`);
+    io.out(`      expected: ${describeExpectation(s.expected)}`);
+    io.out(`      happened: ${describeOutcome(s.outcome)}`);
+    for (const m of s.mismatches) io.out(`      ${c.red(m)}`);
+    if (s.rule) io.out(`      kernel rule: ${s.rule}`);
+  }
+}
+
+export function writeTrace(path: string, results: readonly ScenarioResult[]): void {
+  const doc = {
+    scenarios: results.map((r) => ({ file: r.file, name: r.name, target: r.target, steps: collectEvents(r) })),
+  };
+  writeFileSync(path, `${toJson(doc)}\n`);
+}

@@ -1,0 +1,69 @@
+/**
+ * Where the CLI gets its targets. `model` comes from @ccmem/scenario's `createModelTarget`,
+ * `kvm` from @ccmem/kvm's `createKvmTarget`, when those exist. CCMEM_TARGET_MODULE names a
+ * module exporting `createTarget(name)` that replaces both (used to test the CLI itself).
+ */
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import * as scenarioPackage from '@ccmem/scenario';
+import type { Target, TargetName } from '@ccmem/scenario';
+
+export type TargetFactory = () => Target;
+
+const factories = new Map<TargetName, TargetFactory>();
+const unavailable = new Map<TargetName, string>();
+
+export function registerTarget(name: TargetName, factory: TargetFactory): void {
+  factories.set(name, factory);
+  unavailable.delete(name);
+}
+
+export function hasTarget(name: TargetName): boolean {
+  return factories.has(name);
+}
+
+/** A fresh target; throws a clear error when this build has none of that name. */
+export function getTarget(name: TargetName): Target {
+  const factory = factories.get(name);
+  if (!factory) {
+    const why = unavailable.get(name);
+    throw new Error(`${name} target not available${why ? `: ${why}` : ''}`);
+  }
+  return factory();
+}
+
+function exported<T>(mod: unknown, name: string): T | undefined {
+  const v = (mod as Record<string, unknown>)[name];
+  return typeof v === 'function' ? (v as T) : undefined;
+}
+
+/** Resolve the target factories once, before a command runs. */
+export async function loadTargets(env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  const override = env.CCMEM_TARGET_MODULE;
+  if (override) {
+    const mod: unknown = await import(pathToFileURL(resolve(override)).href);
+    const create = exported<(name: TargetName) => Target | undefined>(mod, 'createTarget');
+    if (!create) throw new Error(`CCMEM_TARGET_MODULE ${override} does not export createTarget(name)`);
+    for (const name of ['model', 'kvm'] as const) {
+      const probe = create(name);
+      if (probe) registerTarget(name, () => create(name)!);
+      else unavailable.set(name, `not provided by ${override}`);
+    }
+    return;
+  }
+  if (!factories.has('model')) {
+    const createModel = exported<() => Target>(scenarioPackage, 'createModelTarget');
+    if (createModel) registerTarget('model', () => createModel());
+    else unavailable.set('model', '@ccmem/scenario has no createModelTarget in this build');
+  }
+  if (!factories.has('kvm')) {
+    try {
+      const kvm: unknown = await import('@ccmem/kvm');
+      const createKvm = exported<() => Target>(kvm, 'createKvmTarget');
+      if (createKvm) registerTarget('kvm', () => createKvm());
+      else unavailable.set('kvm', '@ccmem/kvm has no createKvmTarget in this build');
+    } catch (e) {
+      unavailable.set('kvm', `cannot load @ccmem/kvm (${(e as Error).message.split('\n')[0]})`);
+    }
+  }
+}

@@ -1,0 +1,232 @@
+/**
+ * Reading scenario files: YAML with node positions, validated by the zod schema. Every problem
+ * becomes a ScenarioError naming the file, line, column and field (`ccmem` exits with 2).
+ */
+import { readFileSync } from 'node:fs';
+import { LineCounter, isMap, isPair, isScalar, isSeq, parseDocument, type Document, type Node } from 'yaml';
+import type { z } from 'zod';
+import { isOpName, scenarioSchema, type Scenario, type Step } from './schema.js';
+
+/** One problem in a scenario file. `line` and `column` are 1-based. */
+export interface ScenarioError {
+  readonly file: string;
+  readonly line: number;
+  readonly column: number;
+  /** dotted path of the field, e.g. `steps[3].set_user_memory_region2.slot`; '' for the file */
+  readonly field: string;
+  readonly message: string;
+}
+
+/** Thrown by `parseScenario` / `loadScenarioFile`: the file is not a valid scenario. */
+export class ScenarioParseError extends Error {
+  readonly errors: readonly ScenarioError[];
+  constructor(errors: readonly ScenarioError[]) {
+    super(errors.map(formatScenarioError).join('\n'));
+    this.name = 'ScenarioParseError';
+    this.errors = errors;
+  }
+}
+
+export function formatScenarioError(e: ScenarioError): string {
+  return `${e.file}:${e.line}:${e.column}: ${e.field ? `${e.field}: ` : ''}${e.message}`;
+}
+
+export type ParseResult = { ok: true; scenario: Scenario } | { ok: false; errors: ScenarioError[] };
+
+/** Parse and validate scenario text; never throws. */
+export function tryParseScenario(text: string, file = '<input>'): ParseResult {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, intAsBigInt: true, uniqueKeys: true, prettyErrors: false });
+  const at = (offset: number) => {
+    const p = lineCounter.linePos(offset);
+    return { line: p.line, column: p.col };
+  };
+
+  if (doc.errors.length > 0) {
+    return {
+      ok: false,
+      errors: doc.errors.map((err) => {
+        const key = err.code === 'DUPLICATE_KEY' ? duplicateKeyPath(doc, err.pos[0]) : null;
+        return {
+          file,
+          ...at(err.pos[0]),
+          field: key ? formatPath(key) : '',
+          message: err.code === 'DUPLICATE_KEY' ? 'duplicate key (map keys must be unique)' : firstLine(err.message),
+        };
+      }),
+    };
+  }
+  if (doc.contents === null) {
+    return { ok: false, errors: [{ file, line: 1, column: 1, field: '', message: 'empty file: a scenario needs name, vm and steps' }] };
+  }
+
+  const data: unknown = doc.toJS({ maxAliasCount: 100 });
+  const parsed = scenarioSchema.safeParse(data);
+  if (!parsed.success) {
+    const errors = parsed.error.issues.flatMap((issue) => issueToErrors(issue, doc, file, at));
+    errors.sort((a, b) => a.line - b.line || a.column - b.column);
+    // an unknown op already explains why the step has no operation
+    const noOp = (e: ScenarioError) =>
+      e.message.startsWith('a step needs one operation') && errors.some((o) => o.field.startsWith(`${e.field}.`));
+    return { ok: false, errors: dedupe(errors.filter((e) => !noOp(e))) };
+  }
+  const scenario = parsed.data as Scenario;
+  annotateLines(scenario.steps, ['steps'], doc, at);
+  if (scenario.concurrent) {
+    for (const [actor, steps] of Object.entries(scenario.concurrent.actors)) {
+      annotateLines(steps, ['concurrent', 'actors', actor], doc, at);
+    }
+  }
+  return { ok: true, scenario };
+}
+
+/** Parse and validate scenario text; throws ScenarioParseError. */
+export function parseScenario(text: string, file = '<input>'): Scenario {
+  const r = tryParseScenario(text, file);
+  if (!r.ok) throw new ScenarioParseError(r.errors);
+  return r.scenario;
+}
+
+/** Read, parse and validate a scenario file; throws ScenarioParseError (also for unreadable files). */
+export function loadScenarioFile(path: string): Scenario {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? 'error';
+    throw new ScenarioParseError([{ file: path, line: 1, column: 1, field: '', message: `cannot read file (${code})` }]);
+  }
+  return parseScenario(text, path);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+type Path = readonly PropertyKey[];
+type At = (offset: number) => { line: number; column: number };
+
+/** dotted path with [i] for list indexes: steps[3].set_user_memory_region2.slot */
+export function formatPath(path: Path): string {
+  let out = '';
+  for (const seg of path) {
+    if (typeof seg === 'number') out += `[${seg}]`;
+    else out += out ? `.${String(seg)}` : String(seg);
+  }
+  return out;
+}
+
+function issueToErrors(issue: z.core.$ZodIssue, doc: Document, file: string, at: At): ScenarioError[] {
+  const path = issue.path as PropertyKey[];
+  if (issue.code === 'unrecognized_keys') {
+    const isStep = isStepPath(path);
+    return issue.keys.map((key) => {
+      const loc = locate(doc, [...path, key], true);
+      let message: string;
+      if (isStep && !isOpName(key) && key !== 'as' && key !== 'expect') message = `unknown operation or step field "${key}"`;
+      else message = `unknown field "${key}"`;
+      return { file, ...at(loc.offset), field: formatPath([...path, key]), message };
+    });
+  }
+  if (issue.code === 'invalid_union') {
+    // report the branch that got furthest (most specific path)
+    const branches = (issue as { errors?: z.core.$ZodIssue[][] }).errors ?? [];
+    const best = branches.flat().sort((a, b) => b.path.length - a.path.length)[0];
+    if (best && best.path.length > 0) {
+      return issueToErrors({ ...best, path: [...path, ...best.path] } as z.core.$ZodIssue, doc, file, at);
+    }
+  }
+  const loc = locate(doc, path, false);
+  let message = issue.message;
+  if (loc.missing !== undefined && (issue.code === 'invalid_type' || message.startsWith('required'))) {
+    message = `required field "${String(loc.missing)}" is missing`;
+  } else if (issue.code === 'invalid_type' && path[path.length - 1] === 'expect') {
+    message = 'expect is `ok` or a mapping of expected fields (errno, value, exit, ...)';
+  }
+  return [{ file, ...at(loc.offset), field: formatPath(path), message }];
+}
+
+function isStepPath(path: Path): boolean {
+  return (
+    (path.length === 2 && path[0] === 'steps' && typeof path[1] === 'number') ||
+    (path.length === 4 && path[0] === 'concurrent' && path[1] === 'actors' && typeof path[3] === 'number')
+  );
+}
+
+/**
+ * Walk the YAML node tree along `path`; return the offset of the deepest node found.
+ * With `keyNode`, the last segment's key (not its value) is located.
+ */
+function locate(doc: Document, path: Path, keyNode: boolean): { offset: number; missing?: PropertyKey } {
+  let node: unknown = doc.contents;
+  let offset = rangeStart(node) ?? 0;
+  for (let i = 0; i < path.length; i++) {
+    const seg = path[i]!;
+    if (isMap(node)) {
+      const pair = node.items.find((p) => isPair(p) && scalarKey(p.key) === String(seg));
+      if (!pair) return { offset, missing: seg };
+      if (keyNode && i === path.length - 1) return { offset: rangeStart(pair.key) ?? offset };
+      node = pair.value;
+      offset = rangeStart(node) ?? rangeStart(pair.key) ?? offset;
+    } else if (isSeq(node) && typeof seg === 'number') {
+      const item = node.items[seg];
+      if (item === undefined) return { offset, missing: seg };
+      node = item;
+      offset = rangeStart(node) ?? offset;
+    } else {
+      return { offset, missing: seg };
+    }
+  }
+  return { offset };
+}
+
+function rangeStart(node: unknown): number | undefined {
+  const r = (node as Node | null)?.range;
+  return r ? r[0] : undefined;
+}
+
+function scalarKey(key: unknown): string | undefined {
+  if (isScalar(key)) return String(key.value);
+  return undefined;
+}
+
+/** the path of the map key that starts at `offset` (for duplicate-key errors) */
+function duplicateKeyPath(doc: Document, offset: number): PropertyKey[] | null {
+  const walk = (node: unknown, path: PropertyKey[]): PropertyKey[] | null => {
+    if (isMap(node)) {
+      for (const p of node.items) {
+        const k = scalarKey(p.key);
+        const r = (p.key as Node | null)?.range;
+        if (k !== undefined && r && r[0] <= offset && offset < Math.max(r[1], r[0] + 1)) return [...path, k];
+        const found = walk(p.value, [...path, k ?? '?']);
+        if (found) return found;
+      }
+    } else if (isSeq(node)) {
+      for (let i = 0; i < node.items.length; i++) {
+        const found = walk(node.items[i], [...path, i]);
+        if (found) return found;
+      }
+    }
+    return null;
+  };
+  return walk(doc.contents, []);
+}
+
+function annotateLines(steps: Step[], base: PropertyKey[], doc: Document, at: At): void {
+  steps.forEach((step, i) => {
+    const loc = locate(doc, [...base, i], false);
+    step.line = at(loc.offset).line;
+  });
+}
+
+function firstLine(s: string): string {
+  return s.split('\n')[0]!;
+}
+
+function dedupe(errors: ScenarioError[]): ScenarioError[] {
+  const seen = new Set<string>();
+  return errors.filter((e) => {
+    const k = `${e.line}:${e.column}:${e.field}:${e.message}`;
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}

@@ -1,0 +1,496 @@
+/**
+ * Runs a scenario on a Target and compares every step's outcome with its expectation.
+ *
+ * Comparison rules (docs/scenarios.md, "Outcomes"):
+ *  - an omitted `expect` or `expect: ok` means success: no errno, no exit, no signal;
+ *  - only the fields an expectation names are compared, except that an errno, an exit or a
+ *    signal nobody expected fails the step (a memory-fault exit may carry KVM_RUN's errno,
+ *    and a failed call may leave an exit behind, so each excuses the other);
+ *  - exits compare the reason and the listed exit fields; `dirty_pages` compare as sorted lists;
+ *  - `assert` steps compare every non-locator field against the state the target reports.
+ * A failing step does not stop the run unless `stopOnFailure` is set.
+ */
+import { isKvmError, type KvmRunExit, type TraceEvent } from '@ccmem/core';
+import { formatHex, isAddrRef, resolveAddr } from './numbers.js';
+import {
+  ASSERT_LOCATORS,
+  type Expectation,
+  type Invariant,
+  type Provider,
+  type Scenario,
+  type Step,
+  type TargetName,
+  type VmConfig,
+  type VmType,
+} from './schema.js';
+import { SkipScenario, type Outcome, type ResolvedStep, type RunContext, type Target } from './target.js';
+
+export interface RunOptions {
+  /** file the scenario came from, for reports */
+  file?: string;
+  /** collect kernel events (Outcome.events) */
+  trace?: boolean;
+  /** stop at the first failing step (default: continue and mark) */
+  stopOnFailure?: boolean;
+  /** run as this VM type / provider instead of the scenario's own (the matrix does) */
+  vmType?: VmType;
+  provider?: Provider;
+}
+
+export interface StepResult {
+  index: number;
+  /** the op as written (punch_hole stays punch_hole) */
+  op: string;
+  actor?: string;
+  line?: number;
+  pass: boolean;
+  outcome: Outcome;
+  expected: Expectation | Record<string, unknown>;
+  /** what differed, one line each (empty when the step passed) */
+  mismatches: string[];
+  /** the kernel rule behind the outcome (KvmError.check) */
+  rule?: string;
+  skipped?: string;
+}
+
+export interface ScenarioResult {
+  file: string;
+  name: string;
+  target: TargetName;
+  vm_type: VmType;
+  provider: Provider;
+  /** every step passed (a skipped scenario has pass true and `skipped` set) */
+  pass: boolean;
+  skipped?: string;
+  /** the run could not proceed (target error); implies pass false */
+  error?: string;
+  steps: StepResult[];
+}
+
+/** The VM a run uses: the scenario's VM, with the matrix's type/provider override. */
+export function effectiveVm(scenario: Scenario, opts: Pick<RunOptions, 'vmType' | 'provider'> = {}): VmConfig {
+  const vm: VmConfig = { ...scenario.vm };
+  if (opts.vmType !== undefined && opts.vmType !== vm.type) {
+    vm.type = opts.vmType;
+    if (vm.type !== 'snp') delete vm.directmap, delete vm.rmp_timing;
+    if (vm.type !== 'tdx') delete vm.huge_pages, delete vm.gpaw;
+  }
+  if (opts.provider !== undefined) vm.provider = opts.provider;
+  return vm;
+}
+
+export function runScenario(scenario: Scenario, target: Target, opts: RunOptions = {}): ScenarioResult {
+  const vm = effectiveVm(scenario, opts);
+  const names = new Map<string, number>();
+  const ctx: RunContext = { scenario, vm, names, trace: opts.trace ?? false };
+  const result: ScenarioResult = {
+    file: opts.file ?? '',
+    name: scenario.name,
+    target: target.name,
+    vm_type: vm.type,
+    provider: vm.provider ?? 'guest_memfd',
+    pass: true,
+    steps: [],
+  };
+
+  try {
+    target.begin(scenario, ctx);
+  } catch (e) {
+    if (e instanceof SkipScenario) result.skipped = e.message;
+    else {
+      result.pass = false;
+      result.error = `cannot start the VM: ${errorText(e)}`;
+    }
+    return result;
+  }
+
+  try {
+    let index = 0;
+    const runOne = (step: Step, actor?: string): 'go' | 'stop' => {
+      const r = runStep(step, index++, target, ctx, names, actor);
+      result.steps.push(r);
+      if (r.skipped !== undefined) {
+        result.skipped = `step ${r.index} (${r.op}): ${r.skipped}`;
+        return 'stop';
+      }
+      if (!r.pass) {
+        result.pass = false;
+        if (opts.stopOnFailure) return 'stop';
+      }
+      return 'go';
+    };
+
+    let stopped = false;
+    for (const step of scenario.steps) {
+      if (runOne(step) === 'stop') {
+        stopped = true;
+        break;
+      }
+    }
+
+    if (!stopped && scenario.concurrent) {
+      // One interleaving: the actors take turns, one step each (round robin).
+      const queues = Object.entries(scenario.concurrent.actors).map(([actor, steps]) => ({ actor, steps, next: 0 }));
+      let progressed = true;
+      while (progressed && !stopped) {
+        progressed = false;
+        for (const q of queues) {
+          if (q.next >= q.steps.length) continue;
+          progressed = true;
+          if (runOne(q.steps[q.next++]!, q.actor) === 'stop') {
+            stopped = true;
+            break;
+          }
+        }
+      }
+      if (!stopped) {
+        for (const inv of scenario.concurrent.invariants ?? []) {
+          const r = checkInvariant(inv, index++, target, ctx, names);
+          result.steps.push(r);
+          if (r.skipped === undefined && !r.pass) result.pass = false;
+        }
+      }
+    }
+  } finally {
+    try {
+      target.end();
+    } catch (e) {
+      result.pass = false;
+      result.error = `tearing the VM down failed: ${errorText(e)}`;
+    }
+  }
+  if (result.skipped !== undefined && result.pass) result.pass = true;
+  return result;
+}
+
+function runStep(
+  step: Step,
+  index: number,
+  target: Target,
+  ctx: RunContext,
+  names: Map<string, number>,
+  actor?: string,
+): StepResult {
+  const expected: Expectation | Record<string, unknown> = step.op === 'assert' ? assertExpectation(step.args) : step.expect;
+  const base = { index, op: step.op, ...(actor !== undefined && { actor }), ...(step.line !== undefined && { line: step.line }) };
+
+  let resolved: ResolvedStep;
+  try {
+    resolved = resolveStep(step, index, names, actor);
+  } catch (e) {
+    return { ...base, pass: false, outcome: {}, expected, mismatches: [errorText(e)] };
+  }
+
+  const support = target.supports?.(resolved.op, ctx);
+  if (support && !support.ok) {
+    return { ...base, pass: true, outcome: { skipped: support.reason }, expected, mismatches: [], skipped: support.reason };
+  }
+
+  const { outcome, thrown } = execute(target, resolved, ctx);
+  if (thrown !== undefined) return { ...base, pass: false, outcome, expected, mismatches: [thrown] };
+  if (outcome.skipped !== undefined) {
+    return { ...base, pass: true, outcome, expected, mismatches: [], skipped: outcome.skipped };
+  }
+  const mismatches =
+    step.op === 'assert' ? compareAssert(expected as Record<string, unknown>, outcome) : compareOutcome(step.expect, outcome);
+  if (step.as !== undefined) {
+    if (outcome.result !== undefined) names.set(step.as, outcome.result);
+    else if (mismatches.length === 0) mismatches.push(`the step is named "${step.as}" but produced no result`);
+  }
+  const rule = typeof outcome.detail?.check === 'string' ? outcome.detail.check : undefined;
+  return { ...base, pass: mismatches.length === 0, outcome, expected, mismatches, ...(rule !== undefined && { rule }) };
+}
+
+function execute(target: Target, step: ResolvedStep, ctx: RunContext): { outcome: Outcome; thrown?: string } {
+  try {
+    return { outcome: target.execute(step, ctx) };
+  } catch (e) {
+    // A target should report errno in the outcome; a thrown KvmError is taken as one.
+    if (isKvmError(e)) return { outcome: { errno: e.code, detail: { check: e.check } } };
+    const thrown = `target error: ${errorText(e)}`;
+    return { outcome: { detail: { error: thrown } }, thrown };
+  }
+}
+
+function checkInvariant(
+  inv: Invariant,
+  index: number,
+  target: Target,
+  ctx: RunContext,
+  names: Map<string, number>,
+): StepResult {
+  if (typeof inv === 'string') {
+    const base = { index, op: `invariant ${inv}`, expected: { holds: true } };
+    if (!target.checkInvariant) {
+      const reason = `target ${target.name} cannot check invariant "${inv}"`;
+      return { ...base, pass: true, outcome: { skipped: reason }, mismatches: [], skipped: reason };
+    }
+    const violations = target.checkInvariant(inv, ctx);
+    return { ...base, pass: violations.length === 0, outcome: { detail: { violations } }, mismatches: violations };
+  }
+  const step: Step = { op: 'assert', args: inv.assert, expect: {} };
+  return runStep(step, index, target, ctx, names);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Resolution                                                                                 */
+/* ------------------------------------------------------------------------------------------ */
+
+const PUNCH_HOLE_MODE = 0x01 | 0x02; // FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE
+
+/** Replace every `name±offset` with its number; `punch_hole` becomes `fallocate`. */
+export function resolveStep(step: Step, index: number, names: ReadonlyMap<string, number>, actor?: string): ResolvedStep {
+  const args = resolveValue(step.args, names) as Record<string, unknown>;
+  if (step.op === 'set_user_memory_region' || step.op === 'set_user_memory_region2' || step.op === 'get_dirty_log' || step.op === 'clear_dirty_log') {
+    // the uAPI slot field carries the address space in bits 16-31
+    if (typeof args.as_id === 'number') args.slot = ((args.as_id << 16) | (args.slot as number)) >>> 0;
+    delete args.as_id;
+    if ((step.op === 'set_user_memory_region' || step.op === 'set_user_memory_region2') && args.userspace_addr === undefined) {
+      args.userspace_addr = 0;
+    }
+  }
+  if (step.op === 'punch_hole') {
+    return { index, op: 'fallocate', args: { fd: args.fd, mode: PUNCH_HOLE_MODE, offset: args.offset, len: args.len }, ...(actor !== undefined && { actor }) } as ResolvedStep;
+  }
+  return { index, op: step.op, args, ...(actor !== undefined && { actor }) } as ResolvedStep;
+}
+
+function resolveValue(v: unknown, names: ReadonlyMap<string, number>): unknown {
+  if (isAddrRef(v)) return resolveAddr(v, names);
+  if (Array.isArray(v)) return v.map((x) => resolveValue(x, names));
+  if (typeof v === 'object' && v !== null) {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) if (x !== undefined) out[k] = resolveValue(x, names);
+    return out;
+  }
+  return v;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Comparison                                                                                 */
+/* ------------------------------------------------------------------------------------------ */
+
+const EXIT_FIELDS = ['mmio', 'memory_fault', 'hypercall', 'internal', 'system_event'] as const;
+
+/** Differences between what a step was expected to do and what it did; [] when it matches. */
+export function compareOutcome(expected: Expectation, outcome: Outcome): string[] {
+  const out: string[] = [];
+  const happened = describeOutcome(outcome);
+  const mismatch = (what: string) => out.push(`${what} (happened: ${happened})`);
+
+  // errno
+  if (expected.errno !== undefined) {
+    if (outcome.errno !== expected.errno) mismatch(`expected errno ${expected.errno}`);
+  } else if (outcome.errno !== undefined && expected.exit !== 'KVM_EXIT_MEMORY_FAULT') {
+    mismatch(expected.exit !== undefined || hasValueFields(expected) ? `expected no errno` : 'expected success');
+  }
+
+  // signal
+  if (expected.signal !== undefined) {
+    if (outcome.signal !== expected.signal) mismatch(`expected signal ${expected.signal}`);
+  } else if (outcome.signal !== undefined) {
+    mismatch(`expected no signal`);
+  }
+
+  // exit
+  if (expected.exit !== undefined) {
+    if (outcome.exit?.reason !== expected.exit) mismatch(`expected exit ${expected.exit}`);
+    else {
+      for (const f of EXIT_FIELDS) {
+        const want = expected[f] as Record<string, unknown> | undefined;
+        if (want === undefined) continue;
+        const got = (outcome.exit as unknown as Record<string, Record<string, unknown> | undefined>)[f] ?? {};
+        for (const [k, v] of Object.entries(want)) {
+          if (v === undefined) continue;
+          if (!sameValue(v, got[k])) out.push(`expected ${f}.${k} ${show(v)}, happened ${show(got[k])}`);
+        }
+      }
+    }
+  } else if (outcome.exit !== undefined && expected.errno === undefined) {
+    mismatch(`expected no exit`);
+  }
+
+  if (expected.value !== undefined && !sameValue(expected.value, outcome.value)) {
+    out.push(`expected value ${show(expected.value)}, happened ${outcome.value === undefined ? happened : show(outcome.value)}`);
+  }
+  if (expected.dirty_pages !== undefined) {
+    const want = [...expected.dirty_pages].sort((a, b) => a - b);
+    const got = outcome.dirty_pages ? [...outcome.dirty_pages].sort((a, b) => a - b) : undefined;
+    if (!got || want.length !== got.length || want.some((p, i) => p !== got[i])) {
+      out.push(`expected dirty_pages [${want.join(', ')}], happened ${got ? `[${got.join(', ')}]` : happened}`);
+    }
+  }
+  for (const f of ['gpa', 'size', 'ret'] as const) {
+    const want = expected[f];
+    if (want !== undefined && !sameValue(want, outcome[f])) out.push(`expected ${f} ${show(want)}, happened ${show(outcome[f])}`);
+  }
+  return out;
+}
+
+function hasValueFields(e: Expectation): boolean {
+  return e.value !== undefined || e.dirty_pages !== undefined || e.gpa !== undefined || e.size !== undefined || e.ret !== undefined;
+}
+
+/** the expected state an `assert` step names: every field that is not a locator */
+function assertExpectation(args: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(args)) {
+    if (!(ASSERT_LOCATORS as readonly string[]).includes(k) && v !== undefined) out[k] = v;
+  }
+  return out;
+}
+
+function compareAssert(expected: Record<string, unknown>, outcome: Outcome): string[] {
+  if (outcome.errno !== undefined) return [`the state could not be inspected (happened: ${describeOutcome(outcome)})`];
+  const state = outcome.detail ?? {};
+  const out: string[] = [];
+  for (const [k, want] of Object.entries(expected)) {
+    if (!(k in state)) out.push(`expected ${k} ${show(want)}, the target reported no ${k}`);
+    else if (!sameValue(want, state[k])) out.push(`expected ${k} ${show(want)}, happened ${show(state[k])}`);
+  }
+  return out;
+}
+
+/** numbers, bigints and numeric strings compare by value; lists element-wise; the rest as text */
+export function sameValue(a: unknown, b: unknown): boolean {
+  if (Array.isArray(a) || Array.isArray(b)) {
+    return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((x, i) => sameValue(x, b[i]));
+  }
+  const na = asBigInt(a);
+  const nb = asBigInt(b);
+  if (na !== undefined && nb !== undefined) return na === nb;
+  if (a === undefined || b === undefined) return a === b;
+  if (a === null || b === null) return a === b;
+  return String(a) === String(b);
+}
+
+function asBigInt(v: unknown): bigint | undefined {
+  if (typeof v === 'bigint') return v;
+  if (typeof v === 'number' && Number.isInteger(v)) return BigInt(v);
+  if (typeof v === 'string' && /^(0x[0-9a-fA-F]+|[0-9]+)$/.test(v)) return BigInt(v);
+  return undefined;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Describing outcomes                                                                        */
+/* ------------------------------------------------------------------------------------------ */
+
+export function show(v: unknown): string {
+  if (typeof v === 'bigint') return v >= -4096n && v < 4096n ? v.toString() : formatHex(v);
+  if (typeof v === 'number') return Number.isInteger(v) && Math.abs(v) >= 4096 ? formatHex(v) : String(v);
+  if (Array.isArray(v)) return `[${v.map(show).join(', ')}]`;
+  if (v === undefined) return 'nothing';
+  if (typeof v === 'object' && v !== null) {
+    return `{ ${Object.entries(v)
+      .map(([k, x]) => `${k}: ${show(x)}`)
+      .join(', ')} }`;
+  }
+  return String(v);
+}
+
+export function describeExit(exit: KvmRunExit): string {
+  const { reason, ...fields } = exit as { reason: string } & Record<string, unknown>;
+  const parts = Object.values(fields).map(show);
+  return parts.length ? `exit ${reason} ${parts.join(' ')}` : `exit ${reason}`;
+}
+
+/** One line: what a step did. */
+export function describeOutcome(o: Outcome): string {
+  if (o.skipped !== undefined) return `skipped (${o.skipped})`;
+  const parts: string[] = [];
+  if (o.errno !== undefined) parts.push(`errno ${o.errno}`);
+  if (o.signal !== undefined) parts.push(`signal ${o.signal}`);
+  if (o.exit !== undefined) parts.push(describeExit(o.exit));
+  if (o.value !== undefined) parts.push(`value ${show(o.value)}`);
+  if (o.dirty_pages !== undefined) parts.push(`dirty_pages [${o.dirty_pages.join(', ')}]`);
+  if (o.gpa !== undefined) parts.push(`gpa ${show(o.gpa)}`);
+  if (o.size !== undefined) parts.push(`size ${show(o.size)}`);
+  if (o.ret !== undefined) parts.push(`ret ${show(o.ret)}`);
+  if (typeof o.detail?.error === 'string') parts.push(o.detail.error);
+  if (parts.length === 0) parts.push(o.result !== undefined ? `ok (${show(o.result)})` : 'ok');
+  return parts.join(', ');
+}
+
+/** One line: what a step was expected to do. */
+export function describeExpectation(e: Expectation | Record<string, unknown>): string {
+  const entries = Object.entries(e).filter(([, v]) => v !== undefined);
+  if (entries.length === 0) return 'ok';
+  return entries.map(([k, v]) => `${k} ${show(v)}`).join(', ');
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Diffing two targets                                                                        */
+/* ------------------------------------------------------------------------------------------ */
+
+/**
+ * Differences between two outcomes of the same step on two targets (for `ccmem diff`):
+ * errno, signal, value, exit reason and fields, dirty pages (as sets), gpa/size/ret.
+ * Expectations, named results (hvas, fds), events and details are ignored.
+ */
+export function diffOutcomes(a: Outcome, b: Outcome): string[] {
+  const out: string[] = [];
+  const cmp = (what: string, x: unknown, y: unknown) => {
+    if (!sameValue(x, y)) out.push(`${what}: ${show(x)} vs ${show(y)}`);
+  };
+  if (a.skipped !== undefined || b.skipped !== undefined) {
+    if ((a.skipped === undefined) !== (b.skipped === undefined)) out.push(`skipped: ${show(a.skipped)} vs ${show(b.skipped)}`);
+    return out;
+  }
+  cmp('errno', a.errno, b.errno);
+  cmp('signal', a.signal, b.signal);
+  cmp('value', a.value, b.value);
+  cmp('exit', a.exit?.reason, b.exit?.reason);
+  if (a.exit && b.exit && a.exit.reason === b.exit.reason) {
+    for (const f of EXIT_FIELDS) {
+      const x = (a.exit as unknown as Record<string, Record<string, unknown> | undefined>)[f];
+      const y = (b.exit as unknown as Record<string, Record<string, unknown> | undefined>)[f];
+      if (!x && !y) continue;
+      for (const k of new Set([...Object.keys(x ?? {}), ...Object.keys(y ?? {})])) cmp(`${f}.${k}`, x?.[k], y?.[k]);
+    }
+  }
+  const sortPages = (p?: number[]) => (p ? [...p].sort((m, n) => m - n) : undefined);
+  cmp('dirty_pages', sortPages(a.dirty_pages), sortPages(b.dirty_pages));
+  cmp('gpa', a.gpa, b.gpa);
+  cmp('size', a.size, b.size);
+  cmp('ret', a.ret, b.ret);
+  return out;
+}
+
+export interface StepDiff {
+  index: number;
+  op: string;
+  differences: string[];
+}
+
+/** Step-by-step differences between two runs of one scenario. */
+export function diffResults(a: ScenarioResult, b: ScenarioResult): StepDiff[] {
+  const out: StepDiff[] = [];
+  const n = Math.max(a.steps.length, b.steps.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.steps[i];
+    const y = b.steps[i];
+    if (!x || !y) {
+      out.push({ index: i, op: (x ?? y)!.op, differences: [`step ran only on ${x ? a.target : b.target}`] });
+      continue;
+    }
+    const d = diffOutcomes(x.outcome, y.outcome);
+    if (d.length) out.push({ index: i, op: x.op, differences: d });
+  }
+  return out;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+/** JSON.stringify replacer: bigint as "0x..." hex strings. */
+export function jsonReplacer(_key: string, value: unknown): unknown {
+  return typeof value === 'bigint' ? formatHex(value) : value;
+}
+
+/** every kernel event of a run, per step (for --trace files) */
+export function collectEvents(result: ScenarioResult): { index: number; op: string; events: TraceEvent[] }[] {
+  return result.steps.map((s) => ({ index: s.index, op: s.op, events: s.outcome.events ?? [] }));
+}
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}

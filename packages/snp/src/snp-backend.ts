@@ -1,0 +1,977 @@
+/**
+ * The SEV-SNP vendor backend: arch/x86/kvm/svm/sev.c as the model's `kvm_x86_ops`, on top of
+ * the host-wide RMP and direct map (`SnpHost`).
+ *
+ * Per VM, two choices:
+ *  - `directmap`: `split` (upstream adjust_direct_map) or `unmap` (the earlier host series:
+ *    remove private pages from the direct map, through the pre/post attribute hooks and the
+ *    rmpupdate() wrapper);
+ *  - `rmpTiming`: `prepare` (upstream: sev_gmem_prepare assigns a page at its first private
+ *    fault, sev_gmem_invalidate returns it when guest_memfd frees it) or `set-attributes`
+ *    (seed thread 002, `update_mem_attr`: RMPUPDATE from the post-attribute hook, after
+ *    kvm_mmu_invalidate_end(), outside mmu_lock). Under `set-attributes` a private fault
+ *    between the attribute store and that RMPUPDATE maps a page the RMP does not give to the
+ *    guest yet: the guest's access takes an RMP #NPF, sev_handle_rmp_fault() sees an
+ *    unassigned page and does nothing, and the guest loops until the RMPUPDATE lands.
+ */
+import {
+  ERRNO,
+  KVM_HC_MAP_GPA_RANGE,
+  KVM_MAP_GPA_RANGE_DECRYPTED,
+  KVM_MAP_GPA_RANGE_ENCRYPTED,
+  KVM_MAP_GPA_RANGE_PAGE_SZ_2M,
+  KVM_MAP_GPA_RANGE_PAGE_SZ_4K,
+  KVM_MEMORY_ATTRIBUTE_PRIVATE,
+  KVM_MEMORY_EXIT_FLAG_PRIVATE,
+  KVM_X86_SNP_VM,
+  KvmError,
+  PG_LEVEL_2M,
+  PG_LEVEL_4K,
+  errnoName,
+  fail,
+} from '@ccmem/core';
+import type {
+  AttributeChange,
+  GuestAccessCheck,
+  GuestAccessVerdict,
+  GuestOpRequest,
+  GuestOpResult,
+  HostPhysMem,
+  KvmRunExit,
+  VendorBackend,
+  VendorIoctlResult,
+  VmForBackend,
+} from '@ccmem/core';
+import { GuestMemfd, kvmGmemPopulate } from '@ccmem/gmem';
+import { type DirectMapPolicy, rmpCheckHostWrite } from './directmap.js';
+import {
+  PFERR_GUEST_ENC_MASK,
+  PFERR_GUEST_RMP_MASK,
+  PFERR_GUEST_SIZEM_MASK,
+  SnpHost,
+  firmwareLaunchUpdatePage,
+  pferrHas,
+  pvalidateInsn,
+  rmpadjustInsn,
+  type GuestInsnResult,
+} from './instructions.js';
+import {
+  INITIAL_VMSA_GPA,
+  LaunchDigest,
+  SNP_PAGE_TYPE_CPUID,
+  SNP_PAGE_TYPE_NORMAL,
+  SNP_PAGE_TYPE_SECRETS,
+  SNP_PAGE_TYPE_UNMEASURED,
+  SNP_PAGE_TYPE_VMSA,
+  SNP_PAGE_TYPE_ZERO,
+} from './launch-digest.js';
+import { RMP_ENTRIES_PER_2M, RMPW_ASSIGNED, RMPW_VALIDATED, wordAsid, type RmpEntryView } from './rmp.js';
+
+export type RmpTiming = 'prepare' | 'set-attributes';
+
+export interface SnpBackendOptions {
+  directmap: DirectMapPolicy;
+  rmpTiming: RmpTiming;
+  /** ASID to use (must be free and in the SNP range); default: the lowest free one */
+  asid?: number;
+  phys: HostPhysMem;
+  /** the host's RMP and direct map; default: one per `phys`, shared by every SNP VM on it */
+  host?: SnpHost;
+}
+
+/**
+ * What the backend uses from the VM beyond `VmForBackend`, when the VM offers it.
+ * (Proposed additions to @ccmem/core's VmForBackend.)
+ */
+export interface VmForSnp extends VmForBackend {
+  /** KVM_CAP_EXIT_HYPERCALL bitmap (user_exit_on_hypercall); absent = KVM_HC_MAP_GPA_RANGE enabled */
+  readonly exitHypercalls?: number;
+  /** every present private leaf SPTE: gfn and pfn of its first page, and its level */
+  forEachPrivateMapping?(fn: (gfn: number, pfn: number, level: number) => void): void;
+  /** the guest_memfd pfn backing `gfn` if one is allocated, else -1 (no allocation, no prepare) */
+  gmemPeekPfn?(gfn: number): number;
+}
+
+/** The SNP backend: a VendorBackend plus SNP-specific host checks. */
+export interface SnpBackend extends VendorBackend {
+  readonly host: SnpHost;
+  readonly asid: number;
+  readonly directmapPolicy: DirectMapPolicy;
+  readonly rmpTiming: RmpTiming;
+  /** a host write through a user mapping of `level` (VMM mmap, hugetlb): null or why it faults */
+  checkUserWrite(pfn: number, level: number): string | null;
+}
+
+/* ---- KVM_SEV_SNP_* uAPI ---- */
+export const KVM_SEV_SNP_PAGE_TYPE_NORMAL = SNP_PAGE_TYPE_NORMAL;
+export const KVM_SEV_SNP_PAGE_TYPE_ZERO = SNP_PAGE_TYPE_ZERO;
+export const KVM_SEV_SNP_PAGE_TYPE_UNMEASURED = SNP_PAGE_TYPE_UNMEASURED;
+export const KVM_SEV_SNP_PAGE_TYPE_SECRETS = SNP_PAGE_TYPE_SECRETS;
+export const KVM_SEV_SNP_PAGE_TYPE_CPUID = SNP_PAGE_TYPE_CPUID;
+/** SNP guest policy bits KVM accepts (sev.c SNP_POLICY_MASK_*) */
+export const SNP_POLICY_MASK_SMT = 1 << 16;
+export const SNP_POLICY_MASK_RSVD_MBO = 1 << 17;
+export const SNP_POLICY_MASK_DEBUG = 1 << 19;
+export const SNP_POLICY_MASK_SINGLE_SOCKET = 1 << 20;
+export const SNP_POLICY_MASK_VALID = 0xffff | SNP_POLICY_MASK_SMT | SNP_POLICY_MASK_RSVD_MBO | SNP_POLICY_MASK_DEBUG | SNP_POLICY_MASK_SINGLE_SOCKET;
+
+/* ---- GHCB page-state change ---- */
+/** at most 253 entries per GHCB PSC request (VMGEXIT_PSC_MAX_ENTRY) */
+export const VMGEXIT_PSC_MAX_ENTRY = 253;
+export const VMGEXIT_PSC_MAX_COUNT = VMGEXIT_PSC_MAX_ENTRY;
+export const SNP_PAGE_STATE_PRIVATE = 1;
+export const SNP_PAGE_STATE_SHARED = 2;
+export const SNP_PAGE_STATE_PSMASH = 3;
+export const SNP_PAGE_STATE_UNSMASH = 4;
+/** PSC return codes in SW_EXITINFO2 (u64; bits above 31, so numbers not bit operations) */
+export const VMGEXIT_PSC_ERROR_GENERIC = 0x100 * 2 ** 32;
+export const VMGEXIT_PSC_ERROR_INVALID_HDR = 1 * 2 ** 32 + 1;
+export const VMGEXIT_PSC_ERROR_INVALID_ENTRY = 1 * 2 ** 32 + 2;
+
+export interface PscEntryInput {
+  gfn: number;
+  /** 'private' | 'shared' | 'psmash' | 'unsmash', or the GHCB numbers 1..4 */
+  op: string | number;
+  /** '4K' | '2M', or 0 / 1 */
+  pagesize?: string | number;
+  cur_page?: number;
+}
+
+interface PscEntry {
+  gfn: number;
+  operation: number;
+  pagesize: number;
+  curPage: number;
+}
+
+interface PendingPsc {
+  kind: 'msr' | 'ghcb';
+  entries: PscEntry[];
+  curEntry: number;
+  endEntry: number;
+  /** snp_begin_psc bookkeeping: first in-flight entry and how many */
+  idx: number;
+  inflight: number;
+}
+
+export interface SnpBackendStats {
+  /** #NPFs with PFERR_GUEST_RMP handled by sev_handle_rmp_fault */
+  rmpFaults: number;
+  /** of which: the gfn was shared (guest retries) */
+  rmpFaultShared: number;
+  /** of which: the page is not assigned yet, e.g. the set-attributes race; nothing done */
+  rmpFaultUnassigned: number;
+  /** of which: RMP already 4K (spurious) */
+  rmpFaultSpurious: number;
+  /** of which: PSMASH + zap */
+  rmpFaultPsmash: number;
+  /** RMPUPDATEs from the post-attribute hook (set-attributes timing) */
+  attrRmpUpdates: number;
+  attrRmpFailures: number;
+  /** #VC for an access to an unvalidated private page */
+  vcNotValidated: number;
+  pscExits: number;
+}
+
+const hostByPhys = new WeakMap<HostPhysMem, SnpHost>();
+
+/** the SnpHost of a HostPhysMem (one per host), created on first use */
+export function snpHostFor(phys: HostPhysMem, opts: { maxPfn?: number } = {}): SnpHost {
+  let h = hostByPhys.get(phys);
+  if (!h) {
+    h = new SnpHost({ phys, ...opts });
+    hostByPhys.set(phys, h);
+  }
+  return h;
+}
+
+function opNumber(op: string | number): number {
+  if (typeof op === 'number') return op;
+  switch (op) {
+    case 'private':
+      return SNP_PAGE_STATE_PRIVATE;
+    case 'shared':
+      return SNP_PAGE_STATE_SHARED;
+    case 'psmash':
+      return SNP_PAGE_STATE_PSMASH;
+    case 'unsmash':
+      return SNP_PAGE_STATE_UNSMASH;
+    default:
+      return 0;
+  }
+}
+
+/** the page-size operand of PVALIDATE / RMPADJUST: '4K' (default) or '2M' (or PG_LEVEL_2M) */
+function sizeLevel(size: unknown): number {
+  return size === '2M' || size === PG_LEVEL_2M ? PG_LEVEL_2M : PG_LEVEL_4K;
+}
+
+function num(v: unknown, name: string): number {
+  if (typeof v === 'number' && Number.isFinite(v)) return v;
+  if (typeof v === 'bigint') return Number(v);
+  if (v === undefined) return 0;
+  fail('EINVAL', `snp: ${name} must be a number`);
+}
+
+/** Create the SEV-SNP backend for one VM. Throws KvmError(EBUSY) when no SNP ASID is free. */
+export function createSnpBackend(opts: SnpBackendOptions): SnpBackend {
+  return new SnpBackendImpl(opts);
+}
+
+class SnpBackendImpl implements SnpBackend {
+  readonly name = 'snp';
+  readonly vmType = KVM_X86_SNP_VM;
+  readonly hasPrivateMem = true;
+  readonly hasReadonlyMem = false;
+  readonly nrMemslotAsIds = 1;
+  readonly hasMirroredTdp = false;
+  readonly gfnDirectBits = 0;
+  readonly supportsGmemInitShared = false;
+
+  readonly host: SnpHost;
+  readonly asid: number;
+  readonly directmapPolicy: DirectMapPolicy;
+  readonly rmpTiming: RmpTiming;
+  readonly stats: SnpBackendStats = {
+    rmpFaults: 0,
+    rmpFaultShared: 0,
+    rmpFaultUnassigned: 0,
+    rmpFaultSpurious: 0,
+    rmpFaultPsmash: 0,
+    attrRmpUpdates: 0,
+    attrRmpFailures: 0,
+    vcNotValidated: 0,
+    pscExits: 0,
+  };
+
+  private vm: VmForSnp | null = null;
+  private readonly phys: HostPhysMem;
+  /** sev->snp_context exists (after KVM_SEV_SNP_LAUNCH_START) */
+  private snpContext = false;
+  private launchFinished = false;
+  private policy = 0;
+  private digest = new LaunchDigest();
+  private readonly vmsaPfns: number[] = [];
+  /** kvm_gmem_populate() looks pages up without preparing them */
+  private populating = false;
+  private readonly psc = new Map<number, PendingPsc>();
+  /** pfns collected by the pre-attribute hook for the post hook (private→shared) */
+  private pendingShared: number[] = [];
+  private readonly violations: string[] = [];
+  private destroyed = false;
+
+  constructor(opts: SnpBackendOptions) {
+    this.host = opts.host ?? snpHostFor(opts.phys);
+    this.phys = opts.phys;
+    this.directmapPolicy = opts.directmap;
+    this.rmpTiming = opts.rmpTiming;
+    const asid = this.host.allocAsid(opts.asid);
+    if (asid < 0) throw new KvmError('EBUSY', 'sev_asid_new: no free SNP ASID');
+    this.asid = asid;
+  }
+
+  attach(vm: VmForBackend): void {
+    this.vm = vm as VmForSnp;
+  }
+
+  private get kvm(): VmForSnp {
+    if (!this.vm) throw new Error('snp backend used before attach()');
+    return this.vm;
+  }
+
+  /** the host with this VM's tracer attached */
+  private get h(): SnpHost {
+    this.host.tracer = this.vm?.tracer ?? null;
+    return this.host;
+  }
+
+  preFaultAllowed(): boolean {
+    return this.launchFinished;
+  }
+
+  /** the C-bit: the access is private when the guest asked for an encrypted access */
+  faultIsPrivate(_gpa: number, requested: boolean): boolean {
+    return requested;
+  }
+
+  /* ------------------------------------------------------------------ guest_memfd hooks */
+
+  /** sev_gmem_prepare() */
+  gmemPrepare(pfn: number, gfn: number, maxOrder: number): number {
+    if (this.host.leakedPages.has(pfn)) this.violations.push(`leaked pfn 0x${pfn.toString(16)} was handed out again (gfn 0x${gfn.toString(16)})`);
+    // the seed design had no prepare hook: the RMP changes from the attribute hook
+    if (this.rmpTiming === 'set-attributes' || this.populating) return 0;
+    const rmp = this.host.rmp;
+    const e = rmp.lookup(pfn);
+    if (e === null) return -ERRNO.ENOENT;
+    if (e.assigned) return 0;
+    let level = PG_LEVEL_4K;
+    let pfnAligned = pfn;
+    let gfnAligned = gfn;
+    // is_large_rmp_possible(): a 2M folio whose whole 2M pfn range is shared
+    if (maxOrder >= 9) {
+      const head = pfn - (pfn % RMP_ENTRIES_PER_2M);
+      if (rmp.isValidPfn(head + RMP_ENTRIES_PER_2M - 1) && rmp.assignedIn2M(head) === 0) {
+        level = PG_LEVEL_2M;
+        pfnAligned = head;
+        gfnAligned = gfn - (gfn % RMP_ENTRIES_PER_2M);
+      }
+    }
+    const rc = this.h.rmpMakePrivate(pfnAligned, gfnAligned * 4096, level, this.asid, false, this.directmapPolicy);
+    return rc ? -ERRNO.EINVAL : 0;
+  }
+
+  /** sev_gmem_invalidate(): guest_memfd frees [start, end) */
+  gmemInvalidate(start: number, end: number): void {
+    const host = this.h;
+    const rmp = host.rmp;
+    for (let pfn = start; pfn < end; ) {
+      let use2M = false;
+      const e = rmp.lookup(pfn);
+      if (e !== null && e.assigned) {
+        use2M = pfn % RMP_ENTRIES_PER_2M === 0 && end >= pfn + RMP_ENTRIES_PER_2M && e.level > PG_LEVEL_4K;
+        if (!use2M && e.level > PG_LEVEL_4K) {
+          // a 4K piece of a 2M RMP page: PSMASH first (WARN on failure, try anyway)
+          const rc = host.snpRmptablePsmash(pfn);
+          if (rc) this.kvm.tracer.emit('sev_warn', { what: 'PSMASH failed in sev_gmem_invalidate', pfn, rc });
+        }
+        const rc = host.rmpMakeShared(pfn, use2M ? PG_LEVEL_2M : PG_LEVEL_4K, this.directmapPolicy);
+        // upstream WARNs and moves on (the frame goes back to the allocator still assigned)
+        if (rc) this.kvm.tracer.emit('sev_warn', { what: 'rmp_make_shared failed in sev_gmem_invalidate', pfn, rc });
+      }
+      pfn += use2M ? RMP_ENTRIES_PER_2M : 1;
+    }
+  }
+
+  /** sev_gmem_max_mapping_level(): NPT never maps a private page bigger than its RMP entry */
+  gmemMaxMappingLevel(pfn: number, isPrivate: boolean): number {
+    if (!isPrivate) return 0;
+    const e = this.host.rmp.lookup(pfn);
+    if (e === null || !e.assigned) return PG_LEVEL_4K;
+    return e.level;
+  }
+
+  /* ------------------------------------------------------------------ attribute hooks */
+
+  /** the gmem pfn of `gfn` without allocating, when the VM can tell; else via gmemGetPfn */
+  private peekPfn(gfn: number, allocate: boolean): number {
+    const vm = this.kvm;
+    if (vm.gmemPeekPfn) return vm.gmemPeekPfn(gfn);
+    if (!allocate) return -1;
+    const slot = vm.gfnToMemslot(gfn);
+    if (!slot || !slot.gmemFile) return -1;
+    const r = vm.gmemGetPfn(gfn);
+    return 'pfn' in r ? r.pfn : -1;
+  }
+
+  /** before the attribute store, outside mmu_lock (seed: kvm_pre_mem_attrs_changed) */
+  preSetMemoryAttributes(change: AttributeChange): number {
+    const toPrivate = (change.attributes & KVM_MEMORY_ATTRIBUTE_PRIVATE) !== 0;
+    this.pendingShared = [];
+    if (toPrivate) {
+      // seed: take the pages out of the direct map before they can become private
+      if (this.directmapPolicy === 'unmap' && this.kvm.gmemPeekPfn) {
+        for (let gfn = change.start; gfn < change.end; gfn++) {
+          const pfn = this.kvm.gmemPeekPfn(gfn);
+          if (pfn >= 0) this.host.directmap.unmap(pfn, 1);
+        }
+      }
+      return 0;
+    }
+    // private→shared: remember the pages while the gfns are still private
+    if (this.rmpTiming === 'set-attributes' || this.directmapPolicy === 'unmap') {
+      for (let gfn = change.start; gfn < change.end; gfn++) {
+        if (!this.kvm.memIsPrivate(gfn)) continue;
+        // without gmemPeekPfn the seed's way is the only one: look the page up (allocating
+        // it, as update_mem_attr's get_pfn did); under `prepare` that would assign it, so not then
+        const pfn = this.peekPfn(gfn, this.rmpTiming === 'set-attributes');
+        if (pfn >= 0) this.pendingShared.push(pfn);
+      }
+    }
+    return 0;
+  }
+
+  /** after kvm_mmu_invalidate_end(), outside mmu_lock (seed: update_mem_attr) */
+  postSetMemoryAttributes(change: AttributeChange): number {
+    const toPrivate = (change.attributes & KVM_MEMORY_ATTRIBUTE_PRIVATE) !== 0;
+    const host = this.h;
+    if (this.rmpTiming === 'set-attributes') {
+      if (toPrivate) {
+        for (let gfn = change.start; gfn < change.end; gfn++) {
+          const slot = this.kvm.gfnToMemslot(gfn);
+          if (!slot || !slot.gmemFile) continue;
+          const r = this.kvm.gmemGetPfn(gfn);
+          if (!('pfn' in r)) continue;
+          if (host.rmp.isAssigned(r.pfn)) continue;
+          if (host.rmpMakePrivate(r.pfn, gfn * 4096, PG_LEVEL_4K, this.asid, false, this.directmapPolicy)) {
+            this.stats.attrRmpFailures++;
+            this.kvm.tracer.emit('sev_warn', { what: 'update_mem_attr: RMPUPDATE failed', gfn });
+          } else this.stats.attrRmpUpdates++;
+        }
+      } else {
+        for (const pfn of this.pendingShared) {
+          if (!host.rmp.isAssigned(pfn)) continue;
+          if (host.rmp.level(pfn) > PG_LEVEL_4K) host.snpRmptablePsmash(pfn);
+          if (host.rmpMakeShared(pfn, PG_LEVEL_4K, this.directmapPolicy)) {
+            this.stats.attrRmpFailures++;
+            host.snpLeakPages(pfn, 1); // kvm_rmp_make_shared(): the page is unusable
+          } else this.stats.attrRmpUpdates++;
+        }
+      }
+    }
+    if (!toPrivate && this.directmapPolicy === 'unmap') {
+      // seed: kvm_map_directmap() after private→shared, for pages the RMP gave back
+      for (const pfn of this.pendingShared) if (!host.rmp.isAssigned(pfn)) host.directmap.restore(pfn, 1);
+    }
+    this.pendingShared = [];
+    return 0;
+  }
+
+  /* ------------------------------------------------------------------ hardware checks */
+
+  /** the RMP check of a guest access that the NPT translated to `pfn` through a `level` leaf */
+  checkGuestAccess(a: GuestAccessCheck): GuestAccessVerdict {
+    const rmp = this.host.rmp;
+    const w = rmp.word(a.pfn);
+    if (!a.isPrivate) {
+      if ((w & RMPW_ASSIGNED) !== 0) {
+        return { kind: 'npf', errorCode: PFERR_GUEST_RMP_MASK, reason: `shared access to gpa 0x${a.gpa.toString(16)} hits assigned pfn 0x${a.pfn.toString(16)}` };
+      }
+      return { kind: 'ok' };
+    }
+    const enc = PFERR_GUEST_RMP_MASK + PFERR_GUEST_ENC_MASK;
+    if ((w & RMPW_ASSIGNED) === 0) {
+      return { kind: 'npf', errorCode: enc, reason: `private access to gpa 0x${a.gpa.toString(16)}: pfn 0x${a.pfn.toString(16)} is not assigned in the RMP` };
+    }
+    if (wordAsid(w) !== this.asid) return { kind: 'npf', errorCode: enc, reason: `RMP asid ${wordAsid(w)} is not this guest's (${this.asid})` };
+    if (rmp.gfn(a.pfn) !== a.gfn) {
+      return { kind: 'npf', errorCode: enc, reason: `RMP gpa 0x${(rmp.gfn(a.pfn) * 4096).toString(16)} != accessed gpa page 0x${(a.gfn * 4096).toString(16)}` };
+    }
+    const rmpLevel = rmp.level(a.pfn);
+    if (rmpLevel !== a.level) {
+      return { kind: 'npf', errorCode: enc + PFERR_GUEST_SIZEM_MASK, reason: `NPT leaf level ${a.level} != RMP level ${rmpLevel}` };
+    }
+    if ((w & RMPW_VALIDATED) === 0) {
+      this.stats.vcNotValidated++;
+      return { kind: 'guest-exception', vector: '#VC', reason: `PAGE_NOT_VALIDATED: gpa 0x${a.gpa.toString(16)} is private but the guest has not PVALIDATEd it` };
+    }
+    return { kind: 'ok' };
+  }
+
+  /** sev_handle_rmp_fault() */
+  handleNpfExtra(_vcpuId: number, gpa: number, errorCode: number): void {
+    if (!pferrHas(errorCode, PFERR_GUEST_RMP_MASK)) return;
+    const vm = this.kvm;
+    const host = this.h;
+    const gfn = Math.floor(gpa / 4096);
+    this.stats.rmpFaults++;
+    if (!vm.memIsPrivate(gfn)) {
+      this.stats.rmpFaultShared++;
+      vm.tracer.emit('kvm_rmp_fault', { gpa, error_code: errorCode, result: 'shared gfn: guest retries' });
+      return;
+    }
+    const slot = vm.gfnToMemslot(gfn);
+    if (!slot || !slot.gmemFile) return;
+    const r = vm.gmemGetPfn(gfn);
+    if (!('pfn' in r)) return;
+    const pfn = r.pfn;
+    const e = host.rmp.lookup(pfn);
+    if (e === null || !e.assigned) {
+      this.stats.rmpFaultUnassigned++;
+      vm.tracer.emit('kvm_rmp_fault', { gpa, pfn, error_code: errorCode, result: 'no assigned RMP entry: nothing done, guest retries' });
+      return;
+    }
+    if (e.level === PG_LEVEL_4K) {
+      this.stats.rmpFaultSpurious++;
+      vm.tracer.emit('kvm_rmp_fault', { gpa, pfn, error_code: errorCode, rmp_level: e.level, result: 'spurious' });
+      return;
+    }
+    let ret = host.snpRmptablePsmash(pfn);
+    if (ret) {
+      const again = host.rmp.lookup(pfn);
+      if (again !== null && again.assigned && again.level === PG_LEVEL_4K) ret = 0;
+      else vm.tracer.emit('sev_warn', { what: 'Unable to split RMP entry', gpa, pfn, ret });
+    }
+    this.stats.rmpFaultPsmash++;
+    // upstream zaps [gfn, gfn + PTRS_PER_PMD) starting at the faulting gfn
+    vm.zapGfnRange(gfn, gfn + RMP_ENTRIES_PER_2M);
+    vm.tracer.emit('kvm_rmp_fault', { gpa, pfn, error_code: errorCode, rmp_level: e.level, result: 'psmash + zap', ret });
+  }
+
+  /** a host kernel access through the direct map */
+  checkHostAccess(pfn: number, write: boolean): string | null {
+    const dm = this.host.directmap;
+    return write ? dm.checkHostWrite(pfn, this.host.rmp) : dm.checkHostRead(pfn);
+  }
+
+  checkUserWrite(pfn: number, level: number): string | null {
+    return rmpCheckHostWrite(this.host.rmp, pfn, level, 'user');
+  }
+
+  /* ------------------------------------------------------------------ guest operations */
+
+  guestOp(vcpuId: number, req: GuestOpRequest): GuestOpResult {
+    const a = req.args;
+    switch (req.op) {
+      case 'pvalidate':
+        return this.guestRmpInsn(vcpuId, num(a.gpa, 'gpa'), sizeLevel(a.size), (op) => pvalidateInsn(this.host.rmp, op, a.validate !== false));
+      case 'rmpadjust':
+        return this.guestRmpInsn(vcpuId, num(a.gpa, 'gpa'), sizeLevel(a.size), (op) =>
+          rmpadjustInsn(this.host.rmp, op, num(a.vmpl ?? 1, 'vmpl'), num(a.perms, 'perms'), a.vmsa === true),
+        );
+      case 'psc_msr':
+        return this.pscMsr(vcpuId, num(a.gpa, 'gpa'), opNumber((a.op as string | number) ?? 0));
+      case 'psc':
+        return this.pscGhcb(vcpuId, a);
+      default:
+        return { errno: 'EINVAL', detail: { reason: `unknown SNP guest operation ${req.op}` } };
+    }
+  }
+
+  /**
+   * PVALIDATE / RMPADJUST as the guest runs them: the gpa must be mapped private (a shared
+   * gfn is an implicit conversion: KVM_EXIT_MEMORY_FAULT); an RMP #NPF goes to
+   * sev_handle_rmp_fault() and the instruction is retried, a few times.
+   */
+  private guestRmpInsn(vcpuId: number, gpa: number, level: number, insn: (op: { pfn: number; gpa: number; asid: number; level: number }) => GuestInsnResult): GuestOpResult {
+    const vm = this.kvm;
+    const gfn = Math.floor(gpa / 4096);
+    if (!vm.memIsPrivate(gfn)) {
+      const exit: KvmRunExit = { reason: 'KVM_EXIT_MEMORY_FAULT', memory_fault: { flags: KVM_MEMORY_EXIT_FLAG_PRIVATE, gpa: gfn * 4096, size: 4096 } };
+      return { exit };
+    }
+    let last: GuestInsnResult = { ret: 1 };
+    for (let tries = 0; tries < 4; tries++) {
+      // the NPT fault-in of the private page (kvm_gmem_get_pfn, prepare)
+      const r = vm.gmemGetPfn(gfn);
+      if (!('pfn' in r)) return { errno: errnoName(-r.errno) ?? 'EFAULT' };
+      last = insn({ pfn: r.pfn, gpa, asid: this.asid, level });
+      if ('ret' in last) return { ret: last.ret, detail: { pfn: r.pfn, retries: tries } };
+      vm.tracer.emit('kvm_page_fault', { vcpu_id: vcpuId, gpa, error_code: last.npf, reason: last.reason });
+      this.handleNpfExtra(vcpuId, gpa, last.npf);
+    }
+    const npf = last as { npf: number; reason: string };
+    return { ret: 'npf', detail: { errorCode: npf.npf, reason: npf.reason, retries: 4 } };
+  }
+
+  private hypercallEnabled(): boolean {
+    const bits = this.kvm.exitHypercalls;
+    return bits === undefined || Math.floor(bits / 2 ** KVM_HC_MAP_GPA_RANGE) % 2 === 1;
+  }
+
+  private hypercallExit(gpa: number, npages: number, attrs: number): KvmRunExit {
+    this.stats.pscExits++;
+    return {
+      reason: 'KVM_EXIT_HYPERCALL',
+      // snp_begin_psc{,_msr}() set nr, args and ret = 0; they leave flags alone (0 here)
+      hypercall: { nr: KVM_HC_MAP_GPA_RANGE, args: [gpa, npages, attrs], ret: 0, flags: 0 },
+    };
+  }
+
+  /** snp_begin_psc_msr(): one 4K page, one exit */
+  private pscMsr(vcpuId: number, gpa: number, op: number): GuestOpResult {
+    if (op !== SNP_PAGE_STATE_PRIVATE && op !== SNP_PAGE_STATE_SHARED) return { ret: 'GHCB_MSR_PSC_RESP_ERROR', detail: { reason: 'bad operation' } };
+    if (!this.hypercallEnabled()) return { ret: 'GHCB_MSR_PSC_RESP_ERROR', detail: { reason: 'KVM_CAP_EXIT_HYPERCALL lacks KVM_HC_MAP_GPA_RANGE' } };
+    const gfn = Math.floor(gpa / 4096);
+    this.psc.set(vcpuId, { kind: 'msr', entries: [], curEntry: 0, endEntry: 0, idx: 0, inflight: 1 });
+    const attrs = (op === SNP_PAGE_STATE_PRIVATE ? KVM_MAP_GPA_RANGE_ENCRYPTED : KVM_MAP_GPA_RANGE_DECRYPTED) | KVM_MAP_GPA_RANGE_PAGE_SZ_4K;
+    return { exit: this.hypercallExit(gfn * 4096, 1, attrs) };
+  }
+
+  /** VMGEXIT PSC with a GHCB buffer of up to 253 entries */
+  private pscGhcb(vcpuId: number, a: Readonly<Record<string, unknown>>): GuestOpResult {
+    const raw = a.entries;
+    if (!Array.isArray(raw)) return { errno: 'EINVAL', detail: { reason: 'psc: entries must be an array' } };
+    const entries: PscEntry[] = (raw as PscEntryInput[]).map((e) => ({
+      gfn: num(e.gfn, 'gfn'),
+      operation: opNumber(e.op),
+      pagesize: e.pagesize === '2M' || e.pagesize === 1 ? 1 : 0,
+      curPage: num(e.cur_page ?? 0, 'cur_page'),
+    }));
+    const p: PendingPsc = {
+      kind: 'ghcb',
+      entries,
+      curEntry: a.cur_entry === undefined ? 0 : num(a.cur_entry, 'cur_entry'),
+      endEntry: a.end_entry === undefined ? entries.length - 1 : num(a.end_entry, 'end_entry'),
+      idx: 0,
+      inflight: 0,
+    };
+    if (!this.hypercallEnabled()) return this.completePsc(vcpuId, p, VMGEXIT_PSC_ERROR_GENERIC);
+    this.psc.set(vcpuId, p);
+    return this.beginPsc(vcpuId, p);
+  }
+
+  private completePsc(vcpuId: number, p: PendingPsc, ret: number): GuestOpResult {
+    this.psc.delete(vcpuId);
+    return {
+      ret,
+      detail: { cur_entry: p.curEntry, cur_page: p.entries.map((e) => e.curPage) },
+    };
+  }
+
+  /** snp_begin_psc(): find the next run of adjacent entries with the same op and size */
+  private beginPsc(vcpuId: number, p: PendingPsc): GuestOpResult {
+    for (;;) {
+      if (p.endEntry >= VMGEXIT_PSC_MAX_COUNT || p.endEntry >= p.entries.length) return this.completePsc(vcpuId, p, VMGEXIT_PSC_ERROR_INVALID_HDR);
+      let idx = p.curEntry;
+      let gfn = 0;
+      let npages = 0;
+      let huge = false;
+      let start: PscEntry | null = null;
+      for (; idx <= p.endEntry; idx++, p.curEntry++) {
+        const e = p.entries[idx]!;
+        gfn = e.gfn;
+        huge = e.pagesize === 1;
+        npages = huge ? 512 : 1;
+        if (e.curPage > npages || gfn % npages !== 0) return this.completePsc(vcpuId, p, VMGEXIT_PSC_ERROR_INVALID_ENTRY);
+        if (e.curPage) {
+          // a partly done 2M entry is finished at 4K
+          npages -= e.curPage;
+          gfn += e.curPage;
+          huge = false;
+        }
+        if (npages) {
+          start = e;
+          break;
+        }
+      }
+      if (start === null) return this.completePsc(vcpuId, p, 0);
+      p.idx = idx;
+      p.inflight = 1;
+      while (++idx <= p.endEntry) {
+        const e = p.entries[idx]!;
+        if (e.operation !== start.operation || e.gfn !== start.gfn + npages || e.curPage || (e.pagesize === 1) !== huge) break;
+        p.inflight++;
+        npages += huge ? 512 : 1;
+      }
+      if (start.operation === SNP_PAGE_STATE_PRIVATE || start.operation === SNP_PAGE_STATE_SHARED) {
+        const attrs =
+          (start.operation === SNP_PAGE_STATE_PRIVATE ? KVM_MAP_GPA_RANGE_ENCRYPTED : KVM_MAP_GPA_RANGE_DECRYPTED) |
+          (start.pagesize ? KVM_MAP_GPA_RANGE_PAGE_SZ_2M : KVM_MAP_GPA_RANGE_PAGE_SZ_4K);
+        return { exit: this.hypercallExit(gfn * 4096, npages, attrs), detail: { cur_entry: p.curEntry } };
+      }
+      // PSMASH / UNSMASH requests: KVM does those itself; count the range as done
+      this.completeOnePsc(p);
+    }
+  }
+
+  /** __snp_complete_one_psc() */
+  private completeOnePsc(p: PendingPsc): void {
+    let idx = p.idx;
+    for (; p.inflight > 0; p.inflight--, idx++) {
+      const e = p.entries[idx]!;
+      e.curPage = e.pagesize ? 512 : 1;
+    }
+    p.curEntry = idx;
+  }
+
+  /** userspace finished the KVM_HC_MAP_GPA_RANGE exit (kvm_run.hypercall.ret = `ret`) */
+  completeHypercall(vcpuId: number, ret: number): GuestOpResult | null {
+    const p = this.psc.get(vcpuId);
+    if (!p) return null;
+    if (p.kind === 'msr') {
+      this.psc.delete(vcpuId);
+      return { ret: ret ? 'GHCB_MSR_PSC_RESP_ERROR' : 0 };
+    }
+    if (ret) return this.completePsc(vcpuId, p, VMGEXIT_PSC_ERROR_GENERIC);
+    this.completeOnePsc(p);
+    return this.beginPsc(vcpuId, p);
+  }
+
+  /* ------------------------------------------------------------------ launch */
+
+  vmIoctl(cmd: string, args: Readonly<Record<string, unknown>>): VendorIoctlResult {
+    switch (cmd) {
+      case 'snp_launch_start':
+        return this.launchStart(args);
+      case 'snp_launch_update':
+        return this.launchUpdate(args);
+      case 'snp_launch_finish':
+        return this.launchFinish(args);
+      default:
+        fail('EINVAL', `sev_mem_enc_ioctl: unknown command ${cmd}`);
+    }
+  }
+
+  /** snp_launch_start() */
+  private launchStart(args: Readonly<Record<string, unknown>>): VendorIoctlResult {
+    const policy = args.policy === undefined ? SNP_POLICY_MASK_RSVD_MBO | SNP_POLICY_MASK_SMT : num(args.policy, 'policy');
+    if (this.snpContext) fail('EINVAL', 'snp_launch_start: SNP context already exists');
+    if (num(args.flags, 'flags')) fail('EINVAL', 'snp_launch_start: flags must be 0');
+    if (policy < 0 || policy - (policy % 2 ** 21) !== 0 || (policy & ~SNP_POLICY_MASK_VALID) !== 0) fail('EINVAL', 'snp_launch_start: policy has bits KVM does not support');
+    if ((policy & SNP_POLICY_MASK_RSVD_MBO) === 0) fail('EINVAL', 'snp_launch_start: policy bit 17 (must be one) is clear');
+    this.policy = policy;
+    this.snpContext = true;
+    this.digest = new LaunchDigest();
+    this.kvm.tracer.emit('snp_launch_start', { policy, asid: this.asid });
+    return { ret: 0 };
+  }
+
+  /** snp_launch_update() → kvm_gmem_populate() → sev_gmem_post_populate(), one page at a time */
+  private launchUpdate(args: Readonly<Record<string, unknown>>): VendorIoctlResult {
+    const vm = this.kvm;
+    if (!this.snpContext) fail('EINVAL', 'snp_launch_update: no SNP context (KVM_SEV_SNP_LAUNCH_START first)');
+    const gfnStart = num(args.gfn_start, 'gfn_start');
+    const uaddr = num(args.uaddr, 'uaddr');
+    const len = num(args.len, 'len');
+    const type = num(args.type, 'type');
+    const flags = num(args.flags, 'flags');
+    const validType =
+      type === KVM_SEV_SNP_PAGE_TYPE_NORMAL ||
+      type === KVM_SEV_SNP_PAGE_TYPE_ZERO ||
+      type === KVM_SEV_SNP_PAGE_TYPE_UNMEASURED ||
+      type === KVM_SEV_SNP_PAGE_TYPE_SECRETS ||
+      type === KVM_SEV_SNP_PAGE_TYPE_CPUID;
+    if (len % 4096 !== 0 || flags !== 0 || !validType) fail('EINVAL', 'snp_launch_update: len not page aligned, flags set, or bad page type');
+    // model: the firmware refuses SNP_LAUNCH_UPDATE once the launch is finished (-EIO)
+    if (this.launchFinished) fail('EIO', 'snp_launch_update: SNP_LAUNCH_UPDATE after SNP_LAUNCH_FINISH');
+    const slot = vm.gfnToMemslot(gfnStart);
+    if (!slot || !slot.gmemFile) fail('EINVAL', 'snp_launch_update: gfn_start is not in a private memslot');
+    this.populateWhy = '';
+    const npages = len / 4096;
+    const src = type === KVM_SEV_SNP_PAGE_TYPE_ZERO ? null : uaddr;
+    const post = (gfn: number, pfn: number, page: Uint8Array | null): number => this.postPopulate(gfn, pfn, page, type);
+    let count: number;
+    let err = 0;
+    if (slot.gmemFile instanceof GuestMemfd) {
+      const r = kvmGmemPopulate({
+        slot,
+        startGfn: gfnStart,
+        npages,
+        src,
+        getSrcPage: (hva) => vm.copyFromUser(hva, 4096) ?? -ERRNO.EFAULT,
+        isPrivate: (gfn) => vm.memIsPrivate(gfn),
+        postPopulate: post,
+      });
+      count = Math.max(r, 0);
+      if (r < 0) err = r;
+    } else {
+      [count, err] = this.populateViaGetPfn(gfnStart, npages, src, post);
+    }
+    const why = this.populateWhy;
+    // kvm_gmem_populate() returns the pages done, or the error if none was
+    if (count === 0 && err < 0) fail('EIO', `snp_launch_update: kvm_gmem_populate failed (${errnoName(-err) ?? err})${why ? `: ${why}` : ''}`);
+    const out = {
+      gfn_start: gfnStart + count,
+      uaddr: type !== KVM_SEV_SNP_PAGE_TYPE_ZERO ? uaddr + count * 4096 : uaddr,
+      len: len - count * 4096,
+      type,
+      flags,
+    };
+    return { ret: 0, out };
+  }
+
+  private populateWhy = '';
+
+  /** sev_gmem_post_populate() for one 4K page: 0 or a negative errno */
+  private postPopulate(gfn: number, pfn: number, page: Uint8Array | null, type: number): number {
+    const vm = this.kvm;
+    const host = this.h;
+    if (host.leakedPages.has(pfn)) this.violations.push(`leaked pfn 0x${pfn.toString(16)} was handed out again by LAUNCH_UPDATE`);
+    const e = host.rmp.lookup(pfn);
+    if (e === null || e.assigned) {
+      this.populateWhy = `gfn 0x${gfn.toString(16)}: RMP entry is not in the initial shared state`;
+      return e === null ? -ERRNO.EINVAL : -ERRNO.EEXIST;
+    }
+    // model: the firmware zeroes a ZERO page; other types carry the source page
+    vm.writePfn(pfn, 0, page ?? new Uint8Array(4096));
+    if (host.rmpMakePrivate(pfn, gfn * 4096, PG_LEVEL_4K, this.asid, true, this.directmapPolicy)) {
+      this.populateWhy = 'rmp_make_private failed';
+      return -ERRNO.EFAULT;
+    }
+    // SNP_LAUNCH_UPDATE (firmware): measure, then Pre-Guest → Guest-Valid
+    this.digest.update(type, gfn * 4096, type === KVM_SEV_SNP_PAGE_TYPE_NORMAL ? vm.readPfn(pfn, 0, 4096) : undefined);
+    firmwareLaunchUpdatePage(host.rmp, pfn, false);
+    vm.tracer.emit('snp_launch_update', { gfn, pfn, type });
+    return 0;
+  }
+
+  /**
+   * kvm_gmem_populate() for providers other than @ccmem/gmem's guest_memfd (test doubles):
+   * the same per-page order through VmForBackend.gmemGetPfn, without running gmem_prepare.
+   */
+  private populateViaGetPfn(gfnStart: number, npages: number, src: number | null, post: (gfn: number, pfn: number, page: Uint8Array | null) => number): [number, number] {
+    const vm = this.kvm;
+    this.populateWhy = '';
+    if (npages <= 0) return [0, -ERRNO.EINVAL]; // WARN_ON_ONCE(npages <= 0) in kvm_gmem_populate
+    let count = 0;
+    let err = 0;
+    this.populating = true;
+    try {
+      for (; count < npages; count++) {
+        const gfn = gfnStart + count;
+        const s = vm.gfnToMemslot(gfn);
+        if (!s || !s.gmemFile) {
+          err = -ERRNO.EINVAL;
+          break;
+        }
+        let page: Uint8Array | null = null;
+        if (src !== null) {
+          page = vm.copyFromUser(src + count * 4096, 4096);
+          if (page === null) {
+            err = -ERRNO.EFAULT;
+            break;
+          }
+        }
+        const r = vm.gmemGetPfn(gfn);
+        if (!('pfn' in r)) {
+          err = r.errno;
+          break;
+        }
+        if (!vm.memIsPrivate(gfn)) {
+          err = -ERRNO.EINVAL;
+          this.populateWhy = `gfn 0x${gfn.toString(16)} is not private (KVM_SET_MEMORY_ATTRIBUTES first)`;
+          break;
+        }
+        err = post(gfn, r.pfn, page);
+        if (err) break;
+      }
+    } finally {
+      this.populating = false;
+    }
+    return [count, err];
+  }
+
+  /** snp_launch_finish(): measure one VMSA per vCPU, then SNP_LAUNCH_FINISH */
+  private launchFinish(args: Readonly<Record<string, unknown>>): VendorIoctlResult {
+    if (!this.snpContext) fail('EINVAL', 'snp_launch_finish: no SNP context');
+    if (num(args.flags, 'flags')) fail('EINVAL', 'snp_launch_finish: flags must be 0');
+    if (this.launchFinished) fail('EIO', 'snp_launch_finish: the launch is already finished');
+    const vm = this.kvm;
+    const host = this.h;
+    // snp_launch_update_vmsa(): each vCPU's VMSA page (allocated by KVM, not guest_memfd)
+    const newPfns: number[] = [];
+    for (let i = 0; i < vm.nrVcpus; i++) {
+      const pfn = this.phys.allocPage();
+      if (host.rmpMakePrivate(pfn, INITIAL_VMSA_GPA, PG_LEVEL_4K, this.asid, true, this.directmapPolicy)) {
+        this.phys.freePage(pfn);
+        for (const p of newPfns) {
+          if (host.rmpMakeShared(p, PG_LEVEL_4K, this.directmapPolicy)) host.snpLeakPages(p, 1);
+          else this.phys.freePage(p);
+        }
+        fail('EIO', 'snp_launch_update_vmsa: rmp_make_private failed');
+      }
+      newPfns.push(pfn);
+    }
+    for (const pfn of newPfns) {
+      this.digest.update(SNP_PAGE_TYPE_VMSA, INITIAL_VMSA_GPA, this.phys.readBytes(pfn, 0, 4096));
+      firmwareLaunchUpdatePage(host.rmp, pfn, true);
+      this.vmsaPfns.push(pfn);
+    }
+    this.launchFinished = true;
+    vm.tracer.emit('snp_launch_finish', { vcpus: newPfns.length, digest: this.digest.hex() });
+    return { ret: 0, out: { launch_digest: this.digest.hex(), vmsa_pfns: newPfns.slice() } };
+  }
+
+  /** sev_vm_destroy / sev_free_vcpu: VMSA pages back to the host, ASID freed */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    const host = this.h;
+    for (const pfn of this.vmsaPfns) {
+      if (host.rmpMakeShared(pfn, PG_LEVEL_4K, this.directmapPolicy)) host.snpLeakPages(pfn, 1);
+      else this.phys.freePage(pfn);
+    }
+    this.vmsaPfns.length = 0;
+    host.freeAsid(this.asid);
+  }
+
+  /* ------------------------------------------------------------------ invariants / inspect */
+
+  checkInvariants(): string[] {
+    const out = [...this.violations];
+    const host = this.host;
+    const rmp = host.rmp;
+    const dm = host.directmap;
+    rmp.forEachNonDefault((pfn, w) => {
+      if ((w & RMPW_VALIDATED) !== 0 && (w & RMPW_ASSIGNED) === 0) out.push(`pfn 0x${pfn.toString(16)} is validated but not assigned`);
+    });
+    rmp.forEachAssigned((pfn, w) => {
+      if (wordAsid(w) !== this.asid) return;
+      if (this.directmapPolicy === 'unmap') {
+        if (dm.isPresent(pfn)) out.push(`assigned pfn 0x${pfn.toString(16)} is still in the direct map (unmap policy)`);
+      } else if (rmp.level(pfn) === PG_LEVEL_4K && rmp.assignedIn2M(pfn) < RMP_ENTRIES_PER_2M && dm.mappingLevel(pfn) > PG_LEVEL_4K) {
+        out.push(`assigned 4K pfn 0x${pfn.toString(16)} sits under a ${dm.mappingLevel(pfn) === 3 ? '1G' : '2M'} direct-map page: a host write to a shared neighbour takes an RMP #PF`);
+      }
+    });
+    const vm = this.vm;
+    if (vm?.forEachPrivateMapping) {
+      vm.forEachPrivateMapping((gfn, pfn, level) => {
+        const w = rmp.word(pfn);
+        const where = `private NPT mapping gfn 0x${gfn.toString(16)} → pfn 0x${pfn.toString(16)} (level ${level})`;
+        if ((w & RMPW_ASSIGNED) === 0) out.push(`${where} has no assigned RMP entry`);
+        else if (wordAsid(w) !== this.asid) out.push(`${where}: RMP asid ${wordAsid(w)} is not ${this.asid}`);
+        else if (rmp.gfn(pfn) !== gfn) out.push(`${where}: RMP gpa 0x${(rmp.gfn(pfn) * 4096).toString(16)} does not match`);
+        else if (rmp.level(pfn) < level) out.push(`${where}: RMP page size (level ${rmp.level(pfn)}) is smaller than the mapping`);
+      });
+    }
+    // a leaked frame is held for good: the allocator must never hand it out again
+    for (const pfn of host.leakedPages) {
+      if (this.phys.isAllocated(pfn)) out.push(`leaked pfn 0x${pfn.toString(16)} is allocated again`);
+    }
+    return out;
+  }
+
+  inspect(what: string, args: Readonly<Record<string, unknown>>): unknown {
+    const host = this.host;
+    switch (what) {
+      case 'rmp': {
+        if (args.pfn !== undefined) return host.rmp.inspect(num(args.pfn, 'pfn'));
+        if (args.gpa !== undefined) return this.rmpEntryForGpa(num(args.gpa, 'gpa'));
+        return null;
+      }
+      case 'directmap':
+        return host.directmap.inspect(num(args.pfn, 'pfn'));
+      case 'stats':
+        return {
+          asid: this.asid,
+          directmap: this.directmapPolicy,
+          rmpTiming: this.rmpTiming,
+          rmp: { assignedPages: host.rmp.assignedPages, bytes: host.rmp.bytes, bytesPerAssignedPage: host.rmp.bytesPerAssignedPage, chunks: host.rmp.chunkCount },
+          directmapStats: { ...host.directmap.stats, unmappedPages: host.directmap.unmappedPages, split2MRegions: host.directmap.split2MCount },
+          host: { ...host.stats },
+          backend: { ...this.stats },
+        };
+      case 'launch':
+        return {
+          started: this.snpContext,
+          finished: this.launchFinished,
+          policy: this.policy,
+          digest: this.digest.hex(),
+          measuredPages: this.digest.pages,
+          vmsaPfns: this.vmsaPfns.slice(),
+        };
+      default:
+        return undefined;
+    }
+  }
+
+  /** the RMP entry bound to this guest's `gpa`, or null */
+  private rmpEntryForGpa(gpa: number): RmpEntryView | null {
+    const gfn = Math.floor(gpa / 4096);
+    const vm = this.vm;
+    if (vm?.gmemPeekPfn) {
+      const pfn = vm.gmemPeekPfn(gfn);
+      return pfn >= 0 ? this.host.rmp.inspect(pfn) : null;
+    }
+    let found = -1;
+    this.host.rmp.forEachAssigned((pfn, w, g) => {
+      if (found < 0 && g === gfn && wordAsid(w) === this.asid) found = pfn;
+    });
+    return found >= 0 ? this.host.rmp.inspect(found) : null;
+  }
+}
+
+/**
+ * `BackendFactory` for `new Kvm({ backends: { [KVM_X86_SNP_VM]: snpBackendFactory } })`.
+ * VM options: `directmap` ('split' default | 'unmap'), `rmpTiming` ('prepare' default |
+ * 'set-attributes'), `asid`.
+ */
+export function snpBackendFactory(options: Readonly<Record<string, unknown>>, env: { phys: HostPhysMem }): SnpBackend {
+  const directmap = options.directmap ?? 'split';
+  const rmpTiming = options.rmpTiming ?? 'prepare';
+  if (directmap !== 'split' && directmap !== 'unmap') fail('EINVAL', `snp: directmap must be 'split' or 'unmap'`);
+  if (rmpTiming !== 'prepare' && rmpTiming !== 'set-attributes') fail('EINVAL', `snp: rmpTiming must be 'prepare' or 'set-attributes'`);
+  const asid = options.asid === undefined ? undefined : num(options.asid, 'asid');
+  return createSnpBackend({ directmap, rmpTiming, phys: env.phys, ...(asid !== undefined ? { asid } : {}) });
+}
