@@ -316,6 +316,10 @@ export interface HostPhysMem {
   allocPage(): number;
   /** return a frame to the allocator; its contents are dropped */
   freePage(pfn: number): void;
+  /** `npages` (a power of two) consecutive frames aligned to `npages`; returns the first pfn */
+  allocContiguous?(npages: number): number;
+  /** free frames obtained from allocContiguous */
+  freeContiguous?(first: number, npages: number): void;
   /** never give this frame out again (snp_leak_pages) */
   leakPage(pfn: number): void;
   isAllocated(pfn: number): boolean;
@@ -363,6 +367,18 @@ export interface KernelProfile {
   readonly gmemFlagsDefaultVm: number;
   /** KVM_MEM_PCI_HOLE (model-only RFC flag) is offered */
   readonly pciHole: boolean;
+  /**
+   * Shared faults on a slot bound to an mmap-able guest_memfd are served from the guest_memfd
+   * (KVM_MEMSLOT_GMEM_ONLY, __kvm_mmu_faultin_pfn). When false the kernel's fault path resolves
+   * them through userspace_addr like any other shared fault. Absent means true (upstream).
+   */
+  readonly gmemOnlySharedFaults?: boolean;
+  /**
+   * A shared guest access whose hva cannot be faulted in (unmapped, PROT_NONE) is emulated and
+   * exits with KVM_EXIT_MMIO, instead of kvm_handle_error_pfn()'s -EFAULT with
+   * KVM_EXIT_MEMORY_FAULT (upstream since v6.12). Absent means false (upstream).
+   */
+  readonly unfaultableHvaEmulatesMmio?: boolean;
 }
 
 /** The VM as a memory provider (guest_memfd, device fd) sees it. */

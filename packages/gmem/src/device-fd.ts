@@ -49,6 +49,8 @@ export class DeviceMemoryRegion {
   private readonly phys: HostPhysMem | null;
   private revokedFlag = false;
   private destroyed = false;
+  /** frames taken with allocContiguous (a power of two ≥ npages), 0 otherwise */
+  private contiguousSpan = 0;
   private readonly importers = new Set<DeviceFdFile>();
 
   constructor(phys: HostPhysMem, opts: DeviceMemoryRegionOptions) {
@@ -63,6 +65,14 @@ export class DeviceMemoryRegion {
     if (basePfn !== undefined) {
       for (let i = 0; i < this.npages; i++) this.pfns[i] = basePfn + i;
       this.phys = null;
+    } else if (phys.allocContiguous) {
+      // A BAR is naturally aligned to its (power-of-two) size: take frames the same way.
+      let span = 1;
+      while (span < this.npages) span *= 2;
+      const first = phys.allocContiguous(span);
+      for (let i = 0; i < this.npages; i++) this.pfns[i] = first + i;
+      this.contiguousSpan = span;
+      this.phys = phys;
     } else {
       for (let i = 0; i < this.npages; i++) {
         this.pfns[i] = phys.allocPage();
@@ -81,7 +91,11 @@ export class DeviceMemoryRegion {
     return this.pfns[pgoff]!;
   }
 
-  /** log2 of the largest naturally aligned block of frames around `pgoff` inside the region */
+  /**
+   * log2 of the largest block around `pgoff` that a huge mapping may cover, like a folio's
+   * order: the block must lie inside the region and be naturally aligned both in pfn and in
+   * file offset, because kvm_mmu_hugepage_adjust() aligns gfn and pfn down together.
+   */
   maxOrderAt(pgoff: number): number {
     if (!this.contiguous) return 0;
     const base = this.pfns[0]!;
@@ -89,6 +103,7 @@ export class DeviceMemoryRegion {
     let order = 0;
     for (let k = 1; k <= MAX_DEVICE_ORDER; k++) {
       const n = 2 ** k;
+      if ((pfn - pgoff) % n !== 0) break; // pfn and offset disagree within the block
       const first = pfn - (pfn % n);
       if (first < base || first + n > base + this.npages) break;
       order = k;
@@ -116,7 +131,11 @@ export class DeviceMemoryRegion {
     if (this.destroyed) return;
     this.revoke();
     this.destroyed = true;
-    if (this.phys) for (let i = 0; i < this.npages; i++) this.phys.freePage(this.pfns[i]!);
+    if (this.phys && this.contiguousSpan > 0 && this.phys.freeContiguous) {
+      this.phys.freeContiguous(this.pfns[0]!, this.contiguousSpan);
+    } else if (this.phys) {
+      for (let i = 0; i < this.npages; i++) this.phys.freePage(this.pfns[i]!);
+    }
   }
 
   /** @internal */

@@ -116,7 +116,10 @@ export class GuestMemfd implements GuestMemoryFile, FileMappingBacking {
     this.ownerVm = vm;
     this.size = size;
     this.flags = flags;
-    this.gmemOnly = (flags & GUEST_MEMFD_FLAG_MMAP) !== 0;
+    // kvm_gmem_bind() marks the slot KVM_MEMSLOT_GMEM_ONLY for an mmap-able file; a kernel
+    // whose fault path ignores that flag (profile gmemOnlySharedFaults false) behaves as if the
+    // slot were an ordinary one for shared faults
+    this.gmemOnly = (flags & GUEST_MEMFD_FLAG_MMAP) !== 0 && vm.profile.gmemOnlySharedFaults !== false;
     this.ino = nextIno++;
     vm.get(); // kvm_get_kvm(): the file keeps the VM alive
   }

@@ -5,3 +5,7 @@ export * from './target.js';
 export * from './runner.js';
 export * from './matrix.js';
 export * from './builtin/index.js';
+export * from './kvm-target.js';
+export { createModelTarget, modelProfileName, backendOptions, type ModelTarget } from './model-target.js';
+export * from './differential.js';
+export * from './explore/index.js';

@@ -7,7 +7,10 @@
  *    signal nobody expected fails the step (a memory-fault exit may carry KVM_RUN's errno,
  *    and a failed call may leave an exit behind, so each excuses the other);
  *  - exits compare the reason and the listed exit fields; `dirty_pages` compare as sorted lists;
- *  - `assert` steps compare every non-locator field against the state the target reports.
+ *  - `assert` steps compare every non-locator field against the state the target reports;
+ *  - `ret` matches the outcome's `ret` or its other spelling in `detail.ret_alias`;
+ *  - a step whose outcome lists `detail.invariants` (rules the target found broken after the
+ *    step) fails with those sentences.
  * A failing step does not stop the run unless `stopOnFailure` is set.
  */
 import { isKvmError, type KvmRunExit, type TraceEvent } from '@ccmem/core';
@@ -193,6 +196,7 @@ function runStep(
   }
   const mismatches =
     step.op === 'assert' ? compareAssert(expected as Record<string, unknown>, outcome) : compareOutcome(step.expect, outcome);
+  mismatches.push(...invariantViolations(outcome));
   if (step.as !== undefined) {
     if (outcome.result !== undefined) names.set(step.as, outcome.result);
     else if (mismatches.length === 0) mismatches.push(`the step is named "${step.as}" but produced no result`);
@@ -291,6 +295,12 @@ export function compareOutcome(expected: Expectation, outcome: Outcome): string[
   } else if (outcome.signal !== undefined) {
     mismatch(`expected no signal`);
   }
+  // guest exception (#VC, #VE)
+  if (expected.exception !== undefined) {
+    if (outcome.exception !== expected.exception) mismatch(`expected guest exception ${expected.exception}`);
+  } else if (outcome.exception !== undefined) {
+    mismatch(`expected no guest exception`);
+  }
 
   // exit
   if (expected.exit !== undefined) {
@@ -320,11 +330,26 @@ export function compareOutcome(expected: Expectation, outcome: Outcome): string[
       out.push(`expected dirty_pages [${want.join(', ')}], happened ${got ? `[${got.join(', ')}]` : happened}`);
     }
   }
-  for (const f of ['gpa', 'size', 'ret'] as const) {
+  for (const f of ['gpa', 'size'] as const) {
     const want = expected[f];
     if (want !== undefined && !sameValue(want, outcome[f])) out.push(`expected ${f} ${show(want)}, happened ${show(outcome[f])}`);
   }
+  // a vendor return code matches by number or by name: the target may give the other
+  // spelling in detail.ret_alias (e.g. ret 6 with alias FAIL_SIZEMISMATCH)
+  if (expected.ret !== undefined && !sameValue(expected.ret, outcome.ret) && !sameValue(expected.ret, outcome.detail?.ret_alias)) {
+    out.push(`expected ret ${show(expected.ret)}, happened ${show(outcome.ret)}`);
+  }
   return out;
+}
+
+/**
+ * A target may check its own invariants after a step and list the rules the step broke in
+ * `detail.invariants` (sentences); such a step fails with them, whatever was expected.
+ */
+export function invariantViolations(outcome: Outcome): string[] {
+  const inv = outcome.detail?.invariants;
+  if (!Array.isArray(inv)) return [];
+  return inv.map((v) => `invariant violated: ${String(v)}`);
 }
 
 function hasValueFields(e: Expectation): boolean {
@@ -400,6 +425,7 @@ export function describeOutcome(o: Outcome): string {
   const parts: string[] = [];
   if (o.errno !== undefined) parts.push(`errno ${o.errno}`);
   if (o.signal !== undefined) parts.push(`signal ${o.signal}`);
+  if (o.exception !== undefined) parts.push(`guest exception ${o.exception}`);
   if (o.exit !== undefined) parts.push(describeExit(o.exit));
   if (o.value !== undefined) parts.push(`value ${show(o.value)}`);
   if (o.dirty_pages !== undefined) parts.push(`dirty_pages [${o.dirty_pages.join(', ')}]`);
@@ -438,6 +464,7 @@ export function diffOutcomes(a: Outcome, b: Outcome): string[] {
   }
   cmp('errno', a.errno, b.errno);
   cmp('signal', a.signal, b.signal);
+  cmp('exception', a.exception, b.exception);
   cmp('value', a.value, b.value);
   cmp('exit', a.exit?.reason, b.exit?.reason);
   if (a.exit && b.exit && a.exit.reason === b.exit.reason) {

@@ -280,6 +280,8 @@ const expectObject = z.strictObject({
   internal: z.strictObject({ suberror: num() }).optional(),
   system_event: z.strictObject({ type: num() }).optional(),
   signal: z.enum(SIGNALS).optional(),
+  /** the guest took an exception itself and the access did not complete (#VC, #VE) */
+  exception: z.string().regex(/^#[A-Z]{2}$/, 'an exception vector such as #VC or #VE').optional(),
   dirty_pages: numList().optional(),
   gpa: num().optional(),
   size: num().optional(),

@@ -16,6 +16,8 @@ export interface Outcome {
   exit?: KvmRunExit;
   /** the VMM process took a signal (e.g. SIGBUS touching private guest_memfd memory) */
   signal?: 'SIGBUS' | 'SIGSEGV';
+  /** the guest took an exception itself (SNP #VC for an unvalidated page, TDX #VE); KVM was not involved */
+  exception?: string;
   /** get_dirty_log: page indexes within the slot whose bit was set */
   dirty_pages?: number[];
   /** pre_fault_memory: the remaining range copied back to userspace */

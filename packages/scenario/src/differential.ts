@@ -1,0 +1,115 @@
+/**
+ * Differential runs: one scenario on the model (under the host's kernel profile) and on the
+ * machine's real KVM, compared step by step with diffOutcomes (errno, signal, value, exit and
+ * its fields, dirty pages, gpa/size/ret). Expectations are ignored: the two targets are
+ * compared with each other, not with the file. Steps the real-KVM target cannot run end the
+ * comparison and are listed as skipped. Used by `ccmem diff` and the differential tests.
+ */
+import { diffOutcomes, runScenario, type ScenarioResult } from './runner.js';
+import { profileByName, type KernelProfile } from '@ccmem/core';
+import type { Scenario } from './schema.js';
+import type { Outcome, Target } from './target.js';
+
+export interface OutcomeDifference {
+  index: number;
+  op: string;
+  /** what the model did (named results and kernel events left out: they differ by nature) */
+  model: Outcome;
+  /** what the real kernel did */
+  kvm: Outcome;
+  /** one line per differing field: `errno: EINVAL vs EEXIST` (model vs kvm) */
+  fields: string[];
+}
+
+export interface ScenarioDiff {
+  file: string;
+  name: string;
+  /** every step both targets ran had the same outcome */
+  agree: boolean;
+  differences: OutcomeDifference[];
+  /** what the real-KVM target could not run: `step 3 (set_memory_attributes): missing KVM_CAP_MEMORY_ATTRIBUTES` */
+  skipped: string[];
+  /** steps compared */
+  compared: number;
+  model: ScenarioResult;
+  kvm: ScenarioResult;
+}
+
+/**
+ * The scenario as the model runs it for a comparison with this host: a scenario without a
+ * profile states behaviour every kernel shares, so the model follows the host profile.
+ */
+export function asHostScenario(scenario: Scenario): Scenario {
+  if (scenario.vm.profile !== undefined) return scenario;
+  return { ...scenario, vm: { ...scenario.vm, profile: 'host' } };
+}
+
+/** an outcome without what legitimately differs between targets (hvas, fds, events) */
+export function comparableOutcome(o: Outcome): Outcome {
+  const { result: _result, events: _events, ...rest } = o;
+  return rest;
+}
+
+/** Run `scenario` on both targets and compare the outcomes step by step. */
+export function diffScenario(scenario: Scenario, model: Target, kvm: Target, opts: { file?: string } = {}): ScenarioDiff {
+  const file = opts.file ?? '';
+  const k = runScenario(scenario, kvm, { file });
+  const base = { file, name: scenario.name, differences: [] as OutcomeDifference[], skipped: [] as string[], compared: 0 };
+
+  if (k.steps.length === 0 && (k.skipped !== undefined || k.error !== undefined)) {
+    // nothing ran on the real kernel: the model has nothing to be compared with
+    const m = { ...k, target: model.name, steps: [] } as ScenarioResult;
+    return { ...base, agree: true, skipped: [k.skipped ?? `kvm: ${k.error}`], model: m, kvm: k };
+  }
+
+  const m = runScenario(asHostScenario(scenario), model, { file });
+  const out: ScenarioDiff = { ...base, agree: true, model: m, kvm: k };
+  if (m.error !== undefined || (m.steps.length === 0 && m.skipped !== undefined)) {
+    out.differences.push({
+      index: -1,
+      op: 'begin',
+      model: { detail: { error: m.error ?? `skipped: ${m.skipped}` } },
+      kvm: {},
+      fields: [`the model could not run the scenario: ${m.error ?? m.skipped}`],
+    });
+  }
+  for (const ks of k.steps) {
+    if (ks.skipped !== undefined) {
+      out.skipped.push(`step ${ks.index} (${ks.op}): ${ks.skipped}`);
+      break;
+    }
+    const ms = m.steps[ks.index];
+    if (!ms) {
+      if (out.differences.length === 0 || out.differences[0]!.index !== -1) {
+        out.differences.push({ index: ks.index, op: ks.op, model: {}, kvm: comparableOutcome(ks.outcome), fields: ['the step ran on kvm only'] });
+      }
+      continue;
+    }
+    out.compared++;
+    const fields = diffOutcomes(ms.outcome, ks.outcome);
+    if (fields.length) {
+      out.differences.push({ index: ks.index, op: ks.op, model: comparableOutcome(ms.outcome), kvm: comparableOutcome(ks.outcome), fields });
+    }
+  }
+  if (k.error !== undefined) out.differences.push({ index: -1, op: 'end', model: {}, kvm: { detail: { error: k.error } }, fields: [`kvm: ${k.error}`] });
+  out.agree = out.differences.length === 0;
+  return out;
+}
+
+/**
+ * Fields where the host's detected profile differs from the profile the model uses for
+ * `profile: host` (`linux-6.18`): `field: model vs host`. Empty when they agree.
+ */
+export function hostProfileMismatch(host: KernelProfile, modelProfileName = 'linux-6.18'): string[] {
+  const model = profileByName(modelProfileName);
+  if (!model) return [`the model has no profile ${modelProfileName}`];
+  const out: string[] = [];
+  const keys = new Set([...Object.keys(model), ...Object.keys(host)]);
+  for (const k of keys) {
+    if (k === 'name') continue;
+    const a = (model as unknown as Record<string, unknown>)[k];
+    const b = (host as unknown as Record<string, unknown>)[k];
+    if (a !== b) out.push(`${k}: ${String(a)} vs ${String(b)}`);
+  }
+  return out;
+}

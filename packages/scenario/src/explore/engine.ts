@@ -1,0 +1,616 @@
+/**
+ * The explorer: runs the actors of a scenario's `concurrent:` block in chosen orders, one
+ * phase at a time, and checks the invariants after every phase and at the end.
+ *
+ * A schedule is the list of actors whose next phase runs, written `vmm.cpu0.cpu0…`. After the
+ * scheduled phases, the run is completed deterministically (each unfinished actor in turn runs
+ * until it finishes or spins; a spinning actor yields to the next); an actor that can no
+ * longer finish while the others make no progress is a livelock. Everything is deterministic,
+ * so a schedule replays exactly.
+ *
+ * Modes:
+ *  - exhaustive: depth-first over every schedule up to `bound` scheduled phases, with sleep
+ *    sets for partial-order reduction (Godefroid 1996): after the subtree of actor t at a
+ *    node is explored, t sleeps in the sibling subtrees until a dependent phase runs. Two
+ *    phases are independent when their gfn footprints are disjoint and neither is global
+ *    (invalidation begin/end, memslot swap, hole punch, atomic vendor actions).
+ *    A spinning actor (its fault retried, or a lock it needs is held) is disabled until
+ *    another actor has run a phase: re-running it first would only repeat the same spin.
+ *  - random: `schedules` runs, each choosing uniformly among enabled actors (seeded PRNG).
+ *  - pct: probabilistic concurrency testing (Burckhardt et al. 2010): random actor priorities
+ *    and `depth - 1` random priority change points per run (seeded).
+ */
+import { checkVmInvariants, type TraceEvent } from '@ccmem/core';
+import { sameValue } from '../runner.js';
+import { ASSERT_LOCATORS, type Invariant, type Scenario, type Step } from '../schema.js';
+import { independent, type ExploreMode, type Footprint } from './types.js';
+import { World, type ActorStepRecord, type WorldOptions } from './world.js';
+
+export interface Observation {
+  /** label in reports */
+  name: string;
+  /** an invariant message matching this is an observation, not a violation */
+  pattern: string;
+}
+
+export interface ExploreOptions extends WorldOptions {
+  mode?: ExploreMode;
+  /** scheduled phases per run (exhaustive: the depth bound) */
+  bound?: number;
+  seed?: number;
+  /** runs for random/pct; cap on runs for exhaustive */
+  schedules?: number;
+  /** pct: the bug depth d (d - 1 priority change points) */
+  depth?: number;
+  /** stop after this many violating runs (default 1) */
+  maxViolations?: number;
+  /** phases the completion of one run may take before it is called a livelock */
+  livenessBound?: number;
+  /** shrink the first violation to a shortest failing schedule (default true) */
+  shrink?: boolean;
+  /** invariant messages that are reported as observations instead of violations */
+  observe?: Observation[];
+  /** stop exploring after this many milliseconds */
+  timeLimitMs?: number;
+}
+
+export interface ExploreViolation {
+  /** the schedule, as actor names joined by "." */
+  schedule: string;
+  violation: string;
+  /** the kernel events of the run (replayed) */
+  events: TraceEvent[];
+  /** the schedule as found, before shrinking */
+  original?: string;
+}
+
+export interface ExploreStats {
+  /** phases executed, replays included */
+  steps: number;
+  elapsedMs: number;
+  stepsPerSecond: number;
+  /** runs cut short because every enabled actor was asleep (redundant interleavings) */
+  sleepBlocked: number;
+  /** runs in which each observation was seen */
+  observations: Record<string, number>;
+  /** runs in which a guest access took a vendor #NPF on a present mapping (SNP RMP fault) */
+  vendorFaultRuns: number;
+  /** violating runs found (before stopping) */
+  violatingRuns: number;
+  /** exhaustive: the whole tree up to the bound was explored */
+  complete: boolean;
+}
+
+export interface ExploreReport {
+  name: string;
+  mode: ExploreMode;
+  schedules: number;
+  violations: ExploreViolation[];
+  pass: boolean;
+  stats: ExploreStats;
+}
+
+/** One run's result. */
+export interface RunResult {
+  /** the scheduled choices that ran (actor indexes) */
+  schedule: number[];
+  violation: string | null;
+  steps: number;
+  observations: Set<string>;
+  vendorFaults: number;
+  sleepBlocked: boolean;
+  events: TraceEvent[];
+  records: ActorStepRecord[];
+}
+
+const KNOWN = new Set([
+  'no-stale-spte',
+  'vm-invariants',
+  'backend-invariants',
+  'attributes-consistent',
+  'no-mapping-in-deleted-slot',
+  'no-stale-data',
+  'pre-fault-documented-errno',
+  'vm-not-bugged',
+  'guest-completes',
+]);
+
+/** the named invariants the explorer checks (docs/explore.md) */
+export const EXPLORE_INVARIANTS: readonly string[] = [...KNOWN];
+
+/** Errors in the concurrent block the explorer cannot run (exit 2). */
+export function validateForExplore(scenario: Scenario): string[] {
+  const out: string[] = [];
+  const c = scenario.concurrent;
+  if (!c) return ['the scenario has no concurrent: block'];
+  const names = Object.keys(c.actors);
+  if (names.length > 30) out.push('at most 30 actors');
+  for (const n of names) if (!/^[A-Za-z_][A-Za-z0-9_-]*$/.test(n)) out.push(`actor name "${n}" must be letters, digits, _ or -`);
+  for (const inv of c.invariants ?? []) {
+    if (typeof inv === 'string' && !KNOWN.has(inv)) out.push(`unknown invariant "${inv}" (known: ${[...KNOWN].join(', ')})`);
+  }
+  return out;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* PRNG                                                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+/** mulberry32: small, fast, seeded */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* One run                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+/** picks the next actor: a bitmask of enabled actors in, an index (or -1 to stop) out */
+export type Chooser = (enabled: number, depth: number, world: World) => number;
+
+interface RunState {
+  world: World;
+  clock: number;
+  violation: string | null;
+  observations: Set<string>;
+  observeRe: { name: string; re: RegExp }[];
+  named: Set<string>;
+  steps: number;
+}
+
+function enabledMask(world: World): number {
+  const actors = world.actors;
+  let mask = 0;
+  for (let i = 0; i < actors.length; i++) {
+    const a = actors[i]!;
+    if (a.finished) continue;
+    if (a.spinning) {
+      // disabled until another actor has run since its spin
+      let other = false;
+      for (let j = 0; j < actors.length; j++) if (j !== i && actors[j]!.lastRun > a.lastRun) other = true;
+      if (!other) continue;
+    }
+    mask |= 1 << i;
+  }
+  return mask;
+}
+
+function checkAfterPhase(st: RunState): void {
+  const w = st.world;
+  if (w.phaseViolations.length) {
+    st.violation = w.phaseViolations[0]!;
+    return;
+  }
+  const v = checkVmInvariants(w.vm, { allowInvalidSlots: true, pageBudget: 4096 });
+  for (const msg of v) {
+    const obs = st.observeRe.find((o) => o.re.test(msg));
+    if (obs) st.observations.add(obs.name);
+    else {
+      st.violation = msg;
+      return;
+    }
+  }
+  if (st.named.has('vm-not-bugged') && w.vm.dead) st.violation = `the VM was marked bugged: ${w.vm.deadReason}`;
+}
+
+function runPhase(st: RunState, i: number): void {
+  st.world.actors[i]!.runPhase(++st.clock);
+  st.steps++;
+  checkAfterPhase(st);
+}
+
+/** the deterministic end of a run: every unfinished actor in turn until done or spinning */
+function complete(st: RunState, bound: number): void {
+  const w = st.world;
+  let budget = bound;
+  while (st.violation === null) {
+    let any = false;
+    let progressed = false;
+    for (const a of w.actors) {
+      if (a.finished) continue;
+      any = true;
+      while (!a.finished && st.violation === null && budget-- > 0) {
+        runPhase(st, a.index);
+        if (a.spinning) break;
+        progressed = true;
+      }
+      if (st.violation !== null) return;
+      if (budget <= 0) break;
+    }
+    if (!any) return;
+    if (!progressed || budget <= 0) {
+      const stuck = w.actors.filter((a) => !a.finished).map((a) => `${a.name} (step ${a.next}: ${a.steps[a.next]?.op}, phase ${a.active?.op.phase ?? 'begin'})`);
+      st.violation = `livelock: ${stuck.join(', ')} cannot finish once the other actors are done`;
+      return;
+    }
+  }
+}
+
+function finalChecks(st: RunState, scenario: Scenario): void {
+  const w = st.world;
+  if (st.violation !== null) return;
+  const named = st.named;
+  for (const r of w.records) {
+    if (named.has('pre-fault-documented-errno') && r.op === 'pre_fault_memory') {
+      const e = r.outcome.errno;
+      if (e !== undefined && e !== 'EAGAIN' && e !== 'ENOENT') {
+        st.violation = `${r.actor}: KVM_PRE_FAULT_MEMORY failed with ${e}, not a documented result (0, EAGAIN, ENOENT)`;
+        return;
+      }
+    }
+  }
+  for (const inv of scenario.concurrent?.invariants ?? []) {
+    if (typeof inv === 'string') continue;
+    const msg = checkAssert(w, inv);
+    if (msg) {
+      st.violation = msg;
+      return;
+    }
+  }
+}
+
+function checkAssert(w: World, inv: Exclude<Invariant, string>): string | null {
+  const step: Step = { op: 'assert', args: inv.assert, expect: {} };
+  const args = inv.assert as Record<string, unknown>;
+  const outcome = w.target.execute({ index: -1, op: 'assert', args } as never, w.ctx);
+  if (outcome.errno) return `assert ${String(args.what)}: could not inspect (${outcome.errno})`;
+  void step;
+  const state = outcome.detail ?? {};
+  for (const [k, want] of Object.entries(args)) {
+    if ((ASSERT_LOCATORS as readonly string[]).includes(k) || want === undefined) continue;
+    if (!sameValue(want, state[k])) return `assert ${String(args.what)}: expected ${k} ${String(want)}, found ${String(state[k])}`;
+  }
+  return null;
+}
+
+/** the no-stale-data rule, checked as each read finishes */
+function installDataCheck(st: RunState): void {
+  const w = st.world;
+  w.onStepDone = (rec) => {
+    if (st.violation !== null || rec.op !== 'guest_read' || rec.value === undefined) return;
+    if (rec.value === 0n) return;
+    const gfn = rec.lo;
+    const slot = w.vm.gfnToMemslot(gfn);
+    for (const p of w.punches) {
+      if (p.done < 0 || p.done >= rec.start) continue;
+      if (!slot || slot.gmemFile !== p.file) continue;
+      const pgoff = gfn - slot.baseGfn + slot.gmemPgoff;
+      if (pgoff < p.start || pgoff >= p.end) continue;
+      const rewritten = w.records.some((r) => r.op === 'guest_write' && r.lo === gfn && r.end > p.done);
+      if (rewritten) continue;
+      st.violation = `${rec.actor}: guest_read of gfn 0x${gfn.toString(16)} after ${p.actor}'s PUNCH_HOLE returned 0x${rec.value.toString(16)}, not zeros (stale data)`;
+      return;
+    }
+  };
+}
+
+export interface ExploreRunOptions extends WorldOptions {
+  bound: number;
+  livenessBound?: number;
+  observe?: Observation[];
+  trace?: boolean;
+  /** skip scheduled choices whose actor is not enabled (shrinking) instead of failing */
+  lenient?: boolean;
+}
+
+/** Run one schedule chosen by `choose` (or a fixed list) and check everything. */
+export function runOnce(scenario: Scenario, choose: Chooser | readonly number[], opts: ExploreRunOptions): RunResult {
+  const world = new World(scenario, opts);
+  const named = new Set((scenario.concurrent?.invariants ?? []).filter((x): x is string => typeof x === 'string'));
+  const st: RunState = {
+    world,
+    clock: 0,
+    violation: null,
+    observations: new Set(),
+    observeRe: (opts.observe ?? []).map((o) => ({ name: o.name, re: new RegExp(o.pattern) })),
+    named,
+    steps: 0,
+  };
+  installDataCheck(st);
+  if (opts.trace) world.startTrace();
+  const schedule: number[] = [];
+  let sleepBlocked = false;
+  if (typeof choose === 'function') {
+    for (let depth = 0; depth < opts.bound && st.violation === null; depth++) {
+      const e = enabledMask(world);
+      if (e === 0) break;
+      const t = choose(e, depth, world);
+      if (t < 0) {
+        sleepBlocked = t === -2;
+        break;
+      }
+      schedule.push(t);
+      runPhase(st, t);
+    }
+  } else {
+    for (const t of choose) {
+      if (st.violation !== null) break;
+      const e = enabledMask(world);
+      if (!(e & (1 << t))) {
+        if (opts.lenient) continue;
+        const name = world.actors[t]?.name ?? `#${t}`;
+        throw new Error(`schedule step ${schedule.length}: actor ${name} cannot run here (${world.actors[t]?.finished ? 'finished' : 'spinning or unknown'})`);
+      }
+      schedule.push(t);
+      runPhase(st, t);
+    }
+  }
+  if (!sleepBlocked && st.violation === null) complete(st, opts.livenessBound ?? 10_000);
+  if (!sleepBlocked) finalChecks(st, scenario);
+  const events = opts.trace ? world.stopTrace() : [];
+  let vendorFaults = 0;
+  for (const r of world.records) vendorFaults += r.vendorFaults;
+  return {
+    schedule,
+    violation: st.violation,
+    steps: st.steps,
+    observations: st.observations,
+    vendorFaults,
+    sleepBlocked,
+    events,
+    records: world.records,
+  };
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Schedules as text                                                                          */
+/* ------------------------------------------------------------------------------------------ */
+
+export function actorNames(scenario: Scenario): string[] {
+  return Object.keys(scenario.concurrent?.actors ?? {});
+}
+
+export function formatSchedule(scenario: Scenario, schedule: readonly number[]): string {
+  const names = actorNames(scenario);
+  return schedule.map((i) => names[i] ?? String(i)).join('.');
+}
+
+/** "vmm.cpu0.cpu0" or "1.0.0" (actor indexes), or a JSON list of either */
+export function parseSchedule(scenario: Scenario, text: string): number[] {
+  const names = actorNames(scenario);
+  const t = text.trim();
+  if (t === '') return [];
+  const parts: unknown[] = t.startsWith('[') ? (JSON.parse(t) as unknown[]) : t.split(/[.,\s]+/).filter(Boolean);
+  return parts.map((p) => {
+    const s = String(p);
+    const byName = names.indexOf(s);
+    if (byName >= 0) return byName;
+    if (/^\d+$/.test(s) && Number(s) < names.length) return Number(s);
+    throw new Error(`"${s}" is not an actor (actors: ${names.join(', ')})`);
+  });
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Shrinking                                                                                  */
+/* ------------------------------------------------------------------------------------------ */
+
+/**
+ * Delta debugging (ddmin) on the schedule: drop chunks of choices while the run still fails;
+ * choices whose actor cannot run any more are skipped. Returns the schedule as it ran.
+ */
+export function shrinkSchedule(scenario: Scenario, schedule: readonly number[], opts: ExploreRunOptions, maxRuns = 3000): number[] {
+  let runs = 0;
+  const fails = (s: readonly number[]): number[] | null => {
+    runs++;
+    const r = runOnce(scenario, s, { ...opts, lenient: true, trace: false });
+    return r.violation !== null ? r.schedule : null;
+  };
+  let cur = fails(schedule) ?? [...schedule];
+  let n = 2;
+  while (cur.length >= 1 && runs < maxRuns) {
+    const chunk = Math.ceil(cur.length / n);
+    let reduced = false;
+    for (let i = 0; i < cur.length && runs < maxRuns; i += chunk) {
+      const cand = [...cur.slice(0, i), ...cur.slice(i + chunk)];
+      const ran = fails(cand);
+      if (ran) {
+        cur = ran;
+        n = Math.max(n - 1, 2);
+        reduced = true;
+        break;
+      }
+    }
+    if (!reduced) {
+      if (chunk <= 1) break;
+      n = Math.min(n * 2, cur.length);
+    }
+  }
+  return cur;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Exploration                                                                                */
+/* ------------------------------------------------------------------------------------------ */
+
+interface Node {
+  enabled: number;
+  sleep: number;
+  chosen: number;
+  fps: Footprint[];
+}
+
+function lowestBit(mask: number): number {
+  return 31 - Math.clz32(mask & -mask);
+}
+
+export function explore(scenario: Scenario, options: ExploreOptions = {}, name = scenario.name): ExploreReport {
+  const mode = options.mode ?? 'exhaustive';
+  const bound = options.bound ?? 64;
+  const maxViolations = options.maxViolations ?? 1;
+  const runOpts: ExploreRunOptions = {
+    bound,
+    ...(options.livenessBound !== undefined && { livenessBound: options.livenessBound }),
+    ...(options.observe && { observe: options.observe }),
+    ...(options.faultInjection && { faultInjection: options.faultInjection }),
+    ...(options.tdxBusy && { tdxBusy: options.tdxBusy }),
+  };
+  const stats: ExploreStats = {
+    steps: 0,
+    elapsedMs: 0,
+    stepsPerSecond: 0,
+    sleepBlocked: 0,
+    observations: {},
+    vendorFaultRuns: 0,
+    violatingRuns: 0,
+    complete: false,
+  };
+  const found: number[][] = [];
+  const messages: string[] = [];
+  let schedules = 0;
+  const t0 = performance.now();
+  const deadline = options.timeLimitMs !== undefined ? t0 + options.timeLimitMs : Infinity;
+  const record = (r: RunResult) => {
+    schedules++;
+    stats.steps += r.steps;
+    if (r.sleepBlocked) stats.sleepBlocked++;
+    if (r.vendorFaults > 0) stats.vendorFaultRuns++;
+    for (const o of r.observations) stats.observations[o] = (stats.observations[o] ?? 0) + 1;
+    if (r.violation !== null) {
+      stats.violatingRuns++;
+      found.push(r.schedule);
+      messages.push(r.violation);
+    }
+  };
+
+  if (mode === 'exhaustive') {
+    const cap = options.schedules ?? Infinity;
+    const stack: Node[] = [];
+    let replayTo = 0; // stack depth whose choices are replayed
+    for (;;) {
+      if (schedules >= cap || found.length >= maxViolations || performance.now() > deadline) break;
+      let childSleep = 0;
+      const r = runOnce(
+        scenario,
+        (enabled, depth, world) => {
+          if (depth < replayTo) {
+            const n = stack[depth]!;
+            if (depth === replayTo - 1) childSleep = sleepAfter(n);
+            return n.chosen;
+          }
+          const fps = world.actors.map((a) => (a.finished ? GLOBAL_FP : a.footprint()));
+          const node: Node = { enabled, sleep: depth === 0 ? 0 : childSleep, chosen: -1, fps };
+          const choices = enabled & ~node.sleep;
+          if (choices === 0) return -2; // every enabled actor sleeps: explored elsewhere
+          node.chosen = lowestBit(choices);
+          stack.length = depth;
+          stack.push(node);
+          childSleep = sleepAfter(node);
+          return node.chosen;
+        },
+        runOpts,
+      );
+      // the run may have stopped (violation, all finished) before reaching the replay depth
+      stack.length = Math.min(stack.length, Math.max(r.schedule.length, 0));
+      record(r);
+      // backtrack
+      let next = -1;
+      while (stack.length > 0) {
+        const top = stack[stack.length - 1]!;
+        top.sleep |= 1 << top.chosen;
+        const rem = top.enabled & ~top.sleep;
+        if (rem !== 0) {
+          top.chosen = lowestBit(rem);
+          next = stack.length;
+          break;
+        }
+        stack.pop();
+      }
+      if (next < 0) {
+        stats.complete = true;
+        break;
+      }
+      replayTo = next;
+    }
+  } else {
+    const runs = options.schedules ?? 1000;
+    const seed = options.seed ?? 1;
+    const rnd = prng(seed);
+    const n = actorNames(scenario).length;
+    const d = Math.max(1, options.depth ?? 3);
+    for (let k = 0; k < runs; k++) {
+      if (found.length >= maxViolations || performance.now() > deadline) break;
+      let chooser: Chooser;
+      if (mode === 'random') {
+        chooser = (enabled) => {
+          const idx: number[] = [];
+          for (let i = 0; i < n; i++) if (enabled & (1 << i)) idx.push(i);
+          return idx[Math.floor(rnd() * idx.length)]!;
+        };
+      } else {
+        // PCT: distinct initial priorities d..d+n-1, change points 1..d-1 at random depths
+        const prio = Array.from({ length: n }, (_, i) => d + i);
+        for (let i = n - 1; i > 0; i--) {
+          const j = Math.floor(rnd() * (i + 1));
+          [prio[i], prio[j]] = [prio[j]!, prio[i]!];
+        }
+        const change = new Map<number, number>();
+        for (let c = 1; c < d; c++) change.set(Math.floor(rnd() * bound), c);
+        chooser = (enabled, depth) => {
+          let best = -1;
+          for (let i = 0; i < n; i++) if (enabled & (1 << i) && (best < 0 || prio[i]! > prio[best]!)) best = i;
+          const c = change.get(depth);
+          if (c !== undefined && best >= 0) {
+            prio[best] = c;
+            best = -1;
+            for (let i = 0; i < n; i++) if (enabled & (1 << i) && (best < 0 || prio[i]! > prio[best]!)) best = i;
+          }
+          return best;
+        };
+      }
+      record(runOnce(scenario, chooser, runOpts));
+    }
+    stats.complete = true;
+  }
+
+  stats.elapsedMs = performance.now() - t0;
+  stats.stepsPerSecond = stats.elapsedMs > 0 ? (stats.steps / stats.elapsedMs) * 1000 : 0;
+
+  const violations: ExploreViolation[] = found.map((s, i) => {
+    const original = formatSchedule(scenario, s);
+    const shrunk = i === 0 && options.shrink !== false ? shrinkSchedule(scenario, s, runOpts) : s;
+    const replay = runOnce(scenario, shrunk, { ...runOpts, trace: true });
+    return {
+      schedule: formatSchedule(scenario, replay.schedule),
+      violation: replay.violation ?? messages[i]!,
+      events: replay.events,
+      ...(original !== formatSchedule(scenario, replay.schedule) && { original }),
+    };
+  });
+  return { name, mode, schedules, violations, pass: violations.length === 0, stats };
+
+  function sleepAfter(node: Node): number {
+    // sleepers that commute with the chosen phase stay asleep in the child
+    const t = node.chosen;
+    const ft = node.fps[t]!;
+    let s = 0;
+    let m = node.sleep & ~(1 << t);
+    while (m) {
+      const u = lowestBit(m);
+      m &= m - 1;
+      if (independent(node.fps[u]!, ft)) s |= 1 << u;
+    }
+    return s;
+  }
+}
+
+const GLOBAL_FP: Footprint = { lo: 0, hi: 0, global: true };
+
+/** Rerun one schedule exactly, with its kernel events. */
+export function replaySchedule(scenario: Scenario, schedule: string | readonly number[], options: ExploreOptions = {}): RunResult {
+  const s = typeof schedule === 'string' ? parseSchedule(scenario, schedule) : schedule;
+  return runOnce(scenario, s, {
+    bound: s.length,
+    trace: true,
+    ...(options.livenessBound !== undefined && { livenessBound: options.livenessBound }),
+    ...(options.observe && { observe: options.observe }),
+    ...(options.faultInjection && { faultInjection: options.faultInjection }),
+    ...(options.tdxBusy && { tdxBusy: options.tdxBusy }),
+  });
+}

@@ -1,0 +1,448 @@
+/**
+ * A "world": one VM built from a scenario's `steps` (through the model target), plus the
+ * actors of its `concurrent:` block. Each actor step becomes a resumable kernel operation
+ * whose phases the scheduler interleaves, or one atomic action:
+ *
+ *   guest_read / guest_write / guest_fetch   GuestAccessOp      walk → faultin → map [→ vendor]
+ *   pre_fault_memory                          PreFaultMemoryOp   chunk → map (per chunk)
+ *   set_memory_attributes                     SetMemoryAttributesOp  prepare → invalidate → store → post → finish
+ *   set_user_memory_region[2]                 MemslotChangeOp    (DELETE/MOVE) invalidate → zap → commit
+ *   punch_hole / fallocate(PUNCH_HOLE)        GuestMemfd punch   invalidate → truncate → end
+ *   anything else                             one atomic phase through the model target
+ *
+ * A phase that cannot take a lock another actor's unfinished operation holds
+ * (kvm->slots_lock, the guest_memfd invalidate lock) does nothing and counts as a spin.
+ */
+import {
+  FALLOC_FL_PUNCH_HOLE,
+  GuestAccessOp,
+  PAGE_SIZE,
+  PreFaultMemoryOp,
+  KVM_MEMSLOT_INVALID,
+  RET_PF_FIXED,
+  isKvmError,
+  recordTrace,
+  type GuestAccessResult,
+  type KernelOp,
+  type Kvm,
+  type TraceEvent,
+  type Vm,
+} from '@ccmem/core';
+import { GuestMemfd, InvalidateLockBusyError } from '@ccmem/gmem';
+import { createModelTarget, type ModelTarget } from '../model-target.js';
+import { resolveStep, effectiveVm } from '../runner.js';
+import type { Scenario, Step } from '../schema.js';
+import type { Outcome, ResolvedStep, RunContext } from '../target.js';
+import type { Footprint } from './types.js';
+import { GLOBAL } from './types.js';
+
+/** the outcome of one finished actor step */
+export interface ActorStepRecord {
+  actor: string;
+  index: number;
+  op: string;
+  outcome: Outcome;
+  /** scheduler clock when the step's first phase ran and when it finished */
+  start: number;
+  end: number;
+  /** gfn range the step touched ([lo, hi)), for data checks */
+  lo: number;
+  hi: number;
+  /** vendor #NPFs (SNP RMP faults) a guest access took */
+  vendorFaults: number;
+  /** guest data: written value / read value */
+  value?: bigint;
+}
+
+const SLOTS_LOCK_MSG = 'slots_lock is held';
+
+/** align a gfn range out to 2 MiB (a fault may map a 2M page; the SNP directmap works in 2M) */
+function range2M(lo: number, hi: number): Footprint {
+  return { lo: lo - (lo % 512), hi: hi + ((512 - (hi % 512)) % 512), global: false };
+}
+
+type ActiveOp =
+  | { kind: 'access'; op: GuestAccessOp }
+  | { kind: 'prefault'; op: PreFaultMemoryOp }
+  | { kind: 'attributes'; op: KernelOp<void>; lo: number; hi: number }
+  | { kind: 'memslot'; op: KernelOp<void> & { old?: unknown }; lo: number; hi: number }
+  | { kind: 'punch'; op: { phase: string; step(): boolean } };
+
+export class Actor {
+  /** index of the next step */
+  next = 0;
+  active: ActiveOp | null = null;
+  /** the last phase made no progress (fault retried, lock busy) */
+  spinning = false;
+  /** clock of this actor's last phase */
+  lastRun = -1;
+  private stepStart = 0;
+  private stepLo = 0;
+  private stepHi = 0;
+
+  constructor(
+    readonly world: World,
+    readonly index: number,
+    readonly name: string,
+    readonly steps: Step[],
+    /** scenario-wide index of the actor's first step (concurrent steps continue the numbering) */
+    readonly firstIndex: number,
+  ) {}
+
+  get finished(): boolean {
+    return this.next >= this.steps.length && this.active === null;
+  }
+
+  /** the footprint of the phase this actor runs next */
+  footprint(): Footprint {
+    const a = this.active;
+    const w = this.world;
+    if (a === null) {
+      const step = this.steps[this.next]!;
+      return w.stepFootprint(step, this.resolved(step));
+    }
+    switch (a.kind) {
+      case 'access':
+        return range2M(a.op.gfn, a.op.gfn + 1);
+      case 'prefault': {
+        const g = Math.floor(a.op.range.gpa / PAGE_SIZE);
+        return range2M(g, g + Math.max(1, Math.ceil(a.op.range.size / PAGE_SIZE)));
+      }
+      case 'attributes':
+        return a.op.phase === 'invalidate' || a.op.phase === 'post' ? GLOBAL : range2M(a.lo, a.hi);
+      case 'memslot':
+        return a.op.phase === 'zap' && w.vm.vmType === 0 ? GLOBAL : range2M(a.lo, a.hi);
+      case 'punch':
+        return GLOBAL;
+    }
+  }
+
+  private resolved(step: Step): ResolvedStep {
+    return resolveStep(step, this.firstIndex + this.next, this.world.names, this.name);
+  }
+
+  /** run one phase; returns violations noticed by the phase itself */
+  runPhase(clock: number): void {
+    this.lastRun = clock;
+    if (this.active === null) {
+      const step = this.steps[this.next]!;
+      const rs = this.resolved(step);
+      this.stepStart = clock;
+      if (!this.begin(step, rs)) return; // lock busy: nothing happened
+    }
+    const a = this.active!;
+    this.spinning = false;
+    switch (a.kind) {
+      case 'access': {
+        const wasMap = a.op.phase === 'map';
+        const done = a.op.step();
+        if (a.op.phase === 'walk' && a.op.spinning) this.spinning = true;
+        if (wasMap) this.checkMapped(a.op.lastFaultResult);
+        if (done) this.finishStep(accessOutcome(a.op.result()), a.op.vendorFaults, a.op);
+        return;
+      }
+      case 'prefault': {
+        const before = a.op.range.size;
+        const wasMap = a.op.phase === 'map';
+        const done = a.op.step();
+        if (wasMap) this.checkMapped(RET_PF_FIXED);
+        if (!done && a.op.phase === 'chunk' && a.op.range.size === before && wasMap) this.spinning = true;
+        if (done) {
+          const err = a.op.result();
+          this.finishStep({ ...(err && { errno: err }), gpa: a.op.range.gpa, size: a.op.range.size }, 0, null);
+        }
+        return;
+      }
+      case 'attributes':
+      case 'memslot': {
+        if (a.op.step()) {
+          let out: Outcome = {};
+          try {
+            a.op.result();
+          } catch (e) {
+            if (isKvmError(e)) out = { errno: e.code };
+            else throw e;
+          }
+          this.finishStep(out, 0, null);
+        }
+        return;
+      }
+      case 'punch':
+        if (!a.op.step()) this.finishStep({}, 0, null);
+        return;
+    }
+  }
+
+  /** a fault or pre-fault installed an SPTE: it must not map into a slot being deleted */
+  private checkMapped(r: number): void {
+    if (r !== RET_PF_FIXED) return;
+    const f = this.world.vcpuOf(this)?.fault;
+    if (!f || !f.slot) return;
+    const cur = this.world.vm.gfnToMemslot(f.gfn);
+    if (this.world.vm.mmu.leafAt(f.gfn, f.isPrivate) && (!cur || (cur.flags & KVM_MEMSLOT_INVALID) !== 0)) {
+      this.world.phaseViolations.push(`${this.name}: an SPTE for gfn 0x${f.gfn.toString(16)} was installed into a memslot that is deleted or being deleted`);
+    }
+  }
+
+  private begin(step: Step, rs: ResolvedStep): boolean {
+    const w = this.world;
+    const vm = w.vm;
+    try {
+      switch (rs.op) {
+        case 'guest_read':
+        case 'guest_write':
+        case 'guest_fetch': {
+          const a = rs.args as { vcpu: number; gpa: number; size?: number; value?: bigint; private?: boolean };
+          const vcpu = vm.vcpu(a.vcpu);
+          if (!vcpu) return this.atomic(step, rs);
+          w.currentVcpu.set(this.index, a.vcpu);
+          const kind = rs.op === 'guest_read' ? 'read' : rs.op === 'guest_write' ? 'write' : 'fetch';
+          const op = vcpu.beginAccess(
+            { gpa: a.gpa, size: a.size ?? 1, kind, ...(a.value !== undefined && { value: a.value }), private: a.private ?? false },
+            { maxRetries: Infinity },
+          );
+          this.active = { kind: 'access', op };
+          this.stepLo = op.gfn;
+          this.stepHi = op.gfn + 1;
+          return true;
+        }
+        case 'pre_fault_memory': {
+          const a = rs.args;
+          const vcpu = vm.vcpu(a.vcpu);
+          if (!vcpu) return this.atomic(step, rs);
+          w.currentVcpu.set(this.index, a.vcpu);
+          const op = new PreFaultMemoryOp(vcpu, { gpa: a.gpa, size: a.size, flags: a.flags ?? 0 });
+          this.active = { kind: 'prefault', op };
+          this.stepLo = Math.floor(a.gpa / PAGE_SIZE);
+          this.stepHi = this.stepLo + Math.ceil(a.size / PAGE_SIZE);
+          return true;
+        }
+        case 'set_memory_attributes': {
+          const a = rs.args;
+          const op = vm.beginSetMemoryAttributes({ address: a.address, size: a.size, attributes: a.attributes, flags: a.flags ?? 0 });
+          this.stepLo = a.address / PAGE_SIZE;
+          this.stepHi = (a.address + a.size) / PAGE_SIZE;
+          this.active = { kind: 'attributes', op, lo: this.stepLo, hi: this.stepHi };
+          return true;
+        }
+        case 'set_user_memory_region':
+        case 'set_user_memory_region2': {
+          const a = rs.args as Record<string, number>;
+          const region = {
+            slot: a.slot!,
+            flags: a.flags ?? 0,
+            guest_phys_addr: a.guest_phys_addr!,
+            memory_size: a.memory_size!,
+            userspace_addr: a.userspace_addr ?? 0,
+            ...(a.guest_memfd !== undefined && { guest_memfd: a.guest_memfd }),
+            ...(a.guest_memfd_offset !== undefined && { guest_memfd_offset: a.guest_memfd_offset }),
+          };
+          if (vm.dead) return this.atomic(step, rs);
+          const op = vm.memslots.beginSetUserMemoryRegion(region, { v2: rs.op === 'set_user_memory_region2' });
+          const old = op.old;
+          const lo = Math.min(region.guest_phys_addr / PAGE_SIZE, old ? old.baseGfn : Infinity);
+          const hi = Math.max((region.guest_phys_addr + region.memory_size) / PAGE_SIZE, old ? old.baseGfn + old.npages : 0);
+          this.stepLo = lo;
+          this.stepHi = hi;
+          this.active = { kind: 'memslot', op, lo, hi };
+          return true;
+        }
+        case 'fallocate': {
+          const a = rs.args;
+          const f = w.kvm.process.getFile(a.fd);
+          if (!(a.mode & FALLOC_FL_PUNCH_HOLE) || !(f instanceof GuestMemfd)) return this.atomic(step, rs);
+          const op = f.beginPunchHole(a.offset, a.len);
+          this.stepLo = 0;
+          this.stepHi = 0;
+          w.punches.push({ file: f, start: a.offset / PAGE_SIZE, end: (a.offset + a.len) / PAGE_SIZE, actor: this.name, done: -1 });
+          this.active = { kind: 'punch', op };
+          (this.active as { punchRecord?: number }).punchRecord = w.punches.length - 1;
+          return true;
+        }
+        default:
+          return this.atomic(step, rs);
+      }
+    } catch (e) {
+      if (e instanceof InvalidateLockBusyError || (e instanceof Error && e.message.includes(SLOTS_LOCK_MSG))) {
+        this.spinning = true;
+        return false;
+      }
+      if (isKvmError(e)) {
+        this.stepLo = this.stepHi = 0;
+        this.finishStep({ errno: e.code, detail: { check: e.check } }, 0, null);
+        return false;
+      }
+      throw e;
+    }
+  }
+
+  /** one phase: the whole step through the model target */
+  private atomic(step: Step, rs: ResolvedStep): boolean {
+    const w = this.world;
+    this.spinning = false;
+    let outcome: Outcome;
+    try {
+      outcome = w.target.execute(rs, w.ctx);
+    } catch (e) {
+      if (isKvmError(e)) outcome = { errno: e.code };
+      else throw e;
+    }
+    if (step.as !== undefined && outcome.result !== undefined) w.names.set(step.as, outcome.result);
+    this.stepLo = this.stepHi = 0;
+    this.finishStep(outcome, 0, null);
+    return false;
+  }
+
+  private finishStep(outcome: Outcome, vendorFaults: number, access: GuestAccessOp | null): void {
+    const w = this.world;
+    const step = this.steps[this.next]!;
+    const rec: ActorStepRecord = {
+      actor: this.name,
+      index: this.firstIndex + this.next,
+      op: step.op,
+      outcome,
+      start: this.stepStart,
+      end: this.lastRun,
+      lo: this.stepLo,
+      hi: this.stepHi,
+      vendorFaults,
+    };
+    if (access) {
+      if (access.write && outcome.errno === undefined && outcome.exit === undefined && !outcome.detail) rec.value = access.value;
+      else if (outcome.value !== undefined) rec.value = BigInt(outcome.value);
+    }
+    const a = this.active;
+    if (a?.kind === 'punch') {
+      const idx = (a as { punchRecord?: number }).punchRecord!;
+      w.punches[idx]!.done = this.lastRun;
+    }
+    w.records.push(rec);
+    w.onStepDone?.(rec, step);
+    this.active = null;
+    this.next++;
+  }
+}
+
+function accessOutcome(r: GuestAccessResult): Outcome {
+  const out: Outcome = {};
+  if (r.errno !== undefined) out.errno = r.errno;
+  if (r.exit !== undefined) out.exit = r.exit;
+  if (r.value !== undefined) out.value = r.value;
+  if (r.exception !== undefined) out.detail = { exception: r.exception };
+  return out;
+}
+
+export interface PunchRecord {
+  file: GuestMemfd;
+  start: number;
+  end: number;
+  actor: string;
+  /** clock when the punch finished (-1 while running) */
+  done: number;
+}
+
+export interface WorldOptions {
+  /** fault-injection switches set on the VM after setup */
+  faultInjection?: { skipRetryCheck?: boolean };
+  /** TDX: make the next `count` SEAMCALLs (of `leaf`, if given) return TDX_OPERAND_BUSY */
+  tdxBusy?: { count: number; leaf?: string };
+}
+
+/** Thrown when the scenario's setup `steps` fail: the exploration file is invalid for this build. */
+export class SetupError extends Error {}
+
+export class World {
+  readonly target: ModelTarget;
+  readonly ctx: RunContext;
+  readonly names = new Map<string, number>();
+  readonly kvm: Kvm;
+  readonly vm: Vm;
+  readonly actors: Actor[] = [];
+  readonly records: ActorStepRecord[] = [];
+  readonly punches: PunchRecord[] = [];
+  /** violations a phase noticed itself (e.g. an SPTE installed into a deleted slot) */
+  readonly phaseViolations: string[] = [];
+  /** actor index → the vCPU id of its current step */
+  readonly currentVcpu = new Map<number, number>();
+  onStepDone: ((rec: ActorStepRecord, step: Step) => void) | null = null;
+  private trace: { events: TraceEvent[]; stop: () => void } | null = null;
+
+  constructor(
+    readonly scenario: Scenario,
+    opts: WorldOptions = {},
+  ) {
+    const target = createModelTarget();
+    this.target = target;
+    const vmCfg = effectiveVm(scenario);
+    this.ctx = { scenario, vm: vmCfg, names: this.names, trace: false };
+    target.begin(scenario, this.ctx);
+    scenario.steps.forEach((step, i) => {
+      const rs = resolveStep(step, i, this.names);
+      let outcome: Outcome;
+      try {
+        outcome = target.execute(rs, this.ctx);
+      } catch (e) {
+        if (isKvmError(e)) outcome = { errno: e.code };
+        else throw e;
+      }
+      const expectErr = step.expect.errno;
+      if (outcome.errno !== undefined && expectErr !== outcome.errno) {
+        throw new SetupError(`setup step ${i} (${step.op}) failed with ${outcome.errno}`);
+      }
+      if (step.as !== undefined && outcome.result !== undefined) this.names.set(step.as, outcome.result);
+    });
+    this.kvm = target.kvm!;
+    this.vm = target.vm!;
+    if (opts.faultInjection?.skipRetryCheck) this.vm.faultInjection.skipRetryCheck = true;
+    if (opts.tdxBusy) {
+      const td = (this.vm.backend as unknown as { td?: { injectOperandBusy(count: number, leaf?: string): void } }).td;
+      td?.injectOperandBusy(opts.tdxBusy.count, opts.tdxBusy.leaf as never);
+    }
+    let index = scenario.steps.length;
+    for (const [name, steps] of Object.entries(scenario.concurrent?.actors ?? {})) {
+      this.actors.push(new Actor(this, this.actors.length, name, steps, index));
+      index += steps.length;
+    }
+  }
+
+  /** record the kernel events from now on */
+  startTrace(): void {
+    this.trace = recordTrace(this.kvm.tracer);
+  }
+
+  stopTrace(): TraceEvent[] {
+    const t = this.trace;
+    this.trace = null;
+    if (!t) return [];
+    t.stop();
+    return t.events;
+  }
+
+  vcpuOf(actor: Actor) {
+    const id = this.currentVcpu.get(actor.index);
+    return id === undefined ? undefined : this.vm.vcpu(id);
+  }
+
+  /** the footprint of a step's first phase, before it begins */
+  stepFootprint(step: Step, rs: ResolvedStep): Footprint {
+    switch (rs.op) {
+      case 'guest_read':
+      case 'guest_write':
+      case 'guest_fetch': {
+        const direct = this.vm.backend?.gfnDirectBits ?? 0;
+        let g = Math.floor(rs.args.gpa / PAGE_SIZE);
+        if (direct && g >= direct) g -= direct;
+        return range2M(g, g + 1);
+      }
+      case 'pre_fault_memory': {
+        const g = Math.floor(rs.args.gpa / PAGE_SIZE);
+        return range2M(g, g + Math.max(1, Math.ceil(rs.args.size / PAGE_SIZE)));
+      }
+      case 'set_memory_attributes':
+        return range2M(Math.floor(rs.args.address / PAGE_SIZE), Math.ceil((rs.args.address + rs.args.size) / PAGE_SIZE));
+      default:
+        void step;
+        return GLOBAL;
+    }
+  }
+}

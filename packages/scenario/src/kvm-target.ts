@@ -1,0 +1,497 @@
+/**
+ * The `kvm` target: scenario steps run on the machine's real /dev/kvm through @ccmem/kvm.
+ *
+ *  - the VMM process's memory is real anonymous (or file) mmap; `read`/`write` of an anonymous
+ *    mapping are loads and stores in this process, of a file mapping (guest_memfd) they are done
+ *    in a child process (touchFileInChild) so a SIGBUS is reported instead of killing us;
+ *  - VM ioctls are real ioctls; a failed one is Outcome.errno with `detail.check` naming it;
+ *  - guest accesses are done by the tiny guest (@ccmem/kvm installGuest) on each vCPU, in a
+ *    memslot of its own (32763 unless the scenario uses that id) at a gpa range no scenario slot
+ *    or access touches, installed when the vCPU is created. `guest_fetch` is a data load through
+ *    the same page walk and fault path (`detail.fetch` says so);
+ *  - steps the host cannot run (missing capability, vendor VM types, memory failure injection,
+ *    model-state `assert`) are skipped, naming what is missing.
+ * docs/kvm.md describes the target; docs/scenarios.md the step semantics.
+ */
+import {
+  KVM_X86_DEFAULT_VM,
+  KVM_X86_SNP_VM,
+  KVM_X86_SW_PROTECTED_VM,
+  KVM_X86_TDX_VM,
+  isKvmError,
+  type KernelProfile,
+  type KvmRunExit,
+} from '@ccmem/core';
+import {
+  GUEST_DEFAULT_BASE,
+  GUEST_IDENTITY_MAP_LIMIT,
+  GUEST_SLOT_ID,
+  GUEST_SLOT_SIZE,
+  RealKvm,
+  close as hostClose,
+  detectHostProfile,
+  fallocate as hostFallocate,
+  hostCapabilities,
+  installGuest,
+  missingCapabilityFor,
+  mmap as hostMmap,
+  munmap as hostMunmap,
+  read as hostRead,
+  sysMmap,
+  sysMunmap,
+  touchFileInChild,
+  write as hostWrite,
+  type GuestAccessResult,
+  type RealVcpu,
+  type RealVm,
+  type TinyGuest,
+} from '@ccmem/kvm';
+import type { Scenario, Step, VmType } from './schema.js';
+import { SkipScenario, type Outcome, type ResolvedStep, type RunContext, type Support, type Target, type TargetOpName } from './target.js';
+
+const VM_TYPE_NUMBER: Record<VmType, number> = {
+  default: KVM_X86_DEFAULT_VM,
+  'sw-protected': KVM_X86_SW_PROTECTED_VM,
+  snp: KVM_X86_SNP_VM,
+  tdx: KVM_X86_TDX_VM,
+};
+const VM_TYPE_NAME: Record<VmType, string> = {
+  default: 'KVM_X86_DEFAULT_VM',
+  'sw-protected': 'KVM_X86_SW_PROTECTED_VM',
+  snp: 'KVM_X86_SNP_VM',
+  tdx: 'KVM_X86_TDX_VM',
+};
+
+const PROT_READ = 1;
+const PROT_WRITE = 2;
+const MAP_SHARED = 1;
+const MAP_PRIVATE = 2;
+const MAP_ANONYMOUS = 0x20;
+const MAP_NORESERVE = 0x4000;
+const MAP_FIXED_NOREPLACE = 0x10_0000;
+const PROT_NONE = 0;
+
+/** ops the tiny guest cannot perform on any host (vendor guest instructions, hypercalls) */
+const GUEST_ONLY_VENDOR_OPS: Partial<Record<TargetOpName, string>> = {
+  guest_pvalidate: 'the real-KVM target runs no SEV-SNP guest (PVALIDATE)',
+  guest_psc: 'the real-KVM target runs no SEV-SNP guest (GHCB page state change)',
+  guest_accept: 'the real-KVM target runs no TDX guest (TDG.MEM.PAGE.ACCEPT)',
+  guest_map_gpa_range: 'the real-KVM target runs no confidential guest (KVM_HC_MAP_GPA_RANGE)',
+  complete_hypercall: 'the tiny guest makes no hypercalls',
+  gmem_poison: 'the real-KVM target cannot inject memory failures (needs MADV_HWPOISON as root)',
+  device_revoke: 'the real-KVM target has no device_fd provider',
+  assert: 'the real-KVM target cannot inspect kernel state',
+};
+
+/* ------------------------------------------------------------------------------------------ */
+/* Host facts, found once per process                                                         */
+/* ------------------------------------------------------------------------------------------ */
+
+let hostFacts: { caps: Record<string, number>; profile: KernelProfile } | null = null;
+
+/** KVM_CHECK_EXTENSION answers and the detected kernel profile of this host (cached). */
+export function kvmHostFacts(): { caps: Readonly<Record<string, number>>; profile: KernelProfile } {
+  if (!hostFacts) {
+    const kvm = RealKvm.open();
+    try {
+      hostFacts = { caps: hostCapabilities(kvm), profile: detectHostProfile(kvm) };
+    } finally {
+      kvm.close();
+    }
+  }
+  return hostFacts;
+}
+
+/** why the kvm target cannot run at all on this machine, or null when /dev/kvm is there */
+export function kvmUnavailableReason(): string | null {
+  return RealKvm.available() ? null : '/dev/kvm is missing: this host has no KVM';
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Where the tiny guests go                                                                   */
+/* ------------------------------------------------------------------------------------------ */
+
+interface Placement {
+  slot: number;
+  base: number;
+}
+
+/** slot ids and gpa ranges a scenario names anywhere (memslot ops and guest accesses) */
+function scenarioFootprint(s: Scenario): { slots: Set<number>; ranges: [number, number][] } {
+  const slots = new Set<number>();
+  const ranges: [number, number][] = [];
+  const steps: Step[] = [...s.steps, ...Object.values(s.concurrent?.actors ?? {}).flat()];
+  for (const step of steps) {
+    const a = step.args as Record<string, unknown>;
+    if (step.op === 'set_user_memory_region' || step.op === 'set_user_memory_region2') {
+      slots.add((a.slot as number) & 0xffff);
+      const gpa = a.guest_phys_addr as number;
+      ranges.push([gpa, gpa + Math.max(a.memory_size as number, 1)]);
+    } else if (typeof a.gpa === 'number') {
+      ranges.push([a.gpa, a.gpa + 8]);
+    } else if (step.op === 'set_memory_attributes') {
+      ranges.push([a.address as number, (a.address as number) + (a.size as number)]);
+    }
+  }
+  return { slots, ranges };
+}
+
+/**
+ * Slot ids and 4 MiB gpa ranges for `count` tiny guests: from slot 32763 and 512 GiB - 4 MiB
+ * downwards, skipping every id and range the scenario uses.
+ */
+export function guestPlacements(s: Scenario, count: number): Placement[] {
+  const { slots, ranges } = scenarioFootprint(s);
+  const out: Placement[] = [];
+  let slot = GUEST_SLOT_ID;
+  let base = GUEST_DEFAULT_BASE;
+  while (out.length < count && slot >= 0 && base >= 0) {
+    while (slot >= 0 && slots.has(slot)) slot--;
+    while (base >= 0 && ranges.some(([lo, hi]) => lo < base + GUEST_SLOT_SIZE && hi > base)) base -= GUEST_SLOT_SIZE;
+    if (slot < 0 || base < 0) break;
+    out.push({ slot, base });
+    slot--;
+    base -= GUEST_SLOT_SIZE;
+  }
+  if (out.length < count) throw new SkipScenario('no free memslot id / gpa range is left for the tiny guest');
+  return out;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* The target                                                                                 */
+/* ------------------------------------------------------------------------------------------ */
+
+interface Mapping {
+  hva: number;
+  length: number;
+  /** the file mapped, when not anonymous (an fd this scenario created) */
+  fd?: number;
+  offset: number;
+}
+
+interface VcpuState {
+  vcpu: RealVcpu;
+  guest: TinyGuest;
+  /** the last access stopped on a KVM_EXIT_MMIO (read or write) that is still pending */
+  pendingMmio: 'read' | 'write' | null;
+}
+
+export interface KvmTarget extends Target {
+  /** the host's kernel profile (detected on first use) */
+  readonly profile: KernelProfile;
+  /** the host's KVM_CHECK_EXTENSION answers */
+  readonly capabilities: Readonly<Record<string, number>>;
+}
+
+export function createKvmTarget(): KvmTarget {
+  let kvm: RealKvm | null = null;
+  let vm: RealVm | null = null;
+  let placements: Placement[] = [];
+  let mappings: Mapping[] = [];
+  /**
+   * PROT_NONE placeholders where the scenario unmapped memory: this process's runtime would
+   * otherwise reuse the range (a later guest fault there would find someone else's memory,
+   * where the scenario, like the model, has none)
+   */
+  let holes: { hva: number; length: number }[] = [];
+  /** fds this scenario created and has not closed: the only fds its steps may touch */
+  let fds = new Set<number>();
+  let vcpus = new Map<number, VcpuState>();
+  let guests: TinyGuest[] = [];
+
+  const facts = () => kvmHostFacts();
+
+  const ownFd = (fd: number, call: string): Outcome | null =>
+    fds.has(fd) ? null : { errno: 'EBADF', detail: { check: `${call}: fd ${fd} is not an open fd of this scenario` } };
+
+  const mappingAt = (hva: number, size: number) => mappings.find((m) => hva >= m.hva && hva + size <= m.hva + m.length);
+
+  function vcpuState(handle: number): VcpuState {
+    const v = vcpus.get(handle);
+    if (!v) throw new Error(`no vCPU ${handle} was created`);
+    return v;
+  }
+
+  function guestOutcome(r: GuestAccessResult, kind: 'read' | 'write' | 'fetch', st: VcpuState): Outcome {
+    const out: Outcome = {};
+    if (r.errno !== undefined) out.errno = r.errno as Outcome['errno'];
+    if (r.exit !== undefined) out.exit = r.exit as KvmRunExit;
+    if (out.exit?.reason === 'KVM_EXIT_MMIO') {
+      // The kernel writes only `len` bytes of kvm_run.mmio.data, and only for a write exit
+      // (x86 emulator_read_write / complete_emulated_mmio: memcpy(run->mmio.data, frag->data,
+      // min(8u, frag->len))); a read exit's data is where the VMM puts the result. The rest is
+      // stale (often io.data_offset of the previous KVM_EXIT_IO): report it as zero, as the
+      // model does.
+      const { mmio } = out.exit;
+      const data = mmio.is_write ? BigInt.asUintN(8 * Math.min(8, mmio.len), mmio.data) : 0n;
+      out.exit = { ...out.exit, mmio: { ...mmio, data } };
+    }
+    if (r.value !== undefined && kind !== 'write') out.value = r.value;
+    st.pendingMmio = r.exit?.reason === 'KVM_EXIT_MMIO' ? ((r.exit as { mmio: { is_write: boolean } }).mmio.is_write ? 'write' : 'read') : null;
+    if (kind === 'fetch') out.detail = { fetch: 'performed by the tiny guest as a data load at the gpa (docs/kvm.md)' };
+    return out;
+  }
+
+  function guestAccess(step: Extract<ResolvedStep, { op: 'guest_read' | 'guest_write' | 'guest_fetch' }>): Outcome {
+    const a = step.args as { vcpu: number; gpa: number; size?: number; value?: bigint; private?: boolean };
+    const st = vcpuState(a.vcpu);
+    const kind = step.op === 'guest_read' ? 'read' : step.op === 'guest_write' ? 'write' : 'fetch';
+    const size = a.size ?? 1;
+    if (a.gpa + size > GUEST_IDENTITY_MAP_LIMIT) {
+      return { skipped: 'the tiny guest identity-maps gpas below 512 GiB only' };
+    }
+    if (guests.some((g) => a.gpa < g.range.end && a.gpa + size > g.range.start)) {
+      return { skipped: `gpa 0x${a.gpa.toString(16)} is inside the tiny guest's own slot` };
+    }
+    if ((a.gpa % 4096) + size > 4096) {
+      return { skipped: 'the tiny guest does one access per instruction; a page-crossing access is not modelled the same way' };
+    }
+    const r = st.guest.guestAccess({ kind, gpa: a.gpa, size, ...(kind === 'write' && { value: a.value ?? 0n }) });
+    const out = guestOutcome(r, kind, st);
+    if (a.private) out.detail = { ...out.detail, private: 'a default-VM guest has no private-access bit; the memory attributes decide' };
+    return out;
+  }
+
+  function execute(step: ResolvedStep, ctx: RunContext): Outcome {
+    if (!vm || !kvm) throw new Error('kvm target: begin() was not called');
+    const v = vm;
+    switch (step.op) {
+      case 'mmap': {
+        const a = step.args;
+        const prot = a.prot ?? (PROT_READ | PROT_WRITE);
+        const mapFlags = a.flags ?? MAP_SHARED;
+        if (a.fd !== undefined) {
+          const bad = ownFd(a.fd, 'mmap');
+          if (bad) return bad;
+        }
+        const hva = hostMmap({
+          length: a.size,
+          prot,
+          shared: (mapFlags & MAP_PRIVATE) === 0,
+          ...(a.fd !== undefined && { fd: a.fd }),
+          offset: a.offset ?? 0,
+        });
+        mappings.push({ hva, length: a.size, offset: a.offset ?? 0, ...(a.fd !== undefined && { fd: a.fd }) });
+        return { result: hva };
+      }
+      case 'munmap': {
+        const { addr, size } = step.args;
+        hostMunmap(addr, size);
+        const len = Math.ceil(size / 4096) * 4096;
+        const r = sysMmap(addr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+        if (r.ret === addr) holes.push({ hva: addr, length: len });
+        else if (r.ret !== -1) sysMunmap(r.ret, len);
+        // drop (or trim) what we track; a partial unmap keeps the rest for teardown
+        mappings = mappings.flatMap((m) => {
+          const end = m.hva + m.length;
+          if (addr + size <= m.hva || addr >= end) return [m];
+          const parts: Mapping[] = [];
+          if (addr > m.hva) parts.push({ ...m, length: addr - m.hva });
+          if (addr + size < end) parts.push({ ...m, hva: addr + size, length: end - addr - size, offset: m.offset + (addr + size - m.hva) });
+          return parts;
+        });
+        return {};
+      }
+      case 'read':
+      case 'write': {
+        const a = step.args as { addr: number; size: 1 | 2 | 4 | 8; value?: bigint };
+        const m = mappingAt(a.addr, a.size);
+        if (!m) return { skipped: `hva 0x${a.addr.toString(16)} is not inside a mapping of this scenario (a stray host access would hit the test process)` };
+        const isWrite = step.op === 'write';
+        if (m.fd !== undefined) {
+          if (!fds.has(m.fd)) return { skipped: 'host touches of a file mapping run in a child process, which needs the file\'s fd still open' };
+          const r = touchFileInChild({ fd: m.fd, offset: m.offset + (a.addr - m.hva), size: a.size, write: isWrite, value: a.value ?? 0n });
+          if (r.signal !== undefined) return { signal: r.signal === 'SIGSEGV' ? 'SIGSEGV' : 'SIGBUS', detail: { touched: 'in a child process' } };
+          if (r.errno !== undefined) return { errno: r.errno as Outcome['errno'], detail: { check: 'mmap (child process)' } };
+          return isWrite ? {} : { value: r.value! };
+        }
+        if (isWrite) {
+          hostWrite(a.addr, a.size, a.value ?? 0n);
+          return {};
+        }
+        return { value: hostRead(a.addr, a.size) };
+      }
+      case 'close': {
+        const bad = ownFd(step.args.fd, 'close');
+        if (bad) return bad;
+        hostClose(step.args.fd);
+        fds.delete(step.args.fd);
+        return {};
+      }
+      case 'create_guest_memfd': {
+        const fd = v.createGuestMemfd({ size: step.args.size, flags: step.args.flags ?? 0 });
+        fds.add(fd);
+        return { result: fd };
+      }
+      case 'fallocate': {
+        const a = step.args;
+        const bad = ownFd(a.fd, 'fallocate');
+        if (bad) return bad;
+        hostFallocate(a.fd, a.mode, a.offset, a.len);
+        return {};
+      }
+      case 'set_user_memory_region': {
+        const a = step.args;
+        v.setUserMemoryRegion({ slot: a.slot, flags: a.flags ?? 0, guest_phys_addr: a.guest_phys_addr, memory_size: a.memory_size, userspace_addr: a.userspace_addr ?? 0 });
+        return {};
+      }
+      case 'set_user_memory_region2': {
+        const a = step.args;
+        v.setUserMemoryRegion2({
+          slot: a.slot,
+          flags: a.flags ?? 0,
+          guest_phys_addr: a.guest_phys_addr,
+          memory_size: a.memory_size,
+          userspace_addr: a.userspace_addr ?? 0,
+          guest_memfd_offset: a.guest_memfd_offset ?? 0,
+          // the u32 field: a negative fd is passed as its two's complement
+          guest_memfd: (a.guest_memfd ?? 0) >>> 0,
+        });
+        return {};
+      }
+      case 'set_memory_attributes': {
+        const a = step.args;
+        v.setMemoryAttributes({ address: a.address, size: a.size, attributes: a.attributes, flags: a.flags ?? 0 });
+        return {};
+      }
+      case 'get_dirty_log': {
+        const bitmap = v.getDirtyLog({ slot: step.args.slot });
+        const size = v.slotSize(step.args.slot) ?? 0;
+        const npages = Math.ceil(size / 4096);
+        const pages: number[] = [];
+        for (let i = 0; i < npages; i++) if (bitmap[i >> 3]! & (1 << (i & 7))) pages.push(i);
+        return { dirty_pages: pages };
+      }
+      case 'clear_dirty_log': {
+        const a = step.args;
+        // the kernel copies ALIGN(num_pages, 64) / 8 bytes after its range checks
+        const bytes = Math.min(Math.max(8, Math.ceil(a.num_pages / 64) * 8), 1 << 20);
+        const bits = new Uint8Array(bytes);
+        if (a.dirty_bitmap) {
+          for (const b of a.dirty_bitmap) if (b < bytes * 8) bits[b >> 3]! |= 1 << (b & 7);
+        } else {
+          for (let b = 0; b < Math.min(a.num_pages, bytes * 8); b++) bits[b >> 3]! |= 1 << (b & 7);
+        }
+        v.clearDirtyLog({ slot: a.slot, first_page: a.first_page, num_pages: a.num_pages, dirty_bitmap: bits });
+        return {};
+      }
+      case 'check_extension': {
+        const { cap, on } = step.args;
+        return { value: on === 'system' ? kvm.checkExtension(cap) : v.checkExtension(cap) };
+      }
+      case 'enable_cap': {
+        const a = step.args;
+        v.enableCap({ cap: a.cap, flags: a.flags ?? 0, args: a.args ?? [] });
+        return {};
+      }
+      case 'create_vcpu': {
+        const vcpu = v.createVcpu(step.args.id);
+        const place = placements[vcpus.size] ?? guestPlacements(ctx.scenario, vcpus.size + 1)[vcpus.size]!;
+        const guest = installGuest(v, vcpu, place);
+        guests.push(guest);
+        vcpus.set(step.args.id, { vcpu, guest, pendingMmio: null });
+        return { result: step.args.id, detail: { guest_slot: place.slot, guest_base: place.base } };
+      }
+      case 'guest_read':
+      case 'guest_write':
+      case 'guest_fetch':
+        return guestAccess(step);
+      case 'complete_mmio': {
+        const st = vcpuState(step.args.vcpu);
+        if (st.pendingMmio === 'read') {
+          return guestOutcome(st.guest.completeMmioRead(step.args.data ?? 0n), 'read', st);
+        }
+        // a write needs no data: the guest resumes at its report on the next access
+        st.pendingMmio = null;
+        return {};
+      }
+      case 'pre_fault_memory': {
+        const a = step.args;
+        const r = vcpuState(a.vcpu).vcpu.preFaultMemory({ gpa: a.gpa, size: a.size, flags: a.flags ?? 0 });
+        return { gpa: r.gpa, size: r.size };
+      }
+      default:
+        return { skipped: GUEST_ONLY_VENDOR_OPS[step.op] ?? `the real-KVM target cannot run ${step.op}` };
+    }
+  }
+
+  function teardown(): void {
+    const errors: unknown[] = [];
+    const attempt = (f: () => void) => {
+      try {
+        f();
+      } catch (e) {
+        errors.push(e);
+      }
+    };
+    if (vm) attempt(() => vm!.close());
+    if (kvm) attempt(() => kvm!.close());
+    kvm = null;
+    for (const g of guests) attempt(() => hostMunmap(g.hva, GUEST_SLOT_SIZE));
+    for (const m of mappings) attempt(() => hostMunmap(m.hva, m.length));
+    for (const h of holes) attempt(() => hostMunmap(h.hva, h.length));
+    for (const fd of fds) attempt(() => hostClose(fd));
+    vm = null;
+    mappings = [];
+    holes = [];
+    fds = new Set();
+    vcpus = new Map();
+    guests = [];
+    placements = [];
+    if (errors.length) throw errors[0];
+  }
+
+  const target: KvmTarget = {
+    name: 'kvm',
+    get profile() {
+      return facts().profile;
+    },
+    get capabilities() {
+      return facts().caps;
+    },
+
+    begin(scenario, ctx) {
+      const missing = kvmUnavailableReason();
+      if (missing) throw new SkipScenario(missing);
+      if (scenario.vm.profile === 'upstream') {
+        throw new SkipScenario('the expectations follow the upstream profile, not this host (model only)');
+      }
+      const { caps } = facts();
+      const type = ctx.vm.type;
+      const types = caps.KVM_CAP_VM_TYPES || 1 << KVM_X86_DEFAULT_VM;
+      if (!(types & (1 << VM_TYPE_NUMBER[type]))) {
+        throw new SkipScenario(`KVM_CAP_VM_TYPES of this host does not offer ${VM_TYPE_NAME[type]}`);
+      }
+      if (type !== 'default') {
+        throw new SkipScenario(`the real-KVM target runs default VMs only (the tiny guest is not a ${VM_TYPE_NAME[type]} guest)`);
+      }
+      if (ctx.vm.provider === 'device_fd') throw new SkipScenario('the real-KVM target has no device_fd provider');
+      teardown();
+      kvm ??= RealKvm.open();
+      vm = kvm.createVm(VM_TYPE_NUMBER[type]);
+      const nvcpus = [...scenario.steps, ...Object.values(scenario.concurrent?.actors ?? {}).flat()].filter((s) => s.op === 'create_vcpu').length;
+      placements = nvcpus ? guestPlacements(scenario, nvcpus) : [];
+    },
+
+    execute(step, ctx) {
+      try {
+        return execute(step, ctx);
+      } catch (e) {
+        if (isKvmError(e)) return { errno: e.code, detail: { check: e.check } };
+        throw e;
+      }
+    },
+
+    end() {
+      teardown();
+    },
+
+    supports(op, ctx): Support {
+      if (GUEST_ONLY_VENDOR_OPS[op] !== undefined) return { ok: false, reason: GUEST_ONLY_VENDOR_OPS[op]! };
+      const missing = missingCapabilityFor(op, facts().caps, VM_TYPE_NUMBER[ctx.vm.type]);
+      if (missing) return { ok: false, reason: `missing ${missing}` };
+      return { ok: true };
+    },
+  };
+  return target;
+}
