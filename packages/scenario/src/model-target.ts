@@ -202,6 +202,7 @@ class ModelTargetImpl implements ModelTarget {
           shared: type === MAP_SHARED,
           ...(backing && { backing }),
           ...(a.offset !== undefined && { fileOffset: a.offset }),
+          ...(a.hugepage !== undefined && { hugepage: '2M' as const }),
         });
         return { result: hva };
       }

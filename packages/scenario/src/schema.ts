@@ -125,6 +125,12 @@ export const OP_SCHEMAS = {
     flags: flags('map').optional(),
     fd: addr().optional(),
     offset: num().optional(),
+    /** MAP_HUGETLB with 2 MiB pages (anonymous memory only) */
+    hugepage: field('a huge page size', (v) => {
+      const n = parseNumber(v);
+      if (n !== 2 * 1024 * 1024) throw new Error(`hugepage must be 2MiB, got ${n}`);
+      return n;
+    }).optional(),
   }),
   munmap: z.strictObject({ addr: addr(), size: num() }),
   read: z.strictObject({ addr: addr(), size: accessSize() }),
