@@ -69,6 +69,8 @@ const GUEST_OPS = new Set<TargetOpName>([
   'guest_fetch',
   'guest_pvalidate',
   'guest_psc',
+  'guest_psc_msr',
+  'guest_rmpadjust',
   'guest_accept',
   'guest_map_gpa_range',
 ]);
@@ -356,6 +358,13 @@ class ModelTargetImpl implements ModelTarget {
         const r = this.vcpu(a.vcpu).guestOp({ op: 'pvalidate', args: { gpa: a.gpa, size: a.page_size === 2 * 1024 * 1024 ? '2M' : '4K', validate: a.validate } });
         return guestOpOutcome(r, 'pvalidate');
       }
+      case 'guest_rmpadjust': {
+        const a = step.args;
+        const args = { gpa: a.gpa, size: a.page_size === 2 * 1024 * 1024 ? '2M' : '4K', vmpl: a.vmpl, perms: a.perms, vmsa: a.vmsa === true };
+        return guestOpOutcome(this.vcpu(a.vcpu).guestOp({ op: 'rmpadjust', args }), 'other');
+      }
+      case 'guest_psc_msr':
+        return guestOpOutcome(this.vcpu(step.args.vcpu).guestOp({ op: 'psc_msr', args: { gpa: step.args.gpa, op: step.args.operation } }), 'other');
       case 'guest_psc': {
         const a = step.args;
         const entries = a.entries.map((e) => ({ gfn: Math.floor(e.gpa / PAGE_SIZE), op: e.operation, pagesize: e.page_size === 2 * 1024 * 1024 ? '2M' : '4K' }));

@@ -161,7 +161,14 @@ concurrent:
     expect(OP_NAMES).toContain('punch_hole');
     expect(OP_NAMES).toContain('gmem_poison');
     expect(OP_NAMES).toContain('device_revoke');
-    expect(OP_NAMES).toHaveLength(36);
+    expect(OP_NAMES).toContain('guest_psc_msr');
+    expect(OP_NAMES).toContain('guest_rmpadjust');
+    expect(OP_NAMES).toHaveLength(38);
+    const s = parseScenario(
+      'name: n\nvm: { type: snp }\nsteps:\n  - guest_rmpadjust: { vcpu: 0, gpa: 0x1000, vmpl: 1, perms: 3 }\n  - guest_psc_msr: { vcpu: 0, gpa: 0x1000, operation: shared }\n',
+      'm.yaml',
+    );
+    expect(s.steps.map((x) => x.op)).toEqual(['guest_rmpadjust', 'guest_psc_msr']);
   });
 
   it('parseScenario throws ScenarioParseError with all errors', () => {

@@ -199,6 +199,17 @@ export const OP_SCHEMAS = {
   }),
   snp_launch_finish: z.strictObject({ flags: num().optional(), host_data: z.string().optional() }),
   guest_pvalidate: z.strictObject({ vcpu: addr(), gpa: num(), page_size: pageSize().optional(), validate: bool() }),
+  /** RMPADJUST (VMPL0 guest): set VMPL `vmpl`'s permission mask (and the VMSA bit) of a page */
+  guest_rmpadjust: z.strictObject({
+    vcpu: addr(),
+    gpa: num(),
+    page_size: pageSize().optional(),
+    vmpl: num(),
+    perms: num(),
+    vmsa: bool().optional(),
+  }),
+  /** a 4K page-state change through the GHCB MSR protocol (GHCB_MSR_PSC_REQ) */
+  guest_psc_msr: z.strictObject({ vcpu: addr(), gpa: num(), operation: z.enum(['private', 'shared']) }),
   guest_psc: z.strictObject({
     vcpu: addr(),
     entries: z

@@ -1,0 +1,279 @@
+/**
+ * One guest memory access as a resumable kernel operation (`KernelOp`), the unit an explorer
+ * interleaves with the VMM's operations. The phases follow the hardware and
+ * kvm_mmu_page_fault() (arch/x86/kvm/mmu/mmu.c, mmu-and-vendors.md §A.4):
+ *
+ *   walk     the hardware TDP walk; a present leaf with the needed permission completes the
+ *            access (done); a present read-only leaf that is MMU-writable is made writable
+ *            (fast_page_fault) and walked again; a vendor check on the translation may raise an
+ *            #NPF of its own (SNP: RMP check) → faultin; a miss → faultin
+ *   faultin  kvm_mmu_faultin_pfn(): snapshot mmu_invalidate_seq, attribute and slot checks,
+ *            resolve the pfn (no mmu_lock)
+ *   map      under mmu_lock: is_page_fault_stale() then kvm_tdp_mmu_map()
+ *   vendor   after an #NPF the vendor raised (SNP RMP fault): sev_handle_rmp_fault()
+ *
+ * RET_PF_RETRY / FIXED / SPURIOUS / WRITE_PROTECTED re-enter the guest: back to `walk`.
+ * Anything else ends KVM_RUN with an exit or errno (done).
+ *
+ * `Vcpu.access` runs the same object to completion (one reusable op per vCPU, no allocation
+ * per access); `Vcpu.beginAccess` hands out a fresh one for an explorer.
+ */
+import { errnoName } from './errno.js';
+import type { KvmRunExit } from './backend.js';
+import { fail } from './errno.js';
+import { KVM_MEMORY_EXIT_FLAG_PRIVATE, PAGE_SIZE, pagesPerHpage } from './uapi.js';
+import { kvmMmuFaultinPfn, kvmTdpMmuMapFault } from './mmu/page-fault.js';
+import {
+  RET_PF_CONTINUE,
+  RET_PF_EMULATE,
+  RET_PF_FIXED,
+  RET_PF_RETRY,
+  RET_PF_SPURIOUS,
+  RET_PF_WRITE_PROTECTED,
+} from './mmu/mmu-internal.js';
+import type { KernelOp } from './steps.js';
+import type { GuestAccess, GuestAccessResult, Vcpu } from './vcpu.js';
+
+export type GuestAccessPhase = 'walk' | 'faultin' | 'map' | 'vendor' | 'done';
+
+/** Bound on in-kernel retries of one access (the synchronous driver reports an internal error). */
+export const GUEST_ACCESS_MAX_RETRIES = 64;
+
+const NO_RESULT: GuestAccessResult = Object.freeze({});
+const ALL_ONES = [0n, 0xffn, 0xffffn, 0n, 0xffffffffn, 0n, 0n, 0n, 0xffffffffffffffffn];
+
+export interface GuestAccessOpOptions {
+  /** faults before the access gives up with KVM_EXIT_INTERNAL_ERROR (default 64; Infinity for an explorer) */
+  maxRetries?: number;
+}
+
+export class GuestAccessOp implements KernelOp<GuestAccessResult> {
+  readonly name = 'kvm_guest_access';
+  phase: GuestAccessPhase = 'done';
+  /** the access (one page: a page-crossing access is split by Vcpu.access) */
+  gpa = 0;
+  size = 0;
+  write = false;
+  fetch = false;
+  value = 0n;
+  /** gfn with kvm_gfn_direct_bits() cleared */
+  gfn = 0;
+  isPrivate = false;
+  /** faults taken so far (each ends in `walk` again or in done) */
+  faults = 0;
+  /** vendor #NPFs on a present translation (SNP RMP faults) so far */
+  vendorFaults = 0;
+  /** the last completed fault ended without installing anything (RETRY / SPURIOUS): the
+   *  vCPU re-enters the guest and would fault the same way until another actor changes state */
+  spinning = false;
+  /** RET_PF_* of the last fault (or -errno) */
+  lastFaultResult = 0;
+  maxRetries: number;
+  private npfExtra = 0;
+  private faultRet = 0;
+  private res: GuestAccessResult = NO_RESULT;
+  private readonly walkOut = { lo: 0, hi: 0, level: 0, present: false, pfn: 0 };
+
+  constructor(
+    readonly vcpu: Vcpu,
+    a?: GuestAccess,
+    opts: GuestAccessOpOptions = {},
+  ) {
+    this.maxRetries = opts.maxRetries ?? GUEST_ACCESS_MAX_RETRIES;
+    if (a) this.reset(a);
+  }
+
+  /** start a new access on this object (one page; no checks beyond the page split) */
+  reset(a: GuestAccess): this {
+    const vm = this.vcpu.vm;
+    const backend = vm.backend;
+    this.gpa = a.gpa;
+    this.size = a.size;
+    this.write = a.kind === 'write';
+    this.fetch = a.kind === 'fetch';
+    this.value = a.value ?? 0n;
+    const direct = backend?.gfnDirectBits ?? 0;
+    const rawGfn = Math.floor(a.gpa / PAGE_SIZE);
+    // kvm_gfn_direct_bits(): a TDX shared alias and its private twin share one gfn
+    this.gfn = direct && rawGfn >= direct ? rawGfn - direct : rawGfn;
+    if (backend?.faultIsPrivate) this.isPrivate = backend.faultIsPrivate(a.gpa, a.private ?? false);
+    else this.isPrivate = vm.memIsPrivate(this.gfn); // KVM_X86_SW_PROTECTED_VM: the attribute decides
+    this.faults = 0;
+    this.vendorFaults = 0;
+    this.spinning = false;
+    this.npfExtra = 0;
+    this.faultRet = 0;
+    this.lastFaultResult = 0;
+    this.res = NO_RESULT;
+    this.phase = 'walk';
+    return this;
+  }
+
+  result(): GuestAccessResult {
+    return this.res;
+  }
+
+  step(): boolean {
+    switch (this.phase) {
+      case 'walk':
+        return this.walk();
+      case 'faultin':
+        return this.faultin();
+      case 'map':
+        return this.map();
+      case 'vendor':
+        return this.vendor();
+      case 'done':
+        return true;
+    }
+  }
+
+  /** end the access with `r` (KVM_RUN's entry checks use it too) */
+  finish(r: GuestAccessResult): boolean {
+    this.res = r;
+    this.phase = 'done';
+    return true;
+  }
+
+  private walk(): boolean {
+    const vm = this.vcpu.vm;
+    if (vm.dead) return this.finish({ errno: 'EIO', reason: `VM is dead: ${vm.deadReason}` });
+    const gfn = this.gfn;
+    const w = this.walkOut;
+    // The hardware walk (EPT / NPT). A present leaf with the needed permission completes
+    // the translation; a present leaf without W but MMU-writable is fixed by fast_page_fault.
+    if (vm.mmu.walk(gfn, this.isPrivate, w) && w.present) {
+      if (this.write && !vm.mmu.lastWalkWritable) {
+        if (vm.mmu.makeWritable(gfn, this.isPrivate)) {
+          const slot = vm.gfnToMemslot(gfn);
+          if (slot?.dirtyBitmap) vm.dirtyLog.markPageDirtyInSlot(slot, gfn);
+          return false; // walk again
+        }
+      } else {
+        const n = pagesPerHpage(w.level);
+        const pfn = w.pfn; // walk() returns the pfn of this gfn (leaf pfn + offset in the huge page)
+        const backend = vm.backend;
+        const verdict = backend?.checkGuestAccess?.({
+          vcpuId: this.vcpu.id,
+          gpa: this.gpa,
+          gfn,
+          pfn,
+          level: w.level,
+          isPrivate: this.isPrivate,
+          write: this.write,
+          fetch: this.fetch,
+        });
+        if (!verdict || verdict.kind === 'ok') {
+          const off = this.gpa % PAGE_SIZE;
+          if (this.write) {
+            vm.phys.writeValue(pfn, off, this.size, this.value);
+            return this.finish({});
+          }
+          return this.finish({ value: vm.phys.readValue(pfn, off, this.size) });
+        }
+        if (verdict.kind === 'guest-exception') return this.finish({ exception: { vector: verdict.vector, reason: verdict.reason } });
+        if (verdict.kind === 'vm-dead') {
+          vm.markBugged(verdict.reason);
+          return this.finish({ errno: 'EIO', reason: verdict.reason });
+        }
+        // an #NPF the vendor's hardware raised on a present translation (SNP RMP check)
+        this.npfExtra = verdict.errorCode;
+        this.vendorFaults++;
+        vm.tracer.emit('kvm_page_fault', { vcpu_id: this.vcpu.id, gpa: this.gpa, error_code: this.npfExtra, reason: verdict.reason });
+      }
+    }
+    if (this.faults >= this.maxRetries) {
+      return this.finish({
+        exit: { reason: 'KVM_EXIT_INTERNAL_ERROR', internal: { suberror: 1 } },
+        reason: `the access did not complete after ${this.maxRetries} faults (last: ${this.vcpu.fault.reason})`,
+      });
+    }
+    this.faults++;
+    const f = this.vcpu.fault;
+    f.reset(this.gpa, gfn);
+    f.isPrivate = this.isPrivate;
+    f.write = this.write;
+    f.exec = this.fetch;
+    f.prefetch = false;
+    this.phase = 'faultin';
+    return false;
+  }
+
+  private faultin(): boolean {
+    const r = kvmMmuFaultinPfn(this.vcpu.vm, this.vcpu.fault);
+    if (r === RET_PF_CONTINUE) {
+      this.phase = 'map';
+      return false;
+    }
+    return this.faultDone(r);
+  }
+
+  private map(): boolean {
+    return this.faultDone(kvmTdpMmuMapFault(this.vcpu.vm, this.vcpu.fault));
+  }
+
+  /** the end of kvm_mmu_page_fault(): re-enter the guest, or end KVM_RUN */
+  private faultDone(r: number): boolean {
+    this.lastFaultResult = r;
+    this.spinning = r === RET_PF_RETRY || r === RET_PF_SPURIOUS;
+    if (this.npfExtra !== 0) {
+      this.faultRet = r;
+      this.phase = 'vendor';
+      return false;
+    }
+    if (r === RET_PF_FIXED || r === RET_PF_SPURIOUS || r === RET_PF_RETRY || r === RET_PF_WRITE_PROTECTED) {
+      this.vcpu.lastAccessRetries++;
+      this.phase = 'walk';
+      return false;
+    }
+    return this.finish(this.finishFault(r));
+  }
+
+  /** e.g. sev_handle_rmp_fault(): PSMASH + zap on a size mismatch, no-op otherwise */
+  private vendor(): boolean {
+    const vm = this.vcpu.vm;
+    const s = vm.mmu.stats;
+    const before = s.pages_4k + s.pages_2m + s.pages_1g + s.tlb_flushes;
+    vm.backend?.handleNpfExtra?.(this.vcpu.id, this.gpa, this.npfExtra);
+    this.npfExtra = 0;
+    this.vcpu.lastAccessRetries++;
+    const r = this.faultRet;
+    if (r < 0 || r === RET_PF_EMULATE) return this.finish(this.finishFault(r));
+    // the vendor handler changed the tables (PSMASH + zap): that is progress
+    if (s.pages_4k + s.pages_2m + s.pages_1g + s.tlb_flushes !== before) this.spinning = false;
+    this.phase = 'walk';
+    return false;
+  }
+
+  /** turn a fault result that ends KVM_RUN into the exit userspace sees */
+  private finishFault(r: number): GuestAccessResult {
+    const f = this.vcpu.fault;
+    const size = this.size;
+    if (r === RET_PF_EMULATE) {
+      if (f.pciHoleRead) return { value: ALL_ONES[size]!, reason: f.reason };
+      const mmio = {
+        phys_addr: this.gpa,
+        data: this.write ? this.value & ((1n << BigInt(8 * size)) - 1n) : 0n,
+        len: size,
+        is_write: this.write,
+      };
+      if (!this.write) this.vcpu.pendingMmioRead = { gpa: this.gpa, size };
+      const exit: KvmRunExit = { reason: 'KVM_EXIT_MMIO', mmio };
+      return { exit, reason: f.reason };
+    }
+    const name = errnoName(-r) ?? 'EFAULT';
+    if (f.memoryFaultExit) {
+      const exit: KvmRunExit = {
+        reason: 'KVM_EXIT_MEMORY_FAULT',
+        memory_fault: { flags: this.isPrivate ? KVM_MEMORY_EXIT_FLAG_PRIVATE : 0, gpa: this.gfn * PAGE_SIZE, size: PAGE_SIZE },
+      };
+      return { exit, errno: name, reason: f.reason };
+    }
+    return { errno: name, reason: f.reason };
+  }
+}
+
+/** KVM_RUN's entry checks of a guest access (shared by Vcpu.access and Vcpu.beginAccess) */
+export function checkAccessSize(size: number): void {
+  if (size !== 1 && size !== 2 && size !== 4 && size !== 8) fail('EINVAL', 'guest access size must be 1, 2, 4 or 8');
+}
