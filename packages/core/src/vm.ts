@@ -47,7 +47,6 @@ import {
   KVM_X86_SW_PROTECTED_VM,
   PAGE_SIZE,
   PG_LEVEL_4K,
-  pagesPerHpage,
 } from './uapi.js';
 import { Tracer } from './trace.js';
 import { MmuInvalidate } from './invalidate.js';
@@ -57,6 +56,8 @@ import { MemslotEngine, type MemslotChange, type MemslotHooks, type KvmUserspace
 import { DirtyLog, type KvmClearDirtyLog, type KvmDirtyLog } from './memslot/dirty-log.js';
 import type { Process } from './host/process.js';
 import type { PhysMem } from './host/phys-mem.js';
+import type { HvaToPfnOut } from './host/address-space.js';
+import { PAGES_PER_LEVEL } from './mmu/tdp-iter.js';
 import { TdpMmu } from './mmu/tdp-mmu.js';
 import { RET_PF_FIXED } from './mmu/mmu-internal.js';
 import type { FaultInjection, FaultVm } from './mmu/fault-vm.js';
@@ -145,6 +146,8 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
       external: backend ?? undefined,
       gfnDirectBits: backend?.gfnDirectBits ?? 0,
       tracer: this.tracer,
+      // S-EPT table pages are host frames the TDX module takes ownership of
+      ...(backend?.hasMirroredTdp ? { externalSptPages: this.phys } : {}),
     });
     this.unsubscribeMmuNotifier = this.process.mm.onInvalidateRange((start, end) => this.mmuNotifierInvalidate(start, end));
     backend?.attach(this);
@@ -391,13 +394,14 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
   /* ----------------------------------------------------------- fault helpers ------------ */
 
   hvaToPfn(hva: number, write: boolean, fault: KvmPageFault): number {
-    const r = this.process.mm.hvaToPfn(hva, write);
-    if ('fault' in r) return -ERRNO.EFAULT;
-    fault.pfn = r.pfn;
-    fault.mapWritable = r.writable;
-    fault.hostLevel = 'level' in r && typeof r.level === 'number' ? r.level : PG_LEVEL_4K;
+    const out = this.gupOut;
+    if (this.process.mm.hvaToPfnInto(hva, write, out) !== null) return -ERRNO.EFAULT;
+    fault.pfn = out.pfn;
+    fault.mapWritable = out.writable;
+    fault.hostLevel = out.level;
     return 0;
   }
+  private readonly gupOut: HvaToPfnOut = { pfn: 0, writable: false, level: PG_LEVEL_4K };
 
   private readonly mapReq = {
     gfn: 0,
@@ -413,7 +417,7 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
 
   tdpMmuMap(fault: KvmPageFault): number {
     const req = this.mapReq;
-    const n = pagesPerHpage(fault.goalLevel);
+    const n = PAGES_PER_LEVEL[fault.goalLevel]!;
     req.gfn = fault.gfn - (fault.gfn % n);
     req.pfn = fault.pfn;
     req.level = fault.goalLevel;

@@ -107,6 +107,17 @@ describe('PVALIDATE', () => {
     }
     expect(pvalidateInsn(rmp, { ...op, gpa: 0x9800 }, true)).toEqual({ ret: 1 });
   });
+
+  it('a 2M request translated to a 4K frame that is not 2M-aligned is a size mismatch', () => {
+    const rmp = new Rmp({ maxPfn: 1 << 20 });
+    // the guest's 2M-aligned gpa is backed by a lone 4K page (order-0 guest_memfd folio)
+    const op = { pfn: 0x7, gpa: 0x200000, asid: 5, level: PG_LEVEL_2M };
+    const unassigned = pvalidateInsn(rmp, op, true);
+    expect('npf' in unassigned).toBe(true);
+    rmpupdateInsn(rmp, 0x7, priv(0x200000));
+    expect(pvalidateInsn(rmp, op, true)).toEqual({ ret: PVALIDATE_FAIL_SIZEMISMATCH });
+    expect(rmp.inspect(0x7).validated).toBe(false);
+  });
 });
 
 describe('RMPADJUST', () => {

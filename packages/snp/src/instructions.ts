@@ -190,7 +190,11 @@ function guestRmpCheck(rmp: Rmp, op: GuestRmpOperand, sizeMismatch: number): Gue
   const n = op.level === PG_LEVEL_2M ? RMP_ENTRIES_PER_2M : 1;
   if (op.level !== PG_LEVEL_4K && op.level !== PG_LEVEL_2M) return insnResult(1);
   if (!Number.isSafeInteger(op.gpa) || op.gpa % (n * 4096) !== 0) return insnResult(1);
-  if (!rmp.isValidPfn(op.pfn) || (n > 1 && op.pfn % RMP_ENTRIES_PER_2M !== 0)) return insnResult(1);
+  if (!rmp.isValidPfn(op.pfn)) return insnResult(1);
+  // A 2M request whose translation lands on a frame that is not 2M-aligned is backed by 4K
+  // pages (NPT and RMP): the size does not match. Linux guests rely on this to fall back to
+  // 4K (pvalidate_pages(): FAIL_SIZEMISMATCH on a 2M request → validate each 4K page).
+  if (n > 1 && op.pfn % RMP_ENTRIES_PER_2M !== 0) return rmp.isAssigned(op.pfn) ? insnResult(sizeMismatch) : { npf: PFERR_GUEST_RMP_MASK + PFERR_GUEST_ENC_MASK, reason: `pfn 0x${op.pfn.toString(16)} is not assigned in the RMP` };
   const w = rmp.word(op.pfn);
   const enc = PFERR_GUEST_RMP_MASK + PFERR_GUEST_ENC_MASK;
   if ((w & RMPW_ASSIGNED) === 0) return { npf: enc, reason: `pfn 0x${op.pfn.toString(16)} is not assigned in the RMP` };

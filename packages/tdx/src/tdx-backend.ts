@@ -9,6 +9,7 @@ import {
   KVM_HC_MAP_GPA_RANGE,
   KVM_MAP_GPA_RANGE_DECRYPTED,
   KVM_MAP_GPA_RANGE_ENCRYPTED,
+  KVM_MEMORY_EXIT_FLAG_PRIVATE,
   KVM_X86_TDX_VM,
   KvmError,
   PG_LEVEL_2M,
@@ -127,6 +128,8 @@ export class TdxBackend implements VendorBackend {
   waitForSeptZap = false;
   private preFault = false;
   private hkidReleased = false;
+  /** kvm_destroy_vm() has started: the VM's roots are going away, nothing to walk any more */
+  private vmDestroyed = false;
   private readonly vcpuState: TdxVcpuState[] = [];
   /** why the VM was bugged, in order */
   readonly bugReasons: string[] = [];
@@ -430,6 +433,16 @@ export class TdxBackend implements VendorBackend {
       const fault = this.kvm.handlePrivateFault;
       if (!fault) return { ret: 'EPT_VIOLATION', detail: { gpa, reason: 'the page is not mapped yet: the TD exits to KVM' } };
       const r = fault.call(this.kvm, vcpuId, gpa);
+      if (r === -ERRNO.EFAULT || r === -ERRNO.EHWPOISON) {
+        // kvm_mmu_prepare_memory_fault_exit(): the gfn is not private (or has no private page):
+        // KVM_RUN returns to userspace with KVM_EXIT_MEMORY_FAULT, flags PRIVATE
+        const page = Math.floor(gpa / PAGE) * PAGE;
+        return {
+          errno: r === -ERRNO.EFAULT ? 'EFAULT' : 'EHWPOISON',
+          exit: { reason: 'KVM_EXIT_MEMORY_FAULT', memory_fault: { flags: KVM_MEMORY_EXIT_FLAG_PRIVATE, gpa: page, size: PAGE } },
+          detail: { gpa, reason: 'TDG.MEM.PAGE.ACCEPT: EPT violation on a gfn KVM cannot map privately' },
+        };
+      }
       if (r < 0) return { ret: 'EPT_VIOLATION', detail: { gpa, fault: r } };
       st = this.td.tdgMemPageAccept(vcpuId, gpa, level - 1);
       if (st === TDG_EXIT_EPT_VIOLATION) return { ret: 'EPT_VIOLATION', detail: { gpa } };
@@ -682,8 +695,10 @@ export class TdxBackend implements VendorBackend {
    */
   destroy(): void {
     const td = this.td;
+    this.vmDestroyed = true;
     if (!td.hkidAssigned) return;
-    td.vpExitAll();
+    // tdx_mmu_release_hkid(): TDH.VP.FLUSH on each initialized vCPU (errors are only logged)
+    for (let i = 0; i < td.vcpus.length; i++) if (td.vcpuInitialized(i)) td.vpFlush(i);
     let err = td.mngVpFlushDone();
     if (err === TDX_SUCCESS) err = td.phymemCacheWb();
     if (err === TDX_SUCCESS) err = td.mngKeyFreeid();
@@ -698,7 +713,7 @@ export class TdxBackend implements VendorBackend {
     const out: string[] = [];
     const td = this.td;
     const sept = td.sept;
-    const kvm = this.vm;
+    const kvm = this.vmDestroyed ? null : this.vm;
     if (sept) {
       // S-EPT leaves: only PRESENT/PENDING outside a removal; none once the HKID is gone
       const septLeaves = new Map<number, number>();
@@ -767,8 +782,16 @@ export class TdxBackend implements VendorBackend {
           const n = septStateName(s);
           byState[n] = (byState[n] ?? 0) + 1;
         });
+        // SEAMCALL counts flat, by trace name (tdh_mem_page_aug: 3), for `assert: { what: stats }`
+        const calls: Record<string, number> = {};
+        for (const [leaf, c] of Object.entries(td.allCallCounts())) calls[leaf.toLowerCase().replace(/\./g, '_')] = c;
         return {
+          ...calls,
           ...this.stats,
+          tdState: td.state,
+          lifecycle: td.lifecycle,
+          hkidAssigned: td.hkidAssigned,
+          mrtd: td.mrtd ? td.mrtd.toString('hex') : null,
           septTables: td.sept ? td.sept.tableCount : 0,
           leavesByState: byState,
           seamcalls: td.callStats(),
@@ -802,3 +825,15 @@ export function createTdxBackend(opts: TdxBackendOptions): TdxBackend {
   return new TdxBackend(opts);
 }
 
+
+/**
+ * `BackendFactory` for `new Kvm({ backends: { [KVM_X86_TDX_VM]: tdxBackendFactory } })`.
+ * VM options: `hugePages` (or `huge_pages`, the scenario spelling) and `gpaw` (48 | 52).
+ */
+export function tdxBackendFactory(options: Readonly<Record<string, unknown>>, env: { phys: HostPhysMem }): TdxBackend {
+  const huge = options.hugePages ?? options.huge_pages ?? false;
+  if (typeof huge !== 'boolean') fail('EINVAL', 'tdx: hugePages must be a boolean');
+  const gpaw = options.gpaw === undefined ? 48 : num(options.gpaw);
+  if (gpaw !== 48 && gpaw !== 52) fail('EINVAL', 'tdx: gpaw must be 48 or 52');
+  return createTdxBackend({ hugePages: huge, gpaw, phys: env.phys });
+}

@@ -98,6 +98,10 @@ const L_MR_FINALIZE = LEAF_ID.get('TDH.MR.FINALIZE')!;
 const L_DEMOTE = LEAF_ID.get('TDH.MEM.PAGE.DEMOTE')!;
 const L_ACCEPT = LEAF_ID.get('TDG.MEM.PAGE.ACCEPT')!;
 const L_VP_ENTER = LEAF_ID.get('TDH.VP.ENTER')!;
+const L_VP_FLUSH = LEAF_ID.get('TDH.VP.FLUSH')!;
+const L_VPFLUSHDONE = LEAF_ID.get('TDH.MNG.VPFLUSHDONE')!;
+const L_CACHE_WB = LEAF_ID.get('TDH.PHYMEM.CACHE.WB')!;
+const L_KEY_FREEID = LEAF_ID.get('TDH.MNG.KEY.FREEID')!;
 
 /** TD operation state as KVM names it (TD_STATE_*); the module's op_state follows the same steps. */
 export type TdState = 'UNINITIALIZED' | 'INITIALIZED' | 'RUNNABLE';
@@ -244,6 +248,13 @@ export class TdxTd {
 
   callCount(leaf: SeamcallName): number {
     return this.calls[LEAF_ID.get(leaf)!]!;
+  }
+
+  /** calls per SEAMCALL leaf, zeros included */
+  allCallCounts(): Record<string, number> {
+    const out: Record<string, number> = {};
+    LEAF_NAMES.forEach((n, i) => (out[n] = this.calls[i]!));
+    return out;
   }
 
   callStats(): Record<string, { calls: number; failures: number }> {
@@ -422,28 +433,44 @@ export class TdxTd {
     return n;
   }
 
-  /** TDH.VP.FLUSH on every vCPU, then TDH.MNG.VPFLUSHDONE: the TD's lifecycle becomes BLOCKED. */
+  /** TDH.VP.FLUSH(vcpu): the vCPU's TD context is flushed; it must not be inside the TD. */
+  vpFlush(vcpuId: number): number {
+    const leaf = L_VP_FLUSH;
+    if (!this.begin(leaf)) return this.busy(leaf, 0, 0);
+    const v = this.vcpus[vcpuId];
+    if (!v?.initialized) return this.fail(leaf, TDX_VCPU_STATE_INCORRECT, 0, 0);
+    if (v.inGuest) this.vpExit(vcpuId);
+    return this.end(leaf, TDX_SUCCESS, 0, 0);
+  }
+
+  /** TDH.MNG.VPFLUSHDONE (after TDH.VP.FLUSH on every vCPU): the TD's lifecycle becomes BLOCKED. */
   mngVpFlushDone(): number {
-    if (this.lifecycle !== 'KEYS_CONFIGURED') return TDX_LIFECYCLE_STATE_INCORRECT;
-    for (let i = 0; i < this.vcpus.length; i++) if (this.vcpus[i]?.inGuest) return TDX_FLUSHVP_NOT_DONE;
+    const leaf = L_VPFLUSHDONE;
+    if (!this.begin(leaf)) return this.busy(leaf, 0, 0);
+    if (this.lifecycle !== 'KEYS_CONFIGURED') return this.fail(leaf, TDX_LIFECYCLE_STATE_INCORRECT, 0, 0);
+    for (let i = 0; i < this.vcpus.length; i++) if (this.vcpus[i]?.inGuest) return this.fail(leaf, TDX_FLUSHVP_NOT_DONE, 0, 0);
     this.lifecycle = 'BLOCKED';
-    return TDX_SUCCESS;
+    return this.end(leaf, TDX_SUCCESS, 0, 0);
   }
 
   /** TDH.PHYMEM.CACHE.WB (one CPU per package; one step here). */
   phymemCacheWb(): number {
-    if (this.lifecycle !== 'BLOCKED') return TDX_LIFECYCLE_STATE_INCORRECT;
+    const leaf = L_CACHE_WB;
+    if (!this.begin(leaf)) return this.busy(leaf, 0, 0);
+    if (this.lifecycle !== 'BLOCKED') return this.fail(leaf, TDX_LIFECYCLE_STATE_INCORRECT, 0, 0);
     this.cacheWbDone = true;
-    return TDX_SUCCESS;
+    return this.end(leaf, TDX_SUCCESS, 0, 0);
   }
 
   /** TDH.MNG.KEY.FREEID: the HKID goes back to the pool, the TD enters TEARDOWN. */
   mngKeyFreeid(): number {
-    if (this.lifecycle !== 'BLOCKED' || !this.cacheWbDone) return TDX_LIFECYCLE_STATE_INCORRECT;
+    const leaf = L_KEY_FREEID;
+    if (!this.begin(leaf)) return this.busy(leaf, 0, 0);
+    if (this.lifecycle !== 'BLOCKED' || !this.cacheWbDone) return this.fail(leaf, TDX_LIFECYCLE_STATE_INCORRECT, 0, 0);
     this.module.freeHkid(this.hkid);
     this.hkid = -1;
     this.lifecycle = 'TEARDOWN';
-    return TDX_SUCCESS;
+    return this.end(leaf, TDX_SUCCESS, 0, 0);
   }
 
   /* ------------------------------------------------------------------------------------------ */

@@ -2,7 +2,7 @@
  * What the fault path needs from the VM. @ccmem/core's Vm implements it; keeping it narrow
  * keeps the fault path testable and free of the VM's other concerns.
  */
-import type { VendorBackend } from '../backend.js';
+import type { KernelProfile, VendorBackend } from '../backend.js';
 import type { MmuInvalidate } from '../invalidate.js';
 import type { KvmMemorySlot } from '../memslot/memslot.js';
 import type { RangeMap } from '../range-map.js';
@@ -21,6 +21,8 @@ export interface FaultVm {
   /** kvm->mem_attr_array as ranges */
   readonly attributes: RangeMap;
   readonly backend: VendorBackend | null;
+  /** the kernel profile the VM follows (absent: upstream) */
+  readonly profile?: KernelProfile;
   /** kvm_mem_is_private() */
   memIsPrivate(gfn: number): boolean;
   /** the slot of `gfn` in address space 0, INVALID slots included */

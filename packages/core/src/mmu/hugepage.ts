@@ -9,7 +9,8 @@
  * inside it). That costs O(log runs) per fault and nothing per huge page, and gives the same
  * answers (property-tested against a per-page reference in hugepage.test.ts).
  */
-import { KVM_MEM_PCI_HOLE, KVM_MEMSLOT_GMEM_ONLY, PG_LEVEL_1G, PG_LEVEL_4K, pagesPerHpage } from '../uapi.js';
+import { KVM_MEM_PCI_HOLE, KVM_MEMSLOT_GMEM_ONLY, PG_LEVEL_1G, PG_LEVEL_4K } from '../uapi.js';
+import { PAGES_PER_LEVEL } from './tdp-iter.js';
 import type { KvmMemorySlot } from '../memslot/memslot.js';
 import type { RangeMap } from '../range-map.js';
 import type { FaultVm } from './fault-vm.js';
@@ -28,7 +29,7 @@ export function disallowLpage(
   level: number,
   attributes: RangeMap | null,
 ): boolean {
-  const n = pagesPerHpage(level);
+  const n = PAGES_PER_LEVEL[level]!;
   const start = gfn - (gfn % n);
   // head / tail huge pages that stick out of the slot (kvm_alloc_memslot_metadata)
   if (start < slot.baseGfn || start + n > slot.baseGfn + slot.npages) return true;
@@ -54,19 +55,24 @@ export function kvmMmuHugepageAdjust(vm: FaultVm, fault: KvmPageFault): void {
   if (slot.dirtyBitmap) return; // kvm_slot_dirty_track_enabled(): 4K while logging
 
   let level = Math.min(fault.maxLevel, KVM_MAX_HUGEPAGE_LEVEL);
+  const viaGmem = fault.isPrivate || (slot.flags & KVM_MEMSLOT_GMEM_ONLY) !== 0;
+  // host_pfn_mapping_level() caps a shared mapping. The kernel applies it after the
+  // lpage_info loop; applying it first gives the same level (disallow_lpage is monotone:
+  // a huge page that may not be mapped at 2M may not be mapped at 1G either) and skips the
+  // loop for 4K host pages.
+  if (!viaGmem && fault.hostLevel < level) level = fault.hostLevel;
+  if (level === PG_LEVEL_4K) return;
   const attrs = vm.hasPrivateMem ? vm.attributes : null;
   while (level > PG_LEVEL_4K && disallowLpage(slot, fault.gfn, level, attrs)) level--;
   if (level === PG_LEVEL_4K) return;
 
-  if (fault.isPrivate || (slot.flags & KVM_MEMSLOT_GMEM_ONLY) !== 0) {
+  if (viaGmem) {
     // kvm_gmem_max_mapping_level(): the vendor may lower it (SNP: RMP level, TDX: 4K private)
     const vendor = vm.backend?.gmemMaxMappingLevel?.(fault.pfn, fault.isPrivate) ?? 0;
     if (vendor > 0 && vendor < level) level = vendor;
-  } else if (fault.hostLevel < level) {
-    level = fault.hostLevel; // host_pfn_mapping_level()
   }
   if (level <= PG_LEVEL_4K) return;
   fault.reqLevel = fault.goalLevel = level;
-  const n = pagesPerHpage(level);
+  const n = PAGES_PER_LEVEL[level]!;
   fault.pfn -= fault.pfn % n;
 }

@@ -137,7 +137,15 @@ export function kvmMmuFaultinPfn(vm: FaultVm, fault: KvmPageFault): number {
       return RET_PF_EMULATE;
     }
     const r = vm.hvaToPfn(hva, fault.write, fault);
-    if (r < 0) return memoryFault(fault, `no host page at hva 0x${hva.toString(16)}`);
+    if (r < 0) {
+      if (vm.profile?.unfaultableHvaEmulatesMmio) {
+        // a kernel whose fault path emulates the access instead (profile docs/profiles.md)
+        fault.reason = `no host page at hva 0x${hva.toString(16)}: emulated MMIO`;
+        return RET_PF_EMULATE;
+      }
+      // kvm_handle_error_pfn(): -EFAULT with a memory-fault exit
+      return memoryFault(fault, `no host page at hva 0x${hva.toString(16)}`);
+    }
     if (readonly) fault.mapWritable = false;
   }
 

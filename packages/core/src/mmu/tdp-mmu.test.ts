@@ -317,6 +317,61 @@ describe('TdpMmu mirror root hooks', () => {
     expect(mmu2.stats).toMatchObject({ pages_4k: 512, pages_2m: 0 });
   });
 
+  it('external table pages come from the host allocator: freed after free_external_spt, leaked when it fails', () => {
+    const pages = { next: 100, live: new Set<number>(), freed: [] as number[], leaked: [] as number[] };
+    const externalSptPages = {
+      allocPage: () => {
+        const p = pages.next++;
+        pages.live.add(p);
+        return p;
+      },
+      freePage: (p: number) => {
+        pages.live.delete(p);
+        pages.freed.push(p);
+      },
+      leakPage: (p: number) => {
+        pages.live.delete(p);
+        pages.leaked.push(p);
+      },
+    };
+    let busy = 1;
+    const { calls, hooks } = recorder((name, _g, level) => (name === 'link' && level === 2 && busy-- > 0 ? -ERRNO.EBUSY : name === 'free' && level === 1 ? -ERRNO.EIO : 0));
+    const mmu = new TdpMmu({ mirror: true, external: hooks, externalSptPages });
+    expect(mmu.map(req(7, 70, 1, { isPrivate: true }))).toBe(RET_PF_RETRY);
+    expect(pages.freed).toEqual([102]); // the table whose link failed never reached the vendor
+    expect(mmu.map(req(7, 70, 1, { isPrivate: true }))).toBe(RET_PF_FIXED);
+    expect(calls.filter((c) => c.startsWith('link'))).toEqual(['link 0 L4 #100', 'link 0 L3 #101', 'link 0 L2 #102', 'link 0 L2 #103']);
+    expect([...pages.live].sort()).toEqual([100, 101, 103]);
+    mmu.destroy();
+    expect(pages.leaked).toEqual([103]); // the level-1 table's free hook failed
+    expect(pages.freed.slice(1).sort()).toEqual([100, 101]);
+    expect(mmu.stats.external_spt_leaked).toBe(1);
+    expect(pages.live.size).toBe(0);
+  });
+
+  it('a zap that covers part of a huge mirror leaf splits it first (with split_external_spt) and zaps only the range', () => {
+    const { calls, hooks } = recorder();
+    const split: string[] = [];
+    const mmu = new TdpMmu({ mirror: true, external: { ...hooks, splitExternalSpt: (gfn, level) => (split.push(`split ${gfn} L${level}`), 0) } });
+    mmu.map(req(512, 4096, 2, { isPrivate: true }));
+    calls.length = 0;
+    mmu.zapGfnRange(515, 516, KVM_FILTER_PRIVATE);
+    expect(split).toEqual(['split 512 L2']);
+    expect(calls).toEqual([`remove 515 L1 pfn${4096 + 3}`]);
+    expect(mmu.leafAt(514, true)).toMatchObject({ level: 1, pfn: 4096 + 2 });
+    expect(mmu.leafAt(515, true)).toBeNull();
+    expect(mmu.stats).toMatchObject({ pages_2m: 0, pages_4k: 511 });
+    // a range covering the whole leaf zaps it whole; without the hook a partial zap does too
+    mmu.map(req(1024, 8192, 2, { isPrivate: true }));
+    calls.length = 0;
+    mmu.zapGfnRange(1024, 1536, KVM_FILTER_PRIVATE);
+    expect(calls).toEqual([`remove 1024 L2 pfn${8192}`]);
+    const plain = new TdpMmu({ mirror: true, external: recorder().hooks });
+    plain.map(req(512, 4096, 2, { isPrivate: true }));
+    plain.zapGfnRange(515, 516, KVM_FILTER_PRIVATE);
+    expect(plain.leafAt(514, true)).toBeNull();
+  });
+
   it('a present mirror leaf is never changed in place', () => {
     const { hooks } = recorder();
     const mmu = new TdpMmu({ mirror: true, external: hooks });

@@ -13,7 +13,7 @@
  */
 
 import { ERRNO } from '../errno.js';
-import { KVM_FILTER_PRIVATE, KVM_FILTER_SHARED, type VendorBackend } from '../backend.js';
+import { KVM_FILTER_PRIVATE, KVM_FILTER_SHARED, type HostPhysMem, type VendorBackend } from '../backend.js';
 import type { TraceEvent } from '../trace.js';
 import {
   ACC_EXEC_MASK,
@@ -78,6 +78,12 @@ export interface TdpMmuOptions {
   mmioValue?: number;
   /** address space of the roots (kvm_mmu_page_as_id), for traces */
   asId?: number;
+  /**
+   * Host frames for external (S-EPT) table pages: kvm_mmu_alloc_external_spt() takes a real
+   * page, freed after free_external_spt succeeds and leaked when it fails. Without it the
+   * MMU numbers the pages itself (unit tests with fake hooks).
+   */
+  externalSptPages?: Pick<HostPhysMem, 'allocPage' | 'freePage' | 'leakPage'>;
 }
 
 /** One mapping request, the part of `struct kvm_page_fault` kvm_tdp_mmu_map() uses. */
@@ -186,6 +192,7 @@ export class TdpMmu {
   private readonly iter = new TdpIter();
   private readonly spte: Spte = { lo: 0, hi: 0 };
   private nextExternalSpt = 1;
+  private readonly externalPages: Pick<HostPhysMem, 'allocPage' | 'freePage' | 'leakPage'> | null;
   private destroyed = false;
 
   constructor(opts: TdpMmuOptions = {}) {
@@ -201,6 +208,7 @@ export class TdpMmu {
     this.tracer = opts.tracer ?? null;
     this.mmioValue = opts.mmioValue ?? EPT_MMIO_VALUE;
     this.asId = opts.asId ?? 0;
+    this.externalPages = opts.externalSptPages ?? null;
     // mmu_alloc_direct_roots(): the mirror root first, then the direct root
     this.mirrorRoot = this.hasMirror ? this.pool.alloc(0, rootLevel, -1, 0, true, true) : -1;
     this.directRoot = this.pool.alloc(0, rootLevel, -1, 0, false, true);
@@ -223,6 +231,11 @@ export class TdpMmu {
   /** kvm_flush_remote_tlbs(): counts a flush request. */
   flushRemoteTlbs(): void {
     this.stats.tlb_flushes++;
+  }
+
+  /** kvm_mmu_alloc_external_spt(): a host page for the vendor's copy of a mirror table */
+  private allocExternalSpt(): number {
+    return this.externalPages ? this.externalPages.allocPage() : this.nextExternalSpt++;
   }
 
   /** kvm_update_page_stats() */
@@ -302,11 +315,12 @@ export class TdpMmu {
       const entryGfn = gfn - (gfn % PAGES_PER_LEVEL[level]!);
       const present = (lo & SPTE_MMU_PRESENT_LO) !== 0;
       const child = pool.alloc(entryGfn, level - 1, t, idx, mirror, !present);
-      if (mirror) pool.externalSpt[child] = this.nextExternalSpt++; // kvm_mmu_alloc_external_spt
+      if (mirror) pool.externalSpt[child] = this.allocExternalSpt(); // kvm_mmu_alloc_external_spt
       const r = present
         ? this.splitHugePage(words, off, entryGfn, level, lo, hi, child, mirror)
         : this.linkSp(words, off, t, entryGfn, level, lo, hi, child, mirror);
       if (r !== 0) {
+        if (mirror) this.externalPages?.freePage(pool.externalSpt[child]!); // never given to the vendor
         pool.release(child); // tdp_mmu_free_sp
         return r === -ERRNO.EBUSY ? RET_PF_RETRY : r;
       }
@@ -779,10 +793,15 @@ export class TdpMmu {
 
   private zapLeafs(mirror: boolean, start: number, end: number): boolean {
     const it = this.iter.start(this.pool, this.rootOf(mirror), this.rootLevel, 1, this.rootGfn(start, mirror), this.rootGfn(end, mirror));
+    const splitMirror = mirror && this.ext!.splitExternalSpt !== undefined;
+    if (!splitMirror) return this.zapLeafsIn(it.table, this.rootLevel, it.nextLastLevelGfn, it.endGfn, mirror);
     let flush = false;
     while (it.next()) {
       const lo = it.lo;
       if ((lo & SPTE_MMU_PRESENT_LO) === 0 || (it.level !== 1 && (lo & PT_PAGE_SIZE_LO) === 0)) continue;
+      if (splitMirror && it.level !== 1 && (it.gfn < start || it.gfn + PAGES_PER_LEVEL[it.level]! > end) && this.splitBoundaryLeaf(it)) {
+        continue; // the walk steps down into the new table and zaps only the leaves in range
+      }
       this.zapEntry(it, mirror);
       flush = true;
     }
@@ -790,20 +809,82 @@ export class TdpMmu {
   }
 
   /**
+   * The pre-order walk of tdp_mmu_zap_leafs() (for_each_tdp_pte_min_level(PG_LEVEL_4K)) over
+   * table `t` for root gfns [start, end), in gfn order, visiting only what can hold a leaf: a
+   * table without present entries is skipped, and a table's scan stops once all its present
+   * entries were seen. The kernel's iterator visits every entry of the range; the leaves
+   * zapped, their order and the hooks called are the same, but a sparse 1 TiB range costs
+   * O(present entries) instead of O(table entries).
+   */
+  private zapLeafsIn(t: number, level: number, start: number, end: number, mirror: boolean): boolean {
+    const pool = this.pool;
+    let remaining = pool.presentCount[t]!;
+    if (remaining === 0) return false;
+    const per = PAGES_PER_LEVEL[level]!;
+    const base = pool.gfnBase[t]!;
+    const i0 = start > base ? Math.floor((start - base) / per) : 0;
+    const i1 = Math.min(511, Math.ceil((end - base) / per) - 1);
+    const words = pool.words(t);
+    const o0 = SptPool.base(t);
+    let flush = false;
+    for (let i = 0; i <= i1 && remaining > 0; i++) {
+      const off = o0 + (i << 1);
+      const lo = words[off]!;
+      if ((lo & SPTE_MMU_PRESENT_LO) === 0) continue;
+      remaining--;
+      if (i < i0) continue;
+      const gfn = base + i * per;
+      if (level === 1 || (lo & PT_PAGE_SIZE_LO) !== 0) {
+        this.zapEntryAt(words, off, t, gfn, level, mirror);
+        flush = true;
+      } else if (this.zapLeafsIn(sptePfn(lo, words[off + 1]!), level - 1, start > gfn ? start : gfn, end < gfn + per ? end : gfn + per, mirror)) {
+        flush = true;
+      }
+    }
+    return flush;
+  }
+
+  /**
+   * A huge mirror leaf that straddles the edge of a zap range is split first, so private memory
+   * outside the range survives (kvm_split_cross_boundary_leafs() of the TDX huge-page series,
+   * not upstream; only with a split_external_spt hook). False when the split failed: the caller
+   * zaps the whole leaf.
+   */
+  private splitBoundaryLeaf(it: TdpIter): boolean {
+    const pool = this.pool;
+    const child = pool.alloc(it.gfn, it.level - 1, it.table, it.index, true, false);
+    pool.externalSpt[child] = this.allocExternalSpt();
+    const rc = this.splitHugePage(it.words, it.off, it.gfn, it.level, it.lo, it.hi, child, true);
+    if (rc !== 0) {
+      this.externalPages?.freePage(pool.externalSpt[child]!);
+      pool.release(child);
+      return false;
+    }
+    it.reread();
+    return true;
+  }
+
+  /**
    * tdp_mmu_iter_set_spte(iter, SHADOW_NONPRESENT_VALUE) under the write lock, with
    * handle_changed_spte() and, for mirror leaves, remove_external_spte().
    */
   private zapEntry(it: TdpIter, mirror: boolean): void {
-    const lo = it.lo;
-    const hi = it.hi;
-    const level = it.level;
-    it.write(SHADOW_NONPRESENT_LO, SHADOW_NONPRESENT_HI);
-    this.pool.presentCount[it.table]!--;
-    if (this.tracer?.enabled) this.traceChanged(it.gfn, level, lo, hi, SHADOW_NONPRESENT_LO, SHADOW_NONPRESENT_HI);
+    this.zapEntryAt(it.words, it.off, it.table, it.gfn, it.level, mirror);
+    it.reread();
+  }
+
+  /** zapEntry() for the entry at `off` of table `table` (gfn and level of that entry) */
+  private zapEntryAt(words: Int32Array, off: number, table: number, gfn: number, level: number, mirror: boolean): void {
+    const lo = words[off]!;
+    const hi = words[off + 1]!;
+    words[off] = SHADOW_NONPRESENT_LO;
+    words[off + 1] = SHADOW_NONPRESENT_HI;
+    this.pool.presentCount[table]!--;
+    if (this.tracer?.enabled) this.traceChanged(gfn, level, lo, hi, SHADOW_NONPRESENT_LO, SHADOW_NONPRESENT_HI);
     const leaf = level === 1 || (lo & PT_PAGE_SIZE_LO) !== 0;
     if (leaf) {
       this.accountLeaf(level, -1);
-      if (mirror) this.ext!.removeExternalSpte?.(it.gfn, level, sptePfn(lo, hi));
+      if (mirror) this.ext!.removeExternalSpte?.(gfn, level, sptePfn(lo, hi));
     } else {
       this.handleRemovedPt(sptePfn(lo, hi), mirror);
     }
@@ -840,8 +921,15 @@ export class TdpMmu {
       }
     }
     if (mirror) {
-      const rc = this.ext!.freeExternalSpt?.(base, level, pool.externalSpt[t]!) ?? 0;
-      if (rc !== 0) this.stats.external_spt_leaked++;
+      const spt = pool.externalSpt[t]!;
+      const rc = this.ext!.freeExternalSpt?.(base, level, spt) ?? 0;
+      if (rc !== 0) {
+        // the vendor could not take the page back (tdx_sept_free_private_spt): leaked
+        this.stats.external_spt_leaked++;
+        this.externalPages?.leakPage(spt);
+      } else {
+        this.externalPages?.freePage(spt);
+      }
     }
     if (tracing) this.tracer!.emit('kvm_mmu_prepare_zap_page', { gfn: base, level, mirror });
     pool.release(t);
