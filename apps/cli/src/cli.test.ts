@@ -180,7 +180,7 @@ describe('ccmem (spawned)', () => {
   it('diff compares model and kvm; explore reports it is not available', () => {
     const d = ccmem(['diff', GOOD, '--json'], { CCMEM_FAKE_TARGETS: 'model,kvm' });
     expect(d.code).toBe(0);
-    expect(JSON.parse(d.stdout)).toMatchObject({ differing: 0, scenarios: [{ same: true, steps: [] }] });
+    expect(JSON.parse(d.stdout)).toMatchObject({ agreed: 1, disagreed: 0, skipped: 0, scenarios: [{ agree: true, differences: [], skipped: [] }] });
     const e = ccmem(['explore', GOOD]);
     expect(e.code).toBe(2);
     expect(e.stderr).toMatch(/explore is not available/);

@@ -5,8 +5,12 @@ import { loadTargets } from './targets.js';
 import { buildRunCommand } from './commands/run.js';
 import { buildMatrixCommand } from './commands/matrix.js';
 import { buildExplainCommand } from './commands/explain.js';
-import { buildDiffCommand, buildExploreCommand } from './commands/injected.js';
+import { buildDiffCommand, buildExploreCommand, setCommandImplementation } from './commands/injected.js';
+import { diffCommand } from './commands/diff.js';
 import { EXIT_INVALID } from './commands/shared.js';
+
+// `ccmem diff`: model under the host profile vs real KVM (commands/diff.ts)
+setCommandImplementation('diff', diffCommand);
 
 /** The `ccmem` program; `done` receives each command's exit code. */
 export function buildProgram(io: CliIo, done: (code: number) => void): Command {

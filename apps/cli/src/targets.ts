@@ -1,8 +1,9 @@
 /**
  * Where the CLI gets its targets. `model` comes from @ccmem/scenario's `createModelTarget`,
- * `kvm` from @ccmem/kvm's `createKvmTarget`, when those exist. CCMEM_TARGET_MODULE names a
+ * `kvm` from @ccmem/scenario's `createKvmTarget` (real /dev/kvm through @ccmem/kvm), when those exist. CCMEM_TARGET_MODULE names a
  * module exporting `createTarget(name)` that replaces both (used to test the CLI itself).
  */
+import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import * as scenarioPackage from '@ccmem/scenario';
@@ -12,6 +13,8 @@ export type TargetFactory = () => Target;
 
 const factories = new Map<TargetName, TargetFactory>();
 const unavailable = new Map<TargetName, string>();
+/** the targets came from CCMEM_TARGET_MODULE (no real device behind `kvm`) */
+let overridden = false;
 
 export function registerTarget(name: TargetName, factory: TargetFactory): void {
   factories.set(name, factory);
@@ -20,6 +23,14 @@ export function registerTarget(name: TargetName, factory: TargetFactory): void {
 
 export function hasTarget(name: TargetName): boolean {
   return factories.has(name);
+}
+
+/**
+ * Whether the matrix gets a `kvm` column: a kvm target exists and, for the real one, /dev/kvm
+ * is there (without it every kvm row would only say so).
+ */
+export function kvmColumnAvailable(): boolean {
+  return factories.has('kvm') && (overridden || existsSync('/dev/kvm'));
 }
 
 /** A fresh target; throws a clear error when this build has none of that name. */
@@ -44,6 +55,7 @@ export async function loadTargets(env: NodeJS.ProcessEnv = process.env): Promise
     const mod: unknown = await import(pathToFileURL(resolve(override)).href);
     const create = exported<(name: TargetName) => Target | undefined>(mod, 'createTarget');
     if (!create) throw new Error(`CCMEM_TARGET_MODULE ${override} does not export createTarget(name)`);
+    overridden = true;
     for (const name of ['model', 'kvm'] as const) {
       const probe = create(name);
       if (probe) registerTarget(name, () => create(name)!);
@@ -57,13 +69,8 @@ export async function loadTargets(env: NodeJS.ProcessEnv = process.env): Promise
     else unavailable.set('model', '@ccmem/scenario has no createModelTarget in this build');
   }
   if (!factories.has('kvm')) {
-    try {
-      const kvm: unknown = await import('@ccmem/kvm');
-      const createKvm = exported<() => Target>(kvm, 'createKvmTarget');
-      if (createKvm) registerTarget('kvm', () => createKvm());
-      else unavailable.set('kvm', '@ccmem/kvm has no createKvmTarget in this build');
-    } catch (e) {
-      unavailable.set('kvm', `cannot load @ccmem/kvm (${(e as Error).message.split('\n')[0]})`);
-    }
+    const createKvm = exported<() => Target>(scenarioPackage, 'createKvmTarget');
+    if (createKvm) registerTarget('kvm', () => createKvm());
+    else unavailable.set('kvm', '@ccmem/scenario has no createKvmTarget in this build');
   }
 }

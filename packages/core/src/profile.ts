@@ -34,12 +34,15 @@ export const UPSTREAM_PROFILE: KernelProfile = Object.freeze({
     bit(KVM_X86_TDX_VM),
   gmemFlagsDefaultVm: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED,
   pciHole: true,
+  gmemOnlySharedFaults: true,
+  unfaultableHvaEmulatesMmio: false,
 });
 
 /**
  * v6.18 as built on this project's CI machines (kvm_pvm, no CONFIG_KVM_SMM, no
  * CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES, shadow MMU): overlapping gmem bindings are EINVAL,
- * one address space, no attributes, no pre-fault, only the default VM type.
+ * one address space, no attributes, no pre-fault, only the default VM type, and shared faults
+ * of a gmem-only slot go through userspace_addr.
  */
 export const LINUX_6_18_PROFILE: KernelProfile = Object.freeze({
   name: 'linux-6.18',
@@ -51,6 +54,11 @@ export const LINUX_6_18_PROFILE: KernelProfile = Object.freeze({
   vmTypes: bit(KVM_X86_DEFAULT_VM),
   gmemFlagsDefaultVm: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED,
   pciHole: false,
+  // the CI host's kvm_pvm fault path resolves shared faults of a gmem-only slot through
+  // userspace_addr (found by `ccmem diff`; docs/profiles.md)
+  gmemOnlySharedFaults: false,
+  // ...and emulates a guest access whose hva cannot be faulted in as MMIO
+  unfaultableHvaEmulatesMmio: true,
 });
 
 export const PROFILES: Readonly<Record<string, KernelProfile>> = Object.freeze({

@@ -15,6 +15,8 @@ import {
   KVM_CAP_PRE_FAULT_MEMORY,
   KVM_CAP_USER_MEMORY2,
   KVM_CAP_VM_TYPES,
+  GUEST_MEMFD_FLAG_INIT_SHARED,
+  GUEST_MEMFD_FLAG_MMAP,
   KVM_MEM_GUEST_MEMFD,
   KVM_X86_DEFAULT_VM,
   KVM_X86_SEV_ES_VM,
@@ -25,7 +27,8 @@ import {
   isKvmError,
   type KernelProfile,
 } from '@ccmem/core';
-import { close, mmap, munmap } from './host-memory.js';
+import { close, mmap, munmap, write } from './host-memory.js';
+import { installGuest } from './guest.js';
 import { RealKvm, type RealVm } from './real-kvm.js';
 
 /** KVM_CHECK_EXTENSION of every capability @ccmem/core names, asked of a default VM. */
@@ -71,6 +74,63 @@ export function probeGmemBindOverlapErrno(vm: RealVm): string | null {
   }
 }
 
+/**
+ * Whether a guest's shared access to a slot bound to an mmap-able guest_memfd is served from
+ * the guest_memfd (KVM_MEMSLOT_GMEM_ONLY) or, as on kernels whose fault path ignores that flag,
+ * through userspace_addr. The slot's hva holds a marker and the guest_memfd page is fresh
+ * (zero): the tiny guest's read tells which one the kernel used. null when the host cannot say
+ * (no guest_memfd mmap on a default VM).
+ */
+export function probeGmemOnlySharedFaults(kvm: RealKvm): boolean | null {
+  const vm = kvm.createVm(KVM_X86_DEFAULT_VM);
+  const flags = GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED;
+  try {
+    if (!vm.checkExtension(KVM_CAP_GUEST_MEMFD) || (vm.checkExtension(KVM_CAP_GUEST_MEMFD_FLAGS) & flags) !== flags) return null;
+    const hva = mmap({ length: 0x1000 });
+    const gmem = vm.createGuestMemfd({ size: 0x1000, flags });
+    try {
+      const marker = 0x5a5a_5a5a_5a5a_5a5an;
+      write(hva, 8, marker);
+      const gpa = 0x1_0000_0000;
+      vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: gpa, memory_size: 0x1000, userspace_addr: hva, guest_memfd: gmem, guest_memfd_offset: 0 });
+      const guest = installGuest(vm, vm.createVcpu(0));
+      const r = guest.guestAccess({ kind: 'read', gpa, size: 8 });
+      guest.uninstall();
+      if (r.value === marker) return false;
+      if (r.value === 0n) return true;
+      return null;
+    } finally {
+      vm.close();
+      close(gmem);
+      munmap(hva, 0x1000);
+    }
+  } finally {
+    vm.close();
+  }
+}
+
+/**
+ * Whether a guest access whose hva cannot be faulted in (a PROT_NONE mapping) exits with
+ * KVM_EXIT_MMIO (emulated) rather than KVM_RUN failing EFAULT with KVM_EXIT_MEMORY_FAULT.
+ */
+export function probeUnfaultableHvaEmulatesMmio(kvm: RealKvm): boolean | null {
+  const vm = kvm.createVm(KVM_X86_DEFAULT_VM);
+  const hva = mmap({ length: 0x1000, prot: 0 });
+  try {
+    const gpa = 0x1_0000_0000;
+    vm.setUserMemoryRegion({ slot: 0, flags: 0, guest_phys_addr: gpa, memory_size: 0x1000, userspace_addr: hva });
+    const guest = installGuest(vm, vm.createVcpu(0));
+    const r = guest.guestAccess({ kind: 'read', gpa, size: 8 });
+    guest.uninstall();
+    if (r.exit?.reason === 'KVM_EXIT_MMIO') return true;
+    if (r.errno === 'EFAULT') return false;
+    return null;
+  } finally {
+    vm.close();
+    munmap(hva, 0x1000);
+  }
+}
+
 /** The profile this host's kernel follows, named `host-<uname -r>`. */
 export function detectHostProfile(kvm?: RealKvm): KernelProfile {
   const own = !kvm;
@@ -92,6 +152,8 @@ export function detectHostProfile(kvm?: RealKvm): KernelProfile {
       gmemFlagsDefaultVm: vm.checkExtension(KVM_CAP_GUEST_MEMFD_FLAGS),
       // KVM_MEM_PCI_HOLE was an RFC that never merged: no kernel offers it
       pciHole: false,
+      gmemOnlySharedFaults: probeGmemOnlySharedFaults(k) ?? true,
+      unfaultableHvaEmulatesMmio: probeUnfaultableHvaEmulatesMmio(k) ?? false,
     } satisfies KernelProfile);
   } finally {
     vm.close();

@@ -202,7 +202,7 @@ describe.skipIf(!hasKvm)('model vs real KVM (needs /dev/kvm)', () => {
       return v;
     };
     const steps = sc.steps.map((st) => ({ [st.op]: plain(st.args), ...(st.as && { as: st.as }) }));
-    return stringify({ name: sc.name, vm: sc.vm, steps }, { flowLevel: 2 });
+    return stringify({ name: sc.name, vm: sc.vm, steps });
   }
 
   it('random sequences agree step by step (failures shrink to a scenario file)', () => {

@@ -12,7 +12,7 @@ import {
   type TargetName,
 } from '@ccmem/scenario';
 import type { CliIo } from '../io.js';
-import { getTarget, hasTarget } from '../targets.js';
+import { getTarget, hasTarget, kvmColumnAvailable } from '../targets.js';
 import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, reportInvalid, toJson } from './shared.js';
 
 export interface MatrixCommandOptions {
@@ -38,7 +38,7 @@ export async function matrixCommand(io: CliIo, opts: MatrixCommandOptions): Prom
     return EXIT_INVALID;
   }
   const columns: MatrixColumns = { model: () => getTarget('model') };
-  if (opts.kvm !== false && hasTarget('kvm')) columns.kvm = () => getTarget('kvm');
+  if (opts.kvm !== false && kvmColumnAvailable()) columns.kvm = () => getTarget('kvm');
   const targets: TargetName[] = columns.kvm ? ['model', 'kvm'] : ['model'];
   const total = matrixCells(entries, targets).filter((c) => cellMatches(c, opts.filter)).length;
 
