@@ -14,7 +14,8 @@
 import { ERRNO, fail } from './errno.js';
 import { KVM_FILTER_PRIVATE, KVM_FILTER_SHARED, type AttributeChange } from './backend.js';
 import type { KernelOp } from './steps.js';
-import { KVM_MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE, PG_LEVEL_1G, PG_LEVEL_2M, pagesPerHpage } from './uapi.js';
+import { KVM_MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE, PG_LEVEL_1G, PG_LEVEL_2M } from './uapi.js';
+import { PAGES_PER_LEVEL } from './mmu/tdp-iter.js';
 import type { AttributesVm } from './attributes-vm.js';
 
 /** struct kvm_memory_attributes */
@@ -129,8 +130,9 @@ export class SetMemoryAttributesOp implements KernelOp<void> {
       // about to be split by the change, so faults on its neighbours must retry too.
       const slotEnd = slot.baseGfn + slot.npages;
       for (let level = PG_LEVEL_2M; level <= PG_LEVEL_1G; level++) {
-        const n = pagesPerHpage(level);
-        for (const gfn of [start, end - 1]) {
+        const n = PAGES_PER_LEVEL[level]!;
+        for (let edge = 0; edge < 2; edge++) {
+          const gfn = edge === 0 ? start : end - 1;
           const hs = gfn - (gfn % n);
           if (hs >= slot.baseGfn && hs + n <= slotEnd && !vm.attributes.hasBoundaryIn(hs, hs + n)) {
             vm.mmuInvalidate.rangeAdd(hs, hs + n);

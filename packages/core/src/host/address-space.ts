@@ -67,6 +67,17 @@ export type HvaToPfnResult =
 const HUGE_PAGES = 512;
 const HUGE_SIZE = HUGE_PAGES * PAGE_SIZE;
 const PG_LEVEL_2M = 2;
+const PG_LEVEL_4K = 1;
+/** an anonymous PTE that maps nothing (pfn 0 is never handed out: FIRST_ALLOC_PFN is 0x100) */
+const PTE_NONE = 0;
+
+/** GUP's answer in a caller-owned object (the allocation-free form of hvaToPfn()) */
+export interface HvaToPfnOut {
+  pfn: number;
+  writable: boolean;
+  /** host mapping level: PG_LEVEL_4K, or PG_LEVEL_2M for hugetlb */
+  level: number;
+}
 
 /** A VMM access that the host kernel answers with a signal (SIGSEGV / SIGBUS). */
 export class HostSignal extends Error {
@@ -88,12 +99,23 @@ export class AddressSpace {
   /** VMAs sorted by start, non-overlapping */
   private vmas: Vma[] = [];
   /**
-   * anonymous pages: virtual page number -> pfn (only pages that were written); for hugetlb
-   * mappings, the first vpn of each 2M page -> its first pfn
+   * Anonymous 4K PTEs, like the host's own page tables: one Float64Array(512) "PTE page" per
+   * 2 MiB of virtual address space that was touched, keyed by vpn / 512. An entry is
+   * PTE_NONE, ZERO_PFN (a read mapped the shared zero page; a later write is a CoW that
+   * notifies) or the pfn of a page that was written. A sparse mapping costs 4 KiB per
+   * touched 2 MiB and nothing elsewhere.
    */
-  private readonly anonPages = new Map<number, number>();
-  /** vpns whose PTE maps the shared zero page (a later write is a CoW that notifies) */
-  private readonly zeroMapped = new Set<number>();
+  private readonly ptePages = new Map<number, Float64Array>();
+  /** hugetlb 2M pages: the first vpn of each 2M page -> its first pfn */
+  private readonly hugePages = new Map<number, number>();
+  /** anonymous 4K pages backed by a real frame */
+  private anonCount = 0;
+  /* last PTE page looked up (the fault path walks memory in order) */
+  private lastPteKey = -1;
+  private lastPte: Float64Array | null = null;
+  /* last VMA found (find_vma's vmacache) */
+  private lastVma: Vma | undefined = undefined;
+  private readonly scratchOut: HvaToPfnOut = { pfn: 0, writable: false, level: PG_LEVEL_4K };
   private listeners: InvalidateRangeListener[] = [];
 
   constructor(phys: PhysMem) {
@@ -107,7 +129,28 @@ export class AddressSpace {
 
   /** Number of anonymous pages backed by a real frame. */
   get anonPageCount(): number {
-    return this.anonPages.size;
+    return this.anonCount;
+  }
+
+  /** the PTE page covering `vpn`, optionally created */
+  private ptePage(vpn: number, create: boolean): Float64Array | null {
+    const key = Math.floor(vpn / HUGE_PAGES);
+    if (key === this.lastPteKey) return this.lastPte;
+    let t = this.ptePages.get(key);
+    if (t === undefined) {
+      if (!create) return null;
+      t = new Float64Array(HUGE_PAGES);
+      this.ptePages.set(key, t);
+    }
+    this.lastPteKey = key;
+    this.lastPte = t;
+    return t;
+  }
+
+  /** the pfn of the written anonymous page at `vpn`, or PTE_NONE / ZERO_PFN */
+  private anonPte(vpn: number): number {
+    const t = this.ptePage(vpn, false);
+    return t === null ? PTE_NONE : t[vpn % HUGE_PAGES]!;
   }
 
   /**
@@ -160,6 +203,7 @@ export class AddressSpace {
       huge,
     };
     this.vmas.splice(this.lowerBound(start), 0, vma);
+    this.lastVma = undefined;
     vma.backing?.vmaOpen?.();
     return start;
   }
@@ -175,6 +219,8 @@ export class AddressSpace {
 
   /** find_vma() restricted to containment: the VMA holding `hva`, or undefined. */
   findVma(hva: number): Vma | undefined {
+    const c = this.lastVma;
+    if (c !== undefined && hva >= c.start && hva < c.end) return c;
     let lo = 0;
     let hi = this.vmas.length - 1;
     while (lo <= hi) {
@@ -182,7 +228,10 @@ export class AddressSpace {
       const v = this.vmas[mid]!;
       if (hva < v.start) hi = mid - 1;
       else if (hva >= v.end) lo = mid + 1;
-      else return v;
+      else {
+        this.lastVma = v;
+        return v;
+      }
     }
     return undefined;
   }
@@ -193,38 +242,68 @@ export class AddressSpace {
    * VMA without the needed permission, is EFAULT.
    */
   hvaToPfn(hva: number, write: boolean): HvaToPfnResult {
+    const out = this.scratchOut;
+    const r = this.hvaToPfnInto(hva, write, out);
+    if (r !== null) return { fault: r };
+    if (out.level !== PG_LEVEL_4K) return { pfn: out.pfn, writable: out.writable, level: out.level };
+    return { pfn: out.pfn, writable: out.writable };
+  }
+
+  /**
+   * hvaToPfn() without allocating: fills `out` and returns null, or returns the fault
+   * (the fault path's form).
+   */
+  hvaToPfnInto(hva: number, write: boolean, out: HvaToPfnOut): 'EFAULT' | 'SIGBUS' | null {
     const vma = this.findVma(hva);
-    if (vma === undefined) return { fault: 'EFAULT' };
-    if (write ? !vma.prot.write : !vma.prot.read) return { fault: 'EFAULT' };
+    if (vma === undefined) return 'EFAULT';
+    if (write ? !vma.prot.write : !vma.prot.read) return 'EFAULT';
     const vpn = Math.floor(hva / PAGE_SIZE);
     if (vma.huge) {
       const head = vpn - (vpn % HUGE_PAGES);
-      let first = this.anonPages.get(head);
+      let first = this.hugePages.get(head);
       if (first === undefined) {
         first = this.phys.allocContiguous(HUGE_PAGES); // hugetlb faults allocate even on read
-        this.anonPages.set(head, first);
+        this.hugePages.set(head, first);
       }
-      return { pfn: first + (vpn - head), writable: vma.prot.write, level: PG_LEVEL_2M };
+      out.pfn = first + (vpn - head);
+      out.writable = vma.prot.write;
+      out.level = PG_LEVEL_2M;
+      return null;
     }
+    out.level = PG_LEVEL_4K;
     if (vma.backing === null) {
-      const pfn = this.anonPages.get(vpn);
-      if (pfn !== undefined) return { pfn, writable: vma.prot.write };
-      if (!write) {
-        this.zeroMapped.add(vpn);
-        return { pfn: ZERO_PFN, writable: false };
+      const t = this.ptePage(vpn, true)!;
+      const i = vpn % HUGE_PAGES;
+      const pte = t[i]!;
+      if (pte !== PTE_NONE && pte !== ZERO_PFN) {
+        out.pfn = pte;
+        out.writable = vma.prot.write;
+        return null;
       }
-      if (this.zeroMapped.delete(vpn)) {
+      if (!write) {
+        t[i] = ZERO_PFN;
+        out.pfn = ZERO_PFN;
+        out.writable = false;
+        return null;
+      }
+      if (pte === ZERO_PFN) {
         // wp_page_copy(): the PTE changes from the zero page to a new page, with a notifier
+        t[i] = PTE_NONE;
         const page = vpn * PAGE_SIZE;
         for (const l of this.listeners) l(page, page + PAGE_SIZE);
       }
       const fresh = this.phys.allocPage();
-      this.anonPages.set(vpn, fresh);
-      return { pfn: fresh, writable: true };
+      t[i] = fresh;
+      this.anonCount++;
+      out.pfn = fresh;
+      out.writable = true;
+      return null;
     }
     const r = vma.backing.faultPage(vma.pgoff + Math.floor((hva - vma.start) / PAGE_SIZE), write);
-    if (r === 'SIGBUS') return { fault: 'SIGBUS' };
-    return { pfn: r, writable: vma.prot.write };
+    if (r === 'SIGBUS') return 'SIGBUS';
+    out.pfn = r;
+    out.writable = vma.prot.write;
+    return null;
   }
 
   /**
@@ -238,10 +317,13 @@ export class AddressSpace {
     const vpn = Math.floor(hva / PAGE_SIZE);
     if (vma.huge) {
       const head = vpn - (vpn % HUGE_PAGES);
-      const first = this.anonPages.get(head);
+      const first = this.hugePages.get(head);
       return first === undefined ? -1 : first + (vpn - head);
     }
-    if (vma.backing === null) return this.anonPages.get(vpn) ?? ZERO_PFN;
+    if (vma.backing === null) {
+      const pte = this.anonPte(vpn);
+      return pte === PTE_NONE ? ZERO_PFN : pte;
+    }
     const peek = vma.backing.peekPage;
     if (typeof peek !== 'function') return -1;
     return peek.call(vma.backing, vma.pgoff + Math.floor((hva - vma.start) / PAGE_SIZE));
@@ -357,6 +439,7 @@ export class AddressSpace {
     for (const [s, e] of removed) for (const l of this.listeners) l(s, e);
     const removedVmas = this.vmas.slice(i, j);
     this.vmas.splice(i, j - i, ...kept);
+    this.lastVma = undefined;
     // a file mapping holds a reference on its file per VMA (vm_ops->open / ->close)
     for (const v of kept) v.backing?.vmaOpen?.();
     for (const v of removedVmas) v.backing?.vmaClose?.();
@@ -366,38 +449,54 @@ export class AddressSpace {
 
   private freeHuge(start: number, end: number): void {
     for (let vpn = start / PAGE_SIZE; vpn < end / PAGE_SIZE; vpn += HUGE_PAGES) {
-      const first = this.anonPages.get(vpn);
+      const first = this.hugePages.get(vpn);
       if (first === undefined) continue;
-      this.anonPages.delete(vpn);
-      for (let p = 0; p < HUGE_PAGES; p++) this.phys.freePage(first + p);
+      this.hugePages.delete(vpn);
+      this.phys.freeContiguous(first, HUGE_PAGES);
     }
   }
 
+  /** zap_pte_range(): drop the anonymous PTEs of [start, end), freeing written pages */
   private freeAnon(start: number, end: number): void {
     const first = start / PAGE_SIZE;
     const last = end / PAGE_SIZE;
-    if (this.zeroMapped.size > 0) {
-      if (last - first > this.zeroMapped.size) {
-        for (const vpn of this.zeroMapped) if (vpn >= first && vpn < last) this.zeroMapped.delete(vpn);
-      } else {
-        for (let vpn = first; vpn < last; vpn++) this.zeroMapped.delete(vpn);
+    const k0 = Math.floor(first / HUGE_PAGES);
+    const k1 = Math.floor((last - 1) / HUGE_PAGES);
+    const clear = (key: number, t: Float64Array) => {
+      const lo = Math.max(first, key * HUGE_PAGES) - key * HUGE_PAGES;
+      const hi = Math.min(last, (key + 1) * HUGE_PAGES) - key * HUGE_PAGES;
+      for (let i = lo; i < hi; i++) {
+        const pte = t[i]!;
+        if (pte === PTE_NONE) continue;
+        if (pte !== ZERO_PFN) {
+          this.phys.freePage(pte);
+          this.anonCount--;
+        }
+        t[i] = PTE_NONE;
+      }
+      let empty = lo === 0 && hi === HUGE_PAGES;
+      if (!empty) {
+        empty = true;
+        for (let i = 0; i < HUGE_PAGES && empty; i++) if (t[i] !== PTE_NONE) empty = false;
+      }
+      if (empty) this.dropPtePage(key);
+    };
+    if (k1 - k0 + 1 > this.ptePages.size) {
+      for (const [key, t] of [...this.ptePages]) if (key >= k0 && key <= k1) clear(key, t);
+    } else {
+      for (let key = k0; key <= k1; key++) {
+        const t = this.ptePages.get(key);
+        if (t !== undefined) clear(key, t);
       }
     }
-    if (last - first > this.anonPages.size) {
-      for (const [vpn, pfn] of this.anonPages) {
-        if (vpn >= first && vpn < last) {
-          this.anonPages.delete(vpn);
-          this.phys.freePage(pfn);
-        }
-      }
-    } else {
-      for (let vpn = first; vpn < last; vpn++) {
-        const pfn = this.anonPages.get(vpn);
-        if (pfn !== undefined) {
-          this.anonPages.delete(vpn);
-          this.phys.freePage(pfn);
-        }
-      }
+  }
+
+  /** free_pte_range(): a PTE page whose whole 2 MiB was unmapped goes away */
+  private dropPtePage(key: number): void {
+    this.ptePages.delete(key);
+    if (this.lastPteKey === key) {
+      this.lastPteKey = -1;
+      this.lastPte = null;
     }
   }
 }

@@ -4,13 +4,14 @@
  *
  * Frames are handed out lazily by a bump allocator that starts at pfn 0x100 (the low frames
  * stand for firmware / kernel memory and are never given out), with freed frames recycled
- * through a free list kept in a typed array. Contents are stored sparsely: a frame costs a
- * Uint8Array(4096) only once something non-zero was written to it, so a never-written frame
- * reads as zeros for free. Leaked frames (snp_leak_pages(): a frame the firmware still owns)
- * are never reused.
+ * through a free list kept in a typed array. Contents are stored sparsely (page-contents.ts):
+ * a never-written frame reads as zeros for free, and a written one holds storage only for the
+ * 512-byte lines that received non-zero bytes. Leaked frames (snp_leak_pages(): a frame the
+ * firmware still owns) are never reused.
  */
 import type { HostPhysMem } from '../backend.js';
 import { PAGE_SIZE } from '../uapi.js';
+import { PageContents } from './page-contents.js';
 
 /** First pfn the allocator hands out. */
 export const FIRST_ALLOC_PFN = 0x100;
@@ -21,22 +22,33 @@ export const FIRST_ALLOC_PFN = 0x100;
  */
 export const ZERO_PFN = 0x1;
 
-/* Per-frame state, one byte per pfn below the bump pointer. */
+/* Per-frame state (one byte per pfn of a block that holds 4K frames). */
 const FRAME_NEVER = 0;
 const FRAME_ALLOCATED = 1;
 const FRAME_FREE = 2;
 const FRAME_LEAKED = 3;
 
+/** pfns per block: a 2M frame */
+const BLOCK = 512;
+/* Per-block state: 4K frames with per-frame detail, or one whole 2M (compound) frame. */
+const BLOCK_SMALL = 0;
+const BLOCK_HUGE = 1;
+const BLOCK_HUGE_FREE = 2;
+
 export class PhysMem implements HostPhysMem {
   /** next never-used pfn */
   private nextPfn = FIRST_ALLOC_PFN;
-  /** frame state by pfn (grows with the bump pointer) */
-  private state = new Uint8Array(4096);
+  /** block state by pfn / 512 (grows with the bump pointer) */
+  private blockState = new Uint8Array(64);
+  /** per-frame state of BLOCK_SMALL blocks (null: every frame FRAME_NEVER) */
+  private readonly detail: (Uint8Array | null)[] = [];
+  /** whole free 2M blocks (freed hugetlb pages), reused by allocContiguous(512) */
+  private freeHuge: number[] = [];
   /** LIFO free list of pfns */
   private freeList = new Float64Array(256);
   private freeCount = 0;
-  /** pfn -> contents, only for frames that hold non-zero bytes */
-  private readonly contents = new Map<number, Uint8Array>();
+  /** contents of the frames that hold non-zero bytes */
+  private readonly contents = new PageContents();
   private allocated = 0;
   private leaked = 0;
 
@@ -45,27 +57,56 @@ export class PhysMem implements HostPhysMem {
   }
 
   get storedPages(): number {
-    return this.contents.size;
+    return this.contents.storedPages;
   }
 
-  /** frames given to snp_leak_pages() and never reusable */
-  get leakedPages(): number {
-    return this.leaked;
+  /** the frame state of `pfn` */
+  private stateOf(pfn: number): number {
+    const b = Math.floor(pfn / BLOCK);
+    if (b >= this.blockState.length) return FRAME_NEVER;
+    const k = this.blockState[b]!;
+    if (k === BLOCK_HUGE) return FRAME_ALLOCATED;
+    if (k === BLOCK_HUGE_FREE) return FRAME_FREE;
+    const d = this.detail[b];
+    return d ? d[pfn % BLOCK]! : FRAME_NEVER;
+  }
+
+  /** set one frame's state; a whole-2M block turns into per-frame detail first */
+  private setState(pfn: number, state: number): void {
+    const b = Math.floor(pfn / BLOCK);
+    this.ensureBlocks(b + 1);
+    let d = this.detail[b] ?? null;
+    const k = this.blockState[b]!;
+    if (k !== BLOCK_SMALL || d === null) {
+      d = new Uint8Array(BLOCK);
+      if (k === BLOCK_HUGE) d.fill(FRAME_ALLOCATED);
+      else if (k === BLOCK_HUGE_FREE) {
+        // a freed 2M block handed out frame by frame: its other frames join the 4K free list
+        const at = this.freeHuge.lastIndexOf(b);
+        if (at >= 0) this.freeHuge.splice(at, 1);
+        d.fill(FRAME_FREE);
+        for (let i = 0; i < BLOCK; i++) if (b * BLOCK + i !== pfn) this.pushFreeList(b * BLOCK + i);
+      }
+      this.detail[b] = d;
+      this.blockState[b] = BLOCK_SMALL;
+    }
+    d[pfn % BLOCK] = state;
+  }
+
+  private ensureBlocks(n: number): void {
+    if (n <= this.blockState.length) return;
+    const grown = new Uint8Array(Math.max(this.blockState.length * 2, n));
+    grown.set(this.blockState);
+    this.blockState = grown;
+    while (this.detail.length < grown.length) this.detail.push(null);
   }
 
   allocPage(): number {
     let pfn: number;
-    if (this.freeCount > 0) {
-      pfn = this.freeList[--this.freeCount]!;
-    } else {
-      pfn = this.nextPfn++;
-      if (pfn >= this.state.length) {
-        const grown = new Uint8Array(Math.max(this.state.length * 2, pfn + 1));
-        grown.set(this.state);
-        this.state = grown;
-      }
-    }
-    this.state[pfn] = FRAME_ALLOCATED;
+    if (this.freeCount > 0) pfn = this.freeList[--this.freeCount]!;
+    else if (this.freeHuge.length > 0) pfn = this.freeHuge[this.freeHuge.length - 1]! * BLOCK; // split a free 2M block
+    else pfn = this.nextPfn++;
+    this.setState(pfn, FRAME_ALLOCATED);
     this.allocated++;
     return pfn;
   }
@@ -73,28 +114,56 @@ export class PhysMem implements HostPhysMem {
   /**
    * Allocate `npages` (a power of two) physically contiguous frames aligned to `npages`
    * (a hugetlb page, a 2M folio); returns the first pfn. Frames skipped for alignment go to
-   * the free list.
+   * the free list. A 2M (or larger) allocation is kept as whole blocks: no per-4K state.
    */
   allocContiguous(npages: number): number {
     if (npages < 1 || (npages & (npages - 1)) !== 0) throw new RangeError(`allocContiguous: ${npages} is not a power of two`);
+    if (npages === BLOCK && this.freeHuge.length > 0) {
+      const b = this.freeHuge.pop()!;
+      this.blockState[b] = BLOCK_HUGE;
+      this.allocated += npages;
+      return b * BLOCK;
+    }
     const first = Math.ceil(this.nextPfn / npages) * npages;
-    this.ensureState(first + npages);
     for (let p = this.nextPfn; p < first; p++) this.pushFree(p);
     this.nextPfn = first + npages;
-    this.state.fill(FRAME_ALLOCATED, first, first + npages);
+    if (npages >= BLOCK) {
+      this.ensureBlocks((first + npages) / BLOCK);
+      this.blockState.fill(BLOCK_HUGE, first / BLOCK, (first + npages) / BLOCK);
+    } else {
+      for (let p = first; p < first + npages; p++) this.setState(p, FRAME_ALLOCATED);
+    }
     this.allocated += npages;
     return first;
   }
 
-  private ensureState(end: number): void {
-    if (end <= this.state.length) return;
-    const grown = new Uint8Array(Math.max(this.state.length * 2, end));
-    grown.set(this.state);
-    this.state = grown;
+  /**
+   * Free `npages` frames from allocContiguous(); whole 2M blocks are freed as blocks (their
+   * contents dropped with one lookup per block), anything else frame by frame.
+   */
+  freeContiguous(first: number, npages: number): void {
+    if (npages % BLOCK === 0 && first % BLOCK === 0) {
+      for (let b = first / BLOCK; b < (first + npages) / BLOCK; b++) {
+        if (b < this.blockState.length && this.blockState[b] === BLOCK_HUGE) {
+          this.contents.clearBlocks(b * BLOCK, BLOCK);
+          this.blockState[b] = BLOCK_HUGE_FREE;
+          this.freeHuge.push(b);
+          this.allocated -= BLOCK;
+        } else {
+          for (let p = b * BLOCK; p < (b + 1) * BLOCK; p++) this.freePage(p);
+        }
+      }
+      return;
+    }
+    for (let p = first; p < first + npages; p++) this.freePage(p);
   }
 
   private pushFree(pfn: number): void {
-    this.state[pfn] = FRAME_FREE;
+    this.setState(pfn, FRAME_FREE);
+    this.pushFreeList(pfn);
+  }
+
+  private pushFreeList(pfn: number): void {
     if (this.freeCount === this.freeList.length) {
       const grown = new Float64Array(this.freeList.length * 2);
       grown.set(this.freeList);
@@ -105,81 +174,67 @@ export class PhysMem implements HostPhysMem {
 
   freePage(pfn: number): void {
     this.assertAllocated(pfn, 'freePage');
-    this.contents.delete(pfn);
-    this.state[pfn] = FRAME_FREE;
+    this.contents.clear(pfn);
+    this.setState(pfn, FRAME_FREE);
     this.allocated--;
-    if (this.freeCount === this.freeList.length) {
-      const grown = new Float64Array(this.freeList.length * 2);
-      grown.set(this.freeList);
-      this.freeList = grown;
-    }
-    this.freeList[this.freeCount++] = pfn;
+    this.pushFreeList(pfn);
   }
 
   leakPage(pfn: number): void {
     this.assertAllocated(pfn, 'leakPage');
-    this.state[pfn] = FRAME_LEAKED;
+    this.setState(pfn, FRAME_LEAKED);
     this.allocated--;
     this.leaked++;
   }
 
   isAllocated(pfn: number): boolean {
-    return pfn < this.state.length && this.state[pfn] === FRAME_ALLOCATED;
+    return this.stateOf(pfn) === FRAME_ALLOCATED;
   }
 
   /** true for a frame that was leaked (never handed out again) */
   isLeaked(pfn: number): boolean {
-    return pfn < this.state.length && this.state[pfn] === FRAME_LEAKED;
+    return this.stateOf(pfn) === FRAME_LEAKED;
   }
 
   zeroPage(pfn: number): void {
     this.assertWritable(pfn, 'zeroPage');
-    this.contents.delete(pfn);
+    this.contents.clear(pfn);
   }
 
   readValue(pfn: number, offset: number, size: number): bigint {
     checkValueAccess(offset, size);
-    const page = this.contents.get(pfn);
-    if (page === undefined) return 0n;
-    let v = 0n;
-    for (let i = size - 1; i >= 0; i--) v = (v << 8n) | BigInt(page[offset + i]!);
-    return v;
+    return this.contents.readValue(pfn, offset, size);
   }
 
   writeValue(pfn: number, offset: number, size: number, value: bigint): void {
     checkValueAccess(offset, size);
     this.assertWritable(pfn, 'writeValue');
-    let v = BigInt.asUintN(size * 8, value);
-    let page = this.contents.get(pfn);
-    if (page === undefined) {
-      if (v === 0n) return;
-      page = new Uint8Array(PAGE_SIZE);
-      this.contents.set(pfn, page);
-    }
-    for (let i = 0; i < size; i++) {
-      page[offset + i] = Number(v & 0xffn);
-      v >>= 8n;
-    }
+    this.contents.writeValue(pfn, offset, size, value);
   }
 
   readBytes(pfn: number, offset: number, length: number): Uint8Array {
     checkRange(offset, length);
     const out = new Uint8Array(length);
-    const page = this.contents.get(pfn);
-    if (page !== undefined) out.set(page.subarray(offset, offset + length));
+    this.contents.readInto(pfn, offset, out);
     return out;
   }
 
   writeBytes(pfn: number, offset: number, data: Uint8Array): void {
     checkRange(offset, data.length);
     this.assertWritable(pfn, 'writeBytes');
-    let page = this.contents.get(pfn);
-    if (page === undefined) {
-      if (isAllZero(data)) return;
-      page = new Uint8Array(PAGE_SIZE);
-      this.contents.set(pfn, page);
-    }
-    page.set(data, offset);
+    this.contents.write(pfn, offset, data);
+  }
+
+  /** bytes held for page contents */
+  contentBytes(): number {
+    return this.contents.byteLength();
+  }
+
+  /** bytes of frame bookkeeping (block states, per-frame detail, free lists) */
+  metadataBytes(): number {
+    let b = this.blockState.byteLength + this.freeList.byteLength + this.freeHuge.length * 8 + this.detail.length * 8;
+    for (const d of this.detail) if (d) b += d.byteLength;
+    return b;
   }
 
   private assertAllocated(pfn: number, op: string): void {
@@ -203,7 +258,3 @@ function checkRange(offset: number, length: number): void {
   }
 }
 
-function isAllZero(data: Uint8Array): boolean {
-  for (let i = 0; i < data.length; i++) if (data[i] !== 0) return false;
-  return true;
-}

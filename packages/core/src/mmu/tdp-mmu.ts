@@ -943,6 +943,8 @@ export class TdpMmu {
   private zapRoot(mirror: boolean): boolean {
     const root = this.rootOf(mirror);
     if (root < 0) return false;
+    // nothing present under the root: nothing to zap (a root holds only its own entries)
+    if (this.pool.presentCount[root] === 0) return false;
     const end = PAGES_PER_LEVEL[this.rootLevel]! * 512;
     let zapped = false;
     for (const zapLevel of [1, 2, 3, this.rootLevel]) {

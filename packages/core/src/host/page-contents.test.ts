@@ -1,0 +1,70 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { LINE_SIZE, PageContents } from './page-contents.js';
+
+const PAGE = 4096;
+
+describe('PageContents', () => {
+  it('matches a plain byte array for random value and byte accesses, and stores only touched lines', () => {
+    const op = fc.oneof(
+      fc.record({ kind: fc.constant('wv' as const), pfn: fc.integer({ min: 0, max: 3 }), size: fc.constantFrom(1, 2, 4, 8), off: fc.integer({ min: 0, max: PAGE - 8 }), v: fc.bigInt({ min: -(2n ** 64n), max: 2n ** 64n }) }),
+      fc.record({ kind: fc.constant('wb' as const), pfn: fc.integer({ min: 0, max: 3 }), off: fc.integer({ min: 0, max: PAGE - 1 }), data: fc.uint8Array({ maxLength: 1200 }) }),
+      fc.record({ kind: fc.constant('clear' as const), pfn: fc.integer({ min: 0, max: 3 }) }),
+    );
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 40 }), (ops) => {
+        const c = new PageContents();
+        const ref = [0, 1, 2, 3].map(() => new Uint8Array(PAGE));
+        const pfnOf = (i: number) => 0x100 + i * 5000; // different index leaves
+        for (const o of ops) {
+          if (o.kind === 'wv') {
+            c.writeValue(pfnOf(o.pfn), o.off, o.size, o.v);
+            let v = BigInt.asUintN(o.size * 8, o.v);
+            for (let i = 0; i < o.size; i++, v >>= 8n) ref[o.pfn]![o.off + i] = Number(v & 0xffn);
+          } else if (o.kind === 'wb') {
+            const data = o.data.subarray(0, PAGE - o.off);
+            c.write(pfnOf(o.pfn), o.off, data);
+            ref[o.pfn]!.set(data, o.off);
+          } else {
+            c.clear(pfnOf(o.pfn));
+            ref[o.pfn]!.fill(0);
+          }
+          const p = o.pfn;
+          const out = new Uint8Array(PAGE);
+          c.readInto(pfnOf(p), 0, out);
+          if (Buffer.compare(out, ref[p]!) !== 0) throw new Error(`page ${p} differs after ${o.kind}`);
+        }
+        for (let p = 0; p < 4; p++) {
+          const part = new Uint8Array(700);
+          c.readInto(pfnOf(p), 300, part);
+          expect(Buffer.compare(part, ref[p]!.subarray(300, 1000))).toBe(0);
+        }
+        // values read back little-endian at every size
+        for (let p = 0; p < 4; p++) {
+          for (const off of [0, 8, 511, 1020, 4088]) {
+            let want = 0n;
+            for (let i = 7; i >= 0; i--) want = (want << 8n) | BigInt(ref[p]![off + i]!);
+            expect(c.readValue(pfnOf(p), off, 8)).toBe(want);
+            expect(c.readValue(pfnOf(p), off, 2)).toBe(want & 0xffffn);
+          }
+        }
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  it('one word written per page costs one line, and a clear recycles it zeroed', () => {
+    const c = new PageContents();
+    for (let p = 0; p < 1000; p++) c.writeValue(0x100 + p, 8, 8, BigInt(p + 1));
+    expect(c.storedPages).toBe(1000);
+    const before = c.byteLength();
+    expect(before).toBeLessThan(1000 * LINE_SIZE + (1 << 20) + 200_000);
+    for (let p = 0; p < 1000; p++) c.clear(0x100 + p);
+    expect(c.storedPages).toBe(0);
+    c.writeValue(0x100, 16, 8, 5n);
+    expect(c.readValue(0x100, 8, 8)).toBe(0n); // the recycled line was zeroed
+    expect(c.readValue(0x100, 16, 8)).toBe(5n);
+    c.writeValue(0x200, 0, 8, 0n);
+    expect(c.storedPages).toBe(1); // zeros over zeros store nothing
+  });
+});

@@ -1,0 +1,266 @@
+/**
+ * Sparse contents of host page frames. A frame that was never written (or was zeroed) has
+ * no storage and reads as zeros. A written frame gets a page slot; the slot holds
+ * LINES_PER_PAGE line ids, and only the 512-byte lines that received non-zero data get
+ * storage. A guest that writes one word per page (a populate, a page-table entry, a
+ * pvalidate'd page touched once) therefore costs and clears 512 bytes, not 4 KiB.
+ *
+ * Lines live in slabs (one ArrayBuffer of SLAB_LINES lines each, with a byte view and a u64
+ * view for aligned 8-byte accesses), recycled through a free list; a recycled line is zeroed
+ * before reuse (clear_page). Nothing here allocates an object per page.
+ */
+import { PAGE_SIZE } from '../uapi.js';
+
+export const LINE_SHIFT = 9;
+/** bytes per content line */
+export const LINE_SIZE = 1 << LINE_SHIFT;
+export const LINES_PER_PAGE = PAGE_SIZE / LINE_SIZE;
+const SLAB_SHIFT = 11;
+/** lines per slab (1 MiB) */
+const SLAB_LINES = 1 << SLAB_SHIFT;
+/** pfns per block of the pfn -> page slot index (a 2M page frame) */
+const BLOCK = 512;
+
+export class PageContents {
+  /**
+   * pfn -> page slot + 1, per 512-pfn block: a block with one stored page holds the number
+   * (pfn % 512) + 512 * (slot + 1); a block with more holds an Int32Array(512) of slot + 1.
+   * So a 2M frame written once costs one Map entry, not per-4K state.
+   */
+  private readonly index = new Map<number, number | Int32Array>();
+  /** page slot s owns lineIds[s * LINES_PER_PAGE + k] = line id + 1 of its line k (0 = zeros) */
+  private lineIds = new Int32Array(LINES_PER_PAGE * 64);
+  private nextPageSlot = 0;
+  private freePageSlots = new Int32Array(64);
+  private freePageSlotCount = 0;
+  private readonly slabs: Uint8Array[] = [];
+  private readonly slabs64: BigUint64Array[] = [];
+  private nextLine = 0;
+  private freeLines = new Int32Array(64);
+  private freeLineCount = 0;
+  private pages = 0;
+
+  /** frames with stored contents */
+  get storedPages(): number {
+    return this.pages;
+  }
+
+  /** page slot + 1 of `pfn`, 0 when it has no contents */
+  private slotOf(pfn: number): number {
+    const e = this.index.get(Math.floor(pfn / BLOCK));
+    if (e === undefined) return 0;
+    if (typeof e === 'number') return e % BLOCK === pfn % BLOCK ? Math.floor(e / BLOCK) : 0;
+    return e[pfn % BLOCK]!;
+  }
+
+  private setSlot(pfn: number, s1: number): void {
+    const b = Math.floor(pfn / BLOCK);
+    const i = pfn % BLOCK;
+    const e = this.index.get(b);
+    if (e === undefined) {
+      if (s1 !== 0) this.index.set(b, i + BLOCK * s1);
+    } else if (typeof e === 'number') {
+      if (e % BLOCK === i) {
+        if (s1 === 0) this.index.delete(b);
+        else this.index.set(b, i + BLOCK * s1);
+      } else if (s1 !== 0) {
+        const leaf = new Int32Array(BLOCK);
+        leaf[e % BLOCK] = Math.floor(e / BLOCK);
+        leaf[i] = s1;
+        this.index.set(b, leaf);
+      }
+    } else {
+      e[i] = s1;
+    }
+  }
+
+  private attachPage(pfn: number): number {
+    let slot: number;
+    if (this.freePageSlotCount > 0) slot = this.freePageSlots[--this.freePageSlotCount]!;
+    else {
+      slot = this.nextPageSlot++;
+      if ((slot + 1) * LINES_PER_PAGE > this.lineIds.length) this.lineIds = growI32(this.lineIds, (slot + 1) * LINES_PER_PAGE);
+    }
+    this.setSlot(pfn, slot + 1);
+    this.pages++;
+    return slot + 1;
+  }
+
+  /** a zeroed line; returns its id + 1 */
+  private allocLine(): number {
+    let line: number;
+    if (this.freeLineCount > 0) {
+      line = this.freeLines[--this.freeLineCount]!;
+      const o = (line & (SLAB_LINES - 1)) << LINE_SHIFT;
+      this.slabs[line >> SLAB_SHIFT]!.fill(0, o, o + LINE_SIZE);
+    } else {
+      line = this.nextLine++;
+      if (line >> SLAB_SHIFT >= this.slabs.length) {
+        const buf = new ArrayBuffer(SLAB_LINES * LINE_SIZE);
+        this.slabs.push(new Uint8Array(buf));
+        this.slabs64.push(new BigUint64Array(buf));
+      }
+    }
+    return line + 1;
+  }
+
+  /** drop every line of `pfn`: it reads as zeros again */
+  clear(pfn: number): void {
+    const s1 = this.slotOf(pfn);
+    if (s1 === 0) return;
+    this.setSlot(pfn, 0);
+    const base = (s1 - 1) * LINES_PER_PAGE;
+    for (let k = 0; k < LINES_PER_PAGE; k++) {
+      const l1 = this.lineIds[base + k]!;
+      if (l1 === 0) continue;
+      this.lineIds[base + k] = 0;
+      if (this.freeLineCount === this.freeLines.length) this.freeLines = growI32(this.freeLines, this.freeLineCount + 1);
+      this.freeLines[this.freeLineCount++] = l1 - 1;
+    }
+    if (this.freePageSlotCount === this.freePageSlots.length) this.freePageSlots = growI32(this.freePageSlots, this.freePageSlotCount + 1);
+    this.freePageSlots[this.freePageSlotCount++] = s1 - 1;
+    this.pages--;
+  }
+
+  /** clear every pfn of [first, first + n) (n a multiple of 512, first aligned): one lookup per block */
+  clearBlocks(first: number, n: number): void {
+    for (let b = first / BLOCK; b < (first + n) / BLOCK; b++) {
+      const e = this.index.get(b);
+      if (e === undefined) continue;
+      if (typeof e === 'number') this.clear(b * BLOCK + (e % BLOCK));
+      else for (let i = 0; i < BLOCK; i++) if (e[i] !== 0) this.clear(b * BLOCK + i);
+    }
+  }
+
+  /** line id + 1 holding byte `offset` of `pfn`, 0 for zeros; with `create`, allocated */
+  private lineAt(pfn: number, offset: number, create: boolean): number {
+    let s1 = this.slotOf(pfn);
+    if (s1 === 0) {
+      if (!create) return 0;
+      s1 = this.attachPage(pfn);
+    }
+    const i = (s1 - 1) * LINES_PER_PAGE + (offset >>> LINE_SHIFT);
+    let l1 = this.lineIds[i]!;
+    if (l1 === 0 && create) {
+      l1 = this.allocLine();
+      this.lineIds[i] = l1;
+    }
+    return l1;
+  }
+
+  /** byte at `offset` of `pfn` */
+  private byteAt(pfn: number, offset: number): number {
+    const l1 = this.lineAt(pfn, offset, false);
+    if (l1 === 0) return 0;
+    const line = l1 - 1;
+    return this.slabs[line >> SLAB_SHIFT]![((line & (SLAB_LINES - 1)) << LINE_SHIFT) + (offset & (LINE_SIZE - 1))]!;
+  }
+
+  /** little-endian load of `size` (1, 2, 4, 8) bytes inside one page */
+  readValue(pfn: number, offset: number, size: number): bigint {
+    if ((offset & (size - 1)) === 0) {
+      // aligned: one line
+      const l1 = this.lineAt(pfn, offset, false);
+      if (l1 === 0) return 0n;
+      const line = l1 - 1;
+      const o = ((line & (SLAB_LINES - 1)) << LINE_SHIFT) + (offset & (LINE_SIZE - 1));
+      if (size === 8) return this.slabs64[line >> SLAB_SHIFT]![o >>> 3]!;
+      const b = this.slabs[line >> SLAB_SHIFT]!;
+      let v = 0;
+      for (let i = size - 1; i >= 0; i--) v = v * 256 + b[o + i]!;
+      return BigInt(v);
+    }
+    let lo = 0;
+    let hi = 0;
+    for (let i = Math.min(size, 4) - 1; i >= 0; i--) lo = lo * 256 + this.byteAt(pfn, offset + i);
+    for (let i = size - 1; i >= 4; i--) hi = hi * 256 + this.byteAt(pfn, offset + i);
+    return hi === 0 ? BigInt(lo) : (BigInt(hi) << 32n) | BigInt(lo);
+  }
+
+  /** little-endian store of `size` bytes of `value` (mod 2^(8*size)) inside one page */
+  writeValue(pfn: number, offset: number, size: number, value: bigint): void {
+    const v = BigInt.asUintN(size * 8, value);
+    if (v === 0n && this.slotOf(pfn) === 0) return; // zeros over zeros: nothing to store
+    if (size === 8 && (offset & 7) === 0) {
+      const l1 = this.lineAt(pfn, offset, v !== 0n);
+      if (l1 === 0) return;
+      const line = l1 - 1;
+      const o = ((line & (SLAB_LINES - 1)) << LINE_SHIFT) + (offset & (LINE_SIZE - 1));
+      this.slabs64[line >> SLAB_SHIFT]![o >>> 3] = v;
+      return;
+    }
+    let lo = Number(v & 0xffffffffn);
+    let hi = size === 8 ? Number(v >> 32n) : 0;
+    for (let i = 0; i < size; i++) {
+      let byte: number;
+      if (i < 4) {
+        byte = lo & 0xff;
+        lo = (lo - byte) / 256;
+      } else {
+        byte = hi & 0xff;
+        hi = (hi - byte) / 256;
+      }
+      this.storeByte(pfn, offset + i, byte);
+    }
+  }
+
+  private storeByte(pfn: number, offset: number, byte: number): void {
+    const l1 = this.lineAt(pfn, offset, byte !== 0);
+    if (l1 === 0) return; // a zero byte in a zero line
+    const line = l1 - 1;
+    this.slabs[line >> SLAB_SHIFT]![((line & (SLAB_LINES - 1)) << LINE_SHIFT) + (offset & (LINE_SIZE - 1))] = byte;
+  }
+
+  /** copy [offset, offset + out.length) of `pfn` into `out` (zeros where nothing is stored) */
+  readInto(pfn: number, offset: number, out: Uint8Array): void {
+    const s1 = this.slotOf(pfn);
+    if (s1 === 0) return;
+    const end = offset + out.length;
+    for (let o = offset; o < end; ) {
+      const lineEnd = Math.min(end, (o | (LINE_SIZE - 1)) + 1);
+      const l1 = this.lineIds[(s1 - 1) * LINES_PER_PAGE + (o >>> LINE_SHIFT)]!;
+      if (l1 !== 0) {
+        const line = l1 - 1;
+        const base = (line & (SLAB_LINES - 1)) << LINE_SHIFT;
+        const lo = base + (o & (LINE_SIZE - 1));
+        out.set(this.slabs[line >> SLAB_SHIFT]!.subarray(lo, lo + (lineEnd - o)), o - offset);
+      }
+      o = lineEnd;
+    }
+  }
+
+  /** store `data` at `offset` of `pfn`; lines that would only receive zeros stay unallocated */
+  write(pfn: number, offset: number, data: Uint8Array): void {
+    const end = offset + data.length;
+    for (let o = offset; o < end; ) {
+      const lineEnd = Math.min(end, (o | (LINE_SIZE - 1)) + 1);
+      const part = data.subarray(o - offset, lineEnd - offset);
+      const l1 = this.lineAt(pfn, o, !isAllZero(part));
+      if (l1 !== 0) {
+        const line = l1 - 1;
+        this.slabs[line >> SLAB_SHIFT]!.set(part, ((line & (SLAB_LINES - 1)) << LINE_SHIFT) + (o & (LINE_SIZE - 1)));
+      }
+      o = lineEnd;
+    }
+  }
+
+  /** bytes held: slabs, line tables, the pfn index and the free lists */
+  byteLength(): number {
+    let b = this.slabs.length * SLAB_LINES * LINE_SIZE + this.lineIds.byteLength + this.freeLines.byteLength + this.freePageSlots.byteLength;
+    for (const e of this.index.values()) b += typeof e === 'number' ? 16 : e.byteLength + 16;
+    return b;
+  }
+}
+
+function growI32(a: Int32Array, min: number): Int32Array<ArrayBuffer> {
+  let n = a.length * 2;
+  while (n < min) n *= 2;
+  const b = new Int32Array(n);
+  b.set(a);
+  return b;
+}
+
+export function isAllZero(data: Uint8Array): boolean {
+  for (let i = 0; i < data.length; i++) if (data[i] !== 0) return false;
+  return true;
+}
