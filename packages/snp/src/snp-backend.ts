@@ -218,6 +218,14 @@ export function createSnpBackend(opts: SnpBackendOptions): SnpBackend {
   return new SnpBackendImpl(opts);
 }
 
+/** the verdicts of every successful or unvalidated access, shared: the hot path allocates nothing */
+const ACCESS_OK: GuestAccessVerdict = Object.freeze({ kind: 'ok' });
+const VC_NOT_VALIDATED: GuestAccessVerdict = Object.freeze({
+  kind: 'guest-exception',
+  vector: '#VC',
+  reason: 'PAGE_NOT_VALIDATED: the page is private and assigned to this guest, but the guest has not PVALIDATEd it',
+});
+
 class SnpBackendImpl implements SnpBackend {
   readonly name = 'snp';
   readonly vmType = KVM_X86_SNP_VM;
@@ -302,9 +310,10 @@ class SnpBackendImpl implements SnpBackend {
     // the seed design had no prepare hook: the RMP changes from the attribute hook
     if (this.rmpTiming === 'set-attributes' || this.populating) return 0;
     const rmp = this.host.rmp;
-    const e = rmp.lookup(pfn);
-    if (e === null) return -ERRNO.ENOENT;
-    if (e.assigned) return 0;
+    // snp_lookup_rmpentry(): no entry for the pfn → -ENOENT; already assigned → done
+    // (prepare runs on every kvm_gmem_get_pfn(), so this must stay cheap: raw reads, no object)
+    if (!rmp.isValidPfn(pfn)) return -ERRNO.ENOENT;
+    if (rmp.isAssigned(pfn)) return 0;
     let level = PG_LEVEL_4K;
     let pfnAligned = pfn;
     let gfnAligned = gfn;
@@ -437,7 +446,7 @@ class SnpBackendImpl implements SnpBackend {
       if ((w & RMPW_ASSIGNED) !== 0) {
         return { kind: 'npf', errorCode: PFERR_GUEST_RMP_MASK, reason: `shared access to gpa 0x${a.gpa.toString(16)} hits assigned pfn 0x${a.pfn.toString(16)}` };
       }
-      return { kind: 'ok' };
+      return ACCESS_OK;
     }
     const enc = PFERR_GUEST_RMP_MASK + PFERR_GUEST_ENC_MASK;
     if ((w & RMPW_ASSIGNED) === 0) {
@@ -453,9 +462,9 @@ class SnpBackendImpl implements SnpBackend {
     }
     if ((w & RMPW_VALIDATED) === 0) {
       this.stats.vcNotValidated++;
-      return { kind: 'guest-exception', vector: '#VC', reason: `PAGE_NOT_VALIDATED: gpa 0x${a.gpa.toString(16)} is private but the guest has not PVALIDATEd it` };
+      return VC_NOT_VALIDATED;
     }
-    return { kind: 'ok' };
+    return ACCESS_OK;
   }
 
   /** sev_handle_rmp_fault() */
