@@ -177,12 +177,29 @@ describe('ccmem (spawned)', () => {
     }
   });
 
-  it('diff compares model and kvm; explore reports it is not available', () => {
+  it('diff compares model and kvm', () => {
     const d = ccmem(['diff', GOOD, '--json'], { CCMEM_FAKE_TARGETS: 'model,kvm' });
     expect(d.code).toBe(0);
     expect(JSON.parse(d.stdout)).toMatchObject({ agreed: 1, disagreed: 0, skipped: 0, scenarios: [{ agree: true, differences: [], skipped: [] }] });
-    const e = ccmem(['explore', GOOD]);
-    expect(e.code).toBe(2);
-    expect(e.stderr).toMatch(/explore is not available/);
+  });
+
+  it('explore: a built-in exploration passes; with the retry check switched off it finds and shrinks a violation', () => {
+    const ok = ccmem(['explore', '--builtin', 'fault-vs-conversion', '--json']);
+    expect(ok.code).toBe(0);
+    const report = JSON.parse(ok.stdout);
+    expect(Object.keys(report).sort()).toEqual(['mode', 'name', 'pass', 'schedules', 'violations']);
+    expect(report).toMatchObject({ name: 'fault-vs-conversion', mode: 'exhaustive', pass: true, violations: [] });
+    expect(report.schedules).toBeGreaterThan(100);
+    const bad = ccmem(['explore', '--builtin', 'fault-vs-conversion', '--skip-retry-check', '--json']);
+    expect(bad.code).toBe(1);
+    const r = JSON.parse(bad.stdout);
+    expect(r.pass).toBe(false);
+    expect(r.violations[0].violation).toMatch(/maps pfn .* but its backing is/);
+    expect(r.violations[0].schedule.split('.').length).toBeLessThanOrEqual(4);
+    const replay = ccmem(['explore', '--builtin', 'fault-vs-conversion', '--skip-retry-check', '--replay', r.violations[0].schedule, '--json']);
+    expect(replay.code).toBe(1);
+    expect(JSON.parse(replay.stdout).violations[0].violation).toBe(r.violations[0].violation);
+    const missing = ccmem(['explore', '--builtin', 'no-such-exploration']);
+    expect(missing.code).toBe(2);
   });
 });

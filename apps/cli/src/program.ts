@@ -7,6 +7,7 @@ import { buildMatrixCommand } from './commands/matrix.js';
 import { buildExplainCommand } from './commands/explain.js';
 import { buildDiffCommand, buildExploreCommand, setCommandImplementation } from './commands/injected.js';
 import { diffCommand } from './commands/diff.js';
+import { EXPLORE_HELP } from './commands/explore.js';
 import { EXIT_INVALID } from './commands/shared.js';
 
 // `ccmem diff`: model under the host profile vs real KVM (commands/diff.ts)
@@ -27,6 +28,7 @@ export function buildProgram(io: CliIo, done: (code: number) => void): Command {
     buildExploreCommand(io, done),
   ]) {
     cmd.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
+    if (cmd.name() === 'explore') cmd.helpOption(false).addHelpText('after', `\n${EXPLORE_HELP}`);
     program.addCommand(cmd);
   }
   return program;

@@ -19,3 +19,4 @@ export { Vcpu, type GuestAccess, type GuestAccessKind, type GuestAccessResult } 
 export { Vm, checkExtension, KVM_MAX_VCPU_IDS, KVM_EXIT_HYPERCALL_VALID_MASK, type KvmEnableCap, type VmOptions } from './vm.js';
 export { Kvm, vmTypeName, type BackendFactory, type KvmOptions, type CreateVmOptions } from './kvm.js';
 export { checkVmInvariants, assertVmInvariants, type InvariantOptions } from './invariants.js';
+export { GuestAccessOp, GUEST_ACCESS_MAX_RETRIES, type GuestAccessPhase, type GuestAccessOpOptions } from './guest-access-op.js';

@@ -5,26 +5,15 @@
  * re-enters the guest; when KVM cannot finish inside the kernel, KVM_RUN returns to userspace
  * with an exit (`kvm_run.exit_reason` and its fields).
  */
-import { ERRNO, errnoName, type ErrnoName } from './errno.js';
+import { ERRNO, type ErrnoName } from './errno.js';
 import type { GuestOpRequest, GuestOpResult, KvmRunExit, VendorIoctlResult } from './backend.js';
 import { fail } from './errno.js';
-import {
-  KVM_MEMORY_EXIT_FLAG_PRIVATE,
-  KVM_MEMSLOT_INVALID,
-  PAGE_SIZE,
-  pagesPerHpage,
-} from './uapi.js';
+import { KVM_MEMSLOT_INVALID, PAGE_SIZE } from './uapi.js';
 import { KvmPageFault, kvmMmuFaultinPfn, kvmTdpMmuMapFault } from './mmu/page-fault.js';
-import {
-  RET_PF_CONTINUE,
-  RET_PF_EMULATE,
-  RET_PF_FIXED,
-  RET_PF_RETRY,
-  RET_PF_SPURIOUS,
-  RET_PF_WRITE_PROTECTED,
-} from './mmu/mmu-internal.js';
+import { RET_PF_CONTINUE } from './mmu/mmu-internal.js';
 import type { Vm } from './vm.js';
 import { preFaultMemory, type KvmPreFaultMemory } from './prefault.js';
+import { GuestAccessOp, checkAccessSize, type GuestAccessOpOptions } from './guest-access-op.js';
 
 export type GuestAccessKind = 'read' | 'write' | 'fetch';
 
@@ -53,10 +42,6 @@ export interface GuestAccessResult {
   reason?: string;
 }
 
-/** Bound on in-kernel retries of one access in the synchronous driver. */
-const MAX_RETRIES = 64;
-
-const ALL_ONES = [0n, 0xffn, 0xffffn, 0n, 0xffffffffn, 0n, 0n, 0n, 0xffffffffffffffffn];
 
 export class Vcpu {
   readonly kind = 'kvm-vcpu';
@@ -71,7 +56,8 @@ export class Vcpu {
   /** RMP #NPF / retry loop count of the last access (seed 002's loop) */
   lastAccessRetries = 0;
   readonly fault = new KvmPageFault();
-  private readonly walkOut = { lo: 0, hi: 0, level: 0, present: false, pfn: 0 };
+  /** the access the synchronous driver runs (reused: no allocation per access) */
+  private readonly syncOp: GuestAccessOp = new GuestAccessOp(this);
 
   constructor(
     readonly vm: Vm,
@@ -106,7 +92,7 @@ export class Vcpu {
       this.signalPending = false;
       return { errno: 'EINTR', reason: 'signal pending at KVM_RUN' };
     }
-    if (![1, 2, 4, 8].includes(a.size)) fail('EINVAL', 'guest access size must be 1, 2, 4 or 8');
+    checkAccessSize(a.size);
     const pageOff = a.gpa % PAGE_SIZE;
     if (pageOff + a.size > PAGE_SIZE) return this.splitAccess(a);
     this.lastExit = null;
@@ -114,6 +100,27 @@ export class Vcpu {
     const r = this.accessOnePage(a);
     if (r.exit) this.lastExit = r.exit;
     return r;
+  }
+
+  /**
+   * The resumable form of `access` for an explorer: the entry checks run now (a dead VM, a
+   * pending signal or a bad size give a finished op with that result; a page-crossing access
+   * is not supported here), each `step()` runs one phase (walk → faultin → map [→ vendor]).
+   * Retries are unbounded unless `opts.maxRetries` says otherwise.
+   */
+  beginAccess(a: GuestAccess, opts: GuestAccessOpOptions = { maxRetries: Infinity }): GuestAccessOp {
+    checkAccessSize(a.size);
+    if ((a.gpa % PAGE_SIZE) + a.size > PAGE_SIZE) fail('EINVAL', 'beginAccess: an access that crosses a page boundary is two accesses');
+    const op = new GuestAccessOp(this, a, opts);
+    this.lastExit = null;
+    this.pendingMmioRead = null;
+    this.lastAccessRetries = 0;
+    if (this.vm.dead) op.finish({ errno: 'EIO', reason: `VM is dead: ${this.vm.deadReason}` });
+    else if (this.signalPending) {
+      this.signalPending = false;
+      op.finish({ errno: 'EINTR', reason: 'signal pending at KVM_RUN' });
+    }
+    return op;
   }
 
   /** an access that crosses a page boundary is two translations, done byte by byte */
@@ -128,110 +135,12 @@ export class Vcpu {
     return a.kind === 'write' ? {} : { value };
   }
 
+  /** one page: the vCPU's reusable GuestAccessOp, run to completion */
   private accessOnePage(a: GuestAccess): GuestAccessResult {
-    const vm = this.vm;
-    const backend = vm.backend;
-    const write = a.kind === 'write';
-    const fetch = a.kind === 'fetch';
-    const direct = backend?.gfnDirectBits ?? 0;
-    const rawGfn = Math.floor(a.gpa / PAGE_SIZE);
-    // kvm_gfn_direct_bits(): a TDX shared alias and its private twin share one gfn
-    const gfn = direct && rawGfn >= direct ? rawGfn - direct : rawGfn;
-    let isPrivate: boolean;
-    if (backend?.faultIsPrivate) isPrivate = backend.faultIsPrivate(a.gpa, a.private ?? false);
-    else isPrivate = vm.memIsPrivate(gfn); // KVM_X86_SW_PROTECTED_VM: the attribute decides
-    const w = this.walkOut;
-    let npfExtra = 0;
     this.lastAccessRetries = 0;
-
-    for (let tries = 0; tries < MAX_RETRIES; tries++) {
-      if (vm.dead) return { errno: 'EIO', reason: `VM is dead: ${vm.deadReason}` };
-      // The hardware walk (EPT / NPT). A present leaf with the needed permission completes
-      // the translation; a present leaf without W but MMU-writable is fixed by fast_page_fault.
-      if (npfExtra === 0 && vm.mmu.walk(gfn, isPrivate, w) && w.present) {
-        const writable = vm.mmu.lastWalkWritable;
-        if (write && !writable) {
-          if (vm.mmu.makeWritable(gfn, isPrivate)) {
-            const slot = vm.gfnToMemslot(gfn);
-            if (slot?.dirtyBitmap) vm.dirtyLog.markPageDirtyInSlot(slot, gfn);
-            continue;
-          }
-        } else {
-          const n = pagesPerHpage(w.level);
-          const pfn = w.pfn + (gfn % n);
-          const verdict = backend?.checkGuestAccess?.({
-            vcpuId: this.id,
-            gpa: a.gpa,
-            gfn,
-            pfn,
-            level: w.level,
-            isPrivate,
-            write,
-            fetch,
-          });
-          if (!verdict || verdict.kind === 'ok') {
-            const off = a.gpa % PAGE_SIZE;
-            if (write) {
-              vm.phys.writeValue(pfn, off, a.size, a.value ?? 0n);
-              return {};
-            }
-            return { value: vm.phys.readValue(pfn, off, a.size) };
-          }
-          if (verdict.kind === 'guest-exception') return { exception: { vector: verdict.vector, reason: verdict.reason } };
-          if (verdict.kind === 'vm-dead') {
-            vm.markBugged(verdict.reason);
-            return { errno: 'EIO', reason: verdict.reason };
-          }
-          // an #NPF the vendor's hardware raised on a present translation (SNP RMP check)
-          npfExtra = verdict.errorCode;
-          vm.tracer.emit('kvm_page_fault', { vcpu_id: this.id, gpa: a.gpa, error_code: npfExtra, reason: verdict.reason });
-        }
-      }
-      const r = this.pageFault(a.gpa, gfn, isPrivate, write, fetch, false);
-      if (npfExtra !== 0) {
-        // e.g. sev_handle_rmp_fault(): PSMASH + zap on a size mismatch, no-op otherwise
-        backend?.handleNpfExtra?.(this.id, a.gpa, npfExtra);
-        npfExtra = 0;
-        this.lastAccessRetries++;
-        if (r < 0 || r === RET_PF_EMULATE) return this.finishFault(r, a, gfn, isPrivate);
-        continue;
-      }
-      if (r === RET_PF_FIXED || r === RET_PF_SPURIOUS || r === RET_PF_RETRY || r === RET_PF_WRITE_PROTECTED) {
-        this.lastAccessRetries++;
-        continue;
-      }
-      return this.finishFault(r, a, gfn, isPrivate);
-    }
-    return {
-      exit: { reason: 'KVM_EXIT_INTERNAL_ERROR', internal: { suberror: 1 } },
-      reason: `the access did not complete after ${MAX_RETRIES} faults (last: ${this.fault.reason})`,
-    };
-  }
-
-  /** turn a fault result that ends KVM_RUN into the exit userspace sees */
-  private finishFault(r: number, a: GuestAccess, gfn: number, isPrivate: boolean): GuestAccessResult {
-    const f = this.fault;
-    if (r === RET_PF_EMULATE) {
-      if (f.pciHoleRead) return { value: ALL_ONES[a.size]!, reason: f.reason };
-      const mmio = {
-        phys_addr: a.gpa,
-        data: a.kind === 'write' ? (a.value ?? 0n) & ((1n << BigInt(8 * a.size)) - 1n) : 0n,
-        len: a.size,
-        is_write: a.kind === 'write',
-      };
-      if (a.kind !== 'write') this.pendingMmioRead = { gpa: a.gpa, size: a.size };
-      const exit: KvmRunExit = { reason: 'KVM_EXIT_MMIO', mmio };
-      return { exit, reason: f.reason };
-    }
-    const name = errnoName(-r) ?? 'EFAULT';
-    if (f.memoryFaultExit) {
-      const exit: KvmRunExit = {
-        reason: 'KVM_EXIT_MEMORY_FAULT',
-        memory_fault: { flags: isPrivate ? KVM_MEMORY_EXIT_FLAG_PRIVATE : 0, gpa: gfn * PAGE_SIZE, size: PAGE_SIZE },
-      };
-      return { exit, errno: name, reason: f.reason };
-    }
-    return { errno: name, reason: f.reason };
+    const op = this.syncOp.reset(a);
+    while (!op.step());
+    return op.result();
   }
 
   /** KVM_RUN after userspace filled kvm_run.mmio.data for a pending MMIO read */

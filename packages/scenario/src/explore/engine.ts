@@ -210,6 +210,7 @@ function runPhase(st: RunState, i: number): void {
 function complete(st: RunState, bound: number): void {
   const w = st.world;
   let budget = bound;
+  let idleRounds = 0;
   while (st.violation === null) {
     let any = false;
     let progressed = false;
@@ -225,7 +226,10 @@ function complete(st: RunState, bound: number): void {
       if (budget <= 0) break;
     }
     if (!any) return;
-    if (!progressed || budget <= 0) {
+    // a spin right after another actor changed the state is a retry that will now succeed;
+    // two rounds in a row without progress is a livelock
+    idleRounds = progressed ? 0 : idleRounds + 1;
+    if (idleRounds >= 2 || budget <= 0) {
       const stuck = w.actors.filter((a) => !a.finished).map((a) => `${a.name} (step ${a.next}: ${a.steps[a.next]?.op}, phase ${a.active?.op.phase ?? 'begin'})`);
       st.violation = `livelock: ${stuck.join(', ')} cannot finish once the other actors are done`;
       return;

@@ -131,6 +131,7 @@ export class Actor {
       if (!this.begin(step, rs)) return; // lock busy: nothing happened
     }
     const a = this.active!;
+    const w = this.world;
     this.spinning = false;
     switch (a.kind) {
       case 'access': {
@@ -155,6 +156,12 @@ export class Actor {
       }
       case 'attributes':
       case 'memslot': {
+        // kvm_swap_active_memslots() waits in synchronize_srcu() for every vCPU inside
+        // kvm->srcu: a fault between exit and re-entry, a whole KVM_PRE_FAULT_MEMORY
+        if (a.kind === 'memslot' && (a.op.phase === 'invalidate' || a.op.phase === 'commit') && w.srcuReaders(this) > 0) {
+          this.spinning = true;
+          return;
+        }
         if (a.op.step()) {
           let out: Outcome = {};
           try {
@@ -416,6 +423,18 @@ export class World {
     if (!t) return [];
     t.stop();
     return t.events;
+  }
+
+  /** actors inside a kvm->srcu read-side section other than `except` */
+  srcuReaders(except: Actor): number {
+    let n = 0;
+    for (const a of this.actors) {
+      if (a === except || !a.active) continue;
+      const act = a.active;
+      if (act.kind === 'prefault') n++;
+      else if (act.kind === 'access' && act.op.phase !== 'walk' && act.op.phase !== 'done') n++;
+    }
+    return n;
   }
 
   vcpuOf(actor: Actor) {
