@@ -14,7 +14,7 @@
  * A failing step does not stop the run unless `stopOnFailure` is set.
  */
 import { isKvmError, type KvmRunExit, type TraceEvent } from '@ccmem/core';
-import { formatHex, isAddrRef, resolveAddr } from './numbers.js';
+import { formatAddrExpr, formatHex, isAddrRef, resolveAddr } from './numbers.js';
 import {
   ASSERT_LOCATORS,
   type Expectation,
@@ -405,6 +405,8 @@ export function show(v: unknown): string {
   if (typeof v === 'number') return Number.isInteger(v) && Math.abs(v) >= 4096 ? formatHex(v) : String(v);
   if (Array.isArray(v)) return `[${v.map(show).join(', ')}]`;
   if (v === undefined) return 'nothing';
+  // an address written as `name+offset`, shown the way the file wrote it
+  if (isAddrRef(v)) return formatAddrExpr(v);
   if (typeof v === 'object' && v !== null) {
     return `{ ${Object.entries(v)
       .map(([k, x]) => `${k}: ${show(x)}`)
