@@ -19,9 +19,9 @@
  * per access); `Vcpu.beginAccess` hands out a fresh one for an explorer.
  */
 import { errnoName } from './errno.js';
-import type { KvmRunExit } from './backend.js';
+import type { GuestAccessCheck, GuestAccessVerdict, KvmRunExit } from './backend.js';
 import { fail } from './errno.js';
-import { KVM_MEMORY_EXIT_FLAG_PRIVATE, PAGE_SIZE, pagesPerHpage } from './uapi.js';
+import { KVM_INTERNAL_ERROR_EMULATION, KVM_MEMORY_EXIT_FLAG_PRIVATE, PAGE_SIZE } from './uapi.js';
 import { kvmMmuFaultinPfn, kvmTdpMmuMapFault } from './mmu/page-fault.js';
 import {
   RET_PF_CONTINUE,
@@ -40,11 +40,24 @@ export type GuestAccessPhase = 'walk' | 'faultin' | 'map' | 'vendor' | 'done';
 export const GUEST_ACCESS_MAX_RETRIES = 64;
 
 const NO_RESULT: GuestAccessResult = Object.freeze({});
+/**
+ * The result of a completed write: it carries nothing, so every write shares one frozen
+ * object (no allocation per access; a caller cannot change it for the next one).
+ */
+export const WRITE_DONE: GuestAccessResult = Object.freeze({});
+/** The result of a read that returned zero (most reads of fresh memory): shared and frozen. */
+export const READ_ZERO: GuestAccessResult = Object.freeze({ value: 0n });
 const ALL_ONES = [0n, 0xffn, 0xffffn, 0n, 0xffffffffn, 0n, 0n, 0n, 0xffffffffffffffffn];
 
 export interface GuestAccessOpOptions {
   /** faults before the access gives up with KVM_EXIT_INTERNAL_ERROR (default 64; Infinity for an explorer) */
   maxRetries?: number;
+  /**
+   * The op runs to completion with nothing interleaved (Vcpu.access): after a fault that
+   * installed the leaf (RET_PF_FIXED), the guest's retry uses that leaf instead of walking
+   * the tables again (the walk could only find the same leaf). Not for an explorer.
+   */
+  runsToCompletion?: boolean;
 }
 
 export class GuestAccessOp implements KernelOp<GuestAccessResult> {
@@ -69,10 +82,23 @@ export class GuestAccessOp implements KernelOp<GuestAccessResult> {
   /** RET_PF_* of the last fault (or -errno) */
   lastFaultResult = 0;
   maxRetries: number;
+  private readonly runsToCompletion: boolean;
+  /** the last fault returned RET_PF_FIXED and nothing ran since (runsToCompletion only) */
+  private fixedLeaf = false;
   private npfExtra = 0;
   private faultRet = 0;
   private res: GuestAccessResult = NO_RESULT;
   private readonly walkOut = { lo: 0, hi: 0, level: 0, present: false, pfn: 0 };
+  private readonly check: { -readonly [K in keyof GuestAccessCheck]: GuestAccessCheck[K] } = {
+    vcpuId: 0,
+    gpa: 0,
+    gfn: 0,
+    pfn: 0,
+    level: 0,
+    isPrivate: false,
+    write: false,
+    fetch: false,
+  };
 
   constructor(
     readonly vcpu: Vcpu,
@@ -80,30 +106,42 @@ export class GuestAccessOp implements KernelOp<GuestAccessResult> {
     opts: GuestAccessOpOptions = {},
   ) {
     this.maxRetries = opts.maxRetries ?? GUEST_ACCESS_MAX_RETRIES;
+    this.runsToCompletion = opts.runsToCompletion === true;
     if (a) this.reset(a);
   }
 
   /** start a new access on this object (one page; no checks beyond the page split) */
   reset(a: GuestAccess): this {
+    return this.resetRaw(a.gpa, a.size, a.kind === 'write', a.kind === 'fetch', a.value ?? 0n, a.private ?? false);
+  }
+
+  /** reset() from the access's fields (the synchronous driver's form: no GuestAccess object) */
+  resetRaw(gpa: number, size: number, write: boolean, fetch: boolean, value: bigint, requestedPrivate: boolean): this {
     const vm = this.vcpu.vm;
     const backend = vm.backend;
-    this.gpa = a.gpa;
-    this.size = a.size;
-    this.write = a.kind === 'write';
-    this.fetch = a.kind === 'fetch';
-    this.value = a.value ?? 0n;
-    const direct = backend?.gfnDirectBits ?? 0;
-    const rawGfn = Math.floor(a.gpa / PAGE_SIZE);
-    // kvm_gfn_direct_bits(): a TDX shared alias and its private twin share one gfn
-    this.gfn = direct && rawGfn >= direct ? rawGfn - direct : rawGfn;
-    if (backend?.faultIsPrivate) this.isPrivate = backend.faultIsPrivate(a.gpa, a.private ?? false);
-    else this.isPrivate = vm.memIsPrivate(this.gfn); // KVM_X86_SW_PROTECTED_VM: the attribute decides
+    this.gpa = gpa;
+    this.size = size;
+    this.write = write;
+    this.fetch = fetch;
+    this.value = value;
+    const rawGfn = Math.floor(gpa / PAGE_SIZE);
+    if (backend === null) {
+      this.gfn = rawGfn;
+      this.isPrivate = vm.memIsPrivate(rawGfn); // KVM_X86_SW_PROTECTED_VM: the attribute decides
+    } else {
+      const direct = backend.gfnDirectBits ?? 0;
+      // kvm_gfn_direct_bits(): a TDX shared alias and its private twin share one gfn
+      this.gfn = direct && rawGfn >= direct ? rawGfn - direct : rawGfn;
+      if (backend.faultIsPrivate) this.isPrivate = backend.faultIsPrivate(gpa, requestedPrivate);
+      else this.isPrivate = vm.memIsPrivate(this.gfn);
+    }
     this.faults = 0;
     this.vendorFaults = 0;
     this.spinning = false;
     this.npfExtra = 0;
     this.faultRet = 0;
     this.lastFaultResult = 0;
+    this.fixedLeaf = false;
     this.res = NO_RESULT;
     this.phase = 'walk';
     return this;
@@ -142,7 +180,9 @@ export class GuestAccessOp implements KernelOp<GuestAccessResult> {
     const w = this.walkOut;
     // The hardware walk (EPT / NPT). A present leaf with the needed permission completes
     // the translation; a present leaf without W but MMU-writable is fixed by fast_page_fault.
-    if (vm.mmu.walk(gfn, this.isPrivate, w) && w.present) {
+    const found = this.fixedLeaf ? vm.mmu.walkAfterMap(gfn, this.isPrivate, w) : vm.mmu.walk(gfn, this.isPrivate, w);
+    this.fixedLeaf = false;
+    if (found && w.present) {
       if (this.write && !vm.mmu.lastWalkWritable) {
         if (vm.mmu.makeWritable(gfn, this.isPrivate)) {
           const slot = vm.gfnToMemslot(gfn);
@@ -150,28 +190,32 @@ export class GuestAccessOp implements KernelOp<GuestAccessResult> {
           return false; // walk again
         }
       } else {
-        const n = pagesPerHpage(w.level);
         const pfn = w.pfn; // walk() returns the pfn of this gfn (leaf pfn + offset in the huge page)
         const backend = vm.backend;
-        const verdict = backend?.checkGuestAccess?.({
-          vcpuId: this.vcpu.id,
-          gpa: this.gpa,
-          gfn,
-          pfn,
-          level: w.level,
-          isPrivate: this.isPrivate,
-          write: this.write,
-          fetch: this.fetch,
-        });
-        if (!verdict || verdict.kind === 'ok') {
-          const off = this.gpa % PAGE_SIZE;
+        let verdict: GuestAccessVerdict | undefined;
+        if (backend !== null && backend.checkGuestAccess !== undefined) {
+          // one check object per op, refilled: the hook reads it and does not keep it
+          const c = this.check;
+          c.vcpuId = this.vcpu.id;
+          c.gpa = this.gpa;
+          c.gfn = gfn;
+          c.pfn = pfn;
+          c.level = w.level;
+          c.isPrivate = this.isPrivate;
+          c.write = this.write;
+          c.fetch = this.fetch;
+          verdict = backend.checkGuestAccess(c);
+        }
+        if (verdict === undefined || verdict.kind === 'ok') {
+          const off = pageOffset(this.gpa);
           if (this.write) {
             vm.phys.writeValue(pfn, off, this.size, this.value);
-            return this.finish({});
+            return this.finish(WRITE_DONE);
           }
-          return this.finish({ value: vm.phys.readValue(pfn, off, this.size) });
+          const value = vm.phys.readValue(pfn, off, this.size);
+          return this.finish(value === 0n ? READ_ZERO : { value });
         }
-        if (verdict.kind === 'guest-exception') return this.finish({ exception: { vector: verdict.vector, reason: verdict.reason } });
+        if (verdict.kind === 'guest-exception') return this.finish(this.exceptionResult(verdict));
         if (verdict.kind === 'vm-dead') {
           vm.markBugged(verdict.reason);
           return this.finish({ errno: 'EIO', reason: verdict.reason });
@@ -223,6 +267,7 @@ export class GuestAccessOp implements KernelOp<GuestAccessResult> {
     }
     if (r === RET_PF_FIXED || r === RET_PF_SPURIOUS || r === RET_PF_RETRY || r === RET_PF_WRITE_PROTECTED) {
       this.vcpu.lastAccessRetries++;
+      this.fixedLeaf = r === RET_PF_FIXED && this.runsToCompletion;
       this.phase = 'walk';
       return false;
     }
@@ -245,12 +290,39 @@ export class GuestAccessOp implements KernelOp<GuestAccessResult> {
     return false;
   }
 
+  /**
+   * The result for a guest exception. Vendors answer with a few constant verdicts (SNP's
+   * #VC for a page that is not validated), so the frozen result of the last verdict is kept
+   * and shared while the same verdict object comes back.
+   */
+  private exceptionResult(verdict: GuestAccessVerdict & { kind: 'guest-exception' }): GuestAccessResult {
+    if (verdict === this.lastVerdict && this.lastVerdictResult !== null) return this.lastVerdictResult;
+    const r: GuestAccessResult = Object.freeze({ exception: Object.freeze({ vector: verdict.vector, reason: verdict.reason }) });
+    if (Object.isFrozen(verdict)) {
+      // only a frozen verdict can be recognised again: a mutable one may have changed
+      this.lastVerdict = verdict;
+      this.lastVerdictResult = r;
+    }
+    return r;
+  }
+  private lastVerdict: GuestAccessVerdict | null = null;
+  private lastVerdictResult: GuestAccessResult | null = null;
+
   /** turn a fault result that ends KVM_RUN into the exit userspace sees */
   private finishFault(r: number): GuestAccessResult {
     const f = this.vcpu.fault;
     const size = this.size;
     if (r === RET_PF_EMULATE) {
       if (f.pciHoleRead) return { value: ALL_ONES[size]!, reason: f.reason };
+      if (this.fetch) {
+        // The emulator must fetch the instruction bytes at the faulting gpa itself
+        // (kvm_fetch_guest_virt): there is no RAM there, decoding fails, and
+        // handle_emulation_failure() exits to userspace at CPL0 with an emulation error.
+        return {
+          exit: { reason: 'KVM_EXIT_INTERNAL_ERROR', internal: { suberror: KVM_INTERNAL_ERROR_EMULATION } },
+          reason: `instruction fetch from gpa 0x${this.gpa.toString(16)}, which is not RAM (${f.reason}): emulation failure`,
+        };
+      }
       const mmio = {
         phys_addr: this.gpa,
         data: this.write ? this.value & ((1n << BigInt(8 * size)) - 1n) : 0n,
@@ -276,4 +348,12 @@ export class GuestAccessOp implements KernelOp<GuestAccessResult> {
 /** KVM_RUN's entry checks of a guest access (shared by Vcpu.access and Vcpu.beginAccess) */
 export function checkAccessSize(size: number): void {
   if (size !== 1 && size !== 2 && size !== 4 && size !== 8) fail('EINVAL', 'guest access size must be 1, 2, 4 or 8');
+}
+
+/**
+ * gpa % PAGE_SIZE. A gpa above 2^31 is a double, and a float modulo is a libm call; for a
+ * non-negative integer the low 12 bits of its low 32-bit half are the same number.
+ */
+export function pageOffset(gpa: number): number {
+  return gpa >= 0 && gpa === Math.floor(gpa) ? (gpa >>> 0) & (PAGE_SIZE - 1) : gpa % PAGE_SIZE;
 }

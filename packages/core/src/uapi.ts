@@ -135,6 +135,8 @@ export const EXIT_REASONS: Record<string, number> = {
   KVM_EXIT_MEMORY_FAULT,
 };
 export const KVM_MEMORY_EXIT_FLAG_PRIVATE = 1 << 3;
+/* kvm_run.internal.suberror */
+export const KVM_INTERNAL_ERROR_EMULATION = 1;
 
 /* ---- hypercalls ---- */
 export const KVM_HC_MAP_GPA_RANGE = 12;

@@ -199,3 +199,14 @@ describe('software-protected VM: private memory', () => {
     expect(r.exit?.reason).toBe('KVM_EXIT_MEMORY_FAULT');
   });
 });
+
+describe('instruction fetches', () => {
+  it('a fetch from RAM reads it; a fetch where no RAM is cannot be emulated (KVM_EXIT_INTERNAL_ERROR)', () => {
+    const { kvm, hva, vcpu } = defaultVm();
+    kvm.process.mm.write(hva + 0x40, 1, 0x90n);
+    expect(vcpu.guestFetch(0x100040, 1)).toEqual({ value: 0x90n });
+    const r = vcpu.guestFetch(0xfee00000, 1);
+    expect(r.exit).toEqual({ reason: 'KVM_EXIT_INTERNAL_ERROR', internal: { suberror: 1 } });
+    expect(vcpu.pendingMmioRead).toBeNull();
+  });
+});

@@ -13,7 +13,7 @@ import { KvmPageFault, kvmMmuFaultinPfn, kvmTdpMmuMapFault } from './mmu/page-fa
 import { RET_PF_CONTINUE } from './mmu/mmu-internal.js';
 import type { Vm } from './vm.js';
 import { preFaultMemory, type KvmPreFaultMemory } from './prefault.js';
-import { GuestAccessOp, checkAccessSize, type GuestAccessOpOptions } from './guest-access-op.js';
+import { GuestAccessOp, WRITE_DONE, checkAccessSize, pageOffset, type GuestAccessOpOptions } from './guest-access-op.js';
 
 export type GuestAccessKind = 'read' | 'write' | 'fetch';
 
@@ -57,7 +57,7 @@ export class Vcpu {
   lastAccessRetries = 0;
   readonly fault = new KvmPageFault();
   /** the access the synchronous driver runs (reused: no allocation per access) */
-  private readonly syncOp: GuestAccessOp = new GuestAccessOp(this);
+  private readonly syncOp: GuestAccessOp = new GuestAccessOp(this, undefined, { runsToCompletion: true });
 
   constructor(
     readonly vm: Vm,
@@ -73,31 +73,39 @@ export class Vcpu {
   /* ------------------------------------------------------------- accesses --------------- */
 
   guestRead(gpa: number, size: number, isPrivate = false): GuestAccessResult {
-    return this.access({ gpa, size, kind: 'read', private: isPrivate });
+    return this.accessRaw(gpa, size, false, false, 0n, isPrivate, 'read');
   }
 
   guestWrite(gpa: number, size: number, value: bigint, isPrivate = false): GuestAccessResult {
-    return this.access({ gpa, size, kind: 'write', value, private: isPrivate });
+    return this.accessRaw(gpa, size, true, false, value, isPrivate, 'write');
   }
 
   guestFetch(gpa: number, size: number, isPrivate = false): GuestAccessResult {
-    return this.access({ gpa, size, kind: 'fetch', private: isPrivate });
+    return this.accessRaw(gpa, size, false, true, 0n, isPrivate, 'fetch');
   }
 
   /** KVM_RUN until the access completes or an exit reaches userspace */
   access(a: GuestAccess): GuestAccessResult {
+    return this.accessRaw(a.gpa, a.size, a.kind === 'write', a.kind === 'fetch', a.value ?? 0n, a.private ?? false, a.kind);
+  }
+
+  /** access() from the access's fields, without a GuestAccess object per call */
+  private accessRaw(gpa: number, size: number, write: boolean, fetch: boolean, value: bigint, isPrivate: boolean, kind: GuestAccessKind): GuestAccessResult {
     const vm = this.vm;
-    if (vm.dead) return { errno: 'EIO', reason: `VM is dead: ${vm.deadReason}` };
+    if (vm.deadReason !== null) return { errno: 'EIO', reason: `VM is dead: ${vm.deadReason}` };
     if (this.signalPending) {
       this.signalPending = false;
       return { errno: 'EINTR', reason: 'signal pending at KVM_RUN' };
     }
-    checkAccessSize(a.size);
-    const pageOff = a.gpa % PAGE_SIZE;
-    if (pageOff + a.size > PAGE_SIZE) return this.splitAccess(a);
+    checkAccessSize(size);
+    const pageOff = pageOffset(gpa);
+    if (pageOff + size > PAGE_SIZE) return this.splitAccess({ gpa, size, kind, value, private: isPrivate });
     this.lastExit = null;
     this.pendingMmioRead = null;
-    const r = this.accessOnePage(a);
+    this.lastAccessRetries = 0;
+    const op = this.syncOp.resetRaw(gpa, size, write, fetch, value, isPrivate);
+    while (!op.step());
+    const r = op.result();
     if (r.exit) this.lastExit = r.exit;
     return r;
   }
@@ -132,7 +140,7 @@ export class Vcpu {
       if (r.exit || r.errno || r.exception) return r;
       if (r.value !== undefined) value |= r.value << BigInt(8 * i);
     }
-    return a.kind === 'write' ? {} : { value };
+    return a.kind === 'write' ? WRITE_DONE : { value };
   }
 
   /** one page: the vCPU's reusable GuestAccessOp, run to completion */

@@ -417,8 +417,9 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
 
   tdpMmuMap(fault: KvmPageFault): number {
     const req = this.mapReq;
-    const n = PAGES_PER_LEVEL[fault.goalLevel]!;
-    req.gfn = fault.gfn - (fault.gfn % n);
+    // the gfn rounded down to the goal level (gfns are below 2^40: the low half holds the offset)
+    const level = fault.goalLevel;
+    req.gfn = level === PG_LEVEL_4K ? fault.gfn : fault.gfn - ((fault.gfn >>> 0) & (PAGES_PER_LEVEL[level]! - 1));
     req.pfn = fault.pfn;
     req.level = fault.goalLevel;
     req.isPrivate = fault.isPrivate;
@@ -427,17 +428,12 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
     req.exec = true;
     req.prefetch = fault.prefetch;
     req.write = fault.write;
-    const r = this.mmu.map(req);
-    if (r === RET_PF_FIXED && this.tracer.enabled) {
-      this.tracer.emit('kvm_mmu_set_spte', {
-        gfn: req.gfn,
-        pfn: req.pfn,
-        level: req.level,
-        writable: req.writable,
-        private: req.isPrivate,
-      });
+    // trace_kvm_mmu_spte_requested(): what the fault asks the MMU to install (the MMU traces
+    // the SPTE it writes as kvm_mmu_set_spte)
+    if (this.tracer.enabled) {
+      this.tracer.emit('kvm_mmu_spte_requested', { gfn: req.gfn, pfn: req.pfn, level: req.level, private: req.isPrivate });
     }
-    return r;
+    return this.mmu.map(req);
   }
 
   /** make_spte(): a writable SPTE in a dirty-logged slot marks its page dirty at once */

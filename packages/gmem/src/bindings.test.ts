@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { guestMemfdFactory } from './guest-memfd.js';
 import { FakeVm, fakeSlot } from './testing/fake-vm.js';
+import { GmemBindings } from './bindings.js';
 
 const NPAGES = 64;
 
@@ -65,5 +66,28 @@ describe('guest_memfd bindings and page cache against a per-page reference', () 
       }),
       { numRuns: 200 },
     );
+  });
+});
+
+describe('GmemBindings.isBoundTo', () => {
+  it('follows add / remove / clear for the same slot object (the last-slot cache)', () => {
+    const b = new GmemBindings();
+    const s1 = fakeSlot({ id: 1, baseGfn: 0, npages: 8, file: null });
+    const s2 = fakeSlot({ id: 2, baseGfn: 100, npages: 8, file: null });
+    expect(b.isBoundTo(0, s1)).toBe(false);
+    b.add(s1, 0, 8);
+    expect(b.isBoundTo(0, s1)).toBe(true);
+    expect(b.isBoundTo(8, s1)).toBe(false);
+    expect(b.isBoundTo(0, s2)).toBe(false);
+    b.remove(s1);
+    expect(b.isBoundTo(0, s1)).toBe(false);
+    b.add(s1, 16, 24);
+    expect(b.isBoundTo(0, s1)).toBe(false);
+    expect(b.isBoundTo(20, s1)).toBe(true);
+    b.add(s2, 0, 8);
+    expect(b.isBoundTo(4, s2)).toBe(true);
+    b.clear();
+    expect(b.isBoundTo(20, s1)).toBe(false);
+    expect(b.isBoundTo(4, s2)).toBe(false);
   });
 });

@@ -42,10 +42,26 @@ export class GmemBindings {
     return this.bySlot.get(slotKey(slot));
   }
 
+  /* the last slot object asked about and its binding (the fault path asks about one slot
+   * over and over); dropped whenever the bindings change */
+  private lastSlot: MemslotView | null = null;
+  private lastBinding: GmemBinding | undefined = undefined;
+
   /** xa_load(bindings, index) === slot */
   isBoundTo(index: number, slot: MemslotView): boolean {
-    const b = this.bySlot.get(slotKey(slot));
+    let b: GmemBinding | undefined;
+    if (slot === this.lastSlot) b = this.lastBinding;
+    else {
+      b = this.bySlot.get(slotKey(slot));
+      this.lastSlot = slot;
+      this.lastBinding = b;
+    }
     return b !== undefined && index >= b.start && index < b.end;
+  }
+
+  private dropCache(): void {
+    this.lastSlot = null;
+    this.lastBinding = undefined;
   }
 
   /** the binding holding file page `index`, if any */
@@ -79,6 +95,7 @@ export class GmemBindings {
   /** store a binding; the caller has checked that [start, end) is free */
   add(slot: MemslotView, start: number, end: number): GmemBinding {
     const b: GmemBinding = { start, end, slot };
+    this.dropCache();
     const i = this.firstEndingAfter(start);
     this.ranges.splice(i, 0, b);
     this.bySlot.set(slotKey(slot), b);
@@ -89,6 +106,7 @@ export class GmemBindings {
   remove(slot: MemslotView): GmemBinding | undefined {
     const key = slotKey(slot);
     const b = this.bySlot.get(key);
+    this.dropCache();
     if (b === undefined) return undefined;
     this.bySlot.delete(key);
     this.ranges.splice(this.ranges.indexOf(b), 1);
@@ -97,6 +115,7 @@ export class GmemBindings {
 
   /** xa_destroy() */
   clear(): void {
+    this.dropCache();
     this.ranges = [];
     this.bySlot.clear();
   }

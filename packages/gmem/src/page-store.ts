@@ -20,8 +20,11 @@ const CHUNK_PAGES = 1 << CHUNK_SHIFT;
 const CHUNK_MASK = CHUNK_PAGES - 1;
 
 interface Chunk {
-  /** pfn + 1 per page; 0 = hole */
-  readonly pfn: Float64Array;
+  /**
+   * pfn + 1 per page; 0 = hole. Int32 (host pfns are below 2^31): a pfn read back is a small
+   * integer, so the RMP / PAMT / frame lookups it feeds do integer arithmetic.
+   */
+  readonly pfn: Int32Array;
   readonly flags: Uint8Array;
   present: number;
 }
@@ -65,10 +68,11 @@ export class GmemPageStore {
 
   /** add a folio at a hole (filemap_add_folio); flags start clear (not up to date) */
   insert(pgoff: number, pfn: number): void {
+    if (!(pfn >= 0 && pfn < 0x7fffffff)) throw new RangeError(`pfn ${pfn} beyond 2^31 - 1`);
     const idx = Math.floor(pgoff / CHUNK_PAGES);
     let c = this.chunk(idx);
     if (c === undefined) {
-      c = { pfn: new Float64Array(CHUNK_PAGES), flags: new Uint8Array(CHUNK_PAGES), present: 0 };
+      c = { pfn: new Int32Array(CHUNK_PAGES), flags: new Uint8Array(CHUNK_PAGES), present: 0 };
       this.chunks.set(idx, c);
       this.lastIdx = idx;
       this.last = c;

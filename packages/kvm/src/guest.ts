@@ -26,12 +26,15 @@
  * exit before the report (KVM_EXIT_MMIO, KVM_EXIT_MEMORY_FAULT with KVM_RUN failing EFAULT,
  * KVM_EXIT_SHUTDOWN, KVM_EXIT_INTERNAL_ERROR, ...) is returned with the kernel's fields.
  *
- * What `fetch` models. A fetch is performed as a data load of `size` bytes (default 1) at the
- * gpa, through the same guest page walk, memslot lookup and KVM fault path as an instruction
- * fetch; it is reported with `fetchAsRead: true`. Executing scenario bytes for real would run
- * arbitrary instructions with side effects on scenario memory (zeroed memory decodes as
- * `add [rax], al`), and an exec-only distinction (NX, execute-only EPT) does not arise for the
- * default VM type, whose pages are always mapped executable.
+ * What `fetch` models. A fetch is first performed as a data load of `size` bytes (default 1) at
+ * the gpa, through the same guest page walk, memslot lookup and KVM fault path as an instruction
+ * fetch; when that finds RAM it is reported with `fetchAsRead: true`. Executing scenario bytes
+ * in RAM for real would run arbitrary instructions with side effects on scenario memory (zeroed
+ * memory decodes as `add [rax], al`), and an exec-only distinction (NX, execute-only EPT) does
+ * not arise for the default VM type, whose pages are always mapped executable. When the load
+ * exits as MMIO (no RAM at the gpa), nothing the scenario wrote can run there, so the guest then
+ * really jumps to the gpa and the kernel's answer to an instruction fetch from non-RAM is
+ * reported (on v6.18: KVM_EXIT_INTERNAL_ERROR, KVM_INTERNAL_ERROR_EMULATION).
  */
 import { KVM_EXIT_MMIO, type ErrnoName, type KvmRunExit } from '@ccmem/core';
 import { PROT_READ, PROT_WRITE, DTABLE, SEGMENT, SREGS, memoryView, KVM_RUN_LAYOUT as RUN } from './libc.js';
@@ -195,7 +198,30 @@ export class TinyGuest {
     this.start(routine, { rbx: BigInt(gpa), rcx: value });
     const res = this.runToReport(size, write, fetch);
     if (write && res.value !== undefined) return { value: value & mask(size) };
+    if (fetch && res.exit?.reason === 'KVM_EXIT_MMIO') return this.fetchFromNonRam(gpa);
     return res;
+  }
+
+  /**
+   * The data load found no RAM at `gpa` (it exited as MMIO), so executing there cannot run
+   * anything the scenario wrote: finish the load, then jump to `gpa` (the page tables identity-
+   * map it) and report whatever the kernel does with a real instruction fetch from non-RAM.
+   */
+  private fetchFromNonRam(gpa: number): GuestAccessResult {
+    this.settle();
+    if (this.needsReset) {
+      this.loadSregs();
+      this.needsReset = false;
+    }
+    this.vcpu.setRegs({ rip: BigInt(gpa), rbx: 0n, rcx: 0n, rdx: 0n, rflags: 2n });
+    const out = this.vcpu.kvmRun();
+    const exit = this.vcpu.decodeExit(out.exitReason);
+    this.needsReset = true; // the guest is stopped somewhere outside its own code
+    if (exit.reason === 'KVM_EXIT_MMIO') {
+      // completes on the next command with zero data, like any MMIO read
+      this.pending = { isWrite: exit.mmio.is_write, len: exit.mmio.len, size: exit.mmio.len, fetch: true };
+    }
+    return out.errno !== undefined ? { exit, errno: out.errno } : { exit };
   }
 
   /** Supply the data for a pending KVM_EXIT_MMIO read and let the access finish. */

@@ -52,6 +52,7 @@ import {
   firmwareLaunchUpdatePage,
   pferrHas,
   pvalidateInsn,
+  type GuestRmpOperand,
   rmpadjustInsn,
   type GuestInsnResult,
 } from './instructions.js';
@@ -220,6 +221,9 @@ export function createSnpBackend(opts: SnpBackendOptions): SnpBackend {
 
 /** the verdicts of every successful or unvalidated access, shared: the hot path allocates nothing */
 const ACCESS_OK: GuestAccessVerdict = Object.freeze({ kind: 'ok' });
+/* the guest RMP instructions guestRmpInsn() runs */
+const INSN_PVALIDATE = 0;
+const INSN_RMPADJUST = 1;
 const VC_NOT_VALIDATED: GuestAccessVerdict = Object.freeze({
   kind: 'guest-exception',
   vector: '#VC',
@@ -266,6 +270,7 @@ class SnpBackendImpl implements SnpBackend {
   /** pfns collected by the pre-attribute hook for the post hook (private→shared) */
   private pendingShared: number[] = [];
   private readonly violations: string[] = [];
+  private readonly rmpOperand: GuestRmpOperand = { pfn: 0, gpa: 0, asid: 0, level: 0 };
   private destroyed = false;
 
   constructor(opts: SnpBackendOptions) {
@@ -306,7 +311,8 @@ class SnpBackendImpl implements SnpBackend {
 
   /** sev_gmem_prepare() */
   gmemPrepare(pfn: number, gfn: number, maxOrder: number): number {
-    if (this.host.leakedPages.has(pfn)) this.violations.push(`leaked pfn 0x${pfn.toString(16)} was handed out again (gfn 0x${gfn.toString(16)})`);
+    const leaked = this.host.leakedPages;
+    if (leaked.size !== 0 && leaked.has(pfn)) this.violations.push(`leaked pfn 0x${pfn.toString(16)} was handed out again (gfn 0x${gfn.toString(16)})`);
     // the seed design had no prepare hook: the RMP changes from the attribute hook
     if (this.rmpTiming === 'set-attributes' || this.populating) return 0;
     const rmp = this.host.rmp;
@@ -523,11 +529,9 @@ class SnpBackendImpl implements SnpBackend {
     const a = req.args;
     switch (req.op) {
       case 'pvalidate':
-        return this.guestRmpInsn(vcpuId, num(a.gpa, 'gpa'), sizeLevel(a.size), (op) => pvalidateInsn(this.host.rmp, op, a.validate !== false));
+        return this.guestRmpInsn(vcpuId, num(a.gpa, 'gpa'), sizeLevel(a.size), INSN_PVALIDATE, a);
       case 'rmpadjust':
-        return this.guestRmpInsn(vcpuId, num(a.gpa, 'gpa'), sizeLevel(a.size), (op) =>
-          rmpadjustInsn(this.host.rmp, op, num(a.vmpl ?? 1, 'vmpl'), num(a.perms, 'perms'), a.vmsa === true),
-        );
+        return this.guestRmpInsn(vcpuId, num(a.gpa, 'gpa'), sizeLevel(a.size), INSN_RMPADJUST, a);
       case 'psc_msr':
         return this.pscMsr(vcpuId, num(a.gpa, 'gpa'), opNumber((a.op as string | number) ?? 0));
       case 'psc':
@@ -542,7 +546,7 @@ class SnpBackendImpl implements SnpBackend {
    * gfn is an implicit conversion: KVM_EXIT_MEMORY_FAULT); an RMP #NPF goes to
    * sev_handle_rmp_fault() and the instruction is retried, a few times.
    */
-  private guestRmpInsn(vcpuId: number, gpa: number, level: number, insn: (op: { pfn: number; gpa: number; asid: number; level: number }) => GuestInsnResult): GuestOpResult {
+  private guestRmpInsn(vcpuId: number, gpa: number, level: number, insn: number, a: Readonly<Record<string, unknown>>): GuestOpResult {
     const vm = this.kvm;
     const gfn = Math.floor(gpa / 4096);
     if (!vm.memIsPrivate(gfn)) {
@@ -554,7 +558,16 @@ class SnpBackendImpl implements SnpBackend {
       // the NPT fault-in of the private page (kvm_gmem_get_pfn, prepare)
       const r = vm.gmemGetPfn(gfn);
       if (!('pfn' in r)) return { errno: errnoName(-r.errno) ?? 'EFAULT' };
-      last = insn({ pfn: r.pfn, gpa, asid: this.asid, level });
+      // the instruction's operands (one object per backend, refilled: the instruction reads it)
+      const op = this.rmpOperand;
+      op.pfn = r.pfn;
+      op.gpa = gpa;
+      op.asid = this.asid;
+      op.level = level;
+      last =
+        insn === INSN_PVALIDATE
+          ? pvalidateInsn(this.host.rmp, op, a.validate !== false)
+          : rmpadjustInsn(this.host.rmp, op, num(a.vmpl ?? 1, 'vmpl'), num(a.perms, 'perms'), a.vmsa === true);
       if ('ret' in last) return { ret: last.ret, detail: { pfn: r.pfn, retries: tries } };
       vm.tracer.emit('kvm_page_fault', { vcpu_id: vcpuId, gpa, error_code: last.npf, reason: last.reason });
       this.handleNpfExtra(vcpuId, gpa, last.npf);

@@ -39,6 +39,9 @@ import {
   type TdxTd,
 } from './tdx-module.js';
 
+/** the verdict of an access the TD's translation allows (shared, frozen: no allocation per access) */
+const ACCESS_OK: GuestAccessVerdict = Object.freeze({ kind: 'ok' });
+
 /** KVM_TDX_MEASURE_MEMORY_REGION (kvm_tdx_cmd.flags of KVM_TDX_INIT_MEM_REGION) */
 export const KVM_TDX_MEASURE_MEMORY_REGION = 1 << 0;
 /** KVM_SUPPORTED_TD_ATTRS: the only TD attribute KVM lets userspace set that matters here */
@@ -118,7 +121,20 @@ export class TdxBackend implements VendorBackend {
   readonly module: TdxModule;
   readonly td: TdxTd;
   readonly hugePages: boolean;
-  private gpaw: 48 | 52;
+  private gpawValue: 48 | 52 = 48;
+  /* kvm_gfn_direct_bits() and the shared gpa bit for the current GPAW (read on every fault) */
+  private directBits = 2 ** (48 - 1 - 12);
+  private sharedBit = 2 ** (48 - 1);
+
+  private get gpaw(): 48 | 52 {
+    return this.gpawValue;
+  }
+
+  private set gpaw(v: 48 | 52) {
+    this.gpawValue = v;
+    this.directBits = 2 ** (v - 1 - 12);
+    this.sharedBit = 2 ** (v - 1);
+  }
   private vm: (VmForBackend & VmForTdxExtension) | null = null;
   private readonly phys: HostPhysMem;
 
@@ -167,12 +183,12 @@ export class TdxBackend implements VendorBackend {
 
   /** kvm_gfn_direct_bits(): the shared bit as a gfn bit (gpa bit 47 → gfn bit 35, 51 → 39) */
   get gfnDirectBits(): number {
-    return 2 ** (this.gpaw - 1 - 12);
+    return this.directBits;
   }
 
   /** the shared bit as a gpa value */
   get sharedBitGpa(): number {
-    return 2 ** (this.gpaw - 1);
+    return this.sharedBit;
   }
 
   preFaultAllowed(): boolean {
@@ -390,7 +406,7 @@ export class TdxBackend implements VendorBackend {
           reason: `shared alias reaches TD private page pfn ${access.pfn}: TD-bit mismatch, the private contents are never returned`,
         };
       }
-      return { kind: 'ok' };
+      return ACCESS_OK;
     }
     const gfn = Math.floor(access.gpa / PAGE);
     const e = this.td.leafStateAt(gfn);
@@ -398,7 +414,7 @@ export class TdxBackend implements VendorBackend {
     switch (e.state) {
       case SEPT_PRESENT:
         if (e.pfn !== access.pfn) return { kind: 'npf', errorCode: ec, reason: `S-EPT maps pfn ${e.pfn}, mirror pfn ${access.pfn}` };
-        return { kind: 'ok' };
+        return ACCESS_OK;
       case SEPT_PENDING:
         if (this.td.attributes & TDX_TD_ATTR_SEPT_VE_DISABLE) {
           return { kind: 'vm-dead', reason: `pending EPT violation at gpa ${access.gpa}: page touched before TDG.MEM.PAGE.ACCEPT (SEPT_VE_DISABLE)` };

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   TDX_EPT_ENTRY_NOT_FREE,
@@ -21,7 +22,7 @@ import {
   tdxStatusName,
 } from './status.js';
 import { SEPT_BLOCKED, SEPT_FREE, SEPT_PENDING, SEPT_PENDING_BLOCKED, SEPT_PRESENT } from './sept.js';
-import { PT_SEPT, TDG_EXIT_EPT_VIOLATION, TDX_TD_ATTR_SEPT_VE_DISABLE, TdxModule, mrBlock, type TdxTd } from './tdx-module.js';
+import { PT_SEPT, PamtTable, TDG_EXIT_EPT_VIOLATION, TDX_TD_ATTR_SEPT_VE_DISABLE, TdxModule, mrBlock, type TdxTd } from './tdx-module.js';
 import { createFakeHostPhysMem } from './testing.js';
 
 const P = 4096;
@@ -230,5 +231,32 @@ describe('MRTD', () => {
     expect(new TextDecoder().decode(blk.subarray(0, 9))).toBe('MR.EXTEND');
     expect(blk[9]).toBe(0);
     expect(new DataView(blk.buffer).getBigUint64(16, true)).toBe(0x1234000n);
+  });
+});
+
+describe('PamtTable', () => {
+  it('answers like a Map<pfn, level> for random set / delete sequences', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.constantFrom(0x100, 0x101, 0x2ff, 0x300, 0x7fff_0000, 5), fc.constantFrom(PT_SEPT, 0, 1, 2, undefined)), { maxLength: 50 }),
+        (ops) => {
+          const t = new PamtTable();
+          const m = new Map<number, number>();
+          for (const [pfn, v] of ops) {
+            if (v === undefined) expect(t.delete(pfn)).toBe(m.delete(pfn));
+            else {
+              t.set(pfn, v);
+              m.set(pfn, v);
+            }
+            expect(t.size).toBe(m.size);
+            for (const p of [0x100, 0x101, 0x2ff, 0x300, 0x7fff_0000, 5, 6]) {
+              expect(t.has(p)).toBe(m.has(p));
+              expect(t.get(p)).toBe(m.get(p));
+            }
+            expect([...t.entries()].sort((a, b) => a[0] - b[0])).toEqual([...m.entries()].sort((a, b) => a[0] - b[0]));
+          }
+        },
+      ),
+    );
   });
 });

@@ -181,6 +181,82 @@ const SPAN_BYTES = SEPT_SPAN.map((n) => n * GPA_PAGE);
 export const PT_SEPT = -1;
 
 /** One trust domain: TDR + TDCS + TDVPS state, its Secure EPT and its private pages. */
+/**
+ * The PAMT of a TD's pages as a sparse table: one Int8Array of 512 entries per 2M of host
+ * frames that holds any of the TD's pages (value + 2, 0 = not the TD's), instead of a hash
+ * entry per page. Answers like a Map<pfn, level> (has / get / set / delete / size / values).
+ */
+export class PamtTable {
+  private readonly blocks = new Map<number, Int8Array>();
+  private lastKey = -1;
+  private lastBlock: Int8Array | undefined = undefined;
+  private count = 0;
+
+  get size(): number {
+    return this.count;
+  }
+
+  private block(pfn: number, create: boolean): Int8Array | undefined {
+    const key = Math.floor(pfn / 512);
+    if (key === this.lastKey) return this.lastBlock;
+    let b = this.blocks.get(key);
+    if (b === undefined) {
+      if (!create) return undefined;
+      b = new Int8Array(512);
+      this.blocks.set(key, b);
+    }
+    this.lastKey = key;
+    this.lastBlock = b;
+    return b;
+  }
+
+  has(pfn: number): boolean {
+    const b = this.block(pfn, false);
+    return b !== undefined && b[pfn & 511] !== 0;
+  }
+
+  get(pfn: number): number | undefined {
+    const b = this.block(pfn, false);
+    const v = b === undefined ? 0 : b[pfn & 511]!;
+    return v === 0 ? undefined : v - 2;
+  }
+
+  set(pfn: number, value: number): this {
+    if (!Number.isInteger(pfn) || pfn < 0 || !(value >= PT_SEPT && value <= 120)) throw new RangeError(`PAMT: bad entry ${pfn} -> ${value}`);
+    const b = this.block(pfn, true)!;
+    const i = pfn & 511;
+    if (b[i] === 0) this.count++;
+    b[i] = value + 2;
+    return this;
+  }
+
+  delete(pfn: number): boolean {
+    const b = this.block(pfn, false);
+    const i = pfn & 511;
+    if (b === undefined || b[i] === 0) return false;
+    b[i] = 0;
+    this.count--;
+    return true;
+  }
+
+  /** [pfn, value] pairs, by 2M block in first-use order, then by pfn */
+  *entries(): IterableIterator<[number, number]> {
+    for (const [key, b] of this.blocks) for (let i = 0; i < 512; i++) if (b[i] !== 0) yield [key * 512 + i, b[i]! - 2];
+  }
+
+  *keys(): IterableIterator<number> {
+    for (const [pfn] of this.entries()) yield pfn;
+  }
+
+  *values(): IterableIterator<number> {
+    for (const [, v] of this.entries()) yield v;
+  }
+
+  [Symbol.iterator](): IterableIterator<[number, number]> {
+    return this.entries();
+  }
+}
+
 export class TdxTd {
   readonly module: TdxModule;
   state: TdState = 'UNINITIALIZED';
@@ -200,7 +276,7 @@ export class TdxTd {
    * PAMT for the TD's pages: pfn → TDX level of a private page mapping, or PT_SEPT for an
    * S-EPT page. A page in here belongs to the TD (the module refuses to add it twice).
    */
-  readonly pamt = new Map<number, number>();
+  readonly pamt = new PamtTable();
   private mrHash: Hash | null = null;
   mrtd: Buffer | null = null;
   cacheWbDone = false;

@@ -150,7 +150,7 @@ export class AddressSpace {
   /** the pfn of the written anonymous page at `vpn`, or PTE_NONE / ZERO_PFN */
   private anonPte(vpn: number): number {
     const t = this.ptePage(vpn, false);
-    return t === null ? PTE_NONE : t[vpn % HUGE_PAGES]!;
+    return t === null ? PTE_NONE : t[(vpn >>> 0) & (HUGE_PAGES - 1)]!;
   }
 
   /**
@@ -259,7 +259,7 @@ export class AddressSpace {
     if (write ? !vma.prot.write : !vma.prot.read) return 'EFAULT';
     const vpn = Math.floor(hva / PAGE_SIZE);
     if (vma.huge) {
-      const head = vpn - (vpn % HUGE_PAGES);
+      const head = vpn - ((vpn >>> 0) & (HUGE_PAGES - 1));
       let first = this.hugePages.get(head);
       if (first === undefined) {
         first = this.phys.allocContiguous(HUGE_PAGES); // hugetlb faults allocate even on read
@@ -273,7 +273,7 @@ export class AddressSpace {
     out.level = PG_LEVEL_4K;
     if (vma.backing === null) {
       const t = this.ptePage(vpn, true)!;
-      const i = vpn % HUGE_PAGES;
+      const i = (vpn >>> 0) & (HUGE_PAGES - 1); // vpn % 512 without a float modulo
       const pte = t[i]!;
       if (pte !== PTE_NONE && pte !== ZERO_PFN) {
         out.pfn = pte;
@@ -316,7 +316,7 @@ export class AddressSpace {
     if (vma === undefined) return -1;
     const vpn = Math.floor(hva / PAGE_SIZE);
     if (vma.huge) {
-      const head = vpn - (vpn % HUGE_PAGES);
+      const head = vpn - ((vpn >>> 0) & (HUGE_PAGES - 1));
       const first = this.hugePages.get(head);
       return first === undefined ? -1 : first + (vpn - head);
     }

@@ -67,4 +67,27 @@ describe('PageContents', () => {
     c.writeValue(0x200, 0, 8, 0n);
     expect(c.storedPages).toBe(1); // zeros over zeros store nothing
   });
+
+  it('pages that share a 2 MiB block (one index entry, then a per-block table) keep their own contents', () => {
+    const pfns = [0x200, 0x201, 0x3ff, 0x400, 0x200 + 511 * 7];
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.integer({ min: 0, max: pfns.length - 1 }), fc.boolean(), fc.bigInt({ min: 0n, max: 2n ** 64n - 1n })), { maxLength: 60 }), (ops) => {
+        const c = new PageContents();
+        const ref = new Map<number, bigint>();
+        for (const [k, write, v] of ops) {
+          const pfn = pfns[k]!;
+          if (write) {
+            c.writeValue(pfn, 64, 8, v);
+            ref.set(pfn, v);
+          } else {
+            c.clear(pfn);
+            ref.delete(pfn);
+          }
+          for (const p of pfns) expect(c.readValue(p, 64, 8)).toBe(ref.get(p) ?? 0n);
+          expect(c.storedPages).toBe([...ref.values()].filter((x) => x !== 0n).length);
+        }
+      }),
+      { numRuns: 200 },
+    );
+  });
 });

@@ -45,29 +45,51 @@ export class PageContents {
     return this.pages;
   }
 
+  /* the index entry of the last block looked up (accesses walk memory in order) */
+  private lastBlock = -1;
+  private lastEntry: number | Int32Array | undefined = undefined;
+
+  /** the index entry of block `b` (through the one-entry cache) */
+  private entryOf(b: number): number | Int32Array | undefined {
+    if (b === this.lastBlock) return this.lastEntry;
+    const e = this.index.get(b);
+    this.lastBlock = b;
+    this.lastEntry = e;
+    return e;
+  }
+
+  /** store the index entry of block `b` (undefined: delete), keeping the cache in step */
+  private setEntry(b: number, e: number | Int32Array | undefined): void {
+    if (e === undefined) this.index.delete(b);
+    else this.index.set(b, e);
+    this.lastBlock = b;
+    this.lastEntry = e;
+  }
+
   /** page slot + 1 of `pfn`, 0 when it has no contents */
   private slotOf(pfn: number): number {
-    const e = this.index.get(Math.floor(pfn / BLOCK));
+    if (this.pages === 0) return 0;
+    const e = this.entryOf(Math.floor(pfn / BLOCK));
     if (e === undefined) return 0;
-    if (typeof e === 'number') return e % BLOCK === pfn % BLOCK ? Math.floor(e / BLOCK) : 0;
-    return e[pfn % BLOCK]!;
+    // pfn and e are non-negative integers: & instead of a modulo (no float modulo for a double)
+    if (typeof e === 'number') return (e & (BLOCK - 1)) === (pfn & (BLOCK - 1)) ? Math.floor(e / BLOCK) : 0;
+    return e[pfn & (BLOCK - 1)]!;
   }
 
   private setSlot(pfn: number, s1: number): void {
     const b = Math.floor(pfn / BLOCK);
-    const i = pfn % BLOCK;
-    const e = this.index.get(b);
+    const i = pfn & (BLOCK - 1);
+    const e = this.entryOf(b);
     if (e === undefined) {
-      if (s1 !== 0) this.index.set(b, i + BLOCK * s1);
+      if (s1 !== 0) this.setEntry(b, i + BLOCK * s1);
     } else if (typeof e === 'number') {
-      if (e % BLOCK === i) {
-        if (s1 === 0) this.index.delete(b);
-        else this.index.set(b, i + BLOCK * s1);
+      if ((e & (BLOCK - 1)) === i) {
+        this.setEntry(b, s1 === 0 ? undefined : i + BLOCK * s1);
       } else if (s1 !== 0) {
         const leaf = new Int32Array(BLOCK);
-        leaf[e % BLOCK] = Math.floor(e / BLOCK);
+        leaf[e & (BLOCK - 1)] = Math.floor(e / BLOCK);
         leaf[i] = s1;
-        this.index.set(b, leaf);
+        this.setEntry(b, leaf);
       }
     } else {
       e[i] = s1;
@@ -125,9 +147,10 @@ export class PageContents {
   /** clear every pfn of [first, first + n) (n a multiple of 512, first aligned): one lookup per block */
   clearBlocks(first: number, n: number): void {
     for (let b = first / BLOCK; b < (first + n) / BLOCK; b++) {
-      const e = this.index.get(b);
+      if (this.pages === 0) return;
+      const e = this.entryOf(b);
       if (e === undefined) continue;
-      if (typeof e === 'number') this.clear(b * BLOCK + (e % BLOCK));
+      if (typeof e === 'number') this.clear(b * BLOCK + (e & (BLOCK - 1)));
       else for (let i = 0; i < BLOCK; i++) if (e[i] !== 0) this.clear(b * BLOCK + i);
     }
   }

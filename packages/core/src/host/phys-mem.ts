@@ -28,6 +28,9 @@ const FRAME_ALLOCATED = 1;
 const FRAME_FREE = 2;
 const FRAME_LEAKED = 3;
 
+/** largest pfn the allocator hands out (frames are numbered in an Int32Array free list) */
+const MAX_PFN = 0x7fffffff;
+
 /** pfns per block: a 2M frame */
 const BLOCK = 512;
 /* Per-block state: 4K frames with per-frame detail, or one whole 2M (compound) frame. */
@@ -44,8 +47,11 @@ export class PhysMem implements HostPhysMem {
   private readonly detail: (Uint8Array | null)[] = [];
   /** whole free 2M blocks (freed hugetlb pages), reused by allocContiguous(512) */
   private freeHuge: number[] = [];
-  /** LIFO free list of pfns */
-  private freeList = new Float64Array(256);
+  /**
+   * LIFO free list of pfns. Int32: a pfn read back is a small integer, not a double (a float
+   * modulo or division downstream is a libm call); pfns stay below 2^31 (8 TiB of frames).
+   */
+  private freeList = new Int32Array(256);
   private freeCount = 0;
   /** contents of the frames that hold non-zero bytes */
   private readonly contents = new PageContents();
@@ -63,17 +69,25 @@ export class PhysMem implements HostPhysMem {
   /** the frame state of `pfn` */
   private stateOf(pfn: number): number {
     const b = Math.floor(pfn / BLOCK);
-    if (b >= this.blockState.length) return FRAME_NEVER;
+    if (b >= this.blockState.length || b < 0) return FRAME_NEVER;
     const k = this.blockState[b]!;
     if (k === BLOCK_HUGE) return FRAME_ALLOCATED;
     if (k === BLOCK_HUGE_FREE) return FRAME_FREE;
     const d = this.detail[b];
-    return d ? d[pfn % BLOCK]! : FRAME_NEVER;
+    return d ? d[pfn & (BLOCK - 1)]! : FRAME_NEVER;
   }
 
   /** set one frame's state; a whole-2M block turns into per-frame detail first */
   private setState(pfn: number, state: number): void {
     const b = Math.floor(pfn / BLOCK);
+    if (b < this.blockState.length && this.blockState[b] === BLOCK_SMALL) {
+      // the common case: a block that already has per-frame detail
+      const d0 = this.detail[b];
+      if (d0 !== null && d0 !== undefined) {
+        d0[pfn & (BLOCK - 1)] = state;
+        return;
+      }
+    }
     this.ensureBlocks(b + 1);
     let d = this.detail[b] ?? null;
     const k = this.blockState[b]!;
@@ -90,7 +104,7 @@ export class PhysMem implements HostPhysMem {
       this.detail[b] = d;
       this.blockState[b] = BLOCK_SMALL;
     }
-    d[pfn % BLOCK] = state;
+    d[pfn & (BLOCK - 1)] = state;
   }
 
   private ensureBlocks(n: number): void {
@@ -164,8 +178,9 @@ export class PhysMem implements HostPhysMem {
   }
 
   private pushFreeList(pfn: number): void {
+    if (!(pfn >= 0 && pfn <= MAX_PFN)) throw new RangeError(`PhysMem: pfn 0x${pfn.toString(16)} beyond the model's 2^31 frames`);
     if (this.freeCount === this.freeList.length) {
-      const grown = new Float64Array(this.freeList.length * 2);
+      const grown = new Int32Array(this.freeList.length * 2);
       grown.set(this.freeList);
       this.freeList = grown;
     }
@@ -203,6 +218,7 @@ export class PhysMem implements HostPhysMem {
 
   readValue(pfn: number, offset: number, size: number): bigint {
     checkValueAccess(offset, size);
+    if (pfn === ZERO_PFN) return 0n; // never written (assertWritable): no lookup
     return this.contents.readValue(pfn, offset, size);
   }
 

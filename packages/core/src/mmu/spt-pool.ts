@@ -6,6 +6,12 @@
  *
  * Entries are interleaved u32 halves: entry `i` of table `t` is at
  * `chunks[t >>> CHUNK_SHIFT][tableBase(t) + 2*i]` (lo) and `+ 1` (hi).
+ *
+ * Chunk `c` covers table ids [c * TABLES_PER_CHUNK, (c + 1) * TABLES_PER_CHUNK), but the first
+ * chunks hold fewer tables (FIRST_CHUNK_TABLES, doubling up to TABLES_PER_CHUNK): ids past a
+ * chunk's capacity are never handed out. So a small VM (a root and a few tables) costs a few
+ * KiB instead of a whole 256 KiB chunk, and a chunk's array never moves once created (callers
+ * may hold `words(t)` across an `alloc`).
  */
 
 import { SHADOW_NONPRESENT_HI } from './spte.js';
@@ -14,6 +20,13 @@ import { SHADOW_NONPRESENT_HI } from './spte.js';
 export const CHUNK_SHIFT = 6;
 export const TABLES_PER_CHUNK = 1 << CHUNK_SHIFT;
 const CHUNK_MASK = TABLES_PER_CHUNK - 1;
+/** tables in chunk 0; chunk c holds min(TABLES_PER_CHUNK, FIRST_CHUNK_TABLES << c) */
+export const FIRST_CHUNK_TABLES = 4;
+
+/** usable tables of chunk `c` */
+function chunkCapacity(c: number): number {
+  return c >= CHUNK_SHIFT ? TABLES_PER_CHUNK : Math.min(TABLES_PER_CHUNK, FIRST_CHUNK_TABLES << c);
+}
 /** u32 words per table: 512 entries × 2 halves */
 export const WORDS_PER_TABLE = 1024;
 
@@ -26,25 +39,27 @@ export class SptPool {
   /** 64-bit views of the same chunks, for filling with SHADOW_NONPRESENT_VALUE */
   private readonly chunks64: BigUint64Array[] = [];
 
-  /* per-table bookkeeping (struct kvm_mmu_page fields) */
+  /* per-table bookkeeping (struct kvm_mmu_page fields), indexed by table id; they start at
+   * chunk 0's capacity (small enough for V8 to keep them on the JS heap) and double as
+   * chunks are added */
   /** sp->gfn: first gfn the table maps */
-  gfnBase = new Float64Array(TABLES_PER_CHUNK);
+  gfnBase = new Float64Array(FIRST_CHUNK_TABLES);
   /** sp->role.level: level of the table's entries */
-  level = new Uint8Array(TABLES_PER_CHUNK);
+  level = new Uint8Array(FIRST_CHUNK_TABLES);
   /** the table holding the SPTE that points here (sp->ptep), -1 for a root */
-  parentTable = new Int32Array(TABLES_PER_CHUNK);
+  parentTable = new Int32Array(FIRST_CHUNK_TABLES);
   /** index of that SPTE in the parent table */
-  parentIndex = new Uint16Array(TABLES_PER_CHUNK);
+  parentIndex = new Uint16Array(FIRST_CHUNK_TABLES);
   /** sp->external_spt: the page handed to the TDX module for mirror tables, 0 = none */
-  externalSpt = new Int32Array(TABLES_PER_CHUNK);
+  externalSpt = new Int32Array(FIRST_CHUNK_TABLES);
   /** number of shadow-present entries */
-  presentCount = new Uint16Array(TABLES_PER_CHUNK);
+  presentCount = new Uint16Array(FIRST_CHUNK_TABLES);
   /** sp->role.is_mirror */
-  isMirror = new Uint8Array(TABLES_PER_CHUNK);
+  isMirror = new Uint8Array(FIRST_CHUNK_TABLES);
 
-  private freeList = new Int32Array(TABLES_PER_CHUNK);
+  private freeList = new Int32Array(FIRST_CHUNK_TABLES);
   private freeTop = 0;
-  /** tables ever handed out (ids below this exist) */
+  /** the next fresh table id (ids below it were handed out, except past a chunk's capacity) */
   private highWater = 0;
   /** tables currently in use */
   liveTables = 0;
@@ -69,8 +84,11 @@ export class SptPool {
     if (this.freeTop > 0) {
       t = this.freeList[--this.freeTop]!;
     } else {
-      t = this.highWater++;
-      if (t >>> CHUNK_SHIFT >= this.chunks.length) this.addChunk();
+      t = this.highWater;
+      const c = t >>> CHUNK_SHIFT;
+      if (c >= this.chunks.length) this.addChunk();
+      // the next fresh id: the next table of this chunk, or the start of the next chunk
+      this.highWater = (t & CHUNK_MASK) + 1 < chunkCapacity(c) ? t + 1 : (c + 1) << CHUNK_SHIFT;
     }
     if (fill) {
       const first = (t & CHUNK_MASK) << 9;
@@ -101,10 +119,10 @@ export class SptPool {
   }
 
   private addChunk(): void {
-    const buf = new ArrayBuffer(TABLES_PER_CHUNK * WORDS_PER_TABLE * 4);
+    const buf = new ArrayBuffer(chunkCapacity(this.chunks.length) * WORDS_PER_TABLE * 4);
     this.chunks.push(new Int32Array(buf));
     this.chunks64.push(new BigUint64Array(buf));
-    const cap = this.chunks.length * TABLES_PER_CHUNK;
+    const cap = (this.chunks.length - 1) * TABLES_PER_CHUNK + chunkCapacity(this.chunks.length - 1);
     if (cap > this.level.length) {
       let n = this.level.length;
       while (n < cap) n *= 2;

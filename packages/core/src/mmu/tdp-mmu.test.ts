@@ -630,3 +630,71 @@ describe('TdpMmu property: random map / zap / split agree with a per-gfn referen
     );
   });
 });
+
+describe('TdpMmu walk after changes (the cached 4K table)', () => {
+  const SPAN = 512 * 512 * 2; // two 1G regions
+  const PAGES = [0, 1, 512, 512 * 512];
+  type Op =
+    | { kind: 'map'; gfn: number; level: number; isPrivate: boolean }
+    | { kind: 'zap'; start: number; len: number; filter: number }
+    | { kind: 'split'; start: number; len: number }
+    | { kind: 'zapAll' }
+    | { kind: 'walk'; gfn: number; isPrivate: boolean };
+  const gfnArb = fc.oneof(fc.integer({ min: 0, max: SPAN - 1 }), fc.integer({ min: 0, max: 7 }).map((k) => 512 * 511 + k * 512 + 3));
+  const opArb: fc.Arbitrary<Op> = fc.oneof(
+    fc.record({ kind: fc.constant('map' as const), gfn: gfnArb, level: fc.integer({ min: 1, max: 3 }), isPrivate: fc.boolean() }),
+    fc.record({ kind: fc.constant('zap' as const), start: gfnArb, len: fc.integer({ min: 1, max: 4096 }), filter: fc.constantFrom(KVM_FILTER_SHARED, KVM_FILTER_PRIVATE, BOTH) }),
+    fc.record({ kind: fc.constant('split' as const), start: gfnArb, len: fc.integer({ min: 1, max: 600_000 }) }),
+    fc.record({ kind: fc.constant('zapAll' as const) }),
+    fc.record({ kind: fc.constant('walk' as const), gfn: gfnArb, isPrivate: fc.boolean() }),
+  );
+
+  /** the leaf covering `gfn` in one root, from the iterator (no walk) */
+  function reference(mmu: TdpMmu, gfn: number, mirror: boolean): { level: number; pfn: number } | null {
+    let found: { level: number; pfn: number } | null = null;
+    mmu.forEachLeaf(0, SPAN, mirror ? KVM_FILTER_PRIVATE : KVM_FILTER_SHARED, (g, level, pfn, _w, _d, isMirror) => {
+      if (isMirror === mirror && gfn >= g && gfn < g + PAGES[level]!) found = { level, pfn: pfn + (gfn - g) };
+    });
+    return found;
+  }
+
+  for (const config of ['direct + shared alias', 'mirror'] as const) {
+    it(`walk() agrees with the iterator after any sequence of maps, zaps and splits (${config})`, () => {
+      fc.assert(
+        fc.property(fc.array(opArb, { minLength: 1, maxLength: 40 }), (ops) => {
+          const mirror = config === 'mirror';
+          const mmu = mirror
+            ? new TdpMmu({ mirror: true, external: { ...recorder().hooks, splitExternalSpt: () => 0 } })
+            : new TdpMmu({ gfnDirectBits: 2 ** 35 });
+          const w = out();
+          const probes = new Set<number>();
+          for (const op of ops) {
+            if (op.kind === 'map') {
+              const n = PAGES[op.level]!;
+              mmu.map(req(op.gfn, 0x100000 + op.gfn - (op.gfn % n), op.level, { isPrivate: op.isPrivate }));
+              probes.add(op.gfn);
+            } else if (op.kind === 'zap') mmu.zapGfnRange(op.start, Math.min(SPAN, op.start + op.len), op.filter);
+            else if (op.kind === 'split') mmu.splitHugePages(op.start, Math.min(SPAN, op.start + op.len), 1);
+            else if (op.kind === 'zapAll') mmu.zapAllDirect();
+            else {
+              mmu.walk(op.gfn, op.isPrivate, w); // primes the cached table
+              probes.add(op.gfn);
+            }
+            for (const g of probes) {
+              for (const isPrivate of [false, true]) {
+                const exp = reference(mmu, g, isPrivate && mirror);
+                const present = mmu.walk(g, isPrivate, w);
+                expect(present).toBe(exp !== null);
+                if (exp) {
+                  expect(w.level).toBe(exp.level);
+                  expect(w.pfn).toBe(exp.pfn);
+                }
+              }
+            }
+          }
+        }),
+        { numRuns: 150 },
+      );
+    });
+  }
+});

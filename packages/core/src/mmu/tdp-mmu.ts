@@ -160,6 +160,35 @@ export function filterToRootTypes(hasMirroredTdp: boolean, filter: number): numb
 }
 
 const TWO_32 = 2 ** 32;
+
+/**
+ * SPTE_INDEX(gfn, level) from the gfn's low and high 32-bit halves: shifts instead of a float
+ * division per level (a gfn with the TDX shared bit, or under a 5-level root, is above 2^32).
+ */
+function spteIndex(lo32: number, hi32: number, level: number): number {
+  switch (level) {
+    case 1:
+      return lo32 & 511;
+    case 2:
+      return (lo32 >>> 9) & 511;
+    case 3:
+      return (lo32 >>> 18) & 511;
+    case 4:
+      return ((lo32 >>> 27) | (hi32 << 5)) & 511;
+    default:
+      return (hi32 >>> 4) & 511;
+  }
+}
+
+/** the high half of a non-negative integer below 2^53 */
+function high32(x: number): number {
+  return x > 0xffffffff ? Math.floor(x / TWO_32) : 0;
+}
+
+/** x % PAGES_PER_LEVEL[level] for level 1..3 without a float modulo */
+function offsetInLevel(x: number, level: number): number {
+  return level === 1 ? 0 : level === 2 ? (x >>> 0) & 511 : (x >>> 0) & 0x3ffff;
+}
 /** a | b for non-negative integers below 2^53 */
 function or53(a: number, b: number): number {
   if (b === 0) return a;
@@ -181,6 +210,26 @@ export class TdpMmu {
 
   /** W of the leaf the last `walk()` found (false when it found none) */
   lastWalkWritable = false;
+
+  /**
+   * The leaf the last successful `map()` (RET_PF_FIXED) installed: its SPTE halves and level.
+   * A caller that runs nothing between the map and the guest's retry knows the retry's walk
+   * finds exactly this leaf.
+   */
+  lastMapLo = 0;
+  lastMapHi = 0;
+  lastMapLevel = 0;
+
+  /*
+   * The last 4K table a walk reached (a paging-structure cache, like the CPU's): the root gfn
+   * of its first entry, which root, and its table id. A walk or map for a gfn in the same
+   * 2 MiB skips the upper levels. It is dropped whenever a table leaves the paging structure
+   * (handleRemovedPt, destroy): every change to an upper-level entry that leads to a table
+   * goes through there, so while it is set the upper entries still lead to this table.
+   */
+  private pdeGfn = -1;
+  private pdeMirror = false;
+  private pdeTable = -1;
 
   /** root tables; -1 when absent or destroyed */
   directRoot: number;
@@ -291,18 +340,29 @@ export class TdpMmu {
     const goal = req.level;
     if (!(goal >= 1 && goal <= 3)) throw new RangeError(`TdpMmu.map: bad level ${goal}`);
     const mirror = this.useMirror(req.isPrivate);
-    const n = PAGES_PER_LEVEL[goal]!;
-    const gfn = this.rootGfn(req.gfn - (req.gfn % n), mirror);
-    const pfn = req.pfn - (req.pfn % n);
+    const gfn = this.rootGfn(req.gfn - offsetInLevel(req.gfn, goal), mirror);
+    const pfn = req.pfn - offsetInLevel(req.pfn, goal);
+    const lo32 = gfn >>> 0;
+    const hi32 = high32(gfn);
     const pool = this.pool;
     let t = this.rootOf(mirror);
+    let level = this.rootLevel;
+    if (goal === 1 && gfn - (lo32 & 511) === this.pdeGfn && mirror === this.pdeMirror) {
+      t = this.pdeTable; // the 4K table of this 2 MiB (see pdeGfn)
+      level = 1;
+    }
 
-    for (let level = this.rootLevel; ; level--) {
-      const idx = (gfn / PAGES_PER_LEVEL[level]!) & 511;
+    for (; ; level--) {
+      const idx = spteIndex(lo32, hi32, level);
       const words = pool.chunks[t >>> 6]!;
       const off = SptPool.base(t) + (idx << 1);
       const lo = words[off]!;
       const hi = words[off + 1]!;
+      if (level === 1) {
+        this.pdeGfn = gfn - (lo32 & 511);
+        this.pdeMirror = mirror;
+        this.pdeTable = t;
+      }
       // another task froze the SPTE: give up and retry
       if (lo === FROZEN_SPTE_LO && hi === FROZEN_SPTE_HI) return RET_PF_RETRY;
       if (level === goal) return this.mapTargetLevel(req, mirror, t, words, off, gfn, level, pfn, lo, hi);
@@ -368,6 +428,9 @@ export class TdpMmu {
     }
     words[off] = newLo;
     words[off + 1] = newHi;
+    this.lastMapLo = newLo;
+    this.lastMapHi = newHi;
+    this.lastMapLevel = level;
     if (this.tracer?.enabled) this.traceChanged(gfn, level, lo, hi, newLo, newHi);
     if (!wasPresent) this.pool.presentCount[t]!++;
     if (!wasLeaf) this.accountLeaf(level, 1);
@@ -550,10 +613,22 @@ export class TdpMmu {
       out.pfn = -1;
       return false;
     }
-    for (let level = this.rootLevel; ; level--) {
-      const per = PAGES_PER_LEVEL[level]!;
+    const lo32 = g >>> 0;
+    const hi32 = high32(g);
+    let level = this.rootLevel;
+    const g2m = g - (lo32 & 511);
+    if (g2m === this.pdeGfn && mirror === this.pdeMirror) {
+      t = this.pdeTable;
+      level = 1;
+    }
+    for (; ; level--) {
       const words = chunks[t >>> 6]!;
-      const off = ((t & 63) << 10) | (((g / per) & 511) << 1);
+      const off = ((t & 63) << 10) | (spteIndex(lo32, hi32, level) << 1);
+      if (level === 1) {
+        this.pdeGfn = g2m;
+        this.pdeMirror = mirror;
+        this.pdeTable = t;
+      }
       const lo = words[off]!;
       const hi = words[off + 1]!;
       if ((lo & SPTE_MMU_PRESENT_LO) === 0) {
@@ -571,11 +646,30 @@ export class TdpMmu {
         out.hi = hi;
         out.level = level;
         out.present = true;
-        out.pfn = sptePfn(lo, hi) + (level === 1 ? 0 : g % per);
+        out.pfn = sptePfn(lo, hi) + offsetInLevel(g, level);
         return true;
       }
       t = sptePfn(lo, hi);
     }
+  }
+
+  /**
+   * `walk()`'s answer for `gfn` right after a `map()` for it returned RET_PF_FIXED, with nothing
+   * run in between: the leaf that map installed (no table walk). Returns true.
+   */
+  walkAfterMap(gfn: number, isPrivate: boolean, out: TdpWalkResult): boolean {
+    const mirror = isPrivate && this.hasMirror;
+    const g = mirror || this.gfnDirectBits === 0 ? gfn : or53(gfn, this.gfnDirectBits);
+    const lo = this.lastMapLo;
+    const hi = this.lastMapHi;
+    const level = this.lastMapLevel;
+    this.lastWalkWritable = (lo & PT_WRITABLE_LO) !== 0;
+    out.lo = lo;
+    out.hi = hi;
+    out.level = level;
+    out.present = true;
+    out.pfn = sptePfn(lo, hi) + offsetInLevel(g, level);
+    return true;
   }
 
   /** Level of the leaf mapping `gfn`, or 0 when none does. */
@@ -897,6 +991,8 @@ export class TdpMmu {
    * external page on purpose: the TDX module may still own it) and the table is freed.
    */
   private handleRemovedPt(t: number, mirror: boolean): void {
+    this.pdeGfn = -1; // the cached 4K table may be this one or below it
+    this.pdeTable = -1;
     const pool = this.pool;
     const level = pool.level[t]!;
     const base = pool.gfnBase[t]!;
@@ -976,6 +1072,8 @@ export class TdpMmu {
    */
   destroy(): void {
     if (this.destroyed) return;
+    this.pdeGfn = -1;
+    this.pdeTable = -1;
     this.zapRoot(false);
     this.zapRoot(true);
     this.pool.release(this.directRoot);

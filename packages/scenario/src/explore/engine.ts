@@ -23,7 +23,7 @@
 import { checkVmInvariants, type TraceEvent } from '@ccmem/core';
 import { sameValue } from '../runner.js';
 import { ASSERT_LOCATORS, type Invariant, type Scenario, type Step } from '../schema.js';
-import { independent, type ExploreMode, type Footprint } from './types.js';
+import { CHECK_ALL, independent, type CheckRange, type ExploreMode, type Footprint } from './types.js';
 import { World, type ActorStepRecord, type WorldOptions } from './world.js';
 
 export interface Observation {
@@ -52,6 +52,8 @@ export interface ExploreOptions extends WorldOptions {
   observe?: Observation[];
   /** stop exploring after this many milliseconds */
   timeLimitMs?: number;
+  /** check the whole VM after every phase (see ExploreRunOptions.fullChecks) */
+  fullChecks?: boolean;
 }
 
 export interface ExploreViolation {
@@ -157,6 +159,8 @@ export type Chooser = (enabled: number, depth: number, world: World) => number;
 
 interface RunState {
   world: World;
+  /** check the whole VM after every phase, not only the phase's range */
+  fullChecks: boolean;
   clock: number;
   violation: string | null;
   observations: Set<string>;
@@ -182,14 +186,33 @@ function enabledMask(world: World): number {
   return mask;
 }
 
-function checkAfterPhase(st: RunState): void {
+/**
+ * The invariants after a phase. A phase changes SPTEs, attributes and backings only of the
+ * gfns in its check range (Actor.checkRange: the gfn a fault maps, the range an attribute
+ * change converts), so after a ranged phase only the SPTEs overlapping that range are checked;
+ * after a global phase (hole punch, memslot zap of the default VM, atomic actions), and at the
+ * end of every run, the whole VM is. The invalidation counters and the vendor backend's rules
+ * run every time.
+ */
+function checkAfterPhase(st: RunState, fp: CheckRange): void {
   const w = st.world;
   if (w.phaseViolations.length) {
     st.violation = w.phaseViolations[0]!;
     return;
   }
-  const v = checkVmInvariants(w.vm, { allowInvalidSlots: true, pageBudget: 4096 });
-  for (const msg of v) {
+  const v = checkVmInvariants(
+    w.vm,
+    fp.global || st.fullChecks ? FULL_CHECK : { allowInvalidSlots: true, pageBudget: 4096, gfnRange: { start: fp.lo, end: fp.hi }, memslots: fp.memslots },
+  );
+  reportInvariants(st, v);
+  if (st.violation === null && st.named.has('vm-not-bugged') && w.vm.dead) st.violation = `the VM was marked bugged: ${w.vm.deadReason}`;
+}
+
+const FULL_CHECK = { allowInvalidSlots: true, pageBudget: 4096 } as const;
+
+/** invariant messages: observations when they match an `observe` pattern, else the violation */
+function reportInvariants(st: RunState, messages: readonly string[]): void {
+  for (const msg of messages) {
     const obs = st.observeRe.find((o) => o.re.test(msg));
     if (obs) st.observations.add(obs.name);
     else {
@@ -197,13 +220,14 @@ function checkAfterPhase(st: RunState): void {
       return;
     }
   }
-  if (st.named.has('vm-not-bugged') && w.vm.dead) st.violation = `the VM was marked bugged: ${w.vm.deadReason}`;
 }
 
 function runPhase(st: RunState, i: number): void {
-  st.world.actors[i]!.runPhase(++st.clock);
+  const actor = st.world.actors[i]!;
+  const fp = actor.checkRange();
+  actor.runPhase(++st.clock);
   st.steps++;
-  checkAfterPhase(st);
+  checkAfterPhase(st, fp);
 }
 
 /** the deterministic end of a run: every unfinished actor in turn until done or spinning */
@@ -302,6 +326,12 @@ export interface ExploreRunOptions extends WorldOptions {
   trace?: boolean;
   /** skip scheduled choices whose actor is not enabled (shrinking) instead of failing */
   lenient?: boolean;
+  /**
+   * Check the whole VM after every phase instead of the SPTEs of the phase's gfn range (and
+   * the memslot rules only after memslot phases). Slower; the results are the same, which
+   * the tests cross-check.
+   */
+  fullChecks?: boolean;
 }
 
 /** Run one schedule chosen by `choose` (or a fixed list) and check everything. */
@@ -310,6 +340,7 @@ export function runOnce(scenario: Scenario, choose: Chooser | readonly number[],
   const named = new Set((scenario.concurrent?.invariants ?? []).filter((x): x is string => typeof x === 'string'));
   const st: RunState = {
     world,
+    fullChecks: opts.fullChecks === true,
     clock: 0,
     violation: null,
     observations: new Set(),
@@ -318,6 +349,7 @@ export function runOnce(scenario: Scenario, choose: Chooser | readonly number[],
     steps: 0,
   };
   installDataCheck(st);
+  reportInvariants(st, world.setupViolations);
   if (opts.trace) world.startTrace();
   const schedule: number[] = [];
   let sleepBlocked = false;
@@ -347,6 +379,8 @@ export function runOnce(scenario: Scenario, choose: Chooser | readonly number[],
     }
   }
   if (!sleepBlocked && st.violation === null) complete(st, opts.livenessBound ?? 10_000);
+  // the whole VM once more: the per-phase checks after ranged phases looked at their range only
+  if (st.violation === null) checkAfterPhase(st, CHECK_ALL);
   if (!sleepBlocked) finalChecks(st, scenario);
   const events = opts.trace ? world.stopTrace() : [];
   let vendorFaults = 0;
@@ -454,6 +488,7 @@ export function explore(scenario: Scenario, options: ExploreOptions = {}, name =
     ...(options.observe && { observe: options.observe }),
     ...(options.faultInjection && { faultInjection: options.faultInjection }),
     ...(options.tdxBusy && { tdxBusy: options.tdxBusy }),
+    ...(options.fullChecks && { fullChecks: true }),
   };
   const stats: ExploreStats = {
     steps: 0,
@@ -616,5 +651,6 @@ export function replaySchedule(scenario: Scenario, schedule: string | readonly n
     ...(options.observe && { observe: options.observe }),
     ...(options.faultInjection && { faultInjection: options.faultInjection }),
     ...(options.tdxBusy && { tdxBusy: options.tdxBusy }),
+    ...(options.fullChecks && { fullChecks: true }),
   });
 }

@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { builtinExplorationNames, explore, formatSchedule, loadBuiltinExploration, parseExploration, replaySchedule, shrinkSchedule } from '../index.js';
+import { createModelTarget } from '../model-target.js';
+import { resolveStep } from '../runner.js';
+import { World } from './world.js';
 
 function load(name: string) {
   const l = loadBuiltinExploration(name);
@@ -89,5 +92,62 @@ describe('exploration files', () => {
     const r = parseExploration(bad);
     expect(r.ok).toBe(false);
     if (!r.ok) expect(r.errors[0]!.message).toMatch(/unknown invariant/);
+  });
+});
+
+describe('per-phase checks scoped to the phase range', () => {
+  // the explorer re-checks only the SPTEs of a phase's gfn range (and the whole VM after
+  // global phases and at the end of every run); checking the whole VM after every phase
+  // must give exactly the same exploration
+  const same = (a: ReturnType<typeof explore>, b: ReturnType<typeof explore>) => {
+    expect(a.schedules).toBe(b.schedules);
+    expect(a.pass).toBe(b.pass);
+    expect(a.stats.steps).toBe(b.stats.steps);
+    expect(a.stats.sleepBlocked).toBe(b.stats.sleepBlocked);
+    expect(a.stats.observations).toEqual(b.stats.observations);
+    expect(a.stats.vendorFaultRuns).toBe(b.stats.vendorFaultRuns);
+    expect(a.stats.violatingRuns).toBe(b.stats.violatingRuns);
+    expect(a.violations.map((v) => [v.schedule, v.violation])).toEqual(b.violations.map((v) => [v.schedule, v.violation]));
+  };
+
+  for (const name of builtinExplorationNames()) {
+    it(`${name}: the same result as full checks after every phase`, () => {
+      const x = load(name);
+      same(explore(x.scenario, x.options), explore(x.scenario, { ...x.options, fullChecks: true }));
+    }, 30_000);
+  }
+
+  for (const name of ['fault-vs-conversion', 'gmem-punch-vs-fault']) {
+    it(`${name} with skipRetryCheck: every violating run is found at the same phase`, () => {
+      const x = load(name);
+      const o = { ...x.options, mode: 'random' as const, seed: 3, schedules: 150, bound: 30, maxViolations: 1000, shrink: false, faultInjection: { skipRetryCheck: true } };
+      const scoped = explore(x.scenario, o);
+      expect(scoped.stats.violatingRuns).toBeGreaterThan(0);
+      same(scoped, explore(x.scenario, { ...o, fullChecks: true }));
+    }, 30_000);
+  }
+});
+
+describe('setup without per-step checks', () => {
+  it('createModelTarget({ checkEachStep: false }) reports no invariants per step; the World checks once after setup', () => {
+    const x = load('fault-vs-conversion');
+    const sc = x.scenario;
+    const outcomes = (checkEachStep: boolean) => {
+      const t = createModelTarget({ checkEachStep });
+      const ctx = { scenario: sc, vm: sc.vm, names: new Map<string, number>(), trace: false };
+      t.begin(sc, ctx);
+      sc.steps.forEach((step, i) => {
+        const o = t.execute(resolveStep(step, i, ctx.names), ctx);
+        if (step.as !== undefined && o.result !== undefined) ctx.names.set(step.as, o.result);
+      });
+      // map the gfn, then flip its attribute behind KVM's back: the shared SPTE is now wrong
+      t.execute(resolveStep({ op: 'guest_read', args: { vcpu: 0, gpa: 0x1_0000_0000, size: 8 }, expect: {} } as never, 90, ctx.names), ctx);
+      t.vm!.attributes.set(0x100000, 0x100001, 8);
+      return t.execute(resolveStep({ op: 'create_vcpu', args: { id: 7 }, expect: {} } as never, 91, ctx.names), ctx);
+    };
+    expect((outcomes(true).detail?.invariants as string[] | undefined)?.length).toBeGreaterThan(0);
+    expect(outcomes(false).detail?.invariants).toBeUndefined();
+    // the explorer's world: the setup of fault-vs-conversion is clean
+    expect(new World(sc).setupViolations).toEqual([]);
   });
 });

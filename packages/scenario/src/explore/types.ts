@@ -7,7 +7,18 @@ export interface Footprint {
   global: boolean;
 }
 
+/**
+ * What the explorer re-checks after a phase (Actor.checkRange): the SPTEs overlapping
+ * [lo, hi) (everything when global), and the memslot rules when the phase can change memslots.
+ */
+export interface CheckRange extends Footprint {
+  memslots: boolean;
+}
+
 export const GLOBAL: Footprint = Object.freeze({ lo: 0, hi: Number.MAX_SAFE_INTEGER, global: true });
+
+/** check everything */
+export const CHECK_ALL: CheckRange = Object.freeze({ lo: 0, hi: Number.MAX_SAFE_INTEGER, global: true, memslots: true });
 
 /** Two phases commute when they touch disjoint gfn ranges and neither is global. */
 export function independent(a: Footprint, b: Footprint): boolean {

@@ -14,6 +14,7 @@
  * (kvm->slots_lock, the guest_memfd invalidate lock) does nothing and counts as a spin.
  */
 import {
+  checkVmInvariants,
   FALLOC_FL_PUNCH_HOLE,
   GuestAccessOp,
   PAGE_SIZE,
@@ -33,8 +34,8 @@ import { createModelTarget, type ModelTarget } from '../model-target.js';
 import { resolveStep, effectiveVm } from '../runner.js';
 import type { Scenario, Step } from '../schema.js';
 import type { Outcome, ResolvedStep, RunContext } from '../target.js';
-import type { Footprint } from './types.js';
-import { GLOBAL } from './types.js';
+import type { CheckRange, Footprint } from './types.js';
+import { CHECK_ALL, GLOBAL } from './types.js';
 
 /** the outcome of one finished actor step */
 export interface ActorStepRecord {
@@ -93,7 +94,7 @@ export class Actor {
     return this.next >= this.steps.length && this.active === null;
   }
 
-  /** the footprint of the phase this actor runs next */
+  /** the footprint of the phase this actor runs next (partial-order reduction) */
   footprint(): Footprint {
     const a = this.active;
     const w = this.world;
@@ -117,8 +118,48 @@ export class Actor {
     }
   }
 
+  /**
+   * The gfns whose SPTEs, attributes or backing the next phase can change: the range the
+   * explorer re-checks after it (GLOBAL: the whole VM). Narrower than the footprint: a fault
+   * maps or zaps only the leaf that covers its gfn (a huge leaf is checked whole, since the
+   * walk visits every leaf overlapping the range), and an attribute change's invalidate/post
+   * zap only [lo, hi) while moving the invalidation counters (a VM-wide rule, always checked).
+   */
+  checkRange(): CheckRange {
+    const a = this.active;
+    if (a === null) {
+      const step = this.steps[this.next]!;
+      return this.world.stepCheckRange(this.resolved(step));
+    }
+    switch (a.kind) {
+      case 'access':
+        // walk (A/D bits, the fast-path write unprotect of the leaf at gfn) and faultin (the
+        // pfn) change nothing but the leaf covering gfn; map (and the SNP vendor step) may
+        // split a huge leaf or zap the 2M range: the whole footprint
+        return a.op.phase === 'walk' || a.op.phase === 'faultin'
+          ? { lo: a.op.gfn, hi: a.op.gfn + 1, global: false, memslots: false }
+          : { ...this.footprint(), memslots: false };
+      case 'prefault':
+        return { ...this.footprint(), memslots: false };
+      case 'attributes':
+        return { lo: a.lo, hi: a.hi, global: false, memslots: false };
+      case 'memslot':
+        return a.op.phase === 'zap' && this.world.vm.vmType === 0 ? CHECK_ALL : { lo: a.lo, hi: a.hi, global: false, memslots: true };
+      case 'punch':
+        return CHECK_ALL;
+    }
+  }
+
+  private resolvedCache: { next: number; names: number; rs: ResolvedStep } | null = null;
+
+  /** the next step with its `as` names resolved (cached until a name is bound) */
   private resolved(step: Step): ResolvedStep {
-    return resolveStep(step, this.firstIndex + this.next, this.world.names, this.name);
+    const c = this.resolvedCache;
+    const w = this.world;
+    if (c !== null && c.next === this.next && c.names === w.namesVersion) return c.rs;
+    const rs = resolveStep(step, this.firstIndex + this.next, w.names, this.name);
+    this.resolvedCache = { next: this.next, names: w.namesVersion, rs };
+    return rs;
   }
 
   /** run one phase; returns violations noticed by the phase itself */
@@ -294,7 +335,10 @@ export class Actor {
       if (isKvmError(e)) outcome = { errno: e.code };
       else throw e;
     }
-    if (step.as !== undefined && outcome.result !== undefined) w.names.set(step.as, outcome.result);
+    if (step.as !== undefined && outcome.result !== undefined) {
+      w.names.set(step.as, outcome.result);
+      w.namesVersion++;
+    }
     this.stepLo = this.stepHi = 0;
     this.finishStep(outcome, 0, null);
     return false;
@@ -355,6 +399,21 @@ export interface WorldOptions {
   tdxBusy?: { count: number; leaf?: string };
 }
 
+/**
+ * The whole-VM invariant check after the setup steps. The model is deterministic (a schedule
+ * replays exactly), so the setup of a scenario always ends in the same state: it is checked
+ * once per scenario object and the result reused by every later run.
+ */
+const setupChecks = new WeakMap<Scenario, readonly string[]>();
+function setupCheck(scenario: Scenario, vm: Vm): readonly string[] {
+  let v = setupChecks.get(scenario);
+  if (v === undefined) {
+    v = vm.alive ? checkVmInvariants(vm) : [];
+    setupChecks.set(scenario, v);
+  }
+  return v;
+}
+
 /** Thrown when the scenario's setup `steps` fail: the exploration file is invalid for this build. */
 export class SetupError extends Error {}
 
@@ -362,6 +421,8 @@ export class World {
   readonly target: ModelTarget;
   readonly ctx: RunContext;
   readonly names = new Map<string, number>();
+  /** bumped whenever an actor binds a name (`as:`) */
+  namesVersion = 0;
   readonly kvm: Kvm;
   readonly vm: Vm;
   readonly actors: Actor[] = [];
@@ -372,13 +433,17 @@ export class World {
   /** actor index → the vCPU id of its current step */
   readonly currentVcpu = new Map<number, number>();
   onStepDone: ((rec: ActorStepRecord, step: Step) => void) | null = null;
+  /** what `checkVmInvariants` (the whole VM) reported right after the setup steps */
+  readonly setupViolations: readonly string[];
   private trace: { events: TraceEvent[]; stop: () => void } | null = null;
 
   constructor(
     readonly scenario: Scenario,
     opts: WorldOptions = {},
   ) {
-    const target = createModelTarget();
+    // the setup steps run without the target's per-step invariant check: the whole VM is
+    // checked once after them (the explorer reports what that finds like any phase's check)
+    const target = createModelTarget({ checkEachStep: false });
     this.target = target;
     const vmCfg = effectiveVm(scenario);
     this.ctx = { scenario, vm: vmCfg, names: this.names, trace: false };
@@ -400,6 +465,7 @@ export class World {
     });
     this.kvm = target.kvm!;
     this.vm = target.vm!;
+    this.setupViolations = setupCheck(scenario, this.vm);
     if (opts.faultInjection?.skipRetryCheck) this.vm.faultInjection.skipRetryCheck = true;
     if (opts.tdxBusy) {
       const td = (this.vm.backend as unknown as { td?: { injectOperandBusy(count: number, leaf?: string): void } }).td;
@@ -444,6 +510,13 @@ export class World {
 
   /** the footprint of a step's first phase, before it begins */
   stepFootprint(step: Step, rs: ResolvedStep): Footprint {
+    void step;
+    const r = this.stepCheckRange(rs);
+    return r.global ? r : range2M(r.lo, r.hi);
+  }
+
+  /** the gfns a step's first phase can change (see Actor.checkRange) */
+  stepCheckRange(rs: ResolvedStep): CheckRange {
     switch (rs.op) {
       case 'guest_read':
       case 'guest_write':
@@ -451,17 +524,22 @@ export class World {
         const direct = this.vm.backend?.gfnDirectBits ?? 0;
         let g = Math.floor(rs.args.gpa / PAGE_SIZE);
         if (direct && g >= direct) g -= direct;
-        return range2M(g, g + 1);
+        // the first phase is the walk
+        return { lo: g, hi: g + 1, global: false, memslots: false };
       }
       case 'pre_fault_memory': {
         const g = Math.floor(rs.args.gpa / PAGE_SIZE);
-        return range2M(g, g + Math.max(1, Math.ceil(rs.args.size / PAGE_SIZE)));
+        return { ...range2M(g, g + Math.max(1, Math.ceil(rs.args.size / PAGE_SIZE))), memslots: false };
       }
       case 'set_memory_attributes':
-        return range2M(Math.floor(rs.args.address / PAGE_SIZE), Math.ceil((rs.args.address + rs.args.size) / PAGE_SIZE));
+        return {
+          lo: Math.floor(rs.args.address / PAGE_SIZE),
+          hi: Math.ceil((rs.args.address + rs.args.size) / PAGE_SIZE),
+          global: false,
+          memslots: false,
+        };
       default:
-        void step;
-        return GLOBAL;
+        return CHECK_ALL;
     }
   }
 }
