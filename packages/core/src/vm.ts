@@ -137,8 +137,9 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
       : opts.profile.smmAddressSpaces
         ? KVM_MAX_NR_ADDRESS_SPACES
         : 1;
-    this.memslots = new MemslotEngine(this.memslotHooks());
-    this.dirtyLog = new DirtyLog(this.memslots, this.memslotHooks());
+    const hooks = new VmMemslotHooks(this);
+    this.memslots = new MemslotEngine(hooks);
+    this.dirtyLog = new DirtyLog(this.memslots, hooks);
     const backend = opts.backend;
     this.mmu = new TdpMmu({
       rootLevel: opts.rootLevel ?? 4,
@@ -244,29 +245,9 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
     for (let as = 0; as < this.nrMemslotAsIds; as++) this.memslots.forEachMemslotInGfnRange(as, start, end, cb);
   }
 
-  private memslotHooks(): MemslotHooks {
-    // eslint-disable-next-line @typescript-eslint/no-this-alias
-    const vm = this;
-    return {
-      nrAsIds: () => vm.nrMemslotAsIds,
-      hasReadonlyMem: () => (vm.backend ? vm.backend.hasReadonlyMem : true),
-      pciHoleSupported: () => vm.profile.pciHole,
-      getFile: (fd: number) => vm.process.getFile(fd),
-      ownerVm: vm,
-      archPrepareMemoryRegion: (change: MemslotChange, _old: KvmMemorySlot | null, next: KvmMemorySlot | null) =>
-        vm.archPrepareMemoryRegion(change, next),
-      flushShadowMemslot: (slot: KvmMemorySlot) => vm.flushShadowMemslot(slot),
-      archCommitMemoryRegion: (change: MemslotChange, old: KvmMemorySlot | null, next: KvmMemorySlot | null) =>
-        vm.archCommitMemoryRegion(change, old, next),
-      enableDirtyLogPtMasked: (slot: KvmMemorySlot, gfnOffset: number, mask: number) =>
-        vm.mmu.writeProtectGfnMask(slot.baseGfn + gfnOffset, mask),
-      flushRemoteTlbs: () => vm.flushRemoteTlbs(),
-      tracer: vm.tracer,
-    };
-  }
-
   /** kvm_arch_prepare_memory_region(): the new slot must fit the guest physical address space */
-  private archPrepareMemoryRegion(change: MemslotChange, next: KvmMemorySlot | null): ErrnoName | null {
+  /** @internal */
+  archPrepareMemoryRegion(change: MemslotChange, next: KvmMemorySlot | null): ErrnoName | null {
     if ((change === 'CREATE' || change === 'MOVE') && next) {
       const maxGfn = 2 ** (this.mmu.rootLevel === 5 ? 52 : 48) / PAGE_SIZE;
       const direct = this.backend?.gfnDirectBits ?? 0;
@@ -283,7 +264,8 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
    * SPTE (KVM_X86_QUIRK_SLOT_ZAP_ALL); other VM types zap only the slot's leaves, with both
    * filters (a TDX guest's accepted memory elsewhere must survive).
    */
-  private flushShadowMemslot(slot: KvmMemorySlot): void {
+  /** @internal */
+  flushShadowMemslot(slot: KvmMemorySlot): void {
     const start = slot.baseGfn;
     const end = slot.baseGfn + slot.npages;
     this.tracer.emit('kvm_arch_flush_shadow_memslot', { slot: slot.id, start, end, zap_all: this.vmType === KVM_X86_DEFAULT_VM });
@@ -294,7 +276,8 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
   }
 
   /** kvm_arch_commit_memory_region() / kvm_mmu_slot_apply_flags() */
-  private archCommitMemoryRegion(change: MemslotChange, old: KvmMemorySlot | null, next: KvmMemorySlot | null): void {
+  /** @internal */
+  archCommitMemoryRegion(change: MemslotChange, old: KvmMemorySlot | null, next: KvmMemorySlot | null): void {
     if (change !== 'FLAGS_ONLY' || !old || !next) return;
     const wasLogging = kvmSlotDirtyTrackEnabled(old);
     const logging = kvmSlotDirtyTrackEnabled(next);
@@ -638,6 +621,53 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
   /** is `f` a guest-memory file (guest_memfd or a device fd)? */
   static isGuestMemoryFile(f: KvmFile | undefined): f is GuestMemoryFile {
     return !!f && typeof (f as Partial<GuestMemoryFile>).getPfn === 'function';
+  }
+}
+
+/** The VM's side of the memslot engine (one object per VM; methods on the prototype). */
+class VmMemslotHooks implements MemslotHooks {
+  readonly ownerVm: Vm;
+  readonly tracer: Tracer;
+
+  constructor(private readonly vm: Vm) {
+    this.ownerVm = vm;
+    this.tracer = vm.tracer;
+  }
+
+  nrAsIds(): number {
+    return this.vm.nrMemslotAsIds;
+  }
+
+  hasReadonlyMem(): boolean {
+    return this.vm.backend ? this.vm.backend.hasReadonlyMem : true;
+  }
+
+  pciHoleSupported(): boolean {
+    return this.vm.profile.pciHole;
+  }
+
+  getFile(fd: number): KvmFile | undefined {
+    return this.vm.process.getFile(fd);
+  }
+
+  archPrepareMemoryRegion(change: MemslotChange, _old: KvmMemorySlot | null, next: KvmMemorySlot | null): ErrnoName | null {
+    return this.vm.archPrepareMemoryRegion(change, next);
+  }
+
+  flushShadowMemslot(slot: KvmMemorySlot): void {
+    this.vm.flushShadowMemslot(slot);
+  }
+
+  archCommitMemoryRegion(change: MemslotChange, old: KvmMemorySlot | null, next: KvmMemorySlot | null): void {
+    this.vm.archCommitMemoryRegion(change, old, next);
+  }
+
+  enableDirtyLogPtMasked(slot: KvmMemorySlot, gfnOffset: number, mask: number): void {
+    this.vm.mmu.writeProtectGfnMask(slot.baseGfn + gfnOffset, mask);
+  }
+
+  flushRemoteTlbs(): void {
+    this.vm.flushRemoteTlbs();
   }
 }
 

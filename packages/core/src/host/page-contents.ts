@@ -18,6 +18,13 @@ export const LINES_PER_PAGE = PAGE_SIZE / LINE_SIZE;
 const SLAB_SHIFT = 11;
 /** lines per slab (1 MiB) */
 const SLAB_LINES = 1 << SLAB_SHIFT;
+/**
+ * Lines in slab `s`: the first slabs are small (8, 16, 32, ... lines) so a small VM does not
+ * pay for a 1 MiB slab on its first write; from the ninth slab on, SLAB_LINES each.
+ */
+function slabCapacity(s: number): number {
+  return s >= SLAB_SHIFT - 3 ? SLAB_LINES : 8 << s;
+}
 /** pfns per block of the pfn -> page slot index (a 2M page frame) */
 const BLOCK = 512;
 
@@ -116,12 +123,16 @@ export class PageContents {
       const o = (line & (SLAB_LINES - 1)) << LINE_SHIFT;
       this.slabs[line >> SLAB_SHIFT]!.fill(0, o, o + LINE_SIZE);
     } else {
-      line = this.nextLine++;
-      if (line >> SLAB_SHIFT >= this.slabs.length) {
-        const buf = new ArrayBuffer(SLAB_LINES * LINE_SIZE);
+      line = this.nextLine;
+      const s = line >> SLAB_SHIFT;
+      const cap = slabCapacity(s);
+      if (s >= this.slabs.length) {
+        const buf = new ArrayBuffer(cap * LINE_SIZE);
         this.slabs.push(new Uint8Array(buf));
         this.slabs64.push(new BigUint64Array(buf));
       }
+      // a small slab's unused line ids are skipped: line ids keep addressing slab s by s
+      this.nextLine = (line & (SLAB_LINES - 1)) + 1 < cap ? line + 1 : (s + 1) << SLAB_SHIFT;
     }
     return line + 1;
   }
@@ -269,7 +280,7 @@ export class PageContents {
 
   /** bytes held: slabs, line tables, the pfn index and the free lists */
   byteLength(): number {
-    let b = this.slabs.length * SLAB_LINES * LINE_SIZE + this.lineIds.byteLength + this.freeLines.byteLength + this.freePageSlots.byteLength;
+    let b = this.slabs.reduce((n, slab) => n + slab.byteLength, 0) + this.lineIds.byteLength + this.freeLines.byteLength + this.freePageSlots.byteLength;
     for (const e of this.index.values()) b += typeof e === 'number' ? 16 : e.byteLength + 16;
     return b;
   }

@@ -704,20 +704,38 @@ export class TdpMmu {
     if (types & KVM_MIRROR_ROOTS && this.mirrorRoot >= 0) this.leafWalk(true, start, end, cb);
   }
 
+  /**
+   * Inspection walk (invariant checks, `forEachLeaf`): visits only present entries of tables
+   * whose range overlaps [start, end), and leaves a table as soon as all of its present entries
+   * were seen, so a sparse MMU costs what is mapped. Side-effect free; callbacks may re-enter
+   * the MMU (nothing here is shared with the modifying iterator).
+   */
   private leafWalk(mirror: boolean, start: number, end: number, cb: LeafCallback): void {
-    const it = new TdpIter(); // callbacks may re-enter the MMU
-    it.start(this.pool, this.rootOf(mirror), this.rootLevel, 1, this.rootGfn(start, mirror), this.rootGfn(end, mirror));
-    while (it.next()) {
-      const lo = it.lo;
-      if ((lo & SPTE_MMU_PRESENT_LO) === 0 || (it.level !== 1 && (lo & PT_PAGE_SIZE_LO) === 0)) continue;
-      cb(
-        this.plainGfn(it.gfn, mirror),
-        it.level,
-        sptePfn(lo, it.hi),
-        (lo & PT_WRITABLE_LO) !== 0,
-        (lo & EPT_DIRTY_LO) !== 0,
-        mirror,
-      );
+    const root = this.rootOf(mirror);
+    if (root < 0) return;
+    this.leafWalkTable(mirror, root, this.rootLevel, 0, this.rootGfn(start, mirror), this.rootGfn(end, mirror), cb);
+  }
+
+  private leafWalkTable(mirror: boolean, t: number, level: number, base: number, s: number, e: number, cb: LeafCallback): void {
+    const pool = this.pool;
+    let left = pool.presentCount[t]!;
+    if (left === 0) return;
+    const words = pool.words(t);
+    const o0 = SptPool.base(t);
+    const span = PAGES_PER_LEVEL[level]!;
+    for (let i = s > base ? Math.floor((s - base) / span) : 0; i < 512; i++) {
+      const g = base + i * span;
+      if (g >= e) return;
+      const lo = words[o0 + 2 * i]!;
+      if ((lo & SPTE_MMU_PRESENT_LO) === 0) continue;
+      const hi = words[o0 + 2 * i + 1]!;
+      left--;
+      if (level === 1 || (lo & PT_PAGE_SIZE_LO) !== 0) {
+        cb(this.plainGfn(g, mirror), level, sptePfn(lo, hi), (lo & PT_WRITABLE_LO) !== 0, (lo & EPT_DIRTY_LO) !== 0, mirror);
+      } else {
+        this.leafWalkTable(mirror, sptePfn(lo, hi), level - 1, g, s, e, cb);
+      }
+      if (left === 0) return;
     }
   }
 
