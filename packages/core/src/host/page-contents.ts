@@ -36,14 +36,14 @@ export class PageContents {
    */
   private readonly index = new Map<number, number | Int32Array>();
   /** page slot s owns lineIds[s * LINES_PER_PAGE + k] = line id + 1 of its line k (0 = zeros) */
-  private lineIds = new Int32Array(LINES_PER_PAGE * 64);
+  private lineIds = new Int32Array(LINES_PER_PAGE * 2); // 64 bytes: on the V8 heap; grows on demand
   private nextPageSlot = 0;
-  private freePageSlots = new Int32Array(64);
+  private freePageSlots = new Int32Array(16);
   private freePageSlotCount = 0;
   private readonly slabs: Uint8Array[] = [];
   private readonly slabs64: BigUint64Array[] = [];
   private nextLine = 0;
-  private freeLines = new Int32Array(64);
+  private freeLines = new Int32Array(16);
   private freeLineCount = 0;
   private pages = 0;
 

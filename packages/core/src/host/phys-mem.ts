@@ -51,7 +51,7 @@ export class PhysMem implements HostPhysMem {
    * LIFO free list of pfns. Int32: a pfn read back is a small integer, not a double (a float
    * modulo or division downstream is a libm call); pfns stay below 2^31 (8 TiB of frames).
    */
-  private freeList = new Int32Array(256);
+  private freeList = new Int32Array(16); // 64 bytes: on the V8 heap; doubles on demand
   private freeCount = 0;
   /** contents of the frames that hold non-zero bytes */
   private readonly contents = new PageContents();
