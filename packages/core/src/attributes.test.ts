@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Kvm } from './kvm.js';
-import { KvmError } from './errno.js';
+import { errnoOf } from './testing/errno-of.js';
 import { assertVmInvariants } from './invariants.js';
 import { recordTrace } from './trace.js';
 import { runOp } from './steps.js';
@@ -9,15 +9,6 @@ import type { AttributeChange, VendorBackend } from './backend.js';
 
 const MiB = 1 << 20;
 
-function errnoOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof KvmError) return e.code;
-    throw e;
-  }
-  return undefined;
-}
 
 function swVm() {
   const kvm = new Kvm();

@@ -1,21 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { Kvm } from './kvm.js';
-import { KvmError } from './errno.js';
+import { errnoOf } from './testing/errno-of.js';
 import { assertVmInvariants } from './invariants.js';
 import { runOp } from './steps.js';
 import { PreFaultMemoryOp, type KvmPreFaultMemory } from './prefault.js';
 
 const MiB = 1 << 20;
 
-function errnoOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof KvmError) return e.code;
-    throw e;
-  }
-  return undefined;
-}
 
 function setup(opts: { huge?: boolean; profile?: string } = {}) {
   const kvm = new Kvm(opts.profile ? { profile: opts.profile } : {});

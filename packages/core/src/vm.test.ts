@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Kvm } from './kvm.js';
-import { KvmError } from './errno.js';
+import { errnoOf } from './testing/errno-of.js';
 import {
   KVM_CAP_GUEST_MEMFD,
   KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2,
@@ -19,15 +19,6 @@ import {
   KVM_X86_SW_PROTECTED_VM,
 } from './uapi.js';
 
-function errnoOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof KvmError) return e.code;
-    throw e;
-  }
-  return undefined;
-}
 
 describe('KVM_CHECK_EXTENSION', () => {
   it('upstream profile: system-wide and per-VM answers', () => {
