@@ -809,16 +809,21 @@ export class TdpMmu {
    * Mirror roots are not walked: dirty logging is refused for guest_memfd slots.
    */
   writeProtectGfnRange(start: number, end: number, minLevel = 1): boolean {
+    return this.clearLeafLoBits(start, end, minLevel, PT_WRITABLE_LO);
+  }
+
+  /** Clears `mask` (bits of the low half) in every present leaf of the direct root in [start, end). */
+  private clearLeafLoBits(start: number, end: number, minLevel: number, mask: number): boolean {
     this.checkAlive();
     const it = this.iter.start(this.pool, this.directRoot, this.rootLevel, minLevel, this.rootGfn(start, false), this.rootGfn(end, false));
     let changed = false;
     while (it.next()) {
       const lo = it.lo;
       if ((lo & SPTE_MMU_PRESENT_LO) === 0 || (it.level !== 1 && (lo & PT_PAGE_SIZE_LO) === 0)) continue;
-      if ((lo & PT_WRITABLE_LO) === 0) continue;
-      const oldHi = it.hi;
-      it.write((lo & ~PT_WRITABLE_LO) | 0, oldHi);
-      if (this.tracer?.enabled) this.traceChanged(it.gfn, it.level, lo, oldHi, it.lo, oldHi);
+      if ((lo & mask) === 0) continue;
+      const hi = it.hi;
+      it.write((lo & ~mask) | 0, hi);
+      if (this.tracer?.enabled) this.traceChanged(it.gfn, it.level, lo, hi, it.lo, hi);
       changed = true;
     }
     return changed;
@@ -867,19 +872,7 @@ export class TdpMmu {
    * leaf mapping [start, end) in the direct root. Returns whether an SPTE changed.
    */
   clearDirtyGfnRange(start: number, end: number): boolean {
-    this.checkAlive();
-    const it = this.iter.start(this.pool, this.directRoot, this.rootLevel, 1, this.rootGfn(start, false), this.rootGfn(end, false));
-    let changed = false;
-    while (it.next()) {
-      const lo = it.lo;
-      if ((lo & SPTE_MMU_PRESENT_LO) === 0 || (it.level !== 1 && (lo & PT_PAGE_SIZE_LO) === 0)) continue;
-      if ((lo & EPT_DIRTY_LO) === 0) continue;
-      const hi = it.hi;
-      it.write((lo & ~EPT_DIRTY_LO) | 0, hi);
-      if (this.tracer?.enabled) this.traceChanged(it.gfn, it.level, lo, hi, it.lo, hi);
-      changed = true;
-    }
-    return changed;
+    return this.clearLeafLoBits(start, end, 1, EPT_DIRTY_LO);
   }
 
   /* ---------------------------------------------------------------------------------------- */
