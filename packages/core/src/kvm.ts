@@ -42,6 +42,7 @@ export class Kvm {
   readonly tracer: Tracer;
   private readonly guestMemfd: GuestMemfdFactory | null;
   private readonly backends: Readonly<Record<number, BackendFactory>>;
+  private disposed = false;
 
   constructor(opts: KvmOptions = {}) {
     const p = typeof opts.profile === 'string' ? profileByName(opts.profile) : opts.profile;
@@ -67,6 +68,7 @@ export class Kvm {
 
   /** KVM_CREATE_VM: EINVAL for a VM type this host does not offer */
   createVm(opts: CreateVmOptions = {}): Vm {
+    if (this.disposed) throw new Error('Kvm.createVm: disposed');
     const type = opts.type ?? KVM_X86_DEFAULT_VM;
     if (!Number.isInteger(type) || type < 0 || type > 31 || !(this.vmTypes & (1 << type)))
       fail('EINVAL', `KVM_CREATE_VM: VM type ${vmTypeName(type)} is not supported (KVM_CAP_VM_TYPES)`);
@@ -87,6 +89,23 @@ export class Kvm {
     vm.fd = this.process.installFd(vm);
     this.tracer.emit('kvm_create_vm', { type, vm: vm.id });
     return vm;
+  }
+
+  /**
+   * Throws the whole host away at once, without any teardown (no release, no kvm_destroy_vm):
+   * the page tables of every VM still open and the process's memory give their buffers back
+   * for reuse by later Kvm instances, so a program that builds and drops many small VMs (the
+   * explorer) does not allocate them again. Nothing of this Kvm, its process or its VMs may
+   * be used afterwards.
+   */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const file of this.process.openFiles()) {
+      // the TdpMmu's table pool (private to the MMU: reached by name, for teardown only)
+      if (file instanceof Vm) file.mmu.dispose();
+    }
+    this.process.dispose();
   }
 }
 

@@ -217,7 +217,7 @@ export class TinyGuest {
     const out = this.vcpu.kvmRun();
     const exit = this.vcpu.decodeExit(out.exitReason);
     this.needsReset = true; // the guest is stopped somewhere outside its own code
-    if (exit.reason === 'KVM_EXIT_MMIO') {
+    if (out.exitReason === KVM_EXIT_MMIO && 'mmio' in exit) {
       // completes on the next command with zero data, like any MMIO read
       this.pending = { isWrite: exit.mmio.is_write, len: exit.mmio.len, size: exit.mmio.len, fetch: true };
     }

@@ -94,6 +94,14 @@ export class HostSignal extends Error {
 
 export type InvalidateRangeListener = (start: number, end: number) => void;
 
+/**
+ * PTE pages of disposed address spaces, handed out again zeroed (PTE_NONE, as a fresh array)
+ * by later ones: a program that builds and drops many small VMMs (the explorer) then
+ * allocates none. At most MAX_CACHED_PTE_PAGES are kept.
+ */
+const cachedPtePages: Float64Array[] = [];
+const MAX_CACHED_PTE_PAGES = 64;
+
 export class AddressSpace {
   readonly phys: PhysMem;
   /** VMAs sorted by start, non-overlapping */
@@ -117,6 +125,7 @@ export class AddressSpace {
   private lastVma: Vma | undefined = undefined;
   private readonly scratchOut: HvaToPfnOut = { pfn: 0, writable: false, level: PG_LEVEL_4K };
   private listeners: InvalidateRangeListener[] = [];
+  private disposed = false;
 
   constructor(phys: PhysMem) {
     this.phys = phys;
@@ -136,10 +145,13 @@ export class AddressSpace {
   private ptePage(vpn: number, create: boolean): Float64Array | null {
     const key = Math.floor(vpn / HUGE_PAGES);
     if (key === this.lastPteKey) return this.lastPte;
+    if (this.disposed) throw new Error('AddressSpace: disposed');
     let t = this.ptePages.get(key);
     if (t === undefined) {
       if (!create) return null;
-      t = new Float64Array(HUGE_PAGES);
+      t = cachedPtePages.pop();
+      if (t === undefined) t = new Float64Array(HUGE_PAGES);
+      else t.fill(PTE_NONE);
       this.ptePages.set(key, t);
     }
     this.lastPteKey = key;
@@ -166,6 +178,7 @@ export class AddressSpace {
 
   /** mmap(2). Returns the address; throws KvmError(EINVAL | ENOMEM | the file's errno). */
   mmap(args: MmapArgs): number {
+    if (this.disposed) throw new Error('AddressSpace.mmap: disposed');
     const { length, prot, shared } = args;
     if (!Number.isInteger(length) || length <= 0) fail('EINVAL', 'mmap: length is 0');
     const huge = args.hugepage === '2M';
@@ -210,6 +223,7 @@ export class AddressSpace {
 
   /** munmap(2): unmaps every page of [addr, addr+length); partial unmaps split mappings. */
   munmap(addr: number, length: number): void {
+    if (this.disposed) throw new Error('AddressSpace.munmap: disposed');
     if (!Number.isInteger(addr) || addr % PAGE_SIZE !== 0 || addr < 0) fail('EINVAL', 'munmap: address not page aligned');
     if (!Number.isInteger(length) || length <= 0) fail('EINVAL', 'munmap: length is 0');
     const end = addr + alignUp(length);
@@ -221,6 +235,7 @@ export class AddressSpace {
   findVma(hva: number): Vma | undefined {
     const c = this.lastVma;
     if (c !== undefined && hva >= c.start && hva < c.end) return c;
+    if (this.disposed) throw new Error('AddressSpace: disposed');
     let lo = 0;
     let hi = this.vmas.length - 1;
     while (lo <= hi) {
@@ -489,6 +504,24 @@ export class AddressSpace {
         if (t !== undefined) clear(key, t);
       }
     }
+  }
+
+  /**
+   * Gives the PTE pages back for reuse by later address spaces (the process is being torn
+   * down with the physical memory behind it: no frame is freed here). Every use throws
+   * afterwards.
+   */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const t of this.ptePages.values()) if (cachedPtePages.length < MAX_CACHED_PTE_PAGES) cachedPtePages.push(t);
+    this.ptePages.clear();
+    this.hugePages.clear();
+    this.lastPteKey = -1;
+    this.lastPte = null;
+    this.lastVma = undefined;
+    this.vmas = [];
+    this.listeners = [];
   }
 
   /** free_pte_range(): a PTE page whose whole 2 MiB was unmapped goes away */

@@ -28,6 +28,23 @@ function slabCapacity(s: number): number {
 /** pfns per block of the pfn -> page slot index (a 2M page frame) */
 const BLOCK = 512;
 
+/*
+ * Storage of disposed PageContents, handed out again zeroed (as a fresh array) by later ones,
+ * so that a program building and dropping many small hosts (the explorer) allocates none:
+ * the first slabs by slab index, and per-block index leaves (Int32Array(BLOCK)). At most
+ * MAX_CACHED of each kind.
+ */
+const MAX_CACHED = 64;
+const cachedSlabs: Uint8Array[][] = [[], []];
+const cachedLeaves: Int32Array[] = [];
+
+function newLeaf(): Int32Array {
+  const leaf = cachedLeaves.pop();
+  if (leaf === undefined) return new Int32Array(BLOCK);
+  leaf.fill(0);
+  return leaf;
+}
+
 export class PageContents {
   /**
    * pfn -> page slot + 1, per 512-pfn block: a block with one stored page holds the number
@@ -46,6 +63,7 @@ export class PageContents {
   private freeLines = new Int32Array(16);
   private freeLineCount = 0;
   private pages = 0;
+  private disposed = false;
 
   /** frames with stored contents */
   get storedPages(): number {
@@ -75,6 +93,7 @@ export class PageContents {
 
   /** page slot + 1 of `pfn`, 0 when it has no contents */
   private slotOf(pfn: number): number {
+    if (this.disposed) throw new Error('PageContents: disposed');
     if (this.pages === 0) return 0;
     const e = this.entryOf(Math.floor(pfn / BLOCK));
     if (e === undefined) return 0;
@@ -93,7 +112,7 @@ export class PageContents {
       if ((e & (BLOCK - 1)) === i) {
         this.setEntry(b, s1 === 0 ? undefined : i + BLOCK * s1);
       } else if (s1 !== 0) {
-        const leaf = new Int32Array(BLOCK);
+        const leaf = newLeaf();
         leaf[e & (BLOCK - 1)] = Math.floor(e / BLOCK);
         leaf[i] = s1;
         this.setEntry(b, leaf);
@@ -127,9 +146,11 @@ export class PageContents {
       const s = line >> SLAB_SHIFT;
       const cap = slabCapacity(s);
       if (s >= this.slabs.length) {
-        const buf = new ArrayBuffer(cap * LINE_SIZE);
-        this.slabs.push(new Uint8Array(buf));
-        this.slabs64.push(new BigUint64Array(buf));
+        let slab = s < cachedSlabs.length ? cachedSlabs[s]!.pop() : undefined;
+        if (slab === undefined) slab = new Uint8Array(cap * LINE_SIZE);
+        else slab.fill(0); // as a fresh ArrayBuffer
+        this.slabs.push(slab);
+        this.slabs64.push(new BigUint64Array(slab.buffer));
       }
       // a small slab's unused line ids are skipped: line ids keep addressing slab s by s
       this.nextLine = (line & (SLAB_LINES - 1)) + 1 < cap ? line + 1 : (s + 1) << SLAB_SHIFT;
@@ -157,6 +178,7 @@ export class PageContents {
 
   /** clear every pfn of [first, first + n) (n a multiple of 512, first aligned): one lookup per block */
   clearBlocks(first: number, n: number): void {
+    if (this.disposed) throw new Error('PageContents: disposed');
     for (let b = first / BLOCK; b < (first + n) / BLOCK; b++) {
       if (this.pages === 0) return;
       const e = this.entryOf(b);
@@ -276,6 +298,25 @@ export class PageContents {
       }
       o = lineEnd;
     }
+  }
+
+  /**
+   * Gives the first slabs and the index leaves back for reuse by later PageContents (the host
+   * is being torn down). Every access throws afterwards.
+   */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (let s = 0; s < this.slabs.length && s < cachedSlabs.length; s++) {
+      const list = cachedSlabs[s]!;
+      if (list.length < MAX_CACHED) list.push(this.slabs[s]!);
+    }
+    for (const e of this.index.values()) if (typeof e !== 'number' && cachedLeaves.length < MAX_CACHED) cachedLeaves.push(e);
+    this.index.clear();
+    this.lastBlock = -1;
+    this.lastEntry = undefined;
+    this.slabs.length = 0;
+    this.slabs64.length = 0;
   }
 
   /** bytes held: slabs, line tables, the pfn index and the free lists */

@@ -38,6 +38,22 @@ const BLOCK_SMALL = 0;
 const BLOCK_HUGE = 1;
 const BLOCK_HUGE_FREE = 2;
 
+/**
+ * Per-frame detail arrays (Uint8Array(BLOCK)) of disposed PhysMems, handed out again zeroed
+ * (as a fresh array) by later ones: a program that builds and drops many small hosts (the
+ * explorer) then allocates none. At most MAX_CACHED_DETAIL are kept.
+ */
+const cachedDetail: Uint8Array[] = [];
+const MAX_CACHED_DETAIL = 64;
+
+/** a zeroed Uint8Array(BLOCK): a recycled one or a new one */
+function newDetail(): Uint8Array {
+  const d = cachedDetail.pop();
+  if (d === undefined) return new Uint8Array(BLOCK);
+  d.fill(0);
+  return d;
+}
+
 export class PhysMem implements HostPhysMem {
   /** next never-used pfn */
   private nextPfn = FIRST_ALLOC_PFN;
@@ -57,6 +73,7 @@ export class PhysMem implements HostPhysMem {
   private readonly contents = new PageContents();
   private allocated = 0;
   private leaked = 0;
+  private disposed = false;
 
   get allocatedPages(): number {
     return this.allocated;
@@ -92,7 +109,7 @@ export class PhysMem implements HostPhysMem {
     let d = this.detail[b] ?? null;
     const k = this.blockState[b]!;
     if (k !== BLOCK_SMALL || d === null) {
-      d = new Uint8Array(BLOCK);
+      d = newDetail();
       if (k === BLOCK_HUGE) d.fill(FRAME_ALLOCATED);
       else if (k === BLOCK_HUGE_FREE) {
         // a freed 2M block handed out frame by frame: its other frames join the 4K free list
@@ -116,6 +133,7 @@ export class PhysMem implements HostPhysMem {
   }
 
   allocPage(): number {
+    this.assertLive('allocPage');
     let pfn: number;
     if (this.freeCount > 0) pfn = this.freeList[--this.freeCount]!;
     else if (this.freeHuge.length > 0) pfn = this.freeHuge[this.freeHuge.length - 1]! * BLOCK; // split a free 2M block
@@ -131,6 +149,7 @@ export class PhysMem implements HostPhysMem {
    * the free list. A 2M (or larger) allocation is kept as whole blocks: no per-4K state.
    */
   allocContiguous(npages: number): number {
+    this.assertLive('allocContiguous');
     if (npages < 1 || (npages & (npages - 1)) !== 0) throw new RangeError(`allocContiguous: ${npages} is not a power of two`);
     if (npages === BLOCK && this.freeHuge.length > 0) {
       const b = this.freeHuge.pop()!;
@@ -156,6 +175,7 @@ export class PhysMem implements HostPhysMem {
    * contents dropped with one lookup per block), anything else frame by frame.
    */
   freeContiguous(first: number, npages: number): void {
+    this.assertLive('freeContiguous');
     if (npages % BLOCK === 0 && first % BLOCK === 0) {
       for (let b = first / BLOCK; b < (first + npages) / BLOCK; b++) {
         if (b < this.blockState.length && this.blockState[b] === BLOCK_HUGE) {
@@ -203,11 +223,13 @@ export class PhysMem implements HostPhysMem {
   }
 
   isAllocated(pfn: number): boolean {
+    this.assertLive('isAllocated');
     return this.stateOf(pfn) === FRAME_ALLOCATED;
   }
 
   /** true for a frame that was leaked (never handed out again) */
   isLeaked(pfn: number): boolean {
+    this.assertLive('isLeaked');
     return this.stateOf(pfn) === FRAME_LEAKED;
   }
 
@@ -217,6 +239,7 @@ export class PhysMem implements HostPhysMem {
   }
 
   readValue(pfn: number, offset: number, size: number): bigint {
+    this.assertLive('readValue');
     checkValueAccess(offset, size);
     if (pfn === ZERO_PFN) return 0n; // never written (assertWritable): no lookup
     return this.contents.readValue(pfn, offset, size);
@@ -229,6 +252,7 @@ export class PhysMem implements HostPhysMem {
   }
 
   readBytes(pfn: number, offset: number, length: number): Uint8Array {
+    this.assertLive('readBytes');
     checkRange(offset, length);
     const out = new Uint8Array(length);
     this.contents.readInto(pfn, offset, out);
@@ -251,6 +275,26 @@ export class PhysMem implements HostPhysMem {
     let b = this.blockState.byteLength + this.freeList.byteLength + this.freeHuge.length * 8 + this.detail.length * 8;
     for (const d of this.detail) if (d) b += d.byteLength;
     return b;
+  }
+
+  /**
+   * Gives the frame bookkeeping and content storage back for reuse by later PhysMems (the
+   * host is being torn down with everything that used it). Every method throws afterwards.
+   */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (let b = 0; b < this.detail.length && cachedDetail.length < MAX_CACHED_DETAIL; b++) {
+      const d = this.detail[b];
+      if (d) cachedDetail.push(d);
+    }
+    this.detail.length = 0;
+    this.blockState = new Uint8Array(0);
+    this.contents.dispose();
+  }
+
+  private assertLive(op: string): void {
+    if (this.disposed) throw new Error(`PhysMem.${op}: disposed`);
   }
 
   private assertAllocated(pfn: number, op: string): void {

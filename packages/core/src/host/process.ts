@@ -17,6 +17,7 @@ export class Process {
   private readonly fds = new Map<number, KvmFile>();
   /** descriptors per open file (file refcount held by the fd table) */
   private readonly fileRefs = new Map<KvmFile, number>();
+  private disposed = false;
 
   constructor(phys: PhysMem = new PhysMem()) {
     this.phys = phys;
@@ -25,6 +26,7 @@ export class Process {
 
   /** fd_install() at the lowest free descriptor >= 3; returns the fd */
   installFd(file: KvmFile): number {
+    this.assertLive();
     let fd = FIRST_FD;
     while (this.fds.has(fd)) fd++;
     this.fds.set(fd, file);
@@ -34,11 +36,13 @@ export class Process {
 
   /** fget(): the open file behind `fd`, or undefined */
   getFile(fd: number): KvmFile | undefined {
+    this.assertLive();
     return this.fds.get(fd);
   }
 
   /** close(2): EBADF when `fd` is not open; the file is released with its last descriptor */
   close(fd: number): void {
+    this.assertLive();
     const file = this.fds.get(fd);
     if (file === undefined) fail('EBADF', 'close: fd not open');
     this.fds.delete(fd);
@@ -53,6 +57,34 @@ export class Process {
 
   /** open descriptors, ascending */
   openFds(): number[] {
+    this.assertLive();
     return [...this.fds.keys()].sort((a, b) => a - b);
+  }
+
+  /**
+   * The open files, in fd order (a file with several descriptors once); for tearing the
+   * process down.
+   */
+  openFiles(): KvmFile[] {
+    this.assertLive();
+    return [...new Set(this.openFds().map((fd) => this.fds.get(fd)!))];
+  }
+
+  /**
+   * Tears the process down for good, without running any file's release (nothing of it runs
+   * again): the address space and the physical memory give their buffers back for reuse by
+   * later processes. Every method throws afterwards.
+   */
+  dispose(): void {
+    if (this.disposed) return;
+    this.mm.dispose();
+    this.phys.dispose();
+    this.fds.clear();
+    this.fileRefs.clear();
+    this.disposed = true;
+  }
+
+  private assertLive(): void {
+    if (this.disposed) throw new Error('Process: disposed');
   }
 }

@@ -33,6 +33,15 @@ export const WORDS_PER_TABLE = 1024;
 /** SHADOW_NONPRESENT_VALUE as a u64, for filling fresh tables */
 const NONPRESENT_U64 = BigInt(SHADOW_NONPRESENT_HI >>> 0) << 32n;
 
+/**
+ * Chunk storage of disposed pools, by chunk index, handed out again (zeroed, like a fresh
+ * ArrayBuffer) by the next pool's addChunk: a program that builds and drops many small VMs
+ * (the explorer) then allocates no new table memory. Only the small first chunks are kept,
+ * at most MAX_CACHED_CHUNKS of each.
+ */
+const cachedChunks: Int32Array[][] = [[], []];
+const MAX_CACHED_CHUNKS = 64;
+
 export class SptPool {
   /** entry storage (int32 halves, see spte.ts), one Int32Array per chunk of TABLES_PER_CHUNK tables */
   readonly chunks: Int32Array[] = [];
@@ -63,6 +72,7 @@ export class SptPool {
   private highWater = 0;
   /** tables currently in use */
   liveTables = 0;
+  private disposed = false;
 
   /** The chunk words of table `t`. */
   words(t: number): Int32Array {
@@ -80,6 +90,7 @@ export class SptPool {
    * caller writes all 512 entries itself (huge-page split).
    */
   alloc(gfnBase: number, level: number, parentTable: number, parentIndex: number, mirror: boolean, fill: boolean): number {
+    if (this.disposed) throw new Error('SptPool.alloc: the pool was disposed');
     let t: number;
     if (this.freeTop > 0) {
       t = this.freeList[--this.freeTop]!;
@@ -107,6 +118,7 @@ export class SptPool {
 
   /** Returns a table to the pool (tdp_mmu_free_sp). */
   release(t: number): void {
+    if (this.disposed) throw new Error('SptPool.release: the pool was disposed');
     if (this.freeTop === this.freeList.length) {
       const f = new Int32Array(this.freeList.length * 2);
       f.set(this.freeList);
@@ -119,9 +131,12 @@ export class SptPool {
   }
 
   private addChunk(): void {
-    const buf = new ArrayBuffer(chunkCapacity(this.chunks.length) * WORDS_PER_TABLE * 4);
-    this.chunks.push(new Int32Array(buf));
-    this.chunks64.push(new BigUint64Array(buf));
+    const c = this.chunks.length;
+    let words = c < cachedChunks.length ? cachedChunks[c]!.pop() : undefined;
+    if (words === undefined) words = new Int32Array(chunkCapacity(c) * WORDS_PER_TABLE);
+    else words.fill(0); // as a fresh ArrayBuffer
+    this.chunks.push(words);
+    this.chunks64.push(new BigUint64Array(words.buffer));
     const cap = (this.chunks.length - 1) * TABLES_PER_CHUNK + chunkCapacity(this.chunks.length - 1);
     if (cap > this.level.length) {
       let n = this.level.length;
@@ -134,6 +149,23 @@ export class SptPool {
       this.presentCount = grow(this.presentCount, n);
       this.isMirror = grow(this.isMirror, n);
     }
+  }
+
+  /**
+   * Gives the pool's small chunks back for reuse by later pools (the VM is being torn down).
+   * The pool must not be used afterwards: alloc and release throw, and no chunk is reachable
+   * from it any more.
+   */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (let c = 0; c < this.chunks.length && c < cachedChunks.length; c++) {
+      const list = cachedChunks[c]!;
+      if (list.length < MAX_CACHED_CHUNKS) list.push(this.chunks[c]!);
+    }
+    this.chunks.length = 0;
+    this.chunks64.length = 0;
+    this.liveTables = 0;
   }
 
   /** Bytes of table memory plus bookkeeping. */

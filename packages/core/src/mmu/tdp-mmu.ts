@@ -1067,6 +1067,19 @@ export class TdpMmu {
   }
 
   /**
+   * Release the page-table pool's buffers for reuse by later MMUs (explorer runs). Not a kernel
+   * operation: nothing is zapped and no hook runs; the MMU must not be used afterwards.
+   */
+  dispose(): void {
+    this.pool.dispose();
+  }
+
+  /** Tables in the pool (for tests of buffer reuse). */
+  get poolChunkCount(): number {
+    return this.pool.chunks.length;
+  }
+
+  /**
    * kvm_tdp_mmu_zap_all(): zap every SPTE of the direct root (the mmu-notifier release
    * path). Mirror roots are left alone: private memory is not reached through the HVA.
    * No flush: vCPUs can no longer run. Returns whether anything was zapped.

@@ -337,6 +337,15 @@ export interface ExploreRunOptions extends WorldOptions {
 /** Run one schedule chosen by `choose` (or a fixed list) and check everything. */
 export function runOnce(scenario: Scenario, choose: Chooser | readonly number[], opts: ExploreRunOptions): RunResult {
   const world = new World(scenario, opts);
+  try {
+    return runWorld(world, scenario, choose, opts);
+  } finally {
+    // nothing of the world outlives the run (the result holds plain records and events)
+    world.dispose();
+  }
+}
+
+function runWorld(world: World, scenario: Scenario, choose: Chooser | readonly number[], opts: ExploreRunOptions): RunResult {
   const named = new Set((scenario.concurrent?.invariants ?? []).filter((x): x is string => typeof x === 'string'));
   const st: RunState = {
     world,

@@ -478,6 +478,16 @@ export class World {
     }
   }
 
+  /**
+   * The run is over: its host (Kvm, process, VM page tables) gives its buffers back for the
+   * next run's VM (Kvm.dispose()). Nothing of this world may be used afterwards.
+   */
+  dispose(): void {
+    this.trace?.stop();
+    this.trace = null;
+    this.kvm.dispose();
+  }
+
   /** record the kernel events from now on */
   startTrace(): void {
     this.trace = recordTrace(this.kvm.tracer);
