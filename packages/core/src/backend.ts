@@ -329,7 +329,11 @@ export interface HostPhysMem {
   writeValue(pfn: number, offset: number, size: number, value: bigint): void;
   readBytes(pfn: number, offset: number, length: number): Uint8Array;
   writeBytes(pfn: number, offset: number, data: Uint8Array): void;
-  /** frames currently allocated / frames holding non-zero contents */
+  /**
+   * frames currently allocated / frames with stored contents: a frame starts storing when a
+   * non-zero value is written to it and stops when it is zeroed or freed (zeros written over
+   * earlier data keep it stored; zeros over zeros store nothing)
+   */
   readonly allocatedPages: number;
   readonly storedPages: number;
 }

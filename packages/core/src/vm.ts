@@ -4,7 +4,7 @@
  * protocol, the TDP MMU and the vendor backend; it implements the narrow interfaces each of
  * them needs (FaultVm, AttributesVm, MemslotHooks, VmForBackend, VmForProvider).
  */
-import { ERRNO, errnoName, fail, KvmError, type ErrnoName } from './errno.js';
+import { ERRNO, fail, type ErrnoName } from './errno.js';
 import {
   KVM_FILTER_PRIVATE,
   KVM_FILTER_SHARED,
@@ -20,7 +20,6 @@ import {
   type VmForProvider,
 } from './backend.js';
 import {
-  CAPS,
   KVM_CAP_EXIT_HYPERCALL,
   KVM_CAP_GUEST_MEMFD,
   KVM_CAP_GUEST_MEMFD_FLAGS,
@@ -719,4 +718,3 @@ export function checkExtension(
   }
 }
 
-export { KvmError, errnoName, CAPS };

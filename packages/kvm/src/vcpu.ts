@@ -27,7 +27,6 @@ import {
   PROT_READ,
   PROT_WRITE,
   REGS,
-  SREGS,
   memoryView,
   sysClose,
   sysIoctlInt,

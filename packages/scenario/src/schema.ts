@@ -40,8 +40,6 @@ function field<T>(what: string, parse: (v: unknown) => T) {
 
 /** u64 uAPI field as a JS number: `4096`, `0x1000`, `2MiB`. */
 const num = () => field('a number', (v) => parseNumber(v));
-/** signed number (fds may be written as -1) */
-const snum = () => field('a number', (v) => parseNumber(v, { signed: true }));
 /** guest data value, all 64 bits */
 const u64 = () => field('a 64-bit value', (v) => parseU64(v));
 /** address or handle: a number or `name±offset` naming an earlier step's result */

@@ -50,7 +50,7 @@ export const EPT_SPTE_MMU_WRITABLE_HI = 1 << (58 - 32);
 export const EPT_SUPPRESS_VE_HI = 1 << 31;
 
 /** pfn bits 12–51 (PT64_BASE_ADDR_MASK): 20 bits in lo, 20 bits in hi */
-const PFN_LO_MASK = 0xfffff000;
+
 const PFN_HI_MASK = 0x000fffff;
 const TWO_20 = 2 ** 20;
 
