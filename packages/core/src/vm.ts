@@ -58,7 +58,7 @@ import type { PhysMem } from './host/phys-mem.js';
 import type { HvaToPfnOut } from './host/address-space.js';
 import { PAGES_PER_LEVEL } from './mmu/tdp-iter.js';
 import { TdpMmu } from './mmu/tdp-mmu.js';
-import { RET_PF_FIXED } from './mmu/mmu-internal.js';
+import { RET_PF_FIXED, RET_PF_RETRY, RET_PF_SPURIOUS } from './mmu/mmu-internal.js';
 import type { FaultInjection, FaultVm } from './mmu/fault-vm.js';
 import type { KvmPageFault } from './mmu/page-fault.js';
 import { SetMemoryAttributesOp, kvmSupportedMemAttributes, type KvmMemoryAttributes } from './attributes.js';
@@ -517,7 +517,7 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
       const r = this.mmu.map(req);
       if (r === RET_PF_FIXED) return 0;
       if (r < 0) return r;
-      if (r !== 1 /* RET_PF_RETRY */) return -ERRNO.EIO;
+      if (r !== RET_PF_RETRY) return -ERRNO.EIO;
     }
     return -ERRNO.EIO;
   }
@@ -579,9 +579,9 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
     for (let tries = 0; tries < 64; tries++) {
       // private faults are handled as writes (tdx_handle_ept_violation)
       const r = vcpu.pageFault(gpa, gfn, true, true, false, false);
-      if (r === RET_PF_FIXED || r === 6 /* RET_PF_SPURIOUS */) return 0;
+      if (r === RET_PF_FIXED || r === RET_PF_SPURIOUS) return 0;
       if (r < 0) return r;
-      if (r !== 1 /* RET_PF_RETRY */) return -ERRNO.EFAULT;
+      if (r !== RET_PF_RETRY) return -ERRNO.EFAULT;
     }
     return -ERRNO.EAGAIN;
   }
