@@ -200,6 +200,7 @@ export function touchFileInChild(args: FileTouchArgs): FileTouchResult {
     encoding: 'utf8',
     timeout: 30_000,
   });
+  if (r.error) throw new Error(`host touch child did not finish: ${r.error.message}`); // e.g. ETIMEDOUT
   if (r.signal) return { signal: r.signal };
   if (r.status !== 0) throw new Error(`host touch child failed (status ${r.status}): ${r.stderr}`);
   const out = JSON.parse(r.stdout) as { value?: string; errno?: number };

@@ -259,7 +259,8 @@ export class RealVm {
 
   /** KVM_CLEAR_DIRTY_LOG (needs KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 enabled to be useful) */
   clearDirtyLog({ slot, first_page, num_pages, dirty_bitmap }: ClearDirtyLogArgs): void {
-    const bitmap = new ArgBuffer(Math.max(8, dirty_bitmap.length));
+    // the kernel reads ALIGN(num_pages, 64) / 8 bytes of the user bitmap
+    const bitmap = new ArgBuffer(Math.max(8, dirty_bitmap.length, Math.ceil(num_pages / 64) * 8));
     bitmap.bytes.set(dirty_bitmap);
     const a = this.arg;
     a.ensure(CLEAR_DIRTY_LOG.SIZE);

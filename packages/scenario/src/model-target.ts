@@ -36,7 +36,7 @@ import { createDeviceFd, DeviceFdFile, guestMemfdFactory, GuestMemfd } from '@cc
 import { snpBackendFactory } from '@ccmem/snp';
 import { tdxBackendFactory } from '@ccmem/tdx';
 import { MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE } from './numbers.js';
-import type { Scenario, VmConfig, VmType } from './schema.js';
+import { RUN_INVARIANT_NAMES, type Scenario, type VmConfig, type VmType } from './schema.js';
 import { SkipScenario, type Outcome, type ResolvedStep, type RunContext, type Support, type Target, type TargetOpName } from './target.js';
 import { GenericHypercalls } from './model/hypercall.js';
 import { inspectState } from './model/inspect.js';
@@ -438,7 +438,7 @@ class ModelTargetImpl implements ModelTarget {
 }
 
 /** names a `concurrent:` block may list; each runs the full invariant checker */
-const KNOWN_INVARIANTS = new Set(['no-stale-spte', 'vm-invariants', 'backend-invariants', 'attributes-consistent']);
+const KNOWN_INVARIANTS = new Set(RUN_INVARIANT_NAMES);
 
 function accessOutcome(r: GuestAccessResult): Outcome {
   const out: Outcome = {};

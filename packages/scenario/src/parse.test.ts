@@ -187,3 +187,13 @@ concurrent:
     expect(formatPath([])).toBe('');
   });
 });
+
+describe('concurrent invariants', () => {
+  it('an unknown invariant name is an error at its line and field', () => {
+    const r = tryParseScenario('name: n\nvm: { type: default }\nsteps: []\nconcurrent:\n  actors:\n    a:\n      - create_vcpu: { id: 0 }\n  invariants: [no-such-invariant]\n', 'i.yaml');
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.errors[0]).toMatchObject({ file: 'i.yaml', line: 8, field: 'concurrent.invariants[0]' });
+    const ok = tryParseScenario('name: n\nvm: { type: default }\nsteps: []\nconcurrent:\n  actors:\n    a:\n      - create_vcpu: { id: 0 }\n  invariants: [no-stale-spte, guest-completes]\n', 'i.yaml');
+    expect(ok.ok).toBe(true);
+  });
+});

@@ -211,3 +211,21 @@ describe('diffOutcomes', () => {
     expect(JSON.stringify({ v: 0xdeadbeefn }, jsonReplacer)).toBe('{"v":"0xdeadbeef"}');
   });
 });
+
+describe('compareOutcome: failures nobody expected fail the step', () => {
+  it('a non-success vendor return code fails a step that expects success', () => {
+    expect(compareOutcome({}, { ret: 6 })).toHaveLength(1);
+    expect(compareOutcome({}, { ret: 'TDX_OPERAND_BUSY' })).toHaveLength(1);
+    expect(compareOutcome({}, { ret: 0 })).toEqual([]);
+    expect(compareOutcome({}, { ret: 'TDX_SUCCESS' })).toEqual([]);
+    expect(compareOutcome({}, { ret: 'SUCCESS', detail: { ret_alias: 0 } })).toEqual([]);
+    expect(compareOutcome({ ret: 'FAIL_SIZEMISMATCH' }, { ret: 6, detail: { ret_alias: 'FAIL_SIZEMISMATCH' } })).toEqual([]);
+  });
+
+  it('an expected memory-fault exit accepts only KVM_RUN errnos EFAULT and EHWPOISON', () => {
+    const exit = { reason: 'KVM_EXIT_MEMORY_FAULT' as const, memory_fault: { flags: 0, gpa: 0x1000, size: 0x1000 } };
+    expect(compareOutcome({ exit: 'KVM_EXIT_MEMORY_FAULT' }, { errno: 'EFAULT', exit })).toEqual([]);
+    expect(compareOutcome({ exit: 'KVM_EXIT_MEMORY_FAULT' }, { errno: 'EHWPOISON', exit })).toEqual([]);
+    expect(compareOutcome({ exit: 'KVM_EXIT_MEMORY_FAULT' }, { errno: 'EINVAL', exit })).toHaveLength(1);
+  });
+});

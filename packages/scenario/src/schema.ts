@@ -422,7 +422,21 @@ const appliesToSchema = z.strictObject({
 });
 export type AppliesTo = z.output<typeof appliesToSchema>;
 
-const invariantSchema = z.union([z.string(), z.strictObject({ assert: assertArgs })]);
+/** invariants a model run checks after every step (each runs the full invariant checker) */
+export const RUN_INVARIANT_NAMES: readonly string[] = ['no-stale-spte', 'vm-invariants', 'backend-invariants', 'attributes-consistent'];
+/** invariants only `ccmem explore` can judge: they speak about every interleaving or its end */
+export const EXPLORE_ONLY_INVARIANT_NAMES: readonly string[] = [
+  'no-mapping-in-deleted-slot',
+  'no-stale-data',
+  'pre-fault-documented-errno',
+  'vm-not-bugged',
+  'guest-completes',
+];
+const INVARIANT_NAMES = new Set([...RUN_INVARIANT_NAMES, ...EXPLORE_ONLY_INVARIANT_NAMES]);
+const invariantName = z.string().refine((n) => INVARIANT_NAMES.has(n), {
+  message: `unknown invariant (known: ${[...INVARIANT_NAMES].join(', ')})`,
+});
+const invariantSchema = z.union([invariantName, z.strictObject({ assert: assertArgs })]);
 export type Invariant = z.output<typeof invariantSchema>;
 
 const concurrentSchema = z.strictObject({

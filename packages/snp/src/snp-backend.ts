@@ -501,11 +501,16 @@ class SnpBackendImpl implements SnpBackend {
       vm.tracer.emit('kvm_rmp_fault', { gpa, pfn, error_code: errorCode, rmp_level: e.level, result: 'spurious' });
       return;
     }
-    let ret = host.snpRmptablePsmash(pfn);
+    const ret = host.snpRmptablePsmash(pfn);
     if (ret) {
+      // Look it up again: if it is 4K now, the PSMASH raced with another one and the issue
+      // resolved itself — upstream skips the zap (goto out). Otherwise warn and zap anyway.
       const again = host.rmp.lookup(pfn);
-      if (again !== null && again.assigned && again.level === PG_LEVEL_4K) ret = 0;
-      else vm.tracer.emit('sev_warn', { what: 'Unable to split RMP entry', gpa, pfn, ret });
+      if (again !== null && again.assigned && again.level === PG_LEVEL_4K) {
+        vm.tracer.emit('kvm_rmp_fault', { gpa, pfn, error_code: errorCode, rmp_level: PG_LEVEL_4K, result: 'PSMASH raced: already 4K, nothing to zap', ret });
+        return;
+      }
+      vm.tracer.emit('sev_warn', { what: 'Unable to split RMP entry', gpa, pfn, ret });
     }
     this.stats.rmpFaultPsmash++;
     // upstream zaps [gfn, gfn + PTRS_PER_PMD) starting at the faulting gfn

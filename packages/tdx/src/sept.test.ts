@@ -47,3 +47,16 @@ describe('SecureEpt', () => {
     expect(SEPT_ALLOWED['TDG.MEM.PAGE.ACCEPT'][SEPT_PENDING]).toBe(1);
   });
 });
+
+describe('SecureEpt.lookup after a table page is reclaimed', () => {
+  it('reports the range below a reclaimed table as FREE instead of failing', () => {
+    const s = new SecureEpt(4, 1000);
+    const gfn = 0x12345;
+    const l2 = s.linkTable(s.walk(3, gfn)!, 3, gfn, 1001);
+    const l1 = s.linkTable(l2, 2, gfn, 1002);
+    const l0 = s.linkTable(l1, 1, gfn, 1003);
+    expect(s.lookup(gfn).state).toBe(SEPT_FREE);
+    s.dropTable(l0);
+    expect(s.lookup(gfn)).toEqual({ level: 0, state: SEPT_FREE, pfn: 0 });
+  });
+});

@@ -202,7 +202,9 @@ export class SecureEpt {
   /** The deepest entry for `gfn`: a leaf, a FREE entry, or a link whose table is missing. */
   lookup(gfn: number): { level: number; state: number; pfn: number } {
     for (let l = this.rootLevel; l >= 0; l--) {
-      const t = this.table(l, gfn)!;
+      const t = this.table(l, gfn);
+      // a table page reclaimed at teardown (TDH.PHYMEM.PAGE.RECLAIM) leaves nothing below it
+      if (t === undefined) return { level: l, state: SEPT_FREE, pfn: 0 };
       const i = SecureEpt.index(l, gfn);
       const s = t.state[i]!;
       if (s !== SEPT_NL_PRESENT && s !== SEPT_NL_BLOCKED) return { level: l, state: s, pfn: t.pfn[i]! };

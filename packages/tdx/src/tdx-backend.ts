@@ -659,8 +659,11 @@ export class TdxBackend implements VendorBackend {
         ret = -ERRNO.EINVAL;
         break;
       }
-      if (!kvm.memIsPrivate(gfn)) {
-        ret = -ERRNO.EINVAL;
+      // kvm_gmem_populate() per page (kvm-uapi.md §6.7): pin the source page first, then the
+      // folio lookup (EFAULT/EIO/EHWPOISON/alloc errors), then the PRIVATE attribute check
+      const data = kvm.copyFromUser(src, PAGE);
+      if (!data) {
+        ret = -ERRNO.EFAULT;
         break;
       }
       const r = kvm.gmemGetPfn(gfn);
@@ -668,12 +671,11 @@ export class TdxBackend implements VendorBackend {
         ret = -Math.abs(r.errno);
         break;
       }
-      // tdx_gmem_post_populate(): pin the source page and stage it for TDH.MEM.PAGE.ADD
-      const data = kvm.copyFromUser(src, PAGE);
-      if (!data) {
-        ret = -ERRNO.EFAULT;
+      if (!kvm.memIsPrivate(gfn)) {
+        ret = -ERRNO.EINVAL;
         break;
       }
+      // tdx_gmem_post_populate(): stage the source page for TDH.MEM.PAGE.ADD
       this.pageAddSrc = data;
       const mr = kvm.mapPrivatePfn(gfn, r.pfn);
       this.pageAddSrc = null;

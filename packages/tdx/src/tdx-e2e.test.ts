@@ -319,3 +319,17 @@ describe('TDX VM end to end', () => {
     check(vm);
   });
 });
+
+describe('KVM_TDX_INIT_MEM_REGION checks in kvm_gmem_populate order', () => {
+  it('the folio lookup fails before the PRIVATE check: a closed guest_memfd is EFAULT even on a shared gfn', () => {
+    const t = tdxVm();
+    t.vm.memoryEncryptOp('tdx_init_vm', {});
+    t.vcpu.memoryEncryptOp('tdx_init_vcpu', {});
+    const args = { source_addr: t.src, gpa: BASE, nr_pages: 1, flags: 0 };
+    // shared gfn, live file: the PRIVATE check answers
+    expect(() => t.vcpu.memoryEncryptOp('tdx_init_mem_region', args)).toThrow(/EINVAL/);
+    // the same shared gfn with the file closed: the folio lookup answers first
+    t.kvm.process.close(t.gmemFd);
+    expect(() => t.vcpu.memoryEncryptOp('tdx_init_mem_region', args)).toThrow(/EFAULT/);
+  });
+});

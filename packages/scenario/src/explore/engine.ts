@@ -22,7 +22,7 @@
  */
 import { checkVmInvariants, type TraceEvent } from '@ccmem/core';
 import { sameValue } from '../runner.js';
-import { ASSERT_LOCATORS, type Invariant, type Scenario, type Step } from '../schema.js';
+import { ASSERT_LOCATORS, EXPLORE_ONLY_INVARIANT_NAMES, RUN_INVARIANT_NAMES, type Invariant, type Scenario, type Step } from '../schema.js';
 import { CHECK_ALL, independent, type CheckRange, type ExploreMode, type Footprint } from './types.js';
 import { World, type ActorStepRecord, type WorldOptions } from './world.js';
 
@@ -105,17 +105,7 @@ export interface RunResult {
   records: ActorStepRecord[];
 }
 
-const KNOWN = new Set([
-  'no-stale-spte',
-  'vm-invariants',
-  'backend-invariants',
-  'attributes-consistent',
-  'no-mapping-in-deleted-slot',
-  'no-stale-data',
-  'pre-fault-documented-errno',
-  'vm-not-bugged',
-  'guest-completes',
-]);
+const KNOWN = new Set([...RUN_INVARIANT_NAMES, ...EXPLORE_ONLY_INVARIANT_NAMES]);
 
 /** the named invariants the explorer checks (docs/explore.md) */
 export const EXPLORE_INVARIANTS: readonly string[] = [...KNOWN];
