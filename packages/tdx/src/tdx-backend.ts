@@ -572,6 +572,9 @@ export class TdxBackend implements VendorBackend {
     if (attributes !== 0 && attributes !== KVM_SUPPORTED_TD_ATTRS) fail('EINVAL', 'tdx_td_init: unsupported TD attributes');
     const gpaw = args.gpaw === undefined ? this.gpaw : num(args.gpaw);
     if (gpaw !== 48 && gpaw !== 52) fail('EINVAL', 'setup_tdparams: GPAW must be 48 or 52');
+    // The model builds the TDP MMU (its shared bit and EPT level) when the VM is created, so
+    // the GPAW is chosen there (VM option `gpaw`); KVM_TDX_INIT_VM may only confirm it.
+    if (gpaw !== this.gpaw) fail('EINVAL', `tdx_td_init: GPAW ${gpaw} differs from the VM's GPAW ${this.gpaw} (choose it when the VM is created)`);
     const hkid = this.module.allocHkid();
     if (hkid < 0) fail('ENOSPC', 'tdx_guest_keyid_alloc: no free HKID');
     const td = this.td;

@@ -333,3 +333,11 @@ describe('KVM_TDX_INIT_MEM_REGION checks in kvm_gmem_populate order', () => {
     expect(() => t.vcpu.memoryEncryptOp('tdx_init_mem_region', args)).toThrow(/EFAULT/);
   });
 });
+
+describe('GPAW', () => {
+  it('is chosen when the VM is created; KVM_TDX_INIT_VM may confirm it but not change it', () => {
+    const t = tdxVm();
+    expect(() => t.vm.memoryEncryptOp('tdx_init_vm', { gpaw: 52 })).toThrow(/EINVAL/);
+    expect(t.vm.memoryEncryptOp('tdx_init_vm', { gpaw: 48 }).out).toMatchObject({ gpaw: 48, gfn_direct_bits: 2 ** 35 });
+  });
+});
