@@ -7,7 +7,6 @@ export { buildExplainCommand, explainCommand } from './commands/explain.js';
 export {
   buildDiffCommand,
   buildExploreCommand,
-  defaultDiff,
   setCommandImplementation,
   type DiffImplementation,
   type DiffOptions,

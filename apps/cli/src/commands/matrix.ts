@@ -48,7 +48,7 @@ export async function matrixCommand(io: CliIo, opts: MatrixCommandOptions): Prom
   spin?.start(`running ${total} matrix rows`);
   const rows: MatrixRow[] = [];
   for (const entry of entries) {
-    const part = buildMatrix([entry], columns, {
+    buildMatrix([entry], columns, {
       filter: opts.filter,
       onRow: (row) => {
         rows.push(row);
@@ -56,7 +56,6 @@ export async function matrixCommand(io: CliIo, opts: MatrixCommandOptions): Prom
         else if (!opts.json) io.out(`${row.status.padEnd(4)}  ${row.vm_type.padEnd(12)}  ${row.provider.padEnd(11)}  ${row.target.padEnd(5)}  ${row.scenario}`);
       },
     });
-    void part;
     if (live) await new Promise((r) => setImmediate(r));
   }
   const { passed, failed, skipped } = summarizeMatrix(rows);

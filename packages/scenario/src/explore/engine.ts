@@ -13,7 +13,8 @@
  *    sets for partial-order reduction (Godefroid 1996): after the subtree of actor t at a
  *    node is explored, t sleeps in the sibling subtrees until a dependent phase runs. Two
  *    phases are independent when their gfn footprints are disjoint and neither is global
- *    (invalidation begin/end, memslot swap, hole punch, atomic vendor actions).
+ *    (attribute invalidate/post, hole punch, a default VM's zap-all memslot phase, atomic
+ *    actions); other memslot phases have the slot's range as footprint.
  *    A spinning actor (its fault retried, or a lock it needs is held) is disabled until
  *    another actor has run a phase: re-running it first would only repeat the same spin.
  *  - random: `schedules` runs, each choosing uniformly among enabled actors (seeded PRNG).
@@ -572,7 +573,8 @@ export function explore(scenario: Scenario, options: ExploreOptions = {}, name =
     const rnd = prng(seed);
     const n = actorNames(scenario).length;
     const d = Math.max(1, options.depth ?? 3);
-    for (let k = 0; k < runs; k++) {
+    let k = 0;
+    for (; k < runs; k++) {
       if (found.length >= maxViolations || performance.now() > deadline) break;
       let chooser: Chooser;
       if (mode === 'random') {
@@ -604,7 +606,8 @@ export function explore(scenario: Scenario, options: ExploreOptions = {}, name =
       }
       record(runOnce(scenario, chooser, runOpts));
     }
-    stats.complete = true;
+    // complete only when every requested run ran (not stopped by the deadline or violations)
+    stats.complete = k === runs;
   }
 
   stats.elapsedMs = performance.now() - t0;
