@@ -151,3 +151,17 @@ describe('setup without per-step checks', () => {
     expect(new World(sc).setupViolations).toEqual([]);
   });
 });
+
+describe('liveness', () => {
+  it('finds a livelock: under set-attributes timing a punched private page is never assigned again; under prepare it is', () => {
+    const x = load('snp-set-attributes-punch-livelock');
+    const r = explore(x.scenario, x.options);
+    expect(r.pass).toBe(false);
+    expect(r.violations[0]!.violation).toMatch(/^livelock: cpu0 .* cannot finish once the other actors are done$/);
+    expect(r.violations[0]!.schedule).toBe('vmm');
+    const upstream = { ...x.scenario, vm: { ...x.scenario.vm, rmp_timing: 'prepare' as const } };
+    const u = explore(upstream, x.options);
+    expect(u.pass).toBe(true);
+    expect(u.schedules).toBeGreaterThan(1);
+  });
+});
