@@ -52,4 +52,13 @@ describe('DirectMap', () => {
     expect(dm.unmappedPages).toBe(0);
     expect(dm.inspect(101)).toEqual({ pfn: 101, present: true, level: PG_LEVEL_4K, levelName: '4K' });
   });
+
+  it('unmapping a whole aligned 2M block under a 1G mapping splits only the 1G mapping', () => {
+    const dm = new DirectMap({ maxPfn: 1 << 20 });
+    expect(dm.unmap(512, 512)).toBe(512);
+    expect(dm.stats.splits1G).toBe(1);
+    expect(dm.stats.splits2M).toBe(0);
+    expect(dm.mappingLevel(1024)).toBe(PG_LEVEL_2M); // the neighbouring 2M page stays 2M
+    expect(dm.mappingLevel(512)).toBe(0);
+  });
 });

@@ -73,6 +73,15 @@ export class DirectMap {
     return (h[i >>> 5]! & (1 << (i & 31))) === 0;
   }
 
+  /** split the 1G mapping covering `pfn` into 2M mappings (its 2M mapping stays) */
+  private splitTo2M(pfn: number): void {
+    const g = Math.floor(pfn / PAGES_PER_1G);
+    if (!this.split1G.has(g)) {
+      this.split1G.add(g);
+      this.stats.splits1G++;
+    }
+  }
+
   /** set_memory_4k() on one frame: split its 1G and 2M mappings down to 4K */
   setMemory4k(pfn: number): void {
     const g = Math.floor(pfn / PAGES_PER_1G);
@@ -112,7 +121,13 @@ export class DirectMap {
     let n = 0;
     for (let p = pfn; p < pfn + npages; p++) {
       if (!this.isPresent(p)) continue;
-      if (npages < PAGES_PER_2M || this.mappingLevel(p) !== PG_LEVEL_2M) this.setMemory4k(p);
+      const head = p - (p % PAGES_PER_2M);
+      if (head >= pfn && head + PAGES_PER_2M <= pfn + npages) {
+        // the whole aligned 2M block goes: CPA only splits a 1G mapping above it down to 2M
+        this.splitTo2M(p);
+      } else {
+        this.setMemory4k(p);
+      }
       const m = Math.floor(p / PAGES_PER_2M);
       let h = this.holes.get(m);
       if (h === undefined) {
