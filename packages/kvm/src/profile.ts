@@ -54,8 +54,9 @@ export function probeGmemBindOverlapErrno(vm: RealVm): string | null {
   if (!vm.checkExtension(KVM_CAP_GUEST_MEMFD) || !vm.checkExtension(KVM_CAP_USER_MEMORY2)) return null;
   const size = 0x2000;
   const hva = mmap({ length: size });
-  const gmem = vm.createGuestMemfd({ size, flags: 0 });
+  let gmem = -1;
   try {
+    gmem = vm.createGuestMemfd({ size, flags: 0 });
     const base = { flags: KVM_MEM_GUEST_MEMFD, memory_size: 0x1000, userspace_addr: hva, guest_memfd: gmem, guest_memfd_offset: 0 };
     vm.setUserMemoryRegion2({ ...base, slot: 0, guest_phys_addr: 0 });
     try {
@@ -69,7 +70,7 @@ export function probeGmemBindOverlapErrno(vm: RealVm): string | null {
       vm.setUserMemoryRegion2({ ...base, slot: 0, guest_phys_addr: 0, memory_size: 0 });
     }
   } finally {
-    close(gmem);
+    if (gmem >= 0) close(gmem);
     munmap(hva, size);
   }
 }
@@ -94,8 +95,12 @@ export function probeGmemOnlySharedFaults(kvm: RealKvm): boolean | null {
       const gpa = 0x1_0000_0000;
       vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: gpa, memory_size: 0x1000, userspace_addr: hva, guest_memfd: gmem, guest_memfd_offset: 0 });
       const guest = installGuest(vm, vm.createVcpu(0));
-      const r = guest.guestAccess({ kind: 'read', gpa, size: 8 });
-      guest.uninstall();
+      let r;
+      try {
+        r = guest.guestAccess({ kind: 'read', gpa, size: 8 });
+      } finally {
+        guest.uninstall();
+      }
       if (r.value === marker) return false;
       if (r.value === 0n) return true;
       return null;
@@ -120,8 +125,12 @@ export function probeUnfaultableHvaEmulatesMmio(kvm: RealKvm): boolean | null {
     const gpa = 0x1_0000_0000;
     vm.setUserMemoryRegion({ slot: 0, flags: 0, guest_phys_addr: gpa, memory_size: 0x1000, userspace_addr: hva });
     const guest = installGuest(vm, vm.createVcpu(0));
-    const r = guest.guestAccess({ kind: 'read', gpa, size: 8 });
-    guest.uninstall();
+    let r;
+    try {
+      r = guest.guestAccess({ kind: 'read', gpa, size: 8 });
+    } finally {
+      guest.uninstall();
+    }
     if (r.exit?.reason === 'KVM_EXIT_MMIO') return true;
     if (r.errno === 'EFAULT') return false;
     return null;
