@@ -5,6 +5,7 @@
  */
 import {
   ERRNO,
+  errnoName,
   KVM_EXIT_HYPERCALL_LONG_MODE,
   KVM_HC_MAP_GPA_RANGE,
   KVM_MAP_GPA_RANGE_DECRYPTED,
@@ -701,7 +702,7 @@ export class TdxBackend implements VendorBackend {
       g += PAGE;
       n--;
     }
-    if (ret !== 0 && n === nrPages) throw new KvmError(errnoNameOf(-ret), 'tdx_vcpu_init_mem_region: kvm_gmem_populate');
+    if (ret !== 0 && n === nrPages) throw new KvmError(errnoName(-ret) ?? 'EIO', 'tdx_vcpu_init_mem_region: kvm_gmem_populate');
     return { ret, out: { source_addr: src, gpa: g, nr_pages: n } };
   }
 
@@ -836,10 +837,6 @@ function normCmd(cmd: string): string {
   return cmd.toLowerCase().replace(/^kvm_/, '');
 }
 
-function errnoNameOf(errno: number): keyof typeof ERRNO {
-  const e = (Object.entries(ERRNO) as [keyof typeof ERRNO, number][]).find(([, v]) => v === errno);
-  return e ? e[0] : 'EIO';
-}
 
 /** A TDX `VendorBackend` for `Kvm.createVm({ type: KVM_X86_TDX_VM, backend })`. */
 export function createTdxBackend(opts: TdxBackendOptions): TdxBackend {
