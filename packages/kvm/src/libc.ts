@@ -40,6 +40,8 @@ export const MAP_PRIVATE = 0x02;
 export const MAP_FIXED = 0x10;
 export const MAP_ANONYMOUS = 0x20;
 export const MAP_NORESERVE = 0x4000;
+/** fail instead of replacing an existing mapping (Linux 4.17+) */
+export const MAP_FIXED_NOREPLACE = 0x100000;
 /** mmap's error return, (void *)-1 as an unsigned 64-bit integer */
 const MAP_FAILED = 2 ** 64 - 1;
 export const MADV_DONTNEED = 4;

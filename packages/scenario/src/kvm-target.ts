@@ -27,6 +27,14 @@ import {
   GUEST_IDENTITY_MAP_LIMIT,
   GUEST_SLOT_ID,
   GUEST_SLOT_SIZE,
+  MAP_ANONYMOUS,
+  MAP_FIXED_NOREPLACE,
+  MAP_NORESERVE,
+  MAP_PRIVATE,
+  MAP_SHARED,
+  PROT_NONE,
+  PROT_READ,
+  PROT_WRITE,
   RealKvm,
   close as hostClose,
   detectHostProfile,
@@ -62,14 +70,6 @@ const VM_TYPE_NAME: Record<VmType, string> = {
   tdx: 'KVM_X86_TDX_VM',
 };
 
-const PROT_READ = 1;
-const PROT_WRITE = 2;
-const MAP_SHARED = 1;
-const MAP_PRIVATE = 2;
-const MAP_ANONYMOUS = 0x20;
-const MAP_NORESERVE = 0x4000;
-const MAP_FIXED_NOREPLACE = 0x10_0000;
-const PROT_NONE = 0;
 
 /** ops the tiny guest cannot perform on any host (vendor guest instructions, hypercalls) */
 const GUEST_ONLY_VENDOR_OPS: Partial<Record<TargetOpName, string>> = {
