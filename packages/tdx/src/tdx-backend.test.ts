@@ -1,13 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { KVM_EXIT_HYPERCALL_LONG_MODE, KVM_HC_MAP_GPA_RANGE, KVM_MAP_GPA_RANGE_DECRYPTED, KVM_MAP_GPA_RANGE_ENCRYPTED, KVM_X86_TDX_VM, KvmError } from '@ccmem/core';
+import { KVM_EXIT_HYPERCALL_LONG_MODE, KVM_HC_MAP_GPA_RANGE, KVM_MAP_GPA_RANGE_DECRYPTED, KVM_MAP_GPA_RANGE_ENCRYPTED, KVM_X86_TDX_VM, KvmError, PhysMem } from '@ccmem/core';
 import { SEPT_BLOCKED, SEPT_FREE, SEPT_PENDING, SEPT_PRESENT } from './sept.js';
 import { KVM_TDX_MEASURE_MEMORY_REGION, PFERR_PRIVATE_ACCESS, createTdxBackend, type TdxBackend } from './tdx-backend.js';
-import { FakeTdxVm, createFakeHostPhysMem } from './testing.js';
+import { FakeTdxVm } from './testing.js';
 
 const P = 4096;
 
 function make(opts: { hugePages?: boolean; gpaw?: 48 | 52 } = {}) {
-  const phys = createFakeHostPhysMem();
+  const phys = new PhysMem();
   const b = createTdxBackend({ phys, ...opts });
   const vm = new FakeTdxVm(phys);
   vm.bind(b);

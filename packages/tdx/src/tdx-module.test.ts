@@ -21,14 +21,14 @@ import {
   TDX_TLB_TRACKING_NOT_DONE,
   tdxStatusName,
 } from './status.js';
+import { PhysMem } from '@ccmem/core';
 import { SEPT_BLOCKED, SEPT_FREE, SEPT_PENDING, SEPT_PENDING_BLOCKED, SEPT_PRESENT } from './sept.js';
 import { PT_SEPT, PamtTable, TDG_EXIT_EPT_VIOLATION, TDX_TD_ATTR_SEPT_VE_DISABLE, TdxModule, mrBlock, type TdxTd } from './tdx-module.js';
-import { createFakeHostPhysMem } from './testing.js';
 
 const P = 4096;
 
 function setup() {
-  const phys = createFakeHostPhysMem();
+  const phys = new PhysMem();
   const module = new TdxModule({ phys, nrHkids: 4 });
   const td = module.createTd();
   const hkid = module.allocHkid();
@@ -41,7 +41,7 @@ function setup() {
 }
 
 /** SEPT.ADD for levels 3, 2, 1 above `gpa` */
-function linkLevels(td: TdxTd, phys: ReturnType<typeof createFakeHostPhysMem>, gpa: number, downTo = 1): void {
+function linkLevels(td: TdxTd, phys: PhysMem, gpa: number, downTo = 1): void {
   for (let l = 3; l >= downTo; l--) {
     const span = 512 ** l * P;
     const st = td.memSeptAdd(Math.floor(gpa / span) * span, l, phys.allocPage());
@@ -56,7 +56,7 @@ function run(td: TdxTd): void {
 
 describe('TD state machine and HKID', () => {
   it('goes UNINITIALIZED → INITIALIZED → RUNNABLE and refuses calls out of order', () => {
-    const phys = createFakeHostPhysMem();
+    const phys = new PhysMem();
     const module = new TdxModule({ phys, nrHkids: 2 });
     const td = module.createTd();
     expect(td.mngKeyConfig()).toBe(TDX_LIFECYCLE_STATE_INCORRECT);
@@ -180,7 +180,7 @@ describe('Secure EPT SEAMCALLs', () => {
     const { td, phys } = setup();
     linkLevels(td, phys, 0, 2);
     run(td);
-    const base = phys.allocPage();
+    const base = phys.allocContiguous(512); // a 2 MiB page: 512 aligned, consecutive frames
     expect(td.memPageAug(0, 1, base)).toBe(TDX_SUCCESS);
     expect(td.tdgMemPageAccept(0, 0, 0)).toBe(TDX_PAGE_SIZE_MISMATCH);
     expect(td.tdgMemPageAccept(0, 0, 1)).toBe(TDX_SUCCESS);

@@ -1,61 +1,11 @@
 /**
- * Small stand-ins for the engine, used by this package's tests and benches: host physical memory
- * and a VM whose "TDP MMU" only does what the mirror-root hooks need (link missing S-EPT levels,
- * then set / remove leaves). Not exported from the package entry point.
+ * A small stand-in for the engine, used by this package's tests (host memory is core's
+ * PhysMem): a VM whose "TDP MMU" only does what the mirror-root hooks need (link missing S-EPT
+ * levels, then set / remove leaves). Not exported from the package entry point.
  */
 import type { HostPhysMem, MemslotView, VmForBackend } from '@ccmem/core';
 import type { TdxBackend, VmForTdxExtension } from './tdx-backend.js';
 
-export function createFakeHostPhysMem(): HostPhysMem {
-  const contents = new Map<number, Uint8Array>();
-  const allocated = new Set<number>();
-  const leaked = new Set<number>();
-  let next = 0x100000;
-  return {
-    allocPage() {
-      const pfn = next++;
-      allocated.add(pfn);
-      return pfn;
-    },
-    freePage(pfn) {
-      allocated.delete(pfn);
-      contents.delete(pfn);
-    },
-    leakPage(pfn) {
-      leaked.add(pfn);
-    },
-    isAllocated: (pfn) => allocated.has(pfn),
-    zeroPage(pfn) {
-      contents.delete(pfn);
-    },
-    readValue(pfn, offset, size) {
-      const b = contents.get(pfn);
-      let v = 0n;
-      for (let i = size - 1; i >= 0; i--) v = (v << 8n) | BigInt(b ? b[offset + i]! : 0);
-      return v;
-    },
-    writeValue(pfn, offset, size, value) {
-      let b = contents.get(pfn);
-      if (!b) contents.set(pfn, (b = new Uint8Array(4096)));
-      for (let i = 0; i < size; i++) b[offset + i] = Number((value >> BigInt(8 * i)) & 0xffn);
-    },
-    readBytes(pfn, offset, length) {
-      const b = contents.get(pfn);
-      return b ? b.slice(offset, offset + length) : new Uint8Array(length);
-    },
-    writeBytes(pfn, offset, data) {
-      let b = contents.get(pfn);
-      if (!b) contents.set(pfn, (b = new Uint8Array(4096)));
-      b.set(data, offset);
-    },
-    get allocatedPages() {
-      return allocated.size;
-    },
-    get storedPages() {
-      return contents.size;
-    },
-  };
-}
 
 /**
  * A VM for the TDX backend: every gfn below `privateGfns` is private and backed by a gmem pfn;
