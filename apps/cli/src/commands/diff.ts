@@ -9,9 +9,8 @@
  */
 import { describeOutcome, diffScenario, hostProfileMismatch, modelProfileName, type ScenarioDiff, type Target } from '@ccmem/scenario';
 import type { CliIo } from '../io.js';
-import { getTarget } from '../targets.js';
 import type { DiffOptions } from './injected.js';
-import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, loadFiles, reportInvalid, toJson } from './shared.js';
+import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, loadFiles, reportInvalid, targetsOrReport, toJson } from './shared.js';
 
 /** the --json form of one scenario's comparison */
 export function diffJson(d: ScenarioDiff) {
@@ -27,15 +26,9 @@ export function diffJson(d: ScenarioDiff) {
 export function diffCommand(io: CliIo, files: string[], opts: DiffOptions): number {
   const { loaded, errors } = loadFiles(files);
   if (errors.length) return reportInvalid(io, errors, Boolean(opts.json));
-  let model: Target;
-  let kvm: Target;
-  try {
-    model = getTarget('model');
-    kvm = getTarget('kvm');
-  } catch (e) {
-    io.err(`${io.color.red('error')} ${(e as Error).message}`);
-    return EXIT_INVALID;
-  }
+  const targets = targetsOrReport(io, 'model', 'kvm');
+  if (!targets) return EXIT_INVALID;
+  const [model, kvm] = targets as [Target, Target];
   const c = io.color;
   // the model's `host` profile should be what this host is; say so when it is not
   let hostProfile: Parameters<typeof hostProfileMismatch>[0] | undefined;

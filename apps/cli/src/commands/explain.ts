@@ -1,19 +1,13 @@
 import { Command, Option } from 'commander';
 import { describeExpectation, describeOutcome, runScenario, show, type TargetName } from '@ccmem/scenario';
 import type { CliIo } from '../io.js';
-import { getTarget } from '../targets.js';
-import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, loadFiles, reportInvalid } from './shared.js';
+import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, loadFiles, reportInvalid, targetsOrReport } from './shared.js';
 
 export function explainCommand(io: CliIo, file: string, opts: { target: TargetName }): number {
   const { loaded, errors } = loadFiles([file]);
   if (errors.length) return reportInvalid(io, errors, false);
-  let target;
-  try {
-    target = getTarget(opts.target);
-  } catch (e) {
-    io.err(`${io.color.red('error')} ${(e as Error).message}`);
-    return EXIT_INVALID;
-  }
+  const [target] = targetsOrReport(io, opts.target) ?? [];
+  if (!target) return EXIT_INVALID;
   const { scenario } = loaded[0]!;
   const c = io.color;
   const r = runScenario(scenario, target, { file, trace: true });

@@ -1,8 +1,7 @@
 import { Command, Option } from 'commander';
 import { runScenario, type ScenarioResult, type TargetName } from '@ccmem/scenario';
 import type { CliIo } from '../io.js';
-import { getTarget } from '../targets.js';
-import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, loadFiles, printResult, reportInvalid, resultJson, toJson, writeTrace } from './shared.js';
+import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, loadFiles, printResult, reportInvalid, resultJson, targetsOrReport, toJson, writeTrace } from './shared.js';
 
 export interface RunCommandOptions {
   target: TargetName;
@@ -14,13 +13,8 @@ export interface RunCommandOptions {
 export function runCommand(io: CliIo, files: string[], opts: RunCommandOptions): number {
   const { loaded, errors } = loadFiles(files);
   if (errors.length) return reportInvalid(io, errors, Boolean(opts.json));
-  let target;
-  try {
-    target = getTarget(opts.target);
-  } catch (e) {
-    io.err(`${io.color.red('error')} ${(e as Error).message}`);
-    return EXIT_INVALID;
-  }
+  const [target] = targetsOrReport(io, opts.target) ?? [];
+  if (!target) return EXIT_INVALID;
   const results: ScenarioResult[] = [];
   for (const { file, scenario } of loaded) {
     const r = runScenario(scenario, target, { file, trace: Boolean(opts.trace), stopOnFailure: Boolean(opts.stopOnFailure) });

@@ -10,8 +10,11 @@ import {
   type Scenario,
   type ScenarioError,
   type ScenarioResult,
+  type Target,
+  type TargetName,
 } from '@ccmem/scenario';
 import type { CliIo } from '../io.js';
+import { getTarget } from '../targets.js';
 
 /** Exit codes: 0 every expectation held, 1 something failed, 2 invalid input or environment. */
 export const EXIT_OK = 0;
@@ -105,4 +108,17 @@ export function writeTrace(path: string, results: readonly ScenarioResult[]): vo
     scenarios: results.map((r) => ({ file: r.file, name: r.name, target: r.target, steps: collectEvents(r) })),
   };
   writeFileSync(path, `${toJson(doc)}\n`);
+}
+
+/**
+ * The named targets, or null after telling the user why one is not available (the caller then
+ * exits with EXIT_INVALID).
+ */
+export function targetsOrReport(io: CliIo, ...names: TargetName[]): Target[] | null {
+  try {
+    return names.map((n) => getTarget(n));
+  } catch (e) {
+    io.err(`${io.color.red('error')} ${(e as Error).message}`);
+    return null;
+  }
 }
