@@ -1,22 +1,135 @@
-// @ccmem/core: the memslot/MMU engine. This file is the package's public face.
-export * from './errno.js';
-export * from './uapi.js';
-export * from './trace.js';
-export * from './backend.js';
-export * from './steps.js';
-export * from './profile.js';
-export * from './invalidate.js';
-export * from './range-map.js';
-export * from './host/index.js';
-export * from './memslot/index.js';
-export * from './mmu/index.js';
-export { KvmPageFault, kvmMmuFaultinPfn, kvmTdpMmuMapFault, kvmMaxLevelForOrder } from './mmu/page-fault.js';
-export { disallowLpage, kvmMmuHugepageAdjust, KVM_MAX_HUGEPAGE_LEVEL } from './mmu/hugepage.js';
-export type { FaultInjection, FaultVm } from './mmu/fault-vm.js';
-export { SetMemoryAttributesOp, kvmSupportedMemAttributes, type KvmMemoryAttributes } from './attributes.js';
-export { PreFaultMemoryOp, preFaultMemory, type KvmPreFaultMemory } from './prefault.js';
+// @ccmem/core: the memslot/MMU engine. This file is the package's public face: every name is
+// listed, so what the engine keeps to itself (the TDP MMU's internals, the memslot engine,
+// SPTE encoding) stays internal.
+
+/* -- the uAPI: constants and structures of <linux/kvm.h>, errno -- */
+export {
+  PAGE_SHIFT,
+  PAGE_SIZE,
+  KVM_X86_DEFAULT_VM,
+  KVM_X86_SW_PROTECTED_VM,
+  KVM_X86_SEV_VM,
+  KVM_X86_SEV_ES_VM,
+  KVM_X86_SNP_VM,
+  KVM_X86_TDX_VM,
+  VM_TYPES,
+  KVM_MEM_LOG_DIRTY_PAGES,
+  KVM_MEM_READONLY,
+  KVM_MEM_GUEST_MEMFD,
+  KVM_MEM_PCI_HOLE,
+  KVM_MEMSLOT_INVALID,
+  KVM_MEMSLOT_GMEM_ONLY,
+  MEMSLOT_FLAGS,
+  KVM_USER_MEM_SLOTS,
+  KVM_MEM_MAX_NR_PAGES,
+  KVM_MAX_NR_ADDRESS_SPACES,
+  KVM_CAP_NR_VCPUS,
+  KVM_CAP_NR_MEMSLOTS,
+  KVM_CAP_SYNC_MMU,
+  KVM_CAP_READONLY_MEM,
+  KVM_CAP_MAX_VCPUS,
+  KVM_CAP_MULTI_ADDRESS_SPACE,
+  KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2,
+  KVM_CAP_EXIT_HYPERCALL,
+  KVM_CAP_USER_MEMORY2,
+  KVM_CAP_MEMORY_FAULT_INFO,
+  KVM_CAP_MEMORY_ATTRIBUTES,
+  KVM_CAP_GUEST_MEMFD,
+  KVM_CAP_VM_TYPES,
+  KVM_CAP_PRE_FAULT_MEMORY,
+  KVM_CAP_GUEST_MEMFD_FLAGS,
+  KVM_CAP_PCI_HOLE_MEM,
+  CAPS,
+  KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE,
+  KVM_DIRTY_LOG_INITIALLY_SET,
+  KVM_MEMORY_ATTRIBUTE_PRIVATE,
+  GUEST_MEMFD_FLAG_MMAP,
+  GUEST_MEMFD_FLAG_INIT_SHARED,
+  FALLOC_FL_KEEP_SIZE,
+  FALLOC_FL_PUNCH_HOLE,
+  KVM_EXIT_UNKNOWN,
+  KVM_EXIT_IO,
+  KVM_EXIT_HYPERCALL,
+  KVM_EXIT_MMIO,
+  KVM_EXIT_SHUTDOWN,
+  KVM_EXIT_FAIL_ENTRY,
+  KVM_EXIT_INTERNAL_ERROR,
+  KVM_EXIT_SYSTEM_EVENT,
+  KVM_EXIT_MEMORY_FAULT,
+  EXIT_REASONS,
+  KVM_MEMORY_EXIT_FLAG_PRIVATE,
+  KVM_HC_MAP_GPA_RANGE,
+  KVM_MAP_GPA_RANGE_PAGE_SZ_4K,
+  KVM_MAP_GPA_RANGE_PAGE_SZ_2M,
+  KVM_MAP_GPA_RANGE_PAGE_SZ_1G,
+  KVM_MAP_GPA_RANGE_DECRYPTED,
+  KVM_MAP_GPA_RANGE_ENCRYPTED,
+  KVM_EXIT_HYPERCALL_LONG_MODE,
+  PG_LEVEL_4K,
+  PG_LEVEL_2M,
+  PG_LEVEL_1G,
+  type VmTypeName,
+  type PgLevel,
+} from './uapi.js';
+export { ERRNO, errnoName, isErrnoName, KvmError, fail, isKvmError, type ErrnoName } from './errno.js';
+export { gpaToGfn, kvmGfnDirectBits, kvmIsGfnAlias, kvmIsAddrDirect, kvmGpaToGfn, type DirectBitsVm } from './gfn.js';
+
+/* -- /dev/kvm, the VM, its vCPUs and their ioctls -- */
+export {
+  Kvm,
+  checkVmOptions,
+  vmTypeName,
+  type BackendFactories,
+  type EdgeOf,
+  type VmEdge,
+  type KvmOptions,
+  type CreateVmOptions,
+} from './kvm.js';
+export { Vm, KVM_MAX_VCPU_IDS, KVM_EXIT_HYPERCALL_VALID_MASK, type KvmEnableCap } from './vm.js';
 export { Vcpu, type GuestAccess, type GuestAccessKind, type GuestAccessResult } from './vcpu.js';
-export { Vm, checkExtension, KVM_MAX_VCPU_IDS, KVM_EXIT_HYPERCALL_VALID_MASK, type KvmEnableCap, type VmOptions } from './vm.js';
-export { Kvm, vmTypeName, type BackendFactory, type KvmOptions, type CreateVmOptions } from './kvm.js';
-export { checkVmInvariants, assertVmInvariants, type InvariantOptions } from './invariants.js';
 export { GuestAccessOp, GUEST_ACCESS_MAX_RETRIES, type GuestAccessPhase, type GuestAccessOpOptions } from './guest-access-op.js';
+export { SetMemoryAttributesOp, type KvmMemoryAttributes } from './attributes.js';
+export { PreFaultMemoryOp, type KvmPreFaultMemory } from './prefault.js';
+export type { KvmUserspaceMemoryRegion2 } from './memslot/set-memory-region.js';
+export type { KvmDirtyLog, KvmClearDirtyLog } from './memslot/dirty-log.js';
+export { RET_PF_FIXED, RET_PF_RETRY, RET_PF_SPURIOUS, RET_PF_NAMES } from './mmu/mmu-internal.js';
+export type { KernelOp } from './steps.js';
+export { checkVmInvariants, assertVmInvariants, type InvariantOptions } from './invariants.js';
+export { UPSTREAM_PROFILE, LINUX_6_18_PROFILE, PROFILES, profileByName } from './profile.js';
+export { Tracer, recordTrace, type TraceEvent, type TraceListener } from './trace.js';
+
+/* -- the host: physical memory, the VMM process -- */
+export { PhysMem } from './host/phys-mem.js';
+export { Process } from './host/process.js';
+export { HostSignal, type MappingBacking, type MmapArgs, type MmapProt } from './host/address-space.js';
+
+/* -- the plug-in interfaces: vendor backends and memory providers -- */
+export {
+  KVM_FILTER_SHARED,
+  KVM_FILTER_PRIVATE,
+  type GfnRange,
+  type MemslotView,
+  type KvmFile,
+  type GmemPfn,
+  type GuestMemoryFile,
+  type KvmGmemPopulateArgs,
+  type GmemPopulateRequest,
+  type AttributeChange,
+  type GuestAccessCheck,
+  type GuestAccessVerdict,
+  type VendorEdge,
+  type NoVendorEdge,
+  type GuestOpResult,
+  type VendorIoctlResult,
+  type VendorBackend,
+  type BackendEnv,
+  type BackendFactory,
+  type VmForBackend,
+  type KvmRunExit,
+  type HostPhysMem,
+  type FileMappingBacking,
+  type KernelProfile,
+  type VmForProvider,
+  type KvmCreateGuestMemfd,
+  type GuestMemfdFactory,
+} from './backend.js';

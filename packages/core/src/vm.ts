@@ -13,8 +13,10 @@ import {
   type KernelProfile,
   type KvmCreateGuestMemfd,
   type KvmFile,
+  type KvmGmemPopulateArgs,
   type MemslotView,
   type VendorBackend,
+  type VendorEdge,
   type VendorIoctlResult,
   type VmForBackend,
   type VmForProvider,
@@ -39,6 +41,7 @@ import {
   KVM_DIRTY_LOG_MANUAL_CAPS,
   KVM_HC_MAP_GPA_RANGE,
   KVM_MAX_NR_ADDRESS_SPACES,
+  KVM_MEM_GUEST_MEMFD,
   KVM_MEMORY_ATTRIBUTE_PRIVATE,
   KVM_MEMSLOT_GMEM_ONLY,
   KVM_USER_MEM_SLOTS,
@@ -48,6 +51,7 @@ import {
   PG_LEVEL_4K,
 } from './uapi.js';
 import { Tracer } from './trace.js';
+import { kvmGfnDirectBits, kvmGpaToGfn, kvmIsGfnAlias } from './gfn.js';
 import { MmuInvalidate } from './invalidate.js';
 import { RangeMap } from './range-map.js';
 import { KvmMemorySlot, kvmSlotDirtyTrackEnabled } from './memslot/memslot.js';
@@ -79,11 +83,11 @@ export interface KvmEnableCap {
   args?: number[];
 }
 
-export interface VmOptions {
+export interface VmOptions<E extends VendorEdge = VendorEdge> {
   readonly type: number;
   readonly profile: KernelProfile;
   readonly process: Process;
-  readonly backend: VendorBackend | null;
+  readonly backend: VendorBackend<E> | null;
   readonly guestMemfd: GuestMemfdFactory | null;
   readonly tracer: Tracer;
   /** MMU root level: 4 (48-bit GPA) or 5 (52-bit GPA) */
@@ -92,14 +96,18 @@ export interface VmOptions {
 
 let nextVmId = 1;
 
-export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, KvmFile {
+/**
+ * `E` is the vendor's edge (`SnpEdge`, `TdxEdge`): it types `memoryEncryptOp`, the vCPUs'
+ * `guestOp` and the backend's `inspect`. `Kvm.createVm` picks it from the VM type.
+ */
+export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, AttributesVm, VmForBackend, VmForProvider, KvmFile {
   readonly kind = 'kvm-vm';
   readonly id = nextVmId++;
   readonly vmType: number;
   readonly profile: KernelProfile;
   readonly process: Process;
   readonly phys: PhysMem;
-  readonly backend: VendorBackend | null;
+  readonly backend: VendorBackend<E> | null;
   readonly tracer: Tracer;
   readonly hasPrivateMem: boolean;
   readonly nrMemslotAsIds: number;
@@ -109,7 +117,7 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
   readonly memslots: MemslotEngine;
   readonly dirtyLog: DirtyLog;
   readonly mmu: TdpMmu;
-  readonly vcpus: Vcpu[] = [];
+  readonly vcpus: Vcpu<E>[] = [];
   /** KVM_CAP_EXIT_HYPERCALL: hypercalls that exit to userspace */
   exitHypercalls = 0;
   /** kvm->vm_dead / vm_bugged, with why */
@@ -122,7 +130,7 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
   private readonly guestMemfd: GuestMemfdFactory | null;
   private readonly unsubscribeMmuNotifier: () => void;
 
-  constructor(opts: VmOptions) {
+  constructor(opts: VmOptions<E>) {
     this.vmType = opts.type;
     this.profile = opts.profile;
     this.process = opts.process;
@@ -249,11 +257,10 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
   archPrepareMemoryRegion(change: MemslotChange, next: KvmMemorySlot | null): ErrnoName | null {
     if ((change === 'CREATE' || change === 'MOVE') && next) {
       const maxGfn = 2 ** (this.mmu.rootLevel === 5 ? 52 : 48) / PAGE_SIZE;
-      const direct = this.backend?.gfnDirectBits ?? 0;
       const lastGfn = next.baseGfn + next.npages - 1;
       if (lastGfn >= maxGfn) return 'EINVAL';
       // a gfn "alias" (TDX shared bit) can never be a memslot
-      if (direct && (lastGfn >= direct || next.baseGfn >= direct)) return 'EINVAL';
+      if (kvmIsGfnAlias(this, lastGfn)) return 'EINVAL';
     }
     return null;
   }
@@ -427,18 +434,18 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
   /* ---------------------------------------------------------------- vCPUs --------------- */
 
   /** KVM_CREATE_VCPU */
-  createVcpu(id: number): Vcpu {
+  createVcpu(id: number): Vcpu<E> {
     this.checkAlive('KVM_CREATE_VCPU');
     if (!Number.isInteger(id) || id < 0 || id >= KVM_MAX_VCPU_IDS) fail('EINVAL', 'KVM_CREATE_VCPU: id >= KVM_MAX_VCPU_IDS');
     if (this.vcpus.length >= KVM_MAX_VCPUS) fail('EINVAL', 'KVM_CREATE_VCPU: too many vCPUs');
     if (this.vcpus.some((v) => v.id === id)) fail('EEXIST', 'KVM_CREATE_VCPU: vcpu id already exists');
-    const vcpu = new Vcpu(this, id);
+    const vcpu = new Vcpu<E>(this, id);
     this.vcpus.push(vcpu);
     this.tracer.emit('kvm_create_vcpu', { vcpu_id: id });
     return vcpu;
   }
 
-  vcpu(id: number): Vcpu | undefined {
+  vcpu(id: number): Vcpu<E> | undefined {
     return this.vcpus.find((v) => v.id === id);
   }
 
@@ -455,10 +462,10 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
   /* --------------------------------------------------------- vendor ioctls -------------- */
 
   /** KVM_MEMORY_ENCRYPT_OP on the VM fd (KVM_SEV_SNP_*, KVM_TDX_INIT_VM, ...) */
-  memoryEncryptOp(cmd: string, args: Readonly<Record<string, unknown>>): VendorIoctlResult {
+  memoryEncryptOp(req: E['vmIoctl']): VendorIoctlResult<E['ioctlOut']> {
     this.checkAlive('KVM_MEMORY_ENCRYPT_OP');
     if (!this.backend?.vmIoctl) fail('ENOTTY', 'KVM_MEMORY_ENCRYPT_OP: no vendor backend for this VM type');
-    return this.backend.vmIoctl(cmd, args);
+    return this.backend.vmIoctl(req);
   }
 
   /* ---------------------------------------------------- VmForBackend / Provider --------- */
@@ -530,6 +537,28 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
     return r < 0 ? { errno: r } : out;
   }
 
+  /**
+   * kvm_gmem_populate() up to kvm_gmem_get_file() (virt/kvm/guest_memfd.c); the file the slot
+   * is bound to does the rest, page by page.
+   */
+  gmemPopulate(args: KvmGmemPopulateArgs): number {
+    const { npages, src } = args;
+    // WARN_ON_ONCE(npages <= 0), WARN_ON_ONCE(!PAGE_ALIGNED(src))
+    if (!(npages > 0)) return -ERRNO.EINVAL;
+    if (src !== null && src % PAGE_SIZE !== 0) return -ERRNO.EINVAL;
+    // kvm_slot_has_gmem()
+    const slot = this.gfnToMemslot(args.startGfn);
+    if (slot === null || !(slot.flags & KVM_MEM_GUEST_MEMFD)) return -ERRNO.EINVAL;
+    // kvm_gmem_get_file(): the binding is gone (a closed file is the provider's to refuse)
+    if (slot.gmemFile === null) return -ERRNO.EFAULT;
+    return slot.gmemFile.populate({
+      ...args,
+      slot,
+      getSrcPage: (hva) => this.copyFromUser(hva, PAGE_SIZE) ?? -ERRNO.EFAULT,
+      isPrivate: (gfn) => this.memIsPrivate(gfn),
+    });
+  }
+
   forEachMirrorLeaf(cb: (gfn: number, level: number, pfn: number) => void): void {
     if (!this.backend?.hasMirroredTdp) return;
     this.mmu.forEachLeaf(0, Number.MAX_SAFE_INTEGER, KVM_FILTER_PRIVATE, (gfn, level, pfn, _w, _d, isMirror) => {
@@ -538,7 +567,7 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
   }
 
   forEachDirectLeaf(cb: (gfn: number, level: number, pfn: number) => void): void {
-    const direct = this.backend?.gfnDirectBits ?? 0;
+    const direct = kvmGfnDirectBits(this);
     this.mmu.forEachLeaf(0, Number.MAX_SAFE_INTEGER, KVM_FILTER_SHARED, (gfn, level, pfn, _w, _d, isMirror) => {
       if (!isMirror) cb(gfn + direct, level, pfn);
     });
@@ -573,9 +602,7 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
   handlePrivateFault(vcpuId: number, gpa: number): number {
     const vcpu = this.vcpu(vcpuId);
     if (!vcpu) return -ERRNO.EINVAL;
-    const direct = this.backend?.gfnDirectBits ?? 0;
-    let gfn = Math.floor(gpa / PAGE_SIZE);
-    if (direct && gfn >= direct) gfn -= direct;
+    const gfn = kvmGpaToGfn(this, gpa);
     for (let tries = 0; tries < 64; tries++) {
       // private faults are handled as writes (tdx_handle_ept_violation)
       const r = vcpu.pageFault(gpa, gfn, true, true, false, false);

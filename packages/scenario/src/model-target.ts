@@ -24,6 +24,9 @@ import {
   KVM_X86_SW_PROTECTED_VM,
   KVM_X86_TDX_VM,
   PAGE_SIZE,
+  PG_LEVEL_2M,
+  PG_LEVEL_4K,
+  gpaToGfn,
   recordTrace,
   type GuestAccessResult,
   type GuestOpResult,
@@ -31,9 +34,10 @@ import {
   type MappingBacking,
   type Vcpu,
   type Vm,
+  type VmEdge,
 } from '@ccmem/core';
 import { createDeviceFd, DeviceFdFile, guestMemfdFactory, GuestMemfd } from '@ccmem/gmem';
-import { snpBackendFactory } from '@ccmem/snp';
+import { snpBackendFactory, SNP_PAGE_STATE_PRIVATE, SNP_PAGE_STATE_SHARED } from '@ccmem/snp';
 import { tdxBackendFactory } from '@ccmem/tdx';
 import { MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE } from './numbers.js';
 import { RUN_INVARIANT_NAMES, type Scenario, type VmConfig, type VmType } from './schema.js';
@@ -54,8 +58,14 @@ export function modelProfileName(profile: VmConfig['profile']): string {
   return profile === 'host' ? 'linux-6.18' : 'upstream';
 }
 
+/** the vendor backends of the model, by VM type */
+const MODEL_BACKENDS = { [KVM_X86_SNP_VM]: snpBackendFactory, [KVM_X86_TDX_VM]: tdxBackendFactory };
+/** the model's /dev/kvm, and a VM of any type on it (typed with every vendor's edge) */
+export type ModelKvm = Kvm<typeof MODEL_BACKENDS>;
+export type ModelVm = Vm<VmEdge<typeof MODEL_BACKENDS, number>>;
+
 /** the vendor backend options of a scenario's `vm` block */
-export function backendOptions(vm: VmConfig): Record<string, unknown> {
+export function backendOptions(vm: VmConfig): NonNullable<Parameters<ModelKvm['createVm']>[0]>['options'] {
   if (vm.type === 'snp') {
     return { ...(vm.directmap !== undefined && { directmap: vm.directmap }), ...(vm.rmp_timing !== undefined && { rmpTiming: vm.rmp_timing }) };
   }
@@ -79,8 +89,8 @@ const GUEST_OPS = new Set<TargetOpName>([
 
 export interface ModelTarget extends Target {
   /** the model of the current scenario (between begin and end) */
-  readonly kvm: Kvm | null;
-  readonly vm: Vm | null;
+  readonly kvm: ModelKvm | null;
+  readonly vm: ModelVm | null;
 }
 
 export interface ModelTargetOptions {
@@ -98,8 +108,8 @@ export function createModelTarget(opts: ModelTargetOptions = {}): ModelTarget {
 
 class ModelTargetImpl implements ModelTarget {
   readonly name = 'model' as const;
-  kvm: Kvm | null = null;
-  vm: Vm | null = null;
+  kvm: ModelKvm | null = null;
+  vm: ModelVm | null = null;
   private config: VmConfig | null = null;
   private hypercalls = new GenericHypercalls();
   /** invariant violations already reported (only new ones fail a step) */
@@ -113,7 +123,7 @@ class ModelTargetImpl implements ModelTarget {
     const kvm = new Kvm({
       profile,
       guestMemfd: guestMemfdFactory,
-      backends: { [KVM_X86_SNP_VM]: snpBackendFactory, [KVM_X86_TDX_VM]: tdxBackendFactory },
+      backends: MODEL_BACKENDS,
     });
     const type = VM_TYPE_NUMBERS[cfg.type];
     if (!(kvm.vmTypes & (1 << type))) {
@@ -165,7 +175,7 @@ class ModelTargetImpl implements ModelTarget {
 
   /* ------------------------------------------------------------------------------------ */
 
-  private requireVm(): Vm {
+  private requireVm(): ModelVm {
     if (!this.vm) throw new Error('model target: no VM (begin() not called)');
     return this.vm;
   }
@@ -179,7 +189,7 @@ class ModelTargetImpl implements ModelTarget {
     return fresh;
   }
 
-  private vcpu(id: number): Vcpu {
+  private vcpu(id: number): Vcpu<ModelVm extends Vm<infer E> ? E : never> {
     const v = this.requireVm().vcpu(id);
     if (!v) fail('EBADF', `vCPU ${id} was not created (KVM_CREATE_VCPU)`);
     return v;
@@ -359,48 +369,48 @@ class ModelTargetImpl implements ModelTarget {
 
       /* -- SEV-SNP -- */
       case 'snp_launch_start':
-        return ioctlOutcome(vm.memoryEncryptOp('snp_launch_start', { policy: step.args.policy, flags: step.args.flags ?? 0 }));
+        return ioctlOutcome(vm.memoryEncryptOp({ cmd: 'snp_launch_start', policy: step.args.policy, flags: step.args.flags ?? 0 }));
       case 'snp_launch_update': {
         const a = step.args;
-        return ioctlOutcome(vm.memoryEncryptOp('snp_launch_update', { gfn_start: a.gfn_start, len: a.len, type: a.type, uaddr: a.uaddr ?? 0, flags: a.flags ?? 0 }));
+        return ioctlOutcome(vm.memoryEncryptOp({ cmd: 'snp_launch_update', gfn_start: a.gfn_start, len: a.len, type: a.type, uaddr: a.uaddr ?? 0, flags: a.flags ?? 0 }));
       }
       case 'snp_launch_finish':
-        return ioctlOutcome(vm.memoryEncryptOp('snp_launch_finish', { flags: step.args.flags ?? 0, ...(step.args.host_data !== undefined && { host_data: step.args.host_data }) }));
+        return ioctlOutcome(vm.memoryEncryptOp({ cmd: 'snp_launch_finish', flags: step.args.flags ?? 0, ...(step.args.host_data !== undefined && { host_data: step.args.host_data }) }));
       case 'guest_pvalidate': {
         const a = step.args;
-        const r = this.vcpu(a.vcpu).guestOp({ op: 'pvalidate', args: { gpa: a.gpa, size: a.page_size === 2 * 1024 * 1024 ? '2M' : '4K', validate: a.validate } });
+        const r = this.vcpu(a.vcpu).guestOp({ op: 'pvalidate', gpa: a.gpa, level: a.page_size === 2 * 1024 * 1024 ? PG_LEVEL_2M : PG_LEVEL_4K, validate: a.validate });
         return guestOpOutcome(r, 'pvalidate');
       }
       case 'guest_rmpadjust': {
         const a = step.args;
-        const args = { gpa: a.gpa, size: a.page_size === 2 * 1024 * 1024 ? '2M' : '4K', vmpl: a.vmpl, perms: a.perms, vmsa: a.vmsa === true };
-        return guestOpOutcome(this.vcpu(a.vcpu).guestOp({ op: 'rmpadjust', args }), 'other');
+        const level = a.page_size === 2 * 1024 * 1024 ? PG_LEVEL_2M : PG_LEVEL_4K;
+        return guestOpOutcome(this.vcpu(a.vcpu).guestOp({ op: 'rmpadjust', gpa: a.gpa, level, vmpl: a.vmpl, perms: a.perms, vmsa: a.vmsa === true }), 'other');
       }
       case 'guest_psc_msr':
-        return guestOpOutcome(this.vcpu(step.args.vcpu).guestOp({ op: 'psc_msr', args: { gpa: step.args.gpa, op: step.args.operation } }), 'other');
+        return guestOpOutcome(this.vcpu(step.args.vcpu).guestOp({ op: 'psc_msr', gpa: step.args.gpa, operation: pageState(step.args.operation) }), 'other');
       case 'guest_psc': {
         const a = step.args;
-        const entries = a.entries.map((e) => ({ gfn: Math.floor(e.gpa / PAGE_SIZE), op: e.operation, pagesize: e.page_size === 2 * 1024 * 1024 ? '2M' : '4K' }));
-        return guestOpOutcome(this.vcpu(a.vcpu).guestOp({ op: 'psc', args: { entries } }), 'other');
+        const entries = a.entries.map((e) => ({ gfn: gpaToGfn(e.gpa), operation: pageState(e.operation), pagesize: e.page_size === 2 * 1024 * 1024 ? (1 as const) : (0 as const) }));
+        return guestOpOutcome(this.vcpu(a.vcpu).guestOp({ op: 'psc', entries }), 'other');
       }
 
       /* -- TDX -- */
       case 'tdx_init_vm':
-        return ioctlOutcome(vm.memoryEncryptOp('tdx_init_vm', { ...(step.args.attributes !== undefined && { attributes: step.args.attributes }), ...(step.args.xfam !== undefined && { xfam: step.args.xfam }) }));
+        return ioctlOutcome(vm.memoryEncryptOp({ cmd: 'tdx_init_vm', ...(step.args.attributes !== undefined && { attributes: step.args.attributes }), ...(step.args.xfam !== undefined && { xfam: step.args.xfam }) }));
       case 'tdx_finalize_vm':
-        return ioctlOutcome(vm.memoryEncryptOp('tdx_finalize_vm', {}));
+        return ioctlOutcome(vm.memoryEncryptOp({ cmd: 'tdx_finalize_vm' }));
       case 'tdx_init_vcpu':
-        return ioctlOutcome(this.vcpu(step.args.vcpu).memoryEncryptOp('tdx_init_vcpu', {}));
+        return ioctlOutcome(this.vcpu(step.args.vcpu).memoryEncryptOp({ cmd: 'tdx_init_vcpu' }));
       case 'tdx_init_mem_region': {
         const a = step.args;
         return ioctlOutcome(
-          this.vcpu(a.vcpu).memoryEncryptOp('tdx_init_mem_region', { source_addr: a.source_addr, gpa: a.gpa, nr_pages: a.nr_pages, flags: a.flags ?? 0 }),
+          this.vcpu(a.vcpu).memoryEncryptOp({ cmd: 'tdx_init_mem_region', source_addr: a.source_addr, gpa: a.gpa, nr_pages: a.nr_pages, flags: a.flags ?? 0 }),
         );
       }
       case 'guest_accept': {
         const a = step.args;
-        const level = a.page_size === 2 * 1024 * 1024 ? 2 : 1;
-        return guestOpOutcome(this.vcpu(a.vcpu).guestOp({ op: 'accept', args: { gpa: a.gpa, level } }), 'tdx');
+        const level = a.page_size === 2 * 1024 * 1024 ? PG_LEVEL_2M : PG_LEVEL_4K;
+        return guestOpOutcome(this.vcpu(a.vcpu).guestOp({ op: 'accept', gpa: a.gpa, level }), 'tdx');
       }
 
       /* -- both vendors -- */
@@ -409,7 +419,7 @@ class ModelTargetImpl implements ModelTarget {
         const vcpu = this.vcpu(a.vcpu);
         if (vm.vmType === KVM_X86_TDX_VM) {
           // TDG.VP.VMCALL<MapGPA>: the shared bit of the gpa says which way
-          return guestOpOutcome(vcpu.guestOp({ op: 'map_gpa', args: { gpa: a.gpa, size: a.npages * PAGE_SIZE } }), 'tdx');
+          return guestOpOutcome(vcpu.guestOp({ op: 'map_gpa', gpa: a.gpa, size: a.npages * PAGE_SIZE }), 'tdx');
         }
         if (vm.dead) return { errno: 'EIO', detail: { check: `KVM_RUN: the VM is dead (${vm.deadReason})` } };
         return guestOpOutcome(this.hypercalls.mapGpaRange(vm, vcpu.id, a.gpa, a.npages, a.attributes ?? 0), 'hypercall');
@@ -469,7 +479,12 @@ function guestOpOutcome(r: GuestOpResult, family: RetFamily): Outcome {
 }
 
 /** a KVM_MEMORY_ENCRYPT_OP result: ret < 0 is the ioctl failing with that errno */
-function ioctlOutcome(r: { ret: number; out?: Readonly<Record<string, unknown>> }): Outcome {
+/** the GHCB page-state operation a scenario names */
+function pageState(op: 'private' | 'shared'): number {
+  return op === 'private' ? SNP_PAGE_STATE_PRIVATE : SNP_PAGE_STATE_SHARED;
+}
+
+function ioctlOutcome(r: { ret: number; out?: object }): Outcome {
   const detail: Record<string, unknown> = { ...(r.out ?? {}) };
   if (r.ret < 0) {
     const name = errnoOf(-r.ret);

@@ -16,17 +16,17 @@ function make(opts: { hugePages?: boolean; gpaw?: 48 | 52 } = {}) {
 
 /** INIT_VM → INIT_VCPU(0,1) → INIT_MEM_REGION(2 pages, measured) → FINALIZE */
 function build(b: TdxBackend, vm: FakeTdxVm) {
-  b.vmIoctl('tdx_init_vm', {});
-  b.vcpuIoctl(0, 'tdx_init_vcpu', {});
-  b.vcpuIoctl(1, 'tdx_init_vcpu', {});
+  b.vmIoctl({ cmd: 'tdx_init_vm' });
+  b.vcpuIoctl(0, { cmd: 'tdx_init_vcpu' });
+  b.vcpuIoctl(1, { cmd: 'tdx_init_vcpu' });
   vm.userMemory.set(0x10000, new Uint8Array(P).fill(0xaa));
-  const r = b.vcpuIoctl(0, 'tdx_init_mem_region', { source_addr: 0x10000, gpa: 0, nr_pages: 2, flags: KVM_TDX_MEASURE_MEMORY_REGION });
+  const r = b.vcpuIoctl(0, { cmd: 'tdx_init_mem_region', source_addr: 0x10000, gpa: 0, nr_pages: 2, flags: KVM_TDX_MEASURE_MEMORY_REGION });
   expect(r.ret).toBe(0);
-  return b.vmIoctl('tdx_finalize_vm', {});
+  return b.vmIoctl({ cmd: 'tdx_finalize_vm' });
 }
 
 function seq(vm: FakeTdxVm, b: TdxBackend) {
-  return { kicks: vm.kicks, calls: { ...(b.inspect('stats', {}) as { seamcalls: Record<string, { calls: number }> }).seamcalls } };
+  return { kicks: vm.kicks, calls: { ...(b.inspect({ what: 'stats' }) as { seamcalls: Record<string, { calls: number }> }).seamcalls } };
 }
 
 describe('TDX backend: properties', () => {
@@ -50,40 +50,40 @@ describe('TDX backend: build flow', () => {
   it('INIT_VM → INIT_VCPU → INIT_MEM_REGION (PAGE.ADD + MR.EXTEND ×16) → FINALIZE', () => {
     const { b, vm, phys } = make();
     expect(b.preFaultAllowed()).toBe(false);
-    expect(() => b.vcpuIoctl(0, 'tdx_init_vcpu', {})).toThrow(KvmError);
+    expect(() => b.vcpuIoctl(0, { cmd: 'tdx_init_vcpu' })).toThrow(KvmError);
     const out = build(b, vm);
     expect(b.preFaultAllowed()).toBe(true);
-    const td = b.inspect('td', {}) as { state: string; mrtd: string };
+    const td = b.inspect({ what: 'td' }) as { state: string; mrtd: string };
     expect(td.state).toBe('RUNNABLE');
     expect(out.out?.mrtd).toBe(td.mrtd);
     expect(b.td.callCount('TDH.MEM.PAGE.ADD')).toBe(2);
     expect(b.td.callCount('TDH.MR.EXTEND')).toBe(32);
     expect(b.td.callCount('TDH.MEM.SEPT.ADD')).toBe(3);
-    const s = b.inspect('sept', { gpa: 2 ** 47 }) as { state: string; pfn: number; level: number };
+    const s = b.inspect({ what: 'sept', gpa: 2 ** 47 }) as { state: string; pfn: number; level: number };
     expect(s.state).toBe('PRESENT');
     expect(phys.readBytes(s.pfn, 0, 4)).toEqual(new Uint8Array([0xaa, 0xaa, 0xaa, 0xaa]));
     expect(b.checkInvariants()).toEqual([]);
-    expect(() => b.vmIoctl('tdx_init_vm', {})).toThrow(/already initialized/);
-    expect(() => b.vmIoctl('tdx_finalize_vm', {})).toThrow(KvmError);
-    expect(() => b.vcpuIoctl(0, 'tdx_init_mem_region', { source_addr: 0x10000, gpa: 0x4000, nr_pages: 1 })).toThrow(KvmError);
+    expect(() => b.vmIoctl({ cmd: 'tdx_init_vm' })).toThrow(/already initialized/);
+    expect(() => b.vmIoctl({ cmd: 'tdx_finalize_vm' })).toThrow(KvmError);
+    expect(() => b.vcpuIoctl(0, { cmd: 'tdx_init_mem_region', source_addr: 0x10000, gpa: 0x4000, nr_pages: 1 })).toThrow(KvmError);
   });
   it('MRTD differs with and without measurement, and is reproducible', () => {
     const runOnce = (flags: number) => {
       const { b, vm } = make();
-      b.vmIoctl('tdx_init_vm', {});
-      b.vcpuIoctl(0, 'tdx_init_vcpu', {});
-      b.vcpuIoctl(0, 'tdx_init_mem_region', { source_addr: 0x10000, gpa: 0, nr_pages: 1, flags });
+      b.vmIoctl({ cmd: 'tdx_init_vm' });
+      b.vcpuIoctl(0, { cmd: 'tdx_init_vcpu' });
+      b.vcpuIoctl(0, { cmd: 'tdx_init_mem_region', source_addr: 0x10000, gpa: 0, nr_pages: 1, flags });
       void vm;
-      return b.vmIoctl('tdx_finalize_vm', {}).out!.mrtd;
+      return b.vmIoctl({ cmd: 'tdx_finalize_vm' }).out!.mrtd;
     };
     expect(runOnce(1)).toBe(runOnce(1));
     expect(runOnce(0)).not.toBe(runOnce(1));
   });
   it('rejects bad INIT_MEM_REGION arguments before touching anything', () => {
     const { b } = make();
-    b.vmIoctl('tdx_init_vm', {});
-    expect(() => b.vcpuIoctl(0, 'tdx_init_mem_region', { source_addr: 0x10000, gpa: 0, nr_pages: 1 })).toThrow(/vCPU not initialized/);
-    b.vcpuIoctl(0, 'tdx_init_vcpu', {});
+    b.vmIoctl({ cmd: 'tdx_init_vm' });
+    expect(() => b.vcpuIoctl(0, { cmd: 'tdx_init_mem_region', source_addr: 0x10000, gpa: 0, nr_pages: 1 })).toThrow(/vCPU not initialized/);
+    b.vcpuIoctl(0, { cmd: 'tdx_init_vcpu' });
     for (const a of [
       { source_addr: 0x10001, gpa: 0, nr_pages: 1 },
       { source_addr: 0x10000, gpa: 0x800, nr_pages: 1 },
@@ -91,22 +91,22 @@ describe('TDX backend: build flow', () => {
       { source_addr: 0x10000, gpa: 2 ** 47, nr_pages: 1 },
       { source_addr: 0x10000, gpa: 0, nr_pages: 1, flags: 2 },
     ]) {
-      expect(() => b.vcpuIoctl(0, 'tdx_init_mem_region', a)).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+      expect(() => b.vcpuIoctl(0, { cmd: 'tdx_init_mem_region', ...a })).toThrow(expect.objectContaining({ code: 'EINVAL' }));
     }
     expect(b.td.callCount('TDH.MEM.PAGE.ADD')).toBe(0);
   });
   it('writes progress back when a later page fails', () => {
     const { b, vm } = make();
-    b.vmIoctl('tdx_init_vm', {});
-    b.vcpuIoctl(0, 'tdx_init_vcpu', {});
+    b.vmIoctl({ cmd: 'tdx_init_vm' });
+    b.vcpuIoctl(0, { cmd: 'tdx_init_vcpu' });
     const last = (vm.privateGfns - 1) * P;
-    const r = b.vcpuIoctl(0, 'tdx_init_mem_region', { source_addr: 0x10000, gpa: last, nr_pages: 2 });
+    const r = b.vcpuIoctl(0, { cmd: 'tdx_init_mem_region', source_addr: 0x10000, gpa: last, nr_pages: 2 });
     expect(r.ret).toBe(-22);
     expect(r.out).toEqual({ source_addr: 0x11000, gpa: last + P, nr_pages: 1 });
   });
   it('PAGE.ADD without a staged source page bugs the VM', () => {
     const { b, vm, phys } = make();
-    b.vmIoctl('tdx_init_vm', {});
+    b.vmIoctl({ cmd: 'tdx_init_vm' });
     expect(vm.mapPrivate(0, phys.allocPage())).toBe(-5);
     expect(vm.bugged).toMatch(/without a staged source/);
   });
@@ -122,16 +122,16 @@ describe('TDX backend: runtime AUG / ACCEPT and the pending rule', () => {
     expect(b.td.leafStateAt(gfn).state).toBe(SEPT_PENDING);
     const access = { vcpuId: 0, gpa: gfn * P, gfn, pfn, level: 1, isPrivate: true, write: false, fetch: false };
     expect(b.checkGuestAccess(access).kind).toBe('vm-dead');
-    expect(b.guestOp(0, { op: 'accept', args: { gpa: gfn * P } }).ret).toBe('TDX_SUCCESS');
+    expect(b.guestOp(0, { op: 'accept', gpa: gfn * P }).ret).toBe('TDX_SUCCESS');
     expect(b.checkGuestAccess(access)).toEqual({ kind: 'ok' });
-    expect(b.guestOp(0, { op: 'accept', args: { gpa: gfn * P } }).ret).toBe('TDX_PAGE_ALREADY_ACCEPTED');
+    expect(b.guestOp(0, { op: 'accept', gpa: gfn * P }).ret).toBe('TDX_PAGE_ALREADY_ACCEPTED');
     expect(b.checkInvariants()).toEqual([]);
   });
   it('without SEPT_VE_DISABLE the guest gets #VE instead', () => {
     const { b, vm } = make();
-    b.vmIoctl('tdx_init_vm', { attributes: 0 });
-    b.vcpuIoctl(0, 'tdx_init_vcpu', {});
-    b.vmIoctl('tdx_finalize_vm', {});
+    b.vmIoctl({ cmd: 'tdx_init_vm', attributes: 0 });
+    b.vcpuIoctl(0, { cmd: 'tdx_init_vcpu' });
+    b.vmIoctl({ cmd: 'tdx_finalize_vm' });
     vm.mapPrivate(7, 12345);
     const v = b.checkGuestAccess({ vcpuId: 0, gpa: 7 * P, gfn: 7, pfn: 12345, level: 1, isPrivate: true, write: true, fetch: false });
     expect(v).toMatchObject({ kind: 'guest-exception', vector: '#VE' });
@@ -139,10 +139,10 @@ describe('TDX backend: runtime AUG / ACCEPT and the pending rule', () => {
   it('ACCEPT on an unmapped page exits with an EPT violation that KVM maps (AUG) before the retry', () => {
     const { b, vm } = make();
     build(b, vm);
-    expect(b.guestOp(1, { op: 'accept', args: { gpa: 0x5000 } }).ret).toBe('TDX_SUCCESS');
+    expect(b.guestOp(1, { op: 'accept', gpa: 0x5000 }).ret).toBe('TDX_SUCCESS');
     expect(b.td.leafStateAt(5).state).toBe(SEPT_PRESENT);
     expect(b.td.callCount('TDH.MEM.PAGE.AUG')).toBe(1);
-    expect(b.guestOp(0, { op: 'accept', args: { gpa: 2 ** 47 } }).ret).toBe('TDX_OPERAND_INVALID');
+    expect(b.guestOp(0, { op: 'accept', gpa: 2 ** 47 }).ret).toBe('TDX_OPERAND_INVALID');
   });
   it('a shared access to a TD private page never reaches it; the invariant reports the alias', () => {
     const { b, vm } = make();
@@ -240,7 +240,7 @@ describe('TDX backend: teardown order', () => {
     vm.zapPrivate(0);
     vm.zapPrivate(1);
     b.destroy();
-    const td = b.inspect('td', {}) as { lifecycle: string; hkidReleased: boolean };
+    const td = b.inspect({ what: 'td' }) as { lifecycle: string; hkidReleased: boolean };
     expect(td).toMatchObject({ lifecycle: 'TEARDOWN', hkidReleased: true });
     expect(vm.freeMirrorTables()).toEqual([0, 0, 0]);
     expect(b.td.sept!.tableCount).toBe(1); // the root, reclaimed with the TDCS
@@ -271,7 +271,7 @@ describe('TDX backend: split hook (not upstream)', () => {
     const base = phys.allocPage();
     for (let i = 1; i < 512; i++) phys.allocPage();
     expect(vm.mapPrivate(512, base, 2)).toBe(0);
-    expect(b.guestOp(0, { op: 'accept', args: { gpa: 512 * P, level: 2 } }).ret).toBe('TDX_SUCCESS');
+    expect(b.guestOp(0, { op: 'accept', gpa: 512 * P, level: 2 }).ret).toBe('TDX_SUCCESS');
     const events: string[] = [];
     b.module.tracer = { enabled: true, emit: (name) => events.push(name) };
     const k0 = vm.kicks;
@@ -293,7 +293,7 @@ describe('TDX backend: MapGPA', () => {
     const { b, vm } = make();
     build(b, vm);
     const shared = 2 ** 47;
-    const r = b.guestOp(0, { op: 'map_gpa', args: { gpa: shared + 0x100000, size: 0x300000 } });
+    const r = b.guestOp(0, { op: 'map_gpa', gpa: shared + 0x100000, size: 0x300000 });
     expect(r.exit).toEqual({
       reason: 'KVM_EXIT_HYPERCALL',
       hypercall: { nr: KVM_HC_MAP_GPA_RANGE, args: [0x100000, 512, KVM_MAP_GPA_RANGE_DECRYPTED], ret: 0, flags: KVM_EXIT_HYPERCALL_LONG_MODE },
@@ -302,27 +302,27 @@ describe('TDX backend: MapGPA', () => {
     expect(r2.exit && r2.exit.reason === 'KVM_EXIT_HYPERCALL' && r2.exit.hypercall.args).toEqual([0x300000, 256, KVM_MAP_GPA_RANGE_DECRYPTED]);
     expect(b.completeHypercall(0, 0)).toEqual({ ret: 'TDVMCALL_STATUS_SUCCESS' });
     expect(b.completeHypercall(0, 0)).toBeNull();
-    const p = b.guestOp(0, { op: 'map_gpa', args: { gpa: 0, size: P } });
+    const p = b.guestOp(0, { op: 'map_gpa', gpa: 0, size: P });
     expect(p.exit && p.exit.reason === 'KVM_EXIT_HYPERCALL' && p.exit.hypercall.args[2]).toBe(KVM_MAP_GPA_RANGE_ENCRYPTED);
     expect(b.completeHypercall(0, 1)).toEqual({ ret: 'TDVMCALL_STATUS_INVALID_OPERAND', detail: { r11: 0 } });
   });
   it('returns RETRY with the next gpa when an interrupt is pending between steps', () => {
     const { b, vm } = make();
     build(b, vm);
-    b.guestOp(0, { op: 'map_gpa', args: { gpa: 0, size: 0x400000 } });
-    b.guestOp(0, { op: 'pending_interrupt', args: { pending: true } });
+    b.guestOp(0, { op: 'map_gpa', gpa: 0, size: 0x400000 });
+    b.guestOp(0, { op: 'pending_interrupt', pending: true });
     expect(b.completeHypercall(0, 0)).toEqual({ ret: 'TDVMCALL_STATUS_RETRY', detail: { r11: 0x200000 } });
   });
   it('checks in order: hypercall exit enabled, operands, alignment', () => {
     const { b, vm } = make();
     build(b, vm);
     vm.hypercallExit = false;
-    expect(b.guestOp(0, { op: 'map_gpa', args: { gpa: 0x1001, size: 1 } }).ret).toBe('TDVMCALL_STATUS_SUBFUNC_UNSUPPORTED');
+    expect(b.guestOp(0, { op: 'map_gpa', gpa: 0x1001, size: 1 }).ret).toBe('TDVMCALL_STATUS_SUBFUNC_UNSUPPORTED');
     vm.hypercallExit = true;
-    expect(b.guestOp(0, { op: 'map_gpa', args: { gpa: 2 ** 47 - P, size: 2 * P } })).toEqual({ ret: 'TDVMCALL_STATUS_INVALID_OPERAND', detail: { r11: 2 ** 47 - P } });
-    expect(b.guestOp(0, { op: 'map_gpa', args: { gpa: 2 ** 48 - P, size: 2 * P } }).ret).toBe('TDVMCALL_STATUS_INVALID_OPERAND');
-    expect(b.guestOp(0, { op: 'map_gpa', args: { gpa: 0x1001, size: P } }).ret).toBe('TDVMCALL_STATUS_ALIGN_ERROR');
-    expect(b.guestOp(0, { op: 'map_gpa', args: { gpa: 0x1000, size: 0 } }).ret).toBe('TDVMCALL_STATUS_INVALID_OPERAND');
+    expect(b.guestOp(0, { op: 'map_gpa', gpa: 2 ** 47 - P, size: 2 * P })).toEqual({ ret: 'TDVMCALL_STATUS_INVALID_OPERAND', detail: { r11: 2 ** 47 - P } });
+    expect(b.guestOp(0, { op: 'map_gpa', gpa: 2 ** 48 - P, size: 2 * P }).ret).toBe('TDVMCALL_STATUS_INVALID_OPERAND');
+    expect(b.guestOp(0, { op: 'map_gpa', gpa: 0x1001, size: P }).ret).toBe('TDVMCALL_STATUS_ALIGN_ERROR');
+    expect(b.guestOp(0, { op: 'map_gpa', gpa: 0x1000, size: 0 }).ret).toBe('TDVMCALL_STATUS_INVALID_OPERAND');
   });
 });
 

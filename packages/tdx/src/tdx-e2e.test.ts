@@ -17,6 +17,7 @@ import {
 } from '@ccmem/core';
 import { createDeviceFd, guestMemfdFactory } from '@ccmem/gmem';
 import { KVM_TDX_MEASURE_MEMORY_REGION, tdxBackendFactory, type TdxBackend } from './tdx-backend.js';
+import type { TdxVmOptions } from './edge.js';
 
 const MiB = 2 ** 20;
 const P = 4096;
@@ -28,7 +29,7 @@ function check(vm: Vm) {
   expect((vm.backend as TdxBackend).checkInvariants()).toEqual([]);
 }
 
-function tdxVm(options: Record<string, unknown> = {}, size = 4 * MiB) {
+function tdxVm(options: TdxVmOptions = {}, size = 4 * MiB) {
   const kvm = new Kvm({ guestMemfd: guestMemfdFactory, backends: { [KVM_X86_TDX_VM]: tdxBackendFactory } });
   const vm = kvm.createVm({ type: KVM_X86_TDX_VM, options });
   const b = vm.backend as TdxBackend;
@@ -43,16 +44,16 @@ function tdxVm(options: Record<string, unknown> = {}, size = 4 * MiB) {
 /** tdx_init_vm → create_vcpu (done) → tdx_init_vcpu → PRIVATE → tdx_init_mem_region → tdx_finalize_vm */
 function build(t: ReturnType<typeof tdxVm>, flags = KVM_TDX_MEASURE_MEMORY_REGION, pages = 2) {
   const { vm, vcpu, kvm, src } = t;
-  vm.memoryEncryptOp('tdx_init_vm', {});
+  vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
   check(vm);
-  vcpu.memoryEncryptOp('tdx_init_vcpu', {});
+  vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
   vm.setMemoryAttributes({ address: BASE, size: pages * P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
   check(vm);
   kvm.process.mm.writeBytes(src, new Uint8Array(pages * P).fill(0x5a));
-  const r = vcpu.memoryEncryptOp('tdx_init_mem_region', { source_addr: src, gpa: BASE, nr_pages: pages, flags });
+  const r = vcpu.memoryEncryptOp({ cmd: 'tdx_init_mem_region', source_addr: src, gpa: BASE, nr_pages: pages, flags });
   expect(r.ret).toBe(0);
   check(vm);
-  const fin = vm.memoryEncryptOp('tdx_finalize_vm', {});
+  const fin = vm.memoryEncryptOp({ cmd: 'tdx_finalize_vm' });
   check(vm);
   return fin.out!.mrtd as string;
 }
@@ -63,7 +64,7 @@ describe('TDX VM end to end', () => {
     const m1 = build(t);
     const { vm, vcpu, b } = t;
     expect(b.preFaultAllowed()).toBe(true);
-    expect(b.inspect('sept', { gpa: BASE })).toMatchObject({ state: 'PRESENT', level: 1 });
+    expect(b.inspect({ what: 'sept', gpa: BASE })).toMatchObject({ state: 'PRESENT', level: 1 });
     expect(vm.mmu.leafAt(BASE / P, true)).toBeTruthy();
     expect(vcpu.guestRead(BASE + 8, 8, true).value).toBe(0x5a5a5a5a5a5a5a5an);
     const m0 = build(tdxVm(), 0);
@@ -82,7 +83,7 @@ describe('TDX VM end to end', () => {
     const r = vcpu.guestWrite(gpa, 8, 1n, true);
     expect(r.errno).toBe('EIO');
     expect(r.reason).toMatch(/pending EPT violation/);
-    expect(b.inspect('sept', { gpa })).toMatchObject({ state: 'PENDING' });
+    expect(b.inspect({ what: 'sept', gpa })).toMatchObject({ state: 'PENDING' });
     expect(vm.dead).toBe(true);
     expect(() => vm.setMemoryAttributes({ address: gpa, size: P, attributes: 0, flags: 0 })).toThrow(expect.objectContaining({ code: 'EIO' }));
   });
@@ -93,12 +94,12 @@ describe('TDX VM end to end', () => {
     const { vm, vcpu, b } = t;
     const gpa = BASE + 0x10000;
     vm.setMemoryAttributes({ address: gpa, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
-    expect(vcpu.guestOp({ op: 'accept', args: { gpa } })).toEqual({ ret: 'TDX_SUCCESS' });
-    expect(b.inspect('sept', { gpa })).toMatchObject({ state: 'PRESENT', level: 1 });
+    expect(vcpu.guestOp({ op: 'accept', gpa })).toEqual({ ret: 'TDX_SUCCESS' });
+    expect(b.inspect({ what: 'sept', gpa })).toMatchObject({ state: 'PRESENT', level: 1 });
     check(vm);
     expect(vcpu.guestWrite(gpa, 8, 0x1234n, true)).toEqual({});
     expect(vcpu.guestRead(gpa, 8, true).value).toBe(0x1234n);
-    expect(vcpu.guestOp({ op: 'accept', args: { gpa } })).toEqual({ ret: 'TDX_PAGE_ALREADY_ACCEPTED' });
+    expect(vcpu.guestOp({ op: 'accept', gpa })).toEqual({ ret: 'TDX_PAGE_ALREADY_ACCEPTED' });
     expect(b.stats.pagesAugmented).toBe(1);
     check(vm);
   });
@@ -128,15 +129,15 @@ describe('TDX VM end to end', () => {
     const { vm, vcpu, b, kvm } = t;
     const gpa = BASE + 0x10000;
     vm.setMemoryAttributes({ address: gpa, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
-    vcpu.guestOp({ op: 'accept', args: { gpa } });
+    vcpu.guestOp({ op: 'accept', gpa });
     vcpu.guestWrite(gpa, 8, 0x99n, true);
-    const pfn = (b.inspect('sept', { gpa }) as { pfn: number }).pfn;
+    const pfn = (b.inspect({ what: 'sept', gpa }) as { pfn: number }).pfn;
     const rec = recordTrace(kvm.tracer);
     vm.setMemoryAttributes({ address: gpa, size: P, attributes: 0, flags: 0 });
     rec.stop();
     const names = rec.events.map((e) => e.name).filter((n) => /^tdh_|kvm_make_all_cpus_request/.test(n));
     expect(names).toEqual(['tdh_mem_range_block', 'tdh_mem_track', 'kvm_make_all_cpus_request', 'tdh_mem_page_remove', 'tdh_phymem_page_wbinvd']);
-    expect(b.inspect('sept', { gpa })).toMatchObject({ state: 'FREE' });
+    expect(b.inspect({ what: 'sept', gpa })).toMatchObject({ state: 'FREE' });
     expect(vm.mmu.leafAt(gpa / P, true)).toBeFalsy();
     expect(kvm.process.phys.readValue(pfn, 0, 8)).toBe(0n); // tdx_quirk_reset_page
     check(vm);
@@ -153,7 +154,7 @@ describe('TDX VM end to end', () => {
     const { vm, vcpu } = t;
     vm.enableCap({ cap: KVM_CAP_EXIT_HYPERCALL, args: [1 << KVM_HC_MAP_GPA_RANGE] });
     const gpa = BASE + 2 * MiB;
-    let r = vcpu.guestOp({ op: 'map_gpa', args: { gpa, size: 5 * MiB } });
+    let r = vcpu.guestOp({ op: 'map_gpa', gpa, size: 5 * MiB });
     const steps: number[][] = [];
     while (r.exit) {
       if (r.exit.reason !== 'KVM_EXIT_HYPERCALL') throw new Error('unexpected exit');
@@ -167,10 +168,10 @@ describe('TDX VM end to end', () => {
     expect(r.ret).toBe('TDVMCALL_STATUS_SUCCESS');
     expect(vm.memIsPrivate((gpa + 5 * MiB - P) / P)).toBe(true);
     // private → shared: args carry the gpa without the shared bit and DECRYPTED
-    r = vcpu.guestOp({ op: 'map_gpa', args: { gpa: SHARED + gpa, size: P } });
+    r = vcpu.guestOp({ op: 'map_gpa', gpa: SHARED + gpa, size: P });
     expect(r.exit).toMatchObject({ reason: 'KVM_EXIT_HYPERCALL', hypercall: { args: [gpa, 1, KVM_MAP_GPA_RANGE_DECRYPTED] } });
     expect(vcpu.completeHypercall(0)).toEqual({ ret: 'TDVMCALL_STATUS_SUCCESS' });
-    expect(vcpu.guestOp({ op: 'map_gpa', args: { gpa: gpa + 0x800, size: P } })).toMatchObject({ ret: 'TDVMCALL_STATUS_ALIGN_ERROR' });
+    expect(vcpu.guestOp({ op: 'map_gpa', gpa: gpa + 0x800, size: P })).toMatchObject({ ret: 'TDVMCALL_STATUS_ALIGN_ERROR' });
   });
 
   it('BUSY on REMOVE: wait_for_sept_zap, kick, retry once; a second BUSY bugs the VM (EIO on the next ioctl)', () => {
@@ -179,22 +180,22 @@ describe('TDX VM end to end', () => {
     const { vm, vcpu, b } = t;
     const gpa = BASE + 0x10000;
     vm.setMemoryAttributes({ address: gpa, size: 2 * P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
-    vcpu.guestOp({ op: 'accept', args: { gpa } });
-    vcpu.guestOp({ op: 'accept', args: { gpa: gpa + P } });
+    vcpu.guestOp({ op: 'accept', gpa });
+    vcpu.guestOp({ op: 'accept', gpa: gpa + P });
     const kicks = b.stats.kicks;
     b.td.injectOperandBusy(1, 'TDH.MEM.PAGE.REMOVE');
     vm.setMemoryAttributes({ address: gpa, size: P, attributes: 0, flags: 0 });
     expect(b.stats.busyRetries).toBe(1);
     expect(b.stats.kicks).toBe(kicks + 2); // tdx_track's kick + the busy kick
     expect(vm.dead).toBe(false);
-    expect(b.inspect('sept', { gpa })).toMatchObject({ state: 'FREE' });
+    expect(b.inspect({ what: 'sept', gpa })).toMatchObject({ state: 'FREE' });
     check(vm);
     b.td.injectOperandBusy(2, 'TDH.MEM.PAGE.REMOVE');
     vm.setMemoryAttributes({ address: gpa + P, size: P, attributes: 0, flags: 0 });
     expect(vm.dead).toBe(true);
     expect(b.bugReasons.at(-1)).toMatch(/TDH.MEM.PAGE.REMOVE failed: TDX_OPERAND_BUSY/);
     expect(() => vm.setMemoryAttributes({ address: gpa, size: P, attributes: 0, flags: 0 })).toThrow(expect.objectContaining({ code: 'EIO' }));
-    expect(() => vcpu.memoryEncryptOp('tdx_init_vcpu', {})).toThrow(expect.objectContaining({ code: 'EIO' }));
+    expect(() => vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' })).toThrow(expect.objectContaining({ code: 'EIO' }));
   });
 
   it('PUNCH_HOLE of private memory removes the S-EPT leaves', () => {
@@ -203,17 +204,17 @@ describe('TDX VM end to end', () => {
     const { vm, vcpu, b, kvm, gmemFd } = t;
     const gpa = BASE + 0x10000;
     vm.setMemoryAttributes({ address: gpa, size: 4 * P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
-    for (let i = 0; i < 4; i++) vcpu.guestOp({ op: 'accept', args: { gpa: gpa + i * P } });
+    for (let i = 0; i < 4; i++) vcpu.guestOp({ op: 'accept', gpa: gpa + i * P });
     const removed = b.stats.pagesRemoved;
     const file = kvm.process.getFile(gmemFd) as unknown as { fallocate(m: number, o: number, l: number): void };
     file.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0x10000 + P, 2 * P);
     expect(b.stats.pagesRemoved).toBe(removed + 2);
-    expect(b.inspect('sept', { gpa: gpa + P })).toMatchObject({ state: 'FREE' });
-    expect(b.inspect('sept', { gpa })).toMatchObject({ state: 'PRESENT' });
-    expect(b.inspect('sept', { gpa: gpa + 3 * P })).toMatchObject({ state: 'PRESENT' });
+    expect(b.inspect({ what: 'sept', gpa: gpa + P })).toMatchObject({ state: 'FREE' });
+    expect(b.inspect({ what: 'sept', gpa })).toMatchObject({ state: 'PRESENT' });
+    expect(b.inspect({ what: 'sept', gpa: gpa + 3 * P })).toMatchObject({ state: 'PRESENT' });
     check(vm);
     // the gfn is still private: the next access faults a fresh page in through AUG (PENDING)
-    expect(vcpu.guestOp({ op: 'accept', args: { gpa: gpa + P } })).toEqual({ ret: 'TDX_SUCCESS' });
+    expect(vcpu.guestOp({ op: 'accept', gpa: gpa + P })).toEqual({ ret: 'TDX_SUCCESS' });
     check(vm);
   });
 
@@ -222,7 +223,7 @@ describe('TDX VM end to end', () => {
     build(t);
     const { vm, vcpu, b, kvm, gmemFd } = t;
     vm.setMemoryAttributes({ address: BASE + 0x10000, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
-    vcpu.guestOp({ op: 'accept', args: { gpa: BASE + 0x10000 } });
+    vcpu.guestOp({ op: 'accept', gpa: BASE + 0x10000 });
     const rec = recordTrace(kvm.tracer);
     const tables = b.stats.septTablesLinked;
     expect(tables).toBeGreaterThan(0);
@@ -247,7 +248,7 @@ describe('TDX VM end to end', () => {
     expect(ev.filter((n) => n === 'tdh_mem_page_remove')).toHaveLength(3); // 2 build pages + 1 accepted
     expect(b.stats.septTablesReclaimed).toBe(tables);
     expect(b.bugReasons).toEqual([]);
-    expect(b.inspect('td', {})).toMatchObject({ lifecycle: 'TEARDOWN', hkidReleased: true });
+    expect(b.inspect({ what: 'td' })).toMatchObject({ lifecycle: 'TEARDOWN', hkidReleased: true });
     expect(b.checkInvariants()).toEqual([]);
     // every S-EPT table page was reclaimed and went back to the host allocator
     expect(vm.mmu.stats.external_spt_leaked).toBe(0);
@@ -276,19 +277,24 @@ describe('TDX VM end to end', () => {
     vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: BASE, memory_size: size, userspace_addr: hva, guest_memfd: devFd, guest_memfd_offset: 0 });
     const src = kvm.process.mm.mmap({ length: P, prot: { read: true, write: true }, shared: false });
     const vcpu = vm.createVcpu(0);
-    build({ kvm, vm, b, vcpu, gmemFd: devFd, hva, src, size }, KVM_TDX_MEASURE_MEMORY_REGION, 1);
+    vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
+    vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
+    vm.setMemoryAttributes({ address: BASE, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
+    // device memory is never populated at launch: kvm_gmem_populate() refuses the device fd
+    expect(() => vcpu.memoryEncryptOp({ cmd: 'tdx_init_mem_region', source_addr: src, gpa: BASE, nr_pages: 1, flags: KVM_TDX_MEASURE_MEMORY_REGION })).toThrow(/EINVAL/);
+    vm.memoryEncryptOp({ cmd: 'tdx_finalize_vm' });
     const gpa = BASE + 2 * MiB;
     vm.setMemoryAttributes({ address: gpa, size: 2 * MiB, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
     check(vm);
-    const r = vcpu.guestOp({ op: 'accept', args: { gpa, level: 2 } });
+    const r = vcpu.guestOp({ op: 'accept', gpa, level: 2 });
     expect(r).toEqual({ ret: 'TDX_SUCCESS' });
-    expect(b.inspect('sept', { gpa: gpa + 0x5000 })).toMatchObject({ state: 'PRESENT', level: 2 });
+    expect(b.inspect({ what: 'sept', gpa: gpa + 0x5000 })).toMatchObject({ state: 'PRESENT', level: 2 });
     expect(vm.mmu.stats.pages_2m).toBe(1);
     check(vm);
     // (the head page: the guest-access walk adds the offset inside a huge leaf twice, which
     // only shows at a non-zero offset)
     expect(vcpu.guestWrite(gpa, 8, 7n, true)).toEqual({});
-    const headPfn = (b.inspect('sept', { gpa }) as { pfn: number }).pfn;
+    const headPfn = (b.inspect({ what: 'sept', gpa }) as { pfn: number }).pfn;
     const rec = recordTrace(kvm.tracer);
     vm.setMemoryAttributes({ address: gpa + 0x3000, size: P, attributes: 0, flags: 0 });
     rec.stop();
@@ -296,12 +302,12 @@ describe('TDX VM end to end', () => {
     expect(names.slice(0, 4)).toEqual(['tdh_mem_range_block', 'tdh_mem_track', 'kvm_make_all_cpus_request', 'tdh_mem_page_demote']);
     expect(names.slice(4)).toEqual(['tdh_mem_range_block', 'tdh_mem_track', 'kvm_make_all_cpus_request', 'tdh_mem_page_remove', 'tdh_phymem_page_wbinvd']);
     expect(b.stats.splits).toBe(1);
-    expect(b.inspect('sept', { gpa: gpa + 0x3000 })).toMatchObject({ state: 'FREE' });
-    expect(b.inspect('sept', { gpa: gpa + 0x4000 })).toMatchObject({ state: 'PRESENT', level: 1 });
+    expect(b.inspect({ what: 'sept', gpa: gpa + 0x3000 })).toMatchObject({ state: 'FREE' });
+    expect(b.inspect({ what: 'sept', gpa: gpa + 0x4000 })).toMatchObject({ state: 'PRESENT', level: 1 });
     expect(vm.mmu.stats).toMatchObject({ pages_2m: 0 });
     // DEMOTE keeps the pfns and the contents: the 4K leaves inherit the 2M page's frames
-    expect(b.inspect('sept', { gpa })).toMatchObject({ state: 'PRESENT', level: 1, pfn: headPfn });
-    expect(b.inspect('sept', { gpa: gpa + 0x4000 })).toMatchObject({ pfn: headPfn + 4 });
+    expect(b.inspect({ what: 'sept', gpa })).toMatchObject({ state: 'PRESENT', level: 1, pfn: headPfn });
+    expect(b.inspect({ what: 'sept', gpa: gpa + 0x4000 })).toMatchObject({ pfn: headPfn + 4 });
     expect(vcpu.guestRead(gpa, 8, true)).toEqual({ value: 7n });
     expect(vcpu.guestRead(gpa + 0x4000, 8, true)).toEqual({ value: 0n });
     check(vm);
@@ -313,8 +319,8 @@ describe('TDX VM end to end', () => {
     const { vm, vcpu, b } = t;
     const gpa = BASE + 2 * MiB;
     vm.setMemoryAttributes({ address: gpa, size: 2 * MiB, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
-    const r = vcpu.guestOp({ op: 'accept', args: { gpa, level: 2 } });
-    expect(b.inspect('sept', { gpa })).toMatchObject({ level: 1 });
+    const r = vcpu.guestOp({ op: 'accept', gpa, level: 2 });
+    expect(b.inspect({ what: 'sept', gpa })).toMatchObject({ level: 1 });
     expect(r.ret).not.toBe('TDX_SUCCESS');
     check(vm);
   });
@@ -323,21 +329,21 @@ describe('TDX VM end to end', () => {
 describe('KVM_TDX_INIT_MEM_REGION checks in kvm_gmem_populate order', () => {
   it('the folio lookup fails before the PRIVATE check: a closed guest_memfd is EFAULT even on a shared gfn', () => {
     const t = tdxVm();
-    t.vm.memoryEncryptOp('tdx_init_vm', {});
-    t.vcpu.memoryEncryptOp('tdx_init_vcpu', {});
+    t.vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
+    t.vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
     const args = { source_addr: t.src, gpa: BASE, nr_pages: 1, flags: 0 };
     // shared gfn, live file: the PRIVATE check answers
-    expect(() => t.vcpu.memoryEncryptOp('tdx_init_mem_region', args)).toThrow(/EINVAL/);
+    expect(() => t.vcpu.memoryEncryptOp({ cmd: 'tdx_init_mem_region', ...args })).toThrow(/EINVAL/);
     // the same shared gfn with the file closed: the folio lookup answers first
     t.kvm.process.close(t.gmemFd);
-    expect(() => t.vcpu.memoryEncryptOp('tdx_init_mem_region', args)).toThrow(/EFAULT/);
+    expect(() => t.vcpu.memoryEncryptOp({ cmd: 'tdx_init_mem_region', ...args })).toThrow(/EFAULT/);
   });
 });
 
 describe('GPAW', () => {
   it('is chosen when the VM is created; KVM_TDX_INIT_VM may confirm it but not change it', () => {
     const t = tdxVm();
-    expect(() => t.vm.memoryEncryptOp('tdx_init_vm', { gpaw: 52 })).toThrow(/EINVAL/);
-    expect(t.vm.memoryEncryptOp('tdx_init_vm', { gpaw: 48 }).out).toMatchObject({ gpaw: 48, gfn_direct_bits: 2 ** 35 });
+    expect(() => t.vm.memoryEncryptOp({ cmd: 'tdx_init_vm', gpaw: 52 })).toThrow(/EINVAL/);
+    expect(t.vm.memoryEncryptOp({ cmd: 'tdx_init_vm', gpaw: 48 }).out).toMatchObject({ gpaw: 48, gfn_direct_bits: 2 ** 35 });
   });
 });

@@ -3,8 +3,8 @@
  * PhysMem): a VM whose "TDP MMU" only does what the mirror-root hooks need (link missing S-EPT
  * levels, then set / remove leaves). Not exported from the package entry point.
  */
-import type { HostPhysMem, MemslotView, VmForBackend } from '@ccmem/core';
-import type { TdxBackend, VmForTdxExtension } from './tdx-backend.js';
+import type { HostPhysMem, KvmGmemPopulateArgs, MemslotView, VmForBackend } from '@ccmem/core';
+import type { TdxBackend } from './tdx-backend.js';
 
 
 /**
@@ -12,8 +12,9 @@ import type { TdxBackend, VmForTdxExtension } from './tdx-backend.js';
  * `mapPrivatePfn` / `mapPrivate` walk the mirror root as kvm_tdp_mmu_map does (SEPT.ADD for each
  * missing level from the top, then the leaf), retrying on -EBUSY like RET_PF_RETRY.
  */
-export class FakeTdxVm implements VmForBackend, VmForTdxExtension {
+export class FakeTdxVm implements VmForBackend {
   readonly vmType = 5;
+  readonly mmuInvalidateSeq = 0;
   readonly tracer = { enabled: false, emit(): void {} };
   nrVcpus = 2;
   kicks = 0;
@@ -89,6 +90,22 @@ export class FakeTdxVm implements VmForBackend, VmForTdxExtension {
     return { pfn, maxOrder: 0 };
   }
 
+  gmemPeekPfn(gfn: number): number {
+    return this.gmemPfn.get(gfn) ?? -1;
+  }
+  /** KVM_TDX_INIT_MEM_REGION populates one page per call: the first page of the request only */
+  gmemPopulate(args: KvmGmemPopulateArgs): number {
+    const gfn = args.startGfn;
+    if (!this.gfnToMemslot(gfn)) return -22;
+    const src = args.src === null ? null : this.copyFromUser(args.src, 4096);
+    if (args.src !== null && src === null) return -14;
+    const r = this.gmemGetPfn(gfn);
+    if ('errno' in r) return r.errno;
+    if (!this.memIsPrivate(gfn)) return -22;
+    const ret = args.postPopulate(gfn, r.pfn, src);
+    return ret < 0 ? ret : 1;
+  }
+
   /** link missing mirror levels (pg levels rootLevel..level+1) then set the leaf at `level` */
   mapPrivate(gfn: number, pfn: number, level = 1): number {
     const b = this.backend!;
@@ -133,6 +150,9 @@ export class FakeTdxVm implements VmForBackend, VmForTdxExtension {
 
   forEachMirrorLeaf(cb: (gfn: number, level: number, pfn: number) => void): void {
     for (const [gfn, l] of this.mirrorLeaves) cb(gfn, l.level, l.pfn);
+  }
+  forEachPrivateMapping(cb: (gfn: number, pfn: number, level: number) => void): void {
+    for (const [gfn, l] of this.mirrorLeaves) cb(gfn, l.pfn, l.level);
   }
   forEachDirectLeaf(cb: (gfn: number, level: number, pfn: number) => void): void {
     for (const [gfn, pfn] of this.directLeaves) cb(gfn, 1, pfn);

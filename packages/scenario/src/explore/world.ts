@@ -22,15 +22,14 @@ import {
   KVM_MEMSLOT_INVALID,
   RET_PF_FIXED,
   isKvmError,
+  kvmGpaToGfn,
   recordTrace,
   type GuestAccessResult,
   type KernelOp,
-  type Kvm,
   type TraceEvent,
-  type Vm,
 } from '@ccmem/core';
 import { GuestMemfd, InvalidateLockBusyError } from '@ccmem/gmem';
-import { createModelTarget, type ModelTarget } from '../model-target.js';
+import { createModelTarget, type ModelKvm, type ModelTarget, type ModelVm } from '../model-target.js';
 import { resolveStep, effectiveVm } from '../runner.js';
 import type { Scenario, Step } from '../schema.js';
 import type { Outcome, ResolvedStep, RunContext } from '../target.js';
@@ -405,7 +404,7 @@ export interface WorldOptions {
  * once per scenario object and the result reused by every later run.
  */
 const setupChecks = new WeakMap<Scenario, readonly string[]>();
-function setupCheck(scenario: Scenario, vm: Vm): readonly string[] {
+function setupCheck(scenario: Scenario, vm: ModelVm): readonly string[] {
   let v = setupChecks.get(scenario);
   if (v === undefined) {
     v = vm.alive ? checkVmInvariants(vm) : [];
@@ -423,8 +422,8 @@ export class World {
   readonly names = new Map<string, number>();
   /** bumped whenever an actor binds a name (`as:`) */
   namesVersion = 0;
-  readonly kvm: Kvm;
-  readonly vm: Vm;
+  readonly kvm: ModelKvm;
+  readonly vm: ModelVm;
   readonly actors: Actor[] = [];
   readonly records: ActorStepRecord[] = [];
   readonly punches: PunchRecord[] = [];
@@ -531,9 +530,7 @@ export class World {
       case 'guest_read':
       case 'guest_write':
       case 'guest_fetch': {
-        const direct = this.vm.backend?.gfnDirectBits ?? 0;
-        let g = Math.floor(rs.args.gpa / PAGE_SIZE);
-        if (direct && g >= direct) g -= direct;
+        const g = kvmGpaToGfn(this.vm, rs.args.gpa);
         // the first phase is the walk
         return { lo: g, hi: g + 1, global: false, memslots: false };
       }

@@ -5,7 +5,7 @@
  */
 import { KVM_MEMORY_ATTRIBUTE_PRIVATE, PG_LEVEL_2M, PG_LEVEL_4K, Tracer } from '@ccmem/core';
 import type { GuestAccessVerdict, GuestMemoryFile, MemslotView, TraceEvent, VendorBackend } from '@ccmem/core';
-import type { VmForSnp } from '../snp-backend.js';
+import type { VmForBackend } from '@ccmem/core';
 import type { FakePhys } from './fake-phys.js';
 
 export interface FakeVmOptions {
@@ -20,12 +20,14 @@ export interface FakeVmOptions {
 
 export type AccessResult = GuestAccessVerdict | { kind: 'memory-fault'; gpa: number } | { kind: 'loop'; retries: number; last: GuestAccessVerdict };
 
-export class FakeVm implements VmForSnp {
+export class FakeVm implements VmForBackend {
   readonly vmType = 4;
+  readonly mmuInvalidateSeq = 0;
   readonly tracer = new Tracer();
   readonly events: TraceEvent[] = [];
   readonly nrVcpus: number;
-  exitHypercalls: number | undefined = 1 << 12;
+  /** KVM_CAP_EXIT_HYPERCALL */
+  exitHypercalls = 1 << 12;
   backend!: VendorBackend;
   readonly private = new Set<number>();
   /** private NPT: gfn → {pfn, level} of the leaf covering it */
@@ -74,6 +76,19 @@ export class FakeVm implements VmForSnp {
     return true;
   }
   markBugged(): void {}
+  userExitOnHypercall(nr: number): boolean {
+    return (this.exitHypercalls & (1 << nr)) !== 0;
+  }
+  /** launch runs on the real VM (snp-e2e.test.ts): this VM has no guest_memfd to populate */
+  gmemPopulate(): number {
+    return -22;
+  }
+  /** no mirror root, no private faults from the backend in these tests */
+  forEachMirrorLeaf(): void {}
+  forEachDirectLeaf(): void {}
+  handlePrivateFault(): number {
+    return -22;
+  }
   kickAllVcpus(): number {
     return this.nrVcpus;
   }
