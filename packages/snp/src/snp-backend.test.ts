@@ -3,7 +3,7 @@ import { KVM_HC_MAP_GPA_RANGE, KVM_X86_SNP_VM, KvmError, PG_LEVEL_2M, PG_LEVEL_4
 import { SnpHost, PFERR_GUEST_RMP_MASK, PFERR_GUEST_SIZEM_MASK, pferrHas, RMPUPDATE_FAIL_PERMISSION, rmpupdateInsn } from './instructions.js';
 import type { SnpPageLevel, SnpPscEntry } from './edge.js';
 import { createSnpBackend, SNP_PAGE_STATE_PRIVATE, SNP_PAGE_STATE_PSMASH, SNP_PAGE_STATE_SHARED, VMGEXIT_PSC_ERROR_GENERIC, VMGEXIT_PSC_ERROR_INVALID_ENTRY, VMGEXIT_PSC_ERROR_INVALID_HDR, type SnpBackend } from './snp-backend.js';
-import { FakePhys } from './testing/fake-phys.js';
+import { PhysMem } from '@ccmem/core';
 import { FakeVm } from './testing/fake-vm.js';
 
 const PFN_BASE = 0x40000; // 2M-aligned, inside the host
@@ -11,7 +11,7 @@ const ENC = 1 << 4;
 const SZ_2M = 1;
 
 function setup(o: { directmap?: 'split' | 'unmap'; rmpTiming?: 'prepare' | 'set-attributes'; order?: number; npages?: number; nrVcpus?: number } = {}) {
-  const phys = new FakePhys();
+  const phys = new PhysMem();
   const host = new SnpHost({ maxPfn: 1 << 22, phys });
   const b = createSnpBackend({ directmap: o.directmap ?? 'split', rmpTiming: o.rmpTiming ?? 'prepare', phys, host });
   const vm = new FakeVm({ phys, npages: o.npages ?? 4096, pfnBase: PFN_BASE, order: o.order ?? 0, nrVcpus: o.nrVcpus ?? 1 }).attach(b);
@@ -24,7 +24,7 @@ function pvalidate(b: SnpBackend, gpa: number, validate = true, level: SnpPageLe
 
 describe('createSnpBackend', () => {
   it('describes an SNP VM and takes an ASID from the host', () => {
-    const phys = new FakePhys();
+    const phys = new PhysMem();
     const host = new SnpHost({ maxSnpAsid: 1 });
     const b = createSnpBackend({ directmap: 'split', rmpTiming: 'prepare', phys, host });
     expect(b).toMatchObject({ vmType: KVM_X86_SNP_VM, hasPrivateMem: true, nrMemslotAsIds: 1, hasReadonlyMem: false, hasMirroredTdp: false, gfnDirectBits: 0, supportsGmemInitShared: false, asid: 1 });

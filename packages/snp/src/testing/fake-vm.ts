@@ -6,10 +6,10 @@
 import { KVM_MEMORY_ATTRIBUTE_PRIVATE, PG_LEVEL_2M, PG_LEVEL_4K, Tracer } from '@ccmem/core';
 import type { GuestAccessVerdict, GuestMemoryFile, MemslotView, TraceEvent, VendorBackend } from '@ccmem/core';
 import type { VmForBackend } from '@ccmem/core';
-import type { FakePhys } from './fake-phys.js';
+import type { PhysMem } from '@ccmem/core';
 
 export interface FakeVmOptions {
-  phys: FakePhys;
+  phys: PhysMem;
   npages: number;
   /** first backing pfn (2M-aligned) */
   pfnBase: number;
@@ -34,7 +34,7 @@ export class FakeVm implements VmForBackend {
   readonly npt = new Map<number, { gfn: number; pfn: number; level: number }>();
   readonly gmem = new Map<number, number>();
   readonly user = new Map<number, Uint8Array>();
-  readonly phys: FakePhys;
+  readonly phys: PhysMem;
   readonly slot: MemslotView;
   zaps: [number, number][] = [];
 
