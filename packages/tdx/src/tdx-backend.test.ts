@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { KVM_EXIT_HYPERCALL_LONG_MODE, KVM_HC_MAP_GPA_RANGE, KVM_MAP_GPA_RANGE_DECRYPTED, KVM_MAP_GPA_RANGE_ENCRYPTED, KVM_X86_TDX_VM, KvmError, PhysMem } from '@ccmem/core';
 import { SEPT_BLOCKED, SEPT_FREE, SEPT_PENDING, SEPT_PRESENT } from './sept.js';
 import { KVM_TDX_MEASURE_MEMORY_REGION, PFERR_PRIVATE_ACCESS, createTdxBackend, type TdxBackend } from './tdx-backend.js';
-import { FakeTdxVm } from './testing.js';
+import { FakeTdxVm } from './testing/fake-tdx-vm.js';
 
 const P = 4096;
 

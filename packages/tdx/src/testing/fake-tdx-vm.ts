@@ -4,7 +4,7 @@
  * levels, then set / remove leaves). Not exported from the package entry point.
  */
 import type { HostPhysMem, KvmGmemPopulateArgs, MemslotView, VmForBackend } from '@ccmem/core';
-import type { TdxBackend } from './tdx-backend.js';
+import type { TdxBackend } from '../tdx-backend.js';
 
 
 /**
