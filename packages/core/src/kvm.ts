@@ -27,6 +27,9 @@ export interface BackendFactories {
   readonly [type: number]: BackendFactory<AnyVendorEdge>;
 }
 
+/** A Kvm without vendor backends (only the default and SW-protected VM types). */
+export type NoBackends = Record<never, never>;
+
 /** The edge of a factory (`BackendFactory<SnpEdge>` → `SnpEdge`). */
 export type EdgeOf<F> = F extends BackendFactory<infer E> ? E : never;
 
@@ -40,7 +43,7 @@ export type VmEdge<B extends BackendFactories, T extends number> = number extend
     ? EdgeOf<B[T]>
     : NoVendorEdge;
 
-export interface KvmOptions<B extends BackendFactories = BackendFactories> {
+export interface KvmOptions<B extends BackendFactories = NoBackends> {
   /** kernel profile, by object or name ("upstream", "linux-6.18"); default upstream */
   profile?: KernelProfile | string;
   /** guest_memfd provider (from @ccmem/gmem) */
@@ -51,7 +54,7 @@ export interface KvmOptions<B extends BackendFactories = BackendFactories> {
   tracer?: Tracer;
 }
 
-export interface CreateVmOptions<B extends BackendFactories = BackendFactories, T extends number = number> {
+export interface CreateVmOptions<B extends BackendFactories = NoBackends, T extends number = number> {
   /** KVM_X86_*_VM */
   type?: T;
   /** options for the vendor backend (SNP directmap policy, TDX huge pages, ...); unknown keys are EINVAL */
@@ -60,7 +63,7 @@ export interface CreateVmOptions<B extends BackendFactories = BackendFactories, 
   rootLevel?: 4 | 5;
 }
 
-export class Kvm<B extends BackendFactories = BackendFactories> {
+export class Kvm<B extends BackendFactories = NoBackends> {
   readonly profile: KernelProfile;
   readonly process: Process;
   readonly tracer: Tracer;

@@ -788,7 +788,7 @@ class SnpBackendImpl implements SnpBackend {
       }
     });
     const vm = this.vm;
-    if (vm?.forEachPrivateMapping) {
+    if (vm) {
       vm.forEachPrivateMapping((gfn, pfn, level) => {
         const w = rmp.word(pfn);
         const where = `private NPT mapping gfn 0x${gfn.toString(16)} → pfn 0x${pfn.toString(16)} (level ${level})`;
