@@ -13,7 +13,10 @@ import { Tracer } from './trace.js';
 import { Process } from './host/process.js';
 import { checkExtension, Vm } from './vm.js';
 
-/** The widest edge a factory may have: it takes any requests and options, returns any result. */
+/**
+ * The widest factory type: requests and options are parameters, so `never` admits every typed
+ * factory (`BackendFactory<SnpEdge>`, ...); results stay as wide as VendorEdge's.
+ */
 interface AnyVendorEdge extends VendorEdge {
   readonly guestRequest: never;
   readonly vmIoctl: never;

@@ -9,7 +9,6 @@ import {
   KVM_FILTER_PRIVATE,
   KVM_FILTER_SHARED,
   type GuestMemfdFactory,
-  type GuestMemoryFile,
   type KernelProfile,
   type KvmCreateGuestMemfd,
   type KvmFile,
@@ -642,11 +641,6 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
   /** read-only inspection for scenario `assert` steps and `ccmem explain` */
   inspectMemslot(asId: number, id: number): MemslotView | undefined {
     return this.memslots.idToMemslot(asId, id) ?? undefined;
-  }
-
-  /** is `f` a guest-memory file (guest_memfd or a device fd)? */
-  static isGuestMemoryFile(f: KvmFile | undefined): f is GuestMemoryFile {
-    return !!f && typeof (f as Partial<GuestMemoryFile>).getPfn === 'function';
   }
 }
 

@@ -71,11 +71,9 @@ import {
 } from './launch-digest.js';
 import { RMP_ENTRIES_PER_2M, RMPW_ASSIGNED, RMPW_VALIDATED, wordAsid, type RmpEntryView } from './rmp.js';
 
-export interface SnpBackendOptions {
+export interface SnpBackendOptions extends SnpVmOptions {
   directmap: DirectMapPolicy;
   rmpTiming: RmpTiming;
-  /** ASID to use (must be free and in the SNP range); default: the lowest free one */
-  asid?: number;
   phys: HostPhysMem;
   /** the host's RMP and direct map; default: one per `phys`, shared by every SNP VM on it */
   host?: SnpHost;
@@ -172,9 +170,6 @@ export function createSnpBackend(opts: SnpBackendOptions): SnpBackend {
 
 /** the verdicts of every successful or unvalidated access, shared: the hot path allocates nothing */
 const ACCESS_OK: GuestAccessVerdict = Object.freeze({ kind: 'ok' });
-/* the guest RMP instructions guestRmpInsn() runs */
-const INSN_PVALIDATE = 0;
-const INSN_RMPADJUST = 1;
 const VC_NOT_VALIDATED: GuestAccessVerdict = Object.freeze({
   kind: 'guest-exception',
   vector: '#VC',

@@ -356,7 +356,7 @@ describe('TDX backend: split hook (not upstream)', () => {
 describe('TDX backend: MapGPA', () => {
   it('forwards 2 MiB steps as KVM_HC_MAP_GPA_RANGE and completes', () => {
     const t = make();
-    const { b, vm } = t;
+    const { b } = t;
     build(t);
     const shared = 2 ** 47;
     const r = b.guestOp(0, { op: 'map_gpa', gpa: shared + 0x100000, size: 0x300000 });
@@ -374,7 +374,7 @@ describe('TDX backend: MapGPA', () => {
   });
   it('returns RETRY with the next gpa when an interrupt is pending between steps', () => {
     const t = make();
-    const { b, vm } = t;
+    const { b } = t;
     build(t);
     b.guestOp(0, { op: 'map_gpa', gpa: 0, size: 0x400000 });
     b.guestOp(0, { op: 'pending_interrupt', pending: true });
