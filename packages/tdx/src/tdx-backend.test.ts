@@ -53,6 +53,13 @@ function build(t: Td) {
   return vm.memoryEncryptOp({ cmd: 'tdx_finalize_vm' });
 }
 
+/** make() then build() */
+function built(opts: TdxVmOptions = {}) {
+  const t = make(opts);
+  build(t);
+  return t;
+}
+
 /** kvm_make_all_cpus_request() kicks every vCPU once: vCPU 0's count is the number of requests */
 function kicks(t: Td): number {
   return t.vm.vcpus[0]!.kicks;
@@ -154,9 +161,8 @@ describe('TDX backend: build flow', () => {
 
 describe('TDX backend: runtime AUG / ACCEPT and the pending rule', () => {
   it('AUG leaves the page PENDING until the guest accepts it; touching it first kills the TD', () => {
-    const t = make();
+    const t = built();
     const { b, vm } = t;
-    build(t);
     const gfn = 0x300;
     const pfn = gmemPfn(t, gfn);
     expect(vm.mapPrivatePfn(gfn, pfn)).toBe(0);
@@ -180,18 +186,14 @@ describe('TDX backend: runtime AUG / ACCEPT and the pending rule', () => {
     expect(v).toMatchObject({ kind: 'guest-exception', vector: '#VE' });
   });
   it('ACCEPT on an unmapped page exits with an EPT violation that KVM maps (AUG) before the retry', () => {
-    const t = make();
-    const { b } = t;
-    build(t);
+    const { b } = built();
     expect(b.guestOp(1, { op: 'accept', gpa: 0x5000 }).ret).toBe('TDX_SUCCESS');
     expect(b.td.leafStateAt(5).state).toBe(SEPT_PRESENT);
     expect(b.td.callCount('TDH.MEM.PAGE.AUG')).toBe(1);
     expect(b.guestOp(0, { op: 'accept', gpa: 2 ** 47 }).ret).toBe('TDX_OPERAND_INVALID');
   });
   it('a shared access to a TD private page never reaches it; the invariant reports the alias', () => {
-    const t = make();
-    const { b, vm } = t;
-    build(t);
+    const { b, vm } = built();
     const pfn = vm.gmemPeekPfn(0);
     const v = b.checkGuestAccess({ vcpuId: 0, gpa: 2 ** 47, gfn: 2 ** 35, pfn, level: 1, isPrivate: false, write: false, fetch: false });
     expect(v.kind).toBe('guest-exception');
@@ -200,9 +202,7 @@ describe('TDX backend: runtime AUG / ACCEPT and the pending rule', () => {
     expect(b.checkInvariants().join()).toMatch(/reachable through shared alias/);
   });
   it('a private access with no S-EPT mapping is an EPT violation with PFERR_PRIVATE_ACCESS', () => {
-    const t = make();
-    const { b } = t;
-    build(t);
+    const { b } = built();
     const v = b.checkGuestAccess({ vcpuId: 0, gpa: 0x9000, gfn: 9, pfn: 1, level: 1, isPrivate: true, write: true, fetch: false });
     expect(v).toMatchObject({ kind: 'npf', errorCode: PFERR_PRIVATE_ACCESS + 2 });
   });
@@ -210,9 +210,8 @@ describe('TDX backend: runtime AUG / ACCEPT and the pending rule', () => {
 
 describe('TDX backend: REMOVE order and busy handling', () => {
   it('removes in the order BLOCK → TRACK → kick → REMOVE → WBINVD and resets the page', () => {
-    const t = make();
+    const t = built();
     const { b, vm, phys, kvm } = t;
-    build(t);
     const events: string[] = [];
     b.module.tracer = { enabled: true, emit: (name, f) => events.push(`${name}:${f.status}`) };
     const pfn = vm.gmemPeekPfn(1);
@@ -237,9 +236,8 @@ describe('TDX backend: REMOVE order and busy handling', () => {
     expect(b.checkInvariants()).toEqual([]);
   });
   it('BUSY on BLOCK kicks every vCPU and retries once', () => {
-    const t = make();
+    const t = built();
     const { b, vm } = t;
-    build(t);
     b.td.injectOperandBusy(1, 'TDH.MEM.RANGE.BLOCK');
     const before = seq(t);
     vm.zapGfnRange(0, 1);
@@ -251,9 +249,7 @@ describe('TDX backend: REMOVE order and busy handling', () => {
     expect(b.td.leafStateAt(0).state).toBe(SEPT_FREE);
   });
   it('a second BUSY marks the VM bugged and leaves the entry blocked', () => {
-    const t = make();
-    const { b, vm } = t;
-    build(t);
+    const { b, vm } = built();
     b.td.injectOperandBusy(2, 'TDH.MEM.PAGE.REMOVE');
     vm.zapGfnRange(0, 1);
     expect(vm.deadReason).toMatch(/TDH.MEM.PAGE.REMOVE failed: TDX_OPERAND_BUSY/);
@@ -261,9 +257,8 @@ describe('TDX backend: REMOVE order and busy handling', () => {
     expect(b.checkInvariants().join()).toMatch(/left BLOCKED/);
   });
   it('BUSY in the fault path is -EBUSY (the fault retries), nothing changes', () => {
-    const t = make();
+    const t = built();
     const { b, vm } = t;
-    build(t);
     const pfn = gmemPfn(t, 0x10);
     b.td.injectOperandBusy(1, 'TDH.MEM.PAGE.AUG');
     expect(b.setExternalSpte(0x10, 1, pfn)).toBe(-16);
@@ -274,16 +269,13 @@ describe('TDX backend: REMOVE order and busy handling', () => {
     expect(vm.deadReason).toBeNull();
   });
   it('any other error marks the VM bugged', () => {
-    const t = make();
-    const { b, vm } = t;
-    build(t);
+    const { b, vm } = built();
     expect(b.setExternalSpte(0, 1, vm.gmemPeekPfn(0))).toBe(-5); // already PRESENT
     expect(vm.deadReason).toMatch(/TDH.MEM.PAGE.AUG failed: TDX_EPT_ENTRY_STATE_INCORRECT/);
   });
   it('a 2 MiB leaf without the huge-page option is a KVM bug', () => {
-    const t = make();
+    const t = built();
     const { b, vm } = t;
-    build(t);
     expect(b.setExternalSpte(0x200, 2, gmemPfn(t, 0x200))).toBe(-5);
     expect(vm.deadReason).toMatch(/level 2/);
   });
@@ -291,9 +283,8 @@ describe('TDX backend: REMOVE order and busy handling', () => {
 
 describe('TDX backend: teardown order', () => {
   it('zap leaves with the HKID → release HKID → reclaim S-EPT tables', () => {
-    const t = make();
+    const t = built();
     const { b, vm, kvm } = t;
-    build(t);
     const rec = recordTrace(kvm.tracer);
     kvm.process.close(t.gmemFd); // kvm_gmem_release(): every private leaf zapped, HKID still assigned
     expect(b.td.sept!.tableCount).toBe(4);
@@ -309,17 +300,14 @@ describe('TDX backend: teardown order', () => {
     expect(b.checkInvariants()).toEqual([]);
   });
   it('freeing a table page while the HKID is assigned bugs the VM and keeps the page', () => {
-    const t = make();
+    const t = built();
     const { b, vm } = t;
-    build(t);
     expect(b.freeExternalSpt(0, 2, t.phys.allocPage())).toBe(-5);
     expect(vm.deadReason).toMatch(/free_external_spt while the HKID is assigned/);
     expect(b.td.sept!.tableCount).toBe(4);
   });
   it('removing a private leaf after the HKID was released is a KVM bug', () => {
-    const t = make();
-    const { b, vm } = t;
-    build(t);
+    const { b, vm } = built();
     b.destroy();
     expect(b.checkInvariants().join()).toMatch(/still in the S-EPT after the HKID was released/);
     vm.zapGfnRange(0, 1);
@@ -329,9 +317,8 @@ describe('TDX backend: teardown order', () => {
 
 describe('TDX backend: split hook (not upstream)', () => {
   it('splits a 2 MiB private leaf with BLOCK → TRACK → kick → DEMOTE', () => {
-    const t = make({ hugePages: true });
+    const t = built({ hugePages: true });
     const { b, vm, phys } = t;
-    build(t);
     // a 2 MiB private mapping of 512 contiguous frames, made by the TDP MMU (guest_memfd folios are 4K)
     const base = phys.allocContiguous(512);
     const req = { gfn: 512, pfn: base, level: PG_LEVEL_2M, isPrivate: true, writable: true, exec: true, hostWritable: true, prefetch: true, write: false };
@@ -347,17 +334,14 @@ describe('TDX backend: split hook (not upstream)', () => {
     expect(vm.deadReason).toBeNull();
   });
   it('is refused without the huge-page option', () => {
-    const t = make();
-    build(t);
+    const t = built();
     expect(t.b.splitExternalSpt(512, 2, t.phys.allocPage())).toBe(-5);
   });
 });
 
 describe('TDX backend: MapGPA', () => {
   it('forwards 2 MiB steps as KVM_HC_MAP_GPA_RANGE and completes', () => {
-    const t = make();
-    const { b } = t;
-    build(t);
+    const { b } = built();
     const shared = 2 ** 47;
     const r = b.guestOp(0, { op: 'map_gpa', gpa: shared + 0x100000, size: 0x300000 });
     expect(r.exit).toEqual({
@@ -373,17 +357,13 @@ describe('TDX backend: MapGPA', () => {
     expect(b.completeHypercall(0, 1)).toEqual({ ret: 'TDVMCALL_STATUS_INVALID_OPERAND', detail: { r11: 0 } });
   });
   it('returns RETRY with the next gpa when an interrupt is pending between steps', () => {
-    const t = make();
-    const { b } = t;
-    build(t);
+    const { b } = built();
     b.guestOp(0, { op: 'map_gpa', gpa: 0, size: 0x400000 });
     b.guestOp(0, { op: 'pending_interrupt', pending: true });
     expect(b.completeHypercall(0, 0)).toEqual({ ret: 'TDVMCALL_STATUS_RETRY', detail: { r11: 0x200000 } });
   });
   it('checks in order: hypercall exit enabled, operands, alignment', () => {
-    const t = make();
-    const { b, vm } = t;
-    build(t);
+    const { b, vm } = built();
     vm.exitHypercalls = 0; // KVM_CAP_EXIT_HYPERCALL without KVM_HC_MAP_GPA_RANGE
     expect(b.guestOp(0, { op: 'map_gpa', gpa: 0x1001, size: 1 }).ret).toBe('TDVMCALL_STATUS_SUBFUNC_UNSUPPORTED');
     vm.exitHypercalls = 1 << KVM_HC_MAP_GPA_RANGE;
@@ -396,9 +376,7 @@ describe('TDX backend: MapGPA', () => {
 
 describe('TDX backend: invariants against the mirror root', () => {
   it('reports a mirror leaf without an S-EPT entry and the reverse', () => {
-    const t = make();
-    const { b, vm } = t;
-    build(t);
+    const { b, vm } = built();
     expect(b.checkInvariants()).toEqual([]);
     // a mirror-root view where gfn 0's leaf is missing and gfn 0x777 has one the S-EPT lacks
     const real = vm.forEachMirrorLeaf.bind(vm);

@@ -148,10 +148,10 @@ export class FakeVm implements VmForBackend {
   }
 
   /** one private guest access, retried like the core does after an #NPF */
-  accessPrivate(gpa: number, opts: { maxRetries?: number; forceLevel?: number } = {}): AccessResult {
+  accessPrivate(gpa: number, opts: { forceLevel?: number } = {}): AccessResult {
     const gfn = Math.floor(gpa / 4096);
     let last: GuestAccessVerdict = { kind: 'ok' };
-    for (let tries = 0; tries < (opts.maxRetries ?? 8); tries++) {
+    for (let tries = 0; tries < 8; tries++) {
       let m = this.npt.get(gfn);
       if (!m) {
         if (!this.memIsPrivate(gfn)) return { kind: 'memory-fault', gpa: gfn * 4096 };
@@ -163,20 +163,16 @@ export class FakeVm implements VmForBackend {
       if (last.kind !== 'npf') return last;
       this.backend.handleNpfExtra?.(0, gpa, last.errorCode);
     }
-    return { kind: 'loop', retries: opts.maxRetries ?? 8, last };
+    return { kind: 'loop', retries: 8, last };
   }
 
-  /**
-   * KVM_SET_MEMORY_ATTRIBUTES in the core's phases (pre, zap + store, post); `between` runs
-   * after the store and before the post hook, where the seed's race sits.
-   */
-  setAttributes(start: number, end: number, priv: boolean, between?: () => void): void {
+  /** KVM_SET_MEMORY_ATTRIBUTES in the core's phases: pre, zap + store, post */
+  setAttributes(start: number, end: number, priv: boolean): void {
     const change = { start, end, attributes: priv ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0 };
     this.backend.preSetMemoryAttributes?.(change);
     this.zapGfnRange(start, end);
     for (let g = start; g < end; g++) priv ? this.private.add(g) : this.private.delete(g);
     this.backend.setMemoryAttributesLocked?.(change);
-    between?.();
     this.backend.postSetMemoryAttributes?.(change);
   }
 }
