@@ -258,7 +258,7 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
       const maxGfn = 2 ** (this.mmu.rootLevel === 5 ? 52 : 48) / PAGE_SIZE;
       const lastGfn = next.baseGfn + next.npages - 1;
       if (lastGfn >= maxGfn) return 'EINVAL';
-      // a gfn "alias" (TDX shared bit) can never be a memslot
+      // a gfn "alias" (TDX shared bit) can never be a memslot: kvm_is_gfn_alias() of the last gfn
       if (kvmIsGfnAlias(this, lastGfn)) return 'EINVAL';
     }
     return null;

@@ -346,4 +346,12 @@ describe('GPAW', () => {
     expect(() => t.vm.memoryEncryptOp({ cmd: 'tdx_init_vm', gpaw: 52 })).toThrow(/EINVAL/);
     expect(t.vm.memoryEncryptOp({ cmd: 'tdx_init_vm', gpaw: 48 }).out).toMatchObject({ gpaw: 48, gfn_direct_bits: 2 ** 35 });
   });
+
+  it('a misspelled command or option does not compile; an unknown option is EINVAL at VM creation', () => {
+    const t = tdxVm();
+    // @ts-expect-error no such TDX command
+    expect(() => t.vm.memoryEncryptOp({ cmd: 'tdx_init_vn' })).toThrow(/unknown command tdx_init_vn/);
+    // @ts-expect-error the option is hugePages
+    expect(() => tdxVm({ huge_pages: true })).toThrow(/unknown tdx VM option 'huge_pages' \(known options: hugePages, gpaw\)/);
+  });
 });
