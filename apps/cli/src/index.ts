@@ -1,6 +1,6 @@
 export { main, buildProgram } from './program.js';
 export { processIo, bufferIo, type CliIo } from './io.js';
-export { getTarget, hasTarget, registerTarget, loadTargets, type TargetFactory } from './targets.js';
+export { getTarget, getTargetFactory, hasTarget, registerTarget, loadTargets, type TargetFactory } from './targets.js';
 export { buildRunCommand, runCommand, type RunCommandOptions } from './commands/run.js';
 export { buildMatrixCommand, matrixCommand, type MatrixCommandOptions } from './commands/matrix.js';
 export { buildExplainCommand, explainCommand } from './commands/explain.js';

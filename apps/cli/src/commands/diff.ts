@@ -23,10 +23,10 @@ export function diffJson(d: ScenarioDiff) {
   };
 }
 
-export function diffCommand(io: CliIo, files: string[], opts: DiffOptions): number {
+export async function diffCommand(io: CliIo, files: string[], opts: DiffOptions): Promise<number> {
   const { loaded, errors } = loadFiles(files);
   if (errors.length) return reportInvalid(io, errors, Boolean(opts.json));
-  const targets = targetsOrReport(io, 'model', 'kvm');
+  const targets = await targetsOrReport(io, 'model', 'kvm');
   if (!targets) return EXIT_INVALID;
   const [model, kvm] = targets as [Target, Target];
   const c = io.color;
