@@ -12,23 +12,24 @@ function accessGfns(a: { gpa: number }, vm: FootprintVm): readonly [number, numb
   return [g, g + 1];
 }
 
-const access = { vcpu: addr(), gpa: num(), private: bool().optional() };
+/** a guest access: vcpu, gpa, the access's own fields, private */
+const access = <T extends z.ZodRawShape>(own: T) => z.strictObject({ vcpu: addr(), gpa: num(), ...own, private: bool().optional() });
 
 export const GUEST_OPS = {
   guest_read: defineOp({
-    args: z.strictObject({ ...access, size: accessSize() }),
+    args: access({ size: accessSize() }),
     does: 'the guest loads from `gpa` (`KVM_RUN` until it completes or exits)',
     result: 'value, or an exit',
     footprint: { gfns: accessGfns },
   }),
   guest_write: defineOp({
-    args: z.strictObject({ ...access, size: accessSize(), value: u64() }),
+    args: access({ size: accessSize(), value: u64() }),
     does: 'the guest stores `value` at `gpa`',
     result: 'an exit, if any',
     footprint: { gfns: accessGfns },
   }),
   guest_fetch: defineOp({
-    args: z.strictObject(access),
+    args: access({}),
     does: 'the guest executes from `gpa`',
     result: 'an exit, if any',
     footprint: { gfns: accessGfns },

@@ -14,7 +14,7 @@ export const SNP_OPS = {
   }),
   snp_launch_update: defineOp({
     args: z.strictObject({ gfn_start: num(), len: num(), type: constant('snp_page_type'), uaddr: addr().optional(), flags: num().optional() }),
-    does: '`KVM_SEV_SNP_LAUNCH_UPDATE`: populate and measure guest pages',
+    does: '`KVM_SEV_SNP_LAUNCH_UPDATE`: populate `len` bytes from `gfn_start` with pages of `type` (copied from `uaddr`)',
     needs: SNP,
   }),
   snp_launch_finish: defineOp({

@@ -10,10 +10,10 @@ export const TDX_OPS = {
   tdx_init_vcpu: defineOp({ args: z.strictObject({ vcpu: addr() }), does: '`KVM_TDX_INIT_VCPU`', needs: TDX }),
   tdx_init_mem_region: defineOp({
     args: z.strictObject({ vcpu: addr(), source_addr: addr(), gpa: num(), nr_pages: num(), flags: flags('tdx_init_mem_region').optional() }),
-    does: '`KVM_TDX_INIT_MEM_REGION`: copy `nr_pages` from `source_addr` into private memory (and measure them)',
+    does: '`KVM_TDX_INIT_MEM_REGION`: add `nr_pages` pages copied from `source_addr` at `gpa` (TDH.MEM.PAGE.ADD; TDH.MR.EXTEND too with `KVM_TDX_MEASURE_MEMORY_REGION`)',
     needs: TDX,
   }),
-  tdx_finalize_vm: defineOp({ args: z.strictObject({}), does: '`KVM_TDX_FINALIZE_VM` (`{}`)', needs: TDX }),
+  tdx_finalize_vm: defineOp({ args: z.strictObject({}), does: '`KVM_TDX_FINALIZE_VM`', needs: TDX }),
   guest_accept: defineOp({
     args: z.strictObject({ vcpu: addr(), gpa: num(), page_size: pageSize().optional() }),
     does: '`TDG.MEM.PAGE.ACCEPT` by the guest',
