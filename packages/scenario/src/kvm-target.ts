@@ -14,10 +14,6 @@
  * docs/kvm.md describes the target; docs/scenarios.md the step semantics.
  */
 import {
-  KVM_X86_DEFAULT_VM,
-  KVM_X86_SNP_VM,
-  KVM_X86_SW_PROTECTED_VM,
-  KVM_X86_TDX_VM,
   isKvmError,
   type KernelProfile,
   type KvmRunExit,
@@ -55,8 +51,8 @@ import {
 } from '@ccmem/kvm';
 import { kvmUnavailableReason } from './kvm-available.js';
 import { opSpec } from './ops/index.js';
-import { missingNeed, offeredVmTypes } from './ops/needs.js';
-import type { Scenario, Step, VmType } from './schema.js';
+import { missingNeed, offeredVmTypes, VM_TYPE_NUMBERS } from './ops/needs.js';
+import { VM_TYPE_NAMES, type Scenario, type Step } from './schema.js';
 import {
   dispatch,
   SkipScenario,
@@ -70,18 +66,6 @@ import {
   type Target,
 } from './target.js';
 
-const VM_TYPE_NUMBER: Record<VmType, number> = {
-  default: KVM_X86_DEFAULT_VM,
-  'sw-protected': KVM_X86_SW_PROTECTED_VM,
-  snp: KVM_X86_SNP_VM,
-  tdx: KVM_X86_TDX_VM,
-};
-const VM_TYPE_NAME: Record<VmType, string> = {
-  default: 'KVM_X86_DEFAULT_VM',
-  'sw-protected': 'KVM_X86_SW_PROTECTED_VM',
-  snp: 'KVM_X86_SNP_VM',
-  tdx: 'KVM_X86_TDX_VM',
-};
 
 
 const NO_SNP_VM = unsupported('the real-KVM target runs no SEV-SNP VM (the tiny guest is a default-VM guest)');
@@ -461,16 +445,16 @@ export function createKvmTarget(): KvmTarget {
       }
       const { caps } = facts();
       const type = ctx.vm.type;
-      if (!(offeredVmTypes(caps) & (1 << VM_TYPE_NUMBER[type]))) {
-        throw new SkipScenario(`KVM_CAP_VM_TYPES of this host does not offer ${VM_TYPE_NAME[type]}`);
+      if (!(offeredVmTypes(caps) & (1 << VM_TYPE_NUMBERS[VM_TYPE_NAMES[type]]))) {
+        throw new SkipScenario(`KVM_CAP_VM_TYPES of this host does not offer ${VM_TYPE_NAMES[type]}`);
       }
       if (type !== 'default') {
-        throw new SkipScenario(`the real-KVM target runs default VMs only (the tiny guest is not a ${VM_TYPE_NAME[type]} guest)`);
+        throw new SkipScenario(`the real-KVM target runs default VMs only (the tiny guest is not a ${VM_TYPE_NAMES[type]} guest)`);
       }
       if (ctx.vm.provider === 'device_fd') throw new SkipScenario('the real-KVM target has no device_fd provider');
       teardown();
       kvm ??= RealKvm.open();
-      vm = kvm.createVm(VM_TYPE_NUMBER[type]);
+      vm = kvm.createVm(VM_TYPE_NUMBERS[VM_TYPE_NAMES[type]]);
       const nvcpus = [...scenario.steps, ...Object.values(scenario.concurrent?.actors ?? {}).flat()].filter((s) => s.op === 'create_vcpu').length;
       placements = nvcpus ? guestPlacements(scenario, nvcpus) : [];
     },
@@ -489,11 +473,11 @@ export function createKvmTarget(): KvmTarget {
       teardown();
     },
 
-    supports(op, ctx): Support {
+    supports(op): Support {
       const own = tableSupport(handlers, op);
       if (!own.ok) return own;
-      const { caps } = facts();
-      const missing = missingNeed(opSpec(op).needs, caps) ?? (offeredVmTypes(caps) & (1 << VM_TYPE_NUMBER[ctx.vm.type]) ? null : VM_TYPE_NAME[ctx.vm.type]);
+      // (begin() already refused a VM type the host does not offer)
+      const missing = missingNeed(opSpec(op).needs, facts().caps);
       return missing ? { ok: false, reason: `missing ${missing}` } : { ok: true };
     },
   };

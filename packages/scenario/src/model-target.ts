@@ -16,9 +16,7 @@ import {
   HostSignal,
   isKvmError,
   Kvm,
-  KVM_X86_DEFAULT_VM,
   KVM_X86_SNP_VM,
-  KVM_X86_SW_PROTECTED_VM,
   KVM_X86_TDX_VM,
   recordTrace,
   type Vm,
@@ -26,7 +24,8 @@ import {
 import { guestMemfdFactory } from '@ccmem/gmem';
 import { snpBackendFactory } from '@ccmem/snp';
 import { tdxBackendFactory } from '@ccmem/tdx';
-import { RUN_INVARIANT_NAMES, type Scenario, type VmConfig, type VmType } from './schema.js';
+import { VM_TYPE_NUMBERS } from './ops/needs.js';
+import { RUN_INVARIANT_NAMES, VM_TYPE_NAMES, type Scenario, type VmConfig } from './schema.js';
 import { dispatch, SkipScenario, type HandlerTable, type Outcome, type ResolvedStep, type RunContext, type Target } from './target.js';
 import { HOST_HANDLERS } from './model/host.js';
 import { KVM_IOCTL_HANDLERS } from './model/kvm-ioctls.js';
@@ -35,13 +34,6 @@ import { VENDOR_HANDLERS } from './model/vendor.js';
 
 /** how the model runs each op: one entry per op (the compiler names a missing one) */
 const MODEL_HANDLERS = { ...HOST_HANDLERS, ...KVM_IOCTL_HANDLERS, ...VENDOR_HANDLERS } satisfies HandlerTable<ModelRun>;
-
-const VM_TYPE_NUMBERS: Readonly<Record<VmType, number>> = {
-  default: KVM_X86_DEFAULT_VM,
-  'sw-protected': KVM_X86_SW_PROTECTED_VM,
-  snp: KVM_X86_SNP_VM,
-  tdx: KVM_X86_TDX_VM,
-};
 
 /** scenario profile → the model's kernel profile (docs/scenarios.md, "Profiles") */
 export function modelProfileName(profile: VmConfig['profile']): string {
@@ -96,7 +88,7 @@ class ModelTargetImpl implements ModelTarget {
       guestMemfd: guestMemfdFactory,
       backends: { [KVM_X86_SNP_VM]: snpBackendFactory, [KVM_X86_TDX_VM]: tdxBackendFactory },
     });
-    const type = VM_TYPE_NUMBERS[cfg.type];
+    const type = VM_TYPE_NUMBERS[VM_TYPE_NAMES[cfg.type]];
     if (!(kvm.vmTypes & (1 << type))) {
       throw new SkipScenario(`the ${profile} kernel profile has no ${cfg.type} VMs (KVM_CAP_VM_TYPES)`);
     }

@@ -11,6 +11,7 @@ import { isAddrRef, isValidName, parseNumber, type AddrRef } from './numbers.js'
 import { assertArgs } from './ops/assert.js';
 import { bool, field, flags, num, numList, u64 } from './ops/fields.js';
 import { isOpName, OP_NAMES, OPS, type OpArgs, type OpName } from './ops/index.js';
+import type { VmTypeName } from './ops/op.js';
 
 /* ------------------------------------------------------------------------------------------ */
 /* Operations: one registry (ops/), one schema per op                                         */
@@ -157,6 +158,8 @@ const stepSchema = z
 
 export const VM_TYPES = ['default', 'sw-protected', 'snp', 'tdx'] as const;
 export type VmType = (typeof VM_TYPES)[number];
+/** each VM type's kernel name (its number: VM_TYPE_NUMBERS in ops/needs.ts) */
+export const VM_TYPE_NAMES: Readonly<Record<VmType, VmTypeName>> = { default: 'KVM_X86_DEFAULT_VM', 'sw-protected': 'KVM_X86_SW_PROTECTED_VM', snp: 'KVM_X86_SNP_VM', tdx: 'KVM_X86_TDX_VM' };
 export const PROVIDERS = ['guest_memfd', 'device_fd'] as const;
 export type Provider = (typeof PROVIDERS)[number];
 export const PROFILES = ['upstream', 'host'] as const;
