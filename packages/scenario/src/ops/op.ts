@@ -1,8 +1,7 @@
 /**
- * What the registry says about one scenario operation. Entries are data: the argument schema,
- * the normalisation a step goes through before a target sees it, what a kernel must offer, the
- * gfns the explorer treats the op as touching, and its documentation line. Targets, the schema
- * module and the docs all read the same entry (docs/scenarios.md, "Adding an operation").
+ * One registry entry: the op's argument schema, normalisation, needs, explorer footprint and
+ * documentation line, read by the schema, the targets and the docs (docs/scenarios.md,
+ * "Adding an operation").
  */
 import type { z } from 'zod';
 import type { AddrRef } from '../numbers.js';
@@ -34,9 +33,8 @@ export interface FootprintVm {
 }
 
 /**
- * The gfns an op's first phase may change, for the explorer's partial-order reduction and its
- * after-phase checks. An op without one is taken to touch the whole VM (every gfn, the
- * memslots, kvm->slots_lock and the guest_memfd invalidate lock).
+ * The gfns an op's first phase may change (the explorer's partial-order reduction and checks).
+ * An op without one touches the whole VM: every gfn, the memslots and the locks.
  */
 export interface OpFootprint<A> {
   /** [lo, hi) */
