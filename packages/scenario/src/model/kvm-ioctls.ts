@@ -80,8 +80,8 @@ export const KVM_IOCTL_HANDLERS = {
   },
 
   assert(a, m) {
-    const loc: Record<string, unknown> = { what: a.what };
-    for (const k of ASSERT_LOCATORS) if (typeof a[k] === 'number') loc[k] = a[k];
-    return { detail: inspectState(m.vm, m.kvm.process, loc as unknown as AssertLocators) };
+    const loc: AssertLocators = { what: a.what };
+    for (const k of ASSERT_LOCATORS) if (k !== 'what' && typeof a[k] === 'number') loc[k] = a[k];
+    return { detail: inspectState(m.vm, m.kvm.process, loc) };
   },
 } satisfies ModelHandlers;
