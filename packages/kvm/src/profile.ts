@@ -1,15 +1,13 @@
 /**
  * The host's kernel profile, from real checks: KVM_CHECK_EXTENSION on a default VM, plus a
  * probe of the errno an overlapping guest_memfd binding gets (EINVAL before kernel commit
- * 7ea987a9, EEXIST after). Also which capability a model operation needs, so a scenario step
- * the host cannot run is reported as skipped with the capability's name.
+ * 7ea987a9, EEXIST after).
  */
 import { release } from 'node:os';
 import {
   CAPS,
   KVM_CAP_GUEST_MEMFD,
   KVM_CAP_GUEST_MEMFD_FLAGS,
-  KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2,
   KVM_CAP_MEMORY_ATTRIBUTES,
   KVM_CAP_MULTI_ADDRESS_SPACE,
   KVM_CAP_PRE_FAULT_MEMORY,
@@ -19,11 +17,6 @@ import {
   GUEST_MEMFD_FLAG_MMAP,
   KVM_MEM_GUEST_MEMFD,
   KVM_X86_DEFAULT_VM,
-  KVM_X86_SEV_ES_VM,
-  KVM_X86_SEV_VM,
-  KVM_X86_SNP_VM,
-  KVM_X86_SW_PROTECTED_VM,
-  KVM_X86_TDX_VM,
   isKvmError,
   type KernelProfile,
 } from '@ccmem/core';
@@ -168,43 +161,4 @@ export function detectHostProfile(kvm?: RealKvm): KernelProfile {
     vm.close();
     if (own) k.close();
   }
-}
-
-const VM_TYPE_OF_OP_PREFIX: ReadonlyArray<[string, number, string]> = [
-  ['snp_', KVM_X86_SNP_VM, 'KVM_X86_SNP_VM'],
-  ['sev_es_', KVM_X86_SEV_ES_VM, 'KVM_X86_SEV_ES_VM'],
-  ['sev_', KVM_X86_SEV_VM, 'KVM_X86_SEV_VM'],
-  ['tdx_', KVM_X86_TDX_VM, 'KVM_X86_TDX_VM'],
-  ['tdg_', KVM_X86_TDX_VM, 'KVM_X86_TDX_VM'],
-  ['sw_protected_', KVM_X86_SW_PROTECTED_VM, 'KVM_X86_SW_PROTECTED_VM'],
-];
-
-const CAP_OF_OP: Readonly<Record<string, [number, string]>> = {
-  set_memory_attributes: [KVM_CAP_MEMORY_ATTRIBUTES, 'KVM_CAP_MEMORY_ATTRIBUTES'],
-  pre_fault_memory: [KVM_CAP_PRE_FAULT_MEMORY, 'KVM_CAP_PRE_FAULT_MEMORY'],
-  create_guest_memfd: [KVM_CAP_GUEST_MEMFD, 'KVM_CAP_GUEST_MEMFD'],
-  set_user_memory_region2: [KVM_CAP_USER_MEMORY2, 'KVM_CAP_USER_MEMORY2'],
-  clear_dirty_log: [KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, 'KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2'],
-};
-
-/**
- * The capability (or VM type) a model operation needs that this host lacks, or null when the
- * host can run it. `caps` is hostCapabilities()'s answer; `vmType` the VM type the step uses.
- * Operations are the model's snake_case step names (set_memory_attributes, pre_fault_memory,
- * snp_launch_update, tdx_init_mem_region, ...).
- */
-export function missingCapabilityFor(op: string, caps: Readonly<Record<string, number>>, vmType?: number): string | null {
-  const need = CAP_OF_OP[op];
-  if (need && !caps[need[1]]) return need[1];
-  const types = caps.KVM_CAP_VM_TYPES || 1 << KVM_X86_DEFAULT_VM;
-  for (const [prefix, type, name] of VM_TYPE_OF_OP_PREFIX) {
-    if (op.startsWith(prefix) && !(types & (1 << type))) return name;
-  }
-  if (vmType !== undefined && !(types & (1 << vmType))) {
-    const name = Object.entries({ KVM_X86_DEFAULT_VM, KVM_X86_SW_PROTECTED_VM, KVM_X86_SEV_VM, KVM_X86_SEV_ES_VM, KVM_X86_SNP_VM, KVM_X86_TDX_VM }).find(
-      ([, t]) => t === vmType,
-    )?.[0];
-    return name ?? `VM type ${vmType}`;
-  }
-  return null;
 }

@@ -29,6 +29,18 @@ const BTreeCtor = ((btreeModule as unknown as { default: { default?: unknown } }
 const compareGfn = (a: number, b: number): number => a - b;
 
 /** KVM_MEMSLOT_GEN_UPDATE_IN_PROGRESS is bit 63; the model keeps it as `updateInProgress`. */
+/**
+ * kvm->slots_lock is held by an unfinished memslot change (MemslotChangeOp). The kernel would
+ * sleep on the mutex; in a single-threaded model the caller would wait forever, so it gets this
+ * error instead and may retry once the change is done (the explorer counts it as a spin).
+ */
+export class SlotsLockBusyError extends Error {
+  constructor() {
+    super('kvm->slots_lock is held by an unfinished memslot change');
+    this.name = 'SlotsLockBusyError';
+  }
+}
+
 export class KvmMemslots {
   readonly asId: number;
   /** slots->generation without bit 63 */

@@ -46,7 +46,7 @@ import {
 } from '../uapi.js';
 import { TASK_SIZE_MAX } from '../host/address-space.js';
 import { KvmMemorySlot, allocDirtyBitmap, dirtyBitmapSetAll } from './memslot.js';
-import { KvmMemslots, KvmVmMemslots } from './memslots.js';
+import { KvmMemslots, KvmVmMemslots, SlotsLockBusyError } from './memslots.js';
 
 /** `struct kvm_userspace_memory_region2` with the uAPI field names (u64 fields as numbers). */
 export interface KvmUserspaceMemoryRegion2 {
@@ -236,7 +236,7 @@ export class MemslotEngine {
    * op is done: starting another change (or a dirty-log ioctl) before then is a caller bug.
    */
   beginSetUserMemoryRegion(region: KvmUserspaceMemoryRegion2, opts: SetMemoryRegionOptions): MemslotChangeOp {
-    if (this.slots.slotsLockHeld) throw new Error('kvm->slots_lock is held by an unfinished memslot change');
+    if (this.slots.slotsLockHeld) throw new SlotsLockBusyError();
     const hooks = this.hooks;
     const slot = region.slot >>> 0;
     const flags = region.flags >>> 0;
