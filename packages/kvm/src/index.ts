@@ -10,3 +10,4 @@ export * from './guest.js';
 export * from './profile.js';
 export * from './stats.js';
 export * from './host-facts.js';
+export * from './host-report.js';

@@ -202,24 +202,27 @@ export function probeUnfaultableHvaEmulatesMmio(kvm: RealKvm): boolean | null {
 export function detectHostProfile(kvm?: RealKvm): KernelProfile {
   const own = !kvm;
   const k = kvm ?? RealKvm.open();
+  // the capabilities as hostCapabilities() answers them: CCMEM_KVM_HIDE hides some
+  const caps = hostCapabilities(k);
   const vm = k.createVm(KVM_X86_DEFAULT_VM);
   try {
-    const multi = vm.checkExtension(KVM_CAP_MULTI_ADDRESS_SPACE);
-    const overlap = probeGmemBindOverlapErrno(vm);
-    const vmTypes = k.checkExtension(KVM_CAP_VM_TYPES);
+    const multi = caps.KVM_CAP_MULTI_ADDRESS_SPACE ?? 0;
+    const gmem = (caps.KVM_CAP_GUEST_MEMFD ?? 0) !== 0;
+    const overlap = gmem ? probeGmemBindOverlapErrno(vm) : null;
+    const vmTypes = caps.KVM_CAP_VM_TYPES ?? 0;
     return Object.freeze({
       name: `host-${release()}`,
       gmemBindOverlapErrno: overlap === 'EEXIST' ? 'EEXIST' : 'EINVAL',
       smmAddressSpaces: multi > 1,
       multiAddressSpaceCap: multi,
-      memoryAttributes: vm.checkExtension(KVM_CAP_MEMORY_ATTRIBUTES) !== 0,
-      preFaultMemory: vm.checkExtension(KVM_CAP_PRE_FAULT_MEMORY) !== 0,
+      memoryAttributes: (caps.KVM_CAP_MEMORY_ATTRIBUTES ?? 0) !== 0,
+      preFaultMemory: (caps.KVM_CAP_PRE_FAULT_MEMORY ?? 0) !== 0,
       // a kernel without KVM_CAP_VM_TYPES still offers the default VM type
       vmTypes: vmTypes || 1 << KVM_X86_DEFAULT_VM,
-      gmemFlagsDefaultVm: vm.checkExtension(KVM_CAP_GUEST_MEMFD_FLAGS),
+      gmemFlagsDefaultVm: gmem ? (caps.KVM_CAP_GUEST_MEMFD_FLAGS ?? 0) : 0,
       // KVM_MEM_PCI_HOLE was an RFC that never merged: no kernel offers it
       pciHole: false,
-      gmemOnlySharedFaults: probeGmemOnlySharedFaults(k) ?? true,
+      gmemOnlySharedFaults: (gmem ? probeGmemOnlySharedFaults(k) : null) ?? true,
       unfaultableHvaEmulatesMmio: probeUnfaultableHvaEmulatesMmio(k) ?? false,
     } satisfies KernelProfile);
   } finally {
