@@ -6,6 +6,7 @@ import { buildRunCommand } from './commands/run.js';
 import { buildMatrixCommand } from './commands/matrix.js';
 import { buildExplainCommand } from './commands/explain.js';
 import { buildHostCommand } from './commands/host.js';
+import { buildFuzzCommand } from './commands/fuzz.js';
 import { buildDiffCommand, buildExploreCommand, setCommandImplementation } from './commands/injected.js';
 import { diffCommand } from './commands/diff.js';
 import { EXPLORE_HELP } from './commands/explore.js';
@@ -28,6 +29,7 @@ export function buildProgram(io: CliIo, done: (code: number) => void): Command {
     buildDiffCommand(io, done),
     buildExploreCommand(io, done),
     buildHostCommand(io, done),
+    buildFuzzCommand(io, done),
   ]) {
     cmd.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
     if (cmd.name() === 'explore') cmd.helpOption(false).addHelpText('after', `\n${EXPLORE_HELP}`);

@@ -9,3 +9,4 @@ export * from './kvm-target.js';
 export { createModelTarget, modelProfileName, backendOptions, type ModelTarget } from './model-target.js';
 export * from './differential.js';
 export * from './explore/index.js';
+export * from './fuzz/index.js';
