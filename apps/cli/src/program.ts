@@ -7,6 +7,8 @@ import { buildMatrixCommand } from './commands/matrix.js';
 import { buildExplainCommand } from './commands/explain.js';
 import { buildDiffCommand } from './commands/diff.js';
 import { buildExploreCommand } from './commands/explore.js';
+import { buildHostCommand } from './commands/host.js';
+import { buildFuzzCommand } from './commands/fuzz.js';
 import { EXIT_INVALID } from './commands/shared.js';
 
 /** The `ccmem` program; `done` receives each command's exit code. */
@@ -22,6 +24,8 @@ export function buildProgram(io: CliIo, done: (code: number) => void): Command {
     buildExplainCommand(io, done),
     buildDiffCommand(io, done),
     buildExploreCommand(io, done),
+    buildHostCommand(io, done),
+    buildFuzzCommand(io, done),
   ]) {
     cmd.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
     program.addCommand(cmd);

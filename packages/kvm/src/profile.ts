@@ -23,15 +23,73 @@ import {
 import { close, mmap, munmap, write } from './host-memory.js';
 import { installGuest } from './guest.js';
 import { RealKvm, type RealVm } from './real-kvm.js';
+import { hiddenCapabilities } from './host-facts.js';
 
-/** KVM_CHECK_EXTENSION of every capability @ccmem/core names, asked of a default VM. */
+/**
+ * The largest gfn a memslot may reach on this host (kvm_arch_prepare_memory_region():
+ * `base_gfn + npages - 1 > kvm_mmu_max_gfn()` is EINVAL): the widest 2^bits gpa space whose
+ * last 64 KiB a slot is accepted at, found by bisection over 32..57 bits. null when even 2^32
+ * is refused.
+ */
+export function probeMaxGfn(vm: RealVm): number | null {
+  const size = 0x10000;
+  const hva = mmap({ length: size });
+  const accepts = (bits: number): boolean => {
+    const region = { slot: 0, flags: 0, guest_phys_addr: 2 ** bits - size, memory_size: size, userspace_addr: hva };
+    try {
+      vm.setUserMemoryRegion(region);
+    } catch (e) {
+      if (isKvmError(e) && e.code === 'EINVAL') return false;
+      throw e;
+    }
+    vm.setUserMemoryRegion({ ...region, memory_size: 0 });
+    return true;
+  };
+  try {
+    if (!accepts(32)) return null;
+    let lo = 32;
+    let hi = 58;
+    while (hi - lo > 1) {
+      const mid = (lo + hi) >> 1;
+      if (accepts(mid)) lo = mid;
+      else hi = mid;
+    }
+    return 2 ** (lo - 12) - 1;
+  } finally {
+    munmap(hva, size);
+  }
+}
+
+/**
+ * Whether KVM_MEM_GUEST_MEMFD is a valid memslot flag here (check_memory_region_flags(): it is
+ * only with CONFIG_KVM_GUEST_MEMFD). With the flag valid, a bad fd is EBADF (kvm_gmem_bind());
+ * without it, the flag itself is EINVAL before any fd is looked at.
+ */
+export function probeGuestMemfdFlagValid(vm: RealVm): boolean {
+  if (!vm.checkExtension(KVM_CAP_USER_MEMORY2)) return false;
+  try {
+    vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: 0, memory_size: 0x1000, userspace_addr: 0, guest_memfd: 0xffff_ffff, guest_memfd_offset: 0 });
+  } catch (e) {
+    if (isKvmError(e)) return e.code !== 'EINVAL';
+    throw e;
+  }
+  // accepted: delete it again (cannot happen with fd -1, but leave the VM as it was)
+  vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: 0, memory_size: 0, userspace_addr: 0, guest_memfd: 0xffff_ffff, guest_memfd_offset: 0 });
+  return true;
+}
+
+/**
+ * KVM_CHECK_EXTENSION of every capability @ccmem/core names, asked of a default VM. A
+ * capability named in `CCMEM_KVM_HIDE` answers 0 (hiddenCapabilities()).
+ */
 export function hostCapabilities(kvm?: RealKvm): Record<string, number> {
   const own = !kvm;
   const k = kvm ?? RealKvm.open();
   const vm = k.createVm(KVM_X86_DEFAULT_VM);
+  const hidden = hiddenCapabilities();
   try {
     const out: Record<string, number> = {};
-    for (const [name, cap] of Object.entries(CAPS)) out[name] = vm.checkExtension(cap);
+    for (const [name, cap] of Object.entries(CAPS)) out[name] = hidden.has(name) ? 0 : vm.checkExtension(cap);
     return out;
   } finally {
     vm.close();
@@ -137,24 +195,27 @@ export function probeUnfaultableHvaEmulatesMmio(kvm: RealKvm): boolean | null {
 export function detectHostProfile(kvm?: RealKvm): KernelProfile {
   const own = !kvm;
   const k = kvm ?? RealKvm.open();
+  // the capabilities as hostCapabilities() answers them: CCMEM_KVM_HIDE hides some
+  const caps = hostCapabilities(k);
   const vm = k.createVm(KVM_X86_DEFAULT_VM);
   try {
-    const multi = vm.checkExtension(KVM_CAP_MULTI_ADDRESS_SPACE);
-    const overlap = probeGmemBindOverlapErrno(vm);
-    const vmTypes = k.checkExtension(KVM_CAP_VM_TYPES);
+    const multi = caps.KVM_CAP_MULTI_ADDRESS_SPACE ?? 0;
+    const gmem = (caps.KVM_CAP_GUEST_MEMFD ?? 0) !== 0;
+    const overlap = gmem ? probeGmemBindOverlapErrno(vm) : null;
+    const vmTypes = caps.KVM_CAP_VM_TYPES ?? 0;
     return Object.freeze({
       name: `host-${release()}`,
       gmemBindOverlapErrno: overlap === 'EEXIST' ? 'EEXIST' : 'EINVAL',
       smmAddressSpaces: multi > 1,
       multiAddressSpaceCap: multi,
-      memoryAttributes: vm.checkExtension(KVM_CAP_MEMORY_ATTRIBUTES) !== 0,
-      preFaultMemory: vm.checkExtension(KVM_CAP_PRE_FAULT_MEMORY) !== 0,
+      memoryAttributes: (caps.KVM_CAP_MEMORY_ATTRIBUTES ?? 0) !== 0,
+      preFaultMemory: (caps.KVM_CAP_PRE_FAULT_MEMORY ?? 0) !== 0,
       // a kernel without KVM_CAP_VM_TYPES still offers the default VM type
       vmTypes: vmTypes || 1 << KVM_X86_DEFAULT_VM,
-      gmemFlagsDefaultVm: vm.checkExtension(KVM_CAP_GUEST_MEMFD_FLAGS),
+      gmemFlagsDefaultVm: gmem ? (caps.KVM_CAP_GUEST_MEMFD_FLAGS ?? 0) : 0,
       // KVM_MEM_PCI_HOLE was an RFC that never merged: no kernel offers it
       pciHole: false,
-      gmemOnlySharedFaults: probeGmemOnlySharedFaults(k) ?? true,
+      gmemOnlySharedFaults: (gmem ? probeGmemOnlySharedFaults(k) : null) ?? true,
       unfaultableHvaEmulatesMmio: probeUnfaultableHvaEmulatesMmio(k) ?? false,
     } satisfies KernelProfile);
   } finally {

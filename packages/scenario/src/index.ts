@@ -40,3 +40,7 @@ export { builtinExplorationDir, builtinExplorationNames, loadBuiltinExploration,
 export type { ExplorationFile, ExploreHeader, LoadResult } from './explore/load.js';
 export type { ExploreMode } from './explore/types.js';
 export { Actor, SetupError, World, type ActorStepRecord, type WorldOptions } from './explore/world.js';
+
+// ccmem fuzz: random campaigns, model vs real KVM or the model against its invariants
+export { fuzzCaseArb, fuzzOpArb, fuzzScenario, runFuzzCampaign, scenarioToYaml } from './fuzz/index.js';
+export type { FuzzFeatures, FuzzFinding, FuzzMode, FuzzOp, FuzzOptions, FuzzProgress, FuzzSummary } from './fuzz/index.js';
