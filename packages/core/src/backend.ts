@@ -222,6 +222,15 @@ export interface VendorBackend {
   /** a host (VMM or kernel directmap) access to `pfn`: null when allowed, else why it faults */
   checkHostAccess?(pfn: number, write: boolean): string | null;
 
+  /*
+   * -- KVM_RUN gate (kvm_x86_ops.vcpu_pre_run) --
+   * Called by every KVM_RUN before anything else runs (kvm_arch_vcpu_ioctl_run(): after the
+   * dead-VM check, before complete_userspace_io and vcpu_run()): 1 lets the vCPU run, 0 or a
+   * negative errno ends KVM_RUN with that result and changes nothing (tdx_vcpu_pre_run(): the TD
+   * is not RUNNABLE or the vCPU was never initialized → -EINVAL).
+   */
+  vcpuPreRun?(vcpuId: number): number;
+
   /* -- vendor operations -- */
   guestOp?(vcpuId: number, req: GuestOpRequest): GuestOpResult;
   /** userspace completed a KVM_EXIT_HYPERCALL the vendor raised (sets hypercall.ret) */

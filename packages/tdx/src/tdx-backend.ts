@@ -392,12 +392,30 @@ export class TdxBackend implements VendorBackend {
   /* guest accesses and guest operations                                                        */
   /* ------------------------------------------------------------------------------------------ */
 
-  private enterIfRunnable(vcpuId: number): void {
-    if (!this.waitForSeptZap && this.td.state === 'RUNNABLE' && this.td.vcpuInitialized(vcpuId)) this.td.vpEnter(vcpuId);
+  /**
+   * tdx_vcpu_pre_run(): KVM_RUN fails with -EINVAL (and does nothing) unless the TD is RUNNABLE
+   * (KVM_TDX_FINALIZE_VM done) and this vCPU had KVM_TDX_INIT_VCPU.
+   */
+  vcpuPreRun(vcpuId: number): number {
+    if (this.td.state !== 'RUNNABLE' || !this.td.vcpuInitialized(vcpuId)) return -ERRNO.EINVAL;
+    return 1;
+  }
+
+  /**
+   * TDH.VP.ENTER for an access or a TDCALL. KVM_RUN reaches here only past tdx_vcpu_pre_run(),
+   * so a TD that is not runnable is refused (false), never entered. While `wait_for_sept_zap`
+   * is set tdx_vcpu_run() returns without entering and the vCPU retries (still true).
+   */
+  private enterIfRunnable(vcpuId: number): boolean {
+    if (this.vcpuPreRun(vcpuId) <= 0) return false;
+    if (!this.waitForSeptZap) this.td.vpEnter(vcpuId);
+    return true;
   }
 
   checkGuestAccess(access: GuestAccessCheck): GuestAccessVerdict {
-    this.enterIfRunnable(access.vcpuId);
+    if (!this.enterIfRunnable(access.vcpuId)) {
+      return { kind: 'vm-dead', reason: `KVM_BUG: TD entry of vCPU ${access.vcpuId} before the TD is runnable (tdx_vcpu_pre_run refuses KVM_RUN)` };
+    }
     if (!access.isPrivate) {
       // the shared EPT maps with the host key: a TD page there never yields its private contents
       if (this.td.pamt.has(access.pfn)) {

@@ -58,6 +58,35 @@ function build(t: ReturnType<typeof tdxVm>, flags = KVM_TDX_MEASURE_MEMORY_REGIO
 }
 
 describe('TDX VM end to end', () => {
+  it('tdx_vcpu_pre_run: KVM_RUN before FINALIZE or without INIT_VCPU is EINVAL and changes nothing', () => {
+    const t = tdxVm();
+    const { vm, vcpu, b, kvm } = t;
+    vm.memoryEncryptOp('tdx_init_vm', {});
+    vm.setMemoryAttributes({ address: BASE, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
+    const before = JSON.stringify(b.inspect('stats', {}));
+    // vCPU not initialized, TD not finalized
+    expect(vcpu.guestRead(BASE, 8, true)).toMatchObject({ errno: 'EINVAL' });
+    vcpu.memoryEncryptOp('tdx_init_vcpu', {});
+    // initialized vCPU, TD still INITIALIZED: access, ACCEPT and MapGPA are all refused
+    expect(vcpu.guestWrite(BASE, 8, 1n, true)).toMatchObject({ errno: 'EINVAL' });
+    expect(vcpu.guestOp({ op: 'accept', args: { gpa: BASE } })).toMatchObject({ errno: 'EINVAL' });
+    expect(vcpu.guestOp({ op: 'map_gpa', args: { gpa: BASE, size: P } })).toMatchObject({ errno: 'EINVAL' });
+    expect(vm.alive && !vm.dead).toBe(true);
+    expect(vm.mmu.leafAt(BASE / P, true)).toBeFalsy();
+    expect(b.inspect('sept', { gpa: BASE })).toMatchObject({ state: 'FREE' });
+    const after = b.inspect('stats', {}) as Record<string, unknown>;
+    expect(JSON.stringify({ ...after, vcpus: undefined, td: undefined })).toBe(JSON.stringify({ ...JSON.parse(before), vcpus: undefined, td: undefined }));
+    // the build flow still works afterwards
+    kvm.process.mm.writeBytes(t.src, new Uint8Array(P).fill(1));
+    expect(vcpu.memoryEncryptOp('tdx_init_mem_region', { source_addr: t.src, gpa: BASE, nr_pages: 1, flags: 0 }).ret).toBe(0);
+    vm.memoryEncryptOp('tdx_finalize_vm', {});
+    expect(vcpu.guestRead(BASE, 1, true).value).toBe(1n);
+    // a second vCPU created but never initialized still cannot run
+    const v1 = vm.createVcpu(1);
+    expect(v1.guestRead(BASE, 1, true)).toMatchObject({ errno: 'EINVAL' });
+    check(vm);
+  });
+
   it('build flow: PAGE.ADD through the mirror root, MRTD depends on measurement', () => {
     const t = tdxVm();
     const m1 = build(t);
