@@ -7,6 +7,8 @@ import { z } from 'zod';
 import { EXIT_REASONS, isErrnoName, type ErrnoName } from '@ccmem/core';
 import {
   isAddrRef,
+  isNumberLiteral,
+  parseBigInt,
   isValidName,
   parseAddrExpr,
   parseFlags,
@@ -67,6 +69,17 @@ const pageSize = () =>
     return n;
   });
 const numList = () => z.array(num());
+/**
+ * a return code: a vendor name (`TDX_SUCCESS`), or a number in any literal form — a YAML scalar
+ * such as `0x1_0000_0001` arrives as a string and is a number, not a name (docs/scenarios.md,
+ * "Numbers"). Kept exact: a bigint when it does not fit a safe integer.
+ */
+const retCode = () =>
+  field('a return code (number or name)', (v): string | number | bigint => {
+    if (typeof v === 'string' && !isNumberLiteral(v)) return v;
+    const n = parseBigInt(v);
+    return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n;
+  });
 const bool = () => z.boolean();
 
 /* ------------------------------------------------------------------------------------------ */
@@ -301,7 +314,7 @@ const expectObject = z.strictObject({
   gpa: num().optional(),
   size: num().optional(),
   /** return code of a vendor instruction / TDCALL (number or the vendor's name) */
-  ret: z.union([z.string(), num()]).optional(),
+  ret: retCode().optional(),
 });
 
 export type ExpectFields = z.output<typeof expectObject>;
