@@ -280,6 +280,8 @@ export interface VmForBackend {
   forEachDirectLeaf?(cb: (gfn: number, level: number, pfn: number) => void): void;
   /** user_exit_on_hypercall(): KVM_CAP_EXIT_HYPERCALL enabled hypercall `nr` */
   userExitOnHypercall?(nr: number): boolean;
+  /** the kernel profile the VM follows (vendor code follows it too; docs/profiles.md) */
+  readonly profile?: KernelProfile;
   /** kvm_mmu_page_fault() for a private access of `vcpuId` at `gpa`: 0 once mapped, or -errno */
   handlePrivateFault?(vcpuId: number, gpa: number): number;
   /** the mmu_invalidate_seq / in-progress state, read-only (for vendor race checks) */
@@ -392,6 +394,27 @@ export interface KernelProfile {
    * KVM_EXIT_MEMORY_FAULT (upstream since v6.12). Absent means false (upstream).
    */
   readonly unfaultableHvaEmulatesMmio?: boolean;
+  /**
+   * KVM_SEV_SNP_LAUNCH_UPDATE rejects a `uaddr` that is 0 or not page-aligned (for every page
+   * type but ZERO) with EINVAL, before any page is touched (the 2026 sev.c series that makes the
+   * source page-granular). When false an unaligned `uaddr` is copied from as given. Absent
+   * means true (upstream).
+   */
+  readonly snpLaunchUpdateUaddrChecks?: boolean;
+  /**
+   * Userspace completes KVM_HC_MAP_GPA_RANGE with `hypercall.ret` 0, EINVAL or EAGAIN only
+   * (kvm_is_valid_map_gpa_range_ret(), 2026 "allow userspace to return errors to guest"): TDX
+   * MapGPA maps EAGAIN to TDVMCALL_STATUS_RETRY and EINVAL to INVALID_OPERAND, SNP PSC reports
+   * either as an error, and any other value fails KVM_RUN with EINVAL. When false every non-zero
+   * value is an error for the guest. Absent means true (upstream).
+   */
+  readonly mapGpaRangeUserErrors?: boolean;
+  /**
+   * KVM_TDX_INIT_MEM_REGION rejects `source_addr` 0 with EINVAL before any page (the 2026
+   * pre-check of the source address); when false the copy from address 0 fails with EFAULT.
+   * Absent means true (upstream).
+   */
+  readonly tdxInitMemRegionSourceCheck?: boolean;
 }
 
 /** The VM as a memory provider (guest_memfd, device fd) sees it. */

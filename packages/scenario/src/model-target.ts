@@ -51,7 +51,7 @@ const VM_TYPE_NUMBERS: Readonly<Record<VmType, number>> = {
 
 /** scenario profile → the model's kernel profile (docs/scenarios.md, "Profiles") */
 export function modelProfileName(profile: VmConfig['profile']): string {
-  return profile === 'host' ? 'linux-6.18' : 'upstream';
+  return profile === 'host' ? 'linux-6.18' : profile === 'v6.18' ? 'v6.18' : 'upstream';
 }
 
 /** the vendor backend options of a scenario's `vm` block */

@@ -404,7 +404,7 @@ export const VM_TYPES = ['default', 'sw-protected', 'snp', 'tdx'] as const;
 export type VmType = (typeof VM_TYPES)[number];
 export const PROVIDERS = ['guest_memfd', 'device_fd'] as const;
 export type Provider = (typeof PROVIDERS)[number];
-export const PROFILES = ['upstream', 'host'] as const;
+export const PROFILES = ['upstream', 'host', 'v6.18'] as const;
 export type Profile = (typeof PROFILES)[number];
 export const TARGET_NAMES = ['model', 'kvm'] as const;
 export type TargetName = (typeof TARGET_NAMES)[number];
@@ -412,7 +412,7 @@ export type TargetName = (typeof TARGET_NAMES)[number];
 const vmSchema = z.strictObject({
   type: z.enum(VM_TYPES),
   provider: z.enum(PROVIDERS).optional(),
-  /** kernel profile the expectations follow: `upstream` (model only) or `host` (real KVM too) */
+  /** kernel profile the expectations follow: `upstream` / `v6.18` (model only) or `host` (real KVM too) */
   profile: z.enum(PROFILES).optional(),
   /* SEV-SNP backend options */
   directmap: z.enum(['split', 'unmap']).optional(),

@@ -750,6 +750,14 @@ class SnpBackendImpl implements SnpBackend {
       type === KVM_SEV_SNP_PAGE_TYPE_SECRETS ||
       type === KVM_SEV_SNP_PAGE_TYPE_CPUID;
     if (len % 4096 !== 0 || flags !== 0 || !validType) fail('EINVAL', 'snp_launch_update: len not page aligned, flags set, or bad page type');
+    // "KVM: SEV: Reject non-positive effective lengths during LAUNCH_UPDATE" (v6.18)
+    if (len <= 0) fail('EINVAL', 'snp_launch_update: len is 0 (npages <= 0)');
+    // upstream (2026): the source must be a non-NULL page-aligned address unless the type is ZERO;
+    // v6.18 copies from uaddr as given (copy_from_user in sev_gmem_post_populate)
+    const uaddrChecks = vm.profile?.snpLaunchUpdateUaddrChecks !== false;
+    if (uaddrChecks && type !== KVM_SEV_SNP_PAGE_TYPE_ZERO && (uaddr === 0 || uaddr % 4096 !== 0)) {
+      fail('EINVAL', 'snp_launch_update: uaddr is 0 or not page aligned');
+    }
     // model: the firmware refuses SNP_LAUNCH_UPDATE once the launch is finished (-EIO)
     if (this.launchFinished) fail('EIO', 'snp_launch_update: SNP_LAUNCH_UPDATE after SNP_LAUNCH_FINISH');
     const slot = vm.gfnToMemslot(gfnStart);
@@ -769,6 +777,7 @@ class SnpBackendImpl implements SnpBackend {
         getSrcPage: (hva) => vm.copyFromUser(hva, 4096) ?? -ERRNO.EFAULT,
         isPrivate: (gfn) => vm.memIsPrivate(gfn),
         postPopulate: post,
+        alignedSrc: uaddrChecks,
       });
       count = Math.max(r, 0);
       if (r < 0) err = r;

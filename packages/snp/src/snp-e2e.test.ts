@@ -7,8 +7,8 @@ import { snpBackendFactory, type SnpBackend } from './snp-backend.js';
 const GiB = 2 ** 30;
 const MiB = 2 ** 20;
 
-function snpVm(options: Record<string, unknown> = {}) {
-  const kvm = new Kvm({ guestMemfd: guestMemfdFactory, backends: { [KVM_X86_SNP_VM]: snpBackendFactory } });
+function snpVm(options: Record<string, unknown> = {}, profile = 'upstream') {
+  const kvm = new Kvm({ profile, guestMemfd: guestMemfdFactory, backends: { [KVM_X86_SNP_VM]: snpBackendFactory } });
   const vm = kvm.createVm({ type: KVM_X86_SNP_VM, options });
   const size = 4 * MiB;
   const fd = vm.createGuestMemfd({ size, flags: 0 });
@@ -19,6 +19,30 @@ function snpVm(options: Record<string, unknown> = {}) {
 }
 
 describe('SNP VM end to end', () => {
+  it('LAUNCH_UPDATE argument checks follow the kernel profile (len 0; uaddr 0 / unaligned)', () => {
+    const gfn = (4 * GiB) / PAGE_SIZE;
+    for (const profile of ['upstream', 'v6.18']) {
+      const { kvm, vm, b, hva } = snpVm({}, profile);
+      vm.setMemoryAttributes({ address: 4 * GiB, size: 2 * PAGE_SIZE, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
+      kvm.process.mm.writeBytes(hva + 0x800, new Uint8Array(PAGE_SIZE).fill(9));
+      vm.memoryEncryptOp('snp_launch_start', {});
+      const upd = (uaddr: number, len = PAGE_SIZE, type = 1) => () => vm.memoryEncryptOp('snp_launch_update', { gfn_start: gfn, uaddr, len, type, flags: 0 });
+      // "Reject non-positive effective lengths during LAUNCH_UPDATE" is in both
+      expect(upd(hva, 0)).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+      if (profile === 'upstream') {
+        expect(upd(hva + 0x800)).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+        expect(upd(0)).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+        expect((b.inspect!('rmp', { gpa: 4 * GiB }) as { assigned?: boolean } | null)?.assigned ?? false).toBe(false);
+        expect(upd(0, PAGE_SIZE, 3)()).toMatchObject({ ret: 0 }); // ZERO ignores uaddr
+      } else {
+        expect(upd(0)).toThrow(expect.objectContaining({ code: 'EIO' })); // copy_from_user(0) → EFAULT → EIO
+        expect(upd(hva + 0x800)()).toMatchObject({ ret: 0, out: { uaddr: hva + 0x800 + PAGE_SIZE } });
+        const pfn = (b.inspect!('rmp', { gpa: 4 * GiB }) as { pfn: number }).pfn;
+        expect(vm.readPfn(pfn, 0, 4)).toEqual(new Uint8Array(4).fill(9));
+      }
+    }
+  });
+
   it('private write: #VC until PVALIDATE, then it lands; invariants hold', () => {
     const { vm, vcpu, b } = snpVm();
     vm.setMemoryAttributes({ address: 4 * GiB, size: 2 * MiB, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
