@@ -219,6 +219,11 @@ export function createSnpBackend(opts: SnpBackendOptions): SnpBackend {
   return new SnpBackendImpl(opts);
 }
 
+/** kvm_is_valid_map_gpa_range_ret() (arch/x86/kvm/x86.h): 0, EINVAL or EAGAIN (positive) */
+function isValidMapGpaRangeRet(ret: number): boolean {
+  return ret === 0 || ret === ERRNO.EINVAL || ret === ERRNO.EAGAIN;
+}
+
 /** the verdicts of every successful or unvalidated access, shared: the hot path allocates nothing */
 const ACCESS_OK: GuestAccessVerdict = Object.freeze({ kind: 'ok' });
 /* the guest RMP instructions guestRmpInsn() runs */
@@ -696,6 +701,14 @@ class SnpBackendImpl implements SnpBackend {
   completeHypercall(vcpuId: number, ret: number): GuestOpResult | null {
     const p = this.psc.get(vcpuId);
     if (!p) return null;
+    // snp_complete_psc_msr() / snp_complete_one_psc(): upstream accepts only 0, EINVAL and
+    // EAGAIN (kvm_is_valid_map_gpa_range_ret()); another value fails KVM_RUN with EINVAL. The
+    // complete_userspace_io callback is consumed either way. SNP has no retry code: EAGAIN and
+    // EINVAL are both an error for the guest.
+    if (this.kvm.profile?.mapGpaRangeUserErrors !== false && !isValidMapGpaRangeRet(ret)) {
+      this.psc.delete(vcpuId);
+      return { errno: 'EINVAL', detail: { reason: `hypercall.ret ${ret} is not 0, EINVAL or EAGAIN (kvm_is_valid_map_gpa_range_ret)` } };
+    }
     if (p.kind === 'msr') {
       this.psc.delete(vcpuId);
       return { ret: ret ? 'GHCB_MSR_PSC_RESP_ERROR' : 0 };

@@ -55,6 +55,34 @@ describe('SNP VM end to end', () => {
     expect(b.checkInvariants!()).toEqual([]);
   });
 
+  it('PSC userspace errors follow the profile: upstream 0/EINVAL/EAGAIN only, anything else fails KVM_RUN', () => {
+    const gfn = (4 * GiB) / PAGE_SIZE;
+    for (const profile of ['upstream', 'v6.18']) {
+      const { vm, vcpu } = snpVm({}, profile);
+      vm.enableCap({ cap: KVM_CAP_EXIT_HYPERCALL, args: [1 << 12] });
+      const ghcb = (ret: number) => {
+        expect(vcpu.guestOp({ op: 'psc', args: { entries: [{ gfn, op: 'private' }] } }).exit).toMatchObject({ reason: 'KVM_EXIT_HYPERCALL' });
+        return vcpu.completeHypercall(ret);
+      };
+      const msr = (ret: number) => {
+        expect(vcpu.guestOp({ op: 'psc_msr', args: { gpa: 4 * GiB, op: 'private' } }).exit).toMatchObject({ reason: 'KVM_EXIT_HYPERCALL' });
+        return vcpu.completeHypercall(ret);
+      };
+      // SNP has no retry code: EAGAIN and EINVAL are both an error for the guest
+      expect(ghcb(11)).toMatchObject({ ret: 0x100 * 2 ** 32 });
+      expect(msr(22)).toMatchObject({ ret: 'GHCB_MSR_PSC_RESP_ERROR' });
+      if (profile === 'upstream') {
+        expect(ghcb(1)).toMatchObject({ errno: 'EINVAL' });
+        expect(vcpu.completeHypercall(0)).toBeNull();
+        expect(msr(-22)).toMatchObject({ errno: 'EINVAL' });
+      } else {
+        expect(ghcb(1)).toMatchObject({ ret: 0x100 * 2 ** 32 });
+        expect(msr(1)).toMatchObject({ ret: 'GHCB_MSR_PSC_RESP_ERROR' });
+      }
+      expect(vm.memIsPrivate(gfn)).toBe(false);
+    }
+  });
+
   it('GHCB PSC exits through KVM_RUN as KVM_HC_MAP_GPA_RANGE', () => {
     const { vm, vcpu } = snpVm();
     vm.enableCap({ cap: KVM_CAP_EXIT_HYPERCALL, args: [1 << 12] });

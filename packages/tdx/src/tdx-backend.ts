@@ -554,7 +554,14 @@ export class TdxBackend implements VendorBackend {
     if (!v || !v.mapGpaActive) return null;
     if (ret !== 0) {
       v.mapGpaActive = false;
-      return this.tdvmcall('TDVMCALL_STATUS_INVALID_OPERAND', v.mapGpaNext);
+      // v6.18: every non-zero value is INVALID_OPERAND. Upstream ("allow userspace to return
+      // errors to guest for MAPGPA"): EAGAIN → RETRY, EINVAL → INVALID_OPERAND, anything else
+      // fails KVM_RUN with EINVAL (kvm_is_valid_map_gpa_range_ret())
+      if (this.kvm.profile?.mapGpaRangeUserErrors === false || ret === ERRNO.EINVAL) {
+        return this.tdvmcall('TDVMCALL_STATUS_INVALID_OPERAND', v.mapGpaNext);
+      }
+      if (ret === ERRNO.EAGAIN) return this.tdvmcall('TDVMCALL_STATUS_RETRY', v.mapGpaNext);
+      return { errno: 'EINVAL', detail: { reason: `hypercall.ret ${ret} is not 0, EINVAL or EAGAIN (kvm_is_valid_map_gpa_range_ret)` } };
     }
     v.mapGpaNext += TDX_MAP_GPA_MAX_LEN;
     if (v.mapGpaNext >= v.mapGpaEnd) {

@@ -28,8 +28,8 @@ function check(vm: Vm) {
   expect((vm.backend as TdxBackend).checkInvariants()).toEqual([]);
 }
 
-function tdxVm(options: Record<string, unknown> = {}, size = 4 * MiB) {
-  const kvm = new Kvm({ guestMemfd: guestMemfdFactory, backends: { [KVM_X86_TDX_VM]: tdxBackendFactory } });
+function tdxVm(options: Record<string, unknown> = {}, size = 4 * MiB, profile = 'upstream') {
+  const kvm = new Kvm({ profile, guestMemfd: guestMemfdFactory, backends: { [KVM_X86_TDX_VM]: tdxBackendFactory } });
   const vm = kvm.createVm({ type: KVM_X86_TDX_VM, options });
   const b = vm.backend as TdxBackend;
   const gmemFd = vm.createGuestMemfd({ size, flags: 0 });
@@ -200,6 +200,32 @@ describe('TDX VM end to end', () => {
     expect(r.exit).toMatchObject({ reason: 'KVM_EXIT_HYPERCALL', hypercall: { args: [gpa, 1, KVM_MAP_GPA_RANGE_DECRYPTED] } });
     expect(vcpu.completeHypercall(0)).toEqual({ ret: 'TDVMCALL_STATUS_SUCCESS' });
     expect(vcpu.guestOp({ op: 'map_gpa', args: { gpa: gpa + 0x800, size: P } })).toMatchObject({ ret: 'TDVMCALL_STATUS_ALIGN_ERROR' });
+  });
+
+  it('MapGPA userspace errors follow the profile: upstream EAGAIN → RETRY, EINVAL → INVALID_OPERAND, else KVM_RUN EINVAL', () => {
+    for (const profile of ['upstream', 'v6.18']) {
+      const t = tdxVm({}, 4 * MiB, profile);
+      build(t);
+      const { vm, vcpu } = t;
+      vm.enableCap({ cap: KVM_CAP_EXIT_HYPERCALL, args: [1 << KVM_HC_MAP_GPA_RANGE] });
+      const gpa = BASE + 2 * MiB;
+      const run = (ret: number) => {
+        expect(vcpu.guestOp({ op: 'map_gpa', args: { gpa, size: P } }).exit).toMatchObject({ reason: 'KVM_EXIT_HYPERCALL' });
+        return vcpu.completeHypercall(ret);
+      };
+      if (profile === 'upstream') {
+        expect(run(11)).toEqual({ ret: 'TDVMCALL_STATUS_RETRY', detail: { r11: gpa } });
+        expect(run(22)).toEqual({ ret: 'TDVMCALL_STATUS_INVALID_OPERAND', detail: { r11: gpa } });
+        expect(run(1)).toMatchObject({ errno: 'EINVAL' });
+        // the callback is consumed: the next completion finds nothing pending
+        expect(vcpu.completeHypercall(0)).toBeNull();
+      } else {
+        expect(run(11)).toEqual({ ret: 'TDVMCALL_STATUS_INVALID_OPERAND', detail: { r11: gpa } });
+        expect(run(1)).toEqual({ ret: 'TDVMCALL_STATUS_INVALID_OPERAND', detail: { r11: gpa } });
+      }
+      expect(vm.memIsPrivate(gpa / P)).toBe(false);
+      check(vm);
+    }
   });
 
   it('BUSY on REMOVE: wait_for_sept_zap, kick, retry once; a second BUSY bugs the VM (EIO on the next ioctl)', () => {
