@@ -664,7 +664,11 @@ export class TdxBackend implements VendorBackend {
     const gpa = num(args.gpa);
     const nrPages = num(args.nr_pages);
     const end = gpa + nrPages * PAGE;
+    // upstream (2026) pre-checks the source: 0 is EINVAL before any page; v6.18 only checks the
+    // alignment and a NULL source fails in the copy (EFAULT) on the first page
+    const sourceCheck = this.kvm.profile?.tdxInitMemRegionSourceCheck !== false;
     if (
+      (sourceCheck && sourceAddr === 0) ||
       sourceAddr % PAGE !== 0 ||
       gpa % PAGE !== 0 ||
       nrPages <= 0 ||

@@ -202,6 +202,22 @@ describe('TDX VM end to end', () => {
     expect(vcpu.guestOp({ op: 'map_gpa', args: { gpa: gpa + 0x800, size: P } })).toMatchObject({ ret: 'TDVMCALL_STATUS_ALIGN_ERROR' });
   });
 
+  it('INIT_MEM_REGION source_addr 0: EINVAL upstream, EFAULT (from the copy) in v6.18; unaligned is EINVAL in both', () => {
+    for (const [profile, errno] of [['upstream', 'EINVAL'], ['v6.18', 'EFAULT']] as const) {
+      const t = tdxVm({}, 4 * MiB, profile);
+      const { vm, vcpu, b } = t;
+      vm.memoryEncryptOp('tdx_init_vm', {});
+      vcpu.memoryEncryptOp('tdx_init_vcpu', {});
+      vm.setMemoryAttributes({ address: BASE, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
+      const init = (source_addr: number) => () => vcpu.memoryEncryptOp('tdx_init_mem_region', { source_addr, gpa: BASE, nr_pages: 1, flags: 0 });
+      expect(init(0)).toThrow(expect.objectContaining({ code: errno }));
+      expect(init(t.src + 0x10)).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+      expect(b.inspect('sept', { gpa: BASE })).toMatchObject({ state: 'FREE' });
+      expect(init(t.src)().ret).toBe(0);
+      check(vm);
+    }
+  });
+
   it('MapGPA userspace errors follow the profile: upstream EAGAIN → RETRY, EINVAL → INVALID_OPERAND, else KVM_RUN EINVAL', () => {
     for (const profile of ['upstream', 'v6.18']) {
       const t = tdxVm({}, 4 * MiB, profile);
