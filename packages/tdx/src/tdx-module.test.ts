@@ -176,13 +176,34 @@ describe('Secure EPT SEAMCALLs', () => {
     td.memPageAdd(0, 0, phys.allocPage(), new Uint8Array(P));
     expect(td.memPageRemove(0, 0)).toBe(TDX_SUCCESS);
   });
+  it('check_tdaccept_failure(): 4K ACCEPT inside an accepted 2M leaf is ALREADY_ACCEPTED; SIZE_MISMATCH only for a non-leaf at the level', () => {
+    const { td, phys } = setup();
+    linkLevels(td, phys, 0, 2);
+    run(td);
+    const base = phys.allocContiguous(512);
+    expect(td.memPageAug(0, 1, base)).toBe(TDX_SUCCESS);
+    expect(td.tdgMemPageAccept(0, 0, 1)).toBe(TDX_SUCCESS);
+    // case 1.1: the walk stops at a PRESENT 2M leaf above the 4K request
+    expect(td.tdgMemPageAccept(0, 5 * P, 0)).toBe(TDX_PAGE_ALREADY_ACCEPTED);
+    expect(td.lastStatus64()).toBe(0x00000b0a00000001n); // operand id: the level the walk ended at (2M)
+    // case 3: a 2M ACCEPT over a linked 4K table (NL_PRESENT, and NL_BLOCKED too)
+    const gpa2 = 2 * 1024 * 1024;
+    expect(td.memSeptAdd(gpa2, 1, phys.allocPage())).toBe(TDX_SUCCESS);
+    expect(td.tdgMemPageAccept(0, gpa2, 1)).toBe(TDX_PAGE_SIZE_MISMATCH);
+    td.vpExitAll();
+    expect(td.memRangeBlock(gpa2, 1)).toBe(TDX_SUCCESS);
+    expect(td.tdgMemPageAccept(0, gpa2, 1)).toBe(TDX_PAGE_SIZE_MISMATCH);
+    // case 2: the 4K request under a missing table exits with an EPT violation
+    expect(td.tdgMemPageAccept(0, 4 * gpa2, 0)).toBe(TDG_EXIT_EPT_VIOLATION);
+  });
   it('DEMOTE splits a blocked, tracked 2 MiB leaf into 512 leaves', () => {
     const { td, phys } = setup();
     linkLevels(td, phys, 0, 2);
     run(td);
     const base = phys.allocContiguous(512); // a 2 MiB page: 512 aligned, consecutive frames
     expect(td.memPageAug(0, 1, base)).toBe(TDX_SUCCESS);
-    expect(td.tdgMemPageAccept(0, 0, 0)).toBe(TDX_PAGE_SIZE_MISMATCH);
+    // check_tdaccept_failure() 1.2: a 4K ACCEPT reaching a PENDING 2M leaf exits with the accept level
+    expect(td.tdgMemPageAccept(0, 0, 0)).toBe(TDG_EXIT_EPT_VIOLATION);
     expect(td.tdgMemPageAccept(0, 0, 1)).toBe(TDX_SUCCESS);
     td.vpExitAll();
     const spt = phys.allocPage();

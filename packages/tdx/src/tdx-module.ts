@@ -814,8 +814,16 @@ export class TdxTd {
 
   /**
    * TDG.MEM.PAGE.ACCEPT(gpa, level) from vCPU `vcpuId`: PENDING → PRESENT, the page is zeroed with
-   * the TD key. A FREE or blocked entry makes the TD exit with an EPT violation
-   * (TDG_EXIT_EPT_VIOLATION) so the host can map it; a leaf of another size is PAGE_SIZE_MISMATCH.
+   * the TD key. The failure cases are the module's check_tdaccept_failure()
+   * (tdg_mem_page_accept.c):
+   *  - the walk stopped above the requested level (1.1) at a guest-accessible (PRESENT) leaf:
+   *    TDX_PAGE_ALREADY_ACCEPTED, e.g. a 4K ACCEPT inside an accepted 2M page;
+   *  - the walk stopped above at any other entry (1.2: a PENDING or blocked bigger leaf; 2: a
+   *    missing table): the TD exits with an EPT violation carrying the accept level
+   *    (TDG_EXIT_EPT_VIOLATION), so the host maps (or splits) at that level;
+   *  - the walk reached the level at a non-free non-leaf entry (3): TDX_PAGE_SIZE_MISMATCH;
+   *  - a PRESENT leaf there: TDX_PAGE_ALREADY_ACCEPTED; a FREE or blocked one: EPT violation.
+   * The status carries the level where the walk ended as its operand id.
    */
   tdgMemPageAccept(vcpuId: number, gpa: number, level: number): number {
     const leaf = L_ACCEPT;
@@ -829,9 +837,10 @@ export class TdxTd {
     const i = SecureEpt.index(level, gfn);
     this.entryInfo(t, level, i);
     if (!t) {
-      // walk stopped above: a bigger leaf is a size mismatch, anything else is not mapped yet
-      return septIsLeafState(sept.walkState)
-        ? this.fail(leaf, TDX_PAGE_SIZE_MISMATCH, gpa, level)
+      // check_tdaccept_failure() case 1.1: an accepted (guest-accessible) bigger leaf;
+      // case 1.2 / 2: a non-accessible bigger leaf or a missing table → EPT violation
+      return sept.walkState === SEPT_PRESENT
+        ? this.fail(leaf, TDX_PAGE_ALREADY_ACCEPTED, gpa, level, sept.walkLevel)
         : this.end(leaf, TDG_EXIT_EPT_VIOLATION, gpa, level);
     }
     const s = t.state[i]!;
@@ -842,8 +851,9 @@ export class TdxTd {
       for (let k = 0; k < n; k++) this.module.phys.zeroPage(pfn + k);
       return this.end(leaf, TDX_SUCCESS, gpa, level);
     }
-    if (s === SEPT_PRESENT) return this.end(leaf, TDX_PAGE_ALREADY_ACCEPTED, gpa, level);
-    if (s === SEPT_NL_PRESENT) return this.fail(leaf, TDX_PAGE_SIZE_MISMATCH, gpa, level);
+    // case 3: a non-free non-leaf entry at the requested level (e.g. a 2M ACCEPT of 4K pages)
+    if (s === SEPT_NL_PRESENT || s === SEPT_NL_BLOCKED) return this.fail(leaf, TDX_PAGE_SIZE_MISMATCH, gpa, level, level);
+    if (s === SEPT_PRESENT) return this.fail(leaf, TDX_PAGE_ALREADY_ACCEPTED, gpa, level, level);
     return this.end(leaf, TDG_EXIT_EPT_VIOLATION, gpa, level);
   }
 
