@@ -282,8 +282,13 @@ export interface VmForBackend {
   userExitOnHypercall?(nr: number): boolean;
   /** the kernel profile the VM follows (vendor code follows it too; docs/profiles.md) */
   readonly profile?: KernelProfile;
-  /** kvm_mmu_page_fault() for a private access of `vcpuId` at `gpa`: 0 once mapped, or -errno */
-  handlePrivateFault?(vcpuId: number, gpa: number): number;
+  /**
+   * kvm_mmu_page_fault() for a private access of `vcpuId` at `gpa`: 0 once mapped, or -errno.
+   * `acceptLevel` (PG_LEVEL_*): the EPT violation came from TDG.MEM.PAGE.ACCEPT at that level
+   * (TDX huge-page series): larger private mappings there are split and the map is at most
+   * that level.
+   */
+  handlePrivateFault?(vcpuId: number, gpa: number, acceptLevel?: number): number;
   /** the mmu_invalidate_seq / in-progress state, read-only (for vendor race checks) */
   readonly mmuInvalidateSeq?: number;
   /** every present mapping of a private gfn (mirror leaves for TDX): gfn, pfn, PG_LEVEL_* */

@@ -183,9 +183,10 @@ export class Vcpu {
    * kvm_mmu_page_fault() for a TDP fault, both phases back to back (the synchronous driver).
    * Returns RET_PF_* or -errno; the fault struct keeps the details.
    */
-  pageFault(gpa: number, gfn: number, isPrivate: boolean, write: boolean, fetch: boolean, prefetch: boolean): number {
+  pageFault(gpa: number, gfn: number, isPrivate: boolean, write: boolean, fetch: boolean, prefetch: boolean, maxLevel?: number): number {
     const f = this.fault;
     f.reset(gpa, gfn);
+    if (maxLevel !== undefined) f.maxLevel = Math.min(f.maxLevel, maxLevel);
     f.isPrivate = isPrivate;
     f.write = write;
     f.exec = fetch;

@@ -67,7 +67,7 @@ export interface VmForTdxExtension {
   /** user_exit_on_hypercall(kvm, nr): KVM_CAP_EXIT_HYPERCALL enabled this hypercall */
   userExitOnHypercall?(nr: number): boolean;
   /** kvm_mmu_page_fault() for a private EPT violation of `vcpuId` at `gpa`: 0 when mapped, or -errno */
-  handlePrivateFault?(vcpuId: number, gpa: number): number;
+  handlePrivateFault?(vcpuId: number, gpa: number, acceptLevel?: number): number;
 }
 
 export interface TdxBackendOptions {
@@ -467,7 +467,10 @@ export class TdxBackend implements VendorBackend {
     if (st === TDG_EXIT_EPT_VIOLATION) {
       const fault = this.kvm.handlePrivateFault;
       if (!fault) return { ret: 'EPT_VIOLATION', detail: { gpa, reason: 'the page is not mapped yet: the TD exits to KVM' } };
-      const r = fault.call(this.kvm, vcpuId, gpa);
+      // the EPT violation carries the accept level (check_tdaccept_failure() cases 1.2 / 2): KVM
+      // splits a larger mapping and maps at most at that level (tdx_check_accept_level(), TDX
+      // huge-page series); without huge pages everything is 4K already
+      const r = fault.call(this.kvm, vcpuId, gpa, this.hugePages ? level : undefined);
       if (r === -ERRNO.EFAULT || r === -ERRNO.EHWPOISON) {
         // kvm_mmu_prepare_memory_fault_exit(): the gfn is not private (or has no private page):
         // KVM_RUN returns to userspace with KVM_EXIT_MEMORY_FAULT, flags PRIVATE

@@ -378,6 +378,35 @@ describe('TDX VM end to end', () => {
     check(vm);
   });
 
+  it("huge pages: the guest's 4K accept level splits a PENDING 2M mapping (tdx_check_accept_level) and the retried ACCEPT succeeds", () => {
+    const kvm = new Kvm({ guestMemfd: guestMemfdFactory, backends: { [KVM_X86_TDX_VM]: tdxBackendFactory } });
+    const vm = kvm.createVm({ type: KVM_X86_TDX_VM, options: { hugePages: true } });
+    const b = vm.backend as TdxBackend;
+    while (kvm.process.phys.allocPage() % 512 !== 511);
+    const size = 4 * MiB;
+    const devFd = kvm.process.installFd(createDeviceFd(vm, { size }));
+    vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: BASE, memory_size: size, userspace_addr: 0, guest_memfd: devFd, guest_memfd_offset: 0 });
+    const vcpu = vm.createVcpu(0);
+    vm.memoryEncryptOp('tdx_init_vm', {});
+    vcpu.memoryEncryptOp('tdx_init_vcpu', {});
+    vm.memoryEncryptOp('tdx_finalize_vm', {});
+    const gpa = BASE + 2 * MiB;
+    vm.setMemoryAttributes({ address: BASE, size, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
+    // unmapped: a 4K ACCEPT maps at the accept level only
+    expect(vcpu.guestOp({ op: 'accept', args: { gpa: BASE } })).toEqual({ ret: 'TDX_SUCCESS' });
+    expect(b.inspect('sept', { gpa: BASE })).toMatchObject({ state: 'PRESENT', level: 1 });
+    // a 2M PENDING mapping made by a plain fault, then a 4K ACCEPT inside it
+    vcpu.preFaultMemory({ gpa, size: 2 * MiB, flags: 0 });
+    expect(b.inspect('sept', { gpa })).toMatchObject({ state: 'PENDING', level: 2 });
+    expect(vcpu.guestOp({ op: 'accept', args: { gpa: gpa + 0x3000 } })).toEqual({ ret: 'TDX_SUCCESS' });
+    expect(b.inspect('sept', { gpa: gpa + 0x3000 })).toMatchObject({ state: 'PRESENT', level: 1 });
+    expect(b.inspect('sept', { gpa: gpa + 0x4000 })).toMatchObject({ state: 'PENDING', level: 1 });
+    expect(b.stats.splits).toBe(1);
+    expect(vm.mmu.stats.pages_2m).toBe(0);
+    expect(vm.dead).toBe(false);
+    check(vm);
+  });
+
   it('without huge pages the same ACCEPT maps 4K: a 2M ACCEPT finds a 4K S-EPT page (TDX_PAGE_SIZE_MISMATCH)', () => {
     const t = tdxVm();
     build(t);
