@@ -583,6 +583,15 @@ class SnpBackendImpl implements SnpBackend {
       this.handleNpfExtra(vcpuId, gpa, last.npf);
     }
     const npf = last as { npf: number; reason: string };
+    // liveness: with RMP updates at prepare, the lookup above ran sev_gmem_prepare; a page still
+    // unassigned after it can never become assigned, so the guest would retry forever (a
+    // provider that skips gmem_prepare). Reported by checkInvariants().
+    const e = this.rmpTiming === 'prepare' ? this.host.rmp.lookup(this.rmpOperand.pfn) : null;
+    if (e !== null && !e.assigned) {
+      this.violations.push(
+        `livelock: ${insn === INSN_PVALIDATE ? 'PVALIDATE' : 'RMPADJUST'} at gpa 0x${gpa.toString(16)} keeps taking RMP #NPFs: pfn 0x${this.rmpOperand.pfn.toString(16)} was looked up (gmem_prepare) but is still not assigned`,
+      );
+    }
     return { ret: 'npf', detail: { errorCode: npf.npf, reason: npf.reason, retries: 4 } };
   }
 

@@ -1,7 +1,7 @@
 /** The SNP backend inside the core VM with guest_memfd. */
 import { describe, expect, it } from 'vitest';
 import { KVM_CAP_EXIT_HYPERCALL, KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_MEM_GUEST_MEMFD, KVM_X86_SNP_VM, Kvm, PAGE_SIZE, SetMemoryAttributesOp } from '@ccmem/core';
-import { guestMemfdFactory } from '@ccmem/gmem';
+import { createDeviceFd, guestMemfdFactory } from '@ccmem/gmem';
 import { snpBackendFactory, type SnpBackend } from './snp-backend.js';
 
 const GiB = 2 ** 30;
@@ -81,6 +81,20 @@ describe('SNP VM end to end', () => {
       }
       expect(vm.memIsPrivate(gfn)).toBe(false);
     }
+  });
+
+  it('liveness: a provider that skips gmem_prepare is refused at binding, and a PVALIDATE that can never succeed is flagged', () => {
+    const kvm = new Kvm({ guestMemfd: guestMemfdFactory, backends: { [KVM_X86_SNP_VM]: snpBackendFactory } });
+    const vm = kvm.createVm({ type: KVM_X86_SNP_VM });
+    const dev = kvm.process.installFd(createDeviceFd(vm, { size: 2 * MiB }));
+    expect(() => vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: 4 * GiB, memory_size: 2 * MiB, userspace_addr: 0, guest_memfd: dev, guest_memfd_offset: 0 })).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+    expect(vm.gfnToMemslot((4 * GiB) / PAGE_SIZE)).toBeNull();
+    // if a provider ever skips the prepare step again, the invariant checker says so
+    const t = snpVm();
+    (t.b as { gmemPrepare?: unknown }).gmemPrepare = () => 0;
+    t.vm.setMemoryAttributes({ address: 4 * GiB, size: PAGE_SIZE, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
+    expect(t.vcpu.guestOp({ op: 'pvalidate', args: { gpa: 4 * GiB, size: '4K', validate: true } })).toMatchObject({ ret: 'npf' });
+    expect(t.b.checkInvariants!().some((v) => v.startsWith('livelock: PVALIDATE'))).toBe(true);
   });
 
   it('GHCB PSC exits through KVM_RUN as KVM_HC_MAP_GPA_RANGE', () => {
