@@ -195,6 +195,12 @@ export interface VendorBackend {
 
   /* -- guest_memfd hooks (kvm_arch_gmem_prepare / _invalidate / gmem_max_mapping_level) -- */
   gmemPrepare?(pfn: number, gfn: number, maxOrder: number): number;
+  /**
+   * A private page is usable by the guest only once gmemPrepare ran for it (SEV-SNP: the RMP
+   * assignment in sev_gmem_prepare()). A provider without a prepare step (the device fd) must
+   * refuse such a VM, or its guest would fault forever.
+   */
+  readonly gmemPrepareRequired?: boolean;
   gmemInvalidate?(startPfn: number, endPfn: number): void;
   /** 0 = no limit, otherwise the largest PG_LEVEL_* a mapping of `pfn` may have */
   gmemMaxMappingLevel?(pfn: number, isPrivate: boolean): number;
@@ -420,6 +426,12 @@ export interface KernelProfile {
    * Absent means true (upstream).
    */
   readonly tdxInitMemRegionSourceCheck?: boolean;
+  /**
+   * KVM_CREATE_GUEST_MEMFD accepts GUEST_MEMFD_FLAG_HUGETLB | GUESTMEM_HUGETLB_FLAG_2MB: a
+   * guest_memfd of 2 MiB folios (the in-flight HugeTLB series, model option). Absent means true
+   * (the model's upstream offers it, as it offers other RFC options).
+   */
+  readonly gmemHugetlb?: boolean;
 }
 
 /** The VM as a memory provider (guest_memfd, device fd) sees it. */

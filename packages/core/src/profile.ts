@@ -63,6 +63,7 @@ export const LINUX_6_18_PROFILE: KernelProfile = Object.freeze({
   snpLaunchUpdateUaddrChecks: false,
   mapGpaRangeUserErrors: false,
   tdxInitMemRegionSourceCheck: false,
+  gmemHugetlb: false,
 });
 
 /**
@@ -78,6 +79,7 @@ export const V6_18_PROFILE: KernelProfile = Object.freeze({
   snpLaunchUpdateUaddrChecks: false,
   mapGpaRangeUserErrors: false,
   tdxInitMemRegionSourceCheck: false,
+  gmemHugetlb: false,
 });
 
 export const PROFILES: Readonly<Record<string, KernelProfile>> = Object.freeze({

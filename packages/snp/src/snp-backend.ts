@@ -244,6 +244,8 @@ class SnpBackendImpl implements SnpBackend {
   readonly hasMirroredTdp = false;
   readonly gfnDirectBits = 0;
   readonly supportsGmemInitShared = false;
+  /** sev_gmem_prepare() assigns private pages in the RMP: without it the guest cannot use them */
+  readonly gmemPrepareRequired = true;
 
   readonly host: SnpHost;
   readonly asid: number;

@@ -1,6 +1,6 @@
 /** The SNP backend inside the core VM with guest_memfd. */
 import { describe, expect, it } from 'vitest';
-import { KVM_CAP_EXIT_HYPERCALL, KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_MEM_GUEST_MEMFD, KVM_X86_SNP_VM, Kvm, PAGE_SIZE, SetMemoryAttributesOp } from '@ccmem/core';
+import { GUEST_MEMFD_FLAG_HUGETLB, GUESTMEM_HUGETLB_FLAG_2MB, KVM_CAP_EXIT_HYPERCALL, KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_MEM_GUEST_MEMFD, KVM_X86_SNP_VM, Kvm, PAGE_SIZE, SetMemoryAttributesOp } from '@ccmem/core';
 import { createDeviceFd, guestMemfdFactory } from '@ccmem/gmem';
 import { snpBackendFactory, type SnpBackend } from './snp-backend.js';
 
@@ -95,6 +95,35 @@ describe('SNP VM end to end', () => {
     t.vm.setMemoryAttributes({ address: 4 * GiB, size: PAGE_SIZE, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
     expect(t.vcpu.guestOp({ op: 'pvalidate', args: { gpa: 4 * GiB, size: '4K', validate: true } })).toMatchObject({ ret: 'npf' });
     expect(t.b.checkInvariants!().some((v) => v.startsWith('livelock: PVALIDATE'))).toBe(true);
+  });
+
+  it('2 MiB guest_memfd folios: 2M RMPUPDATE at prepare, 2M PVALIDATE, PSMASH on a 4K PVALIDATE, 2M reclaim on punch', () => {
+    const kvm = new Kvm({ guestMemfd: guestMemfdFactory, backends: { [KVM_X86_SNP_VM]: snpBackendFactory } });
+    const vm = kvm.createVm({ type: KVM_X86_SNP_VM, options: { directmap: 'unmap' } });
+    const b = vm.backend as SnpBackend;
+    const fd = vm.createGuestMemfd({ size: 2 * MiB, flags: GUEST_MEMFD_FLAG_HUGETLB | GUESTMEM_HUGETLB_FLAG_2MB });
+    vm.setUserMemoryRegion2({ slot: 1, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: 4 * GiB, memory_size: 2 * MiB, userspace_addr: 0, guest_memfd: fd, guest_memfd_offset: 0 });
+    const vcpu = vm.createVcpu(0);
+    vm.setMemoryAttributes({ address: 4 * GiB, size: 2 * MiB, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
+    expect(vcpu.guestOp({ op: 'pvalidate', args: { gpa: 4 * GiB, size: '2M', validate: true } })).toMatchObject({ ret: 0 });
+    const head = b.inspect!('rmp', { gpa: 4 * GiB }) as { pfn: number; pagesize: number; validated: boolean };
+    expect(head).toMatchObject({ pagesize: 1, validated: true });
+    expect(head.pfn % 512).toBe(0);
+    // the unmap policy took all 512 frames out of the direct map for the 2M RMPUPDATE
+    expect(b.inspect!('directmap', { pfn: head.pfn + 511 })).toMatchObject({ present: false });
+    expect(vcpu.guestWrite(4 * GiB + 0x5000, 8, 9n, true)).toEqual({});
+    expect(vm.mmu.leafAt((4 * GiB) / PAGE_SIZE + 5, true)?.level).toBe(2);
+    const psmash = b.stats.rmpFaultPsmash;
+    expect(vcpu.guestOp({ op: 'pvalidate', args: { gpa: 4 * GiB + 0x3000, size: '4K', validate: false } })).toMatchObject({ ret: 0 });
+    expect(b.stats.rmpFaultPsmash).toBe(psmash + 1);
+    expect(b.inspect!('rmp', { gpa: 4 * GiB + 0x5000 })).toMatchObject({ pagesize: 0, validated: true });
+    expect(b.checkInvariants!()).toEqual([]);
+    const gm = kvm.process.getFile(fd) as unknown as { fallocate(mode: number, offset: number, len: number): void };
+    gm.fallocate(3, 0, 2 * MiB);
+    expect(b.host.rmp.lookup(head.pfn)?.assigned ?? false).toBe(false);
+    expect(b.host.rmp.lookup(head.pfn + 511)?.assigned ?? false).toBe(false);
+    expect(b.inspect!('directmap', { pfn: head.pfn + 511 })).toMatchObject({ present: true });
+    expect(b.checkInvariants!()).toEqual([]);
   });
 
   it('GHCB PSC exits through KVM_RUN as KVM_HC_MAP_GPA_RANGE', () => {

@@ -3,6 +3,8 @@ import { describe, expect, it } from 'vitest';
 import {
   FALLOC_FL_KEEP_SIZE,
   FALLOC_FL_PUNCH_HOLE,
+  GUEST_MEMFD_FLAG_HUGETLB,
+  GUESTMEM_HUGETLB_FLAG_2MB,
   KVM_CAP_EXIT_HYPERCALL,
   KVM_HC_MAP_GPA_RANGE,
   KVM_MAP_GPA_RANGE_DECRYPTED,
@@ -404,6 +406,27 @@ describe('TDX VM end to end', () => {
     expect(b.stats.splits).toBe(1);
     expect(vm.mmu.stats.pages_2m).toBe(0);
     expect(vm.dead).toBe(false);
+    check(vm);
+  });
+
+  it('huge pages on 2 MiB guest_memfd folios: 2M AUG + ACCEPT, DEMOTE on a 4K conversion, 2M punch removes the rest', () => {
+    const t = tdxVm({ hugePages: true }, 4 * MiB);
+    build(t, 0, 1); // the order-0 file backs the build page
+    const { kvm, vm, vcpu, b } = t;
+    const fd = vm.createGuestMemfd({ size: 2 * MiB, flags: GUEST_MEMFD_FLAG_HUGETLB | GUESTMEM_HUGETLB_FLAG_2MB });
+    const gpa = BASE + 4 * MiB;
+    vm.setUserMemoryRegion2({ slot: 1, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: gpa, memory_size: 2 * MiB, userspace_addr: 0, guest_memfd: fd, guest_memfd_offset: 0 });
+    vm.setMemoryAttributes({ address: gpa, size: 2 * MiB, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
+    expect(vcpu.guestOp({ op: 'accept', args: { gpa, level: 2 } })).toEqual({ ret: 'TDX_SUCCESS' });
+    expect(b.inspect('sept', { gpa: gpa + 0x5000 })).toMatchObject({ state: 'PRESENT', level: 2 });
+    expect(vcpu.guestOp({ op: 'accept', args: { gpa: gpa + 0x5000 } })).toEqual({ ret: 'TDX_PAGE_ALREADY_ACCEPTED' });
+    vm.setMemoryAttributes({ address: gpa + 0x3000, size: P, attributes: 0, flags: 0 });
+    expect(b.stats.splits).toBe(1);
+    expect(b.inspect('sept', { gpa: gpa + 0x5000 })).toMatchObject({ state: 'PRESENT', level: 1 });
+    const removed = b.stats.pagesRemoved;
+    (kvm.process.getFile(fd) as unknown as { fallocate(m: number, o: number, l: number): void }).fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, 2 * MiB);
+    expect(b.stats.pagesRemoved).toBe(removed + 511);
+    expect(b.inspect('sept', { gpa: gpa + 0x5000 })).toMatchObject({ state: 'FREE' });
     check(vm);
   });
 
