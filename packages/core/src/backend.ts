@@ -195,6 +195,12 @@ export interface VendorBackend {
 
   /* -- guest_memfd hooks (kvm_arch_gmem_prepare / _invalidate / gmem_max_mapping_level) -- */
   gmemPrepare?(pfn: number, gfn: number, maxOrder: number): number;
+  /**
+   * A private page is usable by the guest only once gmemPrepare ran for it (SEV-SNP: the RMP
+   * assignment in sev_gmem_prepare()). A provider without a prepare step (the device fd) must
+   * refuse such a VM, or its guest would fault forever.
+   */
+  readonly gmemPrepareRequired?: boolean;
   gmemInvalidate?(startPfn: number, endPfn: number): void;
   /** 0 = no limit, otherwise the largest PG_LEVEL_* a mapping of `pfn` may have */
   gmemMaxMappingLevel?(pfn: number, isPrivate: boolean): number;
@@ -221,6 +227,15 @@ export interface VendorBackend {
   handleNpfExtra?(vcpuId: number, gpa: number, errorCode: number): void;
   /** a host (VMM or kernel directmap) access to `pfn`: null when allowed, else why it faults */
   checkHostAccess?(pfn: number, write: boolean): string | null;
+
+  /*
+   * -- KVM_RUN gate (kvm_x86_ops.vcpu_pre_run) --
+   * Called by every KVM_RUN before anything else runs (kvm_arch_vcpu_ioctl_run(): after the
+   * dead-VM check, before complete_userspace_io and vcpu_run()): 1 lets the vCPU run, 0 or a
+   * negative errno ends KVM_RUN with that result and changes nothing (tdx_vcpu_pre_run(): the TD
+   * is not RUNNABLE or the vCPU was never initialized → -EINVAL).
+   */
+  vcpuPreRun?(vcpuId: number): number;
 
   /* -- vendor operations -- */
   guestOp?(vcpuId: number, req: GuestOpRequest): GuestOpResult;
@@ -271,8 +286,15 @@ export interface VmForBackend {
   forEachDirectLeaf?(cb: (gfn: number, level: number, pfn: number) => void): void;
   /** user_exit_on_hypercall(): KVM_CAP_EXIT_HYPERCALL enabled hypercall `nr` */
   userExitOnHypercall?(nr: number): boolean;
-  /** kvm_mmu_page_fault() for a private access of `vcpuId` at `gpa`: 0 once mapped, or -errno */
-  handlePrivateFault?(vcpuId: number, gpa: number): number;
+  /** the kernel profile the VM follows (vendor code follows it too; docs/profiles.md) */
+  readonly profile?: KernelProfile;
+  /**
+   * kvm_mmu_page_fault() for a private access of `vcpuId` at `gpa`: 0 once mapped, or -errno.
+   * `acceptLevel` (PG_LEVEL_*): the EPT violation came from TDG.MEM.PAGE.ACCEPT at that level
+   * (TDX huge-page series): larger private mappings there are split and the map is at most
+   * that level.
+   */
+  handlePrivateFault?(vcpuId: number, gpa: number, acceptLevel?: number): number;
   /** the mmu_invalidate_seq / in-progress state, read-only (for vendor race checks) */
   readonly mmuInvalidateSeq?: number;
   /** every present mapping of a private gfn (mirror leaves for TDX): gfn, pfn, PG_LEVEL_* */
@@ -383,6 +405,33 @@ export interface KernelProfile {
    * KVM_EXIT_MEMORY_FAULT (upstream since v6.12). Absent means false (upstream).
    */
   readonly unfaultableHvaEmulatesMmio?: boolean;
+  /**
+   * KVM_SEV_SNP_LAUNCH_UPDATE rejects a `uaddr` that is 0 or not page-aligned (for every page
+   * type but ZERO) with EINVAL, before any page is touched (the 2026 sev.c series that makes the
+   * source page-granular). When false an unaligned `uaddr` is copied from as given. Absent
+   * means true (upstream).
+   */
+  readonly snpLaunchUpdateUaddrChecks?: boolean;
+  /**
+   * Userspace completes KVM_HC_MAP_GPA_RANGE with `hypercall.ret` 0, EINVAL or EAGAIN only
+   * (kvm_is_valid_map_gpa_range_ret(), 2026 "allow userspace to return errors to guest"): TDX
+   * MapGPA maps EAGAIN to TDVMCALL_STATUS_RETRY and EINVAL to INVALID_OPERAND, SNP PSC reports
+   * either as an error, and any other value fails KVM_RUN with EINVAL. When false every non-zero
+   * value is an error for the guest. Absent means true (upstream).
+   */
+  readonly mapGpaRangeUserErrors?: boolean;
+  /**
+   * KVM_TDX_INIT_MEM_REGION rejects `source_addr` 0 with EINVAL before any page (the 2026
+   * pre-check of the source address); when false the copy from address 0 fails with EFAULT.
+   * Absent means true (upstream).
+   */
+  readonly tdxInitMemRegionSourceCheck?: boolean;
+  /**
+   * KVM_CREATE_GUEST_MEMFD accepts GUEST_MEMFD_FLAG_HUGETLB | GUESTMEM_HUGETLB_FLAG_2MB: a
+   * guest_memfd of 2 MiB folios (the in-flight HugeTLB series, model option). Absent means true
+   * (the model's upstream offers it, as it offers other RFC options).
+   */
+  readonly gmemHugetlb?: boolean;
 }
 
 /** The VM as a memory provider (guest_memfd, device fd) sees it. */

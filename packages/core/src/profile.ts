@@ -59,11 +59,33 @@ export const LINUX_6_18_PROFILE: KernelProfile = Object.freeze({
   gmemOnlySharedFaults: false,
   // ...and emulates a guest access whose hva cannot be faulted in as MMIO
   unfaultableHvaEmulatesMmio: true,
+  // vendor ioctls as in v6.18 (no SNP/TDX VM types here, kept for consistency with V6_18_PROFILE)
+  snpLaunchUpdateUaddrChecks: false,
+  mapGpaRangeUserErrors: false,
+  tdxInitMemRegionSourceCheck: false,
+  gmemHugetlb: false,
+});
+
+/**
+ * A v6.18 release kernel on a host with SEV-SNP and TDX (every VM type and build option on): the
+ * vendor ioctls as v6.18 has them. Differs from upstream in the gmem overlap errno (7ea987a9
+ * came after v6.18) and in the vendor rules changed since: LAUNCH_UPDATE's uaddr checks,
+ * userspace MapGPA / PSC error codes, INIT_MEM_REGION's source pre-check.
+ */
+export const V6_18_PROFILE: KernelProfile = Object.freeze({
+  ...UPSTREAM_PROFILE,
+  name: 'v6.18',
+  gmemBindOverlapErrno: 'EINVAL',
+  snpLaunchUpdateUaddrChecks: false,
+  mapGpaRangeUserErrors: false,
+  tdxInitMemRegionSourceCheck: false,
+  gmemHugetlb: false,
 });
 
 export const PROFILES: Readonly<Record<string, KernelProfile>> = Object.freeze({
   upstream: UPSTREAM_PROFILE,
   'linux-6.18': LINUX_6_18_PROFILE,
+  'v6.18': V6_18_PROFILE,
 });
 
 export function profileByName(name: string): KernelProfile | undefined {

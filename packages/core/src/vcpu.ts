@@ -5,7 +5,7 @@
  * re-enters the guest; when KVM cannot finish inside the kernel, KVM_RUN returns to userspace
  * with an exit (`kvm_run.exit_reason` and its fields).
  */
-import { ERRNO, type ErrnoName } from './errno.js';
+import { ERRNO, errnoName as errnoNameOf, type ErrnoName } from './errno.js';
 import type { GuestOpRequest, GuestOpResult, KvmRunExit, VendorIoctlResult } from './backend.js';
 import { fail } from './errno.js';
 import { KVM_MEMSLOT_INVALID, PAGE_SIZE } from './uapi.js';
@@ -93,6 +93,8 @@ export class Vcpu {
   private accessRaw(gpa: number, size: number, write: boolean, fetch: boolean, value: bigint, isPrivate: boolean, kind: GuestAccessKind): GuestAccessResult {
     const vm = this.vm;
     if (vm.deadReason !== null) return { errno: 'EIO', reason: `VM is dead: ${vm.deadReason}` };
+    const refused = this.preRun();
+    if (refused) return refused;
     if (this.signalPending) {
       this.signalPending = false;
       return { errno: 'EINTR', reason: 'signal pending at KVM_RUN' };
@@ -123,12 +125,28 @@ export class Vcpu {
     this.lastExit = null;
     this.pendingMmioRead = null;
     this.lastAccessRetries = 0;
+    const refused = this.vm.dead ? null : this.preRun();
     if (this.vm.dead) op.finish({ errno: 'EIO', reason: `VM is dead: ${this.vm.deadReason}` });
+    else if (refused) op.finish(refused);
     else if (this.signalPending) {
       this.signalPending = false;
       op.finish({ errno: 'EINTR', reason: 'signal pending at KVM_RUN' });
     }
     return op;
+  }
+
+  /**
+   * kvm_arch_vcpu_ioctl_run() → kvm_x86_ops.vcpu_pre_run(): the vendor may refuse KVM_RUN
+   * (TDX: the TD is not finalized or the vCPU not initialized → -EINVAL). A refused run returns
+   * before complete_userspace_io and vcpu_run(), so nothing changes. null when the vCPU may run.
+   */
+  private preRun(): GuestAccessResult | null {
+    const hook = this.vm.backend?.vcpuPreRun;
+    if (!hook) return null;
+    const r = hook.call(this.vm.backend, this.id);
+    if (r > 0) return null;
+    const errno = r < 0 ? errnoNameOf(-r) : undefined;
+    return { errno: errno ?? 'EINVAL', reason: `KVM_RUN refused by ${this.vm.backend!.name}'s vcpu_pre_run (${r})` };
   }
 
   /** an access that crosses a page boundary is two translations, done byte by byte */
@@ -155,6 +173,8 @@ export class Vcpu {
   completeMmioRead(data: bigint): GuestAccessResult {
     const p = this.pendingMmioRead;
     if (!p) fail('EINVAL', 'no MMIO read is pending on this vCPU');
+    const refused = this.preRun();
+    if (refused) return refused;
     this.pendingMmioRead = null;
     return { value: data & ((1n << BigInt(8 * p.size)) - 1n) };
   }
@@ -163,9 +183,10 @@ export class Vcpu {
    * kvm_mmu_page_fault() for a TDP fault, both phases back to back (the synchronous driver).
    * Returns RET_PF_* or -errno; the fault struct keeps the details.
    */
-  pageFault(gpa: number, gfn: number, isPrivate: boolean, write: boolean, fetch: boolean, prefetch: boolean): number {
+  pageFault(gpa: number, gfn: number, isPrivate: boolean, write: boolean, fetch: boolean, prefetch: boolean, maxLevel?: number): number {
     const f = this.fault;
     f.reset(gpa, gfn);
+    if (maxLevel !== undefined) f.maxLevel = Math.min(f.maxLevel, maxLevel);
     f.isPrivate = isPrivate;
     f.write = write;
     f.exec = fetch;
@@ -204,6 +225,9 @@ export class Vcpu {
     const backend = this.vm.backend;
     if (this.vm.dead) return { errno: 'EIO' };
     if (!backend?.guestOp) fail('EINVAL', `guest operation ${req.op}: no vendor backend for this VM type`);
+    // the guest runs the operation inside KVM_RUN: the vendor's vcpu_pre_run gates it
+    const refused = this.preRun();
+    if (refused) return { errno: refused.errno, detail: { reason: refused.reason } };
     const r = backend.guestOp(this.id, req);
     if (r.exit) this.lastExit = r.exit;
     return r;
@@ -213,6 +237,8 @@ export class Vcpu {
   completeHypercall(ret: number): GuestOpResult | null {
     const backend = this.vm.backend;
     if (!backend?.completeHypercall) fail('EINVAL', 'no hypercall is pending on this vCPU');
+    const refused = this.preRun();
+    if (refused) return { errno: refused.errno, detail: { reason: refused.reason } };
     const r = backend.completeHypercall(this.id, ret);
     if (r?.exit) this.lastExit = r.exit;
     return r;

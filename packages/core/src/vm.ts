@@ -570,15 +570,24 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
   }
 
   /** kvm_mmu_page_fault() for a private access (e.g. TDX ACCEPT of an unmapped page) */
-  handlePrivateFault(vcpuId: number, gpa: number): number {
+  handlePrivateFault(vcpuId: number, gpa: number, acceptLevel?: number): number {
     const vcpu = this.vcpu(vcpuId);
     if (!vcpu) return -ERRNO.EINVAL;
     const direct = this.backend?.gfnDirectBits ?? 0;
     let gfn = Math.floor(gpa / PAGE_SIZE);
     if (direct && gfn >= direct) gfn -= direct;
+    if (acceptLevel !== undefined) {
+      // TDX huge-page series, tdx_check_accept_level(): an EPT violation from TDG.MEM.PAGE.ACCEPT
+      // carries the guest's accept level; a larger private mapping over that range is split
+      // down to it first, and the fault maps at most at that level
+      const span = PAGES_PER_LEVEL[acceptLevel]!;
+      const start = Math.floor(gfn / span) * span;
+      const r = this.mmu.splitMirrorHugePages(start, start + span, acceptLevel);
+      if (r < 0) return r;
+    }
     for (let tries = 0; tries < 64; tries++) {
       // private faults are handled as writes (tdx_handle_ept_violation)
-      const r = vcpu.pageFault(gpa, gfn, true, true, false, false);
+      const r = vcpu.pageFault(gpa, gfn, true, true, false, false, acceptLevel);
       if (r === RET_PF_FIXED || r === RET_PF_SPURIOUS) return 0;
       if (r < 0) return r;
       if (r !== RET_PF_RETRY) return -ERRNO.EFAULT;

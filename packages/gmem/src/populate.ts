@@ -27,6 +27,12 @@ export interface KvmGmemPopulateArgs {
   readonly isPrivate: (gfn: number) => boolean;
   /** the vendor's post_populate callback: 0 or a negative errno */
   readonly postPopulate: (gfn: number, pfn: number, srcPage: Uint8Array | null) => number;
+  /**
+   * The source is pinned page by page (the 2026 change that GUPs source pages before
+   * populating), so an unaligned `src` is EINVAL. Default true (upstream); false for v6.18,
+   * where the vendor callback copies from `src + i * PAGE_SIZE` as given.
+   */
+  readonly alignedSrc?: boolean;
 }
 
 /**
@@ -39,7 +45,7 @@ export function kvmGmemPopulate(args: KvmGmemPopulateArgs): number {
   const { slot, startGfn, src } = args;
   // 1. (WARN_ON_ONCE in the kernel)
   if (npages <= 0) return -ERRNO.EINVAL;
-  if (src !== null && src % PAGE_SIZE !== 0) return -ERRNO.EINVAL;
+  if (src !== null && args.alignedSrc !== false && src % PAGE_SIZE !== 0) return -ERRNO.EINVAL;
   // 2. kvm_slot_has_gmem()
   if (slot === null || !(slot.flags & KVM_MEM_GUEST_MEMFD)) return -ERRNO.EINVAL;
   // 3. kvm_gmem_get_file(): closed, or a provider that cannot populate (device fd)

@@ -60,7 +60,7 @@ export function providersOf(s: Scenario): Provider[] {
  */
 export function appliesToTarget(s: Scenario, target: TargetName): boolean {
   if (s.applies_to?.targets && !s.applies_to.targets.includes(target)) return false;
-  if (target === 'kvm' && s.vm.profile === 'upstream') return false;
+  if (target === 'kvm' && (s.vm.profile === 'upstream' || s.vm.profile === 'v6.18')) return false;
   return true;
 }
 

@@ -37,7 +37,7 @@ const MODEL_HANDLERS = { ...HOST_HANDLERS, ...KVM_IOCTL_HANDLERS, ...VENDOR_HAND
 
 /** scenario profile → the model's kernel profile (docs/scenarios.md, "Profiles") */
 export function modelProfileName(profile: VmConfig['profile']): string {
-  return profile === 'host' ? 'linux-6.18' : 'upstream';
+  return profile === 'host' ? 'linux-6.18' : profile === 'v6.18' ? 'v6.18' : 'upstream';
 }
 
 /** the vendor backend options of a scenario's `vm` block */

@@ -7,7 +7,7 @@
  */
 import { z } from 'zod';
 import { EXIT_REASONS, isErrnoName, type ErrnoName } from '@ccmem/core';
-import { isAddrRef, isValidName, parseNumber, type AddrRef } from './numbers.js';
+import { isAddrRef, isNumberLiteral, isValidName, parseBigInt, parseNumber, type AddrRef } from './numbers.js';
 import { assertArgs } from './ops/assert.js';
 import { bool, field, flags, num, numList, u64 } from './ops/fields.js';
 import { isOpName, OP_NAMES, OPS, type OpArgs, type OpName } from './ops/index.js';
@@ -43,6 +43,18 @@ const exitField = field('an exit reason', (v): string => {
   return v;
 });
 
+/**
+ * a return code: a vendor name (`TDX_SUCCESS`), or a number in any literal form — a YAML scalar
+ * such as `0x1_0000_0001` arrives as a string and is a number, not a name (docs/scenarios.md,
+ * "Numbers"). Kept exact: a bigint when it does not fit a safe integer.
+ */
+const retCode = () =>
+  field('a return code (number or name)', (v): string | number | bigint => {
+    if (typeof v === 'string' && !isNumberLiteral(v)) return v;
+    const n = parseBigInt(v);
+    return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n;
+  });
+
 const expectObject = z.strictObject({
   errno: errnoField.optional(),
   value: u64().optional(),
@@ -70,7 +82,7 @@ const expectObject = z.strictObject({
   gpa: num().optional(),
   size: num().optional(),
   /** return code of a vendor instruction / TDCALL (number or the vendor's name) */
-  ret: z.union([z.string(), num()]).optional(),
+  ret: retCode().optional(),
 });
 
 export type ExpectFields = z.output<typeof expectObject>;
@@ -162,7 +174,7 @@ export type VmType = (typeof VM_TYPES)[number];
 export const VM_TYPE_NAMES: Readonly<Record<VmType, VmTypeName>> = { default: 'KVM_X86_DEFAULT_VM', 'sw-protected': 'KVM_X86_SW_PROTECTED_VM', snp: 'KVM_X86_SNP_VM', tdx: 'KVM_X86_TDX_VM' };
 export const PROVIDERS = ['guest_memfd', 'device_fd'] as const;
 export type Provider = (typeof PROVIDERS)[number];
-export const PROFILES = ['upstream', 'host'] as const;
+export const PROFILES = ['upstream', 'host', 'v6.18'] as const;
 export type Profile = (typeof PROFILES)[number];
 export const TARGET_NAMES = ['model', 'kvm'] as const;
 export type TargetName = (typeof TARGET_NAMES)[number];
@@ -170,7 +182,7 @@ export type TargetName = (typeof TARGET_NAMES)[number];
 const vmSchema = z.strictObject({
   type: z.enum(VM_TYPES),
   provider: z.enum(PROVIDERS).optional(),
-  /** kernel profile the expectations follow: `upstream` (model only) or `host` (real KVM too) */
+  /** kernel profile the expectations follow: `upstream` / `v6.18` (model only) or `host` (real KVM too) */
   profile: z.enum(PROFILES).optional(),
   /* SEV-SNP backend options */
   directmap: z.enum(['split', 'unmap']).optional(),

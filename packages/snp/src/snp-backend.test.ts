@@ -194,7 +194,7 @@ describe('page-state change', () => {
     expect(b.completeHypercall!(0, 0)).toEqual({ ret: 0 });
     expect(b.completeHypercall!(0, 0)).toBeNull();
     b.guestOp!(0, { op: 'psc_msr', args: { gpa: 0x5000, op: 'shared' } });
-    expect(b.completeHypercall!(0, 1)).toEqual({ ret: 'GHCB_MSR_PSC_RESP_ERROR' });
+    expect(b.completeHypercall!(0, 22)).toEqual({ ret: 'GHCB_MSR_PSC_RESP_ERROR' });
     vm.exitHypercalls = 0;
     expect(b.guestOp!(0, { op: 'psc_msr', args: { gpa: 0x5000, op: 'private' } })).toMatchObject({ ret: 'GHCB_MSR_PSC_RESP_ERROR' });
   });
@@ -227,7 +227,7 @@ describe('page-state change', () => {
   it('GHCB protocol errors: userspace failure, bad header, bad entry; 253 entries max', () => {
     const { b } = setup();
     b.guestOp!(0, { op: 'psc', args: { entries: [{ gfn: 0, op: 'private' }] } });
-    expect(b.completeHypercall!(0, 5)).toMatchObject({ ret: VMGEXIT_PSC_ERROR_GENERIC });
+    expect(b.completeHypercall!(0, 11)).toMatchObject({ ret: VMGEXIT_PSC_ERROR_GENERIC });
     const many = Array.from({ length: 254 }, (_, i) => ({ gfn: 2 * i, op: 'shared' }));
     expect(b.guestOp!(0, { op: 'psc', args: { entries: many } })).toMatchObject({ ret: VMGEXIT_PSC_ERROR_INVALID_HDR });
     const max = many.slice(0, 253);

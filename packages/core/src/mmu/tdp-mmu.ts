@@ -1116,6 +1116,27 @@ export class TdpMmu {
    * the direct root down to `targetLevel` (pre-order, so a 1G page becomes 2M pages which
    * are split in turn). Returns the number of 4K SPTEs created.
    */
+  /**
+   * Split every huge mirror leaf overlapping [start, end) (private gfns) down to `targetLevel`
+   * through split_external_spt, as the TDX huge-page series does before it maps at the level a
+   * guest's TDG.MEM.PAGE.ACCEPT asked for (tdx_check_accept_level() → kvm_split_boundary_leafs();
+   * not upstream). Returns 0, or the first hook's -errno (the leaf then stays whole); -EIO
+   * without a split_external_spt hook.
+   */
+  splitMirrorHugePages(start: number, end: number, targetLevel: number): number {
+    this.checkAlive();
+    if (!(targetLevel >= 1 && targetLevel <= 2)) throw new RangeError(`TdpMmu.splitMirrorHugePages: bad target level ${targetLevel}`);
+    if (this.mirrorRoot < 0 || start >= end) return 0;
+    const it = this.iter.start(this.pool, this.mirrorRoot, this.rootLevel, targetLevel + 1, this.rootGfn(start, true), this.rootGfn(end, true));
+    while (it.next()) {
+      const lo = it.lo;
+      if ((lo & SPTE_MMU_PRESENT_LO) === 0 || (lo & PT_PAGE_SIZE_LO) === 0) continue;
+      if (!this.ext!.splitExternalSpt) return -ERRNO.EIO;
+      if (!this.splitBoundaryLeaf(it)) return -ERRNO.EIO;
+    }
+    return 0;
+  }
+
   splitHugePages(start: number, end: number, targetLevel: number): number {
     this.checkAlive();
     if (!(targetLevel >= 1 && targetLevel <= 2)) throw new RangeError(`TdpMmu.splitHugePages: bad target level ${targetLevel}`);
