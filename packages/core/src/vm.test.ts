@@ -39,7 +39,20 @@ describe('KVM_CHECK_EXTENSION', () => {
     expect(vm.checkExtension(KVM_CAP_READONLY_MEM)).toBe(1);
     const sw = kvm.createVm({ type: KVM_X86_SW_PROTECTED_VM });
     expect(sw.checkExtension(KVM_CAP_MEMORY_ATTRIBUTES)).toBe(KVM_MEMORY_ATTRIBUTE_PRIVATE);
-    expect(sw.checkExtension(KVM_CAP_MULTI_ADDRESS_SPACE)).toBe(2);
+    expect(sw.checkExtension(KVM_CAP_MULTI_ADDRESS_SPACE)).toBe(1);
+  });
+
+  it('kvm_arch_nr_memslot_as_ids(): a SW_PROTECTED VM has one address space (private memory, no SMM)', () => {
+    const kvm = new Kvm();
+    const vm = kvm.createVm();
+    const sw = kvm.createVm({ type: KVM_X86_SW_PROTECTED_VM });
+    expect(vm.nrMemslotAsIds).toBe(2);
+    expect(sw.nrMemslotAsIds).toBe(1);
+    const hva = kvm.process.mm.mmap({ length: 0x200000, prot: { read: true, write: true }, shared: false });
+    const region = { slot: 0 | (1 << 16), flags: 0, guest_phys_addr: 0x100000, memory_size: 0x200000, userspace_addr: hva };
+    vm.setUserMemoryRegion2(region);
+    expect(errnoOf(() => sw.setUserMemoryRegion2(region))).toBe('EINVAL');
+    expect(errnoOf(() => sw.getDirtyLog({ slot: 1 << 16 }))).toBe('EINVAL');
   });
 
   it('linux-6.18 profile matches the CI host', () => {

@@ -131,9 +131,12 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
     this.tracer = opts.tracer;
     this.guestMemfd = opts.guestMemfd;
     this.hasPrivateMem = opts.backend ? opts.backend.hasPrivateMem : opts.type === KVM_X86_SW_PROTECTED_VM;
+    // kvm_arch_nr_memslot_as_ids(): with CONFIG_KVM_SMM, `kvm_arch_has_private_mem(kvm) ? 1 : 2`
+    // (arch/x86/include/asm/kvm_host.h): SMM is unsupported for guests with private memory,
+    // so KVM_X86_SW_PROTECTED_VM has one address space like SNP and TDX
     this.nrMemslotAsIds = opts.backend
       ? opts.backend.nrMemslotAsIds
-      : opts.profile.smmAddressSpaces
+      : opts.profile.smmAddressSpaces && !this.hasPrivateMem
         ? KVM_MAX_NR_ADDRESS_SPACES
         : 1;
     const hooks = new VmMemslotHooks(this);
