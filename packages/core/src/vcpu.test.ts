@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Kvm } from './kvm.js';
+import { UPSTREAM_PROFILE, withPciHole } from './profile.js';
 import { assertVmInvariants } from './invariants.js';
 import {
   KVM_MEM_LOG_DIRTY_PAGES,
@@ -66,7 +67,7 @@ describe('guest accesses on a default VM', () => {
   });
 
   it('KVM_MEM_PCI_HOLE: reads are all-ones in the kernel, writes exit as MMIO, nothing is mapped', () => {
-    const kvm = new Kvm();
+    const kvm = new Kvm({ profile: withPciHole(UPSTREAM_PROFILE) });
     const vm = kvm.createVm();
     vm.setUserMemoryRegion2({ slot: 3, flags: KVM_MEM_PCI_HOLE, guest_phys_addr: 0xe0000000, memory_size: 16 * MiB, userspace_addr: 0 });
     const vcpu = vm.createVcpu(0);

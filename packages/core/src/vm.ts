@@ -24,6 +24,7 @@ import {
   KVM_CAP_GUEST_MEMFD,
   KVM_CAP_GUEST_MEMFD_FLAGS,
   KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2,
+  KVM_CAP_MAX_VCPU_ID,
   KVM_CAP_MAX_VCPUS,
   KVM_CAP_MEMORY_ATTRIBUTES,
   KVM_CAP_MEMORY_FAULT_INFO,
@@ -66,9 +67,19 @@ import type { AttributesVm } from './attributes-vm.js';
 import { runOp, type KernelOp } from './steps.js';
 import { Vcpu } from './vcpu.js';
 
-/** KVM_MAX_VCPU_IDS on x86 */
+/** KVM_MAX_VCPU_IDS on x86 with the Kconfig default KVM_MAX_VCPUS (1024) */
 export const KVM_MAX_VCPU_IDS = 4096;
+/** KVM_MAX_VCPUS when the profile does not say (CONFIG_KVM_MAX_NR_VCPUS=4096) */
 export const KVM_MAX_VCPUS = 4096;
+/** KVM_VCPU_ID_RATIO (arch/x86/include/asm/kvm_host.h): APIC ids may exceed the vCPU count */
+export const KVM_VCPU_ID_RATIO = 4;
+/** num_online_cpus() when the profile does not say */
+const DEFAULT_ONLINE_CPUS = 64;
+
+/** KVM_MAX_VCPUS of a kernel profile (CONFIG_KVM_MAX_NR_VCPUS) */
+export function kvmMaxVcpus(profile: KernelProfile): number {
+  return profile.maxVcpus ?? KVM_MAX_VCPUS;
+}
 /** KVM_EXIT_HYPERCALL_VALID_MASK */
 export const KVM_EXIT_HYPERCALL_VALID_MASK = 1 << KVM_HC_MAP_GPA_RANGE;
 
@@ -167,14 +178,14 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
     if (this.deadReason !== null) fail('EIO', `${ioctl}: the VM is dead (${this.deadReason})`);
   }
 
-  /** KVM_CAP_GUEST_MEMFD */
+  /** KVM_CAP_GUEST_MEMFD: a provider is plugged in and the kernel has CONFIG_KVM_GUEST_MEMFD */
   get hasGuestMemfd(): boolean {
-    return this.guestMemfd !== null;
+    return this.guestMemfd !== null && this.profile.guestMemfd !== false;
   }
 
   /** KVM_CAP_GUEST_MEMFD_FLAGS for this VM */
   get guestMemfdFlags(): number {
-    return this.guestMemfd ? this.guestMemfd.supportedFlags(this) : 0;
+    return this.guestMemfd && this.hasGuestMemfd ? this.guestMemfd.supportedFlags(this) : 0;
   }
 
   get nrVcpus(): number {
@@ -247,14 +258,24 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
     for (let as = 0; as < this.nrMemslotAsIds; as++) this.memslots.forEachMemslotInGfnRange(as, start, end, cb);
   }
 
+  /**
+   * kvm_mmu_max_gfn() (arch/x86/kvm/mmu.h): the host's MAXPHYADDR with TDP, 52 bits with the
+   * shadow MMU (which can shadow any guest-physical address the guest's page tables hold)
+   */
+  get maxGfn(): number {
+    const p = this.profile;
+    const bits = p.tdpMmu === false ? 52 : (p.hostMaxPhyAddr ?? (this.mmu.rootLevel === 5 ? 52 : 48));
+    return 2 ** (bits - 12) - 1;
+  }
+
   /** kvm_arch_prepare_memory_region(): the new slot must fit the guest physical address space */
   /** @internal */
   archPrepareMemoryRegion(change: MemslotChange, next: KvmMemorySlot | null): ErrnoName | null {
     if ((change === 'CREATE' || change === 'MOVE') && next) {
-      const maxGfn = 2 ** (this.mmu.rootLevel === 5 ? 52 : 48) / PAGE_SIZE;
       const direct = this.backend?.gfnDirectBits ?? 0;
       const lastGfn = next.baseGfn + next.npages - 1;
-      if (lastGfn >= maxGfn) return 'EINVAL';
+      // base_gfn + npages - 1 > kvm_mmu_max_gfn()
+      if (lastGfn > this.maxGfn) return 'EINVAL';
       // a gfn "alias" (TDX shared bit) can never be a memslot
       if (direct && (lastGfn >= direct || next.baseGfn >= direct)) return 'EINVAL';
     }
@@ -432,8 +453,13 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
   /** KVM_CREATE_VCPU */
   createVcpu(id: number): Vcpu {
     this.checkAlive('KVM_CREATE_VCPU');
-    if (!Number.isInteger(id) || id < 0 || id >= KVM_MAX_VCPU_IDS) fail('EINVAL', 'KVM_CREATE_VCPU: id >= KVM_MAX_VCPU_IDS');
-    if (this.vcpus.length >= KVM_MAX_VCPUS) fail('EINVAL', 'KVM_CREATE_VCPU: too many vCPUs');
+    // kvm_vm_ioctl_create_vcpu(): KVM_MAX_VCPU_IDS = KVM_MAX_VCPUS * KVM_VCPU_ID_RATIO, then
+    // created_vcpus >= kvm->max_vcpus (KVM_MAX_VCPUS)
+    const maxVcpus = kvmMaxVcpus(this.profile);
+    if (!Number.isInteger(id) || id < 0 || id >= maxVcpus * KVM_VCPU_ID_RATIO) {
+      fail('EINVAL', 'kvm_vm_ioctl_create_vcpu: id >= KVM_MAX_VCPU_IDS');
+    }
+    if (this.vcpus.length >= maxVcpus) fail('EINVAL', 'kvm_vm_ioctl_create_vcpu: created_vcpus >= max_vcpus');
     if (this.vcpus.some((v) => v.id === id)) fail('EEXIST', 'KVM_CREATE_VCPU: vcpu id already exists');
     const vcpu = new Vcpu(this, id);
     this.vcpus.push(vcpu);
@@ -450,7 +476,7 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
   /** KVM_CREATE_GUEST_MEMFD: returns the new fd */
   createGuestMemfd(args: KvmCreateGuestMemfd): number {
     this.checkAlive('KVM_CREATE_GUEST_MEMFD');
-    if (!this.guestMemfd) fail('ENOTTY', 'KVM_CREATE_GUEST_MEMFD: guest_memfd not built (CONFIG_KVM_GUEST_MEMFD)');
+    if (!this.guestMemfd || !this.hasGuestMemfd) fail('ENOTTY', 'KVM_CREATE_GUEST_MEMFD: guest_memfd not built (CONFIG_KVM_GUEST_MEMFD)');
     const file = this.guestMemfd.create(this, args);
     return this.process.installFd(file);
   }
@@ -648,6 +674,10 @@ class VmMemslotHooks implements MemslotHooks {
     return this.vm.profile.pciHole;
   }
 
+  guestMemfdSupported(): boolean {
+    return this.vm.profile.guestMemfd !== false;
+  }
+
   getFile(fd: number): KvmFile | undefined {
     return this.vm.process.getFile(fd);
   }
@@ -690,9 +720,14 @@ export function checkExtension(
     case KVM_CAP_SYNC_MMU:
     case KVM_CAP_MEMORY_FAULT_INFO:
       return 1;
+    // kvm_vm_ioctl_check_extension() (x86.c): the online CPUs capped at KVM_MAX_VCPUS; the
+    // maximum; the largest id + 1
     case KVM_CAP_NR_VCPUS:
+      return Math.min(profile.onlineCpus ?? DEFAULT_ONLINE_CPUS, kvmMaxVcpus(profile));
     case KVM_CAP_MAX_VCPUS:
-      return KVM_MAX_VCPUS;
+      return kvmMaxVcpus(profile);
+    case KVM_CAP_MAX_VCPU_ID:
+      return kvmMaxVcpus(profile) * KVM_VCPU_ID_RATIO;
     case KVM_CAP_MULTI_ADDRESS_SPACE:
       if (!profile.smmAddressSpaces) return profile.multiAddressSpaceCap;
       return vm ? vm.nrMemslotAsIds : KVM_MAX_NR_ADDRESS_SPACES;
@@ -708,10 +743,10 @@ export function checkExtension(
       if (!profile.memoryAttributes) return 0;
       return vm ? kvmSupportedMemAttributes(vm.hasPrivateMem) : KVM_MEMORY_ATTRIBUTE_PRIVATE;
     case KVM_CAP_GUEST_MEMFD:
-      return (vm ? vm.hasGuestMemfd : !!ctx!.guestMemfd) ? 1 : 0;
+      return (vm ? vm.hasGuestMemfd : !!ctx!.guestMemfd && profile.guestMemfd !== false) ? 1 : 0;
     case KVM_CAP_GUEST_MEMFD_FLAGS:
       if (vm) return vm.guestMemfdFlags;
-      return ctx!.guestMemfd ? profile.gmemFlagsDefaultVm : 0;
+      return ctx!.guestMemfd && profile.guestMemfd !== false ? profile.gmemFlagsDefaultVm : 0;
     case KVM_CAP_PRE_FAULT_MEMORY:
       return profile.preFaultMemory ? 1 : 0;
     case KVM_CAP_PCI_HOLE_MEM:

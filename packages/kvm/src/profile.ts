@@ -9,6 +9,7 @@ import {
   CAPS,
   KVM_CAP_GUEST_MEMFD,
   KVM_CAP_GUEST_MEMFD_FLAGS,
+  KVM_CAP_MAX_VCPUS,
   KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2,
   KVM_CAP_MEMORY_ATTRIBUTES,
   KVM_CAP_MULTI_ADDRESS_SPACE,
@@ -163,6 +164,11 @@ export function detectHostProfile(kvm?: RealKvm): KernelProfile {
       pciHole: false,
       gmemOnlySharedFaults: probeGmemOnlySharedFaults(k) ?? true,
       unfaultableHvaEmulatesMmio: probeUnfaultableHvaEmulatesMmio(k) ?? false,
+      // CONFIG_KVM_GUEST_MEMFD: the capability exists only in such builds
+      guestMemfd: k.checkExtension(KVM_CAP_GUEST_MEMFD) !== 0,
+      // x86 answers KVM_CAP_PRE_FAULT_MEMORY with tdp_enabled (kvm_vm_ioctl_check_extension)
+      tdpMmu: vm.checkExtension(KVM_CAP_PRE_FAULT_MEMORY) !== 0,
+      maxVcpus: k.checkExtension(KVM_CAP_MAX_VCPUS),
     } satisfies KernelProfile);
   } finally {
     vm.close();

@@ -24,7 +24,9 @@ import {
   KVM_X86_SW_PROTECTED_VM,
   KVM_X86_TDX_VM,
   PAGE_SIZE,
+  profileByName,
   recordTrace,
+  withPciHole,
   type GuestAccessResult,
   type GuestOpResult,
   type KvmFile,
@@ -111,7 +113,8 @@ class ModelTargetImpl implements ModelTarget {
     const cfg = ctx.vm;
     const profile = modelProfileName(cfg.profile);
     const kvm = new Kvm({
-      profile,
+      // KVM_MEM_PCI_HOLE is an explicit opt-in, never part of a kernel profile
+      profile: cfg.pci_hole === true ? withPciHole(profileByName(profile)!) : profile,
       guestMemfd: guestMemfdFactory,
       backends: { [KVM_X86_SNP_VM]: snpBackendFactory, [KVM_X86_TDX_VM]: tdxBackendFactory },
     });
@@ -132,7 +135,12 @@ class ModelTargetImpl implements ModelTarget {
     this.config = null;
   }
 
-  supports(_op: TargetOpName, _ctx: RunContext): Support {
+  supports(op: TargetOpName, _ctx: RunContext): Support {
+    // a kernel profile without CONFIG_KVM_GUEST_MEMFD has no KVM_CREATE_GUEST_MEMFD (the real-KVM
+    // target skips the same way when the host lacks KVM_CAP_GUEST_MEMFD)
+    if (op === 'create_guest_memfd' && this.kvm?.profile.guestMemfd === false && this.config?.provider !== 'device_fd') {
+      return { ok: false, reason: `missing KVM_CAP_GUEST_MEMFD (the ${this.kvm.profile.name} kernel profile has no CONFIG_KVM_GUEST_MEMFD)` };
+    }
     return { ok: true };
   }
 

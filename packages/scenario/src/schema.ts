@@ -401,6 +401,8 @@ const vmSchema = z.strictObject({
   provider: z.enum(PROVIDERS).optional(),
   /** kernel profile the expectations follow: `upstream` (model only) or `host` (real KVM too) */
   profile: z.enum(PROFILES).optional(),
+  /** offer the unmerged KVM_MEM_PCI_HOLE RFC (model only: no kernel has it) */
+  pci_hole: bool().optional(),
   /* SEV-SNP backend options */
   directmap: z.enum(['split', 'unmap']).optional(),
   rmp_timing: z.enum(['prepare', 'set-attributes']).optional(),

@@ -76,6 +76,8 @@ export interface MemslotHooks {
   hasReadonlyMem(): boolean;
   /** KVM_CAP_PCI_HOLE_MEM is offered (model-only RFC flag) */
   pciHoleSupported(): boolean;
+  /** IS_ENABLED(CONFIG_KVM_GUEST_MEMFD); absent means true */
+  guestMemfdSupported?(): boolean;
   /** fget() in the VMM's fd table */
   getFile(fd: number): KvmFile | undefined;
   /** this VM, compared with a guest_memfd's `ownerVm` (file->kvm != kvm) */
@@ -258,7 +260,8 @@ export class MemslotEngine {
     if ((slot & 0xffff) >= KVM_USER_MEM_SLOTS) fail('EINVAL', 'kvm_vm_ioctl_set_memory_region: slot id >= KVM_USER_MEM_SLOTS');
 
     // check_memory_region_flags()
-    let validFlags = KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_GUEST_MEMFD;
+    let validFlags = KVM_MEM_LOG_DIRTY_PAGES;
+    if (hooks.guestMemfdSupported?.() ?? true) validFlags |= KVM_MEM_GUEST_MEMFD;
     if (flags & KVM_MEM_GUEST_MEMFD) validFlags &= ~KVM_MEM_LOG_DIRTY_PAGES;
     if (hooks.hasReadonlyMem() && !(flags & KVM_MEM_GUEST_MEMFD)) validFlags |= KVM_MEM_READONLY;
     if (pciHole) validFlags |= KVM_MEM_PCI_HOLE;
