@@ -81,6 +81,13 @@ export class GuestAccessOp implements KernelOp<GuestAccessResult> {
   spinning = false;
   /** RET_PF_* of the last fault (or -errno) */
   lastFaultResult = 0;
+  /**
+   * Stop once the translation is complete, without loading or storing (a page-crossing access
+   * translates both pages before it touches either: Vcpu.access). Cleared by reset().
+   */
+  translateOnly = false;
+  /** the pfn the completed translation found (translateOnly), else -1 */
+  translatedPfn = -1;
   maxRetries: number;
   private readonly runsToCompletion: boolean;
   /** the last fault returned RET_PF_FIXED and nothing ran since (runsToCompletion only) */
@@ -142,6 +149,8 @@ export class GuestAccessOp implements KernelOp<GuestAccessResult> {
     this.faultRet = 0;
     this.lastFaultResult = 0;
     this.fixedLeaf = false;
+    this.translateOnly = false;
+    this.translatedPfn = -1;
     this.res = NO_RESULT;
     this.phase = 'walk';
     return this;
@@ -207,6 +216,10 @@ export class GuestAccessOp implements KernelOp<GuestAccessResult> {
           verdict = backend.checkGuestAccess(c);
         }
         if (verdict === undefined || verdict.kind === 'ok') {
+          if (this.translateOnly) {
+            this.translatedPfn = pfn;
+            return this.finish(WRITE_DONE);
+          }
           const off = pageOffset(this.gpa);
           if (this.write) {
             vm.phys.writeValue(pfn, off, this.size, this.value);
@@ -313,7 +326,7 @@ export class GuestAccessOp implements KernelOp<GuestAccessResult> {
     const f = this.vcpu.fault;
     const size = this.size;
     if (r === RET_PF_EMULATE) {
-      if (f.pciHoleRead) return { value: ALL_ONES[size]!, reason: f.reason };
+      if (f.pciHoleRead) return { value: ALL_ONES[size] ?? (1n << BigInt(8 * size)) - 1n, reason: f.reason };
       if (this.fetch) {
         // The emulator must fetch the instruction bytes at the faulting gpa itself
         // (kvm_fetch_guest_virt): there is no RAM there, decoding fails, and

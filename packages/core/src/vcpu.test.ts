@@ -50,6 +50,54 @@ describe('guest accesses on a default VM', () => {
     expect(vcpu.guestRead(0x100ffe, 4).value).toBe(0xaabbccddn);
   });
 
+  it('emulator_read_write(): RAM → MMIO crossing exits once with the MMIO fragment; the load is assembled', () => {
+    const { kvm, vm, hva, vcpu } = defaultVm(0, 0x1000); // RAM [0x100000, 0x101000), nothing above
+    kvm.process.mm.write(hva + 0xffc, 4, 0x11223344n);
+    const r = vcpu.guestRead(0x100ffc, 8);
+    expect(r.exit).toEqual({ reason: 'KVM_EXIT_MMIO', mmio: { phys_addr: 0x101000, data: 0n, len: 4, is_write: false } });
+    expect(vcpu.mmioNeeded).toBe(true);
+    // a RAM change after the exit is not seen: the emulator read the RAM fragment already
+    kvm.process.mm.write(hva + 0xffc, 4, 0n);
+    expect(vcpu.completeMmio(0xaabbccddn)).toEqual({ value: 0xaabbccdd11223344n });
+    expect(vcpu.mmioNeeded).toBe(false);
+    // a store: the low half is written to RAM now, the high half exits as data
+    const w = vcpu.guestWrite(0x100ffc, 8, 0x0102030405060708n);
+    expect(w.exit).toEqual({ reason: 'KVM_EXIT_MMIO', mmio: { phys_addr: 0x101000, data: 0x01020304n, len: 4, is_write: true } });
+    expect(kvm.process.mm.read(hva + 0xffc, 4)).toBe(0x05060708n);
+    expect(vcpu.completeMmio()).toEqual({});
+    expect(() => vcpu.completeMmio()).toThrow(/no KVM_EXIT_MMIO/);
+    assertVmInvariants(vm);
+  });
+
+  it('emulator_read_write(): MMIO → RAM exits with the head; both halves MMIO exit twice (mmio_nr_fragments 2)', () => {
+    const kvm = new Kvm();
+    const vm = kvm.createVm();
+    const hva = kvm.process.mm.mmap({ length: 0x1000, prot: { read: true, write: true }, shared: false });
+    kvm.process.mm.write(hva, 8, 0x8877665544332211n);
+    vm.setUserMemoryRegion2({ slot: 0, flags: 0, guest_phys_addr: 0x101000, memory_size: 0x1000, userspace_addr: hva });
+    const vcpu = vm.createVcpu(0);
+    const r = vcpu.guestRead(0x100fff, 4);
+    expect(r.exit?.mmio).toEqual({ phys_addr: 0x100fff, data: 0n, len: 1, is_write: false });
+    expect(vcpu.completeMmioRead(0xabn)).toEqual({ value: 0x332211abn });
+    // two MMIO fragments: 6 + 2 bytes
+    expect(vcpu.guestRead(0xffffa, 8).exit?.mmio).toEqual({ phys_addr: 0xffffa, data: 0n, len: 6, is_write: false });
+    expect(vcpu.completeMmio(0xffff665544332211n).exit?.mmio).toEqual({ phys_addr: 0x100000, data: 0n, len: 2, is_write: false });
+    expect(vcpu.completeMmio(0x8877n)).toEqual({ value: 0x8877665544332211n });
+    const w = vcpu.guestWrite(0xffffc, 8, 0x1122334455667788n);
+    expect(w.exit?.mmio).toEqual({ phys_addr: 0xffffc, data: 0x55667788n, len: 4, is_write: true });
+    expect(vcpu.completeMmio().exit?.mmio).toEqual({ phys_addr: 0x100000, data: 0x11223344n, len: 4, is_write: true });
+    expect(vcpu.completeMmio()).toEqual({});
+    assertVmInvariants(vm);
+  });
+
+  it('a page-crossing store whose second page faults with an errno writes nothing', () => {
+    const { kvm, hva, vcpu } = defaultVm(0, 0x2000);
+    kvm.process.mm.munmap(hva + 0x1000, 0x1000); // the second page's hva is gone: EFAULT
+    const r = vcpu.guestWrite(0x100ffc, 8, 0x1122334455667788n);
+    expect(r.errno).toBe('EFAULT');
+    expect(kvm.process.mm.read(hva + 0xffc, 4)).toBe(0n);
+  });
+
   it('a write to a read-only slot exits with KVM_EXIT_MMIO; reads are served', () => {
     const { kvm, hva, vcpu } = defaultVm(KVM_MEM_READONLY);
     kvm.process.mm.write(hva, 4, 0x12345678n);

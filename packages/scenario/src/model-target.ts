@@ -340,8 +340,9 @@ class ModelTargetImpl implements ModelTarget {
       }
       case 'complete_mmio': {
         const vcpu = this.vcpu(step.args.vcpu);
-        // KVM_RUN after a KVM_EXIT_MMIO: a read takes kvm_run.mmio.data; a write is done
-        if (vcpu.pendingMmioRead) return accessOutcome(vcpu.completeMmioRead(step.args.data ?? 0n));
+        // KVM_RUN after a KVM_EXIT_MMIO: a read takes kvm_run.mmio.data; a write is done;
+        // either may exit again for the next fragment of a page-crossing access
+        if (vcpu.mmioNeeded) return accessOutcome(vcpu.completeMmio(step.args.data ?? 0n));
         return {};
       }
       case 'complete_hypercall': {
@@ -441,7 +442,8 @@ class ModelTargetImpl implements ModelTarget {
   /** docs/scenarios.md: a guest op on a vCPU with an MMIO read pending completes it with 0 */
   private completePendingMmio(vcpuId: number): void {
     const vcpu = this.requireVm().vcpu(vcpuId);
-    if (vcpu?.pendingMmioRead) vcpu.completeMmioRead(0n);
+    // (every remaining fragment of a page-crossing access, too)
+    for (let i = 0; vcpu?.mmioNeeded && i < 16; i++) vcpu.completeMmio(0n);
   }
 }
 
