@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Kvm } from './kvm.js';
+import type { GuestAccessResult } from './vcpu.js';
 import { UPSTREAM_PROFILE, withPciHole } from './profile.js';
 import { assertVmInvariants } from './invariants.js';
 import {
@@ -14,6 +15,7 @@ import {
 import { FakeGmem } from './testing/fake-gmem.js';
 
 const MiB = 1 << 20;
+const mmioOf = (r: GuestAccessResult) => (r.exit && 'mmio' in r.exit ? r.exit.mmio : undefined);
 
 function defaultVm(flags = 0, size = 2 * MiB) {
   const kvm = new Kvm();
@@ -77,15 +79,15 @@ describe('guest accesses on a default VM', () => {
     vm.setUserMemoryRegion2({ slot: 0, flags: 0, guest_phys_addr: 0x101000, memory_size: 0x1000, userspace_addr: hva });
     const vcpu = vm.createVcpu(0);
     const r = vcpu.guestRead(0x100fff, 4);
-    expect(r.exit?.mmio).toEqual({ phys_addr: 0x100fff, data: 0n, len: 1, is_write: false });
+    expect(mmioOf(r)).toEqual({ phys_addr: 0x100fff, data: 0n, len: 1, is_write: false });
     expect(vcpu.completeMmioRead(0xabn)).toEqual({ value: 0x332211abn });
     // two MMIO fragments: 6 + 2 bytes
-    expect(vcpu.guestRead(0xffffa, 8).exit?.mmio).toEqual({ phys_addr: 0xffffa, data: 0n, len: 6, is_write: false });
-    expect(vcpu.completeMmio(0xffff665544332211n).exit?.mmio).toEqual({ phys_addr: 0x100000, data: 0n, len: 2, is_write: false });
+    expect(mmioOf(vcpu.guestRead(0xffffa, 8))).toEqual({ phys_addr: 0xffffa, data: 0n, len: 6, is_write: false });
+    expect(mmioOf(vcpu.completeMmio(0xffff665544332211n))).toEqual({ phys_addr: 0x100000, data: 0n, len: 2, is_write: false });
     expect(vcpu.completeMmio(0x8877n)).toEqual({ value: 0x8877665544332211n });
     const w = vcpu.guestWrite(0xffffc, 8, 0x1122334455667788n);
-    expect(w.exit?.mmio).toEqual({ phys_addr: 0xffffc, data: 0x55667788n, len: 4, is_write: true });
-    expect(vcpu.completeMmio().exit?.mmio).toEqual({ phys_addr: 0x100000, data: 0x11223344n, len: 4, is_write: true });
+    expect(mmioOf(w)).toEqual({ phys_addr: 0xffffc, data: 0x55667788n, len: 4, is_write: true });
+    expect(mmioOf(vcpu.completeMmio())).toEqual({ phys_addr: 0x100000, data: 0x11223344n, len: 4, is_write: true });
     expect(vcpu.completeMmio()).toEqual({});
     assertVmInvariants(vm);
   });

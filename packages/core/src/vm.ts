@@ -41,7 +41,6 @@ import {
   KVM_HC_MAP_GPA_RANGE,
   KVM_MAX_NR_ADDRESS_SPACES,
   KVM_MEMORY_ATTRIBUTE_PRIVATE,
-  KVM_MEMSLOT_GMEM_ONLY,
   KVM_USER_MEM_SLOTS,
   KVM_X86_DEFAULT_VM,
   KVM_X86_SW_PROTECTED_VM,
@@ -375,12 +374,14 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
   /**
    * The mmu-notifier (kvm_mmu_notifier_invalidate_range_start/_end): the VMM's mapping of
    * [hvaStart, hvaEnd) changed; zap the shared mappings of every slot it backs.
+   * kvm_handle_hva_range() walks every slot in the hva tree, gmem-only slots included: their
+   * shared SPTEs (which map guest_memfd pages) are zapped too, with KVM_FILTER_SHARED, and
+   * the next fault maps them again.
    */
   private mmuNotifierInvalidate(hvaStart: number, hvaEnd: number): void {
     let began = false;
     for (let as = 0; as < this.nrMemslotAsIds; as++) {
       this.memslots.forEachMemslotInHvaRange(as, hvaStart, hvaEnd, (slot) => {
-        if (slot.flags & KVM_MEMSLOT_GMEM_ONLY) return;
         const slotHvaEnd = slot.userspaceAddr + slot.npages * PAGE_SIZE;
         const s = Math.max(hvaStart, slot.userspaceAddr);
         const e = Math.min(hvaEnd, slotHvaEnd);
