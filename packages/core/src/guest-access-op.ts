@@ -193,8 +193,10 @@ export class GuestAccessOp implements KernelOp<GuestAccessResult> {
     this.fixedLeaf = false;
     if (found && w.present) {
       if (this.write && !vm.mmu.lastWalkWritable) {
-        if (vm.mmu.makeWritable(gfn, this.isPrivate)) {
-          const slot = vm.gfnToMemslot(gfn);
+        // fast_page_fault(): never make a huge SPTE of a dirty-logged slot writable; the slow
+        // path maps the page at 4K so that the write is logged per page
+        const slot = vm.gfnToMemslot(gfn);
+        if (!(w.level > 1 && slot?.dirtyBitmap) && vm.mmu.makeWritable(gfn, this.isPrivate)) {
           if (slot?.dirtyBitmap) vm.dirtyLog.markPageDirtyInSlot(slot, gfn);
           return false; // walk again
         }

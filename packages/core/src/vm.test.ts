@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { Kvm } from './kvm.js';
 import { LINUX_6_18_PROFILE, UPSTREAM_PROFILE, withPciHole } from './profile.js';
 import type { GuestMemfdFactory } from './backend.js';
+import { checkVmInvariants } from './invariants.js';
 import { errnoOf } from './testing/errno-of.js';
 import {
   KVM_CAP_GUEST_MEMFD,
@@ -20,6 +21,8 @@ import {
   KVM_CAP_NR_VCPUS,
   KVM_MEM_GUEST_MEMFD,
   KVM_MEM_PCI_HOLE,
+  KVM_MEM_LOG_DIRTY_PAGES,
+  KVM_MEM_READONLY,
   KVM_MEMORY_ATTRIBUTE_PRIVATE,
   KVM_X86_DEFAULT_VM,
   KVM_X86_SNP_VM,
@@ -178,5 +181,68 @@ describe('kernel profile fields', () => {
     small.createVcpu(0);
     small.createVcpu(7);
     expect(errnoOf(() => small.createVcpu(1))).toBe('EINVAL');
+  });
+});
+
+describe('kvm_mmu_slot_apply_flags(): turning dirty logging on and off', () => {
+  const MiB2 = 0x200000;
+  function hugeVm(flags = 0) {
+    const kvm = new Kvm();
+    const vm = kvm.createVm();
+    const hva = kvm.process.mm.mmap({ length: 2 * MiB2, prot: { read: true, write: true }, shared: false, hugepage: '2M' });
+    const region = { slot: 0, flags, guest_phys_addr: MiB2, memory_size: 2 * MiB2, userspace_addr: hva };
+    vm.setUserMemoryRegion2(region);
+    const vcpu = vm.createVcpu(0);
+    return { kvm, vm, vcpu, region, stats: vm.mmu.stats };
+  }
+
+  it('logging off recovers 2M mappings in place (kvm_mmu_recover_huge_pages), keeping the data', () => {
+    const { vm, vcpu, region, stats } = hugeVm();
+    vcpu.guestWrite(MiB2, 4, 1n);
+    expect([stats.pages_2m, stats.pages_4k]).toEqual([1, 0]);
+    vm.setUserMemoryRegion2({ ...region, flags: KVM_MEM_LOG_DIRTY_PAGES });
+    expect([stats.pages_2m, stats.pages_4k]).toEqual([0, 512]);
+    vcpu.guestWrite(MiB2 + 0x5000, 4, 5n);
+    vm.setUserMemoryRegion2({ ...region, flags: 0 });
+    expect([stats.pages_2m, stats.pages_4k]).toEqual([1, 0]);
+    expect(vcpu.guestRead(MiB2 + 0x5000, 4).value).toBe(5n);
+    expect(vcpu.guestRead(MiB2, 4).value).toBe(1n);
+    expect(checkVmInvariants(vm)).toEqual([]);
+  });
+
+  it('a read-only slot keeps its mappings when logging is turned on', () => {
+    const { vm, vcpu, region, stats } = hugeVm(KVM_MEM_READONLY);
+    vcpu.guestRead(MiB2, 4);
+    vm.setUserMemoryRegion2({ ...region, flags: KVM_MEM_READONLY | KVM_MEM_LOG_DIRTY_PAGES });
+    expect([stats.pages_2m, stats.pages_4k]).toEqual([1, 0]);
+    expect(checkVmInvariants(vm)).toEqual([]);
+  });
+
+  it('manual protect + INITIALLY_SET: no split or write-protect until KVM_CLEAR_DIRTY_LOG', () => {
+    const { vm, vcpu, region, stats } = hugeVm();
+    vm.enableCap({ cap: KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, args: [3] });
+    vcpu.guestWrite(MiB2, 4, 1n);
+    vm.setUserMemoryRegion2({ ...region, flags: KVM_MEM_LOG_DIRTY_PAGES });
+    expect([stats.pages_2m, stats.pages_4k]).toEqual([1, 0]);
+    expect(checkVmInvariants(vm)).toEqual([]);
+    // clearing pages 0..63 splits the 2M page and write-protects the cleared 4K pages
+    vm.clearDirtyLog({ slot: 0, first_page: 0, num_pages: 64, dirty_bitmap: new Uint8Array(8).fill(0xff) });
+    expect([stats.pages_2m, stats.pages_4k]).toEqual([0, 512]);
+    expect(checkVmInvariants(vm)).toEqual([]);
+    vcpu.guestWrite(MiB2 + 0x1000, 4, 2n);
+    const bits = vm.getDirtyLog({ slot: 0 });
+    expect(bits[0]).toBe(0b10);
+  });
+
+  it('fast_page_fault() never makes a huge SPTE of a dirty-logged slot writable', () => {
+    const { vm, vcpu, region, stats } = hugeVm();
+    vm.enableCap({ cap: KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, args: [3] });
+    vcpu.guestWrite(MiB2, 4, 1n);
+    vm.setUserMemoryRegion2({ ...region, flags: KVM_MEM_LOG_DIRTY_PAGES });
+    vm.mmu.writeProtectGfnRange(MiB2 / 4096, MiB2 / 4096 + 1, 2); // kvm_mmu_slot_gfn_write_protect(2M)
+    vcpu.guestWrite(MiB2 + 0x3000, 4, 3n);
+    expect(vm.mmu.leafLevel(MiB2 / 4096 + 3, false)).toBe(1);
+    expect(stats.pages_4k).toBeGreaterThan(0);
+    expect(checkVmInvariants(vm)).toEqual([]);
   });
 });

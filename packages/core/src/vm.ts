@@ -41,6 +41,9 @@ import {
   KVM_HC_MAP_GPA_RANGE,
   KVM_MAX_NR_ADDRESS_SPACES,
   KVM_MEMORY_ATTRIBUTE_PRIVATE,
+  KVM_MEM_PCI_HOLE,
+  KVM_MEM_READONLY,
+  KVM_MEMSLOT_GMEM_ONLY,
   KVM_USER_MEM_SLOTS,
   KVM_X86_DEFAULT_VM,
   KVM_X86_SW_PROTECTED_VM,
@@ -58,6 +61,7 @@ import type { PhysMem } from './host/phys-mem.js';
 import type { HvaToPfnOut } from './host/address-space.js';
 import { PAGES_PER_LEVEL } from './mmu/tdp-iter.js';
 import { TdpMmu } from './mmu/tdp-mmu.js';
+import { disallowLpage } from './mmu/hugepage.js';
 import { RET_PF_FIXED, RET_PF_RETRY, RET_PF_SPURIOUS } from './mmu/mmu-internal.js';
 import type { FaultInjection, FaultVm } from './mmu/fault-vm.js';
 import type { KvmPageFault } from './mmu/page-fault.js';
@@ -297,21 +301,62 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
     if (flush) this.flushRemoteTlbs();
   }
 
-  /** kvm_arch_commit_memory_region() / kvm_mmu_slot_apply_flags() */
+  /** kvm_arch_commit_memory_region() / kvm_mmu_slot_apply_flags() (arch/x86/kvm/x86.c) */
   /** @internal */
   archCommitMemoryRegion(change: MemslotChange, old: KvmMemorySlot | null, next: KvmMemorySlot | null): void {
-    if (change !== 'FLAGS_ONLY' || !old || !next) return;
+    // nothing to do for CREATE / MOVE / DELETE, nor for a read-only slot (it can't be dirtied
+    // and can't be made writable)
+    if (change !== 'FLAGS_ONLY' || !old || !next || next.flags & KVM_MEM_READONLY) return;
     const wasLogging = kvmSlotDirtyTrackEnabled(old);
     const logging = kvmSlotDirtyTrackEnabled(next);
-    if (!wasLogging && logging) {
-      // Eager page splitting, then write-protect so the first write to each page is logged
-      // (skipped when KVM_DIRTY_LOG_INITIALLY_SET: the bitmap starts all-ones and
-      // KVM_CLEAR_DIRTY_LOG write-protects).
-      const split = this.mmu.splitHugePages(next.baseGfn, next.baseGfn + next.npages, PG_LEVEL_4K);
-      if (split > 0) this.tracer.emit('kvm_mmu_eager_split', { slot: next.id, sptes: split });
-      if (!this.dirtyLog.initiallySet) this.mmu.writeProtectGfnRange(next.baseGfn, next.baseGfn + next.npages);
-      this.flushRemoteTlbs();
+    if (wasLogging === logging) return;
+    if (!logging) {
+      // kvm_mmu_recover_huge_pages(): 4K tracking is over, map huge again where allowed
+      if (this.mmu.recoverHugePages(next.baseGfn, next.baseGfn + next.npages, (gfn, level) => this.maxMappingLevel(next, gfn, level))) {
+        this.flushRemoteTlbs();
+      }
+      return;
     }
+    // Initially-all-set does not write-protect (or split) anything: every page is assumed
+    // dirty, and KVM_CLEAR_DIRTY_LOG write-protects (and splits) what it clears.
+    if (this.dirtyLog.initiallySet) return;
+    // eager_page_split, then write-protect so the first write to each page is logged
+    const split = this.mmu.splitHugePages(next.baseGfn, next.baseGfn + next.npages, PG_LEVEL_4K);
+    if (split > 0) this.tracer.emit('kvm_mmu_eager_split', { slot: next.id, sptes: split });
+    this.mmu.writeProtectGfnRange(next.baseGfn, next.baseGfn + next.npages);
+    this.flushRemoteTlbs();
+  }
+
+  /**
+   * kvm_mmu_max_mapping_level() for recovering a huge page at `gfn` (aligned to `level`):
+   * the slot's geometry and attributes (disallow_lpage) and the host mapping of each page.
+   */
+  private maxMappingLevel(slot: KvmMemorySlot, gfn: number, level: number): boolean {
+    if (disallowLpage(slot, gfn, level, this.hasPrivateMem ? this.attributes : null)) return false;
+    if (slot.flags & (KVM_MEM_PCI_HOLE | KVM_MEMSLOT_GMEM_ONLY) || slot.gmemFile !== null) return false;
+    // host_pfn_mapping_level(): the host page tables (read, never faulted) must map the hva
+    // at least that large; the model's hosts map 2M with hugetlb only
+    const mm = this.process.mm;
+    const hva = slot.userspaceAddr + (gfn - slot.baseGfn) * PAGE_SIZE;
+    return level === 2 && mm.findVma(hva)?.huge === true && mm.peekPfn(hva) >= 0;
+  }
+
+  /**
+   * kvm_arch_mmu_enable_log_dirty_pt_masked(): with KVM_DIRTY_LOG_INITIALLY_SET the slot may
+   * still have huge mappings: split the cleared range (eager_page_split) and write-protect
+   * the huge pages at its first and last gfn; then write-protect the 4K leaves of `mask`.
+   */
+  /** @internal */
+  enableDirtyLogPtMasked(slot: KvmMemorySlot, gfnOffset: number, mask: number): void {
+    if (mask === 0) return;
+    if (this.dirtyLog.initiallySet) {
+      const start = slot.baseGfn + gfnOffset + (31 - Math.clz32(mask & -mask));
+      const end = slot.baseGfn + gfnOffset + (31 - Math.clz32(mask));
+      this.mmu.splitHugePages(start, end + 1, PG_LEVEL_4K);
+      this.mmu.writeProtectGfnRange(start, start + 1, 2);
+      this.mmu.writeProtectGfnRange(end, end + 1, 2);
+    }
+    this.mmu.writeProtectGfnMask(slot.baseGfn + gfnOffset, mask);
   }
 
   /* ------------------------------------------------------------- attributes ------------- */
@@ -696,7 +741,7 @@ class VmMemslotHooks implements MemslotHooks {
   }
 
   enableDirtyLogPtMasked(slot: KvmMemorySlot, gfnOffset: number, mask: number): void {
-    this.vm.mmu.writeProtectGfnMask(slot.baseGfn + gfnOffset, mask);
+    this.vm.enableDirtyLogPtMasked(slot, gfnOffset, mask);
   }
 
   flushRemoteTlbs(): void {
