@@ -261,3 +261,17 @@ describe('instruction fetches', () => {
     expect(vcpu.pendingMmioRead).toBeNull();
   });
 });
+
+describe('make_spte() and the dirty log (TDP MMU)', () => {
+  it('a read fault of a host-writable page maps it writable and logs it; a zero-page read does not', () => {
+    const { kvm, vm, hva, vcpu } = defaultVm(KVM_MEM_LOG_DIRTY_PAGES, 0x4000);
+    kvm.process.mm.write(hva + 0x1000, 4, 0x1234n);
+    expect(vcpu.guestRead(0x100000, 4).value).toBe(0n);
+    expect(vcpu.guestRead(0x101000, 4).value).toBe(0x1234n);
+    expect(vm.getDirtyLog({ slot: 0 })[0]).toBe(0b10);
+    // write-protected by KVM_GET_DIRTY_LOG: reads through the read-only SPTE are not logged
+    expect(vcpu.guestRead(0x101000, 4).value).toBe(0x1234n);
+    expect(vm.getDirtyLog({ slot: 0 })[0]).toBe(0);
+    assertVmInvariants(vm);
+  });
+});
