@@ -125,12 +125,12 @@ function scenarioFootprint(s: Scenario): { slots: Set<number>; ranges: [number, 
     const a = step.args as Record<string, unknown>;
     if (step.op === 'set_user_memory_region' || step.op === 'set_user_memory_region2') {
       slots.add((a.slot as number) & 0xffff);
-      const gpa = a.guest_phys_addr as number;
-      ranges.push([gpa, gpa + Math.max(a.memory_size as number, 1)]);
+      const gpa = Number(a.guest_phys_addr);
+      ranges.push([gpa, gpa + Math.max(Number(a.memory_size), 1)]);
     } else if (typeof a.gpa === 'number') {
       ranges.push([a.gpa, a.gpa + 8]);
     } else if (step.op === 'set_memory_attributes') {
-      ranges.push([a.address as number, (a.address as number) + (a.size as number)]);
+      ranges.push([Number(a.address), Number(a.address) + Number(a.size)]);
     }
   }
   return { slots, ranges };
@@ -332,7 +332,7 @@ export function createKvmTarget(): KvmTarget {
       }
       case 'set_user_memory_region': {
         const a = step.args;
-        v.setUserMemoryRegion({ slot: a.slot, flags: a.flags ?? 0, guest_phys_addr: a.guest_phys_addr, memory_size: a.memory_size, userspace_addr: a.userspace_addr ?? 0 });
+        v.setUserMemoryRegion({ slot: a.slot, flags: a.flags ?? 0, guest_phys_addr: Number(a.guest_phys_addr), memory_size: Number(a.memory_size), userspace_addr: a.userspace_addr ?? 0 });
         return {};
       }
       case 'set_user_memory_region2': {
@@ -340,10 +340,10 @@ export function createKvmTarget(): KvmTarget {
         v.setUserMemoryRegion2({
           slot: a.slot,
           flags: a.flags ?? 0,
-          guest_phys_addr: a.guest_phys_addr,
-          memory_size: a.memory_size,
+          guest_phys_addr: Number(a.guest_phys_addr),
+          memory_size: Number(a.memory_size),
           userspace_addr: a.userspace_addr ?? 0,
-          guest_memfd_offset: a.guest_memfd_offset ?? 0,
+          guest_memfd_offset: Number(a.guest_memfd_offset ?? 0),
           // the u32 field: a negative fd is passed as its two's complement
           guest_memfd: (a.guest_memfd ?? 0) >>> 0,
         });
@@ -351,7 +351,7 @@ export function createKvmTarget(): KvmTarget {
       }
       case 'set_memory_attributes': {
         const a = step.args;
-        v.setMemoryAttributes({ address: a.address, size: a.size, attributes: a.attributes, flags: a.flags ?? 0 });
+        v.setMemoryAttributes({ address: Number(a.address), size: Number(a.size), attributes: a.attributes, flags: a.flags ?? 0 });
         return {};
       }
       case 'get_dirty_log': {
@@ -407,7 +407,8 @@ export function createKvmTarget(): KvmTarget {
       }
       case 'pre_fault_memory': {
         const a = step.args;
-        const r = vcpuState(a.vcpu).vcpu.preFaultMemory({ gpa: a.gpa, size: a.size, flags: a.flags ?? 0 });
+        // (@ccmem/kvm takes numbers: exact below 2^53)
+        const r = vcpuState(a.vcpu).vcpu.preFaultMemory({ gpa: Number(a.gpa), size: Number(a.size), flags: a.flags ?? 0 });
         return { gpa: r.gpa, size: r.size };
       }
       default:

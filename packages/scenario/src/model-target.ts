@@ -360,10 +360,10 @@ class ModelTargetImpl implements ModelTarget {
           this.vcpu(a.vcpu).preFaultMemory(range);
         } catch (e) {
           // the remaining range is copied back even when the ioctl fails
-          if (isKvmError(e)) return { errno: e.code, gpa: range.gpa, size: range.size, detail: { check: e.check } };
+          if (isKvmError(e)) return { errno: e.code, gpa: Number(range.gpa), size: Number(range.size), detail: { check: e.check } };
           throw e;
         }
-        return { gpa: range.gpa, size: range.size };
+        return { gpa: Number(range.gpa), size: Number(range.size) };
       }
 
       /* -- SEV-SNP -- */

@@ -12,6 +12,7 @@ import {
   parseFlags,
   parseNumber,
   parseU64,
+  parseU64Exact,
   type AddrExpr,
   type AddrRef,
   type FlagKind,
@@ -42,6 +43,8 @@ function field<T>(what: string, parse: (v: unknown) => T) {
 const num = () => field('a number', (v) => parseNumber(v));
 /** guest data value, all 64 bits */
 const u64 = () => field('a 64-bit value', (v) => parseU64(v));
+/** an exact u64 uAPI field: a number below 2^53, a bigint above */
+const u64Exact = () => field('a u64', (v) => parseU64Exact(v));
 /** address or handle: a number or `name±offset` naming an earlier step's result */
 const addr = () => field('an address or name', (v): AddrExpr => parseAddrExpr(v, { signed: true }));
 /** flags: a list of kernel names or a number */
@@ -79,8 +82,8 @@ const memslotFields = {
   /** convenience: OR-ed into slot bits 16-31 */
   as_id: num().optional(),
   flags: flags('memslot').optional(),
-  guest_phys_addr: num(),
-  memory_size: num(),
+  guest_phys_addr: u64Exact(),
+  memory_size: u64Exact(),
   /** default 0 (allowed for guest_memfd slots, which need no hva) */
   userspace_addr: addr().default(0),
 };
@@ -146,12 +149,12 @@ export const OP_SCHEMAS = {
   set_user_memory_region: z.strictObject(memslotFields),
   set_user_memory_region2: z.strictObject({
     ...memslotFields,
-    guest_memfd_offset: num().optional(),
+    guest_memfd_offset: u64Exact().optional(),
     guest_memfd: addr().optional(),
   }),
   set_memory_attributes: z.strictObject({
-    address: num(),
-    size: num(),
+    address: u64Exact(),
+    size: u64Exact(),
     attributes: flags('attributes'),
     flags: num().optional(),
   }),
@@ -184,7 +187,7 @@ export const OP_SCHEMAS = {
   guest_fetch: z.strictObject({ vcpu: addr(), gpa: num(), private: bool().optional() }),
   complete_mmio: z.strictObject({ vcpu: addr(), data: u64().optional() }),
   complete_hypercall: z.strictObject({ vcpu: addr(), ret: num() }),
-  pre_fault_memory: z.strictObject({ vcpu: addr(), gpa: num(), size: num(), flags: num().optional() }),
+  pre_fault_memory: z.strictObject({ vcpu: addr(), gpa: u64Exact(), size: u64Exact(), flags: num().optional() }),
 
   /* -- SEV-SNP -- */
   snp_launch_start: z.strictObject({ policy: num().optional(), flags: num().optional() }),

@@ -63,7 +63,7 @@ class FakeTarget implements Target {
         return { result: step.args.id };
       case 'set_user_memory_region':
       case 'set_user_memory_region2': {
-        const a = step.args;
+        const a = { ...step.args, guest_phys_addr: Number(step.args.guest_phys_addr), memory_size: Number(step.args.memory_size) };
         const id = a.slot & 0xffff;
         if ((a.flags ?? 0) & ~0x3) return { errno: 'EINVAL', detail: { check: 'check_memory_region_flags' } };
         if (id >= 32764) return { errno: 'EINVAL', detail: { check: 'slot id >= KVM_USER_MEM_SLOTS' } };

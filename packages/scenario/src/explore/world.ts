@@ -261,15 +261,15 @@ export class Actor {
           w.currentVcpu.set(this.index, a.vcpu);
           const op = new PreFaultMemoryOp(vcpu, { gpa: a.gpa, size: a.size, flags: a.flags ?? 0 });
           this.active = { kind: 'prefault', op };
-          this.stepLo = Math.floor(a.gpa / PAGE_SIZE);
-          this.stepHi = this.stepLo + Math.ceil(a.size / PAGE_SIZE);
+          this.stepLo = Math.floor(Number(a.gpa) / PAGE_SIZE);
+          this.stepHi = this.stepLo + Math.ceil(Number(a.size) / PAGE_SIZE);
           return true;
         }
         case 'set_memory_attributes': {
           const a = rs.args;
           const op = vm.beginSetMemoryAttributes({ address: a.address, size: a.size, attributes: a.attributes, flags: a.flags ?? 0 });
-          this.stepLo = a.address / PAGE_SIZE;
-          this.stepHi = (a.address + a.size) / PAGE_SIZE;
+          this.stepLo = Number(a.address) / PAGE_SIZE;
+          this.stepHi = (Number(a.address) + Number(a.size)) / PAGE_SIZE;
           this.active = { kind: 'attributes', op, lo: this.stepLo, hi: this.stepHi };
           return true;
         }
@@ -288,8 +288,8 @@ export class Actor {
           if (vm.dead) return this.atomic(step, rs);
           const op = vm.memslots.beginSetUserMemoryRegion(region, { v2: rs.op === 'set_user_memory_region2' });
           const old = op.old;
-          const lo = Math.min(region.guest_phys_addr / PAGE_SIZE, old ? old.baseGfn : Infinity);
-          const hi = Math.max((region.guest_phys_addr + region.memory_size) / PAGE_SIZE, old ? old.baseGfn + old.npages : 0);
+          const lo = Math.min(Number(region.guest_phys_addr) / PAGE_SIZE, old ? old.baseGfn : Infinity);
+          const hi = Math.max((Number(region.guest_phys_addr) + Number(region.memory_size)) / PAGE_SIZE, old ? old.baseGfn + old.npages : 0);
           this.stepLo = lo;
           this.stepHi = hi;
           this.active = { kind: 'memslot', op, lo, hi };
@@ -538,13 +538,13 @@ export class World {
         return { lo: g, hi: g + 1, global: false, memslots: false };
       }
       case 'pre_fault_memory': {
-        const g = Math.floor(rs.args.gpa / PAGE_SIZE);
-        return { ...range2M(g, g + Math.max(1, Math.ceil(rs.args.size / PAGE_SIZE))), memslots: false };
+        const g = Math.floor(Number(rs.args.gpa) / PAGE_SIZE);
+        return { ...range2M(g, g + Math.max(1, Math.ceil(Number(rs.args.size) / PAGE_SIZE))), memslots: false };
       }
       case 'set_memory_attributes':
         return {
-          lo: Math.floor(rs.args.address / PAGE_SIZE),
-          hi: Math.ceil((rs.args.address + rs.args.size) / PAGE_SIZE),
+          lo: Math.floor(Number(rs.args.address) / PAGE_SIZE),
+          hi: Math.ceil((Number(rs.args.address) + Number(rs.args.size)) / PAGE_SIZE),
           global: false,
           memslots: false,
         };
