@@ -403,6 +403,13 @@ export interface KernelProfile {
   readonly maxVcpus?: number;
   /** num_online_cpus() of the host: KVM_CAP_NR_VCPUS is this capped at KVM_MAX_VCPUS. Absent: 64. */
   readonly onlineCpus?: number;
+  /**
+   * kvm.enable_mmio_caching: a fault on a gfn without a memslot installs an MMIO SPTE tagged
+   * with the memslot generation (kvm_handle_noslot_fault(), make_mmio_spte()), and later
+   * accesses take the EPT-misconfig fast path (handle_mmio_page_fault()) until the generation
+   * changes. Absent means true (upstream default).
+   */
+  readonly mmioCaching?: boolean;
 }
 
 /** The VM as a memory provider (guest_memfd, device fd) sees it. */

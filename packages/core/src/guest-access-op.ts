@@ -32,6 +32,7 @@ import {
   RET_PF_WRITE_PROTECTED,
 } from './mmu/mmu-internal.js';
 import type { KernelOp } from './steps.js';
+import { MMIO_SPTE_GEN_MASK } from './mmu/spte.js';
 import type { GuestAccess, GuestAccessResult, Vcpu } from './vcpu.js';
 
 export type GuestAccessPhase = 'walk' | 'faultin' | 'map' | 'vendor' | 'done';
@@ -239,6 +240,21 @@ export class GuestAccessOp implements KernelOp<GuestAccessResult> {
         this.npfExtra = verdict.errorCode;
         this.vendorFaults++;
         vm.tracer.emit('kvm_page_fault', { vcpu_id: this.vcpu.id, gpa: this.gpa, error_code: this.npfExtra, reason: verdict.reason });
+      }
+    }
+    // An MMIO SPTE (present in the tables, not shadow-present): the hardware takes an EPT
+    // misconfiguration and handle_mmio_page_fault() emulates at once if the SPTE's memslot
+    // generation is current (check_mmio_spte()), before any attribute or private check;
+    // otherwise (RET_PF_INVALID) the full fault runs and replaces the SPTE.
+    if (!(found && w.present) && vm.backend === null) {
+      const gen = vm.mmu.mmioSpteGeneration(w.lo, w.hi);
+      if (gen >= 0 && gen === (vm.memslotsGeneration & MMIO_SPTE_GEN_MASK)) {
+        const f = this.vcpu.fault;
+        f.reset(this.gpa, gfn);
+        f.write = this.write;
+        f.exec = this.fetch;
+        f.reason = 'cached MMIO SPTE (handle_mmio_page_fault): emulated MMIO';
+        return this.finish(this.finishFault(RET_PF_EMULATE));
       }
     }
     if (this.faults >= this.maxRetries) {

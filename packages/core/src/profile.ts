@@ -43,6 +43,7 @@ export const UPSTREAM_PROFILE: KernelProfile = Object.freeze({
   // CONFIG_KVM_MAX_NR_VCPUS=4096 (MAXSMP, as distribution kernels are built)
   maxVcpus: 4096,
   onlineCpus: 64,
+  mmioCaching: true,
 });
 
 /**
@@ -73,6 +74,8 @@ export const LINUX_6_18_PROFILE: KernelProfile = Object.freeze({
   tdpMmu: false,
   // KVM_CAP_MAX_VCPUS: the Kconfig default of CONFIG_KVM_MAX_NR_VCPUS
   maxVcpus: 1024,
+  // measured: /sys/module/kvm/parameters/mmio_caching is N
+  mmioCaching: false,
 });
 
 /**

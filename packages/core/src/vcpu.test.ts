@@ -275,3 +275,42 @@ describe('make_spte() and the dirty log (TDP MMU)', () => {
     assertVmInvariants(vm);
   });
 });
+
+describe('MMIO caching (kvm_handle_noslot_fault, handle_mmio_page_fault)', () => {
+  function swVm(profile = UPSTREAM_PROFILE) {
+    const kvm = new Kvm({ profile });
+    const vm = kvm.createVm({ type: KVM_X86_SW_PROTECTED_VM });
+    return { kvm, vm, vcpu: vm.createVcpu(0) };
+  }
+
+  it('a no-slot fault installs an MMIO SPTE of the current generation; it answers until the generation changes', () => {
+    const { kvm, vm, vcpu } = swVm();
+    const gfn = 0x300;
+    expect(vcpu.guestRead(gfn * 4096, 4).exit?.reason).toBe('KVM_EXIT_MMIO');
+    vcpu.completeMmio(0n);
+    const w = { lo: 0, hi: 0, level: 0, present: false, pfn: 0 };
+    vm.mmu.walk(gfn, false, w);
+    expect(vm.mmu.mmioSpteGeneration(w.lo, w.hi)).toBe(vm.memslotsGeneration);
+    vm.setMemoryAttributes({ address: gfn * 4096, size: 4096, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
+    const r = vcpu.guestRead(gfn * 4096, 4, true);
+    expect(r.exit?.reason).toBe('KVM_EXIT_MMIO');
+    expect(r.reason).toMatch(/cached MMIO SPTE/);
+    vcpu.completeMmio(0n);
+    const hva = kvm.process.mm.mmap({ length: 4096, prot: { read: true, write: true }, shared: false });
+    vm.setUserMemoryRegion2({ slot: 0, flags: 0, guest_phys_addr: 0x100000, memory_size: 4096, userspace_addr: hva });
+    const r2 = vcpu.guestRead(gfn * 4096, 4, true);
+    expect(r2.exit?.reason).toBe('KVM_EXIT_MEMORY_FAULT');
+    expect(r2.errno).toBe('EFAULT');
+  });
+
+  it('with mmio_caching=N nothing is cached: the private conversion is seen at once', () => {
+    const { vm, vcpu } = swVm({ ...UPSTREAM_PROFILE, mmioCaching: false });
+    expect(vcpu.guestRead(0x300000, 4).exit?.reason).toBe('KVM_EXIT_MMIO');
+    vcpu.completeMmio(0n);
+    const w = { lo: 0, hi: 0, level: 0, present: false, pfn: 0 };
+    vm.mmu.walk(0x300, false, w);
+    expect(vm.mmu.mmioSpteGeneration(w.lo, w.hi)).toBe(-1);
+    vm.setMemoryAttributes({ address: 0x300000, size: 4096, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
+    expect(vcpu.guestRead(0x300000, 4, true).exit?.reason).toBe('KVM_EXIT_MEMORY_FAULT');
+  });
+});

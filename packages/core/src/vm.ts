@@ -252,6 +252,11 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
     this.dirtyLog.clearDirtyLog(args);
   }
 
+  /** kvm_memslots(kvm)->generation of address space 0 (what MMIO SPTEs are tagged with) */
+  get memslotsGeneration(): number {
+    return this.memslots.slots.memslots(0).generation;
+  }
+
   /** __gfn_to_memslot() in address space 0 (INVALID slots included) */
   gfnToMemslot(gfn: number): KvmMemorySlot | null {
     return this.memslots.gfnToMemslot(0, gfn);
@@ -468,6 +473,12 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
   };
 
   tdpMmuMap(fault: KvmPageFault): number {
+    if (fault.slot === null) {
+      // tdp_mmu_map_handle_target_level(): no memslot → make_mmio_spte() with the memslot
+      // generation, then RET_PF_EMULATE
+      fault.reason = 'no memslot: MMIO SPTE installed, emulated MMIO';
+      return this.mmu.installMmioSpte(fault.gfn, this.memslotsGeneration);
+    }
     const req = this.mapReq;
     // the gfn rounded down to the goal level (gfns are below 2^40: the low half holds the offset)
     const level = fault.goalLevel;

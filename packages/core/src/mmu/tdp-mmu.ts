@@ -48,6 +48,8 @@ import {
   makeNonleafSpte,
   makeSpte,
   sptePfn,
+  isMmioSpte,
+  getMmioSpteGeneration,
   spteToBigInt,
 } from './spte.js';
 import { PAGES_PER_LEVEL, TdpIter } from './tdp-iter.js';
@@ -589,6 +591,16 @@ export class TdpMmu {
       this.linkSp(words, off, t, entryGfn, level, lo, hi, child, false);
       t = child;
     }
+  }
+
+  /**
+   * The memslot generation an MMIO SPTE (as `walk()` left it in `out`) was made with
+   * (get_mmio_spte_generation(), masked to MMIO_SPTE_GEN_MASK), or -1 if it is no MMIO SPTE.
+   */
+  mmioSpteGeneration(lo: number, hi: number): number {
+    if ((lo & SPTE_MMU_PRESENT_LO) !== 0 || (lo === FROZEN_SPTE_LO && hi === FROZEN_SPTE_HI)) return -1;
+    if ((lo === SHADOW_NONPRESENT_LO && hi === SHADOW_NONPRESENT_HI) || !isMmioSpte(lo, hi, this.mmioValue)) return -1;
+    return getMmioSpteGeneration(lo, hi);
   }
 
   /* ---------------------------------------------------------------------------------------- */
