@@ -4,6 +4,7 @@
  * 7ea987a9, EEXIST after). Also which capability a model operation needs, so a scenario step
  * the host cannot run is reported as skipped with the capability's name.
  */
+import { readFileSync } from 'node:fs';
 import { release } from 'node:os';
 import {
   CAPS,
@@ -141,6 +142,16 @@ export function probeUnfaultableHvaEmulatesMmio(kvm: RealKvm): boolean | null {
   }
 }
 
+/** a kvm.ko bool module parameter (/sys/module/kvm/parameters/<name>: Y or N), or null */
+function readKvmBoolParam(name: string): boolean | null {
+  try {
+    const v = readFileSync(`/sys/module/kvm/parameters/${name}`, 'utf8').trim();
+    return v === 'Y' || v === '1' ? true : v === 'N' || v === '0' ? false : null;
+  } catch {
+    return null;
+  }
+}
+
 /** The profile this host's kernel follows, named `host-<uname -r>`. */
 export function detectHostProfile(kvm?: RealKvm): KernelProfile {
   const own = !kvm;
@@ -169,6 +180,7 @@ export function detectHostProfile(kvm?: RealKvm): KernelProfile {
       // x86 answers KVM_CAP_PRE_FAULT_MEMORY with tdp_enabled (kvm_vm_ioctl_check_extension)
       tdpMmu: vm.checkExtension(KVM_CAP_PRE_FAULT_MEMORY) !== 0,
       maxVcpus: k.checkExtension(KVM_CAP_MAX_VCPUS),
+      mmioCaching: readKvmBoolParam('mmio_caching') ?? true,
     } satisfies KernelProfile);
   } finally {
     vm.close();
