@@ -123,7 +123,7 @@ class ModelTargetImpl implements ModelTarget {
       throw new SkipScenario(`the ${profile} kernel profile has no ${cfg.type} VMs (KVM_CAP_VM_TYPES)`);
     }
     this.kvm = kvm;
-    this.vm = kvm.createVm({ type, options: backendOptions(cfg), rootLevel: cfg.type === 'tdx' && cfg.gpaw === 52 ? 5 : 4 });
+    this.vm = kvm.createVm({ type, options: backendOptions(cfg), ...(cfg.type === 'tdx' && { rootLevel: cfg.gpaw === 52 ? 5 : 4 }) });
     this.config = cfg;
     this.hypercalls = new GenericHypercalls();
     this.reported = new Set();
