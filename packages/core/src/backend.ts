@@ -432,6 +432,33 @@ export interface KernelProfile {
    * (the model's upstream offers it, as it offers other RFC options).
    */
   readonly gmemHugetlb?: boolean;
+  /**
+   * CONFIG_KVM_GUEST_MEMFD: KVM_CREATE_GUEST_MEMFD exists (else ENOTTY), KVM_CAP_GUEST_MEMFD is
+   * 1, and check_memory_region_flags() accepts KVM_MEM_GUEST_MEMFD (else EINVAL, before any fd
+   * is looked at). Absent means true (upstream).
+   */
+  readonly guestMemfd?: boolean;
+  /**
+   * The TDP MMU (tdp_enabled: EPT / NPT). When false the host runs the shadow MMU, and
+   * kvm_mmu_max_gfn() allows 52-bit gpas whatever the host's MAXPHYADDR. Absent means true.
+   */
+  readonly tdpMmu?: boolean;
+  /**
+   * The host's MAXPHYADDR (kvm_host.maxphyaddr), which bounds memslots under TDP
+   * (kvm_mmu_max_gfn()). Absent: 48 bits with a 4-level TDP root, 52 with a 5-level root.
+   */
+  readonly hostMaxPhyAddr?: number;
+  /** KVM_MAX_VCPUS (CONFIG_KVM_MAX_NR_VCPUS: 1024 by default, 4096 with MAXSMP). Absent: 4096. */
+  readonly maxVcpus?: number;
+  /** num_online_cpus() of the host: KVM_CAP_NR_VCPUS is this capped at KVM_MAX_VCPUS. Absent: 64. */
+  readonly onlineCpus?: number;
+  /**
+   * kvm.enable_mmio_caching: a fault on a gfn without a memslot installs an MMIO SPTE tagged
+   * with the memslot generation (kvm_handle_noslot_fault(), make_mmio_spte()), and later
+   * accesses take the EPT-misconfig fast path (handle_mmio_page_fault()) until the generation
+   * changes. Absent means true (upstream default).
+   */
+  readonly mmioCaching?: boolean;
 }
 
 /** The VM as a memory provider (guest_memfd, device fd) sees it. */

@@ -32,6 +32,7 @@ import {
   RET_PF_WRITE_PROTECTED,
 } from './mmu/mmu-internal.js';
 import type { KernelOp } from './steps.js';
+import { MMIO_SPTE_GEN_MASK } from './mmu/spte.js';
 import type { GuestAccess, GuestAccessResult, Vcpu } from './vcpu.js';
 
 export type GuestAccessPhase = 'walk' | 'faultin' | 'map' | 'vendor' | 'done';
@@ -81,6 +82,13 @@ export class GuestAccessOp implements KernelOp<GuestAccessResult> {
   spinning = false;
   /** RET_PF_* of the last fault (or -errno) */
   lastFaultResult = 0;
+  /**
+   * Stop once the translation is complete, without loading or storing (a page-crossing access
+   * translates both pages before it touches either: Vcpu.access). Cleared by reset().
+   */
+  translateOnly = false;
+  /** the pfn the completed translation found (translateOnly), else -1 */
+  translatedPfn = -1;
   maxRetries: number;
   private readonly runsToCompletion: boolean;
   /** the last fault returned RET_PF_FIXED and nothing ran since (runsToCompletion only) */
@@ -142,6 +150,8 @@ export class GuestAccessOp implements KernelOp<GuestAccessResult> {
     this.faultRet = 0;
     this.lastFaultResult = 0;
     this.fixedLeaf = false;
+    this.translateOnly = false;
+    this.translatedPfn = -1;
     this.res = NO_RESULT;
     this.phase = 'walk';
     return this;
@@ -184,8 +194,10 @@ export class GuestAccessOp implements KernelOp<GuestAccessResult> {
     this.fixedLeaf = false;
     if (found && w.present) {
       if (this.write && !vm.mmu.lastWalkWritable) {
-        if (vm.mmu.makeWritable(gfn, this.isPrivate)) {
-          const slot = vm.gfnToMemslot(gfn);
+        // fast_page_fault(): never make a huge SPTE of a dirty-logged slot writable; the slow
+        // path maps the page at 4K so that the write is logged per page
+        const slot = vm.gfnToMemslot(gfn);
+        if (!(w.level > 1 && slot?.dirtyBitmap) && vm.mmu.makeWritable(gfn, this.isPrivate)) {
           if (slot?.dirtyBitmap) vm.dirtyLog.markPageDirtyInSlot(slot, gfn);
           return false; // walk again
         }
@@ -207,6 +219,10 @@ export class GuestAccessOp implements KernelOp<GuestAccessResult> {
           verdict = backend.checkGuestAccess(c);
         }
         if (verdict === undefined || verdict.kind === 'ok') {
+          if (this.translateOnly) {
+            this.translatedPfn = pfn;
+            return this.finish(WRITE_DONE);
+          }
           const off = pageOffset(this.gpa);
           if (this.write) {
             vm.phys.writeValue(pfn, off, this.size, this.value);
@@ -224,6 +240,21 @@ export class GuestAccessOp implements KernelOp<GuestAccessResult> {
         this.npfExtra = verdict.errorCode;
         this.vendorFaults++;
         vm.tracer.emit('kvm_page_fault', { vcpu_id: this.vcpu.id, gpa: this.gpa, error_code: this.npfExtra, reason: verdict.reason });
+      }
+    }
+    // An MMIO SPTE (present in the tables, not shadow-present): the hardware takes an EPT
+    // misconfiguration and handle_mmio_page_fault() emulates at once if the SPTE's memslot
+    // generation is current (check_mmio_spte()), before any attribute or private check;
+    // otherwise (RET_PF_INVALID) the full fault runs and replaces the SPTE.
+    if (!(found && w.present) && vm.backend === null) {
+      const gen = vm.mmu.mmioSpteGeneration(w.lo, w.hi);
+      if (gen >= 0 && gen === (vm.memslotsGeneration & MMIO_SPTE_GEN_MASK)) {
+        const f = this.vcpu.fault;
+        f.reset(this.gpa, gfn);
+        f.write = this.write;
+        f.exec = this.fetch;
+        f.reason = 'cached MMIO SPTE (handle_mmio_page_fault): emulated MMIO';
+        return this.finish(this.finishFault(RET_PF_EMULATE));
       }
     }
     if (this.faults >= this.maxRetries) {
@@ -313,7 +344,7 @@ export class GuestAccessOp implements KernelOp<GuestAccessResult> {
     const f = this.vcpu.fault;
     const size = this.size;
     if (r === RET_PF_EMULATE) {
-      if (f.pciHoleRead) return { value: ALL_ONES[size]!, reason: f.reason };
+      if (f.pciHoleRead) return { value: ALL_ONES[size] ?? (1n << BigInt(8 * size)) - 1n, reason: f.reason };
       if (this.fetch) {
         // The emulator must fetch the instruction bytes at the faulting gpa itself
         // (kvm_fetch_guest_virt): there is no RAM there, decoding fails, and

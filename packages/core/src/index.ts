@@ -5,6 +5,7 @@ export * from './trace.js';
 export * from './backend.js';
 export * from './steps.js';
 export * from './profile.js';
+export * from './u64.js';
 export * from './invalidate.js';
 export * from './range-map.js';
 export * from './host/index.js';

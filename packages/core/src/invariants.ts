@@ -50,7 +50,12 @@ export function checkVmInvariants(vm: Vm, opts: InvariantOptions = {}): string[]
       return;
     }
     if (level > PG_LEVEL_4K) {
-      if (slot.dirtyBitmap) out.push(`${where(gfn, level)} is huge in a dirty-logging memslot`);
+      // Huge mappings may stay in a dirty-logging slot (a read-only slot's, or all of them with
+      // KVM_DIRTY_LOG_INITIALLY_SET until KVM_CLEAR_DIRTY_LOG splits them:
+      // kvm_mmu_slot_apply_flags()), but a writable one may only cover pages whose dirty bits
+      // are all still set, or a write would be lost
+      if (slot.dirtyBitmap && writable && !allDirty(slot.dirtyBitmap, gfn - slot.baseGfn, pagesPerHpage(level)))
+        out.push(`${where(gfn, level)} is huge and writable in a dirty-logging memslot over pages not marked dirty`);
       if (disallowLpage(slot, gfn, level, vm.hasPrivateMem ? vm.attributes : null))
         out.push(`${where(gfn, level)} is huge where disallow_lpage requires a smaller mapping (slot edge, hva alignment or mixed attributes)`);
     }
@@ -82,6 +87,11 @@ export function checkVmInvariants(vm: Vm, opts: InvariantOptions = {}): string[]
   });
   if (vm.backend?.checkInvariants) out.push(...vm.backend.checkInvariants());
   return out;
+}
+
+function allDirty(bitmap: Uint32Array, rel: number, n: number): boolean {
+  for (let i = rel; i < rel + n; i++) if (!((bitmap[i >>> 5]! >>> (i & 31)) & 1)) return false;
+  return true;
 }
 
 function where(gfn: number, level: number): string {

@@ -83,7 +83,8 @@ export class Kvm {
       backend,
       guestMemfd: this.guestMemfd,
       tracer: this.tracer,
-      rootLevel: opts.rootLevel ?? 4,
+      // the shadow MMU maps any 52-bit gpa (kvm_mmu_max_gfn()): give the model's tables the room
+      rootLevel: opts.rootLevel ?? (this.profile.tdpMmu === false ? 5 : 4),
     });
     vm.kvmVmTypes = this.vmTypes;
     vm.fd = this.process.installFd(vm);

@@ -43,12 +43,28 @@ export interface GuestAccessResult {
 }
 
 
+/** vcpu->mmio_fragments and friends: fragments as (gpa, len, byte offset in the access) triples */
+interface EmulatedMmio {
+  frags: number[];
+  nr: number;
+  cur: number;
+  isWrite: boolean;
+  /** the store's value, or the load's value so far (RAM bytes, then each completed fragment) */
+  value: bigint;
+}
+
 export class Vcpu {
   readonly kind = 'kvm-vcpu';
   /** the last exit KVM_RUN reported (kvm_run) */
   lastExit: KvmRunExit | null = null;
-  /** an MMIO read waiting for userspace to provide the data */
+  /** an MMIO read waiting for userspace to provide the data (the current fragment) */
   pendingMmioRead: { gpa: number; size: number } | null = null;
+  /**
+   * The emulated access waiting for userspace (vcpu->mmio_needed): its MMIO fragments
+   * (vcpu->mmio_fragments, at most two: one per page), the one userspace sees now
+   * (mmio_cur_fragment), and the value being assembled (a load) or stored (a store).
+   */
+  private mmio: EmulatedMmio | null = null;
   /** how often this vCPU was kicked out of guest mode */
   kicks = 0;
   /** a signal is pending: the next KVM_RUN / KVM_PRE_FAULT_MEMORY returns EINTR */
@@ -101,14 +117,19 @@ export class Vcpu {
     }
     checkAccessSize(size);
     const pageOff = pageOffset(gpa);
-    if (pageOff + size > PAGE_SIZE) return this.splitAccess({ gpa, size, kind, value, private: isPrivate });
     this.lastExit = null;
     this.pendingMmioRead = null;
+    this.mmio = null;
+    if (pageOff + size > PAGE_SIZE) return this.splitAccess(gpa, size, write, fetch, value, isPrivate);
     this.lastAccessRetries = 0;
     const op = this.syncOp.resetRaw(gpa, size, write, fetch, value, isPrivate);
     while (!op.step());
     const r = op.result();
-    if (r.exit) this.lastExit = r.exit;
+    if (r.exit) {
+      this.lastExit = r.exit;
+      // one fragment: the whole access (emulator_read_write_onepage)
+      if (r.exit.reason === 'KVM_EXIT_MMIO') this.mmio = { frags: [gpa, size, 0], nr: 1, cur: 0, isWrite: write, value: write ? value : 0n };
+    }
     return r;
   }
 
@@ -124,6 +145,7 @@ export class Vcpu {
     const op = new GuestAccessOp(this, a, opts);
     this.lastExit = null;
     this.pendingMmioRead = null;
+    this.mmio = null;
     this.lastAccessRetries = 0;
     const refused = this.vm.dead ? null : this.preRun();
     if (this.vm.dead) op.finish({ errno: 'EIO', reason: `VM is dead: ${this.vm.deadReason}` });
@@ -149,28 +171,110 @@ export class Vcpu {
     return { errno: errno ?? 'EINVAL', reason: `KVM_RUN refused by ${this.vm.backend!.name}'s vcpu_pre_run (${r})` };
   }
 
-  /** an access that crosses a page boundary is two translations, done byte by byte */
-  private splitAccess(a: GuestAccess): GuestAccessResult {
-    let value = 0n;
-    for (let i = 0; i < a.size; i++) {
-      const byte = a.kind === 'write' ? ((a.value ?? 0n) >> BigInt(8 * i)) & 0xffn : undefined;
-      const r = this.accessOnePage({ ...a, gpa: a.gpa + i, size: 1, value: byte });
-      if (r.exit || r.errno || r.exception) return r;
-      if (r.value !== undefined) value |= r.value << BigInt(8 * i);
+  /**
+   * An access that crosses a page boundary. The hardware translates both pages (each may
+   * fault and be fixed like any access); when both are RAM the access completes in the guest.
+   * When one page ends in emulation (no memslot, a read-only slot's write, ...), KVM emulates
+   * the whole instruction: emulator_read_write() (arch/x86/kvm/x86.c) splits it at the page
+   * boundary and emulator_read_write_onepage() reads or writes a RAM fragment itself (a load's
+   * bytes are taken now, a store's are written now) while each MMIO fragment is queued in
+   * vcpu->mmio_fragments. KVM_RUN then exits once per fragment, `phys_addr` = the fragment's
+   * start and `len` = min(8, its length); complete_emulated_mmio() moves to the next fragment
+   * on each re-entry, and the load completes with the RAM bytes and the MMIO data together.
+   */
+  private splitAccess(gpa: number, size: number, write: boolean, fetch: boolean, value: bigint, isPrivate: boolean): GuestAccessResult {
+    const n0 = PAGE_SIZE - pageOffset(gpa);
+    const lens = [n0, size - n0];
+    const gpas = [gpa, gpa + n0];
+    // per page: the translated pfn (RAM), -1 (an MMIO fragment) or -2 (an all-ones PCI hole)
+    const pfns = [0, 0];
+    for (let i = 0; i < 2; i++) {
+      this.lastAccessRetries = 0;
+      const part = write ? BigInt.asUintN(8 * lens[i]!, value >> BigInt(i === 0 ? 0 : 8 * n0)) : 0n;
+      const op = this.syncOp.resetRaw(gpas[i]!, lens[i]!, write, fetch, part, isPrivate);
+      op.translateOnly = true;
+      while (!op.step());
+      const r = op.result();
+      if (op.translatedPfn >= 0) pfns[i] = op.translatedPfn;
+      else if (r.exit?.reason === 'KVM_EXIT_MMIO') pfns[i] = -1;
+      else if (r.value !== undefined && !write && r.exit === undefined) pfns[i] = -2;
+      else {
+        if (r.exit) this.lastExit = r.exit;
+        return r;
+      }
     }
-    return a.kind === 'write' ? WRITE_DONE : { value };
+    this.pendingMmioRead = null;
+    const phys = this.vm.phys;
+    let out = 0n;
+    const frags: number[] = [];
+    for (let i = 0; i < 2; i++) {
+      const off = i === 0 ? 0 : n0;
+      const len = lens[i]!;
+      const pfn = pfns[i]!;
+      if (pfn === -1) frags.push(gpas[i]!, len, off);
+      else if (pfn === -2) out |= ((1n << BigInt(8 * len)) - 1n) << BigInt(8 * off);
+      else if (write) phys.writeValue(pfn, pageOffset(gpas[i]!), len, value >> BigInt(8 * off));
+      else out |= phys.readValue(pfn, pageOffset(gpas[i]!), len) << BigInt(8 * off);
+    }
+    if (frags.length === 0) return write ? WRITE_DONE : { value: out };
+    const m: EmulatedMmio = { frags, nr: frags.length / 3, cur: 0, isWrite: write, value: write ? BigInt.asUintN(8 * size, value) : out };
+    this.mmio = m;
+    return this.mmioExit(m, `emulated page-crossing access: fragment 1 of ${m.nr} (gpa 0x${frags[0]!.toString(16)}) is not RAM`);
   }
 
-  /** one page: the vCPU's reusable GuestAccessOp, run to completion */
-  private accessOnePage(a: GuestAccess): GuestAccessResult {
-    this.lastAccessRetries = 0;
-    const op = this.syncOp.reset(a);
-    while (!op.step());
-    return op.result();
+  /** the KVM_EXIT_MMIO for the current fragment (emulator_read_write(), complete_emulated_mmio()) */
+  private mmioExit(m: EmulatedMmio, reason: string): GuestAccessResult {
+    const c = m.cur * 3;
+    const fgpa = m.frags[c]!;
+    const len = Math.min(8, m.frags[c + 1]!);
+    const data = m.isWrite ? BigInt.asUintN(8 * len, m.value >> BigInt(8 * m.frags[c + 2]!)) : 0n;
+    const exit: KvmRunExit = { reason: 'KVM_EXIT_MMIO', mmio: { phys_addr: fgpa, data, len, is_write: m.isWrite } };
+    this.pendingMmioRead = m.isWrite ? null : { gpa: fgpa, size: len };
+    this.lastExit = exit;
+    return { exit, reason };
+  }
+
+  /** KVM_RUN is waiting for userspace to complete a KVM_EXIT_MMIO (vcpu->mmio_needed) */
+  get mmioNeeded(): boolean {
+    return this.mmio !== null || this.pendingMmioRead !== null;
+  }
+
+  /**
+   * KVM_RUN after a KVM_EXIT_MMIO: complete_emulated_mmio() (arch/x86/kvm/x86.c). A load takes
+   * kvm_run.mmio.data for the current fragment; then either the next fragment exits, or the
+   * access completes (a load returns the assembled value).
+   */
+  completeMmio(data = 0n): GuestAccessResult {
+    const m = this.mmio;
+    if (m === null) {
+      if (this.pendingMmioRead) return this.completeMmioRead(data);
+      fail('EINVAL', 'no KVM_EXIT_MMIO is pending on this vCPU');
+    }
+    // vcpu_pre_run() runs before complete_userspace_io: a refused KVM_RUN completes nothing
+    const refused = this.preRun();
+    if (refused) return refused;
+    const c = m.cur * 3;
+    const flen = m.frags[c + 1]!;
+    const len = Math.min(8, flen);
+    if (!m.isWrite) m.value |= BigInt.asUintN(8 * len, data) << BigInt(8 * m.frags[c + 2]!);
+    if (flen <= 8) m.cur++;
+    else {
+      // a fragment longer than 8 bytes goes out 8 bytes at a time
+      m.frags[c] = m.frags[c]! + len;
+      m.frags[c + 1] = flen - len;
+      m.frags[c + 2] = m.frags[c + 2]! + len;
+    }
+    if (m.cur >= m.nr) {
+      this.mmio = null;
+      this.pendingMmioRead = null;
+      return m.isWrite ? WRITE_DONE : { value: m.value };
+    }
+    return this.mmioExit(m, `emulated page-crossing access: fragment ${m.cur + 1} of ${m.nr}`);
   }
 
   /** KVM_RUN after userspace filled kvm_run.mmio.data for a pending MMIO read */
   completeMmioRead(data: bigint): GuestAccessResult {
+    if (this.mmio !== null && !this.mmio.isWrite) return this.completeMmio(data);
     const p = this.pendingMmioRead;
     if (!p) fail('EINVAL', 'no MMIO read is pending on this vCPU');
     const refused = this.preRun();

@@ -24,6 +24,7 @@ import {
   KVM_CAP_GUEST_MEMFD,
   KVM_CAP_GUEST_MEMFD_FLAGS,
   KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2,
+  KVM_CAP_MAX_VCPU_ID,
   KVM_CAP_MAX_VCPUS,
   KVM_CAP_MEMORY_ATTRIBUTES,
   KVM_CAP_MEMORY_FAULT_INFO,
@@ -40,6 +41,8 @@ import {
   KVM_HC_MAP_GPA_RANGE,
   KVM_MAX_NR_ADDRESS_SPACES,
   KVM_MEMORY_ATTRIBUTE_PRIVATE,
+  KVM_MEM_PCI_HOLE,
+  KVM_MEM_READONLY,
   KVM_MEMSLOT_GMEM_ONLY,
   KVM_USER_MEM_SLOTS,
   KVM_X86_DEFAULT_VM,
@@ -58,6 +61,7 @@ import type { PhysMem } from './host/phys-mem.js';
 import type { HvaToPfnOut } from './host/address-space.js';
 import { PAGES_PER_LEVEL } from './mmu/tdp-iter.js';
 import { TdpMmu } from './mmu/tdp-mmu.js';
+import { disallowLpage } from './mmu/hugepage.js';
 import { RET_PF_FIXED, RET_PF_RETRY, RET_PF_SPURIOUS } from './mmu/mmu-internal.js';
 import type { FaultInjection, FaultVm } from './mmu/fault-vm.js';
 import type { KvmPageFault } from './mmu/page-fault.js';
@@ -66,9 +70,19 @@ import type { AttributesVm } from './attributes-vm.js';
 import { runOp, type KernelOp } from './steps.js';
 import { Vcpu } from './vcpu.js';
 
-/** KVM_MAX_VCPU_IDS on x86 */
+/** KVM_MAX_VCPU_IDS on x86 with the Kconfig default KVM_MAX_VCPUS (1024) */
 export const KVM_MAX_VCPU_IDS = 4096;
+/** KVM_MAX_VCPUS when the profile does not say (CONFIG_KVM_MAX_NR_VCPUS=4096) */
 export const KVM_MAX_VCPUS = 4096;
+/** KVM_VCPU_ID_RATIO (arch/x86/include/asm/kvm_host.h): APIC ids may exceed the vCPU count */
+export const KVM_VCPU_ID_RATIO = 4;
+/** num_online_cpus() when the profile does not say */
+const DEFAULT_ONLINE_CPUS = 64;
+
+/** KVM_MAX_VCPUS of a kernel profile (CONFIG_KVM_MAX_NR_VCPUS) */
+export function kvmMaxVcpus(profile: KernelProfile): number {
+  return profile.maxVcpus ?? KVM_MAX_VCPUS;
+}
 /** KVM_EXIT_HYPERCALL_VALID_MASK */
 export const KVM_EXIT_HYPERCALL_VALID_MASK = 1 << KVM_HC_MAP_GPA_RANGE;
 
@@ -131,9 +145,12 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
     this.tracer = opts.tracer;
     this.guestMemfd = opts.guestMemfd;
     this.hasPrivateMem = opts.backend ? opts.backend.hasPrivateMem : opts.type === KVM_X86_SW_PROTECTED_VM;
+    // kvm_arch_nr_memslot_as_ids(): with CONFIG_KVM_SMM, `kvm_arch_has_private_mem(kvm) ? 1 : 2`
+    // (arch/x86/include/asm/kvm_host.h): SMM is unsupported for guests with private memory,
+    // so KVM_X86_SW_PROTECTED_VM has one address space like SNP and TDX
     this.nrMemslotAsIds = opts.backend
       ? opts.backend.nrMemslotAsIds
-      : opts.profile.smmAddressSpaces
+      : opts.profile.smmAddressSpaces && !this.hasPrivateMem
         ? KVM_MAX_NR_ADDRESS_SPACES
         : 1;
     const hooks = new VmMemslotHooks(this);
@@ -164,14 +181,14 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
     if (this.deadReason !== null) fail('EIO', `${ioctl}: the VM is dead (${this.deadReason})`);
   }
 
-  /** KVM_CAP_GUEST_MEMFD */
+  /** KVM_CAP_GUEST_MEMFD: a provider is plugged in and the kernel has CONFIG_KVM_GUEST_MEMFD */
   get hasGuestMemfd(): boolean {
-    return this.guestMemfd !== null;
+    return this.guestMemfd !== null && this.profile.guestMemfd !== false;
   }
 
   /** KVM_CAP_GUEST_MEMFD_FLAGS for this VM */
   get guestMemfdFlags(): number {
-    return this.guestMemfd ? this.guestMemfd.supportedFlags(this) : 0;
+    return this.guestMemfd && this.hasGuestMemfd ? this.guestMemfd.supportedFlags(this) : 0;
   }
 
   get nrVcpus(): number {
@@ -235,6 +252,11 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
     this.dirtyLog.clearDirtyLog(args);
   }
 
+  /** kvm_memslots(kvm)->generation of address space 0 (what MMIO SPTEs are tagged with) */
+  get memslotsGeneration(): number {
+    return this.memslots.slots.memslots(0).generation;
+  }
+
   /** __gfn_to_memslot() in address space 0 (INVALID slots included) */
   gfnToMemslot(gfn: number): KvmMemorySlot | null {
     return this.memslots.gfnToMemslot(0, gfn);
@@ -244,14 +266,24 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
     for (let as = 0; as < this.nrMemslotAsIds; as++) this.memslots.forEachMemslotInGfnRange(as, start, end, cb);
   }
 
+  /**
+   * kvm_mmu_max_gfn() (arch/x86/kvm/mmu.h): the host's MAXPHYADDR with TDP, 52 bits with the
+   * shadow MMU (which can shadow any guest-physical address the guest's page tables hold)
+   */
+  get maxGfn(): number {
+    const p = this.profile;
+    const bits = p.tdpMmu === false ? 52 : (p.hostMaxPhyAddr ?? (this.mmu.rootLevel === 5 ? 52 : 48));
+    return 2 ** (bits - 12) - 1;
+  }
+
   /** kvm_arch_prepare_memory_region(): the new slot must fit the guest physical address space */
   /** @internal */
   archPrepareMemoryRegion(change: MemslotChange, next: KvmMemorySlot | null): ErrnoName | null {
     if ((change === 'CREATE' || change === 'MOVE') && next) {
-      const maxGfn = 2 ** (this.mmu.rootLevel === 5 ? 52 : 48) / PAGE_SIZE;
       const direct = this.backend?.gfnDirectBits ?? 0;
       const lastGfn = next.baseGfn + next.npages - 1;
-      if (lastGfn >= maxGfn) return 'EINVAL';
+      // base_gfn + npages - 1 > kvm_mmu_max_gfn()
+      if (lastGfn > this.maxGfn) return 'EINVAL';
       // a gfn "alias" (TDX shared bit) can never be a memslot
       if (direct && (lastGfn >= direct || next.baseGfn >= direct)) return 'EINVAL';
     }
@@ -274,21 +306,62 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
     if (flush) this.flushRemoteTlbs();
   }
 
-  /** kvm_arch_commit_memory_region() / kvm_mmu_slot_apply_flags() */
+  /** kvm_arch_commit_memory_region() / kvm_mmu_slot_apply_flags() (arch/x86/kvm/x86.c) */
   /** @internal */
   archCommitMemoryRegion(change: MemslotChange, old: KvmMemorySlot | null, next: KvmMemorySlot | null): void {
-    if (change !== 'FLAGS_ONLY' || !old || !next) return;
+    // nothing to do for CREATE / MOVE / DELETE, nor for a read-only slot (it can't be dirtied
+    // and can't be made writable)
+    if (change !== 'FLAGS_ONLY' || !old || !next || next.flags & KVM_MEM_READONLY) return;
     const wasLogging = kvmSlotDirtyTrackEnabled(old);
     const logging = kvmSlotDirtyTrackEnabled(next);
-    if (!wasLogging && logging) {
-      // Eager page splitting, then write-protect so the first write to each page is logged
-      // (skipped when KVM_DIRTY_LOG_INITIALLY_SET: the bitmap starts all-ones and
-      // KVM_CLEAR_DIRTY_LOG write-protects).
-      const split = this.mmu.splitHugePages(next.baseGfn, next.baseGfn + next.npages, PG_LEVEL_4K);
-      if (split > 0) this.tracer.emit('kvm_mmu_eager_split', { slot: next.id, sptes: split });
-      if (!this.dirtyLog.initiallySet) this.mmu.writeProtectGfnRange(next.baseGfn, next.baseGfn + next.npages);
-      this.flushRemoteTlbs();
+    if (wasLogging === logging) return;
+    if (!logging) {
+      // kvm_mmu_recover_huge_pages(): 4K tracking is over, map huge again where allowed
+      if (this.mmu.recoverHugePages(next.baseGfn, next.baseGfn + next.npages, (gfn, level) => this.maxMappingLevel(next, gfn, level))) {
+        this.flushRemoteTlbs();
+      }
+      return;
     }
+    // Initially-all-set does not write-protect (or split) anything: every page is assumed
+    // dirty, and KVM_CLEAR_DIRTY_LOG write-protects (and splits) what it clears.
+    if (this.dirtyLog.initiallySet) return;
+    // eager_page_split, then write-protect so the first write to each page is logged
+    const split = this.mmu.splitHugePages(next.baseGfn, next.baseGfn + next.npages, PG_LEVEL_4K);
+    if (split > 0) this.tracer.emit('kvm_mmu_eager_split', { slot: next.id, sptes: split });
+    this.mmu.writeProtectGfnRange(next.baseGfn, next.baseGfn + next.npages);
+    this.flushRemoteTlbs();
+  }
+
+  /**
+   * kvm_mmu_max_mapping_level() for recovering a huge page at `gfn` (aligned to `level`):
+   * the slot's geometry and attributes (disallow_lpage) and the host mapping of each page.
+   */
+  private maxMappingLevel(slot: KvmMemorySlot, gfn: number, level: number): boolean {
+    if (disallowLpage(slot, gfn, level, this.hasPrivateMem ? this.attributes : null)) return false;
+    if (slot.flags & (KVM_MEM_PCI_HOLE | KVM_MEMSLOT_GMEM_ONLY) || slot.gmemFile !== null) return false;
+    // host_pfn_mapping_level(): the host page tables (read, never faulted) must map the hva
+    // at least that large; the model's hosts map 2M with hugetlb only
+    const mm = this.process.mm;
+    const hva = slot.userspaceAddr + (gfn - slot.baseGfn) * PAGE_SIZE;
+    return level === 2 && mm.findVma(hva)?.huge === true && mm.peekPfn(hva) >= 0;
+  }
+
+  /**
+   * kvm_arch_mmu_enable_log_dirty_pt_masked(): with KVM_DIRTY_LOG_INITIALLY_SET the slot may
+   * still have huge mappings: split the cleared range (eager_page_split) and write-protect
+   * the huge pages at its first and last gfn; then write-protect the 4K leaves of `mask`.
+   */
+  /** @internal */
+  enableDirtyLogPtMasked(slot: KvmMemorySlot, gfnOffset: number, mask: number): void {
+    if (mask === 0) return;
+    if (this.dirtyLog.initiallySet) {
+      const start = slot.baseGfn + gfnOffset + (31 - Math.clz32(mask & -mask));
+      const end = slot.baseGfn + gfnOffset + (31 - Math.clz32(mask));
+      this.mmu.splitHugePages(start, end + 1, PG_LEVEL_4K);
+      this.mmu.writeProtectGfnRange(start, start + 1, 2);
+      this.mmu.writeProtectGfnRange(end, end + 1, 2);
+    }
+    this.mmu.writeProtectGfnMask(slot.baseGfn + gfnOffset, mask);
   }
 
   /* ------------------------------------------------------------- attributes ------------- */
@@ -351,12 +424,14 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
   /**
    * The mmu-notifier (kvm_mmu_notifier_invalidate_range_start/_end): the VMM's mapping of
    * [hvaStart, hvaEnd) changed; zap the shared mappings of every slot it backs.
+   * kvm_handle_hva_range() walks every slot in the hva tree, gmem-only slots included: their
+   * shared SPTEs (which map guest_memfd pages) are zapped too, with KVM_FILTER_SHARED, and
+   * the next fault maps them again.
    */
   private mmuNotifierInvalidate(hvaStart: number, hvaEnd: number): void {
     let began = false;
     for (let as = 0; as < this.nrMemslotAsIds; as++) {
       this.memslots.forEachMemslotInHvaRange(as, hvaStart, hvaEnd, (slot) => {
-        if (slot.flags & KVM_MEMSLOT_GMEM_ONLY) return;
         const slotHvaEnd = slot.userspaceAddr + slot.npages * PAGE_SIZE;
         const s = Math.max(hvaStart, slot.userspaceAddr);
         const e = Math.min(hvaEnd, slotHvaEnd);
@@ -398,6 +473,12 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
   };
 
   tdpMmuMap(fault: KvmPageFault): number {
+    if (fault.slot === null) {
+      // tdp_mmu_map_handle_target_level(): no memslot → make_mmio_spte() with the memslot
+      // generation, then RET_PF_EMULATE
+      fault.reason = 'no memslot: MMIO SPTE installed, emulated MMIO';
+      return this.mmu.installMmioSpte(fault.gfn, this.memslotsGeneration);
+    }
     const req = this.mapReq;
     // the gfn rounded down to the goal level (gfns are below 2^40: the low half holds the offset)
     const level = fault.goalLevel;
@@ -429,8 +510,13 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
   /** KVM_CREATE_VCPU */
   createVcpu(id: number): Vcpu {
     this.checkAlive('KVM_CREATE_VCPU');
-    if (!Number.isInteger(id) || id < 0 || id >= KVM_MAX_VCPU_IDS) fail('EINVAL', 'KVM_CREATE_VCPU: id >= KVM_MAX_VCPU_IDS');
-    if (this.vcpus.length >= KVM_MAX_VCPUS) fail('EINVAL', 'KVM_CREATE_VCPU: too many vCPUs');
+    // kvm_vm_ioctl_create_vcpu(): KVM_MAX_VCPU_IDS = KVM_MAX_VCPUS * KVM_VCPU_ID_RATIO, then
+    // created_vcpus >= kvm->max_vcpus (KVM_MAX_VCPUS)
+    const maxVcpus = kvmMaxVcpus(this.profile);
+    if (!Number.isInteger(id) || id < 0 || id >= maxVcpus * KVM_VCPU_ID_RATIO) {
+      fail('EINVAL', 'kvm_vm_ioctl_create_vcpu: id >= KVM_MAX_VCPU_IDS');
+    }
+    if (this.vcpus.length >= maxVcpus) fail('EINVAL', 'kvm_vm_ioctl_create_vcpu: created_vcpus >= max_vcpus');
     if (this.vcpus.some((v) => v.id === id)) fail('EEXIST', 'KVM_CREATE_VCPU: vcpu id already exists');
     const vcpu = new Vcpu(this, id);
     this.vcpus.push(vcpu);
@@ -447,7 +533,7 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
   /** KVM_CREATE_GUEST_MEMFD: returns the new fd */
   createGuestMemfd(args: KvmCreateGuestMemfd): number {
     this.checkAlive('KVM_CREATE_GUEST_MEMFD');
-    if (!this.guestMemfd) fail('ENOTTY', 'KVM_CREATE_GUEST_MEMFD: guest_memfd not built (CONFIG_KVM_GUEST_MEMFD)');
+    if (!this.guestMemfd || !this.hasGuestMemfd) fail('ENOTTY', 'KVM_CREATE_GUEST_MEMFD: guest_memfd not built (CONFIG_KVM_GUEST_MEMFD)');
     const file = this.guestMemfd.create(this, args);
     return this.process.installFd(file);
   }
@@ -654,6 +740,10 @@ class VmMemslotHooks implements MemslotHooks {
     return this.vm.profile.pciHole;
   }
 
+  guestMemfdSupported(): boolean {
+    return this.vm.profile.guestMemfd !== false;
+  }
+
   getFile(fd: number): KvmFile | undefined {
     return this.vm.process.getFile(fd);
   }
@@ -671,7 +761,7 @@ class VmMemslotHooks implements MemslotHooks {
   }
 
   enableDirtyLogPtMasked(slot: KvmMemorySlot, gfnOffset: number, mask: number): void {
-    this.vm.mmu.writeProtectGfnMask(slot.baseGfn + gfnOffset, mask);
+    this.vm.enableDirtyLogPtMasked(slot, gfnOffset, mask);
   }
 
   flushRemoteTlbs(): void {
@@ -696,9 +786,14 @@ export function checkExtension(
     case KVM_CAP_SYNC_MMU:
     case KVM_CAP_MEMORY_FAULT_INFO:
       return 1;
+    // kvm_vm_ioctl_check_extension() (x86.c): the online CPUs capped at KVM_MAX_VCPUS; the
+    // maximum; the largest id + 1
     case KVM_CAP_NR_VCPUS:
+      return Math.min(profile.onlineCpus ?? DEFAULT_ONLINE_CPUS, kvmMaxVcpus(profile));
     case KVM_CAP_MAX_VCPUS:
-      return KVM_MAX_VCPUS;
+      return kvmMaxVcpus(profile);
+    case KVM_CAP_MAX_VCPU_ID:
+      return kvmMaxVcpus(profile) * KVM_VCPU_ID_RATIO;
     case KVM_CAP_MULTI_ADDRESS_SPACE:
       if (!profile.smmAddressSpaces) return profile.multiAddressSpaceCap;
       return vm ? vm.nrMemslotAsIds : KVM_MAX_NR_ADDRESS_SPACES;
@@ -714,10 +809,10 @@ export function checkExtension(
       if (!profile.memoryAttributes) return 0;
       return vm ? kvmSupportedMemAttributes(vm.hasPrivateMem) : KVM_MEMORY_ATTRIBUTE_PRIVATE;
     case KVM_CAP_GUEST_MEMFD:
-      return (vm ? vm.hasGuestMemfd : !!ctx!.guestMemfd) ? 1 : 0;
+      return (vm ? vm.hasGuestMemfd : !!ctx!.guestMemfd && profile.guestMemfd !== false) ? 1 : 0;
     case KVM_CAP_GUEST_MEMFD_FLAGS:
       if (vm) return vm.guestMemfdFlags;
-      return ctx!.guestMemfd ? profile.gmemFlagsDefaultVm : 0;
+      return ctx!.guestMemfd && profile.guestMemfd !== false ? profile.gmemFlagsDefaultVm : 0;
     case KVM_CAP_PRE_FAULT_MEMORY:
       return profile.preFaultMemory ? 1 : 0;
     case KVM_CAP_PCI_HOLE_MEM:

@@ -41,6 +41,15 @@ import { GmemPageStore, PAGE_HWPOISON, PAGE_PREPARED, PAGE_UPTODATE } from './pa
 
 /** loff_t is signed: a u64 value at or above 2^63 is negative to the kernel. */
 const LOFF_NEGATIVE = 2 ** 63;
+/* include/uapi/linux/falloc.h: the fallocate modes (FALLOC_FL_ALLOCATE_RANGE is 0) */
+const FALLOC_FL_COLLAPSE_RANGE = 0x08;
+const FALLOC_FL_ZERO_RANGE = 0x10;
+const FALLOC_FL_INSERT_RANGE = 0x20;
+const FALLOC_FL_UNSHARE_RANGE = 0x40;
+const FALLOC_FL_WRITE_ZEROES = 0x80;
+/** FALLOC_FL_MODE_MASK (include/linux/falloc.h) */
+const FALLOC_FL_MODE_MASK =
+  FALLOC_FL_PUNCH_HOLE | FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_ZERO_RANGE | FALLOC_FL_INSERT_RANGE | FALLOC_FL_UNSHARE_RANGE | FALLOC_FL_WRITE_ZEROES;
 
 const isPageAligned = (n: number) => n % PAGE_SIZE === 0;
 
@@ -403,11 +412,25 @@ export class GuestMemfd implements GuestMemoryFile, FileMappingBacking {
 
   /* ------------------------------------------------------------------ internals */
 
-  /** vfs_fallocate() and kvm_gmem_fallocate() checks, in order (§6.2) */
+  /** vfs_fallocate() (fs/open.c) and kvm_gmem_fallocate() checks, in order */
   private checkFallocate(mode: number, offset: number, len: number): void {
     if (offset < 0 || offset >= LOFF_NEGATIVE || len <= 0 || len >= LOFF_NEGATIVE) {
       fail('EINVAL', 'vfs_fallocate: offset < 0 or len <= 0');
     }
+    // vfs_fallocate(): unknown bits, then the modes are exclusive
+    if (hasBitsOutside(mode, FALLOC_FL_MODE_MASK | FALLOC_FL_KEEP_SIZE)) fail('EOPNOTSUPP', 'vfs_fallocate: unknown mode bits');
+    const m = mode & FALLOC_FL_MODE_MASK;
+    if (m === FALLOC_FL_PUNCH_HOLE) {
+      if (!(mode & FALLOC_FL_KEEP_SIZE)) fail('EOPNOTSUPP', 'vfs_fallocate: FALLOC_FL_PUNCH_HOLE without FALLOC_FL_KEEP_SIZE');
+    } else if (m === FALLOC_FL_COLLAPSE_RANGE || m === FALLOC_FL_INSERT_RANGE || m === FALLOC_FL_WRITE_ZEROES) {
+      if (mode & FALLOC_FL_KEEP_SIZE) fail('EOPNOTSUPP', 'vfs_fallocate: this mode with FALLOC_FL_KEEP_SIZE');
+    } else if (m !== 0 && m !== FALLOC_FL_UNSHARE_RANGE && m !== FALLOC_FL_ZERO_RANGE) {
+      fail('EOPNOTSUPP', 'vfs_fallocate: more than one mode');
+    }
+    // vfs_fallocate(): check_add_overflow(offset, len) or a sum beyond s_maxbytes
+    // (MAX_LFS_FILESIZE = LLONG_MAX on guest_memfd's pseudo filesystem) → EFBIG, before the
+    // filesystem's fallocate sees the call
+    if (offset + len >= LOFF_NEGATIVE) fail('EFBIG', 'vfs_fallocate: offset + len overflows loff_t or exceeds s_maxbytes');
     if (!(mode & FALLOC_FL_KEEP_SIZE)) fail('EOPNOTSUPP', 'kvm_gmem_fallocate: FALLOC_FL_KEEP_SIZE required');
     if (hasBitsOutside(mode, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE)) {
       fail('EOPNOTSUPP', 'kvm_gmem_fallocate: unsupported mode');

@@ -47,7 +47,7 @@ describe('guest_memfd with 2 MiB HugeTLB folios', () => {
     expect(errnoOf(() => vm.createGuestMemfd({ size: 3 * MiB, flags: HUGE }))).toBe('EINVAL');
     expect(vm.createGuestMemfd({ size: 4 * MiB, flags: HUGE | GUEST_MEMFD_FLAG_MMAP })).toBeGreaterThan(0);
     expect(vm.checkExtension(KVM_CAP_GUEST_MEMFD_FLAGS) & GUEST_MEMFD_FLAG_HUGETLB).toBe(0);
-    expect(errnoOf(() => setup('v6.18').vm.createGuestMemfd({ size: 2 * MiB, flags: HUGE }))).toBe('EINVAL');
+    expect(errnoOf(() => setup('linux-6.18').vm.createGuestMemfd({ size: 2 * MiB, flags: HUGE }))).toBe('EINVAL');
   });
 
   it('a fault allocates the whole 2 MiB folio: max_order 9, 512 consecutive 2 MiB-aligned pfns; misaligned gfns get order 0', () => {

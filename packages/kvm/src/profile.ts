@@ -8,6 +8,7 @@ import {
   CAPS,
   KVM_CAP_GUEST_MEMFD,
   KVM_CAP_GUEST_MEMFD_FLAGS,
+  KVM_CAP_MAX_VCPUS,
   KVM_CAP_MEMORY_ATTRIBUTES,
   KVM_CAP_MULTI_ADDRESS_SPACE,
   KVM_CAP_PRE_FAULT_MEMORY,
@@ -23,7 +24,7 @@ import {
 import { close, mmap, munmap, write } from './host-memory.js';
 import { installGuest } from './guest.js';
 import { RealKvm, type RealVm } from './real-kvm.js';
-import { hiddenCapabilities } from './host-facts.js';
+import { hiddenCapabilities, readKvmModuleFacts } from './host-facts.js';
 
 /**
  * The largest gfn a memslot may reach on this host (kvm_arch_prepare_memory_region():
@@ -191,6 +192,7 @@ export function probeUnfaultableHvaEmulatesMmio(kvm: RealKvm): boolean | null {
   }
 }
 
+
 /** The profile this host's kernel follows, named `host-<uname -r>`. */
 export function detectHostProfile(kvm?: RealKvm): KernelProfile {
   const own = !kvm;
@@ -203,6 +205,8 @@ export function detectHostProfile(kvm?: RealKvm): KernelProfile {
     const gmem = (caps.KVM_CAP_GUEST_MEMFD ?? 0) !== 0;
     const overlap = gmem ? probeGmemBindOverlapErrno(vm) : null;
     const vmTypes = caps.KVM_CAP_VM_TYPES ?? 0;
+    const facts = readKvmModuleFacts();
+    const maxGfn = probeMaxGfn(vm);
     return Object.freeze({
       name: `host-${release()}`,
       gmemBindOverlapErrno: overlap === 'EEXIST' ? 'EEXIST' : 'EINVAL',
@@ -217,6 +221,15 @@ export function detectHostProfile(kvm?: RealKvm): KernelProfile {
       pciHole: false,
       gmemOnlySharedFaults: (gmem ? probeGmemOnlySharedFaults(k) : null) ?? true,
       unfaultableHvaEmulatesMmio: probeUnfaultableHvaEmulatesMmio(k) ?? false,
+      // CONFIG_KVM_GUEST_MEMFD: the capability, and KVM_MEM_GUEST_MEMFD a valid memslot flag
+      guestMemfd: gmem && probeGuestMemfdFlagValid(vm),
+      // x86 answers KVM_CAP_PRE_FAULT_MEMORY with tdp_enabled (kvm_vm_ioctl_check_extension);
+      // sysfs says the same where the vendor module is known (host-facts.ts)
+      tdpMmu: facts.tdpEnabled ?? vm.checkExtension(KVM_CAP_PRE_FAULT_MEMORY) !== 0,
+      ...(maxGfn !== null && (facts.tdpEnabled ?? true) && { hostMaxPhyAddr: Math.log2(maxGfn + 1) + 12 }),
+      maxVcpus: caps.KVM_CAP_MAX_VCPUS || k.checkExtension(KVM_CAP_MAX_VCPUS),
+      ...(facts.onlineCpus !== null && { onlineCpus: facts.onlineCpus }),
+      mmioCaching: facts.mmioCaching ?? true,
     } satisfies KernelProfile);
   } finally {
     vm.close();

@@ -12,6 +12,10 @@
  * - With `ctx.trace`, the kernel events of each step are returned in `events`.
  */
 import {
+  HOST_FALLBACK_PROFILE,
+  profileByName,
+  withPciHole,
+  type KernelProfile,
   checkVmInvariants,
   HostSignal,
   isKvmError,
@@ -26,7 +30,7 @@ import { snpBackendFactory } from '@ccmem/snp';
 import { tdxBackendFactory } from '@ccmem/tdx';
 import { VM_TYPE_NUMBERS } from './ops/needs.js';
 import { RUN_INVARIANT_NAMES, VM_TYPE_NAMES, type Scenario, type VmConfig } from './schema.js';
-import { dispatch, SkipScenario, type HandlerTable, type Outcome, type ResolvedStep, type RunContext, type Target } from './target.js';
+import { dispatch, SkipScenario, type HandlerTable, type Outcome, type ResolvedStep, type RunContext, type Support, type Target, type TargetOpName } from './target.js';
 import { HOST_HANDLERS } from './model/host.js';
 import { KVM_IOCTL_HANDLERS } from './model/kvm-ioctls.js';
 import { ModelRun } from './model/run.js';
@@ -35,9 +39,19 @@ import { VENDOR_HANDLERS } from './model/vendor.js';
 /** how the model runs each op: one entry per op (the compiler names a missing one) */
 const MODEL_HANDLERS = { ...HOST_HANDLERS, ...KVM_IOCTL_HANDLERS, ...VENDOR_HANDLERS } satisfies HandlerTable<ModelRun>;
 
-/** scenario profile → the model's kernel profile (docs/scenarios.md, "Profiles") */
-export function modelProfileName(profile: VmConfig['profile']): string {
-  return profile === 'host' ? 'linux-6.18' : profile === 'v6.18' ? 'v6.18' : 'upstream';
+/**
+ * scenario profile → the model's kernel profile (docs/scenarios.md, "Profiles"): a named profile
+ * is itself; `host` is this host's detected profile where the caller has one (the kvm target's),
+ * else HOST_FALLBACK_PROFILE; no profile is upstream.
+ */
+export function modelProfile(profile: VmConfig['profile'], hostProfile?: KernelProfile): KernelProfile {
+  if (profile === 'host') return hostProfile ?? HOST_FALLBACK_PROFILE;
+  return profileByName(profile ?? 'upstream')!;
+}
+
+/** the name of modelProfile() */
+export function modelProfileName(profile: VmConfig['profile'], hostProfile?: KernelProfile): string {
+  return modelProfile(profile, hostProfile).name;
 }
 
 /** the vendor backend options of a scenario's `vm` block */
@@ -64,10 +78,15 @@ export interface ModelTargetOptions {
    * run and checks the whole VM once after them.
    */
   checkEachStep?: boolean;
+  /**
+   * The kernel profile `profile: host` follows: the detected profile of this host's KVM (the
+   * kvm target's `profile`) when the model is compared with it; HOST_FALLBACK_PROFILE otherwise.
+   */
+  hostProfile?: KernelProfile;
 }
 
 export function createModelTarget(opts: ModelTargetOptions = {}): ModelTarget {
-  return new ModelTargetImpl(opts.checkEachStep ?? true);
+  return new ModelTargetImpl(opts.checkEachStep ?? true, opts.hostProfile);
 }
 
 class ModelTargetImpl implements ModelTarget {
@@ -78,13 +97,19 @@ class ModelTargetImpl implements ModelTarget {
   /** invariant violations already reported (only new ones fail a step) */
   private reported = new Set<string>();
 
-  constructor(private readonly checkEachStep: boolean) {}
+  constructor(
+    private readonly checkEachStep: boolean,
+    private readonly hostProfile: KernelProfile | undefined,
+  ) {}
 
   begin(_scenario: Scenario, ctx: RunContext): void {
     const cfg = ctx.vm;
-    const profile = modelProfileName(cfg.profile);
+    const base = modelProfile(cfg.profile, this.hostProfile);
+    // KVM_MEM_PCI_HOLE is an explicit opt-in, never part of a kernel profile
+    const kernelProfile = cfg.pci_hole === true ? withPciHole(base) : base;
+    const profile = kernelProfile.name;
     const kvm = new Kvm({
-      profile,
+      profile: kernelProfile,
       guestMemfd: guestMemfdFactory,
       backends: { [KVM_X86_SNP_VM]: snpBackendFactory, [KVM_X86_TDX_VM]: tdxBackendFactory },
     });
@@ -93,7 +118,7 @@ class ModelTargetImpl implements ModelTarget {
       throw new SkipScenario(`the ${profile} kernel profile has no ${cfg.type} VMs (KVM_CAP_VM_TYPES)`);
     }
     this.kvm = kvm;
-    this.vm = kvm.createVm({ type, options: backendOptions(cfg), rootLevel: cfg.type === 'tdx' && cfg.gpaw === 52 ? 5 : 4 });
+    this.vm = kvm.createVm({ type, options: backendOptions(cfg), ...(cfg.type === 'tdx' && { rootLevel: cfg.gpaw === 52 ? 5 : 4 }) });
     this.run = new ModelRun(kvm, this.vm, cfg);
     this.reported = new Set();
   }
@@ -102,6 +127,16 @@ class ModelTargetImpl implements ModelTarget {
     this.kvm = null;
     this.vm = null;
     this.run = null;
+  }
+
+  supports(op: TargetOpName): Support {
+    // a kernel profile without CONFIG_KVM_GUEST_MEMFD has no KVM_CREATE_GUEST_MEMFD (the real-KVM
+    // target skips the same way when the host lacks KVM_CAP_GUEST_MEMFD)
+    const kvm = this.kvm;
+    if (op === 'create_guest_memfd' && kvm?.profile.guestMemfd === false && this.run?.config.provider !== 'device_fd') {
+      return { ok: false, reason: `missing KVM_CAP_GUEST_MEMFD (the ${kvm.profile.name} kernel profile has no CONFIG_KVM_GUEST_MEMFD)` };
+    }
+    return { ok: true };
   }
 
   /** named invariants of `concurrent:` blocks: each runs the model's invariant checker */

@@ -91,6 +91,15 @@ export function parseU64(input: unknown): bigint {
 }
 
 /**
+ * An exact u64 uAPI field (docs/scenarios.md lists them): a JS number when it is below 2^53,
+ * else a bigint, so the model's overflow and alignment checks see every bit.
+ */
+export function parseU64Exact(input: unknown): number | bigint {
+  const v = parseU64(input);
+  return v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
+}
+
+/**
  * An unsigned number as a JS number: u64 uAPI fields (addresses, sizes, offsets).
  * Values above 2^53 keep their magnitude but not their low bits.
  */

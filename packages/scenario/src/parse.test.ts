@@ -215,3 +215,11 @@ steps:
     expect(parseScenario(withRet('0xC000_0100_0000_0001'), 'r.yaml').steps[0]!.expect.ret).toBe(0xc000010000000001n);
   });
 });
+
+describe('profiles', () => {
+  it('a scenario names `host` or one of the model kernel profiles, no other', async () => {
+    const { PROFILES } = await import('./schema.js');
+    const core = await import('@ccmem/core');
+    expect([...PROFILES].sort()).toEqual(['host', ...Object.keys(core.PROFILES)].sort());
+  });
+});

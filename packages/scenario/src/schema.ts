@@ -174,7 +174,8 @@ export type VmType = (typeof VM_TYPES)[number];
 export const VM_TYPE_NAMES: Readonly<Record<VmType, VmTypeName>> = { default: 'KVM_X86_DEFAULT_VM', 'sw-protected': 'KVM_X86_SW_PROTECTED_VM', snp: 'KVM_X86_SNP_VM', tdx: 'KVM_X86_TDX_VM' };
 export const PROVIDERS = ['guest_memfd', 'device_fd'] as const;
 export type Provider = (typeof PROVIDERS)[number];
-export const PROFILES = ['upstream', 'host', 'v6.18'] as const;
+/** `host`, and the model's named kernel profiles (@ccmem/core PROFILES; a test keeps them equal) */
+export const PROFILES = ['host', 'upstream', 'linux-6.18', 'linux-6.18-pvm', 'linux-6.18-pvm-no-gmem'] as const;
 export type Profile = (typeof PROFILES)[number];
 export const TARGET_NAMES = ['model', 'kvm'] as const;
 export type TargetName = (typeof TARGET_NAMES)[number];
@@ -182,7 +183,7 @@ export type TargetName = (typeof TARGET_NAMES)[number];
 const vmSchema = z.strictObject({
   type: z.enum(VM_TYPES),
   provider: z.enum(PROVIDERS).optional(),
-  /** kernel profile the expectations follow: `upstream` / `v6.18` (model only) or `host` (real KVM too) */
+  /** kernel profile the expectations follow: a named profile (model only) or `host` (real KVM too) */
   profile: z.enum(PROFILES).optional(),
   /* SEV-SNP backend options */
   directmap: z.enum(['split', 'unmap']).optional(),
@@ -195,6 +196,8 @@ const vmSchema = z.strictObject({
     if (n !== 48 && n !== 52) throw new Error(`gpaw is 48 or 52, got ${n}`);
     return n as 48 | 52;
   }).optional(),
+  /** offer the unmerged KVM_MEM_PCI_HOLE RFC (model only: no kernel has it) */
+  pci_hole: bool().optional(),
 });
 export type VmConfig = z.output<typeof vmSchema>;
 

@@ -21,7 +21,7 @@ function snpVm(options: Record<string, unknown> = {}, profile = 'upstream') {
 describe('SNP VM end to end', () => {
   it('LAUNCH_UPDATE argument checks follow the kernel profile (len 0; uaddr 0 / unaligned)', () => {
     const gfn = (4 * GiB) / PAGE_SIZE;
-    for (const profile of ['upstream', 'v6.18']) {
+    for (const profile of ['upstream', 'linux-6.18']) {
       const { kvm, vm, b, hva } = snpVm({}, profile);
       vm.setMemoryAttributes({ address: 4 * GiB, size: 2 * PAGE_SIZE, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
       kvm.process.mm.writeBytes(hva + 0x800, new Uint8Array(PAGE_SIZE).fill(9));
@@ -57,7 +57,7 @@ describe('SNP VM end to end', () => {
 
   it('PSC userspace errors follow the profile: upstream 0/EINVAL/EAGAIN only, anything else fails KVM_RUN', () => {
     const gfn = (4 * GiB) / PAGE_SIZE;
-    for (const profile of ['upstream', 'v6.18']) {
+    for (const profile of ['upstream', 'linux-6.18']) {
       const { vm, vcpu } = snpVm({}, profile);
       vm.enableCap({ cap: KVM_CAP_EXIT_HYPERCALL, args: [1 << 12] });
       const ghcb = (ret: number) => {

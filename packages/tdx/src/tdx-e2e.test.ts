@@ -205,7 +205,7 @@ describe('TDX VM end to end', () => {
   });
 
   it('INIT_MEM_REGION source_addr 0: EINVAL upstream, EFAULT (from the copy) in v6.18; unaligned is EINVAL in both', () => {
-    for (const [profile, errno] of [['upstream', 'EINVAL'], ['v6.18', 'EFAULT']] as const) {
+    for (const [profile, errno] of [['upstream', 'EINVAL'], ['linux-6.18', 'EFAULT']] as const) {
       const t = tdxVm({}, 4 * MiB, profile);
       const { vm, vcpu, b } = t;
       vm.memoryEncryptOp('tdx_init_vm', {});
@@ -221,7 +221,7 @@ describe('TDX VM end to end', () => {
   });
 
   it('MapGPA userspace errors follow the profile: upstream EAGAIN → RETRY, EINVAL → INVALID_OPERAND, else KVM_RUN EINVAL', () => {
-    for (const profile of ['upstream', 'v6.18']) {
+    for (const profile of ['upstream', 'linux-6.18']) {
       const t = tdxVm({}, 4 * MiB, profile);
       build(t);
       const { vm, vcpu } = t;

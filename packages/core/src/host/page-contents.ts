@@ -214,7 +214,8 @@ export class PageContents {
 
   /** little-endian load of `size` (1, 2, 4, 8) bytes inside one page */
   readValue(pfn: number, offset: number, size: number): bigint {
-    if ((offset & (size - 1)) === 0) {
+    // (sizes 3, 5, 6, 7 are the fragments of a page-crossing access: byte by byte below)
+    if ((size & (size - 1)) === 0 && (offset & (size - 1)) === 0) {
       // aligned: one line
       const l1 = this.lineAt(pfn, offset, false);
       if (l1 === 0) return 0n;
@@ -246,7 +247,7 @@ export class PageContents {
       return;
     }
     let lo = Number(v & 0xffffffffn);
-    let hi = size === 8 ? Number(v >> 32n) : 0;
+    let hi = size > 4 ? Number(v >> 32n) : 0;
     for (let i = 0; i < size; i++) {
       let byte: number;
       if (i < 4) {

@@ -42,7 +42,8 @@ describe('PhysMem', () => {
     m.freePage(p);
     expect(m.storedPages).toBe(0);
     expect(() => m.readValue(p, 4095, 2)).toThrow(RangeError);
-    expect(() => m.readValue(p, 0, 3)).toThrow(RangeError);
+    expect(() => m.readValue(p, 0, 9)).toThrow(RangeError);
+    expect(m.readValue(p, 4093, 3)).toBe(0n); // a page-crossing access's fragment
   });
 
   it('the zero page reads zero and refuses writes', () => {

@@ -308,7 +308,8 @@ export class PhysMem implements HostPhysMem {
 }
 
 function checkValueAccess(offset: number, size: number): void {
-  if (size !== 1 && size !== 2 && size !== 4 && size !== 8) throw new RangeError(`access size ${size} is not 1, 2, 4 or 8`);
+  // 1..8 bytes: a page-crossing access's fragments may be 3, 5, 6 or 7 bytes long
+  if (!Number.isInteger(size) || size < 1 || size > 8) throw new RangeError(`access size ${size} is not 1 to 8 bytes`);
   checkRange(offset, size);
 }
 

@@ -89,7 +89,7 @@ function beginAccess(kind: 'read' | 'write' | 'fetch'): Begin<'guest_read' | 'gu
 }
 
 function beginMemslot(v2: boolean): Begin<'set_user_memory_region' | 'set_user_memory_region2'> {
-  return (a: ArgsOf<'set_user_memory_region'> & { guest_memfd?: number; guest_memfd_offset?: number }, actor) => {
+  return (a: ArgsOf<'set_user_memory_region'> & { guest_memfd?: number; guest_memfd_offset?: number | bigint }, actor) => {
     const vm = actor.world.vm;
     if (vm.dead) return null;
     const region = {
@@ -103,8 +103,8 @@ function beginMemslot(v2: boolean): Begin<'set_user_memory_region' | 'set_user_m
     };
     const op = vm.memslots.beginSetUserMemoryRegion(region, { v2 });
     const old = op.old;
-    const lo = Math.min(region.guest_phys_addr / PAGE_SIZE, old ? old.baseGfn : Infinity);
-    const hi = Math.max((region.guest_phys_addr + region.memory_size) / PAGE_SIZE, old ? old.baseGfn + old.npages : 0);
+    const lo = Math.min(Number(region.guest_phys_addr) / PAGE_SIZE, old ? old.baseGfn : Infinity);
+    const hi = Math.max((Number(region.guest_phys_addr) + Number(region.memory_size)) / PAGE_SIZE, old ? old.baseGfn + old.npages : 0);
     return { active: { kind: 'memslot', op, lo, hi }, lo, hi };
   };
 }
@@ -122,13 +122,13 @@ const BEGIN: { readonly [K in TargetOpName]: Begin<K> | 'atomic' } = {
     const vcpu = w.vm.vcpu(a.vcpu);
     if (!vcpu) return null;
     w.currentVcpu.set(actor.index, a.vcpu);
-    const lo = Math.floor(a.gpa / PAGE_SIZE);
-    return { active: { kind: 'prefault', op: new PreFaultMemoryOp(vcpu, { gpa: a.gpa, size: a.size, flags: a.flags ?? 0 }) }, lo, hi: lo + Math.ceil(a.size / PAGE_SIZE) };
+    const lo = Math.floor(Number(a.gpa) / PAGE_SIZE);
+    return { active: { kind: 'prefault', op: new PreFaultMemoryOp(vcpu, { gpa: a.gpa, size: a.size, flags: a.flags ?? 0 }) }, lo, hi: lo + Math.ceil(Number(a.size) / PAGE_SIZE) };
   },
   set_memory_attributes(a, actor) {
     const op = actor.world.vm.beginSetMemoryAttributes({ address: a.address, size: a.size, attributes: a.attributes, flags: a.flags ?? 0 });
-    const lo = a.address / PAGE_SIZE;
-    const hi = (a.address + a.size) / PAGE_SIZE;
+    const lo = Number(a.address) / PAGE_SIZE;
+    const hi = (Number(a.address) + Number(a.size)) / PAGE_SIZE;
     return { active: { kind: 'attributes', op, lo, hi }, lo, hi };
   },
   set_user_memory_region: beginMemslot(false),

@@ -57,7 +57,9 @@ export const KVM_IOCTL_HANDLERS = {
   complete_mmio(a, m) {
     const vcpu = m.vcpu(a.vcpu);
     // KVM_RUN after a KVM_EXIT_MMIO: a read takes kvm_run.mmio.data; a write is done
-    return vcpu.pendingMmioRead ? accessOutcome(vcpu.completeMmioRead(a.data ?? 0n)) : {};
+    // a read takes kvm_run.mmio.data; a write is done; either may exit again for the next
+    // fragment of a page-crossing access
+    return vcpu.mmioNeeded ? accessOutcome(vcpu.completeMmio(a.data ?? 0n)) : {};
   },
   complete_hypercall(a, m) {
     const vcpu = m.vcpu(a.vcpu);
@@ -73,10 +75,10 @@ export const KVM_IOCTL_HANDLERS = {
       m.vcpu(a.vcpu).preFaultMemory(range);
     } catch (e) {
       // the remaining range is copied back even when the ioctl fails
-      if (isKvmError(e)) return { errno: e.code, gpa: range.gpa, size: range.size, detail: { check: e.check } };
+      if (isKvmError(e)) return { errno: e.code, gpa: Number(range.gpa), size: Number(range.size), detail: { check: e.check } };
       throw e;
     }
-    return { gpa: range.gpa, size: range.size };
+    return { gpa: Number(range.gpa), size: Number(range.size) };
   },
 
   assert(a, m) {

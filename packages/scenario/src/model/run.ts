@@ -30,7 +30,8 @@ export class ModelRun {
    */
   guestVcpu(id: number): Vcpu {
     const v = this.vcpu(id);
-    if (v.pendingMmioRead) v.completeMmioRead(0n);
+    // (every remaining fragment of a page-crossing access, too)
+    for (let i = 0; v.mmioNeeded && i < 16; i++) v.completeMmio(0n);
     return v;
   }
 

@@ -4,7 +4,7 @@
  * or name±offset, flags = flag list or number.
  */
 import { z } from 'zod';
-import { parseAddrExpr, parseFlags, parseNumber, parseU64, type AddrExpr, type FlagKind } from '../numbers.js';
+import { parseAddrExpr, parseFlags, parseNumber, parseU64, parseU64Exact, type AddrExpr, type FlagKind } from '../numbers.js';
 
 type Ctx = { issues: { push(issue: { code: 'custom'; message: string; input: unknown }): void } };
 
@@ -35,6 +35,8 @@ function sizeOf<const T extends number>(what: string, sizes: readonly T[], label
 
 /** u64 uAPI field as a JS number: `4096`, `0x1000`, `2MiB`. */
 export const num = () => field('a number', (v) => parseNumber(v)).describe('n');
+/** an exact u64 uAPI field (a range the kernel checks for overflow): a number below 2^53, a bigint above */
+export const u64Exact = () => field('a u64', (v) => parseU64Exact(v)).describe('u64');
 /** guest data value, all 64 bits */
 export const u64 = () => field('a 64-bit value', (v) => parseU64(v)).describe('v');
 /** address or handle: a number or `name±offset` naming an earlier step's result */

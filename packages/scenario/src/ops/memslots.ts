@@ -1,6 +1,6 @@
 /** Memslots: KVM_SET_USER_MEMORY_REGION[2]. */
 import { z } from 'zod';
-import { addr, flags, num } from './fields.js';
+import { addr, flags, num, u64Exact } from './fields.js';
 import { defineOp } from './op.js';
 
 /**
@@ -16,8 +16,8 @@ const memslotFields = {
   slot: num(),
   as_id: num().optional(),
   flags: flags('memslot').optional(),
-  guest_phys_addr: num(),
-  memory_size: num(),
+  guest_phys_addr: u64Exact(),
+  memory_size: u64Exact(),
   /** default 0 (allowed for guest_memfd slots, which need no hva) */
   userspace_addr: addr().default(0),
 };
@@ -29,7 +29,7 @@ export const MEMSLOT_OPS = {
     normalize: foldAsId,
   }),
   set_user_memory_region2: defineOp({
-    args: z.strictObject({ ...memslotFields, guest_memfd_offset: num().optional(), guest_memfd: addr().optional() }),
+    args: z.strictObject({ ...memslotFields, guest_memfd_offset: u64Exact().optional(), guest_memfd: addr().optional() }),
     does: '`KVM_SET_USER_MEMORY_REGION2`',
     needs: { caps: ['KVM_CAP_USER_MEMORY2'] },
     normalize: foldAsId,
