@@ -86,8 +86,8 @@ describe('KVM_PRE_FAULT_MEMORY', () => {
     expect(errnoOf(() => v2.preFaultMemory({ gpa: 0x40000000, size: 4096 }))).toBe('EINTR');
   });
 
-  it('without a TDP MMU (linux-6.18 profile) the call is EOPNOTSUPP', () => {
-    const { vcpu } = setup({ profile: 'linux-6.18' });
+  it('without a TDP MMU (linux-6.18-pvm profile) the call is EOPNOTSUPP', () => {
+    const { vcpu } = setup({ profile: 'linux-6.18-pvm' });
     expect(errnoOf(() => vcpu.preFaultMemory({ gpa: 0x40000000, size: 4096 }))).toBe('EOPNOTSUPP');
   });
 });
