@@ -119,6 +119,9 @@ describe('BTreeMap', () => {
           }
           expect(t.nextKey).toBe(r.next(p));
           expect(t.nextKeyAfter(p)).toBe(r.next(p));
+          // after a descent elsewhere, so the finger may or may not answer
+          t.seek(p ^ 0x55);
+          expect(t.hasKeyBetween(p, p + 50)).toBe(r.next(p) < p + 50);
         }
       }),
       { numRuns: 150 },

@@ -78,12 +78,14 @@ export class RangeMap {
     if (r.floorValue === value && r.nextKey >= end) return false;
     // the value just before `start` (NaN at key 0): a run starting at `start` with the same
     // value would not be a boundary
-    const before = r.floorKey < start ? r.floorValue : r.prevValue;
+    const floorKey = r.floorKey;
+    const nextKey = r.nextKey;
+    const before = floorKey < start ? r.floorValue : r.prevValue;
     // what lies at `end`: the value there and whether a run already starts there
     let endValue = 0;
     let runAtEnd = true;
     if (end < KEY_LIMIT) {
-      if (r.nextKey > end) {
+      if (nextKey > end) {
         // no boundary in (start, end]: the run holding start also holds end
         endValue = r.floorValue;
         runAtEnd = false;
@@ -93,8 +95,17 @@ export class RangeMap {
         runAtEnd = r.floorKey === end;
       }
     }
-    r.deleteRange(start, end);
-    if (before !== value) r.set(start, value);
+    if (nextKey >= end) {
+      // no run starts inside (start, end): at most the run at `start` itself changes, in
+      // place (one descent, the neighbourhood stays in the tree's finger)
+      if (floorKey === start) {
+        if (before !== value) r.set(start, value);
+        else r.delete(start);
+      } else if (before !== value) r.set(start, value);
+    } else {
+      r.deleteRange(start, end);
+      if (before !== value) r.set(start, value);
+    }
     if (end < KEY_LIMIT) {
       if (runAtEnd) {
         if (endValue === value) r.delete(end);
