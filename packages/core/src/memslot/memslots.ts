@@ -9,19 +9,18 @@
  * Structures, as in include/linux/kvm_host.h `struct kvm_memslots`: a gfn tree (base_gfn ->
  * slot, the kernel's gfn_tree rbtree; here a BTreeMap whose values index a slot table), an
  * hva interval tree (the kernel's hva_tree, walked by kvm_for_each_memslot_in_hva_range();
- * here @flatten-js/interval-tree, an augmented red-black tree) and the id hash. Each change
+ * here an augmented AVL IntervalTree over the same slot table) and the id hash. Each change
  * updates all three in O(log n); a gfn -> slot lookup is the last-used-slot cache, then one
  * B+ tree descent (search_memslots()), and never rebuilds anything.
  */
-import IntervalTree from '@flatten-js/interval-tree';
 import { BTreeMap } from '../btree-map.js';
+import { IntervalTree } from '../interval-tree.js';
 import { KVM_MEM_GUEST_MEMFD, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_PCI_HOLE, KVM_MEMSLOT_INVALID, PAGE_SIZE } from '../uapi.js';
 import { KvmMemorySlot } from './memslot.js';
 
-/** the slot's hva interval, closed as the interval tree wants it; null for a PCI hole slot (no hva) */
-function hvaKey(slot: KvmMemorySlot): [number, number] | null {
-  if (slot.flags & KVM_MEM_PCI_HOLE) return null;
-  return [slot.userspaceAddr, slot.userspaceAddr + slot.npages * PAGE_SIZE - 1];
+/** PCI hole slots have no hva and stay out of the hva tree */
+function hasHva(slot: KvmMemorySlot): boolean {
+  return (slot.flags & KVM_MEM_PCI_HOLE) === 0;
 }
 
 /** KVM_MEMSLOT_GEN_UPDATE_IN_PROGRESS is bit 63; the model keeps it as `updateInProgress`. */
@@ -36,8 +35,8 @@ export class KvmMemslots {
   /** the slots the gfn tree points at, by index; freed indexes are reused */
   private readonly table: (KvmMemorySlot | null)[] = [];
   private readonly freeIndexes: number[] = [];
-  /** hva tree: [userspace_addr, +npages*4096 - 1] -> slot (PCI hole slots have no hva) */
-  private readonly hvaTree = new IntervalTree<KvmMemorySlot>();
+  /** hva tree: [userspace_addr, +npages*4096) -> index into `table` (PCI hole slots have no hva) */
+  private readonly hvaTree = new IntervalTree();
   /** id hash: id -> slot */
   private readonly idHash = new Map<number, KvmMemorySlot>();
   /** slots->last_used_slot */
@@ -105,8 +104,7 @@ export class KvmMemslots {
    * true stops.
    */
   forEachMemslotInHvaRange(hvaStart: number, hvaEnd: number, cb: (slot: KvmMemorySlot) => boolean | void): void {
-    if (hvaStart >= hvaEnd || this.hvaTree.isEmpty()) return;
-    for (const slot of this.hvaTree.search([hvaStart, hvaEnd - 1])) if (cb(slot) === true) return;
+    this.hvaTree.forEachOverlap(hvaStart, hvaEnd, (i) => cb(this.table[i]!) === true);
   }
 
   /**
@@ -137,22 +135,33 @@ export class KvmMemslots {
 
   /** the slots held by the hva tree, by userspace_addr (for invariant checks) */
   hvaTreeSlots(): KvmMemorySlot[] {
-    return this.hvaTree.values;
+    return this.hvaTree.entries().map(([, , i]) => this.table[i]!);
   }
 
   /** kvm_replace_memslot(): old -> new (either may be null), in one set */
   replace(old: KvmMemorySlot | null, next: KvmMemorySlot | null): void {
+    if (old !== null && next !== null && old.baseGfn === next.baseGfn && old.npages === next.npages && hasHva(old) === hasHva(next) && old.userspaceAddr === next.userspaceAddr) {
+      // same gfn and hva ranges (the INVALID copy of a DELETE / MOVE, a FLAGS_ONLY change):
+      // the slot table entry is swapped in place, both trees stay as they are
+      const i = this.gfnTree.get(old.baseGfn, -1);
+      if (i >= 0 && this.table[i] === old) {
+        this.table[i] = next;
+        if (next.id !== old.id) this.idHash.delete(old.id);
+        this.idHash.set(next.id, next);
+        if (this.lastUsedSlot === old) this.lastUsedSlot = next;
+        return;
+      }
+    }
     if (old !== null) {
       if (next === null || next.id !== old.id) this.idHash.delete(old.id);
       if (this.lastUsedSlot === old) this.lastUsedSlot = next;
       const i = this.gfnTree.get(old.baseGfn, -1);
       if (i >= 0 && this.table[i] === old) {
         this.gfnTree.delete(old.baseGfn);
+        if (hasHva(old)) this.hvaTree.remove(old.userspaceAddr, i);
         this.table[i] = null;
         this.freeIndexes.push(i);
       }
-      const k = hvaKey(old);
-      if (k !== null) this.hvaTree.remove(k, old);
     }
     if (next !== null) {
       this.idHash.set(next.id, next);
@@ -160,13 +169,14 @@ export class KvmMemslots {
       this.table[i] = next;
       const prev = this.gfnTree.get(next.baseGfn, -1);
       if (prev >= 0) {
-        // a slot at the same base_gfn that `old` did not name: it leaves the gfn tree
+        // a slot at the same base_gfn that `old` did not name: it leaves both trees
+        const gone = this.table[prev]!;
+        if (hasHva(gone)) this.hvaTree.remove(gone.userspaceAddr, prev);
         this.table[prev] = null;
         this.freeIndexes.push(prev);
       }
       this.gfnTree.set(next.baseGfn, i);
-      const k = hvaKey(next);
-      if (k !== null) this.hvaTree.insert(k, next);
+      if (hasHva(next)) this.hvaTree.insert(next.userspaceAddr, next.userspaceAddr + next.npages * PAGE_SIZE, i);
     }
   }
 }
