@@ -24,20 +24,21 @@ const INNER = 64;
 const LEAF_MIN = LEAF >>> 2;
 const INNER_MIN = INNER >>> 2;
 const NONE = -1;
+const EMPTY_F64 = new Float64Array(0);
+const EMPTY_I32 = new Int32Array(0);
 
 export class BTreeMap {
-  /* leaves: keys, values, count, neighbours */
+  /* leaves: keys, values, and per leaf (count, next, prev) */
   private lk = new Float64Array(LEAF);
   private lv = new Int32Array(LEAF);
-  private lc = new Int32Array(1);
-  private lnext = new Int32Array(1);
-  private lprev = new Int32Array(1);
+  private lm = new Int32Array(3);
   private leafTop = 0;
   private leafFree: number[] = [];
   /* inner nodes: lower bounds, children, count */
-  private ik = new Float64Array(0);
-  private ic = new Int32Array(0);
-  private icnt = new Int32Array(0);
+  // no inner node until the first split (an empty array is shared: it is replaced, never written)
+  private ik = EMPTY_F64;
+  private ic = EMPTY_I32;
+  private icnt = EMPTY_I32;
   private innerTop = 0;
   private innerFree: number[] = [];
 
@@ -49,9 +50,9 @@ export class BTreeMap {
   private fingerLeaf = 0;
   private fingerLo = Infinity;
   private fingerHi = -Infinity;
-  /** the descent path: node and child index per inner level (1..height) */
-  private readonly pathNode = new Int32Array(40);
-  private readonly pathIdx = new Int32Array(40);
+  /** the descent path: node and child index per inner level (1..height); allocated with the first inner node */
+  private pathNode = EMPTY_I32;
+  private pathIdx = EMPTY_I32;
 
   /** results of seek(): the floor entry, the entry before it and the key after it */
   floorKey = NaN;
@@ -114,7 +115,7 @@ export class BTreeMap {
     const lk = this.lk;
     const base = leaf * LEAF;
     let lo = 0;
-    let hi = this.lc[leaf]! - 1;
+    let hi = this.lm[leaf * 3]! - 1;
     if (hi < 0 || lk[base]! > key) return -1;
     while (lo < hi) {
       const mid = (lo + hi + 1) >>> 1;
@@ -132,8 +133,8 @@ export class BTreeMap {
     const node = this.descend(key);
     const i = this.leafFloor(node, key);
     if (i >= 0) return this.lv[node * LEAF + i]!;
-    const p = this.lprev[node]!;
-    return p === NONE ? missing : this.lv[p * LEAF + this.lc[p]! - 1]!;
+    const p = this.lm[node * 3 + 2]!;
+    return p === NONE ? missing : this.lv[p * LEAF + this.lm[p * 3]! - 1]!;
   }
 
   /**
@@ -147,8 +148,8 @@ export class BTreeMap {
     let i = this.leafFloor(leaf, key);
     if (i < 0) {
       // the leaf's keys all exceed `key`: the floor is the previous leaf's last key
-      const p = this.lprev[leaf]!;
-      this.nextKey = this.lc[leaf]! > 0 ? this.lk[leaf * LEAF]! : this.firstKeyFrom(this.lnext[leaf]!);
+      const p = this.lm[leaf * 3 + 2]!;
+      this.nextKey = this.lm[leaf * 3]! > 0 ? this.lk[leaf * LEAF]! : this.firstKeyFrom(this.lm[leaf * 3 + 1]!);
       if (p === NONE) {
         this.floorKey = NaN;
         this.floorValue = 0;
@@ -156,17 +157,17 @@ export class BTreeMap {
         return false;
       }
       l = p;
-      i = this.lc[p]! - 1;
+      i = this.lm[p * 3]! - 1;
     } else {
-      this.nextKey = i + 1 < this.lc[leaf]! ? this.lk[leaf * LEAF + i + 1]! : this.firstKeyFrom(this.lnext[leaf]!);
+      this.nextKey = i + 1 < this.lm[leaf * 3]! ? this.lk[leaf * LEAF + i + 1]! : this.firstKeyFrom(this.lm[leaf * 3 + 1]!);
     }
     const base = l * LEAF;
     this.floorKey = this.lk[base + i]!;
     this.floorValue = this.lv[base + i]!;
     if (i > 0) this.prevValue = this.lv[base + i - 1]!;
     else {
-      const p = this.lprev[l]!;
-      this.prevValue = p === NONE ? NaN : this.lv[p * LEAF + this.lc[p]! - 1]!;
+      const p = this.lm[l * 3 + 2]!;
+      this.prevValue = p === NONE ? NaN : this.lv[p * LEAF + this.lm[p * 3]! - 1]!;
     }
     return true;
   }
@@ -179,7 +180,7 @@ export class BTreeMap {
   nextKeyAfter(key: number): number {
     const leaf = this.descend(key);
     const i = this.leafFloor(leaf, key) + 1;
-    return i < this.lc[leaf]! ? this.lk[leaf * LEAF + i]! : this.firstKeyFrom(this.lnext[leaf]!);
+    return i < this.lm[leaf * 3]! ? this.lk[leaf * LEAF + i]! : this.firstKeyFrom(this.lm[leaf * 3 + 1]!);
   }
 
   /**
@@ -189,7 +190,7 @@ export class BTreeMap {
   hasKeyBetween(lo: number, hi: number): boolean {
     if (this.fingerLo < this.fingerHi) {
       const f = this.fingerLeaf;
-      const c = this.lc[f]!;
+      const c = this.lm[f * 3]!;
       if (c > 0) {
         const first = this.lk[f * LEAF]!;
         const last = this.lk[f * LEAF + c - 1]!;
@@ -219,13 +220,13 @@ export class BTreeMap {
     if (i < 0 || this.lk[leaf * LEAF + i]! < lo) i++;
     while (leaf !== NONE) {
       const base = leaf * LEAF;
-      const c = this.lc[leaf]!;
+      const c = this.lm[leaf * 3]!;
       for (; i < c; i++) {
         const k = this.lk[base + i]!;
         if (k >= hi) return;
         if (cb(k, this.lv[base + i]!) === true) return;
       }
-      leaf = this.lnext[leaf]!;
+      leaf = this.lm[leaf * 3 + 1]!;
       i = 0;
     }
   }
@@ -243,7 +244,7 @@ export class BTreeMap {
     }
     this.n++;
     const at = i + 1;
-    const c = this.lc[leaf]!;
+    const c = this.lm[leaf * 3]!;
     if (c < LEAF) {
       this.leafInsertAt(leaf, at, key, value);
       return;
@@ -252,7 +253,7 @@ export class BTreeMap {
     // split: an append at the right end of the tree leaves the left leaf full (ascending
     // inserts then fill leaves completely); otherwise half and half
     const right = this.allocLeaf();
-    const appendAtEnd = at === c && this.lnext[leaf] === NONE;
+    const appendAtEnd = at === c && this.lm[leaf * 3 + 1] === NONE;
     const keep = appendAtEnd ? c : c >>> 1;
     const lk = this.lk;
     const lv = this.lv;
@@ -260,13 +261,13 @@ export class BTreeMap {
     const lb = leaf * LEAF;
     lk.copyWithin(rb, lb + keep, lb + c);
     lv.copyWithin(rb, lb + keep, lb + c);
-    this.lc[right] = c - keep;
-    this.lc[leaf] = keep;
-    const nx = this.lnext[leaf]!;
-    this.lnext[right] = nx;
-    this.lprev[right] = leaf;
-    if (nx !== NONE) this.lprev[nx] = right;
-    this.lnext[leaf] = right;
+    this.lm[right * 3] = c - keep;
+    this.lm[leaf * 3] = keep;
+    const nx = this.lm[leaf * 3 + 1]!;
+    this.lm[right * 3 + 1] = nx;
+    this.lm[right * 3 + 2] = leaf;
+    if (nx !== NONE) this.lm[nx * 3 + 2] = right;
+    this.lm[leaf * 3 + 1] = right;
     if (at <= keep && !appendAtEnd) this.leafInsertAt(leaf, at, key, value);
     else this.leafInsertAt(right, at - keep, key, value);
     this.insertInParent(1, leaf, this.lk[rb]!, right);
@@ -274,14 +275,14 @@ export class BTreeMap {
 
   private leafInsertAt(leaf: number, at: number, key: number, value: number): void {
     const base = leaf * LEAF;
-    const c = this.lc[leaf]!;
+    const c = this.lm[leaf * 3]!;
     if (at < c) {
       this.lk.copyWithin(base + at + 1, base + at, base + c);
       this.lv.copyWithin(base + at + 1, base + at, base + c);
     }
     this.lk[base + at] = key;
     this.lv[base + at] = value;
-    this.lc[leaf] = c + 1;
+    this.lm[leaf * 3] = c + 1;
   }
 
   /** adds (bound, right) just after `left` in the inner node at level h (the path's) */
@@ -296,6 +297,10 @@ export class BTreeMap {
       this.icnt[r] = 2;
       this.root = r;
       this.height++;
+      if (this.pathNode.length <= this.height) {
+        this.pathNode = new Int32Array(40);
+        this.pathIdx = new Int32Array(40);
+      }
       return;
     }
     const node = this.pathNode[h]!;
@@ -336,10 +341,10 @@ export class BTreeMap {
     const i = this.leafFloor(leaf, key);
     const base = leaf * LEAF;
     if (i < 0 || this.lk[base + i] !== key) return false;
-    const c = this.lc[leaf]!;
+    const c = this.lm[leaf * 3]!;
     this.lk.copyWithin(base + i, base + i + 1, base + c);
     this.lv.copyWithin(base + i, base + i + 1, base + c);
-    this.lc[leaf] = c - 1;
+    this.lm[leaf * 3] = c - 1;
     this.n--;
     if (c - 1 < LEAF_MIN && this.height > 0) this.rebalanceLeaf(leaf);
     return true;
@@ -355,17 +360,17 @@ export class BTreeMap {
     const left = this.ic[pb + rIdx - 1]!;
     const right = this.ic[pb + rIdx]!;
     void leaf;
-    const a = this.lc[left]!;
-    const b = this.lc[right]!;
+    const a = this.lm[left * 3]!;
+    const b = this.lm[right * 3]!;
     const lb = left * LEAF;
     const rb = right * LEAF;
     if (a + b <= LEAF) {
       this.lk.copyWithin(lb + a, rb, rb + b);
       this.lv.copyWithin(lb + a, rb, rb + b);
-      this.lc[left] = a + b;
-      const nx = this.lnext[right]!;
-      this.lnext[left] = nx;
-      if (nx !== NONE) this.lprev[nx] = left;
+      this.lm[left * 3] = a + b;
+      const nx = this.lm[right * 3 + 1]!;
+      this.lm[left * 3 + 1] = nx;
+      if (nx !== NONE) this.lm[nx * 3 + 2] = left;
       this.freeLeaf(right);
       this.innerRemoveAt(parent, rIdx);
       this.rebalanceInner(1);
@@ -379,8 +384,8 @@ export class BTreeMap {
       this.lv.copyWithin(rb + m, rb, rb + b);
       this.lk.copyWithin(rb, lb + want, lb + a);
       this.lv.copyWithin(rb, lb + want, lb + a);
-      this.lc[left] = want;
-      this.lc[right] = b + m;
+      this.lm[left * 3] = want;
+      this.lm[right * 3] = b + m;
     } else {
       // move right's first (want - a) entries to the end of left
       const m = want - a;
@@ -388,8 +393,8 @@ export class BTreeMap {
       this.lv.copyWithin(lb + a, rb, rb + m);
       this.lk.copyWithin(rb, rb + m, rb + b);
       this.lv.copyWithin(rb, rb + m, rb + b);
-      this.lc[left] = want;
-      this.lc[right] = b - m;
+      this.lm[left * 3] = want;
+      this.lm[right * 3] = b - m;
     }
     this.ik[pb + rIdx] = this.lk[rb]!;
   }
@@ -464,8 +469,8 @@ export class BTreeMap {
       let i = this.leafFloor(leaf, lo);
       let l = leaf;
       if (i < 0 || this.lk[leaf * LEAF + i]! < lo) i++;
-      if (i >= this.lc[leaf]!) {
-        l = this.lnext[leaf]!;
+      if (i >= this.lm[leaf * 3]!) {
+        l = this.lm[leaf * 3 + 1]!;
         i = 0;
         if (l === NONE) return removed;
       }
@@ -481,27 +486,26 @@ export class BTreeMap {
   private allocLeaf(): number {
     const f = this.leafFree.pop();
     const id = f ?? this.leafTop++;
-    if (id >= this.lc.length) {
-      const cap = this.lc.length * 2;
-      const grow = <T extends Float64Array | Int32Array>(a: T, len: number): T => {
-        const b = new (a.constructor as new (n: number) => T)(len);
-        b.set(a);
-        return b;
-      };
-      this.lk = grow(this.lk, cap * LEAF);
-      this.lv = grow(this.lv, cap * LEAF);
-      this.lc = grow(this.lc, cap);
-      this.lnext = grow(this.lnext, cap);
-      this.lprev = grow(this.lprev, cap);
+    if (id * 3 >= this.lm.length) {
+      const cap = (this.lm.length / 3) * 2;
+      const lk = new Float64Array(cap * LEAF);
+      lk.set(this.lk);
+      const lv = new Int32Array(cap * LEAF);
+      lv.set(this.lv);
+      const lm = new Int32Array(cap * 3);
+      lm.set(this.lm);
+      this.lk = lk;
+      this.lv = lv;
+      this.lm = lm;
     }
-    this.lc[id] = 0;
-    this.lnext[id] = NONE;
-    this.lprev[id] = NONE;
+    this.lm[id * 3] = 0;
+    this.lm[id * 3 + 1] = NONE;
+    this.lm[id * 3 + 2] = NONE;
     return id;
   }
 
   private freeLeaf(id: number): void {
-    this.lc[id] = 0;
+    this.lm[id * 3] = 0;
     this.leafFree.push(id);
   }
 
@@ -534,9 +538,9 @@ export class BTreeMap {
     const c = new BTreeMap();
     c.lk = this.lk.slice();
     c.lv = this.lv.slice();
-    c.lc = this.lc.slice();
-    c.lnext = this.lnext.slice();
-    c.lprev = this.lprev.slice();
+    c.lm = this.lm.slice();
+    c.pathNode = this.pathNode.length ? new Int32Array(40) : EMPTY_I32;
+    c.pathIdx = this.pathIdx.length ? new Int32Array(40) : EMPTY_I32;
     c.leafTop = this.leafTop;
     c.leafFree = this.leafFree.slice();
     c.ik = this.ik.slice();
@@ -556,9 +560,7 @@ export class BTreeMap {
     return (
       this.lk.byteLength +
       this.lv.byteLength +
-      this.lc.byteLength +
-      this.lnext.byteLength +
-      this.lprev.byteLength +
+      this.lm.byteLength +
       this.ik.byteLength +
       this.ic.byteLength +
       this.icnt.byteLength +
@@ -591,10 +593,10 @@ export class BTreeMap {
     let lastKey = -Infinity;
     const walk = (node: number, h: number, lo: number, hi: number, isRoot: boolean): void => {
       if (h === 0) {
-        const c = this.lc[node]!;
+        const c = this.lm[node * 3]!;
         if (!isRoot && c < LEAF_MIN) out.push(`leaf ${node} holds ${c} < ${LEAF_MIN} keys`);
-        if (this.lprev[node] !== prevLeaf) out.push(`leaf ${node}: prev link is ${this.lprev[node]}, expected ${prevLeaf}`);
-        if (prevLeaf !== NONE && this.lnext[prevLeaf] !== node) out.push(`leaf ${prevLeaf}: next link does not point to ${node}`);
+        if (this.lm[node * 3 + 2] !== prevLeaf) out.push(`leaf ${node}: prev link is ${this.lm[node * 3 + 2]}, expected ${prevLeaf}`);
+        if (prevLeaf !== NONE && this.lm[prevLeaf * 3 + 1] !== node) out.push(`leaf ${prevLeaf}: next link does not point to ${node}`);
         prevLeaf = node;
         for (let i = 0; i < c; i++) {
           const k = this.lk[node * LEAF + i]!;
@@ -616,7 +618,7 @@ export class BTreeMap {
       }
     };
     walk(this.root, this.height, -Infinity, Infinity, true);
-    if (prevLeaf !== NONE && this.lnext[prevLeaf] !== NONE) out.push('last leaf has a next link');
+    if (prevLeaf !== NONE && this.lm[prevLeaf * 3 + 1] !== NONE) out.push('last leaf has a next link');
     if (count !== this.n) out.push(`size is ${this.n}, the leaves hold ${count} keys`);
     return out;
   }

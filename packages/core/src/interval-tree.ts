@@ -13,15 +13,14 @@
  */
 
 const NIL = -1;
+const EMPTY_F64 = new Float64Array(0);
+const EMPTY_I32 = new Int32Array(0);
 
 export class IntervalTree {
-  private start = new Float64Array(16);
-  private end = new Float64Array(16);
-  private maxEnd = new Float64Array(16);
-  private value = new Int32Array(16);
-  private left = new Int32Array(16);
-  private right = new Int32Array(16);
-  private height = new Int32Array(16);
+  /** per node: start, end, maxEnd (allocated with the first insert) */
+  private f = EMPTY_F64;
+  /** per node: value, left, right, height */
+  private g = EMPTY_I32;
   private top = 0;
   private free: number[] = [];
   private root = NIL;
@@ -34,13 +33,13 @@ export class IntervalTree {
   /** adds [start, end) with `value`; the pair (start, value) must not be present */
   insert(start: number, end: number, value: number): void {
     const x = this.alloc();
-    this.start[x] = start;
-    this.end[x] = end;
-    this.maxEnd[x] = end;
-    this.value[x] = value;
-    this.left[x] = NIL;
-    this.right[x] = NIL;
-    this.height[x] = 1;
+    this.f[x * 3] = start;
+    this.f[x * 3 + 1] = end;
+    this.f[x * 3 + 2] = end;
+    this.g[x * 4] = value;
+    this.g[x * 4 + 1] = NIL;
+    this.g[x * 4 + 2] = NIL;
+    this.g[x * 4 + 3] = 1;
     this.root = this.insertAt(this.root, x);
     this.n++;
   }
@@ -70,84 +69,84 @@ export class IntervalTree {
   }
 
   private visit(x: number, lo: number, hi: number, cb: (value: number, start: number, end: number) => boolean | void): boolean {
-    if (x === NIL || this.maxEnd[x]! <= lo) return false;
-    if (this.visit(this.left[x]!, lo, hi, cb)) return true;
-    const s = this.start[x]!;
+    if (x === NIL || this.f[x * 3 + 2]! <= lo) return false;
+    if (this.visit(this.g[x * 4 + 1]!, lo, hi, cb)) return true;
+    const s = this.f[x * 3]!;
     if (s >= hi) return false; // everything to the right starts at s or later
-    if (this.end[x]! > lo && cb(this.value[x]!, s, this.end[x]!) === true) return true;
-    return this.visit(this.right[x]!, lo, hi, cb);
+    if (this.f[x * 3 + 1]! > lo && cb(this.g[x * 4]!, s, this.f[x * 3 + 1]!) === true) return true;
+    return this.visit(this.g[x * 4 + 2]!, lo, hi, cb);
   }
 
   private less(a: number, bStart: number, bValue: number): boolean {
-    const s = this.start[a]!;
-    return s < bStart || (s === bStart && this.value[a]! < bValue);
+    const s = this.f[a * 3]!;
+    return s < bStart || (s === bStart && this.g[a * 4]! < bValue);
   }
 
   private insertAt(t: number, x: number): number {
     if (t === NIL) return x;
-    if (this.less(x, this.start[t]!, this.value[t]!)) this.left[t] = this.insertAt(this.left[t]!, x);
-    else this.right[t] = this.insertAt(this.right[t]!, x);
+    if (this.less(x, this.f[t * 3]!, this.g[t * 4]!)) this.g[t * 4 + 1] = this.insertAt(this.g[t * 4 + 1]!, x);
+    else this.g[t * 4 + 2] = this.insertAt(this.g[t * 4 + 2]!, x);
     return this.balance(t);
   }
 
   private removeAt(t: number, start: number, value: number): number {
     if (t === NIL) return NIL;
-    const s = this.start[t]!;
-    const v = this.value[t]!;
-    if (start < s || (start === s && value < v)) this.left[t] = this.removeAt(this.left[t]!, start, value);
-    else if (start > s || value > v) this.right[t] = this.removeAt(this.right[t]!, start, value);
+    const s = this.f[t * 3]!;
+    const v = this.g[t * 4]!;
+    if (start < s || (start === s && value < v)) this.g[t * 4 + 1] = this.removeAt(this.g[t * 4 + 1]!, start, value);
+    else if (start > s || value > v) this.g[t * 4 + 2] = this.removeAt(this.g[t * 4 + 2]!, start, value);
     else {
       this.n--;
-      const l = this.left[t]!;
-      const r = this.right[t]!;
+      const l = this.g[t * 4 + 1]!;
+      const r = this.g[t * 4 + 2]!;
       this.free.push(t);
       if (l === NIL) return r;
       if (r === NIL) return l;
       // the successor (leftmost of the right subtree) takes t's place
       let m = r;
-      while (this.left[m] !== NIL) m = this.left[m]!;
-      this.right[m] = this.removeMin(r);
-      this.left[m] = l;
+      while (this.g[m * 4 + 1] !== NIL) m = this.g[m * 4 + 1]!;
+      this.g[m * 4 + 2] = this.removeMin(r);
+      this.g[m * 4 + 1] = l;
       return this.balance(m);
     }
     return this.balance(t);
   }
 
   private removeMin(t: number): number {
-    if (this.left[t] === NIL) return this.right[t]!;
-    this.left[t] = this.removeMin(this.left[t]!);
+    if (this.g[t * 4 + 1] === NIL) return this.g[t * 4 + 2]!;
+    this.g[t * 4 + 1] = this.removeMin(this.g[t * 4 + 1]!);
     return this.balance(t);
   }
 
   private h(t: number): number {
-    return t === NIL ? 0 : this.height[t]!;
+    return t === NIL ? 0 : this.g[t * 4 + 3]!;
   }
 
   private update(t: number): void {
-    const l = this.left[t]!;
-    const r = this.right[t]!;
+    const l = this.g[t * 4 + 1]!;
+    const r = this.g[t * 4 + 2]!;
     const hl = this.h(l);
     const hr = this.h(r);
-    this.height[t] = (hl > hr ? hl : hr) + 1;
-    let m = this.end[t]!;
-    if (l !== NIL && this.maxEnd[l]! > m) m = this.maxEnd[l]!;
-    if (r !== NIL && this.maxEnd[r]! > m) m = this.maxEnd[r]!;
-    this.maxEnd[t] = m;
+    this.g[t * 4 + 3] = (hl > hr ? hl : hr) + 1;
+    let m = this.f[t * 3 + 1]!;
+    if (l !== NIL && this.f[l * 3 + 2]! > m) m = this.f[l * 3 + 2]!;
+    if (r !== NIL && this.f[r * 3 + 2]! > m) m = this.f[r * 3 + 2]!;
+    this.f[t * 3 + 2] = m;
   }
 
   private rotateRight(t: number): number {
-    const l = this.left[t]!;
-    this.left[t] = this.right[l]!;
-    this.right[l] = t;
+    const l = this.g[t * 4 + 1]!;
+    this.g[t * 4 + 1] = this.g[l * 4 + 2]!;
+    this.g[l * 4 + 2] = t;
     this.update(t);
     this.update(l);
     return l;
   }
 
   private rotateLeft(t: number): number {
-    const r = this.right[t]!;
-    this.right[t] = this.left[r]!;
-    this.left[r] = t;
+    const r = this.g[t * 4 + 2]!;
+    this.g[t * 4 + 2] = this.g[r * 4 + 1]!;
+    this.g[r * 4 + 1] = t;
     this.update(t);
     this.update(r);
     return r;
@@ -155,15 +154,15 @@ export class IntervalTree {
 
   private balance(t: number): number {
     this.update(t);
-    const bf = this.h(this.left[t]!) - this.h(this.right[t]!);
+    const bf = this.h(this.g[t * 4 + 1]!) - this.h(this.g[t * 4 + 2]!);
     if (bf > 1) {
-      const l = this.left[t]!;
-      if (this.h(this.left[l]!) < this.h(this.right[l]!)) this.left[t] = this.rotateLeft(l);
+      const l = this.g[t * 4 + 1]!;
+      if (this.h(this.g[l * 4 + 1]!) < this.h(this.g[l * 4 + 2]!)) this.g[t * 4 + 1] = this.rotateLeft(l);
       return this.rotateRight(t);
     }
     if (bf < -1) {
-      const r = this.right[t]!;
-      if (this.h(this.right[r]!) < this.h(this.left[r]!)) this.right[t] = this.rotateRight(r);
+      const r = this.g[t * 4 + 2]!;
+      if (this.h(this.g[r * 4 + 2]!) < this.h(this.g[r * 4 + 1]!)) this.g[t * 4 + 2] = this.rotateRight(r);
       return this.rotateLeft(t);
     }
     return t;
@@ -173,20 +172,14 @@ export class IntervalTree {
     const f = this.free.pop();
     if (f !== undefined) return f;
     const id = this.top++;
-    if (id >= this.value.length) {
-      const cap = this.value.length * 2;
-      const g = <T extends Float64Array | Int32Array>(a: T): T => {
-        const b = new (a.constructor as new (n: number) => T)(cap);
-        b.set(a);
-        return b;
-      };
-      this.start = g(this.start);
-      this.end = g(this.end);
-      this.maxEnd = g(this.maxEnd);
-      this.value = g(this.value);
-      this.left = g(this.left);
-      this.right = g(this.right);
-      this.height = g(this.height);
+    if (id * 4 >= this.g.length) {
+      const cap = Math.max(16, (this.g.length / 4) * 2);
+      const f = new Float64Array(cap * 3);
+      f.set(this.f);
+      const g = new Int32Array(cap * 4);
+      g.set(this.g);
+      this.f = f;
+      this.g = g;
     }
     return id;
   }
@@ -198,19 +191,19 @@ export class IntervalTree {
     const walk = (t: number, lo: [number, number] | null, hi: [number, number] | null): void => {
       if (t === NIL) return;
       count++;
-      const s = this.start[t]!;
-      const v = this.value[t]!;
+      const s = this.f[t * 3]!;
+      const v = this.g[t * 4]!;
       if (lo && (s < lo[0] || (s === lo[0] && v <= lo[1]))) out.push(`node (${s}, ${v}) is not above its left bound`);
       if (hi && (s > hi[0] || (s === hi[0] && v >= hi[1]))) out.push(`node (${s}, ${v}) is not below its right bound`);
-      walk(this.left[t]!, lo, [s, v]);
-      walk(this.right[t]!, [s, v], hi);
-      const hl = this.h(this.left[t]!);
-      const hr = this.h(this.right[t]!);
+      walk(this.g[t * 4 + 1]!, lo, [s, v]);
+      walk(this.g[t * 4 + 2]!, [s, v], hi);
+      const hl = this.h(this.g[t * 4 + 1]!);
+      const hr = this.h(this.g[t * 4 + 2]!);
       if (Math.abs(hl - hr) > 1) out.push(`node (${s}, ${v}) is out of balance (${hl} vs ${hr})`);
-      if (this.height[t] !== Math.max(hl, hr) + 1) out.push(`node (${s}, ${v}) has a stale height`);
-      let m = this.end[t]!;
-      for (const c of [this.left[t]!, this.right[t]!]) if (c !== NIL) m = Math.max(m, this.maxEnd[c]!);
-      if (this.maxEnd[t] !== m) out.push(`node (${s}, ${v}) has a stale max end`);
+      if (this.g[t * 4 + 3] !== Math.max(hl, hr) + 1) out.push(`node (${s}, ${v}) has a stale height`);
+      let m = this.f[t * 3 + 1]!;
+      for (const c of [this.g[t * 4 + 1]!, this.g[t * 4 + 2]!]) if (c !== NIL) m = Math.max(m, this.f[c * 3 + 2]!);
+      if (this.f[t * 3 + 2] !== m) out.push(`node (${s}, ${v}) has a stale max end`);
     };
     walk(this.root, null, null);
     if (count !== this.n) out.push(`size is ${this.n}, the tree holds ${count}`);
@@ -219,6 +212,6 @@ export class IntervalTree {
 
   /** bytes held by the node arrays */
   byteLength(): number {
-    return this.value.length * (8 * 3 + 4 * 4) + this.free.length * 8;
+    return this.f.byteLength + this.g.byteLength + this.free.length * 8;
   }
 }
