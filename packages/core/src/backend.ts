@@ -383,6 +383,13 @@ export interface KernelProfile {
    * KVM_EXIT_MEMORY_FAULT (upstream since v6.12). Absent means false (upstream).
    */
   readonly unfaultableHvaEmulatesMmio?: boolean;
+  /**
+   * kvm.tdp_enabled (kvm_intel.ept / kvm_amd.npt): false means every VM's guest paging is
+   * shadowed by the shadow MMU. Absent means true.
+   */
+  readonly tdpEnabled?: boolean;
+  /** kvm.tdp_mmu: the TDP MMU (rather than the shadow MMU in direct mode) serves TDP. Absent means true. */
+  readonly tdpMmu?: boolean;
 }
 
 /** The VM as a memory provider (guest_memfd, device fd) sees it. */

@@ -7,6 +7,7 @@ import { KVM_MEMSLOT_INVALID, PAGE_SIZE, PG_LEVEL_4K, pagesPerHpage } from './ua
 import { KVM_FILTER_PRIVATE, KVM_FILTER_SHARED } from './backend.js';
 import { disallowLpage } from './mmu/hugepage.js';
 import type { Vm } from './vm.js';
+import { checkShadowMmu } from './mmu/shadow/shadow-invariants.js';
 
 export interface InvariantOptions {
   /** stop after this many 4K pages of huge leaves were checked page by page */
@@ -81,6 +82,24 @@ export function checkVmInvariants(vm: Vm, opts: InvariantOptions = {}): string[]
     }
   });
   if (vm.backend?.checkInvariants) out.push(...vm.backend.checkInvariants());
+  const shadow = vm.shadowMmuIfUsed;
+  if (shadow) {
+    const mem = vm.guestMemory;
+    out.push(
+      ...checkShadowMmu(shadow, {
+        gfnToMemslot: (gfn) => vm.gfnToMemslot(gfn),
+        readGpte: (gpa, o) => mem.readGpte(gpa, o),
+        gpteRole: (nested) => {
+          for (const v of vm.vcpus) {
+            if (nested && v.paging.nested) return v.paging.nested.ctx.role;
+            if (!nested) return v.paging.cpuRole;
+          }
+          return null;
+        },
+        ...(opts.allowInvalidSlots ? { allowInvalidSlots: true } : {}),
+      }),
+    );
+  }
   return out;
 }
 

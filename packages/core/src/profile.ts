@@ -61,8 +61,21 @@ export const LINUX_6_18_PROFILE: KernelProfile = Object.freeze({
   unfaultableHvaEmulatesMmio: true,
 });
 
+/**
+ * Upstream with kvm_intel.ept=0 / kvm_amd.npt=0 (tdp_enabled = false): every VM's guest
+ * paging is shadowed by the shadow MMU, and the VM types that need TDP are not offered.
+ */
+export const UPSTREAM_SHADOW_PROFILE: KernelProfile = Object.freeze({
+  ...UPSTREAM_PROFILE,
+  name: 'upstream-shadow',
+  preFaultMemory: false,
+  tdpEnabled: false,
+  tdpMmu: false,
+});
+
 export const PROFILES: Readonly<Record<string, KernelProfile>> = Object.freeze({
   upstream: UPSTREAM_PROFILE,
+  'upstream-shadow': UPSTREAM_SHADOW_PROFILE,
   'linux-6.18': LINUX_6_18_PROFILE,
 });
 

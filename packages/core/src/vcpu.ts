@@ -13,6 +13,7 @@ import { KvmPageFault, kvmMmuFaultinPfn, kvmTdpMmuMapFault } from './mmu/page-fa
 import { RET_PF_CONTINUE } from './mmu/mmu-internal.js';
 import type { Vm } from './vm.js';
 import { preFaultMemory, type KvmPreFaultMemory } from './prefault.js';
+import { VcpuPaging } from './mmu/shadow/vcpu-paging.js';
 import { GuestAccessOp, WRITE_DONE, checkAccessSize, pageOffset, type GuestAccessOpOptions } from './guest-access-op.js';
 
 export type GuestAccessKind = 'read' | 'write' | 'fetch';
@@ -37,7 +38,7 @@ export interface GuestAccessResult {
   value?: bigint;
   exit?: KvmRunExit;
   errno?: ErrnoName;
-  exception?: { vector: string; reason: string };
+  exception?: { vector: string; reason: string; errorCode?: number; address?: number };
   /** why the access ended where it did (kernel rule), for explanations */
   reason?: string;
 }
@@ -56,6 +57,8 @@ export class Vcpu {
   /** RMP #NPF / retry loop count of the last access (seed 002's loop) */
   lastAccessRetries = 0;
   readonly fault = new KvmPageFault();
+  /** CR0/CR3/CR4/EFER, gva accesses, and the shadow MMU's per-vCPU roots */
+  readonly paging: VcpuPaging = new VcpuPaging(this);
   /** the access the synchronous driver runs (reused: no allocation per access) */
   private readonly syncOp: GuestAccessOp = new GuestAccessOp(this, undefined, { runsToCompletion: true });
 
@@ -98,6 +101,9 @@ export class Vcpu {
       return { errno: 'EINTR', reason: 'signal pending at KVM_RUN' };
     }
     checkAccessSize(size);
+    // shadow MMU (tdp_enabled = false): with paging off a gpa is also the gva
+    if (!vm.tdpEnabled && this.paging.cpuRole.level > 0) fail('EINVAL', 'guest paging is on: access guest memory by gva (vcpu.paging.access)');
+    if (!vm.tdpEnabled && pageOffset(gpa) + size <= PAGE_SIZE) return this.paging.access({ gva: gpa, size, kind, value });
     const pageOff = pageOffset(gpa);
     if (pageOff + size > PAGE_SIZE) return this.splitAccess({ gpa, size, kind, value, private: isPrivate });
     this.lastExit = null;
@@ -146,6 +152,7 @@ export class Vcpu {
   /** one page: the vCPU's reusable GuestAccessOp, run to completion */
   private accessOnePage(a: GuestAccess): GuestAccessResult {
     this.lastAccessRetries = 0;
+    if (!this.vm.tdpEnabled) return this.paging.access({ gva: a.gpa, size: a.size, kind: a.kind, ...(a.value !== undefined ? { value: a.value } : {}) });
     const op = this.syncOp.reset(a);
     while (!op.step());
     return op.result();

@@ -65,6 +65,10 @@ import { SetMemoryAttributesOp, kvmSupportedMemAttributes, type KvmMemoryAttribu
 import type { AttributesVm } from './attributes-vm.js';
 import { runOp, type KernelOp } from './steps.js';
 import { Vcpu } from './vcpu.js';
+import { ShadowMmu } from './mmu/shadow/shadow-mmu.js';
+import { EPT_SPTE, LEGACY_SPTE } from './mmu/shadow/mmu-page.js';
+import { VmGuestMemory } from './mmu/shadow/guest-memory.js';
+import { ZERO_PFN } from './host/phys-mem.js';
 
 /** KVM_MAX_VCPU_IDS on x86 */
 export const KVM_MAX_VCPU_IDS = 4096;
@@ -121,6 +125,8 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
   private refs = 1;
   private readonly guestMemfd: GuestMemfdFactory | null;
   private readonly unsubscribeMmuNotifier: () => void;
+  private shadow: ShadowMmu | null = null;
+  private guestMem: VmGuestMemory | null = null;
 
   constructor(opts: VmOptions) {
     this.vmType = opts.type;
@@ -154,6 +160,64 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
   }
 
   /* ------------------------------------------------------------------ state ------------- */
+
+  /** tdp_enabled: the hardware translates gpas (EPT/NPT); false: guest paging is shadowed */
+  get tdpEnabled(): boolean {
+    return this.profile.tdpEnabled ?? true;
+  }
+
+  /**
+   * The shadow MMU's pages (created on first use): every guest page table when TDP is off,
+   * and an L2's nested EPT when it is on (the rmap-based MMU of arch/x86/kvm/mmu/mmu.c).
+   */
+  get shadowMmu(): ShadowMmu {
+    if (this.shadow === null) {
+      const vm = this;
+      const mem = this.guestMemory;
+      this.shadow = new ShadowMmu(
+        {
+          gfnToMemslot: (gfn) => vm.gfnToMemslot(gfn),
+          markPageDirty: (slot, gfn) => vm.markPageDirty(slot, gfn),
+          flushRemoteTlbs: () => vm.flushRemoteTlbs(),
+          prefetchPfn: (slot, gfn) => {
+            // gfn_to_page_many_atomic(): only pages the host already maps writable
+            const pfn = vm.process.mm.peekPfn(slot.userspaceAddr + (gfn - slot.baseGfn) * PAGE_SIZE);
+            return pfn === ZERO_PFN ? -1 : pfn;
+          },
+          get mmuInvalidateInProgress() {
+            return vm.mmuInvalidate.inProgress;
+          },
+          readGpte: (gpa, out) => mem.readGpte(gpa, out),
+        },
+        { format: this.tdpEnabled ? EPT_SPTE : LEGACY_SPTE, maxMmuPages: this.defaultMmuPages() },
+      );
+    }
+    return this.shadow;
+  }
+
+  /** the shadow MMU if it was ever used (hooks skip it otherwise) */
+  get shadowMmuIfUsed(): ShadowMmu | null {
+    return this.shadow;
+  }
+
+  /** guest memory as KVM reads guest page tables (through the memslots' hvas) */
+  get guestMemory(): VmGuestMemory {
+    return (this.guestMem ??= new VmGuestMemory(this));
+  }
+
+  /** mark_page_dirty_in_slot() */
+  markPageDirty(slot: KvmMemorySlot, gfn: number): void {
+    if (slot.dirtyBitmap) this.dirtyLog.markPageDirtyInSlot(slot, gfn);
+  }
+
+  /** kvm_mmu_calculate_default_mmu_pages(): 20 per mille of the guest's pages, at least 64 */
+  private defaultMmuPages(): number {
+    let pages = 0;
+    this.forEachMemslotInGfnRange(0, Number.MAX_SAFE_INTEGER, (slot) => {
+      pages += slot.npages;
+    });
+    return Math.max(64, Math.floor((pages * 20) / 1000));
+  }
 
   get dead(): boolean {
     return this.deadReason !== null;
@@ -272,11 +336,18 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
     if (this.vmType === KVM_X86_DEFAULT_VM) flush = this.mmu.zapAllDirect();
     else flush = this.mmu.zapGfnRange(start, end, KVM_FILTER_PRIVATE | KVM_FILTER_SHARED);
     if (flush) this.flushRemoteTlbs();
+    // the shadow MMU: kvm_mmu_zap_all_fast() (KVM_X86_QUIRK_SLOT_ZAP_ALL) or the slot's rmaps
+    if (this.shadow) {
+      if (this.vmType === KVM_X86_DEFAULT_VM) this.shadow.zapAllFast();
+      else this.shadow.unmapGfnRange(start, end);
+    }
   }
 
   /** kvm_arch_commit_memory_region() / kvm_mmu_slot_apply_flags() */
   /** @internal */
   archCommitMemoryRegion(change: MemslotChange, old: KvmMemorySlot | null, next: KvmMemorySlot | null): void {
+    // kvm_mmu_change_mmu_pages(kvm_mmu_calculate_default_mmu_pages()) on CREATE / DELETE
+    if (this.shadow && (change === 'CREATE' || change === 'DELETE')) this.shadow.setMaxMmuPages(this.defaultMmuPages());
     if (change !== 'FLAGS_ONLY' || !old || !next) return;
     const wasLogging = kvmSlotDirtyTrackEnabled(old);
     const logging = kvmSlotDirtyTrackEnabled(next);
@@ -286,7 +357,13 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
       // KVM_CLEAR_DIRTY_LOG write-protects).
       const split = this.mmu.splitHugePages(next.baseGfn, next.baseGfn + next.npages, PG_LEVEL_4K);
       if (split > 0) this.tracer.emit('kvm_mmu_eager_split', { slot: next.id, sptes: split });
+      // kvm_shadow_mmu_try_split_huge_pages(): only with the TDP MMU on, i.e. nested pages
+      if (this.shadow && this.tdpEnabled) {
+        const n = this.shadow.trySplitHugePages(next.baseGfn, next.baseGfn + next.npages, PG_LEVEL_4K);
+        if (n > 0) this.tracer.emit('kvm_mmu_shadow_eager_split', { slot: next.id, sptes: n });
+      }
       if (!this.dirtyLog.initiallySet) this.mmu.writeProtectGfnRange(next.baseGfn, next.baseGfn + next.npages);
+      if (this.shadow && !this.dirtyLog.initiallySet) this.shadow.slotRemoveWriteAccess(next.baseGfn, next.baseGfn + next.npages, PG_LEVEL_4K);
       this.flushRemoteTlbs();
     }
   }
@@ -326,6 +403,7 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
   mmuUnmapGfnRange(start: number, end: number, filter: number): void {
     this.mmuInvalidate.rangeAdd(start, end);
     if (this.mmu.zapGfnRange(start, end, filter)) this.flushRemoteTlbs();
+    if (this.shadow && filter & KVM_FILTER_SHARED) this.shadow.unmapGfnRange(start, end);
   }
 
   mmuInvalidateEnd(): void {
@@ -663,6 +741,7 @@ class VmMemslotHooks implements MemslotHooks {
 
   enableDirtyLogPtMasked(slot: KvmMemorySlot, gfnOffset: number, mask: number): void {
     this.vm.mmu.writeProtectGfnMask(slot.baseGfn + gfnOffset, mask);
+    this.vm.shadowMmuIfUsed?.writeProtectGfnMask(slot.baseGfn + gfnOffset, mask);
   }
 
   flushRemoteTlbs(): void {
