@@ -188,6 +188,7 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
             return vm.mmuInvalidate.inProgress;
           },
           readGpte: (gpa, out) => mem.readGpte(gpa, out),
+          readGptes: (gpa, n, lo, hi) => mem.readGptes(gpa, n, lo, hi),
         },
         { format: this.tdpEnabled ? EPT_SPTE : LEGACY_SPTE, maxMmuPages: this.defaultMmuPages() },
       );
@@ -203,6 +204,11 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
   /** guest memory as KVM reads guest page tables (through the memslots' hvas) */
   get guestMemory(): VmGuestMemory {
     return (this.guestMem ??= new VmGuestMemory(this));
+  }
+
+  /** kvm_memslots(kvm)->generation of address space 0 */
+  memslotGeneration(): number {
+    return this.memslots.slots.memslots(0).generation;
   }
 
   /** mark_page_dirty_in_slot() */

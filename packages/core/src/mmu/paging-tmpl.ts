@@ -71,8 +71,19 @@ export function gpteToGfn(lo: number, hi: number): number {
 
 /** PT64_INDEX(addr, level): 9 bits of the address per level above bit 12 */
 export function pt64Index(addr: number, level: number): number {
-  if (level <= 2) return ((addr >>> 0) >>> (12 + 9 * (level - 1))) & 511;
-  return Math.floor(addr / 2 ** (12 + 9 * (level - 1))) % 512;
+  const lo = addr >>> 0; // the low 32 bits of a non-negative integer below 2^53
+  switch (level) {
+    case 1:
+      return (lo >>> 12) & 511;
+    case 2:
+      return (lo >>> 21) & 511;
+    case 3:
+      return ((lo >>> 30) | ((addr > 0xffffffff ? Math.floor(addr / TWO_32) : 0) << 2)) & 511;
+    case 4:
+      return ((addr > 0xffffffff ? Math.floor(addr / TWO_32) : 0) >>> 7) & 511;
+    default:
+      return ((addr > 0xffffffff ? Math.floor(addr / TWO_32) : 0) >>> 16) & 511;
+  }
 }
 
 /** rsvd_bits(s, e) of the half that holds them, for the high bits above MAXPHYADDR (s >= 32) */

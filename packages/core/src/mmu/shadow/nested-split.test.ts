@@ -28,7 +28,7 @@ function nestedGuest(splitWithAccAll = false) {
   ept.map(L2_A, TARGET, { level: 2, read: true, write: true, exec: true, accessed: true, dirty: true });
   ept.map(L2_B, TARGET, { level: 2, read: true, write: false, exec: true, accessed: true });
   vm.shadowMmu.splitWithAccAll = splitWithAccAll;
-  vcpu.paging.enterGuestMode(ept.root | VMX_EPTP_PWL_4 | VMX_EPTP_MT_WB | VMX_EPTP_AD_ENABLE_BIT);
+  vcpu.paging.enterGuestMode(ept.root + (VMX_EPTP_PWL_4 | VMX_EPTP_MT_WB | VMX_EPTP_AD_ENABLE_BIT));
   return { kvm, vm, vcpu, hva, ept };
 }
 

@@ -89,6 +89,31 @@ export class Rmap {
     return count;
   }
 
+  /**
+   * pte_list_add() for the `n` (<= 512) consecutive gfns from `gfn` (aligned to 512 at
+   * `level`'s granularity) mapped by spteps `sptep0 + i`: one head block, the single-SPTE case
+   * written directly. Returns how many heads already had SPTEs.
+   */
+  addRun(gfn: number, level: number, sptep0: number, n: number): number {
+    const idx = Rmap.index(gfn, level);
+    const key = Math.floor(idx / 512);
+    let block = this.blocks[level]!.get(key);
+    if (!block) {
+      block = new Int32Array(512);
+      this.blocks[level]!.set(key, block);
+    }
+    const at0 = idx % 512;
+    let shared = 0;
+    for (let i = 0; i < n; i++) {
+      if (block[at0 + i] === 0) block[at0 + i] = sptep0 + i + 1;
+      else {
+        this.add(gfn + i * 2 ** (9 * (level - 1)), level, sptep0 + i);
+        shared++;
+      }
+    }
+    return shared;
+  }
+
   /** pte_list_remove(): false (the kernel's KVM_BUG_ON) when the SPTE is not in the list */
   remove(gfn: number, level: number, sptep: number): boolean {
     const h = this.head(gfn, level, false);

@@ -70,6 +70,8 @@ export interface ShadowMmuHost {
   readonly mmuInvalidateInProgress: number;
   /** kvm_vcpu_read_guest_atomic() of one gpte (sync, gpte_changed, prefetch) */
   readGpte(gpa: number, out: GpteHalves): boolean;
+  /** kvm_vcpu_read_guest_atomic() of `n` consecutive gptes of one page */
+  readGptes(gpa: number, n: number, lo: Int32Array, hi: Int32Array): boolean;
 }
 
 /** kvm->stat: the shadow MMU's counters under the kernel's names (x86.c kvm_vm_stats_desc) */
@@ -987,6 +989,7 @@ export class ShadowMmu {
    * the next write only needs to log the page) on every leaf from `startLevel` up.
    */
   slotRemoveWriteAccess(start: number, end: number, startLevel: number): boolean {
+    if (end - start > 4096 * 512) return this.removeWriteAccessLeaves(start, end, startLevel);
     let flush = false;
     for (let level = startLevel; level <= 3; level++) {
       this.forEachRmapInRange(start, end, level, (gfn) => {
@@ -1011,6 +1014,25 @@ export class ShadowMmu {
   /** kvm_zap_rmap() over [start, end) at every level: the mmu-notifier's unmap */
   unmapGfnRange(start: number, end: number): boolean {
     let flush = false;
+    if (end - start > 4096 * 512) {
+      // a whole slot: every leaf mapping a gfn of the range, page by page (the SPTEs the
+      // rmap walk would visit)
+      this.forEachPage((sp) => {
+        const level = this.spLevel(sp);
+        if (!this.pool.presentCount[sp]) return;
+        const pages = 2 ** (9 * (level - 1));
+        for (let i = 0; i < 512; i++) {
+          const lo = this.spteLo(sp * 512 + i);
+          if (!ShadowMmu.isPresent(lo) || !ShadowMmu.isLast(lo, level)) continue;
+          const g = this.getGfn(sp, i);
+          if (g + pages <= start || g >= end) continue;
+          this.dropSpte(sp * 512 + i);
+          flush = true;
+        }
+      });
+      if (flush) this.flushRemoteTlbs();
+      return flush;
+    }
     for (let level = 1; level <= 3; level++) {
       this.forEachRmapInRange(start, end, level, (gfn) => {
         this.rmap.forEach(gfn, level, (sptep) => {
@@ -1023,33 +1045,61 @@ export class ShadowMmu {
     return flush;
   }
 
-  /** the head gfns of rmaps at `level` overlapping [start, end) that hold SPTEs */
+  /**
+   * The rmap heads at `level` overlapping [start, end) (walk_slot_rmaps). A small range is
+   * walked head by head; a large one (a whole slot) by walking the live pages' leaves, which
+   * visits the same SPTEs without touching every gfn of the range.
+   */
   private forEachRmapInRange(start: number, end: number, level: number, cb: (gfn: number) => void): void {
     const pages = 2 ** (9 * (level - 1));
-    const gfns: number[] = [];
-    // the live leaves at this level (the model's rmap blocks are sparse; walking the pages
-    // with leaves at this level finds them without scanning the range)
+    const first = Math.floor(start / pages);
+    const last = Math.floor((end - 1) / pages);
+    if (last - first < 4096) {
+      for (let i = first; i <= last; i++) cb(i * pages);
+      return;
+    }
+    const heads = new Set<number>();
     this.forEachPage((sp) => {
       if (this.spLevel(sp) !== level || !this.pool.presentCount[sp]) return;
-      const spSpan = pages * 512;
-      const first = this.spGfnSpanStart(sp);
-      if (roleDirect(this.role[sp]!) && (first >= end || first + spSpan <= start)) return;
       for (let i = 0; i < 512; i++) {
         const lo = this.spteLo(sp * 512 + i);
         if (!ShadowMmu.isPresent(lo) || !ShadowMmu.isLast(lo, level)) continue;
         const g = this.getGfn(sp, i);
-        if (g + pages > start && g < end) gfns.push(g);
+        if (g + pages > start && g < end) heads.add(g - (g % pages));
       }
     });
-    const seen = new Set<number>();
-    for (const g of gfns) {
-      if (seen.has(g)) continue;
-      seen.add(g);
-      cb(g);
-    }
+    for (const g of heads) cb(g);
   }
-  private spGfnSpanStart(sp: number): number {
-    return this.pool.gfnBase[sp]!;
+
+  /**
+   * kvm_mmu_slot_remove_write_access() over a whole slot, leaf by leaf: the same SPTEs the
+   * rmap walk visits, with W cleared and MMU-writable kept.
+   */
+  private removeWriteAccessLeaves(start: number, end: number, startLevel: number): boolean {
+    let flush = false;
+    const f = this.format;
+    void f;
+    this.forEachPage((sp) => {
+      const level = this.spLevel(sp);
+      if (level < startLevel || !this.pool.presentCount[sp]) return;
+      const pages = 2 ** (9 * (level - 1));
+      const w = this.pool.words(sp);
+      const base = SptPool.base(sp);
+      const direct = roleDirect(this.role[sp]!);
+      if (direct) {
+        const g0 = this.pool.gfnBase[sp]!;
+        if (g0 >= end || g0 + pages * 512 <= start) return;
+      }
+      for (let i = 0; i < 512; i++) {
+        const lo = w[base + 2 * i]!;
+        if (!(lo & PT_WRITABLE_LO) || !(lo & SPTE_MMU_PRESENT_LO) || !ShadowMmu.isLast(lo, level)) continue;
+        const g = this.getGfn(sp, i);
+        if (g + pages <= start || g >= end) continue;
+        w[base + 2 * i] = lo & ~PT_WRITABLE_LO;
+        flush = true;
+      }
+    });
+    return flush;
   }
 
   /* ------------------------------------------------------------ sync (unsync) ----------- */
@@ -1169,11 +1219,7 @@ export class ShadowMmu {
       // read the PTE_PREFETCH_NUM-aligned group for pte_prefetch
       const gpa = gw.pteGpa[0]!;
       const base = gpa - (gpa % (PTE_PREFETCH_NUM * 8));
-      for (let k = 0; k < PTE_PREFETCH_NUM; k++) {
-        if (!this.host.readGpte(base + k * 8, g)) return true;
-        this.prefetchPtesLo[k] = g.lo | 0;
-        this.prefetchPtesHi[k] = g.hi | 0;
-      }
+      if (!this.host.readGptes(base, PTE_PREFETCH_NUM, this.prefetchPtesLo, this.prefetchPtesHi)) return true;
       const idx = (gpa - base) / 8;
       return this.prefetchPtesLo[idx] !== gw.ptesLo[0] || this.prefetchPtesHi[idx] !== gw.ptesHi[0];
     }
@@ -1447,29 +1493,35 @@ export class ShadowMmu {
     const w = this.pool.words(sp);
     const base = SptPool.base(sp);
     const stride = 2 ** (9 * (level - 1));
-    const slot = this.host.gfnToMemslot(gfn);
-    for (let i = 0; i < 512; i++) {
-      const sptep = sp * 512 + i;
-      const lo0 = w[base + 2 * i]!;
+    // __rmap_add()'s kvm_mmu_page_set_translation() on a direct page only WARNs when the
+    // access or gfn disagree with the role; both come from the role here, so check once
+    this.setTranslation(sp, 0, gfn, roleAccess(role));
+    const hugePfn = sptePfn(hugeLo, hugeHi);
+    const loFlags = (hugeLo & 0xfff & (level === 1 ? ~PT_PAGE_SIZE_LO : -1)) | 0;
+    const hiFlags = hugeHi & ~0xfffff;
+    let runStart = -1;
+    for (let i = 0; i <= 512; i++) {
+      const lo0 = i < 512 ? w[base + 2 * i]! : SPTE_MMU_PRESENT_LO;
       if (ShadowMmu.isPresent(lo0)) {
-        flush = flush || !ShadowMmu.isLast(lo0, level);
+        // an SPTE the page already had (the page is shared by aliases of this huge page)
+        if (i < 512) flush = flush || !ShadowMmu.isLast(lo0, level);
+        if (runStart >= 0) {
+          const n = i - runStart;
+          this.rmap.addRun(gfn + runStart * stride, level, sp * 512 + runStart, n);
+          created += n;
+          runStart = -1;
+        }
         continue;
       }
       // make_small_spte(): the huge SPTE's bits, pfn + i * pages of the child level
-      let lo = hugeLo + i * stride * PAGE_SIZE;
-      let hi = hugeHi;
-      if (lo > 0x7fffffff || lo < -0x80000000) {
-        const pfn = sptePfn(hugeLo, hugeHi) + i * stride;
-        lo = (hugeLo & 0xfff) | pfnLo(pfn);
-        hi = (hugeHi & ~0xfffff) | pfnHi(pfn);
-      }
-      if (level === 1) lo &= ~PT_PAGE_SIZE_LO;
-      this.setSpte(sptep, lo | 0, hi | 0);
-      // __rmap_add with sp->role.access (direct page: checked against the role)
-      this.rmapAdd(sptep, gfn + i * stride, roleAccess(role));
-      created++;
+      const pfn = hugePfn + i * stride;
+      w[base + 2 * i] = loFlags | pfnLo(pfn);
+      w[base + 2 * i + 1] = hiFlags | pfnHi(pfn);
+      if (runStart < 0) runStart = i;
     }
-    void slot;
+    this.pool.presentCount[sp] = this.pool.presentCount[sp]! + created;
+    this.levelStat(level, created);
+    if (this.rmap.maxRmapSize > this.stats.max_mmu_rmap_size) this.stats.max_mmu_rmap_size = this.rmap.maxRmapSize;
     // __link_shadow_page(): replaces the huge SPTE (drop_large_spte) with the table
     this.linkShadowPage(hugeSptep, sp, flush);
     return created;

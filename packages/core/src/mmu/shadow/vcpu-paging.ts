@@ -328,16 +328,26 @@ export class VcpuPaging {
     if (ctx.root < 0 || mmu.isObsolete(ctx.root)) return RET_PF_RETRY;
     r = mmu.makeMmuPagesAvailable();
     if (r) return r;
-    const adjust = (fault: KvmPageFault) => {
-      kvmMmuHugepageAdjust(vm, fault);
-      // lpage_info also counts the shadowed guest page tables in the huge page
-      while (fault.goalLevel > 1 && mmu.lpageDisallowed(fault.gfn, fault.goalLevel)) fault.goalLevel--;
-      if (fault.pfn >= 0) fault.pfn -= fault.pfn % 2 ** (9 * (fault.goalLevel - 1));
-      fault.reqLevel = fault.goalLevel;
-    };
-    if (!paging) return mmu.directMap(ctx, f, adjust);
-    return mmu.fetch(ctx, f, w, adjust);
+    if (!paging) return mmu.directMap(ctx, f, this.adjust);
+    return mmu.fetch(ctx, f, w, this.adjust);
   }
+
+  /**
+   * kvm_mmu_hugepage_adjust(): the TDP rules (slot, host level, dirty logging), and lpage_info
+   * also counts the shadowed guest page tables inside the huge page
+   */
+  private readonly adjust = (fault: KvmPageFault): void => {
+    const vm = this.vm;
+    kvmMmuHugepageAdjust(vm, fault);
+    if (fault.goalLevel === 1) return;
+    const before = fault.goalLevel;
+    while (fault.goalLevel > 1 && vm.shadowMmu.lpageDisallowed(fault.gfn, fault.goalLevel)) fault.goalLevel--;
+    if (fault.goalLevel !== before && fault.pfn >= 0) {
+      // kvmMmuHugepageAdjust aligned the pfn for the larger level; the offset back inside it
+      fault.pfn += (fault.gfn % 2 ** (9 * (before - 1))) - (fault.gfn % 2 ** (9 * (fault.goalLevel - 1)));
+    }
+    fault.reqLevel = fault.goalLevel;
+  };
 
   /**
    * RET_PF_WRITE_PROTECTED on a write: kvm_mmu_write_protect_fault() → x86_emulate_instruction()
