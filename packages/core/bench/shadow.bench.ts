@@ -142,7 +142,7 @@ export const benches: BenchCase[] = [
     name: 'shadow.fault_4k',
     unit: 'faults/s',
     target: { op: '>=', value: 1e6 },
-    run: () => bestRate(Number(process.env.ROUNDS ?? 3), fault4k),
+    run: () => bestRate(Number(process.env.ROUNDS ?? 5), fault4k),
   },
   {
     name: 'shadow.eager_split',

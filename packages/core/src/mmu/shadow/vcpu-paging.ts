@@ -41,6 +41,7 @@ export interface GvaAccess {
 
 const MAX_FAULTS = 64;
 const WRITE_DONE: GuestAccessResult = Object.freeze({});
+const READ_ZERO: GuestAccessResult = Object.freeze({ value: 0n });
 
 export class VcpuPaging {
   regs: GuestPagingRegs = { cr0: 0, cr3: 0, cr4: 0, efer: 0, rflags: 2 };
@@ -208,7 +209,8 @@ export class VcpuPaging {
           vm.phys.writeValue(hw, off, a.size, a.value ?? 0n);
           return WRITE_DONE;
         }
-        return { value: vm.phys.readValue(hw, off, a.size) };
+        const value = vm.phys.readValue(hw, off, a.size);
+        return value === 0n ? READ_ZERO : { value };
       }
       if (faults >= MAX_FAULTS) {
         return { exit: { reason: 'KVM_EXIT_INTERNAL_ERROR', internal: { suberror: 1 } }, reason: `the access did not complete after ${MAX_FAULTS} faults (last: ${this.vcpu.fault.reason})` };
