@@ -189,6 +189,7 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
           },
           readGpte: (gpa, out) => mem.readGpte(gpa, out),
           readGptes: (gpa, n, lo, hi) => mem.readGptes(gpa, n, lo, hi),
+          tracer: this.tracer,
         },
         { format: this.tdpEnabled ? EPT_SPTE : LEGACY_SPTE, maxMmuPages: this.defaultMmuPages() },
       );
@@ -693,6 +694,7 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
     this.tracer.emit('kvm_destroy_vm', { vm: this.id });
     this.backend?.destroy?.();
     this.mmu.destroy();
+    this.shadow?.pool.dispose(); // the shadow pages go with the VM (kvm_mmu_uninit_vm)
     this.unsubscribeMmuNotifier();
   }
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Kvm } from '../../kvm.js';
 import { assertVmInvariants, checkVmInvariants } from '../../invariants.js';
-import { KVM_CAP_VM_TYPES, KVM_MEM_LOG_DIRTY_PAGES, KVM_X86_DEFAULT_VM, KVM_X86_SW_PROTECTED_VM } from '../../uapi.js';
+import { KVM_CAP_VM_TYPES, KVM_MEM_LOG_DIRTY_PAGES, KVM_X86_DEFAULT_VM, KVM_X86_SNP_VM, KVM_X86_SW_PROTECTED_VM, KVM_X86_TDX_VM } from '../../uapi.js';
 import { KvmError } from '../../errno.js';
 import { GuestPageTableBuilder } from '../guest-pt-builder.js';
 import { EFER_LMA, EFER_LME, EFER_NX, PFERR_PRESENT_MASK, PFERR_USER_MASK, PFERR_WRITE_MASK, X86_CR0_PE, X86_CR0_PG, X86_CR0_WP, X86_CR4_PAE } from '../guest-paging.js';
@@ -48,6 +48,17 @@ describe('the shadow MMU is chosen by the profile', () => {
     expect(() => kvm.createVm({ type: KVM_X86_SW_PROTECTED_VM })).toThrow(KvmError);
     const vm = kvm.createVm();
     expect(vm.tdpEnabled).toBe(false);
+  });
+
+  it('SNP and TDX are not offered without the TDP MMU even with a backend registered', () => {
+    const refuse = () => {
+      throw new Error('not created');
+    };
+    const kvm = new Kvm({ profile: 'upstream-shadow', backends: { [KVM_X86_SNP_VM]: refuse, [KVM_X86_TDX_VM]: refuse } });
+    expect(kvm.vmTypes).toBe(1 << KVM_X86_DEFAULT_VM);
+    expect(() => kvm.createVm({ type: KVM_X86_SNP_VM })).toThrow(KvmError);
+    const tdp = new Kvm({ backends: { [KVM_X86_SNP_VM]: refuse } });
+    expect(tdp.vmTypes & (1 << KVM_X86_SNP_VM)).not.toBe(0);
   });
 
   it('paging off: gpa accesses go through a direct shadow root (nonpaging MMU)', () => {
@@ -128,8 +139,12 @@ describe('shadow paging of a 4-level guest', () => {
     expect(vcpu.paging.access({ gva: 0x400000, size: 8, kind: 'read' }).value).toBe(8n);
     expect(mmu.getGfn(leavesOf(vm, 0x2001)[0]!.sp, 0)).toBe(0x2001);
     // a CR3 load syncs and write-protects the unsync page again
+    const events: string[] = [];
+    const off = vm.tracer.on((e) => events.push(e.name));
     vcpu.paging.setCr3(b.root);
+    off();
     expect(mmu.stats.mmu_unsync).toBe(0);
+    expect(events).toContain('kvm_mmu_sync_page');
     assertVmInvariants(vm);
   });
 

@@ -22,6 +22,7 @@ import { ACC_ALL, ACC_EXEC_MASK, ACC_USER_MASK, ACC_WRITE_MASK, RET_PF_EMULATE, 
 import { SptPool, CHUNK_SHIFT } from '../spt-pool.js';
 import { PT_PAGE_SIZE_LO, PT_WRITABLE_LO, SHADOW_NONPRESENT_HI, SHADOW_NONPRESENT_LO, SPTE_MMU_PRESENT_LO, pfnHi, pfnLo, sptePfn } from '../spte.js';
 import type { KvmPageFault } from '../page-fault.js';
+import type { MmuTracer } from '../tdp-mmu.js';
 import { type GuestWalker, type GpteHalves, gpteAccess64, eptGpteAccess, gpteToGfn, PT_ACCESSED_MASK, PT_DIRTY_MASK, PT_PRESENT_MASK, PT64_NX_HI, VMX_EPT_ACCESS_BIT, VMX_EPT_DIRTY_BIT, VMX_EPT_RWX_MASK, isRsvdBitsSet, pt64Index } from '../paging-tmpl.js';
 import type { CpuRole } from '../guest-paging.js';
 import { Rmap } from './rmap.js';
@@ -72,6 +73,8 @@ export interface ShadowMmuHost {
   readGpte(gpa: number, out: GpteHalves): boolean;
   /** kvm_vcpu_read_guest_atomic() of `n` consecutive gptes of one page */
   readGptes(gpa: number, n: number, lo: Int32Array, hi: Int32Array): boolean;
+  /** where the MMU's trace events go (arch/x86/kvm/mmu/mmutrace.h names) */
+  readonly tracer?: MmuTracer;
 }
 
 /** kvm->stat: the shadow MMU's counters under the kernel's names (x86.c kvm_vm_stats_desc) */
@@ -391,8 +394,12 @@ export class ShadowMmu {
 
   /** __kvm_mmu_get_shadow_page() */
   getShadowPage(ctx: ShadowVcpuContext | null, gfn: number, role: number): number {
-    const sp = this.findShadowPage(ctx, gfn, role);
-    return sp !== NONE ? sp : this.allocShadowPage(gfn, role);
+    let sp = this.findShadowPage(ctx, gfn, role);
+    const created = sp === NONE;
+    if (created) sp = this.allocShadowPage(gfn, role);
+    const t = this.host.tracer;
+    if (t?.enabled) t.emit('kvm_mmu_get_page', { sp, gfn, role: role >>> 0, created });
+    return sp;
   }
 
   /**
@@ -542,6 +549,8 @@ export class ShadowMmu {
 
   /** kvm_unsync_page() */
   private unsyncPage(sp: number): void {
+    const t = this.host.tracer;
+    if (t?.enabled) t.emit('kvm_mmu_unsync_page', { sp, gfn: this.pool.gfnBase[sp]!, role: this.role[sp]! >>> 0 });
     this.stats.mmu_unsync++;
     this.unsync[sp] = 1;
     this.markParentsUnsync(sp);
@@ -816,6 +825,8 @@ export class ShadowMmu {
   prepareZapPage(sp: number, invalid: number[]): number {
     if (this.role[sp]! & ROLE_INVALID && invalid.includes(sp)) return 0;
     this.stats.mmu_shadow_zapped++;
+    const t = this.host.tracer;
+    if (t?.enabled) t.emit('kvm_mmu_prepare_zap_page', { sp, gfn: this.pool.gfnBase[sp]!, role: this.role[sp]! >>> 0, root_count: this.rootCount[sp]! });
     let zapped = this.zapUnsyncChildren(sp, invalid);
     // kvm_mmu_page_unlink_children()
     for (let i = 0; i < 512; i++) zapped += this.mmuPageZapPte(sp, sp * 512 + i, invalid);
@@ -1149,6 +1160,8 @@ export class ShadowMmu {
 
   /** __kvm_sync_page() + kvm_sync_page(): sync every SPTE; zap the page when that fails */
   private syncPage(ctx: ShadowVcpuContext, sp: number, invalid: number[]): number {
+    const t = this.host.tracer;
+    if (t?.enabled) t.emit('kvm_mmu_sync_page', { sp, gfn: this.pool.gfnBase[sp]!, role: this.role[sp]! >>> 0 });
     let flush = 0;
     for (let i = 0; i < 512; i++) {
       const r = this.syncSpte(ctx, sp, i);
@@ -1483,6 +1496,8 @@ export class ShadowMmu {
     const index = hugeSptep & 511;
     const gfn = this.getGfn(hugeSp, index);
     const access = this.splitWithAccAll ? ACC_ALL : this.getAccess(hugeSp, index);
+    const t = this.host.tracer;
+    if (t?.enabled) t.emit('kvm_mmu_split_huge_page', { gfn, level: this.spLevel(hugeSp), access });
     const role = childRole(this.role[hugeSp]!, true, access);
     const sp = this.getShadowPage(null, gfn, role);
     const hugeLo = this.spteLo(hugeSptep);
