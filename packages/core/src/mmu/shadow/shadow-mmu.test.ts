@@ -243,3 +243,32 @@ describe('shadow paging of a 4-level guest', () => {
     expect(checkVmInvariants(vm)).toEqual([]);
   });
 });
+
+describe('a shadow fault as a resumable operation', () => {
+  it('a gpte changed between the walk and mmu_lock is caught by FNAME(gpte_changed): the fault retries', () => {
+    const { vm, vcpu, b, kvm, hva } = shadowVm();
+    const other = vm.createVcpu(1);
+    other.paging.setRegs(LONG_MODE);
+    other.paging.setCr3(b.root);
+    b.map(0x400000, 0x2000000, { write: true, dirty: true, accessed: true });
+    kvm.process.mm.write(hva + 0x2000000, 8, 0xaaaan);
+    kvm.process.mm.write(hva + 0x3000000, 8, 0xbbbbn);
+    const pteGpa = b.entryGpa(0x400000, 1);
+    b.map(0x800000, pteGpa - (pteGpa % 4096), { write: true, dirty: true, accessed: true });
+    const op = vcpu.paging.beginAccess({ gva: 0x400000, size: 8, kind: 'read' });
+    expect(op.phase).toBe('walk');
+    op.step(); // the CPU misses in the shadow tables
+    expect(op.phase).toBe('guest-walk');
+    op.step(); // FNAME(walk_addr) reads the PTE (→ 0x2000000) and faults in the pfn, no mmu_lock
+    expect(op.phase).toBe('fetch');
+    // vCPU 1 remaps 0x400000 → 0x3000000; the leaf table is not shadowed yet, so nothing traps
+    const pte = GuestPageTableBuilder.leaf(0x3000000, { write: true, dirty: true, accessed: true }, false);
+    expect(other.paging.access({ gva: 0x800000 + (pteGpa % 4096), size: 8, kind: 'write', value: BigInt(pte.lo >>> 0) | (BigInt(pte.hi >>> 0) << 32n) })).toEqual({});
+    while (!op.step());
+    // the stale translation was not installed: the retried walk saw the new PTE
+    expect(op.result()).toEqual({ value: 0xbbbbn });
+    expect(op.faults).toBe(2);
+    expect(leavesOf(vm, 0x2000)).toHaveLength(0);
+    assertVmInvariants(vm);
+  });
+});

@@ -28,6 +28,7 @@ import {
 import { ShadowMmu, type ShadowVcpuContext } from './shadow-mmu.js';
 import { makeRole } from './mmu-page.js';
 import type { Vcpu, GuestAccessResult, GuestAccessKind } from '../../vcpu.js';
+import type { KernelOp } from '../../steps.js';
 
 /** one access by guest-virtual address (or, for L2, by L2 guest-physical address) */
 export interface GvaAccess {
@@ -58,6 +59,14 @@ export class VcpuPaging {
 
   private get vm() {
     return this.vcpu.vm;
+  }
+  /** @internal */
+  get vmRef() {
+    return this.vcpu.vm;
+  }
+  /** @internal why the last fault ended where it did */
+  get lastFaultReason(): string {
+    return this.vcpu.fault.reason;
   }
 
   /** KVM_SET_SREGS (CR0, CR3, CR4, EFER): kvm_mmu_reset_context() unloads the roots */
@@ -192,63 +201,84 @@ export class VcpuPaging {
    * gets a fault injected, or KVM_RUN exits.
    */
   private shadowAccess(ctx: ShadowVcpuContext, a: GvaAccess, l2: boolean): GuestAccessResult {
+    const op = this.syncOp.reset(ctx, a, l2, MAX_FAULTS);
+    while (!op.step());
+    return op.result();
+  }
+  private readonly syncOp: ShadowAccessOp = new ShadowAccessOp(this);
+
+  /**
+   * The resumable form for an explorer: `step()` runs one phase — `walk` (the CPU's walk of
+   * the shadow tables), `guest-walk` (FNAME(walk_addr) and kvm_mmu_faultin_pfn(), no
+   * mmu_lock), `fetch` (under mmu_lock: is_page_fault_stale(), FNAME(fetch) with its
+   * gpte_changed() checks). Another actor may write the guest's page tables in between.
+   */
+  beginAccess(a: GvaAccess, opts: { l2?: boolean; maxFaults?: number } = {}): ShadowAccessOp {
+    checkAccess(a);
+    if (this.vm.tdpEnabled && !opts.l2) fail('EINVAL', 'beginAccess: the VM uses TDP; gva accesses are synchronous (access)');
+    const l2 = opts.l2 ?? false;
+    if (l2 && !this.nested) fail('EINVAL', 'beginAccess: the vCPU is not in guest mode (enterGuestMode)');
+    return new ShadowAccessOp(this).reset(l2 ? this.nested!.ctx : this.l1, a, l2, opts.maxFaults ?? Infinity);
+  }
+
+  /** @internal the root a context needs before the CPU can walk it */
+  ensureRoot(ctx: ShadowVcpuContext, l2: boolean): void {
+    const mmu = this.vm.shadowMmu;
+    if (ctx.root >= 0 && mmu.isObsolete(ctx.root)) {
+      mmu.putRoot(ctx.root);
+      ctx.root = -1;
+    }
+    if (ctx.root < 0) {
+      if (l2) this.loadNested();
+      else this.loadL1();
+    }
+  }
+
+  /** @internal the data access once the CPU found a present translation */
+  complete(hw: number, a: GvaAccess): GuestAccessResult {
     const vm = this.vm;
-    const mmu = vm.shadowMmu;
+    const off = a.gva % PAGE_SIZE;
+    if (a.kind === 'write') {
+      vm.phys.writeValue(hw, off, a.size, a.value ?? 0n);
+      return WRITE_DONE;
+    }
+    const value = vm.phys.readValue(hw, off, a.size);
+    return value === 0n ? READ_ZERO : { value };
+  }
+
+  /** @internal the end of kvm_mmu_page_fault() for a result that leaves the guest */
+  finishFault(r: number, a: GvaAccess, l2: boolean): GuestAccessResult | null {
     const write = a.kind === 'write';
     const fetch = a.kind === 'fetch';
-    const user = a.user ?? false;
     const off = a.gva % PAGE_SIZE;
-    for (let faults = 0; ; faults++) {
-      if (ctx.root < 0) {
-        if (l2) this.loadNested();
-        else this.loadL1();
-      }
-      const hw = this.hardwareWalk(mmu, ctx, a.gva, write, user, fetch, l2);
-      if (hw >= 0) {
-        if (write) {
-          vm.phys.writeValue(hw, off, a.size, a.value ?? 0n);
-          return WRITE_DONE;
-        }
-        const value = vm.phys.readValue(hw, off, a.size);
-        return value === 0n ? READ_ZERO : { value };
-      }
-      if (faults >= MAX_FAULTS) {
-        return { exit: { reason: 'KVM_EXIT_INTERNAL_ERROR', internal: { suberror: 1 } }, reason: `the access did not complete after ${MAX_FAULTS} faults (last: ${this.vcpu.fault.reason})` };
-      }
-      // error code: PRESENT when a leaf was there but refused the access
-      const errorCode = (hw === -2 ? PFERR_PRESENT_MASK : 0) | pferrOf(a);
-      const r = this.pageFault(ctx, a.gva, errorCode, l2);
-      if (r === INJECTED) {
-        const w = this.walker;
-        return this.injectPf(w.faultErrorCode, a.gva, l2 ? 'EPT_VIOLATION' : '#PF');
-      }
-      if (r === RET_PF_FIXED || r === RET_PF_SPURIOUS || r === RET_PF_RETRY) continue;
-      if (r === RET_PF_WRITE_PROTECTED && write) return this.emulateWrite(a);
-      if (r === RET_PF_WRITE_PROTECTED) continue;
-      if (r === RET_PF_EMULATE) {
-        const gpa = this.vcpu.fault.gfn * PAGE_SIZE + off;
-        if (fetch) return { exit: { reason: 'KVM_EXIT_INTERNAL_ERROR', internal: { suberror: KVM_INTERNAL_ERROR_EMULATION } }, reason: `instruction fetch from gpa 0x${gpa.toString(16)}, which is not RAM` };
-        if (!write) this.vcpu.pendingMmioRead = { gpa, size: a.size };
-        return {
-          exit: { reason: 'KVM_EXIT_MMIO', mmio: { phys_addr: gpa, data: write ? BigInt.asUintN(8 * a.size, a.value ?? 0n) : 0n, len: a.size, is_write: write } },
-          reason: this.vcpu.fault.reason,
-        };
-      }
-      const f = this.vcpu.fault;
-      if (r < 0) {
-        const errno = -r === ERRNO.EFAULT ? 'EFAULT' : -r === ERRNO.EIO ? 'EIO' : 'EFAULT';
-        if (f.memoryFaultExit) return { exit: { reason: 'KVM_EXIT_MEMORY_FAULT', memory_fault: { flags: 0, gpa: f.gfn * PAGE_SIZE, size: PAGE_SIZE } }, errno, reason: f.reason };
-        return { errno, reason: f.reason };
-      }
-      return { errno: 'EFAULT', reason: `unexpected fault result ${r}` };
+    if (r === INJECTED) return this.injectPf(this.walker.faultErrorCode, a.gva, l2 ? 'EPT_VIOLATION' : '#PF');
+    if (r === RET_PF_FIXED || r === RET_PF_SPURIOUS || r === RET_PF_RETRY) return null;
+    if (r === RET_PF_WRITE_PROTECTED && write) return this.emulateWrite(a);
+    if (r === RET_PF_WRITE_PROTECTED) return null;
+    const f = this.vcpu.fault;
+    if (r === RET_PF_EMULATE) {
+      const gpa = f.gfn * PAGE_SIZE + off;
+      if (fetch) return { exit: { reason: 'KVM_EXIT_INTERNAL_ERROR', internal: { suberror: KVM_INTERNAL_ERROR_EMULATION } }, reason: `instruction fetch from gpa 0x${gpa.toString(16)}, which is not RAM` };
+      if (!write) this.vcpu.pendingMmioRead = { gpa, size: a.size };
+      return {
+        exit: { reason: 'KVM_EXIT_MMIO', mmio: { phys_addr: gpa, data: write ? BigInt.asUintN(8 * a.size, a.value ?? 0n) : 0n, len: a.size, is_write: write } },
+        reason: f.reason,
+      };
     }
+    if (r < 0) {
+      const errno = -r === ERRNO.EIO ? 'EIO' : 'EFAULT';
+      if (f.memoryFaultExit) return { exit: { reason: 'KVM_EXIT_MEMORY_FAULT', memory_fault: { flags: 0, gpa: f.gfn * PAGE_SIZE, size: PAGE_SIZE } }, errno, reason: f.reason };
+      return { errno, reason: f.reason };
+    }
+    return { errno: 'EFAULT', reason: `unexpected fault result ${r}` };
   }
 
   /**
    * The CPU's walk of KVM's shadow tables: the host pfn of the page, -1 when a level is not
    * present, -2 when the leaf refuses the access (W, U / R, NX / X, SMEP, SMAP).
    */
-  private hardwareWalk(mmu: ShadowMmu, ctx: ShadowVcpuContext, addr: number, write: boolean, user: boolean, fetch: boolean, l2: boolean): number {
+  /** @internal */
+  hardwareWalk(mmu: ShadowMmu, ctx: ShadowVcpuContext, addr: number, write: boolean, user: boolean, fetch: boolean, l2: boolean): number {
     let sp = ctx.root;
     for (let level = mmu.spLevel(sp); level >= 1; level--) {
       const sptep = sp * 512 + pt64Index(addr, level);
@@ -279,10 +309,13 @@ export class VcpuPaging {
   }
 
   /**
-   * kvm_mmu_page_fault() → FNAME(page_fault) (indirect) or direct_page_fault() (paging off):
-   * RET_PF_* / -errno, or INJECTED when the guest's own tables refuse the access.
+   * kvm_mmu_page_fault() → FNAME(page_fault) (indirect) or direct_page_fault() (paging off),
+   * the part before mmu_lock: walk the guest's tables (INJECTED when they refuse the access),
+   * page_fault_handle_page_track(), kvm_mmu_faultin_pfn(). RET_PF_CONTINUE when
+   * `pageFaultLocked` should run.
+   * @internal
    */
-  private pageFault(ctx: ShadowVcpuContext, addr: number, errorCode: number, l2: boolean): number {
+  pageFaultPrepare(ctx: ShadowVcpuContext, addr: number, errorCode: number, l2: boolean): number {
     const vm = this.vm;
     const mmu = vm.shadowMmu;
     const f = this.vcpu.fault;
@@ -310,11 +343,11 @@ export class VcpuPaging {
       f.maxLevel = Math.min(f.maxLevel, w.level);
       // page_fault_handle_page_track(): a write to a write-tracked gfn cannot be fixed
       if (f.present && f.write && mmu.gfnIsWriteTracked(gfn)) {
-        mmu.clearFlood(ctx.root, addr);
+        if (ctx.root >= 0) mmu.clearFlood(ctx.root, addr);
         return RET_PF_WRITE_PROTECTED;
       }
     }
-    let r = kvmMmuFaultinPfn(vm, f);
+    const r = kvmMmuFaultinPfn(vm, f);
     if (r !== RET_PF_CONTINUE) return r;
     if (paging && !l2 && f.write && !(w.pteAccess & ACC_WRITE_MASK) && !ctx.role.cr0_wp && !f.user && f.slot) {
       // a supervisor write with CR0.WP=0 to a read-only gpte: writable, but not for CPL 3
@@ -322,16 +355,30 @@ export class VcpuPaging {
       w.pteAccess &= ~ACC_USER_MASK;
       if (ctx.role.cr4_smep) w.pteAccess &= ~ACC_EXEC_MASK;
     }
-    // under mmu_lock: is_page_fault_stale()
+    return RET_PF_CONTINUE;
+  }
+
+  /**
+   * The part under mmu_lock: is_page_fault_stale(), make_mmu_pages_available(), then
+   * FNAME(fetch) / direct_map().
+   * @internal
+   */
+  pageFaultLocked(ctx: ShadowVcpuContext): number {
+    const vm = this.vm;
+    const mmu = vm.shadowMmu;
+    const f = this.vcpu.fault;
     if (vm.mmuInvalidate.retryGfn(f.mmuSeq, f.gfn)) {
       f.reason = 'is_page_fault_stale: mmu_invalidate_retry_gfn';
       return RET_PF_RETRY;
     }
-    if (ctx.root < 0 || mmu.isObsolete(ctx.root)) return RET_PF_RETRY;
-    r = mmu.makeMmuPagesAvailable();
+    if (ctx.root < 0 || mmu.isObsolete(ctx.root)) {
+      f.reason = 'is_page_fault_stale: obsolete root';
+      return RET_PF_RETRY;
+    }
+    const r = mmu.makeMmuPagesAvailable();
     if (r) return r;
-    if (!paging) return mmu.directMap(ctx, f, this.adjust);
-    return mmu.fetch(ctx, f, w, this.adjust);
+    if (ctx.role.level === 0) return mmu.directMap(ctx, f, this.adjust);
+    return mmu.fetch(ctx, f, this.walker, this.adjust);
   }
 
   /**
@@ -380,4 +427,84 @@ function checkAccess(a: GvaAccess): void {
   if (a.size !== 1 && a.size !== 2 && a.size !== 4 && a.size !== 8) fail('EINVAL', 'guest access size must be 1, 2, 4 or 8');
   if ((a.gva % PAGE_SIZE) + a.size > PAGE_SIZE) fail('EINVAL', 'a gva access that crosses a page boundary is two accesses');
   if (!Number.isInteger(a.gva) || a.gva < 0) fail('EINVAL', 'gva must be a non-negative integer');
+}
+
+/** One access through the shadow MMU as a resumable kernel operation (see VcpuPaging.beginAccess). */
+export class ShadowAccessOp implements KernelOp<GuestAccessResult> {
+  readonly name = 'kvm_mmu_page_fault (shadow)';
+  phase: 'walk' | 'guest-walk' | 'fetch' | 'done' = 'done';
+  /** faults taken so far */
+  faults = 0;
+  private ctx: ShadowVcpuContext | null = null;
+  private a: GvaAccess = { gva: 0, size: 1, kind: 'read' };
+  private l2 = false;
+  private maxFaults = MAX_FAULTS;
+  private errorCode = 0;
+  private res: GuestAccessResult = WRITE_DONE;
+
+  constructor(private readonly paging: VcpuPaging) {}
+
+  reset(ctx: ShadowVcpuContext, a: GvaAccess, l2: boolean, maxFaults: number): this {
+    this.ctx = ctx;
+    this.a = a;
+    this.l2 = l2;
+    this.maxFaults = maxFaults;
+    this.faults = 0;
+    this.phase = 'walk';
+    return this;
+  }
+
+  result(): GuestAccessResult {
+    return this.res;
+  }
+
+  private finish(r: GuestAccessResult): boolean {
+    this.res = r;
+    this.phase = 'done';
+    return true;
+  }
+
+  step(): boolean {
+    const p = this.paging;
+    const ctx = this.ctx!;
+    const a = this.a;
+    switch (this.phase) {
+      case 'walk': {
+        p.ensureRoot(ctx, this.l2);
+        const vm = p.vmRef;
+        if (vm.deadReason !== null) return this.finish({ errno: 'EIO', reason: `VM is dead: ${vm.deadReason}` });
+        const write = a.kind === 'write';
+        const fetch = a.kind === 'fetch';
+        const hw = p.hardwareWalk(vm.shadowMmu, ctx, a.gva, write, a.user ?? false, fetch, this.l2);
+        if (hw >= 0) return this.finish(p.complete(hw, a));
+        if (this.faults >= this.maxFaults) {
+          return this.finish({ exit: { reason: 'KVM_EXIT_INTERNAL_ERROR', internal: { suberror: 1 } }, reason: `the access did not complete after ${this.maxFaults} faults (last: ${p.lastFaultReason})` });
+        }
+        this.faults++;
+        // error code: PRESENT when a leaf was there but refused the access
+        this.errorCode = (hw === -2 ? PFERR_PRESENT_MASK : 0) | pferrOf(a);
+        this.phase = 'guest-walk';
+        return false;
+      }
+      case 'guest-walk': {
+        const r = p.pageFaultPrepare(ctx, a.gva, this.errorCode, this.l2);
+        if (r === RET_PF_CONTINUE) {
+          this.phase = 'fetch';
+          return false;
+        }
+        return this.after(r);
+      }
+      case 'fetch':
+        return this.after(p.pageFaultLocked(ctx));
+      case 'done':
+        return true;
+    }
+  }
+
+  private after(r: number): boolean {
+    const out = this.paging.finishFault(r, this.a, this.l2);
+    if (out) return this.finish(out);
+    this.phase = 'walk';
+    return false;
+  }
 }
