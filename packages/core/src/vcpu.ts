@@ -124,6 +124,7 @@ export class Vcpu {
    */
   beginAccess(a: GuestAccess, opts: GuestAccessOpOptions = { maxRetries: Infinity }): GuestAccessOp {
     checkAccessSize(a.size);
+    if (!this.vm.tdpEnabled) fail('EINVAL', 'beginAccess: the VM uses the shadow MMU; use vcpu.paging.beginAccess');
     if ((a.gpa % PAGE_SIZE) + a.size > PAGE_SIZE) fail('EINVAL', 'beginAccess: an access that crosses a page boundary is two accesses');
     const op = new GuestAccessOp(this, a, opts);
     this.lastExit = null;

@@ -71,6 +71,9 @@ describe('the shadow MMU is chosen by the profile', () => {
     expect(roleDirect(vm.shadowMmu.spRole(leaves[0]!.sp))).toBe(true);
     expect(vm.shadowMmu.stats.pages_4k).toBeGreaterThan(0);
     expect(vm.mmu.stats.pages_4k).toBe(0); // the TDP MMU is not used
+    // the TDP-only entry points refuse: the resumable TDP access, KVM_PRE_FAULT_MEMORY
+    expect(() => vcpu.beginAccess({ gpa: 0x2000000, size: 8, kind: 'read' })).toThrow(KvmError);
+    expect(() => vcpu.preFaultMemory({ gpa: 0x2000000, size: 4096 })).toThrow(/EOPNOTSUPP/);
     assertVmInvariants(vm);
   });
 });
