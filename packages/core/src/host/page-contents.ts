@@ -243,6 +243,19 @@ export class PageContents {
     return b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24);
   }
 
+  /** store a 32-bit value at a 4-aligned `offset` (little-endian); zeros over zeros store nothing */
+  writeI32(pfn: number, offset: number, v: number): void {
+    const l1 = this.lineAt(pfn, offset, v !== 0);
+    if (l1 === 0) return;
+    const line = l1 - 1;
+    const o = ((line & (SLAB_LINES - 1)) << LINE_SHIFT) + (offset & (LINE_SIZE - 1));
+    const b = this.slabs[line >> SLAB_SHIFT]!;
+    b[o] = v & 0xff;
+    b[o + 1] = (v >>> 8) & 0xff;
+    b[o + 2] = (v >>> 16) & 0xff;
+    b[o + 3] = (v >>> 24) & 0xff;
+  }
+
   /** `n` consecutive 64-bit entries at an 8-aligned `offset` as int32 halves (one line lookup per line) */
   readI64Halves(pfn: number, offset: number, n: number, lo: Int32Array, hi: Int32Array): void {
     let line = -1;

@@ -78,6 +78,11 @@ describe('page-table reads as int32 halves', () => {
     expect([lo[64], hi[64]]).toEqual([0x55667788, 0x11223344]);
     expect(lo[0]).toBe(0);
     expect(lo[65]).toBe(0);
+    phys.writeI32(pfn, 12, 0x7fff0001);
+    expect(phys.readValue(pfn, 8, 8)).toBe(0x7fff000180000002n);
+    phys.writeI32(pfn, 2048, 0); // zeros over zeros: nothing stored
+    expect(phys.readI32(pfn, 2048)).toBe(0);
+    expect(() => phys.writeI32(ZERO_PFN, 0, 1)).toThrow();
     expect(() => phys.readI64Halves(pfn, 4, 1, lo, hi)).toThrow(RangeError);
     expect(() => phys.readI32(pfn, 4094)).toThrow(RangeError);
   });

@@ -253,6 +253,13 @@ export class PhysMem implements HostPhysMem {
     return this.contents.readI32(pfn, offset);
   }
 
+  /** store a 32-bit value at a 4-aligned offset (a page-table entry's half) */
+  writeI32(pfn: number, offset: number, v: number): void {
+    if ((offset & 3) !== 0 || offset < 0 || offset > 4092) throw new RangeError(`writeI32: offset ${offset} is not a 4-aligned offset in a page`);
+    this.assertWritable(pfn, 'writeI32');
+    this.contents.writeI32(pfn, offset, v);
+  }
+
   /** `n` 64-bit entries from an 8-aligned offset, as int32 halves into `lo` / `hi` (page-table reads) */
   readI64Halves(pfn: number, offset: number, n: number, lo: Int32Array, hi: Int32Array): void {
     this.assertLive('readI64Halves');

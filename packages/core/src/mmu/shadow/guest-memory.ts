@@ -119,7 +119,8 @@ export class VmGuestMemory implements GuestPteMemory {
     const off = gpa % PAGE_SIZE;
     const phys = this.vm.process.phys;
     if (phys.readI32(pfn, off) !== (oldLo | 0) || phys.readI32(pfn, off + 4) !== (oldHi | 0)) return 1;
-    phys.writeValue(pfn, off, 8, (BigInt(newHi >>> 0) << 32n) | BigInt(newLo >>> 0));
+    if ((newLo | 0) !== (oldLo | 0)) phys.writeI32(pfn, off, newLo);
+    if ((newHi | 0) !== (oldHi | 0)) phys.writeI32(pfn, off + 4, newHi);
     const gfn = Math.floor(gpa / PAGE_SIZE);
     const slot = this.lastSlot;
     if (slot) this.vm.markPageDirty(slot, gfn);
