@@ -275,3 +275,29 @@ describe('a shadow fault as a resumable operation', () => {
     assertVmInvariants(vm);
   });
 });
+
+describe('a shadow fault interleaved with a memslot deletion', () => {
+  it('the deletion between faultin and mmu_lock makes the fault retry; the retry finds no slot and exits to MMIO', () => {
+    const { vm, vcpu, b } = shadowVm();
+    const hva1 = vm.process.mm.mmap({ length: 2 * MiB, prot: { read: true, write: true }, shared: false });
+    vm.setUserMemoryRegion2({ slot: 1, flags: 0, guest_phys_addr: 0x10000000, memory_size: 2 * MiB, userspace_addr: hva1 });
+    vm.process.mm.write(hva1 + 0x1000, 8, 0x5151n);
+    b.map(0x400000, 0x10001000, { write: true, dirty: true, accessed: true });
+    const op = vcpu.paging.beginAccess({ gva: 0x400000, size: 8, kind: 'read' });
+    op.step(); // shadow miss
+    op.step(); // guest walk + kvm_mmu_faultin_pfn(): the pfn of slot 1
+    expect(op.phase).toBe('fetch');
+    const del = vm.beginSetUserMemoryRegion2({ slot: 1, flags: 0, guest_phys_addr: 0x10000000, memory_size: 0, userspace_addr: hva1 });
+    while (!del.step());
+    while (!op.step());
+    const r = op.result();
+    expect(r.exit?.reason).toBe('KVM_EXIT_MMIO');
+    expect(r.exit?.mmio?.phys_addr).toBe(0x10001000);
+    let mapsDeleted = false;
+    vm.shadowMmu.forEachLeaf((_s, _sp, _l, gfn) => {
+      if (gfn >= 0x10000 && gfn < 0x10200) mapsDeleted = true;
+    });
+    expect(mapsDeleted).toBe(false);
+    assertVmInvariants(vm);
+  });
+});
