@@ -291,8 +291,7 @@ describe('a shadow fault interleaved with a memslot deletion', () => {
     while (!del.step());
     while (!op.step());
     const r = op.result();
-    expect(r.exit?.reason).toBe('KVM_EXIT_MMIO');
-    expect(r.exit?.mmio?.phys_addr).toBe(0x10001000);
+    expect(r.exit).toMatchObject({ reason: 'KVM_EXIT_MMIO', mmio: { phys_addr: 0x10001000, len: 8, is_write: false } });
     let mapsDeleted = false;
     vm.shadowMmu.forEachLeaf((_s, _sp, _l, gfn) => {
       if (gfn >= 0x10000 && gfn < 0x10200) mapsDeleted = true;
