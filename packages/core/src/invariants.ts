@@ -99,6 +99,12 @@ export function checkVmInvariants(vm: Vm, opts: InvariantOptions = {}): string[]
         ...(opts.allowInvalidSlots ? { allowInvalidSlots: true } : {}),
       }),
     );
+    // no write-tracked gfn is writable through the TDP MMU either (L1's mapping of an L2's EPT table)
+    for (const gfn of shadow.writeTrackedGfns()) {
+      vm.mmu.forEachLeaf(gfn, gfn + 1, KVM_FILTER_SHARED, (g, level, _pfn, writable) => {
+        if (writable) out.push(`${where(g, level)} (TDP) is writable over write-tracked gfn 0x${gfn.toString(16)}`);
+      });
+    }
   }
   return out;
 }

@@ -58,7 +58,7 @@ import type { PhysMem } from './host/phys-mem.js';
 import type { HvaToPfnOut } from './host/address-space.js';
 import { PAGES_PER_LEVEL } from './mmu/tdp-iter.js';
 import { TdpMmu } from './mmu/tdp-mmu.js';
-import { RET_PF_FIXED, RET_PF_RETRY, RET_PF_SPURIOUS } from './mmu/mmu-internal.js';
+import { RET_PF_FIXED, RET_PF_RETRY, RET_PF_SPURIOUS, RET_PF_WRITE_PROTECTED } from './mmu/mmu-internal.js';
 import type { FaultInjection, FaultVm } from './mmu/fault-vm.js';
 import type { KvmPageFault } from './mmu/page-fault.js';
 import { SetMemoryAttributesOp, kvmSupportedMemAttributes, type KvmMemoryAttributes } from './attributes.js';
@@ -189,6 +189,10 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
           },
           readGpte: (gpa, out) => mem.readGpte(gpa, out),
           readGptes: (gpa, n, lo, hi) => mem.readGptes(gpa, n, lo, hi),
+          // kvm_mmu_slot_gfn_write_protect()'s TDP MMU part: the model zaps L1's leaf for the gfn
+          // (kvm_tdp_mmu_write_protect_gfn() clears W and MMU-writable); the refault maps it
+          // read-only through the check in tdpMmuMap
+          writeProtectTdpGfn: (gfn) => vm.mmu.zapGfnRange(gfn, gfn + 1, KVM_FILTER_SHARED),
           tracer: this.tracer,
         },
         { format: this.tdpEnabled ? EPT_SPTE : LEGACY_SPTE, maxMmuPages: this.defaultMmuPages() },
@@ -500,7 +504,29 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
     if (this.tracer.enabled) {
       this.tracer.emit('kvm_mmu_spte_requested', { gfn: req.gfn, pfn: req.pfn, level: req.level, private: req.isPrivate });
     }
-    return this.mmu.map(req);
+    const shadow = this.shadow;
+    if (shadow === null || shadow.indirectShadowPages === 0) return this.mmu.map(req);
+    // L1's TDP mapping of a gfn the shadow MMU shadows (an L2's EPT table): lpage_info counts
+    // the shadowed tables (kvm_mmu_gfn_disallow_lpage), and make_spte() asks
+    // mmu_try_to_unsync_pages() before making it writable
+    const goal = req.level;
+    while (req.level > PG_LEVEL_4K && shadow.lpageDisallowed(fault.gfn, req.level)) req.level--;
+    if (req.level !== goal) {
+      const n = PAGES_PER_LEVEL[req.level]!;
+      req.gfn = fault.gfn - (fault.gfn % n);
+      req.pfn = fault.pfn + (fault.gfn % PAGES_PER_LEVEL[goal]!) - (fault.gfn % n);
+    }
+    let wrprot = false;
+    if (req.writable && shadow.mmuTryToUnsyncPages(req.gfn, false, fault.prefetch) !== 0) {
+      req.writable = false;
+      wrprot = true;
+    }
+    const r = this.mmu.map(req);
+    if (wrprot && fault.write && (r === RET_PF_FIXED || r === RET_PF_SPURIOUS)) {
+      fault.reason = 'write to a gfn the shadow MMU write-tracks: emulated (RET_PF_WRITE_PROTECTED)';
+      return RET_PF_WRITE_PROTECTED;
+    }
+    return r;
   }
 
   /** make_spte(): a writable SPTE in a dirty-logged slot marks its page dirty at once */

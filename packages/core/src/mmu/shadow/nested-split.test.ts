@@ -121,3 +121,31 @@ describe('eager page splitting of nested huge SPTEs (kvm_shadow_mmu_try_split_hu
     expect(v.some((s) => s.includes('wider than the guest huge page'))).toBe(true);
   });
 });
+
+describe('L1 writes to its own EPT tables while they are shadowed', () => {
+  it('an L1 write to a write-tracked EPT table is emulated (mmu_pte_write) and L2 sees the new entry', () => {
+    const g = nestedGuest();
+    const { vm, vcpu, ept, kvm, hva } = g;
+    // L1 has touched its EPT tables through TDP before (a writable TDP leaf)
+    const pdeGpa = ept.entryGpa(0x400000, 2); // L2 [4M, 6M): not mapped yet
+    expect(vcpu.guestRead(pdeGpa, 8)).toEqual({ value: 0n });
+    expect(vcpu.paging.l2Access({ gva: L2_A, size: 8, kind: 'read' }).value).toBeDefined();
+    const mmu = vm.shadowMmu;
+    const pdGfn = Math.floor(pdeGpa / 4096);
+    expect(mmu.gfnIsWriteTracked(pdGfn)).toBe(true);
+    expect(checkVmInvariants(vm)).toEqual([]); // L1's TDP leaf for the table is no longer writable
+    expect(vcpu.paging.l2Access({ gva: 0x400000, size: 8, kind: 'read' }).exception?.vector).toBe('EPT_VIOLATION');
+    // L1 maps L2 [4M, 6M) → L1 0x600000 by storing the PDE (a guest instruction through TDP)
+    const pde = GuestPageTableBuilder.leaf(0x600000, { level: 2, write: true, accessed: true, dirty: true }, true);
+    const before = mmu.stats.mmu_pte_write;
+    expect(vcpu.guestWrite(pdeGpa, 8, BigInt(pde.lo >>> 0) | (BigInt(pde.hi >>> 0) << 32n))).toEqual({});
+    expect(mmu.stats.mmu_pte_write).toBe(before + 1);
+    expect(kvm.process.mm.read(hva + pdeGpa, 8)).toBe(BigInt(pde.lo >>> 0) | (BigInt(pde.hi >>> 0) << 32n));
+    kvm.process.mm.write(hva + 0x600000 + 8, 8, 0x66n);
+    expect(vcpu.paging.l2Access({ gva: 0x400008, size: 8, kind: 'read' })).toEqual({ value: 0x66n });
+    // other L1 memory in the same 2M page as the table is still written directly
+    expect(vcpu.guestWrite(pdeGpa - (pdeGpa % 4096) + 4096, 8, 5n)).toEqual({});
+    expect(mmu.stats.mmu_pte_write).toBe(before + 1);
+    assertVmInvariants(vm);
+  });
+});

@@ -73,6 +73,8 @@ export interface ShadowMmuHost {
   readGpte(gpa: number, out: GpteHalves): boolean;
   /** kvm_vcpu_read_guest_atomic() of `n` consecutive gptes of one page */
   readGptes(gpa: number, n: number, lo: Int32Array, hi: Int32Array): boolean;
+  /** the TDP MMU's part of kvm_mmu_slot_gfn_write_protect(): true when an SPTE changed */
+  writeProtectTdpGfn?(gfn: number): boolean;
   /** where the MMU's trace events go (arch/x86/kvm/mmu/mmutrace.h names) */
   readonly tracer?: MmuTracer;
 }
@@ -422,7 +424,7 @@ export class ShadowMmu {
       return;
     }
     this.lpageAdjust(gfn, 1);
-    if (this.gfnWriteProtect(gfn, 1, true)) this.flushRemoteTlbs();
+    if (this.gfnWriteProtect(gfn, 1, true) || this.host.writeProtectTdpGfn?.(gfn)) this.flushRemoteTlbs();
   }
 
   /** unaccount_shadowed() */
@@ -462,7 +464,7 @@ export class ShadowMmu {
     if (n === 0) {
       // the first tracker write-protects the gfn (kvm_mmu_gfn_disallow_lpage + slot write-protect)
       this.lpageAdjust(gfn, 1);
-      if (this.gfnWriteProtect(gfn, 1, true)) this.flushRemoteTlbs();
+      if (this.gfnWriteProtect(gfn, 1, true) || this.host.writeProtectTdpGfn?.(gfn)) this.flushRemoteTlbs();
     }
   }
   private writeTrackRemove(gfn: number): void {
