@@ -29,16 +29,26 @@ export class Rmap {
     return level === 1 ? gfn : Math.floor(gfn / 2 ** (9 * (level - 1)));
   }
 
-  private head(gfn: number, level: number, create: boolean): { block: Int32Array; at: number } | null {
+  /** the head block of (gfn, level) with the head's index in `this.at`, or null */
+  private at = 0;
+  private lastKey = -1;
+  private lastLevel = -1;
+  private lastBlockRef: Int32Array | null = null;
+  private headBlock(gfn: number, level: number, create: boolean): Int32Array | null {
     const idx = Rmap.index(gfn, level);
     const key = Math.floor(idx / 512);
+    this.at = idx % 512;
+    if (key === this.lastKey && level === this.lastLevel && this.lastBlockRef !== null) return this.lastBlockRef;
     let block = this.blocks[level]!.get(key);
     if (!block) {
       if (!create) return null;
       block = new Int32Array(512);
       this.blocks[level]!.set(key, block);
     }
-    return { block, at: idx % 512 };
+    this.lastKey = key;
+    this.lastLevel = level;
+    this.lastBlockRef = block;
+    return block;
   }
 
   private allocDesc(): number {
@@ -55,12 +65,14 @@ export class Rmap {
 
   /** pte_list_add(): returns the number of SPTEs the head held before */
   add(gfn: number, level: number, sptep: number): number {
-    const h = this.head(gfn, level, true)!;
-    const v = h.block[h.at]!;
+    const block = this.headBlock(gfn, level, true)!;
+    const at = this.at;
+    const v = block[at]!;
     if (v === 0) {
-      h.block[h.at] = sptep + 1;
+      block[at] = sptep + 1;
       return 0;
     }
+    const h = { block, at };
     if (v > 0) {
       const d = this.allocDesc();
       const w = this.descs;
@@ -116,15 +128,17 @@ export class Rmap {
 
   /** pte_list_remove(): false (the kernel's KVM_BUG_ON) when the SPTE is not in the list */
   remove(gfn: number, level: number, sptep: number): boolean {
-    const h = this.head(gfn, level, false);
-    if (!h) return false;
-    const v = h.block[h.at]!;
+    const block = this.headBlock(gfn, level, false);
+    if (!block) return false;
+    const at = this.at;
+    const v = block[at]!;
     if (v === 0) return false;
     if (v > 0) {
       if (v - 1 !== sptep) return false;
-      h.block[h.at] = 0;
+      block[at] = 0;
       return true;
     }
+    const h = { block, at };
     const first = -v - 1;
     const w = this.descs;
     for (let d = first; d >= 0; d = w[d * DESC_WORDS + 1]!) {
@@ -157,9 +171,9 @@ export class Rmap {
 
   /** for_each_rmap_spte(): calls `cb` for a snapshot of the SPTEs of (gfn, level) */
   forEach(gfn: number, level: number, cb: (sptep: number) => void): void {
-    const h = this.head(gfn, level, false);
-    if (!h) return;
-    const v = h.block[h.at]!;
+    const block = this.headBlock(gfn, level, false);
+    if (!block) return;
+    const v = block[this.at]!;
     if (v === 0) return;
     if (v > 0) {
       cb(v - 1);
