@@ -211,6 +211,32 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
     return (this.guestMem ??= new VmGuestMemory(this));
   }
 
+  /**
+   * The MMU part of the VM's binary stats (`kvm_vm_stats_desc` in arch/x86/kvm/x86.c, what
+   * KVM_GET_STATS_FD reports) under the kernel's names: pages_* count the leaves of both
+   * MMUs (kvm_update_page_stats() is shared), the mmu_* counters are the shadow MMU's.
+   */
+  mmuStats(): Record<string, number> {
+    const t = this.mmu.stats;
+    const s = this.shadow?.stats;
+    return {
+      remote_tlb_flush: t.tlb_flushes,
+      pages_4k: t.pages_4k + (s?.pages_4k ?? 0),
+      pages_2m: t.pages_2m + (s?.pages_2m ?? 0),
+      pages_1g: t.pages_1g + (s?.pages_1g ?? 0),
+      mmu_shadow_zapped: s?.mmu_shadow_zapped ?? 0,
+      mmu_pte_write: s?.mmu_pte_write ?? 0,
+      mmu_pde_zapped: s?.mmu_pde_zapped ?? 0,
+      mmu_flooded: s?.mmu_flooded ?? 0,
+      mmu_recycled: s?.mmu_recycled ?? 0,
+      mmu_cache_miss: s?.mmu_cache_miss ?? 0,
+      mmu_unsync: s?.mmu_unsync ?? 0,
+      nx_lpage_splits: 0, // the NX huge-page mitigation is not modelled
+      max_mmu_rmap_size: s?.max_mmu_rmap_size ?? 0,
+      max_mmu_page_hash_collisions: s?.max_mmu_page_hash_collisions ?? 0,
+    };
+  }
+
   /** kvm_memslots(kvm)->generation of address space 0 */
   memslotGeneration(): number {
     return this.memslots.slots.memslots(0).generation;

@@ -92,6 +92,10 @@ describe('shadow paging of a 4-level guest', () => {
     expect(l!.access).toBe(ACC_WRITE_MASK | ACC_USER_MASK | ACC_EXEC_MASK);
     expect(vm.shadowMmu.getGfn(l!.sp, 0x400000 / 4096 % 512)).toBe(0x2000);
     expect(vm.shadowMmu.stats.mmu_cache_miss).toBeGreaterThanOrEqual(4); // root + 3 tables
+    const stats = vm.mmuStats();
+    expect(stats.pages_4k).toBe(vm.shadowMmu.stats.pages_4k);
+    expect(stats.mmu_cache_miss).toBe(vm.shadowMmu.stats.mmu_cache_miss);
+    expect(stats.remote_tlb_flush).toBeGreaterThanOrEqual(vm.shadowMmu.stats.remote_tlb_flush);
     assertVmInvariants(vm);
   });
 
