@@ -439,11 +439,6 @@ export interface KernelProfile {
    */
   readonly guestMemfd?: boolean;
   /**
-   * The TDP MMU (tdp_enabled: EPT / NPT). When false the host runs the shadow MMU, and
-   * kvm_mmu_max_gfn() allows 52-bit gpas whatever the host's MAXPHYADDR. Absent means true.
-   */
-  readonly tdpMmu?: boolean;
-  /**
    * The host's MAXPHYADDR (kvm_host.maxphyaddr), which bounds memslots under TDP
    * (kvm_mmu_max_gfn()). Absent: 48 bits with a 4-level TDP root, 52 with a 5-level root.
    */
@@ -459,6 +454,13 @@ export interface KernelProfile {
    * changes. Absent means true (upstream default).
    */
   readonly mmioCaching?: boolean;
+  /**
+   * kvm.tdp_enabled (kvm_intel.ept / kvm_amd.npt): false means every VM's guest paging is
+   * shadowed by the shadow MMU. Absent means true.
+   */
+  readonly tdpEnabled?: boolean;
+  /** kvm.tdp_mmu: the TDP MMU (rather than the shadow MMU in direct mode) serves TDP. Absent means true. */
+  readonly tdpMmu?: boolean;
 }
 
 /** The VM as a memory provider (guest_memfd, device fd) sees it. */

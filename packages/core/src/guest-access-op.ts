@@ -296,6 +296,7 @@ export class GuestAccessOp implements KernelOp<GuestAccessResult> {
       this.phase = 'vendor';
       return false;
     }
+    if (r === RET_PF_WRITE_PROTECTED && this.write && this.vcpu.vm.shadowMmuIfUsed !== null) return this.finish(this.emulateTrackedWrite());
     if (r === RET_PF_FIXED || r === RET_PF_SPURIOUS || r === RET_PF_RETRY || r === RET_PF_WRITE_PROTECTED) {
       this.vcpu.lastAccessRetries++;
       this.fixedLeaf = r === RET_PF_FIXED && this.runsToCompletion;
@@ -303,6 +304,23 @@ export class GuestAccessOp implements KernelOp<GuestAccessResult> {
       return false;
     }
     return this.finish(this.finishFault(r));
+  }
+
+  /**
+   * RET_PF_WRITE_PROTECTED on a write (the gfn is a guest page table the shadow MMU
+   * write-tracks, e.g. L1's EPT for an L2): kvm_mmu_write_protect_fault() →
+   * x86_emulate_instruction() → emulator_write_phys(): KVM stores the value and calls
+   * kvm_mmu_track_write().
+   */
+  private emulateTrackedWrite(): GuestAccessResult {
+    const vm = this.vcpu.vm;
+    const pfn = vm.guestMemory.pfnOf(this.gpa, true);
+    if (pfn < 0) return { errno: 'EFAULT', reason: `emulated write to gpa 0x${this.gpa.toString(16)}: no host page` };
+    vm.phys.writeValue(pfn, pageOffset(this.gpa), this.size, this.value);
+    const slot = vm.gfnToMemslot(this.gfn);
+    if (slot) vm.markPageDirty(slot, this.gfn);
+    vm.shadowMmuIfUsed?.trackWrite(this.gpa, this.size, this.value !== 0n);
+    return WRITE_DONE;
   }
 
   /** e.g. sev_handle_rmp_fault(): PSMASH + zap on a size mismatch, no-op otherwise */

@@ -7,6 +7,7 @@ import { KVM_MEMSLOT_INVALID, PAGE_SIZE, PG_LEVEL_4K, pagesPerHpage } from './ua
 import { KVM_FILTER_PRIVATE, KVM_FILTER_SHARED } from './backend.js';
 import { disallowLpage } from './mmu/hugepage.js';
 import type { Vm } from './vm.js';
+import { checkShadowMmu } from './mmu/shadow/shadow-invariants.js';
 
 export interface InvariantOptions {
   /** stop after this many 4K pages of huge leaves were checked page by page */
@@ -86,6 +87,30 @@ export function checkVmInvariants(vm: Vm, opts: InvariantOptions = {}): string[]
     }
   });
   if (vm.backend?.checkInvariants) out.push(...vm.backend.checkInvariants());
+  const shadow = vm.shadowMmuIfUsed;
+  if (shadow) {
+    const mem = vm.guestMemory;
+    out.push(
+      ...checkShadowMmu(shadow, {
+        gfnToMemslot: (gfn) => vm.gfnToMemslot(gfn),
+        readGpte: (gpa, o) => mem.readGpte(gpa, o),
+        gpteRole: (nested) => {
+          for (const v of vm.vcpus) {
+            if (nested && v.paging.nested) return v.paging.nested.ctx.role;
+            if (!nested) return v.paging.cpuRole;
+          }
+          return null;
+        },
+        ...(opts.allowInvalidSlots ? { allowInvalidSlots: true } : {}),
+      }),
+    );
+    // no write-tracked gfn is writable through the TDP MMU either (L1's mapping of an L2's EPT table)
+    for (const gfn of shadow.writeTrackedGfns()) {
+      vm.mmu.forEachLeaf(gfn, gfn + 1, KVM_FILTER_SHARED, (g, level, _pfn, writable) => {
+        if (writable) out.push(`${where(g, level)} (TDP) is writable over write-tracked gfn 0x${gfn.toString(16)}`);
+      });
+    }
+  }
   return out;
 }
 

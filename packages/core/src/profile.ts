@@ -88,7 +88,8 @@ export const LINUX_6_18_PVM_PROFILE: KernelProfile = Object.freeze({
   // ...and emulates a guest access whose hva cannot be faulted in as MMIO
   unfaultableHvaEmulatesMmio: true,
   guestMemfd: true,
-  // shadow paging (tdp_mmu=N): memslots up to gfn 2^40 - 1 (52-bit gpas) are accepted
+  // shadow paging (no EPT/NPT, tdp_mmu=N): memslots up to gfn 2^40 - 1 (52-bit gpas) are accepted
+  tdpEnabled: false,
   tdpMmu: false,
   // KVM_CAP_MAX_VCPUS: the Kconfig default of CONFIG_KVM_MAX_NR_VCPUS
   maxVcpus: 1024,
@@ -120,8 +121,21 @@ export function withPciHole(profile: KernelProfile): KernelProfile {
   return Object.freeze({ ...profile, name: `${profile.name}+pci-hole`, pciHole: true });
 }
 
+/**
+ * Upstream with kvm_intel.ept=0 / kvm_amd.npt=0 (tdp_enabled = false): every VM's guest
+ * paging is shadowed by the shadow MMU, and the VM types that need TDP are not offered.
+ */
+export const UPSTREAM_SHADOW_PROFILE: KernelProfile = Object.freeze({
+  ...UPSTREAM_PROFILE,
+  name: 'upstream-shadow',
+  preFaultMemory: false,
+  tdpEnabled: false,
+  tdpMmu: false,
+});
+
 export const PROFILES: Readonly<Record<string, KernelProfile>> = Object.freeze({
   upstream: UPSTREAM_PROFILE,
+  'upstream-shadow': UPSTREAM_SHADOW_PROFILE,
   'linux-6.18': LINUX_6_18_PROFILE,
   'linux-6.18-pvm': LINUX_6_18_PVM_PROFILE,
   'linux-6.18-pvm-no-gmem': LINUX_6_18_PVM_NO_GMEM_PROFILE,

@@ -13,6 +13,7 @@ import { KvmPageFault, kvmMmuFaultinPfn, kvmTdpMmuMapFault } from './mmu/page-fa
 import { RET_PF_CONTINUE } from './mmu/mmu-internal.js';
 import type { Vm } from './vm.js';
 import { preFaultMemory, type KvmPreFaultMemory } from './prefault.js';
+import { VcpuPaging } from './mmu/shadow/vcpu-paging.js';
 import { GuestAccessOp, WRITE_DONE, checkAccessSize, pageOffset, type GuestAccessOpOptions } from './guest-access-op.js';
 
 export type GuestAccessKind = 'read' | 'write' | 'fetch';
@@ -37,7 +38,7 @@ export interface GuestAccessResult {
   value?: bigint;
   exit?: KvmRunExit;
   errno?: ErrnoName;
-  exception?: { vector: string; reason: string };
+  exception?: { vector: string; reason: string; errorCode?: number; address?: number };
   /** why the access ended where it did (kernel rule), for explanations */
   reason?: string;
 }
@@ -72,6 +73,8 @@ export class Vcpu {
   /** RMP #NPF / retry loop count of the last access (seed 002's loop) */
   lastAccessRetries = 0;
   readonly fault = new KvmPageFault();
+  /** CR0/CR3/CR4/EFER, gva accesses, and the shadow MMU's per-vCPU roots */
+  readonly paging: VcpuPaging = new VcpuPaging(this);
   /** the access the synchronous driver runs (reused: no allocation per access) */
   private readonly syncOp: GuestAccessOp = new GuestAccessOp(this, undefined, { runsToCompletion: true });
 
@@ -116,6 +119,9 @@ export class Vcpu {
       return { errno: 'EINTR', reason: 'signal pending at KVM_RUN' };
     }
     checkAccessSize(size);
+    // shadow MMU (tdp_enabled = false): with paging off a gpa is also the gva
+    if (!vm.tdpEnabled && this.paging.cpuRole.level > 0) fail('EINVAL', 'guest paging is on: access guest memory by gva (vcpu.paging.access)');
+    if (!vm.tdpEnabled && pageOffset(gpa) + size <= PAGE_SIZE) return this.paging.access({ gva: gpa, size, kind, value });
     const pageOff = pageOffset(gpa);
     this.lastExit = null;
     this.pendingMmioRead = null;
@@ -141,6 +147,7 @@ export class Vcpu {
    */
   beginAccess(a: GuestAccess, opts: GuestAccessOpOptions = { maxRetries: Infinity }): GuestAccessOp {
     checkAccessSize(a.size);
+    if (!this.vm.tdpEnabled) fail('EINVAL', 'beginAccess: the VM uses the shadow MMU; use vcpu.paging.beginAccess');
     if ((a.gpa % PAGE_SIZE) + a.size > PAGE_SIZE) fail('EINVAL', 'beginAccess: an access that crosses a page boundary is two accesses');
     const op = new GuestAccessOp(this, a, opts);
     this.lastExit = null;

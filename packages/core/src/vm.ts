@@ -62,13 +62,17 @@ import type { HvaToPfnOut } from './host/address-space.js';
 import { PAGES_PER_LEVEL } from './mmu/tdp-iter.js';
 import { TdpMmu } from './mmu/tdp-mmu.js';
 import { disallowLpage } from './mmu/hugepage.js';
-import { RET_PF_FIXED, RET_PF_RETRY, RET_PF_SPURIOUS } from './mmu/mmu-internal.js';
+import { RET_PF_FIXED, RET_PF_RETRY, RET_PF_SPURIOUS, RET_PF_WRITE_PROTECTED } from './mmu/mmu-internal.js';
 import type { FaultInjection, FaultVm } from './mmu/fault-vm.js';
 import type { KvmPageFault } from './mmu/page-fault.js';
 import { SetMemoryAttributesOp, kvmSupportedMemAttributes, type KvmMemoryAttributes } from './attributes.js';
 import type { AttributesVm } from './attributes-vm.js';
 import { runOp, type KernelOp } from './steps.js';
 import { Vcpu } from './vcpu.js';
+import { ShadowMmu } from './mmu/shadow/shadow-mmu.js';
+import { EPT_SPTE, LEGACY_SPTE } from './mmu/shadow/mmu-page.js';
+import { VmGuestMemory } from './mmu/shadow/guest-memory.js';
+import { ZERO_PFN } from './host/phys-mem.js';
 
 /** KVM_MAX_VCPU_IDS on x86 with the Kconfig default KVM_MAX_VCPUS (1024) */
 export const KVM_MAX_VCPU_IDS = 4096;
@@ -135,6 +139,8 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
   private refs = 1;
   private readonly guestMemfd: GuestMemfdFactory | null;
   private readonly unsubscribeMmuNotifier: () => void;
+  private shadow: ShadowMmu | null = null;
+  private guestMem: VmGuestMemory | null = null;
 
   constructor(opts: VmOptions) {
     this.vmType = opts.type;
@@ -171,6 +177,101 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
   }
 
   /* ------------------------------------------------------------------ state ------------- */
+
+  /** tdp_enabled: the hardware translates gpas (EPT/NPT); false: guest paging is shadowed */
+  get tdpEnabled(): boolean {
+    return this.profile.tdpEnabled ?? true;
+  }
+
+  /**
+   * The shadow MMU's pages (created on first use): every guest page table when TDP is off,
+   * and an L2's nested EPT when it is on (the rmap-based MMU of arch/x86/kvm/mmu/mmu.c).
+   */
+  get shadowMmu(): ShadowMmu {
+    if (this.shadow === null) {
+      const vm = this;
+      const mem = this.guestMemory;
+      this.shadow = new ShadowMmu(
+        {
+          gfnToMemslot: (gfn) => vm.gfnToMemslot(gfn),
+          markPageDirty: (slot, gfn) => vm.markPageDirty(slot, gfn),
+          flushRemoteTlbs: () => vm.flushRemoteTlbs(),
+          prefetchPfn: (slot, gfn) => {
+            // gfn_to_page_many_atomic(): only pages the host already maps writable
+            const pfn = vm.process.mm.peekPfn(slot.userspaceAddr + (gfn - slot.baseGfn) * PAGE_SIZE);
+            return pfn === ZERO_PFN ? -1 : pfn;
+          },
+          get mmuInvalidateInProgress() {
+            return vm.mmuInvalidate.inProgress;
+          },
+          readGpte: (gpa, out) => mem.readGpte(gpa, out),
+          readGptes: (gpa, n, lo, hi) => mem.readGptes(gpa, n, lo, hi),
+          // kvm_mmu_slot_gfn_write_protect()'s TDP MMU part: the model zaps L1's leaf for the gfn
+          // (kvm_tdp_mmu_write_protect_gfn() clears W and MMU-writable); the refault maps it
+          // read-only through the check in tdpMmuMap
+          writeProtectTdpGfn: (gfn) => vm.mmu.zapGfnRange(gfn, gfn + 1, KVM_FILTER_SHARED),
+          tracer: this.tracer,
+        },
+        { format: this.tdpEnabled ? EPT_SPTE : LEGACY_SPTE, maxMmuPages: this.defaultMmuPages() },
+      );
+    }
+    return this.shadow;
+  }
+
+  /** the shadow MMU if it was ever used (hooks skip it otherwise) */
+  get shadowMmuIfUsed(): ShadowMmu | null {
+    return this.shadow;
+  }
+
+  /** guest memory as KVM reads guest page tables (through the memslots' hvas) */
+  get guestMemory(): VmGuestMemory {
+    return (this.guestMem ??= new VmGuestMemory(this));
+  }
+
+  /**
+   * The MMU part of the VM's binary stats (`kvm_vm_stats_desc` in arch/x86/kvm/x86.c, what
+   * KVM_GET_STATS_FD reports) under the kernel's names: pages_* count the leaves of both
+   * MMUs (kvm_update_page_stats() is shared), the mmu_* counters are the shadow MMU's.
+   */
+  mmuStats(): Record<string, number> {
+    const t = this.mmu.stats;
+    const s = this.shadow?.stats;
+    return {
+      remote_tlb_flush: t.tlb_flushes,
+      pages_4k: t.pages_4k + (s?.pages_4k ?? 0),
+      pages_2m: t.pages_2m + (s?.pages_2m ?? 0),
+      pages_1g: t.pages_1g + (s?.pages_1g ?? 0),
+      mmu_shadow_zapped: s?.mmu_shadow_zapped ?? 0,
+      mmu_pte_write: s?.mmu_pte_write ?? 0,
+      mmu_pde_zapped: s?.mmu_pde_zapped ?? 0,
+      mmu_flooded: s?.mmu_flooded ?? 0,
+      mmu_recycled: s?.mmu_recycled ?? 0,
+      mmu_cache_miss: s?.mmu_cache_miss ?? 0,
+      mmu_unsync: s?.mmu_unsync ?? 0,
+      nx_lpage_splits: 0, // the NX huge-page mitigation is not modelled
+      max_mmu_rmap_size: s?.max_mmu_rmap_size ?? 0,
+      max_mmu_page_hash_collisions: s?.max_mmu_page_hash_collisions ?? 0,
+    };
+  }
+
+  /** kvm_memslots(kvm)->generation of address space 0 */
+  memslotGeneration(): number {
+    return this.memslots.slots.memslots(0).generation;
+  }
+
+  /** mark_page_dirty_in_slot() */
+  markPageDirty(slot: KvmMemorySlot, gfn: number): void {
+    if (slot.dirtyBitmap) this.dirtyLog.markPageDirtyInSlot(slot, gfn);
+  }
+
+  /** kvm_mmu_calculate_default_mmu_pages(): 20 per mille of the guest's pages, at least 64 */
+  private defaultMmuPages(): number {
+    let pages = 0;
+    this.forEachMemslotInGfnRange(0, Number.MAX_SAFE_INTEGER, (slot) => {
+      pages += slot.npages;
+    });
+    return Math.max(64, Math.floor((pages * 20) / 1000));
+  }
 
   get dead(): boolean {
     return this.deadReason !== null;
@@ -272,7 +373,7 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
    */
   get maxGfn(): number {
     const p = this.profile;
-    const bits = p.tdpMmu === false ? 52 : (p.hostMaxPhyAddr ?? (this.mmu.rootLevel === 5 ? 52 : 48));
+    const bits = p.tdpEnabled === false ? 52 : (p.hostMaxPhyAddr ?? (this.mmu.rootLevel === 5 ? 52 : 48));
     return 2 ** (bits - 12) - 1;
   }
 
@@ -304,11 +405,18 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
     if (this.vmType === KVM_X86_DEFAULT_VM) flush = this.mmu.zapAllDirect();
     else flush = this.mmu.zapGfnRange(start, end, KVM_FILTER_PRIVATE | KVM_FILTER_SHARED);
     if (flush) this.flushRemoteTlbs();
+    // the shadow MMU: kvm_mmu_zap_all_fast() (KVM_X86_QUIRK_SLOT_ZAP_ALL) or the slot's rmaps
+    if (this.shadow) {
+      if (this.vmType === KVM_X86_DEFAULT_VM) this.shadow.zapAllFast();
+      else this.shadow.unmapGfnRange(start, end);
+    }
   }
 
   /** kvm_arch_commit_memory_region() / kvm_mmu_slot_apply_flags() (arch/x86/kvm/x86.c) */
   /** @internal */
   archCommitMemoryRegion(change: MemslotChange, old: KvmMemorySlot | null, next: KvmMemorySlot | null): void {
+    // kvm_mmu_change_mmu_pages(kvm_mmu_calculate_default_mmu_pages()) on CREATE / DELETE
+    if (this.shadow && (change === 'CREATE' || change === 'DELETE')) this.shadow.setMaxMmuPages(this.defaultMmuPages());
     // nothing to do for CREATE / MOVE / DELETE, nor for a read-only slot (it can't be dirtied
     // and can't be made writable)
     if (change !== 'FLAGS_ONLY' || !old || !next || next.flags & KVM_MEM_READONLY) return;
@@ -328,7 +436,13 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
     // eager_page_split, then write-protect so the first write to each page is logged
     const split = this.mmu.splitHugePages(next.baseGfn, next.baseGfn + next.npages, PG_LEVEL_4K);
     if (split > 0) this.tracer.emit('kvm_mmu_eager_split', { slot: next.id, sptes: split });
+    // kvm_shadow_mmu_try_split_huge_pages(): only with the TDP MMU on, i.e. nested pages
+    if (this.shadow && this.tdpEnabled) {
+      const n = this.shadow.trySplitHugePages(next.baseGfn, next.baseGfn + next.npages, PG_LEVEL_4K);
+      if (n > 0) this.tracer.emit('kvm_mmu_shadow_eager_split', { slot: next.id, sptes: n });
+    }
     this.mmu.writeProtectGfnRange(next.baseGfn, next.baseGfn + next.npages);
+    this.shadow?.slotRemoveWriteAccess(next.baseGfn, next.baseGfn + next.npages, PG_LEVEL_4K);
     this.flushRemoteTlbs();
   }
 
@@ -362,6 +476,7 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
       this.mmu.writeProtectGfnRange(end, end + 1, 2);
     }
     this.mmu.writeProtectGfnMask(slot.baseGfn + gfnOffset, mask);
+    this.shadowMmuIfUsed?.writeProtectGfnMask(slot.baseGfn + gfnOffset, mask);
   }
 
   /* ------------------------------------------------------------- attributes ------------- */
@@ -399,6 +514,7 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
   mmuUnmapGfnRange(start: number, end: number, filter: number): void {
     this.mmuInvalidate.rangeAdd(start, end);
     if (this.mmu.zapGfnRange(start, end, filter)) this.flushRemoteTlbs();
+    if (this.shadow && filter & KVM_FILTER_SHARED) this.shadow.unmapGfnRange(start, end);
   }
 
   mmuInvalidateEnd(): void {
@@ -496,7 +612,29 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
     if (this.tracer.enabled) {
       this.tracer.emit('kvm_mmu_spte_requested', { gfn: req.gfn, pfn: req.pfn, level: req.level, private: req.isPrivate });
     }
-    return this.mmu.map(req);
+    const shadow = this.shadow;
+    if (shadow === null || shadow.indirectShadowPages === 0) return this.mmu.map(req);
+    // L1's TDP mapping of a gfn the shadow MMU shadows (an L2's EPT table): lpage_info counts
+    // the shadowed tables (kvm_mmu_gfn_disallow_lpage), and make_spte() asks
+    // mmu_try_to_unsync_pages() before making it writable
+    const goal = req.level;
+    while (req.level > PG_LEVEL_4K && shadow.lpageDisallowed(fault.gfn, req.level)) req.level--;
+    if (req.level !== goal) {
+      const n = PAGES_PER_LEVEL[req.level]!;
+      req.gfn = fault.gfn - (fault.gfn % n);
+      req.pfn = fault.pfn + (fault.gfn % PAGES_PER_LEVEL[goal]!) - (fault.gfn % n);
+    }
+    let wrprot = false;
+    if (req.writable && shadow.mmuTryToUnsyncPages(req.gfn, false, fault.prefetch) !== 0) {
+      req.writable = false;
+      wrprot = true;
+    }
+    const r = this.mmu.map(req);
+    if (wrprot && fault.write && (r === RET_PF_FIXED || r === RET_PF_SPURIOUS)) {
+      fault.reason = 'write to a gfn the shadow MMU write-tracks: emulated (RET_PF_WRITE_PROTECTED)';
+      return RET_PF_WRITE_PROTECTED;
+    }
+    return r;
   }
 
   /** make_spte(): a writable SPTE in a dirty-logged slot marks its page dirty at once */
@@ -704,6 +842,7 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
     this.tracer.emit('kvm_destroy_vm', { vm: this.id });
     this.backend?.destroy?.();
     this.mmu.destroy();
+    this.shadow?.pool.dispose(); // the shadow pages go with the VM (kvm_mmu_uninit_vm)
     this.unsubscribeMmuNotifier();
   }
 

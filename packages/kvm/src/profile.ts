@@ -225,7 +225,9 @@ export function detectHostProfile(kvm?: RealKvm): KernelProfile {
       guestMemfd: gmem && probeGuestMemfdFlagValid(vm),
       // x86 answers KVM_CAP_PRE_FAULT_MEMORY with tdp_enabled (kvm_vm_ioctl_check_extension);
       // sysfs says the same where the vendor module is known (host-facts.ts)
-      tdpMmu: facts.tdpEnabled ?? vm.checkExtension(KVM_CAP_PRE_FAULT_MEMORY) !== 0,
+      tdpEnabled: facts.tdpEnabled ?? vm.checkExtension(KVM_CAP_PRE_FAULT_MEMORY) !== 0,
+      // kvm.tdp_mmu (kvm_configure_mmu(): tdp_mmu_enabled = tdp_mmu_allowed && tdp_enabled)
+      tdpMmu: (facts.tdpEnabled ?? true) && facts.params.tdp_mmu !== 'N',
       ...(maxGfn !== null && (facts.tdpEnabled ?? true) && { hostMaxPhyAddr: Math.log2(maxGfn + 1) + 12 }),
       maxVcpus: caps.KVM_CAP_MAX_VCPUS || k.checkExtension(KVM_CAP_MAX_VCPUS),
       ...(facts.onlineCpus !== null && { onlineCpus: facts.onlineCpus }),
