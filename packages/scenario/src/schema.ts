@@ -175,7 +175,7 @@ export const VM_TYPE_NAMES: Readonly<Record<VmType, VmTypeName>> = { default: 'K
 export const PROVIDERS = ['guest_memfd', 'device_fd'] as const;
 export type Provider = (typeof PROVIDERS)[number];
 /** `host`, and the model's named kernel profiles (@ccmem/core PROFILES; a test keeps them equal) */
-export const PROFILES = ['host', 'upstream', 'linux-6.18', 'linux-6.18-pvm', 'linux-6.18-pvm-no-gmem'] as const;
+export const PROFILES = ['host', 'upstream', 'upstream-shadow', 'linux-6.18', 'linux-6.18-pvm', 'linux-6.18-pvm-no-gmem'] as const;
 export type Profile = (typeof PROFILES)[number];
 export const TARGET_NAMES = ['model', 'kvm'] as const;
 export type TargetName = (typeof TARGET_NAMES)[number];
