@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 const ROOT = new URL('../../../', import.meta.url).pathname;
-const FAKE = join(ROOT, 'apps/cli/src/testing/fake-target.ts');
+const FAKE = join(ROOT, 'apps/cli/test-support/fake-target.ts');
 
 function ccmem(args: string[], env: Record<string, string> = {}) {
   const r = spawnSync(process.execPath, ['--conditions=@ccmem/source', '--import', 'tsx', 'apps/cli/src/bin.ts', ...args], {

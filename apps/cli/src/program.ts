@@ -5,13 +5,11 @@ import { loadTargets } from './targets.js';
 import { buildRunCommand } from './commands/run.js';
 import { buildMatrixCommand } from './commands/matrix.js';
 import { buildExplainCommand } from './commands/explain.js';
-import { buildDiffCommand, buildExploreCommand, setCommandImplementation } from './commands/injected.js';
-import { diffCommand } from './commands/diff.js';
-import { EXPLORE_HELP } from './commands/explore.js';
+import { buildDiffCommand } from './commands/diff.js';
+import { buildExploreCommand } from './commands/explore.js';
+import { buildHostCommand } from './commands/host.js';
+import { buildFuzzCommand } from './commands/fuzz.js';
 import { EXIT_INVALID } from './commands/shared.js';
-
-// `ccmem diff`: model under the host profile vs real KVM (commands/diff.ts)
-setCommandImplementation('diff', diffCommand);
 
 /** The `ccmem` program; `done` receives each command's exit code. */
 export function buildProgram(io: CliIo, done: (code: number) => void): Command {
@@ -26,9 +24,10 @@ export function buildProgram(io: CliIo, done: (code: number) => void): Command {
     buildExplainCommand(io, done),
     buildDiffCommand(io, done),
     buildExploreCommand(io, done),
+    buildHostCommand(io, done),
+    buildFuzzCommand(io, done),
   ]) {
     cmd.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
-    if (cmd.name() === 'explore') cmd.helpOption(false).addHelpText('after', `\n${EXPLORE_HELP}`);
     program.addCommand(cmd);
   }
   return program;

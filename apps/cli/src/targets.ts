@@ -1,28 +1,28 @@
 /**
- * Where the CLI gets its targets. `model` comes from @ccmem/scenario's `createModelTarget`,
- * `kvm` from @ccmem/scenario's `createKvmTarget` (real /dev/kvm through @ccmem/kvm), when those exist. CCMEM_TARGET_MODULE names a
- * module exporting `createTarget(name)` that replaces both (used to test the CLI itself).
+ * Where the CLI gets its targets. `model` is @ccmem/scenario's `createModelTarget`; `kvm`
+ * (real /dev/kvm through @ccmem/kvm) is loaded with `loadKvmTarget()` only when a command asks
+ * for it, so the other commands never load koffi. CCMEM_TARGET_MODULE names a module exporting
+ * `createTarget(name)` that replaces both (used to test the CLI itself).
  */
-import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import * as scenarioPackage from '@ccmem/scenario';
-import type { Target, TargetName } from '@ccmem/scenario';
+import { createModelTarget, kvmUnavailableReason, loadKvmTarget, type Target, type TargetName } from '@ccmem/scenario';
 
 export type TargetFactory = () => Target;
 
-const factories = new Map<TargetName, TargetFactory>();
+/** how to get each target's factory (the kvm one imports its module on first use) */
+const loaders = new Map<TargetName, () => Promise<TargetFactory>>();
 const unavailable = new Map<TargetName, string>();
 /** the targets came from CCMEM_TARGET_MODULE (no real device behind `kvm`) */
 let overridden = false;
 
 export function registerTarget(name: TargetName, factory: TargetFactory): void {
-  factories.set(name, factory);
+  loaders.set(name, async () => factory);
   unavailable.delete(name);
 }
 
 export function hasTarget(name: TargetName): boolean {
-  return factories.has(name);
+  return loaders.has(name);
 }
 
 /**
@@ -30,47 +30,39 @@ export function hasTarget(name: TargetName): boolean {
  * is there (without it every kvm row would only say so).
  */
 export function kvmColumnAvailable(): boolean {
-  return factories.has('kvm') && (overridden || existsSync('/dev/kvm'));
+  return loaders.has('kvm') && (overridden || kvmUnavailableReason() === null);
 }
 
-/** A fresh target; throws a clear error when this build has none of that name. */
-export function getTarget(name: TargetName): Target {
-  const factory = factories.get(name);
-  if (!factory) {
+/** A target's factory; rejects with a clear error when this build has none of that name. */
+export async function getTargetFactory(name: TargetName): Promise<TargetFactory> {
+  const load = loaders.get(name);
+  if (!load) {
     const why = unavailable.get(name);
     throw new Error(`${name} target not available${why ? `: ${why}` : ''}`);
   }
-  return factory();
+  return load();
 }
 
-function exported<T>(mod: unknown, name: string): T | undefined {
-  const v = (mod as Record<string, unknown>)[name];
-  return typeof v === 'function' ? (v as T) : undefined;
+/** A fresh target. */
+export async function getTarget(name: TargetName): Promise<Target> {
+  return (await getTargetFactory(name))();
 }
 
-/** Resolve the target factories once, before a command runs. */
+/** Resolve where the targets come from, once, before a command runs. */
 export async function loadTargets(env: NodeJS.ProcessEnv = process.env): Promise<void> {
   const override = env.CCMEM_TARGET_MODULE;
   if (override) {
-    const mod: unknown = await import(pathToFileURL(resolve(override)).href);
-    const create = exported<(name: TargetName) => Target | undefined>(mod, 'createTarget');
-    if (!create) throw new Error(`CCMEM_TARGET_MODULE ${override} does not export createTarget(name)`);
+    const mod = (await import(pathToFileURL(resolve(override)).href)) as { createTarget?: unknown };
+    const create = mod.createTarget;
+    if (typeof create !== 'function') throw new Error(`CCMEM_TARGET_MODULE ${override} does not export createTarget(name)`);
     overridden = true;
     for (const name of ['model', 'kvm'] as const) {
-      const probe = create(name);
-      if (probe) registerTarget(name, () => create(name)!);
+      const probe = (create as (name: TargetName) => Target | undefined)(name);
+      if (probe) registerTarget(name, () => create(name) as Target);
       else unavailable.set(name, `not provided by ${override}`);
     }
     return;
   }
-  if (!factories.has('model')) {
-    const createModel = exported<() => Target>(scenarioPackage, 'createModelTarget');
-    if (createModel) registerTarget('model', () => createModel());
-    else unavailable.set('model', '@ccmem/scenario has no createModelTarget in this build');
-  }
-  if (!factories.has('kvm')) {
-    const createKvm = exported<() => Target>(scenarioPackage, 'createKvmTarget');
-    if (createKvm) registerTarget('kvm', () => createKvm());
-    else unavailable.set('kvm', '@ccmem/scenario has no createKvmTarget in this build');
-  }
+  if (!loaders.has('model')) registerTarget('model', () => createModelTarget());
+  if (!loaders.has('kvm')) loaders.set('kvm', async () => (await loadKvmTarget()).createKvmTarget);
 }

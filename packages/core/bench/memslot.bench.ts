@@ -1,12 +1,15 @@
 /**
  * Memslot engine benchmarks: slot churn at the x86 limit (32764 user slots, the
- * memslot_perf_test scale), random gfn -> slot lookups, and memory per live slot.
+ * memslot_perf_test scale), random gfn -> slot lookups, creates interleaved with lookups at
+ * growing slot counts, host munmaps found through the hva tree, and memory per live slot.
+ *
+ *   pnpm bench -- --filter memslot.
  */
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import type { BenchCase } from '../../../bench/types.js';
+import { getGc, heapBytes as heapBytesAfterGc, logLogSlope, median, shuffled } from '../../../bench/stats.js';
+import { Kvm } from '../src/kvm.js';
 import { Tracer } from '../src/trace.js';
-import { KVM_USER_MEM_SLOTS } from '../src/uapi.js';
+import { KVM_USER_MEM_SLOTS, PAGE_SIZE } from '../src/uapi.js';
 import { MemslotEngine, type MemslotHooks } from '../src/memslot/set-memory-region.js';
 
 const SLOT_BYTES = 2 << 20; // 2 MiB
@@ -50,34 +53,89 @@ function createDeleteOnce(): number {
   return ms;
 }
 
-/** global.gc when node runs with --expose-gc, else the same function obtained at run time */
-function getGc(): (() => void) | null {
-  const g = (globalThis as { gc?: () => void }).gc;
-  if (g) return g;
-  try {
-    setFlagsFromString('--expose-gc');
-    return runInNewContext('gc') as () => void;
-  } catch {
-    return null;
+const CHURN_SIZES = [1024, 2048, 4096, 8192, 16384, KVM_USER_MEM_SLOTS];
+
+/**
+ * One sequence up to 32764 slots, each step creating one more 2 MiB slot
+ * (KVM_SET_USER_MEMORY_REGION2) and then looking up a random gfn among all slots created so
+ * far (so the last-used-slot cache rarely answers). Returns the process CPU seconds spent
+ * to reach each of CHURN_SIZES slots: the exponent is about how the work grows, and CPU time
+ * does not count the time a busy machine spends running other jobs. Collections the growing
+ * heap needs on the way are part of the cost.
+ */
+function churnSweep(): number[] {
+  const engine = new MemslotEngine(hooks());
+  const space = engine.slots.memslots(0);
+  let seed = 7;
+  let check = 0;
+  const out: number[] = [];
+  let next = 0;
+  const c0 = process.cpuUsage();
+  for (let id = 0; id < KVM_USER_MEM_SLOTS; id++) {
+    engine.setUserMemoryRegion(
+      { slot: id, flags: 0, guest_phys_addr: id * SLOT_BYTES, memory_size: SLOT_BYTES, userspace_addr: HVA_BASE + id * SLOT_BYTES },
+      { v2: true },
+    );
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    check += space.gfnToMemslot(seed % ((id + 1) * SLOT_PAGES))!.id;
+    if (id + 1 === CHURN_SIZES[next]) {
+      const c = process.cpuUsage(c0);
+      out.push((c.user + c.system) / 1e6);
+      next++;
+    }
   }
+  if (check < 0 || space.size !== KVM_USER_MEM_SLOTS) throw new Error('churn lost slots');
+  return out;
 }
 
-function heapBytes(): number {
-  const m = process.memoryUsage();
-  return m.heapUsed + m.arrayBuffers;
+/**
+ * A VM with 32764 slots of 2 MiB carved out of one 64 GiB anonymous mapping. The guest reads
+ * one random page in each of `batch * 4` random slots (mapping it), then the VMM munmaps
+ * those pages one munmap(2) of 4 KiB each: the mmu-notifier finds the one slot behind the
+ * hva through the hva tree and zaps the page's SPTE. A first batch is untimed (JIT); the
+ * median over three timed batches of µs per munmap is reported.
+ */
+function unmapAtFullSlots(): number {
+  const kvm = new Kvm();
+  const vm = kvm.createVm({});
+  const mm = kvm.process.mm;
+  const n = KVM_USER_MEM_SLOTS;
+  const base = mm.mmap({ length: n * SLOT_BYTES, prot: { read: true, write: true }, shared: false });
+  for (let id = 0; id < n; id++) {
+    vm.setUserMemoryRegion2({ slot: id, flags: 0, guest_phys_addr: id * SLOT_BYTES, memory_size: SLOT_BYTES, userspace_addr: base + id * SLOT_BYTES });
+  }
+  const vcpu = vm.createVcpu(0);
+  const batch = 5000;
+  const slots = shuffled(n, 77);
+  const pages = new Float64Array(batch * 4);
+  let seed = 99;
+  for (let k = 0; k < pages.length; k++) {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    pages[k] = slots[k]! * SLOT_PAGES + (seed % SLOT_PAGES);
+    const r = vcpu.guestRead(pages[k]! * PAGE_SIZE, 8);
+    if (r.exit || r.errno) throw new Error(`guest read exited: ${r.reason}`);
+  }
+  const mapped = vm.mmu.stats.pages_4k;
+  if (mapped !== pages.length) throw new Error(`expected ${pages.length} 4K SPTEs, got ${mapped}`);
+  const perMunmap: number[] = [];
+  for (let b = 0; b < 4; b++) {
+    const t0 = performance.now();
+    for (let k = b * batch; k < (b + 1) * batch; k++) mm.munmap(base + pages[k]! * PAGE_SIZE, PAGE_SIZE);
+    const us = ((performance.now() - t0) * 1000) / batch;
+    if (b > 0) perMunmap.push(us);
+  }
+  if (vm.mmu.stats.pages_4k !== 0) throw new Error(`munmap left ${vm.mmu.stats.pages_4k} SPTEs mapped`);
+  vm.release();
+  return median(perMunmap);
 }
 
 /** one measurement in its own frame, so nothing of it outlives the call */
-function bytesPerSlotOnce(gc: (() => void) | null): number {
-  gc?.();
-  gc?.();
-  const before = heapBytes();
+function bytesPerSlotOnce(gc: () => void): number {
+  const before = heapBytesAfterGc(gc);
   const engine = new MemslotEngine(hooks());
   fill(engine);
-  engine.slots.memslots(0).gfnToMemslot(0); // build the lookup index
-  gc?.();
-  gc?.();
-  const after = heapBytes();
+  engine.slots.memslots(0).gfnToMemslot(0);
+  const after = heapBytesAfterGc(gc);
   if (engine.slots.memslots(0).size !== KVM_USER_MEM_SLOTS) throw new Error('fill failed');
   return (after - before) / KVM_USER_MEM_SLOTS;
 }
@@ -89,11 +147,7 @@ export const benches: BenchCase[] = [
     target: { op: '<=', value: 50 },
     run() {
       createDeleteOnce(); // warm-up (JIT)
-      createDeleteOnce();
-      // best of 5, like the other benches (docs/benchmarks.md): a shared 2-vCPU machine only
-      // ever makes a round slower
-      const runs = [1, 2, 3, 4, 5].map(() => createDeleteOnce());
-      return Math.min(...runs);
+      return median([1, 2, 3, 4, 5].map(() => createDeleteOnce()));
     },
   },
   {
@@ -113,14 +167,14 @@ export const benches: BenchCase[] = [
       }
       let check = 0;
       for (let i = 0; i < n; i++) check += space.gfnToMemslot(gfns[i]!)!.id; // warm-up
-      let best = 0;
+      const rates: number[] = [];
       for (let r = 0; r < 5; r++) {
         const t0 = performance.now();
         for (let i = 0; i < n; i++) check += space.gfnToMemslot(gfns[i]!)!.id;
-        best = Math.max(best, n / ((performance.now() - t0) / 1000));
+        rates.push(n / ((performance.now() - t0) / 1000));
       }
       if (check < 0) throw new Error('unreachable');
-      return best;
+      return median(rates);
     },
   },
   {
@@ -129,10 +183,25 @@ export const benches: BenchCase[] = [
     target: { op: '<=', value: 512 },
     run() {
       const gc = getGc();
-      const samples: number[] = [];
-      for (let r = 0; r < (gc ? 3 : 6); r++) samples.push(bytesPerSlotOnce(gc));
-      samples.sort((a, b) => a - b);
-      return samples[Math.floor(samples.length / 2)]!;
+      return median([1, 2, 3].map(() => bytesPerSlotOnce(gc)));
     },
+  },
+  {
+    name: 'memslot.churn_lookup_exponent',
+    unit: 'log-log slope',
+    target: { op: '<=', value: 1.2 },
+    run() {
+      churnSweep(); // warm-up (JIT)
+      const sweeps = [1, 2, 3].map(() => churnSweep());
+      const seconds = CHURN_SIZES.map((_, i) => median(sweeps.map((sw) => sw[i]!)));
+      if (process.env.CCMEM_BENCH_CPU) CHURN_SIZES.forEach((n, i) => console.error(`  ${n} slots: ${(seconds[i]! * 1000).toFixed(1)} ms`));
+      return logLogSlope(CHURN_SIZES, seconds);
+    },
+  },
+  {
+    name: 'memslot.unmap_4k_at_32764_slots',
+    unit: 'µs/munmap',
+    target: { op: '<=', value: 5 },
+    run: unmapAtFullSlots,
   },
 ];

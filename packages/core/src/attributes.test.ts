@@ -154,3 +154,17 @@ describe('KVM_SET_MEMORY_ATTRIBUTES effects', () => {
     expect(PAGE_SIZE).toBe(4096);
   });
 });
+
+describe('KVM_SET_MEMORY_ATTRIBUTES u64 ranges', () => {
+  it('are exact: ranges above 2^53 are stored, a range ending at 2^64 wraps, an unaligned bigint is EINVAL', () => {
+    const vm = new Kvm().createVm({ type: KVM_X86_SW_PROTECTED_VM });
+    vm.setMemoryAttributes({ address: 2n ** 54n, size: 0x1000n, attributes: PRIVATE });
+    expect(vm.memIsPrivate(2 ** 42)).toBe(true);
+    expect(errnoOf(() => vm.setMemoryAttributes({ address: 2n ** 54n + 1n, size: 0x1000n, attributes: PRIVATE }))).toBe('EINVAL');
+    expect(errnoOf(() => vm.setMemoryAttributes({ address: 0xfffffffffffff000n, size: 0x1000n, attributes: PRIVATE }))).toBe('EINVAL');
+    vm.setMemoryAttributes({ address: 0xffffffffffffe000n, size: 0x1000n, attributes: PRIVATE });
+    expect(vm.memIsPrivate(2 ** 52 - 2)).toBe(true);
+    expect(vm.memIsPrivate(2 ** 52 - 1)).toBe(false);
+    assertVmInvariants(vm);
+  });
+});

@@ -17,16 +17,16 @@ import type { KernelOp } from './steps.js';
 import { KVM_MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE, PG_LEVEL_1G, PG_LEVEL_2M } from './uapi.js';
 import { PAGES_PER_LEVEL } from './mmu/tdp-iter.js';
 import type { AttributesVm } from './attributes-vm.js';
+import { u64AddWraps, u64PageAligned, u64Value, type U64 } from './u64.js';
 
 /** struct kvm_memory_attributes */
 export interface KvmMemoryAttributes {
-  address: number;
-  size: number;
+  /** u64: a bigint keeps values above 2^53 exact */
+  address: U64;
+  size: U64;
   attributes: number;
   flags?: number;
 }
-
-const TWO_64 = 2 ** 64;
 
 /** kvm_supported_mem_attributes() */
 export function kvmSupportedMemAttributes(hasPrivateMem: boolean): number {
@@ -50,12 +50,15 @@ export class SetMemoryAttributesOp implements KernelOp<void> {
     const supported = kvmSupportedMemAttributes(vm.hasPrivateMem);
     if ((attrs.flags ?? 0) !== 0) fail('EINVAL', 'kvm_vm_ioctl_set_mem_attributes: flags must be 0');
     if (attrs.attributes & ~supported) fail('EINVAL', 'kvm_vm_ioctl_set_mem_attributes: unsupported attributes');
-    if (attrs.size === 0 || attrs.address + attrs.size > TWO_64 || !Number.isSafeInteger(attrs.address + attrs.size))
+    // the u64 checks on the exact values; gfns (< 2^52) are numbers from here on
+    const address = u64Value(attrs.address, 'address');
+    const size = u64Value(attrs.size, 'size');
+    if (size === 0n || u64AddWraps(address, size))
       fail('EINVAL', 'kvm_vm_ioctl_set_mem_attributes: size is 0 or address + size wraps');
-    if (attrs.address % PAGE_SIZE !== 0 || attrs.size % PAGE_SIZE !== 0)
+    if (!u64PageAligned(address) || !u64PageAligned(size))
       fail('EINVAL', 'kvm_vm_ioctl_set_mem_attributes: address or size not page aligned');
-    const start = attrs.address / PAGE_SIZE;
-    const end = (attrs.address + attrs.size) / PAGE_SIZE;
+    const start = Number(address >> 12n);
+    const end = Number((address + size) >> 12n);
     this.change = { start, end, attributes: attrs.attributes };
     // kvm_range_has_memory_attributes(): nothing to do if the range already has them
     this.phase = vm.attributes.rangeHasValue(start, end, attrs.attributes) ? 'done' : 'prepare';

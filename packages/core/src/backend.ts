@@ -113,6 +113,12 @@ export interface KvmGmemPopulateArgs {
   readonly src: number | null;
   /** the vendor's post_populate callback for one page: 0 or a negative errno */
   readonly postPopulate: (gfn: number, pfn: number, srcPage: Uint8Array | null) => number;
+  /**
+   * The source is pinned page by page (the 2026 change that GUPs source pages before
+   * populating), so an unaligned `src` is EINVAL. Default true (upstream); false for v6.18,
+   * where the vendor callback copies from `src + i * PAGE_SIZE` as given.
+   */
+  readonly alignedSrc?: boolean;
 }
 
 /** What `GuestMemoryFile.populate` gets: the call, its slot, and the VM's side of each page. */
@@ -249,6 +255,12 @@ export interface VendorBackend<E extends VendorEdge = VendorEdge> {
 
   /* -- guest_memfd hooks (kvm_arch_gmem_prepare / _invalidate / gmem_max_mapping_level) -- */
   gmemPrepare?(pfn: number, gfn: number, maxOrder: number): number;
+  /**
+   * A private page is usable by the guest only once gmemPrepare ran for it (SEV-SNP: the RMP
+   * assignment in sev_gmem_prepare()). A provider without a prepare step (the device fd) must
+   * refuse such a VM, or its guest would fault forever.
+   */
+  readonly gmemPrepareRequired?: boolean;
   gmemInvalidate?(startPfn: number, endPfn: number): void;
   /** 0 = no limit, otherwise the largest PG_LEVEL_* a mapping of `pfn` may have */
   gmemMaxMappingLevel?(pfn: number, isPrivate: boolean): number;
@@ -275,6 +287,15 @@ export interface VendorBackend<E extends VendorEdge = VendorEdge> {
   handleNpfExtra?(vcpuId: number, gpa: number, errorCode: number): void;
   /** a host (VMM or kernel directmap) access to `pfn`: null when allowed, else why it faults */
   checkHostAccess?(pfn: number, write: boolean): string | null;
+
+  /*
+   * -- KVM_RUN gate (kvm_x86_ops.vcpu_pre_run) --
+   * Called by every KVM_RUN before anything else runs (kvm_arch_vcpu_ioctl_run(): after the
+   * dead-VM check, before complete_userspace_io and vcpu_run()): 1 lets the vCPU run, 0 or a
+   * negative errno ends KVM_RUN with that result and changes nothing (tdx_vcpu_pre_run(): the TD
+   * is not RUNNABLE or the vCPU was never initialized → -EINVAL).
+   */
+  vcpuPreRun?(vcpuId: number): number;
 
   /* -- vendor operations -- */
   guestOp?(vcpuId: number, req: E['guestRequest']): GuestOpResult;
@@ -335,6 +356,8 @@ export interface VmForBackend {
   mapPrivatePfn(gfn: number, pfn: number): number;
   /** kvm_gmem_get_pfn() for a private gfn: allocates and prepares on first use */
   gmemGetPfn(gfn: number): { pfn: number; maxOrder: number } | { errno: number };
+  /** the kernel profile the VM follows (vendor code follows it too; docs/profiles.md) */
+  readonly profile: KernelProfile;
   /** the guest_memfd pfn backing private `gfn` without allocating or preparing, or -1 */
   gmemPeekPfn(gfn: number): number;
   /**
@@ -350,8 +373,13 @@ export interface VmForBackend {
   forEachPrivateMapping(cb: (gfn: number, pfn: number, level: number) => void): void;
   /** user_exit_on_hypercall(): KVM_CAP_EXIT_HYPERCALL enabled hypercall `nr` */
   userExitOnHypercall(nr: number): boolean;
-  /** kvm_mmu_page_fault() for a private access of `vcpuId` at `gpa`: 0 once mapped, or -errno */
-  handlePrivateFault(vcpuId: number, gpa: number): number;
+  /**
+   * kvm_mmu_page_fault() for a private access of `vcpuId` at `gpa`: 0 once mapped, or -errno.
+   * `acceptLevel` (PG_LEVEL_*): the EPT violation came from TDG.MEM.PAGE.ACCEPT at that level
+   * (TDX huge-page series): larger private mappings there are split and the map is at most
+   * that level.
+   */
+  handlePrivateFault(vcpuId: number, gpa: number, acceptLevel?: number): number;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -456,6 +484,62 @@ export interface KernelProfile {
    * KVM_EXIT_MEMORY_FAULT (upstream since v6.12). Absent means false (upstream).
    */
   readonly unfaultableHvaEmulatesMmio?: boolean;
+  /**
+   * KVM_SEV_SNP_LAUNCH_UPDATE rejects a `uaddr` that is 0 or not page-aligned (for every page
+   * type but ZERO) with EINVAL, before any page is touched (the 2026 sev.c series that makes the
+   * source page-granular). When false an unaligned `uaddr` is copied from as given. Absent
+   * means true (upstream).
+   */
+  readonly snpLaunchUpdateUaddrChecks?: boolean;
+  /**
+   * Userspace completes KVM_HC_MAP_GPA_RANGE with `hypercall.ret` 0, EINVAL or EAGAIN only
+   * (kvm_is_valid_map_gpa_range_ret(), 2026 "allow userspace to return errors to guest"): TDX
+   * MapGPA maps EAGAIN to TDVMCALL_STATUS_RETRY and EINVAL to INVALID_OPERAND, SNP PSC reports
+   * either as an error, and any other value fails KVM_RUN with EINVAL. When false every non-zero
+   * value is an error for the guest. Absent means true (upstream).
+   */
+  readonly mapGpaRangeUserErrors?: boolean;
+  /**
+   * KVM_TDX_INIT_MEM_REGION rejects `source_addr` 0 with EINVAL before any page (the 2026
+   * pre-check of the source address); when false the copy from address 0 fails with EFAULT.
+   * Absent means true (upstream).
+   */
+  readonly tdxInitMemRegionSourceCheck?: boolean;
+  /**
+   * KVM_CREATE_GUEST_MEMFD accepts GUEST_MEMFD_FLAG_HUGETLB | GUESTMEM_HUGETLB_FLAG_2MB: a
+   * guest_memfd of 2 MiB folios (the in-flight HugeTLB series, model option). Absent means true
+   * (the model's upstream offers it, as it offers other RFC options).
+   */
+  readonly gmemHugetlb?: boolean;
+  /**
+   * CONFIG_KVM_GUEST_MEMFD: KVM_CREATE_GUEST_MEMFD exists (else ENOTTY), KVM_CAP_GUEST_MEMFD is
+   * 1, and check_memory_region_flags() accepts KVM_MEM_GUEST_MEMFD (else EINVAL, before any fd
+   * is looked at). Absent means true (upstream).
+   */
+  readonly guestMemfd?: boolean;
+  /**
+   * The host's MAXPHYADDR (kvm_host.maxphyaddr), which bounds memslots under TDP
+   * (kvm_mmu_max_gfn()). Absent: 48 bits with a 4-level TDP root, 52 with a 5-level root.
+   */
+  readonly hostMaxPhyAddr?: number;
+  /** KVM_MAX_VCPUS (CONFIG_KVM_MAX_NR_VCPUS: 1024 by default, 4096 with MAXSMP). Absent: 4096. */
+  readonly maxVcpus?: number;
+  /** num_online_cpus() of the host: KVM_CAP_NR_VCPUS is this capped at KVM_MAX_VCPUS. Absent: 64. */
+  readonly onlineCpus?: number;
+  /**
+   * kvm.enable_mmio_caching: a fault on a gfn without a memslot installs an MMIO SPTE tagged
+   * with the memslot generation (kvm_handle_noslot_fault(), make_mmio_spte()), and later
+   * accesses take the EPT-misconfig fast path (handle_mmio_page_fault()) until the generation
+   * changes. Absent means true (upstream default).
+   */
+  readonly mmioCaching?: boolean;
+  /**
+   * kvm.tdp_enabled (kvm_intel.ept / kvm_amd.npt): false means every VM's guest paging is
+   * shadowed by the shadow MMU. Absent means true.
+   */
+  readonly tdpEnabled?: boolean;
+  /** kvm.tdp_mmu: the TDP MMU (rather than the shadow MMU in direct mode) serves TDP. Absent means true. */
+  readonly tdpMmu?: boolean;
 }
 
 /** The VM as a memory provider (guest_memfd, device fd) sees it. */

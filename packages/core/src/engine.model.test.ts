@@ -78,6 +78,11 @@ interface Model {
   dirty: Set<number>;
   /** gfns worth re-reading after every command */
   watched: Set<number>;
+  /**
+   * gfns with a live MMIO SPTE: a no-slot access installed one (MMIO caching), and it keeps
+   * the access MMIO, private or not, until the next memslot change (handle_mmio_page_fault())
+   */
+  mmioCached: Set<number>;
 }
 
 interface Real {
@@ -101,8 +106,14 @@ function expected(m: Model, gfn: number): Expect {
     if (isPrivate) return { kind: 'memory_fault' }; // no guest_memfd behind slot 1
     return { kind: 'value', value: m.host[1].get(gfn - m.s1Base) ?? 0n };
   }
+  if (m.mmioCached.has(gfn)) return { kind: 'mmio' }; // the cached MMIO SPTE answers first
   if (isPrivate) return { kind: 'memory_fault' }; // private memory is never emulated
   return { kind: 'mmio' };
+}
+
+/** after a guest access with the expected outcome: a no-slot MMIO fault leaves an MMIO SPTE */
+function noteMmio(m: Model, gfn: number, want: Expect): void {
+  if (want.kind === 'mmio') m.mmioCached.add(gfn);
 }
 
 function check(m: Model, r: Real): void {
@@ -115,6 +126,7 @@ function check(m: Model, r: Real): void {
     } else if (want.kind === 'mmio') {
       expect(got.exit?.reason, `gfn 0x${gfn.toString(16)}`).toBe('KVM_EXIT_MMIO');
       r.vcpu.completeMmioRead(0n);
+      noteMmio(m, gfn, want);
     } else {
       expect(got.exit?.reason, `gfn 0x${gfn.toString(16)}`).toBe('KVM_EXIT_MEMORY_FAULT');
       expect(got.errno).toBe('EFAULT');
@@ -153,6 +165,7 @@ class Write implements fc.Command<Model, Real> {
       const exit = got.exit;
       expect(exit?.reason).toBe('KVM_EXIT_MMIO');
       if (exit?.reason === 'KVM_EXIT_MMIO') expect(exit.mmio.is_write).toBe(true);
+      noteMmio(m, this.gfn, want);
     } else {
       expect(got.exit?.reason).toBe('KVM_EXIT_MEMORY_FAULT');
     }
@@ -236,6 +249,7 @@ class DeleteSlot1 implements fc.Command<Model, Real> {
   check = (m: Readonly<Model>) => m.s1Present;
   run(m: Model, r: Real): void {
     r.vm.setUserMemoryRegion2({ ...s1Region(m, r, 0), memory_size: 0 });
+    m.mmioCached.clear(); // a new memslot generation
     m.s1Present = false;
     m.s1Logging = false;
     m.dirty.clear();
@@ -250,6 +264,7 @@ class CreateSlot1 implements fc.Command<Model, Real> {
   run(m: Model, r: Real): void {
     const base = S1_BASES[this.where]!;
     r.vm.setUserMemoryRegion2(s1Region(m, r, 0, base));
+    m.mmioCached.clear();
     m.s1Present = true;
     m.s1Base = base;
     check(m, r);
@@ -262,6 +277,7 @@ class MoveSlot1 implements fc.Command<Model, Real> {
   run(m: Model, r: Real): void {
     const base = m.s1Base === S1_BASES[0] ? S1_BASES[1]! : S1_BASES[0]!;
     r.vm.setUserMemoryRegion2(s1Region(m, r, m.s1Logging ? KVM_MEM_LOG_DIRTY_PAGES : 0, base));
+    m.mmioCached.clear();
     m.s1Base = base;
     if (m.s1Logging) m.dirty.clear(); // a moved slot gets a fresh bitmap
     check(m, r);
@@ -275,6 +291,7 @@ class ToggleLogging implements fc.Command<Model, Real> {
   run(m: Model, r: Real): void {
     const on = !m.s1Logging;
     r.vm.setUserMemoryRegion2(s1Region(m, r, on ? KVM_MEM_LOG_DIRTY_PAGES : 0));
+    m.mmioCached.clear();
     m.s1Logging = on;
     m.dirty.clear();
     check(m, r);
@@ -321,6 +338,7 @@ function setup(): { model: Model; real: Real } {
     s1Base: S1_BASES[0]!,
     s1Logging: false,
     dirty: new Set(),
+    mmioCached: new Set(),
     watched: new Set([S0_BASE, S0_BASE + 511, S0_BASE + 512, S0_BASE + S0_PAGES - 1, S1_BASES[0]!, S1_BASES[1]! + 3, S0_BASE - 1]),
   };
   return { model, real };

@@ -20,6 +20,7 @@ export const ERRNO = {
   EINVAL: 22,
   EMFILE: 24,
   ENOTTY: 25,
+  EFBIG: 27,
   ENOSPC: 28,
   ESPIPE: 29,
   ERANGE: 34,

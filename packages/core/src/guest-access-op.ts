@@ -33,6 +33,7 @@ import {
 } from './mmu/mmu-internal.js';
 import type { KernelOp } from './steps.js';
 import { kvmGpaToGfn } from './gfn.js';
+import { MMIO_SPTE_GEN_MASK } from './mmu/spte.js';
 import type { GuestAccess, GuestAccessResult, Vcpu } from './vcpu.js';
 
 export type GuestAccessPhase = 'walk' | 'faultin' | 'map' | 'vendor' | 'done';
@@ -82,6 +83,13 @@ export class GuestAccessOp implements KernelOp<GuestAccessResult> {
   spinning = false;
   /** RET_PF_* of the last fault (or -errno) */
   lastFaultResult = 0;
+  /**
+   * Stop once the translation is complete, without loading or storing (a page-crossing access
+   * translates both pages before it touches either: Vcpu.access). Cleared by reset().
+   */
+  translateOnly = false;
+  /** the pfn the completed translation found (translateOnly), else -1 */
+  translatedPfn = -1;
   maxRetries: number;
   private readonly runsToCompletion: boolean;
   /** the last fault returned RET_PF_FIXED and nothing ran since (runsToCompletion only) */
@@ -142,6 +150,8 @@ export class GuestAccessOp implements KernelOp<GuestAccessResult> {
     this.faultRet = 0;
     this.lastFaultResult = 0;
     this.fixedLeaf = false;
+    this.translateOnly = false;
+    this.translatedPfn = -1;
     this.res = NO_RESULT;
     this.phase = 'walk';
     return this;
@@ -184,8 +194,10 @@ export class GuestAccessOp implements KernelOp<GuestAccessResult> {
     this.fixedLeaf = false;
     if (found && w.present) {
       if (this.write && !vm.mmu.lastWalkWritable) {
-        if (vm.mmu.makeWritable(gfn, this.isPrivate)) {
-          const slot = vm.gfnToMemslot(gfn);
+        // fast_page_fault(): never make a huge SPTE of a dirty-logged slot writable; the slow
+        // path maps the page at 4K so that the write is logged per page
+        const slot = vm.gfnToMemslot(gfn);
+        if (!(w.level > 1 && slot?.dirtyBitmap) && vm.mmu.makeWritable(gfn, this.isPrivate)) {
           if (slot?.dirtyBitmap) vm.dirtyLog.markPageDirtyInSlot(slot, gfn);
           return false; // walk again
         }
@@ -207,6 +219,10 @@ export class GuestAccessOp implements KernelOp<GuestAccessResult> {
           verdict = backend.checkGuestAccess(c);
         }
         if (verdict === undefined || verdict.kind === 'ok') {
+          if (this.translateOnly) {
+            this.translatedPfn = pfn;
+            return this.finish(WRITE_DONE);
+          }
           const off = pageOffset(this.gpa);
           if (this.write) {
             vm.phys.writeValue(pfn, off, this.size, this.value);
@@ -224,6 +240,21 @@ export class GuestAccessOp implements KernelOp<GuestAccessResult> {
         this.npfExtra = verdict.errorCode;
         this.vendorFaults++;
         vm.tracer.emit('kvm_page_fault', { vcpu_id: this.vcpu.id, gpa: this.gpa, error_code: this.npfExtra, reason: verdict.reason });
+      }
+    }
+    // An MMIO SPTE (present in the tables, not shadow-present): the hardware takes an EPT
+    // misconfiguration and handle_mmio_page_fault() emulates at once if the SPTE's memslot
+    // generation is current (check_mmio_spte()), before any attribute or private check;
+    // otherwise (RET_PF_INVALID) the full fault runs and replaces the SPTE.
+    if (!(found && w.present) && vm.backend === null) {
+      const gen = vm.mmu.mmioSpteGeneration(w.lo, w.hi);
+      if (gen >= 0 && gen === (vm.memslotsGeneration & MMIO_SPTE_GEN_MASK)) {
+        const f = this.vcpu.fault;
+        f.reset(this.gpa, gfn);
+        f.write = this.write;
+        f.exec = this.fetch;
+        f.reason = 'cached MMIO SPTE (handle_mmio_page_fault): emulated MMIO';
+        return this.finish(this.finishFault(RET_PF_EMULATE));
       }
     }
     if (this.faults >= this.maxRetries) {
@@ -265,6 +296,7 @@ export class GuestAccessOp implements KernelOp<GuestAccessResult> {
       this.phase = 'vendor';
       return false;
     }
+    if (r === RET_PF_WRITE_PROTECTED && this.write && this.vcpu.vm.shadowMmuIfUsed !== null) return this.finish(this.emulateTrackedWrite());
     if (r === RET_PF_FIXED || r === RET_PF_SPURIOUS || r === RET_PF_RETRY || r === RET_PF_WRITE_PROTECTED) {
       this.vcpu.lastAccessRetries++;
       this.fixedLeaf = r === RET_PF_FIXED && this.runsToCompletion;
@@ -272,6 +304,23 @@ export class GuestAccessOp implements KernelOp<GuestAccessResult> {
       return false;
     }
     return this.finish(this.finishFault(r));
+  }
+
+  /**
+   * RET_PF_WRITE_PROTECTED on a write (the gfn is a guest page table the shadow MMU
+   * write-tracks, e.g. L1's EPT for an L2): kvm_mmu_write_protect_fault() →
+   * x86_emulate_instruction() → emulator_write_phys(): KVM stores the value and calls
+   * kvm_mmu_track_write().
+   */
+  private emulateTrackedWrite(): GuestAccessResult {
+    const vm = this.vcpu.vm;
+    const pfn = vm.guestMemory.pfnOf(this.gpa, true);
+    if (pfn < 0) return { errno: 'EFAULT', reason: `emulated write to gpa 0x${this.gpa.toString(16)}: no host page` };
+    vm.phys.writeValue(pfn, pageOffset(this.gpa), this.size, this.value);
+    const slot = vm.gfnToMemslot(this.gfn);
+    if (slot) vm.markPageDirty(slot, this.gfn);
+    vm.shadowMmuIfUsed?.trackWrite(this.gpa, this.size, this.value !== 0n);
+    return WRITE_DONE;
   }
 
   /** e.g. sev_handle_rmp_fault(): PSMASH + zap on a size mismatch, no-op otherwise */
@@ -313,7 +362,7 @@ export class GuestAccessOp implements KernelOp<GuestAccessResult> {
     const f = this.vcpu.fault;
     const size = this.size;
     if (r === RET_PF_EMULATE) {
-      if (f.pciHoleRead) return { value: ALL_ONES[size]!, reason: f.reason };
+      if (f.pciHoleRead) return { value: ALL_ONES[size] ?? (1n << BigInt(8 * size)) - 1n, reason: f.reason };
       if (this.fetch) {
         // The emulator must fetch the instruction bytes at the faulting gpa itself
         // (kvm_fetch_guest_virt): there is no RAM there, decoding fails, and

@@ -7,6 +7,7 @@ import { KVM_MEMSLOT_INVALID, PAGE_SIZE, PG_LEVEL_4K, pagesPerHpage } from './ua
 import { KVM_FILTER_PRIVATE, KVM_FILTER_SHARED } from './backend.js';
 import { disallowLpage } from './mmu/hugepage.js';
 import type { Vm } from './vm.js';
+import { checkShadowMmu } from './mmu/shadow/shadow-invariants.js';
 
 export interface InvariantOptions {
   /** stop after this many 4K pages of huge leaves were checked page by page */
@@ -50,7 +51,12 @@ export function checkVmInvariants(vm: Vm, opts: InvariantOptions = {}): string[]
       return;
     }
     if (level > PG_LEVEL_4K) {
-      if (slot.dirtyBitmap) out.push(`${where(gfn, level)} is huge in a dirty-logging memslot`);
+      // Huge mappings may stay in a dirty-logging slot (a read-only slot's, or all of them with
+      // KVM_DIRTY_LOG_INITIALLY_SET until KVM_CLEAR_DIRTY_LOG splits them:
+      // kvm_mmu_slot_apply_flags()), but a writable one may only cover pages whose dirty bits
+      // are all still set, or a write would be lost
+      if (slot.dirtyBitmap && writable && !allDirty(slot.dirtyBitmap, gfn - slot.baseGfn, pagesPerHpage(level)))
+        out.push(`${where(gfn, level)} is huge and writable in a dirty-logging memslot over pages not marked dirty`);
       if (disallowLpage(slot, gfn, level, vm.hasPrivateMem ? vm.attributes : null))
         out.push(`${where(gfn, level)} is huge where disallow_lpage requires a smaller mapping (slot edge, hva alignment or mixed attributes)`);
     }
@@ -81,7 +87,36 @@ export function checkVmInvariants(vm: Vm, opts: InvariantOptions = {}): string[]
     }
   });
   if (vm.backend?.checkInvariants) out.push(...vm.backend.checkInvariants());
+  const shadow = vm.shadowMmuIfUsed;
+  if (shadow) {
+    const mem = vm.guestMemory;
+    out.push(
+      ...checkShadowMmu(shadow, {
+        gfnToMemslot: (gfn) => vm.gfnToMemslot(gfn),
+        readGpte: (gpa, o) => mem.readGpte(gpa, o),
+        gpteRole: (nested) => {
+          for (const v of vm.vcpus) {
+            if (nested && v.paging.nested) return v.paging.nested.ctx.role;
+            if (!nested) return v.paging.cpuRole;
+          }
+          return null;
+        },
+        ...(opts.allowInvalidSlots ? { allowInvalidSlots: true } : {}),
+      }),
+    );
+    // no write-tracked gfn is writable through the TDP MMU either (L1's mapping of an L2's EPT table)
+    for (const gfn of shadow.writeTrackedGfns()) {
+      vm.mmu.forEachLeaf(gfn, gfn + 1, KVM_FILTER_SHARED, (g, level, _pfn, writable) => {
+        if (writable) out.push(`${where(g, level)} (TDP) is writable over write-tracked gfn 0x${gfn.toString(16)}`);
+      });
+    }
+  }
   return out;
+}
+
+function allDirty(bitmap: Uint32Array, rel: number, n: number): boolean {
+  for (let i = rel; i < rel + n; i++) if (!((bitmap[i >>> 5]! >>> (i & 31)) & 1)) return false;
+  return true;
 }
 
 function where(gfn: number, level: number): string {

@@ -7,7 +7,7 @@
  */
 import { fail } from './errno.js';
 import type { BackendEnv, BackendFactory, GuestMemfdFactory, KernelProfile, NoVendorEdge, VendorBackend, VendorEdge } from './backend.js';
-import { KVM_X86_DEFAULT_VM, KVM_X86_SW_PROTECTED_VM, VM_TYPES } from './uapi.js';
+import { KVM_X86_DEFAULT_VM, KVM_X86_SEV_ES_VM, KVM_X86_SEV_VM, KVM_X86_SNP_VM, KVM_X86_SW_PROTECTED_VM, KVM_X86_TDX_VM, VM_TYPES } from './uapi.js';
 import { profileByName, UPSTREAM_PROFILE } from './profile.js';
 import { Tracer } from './trace.js';
 import { Process } from './host/process.js';
@@ -88,6 +88,13 @@ export class Kvm<B extends BackendFactories = NoBackends> {
   get vmTypes(): number {
     let types = (1 << KVM_X86_DEFAULT_VM) | (1 << KVM_X86_SW_PROTECTED_VM);
     for (const t of Object.keys(this.backends)) types |= 1 << Number(t);
+    // kvm_caps.supported_vm_types: SW_PROTECTED needs the TDP MMU (kvm_is_vm_type_supported),
+    // SEV needs NPT (sev_hardware_setup), SNP and TDX the TDP MMU as well (the mirror root,
+    // guest_memfd faults): with the shadow MMU only the default VM type remains
+    const tdp = this.profile.tdpEnabled ?? true;
+    const tdpMmu = tdp && (this.profile.tdpMmu ?? true);
+    if (!tdpMmu) types &= ~((1 << KVM_X86_SW_PROTECTED_VM) | (1 << KVM_X86_SNP_VM) | (1 << KVM_X86_TDX_VM));
+    if (!tdp) types &= ~((1 << KVM_X86_SEV_VM) | (1 << KVM_X86_SEV_ES_VM));
     return types & this.profile.vmTypes;
   }
 
@@ -117,7 +124,8 @@ export class Kvm<B extends BackendFactories = NoBackends> {
       backend,
       guestMemfd: this.guestMemfd,
       tracer: this.tracer,
-      rootLevel: opts.rootLevel ?? 4,
+      // the shadow MMU maps any 52-bit gpa (kvm_mmu_max_gfn()): give the model's tables the room
+      rootLevel: opts.rootLevel ?? (this.profile.tdpEnabled === false ? 5 : 4),
     });
     vm.kvmVmTypes = this.vmTypes;
     vm.fd = this.process.installFd(vm);

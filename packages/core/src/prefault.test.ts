@@ -32,6 +32,19 @@ describe('KVM_PRE_FAULT_MEMORY', () => {
     expect(r).toEqual({ gpa: 0x40000000, size: 4096, flags: 1 });
   });
 
+  it('u64 checks on exact values: a range ending at 2^64 wraps (EINVAL, not ENOENT); bigints keep every bit', () => {
+    const { vcpu } = setup();
+    expect(errnoOf(() => vcpu.preFaultMemory({ gpa: 2 ** 64 - 4096, size: 4096 }))).toBe('EINVAL');
+    expect(errnoOf(() => vcpu.preFaultMemory({ gpa: 0xfffffffffffff000n, size: 0x1000n }))).toBe('EINVAL');
+    // 2^53 + 1 is not page aligned (as a number it would round to 2^53)
+    expect(errnoOf(() => vcpu.preFaultMemory({ gpa: 2n ** 53n + 1n, size: 4096 }))).toBe('EINVAL');
+    // the last page below 2^64 is a valid range with no memslot
+    const r: KvmPreFaultMemory = { gpa: 0xffffffffffffe000n, size: 0x1000n };
+    expect(errnoOf(() => vcpu.preFaultMemory(r))).toBe('ENOENT');
+    expect(r).toEqual({ gpa: 2 ** 64 - 0x2000, size: 0x1000 });
+    expect(() => vcpu.preFaultMemory({ gpa: 2n ** 64n, size: 4096 })).toThrow(RangeError);
+  });
+
   it('maps the range as read faults (zero page, CoW not broken) and returns 0 with size 0', () => {
     const { vm, vcpu, kvm } = setup();
     const r = { gpa: 0x40000000, size: 16 * 4096 };
@@ -73,8 +86,8 @@ describe('KVM_PRE_FAULT_MEMORY', () => {
     expect(errnoOf(() => v2.preFaultMemory({ gpa: 0x40000000, size: 4096 }))).toBe('EINTR');
   });
 
-  it('without a TDP MMU (linux-6.18 profile) the call is EOPNOTSUPP', () => {
-    const { vcpu } = setup({ profile: 'linux-6.18' });
+  it('without a TDP MMU (linux-6.18-pvm profile) the call is EOPNOTSUPP', () => {
+    const { vcpu } = setup({ profile: 'linux-6.18-pvm' });
     expect(errnoOf(() => vcpu.preFaultMemory({ gpa: 0x40000000, size: 4096 }))).toBe('EOPNOTSUPP');
   });
 });

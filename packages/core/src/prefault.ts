@@ -12,6 +12,7 @@ import { ERRNO, errnoName, fail, type ErrnoName } from './errno.js';
 import { PAGE_SIZE, pagesPerHpage } from './uapi.js';
 import type { KernelOp } from './steps.js';
 import { kvmGfnDirectBits, kvmIsGfnAlias } from './gfn.js';
+import { u64AddWraps, u64PageAligned, u64Value, type U64 } from './u64.js';
 import type { Vcpu } from './vcpu.js';
 import { kvmMmuFaultinPfn, kvmTdpMmuMapFault } from './mmu/page-fault.js';
 import {
@@ -25,12 +26,18 @@ import {
 
 /** struct kvm_pre_fault_memory (gpa and size are in/out) */
 export interface KvmPreFaultMemory {
+  /** u64, in/out: a bigint keeps values above 2^53 exact; written back as numbers */
+  gpa: U64;
+  size: U64;
+  flags?: number;
+}
+
+/** the range once checked: page aligned below 2^64, so exact as numbers */
+interface CheckedRange {
   gpa: number;
   size: number;
   flags?: number;
 }
-
-const TWO_64 = 2 ** 64;
 /** retries of one chunk before the synchronous driver gives up (a RETRY that never clears) */
 const MAX_CHUNK_RETRIES = 1000;
 
@@ -45,15 +52,24 @@ export class PreFaultMemoryOp implements KernelOp<ErrnoName | null> {
   private retries = 0;
   private gfn = 0;
 
+  readonly range: CheckedRange;
+
   constructor(
     private readonly vcpu: Vcpu,
-    readonly range: KvmPreFaultMemory,
+    range: KvmPreFaultMemory,
   ) {
     const vm = vcpu.vm;
     if (vm.dead) fail('EIO', 'KVM_PRE_FAULT_MEMORY: the VM is dead');
     if ((range.flags ?? 0) !== 0) fail('EINVAL', 'KVM_PRE_FAULT_MEMORY: flags must be 0');
-    if (range.gpa % PAGE_SIZE !== 0 || range.size % PAGE_SIZE !== 0 || range.gpa + range.size <= range.gpa || range.gpa + range.size > TWO_64)
+    // kvm_vcpu_pre_fault_memory(): `gpa + size <= gpa` on u64 is a wrap (gpa + size >= 2^64,
+    // 2^64 itself included) or size 0
+    const gpa = u64Value(range.gpa, 'gpa');
+    const size = u64Value(range.size, 'size');
+    if (!u64PageAligned(gpa) || !u64PageAligned(size) || size === 0n || u64AddWraps(gpa, size))
       fail('EINVAL', 'KVM_PRE_FAULT_MEMORY: gpa/size not page aligned, size 0, or gpa + size wraps');
+    this.range = range as CheckedRange;
+    range.gpa = Number(gpa);
+    range.size = Number(size);
   }
 
   step(): boolean {

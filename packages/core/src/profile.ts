@@ -17,7 +17,7 @@ import {
 
 const bit = (n: number) => 1 << n;
 
-/** Newest upstream (kvm-x86/next): EEXIST for overlapping gmem bindings (commit 7ea987a9). */
+/** Newest upstream (kvm-x86/next): EEXIST for overlapping gmem bindings (commit 7ea987a9), TDP MMU, guest_memfd. */
 export const UPSTREAM_PROFILE: KernelProfile = Object.freeze({
   name: 'upstream',
   gmemBindOverlapErrno: 'EEXIST',
@@ -33,19 +33,47 @@ export const UPSTREAM_PROFILE: KernelProfile = Object.freeze({
     bit(KVM_X86_SNP_VM) |
     bit(KVM_X86_TDX_VM),
   gmemFlagsDefaultVm: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED,
-  pciHole: true,
+  // KVM_MEM_PCI_HOLE was never merged: upstream rejects memslot flag bit 15 with EINVAL
+  // (set_memory_region_test.c); `withPciHole()` opts in to the RFC
+  pciHole: false,
   gmemOnlySharedFaults: true,
   unfaultableHvaEmulatesMmio: false,
+  guestMemfd: true,
+  tdpMmu: true,
+  // CONFIG_KVM_MAX_NR_VCPUS=4096 (MAXSMP, as distribution kernels are built)
+  maxVcpus: 4096,
+  onlineCpus: 64,
+  mmioCaching: true,
 });
 
 /**
- * v6.18 as built on this project's CI machines (kvm_pvm, no CONFIG_KVM_SMM, no
- * CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES, shadow MMU): overlapping gmem bindings are EINVAL,
- * one address space, no attributes, no pre-fault, only the default VM type, and shared faults
- * of a gmem-only slot go through userspace_addr.
+ * A v6.18 release kernel on a host with SEV-SNP and TDX (every VM type and build option on): the
+ * vendor ioctls as v6.18 has them. Differs from upstream in the gmem overlap errno (7ea987a9
+ * came after v6.18) and in the vendor rules changed since: LAUNCH_UPDATE's uaddr checks,
+ * userspace MapGPA / PSC error codes, INIT_MEM_REGION's source pre-check; and in
+ * KVM_MAX_VCPUS (the Kconfig default, 1024).
  */
 export const LINUX_6_18_PROFILE: KernelProfile = Object.freeze({
+  ...UPSTREAM_PROFILE,
   name: 'linux-6.18',
+  gmemBindOverlapErrno: 'EINVAL',
+  snpLaunchUpdateUaddrChecks: false,
+  mapGpaRangeUserErrors: false,
+  tdxInitMemRegionSourceCheck: false,
+  gmemHugetlb: false,
+  maxVcpus: 1024,
+});
+
+/**
+ * v6.18 with the PVM module (kvm_pvm: no hardware virtualization, shadow paging), as measured
+ * on such a host with guest_memfd built in (KVM_CAP_GUEST_MEMFD_FLAGS 3): no CONFIG_KVM_SMM, no
+ * memory attributes, no pre-fault, only the default VM type, overlapping gmem bindings EINVAL,
+ * shared faults of a gmem-only slot through userspace_addr, an unfaultable hva emulated as MMIO,
+ * mmio_caching=N, CONFIG_KVM_MAX_NR_VCPUS=1024. The model's `profile: host` where no /dev/kvm
+ * can be asked (docs/profiles.md).
+ */
+export const LINUX_6_18_PVM_PROFILE: KernelProfile = Object.freeze({
+  name: 'linux-6.18-pvm',
   gmemBindOverlapErrno: 'EINVAL',
   smmAddressSpaces: false,
   multiAddressSpaceCap: 0,
@@ -54,17 +82,67 @@ export const LINUX_6_18_PROFILE: KernelProfile = Object.freeze({
   vmTypes: bit(KVM_X86_DEFAULT_VM),
   gmemFlagsDefaultVm: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED,
   pciHole: false,
-  // the CI host's kvm_pvm fault path resolves shared faults of a gmem-only slot through
-  // userspace_addr (found by `ccmem diff`; docs/profiles.md)
+  // the PVM fault path resolves shared faults of a gmem-only slot through userspace_addr
+  // (found by `ccmem diff`; docs/profiles.md)
   gmemOnlySharedFaults: false,
   // ...and emulates a guest access whose hva cannot be faulted in as MMIO
   unfaultableHvaEmulatesMmio: true,
+  guestMemfd: true,
+  // shadow paging (no EPT/NPT, tdp_mmu=N): memslots up to gfn 2^40 - 1 (52-bit gpas) are accepted
+  tdpEnabled: false,
+  tdpMmu: false,
+  // KVM_CAP_MAX_VCPUS: the Kconfig default of CONFIG_KVM_MAX_NR_VCPUS
+  maxVcpus: 1024,
+  // /sys/module/kvm/parameters/mmio_caching is N
+  mmioCaching: false,
+  // vendor ioctls as in v6.18 (no SNP/TDX VM types here)
+  snpLaunchUpdateUaddrChecks: false,
+  mapGpaRangeUserErrors: false,
+  tdxInitMemRegionSourceCheck: false,
+  gmemHugetlb: false,
+});
+
+/**
+ * The same PVM build without CONFIG_KVM_GUEST_MEMFD (measured: KVM_CREATE_GUEST_MEMFD is ENOTTY,
+ * KVM_CAP_GUEST_MEMFD and _FLAGS are 0, and KVM_MEM_GUEST_MEMFD is an invalid flag, EINVAL).
+ */
+export const LINUX_6_18_PVM_NO_GMEM_PROFILE: KernelProfile = Object.freeze({
+  ...LINUX_6_18_PVM_PROFILE,
+  name: 'linux-6.18-pvm-no-gmem',
+  guestMemfd: false,
+  gmemFlagsDefaultVm: 0,
+});
+
+/**
+ * `profile` with the unmerged KVM_MEM_PCI_HOLE RFC offered (docs/profiles.md): an explicit
+ * opt-in, never part of a named kernel profile.
+ */
+export function withPciHole(profile: KernelProfile): KernelProfile {
+  return Object.freeze({ ...profile, name: `${profile.name}+pci-hole`, pciHole: true });
+}
+
+/**
+ * Upstream with kvm_intel.ept=0 / kvm_amd.npt=0 (tdp_enabled = false): every VM's guest
+ * paging is shadowed by the shadow MMU, and the VM types that need TDP are not offered.
+ */
+export const UPSTREAM_SHADOW_PROFILE: KernelProfile = Object.freeze({
+  ...UPSTREAM_PROFILE,
+  name: 'upstream-shadow',
+  preFaultMemory: false,
+  tdpEnabled: false,
+  tdpMmu: false,
 });
 
 export const PROFILES: Readonly<Record<string, KernelProfile>> = Object.freeze({
   upstream: UPSTREAM_PROFILE,
+  'upstream-shadow': UPSTREAM_SHADOW_PROFILE,
   'linux-6.18': LINUX_6_18_PROFILE,
+  'linux-6.18-pvm': LINUX_6_18_PVM_PROFILE,
+  'linux-6.18-pvm-no-gmem': LINUX_6_18_PVM_NO_GMEM_PROFILE,
 });
+
+/** the profile `profile: host` follows on the model where this host's KVM cannot be asked */
+export const HOST_FALLBACK_PROFILE = LINUX_6_18_PVM_PROFILE;
 
 export function profileByName(name: string): KernelProfile | undefined {
   return PROFILES[name];

@@ -143,4 +143,54 @@ describe('RangeMap', () => {
       { numRuns: 400 },
     );
   });
+
+  /**
+   * The same against a per-key reference over 2000 keys with mostly single-key changes, so
+   * the run tree grows to several levels and splits, borrows and merges (the per-page
+   * conversion pattern of attributes.fragmented_random, in random order).
+   */
+  it('agrees with a per-key reference when fragmented into hundreds of runs', () => {
+    const N = 2000;
+    const op = fc.record({
+      a: fc.integer({ min: 0, max: N - 1 }),
+      len: fc.oneof({ weight: 8, arbitrary: fc.constant(1) }, { weight: 2, arbitrary: fc.integer({ min: 1, max: 40 }) }, { weight: 1, arbitrary: fc.integer({ min: 1, max: N }) }),
+      v: fc.integer({ min: 0, max: 2 }),
+    });
+    fc.assert(
+      fc.property(fc.array(op, { minLength: 200, maxLength: 1500 }), fc.array(fc.tuple(fc.nat(N), fc.nat(600)), { maxLength: 30 }), (ops, probes) => {
+        const m = new RangeMap();
+        const ref = new Int32Array(N + 1); // ref[N] stands for every key >= N
+        for (const o of ops) {
+          const b = Math.min(o.a + o.len, N);
+          let changed = false;
+          for (let k = o.a; k < b; k++) {
+            if (ref[k] !== o.v) changed = true;
+            ref[k] = o.v;
+          }
+          expect(m.set(o.a, b, o.v)).toBe(changed);
+        }
+        let changes = 0;
+        for (let k = 0; k < N; k++) {
+          expect(m.get(k)).toBe(ref[k]);
+          if (k > 0 && ref[k] !== ref[k - 1]) changes++;
+        }
+        if (ref[N - 1] !== 0) changes++;
+        expect(m.runCount).toBe(changes + 1);
+        const rs = runs(m);
+        expect(rs.length).toBe(m.runCount);
+        for (let r = 1; r < rs.length; r++) expect(rs[r]![2]).not.toBe(rs[r - 1]![2]);
+        for (const [a, len] of probes) {
+          const b = a + len;
+          let boundary = false;
+          for (let k = a + 1; k < b; k++) if ((ref[Math.min(k, N)] ?? 0) !== (ref[Math.min(k - 1, N)] ?? 0)) boundary = true;
+          expect(m.hasBoundaryIn(a, b)).toBe(boundary);
+          const v = ref[Math.min(a, N)]!;
+          let uniform = true;
+          for (let k = a; k < b; k++) if (ref[Math.min(k, N)] !== v) uniform = false;
+          expect(m.rangeHasValue(a, b, v)).toBe(uniform || a >= b);
+        }
+      }),
+      { numRuns: 60 },
+    );
+  });
 });

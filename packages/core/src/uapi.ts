@@ -65,6 +65,7 @@ export const KVM_CAP_SYNC_MMU = 16;
 export const KVM_CAP_READONLY_MEM = 81;
 export const KVM_CAP_MAX_VCPUS = 66;
 export const KVM_CAP_MULTI_ADDRESS_SPACE = 118;
+export const KVM_CAP_MAX_VCPU_ID = 128;
 export const KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 = 168;
 export const KVM_CAP_EXIT_HYPERCALL = 201;
 export const KVM_CAP_USER_MEMORY2 = 231;
@@ -87,6 +88,7 @@ export const CAPS: Record<string, number> = {
   KVM_CAP_READONLY_MEM,
   KVM_CAP_MAX_VCPUS,
   KVM_CAP_MULTI_ADDRESS_SPACE,
+  KVM_CAP_MAX_VCPU_ID,
   KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2,
   KVM_CAP_EXIT_HYPERCALL,
   KVM_CAP_USER_MEMORY2,
@@ -110,6 +112,17 @@ export const KVM_MEMORY_ATTRIBUTE_PRIVATE = 1 << 3;
 /* ---- guest_memfd ---- */
 export const GUEST_MEMFD_FLAG_MMAP = 1 << 0;
 export const GUEST_MEMFD_FLAG_INIT_SHARED = 1 << 1;
+/**
+ * guest_memfd backed by HugeTLB folios: the in-flight series "KVM: guest_memfd: HugeTLB
+ * support" (Ackerley Tng; not upstream). The page size is encoded like mmap's MAP_HUGE_*
+ * (log2 of the size at bit 26). The model offers 2 MiB only; the bit number is the model's
+ * (the next free guest_memfd flag). docs/gmem.md.
+ */
+export const GUEST_MEMFD_FLAG_HUGETLB = 1 << 2;
+export const GUESTMEM_HUGETLB_FLAG_SHIFT = 26;
+export const GUESTMEM_HUGETLB_FLAG_2MB = 21 << GUESTMEM_HUGETLB_FLAG_SHIFT;
+/** the page-size field of the HugeTLB flags (6 bits at GUESTMEM_HUGETLB_FLAG_SHIFT) */
+export const GUESTMEM_HUGETLB_FLAG_MASK = 0x3f << GUESTMEM_HUGETLB_FLAG_SHIFT;
 export const FALLOC_FL_KEEP_SIZE = 0x01;
 export const FALLOC_FL_PUNCH_HOLE = 0x02;
 

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Kvm } from './kvm.js';
+import type { GuestAccessResult } from './vcpu.js';
+import { UPSTREAM_PROFILE, withPciHole } from './profile.js';
 import { assertVmInvariants } from './invariants.js';
 import {
   KVM_MEM_LOG_DIRTY_PAGES,
@@ -13,6 +15,7 @@ import {
 import { FakeGmem } from './testing/fake-gmem.js';
 
 const MiB = 1 << 20;
+const mmioOf = (r: GuestAccessResult) => (r.exit && 'mmio' in r.exit ? r.exit.mmio : undefined);
 
 function defaultVm(flags = 0, size = 2 * MiB) {
   const kvm = new Kvm();
@@ -49,6 +52,54 @@ describe('guest accesses on a default VM', () => {
     expect(vcpu.guestRead(0x100ffe, 4).value).toBe(0xaabbccddn);
   });
 
+  it('emulator_read_write(): RAM → MMIO crossing exits once with the MMIO fragment; the load is assembled', () => {
+    const { kvm, vm, hva, vcpu } = defaultVm(0, 0x1000); // RAM [0x100000, 0x101000), nothing above
+    kvm.process.mm.write(hva + 0xffc, 4, 0x11223344n);
+    const r = vcpu.guestRead(0x100ffc, 8);
+    expect(r.exit).toEqual({ reason: 'KVM_EXIT_MMIO', mmio: { phys_addr: 0x101000, data: 0n, len: 4, is_write: false } });
+    expect(vcpu.mmioNeeded).toBe(true);
+    // a RAM change after the exit is not seen: the emulator read the RAM fragment already
+    kvm.process.mm.write(hva + 0xffc, 4, 0n);
+    expect(vcpu.completeMmio(0xaabbccddn)).toEqual({ value: 0xaabbccdd11223344n });
+    expect(vcpu.mmioNeeded).toBe(false);
+    // a store: the low half is written to RAM now, the high half exits as data
+    const w = vcpu.guestWrite(0x100ffc, 8, 0x0102030405060708n);
+    expect(w.exit).toEqual({ reason: 'KVM_EXIT_MMIO', mmio: { phys_addr: 0x101000, data: 0x01020304n, len: 4, is_write: true } });
+    expect(kvm.process.mm.read(hva + 0xffc, 4)).toBe(0x05060708n);
+    expect(vcpu.completeMmio()).toEqual({});
+    expect(() => vcpu.completeMmio()).toThrow(/no KVM_EXIT_MMIO/);
+    assertVmInvariants(vm);
+  });
+
+  it('emulator_read_write(): MMIO → RAM exits with the head; both halves MMIO exit twice (mmio_nr_fragments 2)', () => {
+    const kvm = new Kvm();
+    const vm = kvm.createVm();
+    const hva = kvm.process.mm.mmap({ length: 0x1000, prot: { read: true, write: true }, shared: false });
+    kvm.process.mm.write(hva, 8, 0x8877665544332211n);
+    vm.setUserMemoryRegion2({ slot: 0, flags: 0, guest_phys_addr: 0x101000, memory_size: 0x1000, userspace_addr: hva });
+    const vcpu = vm.createVcpu(0);
+    const r = vcpu.guestRead(0x100fff, 4);
+    expect(mmioOf(r)).toEqual({ phys_addr: 0x100fff, data: 0n, len: 1, is_write: false });
+    expect(vcpu.completeMmioRead(0xabn)).toEqual({ value: 0x332211abn });
+    // two MMIO fragments: 6 + 2 bytes
+    expect(mmioOf(vcpu.guestRead(0xffffa, 8))).toEqual({ phys_addr: 0xffffa, data: 0n, len: 6, is_write: false });
+    expect(mmioOf(vcpu.completeMmio(0xffff665544332211n))).toEqual({ phys_addr: 0x100000, data: 0n, len: 2, is_write: false });
+    expect(vcpu.completeMmio(0x8877n)).toEqual({ value: 0x8877665544332211n });
+    const w = vcpu.guestWrite(0xffffc, 8, 0x1122334455667788n);
+    expect(mmioOf(w)).toEqual({ phys_addr: 0xffffc, data: 0x55667788n, len: 4, is_write: true });
+    expect(mmioOf(vcpu.completeMmio())).toEqual({ phys_addr: 0x100000, data: 0x11223344n, len: 4, is_write: true });
+    expect(vcpu.completeMmio()).toEqual({});
+    assertVmInvariants(vm);
+  });
+
+  it('a page-crossing store whose second page faults with an errno writes nothing', () => {
+    const { kvm, hva, vcpu } = defaultVm(0, 0x2000);
+    kvm.process.mm.munmap(hva + 0x1000, 0x1000); // the second page's hva is gone: EFAULT
+    const r = vcpu.guestWrite(0x100ffc, 8, 0x1122334455667788n);
+    expect(r.errno).toBe('EFAULT');
+    expect(kvm.process.mm.read(hva + 0xffc, 4)).toBe(0n);
+  });
+
   it('a write to a read-only slot exits with KVM_EXIT_MMIO; reads are served', () => {
     const { kvm, hva, vcpu } = defaultVm(KVM_MEM_READONLY);
     kvm.process.mm.write(hva, 4, 0x12345678n);
@@ -66,7 +117,7 @@ describe('guest accesses on a default VM', () => {
   });
 
   it('KVM_MEM_PCI_HOLE: reads are all-ones in the kernel, writes exit as MMIO, nothing is mapped', () => {
-    const kvm = new Kvm();
+    const kvm = new Kvm({ profile: withPciHole(UPSTREAM_PROFILE) });
     const vm = kvm.createVm();
     vm.setUserMemoryRegion2({ slot: 3, flags: KVM_MEM_PCI_HOLE, guest_phys_addr: 0xe0000000, memory_size: 16 * MiB, userspace_addr: 0 });
     const vcpu = vm.createVcpu(0);
@@ -208,5 +259,58 @@ describe('instruction fetches', () => {
     const r = vcpu.guestFetch(0xfee00000, 1);
     expect(r.exit).toEqual({ reason: 'KVM_EXIT_INTERNAL_ERROR', internal: { suberror: 1 } });
     expect(vcpu.pendingMmioRead).toBeNull();
+  });
+});
+
+describe('make_spte() and the dirty log (TDP MMU)', () => {
+  it('a read fault of a host-writable page maps it writable and logs it; a zero-page read does not', () => {
+    const { kvm, vm, hva, vcpu } = defaultVm(KVM_MEM_LOG_DIRTY_PAGES, 0x4000);
+    kvm.process.mm.write(hva + 0x1000, 4, 0x1234n);
+    expect(vcpu.guestRead(0x100000, 4).value).toBe(0n);
+    expect(vcpu.guestRead(0x101000, 4).value).toBe(0x1234n);
+    expect(vm.getDirtyLog({ slot: 0 })[0]).toBe(0b10);
+    // write-protected by KVM_GET_DIRTY_LOG: reads through the read-only SPTE are not logged
+    expect(vcpu.guestRead(0x101000, 4).value).toBe(0x1234n);
+    expect(vm.getDirtyLog({ slot: 0 })[0]).toBe(0);
+    assertVmInvariants(vm);
+  });
+});
+
+describe('MMIO caching (kvm_handle_noslot_fault, handle_mmio_page_fault)', () => {
+  function swVm(profile = UPSTREAM_PROFILE) {
+    const kvm = new Kvm({ profile });
+    const vm = kvm.createVm({ type: KVM_X86_SW_PROTECTED_VM });
+    return { kvm, vm, vcpu: vm.createVcpu(0) };
+  }
+
+  it('a no-slot fault installs an MMIO SPTE of the current generation; it answers until the generation changes', () => {
+    const { kvm, vm, vcpu } = swVm();
+    const gfn = 0x300;
+    expect(vcpu.guestRead(gfn * 4096, 4).exit?.reason).toBe('KVM_EXIT_MMIO');
+    vcpu.completeMmio(0n);
+    const w = { lo: 0, hi: 0, level: 0, present: false, pfn: 0 };
+    vm.mmu.walk(gfn, false, w);
+    expect(vm.mmu.mmioSpteGeneration(w.lo, w.hi)).toBe(vm.memslotsGeneration);
+    vm.setMemoryAttributes({ address: gfn * 4096, size: 4096, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
+    const r = vcpu.guestRead(gfn * 4096, 4, true);
+    expect(r.exit?.reason).toBe('KVM_EXIT_MMIO');
+    expect(r.reason).toMatch(/cached MMIO SPTE/);
+    vcpu.completeMmio(0n);
+    const hva = kvm.process.mm.mmap({ length: 4096, prot: { read: true, write: true }, shared: false });
+    vm.setUserMemoryRegion2({ slot: 0, flags: 0, guest_phys_addr: 0x100000, memory_size: 4096, userspace_addr: hva });
+    const r2 = vcpu.guestRead(gfn * 4096, 4, true);
+    expect(r2.exit?.reason).toBe('KVM_EXIT_MEMORY_FAULT');
+    expect(r2.errno).toBe('EFAULT');
+  });
+
+  it('with mmio_caching=N nothing is cached: the private conversion is seen at once', () => {
+    const { vm, vcpu } = swVm({ ...UPSTREAM_PROFILE, mmioCaching: false });
+    expect(vcpu.guestRead(0x300000, 4).exit?.reason).toBe('KVM_EXIT_MMIO');
+    vcpu.completeMmio(0n);
+    const w = { lo: 0, hi: 0, level: 0, present: false, pfn: 0 };
+    vm.mmu.walk(0x300, false, w);
+    expect(vm.mmu.mmioSpteGeneration(w.lo, w.hi)).toBe(-1);
+    vm.setMemoryAttributes({ address: 0x300000, size: 4096, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
+    expect(vcpu.guestRead(0x300000, 4, true).exit?.reason).toBe('KVM_EXIT_MEMORY_FAULT');
   });
 });

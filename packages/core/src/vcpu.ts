@@ -5,7 +5,7 @@
  * re-enters the guest; when KVM cannot finish inside the kernel, KVM_RUN returns to userspace
  * with an exit (`kvm_run.exit_reason` and its fields).
  */
-import { ERRNO, type ErrnoName } from './errno.js';
+import { ERRNO, errnoName as errnoNameOf, type ErrnoName } from './errno.js';
 import type { GuestOpResult, KvmRunExit, VendorEdge, VendorIoctlResult } from './backend.js';
 import { fail } from './errno.js';
 import { KVM_MEMSLOT_INVALID, PAGE_SIZE } from './uapi.js';
@@ -13,6 +13,7 @@ import { KvmPageFault, kvmMmuFaultinPfn, kvmTdpMmuMapFault } from './mmu/page-fa
 import { RET_PF_CONTINUE } from './mmu/mmu-internal.js';
 import type { Vm } from './vm.js';
 import { preFaultMemory, type KvmPreFaultMemory } from './prefault.js';
+import { VcpuPaging } from './mmu/shadow/vcpu-paging.js';
 import { GuestAccessOp, WRITE_DONE, checkAccessSize, pageOffset, type GuestAccessOpOptions } from './guest-access-op.js';
 
 export type GuestAccessKind = 'read' | 'write' | 'fetch';
@@ -37,18 +38,34 @@ export interface GuestAccessResult {
   value?: bigint;
   exit?: KvmRunExit;
   errno?: ErrnoName;
-  exception?: { vector: string; reason: string };
+  exception?: { vector: string; reason: string; errorCode?: number; address?: number };
   /** why the access ended where it did (kernel rule), for explanations */
   reason?: string;
 }
 
 
+/** vcpu->mmio_fragments and friends: fragments as (gpa, len, byte offset in the access) triples */
+interface EmulatedMmio {
+  frags: number[];
+  nr: number;
+  cur: number;
+  isWrite: boolean;
+  /** the store's value, or the load's value so far (RAM bytes, then each completed fragment) */
+  value: bigint;
+}
+
 export class Vcpu<E extends VendorEdge = VendorEdge> {
   readonly kind = 'kvm-vcpu';
   /** the last exit KVM_RUN reported (kvm_run) */
   lastExit: KvmRunExit | null = null;
-  /** an MMIO read waiting for userspace to provide the data */
+  /** an MMIO read waiting for userspace to provide the data (the current fragment) */
   pendingMmioRead: { gpa: number; size: number } | null = null;
+  /**
+   * The emulated access waiting for userspace (vcpu->mmio_needed): its MMIO fragments
+   * (vcpu->mmio_fragments, at most two: one per page), the one userspace sees now
+   * (mmio_cur_fragment), and the value being assembled (a load) or stored (a store).
+   */
+  private mmio: EmulatedMmio | null = null;
   /** how often this vCPU was kicked out of guest mode */
   kicks = 0;
   /** a signal is pending: the next KVM_RUN / KVM_PRE_FAULT_MEMORY returns EINTR */
@@ -56,6 +73,8 @@ export class Vcpu<E extends VendorEdge = VendorEdge> {
   /** RMP #NPF / retry loop count of the last access (seed 002's loop) */
   lastAccessRetries = 0;
   readonly fault = new KvmPageFault();
+  /** CR0/CR3/CR4/EFER, gva accesses, and the shadow MMU's per-vCPU roots */
+  readonly paging: VcpuPaging = new VcpuPaging(this);
   /** the access the synchronous driver runs (reused: no allocation per access) */
   private readonly syncOp: GuestAccessOp = new GuestAccessOp(this, undefined, { runsToCompletion: true });
 
@@ -93,20 +112,30 @@ export class Vcpu<E extends VendorEdge = VendorEdge> {
   private accessRaw(gpa: number, size: number, write: boolean, fetch: boolean, value: bigint, isPrivate: boolean, kind: GuestAccessKind): GuestAccessResult {
     const vm = this.vm;
     if (vm.deadReason !== null) return { errno: 'EIO', reason: `VM is dead: ${vm.deadReason}` };
+    const refused = this.preRun();
+    if (refused) return refused;
     if (this.signalPending) {
       this.signalPending = false;
       return { errno: 'EINTR', reason: 'signal pending at KVM_RUN' };
     }
     checkAccessSize(size);
+    // shadow MMU (tdp_enabled = false): with paging off a gpa is also the gva
+    if (!vm.tdpEnabled && this.paging.cpuRole.level > 0) fail('EINVAL', 'guest paging is on: access guest memory by gva (vcpu.paging.access)');
+    if (!vm.tdpEnabled && pageOffset(gpa) + size <= PAGE_SIZE) return this.paging.access({ gva: gpa, size, kind, value });
     const pageOff = pageOffset(gpa);
-    if (pageOff + size > PAGE_SIZE) return this.splitAccess({ gpa, size, kind, value, private: isPrivate });
     this.lastExit = null;
     this.pendingMmioRead = null;
+    this.mmio = null;
+    if (pageOff + size > PAGE_SIZE) return this.splitAccess(gpa, size, write, fetch, value, isPrivate);
     this.lastAccessRetries = 0;
     const op = this.syncOp.resetRaw(gpa, size, write, fetch, value, isPrivate);
     while (!op.step());
     const r = op.result();
-    if (r.exit) this.lastExit = r.exit;
+    if (r.exit) {
+      this.lastExit = r.exit;
+      // one fragment: the whole access (emulator_read_write_onepage)
+      if (r.exit.reason === 'KVM_EXIT_MMIO') this.mmio = { frags: [gpa, size, 0], nr: 1, cur: 0, isWrite: write, value: write ? value : 0n };
+    }
     return r;
   }
 
@@ -118,12 +147,16 @@ export class Vcpu<E extends VendorEdge = VendorEdge> {
    */
   beginAccess(a: GuestAccess, opts: GuestAccessOpOptions = { maxRetries: Infinity }): GuestAccessOp {
     checkAccessSize(a.size);
+    if (!this.vm.tdpEnabled) fail('EINVAL', 'beginAccess: the VM uses the shadow MMU; use vcpu.paging.beginAccess');
     if ((a.gpa % PAGE_SIZE) + a.size > PAGE_SIZE) fail('EINVAL', 'beginAccess: an access that crosses a page boundary is two accesses');
     const op = new GuestAccessOp(this, a, opts);
     this.lastExit = null;
     this.pendingMmioRead = null;
+    this.mmio = null;
     this.lastAccessRetries = 0;
+    const refused = this.vm.dead ? null : this.preRun();
     if (this.vm.dead) op.finish({ errno: 'EIO', reason: `VM is dead: ${this.vm.deadReason}` });
+    else if (refused) op.finish(refused);
     else if (this.signalPending) {
       this.signalPending = false;
       op.finish({ errno: 'EINTR', reason: 'signal pending at KVM_RUN' });
@@ -131,30 +164,128 @@ export class Vcpu<E extends VendorEdge = VendorEdge> {
     return op;
   }
 
-  /** an access that crosses a page boundary is two translations, done byte by byte */
-  private splitAccess(a: GuestAccess): GuestAccessResult {
-    let value = 0n;
-    for (let i = 0; i < a.size; i++) {
-      const byte = a.kind === 'write' ? ((a.value ?? 0n) >> BigInt(8 * i)) & 0xffn : undefined;
-      const r = this.accessOnePage({ ...a, gpa: a.gpa + i, size: 1, value: byte });
-      if (r.exit || r.errno || r.exception) return r;
-      if (r.value !== undefined) value |= r.value << BigInt(8 * i);
-    }
-    return a.kind === 'write' ? WRITE_DONE : { value };
+  /**
+   * kvm_arch_vcpu_ioctl_run() → kvm_x86_ops.vcpu_pre_run(): the vendor may refuse KVM_RUN
+   * (TDX: the TD is not finalized or the vCPU not initialized → -EINVAL). A refused run returns
+   * before complete_userspace_io and vcpu_run(), so nothing changes. null when the vCPU may run.
+   */
+  private preRun(): GuestAccessResult | null {
+    const hook = this.vm.backend?.vcpuPreRun;
+    if (!hook) return null;
+    const r = hook.call(this.vm.backend, this.id);
+    if (r > 0) return null;
+    const errno = r < 0 ? errnoNameOf(-r) : undefined;
+    return { errno: errno ?? 'EINVAL', reason: `KVM_RUN refused by ${this.vm.backend!.name}'s vcpu_pre_run (${r})` };
   }
 
-  /** one page: the vCPU's reusable GuestAccessOp, run to completion */
-  private accessOnePage(a: GuestAccess): GuestAccessResult {
-    this.lastAccessRetries = 0;
-    const op = this.syncOp.reset(a);
-    while (!op.step());
-    return op.result();
+  /**
+   * An access that crosses a page boundary. The hardware translates both pages (each may
+   * fault and be fixed like any access); when both are RAM the access completes in the guest.
+   * When one page ends in emulation (no memslot, a read-only slot's write, ...), KVM emulates
+   * the whole instruction: emulator_read_write() (arch/x86/kvm/x86.c) splits it at the page
+   * boundary and emulator_read_write_onepage() reads or writes a RAM fragment itself (a load's
+   * bytes are taken now, a store's are written now) while each MMIO fragment is queued in
+   * vcpu->mmio_fragments. KVM_RUN then exits once per fragment, `phys_addr` = the fragment's
+   * start and `len` = min(8, its length); complete_emulated_mmio() moves to the next fragment
+   * on each re-entry, and the load completes with the RAM bytes and the MMIO data together.
+   */
+  private splitAccess(gpa: number, size: number, write: boolean, fetch: boolean, value: bigint, isPrivate: boolean): GuestAccessResult {
+    const n0 = PAGE_SIZE - pageOffset(gpa);
+    const lens = [n0, size - n0];
+    const gpas = [gpa, gpa + n0];
+    // per page: the translated pfn (RAM), -1 (an MMIO fragment) or -2 (an all-ones PCI hole)
+    const pfns = [0, 0];
+    for (let i = 0; i < 2; i++) {
+      this.lastAccessRetries = 0;
+      const part = write ? BigInt.asUintN(8 * lens[i]!, value >> BigInt(i === 0 ? 0 : 8 * n0)) : 0n;
+      const op = this.syncOp.resetRaw(gpas[i]!, lens[i]!, write, fetch, part, isPrivate);
+      op.translateOnly = true;
+      while (!op.step());
+      const r = op.result();
+      if (op.translatedPfn >= 0) pfns[i] = op.translatedPfn;
+      else if (r.exit?.reason === 'KVM_EXIT_MMIO') pfns[i] = -1;
+      else if (r.value !== undefined && !write && r.exit === undefined) pfns[i] = -2;
+      else {
+        if (r.exit) this.lastExit = r.exit;
+        return r;
+      }
+    }
+    this.pendingMmioRead = null;
+    const phys = this.vm.phys;
+    let out = 0n;
+    const frags: number[] = [];
+    for (let i = 0; i < 2; i++) {
+      const off = i === 0 ? 0 : n0;
+      const len = lens[i]!;
+      const pfn = pfns[i]!;
+      if (pfn === -1) frags.push(gpas[i]!, len, off);
+      else if (pfn === -2) out |= ((1n << BigInt(8 * len)) - 1n) << BigInt(8 * off);
+      else if (write) phys.writeValue(pfn, pageOffset(gpas[i]!), len, value >> BigInt(8 * off));
+      else out |= phys.readValue(pfn, pageOffset(gpas[i]!), len) << BigInt(8 * off);
+    }
+    if (frags.length === 0) return write ? WRITE_DONE : { value: out };
+    const m: EmulatedMmio = { frags, nr: frags.length / 3, cur: 0, isWrite: write, value: write ? BigInt.asUintN(8 * size, value) : out };
+    this.mmio = m;
+    return this.mmioExit(m, `emulated page-crossing access: fragment 1 of ${m.nr} (gpa 0x${frags[0]!.toString(16)}) is not RAM`);
+  }
+
+  /** the KVM_EXIT_MMIO for the current fragment (emulator_read_write(), complete_emulated_mmio()) */
+  private mmioExit(m: EmulatedMmio, reason: string): GuestAccessResult {
+    const c = m.cur * 3;
+    const fgpa = m.frags[c]!;
+    const len = Math.min(8, m.frags[c + 1]!);
+    const data = m.isWrite ? BigInt.asUintN(8 * len, m.value >> BigInt(8 * m.frags[c + 2]!)) : 0n;
+    const exit: KvmRunExit = { reason: 'KVM_EXIT_MMIO', mmio: { phys_addr: fgpa, data, len, is_write: m.isWrite } };
+    this.pendingMmioRead = m.isWrite ? null : { gpa: fgpa, size: len };
+    this.lastExit = exit;
+    return { exit, reason };
+  }
+
+  /** KVM_RUN is waiting for userspace to complete a KVM_EXIT_MMIO (vcpu->mmio_needed) */
+  get mmioNeeded(): boolean {
+    return this.mmio !== null || this.pendingMmioRead !== null;
+  }
+
+  /**
+   * KVM_RUN after a KVM_EXIT_MMIO: complete_emulated_mmio() (arch/x86/kvm/x86.c). A load takes
+   * kvm_run.mmio.data for the current fragment; then either the next fragment exits, or the
+   * access completes (a load returns the assembled value).
+   */
+  completeMmio(data = 0n): GuestAccessResult {
+    const m = this.mmio;
+    if (m === null) {
+      if (this.pendingMmioRead) return this.completeMmioRead(data);
+      fail('EINVAL', 'no KVM_EXIT_MMIO is pending on this vCPU');
+    }
+    // vcpu_pre_run() runs before complete_userspace_io: a refused KVM_RUN completes nothing
+    const refused = this.preRun();
+    if (refused) return refused;
+    const c = m.cur * 3;
+    const flen = m.frags[c + 1]!;
+    const len = Math.min(8, flen);
+    if (!m.isWrite) m.value |= BigInt.asUintN(8 * len, data) << BigInt(8 * m.frags[c + 2]!);
+    if (flen <= 8) m.cur++;
+    else {
+      // a fragment longer than 8 bytes goes out 8 bytes at a time
+      m.frags[c] = m.frags[c]! + len;
+      m.frags[c + 1] = flen - len;
+      m.frags[c + 2] = m.frags[c + 2]! + len;
+    }
+    if (m.cur >= m.nr) {
+      this.mmio = null;
+      this.pendingMmioRead = null;
+      return m.isWrite ? WRITE_DONE : { value: m.value };
+    }
+    return this.mmioExit(m, `emulated page-crossing access: fragment ${m.cur + 1} of ${m.nr}`);
   }
 
   /** KVM_RUN after userspace filled kvm_run.mmio.data for a pending MMIO read */
   completeMmioRead(data: bigint): GuestAccessResult {
+    if (this.mmio !== null && !this.mmio.isWrite) return this.completeMmio(data);
     const p = this.pendingMmioRead;
     if (!p) fail('EINVAL', 'no MMIO read is pending on this vCPU');
+    const refused = this.preRun();
+    if (refused) return refused;
     this.pendingMmioRead = null;
     return { value: data & ((1n << BigInt(8 * p.size)) - 1n) };
   }
@@ -163,9 +294,10 @@ export class Vcpu<E extends VendorEdge = VendorEdge> {
    * kvm_mmu_page_fault() for a TDP fault, both phases back to back (the synchronous driver).
    * Returns RET_PF_* or -errno; the fault struct keeps the details.
    */
-  pageFault(gpa: number, gfn: number, isPrivate: boolean, write: boolean, fetch: boolean, prefetch: boolean): number {
+  pageFault(gpa: number, gfn: number, isPrivate: boolean, write: boolean, fetch: boolean, prefetch: boolean, maxLevel?: number): number {
     const f = this.fault;
     f.reset(gpa, gfn);
+    if (maxLevel !== undefined) f.maxLevel = Math.min(f.maxLevel, maxLevel);
     f.isPrivate = isPrivate;
     f.write = write;
     f.exec = fetch;
@@ -204,6 +336,9 @@ export class Vcpu<E extends VendorEdge = VendorEdge> {
     const backend = this.vm.backend;
     if (this.vm.dead) return { errno: 'EIO' };
     if (!backend?.guestOp) fail('EINVAL', `guest operation ${req.op}: no vendor backend for this VM type`);
+    // the guest runs the operation inside KVM_RUN: the vendor's vcpu_pre_run gates it
+    const refused = this.preRun();
+    if (refused) return { errno: refused.errno, detail: { reason: refused.reason } };
     const r = backend.guestOp(this.id, req);
     if (r.exit) this.lastExit = r.exit;
     return r;
@@ -213,6 +348,8 @@ export class Vcpu<E extends VendorEdge = VendorEdge> {
   completeHypercall(ret: number): GuestOpResult | null {
     const backend = this.vm.backend;
     if (!backend?.completeHypercall) fail('EINVAL', 'no hypercall is pending on this vCPU');
+    const refused = this.preRun();
+    if (refused) return { errno: refused.errno, detail: { reason: refused.reason } };
     const r = backend.completeHypercall(this.id, ret);
     if (r?.exit) this.lastExit = r.exit;
     return r;

@@ -25,6 +25,7 @@ import {
   KVM_CAP_GUEST_MEMFD,
   KVM_CAP_GUEST_MEMFD_FLAGS,
   KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2,
+  KVM_CAP_MAX_VCPU_ID,
   KVM_CAP_MAX_VCPUS,
   KVM_CAP_MEMORY_ATTRIBUTES,
   KVM_CAP_MEMORY_FAULT_INFO,
@@ -42,6 +43,8 @@ import {
   KVM_MAX_NR_ADDRESS_SPACES,
   KVM_MEM_GUEST_MEMFD,
   KVM_MEMORY_ATTRIBUTE_PRIVATE,
+  KVM_MEM_PCI_HOLE,
+  KVM_MEM_READONLY,
   KVM_MEMSLOT_GMEM_ONLY,
   KVM_USER_MEM_SLOTS,
   KVM_X86_DEFAULT_VM,
@@ -61,17 +64,32 @@ import type { PhysMem } from './host/phys-mem.js';
 import type { HvaToPfnOut } from './host/address-space.js';
 import { PAGES_PER_LEVEL } from './mmu/tdp-iter.js';
 import { TdpMmu } from './mmu/tdp-mmu.js';
-import { RET_PF_FIXED, RET_PF_RETRY, RET_PF_SPURIOUS } from './mmu/mmu-internal.js';
+import { disallowLpage } from './mmu/hugepage.js';
+import { RET_PF_FIXED, RET_PF_RETRY, RET_PF_SPURIOUS, RET_PF_WRITE_PROTECTED } from './mmu/mmu-internal.js';
 import type { FaultInjection, FaultVm } from './mmu/fault-vm.js';
 import type { KvmPageFault } from './mmu/page-fault.js';
 import { SetMemoryAttributesOp, kvmSupportedMemAttributes, type KvmMemoryAttributes } from './attributes.js';
 import type { AttributesVm } from './attributes-vm.js';
 import { runOp, type KernelOp } from './steps.js';
 import { Vcpu } from './vcpu.js';
+import { ShadowMmu } from './mmu/shadow/shadow-mmu.js';
+import { EPT_SPTE, LEGACY_SPTE } from './mmu/shadow/mmu-page.js';
+import { VmGuestMemory } from './mmu/shadow/guest-memory.js';
+import { ZERO_PFN } from './host/phys-mem.js';
 
-/** KVM_MAX_VCPU_IDS on x86 */
+/** KVM_MAX_VCPU_IDS on x86 with the Kconfig default KVM_MAX_VCPUS (1024) */
 export const KVM_MAX_VCPU_IDS = 4096;
+/** KVM_MAX_VCPUS when the profile does not say (CONFIG_KVM_MAX_NR_VCPUS=4096) */
 export const KVM_MAX_VCPUS = 4096;
+/** KVM_VCPU_ID_RATIO (arch/x86/include/asm/kvm_host.h): APIC ids may exceed the vCPU count */
+export const KVM_VCPU_ID_RATIO = 4;
+/** num_online_cpus() when the profile does not say */
+const DEFAULT_ONLINE_CPUS = 64;
+
+/** KVM_MAX_VCPUS of a kernel profile (CONFIG_KVM_MAX_NR_VCPUS) */
+export function kvmMaxVcpus(profile: KernelProfile): number {
+  return profile.maxVcpus ?? KVM_MAX_VCPUS;
+}
 /** KVM_EXIT_HYPERCALL_VALID_MASK */
 export const KVM_EXIT_HYPERCALL_VALID_MASK = 1 << KVM_HC_MAP_GPA_RANGE;
 
@@ -128,6 +146,8 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
   private refs = 1;
   private readonly guestMemfd: GuestMemfdFactory | null;
   private readonly unsubscribeMmuNotifier: () => void;
+  private shadow: ShadowMmu | null = null;
+  private guestMem: VmGuestMemory | null = null;
 
   constructor(opts: VmOptions<E>) {
     this.vmType = opts.type;
@@ -138,9 +158,12 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
     this.tracer = opts.tracer;
     this.guestMemfd = opts.guestMemfd;
     this.hasPrivateMem = opts.backend ? opts.backend.hasPrivateMem : opts.type === KVM_X86_SW_PROTECTED_VM;
+    // kvm_arch_nr_memslot_as_ids(): with CONFIG_KVM_SMM, `kvm_arch_has_private_mem(kvm) ? 1 : 2`
+    // (arch/x86/include/asm/kvm_host.h): SMM is unsupported for guests with private memory,
+    // so KVM_X86_SW_PROTECTED_VM has one address space like SNP and TDX
     this.nrMemslotAsIds = opts.backend
       ? opts.backend.nrMemslotAsIds
-      : opts.profile.smmAddressSpaces
+      : opts.profile.smmAddressSpaces && !this.hasPrivateMem
         ? KVM_MAX_NR_ADDRESS_SPACES
         : 1;
     const hooks = new VmMemslotHooks(this);
@@ -162,6 +185,101 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
 
   /* ------------------------------------------------------------------ state ------------- */
 
+  /** tdp_enabled: the hardware translates gpas (EPT/NPT); false: guest paging is shadowed */
+  get tdpEnabled(): boolean {
+    return this.profile.tdpEnabled ?? true;
+  }
+
+  /**
+   * The shadow MMU's pages (created on first use): every guest page table when TDP is off,
+   * and an L2's nested EPT when it is on (the rmap-based MMU of arch/x86/kvm/mmu/mmu.c).
+   */
+  get shadowMmu(): ShadowMmu {
+    if (this.shadow === null) {
+      const vm = this;
+      const mem = this.guestMemory;
+      this.shadow = new ShadowMmu(
+        {
+          gfnToMemslot: (gfn) => vm.gfnToMemslot(gfn),
+          markPageDirty: (slot, gfn) => vm.markPageDirty(slot, gfn),
+          flushRemoteTlbs: () => vm.flushRemoteTlbs(),
+          prefetchPfn: (slot, gfn) => {
+            // gfn_to_page_many_atomic(): only pages the host already maps writable
+            const pfn = vm.process.mm.peekPfn(slot.userspaceAddr + (gfn - slot.baseGfn) * PAGE_SIZE);
+            return pfn === ZERO_PFN ? -1 : pfn;
+          },
+          get mmuInvalidateInProgress() {
+            return vm.mmuInvalidate.inProgress;
+          },
+          readGpte: (gpa, out) => mem.readGpte(gpa, out),
+          readGptes: (gpa, n, lo, hi) => mem.readGptes(gpa, n, lo, hi),
+          // kvm_mmu_slot_gfn_write_protect()'s TDP MMU part: the model zaps L1's leaf for the gfn
+          // (kvm_tdp_mmu_write_protect_gfn() clears W and MMU-writable); the refault maps it
+          // read-only through the check in tdpMmuMap
+          writeProtectTdpGfn: (gfn) => vm.mmu.zapGfnRange(gfn, gfn + 1, KVM_FILTER_SHARED),
+          tracer: this.tracer,
+        },
+        { format: this.tdpEnabled ? EPT_SPTE : LEGACY_SPTE, maxMmuPages: this.defaultMmuPages() },
+      );
+    }
+    return this.shadow;
+  }
+
+  /** the shadow MMU if it was ever used (hooks skip it otherwise) */
+  get shadowMmuIfUsed(): ShadowMmu | null {
+    return this.shadow;
+  }
+
+  /** guest memory as KVM reads guest page tables (through the memslots' hvas) */
+  get guestMemory(): VmGuestMemory {
+    return (this.guestMem ??= new VmGuestMemory(this));
+  }
+
+  /**
+   * The MMU part of the VM's binary stats (`kvm_vm_stats_desc` in arch/x86/kvm/x86.c, what
+   * KVM_GET_STATS_FD reports) under the kernel's names: pages_* count the leaves of both
+   * MMUs (kvm_update_page_stats() is shared), the mmu_* counters are the shadow MMU's.
+   */
+  mmuStats(): Record<string, number> {
+    const t = this.mmu.stats;
+    const s = this.shadow?.stats;
+    return {
+      remote_tlb_flush: t.tlb_flushes,
+      pages_4k: t.pages_4k + (s?.pages_4k ?? 0),
+      pages_2m: t.pages_2m + (s?.pages_2m ?? 0),
+      pages_1g: t.pages_1g + (s?.pages_1g ?? 0),
+      mmu_shadow_zapped: s?.mmu_shadow_zapped ?? 0,
+      mmu_pte_write: s?.mmu_pte_write ?? 0,
+      mmu_pde_zapped: s?.mmu_pde_zapped ?? 0,
+      mmu_flooded: s?.mmu_flooded ?? 0,
+      mmu_recycled: s?.mmu_recycled ?? 0,
+      mmu_cache_miss: s?.mmu_cache_miss ?? 0,
+      mmu_unsync: s?.mmu_unsync ?? 0,
+      nx_lpage_splits: 0, // the NX huge-page mitigation is not modelled
+      max_mmu_rmap_size: s?.max_mmu_rmap_size ?? 0,
+      max_mmu_page_hash_collisions: s?.max_mmu_page_hash_collisions ?? 0,
+    };
+  }
+
+  /** kvm_memslots(kvm)->generation of address space 0 */
+  memslotGeneration(): number {
+    return this.memslots.slots.memslots(0).generation;
+  }
+
+  /** mark_page_dirty_in_slot() */
+  markPageDirty(slot: KvmMemorySlot, gfn: number): void {
+    if (slot.dirtyBitmap) this.dirtyLog.markPageDirtyInSlot(slot, gfn);
+  }
+
+  /** kvm_mmu_calculate_default_mmu_pages(): 20 per mille of the guest's pages, at least 64 */
+  private defaultMmuPages(): number {
+    let pages = 0;
+    this.forEachMemslotInGfnRange(0, Number.MAX_SAFE_INTEGER, (slot) => {
+      pages += slot.npages;
+    });
+    return Math.max(64, Math.floor((pages * 20) / 1000));
+  }
+
   get dead(): boolean {
     return this.deadReason !== null;
   }
@@ -171,14 +289,14 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
     if (this.deadReason !== null) fail('EIO', `${ioctl}: the VM is dead (${this.deadReason})`);
   }
 
-  /** KVM_CAP_GUEST_MEMFD */
+  /** KVM_CAP_GUEST_MEMFD: a provider is plugged in and the kernel has CONFIG_KVM_GUEST_MEMFD */
   get hasGuestMemfd(): boolean {
-    return this.guestMemfd !== null;
+    return this.guestMemfd !== null && this.profile.guestMemfd !== false;
   }
 
   /** KVM_CAP_GUEST_MEMFD_FLAGS for this VM */
   get guestMemfdFlags(): number {
-    return this.guestMemfd ? this.guestMemfd.supportedFlags(this) : 0;
+    return this.guestMemfd && this.hasGuestMemfd ? this.guestMemfd.supportedFlags(this) : 0;
   }
 
   get nrVcpus(): number {
@@ -242,6 +360,11 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
     this.dirtyLog.clearDirtyLog(args);
   }
 
+  /** kvm_memslots(kvm)->generation of address space 0 (what MMIO SPTEs are tagged with) */
+  get memslotsGeneration(): number {
+    return this.memslots.slots.memslots(0).generation;
+  }
+
   /** __gfn_to_memslot() in address space 0 (INVALID slots included) */
   gfnToMemslot(gfn: number): KvmMemorySlot | null {
     return this.memslots.gfnToMemslot(0, gfn);
@@ -251,13 +374,23 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
     for (let as = 0; as < this.nrMemslotAsIds; as++) this.memslots.forEachMemslotInGfnRange(as, start, end, cb);
   }
 
+  /**
+   * kvm_mmu_max_gfn() (arch/x86/kvm/mmu.h): the host's MAXPHYADDR with TDP, 52 bits with the
+   * shadow MMU (which can shadow any guest-physical address the guest's page tables hold)
+   */
+  get maxGfn(): number {
+    const p = this.profile;
+    const bits = p.tdpEnabled === false ? 52 : (p.hostMaxPhyAddr ?? (this.mmu.rootLevel === 5 ? 52 : 48));
+    return 2 ** (bits - 12) - 1;
+  }
+
   /** kvm_arch_prepare_memory_region(): the new slot must fit the guest physical address space */
   /** @internal */
   archPrepareMemoryRegion(change: MemslotChange, next: KvmMemorySlot | null): ErrnoName | null {
     if ((change === 'CREATE' || change === 'MOVE') && next) {
-      const maxGfn = 2 ** (this.mmu.rootLevel === 5 ? 52 : 48) / PAGE_SIZE;
       const lastGfn = next.baseGfn + next.npages - 1;
-      if (lastGfn >= maxGfn) return 'EINVAL';
+      // base_gfn + npages - 1 > kvm_mmu_max_gfn()
+      if (lastGfn > this.maxGfn) return 'EINVAL';
       // a gfn "alias" (TDX shared bit) can never be a memslot: kvm_is_gfn_alias() of the last gfn
       if (kvmIsGfnAlias(this, lastGfn)) return 'EINVAL';
     }
@@ -278,23 +411,78 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
     if (this.vmType === KVM_X86_DEFAULT_VM) flush = this.mmu.zapAllDirect();
     else flush = this.mmu.zapGfnRange(start, end, KVM_FILTER_PRIVATE | KVM_FILTER_SHARED);
     if (flush) this.flushRemoteTlbs();
+    // the shadow MMU: kvm_mmu_zap_all_fast() (KVM_X86_QUIRK_SLOT_ZAP_ALL) or the slot's rmaps
+    if (this.shadow) {
+      if (this.vmType === KVM_X86_DEFAULT_VM) this.shadow.zapAllFast();
+      else this.shadow.unmapGfnRange(start, end);
+    }
   }
 
-  /** kvm_arch_commit_memory_region() / kvm_mmu_slot_apply_flags() */
+  /** kvm_arch_commit_memory_region() / kvm_mmu_slot_apply_flags() (arch/x86/kvm/x86.c) */
   /** @internal */
   archCommitMemoryRegion(change: MemslotChange, old: KvmMemorySlot | null, next: KvmMemorySlot | null): void {
-    if (change !== 'FLAGS_ONLY' || !old || !next) return;
+    // kvm_mmu_change_mmu_pages(kvm_mmu_calculate_default_mmu_pages()) on CREATE / DELETE
+    if (this.shadow && (change === 'CREATE' || change === 'DELETE')) this.shadow.setMaxMmuPages(this.defaultMmuPages());
+    // nothing to do for CREATE / MOVE / DELETE, nor for a read-only slot (it can't be dirtied
+    // and can't be made writable)
+    if (change !== 'FLAGS_ONLY' || !old || !next || next.flags & KVM_MEM_READONLY) return;
     const wasLogging = kvmSlotDirtyTrackEnabled(old);
     const logging = kvmSlotDirtyTrackEnabled(next);
-    if (!wasLogging && logging) {
-      // Eager page splitting, then write-protect so the first write to each page is logged
-      // (skipped when KVM_DIRTY_LOG_INITIALLY_SET: the bitmap starts all-ones and
-      // KVM_CLEAR_DIRTY_LOG write-protects).
-      const split = this.mmu.splitHugePages(next.baseGfn, next.baseGfn + next.npages, PG_LEVEL_4K);
-      if (split > 0) this.tracer.emit('kvm_mmu_eager_split', { slot: next.id, sptes: split });
-      if (!this.dirtyLog.initiallySet) this.mmu.writeProtectGfnRange(next.baseGfn, next.baseGfn + next.npages);
-      this.flushRemoteTlbs();
+    if (wasLogging === logging) return;
+    if (!logging) {
+      // kvm_mmu_recover_huge_pages(): 4K tracking is over, map huge again where allowed
+      if (this.mmu.recoverHugePages(next.baseGfn, next.baseGfn + next.npages, (gfn, level) => this.maxMappingLevel(next, gfn, level))) {
+        this.flushRemoteTlbs();
+      }
+      return;
     }
+    // Initially-all-set does not write-protect (or split) anything: every page is assumed
+    // dirty, and KVM_CLEAR_DIRTY_LOG write-protects (and splits) what it clears.
+    if (this.dirtyLog.initiallySet) return;
+    // eager_page_split, then write-protect so the first write to each page is logged
+    const split = this.mmu.splitHugePages(next.baseGfn, next.baseGfn + next.npages, PG_LEVEL_4K);
+    if (split > 0) this.tracer.emit('kvm_mmu_eager_split', { slot: next.id, sptes: split });
+    // kvm_shadow_mmu_try_split_huge_pages(): only with the TDP MMU on, i.e. nested pages
+    if (this.shadow && this.tdpEnabled) {
+      const n = this.shadow.trySplitHugePages(next.baseGfn, next.baseGfn + next.npages, PG_LEVEL_4K);
+      if (n > 0) this.tracer.emit('kvm_mmu_shadow_eager_split', { slot: next.id, sptes: n });
+    }
+    this.mmu.writeProtectGfnRange(next.baseGfn, next.baseGfn + next.npages);
+    this.shadow?.slotRemoveWriteAccess(next.baseGfn, next.baseGfn + next.npages, PG_LEVEL_4K);
+    this.flushRemoteTlbs();
+  }
+
+  /**
+   * kvm_mmu_max_mapping_level() for recovering a huge page at `gfn` (aligned to `level`):
+   * the slot's geometry and attributes (disallow_lpage) and the host mapping of each page.
+   */
+  private maxMappingLevel(slot: KvmMemorySlot, gfn: number, level: number): boolean {
+    if (disallowLpage(slot, gfn, level, this.hasPrivateMem ? this.attributes : null)) return false;
+    if (slot.flags & (KVM_MEM_PCI_HOLE | KVM_MEMSLOT_GMEM_ONLY) || slot.gmemFile !== null) return false;
+    // host_pfn_mapping_level(): the host page tables (read, never faulted) must map the hva
+    // at least that large; the model's hosts map 2M with hugetlb only
+    const mm = this.process.mm;
+    const hva = slot.userspaceAddr + (gfn - slot.baseGfn) * PAGE_SIZE;
+    return level === 2 && mm.findVma(hva)?.huge === true && mm.peekPfn(hva) >= 0;
+  }
+
+  /**
+   * kvm_arch_mmu_enable_log_dirty_pt_masked(): with KVM_DIRTY_LOG_INITIALLY_SET the slot may
+   * still have huge mappings: split the cleared range (eager_page_split) and write-protect
+   * the huge pages at its first and last gfn; then write-protect the 4K leaves of `mask`.
+   */
+  /** @internal */
+  enableDirtyLogPtMasked(slot: KvmMemorySlot, gfnOffset: number, mask: number): void {
+    if (mask === 0) return;
+    if (this.dirtyLog.initiallySet) {
+      const start = slot.baseGfn + gfnOffset + (31 - Math.clz32(mask & -mask));
+      const end = slot.baseGfn + gfnOffset + (31 - Math.clz32(mask));
+      this.mmu.splitHugePages(start, end + 1, PG_LEVEL_4K);
+      this.mmu.writeProtectGfnRange(start, start + 1, 2);
+      this.mmu.writeProtectGfnRange(end, end + 1, 2);
+    }
+    this.mmu.writeProtectGfnMask(slot.baseGfn + gfnOffset, mask);
+    this.shadowMmuIfUsed?.writeProtectGfnMask(slot.baseGfn + gfnOffset, mask);
   }
 
   /* ------------------------------------------------------------- attributes ------------- */
@@ -332,6 +520,7 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
   mmuUnmapGfnRange(start: number, end: number, filter: number): void {
     this.mmuInvalidate.rangeAdd(start, end);
     if (this.mmu.zapGfnRange(start, end, filter)) this.flushRemoteTlbs();
+    if (this.shadow && filter & KVM_FILTER_SHARED) this.shadow.unmapGfnRange(start, end);
   }
 
   mmuInvalidateEnd(): void {
@@ -357,12 +546,14 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
   /**
    * The mmu-notifier (kvm_mmu_notifier_invalidate_range_start/_end): the VMM's mapping of
    * [hvaStart, hvaEnd) changed; zap the shared mappings of every slot it backs.
+   * kvm_handle_hva_range() walks every slot in the hva tree, gmem-only slots included: their
+   * shared SPTEs (which map guest_memfd pages) are zapped too, with KVM_FILTER_SHARED, and
+   * the next fault maps them again.
    */
   private mmuNotifierInvalidate(hvaStart: number, hvaEnd: number): void {
     let began = false;
     for (let as = 0; as < this.nrMemslotAsIds; as++) {
       this.memslots.forEachMemslotInHvaRange(as, hvaStart, hvaEnd, (slot) => {
-        if (slot.flags & KVM_MEMSLOT_GMEM_ONLY) return;
         const slotHvaEnd = slot.userspaceAddr + slot.npages * PAGE_SIZE;
         const s = Math.max(hvaStart, slot.userspaceAddr);
         const e = Math.min(hvaEnd, slotHvaEnd);
@@ -404,6 +595,12 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
   };
 
   tdpMmuMap(fault: KvmPageFault): number {
+    if (fault.slot === null) {
+      // tdp_mmu_map_handle_target_level(): no memslot → make_mmio_spte() with the memslot
+      // generation, then RET_PF_EMULATE
+      fault.reason = 'no memslot: MMIO SPTE installed, emulated MMIO';
+      return this.mmu.installMmioSpte(fault.gfn, this.memslotsGeneration);
+    }
     const req = this.mapReq;
     // the gfn rounded down to the goal level (gfns are below 2^40: the low half holds the offset)
     const level = fault.goalLevel;
@@ -421,7 +618,29 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
     if (this.tracer.enabled) {
       this.tracer.emit('kvm_mmu_spte_requested', { gfn: req.gfn, pfn: req.pfn, level: req.level, private: req.isPrivate });
     }
-    return this.mmu.map(req);
+    const shadow = this.shadow;
+    if (shadow === null || shadow.indirectShadowPages === 0) return this.mmu.map(req);
+    // L1's TDP mapping of a gfn the shadow MMU shadows (an L2's EPT table): lpage_info counts
+    // the shadowed tables (kvm_mmu_gfn_disallow_lpage), and make_spte() asks
+    // mmu_try_to_unsync_pages() before making it writable
+    const goal = req.level;
+    while (req.level > PG_LEVEL_4K && shadow.lpageDisallowed(fault.gfn, req.level)) req.level--;
+    if (req.level !== goal) {
+      const n = PAGES_PER_LEVEL[req.level]!;
+      req.gfn = fault.gfn - (fault.gfn % n);
+      req.pfn = fault.pfn + (fault.gfn % PAGES_PER_LEVEL[goal]!) - (fault.gfn % n);
+    }
+    let wrprot = false;
+    if (req.writable && shadow.mmuTryToUnsyncPages(req.gfn, false, fault.prefetch) !== 0) {
+      req.writable = false;
+      wrprot = true;
+    }
+    const r = this.mmu.map(req);
+    if (wrprot && fault.write && (r === RET_PF_FIXED || r === RET_PF_SPURIOUS)) {
+      fault.reason = 'write to a gfn the shadow MMU write-tracks: emulated (RET_PF_WRITE_PROTECTED)';
+      return RET_PF_WRITE_PROTECTED;
+    }
+    return r;
   }
 
   /** make_spte(): a writable SPTE in a dirty-logged slot marks its page dirty at once */
@@ -435,8 +654,13 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
   /** KVM_CREATE_VCPU */
   createVcpu(id: number): Vcpu<E> {
     this.checkAlive('KVM_CREATE_VCPU');
-    if (!Number.isInteger(id) || id < 0 || id >= KVM_MAX_VCPU_IDS) fail('EINVAL', 'KVM_CREATE_VCPU: id >= KVM_MAX_VCPU_IDS');
-    if (this.vcpus.length >= KVM_MAX_VCPUS) fail('EINVAL', 'KVM_CREATE_VCPU: too many vCPUs');
+    // kvm_vm_ioctl_create_vcpu(): KVM_MAX_VCPU_IDS = KVM_MAX_VCPUS * KVM_VCPU_ID_RATIO, then
+    // created_vcpus >= kvm->max_vcpus (KVM_MAX_VCPUS)
+    const maxVcpus = kvmMaxVcpus(this.profile);
+    if (!Number.isInteger(id) || id < 0 || id >= maxVcpus * KVM_VCPU_ID_RATIO) {
+      fail('EINVAL', 'kvm_vm_ioctl_create_vcpu: id >= KVM_MAX_VCPU_IDS');
+    }
+    if (this.vcpus.length >= maxVcpus) fail('EINVAL', 'kvm_vm_ioctl_create_vcpu: created_vcpus >= max_vcpus');
     if (this.vcpus.some((v) => v.id === id)) fail('EEXIST', 'KVM_CREATE_VCPU: vcpu id already exists');
     const vcpu = new Vcpu<E>(this, id);
     this.vcpus.push(vcpu);
@@ -453,7 +677,7 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
   /** KVM_CREATE_GUEST_MEMFD: returns the new fd */
   createGuestMemfd(args: KvmCreateGuestMemfd): number {
     this.checkAlive('KVM_CREATE_GUEST_MEMFD');
-    if (!this.guestMemfd) fail('ENOTTY', 'KVM_CREATE_GUEST_MEMFD: guest_memfd not built (CONFIG_KVM_GUEST_MEMFD)');
+    if (!this.guestMemfd || !this.hasGuestMemfd) fail('ENOTTY', 'KVM_CREATE_GUEST_MEMFD: guest_memfd not built (CONFIG_KVM_GUEST_MEMFD)');
     const file = this.guestMemfd.create(this, args);
     return this.process.installFd(file);
   }
@@ -544,7 +768,8 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
     const { npages, src } = args;
     // WARN_ON_ONCE(npages <= 0), WARN_ON_ONCE(!PAGE_ALIGNED(src))
     if (!(npages > 0)) return -ERRNO.EINVAL;
-    if (src !== null && src % PAGE_SIZE !== 0) return -ERRNO.EINVAL;
+    // (linux-6.18 and before copy from `src + i * PAGE_SIZE` as given: alignedSrc false)
+    if (src !== null && args.alignedSrc !== false && src % PAGE_SIZE !== 0) return -ERRNO.EINVAL;
     // kvm_slot_has_gmem()
     const slot = this.gfnToMemslot(args.startGfn);
     if (slot === null || !(slot.flags & KVM_MEM_GUEST_MEMFD)) return -ERRNO.EINVAL;
@@ -598,13 +823,22 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
   }
 
   /** kvm_mmu_page_fault() for a private access (e.g. TDX ACCEPT of an unmapped page) */
-  handlePrivateFault(vcpuId: number, gpa: number): number {
+  handlePrivateFault(vcpuId: number, gpa: number, acceptLevel?: number): number {
     const vcpu = this.vcpu(vcpuId);
     if (!vcpu) return -ERRNO.EINVAL;
     const gfn = kvmGpaToGfn(this, gpa);
+    if (acceptLevel !== undefined) {
+      // TDX huge-page series, tdx_check_accept_level(): an EPT violation from TDG.MEM.PAGE.ACCEPT
+      // carries the guest's accept level; a larger private mapping over that range is split
+      // down to it first, and the fault maps at most at that level
+      const span = PAGES_PER_LEVEL[acceptLevel]!;
+      const start = Math.floor(gfn / span) * span;
+      const r = this.mmu.splitMirrorHugePages(start, start + span, acceptLevel);
+      if (r < 0) return r;
+    }
     for (let tries = 0; tries < 64; tries++) {
       // private faults are handled as writes (tdx_handle_ept_violation)
-      const r = vcpu.pageFault(gpa, gfn, true, true, false, false);
+      const r = vcpu.pageFault(gpa, gfn, true, true, false, false, acceptLevel);
       if (r === RET_PF_FIXED || r === RET_PF_SPURIOUS) return 0;
       if (r < 0) return r;
       if (r !== RET_PF_RETRY) return -ERRNO.EFAULT;
@@ -635,6 +869,7 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
     this.tracer.emit('kvm_destroy_vm', { vm: this.id });
     this.backend?.destroy?.();
     this.mmu.destroy();
+    this.shadow?.pool.dispose(); // the shadow pages go with the VM (kvm_mmu_uninit_vm)
     this.unsubscribeMmuNotifier();
   }
 
@@ -666,6 +901,10 @@ class VmMemslotHooks implements MemslotHooks {
     return this.vm.profile.pciHole;
   }
 
+  guestMemfdSupported(): boolean {
+    return this.vm.profile.guestMemfd !== false;
+  }
+
   getFile(fd: number): KvmFile | undefined {
     return this.vm.process.getFile(fd);
   }
@@ -683,7 +922,7 @@ class VmMemslotHooks implements MemslotHooks {
   }
 
   enableDirtyLogPtMasked(slot: KvmMemorySlot, gfnOffset: number, mask: number): void {
-    this.vm.mmu.writeProtectGfnMask(slot.baseGfn + gfnOffset, mask);
+    this.vm.enableDirtyLogPtMasked(slot, gfnOffset, mask);
   }
 
   flushRemoteTlbs(): void {
@@ -708,9 +947,14 @@ export function checkExtension(
     case KVM_CAP_SYNC_MMU:
     case KVM_CAP_MEMORY_FAULT_INFO:
       return 1;
+    // kvm_vm_ioctl_check_extension() (x86.c): the online CPUs capped at KVM_MAX_VCPUS; the
+    // maximum; the largest id + 1
     case KVM_CAP_NR_VCPUS:
+      return Math.min(profile.onlineCpus ?? DEFAULT_ONLINE_CPUS, kvmMaxVcpus(profile));
     case KVM_CAP_MAX_VCPUS:
-      return KVM_MAX_VCPUS;
+      return kvmMaxVcpus(profile);
+    case KVM_CAP_MAX_VCPU_ID:
+      return kvmMaxVcpus(profile) * KVM_VCPU_ID_RATIO;
     case KVM_CAP_MULTI_ADDRESS_SPACE:
       if (!profile.smmAddressSpaces) return profile.multiAddressSpaceCap;
       return vm ? vm.nrMemslotAsIds : KVM_MAX_NR_ADDRESS_SPACES;
@@ -726,10 +970,10 @@ export function checkExtension(
       if (!profile.memoryAttributes) return 0;
       return vm ? kvmSupportedMemAttributes(vm.hasPrivateMem) : KVM_MEMORY_ATTRIBUTE_PRIVATE;
     case KVM_CAP_GUEST_MEMFD:
-      return (vm ? vm.hasGuestMemfd : !!ctx!.guestMemfd) ? 1 : 0;
+      return (vm ? vm.hasGuestMemfd : !!ctx!.guestMemfd && profile.guestMemfd !== false) ? 1 : 0;
     case KVM_CAP_GUEST_MEMFD_FLAGS:
       if (vm) return vm.guestMemfdFlags;
-      return ctx!.guestMemfd ? profile.gmemFlagsDefaultVm : 0;
+      return ctx!.guestMemfd && profile.guestMemfd !== false ? profile.gmemFlagsDefaultVm : 0;
     case KVM_CAP_PRE_FAULT_MEMORY:
       return profile.preFaultMemory ? 1 : 0;
     case KVM_CAP_PCI_HOLE_MEM:

@@ -197,6 +197,14 @@ export class DeviceFdFile implements GuestMemoryFile, FileMappingBacking {
 
   bind(slot: MemslotView, offset: number): void {
     if (!this.imported) fail('EBADF', 'device fd: fget');
+    // A device fd never runs the vendor's gmem_prepare (the frames are the device's), so a VM
+    // type that makes private pages usable there (gmemPrepareRequired; SEV-SNP: the RMP assignment in
+    // sev_gmem_prepare()) could never run on them: every PVALIDATE would end in an RMP #NPF on an
+    // unassigned page, forever. The vfio_dmabuf RFC only serves TDX (private MMIO through the
+    // TDX module); the model refuses such a binding with EINVAL (docs/gmem.md).
+    if (this.vm.backend?.gmemPrepareRequired) {
+      fail('EINVAL', `device fd bind: the ${this.vm.backend.name} VM type needs gmem_prepare for private pages, which a device fd cannot run`);
+    }
     const size = slotBytes(slot);
     if (offset < 0 || !Number.isInteger(offset) || offset % PAGE_SIZE !== 0 || offset + size > this.size) {
       fail('EINVAL', 'device fd bind: offset < 0, unaligned, or offset + size > region size');

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, KVM_MEM_GUEST_MEMFD, Kvm } from '@ccmem/core';
+import { GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, KVM_MEM_GUEST_MEMFD, Kvm, LINUX_6_18_PVM_PROFILE, type KernelProfile } from '@ccmem/core';
 import { guestMemfdFactory } from './index.js';
 
 /** a slot bound to an mmap-able guest_memfd, with a marker at its hva; what does the guest read? */
-function sharedReadOfGmemOnlySlot(profile: string) {
+function sharedReadOfGmemOnlySlot(profile: string | KernelProfile) {
   const kvm = new Kvm({ profile, guestMemfd: guestMemfdFactory });
   const vm = kvm.createVm();
   const hva = kvm.process.mm.mmap({ length: 0x1000, prot: { read: true, write: true }, shared: true });
@@ -22,7 +22,8 @@ describe('profile gmemOnlySharedFaults', () => {
   });
 
   it('linux-6.18 (the CI host): they resolve through userspace_addr (the marker)', () => {
-    const { r } = sharedReadOfGmemOnlySlot('linux-6.18');
+    // the linux-6.18 profile has no CONFIG_KVM_GUEST_MEMFD; this is its fault path in a build with it
+    const { r } = sharedReadOfGmemOnlySlot({ ...LINUX_6_18_PVM_PROFILE, guestMemfd: true });
     expect(r.exit).toBeUndefined();
     expect(r.value).toBe(0x5a5an);
   });

@@ -185,6 +185,22 @@ describe('file operations (§6.2, §9.2 items 4-12)', () => {
     expect(f.stats.allocatedPages).toBe(0);
   });
 
+  it('vfs_fallocate(): offset + len beyond loff_t is EFBIG, after the mode checks and before kvm_gmem_fallocate()', () => {
+    const f = gmem(new FakeVm());
+    const top = 2 ** 63 - PAGE_SIZE;
+    expect(thrown(() => f.fallocate(PUNCH, top, PAGE_SIZE))?.code).toBe('EFBIG');
+    expect(thrown(() => f.fallocate(PUNCH, top, PAGE_SIZE))?.check).toMatch(/vfs_fallocate/);
+    // mode 0 (no KEEP_SIZE) is kvm_gmem_fallocate()'s EOPNOTSUPP, which runs after the overflow check
+    expect(errnoOf(() => f.fallocate(0, top, 2 * PAGE_SIZE))).toBe('EFBIG');
+    // vfs_fallocate()'s own mode checks come first
+    expect(errnoOf(() => f.fallocate(KEEP | 0x100, top, 2 * PAGE_SIZE))).toBe('EOPNOTSUPP');
+    expect(errnoOf(() => f.fallocate(FALLOC_FL_PUNCH_HOLE, top, 2 * PAGE_SIZE))).toBe('EOPNOTSUPP');
+    expect(errnoOf(() => f.fallocate(KEEP | FALLOC_FL_PUNCH_HOLE | 0x10, top, 2 * PAGE_SIZE))).toBe('EOPNOTSUPP');
+    // the largest sum that fits is kvm_gmem's business (a punch beyond EOF is a no-op)
+    expect(f.fallocate(PUNCH, top - PAGE_SIZE, PAGE_SIZE)).toBe(0);
+    expect(errnoOf(() => f.beginPunchHole(top, PAGE_SIZE))).toBe('EFBIG');
+  });
+
   it('allocation leaves pages not up to date; the first lookup zeroes stale contents', () => {
     const vm = snpVm();
     const f = gmem(vm);

@@ -10,8 +10,11 @@ import {
   ERRNO,
   FALLOC_FL_KEEP_SIZE,
   FALLOC_FL_PUNCH_HOLE,
+  GUEST_MEMFD_FLAG_HUGETLB,
   GUEST_MEMFD_FLAG_INIT_SHARED,
   GUEST_MEMFD_FLAG_MMAP,
+  GUESTMEM_HUGETLB_FLAG_2MB,
+  GUESTMEM_HUGETLB_FLAG_MASK,
   KVM_CAP_GUEST_MEMFD,
   KVM_CAP_GUEST_MEMFD_FLAGS,
   KVM_FILTER_PRIVATE,
@@ -39,8 +42,21 @@ import { GmemPageStore, PAGE_HWPOISON, PAGE_PREPARED, PAGE_UPTODATE } from './pa
 
 /** loff_t is signed: a u64 value at or above 2^63 is negative to the kernel. */
 const LOFF_NEGATIVE = 2 ** 63;
+/* include/uapi/linux/falloc.h: the fallocate modes (FALLOC_FL_ALLOCATE_RANGE is 0) */
+const FALLOC_FL_COLLAPSE_RANGE = 0x08;
+const FALLOC_FL_ZERO_RANGE = 0x10;
+const FALLOC_FL_INSERT_RANGE = 0x20;
+const FALLOC_FL_UNSHARE_RANGE = 0x40;
+const FALLOC_FL_WRITE_ZEROES = 0x80;
+/** FALLOC_FL_MODE_MASK (include/linux/falloc.h) */
+const FALLOC_FL_MODE_MASK =
+  FALLOC_FL_PUNCH_HOLE | FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_ZERO_RANGE | FALLOC_FL_INSERT_RANGE | FALLOC_FL_UNSHARE_RANGE | FALLOC_FL_WRITE_ZEROES;
 
 const isPageAligned = (n: number) => n % PAGE_SIZE === 0;
+
+/** folio order of a GUEST_MEMFD_FLAG_HUGETLB | GUESTMEM_HUGETLB_FLAG_2MB file (2 MiB) */
+export const GMEM_HUGETLB_2M_ORDER = 9;
+const HPAGE_2M = PAGE_SIZE << GMEM_HUGETLB_2M_ORDER;
 
 /** `x & ~mask` for u64 flag words held in a JS number (bit operators are 32-bit). */
 export function hasBitsOutside(value: number, mask: number): boolean {
@@ -90,6 +106,11 @@ export class GuestMemfd implements GuestMemoryFile, FileMappingBacking {
   readonly gmemOnly: boolean;
   /** inode number ("[kvm-gmem]" anonymous inode) */
   readonly ino: number;
+  /**
+   * log2 of the pages per folio: 0 upstream (order-0 folios), 9 for a HugeTLB 2 MiB file
+   * (GUEST_MEMFD_FLAG_HUGETLB | GUESTMEM_HUGETLB_FLAG_2MB, the in-flight series)
+   */
+  readonly folioOrder: number;
 
   private readonly vm: VmForProvider;
   private readonly pages = new GmemPageStore();
@@ -113,6 +134,7 @@ export class GuestMemfd implements GuestMemoryFile, FileMappingBacking {
     // slot were an ordinary one for shared faults
     this.gmemOnly = (flags & GUEST_MEMFD_FLAG_MMAP) !== 0 && vm.profile.gmemOnlySharedFaults !== false;
     this.ino = nextIno++;
+    this.folioOrder = flags & GUEST_MEMFD_FLAG_HUGETLB ? GMEM_HUGETLB_2M_ORDER : 0;
     vm.get(); // kvm_get_kvm(): the file keeps the VM alive
   }
 
@@ -141,6 +163,8 @@ export class GuestMemfd implements GuestMemoryFile, FileMappingBacking {
     if (offset < 0 || offset >= LOFF_NEGATIVE || !Number.isInteger(offset) || !isPageAligned(offset) || offset + size > this.size) {
       fail('EINVAL', 'kvm_gmem_bind: offset < 0, unaligned, or offset + size > i_size');
     }
+    // model (HugeTLB series): a binding starts on a folio boundary of the file
+    if (this.folioOrder !== 0 && offset % HPAGE_2M !== 0) fail('EINVAL', 'kvm_gmem_bind: offset not aligned to the 2 MiB folio size (GUEST_MEMFD_FLAG_HUGETLB)');
     this.assertLockFree('kvm_gmem_bind');
     const start = offset / PAGE_SIZE; // offset >> PAGE_SHIFT
     const end = start + slot.npages;
@@ -182,18 +206,15 @@ export class GuestMemfd implements GuestMemoryFile, FileMappingBacking {
     // 3. the binding at index is not this slot
     if (!this.bindings.isBoundTo(index, slot)) return -ERRNO.EIO;
     // 4. get or create the folio: a hole is not an error
-    let pfn = this.pages.pfnAt(index);
-    if (pfn < 0) {
-      pfn = this.allocFolio();
-      if (pfn < 0) return pfn;
-      this.pages.insert(index, pfn);
-    }
+    const pfn = this.faultinFolio(index);
+    if (pfn < 0) return pfn;
     const flags = this.pages.flagsAt(index);
     // 5.
     if (flags & PAGE_HWPOISON) return -ERRNO.EHWPOISON;
-    // 6. folios are order-0 upstream
+    // 6. folios are order-0 upstream; a HugeTLB file's folio is 2 MiB, mappable as one only
+    // when the gfn and the file index are equally aligned
     out.pfn = pfn;
-    out.maxOrder = 0;
+    out.maxOrder = this.folioOrder !== 0 && (gfn - index) % (1 << this.folioOrder) === 0 ? this.folioOrder : 0;
     // 7. never leak host data
     if (!(flags & PAGE_UPTODATE)) {
       this.vm.phys.zeroPage(pfn);
@@ -202,7 +223,7 @@ export class GuestMemfd implements GuestMemoryFile, FileMappingBacking {
     // 8. kvm_arch_gmem_prepare on every lookup (the hook must be idempotent)
     const prepare = this.vm.backend?.gmemPrepare;
     if (prepare) {
-      const r = prepare.call(this.vm.backend, pfn, gfn, 0);
+      const r = prepare.call(this.vm.backend, pfn, gfn, out.maxOrder);
       if (r !== 0) return r;
       if (!(flags & PAGE_PREPARED)) this.pages.setFlags(index, PAGE_PREPARED);
     }
@@ -248,12 +269,8 @@ export class GuestMemfd implements GuestMemoryFile, FileMappingBacking {
     if (slot.gmemFile !== this) return -ERRNO.EFAULT;
     const index = gfn - slot.baseGfn + slot.gmemPgoff;
     if (!this.bindings.isBoundTo(index, slot)) return -ERRNO.EIO;
-    let pfn = this.pages.pfnAt(index);
-    if (pfn < 0) {
-      pfn = this.allocFolio();
-      if (pfn < 0) return pfn;
-      this.pages.insert(index, pfn);
-    }
+    const pfn = this.faultinFolio(index);
+    if (pfn < 0) return pfn;
     if (this.pages.flagsAt(index) & PAGE_HWPOISON) return -ERRNO.EHWPOISON;
     if (!req.isPrivate(gfn)) return -ERRNO.EINVAL;
     const r = req.postPopulate(gfn, pfn, srcPage);
@@ -300,9 +317,8 @@ export class GuestMemfd implements GuestMemoryFile, FileMappingBacking {
     const end = (offset + len) / PAGE_SIZE;
     for (let index = start; index < end; index++) {
       if (this.pages.pfnAt(index) >= 0) continue;
-      const pfn = this.allocFolio();
-      if (pfn < 0) fail('ENOMEM', 'kvm_gmem_allocate: folio allocation');
-      this.pages.insert(index, pfn); // not zeroed, not prepared: that happens on first use
+      // not zeroed, not prepared: that happens on first use
+      if (this.faultinFolio(index) < 0) fail('ENOMEM', 'kvm_gmem_allocate: folio allocation');
     }
     return 0;
   }
@@ -340,12 +356,8 @@ export class GuestMemfd implements GuestMemoryFile, FileMappingBacking {
     // without INIT_SHARED every page is private: the host never sees private contents
     if (!(this.flags & GUEST_MEMFD_FLAG_INIT_SHARED)) return 'SIGBUS';
     if (this.inodeEvicted) return 'SIGBUS';
-    let pfn = this.pages.pfnAt(pgoff);
-    if (pfn < 0) {
-      pfn = this.allocFolio();
-      if (pfn < 0) return 'SIGBUS'; // vmf_error(-ENOMEM) is VM_FAULT_OOM; no better answer here
-      this.pages.insert(pgoff, pfn);
-    }
+    const pfn = this.faultinFolio(pgoff);
+    if (pfn < 0) return 'SIGBUS'; // vmf_error(-ENOMEM) is VM_FAULT_OOM; no better answer here
     const flags = this.pages.flagsAt(pgoff);
     if (flags & PAGE_HWPOISON) return 'SIGBUS'; // VM_FAULT_HWPOISON
     if (!(flags & PAGE_UPTODATE)) {
@@ -382,7 +394,7 @@ export class GuestMemfd implements GuestMemoryFile, FileMappingBacking {
     this.vm.put(); // kvm_put_kvm()
     // the last reference to the inode is gone: evict it (truncate_inode_pages_final)
     this.inodeEvicted = true;
-    this.pages.removeRange(0, Infinity, (_pgoff, pfn, flags) => this.freeFolio(pfn, flags, backend));
+    this.truncate(0, Infinity, backend);
   }
 
   /* ------------------------------------------------------------------ memory failure */
@@ -425,17 +437,35 @@ export class GuestMemfd implements GuestMemoryFile, FileMappingBacking {
 
   /* ------------------------------------------------------------------ internals */
 
-  /** vfs_fallocate() and kvm_gmem_fallocate() checks, in order (§6.2) */
+  /** vfs_fallocate() (fs/open.c) and kvm_gmem_fallocate() checks, in order */
   private checkFallocate(mode: number, offset: number, len: number): void {
     if (offset < 0 || offset >= LOFF_NEGATIVE || len <= 0 || len >= LOFF_NEGATIVE) {
       fail('EINVAL', 'vfs_fallocate: offset < 0 or len <= 0');
     }
+    // vfs_fallocate(): unknown bits, then the modes are exclusive
+    if (hasBitsOutside(mode, FALLOC_FL_MODE_MASK | FALLOC_FL_KEEP_SIZE)) fail('EOPNOTSUPP', 'vfs_fallocate: unknown mode bits');
+    const m = mode & FALLOC_FL_MODE_MASK;
+    if (m === FALLOC_FL_PUNCH_HOLE) {
+      if (!(mode & FALLOC_FL_KEEP_SIZE)) fail('EOPNOTSUPP', 'vfs_fallocate: FALLOC_FL_PUNCH_HOLE without FALLOC_FL_KEEP_SIZE');
+    } else if (m === FALLOC_FL_COLLAPSE_RANGE || m === FALLOC_FL_INSERT_RANGE || m === FALLOC_FL_WRITE_ZEROES) {
+      if (mode & FALLOC_FL_KEEP_SIZE) fail('EOPNOTSUPP', 'vfs_fallocate: this mode with FALLOC_FL_KEEP_SIZE');
+    } else if (m !== 0 && m !== FALLOC_FL_UNSHARE_RANGE && m !== FALLOC_FL_ZERO_RANGE) {
+      fail('EOPNOTSUPP', 'vfs_fallocate: more than one mode');
+    }
+    // vfs_fallocate(): check_add_overflow(offset, len) or a sum beyond s_maxbytes
+    // (MAX_LFS_FILESIZE = LLONG_MAX on guest_memfd's pseudo filesystem) → EFBIG, before the
+    // filesystem's fallocate sees the call
+    if (offset + len >= LOFF_NEGATIVE) fail('EFBIG', 'vfs_fallocate: offset + len overflows loff_t or exceeds s_maxbytes');
     if (!(mode & FALLOC_FL_KEEP_SIZE)) fail('EOPNOTSUPP', 'kvm_gmem_fallocate: FALLOC_FL_KEEP_SIZE required');
     if (hasBitsOutside(mode, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE)) {
       fail('EOPNOTSUPP', 'kvm_gmem_fallocate: unsupported mode');
     }
     if (!Number.isInteger(offset) || !Number.isInteger(len) || !isPageAligned(offset) || !isPageAligned(len)) {
       fail('EINVAL', 'kvm_gmem_fallocate: offset or len not page aligned');
+    }
+    // model (HugeTLB series): allocation and hole punch work on whole 2 MiB folios
+    if (this.folioOrder !== 0 && (offset % HPAGE_2M !== 0 || len % HPAGE_2M !== 0)) {
+      fail('EINVAL', 'kvm_gmem_fallocate: offset or len not aligned to the 2 MiB folio size (GUEST_MEMFD_FLAG_HUGETLB)');
     }
   }
 
@@ -457,8 +487,7 @@ export class GuestMemfd implements GuestMemoryFile, FileMappingBacking {
             phase = 'truncate';
             return true;
           case 'truncate': {
-            const backend = self.vm.backend;
-            self.pages.removeRange(start, end, (_pgoff, pfn, flags) => self.freeFolio(pfn, flags, backend));
+            self.truncate(start, end, self.vm.backend);
             phase = 'end';
             return true;
           }
@@ -491,6 +520,64 @@ export class GuestMemfd implements GuestMemoryFile, FileMappingBacking {
   /** kvm_gmem_invalidate_end(): end if any binding intersects */
   private invalidateEnd(start: number, end: number): void {
     if (this.bindings.anyIn(start, end)) this.vm.mmuInvalidateEnd();
+  }
+
+  /**
+   * The page at file index `index`, allocating its folio for a hole (filemap_grab_folio): an
+   * order-0 frame, or for a HugeTLB file the whole 2 MiB folio around it (512 consecutive
+   * frames, 2 MiB aligned), entered page by page. Returns the pfn or -ENOMEM.
+   */
+  private faultinFolio(index: number): number {
+    let pfn = this.pages.pfnAt(index);
+    if (pfn >= 0) return pfn;
+    if (this.folioOrder === 0) {
+      pfn = this.allocFolio();
+      if (pfn < 0) return pfn;
+      this.pages.insert(index, pfn);
+      return pfn;
+    }
+    const n = 1 << this.folioOrder;
+    const head = index - (index % n);
+    const base = this.allocHugeFolio(n);
+    if (base < 0) return base;
+    for (let i = 0; i < n; i++) this.pages.insert(head + i, base + i);
+    return base + (index - head);
+  }
+
+  /**
+   * truncate_inode_pages_range() over [start, end): order-0 folios one by one; a HugeTLB
+   * file's ranges are folio-aligned (fallocate checks it), so each 2 MiB folio goes at once:
+   * kvm_gmem_free_folio() → the vendor's gmem_invalidate over its 512 pfns, then back to the
+   * hugetlb pool (a poisoned huge folio is never reused).
+   */
+  private truncate(start: number, end: number, backend: VmForProvider['backend']): void {
+    if (this.folioOrder === 0) {
+      this.pages.removeRange(start, end, (_pgoff, pfn, flags) => this.freeFolio(pfn, flags, backend));
+      return;
+    }
+    const n = 1 << this.folioOrder;
+    let poisoned = false;
+    this.pages.removeRange(start, end, (pgoff, pfn, flags) => {
+      if (pgoff % n === 0) poisoned = false;
+      if (flags & PAGE_HWPOISON) poisoned = true;
+      if (pgoff % n !== n - 1) return;
+      const head = pfn - (n - 1);
+      backend?.gmemInvalidate?.(head, head + n);
+      if (poisoned) return; // stays out of the pool
+      const phys = this.vm.phys;
+      if (phys.freeContiguous) phys.freeContiguous(head, n);
+      else for (let p = head; p < head + n; p++) phys.freePage(p);
+    });
+  }
+
+  private allocHugeFolio(n: number): number {
+    const phys = this.vm.phys;
+    if (!phys.allocContiguous) return -ERRNO.ENOMEM;
+    try {
+      return phys.allocContiguous(n);
+    } catch {
+      return -ERRNO.ENOMEM;
+    }
   }
 
   /** free_folio: the arch invalidate hook, then back to the allocator (never, if poisoned) */
@@ -536,10 +623,19 @@ export const guestMemfdFactory: GuestMemfdFactoryImpl = {
   supportedFlags,
   create(vm: VmForProvider, args: KvmCreateGuestMemfd): GuestMemfd {
     const { size, flags } = args;
-    if (hasBitsOutside(flags, supportedFlags(vm))) fail('EINVAL', 'kvm_gmem_create: unsupported flags');
+    // the HugeTLB flags (in-flight series, model option; not reported in KVM_CAP_GUEST_MEMFD_FLAGS)
+    const hugetlb = vm.profile.gmemHugetlb !== false ? GUEST_MEMFD_FLAG_HUGETLB | GUESTMEM_HUGETLB_FLAG_MASK : 0;
+    if (hasBitsOutside(flags, supportedFlags(vm) | hugetlb)) fail('EINVAL', 'kvm_gmem_create: unsupported flags');
+    const huge = (flags & GUEST_MEMFD_FLAG_HUGETLB) !== 0;
+    const hugeSize = flags & GUESTMEM_HUGETLB_FLAG_MASK;
+    if (hugeSize !== 0 && (!huge || hugeSize !== GUESTMEM_HUGETLB_FLAG_2MB)) {
+      fail('EINVAL', 'kvm_gmem_create: HugeTLB page size other than 2 MiB, or without GUEST_MEMFD_FLAG_HUGETLB');
+    }
+    if (huge && hugeSize === 0) fail('EINVAL', 'kvm_gmem_create: GUEST_MEMFD_FLAG_HUGETLB without a page size (GUESTMEM_HUGETLB_FLAG_2MB)');
     if (!Number.isInteger(size) || size <= 0 || size >= LOFF_NEGATIVE || !isPageAligned(size)) {
       fail('EINVAL', 'kvm_gmem_create: size <= 0 or not page aligned');
     }
+    if (huge && size % HPAGE_2M !== 0) fail('EINVAL', 'kvm_gmem_create: size not a multiple of the 2 MiB HugeTLB page');
     const file = new GuestMemfd(vm, size, flags);
     vm.tracer.emit('kvm_gmem_create', { ino: file.ino, size, flags });
     return file;

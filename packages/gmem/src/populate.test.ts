@@ -58,6 +58,18 @@ describe('kvm_gmem_populate (§6.7)', () => {
     expect(vm.readPfn(out.pfn, 0, 2)).toEqual(new Uint8Array([3, 0xee])); // not zeroed
   });
 
+  it('alignedSrc false (linux-6.18): an unaligned source is copied from src + i * PAGE_SIZE as given', () => {
+    const { vm, hva, populated, base } = setup();
+    const bytes = new Uint8Array(3 * PAGE_SIZE);
+    for (let i = 0; i < bytes.length; i++) bytes[i] = i % 251;
+    vm.copyToUser(hva, bytes);
+    expect(vm.gmemPopulate({ ...base, src: hva + 0x10, npages: 2 })).toBe(-ERRNO.EINVAL);
+    expect(populated).toEqual([]);
+    expect(vm.gmemPopulate({ ...base, src: hva + 0x10, npages: 2, alignedSrc: false })).toBe(2);
+    expect(populated.map((p) => p.src?.[0])).toEqual([0x10 % 251, (PAGE_SIZE + 0x10) % 251]);
+    expect(populated[1]!.src!.length).toBe(PAGE_SIZE);
+  });
+
   it('clamps to the end of the slot', () => {
     const { vm, populated, base } = setup();
     expect(vm.gmemPopulate({ ...base, startGfn: 0x82, npages: 100 })).toBe(2);

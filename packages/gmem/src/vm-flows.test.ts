@@ -64,6 +64,26 @@ describe('guest_memfd through the VM', () => {
     expect(mm.readBytes(hva2, PAGE_SIZE)).toEqual(new Uint8Array(PAGE_SIZE).fill(0xff));
   });
 
+  it('kvm_handle_hva_range(): munmap of a gmem-only slot\'s userspace_addr zaps its shared SPTEs', () => {
+    const kvm = new Kvm({ guestMemfd: guestMemfdFactory });
+    const vm = kvm.createVm();
+    const mm = kvm.process.mm;
+    const fd = vm.createGuestMemfd({ size: PAGE_SIZE, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
+    const ram = mm.mmap({ length: PAGE_SIZE, prot: { read: true, write: true }, shared: false });
+    vm.setUserMemoryRegion2({ slot: 1, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: 4 * GiB, memory_size: PAGE_SIZE, userspace_addr: ram, guest_memfd: fd, guest_memfd_offset: 0 });
+    const vcpu = vm.createVcpu(0);
+    vcpu.guestWrite(4 * GiB, 8, 0x77n);
+    const w = { lo: 0, hi: 0, level: 0, present: false, pfn: 0 };
+    const gfn = (4 * GiB) / PAGE_SIZE;
+    expect(vm.mmu.walk(gfn, false, w) && w.present).toBe(true);
+    const seq = vm.mmuInvalidateSeq;
+    mm.munmap(ram, PAGE_SIZE);
+    expect(vm.mmu.walk(gfn, false, w) && w.present).toBe(false);
+    expect(vm.mmuInvalidateSeq).toBe(seq + 1);
+    // the data lives in the guest_memfd: the next fault maps it again
+    expect(vcpu.guestRead(4 * GiB, 8).value).toBe(0x77n);
+  });
+
   it('§9.4 punch-hole flow: private pages re-fault zeroed after PUNCH_HOLE; the host never sees them', () => {
     const kvm = new Kvm({ guestMemfd: guestMemfdFactory });
     const vm = kvm.createVm({ type: KVM_X86_SW_PROTECTED_VM });

@@ -13,6 +13,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { BenchCase } from '../../../bench/types.js';
+import { median } from '../../../bench/stats.js';
 import { KVM_CAP_NR_MEMSLOTS, Kvm } from '@ccmem/core';
 import { RealKvm } from '../src/real-kvm.js';
 import { installGuest } from '../src/guest.js';
@@ -115,11 +116,9 @@ export function measureModelGuestTouch(bytes = 256 * MiB): number {
   return bytes / 4096 / seconds;
 }
 
-/** the better of `n` runs (timing noise only ever makes a run slower) */
-function best(n: number, run: () => number, better: (a: number, b: number) => number): number {
-  let v = run();
-  for (let i = 1; i < n; i++) v = better(v, run());
-  return v;
+/** the median of `n` runs (docs/benchmarks.md: every row reports the median of its rounds) */
+function medianOf(n: number, run: () => number): number {
+  return median(Array.from({ length: n }, run));
 }
 
 export const benches: BenchCase[] = [
@@ -127,21 +126,21 @@ export const benches: BenchCase[] = [
     name: 'kvm.memslot_create_delete_32764',
     unit: 'ms',
     target: { op: '>=', value: 0 },
-    run: () => measureRealMemslotCreateDelete(),
+    run: () => medianOf(3, () => measureRealMemslotCreateDelete()),
   },
   {
     name: 'kvm.guest_touch_4k',
     unit: 'pages/s',
     target: { op: '>=', value: 0 },
-    run: () => measureRealGuestTouch(256 * MiB),
+    run: () => medianOf(3, () => measureRealGuestTouch(256 * MiB)),
   },
   {
     name: 'kvm_vs_model.memslot_create_delete_32764',
     unit: 'x',
     target: { op: '>=', value: 10 },
     run: () => {
-      const real = best(2, () => measureRealMemslotCreateDelete(), Math.min);
-      const model = best(3, () => measureModelMemslotCreateDelete(), Math.min);
+      const real = medianOf(3, () => measureRealMemslotCreateDelete());
+      const model = medianOf(3, () => measureModelMemslotCreateDelete());
       return real / model;
     },
   },
@@ -150,8 +149,8 @@ export const benches: BenchCase[] = [
     unit: 'x',
     target: { op: '>=', value: 1 },
     run: () => {
-      const real = best(2, () => measureRealGuestTouch(256 * MiB), Math.max);
-      const model = best(2, () => measureModelGuestTouch(256 * MiB), Math.max);
+      const real = medianOf(3, () => measureRealGuestTouch(256 * MiB));
+      const model = medianOf(3, () => measureModelGuestTouch(256 * MiB));
       return model / real;
     },
   },

@@ -8,3 +8,6 @@ export * from './real-kvm.js';
 export * from './vcpu.js';
 export * from './guest.js';
 export * from './profile.js';
+export * from './stats.js';
+export * from './host-facts.js';
+export * from './host-report.js';

@@ -255,6 +255,8 @@ export const KVM_IOCTLS = {
   KVM_CLEAR_DIRTY_LOG: _IOWR(KVMIO, 0xc0, CLEAR_DIRTY_LOG.SIZE),
   KVM_SET_MEMORY_ATTRIBUTES: _IOW(KVMIO, 0xd2, MEMORY_ATTRIBUTES.SIZE),
   KVM_CREATE_GUEST_MEMFD: _IOWR(KVMIO, 0xd4, CREATE_GUEST_MEMFD.SIZE),
+  /* VM and vCPU ioctl: a file of binary statistics (virt/kvm/binary_stats.c) */
+  KVM_GET_STATS_FD: _IO(KVMIO, 0xce),
   /* vCPU ioctls */
   KVM_RUN: _IO(KVMIO, 0x80),
   KVM_GET_REGS: _IOR(KVMIO, 0x81, REGS.SIZE),

@@ -1,15 +1,14 @@
 /**
  * The host's kernel profile, from real checks: KVM_CHECK_EXTENSION on a default VM, plus a
  * probe of the errno an overlapping guest_memfd binding gets (EINVAL before kernel commit
- * 7ea987a9, EEXIST after). Also which capability a model operation needs, so a scenario step
- * the host cannot run is reported as skipped with the capability's name.
+ * 7ea987a9, EEXIST after).
  */
 import { release } from 'node:os';
 import {
   CAPS,
   KVM_CAP_GUEST_MEMFD,
   KVM_CAP_GUEST_MEMFD_FLAGS,
-  KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2,
+  KVM_CAP_MAX_VCPUS,
   KVM_CAP_MEMORY_ATTRIBUTES,
   KVM_CAP_MULTI_ADDRESS_SPACE,
   KVM_CAP_PRE_FAULT_MEMORY,
@@ -19,26 +18,79 @@ import {
   GUEST_MEMFD_FLAG_MMAP,
   KVM_MEM_GUEST_MEMFD,
   KVM_X86_DEFAULT_VM,
-  KVM_X86_SEV_ES_VM,
-  KVM_X86_SEV_VM,
-  KVM_X86_SNP_VM,
-  KVM_X86_SW_PROTECTED_VM,
-  KVM_X86_TDX_VM,
   isKvmError,
   type KernelProfile,
 } from '@ccmem/core';
 import { close, mmap, munmap, write } from './host-memory.js';
 import { installGuest } from './guest.js';
 import { RealKvm, type RealVm } from './real-kvm.js';
+import { hiddenCapabilities, readKvmModuleFacts } from './host-facts.js';
 
-/** KVM_CHECK_EXTENSION of every capability @ccmem/core names, asked of a default VM. */
+/**
+ * The largest gfn a memslot may reach on this host (kvm_arch_prepare_memory_region():
+ * `base_gfn + npages - 1 > kvm_mmu_max_gfn()` is EINVAL): the widest 2^bits gpa space whose
+ * last 64 KiB a slot is accepted at, found by bisection over 32..57 bits. null when even 2^32
+ * is refused.
+ */
+export function probeMaxGfn(vm: RealVm): number | null {
+  const size = 0x10000;
+  const hva = mmap({ length: size });
+  const accepts = (bits: number): boolean => {
+    const region = { slot: 0, flags: 0, guest_phys_addr: 2 ** bits - size, memory_size: size, userspace_addr: hva };
+    try {
+      vm.setUserMemoryRegion(region);
+    } catch (e) {
+      if (isKvmError(e) && e.code === 'EINVAL') return false;
+      throw e;
+    }
+    vm.setUserMemoryRegion({ ...region, memory_size: 0 });
+    return true;
+  };
+  try {
+    if (!accepts(32)) return null;
+    let lo = 32;
+    let hi = 58;
+    while (hi - lo > 1) {
+      const mid = (lo + hi) >> 1;
+      if (accepts(mid)) lo = mid;
+      else hi = mid;
+    }
+    return 2 ** (lo - 12) - 1;
+  } finally {
+    munmap(hva, size);
+  }
+}
+
+/**
+ * Whether KVM_MEM_GUEST_MEMFD is a valid memslot flag here (check_memory_region_flags(): it is
+ * only with CONFIG_KVM_GUEST_MEMFD). With the flag valid, a bad fd is EBADF (kvm_gmem_bind());
+ * without it, the flag itself is EINVAL before any fd is looked at.
+ */
+export function probeGuestMemfdFlagValid(vm: RealVm): boolean {
+  if (!vm.checkExtension(KVM_CAP_USER_MEMORY2)) return false;
+  try {
+    vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: 0, memory_size: 0x1000, userspace_addr: 0, guest_memfd: 0xffff_ffff, guest_memfd_offset: 0 });
+  } catch (e) {
+    if (isKvmError(e)) return e.code !== 'EINVAL';
+    throw e;
+  }
+  // accepted: delete it again (cannot happen with fd -1, but leave the VM as it was)
+  vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: 0, memory_size: 0, userspace_addr: 0, guest_memfd: 0xffff_ffff, guest_memfd_offset: 0 });
+  return true;
+}
+
+/**
+ * KVM_CHECK_EXTENSION of every capability @ccmem/core names, asked of a default VM. A
+ * capability named in `CCMEM_KVM_HIDE` answers 0 (hiddenCapabilities()).
+ */
 export function hostCapabilities(kvm?: RealKvm): Record<string, number> {
   const own = !kvm;
   const k = kvm ?? RealKvm.open();
   const vm = k.createVm(KVM_X86_DEFAULT_VM);
+  const hidden = hiddenCapabilities();
   try {
     const out: Record<string, number> = {};
-    for (const [name, cap] of Object.entries(CAPS)) out[name] = vm.checkExtension(cap);
+    for (const [name, cap] of Object.entries(CAPS)) out[name] = hidden.has(name) ? 0 : vm.checkExtension(cap);
     return out;
   } finally {
     vm.close();
@@ -140,71 +192,49 @@ export function probeUnfaultableHvaEmulatesMmio(kvm: RealKvm): boolean | null {
   }
 }
 
+
 /** The profile this host's kernel follows, named `host-<uname -r>`. */
 export function detectHostProfile(kvm?: RealKvm): KernelProfile {
   const own = !kvm;
   const k = kvm ?? RealKvm.open();
+  // the capabilities as hostCapabilities() answers them: CCMEM_KVM_HIDE hides some
+  const caps = hostCapabilities(k);
   const vm = k.createVm(KVM_X86_DEFAULT_VM);
   try {
-    const multi = vm.checkExtension(KVM_CAP_MULTI_ADDRESS_SPACE);
-    const overlap = probeGmemBindOverlapErrno(vm);
-    const vmTypes = k.checkExtension(KVM_CAP_VM_TYPES);
+    const multi = caps.KVM_CAP_MULTI_ADDRESS_SPACE ?? 0;
+    const gmem = (caps.KVM_CAP_GUEST_MEMFD ?? 0) !== 0;
+    const overlap = gmem ? probeGmemBindOverlapErrno(vm) : null;
+    const vmTypes = caps.KVM_CAP_VM_TYPES ?? 0;
+    const facts = readKvmModuleFacts();
+    const maxGfn = probeMaxGfn(vm);
     return Object.freeze({
       name: `host-${release()}`,
       gmemBindOverlapErrno: overlap === 'EEXIST' ? 'EEXIST' : 'EINVAL',
       smmAddressSpaces: multi > 1,
       multiAddressSpaceCap: multi,
-      memoryAttributes: vm.checkExtension(KVM_CAP_MEMORY_ATTRIBUTES) !== 0,
-      preFaultMemory: vm.checkExtension(KVM_CAP_PRE_FAULT_MEMORY) !== 0,
+      memoryAttributes: (caps.KVM_CAP_MEMORY_ATTRIBUTES ?? 0) !== 0,
+      preFaultMemory: (caps.KVM_CAP_PRE_FAULT_MEMORY ?? 0) !== 0,
       // a kernel without KVM_CAP_VM_TYPES still offers the default VM type
       vmTypes: vmTypes || 1 << KVM_X86_DEFAULT_VM,
-      gmemFlagsDefaultVm: vm.checkExtension(KVM_CAP_GUEST_MEMFD_FLAGS),
+      gmemFlagsDefaultVm: gmem ? (caps.KVM_CAP_GUEST_MEMFD_FLAGS ?? 0) : 0,
       // KVM_MEM_PCI_HOLE was an RFC that never merged: no kernel offers it
       pciHole: false,
-      gmemOnlySharedFaults: probeGmemOnlySharedFaults(k) ?? true,
+      gmemOnlySharedFaults: (gmem ? probeGmemOnlySharedFaults(k) : null) ?? true,
       unfaultableHvaEmulatesMmio: probeUnfaultableHvaEmulatesMmio(k) ?? false,
+      // CONFIG_KVM_GUEST_MEMFD: the capability, and KVM_MEM_GUEST_MEMFD a valid memslot flag
+      guestMemfd: gmem && probeGuestMemfdFlagValid(vm),
+      // x86 answers KVM_CAP_PRE_FAULT_MEMORY with tdp_enabled (kvm_vm_ioctl_check_extension);
+      // sysfs says the same where the vendor module is known (host-facts.ts)
+      tdpEnabled: facts.tdpEnabled ?? vm.checkExtension(KVM_CAP_PRE_FAULT_MEMORY) !== 0,
+      // kvm.tdp_mmu (kvm_configure_mmu(): tdp_mmu_enabled = tdp_mmu_allowed && tdp_enabled)
+      tdpMmu: (facts.tdpEnabled ?? true) && facts.params.tdp_mmu !== 'N',
+      ...(maxGfn !== null && (facts.tdpEnabled ?? true) && { hostMaxPhyAddr: Math.log2(maxGfn + 1) + 12 }),
+      maxVcpus: caps.KVM_CAP_MAX_VCPUS || k.checkExtension(KVM_CAP_MAX_VCPUS),
+      ...(facts.onlineCpus !== null && { onlineCpus: facts.onlineCpus }),
+      mmioCaching: facts.mmioCaching ?? true,
     } satisfies KernelProfile);
   } finally {
     vm.close();
     if (own) k.close();
   }
-}
-
-const VM_TYPE_OF_OP_PREFIX: ReadonlyArray<[string, number, string]> = [
-  ['snp_', KVM_X86_SNP_VM, 'KVM_X86_SNP_VM'],
-  ['sev_es_', KVM_X86_SEV_ES_VM, 'KVM_X86_SEV_ES_VM'],
-  ['sev_', KVM_X86_SEV_VM, 'KVM_X86_SEV_VM'],
-  ['tdx_', KVM_X86_TDX_VM, 'KVM_X86_TDX_VM'],
-  ['tdg_', KVM_X86_TDX_VM, 'KVM_X86_TDX_VM'],
-  ['sw_protected_', KVM_X86_SW_PROTECTED_VM, 'KVM_X86_SW_PROTECTED_VM'],
-];
-
-const CAP_OF_OP: Readonly<Record<string, [number, string]>> = {
-  set_memory_attributes: [KVM_CAP_MEMORY_ATTRIBUTES, 'KVM_CAP_MEMORY_ATTRIBUTES'],
-  pre_fault_memory: [KVM_CAP_PRE_FAULT_MEMORY, 'KVM_CAP_PRE_FAULT_MEMORY'],
-  create_guest_memfd: [KVM_CAP_GUEST_MEMFD, 'KVM_CAP_GUEST_MEMFD'],
-  set_user_memory_region2: [KVM_CAP_USER_MEMORY2, 'KVM_CAP_USER_MEMORY2'],
-  clear_dirty_log: [KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, 'KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2'],
-};
-
-/**
- * The capability (or VM type) a model operation needs that this host lacks, or null when the
- * host can run it. `caps` is hostCapabilities()'s answer; `vmType` the VM type the step uses.
- * Operations are the model's snake_case step names (set_memory_attributes, pre_fault_memory,
- * snp_launch_update, tdx_init_mem_region, ...).
- */
-export function missingCapabilityFor(op: string, caps: Readonly<Record<string, number>>, vmType?: number): string | null {
-  const need = CAP_OF_OP[op];
-  if (need && !caps[need[1]]) return need[1];
-  const types = caps.KVM_CAP_VM_TYPES || 1 << KVM_X86_DEFAULT_VM;
-  for (const [prefix, type, name] of VM_TYPE_OF_OP_PREFIX) {
-    if (op.startsWith(prefix) && !(types & (1 << type))) return name;
-  }
-  if (vmType !== undefined && !(types & (1 << vmType))) {
-    const name = Object.entries({ KVM_X86_DEFAULT_VM, KVM_X86_SW_PROTECTED_VM, KVM_X86_SEV_VM, KVM_X86_SEV_ES_VM, KVM_X86_SNP_VM, KVM_X86_TDX_VM }).find(
-      ([, t]) => t === vmType,
-    )?.[0];
-    return name ?? `VM type ${vmType}`;
-  }
-  return null;
 }

@@ -26,6 +26,7 @@ import {
   sysOpen,
 } from './libc.js';
 import { RealVcpu } from './vcpu.js';
+import { KvmStatsFile } from './stats.js';
 
 export const KVM_DEVICE = '/dev/kvm';
 
@@ -178,6 +179,7 @@ export class RealVm {
   /** memory_size of each slot we created, keyed by the full `slot` field (as_id << 16 | id) */
   private readonly slotSizes = new Map<number, number>();
   private readonly vcpus: RealVcpu[] = [];
+  private statsFile: KvmStatsFile | null = null;
   private closed = false;
 
   constructor(kvm: RealKvm, fd: number, vmType: number) {
@@ -288,11 +290,22 @@ export class RealVm {
     return this.slotSizes.get(slot);
   }
 
+  /**
+   * The VM's scalar statistics now (KVM_GET_STATS_FD: `pages_4k`, `remote_tlb_flush`,
+   * `mmu_shadow_zapped`, ...). The stats fd is opened on first use and closed with the VM.
+   */
+  stats(): Record<string, number> {
+    this.statsFile ??= new KvmStatsFile(this.ioctlInt('KVM_GET_STATS_FD', 0));
+    return this.statsFile.read();
+  }
+
   /** close the vCPUs and the VM fd (guest_memfd files keep the VM alive until closed) */
   close(): void {
     if (this.closed) return;
     this.closed = true;
     for (const v of this.vcpus) v.close();
+    if (this.statsFile) sysClose(this.statsFile.fd);
+    this.statsFile = null;
     sysClose(this.fd);
   }
 

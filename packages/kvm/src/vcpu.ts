@@ -35,6 +35,7 @@ import {
   sysMunmap,
 } from './libc.js';
 import type { CpuidEntry, RealVm } from './real-kvm.js';
+import { KvmStatsFile } from './stats.js';
 import type { GuestAccess, GuestAccessResult, TinyGuest } from './guest.js';
 
 export type RegName = Exclude<keyof typeof REGS, 'SIZE'>;
@@ -83,6 +84,7 @@ export class RealVcpu {
   private readonly regsBuf = new ArgBuffer(4096);
   private readonly sregsBuf = new ArgBuffer(4096);
   private closed = false;
+  private statsFile: KvmStatsFile | null = null;
 
   constructor(vm: RealVm, fd: number, id: number) {
     this.vm = vm;
@@ -261,9 +263,21 @@ export class RealVcpu {
     return this.guest.completeMmioRead(value);
   }
 
+  /** The vCPU's scalar statistics now (KVM_GET_STATS_FD on the vCPU fd: `pf_taken`, `pf_fixed`, `exits`, ...). */
+  stats(): Record<string, number> {
+    if (!this.statsFile) {
+      const r = sysIoctlInt(this.fd, KVM_IOCTLS.KVM_GET_STATS_FD, 0);
+      if (r.ret === -1) raiseErrno('KVM_GET_STATS_FD', r.errno);
+      this.statsFile = new KvmStatsFile(r.ret);
+    }
+    return this.statsFile.read();
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.statsFile) sysClose(this.statsFile.fd);
+    this.statsFile = null;
     sysMunmap(this.runAddr, this.runSize);
     sysClose(this.fd);
     this.regsBuf.free();

@@ -1,11 +1,46 @@
-export * from './numbers.js';
-export * from './schema.js';
-export * from './parse.js';
-export * from './target.js';
-export * from './runner.js';
-export * from './matrix.js';
-export * from './builtin/index.js';
-export * from './kvm-target.js';
-export { createModelTarget, modelProfileName, backendOptions, type ModelTarget } from './model-target.js';
-export * from './differential.js';
-export * from './explore/index.js';
+// @ccmem/scenario: scenario files, their runner, the model target, the matrix and the explorer.
+// This file is the package's public face. The real-KVM target is reached through
+// loadKvmTarget() only: importing this package loads no FFI (koffi, libc).
+
+// scenario files
+export { EXIT_NAMES, EXPLORE_ONLY_INVARIANT_NAMES, OP_NAMES, OP_SCHEMAS, PROFILES, PROVIDERS, RUN_INVARIANT_NAMES, SIGNALS, TARGET_NAMES, VM_TYPES } from './schema.js';
+export { isOpName, scenarioSchema } from './schema.js';
+export type { AppliesTo, ConcurrentBlock, ExitName, Expectation, ExpectFields, Invariant, OpArgs, OpName, Profile, Provider, Scenario, SignalName, Step, TargetName, VmConfig, VmType } from './schema.js';
+export { ScenarioParseError, formatPath, formatScenarioError, loadScenarioFile, parseScenario, tryParseScenario, type ParseResult, type ScenarioError } from './parse.js';
+export { NumberSyntaxError, describeFlags, flagName, flagNames, formatAddrExpr, formatHex, parseAddrExpr, parseFlags, parseNumber, parseU64, registerFlagNames } from './numbers.js';
+export type { AddrExpr, AddrRef, FlagKind } from './numbers.js';
+
+// the op registry
+export { OPS, OP_FAMILIES, opSpec, type OpFamily } from './ops/index.js';
+export { missingNeed } from './ops/needs.js';
+export type { OpFootprint, OpNeeds, OpSpec, VmTypeName } from './ops/op.js';
+
+// targets and running
+export { SkipScenario, dispatch, tableSupport, unsupported } from './target.js';
+export type { ArgsOf, HandlerTable, Outcome, ResolvedStep, Resolve, RunContext, Support, Target, TargetOpName, Unsupported } from './target.js';
+export { collectEvents, compareOutcome, describeExit, describeExpectation, describeOutcome, diffOutcomes, diffResults } from './runner.js';
+export { effectiveVm, jsonReplacer, resolveStep, runScenario, sameValue, show } from './runner.js';
+export type { RunOptions, ScenarioResult, StepDiff, StepResult } from './runner.js';
+export { backendOptions, createModelTarget, modelProfileName, type ModelTarget, type ModelTargetOptions } from './model-target.js';
+export { kvmUnavailableReason } from './kvm-available.js';
+export type { KvmTarget } from './kvm-target.js';
+/** The real-KVM target module (loads @ccmem/kvm, and with it libc through koffi). */
+export const loadKvmTarget = () => import('./kvm-target.js');
+
+// the matrix, the built-in suite, differential runs
+export { appliesToTarget, buildMatrix, cellMatches, matrixCells, providersOf, statusOf, summarizeMatrix, vmTypesOf } from './matrix.js';
+export type { MatrixCell, MatrixColumns, MatrixOptions, MatrixRow, MatrixStatus, ScenarioEntry } from './matrix.js';
+export { builtinScenarioDir, builtinScenarioFiles, builtinScenarios } from './builtin/index.js';
+export { asHostScenario, comparableOutcome, diffScenario, hostProfileMismatch, type OutcomeDifference, type ScenarioDiff } from './differential.js';
+
+// ccmem explore: deterministic exploration of concurrent KVM operations (docs/explore.md)
+export { EXPLORE_INVARIANTS, explore, formatSchedule, parseSchedule, replaySchedule, runOnce, shrinkSchedule } from './explore/engine.js';
+export type { ExploreOptions, ExploreReport, ExploreStats, ExploreViolation, Observation, RunResult } from './explore/engine.js';
+export { builtinExplorationDir, builtinExplorationNames, loadBuiltinExploration, loadExplorationFile, parseExploration } from './explore/load.js';
+export type { ExplorationFile, ExploreHeader, LoadResult } from './explore/load.js';
+export type { ExploreMode } from './explore/types.js';
+export { Actor, SetupError, World, type ActorStepRecord, type WorldOptions } from './explore/world.js';
+
+// ccmem fuzz: random campaigns, model vs real KVM or the model against its invariants
+export { fuzzCaseArb, fuzzOpArb, fuzzScenario, runFuzzCampaign, scenarioToYaml } from './fuzz/index.js';
+export type { FuzzFeatures, FuzzFinding, FuzzMode, FuzzOp, FuzzOptions, FuzzProgress, FuzzSummary } from './fuzz/index.js';

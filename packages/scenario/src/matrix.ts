@@ -60,7 +60,9 @@ export function providersOf(s: Scenario): Provider[] {
  */
 export function appliesToTarget(s: Scenario, target: TargetName): boolean {
   if (s.applies_to?.targets && !s.applies_to.targets.includes(target)) return false;
-  if (target === 'kvm' && s.vm.profile === 'upstream') return false;
+  // a named kernel profile is not this host: model only
+  if (target === 'kvm' && s.vm.profile !== undefined && s.vm.profile !== 'host') return false;
+  if (target === 'kvm' && s.vm.pci_hole === true) return false;
   return true;
 }
 

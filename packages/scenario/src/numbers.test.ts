@@ -8,6 +8,7 @@ import {
   parseFlags,
   parseNumber,
   parseU64,
+  parseU64Exact,
   registerFlagNames,
   resolveAddr,
 } from './numbers.js';
@@ -89,5 +90,17 @@ describe('numbers', () => {
   it('the name tables are extensible', () => {
     registerFlagNames('test_kind', { TEST_FLAG_A: 1, TEST_FLAG_B: 4 });
     expect(parseFlags(['TEST_FLAG_A', 'TEST_FLAG_B'], 'test_kind')).toBe(5);
+  });
+});
+
+describe('parseU64Exact', () => {
+  it('is a number below 2^53 and a bigint above, with every bit kept', () => {
+    expect(parseU64Exact('0x1000')).toBe(4096);
+    expect(parseU64Exact(2 ** 53 - 1)).toBe(2 ** 53 - 1);
+    expect(parseU64Exact('0x20_0000_0000_0000')).toBe(2n ** 53n);
+    expect(parseU64Exact('0x20_0000_0000_0001')).toBe(2n ** 53n + 1n);
+    expect(parseU64Exact('0xffff_ffff_ffff_ffff')).toBe(2n ** 64n - 1n);
+    expect(() => parseU64Exact('0x1_0000_0000_0000_0000')).toThrow(/64 bits/);
+    expect(() => parseU64Exact(-1)).toThrow(/negative/);
   });
 });

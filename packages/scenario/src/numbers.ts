@@ -14,8 +14,10 @@ import {
   CAPS,
   FALLOC_FL_KEEP_SIZE,
   FALLOC_FL_PUNCH_HOLE,
+  GUEST_MEMFD_FLAG_HUGETLB,
   GUEST_MEMFD_FLAG_INIT_SHARED,
   GUEST_MEMFD_FLAG_MMAP,
+  GUESTMEM_HUGETLB_FLAG_2MB,
   KVM_DIRTY_LOG_INITIALLY_SET,
   KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE,
   KVM_EXIT_HYPERCALL_LONG_MODE,
@@ -86,6 +88,15 @@ export function parseU64(input: unknown): bigint {
   if (v < 0n) throw new NumberSyntaxError(`${formatHex(v)} is negative; expected an unsigned value`);
   if (v > U64_MAX) throw new NumberSyntaxError(`${formatHex(v)} does not fit in 64 bits`);
   return v;
+}
+
+/**
+ * An exact u64 uAPI field (docs/scenarios.md lists them): a JS number when it is below 2^53,
+ * else a bigint, so the model's overflow and alignment checks see every bit.
+ */
+export function parseU64Exact(input: unknown): number | bigint {
+  const v = parseU64(input);
+  return v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
 }
 
 /**
@@ -200,7 +211,7 @@ export function flagNames(kind: FlagKind): ReadonlyMap<string, number> {
 }
 
 registerFlagNames('memslot', MEMSLOT_FLAGS);
-registerFlagNames('guest_memfd', { GUEST_MEMFD_FLAG_MMAP, GUEST_MEMFD_FLAG_INIT_SHARED });
+registerFlagNames('guest_memfd', { GUEST_MEMFD_FLAG_MMAP, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_HUGETLB, GUESTMEM_HUGETLB_FLAG_2MB });
 registerFlagNames('fallocate', { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE });
 registerFlagNames('attributes', { KVM_MEMORY_ATTRIBUTE_PRIVATE });
 registerFlagNames('dirty_log_caps', { KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE, KVM_DIRTY_LOG_INITIALLY_SET });

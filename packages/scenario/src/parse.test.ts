@@ -197,3 +197,29 @@ describe('concurrent invariants', () => {
     expect(ok.ok).toBe(true);
   });
 });
+
+describe('expect.ret', () => {
+  const withRet = (ret: string) => `name: r
+vm: { type: snp }
+steps:
+  - create_vcpu: { id: 0 }
+    expect: { ret: ${ret} }
+`;
+  it('a number literal with _ separators is a number, not a name', () => {
+    const s = parseScenario(withRet('0x1_0000_0001'), 'r.yaml');
+    expect(s.steps[0]!.expect.ret).toBe(0x100000001);
+    expect(parseScenario(withRet('1_000'), 'r.yaml').steps[0]!.expect.ret).toBe(1000);
+  });
+  it('a name stays a name, and a 64-bit status stays exact', () => {
+    expect(parseScenario(withRet('TDX_SUCCESS'), 'r.yaml').steps[0]!.expect.ret).toBe('TDX_SUCCESS');
+    expect(parseScenario(withRet('0xC000_0100_0000_0001'), 'r.yaml').steps[0]!.expect.ret).toBe(0xc000010000000001n);
+  });
+});
+
+describe('profiles', () => {
+  it('a scenario names `host` or one of the model kernel profiles, no other', async () => {
+    const { PROFILES } = await import('./schema.js');
+    const core = await import('@ccmem/core');
+    expect([...PROFILES].sort()).toEqual(['host', ...Object.keys(core.PROFILES)].sort());
+  });
+});

@@ -15,6 +15,7 @@
  */
 import { isKvmError, type KvmRunExit, type TraceEvent } from '@ccmem/core';
 import { formatAddrExpr, formatHex, isAddrRef, resolveAddr } from './numbers.js';
+import { opSpec } from './ops/index.js';
 import {
   ASSERT_LOCATORS,
   EXPLORE_ONLY_INVARIANT_NAMES,
@@ -244,23 +245,15 @@ function checkInvariant(
 /* Resolution                                                                                 */
 /* ------------------------------------------------------------------------------------------ */
 
-const PUNCH_HOLE_MODE = 0x01 | 0x02; // FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE
-
-/** Replace every `name±offset` with its number; `punch_hole` becomes `fallocate`. */
+/**
+ * Replace every `name±offset` with its number, then apply the op's normalisation from the
+ * registry (the uAPI slot encoding of `as_id`; `punch_hole` becomes `fallocate`).
+ */
 export function resolveStep(step: Step, index: number, names: ReadonlyMap<string, number>, actor?: string): ResolvedStep {
-  const args = resolveValue(step.args, names) as Record<string, unknown>;
-  if (step.op === 'set_user_memory_region' || step.op === 'set_user_memory_region2' || step.op === 'get_dirty_log' || step.op === 'clear_dirty_log') {
-    // the uAPI slot field carries the address space in bits 16-31
-    if (typeof args.as_id === 'number') args.slot = ((args.as_id << 16) | (args.slot as number)) >>> 0;
-    delete args.as_id;
-    if ((step.op === 'set_user_memory_region' || step.op === 'set_user_memory_region2') && args.userspace_addr === undefined) {
-      args.userspace_addr = 0;
-    }
-  }
-  if (step.op === 'punch_hole') {
-    return { index, op: 'fallocate', args: { fd: args.fd, mode: PUNCH_HOLE_MODE, offset: args.offset, len: args.len }, ...(actor !== undefined && { actor }) } as ResolvedStep;
-  }
-  return { index, op: step.op, args, ...(actor !== undefined && { actor }) } as ResolvedStep;
+  const spec = opSpec(step.op);
+  const resolved = resolveValue(step.args, names) as Record<string, unknown>;
+  const args = spec.normalize ? (spec.normalize as (a: Record<string, unknown>) => Record<string, unknown>)(resolved) : resolved;
+  return { index, op: spec.becomes ?? step.op, args, ...(actor !== undefined && { actor }) } as ResolvedStep;
 }
 
 function resolveValue(v: unknown, names: ReadonlyMap<string, number>): unknown {

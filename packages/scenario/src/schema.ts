@@ -1,258 +1,27 @@
 /**
  * The scenario file schema (zod). Field names are the kernel's uAPI field names; op names are
  * the lower-case ioctl names without `KVM_`. Every object is strict: an unknown op or field
- * is an error. docs/scenarios.md documents every op and field; both are a stable contract.
+ * is an error. The ops and their arguments come from the registry (ops/); this module adds the
+ * expectations, the `vm` block, `applies_to` and `concurrent`. docs/scenarios.md documents
+ * every op and field; both are a stable contract.
  */
 import { z } from 'zod';
 import { EXIT_REASONS, isErrnoName, type ErrnoName } from '@ccmem/core';
-import {
-  isAddrRef,
-  isValidName,
-  parseAddrExpr,
-  parseFlags,
-  parseNumber,
-  parseU64,
-  type AddrExpr,
-  type AddrRef,
-  type FlagKind,
-} from './numbers.js';
+import { isAddrRef, isNumberLiteral, isValidName, parseBigInt, parseNumber, type AddrRef } from './numbers.js';
+import { assertArgs } from './ops/assert.js';
+import { bool, field, flags, num, numList, u64 } from './ops/fields.js';
+import { isOpName, OP_NAMES, OPS, type OpArgs, type OpName } from './ops/index.js';
+import type { VmTypeName } from './ops/op.js';
 
 /* ------------------------------------------------------------------------------------------ */
-/* Field types                                                                                */
+/* Operations: one registry (ops/), one schema per op                                         */
 /* ------------------------------------------------------------------------------------------ */
 
-type Ctx = { issues: { push(issue: { code: 'custom'; message: string; input: unknown }): void } };
+export { ASSERT_LOCATORS, type AssertWhat } from './ops/assert.js';
+export { OP_NAMES, isOpName, type OpArgs, type OpName } from './ops/index.js';
 
-function field<T>(what: string, parse: (v: unknown) => T) {
-  return z.unknown().transform((v, ctx): T => {
-    if (v === undefined || v === null) {
-      (ctx as unknown as Ctx).issues.push({ code: 'custom', message: `required: ${what}`, input: v });
-      return z.NEVER;
-    }
-    try {
-      return parse(v);
-    } catch (e) {
-      (ctx as unknown as Ctx).issues.push({ code: 'custom', message: (e as Error).message, input: v });
-      return z.NEVER;
-    }
-  });
-}
-
-/** u64 uAPI field as a JS number: `4096`, `0x1000`, `2MiB`. */
-const num = () => field('a number', (v) => parseNumber(v));
-/** guest data value, all 64 bits */
-const u64 = () => field('a 64-bit value', (v) => parseU64(v));
-/** address or handle: a number or `name±offset` naming an earlier step's result */
-const addr = () => field('an address or name', (v): AddrExpr => parseAddrExpr(v, { signed: true }));
-/** flags: a list of kernel names or a number */
-const flags = (kind: FlagKind) => field(`${kind} flags`, (v) => parseFlags(v, kind));
-/** one kernel constant (a name or a number) */
-const constant = (kind: FlagKind) =>
-  field(`a ${kind} name or number`, (v) => {
-    if (Array.isArray(v)) throw new Error(`expected one ${kind} name or a number, not a list`);
-    return parseFlags(v, kind);
-  });
-/** access size of a load/store */
-const accessSize = () =>
-  field('an access size', (v) => {
-    const n = parseNumber(v);
-    if (n !== 1 && n !== 2 && n !== 4 && n !== 8) throw new Error(`access size must be 1, 2, 4 or 8, got ${n}`);
-    return n as 1 | 2 | 4 | 8;
-  });
-/** page size of a vendor guest operation: 4KiB or 2MiB */
-const pageSize = () =>
-  field('a page size', (v) => {
-    const n = parseNumber(v);
-    if (n !== 4096 && n !== 2 * 1024 * 1024) throw new Error(`page_size must be 4KiB or 2MiB, got ${n}`);
-    return n;
-  });
-const numList = () => z.array(num());
-const bool = () => z.boolean();
-
-/* ------------------------------------------------------------------------------------------ */
-/* Operations                                                                                 */
-/* ------------------------------------------------------------------------------------------ */
-
-const memslotFields = {
-  /** kvm_userspace_memory_region.slot: bits 0-15 slot id, bits 16-31 address space */
-  slot: num(),
-  /** convenience: OR-ed into slot bits 16-31 */
-  as_id: num().optional(),
-  flags: flags('memslot').optional(),
-  guest_phys_addr: num(),
-  memory_size: num(),
-  /** default 0 (allowed for guest_memfd slots, which need no hva) */
-  userspace_addr: addr().default(0),
-};
-
-const ASSERT_WHAT = ['attributes', 'spte', 'rmp', 'sept', 'directmap', 'stats', 'memslot', 'gmem'] as const;
-export type AssertWhat = (typeof ASSERT_WHAT)[number];
-
-/** Fields of an assert step that locate the thing inspected; every other field is an expected value. */
-export const ASSERT_LOCATORS = ['what', 'gpa', 'gfn', 'pfn', 'slot', 'as_id', 'fd', 'offset', 'vcpu'] as const;
-
-/** YAML integers arrive as bigint; expected state values become numbers when exact */
-function plainValue(v: unknown): unknown {
-  if (typeof v === 'bigint') return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
-  if (Array.isArray(v)) return v.map(plainValue);
-  return v;
-}
-const assertValue = z
-  .union([z.string(), z.number(), z.bigint(), z.boolean(), z.null(), z.array(z.unknown())])
-  .transform(plainValue);
-
-const assertArgs = z
-  .object({
-    what: z.enum(ASSERT_WHAT),
-    gpa: num().optional(),
-    gfn: num().optional(),
-    pfn: num().optional(),
-    slot: num().optional(),
-    as_id: num().optional(),
-    fd: addr().optional(),
-    offset: num().optional(),
-    vcpu: addr().optional(),
-  })
-  .catchall(assertValue);
-
-export const OP_SCHEMAS = {
-  /* -- the VMM process -- */
-  mmap: z.strictObject({
-    size: num(),
-    prot: flags('prot').optional(),
-    flags: flags('map').optional(),
-    fd: addr().optional(),
-    offset: num().optional(),
-    /** MAP_HUGETLB with 2 MiB pages (anonymous memory only) */
-    hugepage: field('a huge page size', (v) => {
-      const n = parseNumber(v);
-      if (n !== 2 * 1024 * 1024) throw new Error(`hugepage must be 2MiB, got ${n}`);
-      return n;
-    }).optional(),
-  }),
-  munmap: z.strictObject({ addr: addr(), size: num() }),
-  read: z.strictObject({ addr: addr(), size: accessSize() }),
-  write: z.strictObject({ addr: addr(), size: accessSize(), value: u64() }),
-  close: z.strictObject({ fd: addr() }),
-
-  /* -- guest_memfd and memory providers -- */
-  create_guest_memfd: z.strictObject({ size: num(), flags: flags('guest_memfd').optional() }),
-  fallocate: z.strictObject({ fd: addr(), mode: flags('fallocate'), offset: num(), len: num() }),
-  punch_hole: z.strictObject({ fd: addr(), offset: num(), len: num() }),
-  gmem_poison: z.strictObject({ fd: addr(), offset: num() }),
-  device_revoke: z.strictObject({ fd: addr() }),
-
-  /* -- VM ioctls -- */
-  set_user_memory_region: z.strictObject(memslotFields),
-  set_user_memory_region2: z.strictObject({
-    ...memslotFields,
-    guest_memfd_offset: num().optional(),
-    guest_memfd: addr().optional(),
-  }),
-  set_memory_attributes: z.strictObject({
-    address: num(),
-    size: num(),
-    attributes: flags('attributes'),
-    flags: num().optional(),
-  }),
-  get_dirty_log: z.strictObject({ slot: num(), as_id: num().optional() }),
-  clear_dirty_log: z.strictObject({
-    slot: num(),
-    as_id: num().optional(),
-    first_page: num(),
-    num_pages: num(),
-    /** bit numbers set in the user bitmap (bit 0 = first_page); default: every bit */
-    dirty_bitmap: numList().optional(),
-  }),
-  check_extension: z.strictObject({ cap: constant('cap'), on: z.enum(['vm', 'system']).optional() }),
-  enable_cap: z.strictObject({
-    cap: constant('cap'),
-    flags: num().optional(),
-    args: z.array(flags('enable_cap_args')).max(4).optional(),
-  }),
-  create_vcpu: z.strictObject({ id: num() }),
-
-  /* -- vCPU: guest accesses and exits -- */
-  guest_read: z.strictObject({ vcpu: addr(), gpa: num(), size: accessSize(), private: bool().optional() }),
-  guest_write: z.strictObject({
-    vcpu: addr(),
-    gpa: num(),
-    size: accessSize(),
-    value: u64(),
-    private: bool().optional(),
-  }),
-  guest_fetch: z.strictObject({ vcpu: addr(), gpa: num(), private: bool().optional() }),
-  complete_mmio: z.strictObject({ vcpu: addr(), data: u64().optional() }),
-  complete_hypercall: z.strictObject({ vcpu: addr(), ret: num() }),
-  pre_fault_memory: z.strictObject({ vcpu: addr(), gpa: num(), size: num(), flags: num().optional() }),
-
-  /* -- SEV-SNP -- */
-  snp_launch_start: z.strictObject({ policy: num().optional(), flags: num().optional() }),
-  snp_launch_update: z.strictObject({
-    gfn_start: num(),
-    len: num(),
-    type: constant('snp_page_type'),
-    uaddr: addr().optional(),
-    flags: num().optional(),
-  }),
-  snp_launch_finish: z.strictObject({ flags: num().optional(), host_data: z.string().optional() }),
-  guest_pvalidate: z.strictObject({ vcpu: addr(), gpa: num(), page_size: pageSize().optional(), validate: bool() }),
-  /** RMPADJUST (VMPL0 guest): set VMPL `vmpl`'s permission mask (and the VMSA bit) of a page */
-  guest_rmpadjust: z.strictObject({
-    vcpu: addr(),
-    gpa: num(),
-    page_size: pageSize().optional(),
-    vmpl: num(),
-    perms: num(),
-    vmsa: bool().optional(),
-  }),
-  /** a 4K page-state change through the GHCB MSR protocol (GHCB_MSR_PSC_REQ) */
-  guest_psc_msr: z.strictObject({ vcpu: addr(), gpa: num(), operation: z.enum(['private', 'shared']) }),
-  guest_psc: z.strictObject({
-    vcpu: addr(),
-    entries: z
-      .array(
-        z.strictObject({
-          gpa: num(),
-          operation: z.enum(['private', 'shared']),
-          page_size: pageSize().optional(),
-        }),
-      )
-      .min(1),
-  }),
-
-  /* -- TDX -- */
-  tdx_init_vm: z.strictObject({ attributes: num().optional(), xfam: num().optional() }),
-  tdx_init_vcpu: z.strictObject({ vcpu: addr() }),
-  tdx_init_mem_region: z.strictObject({
-    vcpu: addr(),
-    source_addr: addr(),
-    gpa: num(),
-    nr_pages: num(),
-    flags: flags('tdx_init_mem_region').optional(),
-  }),
-  tdx_finalize_vm: z.strictObject({}),
-  guest_accept: z.strictObject({ vcpu: addr(), gpa: num(), page_size: pageSize().optional() }),
-
-  /* -- both vendors: KVM_HC_MAP_GPA_RANGE / TDG.VP.VMCALL<MapGPA> -- */
-  guest_map_gpa_range: z.strictObject({
-    vcpu: addr(),
-    gpa: num(),
-    npages: num(),
-    attributes: flags('map_gpa_range').optional(),
-  }),
-
-  /* -- model state -- */
-  assert: assertArgs,
-} as const;
-
-export type OpName = keyof typeof OP_SCHEMAS;
-export const OP_NAMES = Object.keys(OP_SCHEMAS) as OpName[];
-export type OpArgs = { [K in OpName]: z.output<(typeof OP_SCHEMAS)[K]> };
-
-export function isOpName(name: string): name is OpName {
-  return Object.prototype.hasOwnProperty.call(OP_SCHEMAS, name);
-}
+/** every op's argument schema, by op name */
+export const OP_SCHEMAS = Object.fromEntries(OP_NAMES.map((op) => [op, OPS[op].args])) as { [K in OpName]: (typeof OPS)[K]['args'] };
 
 /* ------------------------------------------------------------------------------------------ */
 /* Expectations                                                                               */
@@ -273,6 +42,18 @@ const exitField = field('an exit reason', (v): string => {
   }
   return v;
 });
+
+/**
+ * a return code: a vendor name (`TDX_SUCCESS`), or a number in any literal form — a YAML scalar
+ * such as `0x1_0000_0001` arrives as a string and is a number, not a name (docs/scenarios.md,
+ * "Numbers"). Kept exact: a bigint when it does not fit a safe integer.
+ */
+const retCode = () =>
+  field('a return code (number or name)', (v): string | number | bigint => {
+    if (typeof v === 'string' && !isNumberLiteral(v)) return v;
+    const n = parseBigInt(v);
+    return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n;
+  });
 
 const expectObject = z.strictObject({
   errno: errnoField.optional(),
@@ -301,7 +82,7 @@ const expectObject = z.strictObject({
   gpa: num().optional(),
   size: num().optional(),
   /** return code of a vendor instruction / TDCALL (number or the vendor's name) */
-  ret: z.union([z.string(), num()]).optional(),
+  ret: retCode().optional(),
 });
 
 export type ExpectFields = z.output<typeof expectObject>;
@@ -389,9 +170,12 @@ const stepSchema = z
 
 export const VM_TYPES = ['default', 'sw-protected', 'snp', 'tdx'] as const;
 export type VmType = (typeof VM_TYPES)[number];
+/** each VM type's kernel name (its number: VM_TYPE_NUMBERS in ops/needs.ts) */
+export const VM_TYPE_NAMES: Readonly<Record<VmType, VmTypeName>> = { default: 'KVM_X86_DEFAULT_VM', 'sw-protected': 'KVM_X86_SW_PROTECTED_VM', snp: 'KVM_X86_SNP_VM', tdx: 'KVM_X86_TDX_VM' };
 export const PROVIDERS = ['guest_memfd', 'device_fd'] as const;
 export type Provider = (typeof PROVIDERS)[number];
-export const PROFILES = ['upstream', 'host'] as const;
+/** `host`, and the model's named kernel profiles (@ccmem/core PROFILES; a test keeps them equal) */
+export const PROFILES = ['host', 'upstream', 'upstream-shadow', 'linux-6.18', 'linux-6.18-pvm', 'linux-6.18-pvm-no-gmem'] as const;
 export type Profile = (typeof PROFILES)[number];
 export const TARGET_NAMES = ['model', 'kvm'] as const;
 export type TargetName = (typeof TARGET_NAMES)[number];
@@ -399,7 +183,7 @@ export type TargetName = (typeof TARGET_NAMES)[number];
 const vmSchema = z.strictObject({
   type: z.enum(VM_TYPES),
   provider: z.enum(PROVIDERS).optional(),
-  /** kernel profile the expectations follow: `upstream` (model only) or `host` (real KVM too) */
+  /** kernel profile the expectations follow: a named profile (model only) or `host` (real KVM too) */
   profile: z.enum(PROFILES).optional(),
   /* SEV-SNP backend options */
   directmap: z.enum(['split', 'unmap']).optional(),
@@ -412,6 +196,8 @@ const vmSchema = z.strictObject({
     if (n !== 48 && n !== 52) throw new Error(`gpaw is 48 or 52, got ${n}`);
     return n as 48 | 52;
   }).optional(),
+  /** offer the unmerged KVM_MEM_PCI_HOLE RFC (model only: no kernel has it) */
+  pci_hole: bool().optional(),
 });
 export type VmConfig = z.output<typeof vmSchema>;
 

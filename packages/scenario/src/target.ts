@@ -3,8 +3,9 @@
  * (`model`) or the machine's real KVM (`kvm`) and reports what happened as an Outcome.
  */
 import type { ErrnoName, KvmRunExit, TraceEvent } from '@ccmem/core';
-import type { AddrRef } from './numbers.js';
-import type { OpArgs, OpName, Scenario, TargetName, VmConfig } from './schema.js';
+import type { OpArgs, TargetOpName } from './ops/index.js';
+import type { Resolve } from './ops/op.js';
+import type { Scenario, TargetName, VmConfig } from './schema.js';
 
 /** What one step did. Omitted fields did not happen. */
 export interface Outcome {
@@ -38,17 +39,7 @@ export interface Outcome {
   detail?: Record<string, unknown>;
 }
 
-/** Addresses written as `name±offset` become numbers before a target sees them. */
-export type Resolve<T> = T extends AddrRef
-  ? number
-  : T extends bigint | number | string | boolean | null | undefined
-    ? T
-    : T extends readonly (infer U)[]
-      ? Resolve<U>[]
-      : { [K in keyof T]: Resolve<T[K]> };
-
-/** The ops a target executes: `punch_hole` reaches targets as `fallocate`. */
-export type TargetOpName = Exclude<OpName, 'punch_hole'>;
+export type { Resolve, TargetOpName };
 
 /** A step with every address resolved, as handed to `Target.execute`. */
 export type ResolvedStep = {
@@ -94,4 +85,37 @@ export class SkipScenario extends Error {
     super(reason);
     this.name = 'SkipScenario';
   }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Handler tables: one entry per op, so the compiler names every op a target lacks             */
+/* ------------------------------------------------------------------------------------------ */
+
+/** the resolved arguments of one op */
+export type ArgsOf<K extends TargetOpName> = Resolve<OpArgs[K]>;
+
+/** A target's entry for an op it cannot do; the runner reports such a step as skipped. */
+export interface Unsupported {
+  readonly unsupported: string;
+}
+export function unsupported(reason: string): Unsupported {
+  return { unsupported: reason };
+}
+export function isUnsupported(h: unknown): h is Unsupported {
+  return typeof h === 'object' && h !== null && 'unsupported' in h;
+}
+
+/** `{ [op]: handler | unsupported(reason) }` over every op a target sees */
+export type HandlerTable<C> = { readonly [K in TargetOpName]: ((args: ArgsOf<K>, c: C) => Outcome) | Unsupported };
+
+/** run a step through its table entry; an unsupported entry is a skip with its reason */
+export function dispatch<C>(table: HandlerTable<C>, step: ResolvedStep, c: C): Outcome {
+  const h = table[step.op] as ((args: unknown, c: C) => Outcome) | Unsupported;
+  return isUnsupported(h) ? { skipped: h.unsupported } : h(step.args, c);
+}
+
+/** `supports()` of a target with a handler table: its unsupported entries */
+export function tableSupport<C>(table: HandlerTable<C>, op: TargetOpName): Support {
+  const h = table[op];
+  return isUnsupported(h) ? { ok: false, reason: h.unsupported } : { ok: true };
 }

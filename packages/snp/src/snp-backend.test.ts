@@ -174,7 +174,7 @@ describe('page-state change', () => {
     expect(b.completeHypercall!(0, 0)).toEqual({ ret: 0 });
     expect(b.completeHypercall!(0, 0)).toBeNull();
     b.guestOp!(0, { op: 'psc_msr', gpa: 0x5000, operation: SNP_PAGE_STATE_SHARED });
-    expect(b.completeHypercall!(0, 1)).toEqual({ ret: 'GHCB_MSR_PSC_RESP_ERROR' });
+    expect(b.completeHypercall!(0, 22)).toEqual({ ret: 'GHCB_MSR_PSC_RESP_ERROR' });
     vm.exitHypercalls = 0; // KVM_CAP_EXIT_HYPERCALL without KVM_HC_MAP_GPA_RANGE
     expect(b.guestOp!(0, { op: 'psc_msr', gpa: 0x5000, operation: SNP_PAGE_STATE_PRIVATE })).toMatchObject({ ret: 'GHCB_MSR_PSC_RESP_ERROR' });
   });
@@ -207,7 +207,7 @@ describe('page-state change', () => {
   it('GHCB protocol errors: userspace failure, bad header, bad entry; 253 entries max', () => {
     const { b } = setup();
     b.guestOp!(0, { op: 'psc', entries: [{ gfn: 0, operation: SNP_PAGE_STATE_PRIVATE }] });
-    expect(b.completeHypercall!(0, 5)).toMatchObject({ ret: VMGEXIT_PSC_ERROR_GENERIC });
+    expect(b.completeHypercall!(0, 11)).toMatchObject({ ret: VMGEXIT_PSC_ERROR_GENERIC });
     const many = Array.from({ length: 254 }, (_, i) => ({ gfn: 2 * i, operation: SNP_PAGE_STATE_SHARED }));
     expect(b.guestOp!(0, { op: 'psc', entries: many })).toMatchObject({ ret: VMGEXIT_PSC_ERROR_INVALID_HDR });
     const max = many.slice(0, 253);

@@ -168,6 +168,11 @@ export function createSnpBackend(opts: SnpBackendOptions): SnpBackend {
   return new SnpBackendImpl(opts);
 }
 
+/** kvm_is_valid_map_gpa_range_ret() (arch/x86/kvm/x86.h): 0, EINVAL or EAGAIN (positive) */
+function isValidMapGpaRangeRet(ret: number): boolean {
+  return ret === 0 || ret === ERRNO.EINVAL || ret === ERRNO.EAGAIN;
+}
+
 /** the verdicts of every successful or unvalidated access, shared: the hot path allocates nothing */
 const ACCESS_OK: GuestAccessVerdict = Object.freeze({ kind: 'ok' });
 const VC_NOT_VALIDATED: GuestAccessVerdict = Object.freeze({
@@ -185,6 +190,8 @@ class SnpBackendImpl implements SnpBackend {
   readonly hasMirroredTdp = false;
   readonly gfnDirectBits = 0;
   readonly supportsGmemInitShared = false;
+  /** sev_gmem_prepare() assigns private pages in the RMP: without it the guest cannot use them */
+  readonly gmemPrepareRequired = true;
 
   readonly host: SnpHost;
   readonly asid: number;
@@ -506,6 +513,15 @@ class SnpBackendImpl implements SnpBackend {
       this.handleNpfExtra(vcpuId, gpa, last.npf);
     }
     const npf = last as { npf: number; reason: string };
+    // liveness: with RMP updates at prepare, the lookup above ran sev_gmem_prepare; a page still
+    // unassigned after it can never become assigned, so the guest would retry forever (a
+    // provider that skips gmem_prepare). Reported by checkInvariants().
+    const e = this.rmpTiming === 'prepare' ? this.host.rmp.lookup(this.rmpOperand.pfn) : null;
+    if (e !== null && !e.assigned) {
+      this.violations.push(
+        `livelock: ${a.op === 'pvalidate' ? 'PVALIDATE' : 'RMPADJUST'} at gpa 0x${gpa.toString(16)} keeps taking RMP #NPFs: pfn 0x${this.rmpOperand.pfn.toString(16)} was looked up (gmem_prepare) but is still not assigned`,
+      );
+    }
     return { ret: 'npf', detail: { errorCode: npf.npf, reason: npf.reason, retries: 4 } };
   }
 
@@ -621,6 +637,14 @@ class SnpBackendImpl implements SnpBackend {
   completeHypercall(vcpuId: number, ret: number): GuestOpResult | null {
     const p = this.psc.get(vcpuId);
     if (!p) return null;
+    // snp_complete_psc_msr() / snp_complete_one_psc(): upstream accepts only 0, EINVAL and
+    // EAGAIN (kvm_is_valid_map_gpa_range_ret()); another value fails KVM_RUN with EINVAL. The
+    // complete_userspace_io callback is consumed either way. SNP has no retry code: EAGAIN and
+    // EINVAL are both an error for the guest.
+    if (this.kvm.profile.mapGpaRangeUserErrors !== false && !isValidMapGpaRangeRet(ret)) {
+      this.psc.delete(vcpuId);
+      return { errno: 'EINVAL', detail: { reason: `hypercall.ret ${ret} is not 0, EINVAL or EAGAIN (kvm_is_valid_map_gpa_range_ret)` } };
+    }
     if (p.kind === 'msr') {
       this.psc.delete(vcpuId);
       return { ret: ret ? 'GHCB_MSR_PSC_RESP_ERROR' : 0 };
@@ -672,6 +696,14 @@ class SnpBackendImpl implements SnpBackend {
       type === KVM_SEV_SNP_PAGE_TYPE_SECRETS ||
       type === KVM_SEV_SNP_PAGE_TYPE_CPUID;
     if (len % 4096 !== 0 || flags !== 0 || !validType) fail('EINVAL', 'snp_launch_update: len not page aligned, flags set, or bad page type');
+    // "KVM: SEV: Reject non-positive effective lengths during LAUNCH_UPDATE" (v6.18)
+    if (len <= 0) fail('EINVAL', 'snp_launch_update: len is 0 (npages <= 0)');
+    // upstream (2026): the source must be a non-NULL page-aligned address unless the type is ZERO;
+    // v6.18 copies from uaddr as given (copy_from_user in sev_gmem_post_populate)
+    const uaddrChecks = vm.profile.snpLaunchUpdateUaddrChecks !== false;
+    if (uaddrChecks && type !== KVM_SEV_SNP_PAGE_TYPE_ZERO && (uaddr === 0 || uaddr % 4096 !== 0)) {
+      fail('EINVAL', 'snp_launch_update: uaddr is 0 or not page aligned');
+    }
     // model: the firmware refuses SNP_LAUNCH_UPDATE once the launch is finished (-EIO)
     if (this.launchFinished) fail('EIO', 'snp_launch_update: SNP_LAUNCH_UPDATE after SNP_LAUNCH_FINISH');
     const slot = vm.gfnToMemslot(gfnStart);
@@ -679,7 +711,13 @@ class SnpBackendImpl implements SnpBackend {
     this.populateWhy = '';
     const npages = len / 4096;
     const src = type === KVM_SEV_SNP_PAGE_TYPE_ZERO ? null : uaddr;
-    const r = vm.gmemPopulate({ startGfn: gfnStart, npages, src, postPopulate: (gfn, pfn, page) => this.postPopulate(gfn, pfn, page, type) });
+    const r = vm.gmemPopulate({
+      startGfn: gfnStart,
+      npages,
+      src,
+      postPopulate: (gfn, pfn, page) => this.postPopulate(gfn, pfn, page, type),
+      alignedSrc: uaddrChecks,
+    });
     const count = Math.max(r, 0);
     const err = Math.min(r, 0);
     const why = this.populateWhy;

@@ -1,7 +1,10 @@
 /** The SNP backend inside the core VM with guest_memfd. */
 import { describe, expect, it } from 'vitest';
-import { KVM_CAP_EXIT_HYPERCALL, KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_MEM_GUEST_MEMFD, KVM_X86_SNP_VM, Kvm, PAGE_SIZE, PG_LEVEL_4K, SetMemoryAttributesOp } from '@ccmem/core';
-import { guestMemfdFactory } from '@ccmem/gmem';
+import {
+  GUEST_MEMFD_FLAG_HUGETLB, GUESTMEM_HUGETLB_FLAG_2MB, KVM_CAP_EXIT_HYPERCALL, KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_MEM_GUEST_MEMFD, KVM_X86_SNP_VM, Kvm,
+  PAGE_SIZE, PG_LEVEL_2M, PG_LEVEL_4K, SetMemoryAttributesOp,
+} from '@ccmem/core';
+import { createDeviceFd, guestMemfdFactory } from '@ccmem/gmem';
 import type { SnpVmOptions } from './edge.js';
 import { INITIAL_VMSA_GPA, LaunchDigest } from './launch-digest.js';
 import { snpBackendFactory, SNP_PAGE_STATE_PRIVATE, type SnpBackend } from './snp-backend.js';
@@ -9,8 +12,8 @@ import { snpBackendFactory, SNP_PAGE_STATE_PRIVATE, type SnpBackend } from './sn
 const GiB = 2 ** 30;
 const MiB = 2 ** 20;
 
-function snpVm(options: SnpVmOptions = {}, nrVcpus = 1) {
-  const kvm = new Kvm({ guestMemfd: guestMemfdFactory, backends: { [KVM_X86_SNP_VM]: snpBackendFactory } });
+function snpVm(options: SnpVmOptions = {}, nrVcpus = 1, profile = 'upstream') {
+  const kvm = new Kvm({ profile, guestMemfd: guestMemfdFactory, backends: { [KVM_X86_SNP_VM]: snpBackendFactory } });
   const vm = kvm.createVm({ type: KVM_X86_SNP_VM, options });
   const size = 4 * MiB;
   const fd = vm.createGuestMemfd({ size, flags: 0 });
@@ -22,6 +25,30 @@ function snpVm(options: SnpVmOptions = {}, nrVcpus = 1) {
 }
 
 describe('SNP VM end to end', () => {
+  it('LAUNCH_UPDATE argument checks follow the kernel profile (len 0; uaddr 0 / unaligned)', () => {
+    const gfn = (4 * GiB) / PAGE_SIZE;
+    for (const profile of ['upstream', 'linux-6.18']) {
+      const { kvm, vm, b, hva } = snpVm({}, 1, profile);
+      vm.setMemoryAttributes({ address: 4 * GiB, size: 2 * PAGE_SIZE, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
+      kvm.process.mm.writeBytes(hva + 0x800, new Uint8Array(PAGE_SIZE).fill(9));
+      vm.memoryEncryptOp({ cmd: 'snp_launch_start' });
+      const upd = (uaddr: number, len = PAGE_SIZE, type = 1) => () => vm.memoryEncryptOp({ cmd: 'snp_launch_update', gfn_start: gfn, uaddr, len, type, flags: 0 });
+      // "Reject non-positive effective lengths during LAUNCH_UPDATE" is in both
+      expect(upd(hva, 0)).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+      if (profile === 'upstream') {
+        expect(upd(hva + 0x800)).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+        expect(upd(0)).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+        expect((b.inspect!({ what: 'rmp', gpa: 4 * GiB }) as { assigned?: boolean } | null)?.assigned ?? false).toBe(false);
+        expect(upd(0, PAGE_SIZE, 3)()).toMatchObject({ ret: 0 }); // ZERO ignores uaddr
+      } else {
+        expect(upd(0)).toThrow(expect.objectContaining({ code: 'EIO' })); // copy_from_user(0) → EFAULT → EIO
+        expect(upd(hva + 0x800)()).toMatchObject({ ret: 0, out: { uaddr: hva + 0x800 + PAGE_SIZE } });
+        const pfn = (b.inspect!({ what: 'rmp', gpa: 4 * GiB }) as { pfn: number }).pfn;
+        expect(vm.readPfn(pfn, 0, 4)).toEqual(new Uint8Array(4).fill(9));
+      }
+    }
+  });
+
   it('private write: #VC until PVALIDATE, then it lands; invariants hold', () => {
     const { vm, vcpu, b } = snpVm();
     vm.setMemoryAttributes({ address: 4 * GiB, size: 2 * MiB, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
@@ -31,6 +58,78 @@ describe('SNP VM end to end', () => {
     expect(vcpu.guestWrite(4 * GiB + 0x1000, 8, 0x1234n, true)).toEqual({});
     expect(vcpu.guestRead(4 * GiB + 0x1000, 8, true).value).toBe(0x1234n);
     expect(b.inspect!({ what: 'rmp', gpa: 4 * GiB + 0x1000 })).toMatchObject({ assigned: true, validated: true, asid: b.asid });
+    expect(b.checkInvariants!()).toEqual([]);
+  });
+
+  it('PSC userspace errors follow the profile: upstream 0/EINVAL/EAGAIN only, anything else fails KVM_RUN', () => {
+    const gfn = (4 * GiB) / PAGE_SIZE;
+    for (const profile of ['upstream', 'linux-6.18']) {
+      const { vm, vcpu } = snpVm({}, 1, profile);
+      vm.enableCap({ cap: KVM_CAP_EXIT_HYPERCALL, args: [1 << 12] });
+      const ghcb = (ret: number) => {
+        expect(vcpu.guestOp({ op: 'psc', entries: [{ gfn, operation: SNP_PAGE_STATE_PRIVATE }] }).exit).toMatchObject({ reason: 'KVM_EXIT_HYPERCALL' });
+        return vcpu.completeHypercall(ret);
+      };
+      const msr = (ret: number) => {
+        expect(vcpu.guestOp({ op: 'psc_msr', gpa: 4 * GiB, operation: SNP_PAGE_STATE_PRIVATE }).exit).toMatchObject({ reason: 'KVM_EXIT_HYPERCALL' });
+        return vcpu.completeHypercall(ret);
+      };
+      // SNP has no retry code: EAGAIN and EINVAL are both an error for the guest
+      expect(ghcb(11)).toMatchObject({ ret: 0x100 * 2 ** 32 });
+      expect(msr(22)).toMatchObject({ ret: 'GHCB_MSR_PSC_RESP_ERROR' });
+      if (profile === 'upstream') {
+        expect(ghcb(1)).toMatchObject({ errno: 'EINVAL' });
+        expect(vcpu.completeHypercall(0)).toBeNull();
+        expect(msr(-22)).toMatchObject({ errno: 'EINVAL' });
+      } else {
+        expect(ghcb(1)).toMatchObject({ ret: 0x100 * 2 ** 32 });
+        expect(msr(1)).toMatchObject({ ret: 'GHCB_MSR_PSC_RESP_ERROR' });
+      }
+      expect(vm.memIsPrivate(gfn)).toBe(false);
+    }
+  });
+
+  it('liveness: a provider that skips gmem_prepare is refused at binding, and a PVALIDATE that can never succeed is flagged', () => {
+    const kvm = new Kvm({ guestMemfd: guestMemfdFactory, backends: { [KVM_X86_SNP_VM]: snpBackendFactory } });
+    const vm = kvm.createVm({ type: KVM_X86_SNP_VM });
+    const dev = kvm.process.installFd(createDeviceFd(vm, { size: 2 * MiB }));
+    expect(() => vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: 4 * GiB, memory_size: 2 * MiB, userspace_addr: 0, guest_memfd: dev, guest_memfd_offset: 0 })).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+    expect(vm.gfnToMemslot((4 * GiB) / PAGE_SIZE)).toBeNull();
+    // if a provider ever skips the prepare step again, the invariant checker says so
+    const t = snpVm();
+    (t.b as { gmemPrepare?: unknown }).gmemPrepare = () => 0;
+    t.vm.setMemoryAttributes({ address: 4 * GiB, size: PAGE_SIZE, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
+    expect(t.vcpu.guestOp({ op: 'pvalidate', gpa: 4 * GiB, level: PG_LEVEL_4K, validate: true })).toMatchObject({ ret: 'npf' });
+    expect(t.b.checkInvariants!().some((v) => v.startsWith('livelock: PVALIDATE'))).toBe(true);
+  });
+
+  it('2 MiB guest_memfd folios: 2M RMPUPDATE at prepare, 2M PVALIDATE, PSMASH on a 4K PVALIDATE, 2M reclaim on punch', () => {
+    const kvm = new Kvm({ guestMemfd: guestMemfdFactory, backends: { [KVM_X86_SNP_VM]: snpBackendFactory } });
+    const vm = kvm.createVm({ type: KVM_X86_SNP_VM, options: { directmap: 'unmap' } });
+    const b = vm.backend as SnpBackend;
+    const fd = vm.createGuestMemfd({ size: 2 * MiB, flags: GUEST_MEMFD_FLAG_HUGETLB | GUESTMEM_HUGETLB_FLAG_2MB });
+    vm.setUserMemoryRegion2({ slot: 1, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: 4 * GiB, memory_size: 2 * MiB, userspace_addr: 0, guest_memfd: fd, guest_memfd_offset: 0 });
+    const vcpu = vm.createVcpu(0);
+    vm.setMemoryAttributes({ address: 4 * GiB, size: 2 * MiB, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
+    expect(vcpu.guestOp({ op: 'pvalidate', gpa: 4 * GiB, level: PG_LEVEL_2M, validate: true })).toMatchObject({ ret: 0 });
+    const head = b.inspect!({ what: 'rmp', gpa: 4 * GiB }) as { pfn: number; pagesize: number; validated: boolean };
+    expect(head).toMatchObject({ pagesize: 1, validated: true });
+    expect(head.pfn % 512).toBe(0);
+    // the unmap policy took all 512 frames out of the direct map for the 2M RMPUPDATE
+    expect(b.inspect!({ what: 'directmap', pfn: head.pfn + 511 })).toMatchObject({ present: false });
+    expect(vcpu.guestWrite(4 * GiB + 0x5000, 8, 9n, true)).toEqual({});
+    expect(vm.mmu.leafAt((4 * GiB) / PAGE_SIZE + 5, true)?.level).toBe(2);
+    const psmashes = () => ((b.inspect!({ what: 'stats' }) as { backend: { rmpFaultPsmash: number } }).backend.rmpFaultPsmash);
+    const psmash = psmashes();
+    expect(vcpu.guestOp({ op: 'pvalidate', gpa: 4 * GiB + 0x3000, level: PG_LEVEL_4K, validate: false })).toMatchObject({ ret: 0 });
+    expect(psmashes()).toBe(psmash + 1);
+    expect(b.inspect!({ what: 'rmp', gpa: 4 * GiB + 0x5000 })).toMatchObject({ pagesize: 0, validated: true });
+    expect(b.checkInvariants!()).toEqual([]);
+    const gm = kvm.process.getFile(fd) as unknown as { fallocate(mode: number, offset: number, len: number): void };
+    gm.fallocate(3, 0, 2 * MiB);
+    expect(b.host.rmp.lookup(head.pfn)?.assigned ?? false).toBe(false);
+    expect(b.host.rmp.lookup(head.pfn + 511)?.assigned ?? false).toBe(false);
+    expect(b.inspect!({ what: 'directmap', pfn: head.pfn + 511 })).toMatchObject({ present: true });
     expect(b.checkInvariants!()).toEqual([]);
   });
 

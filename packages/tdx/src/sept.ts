@@ -40,7 +40,7 @@ export function septIsLeafState(state: number): boolean {
  * `seamcall_sept_state_lookup` / `tdcall_sept_state_lookup` (include/auto_gen/sept_state_lookup.c),
  * restricted to the states above (the module also has export/import and MMIO states).
  * A state outside the row fails with TDX_EPT_ENTRY_STATE_INCORRECT (or the more specific code the
- * function documents, e.g. PAGE.ADD's EPT_ENTRY_NOT_FREE, BLOCK's GPA_RANGE_ALREADY_BLOCKED).
+ * function documents, e.g. BLOCK's GPA_RANGE_ALREADY_BLOCKED).
  * Rows where the module checks more than the state (REMOVE/DEMOTE need BLOCKED + TLB tracking while
  * the TD runs) say so in tdx-module.ts.
  */

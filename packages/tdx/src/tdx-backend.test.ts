@@ -354,7 +354,7 @@ describe('TDX backend: MapGPA', () => {
     expect(b.completeHypercall(0, 0)).toBeNull();
     const p = b.guestOp(0, { op: 'map_gpa', gpa: 0, size: P });
     expect(p.exit && p.exit.reason === 'KVM_EXIT_HYPERCALL' && p.exit.hypercall.args[2]).toBe(KVM_MAP_GPA_RANGE_ENCRYPTED);
-    expect(b.completeHypercall(0, 1)).toEqual({ ret: 'TDVMCALL_STATUS_INVALID_OPERAND', detail: { r11: 0 } });
+    expect(b.completeHypercall(0, 22)).toEqual({ ret: 'TDVMCALL_STATUS_INVALID_OPERAND', detail: { r11: 0 } });
   });
   it('returns RETRY with the next gpa when an interrupt is pending between steps', () => {
     const { b } = built();

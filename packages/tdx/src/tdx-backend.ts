@@ -377,12 +377,30 @@ export class TdxBackend implements VendorBackend<TdxEdge> {
   /* guest accesses and guest operations                                                        */
   /* ------------------------------------------------------------------------------------------ */
 
-  private enterIfRunnable(vcpuId: number): void {
-    if (!this.waitForSeptZap && this.td.state === 'RUNNABLE' && this.td.vcpuInitialized(vcpuId)) this.td.vpEnter(vcpuId);
+  /**
+   * tdx_vcpu_pre_run(): KVM_RUN fails with -EINVAL (and does nothing) unless the TD is RUNNABLE
+   * (KVM_TDX_FINALIZE_VM done) and this vCPU had KVM_TDX_INIT_VCPU.
+   */
+  vcpuPreRun(vcpuId: number): number {
+    if (this.td.state !== 'RUNNABLE' || !this.td.vcpuInitialized(vcpuId)) return -ERRNO.EINVAL;
+    return 1;
+  }
+
+  /**
+   * TDH.VP.ENTER for an access or a TDCALL. KVM_RUN reaches here only past tdx_vcpu_pre_run(),
+   * so a TD that is not runnable is refused (false), never entered. While `wait_for_sept_zap`
+   * is set tdx_vcpu_run() returns without entering and the vCPU retries (still true).
+   */
+  private enterIfRunnable(vcpuId: number): boolean {
+    if (this.vcpuPreRun(vcpuId) <= 0) return false;
+    if (!this.waitForSeptZap) this.td.vpEnter(vcpuId);
+    return true;
   }
 
   checkGuestAccess(access: GuestAccessCheck): GuestAccessVerdict {
-    this.enterIfRunnable(access.vcpuId);
+    if (!this.enterIfRunnable(access.vcpuId)) {
+      return { kind: 'vm-dead', reason: `KVM_BUG: TD entry of vCPU ${access.vcpuId} before the TD is runnable (tdx_vcpu_pre_run refuses KVM_RUN)` };
+    }
     if (!access.isPrivate) {
       // the shared EPT maps with the host key: a TD page there never yields its private contents
       if (this.td.pamt.has(access.pfn)) {
@@ -431,7 +449,10 @@ export class TdxBackend implements VendorBackend<TdxEdge> {
   private accept(vcpuId: number, gpa: number, level: number): GuestOpResult {
     let st = this.td.tdgMemPageAccept(vcpuId, gpa, level - 1);
     if (st === TDG_EXIT_EPT_VIOLATION) {
-      const r = this.kvm.handlePrivateFault(vcpuId, gpa);
+      // the EPT violation carries the accept level (check_tdaccept_failure() cases 1.2 / 2): KVM
+      // splits a larger mapping and maps at most at that level (tdx_check_accept_level(), TDX
+      // huge-page series); without huge pages everything is 4K already
+      const r = this.kvm.handlePrivateFault(vcpuId, gpa, this.hugePages ? level : undefined);
       if (r === -ERRNO.EFAULT || r === -ERRNO.EHWPOISON) {
         // kvm_mmu_prepare_memory_fault_exit(): the gfn is not private (or has no private page):
         // KVM_RUN returns to userspace with KVM_EXIT_MEMORY_FAULT, flags PRIVATE
@@ -518,7 +539,14 @@ export class TdxBackend implements VendorBackend<TdxEdge> {
     if (!v || !v.mapGpaActive) return null;
     if (ret !== 0) {
       v.mapGpaActive = false;
-      return this.tdvmcall('TDVMCALL_STATUS_INVALID_OPERAND', v.mapGpaNext);
+      // v6.18: every non-zero value is INVALID_OPERAND. Upstream ("allow userspace to return
+      // errors to guest for MAPGPA"): EAGAIN → RETRY, EINVAL → INVALID_OPERAND, anything else
+      // fails KVM_RUN with EINVAL (kvm_is_valid_map_gpa_range_ret())
+      if (this.kvm.profile.mapGpaRangeUserErrors === false || ret === ERRNO.EINVAL) {
+        return this.tdvmcall('TDVMCALL_STATUS_INVALID_OPERAND', v.mapGpaNext);
+      }
+      if (ret === ERRNO.EAGAIN) return this.tdvmcall('TDVMCALL_STATUS_RETRY', v.mapGpaNext);
+      return { errno: 'EINVAL', detail: { reason: `hypercall.ret ${ret} is not 0, EINVAL or EAGAIN (kvm_is_valid_map_gpa_range_ret)` } };
     }
     v.mapGpaNext += TDX_MAP_GPA_MAX_LEN;
     if (v.mapGpaNext >= v.mapGpaEnd) {
@@ -618,7 +646,11 @@ export class TdxBackend implements VendorBackend<TdxEdge> {
     if (flags & ~KVM_TDX_MEASURE_MEMORY_REGION) fail('EINVAL', 'tdx_vcpu_init_mem_region: flags');
     const { source_addr: sourceAddr, gpa, nr_pages: nrPages } = args;
     const end = gpa + nrPages * PAGE;
+    // upstream (2026) pre-checks the source: 0 is EINVAL before any page; v6.18 only checks the
+    // alignment and a NULL source fails in the copy (EFAULT) on the first page
+    const sourceCheck = this.kvm.profile.tdxInitMemRegionSourceCheck !== false;
     if (
+      (sourceCheck && sourceAddr === 0) ||
       sourceAddr % PAGE !== 0 ||
       gpa % PAGE !== 0 ||
       nrPages <= 0 ||

@@ -3,6 +3,8 @@ import { describe, expect, it } from 'vitest';
 import {
   FALLOC_FL_KEEP_SIZE,
   FALLOC_FL_PUNCH_HOLE,
+  GUEST_MEMFD_FLAG_HUGETLB,
+  GUESTMEM_HUGETLB_FLAG_2MB,
   KVM_CAP_EXIT_HYPERCALL,
   KVM_HC_MAP_GPA_RANGE,
   KVM_MAP_GPA_RANGE_DECRYPTED,
@@ -29,8 +31,8 @@ function check(vm: Vm) {
   expect((vm.backend as TdxBackend).checkInvariants()).toEqual([]);
 }
 
-function tdxVm(options: TdxVmOptions = {}, size = 4 * MiB) {
-  const kvm = new Kvm({ guestMemfd: guestMemfdFactory, backends: { [KVM_X86_TDX_VM]: tdxBackendFactory } });
+function tdxVm(options: TdxVmOptions = {}, size = 4 * MiB, profile = 'upstream') {
+  const kvm = new Kvm({ profile, guestMemfd: guestMemfdFactory, backends: { [KVM_X86_TDX_VM]: tdxBackendFactory } });
   const vm = kvm.createVm({ type: KVM_X86_TDX_VM, options });
   const b = vm.backend as TdxBackend;
   const gmemFd = vm.createGuestMemfd({ size, flags: 0 });
@@ -59,6 +61,35 @@ function build(t: ReturnType<typeof tdxVm>, flags = KVM_TDX_MEASURE_MEMORY_REGIO
 }
 
 describe('TDX VM end to end', () => {
+  it('tdx_vcpu_pre_run: KVM_RUN before FINALIZE or without INIT_VCPU is EINVAL and changes nothing', () => {
+    const t = tdxVm();
+    const { vm, vcpu, b, kvm } = t;
+    vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
+    vm.setMemoryAttributes({ address: BASE, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
+    const before = JSON.stringify(b.inspect({ what: 'stats' }));
+    // vCPU not initialized, TD not finalized
+    expect(vcpu.guestRead(BASE, 8, true)).toMatchObject({ errno: 'EINVAL' });
+    vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
+    // initialized vCPU, TD still INITIALIZED: access, ACCEPT and MapGPA are all refused
+    expect(vcpu.guestWrite(BASE, 8, 1n, true)).toMatchObject({ errno: 'EINVAL' });
+    expect(vcpu.guestOp({ op: 'accept', gpa: BASE })).toMatchObject({ errno: 'EINVAL' });
+    expect(vcpu.guestOp({ op: 'map_gpa', gpa: BASE, size: P })).toMatchObject({ errno: 'EINVAL' });
+    expect(vm.alive && !vm.dead).toBe(true);
+    expect(vm.mmu.leafAt(BASE / P, true)).toBeFalsy();
+    expect(b.inspect({ what: 'sept', gpa: BASE })).toMatchObject({ state: 'FREE' });
+    const after = b.inspect({ what: 'stats' }) as Record<string, unknown>;
+    expect(JSON.stringify({ ...after, vcpus: undefined, td: undefined })).toBe(JSON.stringify({ ...JSON.parse(before), vcpus: undefined, td: undefined }));
+    // the build flow still works afterwards
+    kvm.process.mm.writeBytes(t.src, new Uint8Array(P).fill(1));
+    expect(vcpu.memoryEncryptOp({ cmd: 'tdx_init_mem_region', source_addr: t.src, gpa: BASE, nr_pages: 1, flags: 0 }).ret).toBe(0);
+    vm.memoryEncryptOp({ cmd: 'tdx_finalize_vm' });
+    expect(vcpu.guestRead(BASE, 1, true).value).toBe(1n);
+    // a second vCPU created but never initialized still cannot run
+    const v1 = vm.createVcpu(1);
+    expect(v1.guestRead(BASE, 1, true)).toMatchObject({ errno: 'EINVAL' });
+    check(vm);
+  });
+
   it('build flow: PAGE.ADD through the mirror root, MRTD depends on measurement', () => {
     const t = tdxVm();
     const m1 = build(t);
@@ -172,6 +203,48 @@ describe('TDX VM end to end', () => {
     expect(r.exit).toMatchObject({ reason: 'KVM_EXIT_HYPERCALL', hypercall: { args: [gpa, 1, KVM_MAP_GPA_RANGE_DECRYPTED] } });
     expect(vcpu.completeHypercall(0)).toEqual({ ret: 'TDVMCALL_STATUS_SUCCESS' });
     expect(vcpu.guestOp({ op: 'map_gpa', gpa: gpa + 0x800, size: P })).toMatchObject({ ret: 'TDVMCALL_STATUS_ALIGN_ERROR' });
+  });
+
+  it('INIT_MEM_REGION source_addr 0: EINVAL upstream, EFAULT (from the copy) in v6.18; unaligned is EINVAL in both', () => {
+    for (const [profile, errno] of [['upstream', 'EINVAL'], ['linux-6.18', 'EFAULT']] as const) {
+      const t = tdxVm({}, 4 * MiB, profile);
+      const { vm, vcpu, b } = t;
+      vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
+      vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
+      vm.setMemoryAttributes({ address: BASE, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
+      const init = (source_addr: number) => () => vcpu.memoryEncryptOp({ cmd: 'tdx_init_mem_region', source_addr, gpa: BASE, nr_pages: 1, flags: 0 });
+      expect(init(0)).toThrow(expect.objectContaining({ code: errno }));
+      expect(init(t.src + 0x10)).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+      expect(b.inspect({ what: 'sept', gpa: BASE })).toMatchObject({ state: 'FREE' });
+      expect(init(t.src)().ret).toBe(0);
+      check(vm);
+    }
+  });
+
+  it('MapGPA userspace errors follow the profile: upstream EAGAIN → RETRY, EINVAL → INVALID_OPERAND, else KVM_RUN EINVAL', () => {
+    for (const profile of ['upstream', 'linux-6.18']) {
+      const t = tdxVm({}, 4 * MiB, profile);
+      build(t);
+      const { vm, vcpu } = t;
+      vm.enableCap({ cap: KVM_CAP_EXIT_HYPERCALL, args: [1 << KVM_HC_MAP_GPA_RANGE] });
+      const gpa = BASE + 2 * MiB;
+      const run = (ret: number) => {
+        expect(vcpu.guestOp({ op: 'map_gpa', gpa, size: P }).exit).toMatchObject({ reason: 'KVM_EXIT_HYPERCALL' });
+        return vcpu.completeHypercall(ret);
+      };
+      if (profile === 'upstream') {
+        expect(run(11)).toEqual({ ret: 'TDVMCALL_STATUS_RETRY', detail: { r11: gpa } });
+        expect(run(22)).toEqual({ ret: 'TDVMCALL_STATUS_INVALID_OPERAND', detail: { r11: gpa } });
+        expect(run(1)).toMatchObject({ errno: 'EINVAL' });
+        // the callback is consumed: the next completion finds nothing pending
+        expect(vcpu.completeHypercall(0)).toBeNull();
+      } else {
+        expect(run(11)).toEqual({ ret: 'TDVMCALL_STATUS_INVALID_OPERAND', detail: { r11: gpa } });
+        expect(run(1)).toEqual({ ret: 'TDVMCALL_STATUS_INVALID_OPERAND', detail: { r11: gpa } });
+      }
+      expect(vm.memIsPrivate(gpa / P)).toBe(false);
+      check(vm);
+    }
   });
 
   it('BUSY on REMOVE: wait_for_sept_zap, kick, retry once; a second BUSY bugs the VM (EIO on the next ioctl)', () => {
@@ -310,6 +383,56 @@ describe('TDX VM end to end', () => {
     expect(b.inspect({ what: 'sept', gpa: gpa + 0x4000 })).toMatchObject({ pfn: headPfn + 4 });
     expect(vcpu.guestRead(gpa, 8, true)).toEqual({ value: 7n });
     expect(vcpu.guestRead(gpa + 0x4000, 8, true)).toEqual({ value: 0n });
+    check(vm);
+  });
+
+  it("huge pages: the guest's 4K accept level splits a PENDING 2M mapping (tdx_check_accept_level) and the retried ACCEPT succeeds", () => {
+    const kvm = new Kvm({ guestMemfd: guestMemfdFactory, backends: { [KVM_X86_TDX_VM]: tdxBackendFactory } });
+    const vm = kvm.createVm({ type: KVM_X86_TDX_VM, options: { hugePages: true } });
+    const b = vm.backend as TdxBackend;
+    while (kvm.process.phys.allocPage() % 512 !== 511);
+    const size = 4 * MiB;
+    const devFd = kvm.process.installFd(createDeviceFd(vm, { size }));
+    vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: BASE, memory_size: size, userspace_addr: 0, guest_memfd: devFd, guest_memfd_offset: 0 });
+    const vcpu = vm.createVcpu(0);
+    vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
+    vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
+    vm.memoryEncryptOp({ cmd: 'tdx_finalize_vm' });
+    const gpa = BASE + 2 * MiB;
+    vm.setMemoryAttributes({ address: BASE, size, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
+    // unmapped: a 4K ACCEPT maps at the accept level only
+    expect(vcpu.guestOp({ op: 'accept', gpa: BASE })).toEqual({ ret: 'TDX_SUCCESS' });
+    expect(b.inspect({ what: 'sept', gpa: BASE })).toMatchObject({ state: 'PRESENT', level: 1 });
+    // a 2M PENDING mapping made by a plain fault, then a 4K ACCEPT inside it
+    vcpu.preFaultMemory({ gpa, size: 2 * MiB, flags: 0 });
+    expect(b.inspect({ what: 'sept', gpa })).toMatchObject({ state: 'PENDING', level: 2 });
+    expect(vcpu.guestOp({ op: 'accept', gpa: gpa + 0x3000 })).toEqual({ ret: 'TDX_SUCCESS' });
+    expect(b.inspect({ what: 'sept', gpa: gpa + 0x3000 })).toMatchObject({ state: 'PRESENT', level: 1 });
+    expect(b.inspect({ what: 'sept', gpa: gpa + 0x4000 })).toMatchObject({ state: 'PENDING', level: 1 });
+    expect(b.stats.splits).toBe(1);
+    expect(vm.mmu.stats.pages_2m).toBe(0);
+    expect(vm.dead).toBe(false);
+    check(vm);
+  });
+
+  it('huge pages on 2 MiB guest_memfd folios: 2M AUG + ACCEPT, DEMOTE on a 4K conversion, 2M punch removes the rest', () => {
+    const t = tdxVm({ hugePages: true }, 4 * MiB);
+    build(t, 0, 1); // the order-0 file backs the build page
+    const { kvm, vm, vcpu, b } = t;
+    const fd = vm.createGuestMemfd({ size: 2 * MiB, flags: GUEST_MEMFD_FLAG_HUGETLB | GUESTMEM_HUGETLB_FLAG_2MB });
+    const gpa = BASE + 4 * MiB;
+    vm.setUserMemoryRegion2({ slot: 1, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: gpa, memory_size: 2 * MiB, userspace_addr: 0, guest_memfd: fd, guest_memfd_offset: 0 });
+    vm.setMemoryAttributes({ address: gpa, size: 2 * MiB, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
+    expect(vcpu.guestOp({ op: 'accept', gpa, level: 2 })).toEqual({ ret: 'TDX_SUCCESS' });
+    expect(b.inspect({ what: 'sept', gpa: gpa + 0x5000 })).toMatchObject({ state: 'PRESENT', level: 2 });
+    expect(vcpu.guestOp({ op: 'accept', gpa: gpa + 0x5000 })).toEqual({ ret: 'TDX_PAGE_ALREADY_ACCEPTED' });
+    vm.setMemoryAttributes({ address: gpa + 0x3000, size: P, attributes: 0, flags: 0 });
+    expect(b.stats.splits).toBe(1);
+    expect(b.inspect({ what: 'sept', gpa: gpa + 0x5000 })).toMatchObject({ state: 'PRESENT', level: 1 });
+    const removed = b.stats.pagesRemoved;
+    (kvm.process.getFile(fd) as unknown as { fallocate(m: number, o: number, l: number): void }).fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, 2 * MiB);
+    expect(b.stats.pagesRemoved).toBe(removed + 511);
+    expect(b.inspect({ what: 'sept', gpa: gpa + 0x5000 })).toMatchObject({ state: 'FREE' });
     check(vm);
   });
 

@@ -2,7 +2,6 @@ import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
-  TDX_EPT_ENTRY_NOT_FREE,
   TDX_EPT_ENTRY_NOT_PRESENT,
   TDX_EPT_ENTRY_STATE_INCORRECT,
   TDX_EPT_WALK_FAILED,
@@ -17,7 +16,6 @@ import {
   TDX_PAGE_SIZE_MISMATCH,
   TDX_PREVIOUS_TLB_EPOCH_BUSY,
   TDX_SUCCESS,
-  TDX_TD_FINALIZED,
   TDX_TLB_TRACKING_NOT_DONE,
   tdxStatusName,
 } from './status.js';
@@ -67,10 +65,12 @@ describe('TD state machine and HKID', () => {
     expect(td.vpInit(0)).not.toBe(TDX_SUCCESS);
     td.mngInit({ gpaw: 48, attributes: 0 });
     expect(td.state).toBe('INITIALIZED');
-    expect(td.memPageAug(0, 0, 9)).toBe(TDX_OP_STATE_INCORRECT);
+    // the module allows PAGE.AUG while INITIALIZED: the op state passes, the walk fails
+    expect(td.memPageAug(0, 0, 9)).toBe(TDX_EPT_WALK_FAILED);
     expect(td.mrFinalize()).toBe(TDX_SUCCESS);
     expect(td.mrFinalize()).toBe(TDX_OP_STATE_INCORRECT);
-    expect(td.memPageAdd(0, 0, 9, new Uint8Array(P))).toBe(TDX_TD_FINALIZED);
+    // every op-state failure is TDX_OP_STATE_INCORRECT in the current module (not TD_FINALIZED)
+    expect(td.memPageAdd(0, 0, 9, new Uint8Array(P))).toBe(TDX_OP_STATE_INCORRECT);
   });
   it('frees the HKID only after VPFLUSHDONE and CACHE.WB, then allows RECLAIM', () => {
     const { td, module, phys } = setup();
@@ -113,7 +113,7 @@ describe('Secure EPT SEAMCALLs', () => {
     linkLevels(td, phys, 0);
     const pfn = phys.allocPage();
     expect(td.memPageAdd(0, 0, pfn, new Uint8Array(P))).toBe(TDX_SUCCESS);
-    expect(td.memPageAdd(0, 0, phys.allocPage(), new Uint8Array(P))).toBe(TDX_EPT_ENTRY_NOT_FREE);
+    expect(td.memPageAdd(0, 0, phys.allocPage(), new Uint8Array(P))).toBe(TDX_EPT_ENTRY_STATE_INCORRECT);
     expect(td.memPageAdd(P, 0, pfn, new Uint8Array(P))).toBe(TDX_PAGE_METADATA_INCORRECT);
   });
   it('AUG → PENDING; ACCEPT → PRESENT; second ACCEPT is PAGE_ALREADY_ACCEPTED', () => {
@@ -176,13 +176,34 @@ describe('Secure EPT SEAMCALLs', () => {
     td.memPageAdd(0, 0, phys.allocPage(), new Uint8Array(P));
     expect(td.memPageRemove(0, 0)).toBe(TDX_SUCCESS);
   });
+  it('check_tdaccept_failure(): 4K ACCEPT inside an accepted 2M leaf is ALREADY_ACCEPTED; SIZE_MISMATCH only for a non-leaf at the level', () => {
+    const { td, phys } = setup();
+    linkLevels(td, phys, 0, 2);
+    run(td);
+    const base = phys.allocContiguous(512);
+    expect(td.memPageAug(0, 1, base)).toBe(TDX_SUCCESS);
+    expect(td.tdgMemPageAccept(0, 0, 1)).toBe(TDX_SUCCESS);
+    // case 1.1: the walk stops at a PRESENT 2M leaf above the 4K request
+    expect(td.tdgMemPageAccept(0, 5 * P, 0)).toBe(TDX_PAGE_ALREADY_ACCEPTED);
+    expect(td.lastStatus64()).toBe(0x00000b0a00000001n); // operand id: the level the walk ended at (2M)
+    // case 3: a 2M ACCEPT over a linked 4K table (NL_PRESENT, and NL_BLOCKED too)
+    const gpa2 = 2 * 1024 * 1024;
+    expect(td.memSeptAdd(gpa2, 1, phys.allocPage())).toBe(TDX_SUCCESS);
+    expect(td.tdgMemPageAccept(0, gpa2, 1)).toBe(TDX_PAGE_SIZE_MISMATCH);
+    td.vpExitAll();
+    expect(td.memRangeBlock(gpa2, 1)).toBe(TDX_SUCCESS);
+    expect(td.tdgMemPageAccept(0, gpa2, 1)).toBe(TDX_PAGE_SIZE_MISMATCH);
+    // case 2: the 4K request under a missing table exits with an EPT violation
+    expect(td.tdgMemPageAccept(0, 4 * gpa2, 0)).toBe(TDG_EXIT_EPT_VIOLATION);
+  });
   it('DEMOTE splits a blocked, tracked 2 MiB leaf into 512 leaves', () => {
     const { td, phys } = setup();
     linkLevels(td, phys, 0, 2);
     run(td);
     const base = phys.allocContiguous(512); // a 2 MiB page: 512 aligned, consecutive frames
     expect(td.memPageAug(0, 1, base)).toBe(TDX_SUCCESS);
-    expect(td.tdgMemPageAccept(0, 0, 0)).toBe(TDX_PAGE_SIZE_MISMATCH);
+    // check_tdaccept_failure() 1.2: a 4K ACCEPT reaching a PENDING 2M leaf exits with the accept level
+    expect(td.tdgMemPageAccept(0, 0, 0)).toBe(TDG_EXIT_EPT_VIOLATION);
     expect(td.tdgMemPageAccept(0, 0, 1)).toBe(TDX_SUCCESS);
     td.vpExitAll();
     const spt = phys.allocPage();

@@ -17,7 +17,6 @@ import {
   OPERAND_ID_R8,
   OPERAND_ID_RCX,
   OPERAND_ID_TD_EPOCH,
-  TDX_EPT_ENTRY_NOT_FREE,
   TDX_EPT_ENTRY_NOT_PRESENT,
   TDX_EPT_ENTRY_STATE_INCORRECT,
   TDX_EPT_WALK_FAILED,
@@ -33,8 +32,6 @@ import {
   TDX_PAGE_SIZE_MISMATCH,
   TDX_PREVIOUS_TLB_EPOCH_BUSY,
   TDX_SUCCESS,
-  TDX_TD_FINALIZED,
-  TDX_TD_NOT_INITIALIZED,
   TDX_TLB_TRACKING_NOT_DONE,
   TDX_VCPU_STATE_INCORRECT,
   tdxStatusName,
@@ -386,14 +383,17 @@ export class TdxTd {
     return this.end(leaf, status, gpa, level);
   }
 
-  /** The TDCS checks every memory SEAMCALL starts with: keys configured and an allowed op state. */
-  private checkTd(leaf: number, allowBuild: boolean, allowRunnable: boolean): number {
+  /**
+   * The TDCS checks every memory SEAMCALL starts with (check_state_map_tdcs_and_lock()): keys
+   * configured, then an op state the function allows; the current module reports every op-state
+   * failure as TDX_OP_STATE_INCORRECT (TDX_TD_NOT_INITIALIZED / TDX_TD_FINALIZED are from older
+   * module headers and are not returned).
+   */
+  private checkTd(_leaf: number, allowBuild: boolean, allowRunnable: boolean): number {
     if (this.lifecycle !== 'KEYS_CONFIGURED') return TDX_LIFECYCLE_STATE_INCORRECT;
-    if (this.state === 'UNINITIALIZED') return TDX_TD_NOT_INITIALIZED;
+    if (this.state === 'UNINITIALIZED') return TDX_OP_STATE_INCORRECT;
     if (this.state === 'INITIALIZED' && !allowBuild) return TDX_OP_STATE_INCORRECT;
-    if (this.state === 'RUNNABLE' && !allowRunnable) {
-      return leaf === L_PAGE_ADD ? TDX_TD_FINALIZED : TDX_OP_STATE_INCORRECT;
-    }
+    if (this.state === 'RUNNABLE' && !allowRunnable) return TDX_OP_STATE_INCORRECT;
     return TDX_SUCCESS;
   }
 
@@ -459,7 +459,7 @@ export class TdxTd {
   /** TDH.VP.CREATE + TDH.VP.INIT (KVM_TDX_INIT_VCPU). */
   vpInit(vcpuId: number): number {
     if (this.lifecycle !== 'KEYS_CONFIGURED') return TDX_LIFECYCLE_STATE_INCORRECT;
-    if (this.state !== 'INITIALIZED') return this.state === 'UNINITIALIZED' ? TDX_TD_NOT_INITIALIZED : TDX_OP_STATE_INCORRECT;
+    if (this.state !== 'INITIALIZED') return TDX_OP_STATE_INCORRECT;
     const v = this.vcpu(vcpuId);
     if (v.initialized) return TDX_VCPU_STATE_INCORRECT;
     v.created = true;
@@ -589,7 +589,8 @@ export class TdxTd {
     const i = SecureEpt.index(0, gfn);
     this.entryInfo(t, 0, i);
     if (!t) return this.fail(leaf, TDX_EPT_WALK_FAILED, gpa, level);
-    if (!SEPT_ALLOWED['TDH.MEM.PAGE.ADD'][t.state[i]!]) return this.fail(leaf, TDX_EPT_ENTRY_NOT_FREE, gpa, level);
+    // tdh_mem_page_add.c: sept_state_is_seamcall_leaf_allowed() fails with EPT_ENTRY_STATE_INCORRECT
+    if (!SEPT_ALLOWED['TDH.MEM.PAGE.ADD'][t.state[i]!]) return this.fail(leaf, TDX_EPT_ENTRY_STATE_INCORRECT, gpa, level);
     if (this.pamt.has(pfn)) return this.fail(leaf, TDX_PAGE_METADATA_INCORRECT, gpa, level, OPERAND_ID_R8);
     this.module.phys.writeBytes(pfn, 0, source.subarray(0, GPA_PAGE));
     t.state[i] = SEPT_PRESENT;
@@ -600,11 +601,14 @@ export class TdxTd {
     return this.end(leaf, TDX_SUCCESS, gpa, level);
   }
 
-  /** TDH.MEM.PAGE.AUG(gpa, level 0|1, page): runtime add; the entry is PENDING until the guest accepts. */
+  /**
+   * TDH.MEM.PAGE.AUG(gpa, level 0|1, page): runtime add; the entry is PENDING until the guest
+   * accepts. The module allows it in the INITIALIZED op state too (KVM only AUGs once RUNNABLE).
+   */
   memPageAug(gpa: number, level: number, pfn: number): number {
     const leaf = L_PAGE_AUG;
     if (!this.begin(leaf)) return this.busy(leaf, gpa, level);
-    const st = this.checkTd(leaf, false, true);
+    const st = this.checkTd(leaf, true, true);
     if (st) return this.fail(leaf, st, gpa, level, 0);
     if (level > 1 || level < 0 || !this.gpaOk(gpa, level)) return this.fail(leaf, TDX_OPERAND_INVALID, gpa, level);
     const sept = this.sept!;
@@ -814,8 +818,16 @@ export class TdxTd {
 
   /**
    * TDG.MEM.PAGE.ACCEPT(gpa, level) from vCPU `vcpuId`: PENDING → PRESENT, the page is zeroed with
-   * the TD key. A FREE or blocked entry makes the TD exit with an EPT violation
-   * (TDG_EXIT_EPT_VIOLATION) so the host can map it; a leaf of another size is PAGE_SIZE_MISMATCH.
+   * the TD key. The failure cases are the module's check_tdaccept_failure()
+   * (tdg_mem_page_accept.c):
+   *  - the walk stopped above the requested level (1.1) at a guest-accessible (PRESENT) leaf:
+   *    TDX_PAGE_ALREADY_ACCEPTED, e.g. a 4K ACCEPT inside an accepted 2M page;
+   *  - the walk stopped above at any other entry (1.2: a PENDING or blocked bigger leaf; 2: a
+   *    missing table): the TD exits with an EPT violation carrying the accept level
+   *    (TDG_EXIT_EPT_VIOLATION), so the host maps (or splits) at that level;
+   *  - the walk reached the level at a non-free non-leaf entry (3): TDX_PAGE_SIZE_MISMATCH;
+   *  - a PRESENT leaf there: TDX_PAGE_ALREADY_ACCEPTED; a FREE or blocked one: EPT violation.
+   * The status carries the level where the walk ended as its operand id.
    */
   tdgMemPageAccept(vcpuId: number, gpa: number, level: number): number {
     const leaf = L_ACCEPT;
@@ -829,9 +841,10 @@ export class TdxTd {
     const i = SecureEpt.index(level, gfn);
     this.entryInfo(t, level, i);
     if (!t) {
-      // walk stopped above: a bigger leaf is a size mismatch, anything else is not mapped yet
-      return septIsLeafState(sept.walkState)
-        ? this.fail(leaf, TDX_PAGE_SIZE_MISMATCH, gpa, level)
+      // check_tdaccept_failure() case 1.1: an accepted (guest-accessible) bigger leaf;
+      // case 1.2 / 2: a non-accessible bigger leaf or a missing table → EPT violation
+      return sept.walkState === SEPT_PRESENT
+        ? this.fail(leaf, TDX_PAGE_ALREADY_ACCEPTED, gpa, level, sept.walkLevel)
         : this.end(leaf, TDG_EXIT_EPT_VIOLATION, gpa, level);
     }
     const s = t.state[i]!;
@@ -842,8 +855,9 @@ export class TdxTd {
       for (let k = 0; k < n; k++) this.module.phys.zeroPage(pfn + k);
       return this.end(leaf, TDX_SUCCESS, gpa, level);
     }
-    if (s === SEPT_PRESENT) return this.end(leaf, TDX_PAGE_ALREADY_ACCEPTED, gpa, level);
-    if (s === SEPT_NL_PRESENT) return this.fail(leaf, TDX_PAGE_SIZE_MISMATCH, gpa, level);
+    // case 3: a non-free non-leaf entry at the requested level (e.g. a 2M ACCEPT of 4K pages)
+    if (s === SEPT_NL_PRESENT || s === SEPT_NL_BLOCKED) return this.fail(leaf, TDX_PAGE_SIZE_MISMATCH, gpa, level, level);
+    if (s === SEPT_PRESENT) return this.fail(leaf, TDX_PAGE_ALREADY_ACCEPTED, gpa, level, level);
     return this.end(leaf, TDG_EXIT_EPT_VIOLATION, gpa, level);
   }
 

@@ -9,8 +9,12 @@
  */
 import { describeOutcome, diffScenario, hostProfileMismatch, modelProfileName, type ScenarioDiff, type Target } from '@ccmem/scenario';
 import type { CliIo } from '../io.js';
-import type { DiffOptions } from './injected.js';
+import { Command } from 'commander';
 import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, loadFiles, reportInvalid, targetsOrReport, toJson } from './shared.js';
+
+export interface DiffOptions {
+  json?: boolean;
+}
 
 /** the --json form of one scenario's comparison */
 export function diffJson(d: ScenarioDiff) {
@@ -23,10 +27,10 @@ export function diffJson(d: ScenarioDiff) {
   };
 }
 
-export function diffCommand(io: CliIo, files: string[], opts: DiffOptions): number {
+export async function diffCommand(io: CliIo, files: string[], opts: DiffOptions): Promise<number> {
   const { loaded, errors } = loadFiles(files);
   if (errors.length) return reportInvalid(io, errors, Boolean(opts.json));
-  const targets = targetsOrReport(io, 'model', 'kvm');
+  const targets = await targetsOrReport(io, 'model', 'kvm');
   if (!targets) return EXIT_INVALID;
   const [model, kvm] = targets as [Target, Target];
   const c = io.color;
@@ -79,4 +83,12 @@ export function diffCommand(io: CliIo, files: string[], opts: DiffOptions): numb
 
 function ruleOf(o: { detail?: Record<string, unknown> }): string {
   return typeof o.detail?.check === 'string' ? `  [${o.detail.check}]` : '';
+}
+
+export function buildDiffCommand(io: CliIo, done: (code: number) => void): Command {
+  return new Command('diff')
+    .description('run scenario files on the model and on real KVM and show where their outcomes differ')
+    .argument('<files...>', 'scenario YAML files')
+    .option('--json', 'print one JSON document')
+    .action(async (files: string[], opts: DiffOptions) => done(await diffCommand(io, files, opts)));
 }

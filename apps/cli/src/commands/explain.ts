@@ -3,10 +3,10 @@ import { describeExpectation, describeOutcome, runScenario, show, type TargetNam
 import type { CliIo } from '../io.js';
 import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, loadFiles, reportInvalid, targetsOrReport } from './shared.js';
 
-export function explainCommand(io: CliIo, file: string, opts: { target: TargetName }): number {
+export async function explainCommand(io: CliIo, file: string, opts: { target: TargetName }): Promise<number> {
   const { loaded, errors } = loadFiles([file]);
   if (errors.length) return reportInvalid(io, errors, false);
-  const [target] = targetsOrReport(io, opts.target) ?? [];
+  const [target] = (await targetsOrReport(io, opts.target)) ?? [];
   if (!target) return EXIT_INVALID;
   const { scenario } = loaded[0]!;
   const c = io.color;
@@ -40,5 +40,5 @@ export function buildExplainCommand(io: CliIo, done: (code: number) => void): Co
     .description('run a scenario and tell, step by step, the kernel events each step caused')
     .argument('<file>', 'scenario YAML file')
     .addOption(new Option('--target <target>', 'where to run it').choices(['model', 'kvm']).default('model'))
-    .action((file: string, opts: { target: TargetName }) => done(explainCommand(io, file, opts)));
+    .action(async (file: string, opts: { target: TargetName }) => done(await explainCommand(io, file, opts)));
 }

@@ -12,7 +12,7 @@ import {
   type TargetName,
 } from '@ccmem/scenario';
 import type { CliIo } from '../io.js';
-import { getTarget, hasTarget, kvmColumnAvailable } from '../targets.js';
+import { getTargetFactory, kvmColumnAvailable } from '../targets.js';
 import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, reportInvalid, toJson } from './shared.js';
 
 export interface MatrixCommandOptions {
@@ -33,12 +33,19 @@ export async function matrixCommand(io: CliIo, opts: MatrixCommandOptions): Prom
     io.err(`${io.color.red('error')} ${(e as Error).message}`);
     return EXIT_INVALID;
   }
-  if (!hasTarget('model')) {
-    io.err(`${io.color.red('error')} ${safeMessage(() => getTarget('model'))}`);
+  let columns: MatrixColumns;
+  try {
+    columns = { model: await getTargetFactory('model') };
+  } catch (e) {
+    io.err(`${io.color.red('error')} ${(e as Error).message}`);
     return EXIT_INVALID;
   }
-  const columns: MatrixColumns = { model: () => getTarget('model') };
-  if (opts.kvm !== false && kvmColumnAvailable()) columns.kvm = () => getTarget('kvm');
+  if (opts.kvm !== false && kvmColumnAvailable()) {
+    // a kvm target that cannot load makes every kvm row a skip that says why
+    columns.kvm = await getTargetFactory('kvm').catch((e: unknown) => () => {
+      throw e;
+    });
+  }
   const targets: TargetName[] = columns.kvm ? ['model', 'kvm'] : ['model'];
   const total = matrixCells(entries, targets).filter((c) => cellMatches(c, opts.filter)).length;
 
@@ -94,15 +101,6 @@ function printTable(io: CliIo, rows: readonly MatrixRow[]): void {
   io.out(c.bold(`${'status'.padEnd(6)}  ${'vm type'.padEnd(12)}  ${'provider'.padEnd(11)}  ${'target'.padEnd(6)}  scenario`));
   for (const r of rows) {
     io.out(`${mark(r.status)}    ${r.vm_type.padEnd(12)}  ${r.provider.padEnd(11)}  ${r.target.padEnd(6)}  ${r.scenario}`);
-  }
-}
-
-function safeMessage(f: () => unknown): string {
-  try {
-    f();
-    return '';
-  } catch (e) {
-    return (e as Error).message;
   }
 }
 

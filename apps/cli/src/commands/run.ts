@@ -10,10 +10,10 @@ export interface RunCommandOptions {
   stopOnFailure?: boolean;
 }
 
-export function runCommand(io: CliIo, files: string[], opts: RunCommandOptions): number {
+export async function runCommand(io: CliIo, files: string[], opts: RunCommandOptions): Promise<number> {
   const { loaded, errors } = loadFiles(files);
   if (errors.length) return reportInvalid(io, errors, Boolean(opts.json));
-  const [target] = targetsOrReport(io, opts.target) ?? [];
+  const [target] = (await targetsOrReport(io, opts.target)) ?? [];
   if (!target) return EXIT_INVALID;
   const results: ScenarioResult[] = [];
   for (const { file, scenario } of loaded) {
@@ -42,5 +42,5 @@ export function buildRunCommand(io: CliIo, done: (code: number) => void): Comman
     .option('--json', 'print one JSON document with every step outcome')
     .option('--trace <file>', 'write the kernel events of every step to this JSON file')
     .option('--stop-on-failure', 'stop a scenario at its first failing step')
-    .action((files: string[], opts: RunCommandOptions) => done(runCommand(io, files, opts)));
+    .action(async (files: string[], opts: RunCommandOptions) => done(await runCommand(io, files, opts)));
 }

@@ -114,9 +114,9 @@ export function writeTrace(path: string, results: readonly ScenarioResult[]): vo
  * The named targets, or null after telling the user why one is not available (the caller then
  * exits with EXIT_INVALID).
  */
-export function targetsOrReport(io: CliIo, ...names: TargetName[]): Target[] | null {
+export async function targetsOrReport(io: CliIo, ...names: TargetName[]): Promise<Target[] | null> {
   try {
-    return names.map((n) => getTarget(n));
+    return await Promise.all(names.map((n) => getTarget(n)));
   } catch (e) {
     io.err(`${io.color.red('error')} ${(e as Error).message}`);
     return null;

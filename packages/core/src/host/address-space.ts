@@ -3,8 +3,9 @@
  * mmap(2), the anonymous pages it touched, and the host-side view KVM's GUP
  * (get_user_pages / hva_to_pfn) has of it.
  *
- * Mappings are few, so they live in one array sorted by start address and are found by
- * binary search. Anonymous pages are allocated on first write (a read of a never-touched page
+ * Mappings live in an ordered map by start address (the kernel's maple tree; here a
+ * BTreeMap whose values index a VMA table), so find_vma(), mmap() and a munmap() that splits
+ * a mapping cost O(log n) in the number of mappings. Anonymous pages are allocated on first write (a read of a never-touched page
  * maps the shared zero page), and are kept per virtual page number, so a huge sparse mapping
  * costs memory only for the pages that were written.
  */
@@ -13,6 +14,7 @@ import type { ErrnoName } from '../errno.js';
 import type { FileMappingBacking } from '../backend.js';
 import { PAGE_SIZE } from '../uapi.js';
 import { PhysMem, ZERO_PFN } from './phys-mem.js';
+import { BTreeMap } from '../btree-map.js';
 
 /** x86-64 TASK_SIZE_MAX: the end of the user address range (2^47 - one guard page). */
 export const TASK_SIZE_MAX = 2 ** 47 - PAGE_SIZE;
@@ -104,8 +106,10 @@ const MAX_CACHED_PTE_PAGES = 64;
 
 export class AddressSpace {
   readonly phys: PhysMem;
-  /** VMAs sorted by start, non-overlapping */
-  private vmas: Vma[] = [];
+  /** VMAs by start (non-overlapping): start -> index into vmaTable */
+  private vmaTree = new BTreeMap();
+  private vmaTable: (Vma | null)[] = [];
+  private vmaFree: number[] = [];
   /**
    * Anonymous 4K PTEs, like the host's own page tables: one Float64Array(512) "PTE page" per
    * 2 MiB of virtual address space that was touched, keyed by vpn / 512. An entry is
@@ -133,7 +137,31 @@ export class AddressSpace {
 
   /** The current mappings, sorted (a copy). */
   mappings(): readonly Vma[] {
-    return this.vmas.slice();
+    const out: Vma[] = [];
+    this.vmaTree.forRange(-Infinity, Infinity, (_start, i) => {
+      out.push(this.vmaTable[i]!);
+    });
+    return out;
+  }
+
+  private insertVma(v: Vma): void {
+    const i = this.vmaFree.pop() ?? this.vmaTable.length;
+    this.vmaTable[i] = v;
+    this.vmaTree.set(v.start, i);
+  }
+
+  private removeVma(v: Vma): void {
+    const i = this.vmaTree.get(v.start, -1);
+    if (i < 0 || this.vmaTable[i] !== v) throw new Error('AddressSpace: VMA not in the tree');
+    this.vmaTree.delete(v.start);
+    this.vmaTable[i] = null;
+    this.vmaFree.push(i);
+  }
+
+  /** the VMA with the greatest start <= addr, or undefined */
+  private vmaFloor(addr: number): Vma | undefined {
+    const i = this.vmaTree.floorValueOf(addr, -1);
+    return i < 0 ? undefined : this.vmaTable[i]!;
   }
 
   /** Number of anonymous pages backed by a real frame. */
@@ -215,7 +243,7 @@ export class AddressSpace {
       pgoff: args.backing ? (args.backing.pgoffBase ?? 0) + fileOffset / PAGE_SIZE : 0,
       huge,
     };
-    this.vmas.splice(this.lowerBound(start), 0, vma);
+    this.insertVma(vma);
     this.lastVma = undefined;
     vma.backing?.vmaOpen?.();
     return start;
@@ -236,19 +264,10 @@ export class AddressSpace {
     const c = this.lastVma;
     if (c !== undefined && hva >= c.start && hva < c.end) return c;
     if (this.disposed) throw new Error('AddressSpace: disposed');
-    let lo = 0;
-    let hi = this.vmas.length - 1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >>> 1;
-      const v = this.vmas[mid]!;
-      if (hva < v.start) hi = mid - 1;
-      else if (hva >= v.end) lo = mid + 1;
-      else {
-        this.lastVma = v;
-        return v;
-      }
-    }
-    return undefined;
+    const v = this.vmaFloor(hva);
+    if (v === undefined || hva >= v.end) return undefined;
+    this.lastVma = v;
+    return v;
   }
 
   /**
@@ -401,34 +420,29 @@ export class AddressSpace {
   private findFreeTopDown(len: number, align: number): number {
     let top = MMAP_BASE;
     const place = (t: number) => Math.floor((t - len) / align) * align;
-    for (let i = this.vmas.length - 1; i >= 0; i--) {
-      const v = this.vmas[i]!;
-      if (v.start >= top) continue;
+    // walk the mappings below `top` downwards until a gap fits
+    for (let v = this.vmaFloor(top - 1); v !== undefined; v = this.vmaFloor(top - 1)) {
       if (v.end <= place(top)) return place(top);
-      top = Math.min(top, v.start);
+      top = v.start;
     }
     if (place(top) >= PAGE_SIZE * 16) return place(top); // keep the low 64 KiB (mmap_min_addr) free
     fail('ENOMEM', 'mmap: no free address range');
   }
 
-  /** index of the first VMA whose start >= addr */
-  private lowerBound(addr: number): number {
-    let lo = 0;
-    let hi = this.vmas.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.vmas[mid]!.start < addr) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  }
-
   private unmapRange(start: number, end: number): void {
-    // first VMA that may intersect: the one before lowerBound(start) if it reaches into start
-    let i = this.lowerBound(start);
-    if (i > 0 && this.vmas[i - 1]!.end > start) i--;
-    for (let k = i; k < this.vmas.length && this.vmas[k]!.start < end; k++) {
-      const v = this.vmas[k]!;
+    // the VMAs intersecting [start, end), in order: the one holding start (if any), then
+    // those starting before end
+    const hit: Vma[] = [];
+    const t = this.vmaTree;
+    let key: number;
+    if (t.seek(start)) key = this.vmaTable[t.floorValue]!.end > start ? t.floorKey : t.nextKey;
+    else key = t.nextKey;
+    while (key < end) {
+      t.seek(key);
+      hit.push(this.vmaTable[t.floorValue]!);
+      key = t.nextKey;
+    }
+    for (const v of hit) {
       if (v.huge && ((start > v.start && start % HUGE_SIZE !== 0) || (end < v.end && end % HUGE_SIZE !== 0))) {
         fail('EINVAL', 'munmap: hugetlb range not 2M aligned');
       }
@@ -436,10 +450,7 @@ export class AddressSpace {
     const kept: Vma[] = [];
     const removed: [number, number][] = [];
     const hugeRemoved: [number, number][] = [];
-    let j = i;
-    for (; j < this.vmas.length; j++) {
-      const v = this.vmas[j]!;
-      if (v.start >= end) break;
+    for (const v of hit) {
       const cutStart = Math.max(v.start, start);
       const cutEnd = Math.min(v.end, end);
       removed.push([cutStart, cutEnd]);
@@ -452,8 +463,9 @@ export class AddressSpace {
     if (removed.length === 0) return;
     // mmu_notifier_invalidate_range_start(): secondary MMUs drop their mappings first
     for (const [s, e] of removed) for (const l of this.listeners) l(s, e);
-    const removedVmas = this.vmas.slice(i, j);
-    this.vmas.splice(i, j - i, ...kept);
+    const removedVmas = hit;
+    for (const v of hit) this.removeVma(v);
+    for (const v of kept) this.insertVma(v);
     this.lastVma = undefined;
     // a file mapping holds a reference on its file per VMA (vm_ops->open / ->close)
     for (const v of kept) v.backing?.vmaOpen?.();
@@ -520,7 +532,9 @@ export class AddressSpace {
     this.lastPteKey = -1;
     this.lastPte = null;
     this.lastVma = undefined;
-    this.vmas = [];
+    this.vmaTree = new BTreeMap();
+    this.vmaTable = [];
+    this.vmaFree = [];
     this.listeners = [];
   }
 

@@ -7,7 +7,7 @@ const PAGE = 4096;
 describe('PageContents', () => {
   it('matches a plain byte array for random value and byte accesses, and stores only touched lines', () => {
     const op = fc.oneof(
-      fc.record({ kind: fc.constant('wv' as const), pfn: fc.integer({ min: 0, max: 3 }), size: fc.constantFrom(1, 2, 4, 8), off: fc.integer({ min: 0, max: PAGE - 8 }), v: fc.bigInt({ min: -(2n ** 64n), max: 2n ** 64n }) }),
+      fc.record({ kind: fc.constant('wv' as const), pfn: fc.integer({ min: 0, max: 3 }), size: fc.constantFrom(1, 2, 3, 4, 5, 6, 7, 8), off: fc.integer({ min: 0, max: PAGE - 8 }), v: fc.bigInt({ min: -(2n ** 64n), max: 2n ** 64n }) }),
       fc.record({ kind: fc.constant('wb' as const), pfn: fc.integer({ min: 0, max: 3 }), off: fc.integer({ min: 0, max: PAGE - 1 }), data: fc.uint8Array({ maxLength: 1200 }) }),
       fc.record({ kind: fc.constant('clear' as const), pfn: fc.integer({ min: 0, max: 3 }) }),
     );
@@ -46,6 +46,13 @@ describe('PageContents', () => {
             for (let i = 7; i >= 0; i--) want = (want << 8n) | BigInt(ref[p]![off + i]!);
             expect(c.readValue(pfnOf(p), off, 8)).toBe(want);
             expect(c.readValue(pfnOf(p), off, 2)).toBe(want & 0xffffn);
+            // the odd sizes of a page-crossing access's fragments
+            for (const n of [3, 5, 6, 7]) expect(c.readValue(pfnOf(p), off, n)).toBe(want & ((1n << BigInt(8 * n)) - 1n));
+          }
+          for (const n of [3, 5, 6, 7]) {
+            let want = 0n;
+            for (let i = n - 1; i >= 0; i--) want = (want << 8n) | BigInt(ref[p]![PAGE - n + i]!);
+            expect(c.readValue(pfnOf(p), PAGE - n, n)).toBe(want);
           }
         }
       }),

@@ -214,7 +214,8 @@ export class PageContents {
 
   /** little-endian load of `size` (1, 2, 4, 8) bytes inside one page */
   readValue(pfn: number, offset: number, size: number): bigint {
-    if ((offset & (size - 1)) === 0) {
+    // (sizes 3, 5, 6, 7 are the fragments of a page-crossing access: byte by byte below)
+    if ((size & (size - 1)) === 0 && (offset & (size - 1)) === 0) {
       // aligned: one line
       const l1 = this.lineAt(pfn, offset, false);
       if (l1 === 0) return 0n;
@@ -233,6 +234,53 @@ export class PageContents {
     return hi === 0 ? BigInt(lo) : (BigInt(hi) << 32n) | BigInt(lo);
   }
 
+  /** the little-endian u32 at a 4-aligned `offset`, as a signed int32 (no BigInt, no allocation) */
+  readI32(pfn: number, offset: number): number {
+    const l1 = this.lineAt(pfn, offset, false);
+    if (l1 === 0) return 0;
+    const line = l1 - 1;
+    const o = ((line & (SLAB_LINES - 1)) << LINE_SHIFT) + (offset & (LINE_SIZE - 1));
+    const b = this.slabs[line >> SLAB_SHIFT]!;
+    return b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24);
+  }
+
+  /** store a 32-bit value at a 4-aligned `offset` (little-endian); zeros over zeros store nothing */
+  writeI32(pfn: number, offset: number, v: number): void {
+    const l1 = this.lineAt(pfn, offset, v !== 0);
+    if (l1 === 0) return;
+    const line = l1 - 1;
+    const o = ((line & (SLAB_LINES - 1)) << LINE_SHIFT) + (offset & (LINE_SIZE - 1));
+    const b = this.slabs[line >> SLAB_SHIFT]!;
+    b[o] = v & 0xff;
+    b[o + 1] = (v >>> 8) & 0xff;
+    b[o + 2] = (v >>> 16) & 0xff;
+    b[o + 3] = (v >>> 24) & 0xff;
+  }
+
+  /** `n` consecutive 64-bit entries at an 8-aligned `offset` as int32 halves (one line lookup per line) */
+  readI64Halves(pfn: number, offset: number, n: number, lo: Int32Array, hi: Int32Array): void {
+    let line = -1;
+    let b: Uint8Array | null = null;
+    let base = 0;
+    for (let k = 0; k < n; k++) {
+      const off = offset + 8 * k;
+      if (k === 0 || (off & (LINE_SIZE - 1)) === 0) {
+        const l1 = this.lineAt(pfn, off, false);
+        line = l1 - 1;
+        b = l1 === 0 ? null : this.slabs[line >> SLAB_SHIFT]!;
+        base = l1 === 0 ? 0 : (line & (SLAB_LINES - 1)) << LINE_SHIFT;
+      }
+      if (b === null) {
+        lo[k] = 0;
+        hi[k] = 0;
+        continue;
+      }
+      const o = base + (off & (LINE_SIZE - 1));
+      lo[k] = b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24);
+      hi[k] = b[o + 4]! | (b[o + 5]! << 8) | (b[o + 6]! << 16) | (b[o + 7]! << 24);
+    }
+  }
+
   /** little-endian store of `size` bytes of `value` (mod 2^(8*size)) inside one page */
   writeValue(pfn: number, offset: number, size: number, value: bigint): void {
     const v = BigInt.asUintN(size * 8, value);
@@ -246,7 +294,7 @@ export class PageContents {
       return;
     }
     let lo = Number(v & 0xffffffffn);
-    let hi = size === 8 ? Number(v >> 32n) : 0;
+    let hi = size > 4 ? Number(v >> 32n) : 0;
     for (let i = 0; i < size; i++) {
       let byte: number;
       if (i < 4) {

@@ -42,7 +42,8 @@ describe('PhysMem', () => {
     m.freePage(p);
     expect(m.storedPages).toBe(0);
     expect(() => m.readValue(p, 4095, 2)).toThrow(RangeError);
-    expect(() => m.readValue(p, 0, 3)).toThrow(RangeError);
+    expect(() => m.readValue(p, 0, 9)).toThrow(RangeError);
+    expect(m.readValue(p, 4093, 3)).toBe(0n); // a page-crossing access's fragment
   });
 
   it('the zero page reads zero and refuses writes', () => {
@@ -60,5 +61,30 @@ describe('PhysMem', () => {
     for (let i = 0; i < 100_000; i++) m.allocPage();
     expect(m.allocatedPages).toBe(100_000);
     expect(m.storedPages).toBe(0);
+  });
+});
+
+describe('page-table reads as int32 halves', () => {
+  it('readI32 / readI64Halves see the bytes writeValue stored, and zeros elsewhere', () => {
+    const phys = new PhysMem();
+    const pfn = phys.allocPage();
+    phys.writeValue(pfn, 8, 8, 0x8000000180000002n);
+    phys.writeValue(pfn, 512, 8, 0x1122334455667788n); // the next 512-byte line
+    expect(phys.readI32(pfn, 8)).toBe(0x80000002 | 0);
+    expect(phys.readI32(pfn, 12)).toBe(0x80000001 | 0);
+    const lo = new Int32Array(66);
+    const hi = new Int32Array(66);
+    phys.readI64Halves(pfn, 0, 66, lo, hi);
+    expect([lo[1], hi[1]]).toEqual([0x80000002 | 0, 0x80000001 | 0]);
+    expect([lo[64], hi[64]]).toEqual([0x55667788, 0x11223344]);
+    expect(lo[0]).toBe(0);
+    expect(lo[65]).toBe(0);
+    phys.writeI32(pfn, 12, 0x7fff0001);
+    expect(phys.readValue(pfn, 8, 8)).toBe(0x7fff000180000002n);
+    phys.writeI32(pfn, 2048, 0); // zeros over zeros: nothing stored
+    expect(phys.readI32(pfn, 2048)).toBe(0);
+    expect(() => phys.writeI32(ZERO_PFN, 0, 1)).toThrow();
+    expect(() => phys.readI64Halves(pfn, 4, 1, lo, hi)).toThrow(RangeError);
+    expect(() => phys.readI32(pfn, 4094)).toThrow(RangeError);
   });
 });

@@ -245,6 +245,33 @@ export class PhysMem implements HostPhysMem {
     return this.contents.readValue(pfn, offset, size);
   }
 
+  /** the u32 at a 4-aligned offset as a signed int32 (hot paths that read 64-bit entries as halves) */
+  readI32(pfn: number, offset: number): number {
+    this.assertLive('readI32');
+    if ((offset & 3) !== 0 || offset < 0 || offset > 4092) throw new RangeError(`readI32: offset ${offset} is not a 4-aligned offset in a page`);
+    if (pfn === ZERO_PFN) return 0;
+    return this.contents.readI32(pfn, offset);
+  }
+
+  /** store a 32-bit value at a 4-aligned offset (a page-table entry's half) */
+  writeI32(pfn: number, offset: number, v: number): void {
+    if ((offset & 3) !== 0 || offset < 0 || offset > 4092) throw new RangeError(`writeI32: offset ${offset} is not a 4-aligned offset in a page`);
+    this.assertWritable(pfn, 'writeI32');
+    this.contents.writeI32(pfn, offset, v);
+  }
+
+  /** `n` 64-bit entries from an 8-aligned offset, as int32 halves into `lo` / `hi` (page-table reads) */
+  readI64Halves(pfn: number, offset: number, n: number, lo: Int32Array, hi: Int32Array): void {
+    this.assertLive('readI64Halves');
+    if ((offset & 7) !== 0 || offset < 0 || offset + 8 * n > 4096) throw new RangeError(`readI64Halves: ${n} entries at offset ${offset} do not fit the page`);
+    if (pfn === ZERO_PFN) {
+      lo.fill(0, 0, n);
+      hi.fill(0, 0, n);
+      return;
+    }
+    this.contents.readI64Halves(pfn, offset, n, lo, hi);
+  }
+
   writeValue(pfn: number, offset: number, size: number, value: bigint): void {
     checkValueAccess(offset, size);
     this.assertWritable(pfn, 'writeValue');
@@ -308,7 +335,8 @@ export class PhysMem implements HostPhysMem {
 }
 
 function checkValueAccess(offset: number, size: number): void {
-  if (size !== 1 && size !== 2 && size !== 4 && size !== 8) throw new RangeError(`access size ${size} is not 1, 2, 4 or 8`);
+  // 1..8 bytes: a page-crossing access's fragments may be 3, 5, 6 or 7 bytes long
+  if (!Number.isInteger(size) || size < 1 || size > 8) throw new RangeError(`access size ${size} is not 1 to 8 bytes`);
   checkRange(offset, size);
 }
 

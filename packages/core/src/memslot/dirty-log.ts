@@ -22,7 +22,7 @@ import {
   KVM_USER_MEM_SLOTS,
 } from '../uapi.js';
 import { kvmDirtyBitmapBytes, type KvmMemorySlot } from './memslot.js';
-import type { KvmVmMemslots } from './memslots.js';
+import { SlotsLockBusyError, type KvmVmMemslots } from './memslots.js';
 import type { MemslotHooks } from './set-memory-region.js';
 
 /** struct kvm_dirty_log (the bitmap is returned instead of copied to a pointer) */
@@ -188,6 +188,6 @@ export class DirtyLog {
   }
 
   private assertUnlocked(): void {
-    if (this.slots.slotsLockHeld) throw new Error('kvm->slots_lock is held by an unfinished memslot change');
+    if (this.slots.slotsLockHeld) throw new SlotsLockBusyError();
   }
 }

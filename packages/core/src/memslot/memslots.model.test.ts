@@ -59,9 +59,9 @@ function refSet(m: Ref, r: KvmUserspaceMemoryRegion2, v2: boolean): Outcome {
   const slot = r.slot >>> 0;
   const as = slot >>> 16;
   const id = slot & 0xffff;
-  const size = r.memory_size;
-  const gpa = r.guest_phys_addr;
-  const hva = r.userspace_addr;
+  const size = Number(r.memory_size);
+  const gpa = Number(r.guest_phys_addr);
+  const hva = Number(r.userspace_addr);
   if (!v2 && (flags & ~(LOG | RO | PCI)) !== 0) return { errno: 'EINVAL' };
   if (id >= KVM_USER_MEM_SLOTS) return { errno: 'EINVAL' };
   let valid = LOG | GMEM | PCI;

@@ -6,51 +6,53 @@
  * performs each swap as one step (generation |= UPDATE_IN_PROGRESS, publish, then
  * generation += nr_as_ids), which is what readers observe between the model's steps.
  *
- * Structures: a B+ tree keyed by base_gfn (ordered insert/delete and overlap scans, like the
- * kernel's gfn rb-tree), a Map id -> slot (the id hash), and for lookups a flat index
- * (Float64Array of bases and ends + a parallel slot array) rebuilt lazily after a change, so a
- * gfn -> slot lookup is a binary search over typed arrays, fronted by a last-used-slot cache.
+ * Structures, as in include/linux/kvm_host.h `struct kvm_memslots`: a gfn tree (base_gfn ->
+ * slot, the kernel's gfn_tree rbtree; here a BTreeMap whose values index a slot table), an
+ * hva interval tree (the kernel's hva_tree, walked by kvm_for_each_memslot_in_hva_range();
+ * here an augmented AVL IntervalTree over the same slot table) and the id hash. Each change
+ * updates all three in O(log n); a gfn -> slot lookup is the last-used-slot cache, then one
+ * B+ tree descent (search_memslots()), and never rebuilds anything.
  */
-import * as btreeModule from 'sorted-btree';
+import { BTreeMap } from '../btree-map.js';
+import { IntervalTree } from '../interval-tree.js';
 import { KVM_MEM_GUEST_MEMFD, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_PCI_HOLE, KVM_MEMSLOT_INVALID, PAGE_SIZE } from '../uapi.js';
 import { KvmMemorySlot } from './memslot.js';
 
-type BTree<K, V> = InstanceType<typeof btreeModule.default.default<K, V>>;
-// sorted-btree is CommonJS with `exports.default`; depending on the loader the class is the
-// namespace's default or the default's default.
-const BTreeCtor = ((btreeModule as unknown as { default: { default?: unknown } }).default.default ??
-  (btreeModule as unknown as { default: unknown }).default) as new <K, V>(
-  entries?: [K, V][],
-  compare?: (a: K, b: K) => number,
-  maxNodeSize?: number,
-) => BTree<K, V>;
-
-/** gfns are plain integers: a subtraction orders them (the default comparator handles any type) */
-const compareGfn = (a: number, b: number): number => a - b;
+/** PCI hole slots have no hva and stay out of the hva tree */
+function hasHva(slot: KvmMemorySlot): boolean {
+  return (slot.flags & KVM_MEM_PCI_HOLE) === 0;
+}
 
 /** KVM_MEMSLOT_GEN_UPDATE_IN_PROGRESS is bit 63; the model keeps it as `updateInProgress`. */
+/**
+ * kvm->slots_lock is held by an unfinished memslot change (MemslotChangeOp). The kernel would
+ * sleep on the mutex; in a single-threaded model the caller would wait forever, so it gets this
+ * error instead and may retry once the change is done (the explorer counts it as a spin).
+ */
+export class SlotsLockBusyError extends Error {
+  constructor() {
+    super('kvm->slots_lock is held by an unfinished memslot change');
+    this.name = 'SlotsLockBusyError';
+  }
+}
+
 export class KvmMemslots {
   readonly asId: number;
   /** slots->generation without bit 63 */
   generation: number;
   /** bit 63 of slots->generation: a swap is being published */
   updateInProgress = false;
-  /** gfn tree: base_gfn -> slot */
-  private readonly gfnTree: BTree<number, KvmMemorySlot> = new BTreeCtor<number, KvmMemorySlot>(undefined, compareGfn, 64);
+  /** gfn tree: base_gfn -> index into `table` */
+  private readonly gfnTree = new BTreeMap();
+  /** the slots the gfn tree points at, by index; freed indexes are reused */
+  private readonly table: (KvmMemorySlot | null)[] = [];
+  private readonly freeIndexes: number[] = [];
+  /** hva tree: [userspace_addr, +npages*4096) -> index into `table` (PCI hole slots have no hva) */
+  private readonly hvaTree = new IntervalTree();
   /** id hash: id -> slot */
   private readonly idHash = new Map<number, KvmMemorySlot>();
   /** slots->last_used_slot */
   private lastUsedSlot: KvmMemorySlot | null = null;
-  /* lazily rebuilt lookup index */
-  private indexValid = true;
-  private bases = new Float64Array(0);
-  private ends = new Float64Array(0);
-  private indexSlots: KvmMemorySlot[] = [];
-  private readonly pairScratch = [0, null] as unknown as [number, KvmMemorySlot];
-  private minGfn = 0;
-  private maxGfn = 0;
-  private invBucketWidth = 1;
-  private bucketFirst = new Int32Array(1);
 
   constructor(asId: number) {
     this.asId = asId;
@@ -78,26 +80,10 @@ export class KvmMemslots {
   gfnToMemslot(gfn: number): KvmMemorySlot | null {
     const last = this.lastUsedSlot;
     if (last !== null && gfn >= last.baseGfn && gfn < last.baseGfn + last.npages) return last;
-    if (!this.indexValid) this.rebuildIndex();
-    if (!(gfn >= this.minGfn && gfn < this.maxGfn)) return null;
-    // bucket -> first slot whose end lies beyond the bucket start; then the first slot
-    // ending after gfn (usually that one), by a short scan or a binary search
-    const b = Math.floor((gfn - this.minGfn) * this.invBucketWidth);
-    let i = this.bucketFirst[b]!;
-    const ends = this.ends;
-    const hi = this.bucketFirst[b + 1]!;
-    if (hi - i > 8) {
-      let h = hi;
-      while (i < h) {
-        const mid = (i + h) >>> 1;
-        if (ends[mid]! <= gfn) i = mid + 1;
-        else h = mid;
-      }
-    } else {
-      while (ends[i]! <= gfn) i++;
-    }
-    if (this.bases[i]! > gfn) return null;
-    const slot = this.indexSlots[i]!;
+    const i = this.gfnTree.floorValueOf(gfn, -1);
+    if (i < 0) return null;
+    const slot = this.table[i]!;
+    if (gfn >= slot.baseGfn + slot.npages) return null;
     this.lastUsedSlot = slot;
     return slot;
   }
@@ -108,27 +94,29 @@ export class KvmMemslots {
    */
   forEachMemslotInGfnRange(start: number, end: number, cb: (slot: KvmMemorySlot) => boolean | void): void {
     if (start >= end) return;
-    const first = this.gfnTree.getPairOrNextLower(start);
-    let from = start;
-    if (first !== undefined && first[1].baseGfn + first[1].npages > start) from = first[0];
-    this.gfnTree.editRange(from, end, false, (_k, slot) => {
-      if (cb(slot) === true) return { break: true };
-      return undefined;
-    });
+    const t = this.gfnTree;
+    let key: number;
+    if (t.seek(start)) {
+      const below = this.table[t.floorValue]!;
+      key = below.baseGfn + below.npages > start ? t.floorKey : t.nextKey;
+    } else key = t.nextKey;
+    while (key < end) {
+      t.seek(key);
+      const slot = this.table[t.floorValue]!;
+      const next = t.nextKey;
+      if (cb(slot) === true) return;
+      key = next;
+    }
   }
 
   /**
    * kvm_for_each_memslot_in_hva_range(): every slot (PCI hole slots have no hva and are
-   * skipped) whose [userspace_addr, +npages*4096) intersects [hvaStart, hvaEnd). Slots may
-   * share hvas, so this is a scan; `cb` returning true stops.
+   * skipped) whose [userspace_addr, +npages*4096) intersects [hvaStart, hvaEnd), found
+   * through the hva interval tree in O(log n + matches), by userspace_addr. `cb` returning
+   * true stops.
    */
   forEachMemslotInHvaRange(hvaStart: number, hvaEnd: number, cb: (slot: KvmMemorySlot) => boolean | void): void {
-    if (hvaStart >= hvaEnd) return;
-    for (const slot of this.idHash.values()) {
-      if (slot.flags & KVM_MEM_PCI_HOLE) continue;
-      const s = slot.userspaceAddr;
-      if (s < hvaEnd && s + slot.npages * PAGE_SIZE > hvaStart && cb(slot) === true) return;
-    }
+    this.hvaTree.forEachOverlap(hvaStart, hvaEnd, (i) => cb(this.table[i]!) === true);
   }
 
   /**
@@ -137,74 +125,70 @@ export class KvmMemslots {
    * at: the one below end, and when that is `id` itself, the one below it).
    */
   checkMemslotOverlap(id: number, start: number, end: number): boolean {
-    let pair = this.gfnTree.getPairOrNextLower(end - 1, this.pairScratch);
-    while (pair !== undefined) {
-      const slot = pair[1];
+    const t = this.gfnTree;
+    let key = end - 1;
+    while (t.seek(key)) {
+      const slot = this.table[t.floorValue]!;
       if (slot.baseGfn + slot.npages <= start) return false;
       if (slot.id !== id) return true;
-      pair = this.gfnTree.nextLowerPair(slot.baseGfn, this.pairScratch);
+      key = slot.baseGfn - 1;
     }
     return false;
   }
 
   /** the slots in base_gfn order */
   slots(): KvmMemorySlot[] {
-    return this.gfnTree.valuesArray();
+    const out: KvmMemorySlot[] = [];
+    this.gfnTree.forRange(-Infinity, Infinity, (_k, i) => {
+      out.push(this.table[i]!);
+    });
+    return out;
+  }
+
+  /** the slots held by the hva tree, by userspace_addr (for invariant checks) */
+  hvaTreeSlots(): KvmMemorySlot[] {
+    return this.hvaTree.entries().map(([, , i]) => this.table[i]!);
   }
 
   /** kvm_replace_memslot(): old -> new (either may be null), in one set */
   replace(old: KvmMemorySlot | null, next: KvmMemorySlot | null): void {
+    if (old !== null && next !== null && old.baseGfn === next.baseGfn && old.npages === next.npages && hasHva(old) === hasHva(next) && old.userspaceAddr === next.userspaceAddr) {
+      // same gfn and hva ranges (the INVALID copy of a DELETE / MOVE, a FLAGS_ONLY change):
+      // the slot table entry is swapped in place, both trees stay as they are
+      const i = this.gfnTree.get(old.baseGfn, -1);
+      if (i >= 0 && this.table[i] === old) {
+        this.table[i] = next;
+        if (next.id !== old.id) this.idHash.delete(old.id);
+        this.idHash.set(next.id, next);
+        if (this.lastUsedSlot === old) this.lastUsedSlot = next;
+        return;
+      }
+    }
     if (old !== null) {
       if (next === null || next.id !== old.id) this.idHash.delete(old.id);
       if (this.lastUsedSlot === old) this.lastUsedSlot = next;
-      if (next === null || next.baseGfn !== old.baseGfn) this.gfnTree.delete(old.baseGfn);
+      const i = this.gfnTree.get(old.baseGfn, -1);
+      if (i >= 0 && this.table[i] === old) {
+        this.gfnTree.delete(old.baseGfn);
+        if (hasHva(old)) this.hvaTree.remove(old.userspaceAddr, i);
+        this.table[i] = null;
+        this.freeIndexes.push(i);
+      }
     }
     if (next !== null) {
       this.idHash.set(next.id, next);
-      this.gfnTree.set(next.baseGfn, next, true);
-    }
-    this.indexValid = false;
-  }
-
-  /**
-   * The lookup index: slots sorted by base_gfn as (bases, ends, slots), plus a bucket table
-   * splitting [first base, last end) into a power-of-two number of equal power-of-two-wide
-   * buckets, each holding the index of the first slot that ends after the bucket's start.
-   * A lookup is then one bucket read and a scan of (usually) one slot; a bucket crowded by
-   * a skewed layout falls back to a binary search inside the bucket.
-   */
-  private rebuildIndex(): void {
-    const slots = this.gfnTree.valuesArray();
-    const n = slots.length;
-    if (this.bases.length !== n) {
-      this.bases = new Float64Array(n);
-      this.ends = new Float64Array(n);
-    }
-    for (let i = 0; i < n; i++) {
-      const s = slots[i]!;
-      this.bases[i] = s.baseGfn;
-      this.ends[i] = s.baseGfn + s.npages;
-    }
-    this.indexSlots = slots;
-    this.indexValid = true;
-    if (n === 0) {
-      this.minGfn = 0;
-      this.maxGfn = 0;
-      return;
-    }
-    this.minGfn = this.bases[0]!;
-    this.maxGfn = this.ends[n - 1]!;
-    let nb = 1;
-    while (nb < n) nb *= 2;
-    let width = 1;
-    while (width * nb < this.maxGfn - this.minGfn) width *= 2;
-    this.invBucketWidth = 1 / width;
-    if (this.bucketFirst.length !== nb + 1) this.bucketFirst = new Int32Array(nb + 1);
-    let i = 0;
-    for (let b = 0; b <= nb; b++) {
-      const bucketStart = this.minGfn + b * width;
-      while (i < n - 1 && this.ends[i]! <= bucketStart) i++;
-      this.bucketFirst[b] = i;
+      const i = this.freeIndexes.pop() ?? this.table.length;
+      this.table[i] = next;
+      const prev = this.gfnTree.get(next.baseGfn, -1);
+      if (prev >= 0) {
+        // a slot at the same base_gfn that `old` did not name: it leaves both trees
+        const gone = this.table[prev]!;
+        if (hasHva(gone)) this.hvaTree.remove(gone.userspaceAddr, prev);
+        this.table[prev] = null;
+        this.freeIndexes.push(prev);
+      }
+      this.gfnTree.set(next.baseGfn, i);
+      if (hasHva(next)) this.hvaTree.insert(next.userspaceAddr, next.userspaceAddr + next.npages * PAGE_SIZE, i);
     }
   }
 }
@@ -292,6 +276,11 @@ export class KvmVmMemslots {
         if (!(slot.flags & KVM_MEMSLOT_INVALID)) pages += slot.npages;
       }
       if (sp.size !== sp.slots().length) out.push(`address space ${sp.asId}: id hash and gfn tree hold different slot counts`);
+      const withHva = sp.slots().filter((s) => !(s.flags & KVM_MEM_PCI_HOLE));
+      const inHvaTree = new Set(sp.hvaTreeSlots());
+      if (inHvaTree.size !== withHva.length || withHva.some((s) => !inHvaTree.has(s))) {
+        out.push(`address space ${sp.asId}: hva tree and gfn tree hold different slots`);
+      }
     }
     if (!this.slotsLockHeld) {
       if (pages !== this.nrMemslotPages) out.push(`nr_memslot_pages is ${this.nrMemslotPages}, the slots hold ${pages} pages`);

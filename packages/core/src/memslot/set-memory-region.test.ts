@@ -89,6 +89,25 @@ function expectFail(env: ReturnType<typeof setup>, r: Partial<KvmUserspaceMemory
   return err as KvmError;
 }
 
+describe('KVM_SET_USER_MEMORY_REGION: u64 fields are checked exactly', () => {
+  it('bigints keep the bits a double would round away; wraps are computed on u64', () => {
+    const env = setup();
+    // 2^56 + 4096 + 1 rounds to an aligned double, but is not page aligned
+    expectFail(env, { guest_phys_addr: 2n ** 56n + 4097n, memory_size: 0x1000n }, 'EINVAL', true, /guest_phys_addr not page aligned/);
+    expectFail(env, { memory_size: 2n ** 56n + 1n }, 'EINVAL', true, /memory_size not page aligned/);
+    expectFail(env, { guest_phys_addr: 0xfffffffffffff000n, memory_size: 0x1000n }, 'EINVAL', true, /wraps/);
+    expectFail(
+      env,
+      { flags: KVM_MEM_GUEST_MEMFD, guest_memfd: 3, guest_memfd_offset: 0xfffffffffffff000n, memory_size: 0x1000n },
+      'EINVAL',
+      true,
+      /offset\+size wraps/,
+    );
+    expect(() => env.set({ guest_phys_addr: 2n ** 64n })).toThrow(RangeError);
+    env.set({ guest_phys_addr: 0x100000n, memory_size: 0x200000n });
+  });
+});
+
 describe('KVM_SET_USER_MEMORY_REGION checks (kvm-uapi.md §2, in order)', () => {
   it('legacy ioctl: flags beyond LOG_DIRTY_PAGES|READONLY → EINVAL before the slot check', () => {
     const env = setup();

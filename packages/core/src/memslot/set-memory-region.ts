@@ -46,17 +46,21 @@ import {
 } from '../uapi.js';
 import { TASK_SIZE_MAX } from '../host/address-space.js';
 import { KvmMemorySlot, allocDirtyBitmap, dirtyBitmapSetAll } from './memslot.js';
-import { KvmMemslots, KvmVmMemslots } from './memslots.js';
+import { KvmMemslots, KvmVmMemslots, SlotsLockBusyError } from './memslots.js';
+import { u64AddWraps, u64PageAligned, u64Value, type U64 } from '../u64.js';
 
-/** `struct kvm_userspace_memory_region2` with the uAPI field names (u64 fields as numbers). */
+/**
+ * `struct kvm_userspace_memory_region2` with the uAPI field names. u64 fields are numbers
+ * (exact below 2^53) or bigints (exact everywhere); the checks run on the exact values.
+ */
 export interface KvmUserspaceMemoryRegion2 {
   /** bits 0-15: slot id, bits 16-31: address space id */
   slot: number;
   flags: number;
-  guest_phys_addr: number;
-  memory_size: number;
-  userspace_addr: number;
-  guest_memfd_offset?: number;
+  guest_phys_addr: U64;
+  memory_size: U64;
+  userspace_addr: U64;
+  guest_memfd_offset?: U64;
   guest_memfd?: number;
 }
 
@@ -76,6 +80,8 @@ export interface MemslotHooks {
   hasReadonlyMem(): boolean;
   /** KVM_CAP_PCI_HOLE_MEM is offered (model-only RFC flag) */
   pciHoleSupported(): boolean;
+  /** IS_ENABLED(CONFIG_KVM_GUEST_MEMFD); absent means true */
+  guestMemfdSupported?(): boolean;
   /** fget() in the VMM's fd table */
   getFile(fd: number): KvmFile | undefined;
   /** this VM, compared with a guest_memfd's `ownerVm` (file->kvm != kvm) */
@@ -236,19 +242,20 @@ export class MemslotEngine {
    * op is done: starting another change (or a dirty-log ioctl) before then is a caller bug.
    */
   beginSetUserMemoryRegion(region: KvmUserspaceMemoryRegion2, opts: SetMemoryRegionOptions): MemslotChangeOp {
-    if (this.slots.slotsLockHeld) throw new Error('kvm->slots_lock is held by an unfinished memslot change');
+    if (this.slots.slotsLockHeld) throw new SlotsLockBusyError();
     const hooks = this.hooks;
     const slot = region.slot >>> 0;
     const flags = region.flags >>> 0;
-    const gpa = region.guest_phys_addr;
-    const size = region.memory_size;
-    const hva = region.userspace_addr;
-    const gmemOffset = opts.v2 ? (region.guest_memfd_offset ?? 0) : 0;
+    // the exact u64 values for the checks; as numbers they are exact once page aligned
+    const gpaB = u64Value(region.guest_phys_addr, 'guest_phys_addr');
+    const sizeB = u64Value(region.memory_size, 'memory_size');
+    const hvaB = u64Value(region.userspace_addr, 'userspace_addr');
+    const gmemOffsetB = u64Value(opts.v2 ? (region.guest_memfd_offset ?? 0) : 0, 'guest_memfd_offset');
+    const gpa = Number(gpaB);
+    const size = Number(sizeB);
+    const hva = Number(hvaB);
+    const gmemOffset = Number(gmemOffsetB);
     const gmemFd = opts.v2 ? (region.guest_memfd ?? 0) >>> 0 : 0;
-    assertU64('guest_phys_addr', gpa);
-    assertU64('memory_size', size);
-    assertU64('userspace_addr', hva);
-    assertU64('guest_memfd_offset', gmemOffset);
     const pciHole = hooks.pciHoleSupported();
 
     // kvm_vm_ioctl(): the legacy struct has no room for the v2 flags
@@ -258,7 +265,8 @@ export class MemslotEngine {
     if ((slot & 0xffff) >= KVM_USER_MEM_SLOTS) fail('EINVAL', 'kvm_vm_ioctl_set_memory_region: slot id >= KVM_USER_MEM_SLOTS');
 
     // check_memory_region_flags()
-    let validFlags = KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_GUEST_MEMFD;
+    let validFlags = KVM_MEM_LOG_DIRTY_PAGES;
+    if (hooks.guestMemfdSupported?.() ?? true) validFlags |= KVM_MEM_GUEST_MEMFD;
     if (flags & KVM_MEM_GUEST_MEMFD) validFlags &= ~KVM_MEM_LOG_DIRTY_PAGES;
     if (hooks.hasReadonlyMem() && !(flags & KVM_MEM_GUEST_MEMFD)) validFlags |= KVM_MEM_READONLY;
     if (pciHole) validFlags |= KVM_MEM_PCI_HOLE;
@@ -268,23 +276,23 @@ export class MemslotEngine {
     const id = slot & 0xffff;
 
     // general sanity checks
-    if (size % PAGE_SIZE !== 0) fail('EINVAL', 'kvm_set_memory_region: memory_size not page aligned');
-    if (gpa % PAGE_SIZE !== 0) fail('EINVAL', 'kvm_set_memory_region: guest_phys_addr not page aligned');
+    if (!u64PageAligned(sizeB)) fail('EINVAL', 'kvm_set_memory_region: memory_size not page aligned');
+    if (!u64PageAligned(gpaB)) fail('EINVAL', 'kvm_set_memory_region: guest_phys_addr not page aligned');
     if (flags & KVM_MEM_PCI_HOLE) {
       if (flags & (KVM_MEM_READONLY | KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_GUEST_MEMFD)) {
         fail('EINVAL', 'kvm_set_memory_region: KVM_MEM_PCI_HOLE with READONLY/LOG_DIRTY_PAGES/GUEST_MEMFD');
       }
-      if (hva !== 0) fail('EINVAL', 'kvm_set_memory_region: KVM_MEM_PCI_HOLE needs userspace_addr == 0');
-    } else if (hva % PAGE_SIZE !== 0 || !accessOk(hva, size)) {
+      if (hvaB !== 0n) fail('EINVAL', 'kvm_set_memory_region: KVM_MEM_PCI_HOLE needs userspace_addr == 0');
+    } else if (!u64PageAligned(hvaB) || !accessOk(hva, size)) {
       fail('EINVAL', 'kvm_set_memory_region: userspace_addr not aligned or not a user range (access_ok)');
     }
-    if (flags & KVM_MEM_GUEST_MEMFD && (gmemOffset % PAGE_SIZE !== 0 || gmemOffset + size >= U64_LIMIT)) {
+    if (flags & KVM_MEM_GUEST_MEMFD && (!u64PageAligned(gmemOffsetB) || u64AddWraps(gmemOffsetB, sizeB))) {
       fail('EINVAL', 'kvm_set_memory_region: guest_memfd_offset not aligned or offset+size wraps');
     }
     if (asId >= hooks.nrAsIds() || asId >= this.slots.nrAsIds || id >= KVM_MEM_SLOTS_NUM) {
       fail('EINVAL', 'kvm_set_memory_region: as_id >= nr_memslot_as_ids');
     }
-    if (gpa + size >= U64_LIMIT) fail('EINVAL', 'kvm_set_memory_region: guest_phys_addr + memory_size wraps');
+    if (u64AddWraps(gpaB, sizeB)) fail('EINVAL', 'kvm_set_memory_region: guest_phys_addr + memory_size wraps');
     const npages = size / PAGE_SIZE;
     if (id < KVM_USER_MEM_SLOTS && npages > KVM_MEM_MAX_NR_PAGES) {
       fail('EINVAL', 'kvm_set_memory_region: more than KVM_MEM_MAX_NR_PAGES pages');
@@ -432,9 +440,9 @@ export class MemslotEngine {
     t.emit('kvm_userspace_memory_region', {
       slot: region.slot >>> 0,
       flags,
-      guest_phys_addr: region.guest_phys_addr,
-      memory_size: region.memory_size,
-      userspace_addr: region.userspace_addr,
+      guest_phys_addr: Number(region.guest_phys_addr),
+      memory_size: Number(region.memory_size),
+      userspace_addr: Number(region.userspace_addr),
       change: change === 'none' ? change : `KVM_MR_${change}`,
     });
   }
@@ -450,7 +458,4 @@ export function isGuestMemoryFile(file: KvmFile): file is GuestMemoryFile {
   return typeof (file as Partial<GuestMemoryFile>).getPfn === 'function';
 }
 
-function assertU64(name: string, v: number): void {
-  if (!Number.isInteger(v) || v < 0 || v >= U64_LIMIT) throw new RangeError(`${name} is not a u64: ${v}`);
-}
 

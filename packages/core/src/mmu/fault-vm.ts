@@ -25,6 +25,8 @@ export interface FaultVm {
   readonly profile?: KernelProfile;
   /** kvm_mem_is_private() */
   memIsPrivate(gfn: number): boolean;
+  /** kvm_mmu_max_gfn() (absent: no limit beyond the MMU's) */
+  readonly maxGfn?: number;
   /** the slot of `gfn` in address space 0, INVALID slots included */
   gfnToMemslot(gfn: number): KvmMemorySlot | null;
   /** GUP for a shared fault: fills fault.pfn / hostLevel / mapWritable; 0 or -errno */

@@ -97,7 +97,11 @@ export function kvmMmuFaultinPfn(vm: FaultVm, fault: KvmPageFault): number {
     // kvm_handle_noslot_fault(): private memory is never emulated
     if (fault.isPrivate) return memoryFault(fault, 'private access with no memslot');
     fault.reason = 'no memslot: emulated MMIO';
-    return RET_PF_EMULATE;
+    // with MMIO caching the fault goes on to install an MMIO SPTE (kvm_tdp_mmu_map() →
+    // make_mmio_spte()); without it, or above kvm_mmu_max_gfn(), emulate at once. (Vendor VM
+    // types keep the immediate emulation in the model: their MMIO goes through #VC / #VE.)
+    if (vm.profile?.mmioCaching === false || vm.backend !== null || fault.gfn > (vm.maxGfn ?? Infinity)) return RET_PF_EMULATE;
+    return RET_PF_CONTINUE;
   }
   if (slot.flags & KVM_MEMSLOT_INVALID) {
     fault.reason = 'memslot is being deleted or moved (KVM_MEMSLOT_INVALID)';

@@ -48,6 +48,8 @@ import {
   makeNonleafSpte,
   makeSpte,
   sptePfn,
+  isMmioSpte,
+  getMmioSpteGeneration,
   spteToBigInt,
 } from './spte.js';
 import { PAGES_PER_LEVEL, TdpIter } from './tdp-iter.js';
@@ -591,6 +593,16 @@ export class TdpMmu {
     }
   }
 
+  /**
+   * The memslot generation an MMIO SPTE (as `walk()` left it in `out`) was made with
+   * (get_mmio_spte_generation(), masked to MMIO_SPTE_GEN_MASK), or -1 if it is no MMIO SPTE.
+   */
+  mmioSpteGeneration(lo: number, hi: number): number {
+    if ((lo & SPTE_MMU_PRESENT_LO) !== 0 || (lo === FROZEN_SPTE_LO && hi === FROZEN_SPTE_HI)) return -1;
+    if ((lo === SHADOW_NONPRESENT_LO && hi === SHADOW_NONPRESENT_HI) || !isMmioSpte(lo, hi, this.mmioValue)) return -1;
+    return getMmioSpteGeneration(lo, hi);
+  }
+
   /* ---------------------------------------------------------------------------------------- */
   /* Lookups                                                                                   */
   /* ---------------------------------------------------------------------------------------- */
@@ -1108,6 +1120,53 @@ export class TdpMmu {
   }
 
   /* ---------------------------------------------------------------------------------------- */
+  /* Huge page recovery                                                                        */
+  /* ---------------------------------------------------------------------------------------- */
+
+  /**
+   * kvm_tdp_mmu_recover_huge_pages() / recover_huge_pages_range() (arch/x86/kvm/mmu/tdp_mmu.c),
+   * when dirty logging is turned off: every present non-leaf SPTE at 2M (KVM_MAX_HUGEPAGE_LEVEL
+   * is 1G, which the model's hosts never back) whose range starts inside [start, end) and may be
+   * mapped huge (`canMap(gfn, level)`: kvm_mmu_max_mapping_level()) is replaced in place by a
+   * huge leaf built from its first present small leaf (make_huge_spte(): same permissions and
+   * A/D bits, the address rounded down); the table below is freed. Direct root only. Returns
+   * whether an SPTE changed (the caller flushes).
+   */
+  recoverHugePages(start: number, end: number, canMap: (gfn: number, level: number) => boolean): boolean {
+    this.checkAlive();
+    const pool = this.pool;
+    const it = this.iter.start(pool, this.directRoot, this.rootLevel, 2, this.rootGfn(start, false), this.rootGfn(end, false));
+    let changed = false;
+    while (it.next()) {
+      const lo = it.lo;
+      if (it.level !== 2 || (lo & SPTE_MMU_PRESENT_LO) === 0 || (lo & PT_PAGE_SIZE_LO) !== 0) continue;
+      const gfn = this.plainGfn(it.gfn, false);
+      if (gfn < start || gfn >= end || !canMap(gfn, 2)) continue;
+      // tdp_mmu_make_huge_spte(): the first present leaf below
+      const child = sptePfn(lo, it.hi);
+      const words = pool.words(child);
+      const o0 = SptPool.base(child);
+      let o = -1;
+      for (let i = 0; i < 512; i++) {
+        if ((words[o0 + (i << 1)]! & SPTE_MMU_PRESENT_LO) !== 0) {
+          o = o0 + (i << 1);
+          break;
+        }
+      }
+      if (o < 0) continue;
+      const hugeLo = (words[o]! | PT_PAGE_SIZE_LO) & ~(511 << 12);
+      const hugeHi = words[o + 1]!;
+      const oldHi = it.hi;
+      it.write(hugeLo, hugeHi);
+      if (this.tracer?.enabled) this.traceChanged(it.gfn, 2, lo, oldHi, hugeLo, hugeHi);
+      this.handleRemovedPt(child, false);
+      this.accountLeaf(2, 1);
+      changed = true;
+    }
+    return changed;
+  }
+
+  /* ---------------------------------------------------------------------------------------- */
   /* Eager page splitting                                                                      */
   /* ---------------------------------------------------------------------------------------- */
 
@@ -1116,6 +1175,27 @@ export class TdpMmu {
    * the direct root down to `targetLevel` (pre-order, so a 1G page becomes 2M pages which
    * are split in turn). Returns the number of 4K SPTEs created.
    */
+  /**
+   * Split every huge mirror leaf overlapping [start, end) (private gfns) down to `targetLevel`
+   * through split_external_spt, as the TDX huge-page series does before it maps at the level a
+   * guest's TDG.MEM.PAGE.ACCEPT asked for (tdx_check_accept_level() → kvm_split_boundary_leafs();
+   * not upstream). Returns 0, or the first hook's -errno (the leaf then stays whole); -EIO
+   * without a split_external_spt hook.
+   */
+  splitMirrorHugePages(start: number, end: number, targetLevel: number): number {
+    this.checkAlive();
+    if (!(targetLevel >= 1 && targetLevel <= 2)) throw new RangeError(`TdpMmu.splitMirrorHugePages: bad target level ${targetLevel}`);
+    if (this.mirrorRoot < 0 || start >= end) return 0;
+    const it = this.iter.start(this.pool, this.mirrorRoot, this.rootLevel, targetLevel + 1, this.rootGfn(start, true), this.rootGfn(end, true));
+    while (it.next()) {
+      const lo = it.lo;
+      if ((lo & SPTE_MMU_PRESENT_LO) === 0 || (lo & PT_PAGE_SIZE_LO) === 0) continue;
+      if (!this.ext!.splitExternalSpt) return -ERRNO.EIO;
+      if (!this.splitBoundaryLeaf(it)) return -ERRNO.EIO;
+    }
+    return 0;
+  }
+
   splitHugePages(start: number, end: number, targetLevel: number): number {
     this.checkAlive();
     if (!(targetLevel >= 1 && targetLevel <= 2)) throw new RangeError(`TdpMmu.splitHugePages: bad target level ${targetLevel}`);

@@ -18,8 +18,8 @@ describe('profile unfaultableHvaEmulatesMmio', () => {
     expect(r.exit).toMatchObject({ reason: 'KVM_EXIT_MEMORY_FAULT', memory_fault: { gpa: 0x10_1000 } });
   });
 
-  it('linux-6.18 (the CI host): the access is emulated and exits with KVM_EXIT_MMIO', () => {
-    const r = readUnmappedHva('linux-6.18');
+  it('linux-6.18-pvm: the access is emulated and exits with KVM_EXIT_MMIO', () => {
+    const r = readUnmappedHva('linux-6.18-pvm');
     expect(r.errno).toBeUndefined();
     expect(r.exit).toMatchObject({ reason: 'KVM_EXIT_MMIO', mmio: { phys_addr: 0x10_1000, len: 4, is_write: false } });
   });

@@ -1,14 +1,9 @@
 /**
  * A "world": one VM built from a scenario's `steps` (through the model target), plus the
  * actors of its `concurrent:` block. Each actor step becomes a resumable kernel operation
- * whose phases the scheduler interleaves, or one atomic action:
- *
- *   guest_read / guest_write / guest_fetch   GuestAccessOp      walk → faultin → map [→ vendor]
- *   pre_fault_memory                          PreFaultMemoryOp   chunk → map (per chunk)
- *   set_memory_attributes                     SetMemoryAttributesOp  prepare → invalidate → store → post → finish
- *   set_user_memory_region[2]                 MemslotChangeOp    (DELETE/MOVE) invalidate → zap → commit
- *   punch_hole / fallocate(PUNCH_HOLE)        GuestMemfd punch   invalidate → truncate → end
- *   anything else                             one atomic phase through the model target
+ * whose phases the scheduler interleaves (guest accesses: walk → faultin → map [→ vendor];
+ * pre-faults, attribute changes, memslot changes and hole punches: their kernel phases), or
+ * one atomic action through the model target; the table BEGIN says which for every op.
  *
  * A phase that cannot take a lock another actor's unfinished operation holds
  * (kvm->slots_lock, the guest_memfd invalidate lock) does nothing and counts as a spin.
@@ -21,6 +16,7 @@ import {
   PreFaultMemoryOp,
   KVM_MEMSLOT_INVALID,
   RET_PF_FIXED,
+  SlotsLockBusyError,
   isKvmError,
   kvmGpaToGfn,
   recordTrace,
@@ -31,8 +27,10 @@ import {
 import { GuestMemfd, InvalidateLockBusyError } from '@ccmem/gmem';
 import { createModelTarget, type ModelKvm, type ModelTarget, type ModelVm } from '../model-target.js';
 import { resolveStep, effectiveVm } from '../runner.js';
+import { opSpec, type TargetOpName } from '../ops/index.js';
+import type { OpFootprint } from '../ops/op.js';
 import type { Scenario, Step } from '../schema.js';
-import type { Outcome, ResolvedStep, RunContext } from '../target.js';
+import type { ArgsOf, Outcome, ResolvedStep, RunContext } from '../target.js';
 import type { CheckRange, Footprint } from './types.js';
 import { CHECK_ALL, GLOBAL } from './types.js';
 
@@ -54,8 +52,6 @@ export interface ActorStepRecord {
   value?: bigint;
 }
 
-const SLOTS_LOCK_MSG = 'slots_lock is held';
-
 /** align a gfn range out to 2 MiB (a fault may map a 2M page; the SNP directmap works in 2M) */
 function range2M(lo: number, hi: number): Footprint {
   return { lo: lo - (lo % 512), hi: hi + ((512 - (hi % 512)) % 512), global: false };
@@ -66,7 +62,94 @@ type ActiveOp =
   | { kind: 'prefault'; op: PreFaultMemoryOp }
   | { kind: 'attributes'; op: KernelOp<void>; lo: number; hi: number }
   | { kind: 'memslot'; op: KernelOp<void> & { old?: unknown }; lo: number; hi: number }
-  | { kind: 'punch'; op: { phase: string; step(): boolean } };
+  | { kind: 'punch'; op: { phase: string; step(): boolean }; record: number };
+
+/** a resumable kernel op an actor step began, and the gfns [lo, hi) it touches */
+interface Begun {
+  active: ActiveOp;
+  lo: number;
+  hi: number;
+}
+/** begin `op` for `actor`; null: the step runs atomically after all (e.g. no such vCPU) */
+type Begin<K extends TargetOpName> = (args: ArgsOf<K>, actor: Actor) => Begun | null;
+
+function beginAccess(kind: 'read' | 'write' | 'fetch'): Begin<'guest_read' | 'guest_write' | 'guest_fetch'> {
+  return (a: { vcpu: number; gpa: number; size?: number; value?: bigint; private?: boolean }, actor) => {
+    const w = actor.world;
+    const vcpu = w.vm.vcpu(a.vcpu);
+    if (!vcpu) return null;
+    w.currentVcpu.set(actor.index, a.vcpu);
+    const op = vcpu.beginAccess(
+      { gpa: a.gpa, size: a.size ?? 1, kind, ...(a.value !== undefined && { value: a.value }), private: a.private ?? false },
+      { maxRetries: Infinity },
+    );
+    return { active: { kind: 'access', op }, lo: op.gfn, hi: op.gfn + 1 };
+  };
+}
+
+function beginMemslot(v2: boolean): Begin<'set_user_memory_region' | 'set_user_memory_region2'> {
+  return (a: ArgsOf<'set_user_memory_region'> & { guest_memfd?: number; guest_memfd_offset?: number | bigint }, actor) => {
+    const vm = actor.world.vm;
+    if (vm.dead) return null;
+    const region = {
+      slot: a.slot,
+      flags: a.flags ?? 0,
+      guest_phys_addr: a.guest_phys_addr,
+      memory_size: a.memory_size,
+      userspace_addr: a.userspace_addr ?? 0,
+      ...(a.guest_memfd !== undefined && { guest_memfd: a.guest_memfd }),
+      ...(a.guest_memfd_offset !== undefined && { guest_memfd_offset: a.guest_memfd_offset }),
+    };
+    const op = vm.memslots.beginSetUserMemoryRegion(region, { v2 });
+    const old = op.old;
+    const lo = Math.min(Number(region.guest_phys_addr) / PAGE_SIZE, old ? old.baseGfn : Infinity);
+    const hi = Math.max((Number(region.guest_phys_addr) + Number(region.memory_size)) / PAGE_SIZE, old ? old.baseGfn + old.npages : 0);
+    return { active: { kind: 'memslot', op, lo, hi }, lo, hi };
+  };
+}
+
+/**
+ * How the explorer runs each op: as a resumable kernel op whose phases the scheduler
+ * interleaves, or `atomic` (one phase through the model target).
+ */
+const BEGIN: { readonly [K in TargetOpName]: Begin<K> | 'atomic' } = {
+  guest_read: beginAccess('read'),
+  guest_write: beginAccess('write'),
+  guest_fetch: beginAccess('fetch'),
+  pre_fault_memory(a, actor) {
+    const w = actor.world;
+    const vcpu = w.vm.vcpu(a.vcpu);
+    if (!vcpu) return null;
+    w.currentVcpu.set(actor.index, a.vcpu);
+    const lo = Math.floor(Number(a.gpa) / PAGE_SIZE);
+    return { active: { kind: 'prefault', op: new PreFaultMemoryOp(vcpu, { gpa: a.gpa, size: a.size, flags: a.flags ?? 0 }) }, lo, hi: lo + Math.ceil(Number(a.size) / PAGE_SIZE) };
+  },
+  set_memory_attributes(a, actor) {
+    const op = actor.world.vm.beginSetMemoryAttributes({ address: a.address, size: a.size, attributes: a.attributes, flags: a.flags ?? 0 });
+    const lo = Number(a.address) / PAGE_SIZE;
+    const hi = (Number(a.address) + Number(a.size)) / PAGE_SIZE;
+    return { active: { kind: 'attributes', op, lo, hi }, lo, hi };
+  },
+  set_user_memory_region: beginMemslot(false),
+  set_user_memory_region2: beginMemslot(true),
+  // a hole punch (punch_hole, or fallocate with FALLOC_FL_PUNCH_HOLE) on a guest_memfd
+  fallocate(a, actor) {
+    const w = actor.world;
+    const f = w.kvm.process.getFile(a.fd);
+    if (!(a.mode & FALLOC_FL_PUNCH_HOLE) || !(f instanceof GuestMemfd)) return null;
+    const op = f.beginPunchHole(a.offset, a.len);
+    w.punches.push({ file: f, start: a.offset / PAGE_SIZE, end: (a.offset + a.len) / PAGE_SIZE, actor: actor.name, done: -1 });
+    return { active: { kind: 'punch', op, record: w.punches.length - 1 }, lo: 0, hi: 0 };
+  },
+  mmap: 'atomic', munmap: 'atomic', read: 'atomic', write: 'atomic', close: 'atomic',
+  create_guest_memfd: 'atomic', gmem_poison: 'atomic', device_revoke: 'atomic', get_dirty_log: 'atomic',
+  clear_dirty_log: 'atomic', check_extension: 'atomic', enable_cap: 'atomic', create_vcpu: 'atomic',
+  complete_mmio: 'atomic', complete_hypercall: 'atomic', snp_launch_start: 'atomic',
+  snp_launch_update: 'atomic', snp_launch_finish: 'atomic', guest_pvalidate: 'atomic', guest_psc: 'atomic',
+  guest_psc_msr: 'atomic', guest_rmpadjust: 'atomic', tdx_init_vm: 'atomic', tdx_init_vcpu: 'atomic',
+  tdx_init_mem_region: 'atomic', tdx_finalize_vm: 'atomic', guest_accept: 'atomic',
+  guest_map_gpa_range: 'atomic', assert: 'atomic',
+};
 
 export class Actor {
   /** index of the next step */
@@ -232,85 +315,16 @@ export class Actor {
   }
 
   private begin(step: Step, rs: ResolvedStep): boolean {
-    const w = this.world;
-    const vm = w.vm;
+    const begin = BEGIN[rs.op] as Begin<TargetOpName> | 'atomic';
     try {
-      switch (rs.op) {
-        case 'guest_read':
-        case 'guest_write':
-        case 'guest_fetch': {
-          const a = rs.args as { vcpu: number; gpa: number; size?: number; value?: bigint; private?: boolean };
-          const vcpu = vm.vcpu(a.vcpu);
-          if (!vcpu) return this.atomic(step, rs);
-          w.currentVcpu.set(this.index, a.vcpu);
-          const kind = rs.op === 'guest_read' ? 'read' : rs.op === 'guest_write' ? 'write' : 'fetch';
-          const op = vcpu.beginAccess(
-            { gpa: a.gpa, size: a.size ?? 1, kind, ...(a.value !== undefined && { value: a.value }), private: a.private ?? false },
-            { maxRetries: Infinity },
-          );
-          this.active = { kind: 'access', op };
-          this.stepLo = op.gfn;
-          this.stepHi = op.gfn + 1;
-          return true;
-        }
-        case 'pre_fault_memory': {
-          const a = rs.args;
-          const vcpu = vm.vcpu(a.vcpu);
-          if (!vcpu) return this.atomic(step, rs);
-          w.currentVcpu.set(this.index, a.vcpu);
-          const op = new PreFaultMemoryOp(vcpu, { gpa: a.gpa, size: a.size, flags: a.flags ?? 0 });
-          this.active = { kind: 'prefault', op };
-          this.stepLo = Math.floor(a.gpa / PAGE_SIZE);
-          this.stepHi = this.stepLo + Math.ceil(a.size / PAGE_SIZE);
-          return true;
-        }
-        case 'set_memory_attributes': {
-          const a = rs.args;
-          const op = vm.beginSetMemoryAttributes({ address: a.address, size: a.size, attributes: a.attributes, flags: a.flags ?? 0 });
-          this.stepLo = a.address / PAGE_SIZE;
-          this.stepHi = (a.address + a.size) / PAGE_SIZE;
-          this.active = { kind: 'attributes', op, lo: this.stepLo, hi: this.stepHi };
-          return true;
-        }
-        case 'set_user_memory_region':
-        case 'set_user_memory_region2': {
-          const a = rs.args as Record<string, number>;
-          const region = {
-            slot: a.slot!,
-            flags: a.flags ?? 0,
-            guest_phys_addr: a.guest_phys_addr!,
-            memory_size: a.memory_size!,
-            userspace_addr: a.userspace_addr ?? 0,
-            ...(a.guest_memfd !== undefined && { guest_memfd: a.guest_memfd }),
-            ...(a.guest_memfd_offset !== undefined && { guest_memfd_offset: a.guest_memfd_offset }),
-          };
-          if (vm.dead) return this.atomic(step, rs);
-          const op = vm.memslots.beginSetUserMemoryRegion(region, { v2: rs.op === 'set_user_memory_region2' });
-          const old = op.old;
-          const lo = Math.min(region.guest_phys_addr / PAGE_SIZE, old ? old.baseGfn : Infinity);
-          const hi = Math.max((region.guest_phys_addr + region.memory_size) / PAGE_SIZE, old ? old.baseGfn + old.npages : 0);
-          this.stepLo = lo;
-          this.stepHi = hi;
-          this.active = { kind: 'memslot', op, lo, hi };
-          return true;
-        }
-        case 'fallocate': {
-          const a = rs.args;
-          const f = w.kvm.process.getFile(a.fd);
-          if (!(a.mode & FALLOC_FL_PUNCH_HOLE) || !(f instanceof GuestMemfd)) return this.atomic(step, rs);
-          const op = f.beginPunchHole(a.offset, a.len);
-          this.stepLo = 0;
-          this.stepHi = 0;
-          w.punches.push({ file: f, start: a.offset / PAGE_SIZE, end: (a.offset + a.len) / PAGE_SIZE, actor: this.name, done: -1 });
-          this.active = { kind: 'punch', op };
-          (this.active as { punchRecord?: number }).punchRecord = w.punches.length - 1;
-          return true;
-        }
-        default:
-          return this.atomic(step, rs);
-      }
+      const begun = begin === 'atomic' ? null : begin(rs.args as never, this);
+      if (begun === null) return this.atomic(step, rs);
+      this.active = begun.active;
+      this.stepLo = begun.lo;
+      this.stepHi = begun.hi;
+      return true;
     } catch (e) {
-      if (e instanceof InvalidateLockBusyError || (e instanceof Error && e.message.includes(SLOTS_LOCK_MSG))) {
+      if (e instanceof InvalidateLockBusyError || e instanceof SlotsLockBusyError) {
         this.spinning = true;
         return false;
       }
@@ -362,10 +376,7 @@ export class Actor {
       else if (outcome.value !== undefined) rec.value = BigInt(outcome.value);
     }
     const a = this.active;
-    if (a?.kind === 'punch') {
-      const idx = (a as { punchRecord?: number }).punchRecord!;
-      w.punches[idx]!.done = this.lastRun;
-    }
+    if (a?.kind === 'punch') w.punches[a.record]!.done = this.lastRun;
     w.records.push(rec);
     w.onStepDone?.(rec, step);
     this.active = null;
@@ -524,29 +535,11 @@ export class World {
     return r.global ? r : range2M(r.lo, r.hi);
   }
 
-  /** the gfns a step's first phase can change (see Actor.checkRange) */
+  /** the gfns a step's first phase can change (see Actor.checkRange): the op's registry footprint */
   stepCheckRange(rs: ResolvedStep): CheckRange {
-    switch (rs.op) {
-      case 'guest_read':
-      case 'guest_write':
-      case 'guest_fetch': {
-        const g = kvmGpaToGfn(this.vm, rs.args.gpa);
-        // the first phase is the walk
-        return { lo: g, hi: g + 1, global: false, memslots: false };
-      }
-      case 'pre_fault_memory': {
-        const g = Math.floor(rs.args.gpa / PAGE_SIZE);
-        return { ...range2M(g, g + Math.max(1, Math.ceil(rs.args.size / PAGE_SIZE))), memslots: false };
-      }
-      case 'set_memory_attributes':
-        return {
-          lo: Math.floor(rs.args.address / PAGE_SIZE),
-          hi: Math.ceil((rs.args.address + rs.args.size) / PAGE_SIZE),
-          global: false,
-          memslots: false,
-        };
-      default:
-        return CHECK_ALL;
-    }
+    const fp = opSpec(rs.op).footprint as OpFootprint<ResolvedStep['args']> | undefined;
+    if (!fp) return CHECK_ALL;
+    const [lo, hi] = fp.gfns(rs.args, this.vm);
+    return { ...(fp.huge ? range2M(lo, hi) : { lo, hi, global: false }), memslots: false };
   }
 }

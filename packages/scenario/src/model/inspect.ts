@@ -6,19 +6,10 @@
 import { fail, gpaToGfn, kvmGfnDirectBits, kvmIsGfnAlias, PAGE_SIZE, type KvmFile, type Process } from '@ccmem/core';
 import type { ModelVm } from '../model-target.js';
 import { DeviceFdFile, GuestMemfd, PAGE_HWPOISON, PAGE_PREPARED, PAGE_UPTODATE } from '@ccmem/gmem';
-import type { AssertWhat } from '../schema.js';
+import type { ASSERT_LOCATORS, AssertWhat } from '../ops/assert.js';
 
-export interface AssertLocators {
-  what: AssertWhat;
-  gpa?: number;
-  gfn?: number;
-  pfn?: number;
-  slot?: number;
-  as_id?: number;
-  fd?: number;
-  offset?: number;
-  vcpu?: number;
-}
+/** what an assert step inspects, and where (every locator resolved to a number) */
+export type AssertLocators = { what: AssertWhat } & { [K in Exclude<(typeof ASSERT_LOCATORS)[number], 'what'>]?: number };
 
 export function inspectState(vm: ModelVm, process: Process, loc: AssertLocators): Record<string, unknown> {
   switch (loc.what) {

@@ -3,8 +3,8 @@
  * gfn N is backed by pfn `pfnBase + N`, a private "NPT" as a Map, attributes as a Set, and a
  * guest access loop shaped like the core's (walk → vendor check → fault → handleNpfExtra).
  */
-import { KVM_MEMORY_ATTRIBUTE_PRIVATE, PG_LEVEL_2M, PG_LEVEL_4K, Tracer } from '@ccmem/core';
-import type { GuestAccessVerdict, GuestMemoryFile, MemslotView, TraceEvent, VendorBackend } from '@ccmem/core';
+import { KVM_MEMORY_ATTRIBUTE_PRIVATE, PG_LEVEL_2M, PG_LEVEL_4K, Tracer, UPSTREAM_PROFILE } from '@ccmem/core';
+import type { GuestAccessVerdict, GuestMemoryFile, KernelProfile, MemslotView, TraceEvent, VendorBackend } from '@ccmem/core';
 import type { VmForBackend } from '@ccmem/core';
 import type { PhysMem } from '@ccmem/core';
 
@@ -23,6 +23,7 @@ export type AccessResult = GuestAccessVerdict | { kind: 'memory-fault'; gpa: num
 export class FakeVm implements VmForBackend {
   readonly vmType = 4;
   readonly mmuInvalidateSeq = 0;
+  profile: KernelProfile = UPSTREAM_PROFILE;
   readonly tracer = new Tracer();
   readonly events: TraceEvent[] = [];
   readonly nrVcpus: number;

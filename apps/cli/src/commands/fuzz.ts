@@ -1,0 +1,136 @@
+/**
+ * `ccmem fuzz [--target diff|model] [--steps N] [--seed S] [--time T] [--out DIR] [--json]`:
+ * long random campaigns. `diff` runs random sequences on the model (host profile) and on the
+ * real kernel and keeps every disagreement; `model` runs them on the model alone and keeps every
+ * invariant violation or model failure. Each finding is shrunk and written to DIR as a scenario
+ * file (`ccmem diff` / `ccmem run` it). Progress goes to stderr; the summary to stdout.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Command, Option } from 'commander';
+import { runFuzzCampaign, type FuzzFeatures, type FuzzMode, type FuzzSummary, type KvmTarget } from '@ccmem/scenario';
+import type { CliIo } from '../io.js';
+import { kvmColumnAvailable } from '../targets.js';
+import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, targetsOrReport, toJson } from './shared.js';
+
+export interface FuzzCommandOptions {
+  target: FuzzMode;
+  steps: string;
+  seed: string;
+  time?: string;
+  out: string;
+  maxLength: string;
+  json?: boolean;
+}
+
+/** `90`, `90s`, `5m`, `1h` → milliseconds */
+export function parseDuration(text: string): number | null {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  if (!m) return null;
+  const n = Number(m[1]);
+  const unit = m[2] ?? 's';
+  return n * (unit === 'ms' ? 1 : unit === 's' ? 1000 : unit === 'm' ? 60_000 : 3_600_000);
+}
+
+function positiveInt(text: string): number | null {
+  const n = Number(text.replace(/_/g, ''));
+  return Number.isSafeInteger(n) && n > 0 ? n : null;
+}
+
+export async function fuzzCommand(io: CliIo, opts: FuzzCommandOptions): Promise<number> {
+  const c = io.color;
+  const steps = positiveInt(opts.steps);
+  const seed = Number(opts.seed);
+  const maxLength = positiveInt(opts.maxLength);
+  const timeMs = opts.time === undefined ? undefined : parseDuration(opts.time);
+  const bad = (what: string) => {
+    io.err(`${c.red('error')} ${what}`);
+    return EXIT_INVALID;
+  };
+  if (steps === null) return bad(`--steps must be a positive integer, got "${opts.steps}"`);
+  if (!Number.isSafeInteger(seed)) return bad(`--seed must be an integer, got "${opts.seed}"`);
+  if (maxLength === null) return bad(`--max-length must be a positive integer, got "${opts.maxLength}"`);
+  if (timeMs === null) return bad(`--time must be a duration such as 90s, 5m or 1h, got "${opts.time}"`);
+
+  let features: FuzzFeatures = { guestMemfd: true, gmemFlags: [0, 1, 3], crossPage: true };
+  const [model] = (await targetsOrReport(io, 'model')) ?? [];
+  if (!model) return EXIT_INVALID;
+  let kvm: KvmTarget | undefined;
+  if (opts.target === 'diff') {
+    if (!kvmColumnAvailable()) return bad('--target diff needs the real-KVM target: /dev/kvm is missing on this host (try --target model)');
+    const [k] = (await targetsOrReport(io, 'kvm')) ?? [];
+    if (!k) return EXIT_INVALID;
+    kvm = k as KvmTarget;
+    // generate only what this host can run: guest_memfd and its flags as the kernel reports them
+    const caps = kvm.capabilities ?? {};
+    const flags = caps.KVM_CAP_GUEST_MEMFD_FLAGS ?? 0;
+    features = {
+      guestMemfd: (caps.KVM_CAP_GUEST_MEMFD ?? 0) !== 0,
+      gmemFlags: [...new Set([0, flags & 1, flags])],
+      crossPage: true,
+    };
+  }
+
+  const written: string[] = [];
+  const tty = !opts.json && Boolean(process.stderr.isTTY);
+  let lastLine = 0;
+  const summary: FuzzSummary = runFuzzCampaign({
+    mode: opts.target,
+    model,
+    ...(kvm && { kvm }),
+    features,
+    steps,
+    seed,
+    ...(timeMs !== undefined && { timeMs }),
+    maxLength,
+    onProgress: (p) => {
+      const now = Date.now();
+      if (!tty && now - lastLine < 5000 && p.steps < steps) return;
+      lastLine = now;
+      const rate = p.elapsedMs ? Math.round((p.steps * 1000) / p.elapsedMs) : 0;
+      const line = `fuzz ${opts.target}: ${p.steps}/${steps} steps, ${p.sequences} sequences, ${p.findings} findings, ${rate} steps/s, ${(p.elapsedMs / 1000).toFixed(1)} s`;
+      if (tty) process.stderr.write(`\r${line}`);
+      else io.err(line);
+    },
+    onFinding: (f) => {
+      mkdirSync(opts.out, { recursive: true });
+      const file = join(opts.out, `fuzz-${opts.target}-${seed}-${written.length + 1}.yaml`);
+      writeFileSync(file, f.yaml);
+      written.push(file);
+      if (!opts.json) io.err(`${tty ? '\n' : ''}${c.red('finding')} ${f.symptom} → ${file}`);
+    },
+  });
+  if (tty) process.stderr.write('\n');
+  if (opts.json) {
+    io.out(
+      toJson({
+        target: summary.mode,
+        seed: summary.seed,
+        steps: summary.steps,
+        sequences: summary.sequences,
+        elapsed_ms: summary.elapsedMs,
+        complete: summary.complete,
+        findings: summary.found.map((f, i) => ({ symptom: f.symptom, details: f.details, file: written[i] })),
+      }),
+    );
+  } else {
+    io.out(
+      `${summary.steps} steps in ${summary.sequences} sequences (seed ${seed}, ${(summary.elapsedMs / 1000).toFixed(1)} s${summary.complete ? '' : ', stopped by --time'}): ` +
+        (summary.findings ? c.red(`${summary.findings} findings`) + ` written to ${opts.out}` : c.green('no findings')),
+    );
+  }
+  return summary.findings ? EXIT_FAIL : EXIT_OK;
+}
+
+export function buildFuzzCommand(io: CliIo, done: (code: number) => void): Command {
+  return new Command('fuzz')
+    .description('random campaigns: model vs real KVM (diff) or the model against its invariants (model); findings are shrunk to scenario files')
+    .addOption(new Option('--target <target>', 'diff: model vs /dev/kvm; model: the model and its invariant checker').choices(['diff', 'model']).default('diff'))
+    .option('--steps <n>', 'stop after this many steps', '10000')
+    .option('--seed <s>', 'the campaign seed (the same seed gives the same campaign)', '1')
+    .option('--time <t>', 'stop after this long (90s, 5m, 1h), whatever the step count')
+    .option('--out <dir>', 'where findings are written as scenario files', 'fuzz-findings')
+    .option('--max-length <n>', 'steps per random sequence at most', '24')
+    .option('--json', 'print the summary as JSON')
+    .action(async (opts: FuzzCommandOptions) => done(await fuzzCommand(io, opts)));
+}

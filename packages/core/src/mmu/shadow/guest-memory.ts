@@ -1,0 +1,136 @@
+/**
+ * Guest page tables as KVM reads and writes them: through the memslot's userspace address
+ * (kvm_vcpu_gfn_to_hva_prot() + __get_user() / __try_cmpxchg_user() in paging_tmpl.h,
+ * kvm_vcpu_read_guest_atomic() in mmu.c). No fault is taken on the guest's side: a gpte in a
+ * gfn without a memslot, or whose host page cannot be read, fails the read.
+ */
+import type { KvmMemorySlot } from '../../memslot/memslot.js';
+import type { HvaToPfnOut } from '../../host/address-space.js';
+import type { Process } from '../../host/process.js';
+import { ZERO_PFN } from '../../host/phys-mem.js';
+import { KVM_MEM_READONLY, KVM_MEMSLOT_INVALID, PAGE_SIZE, PG_LEVEL_4K } from '../../uapi.js';
+import type { GpteHalves, GuestPteMemory } from '../paging-tmpl.js';
+
+export interface GuestMemoryVm {
+  readonly process: Process;
+  /** what a cached gfn → pfn translation depends on: the memslots and the mmu-notifier */
+  readonly mmuInvalidate: { readonly seq: number; readonly inProgress: number };
+  memslotGeneration(): number;
+  gfnToMemslot(gfn: number): KvmMemorySlot | null;
+  /** mark_page_dirty_in_slot() */
+  markPageDirty(slot: KvmMemorySlot, gfn: number): void;
+}
+
+
+/** entries of the gfn → pfn cache (direct-mapped) */
+const CACHE = 256;
+
+export class VmGuestMemory implements GuestPteMemory {
+  private readonly out: HvaToPfnOut = { pfn: 0, writable: false, level: PG_LEVEL_4K };
+  /*
+   * A small cache of gfn → (slot, host pfn) for page-table reads. A cached translation is
+   * used only while the memslot generation and the mmu-notifier sequence are what they were
+   * when it was filled and no invalidation is in progress: any change of either (slot
+   * change, munmap, CoW of the zero page) can change the answer. Zero-page answers are not
+   * cached (a later VMM write replaces them).
+   */
+  private readonly cGfn = new Float64Array(CACHE).fill(-1);
+  private readonly cPfn = new Float64Array(CACHE);
+  private readonly cWritable = new Uint8Array(CACHE);
+  private readonly cSlot: (KvmMemorySlot | null)[] = new Array<KvmMemorySlot | null>(CACHE).fill(null);
+  private cSlotsGen = -1;
+  private cSeq = -1;
+  /** the slot of the last lookup (for gptWritable) */
+  private lastSlot: KvmMemorySlot | null = null;
+  private readonly one = new Int32Array(1);
+  private readonly oneHi = new Int32Array(1);
+
+  constructor(private readonly vm: GuestMemoryVm) {}
+
+  private cacheValid(): boolean {
+    const inv = this.vm.mmuInvalidate;
+    if (inv.inProgress > 0) return false;
+    const gen = this.vm.memslotGeneration();
+    if (gen !== this.cSlotsGen || inv.seq !== this.cSeq) {
+      this.cGfn.fill(-1);
+      this.cSlotsGen = gen;
+      this.cSeq = inv.seq;
+    }
+    return true;
+  }
+
+  /** the hva of `gpa`, or -1 without a usable memslot */
+  hvaOf(gpa: number): number {
+    const gfn = Math.floor(gpa / PAGE_SIZE);
+    const slot = this.vm.gfnToMemslot(gfn);
+    if (!slot || slot.flags & KVM_MEMSLOT_INVALID) return -1;
+    return slot.userspaceAddr + (gfn - slot.baseGfn) * PAGE_SIZE + (gpa % PAGE_SIZE);
+  }
+
+  /** the host pfn behind `gpa` (faulting it in like GUP does), or -1 */
+  pfnOf(gpa: number, write: boolean): number {
+    const gfn = Math.floor(gpa / PAGE_SIZE);
+    const valid = this.cacheValid();
+    const k = (gfn >>> 0) & (CACHE - 1);
+    if (valid && this.cGfn[k] === gfn && (!write || this.cWritable[k])) {
+      this.lastSlot = this.cSlot[k]!;
+      return this.cPfn[k]!;
+    }
+    const slot = this.vm.gfnToMemslot(gfn);
+    this.lastSlot = slot;
+    if (!slot || slot.flags & KVM_MEMSLOT_INVALID) return -1;
+    const hva = slot.userspaceAddr + (gfn - slot.baseGfn) * PAGE_SIZE;
+    if (this.vm.process.mm.hvaToPfnInto(hva, write, this.out) !== null) return -1;
+    const pfn = this.out.pfn;
+    if (valid && pfn !== ZERO_PFN) {
+      this.cGfn[k] = gfn;
+      this.cPfn[k] = pfn;
+      this.cWritable[k] = this.out.writable ? 1 : 0;
+      this.cSlot[k] = slot;
+    }
+    return pfn;
+  }
+
+  readGpte(gpa: number, out: GpteHalves): boolean {
+    const pfn = this.pfnOf(gpa, false);
+    if (pfn < 0) return false;
+    this.vm.process.phys.readI64Halves(pfn, gpa % PAGE_SIZE, 1, this.one, this.oneHi);
+    out.lo = this.one[0]!;
+    out.hi = this.oneHi[0]!;
+    return true;
+  }
+
+  /** kvm_vcpu_read_guest_atomic() of `n` gptes in one page */
+  readGptes(gpa: number, n: number, lo: Int32Array, hi: Int32Array): boolean {
+    const pfn = this.pfnOf(gpa, false);
+    if (pfn < 0) return false;
+    this.vm.process.phys.readI64Halves(pfn, gpa % PAGE_SIZE, n, lo, hi);
+    return true;
+  }
+
+  gptWritable(gfn: number): boolean {
+    const slot = this.lastSlot !== null && gfn >= this.lastSlot.baseGfn && gfn < this.lastSlot.baseGfn + this.lastSlot.npages ? this.lastSlot : this.vm.gfnToMemslot(gfn);
+    return !!slot && !(slot.flags & KVM_MEM_READONLY);
+  }
+
+  cmpxchgGpte(gpa: number, oldLo: number, oldHi: number, newLo: number, newHi: number): number {
+    const pfn = this.pfnOf(gpa, true);
+    if (pfn < 0) return -14; // -EFAULT
+    const off = gpa % PAGE_SIZE;
+    const phys = this.vm.process.phys;
+    if (phys.readI32(pfn, off) !== (oldLo | 0) || phys.readI32(pfn, off + 4) !== (oldHi | 0)) return 1;
+    if ((newLo | 0) !== (oldLo | 0)) phys.writeI32(pfn, off, newLo);
+    if ((newHi | 0) !== (oldHi | 0)) phys.writeI32(pfn, off + 4, newHi);
+    const gfn = Math.floor(gpa / PAGE_SIZE);
+    const slot = this.lastSlot;
+    if (slot) this.vm.markPageDirty(slot, gfn);
+    return 0;
+  }
+
+  /** a 64-bit store by the VMM / the test harness into guest memory (no MMU involvement) */
+  write64(gpa: number, lo: number, hi: number): void {
+    const pfn = this.pfnOf(gpa, true);
+    if (pfn < 0) throw new RangeError(`gpa 0x${gpa.toString(16)} is not backed by a memslot`);
+    this.vm.process.phys.writeValue(pfn, gpa % PAGE_SIZE, 8, (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0));
+  }
+}

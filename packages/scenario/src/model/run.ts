@@ -1,0 +1,87 @@
+/**
+ * What a model handler works on (one scenario run): the VM, its process, the scenario's VM
+ * configuration and the generic hypercalls userspace has yet to complete; and how the model's
+ * results become step outcomes.
+ */
+import { errnoName, fail, type GuestAccessResult, type GuestOpResult, type KvmFile, type Vcpu, type Vm } from '@ccmem/core';
+import type { ModelKvm, ModelVm } from '../model-target.js';
+import type { VmConfig } from '../schema.js';
+import type { HandlerTable, Outcome } from '../target.js';
+import { GenericHypercalls } from './hypercall.js';
+import { retAlias, type RetFamily } from './vendor-ret.js';
+
+/** a vCPU of the model's VM (typed with every vendor's edge) */
+export type ModelVcpu = Vcpu<ModelVm extends Vm<infer E> ? E : never>;
+
+export class ModelRun {
+  readonly hypercalls = new GenericHypercalls();
+
+  constructor(
+    readonly kvm: ModelKvm,
+    readonly vm: ModelVm,
+    readonly config: VmConfig,
+  ) {}
+
+  vcpu(id: number): ModelVcpu {
+    const v = this.vm.vcpu(id);
+    if (!v) fail('EBADF', `vCPU ${id} was not created (KVM_CREATE_VCPU)`);
+    return v;
+  }
+
+  /**
+   * The vCPU of a guest op. docs/scenarios.md: a guest op on a vCPU with an MMIO read pending
+   * completes that read with 0 first (KVM_RUN re-enters through complete_emulated_mmio()).
+   */
+  guestVcpu(id: number): ModelVcpu {
+    const v = this.vcpu(id);
+    // (every remaining fragment of a page-crossing access, too)
+    for (let i = 0; v.mmioNeeded && i < 16; i++) v.completeMmio(0n);
+    return v;
+  }
+
+  file(fd: number): KvmFile {
+    const f = this.kvm.process.getFile(fd);
+    if (!f) fail('EBADF', `fd ${fd} is not open`);
+    return f;
+  }
+}
+
+/** handlers of one op family */
+export type ModelHandlers = Partial<HandlerTable<ModelRun>>;
+
+export function accessOutcome(r: GuestAccessResult): Outcome {
+  const out: Outcome = {};
+  if (r.errno !== undefined) out.errno = r.errno;
+  if (r.exit !== undefined) out.exit = r.exit;
+  if (r.value !== undefined) out.value = r.value;
+  if (r.exception !== undefined) out.exception = r.exception.vector;
+  const detail: Record<string, unknown> = {};
+  if (r.reason !== undefined) detail.check = r.reason;
+  if (r.exception !== undefined) detail.exception = r.exception;
+  if (Object.keys(detail).length) out.detail = detail;
+  return out;
+}
+
+export function guestOpOutcome(r: GuestOpResult, family: RetFamily): Outcome {
+  const out: Outcome = {};
+  if (r.errno !== undefined) out.errno = r.errno;
+  if (r.exit !== undefined) out.exit = r.exit;
+  const detail: Record<string, unknown> = { ...(r.detail ?? {}) };
+  if (r.ret !== undefined) {
+    out.ret = r.ret;
+    const alias = retAlias(r.ret, family);
+    if (alias !== undefined) detail.ret_alias = alias;
+  }
+  if (typeof detail.reason === 'string' && detail.check === undefined) detail.check = detail.reason;
+  if (Object.keys(detail).length) out.detail = detail;
+  return out;
+}
+
+/** a KVM_MEMORY_ENCRYPT_OP result: ret < 0 is the ioctl failing with that errno */
+export function ioctlOutcome(r: { ret: number; out?: object }): Outcome {
+  const detail: Record<string, unknown> = { ...(r.out ?? {}) };
+  if (r.ret < 0) {
+    return { errno: errnoName(-r.ret) ?? 'EIO', detail: { ...detail, check: `KVM_MEMORY_ENCRYPT_OP returned ${r.ret}` } };
+  }
+  return Object.keys(detail).length ? { detail } : {};
+}

@@ -1,0 +1,37 @@
+/** Memslots: KVM_SET_USER_MEMORY_REGION[2]. */
+import { z } from 'zod';
+import { addr, flags, num, u64Exact } from './fields.js';
+import { defineOp } from './op.js';
+
+/**
+ * The uAPI slot field carries the address space in bits 16-31; `as_id` is a convenience OR-ed
+ * into them (kvm_set_memory_region() splits them again: `as_id = mem->slot >> 16`).
+ */
+export function foldAsId<A extends { slot: number; as_id?: number }>({ as_id, ...rest }: A): Omit<A, 'as_id'> {
+  return as_id === undefined ? rest : { ...rest, slot: ((as_id << 16) | rest.slot) >>> 0 };
+}
+
+const memslotFields = {
+  /** kvm_userspace_memory_region.slot: bits 0-15 slot id, bits 16-31 address space */
+  slot: num(),
+  as_id: num().optional(),
+  flags: flags('memslot').optional(),
+  guest_phys_addr: u64Exact(),
+  memory_size: u64Exact(),
+  /** default 0 (allowed for guest_memfd slots, which need no hva) */
+  userspace_addr: addr().default(0),
+};
+
+export const MEMSLOT_OPS = {
+  set_user_memory_region: defineOp({
+    args: z.strictObject(memslotFields),
+    does: '`KVM_SET_USER_MEMORY_REGION` (`userspace_addr` defaults to 0)',
+    normalize: foldAsId,
+  }),
+  set_user_memory_region2: defineOp({
+    args: z.strictObject({ ...memslotFields, guest_memfd_offset: u64Exact().optional(), guest_memfd: addr().optional() }),
+    does: '`KVM_SET_USER_MEMORY_REGION2`',
+    needs: { caps: ['KVM_CAP_USER_MEMORY2'] },
+    normalize: foldAsId,
+  }),
+};

@@ -1,0 +1,52 @@
+/** SEV-SNP: the launch ioctls (KVM_MEMORY_ENCRYPT_OP) and the guest's own instructions. */
+import { z } from 'zod';
+import { addr, bool, constant, num, pageSize } from './fields.js';
+import { defineOp } from './op.js';
+
+const SNP = { vmTypes: ['KVM_X86_SNP_VM'] } as const;
+const operation = z.enum(['private', 'shared']);
+
+export const SNP_OPS = {
+  snp_launch_start: defineOp({
+    args: z.strictObject({ policy: num().optional(), flags: num().optional() }),
+    does: '`KVM_SEV_SNP_LAUNCH_START`',
+    needs: SNP,
+  }),
+  snp_launch_update: defineOp({
+    args: z.strictObject({ gfn_start: num(), len: num(), type: constant('snp_page_type'), uaddr: addr().optional(), flags: num().optional() }),
+    does: '`KVM_SEV_SNP_LAUNCH_UPDATE`: populate `len` bytes from `gfn_start` with pages of `type` (copied from `uaddr`)',
+    needs: SNP,
+  }),
+  snp_launch_finish: defineOp({
+    args: z.strictObject({ flags: num().optional(), host_data: z.string().optional() }),
+    does: '`KVM_SEV_SNP_LAUNCH_FINISH`; `host_data` is a hex string',
+    needs: SNP,
+  }),
+  guest_pvalidate: defineOp({
+    args: z.strictObject({ vcpu: addr(), gpa: num(), page_size: pageSize().optional(), validate: bool() }),
+    does: 'PVALIDATE by the guest',
+    result: '`ret`',
+    needs: SNP,
+  }),
+  guest_psc: defineOp({
+    args: z.strictObject({
+      vcpu: addr(),
+      entries: z.array(z.strictObject({ gpa: num(), operation, page_size: pageSize().optional() })).min(1),
+    }),
+    does: 'a GHCB Page State Change request',
+    result: '`ret`, or an exit',
+    needs: SNP,
+  }),
+  guest_psc_msr: defineOp({
+    args: z.strictObject({ vcpu: addr(), gpa: num(), operation }),
+    does: 'one 4K page-state change through the GHCB MSR protocol (`GHCB_MSR_PSC_REQ`)',
+    result: 'an exit, if any',
+    needs: SNP,
+  }),
+  guest_rmpadjust: defineOp({
+    args: z.strictObject({ vcpu: addr(), gpa: num(), page_size: pageSize().optional(), vmpl: num(), perms: num(), vmsa: bool().optional() }),
+    does: "RMPADJUST by the VMPL0 guest: set VMPL `vmpl`'s (1–3) permission mask `perms` (and the VMSA bit) of a page",
+    result: '`ret`',
+    needs: SNP,
+  }),
+};

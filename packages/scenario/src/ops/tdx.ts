@@ -1,0 +1,23 @@
+/** TDX: the KVM_MEMORY_ENCRYPT_OP setup ioctls and the guest's TDCALLs. */
+import { z } from 'zod';
+import { addr, flags, num, pageSize } from './fields.js';
+import { defineOp } from './op.js';
+
+const TDX = { vmTypes: ['KVM_X86_TDX_VM'] } as const;
+
+export const TDX_OPS = {
+  tdx_init_vm: defineOp({ args: z.strictObject({ attributes: num().optional(), xfam: num().optional() }), does: '`KVM_TDX_INIT_VM`', needs: TDX }),
+  tdx_init_vcpu: defineOp({ args: z.strictObject({ vcpu: addr() }), does: '`KVM_TDX_INIT_VCPU`', needs: TDX }),
+  tdx_init_mem_region: defineOp({
+    args: z.strictObject({ vcpu: addr(), source_addr: addr(), gpa: num(), nr_pages: num(), flags: flags('tdx_init_mem_region').optional() }),
+    does: '`KVM_TDX_INIT_MEM_REGION`: add `nr_pages` pages copied from `source_addr` at `gpa` (TDH.MEM.PAGE.ADD; TDH.MR.EXTEND too with `KVM_TDX_MEASURE_MEMORY_REGION`)',
+    needs: TDX,
+  }),
+  tdx_finalize_vm: defineOp({ args: z.strictObject({}), does: '`KVM_TDX_FINALIZE_VM`', needs: TDX }),
+  guest_accept: defineOp({
+    args: z.strictObject({ vcpu: addr(), gpa: num(), page_size: pageSize().optional() }),
+    does: '`TDG.MEM.PAGE.ACCEPT` by the guest',
+    result: '`ret`, or an exit',
+    needs: TDX,
+  }),
+};
