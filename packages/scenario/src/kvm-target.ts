@@ -227,9 +227,8 @@ export function createKvmTarget(): KvmTarget {
     if (guests.some((g) => a.gpa < g.range.end && a.gpa + size > g.range.start)) {
       return { skipped: `gpa 0x${a.gpa.toString(16)} is inside the tiny guest's own slot` };
     }
-    if ((a.gpa % 4096) + size > 4096) {
-      return { skipped: 'the tiny guest does one access per instruction; a page-crossing access is not modelled the same way' };
-    }
+    // a page-crossing access is one unaligned instruction: the kernel splits it at the page
+    // boundary (emulator_read_write()) when a fragment is not RAM, as the model does
     const r = st.guest.guestAccess({ kind, gpa: a.gpa, size, ...(kind === 'write' && { value: a.value ?? 0n }) });
     const out = guestOutcome(r, kind, st);
     if (a.private) out.detail = { ...out.detail, private: 'a default-VM guest has no private-access bit; the memory attributes decide' };
@@ -378,8 +377,9 @@ export function createKvmTarget(): KvmTarget {
     complete_mmio(a) {
       const st = vcpuState(a.vcpu);
       if (st.pendingMmio === 'read') return guestOutcome(st.guest.completeMmioRead(a.data ?? 0n), 'read', st);
-      // a write needs no data: the guest resumes at its report on the next access
-      st.pendingMmio = null;
+      // a write needs no data; KVM_RUN re-enters and either exits for the next fragment of a
+      // page-crossing store or finishes the access
+      if (st.pendingMmio === 'write') return guestOutcome(st.guest.completeMmioWrite(), 'write', st);
       return {};
     },
     complete_hypercall: unsupported('the tiny guest makes no hypercalls'),
