@@ -97,6 +97,8 @@ const HANDLERS = {
   munmap: NONE, close: NONE, create_guest_memfd: NONE, fallocate: NONE, gmem_poison: NONE, device_revoke: NONE,
   set_memory_attributes: NONE, get_dirty_log: NONE, clear_dirty_log: NONE, check_extension: NONE, enable_cap: NONE,
   guest_fetch: NONE, complete_hypercall: NONE, pre_fault_memory: NONE,
+  set_sregs: NONE, guest_page_table: NONE, guest_load_cr3: NONE, guest_invlpg: NONE, guest_read_gva: NONE,
+  guest_write_gva: NONE, enter_guest_mode: NONE, leave_guest_mode: NONE, l2_read: NONE, l2_write: NONE,
   snp_launch_start: NONE, snp_launch_update: NONE, snp_launch_finish: NONE,
   guest_pvalidate: NONE, guest_psc: NONE, guest_psc_msr: NONE, guest_rmpadjust: NONE,
   tdx_init_vm: NONE, tdx_init_vcpu: NONE, tdx_init_mem_region: NONE, tdx_finalize_vm: NONE, guest_accept: NONE,

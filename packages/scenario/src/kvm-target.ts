@@ -383,6 +383,17 @@ export function createKvmTarget(): KvmTarget {
       return {};
     },
     complete_hypercall: unsupported('the tiny guest makes no hypercalls'),
+    // guest paging: the tiny guest runs on its own identity-mapped tables
+    set_sregs: unsupported('the tiny guest keeps its own control registers and page tables'),
+    guest_page_table: unsupported('the tiny guest keeps its own control registers and page tables'),
+    guest_load_cr3: unsupported('the tiny guest keeps its own control registers and page tables'),
+    guest_invlpg: unsupported('the tiny guest keeps its own control registers and page tables'),
+    guest_read_gva: unsupported('the tiny guest accesses by gpa through its identity map only'),
+    guest_write_gva: unsupported('the tiny guest accesses by gpa through its identity map only'),
+    enter_guest_mode: unsupported('the tiny guest runs no nested guest'),
+    leave_guest_mode: unsupported('the tiny guest runs no nested guest'),
+    l2_read: unsupported('the tiny guest runs no nested guest'),
+    l2_write: unsupported('the tiny guest runs no nested guest'),
     pre_fault_memory(a) {
       const r = vcpuState(a.vcpu).vcpu.preFaultMemory({ gpa: Number(a.gpa), size: Number(a.size), flags: a.flags ?? 0 });
       return { gpa: r.gpa, size: r.size };
