@@ -486,6 +486,12 @@ export function createKvmTarget(): KvmTarget {
       teardown();
     },
 
+    /** KVM_GET_STATS_FD of the VM: its scalar stats now (RealVm.stats()) */
+    stats() {
+      if (!vm) throw new Error('kvm target: begin() was not called');
+      return vm.stats();
+    },
+
     supports(op): Support {
       const own = tableSupport(handlers, op);
       if (!own.ok) return own;

@@ -140,6 +140,11 @@ class ModelTargetImpl implements ModelTarget {
     return { ok: true };
   }
 
+  /** the binary stats' MMU part (Vm.mmuStats(): both MMUs' leaves, the shadow MMU's counters) */
+  stats(): Record<string, number> {
+    return this.requireVm().mmuStats();
+  }
+
   /** named invariants of `concurrent:` blocks: each runs the model's invariant checker */
   checkInvariant(name: string, _ctx: RunContext): string[] {
     const vm = this.requireVm();
