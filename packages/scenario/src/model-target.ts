@@ -70,6 +70,8 @@ export interface ModelTarget extends Target {
   /** the model of the current scenario (between begin and end) */
   readonly kvm: Kvm | null;
   readonly vm: Vm | null;
+  /** Vm.mmuStats() of the current VM */
+  stats(): Record<string, number>;
 }
 
 export interface ModelTargetOptions {
