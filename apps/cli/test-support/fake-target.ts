@@ -97,6 +97,8 @@ const HANDLERS = {
   munmap: NONE, close: NONE, create_guest_memfd: NONE, fallocate: NONE, gmem_poison: NONE, device_revoke: NONE,
   set_memory_attributes: NONE, get_dirty_log: NONE, clear_dirty_log: NONE, check_extension: NONE, enable_cap: NONE,
   guest_fetch: NONE, complete_hypercall: NONE, pre_fault_memory: NONE,
+  set_sregs: NONE, guest_page_table: NONE, guest_load_cr3: NONE, guest_invlpg: NONE, guest_read_gva: NONE,
+  guest_write_gva: NONE, enter_guest_mode: NONE, leave_guest_mode: NONE, l2_read: NONE, l2_write: NONE,
   snp_launch_start: NONE, snp_launch_update: NONE, snp_launch_finish: NONE,
   guest_pvalidate: NONE, guest_psc: NONE, guest_psc_msr: NONE, guest_rmpadjust: NONE,
   tdx_init_vm: NONE, tdx_init_vcpu: NONE, tdx_init_mem_region: NONE, tdx_finalize_vm: NONE, guest_accept: NONE,
@@ -104,9 +106,11 @@ const HANDLERS = {
 } satisfies HandlerTable<{ t: FakeTarget; events: Events | undefined }>;
 
 function setMemoryRegion(
-  a: { slot: number; flags?: number; guest_phys_addr: number; memory_size: number; userspace_addr: number },
+  exact: { slot: number; flags?: number; guest_phys_addr: number | bigint; memory_size: number | bigint; userspace_addr: number },
   { t, events }: { t: FakeTarget; events: Events | undefined },
 ): Outcome {
+  // the exact u64 fields as numbers: this stand-in only handles small addresses
+  const a = { ...exact, guest_phys_addr: Number(exact.guest_phys_addr), memory_size: Number(exact.memory_size) };
   const id = a.slot & 0xffff;
   if ((a.flags ?? 0) & ~0x3) return { errno: 'EINVAL', detail: { check: 'check_memory_region_flags' } };
   if (id >= 32764) return { errno: 'EINVAL', detail: { check: 'slot id >= KVM_USER_MEM_SLOTS' } };

@@ -234,6 +234,18 @@ export class TinyGuest {
   }
 
   /**
+   * KVM_RUN after a KVM_EXIT_MMIO write: the store is done (complete_emulated_mmio() copies no
+   * data for a write), and the kernel either exits for the next MMIO fragment of a page-crossing
+   * store or lets the guest finish the access.
+   */
+  completeMmioWrite(): GuestAccessResult {
+    const p = this.pending;
+    if (!p || !p.isWrite) throw new Error('no KVM_EXIT_MMIO write is pending');
+    this.pending = null;
+    return this.runToReport(p.size, true, p.fetch);
+  }
+
+  /**
    * Store CL to the first byte of every 4 KiB page of [gpa, gpa + length) in one guest run
    * (for measurements). Returns the exit if one stopped it.
    */

@@ -6,7 +6,7 @@
  * comparison and are listed as skipped. Used by `ccmem diff` and the differential tests.
  */
 import { diffOutcomes, runScenario, type ScenarioResult } from './runner.js';
-import { profileByName, type KernelProfile } from '@ccmem/core';
+import { HOST_FALLBACK_PROFILE, profileByName, type KernelProfile } from '@ccmem/core';
 import type { Scenario } from './schema.js';
 import type { Outcome, Target } from './target.js';
 
@@ -31,6 +31,8 @@ export interface ScenarioDiff {
   skipped: string[];
   /** steps compared */
   compared: number;
+  /** stat changes compared (with `stats`) */
+  statsCompared: number;
   model: ScenarioResult;
   kvm: ScenarioResult;
 }
@@ -46,15 +48,50 @@ export function asHostScenario(scenario: Scenario): Scenario {
 
 /** an outcome without what legitimately differs between targets (hvas, fds, events) */
 export function comparableOutcome(o: Outcome): Outcome {
-  const { result: _result, events: _events, ...rest } = o;
+  const { result: _result, events: _events, stats: _stats, ...rest } = o;
   return rest;
 }
 
+/**
+ * The MMU statistics a stats comparison (`ccmem diff --stats`) holds the model to for a host
+ * of this kind: the leaf counts of whichever MMU builds the tables, and under the shadow MMU
+ * its own counters too. Compared as the change each step causes, never as absolute values
+ * (the real-KVM target's tiny guest maps its own pages as well).
+ */
+export function comparedStats(host: Pick<KernelProfile, 'tdpEnabled'>): readonly string[] {
+  const leaves = ['pages_4k', 'pages_2m', 'pages_1g'];
+  return host.tdpEnabled === false ? [...leaves, 'mmu_shadow_zapped', 'mmu_pte_write', 'mmu_unsync', 'mmu_flooded'] : leaves;
+}
+
+/** per-step changes of `keys` in a run's Outcome.stats (the first step: no change known) */
+function statDeltas(r: ScenarioResult, keys: readonly string[]): Map<number, Record<string, number>> {
+  const out = new Map<number, Record<string, number>>();
+  let prev: Record<string, number> | undefined;
+  for (const s of r.steps) {
+    const cur = s.outcome.stats;
+    if (!cur) continue;
+    if (prev) {
+      const d: Record<string, number> = {};
+      for (const k of keys) if (k in cur && k in prev) d[k] = cur[k]! - prev[k]!;
+      out.set(s.index, d);
+    }
+    prev = cur;
+  }
+  return out;
+}
+
+export interface DiffOptions {
+  file?: string;
+  /** also compare these MMU statistics, as the change each step causes (comparedStats()) */
+  stats?: readonly string[];
+}
+
 /** Run `scenario` on both targets and compare the outcomes step by step. */
-export function diffScenario(scenario: Scenario, model: Target, kvm: Target, opts: { file?: string } = {}): ScenarioDiff {
+export function diffScenario(scenario: Scenario, model: Target, kvm: Target, opts: DiffOptions = {}): ScenarioDiff {
   const file = opts.file ?? '';
-  const k = runScenario(scenario, kvm, { file });
-  const base = { file, name: scenario.name, differences: [] as OutcomeDifference[], skipped: [] as string[], compared: 0 };
+  const withStats = opts.stats !== undefined && opts.stats.length > 0;
+  const k = runScenario(scenario, kvm, { file, stats: withStats });
+  const base = { file, name: scenario.name, differences: [] as OutcomeDifference[], skipped: [] as string[], compared: 0, statsCompared: 0 };
 
   if (k.steps.length === 0 && (k.skipped !== undefined || k.error !== undefined)) {
     // nothing ran on the real kernel: the model has nothing to be compared with
@@ -62,7 +99,9 @@ export function diffScenario(scenario: Scenario, model: Target, kvm: Target, opt
     return { ...base, agree: true, skipped: [k.skipped ?? `kvm: ${k.error}`], model: m, kvm: k };
   }
 
-  const m = runScenario(asHostScenario(scenario), model, { file });
+  const m = runScenario(asHostScenario(scenario), model, { file, stats: withStats });
+  const mDeltas = withStats ? statDeltas(m, opts.stats!) : null;
+  const kDeltas = withStats ? statDeltas(k, opts.stats!) : null;
   const out: ScenarioDiff = { ...base, agree: true, model: m, kvm: k };
   if (m.error !== undefined || (m.steps.length === 0 && m.skipped !== undefined)) {
     out.differences.push({
@@ -87,6 +126,14 @@ export function diffScenario(scenario: Scenario, model: Target, kvm: Target, opt
     }
     out.compared++;
     const fields = diffOutcomes(ms.outcome, ks.outcome);
+    if (mDeltas && kDeltas) {
+      const a = mDeltas.get(ks.index);
+      const b = kDeltas.get(ks.index);
+      if (a && b) {
+        out.statsCompared += Object.keys(a).filter((x) => x in b).length;
+        for (const key of Object.keys(a)) if (key in b && a[key] !== b[key]) fields.push(`stats.${key} change: ${a[key]} vs ${b[key]}`);
+      }
+    }
     if (fields.length) {
       out.differences.push({ index: ks.index, op: ks.op, model: comparableOutcome(ms.outcome), kvm: comparableOutcome(ks.outcome), fields });
     }
@@ -97,10 +144,11 @@ export function diffScenario(scenario: Scenario, model: Target, kvm: Target, opt
 }
 
 /**
- * Fields where the host's detected profile differs from the profile the model uses for
- * `profile: host` (`linux-6.18`): `field: model vs host`. Empty when they agree.
+ * Fields where the host's detected profile differs from a named model profile (by default the
+ * model's fallback for `profile: host`, used where no /dev/kvm can be asked): `field: model vs
+ * host`. Empty when they agree.
  */
-export function hostProfileMismatch(host: KernelProfile, modelProfileName = 'linux-6.18'): string[] {
+export function hostProfileMismatch(host: KernelProfile, modelProfileName = HOST_FALLBACK_PROFILE.name): string[] {
   const model = profileByName(modelProfileName);
   if (!model) return [`the model has no profile ${modelProfileName}`];
   const out: string[] = [];

@@ -31,7 +31,7 @@ export const loadKvmTarget = () => import('./kvm-target.js');
 export { appliesToTarget, buildMatrix, cellMatches, matrixCells, providersOf, statusOf, summarizeMatrix, vmTypesOf } from './matrix.js';
 export type { MatrixCell, MatrixColumns, MatrixOptions, MatrixRow, MatrixStatus, ScenarioEntry } from './matrix.js';
 export { builtinScenarioDir, builtinScenarioFiles, builtinScenarios } from './builtin/index.js';
-export { asHostScenario, comparableOutcome, diffScenario, hostProfileMismatch, type OutcomeDifference, type ScenarioDiff } from './differential.js';
+export { asHostScenario, comparableOutcome, comparedStats, diffScenario, hostProfileMismatch, type DiffOptions, type OutcomeDifference, type ScenarioDiff } from './differential.js';
 
 // ccmem explore: deterministic exploration of concurrent KVM operations (docs/explore.md)
 export { EXPLORE_INVARIANTS, explore, formatSchedule, parseSchedule, replaySchedule, runOnce, shrinkSchedule } from './explore/engine.js';

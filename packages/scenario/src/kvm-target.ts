@@ -227,9 +227,8 @@ export function createKvmTarget(): KvmTarget {
     if (guests.some((g) => a.gpa < g.range.end && a.gpa + size > g.range.start)) {
       return { skipped: `gpa 0x${a.gpa.toString(16)} is inside the tiny guest's own slot` };
     }
-    if ((a.gpa % 4096) + size > 4096) {
-      return { skipped: 'the tiny guest does one access per instruction; a page-crossing access is not modelled the same way' };
-    }
+    // a page-crossing access is one unaligned instruction: the kernel splits it at the page
+    // boundary (emulator_read_write()) when a fragment is not RAM, as the model does
     const r = st.guest.guestAccess({ kind, gpa: a.gpa, size, ...(kind === 'write' && { value: a.value ?? 0n }) });
     const out = guestOutcome(r, kind, st);
     if (a.private) out.detail = { ...out.detail, private: 'a default-VM guest has no private-access bit; the memory attributes decide' };
@@ -378,11 +377,23 @@ export function createKvmTarget(): KvmTarget {
     complete_mmio(a) {
       const st = vcpuState(a.vcpu);
       if (st.pendingMmio === 'read') return guestOutcome(st.guest.completeMmioRead(a.data ?? 0n), 'read', st);
-      // a write needs no data: the guest resumes at its report on the next access
-      st.pendingMmio = null;
+      // a write needs no data; KVM_RUN re-enters and either exits for the next fragment of a
+      // page-crossing store or finishes the access
+      if (st.pendingMmio === 'write') return guestOutcome(st.guest.completeMmioWrite(), 'write', st);
       return {};
     },
     complete_hypercall: unsupported('the tiny guest makes no hypercalls'),
+    // guest paging: the tiny guest runs on its own identity-mapped tables
+    set_sregs: unsupported('the tiny guest keeps its own control registers and page tables'),
+    guest_page_table: unsupported('the tiny guest keeps its own control registers and page tables'),
+    guest_load_cr3: unsupported('the tiny guest keeps its own control registers and page tables'),
+    guest_invlpg: unsupported('the tiny guest keeps its own control registers and page tables'),
+    guest_read_gva: unsupported('the tiny guest accesses by gpa through its identity map only'),
+    guest_write_gva: unsupported('the tiny guest accesses by gpa through its identity map only'),
+    enter_guest_mode: unsupported('the tiny guest runs no nested guest'),
+    leave_guest_mode: unsupported('the tiny guest runs no nested guest'),
+    l2_read: unsupported('the tiny guest runs no nested guest'),
+    l2_write: unsupported('the tiny guest runs no nested guest'),
     pre_fault_memory(a) {
       const r = vcpuState(a.vcpu).vcpu.preFaultMemory({ gpa: Number(a.gpa), size: Number(a.size), flags: a.flags ?? 0 });
       return { gpa: r.gpa, size: r.size };
@@ -473,6 +484,12 @@ export function createKvmTarget(): KvmTarget {
 
     end() {
       teardown();
+    },
+
+    /** KVM_GET_STATS_FD of the VM: its scalar stats now (RealVm.stats()) */
+    stats() {
+      if (!vm) throw new Error('kvm target: begin() was not called');
+      return vm.stats();
     },
 
     supports(op): Support {

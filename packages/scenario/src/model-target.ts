@@ -36,9 +36,10 @@ import { HOST_HANDLERS } from './model/host.js';
 import { KVM_IOCTL_HANDLERS } from './model/kvm-ioctls.js';
 import { ModelRun } from './model/run.js';
 import { VENDOR_HANDLERS } from './model/vendor.js';
+import { PAGING_HANDLERS } from './model/paging.js';
 
 /** how the model runs each op: one entry per op (the compiler names a missing one) */
-const MODEL_HANDLERS = { ...HOST_HANDLERS, ...KVM_IOCTL_HANDLERS, ...VENDOR_HANDLERS } satisfies HandlerTable<ModelRun>;
+const MODEL_HANDLERS = { ...HOST_HANDLERS, ...KVM_IOCTL_HANDLERS, ...PAGING_HANDLERS, ...VENDOR_HANDLERS } satisfies HandlerTable<ModelRun>;
 
 /**
  * scenario profile → the model's kernel profile (docs/scenarios.md, "Profiles"): a named profile
@@ -76,6 +77,8 @@ export interface ModelTarget extends Target {
   /** the model of the current scenario (between begin and end) */
   readonly kvm: ModelKvm | null;
   readonly vm: ModelVm | null;
+  /** Vm.mmuStats() of the current VM */
+  stats(): Record<string, number>;
 }
 
 export interface ModelTargetOptions {
@@ -144,6 +147,11 @@ class ModelTargetImpl implements ModelTarget {
       return { ok: false, reason: `missing KVM_CAP_GUEST_MEMFD (the ${kvm.profile.name} kernel profile has no CONFIG_KVM_GUEST_MEMFD)` };
     }
     return { ok: true };
+  }
+
+  /** the binary stats' MMU part (Vm.mmuStats(): both MMUs' leaves, the shadow MMU's counters) */
+  stats(): Record<string, number> {
+    return this.requireVm().mmuStats();
   }
 
   /** named invariants of `concurrent:` blocks: each runs the model's invariant checker */

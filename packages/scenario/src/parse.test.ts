@@ -163,7 +163,9 @@ concurrent:
     expect(OP_NAMES).toContain('device_revoke');
     expect(OP_NAMES).toContain('guest_psc_msr');
     expect(OP_NAMES).toContain('guest_rmpadjust');
-    expect(OP_NAMES).toHaveLength(38);
+    expect(OP_NAMES).toContain('guest_read_gva');
+    expect(OP_NAMES).toContain('l2_write');
+    expect(OP_NAMES).toHaveLength(48);
     const s = parseScenario(
       'name: n\nvm: { type: snp }\nsteps:\n  - guest_rmpadjust: { vcpu: 0, gpa: 0x1000, vmpl: 1, perms: 3 }\n  - guest_psc_msr: { vcpu: 0, gpa: 0x1000, operation: shared }\n',
       'm.yaml',

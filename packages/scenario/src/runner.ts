@@ -35,6 +35,8 @@ export interface RunOptions {
   file?: string;
   /** collect kernel events (Outcome.events) */
   trace?: boolean;
+  /** attach the VM's MMU statistics to every step's outcome (Outcome.stats) */
+  stats?: boolean;
   /** stop at the first failing step (default: continue and mark) */
   stopOnFailure?: boolean;
   /** run as this VM type / provider instead of the scenario's own (the matrix does) */
@@ -87,7 +89,7 @@ export function effectiveVm(scenario: Scenario, opts: Pick<RunOptions, 'vmType' 
 export function runScenario(scenario: Scenario, target: Target, opts: RunOptions = {}): ScenarioResult {
   const vm = effectiveVm(scenario, opts);
   const names = new Map<string, number>();
-  const ctx: RunContext = { scenario, vm, names, trace: opts.trace ?? false };
+  const ctx: RunContext = { scenario, vm, names, trace: opts.trace ?? false, stats: opts.stats ?? false };
   const result: ScenarioResult = {
     file: opts.file ?? '',
     name: scenario.name,
@@ -192,6 +194,9 @@ function runStep(
 
   const { outcome, thrown } = execute(target, resolved, ctx);
   if (thrown !== undefined) return { ...base, pass: false, outcome, expected, mismatches: [thrown] };
+  if ((ctx.stats || (step.op !== 'assert' && step.expect.stats !== undefined)) && target.stats && outcome.skipped === undefined) {
+    outcome.stats = target.stats();
+  }
   if (outcome.skipped !== undefined) {
     return { ...base, pass: true, outcome, expected, mismatches: [], skipped: outcome.skipped };
   }
@@ -337,6 +342,12 @@ export function compareOutcome(expected: Expectation, outcome: Outcome): string[
       out.push(`expected dirty_pages [${want.join(', ')}], happened ${got ? `[${got.join(', ')}]` : happened}`);
     }
   }
+  if (expected.stats !== undefined) {
+    for (const [k, v] of Object.entries(expected.stats)) {
+      const got = outcome.stats?.[k];
+      if (got !== v) out.push(`expected stats.${k} ${show(v)}, happened ${got === undefined ? (outcome.stats ? 'no such stat' : 'no stats from this target') : show(got)}`);
+    }
+  }
   for (const f of ['gpa', 'size'] as const) {
     const want = expected[f];
     if (want !== undefined && !sameValue(want, outcome[f])) out.push(`expected ${f} ${show(want)}, happened ${show(outcome[f])}`);
@@ -365,7 +376,7 @@ export function invariantViolations(outcome: Outcome): string[] {
 }
 
 function hasValueFields(e: Expectation): boolean {
-  return e.value !== undefined || e.dirty_pages !== undefined || e.gpa !== undefined || e.size !== undefined || e.ret !== undefined;
+  return e.value !== undefined || e.dirty_pages !== undefined || e.gpa !== undefined || e.size !== undefined || e.ret !== undefined || e.stats !== undefined;
 }
 
 /** the expected state an `assert` step names: every field that is not a locator */

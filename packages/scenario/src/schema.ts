@@ -77,8 +77,10 @@ const expectObject = z.strictObject({
   system_event: z.strictObject({ type: num() }).optional(),
   signal: z.enum(SIGNALS).optional(),
   /** the guest took an exception itself and the access did not complete (#VC, #VE) */
-  exception: z.string().regex(/^#[A-Z]{2}$/, 'an exception vector such as #VC or #VE').optional(),
+  exception: z.string().regex(/^(#[A-Z]{2}|EPT_VIOLATION)$/, 'an exception vector such as #VC, #VE or #PF, or EPT_VIOLATION (reflected to L1)').optional(),
   dirty_pages: numList().optional(),
+  /** MMU statistics after the step, by their KVM_GET_STATS_FD names (`pages_4k: 1`, `mmu_pte_write: 2`) */
+  stats: z.record(z.string(), num()).optional(),
   gpa: num().optional(),
   size: num().optional(),
   /** return code of a vendor instruction / TDCALL (number or the vendor's name) */

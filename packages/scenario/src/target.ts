@@ -21,6 +21,12 @@ export interface Outcome {
   exception?: string;
   /** get_dirty_log: page indexes within the slot whose bit was set */
   dirty_pages?: number[];
+  /**
+   * the VM's MMU statistics after the step, by the names KVM_GET_STATS_FD gives them
+   * (`pages_4k`, `mmu_pte_write`, ...), when the run collects them (`RunOptions.stats`, or a
+   * step that expects `stats`)
+   */
+  stats?: Record<string, number>;
   /** pre_fault_memory: the remaining range copied back to userspace */
   gpa?: number;
   size?: number;
@@ -61,6 +67,8 @@ export interface RunContext {
   readonly names: ReadonlyMap<string, number>;
   /** collect kernel events into Outcome.events */
   readonly trace: boolean;
+  /** attach the VM's MMU statistics to every step's outcome (Outcome.stats) */
+  readonly stats?: boolean;
 }
 
 export type Support = { ok: true } | { ok: false; reason: string };
@@ -75,6 +83,8 @@ export interface Target {
   end(): void;
   /** whether this target can run an op at all (e.g. missing KVM_CAP_MEMORY_ATTRIBUTES) */
   supports?(op: TargetOpName, ctx: RunContext): Support;
+  /** the VM's MMU statistics now, by the kernel's KVM_GET_STATS_FD names */
+  stats?(): Record<string, number>;
   /** check a named invariant of a `concurrent:` block; returns violations in plain words */
   checkInvariant?(name: string, ctx: RunContext): string[];
 }

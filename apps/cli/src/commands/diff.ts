@@ -7,13 +7,16 @@
  * `{"scenarios":[{"file","name","agree","differences":[{"index","op","model","kvm","fields"}],"skipped":[…]}],"agreed","disagreed","skipped"}`
  * (docs/scenarios.md, "ccmem diff").
  */
-import { describeOutcome, diffScenario, hostProfileMismatch, modelProfileName, type ScenarioDiff, type Target } from '@ccmem/scenario';
+import { comparedStats, createModelTarget, describeOutcome, diffScenario, type ScenarioDiff, type Target } from '@ccmem/scenario';
+import type { KernelProfile } from '@ccmem/core';
 import type { CliIo } from '../io.js';
 import { Command } from 'commander';
 import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, loadFiles, reportInvalid, targetsOrReport, toJson } from './shared.js';
 
 export interface DiffOptions {
   json?: boolean;
+  /** compare the MMU statistics each step changes too */
+  stats?: boolean;
 }
 
 /** the --json form of one scenario's comparison */
@@ -24,6 +27,8 @@ export function diffJson(d: ScenarioDiff) {
     agree: d.agree,
     differences: d.differences.map(({ index, op, model, kvm, fields }) => ({ index, op, model, kvm, fields })),
     skipped: d.skipped,
+    compared: d.compared,
+    stats_compared: d.statsCompared,
   };
 }
 
@@ -32,25 +37,26 @@ export async function diffCommand(io: CliIo, files: string[], opts: DiffOptions)
   if (errors.length) return reportInvalid(io, errors, Boolean(opts.json));
   const targets = await targetsOrReport(io, 'model', 'kvm');
   if (!targets) return EXIT_INVALID;
-  const [model, kvm] = targets as [Target, Target];
+  const [baseModel, kvm] = targets as [Target, Target];
   const c = io.color;
-  // the model's `host` profile should be what this host is; say so when it is not
-  let hostProfile: Parameters<typeof hostProfileMismatch>[0] | undefined;
+  // the model follows this host: `profile: host` (and every scenario without a profile) runs
+  // under the profile the kvm target detected
+  let hostProfile: KernelProfile | undefined;
   try {
-    hostProfile = (kvm as Target & { profile?: Parameters<typeof hostProfileMismatch>[0] }).profile;
+    hostProfile = (kvm as Target & { profile?: KernelProfile }).profile;
   } catch {
     hostProfile = undefined; // no /dev/kvm: every scenario reports it as skipped
   }
-  if (hostProfile && typeof hostProfile === 'object') {
-    const off = hostProfileMismatch(hostProfile, modelProfileName('host'));
-    if (off.length) io.err(`${c.yellow('warning')} the model's host profile differs from this host (model vs host): ${off.join('; ')}`);
-  }
+  const detected = hostProfile !== undefined && typeof hostProfile === 'object';
+  const model = detected && baseModel.name === 'model' && process.env.CCMEM_TARGET_MODULE === undefined ? createModelTarget({ hostProfile }) : baseModel;
+  const stats = opts.stats && detected ? comparedStats(hostProfile!) : undefined;
+  if (opts.stats && !detected) io.err(`${c.yellow('warning')} --stats: no host profile was detected, so no stats are compared`);
   const diffs: ScenarioDiff[] = [];
   let agreed = 0;
   let disagreed = 0;
   let skipped = 0;
   for (const { file, scenario } of loaded) {
-    const d = diffScenario(scenario, model, kvm, { file });
+    const d = diffScenario(scenario, model, kvm, { file, ...(stats && { stats }) });
     diffs.push(d);
     const nothingRan = d.agree && d.compared === 0 && d.skipped.length > 0;
     if (nothingRan) skipped++;
@@ -76,7 +82,9 @@ export async function diffCommand(io: CliIo, files: string[], opts: DiffOptions)
   } else {
     const parts = [c.green(`${agreed} agree`), disagreed ? c.red(`${disagreed} disagree`) : '0 disagree'];
     if (skipped) parts.push(c.yellow(`${skipped} skipped`));
-    io.out(`\n${parts.join(', ')} ${c.dim('(model under the host profile vs real KVM)')}`);
+    const steps = diffs.reduce((n, d) => n + d.compared, 0);
+    const nstats = diffs.reduce((n, d) => n + d.statsCompared, 0);
+    io.out(`\n${parts.join(', ')} ${c.dim(`(model under the host profile vs real KVM: ${steps} steps${stats ? `, ${nstats} stat changes` : ''} compared)`)}`);
   }
   return disagreed > 0 ? EXIT_FAIL : EXIT_OK;
 }
@@ -90,5 +98,6 @@ export function buildDiffCommand(io: CliIo, done: (code: number) => void): Comma
     .description('run scenario files on the model and on real KVM and show where their outcomes differ')
     .argument('<files...>', 'scenario YAML files')
     .option('--json', 'print one JSON document')
+    .option('--stats', "also compare the MMU statistics (KVM_GET_STATS_FD) each step changes: the leaf counts, and the shadow MMU's counters on a shadow-paging host")
     .action(async (files: string[], opts: DiffOptions) => done(await diffCommand(io, files, opts)));
 }

@@ -5,6 +5,7 @@ import {
   builtinScenarios,
   buildMatrix,
   cellMatches,
+  kvmUnavailableReason,
   matrixCells,
   summarizeMatrix,
   type MatrixColumns,
@@ -47,6 +48,8 @@ export async function matrixCommand(io: CliIo, opts: MatrixCommandOptions): Prom
     });
   }
   const targets: TargetName[] = columns.kvm ? ['model', 'kvm'] : ['model'];
+  // without the real-KVM column the run says why, once (not once per cell)
+  const kvmColumnSkipped = columns.kvm ? undefined : opts.kvm === false ? '--no-kvm' : (kvmUnavailableReason() ?? 'the kvm target is not available');
   const total = matrixCells(entries, targets).filter((c) => cellMatches(c, opts.filter)).length;
 
   const c = io.color;
@@ -60,7 +63,7 @@ export async function matrixCommand(io: CliIo, opts: MatrixCommandOptions): Prom
       onRow: (row) => {
         rows.push(row);
         if (spin) spin.message(`${rows.length}/${total} ${row.scenario}`);
-        else if (!opts.json) io.out(`${row.status.padEnd(4)}  ${row.vm_type.padEnd(12)}  ${row.provider.padEnd(11)}  ${row.target.padEnd(5)}  ${row.scenario}`);
+        else if (!opts.json) io.out(`${row.status.padEnd(4)}  ${row.vm_type.padEnd(12)}  ${row.provider.padEnd(11)}  ${row.target.padEnd(5)}  ${row.scenario}${skipReason(row)}`);
       },
     });
     if (live) await new Promise((r) => setImmediate(r));
@@ -83,6 +86,7 @@ export async function matrixCommand(io: CliIo, opts: MatrixCommandOptions): Prom
         passed,
         failed,
         skipped,
+        ...(kvmColumnSkipped !== undefined && { kvm_column: { skipped: kvmColumnSkipped } }),
       }),
     );
   } else {
@@ -90,9 +94,15 @@ export async function matrixCommand(io: CliIo, opts: MatrixCommandOptions): Prom
     for (const r of rows.filter((x) => x.status === 'fail')) {
       io.out(`${c.red('fail')} ${r.scenario} [${r.vm_type}/${r.provider}/${r.target}] ${c.dim(r.file)}\n      ${r.reason ?? ''}`);
     }
+    if (kvmColumnSkipped !== undefined) io.out(c.yellow(`kvm column skipped: ${kvmColumnSkipped}`));
     io.out(`\n${c.green(`${passed} passed`)}, ${failed ? c.red(`${failed} failed`) : '0 failed'}, ${c.yellow(`${skipped} skipped`)}`);
   }
   return failed > 0 ? EXIT_FAIL : EXIT_OK;
+}
+
+/** a skipped row names why: `  (host: no KVM_CAP_GUEST_MEMFD)` */
+function skipReason(r: MatrixRow): string {
+  return r.status === 'skip' && r.reason ? `  (${r.reason})` : '';
 }
 
 function printTable(io: CliIo, rows: readonly MatrixRow[]): void {
@@ -100,7 +110,7 @@ function printTable(io: CliIo, rows: readonly MatrixRow[]): void {
   const mark = (s: MatrixRow['status']) => (s === 'pass' ? c.green('pass') : s === 'fail' ? c.red('fail') : c.yellow('skip'));
   io.out(c.bold(`${'status'.padEnd(6)}  ${'vm type'.padEnd(12)}  ${'provider'.padEnd(11)}  ${'target'.padEnd(6)}  scenario`));
   for (const r of rows) {
-    io.out(`${mark(r.status)}    ${r.vm_type.padEnd(12)}  ${r.provider.padEnd(11)}  ${r.target.padEnd(6)}  ${r.scenario}`);
+    io.out(`${mark(r.status)}    ${r.vm_type.padEnd(12)}  ${r.provider.padEnd(11)}  ${r.target.padEnd(6)}  ${r.scenario}${c.dim(skipReason(r))}`);
   }
 }
 

@@ -142,6 +142,10 @@ const BEGIN: { readonly [K in TargetOpName]: Begin<K> | 'atomic' } = {
     return { active: { kind: 'punch', op, record: w.punches.length - 1 }, lo: 0, hi: 0 };
   },
   mmap: 'atomic', munmap: 'atomic', read: 'atomic', write: 'atomic', close: 'atomic',
+  // guest paging: one phase each (the shadow MMU's resumable access is not interleaved yet)
+  set_sregs: 'atomic', guest_page_table: 'atomic', guest_load_cr3: 'atomic', guest_invlpg: 'atomic',
+  guest_read_gva: 'atomic', guest_write_gva: 'atomic', enter_guest_mode: 'atomic', leave_guest_mode: 'atomic',
+  l2_read: 'atomic', l2_write: 'atomic',
   create_guest_memfd: 'atomic', gmem_poison: 'atomic', device_revoke: 'atomic', get_dirty_log: 'atomic',
   clear_dirty_log: 'atomic', check_extension: 'atomic', enable_cap: 'atomic', create_vcpu: 'atomic',
   complete_mmio: 'atomic', complete_hypercall: 'atomic', snp_launch_start: 'atomic',

@@ -102,6 +102,8 @@ function inspectStats(vm: ModelVm): Record<string, unknown> {
   return {
     ...(typeof vendor === 'object' && vendor !== null ? (vendor as Record<string, unknown>) : {}),
     ...vm.mmu.stats,
+    // the binary stats' names (KVM_GET_STATS_FD): both MMUs' leaves, the shadow MMU's counters
+    ...vm.mmuStats(),
     metadata_bytes: vm.mmu.metadataBytes(),
     vm_dead: vm.dead,
     vcpus: vm.nrVcpus,

@@ -11,6 +11,7 @@ import { GMEM_OPS } from './gmem.js';
 import { GUEST_OPS } from './guest.js';
 import { MAP_GPA_OPS } from './map-gpa.js';
 import { MEMSLOT_OPS } from './memslots.js';
+import { PAGING_OPS } from './paging.js';
 import { PRE_FAULT_OPS } from './pre-fault.js';
 import { PROCESS_OPS } from './process.js';
 import { SNP_OPS } from './snp.js';
@@ -28,6 +29,7 @@ export const OP_FAMILIES = {
   vm: VM_OPS,
   guest: GUEST_OPS,
   'pre-fault': PRE_FAULT_OPS,
+  paging: PAGING_OPS,
   snp: SNP_OPS,
   tdx: TDX_OPS,
   'map-gpa': MAP_GPA_OPS,
@@ -44,6 +46,7 @@ export const OPS = {
   ...VM_OPS,
   ...GUEST_OPS,
   ...PRE_FAULT_OPS,
+  ...PAGING_OPS,
   ...SNP_OPS,
   ...TDX_OPS,
   ...MAP_GPA_OPS,

@@ -1,0 +1,78 @@
+import { describe, expect, it } from 'vitest';
+import { UPSTREAM_PROFILE } from '@ccmem/core';
+import { comparedStats, diffScenario } from './differential.js';
+import { createModelTarget } from './model-target.js';
+import { parseScenario } from './parse.js';
+import type { Outcome, Target } from './target.js';
+
+const SCENARIO = parseScenario(`name: two faults
+vm: { type: default }
+steps:
+  - mmap: { size: 2MiB }
+    as: ram
+  - set_user_memory_region: { slot: 0, guest_phys_addr: 0x100000, memory_size: 2MiB, userspace_addr: ram }
+  - create_vcpu: { id: 0 }
+  - guest_write: { vcpu: 0, gpa: 0x100000, size: 8, value: 1 }
+  - guest_write: { vcpu: 0, gpa: 0x101000, size: 8, value: 2 }
+`);
+
+/** a "kernel" that is the model, but maps one extra 4K leaf on every guest write */
+function skewedKernel(): Target {
+  const m = createModelTarget();
+  let extra = 0;
+  return {
+    name: 'kvm',
+    begin: (sc, ctx) => {
+      extra = 0;
+      m.begin(sc, ctx);
+    },
+    end: () => m.end(),
+    execute: (step, ctx): Outcome => {
+      if (step.op === 'guest_write') extra++;
+      return m.execute(step, ctx);
+    },
+    stats: () => {
+      const s = m.stats();
+      return { ...s, pages_4k: s.pages_4k! + extra };
+    },
+  };
+}
+
+describe('ccmem diff --stats', () => {
+  it('compares the stat changes each step causes, and names the ones that differ', () => {
+    const d = diffScenario(SCENARIO, createModelTarget(), skewedKernel(), { stats: comparedStats(UPSTREAM_PROFILE) });
+    expect(d.statsCompared).toBeGreaterThan(0);
+    const fields = d.differences.flatMap((x) => x.fields);
+    expect(fields).toContain('stats.pages_4k change: 1 vs 2');
+    // without --stats the same runs agree
+    expect(diffScenario(SCENARIO, createModelTarget(), skewedKernel()).agree).toBe(true);
+    // the model against itself agrees on every stat
+    const same = diffScenario(SCENARIO, createModelTarget(), { ...createModelTarget(), name: 'kvm' } as Target, { stats: comparedStats(UPSTREAM_PROFILE) });
+    expect(same.agree).toBe(true);
+  });
+
+  it('a shadow-paging host compares the shadow MMU counters too', () => {
+    expect(comparedStats({ tdpEnabled: false })).toEqual(expect.arrayContaining(['pages_4k', 'mmu_pte_write', 'mmu_unsync']));
+    expect(comparedStats({})).toEqual(['pages_4k', 'pages_2m', 'pages_1g']);
+  });
+
+  it('expect: { stats } checks the stats after a step', () => {
+    const sc = parseScenario(`name: stats
+vm: { type: default }
+steps:
+  - mmap: { size: 2MiB }
+    as: ram
+  - set_user_memory_region: { slot: 0, guest_phys_addr: 0x100000, memory_size: 2MiB, userspace_addr: ram }
+  - create_vcpu: { id: 0 }
+  - guest_write: { vcpu: 0, gpa: 0x100000, size: 8, value: 1 }
+    expect: { stats: { pages_4k: 1, pages_2m: 0 } }
+  - guest_write: { vcpu: 0, gpa: 0x101000, size: 8, value: 2 }
+    expect: { stats: { pages_4k: 5 } }
+`);
+    const d = diffScenario(sc, createModelTarget(), createModelTarget());
+    const r = d.model;
+    expect(r.steps[3]!.pass).toBe(true);
+    expect(r.steps[4]!.pass).toBe(false);
+    expect(r.steps[4]!.mismatches.join()).toMatch(/expected stats.pages_4k 5, happened 2/);
+  });
+});
