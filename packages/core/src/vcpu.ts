@@ -122,6 +122,8 @@ export class Vcpu<E extends VendorEdge = VendorEdge> {
     // shadow MMU (tdp_enabled = false): with paging off a gpa is also the gva
     if (!vm.tdpEnabled && this.paging.cpuRole.level > 0) fail('EINVAL', 'guest paging is on: access guest memory by gva (vcpu.paging.access)');
     if (!vm.tdpEnabled && pageOffset(gpa) + size <= PAGE_SIZE) return this.paging.access({ gva: gpa, size, kind, value });
+    // the emulator's split of a page-crossing access is modelled on the TDP path only
+    if (!vm.tdpEnabled) fail('EINVAL', 'a page-crossing access under the shadow MMU is not modelled (docs/shadow-mmu.md)');
     const pageOff = pageOffset(gpa);
     this.lastExit = null;
     this.pendingMmioRead = null;

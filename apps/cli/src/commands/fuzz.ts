@@ -8,7 +8,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
-import { runFuzzCampaign, type FuzzFeatures, type FuzzMode, type FuzzSummary, type KvmTarget } from '@ccmem/scenario';
+import { PROFILES, runFuzzCampaign, type FuzzFeatures, type FuzzMode, type FuzzSummary, type KvmTarget } from '@ccmem/scenario';
+import { profileByName } from '@ccmem/core';
 import type { CliIo } from '../io.js';
 import { kvmColumnAvailable } from '../targets.js';
 import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, targetsOrReport, toJson } from './shared.js';
@@ -20,6 +21,7 @@ export interface FuzzCommandOptions {
   time?: string;
   out: string;
   maxLength: string;
+  profile?: string;
   json?: boolean;
 }
 
@@ -52,7 +54,11 @@ export async function fuzzCommand(io: CliIo, opts: FuzzCommandOptions): Promise<
   if (maxLength === null) return bad(`--max-length must be a positive integer, got "${opts.maxLength}"`);
   if (timeMs === null) return bad(`--time must be a duration such as 90s, 5m or 1h, got "${opts.time}"`);
 
-  let features: FuzzFeatures = { guestMemfd: true, gmemFlags: [0, 1, 3], crossPage: true };
+  if (opts.profile !== undefined && opts.target === 'diff') return bad('--profile is for --target model (the diff target follows this host)');
+  if (opts.profile !== undefined && !(PROFILES as readonly string[]).includes(opts.profile)) return bad(`--profile must be one of ${PROFILES.join(', ')}, got "${opts.profile}"`);
+  // a model campaign generates what its profile's kernel has (no guest_memfd steps without it)
+  const modelGmem = opts.profile === undefined || opts.profile === 'host' || profileByName(opts.profile)?.guestMemfd !== false;
+  let features: FuzzFeatures = { guestMemfd: modelGmem, gmemFlags: [0, 1, 3], crossPage: true, ...(opts.profile !== undefined && { profile: opts.profile as FuzzFeatures['profile'] }) };
   const [model] = (await targetsOrReport(io, 'model')) ?? [];
   if (!model) return EXIT_INVALID;
   let kvm: KvmTarget | undefined;
@@ -131,6 +137,7 @@ export function buildFuzzCommand(io: CliIo, done: (code: number) => void): Comma
     .option('--time <t>', 'stop after this long (90s, 5m, 1h), whatever the step count')
     .option('--out <dir>', 'where findings are written as scenario files', 'fuzz-findings')
     .option('--max-length <n>', 'steps per random sequence at most', '24')
+    .option('--profile <name>', 'model campaigns: the kernel profile the sequences run under (e.g. upstream-shadow, linux-6.18-pvm-no-gmem)')
     .option('--json', 'print the summary as JSON')
     .action(async (opts: FuzzCommandOptions) => done(await fuzzCommand(io, opts)));
 }

@@ -16,6 +16,8 @@ export interface FuzzFeatures {
   gmemFlags: readonly number[];
   /** accesses may cross a 4 KiB page (emulator_read_write() splits them) */
   crossPage: boolean;
+  /** the kernel profile the sequences run under (`vm.profile`); omitted: every kernel's behaviour */
+  profile?: Scenario['vm']['profile'];
 }
 
 export const PAGE = 0x1000;
@@ -134,7 +136,7 @@ export function fuzzScenario(ops: readonly FuzzOp[], gmemFlags: number, f: FuzzF
         break;
     }
   }
-  return { name: 'random memslot / guest_memfd / dirty-log / guest-access sequence', vm: { type: 'default' }, steps };
+  return { name: 'random memslot / guest_memfd / dirty-log / guest-access sequence', vm: { type: 'default', ...(f.profile !== undefined && { profile: f.profile }) }, steps };
 }
 
 /** the scenario as a YAML file (names as `name+offset`, values in hex), ready for `ccmem diff` */
