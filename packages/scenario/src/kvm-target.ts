@@ -65,6 +65,7 @@ import {
   type Support,
   type Target,
 } from './target.js';
+import { unmetRequirement } from './requires.js';
 
 
 
@@ -456,6 +457,8 @@ export function createKvmTarget(): KvmTarget {
         throw new SkipScenario(`the expectations follow the ${scenario.vm.profile} profile, not this host (model only)`);
       }
       if (scenario.vm.pci_hole === true) throw new SkipScenario('KVM_MEM_PCI_HOLE is an unmerged RFC that only the model offers');
+      const unmet = unmetRequirement(scenario.requires, facts().profile);
+      if (unmet) throw new SkipScenario(`host: ${unmet}`);
       const { caps } = facts();
       const type = ctx.vm.type;
       if (!(offeredVmTypes(caps) & (1 << VM_TYPE_NUMBERS[VM_TYPE_NAMES[type]]))) {

@@ -32,6 +32,7 @@ import { tdxBackendFactory } from '@ccmem/tdx';
 import { VM_TYPE_NUMBERS } from './ops/needs.js';
 import { RUN_INVARIANT_NAMES, VM_TYPE_NAMES, type Scenario, type VmConfig } from './schema.js';
 import { dispatch, SkipScenario, type HandlerTable, type Outcome, type ResolvedStep, type RunContext, type Support, type Target, type TargetOpName } from './target.js';
+import { unmetRequirement } from './requires.js';
 import { HOST_HANDLERS } from './model/host.js';
 import { KVM_IOCTL_HANDLERS } from './model/kvm-ioctls.js';
 import { ModelRun } from './model/run.js';
@@ -127,6 +128,8 @@ class ModelTargetImpl implements ModelTarget {
     if (!(kvm.vmTypes & (1 << type))) {
       throw new SkipScenario(`the ${profile} kernel profile has no ${cfg.type} VMs (KVM_CAP_VM_TYPES)`);
     }
+    const unmet = unmetRequirement(_scenario.requires, kernelProfile);
+    if (unmet) throw new SkipScenario(unmet);
     this.kvm = kvm;
     this.vm = kvm.createVm({ type, options: backendOptions(cfg), ...(cfg.type === 'tdx' && { rootLevel: cfg.gpaw === 52 ? 5 : 4 }) });
     this.run = new ModelRun(kvm, this.vm, cfg);

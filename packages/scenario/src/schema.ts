@@ -5,6 +5,7 @@
  * expectations, the `vm` block, `applies_to` and `concurrent`. docs/scenarios.md documents
  * every op and field; both are a stable contract.
  */
+import { requiresSchema, type Requires } from './requires.js';
 import { z } from 'zod';
 import { EXIT_REASONS, isErrnoName, type ErrnoName } from '@ccmem/core';
 import { isAddrRef, isNumberLiteral, isValidName, parseBigInt, parseNumber, type AddrRef } from './numbers.js';
@@ -242,6 +243,8 @@ export const scenarioSchema = z
     description: z.string().optional(),
     vm: vmSchema,
     applies_to: appliesToSchema.optional(),
+    /** facts of a kernel build the expectations need (requires.ts) */
+    requires: requiresSchema.optional(),
     steps: z.array(stepSchema),
     concurrent: concurrentSchema.optional(),
   })
@@ -298,6 +301,7 @@ export interface Scenario {
   description?: string;
   vm: VmConfig;
   applies_to?: AppliesTo;
+  requires?: Requires;
   steps: Step[];
   concurrent?: ConcurrentBlock;
 }
