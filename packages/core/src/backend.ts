@@ -95,6 +95,40 @@ export interface GuestMemoryFile extends KvmFile {
    * `gfn` of `slot`, or -1 when none is allocated (no allocation, no prepare).
    */
   peekPfn?(slot: MemslotView, gfn: number): number;
+
+  /**
+   * kvm_gmem_populate() from kvm_gmem_get_file() on (virt/kvm/guest_memfd.c): the core has
+   * checked the arguments and that `req.slot` is bound to this file. Returns the number of
+   * pages populated if at least one was, else 0 or the first negative errno. A provider that
+   * cannot hand pages to the firmware returns -EINVAL.
+   */
+  populate(req: GmemPopulateRequest): number;
+}
+
+/** kvm_gmem_populate(kvm, start_gfn, src, npages, post_populate, opaque), as a vendor calls it */
+export interface KvmGmemPopulateArgs {
+  readonly startGfn: number;
+  readonly npages: number;
+  /** userspace source address, or null for no source (e.g. SNP zero pages) */
+  readonly src: number | null;
+  /** the vendor's post_populate callback for one page: 0 or a negative errno */
+  readonly postPopulate: (gfn: number, pfn: number, srcPage: Uint8Array | null) => number;
+  /**
+   * The source is pinned page by page (the 2026 change that GUPs source pages before
+   * populating), so an unaligned `src` is EINVAL. Default true (upstream); false for v6.18,
+   * where the vendor callback copies from `src + i * PAGE_SIZE` as given.
+   */
+  readonly alignedSrc?: boolean;
+}
+
+/** What `GuestMemoryFile.populate` gets: the call, its slot, and the VM's side of each page. */
+export interface GmemPopulateRequest extends KvmGmemPopulateArgs {
+  /** gfn_to_memslot(kvm, start_gfn), a slot bound to this file */
+  readonly slot: MemslotView;
+  /** get_user_pages_fast() of one source page: its bytes, or a negative errno */
+  readonly getSrcPage: (hva: number) => Uint8Array | number;
+  /** kvm_range_has_memory_attributes(gfn, gfn + 1, PRIVATE, PRIVATE) */
+  readonly isPrivate: (gfn: number) => boolean;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -137,10 +171,36 @@ export type GuestAccessVerdict =
   | { readonly kind: 'guest-exception'; readonly vector: string; readonly reason: string }
   | { readonly kind: 'vm-dead'; readonly reason: string };
 
-/** A vendor operation run by the guest (PVALIDATE, TDG.MEM.PAGE.ACCEPT, PSC, MapGPA...). */
-export interface GuestOpRequest {
-  readonly op: string;
-  readonly args: Readonly<Record<string, unknown>>;
+/**
+ * A vendor's uAPI edge, as types: the guest operations it runs (PVALIDATE, TDG.MEM.PAGE.ACCEPT,
+ * PSC, MapGPA...), its KVM_MEMORY_ENCRYPT_OP sub-commands on the VM and vCPU fds, what
+ * `inspect` answers, and its VM options. Each vendor package exports one (`SnpEdge`,
+ * `TdxEdge`); `Vm<E>`, `Vcpu<E>` and `VendorBackend<E>` take it, so a misspelled operation,
+ * argument or option is a compile error where the caller is typed.
+ */
+export interface VendorEdge {
+  /** a discriminated union on `op` */
+  readonly guestRequest: { readonly op: string };
+  /** a discriminated union on `cmd`: KVM_MEMORY_ENCRYPT_OP on the VM fd */
+  readonly vmIoctl: { readonly cmd: string };
+  /** a discriminated union on `cmd`: KVM_MEMORY_ENCRYPT_OP on a vCPU fd */
+  readonly vcpuIoctl: { readonly cmd: string };
+  /** what an ioctl writes back (`VendorIoctlResult.out`) */
+  readonly ioctlOut: object;
+  /** a discriminated union on `what` */
+  readonly inspect: { readonly what: string };
+  /** the VM options `Kvm.createVm({ options })` passes to the backend factory */
+  readonly options: object;
+}
+
+/** The edge of a VM type without a vendor backend (default, SW-protected): nothing to call. */
+export interface NoVendorEdge extends VendorEdge {
+  readonly guestRequest: never;
+  readonly vmIoctl: never;
+  readonly vcpuIoctl: never;
+  readonly ioctlOut: never;
+  readonly inspect: never;
+  readonly options: { readonly [key: string]: never };
 }
 
 /** The result of a vendor guest operation, or an exit to userspace it caused. */
@@ -153,16 +213,16 @@ export interface GuestOpResult {
 }
 
 /** Result of a vendor VM/vCPU ioctl (KVM_MEMORY_ENCRYPT_OP sub-commands). */
-export interface VendorIoctlResult {
+export interface VendorIoctlResult<Out extends object = object> {
   readonly ret: number;
-  readonly out?: Readonly<Record<string, unknown>>;
+  readonly out?: Readonly<Out>;
 }
 
 /**
  * The model's `struct kvm_x86_ops` (the memory-related subset). One instance per VM:
  * `Kvm.createVm({ type, backend })` calls `attach(vm)` before the VM is used.
  */
-export interface VendorBackend {
+export interface VendorBackend<E extends VendorEdge = VendorEdge> {
   /** short name: "sw-protected", "snp", "tdx" */
   readonly name: string;
   /** the KVM_X86_*_VM type this backend implements */
@@ -238,17 +298,31 @@ export interface VendorBackend {
   vcpuPreRun?(vcpuId: number): number;
 
   /* -- vendor operations -- */
-  guestOp?(vcpuId: number, req: GuestOpRequest): GuestOpResult;
+  guestOp?(vcpuId: number, req: E['guestRequest']): GuestOpResult;
   /** userspace completed a KVM_EXIT_HYPERCALL the vendor raised (sets hypercall.ret) */
   completeHypercall?(vcpuId: number, ret: number): GuestOpResult | null;
-  vmIoctl?(cmd: string, args: Readonly<Record<string, unknown>>): VendorIoctlResult;
-  vcpuIoctl?(vcpuId: number, cmd: string, args: Readonly<Record<string, unknown>>): VendorIoctlResult;
+  vmIoctl?(req: E['vmIoctl']): VendorIoctlResult<E['ioctlOut']>;
+  vcpuIoctl?(vcpuId: number, req: E['vcpuIoctl']): VendorIoctlResult<E['ioctlOut']>;
   /** VM teardown (kvm_arch_pre_destroy_vm / destroy); after every gmem file is released */
   destroy?(): void;
   /** invariants the backend can check after any step; returns violations in plain words */
   checkInvariants?(): string[];
   /** read-only state for `assert` steps and `ccmem explain` */
-  inspect?(what: string, args: Readonly<Record<string, unknown>>): unknown;
+  inspect?(query: E['inspect']): unknown;
+}
+
+/** What a backend factory gets from the host besides the VM's options. */
+export interface BackendEnv {
+  readonly phys: HostPhysMem;
+}
+
+/**
+ * Creates a vendor backend for one VM from the VM's options. The options are typed for typed
+ * callers; a factory still checks them at run time (`checkVmOptions`), because scenario files
+ * and untyped callers reach it too.
+ */
+export interface BackendFactory<E extends VendorEdge = VendorEdge> {
+  (options: Readonly<E['options']>, env: BackendEnv): VendorBackend<E>;
 }
 
 /**
@@ -259,6 +333,9 @@ export interface VmForBackend {
   readonly vmType: number;
   /** `enabled` is false when nobody listens: skip building events on hot paths */
   readonly tracer: { readonly enabled: boolean; emit(name: string, fields: TraceEvent['fields']): void };
+  readonly nrVcpus: number;
+  /** kvm->mmu_invalidate_seq, read-only (for vendor race checks) */
+  readonly mmuInvalidateSeq: number;
   /** kvm_mem_is_private(gfn) */
   memIsPrivate(gfn: number): boolean;
   /** __gfn_to_memslot() in address space 0 */
@@ -277,30 +354,32 @@ export interface VmForBackend {
   kickAllVcpus(reason: string): number;
   /** map one private page through the TDP MMU at build time (kvm_tdp_mmu_map_private_pfn) */
   mapPrivatePfn(gfn: number, pfn: number): number;
-  /** look up the guest_memfd pfn for a private gfn (for populate / launch update) */
+  /** kvm_gmem_get_pfn() for a private gfn: allocates and prepares on first use */
   gmemGetPfn(gfn: number): { pfn: number; maxOrder: number } | { errno: number };
-  readonly nrVcpus: number;
-  /** every present leaf of the mirror root: private gfn, PG_LEVEL_*, pfn */
-  forEachMirrorLeaf?(cb: (gfn: number, level: number, pfn: number) => void): void;
-  /** every present leaf of the direct root: gfn as mapped (with direct bits), PG_LEVEL_*, pfn */
-  forEachDirectLeaf?(cb: (gfn: number, level: number, pfn: number) => void): void;
-  /** user_exit_on_hypercall(): KVM_CAP_EXIT_HYPERCALL enabled hypercall `nr` */
-  userExitOnHypercall?(nr: number): boolean;
   /** the kernel profile the VM follows (vendor code follows it too; docs/profiles.md) */
-  readonly profile?: KernelProfile;
+  readonly profile: KernelProfile;
+  /** the guest_memfd pfn backing private `gfn` without allocating or preparing, or -1 */
+  gmemPeekPfn(gfn: number): number;
+  /**
+   * kvm_gmem_populate(): checks the arguments and the slot of `startGfn`, then the provider the
+   * slot is bound to populates (GuestMemoryFile.populate). Pages populated, or -errno if none.
+   */
+  gmemPopulate(args: KvmGmemPopulateArgs): number;
+  /** every present leaf of the mirror root: private gfn, PG_LEVEL_*, pfn (none without one) */
+  forEachMirrorLeaf(cb: (gfn: number, level: number, pfn: number) => void): void;
+  /** every present leaf of the direct root: gfn as mapped (with direct bits), PG_LEVEL_*, pfn */
+  forEachDirectLeaf(cb: (gfn: number, level: number, pfn: number) => void): void;
+  /** every present mapping of a private gfn (mirror leaves for TDX): gfn, pfn, PG_LEVEL_* */
+  forEachPrivateMapping(cb: (gfn: number, pfn: number, level: number) => void): void;
+  /** user_exit_on_hypercall(): KVM_CAP_EXIT_HYPERCALL enabled hypercall `nr` */
+  userExitOnHypercall(nr: number): boolean;
   /**
    * kvm_mmu_page_fault() for a private access of `vcpuId` at `gpa`: 0 once mapped, or -errno.
    * `acceptLevel` (PG_LEVEL_*): the EPT violation came from TDG.MEM.PAGE.ACCEPT at that level
    * (TDX huge-page series): larger private mappings there are split and the map is at most
    * that level.
    */
-  handlePrivateFault?(vcpuId: number, gpa: number, acceptLevel?: number): number;
-  /** the mmu_invalidate_seq / in-progress state, read-only (for vendor race checks) */
-  readonly mmuInvalidateSeq?: number;
-  /** every present mapping of a private gfn (mirror leaves for TDX): gfn, pfn, PG_LEVEL_* */
-  forEachPrivateMapping?(cb: (gfn: number, pfn: number, level: number) => void): void;
-  /** the guest_memfd pfn backing private `gfn` without allocating or preparing, or -1 */
-  gmemPeekPfn?(gfn: number): number;
+  handlePrivateFault(vcpuId: number, gpa: number, acceptLevel?: number): number;
 }
 
 /* ------------------------------------------------------------------------------------------ */

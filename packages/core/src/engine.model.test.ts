@@ -46,7 +46,7 @@ class PunchableGmem extends FakeGmem {
 
   /** kvm_gmem_punch_hole(): kvm_gmem_invalidate_begin → truncate → kvm_gmem_invalidate_end */
   punchHole(pgoff: number, npages: number): void {
-    const slot = [...this.bound.entries()].find(([pg]) => pg >= pgoff && pg < pgoff + npages)?.[1];
+    const slot = [...this.bindings.entries()].find(([pg]) => pg >= pgoff && pg < pgoff + npages)?.[1];
     if (slot) {
       const start = slot.baseGfn + Math.max(0, pgoff - slot.gmemPgoff);
       const end = Math.min(slot.baseGfn + slot.npages, slot.baseGfn + pgoff + npages - slot.gmemPgoff);

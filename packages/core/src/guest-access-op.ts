@@ -32,6 +32,7 @@ import {
   RET_PF_WRITE_PROTECTED,
 } from './mmu/mmu-internal.js';
 import type { KernelOp } from './steps.js';
+import { kvmGpaToGfn } from './gfn.js';
 import { MMIO_SPTE_GEN_MASK } from './mmu/spte.js';
 import type { GuestAccess, GuestAccessResult, Vcpu } from './vcpu.js';
 
@@ -137,9 +138,8 @@ export class GuestAccessOp implements KernelOp<GuestAccessResult> {
       this.gfn = rawGfn;
       this.isPrivate = vm.memIsPrivate(rawGfn); // KVM_X86_SW_PROTECTED_VM: the attribute decides
     } else {
-      const direct = backend.gfnDirectBits ?? 0;
-      // kvm_gfn_direct_bits(): a TDX shared alias and its private twin share one gfn
-      this.gfn = direct && rawGfn >= direct ? rawGfn - direct : rawGfn;
+      // kvm_mmu_do_page_fault(): a TDX shared alias and its private twin share one gfn
+      this.gfn = kvmGpaToGfn(vm, gpa);
       if (backend.faultIsPrivate) this.isPrivate = backend.faultIsPrivate(gpa, requestedPrivate);
       else this.isPrivate = vm.memIsPrivate(this.gfn);
     }

@@ -6,52 +6,82 @@
  * imports them: `new Kvm({ guestMemfd: guestMemfdFactory, backends: { [KVM_X86_SNP_VM]: ... } })`.
  */
 import { fail } from './errno.js';
-import type { GuestMemfdFactory, HostPhysMem, KernelProfile, VendorBackend } from './backend.js';
+import type { BackendEnv, BackendFactory, GuestMemfdFactory, KernelProfile, NoVendorEdge, VendorBackend, VendorEdge } from './backend.js';
 import { KVM_X86_DEFAULT_VM, KVM_X86_SEV_ES_VM, KVM_X86_SEV_VM, KVM_X86_SNP_VM, KVM_X86_SW_PROTECTED_VM, KVM_X86_TDX_VM, VM_TYPES } from './uapi.js';
 import { profileByName, UPSTREAM_PROFILE } from './profile.js';
 import { Tracer } from './trace.js';
 import { Process } from './host/process.js';
 import { checkExtension, Vm } from './vm.js';
 
-/** Creates a vendor backend for one VM; `options` are the VM's backend options. */
-export type BackendFactory = (options: Readonly<Record<string, unknown>>, env: { phys: HostPhysMem }) => VendorBackend;
+/**
+ * The widest factory type: requests and options are parameters, so `never` admits every typed
+ * factory (`BackendFactory<SnpEdge>`, ...); results stay as wide as VendorEdge's.
+ */
+interface AnyVendorEdge extends VendorEdge {
+  readonly guestRequest: never;
+  readonly vmIoctl: never;
+  readonly vcpuIoctl: never;
+  readonly inspect: never;
+  readonly options: never;
+}
 
-export interface KvmOptions {
+/** Vendor backend factories by VM type (KVM_X86_SNP_VM, KVM_X86_TDX_VM). */
+export interface BackendFactories {
+  readonly [type: number]: BackendFactory<AnyVendorEdge>;
+}
+
+/** A Kvm without vendor backends (only the default and SW-protected VM types). */
+export type NoBackends = Record<never, never>;
+
+/** The edge of a factory (`BackendFactory<SnpEdge>` → `SnpEdge`). */
+export type EdgeOf<F> = F extends BackendFactory<infer E> ? E : never;
+
+/**
+ * The edge of a VM of type `T` on a Kvm with backends `B`: the factory's for a literal type
+ * with one, none for the built-in types, and any of them when `T` is only known at run time.
+ */
+export type VmEdge<B extends BackendFactories, T extends number> = number extends T
+  ? NoVendorEdge | EdgeOf<B[keyof B]>
+  : T extends keyof B
+    ? EdgeOf<B[T]>
+    : NoVendorEdge;
+
+export interface KvmOptions<B extends BackendFactories = NoBackends> {
   /** kernel profile, by object or name ("upstream", "linux-6.18"); default upstream */
   profile?: KernelProfile | string;
   /** guest_memfd provider (from @ccmem/gmem) */
   guestMemfd?: GuestMemfdFactory;
   /** vendor backends by VM type (from @ccmem/snp, @ccmem/tdx) */
-  backends?: Readonly<Record<number, BackendFactory>>;
+  backends?: B;
   process?: Process;
   tracer?: Tracer;
 }
 
-export interface CreateVmOptions {
+export interface CreateVmOptions<B extends BackendFactories = NoBackends, T extends number = number> {
   /** KVM_X86_*_VM */
-  type?: number;
-  /** options for the vendor backend (SNP directmap policy, TDX huge pages, ...) */
-  options?: Readonly<Record<string, unknown>>;
+  type?: T;
+  /** options for the vendor backend (SNP directmap policy, TDX huge pages, ...); unknown keys are EINVAL */
+  options?: Readonly<VmEdge<B, T>['options']>;
   /** TDP root level; 5-level paging maps 52-bit gpas */
   rootLevel?: 4 | 5;
 }
 
-export class Kvm {
+export class Kvm<B extends BackendFactories = NoBackends> {
   readonly profile: KernelProfile;
   readonly process: Process;
   readonly tracer: Tracer;
   private readonly guestMemfd: GuestMemfdFactory | null;
-  private readonly backends: Readonly<Record<number, BackendFactory>>;
+  private readonly backends: B;
   private disposed = false;
 
-  constructor(opts: KvmOptions = {}) {
+  constructor(opts: KvmOptions<B> = {}) {
     const p = typeof opts.profile === 'string' ? profileByName(opts.profile) : opts.profile;
     if (opts.profile !== undefined && !p) throw new Error(`unknown kernel profile: ${String(opts.profile)}`);
     this.profile = p ?? UPSTREAM_PROFILE;
     this.process = opts.process ?? new Process();
     this.tracer = opts.tracer ?? new Tracer();
     this.guestMemfd = opts.guestMemfd ?? null;
-    this.backends = opts.backends ?? {};
+    this.backends = opts.backends ?? ({} as B);
   }
 
   /** KVM_CAP_VM_TYPES: the profile's types that this Kvm can actually run */
@@ -74,16 +104,20 @@ export class Kvm {
   }
 
   /** KVM_CREATE_VM: EINVAL for a VM type this host does not offer */
-  createVm(opts: CreateVmOptions = {}): Vm {
+  createVm<T extends number = typeof KVM_X86_DEFAULT_VM>(opts: CreateVmOptions<B, T> = {}): Vm<VmEdge<B, T>> {
     if (this.disposed) throw new Error('Kvm.createVm: disposed');
-    const type = opts.type ?? KVM_X86_DEFAULT_VM;
+    const type: number = opts.type ?? KVM_X86_DEFAULT_VM;
     if (!Number.isInteger(type) || type < 0 || type > 31 || !(this.vmTypes & (1 << type)))
       fail('EINVAL', `KVM_CREATE_VM: VM type ${vmTypeName(type)} is not supported (KVM_CAP_VM_TYPES)`);
-    const factory = this.backends[type];
+    const factory = this.backends[type] as BackendFactory<VendorEdge> | undefined;
     if (!factory && type !== KVM_X86_DEFAULT_VM && type !== KVM_X86_SW_PROTECTED_VM)
       fail('EINVAL', `KVM_CREATE_VM: no backend for VM type ${vmTypeName(type)}`);
-    const backend = factory ? factory(opts.options ?? {}, { phys: this.process.phys }) : null;
-    const vm = new Vm({
+    const options: object = opts.options ?? {};
+    const env: BackendEnv = { phys: this.process.phys };
+    let backend: VendorBackend<VmEdge<B, T>> | null = null;
+    if (factory) backend = factory(options, env) as VendorBackend<VmEdge<B, T>>;
+    else checkVmOptions(options, [], vmTypeName(type));
+    const vm = new Vm<VmEdge<B, T>>({
       type,
       profile: this.profile,
       process: this.process,
@@ -114,6 +148,19 @@ export class Kvm {
       if (file instanceof Vm) file.mmu.dispose();
     }
     this.process.dispose();
+  }
+}
+
+/**
+ * The run-time check of a VM's options: every key must be one the backend knows (a misspelled
+ * `rmptiming` would otherwise be silently ignored). Throws KvmError(EINVAL) naming the known ones.
+ */
+export function checkVmOptions(options: object, known: readonly string[], who: string): void {
+  for (const key of Object.keys(options)) {
+    if (!known.includes(key)) {
+      const list = known.length ? `known options: ${known.join(', ')}` : 'this VM type takes no options';
+      fail('EINVAL', `KVM_CREATE_VM: unknown ${who} VM option '${key}' (${list})`);
+    }
   }
 }
 

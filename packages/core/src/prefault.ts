@@ -11,6 +11,7 @@
 import { ERRNO, errnoName, fail, type ErrnoName } from './errno.js';
 import { PAGE_SIZE, pagesPerHpage } from './uapi.js';
 import type { KernelOp } from './steps.js';
+import { kvmGfnDirectBits, kvmIsGfnAlias } from './gfn.js';
 import { u64AddWraps, u64PageAligned, u64Value, type U64 } from './u64.js';
 import type { Vcpu } from './vcpu.js';
 import { kvmMmuFaultinPfn, kvmTdpMmuMapFault } from './mmu/page-fault.js';
@@ -101,9 +102,9 @@ export class PreFaultMemoryOp implements KernelOp<ErrnoName | null> {
     if (vm.dead) return this.stop('EIO');
     if (!vm.profile.preFaultMemory) return this.stop('EOPNOTSUPP'); // MMU is not TDP
     if (vm.backend && !vm.backend.preFaultAllowed()) return this.stop('EOPNOTSUPP');
-    const direct = vm.backend?.gfnDirectBits ?? 0;
+    const direct = kvmGfnDirectBits(vm);
     const rawGfn = range.gpa / PAGE_SIZE;
-    if (direct && rawGfn >= direct) return this.stop('EINVAL'); // a gfn alias
+    if (kvmIsGfnAlias(vm, rawGfn)) return this.stop('EINVAL'); // a gfn alias
     this.gfn = rawGfn;
     const isPrivate = vm.memIsPrivate(rawGfn);
     // the shared alias of a TDX gfn carries the shared bit

@@ -6,7 +6,7 @@
  * with an exit (`kvm_run.exit_reason` and its fields).
  */
 import { ERRNO, errnoName as errnoNameOf, type ErrnoName } from './errno.js';
-import type { GuestOpRequest, GuestOpResult, KvmRunExit, VendorIoctlResult } from './backend.js';
+import type { GuestOpResult, KvmRunExit, VendorEdge, VendorIoctlResult } from './backend.js';
 import { fail } from './errno.js';
 import { KVM_MEMSLOT_INVALID, PAGE_SIZE } from './uapi.js';
 import { KvmPageFault, kvmMmuFaultinPfn, kvmTdpMmuMapFault } from './mmu/page-fault.js';
@@ -54,7 +54,7 @@ interface EmulatedMmio {
   value: bigint;
 }
 
-export class Vcpu {
+export class Vcpu<E extends VendorEdge = VendorEdge> {
   readonly kind = 'kvm-vcpu';
   /** the last exit KVM_RUN reported (kvm_run) */
   lastExit: KvmRunExit | null = null;
@@ -79,7 +79,7 @@ export class Vcpu {
   private readonly syncOp: GuestAccessOp = new GuestAccessOp(this, undefined, { runsToCompletion: true });
 
   constructor(
-    readonly vm: Vm,
+    readonly vm: Vm<E>,
     readonly id: number,
   ) {}
 
@@ -326,15 +326,15 @@ export class Vcpu {
   }
 
   /** KVM_MEMORY_ENCRYPT_OP on the vCPU fd (KVM_TDX_INIT_VCPU, KVM_TDX_INIT_MEM_REGION) */
-  memoryEncryptOp(cmd: string, args: Readonly<Record<string, unknown>>): VendorIoctlResult {
+  memoryEncryptOp(req: E['vcpuIoctl']): VendorIoctlResult<E['ioctlOut']> {
     const backend = this.vm.backend;
-    if (this.vm.dead) fail('EIO', `${cmd}: the VM is dead`);
+    if (this.vm.dead) fail('EIO', `${req.cmd}: the VM is dead`);
     if (!backend?.vcpuIoctl) fail('ENOTTY', 'KVM_MEMORY_ENCRYPT_OP: no vendor backend for this VM type');
-    return backend.vcpuIoctl(this.id, cmd, args);
+    return backend.vcpuIoctl(this.id, req);
   }
 
   /** a vendor guest operation (PVALIDATE, TDG.MEM.PAGE.ACCEPT, PSC, MapGPA, ...) */
-  guestOp(req: GuestOpRequest): GuestOpResult {
+  guestOp(req: E['guestRequest']): GuestOpResult {
     const backend = this.vm.backend;
     if (this.vm.dead) return { errno: 'EIO' };
     if (!backend?.guestOp) fail('EINVAL', `guest operation ${req.op}: no vendor backend for this VM type`);

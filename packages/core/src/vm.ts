@@ -9,12 +9,13 @@ import {
   KVM_FILTER_PRIVATE,
   KVM_FILTER_SHARED,
   type GuestMemfdFactory,
-  type GuestMemoryFile,
   type KernelProfile,
   type KvmCreateGuestMemfd,
   type KvmFile,
+  type KvmGmemPopulateArgs,
   type MemslotView,
   type VendorBackend,
+  type VendorEdge,
   type VendorIoctlResult,
   type VmForBackend,
   type VmForProvider,
@@ -40,6 +41,7 @@ import {
   KVM_DIRTY_LOG_MANUAL_CAPS,
   KVM_HC_MAP_GPA_RANGE,
   KVM_MAX_NR_ADDRESS_SPACES,
+  KVM_MEM_GUEST_MEMFD,
   KVM_MEMORY_ATTRIBUTE_PRIVATE,
   KVM_MEM_PCI_HOLE,
   KVM_MEM_READONLY,
@@ -51,6 +53,7 @@ import {
   PG_LEVEL_4K,
 } from './uapi.js';
 import { Tracer } from './trace.js';
+import { kvmGfnDirectBits, kvmGpaToGfn, kvmIsGfnAlias } from './gfn.js';
 import { MmuInvalidate } from './invalidate.js';
 import { RangeMap } from './range-map.js';
 import { KvmMemorySlot, kvmSlotDirtyTrackEnabled } from './memslot/memslot.js';
@@ -97,11 +100,11 @@ export interface KvmEnableCap {
   args?: number[];
 }
 
-export interface VmOptions {
+export interface VmOptions<E extends VendorEdge = VendorEdge> {
   readonly type: number;
   readonly profile: KernelProfile;
   readonly process: Process;
-  readonly backend: VendorBackend | null;
+  readonly backend: VendorBackend<E> | null;
   readonly guestMemfd: GuestMemfdFactory | null;
   readonly tracer: Tracer;
   /** MMU root level: 4 (48-bit GPA) or 5 (52-bit GPA) */
@@ -110,14 +113,18 @@ export interface VmOptions {
 
 let nextVmId = 1;
 
-export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, KvmFile {
+/**
+ * `E` is the vendor's edge (`SnpEdge`, `TdxEdge`): it types `memoryEncryptOp`, the vCPUs'
+ * `guestOp` and the backend's `inspect`. `Kvm.createVm` picks it from the VM type.
+ */
+export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, AttributesVm, VmForBackend, VmForProvider, KvmFile {
   readonly kind = 'kvm-vm';
   readonly id = nextVmId++;
   readonly vmType: number;
   readonly profile: KernelProfile;
   readonly process: Process;
   readonly phys: PhysMem;
-  readonly backend: VendorBackend | null;
+  readonly backend: VendorBackend<E> | null;
   readonly tracer: Tracer;
   readonly hasPrivateMem: boolean;
   readonly nrMemslotAsIds: number;
@@ -127,7 +134,7 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
   readonly memslots: MemslotEngine;
   readonly dirtyLog: DirtyLog;
   readonly mmu: TdpMmu;
-  readonly vcpus: Vcpu[] = [];
+  readonly vcpus: Vcpu<E>[] = [];
   /** KVM_CAP_EXIT_HYPERCALL: hypercalls that exit to userspace */
   exitHypercalls = 0;
   /** kvm->vm_dead / vm_bugged, with why */
@@ -142,7 +149,7 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
   private shadow: ShadowMmu | null = null;
   private guestMem: VmGuestMemory | null = null;
 
-  constructor(opts: VmOptions) {
+  constructor(opts: VmOptions<E>) {
     this.vmType = opts.type;
     this.profile = opts.profile;
     this.process = opts.process;
@@ -381,12 +388,11 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
   /** @internal */
   archPrepareMemoryRegion(change: MemslotChange, next: KvmMemorySlot | null): ErrnoName | null {
     if ((change === 'CREATE' || change === 'MOVE') && next) {
-      const direct = this.backend?.gfnDirectBits ?? 0;
       const lastGfn = next.baseGfn + next.npages - 1;
       // base_gfn + npages - 1 > kvm_mmu_max_gfn()
       if (lastGfn > this.maxGfn) return 'EINVAL';
-      // a gfn "alias" (TDX shared bit) can never be a memslot
-      if (direct && (lastGfn >= direct || next.baseGfn >= direct)) return 'EINVAL';
+      // a gfn "alias" (TDX shared bit) can never be a memslot: kvm_is_gfn_alias() of the last gfn
+      if (kvmIsGfnAlias(this, lastGfn)) return 'EINVAL';
     }
     return null;
   }
@@ -646,7 +652,7 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
   /* ---------------------------------------------------------------- vCPUs --------------- */
 
   /** KVM_CREATE_VCPU */
-  createVcpu(id: number): Vcpu {
+  createVcpu(id: number): Vcpu<E> {
     this.checkAlive('KVM_CREATE_VCPU');
     // kvm_vm_ioctl_create_vcpu(): KVM_MAX_VCPU_IDS = KVM_MAX_VCPUS * KVM_VCPU_ID_RATIO, then
     // created_vcpus >= kvm->max_vcpus (KVM_MAX_VCPUS)
@@ -656,13 +662,13 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
     }
     if (this.vcpus.length >= maxVcpus) fail('EINVAL', 'kvm_vm_ioctl_create_vcpu: created_vcpus >= max_vcpus');
     if (this.vcpus.some((v) => v.id === id)) fail('EEXIST', 'KVM_CREATE_VCPU: vcpu id already exists');
-    const vcpu = new Vcpu(this, id);
+    const vcpu = new Vcpu<E>(this, id);
     this.vcpus.push(vcpu);
     this.tracer.emit('kvm_create_vcpu', { vcpu_id: id });
     return vcpu;
   }
 
-  vcpu(id: number): Vcpu | undefined {
+  vcpu(id: number): Vcpu<E> | undefined {
     return this.vcpus.find((v) => v.id === id);
   }
 
@@ -679,10 +685,10 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
   /* --------------------------------------------------------- vendor ioctls -------------- */
 
   /** KVM_MEMORY_ENCRYPT_OP on the VM fd (KVM_SEV_SNP_*, KVM_TDX_INIT_VM, ...) */
-  memoryEncryptOp(cmd: string, args: Readonly<Record<string, unknown>>): VendorIoctlResult {
+  memoryEncryptOp(req: E['vmIoctl']): VendorIoctlResult<E['ioctlOut']> {
     this.checkAlive('KVM_MEMORY_ENCRYPT_OP');
     if (!this.backend?.vmIoctl) fail('ENOTTY', 'KVM_MEMORY_ENCRYPT_OP: no vendor backend for this VM type');
-    return this.backend.vmIoctl(cmd, args);
+    return this.backend.vmIoctl(req);
   }
 
   /* ---------------------------------------------------- VmForBackend / Provider --------- */
@@ -754,6 +760,29 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
     return r < 0 ? { errno: r } : out;
   }
 
+  /**
+   * kvm_gmem_populate() up to kvm_gmem_get_file() (virt/kvm/guest_memfd.c); the file the slot
+   * is bound to does the rest, page by page.
+   */
+  gmemPopulate(args: KvmGmemPopulateArgs): number {
+    const { npages, src } = args;
+    // WARN_ON_ONCE(npages <= 0), WARN_ON_ONCE(!PAGE_ALIGNED(src))
+    if (!(npages > 0)) return -ERRNO.EINVAL;
+    // (linux-6.18 and before copy from `src + i * PAGE_SIZE` as given: alignedSrc false)
+    if (src !== null && args.alignedSrc !== false && src % PAGE_SIZE !== 0) return -ERRNO.EINVAL;
+    // kvm_slot_has_gmem()
+    const slot = this.gfnToMemslot(args.startGfn);
+    if (slot === null || !(slot.flags & KVM_MEM_GUEST_MEMFD)) return -ERRNO.EINVAL;
+    // kvm_gmem_get_file(): the binding is gone (a closed file is the provider's to refuse)
+    if (slot.gmemFile === null) return -ERRNO.EFAULT;
+    return slot.gmemFile.populate({
+      ...args,
+      slot,
+      getSrcPage: (hva) => this.copyFromUser(hva, PAGE_SIZE) ?? -ERRNO.EFAULT,
+      isPrivate: (gfn) => this.memIsPrivate(gfn),
+    });
+  }
+
   forEachMirrorLeaf(cb: (gfn: number, level: number, pfn: number) => void): void {
     if (!this.backend?.hasMirroredTdp) return;
     this.mmu.forEachLeaf(0, Number.MAX_SAFE_INTEGER, KVM_FILTER_PRIVATE, (gfn, level, pfn, _w, _d, isMirror) => {
@@ -762,7 +791,7 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
   }
 
   forEachDirectLeaf(cb: (gfn: number, level: number, pfn: number) => void): void {
-    const direct = this.backend?.gfnDirectBits ?? 0;
+    const direct = kvmGfnDirectBits(this);
     this.mmu.forEachLeaf(0, Number.MAX_SAFE_INTEGER, KVM_FILTER_SHARED, (gfn, level, pfn, _w, _d, isMirror) => {
       if (!isMirror) cb(gfn + direct, level, pfn);
     });
@@ -797,9 +826,7 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
   handlePrivateFault(vcpuId: number, gpa: number, acceptLevel?: number): number {
     const vcpu = this.vcpu(vcpuId);
     if (!vcpu) return -ERRNO.EINVAL;
-    const direct = this.backend?.gfnDirectBits ?? 0;
-    let gfn = Math.floor(gpa / PAGE_SIZE);
-    if (direct && gfn >= direct) gfn -= direct;
+    const gfn = kvmGpaToGfn(this, gpa);
     if (acceptLevel !== undefined) {
       // TDX huge-page series, tdx_check_accept_level(): an EPT violation from TDG.MEM.PAGE.ACCEPT
       // carries the guest's accept level; a larger private mapping over that range is split
@@ -849,11 +876,6 @@ export class Vm implements FaultVm, AttributesVm, VmForBackend, VmForProvider, K
   /** read-only inspection for scenario `assert` steps and `ccmem explain` */
   inspectMemslot(asId: number, id: number): MemslotView | undefined {
     return this.memslots.idToMemslot(asId, id) ?? undefined;
-  }
-
-  /** is `f` a guest-memory file (guest_memfd or a device fd)? */
-  static isGuestMemoryFile(f: KvmFile | undefined): f is GuestMemoryFile {
-    return !!f && typeof (f as Partial<GuestMemoryFile>).getPfn === 'function';
   }
 }
 

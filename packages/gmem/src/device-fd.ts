@@ -22,7 +22,7 @@
  *    access cannot hurt the machine may stay mmap-able by the VMM while mapped privately.
  */
 import { ERRNO, KVM_FILTER_PRIVATE, KVM_FILTER_SHARED, PAGE_SIZE, fail } from '@ccmem/core';
-import type { ErrnoName, FileMappingBacking, GmemPfn, GuestMemoryFile, HostPhysMem, MemslotView, VmForProvider } from '@ccmem/core';
+import type { ErrnoName, FileMappingBacking, GmemPfn, GmemPopulateRequest, GuestMemoryFile, HostPhysMem, MemslotView, VmForProvider } from '@ccmem/core';
 import { GmemBindings, bindingGfnRange, slotBytes } from './bindings.js';
 import type { GmemBinding } from './bindings.js';
 
@@ -232,6 +232,16 @@ export class DeviceFdFile implements GuestMemoryFile, FileMappingBacking {
   peekPfn(slot: MemslotView, gfn: number): number {
     if (slot.gmemFile !== this || this.region.revoked) return -1;
     return this.region.pfnAt(gfn - slot.baseGfn + slot.gmemPgoff);
+  }
+
+  /**
+   * kvm_gmem_populate() on a device region: refused (-EINVAL). The RFC binds MMIO, whose
+   * contents the device owns: there is no page cache to fill from a source page and mark up to
+   * date, and a vendor's launch flow (SNP_LAUNCH_UPDATE, TDH.MEM.PAGE.ADD) never measures device
+   * memory into the TD.
+   */
+  populate(_req: GmemPopulateRequest): number {
+    return -ERRNO.EINVAL;
   }
 
   /** kvm_vfio_dmabuf_get_pfn() in the RFC: same shape as kvm_gmem_get_pfn, no prepare step */

@@ -13,13 +13,15 @@ import {
   KVM_X86_TDX_VM,
   KvmError,
   PAGE_SIZE,
+  LINUX_6_18_PROFILE,
+  UPSTREAM_PROFILE,
 } from '@ccmem/core';
 import type { GmemPfn } from '@ccmem/core';
 import { describe, expect, it } from 'vitest';
 import { GuestMemfd, guestMemfdCapability, guestMemfdFactory } from './guest-memfd.js';
 import { InvalidateLockBusyError } from './invalidate-lock.js';
 import { PAGE_HWPOISON, PAGE_PREPARED, PAGE_UPTODATE } from './page-store.js';
-import { FakeVm, TEST_6_18_PROFILE, TEST_UPSTREAM_PROFILE, bindSlot, fakeSlot } from './testing/fake-vm.js';
+import { FakeVm, bindSlot, fakeSlot } from './testing/fake-vm.js';
 import { runProviderConformance } from './testing/provider-conformance.js';
 
 const KEEP = FALLOC_FL_KEEP_SIZE;
@@ -67,17 +69,17 @@ describe('KVM_CREATE_GUEST_MEMFD (§6.1)', () => {
   });
 
   it('a profile whose default VM has no gmem flags (pre-mmap kernel) offers none on any VM', () => {
-    const old = { ...TEST_UPSTREAM_PROFILE, name: 'old', gmemFlagsDefaultVm: 0 };
+    const old = { ...UPSTREAM_PROFILE, name: 'old', gmemFlagsDefaultVm: 0 };
     expect(guestMemfdFactory.supportedFlags(new FakeVm({ profile: old }))).toBe(0);
     expect(guestMemfdFactory.supportedFlags(snpVm({ profile: old }))).toBe(0);
   });
 
   it('KVM_CAP_GUEST_MEMFD is 1 and KVM_CAP_GUEST_MEMFD_FLAGS is the per-VM mask (all flags on /dev/kvm)', () => {
-    expect(guestMemfdCapability(KVM_CAP_GUEST_MEMFD, snpVm(), TEST_UPSTREAM_PROFILE)).toBe(1);
-    expect(guestMemfdCapability(KVM_CAP_GUEST_MEMFD_FLAGS, snpVm(), TEST_UPSTREAM_PROFILE)).toBe(MMAP);
-    expect(guestMemfdCapability(KVM_CAP_GUEST_MEMFD_FLAGS, new FakeVm(), TEST_UPSTREAM_PROFILE)).toBe(MMAP | INIT_SHARED);
-    expect(guestMemfdCapability(KVM_CAP_GUEST_MEMFD_FLAGS, null, TEST_UPSTREAM_PROFILE)).toBe(MMAP | INIT_SHARED);
-    expect(guestMemfdCapability(1, null, TEST_UPSTREAM_PROFILE)).toBeUndefined();
+    expect(guestMemfdCapability(KVM_CAP_GUEST_MEMFD, snpVm(), UPSTREAM_PROFILE)).toBe(1);
+    expect(guestMemfdCapability(KVM_CAP_GUEST_MEMFD_FLAGS, snpVm(), UPSTREAM_PROFILE)).toBe(MMAP);
+    expect(guestMemfdCapability(KVM_CAP_GUEST_MEMFD_FLAGS, new FakeVm(), UPSTREAM_PROFILE)).toBe(MMAP | INIT_SHARED);
+    expect(guestMemfdCapability(KVM_CAP_GUEST_MEMFD_FLAGS, null, UPSTREAM_PROFILE)).toBe(MMAP | INIT_SHARED);
+    expect(guestMemfdCapability(1, null, UPSTREAM_PROFILE)).toBeUndefined();
   });
 
   // §9.2 item 1, for the default VM and a CoCo VM
@@ -289,7 +291,7 @@ describe('binding (§2.4 step 17 d/e)', () => {
   });
 
   it('each page is bound to at most one slot; adjacent ranges are fine', () => {
-    for (const profile of [TEST_UPSTREAM_PROFILE, TEST_6_18_PROFILE]) {
+    for (const profile of [UPSTREAM_PROFILE, LINUX_6_18_PROFILE]) {
       const f = gmem(snpVm({ profile }), 8);
       bindSlot({ id: 1, baseGfn: 0, npages: 2, file: f, offset: 2 * PAGE_SIZE });
       expect(errnoOf(() => bindSlot({ id: 2, baseGfn: 0x10, npages: 2, file: f, offset: 0 }))).toBeNull();

@@ -27,6 +27,7 @@ import type {
   ErrnoName,
   FileMappingBacking,
   GmemPfn,
+  GmemPopulateRequest,
   GuestMemfdFactory,
   GuestMemoryFile,
   KernelProfile,
@@ -93,15 +94,6 @@ export interface GmemStats {
   bindings: number;
   /** VMAs mapping the file */
   mappings: number;
-}
-
-/** kvm_gmem_populate's per-page inputs, see populate.ts */
-export interface GmemPopulatePage {
-  readonly slot: MemslotView;
-  readonly gfn: number;
-  readonly srcPage: Uint8Array | null;
-  readonly isPrivate: (gfn: number) => boolean;
-  readonly postPopulate: (gfn: number, pfn: number, srcPage: Uint8Array | null) => number;
 }
 
 let nextIno = 1;
@@ -238,17 +230,50 @@ export class GuestMemfd implements GuestMemoryFile, FileMappingBacking {
     return 0;
   }
 
-  /** kvm_gmem_populate's per-page step (__kvm_gmem_populate); returns 0 or -errno */
-  populatePage(p: GmemPopulatePage): number {
+  /**
+   * kvm_gmem_populate() from kvm_gmem_get_file() on (virt/kvm/guest_memfd.c, launch-time
+   * population for SNP's KVM_SEV_SNP_LAUNCH_UPDATE and TDX's KVM_TDX_INIT_MEM_REGION; the
+   * core checked the arguments and the slot). Each page is marked up to date without being
+   * zeroed: its contents are what the vendor's post_populate put there, and no gmem_prepare
+   * runs. Returns the pages populated if any, else the first -errno (`ret && !i ? ret : i`).
+   * The range is clamped to the end of the slot; the caller loops for ranges that span slots.
+   */
+  populate(req: GmemPopulateRequest): number {
+    const { slot, startGfn, src } = req;
+    // kvm_gmem_get_file(): closed
+    if (!this.live) return -ERRNO.EFAULT;
+    const npages = Math.min(slot.npages - (startGfn - slot.baseGfn), req.npages);
+    let ret = 0;
+    let i = 0;
+    for (; i < npages; i++) {
+      // (no signals in the model) get_user_pages_fast() of the source page
+      let srcPage: Uint8Array | null = null;
+      if (src !== null) {
+        const got = req.getSrcPage(src + i * PAGE_SIZE);
+        if (typeof got === 'number') {
+          ret = got < 0 ? got : -ERRNO.ENOMEM;
+          break;
+        }
+        srcPage = got;
+      }
+      ret = this.populatePage(req, startGfn + i, srcPage);
+      if (ret !== 0) break;
+    }
+    return ret !== 0 && i === 0 ? ret : i;
+  }
+
+  /** __kvm_gmem_populate() for one page under the invalidate lock: 0 or -errno */
+  private populatePage(req: GmemPopulateRequest, gfn: number, srcPage: Uint8Array | null): number {
     this.assertLockFree('kvm_gmem_populate');
-    if (p.slot.gmemFile !== this) return -ERRNO.EFAULT;
-    const index = p.gfn - p.slot.baseGfn + p.slot.gmemPgoff;
-    if (!this.bindings.isBoundTo(index, p.slot)) return -ERRNO.EIO;
+    const slot = req.slot;
+    if (slot.gmemFile !== this) return -ERRNO.EFAULT;
+    const index = gfn - slot.baseGfn + slot.gmemPgoff;
+    if (!this.bindings.isBoundTo(index, slot)) return -ERRNO.EIO;
     const pfn = this.faultinFolio(index);
     if (pfn < 0) return pfn;
     if (this.pages.flagsAt(index) & PAGE_HWPOISON) return -ERRNO.EHWPOISON;
-    if (!p.isPrivate(p.gfn)) return -ERRNO.EINVAL;
-    const r = p.postPopulate(p.gfn, pfn, p.srcPage);
+    if (!req.isPrivate(gfn)) return -ERRNO.EINVAL;
+    const r = req.postPopulate(gfn, pfn, srcPage);
     if (r === 0) this.pages.setFlags(index, PAGE_UPTODATE);
     return r;
   }

@@ -24,6 +24,7 @@ import {
   KVM_X86_TDX_VM,
   recordTrace,
   type Vm,
+  type VmEdge,
 } from '@ccmem/core';
 import { guestMemfdFactory } from '@ccmem/gmem';
 import { snpBackendFactory } from '@ccmem/snp';
@@ -56,8 +57,14 @@ export function modelProfileName(profile: VmConfig['profile'], hostProfile?: Ker
   return modelProfile(profile, hostProfile).name;
 }
 
+/** the vendor backends of the model, by VM type */
+const MODEL_BACKENDS = { [KVM_X86_SNP_VM]: snpBackendFactory, [KVM_X86_TDX_VM]: tdxBackendFactory };
+/** the model's /dev/kvm, and a VM of any type on it (typed with every vendor's edge) */
+export type ModelKvm = Kvm<typeof MODEL_BACKENDS>;
+export type ModelVm = Vm<VmEdge<typeof MODEL_BACKENDS, number>>;
+
 /** the vendor backend options of a scenario's `vm` block */
-export function backendOptions(vm: VmConfig): Record<string, unknown> {
+export function backendOptions(vm: VmConfig): NonNullable<Parameters<ModelKvm['createVm']>[0]>['options'] {
   if (vm.type === 'snp') {
     return { ...(vm.directmap !== undefined && { directmap: vm.directmap }), ...(vm.rmp_timing !== undefined && { rmpTiming: vm.rmp_timing }) };
   }
@@ -69,8 +76,8 @@ export function backendOptions(vm: VmConfig): Record<string, unknown> {
 
 export interface ModelTarget extends Target {
   /** the model of the current scenario (between begin and end) */
-  readonly kvm: Kvm | null;
-  readonly vm: Vm | null;
+  readonly kvm: ModelKvm | null;
+  readonly vm: ModelVm | null;
   /** Vm.mmuStats() of the current VM */
   stats(): Record<string, number>;
 }
@@ -95,8 +102,8 @@ export function createModelTarget(opts: ModelTargetOptions = {}): ModelTarget {
 
 class ModelTargetImpl implements ModelTarget {
   readonly name = 'model' as const;
-  kvm: Kvm | null = null;
-  vm: Vm | null = null;
+  kvm: ModelKvm | null = null;
+  vm: ModelVm | null = null;
   private run: ModelRun | null = null;
   /** invariant violations already reported (only new ones fail a step) */
   private reported = new Set<string>();
@@ -115,7 +122,7 @@ class ModelTargetImpl implements ModelTarget {
     const kvm = new Kvm({
       profile: kernelProfile,
       guestMemfd: guestMemfdFactory,
-      backends: { [KVM_X86_SNP_VM]: snpBackendFactory, [KVM_X86_TDX_VM]: tdxBackendFactory },
+      backends: MODEL_BACKENDS,
     });
     const type = VM_TYPE_NUMBERS[VM_TYPE_NAMES[cfg.type]];
     if (!(kvm.vmTypes & (1 << type))) {
@@ -179,7 +186,7 @@ class ModelTargetImpl implements ModelTarget {
 
   /* ------------------------------------------------------------------------------------ */
 
-  private requireVm(): Vm {
+  private requireVm(): ModelVm {
     if (!this.vm) throw new Error('model target: no VM (begin() not called)');
     return this.vm;
   }

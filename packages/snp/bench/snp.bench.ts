@@ -34,20 +34,21 @@ function convertFaultPages(npages: number): number {
   const hva = kvm.process.mm.mmap({ length: size, prot: { read: true, write: true }, shared: false });
   vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: GPA, memory_size: size, userspace_addr: hva, guest_memfd: fd, guest_memfd_offset: 0 });
   const vcpu = vm.createVcpu(0);
-  vm.memoryEncryptOp('snp_launch_start', {});
-  vm.memoryEncryptOp('snp_launch_finish', {});
-  const pvalidate = { op: 'pvalidate', args: { gpa: 0, size: '4K', validate: true } };
+  vm.memoryEncryptOp({ cmd: 'snp_launch_start' });
+  vm.memoryEncryptOp({ cmd: 'snp_launch_finish' });
+  // one request object, refilled per page (no allocation in the loop)
+  const pvalidate = { op: 'pvalidate' as const, gpa: 0, level: PG_LEVEL_4K as typeof PG_LEVEL_4K, validate: true };
   const t0 = performance.now();
   vm.setMemoryAttributes({ address: GPA, size, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
   for (let i = 0; i < npages; i++) {
     const gpa = GPA + i * 4096;
     const r = vcpu.guestWrite(gpa, 8, 1n, true);
     if (r.exception?.vector !== '#VC') throw new Error(`page ${i}: expected #VC before PVALIDATE, got ${JSON.stringify(r.exit ?? r.errno ?? r.value)}`);
-    (pvalidate.args as { gpa: number }).gpa = gpa;
+    pvalidate.gpa = gpa;
     if (vcpu.guestOp(pvalidate).ret !== 0) throw new Error(`page ${i}: PVALIDATE failed`);
   }
   const secs = (performance.now() - t0) / 1000;
-  const stats = (vm.backend as SnpBackend).inspect!('stats', {}) as { rmp: { assignedPages: number } };
+  const stats = (vm.backend as SnpBackend).inspect!({ what: 'stats' }) as { rmp: { assignedPages: number } };
   // every page, plus one VMSA page per vCPU assigned by SNP_LAUNCH_FINISH
   if (stats.rmp.assignedPages !== npages + vm.nrVcpus) throw new Error('not every page is assigned');
   return npages / secs;

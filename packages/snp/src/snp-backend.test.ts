@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { KVM_HC_MAP_GPA_RANGE, KVM_X86_SNP_VM, KvmError, PG_LEVEL_2M, PG_LEVEL_4K } from '@ccmem/core';
 import { SnpHost, PFERR_GUEST_RMP_MASK, PFERR_GUEST_SIZEM_MASK, pferrHas, RMPUPDATE_FAIL_PERMISSION, rmpupdateInsn } from './instructions.js';
-import { LaunchDigest, INITIAL_VMSA_GPA } from './launch-digest.js';
-import { createSnpBackend, VMGEXIT_PSC_ERROR_GENERIC, VMGEXIT_PSC_ERROR_INVALID_ENTRY, VMGEXIT_PSC_ERROR_INVALID_HDR, type SnpBackend } from './snp-backend.js';
-import { FakePhys } from './testing/fake-phys.js';
+import type { SnpPageLevel, SnpPscEntry } from './edge.js';
+import { createSnpBackend, SNP_PAGE_STATE_PRIVATE, SNP_PAGE_STATE_PSMASH, SNP_PAGE_STATE_SHARED, VMGEXIT_PSC_ERROR_GENERIC, VMGEXIT_PSC_ERROR_INVALID_ENTRY, VMGEXIT_PSC_ERROR_INVALID_HDR, type SnpBackend } from './snp-backend.js';
+import { PhysMem } from '@ccmem/core';
 import { FakeVm } from './testing/fake-vm.js';
 
 const PFN_BASE = 0x40000; // 2M-aligned, inside the host
@@ -11,20 +11,20 @@ const ENC = 1 << 4;
 const SZ_2M = 1;
 
 function setup(o: { directmap?: 'split' | 'unmap'; rmpTiming?: 'prepare' | 'set-attributes'; order?: number; npages?: number; nrVcpus?: number } = {}) {
-  const phys = new FakePhys();
+  const phys = new PhysMem();
   const host = new SnpHost({ maxPfn: 1 << 22, phys });
   const b = createSnpBackend({ directmap: o.directmap ?? 'split', rmpTiming: o.rmpTiming ?? 'prepare', phys, host });
   const vm = new FakeVm({ phys, npages: o.npages ?? 4096, pfnBase: PFN_BASE, order: o.order ?? 0, nrVcpus: o.nrVcpus ?? 1 }).attach(b);
   return { phys, host, b, vm };
 }
 
-function pvalidate(b: SnpBackend, gpa: number, validate = true, size = '4K') {
-  return b.guestOp!(0, { op: 'pvalidate', args: { gpa, size, validate } });
+function pvalidate(b: SnpBackend, gpa: number, validate = true, level: SnpPageLevel = PG_LEVEL_4K) {
+  return b.guestOp!(0, { op: 'pvalidate', gpa, level, validate });
 }
 
 describe('createSnpBackend', () => {
   it('describes an SNP VM and takes an ASID from the host', () => {
-    const phys = new FakePhys();
+    const phys = new PhysMem();
     const host = new SnpHost({ maxSnpAsid: 1 });
     const b = createSnpBackend({ directmap: 'split', rmpTiming: 'prepare', phys, host });
     expect(b).toMatchObject({ vmType: KVM_X86_SNP_VM, hasPrivateMem: true, nrMemslotAsIds: 1, hasReadonlyMem: false, hasMirroredTdp: false, gfnDirectBits: 0, supportsGmemInitShared: false, asid: 1 });
@@ -44,8 +44,8 @@ describe('prepare timing (upstream)', () => {
     expect(host.rmp.assignedPages).toBe(0); // nothing until a fault
     expect(vm.accessPrivate(0x3000)).toMatchObject({ kind: 'guest-exception', vector: '#VC' });
     const pfn = PFN_BASE + 3;
-    expect(b.inspect!('rmp', { pfn })).toMatchObject({ assigned: true, asid: b.asid, gpa: 0x3000, validated: false, level: PG_LEVEL_4K });
-    expect(b.inspect!('rmp', { gpa: 0x3000 })).toMatchObject({ pfn });
+    expect(b.inspect!({ what: 'rmp', pfn })).toMatchObject({ assigned: true, asid: b.asid, gpa: 0x3000, validated: false, level: PG_LEVEL_4K });
+    expect(b.inspect!({ what: 'rmp', gpa: 0x3000 })).toMatchObject({ pfn });
     expect(pvalidate(b, 0x3000)).toMatchObject({ ret: 0 });
     expect(pvalidate(b, 0x3000)).toMatchObject({ ret: 255 }); // already validated
     expect(vm.accessPrivate(0x3000)).toEqual({ kind: 'ok' });
@@ -65,7 +65,7 @@ describe('prepare timing (upstream)', () => {
     expect(vm.accessPrivate(0x5000)).toMatchObject({ vector: '#VC' });
     expect(host.rmp.lookup(PFN_BASE + 5)).toEqual({ assigned: true, level: PG_LEVEL_2M });
     expect(vm.npt.get(5)?.level).toBe(PG_LEVEL_2M);
-    expect(pvalidate(b, 0, true, '2M')).toMatchObject({ ret: 0 });
+    expect(pvalidate(b, 0, true, PG_LEVEL_2M)).toMatchObject({ ret: 0 });
     expect(vm.accessPrivate(0x5000)).toEqual({ kind: 'ok' });
     expect(b.checkInvariants!()).toEqual([]);
     // a 4K mapping of a 2M RMP page: #NPF(RMP|SIZEM) → sev_handle_rmp_fault PSMASHes and zaps
@@ -77,7 +77,7 @@ describe('prepare timing (upstream)', () => {
     expect(vm.accessPrivate(0x7000)).toEqual({ kind: 'ok' }); // validated bit survived PSMASH
     expect(host.rmp.level(PFN_BASE + 7)).toBe(PG_LEVEL_4K);
     expect(vm.zaps.at(-1)).toEqual([7, 7 + 512]);
-    expect(b.inspect!('stats', {})).toMatchObject({ backend: { rmpFaultPsmash: 1 } });
+    expect(b.inspect!({ what: 'stats' })).toMatchObject({ backend: { rmpFaultPsmash: 1 } });
   });
 
   it('a 4K PVALIDATE of a 2M RMP page takes the SIZEM #NPF, KVM PSMASHes, the retry succeeds', () => {
@@ -113,39 +113,19 @@ describe('prepare timing (upstream)', () => {
     expect(v).toMatchObject({ kind: 'npf', errorCode: PFERR_GUEST_RMP_MASK });
     vm.private.delete(0);
     b.handleNpfExtra!(0, 0, PFERR_GUEST_RMP_MASK);
-    expect(b.inspect!('stats', {})).toMatchObject({ backend: { rmpFaultShared: 1 } });
+    expect(b.inspect!({ what: 'stats' })).toMatchObject({ backend: { rmpFaultShared: 1 } });
   });
 });
 
 describe('set-attributes timing (seed update_mem_attr)', () => {
-  it('reproduces the race: a fault between the store and the RMPUPDATE loops on no-op RMP #NPFs', () => {
-    const { b, vm, host } = setup({ rmpTiming: 'set-attributes' });
-    let during: ReturnType<FakeVm['accessPrivate']> | null = null;
-    let invariantsDuring: string[] = [];
-    vm.setAttributes(0, 4, true, () => {
-      during = vm.accessPrivate(0x2000, { maxRetries: 5 });
-      invariantsDuring = b.checkInvariants!();
-    });
-    expect(during).toMatchObject({ kind: 'loop', retries: 5, last: { kind: 'npf' } });
-    expect(b.inspect!('stats', {})).toMatchObject({ backend: { rmpFaultUnassigned: 5, attrRmpUpdates: 4 } });
-    expect(invariantsDuring.some((s) => /has no assigned RMP entry/.test(s))).toBe(true);
-    // the RMPUPDATE landed: the same access now reaches the validation check
-    expect(vm.accessPrivate(0x2000)).toMatchObject({ vector: '#VC' });
-    expect(pvalidate(b, 0x2000)).toMatchObject({ ret: 0 });
-    expect(vm.accessPrivate(0x2000)).toEqual({ kind: 'ok' });
-    expect(b.checkInvariants!()).toEqual([]);
-    // private→shared returns the pages from the post hook, not at hole punch
-    vm.setAttributes(0, 4, false);
-    expect(host.rmp.assignedPages).toBe(0);
-  });
-
+  // the race itself (a fault between the store and the RMPUPDATE) runs on the real VM: snp-e2e.test.ts
   it('leaks a page the post hook cannot return to shared', () => {
     const { b, vm, host } = setup({ rmpTiming: 'set-attributes' });
     vm.setAttributes(0, 1, true);
     host.injectResult('rmpupdate', RMPUPDATE_FAIL_PERMISSION);
     vm.setAttributes(0, 1, false);
     expect(host.leakedPages.has(PFN_BASE)).toBe(true);
-    expect(b.inspect!('stats', {})).toMatchObject({ backend: { attrRmpFailures: 1 } });
+    expect(b.inspect!({ what: 'stats' })).toMatchObject({ backend: { attrRmpFailures: 1 } });
   });
 });
 
@@ -189,29 +169,29 @@ describe('invariants', () => {
 describe('page-state change', () => {
   it('MSR protocol: one 4K page per KVM_HC_MAP_GPA_RANGE exit', () => {
     const { b, vm } = setup();
-    const r = b.guestOp!(0, { op: 'psc_msr', args: { gpa: 0x5000, op: 'private' } });
+    const r = b.guestOp!(0, { op: 'psc_msr', gpa: 0x5000, operation: SNP_PAGE_STATE_PRIVATE });
     expect(r.exit).toEqual({ reason: 'KVM_EXIT_HYPERCALL', hypercall: { nr: KVM_HC_MAP_GPA_RANGE, args: [0x5000, 1, ENC], ret: 0, flags: 0 } });
     expect(b.completeHypercall!(0, 0)).toEqual({ ret: 0 });
     expect(b.completeHypercall!(0, 0)).toBeNull();
-    b.guestOp!(0, { op: 'psc_msr', args: { gpa: 0x5000, op: 'shared' } });
+    b.guestOp!(0, { op: 'psc_msr', gpa: 0x5000, operation: SNP_PAGE_STATE_SHARED });
     expect(b.completeHypercall!(0, 22)).toEqual({ ret: 'GHCB_MSR_PSC_RESP_ERROR' });
-    vm.exitHypercalls = 0;
-    expect(b.guestOp!(0, { op: 'psc_msr', args: { gpa: 0x5000, op: 'private' } })).toMatchObject({ ret: 'GHCB_MSR_PSC_RESP_ERROR' });
+    vm.exitHypercalls = 0; // KVM_CAP_EXIT_HYPERCALL without KVM_HC_MAP_GPA_RANGE
+    expect(b.guestOp!(0, { op: 'psc_msr', gpa: 0x5000, operation: SNP_PAGE_STATE_PRIVATE })).toMatchObject({ ret: 'GHCB_MSR_PSC_RESP_ERROR' });
   });
 
   it('GHCB protocol merges adjacent entries into one exit per run and resumes on completion', () => {
     const { b } = setup();
-    const entries = [
-      { gfn: 0, op: 'private' },
-      { gfn: 1, op: 'private' },
-      { gfn: 2, op: 'private' },
-      { gfn: 3, op: 'shared' },
-      { gfn: 512, op: 'psmash', pagesize: '2M' },
-      { gfn: 1024, op: 'private', pagesize: '2M' },
-      { gfn: 1536, op: 'private', pagesize: '2M' },
+    const entries: SnpPscEntry[] = [
+      { gfn: 0, operation: SNP_PAGE_STATE_PRIVATE },
+      { gfn: 1, operation: SNP_PAGE_STATE_PRIVATE },
+      { gfn: 2, operation: SNP_PAGE_STATE_PRIVATE },
+      { gfn: 3, operation: SNP_PAGE_STATE_SHARED },
+      { gfn: 512, operation: SNP_PAGE_STATE_PSMASH, pagesize: 1 },
+      { gfn: 1024, operation: SNP_PAGE_STATE_PRIVATE, pagesize: 1 },
+      { gfn: 1536, operation: SNP_PAGE_STATE_PRIVATE, pagesize: 1 },
     ];
     const exits: number[][] = [];
-    let r = b.guestOp!(0, { op: 'psc', args: { entries } });
+    let r = b.guestOp!(0, { op: 'psc', entries });
     while (r.exit) {
       if (r.exit.reason === 'KVM_EXIT_HYPERCALL') exits.push(r.exit.hypercall.args);
       r = b.completeHypercall!(0, 0)!;
@@ -226,26 +206,26 @@ describe('page-state change', () => {
 
   it('GHCB protocol errors: userspace failure, bad header, bad entry; 253 entries max', () => {
     const { b } = setup();
-    b.guestOp!(0, { op: 'psc', args: { entries: [{ gfn: 0, op: 'private' }] } });
+    b.guestOp!(0, { op: 'psc', entries: [{ gfn: 0, operation: SNP_PAGE_STATE_PRIVATE }] });
     expect(b.completeHypercall!(0, 11)).toMatchObject({ ret: VMGEXIT_PSC_ERROR_GENERIC });
-    const many = Array.from({ length: 254 }, (_, i) => ({ gfn: 2 * i, op: 'shared' }));
-    expect(b.guestOp!(0, { op: 'psc', args: { entries: many } })).toMatchObject({ ret: VMGEXIT_PSC_ERROR_INVALID_HDR });
+    const many = Array.from({ length: 254 }, (_, i) => ({ gfn: 2 * i, operation: SNP_PAGE_STATE_SHARED }));
+    expect(b.guestOp!(0, { op: 'psc', entries: many })).toMatchObject({ ret: VMGEXIT_PSC_ERROR_INVALID_HDR });
     const max = many.slice(0, 253);
-    let r = b.guestOp!(0, { op: 'psc', args: { entries: max } });
+    let r = b.guestOp!(0, { op: 'psc', entries: max });
     let n = 0;
     while (r.exit) {
       n++;
       r = b.completeHypercall!(0, 0)!;
     }
     expect(n).toBe(253);
-    expect(b.guestOp!(0, { op: 'psc', args: { entries: [{ gfn: 5, op: 'private', pagesize: '2M' }] } })).toMatchObject({ ret: VMGEXIT_PSC_ERROR_INVALID_ENTRY });
+    expect(b.guestOp!(0, { op: 'psc', entries: [{ gfn: 5, operation: SNP_PAGE_STATE_PRIVATE, pagesize: 1 }] })).toMatchObject({ ret: VMGEXIT_PSC_ERROR_INVALID_ENTRY });
   });
 
   it('the guest conversion order: PSC, then PVALIDATE, then C-bit accesses; the wrong order fails', () => {
     const { b, vm } = setup();
     // shared→private. PVALIDATE before the PSC: the gfn is still shared → implicit conversion exit
     expect(pvalidate(b, 0x8000).exit).toMatchObject({ reason: 'KVM_EXIT_MEMORY_FAULT', memory_fault: { gpa: 0x8000, size: 4096 } });
-    const psc = b.guestOp!(0, { op: 'psc_msr', args: { gpa: 0x8000, op: 'private' } });
+    const psc = b.guestOp!(0, { op: 'psc_msr', gpa: 0x8000, operation: SNP_PAGE_STATE_PRIVATE });
     expect(psc.exit?.reason).toBe('KVM_EXIT_HYPERCALL');
     vm.setAttributes(8, 9, true); // the VMM's KVM_SET_MEMORY_ATTRIBUTES
     b.completeHypercall!(0, 0);
@@ -254,7 +234,7 @@ describe('page-state change', () => {
     expect(vm.accessPrivate(0x8000)).toEqual({ kind: 'ok' });
     // private→shared: rescind validation, PSC, then clear the C-bit
     expect(pvalidate(b, 0x8000, false)).toMatchObject({ ret: 0 });
-    b.guestOp!(0, { op: 'psc_msr', args: { gpa: 0x8000, op: 'shared' } });
+    b.guestOp!(0, { op: 'psc_msr', gpa: 0x8000, operation: SNP_PAGE_STATE_SHARED });
     vm.setAttributes(8, 9, false);
     b.completeHypercall!(0, 0);
     expect(vm.accessPrivate(0x8000)).toEqual({ kind: 'memory-fault', gpa: 0x8000 });
@@ -265,62 +245,7 @@ describe('page-state change', () => {
     const { b, vm } = setup();
     vm.setAttributes(0, 1, true);
     pvalidate(b, 0);
-    expect(b.guestOp!(0, { op: 'rmpadjust', args: { gpa: 0, size: '4K', vmpl: 1, perms: 3 } })).toMatchObject({ ret: 0 });
-    expect(b.inspect!('rmp', { pfn: PFN_BASE })).toMatchObject({ vmpl: [3, 0, 0] });
-  });
-});
-
-describe('launch', () => {
-  function userPage(fill: number) {
-    return new Uint8Array(4096).fill(fill);
-  }
-
-  it('LAUNCH_START checks flags and policy', () => {
-    const { b } = setup();
-    expect(() => b.vmIoctl!('snp_launch_update', { gfn_start: 0, uaddr: 0, len: 4096, type: 1 })).toThrow(/EINVAL/);
-    expect(() => b.vmIoctl!('snp_launch_start', { policy: 0 })).toThrow(/EINVAL/);
-    expect(() => b.vmIoctl!('snp_launch_start', { policy: 0x30000, flags: 1 })).toThrow(/EINVAL/);
-    expect(() => b.vmIoctl!('snp_launch_start', { policy: 0x30000 | (1 << 18) })).toThrow(/EINVAL/);
-    expect(b.vmIoctl!('snp_launch_start', { policy: 0x30000 })).toEqual({ ret: 0 });
-    expect(() => b.vmIoctl!('snp_launch_start', { policy: 0x30000 })).toThrow(/EINVAL/);
-  });
-
-  it('measures pages, leaves them Guest-Valid, reports progress, and finishes with the VMSAs', () => {
-    const { b, vm, host } = setup({ nrVcpus: 2 });
-    b.vmIoctl!('snp_launch_start', {});
-    vm.setAttributes(0, 4, true);
-    vm.user.set(0x10000, userPage(0x11));
-    vm.user.set(0x11000, userPage(0x22));
-    vm.user.set(0x12000, userPage(0x33));
-    expect(() => b.vmIoctl!('snp_launch_update', { gfn_start: 0, uaddr: 0x10000, len: 4096, type: 2 })).toThrow(/EINVAL/);
-    expect(() => b.vmIoctl!('snp_launch_update', { gfn_start: 0, uaddr: 0x10000, len: 100, type: 1 })).toThrow(/EINVAL/);
-    const r1 = b.vmIoctl!('snp_launch_update', { gfn_start: 0, uaddr: 0x10000, len: 2 * 4096, type: 1, flags: 0 });
-    expect(r1).toEqual({ ret: 0, out: { gfn_start: 2, uaddr: 0x12000, len: 0, type: 1, flags: 0 } });
-    expect(host.rmp.inspect(PFN_BASE + 1)).toMatchObject({ assigned: true, immutable: false, validated: true, gpa: 0x1000 });
-    expect(vm.phys.readBytes(PFN_BASE + 1, 0, 1)[0]).toBe(0x22);
-    // gfn 4 is not private: the 2 pages before it are done, progress is returned
-    const r2 = b.vmIoctl!('snp_launch_update', { gfn_start: 2, uaddr: 0, len: 3 * 4096, type: 3 });
-    expect(r2.out).toMatchObject({ gfn_start: 4, len: 4096, uaddr: 0 });
-    const before = host.rmp.assignedPages;
-    expect(() => b.vmIoctl!('snp_launch_update', { gfn_start: 4, uaddr: 0, len: 4096, type: 3 })).toThrow(/EIO/);
-    expect(host.rmp.assignedPages).toBe(before);
-    // an already-measured page cannot be measured again
-    expect(() => b.vmIoctl!('snp_launch_update', { gfn_start: 0, uaddr: 0x12000, len: 4096, type: 1 })).toThrow(/EIO/);
-    const fin = b.vmIoctl!('snp_launch_finish', {});
-    const ref = new LaunchDigest();
-    ref.update(1, 0, userPage(0x11));
-    ref.update(1, 0x1000, userPage(0x22));
-    ref.update(3, 0x2000);
-    ref.update(3, 0x3000);
-    ref.update(2, INITIAL_VMSA_GPA, new Uint8Array(4096));
-    ref.update(2, INITIAL_VMSA_GPA, new Uint8Array(4096));
-    expect(fin.out).toMatchObject({ launch_digest: ref.hex() });
-    expect(b.preFaultAllowed()).toBe(true);
-    const vmsa = (fin.out as { vmsa_pfns: number[] }).vmsa_pfns;
-    expect(vmsa).toHaveLength(2);
-    expect(host.rmp.inspect(vmsa[0]!)).toMatchObject({ assigned: true, vmsa: true, gpa: INITIAL_VMSA_GPA, asid: b.asid });
-    expect(() => b.vmIoctl!('snp_launch_update', { gfn_start: 3, uaddr: 0, len: 4096, type: 3 })).toThrow(/EIO/);
-    b.destroy!();
-    expect(host.rmp.isAssigned(vmsa[0]!)).toBe(false);
+    expect(b.guestOp!(0, { op: 'rmpadjust', gpa: 0, level: PG_LEVEL_4K, vmpl: 1, perms: 3 })).toMatchObject({ ret: 0 });
+    expect(b.inspect!({ what: 'rmp', pfn: PFN_BASE })).toMatchObject({ vmpl: [3, 0, 0] });
   });
 });

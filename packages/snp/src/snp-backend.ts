@@ -27,14 +27,17 @@ import {
   KvmError,
   PG_LEVEL_2M,
   PG_LEVEL_4K,
+  checkVmOptions,
   errnoName,
   fail,
+  gpaToGfn,
 } from '@ccmem/core';
 import type {
   AttributeChange,
+  BackendEnv,
+  BackendFactory,
   GuestAccessCheck,
   GuestAccessVerdict,
-  GuestOpRequest,
   GuestOpResult,
   HostPhysMem,
   KvmRunExit,
@@ -42,8 +45,8 @@ import type {
   VendorIoctlResult,
   VmForBackend,
 } from '@ccmem/core';
-import { GuestMemfd, kvmGmemPopulate } from '@ccmem/gmem';
 import { type DirectMapPolicy, rmpCheckHostWrite } from './directmap.js';
+import { SNP_VM_OPTIONS, type RmpTiming, type SnpEdge, type SnpGuestRequest, type SnpInspect, type SnpIoctlOut, type SnpPageLevel, type SnpPscEntry, type SnpVmIoctl, type SnpVmOptions } from './edge.js';
 import {
   PFERR_GUEST_ENC_MASK,
   PFERR_GUEST_RMP_MASK,
@@ -68,33 +71,16 @@ import {
 } from './launch-digest.js';
 import { RMP_ENTRIES_PER_2M, RMPW_ASSIGNED, RMPW_VALIDATED, wordAsid, type RmpEntryView } from './rmp.js';
 
-export type RmpTiming = 'prepare' | 'set-attributes';
-
-export interface SnpBackendOptions {
+export interface SnpBackendOptions extends SnpVmOptions {
   directmap: DirectMapPolicy;
   rmpTiming: RmpTiming;
-  /** ASID to use (must be free and in the SNP range); default: the lowest free one */
-  asid?: number;
   phys: HostPhysMem;
   /** the host's RMP and direct map; default: one per `phys`, shared by every SNP VM on it */
   host?: SnpHost;
 }
 
-/**
- * What the backend uses from the VM beyond `VmForBackend`, when the VM offers it.
- * (Proposed additions to @ccmem/core's VmForBackend.)
- */
-export interface VmForSnp extends VmForBackend {
-  /** KVM_CAP_EXIT_HYPERCALL bitmap (user_exit_on_hypercall); absent = KVM_HC_MAP_GPA_RANGE enabled */
-  readonly exitHypercalls?: number;
-  /** every present private leaf SPTE: gfn and pfn of its first page, and its level */
-  forEachPrivateMapping?(fn: (gfn: number, pfn: number, level: number) => void): void;
-  /** the guest_memfd pfn backing `gfn` if one is allocated, else -1 (no allocation, no prepare) */
-  gmemPeekPfn?(gfn: number): number;
-}
-
 /** The SNP backend: a VendorBackend plus SNP-specific host checks. */
-export interface SnpBackend extends VendorBackend {
+export interface SnpBackend extends VendorBackend<SnpEdge> {
   readonly host: SnpHost;
   readonly asid: number;
   readonly directmapPolicy: DirectMapPolicy;
@@ -128,15 +114,6 @@ export const SNP_PAGE_STATE_UNSMASH = 4;
 export const VMGEXIT_PSC_ERROR_GENERIC = 0x100 * 2 ** 32;
 export const VMGEXIT_PSC_ERROR_INVALID_HDR = 1 * 2 ** 32 + 1;
 export const VMGEXIT_PSC_ERROR_INVALID_ENTRY = 1 * 2 ** 32 + 2;
-
-export interface PscEntryInput {
-  gfn: number;
-  /** 'private' | 'shared' | 'psmash' | 'unsmash', or the GHCB numbers 1..4 */
-  op: string | number;
-  /** '4K' | '2M', or 0 / 1 */
-  pagesize?: string | number;
-  cur_page?: number;
-}
 
 interface PscEntry {
   gfn: number;
@@ -186,34 +163,6 @@ export function snpHostFor(phys: HostPhysMem, opts: { maxPfn?: number } = {}): S
   return h;
 }
 
-function opNumber(op: string | number): number {
-  if (typeof op === 'number') return op;
-  switch (op) {
-    case 'private':
-      return SNP_PAGE_STATE_PRIVATE;
-    case 'shared':
-      return SNP_PAGE_STATE_SHARED;
-    case 'psmash':
-      return SNP_PAGE_STATE_PSMASH;
-    case 'unsmash':
-      return SNP_PAGE_STATE_UNSMASH;
-    default:
-      return 0;
-  }
-}
-
-/** the page-size operand of PVALIDATE / RMPADJUST: '4K' (default) or '2M' (or PG_LEVEL_2M) */
-function sizeLevel(size: unknown): number {
-  return size === '2M' || size === PG_LEVEL_2M ? PG_LEVEL_2M : PG_LEVEL_4K;
-}
-
-function num(v: unknown, name: string): number {
-  if (typeof v === 'number' && Number.isFinite(v)) return v;
-  if (typeof v === 'bigint') return Number(v);
-  if (v === undefined) return 0;
-  fail('EINVAL', `snp: ${name} must be a number`);
-}
-
 /** Create the SEV-SNP backend for one VM. Throws KvmError(EBUSY) when no SNP ASID is free. */
 export function createSnpBackend(opts: SnpBackendOptions): SnpBackend {
   return new SnpBackendImpl(opts);
@@ -226,9 +175,6 @@ function isValidMapGpaRangeRet(ret: number): boolean {
 
 /** the verdicts of every successful or unvalidated access, shared: the hot path allocates nothing */
 const ACCESS_OK: GuestAccessVerdict = Object.freeze({ kind: 'ok' });
-/* the guest RMP instructions guestRmpInsn() runs */
-const INSN_PVALIDATE = 0;
-const INSN_RMPADJUST = 1;
 const VC_NOT_VALIDATED: GuestAccessVerdict = Object.freeze({
   kind: 'guest-exception',
   vector: '#VC',
@@ -263,7 +209,7 @@ class SnpBackendImpl implements SnpBackend {
     pscExits: 0,
   };
 
-  private vm: VmForSnp | null = null;
+  private vm: VmForBackend | null = null;
   private readonly phys: HostPhysMem;
   /** sev->snp_context exists (after KVM_SEV_SNP_LAUNCH_START) */
   private snpContext = false;
@@ -271,8 +217,6 @@ class SnpBackendImpl implements SnpBackend {
   private policy = 0;
   private digest = new LaunchDigest();
   private readonly vmsaPfns: number[] = [];
-  /** kvm_gmem_populate() looks pages up without preparing them */
-  private populating = false;
   private readonly psc = new Map<number, PendingPsc>();
   /** pfns collected by the pre-attribute hook for the post hook (private→shared) */
   private pendingShared: number[] = [];
@@ -291,10 +235,10 @@ class SnpBackendImpl implements SnpBackend {
   }
 
   attach(vm: VmForBackend): void {
-    this.vm = vm as VmForSnp;
+    this.vm = vm;
   }
 
-  private get kvm(): VmForSnp {
+  private get kvm(): VmForBackend {
     if (!this.vm) throw new Error('snp backend used before attach()');
     return this.vm;
   }
@@ -321,7 +265,7 @@ class SnpBackendImpl implements SnpBackend {
     const leaked = this.host.leakedPages;
     if (leaked.size !== 0 && leaked.has(pfn)) this.violations.push(`leaked pfn 0x${pfn.toString(16)} was handed out again (gfn 0x${gfn.toString(16)})`);
     // the seed design had no prepare hook: the RMP changes from the attribute hook
-    if (this.rmpTiming === 'set-attributes' || this.populating) return 0;
+    if (this.rmpTiming === 'set-attributes') return 0;
     const rmp = this.host.rmp;
     // snp_lookup_rmpentry(): no entry for the pfn → -ENOENT; already assigned → done
     // (prepare runs on every kvm_gmem_get_pfn(), so this must stay cheap: raw reads, no object)
@@ -375,24 +319,13 @@ class SnpBackendImpl implements SnpBackend {
 
   /* ------------------------------------------------------------------ attribute hooks */
 
-  /** the gmem pfn of `gfn` without allocating, when the VM can tell; else via gmemGetPfn */
-  private peekPfn(gfn: number, allocate: boolean): number {
-    const vm = this.kvm;
-    if (vm.gmemPeekPfn) return vm.gmemPeekPfn(gfn);
-    if (!allocate) return -1;
-    const slot = vm.gfnToMemslot(gfn);
-    if (!slot || !slot.gmemFile) return -1;
-    const r = vm.gmemGetPfn(gfn);
-    return 'pfn' in r ? r.pfn : -1;
-  }
-
   /** before the attribute store, outside mmu_lock (seed: kvm_pre_mem_attrs_changed) */
   preSetMemoryAttributes(change: AttributeChange): number {
     const toPrivate = (change.attributes & KVM_MEMORY_ATTRIBUTE_PRIVATE) !== 0;
     this.pendingShared = [];
     if (toPrivate) {
       // seed: take the pages out of the direct map before they can become private
-      if (this.directmapPolicy === 'unmap' && this.kvm.gmemPeekPfn) {
+      if (this.directmapPolicy === 'unmap') {
         for (let gfn = change.start; gfn < change.end; gfn++) {
           const pfn = this.kvm.gmemPeekPfn(gfn);
           if (pfn >= 0) this.host.directmap.unmap(pfn, 1);
@@ -404,9 +337,7 @@ class SnpBackendImpl implements SnpBackend {
     if (this.rmpTiming === 'set-attributes' || this.directmapPolicy === 'unmap') {
       for (let gfn = change.start; gfn < change.end; gfn++) {
         if (!this.kvm.memIsPrivate(gfn)) continue;
-        // without gmemPeekPfn the seed's way is the only one: look the page up (allocating
-        // it, as update_mem_attr's get_pfn did); under `prepare` that would assign it, so not then
-        const pfn = this.peekPfn(gfn, this.rmpTiming === 'set-attributes');
+        const pfn = this.kvm.gmemPeekPfn(gfn);
         if (pfn >= 0) this.pendingShared.push(pfn);
       }
     }
@@ -537,19 +468,17 @@ class SnpBackendImpl implements SnpBackend {
 
   /* ------------------------------------------------------------------ guest operations */
 
-  guestOp(vcpuId: number, req: GuestOpRequest): GuestOpResult {
-    const a = req.args;
+  guestOp(vcpuId: number, req: SnpGuestRequest): GuestOpResult {
     switch (req.op) {
       case 'pvalidate':
-        return this.guestRmpInsn(vcpuId, num(a.gpa, 'gpa'), sizeLevel(a.size), INSN_PVALIDATE, a);
       case 'rmpadjust':
-        return this.guestRmpInsn(vcpuId, num(a.gpa, 'gpa'), sizeLevel(a.size), INSN_RMPADJUST, a);
+        return this.guestRmpInsn(vcpuId, req);
       case 'psc_msr':
-        return this.pscMsr(vcpuId, num(a.gpa, 'gpa'), opNumber((a.op as string | number) ?? 0));
+        return this.pscMsr(vcpuId, req.gpa, req.operation);
       case 'psc':
-        return this.pscGhcb(vcpuId, a);
+        return this.pscGhcb(vcpuId, req);
       default:
-        return { errno: 'EINVAL', detail: { reason: `unknown SNP guest operation ${req.op}` } };
+        return { errno: 'EINVAL', detail: { reason: `unknown SNP guest operation ${(req as { op: string }).op}` } };
     }
   }
 
@@ -558,9 +487,11 @@ class SnpBackendImpl implements SnpBackend {
    * gfn is an implicit conversion: KVM_EXIT_MEMORY_FAULT); an RMP #NPF goes to
    * sev_handle_rmp_fault() and the instruction is retried, a few times.
    */
-  private guestRmpInsn(vcpuId: number, gpa: number, level: number, insn: number, a: Readonly<Record<string, unknown>>): GuestOpResult {
+  private guestRmpInsn(vcpuId: number, a: Extract<SnpGuestRequest, { op: 'pvalidate' | 'rmpadjust' }>): GuestOpResult {
     const vm = this.kvm;
-    const gfn = Math.floor(gpa / 4096);
+    const gpa = a.gpa;
+    const level: SnpPageLevel = a.level === PG_LEVEL_2M ? PG_LEVEL_2M : PG_LEVEL_4K;
+    const gfn = gpaToGfn(gpa);
     if (!vm.memIsPrivate(gfn)) {
       const exit: KvmRunExit = { reason: 'KVM_EXIT_MEMORY_FAULT', memory_fault: { flags: KVM_MEMORY_EXIT_FLAG_PRIVATE, gpa: gfn * 4096, size: 4096 } };
       return { exit };
@@ -576,10 +507,7 @@ class SnpBackendImpl implements SnpBackend {
       op.gpa = gpa;
       op.asid = this.asid;
       op.level = level;
-      last =
-        insn === INSN_PVALIDATE
-          ? pvalidateInsn(this.host.rmp, op, a.validate !== false)
-          : rmpadjustInsn(this.host.rmp, op, num(a.vmpl ?? 1, 'vmpl'), num(a.perms, 'perms'), a.vmsa === true);
+      last = a.op === 'pvalidate' ? pvalidateInsn(this.host.rmp, op, a.validate) : rmpadjustInsn(this.host.rmp, op, a.vmpl, a.perms, a.vmsa === true);
       if ('ret' in last) return { ret: last.ret, detail: { pfn: r.pfn, retries: tries } };
       vm.tracer.emit('kvm_page_fault', { vcpu_id: vcpuId, gpa, error_code: last.npf, reason: last.reason });
       this.handleNpfExtra(vcpuId, gpa, last.npf);
@@ -591,15 +519,14 @@ class SnpBackendImpl implements SnpBackend {
     const e = this.rmpTiming === 'prepare' ? this.host.rmp.lookup(this.rmpOperand.pfn) : null;
     if (e !== null && !e.assigned) {
       this.violations.push(
-        `livelock: ${insn === INSN_PVALIDATE ? 'PVALIDATE' : 'RMPADJUST'} at gpa 0x${gpa.toString(16)} keeps taking RMP #NPFs: pfn 0x${this.rmpOperand.pfn.toString(16)} was looked up (gmem_prepare) but is still not assigned`,
+        `livelock: ${a.op === 'pvalidate' ? 'PVALIDATE' : 'RMPADJUST'} at gpa 0x${gpa.toString(16)} keeps taking RMP #NPFs: pfn 0x${this.rmpOperand.pfn.toString(16)} was looked up (gmem_prepare) but is still not assigned`,
       );
     }
     return { ret: 'npf', detail: { errorCode: npf.npf, reason: npf.reason, retries: 4 } };
   }
 
   private hypercallEnabled(): boolean {
-    const bits = this.kvm.exitHypercalls;
-    return bits === undefined || Math.floor(bits / 2 ** KVM_HC_MAP_GPA_RANGE) % 2 === 1;
+    return this.kvm.userExitOnHypercall(KVM_HC_MAP_GPA_RANGE);
   }
 
   private hypercallExit(gpa: number, npages: number, attrs: number): KvmRunExit {
@@ -622,20 +549,18 @@ class SnpBackendImpl implements SnpBackend {
   }
 
   /** VMGEXIT PSC with a GHCB buffer of up to 253 entries */
-  private pscGhcb(vcpuId: number, a: Readonly<Record<string, unknown>>): GuestOpResult {
-    const raw = a.entries;
-    if (!Array.isArray(raw)) return { errno: 'EINVAL', detail: { reason: 'psc: entries must be an array' } };
-    const entries: PscEntry[] = (raw as PscEntryInput[]).map((e) => ({
-      gfn: num(e.gfn, 'gfn'),
-      operation: opNumber(e.op),
-      pagesize: e.pagesize === '2M' || e.pagesize === 1 ? 1 : 0,
-      curPage: num(e.cur_page ?? 0, 'cur_page'),
+  private pscGhcb(vcpuId: number, a: Extract<SnpGuestRequest, { op: 'psc' }>): GuestOpResult {
+    const entries: PscEntry[] = a.entries.map((e: SnpPscEntry) => ({
+      gfn: e.gfn,
+      operation: e.operation,
+      pagesize: e.pagesize === 1 ? 1 : 0,
+      curPage: e.cur_page ?? 0,
     }));
     const p: PendingPsc = {
       kind: 'ghcb',
       entries,
-      curEntry: a.cur_entry === undefined ? 0 : num(a.cur_entry, 'cur_entry'),
-      endEntry: a.end_entry === undefined ? entries.length - 1 : num(a.end_entry, 'end_entry'),
+      curEntry: a.cur_entry ?? 0,
+      endEntry: a.end_entry ?? entries.length - 1,
       idx: 0,
       inflight: 0,
     };
@@ -716,7 +641,7 @@ class SnpBackendImpl implements SnpBackend {
     // EAGAIN (kvm_is_valid_map_gpa_range_ret()); another value fails KVM_RUN with EINVAL. The
     // complete_userspace_io callback is consumed either way. SNP has no retry code: EAGAIN and
     // EINVAL are both an error for the guest.
-    if (this.kvm.profile?.mapGpaRangeUserErrors !== false && !isValidMapGpaRangeRet(ret)) {
+    if (this.kvm.profile.mapGpaRangeUserErrors !== false && !isValidMapGpaRangeRet(ret)) {
       this.psc.delete(vcpuId);
       return { errno: 'EINVAL', detail: { reason: `hypercall.ret ${ret} is not 0, EINVAL or EAGAIN (kvm_is_valid_map_gpa_range_ret)` } };
     }
@@ -731,24 +656,24 @@ class SnpBackendImpl implements SnpBackend {
 
   /* ------------------------------------------------------------------ launch */
 
-  vmIoctl(cmd: string, args: Readonly<Record<string, unknown>>): VendorIoctlResult {
-    switch (cmd) {
+  vmIoctl(req: SnpVmIoctl): VendorIoctlResult<SnpIoctlOut> {
+    switch (req.cmd) {
       case 'snp_launch_start':
-        return this.launchStart(args);
+        return this.launchStart(req);
       case 'snp_launch_update':
-        return this.launchUpdate(args);
+        return this.launchUpdate(req);
       case 'snp_launch_finish':
-        return this.launchFinish(args);
+        return this.launchFinish(req);
       default:
-        fail('EINVAL', `sev_mem_enc_ioctl: unknown command ${cmd}`);
+        fail('EINVAL', `sev_mem_enc_ioctl: unknown command ${(req as { cmd: string }).cmd}`);
     }
   }
 
   /** snp_launch_start() */
-  private launchStart(args: Readonly<Record<string, unknown>>): VendorIoctlResult {
-    const policy = args.policy === undefined ? SNP_POLICY_MASK_RSVD_MBO | SNP_POLICY_MASK_SMT : num(args.policy, 'policy');
+  private launchStart(args: Extract<SnpVmIoctl, { cmd: 'snp_launch_start' }>): VendorIoctlResult<SnpIoctlOut> {
+    const policy = args.policy ?? SNP_POLICY_MASK_RSVD_MBO | SNP_POLICY_MASK_SMT;
     if (this.snpContext) fail('EINVAL', 'snp_launch_start: SNP context already exists');
-    if (num(args.flags, 'flags')) fail('EINVAL', 'snp_launch_start: flags must be 0');
+    if (args.flags) fail('EINVAL', 'snp_launch_start: flags must be 0');
     if (policy < 0 || policy - (policy % 2 ** 21) !== 0 || (policy & ~SNP_POLICY_MASK_VALID) !== 0) fail('EINVAL', 'snp_launch_start: policy has bits KVM does not support');
     if ((policy & SNP_POLICY_MASK_RSVD_MBO) === 0) fail('EINVAL', 'snp_launch_start: policy bit 17 (must be one) is clear');
     this.policy = policy;
@@ -759,14 +684,11 @@ class SnpBackendImpl implements SnpBackend {
   }
 
   /** snp_launch_update() → kvm_gmem_populate() → sev_gmem_post_populate(), one page at a time */
-  private launchUpdate(args: Readonly<Record<string, unknown>>): VendorIoctlResult {
+  private launchUpdate(args: Extract<SnpVmIoctl, { cmd: 'snp_launch_update' }>): VendorIoctlResult<SnpIoctlOut> {
     const vm = this.kvm;
     if (!this.snpContext) fail('EINVAL', 'snp_launch_update: no SNP context (KVM_SEV_SNP_LAUNCH_START first)');
-    const gfnStart = num(args.gfn_start, 'gfn_start');
-    const uaddr = num(args.uaddr, 'uaddr');
-    const len = num(args.len, 'len');
-    const type = num(args.type, 'type');
-    const flags = num(args.flags, 'flags');
+    const { gfn_start: gfnStart, uaddr, len, type } = args;
+    const flags = args.flags ?? 0;
     const validType =
       type === KVM_SEV_SNP_PAGE_TYPE_NORMAL ||
       type === KVM_SEV_SNP_PAGE_TYPE_ZERO ||
@@ -778,7 +700,7 @@ class SnpBackendImpl implements SnpBackend {
     if (len <= 0) fail('EINVAL', 'snp_launch_update: len is 0 (npages <= 0)');
     // upstream (2026): the source must be a non-NULL page-aligned address unless the type is ZERO;
     // v6.18 copies from uaddr as given (copy_from_user in sev_gmem_post_populate)
-    const uaddrChecks = vm.profile?.snpLaunchUpdateUaddrChecks !== false;
+    const uaddrChecks = vm.profile.snpLaunchUpdateUaddrChecks !== false;
     if (uaddrChecks && type !== KVM_SEV_SNP_PAGE_TYPE_ZERO && (uaddr === 0 || uaddr % 4096 !== 0)) {
       fail('EINVAL', 'snp_launch_update: uaddr is 0 or not page aligned');
     }
@@ -789,25 +711,15 @@ class SnpBackendImpl implements SnpBackend {
     this.populateWhy = '';
     const npages = len / 4096;
     const src = type === KVM_SEV_SNP_PAGE_TYPE_ZERO ? null : uaddr;
-    const post = (gfn: number, pfn: number, page: Uint8Array | null): number => this.postPopulate(gfn, pfn, page, type);
-    let count: number;
-    let err = 0;
-    if (slot.gmemFile instanceof GuestMemfd) {
-      const r = kvmGmemPopulate({
-        slot,
-        startGfn: gfnStart,
-        npages,
-        src,
-        getSrcPage: (hva) => vm.copyFromUser(hva, 4096) ?? -ERRNO.EFAULT,
-        isPrivate: (gfn) => vm.memIsPrivate(gfn),
-        postPopulate: post,
-        alignedSrc: uaddrChecks,
-      });
-      count = Math.max(r, 0);
-      if (r < 0) err = r;
-    } else {
-      [count, err] = this.populateViaGetPfn(gfnStart, npages, src, post);
-    }
+    const r = vm.gmemPopulate({
+      startGfn: gfnStart,
+      npages,
+      src,
+      postPopulate: (gfn, pfn, page) => this.postPopulate(gfn, pfn, page, type),
+      alignedSrc: uaddrChecks,
+    });
+    const count = Math.max(r, 0);
+    const err = Math.min(r, 0);
     const why = this.populateWhy;
     // kvm_gmem_populate() returns the pages done, or the error if none was
     if (count === 0 && err < 0) fail('EIO', `snp_launch_update: kvm_gmem_populate failed (${errnoName(-err) ?? err})${why ? `: ${why}` : ''}`);
@@ -846,56 +758,10 @@ class SnpBackendImpl implements SnpBackend {
     return 0;
   }
 
-  /**
-   * kvm_gmem_populate() for providers other than @ccmem/gmem's guest_memfd (test doubles):
-   * the same per-page order through VmForBackend.gmemGetPfn, without running gmem_prepare.
-   */
-  private populateViaGetPfn(gfnStart: number, npages: number, src: number | null, post: (gfn: number, pfn: number, page: Uint8Array | null) => number): [number, number] {
-    const vm = this.kvm;
-    this.populateWhy = '';
-    if (npages <= 0) return [0, -ERRNO.EINVAL]; // WARN_ON_ONCE(npages <= 0) in kvm_gmem_populate
-    let count = 0;
-    let err = 0;
-    this.populating = true;
-    try {
-      for (; count < npages; count++) {
-        const gfn = gfnStart + count;
-        const s = vm.gfnToMemslot(gfn);
-        if (!s || !s.gmemFile) {
-          err = -ERRNO.EINVAL;
-          break;
-        }
-        let page: Uint8Array | null = null;
-        if (src !== null) {
-          page = vm.copyFromUser(src + count * 4096, 4096);
-          if (page === null) {
-            err = -ERRNO.EFAULT;
-            break;
-          }
-        }
-        const r = vm.gmemGetPfn(gfn);
-        if (!('pfn' in r)) {
-          err = r.errno;
-          break;
-        }
-        if (!vm.memIsPrivate(gfn)) {
-          err = -ERRNO.EINVAL;
-          this.populateWhy = `gfn 0x${gfn.toString(16)} is not private (KVM_SET_MEMORY_ATTRIBUTES first)`;
-          break;
-        }
-        err = post(gfn, r.pfn, page);
-        if (err) break;
-      }
-    } finally {
-      this.populating = false;
-    }
-    return [count, err];
-  }
-
   /** snp_launch_finish(): measure one VMSA per vCPU, then SNP_LAUNCH_FINISH */
-  private launchFinish(args: Readonly<Record<string, unknown>>): VendorIoctlResult {
+  private launchFinish(args: Extract<SnpVmIoctl, { cmd: 'snp_launch_finish' }>): VendorIoctlResult<SnpIoctlOut> {
     if (!this.snpContext) fail('EINVAL', 'snp_launch_finish: no SNP context');
-    if (num(args.flags, 'flags')) fail('EINVAL', 'snp_launch_finish: flags must be 0');
+    if (args.flags) fail('EINVAL', 'snp_launch_finish: flags must be 0');
     if (this.launchFinished) fail('EIO', 'snp_launch_finish: the launch is already finished');
     const vm = this.kvm;
     const host = this.h;
@@ -955,7 +821,7 @@ class SnpBackendImpl implements SnpBackend {
       }
     });
     const vm = this.vm;
-    if (vm?.forEachPrivateMapping) {
+    if (vm) {
       vm.forEachPrivateMapping((gfn, pfn, level) => {
         const w = rmp.word(pfn);
         const where = `private NPT mapping gfn 0x${gfn.toString(16)} → pfn 0x${pfn.toString(16)} (level ${level})`;
@@ -972,16 +838,13 @@ class SnpBackendImpl implements SnpBackend {
     return out;
   }
 
-  inspect(what: string, args: Readonly<Record<string, unknown>>): unknown {
+  inspect(query: SnpInspect): unknown {
     const host = this.host;
-    switch (what) {
-      case 'rmp': {
-        if (args.pfn !== undefined) return host.rmp.inspect(num(args.pfn, 'pfn'));
-        if (args.gpa !== undefined) return this.rmpEntryForGpa(num(args.gpa, 'gpa'));
-        return null;
-      }
+    switch (query.what) {
+      case 'rmp':
+        return 'pfn' in query ? host.rmp.inspect(query.pfn) : this.rmpEntryForGpa(query.gpa);
       case 'directmap':
-        return host.directmap.inspect(num(args.pfn, 'pfn'));
+        return host.directmap.inspect(query.pfn);
       case 'stats':
         return {
           asid: this.asid,
@@ -1008,17 +871,8 @@ class SnpBackendImpl implements SnpBackend {
 
   /** the RMP entry bound to this guest's `gpa`, or null */
   private rmpEntryForGpa(gpa: number): RmpEntryView | null {
-    const gfn = Math.floor(gpa / 4096);
-    const vm = this.vm;
-    if (vm?.gmemPeekPfn) {
-      const pfn = vm.gmemPeekPfn(gfn);
-      return pfn >= 0 ? this.host.rmp.inspect(pfn) : null;
-    }
-    let found = -1;
-    this.host.rmp.forEachAssigned((pfn, w, g) => {
-      if (found < 0 && g === gfn && wordAsid(w) === this.asid) found = pfn;
-    });
-    return found >= 0 ? this.host.rmp.inspect(found) : null;
+    const pfn = this.kvm.gmemPeekPfn(gpaToGfn(gpa));
+    return pfn >= 0 ? this.host.rmp.inspect(pfn) : null;
   }
 }
 
@@ -1027,11 +881,11 @@ class SnpBackendImpl implements SnpBackend {
  * VM options: `directmap` ('split' default | 'unmap'), `rmpTiming` ('prepare' default |
  * 'set-attributes'), `asid`.
  */
-export function snpBackendFactory(options: Readonly<Record<string, unknown>>, env: { phys: HostPhysMem }): SnpBackend {
-  const directmap = options.directmap ?? 'split';
-  const rmpTiming = options.rmpTiming ?? 'prepare';
+export const snpBackendFactory: BackendFactory<SnpEdge> = (options: Readonly<SnpVmOptions>, env: BackendEnv): SnpBackend => {
+  checkVmOptions(options, SNP_VM_OPTIONS, 'snp');
+  const { directmap = 'split', rmpTiming = 'prepare', asid } = options;
   if (directmap !== 'split' && directmap !== 'unmap') fail('EINVAL', `snp: directmap must be 'split' or 'unmap'`);
   if (rmpTiming !== 'prepare' && rmpTiming !== 'set-attributes') fail('EINVAL', `snp: rmpTiming must be 'prepare' or 'set-attributes'`);
-  const asid = options.asid === undefined ? undefined : num(options.asid, 'asid');
+  if (asid !== undefined && !Number.isInteger(asid)) fail('EINVAL', 'snp: asid must be an integer');
   return createSnpBackend({ directmap, rmpTiming, phys: env.phys, ...(asid !== undefined ? { asid } : {}) });
-}
+};

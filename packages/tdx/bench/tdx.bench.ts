@@ -10,6 +10,7 @@
  *    the mirror zap does BLOCK → TRACK → kick → REMOVE → WBINVD per page.
  */
 import { KVM_MEM_GUEST_MEMFD, KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_X86_TDX_VM, Kvm, type Vm, type Vcpu } from '@ccmem/core';
+import type { TdxEdge } from '../src/edge.js';
 import { guestMemfdFactory } from '@ccmem/gmem';
 import type { BenchCase } from '../../../bench/types.js';
 import { median } from '../../../bench/stats.js';
@@ -19,31 +20,31 @@ const GIB = 2 ** 30;
 const GPA = 2 ** 32;
 
 interface Td {
-  vm: Vm;
-  vcpu: Vcpu;
+  vm: Vm<TdxEdge>;
+  vcpu: Vcpu<TdxEdge>;
   npages: number;
 }
 
 function buildTd(bytes: number): Td {
   const kvm = new Kvm({ guestMemfd: guestMemfdFactory, backends: { [KVM_X86_TDX_VM]: tdxBackendFactory } });
   const vm = kvm.createVm({ type: KVM_X86_TDX_VM });
-  vm.memoryEncryptOp('tdx_init_vm', {});
+  vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
   const vcpu = vm.createVcpu(0);
-  vcpu.memoryEncryptOp('tdx_init_vcpu', {});
+  vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
   const fd = vm.createGuestMemfd({ size: bytes, flags: 0 });
   const hva = kvm.process.mm.mmap({ length: bytes, prot: { read: true, write: true }, shared: false });
   vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: GPA, memory_size: bytes, userspace_addr: hva, guest_memfd: fd, guest_memfd_offset: 0 });
   vm.setMemoryAttributes({ address: GPA, size: bytes, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
-  vm.memoryEncryptOp('tdx_finalize_vm', {});
+  vm.memoryEncryptOp({ cmd: 'tdx_finalize_vm' });
   return { vm, vcpu, npages: bytes / 4096 };
 }
 
 /** TDG.MEM.PAGE.ACCEPT on every page; returns seconds */
 function acceptAll(td: Td): number {
-  const req = { op: 'accept', args: { gpa: 0 } };
+  const req = { op: 'accept' as const, gpa: 0 };
   const t0 = performance.now();
   for (let i = 0; i < td.npages; i++) {
-    (req.args as { gpa: number }).gpa = GPA + i * 4096;
+    req.gpa = GPA + i * 4096;
     const r = td.vcpu.guestOp(req);
     if (r.ret !== 'TDX_SUCCESS' && r.ret !== 0) throw new Error(`ACCEPT of page ${i} returned ${String(r.ret)} ${r.exit?.reason ?? ''}`);
   }

@@ -15,16 +15,21 @@ import {
   KvmError,
   PG_LEVEL_2M,
   PG_LEVEL_4K,
+  checkVmOptions,
   fail,
+  gpaToGfn,
+  kvmGpaToGfn,
+  type BackendEnv,
+  type BackendFactory,
   type GuestAccessCheck,
   type GuestAccessVerdict,
-  type GuestOpRequest,
   type GuestOpResult,
   type HostPhysMem,
   type VendorBackend,
   type VendorIoctlResult,
   type VmForBackend,
 } from '@ccmem/core';
+import { TDX_VM_OPTIONS, type TdxEdge, type TdxGpaw, type TdxGuestRequest, type TdxInspect, type TdxIoctlOut, type TdxVcpuIoctl, type TdxVmIoctl, type TdxVmOptions } from './edge.js';
 import {
   TDX_OPERAND_BUSY,
   TDX_SUCCESS,
@@ -54,27 +59,7 @@ export const PFERR_PRIVATE_ACCESS = 2 ** 49;
 
 const PAGE = 4096;
 
-/**
- * Calls into the VM the TDX backend uses when the engine offers them (optional members, not yet in
- * `VmForBackend`): enumerating roots for `checkInvariants()`, the hypercall-exit capability for
- * MapGPA, and the EPT-violation path for TDG.MEM.PAGE.ACCEPT on an unmapped page.
- */
-export interface VmForTdxExtension {
-  /** every present leaf of the mirror root: private gfn, PG_LEVEL_*, pfn */
-  forEachMirrorLeaf?(cb: (gfn: number, level: number, pfn: number) => void): void;
-  /** every present leaf of the direct root: gfn as mapped (shared bit set), PG_LEVEL_*, pfn */
-  forEachDirectLeaf?(cb: (gfn: number, level: number, pfn: number) => void): void;
-  /** user_exit_on_hypercall(kvm, nr): KVM_CAP_EXIT_HYPERCALL enabled this hypercall */
-  userExitOnHypercall?(nr: number): boolean;
-  /** kvm_mmu_page_fault() for a private EPT violation of `vcpuId` at `gpa`: 0 when mapped, or -errno */
-  handlePrivateFault?(vcpuId: number, gpa: number, acceptLevel?: number): number;
-}
-
-export interface TdxBackendOptions {
-  /** map private memory at 2 MiB (the TDX huge-page series; not upstream). Default off: 4 KiB. */
-  hugePages?: boolean;
-  /** default GPAW before KVM_TDX_INIT_VM chooses one: 48 (shared bit 47) or 52 (bit 51) */
-  gpaw?: 48 | 52;
+export interface TdxBackendOptions extends TdxVmOptions {
   phys: HostPhysMem;
   /** the platform's TDX module (HKID pool); one is made for this VM when absent */
   module?: TdxModule;
@@ -110,7 +95,7 @@ const OP_REMOVE = 2;
 const OP_DEMOTE = 3;
 const OP_NAMES = ['TDH.MEM.RANGE.BLOCK', 'TDH.MEM.TRACK', 'TDH.MEM.PAGE.REMOVE', 'TDH.MEM.PAGE.DEMOTE'];
 
-export class TdxBackend implements VendorBackend {
+export class TdxBackend implements VendorBackend<TdxEdge> {
   readonly name = 'tdx';
   readonly vmType = KVM_X86_TDX_VM;
   readonly hasPrivateMem = true;
@@ -122,21 +107,21 @@ export class TdxBackend implements VendorBackend {
   readonly module: TdxModule;
   readonly td: TdxTd;
   readonly hugePages: boolean;
-  private gpawValue: 48 | 52 = 48;
+  private gpawValue: TdxGpaw = 48;
   /* kvm_gfn_direct_bits() and the shared gpa bit for the current GPAW (read on every fault) */
   private directBits = 2 ** (48 - 1 - 12);
   private sharedBit = 2 ** (48 - 1);
 
-  private get gpaw(): 48 | 52 {
+  private get gpaw(): TdxGpaw {
     return this.gpawValue;
   }
 
-  private set gpaw(v: 48 | 52) {
+  private set gpaw(v: TdxGpaw) {
     this.gpawValue = v;
     this.directBits = 2 ** (v - 1 - 12);
     this.sharedBit = 2 ** (v - 1);
   }
-  private vm: (VmForBackend & VmForTdxExtension) | null = null;
+  private vm: VmForBackend | null = null;
   private readonly phys: HostPhysMem;
 
   /** kvm_tdx->page_add_src: the source page staged by KVM_TDX_INIT_MEM_REGION */
@@ -173,11 +158,11 @@ export class TdxBackend implements VendorBackend {
   }
 
   attach(vm: VmForBackend): void {
-    this.vm = vm as VmForBackend & VmForTdxExtension;
+    this.vm = vm;
     if (!this.module.tracer) this.module.tracer = vm.tracer;
   }
 
-  private get kvm(): VmForBackend & VmForTdxExtension {
+  private get kvm(): VmForBackend {
     if (!this.vm) throw new Error('TDX backend used before attach()');
     return this.vm;
   }
@@ -427,8 +412,7 @@ export class TdxBackend implements VendorBackend {
       }
       return ACCESS_OK;
     }
-    const gfn = Math.floor(access.gpa / PAGE);
-    const e = this.td.leafStateAt(gfn);
+    const e = this.td.leafStateAt(gpaToGfn(access.gpa));
     const ec = PFERR_PRIVATE_ACCESS + (access.write ? 2 : 0) + (access.fetch ? 16 : 0);
     switch (e.state) {
       case SEPT_PRESENT:
@@ -447,17 +431,17 @@ export class TdxBackend implements VendorBackend {
     }
   }
 
-  guestOp(vcpuId: number, req: GuestOpRequest): GuestOpResult {
+  guestOp(vcpuId: number, req: TdxGuestRequest): GuestOpResult {
     switch (req.op) {
       case 'accept':
-        return this.accept(vcpuId, num(req.args.gpa), req.args.level === undefined ? PG_LEVEL_4K : num(req.args.level));
+        return this.accept(vcpuId, req.gpa, req.level ?? PG_LEVEL_4K);
       case 'map_gpa':
-        return this.mapGpa(vcpuId, num(req.args.gpa), num(req.args.size));
+        return this.mapGpa(vcpuId, req.gpa, req.size);
       case 'pending_interrupt':
-        this.vcpu(vcpuId).pendingInterrupt = req.args.pending !== false;
+        this.vcpu(vcpuId).pendingInterrupt = req.pending;
         return { ret: 0 };
       default:
-        return { errno: 'EINVAL', detail: { reason: `unknown TDX guest op ${req.op}` } };
+        return { errno: 'EINVAL', detail: { reason: `unknown TDX guest op ${(req as { op: string }).op}` } };
     }
   }
 
@@ -465,12 +449,10 @@ export class TdxBackend implements VendorBackend {
   private accept(vcpuId: number, gpa: number, level: number): GuestOpResult {
     let st = this.td.tdgMemPageAccept(vcpuId, gpa, level - 1);
     if (st === TDG_EXIT_EPT_VIOLATION) {
-      const fault = this.kvm.handlePrivateFault;
-      if (!fault) return { ret: 'EPT_VIOLATION', detail: { gpa, reason: 'the page is not mapped yet: the TD exits to KVM' } };
       // the EPT violation carries the accept level (check_tdaccept_failure() cases 1.2 / 2): KVM
       // splits a larger mapping and maps at most at that level (tdx_check_accept_level(), TDX
       // huge-page series); without huge pages everything is 4K already
-      const r = fault.call(this.kvm, vcpuId, gpa, this.hugePages ? level : undefined);
+      const r = this.kvm.handlePrivateFault(vcpuId, gpa, this.hugePages ? level : undefined);
       if (r === -ERRNO.EFAULT || r === -ERRNO.EHWPOISON) {
         // kvm_mmu_prepare_memory_fault_exit(): the gfn is not private (or has no private page):
         // KVM_RUN returns to userspace with KVM_EXIT_MEMORY_FAULT, flags PRIVATE
@@ -513,7 +495,7 @@ export class TdxBackend implements VendorBackend {
   /** tdx_map_gpa(): TDG.VP.VMCALL<MapGPA>(gpa, size) — checks in the kernel's order. */
   private mapGpa(vcpuId: number, gpa: number, size: number): GuestOpResult {
     const kvm = this.kvm;
-    if (kvm.userExitOnHypercall && !kvm.userExitOnHypercall(KVM_HC_MAP_GPA_RANGE)) {
+    if (!kvm.userExitOnHypercall(KVM_HC_MAP_GPA_RANGE)) {
       return this.tdvmcall('TDVMCALL_STATUS_SUBFUNC_UNSUPPORTED', gpa);
     }
     const end = gpa + size;
@@ -560,7 +542,7 @@ export class TdxBackend implements VendorBackend {
       // v6.18: every non-zero value is INVALID_OPERAND. Upstream ("allow userspace to return
       // errors to guest for MAPGPA"): EAGAIN → RETRY, EINVAL → INVALID_OPERAND, anything else
       // fails KVM_RUN with EINVAL (kvm_is_valid_map_gpa_range_ret())
-      if (this.kvm.profile?.mapGpaRangeUserErrors === false || ret === ERRNO.EINVAL) {
+      if (this.kvm.profile.mapGpaRangeUserErrors === false || ret === ERRNO.EINVAL) {
         return this.tdvmcall('TDVMCALL_STATUS_INVALID_OPERAND', v.mapGpaNext);
       }
       if (ret === ERRNO.EAGAIN) return this.tdvmcall('TDVMCALL_STATUS_RETRY', v.mapGpaNext);
@@ -582,24 +564,24 @@ export class TdxBackend implements VendorBackend {
   /* KVM_MEMORY_ENCRYPT_OP                                                                      */
   /* ------------------------------------------------------------------------------------------ */
 
-  vmIoctl(cmd: string, args: Readonly<Record<string, unknown>>): VendorIoctlResult {
-    switch (normCmd(cmd)) {
+  vmIoctl(req: TdxVmIoctl): VendorIoctlResult<TdxIoctlOut> {
+    switch (req.cmd) {
       case 'tdx_init_vm':
-        return this.initVm(args);
+        return this.initVm(req);
       case 'tdx_finalize_vm':
         return this.finalizeVm();
       default:
-        fail('EINVAL', `tdx_vm_ioctl: unknown command ${cmd}`);
+        fail('EINVAL', `tdx_vm_ioctl: unknown command ${(req as { cmd: string }).cmd}`);
     }
   }
 
   /** tdx_td_init(): TDH.MNG.CREATE (HKID) → TDH.MNG.KEY.CONFIG → TDH.MNG.INIT. */
-  private initVm(args: Readonly<Record<string, unknown>>): VendorIoctlResult {
+  private initVm(args: Extract<TdxVmIoctl, { cmd: 'tdx_init_vm' }>): VendorIoctlResult<TdxIoctlOut> {
     if (this.td.state !== 'UNINITIALIZED' || this.td.lifecycle !== 'NONE') fail('EINVAL', 'tdx_td_init: TD already initialized');
-    const attributes = args.attributes === undefined ? TDX_TD_ATTR_SEPT_VE_DISABLE : num(args.attributes);
+    const attributes = args.attributes ?? TDX_TD_ATTR_SEPT_VE_DISABLE;
     // KVM_SUPPORTED_TD_ATTRS has a single bit in the model, so a plain comparison suffices
     if (attributes !== 0 && attributes !== KVM_SUPPORTED_TD_ATTRS) fail('EINVAL', 'tdx_td_init: unsupported TD attributes');
-    const gpaw = args.gpaw === undefined ? this.gpaw : num(args.gpaw);
+    const gpaw = args.gpaw ?? this.gpaw;
     if (gpaw !== 48 && gpaw !== 52) fail('EINVAL', 'setup_tdparams: GPAW must be 48 or 52');
     // The model builds the TDP MMU (its shared bit and EPT level) when the VM is created, so
     // the GPAW is chosen there (VM option `gpaw`); KVM_TDX_INIT_VM may only confirm it.
@@ -619,7 +601,7 @@ export class TdxBackend implements VendorBackend {
   }
 
   /** tdx_td_finalize(): TDH.MR.FINALIZE, then RUNNABLE and pre_fault_allowed. */
-  private finalizeVm(): VendorIoctlResult {
+  private finalizeVm(): VendorIoctlResult<TdxIoctlOut> {
     if (this.td.state !== 'INITIALIZED') fail('EINVAL', 'tdx_td_finalize: TD not in INITIALIZED state');
     const err = this.td.mrFinalize();
     if (err === TDX_OPERAND_BUSY) fail('EBUSY', 'tdx_td_finalize: TDH.MR.FINALIZE busy');
@@ -631,18 +613,18 @@ export class TdxBackend implements VendorBackend {
     return { ret: 0, out: { mrtd: this.td.mrtd!.toString('hex') } };
   }
 
-  vcpuIoctl(vcpuId: number, cmd: string, args: Readonly<Record<string, unknown>>): VendorIoctlResult {
-    switch (normCmd(cmd)) {
+  vcpuIoctl(vcpuId: number, req: TdxVcpuIoctl): VendorIoctlResult<TdxIoctlOut> {
+    switch (req.cmd) {
       case 'tdx_init_vcpu':
         return this.initVcpu(vcpuId);
       case 'tdx_init_mem_region':
-        return this.initMemRegion(vcpuId, args);
+        return this.initMemRegion(vcpuId, req);
       default:
-        fail('EINVAL', `tdx_vcpu_ioctl: unknown command ${cmd}`);
+        fail('EINVAL', `tdx_vcpu_ioctl: unknown command ${(req as { cmd: string }).cmd}`);
     }
   }
 
-  private initVcpu(vcpuId: number): VendorIoctlResult {
+  private initVcpu(vcpuId: number): VendorIoctlResult<TdxIoctlOut> {
     if (!this.td.hkidAssigned || this.td.state === 'RUNNABLE') fail('EINVAL', 'tdx_vcpu_ioctl: TD not initialized or already finalized');
     if (this.td.vcpuInitialized(vcpuId)) fail('EINVAL', 'tdx_vcpu_init: vCPU already initialized');
     const err = this.td.vpInit(vcpuId);
@@ -652,24 +634,21 @@ export class TdxBackend implements VendorBackend {
   }
 
   /**
-   * tdx_vcpu_init_mem_region(): for each page, kvm_gmem_populate → stage the source →
-   * kvm_tdp_mmu_map_private_pfn (whose set hook runs TDH.MEM.PAGE.ADD) → TDH.MR.EXTEND ×16 when
-   * measured. Progress is written back in `out`; a failure after the first page returns
-   * `ret` < 0 with the progress, as the kernel does.
+   * tdx_vcpu_init_mem_region(): kvm_gmem_populate() one page at a time, with
+   * tdx_gmem_post_populate() as the callback. Progress is written back in `out`; a failure after
+   * the first page returns `ret` < 0 with the progress, as the kernel does.
    */
-  private initMemRegion(vcpuId: number, args: Readonly<Record<string, unknown>>): VendorIoctlResult {
+  private initMemRegion(vcpuId: number, args: Extract<TdxVcpuIoctl, { cmd: 'tdx_init_mem_region' }>): VendorIoctlResult<TdxIoctlOut> {
     const td = this.td;
     if (!td.hkidAssigned || td.state === 'RUNNABLE') fail('EINVAL', 'tdx_vcpu_ioctl: TD not initialized or already finalized');
     if (!td.vcpuInitialized(vcpuId)) fail('EINVAL', 'tdx_vcpu_init_mem_region: vCPU not initialized');
-    const flags = args.flags === undefined ? 0 : num(args.flags);
+    const flags = args.flags ?? 0;
     if (flags & ~KVM_TDX_MEASURE_MEMORY_REGION) fail('EINVAL', 'tdx_vcpu_init_mem_region: flags');
-    const sourceAddr = num(args.source_addr);
-    const gpa = num(args.gpa);
-    const nrPages = num(args.nr_pages);
+    const { source_addr: sourceAddr, gpa, nr_pages: nrPages } = args;
     const end = gpa + nrPages * PAGE;
     // upstream (2026) pre-checks the source: 0 is EINVAL before any page; v6.18 only checks the
     // alignment and a NULL source fails in the copy (EFAULT) on the first page
-    const sourceCheck = this.kvm.profile?.tdxInitMemRegionSourceCheck !== false;
+    const sourceCheck = this.kvm.profile.tdxInitMemRegionSourceCheck !== false;
     if (
       (sourceCheck && sourceAddr === 0) ||
       sourceAddr % PAGE !== 0 ||
@@ -683,52 +662,20 @@ export class TdxBackend implements VendorBackend {
       fail('EINVAL', 'tdx_vcpu_init_mem_region: region');
     }
     const kvm = this.kvm;
+    const postPopulate = (gfn: number, pfn: number, src: Uint8Array | null): number => this.gmemPostPopulate(gfn, pfn, src, flags);
     let src = sourceAddr;
     let g = gpa;
     let n = nrPages;
     let ret = 0;
     while (n > 0) {
-      const gfn = g / PAGE;
-      // kvm_gmem_populate()
-      const slot = kvm.gfnToMemslot(gfn);
-      if (!slot || !slot.gmemFile) {
-        ret = -ERRNO.EINVAL;
+      const r = kvm.gmemPopulate({ startGfn: gpaToGfn(g), npages: 1, src, postPopulate });
+      if (r < 0) {
+        ret = r;
         break;
       }
-      // kvm_gmem_populate() per page (kvm-uapi.md §6.7): pin the source page first, then the
-      // folio lookup (EFAULT/EIO/EHWPOISON/alloc errors), then the PRIVATE attribute check
-      const data = kvm.copyFromUser(src, PAGE);
-      if (!data) {
-        ret = -ERRNO.EFAULT;
+      if (r !== 1) {
+        ret = -ERRNO.EIO;
         break;
-      }
-      const r = kvm.gmemGetPfn(gfn);
-      if ('errno' in r) {
-        ret = -Math.abs(r.errno);
-        break;
-      }
-      if (!kvm.memIsPrivate(gfn)) {
-        ret = -ERRNO.EINVAL;
-        break;
-      }
-      // tdx_gmem_post_populate(): stage the source page for TDH.MEM.PAGE.ADD
-      this.pageAddSrc = data;
-      const mr = kvm.mapPrivatePfn(gfn, r.pfn);
-      this.pageAddSrc = null;
-      if (mr < 0) {
-        ret = mr;
-        break;
-      }
-      if (flags & KVM_TDX_MEASURE_MEMORY_REGION) {
-        for (let off = 0; off < PAGE; off += TDX_EXTENDMR_CHUNKSIZE) {
-          const err = td.mrExtend(g + off);
-          if (err !== TDX_SUCCESS) {
-            this.bug('TDH.MR.EXTEND', err);
-            ret = -ERRNO.EIO;
-            break;
-          }
-        }
-        if (ret) break;
       }
       src += PAGE;
       g += PAGE;
@@ -736,6 +683,24 @@ export class TdxBackend implements VendorBackend {
     }
     if (ret !== 0 && n === nrPages) throw new KvmError(errnoName(-ret) ?? 'EIO', 'tdx_vcpu_init_mem_region: kvm_gmem_populate');
     return { ret, out: { source_addr: src, gpa: g, nr_pages: n } };
+  }
+
+  /** tdx_gmem_post_populate(): stage the source for TDH.MEM.PAGE.ADD, map, then TDH.MR.EXTEND ×16 */
+  private gmemPostPopulate(gfn: number, pfn: number, src: Uint8Array | null, flags: number): number {
+    if (!src) return -ERRNO.EOPNOTSUPP;
+    this.pageAddSrc = src;
+    const r = this.kvm.mapPrivatePfn(gfn, pfn);
+    this.pageAddSrc = null;
+    if (r !== 0 || !(flags & KVM_TDX_MEASURE_MEMORY_REGION)) return r;
+    const gpa = gfn * PAGE;
+    for (let off = 0; off < PAGE; off += TDX_EXTENDMR_CHUNKSIZE) {
+      const err = this.td.mrExtend(gpa + off);
+      if (err !== TDX_SUCCESS) {
+        this.bug('TDH.MR.EXTEND', err);
+        return -ERRNO.EIO;
+      }
+    }
+    return 0;
   }
 
   /* ------------------------------------------------------------------------------------------ */
@@ -778,7 +743,7 @@ export class TdxBackend implements VendorBackend {
         if (this.hkidReleased) out.push(`private page gfn ${gfn} still in the S-EPT after the HKID was released`);
         septLeaves.set(gfn * 8 + level, pfn);
       });
-      if (kvm?.forEachMirrorLeaf) {
+      if (kvm) {
         kvm.forEachMirrorLeaf((gfn, level, pfn) => {
           const k = gfn * 8 + (level - 1);
           const spfn = septLeaves.get(k);
@@ -793,7 +758,7 @@ export class TdxBackend implements VendorBackend {
         out.push(`S-EPT has ${sept.tableCount - 1} table pages but ${this.stats.septTablesLinked} were linked: a table page was freed while the HKID is assigned`);
       }
     }
-    if (kvm?.forEachDirectLeaf) {
+    if (kvm) {
       kvm.forEachDirectLeaf((gfn, level, pfn) => {
         const n = SEPT_SPAN[level - 1]!;
         for (let k = 0; k < n; k++) {
@@ -804,13 +769,12 @@ export class TdxBackend implements VendorBackend {
     return out;
   }
 
-  inspect(what: string, args: Readonly<Record<string, unknown>>): unknown {
+  inspect(query: TdxInspect): unknown {
     const td = this.td;
-    switch (what) {
+    switch (query.what) {
       case 'sept': {
-        let gpa = num(args.gpa);
-        if (!this.faultIsPrivate(gpa)) gpa -= this.sharedBitGpa;
-        const gfn = Math.floor(gpa / PAGE);
+        const gfn = kvmGpaToGfn({ backend: this }, query.gpa);
+        const gpa = gfn * PAGE + (query.gpa % PAGE);
         if (!td.sept) return { gpa, level: 0, state: 'FREE', pfn: null };
         const e = td.sept.lookup(gfn);
         return { gpa, level: e.level + 1, state: septStateName(e.state), pfn: e.state ? e.pfn : null };
@@ -858,18 +822,6 @@ export class TdxBackend implements VendorBackend {
   }
 }
 
-function num(v: unknown): number {
-  if (typeof v === 'number') return v;
-  if (typeof v === 'bigint') return Number(v);
-  if (typeof v === 'string' && v.trim() !== '') return Number(v);
-  fail('EINVAL', `expected a number, got ${String(v)}`);
-}
-
-function normCmd(cmd: string): string {
-  return cmd.toLowerCase().replace(/^kvm_/, '');
-}
-
-
 /** A TDX `VendorBackend` for `Kvm.createVm({ type: KVM_X86_TDX_VM, backend })`. */
 export function createTdxBackend(opts: TdxBackendOptions): TdxBackend {
   return new TdxBackend(opts);
@@ -878,12 +830,12 @@ export function createTdxBackend(opts: TdxBackendOptions): TdxBackend {
 
 /**
  * `BackendFactory` for `new Kvm({ backends: { [KVM_X86_TDX_VM]: tdxBackendFactory } })`.
- * VM options: `hugePages` (or `huge_pages`, the scenario spelling) and `gpaw` (48 | 52).
+ * VM options: `hugePages` (default false) and `gpaw` (48 default | 52).
  */
-export function tdxBackendFactory(options: Readonly<Record<string, unknown>>, env: { phys: HostPhysMem }): TdxBackend {
-  const huge = options.hugePages ?? options.huge_pages ?? false;
-  if (typeof huge !== 'boolean') fail('EINVAL', 'tdx: hugePages must be a boolean');
-  const gpaw = options.gpaw === undefined ? 48 : num(options.gpaw);
+export const tdxBackendFactory: BackendFactory<TdxEdge> = (options: Readonly<TdxVmOptions>, env: BackendEnv): TdxBackend => {
+  checkVmOptions(options, TDX_VM_OPTIONS, 'tdx');
+  const { hugePages = false, gpaw = 48 } = options;
+  if (typeof hugePages !== 'boolean') fail('EINVAL', 'tdx: hugePages must be a boolean');
   if (gpaw !== 48 && gpaw !== 52) fail('EINVAL', 'tdx: gpaw must be 48 or 52');
-  return createTdxBackend({ hugePages: huge, gpaw, phys: env.phys });
-}
+  return createTdxBackend({ hugePages, gpaw, phys: env.phys });
+};

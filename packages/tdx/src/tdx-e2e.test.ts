@@ -19,6 +19,7 @@ import {
 } from '@ccmem/core';
 import { createDeviceFd, guestMemfdFactory } from '@ccmem/gmem';
 import { KVM_TDX_MEASURE_MEMORY_REGION, tdxBackendFactory, type TdxBackend } from './tdx-backend.js';
+import type { TdxVmOptions } from './edge.js';
 
 const MiB = 2 ** 20;
 const P = 4096;
@@ -30,7 +31,7 @@ function check(vm: Vm) {
   expect((vm.backend as TdxBackend).checkInvariants()).toEqual([]);
 }
 
-function tdxVm(options: Record<string, unknown> = {}, size = 4 * MiB, profile = 'upstream') {
+function tdxVm(options: TdxVmOptions = {}, size = 4 * MiB, profile = 'upstream') {
   const kvm = new Kvm({ profile, guestMemfd: guestMemfdFactory, backends: { [KVM_X86_TDX_VM]: tdxBackendFactory } });
   const vm = kvm.createVm({ type: KVM_X86_TDX_VM, options });
   const b = vm.backend as TdxBackend;
@@ -45,16 +46,16 @@ function tdxVm(options: Record<string, unknown> = {}, size = 4 * MiB, profile = 
 /** tdx_init_vm → create_vcpu (done) → tdx_init_vcpu → PRIVATE → tdx_init_mem_region → tdx_finalize_vm */
 function build(t: ReturnType<typeof tdxVm>, flags = KVM_TDX_MEASURE_MEMORY_REGION, pages = 2) {
   const { vm, vcpu, kvm, src } = t;
-  vm.memoryEncryptOp('tdx_init_vm', {});
+  vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
   check(vm);
-  vcpu.memoryEncryptOp('tdx_init_vcpu', {});
+  vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
   vm.setMemoryAttributes({ address: BASE, size: pages * P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
   check(vm);
   kvm.process.mm.writeBytes(src, new Uint8Array(pages * P).fill(0x5a));
-  const r = vcpu.memoryEncryptOp('tdx_init_mem_region', { source_addr: src, gpa: BASE, nr_pages: pages, flags });
+  const r = vcpu.memoryEncryptOp({ cmd: 'tdx_init_mem_region', source_addr: src, gpa: BASE, nr_pages: pages, flags });
   expect(r.ret).toBe(0);
   check(vm);
-  const fin = vm.memoryEncryptOp('tdx_finalize_vm', {});
+  const fin = vm.memoryEncryptOp({ cmd: 'tdx_finalize_vm' });
   check(vm);
   return fin.out!.mrtd as string;
 }
@@ -63,25 +64,25 @@ describe('TDX VM end to end', () => {
   it('tdx_vcpu_pre_run: KVM_RUN before FINALIZE or without INIT_VCPU is EINVAL and changes nothing', () => {
     const t = tdxVm();
     const { vm, vcpu, b, kvm } = t;
-    vm.memoryEncryptOp('tdx_init_vm', {});
+    vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
     vm.setMemoryAttributes({ address: BASE, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
-    const before = JSON.stringify(b.inspect('stats', {}));
+    const before = JSON.stringify(b.inspect({ what: 'stats' }));
     // vCPU not initialized, TD not finalized
     expect(vcpu.guestRead(BASE, 8, true)).toMatchObject({ errno: 'EINVAL' });
-    vcpu.memoryEncryptOp('tdx_init_vcpu', {});
+    vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
     // initialized vCPU, TD still INITIALIZED: access, ACCEPT and MapGPA are all refused
     expect(vcpu.guestWrite(BASE, 8, 1n, true)).toMatchObject({ errno: 'EINVAL' });
-    expect(vcpu.guestOp({ op: 'accept', args: { gpa: BASE } })).toMatchObject({ errno: 'EINVAL' });
-    expect(vcpu.guestOp({ op: 'map_gpa', args: { gpa: BASE, size: P } })).toMatchObject({ errno: 'EINVAL' });
+    expect(vcpu.guestOp({ op: 'accept', gpa: BASE })).toMatchObject({ errno: 'EINVAL' });
+    expect(vcpu.guestOp({ op: 'map_gpa', gpa: BASE, size: P })).toMatchObject({ errno: 'EINVAL' });
     expect(vm.alive && !vm.dead).toBe(true);
     expect(vm.mmu.leafAt(BASE / P, true)).toBeFalsy();
-    expect(b.inspect('sept', { gpa: BASE })).toMatchObject({ state: 'FREE' });
-    const after = b.inspect('stats', {}) as Record<string, unknown>;
+    expect(b.inspect({ what: 'sept', gpa: BASE })).toMatchObject({ state: 'FREE' });
+    const after = b.inspect({ what: 'stats' }) as Record<string, unknown>;
     expect(JSON.stringify({ ...after, vcpus: undefined, td: undefined })).toBe(JSON.stringify({ ...JSON.parse(before), vcpus: undefined, td: undefined }));
     // the build flow still works afterwards
     kvm.process.mm.writeBytes(t.src, new Uint8Array(P).fill(1));
-    expect(vcpu.memoryEncryptOp('tdx_init_mem_region', { source_addr: t.src, gpa: BASE, nr_pages: 1, flags: 0 }).ret).toBe(0);
-    vm.memoryEncryptOp('tdx_finalize_vm', {});
+    expect(vcpu.memoryEncryptOp({ cmd: 'tdx_init_mem_region', source_addr: t.src, gpa: BASE, nr_pages: 1, flags: 0 }).ret).toBe(0);
+    vm.memoryEncryptOp({ cmd: 'tdx_finalize_vm' });
     expect(vcpu.guestRead(BASE, 1, true).value).toBe(1n);
     // a second vCPU created but never initialized still cannot run
     const v1 = vm.createVcpu(1);
@@ -94,7 +95,7 @@ describe('TDX VM end to end', () => {
     const m1 = build(t);
     const { vm, vcpu, b } = t;
     expect(b.preFaultAllowed()).toBe(true);
-    expect(b.inspect('sept', { gpa: BASE })).toMatchObject({ state: 'PRESENT', level: 1 });
+    expect(b.inspect({ what: 'sept', gpa: BASE })).toMatchObject({ state: 'PRESENT', level: 1 });
     expect(vm.mmu.leafAt(BASE / P, true)).toBeTruthy();
     expect(vcpu.guestRead(BASE + 8, 8, true).value).toBe(0x5a5a5a5a5a5a5a5an);
     const m0 = build(tdxVm(), 0);
@@ -113,7 +114,7 @@ describe('TDX VM end to end', () => {
     const r = vcpu.guestWrite(gpa, 8, 1n, true);
     expect(r.errno).toBe('EIO');
     expect(r.reason).toMatch(/pending EPT violation/);
-    expect(b.inspect('sept', { gpa })).toMatchObject({ state: 'PENDING' });
+    expect(b.inspect({ what: 'sept', gpa })).toMatchObject({ state: 'PENDING' });
     expect(vm.dead).toBe(true);
     expect(() => vm.setMemoryAttributes({ address: gpa, size: P, attributes: 0, flags: 0 })).toThrow(expect.objectContaining({ code: 'EIO' }));
   });
@@ -124,12 +125,12 @@ describe('TDX VM end to end', () => {
     const { vm, vcpu, b } = t;
     const gpa = BASE + 0x10000;
     vm.setMemoryAttributes({ address: gpa, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
-    expect(vcpu.guestOp({ op: 'accept', args: { gpa } })).toEqual({ ret: 'TDX_SUCCESS' });
-    expect(b.inspect('sept', { gpa })).toMatchObject({ state: 'PRESENT', level: 1 });
+    expect(vcpu.guestOp({ op: 'accept', gpa })).toEqual({ ret: 'TDX_SUCCESS' });
+    expect(b.inspect({ what: 'sept', gpa })).toMatchObject({ state: 'PRESENT', level: 1 });
     check(vm);
     expect(vcpu.guestWrite(gpa, 8, 0x1234n, true)).toEqual({});
     expect(vcpu.guestRead(gpa, 8, true).value).toBe(0x1234n);
-    expect(vcpu.guestOp({ op: 'accept', args: { gpa } })).toEqual({ ret: 'TDX_PAGE_ALREADY_ACCEPTED' });
+    expect(vcpu.guestOp({ op: 'accept', gpa })).toEqual({ ret: 'TDX_PAGE_ALREADY_ACCEPTED' });
     expect(b.stats.pagesAugmented).toBe(1);
     check(vm);
   });
@@ -159,15 +160,15 @@ describe('TDX VM end to end', () => {
     const { vm, vcpu, b, kvm } = t;
     const gpa = BASE + 0x10000;
     vm.setMemoryAttributes({ address: gpa, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
-    vcpu.guestOp({ op: 'accept', args: { gpa } });
+    vcpu.guestOp({ op: 'accept', gpa });
     vcpu.guestWrite(gpa, 8, 0x99n, true);
-    const pfn = (b.inspect('sept', { gpa }) as { pfn: number }).pfn;
+    const pfn = (b.inspect({ what: 'sept', gpa }) as { pfn: number }).pfn;
     const rec = recordTrace(kvm.tracer);
     vm.setMemoryAttributes({ address: gpa, size: P, attributes: 0, flags: 0 });
     rec.stop();
     const names = rec.events.map((e) => e.name).filter((n) => /^tdh_|kvm_make_all_cpus_request/.test(n));
     expect(names).toEqual(['tdh_mem_range_block', 'tdh_mem_track', 'kvm_make_all_cpus_request', 'tdh_mem_page_remove', 'tdh_phymem_page_wbinvd']);
-    expect(b.inspect('sept', { gpa })).toMatchObject({ state: 'FREE' });
+    expect(b.inspect({ what: 'sept', gpa })).toMatchObject({ state: 'FREE' });
     expect(vm.mmu.leafAt(gpa / P, true)).toBeFalsy();
     expect(kvm.process.phys.readValue(pfn, 0, 8)).toBe(0n); // tdx_quirk_reset_page
     check(vm);
@@ -184,7 +185,7 @@ describe('TDX VM end to end', () => {
     const { vm, vcpu } = t;
     vm.enableCap({ cap: KVM_CAP_EXIT_HYPERCALL, args: [1 << KVM_HC_MAP_GPA_RANGE] });
     const gpa = BASE + 2 * MiB;
-    let r = vcpu.guestOp({ op: 'map_gpa', args: { gpa, size: 5 * MiB } });
+    let r = vcpu.guestOp({ op: 'map_gpa', gpa, size: 5 * MiB });
     const steps: number[][] = [];
     while (r.exit) {
       if (r.exit.reason !== 'KVM_EXIT_HYPERCALL') throw new Error('unexpected exit');
@@ -198,23 +199,23 @@ describe('TDX VM end to end', () => {
     expect(r.ret).toBe('TDVMCALL_STATUS_SUCCESS');
     expect(vm.memIsPrivate((gpa + 5 * MiB - P) / P)).toBe(true);
     // private → shared: args carry the gpa without the shared bit and DECRYPTED
-    r = vcpu.guestOp({ op: 'map_gpa', args: { gpa: SHARED + gpa, size: P } });
+    r = vcpu.guestOp({ op: 'map_gpa', gpa: SHARED + gpa, size: P });
     expect(r.exit).toMatchObject({ reason: 'KVM_EXIT_HYPERCALL', hypercall: { args: [gpa, 1, KVM_MAP_GPA_RANGE_DECRYPTED] } });
     expect(vcpu.completeHypercall(0)).toEqual({ ret: 'TDVMCALL_STATUS_SUCCESS' });
-    expect(vcpu.guestOp({ op: 'map_gpa', args: { gpa: gpa + 0x800, size: P } })).toMatchObject({ ret: 'TDVMCALL_STATUS_ALIGN_ERROR' });
+    expect(vcpu.guestOp({ op: 'map_gpa', gpa: gpa + 0x800, size: P })).toMatchObject({ ret: 'TDVMCALL_STATUS_ALIGN_ERROR' });
   });
 
   it('INIT_MEM_REGION source_addr 0: EINVAL upstream, EFAULT (from the copy) in v6.18; unaligned is EINVAL in both', () => {
     for (const [profile, errno] of [['upstream', 'EINVAL'], ['linux-6.18', 'EFAULT']] as const) {
       const t = tdxVm({}, 4 * MiB, profile);
       const { vm, vcpu, b } = t;
-      vm.memoryEncryptOp('tdx_init_vm', {});
-      vcpu.memoryEncryptOp('tdx_init_vcpu', {});
+      vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
+      vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
       vm.setMemoryAttributes({ address: BASE, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
-      const init = (source_addr: number) => () => vcpu.memoryEncryptOp('tdx_init_mem_region', { source_addr, gpa: BASE, nr_pages: 1, flags: 0 });
+      const init = (source_addr: number) => () => vcpu.memoryEncryptOp({ cmd: 'tdx_init_mem_region', source_addr, gpa: BASE, nr_pages: 1, flags: 0 });
       expect(init(0)).toThrow(expect.objectContaining({ code: errno }));
       expect(init(t.src + 0x10)).toThrow(expect.objectContaining({ code: 'EINVAL' }));
-      expect(b.inspect('sept', { gpa: BASE })).toMatchObject({ state: 'FREE' });
+      expect(b.inspect({ what: 'sept', gpa: BASE })).toMatchObject({ state: 'FREE' });
       expect(init(t.src)().ret).toBe(0);
       check(vm);
     }
@@ -228,7 +229,7 @@ describe('TDX VM end to end', () => {
       vm.enableCap({ cap: KVM_CAP_EXIT_HYPERCALL, args: [1 << KVM_HC_MAP_GPA_RANGE] });
       const gpa = BASE + 2 * MiB;
       const run = (ret: number) => {
-        expect(vcpu.guestOp({ op: 'map_gpa', args: { gpa, size: P } }).exit).toMatchObject({ reason: 'KVM_EXIT_HYPERCALL' });
+        expect(vcpu.guestOp({ op: 'map_gpa', gpa, size: P }).exit).toMatchObject({ reason: 'KVM_EXIT_HYPERCALL' });
         return vcpu.completeHypercall(ret);
       };
       if (profile === 'upstream') {
@@ -252,22 +253,22 @@ describe('TDX VM end to end', () => {
     const { vm, vcpu, b } = t;
     const gpa = BASE + 0x10000;
     vm.setMemoryAttributes({ address: gpa, size: 2 * P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
-    vcpu.guestOp({ op: 'accept', args: { gpa } });
-    vcpu.guestOp({ op: 'accept', args: { gpa: gpa + P } });
+    vcpu.guestOp({ op: 'accept', gpa });
+    vcpu.guestOp({ op: 'accept', gpa: gpa + P });
     const kicks = b.stats.kicks;
     b.td.injectOperandBusy(1, 'TDH.MEM.PAGE.REMOVE');
     vm.setMemoryAttributes({ address: gpa, size: P, attributes: 0, flags: 0 });
     expect(b.stats.busyRetries).toBe(1);
     expect(b.stats.kicks).toBe(kicks + 2); // tdx_track's kick + the busy kick
     expect(vm.dead).toBe(false);
-    expect(b.inspect('sept', { gpa })).toMatchObject({ state: 'FREE' });
+    expect(b.inspect({ what: 'sept', gpa })).toMatchObject({ state: 'FREE' });
     check(vm);
     b.td.injectOperandBusy(2, 'TDH.MEM.PAGE.REMOVE');
     vm.setMemoryAttributes({ address: gpa + P, size: P, attributes: 0, flags: 0 });
     expect(vm.dead).toBe(true);
     expect(b.bugReasons.at(-1)).toMatch(/TDH.MEM.PAGE.REMOVE failed: TDX_OPERAND_BUSY/);
     expect(() => vm.setMemoryAttributes({ address: gpa, size: P, attributes: 0, flags: 0 })).toThrow(expect.objectContaining({ code: 'EIO' }));
-    expect(() => vcpu.memoryEncryptOp('tdx_init_vcpu', {})).toThrow(expect.objectContaining({ code: 'EIO' }));
+    expect(() => vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' })).toThrow(expect.objectContaining({ code: 'EIO' }));
   });
 
   it('PUNCH_HOLE of private memory removes the S-EPT leaves', () => {
@@ -276,17 +277,17 @@ describe('TDX VM end to end', () => {
     const { vm, vcpu, b, kvm, gmemFd } = t;
     const gpa = BASE + 0x10000;
     vm.setMemoryAttributes({ address: gpa, size: 4 * P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
-    for (let i = 0; i < 4; i++) vcpu.guestOp({ op: 'accept', args: { gpa: gpa + i * P } });
+    for (let i = 0; i < 4; i++) vcpu.guestOp({ op: 'accept', gpa: gpa + i * P });
     const removed = b.stats.pagesRemoved;
     const file = kvm.process.getFile(gmemFd) as unknown as { fallocate(m: number, o: number, l: number): void };
     file.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0x10000 + P, 2 * P);
     expect(b.stats.pagesRemoved).toBe(removed + 2);
-    expect(b.inspect('sept', { gpa: gpa + P })).toMatchObject({ state: 'FREE' });
-    expect(b.inspect('sept', { gpa })).toMatchObject({ state: 'PRESENT' });
-    expect(b.inspect('sept', { gpa: gpa + 3 * P })).toMatchObject({ state: 'PRESENT' });
+    expect(b.inspect({ what: 'sept', gpa: gpa + P })).toMatchObject({ state: 'FREE' });
+    expect(b.inspect({ what: 'sept', gpa })).toMatchObject({ state: 'PRESENT' });
+    expect(b.inspect({ what: 'sept', gpa: gpa + 3 * P })).toMatchObject({ state: 'PRESENT' });
     check(vm);
     // the gfn is still private: the next access faults a fresh page in through AUG (PENDING)
-    expect(vcpu.guestOp({ op: 'accept', args: { gpa: gpa + P } })).toEqual({ ret: 'TDX_SUCCESS' });
+    expect(vcpu.guestOp({ op: 'accept', gpa: gpa + P })).toEqual({ ret: 'TDX_SUCCESS' });
     check(vm);
   });
 
@@ -295,7 +296,7 @@ describe('TDX VM end to end', () => {
     build(t);
     const { vm, vcpu, b, kvm, gmemFd } = t;
     vm.setMemoryAttributes({ address: BASE + 0x10000, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
-    vcpu.guestOp({ op: 'accept', args: { gpa: BASE + 0x10000 } });
+    vcpu.guestOp({ op: 'accept', gpa: BASE + 0x10000 });
     const rec = recordTrace(kvm.tracer);
     const tables = b.stats.septTablesLinked;
     expect(tables).toBeGreaterThan(0);
@@ -320,7 +321,7 @@ describe('TDX VM end to end', () => {
     expect(ev.filter((n) => n === 'tdh_mem_page_remove')).toHaveLength(3); // 2 build pages + 1 accepted
     expect(b.stats.septTablesReclaimed).toBe(tables);
     expect(b.bugReasons).toEqual([]);
-    expect(b.inspect('td', {})).toMatchObject({ lifecycle: 'TEARDOWN', hkidReleased: true });
+    expect(b.inspect({ what: 'td' })).toMatchObject({ lifecycle: 'TEARDOWN', hkidReleased: true });
     expect(b.checkInvariants()).toEqual([]);
     // every S-EPT table page was reclaimed and went back to the host allocator
     expect(vm.mmu.stats.external_spt_leaked).toBe(0);
@@ -349,19 +350,24 @@ describe('TDX VM end to end', () => {
     vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: BASE, memory_size: size, userspace_addr: hva, guest_memfd: devFd, guest_memfd_offset: 0 });
     const src = kvm.process.mm.mmap({ length: P, prot: { read: true, write: true }, shared: false });
     const vcpu = vm.createVcpu(0);
-    build({ kvm, vm, b, vcpu, gmemFd: devFd, hva, src, size }, KVM_TDX_MEASURE_MEMORY_REGION, 1);
+    vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
+    vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
+    vm.setMemoryAttributes({ address: BASE, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
+    // device memory is never populated at launch: kvm_gmem_populate() refuses the device fd
+    expect(() => vcpu.memoryEncryptOp({ cmd: 'tdx_init_mem_region', source_addr: src, gpa: BASE, nr_pages: 1, flags: KVM_TDX_MEASURE_MEMORY_REGION })).toThrow(/EINVAL/);
+    vm.memoryEncryptOp({ cmd: 'tdx_finalize_vm' });
     const gpa = BASE + 2 * MiB;
     vm.setMemoryAttributes({ address: gpa, size: 2 * MiB, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
     check(vm);
-    const r = vcpu.guestOp({ op: 'accept', args: { gpa, level: 2 } });
+    const r = vcpu.guestOp({ op: 'accept', gpa, level: 2 });
     expect(r).toEqual({ ret: 'TDX_SUCCESS' });
-    expect(b.inspect('sept', { gpa: gpa + 0x5000 })).toMatchObject({ state: 'PRESENT', level: 2 });
+    expect(b.inspect({ what: 'sept', gpa: gpa + 0x5000 })).toMatchObject({ state: 'PRESENT', level: 2 });
     expect(vm.mmu.stats.pages_2m).toBe(1);
     check(vm);
     // (the head page: the guest-access walk adds the offset inside a huge leaf twice, which
     // only shows at a non-zero offset)
     expect(vcpu.guestWrite(gpa, 8, 7n, true)).toEqual({});
-    const headPfn = (b.inspect('sept', { gpa }) as { pfn: number }).pfn;
+    const headPfn = (b.inspect({ what: 'sept', gpa }) as { pfn: number }).pfn;
     const rec = recordTrace(kvm.tracer);
     vm.setMemoryAttributes({ address: gpa + 0x3000, size: P, attributes: 0, flags: 0 });
     rec.stop();
@@ -369,12 +375,12 @@ describe('TDX VM end to end', () => {
     expect(names.slice(0, 4)).toEqual(['tdh_mem_range_block', 'tdh_mem_track', 'kvm_make_all_cpus_request', 'tdh_mem_page_demote']);
     expect(names.slice(4)).toEqual(['tdh_mem_range_block', 'tdh_mem_track', 'kvm_make_all_cpus_request', 'tdh_mem_page_remove', 'tdh_phymem_page_wbinvd']);
     expect(b.stats.splits).toBe(1);
-    expect(b.inspect('sept', { gpa: gpa + 0x3000 })).toMatchObject({ state: 'FREE' });
-    expect(b.inspect('sept', { gpa: gpa + 0x4000 })).toMatchObject({ state: 'PRESENT', level: 1 });
+    expect(b.inspect({ what: 'sept', gpa: gpa + 0x3000 })).toMatchObject({ state: 'FREE' });
+    expect(b.inspect({ what: 'sept', gpa: gpa + 0x4000 })).toMatchObject({ state: 'PRESENT', level: 1 });
     expect(vm.mmu.stats).toMatchObject({ pages_2m: 0 });
     // DEMOTE keeps the pfns and the contents: the 4K leaves inherit the 2M page's frames
-    expect(b.inspect('sept', { gpa })).toMatchObject({ state: 'PRESENT', level: 1, pfn: headPfn });
-    expect(b.inspect('sept', { gpa: gpa + 0x4000 })).toMatchObject({ pfn: headPfn + 4 });
+    expect(b.inspect({ what: 'sept', gpa })).toMatchObject({ state: 'PRESENT', level: 1, pfn: headPfn });
+    expect(b.inspect({ what: 'sept', gpa: gpa + 0x4000 })).toMatchObject({ pfn: headPfn + 4 });
     expect(vcpu.guestRead(gpa, 8, true)).toEqual({ value: 7n });
     expect(vcpu.guestRead(gpa + 0x4000, 8, true)).toEqual({ value: 0n });
     check(vm);
@@ -389,20 +395,20 @@ describe('TDX VM end to end', () => {
     const devFd = kvm.process.installFd(createDeviceFd(vm, { size }));
     vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: BASE, memory_size: size, userspace_addr: 0, guest_memfd: devFd, guest_memfd_offset: 0 });
     const vcpu = vm.createVcpu(0);
-    vm.memoryEncryptOp('tdx_init_vm', {});
-    vcpu.memoryEncryptOp('tdx_init_vcpu', {});
-    vm.memoryEncryptOp('tdx_finalize_vm', {});
+    vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
+    vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
+    vm.memoryEncryptOp({ cmd: 'tdx_finalize_vm' });
     const gpa = BASE + 2 * MiB;
     vm.setMemoryAttributes({ address: BASE, size, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
     // unmapped: a 4K ACCEPT maps at the accept level only
-    expect(vcpu.guestOp({ op: 'accept', args: { gpa: BASE } })).toEqual({ ret: 'TDX_SUCCESS' });
-    expect(b.inspect('sept', { gpa: BASE })).toMatchObject({ state: 'PRESENT', level: 1 });
+    expect(vcpu.guestOp({ op: 'accept', gpa: BASE })).toEqual({ ret: 'TDX_SUCCESS' });
+    expect(b.inspect({ what: 'sept', gpa: BASE })).toMatchObject({ state: 'PRESENT', level: 1 });
     // a 2M PENDING mapping made by a plain fault, then a 4K ACCEPT inside it
     vcpu.preFaultMemory({ gpa, size: 2 * MiB, flags: 0 });
-    expect(b.inspect('sept', { gpa })).toMatchObject({ state: 'PENDING', level: 2 });
-    expect(vcpu.guestOp({ op: 'accept', args: { gpa: gpa + 0x3000 } })).toEqual({ ret: 'TDX_SUCCESS' });
-    expect(b.inspect('sept', { gpa: gpa + 0x3000 })).toMatchObject({ state: 'PRESENT', level: 1 });
-    expect(b.inspect('sept', { gpa: gpa + 0x4000 })).toMatchObject({ state: 'PENDING', level: 1 });
+    expect(b.inspect({ what: 'sept', gpa })).toMatchObject({ state: 'PENDING', level: 2 });
+    expect(vcpu.guestOp({ op: 'accept', gpa: gpa + 0x3000 })).toEqual({ ret: 'TDX_SUCCESS' });
+    expect(b.inspect({ what: 'sept', gpa: gpa + 0x3000 })).toMatchObject({ state: 'PRESENT', level: 1 });
+    expect(b.inspect({ what: 'sept', gpa: gpa + 0x4000 })).toMatchObject({ state: 'PENDING', level: 1 });
     expect(b.stats.splits).toBe(1);
     expect(vm.mmu.stats.pages_2m).toBe(0);
     expect(vm.dead).toBe(false);
@@ -417,16 +423,16 @@ describe('TDX VM end to end', () => {
     const gpa = BASE + 4 * MiB;
     vm.setUserMemoryRegion2({ slot: 1, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: gpa, memory_size: 2 * MiB, userspace_addr: 0, guest_memfd: fd, guest_memfd_offset: 0 });
     vm.setMemoryAttributes({ address: gpa, size: 2 * MiB, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
-    expect(vcpu.guestOp({ op: 'accept', args: { gpa, level: 2 } })).toEqual({ ret: 'TDX_SUCCESS' });
-    expect(b.inspect('sept', { gpa: gpa + 0x5000 })).toMatchObject({ state: 'PRESENT', level: 2 });
-    expect(vcpu.guestOp({ op: 'accept', args: { gpa: gpa + 0x5000 } })).toEqual({ ret: 'TDX_PAGE_ALREADY_ACCEPTED' });
+    expect(vcpu.guestOp({ op: 'accept', gpa, level: 2 })).toEqual({ ret: 'TDX_SUCCESS' });
+    expect(b.inspect({ what: 'sept', gpa: gpa + 0x5000 })).toMatchObject({ state: 'PRESENT', level: 2 });
+    expect(vcpu.guestOp({ op: 'accept', gpa: gpa + 0x5000 })).toEqual({ ret: 'TDX_PAGE_ALREADY_ACCEPTED' });
     vm.setMemoryAttributes({ address: gpa + 0x3000, size: P, attributes: 0, flags: 0 });
     expect(b.stats.splits).toBe(1);
-    expect(b.inspect('sept', { gpa: gpa + 0x5000 })).toMatchObject({ state: 'PRESENT', level: 1 });
+    expect(b.inspect({ what: 'sept', gpa: gpa + 0x5000 })).toMatchObject({ state: 'PRESENT', level: 1 });
     const removed = b.stats.pagesRemoved;
     (kvm.process.getFile(fd) as unknown as { fallocate(m: number, o: number, l: number): void }).fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, 2 * MiB);
     expect(b.stats.pagesRemoved).toBe(removed + 511);
-    expect(b.inspect('sept', { gpa: gpa + 0x5000 })).toMatchObject({ state: 'FREE' });
+    expect(b.inspect({ what: 'sept', gpa: gpa + 0x5000 })).toMatchObject({ state: 'FREE' });
     check(vm);
   });
 
@@ -436,8 +442,8 @@ describe('TDX VM end to end', () => {
     const { vm, vcpu, b } = t;
     const gpa = BASE + 2 * MiB;
     vm.setMemoryAttributes({ address: gpa, size: 2 * MiB, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
-    const r = vcpu.guestOp({ op: 'accept', args: { gpa, level: 2 } });
-    expect(b.inspect('sept', { gpa })).toMatchObject({ level: 1 });
+    const r = vcpu.guestOp({ op: 'accept', gpa, level: 2 });
+    expect(b.inspect({ what: 'sept', gpa })).toMatchObject({ level: 1 });
     expect(r.ret).not.toBe('TDX_SUCCESS');
     check(vm);
   });
@@ -446,21 +452,29 @@ describe('TDX VM end to end', () => {
 describe('KVM_TDX_INIT_MEM_REGION checks in kvm_gmem_populate order', () => {
   it('the folio lookup fails before the PRIVATE check: a closed guest_memfd is EFAULT even on a shared gfn', () => {
     const t = tdxVm();
-    t.vm.memoryEncryptOp('tdx_init_vm', {});
-    t.vcpu.memoryEncryptOp('tdx_init_vcpu', {});
+    t.vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
+    t.vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
     const args = { source_addr: t.src, gpa: BASE, nr_pages: 1, flags: 0 };
     // shared gfn, live file: the PRIVATE check answers
-    expect(() => t.vcpu.memoryEncryptOp('tdx_init_mem_region', args)).toThrow(/EINVAL/);
+    expect(() => t.vcpu.memoryEncryptOp({ cmd: 'tdx_init_mem_region', ...args })).toThrow(/EINVAL/);
     // the same shared gfn with the file closed: the folio lookup answers first
     t.kvm.process.close(t.gmemFd);
-    expect(() => t.vcpu.memoryEncryptOp('tdx_init_mem_region', args)).toThrow(/EFAULT/);
+    expect(() => t.vcpu.memoryEncryptOp({ cmd: 'tdx_init_mem_region', ...args })).toThrow(/EFAULT/);
   });
 });
 
 describe('GPAW', () => {
   it('is chosen when the VM is created; KVM_TDX_INIT_VM may confirm it but not change it', () => {
     const t = tdxVm();
-    expect(() => t.vm.memoryEncryptOp('tdx_init_vm', { gpaw: 52 })).toThrow(/EINVAL/);
-    expect(t.vm.memoryEncryptOp('tdx_init_vm', { gpaw: 48 }).out).toMatchObject({ gpaw: 48, gfn_direct_bits: 2 ** 35 });
+    expect(() => t.vm.memoryEncryptOp({ cmd: 'tdx_init_vm', gpaw: 52 })).toThrow(/EINVAL/);
+    expect(t.vm.memoryEncryptOp({ cmd: 'tdx_init_vm', gpaw: 48 }).out).toMatchObject({ gpaw: 48, gfn_direct_bits: 2 ** 35 });
+  });
+
+  it('a misspelled command or option does not compile; an unknown option is EINVAL at VM creation', () => {
+    const t = tdxVm();
+    // @ts-expect-error no such TDX command
+    expect(() => t.vm.memoryEncryptOp({ cmd: 'tdx_init_vn' })).toThrow(/unknown command tdx_init_vn/);
+    // @ts-expect-error the option is hugePages
+    expect(() => tdxVm({ huge_pages: true })).toThrow(/unknown tdx VM option 'huge_pages' \(known options: hugePages, gpaw\)/);
   });
 });

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { KvmError, fail } from '../errno.js';
 import type { ErrnoName } from '../errno.js';
-import type { GmemPfn, GuestMemoryFile, KvmFile, MemslotView } from '../backend.js';
+import type { KvmFile, MemslotView } from '../backend.js';
+import { FakeGmem } from '../testing/fake-gmem.js';
 import { Tracer, recordTrace } from '../trace.js';
 import {
   KVM_DIRTY_LOG_INITIALLY_SET,
@@ -26,33 +27,6 @@ import {
 
 const MiB = 1 << 20;
 const HVA = 0x7f0000000000;
-
-class FakeGmem implements GuestMemoryFile {
-  readonly kind = 'kvm-gmem';
-  readonly flags = 0;
-  readonly live = true;
-  readonly bindings = new Map<number, MemslotView>();
-  unbinds = 0;
-  constructor(
-    readonly ownerVm: unknown,
-    readonly size: number,
-    readonly gmemOnly = false,
-  ) {}
-  release(): void {}
-  bind(slot: MemslotView, offset: number): void {
-    if (offset % 4096 || offset + slot.npages * 4096 > this.size) fail('EINVAL', 'kvm_gmem_bind: offset');
-    const pg = offset / 4096;
-    for (let i = 0; i < slot.npages; i++) if (this.bindings.has(pg + i)) fail('EEXIST', 'kvm_gmem_bind: bound');
-    for (let i = 0; i < slot.npages; i++) this.bindings.set(pg + i, slot);
-  }
-  unbind(slot: MemslotView): void {
-    this.unbinds++;
-    for (const [k, v] of this.bindings) if (v === slot) this.bindings.delete(k);
-  }
-  getPfn(_slot: MemslotView, _gfn: number, _out: GmemPfn): number {
-    return 0;
-  }
-}
 
 interface Calls {
   prepare: [MemslotChange, KvmMemorySlot | null, KvmMemorySlot | null][];
@@ -267,7 +241,7 @@ describe('KVM_SET_USER_MEMORY_REGION checks (kvm-uapi.md §2, in order)', () => 
     const env = setup();
     const mine = new FakeGmem(env.vm, 4 * MiB);
     const theirs = new FakeGmem({ other: true }, 4 * MiB);
-    const onlyFile = new FakeGmem(env.vm, 4 * MiB, true);
+    const onlyFile = new FakeGmem(env.vm, 4 * MiB, null, true);
     env.files.set(3, { kind: 'kvm-vm', release() {} });
     env.files.set(4, theirs);
     env.files.set(5, mine);

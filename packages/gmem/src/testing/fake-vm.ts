@@ -1,37 +1,10 @@
 /**
- * A stand-in for @ccmem/core's VM as memory providers see it (VmForProvider), recording
- * every call a provider makes into the VM and its vendor hooks, so tests can check their
- * order. Also a small host-physical-memory allocator and memslot views.
+ * A recorder for the provider tests: the VM as memory providers see it (VmForProvider), logging
+ * every call a provider makes into the VM and its vendor hooks, so tests can check their order.
+ * Host memory and kernel profiles are core's; memslot views are built as the memslot engine does.
  */
-import {
-  GUEST_MEMFD_FLAG_INIT_SHARED,
-  GUEST_MEMFD_FLAG_MMAP,
-  KVM_MEM_GUEST_MEMFD,
-  KVM_MEMSLOT_GMEM_ONLY,
-  KVM_X86_DEFAULT_VM,
-  PAGE_SIZE,
-} from '@ccmem/core';
-import type { GuestMemoryFile, HostPhysMem, KernelProfile, MemslotView, TraceEvent, VendorBackend, VmForProvider } from '@ccmem/core';
-
-/** newest upstream: EEXIST for overlapping bindings (commit 7ea987a9) */
-export const TEST_UPSTREAM_PROFILE: KernelProfile = {
-  name: 'upstream',
-  gmemBindOverlapErrno: 'EEXIST',
-  smmAddressSpaces: true,
-  multiAddressSpaceCap: 2,
-  memoryAttributes: true,
-  preFaultMemory: true,
-  vmTypes: 0x3f,
-  gmemFlagsDefaultVm: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED,
-  pciHole: false,
-};
-
-/** v6.18: EINVAL for overlapping bindings */
-export const TEST_6_18_PROFILE: KernelProfile = {
-  ...TEST_UPSTREAM_PROFILE,
-  name: 'linux-6.18',
-  gmemBindOverlapErrno: 'EINVAL',
-};
+import { KVM_MEM_GUEST_MEMFD, KVM_MEMSLOT_GMEM_ONLY, KVM_X86_DEFAULT_VM, PAGE_SIZE, PhysMem, UPSTREAM_PROFILE } from '@ccmem/core';
+import type { GuestMemoryFile, KernelProfile, MemslotView, TraceEvent, VendorBackend, VmForProvider } from '@ccmem/core';
 
 export type ProviderCall =
   | { op: 'begin' }
@@ -44,92 +17,19 @@ export type ProviderCall =
   | { op: 'get' }
   | { op: 'put' };
 
-/** Host frames: a free list and sparse contents. Never-written frames read as zero. */
-export class FakePhysMem implements HostPhysMem {
-  private next: number;
-  private readonly freeList: number[] = [];
-  private allocated = new Uint8Array(1024);
-  private readonly contents = new Map<number, Uint8Array>();
-  private readonly leaked = new Set<number>();
-  allocatedPages = 0;
+/** core's host physical memory, telling the recorder about every free and leak */
+export class FakePhysMem extends PhysMem {
   /** called on every free and leak, for the recorder */
   onFree: ((pfn: number, leak: boolean) => void) | null = null;
 
-  constructor(firstPfn = 0x1000) {
-    this.next = firstPfn;
-  }
-
-  get storedPages(): number {
-    return this.contents.size;
-  }
-
-  allocPage(): number {
-    const pfn = this.freeList.length > 0 ? this.freeList.pop()! : this.next++;
-    if (pfn >= this.allocated.length) {
-      const grown = new Uint8Array(Math.max(pfn + 1, this.allocated.length * 2));
-      grown.set(this.allocated);
-      this.allocated = grown;
-    }
-    this.allocated[pfn] = 1;
-    this.allocatedPages++;
-    return pfn;
-  }
-
-  freePage(pfn: number): void {
-    if (!this.isAllocated(pfn)) throw new Error(`freePage(${pfn}): not allocated`);
-    this.allocated[pfn] = 0;
-    this.allocatedPages--;
-    this.contents.delete(pfn);
-    this.freeList.push(pfn);
+  override freePage(pfn: number): void {
+    super.freePage(pfn);
     this.onFree?.(pfn, false);
   }
 
-  leakPage(pfn: number): void {
-    if (!this.isAllocated(pfn)) throw new Error(`leakPage(${pfn}): not allocated`);
-    this.allocated[pfn] = 0;
-    this.allocatedPages--;
-    this.contents.delete(pfn);
-    this.leaked.add(pfn);
+  override leakPage(pfn: number): void {
+    super.leakPage(pfn);
     this.onFree?.(pfn, true);
-  }
-
-  isLeaked(pfn: number): boolean {
-    return this.leaked.has(pfn);
-  }
-
-  isAllocated(pfn: number): boolean {
-    return this.allocated[pfn] === 1;
-  }
-
-  zeroPage(pfn: number): void {
-    this.contents.delete(pfn);
-  }
-
-  readValue(pfn: number, offset: number, size: number): bigint {
-    const b = this.readBytes(pfn, offset, size);
-    let v = 0n;
-    for (let i = size - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i]!);
-    return v;
-  }
-
-  writeValue(pfn: number, offset: number, size: number, value: bigint): void {
-    const b = new Uint8Array(size);
-    for (let i = 0; i < size; i++) b[i] = Number((value >> BigInt(8 * i)) & 0xffn);
-    this.writeBytes(pfn, offset, b);
-  }
-
-  readBytes(pfn: number, offset: number, length: number): Uint8Array {
-    const page = this.contents.get(pfn);
-    return page ? page.slice(offset, offset + length) : new Uint8Array(length);
-  }
-
-  writeBytes(pfn: number, offset: number, data: Uint8Array): void {
-    let page = this.contents.get(pfn);
-    if (!page) {
-      page = new Uint8Array(PAGE_SIZE);
-      this.contents.set(pfn, page);
-    }
-    page.set(data, offset);
   }
 }
 
@@ -164,7 +64,7 @@ export class FakeVm implements VmForProvider {
   constructor(opts: FakeVmOptions = {}) {
     this.vmType = opts.vmType ?? KVM_X86_DEFAULT_VM;
     this.hasPrivateMem = opts.hasPrivateMem ?? this.vmType !== KVM_X86_DEFAULT_VM;
-    this.profile = opts.profile ?? TEST_UPSTREAM_PROFILE;
+    this.profile = opts.profile ?? UPSTREAM_PROFILE;
     this.record = opts.record ?? true;
     this.phys.onFree = (pfn, leak) => this.log(leak ? { op: 'leak', pfn } : { op: 'free', pfn });
     this.backend = opts.withBackend ? this.makeBackend() : null;

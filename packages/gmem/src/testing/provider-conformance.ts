@@ -3,10 +3,10 @@
  * binding rules, stable pfns, invalidation when pages go away, -EFAULT once the provider
  * is gone. Run from each provider's test file.
  */
-import { ERRNO, KvmError } from '@ccmem/core';
+import { ERRNO, KvmError, LINUX_6_18_PROFILE, UPSTREAM_PROFILE } from '@ccmem/core';
 import type { GmemPfn, GuestMemoryFile, KernelProfile } from '@ccmem/core';
 import { describe, expect, it } from 'vitest';
-import { FakeVm, TEST_6_18_PROFILE, TEST_UPSTREAM_PROFILE, bindSlot, fakeSlot } from './fake-vm.js';
+import { FakeVm, bindSlot, fakeSlot } from './fake-vm.js';
 import type { ProviderCall } from './fake-vm.js';
 
 export interface ProviderUnderTest {
@@ -38,7 +38,7 @@ const zapped = (calls: readonly ProviderCall[], gfn: number) =>
   calls.some((c) => c.op === 'unmap' && c.start <= gfn && gfn < c.end);
 
 export function runProviderConformance(name: string, makeProvider: MakeProvider): void {
-  const fresh = (profile: KernelProfile = TEST_UPSTREAM_PROFILE) =>
+  const fresh = (profile: KernelProfile = UPSTREAM_PROFILE) =>
     makeProvider(new FakeVm({ vmType: 4, hasPrivateMem: true, profile, withBackend: true }));
 
   describe(`provider conformance: ${name}`, () => {
@@ -50,7 +50,7 @@ export function runProviderConformance(name: string, makeProvider: MakeProvider)
       expect(errnoOf(() => p.file.bind(fakeSlot({ id: 1, baseGfn: 0x100, npages: p.npages, file: p.file }), 0))).toBeNull();
     });
 
-    for (const profile of [TEST_UPSTREAM_PROFILE, TEST_6_18_PROFILE]) {
+    for (const profile of [UPSTREAM_PROFILE, LINUX_6_18_PROFILE]) {
       it(`an overlapping binding fails with ${profile.gmemBindOverlapErrno} (${profile.name}) and binds nothing`, () => {
         const p = fresh(profile);
         const a = bindSlot({ id: 1, baseGfn: 0x100, npages: 2, file: p.file });

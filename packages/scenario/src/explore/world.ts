@@ -18,15 +18,14 @@ import {
   RET_PF_FIXED,
   SlotsLockBusyError,
   isKvmError,
+  kvmGpaToGfn,
   recordTrace,
   type GuestAccessResult,
   type KernelOp,
-  type Kvm,
   type TraceEvent,
-  type Vm,
 } from '@ccmem/core';
 import { GuestMemfd, InvalidateLockBusyError } from '@ccmem/gmem';
-import { createModelTarget, type ModelTarget } from '../model-target.js';
+import { createModelTarget, type ModelKvm, type ModelTarget, type ModelVm } from '../model-target.js';
 import { resolveStep, effectiveVm } from '../runner.js';
 import { opSpec, type TargetOpName } from '../ops/index.js';
 import type { OpFootprint } from '../ops/op.js';
@@ -420,7 +419,7 @@ export interface WorldOptions {
  * once per scenario object and the result reused by every later run.
  */
 const setupChecks = new WeakMap<Scenario, readonly string[]>();
-function setupCheck(scenario: Scenario, vm: Vm): readonly string[] {
+function setupCheck(scenario: Scenario, vm: ModelVm): readonly string[] {
   let v = setupChecks.get(scenario);
   if (v === undefined) {
     v = vm.alive ? checkVmInvariants(vm) : [];
@@ -438,8 +437,8 @@ export class World {
   readonly names = new Map<string, number>();
   /** bumped whenever an actor binds a name (`as:`) */
   namesVersion = 0;
-  readonly kvm: Kvm;
-  readonly vm: Vm;
+  readonly kvm: ModelKvm;
+  readonly vm: ModelVm;
   readonly actors: Actor[] = [];
   readonly records: ActorStepRecord[] = [];
   readonly punches: PunchRecord[] = [];
@@ -544,7 +543,7 @@ export class World {
   stepCheckRange(rs: ResolvedStep): CheckRange {
     const fp = opSpec(rs.op).footprint as OpFootprint<ResolvedStep['args']> | undefined;
     if (!fp) return CHECK_ALL;
-    const [lo, hi] = fp.gfns(rs.args, { gfnDirectBits: this.vm.backend?.gfnDirectBits ?? 0 });
+    const [lo, hi] = fp.gfns(rs.args, this.vm);
     return { ...(fp.huge ? range2M(lo, hi) : { lo, hi, global: false }), memslots: false };
   }
 }

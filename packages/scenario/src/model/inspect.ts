@@ -3,14 +3,15 @@
  * assert step compares (docs/scenarios.md, "assert: model state"). Throws KvmError when the
  * state does not exist on this VM (no RMP on a TDX VM, an fd that is not open, ...).
  */
-import { fail, PAGE_SIZE, type KvmFile, type Process, type Vm } from '@ccmem/core';
+import { fail, gpaToGfn, kvmGfnDirectBits, kvmIsGfnAlias, PAGE_SIZE, type KvmFile, type Process } from '@ccmem/core';
+import type { ModelVm } from '../model-target.js';
 import { DeviceFdFile, GuestMemfd, PAGE_HWPOISON, PAGE_PREPARED, PAGE_UPTODATE } from '@ccmem/gmem';
 import type { ASSERT_LOCATORS, AssertWhat } from '../ops/assert.js';
 
 /** what an assert step inspects, and where (every locator resolved to a number) */
 export type AssertLocators = { what: AssertWhat } & { [K in Exclude<(typeof ASSERT_LOCATORS)[number], 'what'>]?: number };
 
-export function inspectState(vm: Vm, process: Process, loc: AssertLocators): Record<string, unknown> {
+export function inspectState(vm: ModelVm, process: Process, loc: AssertLocators): Record<string, unknown> {
   switch (loc.what) {
     case 'attributes':
       return inspectAttributes(vm, loc);
@@ -30,17 +31,16 @@ export function inspectState(vm: Vm, process: Process, loc: AssertLocators): Rec
 }
 
 /** gfn of a locator without the TDX shared bit; `shared` when the gpa named the shared alias */
-function locateGfn(vm: Vm, loc: AssertLocators): { gfn: number; shared: boolean } {
+function locateGfn(vm: ModelVm, loc: AssertLocators): { gfn: number; shared: boolean } {
   let gfn: number;
   if (loc.gfn !== undefined) gfn = loc.gfn;
-  else if (loc.gpa !== undefined) gfn = Math.floor(loc.gpa / PAGE_SIZE);
+  else if (loc.gpa !== undefined) gfn = gpaToGfn(loc.gpa);
   else fail('EINVAL', `assert ${loc.what}: needs gfn or gpa`);
-  const direct = vm.backend?.gfnDirectBits ?? 0;
-  if (direct && gfn >= direct) return { gfn: gfn - direct, shared: true };
+  if (kvmIsGfnAlias(vm, gfn)) return { gfn: gfn - kvmGfnDirectBits(vm), shared: true };
   return { gfn, shared: false };
 }
 
-function inspectAttributes(vm: Vm, loc: AssertLocators): Record<string, unknown> {
+function inspectAttributes(vm: ModelVm, loc: AssertLocators): Record<string, unknown> {
   const { gfn } = locateGfn(vm, loc);
   return { gfn, attributes: vm.getMemoryAttributes(gfn), private: vm.memIsPrivate(gfn) };
 }
@@ -49,7 +49,7 @@ function inspectAttributes(vm: Vm, loc: AssertLocators): Record<string, unknown>
  * The TDP leaf translating the gfn. On TDX a private gfn is looked up in the mirror root
  * unless the locator's gpa carries the shared bit; other VM types have one root.
  */
-function inspectSpte(vm: Vm, loc: AssertLocators): Record<string, unknown> {
+function inspectSpte(vm: ModelVm, loc: AssertLocators): Record<string, unknown> {
   const { gfn, shared } = locateGfn(vm, loc);
   const isPrivate = !shared && vm.memIsPrivate(gfn);
   const leaf = vm.mmu.leafAt(gfn, isPrivate);
@@ -71,7 +71,7 @@ function inspectSpte(vm: Vm, loc: AssertLocators): Record<string, unknown> {
 }
 
 /** the pfn a locator names: `pfn`, or the guest_memfd page behind gpa/gfn */
-function locatePfn(vm: Vm, loc: AssertLocators): number {
+function locatePfn(vm: ModelVm, loc: AssertLocators): number {
   if (loc.pfn !== undefined) return loc.pfn;
   const { gfn } = locateGfn(vm, loc);
   const pfn = vm.gmemPeekPfn(gfn);
@@ -79,26 +79,26 @@ function locatePfn(vm: Vm, loc: AssertLocators): number {
   return pfn;
 }
 
-function inspectVendor(vm: Vm, loc: AssertLocators): Record<string, unknown> {
+function inspectVendor(vm: ModelVm, loc: AssertLocators): Record<string, unknown> {
   const backend = vm.backend;
   if (!backend?.inspect) fail('EINVAL', `assert ${loc.what}: this VM type has no vendor state`);
   let state: unknown;
   if (loc.what === 'sept') {
     const gpa = loc.gpa ?? (loc.gfn !== undefined ? loc.gfn * PAGE_SIZE : undefined);
     if (gpa === undefined) fail('EINVAL', 'assert sept: needs gpa or gfn');
-    state = backend.inspect('sept', { gpa });
+    state = backend.inspect({ what: 'sept', gpa });
   } else if (loc.what === 'rmp') {
-    state = loc.pfn !== undefined ? backend.inspect('rmp', { pfn: loc.pfn }) : backend.inspect('rmp', { gpa: locateGfn(vm, loc).gfn * PAGE_SIZE });
+    state = loc.pfn !== undefined ? backend.inspect({ what: 'rmp', pfn: loc.pfn }) : backend.inspect({ what: 'rmp', gpa: locateGfn(vm, loc).gfn * PAGE_SIZE });
     if (state === null) return { assigned: false, present: false };
   } else {
-    state = backend.inspect('directmap', { pfn: locatePfn(vm, loc) });
+    state = backend.inspect({ what: 'directmap', pfn: locatePfn(vm, loc) });
   }
   if (state === undefined) fail('EINVAL', `assert ${loc.what}: the ${backend.name} backend has no such state`);
   return { ...(state as Record<string, unknown>) };
 }
 
-function inspectStats(vm: Vm): Record<string, unknown> {
-  const vendor = vm.backend?.inspect?.('stats', {});
+function inspectStats(vm: ModelVm): Record<string, unknown> {
+  const vendor = vm.backend?.inspect?.({ what: 'stats' });
   return {
     ...(typeof vendor === 'object' && vendor !== null ? (vendor as Record<string, unknown>) : {}),
     ...vm.mmu.stats,
@@ -110,7 +110,7 @@ function inspectStats(vm: Vm): Record<string, unknown> {
   };
 }
 
-function inspectMemslot(vm: Vm, loc: AssertLocators): Record<string, unknown> {
+function inspectMemslot(vm: ModelVm, loc: AssertLocators): Record<string, unknown> {
   if (loc.slot === undefined) fail('EINVAL', 'assert memslot: needs slot');
   const asId = loc.as_id ?? (loc.slot >>> 16);
   const id = loc.slot & 0xffff;

@@ -3,22 +3,26 @@
  * configuration and the generic hypercalls userspace has yet to complete; and how the model's
  * results become step outcomes.
  */
-import { errnoName, fail, type GuestAccessResult, type GuestOpResult, type Kvm, type KvmFile, type Vcpu, type Vm } from '@ccmem/core';
+import { errnoName, fail, type GuestAccessResult, type GuestOpResult, type KvmFile, type Vcpu, type Vm } from '@ccmem/core';
+import type { ModelKvm, ModelVm } from '../model-target.js';
 import type { VmConfig } from '../schema.js';
 import type { HandlerTable, Outcome } from '../target.js';
 import { GenericHypercalls } from './hypercall.js';
 import { retAlias, type RetFamily } from './vendor-ret.js';
 
+/** a vCPU of the model's VM (typed with every vendor's edge) */
+export type ModelVcpu = Vcpu<ModelVm extends Vm<infer E> ? E : never>;
+
 export class ModelRun {
   readonly hypercalls = new GenericHypercalls();
 
   constructor(
-    readonly kvm: Kvm,
-    readonly vm: Vm,
+    readonly kvm: ModelKvm,
+    readonly vm: ModelVm,
     readonly config: VmConfig,
   ) {}
 
-  vcpu(id: number): Vcpu {
+  vcpu(id: number): ModelVcpu {
     const v = this.vm.vcpu(id);
     if (!v) fail('EBADF', `vCPU ${id} was not created (KVM_CREATE_VCPU)`);
     return v;
@@ -28,7 +32,7 @@ export class ModelRun {
    * The vCPU of a guest op. docs/scenarios.md: a guest op on a vCPU with an MMIO read pending
    * completes that read with 0 first (KVM_RUN re-enters through complete_emulated_mmio()).
    */
-  guestVcpu(id: number): Vcpu {
+  guestVcpu(id: number): ModelVcpu {
     const v = this.vcpu(id);
     // (every remaining fragment of a page-crossing access, too)
     for (let i = 0; v.mmioNeeded && i < 16; i++) v.completeMmio(0n);
@@ -74,7 +78,7 @@ export function guestOpOutcome(r: GuestOpResult, family: RetFamily): Outcome {
 }
 
 /** a KVM_MEMORY_ENCRYPT_OP result: ret < 0 is the ioctl failing with that errno */
-export function ioctlOutcome(r: { ret: number; out?: Readonly<Record<string, unknown>> }): Outcome {
+export function ioctlOutcome(r: { ret: number; out?: object }): Outcome {
   const detail: Record<string, unknown> = { ...(r.out ?? {}) };
   if (r.ret < 0) {
     return { errno: errnoName(-r.ret) ?? 'EIO', detail: { ...detail, check: `KVM_MEMORY_ENCRYPT_OP returned ${r.ret}` } };

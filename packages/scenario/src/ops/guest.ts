@@ -1,13 +1,12 @@
 /** vCPU: guest accesses and the exits userspace completes. */
-import { PAGE_SIZE } from '@ccmem/core';
+import { kvmGpaToGfn } from '@ccmem/core';
 import { z } from 'zod';
 import { accessSize, addr, bool, num, u64 } from './fields.js';
 import { defineOp, type FootprintVm } from './op.js';
 
 /** the gfn a guest access faults on: the shared alias bit stripped (kvm_gfn_direct_bits()) */
 function accessGfns(a: { gpa: number }, vm: FootprintVm): readonly [number, number] {
-  let g = Math.floor(a.gpa / PAGE_SIZE);
-  if (vm.gfnDirectBits && g >= vm.gfnDirectBits) g -= vm.gfnDirectBits;
+  const g = kvmGpaToGfn(vm, a.gpa);
   // the first phase is the walk: the leaf covering gfn
   return [g, g + 1];
 }

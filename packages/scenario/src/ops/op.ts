@@ -3,6 +3,7 @@
  * documentation line, read by the schema, the targets and the docs (docs/scenarios.md,
  * "Adding an operation").
  */
+import type { DirectBitsVm } from '@ccmem/core';
 import type { z } from 'zod';
 import type { AddrRef } from '../numbers.js';
 
@@ -26,11 +27,8 @@ export interface OpNeeds {
   readonly vmTypes?: readonly VmTypeName[];
 }
 
-/** the explorer's view of a VM, enough to turn a gpa into a gfn */
-export interface FootprintVm {
-  /** gfn bits that select a shared alias (TDX's shared bit), 0 when none */
-  readonly gfnDirectBits: number;
-}
+/** the explorer's view of a VM, enough to turn a gpa into a gfn (kvmGpaToGfn of @ccmem/core) */
+export type FootprintVm = DirectBitsVm;
 
 /**
  * The gfns an op's first phase may change (the explorer's partial-order reduction and checks).

@@ -3,13 +3,13 @@
  * gfn N is backed by pfn `pfnBase + N`, a private "NPT" as a Map, attributes as a Set, and a
  * guest access loop shaped like the core's (walk → vendor check → fault → handleNpfExtra).
  */
-import { KVM_MEMORY_ATTRIBUTE_PRIVATE, PG_LEVEL_2M, PG_LEVEL_4K, Tracer } from '@ccmem/core';
-import type { GuestAccessVerdict, GuestMemoryFile, MemslotView, TraceEvent, VendorBackend } from '@ccmem/core';
-import type { VmForSnp } from '../snp-backend.js';
-import type { FakePhys } from './fake-phys.js';
+import { KVM_MEMORY_ATTRIBUTE_PRIVATE, PG_LEVEL_2M, PG_LEVEL_4K, Tracer, UPSTREAM_PROFILE } from '@ccmem/core';
+import type { GuestAccessVerdict, GuestMemoryFile, KernelProfile, MemslotView, TraceEvent, VendorBackend } from '@ccmem/core';
+import type { VmForBackend } from '@ccmem/core';
+import type { PhysMem } from '@ccmem/core';
 
 export interface FakeVmOptions {
-  phys: FakePhys;
+  phys: PhysMem;
   npages: number;
   /** first backing pfn (2M-aligned) */
   pfnBase: number;
@@ -20,19 +20,21 @@ export interface FakeVmOptions {
 
 export type AccessResult = GuestAccessVerdict | { kind: 'memory-fault'; gpa: number } | { kind: 'loop'; retries: number; last: GuestAccessVerdict };
 
-export class FakeVm implements VmForSnp {
+export class FakeVm implements VmForBackend {
   readonly vmType = 4;
+  readonly mmuInvalidateSeq = 0;
+  profile: KernelProfile = UPSTREAM_PROFILE;
   readonly tracer = new Tracer();
   readonly events: TraceEvent[] = [];
   readonly nrVcpus: number;
-  exitHypercalls: number | undefined = 1 << 12;
+  /** KVM_CAP_EXIT_HYPERCALL */
+  exitHypercalls = 1 << 12;
   backend!: VendorBackend;
   readonly private = new Set<number>();
   /** private NPT: gfn → {pfn, level} of the leaf covering it */
   readonly npt = new Map<number, { gfn: number; pfn: number; level: number }>();
   readonly gmem = new Map<number, number>();
-  readonly user = new Map<number, Uint8Array>();
-  readonly phys: FakePhys;
+  readonly phys: PhysMem;
   readonly slot: MemslotView;
   zaps: [number, number][] = [];
 
@@ -65,15 +67,27 @@ export class FakeVm implements VmForSnp {
   writePfn(pfn: number, offset: number, data: Uint8Array): void {
     this.phys.writeBytes(pfn, offset, data);
   }
-  copyFromUser(hva: number, length: number): Uint8Array | null {
-    const p = this.user.get(hva);
-    return p ? p.slice(0, length) : null;
+  /** the VMM's memory is not modelled here (launch runs on the real VM: snp-e2e.test.ts) */
+  copyFromUser(): null {
+    return null;
   }
-  copyToUser(hva: number, data: Uint8Array): boolean {
-    this.user.set(hva, data.slice());
-    return true;
+  copyToUser(): boolean {
+    return false;
   }
   markBugged(): void {}
+  userExitOnHypercall(nr: number): boolean {
+    return (this.exitHypercalls & (1 << nr)) !== 0;
+  }
+  /** launch runs on the real VM (snp-e2e.test.ts): this VM has no guest_memfd to populate */
+  gmemPopulate(): number {
+    return -22;
+  }
+  /** no mirror root, no private faults from the backend in these tests */
+  forEachMirrorLeaf(): void {}
+  forEachDirectLeaf(): void {}
+  handlePrivateFault(): number {
+    return -22;
+  }
   kickAllVcpus(): number {
     return this.nrVcpus;
   }
@@ -135,10 +149,10 @@ export class FakeVm implements VmForSnp {
   }
 
   /** one private guest access, retried like the core does after an #NPF */
-  accessPrivate(gpa: number, opts: { maxRetries?: number; forceLevel?: number } = {}): AccessResult {
+  accessPrivate(gpa: number, opts: { forceLevel?: number } = {}): AccessResult {
     const gfn = Math.floor(gpa / 4096);
     let last: GuestAccessVerdict = { kind: 'ok' };
-    for (let tries = 0; tries < (opts.maxRetries ?? 8); tries++) {
+    for (let tries = 0; tries < 8; tries++) {
       let m = this.npt.get(gfn);
       if (!m) {
         if (!this.memIsPrivate(gfn)) return { kind: 'memory-fault', gpa: gfn * 4096 };
@@ -150,20 +164,16 @@ export class FakeVm implements VmForSnp {
       if (last.kind !== 'npf') return last;
       this.backend.handleNpfExtra?.(0, gpa, last.errorCode);
     }
-    return { kind: 'loop', retries: opts.maxRetries ?? 8, last };
+    return { kind: 'loop', retries: 8, last };
   }
 
-  /**
-   * KVM_SET_MEMORY_ATTRIBUTES in the core's phases (pre, zap + store, post); `between` runs
-   * after the store and before the post hook, where the seed's race sits.
-   */
-  setAttributes(start: number, end: number, priv: boolean, between?: () => void): void {
+  /** KVM_SET_MEMORY_ATTRIBUTES in the core's phases: pre, zap + store, post */
+  setAttributes(start: number, end: number, priv: boolean): void {
     const change = { start, end, attributes: priv ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0 };
     this.backend.preSetMemoryAttributes?.(change);
     this.zapGfnRange(start, end);
     for (let g = start; g < end; g++) priv ? this.private.add(g) : this.private.delete(g);
     this.backend.setMemoryAttributesLocked?.(change);
-    between?.();
     this.backend.postSetMemoryAttributes?.(change);
   }
 }
