@@ -1,15 +1,9 @@
 /** Whether a kernel offers what an op needs (OpNeeds), from its KVM_CHECK_EXTENSION answers. */
-import { KVM_X86_DEFAULT_VM, KVM_X86_SEV_ES_VM, KVM_X86_SEV_VM, KVM_X86_SNP_VM, KVM_X86_SW_PROTECTED_VM, KVM_X86_TDX_VM } from '@ccmem/core';
+import { KVM_X86_DEFAULT_VM, VM_TYPES } from '@ccmem/core';
 import type { OpNeeds, VmTypeName } from './op.js';
 
-export const VM_TYPE_NUMBERS: Readonly<Record<VmTypeName, number>> = {
-  KVM_X86_DEFAULT_VM,
-  KVM_X86_SW_PROTECTED_VM,
-  KVM_X86_SEV_VM,
-  KVM_X86_SEV_ES_VM,
-  KVM_X86_SNP_VM,
-  KVM_X86_TDX_VM,
-};
+/** each VM type's number (@ccmem/core's table) */
+export const VM_TYPE_NUMBERS: Readonly<Record<VmTypeName, number>> = VM_TYPES;
 
 /** KVM_CAP_VM_TYPES as a bitmap; a kernel without the capability offers the default VM only */
 export function offeredVmTypes(caps: Readonly<Record<string, number>>): number {

@@ -16,8 +16,9 @@ export type Resolve<T> = T extends AddrRef
       ? Resolve<U>[]
       : { [K in keyof T]: Resolve<T[K]> };
 
-/** VM type names as KVM_CAP_VM_TYPES bit numbers name them */
-export type VmTypeName = 'KVM_X86_DEFAULT_VM' | 'KVM_X86_SW_PROTECTED_VM' | 'KVM_X86_SEV_VM' | 'KVM_X86_SEV_ES_VM' | 'KVM_X86_SNP_VM' | 'KVM_X86_TDX_VM';
+/** VM type names as KVM_CAP_VM_TYPES bit numbers name them (@ccmem/core's) */
+import type { VmTypeName } from '@ccmem/core';
+export type { VmTypeName };
 
 /** What a kernel must offer to run an op: KVM_CHECK_EXTENSION answers. */
 export interface OpNeeds {
