@@ -55,6 +55,46 @@ export interface ExploreOptions extends WorldOptions {
   timeLimitMs?: number;
   /** check the whole VM after every phase (see ExploreRunOptions.fullChecks) */
   fullChecks?: boolean;
+  /** exhaustive: explore only shard `index` of `count` (see ShardSpec) */
+  shard?: ShardSpec;
+  /** called about every `progressIntervalMs` (default 1000) while exploring, and once at the end */
+  onProgress?: (p: ExploreProgress) => void;
+  progressIntervalMs?: number;
+}
+
+/**
+ * A deterministic partition of the exhaustive search. Every run's first `depth` scheduled
+ * choices (its prefix) name one subtree; the subtrees are numbered in depth-first order, and
+ * shard `index` of `count` explores those whose number is `index` mod `count`. Every shard walks
+ * the same tree above `depth` (the sleep sets there depend only on the order of the choices, not
+ * on what their subtrees found), so the shards' runs are disjoint and their union is exactly the
+ * runs of the unsharded search. A shard pays one partial run (its prefix) per subtree it skips.
+ */
+export interface ShardSpec {
+  /** 0-based */
+  index: number;
+  count: number;
+  /** prefix length that names a subtree (default SHARD_DEPTH) */
+  depth?: number;
+}
+
+/** default prefix length of a shard's subtrees */
+export const SHARD_DEPTH = 4;
+
+/** Why an exploration stopped. */
+export type StopReason = 'complete' | 'violations' | 'time' | 'max-schedules' | 'shards-missing';
+
+/** A progress report while exploring. */
+export interface ExploreProgress {
+  /** runs done (this shard's) */
+  schedules: number;
+  steps: number;
+  elapsedMs: number;
+  stepsPerSecond: number;
+  /** exhaustive: choices still to explore on the current DFS stack (random/pct: runs left) */
+  frontier: number;
+  violatingRuns: number;
+  done: boolean;
 }
 
 export interface ExploreViolation {
@@ -80,8 +120,15 @@ export interface ExploreStats {
   vendorFaultRuns: number;
   /** violating runs found (before stopping) */
   violatingRuns: number;
-  /** exhaustive: the whole tree up to the bound was explored */
+  /**
+   * exhaustive: the whole tree up to the bound (this shard's part of it, when sharded) was
+   * explored; random/pct: every requested run ran
+   */
   complete: boolean;
+  /** why the search stopped */
+  stopReason: StopReason;
+  /** exhaustive: subtrees (prefixes) skipped because another shard owns them */
+  skippedPrefixes?: number;
 }
 
 export interface ExploreReport {
@@ -89,8 +136,11 @@ export interface ExploreReport {
   mode: ExploreMode;
   schedules: number;
   violations: ExploreViolation[];
+  /** no violation was found (see stats.complete: an incomplete search proves nothing) */
   pass: boolean;
   stats: ExploreStats;
+  /** the shard this report covers (absent: the whole search) */
+  shard?: { index: number; count: number; depth: number };
 }
 
 /** One run's result. */
@@ -353,6 +403,8 @@ function runWorld(world: World, scenario: Scenario, choose: Chooser | readonly n
   if (opts.trace) world.startTrace();
   const schedule: number[] = [];
   let sleepBlocked = false;
+  // -3 from the chooser: the run is not wanted (another shard's subtree); stop at once
+  let aborted = false;
   if (typeof choose === 'function') {
     for (let depth = 0; depth < opts.bound && st.violation === null; depth++) {
       const e = enabledMask(world);
@@ -360,6 +412,7 @@ function runWorld(world: World, scenario: Scenario, choose: Chooser | readonly n
       const t = choose(e, depth, world);
       if (t < 0) {
         sleepBlocked = t === -2;
+        aborted = t === -3;
         break;
       }
       schedule.push(t);
@@ -378,10 +431,10 @@ function runWorld(world: World, scenario: Scenario, choose: Chooser | readonly n
       runPhase(st, t);
     }
   }
-  if (!sleepBlocked && st.violation === null) complete(st, opts.livenessBound ?? 10_000);
+  if (!sleepBlocked && !aborted && st.violation === null) complete(st, opts.livenessBound ?? 10_000);
   // the whole VM once more: the per-phase checks after ranged phases looked at their range only
-  if (st.violation === null) checkAfterPhase(st, CHECK_ALL);
-  if (!sleepBlocked) finalChecks(st, scenario);
+  if (st.violation === null && !aborted) checkAfterPhase(st, CHECK_ALL);
+  if (!sleepBlocked && !aborted) finalChecks(st, scenario);
   const events = opts.trace ? world.stopTrace() : [];
   let vendorFaults = 0;
   for (const r of world.records) vendorFaults += r.vendorFaults;
@@ -474,6 +527,12 @@ interface Node {
   fps: Footprint[];
 }
 
+function popcount(mask: number): number {
+  let n = 0;
+  for (let m = mask; m; m &= m - 1) n++;
+  return n;
+}
+
 function lowestBit(mask: number): number {
   return 31 - Math.clz32(mask & -mask);
 }
@@ -499,12 +558,29 @@ export function explore(scenario: Scenario, options: ExploreOptions = {}, name =
     vendorFaultRuns: 0,
     violatingRuns: 0,
     complete: false,
+    stopReason: 'complete',
   };
   const found: number[][] = [];
   const messages: string[] = [];
   let schedules = 0;
   const t0 = performance.now();
   const deadline = options.timeLimitMs !== undefined ? t0 + options.timeLimitMs : Infinity;
+  const onProgress = options.onProgress;
+  const interval = options.progressIntervalMs ?? 1000;
+  let nextProgress = t0 + interval;
+  const progress = (frontier: number, done: boolean, now = performance.now()) => {
+    if (!onProgress) return;
+    const elapsedMs = now - t0;
+    onProgress({
+      schedules,
+      steps: stats.steps,
+      elapsedMs,
+      stepsPerSecond: elapsedMs > 0 ? (stats.steps / elapsedMs) * 1000 : 0,
+      frontier,
+      violatingRuns: stats.violatingRuns,
+      done,
+    });
+  };
   const record = (r: RunResult) => {
     schedules++;
     stats.steps += r.steps;
@@ -517,13 +593,48 @@ export function explore(scenario: Scenario, options: ExploreOptions = {}, name =
       messages.push(r.violation);
     }
   };
+  /** a reason to stop before the search is done, or null */
+  const stopNow = (cap: number, now: number): StopReason | null => {
+    if (found.length >= maxViolations) return 'violations';
+    if (schedules >= cap) return 'max-schedules';
+    if (now > deadline) return 'time';
+    return null;
+  };
 
+  let shard: ExploreReport['shard'];
   if (mode === 'exhaustive') {
     const cap = options.schedules ?? Infinity;
+    const sh = options.shard;
+    if (sh) {
+      if (!Number.isInteger(sh.count) || sh.count < 1 || !Number.isInteger(sh.index) || sh.index < 0 || sh.index >= sh.count) {
+        throw new Error(`shard ${sh.index + 1}/${sh.count}: needs 1 <= K <= N`);
+      }
+      shard = { index: sh.index, count: sh.count, depth: sh.depth ?? SHARD_DEPTH };
+      stats.skippedPrefixes = 0;
+    }
+    const splitDepth = shard?.depth ?? 0;
     const stack: Node[] = [];
     let replayTo = 0; // stack depth whose choices are replayed
+    let prefix = -1; // number of the current subtree (sharding)
+    const frontier = () => {
+      let n = 0;
+      for (const node of stack) n += popcount(node.enabled & ~node.sleep & ~(1 << node.chosen));
+      return n;
+    };
     for (;;) {
-      if (schedules >= cap || found.length >= maxViolations || performance.now() > deadline) break;
+      const now = performance.now();
+      const stop = stopNow(cap, now);
+      if (stop) {
+        stats.stopReason = stop;
+        break;
+      }
+      if (now >= nextProgress) {
+        nextProgress = now + interval;
+        progress(frontier(), false, now);
+      }
+      // a run whose first splitDepth choices differ from the previous run's starts a new subtree
+      if (replayTo <= splitDepth) prefix++;
+      const owned = shard === undefined || prefix % shard.count === shard.index;
       let childSleep = 0;
       const r = runOnce(
         scenario,
@@ -533,6 +644,7 @@ export function explore(scenario: Scenario, options: ExploreOptions = {}, name =
             if (depth === replayTo - 1) childSleep = sleepAfter(n);
             return n.chosen;
           }
+          if (!owned && depth >= splitDepth) return -3; // another shard's subtree
           const fps = world.actors.map((a) => (a.finished ? GLOBAL_FP : a.footprint()));
           const node: Node = { enabled, sleep: depth === 0 ? 0 : childSleep, chosen: -1, fps };
           const choices = enabled & ~node.sleep;
@@ -547,7 +659,12 @@ export function explore(scenario: Scenario, options: ExploreOptions = {}, name =
       );
       // the run may have stopped (violation, all finished) before reaching the replay depth
       stack.length = Math.min(stack.length, Math.max(r.schedule.length, 0));
-      record(r);
+      if (owned) record(r);
+      else {
+        stats.skippedPrefixes!++;
+        // the skipped subtree is done: backtrack above it
+        stack.length = Math.min(stack.length, splitDepth);
+      }
       // backtrack
       let next = -1;
       while (stack.length > 0) {
@@ -563,6 +680,7 @@ export function explore(scenario: Scenario, options: ExploreOptions = {}, name =
       }
       if (next < 0) {
         stats.complete = true;
+        stats.stopReason = 'complete';
         break;
       }
       replayTo = next;
@@ -575,7 +693,16 @@ export function explore(scenario: Scenario, options: ExploreOptions = {}, name =
     const d = Math.max(1, options.depth ?? 3);
     let k = 0;
     for (; k < runs; k++) {
-      if (found.length >= maxViolations || performance.now() > deadline) break;
+      const now = performance.now();
+      const stop = stopNow(Infinity, now);
+      if (stop) {
+        stats.stopReason = stop;
+        break;
+      }
+      if (now >= nextProgress) {
+        nextProgress = now + interval;
+        progress(runs - k, false, now);
+      }
       let chooser: Chooser;
       if (mode === 'random') {
         chooser = (enabled) => {
@@ -608,10 +735,12 @@ export function explore(scenario: Scenario, options: ExploreOptions = {}, name =
     }
     // complete only when every requested run ran (not stopped by the deadline or violations)
     stats.complete = k === runs;
+    if (stats.complete) stats.stopReason = 'complete';
   }
 
   stats.elapsedMs = performance.now() - t0;
   stats.stepsPerSecond = stats.elapsedMs > 0 ? (stats.steps / stats.elapsedMs) * 1000 : 0;
+  progress(0, true);
 
   const violations: ExploreViolation[] = found.map((s, i) => {
     const original = formatSchedule(scenario, s);
@@ -624,7 +753,7 @@ export function explore(scenario: Scenario, options: ExploreOptions = {}, name =
       ...(original !== formatSchedule(scenario, replay.schedule) && { original }),
     };
   });
-  return { name, mode, schedules, violations, pass: violations.length === 0, stats };
+  return { name, mode, schedules, violations, pass: violations.length === 0, stats, ...(shard && { shard }) };
 
   function sleepAfter(node: Node): number {
     // sleepers that commute with the chosen phase stay asleep in the child
