@@ -548,6 +548,7 @@ export function explore(scenario: Scenario, options: ExploreOptions = {}, name =
     ...(options.faultInjection && { faultInjection: options.faultInjection }),
     ...(options.tdxBusy && { tdxBusy: options.tdxBusy }),
     ...(options.fullChecks && { fullChecks: true }),
+    ...(options.coarseFootprints && { coarseFootprints: true }),
   };
   const stats: ExploreStats = {
     steps: 0,
