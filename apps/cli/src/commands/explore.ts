@@ -42,6 +42,7 @@ export interface ExploreCommandOptions {
   workers?: number;
   /** false: --no-progress */
   progress?: boolean;
+  reduction?: 'sleep' | 'dpor';
 }
 
 /** "90" (seconds), "1500ms", "30s", "5m", "1h", "1m30s" → milliseconds */
@@ -245,6 +246,7 @@ export function buildExploreCommand(io: CliIo, done: (code: number) => void): Co
     .option('--seed <S>', 'PRNG seed (random, pct)', count)
     .option('--schedules <N>', 'runs (random, pct) or a cap on runs (exhaustive)', count)
     .option('--depth <D>', 'pct bug depth (D - 1 priority change points)', count)
+    .addOption(new Option('--reduction <r>', 'exhaustive: dpor (default: backtrack sets below the shard depth + sleep sets) or sleep (sleep sets alone)').choices(['sleep', 'dpor']))
     .option('--time <duration>', 'stop after this long (90, 30s, 5m, 1h30m); the summary then says "incomplete"', parseDuration)
     .option('--max-schedules <N>', 'stop after N runs; the summary then says "incomplete"', positive)
     .option('--shard <K/N>', 'exhaustive: explore only shard K of N (merge the --json results with ccmem merge)', parseShard)

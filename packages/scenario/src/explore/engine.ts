@@ -55,6 +55,17 @@ export interface ExploreOptions extends WorldOptions {
   timeLimitMs?: number;
   /** check the whole VM after every phase (see ExploreRunOptions.fullChecks) */
   fullChecks?: boolean;
+  /**
+   * exhaustive: `dpor` (default) branches, below the shard depth (ShardSpec.depth, default
+   * SHARD_DEPTH, sharded or not), only where a race was seen (Flanagan–Godefroid backtrack
+   * sets, conservative: every dependent pair, not only the last one; full branching after a step
+   * that enabled or disabled another actor), and on every enabled actor above it (so a shard
+   * partition does not depend on what the subtrees found), pruned by sleep sets; `sleep`
+   * branches on every enabled actor at every depth, pruned by sleep sets only.
+   */
+  reduction?: 'sleep' | 'dpor';
+  /** called with every run's result (tests: what the runs reached) */
+  onRun?: (r: RunResult) => void;
   /** exhaustive: explore only shard `index` of `count` (see ShardSpec) */
   shard?: ShardSpec;
   /** called about every `progressIntervalMs` (default 1000) while exploring, and once at the end */
@@ -524,7 +535,10 @@ interface Node {
   enabled: number;
   sleep: number;
   chosen: number;
-  fps: Footprint[];
+  /** each actor's next-phase footprint (null: finished) */
+  fps: (Footprint | null)[];
+  /** DPOR: actors still to try here (all enabled ones without DPOR) */
+  backtrack: number;
 }
 
 function popcount(mask: number): number {
@@ -583,6 +597,7 @@ export function explore(scenario: Scenario, options: ExploreOptions = {}, name =
     });
   };
   const record = (r: RunResult) => {
+    options.onRun?.(r);
     schedules++;
     stats.steps += r.steps;
     if (r.sleepBlocked) stats.sleepBlocked++;
@@ -594,6 +609,8 @@ export function explore(scenario: Scenario, options: ExploreOptions = {}, name =
       messages.push(r.violation);
     }
   };
+  // DPOR runs one scheduling point past the bound to see the state there (then stop)
+  const dporRunOpts: ExploreRunOptions = { ...runOpts, bound: bound + 1 };
   /** a reason to stop before the search is done, or null */
   const stopNow = (cap: number, now: number): StopReason | null => {
     if (found.length >= maxViolations) return 'violations';
@@ -614,7 +631,13 @@ export function explore(scenario: Scenario, options: ExploreOptions = {}, name =
       stats.skippedPrefixes = 0;
     }
     const splitDepth = shard?.depth ?? 0;
+    const dpor = options.reduction !== 'sleep';
+    // DPOR branches fully above the shard depth, sharded or not, so that the shards of a
+    // partition add up to exactly the unsharded search
+    const fullDepth = shard?.depth ?? SHARD_DEPTH;
     const stack: Node[] = [];
+    // DPOR: the actors' next-phase footprints and enabled set where the run stopped branching
+    let tail: { enabled: number; fps: (Footprint | null)[] } | null = null;
     let replayTo = 0; // stack depth whose choices are replayed
     let prefix = -1; // number of the current subtree (sharding)
     const frontier = () => {
@@ -646,20 +669,35 @@ export function explore(scenario: Scenario, options: ExploreOptions = {}, name =
             return n.chosen;
           }
           if (!owned && depth >= splitDepth) return -3; // another shard's subtree
-          const fps = world.actors.map((a) => (a.finished ? GLOBAL_FP : a.footprint()));
-          const node: Node = { enabled, sleep: depth === 0 ? 0 : childSleep, chosen: -1, fps };
+          const fps = world.actors.map((a) => (a.finished ? null : a.footprint()));
+          if (depth >= bound) {
+            // DPOR only (runOpts.bound is one more): the state at the bound, for its races
+            tail = { enabled, fps };
+            return -1;
+          }
+          const node: Node = { enabled, sleep: depth === 0 ? 0 : childSleep, chosen: -1, fps, backtrack: enabled };
           const choices = enabled & ~node.sleep;
-          if (choices === 0) return -2; // every enabled actor sleeps: explored elsewhere
+          if (choices === 0) {
+            tail = { enabled, fps };
+            return -2; // every enabled actor sleeps: explored elsewhere
+          }
           node.chosen = lowestBit(choices);
+          // above the shard depth every enabled actor is tried (sleep sets only), so the tree
+          // there does not depend on what the subtrees found and the partition stays exact
+          if (dpor && depth >= fullDepth) node.backtrack = 1 << node.chosen;
           stack.length = depth;
           stack.push(node);
           childSleep = sleepAfter(node);
           return node.chosen;
         },
-        runOpts,
+        dpor ? dporRunOpts : runOpts,
       );
       // the run may have stopped (violation, all finished) before reaching the replay depth
       stack.length = Math.min(stack.length, Math.max(r.schedule.length, 0));
+      if (dpor) {
+        addBacktracks(stack, tail);
+        tail = null;
+      }
       if (owned) record(r);
       else {
         stats.skippedPrefixes!++;
@@ -671,7 +709,7 @@ export function explore(scenario: Scenario, options: ExploreOptions = {}, name =
       while (stack.length > 0) {
         const top = stack[stack.length - 1]!;
         top.sleep |= 1 << top.chosen;
-        const rem = top.enabled & ~top.sleep;
+        const rem = top.backtrack & top.enabled & ~top.sleep;
         if (rem !== 0) {
           top.chosen = lowestBit(rem);
           next = stack.length;
@@ -771,7 +809,38 @@ export function explore(scenario: Scenario, options: ExploreOptions = {}, name =
   }
 }
 
-const GLOBAL_FP: Footprint = { lo: 0, hi: 0, global: true };
+/**
+ * DPOR backtrack points of one run (Flanagan & Godefroid 2005, without the happens-before
+ * filter, so a superset of theirs): for every step i of the path and every actor p whose next
+ * phase at a later point j (a later step, or the state where the run stopped branching) is
+ * dependent with step i, p is tried at i: itself if it was enabled there, else every enabled
+ * actor. A step after which the enabled set changed other than by its own actor (a spinning
+ * actor re-enabled, an actor blocked) makes its node branch fully: enabling is a dependence
+ * the footprints do not show.
+ */
+function addBacktracks(stack: Node[], tail: { enabled: number; fps: (Footprint | null)[] } | null): void {
+  const n = stack.length;
+  for (let i = 0; i < n; i++) {
+    const ni = stack[i]!;
+    const a = ni.chosen;
+    const fa = ni.fps[a]!;
+    const nextEnabled = i + 1 < n ? stack[i + 1]!.enabled : tail?.enabled;
+    if (nextEnabled !== undefined && (nextEnabled & ~(1 << a)) !== (ni.enabled & ~(1 << a))) {
+      ni.backtrack |= ni.enabled;
+      continue;
+    }
+    for (let j = i + 1; j <= n; j++) {
+      const nj = j < n ? stack[j]! : tail;
+      if (!nj) break;
+      for (let p = 0; p < nj.fps.length; p++) {
+        const fp = nj.fps[p];
+        if (p === a || !fp || ni.backtrack & (1 << p)) continue;
+        if (independent(fa, fp)) continue;
+        ni.backtrack |= ni.enabled & (1 << p) ? 1 << p : ni.enabled;
+      }
+    }
+  }
+}
 
 /** Rerun one schedule exactly, with its kernel events. */
 export function replaySchedule(scenario: Scenario, schedule: string | readonly number[], options: ExploreOptions = {}): RunResult {

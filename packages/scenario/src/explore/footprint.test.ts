@@ -56,8 +56,9 @@ describe('page-granular footprints', () => {
 
   for (const { name, x } of runs) {
     it(`${name}: no more schedules than with 2 MiB footprints, and the same verdict`, () => {
-      const page = explore(x.scenario, x.options);
-      const coarse = explore(x.scenario, { ...x.options, coarseFootprints: true });
+      // sleep sets alone: the footprints' own effect
+      const page = explore(x.scenario, { ...x.options, reduction: 'sleep' });
+      const coarse = explore(x.scenario, { ...x.options, reduction: 'sleep', coarseFootprints: true });
       expect(page.schedules).toBeLessThanOrEqual(coarse.schedules);
       expect(page.pass).toBe(coarse.pass);
       expect(page.pass).toBe((x.header.expect ?? 'pass') === 'pass');
@@ -70,7 +71,7 @@ describe('page-granular footprints', () => {
   for (const name of ['fault-vs-conversion', 'gmem-punch-vs-fault', 'fault-vs-conversion-4vcpu']) {
     it(`${name} with skipRetryCheck: the same distinct violations as with 2 MiB footprints`, () => {
       const x = load(name);
-      const o = { ...x.options, faultInjection: { skipRetryCheck: true }, maxViolations: Infinity, shrink: false };
+      const o = { ...x.options, reduction: 'sleep' as const, faultInjection: { skipRetryCheck: true }, maxViolations: Infinity, shrink: false };
       const page = explore(x.scenario, o);
       const coarse = explore(x.scenario, { ...o, coarseFootprints: true });
       expect(page.pass).toBe(false);
