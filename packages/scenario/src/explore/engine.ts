@@ -642,7 +642,7 @@ export function explore(scenario: Scenario, options: ExploreOptions = {}, name =
     let prefix = -1; // number of the current subtree (sharding)
     const frontier = () => {
       let n = 0;
-      for (const node of stack) n += popcount(node.enabled & ~node.sleep & ~(1 << node.chosen));
+      for (const node of stack) n += popcount(node.backtrack & node.enabled & ~node.sleep & ~(1 << node.chosen));
       return n;
     };
     for (;;) {

@@ -56,7 +56,9 @@ export interface WorkersOptions {
 /** Run the exhaustive exploration as `workers` shards in worker threads and merge them. */
 export async function exploreWorkers(source: ExplorationSource, options: ExploreOptions, workers: number, wo: WorkersOptions = {}): Promise<ExploreResultJson> {
   if (!Number.isInteger(workers) || workers < 1) throw new Error('--workers needs a positive integer');
-  const { onProgress: _drop, shard: _shard, ...plain } = options;
+  const { onProgress: _drop, shard: _shard, ...rest } = options;
+  // a schedule cap is for the whole search: each shard gets its share
+  const plain = rest.schedules !== undefined && Number.isFinite(rest.schedules) ? { ...rest, schedules: Math.max(1, Math.ceil(rest.schedules / workers)) } : rest;
   void _drop;
   void _shard;
   const interval = wo.progressIntervalMs ?? 1000;
