@@ -695,7 +695,10 @@ export function explore(scenario: Scenario, options: ExploreOptions = {}, name =
       // the run may have stopped (violation, all finished) before reaching the replay depth
       stack.length = Math.min(stack.length, Math.max(r.schedule.length, 0));
       if (dpor) {
-        addBacktracks(stack, tail);
+        // a run stopped by a violation never showed the other actors' pending phases: its
+        // nodes try every enabled actor (the search stops at the first violation by default)
+        if (r.violation !== null) for (const n of stack) n.backtrack |= n.enabled;
+        else addBacktracks(stack, tail);
         tail = null;
       }
       if (owned) record(r);
