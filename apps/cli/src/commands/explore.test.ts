@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { bufferIo } from '../io.js';
 import { main } from '../program.js';
-import { parseDuration, parseShard } from './explore.js';
+import { parseDuration, parseShard, progressReporter } from './explore.js';
 
 async function ccmem(args: string[]) {
   const io = bufferIo();
@@ -22,6 +22,16 @@ describe('ccmem explore limits', () => {
     expect(parseShard('2/4')).toEqual({ index: 1, count: 4 });
     expect(() => parseShard('5/4')).toThrow(/K\/N/);
     expect(() => parseShard('0/4')).toThrow(/K\/N/);
+  });
+
+  it('progress off a terminal: a plain line on stderr every 5 s, nothing when done', () => {
+    const io = bufferIo(false);
+    const pr = progressReporter(io, 'exhaustive');
+    expect(pr.interval).toBe(5000);
+    pr.report({ schedules: 1200, steps: 48000, elapsedMs: 15_000, stepsPerSecond: 41_000, frontier: 57, violatingRuns: 0, done: false });
+    pr.report({ schedules: 1300, steps: 50000, elapsedMs: 16_000, stepsPerSecond: 41_000, frontier: 0, violatingRuns: 0, done: true });
+    expect(io.stderr).toEqual(['explore: 1200 schedules, 41k steps/s, frontier 57, 0 violating, 15 s']);
+    expect(io.stdout).toEqual([]);
   });
 
   it('--max-schedules: the summary says incomplete, never pass, and the exit code is 3', async () => {
