@@ -187,7 +187,8 @@ describe('ccmem (spawned)', () => {
     const ok = ccmem(['explore', '--builtin', 'fault-vs-conversion', '--json']);
     expect(ok.code).toBe(0);
     const report = JSON.parse(ok.stdout);
-    expect(Object.keys(report).sort()).toEqual(['mode', 'name', 'pass', 'schedules', 'violations']);
+    expect(Object.keys(report).sort()).toEqual(['bound', 'complete', 'mode', 'name', 'pass', 'result', 'schedules', 'stats', 'stopReason', 'violations']);
+    expect(report).toMatchObject({ complete: true, result: 'pass', stopReason: 'complete', bound: 8 });
     expect(report).toMatchObject({ name: 'fault-vs-conversion', mode: 'exhaustive', pass: true, violations: [] });
     expect(report.schedules).toBeGreaterThan(100);
     const bad = ccmem(['explore', '--builtin', 'fault-vs-conversion', '--skip-retry-check', '--json']);

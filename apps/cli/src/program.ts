@@ -7,6 +7,7 @@ import { buildMatrixCommand } from './commands/matrix.js';
 import { buildExplainCommand } from './commands/explain.js';
 import { buildDiffCommand } from './commands/diff.js';
 import { buildExploreCommand } from './commands/explore.js';
+import { buildMergeCommand } from './commands/merge.js';
 import { buildHostCommand } from './commands/host.js';
 import { buildFuzzCommand } from './commands/fuzz.js';
 import { EXIT_INVALID } from './commands/shared.js';
@@ -24,6 +25,7 @@ export function buildProgram(io: CliIo, done: (code: number) => void): Command {
     buildExplainCommand(io, done),
     buildDiffCommand(io, done),
     buildExploreCommand(io, done),
+    buildMergeCommand(io, done),
     buildHostCommand(io, done),
     buildFuzzCommand(io, done),
   ]) {

@@ -35,7 +35,10 @@ export { asHostScenario, comparableOutcome, comparedStats, diffScenario, hostPro
 
 // ccmem explore: deterministic exploration of concurrent KVM operations (docs/explore.md)
 export { EXPLORE_INVARIANTS, explore, formatSchedule, parseSchedule, replaySchedule, runOnce, shrinkSchedule } from './explore/engine.js';
-export type { ExploreOptions, ExploreReport, ExploreStats, ExploreViolation, Observation, RunResult } from './explore/engine.js';
+export { SHARD_DEPTH } from './explore/engine.js';
+export type { ExploreOptions, ExploreProgress, ExploreReport, ExploreStats, ExploreViolation, Observation, RunResult, ShardSpec, StopReason } from './explore/engine.js';
+export { exploreWorkers, type ExplorationSource, type WorkersOptions } from './explore/workers.js';
+export { mergeReports, mergeResults, missingShards, reportToJson, resultOf, shortestFirst, type ExploreResultJson } from './explore/merge.js';
 export { builtinExplorationDir, builtinExplorationNames, loadBuiltinExploration, loadExplorationFile, parseExploration } from './explore/load.js';
 export type { ExplorationFile, ExploreHeader, LoadResult } from './explore/load.js';
 export type { ExploreMode } from './explore/types.js';

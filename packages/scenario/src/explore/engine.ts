@@ -55,6 +55,57 @@ export interface ExploreOptions extends WorldOptions {
   timeLimitMs?: number;
   /** check the whole VM after every phase (see ExploreRunOptions.fullChecks) */
   fullChecks?: boolean;
+  /**
+   * exhaustive: `dpor` (default) branches, below the shard depth (ShardSpec.depth, default
+   * SHARD_DEPTH, sharded or not), only where a race was seen (Flanagan–Godefroid backtrack
+   * sets, conservative: every dependent pair, not only the last one; full branching after a step
+   * that enabled or disabled another actor), and on every enabled actor above it (so a shard
+   * partition does not depend on what the subtrees found), pruned by sleep sets; `sleep`
+   * branches on every enabled actor at every depth, pruned by sleep sets only.
+   */
+  reduction?: 'sleep' | 'dpor';
+  /** called with every run's result (tests: what the runs reached) */
+  onRun?: (r: RunResult) => void;
+  /** exhaustive: explore only shard `index` of `count` (see ShardSpec) */
+  shard?: ShardSpec;
+  /** called about every `progressIntervalMs` (default 1000) while exploring, and once at the end */
+  onProgress?: (p: ExploreProgress) => void;
+  progressIntervalMs?: number;
+}
+
+/**
+ * A deterministic partition of the exhaustive search. Every run's first `depth` scheduled
+ * choices (its prefix) name one subtree; the subtrees are numbered in depth-first order, and
+ * shard `index` of `count` explores those whose number is `index` mod `count`. Every shard walks
+ * the same tree above `depth` (the sleep sets there depend only on the order of the choices, not
+ * on what their subtrees found), so the shards' runs are disjoint and their union is exactly the
+ * runs of the unsharded search. A shard pays one partial run (its prefix) per subtree it skips.
+ */
+export interface ShardSpec {
+  /** 0-based */
+  index: number;
+  count: number;
+  /** prefix length that names a subtree (default SHARD_DEPTH) */
+  depth?: number;
+}
+
+/** default prefix length of a shard's subtrees */
+export const SHARD_DEPTH = 4;
+
+/** Why an exploration stopped. */
+export type StopReason = 'complete' | 'violations' | 'time' | 'max-schedules' | 'shards-missing';
+
+/** A progress report while exploring. */
+export interface ExploreProgress {
+  /** runs done (this shard's) */
+  schedules: number;
+  steps: number;
+  elapsedMs: number;
+  stepsPerSecond: number;
+  /** exhaustive: choices still to explore on the current DFS stack (random/pct: runs left) */
+  frontier: number;
+  violatingRuns: number;
+  done: boolean;
 }
 
 export interface ExploreViolation {
@@ -80,8 +131,15 @@ export interface ExploreStats {
   vendorFaultRuns: number;
   /** violating runs found (before stopping) */
   violatingRuns: number;
-  /** exhaustive: the whole tree up to the bound was explored */
+  /**
+   * exhaustive: the whole tree up to the bound (this shard's part of it, when sharded) was
+   * explored; random/pct: every requested run ran
+   */
   complete: boolean;
+  /** why the search stopped */
+  stopReason: StopReason;
+  /** exhaustive: subtrees (prefixes) skipped because another shard owns them */
+  skippedPrefixes?: number;
 }
 
 export interface ExploreReport {
@@ -89,8 +147,11 @@ export interface ExploreReport {
   mode: ExploreMode;
   schedules: number;
   violations: ExploreViolation[];
+  /** no violation was found (see stats.complete: an incomplete search proves nothing) */
   pass: boolean;
   stats: ExploreStats;
+  /** the shard this report covers (absent: the whole search) */
+  shard?: { index: number; count: number; depth: number };
 }
 
 /** One run's result. */
@@ -353,6 +414,8 @@ function runWorld(world: World, scenario: Scenario, choose: Chooser | readonly n
   if (opts.trace) world.startTrace();
   const schedule: number[] = [];
   let sleepBlocked = false;
+  // -3 from the chooser: the run is not wanted (another shard's subtree); stop at once
+  let aborted = false;
   if (typeof choose === 'function') {
     for (let depth = 0; depth < opts.bound && st.violation === null; depth++) {
       const e = enabledMask(world);
@@ -360,6 +423,7 @@ function runWorld(world: World, scenario: Scenario, choose: Chooser | readonly n
       const t = choose(e, depth, world);
       if (t < 0) {
         sleepBlocked = t === -2;
+        aborted = t === -3;
         break;
       }
       schedule.push(t);
@@ -378,10 +442,10 @@ function runWorld(world: World, scenario: Scenario, choose: Chooser | readonly n
       runPhase(st, t);
     }
   }
-  if (!sleepBlocked && st.violation === null) complete(st, opts.livenessBound ?? 10_000);
+  if (!sleepBlocked && !aborted && st.violation === null) complete(st, opts.livenessBound ?? 10_000);
   // the whole VM once more: the per-phase checks after ranged phases looked at their range only
-  if (st.violation === null) checkAfterPhase(st, CHECK_ALL);
-  if (!sleepBlocked) finalChecks(st, scenario);
+  if (st.violation === null && !aborted) checkAfterPhase(st, CHECK_ALL);
+  if (!sleepBlocked && !aborted) finalChecks(st, scenario);
   const events = opts.trace ? world.stopTrace() : [];
   let vendorFaults = 0;
   for (const r of world.records) vendorFaults += r.vendorFaults;
@@ -471,7 +535,16 @@ interface Node {
   enabled: number;
   sleep: number;
   chosen: number;
-  fps: Footprint[];
+  /** each actor's next-phase footprint (null: finished) */
+  fps: (Footprint | null)[];
+  /** DPOR: actors still to try here (all enabled ones without DPOR) */
+  backtrack: number;
+}
+
+function popcount(mask: number): number {
+  let n = 0;
+  for (let m = mask; m; m &= m - 1) n++;
+  return n;
 }
 
 function lowestBit(mask: number): number {
@@ -489,6 +562,7 @@ export function explore(scenario: Scenario, options: ExploreOptions = {}, name =
     ...(options.faultInjection && { faultInjection: options.faultInjection }),
     ...(options.tdxBusy && { tdxBusy: options.tdxBusy }),
     ...(options.fullChecks && { fullChecks: true }),
+    ...(options.coarseFootprints && { coarseFootprints: true }),
   };
   const stats: ExploreStats = {
     steps: 0,
@@ -499,13 +573,31 @@ export function explore(scenario: Scenario, options: ExploreOptions = {}, name =
     vendorFaultRuns: 0,
     violatingRuns: 0,
     complete: false,
+    stopReason: 'complete',
   };
   const found: number[][] = [];
   const messages: string[] = [];
   let schedules = 0;
   const t0 = performance.now();
   const deadline = options.timeLimitMs !== undefined ? t0 + options.timeLimitMs : Infinity;
+  const onProgress = options.onProgress;
+  const interval = options.progressIntervalMs ?? 1000;
+  let nextProgress = t0 + interval;
+  const progress = (frontier: number, done: boolean, now = performance.now()) => {
+    if (!onProgress) return;
+    const elapsedMs = now - t0;
+    onProgress({
+      schedules,
+      steps: stats.steps,
+      elapsedMs,
+      stepsPerSecond: elapsedMs > 0 ? (stats.steps / elapsedMs) * 1000 : 0,
+      frontier,
+      violatingRuns: stats.violatingRuns,
+      done,
+    });
+  };
   const record = (r: RunResult) => {
+    options.onRun?.(r);
     schedules++;
     stats.steps += r.steps;
     if (r.sleepBlocked) stats.sleepBlocked++;
@@ -517,13 +609,56 @@ export function explore(scenario: Scenario, options: ExploreOptions = {}, name =
       messages.push(r.violation);
     }
   };
+  // DPOR runs one scheduling point past the bound to see the state there (then stop)
+  const dporRunOpts: ExploreRunOptions = { ...runOpts, bound: bound + 1 };
+  /** a reason to stop before the search is done, or null */
+  const stopNow = (cap: number, now: number): StopReason | null => {
+    if (found.length >= maxViolations) return 'violations';
+    if (schedules >= cap) return 'max-schedules';
+    if (now > deadline) return 'time';
+    return null;
+  };
 
+  let shard: ExploreReport['shard'];
   if (mode === 'exhaustive') {
     const cap = options.schedules ?? Infinity;
+    const sh = options.shard;
+    if (sh) {
+      if (!Number.isInteger(sh.count) || sh.count < 1 || !Number.isInteger(sh.index) || sh.index < 0 || sh.index >= sh.count) {
+        throw new Error(`shard ${sh.index + 1}/${sh.count}: needs 1 <= K <= N`);
+      }
+      shard = { index: sh.index, count: sh.count, depth: sh.depth ?? SHARD_DEPTH };
+      stats.skippedPrefixes = 0;
+    }
+    const splitDepth = shard?.depth ?? 0;
+    const dpor = options.reduction !== 'sleep';
+    // DPOR branches fully above the shard depth, sharded or not, so that the shards of a
+    // partition add up to exactly the unsharded search
+    const fullDepth = shard?.depth ?? SHARD_DEPTH;
     const stack: Node[] = [];
+    // DPOR: the actors' next-phase footprints and enabled set where the run stopped branching
+    let tail: { enabled: number; fps: (Footprint | null)[] } | null = null;
     let replayTo = 0; // stack depth whose choices are replayed
+    let prefix = -1; // number of the current subtree (sharding)
+    const frontier = () => {
+      let n = 0;
+      for (const node of stack) n += popcount(node.backtrack & node.enabled & ~node.sleep & ~(1 << node.chosen));
+      return n;
+    };
     for (;;) {
-      if (schedules >= cap || found.length >= maxViolations || performance.now() > deadline) break;
+      const now = performance.now();
+      const stop = stopNow(cap, now);
+      if (stop) {
+        stats.stopReason = stop;
+        break;
+      }
+      if (now >= nextProgress) {
+        nextProgress = now + interval;
+        progress(frontier(), false, now);
+      }
+      // a run whose first splitDepth choices differ from the previous run's starts a new subtree
+      if (replayTo <= splitDepth) prefix++;
+      const owned = shard === undefined || prefix % shard.count === shard.index;
       let childSleep = 0;
       const r = runOnce(
         scenario,
@@ -533,27 +668,51 @@ export function explore(scenario: Scenario, options: ExploreOptions = {}, name =
             if (depth === replayTo - 1) childSleep = sleepAfter(n);
             return n.chosen;
           }
-          const fps = world.actors.map((a) => (a.finished ? GLOBAL_FP : a.footprint()));
-          const node: Node = { enabled, sleep: depth === 0 ? 0 : childSleep, chosen: -1, fps };
+          if (!owned && depth >= splitDepth) return -3; // another shard's subtree
+          const fps = world.actors.map((a) => (a.finished ? null : a.footprint()));
+          if (depth >= bound) {
+            // DPOR only (runOpts.bound is one more): the state at the bound, for its races
+            tail = { enabled, fps };
+            return -1;
+          }
+          const node: Node = { enabled, sleep: depth === 0 ? 0 : childSleep, chosen: -1, fps, backtrack: enabled };
           const choices = enabled & ~node.sleep;
-          if (choices === 0) return -2; // every enabled actor sleeps: explored elsewhere
+          if (choices === 0) {
+            tail = { enabled, fps };
+            return -2; // every enabled actor sleeps: explored elsewhere
+          }
           node.chosen = lowestBit(choices);
+          // above the shard depth every enabled actor is tried (sleep sets only), so the tree
+          // there does not depend on what the subtrees found and the partition stays exact
+          if (dpor && depth >= fullDepth) node.backtrack = 1 << node.chosen;
           stack.length = depth;
           stack.push(node);
           childSleep = sleepAfter(node);
           return node.chosen;
         },
-        runOpts,
+        dpor ? dporRunOpts : runOpts,
       );
       // the run may have stopped (violation, all finished) before reaching the replay depth
       stack.length = Math.min(stack.length, Math.max(r.schedule.length, 0));
-      record(r);
+      if (dpor) {
+        // a run stopped by a violation never showed the other actors' pending phases: its
+        // nodes try every enabled actor (the search stops at the first violation by default)
+        if (r.violation !== null) for (const n of stack) n.backtrack |= n.enabled;
+        else addBacktracks(stack, tail);
+        tail = null;
+      }
+      if (owned) record(r);
+      else {
+        stats.skippedPrefixes!++;
+        // the skipped subtree is done: backtrack above it
+        stack.length = Math.min(stack.length, splitDepth);
+      }
       // backtrack
       let next = -1;
       while (stack.length > 0) {
         const top = stack[stack.length - 1]!;
         top.sleep |= 1 << top.chosen;
-        const rem = top.enabled & ~top.sleep;
+        const rem = top.backtrack & top.enabled & ~top.sleep;
         if (rem !== 0) {
           top.chosen = lowestBit(rem);
           next = stack.length;
@@ -563,6 +722,7 @@ export function explore(scenario: Scenario, options: ExploreOptions = {}, name =
       }
       if (next < 0) {
         stats.complete = true;
+        stats.stopReason = 'complete';
         break;
       }
       replayTo = next;
@@ -575,7 +735,16 @@ export function explore(scenario: Scenario, options: ExploreOptions = {}, name =
     const d = Math.max(1, options.depth ?? 3);
     let k = 0;
     for (; k < runs; k++) {
-      if (found.length >= maxViolations || performance.now() > deadline) break;
+      const now = performance.now();
+      const stop = stopNow(Infinity, now);
+      if (stop) {
+        stats.stopReason = stop;
+        break;
+      }
+      if (now >= nextProgress) {
+        nextProgress = now + interval;
+        progress(runs - k, false, now);
+      }
       let chooser: Chooser;
       if (mode === 'random') {
         chooser = (enabled) => {
@@ -608,10 +777,12 @@ export function explore(scenario: Scenario, options: ExploreOptions = {}, name =
     }
     // complete only when every requested run ran (not stopped by the deadline or violations)
     stats.complete = k === runs;
+    if (stats.complete) stats.stopReason = 'complete';
   }
 
   stats.elapsedMs = performance.now() - t0;
   stats.stepsPerSecond = stats.elapsedMs > 0 ? (stats.steps / stats.elapsedMs) * 1000 : 0;
+  progress(0, true);
 
   const violations: ExploreViolation[] = found.map((s, i) => {
     const original = formatSchedule(scenario, s);
@@ -624,7 +795,7 @@ export function explore(scenario: Scenario, options: ExploreOptions = {}, name =
       ...(original !== formatSchedule(scenario, replay.schedule) && { original }),
     };
   });
-  return { name, mode, schedules, violations, pass: violations.length === 0, stats };
+  return { name, mode, schedules, violations, pass: violations.length === 0, stats, ...(shard && { shard }) };
 
   function sleepAfter(node: Node): number {
     // sleepers that commute with the chosen phase stay asleep in the child
@@ -641,7 +812,38 @@ export function explore(scenario: Scenario, options: ExploreOptions = {}, name =
   }
 }
 
-const GLOBAL_FP: Footprint = { lo: 0, hi: 0, global: true };
+/**
+ * DPOR backtrack points of one run (Flanagan & Godefroid 2005, without the happens-before
+ * filter, so a superset of theirs): for every step i of the path and every actor p whose next
+ * phase at a later point j (a later step, or the state where the run stopped branching) is
+ * dependent with step i, p is tried at i: itself if it was enabled there, else every enabled
+ * actor. A step after which the enabled set changed other than by its own actor (a spinning
+ * actor re-enabled, an actor blocked) makes its node branch fully: enabling is a dependence
+ * the footprints do not show.
+ */
+function addBacktracks(stack: Node[], tail: { enabled: number; fps: (Footprint | null)[] } | null): void {
+  const n = stack.length;
+  for (let i = 0; i < n; i++) {
+    const ni = stack[i]!;
+    const a = ni.chosen;
+    const fa = ni.fps[a]!;
+    const nextEnabled = i + 1 < n ? stack[i + 1]!.enabled : tail?.enabled;
+    if (nextEnabled !== undefined && (nextEnabled & ~(1 << a)) !== (ni.enabled & ~(1 << a))) {
+      ni.backtrack |= ni.enabled;
+      continue;
+    }
+    for (let j = i + 1; j <= n; j++) {
+      const nj = j < n ? stack[j]! : tail;
+      if (!nj) break;
+      for (let p = 0; p < nj.fps.length; p++) {
+        const fp = nj.fps[p];
+        if (p === a || !fp || ni.backtrack & (1 << p)) continue;
+        if (independent(fa, fp)) continue;
+        ni.backtrack |= ni.enabled & (1 << p) ? 1 << p : ni.enabled;
+      }
+    }
+  }
+}
 
 /** Rerun one schedule exactly, with its kernel events. */
 export function replaySchedule(scenario: Scenario, schedule: string | readonly number[], options: ExploreOptions = {}): RunResult {

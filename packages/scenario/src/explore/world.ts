@@ -32,7 +32,8 @@ import type { OpFootprint } from '../ops/op.js';
 import type { Scenario, Step } from '../schema.js';
 import type { ArgsOf, Outcome, ResolvedStep, RunContext } from '../target.js';
 import type { CheckRange, Footprint } from './types.js';
-import { CHECK_ALL, GLOBAL } from './types.js';
+import { CHECK_ALL, GLOBAL, SHARED_INVALIDATE, SHARED_MEMSLOTS } from './types.js';
+import { hugeFault, hugeRange, pages } from './footprint.js';
 
 /** the outcome of one finished actor step */
 export interface ActorStepRecord {
@@ -188,6 +189,7 @@ export class Actor {
       const step = this.steps[this.next]!;
       return w.stepFootprint(step, this.resolved(step));
     }
+    if (w.pageGranular) return this.pageFootprint(a);
     switch (a.kind) {
       case 'access':
         return range2M(a.op.gfn, a.op.gfn + 1);
@@ -199,6 +201,38 @@ export class Actor {
         return a.op.phase === 'invalidate' || a.op.phase === 'post' ? GLOBAL : range2M(a.lo, a.hi);
       case 'memslot':
         return a.op.phase === 'zap' && w.vm.vmType === 0 ? GLOBAL : range2M(a.lo, a.hi);
+      case 'punch':
+        return GLOBAL;
+    }
+  }
+
+  /**
+   * Page-granular footprints (World.pageGranular, explore/footprint.ts): a guest read's walk
+   * reads the leaf over its gfn; a write's walk may make a huge leaf writable (fast_page_fault);
+   * faultin resolves the gfn's pfn after snapshotting the invalidation sequence; map installs or
+   * splits a huge leaf and reads the attributes of its huge page; an attribute change converts
+   * [lo, hi) and its invalidate zaps the huge leaves over the ends and moves the invalidation
+   * state (as does post, kvm_mmu_invalidate_end()).
+   */
+  private pageFootprint(a: ActiveOp): Footprint {
+    const vm = this.world.vm;
+    switch (a.kind) {
+      case 'access': {
+        const g = a.op.gfn;
+        if (a.op.phase === 'walk') return a.op.write ? { ...hugeRange(vm, g, g + 1), reads: SHARED_MEMSLOTS } : pages(g, g + 1, SHARED_MEMSLOTS);
+        if (a.op.phase === 'faultin') return pages(g, g + 1, SHARED_INVALIDATE | SHARED_MEMSLOTS);
+        return hugeFault(vm, g, g + 1, SHARED_INVALIDATE | SHARED_MEMSLOTS);
+      }
+      case 'prefault': {
+        const g = Math.floor(a.op.range.gpa / PAGE_SIZE);
+        return hugeFault(vm, g, g + Math.max(1, Math.ceil(a.op.range.size / PAGE_SIZE)), SHARED_INVALIDATE | SHARED_MEMSLOTS);
+      }
+      case 'attributes':
+        if (a.op.phase === 'invalidate') return { ...hugeRange(vm, a.lo, a.hi), reads: SHARED_MEMSLOTS, writes: SHARED_INVALIDATE };
+        if (a.op.phase === 'post') return pages(a.lo, a.hi, 0, SHARED_INVALIDATE);
+        return pages(a.lo, a.hi);
+      case 'memslot':
+        return a.op.phase === 'zap' && vm.vmType === 0 ? GLOBAL : { ...range2M(a.lo, a.hi), writes: SHARED_MEMSLOTS };
       case 'punch':
         return GLOBAL;
     }
@@ -411,6 +445,11 @@ export interface WorldOptions {
   faultInjection?: { skipRetryCheck?: boolean };
   /** TDX: make the next `count` SEAMCALLs (of `leaf`, if given) return TDX_OPERAND_BUSY */
   tdxBusy?: { count: number; leaf?: string };
+  /**
+   * The earlier reduction, for comparison: every footprint 2 MiB-aligned, an attribute
+   * change's invalidate/post global (World.pageGranular false).
+   */
+  coarseFootprints?: boolean;
 }
 
 /**
@@ -450,6 +489,7 @@ export class World {
   /** what `checkVmInvariants` (the whole VM) reported right after the setup steps */
   readonly setupViolations: readonly string[];
   private trace: { events: TraceEvent[]; stop: () => void } | null = null;
+  private readonly coarseFootprints: boolean;
 
   constructor(
     readonly scenario: Scenario,
@@ -480,6 +520,7 @@ export class World {
     this.kvm = target.kvm!;
     this.vm = target.vm!;
     this.setupViolations = setupCheck(scenario, this.vm);
+    this.coarseFootprints = opts.coarseFootprints === true;
     if (opts.faultInjection?.skipRetryCheck) this.vm.faultInjection.skipRetryCheck = true;
     if (opts.tdxBusy) {
       const td = (this.vm.backend as unknown as { td?: { injectOperandBusy(count: number, leaf?: string): void } }).td;
@@ -532,11 +573,27 @@ export class World {
     return id === undefined ? undefined : this.vm.vcpu(id);
   }
 
+  /**
+   * Without a vendor backend, footprints are page-granular (Actor.pageFootprint). A vendor's
+   * hooks (SNP's RMP updates and PSMASH, TDX SEAMCALLs and their TD-wide state) act on 2 MiB
+   * ranges or the whole TD: there every access is 2 MiB-granular and an attribute change's
+   * invalidate/post is global.
+   */
+  get pageGranular(): boolean {
+    return this.vm.backend === null && !this.coarseFootprints;
+  }
+
   /** the footprint of a step's first phase, before it begins */
   stepFootprint(step: Step, rs: ResolvedStep): Footprint {
     void step;
     const r = this.stepCheckRange(rs);
-    return r.global ? r : range2M(r.lo, r.hi);
+    if (r.global) return r;
+    if (!this.pageGranular) return range2M(r.lo, r.hi);
+    // the first phase: a read's walk, an attribute change's checks (prepare), else a phase
+    // that may make writable, map or zap a huge leaf
+    if (rs.op === 'guest_read') return pages(r.lo, r.hi, SHARED_MEMSLOTS);
+    if (rs.op === 'set_memory_attributes') return pages(r.lo, r.hi);
+    return hugeFault(this.vm, r.lo, r.hi, SHARED_INVALIDATE | SHARED_MEMSLOTS);
   }
 
   /** the gfns a step's first phase can change (see Actor.checkRange): the op's registry footprint */

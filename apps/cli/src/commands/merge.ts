@@ -1,0 +1,51 @@
+/**
+ * `ccmem merge <result.json...>`: combine the `--json` results of the shards of one exhaustive
+ * exploration (`ccmem explore --shard K/N --json`) into one report with one (the shortest)
+ * counterexample (docs/explore.md). Exit codes as `ccmem explore`: 0 complete without violation,
+ * 1 violation, 2 invalid input, 3 incomplete (a shard missing or stopped early).
+ */
+import { readFileSync } from 'node:fs';
+import { mergeResults, missingShards, type ExploreResultJson } from '@ccmem/scenario';
+import { Command } from 'commander';
+import type { CliIo } from '../io.js';
+import { EXIT_INVALID, toJson } from './shared.js';
+import { exitCodeOf, printSummary } from './explore.js';
+
+export function mergeCommand(io: CliIo, files: readonly string[], o: { json?: boolean }): number {
+  const parts: ExploreResultJson[] = [];
+  for (const f of files) {
+    let doc: unknown;
+    try {
+      doc = JSON.parse(readFileSync(f, 'utf8'));
+    } catch (e) {
+      io.err(`${io.color.red('error')} ${f}: ${(e as Error).message}`);
+      return EXIT_INVALID;
+    }
+    const d = doc as Partial<ExploreResultJson>;
+    if (typeof d !== 'object' || d === null || typeof d.name !== 'string' || typeof d.schedules !== 'number' || !Array.isArray(d.violations) || typeof d.stats !== 'object') {
+      io.err(`${io.color.red('error')} ${f}: not a result of ccmem explore --json`);
+      return EXIT_INVALID;
+    }
+    parts.push(d as ExploreResultJson);
+  }
+  let merged: ExploreResultJson;
+  try {
+    merged = mergeResults(parts);
+  } catch (e) {
+    io.err(`${io.color.red('error')} ${(e as Error).message}`);
+    return EXIT_INVALID;
+  }
+  const missing = missingShards(parts);
+  if (missing.length) io.err(`${io.color.yellow('warning')} shards missing: ${missing.join(', ')}`);
+  if (o.json) io.out(toJson(merged));
+  else printSummary(io, merged);
+  return exitCodeOf(merged);
+}
+
+export function buildMergeCommand(io: CliIo, done: (code: number) => void): Command {
+  return new Command('merge')
+    .description('merge the --json results of the shards of an exploration (ccmem explore --shard K/N)')
+    .argument('<results...>', 'result files of ccmem explore --shard K/N --json')
+    .option('--json', 'print one JSON document')
+    .action((files: string[], opts: { json?: boolean }) => done(mergeCommand(io, files, opts)));
+}
