@@ -123,3 +123,34 @@ export function hiddenCapabilities(env: NodeJS.ProcessEnv = process.env): Readon
       .filter(Boolean),
   );
 }
+
+/**
+ * What `ccmem host` reports before any ioctl: the module facts, with the fields only
+ * /dev/kvm can answer left empty (host-report.ts fills them where the device exists).
+ */
+export interface SysfsHostReport extends KvmModuleFacts {
+  /** capabilities hidden from detection by CCMEM_KVM_HIDE */
+  hidden: string[];
+  /** KVM_CHECK_EXTENSION answers of a default VM (empty without /dev/kvm) */
+  capabilities: Record<string, number>;
+  /** VM types KVM_CAP_VM_TYPES offers, by name */
+  vmTypes: string[];
+  /** KVM_CREATE_GUEST_MEMFD exists (KVM_CAP_GUEST_MEMFD) and KVM_MEM_GUEST_MEMFD is a valid flag */
+  guestMemfd: boolean;
+  guestMemfdFlags: number;
+  /** where maxGfn came from: a memslot probe on /dev/kvm, or sysfs/cpuinfo */
+  maxGfnSource: 'probe' | 'sysfs' | null;
+}
+
+export function sysfsHostReport(root = '/'): SysfsHostReport {
+  const facts = readKvmModuleFacts(root);
+  return {
+    ...facts,
+    hidden: [...hiddenCapabilities()],
+    capabilities: {},
+    vmTypes: [],
+    guestMemfd: false,
+    guestMemfdFlags: 0,
+    maxGfnSource: facts.maxGfn === null ? null : 'sysfs',
+  };
+}

@@ -8,40 +8,19 @@ import {
   vmTypeName,
   type KernelProfile,
 } from '@ccmem/core';
-import { hiddenCapabilities, readKvmModuleFacts, type KvmModuleFacts } from './host-facts.js';
+import { sysfsHostReport, type SysfsHostReport } from './host-facts.js';
 import { detectHostProfile, hostCapabilities, probeGuestMemfdFlagValid, probeMaxGfn } from './profile.js';
 import { RealKvm } from './real-kvm.js';
 
-export interface HostKvmReport extends KvmModuleFacts {
-  /** capabilities hidden from detection by CCMEM_KVM_HIDE */
-  hidden: string[];
-  /** KVM_CHECK_EXTENSION answers of a default VM (empty without /dev/kvm) */
-  capabilities: Record<string, number>;
-  /** VM types KVM_CAP_VM_TYPES offers, by name */
-  vmTypes: string[];
-  /** KVM_CREATE_GUEST_MEMFD exists (KVM_CAP_GUEST_MEMFD) and KVM_MEM_GUEST_MEMFD is a valid flag */
-  guestMemfd: boolean;
-  guestMemfdFlags: number;
-  /** where maxGfn came from: a memslot probe on /dev/kvm, or sysfs/cpuinfo */
-  maxGfnSource: 'probe' | 'sysfs' | null;
+export interface HostKvmReport extends SysfsHostReport {
   /** the kernel profile the model uses for `profile: host` here (null without /dev/kvm) */
   profile: KernelProfile | null;
 }
 
 export function hostKvmReport(root = '/'): HostKvmReport {
-  const facts = readKvmModuleFacts(root);
-  const hidden = [...hiddenCapabilities()];
-  const base: HostKvmReport = {
-    ...facts,
-    hidden,
-    capabilities: {},
-    vmTypes: [],
-    guestMemfd: false,
-    guestMemfdFlags: 0,
-    maxGfnSource: facts.maxGfn === null ? null : 'sysfs',
-    profile: null,
-  };
-  if (!facts.device || !RealKvm.available()) return base;
+  const base: HostKvmReport = { ...sysfsHostReport(root), profile: null };
+  const hidden = base.hidden;
+  if (!base.device || !RealKvm.available()) return base;
   const kvm = RealKvm.open();
   try {
     const capabilities = hostCapabilities(kvm);
@@ -64,7 +43,7 @@ export function hostKvmReport(root = '/'): HostKvmReport {
       vmTypes,
       guestMemfd: !hiddenGmem && capabilities.KVM_CAP_GUEST_MEMFD !== 0 && flagValid,
       guestMemfdFlags: hidden.includes('KVM_CAP_GUEST_MEMFD_FLAGS') || hiddenGmem ? 0 : capabilities.KVM_CAP_GUEST_MEMFD_FLAGS ?? 0,
-      maxGfn: maxGfn ?? facts.maxGfn,
+      maxGfn: maxGfn ?? base.maxGfn,
       maxGfnSource: maxGfn !== null ? 'probe' : base.maxGfnSource,
       profile: detectHostProfile(kvm),
     };

@@ -12,7 +12,17 @@ import { PROFILES, runFuzzCampaign, type FuzzFeatures, type FuzzMode, type FuzzS
 import { profileByName } from '@ccmem/core';
 import type { CliIo } from '../io.js';
 import { kvmColumnAvailable } from '../targets.js';
+import { parseDuration } from './explore.js';
 import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, targetsOrReport, toJson } from './shared.js';
+
+/** the duration in milliseconds (explore's parser), or null when the text is not one */
+function durationOrNull(text: string): number | null {
+  try {
+    return parseDuration(text);
+  } catch {
+    return null;
+  }
+}
 
 export interface FuzzCommandOptions {
   target: FuzzMode;
@@ -25,15 +35,6 @@ export interface FuzzCommandOptions {
   json?: boolean;
 }
 
-/** `90`, `90s`, `5m`, `1h` → milliseconds */
-export function parseDuration(text: string): number | null {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
-  if (!m) return null;
-  const n = Number(m[1]);
-  const unit = m[2] ?? 's';
-  return n * (unit === 'ms' ? 1 : unit === 's' ? 1000 : unit === 'm' ? 60_000 : 3_600_000);
-}
-
 function positiveInt(text: string): number | null {
   const n = Number(text.replace(/_/g, ''));
   return Number.isSafeInteger(n) && n > 0 ? n : null;
@@ -44,7 +45,7 @@ export async function fuzzCommand(io: CliIo, opts: FuzzCommandOptions): Promise<
   const steps = positiveInt(opts.steps);
   const seed = Number(opts.seed);
   const maxLength = positiveInt(opts.maxLength);
-  const timeMs = opts.time === undefined ? undefined : parseDuration(opts.time);
+  const timeMs = opts.time === undefined ? undefined : durationOrNull(opts.time);
   const bad = (what: string) => {
     io.err(`${c.red('error')} ${what}`);
     return EXIT_INVALID;

@@ -43,20 +43,9 @@ type Report = Awaited<ReturnType<typeof loadReport>>;
 async function loadReport() {
   // the sysfs facts need no libc; the full report (ioctls on /dev/kvm) loads @ccmem/kvm only
   // when the device is there
-  const facts = await import('@ccmem/kvm/host-facts');
-  const f = facts.readKvmModuleFacts();
-  if (!f.device) {
-    return {
-      ...f,
-      hidden: [...facts.hiddenCapabilities()],
-      capabilities: {} as Record<string, number>,
-      vmTypes: [] as string[],
-      guestMemfd: false,
-      guestMemfdFlags: 0,
-      maxGfnSource: f.maxGfn === null ? null : ('sysfs' as const),
-      profile: null,
-    };
-  }
+  const { sysfsHostReport } = await import('@ccmem/kvm/host-facts');
+  const base = sysfsHostReport();
+  if (!base.device) return { ...base, profile: null };
   const kvm = await import('@ccmem/kvm');
   return kvm.hostKvmReport();
 }
