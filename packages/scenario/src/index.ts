@@ -45,5 +45,5 @@ export type { ExploreMode } from './explore/types.js';
 export { Actor, SetupError, World, type ActorStepRecord, type WorldOptions } from './explore/world.js';
 
 // ccmem fuzz: random campaigns, model vs real KVM or the model against its invariants
-export { fuzzCaseArb, fuzzOpArb, fuzzScenario, runFuzzCampaign, scenarioToYaml } from './fuzz/index.js';
+export { hostFuzzFeatures, fuzzCaseArb, fuzzOpArb, fuzzScenario, runFuzzCampaign, scenarioToYaml } from './fuzz/index.js';
 export type { FuzzFeatures, FuzzFinding, FuzzMode, FuzzOp, FuzzOptions, FuzzProgress, FuzzSummary } from './fuzz/index.js';

@@ -8,7 +8,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
-import { PROFILES, runFuzzCampaign, type FuzzFeatures, type FuzzMode, type FuzzSummary, type KvmTarget } from '@ccmem/scenario';
+import { hostFuzzFeatures, PROFILES, runFuzzCampaign, type FuzzFeatures, type FuzzMode, type FuzzSummary, type KvmTarget } from '@ccmem/scenario';
 import { profileByName } from '@ccmem/core';
 import type { CliIo } from '../io.js';
 import { kvmColumnAvailable } from '../targets.js';
@@ -69,13 +69,7 @@ export async function fuzzCommand(io: CliIo, opts: FuzzCommandOptions): Promise<
     if (!k) return EXIT_INVALID;
     kvm = k as KvmTarget;
     // generate only what this host can run: guest_memfd and its flags as the kernel reports them
-    const caps = kvm.capabilities ?? {};
-    const flags = caps.KVM_CAP_GUEST_MEMFD_FLAGS ?? 0;
-    features = {
-      guestMemfd: (caps.KVM_CAP_GUEST_MEMFD ?? 0) !== 0,
-      gmemFlags: [...new Set([0, flags & 1, flags])],
-      crossPage: true,
-    };
+    features = hostFuzzFeatures(kvm.capabilities ?? {});
   }
 
   const written: string[] = [];

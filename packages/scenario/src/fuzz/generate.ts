@@ -20,6 +20,15 @@ export interface FuzzFeatures {
   profile?: Scenario['vm']['profile'];
 }
 
+/**
+ * What a diff campaign may generate on a host with these KVM_CHECK_EXTENSION answers:
+ * guest_memfd steps only where it exists, with the flag sets KVM_CAP_GUEST_MEMFD_FLAGS offers.
+ */
+export function hostFuzzFeatures(caps: Readonly<Record<string, number>>): FuzzFeatures {
+  const flags = caps.KVM_CAP_GUEST_MEMFD_FLAGS ?? 0;
+  return { guestMemfd: (caps.KVM_CAP_GUEST_MEMFD ?? 0) !== 0, gmemFlags: [...new Set([0, flags & 1, flags])], crossPage: true };
+}
+
 export const PAGE = 0x1000;
 export const RAM_PAGES = 16;
 export const GMEM_PAGES = 8;
