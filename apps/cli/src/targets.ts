@@ -7,8 +7,14 @@
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { createModelTarget, kvmUnavailableReason, loadKvmTarget, type Target, type TargetName } from '@ccmem/scenario';
+import type { KernelProfile } from '@ccmem/core';
 
-export type TargetFactory = () => Target;
+/** what a command may tell a factory: the host profile the kvm target detected, for the model */
+export interface TargetFactoryOptions {
+  hostProfile?: KernelProfile;
+}
+
+export type TargetFactory = (opts?: TargetFactoryOptions) => Target;
 
 /** how to get each target's factory (the kvm one imports its module on first use) */
 const loaders = new Map<TargetName, () => Promise<TargetFactory>>();
@@ -63,6 +69,6 @@ export async function loadTargets(env: NodeJS.ProcessEnv = process.env): Promise
     }
     return;
   }
-  if (!loaders.has('model')) registerTarget('model', () => createModelTarget());
+  if (!loaders.has('model')) registerTarget('model', (opts) => createModelTarget(opts?.hostProfile ? { hostProfile: opts.hostProfile } : {}));
   if (!loaders.has('kvm')) loaders.set('kvm', async () => (await loadKvmTarget()).createKvmTarget);
 }

@@ -38,7 +38,7 @@ export type { KernelOp } from './steps.js';
 export { checkVmInvariants, assertVmInvariants, type InvariantOptions } from './invariants.js';
 export {
   UPSTREAM_PROFILE, UPSTREAM_SHADOW_PROFILE, LINUX_6_18_PROFILE, LINUX_6_18_PVM_PROFILE, LINUX_6_18_PVM_NO_GMEM_PROFILE,
-  HOST_FALLBACK_PROFILE, PROFILES, profileByName, withPciHole,
+  HOST_FALLBACK_PROFILE, PROFILES, profileByName, profileMismatch, withPciHole,
 } from './profile.js';
 export { Tracer, recordTrace, type TraceEvent, type TraceListener } from './trace.js';
 

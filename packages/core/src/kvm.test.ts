@@ -83,3 +83,20 @@ describe('dispose: buffers go back for reuse, zeroed, and the disposed object is
     expect(kvm2.process.openFds()).toEqual([vm2.fd]);
   });
 });
+
+describe('profileMismatch: is a detected host the kernel a named profile describes', () => {
+  it('matches a profile with itself, ignores machine facts, and names the first build difference', async () => {
+    const { profileMismatch, PROFILES, LINUX_6_18_PVM_NO_GMEM_PROFILE } = await import('./profile.js');
+    for (const p of Object.values(PROFILES)) expect(profileMismatch(p, p)).toBeNull();
+    const host = { ...LINUX_6_18_PVM_NO_GMEM_PROFILE, name: 'host-x', onlineCpus: 2, hostMaxPhyAddr: 46 };
+    expect(profileMismatch(LINUX_6_18_PVM_NO_GMEM_PROFILE, host)).toBeNull();
+    // guest_memfd behaviour is not compared on a kernel without guest_memfd
+    expect(profileMismatch(LINUX_6_18_PVM_NO_GMEM_PROFILE, { ...host, gmemOnlySharedFaults: true, gmemBindOverlapErrno: 'EEXIST' as const })).toBeNull();
+    expect(profileMismatch(PROFILES['linux-6.18-pvm']!, host)).toBe('guestMemfd is false on this host, true in linux-6.18-pvm');
+    // an absent field reads as its documented default
+    expect(profileMismatch(PROFILES.upstream!, { ...PROFILES.upstream!, name: 'h', tdpEnabled: true, mmioCaching: true })).toBeNull();
+    expect(profileMismatch(PROFILES.upstream!, { ...PROFILES.upstream!, name: 'h', tdpMmu: false })).toBe('tdpMmu is false on this host, true in upstream');
+    // vendor rules count only where the host offers the vendor's VM type
+    expect(profileMismatch(PROFILES['linux-6.18']!, { ...PROFILES['linux-6.18']!, name: 'h', snpLaunchUpdateUaddrChecks: true })).toMatch(/^snpLaunchUpdateUaddrChecks/);
+  });
+});

@@ -147,3 +147,61 @@ export const HOST_FALLBACK_PROFILE = LINUX_6_18_PVM_PROFILE;
 export function profileByName(name: string): KernelProfile | undefined {
   return PROFILES[name];
 }
+
+/** each KernelProfile field a kernel build decides, with the value its absence means */
+const BUILD_FIELDS: ReadonlyArray<readonly [keyof KernelProfile, boolean | number | string]> = [
+  ['guestMemfd', true],
+  ['smmAddressSpaces', true],
+  ['multiAddressSpaceCap', 2],
+  ['memoryAttributes', true],
+  ['preFaultMemory', true],
+  ['vmTypes', 0],
+  ['pciHole', false],
+  ['unfaultableHvaEmulatesMmio', false],
+  ['tdpEnabled', true],
+  ['tdpMmu', true],
+  ['maxVcpus', 4096],
+  ['mmioCaching', true],
+];
+
+/** guest_memfd behaviour, which only a kernel with guest_memfd can show */
+const GMEM_FIELDS: ReadonlyArray<readonly [keyof KernelProfile, boolean | number | string]> = [
+  ['gmemBindOverlapErrno', 'EEXIST'],
+  ['gmemFlagsDefaultVm', 0],
+  ['gmemOnlySharedFaults', true],
+];
+
+/**
+ * vendor rules, which only a host that offers the vendor's VM type can show (gmemHugetlb is a
+ * model option for an unmerged series, not a fact of any host)
+ */
+const VENDOR_FIELDS: ReadonlyArray<readonly [keyof KernelProfile, number]> = [
+  ['snpLaunchUpdateUaddrChecks', bit(KVM_X86_SNP_VM)],
+  ['mapGpaRangeUserErrors', bit(KVM_X86_SNP_VM) | bit(KVM_X86_TDX_VM)],
+  ['tdxInitMemRegionSourceCheck', bit(KVM_X86_TDX_VM)],
+];
+
+/**
+ * Whether the kernel behind a detected host profile is the kernel `named` describes: every
+ * build fact equal (absent fields read as their documented defaults), guest_memfd behaviour
+ * compared only where the host has guest_memfd, vendor rules compared
+ * only where the host offers that vendor's VM type, and the machine's own facts (online CPUs,
+ * MAXPHYADDR) and model options ignored. Returns the first difference in words, or null when they match; a
+ * scenario that follows `named` can then run on that host's /dev/kvm as it is.
+ */
+export function profileMismatch(named: KernelProfile, host: KernelProfile): string | null {
+  const read = (p: KernelProfile, k: keyof KernelProfile, absent: boolean | number | string) => (p[k] as boolean | number | string | undefined) ?? absent;
+  const gmem = read(host, 'guestMemfd', true) === true;
+  for (const [k, absent] of gmem ? [...BUILD_FIELDS, ...GMEM_FIELDS] : BUILD_FIELDS) {
+    const a = read(named, k, absent);
+    const b = read(host, k, absent);
+    if (a !== b) return `${k} is ${String(b)} on this host, ${String(a)} in ${named.name}`;
+  }
+  for (const [k, types] of VENDOR_FIELDS) {
+    if ((host.vmTypes & types) === 0) continue;
+    const a = read(named, k, true);
+    const b = read(host, k, true);
+    if (a !== b) return `${k} is ${String(b)} on this host, ${String(a)} in ${named.name}`;
+  }
+  return null;
+}

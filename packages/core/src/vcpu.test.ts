@@ -314,3 +314,39 @@ describe('MMIO caching (kvm_handle_noslot_fault, handle_mmio_page_fault)', () =>
     expect(vcpu.guestRead(0x300000, 4, true).exit?.reason).toBe('KVM_EXIT_MEMORY_FAULT');
   });
 });
+
+describe('page-crossing accesses under the shadow MMU (paging off: gva = gpa)', () => {
+  function shadowVm(slotGpa: number, size: number) {
+    const kvm = new Kvm({ profile: 'upstream-shadow' });
+    const vm = kvm.createVm();
+    const hva = kvm.process.mm.mmap({ length: size, prot: { read: true, write: true }, shared: false });
+    vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_LOG_DIRTY_PAGES, guest_phys_addr: slotGpa, memory_size: size, userspace_addr: hva });
+    return { kvm, vm, hva, vcpu: vm.createVcpu(0) };
+  }
+
+  it('RAM → RAM is one access; both pages are faulted in through the shadow MMU and logged', () => {
+    const { kvm, vm, hva, vcpu } = shadowVm(0x100000, 0x2000);
+    expect(vm.tdpEnabled).toBe(false);
+    expect(vcpu.guestWrite(0x100ffe, 4, 0xaabbccddn)).toEqual({});
+    expect(kvm.process.mm.read(hva + 0xffe, 4)).toBe(0xaabbccddn);
+    expect(vcpu.guestRead(0x100ffe, 4)).toEqual({ value: 0xaabbccddn });
+    expect(vm.getDirtyLog({ slot: 0 })[0]).toBe(0b11);
+    expect(vm.mmuStats().pages_4k).toBe(2);
+    assertVmInvariants(vm);
+  });
+
+  it('RAM → MMIO and MMIO → MMIO exit once per MMIO fragment, as on the TDP MMU', () => {
+    const { kvm, vm, hva, vcpu } = shadowVm(0x100000, 0x1000);
+    kvm.process.mm.write(hva + 0xffc, 4, 0x11223344n);
+    expect(mmioOf(vcpu.guestRead(0x100ffc, 8))).toEqual({ phys_addr: 0x101000, data: 0n, len: 4, is_write: false });
+    expect(vcpu.completeMmio(0xaabbccddn)).toEqual({ value: 0xaabbccdd11223344n });
+    expect(mmioOf(vcpu.guestRead(0x101ffa, 8))).toEqual({ phys_addr: 0x101ffa, data: 0n, len: 6, is_write: false });
+    expect(mmioOf(vcpu.completeMmio(0x665544332211n))).toEqual({ phys_addr: 0x102000, data: 0n, len: 2, is_write: false });
+    expect(vcpu.completeMmio(0x8877n)).toEqual({ value: 0x8877665544332211n });
+    const w = vcpu.guestWrite(0x100ffc, 8, 0x0102030405060708n);
+    expect(mmioOf(w)).toEqual({ phys_addr: 0x101000, data: 0x01020304n, len: 4, is_write: true });
+    expect(kvm.process.mm.read(hva + 0xffc, 4)).toBe(0x05060708n);
+    expect(vcpu.completeMmio()).toEqual({});
+    assertVmInvariants(vm);
+  });
+});

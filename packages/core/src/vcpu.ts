@@ -122,8 +122,6 @@ export class Vcpu<E extends VendorEdge = VendorEdge> {
     // shadow MMU (tdp_enabled = false): with paging off a gpa is also the gva
     if (!vm.tdpEnabled && this.paging.cpuRole.level > 0) fail('EINVAL', 'guest paging is on: access guest memory by gva (vcpu.paging.access)');
     if (!vm.tdpEnabled && pageOffset(gpa) + size <= PAGE_SIZE) return this.paging.access({ gva: gpa, size, kind, value });
-    // the emulator's split of a page-crossing access is modelled on the TDP path only
-    if (!vm.tdpEnabled) fail('EINVAL', 'a page-crossing access under the shadow MMU is not modelled (docs/shadow-mmu.md)');
     const pageOff = pageOffset(gpa);
     this.lastExit = null;
     this.pendingMmioRead = null;
@@ -195,16 +193,32 @@ export class Vcpu<E extends VendorEdge = VendorEdge> {
     const n0 = PAGE_SIZE - pageOffset(gpa);
     const lens = [n0, size - n0];
     const gpas = [gpa, gpa + n0];
-    // per page: the translated pfn (RAM), -1 (an MMIO fragment) or -2 (an all-ones PCI hole)
+    // per page: the translated pfn (RAM), -1 (an MMIO fragment), -2 (an all-ones PCI hole) or
+    // -3 (a store the shadow MMU emulated already: a write-tracked guest page table)
     const pfns = [0, 0];
     for (let i = 0; i < 2; i++) {
       this.lastAccessRetries = 0;
       const part = write ? BigInt.asUintN(8 * lens[i]!, value >> BigInt(i === 0 ? 0 : 8 * n0)) : 0n;
-      const op = this.syncOp.resetRaw(gpas[i]!, lens[i]!, write, fetch, part, isPrivate);
-      op.translateOnly = true;
-      while (!op.step());
-      const r = op.result();
-      if (op.translatedPfn >= 0) pfns[i] = op.translatedPfn;
+      let r: GuestAccessResult;
+      let pfn: number;
+      if (this.vm.tdpEnabled) {
+        const op = this.syncOp.resetRaw(gpas[i]!, lens[i]!, write, fetch, part, isPrivate);
+        op.translateOnly = true;
+        while (!op.step());
+        r = op.result();
+        pfn = op.translatedPfn;
+      } else {
+        // shadow MMU, paging off: the gva is the gpa (vcpu_mmio_gva_to_gpa)
+        const op = this.paging.translateFragment({ gva: gpas[i]!, size: lens[i]!, kind: write ? 'write' : fetch ? 'fetch' : 'read', value: part });
+        r = op.result();
+        pfn = op.translatedPfn;
+        // a write to a write-tracked page (a shadowed guest page table) was emulated already
+        if (pfn < 0 && write && r.errno === undefined && r.exit === undefined) {
+          pfns[i] = -3;
+          continue;
+        }
+      }
+      if (pfn >= 0) pfns[i] = pfn;
       else if (r.exit?.reason === 'KVM_EXIT_MMIO') pfns[i] = -1;
       else if (r.value !== undefined && !write && r.exit === undefined) pfns[i] = -2;
       else {
@@ -221,6 +235,7 @@ export class Vcpu<E extends VendorEdge = VendorEdge> {
       const len = lens[i]!;
       const pfn = pfns[i]!;
       if (pfn === -1) frags.push(gpas[i]!, len, off);
+      else if (pfn === -3) continue;
       else if (pfn === -2) out |= ((1n << BigInt(8 * len)) - 1n) << BigInt(8 * off);
       else if (write) phys.writeValue(pfn, pageOffset(gpas[i]!), len, value >> BigInt(8 * off));
       else out |= phys.readValue(pfn, pageOffset(gpas[i]!), len) << BigInt(8 * off);

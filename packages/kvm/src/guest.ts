@@ -272,13 +272,20 @@ export class TinyGuest {
     this.vcpu.setRegs({ rip: BigInt(rip), rbx: regs.rbx, rcx: regs.rcx, rdx: regs.rdx ?? 0n, rflags: 2n });
   }
 
-  /** a pending MMIO exit is completed (with zero data for reads) so the next command starts clean */
+  /**
+   * A pending MMIO exit is completed (with zero data for reads) so the next command starts
+   * clean. A page-crossing access queues up to two fragments of up to 8 bytes each
+   * (vcpu->mmio_fragments), so completing one may exit again for the next: KVM_RUN until
+   * none is left, or the old instruction would finish under the next command's registers.
+   */
   private settle(): void {
-    const p = this.pending;
-    if (!p) return;
-    this.pending = null;
-    if (!p.isWrite) this.vcpu.run.setBigUint64(RUN.mmio.data, 0n, true);
-    this.runToReport(p.size, p.isWrite, p.fetch);
+    for (let i = 0; i < 4 && this.pending; i++) {
+      const p = this.pending;
+      this.pending = null;
+      if (!p.isWrite) this.vcpu.run.setBigUint64(RUN.mmio.data, 0n, true);
+      this.runToReport(p.size, p.isWrite, p.fetch);
+    }
+    if (this.pending) throw new Error('the guest kept exiting for MMIO while a pending access was completed');
   }
 
   private runToReport(size: number, write: boolean, fetch: boolean): GuestAccessResult {

@@ -66,6 +66,8 @@ describe.skipIf(!hasKvm)('ccmem diff on real KVM (needs /dev/kvm)', () => {
       agree: true,
       differences: [],
       skipped: ['step 6 (set_memory_attributes): missing KVM_CAP_MEMORY_ATTRIBUTES'],
+      compared: 6,
+      stats_compared: 0,
     });
     expect(doc.scenarios[1].skipped[0]).toMatch(/upstream profile/);
   });

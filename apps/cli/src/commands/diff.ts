@@ -7,11 +7,12 @@
  * `{"scenarios":[{"file","name","agree","differences":[{"index","op","model","kvm","fields"}],"skipped":[…]}],"agreed","disagreed","skipped"}`
  * (docs/scenarios.md, "ccmem diff").
  */
-import { comparedStats, createModelTarget, describeOutcome, diffScenario, type ScenarioDiff, type Target } from '@ccmem/scenario';
+import { comparedStats, describeOutcome, diffScenario, type ScenarioDiff, type Target } from '@ccmem/scenario';
 import type { KernelProfile } from '@ccmem/core';
 import type { CliIo } from '../io.js';
 import { Command } from 'commander';
 import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, loadFiles, reportInvalid, targetsOrReport, toJson } from './shared.js';
+import { getTargetFactory } from '../targets.js';
 
 export interface DiffOptions {
   json?: boolean;
@@ -48,7 +49,7 @@ export async function diffCommand(io: CliIo, files: string[], opts: DiffOptions)
     hostProfile = undefined; // no /dev/kvm: every scenario reports it as skipped
   }
   const detected = hostProfile !== undefined && typeof hostProfile === 'object';
-  const model = detected && baseModel.name === 'model' && process.env.CCMEM_TARGET_MODULE === undefined ? createModelTarget({ hostProfile }) : baseModel;
+  const model = detected ? (await getTargetFactory('model'))({ hostProfile: hostProfile! }) : baseModel;
   const stats = opts.stats && detected ? comparedStats(hostProfile!) : undefined;
   if (opts.stats && !detected) io.err(`${c.yellow('warning')} --stats: no host profile was detected, so no stats are compared`);
   const diffs: ScenarioDiff[] = [];

@@ -10,10 +10,12 @@ import {
   summarizeMatrix,
   type MatrixColumns,
   type MatrixRow,
+  type Target,
   type TargetName,
 } from '@ccmem/scenario';
+import type { KernelProfile } from '@ccmem/core';
 import type { CliIo } from '../io.js';
-import { getTargetFactory, kvmColumnAvailable } from '../targets.js';
+import { getTargetFactory, kvmColumnAvailable, type TargetFactory } from '../targets.js';
 import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, reportInvalid, toJson } from './shared.js';
 
 export interface MatrixCommandOptions {
@@ -35,8 +37,10 @@ export async function matrixCommand(io: CliIo, opts: MatrixCommandOptions): Prom
     return EXIT_INVALID;
   }
   let columns: MatrixColumns;
+  let modelFactory: TargetFactory;
   try {
-    columns = { model: await getTargetFactory('model') };
+    modelFactory = await getTargetFactory('model');
+    columns = { model: modelFactory };
   } catch (e) {
     io.err(`${io.color.red('error')} ${(e as Error).message}`);
     return EXIT_INVALID;
@@ -46,6 +50,18 @@ export async function matrixCommand(io: CliIo, opts: MatrixCommandOptions): Prom
     columns.kvm = await getTargetFactory('kvm').catch((e: unknown) => () => {
       throw e;
     });
+  }
+  if (columns.kvm) {
+    // `profile: host` on the model column follows the kernel the kvm column runs on
+    let hostProfile: KernelProfile | undefined;
+    try {
+      hostProfile = (columns.kvm() as Target & { profile?: KernelProfile }).profile;
+    } catch {
+      hostProfile = undefined; // the kvm rows say why
+    }
+    if (hostProfile && typeof hostProfile === 'object') {
+      columns.model = () => modelFactory({ hostProfile: hostProfile! });
+    }
   }
   const targets: TargetName[] = columns.kvm ? ['model', 'kvm'] : ['model'];
   // without the real-KVM column the run says why, once (not once per cell)

@@ -208,6 +208,21 @@ export class VcpuPaging {
   private readonly syncOp: ShadowAccessOp = new ShadowAccessOp(this);
 
   /**
+   * One fragment of an emulated page-crossing access with paging off (gva = gpa): fault the
+   * page in through the shadow MMU and return the op, whose `translatedPfn` is the host pfn
+   * when the page is RAM; otherwise its result is the fault's outcome (an MMIO exit, an
+   * emulated write to a write-tracked page, an error).
+   * @internal
+   */
+  translateFragment(a: GvaAccess): ShadowAccessOp {
+    if (this.l1.root >= 0 && this.vm.shadowMmu.isObsolete(this.l1.root)) this.unloadL1();
+    const op = this.syncOp.reset(this.l1, a, false, MAX_FAULTS);
+    op.translateOnly = true;
+    while (!op.step());
+    return op;
+  }
+
+  /**
    * The resumable form for an explorer: `step()` runs one phase — `walk` (the CPU's walk of
    * the shadow tables), `guest-walk` (FNAME(walk_addr) and kvm_mmu_faultin_pfn(), no
    * mmu_lock), `fetch` (under mmu_lock: is_page_fault_stale(), FNAME(fetch) with its
@@ -441,6 +456,13 @@ export class ShadowAccessOp implements KernelOp<GuestAccessResult> {
   private maxFaults = MAX_FAULTS;
   private errorCode = 0;
   private res: GuestAccessResult = WRITE_DONE;
+  /**
+   * The emulator's translation of one fragment (emulator_read_write_onepage()): stop once
+   * the page is mapped and report its host pfn in `translatedPfn` instead of accessing it.
+   */
+  translateOnly = false;
+  /** the pfn a completed translation found (translateOnly), else -1 */
+  translatedPfn = -1;
 
   constructor(private readonly paging: VcpuPaging) {}
 
@@ -451,6 +473,8 @@ export class ShadowAccessOp implements KernelOp<GuestAccessResult> {
     this.maxFaults = maxFaults;
     this.faults = 0;
     this.phase = 'walk';
+    this.translateOnly = false;
+    this.translatedPfn = -1;
     return this;
   }
 
@@ -476,6 +500,10 @@ export class ShadowAccessOp implements KernelOp<GuestAccessResult> {
         const write = a.kind === 'write';
         const fetch = a.kind === 'fetch';
         const hw = p.hardwareWalk(vm.shadowMmu, ctx, a.gva, write, a.user ?? false, fetch, this.l2);
+        if (hw >= 0 && this.translateOnly) {
+          this.translatedPfn = hw;
+          return this.finish(WRITE_DONE);
+        }
         if (hw >= 0) return this.finish(p.complete(hw, a));
         if (this.faults >= this.maxFaults) {
           return this.finish({ exit: { reason: 'KVM_EXIT_INTERNAL_ERROR', internal: { suberror: 1 } }, reason: `the access did not complete after ${this.maxFaults} faults (last: ${p.lastFaultReason})` });
