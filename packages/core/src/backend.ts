@@ -534,6 +534,15 @@ export interface KernelProfile {
    */
   readonly mmioCaching?: boolean;
   /**
+   * Every guest instruction runs in KVM's instruction emulator (x86_emulate_instruction()),
+   * so guest memory is read and written through the memslot's hva (kvm_vcpu_read_guest(),
+   * kvm_vcpu_write_guest()) without page faults or SPTEs, and whatever the emulator cannot
+   * reach that way is MMIO (emulated-access.ts). Measured on kvm_pvm with a guest that does
+   * not use the PVM ABI (`insn_emulation` counts every instruction, `pf_taken` stays 0).
+   * Applies to gpa accesses of a shadow-MMU VM with guest paging off. Absent means false.
+   */
+  readonly emulatedGuestAccesses?: boolean;
+  /**
    * kvm.tdp_enabled (kvm_intel.ept / kvm_amd.npt): false means every VM's guest paging is
    * shadowed by the shadow MMU. Absent means true.
    */

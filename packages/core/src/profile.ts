@@ -87,6 +87,10 @@ export const LINUX_6_18_PVM_PROFILE: KernelProfile = Object.freeze({
   gmemOnlySharedFaults: false,
   // ...and emulates a guest access whose hva cannot be faulted in as MMIO
   unfaultableHvaEmulatesMmio: true,
+  // a guest that does not use the PVM ABI runs in the instruction emulator: every access goes
+  // through the memslot's hva, no SPTE is made (measured: insn_emulation per instruction, no
+  // pf_taken; docs/profiles.md)
+  emulatedGuestAccesses: true,
   guestMemfd: true,
   // shadow paging (no EPT/NPT, tdp_mmu=N): memslots up to gfn 2^40 - 1 (52-bit gpas) are accepted
   tdpEnabled: false,
@@ -160,6 +164,7 @@ const BUILD_FIELDS: ReadonlyArray<readonly [keyof KernelProfile, boolean | numbe
   ['unfaultableHvaEmulatesMmio', false],
   ['tdpEnabled', true],
   ['tdpMmu', true],
+  ['emulatedGuestAccesses', false],
   ['maxVcpus', 4096],
   ['mmioCaching', true],
 ];

@@ -350,3 +350,49 @@ describe('page-crossing accesses under the shadow MMU (paging off: gva = gpa)', 
     assertVmInvariants(vm);
   });
 });
+
+describe('emulatedGuestAccesses: every access runs in the instruction emulator (kvm_pvm)', () => {
+  function pvmVm(flags = 0, prot = { read: true, write: true }) {
+    const kvm = new Kvm({ profile: 'linux-6.18-pvm-no-gmem' });
+    const vm = kvm.createVm();
+    const hva = kvm.process.mm.mmap({ length: 0x2000, prot, shared: false });
+    vm.setUserMemoryRegion2({ slot: 0, flags, guest_phys_addr: 0x100000, memory_size: 0x2000, userspace_addr: hva });
+    return { kvm, vm, hva, vcpu: vm.createVcpu(0) };
+  }
+
+  it('reads and writes go through the hva: no SPTE, the store is logged and tracked', () => {
+    const { kvm, vm, hva, vcpu } = pvmVm(KVM_MEM_LOG_DIRTY_PAGES);
+    expect(vm.profile.emulatedGuestAccesses).toBe(true);
+    kvm.process.mm.write(hva + 0x1008, 8, 0x1122334455667788n);
+    expect(vcpu.guestRead(0x101008, 8)).toEqual({ value: 0x1122334455667788n });
+    expect(vcpu.guestWrite(0x100ffc, 8, 0xa1a2a3a4b1b2b3b4n)).toEqual({});
+    expect(kvm.process.mm.read(hva + 0xffc, 8)).toBe(0xa1a2a3a4b1b2b3b4n);
+    expect(vm.getDirtyLog({ slot: 0 })[0]).toBe(0b11);
+    const s = vm.mmuStats();
+    // KVM_RUN loaded a root (one shadow page); nothing was faulted in
+    expect(s.pages_4k).toBe(0);
+    assertVmInvariants(vm);
+  });
+
+  it('what the emulator cannot reach through the hva is MMIO: no slot, a read-only slot store, an unfaultable hva', () => {
+    const ro = pvmVm(KVM_MEM_READONLY);
+    expect(mmioOf(ro.vcpu.guestWrite(0x100010, 4, 7n))).toEqual({ phys_addr: 0x100010, data: 7n, len: 4, is_write: true });
+    expect(ro.vcpu.completeMmio()).toEqual({});
+    expect(ro.vcpu.guestRead(0x100010, 4)).toEqual({ value: 0n });
+    expect(mmioOf(ro.vcpu.guestRead(0x200000, 2))).toEqual({ phys_addr: 0x200000, data: 0n, len: 2, is_write: false });
+    const none = pvmVm(0, { read: false, write: false });
+    expect(mmioOf(none.vcpu.guestRead(0x100000, 8))).toEqual({ phys_addr: 0x100000, data: 0n, len: 8, is_write: false });
+    expect(none.vcpu.guestFetch(0x100000, 1).exit?.reason).toBe('KVM_EXIT_INTERNAL_ERROR');
+  });
+
+  it('deleting the slot zaps the loaded root; the next KVM_RUN puts it and zaps it again (mmu_free_root_page)', () => {
+    const { vm, hva, vcpu } = pvmVm();
+    expect(vcpu.guestRead(0x100000, 8)).toEqual({ value: 0n });
+    const z0 = vm.mmuStats().mmu_shadow_zapped!;
+    vm.setUserMemoryRegion2({ slot: 0, flags: 0, guest_phys_addr: 0x100000, memory_size: 0, userspace_addr: hva });
+    expect(vm.mmuStats().mmu_shadow_zapped).toBe(z0 + 1);
+    expect(mmioOf(vcpu.guestRead(0x100000, 8))?.phys_addr).toBe(0x100000);
+    expect(vm.mmuStats().mmu_shadow_zapped).toBe(z0 + 2);
+    assertVmInvariants(vm);
+  });
+});

@@ -8,7 +8,8 @@
 import { ERRNO, errnoName as errnoNameOf, type ErrnoName } from './errno.js';
 import type { GuestOpResult, KvmRunExit, VendorEdge, VendorIoctlResult } from './backend.js';
 import { fail } from './errno.js';
-import { KVM_MEMSLOT_INVALID, PAGE_SIZE } from './uapi.js';
+import { KVM_INTERNAL_ERROR_EMULATION, KVM_MEMSLOT_INVALID, PAGE_SIZE } from './uapi.js';
+import { EMULATED_MMIO, emulatedWriteDone, emulatorFragmentPfn } from './emulated-access.js';
 import { KvmPageFault, kvmMmuFaultinPfn, kvmTdpMmuMapFault } from './mmu/page-fault.js';
 import { RET_PF_CONTINUE } from './mmu/mmu-internal.js';
 import type { Vm } from './vm.js';
@@ -121,6 +122,7 @@ export class Vcpu<E extends VendorEdge = VendorEdge> {
     checkAccessSize(size);
     // shadow MMU (tdp_enabled = false): with paging off a gpa is also the gva
     if (!vm.tdpEnabled && this.paging.cpuRole.level > 0) fail('EINVAL', 'guest paging is on: access guest memory by gva (vcpu.paging.access)');
+    if (!vm.tdpEnabled && vm.profile.emulatedGuestAccesses === true) return this.emulatedAccess(gpa, size, write, fetch, value);
     if (!vm.tdpEnabled && pageOffset(gpa) + size <= PAGE_SIZE) return this.paging.access({ gva: gpa, size, kind, value });
     const pageOff = pageOffset(gpa);
     this.lastExit = null;
@@ -247,6 +249,49 @@ export class Vcpu<E extends VendorEdge = VendorEdge> {
   }
 
   /** the KVM_EXIT_MMIO for the current fragment (emulator_read_write(), complete_emulated_mmio()) */
+  /**
+   * The access as the instruction emulator performs it (profile `emulatedGuestAccesses`;
+   * emulated-access.ts): KVM_RUN loads the vCPU's MMU root (kvm_mmu_reload()), then each page
+   * fragment goes through the memslot's hva, RAM fragments now and MMIO fragments as exits,
+   * as in splitAccess(). No SPTE is made.
+   */
+  private emulatedAccess(gpa: number, size: number, write: boolean, fetch: boolean, value: bigint): GuestAccessResult {
+    const vm = this.vm;
+    this.paging.ensureRoot(this.paging.l1, false);
+    this.lastExit = null;
+    this.pendingMmioRead = null;
+    this.mmio = null;
+    this.lastAccessRetries = 0;
+    const n0 = Math.min(size, PAGE_SIZE - pageOffset(gpa));
+    const phys = vm.phys;
+    const frags: number[] = [];
+    let out = 0n;
+    for (let off = 0; off < size; ) {
+      const fgpa = gpa + off;
+      const len = off === 0 ? n0 : size - n0;
+      const pfn = emulatorFragmentPfn(vm, fgpa, write);
+      if (pfn === EMULATED_MMIO) {
+        if (fetch) {
+          return { exit: { reason: 'KVM_EXIT_INTERNAL_ERROR', internal: { suberror: KVM_INTERNAL_ERROR_EMULATION } }, reason: `instruction fetch from gpa 0x${fgpa.toString(16)}, which is not RAM` };
+        }
+        frags.push(fgpa, len, off);
+      } else if (write) {
+        const part = BigInt.asUintN(8 * len, value >> BigInt(8 * off));
+        phys.writeValue(pfn, pageOffset(fgpa), len, part);
+        emulatedWriteDone(vm, fgpa);
+        // emulator_write_phys() → kvm_page_track_write() → kvm_mmu_track_write()
+        vm.shadowMmu.trackWrite(fgpa, len, part !== 0n);
+      } else {
+        out |= phys.readValue(pfn, pageOffset(fgpa), len) << BigInt(8 * off);
+      }
+      off += len;
+    }
+    if (frags.length === 0) return write ? WRITE_DONE : { value: out };
+    const m: EmulatedMmio = { frags, nr: frags.length / 3, cur: 0, isWrite: write, value: write ? BigInt.asUintN(8 * size, value) : out };
+    this.mmio = m;
+    return this.mmioExit(m, `emulated access: fragment 1 of ${m.nr} (gpa 0x${frags[0]!.toString(16)}) is not RAM the emulator can reach through the memslot's hva`);
+  }
+
   private mmioExit(m: EmulatedMmio, reason: string): GuestAccessResult {
     const c = m.cur * 3;
     const fgpa = m.frags[c]!;

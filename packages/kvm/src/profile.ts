@@ -192,6 +192,38 @@ export function probeUnfaultableHvaEmulatesMmio(kvm: RealKvm): boolean | null {
   }
 }
 
+/**
+ * Whether the guest's accesses run in KVM's instruction emulator rather than on the CPU: the
+ * tiny guest reads one RAM page twice, and the second read (the page is mapped by then, if
+ * anything maps it) still counts emulated instructions in the vCPU's `insn_emulation` stat
+ * (KVM_GET_STATS_FD). On hardware virtualization a repeated RAM load emulates nothing. null
+ * when the host has no binary stats.
+ */
+export function probeEmulatedGuestAccesses(kvm: RealKvm): boolean | null {
+  const vm = kvm.createVm(KVM_X86_DEFAULT_VM);
+  const hva = mmap({ length: 0x1000 });
+  try {
+    const gpa = 0x1_0000_0000;
+    vm.setUserMemoryRegion({ slot: 0, flags: 0, guest_phys_addr: gpa, memory_size: 0x1000, userspace_addr: hva });
+    const vcpu = vm.createVcpu(0);
+    const guest = installGuest(vm, vcpu);
+    try {
+      guest.guestAccess({ kind: 'read', gpa, size: 8 });
+      const before = vcpu.stats().insn_emulation;
+      guest.guestAccess({ kind: 'read', gpa, size: 8 });
+      const after = vcpu.stats().insn_emulation;
+      if (before === undefined || after === undefined) return null;
+      return after > before;
+    } finally {
+      guest.uninstall();
+    }
+  } catch {
+    return null;
+  } finally {
+    vm.close();
+    munmap(hva, 0x1000);
+  }
+}
 
 /** The profile this host's kernel follows, named `host-<uname -r>`. */
 export function detectHostProfile(kvm?: RealKvm): KernelProfile {
@@ -221,6 +253,7 @@ export function detectHostProfile(kvm?: RealKvm): KernelProfile {
       pciHole: false,
       gmemOnlySharedFaults: (gmem ? probeGmemOnlySharedFaults(k) : null) ?? true,
       unfaultableHvaEmulatesMmio: probeUnfaultableHvaEmulatesMmio(k) ?? false,
+      emulatedGuestAccesses: probeEmulatedGuestAccesses(k) ?? false,
       // CONFIG_KVM_GUEST_MEMFD: the capability, and KVM_MEM_GUEST_MEMFD a valid memslot flag
       guestMemfd: gmem && probeGuestMemfdFlagValid(vm),
       // x86 answers KVM_CAP_PRE_FAULT_MEMORY with tdp_enabled (kvm_vm_ioctl_check_extension);

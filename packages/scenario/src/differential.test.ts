@@ -6,7 +6,7 @@ import { parseScenario } from './parse.js';
 import type { Outcome, Target } from './target.js';
 
 const SCENARIO = parseScenario(`name: two faults
-vm: { type: default }
+vm: { type: default, profile: upstream }
 steps:
   - mmap: { size: 2MiB }
     as: ram
@@ -54,11 +54,14 @@ describe('ccmem diff --stats', () => {
   it('a shadow-paging host compares the shadow MMU counters too', () => {
     expect(comparedStats({ tdpEnabled: false })).toEqual(expect.arrayContaining(['pages_4k', 'mmu_pte_write', 'mmu_unsync']));
     expect(comparedStats({})).toEqual(['pages_4k', 'pages_2m', 'pages_1g']);
+    // where the guest runs in the emulator, mmu_pte_write says how the harness's guest is built
+    expect(comparedStats({ tdpEnabled: false, emulatedGuestAccesses: true })).not.toContain('mmu_pte_write');
+    expect(comparedStats({ tdpEnabled: false, emulatedGuestAccesses: true })).toContain('mmu_shadow_zapped');
   });
 
   it('expect: { stats } checks the stats after a step', () => {
     const sc = parseScenario(`name: stats
-vm: { type: default }
+vm: { type: default, profile: upstream }
 steps:
   - mmap: { size: 2MiB }
     as: ram

@@ -58,9 +58,15 @@ export function comparableOutcome(o: Outcome): Outcome {
  * its own counters too. Compared as the change each step causes, never as absolute values
  * (the real-KVM target's tiny guest maps its own pages as well).
  */
-export function comparedStats(host: Pick<KernelProfile, 'tdpEnabled'>): readonly string[] {
+export function comparedStats(host: Pick<KernelProfile, 'tdpEnabled' | 'emulatedGuestAccesses'>): readonly string[] {
   const leaves = ['pages_4k', 'pages_2m', 'pages_1g'];
-  return host.tdpEnabled === false ? [...leaves, 'mmu_shadow_zapped', 'mmu_pte_write', 'mmu_unsync', 'mmu_flooded'] : leaves;
+  if (host.tdpEnabled !== false) return leaves;
+  // Where every guest access is emulated, each emulated store to RAM reaches
+  // kvm_mmu_track_write(), which counts mmu_pte_write only while the VM has indirect shadow
+  // pages: always for the tiny guest (it runs with paging on), never for a scenario vCPU with
+  // paging off. The count says how the harness's guest is built, not what the scenario did.
+  const shadow = host.emulatedGuestAccesses === true ? ['mmu_shadow_zapped', 'mmu_unsync', 'mmu_flooded'] : ['mmu_shadow_zapped', 'mmu_pte_write', 'mmu_unsync', 'mmu_flooded'];
+  return [...leaves, ...shadow];
 }
 
 /** per-step changes of `keys` in a run's Outcome.stats (the first step: no change known) */

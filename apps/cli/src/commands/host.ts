@@ -124,6 +124,10 @@ export async function hostCommand(io: CliIo, opts: { json?: boolean }): Promise<
   if (j.device) {
     lines.push(`guest_memfd   ${j.guest_memfd ? `yes (flags 0x${j.guest_memfd_flags.toString(16)})` : 'no'}`);
     lines.push(`vm types      ${j.vm_types.join(', ')}`);
+    if (j.profile) {
+      const emulated = j.profile.emulatedGuestAccesses === true;
+      lines.push(`guest code    ${emulated ? 'runs in the instruction emulator (no page faults; profile emulatedGuestAccesses)' : 'runs on the CPU'}`);
+    }
     if (j.hidden.length) lines.push(`hidden        ${j.hidden.join(', ')} (CCMEM_KVM_HIDE)`);
     lines.push('capabilities');
     for (const [name, v] of Object.entries(j.capabilities)) lines.push(`  ${name.padEnd(36)} ${v}`);

@@ -896,11 +896,19 @@ export class ShadowMmu {
   }
 
   /** a vCPU drops its reference to a root (kvm_mmu_free_root → mmu_free_root_page) */
+  /**
+   * mmu_free_root_page(): `if (!--sp->root_count && sp->role.invalid)
+   * kvm_mmu_prepare_zap_page()`: the last user of a root zapped while in use zaps it again,
+   * now off the accounting (kvm_unaccount_mmu_page) and counted in mmu_shadow_zapped a
+   * second time, then kvm_mmu_commit_zap_page() frees it.
+   */
   putRoot(sp: number): void {
     if (this.rootCount[sp]! <= 0) return;
     this.rootCount[sp] = this.rootCount[sp]! - 1;
     if (this.rootCount[sp] === 0 && this.role[sp]! & ROLE_INVALID) {
-      this.freeShadowPage(sp);
+      const invalid: number[] = [];
+      this.prepareZapPage(sp, invalid);
+      this.commitZapPage(invalid);
     }
   }
   getRoot(sp: number): void {
