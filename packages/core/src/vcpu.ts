@@ -256,8 +256,17 @@ export class Vcpu<E extends VendorEdge = VendorEdge> {
    * as in splitAccess(). No SPTE is made.
    */
   private emulatedAccess(gpa: number, size: number, write: boolean, fetch: boolean, value: bigint): GuestAccessResult {
-    const vm = this.vm;
     this.paging.ensureRoot(this.paging.l1, false);
+    return this.emulateAt(gpa, size, write, fetch, value);
+  }
+
+  /**
+   * emulator_read_write() at a translated gpa: RAM fragments through the memslot's hva now,
+   * MMIO fragments as exits.
+   * @internal
+   */
+  emulateAt(gpa: number, size: number, write: boolean, fetch: boolean, value: bigint): GuestAccessResult {
+    const vm = this.vm;
     this.lastExit = null;
     this.pendingMmioRead = null;
     this.mmio = null;

@@ -137,3 +137,39 @@ describe.skipIf(!hasKvm)('the tiny guest performs real accesses (needs /dev/kvm)
     expect(() => guest.guestAccess({ kind: 'read', gpa: 0, size: 3 })).toThrow(RangeError);
   });
 });
+
+describe.skipIf(!hasKvm)('paged accesses under the scenario\'s own page tables (needs /dev/kvm)', () => {
+  it('reads and writes by gva, reports a guest #PF with its error code and CR2, and runs INVLPG', async () => {
+    const { GUEST_ALIAS_TOP_INDEX } = await import('./guest.js');
+    const kvm = RealKvm.open();
+    const vm = kvm.createVm(0);
+    const hva = mmap({ length: 2 * MiB });
+    try {
+      const guest = installGuest(vm, vm.createVcpu(0));
+      vm.setUserMemoryRegion({ slot: 0, flags: KVM_MEM_LOG_DIRTY_PAGES, guest_phys_addr: 0, memory_size: 2 * MiB, userspace_addr: hva });
+      // PML4 0x10000 → PDPT 0x11000 → PD 0x12000 → PT 0x13000: gva 0x400000 → pa 0x1000
+      write(hva + 0x10000, 8, 0x11007n);
+      write(hva + 0x11000, 8, 0x12007n);
+      write(hva + 0x12000 + 8 * 2, 8, 0x13007n);
+      write(hva + 0x13000, 8, 0x1003n);
+      write(hva + 0x10000 + 8 * GUEST_ALIAS_TOP_INDEX, 8, guest.aliasTopLevelEntry());
+      const regs = { cr0: 0x8001_0001, cr3: 0x10000, cr4: 0x20, efer: 0x500 };
+      expect(guest.guestAccessPaged({ kind: 'write', gva: 0x400008, size: 8, value: 0x55n }, regs)).toEqual({ value: 0x55n });
+      expect(read(hva + 0x1008, 8)).toBe(0x55n);
+      expect(guest.guestAccessPaged({ kind: 'read', gva: 0x400008, size: 4 }, regs)).toEqual({ value: 0x55n });
+      // the walk set A (and D for the store) in the PTE, as the CPU or KVM's walker does
+      expect(read(hva + 0x13000, 8) & 0x60n).toBe(0x60n);
+      // not present, write, supervisor: error code 2, CR2 = the gva
+      expect(guest.guestAccessPaged({ kind: 'write', gva: 0x800010, size: 8, value: 1n }, regs)).toEqual({ exception: { vector: '#PF', errorCode: 2, address: 0x800010 } });
+      expect(guest.guestAccessPaged({ kind: 'invlpg', gva: 0x400000, size: 1 }, regs).value).toBeDefined();
+      // back to the guest's own identity map for gpa accesses
+      expect(guest.guestAccess({ kind: 'read', gpa: 0x1008, size: 8 })).toEqual({ value: 0x55n });
+      expect(() => guest.guestAccessPaged({ kind: 'read', gva: 0, size: 8 }, { ...regs, cr4: 0x1020 })).toThrow(/4-level/);
+      expect(dirtyPages(vm.getDirtyLog({ slot: 0 }))).toEqual(expect.arrayContaining([1, 0x10, 0x11, 0x12, 0x13]));
+    } finally {
+      vm.close();
+      kvm.close();
+      munmap(hva, 2 * MiB);
+    }
+  });
+});

@@ -12,6 +12,8 @@
  *   base + 0x3000  PML4: entry 0 -> PDPT
  *   base + 0x4000  PDPT: 512 entries -> the 512 page directories
  *   base + 0x5000  512 page directories of 2 MiB leaves (A and D preset)
+ *   base + 0x205000  alias PDPT, base + 0x206000 alias PD (see "Paged accesses")
+ *   base + 0x207000  IDT (#PF gate only), base + 0x208000..0x20a000 stack
  *
  * The page tables identity-map guest-physical [0, 512 GiB) with 2 MiB pages, so any gpa the
  * scenario uses below 512 GiB is reachable at the same linear address. Accesses at or above
@@ -25,6 +27,14 @@
  * on port 0x10 is the "done" report and RAX holds the loaded value (KVM_GET_REGS). Any other
  * exit before the report (KVM_EXIT_MMIO, KVM_EXIT_MEMORY_FAULT with KVM_RUN failing EFAULT,
  * KVM_EXIT_SHUTDOWN, KVM_EXIT_INTERNAL_ERROR, ...) is returned with the kernel's fields.
+ *
+ * Paged accesses. A scenario may give the vCPU its own control registers and page tables
+ * (`guestAccessPaged`). The guest's code, GDT, TSS, IDT and stack are then reached through an
+ * alias at the top of the address space (GUEST_ALIAS = PML4 index 511: alias PDPT → alias PD →
+ * two 2 MiB leaves over the guest's slot, A/D preset), so the scenario's tables need only one
+ * extra top-level entry (`aliasTopLevelEntry()`, which the caller writes into the scenario's
+ * root at index 511) and keep every other gva to themselves. The #PF gate reports the error
+ * code and CR2 on port 0x11, so a guest page fault is an outcome, not a triple fault.
  *
  * What `fetch` models. A fetch is first performed as a data load of `size` bytes (default 1) at
  * the gpa, through the same guest page walk, memslot lookup and KVM fault path as an instruction
@@ -58,6 +68,17 @@ const OFF_TSS = 0x2000;
 const OFF_PML4 = 0x3000;
 const OFF_PDPT = 0x4000;
 const OFF_PD = 0x5000;
+const OFF_ALIAS_PDPT = 0x205000;
+const OFF_ALIAS_PD = 0x206000;
+const OFF_IDT = 0x207000;
+const OFF_STACK_TOP = 0x20a000;
+
+/** where the guest's slot appears in a scenario's address space: PML4 index 511 (and its own) */
+export const GUEST_ALIAS = 0xffff_ff80_0000_0000n;
+/** the top-level (PML4) index of GUEST_ALIAS */
+export const GUEST_ALIAS_TOP_INDEX = 511;
+/** the port the #PF handler reports on (RAX = error code, RBX = CR2) */
+export const GUEST_FAULT_PORT = 0x11;
 
 /* page-table entry bits */
 const PTE_P = 0x1n;
@@ -72,6 +93,7 @@ const CR0_NE = 1n << 5n;
 const CR0_PG = 1n << 31n;
 const CR4_PAE = 1n << 5n;
 const CR4_OSFXSR = 1n << 9n;
+const CR4_LA57 = 1n << 12n;
 const EFER_LME = 1n << 8n;
 const EFER_LMA = 1n << 10n;
 
@@ -88,6 +110,9 @@ const ROUTINES: Record<string, number[]> = {
   write2: [0x66, 0x89, 0x0b, /* mov [rbx], cx */ ...REPORT],
   write4: [0x89, 0x0b, /* mov [rbx], ecx */ ...REPORT],
   write8: [0x48, 0x89, 0x0b, /* mov [rbx], rcx */ ...REPORT],
+  invlpg: [0x0f, 0x01, 0x3b, /* invlpg [rbx] */ ...REPORT],
+  // #PF handler: pop the error code into RAX, CR2 into RBX, report on port 0x11
+  pf: [0x58, /* pop rax */ 0x0f, 0x20, 0xd3, /* mov rbx, cr2 */ 0xe6, GUEST_FAULT_PORT, /* out 0x11, al */ 0xf4 /* hlt */],
   // touch: store CL to one byte of every 4 KiB page of [RBX, RDX)
   touch: [
     0x88, 0x0b, //                               loop: mov [rbx], cl
@@ -119,6 +144,16 @@ export interface GuestAccessResult {
   errno?: ErrnoName | string;
   /** a fetch was performed as a data load (see the file comment) */
   fetchAsRead?: boolean;
+  /** a guest page fault the guest's #PF handler reported (paged accesses) */
+  exception?: { vector: '#PF'; errorCode: number; address: number };
+}
+
+/** the control registers of a paged access (the scenario's KVM_SET_SREGS values) */
+export interface GuestPagingRegs {
+  cr0: number;
+  cr3: number;
+  cr4: number;
+  efer: number;
 }
 
 export interface InstallGuestOptions {
@@ -199,6 +234,39 @@ export class TinyGuest {
     const res = this.runToReport(size, write, fetch);
     if (write && res.value !== undefined) return { value: value & mask(size) };
     if (fetch && res.exit?.reason === 'KVM_EXIT_MMIO') return this.fetchFromNonRam(gpa);
+    return res;
+  }
+
+  /**
+   * The top-level entry that maps GUEST_ALIAS, for the caller to write at index
+   * GUEST_ALIAS_TOP_INDEX of the root table the scenario's CR3 names (P, RW, A preset).
+   */
+  aliasTopLevelEntry(): bigint {
+    return BigInt(this.base + OFF_ALIAS_PDPT) | PTE_P | PTE_RW | PTE_A;
+  }
+
+  /**
+   * One access by guest-virtual address under the scenario's control registers: KVM_SET_SREGS
+   * with `regs` (4-level long-mode paging only) and the alias for the guest's own tables, then
+   * the routine at its alias address. The caller has written `aliasTopLevelEntry()` into the
+   * root table. The guest's own registers come back on the next gpa access. `invlpg` runs
+   * INVLPG at the gva instead of an access.
+   */
+  guestAccessPaged(access: { kind: 'read' | 'write' | 'invlpg'; gva: number; size: number; value?: bigint }, regs: GuestPagingRegs): GuestAccessResult {
+    const { size } = access;
+    if (![1, 2, 4, 8].includes(size)) throw new RangeError(`guest access size must be 1, 2, 4 or 8, not ${size}`);
+    const longMode = (BigInt(regs.cr0) & (CR0_PE | CR0_PG)) === (CR0_PE | CR0_PG) && (BigInt(regs.cr4) & CR4_PAE) !== 0n && (BigInt(regs.efer) & EFER_LME) !== 0n;
+    if (!longMode || (BigInt(regs.cr4) & CR4_LA57) !== 0n) throw new RangeError('the tiny guest runs paged accesses with 4-level long-mode paging only');
+    this.settle();
+    this.loadSregs(regs);
+    this.needsReset = true; // the next gpa access reloads the guest's own registers
+    const write = access.kind === 'write';
+    const value = BigInt.asUintN(64, access.value ?? 0n);
+    const routine = access.kind === 'invlpg' ? 'invlpg' : `${write ? 'write' : 'read'}${size}`;
+    const off = this.routineGpa.get(routine)! - this.base;
+    this.vcpu.setRegs({ rip: GUEST_ALIAS + BigInt(off), rbx: BigInt.asUintN(64, BigInt(access.gva)), rcx: value, rdx: 0n, rsp: GUEST_ALIAS + BigInt(OFF_STACK_TOP), rflags: 2n });
+    const res = this.runToReport(size, write, false);
+    if (write && res.value !== undefined) return { value: value & mask(size) };
     return res;
   }
 
@@ -296,6 +364,10 @@ export class TinyGuest {
       if (exit.reason !== 'KVM_EXIT_MEMORY_FAULT') this.needsReset = true;
       return exit.reason === 'KVM_EXIT_MEMORY_FAULT' ? { exit, errno: out.errno, ...tag } : { errno: out.errno, ...tag };
     }
+    if (exit.reason === 'KVM_EXIT_IO' && 'io' in exit && exit.io?.port === GUEST_FAULT_PORT && exit.io.direction === 1) {
+      this.needsReset = true;
+      return { exception: { vector: '#PF', errorCode: Number(this.vcpu.getReg('rax') & 0xffffffffn), address: Number(this.vcpu.getReg('rbx')) } };
+    }
     if (exit.reason === 'KVM_EXIT_IO' && 'io' in exit && exit.io?.port === GUEST_REPORT_PORT && exit.io.direction === 1) {
       if (write) return { value: 0n, ...tag };
       return { value: this.vcpu.getReg('rax') & mask(size), ...tag };
@@ -336,6 +408,17 @@ export class TinyGuest {
     // page tables: identity map [0, 512 GiB) with 2 MiB leaves
     const pdpt = BigInt(this.base + OFF_PDPT);
     dv.setBigUint64(OFF_PML4, pdpt | PTE_P | PTE_RW, true);
+    // the alias: PML4[511] → alias PDPT[0] → alias PD[0..1] → the slot's two 2 MiB halves
+    dv.setBigUint64(OFF_PML4 + 8 * GUEST_ALIAS_TOP_INDEX, this.aliasTopLevelEntry(), true);
+    dv.setBigUint64(OFF_ALIAS_PDPT, BigInt(this.base + OFF_ALIAS_PD) | PTE_P | PTE_RW | PTE_A, true);
+    for (let j = 0; j < GUEST_SLOT_SIZE / 0x20_0000; j++) {
+      dv.setBigUint64(OFF_ALIAS_PD + 8 * j, BigInt(this.base + j * 0x20_0000) | PTE_P | PTE_RW | PTE_PS | PTE_A | PTE_D, true);
+    }
+    // IDT: a 64-bit interrupt gate for #PF (vector 14) to the `pf` routine's alias address
+    const handler = GUEST_ALIAS + BigInt(this.routineGpa.get('pf')! - this.base);
+    const gateLow = (handler & 0xffffn) | (0x08n << 16n) | (0x8en << 40n) | (((handler >> 16n) & 0xffffn) << 48n);
+    dv.setBigUint64(OFF_IDT + 16 * 14, gateLow, true);
+    dv.setBigUint64(OFF_IDT + 16 * 14 + 8, handler >> 32n, true);
     const leafBits = PTE_P | PTE_RW | PTE_PS | PTE_A | PTE_D;
     const pdBase = this.base + OFF_PD;
     const words = new BigUint64Array(mem.buffer, mem.byteOffset + OFF_PD, 512 * 512);
@@ -346,9 +429,14 @@ export class TinyGuest {
     }
   }
 
-  /** long mode, paging on, flat segments (KVM_GET_SREGS, edit, KVM_SET_SREGS) */
-  private loadSregs(): void {
+  /**
+   * Long mode, paging on, flat segments (KVM_GET_SREGS, edit, KVM_SET_SREGS): the guest's own
+   * tables, or (`paged`) the scenario's control registers with the GDT, TSS and IDT reached
+   * through GUEST_ALIAS.
+   */
+  private loadSregs(paged?: GuestPagingRegs): void {
     const s = this.vcpu.getSregs();
+    const alias = (off: number) => (paged ? GUEST_ALIAS + BigInt(off) : BigInt(this.base + off));
     const seg = (at: number, f: { selector: number; type: number; s: number; l: number; db: number; limit: number }) => {
       s.setU64(at + SEGMENT.base, 0);
       s.setU32(at + SEGMENT.limit, f.limit);
@@ -368,17 +456,17 @@ export class TinyGuest {
       seg(r, { selector: 0x10, type: 0x3, s: 1, l: 0, db: 1, limit: 0xffffffff });
     }
     seg(SREGS.tr, { selector: 0x18, type: 0xb, s: 0, l: 0, db: 0, limit: 0x67 });
-    s.setU64(SREGS.tr + SEGMENT.base, this.base + OFF_TSS);
+    s.view.setBigUint64(SREGS.tr + SEGMENT.base, alias(OFF_TSS), true);
     seg(SREGS.ldt, { selector: 0, type: 0x2, s: 0, l: 0, db: 0, limit: 0xffff });
     s.view.setUint8(SREGS.ldt + SEGMENT.unusable, 1);
-    s.setU64(SREGS.gdt + DTABLE.base, this.base + OFF_GDT);
+    s.view.setBigUint64(SREGS.gdt + DTABLE.base, alias(OFF_GDT), true);
     s.view.setUint16(SREGS.gdt + DTABLE.limit, 5 * 8 - 1, true);
-    s.setU64(SREGS.idt + DTABLE.base, 0);
-    s.view.setUint16(SREGS.idt + DTABLE.limit, 0, true);
-    s.setU64(SREGS.cr0, CR0_PE | CR0_NE | CR0_PG);
-    s.setU64(SREGS.cr3, this.base + OFF_PML4);
-    s.setU64(SREGS.cr4, CR4_PAE | CR4_OSFXSR);
-    s.setU64(SREGS.efer, EFER_LME | EFER_LMA);
+    s.view.setBigUint64(SREGS.idt + DTABLE.base, paged ? alias(OFF_IDT) : 0n, true);
+    s.view.setUint16(SREGS.idt + DTABLE.limit, paged ? 16 * 15 - 1 : 0, true);
+    s.setU64(SREGS.cr0, paged ? BigInt(paged.cr0) : CR0_PE | CR0_NE | CR0_PG);
+    s.setU64(SREGS.cr3, paged ? BigInt(paged.cr3) : this.base + OFF_PML4);
+    s.setU64(SREGS.cr4, paged ? BigInt(paged.cr4) : CR4_PAE | CR4_OSFXSR);
+    s.setU64(SREGS.efer, paged ? BigInt(paged.efer) | EFER_LMA : EFER_LME | EFER_LMA);
     this.vcpu.setSregs(s);
   }
 }

@@ -14,10 +14,12 @@
  * docs/kvm.md describes the target; docs/scenarios.md the step semantics.
  */
 import {
+  GuestPageTableBuilder,
   isKvmError,
   profileByName,
   profileMismatch,
   type KernelProfile,
+  type GuestPtMemory,
   type KvmRunExit,
 } from '@ccmem/core';
 import {
@@ -39,6 +41,7 @@ import {
   fallocate as hostFallocate,
   hostCapabilities,
   installGuest,
+  GUEST_ALIAS_TOP_INDEX,
   mmap as hostMmap,
   munmap as hostMunmap,
   read as hostRead,
@@ -158,11 +161,16 @@ interface Mapping {
   offset: number;
 }
 
+/** a page-table write the real-KVM target cannot place (no memslot over scenario memory) */
+class NotInScenarioMemory extends Error {}
+
 interface VcpuState {
   vcpu: RealVcpu;
   guest: TinyGuest;
   /** the last access stopped on a KVM_EXIT_MMIO (read or write) that is still pending */
   pendingMmio: 'read' | 'write' | null;
+  /** the scenario's control registers (set_sregs / guest_load_cr3); paging is on when CR0.PG is */
+  paging: { cr0: number; cr3: number; cr4: number; efer: number };
 }
 
 export interface KvmTarget extends Target {
@@ -187,6 +195,8 @@ export function createKvmTarget(): KvmTarget {
   let fds = new Set<number>();
   let vcpus = new Map<number, VcpuState>();
   let guests: TinyGuest[] = [];
+  /** the scenario's address-space-0 memslots as created: slot id → [gpa, size, hva] */
+  let memslots = new Map<number, [number, number, number]>();
 
   const facts = () => kvmHostFacts();
 
@@ -194,6 +204,76 @@ export function createKvmTarget(): KvmTarget {
     fds.has(fd) ? null : { errno: 'EBADF', detail: { check: `${call}: fd ${fd} is not an open fd of this scenario` } };
 
   const mappingAt = (hva: number, size: number) => mappings.find((m) => hva >= m.hva && hva + size <= m.hva + m.length);
+
+  /** a created memslot of address space 0 (the kernel's record of it, kept as the ioctl succeeded) */
+  function trackMemslot(slot: number, gpa: number, size: number, hva: number): void {
+    if (slot >>> 16 !== 0) return;
+    if (size === 0) memslots.delete(slot);
+    else memslots.set(slot, [gpa, size, hva]);
+  }
+
+  /**
+   * Guest memory through the VMM's mapping, as a guest kernel's page-table writes land there:
+   * only where a memslot of this scenario maps the gpa onto a mapping this scenario made
+   */
+  function guestMemoryHva(gpa: number, size: number): number | null {
+    for (const [base, len, hva] of memslots.values()) {
+      if (gpa >= base && gpa + size <= base + len) {
+        const at = hva + (gpa - base);
+        return mappingAt(at, size) ? at : null;
+      }
+    }
+    return null;
+  }
+
+  const guestPtMemory: GuestPtMemory = {
+    readGpte(gpa, out) {
+      const hva = guestMemoryHva(gpa, 8);
+      if (hva === null) return false;
+      const v = hostRead(hva, 8);
+      out.lo = Number(v & 0xffffffffn) | 0;
+      out.hi = Number(v >> 32n) | 0;
+      return true;
+    },
+    write64(gpa, lo, hi) {
+      const hva = guestMemoryHva(gpa, 8);
+      if (hva === null) throw new NotInScenarioMemory(`gpa 0x${gpa.toString(16)} is not in a memslot over this scenario's memory`);
+      hostWrite(hva, 8, (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0));
+    },
+  };
+
+  /** a paged access: the tiny guest under the scenario's control registers and tables */
+  function pagedAccess(kind: 'read' | 'write' | 'invlpg', a: { vcpu: number; gva: number; size: number; value?: bigint; user?: boolean }): Outcome {
+    const st = vcpuState(a.vcpu);
+    if (a.user) return { skipped: 'the tiny guest runs at CPL 0: no user-mode accesses' };
+    const regs = st.paging;
+    if (!(regs.cr0 & 0x8000_0000)) {
+      // paging off: the gva is the gpa (and INVLPG has no translation to drop)
+      if (kind === 'invlpg') return {};
+      return guestAccess(kind, { vcpu: a.vcpu, gpa: a.gva, size: a.size, ...(a.value !== undefined && { value: a.value }) });
+    }
+    const root = Math.floor(regs.cr3 / 4096) * 4096;
+    const at = root + 8 * GUEST_ALIAS_TOP_INDEX;
+    const hva = guestMemoryHva(at, 8);
+    if (hva === null) return { skipped: `the root table at gpa 0x${root.toString(16)} is not in this scenario's memory` };
+    const alias = st.guest.aliasTopLevelEntry();
+    const cur = hostRead(hva, 8);
+    // the tiny guest's own code is reached through the root's last entry (docs/kvm.md)
+    if (cur !== alias && (cur & ~0x60n) !== alias) {
+      if (cur !== 0n) return { skipped: `the scenario's tables use top-level index ${GUEST_ALIAS_TOP_INDEX}, where the tiny guest maps itself` };
+      hostWrite(hva, 8, alias);
+    }
+    let r: GuestAccessResult;
+    try {
+      r = st.guest.guestAccessPaged({ kind, gva: a.gva, size: a.size, ...(a.value !== undefined && { value: a.value }) }, regs);
+    } catch (e) {
+      if (e instanceof RangeError) return { skipped: e.message };
+      throw e;
+    }
+    if (r.exception) return { exception: r.exception.vector, detail: { exception: r.exception } };
+    if (kind === 'invlpg') return r.value !== undefined ? {} : guestOutcome(r, 'write', st);
+    return guestOutcome(r, kind, st);
+  }
 
   function vcpuState(handle: number): VcpuState {
     const v = vcpus.get(handle);
@@ -323,6 +403,7 @@ export function createKvmTarget(): KvmTarget {
     set_user_memory_region(a, { vm }) {
       // (@ccmem/kvm takes numbers: exact below 2^53)
       vm.setUserMemoryRegion({ slot: a.slot, flags: a.flags ?? 0, guest_phys_addr: Number(a.guest_phys_addr), memory_size: Number(a.memory_size), userspace_addr: a.userspace_addr ?? 0 });
+      trackMemslot(a.slot, Number(a.guest_phys_addr), Number(a.memory_size), a.userspace_addr ?? 0);
       return {};
     },
     set_user_memory_region2(a, { vm }) {
@@ -336,6 +417,7 @@ export function createKvmTarget(): KvmTarget {
         // the u32 field: a negative fd is passed as its two's complement
         guest_memfd: (a.guest_memfd ?? 0) >>> 0,
       });
+      trackMemslot(a.slot, Number(a.guest_phys_addr), Number(a.memory_size), a.userspace_addr ?? 0);
       return {};
     },
     set_memory_attributes(a, { vm }) {
@@ -371,7 +453,7 @@ export function createKvmTarget(): KvmTarget {
       const place = placements[vcpus.size] ?? guestPlacements(ctx.scenario, vcpus.size + 1)[vcpus.size]!;
       const guest = installGuest(vm, vcpu, place);
       guests.push(guest);
-      vcpus.set(a.id, { vcpu, guest, pendingMmio: null });
+      vcpus.set(a.id, { vcpu, guest, pendingMmio: null, paging: { cr0: 0, cr3: 0, cr4: 0, efer: 0 } });
       return { result: a.id, detail: { guest_slot: place.slot, guest_base: place.base } };
     },
     guest_read: (a) => guestAccess('read', a),
@@ -386,13 +468,46 @@ export function createKvmTarget(): KvmTarget {
       return {};
     },
     complete_hypercall: unsupported('the tiny guest makes no hypercalls'),
-    // guest paging: the tiny guest runs on its own identity-mapped tables
-    set_sregs: unsupported('the tiny guest keeps its own control registers and page tables'),
-    guest_page_table: unsupported('the tiny guest keeps its own control registers and page tables'),
-    guest_load_cr3: unsupported('the tiny guest keeps its own control registers and page tables'),
-    guest_invlpg: unsupported('the tiny guest keeps its own control registers and page tables'),
-    guest_read_gva: unsupported('the tiny guest accesses by gpa through its identity map only'),
-    guest_write_gva: unsupported('the tiny guest accesses by gpa through its identity map only'),
+    // guest paging: the tiny guest runs each gva access under the scenario's registers and
+    // tables, reaching its own code through one top-level entry (docs/kvm.md)
+    set_sregs(a) {
+      const st = vcpuState(a.vcpu);
+      st.paging = {
+        cr0: a.cr0 ?? st.paging.cr0,
+        cr3: a.cr3 ?? st.paging.cr3,
+        cr4: a.cr4 ?? st.paging.cr4,
+        efer: a.efer ?? st.paging.efer,
+      };
+      return {};
+    },
+    guest_page_table(a) {
+      if (a.ept) return { skipped: 'the tiny guest runs no nested guest (EPT tables)' };
+      if ((a.levels ?? 4) !== 4) return { skipped: 'the tiny guest runs paged accesses with 4-level paging only' };
+      if (a.tables_at % 4096 !== 0) return { errno: 'EINVAL', detail: { check: 'guest_page_table: tables_at must be page aligned' } };
+      let next = a.tables_at;
+      const zero = () => {
+        const gpa = next;
+        next += 4096;
+        for (let off = 0; off < 4096; off += 8) guestPtMemory.write64(gpa + off, 0, 0);
+        return gpa;
+      };
+      try {
+        const b = new GuestPageTableBuilder(guestPtMemory, zero, 4, false);
+        const entries = a.map.map((e) => b.map(e.va, e.pa, e));
+        return { result: b.root, detail: { root: b.root, entries, tables_end: next } };
+      } catch (e) {
+        if (e instanceof NotInScenarioMemory) return { skipped: `guest_page_table: ${e.message}` };
+        throw e;
+      }
+    },
+    guest_load_cr3(a) {
+      const st = vcpuState(a.vcpu);
+      st.paging = { ...st.paging, cr3: a.cr3 };
+      return {};
+    },
+    guest_invlpg: (a) => pagedAccess('invlpg', { vcpu: a.vcpu, gva: a.gva, size: 1 }),
+    guest_read_gva: (a) => pagedAccess('read', a),
+    guest_write_gva: (a) => pagedAccess('write', a),
     enter_guest_mode: unsupported('the tiny guest runs no nested guest'),
     leave_guest_mode: unsupported('the tiny guest runs no nested guest'),
     l2_read: unsupported('the tiny guest runs no nested guest'),
@@ -439,6 +554,7 @@ export function createKvmTarget(): KvmTarget {
     fds = new Set();
     vcpus = new Map();
     guests = [];
+    memslots = new Map();
     placements = [];
     if (errors.length) throw errors[0];
   }

@@ -153,8 +153,28 @@ export class VcpuPaging {
     checkAccess(a);
     if (this.vm.deadReason !== null) return { errno: 'EIO', reason: `VM is dead: ${this.vm.deadReason}` };
     if (this.vm.tdpEnabled) return this.tdpAccess(a);
+    if (this.vm.profile.emulatedGuestAccesses === true) return this.emulatedAccess(a);
     if (this.l1.root >= 0 && this.vm.shadowMmu.isObsolete(this.l1.root)) this.unloadL1();
     return this.shadowAccess(this.l1, a, false);
+  }
+
+  /**
+   * The access in the instruction emulator (profile `emulatedGuestAccesses`): KVM_RUN loads the
+   * root, then emulator_read_write_onepage() translates the gva with the guest's own tables
+   * (vcpu_mmio_gva_to_gpa() → FNAME(gva_to_gpa) → FNAME(walk_addr), which sets the A/D bits
+   * through the hva and logs the table pages it writes, and injects #PF where the tables refuse
+   * the access) and reads or writes the gpa through the memslot's hva. No TLB: a changed PTE
+   * counts at once.
+   */
+  private emulatedAccess(a: GvaAccess): GuestAccessResult {
+    this.ensureRoot(this.l1, false);
+    let gpa = a.gva;
+    if (this.cpuRole.level > 0) {
+      const w = this.walker;
+      if (!w.walk(this.cpuRole, this.regs.cr3, this.vm.guestMemory, a.gva, pferrOf(a), this.regs.rflags)) return this.injectPf(w.faultErrorCode, a.gva, '#PF');
+      gpa = w.gfn * PAGE_SIZE + (a.gva % PAGE_SIZE);
+    }
+    return this.vcpu.emulateAt(gpa, a.size, a.kind === 'write', a.kind === 'fetch', a.value ?? 0n);
   }
 
   /** one L2 access by L2 guest-physical address (nested EPT, shadowed) */
