@@ -1,13 +1,16 @@
 import { readdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
 // One root config; every package is a project and its tests run on source
 // (the `@ccmem/source` export condition points at `src/`), so no build is needed.
+// A package's own `pnpm test` runs its project alone: `vitest run --root ../.. --project <name>`.
+const repoRoot = fileURLToPath(new URL('.', import.meta.url));
 const projectDirs = ['packages', 'apps'].flatMap((group) =>
-  readdirSync(group)
+  readdirSync(join(repoRoot, group))
     .map((name) => join(group, name))
-    .filter((dir) => existsSync(join(dir, 'package.json'))),
+    .filter((dir) => existsSync(join(repoRoot, dir, 'package.json'))),
 );
 
 export default defineConfig({
@@ -16,7 +19,7 @@ export default defineConfig({
   test: {
     projects: projectDirs.map((dir) => ({
       extends: true,
-      test: { name: dir.split('/')[1], root: dir, include: ['src/**/*.test.ts'], testTimeout: 60_000 },
+      test: { name: dir.split('/')[1], root: join(repoRoot, dir), include: ['src/**/*.test.ts'], testTimeout: 60_000 },
     })),
     reporters: process.env.CCMEM_TEST_REPORT
       ? ['default', ['json', { outputFile: process.env.CCMEM_TEST_REPORT }]]

@@ -43,6 +43,14 @@ export function isErrnoName(name: string): name is ErrnoName {
 }
 
 /**
+ * The brand every `KvmError` carries. `Symbol.for` puts it in the global symbol registry,
+ * so it is the same symbol in every copy of `@ccmem/core` loaded in a process (two
+ * versions in node_modules, a bundled copy): an error thrown by one copy is recognised by
+ * `isKvmError` and `instanceof KvmError` of another.
+ */
+const KVM_ERROR_BRAND = Symbol.for('@ccmem/core/KvmError');
+
+/**
  * A uAPI call failed: `errno` is what the kernel would put in errno (the ioctl returned -1),
  * `check` names the kernel check that failed, e.g. "kvm_set_memory_region: overlap".
  */
@@ -58,13 +66,26 @@ export class KvmError extends Error {
     this.errno = ERRNO[code];
     this.check = check;
   }
+
+  /**
+   * `e instanceof KvmError` holds for a KvmError of any copy of `@ccmem/core` (by its brand);
+   * a subclass keeps the ordinary prototype check.
+   */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (this !== KvmError) return Function.prototype[Symbol.hasInstance].call(this, value);
+    return isKvmError(value);
+  }
 }
+
+// On the prototype (not enumerable), so it is inherited by every KvmError and stays out of logs.
+Object.defineProperty(KvmError.prototype, KVM_ERROR_BRAND, { value: true });
 
 /** Throw a KvmError; typed `never` so checks read as `if (bad) fail('EINVAL', '...')`. */
 export function fail(code: ErrnoName, check: string): never {
   throw new KvmError(code, check);
 }
 
+/** Whether `e` is a KvmError, thrown by this or any other copy of `@ccmem/core`. */
 export function isKvmError(e: unknown): e is KvmError {
-  return e instanceof KvmError;
+  return typeof e === 'object' && e !== null && (e as Record<symbol, unknown>)[KVM_ERROR_BRAND] === true;
 }

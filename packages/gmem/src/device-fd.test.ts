@@ -3,7 +3,7 @@ import type { GmemPfn } from '@ccmem/core';
 import { describe, expect, it } from 'vitest';
 import { DeviceMemoryRegion, createDeviceFd } from './device-fd.js';
 import { FakeVm, bindSlot } from './testing/fake-vm.js';
-import { runProviderConformance } from './testing/provider-conformance.js';
+import { runProviderConformance } from './testing/index.js';
 
 const pfnOut = (): GmemPfn => ({ pfn: -1, maxOrder: -1 });
 const errnoOf = (fn: () => unknown) => {

@@ -22,7 +22,7 @@ import { GuestMemfd, guestMemfdCapability, guestMemfdFactory } from './guest-mem
 import { InvalidateLockBusyError } from './invalidate-lock.js';
 import { PAGE_HWPOISON, PAGE_PREPARED, PAGE_UPTODATE } from './page-store.js';
 import { FakeVm, bindSlot, fakeSlot } from './testing/fake-vm.js';
-import { runProviderConformance } from './testing/provider-conformance.js';
+import { runProviderConformance } from './testing/index.js';
 
 const KEEP = FALLOC_FL_KEEP_SIZE;
 const PUNCH = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE;
