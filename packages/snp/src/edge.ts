@@ -64,7 +64,9 @@ export type SnpInspect =
   | { readonly what: 'rmp'; readonly gpa: number }
   | { readonly what: 'directmap'; readonly pfn: number }
   | { readonly what: 'stats' }
-  | { readonly what: 'launch' };
+  | { readonly what: 'launch' }
+  /** kvm_sev_info as KVM_SEV_INIT2 set it */
+  | { readonly what: 'sev' };
 
 /** When the RMP gives a page to the guest (see snp-backend.ts) */
 export type RmpTiming = 'prepare' | 'set-attributes';

@@ -901,6 +901,15 @@ class SnpBackendImpl implements SnpBackend {
           host: { ...host.stats },
           backend: { ...this.stats },
         };
+      case 'sev':
+        return {
+          active: this.sevInfo.active,
+          es_active: this.sevInfo.esActive,
+          need_init: this.sevInfo.needInit,
+          asid: this.asid,
+          vmsa_features: this.sevInfo.vmsaFeatures,
+          ghcb_version: this.sevInfo.ghcbVersion,
+        };
       case 'launch':
         return {
           started: this.snpContext,
