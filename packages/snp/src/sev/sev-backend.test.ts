@@ -52,8 +52,10 @@ describe('KVM_SEV_INIT2 (sev_guest_init2, __sev_guest_init)', () => {
   it('refuses init after vCPUs exist; SEV-ES gets its ASID from [1, min_sev_asid - 1], SEV from [min_sev_asid, max]', () => {
     const kvm = host();
     const a = sevVm(kvm, KVM_X86_SEV_VM);
-    a.vm.createVcpu(0);
+    const cpu = a.vm.createVcpu(0);
     expect(() => a.vm.memoryEncryptOp({ cmd: 'sev_init2' })).toThrow(errno('EINVAL'));
+    // svm_vcpu_pre_run(): no KVM_RUN while the VM needs init
+    expect(cpu.guestWrite(0x1000, 8, 1n)).toMatchObject({ errno: 'EINVAL' });
     const s = sevVm(kvm, KVM_X86_SEV_VM);
     s.vm.memoryEncryptOp({ cmd: 'sev_init2' });
     const es = sevVm(kvm, KVM_X86_SEV_ES_VM);

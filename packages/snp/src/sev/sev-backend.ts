@@ -189,7 +189,8 @@ class SevBackendImpl implements SevBackend {
   readonly nrMemslotAsIds: number;
   readonly hasMirroredTdp = false;
   readonly gfnDirectBits = 0;
-  readonly supportsGmemInitShared = false;
+  /** kvm_arch_supports_gmem_init_shared(): !kvm_arch_has_private_mem() */
+  readonly supportsGmemInitShared = true;
   readonly platform: SevPlatform;
   readonly info: SevInfo = { active: false, esActive: false, needInit: true, vmsaFeatures: 0, ghcbVersion: 0, asid: 0 };
   pagesLocked = 0;
@@ -229,6 +230,11 @@ class SevBackendImpl implements SevBackend {
   /** svm_vm_init(): pre_fault_allowed = !has_private_mem */
   preFaultAllowed(): boolean {
     return true;
+  }
+
+  /** svm_vcpu_pre_run(): KVM_RUN before KVM_SEV_INIT2 is EINVAL */
+  vcpuPreRun(): number {
+    return this.info.needInit ? -ERRNO.EINVAL : 1;
   }
 
   /** KVM sees no private faults on SEV: the C-bit is the guest's, the hardware encrypts */
