@@ -365,9 +365,8 @@ export interface VmForBackend {
   copyToUser(hva: number, data: Uint8Array): boolean;
   /**
    * pin_user_pages_fast() of `npages` pages from the page of `hva` (faulting each in, for write
-   * when `write`): their pfns, or null when any page cannot be pinned (no mapping, no
-   * permission, or FOLL_LONGTERM | FOLL_WRITE on a shared file mapping, which GUP refuses).
-   * A refused pin faults nothing in.
+   * when `write`; `longterm` is FOLL_LONGTERM): their pfns, or null when any page cannot be
+   * pinned (no mapping, no permission). A refused pin faults nothing in.
    */
   pinUserPages(hva: number, npages: number, write: boolean, longterm: boolean): Float64Array | null;
   /** kvm_vm_bugged(): the VM is dead; every later ioctl fails with EIO */

@@ -730,15 +730,15 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
     }
   }
 
-  pinUserPages(hva: number, npages: number, write: boolean, longterm: boolean): Float64Array | null {
+  pinUserPages(hva: number, npages: number, write: boolean, _longterm: boolean): Float64Array | null {
     const mm = this.process.mm;
     const first = Math.floor(hva / PAGE_SIZE);
     // every page first, without side effects: a refused pin faults nothing in
     for (let vpn = first; vpn < first + npages; ) {
       const vma = mm.findVma(vpn * PAGE_SIZE);
       if (vma === undefined || (write ? !vma.prot.write : !vma.prot.read)) return null;
-      // mm/gup.c: FOLL_LONGTERM | FOLL_WRITE is refused on file-backed shared mappings
-      if (longterm && write && vma.backing !== null && vma.shared) return null;
+      // mm/gup.c writable_file_mapping_allowed() refuses FOLL_LONGTERM | FOLL_WRITE only on file
+      // mappings that need dirty tracking; the model's files (guest_memfd, device fds) have none
       vpn = Math.floor(vma.end / PAGE_SIZE);
     }
     const pfns = new Float64Array(npages);
