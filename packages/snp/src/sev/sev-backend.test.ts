@@ -90,6 +90,11 @@ describe('KVM_SEV_INIT2 (sev_guest_init2, __sev_guest_init)', () => {
     expect(h.sev.asids.flushes).toBe(1);
   });
 
+  it('the VM options are checked: unknown keys and a bad memlockLimit are EINVAL', () => {
+    expect(() => host().createVm({ type: KVM_X86_SEV_VM, options: { memlock: 1 } as never })).toThrow(/unknown sev VM option 'memlock' \(known options: memlockLimit\)/);
+    expect(() => host().createVm({ type: KVM_X86_SEV_ES_VM, options: { memlockLimit: -1 } })).toThrow(errno('EINVAL'));
+  });
+
   it('KVM_SEV_INIT2 on a default VM is EINVAL with the AMD mem_enc_ioctl, ENOTTY without one', () => {
     expect(() => host({ memEncryptOpFallback: true }).createVm({ type: KVM_X86_DEFAULT_VM }).memoryEncryptOp({ cmd: 'sev_init2' } as never)).toThrow(errno('EINVAL'));
     expect(() => host().createVm({ type: KVM_X86_DEFAULT_VM }).memoryEncryptOp({ cmd: 'sev_init2' } as never)).toThrow(errno('ENOTTY'));
