@@ -173,6 +173,8 @@ describe('SEV launch', () => {
     const term = ghcbMsrTermReq(1, 3);
     expect(cpu.guestOp({ op: 'ghcb_msr', value: term }).exit).toEqual({ reason: 'KVM_EXIT_SYSTEM_EVENT', system_event: { type: KVM_SYSTEM_EVENT_SEV_TERM, ndata: 1, data: [term] } });
     expect(cpu.guestOp({ op: 'ghcb_term_request', ghcb_gpa: 0x5000 }).exit).toMatchObject({ system_event: { type: 6, ndata: 1, data: [0x5000] } });
+    // no GHCB: KVM goes back to the guest
+    expect(cpu.guestOp({ op: 'ghcb_term_request', ghcb_gpa: 0 }).exit).toBeUndefined();
   });
 
   it('a plain SEV guest has no GHCB', () => {

@@ -128,8 +128,10 @@ export function sevHandleVmgexit(
   };
   if (req.op === 'ghcb_term_request') {
     const gpa = req.ghcb_gpa;
-    // sev_handle_vmgexit(): the GHCB gpa must not carry MSR-protocol bits, must be set and mapped
-    if (gpa % (GHCB_MSR_INFO_MASK + 1) !== 0 || gpa === 0) return { errno: 'EINVAL', detail: { reason: 'the GHCB gpa is not a page address (MSR protocol bits, or 0: KVM resumes the guest)' } };
+    // a gpa with GHCB_MSR_INFO bits is the MSR protocol, not a GHCB page (the op's caller erred)
+    if (gpa % (GHCB_MSR_INFO_MASK + 1) !== 0) return { errno: 'EINVAL', detail: { reason: 'the GHCB gpa is not page aligned: that is the GHCB MSR protocol (guest_ghcb_msr)' } };
+    // sev_handle_vmgexit(): "Without a GHCB, just return right back to the guest"
+    if (gpa === 0) return { detail: { reason: 'vmgexit: GHCB gpa is not set: KVM resumes the guest without an exit' } };
     if (ghcbRegistered && !ghcbRegistered(gpa)) return { errno: 'EINVAL', detail: { reason: `vmgexit: GHCB GPA 0x${gpa.toString(16)} is not registered (SNP)` } };
     return terminate(gpa, `SVM_VMGEXIT_TERM_REQUEST: reason ${req.reason_set ?? 0}:${req.reason_code ?? 0}`);
   }
