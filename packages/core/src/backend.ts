@@ -303,6 +303,13 @@ export interface VendorBackend<E extends VendorEdge = VendorEdge> {
   completeHypercall?(vcpuId: number, ret: number): GuestOpResult | null;
   vmIoctl?(req: E['vmIoctl']): VendorIoctlResult<E['ioctlOut']>;
   vcpuIoctl?(vcpuId: number, req: E['vcpuIoctl']): VendorIoctlResult<E['ioctlOut']>;
+  /**
+   * KVM_MEMORY_ENCRYPT_REG_REGION / KVM_MEMORY_ENCRYPT_UNREG_REGION (kvm_x86_ops
+   * mem_enc_register_region / mem_enc_unregister_region: sev_mem_enc_register_region()). A VM
+   * whose backend lacks them answers ENOTTY. Throw KvmError; change nothing on failure.
+   */
+  memEncRegisterRegion?(range: KvmEncRegion): void;
+  memEncUnregisterRegion?(range: KvmEncRegion): void;
   /** VM teardown (kvm_arch_pre_destroy_vm / destroy); after every gmem file is released */
   destroy?(): void;
   /** invariants the backend can check after any step; returns violations in plain words */
@@ -311,9 +318,17 @@ export interface VendorBackend<E extends VendorEdge = VendorEdge> {
   inspect?(query: E['inspect']): unknown;
 }
 
+/** struct kvm_enc_region: a range of the VMM's address space */
+export interface KvmEncRegion {
+  readonly addr: number;
+  readonly size: number;
+}
+
 /** What a backend factory gets from the host besides the VM's options. */
 export interface BackendEnv {
   readonly phys: HostPhysMem;
+  /** the kernel profile of the Kvm creating the VM */
+  readonly profile?: KernelProfile;
 }
 
 /**
@@ -348,6 +363,12 @@ export interface VmForBackend {
   /** the VMM process's memory: copy from a userspace address (copy_from_user), or null on EFAULT */
   copyFromUser(hva: number, length: number): Uint8Array | null;
   copyToUser(hva: number, data: Uint8Array): boolean;
+  /**
+   * pin_user_pages_fast() of `npages` pages from the page of `hva` (faulting each in, for write
+   * when `write`; `longterm` is FOLL_LONGTERM): their pfns, or null when any page cannot be
+   * pinned (no mapping, no permission). A refused pin faults nothing in.
+   */
+  pinUserPages(hva: number, npages: number, write: boolean, longterm: boolean): Float64Array | null;
   /** kvm_vm_bugged(): the VM is dead; every later ioctl fails with EIO */
   markBugged(reason: string): void;
   /** kvm_make_all_cpus_request(KVM_REQ_OUTSIDE_GUEST_MODE): the number of vCPUs kicked */
@@ -402,7 +423,11 @@ export type KvmRunExit =
     }
   | { readonly reason: 'KVM_EXIT_SHUTDOWN' }
   | { readonly reason: 'KVM_EXIT_INTERNAL_ERROR'; readonly internal: { suberror: number } }
-  | { readonly reason: 'KVM_EXIT_SYSTEM_EVENT'; readonly system_event: { type: number } };
+  | {
+      readonly reason: 'KVM_EXIT_SYSTEM_EVENT';
+      /** `data[0..ndata)` as the kernel fills it (KVM_SYSTEM_EVENT_SEV_TERM: the GHCB MSR or GHCB gpa) */
+      readonly system_event: { type: number; ndata?: number; data?: readonly number[] };
+    };
 
 /* ------------------------------------------------------------------------------------------ */
 /* What providers and the host need from the engine                                          */

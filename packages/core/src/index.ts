@@ -15,7 +15,7 @@ export {
   GUEST_MEMFD_FLAG_MMAP, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_HUGETLB,
   GUESTMEM_HUGETLB_FLAG_SHIFT, GUESTMEM_HUGETLB_FLAG_2MB, GUESTMEM_HUGETLB_FLAG_MASK, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE,
   KVM_EXIT_UNKNOWN, KVM_EXIT_IO, KVM_EXIT_HYPERCALL, KVM_EXIT_MMIO, KVM_EXIT_SHUTDOWN, KVM_EXIT_FAIL_ENTRY, KVM_EXIT_INTERNAL_ERROR,
-  KVM_EXIT_SYSTEM_EVENT, KVM_EXIT_MEMORY_FAULT, EXIT_REASONS, KVM_MEMORY_EXIT_FLAG_PRIVATE, KVM_EXIT_HYPERCALL_LONG_MODE,
+  KVM_EXIT_SYSTEM_EVENT, KVM_EXIT_MEMORY_FAULT, EXIT_REASONS, KVM_MEMORY_EXIT_FLAG_PRIVATE, KVM_SYSTEM_EVENT_SEV_TERM, KVM_SYSTEM_EVENT_SHUTDOWN, KVM_EXIT_HYPERCALL_LONG_MODE,
   KVM_HC_MAP_GPA_RANGE, KVM_MAP_GPA_RANGE_PAGE_SZ_4K, KVM_MAP_GPA_RANGE_PAGE_SZ_2M, KVM_MAP_GPA_RANGE_PAGE_SZ_1G,
   KVM_MAP_GPA_RANGE_DECRYPTED, KVM_MAP_GPA_RANGE_ENCRYPTED,
 } from './uapi.js';
@@ -24,7 +24,7 @@ export { u64Value, u64AddWraps, u64PageAligned, type U64 } from './u64.js';
 export { gpaToGfn, kvmGfnDirectBits, kvmIsGfnAlias, kvmIsAddrDirect, kvmGpaToGfn, type DirectBitsVm } from './gfn.js';
 
 /* -- /dev/kvm, the VM, its vCPUs and their ioctls -- */
-export { Kvm, checkVmOptions, vmTypeName, type BackendFactories, type NoBackends, type EdgeOf, type VmEdge, type KvmOptions, type CreateVmOptions } from './kvm.js';
+export { Kvm, checkVmOptions, vmTypeName, type BackendFactories, type NoBackends, type EdgeOf, type VmEdge, type KvmOptions, type CreateVmOptions, type MemEncryptOpFallback } from './kvm.js';
 export { Vm, KVM_MAX_VCPU_IDS, KVM_VCPU_ID_RATIO, kvmMaxVcpus, KVM_EXIT_HYPERCALL_VALID_MASK, type KvmEnableCap } from './vm.js';
 export { Vcpu, type GuestAccess, type GuestAccessKind, type GuestAccessResult } from './vcpu.js';
 export { GuestAccessOp, GUEST_ACCESS_MAX_RETRIES, type GuestAccessPhase, type GuestAccessOpOptions } from './guest-access-op.js';
@@ -79,5 +79,5 @@ export {
   type VendorEdge, type NoVendorEdge, type VendorBackend, type BackendEnv, type BackendFactory, type VmForBackend,
   type AttributeChange, type GuestAccessCheck, type GuestAccessVerdict, type GuestOpResult, type VendorIoctlResult,
   type GuestMemoryFile, type GmemPfn, type KvmGmemPopulateArgs, type GmemPopulateRequest, type FileMappingBacking,
-  type GuestMemfdFactory, type KvmCreateGuestMemfd, type VmForProvider, type HostPhysMem,
+  type GuestMemfdFactory, type KvmCreateGuestMemfd, type VmForProvider, type HostPhysMem, type KvmEncRegion,
 } from './backend.js';

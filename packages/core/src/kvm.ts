@@ -6,7 +6,7 @@
  * imports them: `new Kvm({ guestMemfd: guestMemfdFactory, backends: { [KVM_X86_SNP_VM]: ... } })`.
  */
 import { fail } from './errno.js';
-import type { BackendEnv, BackendFactory, GuestMemfdFactory, KernelProfile, NoVendorEdge, VendorBackend, VendorEdge } from './backend.js';
+import type { BackendEnv, BackendFactory, GuestMemfdFactory, KernelProfile, NoVendorEdge, VendorBackend, VendorEdge, VendorIoctlResult } from './backend.js';
 import { KVM_X86_DEFAULT_VM, KVM_X86_SEV_ES_VM, KVM_X86_SEV_VM, KVM_X86_SNP_VM, KVM_X86_SW_PROTECTED_VM, KVM_X86_TDX_VM, VM_TYPES } from './uapi.js';
 import { profileByName, UPSTREAM_PROFILE } from './profile.js';
 import { Tracer } from './trace.js';
@@ -55,7 +55,16 @@ export interface KvmOptions<B extends BackendFactories = NoBackends> {
   backends?: B;
   process?: Process;
   tracer?: Tracer;
+  /**
+   * The vendor module's KVM_MEMORY_ENCRYPT_OP for VMs whose type has no backend (svm's
+   * sev_mem_enc_ioctl() answers every VM type on an AMD host, e.g. KVM_SEV_INIT2 on a default
+   * VM is EINVAL). Without it such a VM answers ENOTTY (no mem_enc_ioctl).
+   */
+  memEncryptOpFallback?: MemEncryptOpFallback;
 }
+
+/** KVM_MEMORY_ENCRYPT_OP of a VM without a vendor backend: `req` is whatever the caller passed */
+export type MemEncryptOpFallback = (vm: { readonly vmType: number; readonly nrVcpus: number }, req: { readonly cmd: string }) => VendorIoctlResult;
 
 export interface CreateVmOptions<B extends BackendFactories = NoBackends, T extends number = number> {
   /** KVM_X86_*_VM */
@@ -72,6 +81,7 @@ export class Kvm<B extends BackendFactories = NoBackends> {
   readonly tracer: Tracer;
   private readonly guestMemfd: GuestMemfdFactory | null;
   private readonly backends: B;
+  private readonly memEncryptOpFallback: MemEncryptOpFallback | null;
   private disposed = false;
 
   constructor(opts: KvmOptions<B> = {}) {
@@ -82,6 +92,7 @@ export class Kvm<B extends BackendFactories = NoBackends> {
     this.tracer = opts.tracer ?? new Tracer();
     this.guestMemfd = opts.guestMemfd ?? null;
     this.backends = opts.backends ?? ({} as B);
+    this.memEncryptOpFallback = opts.memEncryptOpFallback ?? null;
   }
 
   /** KVM_CAP_VM_TYPES: the profile's types that this Kvm can actually run */
@@ -95,6 +106,8 @@ export class Kvm<B extends BackendFactories = NoBackends> {
     const tdpMmu = tdp && (this.profile.tdpMmu ?? true);
     if (!tdpMmu) types &= ~((1 << KVM_X86_SW_PROTECTED_VM) | (1 << KVM_X86_SNP_VM) | (1 << KVM_X86_TDX_VM));
     if (!tdp) types &= ~((1 << KVM_X86_SEV_VM) | (1 << KVM_X86_SEV_ES_VM));
+    // sev_hardware_setup(): SEV-ES (and SNP with it) needs MMIO caching (#NPF(RSVD) → #VC)
+    if (this.profile.mmioCaching === false) types &= ~((1 << KVM_X86_SEV_ES_VM) | (1 << KVM_X86_SNP_VM));
     return types & this.profile.vmTypes;
   }
 
@@ -113,7 +126,7 @@ export class Kvm<B extends BackendFactories = NoBackends> {
     if (!factory && type !== KVM_X86_DEFAULT_VM && type !== KVM_X86_SW_PROTECTED_VM)
       fail('EINVAL', `KVM_CREATE_VM: no backend for VM type ${vmTypeName(type)}`);
     const options: object = opts.options ?? {};
-    const env: BackendEnv = { phys: this.process.phys };
+    const env: BackendEnv = { phys: this.process.phys, profile: this.profile };
     let backend: VendorBackend<VmEdge<B, T>> | null = null;
     if (factory) backend = factory(options, env) as VendorBackend<VmEdge<B, T>>;
     else checkVmOptions(options, [], vmTypeName(type));
@@ -128,6 +141,7 @@ export class Kvm<B extends BackendFactories = NoBackends> {
       rootLevel: opts.rootLevel ?? (this.profile.tdpEnabled === false ? 5 : 4),
     });
     vm.kvmVmTypes = this.vmTypes;
+    vm.memEncryptOpFallback = this.memEncryptOpFallback;
     vm.fd = this.process.installFd(vm);
     this.tracer.emit('kvm_create_vm', { type, vm: vm.id });
     return vm;

@@ -148,6 +148,14 @@ export const EXIT_REASONS: Record<string, number> = {
   KVM_EXIT_MEMORY_FAULT,
 };
 export const KVM_MEMORY_EXIT_FLAG_PRIVATE = 1 << 3;
+/* kvm_run.system_event.type */
+export const KVM_SYSTEM_EVENT_SHUTDOWN = 1;
+export const KVM_SYSTEM_EVENT_RESET = 2;
+export const KVM_SYSTEM_EVENT_CRASH = 3;
+export const KVM_SYSTEM_EVENT_WAKEUP = 4;
+export const KVM_SYSTEM_EVENT_SUSPEND = 5;
+export const KVM_SYSTEM_EVENT_SEV_TERM = 6;
+export const KVM_SYSTEM_EVENT_TDX_FATAL = 7;
 /* kvm_run.internal.suberror */
 export const KVM_INTERNAL_ERROR_EMULATION = 1;
 

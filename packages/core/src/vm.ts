@@ -11,6 +11,7 @@ import {
   type GuestMemfdFactory,
   type KernelProfile,
   type KvmCreateGuestMemfd,
+  type KvmEncRegion,
   type KvmFile,
   type KvmGmemPopulateArgs,
   type MemslotView,
@@ -20,6 +21,7 @@ import {
   type VmForBackend,
   type VmForProvider,
 } from './backend.js';
+import type { MemEncryptOpFallback } from './kvm.js';
 import {
   KVM_CAP_EXIT_HYPERCALL,
   KVM_CAP_GUEST_MEMFD,
@@ -143,6 +145,8 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
   fd = -1;
   /** KVM_CAP_VM_TYPES as this VM's /dev/kvm answers it */
   kvmVmTypes = 1;
+  /** the vendor module's KVM_MEMORY_ENCRYPT_OP for a VM without a backend (KvmOptions) */
+  memEncryptOpFallback: MemEncryptOpFallback | null = null;
   private refs = 1;
   private readonly guestMemfd: GuestMemfdFactory | null;
   private readonly unsubscribeMmuNotifier: () => void;
@@ -687,8 +691,25 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
   /** KVM_MEMORY_ENCRYPT_OP on the VM fd (KVM_SEV_SNP_*, KVM_TDX_INIT_VM, ...) */
   memoryEncryptOp(req: E['vmIoctl']): VendorIoctlResult<E['ioctlOut']> {
     this.checkAlive('KVM_MEMORY_ENCRYPT_OP');
-    if (!this.backend?.vmIoctl) fail('ENOTTY', 'KVM_MEMORY_ENCRYPT_OP: no vendor backend for this VM type');
+    if (!this.backend?.vmIoctl) {
+      if (!this.backend && this.memEncryptOpFallback) return this.memEncryptOpFallback(this, req) as VendorIoctlResult<E['ioctlOut']>;
+      fail('ENOTTY', 'KVM_MEMORY_ENCRYPT_OP: no vendor backend for this VM type');
+    }
     return this.backend.vmIoctl(req);
+  }
+
+  /** KVM_MEMORY_ENCRYPT_REG_REGION (kvm_arch_vm_ioctl → kvm_x86_ops.mem_enc_register_region) */
+  memoryEncryptRegRegion(range: KvmEncRegion): void {
+    this.checkAlive('KVM_MEMORY_ENCRYPT_REG_REGION');
+    if (!this.backend?.memEncRegisterRegion) fail('ENOTTY', 'KVM_MEMORY_ENCRYPT_REG_REGION: not an SEV guest (sev_mem_enc_register_region)');
+    this.backend.memEncRegisterRegion(range);
+  }
+
+  /** KVM_MEMORY_ENCRYPT_UNREG_REGION (kvm_x86_ops.mem_enc_unregister_region) */
+  memoryEncryptUnregRegion(range: KvmEncRegion): void {
+    this.checkAlive('KVM_MEMORY_ENCRYPT_UNREG_REGION');
+    if (!this.backend?.memEncUnregisterRegion) fail('ENOTTY', 'KVM_MEMORY_ENCRYPT_UNREG_REGION: not an SEV guest (sev_mem_enc_unregister_region)');
+    this.backend.memEncUnregisterRegion(range);
   }
 
   /* ---------------------------------------------------- VmForBackend / Provider --------- */
@@ -707,6 +728,26 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
     } catch {
       return null;
     }
+  }
+
+  pinUserPages(hva: number, npages: number, write: boolean, _longterm: boolean): Float64Array | null {
+    const mm = this.process.mm;
+    const first = Math.floor(hva / PAGE_SIZE);
+    // every page first, without side effects: a refused pin faults nothing in
+    for (let vpn = first; vpn < first + npages; ) {
+      const vma = mm.findVma(vpn * PAGE_SIZE);
+      if (vma === undefined || (write ? !vma.prot.write : !vma.prot.read)) return null;
+      // mm/gup.c writable_file_mapping_allowed() refuses FOLL_LONGTERM | FOLL_WRITE only on file
+      // mappings that need dirty tracking; the model's files (guest_memfd, device fds) have none
+      vpn = Math.floor(vma.end / PAGE_SIZE);
+    }
+    const pfns = new Float64Array(npages);
+    for (let i = 0; i < npages; i++) {
+      const r = mm.hvaToPfn((first + i) * PAGE_SIZE, write);
+      if ('fault' in r) return null;
+      pfns[i] = r.pfn;
+    }
+    return pfns;
   }
 
   copyToUser(hva: number, data: Uint8Array): boolean {

@@ -212,8 +212,11 @@ export class RealVcpu {
         return { reason: 'KVM_EXIT_SHUTDOWN' };
       case KVM_EXIT_INTERNAL_ERROR:
         return { reason: 'KVM_EXIT_INTERNAL_ERROR', internal: { suberror: v.getUint32(RUN.internal.suberror, true) } };
-      case KVM_EXIT_SYSTEM_EVENT:
-        return { reason: 'KVM_EXIT_SYSTEM_EVENT', system_event: { type: v.getUint32(RUN.system_event.type, true) } };
+      case KVM_EXIT_SYSTEM_EVENT: {
+        const ndata = Math.min(v.getUint32(RUN.system_event.ndata, true), 16);
+        const data = Array.from({ length: ndata }, (_, i) => u64(RUN.system_event.data + 8 * i));
+        return { reason: 'KVM_EXIT_SYSTEM_EVENT', system_event: { type: v.getUint32(RUN.system_event.type, true), ndata, data } };
+      }
       case KVM_EXIT_IO:
         return {
           reason: 'KVM_EXIT_IO',

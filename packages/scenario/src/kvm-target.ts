@@ -75,6 +75,7 @@ import { unmetRequirement } from './requires.js';
 
 
 const NO_SNP_VM = unsupported('the real-KVM target runs no SEV-SNP VM (the tiny guest is a default-VM guest)');
+const NO_SEV_VM = unsupported('the real-KVM target runs no SEV or SEV-ES VM (the tiny guest is a default-VM guest)');
 const NO_TDX_VM = unsupported('the real-KVM target runs no TDX VM (the tiny guest is a default-VM guest)');
 
 /* ------------------------------------------------------------------------------------------ */
@@ -529,6 +530,18 @@ export function createKvmTarget(): KvmTarget {
     tdx_finalize_vm: NO_TDX_VM,
     guest_accept: unsupported('the real-KVM target runs no TDX guest (TDG.MEM.PAGE.ACCEPT)'),
     guest_map_gpa_range: unsupported('the real-KVM target runs no confidential guest (KVM_HC_MAP_GPA_RANGE)'),
+    sev_init2: NO_SEV_VM,
+    sev_init: NO_SEV_VM,
+    sev_launch_start: NO_SEV_VM,
+    sev_launch_update_data: NO_SEV_VM,
+    sev_launch_update_vmsa: NO_SEV_VM,
+    sev_launch_measure: NO_SEV_VM,
+    sev_launch_finish: NO_SEV_VM,
+    sev_guest_status: NO_SEV_VM,
+    memory_encrypt_reg_region: NO_SEV_VM,
+    memory_encrypt_unreg_region: NO_SEV_VM,
+    guest_ghcb_msr: unsupported('the real-KVM target runs no SEV-ES or SNP guest (GHCB MSR protocol)'),
+    guest_ghcb_terminate: unsupported('the real-KVM target runs no SEV-ES or SNP guest (GHCB termination request)'),
     assert: unsupported('the real-KVM target cannot inspect kernel state'),
   } satisfies HandlerTable<KvmRun>;
 

@@ -20,6 +20,8 @@ import {
   HostSignal,
   isKvmError,
   Kvm,
+  KVM_X86_SEV_ES_VM,
+  KVM_X86_SEV_VM,
   KVM_X86_SNP_VM,
   KVM_X86_TDX_VM,
   recordTrace,
@@ -27,7 +29,7 @@ import {
   type VmEdge,
 } from '@ccmem/core';
 import { guestMemfdFactory } from '@ccmem/gmem';
-import { snpBackendFactory } from '@ccmem/snp';
+import { sevBackendFactory, sevEsBackendFactory, sevMemEncryptOpFallback, snpBackendFactory } from '@ccmem/snp';
 import { tdxBackendFactory } from '@ccmem/tdx';
 import { VM_TYPE_NUMBERS } from './ops/needs.js';
 import { RUN_INVARIANT_NAMES, VM_TYPE_NAMES, type Scenario, type VmConfig } from './schema.js';
@@ -37,10 +39,11 @@ import { HOST_HANDLERS } from './model/host.js';
 import { KVM_IOCTL_HANDLERS } from './model/kvm-ioctls.js';
 import { ModelRun } from './model/run.js';
 import { VENDOR_HANDLERS } from './model/vendor.js';
+import { SEV_HANDLERS } from './model/sev.js';
 import { PAGING_HANDLERS } from './model/paging.js';
 
 /** how the model runs each op: one entry per op (the compiler names a missing one) */
-const MODEL_HANDLERS = { ...HOST_HANDLERS, ...KVM_IOCTL_HANDLERS, ...PAGING_HANDLERS, ...VENDOR_HANDLERS } satisfies HandlerTable<ModelRun>;
+const MODEL_HANDLERS = { ...HOST_HANDLERS, ...KVM_IOCTL_HANDLERS, ...PAGING_HANDLERS, ...VENDOR_HANDLERS, ...SEV_HANDLERS } satisfies HandlerTable<ModelRun>;
 
 /**
  * scenario profile → the model's kernel profile (docs/scenarios.md, "Profiles"): a named profile
@@ -58,7 +61,12 @@ export function modelProfileName(profile: VmConfig['profile'], hostProfile?: Ker
 }
 
 /** the vendor backends of the model, by VM type */
-const MODEL_BACKENDS = { [KVM_X86_SNP_VM]: snpBackendFactory, [KVM_X86_TDX_VM]: tdxBackendFactory };
+const MODEL_BACKENDS = {
+  [KVM_X86_SEV_VM]: sevBackendFactory,
+  [KVM_X86_SEV_ES_VM]: sevEsBackendFactory,
+  [KVM_X86_SNP_VM]: snpBackendFactory,
+  [KVM_X86_TDX_VM]: tdxBackendFactory,
+};
 /** the model's /dev/kvm, and a VM of any type on it (typed with every vendor's edge) */
 export type ModelKvm = Kvm<typeof MODEL_BACKENDS>;
 export type ModelVm = Vm<VmEdge<typeof MODEL_BACKENDS, number>>;
@@ -67,6 +75,9 @@ export type ModelVm = Vm<VmEdge<typeof MODEL_BACKENDS, number>>;
 export function backendOptions(vm: VmConfig): NonNullable<Parameters<ModelKvm['createVm']>[0]>['options'] {
   if (vm.type === 'snp') {
     return { ...(vm.directmap !== undefined && { directmap: vm.directmap }), ...(vm.rmp_timing !== undefined && { rmpTiming: vm.rmp_timing }) };
+  }
+  if (vm.type === 'sev' || vm.type === 'sev-es') {
+    return { ...(vm.memlock_limit !== undefined && { memlockLimit: vm.memlock_limit }) };
   }
   if (vm.type === 'tdx') {
     return { ...(vm.huge_pages !== undefined && { hugePages: vm.huge_pages }), ...(vm.gpaw !== undefined && { gpaw: vm.gpaw }) };
@@ -123,6 +134,8 @@ class ModelTargetImpl implements ModelTarget {
       profile: kernelProfile,
       guestMemfd: guestMemfdFactory,
       backends: MODEL_BACKENDS,
+      // the model's KVM_MEMORY_ENCRYPT_OP on default and SW-protected VMs is svm's sev_mem_enc_ioctl()
+      memEncryptOpFallback: sevMemEncryptOpFallback,
     });
     const type = VM_TYPE_NUMBERS[VM_TYPE_NAMES[cfg.type]];
     if (!(kvm.vmTypes & (1 << type))) {

@@ -165,7 +165,10 @@ concurrent:
     expect(OP_NAMES).toContain('guest_rmpadjust');
     expect(OP_NAMES).toContain('guest_read_gva');
     expect(OP_NAMES).toContain('l2_write');
-    expect(OP_NAMES).toHaveLength(48);
+    expect(OP_NAMES).toContain('sev_init2');
+    expect(OP_NAMES).toContain('memory_encrypt_reg_region');
+    expect(OP_NAMES).toContain('guest_ghcb_terminate');
+    expect(OP_NAMES).toHaveLength(60);
     const s = parseScenario(
       'name: n\nvm: { type: snp }\nsteps:\n  - guest_rmpadjust: { vcpu: 0, gpa: 0x1000, vmpl: 1, perms: 3 }\n  - guest_psc_msr: { vcpu: 0, gpa: 0x1000, operation: shared }\n',
       'm.yaml',

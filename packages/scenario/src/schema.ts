@@ -75,7 +75,7 @@ const expectObject = z.strictObject({
     })
     .optional(),
   internal: z.strictObject({ suberror: num() }).optional(),
-  system_event: z.strictObject({ type: num() }).optional(),
+  system_event: z.strictObject({ type: num(), ndata: num().optional(), data: numList().optional() }).optional(),
   signal: z.enum(SIGNALS).optional(),
   /** the guest took an exception itself and the access did not complete (#VC, #VE) */
   exception: z.string().regex(/^(#[A-Z]{2}|EPT_VIOLATION)$/, 'an exception vector such as #VC, #VE or #PF, or EPT_VIOLATION (reflected to L1)').optional(),
@@ -171,10 +171,17 @@ const stepSchema = z
 /* Scenario                                                                                   */
 /* ------------------------------------------------------------------------------------------ */
 
-export const VM_TYPES = ['default', 'sw-protected', 'snp', 'tdx'] as const;
+export const VM_TYPES = ['default', 'sw-protected', 'sev', 'sev-es', 'snp', 'tdx'] as const;
 export type VmType = (typeof VM_TYPES)[number];
 /** each VM type's kernel name (its number: VM_TYPE_NUMBERS in ops/needs.ts) */
-export const VM_TYPE_NAMES: Readonly<Record<VmType, VmTypeName>> = { default: 'KVM_X86_DEFAULT_VM', 'sw-protected': 'KVM_X86_SW_PROTECTED_VM', snp: 'KVM_X86_SNP_VM', tdx: 'KVM_X86_TDX_VM' };
+export const VM_TYPE_NAMES: Readonly<Record<VmType, VmTypeName>> = {
+  default: 'KVM_X86_DEFAULT_VM',
+  'sw-protected': 'KVM_X86_SW_PROTECTED_VM',
+  sev: 'KVM_X86_SEV_VM',
+  'sev-es': 'KVM_X86_SEV_ES_VM',
+  snp: 'KVM_X86_SNP_VM',
+  tdx: 'KVM_X86_TDX_VM',
+};
 export const PROVIDERS = ['guest_memfd', 'device_fd'] as const;
 export type Provider = (typeof PROVIDERS)[number];
 /** `host`, and the model's named kernel profiles (@ccmem/core PROFILES; a test keeps them equal) */
@@ -191,6 +198,8 @@ const vmSchema = z.strictObject({
   /* SEV-SNP backend options */
   directmap: z.enum(['split', 'unmap']).optional(),
   rmp_timing: z.enum(['prepare', 'set-attributes']).optional(),
+  /* SEV and SEV-ES backend options: RLIMIT_MEMLOCK of the VMM in bytes (sev_pin_memory) */
+  memlock_limit: num().optional(),
   /* TDX backend options */
   huge_pages: bool().optional(),
   /** guest physical address width: 48 or 52 bits */
@@ -236,6 +245,7 @@ export type ConcurrentBlock = { actors: Record<string, Step[]>; invariants?: Inv
 
 const SNP_OPTIONS = ['directmap', 'rmp_timing'] as const;
 const TDX_OPTIONS = ['huge_pages', 'gpaw'] as const;
+const SEV_OPTIONS = ['memlock_limit'] as const;
 
 export const scenarioSchema = z
   .strictObject({
@@ -254,9 +264,10 @@ export const scenarioSchema = z
     for (const [vendor, opts] of [
       ['snp', SNP_OPTIONS],
       ['tdx', TDX_OPTIONS],
+      ['sev', SEV_OPTIONS],
     ] as const) {
       for (const o of opts) {
-        if (sc.vm[o] !== undefined && !types.has(vendor)) {
+        if (sc.vm[o] !== undefined && !types.has(vendor) && !(vendor === 'sev' && types.has('sev-es'))) {
           ctx.addIssue({ code: 'custom', path: ['vm', o], message: `${o} is an option of ${vendor} VMs` });
         }
       }

@@ -6,6 +6,7 @@
  */
 import type { PG_LEVEL_2M, PG_LEVEL_4K, VendorEdge } from '@ccmem/core';
 import type { DirectMapPolicy } from './directmap.js';
+import type { KvmSevInit, SevGuestRequest } from './sev/edge.js';
 
 /** The page-size operand of PVALIDATE / RMPADJUST (rCX bit 0): PG_LEVEL_4K or PG_LEVEL_2M. */
 export type SnpPageLevel = typeof PG_LEVEL_4K | typeof PG_LEVEL_2M;
@@ -31,10 +32,14 @@ export type SnpGuestRequest =
   /** GHCB MSR protocol page-state change (GHCB_MSR_PSC_REQ) of one 4K page */
   | { readonly op: 'psc_msr'; readonly gpa: number; readonly operation: number }
   /** VMGEXIT(SVM_VMGEXIT_PSC) with a GHCB buffer of entries */
-  | { readonly op: 'psc'; readonly entries: readonly SnpPscEntry[]; readonly cur_entry?: number; readonly end_entry?: number };
+  | { readonly op: 'psc'; readonly entries: readonly SnpPscEntry[]; readonly cur_entry?: number; readonly end_entry?: number }
+  /** the GHCB MSR protocol and the GHCB termination request, as for SEV-ES */
+  | SevGuestRequest;
 
 /** KVM_MEMORY_ENCRYPT_OP on an SNP VM fd */
 export type SnpVmIoctl =
+  /** KVM_SEV_INIT2 (struct kvm_sev_init) */
+  | ({ readonly cmd: 'sev_init2' } & KvmSevInit)
   /** struct kvm_sev_snp_launch_start (policy default: RSVD_MBO | SMT) */
   | { readonly cmd: 'snp_launch_start'; readonly policy?: number; readonly flags?: number }
   /** struct kvm_sev_snp_launch_update */
@@ -59,7 +64,9 @@ export type SnpInspect =
   | { readonly what: 'rmp'; readonly gpa: number }
   | { readonly what: 'directmap'; readonly pfn: number }
   | { readonly what: 'stats' }
-  | { readonly what: 'launch' };
+  | { readonly what: 'launch' }
+  /** kvm_sev_info as KVM_SEV_INIT2 set it */
+  | { readonly what: 'sev' };
 
 /** When the RMP gives a page to the guest (see snp-backend.ts) */
 export type RmpTiming = 'prepare' | 'set-attributes';

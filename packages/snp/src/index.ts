@@ -24,3 +24,21 @@ export {
 export { Rmp, RMP_MAX_ASID, type RmpEntryView } from './rmp.js';
 export { DirectMap, type DirectMapPolicy, type DirectMapStats } from './directmap.js';
 export { LaunchDigest, INITIAL_VMSA_GPA } from './launch-digest.js';
+
+/* -- SEV and SEV-ES: `new Kvm({ backends: { [KVM_X86_SEV_VM]: sevBackendFactory, [KVM_X86_SEV_ES_VM]: sevEsBackendFactory } })` -- */
+export {
+  createSevBackend, sevBackendFactory, sevEsBackendFactory, sevMemEncryptOpFallback, SEV_ENC_BIT,
+  type SevBackend, type SevBackendOptions, type SevInfo,
+} from './sev/sev-backend.js';
+export { SEV_VM_OPTIONS, type SevEdge, type SevVmIoctl, type SevIoctlOut, type SevGuestRequest, type SevInspect, type SevVmOptions, type KvmSevInit } from './sev/edge.js';
+export { SevPlatform, SevAsids, SevFirmware, type SevPlatformOptions, type SevAsidsOptions, type SevFwResult } from './sev/platform.js';
+export {
+  KVM_SEV_INIT, KVM_SEV_ES_INIT, KVM_SEV_INIT2, KVM_SEV_LAUNCH_START, KVM_SEV_LAUNCH_UPDATE_DATA, KVM_SEV_LAUNCH_UPDATE_VMSA, KVM_SEV_LAUNCH_MEASURE,
+  KVM_SEV_LAUNCH_FINISH, KVM_SEV_GUEST_STATUS, KVM_SEV_SNP_LAUNCH_START,
+  SEV_RET_SUCCESS, SEV_RET_INVALID_GUEST_STATE, SEV_RET_INVALID_LEN, SEV_RET_INVALID_ADDRESS, SEV_RET_ASID_OWNED, SEV_RET_INVALID_ASID, SEV_RET_INVALID_GUEST, SEV_RET_NAMES,
+  SEV_POLICY_NO_DBG, SEV_POLICY_NO_KS, SEV_POLICY_ES, SEV_POLICY_NO_SEND,
+  SEV_GUEST_STATE_UNINITIALIZED, SEV_GUEST_STATE_LAUNCH_UPDATE, SEV_GUEST_STATE_LAUNCH_SECRET, SEV_GUEST_STATE_RUNNING,
+  SEV_FW_BLOB_MAX_SIZE, SEV_LAUNCH_MEASURE_LEN, SVM_SEV_FEAT_SNP_ACTIVE, SVM_SEV_FEAT_DEBUG_SWAP,
+  GHCB_VERSION_MIN, GHCB_VERSION_MAX, GHCB_VERSION_DEFAULT, GHCB_MSR_SEV_INFO_REQ, GHCB_MSR_SEV_INFO_RESP, GHCB_MSR_REG_GPA_REQ, GHCB_MSR_PSC_REQ,
+  GHCB_MSR_TERM_REQ, SVM_VMGEXIT_TERM_REQUEST, ghcbMsrTermReq, ghcbMsrSevInfo,
+} from './sev/uapi.js';

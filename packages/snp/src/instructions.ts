@@ -18,6 +18,7 @@
 import { ERRNO, PG_LEVEL_2M, PG_LEVEL_4K } from '@ccmem/core';
 import type { HostPhysMem, TraceEvent } from '@ccmem/core';
 import { DirectMap, type DirectMapPolicy } from './directmap.js';
+import { SevPlatform } from './sev/platform.js';
 import {
   Rmp,
   RMP_ENTRIES_PER_2M,
@@ -246,9 +247,16 @@ export interface SnpHostOptions {
   maxPfn?: number;
   /** host physical memory, for snp_leak_pages() */
   phys?: HostPhysMem;
-  /** SNP guests use ASIDs [minSnpAsid, maxSnpAsid] (1 .. min_sev_asid-1 on hardware); default 1..99 */
+  /**
+   * SEV-ES and SNP guests share ASIDs [1, maxSnpAsid] (min_sev_asid - 1 on hardware); default 99.
+   * `minSnpAsid` is kept for callers that pass it; allocation starts at 1 (sev_asid_new()).
+   */
   minSnpAsid?: number;
   maxSnpAsid?: number;
+  /** plain SEV guests use [maxSnpAsid + 1, maxSevAsid] (CPUID 0x8000001F ECX); default maxSnpAsid + 410 */
+  maxSevAsid?: number;
+  /** KVM_X86_SEV_VMSA_FEATURES; default SVM_SEV_FEAT_DEBUG_SWAP */
+  supportedVmsaFeatures?: number;
 }
 
 export interface SnpHostStats {
@@ -276,7 +284,8 @@ export class SnpHost {
   readonly leakedPages = new Set<number>();
   readonly stats: SnpHostStats = { rmpupdates: 0, overlapRetries: 0, rmpupdateFailures: 0, psmashes: 0, leakedPages: 0 };
   tracer: Tracer | null = null;
-  private readonly asidsInUse = new Set<number>();
+  /** the SEV platform of this host: ASIDs of every SEV, SEV-ES and SNP VM, and the PSP */
+  readonly sev: SevPlatform;
   private readonly injected = { rmpupdate: [] as number[], psmash: [] as number[] };
 
   constructor(opts: SnpHostOptions = {}) {
@@ -286,6 +295,11 @@ export class SnpHost {
     this.phys = opts.phys ?? null;
     this.minSnpAsid = opts.minSnpAsid ?? 1;
     this.maxSnpAsid = opts.maxSnpAsid ?? 99;
+    this.sev = new SevPlatform({
+      minSevAsid: this.maxSnpAsid + 1,
+      maxSevAsid: opts.maxSevAsid ?? this.maxSnpAsid + 410,
+      ...(opts.supportedVmsaFeatures !== undefined && { supportedVmsaFeatures: opts.supportedVmsaFeatures }),
+    });
   }
 
   /**
@@ -306,24 +320,13 @@ export class SnpHost {
     this.tracer?.emit(name, fields);
   }
 
-  /** sev_asid_new() for an SNP VM: the lowest free ASID, or a requested one; -EBUSY when none */
+  /** sev_asid_new() for an SNP VM (the SEV-ES range): the lowest free ASID, or a requested one; -EBUSY when none */
   allocAsid(requested?: number): number {
-    if (requested !== undefined) {
-      if (requested < this.minSnpAsid || requested > this.maxSnpAsid || this.asidsInUse.has(requested)) return -ERRNO.EBUSY;
-      this.asidsInUse.add(requested);
-      return requested;
-    }
-    for (let a = this.minSnpAsid; a <= this.maxSnpAsid; a++) {
-      if (!this.asidsInUse.has(a)) {
-        this.asidsInUse.add(a);
-        return a;
-      }
-    }
-    return -ERRNO.EBUSY;
+    return this.sev.asids.asidNew(true, requested);
   }
-  /** sev_asid_free() */
+  /** sev_asid_free(): the ASID is reclaimable (reused after the next flush) */
   freeAsid(asid: number): void {
-    this.asidsInUse.delete(asid);
+    this.sev.asids.asidFree(asid);
   }
 
   /** the RMPUPDATE instruction, or an injected result */

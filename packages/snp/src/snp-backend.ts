@@ -69,6 +69,8 @@ import {
   SNP_PAGE_TYPE_VMSA,
   SNP_PAGE_TYPE_ZERO,
 } from './launch-digest.js';
+import { sevGuestInit2Checks, sevGuestInitApply, sevGuestInitChecks, sevHandleVmgexit, type SevInfo } from './sev/sev-backend.js';
+import { GHCB_MSR_PSC_REQ, GHCB_MSR_REG_GPA_REQ, GHCB_MSR_REG_GPA_RESP } from './sev/uapi.js';
 import { RMP_ENTRIES_PER_2M, RMPW_ASSIGNED, RMPW_VALIDATED, wordAsid, type RmpEntryView } from './rmp.js';
 
 export interface SnpBackendOptions extends SnpVmOptions {
@@ -223,6 +225,13 @@ class SnpBackendImpl implements SnpBackend {
   private readonly violations: string[] = [];
   private readonly rmpOperand: GuestRmpOperand = { pfn: 0, gpa: 0, asid: 0, level: 0 };
   private destroyed = false;
+  /**
+   * kvm_sev_info as KVM_SEV_INIT2 sets it. The model's SNP VM has its ASID from KVM_CREATE_VM
+   * and runs the SNP launch without KVM_SEV_INIT2; KVM_SEV_INIT2 applies its checks once.
+   */
+  readonly sevInfo: SevInfo = { active: false, esActive: false, needInit: true, vmsaFeatures: 0, ghcbVersion: 0, asid: 0 };
+  /** svm->sev_es.ghcb_registered_gpa per vCPU (GHCB_MSR_REG_GPA_REQ) */
+  private readonly ghcbRegistered = new Map<number, number>();
 
   constructor(opts: SnpBackendOptions) {
     this.host = opts.host ?? snpHostFor(opts.phys);
@@ -477,6 +486,14 @@ class SnpBackendImpl implements SnpBackend {
         return this.pscMsr(vcpuId, req.gpa, req.operation);
       case 'psc':
         return this.pscGhcb(vcpuId, req);
+      case 'ghcb_msr':
+      case 'ghcb_term_request':
+        return sevHandleVmgexit(
+          { ...this.sevInfo, ghcbVersion: this.sevInfo.ghcbVersion || 2 },
+          req,
+          (value) => this.snpGhcbMsr(vcpuId, value),
+          (gpa) => this.ghcbRegistered.get(vcpuId) === gpa,
+        );
       default:
         return { errno: 'EINVAL', detail: { reason: `unknown SNP guest operation ${(req as { op: string }).op}` } };
     }
@@ -546,6 +563,23 @@ class SnpBackendImpl implements SnpBackend {
     this.psc.set(vcpuId, { kind: 'msr', entries: [], curEntry: 0, endEntry: 0, idx: 0, inflight: 1 });
     const attrs = (op === SNP_PAGE_STATE_PRIVATE ? KVM_MAP_GPA_RANGE_ENCRYPTED : KVM_MAP_GPA_RANGE_DECRYPTED) | KVM_MAP_GPA_RANGE_PAGE_SZ_4K;
     return { exit: this.hypercallExit(gfn * 4096, 1, attrs) };
+  }
+
+  /** the SNP-only GHCB MSR requests: GHCB_MSR_REG_GPA_REQ and GHCB_MSR_PSC_REQ */
+  private snpGhcbMsr(vcpuId: number, value: number): GuestOpResult {
+    const info = value % 0x1000;
+    if (info === GHCB_MSR_REG_GPA_REQ) {
+      const gfn = Math.floor(value / 0x1000);
+      this.ghcbRegistered.set(vcpuId, gfn * 4096);
+      return { ret: gfn * 0x1000 + GHCB_MSR_REG_GPA_RESP };
+    }
+    if (info === GHCB_MSR_PSC_REQ) {
+      // GHCB_MSR_PSC_REQ: gfn in bits 12..51, operation in bits 52..55
+      const gfn = Math.floor(value / 0x1000) % 2 ** 40;
+      const op = Math.floor(value / 2 ** 52) & 0xf;
+      return this.pscMsr(vcpuId, gfn * 4096, op);
+    }
+    return { ret: value };
   }
 
   /** VMGEXIT PSC with a GHCB buffer of up to 253 entries */
@@ -657,7 +691,19 @@ class SnpBackendImpl implements SnpBackend {
   /* ------------------------------------------------------------------ launch */
 
   vmIoctl(req: SnpVmIoctl): VendorIoctlResult<SnpIoctlOut> {
+    const cmd = (req as { cmd: string }).cmd;
+    // sev_mem_enc_ioctl(): once KVM_SEV_INIT2 made this an SNP guest, only SNP commands
+    if (this.sevInfo.active && cmd.startsWith('sev_')) fail('EPERM', `sev_mem_enc_ioctl: ${cmd} on an SNP guest (only KVM_SEV_SNP_* commands)`);
+    if (cmd === 'sev_init' || cmd === 'sev_es_init') fail('EINVAL', 'sev_guest_init: the deprecated init is for KVM_X86_DEFAULT_VM only');
+    if (cmd.startsWith('sev_launch_') || cmd === 'sev_guest_status') fail('ENOTTY', `${cmd}: not an SEV guest`);
     switch (req.cmd) {
+      case 'sev_init2': {
+        sevGuestInit2Checks(this.sevInfo, KVM_X86_SNP_VM);
+        sevGuestInitChecks(this.sevInfo, KVM_X86_SNP_VM, this.kvm.nrVcpus, req, this.host.sev.supportedVmsaFeatures);
+        sevGuestInitApply(this.sevInfo, KVM_X86_SNP_VM, req);
+        this.sevInfo.asid = this.asid;
+        return { ret: 0 };
+      }
       case 'snp_launch_start':
         return this.launchStart(req);
       case 'snp_launch_update':
@@ -854,6 +900,15 @@ class SnpBackendImpl implements SnpBackend {
           directmapStats: { ...host.directmap.stats, unmappedPages: host.directmap.unmappedPages, split2MRegions: host.directmap.split2MCount },
           host: { ...host.stats },
           backend: { ...this.stats },
+        };
+      case 'sev':
+        return {
+          active: this.sevInfo.active,
+          es_active: this.sevInfo.esActive,
+          need_init: this.sevInfo.needInit,
+          asid: this.asid,
+          vmsa_features: this.sevInfo.vmsaFeatures,
+          ghcb_version: this.sevInfo.ghcbVersion,
         };
       case 'launch':
         return {

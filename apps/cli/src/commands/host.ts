@@ -66,7 +66,7 @@ function hostFeatures(r: Report): HostFeature[] {
       ? { feature: 'address space 1 (SMM)', ok: true }
       : { feature: 'address space 1 (SMM)', ok: false, reason: 'host: KVM_CAP_MULTI_ADDRESS_SPACE is 1' },
   ];
-  for (const type of ['KVM_X86_SW_PROTECTED_VM', 'KVM_X86_SNP_VM', 'KVM_X86_TDX_VM']) {
+  for (const type of ['KVM_X86_SW_PROTECTED_VM', 'KVM_X86_SEV_VM', 'KVM_X86_SEV_ES_VM', 'KVM_X86_SNP_VM', 'KVM_X86_TDX_VM']) {
     out.push({
       feature: type,
       ok: false,

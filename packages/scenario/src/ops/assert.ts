@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { addr, num } from './fields.js';
 import { defineOp } from './op.js';
 
-export const ASSERT_WHAT = ['attributes', 'spte', 'rmp', 'sept', 'directmap', 'stats', 'memslot', 'gmem'] as const;
+export const ASSERT_WHAT = ['attributes', 'spte', 'rmp', 'sept', 'directmap', 'stats', 'memslot', 'gmem', 'sev'] as const;
 export type AssertWhat = (typeof ASSERT_WHAT)[number];
 
 /** Fields of an assert step that locate the thing inspected; every other field is an expected value. */

@@ -14,6 +14,7 @@ import { MEMSLOT_OPS } from './memslots.js';
 import { PAGING_OPS } from './paging.js';
 import { PRE_FAULT_OPS } from './pre-fault.js';
 import { PROCESS_OPS } from './process.js';
+import { SEV_OPS } from './sev.js';
 import { SNP_OPS } from './snp.js';
 import { TDX_OPS } from './tdx.js';
 import { VM_OPS } from './vm.js';
@@ -30,6 +31,7 @@ export const OP_FAMILIES = {
   guest: GUEST_OPS,
   'pre-fault': PRE_FAULT_OPS,
   paging: PAGING_OPS,
+  sev: SEV_OPS,
   snp: SNP_OPS,
   tdx: TDX_OPS,
   'map-gpa': MAP_GPA_OPS,
@@ -47,6 +49,7 @@ export const OPS = {
   ...GUEST_OPS,
   ...PRE_FAULT_OPS,
   ...PAGING_OPS,
+  ...SEV_OPS,
   ...SNP_OPS,
   ...TDX_OPS,
   ...MAP_GPA_OPS,

@@ -71,6 +71,9 @@ export class FakeVm implements VmForBackend {
   copyFromUser(): null {
     return null;
   }
+  pinUserPages(): Float64Array | null {
+    return null;
+  }
   copyToUser(): boolean {
     return false;
   }
