@@ -30,7 +30,7 @@ import { describeFlags } from '../numbers.js';
 export type Run = [start: number, end: number, label: string] | [start: number, end: number, label: string, pfn: number];
 
 /** the layers of a slot lane, in drawing order */
-export const LAYERS = ['memslot', 'dirty', 'attributes', 'mapping', 'gmem', 'rmp', 'directmap', 'sept'] as const;
+export const LAYERS = ['memslot', 'dirty', 'attributes', 'mapping', 'mirror', 'gmem', 'rmp', 'directmap', 'sept'] as const;
 export type LayerName = (typeof LAYERS)[number];
 
 export interface SnapshotSlot {
@@ -131,18 +131,20 @@ export function snapshotVm(vm: ModelVm): StateSnapshot {
         layers.attributes = b.runs;
       }
 
-      // TDP leaves over the slot
+      // TDP leaves over the slot: the direct root (on TDX, the shared alias) and the mirror root
       {
-        const b = new RunBuilder();
+        const direct = new RunBuilder();
+        const mirror = new RunBuilder();
         for (const l of leaves) {
           const span = LEVEL_PAGES[l.level] ?? 1;
           if (l.gfn + span <= lo || l.gfn >= hi) continue;
           const s = Math.max(lo, l.gfn);
           const e = Math.min(hi, l.gfn + span);
-          const root = l.mirror ? 'mirror' : l.alias ? 'direct (shared alias)' : 'direct';
-          b.add(s, e, `${LEVEL_NAMES[l.level] ?? `level ${l.level}`} ${root}`, l.pfn + (s - l.gfn));
+          const label = `${LEVEL_NAMES[l.level] ?? `level ${l.level}`}${l.alias ? ' shared alias' : ''}`;
+          (l.mirror ? mirror : direct).add(s, e, label, l.pfn + (s - l.gfn));
         }
-        layers.mapping = b.runs;
+        layers.mapping = direct.runs;
+        if (vm.backend?.hasMirroredTdp) layers.mirror = mirror.runs;
       }
 
       // the guest memory file, and the vendor state of each frame it holds
@@ -159,7 +161,7 @@ export function snapshotVm(vm: ModelVm): StateSnapshot {
           pages.push([gfn, pfn]);
         });
         layers.gmem = b.runs;
-        Object.assign(layers, vendorLayers(vm, pages));
+        Object.assign(layers, vendorLayers(vm, pages, hi));
       } else if (file instanceof DeviceFdFile) {
         gm = { fd: fds.get(file) ?? null, kind: 'device_fd', offset: slot.gmemPgoff * PAGE_SIZE };
         layers.gmem = [[lo, hi, file.revoked ? 'device memory (revoked)' : 'device memory']];
@@ -190,12 +192,12 @@ function collectLeaves(vm: ModelVm, notes: string[]): Leaf[] {
   vm.mmu.forEachLeaf(0, Number.MAX_SAFE_INTEGER, KVM_FILTER_PRIVATE | KVM_FILTER_SHARED, (gfn, level, pfn, _w, _d, isMirror) => {
     out.push({ gfn, level, pfn, mirror: isMirror, alias: !isMirror && direct !== 0 });
   });
-  out.sort((a, b) => a.gfn - b.gfn || Number(a.mirror) - Number(b.mirror));
+  out.sort((a, b) => a.gfn - b.gfn);
   return out;
 }
 
 /** RMP entry and direct-map level (SEV-SNP) or S-EPT entry (TDX) of each guest_memfd page */
-function vendorLayers(vm: ModelVm, pages: readonly [number, number][]): Partial<Record<LayerName, Run[]>> {
+function vendorLayers(vm: ModelVm, pages: readonly [number, number][], slotEnd: number): Partial<Record<LayerName, Run[]>> {
   const backend = vm.backend;
   if (!backend?.inspect || pages.length === 0) return {};
   if (vm.vmType === KVM_X86_SNP_VM) {
@@ -224,7 +226,7 @@ function vendorLayers(vm: ModelVm, pages: readonly [number, number][]): Partial<
       // a huge S-EPT leaf answers for every gfn it covers
       const span = LEVEL_PAGES[e.level] ?? 1;
       const s = Math.floor(gfn / span) * span;
-      sept.add(Math.max(s, gfn), s + span, `${e.state} ${LEVEL_NAMES[e.level] ?? e.level}`);
+      sept.add(Math.max(s, gfn), Math.min(s + span, slotEnd), `${e.state} ${LEVEL_NAMES[e.level] ?? e.level}`);
       skipTo = s + span;
     }
     return { sept: sept.runs };
