@@ -248,7 +248,7 @@ export function reportClient(): void {
         ),
       );
     }
-    const stats = o.stats
+    const stats = o.stats && Object.values(o.stats).some((v) => v !== 0)
       ? h(
           'div',
           { class: 'stats' },
@@ -373,7 +373,7 @@ export function reportClient(): void {
         detail,
       ),
     );
-    left.querySelector('td.pt.selected')?.scrollIntoView({ block: 'nearest', inline: 'center' });
+    left.querySelector('td.pt.selected')?.scrollIntoView({ block: 'nearest', inline: 'nearest' });
   }
 
   function pointDetail(p: SchedulePoint): HTMLElement {
