@@ -283,7 +283,7 @@ export function reportClient(): void {
       h('td', { class: 'mark' }, mark),
       h('td', { class: 'mono' }, String(s.index)),
       h('td', null, h('span', { class: 'op' }, s.op), s.actor ? h('span', { class: 'actor' }, ` [${s.actor}]`) : null, s.args ? h('div', { class: 'args' }, s.args) : null),
-      h('td', null, s.result.outcome, diff && s.kvm ? h('div', { class: s.differences ? 'mismatch' : 'stats' }, `kvm: ${s.kvm.outcome}`) : null),
+      h('td', null, diff ? `model: ${s.result.outcome}` : s.result.outcome, diff && s.kvm ? h('div', { class: s.differences ? 'mismatch' : 'stats' }, `kvm: ${s.kvm.outcome}`) : null),
     );
     row.onclick = () => select(i);
     if (i !== ui.step) return [row];
@@ -297,7 +297,11 @@ export function reportClient(): void {
     const table = h('table', { class: 'steps' });
     steps.forEach((s, i) => table.append(...stepRow(s, i)));
     left.replaceChildren(table);
-    document.getElementById(`step-${steps[ui.step]?.index}`)?.scrollIntoView({ block: 'nearest' });
+    const row = document.getElementById(`step-${steps[ui.step]?.index}`);
+    // scroll the step list only (not the page) to keep the selected step in view
+    if (row && (row.offsetTop < left.scrollTop || row.offsetTop + row.offsetHeight > left.scrollTop + left.clientHeight)) {
+      left.scrollTop = Math.max(0, row.offsetTop - left.clientHeight / 3);
+    }
   }
 
   /* ---------------------------------------------------------------- exploration view */
@@ -373,7 +377,11 @@ export function reportClient(): void {
         detail,
       ),
     );
-    left.querySelector('td.pt.selected')?.scrollIntoView({ block: 'nearest', inline: 'nearest' });
+    const sel0 = left.querySelector<HTMLElement>('td.pt.selected');
+    const swim = left.querySelector<HTMLElement>('.swim');
+    if (sel0 && swim && (sel0.offsetLeft < swim.scrollLeft + 80 || sel0.offsetLeft + sel0.offsetWidth > swim.scrollLeft + swim.clientWidth)) {
+      swim.scrollLeft = Math.max(0, sel0.offsetLeft - swim.clientWidth / 2);
+    }
   }
 
   function pointDetail(p: SchedulePoint): HTMLElement {

@@ -15,7 +15,7 @@ nav.tabs button { border:1px solid var(--line); border-bottom:none; background:v
 nav.tabs button.active { background:var(--bg); font-weight:600; position:relative; top:1px; }
 nav.tabs .hint { margin-left:auto; color:var(--dim); align-self:center; }
 main { display:grid; grid-template-columns:minmax(340px, 42%) 1fr; gap:0; min-height:70vh; }
-#left { border-right:1px solid var(--line); overflow:auto; max-height:calc(100vh - 120px); }
+#left { border-right:1px solid var(--line); overflow:auto; max-height:calc(100vh - 120px); position:relative; }
 #right { padding:8px 12px; overflow:auto; max-height:calc(100vh - 120px); }
 .steps { width:100%; border-collapse:collapse; }
 .steps td { border-bottom:1px solid var(--line); padding:3px 6px; vertical-align:top; }
