@@ -39,7 +39,7 @@ const b = await openBrowser(found.path, { width: 1500, height: 950 });
 async function shot(file: string, fragment: string, name: string, zoom: boolean): Promise<void> {
   await openReport(b.page, file, fragment);
   if (zoom) {
-    for (const btn of await b.page.locator('section.lane button[title^="zoom to what changed"]').all()) await btn.click();
+    await b.page.click('button[title^="zoom every lane to what changed"]');
   }
   await b.page.waitForTimeout(100);
   await b.page.screenshot({ path: join(OUT, name) });

@@ -422,6 +422,13 @@ export function reportClient(): void {
 
   /* ---------------------------------------------------------------- the state view */
 
+  /** each drawn lane's zoom actions (for the toolbar's all-lanes buttons) */
+  interface LaneZoom {
+    changes(): void;
+    fit(): void;
+  }
+  const laneZooms: LaneZoom[] = [];
+
   function slotKey(s: SnapshotSlot): string {
     return `${s.as_id}:${s.id}`;
   }
@@ -444,13 +451,23 @@ export function reportClient(): void {
       };
       toolbar.append(h('label', null, cb, ` ${TITLES[l] ?? l}`));
     }
+    const all = (text: string, title: string, fn: (z: LaneZoom) => void) => {
+      const b = h('button', { title }, text);
+      b.onclick = () => {
+        for (const z of laneZooms) fn(z);
+        renderState();
+      };
+      return b;
+    };
     const chg = h('input', { type: 'checkbox', 'data-toggle': 'changes', checked: ui.changes }) as HTMLInputElement;
     chg.onchange = () => {
       ui.changes = chg.checked;
       renderState();
     };
     toolbar.append(h('label', null, chg, ' highlight changes'));
+    toolbar.append(all('all lanes: changes', 'zoom every lane to what changed at this point', (z) => z.changes()), all('all lanes: fit', 'show every slot whole', (z) => z.fit()));
     right.append(toolbar);
+    laneZooms.length = 0;
     if (cur.dead) right.append(h('div', { class: 'mismatch' }, 'the VM is dead (bugged or destroyed)'));
     for (const n of cur.notes) right.append(h('div', { class: 'notes' }, n));
     if (cur.slots.length === 0) right.append(h('div', { class: 'stats' }, 'no memslots'));
@@ -492,13 +509,21 @@ export function reportClient(): void {
     if (vp[0] < lo || vp[1] > hi || vp[1] - vp[0] < 1) vp = [lo, hi];
     const el = h('section', { class: 'lane', 'data-slot': key });
     const changeRuns: Run[] = [];
-    const setView = (a: number, b: number) => {
+    const setView = (a: number, b: number, redraw = true) => {
       const w = Math.min(hi - lo, Math.max(Math.min(MIN_VIEW, hi - lo), Math.round(b - a)));
       let s0 = Math.round(a);
       s0 = Math.max(lo, Math.min(hi - w, s0));
       ui.zoom.set(key, [s0, s0 + w]);
-      renderState();
+      if (redraw) renderState();
     };
+    const toChanges = (redraw: boolean) => {
+      if (!changeRuns.length) return;
+      const a = changeRuns[0]![0];
+      const b = changeRuns[changeRuns.length - 1]![1];
+      const pad = Math.max(8, Math.ceil((b - a) / 4));
+      setView(a - pad, b + pad, redraw);
+    };
+    laneZooms.push({ changes: () => toChanges(false), fit: () => setView(lo, hi, false) });
     const zoomBy = (f: number, center?: number) => {
       const c = center ?? (ui.gfn !== null && ui.gfn >= vp[0] && ui.gfn < vp[1] ? ui.gfn : (vp[0] + vp[1]) / 2);
       const w = (vp[1] - vp[0]) * f;
@@ -521,13 +546,7 @@ export function reportClient(): void {
           btn('−', 'zoom out', () => zoomBy(4)),
           btn('+', 'zoom in', () => zoomBy(1 / 4)),
           btn('page', 'zoom to single pages around the inspected gfn', () => zoomBy(64 / (vp[1] - vp[0]))),
-          btn('changes', 'zoom to what changed at this point', () => {
-            if (!changeRuns.length) return;
-            const a = changeRuns[0]![0];
-            const b = changeRuns[changeRuns.length - 1]![1];
-            const pad = Math.max(8, Math.ceil((b - a) / 4));
-            setView(a - pad, b + pad);
-          }),
+          btn('changes', 'zoom to what changed at this point', () => toChanges(true)),
           btn('fit', 'the whole slot', () => setView(lo, hi)),
         ),
       ),

@@ -143,5 +143,13 @@ describe.skipIf(!chromium)(`ccmem report in headless Chromium (${chromium ?? 'SK
     expect(runs).toBeLessThan(200);
     // the 2 MiB converted back to shared is far below a pixel at this zoom, and still drawn
     expect(await rmpLabels('attributes')).toEqual(['private', 'shared', 'private', 'shared']);
+    // step 15 converted those 2 MiB back: zoomed to the change, the hole is a wide shared run
+    await b.page.keyboard.press('k');
+    expect(await b.page.getAttribute('body', 'data-step')).toBe('15');
+    await b.page.click('button[title^="zoom every lane to what changed"]');
+    const hole = b.page.locator('[data-slot="0:0"] [data-layer="attributes"] .run[data-label="shared"]');
+    expect(await hole.count()).toBe(1);
+    expect((await hole.boundingBox())!.width).toBeGreaterThan(100);
+    expect(await hole.getAttribute('data-end')).toBe(String(0x140_0000_0000 / 4096 + 512));
   });
 });

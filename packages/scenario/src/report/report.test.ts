@@ -86,6 +86,18 @@ describe('report data: the model state after each step', () => {
     expect(JSON.stringify(d).length).toBeLessThan(200_000);
   });
 
+  it('dirty bits: the pages the guest wrote, until KVM_GET_DIRTY_LOG clears them', () => {
+    const d = buildRunReport(scenario('packages/scenario/scenarios/dirty-log/guest-writes-are-logged.yaml'));
+    const base = 0x100000 / 4096;
+    expect(slotAfter(d, 7, 1).layers.dirty).toEqual([
+      [base, base + 1, 'dirty'],
+      [base + 3, base + 4, 'dirty'],
+      [base + 511, base + 512, 'dirty'],
+    ]);
+    expect(slotAfter(d, 8, 1).layers.dirty).toEqual([]);
+    expect(slotAfter(d, 8, 1).layers.memslot).toEqual([[base, base + 512, 'KVM_MEM_LOG_DIRTY_PAGES']]);
+  });
+
   it('TDX: the mirror root and the S-EPT state of accepted pages', () => {
     const d = buildRunReport(scenario('packages/scenario/scenarios/tdx/accept-then-access.yaml'));
     const states = d.steps.map((s) => (s.state === null ? null : d.states[s.state]!));
