@@ -46,7 +46,7 @@ async function shot(file: string, fragment: string, name: string, zoom: boolean)
   console.log(`docs/img/${name}`);
 }
 await shot(psc, '#step=10&gfn=0x100010', 'report-run-snp.png', true);
-await shot(rmp, '', 'report-explore-snp-rmp-timing.png', true);
+await shot(rmp, '#view=explore&schedule=0&point=6&gfn=0x100000', 'report-explore-snp-rmp-timing.png', true);
 await shot(big, '#step=15&gfn=0x14000100', 'report-4tib.png', false);
 await shot(diff, '', 'report-diff.png', false);
 if (b.errors.length) throw new Error(b.errors.join('; '));
