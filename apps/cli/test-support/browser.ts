@@ -66,8 +66,13 @@ export async function openBrowser(executablePath: string, viewport = { width: 14
   };
 }
 
-/** open a report file (with an optional #fragment) and wait until it has drawn */
+/**
+ * Open a report file (with an optional #fragment) as a fresh document and wait until it has
+ * drawn. (Going from a page to the same file with another fragment would only change the
+ * fragment of the loaded document: about:blank in between makes every open a real load.)
+ */
 export async function openReport(page: Page, file: string, fragment = ''): Promise<void> {
+  await page.goto('about:blank');
   await page.goto(pathToFileURL(file).href + fragment);
   await page.waitForSelector('body[data-rendered]');
 }

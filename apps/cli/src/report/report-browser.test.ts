@@ -74,6 +74,15 @@ describe.skipIf(!chromium)(`ccmem report in headless Chromium (${chromium ?? 'SK
     expect(b.requests).toEqual([]);
   });
 
+  it('a new fragment in the loaded page selects that step (hashchange)', async () => {
+    await openReport(b.page, files.psc);
+    await b.page.evaluate(() => {
+      location.hash = '#step=4';
+    });
+    await expect.poll(() => b.page.getAttribute('body', 'data-step')).toBe('4');
+    expect(await b.page.locator('tr.step.selected').getAttribute('data-index')).toBe('4');
+  });
+
   it('keyboard and URL fragment: j/k step, #step=N&gfn=… selects a step and inspects a page', async () => {
     await openReport(b.page, files.psc, '#step=12&gfn=0x100010');
     expect(await b.page.getAttribute('body', 'data-step')).toBe('12');
