@@ -14,13 +14,14 @@ import type { ReportData, ReportOutcome, ReportSchedule, ReportStep, Run, Schedu
 export function reportClient(): void {
   const dataEl = document.getElementById('ccmem-data');
   const data = JSON.parse(dataEl?.textContent ?? '{}') as ReportData;
-  const LAYERS = ['memslot', 'dirty', 'attributes', 'mapping', 'mirror', 'gmem', 'rmp', 'directmap', 'sept'];
+  const LAYERS = ['memslot', 'dirty', 'attributes', 'mapping', 'mirror', 'shadow', 'gmem', 'rmp', 'directmap', 'sept'];
   const TITLES: Record<string, string> = {
     memslot: 'memslot flags',
     dirty: 'dirty bits',
     attributes: 'attributes',
     mapping: 'mapping (direct)',
     mirror: 'mapping (mirror)',
+    shadow: 'mapping (shadow)',
     gmem: 'guest_memfd',
     rmp: 'SNP RMP',
     directmap: 'SNP directmap',
@@ -93,6 +94,8 @@ export function reportClient(): void {
         return has('1G') ? '#033d8b' : has('2M') ? '#0550ae' : '#218bff';
       case 'mirror':
         return has('1G') ? '#772057' : has('2M') ? '#99286e' : '#bf3989';
+      case 'shadow':
+        return has('1G') ? '#3d2c00' : has('2M') ? '#7d4e00' : '#bf8700';
       case 'gmem':
         return has('poisoned') ? '#cf222e' : has('revoked') ? '#8c959f' : has('device') ? '#6639ba' : has('prepared') ? '#1b7c83' : '#3fb5a8';
       case 'rmp':
@@ -252,7 +255,7 @@ export function reportClient(): void {
       ? h(
           'div',
           { class: 'stats' },
-          'stats: ',
+          'MMU stats after the step: ',
           ...Object.entries(o.stats)
             .filter(([, v]) => v !== 0)
             .flatMap(([k, v]) => [h('b', null, k), `=${v} `]),

@@ -98,6 +98,15 @@ describe('report data: the model state after each step', () => {
     expect(slotAfter(d, 8, 1).layers.memslot).toEqual([[base, base + 512, 'KVM_MEM_LOG_DIRTY_PAGES']]);
   });
 
+  it('a shadow-paging profile: the shadow MMU\'s leaves, the TDP rows left out', () => {
+    const d = buildRunReport(scenario('packages/scenario/scenarios/memslots/max-gfn-shadow-guest-access.yaml'));
+    const slot = d.states[d.steps[d.steps.length - 1]!.state!]!.slots[0]!;
+    expect(slot.layers.mapping).toBeUndefined();
+    const top = 0xf_ffff_ffff_f000 / 4096;
+    expect(runAt(slot.layers.shadow, top)?.[2]).toBe('4K');
+    expect(runAt(slot.layers.shadow, 0xf_ffff_ffff_0000 / 4096)?.[2]).toBe('4K');
+  });
+
   it('TDX: the mirror root and the S-EPT state of accepted pages', () => {
     const d = buildRunReport(scenario('packages/scenario/scenarios/tdx/accept-then-access.yaml'));
     const states = d.steps.map((s) => (s.state === null ? null : d.states[s.state]!));

@@ -20,6 +20,7 @@ import {
   KVM_X86_TDX_VM,
   PAGE_SIZE,
   kvmGfnDirectBits,
+  sptePfn,
   vmTypeName,
 } from '@ccmem/core';
 import { DeviceFdFile, GuestMemfd, PAGE_HWPOISON, PAGE_PREPARED, PAGE_UPTODATE } from '@ccmem/gmem';
@@ -30,7 +31,7 @@ import { describeFlags } from '../numbers.js';
 export type Run = [start: number, end: number, label: string] | [start: number, end: number, label: string, pfn: number];
 
 /** the layers of a slot lane, in drawing order */
-export const LAYERS = ['memslot', 'dirty', 'attributes', 'mapping', 'mirror', 'gmem', 'rmp', 'directmap', 'sept'] as const;
+export const LAYERS = ['memslot', 'dirty', 'attributes', 'mapping', 'mirror', 'shadow', 'gmem', 'rmp', 'directmap', 'sept'] as const;
 export type LayerName = (typeof LAYERS)[number];
 
 export interface SnapshotSlot {
@@ -90,7 +91,8 @@ interface Leaf {
 /** The state of `vm` now (see the file comment). */
 export function snapshotVm(vm: ModelVm): StateSnapshot {
   const notes: string[] = [];
-  const leaves = collectLeaves(vm, notes);
+  const leaves = collectLeaves(vm);
+  const shadowLeaves = collectShadowLeaves(vm);
   const fds = new Map<unknown, number>();
   for (const fd of vm.process.openFds()) {
     const f = vm.process.getFile(fd);
@@ -143,8 +145,23 @@ export function snapshotVm(vm: ModelVm): StateSnapshot {
           const label = `${LEVEL_NAMES[l.level] ?? `level ${l.level}`}${l.alias ? ' shared alias' : ''}`;
           (l.mirror ? mirror : direct).add(s, e, label, l.pfn + (s - l.gfn));
         }
-        layers.mapping = direct.runs;
+        if (vm.tdpEnabled || direct.runs.length) layers.mapping = direct.runs;
         if (vm.backend?.hasMirroredTdp) layers.mirror = mirror.runs;
+      }
+      // the shadow MMU's leaves (tdp_mmu off, or guest paging shadowed): several shadow pages
+      // may map one gfn (other roles); the first leaf over a gfn is drawn
+      if (shadowLeaves) {
+        const b = new RunBuilder();
+        let end = -Infinity;
+        for (const l of shadowLeaves) {
+          const span = LEVEL_PAGES[l.level] ?? 1;
+          const s = Math.max(lo, l.gfn, end);
+          const e = Math.min(hi, l.gfn + span);
+          if (e <= s) continue;
+          b.add(s, e, LEVEL_NAMES[l.level] ?? `level ${l.level}`, l.pfn + (s - l.gfn));
+          end = e;
+        }
+        layers.shadow = b.runs;
       }
 
       // the guest memory file, and the vendor state of each frame it holds
@@ -184,10 +201,23 @@ export function snapshotVm(vm: ModelVm): StateSnapshot {
   return { vm_type: vmTypeName(vm.vmType), dead: vm.dead, slots, notes };
 }
 
-/** every TDP leaf (direct and mirror roots), gfns without the TDX shared bit, in gfn order */
-function collectLeaves(vm: ModelVm, notes: string[]): Leaf[] {
+/** every leaf SPTE of the shadow MMU (when it was used), in gfn order */
+function collectShadowLeaves(vm: ModelVm): Leaf[] | null {
+  const mmu = vm.shadowMmuIfUsed;
+  if (!mmu) return vm.tdpEnabled ? null : [];
   const out: Leaf[] = [];
-  if (!vm.tdpEnabled) notes.push('the shadow MMU builds this VM\'s tables (tdp_mmu off): the mapping layer shows the TDP MMU only');
+  mmu.forEachLeaf((_sptep, _sp, level, gfn, _access, lo, hi) => {
+    const span = LEVEL_PAGES[level] ?? 1;
+    const base = Math.floor(gfn / span) * span;
+    out.push({ gfn: base, level, pfn: sptePfn(lo, hi), mirror: false, alias: false });
+  });
+  out.sort((a, b) => a.gfn - b.gfn);
+  return out;
+}
+
+/** every TDP leaf (direct and mirror roots), gfns without the TDX shared bit, in gfn order */
+function collectLeaves(vm: ModelVm): Leaf[] {
+  const out: Leaf[] = [];
   const direct = kvmGfnDirectBits(vm);
   vm.mmu.forEachLeaf(0, Number.MAX_SAFE_INTEGER, KVM_FILTER_PRIVATE | KVM_FILTER_SHARED, (gfn, level, pfn, _w, _d, isMirror) => {
     out.push({ gfn, level, pfn, mirror: isMirror, alias: !isMirror && direct !== 0 });
