@@ -220,6 +220,9 @@ export function buildDiffReport(scenario: Scenario, model: ModelTarget, kvm: Tar
   };
 }
 
+/** how long buildExploreReport searches for a schedule that reaches an observation */
+export const OBSERVATION_SEARCH_MS = 30_000;
+
 export interface ExploreReportOptions {
   file?: string;
   /** the exploration's name (a built-in's name) */
@@ -253,6 +256,8 @@ export function buildExploreReport(scenario: Scenario, options: ExploreOptions, 
     void _p;
     explore(scenario, {
       ...plain,
+      // a second search only to pick a schedule to draw: bounded in time
+      timeLimitMs: Math.min(plain.timeLimitMs ?? OBSERVATION_SEARCH_MS, OBSERVATION_SEARCH_MS),
       shrink: false,
       onRun: (r) => {
         if (first === null && r.observations.size > 0) first = { schedule: r.schedule, observed: [...r.observations] };
