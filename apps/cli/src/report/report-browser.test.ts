@@ -74,6 +74,21 @@ describe.skipIf(!chromium)(`ccmem report in headless Chromium (${chromium ?? 'SK
     expect(b.requests).toEqual([]);
   });
 
+  it('printable: the print stylesheet drops the toolbars and keeps the steps and lanes', async () => {
+    await openReport(b.page, files.psc, '#step=10');
+    await b.page.emulateMedia({ media: 'print' });
+    try {
+      expect(await b.page.locator('nav.tabs').isVisible()).toBe(false);
+      expect(await b.page.locator('.toolbar').isVisible()).toBe(false);
+      expect(await b.page.locator('tr.detail').isVisible()).toBe(true);
+      expect(await b.page.locator('[data-slot="0:0"] [data-layer="rmp"] .run').first().isVisible()).toBe(true);
+      const pdf = await b.page.pdf({ format: 'A4' });
+      expect(pdf.subarray(0, 5).toString()).toBe('%PDF-');
+    } finally {
+      await b.page.emulateMedia({ media: 'screen' });
+    }
+  });
+
   it('a new fragment in the loaded page selects that step (hashchange)', async () => {
     await openReport(b.page, files.psc);
     await b.page.evaluate(() => {
