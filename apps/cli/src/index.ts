@@ -7,3 +7,5 @@ export { buildExplainCommand, explainCommand } from './commands/explain.js';
 export { buildDiffCommand, diffCommand, type DiffOptions } from './commands/diff.js';
 export { buildExploreCommand, exploreCommand, type ExploreCommandOptions } from './commands/explore.js';
 export { EXIT_OK, EXIT_FAIL, EXIT_INVALID } from './commands/shared.js';
+export { buildReportCommand, reportCommand, writeReport, type ReportCommandOptions } from './commands/report.js';
+export { renderReportHtml } from './report/html.js';

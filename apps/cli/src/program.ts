@@ -10,6 +10,7 @@ import { buildExploreCommand } from './commands/explore.js';
 import { buildMergeCommand } from './commands/merge.js';
 import { buildHostCommand } from './commands/host.js';
 import { buildFuzzCommand } from './commands/fuzz.js';
+import { buildReportCommand } from './commands/report.js';
 import { EXIT_INVALID } from './commands/shared.js';
 
 /** The `ccmem` program; `done` receives each command's exit code. */
@@ -28,6 +29,7 @@ export function buildProgram(io: CliIo, done: (code: number) => void): Command {
     buildMergeCommand(io, done),
     buildHostCommand(io, done),
     buildFuzzCommand(io, done),
+    buildReportCommand(io, done),
   ]) {
     cmd.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
     program.addCommand(cmd);

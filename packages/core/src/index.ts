@@ -55,6 +55,7 @@ export {
   VMX_EPT_READABLE_MASK, VMX_EPT_WRITABLE_MASK, VMX_EPT_EXECUTABLE_MASK, VMX_EPT_ACCESS_BIT, VMX_EPT_DIRTY_BIT,
 } from './mmu/paging-tmpl.js';
 export { GuestPageTableBuilder, type GuestPteFlags, type GuestPtMemory } from './mmu/guest-pt-builder.js';
+export { sptePfn } from './mmu/spte.js';
 export {
   ShadowMmu, kvmPageTableHashfn, type ShadowMmuStats, type ShadowMmuHost, type ShadowMmuOptions, type ShadowVcpuContext, type ShadowWarning,
 } from './mmu/shadow/shadow-mmu.js';

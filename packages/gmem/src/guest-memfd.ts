@@ -435,6 +435,15 @@ export class GuestMemfd implements GuestMemoryFile, FileMappingBacking {
     return this.pages.flagsAt(pgoff);
   }
 
+  /**
+   * Read-only walk of the allocated pages in file pages [start, end), in index order: `fn`
+   * gets each page's index, frame and PAGE_* flags; holes cost nothing (for inspection, e.g.
+   * `ccmem report`, which draws a file's allocation as runs).
+   */
+  forEachPage(start: number, end: number, fn: (pgoff: number, pfn: number, flags: number) => void): void {
+    if (end > start) this.pages.forEachIn(start, end, fn);
+  }
+
   /* ------------------------------------------------------------------ internals */
 
   /** vfs_fallocate() (fs/open.c) and kvm_gmem_fallocate() checks, in order */

@@ -90,13 +90,16 @@ export interface DiffOptions {
   file?: string;
   /** also compare these MMU statistics, as the change each step causes (comparedStats()) */
   stats?: readonly string[];
+  /** collect the kernel events of both runs (Outcome.events; `ccmem diff --report` shows them) */
+  trace?: boolean;
 }
 
 /** Run `scenario` on both targets and compare the outcomes step by step. */
 export function diffScenario(scenario: Scenario, model: Target, kvm: Target, opts: DiffOptions = {}): ScenarioDiff {
   const file = opts.file ?? '';
   const withStats = opts.stats !== undefined && opts.stats.length > 0;
-  const k = runScenario(scenario, kvm, { file, stats: withStats });
+  const trace = opts.trace === true;
+  const k = runScenario(scenario, kvm, { file, stats: withStats, trace });
   const base = { file, name: scenario.name, differences: [] as OutcomeDifference[], skipped: [] as string[], compared: 0, statsCompared: 0 };
 
   if (k.steps.length === 0 && (k.skipped !== undefined || k.error !== undefined)) {
@@ -105,7 +108,7 @@ export function diffScenario(scenario: Scenario, model: Target, kvm: Target, opt
     return { ...base, agree: true, skipped: [k.skipped ?? `kvm: ${k.error}`], model: m, kvm: k };
   }
 
-  const m = runScenario(asHostScenario(scenario), model, { file, stats: withStats });
+  const m = runScenario(asHostScenario(scenario), model, { file, stats: withStats, trace });
   const mDeltas = withStats ? statDeltas(m, opts.stats!) : null;
   const kDeltas = withStats ? statDeltas(k, opts.stats!) : null;
   const out: ScenarioDiff = { ...base, agree: true, model: m, kvm: k };

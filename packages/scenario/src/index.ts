@@ -36,7 +36,7 @@ export { asHostScenario, comparableOutcome, comparedStats, diffScenario, hostPro
 // ccmem explore: deterministic exploration of concurrent KVM operations (docs/explore.md)
 export { EXPLORE_INVARIANTS, explore, formatSchedule, parseSchedule, replaySchedule, runOnce, shrinkSchedule } from './explore/engine.js';
 export { SHARD_DEPTH } from './explore/engine.js';
-export type { ExploreOptions, ExploreProgress, ExploreReport, ExploreStats, ExploreViolation, Observation, RunResult, ShardSpec, StopReason } from './explore/engine.js';
+export type { ExploreOptions, ExploreProgress, PhaseReport, ExploreReport, ExploreStats, ExploreViolation, Observation, RunResult, ShardSpec, StopReason } from './explore/engine.js';
 export { exploreWorkers, type ExplorationSource, type WorkersOptions } from './explore/workers.js';
 export { mergeReports, mergeResults, missingShards, reportToJson, resultOf, shortestFirst, type ExploreResultJson } from './explore/merge.js';
 export { builtinExplorationDir, builtinExplorationNames, loadBuiltinExploration, loadExplorationFile, parseExploration } from './explore/load.js';
@@ -47,3 +47,8 @@ export { Actor, SetupError, World, type ActorStepRecord, type WorldOptions } fro
 // ccmem fuzz: random campaigns, model vs real KVM or the model against its invariants
 export { hostFuzzFeatures, fuzzCaseArb, fuzzOpArb, fuzzScenario, runFuzzCampaign, scenarioToYaml } from './fuzz/index.js';
 export type { FuzzFeatures, FuzzFinding, FuzzMode, FuzzOp, FuzzOptions, FuzzProgress, FuzzSummary } from './fuzz/index.js';
+
+// ccmem report: the data of a report page (the model's state after every step or phase)
+export { LAYERS, snapshotVm, type LayerName, type Run, type SnapshotSlot, type StateSnapshot } from './report/snapshot.js';
+export { REPORT_FORMAT, type ReportData, type ReportEvent, type ReportExploration, type ReportOutcome, type ReportSchedule, type ReportStep, type SchedulePoint } from './report/data.js';
+export { SnapshotTarget, StateTable, buildDiffReport, buildExploreReport, buildRunReport, reportEvents, scheduledPhases, type DiffReportOptions, type ExploreReportOptions, type RunReportOptions } from './report/capture.js';

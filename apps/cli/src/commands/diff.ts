@@ -13,11 +13,14 @@ import type { CliIo } from '../io.js';
 import { Command } from 'commander';
 import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, loadFiles, reportInvalid, targetsOrReport, toJson } from './shared.js';
 import { getTargetFactory } from '../targets.js';
+import { writeDiffReports } from './report.js';
 
 export interface DiffOptions {
   json?: boolean;
   /** compare the MMU statistics each step changes too */
   stats?: boolean;
+  /** write an HTML report (model and kvm side by side, the model's state after each step) here */
+  report?: string;
 }
 
 /** the --json form of one scenario's comparison */
@@ -87,6 +90,7 @@ export async function diffCommand(io: CliIo, files: string[], opts: DiffOptions)
     const nstats = diffs.reduce((n, d) => n + d.statsCompared, 0);
     io.out(`\n${parts.join(', ')} ${c.dim(`(model under the host profile vs real KVM: ${steps} steps${stats ? `, ${nstats} stat changes` : ''} compared)`)}`);
   }
+  if (opts.report !== undefined) await writeDiffReports(io, loaded, opts.report, { stats: Boolean(opts.stats) });
   return disagreed > 0 ? EXIT_FAIL : EXIT_OK;
 }
 
@@ -100,5 +104,6 @@ export function buildDiffCommand(io: CliIo, done: (code: number) => void): Comma
     .argument('<files...>', 'scenario YAML files')
     .option('--json', 'print one JSON document')
     .option('--stats', "also compare the MMU statistics (KVM_GET_STATS_FD) each step changes: the leaf counts, and the shadow MMU's counters on a shadow-paging host")
+    .option('--report <file>', 'write a self-contained HTML report: model and kvm outcomes side by side, the model state after each step (several files: an index page)')
     .action(async (files: string[], opts: DiffOptions) => done(await diffCommand(io, files, opts)));
 }

@@ -19,6 +19,7 @@ import {
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { CliIo } from '../io.js';
 import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, toJson } from './shared.js';
+import { writeExploreReport } from './report.js';
 
 /** no violation found, but the search stopped before it was complete (proves nothing) */
 export const EXIT_INCOMPLETE = 3;
@@ -43,6 +44,8 @@ export interface ExploreCommandOptions {
   /** false: --no-progress */
   progress?: boolean;
   reduction?: 'sleep' | 'dpor';
+  /** write an HTML report of the counterexample (or the --replay schedule) here */
+  report?: string;
 }
 
 /** "90" (seconds), "1500ms", "30s", "5m", "1h", "1m30s" → milliseconds */
@@ -142,7 +145,7 @@ export async function exploreCommand(io: CliIo, file: string | undefined, o: Exp
     io.err(`${io.color.red('error')} give a scenario file or --builtin <name>`);
     return EXIT_INVALID;
   }
-  const { builtin, replay, json, skipRetryCheck, time, maxSchedules, shard, shardDepth, workers, progress, ...search } = o;
+  const { builtin, replay, json, skipRetryCheck, time, maxSchedules, shard, shardDepth, workers, progress, report, ...search } = o;
   const loaded = builtin !== undefined ? loadBuiltinExploration(builtin) : loadExplorationFile(file!);
   if (!loaded.ok) {
     for (const e of loaded.errors) io.err(`${io.color.red('error')} ${formatScenarioError(e)}`);
@@ -214,6 +217,7 @@ export async function exploreCommand(io: CliIo, file: string | undefined, o: Exp
   }
   if (json) io.out(toJson(result));
   else printSummary(io, result, o);
+  if (report !== undefined) writeExploreReport(io, scenario, opts, result, report, { name, ...(file !== undefined && { file }), ...(replay !== undefined && { schedule: replay }) });
   return exitCodeOf(result);
 }
 
@@ -256,5 +260,6 @@ export function buildExploreCommand(io: CliIo, done: (code: number) => void): Co
     .option('--replay <schedule>', 'rerun one schedule ("vmm.cpu0.cpu0…") and print its events')
     .option('--skip-retry-check', 'fault injection: skip mmu_invalidate_retry_gfn under mmu_lock')
     .option('--json', 'print one JSON document')
+    .option('--report <file>', 'write a self-contained HTML report: the counterexample (or the --replay schedule) phase by phase, one swimlane per actor, with the state after each phase')
     .action(async (file: string | undefined, opts: ExploreCommandOptions) => done(await exploreCommand(io, file, opts)));
 }

@@ -17,6 +17,7 @@ import type { KernelProfile } from '@ccmem/core';
 import type { CliIo } from '../io.js';
 import { getTargetFactory, kvmColumnAvailable, type TargetFactory } from '../targets.js';
 import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, reportInvalid, toJson } from './shared.js';
+import { hostProfileOf, writeMatrixReport } from './report.js';
 
 export interface MatrixCommandOptions {
   json?: boolean;
@@ -25,6 +26,8 @@ export interface MatrixCommandOptions {
   dir?: string;
   /** leave out the real-KVM column even when it is available */
   kvm?: boolean;
+  /** write an HTML index of the rows here, each failing cell linked to its own report */
+  report?: string;
 }
 
 export async function matrixCommand(io: CliIo, opts: MatrixCommandOptions): Promise<number> {
@@ -113,6 +116,7 @@ export async function matrixCommand(io: CliIo, opts: MatrixCommandOptions): Prom
     if (kvmColumnSkipped !== undefined) io.out(c.yellow(`kvm column skipped: ${kvmColumnSkipped}`));
     io.out(`\n${c.green(`${passed} passed`)}, ${failed ? c.red(`${failed} failed`) : '0 failed'}, ${c.yellow(`${skipped} skipped`)}`);
   }
+  if (opts.report !== undefined) await writeMatrixReport(io, rows, entries, opts.report, hostProfileOf(columns));
   return failed > 0 ? EXIT_FAIL : EXIT_OK;
 }
 
@@ -137,5 +141,6 @@ export function buildMatrixCommand(io: CliIo, done: (code: number) => void): Com
     .option('--filter <text>', 'only rows whose scenario, file, VM type, provider or target contain this text')
     .option('--dir <directory>', 'run the scenarios of this directory instead of the built-in suite')
     .option('--no-kvm', 'leave out the real-KVM column')
+    .option('--report <file>', 'write an HTML index of the rows, each failing cell linked to its own report')
     .action(async (opts: MatrixCommandOptions) => done(await matrixCommand(io, opts)));
 }

@@ -219,6 +219,9 @@ interface RunState {
   observeRe: { name: string; re: RegExp }[];
   named: Set<string>;
   steps: number;
+  /** invariant messages of the current phase (for onPhase) */
+  messages: string[];
+  onPhase: ((p: PhaseReport) => void) | undefined;
 }
 
 function enabledMask(world: World): number {
@@ -265,6 +268,7 @@ const FULL_CHECK = { allowInvalidSlots: true, pageBudget: 4096 } as const;
 /** invariant messages: observations when they match an `observe` pattern, else the violation */
 function reportInvariants(st: RunState, messages: readonly string[]): void {
   for (const msg of messages) {
+    if (st.onPhase) st.messages.push(msg);
     const obs = st.observeRe.find((o) => o.re.test(msg));
     if (obs) st.observations.add(obs.name);
     else {
@@ -277,9 +281,15 @@ function reportInvariants(st: RunState, messages: readonly string[]): void {
 function runPhase(st: RunState, i: number): void {
   const actor = st.world.actors[i]!;
   const fp = actor.checkRange();
+  const hook = st.onPhase;
+  const step = actor.firstIndex + actor.next;
+  const op = actor.steps[actor.next]?.op ?? '';
+  const phase = actor.active ? String((actor.active.op as { phase?: unknown }).phase ?? '') : 'begin';
+  if (hook) st.messages = [];
   actor.runPhase(++st.clock);
   st.steps++;
   checkAfterPhase(st, fp);
+  hook?.({ world: st.world, actor: i, step, op, phase, messages: st.messages, violation: st.violation });
 }
 
 /** the deterministic end of a run: every unfinished actor in turn until done or spinning */
@@ -384,6 +394,23 @@ export interface ExploreRunOptions extends WorldOptions {
    * the tests cross-check.
    */
   fullChecks?: boolean;
+  /** called after every phase with the world as it is then (`ccmem report` draws each point of a run) */
+  onPhase?: (p: PhaseReport) => void;
+}
+
+/** One phase of a run, as `ExploreRunOptions.onPhase` sees it right after the phase ran. */
+export interface PhaseReport {
+  world: World;
+  /** the actor that ran (index into world.actors) */
+  actor: number;
+  /** scenario-wide index and op of the actor's step, and the phase of it that ran ("begin" for its first) */
+  step: number;
+  op: string;
+  phase: string;
+  /** invariant messages the checks after this phase found (observations included) */
+  messages: readonly string[];
+  /** the run's violation once one was found (at this phase or before) */
+  violation: string | null;
 }
 
 /** Run one schedule chosen by `choose` (or a fixed list) and check everything. */
@@ -408,6 +435,8 @@ function runWorld(world: World, scenario: Scenario, choose: Chooser | readonly n
     observeRe: (opts.observe ?? []).map((o) => ({ name: o.name, re: new RegExp(o.pattern) })),
     named,
     steps: 0,
+    messages: [],
+    onPhase: opts.onPhase,
   };
   installDataCheck(st);
   reportInvariants(st, world.setupViolations);

@@ -551,6 +551,11 @@ export class World {
     this.trace = recordTrace(this.kvm.tracer);
   }
 
+  /** the kernel events recorded since startTrace() so far (the run goes on recording) */
+  get tracedEvents(): readonly TraceEvent[] {
+    return this.trace?.events ?? [];
+  }
+
   stopTrace(): TraceEvent[] {
     const t = this.trace;
     this.trace = null;
