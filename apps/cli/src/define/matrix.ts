@@ -1,0 +1,23 @@
+/** The `ccmem matrix` command line; the work is in commands/matrix.ts. */
+import { Command } from 'commander';
+import type { CliIo } from '../io.js';
+import type { MatrixCommandOptions } from '../commands/matrix.js';
+import { addReportOptions, list } from './options.js';
+
+export function buildMatrixCommand(io: CliIo, done: (code: number) => void): Command {
+  const cmd = new Command('matrix')
+    .description('run the built-in conformance suite on every VM type × memory provider (× real KVM when available)')
+    .option('--json', 'print one JSON document with every row')
+    .option('--vm-type <types>', 'only these VM types: default, sw-protected, snp, tdx (comma-separated, repeatable)', list)
+    .option('--provider <providers>', 'only these memory providers: guest_memfd, device_fd (comma-separated, repeatable)', list)
+    .option('--target <targets>', 'only these targets: model, kvm (comma-separated, repeatable)', list)
+    .option('--scenario <names>', 'only scenarios whose name, or file path in the suite, is one of these exactly or matches one of these globs ("snp/*", "*conversion*"; comma-separated, repeatable)', list)
+    .option('--filter <text>', 'only rows whose scenario, file, VM type, provider or target contain this text (a substring match: "snp" also matches a TDX row of a scenario named after SNP; prefer --vm-type/--scenario)')
+    .option('--dir <directory>', 'run the scenarios of this directory instead of the built-in suite')
+    .option('--no-kvm', 'leave out the real-KVM column')
+    .option('--fail-on-skip', 'exit 1 when any row is skipped, or the real-KVM column is left out because this host has no /dev/kvm');
+  return addReportOptions(cmd).action(async (opts: MatrixCommandOptions) => {
+    const { matrixCommand } = await import('../commands/matrix.js');
+    done(await matrixCommand(io, opts));
+  });
+}
