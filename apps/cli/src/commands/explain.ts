@@ -1,4 +1,4 @@
-import { describeExpectation, describeOutcome, runScenario, show, type Scenario, type ScenarioResult, type TargetName } from '@ccmem/scenario';
+import { describeExpectation, describeOutcome, formatAddrExpr, runScenario, show, type Scenario, type ScenarioResult, type TargetName } from '@ccmem/scenario';
 import type { CliIo } from '../io.js';
 import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, extraMismatches, loadFiles, reportInvalid, resultJson, targetsOrReport, toJson } from './shared.js';
 
@@ -7,6 +7,17 @@ import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, extraMismatches, loadFiles, reportInv
  * plus the scenario's description, and in every step its arguments (as written, names
  * unresolved) and its kernel events.
  */
+/** step arguments as the file wrote them: `name+offset` addresses back to their text */
+function writtenArgs(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(writtenArgs);
+  if (typeof v === 'object' && v !== null) {
+    const o = v as Record<string, unknown>;
+    if (typeof o.ref === 'string' && typeof o.offset === 'number') return formatAddrExpr({ ref: o.ref, offset: o.offset });
+    return Object.fromEntries(Object.entries(o).map(([k, x]) => [k, writtenArgs(x)]));
+  }
+  return v;
+}
+
 export function explainJson(scenario: Scenario, r: ScenarioResult) {
   const base = resultJson(r);
   return {
@@ -15,7 +26,7 @@ export function explainJson(scenario: Scenario, r: ScenarioResult) {
     steps: base.steps.map((s, i) => {
       const step = r.steps[i]!;
       const written = step.actor === undefined ? scenario.steps[step.index] : undefined;
-      return { ...s, ...(written && { args: written.args }), events: step.outcome.events ?? [] };
+      return { ...s, ...(written && { args: writtenArgs(written.args) }), events: step.outcome.events ?? [] };
     }),
   };
 }

@@ -1,4 +1,5 @@
 import { statSync, writeFileSync } from 'node:fs';
+import { isAbsolute } from 'node:path';
 import { globSync, isDynamicPattern } from 'tinyglobby';
 import {
   ScenarioParseError,
@@ -55,7 +56,7 @@ export function expandPaths(paths: readonly string[]): { files: string[]; errors
       if (found.length === 0) problem(p, 'no scenario files (.yaml, .yml) in this directory');
       files.push(...found);
     } else if (isDynamicPattern(p)) {
-      const found = globSync(p, { onlyFiles: true, expandDirectories: false })
+      const found = globSync(p, { onlyFiles: true, expandDirectories: false, absolute: isAbsolute(p) })
         .filter((f) => f.endsWith('.yaml') || f.endsWith('.yml'))
         .sort();
       if (found.length === 0) problem(p, 'no scenario files (.yaml, .yml) match this glob');
@@ -151,16 +152,25 @@ export function printResult(io: CliIo, r: ScenarioResult): void {
  * three copies of the outcome), so here the `(happened: …)` tail goes, a sentence that only
  * restates the expectation goes, and each remaining sentence is printed once.
  */
-export function extraMismatches(s: Pick<StepResult, 'mismatches' | 'expected' | 'outcome'>): string[] {
+export function extraMismatches(s: Pick<StepResult, 'mismatches' | 'expected' | 'outcome' | 'op'>): string[] {
   const tail = ` (happened: ${describeOutcome(s.outcome)})`;
-  const restated = `expected ${describeExpectation(s.expected)}`;
+  const fields = Object.entries(s.expected).filter(([, v]) => v !== undefined);
+  // the whole expectation, and each of its fields, as a mismatch sentence would say it
+  const restated = new Set([`expected ${describeExpectation(s.expected)}`, ...fields.map(([k, v]) => `expected ${describeExpectation({ [k]: v })}`)]);
+  // `expected value 0x1, happened 0`: the happened: line already has the value (not so for an
+  // assert step, whose happened: line does not list the state it inspected)
+  const shown = s.op === 'assert' ? [] : fields.filter(([k]) => OUTCOME_LINE_FIELDS.has(k)).map(([k, v]) => `expected ${describeExpectation({ [k]: v })}, happened `);
   const out: string[] = [];
   for (const m of s.mismatches) {
     const core = m.endsWith(tail) ? m.slice(0, -tail.length) : m;
-    if (core !== restated && !out.includes(core)) out.push(core);
+    if (restated.has(core) || shown.some((p) => core.startsWith(p)) || out.includes(core)) continue;
+    out.push(core);
   }
   return out;
 }
+
+/** outcome fields the `happened:` line (describeOutcome) prints */
+const OUTCOME_LINE_FIELDS = new Set(['value', 'dirty_pages', 'gpa', 'size', 'ret']);
 
 /** The text report of one failing scenario (printResult's lines), for report files. */
 export function resultText(r: ScenarioResult): string {
