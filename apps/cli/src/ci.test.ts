@@ -266,7 +266,9 @@ describe('ccmem explore expectations', () => {
     const r = ccmem(['help', 'explore']);
     expect(r.code).toBe(0);
     expect(r.stdout.match(/Usage:/g)).toHaveLength(1);
-    expect(r.stdout).toContain('Usage: ccmem explore <file> | --builtin <name>  [options]');
+    expect(r.stdout).toContain('Usage: ccmem explore <file> | --builtin <name> [options]');
+    // the command list says the same
+    expect(ccmem(['--help']).stdout).toMatch(/^ {2}explore <file> \| --builtin <name> +explore the interleavings/m);
     expect(r.stdout).toMatch(/Exit codes: 0 the expected result/);
   });
 });

@@ -30,6 +30,9 @@ export function buildProgram(io: CliIo, done: (code: number) => void, env: NodeJ
     .description('ccmem: an executable, kernel-checked model of KVM guest memory for confidential VMs')
     .version(cliVersion(), '-V, --version', "print ccmem's version")
     .showHelpAfterError()
+    // a command is listed with the usage its own help prints, less `[options]` (one usage text
+    // per command)
+    .configureHelp({ subcommandTerm: (cmd) => `${cmd.name()} ${cmd.usage().replace(/\s*\[options\]\s*/, ' ').trim()}` })
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) })
     .hook('preAction', async () => {

@@ -36,7 +36,7 @@ export function buildExploreCommand(io: CliIo, done: (code: number) => void): Co
         '3 incomplete (stopped by --time or --max-schedules before anything was found).',
       ].join('\n'),
     )
-    .usage('<file> | --builtin <name>  [options]')
+    .usage('<file> | --builtin <name> [options]')
     .argument('[file]', 'exploration file: a scenario file with a concurrent: block')
     .option('--builtin <name>', names.length ? `a built-in exploration: ${names.join(', ')}` : 'a built-in exploration')
     .addOption(new Option('--expect <result>', "what the search must find (default: the file's explore: expect, else pass)").choices(['pass', 'violation', 'livelock']))
