@@ -20,9 +20,9 @@ import {
 import pc from 'picocolors';
 import type { CliIo } from '../io.js';
 import type { ReportCase } from '../report/cases.js';
+import { getTarget } from '../targets.js';
 
 const noColor = pc.createColors(false);
-import { getTarget } from '../targets.js';
 
 /** Exit codes: 0 every expectation held, 1 something failed, 2 invalid input or environment. */
 export const EXIT_OK = 0;
