@@ -106,6 +106,12 @@ describe('ccmem in CI', () => {
     expect(first.split('\n')[0]).toBe('status  vm type       provider     target  scenario');
     expect(stderr).toBe('');
     expect(code).toBe(0);
+    // and in a shell pipeline, as a user types it (pipefail: ccmem's own status counts)
+    const cmd = [process.execPath, ...ENTRY, 'matrix', '--no-kvm'].map((a) => `'${a}'`).join(' ');
+    const sh = spawnSync('bash', ['-o', 'pipefail', '-c', `${cmd} | head -1`], { cwd: ROOT, encoding: 'utf8', env: baseEnv({ NO_COLOR: '1' }) });
+    expect(sh.stdout).toBe('status  vm type       provider     target  scenario\n');
+    expect(sh.stderr).toBe('');
+    expect(sh.status).toBe(0);
   });
 
   it('matrix --vm-type snp --reporter junit: a valid JUnit document with only SNP rows', () => {
