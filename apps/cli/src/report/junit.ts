@@ -3,6 +3,7 @@
  * `<testsuites>` with one `<testsuite>` per group, `<testcase classname name time>`, and in a case
  * `<failure message type>` (with the text report), `<error message>` or `<skipped message/>`.
  */
+import { hostname } from 'node:os';
 import { XMLBuilder } from 'fast-xml-parser';
 import { plainText, type ReportCase } from './cases.js';
 
@@ -31,8 +32,17 @@ function testcase(c: ReportCase) {
   return el;
 }
 
+export interface JunitOptions {
+  /** when the run started (default: now); `timestamp` as ISO 8601 without a zone, as junit-4.xsd has it */
+  timestamp?: Date;
+  /** default: this machine's name */
+  hostname?: string;
+}
+
 /** The JUnit document for `cases` (suites in order of first appearance). */
-export function formatJunit(title: string, cases: readonly ReportCase[]): string {
+export function formatJunit(title: string, cases: readonly ReportCase[], o: JunitOptions = {}): string {
+  const timestamp = (o.timestamp ?? new Date()).toISOString().slice(0, 19);
+  const host = o.hostname ?? hostname();
   const suites = new Map<string, ReportCase[]>();
   for (const c of cases) {
     const list = suites.get(c.suite);
@@ -44,7 +54,14 @@ export function formatJunit(title: string, cases: readonly ReportCase[]): string
     testsuites: {
       '@_name': plainText(title),
       ...counts(cases),
-      testsuite: [...suites].map(([name, list]) => ({ '@_name': plainText(name), ...counts(list), testcase: list.map(testcase) })),
+      testsuite: [...suites].map(([name, list], id) => ({
+        '@_name': plainText(name),
+        ...counts(list),
+        '@_id': id,
+        '@_timestamp': timestamp,
+        '@_hostname': plainText(host),
+        testcase: list.map(testcase),
+      })),
     },
   };
   const builder = new XMLBuilder({ ignoreAttributes: false, attributeNamePrefix: '@_', format: true, suppressEmptyNode: true, processEntities: true });

@@ -32,7 +32,7 @@ const elements = (parent: Element, tag: string): Element[] => Array.from(parent.
 
 describe('JUnit report', () => {
   it('is well-formed XML with testsuites > testsuite > testcase, counts, and skipped/failure/error children', () => {
-    const text = formatJunit('ccmem matrix', CASES);
+    const text = formatJunit('ccmem matrix', CASES, { timestamp: new Date(Date.UTC(2026, 0, 2, 3, 4, 5)), hostname: 'ci-1' });
     expect(text.startsWith('<?xml version="1.0" encoding="UTF-8"?>')).toBe(true);
     const root = parseXml(text).documentElement!;
     expect(root.tagName).toBe('testsuites');
@@ -42,6 +42,11 @@ describe('JUnit report', () => {
     expect(suites.map((s) => [s.getAttribute('name'), s.getAttribute('tests'), s.getAttribute('failures'), s.getAttribute('skipped')])).toEqual([
       ['model snp', '2', '0', '1'],
       ['kvm default', '2', '1', '0'],
+    ]);
+    // the attributes junit-4.xsd requires of a testsuite
+    expect(suites.map((s) => [s.getAttribute('id'), s.getAttribute('timestamp'), s.getAttribute('hostname'), s.getAttribute('time')])).toEqual([
+      ['0', '2026-01-02T03:04:05', 'ci-1', '0.012'],
+      ['1', '2026-01-02T03:04:05', 'ci-1', '0.003'],
     ]);
     const cases = elements(root, 'testcase');
     expect(cases.map((c) => c.parentNode === suites[0] || c.parentNode === suites[1])).toEqual([true, true, true, true]);
