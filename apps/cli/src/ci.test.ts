@@ -138,6 +138,9 @@ describe('ccmem in CI', () => {
     const byPath = rows(['--scenario', 'snp/launch-*.yaml']);
     expect(byPath.length).toBeGreaterThan(5);
     expect(byPath.every((x) => x.file.startsWith('snp/launch-'))).toBe(true);
+    // names may hold commas: a value is taken whole
+    const comma = 'snp guest on 2 MiB guest_memfd folios: 2M RMPUPDATE, 2M PVALIDATE, PSMASH on 4K, 2M reclaim';
+    expect(rows(['--scenario', comma]).map((x) => x.scenario)).toEqual([comma]);
     const byNameGlob = rows(['--scenario', 'snp LAUNCH_UPDATE*']);
     expect(new Set(byNameGlob.map((x) => x.scenario)).size).toBeGreaterThan(3);
     expect(byNameGlob.every((x) => x.scenario.startsWith('snp LAUNCH_UPDATE'))).toBe(true);
@@ -150,7 +153,7 @@ describe('ccmem in CI', () => {
   });
 
   it('matrix text off a terminal: a header, skip reasons, totals per VM type and target; --fail-on-skip', () => {
-    const r = ccmem(['matrix', '--dir', suite, '--scenario', 'model only,readonly*'], fake({ CCMEM_FAKE_TARGETS: 'model,kvm' }));
+    const r = ccmem(['matrix', '--dir', suite, '--scenario', 'model only', '--scenario', 'readonly*'], fake({ CCMEM_FAKE_TARGETS: 'model,kvm' }));
     expect(r.code).toBe(0);
     const lines = r.stdout.split('\n');
     expect(lines[0]).toBe('status  vm type       provider     target  scenario');

@@ -2,7 +2,7 @@
 import { Command } from 'commander';
 import type { CliIo } from '../io.js';
 import type { MatrixCommandOptions } from '../commands/matrix.js';
-import { addReportOptions, list } from './options.js';
+import { addReportOptions, list, repeatable } from './options.js';
 
 export function buildMatrixCommand(io: CliIo, done: (code: number) => void): Command {
   const cmd = new Command('matrix')
@@ -11,7 +11,7 @@ export function buildMatrixCommand(io: CliIo, done: (code: number) => void): Com
     .option('--vm-type <types>', 'only these VM types: default, sw-protected, snp, tdx (comma-separated, repeatable)', list)
     .option('--provider <providers>', 'only these memory providers: guest_memfd, device_fd (comma-separated, repeatable)', list)
     .option('--target <targets>', 'only these targets: model, kvm (comma-separated, repeatable)', list)
-    .option('--scenario <names>', 'only scenarios whose name, or file path in the suite, is one of these exactly or matches one of these globs ("snp/*", "*conversion*"; comma-separated, repeatable)', list)
+    .option('--scenario <name>', 'only scenarios whose name, or file path in the suite, is this exactly or matches it as a glob ("snp/*", "*conversion*"; repeatable)', repeatable)
     .option('--filter <text>', 'only rows whose scenario, file, VM type, provider or target contain this text (a substring match: "snp" also matches a TDX row of a scenario named after SNP; prefer --vm-type/--scenario)')
     .option('--dir <directory>', 'run the scenarios of this directory instead of the built-in suite')
     .option('--no-kvm', 'leave out the real-KVM column')

@@ -27,6 +27,11 @@ export function list(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), ...items];
 }
 
+/** a repeatable option taken whole (scenario names hold commas, globs hold `{a,b}`) */
+export function repeatable(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
 /** "90" (seconds), "1500ms", "30s", "5m", "1h", "1m30s" → milliseconds */
 export function parseDuration(v: string): number {
   const t = v.trim();
