@@ -1,5 +1,15 @@
 #!/usr/bin/env node
-import { main } from './index.js';
+import { main } from './program.js';
+
+// `ccmem matrix | head -1`: the reader went away. Node ignores SIGPIPE, so the next write
+// fails with EPIPE; end quietly (exit 0, as ripgrep does: the reader asked for no more) instead
+// of dying with a stack trace.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0);
+    throw e;
+  });
+}
 
 main(process.argv).then(
   (code) => {

@@ -7,11 +7,17 @@ import { describe, expect, it } from 'vitest';
 const ROOT = new URL('../../../', import.meta.url).pathname;
 const FAKE = join(ROOT, 'apps/cli/test-support/fake-target.ts');
 
+/** the environment without colour switches (a developer's FORCE_COLOR would win over NO_COLOR) */
+function withoutColorEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const { FORCE_COLOR: _f, NO_COLOR: _n, ...rest } = env;
+  return rest;
+}
+
 function ccmem(args: string[], env: Record<string, string> = {}) {
   const r = spawnSync(process.execPath, ['--conditions=@ccmem/source', '--import', 'tsx', 'apps/cli/src/bin.ts', ...args], {
     cwd: ROOT,
     encoding: 'utf8',
-    env: { ...process.env, NO_COLOR: '1', CCMEM_TARGET_MODULE: FAKE, ...env },
+    env: { ...withoutColorEnv(process.env), NO_COLOR: '1', CCMEM_TARGET_MODULE: FAKE, ...env },
   });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
@@ -139,7 +145,11 @@ describe('ccmem (spawned)', () => {
     const r = ccmem(['matrix', '--json', '--dir', join(dir, 'suite')], { CCMEM_FAKE_TARGETS: 'model,kvm' });
     expect(r.code).toBe(1);
     const doc = JSON.parse(r.stdout);
-    expect(Object.keys(doc)).toEqual(['rows', 'passed', 'failed', 'skipped']);
+    expect(Object.keys(doc)).toEqual(['rows', 'passed', 'failed', 'skipped', 'totals']);
+    expect(doc.totals).toEqual({
+      vm_type: { default: { passed: 2, failed: 2, skipped: 0 }, 'sw-protected': { passed: 2, failed: 0, skipped: 0 } },
+      target: { model: { passed: 2, failed: 1, skipped: 0 }, kvm: { passed: 2, failed: 1, skipped: 0 } },
+    });
     expect(doc.rows).toHaveLength(6);
     expect(doc.rows[0]).toMatchObject({ scenario: 'wrong expectation', vm_type: 'default', provider: 'guest_memfd', target: 'model', status: 'fail' });
     expect(doc).toMatchObject({ passed: 4, failed: 2, skipped: 0 });
@@ -151,7 +161,8 @@ describe('ccmem (spawned)', () => {
   it('matrix piped prints plain lines without colour', () => {
     const r = ccmem(['matrix', '--dir', join(dir, 'suite'), '--filter', 'sw-protected']);
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/^pass  sw-protected  guest_memfd  model  readonly slot write exits to userspace$/m);
+    expect(r.stdout.split('\n')[0]).toBe('status  vm type       provider     target  scenario');
+    expect(r.stdout).toMatch(/^pass    sw-protected  guest_memfd  model   readonly slot write exits to userspace$/m);
     expect(r.stdout).not.toMatch(/\x1b\[/);
   });
 
@@ -187,7 +198,8 @@ describe('ccmem (spawned)', () => {
     const ok = ccmem(['explore', '--builtin', 'fault-vs-conversion', '--json']);
     expect(ok.code).toBe(0);
     const report = JSON.parse(ok.stdout);
-    expect(Object.keys(report).sort()).toEqual(['bound', 'complete', 'mode', 'name', 'pass', 'result', 'schedules', 'stats', 'stopReason', 'violations']);
+    expect(Object.keys(report).sort()).toEqual(['as_expected', 'bound', 'complete', 'expect', 'mode', 'name', 'pass', 'result', 'schedules', 'stats', 'stopReason', 'violations']);
+    expect(report).toMatchObject({ expect: 'pass', as_expected: true });
     expect(report).toMatchObject({ complete: true, result: 'pass', stopReason: 'complete', bound: 8 });
     expect(report).toMatchObject({ name: 'fault-vs-conversion', mode: 'exhaustive', pass: true, violations: [] });
     expect(report.schedules).toBeGreaterThan(100);

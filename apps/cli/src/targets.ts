@@ -6,8 +6,12 @@
  */
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { createModelTarget, kvmUnavailableReason, loadKvmTarget, type Target, type TargetName } from '@ccmem/scenario';
+import type { Target, TargetName } from '@ccmem/scenario';
 import type { KernelProfile } from '@ccmem/core';
+
+type ScenarioModule = typeof import('@ccmem/scenario');
+/** @ccmem/scenario, imported by loadTargets() (so that --help and --version never load it) */
+let scenario: ScenarioModule | undefined;
 
 /** what a command may tell a factory: the host profile the kvm target detected, for the model */
 export interface TargetFactoryOptions {
@@ -36,7 +40,7 @@ export function hasTarget(name: TargetName): boolean {
  * is there (without it every kvm row would only say so).
  */
 export function kvmColumnAvailable(): boolean {
-  return loaders.has('kvm') && (overridden || kvmUnavailableReason() === null);
+  return loaders.has('kvm') && (overridden || scenario?.kvmUnavailableReason() === null);
 }
 
 /** A target's factory; rejects with a clear error when this build has none of that name. */
@@ -69,6 +73,7 @@ export async function loadTargets(env: NodeJS.ProcessEnv = process.env): Promise
     }
     return;
   }
-  if (!loaders.has('model')) registerTarget('model', (opts) => createModelTarget(opts?.hostProfile ? { hostProfile: opts.hostProfile } : {}));
-  if (!loaders.has('kvm')) loaders.set('kvm', async () => (await loadKvmTarget()).createKvmTarget);
+  const s = (scenario ??= await import('@ccmem/scenario'));
+  if (!loaders.has('model')) registerTarget('model', (opts) => s.createModelTarget(opts?.hostProfile ? { hostProfile: opts.hostProfile } : {}));
+  if (!loaders.has('kvm')) loaders.set('kvm', async () => (await s.loadKvmTarget()).createKvmTarget);
 }

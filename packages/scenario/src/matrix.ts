@@ -33,6 +33,8 @@ export interface MatrixColumns {
 export interface MatrixOptions {
   /** keep only cells whose scenario name, file, VM type, provider or target contain this text */
   filter?: string;
+  /** keep only cells this predicate accepts (with `filter`: both must accept) */
+  select?: (cell: MatrixCell) => boolean;
   /** called after every row (live progress) */
   onRow?: (row: MatrixRow, done: number, total: number) => void;
   trace?: boolean;
@@ -91,7 +93,7 @@ export function buildMatrix(scenarios: readonly ScenarioEntry[], columns: Matrix
   const targetNames: TargetName[] = columns.kvm ? ['model', 'kvm'] : ['model'];
   const byName = new Map<string, Scenario>();
   for (const e of scenarios) byName.set(`${e.file}\0${e.scenario.name}`, e.scenario);
-  const cells = matrixCells(scenarios, targetNames).filter((c) => cellMatches(c, opts.filter));
+  const cells = matrixCells(scenarios, targetNames).filter((c) => cellMatches(c, opts.filter) && (opts.select?.(c) ?? true));
 
   const instances = new Map<TargetName, Target>();
   const targetFor = (name: TargetName): Target => {

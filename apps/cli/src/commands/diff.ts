@@ -10,12 +10,17 @@
 import { comparedStats, describeOutcome, diffScenario, type ScenarioDiff, type Target } from '@ccmem/scenario';
 import type { KernelProfile } from '@ccmem/core';
 import type { CliIo } from '../io.js';
-import { Command } from 'commander';
-import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, loadFiles, reportInvalid, targetsOrReport, toJson } from './shared.js';
+import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, loadFiles, reportInvalid, targetsOrReport, tick, toJson } from './shared.js';
 import { getTargetFactory } from '../targets.js';
 import { writeDiffReports } from './report.js';
+import pc from 'picocolors';
+import type { ReportOptions } from '../define/options.js';
+import type { ReportCase } from '../report/cases.js';
+import { emitReport, reportOnStdout, reportUsageError } from '../report/emit.js';
 
-export interface DiffOptions {
+const noColor = pc.createColors(false);
+
+export interface DiffOptions extends ReportOptions {
   json?: boolean;
   /** compare the MMU statistics each step changes too */
   stats?: boolean;
@@ -36,9 +41,42 @@ export function diffJson(d: ScenarioDiff) {
   };
 }
 
+/** the text lines of one scenario's differences (the text output and report files) */
+function differenceLines(d: ScenarioDiff, c: CliIo['color']): string[] {
+  const lines: string[] = [];
+  for (const x of d.differences) {
+    const step = x.index >= 0 ? `step ${x.index} ${c.bold(x.op)}` : c.bold(x.op);
+    lines.push(`    ${step}: ${c.red(x.fields.join('; '))}`);
+    lines.push(`      model: ${describeOutcome(x.model)}${ruleOf(x.model)}`);
+    lines.push(`      kvm:   ${describeOutcome(x.kvm)}${ruleOf(x.kvm)}`);
+  }
+  return lines;
+}
+
+/** the report case of one scenario's comparison */
+function diffCase(d: ScenarioDiff, timeMs: number): ReportCase {
+  const base = { suite: 'ccmem diff (model vs kvm)', classname: d.file, name: d.name, timeMs };
+  if (d.agree && d.compared === 0 && d.skipped.length > 0) return { ...base, status: 'skip', message: d.skipped[0]! };
+  if (d.agree) return { ...base, status: 'pass' };
+  const first = d.differences[0];
+  return {
+    ...base,
+    status: 'fail',
+    message: first ? `step ${first.index} ${first.op}: ${first.fields.join('; ')}` : 'the model and kvm disagree',
+    details: differenceLines(d, noColor).join('\n'),
+  };
+}
+
 export async function diffCommand(io: CliIo, files: string[], opts: DiffOptions): Promise<number> {
+  const usage = reportUsageError(opts);
+  if (usage) {
+    io.err(`${io.color.red('error')} ${usage}`);
+    return EXIT_INVALID;
+  }
+  const json = Boolean(opts.json) || (opts.reporter === 'json' && opts.output === undefined);
+  const text = !json && !reportOnStdout(opts);
   const { loaded, errors } = loadFiles(files);
-  if (errors.length) return reportInvalid(io, errors, Boolean(opts.json));
+  if (errors.length) return reportInvalid(io, errors, json);
   const targets = await targetsOrReport(io, 'model', 'kvm');
   if (!targets) return EXIT_INVALID;
   const [baseModel, kvm] = targets as [Target, Target];
@@ -56,17 +94,21 @@ export async function diffCommand(io: CliIo, files: string[], opts: DiffOptions)
   const stats = opts.stats && detected ? comparedStats(hostProfile!) : undefined;
   if (opts.stats && !detected) io.err(`${c.yellow('warning')} --stats: no host profile was detected, so no stats are compared`);
   const diffs: ScenarioDiff[] = [];
+  const times: number[] = [];
   let agreed = 0;
   let disagreed = 0;
   let skipped = 0;
   for (const { file, scenario } of loaded) {
+    const t0 = performance.now();
     const d = diffScenario(scenario, model, kvm, { file, ...(stats && { stats }) });
+    times.push(performance.now() - t0);
     diffs.push(d);
+    await tick();
     const nothingRan = d.agree && d.compared === 0 && d.skipped.length > 0;
     if (nothingRan) skipped++;
     else if (d.agree) agreed++;
     else disagreed++;
-    if (opts.json) continue;
+    if (!text) continue;
     const where = c.dim(`(${file})`);
     if (nothingRan) {
       io.out(`${c.yellow('-')} ${d.name} ${where} ${c.yellow(`skipped: ${d.skipped[0]}`)}`);
@@ -74,16 +116,12 @@ export async function diffCommand(io: CliIo, files: string[], opts: DiffOptions)
     }
     const partly = d.skipped.length ? c.yellow(` — compared ${d.compared} steps, then ${d.skipped[0]}`) : '';
     io.out(`${d.agree ? c.green('=') : c.red('≠')} ${d.name} ${where}${partly}`);
-    for (const x of d.differences) {
-      const step = x.index >= 0 ? `step ${x.index} ${c.bold(x.op)}` : c.bold(x.op);
-      io.out(`    ${step}: ${c.red(x.fields.join('; '))}`);
-      io.out(`      model: ${describeOutcome(x.model)}${ruleOf(x.model)}`);
-      io.out(`      kvm:   ${describeOutcome(x.kvm)}${ruleOf(x.kvm)}`);
-    }
+    for (const l of differenceLines(d, c)) io.out(l);
   }
+  const doc = () => toJson({ scenarios: diffs.map(diffJson), agreed, disagreed, skipped });
   if (opts.json) {
-    io.out(toJson({ scenarios: diffs.map(diffJson), agreed, disagreed, skipped }));
-  } else {
+    io.out(doc());
+  } else if (text) {
     const parts = [c.green(`${agreed} agree`), disagreed ? c.red(`${disagreed} disagree`) : '0 disagree'];
     if (skipped) parts.push(c.yellow(`${skipped} skipped`));
     const steps = diffs.reduce((n, d) => n + d.compared, 0);
@@ -91,19 +129,12 @@ export async function diffCommand(io: CliIo, files: string[], opts: DiffOptions)
     io.out(`\n${parts.join(', ')} ${c.dim(`(model under the host profile vs real KVM: ${steps} steps${stats ? `, ${nstats} stat changes` : ''} compared)`)}`);
   }
   if (opts.report !== undefined) await writeDiffReports(io, loaded, opts.report, { stats: Boolean(opts.stats) });
+  if (!(opts.json && opts.reporter === 'json' && opts.output === undefined)) {
+    if (!emitReport(io, opts, 'ccmem diff', () => diffs.map((d, i) => diffCase(d, times[i] ?? 0)), doc)) return EXIT_INVALID;
+  }
   return disagreed > 0 ? EXIT_FAIL : EXIT_OK;
 }
 
 function ruleOf(o: { detail?: Record<string, unknown> }): string {
   return typeof o.detail?.check === 'string' ? `  [${o.detail.check}]` : '';
-}
-
-export function buildDiffCommand(io: CliIo, done: (code: number) => void): Command {
-  return new Command('diff')
-    .description('run scenario files on the model and on real KVM and show where their outcomes differ')
-    .argument('<files...>', 'scenario YAML files')
-    .option('--json', 'print one JSON document')
-    .option('--stats', "also compare the MMU statistics (KVM_GET_STATS_FD) each step changes: the leaf counts, and the shadow MMU's counters on a shadow-paging host")
-    .option('--report <file>', 'write a self-contained HTML report: model and kvm outcomes side by side, the model state after each step (several files: an index page)')
-    .action(async (files: string[], opts: DiffOptions) => done(await diffCommand(io, files, opts)));
 }

@@ -1,7 +1,9 @@
 /**
  * `ccmem explore <file> | --builtin <name>`: deterministic exploration of the interleavings of a
- * scenario's `concurrent:` block (docs/explore.md). Exit 0 complete without violation, 1
- * violations, 2 invalid, 3 incomplete (stopped by --time or --max-schedules, nothing found).
+ * scenario's `concurrent:` block (docs/explore.md). The file's `explore: expect:` (or --expect)
+ * says what the search must find: `pass` (the default: a complete search without violation),
+ * `violation`, or `livelock`. Exit 0 the result is the expected one, 1 it is not, 2 invalid,
+ * 3 incomplete (stopped by --time or --max-schedules, nothing found).
  */
 import {
   builtinExplorationNames,
@@ -16,16 +18,27 @@ import {
   type ExploreProgress,
   type ExploreResultJson,
 } from '@ccmem/scenario';
-import { Command, InvalidArgumentError, Option } from 'commander';
 import type { CliIo } from '../io.js';
+import pc from 'picocolors';
+import type { ReportOptions } from '../define/options.js';
+import type { ReportCase } from '../report/cases.js';
+import { emitReport, reportOnStdout, reportUsageError } from '../report/emit.js';
 import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, toJson } from './shared.js';
 import { writeExploreReport } from './report.js';
+
+export { parseDuration, parseShard } from '../define/options.js';
+
+const noColor = pc.createColors(false);
 
 /** no violation found, but the search stopped before it was complete (proves nothing) */
 export const EXIT_INCOMPLETE = 3;
 
-export interface ExploreCommandOptions {
+/** what an exploration must find (`explore: expect:` in the file, or --expect) */
+export type ExploreExpectation = 'pass' | 'violation' | 'livelock';
+
+export interface ExploreCommandOptions extends ReportOptions {
   builtin?: string;
+  expect?: ExploreExpectation;
   mode?: ExploreOptions['mode'];
   bound?: number;
   seed?: number;
@@ -46,31 +59,6 @@ export interface ExploreCommandOptions {
   reduction?: 'sleep' | 'dpor';
   /** write an HTML report of the counterexample (or the --replay schedule) here */
   report?: string;
-}
-
-/** "90" (seconds), "1500ms", "30s", "5m", "1h", "1m30s" → milliseconds */
-export function parseDuration(v: string): number {
-  const t = v.trim();
-  if (/^\d+(\.\d+)?$/.test(t)) return Number(t) * 1000;
-  const re = /(\d+(?:\.\d+)?)(ms|s|m|h)/gy;
-  const unit: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-  let ms = 0;
-  let end = 0;
-  for (let m = re.exec(t); m; m = re.exec(t)) {
-    ms += Number(m[1]) * unit[m[2]!]!;
-    end = re.lastIndex;
-  }
-  if (end === 0 || end !== t.length) throw new InvalidArgumentError('needs a duration like 90, 30s, 5m, 1h30m or 500ms');
-  return ms;
-}
-
-/** "K/N" with 1 <= K <= N → 0-based index */
-export function parseShard(v: string): { index: number; count: number } {
-  const m = /^(\d+)\/(\d+)$/.exec(v.trim());
-  const k = m ? Number(m[1]) : NaN;
-  const n = m ? Number(m[2]) : NaN;
-  if (!m || n < 1 || k < 1 || k > n) throw new InvalidArgumentError('needs K/N with 1 <= K <= N (e.g. 2/4)');
-  return { index: k - 1, count: n };
 }
 
 function seconds(ms: number): string {
@@ -118,51 +106,91 @@ function stopText(r: ExploreResultJson, o: ExploreCommandOptions): string {
   }
 }
 
+/** how many kernel events of a counterexample the text summary prints (a livelock has thousands) */
+const EVENTS_SHOWN = 40;
+
+/** whether a result is what was expected: 'yes', 'no', or 'incomplete' (nothing found, search not done) */
+export function verdictOf(r: ExploreResultJson, expect: ExploreExpectation = 'pass'): 'yes' | 'no' | 'incomplete' {
+  if (r.result === 'incomplete') return 'incomplete';
+  if (expect === 'pass') return r.result === 'pass' ? 'yes' : 'no';
+  if (r.result !== 'violation') return 'no';
+  return expect === 'violation' || r.violations.some((v) => v.violation.startsWith('livelock:')) ? 'yes' : 'no';
+}
+
+/** one line: what was expected and whether it came */
+function expectationLine(r: ExploreResultJson, expect: ExploreExpectation): string | null {
+  const v = verdictOf(r, expect);
+  if (expect === 'pass') return v === 'no' ? 'expected no violation (explore: expect: pass)' : null;
+  if (v === 'yes') return `found the expected ${expect} (explore: expect: ${expect})`;
+  if (v === 'incomplete') return `expected a ${expect}: none in the schedules explored, and the search did not finish`;
+  return r.result === 'pass' ? `expected a ${expect} (explore: expect: ${expect}), but the complete search found none` : `expected a ${expect}, found another violation`;
+}
+
 /** the text summary of an exploration result (explore and merge) */
-export function printSummary(io: CliIo, r: ExploreResultJson, o: ExploreCommandOptions = {}): void {
+export function printSummary(io: CliIo, r: ExploreResultJson, o: ExploreCommandOptions = {}, expect: ExploreExpectation = 'pass'): void {
   const c = io.color;
   const s = r.stats;
-  const mark = r.result === 'pass' ? c.green('✓') : r.result === 'violation' ? c.red('✗') : c.yellow('?');
-  const what = r.mode === 'exhaustive' ? (r.complete ? 'complete' : c.yellow(`INCOMPLETE (${stopText(r, o)})`)) : r.complete ? 'all runs' : c.yellow(`stopped early (${stopText(r, o)})`);
+  const v = verdictOf(r, expect);
+  const mark = v === 'yes' ? c.green('✓') : v === 'no' ? c.red('✗') : c.yellow('?');
+  const what = r.mode === 'exhaustive' ? (r.complete ? 'complete' : r.stopReason === 'violations' ? 'stopped at the first violation' : c.yellow(`INCOMPLETE (${stopText(r, o)})`)) : r.complete ? 'all runs' : c.yellow(`stopped early (${stopText(r, o)})`);
   const shard = r.shard ? `, shard ${r.shard.index + 1}/${r.shard.count}` : r.shards !== undefined ? `, ${r.shards} shards merged` : '';
   io.out(`${mark} ${r.name}: ${r.mode}${r.bound !== undefined ? ` bound ${r.bound}` : ''}${shard}, ${what}: ${r.schedules} schedules, ${s.steps} steps, ${seconds(s.elapsedMs)}`);
+  const said = expectationLine(r, expect);
+  if (said) io.out(`    ${v === 'yes' ? c.green(said) : c.red(said)}`);
   if (r.result === 'incomplete') io.out(`    no violation in the schedules explored; the search did not finish, so this is not a pass`);
   for (const [k, n] of Object.entries(s.observations)) io.out(`    observed ${k} in ${n} schedules`);
   if (s.vendorFaultRuns) io.out(`    vendor #NPFs (RMP faults) in ${s.vendorFaultRuns} schedules`);
-  for (const v of r.violations) {
-    io.out(`    ${c.red('violation')}: ${v.violation}`);
-    io.out(`    schedule: ${v.schedule || '(empty: the deterministic completion alone)'}  ${c.dim(`(ccmem explore … --replay '${v.schedule}')`)}`);
-    for (const e of v.events) io.out(`      ${e.name} ${toJson(e.fields)}`);
+  for (const x of r.violations) {
+    io.out(`    ${v === 'yes' ? c.yellow('violation') : c.red('violation')}: ${x.violation}`);
+    io.out(`    schedule: ${x.schedule || '(empty: the deterministic completion alone)'}  ${c.dim(`(ccmem explore … --replay '${x.schedule}')`)}`);
+    for (const e of x.events.slice(0, EVENTS_SHOWN)) io.out(`      ${e.name} ${toJson(e.fields)}`);
+    if (x.events.length > EVENTS_SHOWN) io.out(c.dim(`      … ${x.events.length - EVENTS_SHOWN} more kernel events (all of them with --json, or --replay '${x.schedule}')`));
   }
 }
 
-export function exitCodeOf(r: ExploreResultJson): number {
-  return r.result === 'pass' ? EXIT_OK : r.result === 'violation' ? EXIT_FAIL : EXIT_INCOMPLETE;
+/** 0 the expected result, 1 another one, 3 incomplete */
+export function exitCodeOf(r: ExploreResultJson, expect: ExploreExpectation = 'pass'): number {
+  const v = verdictOf(r, expect);
+  return v === 'yes' ? EXIT_OK : v === 'no' ? EXIT_FAIL : EXIT_INCOMPLETE;
+}
+
+/** the `--json` document: the explorer's result, what was expected and whether it came */
+export function exploreJson(r: ExploreResultJson, expect: ExploreExpectation) {
+  return { ...r, expect, as_expected: verdictOf(r, expect) === 'yes' };
 }
 
 export async function exploreCommand(io: CliIo, file: string | undefined, o: ExploreCommandOptions): Promise<number> {
-  if ((file === undefined) === (o.builtin === undefined)) {
-    io.err(`${io.color.red('error')} give a scenario file or --builtin <name>`);
+  const c = io.color;
+  const usage = reportUsageError(o);
+  if (usage) {
+    io.err(`${c.red('error')} ${usage}`);
     return EXIT_INVALID;
   }
-  const { builtin, replay, json, skipRetryCheck, time, maxSchedules, shard, shardDepth, workers, progress, report, ...search } = o;
+  if ((file === undefined) === (o.builtin === undefined)) {
+    io.err(`${c.red('error')} give an exploration file or --builtin <name> (ccmem help explore)`);
+    return EXIT_INVALID;
+  }
+  const { builtin, replay, json: jsonFlag, skipRetryCheck, time, maxSchedules, shard, shardDepth, workers, progress, reporter, output, expect: expectFlag, report, ...search } = o;
+  const json = Boolean(jsonFlag) || (reporter === 'json' && output === undefined);
+  const text = !json && !reportOnStdout(o);
   const loaded = builtin !== undefined ? loadBuiltinExploration(builtin) : loadExplorationFile(file!);
   if (!loaded.ok) {
-    for (const e of loaded.errors) io.err(`${io.color.red('error')} ${formatScenarioError(e)}`);
+    for (const e of loaded.errors) io.err(`${c.red('error')} ${formatScenarioError(e)}`);
     if (json) io.out(JSON.stringify({ errors: loaded.errors }));
     return EXIT_INVALID;
   }
-  const { scenario, options } = loaded.exploration;
+  const { scenario, options, header } = loaded.exploration;
+  const expect: ExploreExpectation = expectFlag ?? header.expect ?? 'pass';
   const opts: ExploreOptions = { ...options, ...search, ...(skipRetryCheck && { faultInjection: { skipRetryCheck: true } }) };
   const mode = opts.mode ?? 'exhaustive';
   if (time !== undefined) opts.timeLimitMs = time;
   if (maxSchedules !== undefined) opts.schedules = Math.min(opts.schedules ?? Infinity, maxSchedules);
   if ((shard !== undefined || workers !== undefined) && mode !== 'exhaustive') {
-    io.err(`${io.color.red('error')} --shard and --workers partition the exhaustive search (this exploration is ${mode})`);
+    io.err(`${c.red('error')} --shard and --workers partition the exhaustive search (this exploration is ${mode})`);
     return EXIT_INVALID;
   }
   if (shard !== undefined && workers !== undefined) {
-    io.err(`${io.color.red('error')} give --shard or --workers, not both`);
+    io.err(`${c.red('error')} give --shard or --workers, not both`);
     return EXIT_INVALID;
   }
   if (shard !== undefined) opts.shard = { ...shard, ...(shardDepth !== undefined && { depth: shardDepth }) };
@@ -190,13 +218,17 @@ export async function exploreCommand(io: CliIo, file: string | undefined, o: Exp
           stopReason: 'complete',
         },
       });
-      if (!json) {
+      if (text) {
         for (const e of r.events) io.out(`  ${e.name} ${toJson(e.fields)}`);
         for (const s of r.records) io.out(`  [${s.actor}] ${s.op} → ${toJson(s.outcome)}`);
       }
     } else {
       const pr = progress === false ? null : progressReporter(io, mode);
       if (pr) {
+        // say at once what is being searched: the first progress line comes only later
+        const actors = Object.keys(scenario.concurrent?.actors ?? {}).length;
+        const how = mode === 'exhaustive' ? `exhaustive, bound ${bound}${workers !== undefined && workers > 1 ? `, ${workers} workers` : ''}${shard ? `, shard ${shard.index + 1}/${shard.count}` : ''}` : `${mode}, ${opts.schedules ?? 'default'} runs`;
+        io.err(`explore: ${name}: ${how}, ${actors} actors, expecting ${expect}${time !== undefined ? `, at most ${seconds(time)}` : ''}`);
         opts.onProgress = pr.report;
         opts.progressIntervalMs = pr.interval;
       }
@@ -212,54 +244,27 @@ export async function exploreCommand(io: CliIo, file: string | undefined, o: Exp
       } else result = reportToJson(explore(scenario, opts, name), bound);
     }
   } catch (e) {
-    io.err(`${io.color.red('error')} ${(e as Error).message}`);
+    io.err(`${c.red('error')} ${(e as Error).message}`);
     return EXIT_INVALID;
   }
-  if (json) io.out(toJson(result));
-  else printSummary(io, result, o);
-  if (report !== undefined) writeExploreReport(io, scenario, opts, result, report, { name, ...(file !== undefined && { file }), ...(replay !== undefined && { schedule: replay }) });
-  return exitCodeOf(result);
-}
-
-/** a non-negative integer option value */
-function count(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('needs a non-negative integer');
-  return n;
-}
-
-function positive(v: string): number {
-  const n = count(v);
-  if (n < 1) throw new InvalidArgumentError('needs a positive integer');
-  return n;
-}
-
-export function buildExploreCommand(io: CliIo, done: (code: number) => void): Command {
-  let names: string[] = [];
-  try {
-    names = builtinExplorationNames();
-  } catch {
-    // no built-in explorations in this build
+  const doc = () => toJson(exploreJson(result, expect));
+  if (jsonFlag) io.out(doc());
+  else if (text) printSummary(io, result, o, expect);
+  if (!(jsonFlag && reporter === 'json' && output === undefined)) {
+    const ok = emitReport(io, o, 'ccmem explore', () => [exploreCase(result, expect, builtin !== undefined ? `builtin/${builtin}` : file!, o)], doc);
+    if (!ok) return EXIT_INVALID;
   }
-  return new Command('explore')
-    .description('explore the interleavings of a scenario with concurrent actors')
-    .argument('[file]', 'scenario file with a concurrent: block')
-    .option('--builtin <name>', `a built-in exploration: ${names.join(', ')}`)
-    .addOption(new Option('--mode <mode>', "search strategy (default: the file's, else exhaustive)").choices(['exhaustive', 'random', 'pct']))
-    .option('--bound <N>', 'scheduled phases per run (exhaustive: depth bound; default 64)', count)
-    .option('--seed <S>', 'PRNG seed (random, pct)', count)
-    .option('--schedules <N>', 'runs (random, pct) or a cap on runs (exhaustive)', count)
-    .option('--depth <D>', 'pct bug depth (D - 1 priority change points)', count)
-    .addOption(new Option('--reduction <r>', 'exhaustive: dpor (default: backtrack sets below the shard depth + sleep sets) or sleep (sleep sets alone)').choices(['sleep', 'dpor']))
-    .option('--time <duration>', 'stop after this long (90, 30s, 5m, 1h30m); the summary then says "incomplete"', parseDuration)
-    .option('--max-schedules <N>', 'stop after N runs; the summary then says "incomplete"', positive)
-    .option('--shard <K/N>', 'exhaustive: explore only shard K of N (merge the --json results with ccmem merge)', parseShard)
-    .option('--shard-depth <D>', 'prefix length whose subtrees are dealt out to the shards (default 4)', positive)
-    .option('--workers <N>', 'exhaustive: run N shards in worker threads and merge them', positive)
-    .option('--no-progress', 'no progress lines on stderr')
-    .option('--replay <schedule>', 'rerun one schedule ("vmm.cpu0.cpu0…") and print its events')
-    .option('--skip-retry-check', 'fault injection: skip mmu_invalidate_retry_gfn under mmu_lock')
-    .option('--json', 'print one JSON document')
-    .option('--report <file>', 'write a self-contained HTML report: the counterexample (or the --replay schedule) phase by phase, one swimlane per actor, with the state after each phase')
-    .action(async (file: string | undefined, opts: ExploreCommandOptions) => done(await exploreCommand(io, file, opts)));
+  if (report !== undefined) writeExploreReport(io, scenario, opts, result, report, { name, ...(file !== undefined && { file }), ...(replay !== undefined && { schedule: replay }) });
+  return exitCodeOf(result, expect);
+}
+
+/** the report case of an exploration */
+function exploreCase(r: ExploreResultJson, expect: ExploreExpectation, source: string, o: ExploreCommandOptions): ReportCase {
+  const v = verdictOf(r, expect);
+  const base = { suite: 'ccmem explore', classname: source, name: `${r.name} (${r.mode}, expect ${expect})`, timeMs: r.stats.elapsedMs };
+  if (v === 'yes') return { ...base, status: 'pass' };
+  const lines: string[] = [];
+  printSummary({ out: (t) => void lines.push(t), err: () => {}, isTTY: false, color: noColor }, r, o, expect);
+  const message = v === 'incomplete' ? `incomplete (${stopText(r, o)}): no violation in ${r.schedules} schedules, but the search did not finish` : (expectationLine(r, expect) ?? r.violations[0]?.violation ?? 'failed');
+  return { ...base, status: 'fail', message: expect === 'pass' && r.violations[0] ? r.violations[0].violation : message, details: lines.join('\n') };
 }

@@ -3,7 +3,6 @@
  * parameters, capabilities, VM types, the largest gfn) and what the real-KVM target can and
  * cannot run here, with the reason. Without /dev/kvm it reports what sysfs tells and says so.
  */
-import { Command } from 'commander';
 import type { CliIo } from '../io.js';
 import { EXIT_OK, toJson } from './shared.js';
 
@@ -136,11 +135,4 @@ export async function hostCommand(io: CliIo, opts: { json?: boolean }): Promise<
   for (const f of j.features) lines.push(`  ${f.ok ? c.green('can   ') : c.yellow('cannot')} ${f.feature}${f.reason ? `  (${f.reason})` : ''}`);
   io.out(lines.join('\n'));
   return EXIT_OK;
-}
-
-export function buildHostCommand(io: CliIo, done: (code: number) => void): Command {
-  return new Command('host')
-    .description("what this machine's KVM is and what the real-KVM target can run here")
-    .option('--json', 'machine-readable output')
-    .action(async (opts: { json?: boolean }) => done(await hostCommand(io, opts)));
 }

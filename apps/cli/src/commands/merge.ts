@@ -6,10 +6,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { mergeResults, missingShards, type ExploreResultJson } from '@ccmem/scenario';
-import { Command } from 'commander';
 import type { CliIo } from '../io.js';
 import { EXIT_INVALID, toJson } from './shared.js';
-import { exitCodeOf, printSummary } from './explore.js';
+import { exitCodeOf, exploreJson, printSummary, type ExploreExpectation } from './explore.js';
 
 export function mergeCommand(io: CliIo, files: readonly string[], o: { json?: boolean }): number {
   const parts: ExploreResultJson[] = [];
@@ -37,15 +36,9 @@ export function mergeCommand(io: CliIo, files: readonly string[], o: { json?: bo
   }
   const missing = missingShards(parts);
   if (missing.length) io.err(`${io.color.yellow('warning')} shards missing: ${missing.join(', ')}`);
-  if (o.json) io.out(toJson(merged));
-  else printSummary(io, merged);
-  return exitCodeOf(merged);
-}
-
-export function buildMergeCommand(io: CliIo, done: (code: number) => void): Command {
-  return new Command('merge')
-    .description('merge the --json results of the shards of an exploration (ccmem explore --shard K/N)')
-    .argument('<results...>', 'result files of ccmem explore --shard K/N --json')
-    .option('--json', 'print one JSON document')
-    .action((files: string[], opts: { json?: boolean }) => done(mergeCommand(io, files, opts)));
+  // the shards' `expect` (ccmem explore --json writes it): what the exploration must find
+  const expect = (parts.map((p) => (p as { expect?: unknown }).expect).find((e) => e === 'pass' || e === 'violation' || e === 'livelock') ?? 'pass') as ExploreExpectation;
+  if (o.json) io.out(toJson(exploreJson(merged, expect)));
+  else printSummary(io, merged, {}, expect);
+  return exitCodeOf(merged, expect);
 }

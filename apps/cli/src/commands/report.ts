@@ -5,7 +5,6 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { basename, dirname, extname, join, relative } from 'node:path';
-import { Command } from 'commander';
 import {
   buildDiffReport,
   buildExploreReport,
@@ -57,14 +56,6 @@ export async function reportCommand(io: CliIo, file: string, opts: ReportCommand
   io.out(`${data.pass ? io.color.green('✓') : io.color.red('✗')} ${scenario.name}: ${data.verdict}`);
   io.out(`report: ${out} (${kib(bytes)}, ${data.steps.length} steps, ${data.states.length} distinct states)`);
   return data.pass ? EXIT_OK : EXIT_FAIL;
-}
-
-export function buildReportCommand(io: CliIo, done: (code: number) => void): Command {
-  return new Command('report')
-    .description('run a scenario on the model and write one self-contained HTML report: the steps, and the guest memory after each of them')
-    .argument('<file>', 'scenario YAML file')
-    .option('-o, --output <file>', 'where to write the report (default: the scenario file name with .html, in the current directory)')
-    .action(async (file: string, opts: ReportCommandOptions) => done(await reportCommand(io, file, opts)));
 }
 
 /* ------------------------------------------------------------------------------------------ */

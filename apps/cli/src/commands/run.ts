@@ -1,46 +1,52 @@
-import { Command, Option } from 'commander';
 import { runScenario, type ScenarioResult, type TargetName } from '@ccmem/scenario';
 import type { CliIo } from '../io.js';
-import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, loadFiles, printResult, reportInvalid, resultJson, targetsOrReport, toJson, writeTrace } from './shared.js';
+import type { ReportOptions } from '../define/options.js';
+import { emitReport, reportOnStdout, reportUsageError } from '../report/emit.js';
+import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, loadFiles, printResult, reportInvalid, resultCase, resultJson, targetsOrReport, tick, toJson, writeTrace } from './shared.js';
 
-export interface RunCommandOptions {
+export interface RunCommandOptions extends ReportOptions {
   target: TargetName;
   json?: boolean;
   trace?: string;
   stopOnFailure?: boolean;
 }
 
-export async function runCommand(io: CliIo, files: string[], opts: RunCommandOptions): Promise<number> {
-  const { loaded, errors } = loadFiles(files);
-  if (errors.length) return reportInvalid(io, errors, Boolean(opts.json));
+/** `ccmem run <paths…>`: files, directories and globs (shared.ts `expandPaths()`). */
+export async function runCommand(io: CliIo, paths: string[], opts: RunCommandOptions): Promise<number> {
+  const usage = reportUsageError(opts);
+  if (usage) {
+    io.err(`${io.color.red('error')} ${usage}`);
+    return EXIT_INVALID;
+  }
+  const json = Boolean(opts.json) || (opts.reporter === 'json' && opts.output === undefined);
+  const text = !json && !reportOnStdout(opts);
+  const { loaded, errors } = loadFiles(paths);
+  if (errors.length) return reportInvalid(io, errors, json);
   const [target] = (await targetsOrReport(io, opts.target)) ?? [];
   if (!target) return EXIT_INVALID;
   const results: ScenarioResult[] = [];
+  const times: number[] = [];
   for (const { file, scenario } of loaded) {
+    const t0 = performance.now();
     const r = runScenario(scenario, target, { file, trace: Boolean(opts.trace), stopOnFailure: Boolean(opts.stopOnFailure) });
+    times.push(performance.now() - t0);
     results.push(r);
-    if (!opts.json) printResult(io, r);
+    if (text) printResult(io, r);
+    await tick();
   }
   const passed = results.filter((r) => r.pass && r.skipped === undefined).length;
   const failed = results.filter((r) => !r.pass).length;
   const skipped = results.filter((r) => r.pass && r.skipped !== undefined).length;
   if (opts.trace) writeTrace(opts.trace, results);
-  if (opts.json) {
-    io.out(toJson({ scenarios: results.map(resultJson), passed, failed, skipped }));
-  } else {
+  const doc = () => toJson({ scenarios: results.map(resultJson), passed, failed, skipped });
+  if (opts.json) io.out(doc());
+  else if (text) {
     const c = io.color;
     io.out(`\n${c.green(`${passed} passed`)}, ${failed ? c.red(`${failed} failed`) : '0 failed'}${skipped ? `, ${c.yellow(`${skipped} skipped`)}` : ''}`);
   }
+  if (!(opts.json && opts.reporter === 'json' && opts.output === undefined)) {
+    const ok = emitReport(io, opts, `ccmem run (${opts.target})`, () => results.map((r, i) => resultCase(r, `ccmem run ${opts.target}`, times[i])), doc);
+    if (!ok) return EXIT_INVALID;
+  }
   return failed > 0 ? EXIT_FAIL : EXIT_OK;
-}
-
-export function buildRunCommand(io: CliIo, done: (code: number) => void): Command {
-  return new Command('run')
-    .description('run scenario files and check every expectation (exit 0 all pass, 1 any fail, 2 invalid file)')
-    .argument('<files...>', 'scenario YAML files')
-    .addOption(new Option('--target <target>', 'where to run them').choices(['model', 'kvm']).default('model'))
-    .option('--json', 'print one JSON document with every step outcome')
-    .option('--trace <file>', 'write the kernel events of every step to this JSON file')
-    .option('--stop-on-failure', 'stop a scenario at its first failing step')
-    .action(async (files: string[], opts: RunCommandOptions) => done(await runCommand(io, files, opts)));
 }

@@ -1,6 +1,9 @@
-import { writeFileSync } from 'node:fs';
+import { statSync, writeFileSync } from 'node:fs';
+import { isAbsolute } from 'node:path';
+import { globSync, isDynamicPattern } from 'tinyglobby';
 import {
   ScenarioParseError,
+  builtinScenarioFiles,
   collectEvents,
   describeExpectation,
   describeOutcome,
@@ -10,11 +13,16 @@ import {
   type Scenario,
   type ScenarioError,
   type ScenarioResult,
+  type StepResult,
   type Target,
   type TargetName,
 } from '@ccmem/scenario';
+import pc from 'picocolors';
 import type { CliIo } from '../io.js';
+import type { ReportCase } from '../report/cases.js';
 import { getTarget } from '../targets.js';
+
+const noColor = pc.createColors(false);
 
 /** Exit codes: 0 every expectation held, 1 something failed, 2 invalid input or environment. */
 export const EXIT_OK = 0;
@@ -26,9 +34,42 @@ export interface LoadedFile {
   scenario: Scenario;
 }
 
-export function loadFiles(files: readonly string[]): { loaded: LoadedFile[]; errors: ScenarioError[] } {
-  const loaded: LoadedFile[] = [];
+/**
+ * The scenario files named by command-line paths: a directory stands for every `.yaml`/`.yml`
+ * file below it (sorted by path), a glob (`"scenarios/snp/*.yaml"`, quoted so the shell leaves
+ * it alone; `**` crosses directories) for the files it matches (sorted), anything else for
+ * itself. A directory without scenario files or a glob that matches nothing is an error.
+ */
+export function expandPaths(paths: readonly string[]): { files: string[]; errors: ScenarioError[] } {
+  const files: string[] = [];
   const errors: ScenarioError[] = [];
+  const problem = (file: string, message: string) => errors.push({ file, line: 1, column: 1, field: '', message });
+  for (const p of paths) {
+    let isDir = false;
+    try {
+      isDir = statSync(p).isDirectory();
+    } catch {
+      isDir = false;
+    }
+    if (isDir) {
+      const found = builtinScenarioFiles(p);
+      if (found.length === 0) problem(p, 'no scenario files (.yaml, .yml) in this directory');
+      files.push(...found);
+    } else if (isDynamicPattern(p)) {
+      const found = globSync(p, { onlyFiles: true, expandDirectories: false, absolute: isAbsolute(p) })
+        .filter((f) => f.endsWith('.yaml') || f.endsWith('.yml'))
+        .sort();
+      if (found.length === 0) problem(p, 'no scenario files (.yaml, .yml) match this glob');
+      files.push(...found);
+    } else files.push(p);
+  }
+  return { files: [...new Set(files)], errors };
+}
+
+/** Load the scenario files of `paths` (expanded as `expandPaths()` does). */
+export function loadFiles(paths: readonly string[]): { loaded: LoadedFile[]; errors: ScenarioError[] } {
+  const loaded: LoadedFile[] = [];
+  const { files, errors } = expandPaths(paths);
   for (const file of files) {
     try {
       loaded.push({ file, scenario: loadScenarioFile(file) });
@@ -98,9 +139,68 @@ export function printResult(io: CliIo, r: ScenarioResult): void {
     io.out(`    step ${s.index} ${c.bold(s.op)}${s.actor ? ` [${s.actor}]` : ''}${at}`);
     io.out(`      expected: ${describeExpectation(s.expected)}`);
     io.out(`      happened: ${describeOutcome(s.outcome)}`);
-    for (const m of s.mismatches) io.out(`      ${c.red(m)}`);
+    for (const m of extraMismatches(s)) io.out(`      ${c.red(m)}`);
     if (s.rule) io.out(`      kernel rule: ${s.rule}`);
   }
+}
+
+/**
+ * The mismatches of a failed step that say more than its `expected:` and `happened:` lines.
+ * The runner writes each mismatch as one self-contained sentence for one-line reports (the
+ * matrix, --json): `expected errno EINVAL (happened: errno EEXIST)`. Printed under `expected:` /
+ * `happened:` that repeats both (once per mismatch: an errno and an exit nobody expected made
+ * three copies of the outcome), so here the `(happened: …)` tail goes, a sentence that only
+ * restates the expectation goes, and each remaining sentence is printed once.
+ */
+export function extraMismatches(s: Pick<StepResult, 'mismatches' | 'expected' | 'outcome' | 'op'>): string[] {
+  const tail = ` (happened: ${describeOutcome(s.outcome)})`;
+  const fields = Object.entries(s.expected).filter(([, v]) => v !== undefined);
+  // the whole expectation, and each of its fields, as a mismatch sentence would say it
+  const restated = new Set([`expected ${describeExpectation(s.expected)}`, ...fields.map(([k, v]) => `expected ${describeExpectation({ [k]: v })}`)]);
+  // `expected value 0x1, happened 0`: the happened: line already has the value (not so for an
+  // assert step, whose happened: line does not list the state it inspected)
+  const shown = s.op === 'assert' ? [] : fields.filter(([k]) => OUTCOME_LINE_FIELDS.has(k)).map(([k, v]) => `expected ${describeExpectation({ [k]: v })}, happened `);
+  const out: string[] = [];
+  for (const m of s.mismatches) {
+    const core = m.endsWith(tail) ? m.slice(0, -tail.length) : m;
+    if (restated.has(core) || shown.some((p) => core.startsWith(p)) || out.includes(core)) continue;
+    out.push(core);
+  }
+  return out;
+}
+
+/** outcome fields the `happened:` line (describeOutcome) prints */
+const OUTCOME_LINE_FIELDS = new Set(['value', 'dirty_pages', 'gpa', 'size', 'ret']);
+
+/** The text report of one failing scenario (printResult's lines), for report files. */
+export function resultText(r: ScenarioResult): string {
+  const lines: string[] = [];
+  const plain: CliIo = { out: (t) => void lines.push(t), err: () => {}, isTTY: false, color: noColor };
+  printResult(plain, r);
+  return lines.join('\n');
+}
+
+/** the first failing step as one line (report files' `message`) */
+export function firstFailure(r: ScenarioResult): string {
+  if (r.error) return r.error;
+  const s = r.steps.find((x) => !x.pass);
+  if (!s) return 'failed';
+  const at = s.line !== undefined ? ` line ${s.line}` : '';
+  return `step ${s.index} ${s.op}${at}: ${s.mismatches[0] ?? 'failed'}`;
+}
+
+/** The report case of one scenario run (run, --reporter). */
+export function resultCase(r: ScenarioResult, suite: string, timeMs?: number): ReportCase {
+  const base = { suite, classname: r.file, name: r.name, ...(timeMs !== undefined && { timeMs }) };
+  if (r.error) return { ...base, status: 'error', message: r.error, details: resultText(r) };
+  if (!r.pass) return { ...base, status: 'fail', message: firstFailure(r), details: resultText(r) };
+  if (r.skipped !== undefined) return { ...base, status: 'skip', message: r.skipped };
+  return { ...base, status: 'pass' };
+}
+
+/** Yield to the event loop (a closed stdout pipe is noticed there; see bin.ts). */
+export function tick(): Promise<void> {
+  return new Promise((r) => setImmediate(r));
 }
 
 export function writeTrace(path: string, results: readonly ScenarioResult[]): void {

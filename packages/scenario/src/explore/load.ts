@@ -23,8 +23,11 @@ const exploreHeader = z.strictObject({
   observe: z.array(observeSchema).optional(),
   fault_injection: z.strictObject({ skip_retry_check: z.boolean().optional() }).optional(),
   tdx_busy: z.strictObject({ count: z.number().int().positive(), leaf: z.string().optional() }).optional(),
-  /** what the exploration is expected to find: `pass` (no violation) or `violation` */
-  expect: z.enum(['pass', 'violation']).optional(),
+  /**
+   * what the exploration is expected to find: `pass` (no violation), `violation` (any), or
+   * `livelock` (a violation that is a livelock: an actor that cannot finish)
+   */
+  expect: z.enum(['pass', 'violation', 'livelock']).optional(),
 });
 export type ExploreHeader = z.output<typeof exploreHeader>;
 

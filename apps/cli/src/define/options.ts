@@ -1,0 +1,71 @@
+/**
+ * Options several commands share. This file and the other `define/` files hold only the
+ * command lines (names, options, help); each command's work is in `commands/`, imported when the
+ * command runs, so that `ccmem --help` and `ccmem --version` load nothing but commander.
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+
+export const REPORTERS = ['junit', 'tap', 'json'] as const;
+export type ReporterName = (typeof REPORTERS)[number];
+
+/** `--reporter junit|tap|json` and `--output <file>` */
+export interface ReportOptions {
+  reporter?: ReporterName;
+  output?: string;
+}
+
+export function addReportOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('--reporter <format>', 'also write a report for CI dashboards: junit (XML), tap (TAP 13) or json; to stdout (instead of the text), or to --output').choices(REPORTERS))
+    .option('--output <file>', 'write the --reporter report to this file (the text or --json output stays on stdout)');
+}
+
+/** comma-separated values, repeatable: `--vm-type snp,tdx --vm-type default` */
+export function list(value: string, previous: string[] | undefined): string[] {
+  const items = value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (items.length === 0) throw new InvalidArgumentError('needs at least one value');
+  return [...(previous ?? []), ...items];
+}
+
+/** a repeatable option taken whole (scenario names hold commas, globs hold `{a,b}`) */
+export function repeatable(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+/** "90" (seconds), "1500ms", "30s", "5m", "1h", "1m30s" → milliseconds */
+export function parseDuration(v: string): number {
+  const t = v.trim();
+  if (/^\d+(\.\d+)?$/.test(t)) return Number(t) * 1000;
+  const re = /(\d+(?:\.\d+)?)(ms|s|m|h)/gy;
+  const unit: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  let ms = 0;
+  let end = 0;
+  for (let m = re.exec(t); m; m = re.exec(t)) {
+    ms += Number(m[1]) * unit[m[2]!]!;
+    end = re.lastIndex;
+  }
+  if (end === 0 || end !== t.length) throw new InvalidArgumentError('needs a duration like 90, 30s, 5m, 1h30m or 500ms');
+  return ms;
+}
+
+/** "K/N" with 1 <= K <= N → 0-based index */
+export function parseShard(v: string): { index: number; count: number } {
+  const m = /^(\d+)\/(\d+)$/.exec(v.trim());
+  const k = m ? Number(m[1]) : NaN;
+  const n = m ? Number(m[2]) : NaN;
+  if (!m || n < 1 || k < 1 || k > n) throw new InvalidArgumentError('needs K/N with 1 <= K <= N (e.g. 2/4)');
+  return { index: k - 1, count: n };
+}
+
+/** a non-negative integer option value */
+export function count(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('needs a non-negative integer');
+  return n;
+}
+
+export function positive(v: string): number {
+  const n = count(v);
+  if (n < 1) throw new InvalidArgumentError('needs a positive integer');
+  return n;
+}
