@@ -401,7 +401,11 @@ export type KvmRunExit =
       readonly hypercall: { nr: number; args: number[]; ret: number; flags: number };
     }
   | { readonly reason: 'KVM_EXIT_SHUTDOWN' }
-  | { readonly reason: 'KVM_EXIT_INTERNAL_ERROR'; readonly internal: { suberror: number } }
+  | {
+      readonly reason: 'KVM_EXIT_INTERNAL_ERROR';
+      /** `ndata` and `gpa` (data[3]) for KVM_INTERNAL_ERROR_DELIVERY_EV (kvm_prepare_event_vectoring_exit) */
+      readonly internal: { suberror: number; ndata?: number; gpa?: number };
+    }
   | { readonly reason: 'KVM_EXIT_SYSTEM_EVENT'; readonly system_event: { type: number } };
 
 /* ------------------------------------------------------------------------------------------ */
@@ -447,6 +451,11 @@ export interface FileMappingBacking {
   faultPage(pgoff: number, write: boolean): number | 'SIGBUS';
   /** side-effect-free: the pfn at `pgoff` if allocated and host-visible, else -1 */
   peekPage?(pgoff: number): number;
+  /**
+   * madvise(MADV_REMOVE) of a shared mapping: vfs_fallocate(FALLOC_FL_PUNCH_HOLE |
+   * FALLOC_FL_KEEP_SIZE) of `npages` file pages from `pgoff` (throws KvmError like fallocate)
+   */
+  punchHole?(pgoff: number, npages: number): void;
   /** a VMA starts / stops mapping the file (vm_operations_struct open / close) */
   vmaOpen?(): void;
   vmaClose?(): void;

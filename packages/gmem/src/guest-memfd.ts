@@ -22,6 +22,9 @@ import {
   KVM_X86_DEFAULT_VM,
   PAGE_SIZE,
   fail,
+  nextInodeNumber,
+  pseudoFileRead,
+  pseudoFileWrite,
 } from '@ccmem/core';
 import type {
   ErrnoName,
@@ -96,7 +99,6 @@ export interface GmemStats {
   mappings: number;
 }
 
-let nextIno = 1;
 
 export class GuestMemfd implements GuestMemoryFile, FileMappingBacking {
   readonly kind = 'kvm-gmem';
@@ -133,7 +135,7 @@ export class GuestMemfd implements GuestMemoryFile, FileMappingBacking {
     // whose fault path ignores that flag (profile gmemOnlySharedFaults false) behaves as if the
     // slot were an ordinary one for shared faults
     this.gmemOnly = (flags & GUEST_MEMFD_FLAG_MMAP) !== 0 && vm.profile.gmemOnlySharedFaults !== false;
-    this.ino = nextIno++;
+    this.ino = nextInodeNumber();
     this.folioOrder = flags & GUEST_MEMFD_FLAG_HUGETLB ? GMEM_HUGETLB_2M_ORDER : 0;
     vm.get(); // kvm_get_kvm(): the file keeps the VM alive
   }
@@ -280,17 +282,36 @@ export class GuestMemfd implements GuestMemoryFile, FileMappingBacking {
 
   /* ------------------------------------------------------------------ file ops (§6.2) */
 
+  /*
+   * kvm_gmem_fops has no ->read_iter / ->write_iter and the file comes from
+   * alloc_file_pseudo(), which sets neither FMODE_CAN_READ/WRITE nor FMODE_PREAD/PWRITE:
+   * read(2)/write(2) are EINVAL (vfs_read / vfs_write), pread(2)/pwrite(2) ESPIPE
+   * (ksys_pread64 / ksys_pwrite64).
+   */
   read(): never {
-    fail('EINVAL', 'guest_memfd has no read operation');
+    return pseudoFileRead('guest_memfd');
   }
   write(): never {
-    fail('EINVAL', 'guest_memfd has no write operation');
+    return pseudoFileWrite('guest_memfd');
   }
-  pread(): never {
-    fail('EINVAL', 'guest_memfd has no read operation');
+  pread(offset = 0): never {
+    return pseudoFileRead('guest_memfd', offset);
   }
-  pwrite(): never {
-    fail('EINVAL', 'guest_memfd has no write operation');
+  pwrite(offset = 0): never {
+    return pseudoFileWrite('guest_memfd', offset);
+  }
+  /** FileIo: read(2) / pread(2) */
+  fileRead(_count: number, offset?: number): never {
+    return pseudoFileRead('guest_memfd', offset);
+  }
+  /** FileIo: write(2) / pwrite(2) */
+  fileWrite(_count: number, offset?: number): never {
+    return pseudoFileWrite('guest_memfd', offset);
+  }
+
+  /** madvise(MADV_REMOVE) of a shared mapping: vfs_fallocate(PUNCH_HOLE | KEEP_SIZE) */
+  punchHole(pgoff: number, npages: number): void {
+    this.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, pgoff * PAGE_SIZE, npages * PAGE_SIZE);
   }
 
   fstat(): GmemStat {
