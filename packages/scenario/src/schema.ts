@@ -74,12 +74,15 @@ const expectObject = z.strictObject({
       flags: flags('hypercall').optional(),
     })
     .optional(),
-  internal: z.strictObject({ suberror: num() }).optional(),
+  /** `ndata` and `gpa` (data[3]) of a KVM_INTERNAL_ERROR_DELIVERY_EV exit (kvm_prepare_event_vectoring_exit) */
+  internal: z.strictObject({ suberror: num(), ndata: num().optional(), gpa: num().optional() }).optional(),
   system_event: z.strictObject({ type: num() }).optional(),
   signal: z.enum(SIGNALS).optional(),
   /** the guest took an exception itself and the access did not complete (#VC, #VE) */
   exception: z.string().regex(/^(#[A-Z]{2}|EPT_VIOLATION)$/, 'an exception vector such as #VC, #VE or #PF, or EPT_VIOLATION (reflected to L1)').optional(),
   dirty_pages: numList().optional(),
+  /** fstat(2): the fields named (`distinct_inode` with the op's `distinct_from`) */
+  stat: z.strictObject({ st_size: num().optional(), st_blksize: num().optional(), distinct_inode: bool().optional() }).optional(),
   /** MMU statistics after the step, by their KVM_GET_STATS_FD names (`pages_4k: 1`, `mmu_pte_write: 2`) */
   stats: z.record(z.string(), num()).optional(),
   gpa: num().optional(),
