@@ -165,7 +165,9 @@ concurrent:
     expect(OP_NAMES).toContain('guest_rmpadjust');
     expect(OP_NAMES).toContain('guest_read_gva');
     expect(OP_NAMES).toContain('l2_write');
-    expect(OP_NAMES).toHaveLength(48);
+    expect(OP_NAMES).toContain('fstat');
+    expect(OP_NAMES).toContain('guest_exception');
+    expect(OP_NAMES).toHaveLength(61);
     const s = parseScenario(
       'name: n\nvm: { type: snp }\nsteps:\n  - guest_rmpadjust: { vcpu: 0, gpa: 0x1000, vmpl: 1, perms: 3 }\n  - guest_psc_msr: { vcpu: 0, gpa: 0x1000, operation: shared }\n',
       'm.yaml',
