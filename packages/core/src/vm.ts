@@ -204,8 +204,11 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
           markPageDirty: (slot, gfn) => vm.markPageDirty(slot, gfn),
           flushRemoteTlbs: () => vm.flushRemoteTlbs(),
           prefetchPfn: (slot, gfn) => {
-            // gfn_to_page_many_atomic(): only pages the host already maps writable
-            const pfn = vm.process.mm.peekPfn(slot.userspaceAddr + (gfn - slot.baseGfn) * PAGE_SIZE);
+            // gfn_to_page_many_atomic(): only pages the host already maps writable (GUP-fast
+            // with FOLL_WRITE: a VMA without PROT_WRITE, e.g. after mprotect(), gives none)
+            const hva = slot.userspaceAddr + (gfn - slot.baseGfn) * PAGE_SIZE;
+            if (!vm.process.mm.findVma(hva)?.prot.write) return -1;
+            const pfn = vm.process.mm.peekPfn(hva);
             return pfn === ZERO_PFN ? -1 : pfn;
           },
           get mmuInvalidateInProgress() {
