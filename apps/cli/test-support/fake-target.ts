@@ -104,7 +104,7 @@ const HANDLERS = {
   tdx_init_vm: NONE, tdx_init_vcpu: NONE, tdx_init_mem_region: NONE, tdx_finalize_vm: NONE, guest_accept: NONE,
   guest_map_gpa_range: NONE, assert: NONE,
   fd_read: NONE, fd_write: NONE, fstat: NONE, memfd_create: NONE, open_dev_kvm: NONE, madvise: NONE, mprotect: NONE,
-  create_vm: NONE, vm_fd: NONE, set_nr_mmu_pages: NONE, run_vcpu: NONE, set_idt: NONE, guest_exception: NONE,
+  mbind: NONE, get_mempolicy: NONE, move_pages: NONE, create_vm: NONE, vm_fd: NONE, set_nr_mmu_pages: NONE, run_vcpu: NONE, set_idt: NONE, guest_exception: NONE,
 } satisfies HandlerTable<{ t: FakeTarget; events: Events | undefined }>;
 
 function setMemoryRegion(

@@ -91,3 +91,10 @@ export {
   deliverException, KVM_INTERNAL_ERROR_DELIVERY_EV, EXCEPTION_NAMES, IDTR_RESET, DE_VECTOR, DF_VECTOR, TS_VECTOR, NP_VECTOR, SS_VECTOR, GP_VECTOR, PF_VECTOR,
   type IdtRegister, type EventVcpu,
 } from './event-delivery.js';
+
+/* -- NUMA memory policy of the VMM process -- */
+export {
+  MPOL_DEFAULT, MPOL_PREFERRED, MPOL_BIND, MPOL_INTERLEAVE, MPOL_LOCAL, MPOL_PREFERRED_MANY, MPOL_WEIGHTED_INTERLEAVE, MPOL_MAX,
+  MPOL_F_STATIC_NODES, MPOL_F_RELATIVE_NODES, MPOL_MF_STRICT, MPOL_MF_MOVE, MPOL_MF_MOVE_ALL,
+  SharedPolicy, mpolNew, sanitizeMpolMode, policyNode, DEFAULT_POLICY, type MemPolicy,
+} from './host/numa.js';

@@ -23,6 +23,8 @@ import {
   PAGE_SIZE,
   fail,
   nextInodeNumber,
+  policyNode,
+  SharedPolicy,
   pseudoFileRead,
   pseudoFileWrite,
 } from '@ccmem/core';
@@ -108,6 +110,8 @@ export class GuestMemfd implements GuestMemoryFile, FileMappingBacking {
   readonly gmemOnly: boolean;
   /** inode number ("[kvm-gmem]" anonymous inode) */
   readonly ino: number;
+  /** GMEM_I(inode)->policy: mbind() of a mapping sets it (kvm_gmem_set_policy()) */
+  readonly sharedPolicy = new SharedPolicy();
   /**
    * log2 of the pages per folio: 0 upstream (order-0 folios), 9 for a HugeTLB 2 MiB file
    * (GUEST_MEMFD_FLAG_HUGETLB | GUESTMEM_HUGETLB_FLAG_2MB, the in-flight series)
@@ -307,6 +311,11 @@ export class GuestMemfd implements GuestMemoryFile, FileMappingBacking {
   /** FileIo: write(2) / pwrite(2) */
   fileWrite(_count: number, offset?: number): never {
     return pseudoFileWrite('guest_memfd', offset);
+  }
+
+  /** FileMappingBacking: the folio's pfn at `pgoff` if the page cache has one (move_pages) */
+  pageAt(pgoff: number): number {
+    return this.pages.pfnAt(pgoff);
   }
 
   /** madvise(MADV_REMOVE) of a shared mapping: vfs_fallocate(PUNCH_HOLE | KEEP_SIZE) */
@@ -552,7 +561,7 @@ export class GuestMemfd implements GuestMemoryFile, FileMappingBacking {
     let pfn = this.pages.pfnAt(index);
     if (pfn >= 0) return pfn;
     if (this.folioOrder === 0) {
-      pfn = this.allocFolio();
+      pfn = this.allocFolio(index);
       if (pfn < 0) return pfn;
       this.pages.insert(index, pfn);
       return pfn;
@@ -608,12 +617,16 @@ export class GuestMemfd implements GuestMemoryFile, FileMappingBacking {
     else this.vm.phys.freePage(pfn);
   }
 
-  private allocFolio(): number {
+  /** filemap_alloc_folio() under the inode's policy (kvm_gmem_get_folio(): mpol for the index) */
+  private allocFolio(index: number): number {
+    let pfn: number;
     try {
-      return this.vm.phys.allocPage();
+      pfn = this.vm.phys.allocPage();
     } catch {
       return -ERRNO.ENOMEM;
     }
+    if (!this.sharedPolicy.empty) this.vm.phys.setNode?.(pfn, policyNode(this.sharedPolicy.lookup(index), index));
+    return pfn;
   }
 
   private assertLockFree(what: string): void {

@@ -13,6 +13,7 @@
  *    model-state `assert`) are skipped, naming what is missing.
  * docs/kvm.md describes the target; docs/scenarios.md the step semantics.
  */
+import { readFileSync } from 'node:fs';
 import {
   isKvmError,
   profileByName,
@@ -101,6 +102,21 @@ export function kvmHostFacts(): { caps: Readonly<Record<string, number>>; profil
     }
   }
   return hostFacts;
+}
+
+/** online NUMA memory nodes of this host (/sys/devices/system/node/online, e.g. "0-1"); 1 if unknown */
+export function onlineNumaNodes(): number {
+  try {
+    const text = readFileSync('/sys/devices/system/node/online', 'utf8').trim();
+    let n = 0;
+    for (const part of text.split(',')) {
+      const [lo, hi] = part.split('-').map(Number);
+      n += hi === undefined ? 1 : hi! - lo! + 1;
+    }
+    return n > 0 ? n : 1;
+  } catch {
+    return 1;
+  }
 }
 
 /** why the kvm target cannot run at all on this machine, or null when /dev/kvm is there */
@@ -424,6 +440,9 @@ export function createKvmTarget(): KvmTarget {
       else out.exit = exit;
       return out;
     },
+    mbind: unsupported('the real-KVM target issues no NUMA policy calls (mbind)'),
+    get_mempolicy: unsupported('the real-KVM target issues no NUMA policy calls (get_mempolicy)'),
+    move_pages: unsupported('the real-KVM target issues no NUMA policy calls (move_pages)'),
     set_idt: unsupported('the tiny guest keeps its own IDT'),
     guest_exception: unsupported('the tiny guest raises no exceptions through an IDT of the scenario'),
     create_guest_memfd(a, { vm }) {
@@ -588,6 +607,10 @@ export function createKvmTarget(): KvmTarget {
         const named = profileByName(scenario.vm.profile);
         const differs = named ? profileMismatch(named, facts().profile) : 'no such profile';
         if (differs) throw new SkipScenario(`the expectations follow the ${scenario.vm.profile} profile, not this host: ${differs}`);
+      }
+      const nodes = onlineNumaNodes();
+      if (scenario.vm.numa_nodes !== undefined && scenario.vm.numa_nodes > nodes) {
+        throw new SkipScenario(`the scenario needs ${scenario.vm.numa_nodes} NUMA nodes, this host has ${nodes}`);
       }
       if (scenario.vm.pci_hole === true) throw new SkipScenario('KVM_MEM_PCI_HOLE is an unmerged RFC that only the model offers');
       const unmet = unmetRequirement(scenario.requires, facts().profile);

@@ -20,6 +20,7 @@ import {
   HostSignal,
   isKvmError,
   Kvm,
+  Process,
   KVM_X86_SNP_VM,
   KVM_X86_TDX_VM,
   recordTrace,
@@ -122,6 +123,7 @@ class ModelTargetImpl implements ModelTarget {
     const profile = kernelProfile.name;
     const kvm = new Kvm({
       profile: kernelProfile,
+      process: new Process(undefined, { numaNodes: cfg.numa_nodes ?? 1 }),
       guestMemfd: guestMemfdFactory,
       backends: MODEL_BACKENDS,
     });

@@ -12,6 +12,16 @@
  */
 import {
   CAPS,
+  MPOL_DEFAULT,
+  MPOL_PREFERRED,
+  MPOL_BIND,
+  MPOL_INTERLEAVE,
+  MPOL_LOCAL,
+  MPOL_PREFERRED_MANY,
+  MPOL_WEIGHTED_INTERLEAVE,
+  MPOL_MF_STRICT,
+  MPOL_MF_MOVE,
+  MPOL_MF_MOVE_ALL,
   MADV_NORMAL,
   MADV_RANDOM,
   MADV_SEQUENTIAL,
@@ -215,6 +225,8 @@ export type FlagKind =
   | 'snp_page_type'
   | 'tdx_init_mem_region'
   | 'madvise'
+  | 'mpol'
+  | 'mbind'
   | 'vector'
   | (string & {});
 
@@ -248,6 +260,8 @@ registerFlagNames('cap', CAPS);
 registerFlagNames('prot', { PROT_READ, PROT_WRITE, PROT_EXEC });
 registerFlagNames('map', { MAP_SHARED, MAP_PRIVATE });
 registerFlagNames('memory_fault', { KVM_MEMORY_EXIT_FLAG_PRIVATE });
+registerFlagNames('mpol', { MPOL_DEFAULT, MPOL_PREFERRED, MPOL_BIND, MPOL_INTERLEAVE, MPOL_LOCAL, MPOL_PREFERRED_MANY, MPOL_WEIGHTED_INTERLEAVE });
+registerFlagNames('mbind', { MPOL_MF_STRICT, MPOL_MF_MOVE, MPOL_MF_MOVE_ALL });
 registerFlagNames('madvise', { MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_WILLNEED, MADV_DONTNEED, MADV_REMOVE, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_COLLAPSE });
 registerFlagNames('vector', { DE_VECTOR, UD_VECTOR: 6, DF_VECTOR, TS_VECTOR, NP_VECTOR, SS_VECTOR, GP_VECTOR, PF_VECTOR });
 registerFlagNames('hypercall', { KVM_EXIT_HYPERCALL_LONG_MODE });

@@ -342,6 +342,9 @@ export function compareOutcome(expected: Expectation, outcome: Outcome): string[
       out.push(`expected dirty_pages [${want.join(', ')}], happened ${got ? `[${got.join(', ')}]` : happened}`);
     }
   }
+  if (expected.status !== undefined && !sameValue(expected.status, outcome.status)) {
+    out.push(`expected status [${expected.status.join(', ')}], happened ${outcome.status ? `[${outcome.status.join(', ')}]` : happened}`);
+  }
   if (expected.stat !== undefined) {
     for (const [k, v] of Object.entries(expected.stat)) {
       if (v === undefined) continue;
@@ -383,7 +386,7 @@ export function invariantViolations(outcome: Outcome): string[] {
 }
 
 function hasValueFields(e: Expectation): boolean {
-  return e.value !== undefined || e.stat !== undefined || e.dirty_pages !== undefined || e.gpa !== undefined || e.size !== undefined || e.ret !== undefined || e.stats !== undefined;
+  return e.value !== undefined || e.stat !== undefined || e.status !== undefined || e.dirty_pages !== undefined || e.gpa !== undefined || e.size !== undefined || e.ret !== undefined || e.stats !== undefined;
 }
 
 /** the expected state an `assert` step names: every field that is not a locator */
@@ -462,6 +465,7 @@ export function describeOutcome(o: Outcome): string {
   if (o.value !== undefined) parts.push(`value ${show(o.value)}`);
   if (o.dirty_pages !== undefined) parts.push(`dirty_pages [${o.dirty_pages.join(', ')}]`);
   if (o.stat !== undefined) parts.push(`stat ${JSON.stringify(o.stat)}`);
+  if (o.status !== undefined) parts.push(`status [${o.status.join(', ')}]`);
   if (o.gpa !== undefined) parts.push(`gpa ${show(o.gpa)}`);
   if (o.size !== undefined) parts.push(`size ${show(o.size)}`);
   if (o.ret !== undefined) parts.push(`ret ${show(o.ret)}`);
@@ -510,6 +514,7 @@ export function diffOutcomes(a: Outcome, b: Outcome): string[] {
   }
   const sortPages = (p?: number[]) => (p ? [...p].sort((m, n) => m - n) : undefined);
   cmp('dirty_pages', sortPages(a.dirty_pages), sortPages(b.dirty_pages));
+  cmp('status', a.status, b.status);
   cmp('stat.st_size', a.stat?.st_size, b.stat?.st_size);
   cmp('stat.st_blksize', a.stat?.st_blksize, b.stat?.st_blksize);
   cmp('stat.distinct_inode', a.stat?.distinct_inode, b.stat?.distinct_inode);

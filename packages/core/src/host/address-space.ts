@@ -15,6 +15,7 @@ import type { FileMappingBacking } from '../backend.js';
 import { PAGE_SIZE } from '../uapi.js';
 import { PhysMem, ZERO_PFN } from './phys-mem.js';
 import { BTreeMap } from '../btree-map.js';
+import { checkMbindArgs, DEFAULT_POLICY, mpolNew, policyNode, sanitizeMpolMode, SharedPolicy, type MemPolicy } from './numa.js';
 
 /** x86-64 TASK_SIZE_MAX: the end of the user address range (2^47 - one guard page). */
 export const TASK_SIZE_MAX = 2 ** 47 - PAGE_SIZE;
@@ -142,6 +143,10 @@ export class AddressSpace {
   private readonly scratchOut: HvaToPfnOut = { pfn: 0, writable: false, level: PG_LEVEL_4K };
   private listeners: InvalidateRangeListener[] = [];
   private disposed = false;
+  /** online NUMA memory nodes of the host (node 0 .. numaNodes-1) */
+  numaNodes = 1;
+  /** mbind() policies of anonymous memory, by virtual page number */
+  private readonly anonPolicy = new SharedPolicy();
 
   constructor(phys: PhysMem) {
     this.phys = phys;
@@ -397,6 +402,64 @@ export class AddressSpace {
     }
   }
 
+  /**
+   * mbind(2) (mm/mempolicy.c kernel_mbind() / do_mbind()): the flag and alignment checks, the
+   * new policy (mpol_new(): EINVAL for a bad mode or nodemask), a hole in the range is EFAULT
+   * (queue_pages_range() without MPOL_MF_DISCONTIG_OK), then each VMA gets the policy: a file
+   * with a shared policy (guest_memfd, memfd) by page index, anonymous memory by page.
+   */
+  mbind(start: number, len: number, mode: number, nodes: number, flags: number): void {
+    if (this.disposed) throw new Error('AddressSpace.mbind: disposed');
+    sanitizeMpolMode(mode); // kernel_mbind(): before anything else
+    checkMbindArgs(start, flags);
+    if (!Number.isInteger(len) || len < 0) fail('EINVAL', 'do_mbind: bad length');
+    const end = start + alignUp(len);
+    if (end === start) return;
+    const pol = mpolNew(mode, nodes, (2 ** this.numaNodes - 1) | 0);
+    const { parts, hole } = this.vmaParts(start, end);
+    if (hole || parts.length === 0) fail('EFAULT', 'do_mbind: the range has an unmapped hole (queue_pages_range)');
+    for (const [v, s, e] of parts) {
+      const policy = v.backing?.sharedPolicy;
+      if (policy) policy.set(v.pgoff + (s - v.start) / PAGE_SIZE, v.pgoff + (e - v.start) / PAGE_SIZE, pol);
+      else this.anonPolicy.set(s / PAGE_SIZE, e / PAGE_SIZE, pol);
+    }
+  }
+
+  /** get_mempolicy(2) with MPOL_F_ADDR: the policy at `addr` (EFAULT without a VMA) */
+  getMempolicy(addr: number): MemPolicy {
+    const v = this.findVma(addr);
+    if (v === undefined) fail('EFAULT', 'do_get_mempolicy: no VMA at the address');
+    const vpn = Math.floor(addr / PAGE_SIZE);
+    const policy = v.backing?.sharedPolicy;
+    const pol = policy ? policy.lookup(v.pgoff + vpn - v.start / PAGE_SIZE) : this.anonPolicy.lookup(vpn);
+    return pol ?? DEFAULT_POLICY;
+  }
+
+  /**
+   * move_pages(2) with nodes == NULL (do_pages_stat()): the node of the page mapped at `addr`,
+   * -EFAULT without a VMA or for the zero page, -ENOENT when no page is there. A file page
+   * counts as mapped once the file has it (the model keeps no PTEs for file mappings).
+   */
+  pageNode(addr: number): number {
+    const v = this.findVma(addr);
+    if (v === undefined) return -14; // -EFAULT
+    const vpn = Math.floor(addr / PAGE_SIZE);
+    if (v.backing) {
+      const pgoff = v.pgoff + vpn - v.start / PAGE_SIZE;
+      const pfn = v.backing.pageAt ? v.backing.pageAt(pgoff) : (v.backing.peekPage?.(pgoff) ?? -1);
+      return pfn < 0 ? -2 : this.phys.nodeOf(pfn);
+    }
+    if (v.huge) {
+      const head = vpn - ((vpn >>> 0) & (HUGE_PAGES - 1));
+      const first = this.hugePages.get(head);
+      return first === undefined ? -2 : this.phys.nodeOf(first);
+    }
+    const pte = this.anonPte(vpn);
+    if (pte === PTE_NONE) return -2; // -ENOENT
+    if (pte === ZERO_PFN) return -14; // the zero page: -EFAULT
+    return this.phys.nodeOf(pte);
+  }
+
   /** find_vma() restricted to containment: the VMA holding `hva`, or undefined. */
   findVma(hva: number): Vma | undefined {
     const c = this.lastVma;
@@ -465,6 +528,7 @@ export class AddressSpace {
         for (const l of this.listeners) l(page, page + PAGE_SIZE);
       }
       const fresh = this.phys.allocPage();
+      if (!this.anonPolicy.empty) this.phys.setNode(fresh, policyNode(this.anonPolicy.lookup(vpn), vpn));
       t[i] = fresh;
       this.anonCount++;
       out.pfn = fresh;

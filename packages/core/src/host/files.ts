@@ -14,6 +14,7 @@ import type { ErrnoName } from '../errno.js';
 import type { FileMappingBacking, KvmFile } from '../backend.js';
 import { PAGE_SIZE } from '../uapi.js';
 import type { PhysMem } from './phys-mem.js';
+import { policyNode, SharedPolicy } from './numa.js';
 
 /** what fstat(2) reports of a file (struct stat) */
 export interface FileStat {
@@ -67,6 +68,8 @@ export function pseudoFileWrite(what: string, offset?: number): never {
 export class MemfdFile implements KvmFile, FileIo, FileMappingBacking {
   readonly kind = 'memfd';
   readonly ino = nextInodeNumber();
+  /** shmem's shared policy (shmem_set_policy()) */
+  readonly sharedPolicy = new SharedPolicy();
   private readonly pages = new Map<number, number>();
   private released = false;
 
@@ -104,12 +107,17 @@ export class MemfdFile implements KvmFile, FileIo, FileMappingBacking {
     let pfn = this.pages.get(pgoff);
     if (pfn === undefined) {
       pfn = this.phys.allocPage();
+      if (!this.sharedPolicy.empty) this.phys.setNode(pfn, policyNode(this.sharedPolicy.lookup(pgoff), pgoff));
       this.pages.set(pgoff, pfn);
     }
     return pfn;
   }
 
   peekPage(pgoff: number): number {
+    return this.pages.get(pgoff) ?? -1;
+  }
+
+  pageAt(pgoff: number): number {
     return this.pages.get(pgoff) ?? -1;
   }
 

@@ -157,7 +157,7 @@ const BEGIN: { readonly [K in TargetOpName]: Begin<K> | 'atomic' } = {
   guest_map_gpa_range: 'atomic', assert: 'atomic',
   fd_read: 'atomic', fd_write: 'atomic', fstat: 'atomic', memfd_create: 'atomic', open_dev_kvm: 'atomic',
   madvise: 'atomic', mprotect: 'atomic', create_vm: 'atomic', vm_fd: 'atomic', set_nr_mmu_pages: 'atomic',
-  run_vcpu: 'atomic', set_idt: 'atomic', guest_exception: 'atomic',
+  run_vcpu: 'atomic', set_idt: 'atomic', guest_exception: 'atomic', mbind: 'atomic', get_mempolicy: 'atomic', move_pages: 'atomic',
 };
 
 export class Actor {

@@ -63,6 +63,16 @@ export const FILE_HANDLERS = {
     m.kvm.process.mm.mprotect(a.addr, a.size, { read: (a.prot & PROT_READ) !== 0, write: (a.prot & PROT_WRITE) !== 0 });
     return {};
   },
+  mbind(a, m) {
+    const nodes = (a.nodes ?? []).reduce((mask, n) => (n >= 0 && n < 31 ? mask | (1 << n) : fail('EINVAL', `get_nodes: node ${n} beyond maxnode`)), 0);
+    m.kvm.process.mm.mbind(a.addr, a.size, a.mode, nodes, a.flags ?? 0);
+    return {};
+  },
+  get_mempolicy(a, m) {
+    const pol = m.kvm.process.mm.getMempolicy(a.addr);
+    return { value: a.field === 'nodemask' ? pol.nodes : pol.mode, detail: { mode: pol.mode, nodemask: pol.nodes } };
+  },
+  move_pages: (a, m) => ({ status: a.pages.map((p) => m.kvm.process.mm.pageNode(p)) }),
   create_vm(a, m) {
     const type = VM_TYPE_NUMBERS[VM_TYPE_NAMES[a.type ?? m.config.type]];
     const vm = m.kvm.createVm({ type, options: backendOptions({ ...m.config, type: a.type ?? m.config.type }) });

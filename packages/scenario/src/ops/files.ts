@@ -42,4 +42,19 @@ export const FILE_OPS = {
     args: z.strictObject({ addr: addr(), size: num(), prot: flags('prot') }),
     does: 'mprotect(2): the mmu notifier zaps KVM\'s SPTEs of the range; a guest write to memory without `PROT_WRITE` then fails `KVM_RUN` with `EFAULT` (`KVM_EXIT_MEMORY_FAULT`)',
   }),
+  mbind: defineOp({
+    args: z.strictObject({ addr: addr(), size: num(), mode: constant('mpol'), nodes: z.array(num()).optional(), flags: flags('mbind').optional() }),
+    does:
+      'mbind(2) of a range to the NUMA nodes listed (`vm.numa_nodes` online): `EINVAL` for a mode >= `MPOL_MAX`, an empty or offline nodemask, `EFAULT` for a hole; a guest_memfd mapping sets the file\'s shared policy (`kvm_gmem_set_policy()`), which its page allocation follows',
+  }),
+  get_mempolicy: defineOp({
+    args: z.strictObject({ addr: addr(), field: z.enum(['mode', 'nodemask']).optional() }),
+    does: 'get_mempolicy(2) with `MPOL_F_ADDR`: the policy at `addr` (`MPOL_DEFAULT` and no nodes where none is set)',
+    result: 'value: the mode (default) or the nodemask bits',
+  }),
+  move_pages: defineOp({
+    args: z.strictObject({ pages: z.array(addr()).min(1) }),
+    does: 'move_pages(2) of this process with `nodes` NULL: where each page is',
+    result: '`status`: per page its node, or -2 (-ENOENT: no page) / -14 (-EFAULT: no VMA, the zero page)',
+  }),
 };
