@@ -556,6 +556,11 @@ export interface KernelProfile {
   readonly tdpEnabled?: boolean;
   /** kvm.tdp_mmu: the TDP MMU (rather than the shadow MMU in direct mode) serves TDP. Absent means true. */
   readonly tdpMmu?: boolean;
+  /**
+   * KVM_GET_STATS_FD's pages_4k / pages_2m / pages_1g count the MMU's leaves
+   * (kvm_update_page_stats()). Absent means true; the v6.18 PVM module leaves them at 0.
+   */
+  readonly pageStats?: boolean;
 }
 
 /** The VM as a memory provider (guest_memfd, device fd) sees it. */
