@@ -167,7 +167,8 @@ concurrent:
     expect(OP_NAMES).toContain('l2_write');
     expect(OP_NAMES).toContain('fstat');
     expect(OP_NAMES).toContain('guest_exception');
-    expect(OP_NAMES).toHaveLength(61);
+    expect(OP_NAMES).toContain('move_pages');
+    expect(OP_NAMES).toHaveLength(64);
     const s = parseScenario(
       'name: n\nvm: { type: snp }\nsteps:\n  - guest_rmpadjust: { vcpu: 0, gpa: 0x1000, vmpl: 1, perms: 3 }\n  - guest_psc_msr: { vcpu: 0, gpa: 0x1000, operation: shared }\n',
       'm.yaml',
