@@ -15,6 +15,7 @@
  */
 import { readFileSync } from 'node:fs';
 import {
+  errnoName,
   isKvmError,
   profileByName,
   profileMismatch,
@@ -401,7 +402,7 @@ export function createKvmTarget(): KvmTarget {
     },
     open_dev_kvm() {
       const r = sysOpen(KVM_DEVICE, O_RDWR | O_CLOEXEC);
-      if (r.ret === -1) return { errno: 'EACCES', detail: { check: `open ${KVM_DEVICE} failed: errno ${r.errno}` } };
+      if (r.ret === -1) return { errno: (errnoName(r.errno) ?? 'EIO') as Outcome['errno'], detail: { check: `open ${KVM_DEVICE}` } };
       fds.add(r.ret);
       return { result: r.ret };
     },
