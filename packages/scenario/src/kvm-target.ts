@@ -17,6 +17,7 @@ import { readFileSync } from 'node:fs';
 import {
   errnoName,
   isKvmError,
+  KvmError,
   profileByName,
   profileMismatch,
   type KernelProfile,
@@ -230,7 +231,11 @@ export function createKvmTarget(): KvmTarget {
 
   /** the VM a VM op names with `vm:`, or the scenario's */
   const vmOf = (fd: number | undefined, own: RealVm): RealVm => {
-    if (fd === undefined || fd === own.fd) return own;
+    if (fd === undefined || fd === own.fd) {
+      // the VM fd was closed: an ioctl on it would reach whatever reuses the number
+      if (vmClosed) throw new KvmError('EBADF', `fd ${own.fd} (the scenario's VM) was closed`);
+      return own;
+    }
     const other = otherVms.get(fd);
     if (!other) throw new Error(`fd ${fd} is not a VM this scenario created`);
     return other;

@@ -45,12 +45,14 @@ export class ModelRun {
 
   /** the VM a VM op names with `vm:` (a `create_vm` result or the VM's own fd), or the scenario's */
   vmOf(fd: number | undefined): ModelVm {
-    if (fd === undefined || fd === this.vm.fd) return this.vm;
-    const vm = this.otherVms.get(fd);
-    if (vm) return vm;
-    const f = this.kvm.process.getFile(fd);
+    const want = fd ?? this.vm.fd;
+    const vm = want === this.vm.fd ? this.vm : this.otherVms.get(want);
+    // a VM ioctl on a closed VM fd: fdget() finds nothing (EBADF), though the VM may live on
+    if (vm && this.kvm.process.getFile(want) === vm) return vm;
+    if (vm) fail('EBADF', `fd ${want} (a VM) was closed`);
+    const f = this.kvm.process.getFile(want);
     // a VM ioctl on an fd that is not a VM: the file has no ->unlocked_ioctl of KVM's (ENOTTY)
-    fail(f ? 'ENOTTY' : 'EBADF', f ? `fd ${fd} is a ${f.kind} fd, not a VM` : `fd ${fd} is not open`);
+    fail(f ? 'ENOTTY' : 'EBADF', f ? `fd ${want} is a ${f.kind} fd, not a VM` : `fd ${want} is not open`);
   }
 
   file(fd: number): KvmFile {
