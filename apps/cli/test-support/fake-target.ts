@@ -106,6 +106,8 @@ const HANDLERS = {
   sev_launch_update_vmsa: NONE, sev_launch_measure: NONE, sev_launch_finish: NONE, sev_guest_status: NONE,
   memory_encrypt_reg_region: NONE, memory_encrypt_unreg_region: NONE, guest_ghcb_msr: NONE, guest_ghcb_terminate: NONE,
   assert: NONE,
+  fd_read: NONE, fd_write: NONE, fstat: NONE, memfd_create: NONE, open_dev_kvm: NONE, madvise: NONE, mprotect: NONE,
+  mbind: NONE, get_mempolicy: NONE, move_pages: NONE, create_vm: NONE, vm_fd: NONE, set_nr_mmu_pages: NONE, run_vcpu: NONE, set_idt: NONE, guest_exception: NONE,
 } satisfies HandlerTable<{ t: FakeTarget; events: Events | undefined }>;
 
 function setMemoryRegion(

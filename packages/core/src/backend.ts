@@ -10,6 +10,7 @@
  * Hooks return a negative errno (`-ERRNO.EBUSY`, ...) or 0, like the kernel's, so hot paths
  * need no exceptions. Every hook is optional unless marked otherwise.
  */
+import type { SharedPolicy } from './host/numa.js';
 import type { ErrnoName } from './errno.js';
 import type { TraceEvent } from './trace.js';
 
@@ -422,7 +423,11 @@ export type KvmRunExit =
       readonly hypercall: { nr: number; args: number[]; ret: number; flags: number };
     }
   | { readonly reason: 'KVM_EXIT_SHUTDOWN' }
-  | { readonly reason: 'KVM_EXIT_INTERNAL_ERROR'; readonly internal: { suberror: number } }
+  | {
+      readonly reason: 'KVM_EXIT_INTERNAL_ERROR';
+      /** `ndata` and `gpa` (data[3]) for KVM_INTERNAL_ERROR_DELIVERY_EV (kvm_prepare_event_vectoring_exit) */
+      readonly internal: { suberror: number; ndata?: number; gpa?: number };
+    }
   | {
       readonly reason: 'KVM_EXIT_SYSTEM_EVENT';
       /** `data[0..ndata)` as the kernel fills it (KVM_SYSTEM_EVENT_SEV_TERM: the GHCB MSR or GHCB gpa) */
@@ -448,6 +453,8 @@ export interface HostPhysMem {
   freeContiguous?(first: number, npages: number): void;
   /** never give this frame out again (snp_leak_pages) */
   leakPage(pfn: number): void;
+  /** record the NUMA node a memory policy allocated the frame on (page_to_nid()) */
+  setNode?(pfn: number, node: number): void;
   isAllocated(pfn: number): boolean;
   zeroPage(pfn: number): void;
   /** little-endian load/store of 1, 2, 4 or 8 bytes within one page */
@@ -472,6 +479,15 @@ export interface FileMappingBacking {
   faultPage(pgoff: number, write: boolean): number | 'SIGBUS';
   /** side-effect-free: the pfn at `pgoff` if allocated and host-visible, else -1 */
   peekPage?(pgoff: number): number;
+  /** side-effect-free: the pfn of the file's page at `pgoff` if it has one (filemap_get_folio), else -1 */
+  pageAt?(pgoff: number): number;
+  /**
+   * madvise(MADV_REMOVE) of a shared mapping: vfs_fallocate(FALLOC_FL_PUNCH_HOLE |
+   * FALLOC_FL_KEEP_SIZE) of `npages` file pages from `pgoff` (throws KvmError like fallocate)
+   */
+  punchHole?(pgoff: number, npages: number): void;
+  /** the file's shared memory policy (vm_ops->set_policy / ->get_policy: guest_memfd, shmem) */
+  readonly sharedPolicy?: SharedPolicy;
   /** a VMA starts / stops mapping the file (vm_operations_struct open / close) */
   vmaOpen?(): void;
   vmaClose?(): void;
@@ -574,6 +590,11 @@ export interface KernelProfile {
   readonly tdpEnabled?: boolean;
   /** kvm.tdp_mmu: the TDP MMU (rather than the shadow MMU in direct mode) serves TDP. Absent means true. */
   readonly tdpMmu?: boolean;
+  /**
+   * KVM_GET_STATS_FD's pages_4k / pages_2m / pages_1g count the MMU's leaves
+   * (kvm_update_page_stats()). Absent means true; the v6.18 PVM module leaves them at 0.
+   */
+  readonly pageStats?: boolean;
 }
 
 /** The VM as a memory provider (guest_memfd, device fd) sees it. */

@@ -72,7 +72,11 @@ export {
 /* -- the host: physical memory, the VMM process -- */
 export { PhysMem } from './host/phys-mem.js';
 export { Process } from './host/process.js';
-export { HostSignal, type MappingBacking, type MmapArgs, type MmapProt } from './host/address-space.js';
+export {
+  HostSignal, type MappingBacking, type MmapArgs, type MmapProt,
+  MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_WILLNEED, MADV_DONTNEED, MADV_REMOVE, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_COLLAPSE,
+} from './host/address-space.js';
+export { MemfdFile, DevKvmFile, pseudoFileRead, pseudoFileWrite, nextInodeNumber, type FileStat, type FileIo } from './host/files.js';
 
 /* -- the plug-in interfaces: vendor backends and memory providers -- */
 export {
@@ -82,3 +86,16 @@ export {
   type GuestMemoryFile, type GmemPfn, type KvmGmemPopulateArgs, type GmemPopulateRequest, type FileMappingBacking,
   type GuestMemfdFactory, type KvmCreateGuestMemfd, type VmForProvider, type HostPhysMem, type KvmEncRegion,
 } from './backend.js';
+
+/* -- guest exception delivery through the IDT -- */
+export {
+  deliverException, KVM_INTERNAL_ERROR_DELIVERY_EV, EXCEPTION_NAMES, IDTR_RESET, DE_VECTOR, DF_VECTOR, TS_VECTOR, NP_VECTOR, SS_VECTOR, GP_VECTOR, PF_VECTOR,
+  type IdtRegister, type EventVcpu,
+} from './event-delivery.js';
+
+/* -- NUMA memory policy of the VMM process -- */
+export {
+  MPOL_DEFAULT, MPOL_PREFERRED, MPOL_BIND, MPOL_INTERLEAVE, MPOL_LOCAL, MPOL_PREFERRED_MANY, MPOL_WEIGHTED_INTERLEAVE, MPOL_MAX,
+  MPOL_F_STATIC_NODES, MPOL_F_RELATIVE_NODES, MPOL_MF_STRICT, MPOL_MF_MOVE, MPOL_MF_MOVE_ALL,
+  SharedPolicy, mpolNew, sanitizeMpolMode, policyNode, DEFAULT_POLICY, type MemPolicy,
+} from './host/numa.js';

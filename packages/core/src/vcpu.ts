@@ -16,6 +16,7 @@ import type { Vm } from './vm.js';
 import { preFaultMemory, type KvmPreFaultMemory } from './prefault.js';
 import { VcpuPaging } from './mmu/shadow/vcpu-paging.js';
 import { GuestAccessOp, WRITE_DONE, checkAccessSize, pageOffset, type GuestAccessOpOptions } from './guest-access-op.js';
+import { deliverException, IDTR_RESET, type IdtRegister } from './event-delivery.js';
 
 export type GuestAccessKind = 'read' | 'write' | 'fetch';
 
@@ -310,6 +311,25 @@ export class Vcpu<E extends VendorEdge = VendorEdge> {
     this.pendingMmioRead = m.isWrite ? null : { gpa: fgpa, size: len };
     this.lastExit = exit;
     return { exit, reason };
+  }
+
+  /** the guest's IDTR (LIDT); the reset value is base 0, limit 0xffff */
+  idt: IdtRegister = { ...IDTR_RESET };
+
+  /**
+   * KVM did not emulate the MMIO access it decoded (an event being vectored hit MMIO:
+   * kvm_prepare_event_vectoring_exit()): nothing is left for userspace to complete.
+   */
+  abortEmulatedMmio(): void {
+    this.mmio = null;
+    this.pendingMmioRead = null;
+  }
+
+  /** the guest raises exception `vector`: delivery through its IDT (event-delivery.ts) */
+  raiseException(vector: number): GuestAccessResult {
+    const r = deliverException(this, vector, this.idt);
+    if (r.exit) this.lastExit = r.exit;
+    return r;
   }
 
   /** KVM_RUN is waiting for userspace to complete a KVM_EXIT_MMIO (vcpu->mmio_needed) */

@@ -208,8 +208,11 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
           markPageDirty: (slot, gfn) => vm.markPageDirty(slot, gfn),
           flushRemoteTlbs: () => vm.flushRemoteTlbs(),
           prefetchPfn: (slot, gfn) => {
-            // gfn_to_page_many_atomic(): only pages the host already maps writable
-            const pfn = vm.process.mm.peekPfn(slot.userspaceAddr + (gfn - slot.baseGfn) * PAGE_SIZE);
+            // gfn_to_page_many_atomic(): only pages the host already maps writable (GUP-fast
+            // with FOLL_WRITE: a VMA without PROT_WRITE, e.g. after mprotect(), gives none)
+            const hva = slot.userspaceAddr + (gfn - slot.baseGfn) * PAGE_SIZE;
+            if (!vm.process.mm.findVma(hva)?.prot.write) return -1;
+            const pfn = vm.process.mm.peekPfn(hva);
             return pfn === ZERO_PFN ? -1 : pfn;
           },
           get mmuInvalidateInProgress() {
@@ -247,11 +250,13 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
   mmuStats(): Record<string, number> {
     const t = this.mmu.stats;
     const s = this.shadow?.stats;
+    // a kernel that keeps no page stats (the PVM module) reports 0 leaves whatever is mapped
+    const pages = this.profile.pageStats ?? true;
     return {
       remote_tlb_flush: t.tlb_flushes,
-      pages_4k: t.pages_4k + (s?.pages_4k ?? 0),
-      pages_2m: t.pages_2m + (s?.pages_2m ?? 0),
-      pages_1g: t.pages_1g + (s?.pages_1g ?? 0),
+      pages_4k: pages ? t.pages_4k + (s?.pages_4k ?? 0) : 0,
+      pages_2m: pages ? t.pages_2m + (s?.pages_2m ?? 0) : 0,
+      pages_1g: pages ? t.pages_1g + (s?.pages_1g ?? 0) : 0,
       mmu_shadow_zapped: s?.mmu_shadow_zapped ?? 0,
       mmu_pte_write: s?.mmu_pte_write ?? 0,
       mmu_pde_zapped: s?.mmu_pde_zapped ?? 0,

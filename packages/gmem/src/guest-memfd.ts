@@ -22,6 +22,11 @@ import {
   KVM_X86_DEFAULT_VM,
   PAGE_SIZE,
   fail,
+  nextInodeNumber,
+  policyNode,
+  SharedPolicy,
+  pseudoFileRead,
+  pseudoFileWrite,
 } from '@ccmem/core';
 import type {
   ErrnoName,
@@ -96,7 +101,6 @@ export interface GmemStats {
   mappings: number;
 }
 
-let nextIno = 1;
 
 export class GuestMemfd implements GuestMemoryFile, FileMappingBacking {
   readonly kind = 'kvm-gmem';
@@ -106,6 +110,8 @@ export class GuestMemfd implements GuestMemoryFile, FileMappingBacking {
   readonly gmemOnly: boolean;
   /** inode number ("[kvm-gmem]" anonymous inode) */
   readonly ino: number;
+  /** GMEM_I(inode)->policy: mbind() of a mapping sets it (kvm_gmem_set_policy()) */
+  readonly sharedPolicy = new SharedPolicy();
   /**
    * log2 of the pages per folio: 0 upstream (order-0 folios), 9 for a HugeTLB 2 MiB file
    * (GUEST_MEMFD_FLAG_HUGETLB | GUESTMEM_HUGETLB_FLAG_2MB, the in-flight series)
@@ -133,7 +139,7 @@ export class GuestMemfd implements GuestMemoryFile, FileMappingBacking {
     // whose fault path ignores that flag (profile gmemOnlySharedFaults false) behaves as if the
     // slot were an ordinary one for shared faults
     this.gmemOnly = (flags & GUEST_MEMFD_FLAG_MMAP) !== 0 && vm.profile.gmemOnlySharedFaults !== false;
-    this.ino = nextIno++;
+    this.ino = nextInodeNumber();
     this.folioOrder = flags & GUEST_MEMFD_FLAG_HUGETLB ? GMEM_HUGETLB_2M_ORDER : 0;
     vm.get(); // kvm_get_kvm(): the file keeps the VM alive
   }
@@ -280,17 +286,41 @@ export class GuestMemfd implements GuestMemoryFile, FileMappingBacking {
 
   /* ------------------------------------------------------------------ file ops (§6.2) */
 
+  /*
+   * kvm_gmem_fops has no ->read_iter / ->write_iter and the file comes from
+   * alloc_file_pseudo(), which sets neither FMODE_CAN_READ/WRITE nor FMODE_PREAD/PWRITE:
+   * read(2)/write(2) are EINVAL (vfs_read / vfs_write), pread(2)/pwrite(2) ESPIPE
+   * (ksys_pread64 / ksys_pwrite64).
+   */
   read(): never {
-    fail('EINVAL', 'guest_memfd has no read operation');
+    return pseudoFileRead('guest_memfd');
   }
   write(): never {
-    fail('EINVAL', 'guest_memfd has no write operation');
+    return pseudoFileWrite('guest_memfd');
   }
-  pread(): never {
-    fail('EINVAL', 'guest_memfd has no read operation');
+  pread(offset = 0): never {
+    return pseudoFileRead('guest_memfd', offset);
   }
-  pwrite(): never {
-    fail('EINVAL', 'guest_memfd has no write operation');
+  pwrite(offset = 0): never {
+    return pseudoFileWrite('guest_memfd', offset);
+  }
+  /** FileIo: read(2) / pread(2) */
+  fileRead(_count: number, offset?: number): never {
+    return pseudoFileRead('guest_memfd', offset);
+  }
+  /** FileIo: write(2) / pwrite(2) */
+  fileWrite(_count: number, offset?: number): never {
+    return pseudoFileWrite('guest_memfd', offset);
+  }
+
+  /** FileMappingBacking: the folio's pfn at `pgoff` if the page cache has one (move_pages) */
+  pageAt(pgoff: number): number {
+    return this.pages.pfnAt(pgoff);
+  }
+
+  /** madvise(MADV_REMOVE) of a shared mapping: vfs_fallocate(PUNCH_HOLE | KEEP_SIZE) */
+  punchHole(pgoff: number, npages: number): void {
+    this.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, pgoff * PAGE_SIZE, npages * PAGE_SIZE);
   }
 
   fstat(): GmemStat {
@@ -540,7 +570,7 @@ export class GuestMemfd implements GuestMemoryFile, FileMappingBacking {
     let pfn = this.pages.pfnAt(index);
     if (pfn >= 0) return pfn;
     if (this.folioOrder === 0) {
-      pfn = this.allocFolio();
+      pfn = this.allocFolio(index);
       if (pfn < 0) return pfn;
       this.pages.insert(index, pfn);
       return pfn;
@@ -596,12 +626,16 @@ export class GuestMemfd implements GuestMemoryFile, FileMappingBacking {
     else this.vm.phys.freePage(pfn);
   }
 
-  private allocFolio(): number {
+  /** filemap_alloc_folio() under the inode's policy (kvm_gmem_get_folio(): mpol for the index) */
+  private allocFolio(index: number): number {
+    let pfn: number;
     try {
-      return this.vm.phys.allocPage();
+      pfn = this.vm.phys.allocPage();
     } catch {
       return -ERRNO.ENOMEM;
     }
+    if (!this.sharedPolicy.empty) this.vm.phys.setNode?.(pfn, policyNode(this.sharedPolicy.lookup(index), index));
+    return pfn;
   }
 
   private assertLockFree(what: string): void {

@@ -22,6 +22,12 @@ import {
   sysMemfdCreate,
   sysMmap,
   sysMunmap,
+  sysFstat,
+  sysMprotect,
+  sysRead,
+  sysWrite,
+  ArgBuffer,
+  STAT,
 } from './libc.js';
 
 /** Throw the kernel's errno as a KvmError (`check` names the call), or SyscallError if unnamed. */
@@ -81,6 +87,43 @@ export function memfdCreate(name: string, size: number): number {
 export function fallocate(fd: number, mode: number, offset: number, len: number): void {
   const r = sysFallocate(fd, mode, offset, len);
   if (r.ret === -1) raiseErrno('fallocate', r.errno);
+}
+
+/** mprotect(2) */
+export function mprotect(hva: number, length: number, prot: number): void {
+  const r = sysMprotect(hva, length, prot);
+  if (r.ret === -1) raiseErrno('mprotect', r.errno);
+}
+
+/** a scratch buffer for read(2) / write(2) / fstat(2) (grown on demand) */
+let ioBuf: ArgBuffer | null = null;
+
+/** read(2), or pread(2) with `offset`, of `count` bytes (into a scratch buffer): the bytes read */
+export function fileRead(fd: number, count: number, offset?: number): number {
+  ioBuf ??= new ArgBuffer(4096);
+  ioBuf.ensure(Math.max(count, 1));
+  const r = sysRead(fd, ioBuf.addr, count, offset);
+  if (r.ret === -1) raiseErrno(offset === undefined ? 'read' : 'pread', r.errno);
+  return r.ret;
+}
+
+/** write(2), or pwrite(2) with `offset`, of `count` zero bytes: the bytes written */
+export function fileWrite(fd: number, count: number, offset?: number): number {
+  ioBuf ??= new ArgBuffer(4096);
+  ioBuf.ensure(Math.max(count, 1));
+  const r = sysWrite(fd, ioBuf.addr, count, offset);
+  if (r.ret === -1) raiseErrno(offset === undefined ? 'write' : 'pwrite', r.errno);
+  return r.ret;
+}
+
+/** fstat(2): size, block size and inode number */
+export function fstat(fd: number): { st_size: number; st_blksize: number; st_ino: number } {
+  ioBuf ??= new ArgBuffer(4096);
+  ioBuf.ensure(STAT.SIZE);
+  const r = sysFstat(fd, ioBuf.addr);
+  if (r.ret === -1) raiseErrno('fstat', r.errno);
+  const v = ioBuf.view;
+  return { st_size: Number(v.getBigInt64(STAT.st_size, true)), st_blksize: Number(v.getBigInt64(STAT.st_blksize, true)), st_ino: Number(v.getBigUint64(STAT.st_ino, true)) };
 }
 
 export function close(fd: number): void {

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
 import { CPUID2, KVM_IOCTLS, MEMORY_REGION, REGS, SREGS, _IOC, IOC_READ, IOC_WRITE, KVMIO } from './libc.js';
-import { mmap, munmap, read, write, readBytes, writeBytes, memfdCreate, close, fallocate } from './host-memory.js';
+import { mmap, munmap, read, write, readBytes, writeBytes, memfdCreate, close, fallocate, fileRead, fileWrite, fstat, mprotect, madvise } from './host-memory.js';
+import { KvmError } from '@ccmem/core';
 import { RealKvm } from './real-kvm.js';
 
 describe('ioctl numbers', () => {
@@ -50,6 +51,37 @@ describe('host memory through FFI', () => {
       expect(() => fallocate(fd, 0x1 | 0x2, 0, 0)).toThrow(expect.objectContaining({ code: 'EINVAL', check: 'fallocate' }));
     } finally {
       close(fd);
+    }
+  });
+
+  it('file I/O: read/pread/write/pwrite and fstat of a memfd; mprotect and MADV_DONTNEED of its mapping', () => {
+    const fd = memfdCreate('ccmem-test', 8192);
+    const other = memfdCreate('ccmem-test', 4096);
+    try {
+      expect(fileRead(fd, 64)).toBe(64);
+      expect(fileRead(fd, 64, 8190)).toBe(2);
+      expect(fileWrite(fd, 16, 8192)).toBe(16);
+      const st = fstat(fd);
+      expect(st).toMatchObject({ st_size: 8208, st_blksize: 4096 });
+      expect(fstat(other).st_ino).not.toBe(st.st_ino);
+      const hva = mmap({ length: 8192, fd, shared: true });
+      write(hva, 8, 0x1234n);
+      mprotect(hva, 8192, 1 /* PROT_READ */);
+      expect(read(hva, 8)).toBe(0x1234n);
+      mprotect(hva, 8192, 3);
+      madvise(hva, 8192, 4 /* MADV_DONTNEED: a shared file mapping keeps its data */);
+      expect(read(hva, 8)).toBe(0x1234n);
+      munmap(hva, 8192);
+      let code: string | undefined;
+      try {
+        fileRead(-1, 8);
+      } catch (e) {
+        code = e instanceof KvmError ? e.code : undefined;
+      }
+      expect(code).toBe('EBADF');
+    } finally {
+      close(fd);
+      close(other);
     }
   });
 

@@ -26,6 +26,24 @@ const c_madvise = libc.func('madvise', 'int', ['uintptr_t', 'size_t', 'int']);
 const c_memfd_create = libc.func('memfd_create', 'int', ['str', 'unsigned int']);
 const c_fallocate = libc.func('fallocate', 'int', ['int', 'int', 'int64_t', 'int64_t']);
 const c_ftruncate = libc.func('ftruncate', 'int', ['int', 'int64_t']);
+const c_read = libc.func('read', 'int64_t', ['int', 'uintptr_t', 'size_t']);
+const c_write = libc.func('write', 'int64_t', ['int', 'uintptr_t', 'size_t']);
+const c_pread = libc.func('pread64', 'int64_t', ['int', 'uintptr_t', 'size_t', 'int64_t']);
+const c_pwrite = libc.func('pwrite64', 'int64_t', ['int', 'uintptr_t', 'size_t', 'int64_t']);
+const c_mprotect = libc.func('mprotect', 'int', ['uintptr_t', 'size_t', 'int']);
+/** fstat(2) is a glibc symbol from 2.33 on; older ones only have __fxstat (resolved on first use) */
+let c_fstat: ((fd: number, buf: number) => number) | null = null;
+function fstatFn(): (fd: number, buf: number) => number {
+  if (c_fstat) return c_fstat;
+  try {
+    const f = libc.func('fstat', 'int', ['int', 'uintptr_t']);
+    c_fstat = (fd, buf) => f(fd, buf) as number;
+  } catch {
+    const f = libc.func('__fxstat', 'int', ['int', 'int', 'uintptr_t']);
+    c_fstat = (fd, buf) => f(1 /* _STAT_VER_LINUX */, fd, buf) as number;
+  }
+  return c_fstat;
+}
 
 /* ---- constants (asm-generic / x86-64) ---------------------------------------------------- */
 
@@ -45,6 +63,8 @@ export const MAP_FIXED_NOREPLACE = 0x100000;
 /** mmap's error return, (void *)-1 as an unsigned 64-bit integer */
 const MAP_FAILED = 2 ** 64 - 1;
 export const MADV_DONTNEED = 4;
+export const MADV_REMOVE = 9;
+export const MADV_COLLAPSE = 25;
 export const MADV_HUGEPAGE = 14;
 export const MADV_NOHUGEPAGE = 15;
 export const MFD_CLOEXEC = 1;
@@ -112,6 +132,24 @@ export function sysFallocate(fd: number, mode: number, offset: number, len: numb
 }
 export function sysFtruncate(fd: number, length: number): SysResult {
   return result(c_ftruncate(fd, length) as number);
+}
+
+/** read(2) / pread(2) (`offset` given) into the buffer at `buf` */
+export function sysRead(fd: number, buf: number, count: number, offset?: number): SysResult {
+  return result(Number(offset === undefined ? c_read(fd, buf, count) : c_pread(fd, buf, count, offset)));
+}
+/** write(2) / pwrite(2) (`offset` given) from the buffer at `buf` */
+export function sysWrite(fd: number, buf: number, count: number, offset?: number): SysResult {
+  return result(Number(offset === undefined ? c_write(fd, buf, count) : c_pwrite(fd, buf, count, offset)));
+}
+export function sysMprotect(addr: number, length: number, prot: number): SysResult {
+  return result(c_mprotect(addr, length, prot) as number);
+}
+/** x86-64 struct stat: the offsets of the fields read (asm/stat.h) */
+export const STAT = { st_ino: 8, st_size: 48, st_blksize: 56, SIZE: 144 } as const;
+/** fstat(2) into the buffer at `buf` (STAT.SIZE bytes) */
+export function sysFstat(fd: number, buf: number): SysResult {
+  return result(fstatFn()(fd, buf));
 }
 
 /** An ArrayBuffer over `length` bytes of this process's memory at `hva` (no copy). */
@@ -246,6 +284,7 @@ export const KVM_IOCTLS = {
   KVM_GET_SUPPORTED_CPUID: _IOWR(KVMIO, 0x05, CPUID2.SIZE),
   /* VM ioctls */
   KVM_CREATE_VCPU: _IO(KVMIO, 0x41),
+  KVM_SET_NR_MMU_PAGES: _IO(KVMIO, 0x44),
   KVM_GET_DIRTY_LOG: _IOW(KVMIO, 0x42, DIRTY_LOG.SIZE),
   KVM_SET_USER_MEMORY_REGION: _IOW(KVMIO, 0x46, MEMORY_REGION.SIZE_V1),
   KVM_SET_TSS_ADDR: _IO(KVMIO, 0x47),

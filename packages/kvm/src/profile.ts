@@ -225,6 +225,32 @@ export function probeEmulatedGuestAccesses(kvm: RealKvm): boolean | null {
   }
 }
 
+/**
+ * Whether KVM_GET_STATS_FD's pages_4k / pages_2m / pages_1g count the MMU's leaves: a guest
+ * read of a fresh page must leave at least one leaf counted (kvm_update_page_stats(); the PVM
+ * module's shadow MMU keeps them at 0).
+ */
+export function probePageStats(kvm: RealKvm): boolean | null {
+  const vm = kvm.createVm(KVM_X86_DEFAULT_VM);
+  const hva = mmap({ length: 0x1000 });
+  try {
+    const gpa = 0x1_0000_0000;
+    vm.setUserMemoryRegion({ slot: 0, flags: 0, guest_phys_addr: gpa, memory_size: 0x1000, userspace_addr: hva });
+    const guest = installGuest(vm, vm.createVcpu(0));
+    try {
+      const r = guest.guestAccess({ kind: 'read', gpa, size: 8 });
+      if (r.value === undefined) return null;
+    } finally {
+      guest.uninstall();
+    }
+    const st = vm.stats();
+    return (st.pages_4k ?? 0) + (st.pages_2m ?? 0) + (st.pages_1g ?? 0) > 0;
+  } finally {
+    vm.close();
+    munmap(hva, 0x1000);
+  }
+}
+
 /** The profile this host's kernel follows, named `host-<uname -r>`. */
 export function detectHostProfile(kvm?: RealKvm): KernelProfile {
   const own = !kvm;
@@ -265,6 +291,7 @@ export function detectHostProfile(kvm?: RealKvm): KernelProfile {
       maxVcpus: caps.KVM_CAP_MAX_VCPUS || k.checkExtension(KVM_CAP_MAX_VCPUS),
       ...(facts.onlineCpus !== null && { onlineCpus: facts.onlineCpus }),
       mmioCaching: facts.mmioCaching ?? true,
+      pageStats: probePageStats(k) ?? true,
     } satisfies KernelProfile);
   } finally {
     vm.close();

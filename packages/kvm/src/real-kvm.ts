@@ -285,6 +285,11 @@ export class RealVm {
     return vcpu;
   }
 
+  /** KVM_SET_NR_MMU_PAGES: the shadow-page budget (EINVAL below KVM_MIN_ALLOC_MMU_PAGES) */
+  setNrMmuPages(pages: number): void {
+    this.ioctlInt('KVM_SET_NR_MMU_PAGES', pages);
+  }
+
   /** memory_size of a slot created through this handle, if any */
   slotSize(slot: number): number | undefined {
     return this.slotSizes.get(slot);

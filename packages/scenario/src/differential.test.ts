@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { UPSTREAM_PROFILE } from '@ccmem/core';
+import { LINUX_6_18_PVM_PROFILE, UPSTREAM_PROFILE } from '@ccmem/core';
 import { comparedStats, diffScenario } from './differential.js';
 import { createModelTarget } from './model-target.js';
 import { parseScenario } from './parse.js';
@@ -16,9 +16,12 @@ steps:
   - guest_write: { vcpu: 0, gpa: 0x101000, size: 8, value: 2 }
 `);
 
+/** the model standing in for a kernel that keeps page stats (diff runs it under `profile: host`) */
+const upstreamModel = () => createModelTarget({ hostProfile: UPSTREAM_PROFILE });
+
 /** a "kernel" that is the model, but maps one extra 4K leaf on every guest write */
 function skewedKernel(): Target {
-  const m = createModelTarget();
+  const m = upstreamModel();
   let extra = 0;
   return {
     name: 'kvm',
@@ -40,14 +43,14 @@ function skewedKernel(): Target {
 
 describe('ccmem diff --stats', () => {
   it('compares the stat changes each step causes, and names the ones that differ', () => {
-    const d = diffScenario(SCENARIO, createModelTarget(), skewedKernel(), { stats: comparedStats(UPSTREAM_PROFILE) });
+    const d = diffScenario(SCENARIO, upstreamModel(), skewedKernel(), { stats: comparedStats(UPSTREAM_PROFILE) });
     expect(d.statsCompared).toBeGreaterThan(0);
     const fields = d.differences.flatMap((x) => x.fields);
     expect(fields).toContain('stats.pages_4k change: 1 vs 2');
     // without --stats the same runs agree
-    expect(diffScenario(SCENARIO, createModelTarget(), skewedKernel()).agree).toBe(true);
+    expect(diffScenario(SCENARIO, upstreamModel(), skewedKernel()).agree).toBe(true);
     // the model against itself agrees on every stat
-    const same = diffScenario(SCENARIO, createModelTarget(), { ...createModelTarget(), name: 'kvm' } as Target, { stats: comparedStats(UPSTREAM_PROFILE) });
+    const same = diffScenario(SCENARIO, upstreamModel(), { ...upstreamModel(), name: 'kvm' } as Target, { stats: comparedStats(UPSTREAM_PROFILE) });
     expect(same.agree).toBe(true);
   });
 
@@ -72,10 +75,13 @@ steps:
   - guest_write: { vcpu: 0, gpa: 0x101000, size: 8, value: 2 }
     expect: { stats: { pages_4k: 5 } }
 `);
-    const d = diffScenario(sc, createModelTarget(), createModelTarget());
+    const d = diffScenario(sc, upstreamModel(), upstreamModel());
     const r = d.model;
     expect(r.steps[3]!.pass).toBe(true);
     expect(r.steps[4]!.pass).toBe(false);
     expect(r.steps[4]!.mismatches.join()).toMatch(/expected stats.pages_4k 5, happened 2/);
+    // a kernel that keeps no page stats (v6.18 + PVM: profile pageStats false) reports no leaves
+    const pvm = diffScenario(sc, createModelTarget({ hostProfile: LINUX_6_18_PVM_PROFILE }), createModelTarget({ hostProfile: LINUX_6_18_PVM_PROFILE })).model;
+    expect(pvm.steps[3]!.mismatches.join()).toMatch(/expected stats.pages_4k 1, happened 0/);
   });
 });

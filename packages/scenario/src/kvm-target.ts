@@ -13,9 +13,12 @@
  *    model-state `assert`) are skipped, naming what is missing.
  * docs/kvm.md describes the target; docs/scenarios.md the step semantics.
  */
+import { readFileSync } from 'node:fs';
 import {
   GuestPageTableBuilder,
+  errnoName,
   isKvmError,
+  KvmError,
   profileByName,
   profileMismatch,
   type KernelProfile,
@@ -39,6 +42,16 @@ import {
   close as hostClose,
   detectHostProfile,
   fallocate as hostFallocate,
+  fileRead as hostFileRead,
+  fileWrite as hostFileWrite,
+  fstat as hostFstat,
+  madvise as hostMadvise,
+  memfdCreate as hostMemfdCreate,
+  mprotect as hostMprotect,
+  sysOpen,
+  KVM_DEVICE,
+  O_CLOEXEC,
+  O_RDWR,
   hostCapabilities,
   installGuest,
   GUEST_ALIAS_TOP_INDEX,
@@ -95,6 +108,21 @@ export function kvmHostFacts(): { caps: Readonly<Record<string, number>>; profil
     }
   }
   return hostFacts;
+}
+
+/** online NUMA memory nodes of this host (/sys/devices/system/node/online, e.g. "0-1"); 1 if unknown */
+export function onlineNumaNodes(): number {
+  try {
+    const text = readFileSync('/sys/devices/system/node/online', 'utf8').trim();
+    let n = 0;
+    for (const part of text.split(',')) {
+      const [lo, hi] = part.split('-').map(Number);
+      n += hi === undefined ? 1 : hi! - lo! + 1;
+    }
+    return n > 0 ? n : 1;
+  } catch {
+    return 1;
+  }
 }
 
 /** why the kvm target cannot run at all on this machine, or null when /dev/kvm is there */
@@ -195,14 +223,41 @@ export function createKvmTarget(): KvmTarget {
   /** fds this scenario created and has not closed: the only fds its steps may touch */
   let fds = new Set<number>();
   let vcpus = new Map<number, VcpuState>();
+  /** vCPUs created `bare`: no tiny guest, still in their reset state */
+  let bareVcpus = new Map<number, RealVcpu>();
   let guests: TinyGuest[] = [];
   /** the scenario's address-space-0 memslots as created: slot id → [gpa, size, hva] */
   let memslots = new Map<number, [number, number, number]>();
+  /** VMs made by `create_vm`, by fd */
+  let otherVms = new Map<number, RealVm>();
+  /** the scenario VM's fd was closed (`close` of `vm_fd`) */
+  let vmClosed = false;
+  /** anonymous ranges mprotect()ed without PROT_WRITE / PROT_READ: a store or load there would fault this process */
+  let protected_: { start: number; end: number; read: boolean; write: boolean }[] = [];
 
   const facts = () => kvmHostFacts();
 
   const ownFd = (fd: number, call: string): Outcome | null =>
-    fds.has(fd) ? null : { errno: 'EBADF', detail: { check: `${call}: fd ${fd} is not an open fd of this scenario` } };
+    fds.has(fd) || otherVms.has(fd) || (vm !== null && !vmClosed && fd === vm.fd) ? null : { errno: 'EBADF', detail: { check: `${call}: fd ${fd} is not an open fd of this scenario` } };
+
+  /** the VM a VM op names with `vm:`, or the scenario's */
+  const vmOf = (fd: number | undefined, own: RealVm): RealVm => {
+    if (fd === undefined || fd === own.fd) {
+      // the VM fd was closed: an ioctl on it would reach whatever reuses the number
+      if (vmClosed) throw new KvmError('EBADF', `fd ${own.fd} (the scenario's VM) was closed`);
+      return own;
+    }
+    const other = otherVms.get(fd);
+    if (!other) throw new Error(`fd ${fd} is not a VM this scenario created`);
+    return other;
+  };
+
+  /** the protection mprotect() left at `hva` (anonymous memory of this process) */
+  const protAt = (hva: number) => {
+    let p = { read: true, write: true };
+    for (const r of protected_) if (hva >= r.start && hva < r.end) p = { read: r.read, write: r.write };
+    return p;
+  };
 
   const mappingAt = (hva: number, size: number) => mappings.find((m) => hva >= m.hva && hva + size <= m.hva + m.length);
 
@@ -217,11 +272,15 @@ export function createKvmTarget(): KvmTarget {
    * Guest memory through the VMM's mapping, as a guest kernel's page-table writes land there:
    * only where a memslot of this scenario maps the gpa onto a mapping this scenario made
    */
-  function guestMemoryHva(gpa: number, size: number): number | null {
+  function guestMemoryHva(gpa: number, size: number, write: boolean): number | null {
     for (const [base, len, hva] of memslots.values()) {
       if (gpa >= base && gpa + size <= base + len) {
         const at = hva + (gpa - base);
-        return mappingAt(at, size) ? at : null;
+        const m = mappingAt(at, size);
+        // anonymous memory of this process only, and only where a load or store cannot fault it
+        if (!m || m.fd !== undefined) return null;
+        const p = protAt(at);
+        return p.read && (!write || p.write) ? at : null;
       }
     }
     return null;
@@ -229,7 +288,7 @@ export function createKvmTarget(): KvmTarget {
 
   const guestPtMemory: GuestPtMemory = {
     readGpte(gpa, out) {
-      const hva = guestMemoryHva(gpa, 8);
+      const hva = guestMemoryHva(gpa, 8, false);
       if (hva === null) return false;
       const v = hostRead(hva, 8);
       out.lo = Number(v & 0xffffffffn) | 0;
@@ -237,8 +296,8 @@ export function createKvmTarget(): KvmTarget {
       return true;
     },
     write64(gpa, lo, hi) {
-      const hva = guestMemoryHva(gpa, 8);
-      if (hva === null) throw new NotInScenarioMemory(`gpa 0x${gpa.toString(16)} is not in a memslot over this scenario's memory`);
+      const hva = guestMemoryHva(gpa, 8, true);
+      if (hva === null) throw new NotInScenarioMemory(`gpa 0x${gpa.toString(16)} is not in a memslot over this scenario's writable anonymous memory`);
       hostWrite(hva, 8, (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0));
     },
   };
@@ -255,8 +314,8 @@ export function createKvmTarget(): KvmTarget {
     }
     const root = Math.floor(regs.cr3 / 4096) * 4096;
     const at = root + 8 * GUEST_ALIAS_TOP_INDEX;
-    const hva = guestMemoryHva(at, 8);
-    if (hva === null) return { skipped: `the root table at gpa 0x${root.toString(16)} is not in this scenario's memory` };
+    const hva = guestMemoryHva(at, 8, true);
+    if (hva === null) return { skipped: `the root table at gpa 0x${root.toString(16)} is not in this scenario's writable anonymous memory` };
     const alias = st.guest.aliasTopLevelEntry();
     const cur = hostRead(hva, 8);
     // the tiny guest's own code is reached through the root's last entry (docs/kvm.md)
@@ -336,6 +395,10 @@ export function createKvmTarget(): KvmTarget {
       if (r.errno !== undefined) return { errno: r.errno as Outcome['errno'], detail: { check: 'mmap (child process)' } };
       return isWrite ? {} : { value: r.value! };
     }
+    const prot = protAt(a.addr);
+    if (isWrite ? !prot.write : !prot.read) {
+      return { skipped: `hva 0x${a.addr.toString(16)} was mprotect()ed without PROT_${isWrite ? 'WRITE' : 'READ'}: the access would fault this process` };
+    }
     if (isWrite) {
       hostWrite(a.addr, a.size, a.value ?? 0n);
       return {};
@@ -381,15 +444,100 @@ export function createKvmTarget(): KvmTarget {
     },
     read: (a) => hostAccess(a, false),
     write: (a) => hostAccess(a, true),
-    close(a) {
+    close(a, { vm }) {
       const bad = ownFd(a.fd, 'close');
       if (bad) return bad;
+      // a VM fd: its vCPUs go with it here (the guest_memfd files keep the VM itself alive)
+      if (a.fd === vm.fd) {
+        vm.close();
+        vmClosed = true;
+        return {};
+      }
+      const other = otherVms.get(a.fd);
+      if (other) {
+        other.close();
+        otherVms.delete(a.fd);
+        return {};
+      }
       hostClose(a.fd);
       fds.delete(a.fd);
       return {};
     },
+    fd_read(a) {
+      const bad = ownFd(a.fd, 'read');
+      return bad ?? { value: hostFileRead(a.fd, a.size, a.offset) };
+    },
+    fd_write(a) {
+      const bad = ownFd(a.fd, 'write');
+      return bad ?? { value: hostFileWrite(a.fd, a.size, a.offset) };
+    },
+    fstat(a) {
+      const bad = ownFd(a.fd, 'fstat');
+      if (bad) return bad;
+      const st = hostFstat(a.fd);
+      const stat: NonNullable<Outcome['stat']> = { st_size: st.st_size, st_blksize: st.st_blksize };
+      if (a.distinct_from) {
+        for (const fd of a.distinct_from) {
+          const other = ownFd(fd, 'fstat');
+          if (other) return other;
+        }
+        stat.distinct_inode = a.distinct_from.every((fd) => hostFstat(fd).st_ino !== st.st_ino);
+      }
+      return { stat, detail: { st_ino: st.st_ino } };
+    },
+    memfd_create(a) {
+      const fd = hostMemfdCreate('ccmem-scenario', a.size);
+      fds.add(fd);
+      return { result: fd };
+    },
+    open_dev_kvm() {
+      const r = sysOpen(KVM_DEVICE, O_RDWR | O_CLOEXEC);
+      if (r.ret === -1) return { errno: (errnoName(r.errno) ?? 'EIO') as Outcome['errno'], detail: { check: `open ${KVM_DEVICE}` } };
+      fds.add(r.ret);
+      return { result: r.ret };
+    },
+    madvise(a) {
+      const m = mappingAt(a.addr, Math.max(1, a.size));
+      if (!m) return { skipped: `[0x${a.addr.toString(16)}, +0x${a.size.toString(16)}) is not inside one mapping of this scenario` };
+      hostMadvise(a.addr, a.size, a.advice);
+      return {};
+    },
+    mprotect(a) {
+      const m = mappingAt(a.addr, Math.max(1, a.size));
+      if (!m) return { skipped: `[0x${a.addr.toString(16)}, +0x${a.size.toString(16)}) is not inside one mapping of this scenario` };
+      hostMprotect(a.addr, a.size, a.prot);
+      protected_.push({ start: a.addr, end: a.addr + Math.ceil(a.size / 4096) * 4096, read: (a.prot & PROT_READ) !== 0, write: (a.prot & PROT_WRITE) !== 0 });
+      return {};
+    },
+    create_vm(a, { kvm, ctx }) {
+      const type = a.type ?? ctx.vm.type;
+      const other = kvm.createVm(VM_TYPE_NUMBERS[VM_TYPE_NAMES[type]]);
+      otherVms.set(other.fd, other);
+      return { result: other.fd };
+    },
+    vm_fd: (_a, { vm }) => ({ result: vm.fd }),
+    set_nr_mmu_pages(a, { vm }) {
+      vmOf(a.vm, vm).setNrMmuPages(a.pages);
+      return {};
+    },
+    run_vcpu(a) {
+      const v = bareVcpus.get(a.vcpu);
+      if (!v) return { skipped: 'run_vcpu needs a vCPU created with `bare: true` (the others run the tiny guest)' };
+      const r = v.kvmRun();
+      const exit = v.decodeExit(r.exitReason);
+      const out: Outcome = {};
+      if (r.errno !== undefined) out.errno = r.errno as Outcome['errno'];
+      if ('exit_reason' in exit) out.detail = { other_exit: exit };
+      else out.exit = exit;
+      return out;
+    },
+    mbind: unsupported('the real-KVM target issues no NUMA policy calls (mbind)'),
+    get_mempolicy: unsupported('the real-KVM target issues no NUMA policy calls (get_mempolicy)'),
+    move_pages: unsupported('the real-KVM target issues no NUMA policy calls (move_pages)'),
+    set_idt: unsupported('the tiny guest keeps its own IDT'),
+    guest_exception: unsupported('the tiny guest raises no exceptions through an IDT of the scenario'),
     create_guest_memfd(a, { vm }) {
-      const fd = vm.createGuestMemfd({ size: a.size, flags: a.flags ?? 0 });
+      const fd = vmOf(a.vm, vm).createGuestMemfd({ size: a.size, flags: a.flags ?? 0 });
       fds.add(fd);
       return { result: fd };
     },
@@ -403,12 +551,12 @@ export function createKvmTarget(): KvmTarget {
     device_revoke: unsupported('the real-KVM target has no device_fd provider'),
     set_user_memory_region(a, { vm }) {
       // (@ccmem/kvm takes numbers: exact below 2^53)
-      vm.setUserMemoryRegion({ slot: a.slot, flags: a.flags ?? 0, guest_phys_addr: Number(a.guest_phys_addr), memory_size: Number(a.memory_size), userspace_addr: a.userspace_addr ?? 0 });
-      trackMemslot(a.slot, Number(a.guest_phys_addr), Number(a.memory_size), a.userspace_addr ?? 0);
+      vmOf(a.vm, vm).setUserMemoryRegion({ slot: a.slot, flags: a.flags ?? 0, guest_phys_addr: Number(a.guest_phys_addr), memory_size: Number(a.memory_size), userspace_addr: a.userspace_addr ?? 0 });
+      if (a.vm === undefined) trackMemslot(a.slot, Number(a.guest_phys_addr), Number(a.memory_size), a.userspace_addr ?? 0);
       return {};
     },
     set_user_memory_region2(a, { vm }) {
-      vm.setUserMemoryRegion2({
+      vmOf(a.vm, vm).setUserMemoryRegion2({
         slot: a.slot,
         flags: a.flags ?? 0,
         guest_phys_addr: Number(a.guest_phys_addr),
@@ -418,7 +566,7 @@ export function createKvmTarget(): KvmTarget {
         // the u32 field: a negative fd is passed as its two's complement
         guest_memfd: (a.guest_memfd ?? 0) >>> 0,
       });
-      trackMemslot(a.slot, Number(a.guest_phys_addr), Number(a.memory_size), a.userspace_addr ?? 0);
+      if (a.vm === undefined) trackMemslot(a.slot, Number(a.guest_phys_addr), Number(a.memory_size), a.userspace_addr ?? 0);
       return {};
     },
     set_memory_attributes(a, { vm }) {
@@ -451,6 +599,10 @@ export function createKvmTarget(): KvmTarget {
     },
     create_vcpu(a, { vm, ctx }) {
       const vcpu = vm.createVcpu(a.id);
+      if (a.bare) {
+        bareVcpus.set(a.id, vcpu);
+        return { result: a.id, detail: { bare: 'reset state, no tiny guest' } };
+      }
       const place = placements[vcpus.size] ?? guestPlacements(ctx.scenario, vcpus.size + 1)[vcpus.size]!;
       const guest = installGuest(vm, vcpu, place);
       guests.push(guest);
@@ -554,6 +706,7 @@ export function createKvmTarget(): KvmTarget {
         errors.push(e);
       }
     };
+    for (const other of otherVms.values()) attempt(() => other.close());
     if (vm) attempt(() => vm!.close());
     if (kvm) attempt(() => kvm!.close());
     kvm = null;
@@ -566,6 +719,10 @@ export function createKvmTarget(): KvmTarget {
     holes = [];
     fds = new Set();
     vcpus = new Map();
+    bareVcpus = new Map();
+    otherVms = new Map();
+    vmClosed = false;
+    protected_ = [];
     guests = [];
     memslots = new Map();
     placements = [];
@@ -589,6 +746,10 @@ export function createKvmTarget(): KvmTarget {
         const named = profileByName(scenario.vm.profile);
         const differs = named ? profileMismatch(named, facts().profile) : 'no such profile';
         if (differs) throw new SkipScenario(`the expectations follow the ${scenario.vm.profile} profile, not this host: ${differs}`);
+      }
+      const nodes = onlineNumaNodes();
+      if (scenario.vm.numa_nodes !== undefined && scenario.vm.numa_nodes > nodes) {
+        throw new SkipScenario(`the scenario needs ${scenario.vm.numa_nodes} NUMA nodes, this host has ${nodes}`);
       }
       if (scenario.vm.pci_hole === true) throw new SkipScenario('KVM_MEM_PCI_HOLE is an unmerged RFC that only the model offers');
       const unmet = unmetRequirement(scenario.requires, facts().profile);

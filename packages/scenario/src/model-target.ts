@@ -22,6 +22,7 @@ import {
   Kvm,
   KVM_X86_SEV_ES_VM,
   KVM_X86_SEV_VM,
+  Process,
   KVM_X86_SNP_VM,
   KVM_X86_TDX_VM,
   recordTrace,
@@ -41,9 +42,10 @@ import { ModelRun } from './model/run.js';
 import { VENDOR_HANDLERS } from './model/vendor.js';
 import { SEV_HANDLERS } from './model/sev.js';
 import { PAGING_HANDLERS } from './model/paging.js';
+import { FILE_HANDLERS } from './model/files.js';
 
 /** how the model runs each op: one entry per op (the compiler names a missing one) */
-const MODEL_HANDLERS = { ...HOST_HANDLERS, ...KVM_IOCTL_HANDLERS, ...PAGING_HANDLERS, ...VENDOR_HANDLERS, ...SEV_HANDLERS } satisfies HandlerTable<ModelRun>;
+const MODEL_HANDLERS = { ...HOST_HANDLERS, ...FILE_HANDLERS, ...KVM_IOCTL_HANDLERS, ...PAGING_HANDLERS, ...VENDOR_HANDLERS, ...SEV_HANDLERS } satisfies HandlerTable<ModelRun>;
 
 /**
  * scenario profile → the model's kernel profile (docs/scenarios.md, "Profiles"): a named profile
@@ -132,6 +134,7 @@ class ModelTargetImpl implements ModelTarget {
     const profile = kernelProfile.name;
     const kvm = new Kvm({
       profile: kernelProfile,
+      process: new Process(undefined, { numaNodes: cfg.numa_nodes ?? 1 }),
       guestMemfd: guestMemfdFactory,
       backends: MODEL_BACKENDS,
       // the model's KVM_MEMORY_ENCRYPT_OP on default and SW-protected VMs is svm's sev_mem_enc_ioctl()

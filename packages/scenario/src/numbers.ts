@@ -12,6 +12,32 @@
  */
 import {
   CAPS,
+  MPOL_DEFAULT,
+  MPOL_PREFERRED,
+  MPOL_BIND,
+  MPOL_INTERLEAVE,
+  MPOL_LOCAL,
+  MPOL_PREFERRED_MANY,
+  MPOL_WEIGHTED_INTERLEAVE,
+  MPOL_MF_STRICT,
+  MPOL_MF_MOVE,
+  MPOL_MF_MOVE_ALL,
+  MADV_NORMAL,
+  MADV_RANDOM,
+  MADV_SEQUENTIAL,
+  MADV_WILLNEED,
+  MADV_DONTNEED,
+  MADV_REMOVE,
+  MADV_HUGEPAGE,
+  MADV_NOHUGEPAGE,
+  MADV_COLLAPSE,
+  DE_VECTOR,
+  DF_VECTOR,
+  TS_VECTOR,
+  NP_VECTOR,
+  SS_VECTOR,
+  GP_VECTOR,
+  PF_VECTOR,
   FALLOC_FL_KEEP_SIZE,
   FALLOC_FL_PUNCH_HOLE,
   GUEST_MEMFD_FLAG_HUGETLB,
@@ -198,6 +224,10 @@ export type FlagKind =
   | 'enable_cap_args'
   | 'snp_page_type'
   | 'tdx_init_mem_region'
+  | 'madvise'
+  | 'mpol'
+  | 'mbind'
+  | 'vector'
   | (string & {});
 
 export function registerFlagNames(kind: FlagKind, names: Readonly<Record<string, number>>): void {
@@ -230,6 +260,10 @@ registerFlagNames('cap', CAPS);
 registerFlagNames('prot', { PROT_READ, PROT_WRITE, PROT_EXEC });
 registerFlagNames('map', { MAP_SHARED, MAP_PRIVATE });
 registerFlagNames('memory_fault', { KVM_MEMORY_EXIT_FLAG_PRIVATE });
+registerFlagNames('mpol', { MPOL_DEFAULT, MPOL_PREFERRED, MPOL_BIND, MPOL_INTERLEAVE, MPOL_LOCAL, MPOL_PREFERRED_MANY, MPOL_WEIGHTED_INTERLEAVE });
+registerFlagNames('mbind', { MPOL_MF_STRICT, MPOL_MF_MOVE, MPOL_MF_MOVE_ALL });
+registerFlagNames('madvise', { MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_WILLNEED, MADV_DONTNEED, MADV_REMOVE, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_COLLAPSE });
+registerFlagNames('vector', { DE_VECTOR, UD_VECTOR: 6, DF_VECTOR, TS_VECTOR, NP_VECTOR, SS_VECTOR, GP_VECTOR, PF_VECTOR });
 registerFlagNames('hypercall', { KVM_EXIT_HYPERCALL_LONG_MODE });
 registerFlagNames('map_gpa_range', {
   KVM_MAP_GPA_RANGE_PAGE_SZ_4K,

@@ -343,6 +343,16 @@ export function compareOutcome(expected: Expectation, outcome: Outcome): string[
       out.push(`expected dirty_pages [${want.join(', ')}], happened ${got ? `[${got.join(', ')}]` : happened}`);
     }
   }
+  if (expected.status !== undefined && !sameValue(expected.status, outcome.status)) {
+    out.push(`expected status [${expected.status.join(', ')}], happened ${outcome.status ? `[${outcome.status.join(', ')}]` : happened}`);
+  }
+  if (expected.stat !== undefined) {
+    for (const [k, v] of Object.entries(expected.stat)) {
+      if (v === undefined) continue;
+      const got = outcome.stat?.[k as keyof NonNullable<Outcome['stat']>];
+      if (!sameValue(v, got)) out.push(`expected stat.${k} ${show(v)}, happened ${got === undefined ? happened : show(got)}`);
+    }
+  }
   if (expected.stats !== undefined) {
     for (const [k, v] of Object.entries(expected.stats)) {
       const got = outcome.stats?.[k];
@@ -377,7 +387,7 @@ export function invariantViolations(outcome: Outcome): string[] {
 }
 
 function hasValueFields(e: Expectation): boolean {
-  return e.value !== undefined || e.dirty_pages !== undefined || e.gpa !== undefined || e.size !== undefined || e.ret !== undefined || e.stats !== undefined;
+  return e.value !== undefined || e.stat !== undefined || e.status !== undefined || e.dirty_pages !== undefined || e.gpa !== undefined || e.size !== undefined || e.ret !== undefined || e.stats !== undefined;
 }
 
 /** the expected state an `assert` step names: every field that is not a locator */
@@ -455,6 +465,8 @@ export function describeOutcome(o: Outcome): string {
   if (o.exit !== undefined) parts.push(describeExit(o.exit));
   if (o.value !== undefined) parts.push(`value ${show(o.value)}`);
   if (o.dirty_pages !== undefined) parts.push(`dirty_pages [${o.dirty_pages.join(', ')}]`);
+  if (o.stat !== undefined) parts.push(`stat ${JSON.stringify(o.stat)}`);
+  if (o.status !== undefined) parts.push(`status [${o.status.join(', ')}]`);
   if (o.gpa !== undefined) parts.push(`gpa ${show(o.gpa)}`);
   if (o.size !== undefined) parts.push(`size ${show(o.size)}`);
   if (o.ret !== undefined) parts.push(`ret ${show(o.ret)}`);
@@ -503,6 +515,10 @@ export function diffOutcomes(a: Outcome, b: Outcome): string[] {
   }
   const sortPages = (p?: number[]) => (p ? [...p].sort((m, n) => m - n) : undefined);
   cmp('dirty_pages', sortPages(a.dirty_pages), sortPages(b.dirty_pages));
+  cmp('status', a.status, b.status);
+  cmp('stat.st_size', a.stat?.st_size, b.stat?.st_size);
+  cmp('stat.st_blksize', a.stat?.st_blksize, b.stat?.st_blksize);
+  cmp('stat.distinct_inode', a.stat?.distinct_inode, b.stat?.distinct_inode);
   cmp('gpa', a.gpa, b.gpa);
   cmp('size', a.size, b.size);
   cmp('ret', a.ret, b.ret);

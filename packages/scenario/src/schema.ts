@@ -74,12 +74,25 @@ const expectObject = z.strictObject({
       flags: flags('hypercall').optional(),
     })
     .optional(),
-  internal: z.strictObject({ suberror: num() }).optional(),
+  /** `ndata` and `gpa` (data[3]) of a KVM_INTERNAL_ERROR_DELIVERY_EV exit (kvm_prepare_event_vectoring_exit) */
+  internal: z.strictObject({ suberror: num(), ndata: num().optional(), gpa: num().optional() }).optional(),
   system_event: z.strictObject({ type: num(), ndata: num().optional(), data: numList().optional() }).optional(),
   signal: z.enum(SIGNALS).optional(),
   /** the guest took an exception itself and the access did not complete (#VC, #VE) */
   exception: z.string().regex(/^(#[A-Z]{2}|EPT_VIOLATION)$/, 'an exception vector such as #VC, #VE or #PF, or EPT_VIOLATION (reflected to L1)').optional(),
   dirty_pages: numList().optional(),
+  /** move_pages(2): each page's node or negative errno (-2 ENOENT, -14 EFAULT) */
+  status: z
+    .array(
+      field('a node number or a negative errno', (v) => {
+        const n = typeof v === 'bigint' ? Number(v) : typeof v === 'number' ? v : NaN;
+        if (!Number.isInteger(n)) throw new Error(`expected an integer, got ${String(v)}`);
+        return n;
+      }),
+    )
+    .optional(),
+  /** fstat(2): the fields named (`distinct_inode` with the op's `distinct_from`) */
+  stat: z.strictObject({ st_size: num().optional(), st_blksize: num().optional(), distinct_inode: bool().optional() }).optional(),
   /** MMU statistics after the step, by their KVM_GET_STATS_FD names (`pages_4k: 1`, `mmu_pte_write: 2`) */
   stats: z.record(z.string(), num()).optional(),
   gpa: num().optional(),
@@ -210,6 +223,12 @@ const vmSchema = z.strictObject({
   }).optional(),
   /** offer the unmerged KVM_MEM_PCI_HOLE RFC (model only: no kernel has it) */
   pci_hole: bool().optional(),
+  /** online NUMA memory nodes the host needs (the model has them; real KVM skips a host with fewer) */
+  numa_nodes: field('a node count 1..30', (v) => {
+    const n = parseNumber(v);
+    if (!Number.isInteger(n) || n < 1 || n > 30) throw new Error(`numa_nodes is 1..30, got ${n}`);
+    return n;
+  }).optional(),
 });
 export type VmConfig = z.output<typeof vmSchema>;
 

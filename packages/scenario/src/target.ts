@@ -19,6 +19,10 @@ export interface Outcome {
   signal?: 'SIGBUS' | 'SIGSEGV';
   /** the guest took an exception itself (SNP #VC for an unvalidated page, TDX #VE); KVM was not involved */
   exception?: string;
+  /** move_pages: per page its node, or a negative errno */
+  status?: number[];
+  /** fstat: the file's size and block size; whether its inode differs from the `distinct_from` fds' */
+  stat?: { st_size: number; st_blksize: number; distinct_inode?: boolean };
   /** get_dirty_log: page indexes within the slot whose bit was set */
   dirty_pages?: number[];
   /**

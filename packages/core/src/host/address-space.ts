@@ -15,11 +15,24 @@ import type { FileMappingBacking } from '../backend.js';
 import { PAGE_SIZE } from '../uapi.js';
 import { PhysMem, ZERO_PFN } from './phys-mem.js';
 import { BTreeMap } from '../btree-map.js';
+import { checkMbindArgs, DEFAULT_POLICY, mpolNew, policyNode, sanitizeMpolMode, SharedPolicy, type MemPolicy } from './numa.js';
 
 /** x86-64 TASK_SIZE_MAX: the end of the user address range (2^47 - one guard page). */
 export const TASK_SIZE_MAX = 2 ** 47 - PAGE_SIZE;
 /** Where mmap() without an address starts placing mappings, downward (mmap_base). */
 export const MMAP_BASE = 0x7f0000000000;
+
+/** madvise(2) advice (include/uapi/asm-generic/mman-common.h) */
+export const MADV_NORMAL = 0;
+export const MADV_RANDOM = 1;
+export const MADV_SEQUENTIAL = 2;
+export const MADV_WILLNEED = 3;
+export const MADV_DONTNEED = 4;
+export const MADV_REMOVE = 9;
+export const MADV_HUGEPAGE = 14;
+export const MADV_NOHUGEPAGE = 15;
+export const MADV_COLLAPSE = 25;
+const MADV_KNOWN = new Set([MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_WILLNEED, MADV_DONTNEED, MADV_REMOVE, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_COLLAPSE]);
 
 export interface MmapProt {
   read: boolean;
@@ -130,6 +143,10 @@ export class AddressSpace {
   private readonly scratchOut: HvaToPfnOut = { pfn: 0, writable: false, level: PG_LEVEL_4K };
   private listeners: InvalidateRangeListener[] = [];
   private disposed = false;
+  /** online NUMA memory nodes of the host (node 0 .. numaNodes-1) */
+  numaNodes = 1;
+  /** mbind() policies of anonymous memory, by virtual page number */
+  private readonly anonPolicy = new SharedPolicy();
 
   constructor(phys: PhysMem) {
     this.phys = phys;
@@ -259,6 +276,190 @@ export class AddressSpace {
     this.unmapRange(addr, end);
   }
 
+  /**
+   * madvise(2) (mm/madvise.c do_madvise()): `start` page aligned and a known advice, else
+   * EINVAL; every VMA of [start, start+len) gets the advice, and a hole in the range is ENOMEM
+   * (after the mapped parts got it, as the kernel does).
+   *
+   * - MADV_DONTNEED: zap_page_range_single(): the PTEs go (the mmu notifier runs, so KVM zaps
+   *   its SPTEs); anonymous private pages are freed (a later touch reads zeroes), shared
+   *   memory keeps its contents in the page cache (anonymous shared = shmem, or the file);
+   *   hugetlb needs 2M-aligned ends (EINVAL otherwise);
+   * - MADV_REMOVE: madvise_remove(): a private anonymous mapping has no file (EINVAL); a
+   *   mapping that is not shared-writable is EACCES; else the file's hole is punched
+   *   (vfs_fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)), shmem's too;
+   * - MADV_COLLAPSE: madvise_collapse(): a file mapping the model has (guest_memfd, a device
+   *   fd) is not THP-eligible (thp_vma_allowable_order() fails): EINVAL; anonymous memory
+   *   collapses (nothing the model keeps changes);
+   * - MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_WILLNEED, MADV_HUGEPAGE,
+   *   MADV_NOHUGEPAGE: hints that change nothing the model keeps.
+   */
+  madvise(start: number, len: number, advice: number): void {
+    if (this.disposed) throw new Error('AddressSpace.madvise: disposed');
+    if (!MADV_KNOWN.has(advice)) fail('EINVAL', `madvise: advice ${advice} is not one the kernel knows (madvise_behavior_valid)`);
+    if (!Number.isInteger(start) || start < 0 || start % PAGE_SIZE !== 0) fail('EINVAL', 'madvise: start not page aligned');
+    if (!Number.isInteger(len) || len < 0) fail('EINVAL', 'madvise: bad length');
+    const end = start + alignUp(len);
+    if (end === start) return;
+    if (end > TASK_SIZE_MAX) fail('ENOMEM', 'madvise: range beyond TASK_SIZE');
+    const { parts, hole } = this.vmaParts(start, end);
+    for (const [v, s, e] of parts) this.adviseVma(v, s, e, advice);
+    if (hole) fail('ENOMEM', 'madvise: part of the range is not mapped');
+  }
+
+  /**
+   * mprotect(2) (mm/mprotect.c do_mprotect_pkey()): `start` page aligned (EINVAL), every page
+   * of the range mapped (ENOMEM, nothing changed), the VMAs split at the ends. The mmu notifier
+   * runs for the range (change_protection() with MMU_NOTIFY_PROTECTION_VMA), so KVM zaps its
+   * SPTEs and a later guest write faults through hva_to_pfn() again (EFAULT without PROT_WRITE).
+   */
+  mprotect(start: number, len: number, prot: MmapProt): void {
+    if (this.disposed) throw new Error('AddressSpace.mprotect: disposed');
+    if (!Number.isInteger(start) || start < 0 || start % PAGE_SIZE !== 0) fail('EINVAL', 'mprotect: start not page aligned');
+    if (!Number.isInteger(len) || len < 0) fail('EINVAL', 'mprotect: bad length');
+    if (len === 0) return;
+    const end = start + alignUp(len);
+    if (end > TASK_SIZE_MAX) fail('ENOMEM', 'mprotect: range beyond TASK_SIZE');
+    const { parts, hole } = this.vmaParts(start, end);
+    if (hole || parts.length === 0) fail('ENOMEM', 'mprotect: part of the range is not mapped');
+    for (const [v] of parts) {
+      if (v.huge && ((start > v.start && start % HUGE_SIZE !== 0) || (end < v.end && end % HUGE_SIZE !== 0))) {
+        fail('EINVAL', 'mprotect: hugetlb range not 2M aligned');
+      }
+    }
+    for (const l of this.listeners) l(start, end);
+    for (const [v, s, e] of parts) {
+      this.removeVma(v);
+      const off = (a: number) => (v.backing ? v.pgoff + (a - v.start) / PAGE_SIZE : 0);
+      if (v.start < s) this.insertVma({ ...v, end: s });
+      this.insertVma({ ...v, start: s, end: e, pgoff: off(s), prot: { read: prot.read, write: prot.write } });
+      if (e < v.end) this.insertVma({ ...v, start: e, pgoff: off(e) });
+      // the split VMAs each hold the file (vm_ops->open), the old one lets it go
+      const pieces = (v.start < s ? 1 : 0) + 1 + (e < v.end ? 1 : 0);
+      for (let i = 0; i < pieces; i++) v.backing?.vmaOpen?.();
+      v.backing?.vmaClose?.();
+    }
+    this.lastVma = undefined;
+  }
+
+  /** the VMAs meeting [start, end) with the part of each inside it, and whether a gap is left */
+  private vmaParts(start: number, end: number): { parts: [Vma, number, number][]; hole: boolean } {
+    const parts: [Vma, number, number][] = [];
+    let at = start;
+    let hole = false;
+    while (at < end) {
+      let v = this.vmaFloor(at);
+      if (v === undefined || v.end <= at) {
+        // the next VMA above `at`
+        const next = this.vmaTree.nextKeyAfter(at);
+        if (!(next < end)) {
+          hole = true;
+          break;
+        }
+        hole = true;
+        v = this.vmaFloor(next)!;
+        at = next;
+      }
+      const e = Math.min(v.end, end);
+      parts.push([v, at, e]);
+      at = e;
+    }
+    return { parts, hole };
+  }
+
+  private adviseVma(v: Vma, s: number, e: number, advice: number): void {
+    switch (advice) {
+      case MADV_DONTNEED:
+        if (v.huge) {
+          if (s % HUGE_SIZE !== 0 || e % HUGE_SIZE !== 0) fail('EINVAL', 'madvise(MADV_DONTNEED): hugetlb range not 2M aligned');
+        }
+        for (const l of this.listeners) l(s, e);
+        // private anonymous memory is gone; shared memory stays in its page cache
+        if (!v.backing && !v.shared) {
+          if (v.huge) this.freeHuge(s, e);
+          else this.freeAnon(s, e);
+        }
+        return;
+      case MADV_REMOVE: {
+        if (!v.backing && !v.shared) fail('EINVAL', 'madvise(MADV_REMOVE): a private anonymous mapping has no file (madvise_remove)');
+        if (!v.shared || !v.prot.write) fail('EACCES', 'madvise(MADV_REMOVE): the mapping is not shared and writable (vma_is_shared_maywrite)');
+        for (const l of this.listeners) l(s, e);
+        if (!v.backing) {
+          // shmem_fallocate(PUNCH_HOLE): the pages go, later touches read zeroes
+          if (v.huge) this.freeHuge(s, e);
+          else this.freeAnon(s, e);
+          return;
+        }
+        if (typeof v.backing.punchHole !== 'function') fail('EOPNOTSUPP', 'madvise(MADV_REMOVE): the file has no fallocate (vfs_fallocate)');
+        v.backing.punchHole(v.pgoff + (s - v.start) / PAGE_SIZE, (e - s) / PAGE_SIZE);
+        return;
+      }
+      case MADV_COLLAPSE:
+        if (v.backing) fail('EINVAL', 'madvise(MADV_COLLAPSE): the file mapping is not THP-eligible (madvise_collapse: thp_vma_allowable_order)');
+        return;
+      default:
+        return;
+    }
+  }
+
+  /**
+   * mbind(2) (mm/mempolicy.c kernel_mbind() / do_mbind()): the flag and alignment checks, the
+   * new policy (mpol_new(): EINVAL for a bad mode or nodemask), a hole in the range is EFAULT
+   * (queue_pages_range() without MPOL_MF_DISCONTIG_OK), then each VMA gets the policy: a file
+   * with a shared policy (guest_memfd, memfd) by page index, anonymous memory by page.
+   */
+  mbind(start: number, len: number, mode: number, nodes: number, flags: number): void {
+    if (this.disposed) throw new Error('AddressSpace.mbind: disposed');
+    sanitizeMpolMode(mode); // kernel_mbind(): before anything else
+    checkMbindArgs(start, flags);
+    if (!Number.isInteger(len) || len < 0) fail('EINVAL', 'do_mbind: bad length');
+    const end = start + alignUp(len);
+    if (end === start) return;
+    const pol = mpolNew(mode, nodes, (2 ** this.numaNodes - 1) | 0);
+    const { parts, hole } = this.vmaParts(start, end);
+    if (hole || parts.length === 0) fail('EFAULT', 'do_mbind: the range has an unmapped hole (queue_pages_range)');
+    for (const [v, s, e] of parts) {
+      const policy = v.backing?.sharedPolicy;
+      if (policy) policy.set(v.pgoff + (s - v.start) / PAGE_SIZE, v.pgoff + (e - v.start) / PAGE_SIZE, pol);
+      else this.anonPolicy.set(s / PAGE_SIZE, e / PAGE_SIZE, pol);
+    }
+  }
+
+  /** get_mempolicy(2) with MPOL_F_ADDR: the policy at `addr` (EFAULT without a VMA) */
+  getMempolicy(addr: number): MemPolicy {
+    const v = this.findVma(addr);
+    if (v === undefined) fail('EFAULT', 'do_get_mempolicy: no VMA at the address');
+    const vpn = Math.floor(addr / PAGE_SIZE);
+    const policy = v.backing?.sharedPolicy;
+    const pol = policy ? policy.lookup(v.pgoff + vpn - v.start / PAGE_SIZE) : this.anonPolicy.lookup(vpn);
+    return pol ?? DEFAULT_POLICY;
+  }
+
+  /**
+   * move_pages(2) with nodes == NULL (do_pages_stat()): the node of the page mapped at `addr`,
+   * -EFAULT without a VMA or for the zero page, -ENOENT when no page is there. A file page
+   * counts as mapped once the file has it (the model keeps no PTEs for file mappings).
+   */
+  pageNode(addr: number): number {
+    const v = this.findVma(addr);
+    if (v === undefined) return -14; // -EFAULT
+    const vpn = Math.floor(addr / PAGE_SIZE);
+    if (v.backing) {
+      const pgoff = v.pgoff + vpn - v.start / PAGE_SIZE;
+      const pfn = v.backing.pageAt ? v.backing.pageAt(pgoff) : (v.backing.peekPage?.(pgoff) ?? -1);
+      return pfn < 0 ? -2 : this.phys.nodeOf(pfn);
+    }
+    if (v.huge) {
+      const head = vpn - ((vpn >>> 0) & (HUGE_PAGES - 1));
+      const first = this.hugePages.get(head);
+      return first === undefined ? -2 : this.phys.nodeOf(first);
+    }
+    const pte = this.anonPte(vpn);
+    if (pte === PTE_NONE) return -2; // -ENOENT
+    if (pte === ZERO_PFN) return -14; // the zero page: -EFAULT
+    return this.phys.nodeOf(pte);
+  }
+
   /** find_vma() restricted to containment: the VMA holding `hva`, or undefined. */
   findVma(hva: number): Vma | undefined {
     const c = this.lastVma;
@@ -327,6 +528,7 @@ export class AddressSpace {
         for (const l of this.listeners) l(page, page + PAGE_SIZE);
       }
       const fresh = this.phys.allocPage();
+      if (!this.anonPolicy.empty) this.phys.setNode(fresh, policyNode(this.anonPolicy.lookup(vpn), vpn));
       t[i] = fresh;
       this.anonCount++;
       out.pfn = fresh;

@@ -73,6 +73,8 @@ export class PhysMem implements HostPhysMem {
   private readonly contents = new PageContents();
   private allocated = 0;
   private leaked = 0;
+  /** the NUMA node of frames not on node 0 (page_to_nid()); empty on a one-node host */
+  private readonly nodes = new Map<number, number>();
   private disposed = false;
 
   get allocatedPages(): number {
@@ -207,8 +209,20 @@ export class PhysMem implements HostPhysMem {
     this.freeList[this.freeCount++] = pfn;
   }
 
+  /** page_to_nid(): the node the frame was allocated on (0 unless setNode() said otherwise) */
+  nodeOf(pfn: number): number {
+    return this.nodes.size === 0 ? 0 : (this.nodes.get(pfn) ?? 0);
+  }
+
+  /** record that a just-allocated frame came from `node` (a memory policy chose it) */
+  setNode(pfn: number, node: number): void {
+    if (node === 0) this.nodes.delete(pfn);
+    else this.nodes.set(pfn, node);
+  }
+
   freePage(pfn: number): void {
     this.assertAllocated(pfn, 'freePage');
+    if (this.nodes.size !== 0) this.nodes.delete(pfn);
     this.contents.clear(pfn);
     this.setState(pfn, FRAME_FREE);
     this.allocated--;

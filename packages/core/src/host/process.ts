@@ -19,9 +19,12 @@ export class Process {
   private readonly fileRefs = new Map<KvmFile, number>();
   private disposed = false;
 
-  constructor(phys: PhysMem = new PhysMem()) {
+  constructor(phys: PhysMem = new PhysMem(), opts: { numaNodes?: number } = {}) {
     this.phys = phys;
     this.mm = new AddressSpace(phys);
+    const n = opts.numaNodes ?? 1;
+    if (!Number.isInteger(n) || n < 1 || n > 30) throw new Error(`Process: numaNodes must be 1..30, got ${n}`);
+    this.mm.numaNodes = n;
   }
 
   /** fd_install() at the lowest free descriptor >= 3; returns the fd */

@@ -29,4 +29,11 @@ describe('built-in scenarios', () => {
     expect(upstreamOnly).toEqual(expect.arrayContaining(['memslots/smm-address-space-upstream.yaml', 'attributes/default-vm-rejects-private.yaml']));
     expect(matrixCells(all, ['model']).length).toBeGreaterThan(all.length);
   });
+
+  it('selftests/ transcribes kernel selftests: each scenario names its selftest file', () => {
+    const selftests = all.filter((e) => e.file.startsWith('selftests/'));
+    expect(selftests.length).toBeGreaterThanOrEqual(30);
+    for (const { file, scenario } of selftests) expect(scenario.name, file).toMatch(/^[a-z0-9_]+\.c[ :]/);
+    expect(matrixCells(selftests, ['model', 'kvm']).length).toBeGreaterThan(selftests.length);
+  });
 });

@@ -91,7 +91,8 @@ function beginAccess(kind: 'read' | 'write' | 'fetch'): Begin<'guest_read' | 'gu
 function beginMemslot(v2: boolean): Begin<'set_user_memory_region' | 'set_user_memory_region2'> {
   return (a: ArgsOf<'set_user_memory_region'> & { guest_memfd?: number; guest_memfd_offset?: number | bigint }, actor) => {
     const vm = actor.world.vm;
-    if (vm.dead) return null;
+    // another VM's memslots (`vm:`) run atomically through the model target
+    if (vm.dead || (a as { vm?: number }).vm !== undefined) return null;
     const region = {
       slot: a.slot,
       flags: a.flags ?? 0,
@@ -157,6 +158,9 @@ const BEGIN: { readonly [K in TargetOpName]: Begin<K> | 'atomic' } = {
   sev_launch_update_data: 'atomic', sev_launch_update_vmsa: 'atomic', sev_launch_measure: 'atomic', sev_launch_finish: 'atomic',
   sev_guest_status: 'atomic', memory_encrypt_reg_region: 'atomic', memory_encrypt_unreg_region: 'atomic',
   guest_ghcb_msr: 'atomic', guest_ghcb_terminate: 'atomic', assert: 'atomic',
+  fd_read: 'atomic', fd_write: 'atomic', fstat: 'atomic', memfd_create: 'atomic', open_dev_kvm: 'atomic',
+  madvise: 'atomic', mprotect: 'atomic', create_vm: 'atomic', vm_fd: 'atomic', set_nr_mmu_pages: 'atomic',
+  run_vcpu: 'atomic', set_idt: 'atomic', guest_exception: 'atomic', mbind: 'atomic', get_mempolicy: 'atomic', move_pages: 'atomic',
 };
 
 export class Actor {

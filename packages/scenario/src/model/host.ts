@@ -46,10 +46,10 @@ export const HOST_HANDLERS = {
       // the device exports a region of the requested size; GUEST_MEMFD_FLAG_MMAP stands
       // for a region the VMM may map (hostAccessible)
       if (flags & ~GUEST_MEMFD_FLAG_MMAP) fail('EINVAL', 'device fd: only GUEST_MEMFD_FLAG_MMAP has a device equivalent');
-      const file = createDeviceFd(m.vm, { size: a.size, hostAccessible: (flags & GUEST_MEMFD_FLAG_MMAP) !== 0 });
+      const file = createDeviceFd(m.vmOf(a.vm), { size: a.size, hostAccessible: (flags & GUEST_MEMFD_FLAG_MMAP) !== 0 });
       return { result: m.kvm.process.installFd(file) };
     }
-    return { result: m.vm.createGuestMemfd({ size: a.size, flags }) };
+    return { result: m.vmOf(a.vm).createGuestMemfd({ size: a.size, flags }) };
   },
   fallocate(a, m) {
     const f = m.file(a.fd);

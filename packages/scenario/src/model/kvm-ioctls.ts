@@ -6,11 +6,11 @@ import { accessOutcome, guestOpOutcome, type ModelHandlers } from './run.js';
 
 export const KVM_IOCTL_HANDLERS = {
   set_user_memory_region(a, m) {
-    m.vm.setUserMemoryRegion({ slot: a.slot, flags: a.flags ?? 0, guest_phys_addr: a.guest_phys_addr, memory_size: a.memory_size, userspace_addr: a.userspace_addr });
+    m.vmOf(a.vm).setUserMemoryRegion({ slot: a.slot, flags: a.flags ?? 0, guest_phys_addr: a.guest_phys_addr, memory_size: a.memory_size, userspace_addr: a.userspace_addr });
     return {};
   },
   set_user_memory_region2(a, m) {
-    m.vm.setUserMemoryRegion2({
+    m.vmOf(a.vm).setUserMemoryRegion2({
       slot: a.slot,
       flags: a.flags ?? 0,
       guest_phys_addr: a.guest_phys_addr,
@@ -49,6 +49,7 @@ export const KVM_IOCTL_HANDLERS = {
     m.vm.enableCap({ cap: a.cap, flags: a.flags ?? 0, args: a.args ?? [] });
     return {};
   },
+  // (`bare` matters to the real-KVM target only: the model's vCPU runs no guest code)
   create_vcpu: (a, m) => ({ result: m.vm.createVcpu(a.id).id }),
 
   guest_read: (a, m) => accessOutcome(m.guestVcpu(a.vcpu).access({ gpa: a.gpa, size: a.size, kind: 'read', private: a.private ?? false })),

@@ -15,6 +15,10 @@ export type ModelVcpu = Vcpu<ModelVm extends Vm<infer E> ? E : never>;
 
 export class ModelRun {
   readonly hypercalls = new GenericHypercalls();
+  /** VMs created by `create_vm`, by fd */
+  readonly otherVms = new Map<number, ModelVm>();
+  /** KVM_SET_NR_MMU_PAGES of each VM, by fd */
+  readonly nrMmuPages = new Map<number, number>();
 
   constructor(
     readonly kvm: ModelKvm,
@@ -37,6 +41,18 @@ export class ModelRun {
     // (every remaining fragment of a page-crossing access, too)
     for (let i = 0; v.mmioNeeded && i < 16; i++) v.completeMmio(0n);
     return v;
+  }
+
+  /** the VM a VM op names with `vm:` (a `create_vm` result or the VM's own fd), or the scenario's */
+  vmOf(fd: number | undefined): ModelVm {
+    const want = fd ?? this.vm.fd;
+    const vm = want === this.vm.fd ? this.vm : this.otherVms.get(want);
+    // a VM ioctl on a closed VM fd: fdget() finds nothing (EBADF), though the VM may live on
+    if (vm && this.kvm.process.getFile(want) === vm) return vm;
+    if (vm) fail('EBADF', `fd ${want} (a VM) was closed`);
+    const f = this.kvm.process.getFile(want);
+    // a VM ioctl on an fd that is not a VM: the file has no ->unlocked_ioctl of KVM's (ENOTTY)
+    fail(f ? 'ENOTTY' : 'EBADF', f ? `fd ${want} is a ${f.kind} fd, not a VM` : `fd ${want} is not open`);
   }
 
   file(fd: number): KvmFile {

@@ -6,8 +6,8 @@ import { defineAlias, defineOp } from './op.js';
 
 export const GMEM_OPS = {
   create_guest_memfd: defineOp({
-    args: z.strictObject({ size: num(), flags: flags('guest_memfd').optional() }),
-    does: '`KVM_CREATE_GUEST_MEMFD` (or a device fd when `vm.provider` is `device_fd`)',
+    args: z.strictObject({ size: num(), flags: flags('guest_memfd').optional(), vm: addr().optional() }),
+    does: '`KVM_CREATE_GUEST_MEMFD` (or a device fd when `vm.provider` is `device_fd`) on the scenario\'s VM, or on `vm` (a `create_vm` result)',
     result: 'result: the fd',
     needs: { caps: ['KVM_CAP_GUEST_MEMFD'] },
   }),

@@ -1,7 +1,7 @@
 /** vCPU: guest accesses and the exits userspace completes. */
 import { kvmGpaToGfn } from '@ccmem/core';
 import { z } from 'zod';
-import { accessSize, addr, bool, num, u64 } from './fields.js';
+import { accessSize, addr, bool, constant, num, u64 } from './fields.js';
 import { defineOp, type FootprintVm } from './op.js';
 
 /** the gfn a guest access faults on: the shared alias bit stripped (kvm_gfn_direct_bits()) */
@@ -42,5 +42,15 @@ export const GUEST_OPS = {
     args: z.strictObject({ vcpu: addr(), ret: num() }),
     does: 'userspace sets `hypercall.ret` and re-enters',
     result: 'an exit, if any',
+  }),
+  set_idt: defineOp({
+    args: z.strictObject({ vcpu: addr(), base: num(), limit: num() }),
+    does: 'the guest loads its IDTR (LIDT): the table exceptions are delivered through (reset value: base 0, limit 0xffff)',
+  }),
+  guest_exception: defineOp({
+    args: z.strictObject({ vcpu: addr(), vector: constant('vector') }),
+    does:
+      'the guest raises exception `vector` (e.g. `GP_VECTOR`: a store to a non-canonical address) and the CPU delivers it through the IDT: a gate in memory without a memslot is `KVM_EXIT_INTERNAL_ERROR` (`KVM_INTERNAL_ERROR_DELIVERY_EV`, `gpa` = the gate), a gate beyond the limit or not present raises #GP / #NP, two contributory faults a #DF, a fault on #DF a triple fault (`KVM_EXIT_SHUTDOWN`)',
+    result: '`exception` (the guest\'s handler runs), or an exit',
   }),
 };

@@ -7,6 +7,7 @@ import type { z } from 'zod';
 import { ASSERT_OPS } from './assert.js';
 import { ATTRIBUTE_OPS } from './attributes.js';
 import { DIRTY_LOG_OPS } from './dirty-log.js';
+import { FILE_OPS } from './files.js';
 import { GMEM_OPS } from './gmem.js';
 import { GUEST_OPS } from './guest.js';
 import { MAP_GPA_OPS } from './map-gpa.js';
@@ -23,6 +24,7 @@ import type { OpSpec } from './op.js';
 /** the families, in the order of the docs (their keys name the docs' marker comments) */
 export const OP_FAMILIES = {
   process: PROCESS_OPS,
+  files: FILE_OPS,
   gmem: GMEM_OPS,
   memslots: MEMSLOT_OPS,
   attributes: ATTRIBUTE_OPS,
@@ -41,6 +43,7 @@ export type OpFamily = keyof typeof OP_FAMILIES;
 
 export const OPS = {
   ...PROCESS_OPS,
+  ...FILE_OPS,
   ...GMEM_OPS,
   ...MEMSLOT_OPS,
   ...ATTRIBUTE_OPS,

@@ -20,12 +20,14 @@ const memslotFields = {
   memory_size: u64Exact(),
   /** default 0 (allowed for guest_memfd slots, which need no hva) */
   userspace_addr: addr().default(0),
+  /** another VM (a `create_vm` result); default: the scenario's VM */
+  vm: addr().optional(),
 };
 
 export const MEMSLOT_OPS = {
   set_user_memory_region: defineOp({
     args: z.strictObject(memslotFields),
-    does: '`KVM_SET_USER_MEMORY_REGION` (`userspace_addr` defaults to 0)',
+    does: '`KVM_SET_USER_MEMORY_REGION` (`userspace_addr` defaults to 0; `vm`: another VM\'s fd from `create_vm`)',
     normalize: foldAsId,
   }),
   set_user_memory_region2: defineOp({

@@ -1,7 +1,10 @@
-/** Other VM and system ioctls: capabilities and vCPU creation. */
+/** Other VM and system ioctls: capabilities, more VMs, vCPU creation and KVM_RUN. */
 import { z } from 'zod';
-import { constant, flags, num } from './fields.js';
+import { addr, bool, constant, flags, num } from './fields.js';
 import { defineOp } from './op.js';
+
+/** the VM types a scenario names (schema.ts VM_TYPE_NAMES) */
+const vmType = () => z.enum(['default', 'sw-protected', 'snp', 'tdx']);
 
 export const VM_OPS = {
   check_extension: defineOp({
@@ -13,5 +16,28 @@ export const VM_OPS = {
     args: z.strictObject({ cap: constant('cap'), flags: num().optional(), args: z.array(flags('enable_cap_args')).max(4).optional() }),
     does: '`KVM_ENABLE_CAP`; `args: [[KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE, KVM_DIRTY_LOG_INITIALLY_SET]]` sets `args[0]` to both bits',
   }),
-  create_vcpu: defineOp({ args: z.strictObject({ id: num() }), does: '`KVM_CREATE_VCPU`', result: 'result: the vCPU id' }),
+  create_vm: defineOp({
+    args: z.strictObject({ type: vmType().optional() }),
+    does: '`KVM_CREATE_VM`: another VM beside the scenario\'s (`type` defaults to `vm.type`); VM ops take it as `vm:`',
+    result: 'result: the VM fd',
+  }),
+  vm_fd: defineOp({
+    args: z.strictObject({}),
+    does: 'the scenario VM\'s own fd (to close it, or to pass it where KVM expects another fd)',
+    result: 'result: the VM fd',
+  }),
+  set_nr_mmu_pages: defineOp({
+    args: z.strictObject({ pages: num(), vm: addr().optional() }),
+    does: '`KVM_SET_NR_MMU_PAGES`: the shadow-page budget (below `KVM_MIN_ALLOC_MMU_PAGES` = 64: `EINVAL`)',
+  }),
+  create_vcpu: defineOp({
+    args: z.strictObject({ id: num(), bare: bool().optional() }),
+    does: '`KVM_CREATE_VCPU`; `bare: true` keeps the vCPU in its reset state (the real-KVM target installs no guest code in it)',
+    result: 'result: the vCPU id',
+  }),
+  run_vcpu: defineOp({
+    args: z.strictObject({ vcpu: addr() }),
+    does: '`KVM_RUN` of a `bare` vCPU from its reset state: its first fetch is at 0xfffffff0 (CS.base 0xffff0000 + RIP 0xfff0); without memory there the emulator cannot fetch: `KVM_EXIT_INTERNAL_ERROR`',
+    result: 'an exit',
+  }),
 };
