@@ -64,7 +64,7 @@ describe('ccmem diff --stats', () => {
 
   it('expect: { stats } checks the stats after a step', () => {
     const sc = parseScenario(`name: stats
-vm: { type: default, profile: upstream }
+vm: { type: default }
 steps:
   - mmap: { size: 2MiB }
     as: ram
@@ -80,7 +80,7 @@ steps:
     expect(r.steps[3]!.pass).toBe(true);
     expect(r.steps[4]!.pass).toBe(false);
     expect(r.steps[4]!.mismatches.join()).toMatch(/expected stats.pages_4k 5, happened 2/);
-    // a kernel that keeps no page stats (v6.18 + PVM: profile pageStats false) reports no leaves
+    // v6.18 + PVM runs the guest in the instruction emulator (emulatedGuestAccesses): no leaves
     const pvm = diffScenario(sc, createModelTarget({ hostProfile: LINUX_6_18_PVM_PROFILE }), createModelTarget({ hostProfile: LINUX_6_18_PVM_PROFILE })).model;
     expect(pvm.steps[3]!.mismatches.join()).toMatch(/expected stats.pages_4k 1, happened 0/);
   });

@@ -99,7 +99,10 @@ describe('report data: the model state after each step', () => {
   });
 
   it('a shadow-paging profile: the shadow MMU\'s leaves, the TDP rows left out', () => {
-    const d = buildRunReport(scenario('packages/scenario/scenarios/memslots/max-gfn-shadow-guest-access.yaml'));
+    // the file pins linux-6.18-pvm, whose guest accesses are emulated (no SPTE): the same steps
+    // under upstream-shadow fault through the shadow MMU
+    const file = scenario('packages/scenario/scenarios/memslots/max-gfn-shadow-guest-access.yaml');
+    const d = buildRunReport({ ...file, vm: { ...file.vm, profile: 'upstream-shadow' } });
     const slot = d.states[d.steps[d.steps.length - 1]!.state!]!.slots[0]!;
     expect(slot.layers.mapping).toBeUndefined();
     const top = 0xf_ffff_ffff_f000 / 4096;
