@@ -401,6 +401,7 @@ export type KvmRunExit =
       readonly hypercall: { nr: number; args: number[]; ret: number; flags: number };
     }
   | { readonly reason: 'KVM_EXIT_SHUTDOWN' }
+  | { readonly reason: 'KVM_EXIT_DIRTY_RING_FULL' }
   | { readonly reason: 'KVM_EXIT_INTERNAL_ERROR'; readonly internal: { suberror: number } }
   | { readonly reason: 'KVM_EXIT_SYSTEM_EVENT'; readonly system_event: { type: number } };
 
@@ -540,6 +541,22 @@ export interface KernelProfile {
   readonly tdpEnabled?: boolean;
   /** kvm.tdp_mmu: the TDP MMU (rather than the shadow MMU in direct mode) serves TDP. Absent means true. */
   readonly tdpMmu?: boolean;
+  /**
+   * KVM_CAP_DIRTY_LOG_RING / _ACQ_REL (x86 selects CONFIG_HAVE_KVM_DIRTY_RING_TSO and
+   * _ACQ_REL since v5.11). Absent means true.
+   */
+  readonly dirtyRing?: boolean;
+  /**
+   * kvm_cpu_dirty_log_size(): ring entries reserved on top of KVM_DIRTY_RING_RSVD_ENTRIES for
+   * the CPU's own dirty log (VMX PML: 512; none on SVM or without PML). Absent means 0.
+   */
+  readonly cpuDirtyLogSize?: number;
+  /**
+   * CONFIG_NEED_KVM_DIRTY_RING_WITH_BITMAP (arm64 upstream; a model option on x86):
+   * KVM_CAP_DIRTY_LOG_RING_WITH_BITMAP can be enabled, and pages dirtied without a running vCPU
+   * go to the bitmap without a warning. Absent means false (x86).
+   */
+  readonly dirtyRingWithBitmap?: boolean;
 }
 
 /** The VM as a memory provider (guest_memfd, device fd) sees it. */
