@@ -557,6 +557,14 @@ export interface KernelProfile {
    * go to the bitmap without a warning. Absent means false (x86).
    */
   readonly dirtyRingWithBitmap?: boolean;
+  /**
+   * Each KVM_RUN in which the guest writes a page of a dirty-logged slot logs that page again,
+   * even when the previous KVM_RUN had made it writable: a dirty ring gets one entry per such
+   * run (measured on the PVM host, whose shadow paging re-faults a guest write on every entry).
+   * Absent means false (upstream: a writable page is not logged again until a reset or a
+   * KVM_GET/CLEAR_DIRTY_LOG write-protects it).
+   */
+  readonly dirtyRingRelogsEachRun?: boolean;
 }
 
 /** The VM as a memory provider (guest_memfd, device fd) sees it. */

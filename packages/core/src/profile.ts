@@ -100,6 +100,9 @@ export const LINUX_6_18_PVM_PROFILE: KernelProfile = Object.freeze({
   mapGpaRangeUserErrors: false,
   tdxInitMemRegionSourceCheck: false,
   gmemHugetlb: false,
+  // a guest write to a dirty-logged page is logged again on every KVM_RUN (found by `ccmem diff`
+  // with the dirty ring: two runs that write one page push two entries)
+  dirtyRingRelogsEachRun: true,
 });
 
 /**
@@ -162,6 +165,9 @@ const BUILD_FIELDS: ReadonlyArray<readonly [keyof KernelProfile, boolean | numbe
   ['tdpMmu', true],
   ['maxVcpus', 4096],
   ['mmioCaching', true],
+  ['dirtyRing', true],
+  ['cpuDirtyLogSize', 0],
+  ['dirtyRingRelogsEachRun', false],
 ];
 
 /** guest_memfd behaviour, which only a kernel with guest_memfd can show */

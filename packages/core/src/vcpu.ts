@@ -8,7 +8,7 @@
 import { ERRNO, errnoName as errnoNameOf, type ErrnoName } from './errno.js';
 import type { GuestOpResult, KvmRunExit, VendorEdge, VendorIoctlResult } from './backend.js';
 import { fail } from './errno.js';
-import { KVM_MEMSLOT_INVALID, PAGE_SIZE } from './uapi.js';
+import { KVM_MEM_LOG_DIRTY_PAGES, KVM_MEMSLOT_INVALID, PAGE_SIZE } from './uapi.js';
 import { KvmPageFault, kvmMmuFaultinPfn, kvmTdpMmuMapFault } from './mmu/page-fault.js';
 import { RET_PF_CONTINUE } from './mmu/mmu-internal.js';
 import type { Vm } from './vm.js';
@@ -190,6 +190,7 @@ export class Vcpu<E extends VendorEdge = VendorEdge> {
     const prev = vm.runningVcpu;
     vm.runningVcpu = this;
     try {
+      if (write && vm.profile.dirtyRingRelogsEachRun) this.relogAtEntry(gpa);
       // vcpu_enter_guest(): kvm_dirty_ring_check_request() before the guest runs
       if (this.dirtyRingExitPending()) {
         this.ringFullPending = { access: { gpa, size, kind, value, private: isPrivate } };
@@ -208,6 +209,19 @@ export class Vcpu<E extends VendorEdge = VendorEdge> {
       return r;
     } finally {
       vm.runningVcpu = prev;
+    }
+  }
+
+  /**
+   * KernelProfile.dirtyRingRelogsEachRun: the page a write touches is write-protected at entry,
+   * so the write faults and is logged again even if an earlier KVM_RUN made it writable.
+   */
+  private relogAtEntry(gpa: number): void {
+    const vm = this.vm;
+    const gfn = Math.floor(gpa / PAGE_SIZE);
+    const slot = vm.gfnToMemslot(gfn);
+    if (slot && slot.flags & KVM_MEM_LOG_DIRTY_PAGES && !(slot.flags & KVM_MEMSLOT_INVALID)) {
+      vm.enableDirtyLogPtMasked(slot, gfn - slot.baseGfn, 1);
     }
   }
 

@@ -6,6 +6,10 @@
 import { release } from 'node:os';
 import {
   CAPS,
+  KVM_CAP_DIRTY_LOG_RING,
+  KVM_DIRTY_GFN_F_DIRTY,
+  KVM_DIRTY_RING_RSVD_ENTRIES,
+  KVM_MEM_LOG_DIRTY_PAGES,
   KVM_CAP_GUEST_MEMFD,
   KVM_CAP_GUEST_MEMFD_FLAGS,
   KVM_CAP_MAX_VCPUS,
@@ -193,6 +197,45 @@ export function probeUnfaultableHvaEmulatesMmio(kvm: RealKvm): boolean | null {
 }
 
 
+/**
+ * The dirty ring of this host: whether it has one, the entries kvm_cpu_dirty_log_size()
+ * reserves (a one-page ring is EINVAL when PML reserves 512 more), and whether a page the guest
+ * writes in two KVM_RUNs is logged twice (dirtyRingRelogsEachRun).
+ */
+export function probeDirtyRing(kvm: RealKvm): Pick<KernelProfile, 'dirtyRing' | 'cpuDirtyLogSize' | 'dirtyRingRelogsEachRun'> {
+  if (!kvm.checkExtension(KVM_CAP_DIRTY_LOG_RING)) return { dirtyRing: false };
+  const vm = kvm.createVm(KVM_X86_DEFAULT_VM);
+  const hva = mmap({ length: 0x200000 });
+  try {
+    let cpuDirtyLogSize = 0;
+    try {
+      vm.enableCap({ cap: KVM_CAP_DIRTY_LOG_RING, args: [4096] });
+    } catch (e) {
+      if (!isKvmError(e) || e.code !== 'EINVAL') throw e;
+      // 256 entries cannot keep the reserved ones: VMX PML's 512 (PML_LOG_NR_ENTRIES)
+      cpuDirtyLogSize = 512;
+      vm.enableCap({ cap: KVM_CAP_DIRTY_LOG_RING, args: [2 ** Math.ceil(Math.log2((KVM_DIRTY_RING_RSVD_ENTRIES + cpuDirtyLogSize) * 16))] });
+    }
+    const gpa = 0x4000_0000;
+    vm.setUserMemoryRegion({ slot: 0, flags: KVM_MEM_LOG_DIRTY_PAGES, guest_phys_addr: gpa, memory_size: 0x200000, userspace_addr: hva });
+    const vcpu = vm.createVcpu(0);
+    const guest = installGuest(vm, vcpu);
+    try {
+      guest.guestAccess({ kind: 'write', gpa, size: 8, value: 1n });
+      guest.guestAccess({ kind: 'write', gpa, size: 8, value: 2n });
+    } finally {
+      guest.uninstall();
+    }
+    const words = vcpu.dirtyRingWords()!;
+    let pushed = 0;
+    while (pushed < 4 && words[pushed * 4] === KVM_DIRTY_GFN_F_DIRTY) pushed++;
+    return { dirtyRing: true, cpuDirtyLogSize, dirtyRingRelogsEachRun: pushed > 1 };
+  } finally {
+    vm.close();
+    munmap(hva, 0x200000);
+  }
+}
+
 /** The profile this host's kernel follows, named `host-<uname -r>`. */
 export function detectHostProfile(kvm?: RealKvm): KernelProfile {
   const own = !kvm;
@@ -232,6 +275,7 @@ export function detectHostProfile(kvm?: RealKvm): KernelProfile {
       maxVcpus: caps.KVM_CAP_MAX_VCPUS || k.checkExtension(KVM_CAP_MAX_VCPUS),
       ...(facts.onlineCpus !== null && { onlineCpus: facts.onlineCpus }),
       mmioCaching: facts.mmioCaching ?? true,
+      ...probeDirtyRing(k),
     } satisfies KernelProfile);
   } finally {
     vm.close();

@@ -15,6 +15,8 @@
  */
 import {
   isKvmError,
+  KVM_DIRTY_GFN_F_DIRTY,
+  KVM_DIRTY_GFN_F_RESET,
   profileByName,
   profileMismatch,
   type KernelProfile,
@@ -163,6 +165,8 @@ interface VcpuState {
   guest: TinyGuest;
   /** the last access stopped on a KVM_EXIT_MMIO (read or write) that is still pending */
   pendingMmio: 'read' | 'write' | null;
+  /** the VMM's fetch index into the vCPU's dirty ring (where its last harvest stopped) */
+  ringFetch: number;
 }
 
 export interface KvmTarget extends Target {
@@ -371,7 +375,7 @@ export function createKvmTarget(): KvmTarget {
       const place = placements[vcpus.size] ?? guestPlacements(ctx.scenario, vcpus.size + 1)[vcpus.size]!;
       const guest = installGuest(vm, vcpu, place);
       guests.push(guest);
-      vcpus.set(a.id, { vcpu, guest, pendingMmio: null });
+      vcpus.set(a.id, { vcpu, guest, pendingMmio: null, ringFetch: 0 });
       return { result: a.id, detail: { guest_slot: place.slot, guest_base: place.base } };
     },
     guest_read: (a) => guestAccess('read', a),
@@ -386,6 +390,35 @@ export function createKvmTarget(): KvmTarget {
       return {};
     },
     complete_hypercall: unsupported('the tiny guest makes no hypercalls'),
+    harvest_dirty_ring(a) {
+      const st = vcpuState(a.vcpu);
+      const words = st.vcpu.dirtyRingWords();
+      if (words === null) return { signal: 'SIGBUS', detail: { check: 'kvm_vcpu_fault: the VM has no dirty ring (not touched)' } };
+      const entries = words.length / 4;
+      const max = a.max ?? Infinity;
+      const dirty_gfns: { slot: number; offset: number }[] = [];
+      let i = st.ringFetch;
+      // dirty_ring_collect_one() of dirty_log_test.c: flags == KVM_DIRTY_GFN_F_DIRTY, then F_RESET
+      while (dirty_gfns.length < max) {
+        const w = (i & (entries - 1)) * 4;
+        if (words[w] !== KVM_DIRTY_GFN_F_DIRTY) break;
+        dirty_gfns.push({ slot: words[w + 1]!, offset: words[w + 2]! + words[w + 3]! * 2 ** 32 });
+        words[w] = KVM_DIRTY_GFN_F_RESET;
+        i = (i + 1) >>> 0;
+      }
+      st.ringFetch = i;
+      return { dirty_gfns, dirty_pages: [...new Set(dirty_gfns.map((g) => g.offset))], value: dirty_gfns.length };
+    },
+    reset_dirty_rings: (_a, { vm }) => ({ value: vm.resetDirtyRings() }),
+    mmap_dirty_ring(a) {
+      const errno = vcpuState(a.vcpu).vcpu.tryMapDirtyRing(a.prot ?? PROT_READ | PROT_WRITE, a.flags ?? MAP_SHARED);
+      return errno ? { errno: errno as Outcome['errno'], detail: { check: 'mmap of the vCPU fd at KVM_DIRTY_LOG_PAGE_OFFSET' } } : {};
+    },
+    run_vcpu(a) {
+      const st = vcpuState(a.vcpu);
+      const kind = st.guest.ringFull?.kind ?? 'read';
+      return guestOutcome(st.guest.resume(), kind, st);
+    },
     // guest paging: the tiny guest runs on its own identity-mapped tables
     set_sregs: unsupported('the tiny guest keeps its own control registers and page tables'),
     guest_page_table: unsupported('the tiny guest keeps its own control registers and page tables'),

@@ -80,6 +80,8 @@ const expectObject = z.strictObject({
   /** the guest took an exception itself and the access did not complete (#VC, #VE) */
   exception: z.string().regex(/^(#[A-Z]{2}|EPT_VIOLATION)$/, 'an exception vector such as #VC, #VE or #PF, or EPT_VIOLATION (reflected to L1)').optional(),
   dirty_pages: numList().optional(),
+  /** harvest_dirty_ring: the entries, in ring order */
+  dirty_gfns: z.array(z.strictObject({ slot: num(), offset: num() })).optional(),
   /** MMU statistics after the step, by their KVM_GET_STATS_FD names (`pages_4k: 1`, `mmu_pte_write: 2`) */
   stats: z.record(z.string(), num()).optional(),
   gpa: num().optional(),

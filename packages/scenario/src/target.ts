@@ -19,8 +19,10 @@ export interface Outcome {
   signal?: 'SIGBUS' | 'SIGSEGV';
   /** the guest took an exception itself (SNP #VC for an unvalidated page, TDX #VE); KVM was not involved */
   exception?: string;
-  /** get_dirty_log: page indexes within the slot whose bit was set */
+  /** get_dirty_log: page indexes within the slot whose bit was set (harvest_dirty_ring: the entries' offsets) */
   dirty_pages?: number[];
+  /** harvest_dirty_ring: the entries collected, in ring order (`slot` = as_id << 16 | id) */
+  dirty_gfns?: { slot: number; offset: number }[];
   /**
    * the VM's MMU statistics after the step, by the names KVM_GET_STATS_FD gives them
    * (`pages_4k`, `mmu_pte_write`, ...), when the run collects them (`RunOptions.stats`, or a

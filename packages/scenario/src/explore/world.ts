@@ -154,6 +154,8 @@ const BEGIN: { readonly [K in TargetOpName]: Begin<K> | 'atomic' } = {
   guest_psc_msr: 'atomic', guest_rmpadjust: 'atomic', tdx_init_vm: 'atomic', tdx_init_vcpu: 'atomic',
   tdx_init_mem_region: 'atomic', tdx_finalize_vm: 'atomic', guest_accept: 'atomic',
   guest_map_gpa_range: 'atomic', assert: 'atomic',
+  // the dirty ring: the VMM's harvest, KVM_RESET_DIRTY_RINGS (under slots_lock), one KVM_RUN
+  harvest_dirty_ring: 'atomic', reset_dirty_rings: 'atomic', mmap_dirty_ring: 'atomic', run_vcpu: 'atomic',
 };
 
 export class Actor {

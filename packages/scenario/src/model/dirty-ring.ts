@@ -1,0 +1,42 @@
+/** Model handlers: the dirty ring (harvest, KVM_RESET_DIRTY_RINGS, the ring's mmap, KVM_RUN again). */
+import { KVM_DIRTY_GFN_F_DIRTY, KVM_DIRTY_GFN_F_RESET, KVM_DIRTY_LOG_PAGE_OFFSET, PAGE_SIZE } from '@ccmem/core';
+import { accessOutcome, type ModelHandlers, type ModelRun } from './run.js';
+
+/** mmap(2) bits (asm-generic/mman) */
+const PROT_READ = 0x1;
+const PROT_WRITE = 0x2;
+const MAP_SHARED = 0x01;
+
+/** the VMM's fetch index per vCPU (the selftests' `ring_buf_idx`): where its last harvest stopped */
+const fetchIndexes = new WeakMap<ModelRun, Map<number, number>>();
+
+export const DIRTY_RING_HANDLERS = {
+  harvest_dirty_ring(a, m) {
+    const vcpu = m.vcpu(a.vcpu);
+    const ring = vcpu.dirtyRing;
+    // no ring: the mapping has no pages behind it (kvm_vcpu_fault() → VM_FAULT_SIGBUS)
+    if (ring === null) return { signal: 'SIGBUS', detail: { check: 'kvm_vcpu_fault: the VM has no dirty ring' } };
+    let idx = fetchIndexes.get(m);
+    if (!idx) fetchIndexes.set(m, (idx = new Map()));
+    let i = idx.get(vcpu.id) ?? 0;
+    const max = a.max ?? Infinity;
+    const dirty_gfns: { slot: number; offset: number }[] = [];
+    // dirty_ring_collect_one(): while the entry's flags are exactly KVM_DIRTY_GFN_F_DIRTY
+    while (dirty_gfns.length < max && ring.flagsAt(i) === KVM_DIRTY_GFN_F_DIRTY) {
+      const e = ring.entry(i);
+      dirty_gfns.push({ slot: e.slot, offset: e.offset });
+      ring.setFlags(i, KVM_DIRTY_GFN_F_RESET);
+      i = (i + 1) >>> 0;
+    }
+    idx.set(vcpu.id, i);
+    return { dirty_gfns, dirty_pages: [...new Set(dirty_gfns.map((g) => g.offset))], value: dirty_gfns.length };
+  },
+  reset_dirty_rings: (_a, m) => ({ value: m.vm.resetDirtyRings() }),
+  mmap_dirty_ring(a, m) {
+    const vcpu = m.vcpu(a.vcpu);
+    const pages = Math.max(m.vm.dirtyRingSize, PAGE_SIZE) / PAGE_SIZE;
+    vcpu.mmapCheck(KVM_DIRTY_LOG_PAGE_OFFSET, pages, a.prot ?? PROT_READ | PROT_WRITE, a.flags ?? MAP_SHARED);
+    return {};
+  },
+  run_vcpu: (a, m) => accessOutcome(m.guestVcpu(a.vcpu).run()),
+} satisfies ModelHandlers;
