@@ -103,7 +103,7 @@ const HANDLERS = {
   guest_pvalidate: NONE, guest_psc: NONE, guest_psc_msr: NONE, guest_rmpadjust: NONE,
   tdx_init_vm: NONE, tdx_init_vcpu: NONE, tdx_init_mem_region: NONE, tdx_finalize_vm: NONE, guest_accept: NONE,
   guest_map_gpa_range: NONE, assert: NONE,
-  harvest_dirty_ring: NONE, reset_dirty_rings: NONE, mmap_dirty_ring: NONE, run_vcpu: NONE,
+  harvest_dirty_ring: NONE, reset_dirty_rings: NONE, mmap_dirty_ring: NONE, run_vcpu: NONE, guest_touch: NONE,
 } satisfies HandlerTable<{ t: FakeTarget; events: Events | undefined }>;
 
 function setMemoryRegion(

@@ -565,6 +565,14 @@ export interface KernelProfile {
    * KVM_GET/CLEAR_DIRTY_LOG write-protects it).
    */
   readonly dirtyRingRelogsEachRun?: boolean;
+  /**
+   * KVM_EXIT_DIRTY_RING_FULL comes right after the push that reaches the soft limit (the
+   * request is checked before every re-entry). Measured false on the PVM host: the guest runs
+   * on for a varying number of pages (sometimes past the ring's end) before the exit. Absent
+   * means true. The model always exits at the limit; scenarios that count on the exact point
+   * `require` this.
+   */
+  readonly dirtyRingSoftFullAtLimit?: boolean;
 }
 
 /** The VM as a memory provider (guest_memfd, device fd) sees it. */

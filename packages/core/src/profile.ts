@@ -103,6 +103,8 @@ export const LINUX_6_18_PVM_PROFILE: KernelProfile = Object.freeze({
   // a guest write to a dirty-logged page is logged again on every KVM_RUN (found by `ccmem diff`
   // with the dirty ring: two runs that write one page push two entries)
   dirtyRingRelogsEachRun: true,
+  // ...and KVM_EXIT_DIRTY_RING_FULL comes late, after a varying number of further pages
+  dirtyRingSoftFullAtLimit: false,
 });
 
 /**
@@ -168,6 +170,7 @@ const BUILD_FIELDS: ReadonlyArray<readonly [keyof KernelProfile, boolean | numbe
   ['dirtyRing', true],
   ['cpuDirtyLogSize', 0],
   ['dirtyRingRelogsEachRun', false],
+  ['dirtyRingSoftFullAtLimit', true],
 ];
 
 /** guest_memfd behaviour, which only a kernel with guest_memfd can show */

@@ -280,6 +280,7 @@ export class TinyGuest {
    */
   touchRange(gpa: number, length: number, value = 1n): GuestAccessResult {
     this.settle();
+    this.ringFull = null;
     this.start('touch', { rbx: BigInt(gpa), rcx: value, rdx: BigInt(gpa + length) });
     return this.runToReport(1, true, false);
   }

@@ -25,7 +25,7 @@ import {
   isKvmError,
   type KernelProfile,
 } from '@ccmem/core';
-import { close, mmap, munmap, write } from './host-memory.js';
+import { close, mmap, munmap, read, write } from './host-memory.js';
 import { installGuest } from './guest.js';
 import { RealKvm, type RealVm } from './real-kvm.js';
 import { hiddenCapabilities, readKvmModuleFacts } from './host-facts.js';
@@ -202,7 +202,7 @@ export function probeUnfaultableHvaEmulatesMmio(kvm: RealKvm): boolean | null {
  * reserves (a one-page ring is EINVAL when PML reserves 512 more), and whether a page the guest
  * writes in two KVM_RUNs is logged twice (dirtyRingRelogsEachRun).
  */
-export function probeDirtyRing(kvm: RealKvm): Pick<KernelProfile, 'dirtyRing' | 'cpuDirtyLogSize' | 'dirtyRingRelogsEachRun'> {
+export function probeDirtyRing(kvm: RealKvm): Pick<KernelProfile, 'dirtyRing' | 'cpuDirtyLogSize' | 'dirtyRingRelogsEachRun' | 'dirtyRingSoftFullAtLimit'> {
   if (!kvm.checkExtension(KVM_CAP_DIRTY_LOG_RING)) return { dirtyRing: false };
   const vm = kvm.createVm(KVM_X86_DEFAULT_VM);
   const hva = mmap({ length: 0x200000 });
@@ -229,11 +229,53 @@ export function probeDirtyRing(kvm: RealKvm): Pick<KernelProfile, 'dirtyRing' | 
     const words = vcpu.dirtyRingWords()!;
     let pushed = 0;
     while (pushed < 4 && words[pushed * 4] === KVM_DIRTY_GFN_F_DIRTY) pushed++;
-    return { dirtyRing: true, cpuDirtyLogSize, dirtyRingRelogsEachRun: pushed > 1 };
+    return { dirtyRing: true, cpuDirtyLogSize, dirtyRingRelogsEachRun: pushed > 1, dirtyRingSoftFullAtLimit: probeSoftFullAtLimit(kvm) };
   } finally {
     vm.close();
     munmap(hva, 0x200000);
   }
+}
+
+/**
+ * Twice: a 16 KiB ring (1024 entries, soft limit 1024 - reserved) and a guest loop that writes
+ * 2048 pages in one KVM_RUN; true when both runs exit with KVM_EXIT_DIRTY_RING_FULL right after
+ * the push that reached the soft limit, before the store to that page.
+ */
+function probeSoftFullAtLimit(kvm: RealKvm): boolean {
+  const size = 0x800000;
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const vm = kvm.createVm(KVM_X86_DEFAULT_VM);
+    const hva = mmap({ length: size });
+    try {
+      try {
+        vm.enableCap({ cap: KVM_CAP_DIRTY_LOG_RING, args: [16384] });
+      } catch (e) {
+        if (isKvmError(e)) return false;
+        throw e;
+      }
+      const gpa = 0x4000_0000;
+      vm.setUserMemoryRegion({ slot: 0, flags: KVM_MEM_LOG_DIRTY_PAGES, guest_phys_addr: gpa, memory_size: size, userspace_addr: hva });
+      const vcpu = vm.createVcpu(0);
+      const guest = installGuest(vm, vcpu);
+      let r;
+      try {
+        r = guest.touchRange(gpa, size, 7n);
+      } finally {
+        guest.uninstall();
+      }
+      const words = vcpu.dirtyRingWords()!;
+      let pushed = 0;
+      while (pushed < 1024 && words[pushed * 4] === KVM_DIRTY_GFN_F_DIRTY) pushed++;
+      const limitPages = pushed; // the page of the last push has not been stored
+      const stored = read(hva + (limitPages - 1) * 4096, 1) === 7n;
+      if (r.exit?.reason !== 'KVM_EXIT_DIRTY_RING_FULL' || pushed >= 1024 || stored) return false;
+      if (pushed !== 1024 - KVM_DIRTY_RING_RSVD_ENTRIES && pushed !== 1024 - KVM_DIRTY_RING_RSVD_ENTRIES - 512) return false;
+    } finally {
+      vm.close();
+      munmap(hva, size);
+    }
+  }
+  return true;
 }
 
 /** The profile this host's kernel follows, named `host-<uname -r>`. */

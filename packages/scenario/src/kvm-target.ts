@@ -414,6 +414,13 @@ export function createKvmTarget(): KvmTarget {
       const errno = vcpuState(a.vcpu).vcpu.tryMapDirtyRing(a.prot ?? PROT_READ | PROT_WRITE, a.flags ?? MAP_SHARED);
       return errno ? { errno: errno as Outcome['errno'], detail: { check: 'mmap of the vCPU fd at KVM_DIRTY_LOG_PAGE_OFFSET' } } : {};
     },
+    guest_touch(a) {
+      const st = vcpuState(a.vcpu);
+      const end = a.gpa + Math.max(a.size, 1);
+      if (end > GUEST_IDENTITY_MAP_LIMIT) return { skipped: 'the tiny guest identity-maps gpas below 512 GiB only' };
+      if (guests.some((g) => a.gpa < g.range.end && end > g.range.start)) return { skipped: "the range overlaps the tiny guest's own slot" };
+      return guestOutcome(st.guest.touchRange(a.gpa, a.size, BigInt((a.value ?? 1) & 0xff)), 'write', st);
+    },
     run_vcpu(a) {
       const st = vcpuState(a.vcpu);
       const kind = st.guest.ringFull?.kind ?? 'read';

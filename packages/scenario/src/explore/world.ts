@@ -156,6 +156,7 @@ const BEGIN: { readonly [K in TargetOpName]: Begin<K> | 'atomic' } = {
   guest_map_gpa_range: 'atomic', assert: 'atomic',
   // the dirty ring: the VMM's harvest, KVM_RESET_DIRTY_RINGS (under slots_lock), one KVM_RUN
   harvest_dirty_ring: 'atomic', reset_dirty_rings: 'atomic', mmap_dirty_ring: 'atomic', run_vcpu: 'atomic',
+  guest_touch: 'atomic',
 };
 
 export class Actor {

@@ -1,5 +1,7 @@
 /** Model handlers: the dirty ring (harvest, KVM_RESET_DIRTY_RINGS, the ring's mmap, KVM_RUN again). */
 import { KVM_DIRTY_GFN_F_DIRTY, KVM_DIRTY_GFN_F_RESET, KVM_DIRTY_LOG_PAGE_OFFSET, PAGE_SIZE } from '@ccmem/core';
+import type { GuestAccessResult } from '@ccmem/core';
+import type { Outcome } from '../target.js';
 import { accessOutcome, type ModelHandlers, type ModelRun } from './run.js';
 
 /** mmap(2) bits (asm-generic/mman) */
@@ -9,6 +11,32 @@ const MAP_SHARED = 0x01;
 
 /** the VMM's fetch index per vCPU (the selftests' `ring_buf_idx`): where its last harvest stopped */
 const fetchIndexes = new WeakMap<ModelRun, Map<number, number>>();
+/** a guest_touch loop a KVM_EXIT_DIRTY_RING_FULL interrupted, per vCPU: the page it stopped at */
+const touches = new WeakMap<ModelRun, Map<number, { next: number; end: number; value: bigint }>>();
+
+/**
+ * The tiny guest's touch loop (`mov [rbx], cl; add rbx, 4096; cmp rbx, rdx; jb loop`): one byte
+ * at the start of every page from `next`, each store a guest access of this KVM_RUN. A ring-full
+ * exit leaves the loop where it is; any other exit ends it.
+ */
+function touchLoop(m: ModelRun, vcpuId: number, t: { next: number; end: number; value: bigint }, first: GuestAccessResult | null): Outcome {
+  const vcpu = m.vcpu(vcpuId);
+  let pending = touches.get(m);
+  if (!pending) touches.set(m, (pending = new Map()));
+  pending.delete(vcpuId);
+  let r = first;
+  for (;;) {
+    if (r === null) r = vcpu.access({ gpa: t.next, size: 1, kind: 'write', value: t.value });
+    if (r.exit?.reason === 'KVM_EXIT_DIRTY_RING_FULL') {
+      pending.set(vcpuId, t);
+      return accessOutcome(r);
+    }
+    if (r.exit !== undefined || r.errno !== undefined || r.exception !== undefined) return accessOutcome(r);
+    t.next += PAGE_SIZE;
+    if (t.next >= t.end) return {};
+    r = null;
+  }
+}
 
 export const DIRTY_RING_HANDLERS = {
   harvest_dirty_ring(a, m) {
@@ -38,5 +66,14 @@ export const DIRTY_RING_HANDLERS = {
     vcpu.mmapCheck(KVM_DIRTY_LOG_PAGE_OFFSET, pages, a.prot ?? PROT_READ | PROT_WRITE, a.flags ?? MAP_SHARED);
     return {};
   },
-  run_vcpu: (a, m) => accessOutcome(m.guestVcpu(a.vcpu).run()),
+  guest_touch(a, m) {
+    m.guestVcpu(a.vcpu);
+    return touchLoop(m, a.vcpu, { next: a.gpa, end: a.gpa + a.size, value: BigInt((a.value ?? 1) & 0xff) }, null);
+  },
+  run_vcpu(a, m) {
+    const vcpu = m.guestVcpu(a.vcpu);
+    const t = touches.get(m)?.get(a.vcpu);
+    if (t) return touchLoop(m, a.vcpu, t, vcpu.run());
+    return accessOutcome(vcpu.run());
+  },
 } satisfies ModelHandlers;

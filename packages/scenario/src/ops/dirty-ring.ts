@@ -26,6 +26,12 @@ export const DIRTY_RING_OPS = {
     does: "mmap(2) of the vCPU fd at `KVM_DIRTY_LOG_PAGE_OFFSET` over the whole ring (`prot` defaults to `PROT_READ\\|PROT_WRITE`, `flags` to `MAP_SHARED`): `MAP_PRIVATE` or `PROT_EXEC` → `EINVAL` (kvm_vcpu_mmap()); a mapping that succeeds is unmapped again",
     needs: { caps: ['KVM_CAP_DIRTY_LOG_RING'] },
   }),
+  guest_touch: defineOp({
+    args: z.strictObject({ vcpu: addr(), gpa: num(), size: num(), value: num().optional() }),
+    does:
+      'the guest stores the byte `value` (default 1) at the start of every 4 KiB page of [`gpa`, `gpa + size`) in one `KVM_RUN` (the selftests\' dirtying loop); a `KVM_EXIT_DIRTY_RING_FULL` stops it mid-range and `run_vcpu` continues',
+    result: 'an exit, if any',
+  }),
   run_vcpu: defineOp({
     args: z.strictObject({ vcpu: addr() }),
     does: '`KVM_RUN` with no new guest access: after `KVM_EXIT_DIRTY_RING_FULL` the interrupted access runs again (the ring check comes first)',
