@@ -115,10 +115,13 @@ export class Vcpu<E extends VendorEdge = VendorEdge> {
   }
 
   /**
-   * kvm_vcpu_mmap() of the vCPU fd at page `pgoff`: a mapping that covers the dirty ring's
-   * first or last page must be MAP_SHARED and not PROT_EXEC (EINVAL).
+   * mmap(2) of the vCPU fd at page `pgoff`. do_mmap() refuses PROT_EXEC first (EPERM): the
+   * fd is an anon inode, whose mount is noexec (path_noexec()). Then kvm_vcpu_mmap(): a
+   * mapping that covers the dirty ring's first or last page must be MAP_SHARED and not
+   * PROT_EXEC (EINVAL).
    */
   mmapCheck(pgoff: number, pages: number, prot: number, flags: number): void {
+    if (prot & PROT_EXEC) fail('EPERM', 'do_mmap: PROT_EXEC mapping of an anon inode (noexec)');
     const size = this.vm.dirtyRingSize;
     if ((kvmPageInDirtyRing(size, pgoff) || kvmPageInDirtyRing(size, pgoff + pages - 1)) && (prot & PROT_EXEC || !(flags & MAP_SHARED))) {
       fail('EINVAL', 'kvm_vcpu_mmap: the dirty ring must be mapped shared and not executable');

@@ -252,7 +252,7 @@ describe('the dirty ring and the dirty bitmap', () => {
     expect(kvmPageInDirtyRing(4096, 64)).toBe(true);
     expect(kvmPageInDirtyRing(4096, 65)).toBe(false);
     expect(errnoOf(() => vcpu.mmapCheck(64, 1, 0x1, 0x02))).toBe('EINVAL'); // PROT_READ, MAP_PRIVATE
-    expect(errnoOf(() => vcpu.mmapCheck(64, 1, 0x1 | 0x4, 0x01))).toBe('EINVAL'); // PROT_EXEC
+    expect(errnoOf(() => vcpu.mmapCheck(64, 1, 0x1 | 0x4, 0x01))).toBe('EPERM'); // PROT_EXEC: noexec anon inode
     expect(errnoOf(() => vcpu.mmapCheck(64, 1, 0x3, 0x01))).toBeUndefined();
     expect(errnoOf(() => vcpu.mmapCheck(0, 1, 0x1, 0x02))).toBeUndefined(); // kvm_run page: not the ring
   });

@@ -23,7 +23,7 @@ export const DIRTY_RING_OPS = {
   }),
   mmap_dirty_ring: defineOp({
     args: z.strictObject({ vcpu: addr(), prot: flags('prot').optional(), flags: flags('map').optional() }),
-    does: "mmap(2) of the vCPU fd at `KVM_DIRTY_LOG_PAGE_OFFSET` over the whole ring (`prot` defaults to `PROT_READ\\|PROT_WRITE`, `flags` to `MAP_SHARED`): `MAP_PRIVATE` or `PROT_EXEC` → `EINVAL` (kvm_vcpu_mmap()); a mapping that succeeds is unmapped again",
+    does: "mmap(2) of the vCPU fd at `KVM_DIRTY_LOG_PAGE_OFFSET` over the whole ring (`prot` defaults to `PROT_READ\\|PROT_WRITE`, `flags` to `MAP_SHARED`): `PROT_EXEC` → `EPERM` (do_mmap(): the vCPU fd is a noexec anon inode), `MAP_PRIVATE` → `EINVAL` (kvm_vcpu_mmap()); a mapping that succeeds is unmapped again",
     needs: { caps: ['KVM_CAP_DIRTY_LOG_RING'] },
   }),
   guest_touch: defineOp({
