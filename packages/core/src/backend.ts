@@ -573,6 +573,12 @@ export interface KernelProfile {
    * `require` this.
    */
   readonly dirtyRingSoftFullAtLimit?: boolean;
+  /**
+   * A guest read of a dirty-logged page whose host page is writable maps it writable, and
+   * make_spte() logs it (`__kvm_faultin_pfn()` asks for `map_writable`). Measured false on the
+   * PVM host: such a read is never logged, the page only when written. Absent means true.
+   */
+  readonly readFaultLogsWritablePage?: boolean;
 }
 
 /** The VM as a memory provider (guest_memfd, device fd) sees it. */

@@ -105,6 +105,8 @@ export const LINUX_6_18_PVM_PROFILE: KernelProfile = Object.freeze({
   dirtyRingRelogsEachRun: true,
   // ...and KVM_EXIT_DIRTY_RING_FULL comes late, after a varying number of further pages
   dirtyRingSoftFullAtLimit: false,
+  // a guest read of a page the VMM wrote is not logged (found by `ccmem fuzz --target diff`)
+  readFaultLogsWritablePage: false,
 });
 
 /**
@@ -171,6 +173,7 @@ const BUILD_FIELDS: ReadonlyArray<readonly [keyof KernelProfile, boolean | numbe
   ['cpuDirtyLogSize', 0],
   ['dirtyRingRelogsEachRun', false],
   ['dirtyRingSoftFullAtLimit', true],
+  ['readFaultLogsWritablePage', true],
 ];
 
 /** guest_memfd behaviour, which only a kernel with guest_memfd can show */

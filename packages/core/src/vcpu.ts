@@ -193,7 +193,10 @@ export class Vcpu<E extends VendorEdge = VendorEdge> {
     const prev = vm.runningVcpu;
     vm.runningVcpu = this;
     try {
-      if (write && vm.profile.dirtyRingRelogsEachRun) this.relogAtEntry(gpa);
+      if (write && vm.profile.dirtyRingRelogsEachRun) {
+        this.relogAtEntry(gpa);
+        if (pageOffset(gpa) + size > PAGE_SIZE) this.relogAtEntry(gpa + size - 1);
+      }
       // vcpu_enter_guest(): kvm_dirty_ring_check_request() before the guest runs
       if (this.dirtyRingExitPending()) {
         this.ringFullPending = { access: { gpa, size, kind, value, private: isPrivate } };

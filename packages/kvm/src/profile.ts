@@ -278,6 +278,32 @@ function probeSoftFullAtLimit(kvm: RealKvm): boolean {
   return true;
 }
 
+/**
+ * Whether a guest read of a dirty-logged page the VMM has written (a writable host page) is
+ * logged: KVM_GET_DIRTY_LOG after one read.
+ */
+export function probeReadFaultLogsWritablePage(kvm: RealKvm): boolean | null {
+  const vm = kvm.createVm(KVM_X86_DEFAULT_VM);
+  const hva = mmap({ length: 0x10000 });
+  try {
+    write(hva + 0x1000, 8, 0x1234n);
+    const gpa = 0x4000_0000;
+    vm.setUserMemoryRegion({ slot: 0, flags: KVM_MEM_LOG_DIRTY_PAGES, guest_phys_addr: gpa, memory_size: 0x10000, userspace_addr: hva });
+    const guest = installGuest(vm, vm.createVcpu(0));
+    let r;
+    try {
+      r = guest.guestAccess({ kind: 'read', gpa: gpa + 0x1000, size: 8 });
+    } finally {
+      guest.uninstall();
+    }
+    if (r.value !== 0x1234n) return null;
+    return (vm.getDirtyLog({ slot: 0 })[0]! & 0x2) !== 0;
+  } finally {
+    vm.close();
+    munmap(hva, 0x10000);
+  }
+}
+
 /** The profile this host's kernel follows, named `host-<uname -r>`. */
 export function detectHostProfile(kvm?: RealKvm): KernelProfile {
   const own = !kvm;
@@ -318,6 +344,7 @@ export function detectHostProfile(kvm?: RealKvm): KernelProfile {
       ...(facts.onlineCpus !== null && { onlineCpus: facts.onlineCpus }),
       mmioCaching: facts.mmioCaching ?? true,
       ...probeDirtyRing(k),
+      readFaultLogsWritablePage: probeReadFaultLogsWritablePage(k) ?? true,
     } satisfies KernelProfile);
   } finally {
     vm.close();
