@@ -5,7 +5,7 @@ import { runFuzzCampaign } from './campaign.js';
 import { fuzzScenario, scenarioToYaml } from './generate.js';
 import { parseScenario } from '../parse.js';
 
-const features = { guestMemfd: true, gmemFlags: [0, 1, 3], crossPage: true };
+const features = { guestMemfd: true, gmemFlags: [0, 1, 3], crossPage: true, dirtyRing: true };
 
 describe('fuzz campaigns', () => {
   it('a bounded model campaign runs its step budget and finds nothing wrong', () => {
