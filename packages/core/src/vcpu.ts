@@ -274,6 +274,9 @@ export class Vcpu<E extends VendorEdge = VendorEdge> {
     else if (this.signalPending) {
       this.signalPending = false;
       op.finish({ errno: 'EINTR', reason: 'signal pending at KVM_RUN' });
+    } else if (this.dirtyRingExitPending()) {
+      this.lastExit = DIRTY_RING_FULL_EXIT;
+      op.finish({ exit: DIRTY_RING_FULL_EXIT, reason: 'kvm_dirty_ring_check_request: the dirty ring is soft-full' });
     }
     return op;
   }

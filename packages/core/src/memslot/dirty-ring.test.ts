@@ -4,6 +4,8 @@ import { LINUX_6_18_PVM_PROFILE, UPSTREAM_PROFILE } from '../profile.js';
 import type { KernelProfile } from '../backend.js';
 import { assertVmInvariants } from '../invariants.js';
 import { errnoOf } from '../testing/errno-of.js';
+import { recordTrace } from '../trace.js';
+import { testDirtyBit } from './dirty-log.js';
 import {
   KVM_CAP_DIRTY_LOG_RING,
   KVM_CAP_DIRTY_LOG_RING_ACQ_REL,
@@ -226,7 +228,7 @@ describe('the dirty ring and the dirty bitmap', () => {
     const vcpu = vm.createVcpu(0);
     vcpu.guestWrite(BASE, 8, 1n);
     expect(vcpu.dirtyRing!.used).toBe(1);
-    expect(vm.memslots.idToMemslot(0, 1)!.dirtyBitmap!.every((w) => w === 0)).toBe(true);
+    expect(testDirtyBit(vm.memslots.idToMemslot(0, 1)!, BASE >> 12)).toBe(false);
     expect(errnoOf(() => vm.getDirtyLog({ slot: 1 }))).toBe('ENXIO');
   });
 
@@ -245,6 +247,30 @@ describe('the dirty ring and the dirty bitmap', () => {
     // a page dirtied with no running vCPU goes to the bitmap
     vm.markPageDirty(vm.memslots.idToMemslot(0, 1)!, (BASE >> 12) + 5);
     expect(vm.getDirtyLog({ slot: 1 })[0]).toBe(1 << 5);
+  });
+
+  it('with a ring on x86, a page dirtied with no running vCPU warns and only a bitmap can take it', () => {
+    const kvm = new Kvm();
+    const vm = kvm.createVm();
+    const trace = recordTrace(vm.tracer);
+    const hva = kvm.process.mm.mmap({ length: 2 * MiB, prot: { read: true, write: true }, shared: false });
+    vm.setUserMemoryRegion2({ slot: 1, flags: KVM_MEM_LOG_DIRTY_PAGES, guest_phys_addr: BASE, memory_size: 2 * MiB, userspace_addr: hva });
+    vm.enableCap({ cap: KVM_CAP_DIRTY_LOG_RING, args: [4096] });
+    const vcpu = vm.createVcpu(0);
+    const slot = vm.memslots.idToMemslot(0, 1)!;
+    vm.markPageDirty(slot, (BASE >> 12) + 2);
+    expect(vcpu.dirtyRing!.used).toBe(0);
+    expect(testDirtyBit(slot, (BASE >> 12) + 2)).toBe(true);
+    expect(trace.events.some((e) => e.name === 'kvm_warn' && e.fields.where === 'mark_page_dirty_in_slot')).toBe(true);
+    trace.stop();
+  });
+
+  it('the explorer form of an access exits at entry while the ring is soft-full', () => {
+    const { vcpu } = ringVm();
+    for (let p = 0; p < 192; p++) vcpu.guestWrite(BASE + p * 0x1000, 8, 1n);
+    const op = vcpu.beginAccess({ gpa: BASE + 0x1000, size: 8, kind: 'read' });
+    while (!op.step());
+    expect(op.result().exit?.reason).toBe('KVM_EXIT_DIRTY_RING_FULL');
   });
 
   it('vCPU mmap: the ring pages must be shared and not executable', () => {
