@@ -164,25 +164,31 @@ export class GuestAccessOp implements KernelOp<GuestAccessResult> {
   }
 
   step(): boolean {
-    // the vCPU is the running vCPU while its phases run (mark_page_dirty_in_slot's ring)
+    // with a dirty ring the vCPU is the running vCPU while its phases run (the ring
+    // mark_page_dirty_in_slot() pushes to)
+    if (this.vcpu.dirtyRing === null) return this.phaseStep();
     const vm = this.vcpu.vm;
     const prev = vm.runningVcpu;
     vm.runningVcpu = this.vcpu;
     try {
-      switch (this.phase) {
-        case 'walk':
-          return this.walk();
-        case 'faultin':
-          return this.faultin();
-        case 'map':
-          return this.map();
-        case 'vendor':
-          return this.vendor();
-        case 'done':
-          return true;
-      }
+      return this.phaseStep();
     } finally {
       vm.runningVcpu = prev;
+    }
+  }
+
+  private phaseStep(): boolean {
+    switch (this.phase) {
+      case 'walk':
+        return this.walk();
+      case 'faultin':
+        return this.faultin();
+      case 'map':
+        return this.map();
+      case 'vendor':
+        return this.vendor();
+      case 'done':
+        return true;
     }
   }
 
