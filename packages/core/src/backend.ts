@@ -423,6 +423,7 @@ export type KvmRunExit =
       readonly hypercall: { nr: number; args: number[]; ret: number; flags: number };
     }
   | { readonly reason: 'KVM_EXIT_SHUTDOWN' }
+  | { readonly reason: 'KVM_EXIT_DIRTY_RING_FULL' }
   | {
       readonly reason: 'KVM_EXIT_INTERNAL_ERROR';
       /** `ndata` and `gpa` (data[3]) for KVM_INTERNAL_ERROR_DELIVERY_EV (kvm_prepare_event_vectoring_exit) */
@@ -595,6 +596,44 @@ export interface KernelProfile {
    * (kvm_update_page_stats()). Absent means true; the v6.18 PVM module leaves them at 0.
    */
   readonly pageStats?: boolean;
+  /**
+   * KVM_CAP_DIRTY_LOG_RING / _ACQ_REL (x86 selects CONFIG_HAVE_KVM_DIRTY_RING_TSO and
+   * _ACQ_REL since v5.11). Absent means true.
+   */
+  readonly dirtyRing?: boolean;
+  /**
+   * kvm_cpu_dirty_log_size(): ring entries reserved on top of KVM_DIRTY_RING_RSVD_ENTRIES for
+   * the CPU's own dirty log (VMX PML: 512; none on SVM or without PML). Absent means 0.
+   */
+  readonly cpuDirtyLogSize?: number;
+  /**
+   * CONFIG_NEED_KVM_DIRTY_RING_WITH_BITMAP (arm64 upstream; a model option on x86):
+   * KVM_CAP_DIRTY_LOG_RING_WITH_BITMAP can be enabled, and pages dirtied without a running vCPU
+   * go to the bitmap without a warning. Absent means false (x86).
+   */
+  readonly dirtyRingWithBitmap?: boolean;
+  /**
+   * Each KVM_RUN in which the guest writes a page of a dirty-logged slot logs that page again,
+   * even when the previous KVM_RUN had made it writable: a dirty ring gets one entry per such
+   * run (measured on the PVM host, whose shadow paging re-faults a guest write on every entry).
+   * Absent means false (upstream: a writable page is not logged again until a reset or a
+   * KVM_GET/CLEAR_DIRTY_LOG write-protects it).
+   */
+  readonly dirtyRingRelogsEachRun?: boolean;
+  /**
+   * KVM_EXIT_DIRTY_RING_FULL comes right after the push that reaches the soft limit (the
+   * request is checked before every re-entry). Measured false on the PVM host: the guest runs
+   * on for a varying number of pages (sometimes past the ring's end) before the exit. Absent
+   * means true. The model always exits at the limit; scenarios that count on the exact point
+   * `require` this.
+   */
+  readonly dirtyRingSoftFullAtLimit?: boolean;
+  /**
+   * A guest read of a dirty-logged page whose host page is writable maps it writable, and
+   * make_spte() logs it (`__kvm_faultin_pfn()` asks for `map_writable`). Measured false on the
+   * PVM host: such a read is never logged, the page only when written. Absent means true.
+   */
+  readonly readFaultLogsWritablePage?: boolean;
 }
 
 /** The VM as a memory provider (guest_memfd, device fd) sees it. */

@@ -35,6 +35,8 @@ import type { KernelOp } from './steps.js';
 import { kvmGpaToGfn } from './gfn.js';
 import { MMIO_SPTE_GEN_MASK } from './mmu/spte.js';
 import type { GuestAccess, GuestAccessResult, Vcpu } from './vcpu.js';
+import { kvmSlotDirtyTrackEnabled } from './memslot/memslot.js';
+import { DIRTY_RING_FULL_EXIT } from './memslot/dirty-ring.js';
 
 export type GuestAccessPhase = 'walk' | 'faultin' | 'map' | 'vendor' | 'done';
 
@@ -162,6 +164,20 @@ export class GuestAccessOp implements KernelOp<GuestAccessResult> {
   }
 
   step(): boolean {
+    // with a dirty ring the vCPU is the running vCPU while its phases run (the ring
+    // mark_page_dirty_in_slot() pushes to)
+    if (this.vcpu.dirtyRing === null) return this.phaseStep();
+    const vm = this.vcpu.vm;
+    const prev = vm.runningVcpu;
+    vm.runningVcpu = this.vcpu;
+    try {
+      return this.phaseStep();
+    } finally {
+      vm.runningVcpu = prev;
+    }
+  }
+
+  private phaseStep(): boolean {
     switch (this.phase) {
       case 'walk':
         return this.walk();
@@ -174,6 +190,11 @@ export class GuestAccessOp implements KernelOp<GuestAccessResult> {
       case 'done':
         return true;
     }
+  }
+
+  /** KVM_RUN ends with KVM_EXIT_DIRTY_RING_FULL before the instruction completes */
+  private ringFull(): GuestAccessResult {
+    return { exit: DIRTY_RING_FULL_EXIT, reason: 'kvm_dirty_ring_check_request: a fault of this access filled the dirty ring (soft-full)' };
   }
 
   /** end the access with `r` (KVM_RUN's entry checks use it too) */
@@ -197,8 +218,10 @@ export class GuestAccessOp implements KernelOp<GuestAccessResult> {
         // fast_page_fault(): never make a huge SPTE of a dirty-logged slot writable; the slow
         // path maps the page at 4K so that the write is logged per page
         const slot = vm.gfnToMemslot(gfn);
-        if (!(w.level > 1 && slot?.dirtyBitmap) && vm.mmu.makeWritable(gfn, this.isPrivate)) {
-          if (slot?.dirtyBitmap) vm.dirtyLog.markPageDirtyInSlot(slot, gfn);
+        if (!(w.level > 1 && slot && kvmSlotDirtyTrackEnabled(slot)) && vm.mmu.makeWritable(gfn, this.isPrivate)) {
+          if (slot && kvmSlotDirtyTrackEnabled(slot)) vm.markPageDirty(slot, gfn);
+          // re-entry: kvm_dirty_ring_check_request()
+          if (this.vcpu.dirtyRingExitPending()) return this.finish(this.ringFull());
           return false; // walk again
         }
       } else {
@@ -299,6 +322,8 @@ export class GuestAccessOp implements KernelOp<GuestAccessResult> {
     if (r === RET_PF_WRITE_PROTECTED && this.write && this.vcpu.vm.shadowMmuIfUsed !== null) return this.finish(this.emulateTrackedWrite());
     if (r === RET_PF_FIXED || r === RET_PF_SPURIOUS || r === RET_PF_RETRY || r === RET_PF_WRITE_PROTECTED) {
       this.vcpu.lastAccessRetries++;
+      // vcpu_enter_guest(): a fault that filled the dirty ring ends KVM_RUN before re-entry
+      if (this.vcpu.dirtyRingExitPending()) return this.finish(this.ringFull());
       this.fixedLeaf = r === RET_PF_FIXED && this.runsToCompletion;
       this.phase = 'walk';
       return false;

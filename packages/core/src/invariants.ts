@@ -3,7 +3,7 @@
  * after every operation; the explorer after every scheduled step. Each violation is a
  * sentence naming the rule.
  */
-import { KVM_MEMSLOT_INVALID, PAGE_SIZE, PG_LEVEL_4K, pagesPerHpage } from './uapi.js';
+import { KVM_MEM_LOG_DIRTY_PAGES, KVM_MEMSLOT_INVALID, PAGE_SIZE, PG_LEVEL_4K, pagesPerHpage } from './uapi.js';
 import { KVM_FILTER_PRIVATE, KVM_FILTER_SHARED } from './backend.js';
 import { disallowLpage } from './mmu/hugepage.js';
 import type { Vm } from './vm.js';
@@ -40,6 +40,7 @@ export function checkVmInvariants(vm: Vm, opts: InvariantOptions = {}): string[]
   let budget = opts.pageBudget ?? 1 << 16;
   const start = opts.gfnRange?.start ?? 0;
   const end = opts.gfnRange?.end ?? Number.MAX_SAFE_INTEGER;
+  const ringGfns = vm.dirtyRingSize !== 0 && !vm.dirtyLog.initiallySet ? dirtyRingGfns(vm) : null;
   if (start < end) vm.mmu.forEachLeaf(start, end, KVM_FILTER_PRIVATE | KVM_FILTER_SHARED, (gfn, level, pfn, writable, _dirty, isMirror) => {
     const slot = vm.gfnToMemslot(gfn);
     if (!slot) {
@@ -55,7 +56,7 @@ export function checkVmInvariants(vm: Vm, opts: InvariantOptions = {}): string[]
       // KVM_DIRTY_LOG_INITIALLY_SET until KVM_CLEAR_DIRTY_LOG splits them:
       // kvm_mmu_slot_apply_flags()), but a writable one may only cover pages whose dirty bits
       // are all still set, or a write would be lost
-      if (slot.dirtyBitmap && writable && !allDirty(slot.dirtyBitmap, gfn - slot.baseGfn, pagesPerHpage(level)))
+      if (slot.dirtyBitmap && vm.dirtyRingSize === 0 && writable && !allDirty(slot.dirtyBitmap, gfn - slot.baseGfn, pagesPerHpage(level)))
         out.push(`${where(gfn, level)} is huge and writable in a dirty-logging memslot over pages not marked dirty`);
       if (disallowLpage(slot, gfn, level, vm.hasPrivateMem ? vm.attributes : null))
         out.push(`${where(gfn, level)} is huge where disallow_lpage requires a smaller mapping (slot edge, hva alignment or mixed attributes)`);
@@ -79,7 +80,12 @@ export function checkVmInvariants(vm: Vm, opts: InvariantOptions = {}): string[]
         out.push(
           `SPTE gfn 0x${g.toString(16)} maps pfn 0x${(pfn + i).toString(16)} but its backing is pfn ${expected < 0 ? 'none' : '0x' + expected.toString(16)} (${gmemPath ? 'guest_memfd' : 'hva'})`,
         );
-      if (writable && slot.dirtyBitmap && level === PG_LEVEL_4K) {
+      if (writable && ringGfns !== null && level === PG_LEVEL_4K && slot.flags & KVM_MEM_LOG_DIRTY_PAGES) {
+        // with dirty rings: the page is in some vCPU's ring, not yet reset (a reset re-protects it)
+        if (!ringGfns.has(`${((slot.asId << 16) | slot.id) >>> 0}:${g - slot.baseGfn}`))
+          out.push(`writable SPTE gfn 0x${g.toString(16)} in a dirty-logging slot is in no vCPU's dirty ring (a write would be lost)`);
+      }
+      if (writable && slot.dirtyBitmap && vm.dirtyRingSize === 0 && level === PG_LEVEL_4K) {
         const rel = g - slot.baseGfn;
         if (!((slot.dirtyBitmap[rel >>> 5]! >>> (rel & 31)) & 1))
           out.push(`writable SPTE gfn 0x${g.toString(16)} in a dirty-logging slot whose dirty bit is clear (a write would be lost)`);
@@ -130,3 +136,17 @@ export function assertVmInvariants(vm: Vm, opts?: InvariantOptions): void {
 }
 
 export { KVM_FILTER_SHARED };
+
+/** every (slot, offset) a vCPU's dirty ring holds between reset_index and dirty_index */
+function dirtyRingGfns(vm: Vm): Set<string> {
+  const out = new Set<string>();
+  for (const v of vm.vcpus) {
+    const ring = v.dirtyRing;
+    if (ring === null) continue;
+    for (let i = 0; i < ring.used; i++) {
+      const e = ring.entry(ring.resetIndex + i);
+      out.add(`${e.slot}:${e.offset}`);
+    }
+  }
+  return out;
+}

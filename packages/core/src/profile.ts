@@ -107,6 +107,13 @@ export const LINUX_6_18_PVM_PROFILE: KernelProfile = Object.freeze({
   // KVM_GET_STATS_FD: pages_4k/2m/1g stay 0 however many leaves the shadow MMU maps (measured
   // with `ccmem diff --stats`; probePageStats() in @ccmem/kvm)
   pageStats: false,
+  // a guest write to a dirty-logged page is logged again on every KVM_RUN (found by `ccmem diff`
+  // with the dirty ring: two runs that write one page push two entries)
+  dirtyRingRelogsEachRun: true,
+  // ...and KVM_EXIT_DIRTY_RING_FULL comes late, after a varying number of further pages
+  dirtyRingSoftFullAtLimit: false,
+  // a guest read of a page the VMM wrote is not logged (found by `ccmem fuzz --target diff`)
+  readFaultLogsWritablePage: false,
 });
 
 /**
@@ -170,6 +177,12 @@ const BUILD_FIELDS: ReadonlyArray<readonly [keyof KernelProfile, boolean | numbe
   ['emulatedGuestAccesses', false],
   ['maxVcpus', 4096],
   ['mmioCaching', true],
+  ['dirtyRing', true],
+  ['cpuDirtyLogSize', 0],
+  ['dirtyRingRelogsEachRun', false],
+  ['dirtyRingSoftFullAtLimit', true],
+  ['readFaultLogsWritablePage', true],
+  ['pageStats', true],
 ];
 
 /** guest_memfd behaviour, which only a kernel with guest_memfd can show */

@@ -75,6 +75,9 @@ export const KVM_CAP_GUEST_MEMFD = 234;
 export const KVM_CAP_VM_TYPES = 235;
 export const KVM_CAP_PRE_FAULT_MEMORY = 236;
 export const KVM_CAP_GUEST_MEMFD_FLAGS = 244;
+export const KVM_CAP_DIRTY_LOG_RING = 192;
+export const KVM_CAP_DIRTY_LOG_RING_ACQ_REL = 223;
+export const KVM_CAP_DIRTY_LOG_RING_WITH_BITMAP = 225;
 /**
  * Model-only: the capability the 2020 KVM_MEM_PCI_HOLE RFC proposed (186 in the RFC, since
  * reassigned upstream). The model answers it under a number far above every upstream cap.
@@ -99,6 +102,9 @@ export const CAPS: Record<string, number> = {
   KVM_CAP_PRE_FAULT_MEMORY,
   KVM_CAP_GUEST_MEMFD_FLAGS,
   KVM_CAP_PCI_HOLE_MEM,
+  KVM_CAP_DIRTY_LOG_RING,
+  KVM_CAP_DIRTY_LOG_RING_ACQ_REL,
+  KVM_CAP_DIRTY_LOG_RING_WITH_BITMAP,
 };
 
 /* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 arguments */
@@ -135,6 +141,7 @@ export const KVM_EXIT_SHUTDOWN = 8;
 export const KVM_EXIT_FAIL_ENTRY = 9;
 export const KVM_EXIT_INTERNAL_ERROR = 17;
 export const KVM_EXIT_SYSTEM_EVENT = 24;
+export const KVM_EXIT_DIRTY_RING_FULL = 31;
 export const KVM_EXIT_MEMORY_FAULT = 39;
 export const EXIT_REASONS: Record<string, number> = {
   KVM_EXIT_UNKNOWN,
@@ -145,6 +152,7 @@ export const EXIT_REASONS: Record<string, number> = {
   KVM_EXIT_FAIL_ENTRY,
   KVM_EXIT_INTERNAL_ERROR,
   KVM_EXIT_SYSTEM_EVENT,
+  KVM_EXIT_DIRTY_RING_FULL,
   KVM_EXIT_MEMORY_FAULT,
 };
 export const KVM_MEMORY_EXIT_FLAG_PRIVATE = 1 << 3;

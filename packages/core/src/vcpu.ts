@@ -8,7 +8,7 @@
 import { ERRNO, errnoName as errnoNameOf, type ErrnoName } from './errno.js';
 import type { GuestOpResult, KvmRunExit, VendorEdge, VendorIoctlResult } from './backend.js';
 import { fail } from './errno.js';
-import { KVM_INTERNAL_ERROR_EMULATION, KVM_MEMSLOT_INVALID, PAGE_SIZE } from './uapi.js';
+import { KVM_INTERNAL_ERROR_EMULATION, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEMSLOT_INVALID, PAGE_SIZE } from './uapi.js';
 import { EMULATED_MMIO, emulatedWriteDone, emulatorFragmentPfn } from './emulated-access.js';
 import { KvmPageFault, kvmMmuFaultinPfn, kvmTdpMmuMapFault } from './mmu/page-fault.js';
 import { RET_PF_CONTINUE } from './mmu/mmu-internal.js';
@@ -17,6 +17,10 @@ import { preFaultMemory, type KvmPreFaultMemory } from './prefault.js';
 import { VcpuPaging } from './mmu/shadow/vcpu-paging.js';
 import { GuestAccessOp, WRITE_DONE, checkAccessSize, pageOffset, type GuestAccessOpOptions } from './guest-access-op.js';
 import { deliverException, IDTR_RESET, type IdtRegister } from './event-delivery.js';
+import { DIRTY_RING_FULL_EXIT, KvmDirtyRing, kvmPageInDirtyRing } from './memslot/dirty-ring.js';
+/** mmap(2) bits kvm_vcpu_mmap() looks at */
+const PROT_EXEC = 0x4;
+const MAP_SHARED = 0x01;
 
 export type GuestAccessKind = 'read' | 'write' | 'fetch';
 
@@ -77,6 +81,14 @@ export class Vcpu<E extends VendorEdge = VendorEdge> {
   readonly fault = new KvmPageFault();
   /** CR0/CR3/CR4/EFER, gva accesses, and the shadow MMU's per-vCPU roots */
   readonly paging: VcpuPaging = new VcpuPaging(this);
+  /** vcpu->dirty_ring, when the VM enabled KVM_CAP_DIRTY_LOG_RING before creating the vCPU */
+  dirtyRing: KvmDirtyRing | null = null;
+  /**
+   * What a KVM_EXIT_DIRTY_RING_FULL interrupted: the access to run again on the next KVM_RUN
+   * (the guest's instruction had not completed), or the result of one that had (an emulated
+   * store), which the next KVM_RUN reports.
+   */
+  private ringFullPending: { access: GuestAccess } | { result: GuestAccessResult } | null = null;
   /** the access the synchronous driver runs (reused: no allocation per access) */
   private readonly syncOp: GuestAccessOp = new GuestAccessOp(this, undefined, { runsToCompletion: true });
 
@@ -87,6 +99,58 @@ export class Vcpu<E extends VendorEdge = VendorEdge> {
 
   kick(): void {
     this.kicks++;
+  }
+
+  /** kvm_dirty_ring_alloc() at KVM_CREATE_VCPU */
+  allocDirtyRing(index: number, bytes: number, rsvdEntries: number): void {
+    this.dirtyRing = new KvmDirtyRing(index, bytes, rsvdEntries);
+  }
+
+  /** kvm_dirty_ring_check_request(): the ring is soft-full and KVM_RUN must exit */
+  dirtyRingExitPending(): boolean {
+    return this.dirtyRing !== null && this.dirtyRing.softFullRequest && this.dirtyRing.checkRequest();
+  }
+
+  /** an access is waiting for the KVM_RUN after a KVM_EXIT_DIRTY_RING_FULL */
+  get dirtyRingFullPending(): boolean {
+    return this.ringFullPending !== null;
+  }
+
+  /**
+   * mmap(2) of the vCPU fd at page `pgoff`. do_mmap() refuses PROT_EXEC first (EPERM): the
+   * fd is an anon inode, whose mount is noexec (path_noexec()). Then kvm_vcpu_mmap(): a
+   * mapping that covers the dirty ring's first or last page must be MAP_SHARED and not
+   * PROT_EXEC (EINVAL).
+   */
+  mmapCheck(pgoff: number, pages: number, prot: number, flags: number): void {
+    if (prot & PROT_EXEC) fail('EPERM', 'do_mmap: PROT_EXEC mapping of an anon inode (noexec)');
+    const size = this.vm.dirtyRingSize;
+    if ((kvmPageInDirtyRing(size, pgoff) || kvmPageInDirtyRing(size, pgoff + pages - 1)) && (prot & PROT_EXEC || !(flags & MAP_SHARED))) {
+      fail('EINVAL', 'kvm_vcpu_mmap: the dirty ring must be mapped shared and not executable');
+    }
+  }
+
+  /**
+   * KVM_RUN with no new instruction: after a KVM_EXIT_DIRTY_RING_FULL, enter again; the ring
+   * check runs first, then the interrupted access (or the report of a completed one). With
+   * nothing pending only the ring check runs.
+   */
+  run(): GuestAccessResult {
+    const p = this.ringFullPending;
+    if (p !== null && 'access' in p) return this.access(p.access);
+    const vm = this.vm;
+    if (vm.deadReason !== null) return { errno: 'EIO', reason: `VM is dead: ${vm.deadReason}` };
+    const refused = this.preRun();
+    if (refused) return refused;
+    if (this.dirtyRingExitPending()) return this.ringFullExit('the dirty ring is still soft-full');
+    this.ringFullPending = null;
+    return p !== null ? p.result : {};
+  }
+
+  private ringFullExit(reason: string): GuestAccessResult {
+    this.lastExit = DIRTY_RING_FULL_EXIT;
+    if (this.vm.tracer.enabled) this.vm.tracer.emit('kvm_dirty_ring_exit', { vcpu_id: this.id });
+    return { exit: DIRTY_RING_FULL_EXIT, reason: `kvm_dirty_ring_check_request: ${reason}` };
   }
 
   release(): void {}
@@ -110,7 +174,12 @@ export class Vcpu<E extends VendorEdge = VendorEdge> {
     return this.accessRaw(a.gpa, a.size, a.kind === 'write', a.kind === 'fetch', a.value ?? 0n, a.private ?? false, a.kind);
   }
 
-  /** access() from the access's fields, without a GuestAccess object per call */
+  /**
+   * access() from the access's fields, without a GuestAccess object per call. The vCPU is the
+   * running vCPU meanwhile (kvm_get_running_vcpu(): its dirty ring takes the pages it dirties);
+   * with a dirty ring, KVM_RUN first exits while the ring is soft-full, and an access whose
+   * fault filled the ring stops with KVM_EXIT_DIRTY_RING_FULL before it completes.
+   */
   private accessRaw(gpa: number, size: number, write: boolean, fetch: boolean, value: bigint, isPrivate: boolean, kind: GuestAccessKind): GuestAccessResult {
     const vm = this.vm;
     if (vm.deadReason !== null) return { errno: 'EIO', reason: `VM is dead: ${vm.deadReason}` };
@@ -121,6 +190,51 @@ export class Vcpu<E extends VendorEdge = VendorEdge> {
       return { errno: 'EINTR', reason: 'signal pending at KVM_RUN' };
     }
     checkAccessSize(size);
+    if (this.dirtyRing === null) return this.accessEntered(gpa, size, write, fetch, value, isPrivate, kind);
+    this.ringFullPending = null;
+    const prev = vm.runningVcpu;
+    vm.runningVcpu = this;
+    try {
+      if (write && vm.profile.dirtyRingRelogsEachRun) {
+        this.relogAtEntry(gpa);
+        if (pageOffset(gpa) + size > PAGE_SIZE) this.relogAtEntry(gpa + size - 1);
+      }
+      // vcpu_enter_guest(): kvm_dirty_ring_check_request() before the guest runs
+      if (this.dirtyRingExitPending()) {
+        this.ringFullPending = { access: { gpa, size, kind, value, private: isPrivate } };
+        return this.ringFullExit('the dirty ring is soft-full');
+      }
+      const r = this.accessEntered(gpa, size, write, fetch, value, isPrivate, kind);
+      if (r.exit === DIRTY_RING_FULL_EXIT) {
+        // a fault of this access filled the ring: the instruction runs again on the next KVM_RUN
+        this.ringFullPending = { access: { gpa, size, kind, value, private: isPrivate } };
+      } else if (r.exit === undefined && r.errno === undefined && this.dirtyRingExitPending()) {
+        // KVM completed the instruction itself (emulation) and the ring filled: the exit comes
+        // before the guest's next instruction
+        this.ringFullPending = { result: r };
+        return this.ringFullExit('the dirty ring filled while KVM completed the instruction');
+      }
+      return r;
+    } finally {
+      vm.runningVcpu = prev;
+    }
+  }
+
+  /**
+   * KernelProfile.dirtyRingRelogsEachRun: the page a write touches is write-protected at entry,
+   * so the write faults and is logged again even if an earlier KVM_RUN made it writable.
+   */
+  private relogAtEntry(gpa: number): void {
+    const vm = this.vm;
+    const gfn = Math.floor(gpa / PAGE_SIZE);
+    const slot = vm.gfnToMemslot(gfn);
+    if (slot && slot.flags & KVM_MEM_LOG_DIRTY_PAGES && !(slot.flags & KVM_MEMSLOT_INVALID)) {
+      vm.enableDirtyLogPtMasked(slot, gfn - slot.baseGfn, 1);
+    }
+  }
+
+  private accessEntered(gpa: number, size: number, write: boolean, fetch: boolean, value: bigint, isPrivate: boolean, kind: GuestAccessKind): GuestAccessResult {
+    const vm = this.vm;
     // shadow MMU (tdp_enabled = false): with paging off a gpa is also the gva
     if (!vm.tdpEnabled && this.paging.cpuRole.level > 0) fail('EINVAL', 'guest paging is on: access guest memory by gva (vcpu.paging.access)');
     if (!vm.tdpEnabled && vm.profile.emulatedGuestAccesses === true) return this.emulatedAccess(gpa, size, write, fetch, value);
@@ -163,6 +277,9 @@ export class Vcpu<E extends VendorEdge = VendorEdge> {
     else if (this.signalPending) {
       this.signalPending = false;
       op.finish({ errno: 'EINTR', reason: 'signal pending at KVM_RUN' });
+    } else if (this.dirtyRingExitPending()) {
+      this.lastExit = DIRTY_RING_FULL_EXIT;
+      op.finish({ exit: DIRTY_RING_FULL_EXIT, reason: 'kvm_dirty_ring_check_request: the dirty ring is soft-full' });
     }
     return op;
   }
@@ -411,7 +528,14 @@ export class Vcpu<E extends VendorEdge = VendorEdge> {
 
   /** KVM_PRE_FAULT_MEMORY: updates args.gpa / args.size to the remaining range */
   preFaultMemory(args: KvmPreFaultMemory): void {
-    preFaultMemory(this, args);
+    // vcpu_load(): the vCPU is the running vCPU for the ioctl
+    const prev = this.vm.runningVcpu;
+    this.vm.runningVcpu = this;
+    try {
+      preFaultMemory(this, args);
+    } finally {
+      this.vm.runningVcpu = prev;
+    }
   }
 
   /** KVM_MEMORY_ENCRYPT_OP on the vCPU fd (KVM_TDX_INIT_VCPU, KVM_TDX_INIT_MEM_REGION) */

@@ -23,6 +23,9 @@ import {
 } from './backend.js';
 import type { MemEncryptOpFallback } from './kvm.js';
 import {
+  KVM_CAP_DIRTY_LOG_RING,
+  KVM_CAP_DIRTY_LOG_RING_ACQ_REL,
+  KVM_CAP_DIRTY_LOG_RING_WITH_BITMAP,
   KVM_CAP_EXIT_HYPERCALL,
   KVM_CAP_GUEST_MEMFD,
   KVM_CAP_GUEST_MEMFD_FLAGS,
@@ -59,8 +62,10 @@ import { kvmGfnDirectBits, kvmGpaToGfn, kvmIsGfnAlias } from './gfn.js';
 import { MmuInvalidate } from './invalidate.js';
 import { RangeMap } from './range-map.js';
 import { KvmMemorySlot, kvmSlotDirtyTrackEnabled } from './memslot/memslot.js';
+import { SlotsLockBusyError } from './memslot/memslots.js';
 import { MemslotEngine, type MemslotChange, type MemslotHooks, type KvmUserspaceMemoryRegion2 } from './memslot/set-memory-region.js';
 import { DirtyLog, type KvmClearDirtyLog, type KvmDirtyLog } from './memslot/dirty-log.js';
+import { KVM_DIRTY_GFN_SIZE, KVM_DIRTY_RING_MAX_ENTRIES, KVM_DIRTY_RING_RSVD_ENTRIES, dirtyRingSizeError } from './memslot/dirty-ring.js';
 import type { Process } from './host/process.js';
 import type { PhysMem } from './host/phys-mem.js';
 import type { HvaToPfnOut } from './host/address-space.js';
@@ -139,6 +144,15 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
   readonly vcpus: Vcpu<E>[] = [];
   /** KVM_CAP_EXIT_HYPERCALL: hypercalls that exit to userspace */
   exitHypercalls = 0;
+  /** kvm->dirty_ring_size: bytes of each vCPU's dirty ring, 0 without a ring */
+  dirtyRingSize = 0;
+  /** kvm->dirty_ring_with_bitmap (KVM_CAP_DIRTY_LOG_RING_WITH_BITMAP) */
+  dirtyRingWithBitmap = false;
+  /**
+   * kvm_get_running_vcpu(): the vCPU whose KVM_RUN (or other vCPU ioctl) is in progress, set
+   * while a guest access or a vCPU ioctl runs; mark_page_dirty_in_slot() pushes to its ring.
+   */
+  runningVcpu: Vcpu<E> | null = null;
   /** kvm->vm_dead / vm_bugged, with why */
   deadReason: string | null = null;
   /** the VM's file descriptor in the VMM process */
@@ -275,9 +289,36 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
     return this.memslots.slots.memslots(0).generation;
   }
 
-  /** mark_page_dirty_in_slot() */
+  /**
+   * mark_page_dirty_in_slot() (virt/kvm/kvm_main.c): in a dirty-logged slot, the gfn goes to
+   * the running vCPU's dirty ring when the VM has rings, else to the slot's bitmap if it has
+   * one. With rings and no running vCPU the kernel warns (x86 has no
+   * kvm_arch_allow_write_without_running_vcpu()) and only a bitmap can take the page.
+   */
   markPageDirty(slot: KvmMemorySlot, gfn: number): void {
-    if (slot.dirtyBitmap) this.dirtyLog.markPageDirtyInSlot(slot, gfn);
+    const vcpu = this.runningVcpu;
+    if (this.dirtyRingSize !== 0 && vcpu === null && !this.profile.dirtyRingWithBitmap) {
+      this.tracer.emit('kvm_warn', { where: 'mark_page_dirty_in_slot', reason: 'dirty ring without a running vCPU', gfn });
+    }
+    if (!kvmSlotDirtyTrackEnabled(slot)) return;
+    if (this.dirtyRingSize !== 0 && vcpu !== null && vcpu.dirtyRing !== null) {
+      const rel = gfn - slot.baseGfn;
+      const ring = vcpu.dirtyRing;
+      if (!ring.push(((slot.asId << 16) | slot.id) >>> 0, rel)) {
+        this.tracer.emit('kvm_warn', { where: 'kvm_dirty_ring_push', reason: 'dirty ring full', vcpu_id: vcpu.id });
+      }
+      if (this.tracer.enabled) this.tracer.emit('kvm_dirty_ring_push', { vcpu_id: vcpu.id, slot: slot.id, offset: rel, used: ring.used });
+    } else if (slot.dirtyBitmap) this.dirtyLog.markPageDirtyInSlot(slot, gfn);
+  }
+
+  /** kvm_dirty_ring_get_rsvd_entries(): KVM_DIRTY_RING_RSVD_ENTRIES + kvm_cpu_dirty_log_size() (PML) */
+  get dirtyRingRsvdEntries(): number {
+    return KVM_DIRTY_RING_RSVD_ENTRIES + (this.profile.cpuDirtyLogSize ?? 0);
+  }
+
+  /** kvm_use_dirty_bitmap(): no ring, or ring + bitmap */
+  get useDirtyBitmap(): boolean {
+    return this.dirtyRingSize === 0 || this.dirtyRingWithBitmap;
   }
 
   /** kvm_mmu_calculate_default_mmu_pages(): 20 per mille of the guest's pages, at least 64 */
@@ -328,6 +369,21 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
       case KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2:
         this.dirtyLog.enableManualDirtyLogProtect(a0, flags);
         return;
+      case KVM_CAP_DIRTY_LOG_RING:
+      case KVM_CAP_DIRTY_LOG_RING_ACQ_REL:
+        if (!this.checkExtension(args.cap)) fail('EINVAL', 'kvm_vm_ioctl_enable_cap_generic: dirty ring not supported');
+        this.enableDirtyLogRing(a0);
+        return;
+      case KVM_CAP_DIRTY_LOG_RING_WITH_BITMAP:
+        // kvm_vm_ioctl_enable_cap_generic(): CONFIG_NEED_KVM_DIRTY_RING_WITH_BITMAP (arm64;
+        // a model option on x86), a ring first, no flags, and no memslot yet
+        if (!this.profile.dirtyRingWithBitmap || !this.dirtyRingSize || flags) {
+          fail('EINVAL', 'KVM_CAP_DIRTY_LOG_RING_WITH_BITMAP: not supported, no dirty ring yet, or flags');
+        }
+        if (!this.memslots.slots.areAllMemslotsEmpty()) fail('EINVAL', 'KVM_CAP_DIRTY_LOG_RING_WITH_BITMAP: memslots exist already');
+        this.dirtyRingWithBitmap = true;
+        this.memslots.slots.dirtyRingOnly = false;
+        return;
       case KVM_CAP_EXIT_HYPERCALL:
         if (a0 & ~KVM_EXIT_HYPERCALL_VALID_MASK) fail('EINVAL', 'KVM_CAP_EXIT_HYPERCALL: unknown hypercall bits');
         this.exitHypercalls = a0;
@@ -335,6 +391,45 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
       default:
         fail('EINVAL', `KVM_ENABLE_CAP: capability ${args.cap} cannot be enabled on a VM`);
     }
+  }
+
+  /**
+   * kvm_vm_ioctl_enable_dirty_log_ring(): `args[0]` is passed as a u32 size; the size checks,
+   * then once only (EINVAL), then no vCPU created yet (EINVAL).
+   */
+  private enableDirtyLogRing(args0: number): void {
+    const size = args0 >>> 0;
+    const err = dirtyRingSizeError(size, this.dirtyRingRsvdEntries);
+    if (err) fail(err, `kvm_vm_ioctl_enable_dirty_log_ring: size ${size} is not a power of two, below a page or the reserved entries, or above ${KVM_DIRTY_RING_MAX_ENTRIES} entries`);
+    if (this.dirtyRingSize) fail('EINVAL', 'kvm_vm_ioctl_enable_dirty_log_ring: the dirty ring is enabled already');
+    if (this.vcpus.length > 0) fail('EINVAL', 'kvm_vm_ioctl_enable_dirty_log_ring: vCPUs were created already');
+    this.dirtyRingSize = size;
+    // kvm_use_dirty_bitmap() is false from now on: new slots get no bitmap, KVM_GET_DIRTY_LOG fails
+    this.memslots.slots.dirtyRingOnly = !this.dirtyRingWithBitmap;
+  }
+
+  /**
+   * KVM_RESET_DIRTY_RINGS (kvm_vm_ioctl_reset_dirty_pages()): EINVAL without rings; reset
+   * every vCPU's ring under slots_lock; flush TLBs if any entry was reset. Returns the count.
+   */
+  resetDirtyRings(): number {
+    this.checkAlive('KVM_RESET_DIRTY_RINGS');
+    if (!this.dirtyRingSize) fail('EINVAL', 'kvm_vm_ioctl_reset_dirty_pages: no dirty ring');
+    if (this.memslots.slots.slotsLockHeld) throw new SlotsLockBusyError();
+    let cleared = 0;
+    const hooks = {
+      nrAsIds: () => this.nrMemslotAsIds,
+      idToMemslot: (asId: number, id: number) => this.memslots.idToMemslot(asId, id),
+      enableDirtyLogPtMasked: (slot: KvmMemorySlot, off: number, mask: number) => this.enableDirtyLogPtMasked(slot, off, mask),
+    };
+    for (const v of this.vcpus) {
+      if (v.dirtyRing === null) continue;
+      const n = v.dirtyRing.reset(hooks);
+      cleared += n;
+      if (n > 0) this.tracer.emit('kvm_dirty_ring_reset', { vcpu_id: v.id, reset: n, used: v.dirtyRing.used });
+    }
+    if (cleared) this.flushRemoteTlbs();
+    return cleared;
   }
 
   /* ------------------------------------------------------------------- memslots --------- */
@@ -655,7 +750,7 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
   /** make_spte(): a writable SPTE in a dirty-logged slot marks its page dirty at once */
   markMappedWritable(fault: KvmPageFault): void {
     const slot = fault.slot;
-    if (slot && slot.dirtyBitmap) this.dirtyLog.markPageDirtyInSlot(slot, fault.gfn);
+    if (slot && kvmSlotDirtyTrackEnabled(slot)) this.markPageDirty(slot, fault.gfn);
   }
 
   /* ---------------------------------------------------------------- vCPUs --------------- */
@@ -672,6 +767,8 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
     if (this.vcpus.length >= maxVcpus) fail('EINVAL', 'kvm_vm_ioctl_create_vcpu: created_vcpus >= max_vcpus');
     if (this.vcpus.some((v) => v.id === id)) fail('EEXIST', 'KVM_CREATE_VCPU: vcpu id already exists');
     const vcpu = new Vcpu<E>(this, id);
+    // kvm_dirty_ring_alloc() with kvm->dirty_ring_size
+    if (this.dirtyRingSize) vcpu.allocDirtyRing(this.vcpus.length, this.dirtyRingSize, this.dirtyRingRsvdEntries);
     this.vcpus.push(vcpu);
     this.tracer.emit('kvm_create_vcpu', { vcpu_id: id });
     return vcpu;
@@ -872,6 +969,16 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
   handlePrivateFault(vcpuId: number, gpa: number, acceptLevel?: number): number {
     const vcpu = this.vcpu(vcpuId);
     if (!vcpu) return -ERRNO.EINVAL;
+    const prev = this.runningVcpu;
+    this.runningVcpu = vcpu;
+    try {
+      return this.handlePrivateFaultOn(vcpu, gpa, acceptLevel);
+    } finally {
+      this.runningVcpu = prev;
+    }
+  }
+
+  private handlePrivateFaultOn(vcpu: Vcpu<E>, gpa: number, acceptLevel?: number): number {
     const gfn = kvmGpaToGfn(this, gpa);
     if (acceptLevel !== undefined) {
       // TDX huge-page series, tdx_check_accept_level(): an EPT violation from TDG.MEM.PAGE.ACCEPT
@@ -1010,6 +1117,12 @@ export function checkExtension(
       return KVM_DIRTY_LOG_MANUAL_CAPS;
     case KVM_CAP_EXIT_HYPERCALL:
       return KVM_EXIT_HYPERCALL_VALID_MASK;
+    // kvm_vm_ioctl_check_extension_generic(): x86 selects HAVE_KVM_DIRTY_RING_TSO and _ACQ_REL
+    case KVM_CAP_DIRTY_LOG_RING:
+    case KVM_CAP_DIRTY_LOG_RING_ACQ_REL:
+      return profile.dirtyRing === false ? 0 : KVM_DIRTY_RING_MAX_ENTRIES * KVM_DIRTY_GFN_SIZE;
+    case KVM_CAP_DIRTY_LOG_RING_WITH_BITMAP:
+      return profile.dirtyRingWithBitmap ? 1 : 0;
     case KVM_CAP_VM_TYPES:
       return vm ? vm.kvmVmTypes : ctx!.vmTypes;
     case KVM_CAP_MEMORY_ATTRIBUTES:

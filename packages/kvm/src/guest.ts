@@ -46,7 +46,7 @@
  * really jumps to the gpa and the kernel's answer to an instruction fetch from non-RAM is
  * reported (on v6.18: KVM_EXIT_INTERNAL_ERROR, KVM_INTERNAL_ERROR_EMULATION).
  */
-import { KVM_EXIT_MMIO, type ErrnoName, type KvmRunExit } from '@ccmem/core';
+import { KVM_EXIT_DIRTY_RING_FULL, KVM_EXIT_MMIO, type ErrnoName, type KvmRunExit } from '@ccmem/core';
 import { PROT_READ, PROT_WRITE, DTABLE, SEGMENT, SREGS, memoryView, KVM_RUN_LAYOUT as RUN } from './libc.js';
 import { mmap, munmap } from './host-memory.js';
 import type { RealVm } from './real-kvm.js';
@@ -178,6 +178,11 @@ export class TinyGuest {
   private readonly routineGpa = new Map<string, number>();
   /** an MMIO exit the guest is waiting on: the instruction completes on the next KVM_RUN */
   private pending: { isWrite: boolean; len: number; size: number; fetch: boolean } | null = null;
+  /**
+   * The access a KVM_EXIT_DIRTY_RING_FULL interrupted: the guest's registers still point at
+   * its instruction, so the next KVM_RUN (resume()) runs it again.
+   */
+  ringFull: { kind: 'read' | 'write' | 'fetch'; size: number } | null = null;
   /** the vCPU shut down or stopped unexpectedly: reload its system registers first */
   private needsReset = false;
 
@@ -227,6 +232,7 @@ export class TinyGuest {
       throw new RangeError(`gpa 0x${gpa.toString(16)} is inside the guest's own slot [0x${this.base.toString(16)}, +4 MiB)`);
     }
     this.settle();
+    this.ringFull = null;
     const write = access.kind === 'write';
     const routine = `${write ? 'write' : 'read'}${size}`;
     const value = BigInt.asUintN(64, access.value ?? 0n);
@@ -292,6 +298,29 @@ export class TinyGuest {
     return out.errno !== undefined ? { exit, errno: out.errno } : { exit };
   }
 
+  /**
+   * KVM_RUN with no new command: after KVM_EXIT_DIRTY_RING_FULL the interrupted access runs
+   * again (a write reports no value). With nothing interrupted, the guest reads a byte of its
+   * own code and reports, so only the kernel's entry checks (the ring) can stop it: `{}` then.
+   */
+  resume(): GuestAccessResult {
+    const p = this.ringFull;
+    if (p) {
+      this.ringFull = null;
+      const r = this.runToReport(p.size, p.kind === 'write', p.kind === 'fetch');
+      if (r.exit?.reason === 'KVM_EXIT_DIRTY_RING_FULL') this.ringFull = p;
+      return p.kind === 'write' && r.value !== undefined ? {} : r;
+    }
+    this.settle();
+    this.start('read1', { rbx: BigInt(this.base), rcx: 0n });
+    const r = this.runToReport(1, false, false);
+    if (r.exit?.reason === 'KVM_EXIT_DIRTY_RING_FULL') {
+      this.needsReset = false;
+      return r;
+    }
+    return r.value !== undefined ? {} : r;
+  }
+
   /** Supply the data for a pending KVM_EXIT_MMIO read and let the access finish. */
   completeMmioRead(value: bigint): GuestAccessResult {
     const p = this.pending;
@@ -319,6 +348,7 @@ export class TinyGuest {
    */
   touchRange(gpa: number, length: number, value = 1n): GuestAccessResult {
     this.settle();
+    this.ringFull = null;
     this.start('touch', { rbx: BigInt(gpa), rcx: value, rdx: BigInt(gpa + length) });
     return this.runToReport(1, true, false);
   }
@@ -374,6 +404,11 @@ export class TinyGuest {
     }
     if (out.exitReason === KVM_EXIT_MMIO && 'mmio' in exit) {
       this.pending = { isWrite: exit.mmio.is_write, len: exit.mmio.len, size, fetch };
+      return { exit, ...tag };
+    }
+    if (out.exitReason === KVM_EXIT_DIRTY_RING_FULL) {
+      // KVM refused to enter: the guest is where it was, at the access's instruction
+      this.ringFull = { kind: fetch ? 'fetch' : write ? 'write' : 'read', size };
       return { exit, ...tag };
     }
     this.needsReset = true;

@@ -6,6 +6,10 @@
 import { release } from 'node:os';
 import {
   CAPS,
+  KVM_CAP_DIRTY_LOG_RING,
+  KVM_DIRTY_GFN_F_DIRTY,
+  KVM_DIRTY_RING_RSVD_ENTRIES,
+  KVM_MEM_LOG_DIRTY_PAGES,
   KVM_CAP_GUEST_MEMFD,
   KVM_CAP_GUEST_MEMFD_FLAGS,
   KVM_CAP_MAX_VCPUS,
@@ -21,7 +25,7 @@ import {
   isKvmError,
   type KernelProfile,
 } from '@ccmem/core';
-import { close, mmap, munmap, write } from './host-memory.js';
+import { close, mmap, munmap, read, write } from './host-memory.js';
 import { installGuest } from './guest.js';
 import { RealKvm, type RealVm } from './real-kvm.js';
 import { hiddenCapabilities, readKvmModuleFacts } from './host-facts.js';
@@ -251,6 +255,113 @@ export function probePageStats(kvm: RealKvm): boolean | null {
   }
 }
 
+/**
+ * The dirty ring of this host: whether it has one, the entries kvm_cpu_dirty_log_size()
+ * reserves (a one-page ring is EINVAL when PML reserves 512 more), and whether a page the guest
+ * writes in two KVM_RUNs is logged twice (dirtyRingRelogsEachRun).
+ */
+export function probeDirtyRing(kvm: RealKvm): Pick<KernelProfile, 'dirtyRing' | 'cpuDirtyLogSize' | 'dirtyRingRelogsEachRun' | 'dirtyRingSoftFullAtLimit'> {
+  if (!kvm.checkExtension(KVM_CAP_DIRTY_LOG_RING)) return { dirtyRing: false };
+  const vm = kvm.createVm(KVM_X86_DEFAULT_VM);
+  const hva = mmap({ length: 0x200000 });
+  try {
+    let cpuDirtyLogSize = 0;
+    try {
+      vm.enableCap({ cap: KVM_CAP_DIRTY_LOG_RING, args: [4096] });
+    } catch (e) {
+      if (!isKvmError(e) || e.code !== 'EINVAL') throw e;
+      // 256 entries cannot keep the reserved ones: VMX PML's 512 (PML_LOG_NR_ENTRIES)
+      cpuDirtyLogSize = 512;
+      vm.enableCap({ cap: KVM_CAP_DIRTY_LOG_RING, args: [2 ** Math.ceil(Math.log2((KVM_DIRTY_RING_RSVD_ENTRIES + cpuDirtyLogSize) * 16))] });
+    }
+    const gpa = 0x4000_0000;
+    vm.setUserMemoryRegion({ slot: 0, flags: KVM_MEM_LOG_DIRTY_PAGES, guest_phys_addr: gpa, memory_size: 0x200000, userspace_addr: hva });
+    const vcpu = vm.createVcpu(0);
+    const guest = installGuest(vm, vcpu);
+    try {
+      guest.guestAccess({ kind: 'write', gpa, size: 8, value: 1n });
+      guest.guestAccess({ kind: 'write', gpa, size: 8, value: 2n });
+    } finally {
+      guest.uninstall();
+    }
+    const words = vcpu.dirtyRingWords()!;
+    let pushed = 0;
+    while (pushed < 4 && words[pushed * 4] === KVM_DIRTY_GFN_F_DIRTY) pushed++;
+    return { dirtyRing: true, cpuDirtyLogSize, dirtyRingRelogsEachRun: pushed > 1, dirtyRingSoftFullAtLimit: probeSoftFullAtLimit(kvm) };
+  } finally {
+    vm.close();
+    munmap(hva, 0x200000);
+  }
+}
+
+/**
+ * Twice: a 16 KiB ring (1024 entries, soft limit 1024 - reserved) and a guest loop that writes
+ * 2048 pages in one KVM_RUN; true when both runs exit with KVM_EXIT_DIRTY_RING_FULL right after
+ * the push that reached the soft limit, before the store to that page.
+ */
+function probeSoftFullAtLimit(kvm: RealKvm): boolean {
+  const size = 0x800000;
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const vm = kvm.createVm(KVM_X86_DEFAULT_VM);
+    const hva = mmap({ length: size });
+    try {
+      try {
+        vm.enableCap({ cap: KVM_CAP_DIRTY_LOG_RING, args: [16384] });
+      } catch (e) {
+        if (isKvmError(e)) return false;
+        throw e;
+      }
+      const gpa = 0x4000_0000;
+      vm.setUserMemoryRegion({ slot: 0, flags: KVM_MEM_LOG_DIRTY_PAGES, guest_phys_addr: gpa, memory_size: size, userspace_addr: hva });
+      const vcpu = vm.createVcpu(0);
+      const guest = installGuest(vm, vcpu);
+      let r;
+      try {
+        r = guest.touchRange(gpa, size, 7n);
+      } finally {
+        guest.uninstall();
+      }
+      const words = vcpu.dirtyRingWords()!;
+      let pushed = 0;
+      while (pushed < 1024 && words[pushed * 4] === KVM_DIRTY_GFN_F_DIRTY) pushed++;
+      const limitPages = pushed; // the page of the last push has not been stored
+      const stored = read(hva + (limitPages - 1) * 4096, 1) === 7n;
+      if (r.exit?.reason !== 'KVM_EXIT_DIRTY_RING_FULL' || pushed >= 1024 || stored) return false;
+      if (pushed !== 1024 - KVM_DIRTY_RING_RSVD_ENTRIES && pushed !== 1024 - KVM_DIRTY_RING_RSVD_ENTRIES - 512) return false;
+    } finally {
+      vm.close();
+      munmap(hva, size);
+    }
+  }
+  return true;
+}
+
+/**
+ * Whether a guest read of a dirty-logged page the VMM has written (a writable host page) is
+ * logged: KVM_GET_DIRTY_LOG after one read.
+ */
+export function probeReadFaultLogsWritablePage(kvm: RealKvm): boolean | null {
+  const vm = kvm.createVm(KVM_X86_DEFAULT_VM);
+  const hva = mmap({ length: 0x10000 });
+  try {
+    write(hva + 0x1000, 8, 0x1234n);
+    const gpa = 0x4000_0000;
+    vm.setUserMemoryRegion({ slot: 0, flags: KVM_MEM_LOG_DIRTY_PAGES, guest_phys_addr: gpa, memory_size: 0x10000, userspace_addr: hva });
+    const guest = installGuest(vm, vm.createVcpu(0));
+    let r;
+    try {
+      r = guest.guestAccess({ kind: 'read', gpa: gpa + 0x1000, size: 8 });
+    } finally {
+      guest.uninstall();
+    }
+    if (r.value !== 0x1234n) return null;
+    return (vm.getDirtyLog({ slot: 0 })[0]! & 0x2) !== 0;
+  } finally {
+    vm.close();
+    munmap(hva, 0x10000);
+  }
+}
+
 /** The profile this host's kernel follows, named `host-<uname -r>`. */
 export function detectHostProfile(kvm?: RealKvm): KernelProfile {
   const own = !kvm;
@@ -292,6 +403,8 @@ export function detectHostProfile(kvm?: RealKvm): KernelProfile {
       ...(facts.onlineCpus !== null && { onlineCpus: facts.onlineCpus }),
       mmioCaching: facts.mmioCaching ?? true,
       pageStats: probePageStats(k) ?? true,
+      ...probeDirtyRing(k),
+      readFaultLogsWritablePage: probeReadFaultLogsWritablePage(k) ?? true,
     } satisfies KernelProfile);
   } finally {
     vm.close();

@@ -4,7 +4,7 @@
  * name and the ioctl name as `check`.
  */
 import { existsSync } from 'node:fs';
-import { KvmError } from '@ccmem/core';
+import { KVM_CAP_DIRTY_LOG_RING, KVM_CAP_DIRTY_LOG_RING_ACQ_REL, KvmError } from '@ccmem/core';
 import { raiseErrno } from './host-memory.js';
 import {
   ArgBuffer,
@@ -181,6 +181,8 @@ export class RealVm {
   private readonly vcpus: RealVcpu[] = [];
   private statsFile: KvmStatsFile | null = null;
   private closed = false;
+  /** kvm->dirty_ring_size as this handle enabled it (0: no dirty ring) */
+  dirtyRingSize = 0;
 
   constructor(kvm: RealKvm, fd: number, vmType: number) {
     this.kvm = kvm;
@@ -201,6 +203,13 @@ export class RealVm {
     a.setU32(ENABLE_CAP.flags, flags);
     for (let i = 0; i < 4; i++) a.setU64(ENABLE_CAP.args + 8 * i, args[i] ?? 0);
     this.ioctlPtr('KVM_ENABLE_CAP');
+    // the kernel takes args[0] as a u32 ring size
+    if (cap === KVM_CAP_DIRTY_LOG_RING || cap === KVM_CAP_DIRTY_LOG_RING_ACQ_REL) this.dirtyRingSize = (args[0] ?? 0) >>> 0;
+  }
+
+  /** KVM_RESET_DIRTY_RINGS: the number of harvested entries reset */
+  resetDirtyRings(): number {
+    return this.ioctlInt('KVM_RESET_DIRTY_RINGS', 0);
   }
 
   /** KVM_SET_USER_MEMORY_REGION (legacy struct; memory_size 0 deletes the slot) */

@@ -3,6 +3,8 @@
  * into the kernel's field names (the KvmRunExit shape of @ccmem/core where it has one).
  */
 import {
+  KVM_DIRTY_LOG_PAGE_OFFSET,
+  KVM_EXIT_DIRTY_RING_FULL,
   KVM_EXIT_HYPERCALL,
   KVM_EXIT_INTERNAL_ERROR,
   KVM_EXIT_IO,
@@ -85,6 +87,8 @@ export class RealVcpu {
   private readonly sregsBuf = new ArgBuffer(4096);
   private closed = false;
   private statsFile: KvmStatsFile | null = null;
+  /** the shared mapping of the dirty ring (hva, bytes), once mapped */
+  private ring: { hva: number; size: number; words: Uint32Array } | null = null;
 
   constructor(vm: RealVm, fd: number, id: number) {
     this.vm = vm;
@@ -210,6 +214,8 @@ export class RealVcpu {
         };
       case KVM_EXIT_SHUTDOWN:
         return { reason: 'KVM_EXIT_SHUTDOWN' };
+      case KVM_EXIT_DIRTY_RING_FULL:
+        return { reason: 'KVM_EXIT_DIRTY_RING_FULL' };
       case KVM_EXIT_INTERNAL_ERROR:
         return { reason: 'KVM_EXIT_INTERNAL_ERROR', internal: { suberror: v.getUint32(RUN.internal.suberror, true) } };
       case KVM_EXIT_SYSTEM_EVENT: {
@@ -254,6 +260,34 @@ export class RealVcpu {
     }
   }
 
+  /**
+   * mmap(2) of the vCPU fd at KVM_DIRTY_LOG_PAGE_OFFSET over the dirty ring with `prot` and
+   * `flags`: the errno name when the kernel refuses (kvm_vcpu_mmap()), else null (the mapping
+   * is removed again).
+   */
+  tryMapDirtyRing(prot: number, flags: number): string | null {
+    const size = Math.max(this.vm.dirtyRingSize, 4096);
+    const r = sysMmap(0, size, prot, flags, this.fd, KVM_DIRTY_LOG_PAGE_OFFSET * 4096);
+    if (r.ret === -1) return errnoName(r.errno) ?? String(r.errno);
+    sysMunmap(r.ret, size);
+    return null;
+  }
+
+  /**
+   * The dirty ring through a shared read-write mapping of the vCPU fd (made on first use):
+   * 4 u32 words per struct kvm_dirty_gfn (flags, slot, offset lo, offset hi). null when the VM
+   * has no ring (touching the pages would SIGBUS).
+   */
+  dirtyRingWords(): Uint32Array | null {
+    if (this.ring) return this.ring.words;
+    const size = this.vm.dirtyRingSize;
+    if (!size) return null;
+    const r = sysMmap(0, size, PROT_READ | PROT_WRITE, MAP_SHARED, this.fd, KVM_DIRTY_LOG_PAGE_OFFSET * 4096);
+    if (r.ret === -1) raiseErrno('mmap(dirty ring)', r.errno);
+    this.ring = { hva: r.ret, size, words: new Uint32Array(memoryView(r.ret, size)) };
+    return this.ring.words;
+  }
+
   /** Run one guest access through the installed tiny guest (see guest.ts). */
   guestAccess(access: GuestAccess): GuestAccessResult {
     if (!this.guest) throw new Error(`vCPU ${this.id} has no guest installed: call installGuest(vm, vcpu) first`);
@@ -282,6 +316,8 @@ export class RealVcpu {
     if (this.statsFile) sysClose(this.statsFile.fd);
     this.statsFile = null;
     sysMunmap(this.runAddr, this.runSize);
+    if (this.ring) sysMunmap(this.ring.hva, this.ring.size);
+    this.ring = null;
     sysClose(this.fd);
     this.regsBuf.free();
     this.sregsBuf.free();

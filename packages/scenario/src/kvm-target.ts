@@ -19,6 +19,8 @@ import {
   errnoName,
   isKvmError,
   KvmError,
+  KVM_DIRTY_GFN_F_DIRTY,
+  KVM_DIRTY_GFN_F_RESET,
   profileByName,
   profileMismatch,
   type KernelProfile,
@@ -200,6 +202,8 @@ interface VcpuState {
   pendingMmio: 'read' | 'write' | null;
   /** the scenario's control registers (set_sregs / guest_load_cr3); paging is on when CR0.PG is */
   paging: { cr0: number; cr3: number; cr4: number; efer: number };
+  /** the VMM's fetch index into the vCPU's dirty ring (where its last harvest stopped) */
+  ringFetch: number;
 }
 
 export interface KvmTarget extends Target {
@@ -333,6 +337,19 @@ export function createKvmTarget(): KvmTarget {
     if (r.exception) return { exception: r.exception.vector, detail: { exception: r.exception } };
     if (kind === 'invlpg') return r.value !== undefined ? {} : guestOutcome(r, 'write', st);
     return guestOutcome(r, kind, st);
+  }
+
+  /** KVM_RUN of a vCPU created `bare` (no tiny guest): one run from its reset state */
+  function runBareVcpu(id: number): Outcome {
+    const v = bareVcpus.get(id);
+    if (!v) return { skipped: 'run_vcpu needs a vCPU created with `bare: true` or one the tiny guest runs' };
+    const r = v.kvmRun();
+    const exit = v.decodeExit(r.exitReason);
+    const out: Outcome = {};
+    if (r.errno !== undefined) out.errno = r.errno as Outcome['errno'];
+    if ('exit_reason' in exit) out.detail = { other_exit: exit };
+    else out.exit = exit;
+    return out;
   }
 
   function vcpuState(handle: number): VcpuState {
@@ -520,17 +537,6 @@ export function createKvmTarget(): KvmTarget {
       vmOf(a.vm, vm).setNrMmuPages(a.pages);
       return {};
     },
-    run_vcpu(a) {
-      const v = bareVcpus.get(a.vcpu);
-      if (!v) return { skipped: 'run_vcpu needs a vCPU created with `bare: true` (the others run the tiny guest)' };
-      const r = v.kvmRun();
-      const exit = v.decodeExit(r.exitReason);
-      const out: Outcome = {};
-      if (r.errno !== undefined) out.errno = r.errno as Outcome['errno'];
-      if ('exit_reason' in exit) out.detail = { other_exit: exit };
-      else out.exit = exit;
-      return out;
-    },
     mbind: unsupported('the real-KVM target issues no NUMA policy calls (mbind)'),
     get_mempolicy: unsupported('the real-KVM target issues no NUMA policy calls (get_mempolicy)'),
     move_pages: unsupported('the real-KVM target issues no NUMA policy calls (move_pages)'),
@@ -606,7 +612,7 @@ export function createKvmTarget(): KvmTarget {
       const place = placements[vcpus.size] ?? guestPlacements(ctx.scenario, vcpus.size + 1)[vcpus.size]!;
       const guest = installGuest(vm, vcpu, place);
       guests.push(guest);
-      vcpus.set(a.id, { vcpu, guest, pendingMmio: null, paging: { cr0: 0, cr3: 0, cr4: 0, efer: 0 } });
+      vcpus.set(a.id, { vcpu, guest, pendingMmio: null, paging: { cr0: 0, cr3: 0, cr4: 0, efer: 0 }, ringFetch: 0 });
       return { result: a.id, detail: { guest_slot: place.slot, guest_base: place.base } };
     },
     guest_read: (a) => guestAccess('read', a),
@@ -621,6 +627,45 @@ export function createKvmTarget(): KvmTarget {
       return {};
     },
     complete_hypercall: unsupported('the tiny guest makes no hypercalls'),
+    harvest_dirty_ring(a) {
+      const st = vcpuState(a.vcpu);
+      const words = st.vcpu.dirtyRingWords();
+      if (words === null) return { signal: 'SIGBUS', detail: { check: 'kvm_vcpu_fault: the VM has no dirty ring (not touched)' } };
+      const entries = words.length / 4;
+      const max = a.max ?? Infinity;
+      const dirty_gfns: { slot: number; offset: number }[] = [];
+      let i = st.ringFetch;
+      // dirty_ring_collect_one() of dirty_log_test.c: flags == KVM_DIRTY_GFN_F_DIRTY, then F_RESET
+      while (dirty_gfns.length < max) {
+        const w = (i & (entries - 1)) * 4;
+        if (words[w] !== KVM_DIRTY_GFN_F_DIRTY) break;
+        dirty_gfns.push({ slot: words[w + 1]!, offset: words[w + 2]! + words[w + 3]! * 2 ** 32 });
+        words[w] = KVM_DIRTY_GFN_F_RESET;
+        i = (i + 1) >>> 0;
+      }
+      st.ringFetch = i;
+      return { dirty_gfns, dirty_pages: [...new Set(dirty_gfns.map((g) => g.offset))], value: dirty_gfns.length };
+    },
+    reset_dirty_rings: (_a, { vm }) => ({ value: vm.resetDirtyRings() }),
+    mmap_dirty_ring(a) {
+      const errno = vcpuState(a.vcpu).vcpu.tryMapDirtyRing(a.prot ?? PROT_READ | PROT_WRITE, a.flags ?? MAP_SHARED);
+      return errno ? { errno: errno as Outcome['errno'], detail: { check: 'mmap of the vCPU fd at KVM_DIRTY_LOG_PAGE_OFFSET' } } : {};
+    },
+    guest_touch(a) {
+      const st = vcpuState(a.vcpu);
+      const end = a.gpa + Math.max(a.size, 1);
+      if (end > GUEST_IDENTITY_MAP_LIMIT) return { skipped: 'the tiny guest identity-maps gpas below 512 GiB only' };
+      if (guests.some((g) => a.gpa < g.range.end && end > g.range.start)) return { skipped: "the range overlaps the tiny guest's own slot" };
+      return guestOutcome(st.guest.touchRange(a.gpa, a.size, BigInt((a.value ?? 1) & 0xff)), 'write', st);
+    },
+    run_vcpu(a) {
+      // a bare vCPU (no tiny guest) runs from its reset state; a tiny guest resumes the access a
+      // KVM_EXIT_DIRTY_RING_FULL interrupted
+      if (!vcpus.has(a.vcpu)) return runBareVcpu(a.vcpu);
+      const st = vcpuState(a.vcpu);
+      const kind = st.guest.ringFull?.kind ?? 'read';
+      return guestOutcome(st.guest.resume(), kind, st);
+    },
     // guest paging: the tiny guest runs each gva access under the scenario's registers and
     // tables, reaching its own code through one top-level entry (docs/kvm.md)
     set_sregs(a) {

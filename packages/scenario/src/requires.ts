@@ -19,6 +19,11 @@ const FACTS = {
   memory_attributes: { field: 'memoryAttributes', absent: true, says: 'KVM_SET_MEMORY_ATTRIBUTES' },
   pre_fault_memory: { field: 'preFaultMemory', absent: true, says: 'KVM_PRE_FAULT_MEMORY' },
   max_vcpus: { field: 'maxVcpus', absent: 4096, says: 'KVM_MAX_VCPUS' },
+  dirty_ring: { field: 'dirtyRing', absent: true, says: 'KVM_CAP_DIRTY_LOG_RING' },
+  cpu_dirty_log_size: { field: 'cpuDirtyLogSize', absent: 0, says: 'dirty ring entries reserved for the CPU dirty log (PML)' },
+  dirty_ring_relogs_each_run: { field: 'dirtyRingRelogsEachRun', absent: false, says: 'a page written in each KVM_RUN logged again' },
+  dirty_ring_soft_full_at_limit: { field: 'dirtyRingSoftFullAtLimit', absent: true, says: 'KVM_EXIT_DIRTY_RING_FULL right at the soft limit' },
+  read_fault_logs_writable_page: { field: 'readFaultLogsWritablePage', absent: true, says: 'a logged read of a host-writable page' },
 } as const satisfies Record<string, { field: keyof KernelProfile; absent: boolean | number; says: string }>;
 
 export const requiresSchema = z.strictObject({
@@ -30,6 +35,11 @@ export const requiresSchema = z.strictObject({
   memory_attributes: bool().optional(),
   pre_fault_memory: bool().optional(),
   max_vcpus: num().optional(),
+  dirty_ring: bool().optional(),
+  cpu_dirty_log_size: num().optional(),
+  dirty_ring_relogs_each_run: bool().optional(),
+  dirty_ring_soft_full_at_limit: bool().optional(),
+  read_fault_logs_writable_page: bool().optional(),
 });
 export type Requires = z.output<typeof requiresSchema>;
 

@@ -6,7 +6,8 @@
  *  - only the fields an expectation names are compared, except that an errno, an exit or a
  *    signal nobody expected fails the step (a memory-fault exit may carry KVM_RUN's errno,
  *    and a failed call may leave an exit behind, so each excuses the other);
- *  - exits compare the reason and the listed exit fields; `dirty_pages` compare as sorted lists;
+ *  - exits compare the reason and the listed exit fields; `dirty_pages` compare as sorted lists,
+ *    `dirty_gfns` in order;
  *  - `assert` steps compare every non-locator field against the state the target reports;
  *  - `ret` matches the outcome's `ret` or its other spelling in `detail.ret_alias`;
  *  - a step whose outcome lists `detail.invariants` (rules the target found broken after the
@@ -353,6 +354,13 @@ export function compareOutcome(expected: Expectation, outcome: Outcome): string[
       if (!sameValue(v, got)) out.push(`expected stat.${k} ${show(v)}, happened ${got === undefined ? happened : show(got)}`);
     }
   }
+  if (expected.dirty_gfns !== undefined) {
+    const want = expected.dirty_gfns.map(gfnText);
+    const got = outcome.dirty_gfns?.map(gfnText);
+    if (!got || want.length !== got.length || want.some((g, i) => g !== got[i])) {
+      out.push(`expected dirty_gfns [${want.join(', ')}], happened ${got ? `[${got.join(', ')}]` : happened}`);
+    }
+  }
   if (expected.stats !== undefined) {
     for (const [k, v] of Object.entries(expected.stats)) {
       const got = outcome.stats?.[k];
@@ -387,7 +395,7 @@ export function invariantViolations(outcome: Outcome): string[] {
 }
 
 function hasValueFields(e: Expectation): boolean {
-  return e.value !== undefined || e.stat !== undefined || e.status !== undefined || e.dirty_pages !== undefined || e.gpa !== undefined || e.size !== undefined || e.ret !== undefined || e.stats !== undefined;
+  return e.value !== undefined || e.stat !== undefined || e.status !== undefined || e.dirty_pages !== undefined || e.dirty_gfns !== undefined || e.gpa !== undefined || e.size !== undefined || e.ret !== undefined || e.stats !== undefined;
 }
 
 /** the expected state an `assert` step names: every field that is not a locator */
@@ -467,6 +475,7 @@ export function describeOutcome(o: Outcome): string {
   if (o.dirty_pages !== undefined) parts.push(`dirty_pages [${o.dirty_pages.join(', ')}]`);
   if (o.stat !== undefined) parts.push(`stat ${JSON.stringify(o.stat)}`);
   if (o.status !== undefined) parts.push(`status [${o.status.join(', ')}]`);
+  if (o.dirty_gfns !== undefined) parts.push(`dirty_gfns [${o.dirty_gfns.map(gfnText).join(', ')}]`);
   if (o.gpa !== undefined) parts.push(`gpa ${show(o.gpa)}`);
   if (o.size !== undefined) parts.push(`size ${show(o.size)}`);
   if (o.ret !== undefined) parts.push(`ret ${show(o.ret)}`);
@@ -519,6 +528,7 @@ export function diffOutcomes(a: Outcome, b: Outcome): string[] {
   cmp('stat.st_size', a.stat?.st_size, b.stat?.st_size);
   cmp('stat.st_blksize', a.stat?.st_blksize, b.stat?.st_blksize);
   cmp('stat.distinct_inode', a.stat?.distinct_inode, b.stat?.distinct_inode);
+  cmp('dirty_gfns', a.dirty_gfns?.map(gfnText).join(' '), b.dirty_gfns?.map(gfnText).join(' '));
   cmp('gpa', a.gpa, b.gpa);
   cmp('size', a.size, b.size);
   cmp('ret', a.ret, b.ret);
@@ -558,6 +568,11 @@ export function jsonReplacer(_key: string, value: unknown): unknown {
 /** every kernel event of a run, per step (for --trace files) */
 export function collectEvents(result: ScenarioResult): { index: number; op: string; events: TraceEvent[] }[] {
   return result.steps.map((s) => ({ index: s.index, op: s.op, events: s.outcome.events ?? [] }));
+}
+
+/** a dirty ring entry as `slot:offset` (hex slot when it carries an address space) */
+function gfnText(g: { slot: number; offset: number }): string {
+  return `${g.slot > 0xffff ? '0x' + g.slot.toString(16) : g.slot}:${g.offset}`;
 }
 
 function errorText(e: unknown): string {

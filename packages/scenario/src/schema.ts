@@ -93,6 +93,8 @@ const expectObject = z.strictObject({
     .optional(),
   /** fstat(2): the fields named (`distinct_inode` with the op's `distinct_from`) */
   stat: z.strictObject({ st_size: num().optional(), st_blksize: num().optional(), distinct_inode: bool().optional() }).optional(),
+  /** harvest_dirty_ring: the entries, in ring order */
+  dirty_gfns: z.array(z.strictObject({ slot: num(), offset: num() })).optional(),
   /** MMU statistics after the step, by their KVM_GET_STATS_FD names (`pages_4k: 1`, `mmu_pte_write: 2`) */
   stats: z.record(z.string(), num()).optional(),
   gpa: num().optional(),

@@ -23,8 +23,10 @@ export interface Outcome {
   status?: number[];
   /** fstat: the file's size and block size; whether its inode differs from the `distinct_from` fds' */
   stat?: { st_size: number; st_blksize: number; distinct_inode?: boolean };
-  /** get_dirty_log: page indexes within the slot whose bit was set */
+  /** get_dirty_log: page indexes within the slot whose bit was set (harvest_dirty_ring: the entries' offsets) */
   dirty_pages?: number[];
+  /** harvest_dirty_ring: the entries collected, in ring order (`slot` = as_id << 16 | id) */
+  dirty_gfns?: { slot: number; offset: number }[];
   /**
    * the VM's MMU statistics after the step, by the names KVM_GET_STATS_FD gives them
    * (`pages_4k`, `mmu_pte_write`, ...), when the run collects them (`RunOptions.stats`, or a

@@ -58,7 +58,7 @@ export async function fuzzCommand(io: CliIo, opts: FuzzCommandOptions): Promise<
   if (opts.profile !== undefined && !(PROFILES as readonly string[]).includes(opts.profile)) return bad(`--profile must be one of ${PROFILES.join(', ')}, got "${opts.profile}"`);
   // a model campaign generates what its profile's kernel has (no guest_memfd steps without it)
   const modelGmem = opts.profile === undefined || opts.profile === 'host' || profileByName(opts.profile)?.guestMemfd !== false;
-  let features: FuzzFeatures = { guestMemfd: modelGmem, gmemFlags: [0, 1, 3], crossPage: true, ...(opts.profile !== undefined && { profile: opts.profile as FuzzFeatures['profile'] }) };
+  let features: FuzzFeatures = { guestMemfd: modelGmem, gmemFlags: [0, 1, 3], crossPage: true, dirtyRing: true, ...(opts.profile !== undefined && { profile: opts.profile as FuzzFeatures['profile'] }) };
   const [model] = (await targetsOrReport(io, 'model')) ?? [];
   if (!model) return EXIT_INVALID;
   let kvm: KvmTarget | undefined;

@@ -61,6 +61,7 @@ function hostFeatures(r: Report): HostFeature[] {
     cap('KVM_SET_MEMORY_ATTRIBUTES', 'KVM_CAP_MEMORY_ATTRIBUTES'),
     cap('KVM_PRE_FAULT_MEMORY', 'KVM_CAP_PRE_FAULT_MEMORY'),
     cap('KVM_CLEAR_DIRTY_LOG (manual protect)', 'KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2'),
+    cap('the dirty ring (KVM_RESET_DIRTY_RINGS, KVM_EXIT_DIRTY_RING_FULL)', 'KVM_CAP_DIRTY_LOG_RING'),
     (caps.KVM_CAP_MULTI_ADDRESS_SPACE ?? 0) > 1
       ? { feature: 'address space 1 (SMM)', ok: true }
       : { feature: 'address space 1 (SMM)', ok: false, reason: 'host: KVM_CAP_MULTI_ADDRESS_SPACE is 1' },

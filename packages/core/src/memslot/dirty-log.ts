@@ -39,8 +39,8 @@ export interface KvmClearDirtyLog {
 }
 
 /**
- * mark_page_dirty_in_slot(): set the gfn's bit if the slot logs dirty pages. (The model has
- * no dirty ring, so the bitmap is the only destination.)
+ * The bitmap half of mark_page_dirty_in_slot(): set the gfn's bit if the slot logs dirty pages.
+ * Vm.markPageDirty() decides between the running vCPU's dirty ring and this bitmap.
  */
 export function markPageDirtyInSlot(slot: MemslotView & { dirtyBitmap: Uint32Array | null } | null, gfn: number): void {
   if (slot === null || !(slot.flags & KVM_MEM_LOG_DIRTY_PAGES)) return;

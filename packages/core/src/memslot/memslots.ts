@@ -203,7 +203,7 @@ export class KvmVmMemslots {
   nrMemslotsDirtyLogging = 0;
   /** kvm->manual_dirty_log_protect (KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 args[0]) */
   manualDirtyLogProtect = 0;
-  /** dirty ring without "ring + bitmap": !kvm_use_dirty_bitmap() (the model has no ring: false) */
+  /** dirty ring without "ring + bitmap": !kvm_use_dirty_bitmap() (set by Vm when a ring is enabled) */
   dirtyRingOnly = false;
   /** kvm->slots_lock is held by an in-flight memslot change */
   slotsLockHeld = false;

@@ -11,7 +11,7 @@
  */
 import { KVM_MEM_PCI_HOLE, KVM_MEMSLOT_GMEM_ONLY, PG_LEVEL_1G, PG_LEVEL_4K } from '../uapi.js';
 import { PAGES_PER_LEVEL } from './tdp-iter.js';
-import type { KvmMemorySlot } from '../memslot/memslot.js';
+import { kvmSlotDirtyTrackEnabled, type KvmMemorySlot } from '../memslot/memslot.js';
 import type { RangeMap } from '../range-map.js';
 import type { FaultVm } from './fault-vm.js';
 import type { KvmPageFault } from './page-fault.js';
@@ -52,7 +52,7 @@ export function kvmMmuHugepageAdjust(vm: FaultVm, fault: KvmPageFault): void {
   fault.goalLevel = fault.reqLevel = PG_LEVEL_4K;
   const slot = fault.slot;
   if (!slot || fault.maxLevel === PG_LEVEL_4K || fault.pfn < 0) return;
-  if (slot.dirtyBitmap) return; // kvm_slot_dirty_track_enabled(): 4K while logging
+  if (kvmSlotDirtyTrackEnabled(slot)) return; // 4K while logging (bitmap or dirty ring)
 
   let level = Math.min(fault.maxLevel, KVM_MAX_HUGEPAGE_LEVEL);
   const viaGmem = fault.isPrivate || (slot.flags & KVM_MEMSLOT_GMEM_ONLY) !== 0;

@@ -5,7 +5,7 @@
  * Returns RET_PF_* or a negative errno, like the kernel.
  */
 import { ERRNO } from '../errno.js';
-import { KVM_MEM_PCI_HOLE, KVM_MEM_READONLY, KVM_MEMSLOT_GMEM_ONLY, KVM_MEMSLOT_INVALID, PAGE_SHIFT, PG_LEVEL_1G, PG_LEVEL_4K } from '../uapi.js';
+import { KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_PCI_HOLE, KVM_MEM_READONLY, KVM_MEMSLOT_GMEM_ONLY, KVM_MEMSLOT_INVALID, PAGE_SHIFT, PG_LEVEL_1G, PG_LEVEL_4K } from '../uapi.js';
 import type { GmemPfn } from '../backend.js';
 import { RET_PF_CONTINUE, RET_PF_EMULATE, RET_PF_FIXED, RET_PF_RETRY } from './mmu-internal.js';
 import type { KvmMemorySlot } from '../memslot/memslot.js';
@@ -151,6 +151,9 @@ export function kvmMmuFaultinPfn(vm: FaultVm, fault: KvmPageFault): number {
       return memoryFault(fault, `no host page at hva 0x${hva.toString(16)}`);
     }
     if (readonly) fault.mapWritable = false;
+    // a kernel that maps a read fault of a dirty-logged page read-only, so the read is not
+    // logged (KernelProfile.readFaultLogsWritablePage, measured on the PVM host)
+    else if (!fault.write && vm.profile?.readFaultLogsWritablePage === false && slot.flags & KVM_MEM_LOG_DIRTY_PAGES) fault.mapWritable = false;
   }
 
   if (vm.mmuInvalidate.inProgress > 0 && inv.retryGfn(fault.mmuSeq, fault.gfn)) {

@@ -18,6 +18,16 @@ describe('fuzz campaigns', () => {
     expect(s.found.map((f) => f.details.join('\n'))).toEqual([]);
   });
 
+  it('a bounded model campaign with dirty rings (harvests, resets) keeps every invariant', () => {
+    const ringFeatures = { ...features, dirtyRing: true };
+    const s = runFuzzCampaign({ mode: 'model', model: createModelTarget(), features: ringFeatures, steps: 3000, seed: 0x71ce });
+    expect(s.complete).toBe(true);
+    expect(s.found.map((f) => f.details.join('\n'))).toEqual([]);
+    // the generator does make ring VMs
+    const sc = fuzzScenario([{ k: 'harvest', max: 2 }, { k: 'reset' }], 0, ringFeatures);
+    expect(sc.steps.map((x) => x.op)).toEqual(['mmap', 'create_guest_memfd', 'enable_cap', 'create_vcpu', 'harvest_dirty_ring', 'reset_dirty_rings']);
+  });
+
   it('a disagreement is shrunk, kept once per symptom, and written as a scenario file that parses', () => {
     // a "kernel" that disagrees with the model on every 4-byte guest read
     const model = createModelTarget();

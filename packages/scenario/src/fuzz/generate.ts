@@ -2,7 +2,8 @@
  * Random scenario steps for differential and model campaigns: memslot create / move / flag
  * changes / delete (anonymous and guest_memfd-bound), guest reads, writes and fetches (some of
  * them unaligned across a page boundary), MMIO completion, host reads and writes, dirty-log
- * reads, guest_memfd hole punches and close. Steps the host cannot run are not generated
+ * reads, dirty ring harvests and resets (on VMs that enable a ring before the vCPU), guest_memfd
+ * hole punches and close. Steps the host cannot run are not generated
  * (FuzzFeatures), so a campaign compares only what both sides can do.
  */
 import fc from 'fast-check';
@@ -18,6 +19,8 @@ export interface FuzzFeatures {
   crossPage: boolean;
   /** the kernel profile the sequences run under (`vm.profile`); omitted: every kernel's behaviour */
   profile?: Scenario['vm']['profile'];
+  /** KVM_CAP_DIRTY_LOG_RING: some sequences run with a dirty ring (harvests and resets generated) */
+  dirtyRing?: boolean;
 }
 
 /**
@@ -26,7 +29,12 @@ export interface FuzzFeatures {
  */
 export function hostFuzzFeatures(caps: Readonly<Record<string, number>>): FuzzFeatures {
   const flags = caps.KVM_CAP_GUEST_MEMFD_FLAGS ?? 0;
-  return { guestMemfd: (caps.KVM_CAP_GUEST_MEMFD ?? 0) !== 0, gmemFlags: [...new Set([0, flags & 1, flags])], crossPage: true };
+  return {
+    guestMemfd: (caps.KVM_CAP_GUEST_MEMFD ?? 0) !== 0,
+    gmemFlags: [...new Set([0, flags & 1, flags])],
+    crossPage: true,
+    dirtyRing: (caps.KVM_CAP_DIRTY_LOG_RING ?? 0) !== 0,
+  };
 }
 
 export const PAGE = 0x1000;
@@ -47,6 +55,8 @@ export type FuzzOp =
   | { k: 'hwrite'; page: number; value: bigint }
   | { k: 'hread'; page: number }
   | { k: 'dirty'; slot: number }
+  | { k: 'harvest'; max: number }
+  | { k: 'reset' }
   | { k: 'punch'; page: number; pages: number }
   | { k: 'close' };
 
@@ -71,6 +81,9 @@ export function fuzzOpArb(f: FuzzFeatures): fc.Arbitrary<FuzzOp> {
     fc.record({ k: fc.constant('hread' as const), page: fc.integer({ min: 0, max: RAM_PAGES - 1 }) }),
     fc.record({ k: fc.constant('dirty' as const), slot: slotId }),
   ];
+  if (f.dirtyRing) {
+    arbs.push(fc.record({ k: fc.constant('harvest' as const), max: fc.integer({ min: 1, max: 4 }) }), fc.record({ k: fc.constant('reset' as const) }));
+  }
   if (f.guestMemfd) {
     arbs.push(
       fc.record({ k: fc.constant('gslot' as const), slot: slotId, base, pages: fc.integer({ min: 1, max: 4 }), off: fc.integer({ min: 0, max: 4 }) }),
@@ -89,6 +102,10 @@ export function fuzzCaseArb(f: FuzzFeatures, maxLength: number): fc.Arbitrary<{ 
   });
 }
 
+/** a sequence with harvests or resets runs on a VM with a dirty ring (64 KiB: never soft-full here) */
+export const FUZZ_DIRTY_RING_BYTES = 0x1_0000;
+const usesRing = (ops: readonly FuzzOp[]) => ops.some((o) => o.k === 'harvest' || o.k === 'reset');
+
 const ram = (off: number) => ({ ref: 'ram', offset: off * PAGE });
 const cpu = { ref: 'cpu', offset: 0 };
 
@@ -97,6 +114,7 @@ export function fuzzScenario(ops: readonly FuzzOp[], gmemFlags: number, f: FuzzF
   const s = (op: string, args: Record<string, unknown>, as?: string): Step => ({ op, args, expect: {}, ...(as && { as }) }) as unknown as Step;
   const steps: Step[] = [s('mmap', { size: RAM_PAGES * PAGE }, 'ram')];
   if (f.guestMemfd) steps.push(s('create_guest_memfd', { size: GMEM_PAGES * PAGE, flags: gmemFlags }, 'gmem'));
+  if (f.dirtyRing && usesRing(ops)) steps.push(s('enable_cap', { cap: 192, args: [FUZZ_DIRTY_RING_BYTES] }));
   steps.push(s('create_vcpu', { id: 0 }, 'cpu'));
   const gpa = (o: { base: number; page: number; at: number; size: number }) =>
     o.base + o.page * PAGE + (f.crossPage ? o.at : o.at - (o.at % o.size));
@@ -137,6 +155,12 @@ export function fuzzScenario(ops: readonly FuzzOp[], gmemFlags: number, f: FuzzF
       case 'dirty':
         steps.push(s('get_dirty_log', { slot: o.slot }));
         break;
+      case 'harvest':
+        steps.push(s('harvest_dirty_ring', { vcpu: cpu, max: o.max }));
+        break;
+      case 'reset':
+        steps.push(s('reset_dirty_rings', {}));
+        break;
       case 'punch':
         steps.push(s('punch_hole', { fd: { ref: 'gmem', offset: 0 }, offset: o.page * PAGE, len: o.pages * PAGE }));
         break;
@@ -145,7 +169,7 @@ export function fuzzScenario(ops: readonly FuzzOp[], gmemFlags: number, f: FuzzF
         break;
     }
   }
-  return { name: 'random memslot / guest_memfd / dirty-log / guest-access sequence', vm: { type: 'default', ...(f.profile !== undefined && { profile: f.profile }) }, steps };
+  return { name: 'random memslot / guest_memfd / dirty-log / dirty-ring / guest-access sequence', vm: { type: 'default', ...(f.profile !== undefined && { profile: f.profile }) }, steps };
 }
 
 /** the scenario as a YAML file (names as `name+offset`, values in hex), ready for `ccmem diff` */

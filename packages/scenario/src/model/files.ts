@@ -13,7 +13,8 @@ import { accessOutcome, type ModelHandlers, type ModelRun } from './run.js';
 /** KVM_MIN_ALLOC_MMU_PAGES (arch/x86/include/asm/kvm_host.h) */
 const KVM_MIN_ALLOC_MMU_PAGES = 64;
 /** reset state: CS.base 0xffff0000 + RIP 0xfff0 (kvm_vcpu_reset()) */
-const RESET_FETCH_GPA = 0xfffffff0;
+/** where a vCPU in its reset state fetches first (CS.base 0xffff0000 + RIP 0xfff0) */
+export const RESET_FETCH_GPA = 0xfffffff0;
 
 function fileIo(f: KvmFile): FileIo | null {
   const io = f as KvmFile & Partial<FileIo>;
@@ -87,14 +88,6 @@ export const FILE_HANDLERS = {
     m.vmOf(a.vm);
     m.nrMmuPages.set(a.vm ?? m.vm.fd, a.pages);
     return {};
-  },
-  run_vcpu(a, m) {
-    const vcpu = m.guestVcpu(a.vcpu);
-    const r = vcpu.access({ gpa: RESET_FETCH_GPA, size: 1, kind: 'fetch', private: false });
-    if (r.value !== undefined && r.exit === undefined) {
-      return { skipped: 'the model executes no guest code: the reset vector fetched RAM' };
-    }
-    return accessOutcome(r);
   },
   set_idt(a, m) {
     m.vcpu(a.vcpu).idt = { base: a.base, limit: a.limit };

@@ -8,6 +8,7 @@ import { ASSERT_OPS } from './assert.js';
 import { ATTRIBUTE_OPS } from './attributes.js';
 import { DIRTY_LOG_OPS } from './dirty-log.js';
 import { FILE_OPS } from './files.js';
+import { DIRTY_RING_OPS } from './dirty-ring.js';
 import { GMEM_OPS } from './gmem.js';
 import { GUEST_OPS } from './guest.js';
 import { MAP_GPA_OPS } from './map-gpa.js';
@@ -29,6 +30,7 @@ export const OP_FAMILIES = {
   memslots: MEMSLOT_OPS,
   attributes: ATTRIBUTE_OPS,
   'dirty-log': DIRTY_LOG_OPS,
+  'dirty-ring': DIRTY_RING_OPS,
   vm: VM_OPS,
   guest: GUEST_OPS,
   'pre-fault': PRE_FAULT_OPS,
@@ -48,6 +50,7 @@ export const OPS = {
   ...MEMSLOT_OPS,
   ...ATTRIBUTE_OPS,
   ...DIRTY_LOG_OPS,
+  ...DIRTY_RING_OPS,
   ...VM_OPS,
   ...GUEST_OPS,
   ...PRE_FAULT_OPS,

@@ -37,7 +37,7 @@ export const VM_OPS = {
   }),
   run_vcpu: defineOp({
     args: z.strictObject({ vcpu: addr() }),
-    does: '`KVM_RUN` of a `bare` vCPU from its reset state: its first fetch is at 0xfffffff0 (CS.base 0xffff0000 + RIP 0xfff0); without memory there the emulator cannot fetch: `KVM_EXIT_INTERNAL_ERROR`',
-    result: 'an exit',
+    does: '`KVM_RUN` with no new guest access: after `KVM_EXIT_DIRTY_RING_FULL` the interrupted access (or `guest_touch`) runs again, the ring check first; a `bare` vCPU runs from its reset state: its first fetch is at 0xfffffff0 (CS.base 0xffff0000 + RIP 0xfff0), and without memory there the emulator cannot fetch: `KVM_EXIT_INTERNAL_ERROR`',
+    result: 'value, or an exit',
   }),
 };

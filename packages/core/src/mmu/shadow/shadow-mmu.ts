@@ -16,7 +16,7 @@
  * The model is single-threaded under one mmu_lock: prepare-zap and commit-zap run back to
  * back, and the memory caches never run dry.
  */
-import type { KvmMemorySlot } from '../../memslot/memslot.js';
+import { kvmSlotDirtyTrackEnabled, type KvmMemorySlot } from '../../memslot/memslot.js';
 import { KVM_MEMSLOT_INVALID, PAGE_SIZE } from '../../uapi.js';
 import { ACC_ALL, ACC_EXEC_MASK, ACC_USER_MASK, ACC_WRITE_MASK, RET_PF_EMULATE, RET_PF_FIXED, RET_PF_RETRY, RET_PF_SPURIOUS, RET_PF_WRITE_PROTECTED } from '../mmu-internal.js';
 import { SptPool, CHUNK_SHIFT } from '../spt-pool.js';
@@ -700,7 +700,7 @@ export class ShadowMmu {
       }
     }
     if (pteAccess & ACC_WRITE_MASK) lo |= f.dirtyLo;
-    if (lo & PT_WRITABLE_LO && slot && slot.dirtyBitmap) {
+    if (lo & PT_WRITABLE_LO && slot && kvmSlotDirtyTrackEnabled(slot)) {
       if (level > 1) this.warn('huge writable SPTE in a dirty-logging slot', `gfn ${hex(gfn)} level ${level}`);
       this.host.markPageDirty(slot, gfn);
     }
@@ -1383,7 +1383,7 @@ export class ShadowMmu {
   private gfnToMemslotDirtyBitmap(gfn: number, noDirtyLog: boolean): KvmMemorySlot | null {
     const slot = this.host.gfnToMemslot(gfn);
     if (!slot || slot.flags & KVM_MEMSLOT_INVALID) return null;
-    if (noDirtyLog && slot.dirtyBitmap) return null;
+    if (noDirtyLog && kvmSlotDirtyTrackEnabled(slot)) return null;
     return slot;
   }
 

@@ -29,6 +29,7 @@ import { ShadowMmu, type ShadowVcpuContext } from './shadow-mmu.js';
 import { makeRole } from './mmu-page.js';
 import type { Vcpu, GuestAccessResult, GuestAccessKind } from '../../vcpu.js';
 import type { KernelOp } from '../../steps.js';
+import { DIRTY_RING_FULL_EXIT } from '../../memslot/dirty-ring.js';
 
 /** one access by guest-virtual address (or, for L2, by L2 guest-physical address) */
 export interface GvaAccess {
@@ -148,8 +149,25 @@ export class VcpuPaging {
 
   /* ------------------------------------------------------------------- accesses -------- */
 
-  /** one guest instruction's access by gva (L1) */
+  /** kvm_dirty_ring_check_request() of this vCPU */
+  dirtyRingExitPending(): boolean {
+    return this.vcpu.dirtyRingExitPending();
+  }
+
+  /** one guest instruction's access by gva (L1); the vCPU is the running vCPU meanwhile */
   access(a: GvaAccess): GuestAccessResult {
+    const vm = this.vm;
+    if (this.vcpu.dirtyRing === null) return this.accessL1(a);
+    const prev = vm.runningVcpu;
+    vm.runningVcpu = this.vcpu;
+    try {
+      return this.accessL1(a);
+    } finally {
+      vm.runningVcpu = prev;
+    }
+  }
+
+  private accessL1(a: GvaAccess): GuestAccessResult {
     checkAccess(a);
     if (this.vm.deadReason !== null) return { errno: 'EIO', reason: `VM is dead: ${this.vm.deadReason}` };
     if (this.vm.tdpEnabled) return this.tdpAccess(a);
@@ -179,6 +197,17 @@ export class VcpuPaging {
 
   /** one L2 access by L2 guest-physical address (nested EPT, shadowed) */
   l2Access(a: GvaAccess): GuestAccessResult {
+    const vm = this.vm;
+    const prev = vm.runningVcpu;
+    vm.runningVcpu = this.vcpu;
+    try {
+      return this.accessL2(a);
+    } finally {
+      vm.runningVcpu = prev;
+    }
+  }
+
+  private accessL2(a: GvaAccess): GuestAccessResult {
     checkAccess(a);
     if (!this.nested) fail('EINVAL', 'l2Access: the vCPU is not in guest mode (enterGuestMode)');
     if (this.nested.ctx.root >= 0 && this.vm.shadowMmu.isObsolete(this.nested.ctx.root)) {
@@ -552,6 +581,10 @@ export class ShadowAccessOp implements KernelOp<GuestAccessResult> {
   private after(r: number): boolean {
     const out = this.paging.finishFault(r, this.a, this.l2);
     if (out) return this.finish(out);
+    // vcpu_enter_guest(): a fault that filled the dirty ring ends KVM_RUN before re-entry
+    if (this.paging.dirtyRingExitPending()) {
+      return this.finish({ exit: DIRTY_RING_FULL_EXIT, reason: 'kvm_dirty_ring_check_request: a fault of this access filled the dirty ring (soft-full)' });
+    }
     this.phase = 'walk';
     return false;
   }
