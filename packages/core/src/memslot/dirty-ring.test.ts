@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Kvm } from '../kvm.js';
-import { LINUX_6_18_PVM_PROFILE, UPSTREAM_PROFILE } from '../profile.js';
+import { LINUX_6_18_PVM_PROFILE, UPSTREAM_SHADOW_PROFILE, UPSTREAM_PROFILE } from '../profile.js';
 import type { KernelProfile } from '../backend.js';
 import { assertVmInvariants } from '../invariants.js';
 import { errnoOf } from '../testing/errno-of.js';
@@ -204,8 +204,22 @@ describe('the soft-full exit (KVM_EXIT_DIRTY_RING_FULL)', () => {
     expect(vcpu.guestRead(BASE + 0x1000, 8).exit?.reason).toBe('KVM_EXIT_DIRTY_RING_FULL');
   });
 
-  it('works on the shadow MMU (no TDP)', () => {
+  it('where guest accesses are emulated, the store lands first and the exit comes before re-entry', () => {
     const { vm, vcpu } = ringVm({ profile: LINUX_6_18_PVM_PROFILE });
+    expect(vm.profile.emulatedGuestAccesses).toBe(true);
+    for (let p = 0; p < 191; p++) expect(vcpu.guestWrite(BASE + p * 0x1000, 8, 1n)).toEqual({});
+    // emulator_write_phys() pushed the 192nd entry; vcpu_enter_guest() then sees the request
+    expect(vcpu.guestWrite(BASE + 191 * 0x1000, 8, 1n).exit?.reason).toBe('KVM_EXIT_DIRTY_RING_FULL');
+    const fetch = { i: 0 };
+    expect(harvest(vcpu, fetch)).toHaveLength(192);
+    expect(vm.resetDirtyRings()).toBe(192);
+    expect(vcpu.run()).toEqual({});
+    expect(harvest(vcpu, fetch)).toEqual([]);
+    assertVmInvariants(vm);
+  });
+
+  it('works on the shadow MMU (no TDP)', () => {
+    const { vm, vcpu } = ringVm({ profile: UPSTREAM_SHADOW_PROFILE });
     expect(vm.tdpEnabled).toBe(false);
     for (let p = 0; p < 191; p++) expect(vcpu.guestWrite(BASE + p * 0x1000, 8, 1n)).toEqual({});
     expect(vcpu.guestWrite(BASE + 191 * 0x1000, 8, 1n).exit?.reason).toBe('KVM_EXIT_DIRTY_RING_FULL');
