@@ -102,6 +102,7 @@ const HANDLERS = {
   snp_launch_start: NONE, snp_launch_update: NONE, snp_launch_finish: NONE,
   guest_pvalidate: NONE, guest_psc: NONE, guest_psc_msr: NONE, guest_rmpadjust: NONE,
   tdx_init_vm: NONE, tdx_init_vcpu: NONE, tdx_init_mem_region: NONE, tdx_finalize_vm: NONE, guest_accept: NONE,
+  snp_rmp_insn: NONE, tdx_seamcall: NONE,
   guest_map_gpa_range: NONE, assert: NONE,
 } satisfies HandlerTable<{ t: FakeTarget; events: Events | undefined }>;
 

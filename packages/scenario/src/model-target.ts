@@ -37,10 +37,11 @@ import { HOST_HANDLERS } from './model/host.js';
 import { KVM_IOCTL_HANDLERS } from './model/kvm-ioctls.js';
 import { ModelRun } from './model/run.js';
 import { VENDOR_HANDLERS } from './model/vendor.js';
+import { HOST_INSN_HANDLERS } from './model/host-insn.js';
 import { PAGING_HANDLERS } from './model/paging.js';
 
 /** how the model runs each op: one entry per op (the compiler names a missing one) */
-const MODEL_HANDLERS = { ...HOST_HANDLERS, ...KVM_IOCTL_HANDLERS, ...PAGING_HANDLERS, ...VENDOR_HANDLERS } satisfies HandlerTable<ModelRun>;
+const MODEL_HANDLERS = { ...HOST_HANDLERS, ...KVM_IOCTL_HANDLERS, ...PAGING_HANDLERS, ...VENDOR_HANDLERS, ...HOST_INSN_HANDLERS } satisfies HandlerTable<ModelRun>;
 
 /**
  * scenario profile → the model's kernel profile (docs/scenarios.md, "Profiles"): a named profile
