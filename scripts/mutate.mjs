@@ -6,7 +6,8 @@
 // incrementally: the last run's results sit in reports/mutation/<pkg>.incremental.json, so a
 // re-run tests only the mutants whose code or tests changed. `--matrix` judges the mutants by
 // the built-in scenario matrix alone (`ccmem matrix --no-kvm` through Stryker's command runner)
-// instead of the unit tests. Any other option goes to `stryker run` as is (e.g. `--mutate` to
+// instead of the unit tests (`--matrix-filter snp` keeps only the matrix rows that contain
+// "snp", e.g. every SEV-SNP cell: the only cells that run SEV-SNP code). Any other option goes to `stryker run` as is (e.g. `--mutate` to
 // narrow the files, `--force` to ignore the incremental file). See docs/testing.md.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -16,12 +17,14 @@ import base from '../stryker.config.mjs';
 const argv = process.argv.slice(2).filter((a) => a !== '--');
 let pkg;
 let matrix = false;
+let matrixFilter;
 const pass = [];
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i];
   if (a === '--filter') pkg = argv[++i];
   else if (a.startsWith('--filter=')) pkg = a.slice('--filter='.length);
   else if (a === '--matrix') matrix = true;
+  else if (a === '--matrix-filter') matrixFilter = argv[++i];
   else if (pkg === undefined && !a.startsWith('-')) pkg = a;
   else pass.push(a);
 }
@@ -47,7 +50,9 @@ const config = {
     testRunner: 'command',
     plugins: [],
     coverageAnalysis: 'off',
-    commandRunner: { command: 'node --conditions=@ccmem/source --import tsx apps/cli/src/bin.ts matrix --no-kvm' },
+    commandRunner: {
+      command: `node scripts/stryker-sandbox-links.mjs && node --conditions=@ccmem/source --import tsx apps/cli/src/bin.ts matrix --no-kvm${matrixFilter ? ` --filter ${matrixFilter}` : ''}`,
+    },
   }),
 };
 if (matrix) delete config.vitest;
