@@ -89,7 +89,10 @@ const HANDLERS = {
   },
   guest_write(a, { t }) {
     const s = t.slotOf(a.gpa);
-    if (!s || s.readonly) return { exit: { reason: 'KVM_EXIT_MMIO', mmio: { phys_addr: a.gpa, len: a.size, is_write: true, data: a.value } } };
+    // CCMEM_FAKE_KVM_DIFFERS=1: the `kvm` stand-in ignores read-only slots, so `ccmem diff` has a
+    // real difference to find
+    const readonly = s?.readonly === true && !(t.name === 'kvm' && process.env.CCMEM_FAKE_KVM_DIFFERS === '1');
+    if (!s || readonly) return { exit: { reason: 'KVM_EXIT_MMIO', mmio: { phys_addr: a.gpa, len: a.size, is_write: true, data: a.value } } };
     t.store(s.hva + a.gpa - s.gpa, a.size, a.value);
     return {};
   },
