@@ -155,8 +155,14 @@ describe('TDH.MEM.RANGE.BLOCK', () => {
     const phys = new PhysMem();
     const m = new TdxModule({ phys, nrHkids: 1 });
     const bare = m.createTd();
-    expect(bare.memRangeBlock(0, 0)).not.toBe(TDX_SUCCESS);
-    expect(bare.memTrack()).not.toBe(TDX_SUCCESS);
+    // no TD yet: the lifecycle check comes before anything that needs the S-EPT
+    const noTd = tdxStatusNameToCode('TDX_LIFECYCLE_STATE_INCORRECT');
+    expect(bare.memRangeBlock(0, 0)).toBe(noTd);
+    expect(bare.memTrack()).toBe(noTd);
+    expect(bare.memPageRemove(0, 0)).toBe(noTd);
+    expect(bare.memPageRemove(0, 9)).toBe(noTd);
+    expect(bare.memSeptAdd(0, 1, 5)).toBe(noTd);
+    expect(bare.memPageAdd(0, 0, 5, new Uint8Array(P))).toBe(noTd);
   });
 });
 
