@@ -188,10 +188,21 @@ describe('ccmem (spawned)', () => {
     }
   });
 
-  it('diff compares model and kvm', () => {
+  it('diff compares model and kvm: agreeing targets exit 0, a target that differs is reported step by step', () => {
     const d = ccmem(['diff', GOOD, '--json'], { CCMEM_FAKE_TARGETS: 'model,kvm' });
     expect(d.code).toBe(0);
     expect(JSON.parse(d.stdout)).toMatchObject({ agreed: 1, disagreed: 0, skipped: 0, scenarios: [{ agree: true, differences: [], skipped: [] }] });
+    // the kvm stand-in now lets the guest write a read-only slot: step 5 differs, nothing else
+    const x = ccmem(['diff', GOOD, '--json'], { CCMEM_FAKE_TARGETS: 'model,kvm', CCMEM_FAKE_KVM_DIFFERS: '1' });
+    expect(x.code).toBe(1);
+    const doc = JSON.parse(x.stdout);
+    expect(doc).toMatchObject({ agreed: 0, disagreed: 1, skipped: 0 });
+    expect(doc.scenarios[0].agree).toBe(false);
+    expect(doc.scenarios[0].differences.map((s: { index: number; op: string }) => [s.index, s.op])).toEqual([[5, 'guest_write']]);
+    expect(doc.scenarios[0].differences[0].fields).toEqual(['exit: KVM_EXIT_MMIO vs nothing']);
+    const human = ccmem(['diff', GOOD], { CCMEM_FAKE_TARGETS: 'model,kvm', CCMEM_FAKE_KVM_DIFFERS: '1' });
+    expect(human.code).toBe(1);
+    expect(human.stdout).toMatch(/step 5 guest_write: exit: KVM_EXIT_MMIO vs nothing/);
   });
 
   it('explore: a built-in exploration passes; with the retry check switched off it finds and shrinks a violation', () => {

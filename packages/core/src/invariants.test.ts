@@ -52,3 +52,35 @@ describe('checkVmInvariants options', () => {
     expect(noSlots.length).toBe(all.length - 1);
   });
 });
+
+describe('checkVmInvariants: disallow_lpage, written out', () => {
+  const MiB = 1 << 20;
+  /** a sw-protected VM with one legal 2M leaf over a 2M hugetlb page at gpa 1 GiB */
+  function hugeVm() {
+    const kvm = new Kvm();
+    const vm = kvm.createVm({ type: KVM_X86_SW_PROTECTED_VM });
+    const hva = kvm.process.mm.mmap({ length: 2 * MiB, prot: { read: true, write: true }, shared: false, hugepage: '2M' });
+    vm.setUserMemoryRegion2({ slot: 0, flags: 0, guest_phys_addr: 0x4000_0000, memory_size: 2 * MiB, userspace_addr: hva });
+    vm.createVcpu(0).guestRead(0x4000_0000, 1);
+    expect(vm.mmu.stats.pages_2m).toBe(1);
+    expect(checkVmInvariants(vm)).toEqual([]);
+    return vm;
+  }
+
+  it('a huge leaf over pages whose attributes differ (changed behind the MMU\'s back) is reported', () => {
+    const vm = hugeVm();
+    vm.attributes.set(0x4_0005, 0x4_0006, KVM_MEMORY_ATTRIBUTE_PRIVATE);
+    const v = checkVmInvariants(vm).filter((m) => m.includes('disallow_lpage'));
+    expect(v).toEqual([expect.stringMatching(/gfn 0x40005 has other attributes than the first page \(mixed\)/)]);
+  });
+
+  it('a huge leaf whose slot no longer lines gfn and hva up, or no longer covers it, is reported', () => {
+    const vm = hugeVm();
+    const slot = vm.gfnToMemslot(0x4_0000)!;
+    (slot as { userspaceAddr: number }).userspaceAddr += PAGE_SIZE;
+    expect(checkVmInvariants(vm).filter((m) => m.includes('disallow_lpage'))).toEqual([expect.stringMatching(/gfn and hva are not equally aligned/)]);
+    (slot as { userspaceAddr: number }).userspaceAddr -= PAGE_SIZE;
+    (slot as { npages: number }).npages -= 1;
+    expect(checkVmInvariants(vm).filter((m) => m.includes('disallow_lpage'))).toEqual([expect.stringMatching(/sticks out of its memslot/)]);
+  });
+});

@@ -3,9 +3,8 @@
  * after every operation; the explorer after every scheduled step. Each violation is a
  * sentence naming the rule.
  */
-import { KVM_MEM_LOG_DIRTY_PAGES, KVM_MEMSLOT_INVALID, PAGE_SIZE, PG_LEVEL_4K, pagesPerHpage } from './uapi.js';
+import { KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_PCI_HOLE, KVM_MEMSLOT_INVALID, PAGE_SIZE, PG_LEVEL_4K, pagesPerHpage } from './uapi.js';
 import { KVM_FILTER_PRIVATE, KVM_FILTER_SHARED } from './backend.js';
-import { disallowLpage } from './mmu/hugepage.js';
 import type { Vm } from './vm.js';
 import { checkShadowMmu } from './mmu/shadow/shadow-invariants.js';
 
@@ -58,12 +57,32 @@ export function checkVmInvariants(vm: Vm, opts: InvariantOptions = {}): string[]
       // are all still set, or a write would be lost
       if (slot.dirtyBitmap && vm.dirtyRingSize === 0 && writable && !allDirty(slot.dirtyBitmap, gfn - slot.baseGfn, pagesPerHpage(level)))
         out.push(`${where(gfn, level)} is huge and writable in a dirty-logging memslot over pages not marked dirty`);
-      if (disallowLpage(slot, gfn, level, vm.hasPrivateMem ? vm.attributes : null))
-        out.push(`${where(gfn, level)} is huge where disallow_lpage requires a smaller mapping (slot edge, hva alignment or mixed attributes)`);
+      // disallow_lpage, written out from the kernel (kvm_alloc_memslot_metadata(),
+      // hugepage_has_attrs()) rather than through the fault path's disallowLpage(): the huge
+      // page must lie inside the slot, gfn and hva must share their offset in it, a PCI-hole
+      // slot is never huge; mixed attributes are checked page by page below
+      const n = pagesPerHpage(level);
+      const ugfn = Math.floor(slot.userspaceAddr / PAGE_SIZE);
+      const reason =
+        gfn < slot.baseGfn || gfn + n > slot.baseGfn + slot.npages
+          ? 'it sticks out of its memslot'
+          : (slot.baseGfn - ugfn) % n !== 0
+            ? 'gfn and hva are not equally aligned'
+            : (slot.flags & KVM_MEM_PCI_HOLE) !== 0
+              ? 'the slot is a PCI hole'
+              : null;
+      if (reason !== null) out.push(`${where(gfn, level)} is huge where disallow_lpage requires a smaller mapping: ${reason}`);
     }
+    // KVM_LPAGE_MIXED_FLAG: every page of a huge leaf has the attributes of its first page
+    const attrs0 = level > PG_LEVEL_4K && vm.hasPrivateMem ? vm.getMemoryAttributes(gfn) : -1;
+    let mixedReported = false;
     const n = pagesPerHpage(level);
     for (let i = 0; i < n && budget > 0; i++, budget--) {
       const g = gfn + i;
+      if (attrs0 >= 0 && !mixedReported && vm.getMemoryAttributes(g) !== attrs0) {
+        mixedReported = true;
+        out.push(`${where(gfn, level)} is huge where disallow_lpage requires a smaller mapping: gfn 0x${g.toString(16)} has other attributes than the first page (mixed)`);
+      }
       const isPrivate = vm.memIsPrivate(g);
       if (isMirror && !isPrivate) out.push(`mirror (private) SPTE for gfn 0x${g.toString(16)} whose attribute is shared`);
       let expected: number;

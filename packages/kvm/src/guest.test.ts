@@ -1,5 +1,4 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { existsSync } from 'node:fs';
 import {
   GUEST_MEMFD_FLAG_INIT_SHARED,
   GUEST_MEMFD_FLAG_MMAP,
@@ -12,8 +11,8 @@ import { RealKvm, type RealVm } from './real-kvm.js';
 import type { RealVcpu } from './vcpu.js';
 import { GUEST_SLOT_ID, installGuest, type TinyGuest } from './guest.js';
 import { close, mmap, munmap, read, write } from './host-memory.js';
+import { describeWithKvm } from './testing/kvm-gate.js';
 
-const hasKvm = existsSync('/dev/kvm');
 const MiB = 0x10_0000;
 
 /** set bits of a dirty bitmap, as page indexes */
@@ -25,7 +24,7 @@ function dirtyPages(bitmap: Uint8Array): number[] {
   return out;
 }
 
-describe.skipIf(!hasKvm)('the tiny guest performs real accesses (needs /dev/kvm)', () => {
+describeWithKvm('the tiny guest performs real accesses (needs /dev/kvm)', () => {
   let kvm: RealKvm;
   let vm: RealVm;
   let vcpu: RealVcpu;
@@ -138,7 +137,7 @@ describe.skipIf(!hasKvm)('the tiny guest performs real accesses (needs /dev/kvm)
   });
 });
 
-describe.skipIf(!hasKvm)('paged accesses under the scenario\'s own page tables (needs /dev/kvm)', () => {
+describeWithKvm('paged accesses under the scenario\'s own page tables (needs /dev/kvm)', () => {
   it('reads and writes by gva, reports a guest #PF with its error code and CR2, and runs INVLPG', async () => {
     const { GUEST_ALIAS_TOP_INDEX } = await import('./guest.js');
     const kvm = RealKvm.open();

@@ -1,15 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { existsSync } from 'node:fs';
 import { release } from 'node:os';
 import { KVM_CAP_NR_MEMSLOTS } from '@ccmem/core';
 import { RealKvm } from './real-kvm.js';
 import { detectHostProfile, hostCapabilities } from './profile.js';
 import { close, mmap, munmap } from './host-memory.js';
+import { describeWithKvm } from './testing/kvm-gate.js';
 
-const hasKvm = existsSync('/dev/kvm');
-if (!hasKvm) console.warn('profile.test.ts: /dev/kvm is missing on this host: host-profile detection is SKIPPED');
 
-describe.skipIf(!hasKvm)('host profile from real checks (needs /dev/kvm)', () => {
+describeWithKvm('host profile from real checks (needs /dev/kvm)', () => {
   it('detectHostProfile agrees with the capabilities and a real overlap probe', () => {
     const kvm = RealKvm.open();
     try {

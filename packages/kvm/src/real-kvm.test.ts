@@ -17,6 +17,7 @@ import {
 } from '@ccmem/core';
 import { RealKvm, type RealVm } from './real-kvm.js';
 import { close, fallocate, mmap, munmap, touchFileInChild } from './host-memory.js';
+import { describeWithKvm } from './testing/kvm-gate.js';
 
 const hasKvm = existsSync('/dev/kvm');
 const MiB = 0x10_0000;
@@ -50,7 +51,7 @@ describe('RealKvm without a device', () => {
   });
 });
 
-describe.skipIf(!hasKvm)('real memslots and guest_memfd (needs /dev/kvm)', () => {
+describeWithKvm('real memslots and guest_memfd (needs /dev/kvm)', () => {
   let kvm: RealKvm;
   let vm: RealVm;
   let hva: number;

@@ -4,7 +4,6 @@
  * guest-access sequences from fast-check, compared step by step; a failing random sequence
  * shrinks and is printed as a scenario file.
  */
-import { existsSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { builtinScenarios } from './builtin/index.js';
 import { diffScenario, type ScenarioDiff } from './differential.js';
@@ -13,19 +12,8 @@ import { createModelTarget, type ModelTarget } from './model-target.js';
 import { describeOutcome } from './runner.js';
 import { hostFuzzFeatures, runFuzzCampaign } from './fuzz/index.js';
 import type { Scenario, Step } from './schema.js';
+import { describeWithKvm } from '../../kvm/src/testing/kvm-gate.js';
 
-const hasKvm = existsSync('/dev/kvm');
-
-if (!hasKvm) console.warn('kvm-diff.test.ts: /dev/kvm is missing on this host: the differential tests against real KVM are SKIPPED');
-
-it('the real-KVM differential tests run where CCMEM_REQUIRE_KVM=1 says they must (needs /dev/kvm)', () => {
-  // without /dev/kvm the suites below are reported as skipped; a CI setup that promises KVM
-  // sets CCMEM_REQUIRE_KVM=1 and then a missing device is an error
-  if (process.env.CCMEM_REQUIRE_KVM === '1') {
-    expect(hasKvm, 'CCMEM_REQUIRE_KVM=1 but /dev/kvm is missing: the differential tests against real KVM cannot run').toBe(true);
-  }
-  expect(typeof hasKvm).toBe('boolean');
-});
 
 function report(d: ScenarioDiff): string {
   return d.differences
@@ -49,7 +37,7 @@ describe('guest placement', () => {
   });
 });
 
-describe.skipIf(!hasKvm)('model vs real KVM (needs /dev/kvm)', () => {
+describeWithKvm('model vs real KVM (needs /dev/kvm)', () => {
   const kvm = createKvmTarget();
   // the model under this host's detected profile (as `ccmem diff` runs it)
   let model: ModelTarget;

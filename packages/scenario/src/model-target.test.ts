@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { UPSTREAM_PROFILE } from '@ccmem/core';
 import { builtinScenarios } from './builtin/index.js';
+import { ASSERT_FIELDS, ASSERT_LOCATORS, type AssertWhat } from './ops/assert.js';
 import { buildMatrix, summarizeMatrix } from './matrix.js';
 import { createModelTarget, modelProfileName, backendOptions } from './model-target.js';
 import { parseScenario } from './parse.js';
@@ -113,8 +114,8 @@ steps:
     expect: { errno: EBADF }
 `);
     expect(failures(r)).toEqual([]);
-    expect(outcomeOf(r, 7).detail?.check).toBeTruthy();
-    expect(outcomeOf(r, 13).detail?.check).toBeTruthy();
+    expect(outcomeOf(r, 7).detail?.check).toBe('kvm_gmem_fallocate: FALLOC_FL_KEEP_SIZE required');
+    expect(outcomeOf(r, 13).detail?.check).toBe('kvm_gmem_fallocate: offset or len not page aligned');
     expect(outcomeOf(r, 15).errno).toBe("EBADF");
   });
 
@@ -434,7 +435,7 @@ concurrent:
 `);
     expect(failures(r)).toEqual([]);
     expect(r.steps.at(-2)).toMatchObject({ op: 'invariant no-stale-spte', pass: true });
-    expect(createModelTarget().checkInvariant).toBeDefined();
+    expect(r.steps.at(-2)!.outcome.detail).toEqual({ violations: [] });
   });
 });
 
@@ -447,5 +448,38 @@ describe('the built-in suite on the model', () => {
     expect(bad).toEqual([]);
     expect(summarizeMatrix(rows).passed).toBe(rows.length - rows.filter(noGmem).length);
     expect(rows.length).toBeGreaterThanOrEqual(builtinScenarios().length);
+  });
+});
+
+describe('assert fields', () => {
+  it('every field the model reports for an assert step is listed in ASSERT_FIELDS (or is a locator), and every listed field is reported somewhere', () => {
+    const reported = new Map<AssertWhat, Set<string>>();
+    const model = createModelTarget();
+    const spy: Target = {
+      name: 'model',
+      begin: (s, c) => model.begin(s, c),
+      end: () => model.end(),
+      execute(step, ctx) {
+        const o = model.execute(step, ctx);
+        if (step.op === 'assert' && o.errno === undefined && o.detail) {
+          const what = (step.args as { what: AssertWhat }).what;
+          const keys = reported.get(what) ?? new Set<string>();
+          for (const k of Object.keys(o.detail)) keys.add(k);
+          reported.set(what, keys);
+        }
+        return o;
+      },
+    };
+    const rows = buildMatrix(builtinScenarios(), { model: () => spy });
+    expect(rows.filter((r) => r.status === 'fail')).toEqual([]);
+    const locators: readonly string[] = ASSERT_LOCATORS;
+    for (const what of Object.keys(ASSERT_FIELDS) as AssertWhat[]) {
+      const keys = reported.get(what);
+      expect(keys, `no built-in scenario asserts ${what}`).toBeDefined();
+      const unlisted = [...keys!].filter((k) => !ASSERT_FIELDS[what].includes(k) && !locators.includes(k) && k !== 'check');
+      expect(unlisted, `assert ${what}`).toEqual([]);
+      const never = ASSERT_FIELDS[what].filter((k) => !keys!.has(k));
+      expect(never, `assert ${what}: listed but never reported`).toEqual([]);
+    }
   });
 });

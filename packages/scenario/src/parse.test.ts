@@ -172,7 +172,16 @@ concurrent:
     expect(OP_NAMES).toContain('guest_exception');
     expect(OP_NAMES).toContain('move_pages');
     for (const op of ['harvest_dirty_ring', 'reset_dirty_rings', 'mmap_dirty_ring', 'guest_touch', 'run_vcpu']) expect(OP_NAMES).toContain(op);
-    expect(OP_NAMES).toHaveLength(80);
+    expect(OP_NAMES).toContain('snp_rmp_insn');
+    expect(OP_NAMES).toContain('tdx_seamcall');
+    expect(OP_NAMES).toHaveLength(82);
+    const v = parseScenario(
+      'name: n\nvm: { type: tdx }\nsteps:\n  - tdx_seamcall: { leaf: TDH.MEM.TRACK }\n',
+      'v.yaml',
+    );
+    expect(v.steps[0]).toMatchObject({ op: 'tdx_seamcall', args: { leaf: 'TDH.MEM.TRACK' } });
+    const w = parseScenario('name: n\nvm: { type: snp }\nsteps:\n  - snp_rmp_insn: { insn: psmash, pfn: 0x200 }\n', 'w.yaml');
+    expect(w.steps[0]).toMatchObject({ op: 'snp_rmp_insn', args: { insn: 'psmash', pfn: 0x200 } });
     const s = parseScenario(
       'name: n\nvm: { type: snp }\nsteps:\n  - guest_rmpadjust: { vcpu: 0, gpa: 0x1000, vmpl: 1, perms: 3 }\n  - guest_psc_msr: { vcpu: 0, gpa: 0x1000, operation: shared }\n',
       'm.yaml',

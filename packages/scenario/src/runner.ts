@@ -19,6 +19,7 @@ import { formatAddrExpr, formatHex, isAddrRef, resolveAddr } from './numbers.js'
 import { opSpec } from './ops/index.js';
 import {
   ASSERT_LOCATORS,
+  EXIT_FIELD_REASON,
   EXPLORE_ONLY_INVARIANT_NAMES,
   type Expectation,
   type Invariant,
@@ -287,7 +288,9 @@ function isSuccessRet(ret: unknown, alias: unknown): boolean {
 }
 
 /** Differences between what a step was expected to do and what it did; [] when it matches. */
-export function compareOutcome(expected: Expectation, outcome: Outcome): string[] {
+export function compareOutcome(expectation: Expectation, outcome: Outcome): string[] {
+  // `mmio`, `memory_fault`, ... imply their exit reason (as a parsed file already has it)
+  const expected = withImpliedExit(expectation);
   const out: string[] = [];
   const happened = describeOutcome(outcome);
   const mismatch = (what: string) => out.push(`${what} (happened: ${happened})`);
@@ -382,6 +385,12 @@ export function compareOutcome(expected: Expectation, outcome: Outcome): string[
     mismatch('expected a successful return code');
   }
   return out;
+}
+
+function withImpliedExit(e: Expectation): Expectation {
+  if (e.exit !== undefined) return e;
+  for (const f of EXIT_FIELDS) if (e[f] !== undefined) return { ...e, exit: EXIT_FIELD_REASON[f] };
+  return e;
 }
 
 /**

@@ -108,7 +108,8 @@ export type ExpectFields = z.output<typeof expectObject>;
 /** Expected outcome of a step; `{}` (or an omitted expect / `expect: ok`) means success. */
 export type Expectation = ExpectFields;
 
-const EXIT_FIELD_REASON: Record<string, string> = {
+/** the exit reason each exit-field expectation implies (`mmio` → KVM_EXIT_MMIO) */
+export const EXIT_FIELD_REASON: Readonly<Record<string, string>> = {
   mmio: 'KVM_EXIT_MMIO',
   memory_fault: 'KVM_EXIT_MEMORY_FAULT',
   hypercall: 'KVM_EXIT_HYPERCALL',

@@ -1,11 +1,11 @@
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { main } from '../program.js';
 import type { CliIo } from '../io.js';
+import { describeWithKvm } from '../../../../packages/kvm/src/testing/kvm-gate.js';
 
-const hasKvm = existsSync('/dev/kvm');
 
 function capture(): { io: CliIo; out: string[]; err: string[] } {
   const out: string[] = [];
@@ -51,7 +51,7 @@ steps:
 `,
 );
 
-describe.skipIf(!hasKvm)('ccmem diff on real KVM (needs /dev/kvm)', () => {
+describeWithKvm('ccmem diff on real KVM (needs /dev/kvm)', () => {
   it('compares outcomes, not expectations; --json has the documented shape', async () => {
     const { io, out } = capture();
     // the file's expectations are wrong on purpose (EINVAL, 0x9999): diff ignores them

@@ -20,6 +20,45 @@ const assertValue = z
   .transform(plainValue)
   .describe('expected value');
 
+/**
+ * The fields each kind of state reports (the model's inspection, packages/scenario/src/model/
+ * inspect.ts, and the vendor backends' `inspect`): an expected field outside this list is a
+ * mistake in the file (a typo), reported where it is written, not a step that fails.
+ * model-target.test.ts checks that every field the model reports is listed here.
+ */
+export const ASSERT_FIELDS: { readonly [K in AssertWhat]: readonly string[] } = {
+  attributes: ['attributes', 'private'],
+  spte: ['present', 'level', 'leaf_gfn', 'leaf_pfn', 'writable', 'mmu_writable', 'dirty', 'accessed', 'mirror', 'private'],
+  // RmpEntryView (packages/snp/src/rmp.ts); `present: false` when no page backs the gpa
+  rmp: ['assigned', 'pagesize', 'immutable', 'asid', 'vmsa', 'validated', 'vmpl', 'level', 'present'],
+  sept: ['level', 'state'],
+  // SevBackend.inspect({ what: 'sev' }) (packages/snp/src/sev/sev-backend.ts)
+  sev: ['active', 'es_active', 'need_init', 'asid', 'vmsa_features', 'ghcb_version', 'handle', 'policy', 'state', 'measured_bytes', 'pages_locked', 'regions', 'protected_vcpus'],
+  directmap: ['present', 'level', 'levelName'],
+  stats: [
+    // Vm.mmuStats() and the TDP MMU's own counters
+    'remote_tlb_flush', 'pages_4k', 'pages_2m', 'pages_1g', 'mmu_shadow_zapped', 'mmu_pte_write', 'mmu_pde_zapped',
+    'mmu_flooded', 'mmu_recycled', 'mmu_cache_miss', 'mmu_unsync', 'nx_lpage_splits', 'max_mmu_rmap_size',
+    'max_mmu_page_hash_collisions', 'tlb_flushes', 'external_spt_leaked', 'metadata_bytes', 'vm_dead', 'vcpus',
+    // SEV-SNP backend
+    'asid', 'directmap', 'rmpTiming', 'rmp', 'directmapStats', 'host', 'backend',
+    // TDX backend: its counters, the TD, and one count per SEAMCALL leaf (trace names)
+    'kicks', 'busyRetries', 'bugs', 'septTablesLinked', 'septTablesReclaimed', 'pagesAdded', 'pagesAugmented',
+    'pagesRemoved', 'pagesAccepted', 'splits', 'tdState', 'lifecycle', 'hkidAssigned', 'mrtd', 'septTables',
+    'leavesByState', 'seamcalls', 'bugReasons',
+    'tdh_mem_page_add', 'tdh_mem_sept_add', 'tdh_mem_page_aug', 'tdh_mem_range_block', 'tdh_mng_key_config',
+    'tdh_mng_create', 'tdh_vp_create', 'tdh_mem_page_demote', 'tdh_mr_extend', 'tdh_mr_finalize', 'tdh_vp_flush',
+    'tdh_mng_vpflushdone', 'tdh_mng_key_freeid', 'tdh_mng_init', 'tdh_vp_init', 'tdh_phymem_page_reclaim',
+    'tdh_mem_page_remove', 'tdh_phymem_cache_wb', 'tdh_mem_track', 'tdh_phymem_page_wbinvd', 'tdh_vp_enter',
+    'tdg_mem_page_accept',
+  ],
+  memslot: ['present', 'base_gfn', 'guest_phys_addr', 'npages', 'memory_size', 'userspace_addr', 'flags', 'guest_memfd', 'guest_memfd_offset'],
+  gmem: [
+    'kind', 'size', 'flags', 'allocated', 'uptodate', 'prepared', 'poisoned', 'allocated_pages', 'poisoned_pages',
+    'bindings', 'mappings', 'revoked', 'live',
+  ],
+};
+
 export const assertArgs = z
   .object({
     what: z.enum(ASSERT_WHAT),
@@ -32,7 +71,18 @@ export const assertArgs = z
     offset: num().optional(),
     vcpu: addr().optional(),
   })
-  .catchall(assertValue);
+  .catchall(assertValue)
+  .superRefine((a, ctx) => {
+    const known = ASSERT_FIELDS[a.what];
+    for (const k of Object.keys(a)) {
+      if ((ASSERT_LOCATORS as readonly string[]).includes(k) || known.includes(k)) continue;
+      ctx.addIssue({
+        code: 'custom',
+        path: [k],
+        message: `assert ${a.what} reports no field "${k}" (it reports ${known.join(', ')}; locators: ${ASSERT_LOCATORS.slice(1).join(', ')})`,
+      });
+    }
+  });
 
 export const ASSERT_OPS = {
   assert: defineOp({ args: assertArgs, does: 'compares the state the target reports with every field that is not a locator (see below)' }),

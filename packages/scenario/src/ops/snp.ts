@@ -49,4 +49,20 @@ export const SNP_OPS = {
     result: '`ret`',
     needs: SNP,
   }),
+  snp_rmp_insn: defineOp({
+    args: z.strictObject({
+      insn: z.enum(['rmpupdate', 'psmash']),
+      pfn: num().optional(),
+      gpa: num().optional(),
+      assigned: bool().optional(),
+      page_size: pageSize().optional(),
+      immutable: bool().optional(),
+      asid: num().optional(),
+      rmp_gpa: num().optional(),
+    }),
+    does:
+      "model only: the host runs RMPUPDATE or PSMASH on a frame, as the kernel's wrappers do (the direct map adjusted first; no retry): `pfn`, or the guest_memfd page behind the guest's `gpa`; RMPUPDATE writes `assigned` (default true), `page_size`, `immutable`, `asid` (default the VM's) and `rmp_gpa` (default `gpa`)",
+    result: '`ret` (`FAIL_INPUT`, `FAIL_PERMISSION`, `FAIL_INUSE`, `FAIL_BADADDR`, ...)',
+    needs: SNP,
+  }),
 };

@@ -1,0 +1,249 @@
+/**
+ * The runner is the judge of every scenario, so each comparison it makes is pinned here, field
+ * by field: an equal value passes, a different one fails, a missing one fails, and an outcome
+ * nobody expected fails where docs/scenarios.md ("Outcomes") says it does.
+ */
+import { describe, expect, it } from 'vitest';
+import type { Expectation } from './schema.js';
+import { compareOutcome, diffOutcomes, runScenario } from './runner.js';
+import { parseScenario, tryParseScenario } from './parse.js';
+import type { Outcome, Target } from './target.js';
+
+const pass = (e: Expectation, o: Outcome) => expect(compareOutcome(e, o), `${JSON.stringify(e, big)} vs ${JSON.stringify(o, big)}`).toEqual([]);
+const fail = (e: Expectation, o: Outcome) => expect(compareOutcome(e, o), `${JSON.stringify(e, big)} vs ${JSON.stringify(o, big)}`).not.toEqual([]);
+function big(_k: string, v: unknown) {
+  return typeof v === 'bigint' ? `${v}n` : v;
+}
+
+const MMIO: Outcome = { exit: { reason: 'KVM_EXIT_MMIO', mmio: { phys_addr: 0x100000, len: 4, is_write: true, data: 0xdeadbeefn } } };
+const MEMORY_FAULT: Outcome = {
+  errno: 'EFAULT',
+  exit: { reason: 'KVM_EXIT_MEMORY_FAULT', memory_fault: { flags: 8, gpa: 0x200000, size: 4096 } },
+};
+const HYPERCALL: Outcome = { exit: { reason: 'KVM_EXIT_HYPERCALL', hypercall: { nr: 12, args: [0x100000, 1, 0x10], ret: 0, flags: 0 } } };
+const INTERNAL: Outcome = { exit: { reason: 'KVM_EXIT_INTERNAL_ERROR', internal: { suberror: 1 } } };
+const SYSTEM_EVENT: Outcome = { exit: { reason: 'KVM_EXIT_SYSTEM_EVENT', system_event: { type: 1 } } };
+
+describe('compareOutcome: errno', () => {
+  it('equal passes, different fails, missing fails, unexpected fails', () => {
+    pass({ errno: 'EINVAL' }, { errno: 'EINVAL' });
+    fail({ errno: 'EINVAL' }, { errno: 'EEXIST' });
+    fail({ errno: 'EINVAL' }, {});
+    fail({}, { errno: 'EINVAL' });
+    fail({ value: 0n }, { errno: 'EINVAL', value: 0 });
+  });
+
+  it('an EFAULT or EHWPOISON without a memory-fault exit is never excused', () => {
+    fail({}, { errno: 'EFAULT' });
+    fail({}, { errno: 'EHWPOISON' });
+    fail({ value: 1n }, { errno: 'EFAULT', value: 1 });
+    fail({ exit: 'KVM_EXIT_MMIO' }, { errno: 'EFAULT', exit: MMIO.exit! });
+    fail({ exit: 'KVM_EXIT_MEMORY_FAULT' }, { errno: 'EFAULT' });
+    fail({ memory_fault: { gpa: 0x200000 } }, { errno: 'EHWPOISON' });
+  });
+
+  it('an expected memory-fault exit accepts KVM_RUN\'s EFAULT and EHWPOISON, nothing else', () => {
+    pass({ exit: 'KVM_EXIT_MEMORY_FAULT' }, MEMORY_FAULT);
+    pass({ memory_fault: { gpa: 0x200000 } }, MEMORY_FAULT);
+    pass({ exit: 'KVM_EXIT_MEMORY_FAULT' }, { ...MEMORY_FAULT, errno: 'EHWPOISON' });
+    fail({ exit: 'KVM_EXIT_MEMORY_FAULT' }, { ...MEMORY_FAULT, errno: 'EINVAL' });
+    pass({ exit: 'KVM_EXIT_MEMORY_FAULT', errno: 'EFAULT' }, MEMORY_FAULT);
+    fail({ exit: 'KVM_EXIT_MEMORY_FAULT', errno: 'EHWPOISON' }, MEMORY_FAULT);
+  });
+
+  it('a step expected to fail may leave an exit behind', () => {
+    pass({ errno: 'EINVAL' }, { errno: 'EINVAL', exit: MMIO.exit! });
+  });
+});
+
+describe('compareOutcome: exit reason and exit fields', () => {
+  it('reason: equal passes, different fails, missing fails, unexpected fails', () => {
+    pass({ exit: 'KVM_EXIT_MMIO' }, MMIO);
+    fail({ exit: 'KVM_EXIT_SHUTDOWN' }, MMIO);
+    fail({ exit: 'KVM_EXIT_MMIO' }, {});
+    fail({}, MMIO);
+    fail({ value: 0n }, { ...MMIO, value: 0 });
+  });
+
+  const cases: [string, Outcome, Record<string, unknown>, Record<string, unknown>][] = [
+    ['mmio', MMIO, { phys_addr: 0x100000, len: 4, is_write: true, data: 0xdeadbeefn }, { phys_addr: 0x100004, len: 8, is_write: false, data: 0xdeadbeeen }],
+    ['memory_fault', MEMORY_FAULT, { flags: 8, gpa: 0x200000, size: 4096 }, { flags: 0, gpa: 0x201000, size: 0x200000 }],
+    ['hypercall', HYPERCALL, { nr: 12, args: [0x100000, 1, 0x10], ret: 0, flags: 0 }, { nr: 13, args: [0x100000, 2, 0x10], ret: 22, flags: 1 }],
+    ['internal', INTERNAL, { suberror: 1 }, { suberror: 3 }],
+    ['system_event', SYSTEM_EVENT, { type: 1 }, { type: 2 }],
+  ];
+  for (const [field, outcome, same, other] of cases) {
+    it(`${field}: every field, equal passes, different fails, missing fails; the field names its exit`, () => {
+      const exit = outcome.exit!;
+      const reason = exit.reason;
+      for (const k of Object.keys(same)) {
+        pass({ exit: reason, [field]: { [k]: same[k] } } as Expectation, outcome);
+        pass({ [field]: { [k]: same[k] } } as Expectation, outcome);
+        fail({ exit: reason, [field]: { [k]: other[k] } } as Expectation, outcome);
+        // the target reported the exit without this field
+        const { [k]: _dropped, ...rest } = (exit as unknown as Record<string, Record<string, unknown>>)[field]!;
+        const without = { ...outcome, exit: { ...exit, [field]: rest } } as Outcome;
+        fail({ exit: reason, [field]: { [k]: same[k] } } as Expectation, without);
+      }
+      // the whole exit missing, or another exit
+      fail({ exit: reason, [field]: same } as Expectation, {});
+      fail({ exit: reason, [field]: same } as Expectation, reason === 'KVM_EXIT_MMIO' ? SYSTEM_EVENT : MMIO);
+    });
+  }
+
+  it('memory_fault.gpa is compared (a fault at another gpa fails)', () => {
+    fail({ exit: 'KVM_EXIT_MEMORY_FAULT', memory_fault: { gpa: 0x100000 } }, MEMORY_FAULT);
+    fail({ memory_fault: { flags: 8, gpa: 0x100000, size: 4096 } }, MEMORY_FAULT);
+  });
+
+  it('hypercall.args compare element-wise', () => {
+    fail({ hypercall: { args: [0x100000, 1] } }, HYPERCALL);
+    fail({ hypercall: { args: [0x100000, 1, 0x10, 0] } }, HYPERCALL);
+  });
+});
+
+describe('compareOutcome: signal and guest exception', () => {
+  it('signal: equal passes, different fails, missing fails, unexpected fails', () => {
+    pass({ signal: 'SIGBUS' }, { signal: 'SIGBUS' });
+    fail({ signal: 'SIGBUS' }, { signal: 'SIGSEGV' });
+    fail({ signal: 'SIGBUS' }, {});
+    fail({}, { signal: 'SIGBUS' });
+    fail({ value: 0n }, { signal: 'SIGBUS', value: 0 });
+  });
+
+  it('exception: equal passes, different fails, missing fails, an unexpected #VC or #VE fails', () => {
+    pass({ exception: '#VC' }, { exception: '#VC' });
+    fail({ exception: '#VC' }, { exception: '#VE' });
+    fail({ exception: '#VE' }, {});
+    fail({}, { exception: '#VC' });
+    fail({}, { exception: '#VE' });
+    fail({ ret: 0 }, { exception: '#VE', ret: 0 });
+    fail({ value: 0n }, { exception: '#VC', value: 0 });
+  });
+});
+
+describe('compareOutcome: values', () => {
+  it('value: equal passes (any spelling), different fails, missing fails; an unnamed value is not compared', () => {
+    pass({ value: 0xcafef00dn }, { value: 0xcafef00d });
+    pass({ value: 0xffffffffffffffffn }, { value: 0xffffffffffffffffn });
+    fail({ value: 0xcafef00dn }, { value: 0xcafef00en });
+    fail({ value: 0xffffffffffffffffn }, { value: 0xfffffffffffffffen });
+    fail({ value: 0n }, {});
+    pass({}, { value: 7 });
+  });
+
+  it('dirty_pages compare as a set: same pages in any order pass; a different set of the same size fails', () => {
+    pass({ dirty_pages: [5, 1, 3] }, { dirty_pages: [1, 3, 5] });
+    pass({ dirty_pages: [] }, { dirty_pages: [] });
+    fail({ dirty_pages: [1, 3, 5] }, { dirty_pages: [1, 3, 6] });
+    fail({ dirty_pages: [0, 1] }, { dirty_pages: [1, 2] });
+    fail({ dirty_pages: [1] }, { dirty_pages: [1, 2] });
+    fail({ dirty_pages: [1, 2] }, { dirty_pages: [1] });
+    fail({ dirty_pages: [] }, { dirty_pages: [0] });
+    fail({ dirty_pages: [] }, {});
+    pass({}, { dirty_pages: [4] });
+  });
+
+  it('stats: each named stat equal passes, different fails, missing fails', () => {
+    pass({ stats: { pages_4k: 1, pages_2m: 0 } }, { stats: { pages_4k: 1, pages_2m: 0, pages_1g: 0 } });
+    fail({ stats: { pages_4k: 1 } }, { stats: { pages_4k: 2 } });
+    fail({ stats: { pages_2m: 0, pages_4k: 1 } }, { stats: { pages_2m: 1, pages_4k: 1 } });
+    fail({ stats: { pages_4k: 1 } }, { stats: { pages_2m: 1 } });
+    fail({ stats: { pages_4k: 0 } }, {});
+  });
+
+  for (const f of ['gpa', 'size'] as const) {
+    it(`${f}: equal passes, different fails, missing fails`, () => {
+      pass({ [f]: 0x1000 }, { [f]: 0x1000 });
+      pass({ [f]: 0 }, { [f]: 0 });
+      fail({ [f]: 0x1000 }, { [f]: 0x2000 });
+      fail({ [f]: 0 }, { [f]: 0x1000 });
+      fail({ [f]: 0x1000 }, {});
+    });
+  }
+
+  it('ret: equal passes in either spelling, different fails, missing fails, an unexpected failure code fails', () => {
+    pass({ ret: 6 }, { ret: 6 });
+    pass({ ret: 'FAIL_SIZEMISMATCH' }, { ret: 6, detail: { ret_alias: 'FAIL_SIZEMISMATCH' } });
+    pass({ ret: 6 }, { ret: 'FAIL_SIZEMISMATCH', detail: { ret_alias: 6 } });
+    fail({ ret: 6 }, { ret: 1, detail: { ret_alias: 'FAIL_INPUT' } });
+    fail({ ret: 'FAIL_SIZEMISMATCH' }, { ret: 1, detail: { ret_alias: 'FAIL_INPUT' } });
+    fail({ ret: 0 }, {});
+    fail({}, { ret: 1 });
+    fail({}, { ret: 'npf' });
+    fail({}, { ret: 'TDX_PAGE_ALREADY_ACCEPTED' });
+    pass({}, { ret: 0 });
+    pass({}, { ret: 'TDX_SUCCESS' });
+    fail({}, { ret: 'TDX_SUCCESS_NOT' });
+  });
+});
+
+describe('diffOutcomes: every compared field', () => {
+  it('reports each field that differs, and nothing when they agree', () => {
+    const all: Outcome = {
+      errno: 'EFAULT',
+      signal: 'SIGBUS',
+      exception: '#VC',
+      value: 1n,
+      exit: MEMORY_FAULT.exit!,
+      dirty_pages: [1, 2],
+      gpa: 0x1000,
+      size: 0x2000,
+      ret: 0,
+    };
+    expect(diffOutcomes(all, { ...all, dirty_pages: [2, 1] })).toEqual([]);
+    const changes: [keyof Outcome, unknown, string][] = [
+      ['errno', 'EHWPOISON', 'errno'],
+      ['signal', 'SIGSEGV', 'signal'],
+      ['exception', '#VE', 'exception'],
+      ['value', 2n, 'value'],
+      ['exit', { reason: 'KVM_EXIT_MEMORY_FAULT', memory_fault: { flags: 8, gpa: 0x300000, size: 4096 } }, 'memory_fault.gpa'],
+      ['exit', MMIO.exit, 'exit'],
+      ['dirty_pages', [1, 3], 'dirty_pages'],
+      ['gpa', 0x3000, 'gpa'],
+      ['size', 0x1000, 'size'],
+      ['ret', 6, 'ret'],
+    ];
+    for (const [k, v, field] of changes) {
+      const d = diffOutcomes(all, { ...all, [k]: v } as Outcome);
+      expect(d, field).toHaveLength(1);
+      expect(d[0]!.startsWith(`${field}: `), d[0]).toBe(true);
+      const { [k]: _gone, ...missing } = all;
+      expect(diffOutcomes(all, missing as Outcome).length, `${k} missing`).toBeGreaterThan(0);
+    }
+  });
+});
+
+describe('assert: fields', () => {
+  const sc = (fields: string) => `name: t\nvm: { type: sw-protected }\nsteps:\n  - assert: { what: spte, gfn: 0x100${fields} }\n`;
+  const target = (state: Record<string, unknown>): Target => ({
+    name: 'model',
+    begin() {},
+    end() {},
+    execute: () => ({ detail: state }),
+  });
+
+  it('equal passes, different fails, missing from the report fails', () => {
+    const run = (fields: string, state: Record<string, unknown>) => runScenario(parseScenario(sc(fields)), target(state)).steps[0]!;
+    expect(run(', present: true, level: 2', { present: true, level: 2 }).pass).toBe(true);
+    expect(run(', level: 2', { level: 1 }).mismatches).toEqual(['expected level 2, happened 1']);
+    expect(run(', present: true', { present: false }).pass).toBe(false);
+    expect(run(', level: 2', { present: true }).mismatches).toEqual(['expected level 2, the target reported no level']);
+    const r = runScenario(parseScenario(sc(', level: 1')), { ...target({}), execute: () => ({ errno: 'EINVAL' }) }).steps[0]!;
+    expect(r.pass).toBe(false);
+    expect(r.mismatches[0]).toMatch(/could not be inspected/);
+  });
+
+  it('a field the state does not report is an error in the file, with its place', () => {
+    const r = tryParseScenario(sc(', presnet: true'), 'typo.yaml');
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.errors).toHaveLength(1);
+    expect(r.errors[0]).toMatchObject({ file: 'typo.yaml', line: 4, field: 'steps[0].assert.presnet' });
+    expect(r.errors[0]!.column).toBeGreaterThan(1);
+    expect(r.errors[0]!.message).toMatch(/assert spte reports no field "presnet"/);
+    // a field another kind of state reports is still wrong here
+    expect(tryParseScenario(sc(', assigned: true')).ok).toBe(false);
+    expect(tryParseScenario(sc(', present: true, level: 1')).ok).toBe(true);
+  });
+});
