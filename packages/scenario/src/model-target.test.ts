@@ -459,6 +459,7 @@ describe('assert fields', () => {
       name: 'model',
       begin: (s, c) => model.begin(s, c),
       end: () => model.end(),
+      stats: () => model.stats!(),
       execute(step, ctx) {
         const o = model.execute(step, ctx);
         if (step.op === 'assert' && o.errno === undefined && o.detail) {
