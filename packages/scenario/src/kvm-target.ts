@@ -53,6 +53,7 @@ import {
   type TinyGuest,
 } from '@ccmem/kvm';
 import { readFileSync } from 'node:fs';
+import { clearBitmap, dirtyPageList } from './dirty-pages.js';
 import { kvmUnavailableReason } from './kvm-available.js';
 import { opSpec } from './ops/index.js';
 import { missingNeed, offeredVmTypes, VM_TYPE_NUMBERS } from './ops/needs.js';
@@ -404,8 +405,7 @@ export function createKvmTarget(): KvmTarget {
     set_user_memory_region(a, { vm }) {
       const foreign = foreignHva(a.userspace_addr ?? 0, a.memory_size);
       if (foreign) return { skipped: foreign };
-      // (@ccmem/kvm takes numbers: exact below 2^53)
-      vm.setUserMemoryRegion({ slot: a.slot, flags: a.flags ?? 0, guest_phys_addr: Number(a.guest_phys_addr), memory_size: Number(a.memory_size), userspace_addr: a.userspace_addr ?? 0 });
+      vm.setUserMemoryRegion({ slot: a.slot, flags: a.flags ?? 0, guest_phys_addr: a.guest_phys_addr, memory_size: a.memory_size, userspace_addr: a.userspace_addr ?? 0 });
       return {};
     },
     set_user_memory_region2(a, { vm }) {
@@ -414,35 +414,28 @@ export function createKvmTarget(): KvmTarget {
       vm.setUserMemoryRegion2({
         slot: a.slot,
         flags: a.flags ?? 0,
-        guest_phys_addr: Number(a.guest_phys_addr),
-        memory_size: Number(a.memory_size),
+        guest_phys_addr: a.guest_phys_addr,
+        memory_size: a.memory_size,
         userspace_addr: a.userspace_addr ?? 0,
-        guest_memfd_offset: Number(a.guest_memfd_offset ?? 0),
+        guest_memfd_offset: a.guest_memfd_offset ?? 0,
         // the u32 field: a negative fd is passed as its two's complement
         guest_memfd: (a.guest_memfd ?? 0) >>> 0,
       });
       return {};
     },
     set_memory_attributes(a, { vm }) {
-      vm.setMemoryAttributes({ address: Number(a.address), size: Number(a.size), attributes: a.attributes, flags: a.flags ?? 0 });
+      vm.setMemoryAttributes({ address: a.address, size: a.size, attributes: a.attributes, flags: a.flags ?? 0 });
       return {};
     },
     get_dirty_log(a, { vm }) {
       const bitmap = vm.getDirtyLog({ slot: a.slot });
-      const npages = Math.ceil((vm.slotSize(a.slot) ?? 0) / 4096);
-      const pages: number[] = [];
-      for (let i = 0; i < npages; i++) if (bitmap[i >> 3]! & (1 << (i & 7))) pages.push(i);
-      return { dirty_pages: pages };
+      return { dirty_pages: dirtyPageList(bitmap, Math.ceil((vm.slotSize(a.slot) ?? 0) / 4096)) };
     },
     clear_dirty_log(a, { vm }) {
-      // the kernel copies ALIGN(num_pages, 64) / 8 bytes after its range checks
-      const bytes = Math.min(Math.max(8, Math.ceil(a.num_pages / 64) * 8), 1 << 20);
-      const bits = new Uint8Array(bytes);
-      if (a.dirty_bitmap) {
-        for (const b of a.dirty_bitmap) if (b < bytes * 8) bits[b >> 3]! |= 1 << (b & 7);
-      } else {
-        for (let b = 0; b < Math.min(a.num_pages, bytes * 8); b++) bits[b >> 3]! |= 1 << (b & 7);
-      }
+      // the kernel copies ALIGN(num_pages, 64) / 8 bytes after its range checks: never more
+      // than the slot can need
+      const size = vm.slotSize(a.slot) ?? 0;
+      const bits = clearBitmap(a.num_pages, a.dirty_bitmap, Math.ceil(Math.ceil(size / 4096) / 64) * 8);
       vm.clearDirtyLog({ slot: a.slot, first_page: a.first_page, num_pages: a.num_pages, dirty_bitmap: bits });
       return {};
     },
@@ -483,7 +476,7 @@ export function createKvmTarget(): KvmTarget {
     l2_read: unsupported('the tiny guest runs no nested guest'),
     l2_write: unsupported('the tiny guest runs no nested guest'),
     pre_fault_memory(a) {
-      const r = vcpuState(a.vcpu).vcpu.preFaultMemory({ gpa: Number(a.gpa), size: Number(a.size), flags: a.flags ?? 0 });
+      const r = vcpuState(a.vcpu).vcpu.preFaultMemory({ gpa: a.gpa, size: a.size, flags: a.flags ?? 0 });
       return { gpa: r.gpa, size: r.size };
     },
     snp_launch_start: NO_SNP_VM,

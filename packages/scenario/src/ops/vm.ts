@@ -1,6 +1,6 @@
 /** Other VM and system ioctls: capabilities and vCPU creation. */
 import { z } from 'zod';
-import { constant, flags, num } from './fields.js';
+import { constant, flags, num, uint } from './fields.js';
 import { defineOp } from './op.js';
 
 export const VM_OPS = {
@@ -10,7 +10,7 @@ export const VM_OPS = {
     result: 'value',
   }),
   enable_cap: defineOp({
-    args: z.strictObject({ cap: constant('cap'), flags: num().optional(), args: z.array(flags('enable_cap_args')).max(4).optional() }),
+    args: z.strictObject({ cap: constant('cap'), flags: uint(32).optional(), args: z.array(flags('enable_cap_args')).max(4).optional() }),
     does: '`KVM_ENABLE_CAP`; `args: [[KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE, KVM_DIRTY_LOG_INITIALLY_SET]]` sets `args[0]` to both bits',
   }),
   create_vcpu: defineOp({ args: z.strictObject({ id: num() }), does: '`KVM_CREATE_VCPU`', result: 'result: the vCPU id' }),
