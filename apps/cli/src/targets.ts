@@ -6,12 +6,14 @@
  */
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { createModelTarget, kvmUnavailableReason, loadKvmTarget, type Target, type TargetName } from '@ccmem/scenario';
+import { createModelTarget, kvmUnavailableReason, loadKvmTarget, type InvariantMode, type Target, type TargetName } from '@ccmem/scenario';
 import type { KernelProfile } from '@ccmem/core';
 
 /** what a command may tell a factory: the host profile the kvm target detected, for the model */
 export interface TargetFactoryOptions {
   hostProfile?: KernelProfile;
+  /** when the model's invariant checker runs (`--invariants`; other targets ignore it) */
+  invariants?: InvariantMode;
 }
 
 export type TargetFactory = (opts?: TargetFactoryOptions) => Target;
@@ -50,8 +52,8 @@ export async function getTargetFactory(name: TargetName): Promise<TargetFactory>
 }
 
 /** A fresh target. */
-export async function getTarget(name: TargetName): Promise<Target> {
-  return (await getTargetFactory(name))();
+export async function getTarget(name: TargetName, opts?: TargetFactoryOptions): Promise<Target> {
+  return (await getTargetFactory(name))(opts);
 }
 
 /** Resolve where the targets come from, once, before a command runs. */
@@ -69,6 +71,10 @@ export async function loadTargets(env: NodeJS.ProcessEnv = process.env): Promise
     }
     return;
   }
-  if (!loaders.has('model')) registerTarget('model', (opts) => createModelTarget(opts?.hostProfile ? { hostProfile: opts.hostProfile } : {}));
+  if (!loaders.has('model')) {
+    registerTarget('model', (opts) =>
+      createModelTarget({ ...(opts?.hostProfile && { hostProfile: opts.hostProfile }), ...(opts?.invariants && { invariants: opts.invariants }) }),
+    );
+  }
   if (!loaders.has('kvm')) loaders.set('kvm', async () => (await loadKvmTarget()).createKvmTarget);
 }

@@ -21,7 +21,7 @@ export type { ArgsOf, HandlerTable, Outcome, ResolvedStep, Resolve, RunContext, 
 export { collectEvents, compareOutcome, describeExit, describeExpectation, describeOutcome, diffOutcomes, diffResults } from './runner.js';
 export { effectiveVm, jsonReplacer, resolveStep, runScenario, sameValue, show } from './runner.js';
 export type { RunOptions, ScenarioResult, StepDiff, StepResult } from './runner.js';
-export { backendOptions, createModelTarget, modelProfileName, type ModelTarget, type ModelTargetOptions } from './model-target.js';
+export { backendOptions, createModelTarget, INVARIANT_EVERY_STEP_LIMIT, INVARIANT_MODES, modelProfileName, type InvariantMode, type ModelTarget, type ModelTargetOptions } from './model-target.js';
 export { kvmUnavailableReason } from './kvm-available.js';
 export type { KvmTarget } from './kvm-target.js';
 /** The real-KVM target module (loads @ccmem/kvm, and with it libc through koffi). */

@@ -60,7 +60,8 @@ export async function fuzzCommand(io: CliIo, opts: FuzzCommandOptions): Promise<
   // a model campaign generates what its profile's kernel has (no guest_memfd steps without it)
   const modelGmem = opts.profile === undefined || opts.profile === 'host' || profileByName(opts.profile)?.guestMemfd !== false;
   let features: FuzzFeatures = { guestMemfd: modelGmem, gmemFlags: [0, 1, 3], crossPage: true, ...(opts.profile !== undefined && { profile: opts.profile as FuzzFeatures['profile'] }) };
-  const [model] = (await targetsOrReport(io, 'model')) ?? [];
+  // a model campaign checks the invariants after every step
+  const [model] = (await targetsOrReport(io, 'model', { invariants: 'full' })) ?? [];
   if (!model) return EXIT_INVALID;
   let kvm: KvmTarget | undefined;
   if (opts.target === 'diff') {

@@ -1,6 +1,7 @@
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { spinner } from '@clack/prompts';
 import {
+  INVARIANT_MODES,
   ScenarioParseError,
   builtinScenarios,
   buildMatrix,
@@ -8,6 +9,7 @@ import {
   kvmUnavailableReason,
   matrixCells,
   summarizeMatrix,
+  type InvariantMode,
   type MatrixColumns,
   type MatrixRow,
   type Target,
@@ -16,7 +18,7 @@ import {
 import type { KernelProfile } from '@ccmem/core';
 import type { CliIo } from '../io.js';
 import { getTargetFactory, kvmColumnAvailable, type TargetFactory } from '../targets.js';
-import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, reportInvalid, toJson } from './shared.js';
+import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, INVARIANTS_OPTION_HELP, reportInvalid, toJson } from './shared.js';
 
 export interface MatrixCommandOptions {
   json?: boolean;
@@ -25,6 +27,8 @@ export interface MatrixCommandOptions {
   dir?: string;
   /** leave out the real-KVM column even when it is available */
   kvm?: boolean;
+  /** when the model checks its invariants (default step) */
+  invariants?: InvariantMode;
 }
 
 export async function matrixCommand(io: CliIo, opts: MatrixCommandOptions): Promise<number> {
@@ -38,9 +42,11 @@ export async function matrixCommand(io: CliIo, opts: MatrixCommandOptions): Prom
   }
   let columns: MatrixColumns;
   let modelFactory: TargetFactory;
+  const invariants = opts.invariants ?? 'step';
   try {
-    modelFactory = await getTargetFactory('model');
-    columns = { model: modelFactory };
+    const factory = await getTargetFactory('model');
+    modelFactory = (o) => factory({ ...o, invariants });
+    columns = { model: () => modelFactory() };
   } catch (e) {
     io.err(`${io.color.red('error')} ${(e as Error).message}`);
     return EXIT_INVALID;
@@ -137,5 +143,6 @@ export function buildMatrixCommand(io: CliIo, done: (code: number) => void): Com
     .option('--filter <text>', 'only rows whose scenario, file, VM type, provider or target contain this text')
     .option('--dir <directory>', 'run the scenarios of this directory instead of the built-in suite')
     .option('--no-kvm', 'leave out the real-KVM column')
+    .addOption(new Option('--invariants <mode>', INVARIANTS_OPTION_HELP).choices([...INVARIANT_MODES]).default('step'))
     .action(async (opts: MatrixCommandOptions) => done(await matrixCommand(io, opts)));
 }

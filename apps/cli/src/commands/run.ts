@@ -1,19 +1,21 @@
 import { Command, Option } from 'commander';
-import { runScenario, type ScenarioResult, type TargetName } from '@ccmem/scenario';
+import { INVARIANT_MODES, runScenario, type InvariantMode, type ScenarioResult, type TargetName } from '@ccmem/scenario';
 import type { CliIo } from '../io.js';
-import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, loadFiles, printResult, reportInvalid, resultJson, targetsOrReport, toJson, writeTrace } from './shared.js';
+import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, INVARIANTS_OPTION_HELP, loadFiles, printResult, reportInvalid, resultJson, targetsOrReport, toJson, writeTrace } from './shared.js';
 
 export interface RunCommandOptions {
   target: TargetName;
   json?: boolean;
   trace?: string;
   stopOnFailure?: boolean;
+  /** when the model checks its invariants (default step) */
+  invariants?: InvariantMode;
 }
 
 export async function runCommand(io: CliIo, files: string[], opts: RunCommandOptions): Promise<number> {
   const { loaded, errors } = loadFiles(files);
   if (errors.length) return reportInvalid(io, errors, Boolean(opts.json));
-  const [target] = (await targetsOrReport(io, opts.target)) ?? [];
+  const [target] = (await targetsOrReport(io, opts.target, { invariants: opts.invariants ?? 'step' })) ?? [];
   if (!target) return EXIT_INVALID;
   const results: ScenarioResult[] = [];
   for (const { file, scenario } of loaded) {
@@ -42,5 +44,6 @@ export function buildRunCommand(io: CliIo, done: (code: number) => void): Comman
     .option('--json', 'print one JSON document with every step outcome')
     .option('--trace <file>', 'write the kernel events of every step to this JSON file')
     .option('--stop-on-failure', 'stop a scenario at its first failing step')
+    .addOption(new Option('--invariants <mode>', INVARIANTS_OPTION_HELP).choices([...INVARIANT_MODES]).default('step'))
     .action(async (files: string[], opts: RunCommandOptions) => done(await runCommand(io, files, opts)));
 }

@@ -14,7 +14,11 @@ import {
   type TargetName,
 } from '@ccmem/scenario';
 import type { CliIo } from '../io.js';
-import { getTarget } from '../targets.js';
+import { getTarget, type TargetFactoryOptions } from '../targets.js';
+
+/** the `--invariants` option of run and matrix (docs/scenarios.md, "Running") */
+export const INVARIANTS_OPTION_HELP =
+  'when the model checks its invariants: full (after every step), step (every step of the first 1000, then every 1000th and the last), off';
 
 /** Exit codes: 0 every expectation held, 1 something failed, 2 invalid input or environment. */
 export const EXIT_OK = 0;
@@ -114,9 +118,11 @@ export function writeTrace(path: string, results: readonly ScenarioResult[]): vo
  * The named targets, or null after telling the user why one is not available (the caller then
  * exits with EXIT_INVALID).
  */
-export async function targetsOrReport(io: CliIo, ...names: TargetName[]): Promise<Target[] | null> {
+export async function targetsOrReport(io: CliIo, ...names: (TargetName | TargetFactoryOptions)[]): Promise<Target[] | null> {
+  // (a trailing options object is handed to every factory)
+  const opts = names.find((n): n is TargetFactoryOptions => typeof n === 'object');
   try {
-    return await Promise.all(names.map((n) => getTarget(n)));
+    return await Promise.all(names.filter((n): n is TargetName => typeof n === 'string').map((n) => getTarget(n, opts)));
   } catch (e) {
     io.err(`${io.color.red('error')} ${(e as Error).message}`);
     return null;
