@@ -41,6 +41,15 @@ export function kvmColumnAvailable(): boolean {
   return loaders.has('kvm') && (overridden || kvmUnavailableReason() === null);
 }
 
+/**
+ * Why a command cannot use the named target on this machine (the real kvm target without a
+ * usable /dev/kvm), or null: such a command exits 2, like for any target that cannot run.
+ */
+export function targetProblem(name: TargetName): string | null {
+  if (name !== 'kvm' || overridden) return null;
+  return kvmUnavailableReason();
+}
+
 /** A target's factory; rejects with a clear error when this build has none of that name. */
 export async function getTargetFactory(name: TargetName): Promise<TargetFactory> {
   const load = loaders.get(name);

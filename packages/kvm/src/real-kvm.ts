@@ -30,6 +30,11 @@ import { KvmStatsFile } from './stats.js';
 
 export const KVM_DEVICE = '/dev/kvm';
 
+/** the KVM device this process uses: `CCMEM_KVM_DEVICE` when set (tests point it elsewhere), else /dev/kvm */
+export function kvmDevicePath(env: NodeJS.ProcessEnv = process.env): string {
+  return env.CCMEM_KVM_DEVICE || KVM_DEVICE;
+}
+
 /** struct kvm_userspace_memory_region (KVM_SET_USER_MEMORY_REGION). */
 export interface UserspaceMemoryRegion {
   /** u32: bits 0-15 slot id, bits 16-31 address-space id */
@@ -93,16 +98,17 @@ export class RealKvm {
 
   /** /dev/kvm exists (whether it can be opened is a separate question) */
   static available(): boolean {
-    return existsSync(KVM_DEVICE);
+    return existsSync(kvmDevicePath());
   }
 
   /** open(/dev/kvm, O_RDWR | O_CLOEXEC) */
   static open(): RealKvm {
-    if (!existsSync(KVM_DEVICE)) {
-      throw new Error(`${KVM_DEVICE} is missing: this host has no KVM (load kvm and a vendor module, or run where ${KVM_DEVICE} exists)`);
+    const path = kvmDevicePath();
+    if (!existsSync(path)) {
+      throw new Error(`${path} is missing: this host has no KVM (load kvm and a vendor module, or run where ${path} exists)`);
     }
-    const r = sysOpen(KVM_DEVICE, O_RDWR | O_CLOEXEC);
-    if (r.ret === -1) raiseErrno(`open ${KVM_DEVICE}`, r.errno);
+    const r = sysOpen(path, O_RDWR | O_CLOEXEC);
+    if (r.ret === -1) raiseErrno(`open ${path}`, r.errno);
     return new RealKvm(r.ret);
   }
 

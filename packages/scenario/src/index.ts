@@ -6,7 +6,7 @@
 export { EXIT_NAMES, EXPLORE_ONLY_INVARIANT_NAMES, OP_NAMES, OP_SCHEMAS, PROFILES, PROVIDERS, RUN_INVARIANT_NAMES, SIGNALS, TARGET_NAMES, VM_TYPES } from './schema.js';
 export { isOpName, scenarioSchema } from './schema.js';
 export type { AppliesTo, ConcurrentBlock, ExitName, Expectation, ExpectFields, Invariant, OpArgs, OpName, Profile, Provider, Scenario, SignalName, Step, TargetName, VmConfig, VmType } from './schema.js';
-export { ScenarioParseError, formatPath, formatScenarioError, loadScenarioFile, parseScenario, tryParseScenario, type ParseResult, type ScenarioError } from './parse.js';
+export { DEFAULT_INPUT_LIMITS, ScenarioParseError, formatPath, formatScenarioError, loadScenarioFile, parseScenario, readScenarioText, tryParseScenario, type InputLimits, type ParseResult, type ScenarioError } from './parse.js';
 export { NumberSyntaxError, describeFlags, flagName, flagNames, formatAddrExpr, formatHex, parseAddrExpr, parseFlags, parseNumber, parseU64, registerFlagNames } from './numbers.js';
 export type { AddrExpr, AddrRef, FlagKind } from './numbers.js';
 

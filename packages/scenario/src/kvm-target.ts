@@ -309,6 +309,11 @@ export function createKvmTarget(): KvmTarget {
 
   function hostAccess(a: { addr: number; size: 1 | 2 | 4 | 8; value?: bigint }, isWrite: boolean): Outcome {
     const m = mappingAt(a.addr, a.size);
+    // where the scenario unmapped its memory a PROT_NONE placeholder stands: the access would
+    // fault there (SIGSEGV, as on the model), so it is answered without being made
+    if (!m && holes.some((h) => a.addr >= h.hva && a.addr < h.hva + h.length)) {
+      return { signal: 'SIGSEGV', detail: { check: `${isWrite ? 'write' : 'read'}: the scenario unmapped this address (not performed)` } };
+    }
     if (!m) return { skipped: `hva 0x${a.addr.toString(16)} is not inside a mapping of this scenario (a stray host access would hit the test process)` };
     // The access runs in this process: one the mapping's protection refuses would kill ccmem.
     // The target made every mapping and knows its prot, so it answers as the host kernel would

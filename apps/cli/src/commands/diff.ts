@@ -11,13 +11,14 @@ import { comparedStats, describeOutcome, diffScenario, type ScenarioDiff, type T
 import type { KernelProfile } from '@ccmem/core';
 import type { CliIo } from '../io.js';
 import { Command } from 'commander';
-import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, loadFiles, reportInvalid, targetsOrReport, toJson } from './shared.js';
+import { ALLOW_EMPTY_HELP, EXIT_FAIL, EXIT_INVALID, EXIT_OK, loadFiles, nothingRan, reportInvalid, targetsOrReport, toJson } from './shared.js';
 import { getTargetFactory } from '../targets.js';
 
 export interface DiffOptions {
   json?: boolean;
   /** compare the MMU statistics each step changes too */
   stats?: boolean;
+  allowEmpty?: boolean;
 }
 
 /** the --json form of one scenario's comparison */
@@ -87,7 +88,9 @@ export async function diffCommand(io: CliIo, files: string[], opts: DiffOptions)
     const nstats = diffs.reduce((n, d) => n + d.statsCompared, 0);
     io.out(`\n${parts.join(', ')} ${c.dim(`(model under the host profile vs real KVM: ${steps} steps${stats ? `, ${nstats} stat changes` : ''} compared)`)}`);
   }
-  return disagreed > 0 ? EXIT_FAIL : EXIT_OK;
+  if (disagreed > 0) return EXIT_FAIL;
+  if (agreed === 0) return nothingRan(io, 'every scenario was skipped', opts.allowEmpty);
+  return EXIT_OK;
 }
 
 function ruleOf(o: { detail?: Record<string, unknown> }): string {
@@ -100,5 +103,6 @@ export function buildDiffCommand(io: CliIo, done: (code: number) => void): Comma
     .argument('<files...>', 'scenario YAML files')
     .option('--json', 'print one JSON document')
     .option('--stats', "also compare the MMU statistics (KVM_GET_STATS_FD) each step changes: the leaf counts, and the shadow MMU's counters on a shadow-paging host")
+    .option('--allow-empty', ALLOW_EMPTY_HELP)
     .action(async (files: string[], opts: DiffOptions) => done(await diffCommand(io, files, opts)));
 }

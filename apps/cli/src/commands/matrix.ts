@@ -18,7 +18,7 @@ import {
 import type { KernelProfile } from '@ccmem/core';
 import type { CliIo } from '../io.js';
 import { getTargetFactory, kvmColumnAvailable, type TargetFactory } from '../targets.js';
-import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, INVARIANTS_OPTION_HELP, reportInvalid, toJson } from './shared.js';
+import { ALLOW_EMPTY_HELP, EXIT_FAIL, EXIT_INVALID, EXIT_OK, INVARIANTS_OPTION_HELP, nothingRan, reportInvalid, toJson } from './shared.js';
 
 export interface MatrixCommandOptions {
   json?: boolean;
@@ -29,6 +29,7 @@ export interface MatrixCommandOptions {
   kvm?: boolean;
   /** when the model checks its invariants (default step) */
   invariants?: InvariantMode;
+  allowEmpty?: boolean;
 }
 
 export async function matrixCommand(io: CliIo, opts: MatrixCommandOptions): Promise<number> {
@@ -119,7 +120,12 @@ export async function matrixCommand(io: CliIo, opts: MatrixCommandOptions): Prom
     if (kvmColumnSkipped !== undefined) io.out(c.yellow(`kvm column skipped: ${kvmColumnSkipped}`));
     io.out(`\n${c.green(`${passed} passed`)}, ${failed ? c.red(`${failed} failed`) : '0 failed'}, ${c.yellow(`${skipped} skipped`)}`);
   }
-  return failed > 0 ? EXIT_FAIL : EXIT_OK;
+  if (failed > 0) return EXIT_FAIL;
+  if (passed === 0) {
+    const why = rows.length === 0 ? (opts.filter !== undefined ? `no row matches --filter ${opts.filter}` : 'no scenario to run') : 'every row was skipped';
+    return nothingRan(io, why, opts.allowEmpty);
+  }
+  return EXIT_OK;
 }
 
 /** a skipped row names why: `  (host: no KVM_CAP_GUEST_MEMFD)` */
@@ -144,5 +150,6 @@ export function buildMatrixCommand(io: CliIo, done: (code: number) => void): Com
     .option('--dir <directory>', 'run the scenarios of this directory instead of the built-in suite')
     .option('--no-kvm', 'leave out the real-KVM column')
     .addOption(new Option('--invariants <mode>', INVARIANTS_OPTION_HELP).choices([...INVARIANT_MODES]).default('step'))
+    .option('--allow-empty', ALLOW_EMPTY_HELP)
     .action(async (opts: MatrixCommandOptions) => done(await matrixCommand(io, opts)));
 }

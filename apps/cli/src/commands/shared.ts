@@ -1,5 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import {
+  DEFAULT_INPUT_LIMITS,
+  parseNumber,
   ScenarioParseError,
   collectEvents,
   describeExpectation,
@@ -7,6 +9,7 @@ import {
   formatScenarioError,
   jsonReplacer,
   loadScenarioFile,
+  type InputLimits,
   type Scenario,
   type ScenarioError,
   type ScenarioResult,
@@ -14,7 +17,7 @@ import {
   type TargetName,
 } from '@ccmem/scenario';
 import type { CliIo } from '../io.js';
-import { getTarget, type TargetFactoryOptions } from '../targets.js';
+import { getTarget, targetProblem, type TargetFactoryOptions } from '../targets.js';
 
 /** the `--invariants` option of run and matrix (docs/scenarios.md, "Running") */
 export const INVARIANTS_OPTION_HELP =
@@ -30,12 +33,12 @@ export interface LoadedFile {
   scenario: Scenario;
 }
 
-export function loadFiles(files: readonly string[]): { loaded: LoadedFile[]; errors: ScenarioError[] } {
+export function loadFiles(files: readonly string[], limits: InputLimits = {}): { loaded: LoadedFile[]; errors: ScenarioError[] } {
   const loaded: LoadedFile[] = [];
   const errors: ScenarioError[] = [];
   for (const file of files) {
     try {
-      loaded.push({ file, scenario: loadScenarioFile(file) });
+      loaded.push({ file, scenario: loadScenarioFile(file, limits) });
     } catch (e) {
       if (e instanceof ScenarioParseError) errors.push(...e.errors);
       else throw e;
@@ -107,12 +110,41 @@ export function printResult(io: CliIo, r: ScenarioResult): void {
   }
 }
 
-export function writeTrace(path: string, results: readonly ScenarioResult[]): void {
+/** write the --trace file; an error message (the run's results are kept) when it cannot be written */
+export function writeTrace(path: string, results: readonly ScenarioResult[]): string | null {
   const doc = {
     scenarios: results.map((r) => ({ file: r.file, name: r.name, target: r.target, steps: collectEvents(r) })),
   };
-  writeFileSync(path, `${toJson(doc)}\n`);
+  try {
+    writeFileSync(path, `${toJson(doc)}\n`);
+    return null;
+  } catch (e) {
+    return `cannot write the trace file ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`;
+  }
 }
+
+/** `--max-steps` / `--max-file-size` as InputLimits (docs/scenarios.md, "Limits") */
+export function inputLimits(opts: { maxSteps?: string; maxFileSize?: string }): InputLimits | string {
+  const out: InputLimits = {};
+  for (const [flag, v, key] of [
+    ['--max-steps', opts.maxSteps, 'maxSteps'],
+    ['--max-file-size', opts.maxFileSize, 'maxFileBytes'],
+  ] as const) {
+    if (v === undefined) continue;
+    let n: number;
+    try {
+      n = parseNumber(v);
+    } catch {
+      return `${flag} ${v}: not a number`;
+    }
+    if (!Number.isSafeInteger(n) || n <= 0) return `${flag} ${v}: must be a positive integer`;
+    out[key] = n;
+  }
+  return out;
+}
+
+export const MAX_STEPS_HELP = `the most steps a scenario file may have (default ${DEFAULT_INPUT_LIMITS.maxSteps})`;
+export const MAX_FILE_SIZE_HELP = `the largest scenario file read, in bytes (KiB/MiB suffixes; default ${DEFAULT_INPUT_LIMITS.maxFileBytes / 2 ** 20}MiB)`;
 
 /**
  * The named targets, or null after telling the user why one is not available (the caller then
@@ -121,10 +153,26 @@ export function writeTrace(path: string, results: readonly ScenarioResult[]): vo
 export async function targetsOrReport(io: CliIo, ...names: (TargetName | TargetFactoryOptions)[]): Promise<Target[] | null> {
   // (a trailing options object is handed to every factory)
   const opts = names.find((n): n is TargetFactoryOptions => typeof n === 'object');
+  for (const n of names) {
+    const problem = typeof n === 'string' ? targetProblem(n) : null;
+    if (problem) {
+      io.err(`${io.color.red('error')} the ${n as string} target cannot run here: ${problem}`);
+      return null;
+    }
+  }
   try {
     return await Promise.all(names.filter((n): n is TargetName => typeof n === 'string').map((n) => getTarget(n, opts)));
   } catch (e) {
     io.err(`${io.color.red('error')} ${(e as Error).message}`);
     return null;
   }
+}
+
+export const ALLOW_EMPTY_HELP = 'exit 0 even when nothing ran (every scenario skipped, or no scenario matched)';
+
+/** the exit code of a command that ran nothing: 2 (with why on stderr) unless --allow-empty */
+export function nothingRan(io: CliIo, what: string, allowEmpty: boolean | undefined): number {
+  if (allowEmpty) return EXIT_OK;
+  io.err(`${io.color.red('error')} nothing ran: ${what} (--allow-empty accepts that)`);
+  return EXIT_INVALID;
 }
