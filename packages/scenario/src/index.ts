@@ -47,3 +47,5 @@ export { Actor, SetupError, World, type ActorStepRecord, type WorldOptions } fro
 // ccmem fuzz: random campaigns, model vs real KVM or the model against its invariants
 export { hostFuzzFeatures, fuzzCaseArb, fuzzOpArb, fuzzScenario, runFuzzCampaign, scenarioToYaml } from './fuzz/index.js';
 export type { FuzzFeatures, FuzzFinding, FuzzMode, FuzzOp, FuzzOptions, FuzzProgress, FuzzSummary } from './fuzz/index.js';
+export { checkScenarioText, runInputFuzzCampaign, scenarioTextArb } from './fuzz/index.js';
+export type { InputFuzzFinding, InputFuzzOptions, InputFuzzProgress, InputFuzzSummary, InputVerdict } from './fuzz/index.js';

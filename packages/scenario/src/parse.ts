@@ -62,7 +62,9 @@ export function tryParseScenario(
 ): ParseResult {
   const lim = { ...DEFAULT_INPUT_LIMITS, ...limits };
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, intAsBigInt: true, uniqueKeys: true, prettyErrors: false });
+  // (logLevel error: the yaml library's warnings, e.g. on a collection used as a map key, would go to
+  // stderr; the schema reports such a file)
+  const doc = parseDocument(text, { lineCounter, intAsBigInt: true, uniqueKeys: true, prettyErrors: false, logLevel: 'error' });
   const at = (offset: number) => {
     const p = lineCounter.linePos(offset);
     return { line: p.line, column: p.col };

@@ -60,7 +60,7 @@ export function parseExploration(text: string, file = '<input>', limits: InputLi
   if (!parsed.ok) return parsed;
   let header: ExploreHeader = {};
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, intAsBigInt: false });
+  const doc = parseDocument(text, { lineCounter, intAsBigInt: false, logLevel: 'error' });
   const root = doc.contents;
   const pair = isMap(root) ? root.items.find((p) => isScalar(p.key) && p.key.value === 'explore') : undefined;
   if (pair) {
