@@ -19,7 +19,7 @@ export default defineConfig({
   test: {
     projects: projectDirs.map((dir) => ({
       extends: true,
-      test: { name: dir.split('/')[1], root: join(repoRoot, dir), include: ['src/**/*.test.ts'], testTimeout: 60_000 },
+      test: { name: dir.split('/')[1], root: join(repoRoot, dir), include: ['src/**/*.test.ts', 'test/**/*.test.ts'], testTimeout: 60_000 },
     })),
     reporters: process.env.CCMEM_TEST_REPORT
       ? ['default', ['json', { outputFile: process.env.CCMEM_TEST_REPORT }]]

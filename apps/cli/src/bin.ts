@@ -16,7 +16,8 @@ main(process.argv).then(
     process.exitCode = code;
   },
   (e: unknown) => {
-    process.stderr.write(`${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    const err = e instanceof Error ? e : new Error(String(e));
+    process.stderr.write(`error: ${process.env.CCMEM_DEBUG ? (err.stack ?? err.message) : err.message}\n`);
     process.exitCode = 2;
   },
 );

@@ -79,7 +79,9 @@ export async function main(argv: readonly string[], io: CliIo = processIo(), env
       // --help and --version exit 0; usage errors exit 2 like invalid input
       return e.exitCode === 0 ? 0 : EXIT_INVALID;
     }
-    io.err(`error: ${(e as Error).stack ?? String(e)}`);
+    // an internal error: its message, and its stack only when asked for (CCMEM_DEBUG=1)
+    const err = e instanceof Error ? e : new Error(String(e));
+    io.err(`error: ${env.CCMEM_DEBUG ? (err.stack ?? err.message) : err.message}`);
     return EXIT_INVALID;
   }
   return code;

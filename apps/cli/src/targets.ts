@@ -6,7 +6,7 @@
  */
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { Target, TargetName } from '@ccmem/scenario';
+import type { InvariantMode, Target, TargetName } from '@ccmem/scenario';
 import type { KernelProfile } from '@ccmem/core';
 
 type ScenarioModule = typeof import('@ccmem/scenario');
@@ -16,6 +16,8 @@ let scenario: ScenarioModule | undefined;
 /** what a command may tell a factory: the host profile the kvm target detected, for the model */
 export interface TargetFactoryOptions {
   hostProfile?: KernelProfile;
+  /** when the model's invariant checker runs (`--invariants`; other targets ignore it) */
+  invariants?: InvariantMode;
 }
 
 export type TargetFactory = (opts?: TargetFactoryOptions) => Target;
@@ -43,6 +45,15 @@ export function kvmColumnAvailable(): boolean {
   return loaders.has('kvm') && (overridden || scenario?.kvmUnavailableReason() === null);
 }
 
+/**
+ * Why a command cannot use the named target on this machine (the real kvm target without a
+ * usable /dev/kvm), or null: such a command exits 2, like for any target that cannot run.
+ */
+export function targetProblem(name: TargetName): string | null {
+  if (name !== 'kvm' || overridden) return null;
+  return scenario ? scenario.kvmUnavailableReason() : null;
+}
+
 /** A target's factory; rejects with a clear error when this build has none of that name. */
 export async function getTargetFactory(name: TargetName): Promise<TargetFactory> {
   const load = loaders.get(name);
@@ -54,8 +65,8 @@ export async function getTargetFactory(name: TargetName): Promise<TargetFactory>
 }
 
 /** A fresh target. */
-export async function getTarget(name: TargetName): Promise<Target> {
-  return (await getTargetFactory(name))();
+export async function getTarget(name: TargetName, opts?: TargetFactoryOptions): Promise<Target> {
+  return (await getTargetFactory(name))(opts);
 }
 
 /** Resolve where the targets come from, once, before a command runs. */
@@ -74,6 +85,10 @@ export async function loadTargets(env: NodeJS.ProcessEnv = process.env): Promise
     return;
   }
   const s = (scenario ??= await import('@ccmem/scenario'));
-  if (!loaders.has('model')) registerTarget('model', (opts) => s.createModelTarget(opts?.hostProfile ? { hostProfile: opts.hostProfile } : {}));
+  if (!loaders.has('model')) {
+    registerTarget('model', (opts) =>
+      s.createModelTarget({ ...(opts?.hostProfile && { hostProfile: opts.hostProfile }), ...(opts?.invariants && { invariants: opts.invariants }) }),
+    );
+  }
   if (!loaders.has('kvm')) loaders.set('kvm', async () => (await s.loadKvmTarget()).createKvmTarget);
 }

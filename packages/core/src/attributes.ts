@@ -17,15 +17,16 @@ import type { KernelOp } from './steps.js';
 import { KVM_MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE, PG_LEVEL_1G, PG_LEVEL_2M } from './uapi.js';
 import { PAGES_PER_LEVEL } from './mmu/tdp-iter.js';
 import type { AttributesVm } from './attributes-vm.js';
-import { u64AddWraps, u64PageAligned, u64Value, type U64 } from './u64.js';
+import { u64AddWraps, u64PageAligned, uapiU64, type U64 } from './u64.js';
 
 /** struct kvm_memory_attributes */
 export interface KvmMemoryAttributes {
   /** u64: a bigint keeps values above 2^53 exact */
   address: U64;
   size: U64;
-  attributes: number;
-  flags?: number;
+  /** u64: checked bit by bit against the supported attributes on the exact value */
+  attributes: U64;
+  flags?: U64;
 }
 
 /** kvm_supported_mem_attributes() */
@@ -48,21 +49,26 @@ export class SetMemoryAttributesOp implements KernelOp<void> {
     attrs: KvmMemoryAttributes,
   ) {
     const supported = kvmSupportedMemAttributes(vm.hasPrivateMem);
-    if ((attrs.flags ?? 0) !== 0) fail('EINVAL', 'kvm_vm_ioctl_set_mem_attributes: flags must be 0');
-    if (attrs.attributes & ~supported) fail('EINVAL', 'kvm_vm_ioctl_set_mem_attributes: unsupported attributes');
-    // the u64 checks on the exact values; gfns (< 2^52) are numbers from here on
-    const address = u64Value(attrs.address, 'address');
-    const size = u64Value(attrs.size, 'size');
+    // every field is a u64 of the uAPI struct: anything else never reaches the kernel
+    const flags = uapiU64(attrs.flags ?? 0, 'KVM_SET_MEMORY_ATTRIBUTES', 'flags');
+    const attributes = uapiU64(attrs.attributes, 'KVM_SET_MEMORY_ATTRIBUTES', 'attributes');
+    const address = uapiU64(attrs.address, 'KVM_SET_MEMORY_ATTRIBUTES', 'address');
+    const size = uapiU64(attrs.size, 'KVM_SET_MEMORY_ATTRIBUTES', 'size');
+    if (flags !== 0n) fail('EINVAL', 'kvm_vm_ioctl_set_mem_attributes: flags must be 0');
+    // on all 64 bits: 0x1_0000_0008 is EINVAL, not PRIVATE
+    if (attributes & ~BigInt(supported)) fail('EINVAL', 'kvm_vm_ioctl_set_mem_attributes: unsupported attributes');
+    // gfns (< 2^52) and the (supported, so small) attributes are numbers from here on
     if (size === 0n || u64AddWraps(address, size))
       fail('EINVAL', 'kvm_vm_ioctl_set_mem_attributes: size is 0 or address + size wraps');
     if (!u64PageAligned(address) || !u64PageAligned(size))
       fail('EINVAL', 'kvm_vm_ioctl_set_mem_attributes: address or size not page aligned');
     const start = Number(address >> 12n);
     const end = Number((address + size) >> 12n);
-    this.change = { start, end, attributes: attrs.attributes };
+    const attrNum = Number(attributes);
+    this.change = { start, end, attributes: attrNum };
     // kvm_range_has_memory_attributes(): nothing to do if the range already has them
-    this.phase = vm.attributes.rangeHasValue(start, end, attrs.attributes) ? 'done' : 'prepare';
-    vm.tracer.emit('kvm_vm_set_mem_attributes', { start, end, attributes: attrs.attributes, noop: this.phase === 'done' });
+    this.phase = vm.attributes.rangeHasValue(start, end, attrNum) ? 'done' : 'prepare';
+    vm.tracer.emit('kvm_vm_set_mem_attributes', { start, end, attributes: attrNum, noop: this.phase === 'done' });
   }
 
   step(): boolean {

@@ -21,7 +21,8 @@ export {
   KVM_MAP_GPA_RANGE_DECRYPTED, KVM_MAP_GPA_RANGE_ENCRYPTED,
 } from './uapi.js';
 export { ERRNO, errnoName, isErrnoName, KvmError, fail, isKvmError, type ErrnoName } from './errno.js';
-export { u64Value, u64AddWraps, u64PageAligned, type U64 } from './u64.js';
+export { RangeMap, KEY_LIMIT } from './range-map.js';
+export { u64Value, u64AddWraps, u64PageAligned, uapiU64, uapiUint, type U64 } from './u64.js';
 export { gpaToGfn, kvmGfnDirectBits, kvmIsGfnAlias, kvmIsAddrDirect, kvmGpaToGfn, type DirectBitsVm } from './gfn.js';
 
 /* -- /dev/kvm, the VM, its vCPUs and their ioctls -- */

@@ -6,6 +6,8 @@
  */
 export type U64 = number | bigint;
 
+import { KvmError } from './errno.js';
+
 const TWO_64 = 1n << 64n;
 
 /** the exact value of a u64 field; RangeError for a value that is not a u64 */
@@ -26,4 +28,27 @@ export function u64AddWraps(a: bigint, b: bigint): boolean {
 /** `v` is a multiple of 4096 */
 export function u64PageAligned(v: bigint): boolean {
   return (v & 4095n) === 0n;
+}
+
+/**
+ * A field of an ioctl's argument struct as the kernel would read it: a u64 (number or bigint).
+ * A non-integer, NaN, negative or too-wide value cannot be put into the struct at all, so the
+ * call fails with KvmError EINVAL naming the field, before anything runs.
+ */
+export function uapiU64(v: unknown, ioctl: string, field: string): bigint {
+  if (typeof v === 'bigint' ? v >= 0n && v < TWO_64 : typeof v === 'number' && Number.isInteger(v) && v >= 0 && v < 2 ** 64) {
+    return BigInt(v as number | bigint);
+  }
+  throw new KvmError('EINVAL', `${ioctl}: ${field} is not a u64 (${describeValue(v)})`);
+}
+
+/** an unsigned field of `bits` bits (u8/u16/u32) of an ioctl's struct, as a number; else EINVAL */
+export function uapiUint(v: unknown, bits: 8 | 16 | 32, ioctl: string, field: string): number {
+  if (typeof v === 'number' && Number.isInteger(v) && v >= 0 && v < 2 ** bits) return v;
+  if (typeof v === 'bigint' && v >= 0n && v < 1n << BigInt(bits)) return Number(v);
+  throw new KvmError('EINVAL', `${ioctl}: ${field} is not a u${bits} (${describeValue(v)})`);
+}
+
+function describeValue(v: unknown): string {
+  return typeof v === 'bigint' ? `${v}n` : typeof v === 'number' ? String(v) : typeof v;
 }

@@ -4,6 +4,7 @@
  * protocol, the TDP MMU and the vendor backend; it implements the narrow interfaces each of
  * them needs (FaultVm, AttributesVm, MemslotHooks, VmForBackend, VmForProvider).
  */
+import { uapiU64, uapiUint } from './u64.js';
 import { ERRNO, fail, type ErrnoName } from './errno.js';
 import {
   KVM_FILTER_PRIVATE,
@@ -162,6 +163,8 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
   /** the vendor module's KVM_MEMORY_ENCRYPT_OP for a VM without a backend (KvmOptions) */
   memEncryptOpFallback: MemEncryptOpFallback | null = null;
   private refs = 1;
+  /** close(2) of the VM fd happened (release()) */
+  private fdReleased = false;
   private readonly guestMemfd: GuestMemfdFactory | null;
   private readonly unsubscribeMmuNotifier: () => void;
   private shadow: ShadowMmu | null = null;
@@ -334,8 +337,9 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
     return this.deadReason !== null;
   }
 
-  /** every VM ioctl: a dead VM answers EIO */
+  /** every VM ioctl: a closed VM fd is EBADF, a dead VM answers EIO */
   private checkAlive(ioctl: string): void {
+    if (this.fdReleased) fail('EBADF', `${ioctl}: the VM fd is closed`);
     if (this.deadReason !== null) fail('EIO', `${ioctl}: the VM is dead (${this.deadReason})`);
   }
 
@@ -362,6 +366,10 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
 
   /** KVM_ENABLE_CAP on the VM fd */
   enableCap(args: KvmEnableCap): void {
+    uapiUint(args.cap, 32, 'KVM_ENABLE_CAP', 'cap');
+    uapiUint(args.flags ?? 0, 32, 'KVM_ENABLE_CAP', 'flags');
+    if ((args.args?.length ?? 0) > 4) fail('EINVAL', 'KVM_ENABLE_CAP: args has 4 entries');
+    for (const [i, x] of (args.args ?? []).entries()) uapiU64(x, 'KVM_ENABLE_CAP', `args[${i}]`);
     this.checkAlive('KVM_ENABLE_CAP');
     const flags = args.flags ?? 0;
     const a0 = args.args?.[0] ?? 0;
@@ -436,30 +444,37 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
 
   /** KVM_SET_USER_MEMORY_REGION (legacy: flags limited to LOG_DIRTY_PAGES | READONLY) */
   setUserMemoryRegion(region: KvmUserspaceMemoryRegion2): void {
+    checkRegionFields(region, 'KVM_SET_USER_MEMORY_REGION');
     this.checkAlive('KVM_SET_USER_MEMORY_REGION');
     runOp(this.memslots.beginSetUserMemoryRegion(region, { v2: false }));
   }
 
   /** KVM_SET_USER_MEMORY_REGION2 */
   setUserMemoryRegion2(region: KvmUserspaceMemoryRegion2): void {
+    checkRegionFields(region, 'KVM_SET_USER_MEMORY_REGION2');
     this.checkAlive('KVM_SET_USER_MEMORY_REGION2');
     runOp(this.memslots.beginSetUserMemoryRegion(region, { v2: true }));
   }
 
   /** the resumable form, for an explorer: all checks run now, phases on step() */
   beginSetUserMemoryRegion2(region: KvmUserspaceMemoryRegion2): KernelOp<void> {
+    checkRegionFields(region, 'KVM_SET_USER_MEMORY_REGION2');
     this.checkAlive('KVM_SET_USER_MEMORY_REGION2');
     return this.memslots.beginSetUserMemoryRegion(region, { v2: true });
   }
 
   /** KVM_GET_DIRTY_LOG: the slot's bitmap in the kernel's layout */
   getDirtyLog(args: KvmDirtyLog): Uint8Array {
+    uapiUint(args.slot, 32, 'KVM_GET_DIRTY_LOG', 'slot');
     this.checkAlive('KVM_GET_DIRTY_LOG');
     return this.dirtyLog.getDirtyLog(args);
   }
 
   /** KVM_CLEAR_DIRTY_LOG */
   clearDirtyLog(args: KvmClearDirtyLog): void {
+    uapiUint(args.slot, 32, 'KVM_CLEAR_DIRTY_LOG', 'slot');
+    uapiUint(args.num_pages, 32, 'KVM_CLEAR_DIRTY_LOG', 'num_pages');
+    uapiU64(args.first_page, 'KVM_CLEAR_DIRTY_LOG', 'first_page');
     this.checkAlive('KVM_CLEAR_DIRTY_LOG');
     this.dirtyLog.clearDirtyLog(args);
   }
@@ -782,6 +797,8 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
 
   /** KVM_CREATE_GUEST_MEMFD: returns the new fd */
   createGuestMemfd(args: KvmCreateGuestMemfd): number {
+    uapiU64(args.size, 'KVM_CREATE_GUEST_MEMFD', 'size');
+    uapiU64(args.flags ?? 0, 'KVM_CREATE_GUEST_MEMFD', 'flags');
     this.checkAlive('KVM_CREATE_GUEST_MEMFD');
     if (!this.guestMemfd || !this.hasGuestMemfd) fail('ENOTTY', 'KVM_CREATE_GUEST_MEMFD: guest_memfd not built (CONFIG_KVM_GUEST_MEMFD)');
     const file = this.guestMemfd.create(this, args);
@@ -1004,13 +1021,25 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
   }
 
   put(): void {
+    // kvm_put_kvm() on a VM already destroyed would be a use after free in the kernel
+    if (this.refs <= 0) throw new RangeError(`Vm.put(): VM ${this.id} has no references left`);
     this.refs--;
     if (this.refs === 0) this.destroy();
   }
 
-  /** close(2) of the VM fd: the VM lives on while guest_memfd files hold references */
+  /**
+   * close(2) of the VM fd: the VM lives on while guest_memfd files hold references, but its
+   * ioctls are EBADF from now on. A second close does nothing (the fd is gone already).
+   */
   release(): void {
+    if (this.fdReleased) return;
+    this.fdReleased = true;
     this.put();
+  }
+
+  /** release() was called: the VM fd is closed */
+  get released(): boolean {
+    return this.fdReleased;
   }
 
   get alive(): boolean {
@@ -1142,3 +1171,14 @@ export function checkExtension(
   }
 }
 
+
+/** every field of struct kvm_userspace_memory_region2 has its uAPI width (else EINVAL, nothing runs) */
+function checkRegionFields(r: KvmUserspaceMemoryRegion2, ioctl: string): void {
+  uapiUint(r.slot, 32, ioctl, 'slot');
+  uapiUint(r.flags, 32, ioctl, 'flags');
+  uapiU64(r.guest_phys_addr, ioctl, 'guest_phys_addr');
+  uapiU64(r.memory_size, ioctl, 'memory_size');
+  uapiU64(r.userspace_addr, ioctl, 'userspace_addr');
+  if (r.guest_memfd_offset !== undefined) uapiU64(r.guest_memfd_offset, ioctl, 'guest_memfd_offset');
+  if (r.guest_memfd !== undefined) uapiUint(r.guest_memfd, 32, ioctl, 'guest_memfd');
+}

@@ -436,6 +436,8 @@ describe('PUNCH_HOLE (§6.3)', () => {
     const vm = snpVm();
     const f = gmem(vm, 4);
     f.fallocate(KEEP, 0, 4 * PAGE_SIZE);
+    // fallocate reserves; the pages get frames on first use (here: inspection)
+    for (let p = 0; p < 4; p++) expect(f.pfnAt(p)).toBeGreaterThanOrEqual(0);
     bindSlot({ id: 1, baseGfn: 0, npages: 2, file: f });
     vm.clearCalls();
     f.fallocate(PUNCH, 2 * PAGE_SIZE, 2 * PAGE_SIZE);

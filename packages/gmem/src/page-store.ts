@@ -6,7 +6,13 @@
  * dropped when they become empty, so a 1 TiB file costs memory only for what was allocated.
  * guest_memfd folios are always order-0 upstream (kvm_gmem_get_folio() WARNs otherwise), so
  * one entry is one 4 KiB folio.
+ *
+ * fallocate() allocates without choosing frames: the range is *reserved* (kept as runs, so
+ * allocating 1 TiB costs O(runs), not O(pages)) and each page gets its frame on first use
+ * (a fault, populate, a host touch, memory failure, inspection). A reserved page counts as
+ * allocated; reserved pages never have a frame (insert() ends the reservation).
  */
+import { KEY_LIMIT, RangeMap } from '@ccmem/core';
 
 /** folio_test_uptodate(): contents were zeroed or populated, the guest may see them */
 export const PAGE_UPTODATE = 1 << 0;
@@ -37,6 +43,9 @@ export class GmemPageStore {
   nrPages = 0;
   /** poisoned folios still in the page cache */
   nrPoisoned = 0;
+  /** pages allocated by fallocate that have no frame yet */
+  nrReserved = 0;
+  private readonly reserved = new RangeMap(0);
 
   private chunk(idx: number): Chunk | undefined {
     if (idx === this.lastIdx) return this.last;
@@ -77,6 +86,10 @@ export class GmemPageStore {
       this.lastIdx = idx;
       this.last = c;
     }
+    if (this.nrReserved > 0 && this.reserved.get(pgoff) !== 0) {
+      this.reserved.set(pgoff, pgoff + 1, 0);
+      this.nrReserved--;
+    }
     const i = pgoff & CHUNK_MASK;
     if (c.pfn[i] !== 0) throw new Error(`pgoff ${pgoff} already has a page`);
     c.pfn[i] = pfn + 1;
@@ -90,6 +103,7 @@ export class GmemPageStore {
    * index order (truncate_inode_pages_range). Touches only the chunks that exist.
    */
   removeRange(start: number, end: number, onRemove: (pgoff: number, pfn: number, flags: number) => void): number {
+    if (end > start && this.nrReserved > 0) this.unreserve(start, end);
     if (end <= start || this.nrPages === 0) return 0;
     let removed = 0;
     for (const idx of this.chunkIndicesIn(start, end)) {
@@ -129,6 +143,36 @@ export class GmemPageStore {
       const hi = Math.min(end, base + CHUNK_PAGES) - base;
       for (let i = lo; i < hi; i++) if (c.pfn[i] !== 0) fn(base + i, c.pfn[i]! - 1, c.flags[i]!);
     }
+  }
+
+  /** fallocate(): every hole in [start, end) becomes allocated (reserved, no frame yet) */
+  reserve(start: number, end: number): void {
+    let at = start;
+    const gap = (lo: number, hi: number) => {
+      if (lo >= hi) return;
+      this.reserved.forEachRun(lo, hi, (s, e, v) => {
+        if (v === 0) this.nrReserved += e - s;
+      });
+      this.reserved.set(lo, hi, 1);
+    };
+    this.forEachIn(start, end, (pgoff) => {
+      gap(at, pgoff);
+      at = pgoff + 1;
+    });
+    gap(at, end);
+  }
+
+  /** `pgoff` is allocated but has no frame yet */
+  isReserved(pgoff: number): boolean {
+    return this.nrReserved > 0 && this.reserved.get(pgoff) !== 0;
+  }
+
+  private unreserve(start: number, end: number): void {
+    const hi = Math.min(end, KEY_LIMIT);
+    this.reserved.forEachRun(start, hi, (s, e, v) => {
+      if (v !== 0) this.nrReserved -= e - s;
+    });
+    this.reserved.set(start, hi, 0);
   }
 
   /** existing chunk indices overlapping [start, end), ascending */

@@ -315,6 +315,8 @@ export type KvmIoctlName = keyof typeof KVM_IOCTLS;
  * over it; `addr` is what the ioctl receives. Grown on demand, never shrunk.
  */
 export class ArgBuffer {
+  /** bytes mapped by every ArgBuffer not yet freed (a leak shows here) */
+  static liveBytes = 0;
   addr = 0;
   size = 0;
   view!: DataView;
@@ -331,6 +333,7 @@ export class ArgBuffer {
       const r = sysMmap(0, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
       if (r.ret === -1) throw new SyscallError('mmap', r.errno);
       if (this.size) sysMunmap(this.addr, this.size);
+      ArgBuffer.liveBytes += length - this.size;
       this.addr = r.ret;
       this.size = length;
       const ab = memoryView(this.addr, length);
@@ -343,6 +346,7 @@ export class ArgBuffer {
   /** unmap the buffer; it must not be used afterwards */
   free(): void {
     if (this.size) sysMunmap(this.addr, this.size);
+    ArgBuffer.liveBytes -= this.size;
     this.size = 0;
     this.addr = 0;
   }

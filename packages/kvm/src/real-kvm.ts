@@ -4,7 +4,7 @@
  * name and the ioctl name as `check`.
  */
 import { existsSync } from 'node:fs';
-import { KVM_CAP_DIRTY_LOG_RING, KVM_CAP_DIRTY_LOG_RING_ACQ_REL, KvmError } from '@ccmem/core';
+import { KVM_CAP_DIRTY_LOG_RING, KVM_CAP_DIRTY_LOG_RING_ACQ_REL, KvmError, uapiU64, uapiUint, type U64 } from '@ccmem/core';
 import { raiseErrno } from './host-memory.js';
 import {
   ArgBuffer,
@@ -30,33 +30,40 @@ import { KvmStatsFile } from './stats.js';
 
 export const KVM_DEVICE = '/dev/kvm';
 
+/** the KVM device this process uses: `CCMEM_KVM_DEVICE` when set (tests point it elsewhere), else /dev/kvm */
+export function kvmDevicePath(env: NodeJS.ProcessEnv = process.env): string {
+  return env.CCMEM_KVM_DEVICE || KVM_DEVICE;
+}
+
 /** struct kvm_userspace_memory_region (KVM_SET_USER_MEMORY_REGION). */
 export interface UserspaceMemoryRegion {
-  /** bits 0-15 slot id, bits 16-31 address-space id */
+  /** u32: bits 0-15 slot id, bits 16-31 address-space id */
   slot: number;
+  /** u32 */
   flags: number;
-  guest_phys_addr: number;
-  memory_size: number;
-  userspace_addr: number;
+  guest_phys_addr: U64;
+  memory_size: U64;
+  userspace_addr: U64;
 }
 
 /** struct kvm_userspace_memory_region2 (KVM_SET_USER_MEMORY_REGION2). */
 export interface UserspaceMemoryRegion2 extends UserspaceMemoryRegion {
-  guest_memfd_offset?: number;
+  guest_memfd_offset?: U64;
+  /** u32 */
   guest_memfd?: number;
 }
 
 export interface EnableCapArgs {
   cap: number;
   flags?: number;
-  args?: readonly number[];
+  args?: readonly U64[];
 }
 
 export interface MemoryAttributesArgs {
-  address: number;
-  size: number;
-  attributes: number;
-  flags?: number;
+  address: U64;
+  size: U64;
+  attributes: U64;
+  flags?: U64;
 }
 
 export interface ClearDirtyLogArgs {
@@ -82,6 +89,7 @@ export interface CpuidEntry {
 export class RealKvm {
   readonly fd: number;
   private vcpuMmapSize = 0;
+  private closed = false;
   private cpuid: CpuidEntry[] | null = null;
 
   private constructor(fd: number) {
@@ -90,16 +98,17 @@ export class RealKvm {
 
   /** /dev/kvm exists (whether it can be opened is a separate question) */
   static available(): boolean {
-    return existsSync(KVM_DEVICE);
+    return existsSync(kvmDevicePath());
   }
 
   /** open(/dev/kvm, O_RDWR | O_CLOEXEC) */
   static open(): RealKvm {
-    if (!existsSync(KVM_DEVICE)) {
-      throw new Error(`${KVM_DEVICE} is missing: this host has no KVM (load kvm and a vendor module, or run where ${KVM_DEVICE} exists)`);
+    const path = kvmDevicePath();
+    if (!existsSync(path)) {
+      throw new Error(`${path} is missing: this host has no KVM (load kvm and a vendor module, or run where ${path} exists)`);
     }
-    const r = sysOpen(KVM_DEVICE, O_RDWR | O_CLOEXEC);
-    if (r.ret === -1) raiseErrno(`open ${KVM_DEVICE}`, r.errno);
+    const r = sysOpen(path, O_RDWR | O_CLOEXEC);
+    if (r.ret === -1) raiseErrno(`open ${path}`, r.errno);
     return new RealKvm(r.ret);
   }
 
@@ -126,7 +135,7 @@ export class RealKvm {
       const size = CPUID2.SIZE + nent * CPUID_ENTRY2.SIZE;
       const buf = new ArgBuffer(size);
       buf.setU32(CPUID2.nent, nent);
-      const r = sysIoctlPtr(this.fd, KVM_IOCTLS.KVM_GET_SUPPORTED_CPUID, buf.addr);
+      const r = sysIoctlPtr(this.openFd('KVM_GET_SUPPORTED_CPUID'), KVM_IOCTLS.KVM_GET_SUPPORTED_CPUID, buf.addr);
       if (r.ret === -1) {
         buf.free();
         if (r.errno === 7 /* E2BIG */) continue;
@@ -159,12 +168,21 @@ export class RealKvm {
     return new RealVm(this, fd, type);
   }
 
+  /** close /dev/kvm; a second close does nothing (the fd number may belong to another file by then) */
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     sysClose(this.fd);
   }
 
+  /** the /dev/kvm fd for a call; KvmError EBADF once closed */
+  private openFd(call: string): number {
+    if (this.closed) throw new KvmError('EBADF', `${call}: /dev/kvm handle is closed`);
+    return this.fd;
+  }
+
   private ioctlInt(name: keyof typeof KVM_IOCTLS, arg: number): number {
-    const r = sysIoctlInt(this.fd, KVM_IOCTLS[name], arg);
+    const r = sysIoctlInt(this.openFd(name), KVM_IOCTLS[name], arg);
     if (r.ret === -1) raiseErrno(name, r.errno);
     return r.ret;
   }
@@ -197,6 +215,11 @@ export class RealVm {
 
   /** KVM_ENABLE_CAP */
   enableCap({ cap, flags = 0, args = [] }: EnableCapArgs): void {
+    uapiUint(cap, 32, 'KVM_ENABLE_CAP', 'cap');
+    uapiUint(flags, 32, 'KVM_ENABLE_CAP', 'flags');
+    if (args.length > 4) throw new KvmError('EINVAL', 'KVM_ENABLE_CAP: args has 4 entries');
+    args.forEach((x, i) => uapiU64(x, 'KVM_ENABLE_CAP', `args[${i}]`));
+    this.openFd('KVM_ENABLE_CAP');
     const a = this.arg;
     a.ensure(ENABLE_CAP.SIZE);
     a.setU32(ENABLE_CAP.cap, cap);
@@ -204,7 +227,7 @@ export class RealVm {
     for (let i = 0; i < 4; i++) a.setU64(ENABLE_CAP.args + 8 * i, args[i] ?? 0);
     this.ioctlPtr('KVM_ENABLE_CAP');
     // the kernel takes args[0] as a u32 ring size
-    if (cap === KVM_CAP_DIRTY_LOG_RING || cap === KVM_CAP_DIRTY_LOG_RING_ACQ_REL) this.dirtyRingSize = (args[0] ?? 0) >>> 0;
+    if (cap === KVM_CAP_DIRTY_LOG_RING || cap === KVM_CAP_DIRTY_LOG_RING_ACQ_REL) this.dirtyRingSize = Number(BigInt.asUintN(32, BigInt(args[0] ?? 0)));
   }
 
   /** KVM_RESET_DIRTY_RINGS: the number of harvested entries reset */
@@ -214,6 +237,8 @@ export class RealVm {
 
   /** KVM_SET_USER_MEMORY_REGION (legacy struct; memory_size 0 deletes the slot) */
   setUserMemoryRegion(region: UserspaceMemoryRegion): void {
+    checkRegion(region, 'KVM_SET_USER_MEMORY_REGION');
+    this.openFd('KVM_SET_USER_MEMORY_REGION');
     this.fillRegion(region, MEMORY_REGION.SIZE_V1);
     this.ioctlPtr('KVM_SET_USER_MEMORY_REGION');
     this.noteSlot(region);
@@ -221,6 +246,10 @@ export class RealVm {
 
   /** KVM_SET_USER_MEMORY_REGION2 (KVM_MEM_GUEST_MEMFD slots bind guest_memfd at guest_memfd_offset) */
   setUserMemoryRegion2(region: UserspaceMemoryRegion2): void {
+    checkRegion(region, 'KVM_SET_USER_MEMORY_REGION2');
+    if (region.guest_memfd_offset !== undefined) uapiU64(region.guest_memfd_offset, 'KVM_SET_USER_MEMORY_REGION2', 'guest_memfd_offset');
+    if (region.guest_memfd !== undefined) uapiUint(region.guest_memfd, 32, 'KVM_SET_USER_MEMORY_REGION2', 'guest_memfd');
+    this.openFd('KVM_SET_USER_MEMORY_REGION2');
     this.fillRegion(region, MEMORY_REGION.SIZE_V2);
     this.arg.setU64(MEMORY_REGION.guest_memfd_offset, region.guest_memfd_offset ?? 0);
     this.arg.setU32(MEMORY_REGION.guest_memfd, region.guest_memfd ?? 0);
@@ -229,7 +258,10 @@ export class RealVm {
   }
 
   /** KVM_CREATE_GUEST_MEMFD: returns the new guest_memfd file descriptor */
-  createGuestMemfd({ size, flags = 0 }: { size: number; flags?: number }): number {
+  createGuestMemfd({ size, flags = 0 }: { size: U64; flags?: U64 }): number {
+    uapiU64(size, 'KVM_CREATE_GUEST_MEMFD', 'size');
+    uapiU64(flags, 'KVM_CREATE_GUEST_MEMFD', 'flags');
+    this.openFd('KVM_CREATE_GUEST_MEMFD');
     const a = this.arg;
     a.ensure(CREATE_GUEST_MEMFD.SIZE);
     a.setU64(CREATE_GUEST_MEMFD.size, size);
@@ -239,6 +271,8 @@ export class RealVm {
 
   /** KVM_SET_MEMORY_ATTRIBUTES (ENOTTY where CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES is off) */
   setMemoryAttributes({ address, size, attributes, flags = 0 }: MemoryAttributesArgs): void {
+    for (const [name, v] of Object.entries({ address, size, attributes, flags })) uapiU64(v, 'KVM_SET_MEMORY_ATTRIBUTES', name);
+    this.openFd('KVM_SET_MEMORY_ATTRIBUTES');
     const a = this.arg;
     a.ensure(MEMORY_ATTRIBUTES.SIZE);
     a.setU64(MEMORY_ATTRIBUTES.address, address);
@@ -254,6 +288,9 @@ export class RealVm {
    * kernel then answers ENOENT before writing anything).
    */
   getDirtyLog({ slot }: { slot: number }): Uint8Array {
+    // the kernel reads a u32: the bitmap is sized for exactly the slot it will look up
+    uapiUint(slot, 32, 'KVM_GET_DIRTY_LOG', 'slot');
+    this.openFd('KVM_GET_DIRTY_LOG');
     const bytes = this.bitmapBytes(slot);
     const bitmap = new ArgBuffer(bytes);
     const a = this.arg;
@@ -270,6 +307,10 @@ export class RealVm {
 
   /** KVM_CLEAR_DIRTY_LOG (needs KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 enabled to be useful) */
   clearDirtyLog({ slot, first_page, num_pages, dirty_bitmap }: ClearDirtyLogArgs): void {
+    uapiUint(slot, 32, 'KVM_CLEAR_DIRTY_LOG', 'slot');
+    uapiUint(num_pages, 32, 'KVM_CLEAR_DIRTY_LOG', 'num_pages');
+    uapiU64(first_page, 'KVM_CLEAR_DIRTY_LOG', 'first_page');
+    this.openFd('KVM_CLEAR_DIRTY_LOG');
     // the kernel reads ALIGN(num_pages, 64) / 8 bytes of the user bitmap
     const bitmap = new ArgBuffer(Math.max(8, dirty_bitmap.length, Math.ceil(num_pages / 64) * 8));
     bitmap.bytes.set(dirty_bitmap);
@@ -288,6 +329,8 @@ export class RealVm {
 
   /** KVM_CREATE_VCPU(id), its kvm_run mapping, and CPUID from KVM_GET_SUPPORTED_CPUID */
   createVcpu(id: number): RealVcpu {
+    // the ioctl's argument is an unsigned long (kvm_vm_ioctl_create_vcpu())
+    uapiU64(id, 'KVM_CREATE_VCPU', 'id');
     const fd = this.ioctlInt('KVM_CREATE_VCPU', id);
     const vcpu = new RealVcpu(this, fd, id);
     this.vcpus.push(vcpu);
@@ -321,6 +364,21 @@ export class RealVm {
     if (this.statsFile) sysClose(this.statsFile.fd);
     this.statsFile = null;
     sysClose(this.fd);
+    this.arg.free();
+  }
+
+  /** close() was called */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /**
+   * The VM fd for a call. After close() the number may already belong to another VM or file,
+   * so a closed handle never uses it: KvmError EBADF, what the kernel answers for a closed fd.
+   */
+  private openFd(call: string): number {
+    if (this.closed) throw new KvmError('EBADF', `${call}: the VM handle is closed`);
+    return this.fd;
   }
 
   private bitmapBytes(slot: number): number {
@@ -341,21 +399,31 @@ export class RealVm {
   }
 
   private noteSlot(region: UserspaceMemoryRegion): void {
-    if (region.memory_size === 0) this.slotSizes.delete(region.slot);
-    else this.slotSizes.set(region.slot, region.memory_size);
+    const size = Number(region.memory_size);
+    if (size === 0) this.slotSizes.delete(region.slot);
+    else this.slotSizes.set(region.slot, size);
   }
 
   private ioctlPtr(name: keyof typeof KVM_IOCTLS): number {
-    const r = sysIoctlPtr(this.fd, KVM_IOCTLS[name], this.arg.addr);
+    const r = sysIoctlPtr(this.openFd(name), KVM_IOCTLS[name], this.arg.addr);
     if (r.ret === -1) raiseErrno(name, r.errno);
     return r.ret;
   }
 
   private ioctlInt(name: keyof typeof KVM_IOCTLS, arg: number): number {
-    const r = sysIoctlInt(this.fd, KVM_IOCTLS[name], arg);
+    const r = sysIoctlInt(this.openFd(name), KVM_IOCTLS[name], arg);
     if (r.ret === -1) raiseErrno(name, r.errno);
     return r.ret;
   }
+}
+
+/** the u32 / u64 fields of struct kvm_userspace_memory_region: EINVAL before any ioctl */
+function checkRegion(region: UserspaceMemoryRegion, ioctl: string): void {
+  uapiUint(region.slot, 32, ioctl, 'slot');
+  uapiUint(region.flags, 32, ioctl, 'flags');
+  uapiU64(region.guest_phys_addr, ioctl, 'guest_phys_addr');
+  uapiU64(region.memory_size, ioctl, 'memory_size');
+  uapiU64(region.userspace_addr, ioctl, 'userspace_addr');
 }
 
 export { KvmError };

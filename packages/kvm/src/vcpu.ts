@@ -14,8 +14,11 @@ import {
   KVM_EXIT_SYSTEM_EVENT,
   EXIT_REASONS,
   errnoName,
+  KvmError,
+  uapiU64,
   type ErrnoName,
   type KvmRunExit,
+  type U64,
 } from '@ccmem/core';
 import { raiseErrno } from './host-memory.js';
 import {
@@ -119,7 +122,7 @@ export class RealVcpu {
         buf.setU32(o + CPUID_ENTRY2.ecx, e.ecx);
         buf.setU32(o + CPUID_ENTRY2.edx, e.edx);
       });
-      const r = sysIoctlPtr(this.fd, KVM_IOCTLS.KVM_SET_CPUID2, buf.addr);
+      const r = sysIoctlPtr(this.openFd('KVM_SET_CPUID2'), KVM_IOCTLS.KVM_SET_CPUID2, buf.addr);
       if (r.ret === -1) raiseErrno('KVM_SET_CPUID2', r.errno);
     } finally {
       buf.free();
@@ -155,21 +158,21 @@ export class RealVcpu {
 
   /** KVM_GET_SREGS into an ArgBuffer the caller edits with the SREGS/SEGMENT/DTABLE offsets */
   getSregs(): ArgBuffer {
-    const r = sysIoctlPtr(this.fd, KVM_IOCTLS.KVM_GET_SREGS, this.sregsBuf.addr);
+    const r = sysIoctlPtr(this.openFd('KVM_GET_SREGS'), KVM_IOCTLS.KVM_GET_SREGS, this.sregsBuf.addr);
     if (r.ret === -1) raiseErrno('KVM_GET_SREGS', r.errno);
     return this.sregsBuf;
   }
 
   /** KVM_SET_SREGS from the buffer getSregs() returned */
   setSregs(buf: ArgBuffer): void {
-    const r = sysIoctlPtr(this.fd, KVM_IOCTLS.KVM_SET_SREGS, buf.addr);
+    const r = sysIoctlPtr(this.openFd('KVM_SET_SREGS'), KVM_IOCTLS.KVM_SET_SREGS, buf.addr);
     if (r.ret === -1) raiseErrno('KVM_SET_SREGS', r.errno);
   }
 
   /** KVM_RUN once; retried on EINTR. Does not throw: the errno is part of the outcome. */
   kvmRun(): RunOutcome {
     for (;;) {
-      const r = sysIoctlInt(this.fd, KVM_IOCTLS.KVM_RUN, 0);
+      const r = sysIoctlInt(this.openFd('KVM_RUN'), KVM_IOCTLS.KVM_RUN, 0);
       const exitReason = this.run.getUint32(RUN.exit_reason, true);
       if (r.ret === -1) {
         if (r.errno === 4 /* EINTR */) continue;
@@ -246,13 +249,17 @@ export class RealVcpu {
   }
 
   /** KVM_PRE_FAULT_MEMORY: returns the remaining {gpa, size} the kernel wrote back */
-  preFaultMemory({ gpa, size, flags = 0 }: { gpa: number; size: number; flags?: number }): { gpa: number; size: number } {
+  preFaultMemory({ gpa, size, flags = 0 }: { gpa: U64; size: U64; flags?: U64 }): { gpa: number; size: number } {
+    uapiU64(gpa, 'KVM_PRE_FAULT_MEMORY', 'gpa');
+    uapiU64(size, 'KVM_PRE_FAULT_MEMORY', 'size');
+    uapiU64(flags, 'KVM_PRE_FAULT_MEMORY', 'flags');
+    const fd = this.openFd('KVM_PRE_FAULT_MEMORY');
     const b = new ArgBuffer(PRE_FAULT_MEMORY.SIZE);
     try {
       b.setU64(PRE_FAULT_MEMORY.gpa, gpa);
       b.setU64(PRE_FAULT_MEMORY.size, size);
       b.setU64(PRE_FAULT_MEMORY.flags, flags);
-      const r = sysIoctlPtr(this.fd, KVM_IOCTLS.KVM_PRE_FAULT_MEMORY, b.addr);
+      const r = sysIoctlPtr(fd, KVM_IOCTLS.KVM_PRE_FAULT_MEMORY, b.addr);
       if (r.ret === -1) raiseErrno('KVM_PRE_FAULT_MEMORY', r.errno);
       return { gpa: b.getU64(PRE_FAULT_MEMORY.gpa), size: b.getU64(PRE_FAULT_MEMORY.size) };
     } finally {
@@ -303,7 +310,7 @@ export class RealVcpu {
   /** The vCPU's scalar statistics now (KVM_GET_STATS_FD on the vCPU fd: `pf_taken`, `pf_fixed`, `exits`, ...). */
   stats(): Record<string, number> {
     if (!this.statsFile) {
-      const r = sysIoctlInt(this.fd, KVM_IOCTLS.KVM_GET_STATS_FD, 0);
+      const r = sysIoctlInt(this.openFd('KVM_GET_STATS_FD'), KVM_IOCTLS.KVM_GET_STATS_FD, 0);
       if (r.ret === -1) raiseErrno('KVM_GET_STATS_FD', r.errno);
       this.statsFile = new KvmStatsFile(r.ret);
     }
@@ -323,8 +330,22 @@ export class RealVcpu {
     this.sregsBuf.free();
   }
 
+  /**
+   * The vCPU fd for an ioctl; after close() the number may belong to another file by now, so a
+   * closed handle never uses it: KvmError EBADF (what the kernel answers for a closed fd).
+   */
+  private openFd(call: string): number {
+    if (this.closed) throw new KvmError('EBADF', `${call}: vCPU ${this.id} is closed`);
+    return this.fd;
+  }
+
+  /** close() was called */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
   private regsIoctl(name: 'KVM_GET_REGS' | 'KVM_SET_REGS'): void {
-    const r = sysIoctlPtr(this.fd, KVM_IOCTLS[name], this.regsBuf.addr);
+    const r = sysIoctlPtr(this.openFd(name), KVM_IOCTLS[name], this.regsBuf.addr);
     if (r.ret === -1) raiseErrno(name, r.errno);
   }
 }

@@ -6,7 +6,7 @@
 export { EXIT_NAMES, EXPLORE_ONLY_INVARIANT_NAMES, OP_NAMES, OP_SCHEMAS, PROFILES, PROVIDERS, RUN_INVARIANT_NAMES, SIGNALS, TARGET_NAMES, VM_TYPES } from './schema.js';
 export { isOpName, scenarioSchema } from './schema.js';
 export type { AppliesTo, ConcurrentBlock, ExitName, Expectation, ExpectFields, Invariant, OpArgs, OpName, Profile, Provider, Scenario, SignalName, Step, TargetName, VmConfig, VmType } from './schema.js';
-export { ScenarioParseError, formatPath, formatScenarioError, loadScenarioFile, parseScenario, tryParseScenario, type ParseResult, type ScenarioError } from './parse.js';
+export { DEFAULT_INPUT_LIMITS, ScenarioParseError, formatPath, formatScenarioError, loadScenarioFile, parseScenario, readScenarioText, tryParseScenario, type InputLimits, type ParseResult, type ScenarioError } from './parse.js';
 export { NumberSyntaxError, describeFlags, flagName, flagNames, formatAddrExpr, formatHex, parseAddrExpr, parseFlags, parseNumber, parseU64, registerFlagNames } from './numbers.js';
 export type { AddrExpr, AddrRef, FlagKind } from './numbers.js';
 
@@ -21,7 +21,7 @@ export type { ArgsOf, HandlerTable, Outcome, ResolvedStep, Resolve, RunContext, 
 export { collectEvents, compareOutcome, describeExit, describeExpectation, describeOutcome, diffOutcomes, diffResults } from './runner.js';
 export { effectiveVm, jsonReplacer, resolveStep, runScenario, sameValue, show } from './runner.js';
 export type { RunOptions, ScenarioResult, StepDiff, StepResult } from './runner.js';
-export { backendOptions, createModelTarget, modelProfileName, type ModelTarget, type ModelTargetOptions } from './model-target.js';
+export { backendOptions, createModelTarget, INVARIANT_EVERY_STEP_LIMIT, INVARIANT_MODES, modelProfileName, type InvariantMode, type ModelTarget, type ModelTargetOptions } from './model-target.js';
 export { kvmUnavailableReason } from './kvm-available.js';
 export type { KvmTarget } from './kvm-target.js';
 /** The real-KVM target module (loads @ccmem/kvm, and with it libc through koffi). */
@@ -52,3 +52,5 @@ export type { FuzzFeatures, FuzzFinding, FuzzMode, FuzzOp, FuzzOptions, FuzzProg
 export { LAYERS, snapshotVm, type LayerName, type Run, type SnapshotSlot, type StateSnapshot } from './report/snapshot.js';
 export { REPORT_FORMAT, type ReportData, type ReportEvent, type ReportExploration, type ReportOutcome, type ReportSchedule, type ReportStep, type SchedulePoint } from './report/data.js';
 export { SnapshotTarget, StateTable, buildDiffReport, buildExploreReport, buildRunReport, reportEvents, scheduledPhases, type DiffReportOptions, type ExploreReportOptions, type RunReportOptions } from './report/capture.js';
+export { checkScenarioText, runInputFuzzCampaign, scenarioTextArb } from './fuzz/index.js';
+export type { InputFuzzFinding, InputFuzzOptions, InputFuzzProgress, InputFuzzSummary, InputVerdict } from './fuzz/index.js';

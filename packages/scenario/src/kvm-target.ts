@@ -69,6 +69,7 @@ import {
   type RealVm,
   type TinyGuest,
 } from '@ccmem/kvm';
+import { clearBitmap, dirtyPageList } from './dirty-pages.js';
 import { kvmUnavailableReason } from './kvm-available.js';
 import { opSpec } from './ops/index.js';
 import { missingNeed, offeredVmTypes, VM_TYPE_NUMBERS } from './ops/needs.js';
@@ -88,6 +89,19 @@ import {
 import { unmetRequirement } from './requires.js';
 
 
+
+/** x86-64 TASK_SIZE_MAX: the end of the user address range (2^47 - one guard page) */
+const TASK_SIZE_MAX = 2 ** 47 - 4096;
+
+/** [start, end) of every mapping of this process (/proc/self/maps) */
+function processMappings(): (readonly [number, number])[] {
+  const out: (readonly [number, number])[] = [];
+  for (const line of readFileSync('/proc/self/maps', 'utf8').split('\n')) {
+    const m = /^([0-9a-f]+)-([0-9a-f]+) /.exec(line);
+    if (m) out.push([parseInt(m[1]!, 16), parseInt(m[2]!, 16)]);
+  }
+  return out;
+}
 
 const NO_SNP_VM = unsupported('the real-KVM target runs no SEV-SNP VM (the tiny guest is a default-VM guest)');
 const NO_SEV_VM = unsupported('the real-KVM target runs no SEV or SEV-ES VM (the tiny guest is a default-VM guest)');
@@ -187,6 +201,8 @@ export function guestPlacements(s: Scenario, count: number): Placement[] {
 interface Mapping {
   hva: number;
   length: number;
+  /** the PROT_* bits it was made with: a load needs PROT_READ, a store PROT_WRITE */
+  prot: number;
   /** the file mapped, when not anonymous (an fd this scenario created) */
   fd?: number;
   offset: number;
@@ -284,7 +300,9 @@ export function createKvmTarget(): KvmTarget {
         // anonymous memory of this process only, and only where a load or store cannot fault it
         if (!m || m.fd !== undefined) return null;
         const p = protAt(at);
-        return p.read && (!write || p.write) ? at : null;
+        const readable = p.read && (m.prot & PROT_READ) !== 0;
+        const writable = p.write && (m.prot & PROT_WRITE) !== 0;
+        return readable && (!write || writable) ? at : null;
       }
     }
     return null;
@@ -352,6 +370,50 @@ export function createKvmTarget(): KvmTarget {
     return out;
   }
 
+  /** a PROT_NONE placeholder over [hva, hva + length) if that range is free (else nothing) */
+  function reserve(hva: number, length: number): void {
+    const r = sysMmap(hva, length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+    if (r.ret === hva) holes.push({ hva, length });
+    else if (r.ret !== -1) sysMunmap(r.ret, length);
+  }
+
+  /**
+   * Why a memslot at [uaddr, uaddr + size) would hand the guest memory of this process that
+   * the scenario did not map (the runtime's heap, a tiny guest), or null. Free parts of the
+   * range are reserved (PROT_NONE) so the runtime cannot later place its memory there; the
+   * guest then faults on them (EFAULT), as on the model, where nothing is mapped there.
+   */
+  function foreignHva(uaddr: number, size: number | bigint): string | null {
+    const len = Number(size);
+    // an unaligned, empty or out-of-range slot is refused by the kernel before it is used
+    // (kvm_set_memory_region(): PAGE_ALIGNED, access_ok())
+    if (len <= 0 || uaddr % 4096 !== 0 || len % 4096 !== 0 || uaddr < 0 || uaddr + len > TASK_SIZE_MAX) return null;
+    const end = uaddr + len;
+    const own = [...mappings, ...holes].map((m) => [m.hva, m.hva + m.length] as const);
+    for (const [lo, hi] of processMappings()) {
+      if (hi <= uaddr || lo >= end) continue;
+      // the part of [lo, hi) inside the slot must be covered by the scenario's own ranges
+      let at = Math.max(lo, uaddr);
+      const stop = Math.min(hi, end);
+      while (at < stop) {
+        const cover = own.find(([s, e]) => s <= at && at < e);
+        if (!cover) {
+          return `userspace_addr range 0x${uaddr.toString(16)}+0x${len.toString(16)} overlaps memory of this process the scenario did not map (at 0x${at.toString(16)}): the guest would reach it`;
+        }
+        at = cover[1];
+      }
+    }
+    // reserve every free page run of the range
+    const taken = processMappings().filter(([lo, hi]) => hi > uaddr && lo < end).sort((x, y) => x[0] - y[0]);
+    let at = uaddr;
+    for (const [lo, hi] of taken) {
+      if (lo > at) reserve(at, lo - at);
+      at = Math.max(at, hi);
+    }
+    if (at < end) reserve(at, end - at);
+    return null;
+  }
+
   function vcpuState(handle: number): VcpuState {
     const v = vcpus.get(handle);
     if (!v) throw new Error(`no vCPU ${handle} was created`);
@@ -404,7 +466,18 @@ export function createKvmTarget(): KvmTarget {
 
   function hostAccess(a: { addr: number; size: 1 | 2 | 4 | 8; value?: bigint }, isWrite: boolean): Outcome {
     const m = mappingAt(a.addr, a.size);
+    // where the scenario unmapped its memory a PROT_NONE placeholder stands: the access would
+    // fault there (SIGSEGV, as on the model), so it is answered without being made
+    if (!m && holes.some((h) => a.addr >= h.hva && a.addr < h.hva + h.length)) {
+      return { signal: 'SIGSEGV', detail: { check: `${isWrite ? 'write' : 'read'}: the scenario unmapped this address (not performed)` } };
+    }
     if (!m) return { skipped: `hva 0x${a.addr.toString(16)} is not inside a mapping of this scenario (a stray host access would hit the test process)` };
+    // The access runs in this process: one the mapping's protection refuses would kill ccmem.
+    // The target made every mapping and knows its prot, so it answers as the host kernel would
+    // (do_user_addr_fault() → access_error() → SIGSEGV), as the model does, without touching it.
+    if (!(m.prot & (isWrite ? PROT_WRITE : PROT_READ))) {
+      return { signal: 'SIGSEGV', detail: { check: `${isWrite ? 'write' : 'read'}: the mapping has no ${isWrite ? 'PROT_WRITE' : 'PROT_READ'} (not performed)` } };
+    }
     if (m.fd !== undefined) {
       if (!fds.has(m.fd)) return { skipped: 'host touches of a file mapping run in a child process, which needs the file\'s fd still open' };
       const r = touchFileInChild({ fd: m.fd, offset: m.offset + (a.addr - m.hva), size: a.size, write: isWrite, value: a.value ?? 0n });
@@ -439,22 +512,36 @@ export function createKvmTarget(): KvmTarget {
         ...(a.fd !== undefined && { fd: a.fd }),
         offset: a.offset ?? 0,
       });
-      mappings.push({ hva, length: a.size, offset: a.offset ?? 0, ...(a.fd !== undefined && { fd: a.fd }) });
+      mappings.push({ hva, length: a.size, prot, offset: a.offset ?? 0, ...(a.fd !== undefined && { fd: a.fd }) });
       return { result: hva };
     },
     munmap({ addr, size }) {
-      hostMunmap(addr, size);
+      // mm/mmap.c do_vmi_munmap(): an unaligned start, a zero length or a range beyond
+      // TASK_SIZE is EINVAL before anything is unmapped
       const len = Math.ceil(size / 4096) * 4096;
-      const r = sysMmap(addr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
-      if (r.ret === addr) holes.push({ hva: addr, length: len });
-      else if (r.ret !== -1) sysMunmap(r.ret, len);
+      if (addr % 4096 !== 0 || addr < 0 || size <= 0 || addr + len > TASK_SIZE_MAX) {
+        throw new KvmError('EINVAL', 'munmap: address not page aligned, length 0 or range beyond TASK_SIZE');
+      }
+      // A valid munmap unmaps only what this scenario mapped: the rest of this process's
+      // address space (the runtime's heap, the tiny guests) is not the scenario's, and to the
+      // scenario (as in the model) nothing is mapped there, so munmap has nothing to do.
+      const end = addr + len;
+      const pieces = mappings.flatMap((m) => {
+        const lo = Math.max(m.hva, addr);
+        const hi = Math.min(m.hva + m.length, end);
+        return lo < hi ? [[lo, Math.ceil(hi / 4096) * 4096] as const] : [];
+      });
+      for (const [lo, hi] of pieces) {
+        hostMunmap(lo, hi - lo);
+        reserve(lo, hi - lo);
+      }
       // drop (or trim) what we track; a partial unmap keeps the rest for teardown
       mappings = mappings.flatMap((m) => {
-        const end = m.hva + m.length;
-        if (addr + size <= m.hva || addr >= end) return [m];
+        const mEnd = m.hva + m.length;
+        if (end <= m.hva || addr >= mEnd) return [m];
         const parts: Mapping[] = [];
         if (addr > m.hva) parts.push({ ...m, length: addr - m.hva });
-        if (addr + size < end) parts.push({ ...m, hva: addr + size, length: end - addr - size, offset: m.offset + (addr + size - m.hva) });
+        if (end < mEnd) parts.push({ ...m, hva: end, length: mEnd - end, offset: m.offset + (end - m.hva) });
         return parts;
       });
       return {};
@@ -556,19 +643,22 @@ export function createKvmTarget(): KvmTarget {
     gmem_poison: unsupported('the real-KVM target cannot inject memory failures (needs MADV_HWPOISON as root)'),
     device_revoke: unsupported('the real-KVM target has no device_fd provider'),
     set_user_memory_region(a, { vm }) {
-      // (@ccmem/kvm takes numbers: exact below 2^53)
-      vmOf(a.vm, vm).setUserMemoryRegion({ slot: a.slot, flags: a.flags ?? 0, guest_phys_addr: Number(a.guest_phys_addr), memory_size: Number(a.memory_size), userspace_addr: a.userspace_addr ?? 0 });
+      const foreign = foreignHva(a.userspace_addr ?? 0, a.memory_size);
+      if (foreign) return { skipped: foreign };
+      vmOf(a.vm, vm).setUserMemoryRegion({ slot: a.slot, flags: a.flags ?? 0, guest_phys_addr: a.guest_phys_addr, memory_size: a.memory_size, userspace_addr: a.userspace_addr ?? 0 });
       if (a.vm === undefined) trackMemslot(a.slot, Number(a.guest_phys_addr), Number(a.memory_size), a.userspace_addr ?? 0);
       return {};
     },
     set_user_memory_region2(a, { vm }) {
+      const foreign = foreignHva(a.userspace_addr ?? 0, a.memory_size);
+      if (foreign) return { skipped: foreign };
       vmOf(a.vm, vm).setUserMemoryRegion2({
         slot: a.slot,
         flags: a.flags ?? 0,
-        guest_phys_addr: Number(a.guest_phys_addr),
-        memory_size: Number(a.memory_size),
+        guest_phys_addr: a.guest_phys_addr,
+        memory_size: a.memory_size,
         userspace_addr: a.userspace_addr ?? 0,
-        guest_memfd_offset: Number(a.guest_memfd_offset ?? 0),
+        guest_memfd_offset: a.guest_memfd_offset ?? 0,
         // the u32 field: a negative fd is passed as its two's complement
         guest_memfd: (a.guest_memfd ?? 0) >>> 0,
       });
@@ -576,25 +666,18 @@ export function createKvmTarget(): KvmTarget {
       return {};
     },
     set_memory_attributes(a, { vm }) {
-      vm.setMemoryAttributes({ address: Number(a.address), size: Number(a.size), attributes: a.attributes, flags: a.flags ?? 0 });
+      vm.setMemoryAttributes({ address: a.address, size: a.size, attributes: a.attributes, flags: a.flags ?? 0 });
       return {};
     },
     get_dirty_log(a, { vm }) {
       const bitmap = vm.getDirtyLog({ slot: a.slot });
-      const npages = Math.ceil((vm.slotSize(a.slot) ?? 0) / 4096);
-      const pages: number[] = [];
-      for (let i = 0; i < npages; i++) if (bitmap[i >> 3]! & (1 << (i & 7))) pages.push(i);
-      return { dirty_pages: pages };
+      return { dirty_pages: dirtyPageList(bitmap, Math.ceil((vm.slotSize(a.slot) ?? 0) / 4096)) };
     },
     clear_dirty_log(a, { vm }) {
-      // the kernel copies ALIGN(num_pages, 64) / 8 bytes after its range checks
-      const bytes = Math.min(Math.max(8, Math.ceil(a.num_pages / 64) * 8), 1 << 20);
-      const bits = new Uint8Array(bytes);
-      if (a.dirty_bitmap) {
-        for (const b of a.dirty_bitmap) if (b < bytes * 8) bits[b >> 3]! |= 1 << (b & 7);
-      } else {
-        for (let b = 0; b < Math.min(a.num_pages, bytes * 8); b++) bits[b >> 3]! |= 1 << (b & 7);
-      }
+      // the kernel copies ALIGN(num_pages, 64) / 8 bytes after its range checks: never more
+      // than the slot can need
+      const size = vm.slotSize(a.slot) ?? 0;
+      const bits = clearBitmap(a.num_pages, a.dirty_bitmap, Math.ceil(Math.ceil(size / 4096) / 64) * 8);
       vm.clearDirtyLog({ slot: a.slot, first_page: a.first_page, num_pages: a.num_pages, dirty_bitmap: bits });
       return {};
     },
@@ -711,7 +794,7 @@ export function createKvmTarget(): KvmTarget {
     l2_read: unsupported('the tiny guest runs no nested guest'),
     l2_write: unsupported('the tiny guest runs no nested guest'),
     pre_fault_memory(a) {
-      const r = vcpuState(a.vcpu).vcpu.preFaultMemory({ gpa: Number(a.gpa), size: Number(a.size), flags: a.flags ?? 0 });
+      const r = vcpuState(a.vcpu).vcpu.preFaultMemory({ gpa: a.gpa, size: a.size, flags: a.flags ?? 0 });
       return { gpa: r.gpa, size: r.size };
     },
     snp_launch_start: NO_SNP_VM,

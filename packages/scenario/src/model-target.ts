@@ -5,10 +5,11 @@
  * - A failed uAPI call (KvmError) is reported as `errno` with `detail.check`, the kernel rule;
  *   a VMM access the host answers with a signal (HostSignal) as `signal`. Nothing is thrown
  *   for uAPI failures.
- * - After every step `checkVmInvariants(vm)` runs; violations that appeared in this step are
- *   reported in `detail.invariants`, and the runner fails such a step. With
- *   `createModelTarget({ checkEachStep: false })` the per-step check is skipped; the caller
- *   then runs `checkVmInvariants` itself (the explorer checks once after its setup steps).
+ * - `checkVmInvariants(vm)` runs after steps as `invariants` says (InvariantMode): after every
+ *   step (`full`), on a schedule that keeps long scenarios linear (`step`, the default), or
+ *   never (`off`); violations that appeared since the last check are reported in
+ *   `detail.invariants`, and the runner fails such a step. The explorer turns the per-step
+ *   check off and runs `checkVmInvariants` itself once after its setup steps.
  * - With `ctx.trace`, the kernel events of each step are returned in `events`.
  */
 import {
@@ -97,11 +98,26 @@ export interface ModelTarget extends Target {
   stats(): Record<string, number>;
 }
 
+/**
+ * When the model's invariant checker runs (`ccmem run --invariants`, docs/scenarios.md):
+ *  - `full`: after every step (the checker's cost grows with the VM, so a scenario with tens of
+ *    thousands of memslots is quadratic);
+ *  - `step`: after each of the first INVARIANT_EVERY_STEP_LIMIT steps, then after every
+ *    INVARIANT_EVERY_STEP_LIMIT-th step and after the scenario's last step: every run is checked,
+ *    a long one in linear time (a violation is reported at the first check that sees it);
+ *  - `off`: never.
+ */
+export type InvariantMode = 'full' | 'step' | 'off';
+export const INVARIANT_MODES: readonly InvariantMode[] = ['full', 'step', 'off'];
+/** `step` mode: steps checked one by one before the schedule thins out */
+export const INVARIANT_EVERY_STEP_LIMIT = 1000;
+
 export interface ModelTargetOptions {
+  /** when the invariant checker runs (default `step`) */
+  invariants?: InvariantMode;
   /**
-   * Run `checkVmInvariants(vm)` after every step and report new violations in
-   * `detail.invariants` (default true). The explorer turns it off for the setup steps of each
-   * run and checks the whole VM once after them.
+   * false: never run `checkVmInvariants(vm)` per step (as `invariants: 'off'`); the explorer
+   * turns it off for the setup steps of each run and checks the whole VM once after them.
    */
   checkEachStep?: boolean;
   /**
@@ -112,7 +128,8 @@ export interface ModelTargetOptions {
 }
 
 export function createModelTarget(opts: ModelTargetOptions = {}): ModelTarget {
-  return new ModelTargetImpl(opts.checkEachStep ?? true, opts.hostProfile);
+  const mode: InvariantMode = opts.checkEachStep === false ? 'off' : (opts.invariants ?? 'step');
+  return new ModelTargetImpl(mode, opts.hostProfile);
 }
 
 class ModelTargetImpl implements ModelTarget {
@@ -123,8 +140,13 @@ class ModelTargetImpl implements ModelTarget {
   /** invariant violations already reported (only new ones fail a step) */
   private reported = new Set<string>();
 
+  /** steps executed since begin() */
+  private executed = 0;
+  /** index of the scenario's last step (sequential and concurrent) */
+  private lastIndex = -1;
+
   constructor(
-    private readonly checkEachStep: boolean,
+    private readonly invariants: InvariantMode,
     private readonly hostProfile: KernelProfile | undefined,
   ) {}
 
@@ -152,6 +174,8 @@ class ModelTargetImpl implements ModelTarget {
     this.vm = kvm.createVm({ type, options: backendOptions(cfg), ...(cfg.type === 'tdx' && { rootLevel: cfg.gpaw === 52 ? 5 : 4 }) });
     this.run = new ModelRun(kvm, this.vm, cfg);
     this.reported = new Set();
+    this.executed = 0;
+    this.lastIndex = _scenario.steps.length + Object.values(_scenario.concurrent?.actors ?? {}).reduce((n, a) => n + a.length, 0) - 1;
   }
 
   end(): void {
@@ -196,7 +220,8 @@ class ModelTargetImpl implements ModelTarget {
     } finally {
       trace?.stop();
     }
-    const fresh = this.checkEachStep ? this.newViolations() : [];
+    this.executed++;
+    const fresh = this.checkDue(step.index) ? this.newViolations() : [];
     if (fresh.length) outcome.detail = { ...outcome.detail, invariants: fresh };
     if (trace) outcome.events = trace.events;
     return outcome;
@@ -207,6 +232,18 @@ class ModelTargetImpl implements ModelTarget {
   private requireVm(): ModelVm {
     if (!this.vm) throw new Error('model target: no VM (begin() not called)');
     return this.vm;
+  }
+
+  /** whether the invariant checker runs after this step (InvariantMode) */
+  private checkDue(index: number): boolean {
+    switch (this.invariants) {
+      case 'full':
+        return true;
+      case 'off':
+        return false;
+      case 'step':
+        return this.executed <= INVARIANT_EVERY_STEP_LIMIT || this.executed % INVARIANT_EVERY_STEP_LIMIT === 0 || index >= this.lastIndex;
+    }
   }
 
   private newViolations(): string[] {

@@ -126,15 +126,18 @@ export function parseU64Exact(input: unknown): number | bigint {
 }
 
 /**
- * An unsigned number as a JS number: u64 uAPI fields (addresses, sizes, offsets).
- * Values above 2^53 keep their magnitude but not their low bits.
+ * An unsigned number as a JS number: u64 uAPI fields (addresses, sizes, offsets). A value
+ * above 2^53 must be exact as a double (a page-aligned address is); anything else would lose
+ * its low bits, and is an error instead.
  */
 export function parseNumber(input: unknown, opts: { signed?: boolean } = {}): number {
   const v = opts.signed ? parseBigInt(input) : parseU64(input);
   if (opts.signed && (v > U64_MAX || v < -(1n << 63n))) {
     throw new NumberSyntaxError(`${v} does not fit in 64 bits`);
   }
-  return Number(v);
+  const n = Number(v);
+  if (BigInt(n) !== v) throw new NumberSyntaxError(`${formatHex(v)} is not exact as a number in this field (above 2^53 only multiples of a power of two are)`);
+  return n;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -278,6 +281,16 @@ registerFlagNames('map_gpa_range', {
  * Flag words are at most 64 bits; the result is a JS number (exact up to bit 52).
  */
 export function parseFlags(input: unknown, kind: FlagKind): number {
+  return Number(parseFlagsBig(input, kind));
+}
+
+/** Flags as an exact u64: a number below 2^53, a bigint above. */
+export function parseFlagsExact(input: unknown, kind: FlagKind): number | bigint {
+  const v = parseFlagsBig(input, kind);
+  return v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
+}
+
+function parseFlagsBig(input: unknown, kind: FlagKind): bigint {
   const table = flagNames(kind);
   const one = (item: unknown): bigint => {
     if (typeof item === 'string' && !isNumberLiteral(item)) {
@@ -290,8 +303,8 @@ export function parseFlags(input: unknown, kind: FlagKind): number {
     }
     return parseU64(item);
   };
-  if (Array.isArray(input)) return Number(input.reduce<bigint>((acc, item) => acc | one(item), 0n));
-  return Number(one(input));
+  if (Array.isArray(input)) return input.reduce<bigint>((acc, item) => acc | one(item), 0n);
+  return one(input);
 }
 
 /** Name of a single constant of `kind` with this value, if any (for messages). */

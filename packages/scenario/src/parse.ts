@@ -2,8 +2,8 @@
  * Reading scenario files: YAML with node positions, validated by the zod schema. Every problem
  * becomes a ScenarioError naming the file, line, column and field (`ccmem` exits with 2).
  */
-import { readFileSync } from 'node:fs';
-import { LineCounter, isMap, isPair, isScalar, isSeq, parseDocument, type Document, type Node } from 'yaml';
+import { closeSync, fstatSync, openSync, readSync, statSync, constants as fsConstants } from 'node:fs';
+import { LineCounter, isMap, isPair, isScalar, isSeq, parseDocument, visit, type Document, type Node } from 'yaml';
 import type { z } from 'zod';
 import { isOpName, scenarioSchema, type Scenario, type Step } from './schema.js';
 
@@ -33,10 +33,38 @@ export function formatScenarioError(e: ScenarioError): string {
 
 export type ParseResult = { ok: true; scenario: Scenario } | { ok: false; errors: ScenarioError[] };
 
+/**
+ * What a scenario file may cost before it is refused with a clear error (docs/scenarios.md,
+ * "Limits"); `ccmem run --max-steps / --max-file-size` override the defaults.
+ */
+export interface InputLimits {
+  /** bytes of the file (default DEFAULT_INPUT_LIMITS.maxFileBytes) */
+  maxFileBytes?: number;
+  /** steps, `concurrent:` actors' steps included */
+  maxSteps?: number;
+  /** nodes YAML aliases may expand to (the `yaml` library's maxAliasCount) */
+  maxAliasCount?: number;
+}
+
+export const DEFAULT_INPUT_LIMITS: Required<InputLimits> = {
+  maxFileBytes: 16 * 1024 * 1024,
+  maxSteps: 100_000,
+  maxAliasCount: 10_000,
+};
+
 /** Parse and validate scenario text; never throws. */
-export function tryParseScenario(text: string, file = '<input>'): ParseResult {
+export function tryParseScenario(
+  text: string,
+  file = '<input>',
+  limits: InputLimits = {},
+  /** top-level keys another reader owns (an exploration's `explore:`), left out of the scenario */
+  opts: { omitTopLevel?: readonly string[] } = {},
+): ParseResult {
+  const lim = { ...DEFAULT_INPUT_LIMITS, ...limits };
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, intAsBigInt: true, uniqueKeys: true, prettyErrors: false });
+  // (logLevel error: the yaml library's warnings, e.g. on a collection used as a map key, would go to
+  // stderr; the schema reports such a file)
+  const doc = parseDocument(text, { lineCounter, intAsBigInt: true, uniqueKeys: true, prettyErrors: false, logLevel: 'error' });
   const at = (offset: number) => {
     const p = lineCounter.linePos(offset);
     return { line: p.line, column: p.col };
@@ -60,7 +88,26 @@ export function tryParseScenario(text: string, file = '<input>'): ParseResult {
     return { ok: false, errors: [{ file, line: 1, column: 1, field: '', message: 'empty file: a scenario needs name, vm and steps' }] };
   }
 
-  const data: unknown = doc.toJS({ maxAliasCount: 100 });
+  const tooMany = stepCountError(doc, lim.maxSteps);
+  if (tooMany) return { ok: false, errors: [{ file, ...at(tooMany.offset), field: tooMany.field, message: tooMany.message }] };
+
+  let data: unknown;
+  try {
+    data = doc.toJS({ maxAliasCount: lim.maxAliasCount });
+  } catch (e) {
+    // the yaml library's guard against alias expansion (a "billion laughs" file): located at
+    // the first alias
+    let offset = 0;
+    visit(doc, {
+      Alias(_key, node) {
+        offset = node.range?.[0] ?? 0;
+        return visit.BREAK;
+      },
+    });
+    const why = e instanceof ReferenceError ? `aliases expand to more than ${lim.maxAliasCount} nodes` : firstLine((e as Error).message);
+    return { ok: false, errors: [{ file, ...at(offset), field: '', message: `YAML ${why}` }] };
+  }
+  if (opts.omitTopLevel && data && typeof data === 'object') for (const k of opts.omitTopLevel) delete (data as Record<string, unknown>)[k];
   const parsed = scenarioSchema.safeParse(data);
   if (!parsed.success) {
     const errors = parsed.error.issues.flatMap((issue) => issueToErrors(issue, doc, file, at));
@@ -87,16 +134,79 @@ export function parseScenario(text: string, file = '<input>'): Scenario {
   return r.scenario;
 }
 
-/** Read, parse and validate a scenario file; throws ScenarioParseError (also for unreadable files). */
-export function loadScenarioFile(path: string): Scenario {
-  let text: string;
+/**
+ * Read, parse and validate a scenario file; throws ScenarioParseError (also for unreadable
+ * files, files that are not regular files — a FIFO, /dev/zero — and files over the size limit).
+ */
+export function loadScenarioFile(path: string, limits: InputLimits = {}): Scenario {
+  const text = readScenarioText(path, limits);
+  const r = tryParseScenario(text, path, limits);
+  if (!r.ok) throw new ScenarioParseError(r.errors);
+  return r.scenario;
+}
+
+/**
+ * The text of a scenario file, or ScenarioParseError: only a regular file is read (a FIFO
+ * without a writer would block forever, /dev/zero never ends), never more than the size limit.
+ */
+export function readScenarioText(path: string, limits: InputLimits = {}): string {
+  const max = limits.maxFileBytes ?? DEFAULT_INPUT_LIMITS.maxFileBytes;
+  const refuse = (message: string): never => {
+    throw new ScenarioParseError([{ file: path, line: 1, column: 1, field: '', message }]);
+  };
+  let fd: number;
   try {
-    text = readFileSync(path, 'utf8');
+    // stat before open: opening a FIFO for reading blocks until a writer comes
+    const st = statSync(path);
+    if (st.isDirectory()) refuse('is a directory, not a scenario file');
+    if (!st.isFile()) refuse('not a regular file (a FIFO, socket or device is never read)');
+    fd = openSync(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code ?? 'error';
-    throw new ScenarioParseError([{ file: path, line: 1, column: 1, field: '', message: `cannot read file (${code})` }]);
+    if (e instanceof ScenarioParseError) throw e;
+    return refuse(`cannot read file (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
   }
-  return parseScenario(text, path);
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) refuse('not a regular file (a FIFO, socket or device is never read)');
+    if (st.size > max) refuse(`the file is ${st.size} bytes, more than the limit of ${max} (--max-file-size)`);
+    // read at most max + 1 bytes: a file that grows while it is read is still bounded
+    const buf = Buffer.alloc(Math.min(st.size, max) + 1);
+    let n = 0;
+    for (;;) {
+      const got = readSync(fd, buf, n, buf.length - n, null);
+      if (got === 0) break;
+      n += got;
+      if (n > max) refuse(`the file is more than the limit of ${max} bytes (--max-file-size)`);
+      if (n === buf.length) break;
+    }
+    return buf.subarray(0, n).toString('utf8');
+  } catch (e) {
+    if (e instanceof ScenarioParseError) throw e;
+    return refuse(`cannot read file (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** a located error when the document has more steps than `max` (counted before validation) */
+function stepCountError(doc: Document, max: number): { offset: number; field: string; message: string } | null {
+  const root = doc.contents;
+  if (!isMap(root)) return null;
+  let total = 0;
+  let where: { offset: number; field: string } | null = null;
+  const count = (node: unknown, field: string) => {
+    if (!isSeq(node)) return;
+    total += node.items.length;
+    if (total > max && where === null) where = { offset: rangeStart(node.items[node.items.length - (total - max)]) ?? 0, field };
+  };
+  const steps = root.items.find((p) => scalarKey(p.key) === 'steps');
+  count(steps?.value, 'steps');
+  const conc = root.items.find((p) => scalarKey(p.key) === 'concurrent')?.value;
+  const actors = isMap(conc) ? conc.items.find((p) => scalarKey(p.key) === 'actors')?.value : undefined;
+  if (isMap(actors)) for (const a of actors.items) count(a.value, `concurrent.actors.${scalarKey(a.key) ?? '?'}`);
+  if (where === null) return null;
+  const w = where as { offset: number; field: string };
+  return { ...w, message: `more than ${max} steps (--max-steps)` };
 }
 
 /* ------------------------------------------------------------------------------------------ */

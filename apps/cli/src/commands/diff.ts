@@ -10,7 +10,7 @@
 import { comparedStats, describeOutcome, diffScenario, type ScenarioDiff, type Target } from '@ccmem/scenario';
 import type { KernelProfile } from '@ccmem/core';
 import type { CliIo } from '../io.js';
-import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, loadFiles, reportInvalid, targetsOrReport, tick, toJson } from './shared.js';
+import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, loadFiles, nothingRan, reportInvalid, targetsOrReport, tick, toJson } from './shared.js';
 import { getTargetFactory } from '../targets.js';
 import { writeDiffReports } from './report.js';
 import pc from 'picocolors';
@@ -26,6 +26,8 @@ export interface DiffOptions extends ReportOptions {
   stats?: boolean;
   /** write an HTML report (model and kvm side by side, the model's state after each step) here */
   report?: string;
+  /** exit 0 even when every scenario was skipped */
+  allowEmpty?: boolean;
 }
 
 /** the --json form of one scenario's comparison */
@@ -132,7 +134,9 @@ export async function diffCommand(io: CliIo, files: string[], opts: DiffOptions)
   if (!(opts.json && opts.reporter === 'json' && opts.output === undefined)) {
     if (!emitReport(io, opts, 'ccmem diff', () => diffs.map((d, i) => diffCase(d, times[i] ?? 0)), doc)) return EXIT_INVALID;
   }
-  return disagreed > 0 ? EXIT_FAIL : EXIT_OK;
+  if (disagreed > 0) return EXIT_FAIL;
+  if (agreed === 0) return nothingRan(io, 'every scenario was skipped', opts.allowEmpty);
+  return EXIT_OK;
 }
 
 function ruleOf(o: { detail?: Record<string, unknown> }): string {

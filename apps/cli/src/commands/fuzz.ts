@@ -7,7 +7,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { hostFuzzFeatures, PROFILES, runFuzzCampaign, type FuzzFeatures, type FuzzMode, type FuzzSummary, type KvmTarget } from '@ccmem/scenario';
+import { hostFuzzFeatures, PROFILES, runFuzzCampaign, runInputFuzzCampaign, type FuzzFeatures, type FuzzMode, type FuzzSummary, type KvmTarget } from '@ccmem/scenario';
 import { profileByName } from '@ccmem/core';
 import type { CliIo } from '../io.js';
 import { kvmColumnAvailable } from '../targets.js';
@@ -24,7 +24,7 @@ function durationOrNull(text: string): number | null {
 }
 
 export interface FuzzCommandOptions {
-  target: FuzzMode;
+  target: FuzzMode | 'input';
   steps: string;
   seed: string;
   time?: string;
@@ -59,8 +59,10 @@ export async function fuzzCommand(io: CliIo, opts: FuzzCommandOptions): Promise<
   // a model campaign generates what its profile's kernel has (no guest_memfd steps without it)
   const modelGmem = opts.profile === undefined || opts.profile === 'host' || profileByName(opts.profile)?.guestMemfd !== false;
   let features: FuzzFeatures = { guestMemfd: modelGmem, gmemFlags: [0, 1, 3], crossPage: true, dirtyRing: true, ...(opts.profile !== undefined && { profile: opts.profile as FuzzFeatures['profile'] }) };
-  const [model] = (await targetsOrReport(io, 'model')) ?? [];
+  // a model campaign checks the invariants after every step
+  const [model] = (await targetsOrReport(io, 'model', { invariants: 'full' })) ?? [];
   if (!model) return EXIT_INVALID;
+  if (opts.target === 'input') return inputCampaign(io, opts, { model, features, inputs: steps, seed, ...(timeMs !== undefined && { timeMs }) });
   let kvm: KvmTarget | undefined;
   if (opts.target === 'diff') {
     if (!kvmColumnAvailable()) return bad('--target diff needs the real-KVM target: /dev/kvm is missing on this host (try --target model)');
@@ -121,3 +123,57 @@ export async function fuzzCommand(io: CliIo, opts: FuzzCommandOptions): Promise<
   }
   return summary.findings ? EXIT_FAIL : EXIT_OK;
 }
+
+/**
+ * `--target input`: random scenario text read and run on the model (fuzz/input.ts); `--steps`
+ * counts inputs. A finding is an exception escaping the reader or the runner, an unlocated
+ * error, or memory over the bound; each is written to DIR with its input.
+ */
+function inputCampaign(
+  io: CliIo,
+  opts: FuzzCommandOptions,
+  run: Omit<Parameters<typeof runInputFuzzCampaign>[0], 'onProgress' | 'onFinding'>,
+): number {
+  const c = io.color;
+  const written: string[] = [];
+  let lastLine = 0;
+  const s = runInputFuzzCampaign({
+    ...run,
+    onProgress: (p) => {
+      const now = Date.now();
+      if (now - lastLine < 5000 && p.inputs < run.inputs) return;
+      lastLine = now;
+      io.err(`fuzz input: ${p.inputs}/${run.inputs} inputs (exit 0: ${p.codes[0]}, 1: ${p.codes[1]}, 2: ${p.codes[2]}), ${p.steps} steps run, ${p.findings} findings, peak RSS ${Math.round(p.peakRss / 2 ** 20)} MiB, ${(p.elapsedMs / 1000).toFixed(1)} s`);
+    },
+    onFinding: (f) => {
+      mkdirSync(opts.out, { recursive: true });
+      const file = join(opts.out, `fuzz-input-${run.seed}-${written.length + 1}.yaml`);
+      writeFileSync(file, `# ${f.problem.replace(/\n/g, ' ')}\n${f.text}`);
+      written.push(file);
+      if (!opts.json) io.err(`${c.red('finding')} ${f.problem} → ${file}`);
+    },
+  });
+  if (opts.json) {
+    io.out(
+      toJson({
+        target: 'input',
+        seed: s.seed,
+        inputs: s.inputs,
+        ran: s.ran,
+        exit_codes: s.codes,
+        steps: s.steps,
+        peak_rss_bytes: s.peakRss,
+        elapsed_ms: s.elapsedMs,
+        complete: s.complete,
+        findings: s.found.map((f, i) => ({ problem: f.problem, file: written[i] })),
+      }),
+    );
+  } else {
+    io.out(
+      `${s.inputs} inputs (${s.ran} ran, ${s.steps} steps; exit 0: ${s.codes[0]}, 1: ${s.codes[1]}, 2: ${s.codes[2]}; seed ${s.seed}, ${(s.elapsedMs / 1000).toFixed(1)} s${s.complete ? '' : ', stopped by --time'}, peak RSS ${Math.round(s.peakRss / 2 ** 20)} MiB): ` +
+        (s.found.length ? c.red(`${s.found.length} findings`) + ` written to ${opts.out}` : c.green('no findings')),
+    );
+  }
+  return s.found.length ? EXIT_FAIL : EXIT_OK;
+}
+

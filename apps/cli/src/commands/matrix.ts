@@ -11,6 +11,7 @@ import {
   matrixCells,
   summarizeMatrix,
   type MatrixCell,
+  type InvariantMode,
   type MatrixColumns,
   type MatrixRow,
   type Target,
@@ -22,7 +23,7 @@ import type { ReportOptions } from '../define/options.js';
 import type { ReportCase } from '../report/cases.js';
 import { emitReport, reportOnStdout, reportUsageError } from '../report/emit.js';
 import { getTargetFactory, kvmColumnAvailable, type TargetFactory } from '../targets.js';
-import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, reportInvalid, resultText, tick, toJson } from './shared.js';
+import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, nothingRan, reportInvalid, resultText, tick, toJson } from './shared.js';
 import { hostProfileOf, writeMatrixReport } from './report.js';
 
 export interface MatrixCommandOptions extends ReportOptions {
@@ -39,6 +40,9 @@ export interface MatrixCommandOptions extends ReportOptions {
   dir?: string;
   /** leave out the real-KVM column even when it is available */
   kvm?: boolean;
+  /** when the model checks its invariants (default step) */
+  invariants?: InvariantMode;
+  allowEmpty?: boolean;
   /** write an HTML index of the rows here, each failing cell linked to its own report */
   report?: string;
   /** a skipped row (or a missing real-KVM column) fails the run */
@@ -128,9 +132,11 @@ export async function matrixCommand(io: CliIo, opts: MatrixCommandOptions): Prom
   }
   let columns: MatrixColumns;
   let modelFactory: TargetFactory;
+  const invariants = opts.invariants ?? 'step';
   try {
-    modelFactory = await getTargetFactory('model');
-    columns = { model: modelFactory };
+    const factory = await getTargetFactory('model');
+    modelFactory = (o) => factory({ ...o, invariants });
+    columns = { model: () => modelFactory() };
   } catch (e) {
     io.err(`${c.red('error')} ${(e as Error).message}`);
     return EXIT_INVALID;
@@ -234,7 +240,12 @@ export async function matrixCommand(io: CliIo, opts: MatrixCommandOptions): Prom
     if (!emitReport(io, opts, 'ccmem matrix', cases, doc)) return EXIT_INVALID;
   }
   if (opts.report !== undefined) await writeMatrixReport(io, rows, entries, opts.report, hostProfileOf(columns));
-  return failed > 0 || skipFails ? EXIT_FAIL : EXIT_OK;
+  if (failed > 0 || skipFails) return EXIT_FAIL;
+  if (passed === 0) {
+    const why = rows.length === 0 ? (opts.filter !== undefined ? `no row matches --filter ${opts.filter}` : 'no scenario to run') : 'every row was skipped';
+    return nothingRan(io, why, opts.allowEmpty);
+  }
+  return EXIT_OK;
 }
 
 /** a skipped row names why: `  (host: no KVM_CAP_GUEST_MEMFD)` */

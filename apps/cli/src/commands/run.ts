@@ -1,14 +1,19 @@
-import { runScenario, type ScenarioResult, type TargetName } from '@ccmem/scenario';
+import { runScenario, type InvariantMode, type ScenarioResult, type TargetName } from '@ccmem/scenario';
 import type { CliIo } from '../io.js';
 import type { ReportOptions } from '../define/options.js';
 import { emitReport, reportOnStdout, reportUsageError } from '../report/emit.js';
-import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, loadFiles, printResult, reportInvalid, resultCase, resultJson, targetsOrReport, tick, toJson, writeTrace } from './shared.js';
+import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, inputLimits, loadFiles, nothingRan, printResult, reportInvalid, resultCase, resultJson, targetsOrReport, tick, toJson, writeTrace } from './shared.js';
 
 export interface RunCommandOptions extends ReportOptions {
   target: TargetName;
   json?: boolean;
   trace?: string;
   stopOnFailure?: boolean;
+  /** when the model checks its invariants (default step) */
+  invariants?: InvariantMode;
+  maxSteps?: string;
+  maxFileSize?: string;
+  allowEmpty?: boolean;
 }
 
 /** `ccmem run <paths…>`: files, directories and globs (shared.ts `expandPaths()`). */
@@ -20,9 +25,14 @@ export async function runCommand(io: CliIo, paths: string[], opts: RunCommandOpt
   }
   const json = Boolean(opts.json) || (opts.reporter === 'json' && opts.output === undefined);
   const text = !json && !reportOnStdout(opts);
-  const { loaded, errors } = loadFiles(paths);
+  const limits = inputLimits(opts);
+  if (typeof limits === 'string') {
+    io.err(`${io.color.red('error')} ${limits}`);
+    return EXIT_INVALID;
+  }
+  const { loaded, errors } = loadFiles(paths, limits);
   if (errors.length) return reportInvalid(io, errors, json);
-  const [target] = (await targetsOrReport(io, opts.target)) ?? [];
+  const [target] = (await targetsOrReport(io, opts.target, { invariants: opts.invariants ?? 'step' })) ?? [];
   if (!target) return EXIT_INVALID;
   const results: ScenarioResult[] = [];
   const times: number[] = [];
@@ -37,7 +47,8 @@ export async function runCommand(io: CliIo, paths: string[], opts: RunCommandOpt
   const passed = results.filter((r) => r.pass && r.skipped === undefined).length;
   const failed = results.filter((r) => !r.pass).length;
   const skipped = results.filter((r) => r.pass && r.skipped !== undefined).length;
-  if (opts.trace) writeTrace(opts.trace, results);
+  const traceError = opts.trace ? writeTrace(opts.trace, results) : null;
+  if (traceError) io.err(`${io.color.red('error')} ${traceError}`);
   const doc = () => toJson({ scenarios: results.map(resultJson), passed, failed, skipped });
   if (opts.json) io.out(doc());
   else if (text) {
@@ -48,5 +59,8 @@ export async function runCommand(io: CliIo, paths: string[], opts: RunCommandOpt
     const ok = emitReport(io, opts, `ccmem run (${opts.target})`, () => results.map((r, i) => resultCase(r, `ccmem run ${opts.target}`, times[i])), doc);
     if (!ok) return EXIT_INVALID;
   }
-  return failed > 0 ? EXIT_FAIL : EXIT_OK;
+  if (traceError) return EXIT_INVALID;
+  if (failed > 0) return EXIT_FAIL;
+  if (passed === 0) return nothingRan(io, `every scenario was skipped on the ${opts.target} target`, opts.allowEmpty);
+  return EXIT_OK;
 }

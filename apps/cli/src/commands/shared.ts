@@ -2,6 +2,8 @@ import { statSync, writeFileSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { globSync, isDynamicPattern } from 'tinyglobby';
 import {
+  DEFAULT_INPUT_LIMITS,
+  parseNumber,
   ScenarioParseError,
   builtinScenarioFiles,
   collectEvents,
@@ -10,6 +12,7 @@ import {
   formatScenarioError,
   jsonReplacer,
   loadScenarioFile,
+  type InputLimits,
   type Scenario,
   type ScenarioError,
   type ScenarioResult,
@@ -20,7 +23,8 @@ import {
 import pc from 'picocolors';
 import type { CliIo } from '../io.js';
 import type { ReportCase } from '../report/cases.js';
-import { getTarget } from '../targets.js';
+import { getTarget, targetProblem, type TargetFactoryOptions } from '../targets.js';
+
 
 const noColor = pc.createColors(false);
 
@@ -66,13 +70,13 @@ export function expandPaths(paths: readonly string[]): { files: string[]; errors
   return { files: [...new Set(files)], errors };
 }
 
-/** Load the scenario files of `paths` (expanded as `expandPaths()` does). */
-export function loadFiles(paths: readonly string[]): { loaded: LoadedFile[]; errors: ScenarioError[] } {
+/** Load the scenario files of `paths` (expanded as `expandPaths()` does), within `limits`. */
+export function loadFiles(paths: readonly string[], limits: InputLimits = {}): { loaded: LoadedFile[]; errors: ScenarioError[] } {
   const loaded: LoadedFile[] = [];
   const { files, errors } = expandPaths(paths);
   for (const file of files) {
     try {
-      loaded.push({ file, scenario: loadScenarioFile(file) });
+      loaded.push({ file, scenario: loadScenarioFile(file, limits) });
     } catch (e) {
       if (e instanceof ScenarioParseError) errors.push(...e.errors);
       else throw e;
@@ -203,22 +207,66 @@ export function tick(): Promise<void> {
   return new Promise((r) => setImmediate(r));
 }
 
-export function writeTrace(path: string, results: readonly ScenarioResult[]): void {
+/** write the --trace file; an error message (the run's results are kept) when it cannot be written */
+export function writeTrace(path: string, results: readonly ScenarioResult[]): string | null {
   const doc = {
     scenarios: results.map((r) => ({ file: r.file, name: r.name, target: r.target, steps: collectEvents(r) })),
   };
-  writeFileSync(path, `${toJson(doc)}\n`);
+  try {
+    writeFileSync(path, `${toJson(doc)}\n`);
+    return null;
+  } catch (e) {
+    return `cannot write the trace file ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`;
+  }
 }
+
+/** `--max-steps` / `--max-file-size` as InputLimits (docs/scenarios.md, "Limits") */
+export function inputLimits(opts: { maxSteps?: string; maxFileSize?: string }): InputLimits | string {
+  const out: InputLimits = {};
+  for (const [flag, v, key] of [
+    ['--max-steps', opts.maxSteps, 'maxSteps'],
+    ['--max-file-size', opts.maxFileSize, 'maxFileBytes'],
+  ] as const) {
+    if (v === undefined) continue;
+    let n: number;
+    try {
+      n = parseNumber(v);
+    } catch {
+      return `${flag} ${v}: not a number`;
+    }
+    if (!Number.isSafeInteger(n) || n <= 0) return `${flag} ${v}: must be a positive integer`;
+    out[key] = n;
+  }
+  return out;
+}
+
 
 /**
  * The named targets, or null after telling the user why one is not available (the caller then
  * exits with EXIT_INVALID).
  */
-export async function targetsOrReport(io: CliIo, ...names: TargetName[]): Promise<Target[] | null> {
+export async function targetsOrReport(io: CliIo, ...names: (TargetName | TargetFactoryOptions)[]): Promise<Target[] | null> {
+  // (a trailing options object is handed to every factory)
+  const opts = names.find((n): n is TargetFactoryOptions => typeof n === 'object');
+  for (const n of names) {
+    const problem = typeof n === 'string' ? targetProblem(n) : null;
+    if (problem) {
+      io.err(`${io.color.red('error')} the ${n as string} target cannot run here: ${problem}`);
+      return null;
+    }
+  }
   try {
-    return await Promise.all(names.map((n) => getTarget(n)));
+    return await Promise.all(names.filter((n): n is TargetName => typeof n === 'string').map((n) => getTarget(n, opts)));
   } catch (e) {
     io.err(`${io.color.red('error')} ${(e as Error).message}`);
     return null;
   }
+}
+
+
+/** the exit code of a command that ran nothing: 2 (with why on stderr) unless --allow-empty */
+export function nothingRan(io: CliIo, what: string, allowEmpty: boolean | undefined): number {
+  if (allowEmpty) return EXIT_OK;
+  io.err(`${io.color.red('error')} nothing ran: ${what} (--allow-empty accepts that)`);
+  return EXIT_INVALID;
 }

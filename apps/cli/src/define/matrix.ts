@@ -2,7 +2,7 @@
 import { Command } from 'commander';
 import type { CliIo } from '../io.js';
 import type { MatrixCommandOptions } from '../commands/matrix.js';
-import { addReportOptions, list, repeatable } from './options.js';
+import { addReportOptions, list, repeatable, ALLOW_EMPTY_HELP, addInputOptions } from './options.js';
 
 export function buildMatrixCommand(io: CliIo, done: (code: number) => void): Command {
   const cmd = new Command('matrix')
@@ -16,8 +16,9 @@ export function buildMatrixCommand(io: CliIo, done: (code: number) => void): Com
     .option('--dir <directory>', 'run the scenarios of this directory instead of the built-in suite')
     .option('--no-kvm', 'leave out the real-KVM column')
     .option('--report <file>', 'write an HTML index of the rows, each failing cell linked to its own report')
+    .option('--allow-empty', ALLOW_EMPTY_HELP)
     .option('--fail-on-skip', 'exit 1 when any row is skipped, or the real-KVM column is left out because this host has no /dev/kvm');
-  return addReportOptions(cmd).action(async (opts: MatrixCommandOptions) => {
+  return addReportOptions(addInputOptions(cmd, false)).action(async (opts: MatrixCommandOptions) => {
     const { matrixCommand } = await import('../commands/matrix.js');
     done(await matrixCommand(io, opts));
   });

@@ -69,3 +69,23 @@ export function positive(v: string): number {
   if (n < 1) throw new InvalidArgumentError('needs a positive integer');
   return n;
 }
+
+/**
+ * `--invariants` (run, matrix): INVARIANT_MODES of @ccmem/scenario, written out here so that
+ * `--help` loads nothing (define/options.test.ts checks they agree)
+ */
+export const INVARIANT_MODE_CHOICES = ['full', 'step', 'off'] as const;
+export const INVARIANTS_OPTION_HELP =
+  'when the model checks its invariants: full (after every step), step (every step of the first 1000, then every 1000th and the last), off';
+/** the input limits' defaults (DEFAULT_INPUT_LIMITS of @ccmem/scenario; checked by the same test) */
+export const DEFAULT_MAX_STEPS = 100_000;
+export const DEFAULT_MAX_FILE_MIB = 16;
+export const MAX_STEPS_HELP = `the most steps a scenario file may have (default ${DEFAULT_MAX_STEPS})`;
+export const MAX_FILE_SIZE_HELP = `the largest scenario file read, in bytes (KiB/MiB suffixes; default ${DEFAULT_MAX_FILE_MIB}MiB)`;
+export const ALLOW_EMPTY_HELP = 'exit 0 even when nothing ran (every scenario skipped, or no scenario matched)';
+
+/** `--invariants` (run, matrix) and, for commands that read scenario files, `--max-steps` / `--max-file-size` */
+export function addInputOptions(cmd: Command, limits: boolean): Command {
+  cmd.addOption(new Option('--invariants <mode>', INVARIANTS_OPTION_HELP).choices(INVARIANT_MODE_CHOICES).default('step'));
+  return limits ? cmd.option('--max-steps <n>', MAX_STEPS_HELP).option('--max-file-size <bytes>', MAX_FILE_SIZE_HELP) : cmd;
+}

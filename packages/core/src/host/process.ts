@@ -15,6 +15,10 @@ export class Process {
   readonly phys: PhysMem;
   readonly mm: AddressSpace;
   private readonly fds = new Map<number, KvmFile>();
+  /** every fd below this was handed out at some point (open now, or in `freed`) */
+  private highWater = FIRST_FD;
+  /** closed fds below highWater, as a binary min-heap: the lowest free fd is freed[0] */
+  private readonly freed: number[] = [];
   /** descriptors per open file (file refcount held by the fd table) */
   private readonly fileRefs = new Map<KvmFile, number>();
   private disposed = false;
@@ -30,8 +34,8 @@ export class Process {
   /** fd_install() at the lowest free descriptor >= 3; returns the fd */
   installFd(file: KvmFile): number {
     this.assertLive();
-    let fd = FIRST_FD;
-    while (this.fds.has(fd)) fd++;
+    // the lowest free descriptor (alloc_fd()), in O(log n) rather than a scan of the table
+    const fd = this.freed.length > 0 ? heapPop(this.freed) : this.highWater++;
     this.fds.set(fd, file);
     this.fileRefs.set(file, (this.fileRefs.get(file) ?? 0) + 1);
     return fd;
@@ -49,6 +53,7 @@ export class Process {
     const file = this.fds.get(fd);
     if (file === undefined) fail('EBADF', 'close: fd not open');
     this.fds.delete(fd);
+    heapPush(this.freed, fd);
     const refs = this.fileRefs.get(file)! - 1;
     if (refs > 0) {
       this.fileRefs.set(file, refs);
@@ -84,10 +89,40 @@ export class Process {
     this.phys.dispose();
     this.fds.clear();
     this.fileRefs.clear();
+    this.freed.length = 0;
     this.disposed = true;
   }
 
   private assertLive(): void {
     if (this.disposed) throw new Error('Process: disposed');
   }
+}
+
+function heapPush(h: number[], v: number): void {
+  let i = h.push(v) - 1;
+  while (i > 0) {
+    const p = (i - 1) >> 1;
+    if (h[p]! <= v) break;
+    h[i] = h[p]!;
+    i = p;
+  }
+  h[i] = v;
+}
+
+function heapPop(h: number[]): number {
+  const top = h[0]!;
+  const last = h.pop()!;
+  if (h.length > 0) {
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= h.length) break;
+      const c = l + 1 < h.length && h[l + 1]! < h[l]! ? l + 1 : l;
+      if (h[c]! >= last) break;
+      h[i] = h[c]!;
+      i = c;
+    }
+    h[i] = last;
+  }
+  return top;
 }

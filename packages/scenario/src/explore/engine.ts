@@ -21,6 +21,7 @@
  *  - pct: probabilistic concurrency testing (Burckhardt et al. 2010): random actor priorities
  *    and `depth - 1` random priority change points per run (seeded).
  */
+import { isAddrRef } from '../numbers.js';
 import { checkVmInvariants, type TraceEvent } from '@ccmem/core';
 import { sameValue } from '../runner.js';
 import { ASSERT_LOCATORS, EXPLORE_ONLY_INVARIANT_NAMES, RUN_INVARIANT_NAMES, type Invariant, type Scenario, type Step } from '../schema.js';
@@ -173,6 +174,38 @@ const KNOWN = new Set([...RUN_INVARIANT_NAMES, ...EXPLORE_ONLY_INVARIANT_NAMES])
 export const EXPLORE_INVARIANTS: readonly string[] = [...KNOWN];
 
 /** Errors in the concurrent block the explorer cannot run (exit 2). */
+/**
+ * Actor steps that name a vCPU no step creates (`vcpu: 3` without `create_vcpu: { id: 3 }`, or
+ * a name no `create_vcpu` step is `as:`): such a step could never run, and an exploration of
+ * it would pass vacuously. Each with the step's line.
+ */
+export function missingVcpuRefs(scenario: Scenario): { message: string; line: number | undefined }[] {
+  const c = scenario.concurrent;
+  if (!c) return [];
+  const all = [...scenario.steps, ...Object.values(c.actors).flat()];
+  const ids = new Set<number>();
+  const names = new Set<string>();
+  for (const st of all) {
+    if (st.op !== 'create_vcpu') continue;
+    const id = (st.args as { id: unknown }).id;
+    if (typeof id === 'number') ids.add(id);
+    if (st.as !== undefined) names.add(st.as);
+  }
+  const out: { message: string; line: number | undefined }[] = [];
+  for (const [actor, steps] of Object.entries(c.actors)) {
+    steps.forEach((st, i) => {
+      const v = (st.args as { vcpu?: unknown }).vcpu;
+      if (v === undefined) return;
+      const missing = typeof v === 'number' ? !ids.has(v) : isAddrRef(v) ? !names.has(v.ref) : false;
+      if (missing) {
+        const what = typeof v === 'number' ? `vCPU ${v}` : `vCPU "${isAddrRef(v) ? v.ref : String(v)}"`;
+        out.push({ message: `actor ${actor} step ${i} (${st.op}): no step creates ${what} (create_vcpu)`, line: st.line });
+      }
+    });
+  }
+  return out;
+}
+
 export function validateForExplore(scenario: Scenario): string[] {
   const out: string[] = [];
   const c = scenario.concurrent;
@@ -183,6 +216,7 @@ export function validateForExplore(scenario: Scenario): string[] {
   for (const inv of c.invariants ?? []) {
     if (typeof inv === 'string' && !KNOWN.has(inv)) out.push(`unknown invariant "${inv}" (known: ${[...KNOWN].join(', ')})`);
   }
+  out.push(...missingVcpuRefs(scenario).map((m) => m.message));
   return out;
 }
 

@@ -3,14 +3,14 @@
  * `explore:` mapping with the explorer's defaults and expectations (built-in explorations use
  * it; docs/explore.md). The rest of the file is validated exactly like any scenario file.
  */
-import { readFileSync, readdirSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseDocument, stringify } from 'yaml';
+import { LineCounter, isMap, isScalar, parseDocument } from 'yaml';
 import { z } from 'zod';
-import { tryParseScenario, type ScenarioError } from '../parse.js';
+import { DEFAULT_INPUT_LIMITS, ScenarioParseError, readScenarioText, tryParseScenario, type InputLimits, type ScenarioError } from '../parse.js';
 import type { Scenario } from '../schema.js';
-import { validateForExplore, type ExploreOptions } from './engine.js';
+import { missingVcpuRefs, validateForExplore, type ExploreOptions } from './engine.js';
 
 const observeSchema = z.strictObject({ name: z.string(), pattern: z.string() });
 const exploreHeader = z.strictObject({
@@ -56,35 +56,51 @@ export function headerOptions(h: ExploreHeader): ExploreOptions {
 }
 
 /** Parse exploration text; never throws. */
-export function parseExploration(text: string, file = '<input>'): LoadResult {
-  const doc = parseDocument(text);
+export function parseExploration(text: string, file = '<input>', limits: InputLimits = {}): LoadResult {
+  // the whole file is parsed as a scenario with its `explore:` key set aside, so every error
+  // points at the line of the file itself
+  const parsed = tryParseScenario(text, file, limits, { omitTopLevel: ['explore'] });
+  if (!parsed.ok) return parsed;
   let header: ExploreHeader = {};
-  let body = text;
-  const raw = doc.errors.length === 0 ? (doc.toJS() as unknown) : null;
-  if (raw && typeof raw === 'object' && !Array.isArray(raw) && 'explore' in raw) {
-    const { explore, ...rest } = raw as Record<string, unknown>;
-    const h = exploreHeader.safeParse(explore);
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, intAsBigInt: false, logLevel: 'error' });
+  const root = doc.contents;
+  const pair = isMap(root) ? root.items.find((p) => isScalar(p.key) && p.key.value === 'explore') : undefined;
+  if (pair) {
+    const raw: unknown = doc.toJS({ maxAliasCount: limits.maxAliasCount ?? DEFAULT_INPUT_LIMITS.maxAliasCount });
+    const h = exploreHeader.safeParse((raw as Record<string, unknown>).explore);
     if (!h.success) {
-      return { ok: false, errors: h.error.issues.map((i) => ({ file, line: 1, column: 1, field: ['explore', ...i.path].join('.'), message: i.message })) };
+      const at = lineCounter.linePos(nodeStart(pair.value) ?? nodeStart(pair.key) ?? 0);
+      return { ok: false, errors: h.error.issues.map((i) => ({ file, line: at.line, column: at.col, field: ['explore', ...i.path].join('.'), message: i.message })) };
     }
     header = h.data;
-    body = stringify(rest);
   }
-  const parsed = tryParseScenario(body, file);
-  if (!parsed.ok) return parsed;
+  const missing = missingVcpuRefs(parsed.scenario);
+  if (missing.length) {
+    return { ok: false, errors: missing.map((m) => ({ file, line: m.line ?? 1, column: 1, field: 'concurrent.actors', message: m.message })) };
+  }
   const problems = validateForExplore(parsed.scenario);
-  if (problems.length) return { ok: false, errors: problems.map((message) => ({ file, line: 1, column: 1, field: 'concurrent', message })) };
+  if (problems.length) {
+    const conc = isMap(root) ? root.items.find((p) => isScalar(p.key) && p.key.value === 'concurrent') : undefined;
+    const at = lineCounter.linePos(nodeStart(conc?.key) ?? 0);
+    return { ok: false, errors: problems.map((message) => ({ file, line: at.line, column: at.col, field: 'concurrent', message })) };
+  }
   return { ok: true, exploration: { file, scenario: parsed.scenario, header, options: headerOptions(header) } };
 }
 
-export function loadExplorationFile(file: string): LoadResult {
+function nodeStart(node: unknown): number | undefined {
+  return (node as { range?: readonly number[] } | null | undefined)?.range?.[0];
+}
+
+export function loadExplorationFile(file: string, limits: InputLimits = {}): LoadResult {
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    text = readScenarioText(file, limits);
   } catch (e) {
-    return { ok: false, errors: [{ file, line: 1, column: 1, field: '', message: `cannot read: ${(e as Error).message}` }] };
+    if (e instanceof ScenarioParseError) return { ok: false, errors: [...e.errors] };
+    throw e;
   }
-  return parseExploration(text, file);
+  return parseExploration(text, file, limits);
 }
 
 /** `<package>/explorations` */

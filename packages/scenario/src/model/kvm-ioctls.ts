@@ -2,6 +2,7 @@
 import { isKvmError, KVM_X86_TDX_VM } from '@ccmem/core';
 import { ASSERT_LOCATORS } from '../ops/assert.js';
 import { inspectState, type AssertLocators } from './inspect.js';
+import { clearBitmap, dirtyPageList } from '../dirty-pages.js';
 import { accessOutcome, guestOpOutcome, type ModelHandlers } from './run.js';
 
 export const KVM_IOCTL_HANDLERS = {
@@ -17,7 +18,8 @@ export const KVM_IOCTL_HANDLERS = {
       memory_size: a.memory_size,
       userspace_addr: a.userspace_addr,
       guest_memfd_offset: a.guest_memfd_offset ?? 0,
-      guest_memfd: a.guest_memfd ?? 0,
+      // the u32 field: a negative fd is passed as its two's complement (fget() then finds none)
+      guest_memfd: (a.guest_memfd ?? 0) >>> 0,
     });
     return {};
   },
@@ -26,21 +28,18 @@ export const KVM_IOCTL_HANDLERS = {
     return {};
   },
   get_dirty_log(a, m) {
-    const bitmap = m.vm.getDirtyLog({ slot: a.slot });
-    const dirty_pages: number[] = [];
-    for (let i = 0; i < bitmap.length; i++) {
-      const byte = bitmap[i]!;
-      if (byte === 0) continue;
-      for (let b = 0; b < 8; b++) if (byte & (1 << b)) dirty_pages.push(i * 8 + b);
-    }
-    return { dirty_pages };
+    return { dirty_pages: dirtyPageList(m.vm.getDirtyLog({ slot: a.slot })) };
   },
   clear_dirty_log(a, m) {
-    const numPages = a.num_pages >>> 0;
-    // the user buffer: DIV_ROUND_UP(num_pages, 64) longs, bit 0 = first_page
-    const bytes = new Uint8Array(Math.ceil(numPages / 64) * 8);
-    const bits = a.dirty_bitmap ?? Array.from({ length: numPages }, (_, i) => i);
-    for (const bit of bits) if (bit >= 0 && bit < bytes.length * 8) bytes[bit >>> 3]! |= 1 << (bit & 7);
+    // the user buffer: DIV_ROUND_UP(num_pages, 64) longs, bit 0 = first_page; never more than
+    // the slot can need (a longer range fails the kernel's range check before the copy)
+    let npages = 0;
+    try {
+      npages = m.vm.inspectMemslot(a.slot >>> 16, a.slot & 0xffff)?.npages ?? 0;
+    } catch {
+      // no such address space: the ioctl fails its slot check (EINVAL) before the copy
+    }
+    const bytes = clearBitmap(a.num_pages, a.dirty_bitmap, Math.ceil(npages / 64) * 8);
     m.vm.clearDirtyLog({ slot: a.slot, first_page: a.first_page, num_pages: a.num_pages, dirty_bitmap: bytes });
     return {};
   },

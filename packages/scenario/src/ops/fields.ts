@@ -4,7 +4,7 @@
  * or name±offset, flags = flag list or number.
  */
 import { z } from 'zod';
-import { parseAddrExpr, parseFlags, parseNumber, parseU64, parseU64Exact, type AddrExpr, type FlagKind } from '../numbers.js';
+import { formatHex, NumberSyntaxError, parseAddrExpr, parseFlags, parseFlagsExact, parseNumber, parseU64, parseU64Exact, type AddrExpr, type FlagKind } from '../numbers.js';
 
 type Ctx = { issues: { push(issue: { code: 'custom'; message: string; input: unknown }): void } };
 
@@ -33,6 +33,19 @@ function sizeOf<const T extends number>(what: string, sizes: readonly T[], label
   }).describe(label);
 }
 
+/** `v` fits an unsigned field of `bits` bits, else a NumberSyntaxError naming the width */
+function fitWidth(v: bigint, bits: number): void {
+  if (v >= 1n << BigInt(bits)) throw new NumberSyntaxError(`${formatHex(v)} does not fit in this field's ${bits} bits (u${bits})`);
+}
+
+/** a u16 / u32 uAPI field (slot ids, as_id, the `slot` field, u32 flags): wider values are an error */
+export const uint = (bits: 16 | 32) =>
+  field(`a u${bits}`, (v) => {
+    const n = parseU64(v);
+    fitWidth(n, bits);
+    return Number(n);
+  }).describe(`u${bits}`);
+
 /** u64 uAPI field as a JS number: `4096`, `0x1000`, `2MiB`. */
 export const num = () => field('a number', (v) => parseNumber(v)).describe('n');
 /** an exact u64 uAPI field (a range the kernel checks for overflow): a number below 2^53, a bigint above */
@@ -41,8 +54,15 @@ export const u64Exact = () => field('a u64', (v) => parseU64Exact(v)).describe('
 export const u64 = () => field('a 64-bit value', (v) => parseU64(v)).describe('v');
 /** address or handle: a number or `name±offset` naming an earlier step's result */
 export const addr = () => field('an address or name', (v): AddrExpr => parseAddrExpr(v, { signed: true })).describe('addr');
-/** flags: a list of kernel names or a number */
-export const flags = (kind: FlagKind) => field(`${kind} flags`, (v) => parseFlags(v, kind)).describe(`${kind} flags`);
+/** flags: a list of kernel names or a number; a u32 flags field (`bits: 32`) refuses wider values */
+export const flags = (kind: FlagKind, bits: 32 | 64 = 64) =>
+  field(`${kind} flags`, (v) => {
+    if (bits === 32) fitWidth(parseFlagsExactBig(v, kind), 32);
+    return parseFlags(v, kind);
+  }).describe(`${kind} flags`);
+/** u64 flags kept exact (a number below 2^53, a bigint above), for fields the kernel checks bit by bit */
+export const flagsU64 = (kind: FlagKind) => field(`${kind} flags`, (v) => parseFlagsExact(v, kind)).describe(`${kind} flags`);
+const parseFlagsExactBig = (v: unknown, kind: FlagKind) => BigInt(parseFlagsExact(v, kind));
 /** one kernel constant (a name or a number) */
 export const constant = (kind: FlagKind) =>
   field(`a ${kind} name or number`, (v) => {

@@ -1,6 +1,6 @@
 /** Other VM and system ioctls: capabilities, more VMs, vCPU creation and KVM_RUN. */
 import { z } from 'zod';
-import { addr, bool, constant, flags, num } from './fields.js';
+import { addr, bool, constant, flags, num, uint } from './fields.js';
 import { defineOp } from './op.js';
 
 /** the VM types a scenario names (schema.ts VM_TYPE_NAMES) */
@@ -13,7 +13,7 @@ export const VM_OPS = {
     result: 'value',
   }),
   enable_cap: defineOp({
-    args: z.strictObject({ cap: constant('cap'), flags: num().optional(), args: z.array(flags('enable_cap_args')).max(4).optional() }),
+    args: z.strictObject({ cap: constant('cap'), flags: uint(32).optional(), args: z.array(flags('enable_cap_args')).max(4).optional() }),
     does: '`KVM_ENABLE_CAP`; `args: [[KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE, KVM_DIRTY_LOG_INITIALLY_SET]]` sets `args[0]` to both bits',
   }),
   create_vm: defineOp({
