@@ -7,10 +7,9 @@
  * `{"scenarios":[{"file","name","agree","differences":[{"index","op","model","kvm","fields"}],"skipped":[…]}],"agreed","disagreed","skipped"}`
  * (docs/scenarios.md, "ccmem diff").
  */
-import { comparedStats, describeOutcome, diffScenario, type ScenarioDiff, type Target } from '@ccmem/scenario';
-import type { KernelProfile } from '@ccmem/core';
+import { buildDiffReport, comparedStats, createModelTarget, describeOutcome, diffScenario, type ReportData, type Scenario, type ScenarioDiff, type Target } from '@ccmem/scenario';
 import type { CliIo } from '../io.js';
-import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, loadFiles, nothingRan, reportInvalid, targetsOrReport, tick, toJson } from './shared.js';
+import { detectedHostProfile, EXIT_FAIL, EXIT_INVALID, EXIT_OK, loadFiles, nothingRan, reportInvalid, targetsOrReport, tick, toJson } from './shared.js';
 import { getTargetFactory } from '../targets.js';
 import { writeDiffReports } from './report.js';
 import pc from 'picocolors';
@@ -85,24 +84,28 @@ export async function diffCommand(io: CliIo, files: string[], opts: DiffOptions)
   const c = io.color;
   // the model follows this host: `profile: host` (and every scenario without a profile) runs
   // under the profile the kvm target detected
-  let hostProfile: KernelProfile | undefined;
-  try {
-    hostProfile = (kvm as Target & { profile?: KernelProfile }).profile;
-  } catch {
-    hostProfile = undefined; // no /dev/kvm: every scenario reports it as skipped
-  }
-  const detected = hostProfile !== undefined && typeof hostProfile === 'object';
-  const model = detected ? (await getTargetFactory('model'))({ hostProfile: hostProfile! }) : baseModel;
-  const stats = opts.stats && detected ? comparedStats(hostProfile!) : undefined;
-  if (opts.stats && !detected) io.err(`${c.yellow('warning')} --stats: no host profile was detected, so no stats are compared`);
+  // (no /dev/kvm: no profile, and every scenario reports it as skipped)
+  const hostProfile = detectedHostProfile(kvm);
+  const model = hostProfile ? (await getTargetFactory('model'))({ hostProfile }) : baseModel;
+  const stats = opts.stats && hostProfile ? comparedStats(hostProfile) : undefined;
+  if (opts.stats && !hostProfile) io.err(`${c.yellow('warning')} --stats: no host profile was detected, so no stats are compared`);
   const diffs: ScenarioDiff[] = [];
   const times: number[] = [];
   let agreed = 0;
   let disagreed = 0;
   let skipped = 0;
+  // --report: the model runs with snapshots (buildDiffReport), and that one comparison is both
+  // the report page and the result below
+  const reportModel = opts.report !== undefined ? createModelTarget(hostProfile ? { hostProfile } : {}) : null;
+  const pages: { file: string; scenario: Scenario; data: ReportData }[] = [];
   for (const { file, scenario } of loaded) {
     const t0 = performance.now();
-    const d = diffScenario(scenario, model, kvm, { file, ...(stats && { stats }) });
+    let d: ScenarioDiff;
+    if (reportModel) {
+      const built = buildDiffReport(scenario, reportModel, kvm, { file, ...(stats && { stats }) });
+      pages.push({ file, scenario, data: built.data });
+      d = built.diff;
+    } else d = diffScenario(scenario, model, kvm, { file, ...(stats && { stats }) });
     times.push(performance.now() - t0);
     diffs.push(d);
     await tick();
@@ -130,7 +133,7 @@ export async function diffCommand(io: CliIo, files: string[], opts: DiffOptions)
     const nstats = diffs.reduce((n, d) => n + d.statsCompared, 0);
     io.out(`\n${parts.join(', ')} ${c.dim(`(model under the host profile vs real KVM: ${steps} steps${stats ? `, ${nstats} stat changes` : ''} compared)`)}`);
   }
-  if (opts.report !== undefined) await writeDiffReports(io, loaded, opts.report, { stats: Boolean(opts.stats) });
+  if (opts.report !== undefined) writeDiffReports(io, pages, opts.report);
   if (!(opts.json && opts.reporter === 'json' && opts.output === undefined)) {
     if (!emitReport(io, opts, 'ccmem diff', () => diffs.map((d, i) => diffCase(d, times[i] ?? 0)), doc)) return EXIT_INVALID;
   }

@@ -14,17 +14,15 @@ import {
   type InvariantMode,
   type MatrixColumns,
   type MatrixRow,
-  type Target,
   type TargetName,
 } from '@ccmem/scenario';
-import type { KernelProfile } from '@ccmem/core';
 import type { CliIo } from '../io.js';
 import type { ReportOptions } from '../define/options.js';
 import type { ReportCase } from '../report/cases.js';
 import { emitReport, reportOnStdout, reportUsageError } from '../report/emit.js';
 import { getTargetFactory, kvmColumnAvailable, type TargetFactory } from '../targets.js';
-import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, nothingRan, reportInvalid, resultText, tick, toJson } from './shared.js';
-import { hostProfileOf, writeMatrixReport } from './report.js';
+import { detectedHostProfile, EXIT_FAIL, EXIT_INVALID, EXIT_OK, nothingRan, reportInvalid, resultText, tick, toJson } from './shared.js';
+import { writeMatrixReport } from './report.js';
 
 export interface MatrixCommandOptions extends ReportOptions {
   json?: boolean;
@@ -148,18 +146,9 @@ export async function matrixCommand(io: CliIo, opts: MatrixCommandOptions): Prom
       throw e;
     });
   }
-  if (columns.kvm) {
-    // `profile: host` on the model column follows the kernel the kvm column runs on
-    let hostProfile: KernelProfile | undefined;
-    try {
-      hostProfile = (columns.kvm() as Target & { profile?: KernelProfile }).profile;
-    } catch {
-      hostProfile = undefined; // the kvm rows say why
-    }
-    if (hostProfile && typeof hostProfile === 'object') {
-      columns.model = () => modelFactory({ hostProfile: hostProfile! });
-    }
-  }
+  // `profile: host` on the model column follows the kernel the kvm column runs on
+  const hostProfile = detectedHostProfile(columns.kvm);
+  if (hostProfile) columns.model = () => modelFactory({ hostProfile });
   const targets: TargetName[] = columns.kvm ? ['model', 'kvm'] : ['model'];
   // without the real-KVM column the run says why, once (not once per cell); a column the
   // options leave out is not a skip
@@ -239,7 +228,7 @@ export async function matrixCommand(io: CliIo, opts: MatrixCommandOptions): Prom
       }));
     if (!emitReport(io, opts, 'ccmem matrix', cases, doc)) return EXIT_INVALID;
   }
-  if (opts.report !== undefined) await writeMatrixReport(io, rows, entries, opts.report, hostProfileOf(columns));
+  if (opts.report !== undefined) await writeMatrixReport(io, rows, entries, opts.report, hostProfile);
   if (failed > 0 || skipFails) return EXIT_FAIL;
   if (passed === 0) {
     const why = rows.length === 0 ? (opts.filter !== undefined ? `no row matches --filter ${opts.filter}` : 'no scenario to run') : 'every row was skipped';

@@ -9,11 +9,9 @@ import {
   buildDiffReport,
   buildExploreReport,
   buildRunReport,
-  comparedStats,
   createModelTarget,
   type ExploreOptions,
   type ExploreResultJson,
-  type MatrixColumns,
   type MatrixRow,
   type ReportData,
   type Scenario,
@@ -62,17 +60,6 @@ export async function reportCommand(io: CliIo, file: string, opts: ReportCommand
 /* --report on the other commands                                                             */
 /* ------------------------------------------------------------------------------------------ */
 
-/** the host profile the kvm column detected (the model column follows it), if any */
-export function hostProfileOf(columns: MatrixColumns): KernelProfile | undefined {
-  if (!columns.kvm) return undefined;
-  try {
-    const p = (columns.kvm() as Target & { profile?: KernelProfile }).profile;
-    return p && typeof p === 'object' ? p : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 /** an index page linking reports */
 function writeIndex(path: string, title: string, rows: { text: string; href: string | null; status: string; reason?: string }[]): number {
   const items = rows
@@ -105,35 +92,21 @@ function slug(s: string): string {
 }
 
 /**
- * `ccmem diff --report <file>`: the model (under the host's profile, with snapshots) and kvm
- * side by side; one page for one scenario, an index of pages for several.
+ * `ccmem diff --report <file>`: the pages of the comparisons the diff command ran (model with
+ * snapshots, `buildDiffReport()`, beside kvm); one page for one scenario, an index of pages for
+ * several.
  */
-export async function writeDiffReports(io: CliIo, files: readonly { file: string; scenario: Scenario }[], out: string, opts: { stats?: boolean } = {}): Promise<void> {
-  const [kvm] = (await targetsOrReport(io, 'kvm')) ?? [];
-  if (!kvm) return;
-  let hostProfile: KernelProfile | undefined;
-  try {
-    hostProfile = (kvm as Target & { profile?: KernelProfile }).profile;
-  } catch {
-    hostProfile = undefined;
-  }
-  const detected = hostProfile !== undefined && typeof hostProfile === 'object';
-  const stats = opts.stats && detected ? comparedStats(hostProfile!) : undefined;
-  const one = (f: { file: string; scenario: Scenario }, path: string) => {
-    const model = createModelTarget(detected ? { hostProfile: hostProfile! } : {});
-    const { data } = buildDiffReport(f.scenario, model, kvm, { file: f.file, ...(stats && { stats }) });
-    return { data, bytes: writeReport(path, data) };
-  };
-  if (files.length === 1) {
-    const { bytes } = one(files[0]!, out);
+export function writeDiffReports(io: CliIo, pages: readonly { file: string; scenario: Scenario; data: ReportData }[], out: string): void {
+  if (pages.length === 1) {
+    const bytes = writeReport(out, pages[0]!.data);
     io.err(`report: ${out} (${kib(bytes)})`);
     return;
   }
   const dir = filesDir(out);
-  const rows = files.map((f, i) => {
-    const path = join(dir, `${i}-${slug(f.scenario.name)}.html`);
-    const { data } = one(f, path);
-    return { text: `${f.scenario.name} (${f.file})`, href: relative(dirname(out), path), status: data.pass ? 'pass' : 'fail', reason: data.verdict };
+  const rows = pages.map((p, i) => {
+    const path = join(dir, `${i}-${slug(p.scenario.name)}.html`);
+    writeReport(path, p.data);
+    return { text: `${p.scenario.name} (${p.file})`, href: relative(dirname(out), path), status: p.data.pass ? 'pass' : 'fail', reason: p.data.verdict };
   });
   writeIndex(out, 'ccmem diff: model vs kvm', rows);
   io.err(`report: ${out} (index of ${rows.length} reports in ${dir})`);

@@ -21,6 +21,7 @@ import {
   type TargetName,
 } from '@ccmem/scenario';
 import pc from 'picocolors';
+import type { KernelProfile } from '@ccmem/core';
 import type { CliIo } from '../io.js';
 import type { ReportCase } from '../report/cases.js';
 import { getTarget, targetProblem, type TargetFactoryOptions } from '../targets.js';
@@ -269,4 +270,20 @@ export function nothingRan(io: CliIo, what: string, allowEmpty: boolean | undefi
   if (allowEmpty) return EXIT_OK;
   io.err(`${io.color.red('error')} nothing ran: ${what} (--allow-empty accepts that)`);
   return EXIT_INVALID;
+}
+
+/**
+ * The kernel profile a (real-KVM) target detected for this host, or undefined when it has none
+ * or cannot detect one (no usable /dev/kvm: its rows or steps then say why). `profile: host`
+ * on the model follows it.
+ */
+export function detectedHostProfile(target: Target | (() => Target) | undefined): KernelProfile | undefined {
+  if (!target) return undefined;
+  try {
+    const t = typeof target === 'function' ? target() : target;
+    const p = (t as Target & { profile?: KernelProfile }).profile;
+    return p && typeof p === 'object' ? p : undefined;
+  } catch {
+    return undefined;
+  }
 }
