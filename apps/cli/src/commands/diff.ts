@@ -15,7 +15,7 @@ import { writeDiffReports } from './report.js';
 import pc from 'picocolors';
 import type { ReportOptions } from '../define/options.js';
 import type { ReportCase } from '../report/cases.js';
-import { emitReport, reportOnStdout, reportUsageError } from '../report/emit.js';
+import { emitReport, jsonOnStdout, reportUsageError, textOnStdout } from '../report/emit.js';
 
 const noColor = pc.createColors(false);
 
@@ -74,8 +74,8 @@ export async function diffCommand(io: CliIo, files: string[], opts: DiffOptions)
     io.err(`${io.color.red('error')} ${usage}`);
     return EXIT_INVALID;
   }
-  const json = Boolean(opts.json) || (opts.reporter === 'json' && opts.output === undefined);
-  const text = !json && !reportOnStdout(opts);
+  const json = jsonOnStdout(opts);
+  const text = textOnStdout(opts);
   const { loaded, errors } = loadFiles(files);
   if (errors.length) return reportInvalid(io, errors, json);
   const targets = await targetsOrReport(io, 'model', 'kvm');
@@ -134,9 +134,7 @@ export async function diffCommand(io: CliIo, files: string[], opts: DiffOptions)
     io.out(`\n${parts.join(', ')} ${c.dim(`(model under the host profile vs real KVM: ${steps} steps${stats ? `, ${nstats} stat changes` : ''} compared)`)}`);
   }
   if (opts.report !== undefined) writeDiffReports(io, pages, opts.report);
-  if (!(opts.json && opts.reporter === 'json' && opts.output === undefined)) {
-    if (!emitReport(io, opts, 'ccmem diff', () => diffs.map((d, i) => diffCase(d, times[i] ?? 0)), doc)) return EXIT_INVALID;
-  }
+  if (!emitReport(io, opts, 'ccmem diff', () => diffs.map((d, i) => diffCase(d, times[i] ?? 0)), doc)) return EXIT_INVALID;
   if (disagreed > 0) return EXIT_FAIL;
   if (agreed === 0) return nothingRan(io, 'every scenario was skipped', opts.allowEmpty);
   return EXIT_OK;

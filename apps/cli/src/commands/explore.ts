@@ -22,7 +22,7 @@ import type { CliIo } from '../io.js';
 import pc from 'picocolors';
 import type { ReportOptions } from '../define/options.js';
 import type { ReportCase } from '../report/cases.js';
-import { emitReport, reportOnStdout, reportUsageError } from '../report/emit.js';
+import { emitReport, jsonOnStdout, reportUsageError, textOnStdout } from '../report/emit.js';
 import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, toJson } from './shared.js';
 import { writeExploreReport } from './report.js';
 
@@ -171,8 +171,8 @@ export async function exploreCommand(io: CliIo, file: string | undefined, o: Exp
     return EXIT_INVALID;
   }
   const { builtin, replay, json: jsonFlag, skipRetryCheck, time, maxSchedules, shard, shardDepth, workers, progress, reporter, output, expect: expectFlag, report, ...search } = o;
-  const json = Boolean(jsonFlag) || (reporter === 'json' && output === undefined);
-  const text = !json && !reportOnStdout(o);
+  const json = jsonOnStdout(o);
+  const text = textOnStdout(o);
   const loaded = builtin !== undefined ? loadBuiltinExploration(builtin) : loadExplorationFile(file!);
   if (!loaded.ok) {
     for (const e of loaded.errors) io.err(`${c.red('error')} ${formatScenarioError(e)}`);
@@ -250,10 +250,8 @@ export async function exploreCommand(io: CliIo, file: string | undefined, o: Exp
   const doc = () => toJson(exploreJson(result, expect));
   if (jsonFlag) io.out(doc());
   else if (text) printSummary(io, result, o, expect);
-  if (!(jsonFlag && reporter === 'json' && output === undefined)) {
-    const ok = emitReport(io, o, 'ccmem explore', () => [exploreCase(result, expect, builtin !== undefined ? `builtin/${builtin}` : file!, o)], doc);
-    if (!ok) return EXIT_INVALID;
-  }
+  const ok = emitReport(io, o, 'ccmem explore', () => [exploreCase(result, expect, builtin !== undefined ? `builtin/${builtin}` : file!, o)], doc);
+  if (!ok) return EXIT_INVALID;
   if (report !== undefined) writeExploreReport(io, scenario, opts, result, report, { name, ...(file !== undefined && { file }), ...(replay !== undefined && { schedule: replay }) });
   return exitCodeOf(result, expect);
 }

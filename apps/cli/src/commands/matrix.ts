@@ -19,7 +19,7 @@ import {
 import type { CliIo } from '../io.js';
 import type { ReportOptions } from '../define/options.js';
 import type { ReportCase } from '../report/cases.js';
-import { emitReport, reportOnStdout, reportUsageError } from '../report/emit.js';
+import { emitReport, jsonOnStdout, reportUsageError, textOnStdout } from '../report/emit.js';
 import { getTargetFactory, kvmColumnAvailable, type TargetFactory } from '../targets.js';
 import { detectedHostProfile, EXIT_FAIL, EXIT_INVALID, EXIT_OK, nothingRan, reportInvalid, resultText, tick, toJson } from './shared.js';
 import { writeMatrixReport } from './report.js';
@@ -118,8 +118,8 @@ export async function matrixCommand(io: CliIo, opts: MatrixCommandOptions): Prom
     io.err(`${c.red('error')} ${usage ?? (selector as { error: string }).error}`);
     return EXIT_INVALID;
   }
-  const json = Boolean(opts.json) || (opts.reporter === 'json' && opts.output === undefined);
-  const text = !json && !reportOnStdout(opts);
+  const json = jsonOnStdout(opts);
+  const text = textOnStdout(opts);
   let entries;
   try {
     entries = builtinScenarios(opts.dir);
@@ -215,19 +215,17 @@ export async function matrixCommand(io: CliIo, opts: MatrixCommandOptions): Prom
     if (skipFails) io.out(c.red(`--fail-on-skip: ${skipped} rows skipped${kvmColumnSkipped !== undefined ? ', and the real-KVM column' : ''}`));
     io.out(`\n${c.green(`${passed} passed`)}, ${failed ? c.red(`${failed} failed`) : '0 failed'}, ${c.yellow(`${skipped} skipped`)}`);
   }
-  if (!(opts.json && opts.reporter === 'json' && opts.output === undefined)) {
-    const cases = (): ReportCase[] =>
-      rows.map((r, i) => ({
-        suite: `${r.target} ${r.vm_type}`,
-        classname: r.file,
-        name: `${r.scenario} [${r.vm_type}/${r.provider}/${r.target}]`,
-        status: r.status === 'pass' ? 'pass' : r.status === 'skip' ? 'skip' : r.result?.error ? 'error' : 'fail',
-        ...(r.status !== 'pass' && r.reason !== undefined && { message: r.reason }),
-        ...(r.status === 'fail' && r.result && { details: resultText(r.result) }),
-        timeMs: times[i] ?? 0,
-      }));
-    if (!emitReport(io, opts, 'ccmem matrix', cases, doc)) return EXIT_INVALID;
-  }
+  const cases = (): ReportCase[] =>
+    rows.map((r, i) => ({
+      suite: `${r.target} ${r.vm_type}`,
+      classname: r.file,
+      name: `${r.scenario} [${r.vm_type}/${r.provider}/${r.target}]`,
+      status: r.status === 'pass' ? 'pass' : r.status === 'skip' ? 'skip' : r.result?.error ? 'error' : 'fail',
+      ...(r.status !== 'pass' && r.reason !== undefined && { message: r.reason }),
+      ...(r.status === 'fail' && r.result && { details: resultText(r.result) }),
+      timeMs: times[i] ?? 0,
+    }));
+  if (!emitReport(io, opts, 'ccmem matrix', cases, doc)) return EXIT_INVALID;
   if (opts.report !== undefined) await writeMatrixReport(io, rows, entries, opts.report, hostProfile);
   if (failed > 0 || skipFails) return EXIT_FAIL;
   if (passed === 0) {

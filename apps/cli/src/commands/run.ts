@@ -1,7 +1,7 @@
 import { runScenario, type InvariantMode, type ScenarioResult, type TargetName } from '@ccmem/scenario';
 import type { CliIo } from '../io.js';
 import type { ReportOptions } from '../define/options.js';
-import { emitReport, reportOnStdout, reportUsageError } from '../report/emit.js';
+import { emitReport, jsonOnStdout, reportUsageError, textOnStdout } from '../report/emit.js';
 import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, inputLimits, loadFiles, nothingRan, printResult, reportInvalid, resultCase, resultJson, targetsOrReport, tick, toJson, writeTrace } from './shared.js';
 
 export interface RunCommandOptions extends ReportOptions {
@@ -23,8 +23,8 @@ export async function runCommand(io: CliIo, paths: string[], opts: RunCommandOpt
     io.err(`${io.color.red('error')} ${usage}`);
     return EXIT_INVALID;
   }
-  const json = Boolean(opts.json) || (opts.reporter === 'json' && opts.output === undefined);
-  const text = !json && !reportOnStdout(opts);
+  const json = jsonOnStdout(opts);
+  const text = textOnStdout(opts);
   const limits = inputLimits(opts);
   if (typeof limits === 'string') {
     io.err(`${io.color.red('error')} ${limits}`);
@@ -55,10 +55,8 @@ export async function runCommand(io: CliIo, paths: string[], opts: RunCommandOpt
     const c = io.color;
     io.out(`\n${c.green(`${passed} passed`)}, ${failed ? c.red(`${failed} failed`) : '0 failed'}${skipped ? `, ${c.yellow(`${skipped} skipped`)}` : ''}`);
   }
-  if (!(opts.json && opts.reporter === 'json' && opts.output === undefined)) {
-    const ok = emitReport(io, opts, `ccmem run (${opts.target})`, () => results.map((r, i) => resultCase(r, `ccmem run ${opts.target}`, times[i])), doc);
-    if (!ok) return EXIT_INVALID;
-  }
+  const ok = emitReport(io, opts, `ccmem run (${opts.target})`, () => results.map((r, i) => resultCase(r, `ccmem run ${opts.target}`, times[i])), doc);
+  if (!ok) return EXIT_INVALID;
   if (traceError) return EXIT_INVALID;
   if (failed > 0) return EXIT_FAIL;
   if (passed === 0) return nothingRan(io, `every scenario was skipped on the ${opts.target} target`, opts.allowEmpty);

@@ -14,6 +14,16 @@ export function reportOnStdout(o: ReportOptions): boolean {
   return o.reporter !== undefined && o.output === undefined;
 }
 
+/** Whether the command's --json document goes to stdout: `--json`, or `--reporter json` without `--output`. */
+export function jsonOnStdout(o: ReportOptions & { json?: boolean }): boolean {
+  return Boolean(o.json) || (o.reporter === 'json' && o.output === undefined);
+}
+
+/** Whether the command prints its text lines: no --json document and no report on stdout. */
+export function textOnStdout(o: ReportOptions & { json?: boolean }): boolean {
+  return !jsonOnStdout(o) && !reportOnStdout(o);
+}
+
 /**
  * The usage error of a report option combination, or null: `--output` needs `--reporter`, and
  * `--json` with a junit/tap report on stdout would mix two documents there.
@@ -25,11 +35,13 @@ export function reportUsageError(o: ReportOptions & { json?: boolean }): string 
 }
 
 /**
- * Write the report: `json` is the command's --json document, `cases` feed junit and tap.
+ * Write the report: `json` is the command's --json document, `cases` feed junit and tap. With
+ * `--json --reporter json` and no `--output` the command printed that document already.
  * Returns false (after saying why on stderr) when the file cannot be written.
  */
-export function emitReport(io: CliIo, o: ReportOptions, title: string, cases: () => readonly ReportCase[], json: () => string): boolean {
+export function emitReport(io: CliIo, o: ReportOptions & { json?: boolean }, title: string, cases: () => readonly ReportCase[], json: () => string): boolean {
   if (o.reporter === undefined) return true;
+  if (o.json && o.reporter === 'json' && o.output === undefined) return true;
   const text = o.reporter === 'json' ? `${json()}\n` : o.reporter === 'junit' ? formatJunit(title, cases()) : formatTap(cases());
   if (o.output === undefined) {
     io.out(text);
