@@ -360,13 +360,21 @@ export class Vcpu<E extends VendorEdge = VendorEdge> {
       else if (write) phys.writeValue(pfn, pageOffset(gpas[i]!), len, value >> BigInt(8 * off));
       else out |= phys.readValue(pfn, pageOffset(gpas[i]!), len) << BigInt(8 * off);
     }
+    return this.fragmentsDone(frags, size, write, value, out, 'emulated page-crossing access', 'is not RAM');
+  }
+
+  /**
+   * The end of emulator_read_write(): with no MMIO fragment the access is done (a load with the
+   * RAM bytes `out`); else the fragments are queued in vcpu->mmio_fragments and KVM_RUN exits
+   * with the first.
+   */
+  private fragmentsDone(frags: number[], size: number, write: boolean, value: bigint, out: bigint, what: string, why: string): GuestAccessResult {
     if (frags.length === 0) return write ? WRITE_DONE : { value: out };
     const m: EmulatedMmio = { frags, nr: frags.length / 3, cur: 0, isWrite: write, value: write ? BigInt.asUintN(8 * size, value) : out };
     this.mmio = m;
-    return this.mmioExit(m, `emulated page-crossing access: fragment 1 of ${m.nr} (gpa 0x${frags[0]!.toString(16)}) is not RAM`);
+    return this.mmioExit(m, `${what}: fragment 1 of ${m.nr} (gpa 0x${frags[0]!.toString(16)}) ${why}`);
   }
 
-  /** the KVM_EXIT_MMIO for the current fragment (emulator_read_write(), complete_emulated_mmio()) */
   /**
    * The access as the instruction emulator performs it (profile `emulatedGuestAccesses`;
    * emulated-access.ts): KVM_RUN loads the vCPU's MMU root (kvm_mmu_reload()), then each page
@@ -413,12 +421,10 @@ export class Vcpu<E extends VendorEdge = VendorEdge> {
       }
       off += len;
     }
-    if (frags.length === 0) return write ? WRITE_DONE : { value: out };
-    const m: EmulatedMmio = { frags, nr: frags.length / 3, cur: 0, isWrite: write, value: write ? BigInt.asUintN(8 * size, value) : out };
-    this.mmio = m;
-    return this.mmioExit(m, `emulated access: fragment 1 of ${m.nr} (gpa 0x${frags[0]!.toString(16)}) is not RAM the emulator can reach through the memslot's hva`);
+    return this.fragmentsDone(frags, size, write, value, out, 'emulated access', "is not RAM the emulator can reach through the memslot's hva");
   }
 
+  /** the KVM_EXIT_MMIO for the current fragment (emulator_read_write(), complete_emulated_mmio()) */
   private mmioExit(m: EmulatedMmio, reason: string): GuestAccessResult {
     const c = m.cur * 3;
     const fgpa = m.frags[c]!;
