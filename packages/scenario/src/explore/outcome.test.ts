@@ -3,6 +3,7 @@ import { explore, loadBuiltinExploration, parseExploration } from '../index.js';
 import { createModelTarget } from '../model-target.js';
 import { parseScenario } from '../parse.js';
 import { runScenario } from '../runner.js';
+import type { Invariant } from '../schema.js';
 
 const BASE = `
 vm: { type: default }
@@ -85,8 +86,8 @@ describe('the outcome invariant', () => {
     const l = loadBuiltinExploration('set-memory-region-delete-race');
     if (!l.ok) throw new Error('load');
     const x = l.exploration;
-    const invariants = (x.scenario.concurrent!.invariants ?? []).map((inv) =>
-      typeof inv !== 'string' && 'outcome' in inv && inv.outcome.after?.step === 3 ? { outcome: { ...inv.outcome, one_of: [{ value: 0x90 }] } } : inv,
+    const invariants = (x.scenario.concurrent!.invariants ?? []).map(
+      (inv): Invariant => (typeof inv !== 'string' && 'outcome' in inv && inv.outcome.after?.step === 3 ? { outcome: { ...inv.outcome, one_of: [{ value: 0x90n }] } } : inv),
     );
     const r = explore({ ...x.scenario, concurrent: { ...x.scenario.concurrent!, invariants } }, x.options);
     expect(r.pass).toBe(false);
