@@ -23,6 +23,7 @@ import {
   EXPLORE_ONLY_INVARIANT_NAMES,
   type Expectation,
   type Invariant,
+  type OutcomeInvariant,
   type Provider,
   type Scenario,
   type Step,
@@ -141,13 +142,19 @@ export function runScenario(scenario: Scenario, target: Target, opts: RunOptions
     if (!stopped && scenario.concurrent) {
       // One interleaving: the actors take turns, one step each (round robin).
       const queues = Object.entries(scenario.concurrent.actors).map(([actor, steps]) => ({ actor, steps, next: 0 }));
+      const done: ActorStepOutcome[] = [];
       let progressed = true;
       while (progressed && !stopped) {
         progressed = false;
         for (const q of queues) {
           if (q.next >= q.steps.length) continue;
           progressed = true;
-          if (runOne(q.steps[q.next++]!, q.actor) === 'stop') {
+          const step = q.steps[q.next]!;
+          const at = index;
+          const verdict = runOne(step, q.actor);
+          const r = result.steps[result.steps.length - 1]!;
+          done.push({ actor: q.actor, step: q.next++, op: step.op, outcome: r.outcome, start: at, end: at });
+          if (verdict === 'stop') {
             stopped = true;
             break;
           }
@@ -155,7 +162,7 @@ export function runScenario(scenario: Scenario, target: Target, opts: RunOptions
       }
       if (!stopped) {
         for (const inv of scenario.concurrent.invariants ?? []) {
-          const r = checkInvariant(inv, index++, target, ctx, names);
+          const r = checkInvariant(inv, index++, target, ctx, names, done);
           result.steps.push(r);
           if (r.skipped === undefined && !r.pass) result.pass = false;
         }
@@ -231,7 +238,14 @@ function checkInvariant(
   target: Target,
   ctx: RunContext,
   names: Map<string, number>,
+  done: readonly ActorStepOutcome[],
 ): StepResult {
+  if (typeof inv !== 'string' && 'outcome' in inv) {
+    const o = inv.outcome;
+    const base = { index, op: `invariant outcome of ${o.actor}`, expected: { one_of: o.one_of } };
+    const msg = checkOutcomeInvariant(o, done);
+    return { ...base, pass: msg === null, outcome: {}, mismatches: msg === null ? [] : [msg] };
+  }
   if (typeof inv === 'string') {
     const base = { index, op: `invariant ${inv}`, expected: { holds: true } };
     if (EXPLORE_ONLY_INVARIANT_NAMES.includes(inv)) {
@@ -498,6 +512,54 @@ export function describeExpectation(e: Expectation | Record<string, unknown>): s
   const entries = Object.entries(e).filter(([, v]) => v !== undefined);
   if (entries.length === 0) return 'ok';
   return entries.map(([k, v]) => `${k} ${show(v)}`).join(', ');
+}
+
+/** One finished actor step, as the `outcome` invariant judges it. */
+export interface ActorStepOutcome {
+  actor: string;
+  /** index in the actor's step list */
+  step: number;
+  op: string;
+  outcome: Outcome;
+  /** when it began and finished (the explorer's clock; the round-robin run's step index) */
+  start: number;
+  end: number;
+}
+
+/**
+ * The `outcome` invariant of a `concurrent:` block: every held step of `inv.actor` ended in one
+ * of `inv.one_of`. Held: the listed `steps` (all when omitted); with `after`, only those that
+ * began after that step finished (none while it has not); with `before`, only those that
+ * finished before that step began (all while it has not). Returns the first offence, or null.
+ */
+export function checkOutcomeInvariant(inv: OutcomeInvariant, done: readonly ActorStepOutcome[]): string | null {
+  let since = -Infinity;
+  if (inv.after) {
+    const ref = inv.after;
+    const a = done.find((d) => d.actor === ref.actor && d.step === ref.step);
+    if (!a) return null;
+    since = a.end;
+  }
+  let until = Infinity;
+  if (inv.before) {
+    const ref = inv.before;
+    const b = done.find((d) => d.actor === ref.actor && d.step === ref.step);
+    if (b) until = b.start;
+  }
+  for (const d of done) {
+    if (d.actor !== inv.actor || d.start <= since || d.end >= until) continue;
+    if (inv.steps && !inv.steps.includes(d.step)) continue;
+    if (inv.one_of.some((e) => compareOutcome(e, d.outcome).length === 0)) continue;
+    const when = [
+      inv.after ? `begun after ${inv.after.actor} step ${inv.after.step} finished` : '',
+      inv.before ? `done before ${inv.before.actor} step ${inv.before.step} began` : '',
+    ]
+      .filter(Boolean)
+      .map((w, i) => (i === 0 ? `, ${w}` : ` and ${w}`))
+      .join('');
+    return `${d.actor} step ${d.step} (${d.op}${when}): ${describeOutcome(d.outcome)}, which is none of: ${inv.one_of.map((e) => describeExpectation(e)).join(' | ')}`;
+  }
+  return null;
 }
 
 /* ------------------------------------------------------------------------------------------ */

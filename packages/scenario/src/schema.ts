@@ -256,7 +256,23 @@ const INVARIANT_NAMES = new Set([...RUN_INVARIANT_NAMES, ...EXPLORE_ONLY_INVARIA
 const invariantName = z.string().refine((n) => INVARIANT_NAMES.has(n), {
   message: `unknown invariant (known: ${[...INVARIANT_NAMES].join(', ')})`,
 });
-const invariantSchema = z.union([invariantName, z.strictObject({ assert: assertArgs })]);
+/**
+ * `outcome`: what an actor's steps may end in, whatever the interleaving. Each step of `actor`
+ * (`steps`: indexes in its list; all of them when omitted) must match one of `one_of` (the
+ * `expect` forms). With `after`, only the steps that began after that actor step finished are
+ * held to it (the selftests' "once the VMM is done, the guest sees ..."); with `before`, only
+ * those that finished before it began.
+ */
+const stepRef = z.strictObject({ actor: z.string(), step: num() });
+const outcomeInvariantSchema = z.strictObject({
+  actor: z.string(),
+  steps: z.array(num()).min(1).optional(),
+  one_of: z.array(expectSchema).min(1),
+  after: stepRef.optional(),
+  before: stepRef.optional(),
+});
+export type OutcomeInvariant = z.output<typeof outcomeInvariantSchema>;
+const invariantSchema = z.union([invariantName, z.strictObject({ assert: assertArgs }), z.strictObject({ outcome: outcomeInvariantSchema })]);
 export type Invariant = z.output<typeof invariantSchema>;
 
 const concurrentSchema = z.strictObject({
@@ -326,6 +342,23 @@ export const scenarioSchema = z
       for (const [actor, steps] of Object.entries(sc.concurrent.actors)) {
         checkSteps(steps, ['concurrent', 'actors', actor], new Set(names));
       }
+      const actors = sc.concurrent.actors;
+      sc.concurrent.invariants?.forEach((inv, i) => {
+        if (typeof inv === 'string' || !('outcome' in inv)) return;
+        const o = inv.outcome;
+        const path = ['concurrent', 'invariants', i, 'outcome'];
+        const known = (ref: { actor: string; step?: number }, at: (string | number)[]) => {
+          const steps = actors[ref.actor];
+          if (!steps) ctx.addIssue({ code: 'custom', path: [...path, ...at, 'actor'], message: `no actor "${ref.actor}" (actors: ${Object.keys(actors).join(', ')})` });
+          else if (ref.step !== undefined && ref.step >= steps.length) {
+            ctx.addIssue({ code: 'custom', path: [...path, ...at, 'step'], message: `actor ${ref.actor} has ${steps.length} steps (0..${steps.length - 1})` });
+          }
+        };
+        known({ actor: o.actor }, []);
+        for (const [j, st] of (o.steps ?? []).entries()) known({ actor: o.actor, step: st }, ['steps', j]);
+        if (o.after) known(o.after, ['after']);
+        if (o.before) known(o.before, ['before']);
+      });
     }
   });
 

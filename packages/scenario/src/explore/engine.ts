@@ -23,7 +23,7 @@
  */
 import { isAddrRef } from '../numbers.js';
 import { checkVmInvariants, type TraceEvent } from '@ccmem/core';
-import { sameValue } from '../runner.js';
+import { checkOutcomeInvariant, sameValue, type ActorStepOutcome } from '../runner.js';
 import { ASSERT_LOCATORS, EXPLORE_ONLY_INVARIANT_NAMES, RUN_INVARIANT_NAMES, type Invariant, type Scenario, type Step } from '../schema.js';
 import { CHECK_ALL, independent, type CheckRange, type ExploreMode, type Footprint } from './types.js';
 import { World, type ActorStepRecord, type WorldOptions } from './world.js';
@@ -370,8 +370,21 @@ function finalChecks(st: RunState, scenario: Scenario): void {
       }
     }
   }
+  let done: ActorStepOutcome[] | null = null;
   for (const inv of scenario.concurrent?.invariants ?? []) {
     if (typeof inv === 'string') continue;
+    if ('outcome' in inv) {
+      done ??= w.records.map((r) => {
+        const a = w.actors.find((x) => x.name === r.actor)!;
+        return { actor: r.actor, step: r.index - a.firstIndex, op: r.op, outcome: r.outcome, start: r.start, end: r.end };
+      });
+      const msg = checkOutcomeInvariant(inv.outcome, done);
+      if (msg) {
+        st.violation = msg;
+        return;
+      }
+      continue;
+    }
     const msg = checkAssert(w, inv);
     if (msg) {
       st.violation = msg;
@@ -380,7 +393,7 @@ function finalChecks(st: RunState, scenario: Scenario): void {
   }
 }
 
-function checkAssert(w: World, inv: Exclude<Invariant, string>): string | null {
+function checkAssert(w: World, inv: Extract<Invariant, { assert: unknown }>): string | null {
   const step: Step = { op: 'assert', args: inv.assert, expect: {} };
   const args = inv.assert as Record<string, unknown>;
   const outcome = w.target.execute({ index: -1, op: 'assert', args } as never, w.ctx);
