@@ -200,17 +200,20 @@ export class Actor {
       return w.stepFootprint(step, this.resolved(step));
     }
     if (w.pageGranular) return this.pageFootprint(a);
+    // as in pageFootprint, every access reads the memslot generation that a memslot change
+    // writes (kvm_memslots()->generation, which MMIO SPTEs carry); attribute invalidations are
+    // global here, so SHARED_INVALIDATE is not needed
     switch (a.kind) {
       case 'access':
-        return range2M(a.op.gfn, a.op.gfn + 1);
+        return { ...range2M(a.op.gfn, a.op.gfn + 1), reads: SHARED_MEMSLOTS };
       case 'prefault': {
         const g = Math.floor(a.op.range.gpa / PAGE_SIZE);
-        return range2M(g, g + Math.max(1, Math.ceil(a.op.range.size / PAGE_SIZE)));
+        return { ...range2M(g, g + Math.max(1, Math.ceil(a.op.range.size / PAGE_SIZE))), reads: SHARED_MEMSLOTS };
       }
       case 'attributes':
         return a.op.phase === 'invalidate' || a.op.phase === 'post' ? GLOBAL : range2M(a.lo, a.hi);
       case 'memslot':
-        return a.op.phase === 'zap' && w.vm.vmType === 0 ? GLOBAL : range2M(a.lo, a.hi);
+        return a.op.phase === 'zap' && w.vm.vmType === 0 ? GLOBAL : { ...range2M(a.lo, a.hi), writes: SHARED_MEMSLOTS };
       case 'punch':
         return GLOBAL;
     }
@@ -603,7 +606,7 @@ export class World {
     void step;
     const r = this.stepCheckRange(rs);
     if (r.global) return r;
-    if (!this.pageGranular) return range2M(r.lo, r.hi);
+    if (!this.pageGranular) return { ...range2M(r.lo, r.hi), reads: SHARED_MEMSLOTS };
     // the first phase: a read's walk, an attribute change's checks (prepare), else a phase
     // that may make writable, map or zap a huge leaf
     if (rs.op === 'guest_read') return pages(r.lo, r.hi, SHARED_MEMSLOTS);
