@@ -1,10 +1,10 @@
 /** The SNP backend's rules, on the core VM with a real guest_memfd (src/testing/snp-vm.ts). */
 import { describe, expect, it } from 'vitest';
-import { KVM_CAP_EXIT_HYPERCALL, KVM_HC_MAP_GPA_RANGE, KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_X86_SNP_VM, KvmError, PAGE_SIZE, PG_LEVEL_2M, PG_LEVEL_4K, PhysMem } from '@ccmem/core';
-import { SnpHost, PFERR_GUEST_RMP_MASK, PFERR_GUEST_SIZEM_MASK, pferrHas, RMPUPDATE_FAIL_PERMISSION, rmpupdateInsn } from './instructions.js';
+import { KVM_CAP_EXIT_HYPERCALL, KVM_HC_MAP_GPA_RANGE, KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_X86_SNP_VM, PAGE_SIZE, PG_LEVEL_2M, PG_LEVEL_4K } from '@ccmem/core';
+import { PFERR_GUEST_RMP_MASK, PFERR_GUEST_SIZEM_MASK, pferrHas, RMPUPDATE_FAIL_PERMISSION, rmpupdateInsn } from './instructions.js';
 import type { SnpPageLevel, SnpPscEntry } from './edge.js';
-import { createSnpBackend, SNP_PAGE_STATE_PRIVATE, SNP_PAGE_STATE_PSMASH, SNP_PAGE_STATE_SHARED, VMGEXIT_PSC_ERROR_GENERIC, VMGEXIT_PSC_ERROR_INVALID_ENTRY, VMGEXIT_PSC_ERROR_INVALID_HDR } from './snp-backend.js';
-import { GFN0, GPA0, MiB, snpVm } from './testing/snp-vm.js';
+import { SNP_PAGE_STATE_PRIVATE, SNP_PAGE_STATE_PSMASH, SNP_PAGE_STATE_SHARED, VMGEXIT_PSC_ERROR_GENERIC, VMGEXIT_PSC_ERROR_INVALID_ENTRY, VMGEXIT_PSC_ERROR_INVALID_HDR, type SnpBackend } from './snp-backend.js';
+import { GFN0, GPA0, MiB, snpKvm, snpVm } from './testing/snp-vm.js';
 
 const ENC = 1 << 4;
 const SZ_2M = 1;
@@ -36,18 +36,42 @@ function stats(t: SnpVm) {
   return t.b.inspect!({ what: 'stats' }) as { backend: Record<string, number> };
 }
 
-describe('createSnpBackend', () => {
-  it('describes an SNP VM and takes an ASID from the host', () => {
-    const phys = new PhysMem();
-    const host = new SnpHost({ maxSnpAsid: 1 });
-    const b = createSnpBackend({ directmap: 'split', rmpTiming: 'prepare', phys, host });
-    expect(b).toMatchObject({ vmType: KVM_X86_SNP_VM, hasPrivateMem: true, nrMemslotAsIds: 1, hasReadonlyMem: false, hasMirroredTdp: false, gfnDirectBits: 0, supportsGmemInitShared: false, asid: 1 });
+describe('an SNP VM', () => {
+  it('describes an SNP VM; KVM_SEV_INIT2 takes its ASID from the host (EBUSY when taken, back after destroy)', () => {
+    const kvm = snpKvm();
+    const vm = kvm.createVm({ type: KVM_X86_SNP_VM, options: { asid: 1 } });
+    const b = vm.backend as SnpBackend;
+    expect(b).toMatchObject({ vmType: KVM_X86_SNP_VM, hasPrivateMem: true, nrMemslotAsIds: 1, hasReadonlyMem: false, hasMirroredTdp: false, gfnDirectBits: 0, supportsGmemInitShared: false });
     expect(b.preFaultAllowed()).toBe(false);
     expect(b.faultIsPrivate!(0x1000, true)).toBe(true);
     expect(b.faultIsPrivate!(0x1000, false)).toBe(false);
-    expect(() => createSnpBackend({ directmap: 'split', rmpTiming: 'prepare', phys, host })).toThrow(KvmError);
-    b.destroy!();
-    expect(createSnpBackend({ directmap: 'split', rmpTiming: 'prepare', phys, host }).asid).toBe(1);
+    // __sev_guest_init(): the ASID comes with KVM_SEV_INIT2, not KVM_CREATE_VM
+    expect(b.asid).toBe(0);
+    const other = kvm.createVm({ type: KVM_X86_SNP_VM, options: { asid: 1 } });
+    vm.memoryEncryptOp({ cmd: 'sev_init2' });
+    expect(b.asid).toBe(1);
+    expect(() => other.memoryEncryptOp({ cmd: 'sev_init2' })).toThrow(expect.objectContaining({ code: 'EBUSY' }));
+    expect(other.backend).toMatchObject({ asid: 0, sevInfo: { active: false, needInit: true } });
+    kvm.process.close(vm.fd); // sev_vm_destroy(): the ASID is reclaimable
+    expect(other.memoryEncryptOp({ cmd: 'sev_init2' })).toEqual({ ret: 0 });
+    expect(other.backend).toMatchObject({ asid: 1 });
+  });
+
+  it('before KVM_SEV_INIT2: KVM_RUN is EINVAL, the SNP launch is refused, guest_memfd prepares nothing', () => {
+    const t = snpVm({ noInit2: true });
+    setPrivate(t, 0, 1);
+    expect(privateWrite(t, GPA0)).toMatchObject({ errno: 'EINVAL' });
+    expect(pvalidate(t.vcpu, GPA0)).toMatchObject({ errno: 'EINVAL' });
+    expect(() => t.vm.memoryEncryptOp({ cmd: 'snp_launch_start' })).toThrow(expect.objectContaining({ code: 'ENOTTY' }));
+    expect(() => t.vm.memoryEncryptOp({ cmd: 'snp_launch_update', gfn_start: GFN0, uaddr: t.hva, len: PAGE_SIZE, type: 1 })).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+    expect(() => t.vm.memoryEncryptOp({ cmd: 'snp_launch_finish' })).toThrow(expect.objectContaining({ code: 'ENOTTY' }));
+    // sev_gmem_prepare() of a VM that is not an SNP guest: no RMP change
+    expect(t.vm.gmemGetPfn(GFN0)).toMatchObject({ maxOrder: 0 });
+    expect(t.host.rmp.assignedPages).toBe(0);
+    // a vCPU exists: KVM_SEV_INIT2 is too late (kvm->created_vcpus) and the VM stays unusable
+    expect(() => t.vm.memoryEncryptOp({ cmd: 'sev_init2' })).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+    expect(t.b.asid).toBe(0);
+    expect(privateWrite(t, GPA0)).toMatchObject({ errno: 'EINVAL' });
   });
 });
 

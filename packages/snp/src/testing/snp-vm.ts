@@ -1,6 +1,7 @@
 /**
  * An SNP VM for the package's tests: the real core `Kvm` and VM with the SNP backend and a real
- * guest_memfd provider (a dev-dependency), one guest_memfd memslot at 4 GiB, vCPUs created.
+ * guest_memfd provider (a dev-dependency), set up as a VMM does: KVM_CREATE_VM, KVM_SEV_INIT2
+ * (before any vCPU exists), one guest_memfd memslot at 4 GiB, then the vCPUs.
  * Not published (package.json `files` leaves out src/**\/testing/**).
  */
 import {
@@ -26,6 +27,8 @@ export interface SnpVmSetup {
   size?: number;
   /** 2 MiB guest_memfd folios (GUEST_MEMFD_FLAG_HUGETLB | GUESTMEM_HUGETLB_FLAG_2MB) */
   huge?: boolean;
+  /** skip KVM_SEV_INIT2 (the VM keeps need_init) */
+  noInit2?: boolean;
 }
 
 /** a `new Kvm` that knows the SNP VM type and guest_memfd */
@@ -36,6 +39,7 @@ export function snpKvm(profile = 'upstream') {
 export function snpVm(setup: SnpVmSetup = {}) {
   const kvm = snpKvm(setup.profile);
   const vm = kvm.createVm({ type: KVM_X86_SNP_VM, options: setup.options ?? {} });
+  if (!setup.noInit2) vm.memoryEncryptOp({ cmd: 'sev_init2' });
   const size = setup.size ?? 4 * MiB;
   const fd = vm.createGuestMemfd({ size, flags: setup.huge ? GUEST_MEMFD_FLAG_HUGETLB | GUESTMEM_HUGETLB_FLAG_2MB : 0 });
   const hva = kvm.process.mm.mmap({ length: size, prot: { read: true, write: true }, shared: false });
