@@ -505,7 +505,7 @@ class SnpBackendImpl implements SnpBackend {
       case 'ghcb_msr':
       case 'ghcb_term_request':
         return sevHandleVmgexit(
-          { ...this.sevInfo, ghcbVersion: this.sevInfo.ghcbVersion || 2 },
+          this.sevInfo,
           req,
           (value) => this.snpGhcbMsr(vcpuId, value),
           (gpa) => this.ghcbRegistered.get(vcpuId) === gpa,
