@@ -47,6 +47,28 @@ describe('model target: setup', () => {
     expect(t.vm).toBeNull();
   });
 
+  it('issues KVM_SEV_INIT2 on an snp VM at setup, as a VMM does, unless a step issues sev_init2', () => {
+    const sevState = (yaml: string, vm?: string) => {
+      const t = createModelTarget();
+      const sc = parseScenario(yaml);
+      const cfg = vm ? { ...sc.vm, type: vm as typeof sc.vm.type } : sc.vm;
+      t.begin(sc, { scenario: sc, vm: cfg, names: new Map(), trace: false });
+      const state = t.vm!.backend!.inspect!({ what: 'sev' } as never) as { active: boolean; need_init: boolean };
+      t.end();
+      return state;
+    };
+    const plain = 'name: t\nvm: { type: snp }\nsteps:\n  - create_vcpu: { id: 0 }\n';
+    expect(sevState(plain)).toMatchObject({ active: true, need_init: false });
+    const own = 'name: t\nvm: { type: snp }\nsteps:\n  - create_vcpu: { id: 0 }\n  - sev_init2: {}\n    expect: { errno: EINVAL }\n';
+    expect(sevState(own)).toMatchObject({ active: false, need_init: true });
+    const actor = 'name: t\nvm: { type: snp }\nsteps: []\nconcurrent:\n  actors:\n    a:\n      - sev_init2: {}\n';
+    expect(sevState(actor)).toMatchObject({ active: false, need_init: true });
+    // SEV and SEV-ES scenarios always write the step; a matrix cell running a scenario as snp gets it
+    const sev = 'name: t\nvm: { type: sev-es }\napplies_to: { vm_types: [sev-es, snp] }\nsteps:\n  - create_vcpu: { id: 0 }\n';
+    expect(sevState(sev)).toMatchObject({ active: false, need_init: true });
+    expect(sevState(sev, 'snp')).toMatchObject({ active: true, need_init: false });
+  });
+
   it('skips VM types the host profile does not offer', () => {
     const r = run('name: t\nvm: { type: tdx, profile: host }\nsteps:\n  - create_vcpu: { id: 0 }\n');
     expect(r.skipped).toMatch(/linux-6.18-pvm kernel profile has no tdx VMs/);

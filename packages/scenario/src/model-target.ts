@@ -90,6 +90,18 @@ export function backendOptions(vm: VmConfig): NonNullable<Parameters<ModelKvm['c
   return {};
 }
 
+/**
+ * A VMM (QEMU's sev_snp_kvm_init()) issues KVM_SEV_INIT2 on an SNP VM right after KVM_CREATE_VM,
+ * before any vCPU: the setup of an `snp` scenario does the same, unless one of its steps issues
+ * `sev_init2` itself (then the scenario decides when, or whether it comes too late). SEV and
+ * SEV-ES scenarios always write the step.
+ */
+export function vmmInitsSnp(scenario: Scenario, vm: VmConfig): boolean {
+  if (vm.type !== 'snp') return false;
+  const steps = [scenario.steps, ...Object.values(scenario.concurrent?.actors ?? {})];
+  return !steps.some((list) => list.some((s) => s.op === 'sev_init2'));
+}
+
 export interface ModelTarget extends Target {
   /** the model of the current scenario (between begin and end) */
   readonly kvm: ModelKvm | null;
@@ -172,6 +184,7 @@ class ModelTargetImpl implements ModelTarget {
     if (unmet) throw new SkipScenario(unmet);
     this.kvm = kvm;
     this.vm = kvm.createVm({ type, options: backendOptions(cfg), ...(cfg.type === 'tdx' && { rootLevel: cfg.gpaw === 52 ? 5 : 4 }) });
+    if (vmmInitsSnp(_scenario, cfg)) this.vm.memoryEncryptOp({ cmd: 'sev_init2' });
     this.run = new ModelRun(kvm, this.vm, cfg);
     this.reported = new Set();
     this.executed = 0;

@@ -29,6 +29,7 @@ const GPA = 2 ** 32;
 function convertFaultPages(npages: number): number {
   const kvm = new Kvm({ guestMemfd: guestMemfdFactory, backends: { [KVM_X86_SNP_VM]: snpBackendFactory } });
   const vm = kvm.createVm({ type: KVM_X86_SNP_VM });
+  vm.memoryEncryptOp({ cmd: 'sev_init2' }); // before any vCPU, as a VMM does
   const size = npages * 4096;
   const fd = vm.createGuestMemfd({ size, flags: 0 });
   const hva = kvm.process.mm.mmap({ length: size, prot: { read: true, write: true }, shared: false });

@@ -24,7 +24,6 @@ import {
   KVM_MEMORY_ATTRIBUTE_PRIVATE,
   KVM_MEMORY_EXIT_FLAG_PRIVATE,
   KVM_X86_SNP_VM,
-  KvmError,
   PG_LEVEL_2M,
   PG_LEVEL_4K,
   checkVmOptions,
@@ -69,7 +68,7 @@ import {
   SNP_PAGE_TYPE_VMSA,
   SNP_PAGE_TYPE_ZERO,
 } from './launch-digest.js';
-import { sevGuestInit2Checks, sevGuestInitApply, sevGuestInitChecks, sevHandleVmgexit, type SevInfo } from './sev/sev-backend.js';
+import { sevGuestInit2, sevHandleVmgexit, type SevInfo } from './sev/sev-backend.js';
 import { GHCB_MSR_PSC_REQ, GHCB_MSR_REG_GPA_REQ, GHCB_MSR_REG_GPA_RESP } from './sev/uapi.js';
 import { RMP_ENTRIES_PER_2M, RMPW_ASSIGNED, RMPW_VALIDATED, wordAsid, type RmpEntryView } from './rmp.js';
 
@@ -84,6 +83,7 @@ export interface SnpBackendOptions extends SnpVmOptions {
 /** The SNP backend: a VendorBackend plus SNP-specific host checks. */
 export interface SnpBackend extends VendorBackend<SnpEdge> {
   readonly host: SnpHost;
+  /** the guest's ASID: 0 until KVM_SEV_INIT2 takes one (sev_asid_new()) */
   readonly asid: number;
   readonly directmapPolicy: DirectMapPolicy;
   readonly rmpTiming: RmpTiming;
@@ -165,7 +165,7 @@ export function snpHostFor(phys: HostPhysMem, opts: { maxPfn?: number } = {}): S
   return h;
 }
 
-/** Create the SEV-SNP backend for one VM. Throws KvmError(EBUSY) when no SNP ASID is free. */
+/** Create the SEV-SNP backend for one VM. It has no ASID until KVM_SEV_INIT2. */
 export function createSnpBackend(opts: SnpBackendOptions): SnpBackend {
   return new SnpBackendImpl(opts);
 }
@@ -196,7 +196,6 @@ class SnpBackendImpl implements SnpBackend {
   readonly gmemPrepareRequired = true;
 
   readonly host: SnpHost;
-  readonly asid: number;
   readonly directmapPolicy: DirectMapPolicy;
   readonly rmpTiming: RmpTiming;
   readonly stats: SnpBackendStats = {
@@ -226,10 +225,12 @@ class SnpBackendImpl implements SnpBackend {
   private readonly rmpOperand: GuestRmpOperand = { pfn: 0, gpa: 0, asid: 0, level: 0 };
   private destroyed = false;
   /**
-   * kvm_sev_info as KVM_SEV_INIT2 sets it. The model's SNP VM has its ASID from KVM_CREATE_VM
-   * and runs the SNP launch without KVM_SEV_INIT2; KVM_SEV_INIT2 applies its checks once.
+   * kvm_sev_info: need_init from KVM_CREATE_VM until KVM_SEV_INIT2 (shared with SEV and SEV-ES:
+   * sevGuestInit2()) makes the VM an SNP guest (sev_snp_guest()) with its ASID.
    */
   readonly sevInfo: SevInfo = { active: false, esActive: false, needInit: true, vmsaFeatures: 0, ghcbVersion: 0, asid: 0 };
+  /** the `asid` VM option: the ASID KVM_SEV_INIT2 takes (model choice; default the lowest free) */
+  private readonly requestedAsid: number | undefined;
   /** svm->sev_es.ghcb_registered_gpa per vCPU (GHCB_MSR_REG_GPA_REQ) */
   private readonly ghcbRegistered = new Map<number, number>();
 
@@ -238,9 +239,16 @@ class SnpBackendImpl implements SnpBackend {
     this.phys = opts.phys;
     this.directmapPolicy = opts.directmap;
     this.rmpTiming = opts.rmpTiming;
-    const asid = this.host.allocAsid(opts.asid);
-    if (asid < 0) throw new KvmError('EBUSY', 'sev_asid_new: no free SNP ASID');
-    this.asid = asid;
+    this.requestedAsid = opts.asid;
+  }
+
+  get asid(): number {
+    return this.sevInfo.asid;
+  }
+
+  /** sev_snp_guest(): KVM_SEV_INIT2 set SVM_SEV_FEAT_SNP_ACTIVE */
+  private get snpGuest(): boolean {
+    return this.sevInfo.active;
   }
 
   attach(vm: VmForBackend): void {
@@ -262,6 +270,11 @@ class SnpBackendImpl implements SnpBackend {
     return this.launchFinished;
   }
 
+  /** svm_vcpu_pre_run(): KVM_RUN before KVM_SEV_INIT2 is EINVAL (need_init) */
+  vcpuPreRun(): number {
+    return this.sevInfo.needInit ? -ERRNO.EINVAL : 1;
+  }
+
   /** the C-bit: the access is private when the guest asked for an encrypted access */
   faultIsPrivate(_gpa: number, requested: boolean): boolean {
     return requested;
@@ -273,6 +286,8 @@ class SnpBackendImpl implements SnpBackend {
   gmemPrepare(pfn: number, gfn: number, maxOrder: number): number {
     const leaked = this.host.leakedPages;
     if (leaked.size !== 0 && leaked.has(pfn)) this.violations.push(`leaked pfn 0x${pfn.toString(16)} was handed out again (gfn 0x${gfn.toString(16)})`);
+    // sev_gmem_prepare(): nothing to do before KVM_SEV_INIT2 made the VM an SNP guest
+    if (!this.snpGuest) return 0;
     // the seed design had no prepare hook: the RMP changes from the attribute hook
     if (this.rmpTiming === 'set-attributes') return 0;
     const rmp = this.host.rmp;
@@ -357,7 +372,8 @@ class SnpBackendImpl implements SnpBackend {
   postSetMemoryAttributes(change: AttributeChange): number {
     const toPrivate = (change.attributes & KVM_MEMORY_ATTRIBUTE_PRIVATE) !== 0;
     const host = this.h;
-    if (this.rmpTiming === 'set-attributes') {
+    // like sev_gmem_prepare(), the seed's update_mem_attr changes the RMP of SNP guests only
+    if (this.rmpTiming === 'set-attributes' && this.snpGuest) {
       if (toPrivate) {
         for (let gfn = change.start; gfn < change.end; gfn++) {
           const slot = this.kvm.gfnToMemslot(gfn);
@@ -489,7 +505,7 @@ class SnpBackendImpl implements SnpBackend {
       case 'ghcb_msr':
       case 'ghcb_term_request':
         return sevHandleVmgexit(
-          { ...this.sevInfo, ghcbVersion: this.sevInfo.ghcbVersion || 2 },
+          this.sevInfo,
           req,
           (value) => this.snpGhcbMsr(vcpuId, value),
           (gpa) => this.ghcbRegistered.get(vcpuId) === gpa,
@@ -690,25 +706,29 @@ class SnpBackendImpl implements SnpBackend {
 
   /* ------------------------------------------------------------------ launch */
 
+  /** sev_mem_enc_ioctl() of an SNP VM, in the kernel's order */
   vmIoctl(req: SnpVmIoctl): VendorIoctlResult<SnpIoctlOut> {
     const cmd = (req as { cmd: string }).cmd;
-    // sev_mem_enc_ioctl(): once KVM_SEV_INIT2 made this an SNP guest, only SNP commands
-    if (this.sevInfo.active && cmd.startsWith('sev_')) fail('EPERM', `sev_mem_enc_ioctl: ${cmd} on an SNP guest (only KVM_SEV_SNP_* commands)`);
+    // once KVM_SEV_INIT2 made this an SNP guest, only SNP commands (KVM_SEV_INIT2 itself included)
+    if (this.snpGuest && cmd.startsWith('sev_')) fail('EPERM', `sev_mem_enc_ioctl: ${cmd} on an SNP guest (only KVM_SEV_SNP_* commands)`);
+    // sev_guest_init(): the deprecated commands initialize a KVM_X86_DEFAULT_VM only
     if (cmd === 'sev_init' || cmd === 'sev_es_init') fail('EINVAL', 'sev_guest_init: the deprecated init is for KVM_X86_DEFAULT_VM only');
+    // sev_launch_start() etc.: !sev_guest() → ENOTTY
     if (cmd.startsWith('sev_launch_') || cmd === 'sev_guest_status') fail('ENOTTY', `${cmd}: not an SEV guest`);
     switch (req.cmd) {
       case 'sev_init2': {
-        sevGuestInit2Checks(this.sevInfo, KVM_X86_SNP_VM);
-        sevGuestInitChecks(this.sevInfo, KVM_X86_SNP_VM, this.kvm.nrVcpus, req, this.host.sev.supportedVmsaFeatures);
-        sevGuestInitApply(this.sevInfo, KVM_X86_SNP_VM, req);
-        this.sevInfo.asid = this.asid;
+        const asid = sevGuestInit2(this.sevInfo, KVM_X86_SNP_VM, this.kvm.nrVcpus, req, this.host.sev, this.requestedAsid);
+        this.kvm.tracer.emit('sev_guest_init', { vm_type: KVM_X86_SNP_VM, asid, vmsa_features: this.sevInfo.vmsaFeatures, ghcb_version: this.sevInfo.ghcbVersion });
         return { ret: 0 };
       }
       case 'snp_launch_start':
+        if (!this.snpGuest) fail('ENOTTY', 'snp_launch_start: not an SNP guest (KVM_SEV_INIT2 first)');
         return this.launchStart(req);
       case 'snp_launch_update':
+        if (!this.snpGuest) fail('EINVAL', 'snp_launch_update: not an SNP guest (KVM_SEV_INIT2 first)');
         return this.launchUpdate(req);
       case 'snp_launch_finish':
+        if (!this.snpGuest) fail('ENOTTY', 'snp_launch_finish: not an SNP guest (KVM_SEV_INIT2 first)');
         return this.launchFinish(req);
       default:
         fail('EINVAL', `sev_mem_enc_ioctl: unknown command ${(req as { cmd: string }).cmd}`);
@@ -845,7 +865,8 @@ class SnpBackendImpl implements SnpBackend {
       else this.phys.freePage(pfn);
     }
     this.vmsaPfns.length = 0;
-    host.freeAsid(this.asid);
+    // sev_vm_destroy(): nothing to free before KVM_SEV_INIT2
+    if (this.snpGuest) host.freeAsid(this.asid);
   }
 
   /* ------------------------------------------------------------------ invariants / inspect */
@@ -906,7 +927,7 @@ class SnpBackendImpl implements SnpBackend {
           active: this.sevInfo.active,
           es_active: this.sevInfo.esActive,
           need_init: this.sevInfo.needInit,
-          asid: this.asid,
+          asid: this.sevInfo.asid,
           vmsa_features: this.sevInfo.vmsaFeatures,
           ghcb_version: this.sevInfo.ghcbVersion,
         };

@@ -1,27 +1,15 @@
 /** The SNP backend inside the core VM with guest_memfd. */
 import { describe, expect, it } from 'vitest';
-import {
-  GUEST_MEMFD_FLAG_HUGETLB, GUESTMEM_HUGETLB_FLAG_2MB, KVM_CAP_EXIT_HYPERCALL, KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_MEM_GUEST_MEMFD, KVM_X86_SNP_VM, Kvm,
-  PAGE_SIZE, PG_LEVEL_2M, PG_LEVEL_4K, SetMemoryAttributesOp,
-} from '@ccmem/core';
-import { createDeviceFd, guestMemfdFactory } from '@ccmem/gmem';
+import { KVM_CAP_EXIT_HYPERCALL, KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_MEM_GUEST_MEMFD, KVM_X86_SNP_VM, PAGE_SIZE, PG_LEVEL_2M, PG_LEVEL_4K, SetMemoryAttributesOp } from '@ccmem/core';
+import { createDeviceFd } from '@ccmem/gmem';
 import type { SnpVmOptions } from './edge.js';
 import { INITIAL_VMSA_GPA, LaunchDigest } from './launch-digest.js';
-import { snpBackendFactory, SNP_PAGE_STATE_PRIVATE, type SnpBackend } from './snp-backend.js';
+import { SNP_PAGE_STATE_PRIVATE, type SnpBackend } from './snp-backend.js';
+import { GiB, MiB, snpKvm, snpVm as makeSnpVm } from './testing/snp-vm.js';
 
-const GiB = 2 ** 30;
-const MiB = 2 ** 20;
-
-function snpVm(options: SnpVmOptions = {}, nrVcpus = 1, profile = 'upstream') {
-  const kvm = new Kvm({ profile, guestMemfd: guestMemfdFactory, backends: { [KVM_X86_SNP_VM]: snpBackendFactory } });
-  const vm = kvm.createVm({ type: KVM_X86_SNP_VM, options });
-  const size = 4 * MiB;
-  const fd = vm.createGuestMemfd({ size, flags: 0 });
-  const hva = kvm.process.mm.mmap({ length: size, prot: { read: true, write: true }, shared: false });
-  vm.setUserMemoryRegion2({ slot: 1, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: 4 * GiB, memory_size: size, userspace_addr: hva, guest_memfd: fd, guest_memfd_offset: 0 });
-  const vcpu = vm.createVcpu(0);
-  for (let i = 1; i < nrVcpus; i++) vm.createVcpu(i);
-  return { kvm, vm, vcpu, b: vm.backend as SnpBackend, hva };
+/** the positional form the tests below use */
+function snpVm(options: SnpVmOptions = {}, vcpus = 1, profile = 'upstream') {
+  return makeSnpVm({ options, vcpus, profile });
 }
 
 describe('SNP VM end to end', () => {
@@ -47,18 +35,6 @@ describe('SNP VM end to end', () => {
         expect(vm.readPfn(pfn, 0, 4)).toEqual(new Uint8Array(4).fill(9));
       }
     }
-  });
-
-  it('private write: #VC until PVALIDATE, then it lands; invariants hold', () => {
-    const { vm, vcpu, b } = snpVm();
-    vm.setMemoryAttributes({ address: 4 * GiB, size: 2 * MiB, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
-    const first = vcpu.guestWrite(4 * GiB + 0x1000, 8, 0x1234n, true);
-    expect(first.exception?.vector).toBe('#VC');
-    expect(vcpu.guestOp({ op: 'pvalidate', gpa: 4 * GiB + 0x1000, level: PG_LEVEL_4K, validate: true })).toMatchObject({ ret: 0 });
-    expect(vcpu.guestWrite(4 * GiB + 0x1000, 8, 0x1234n, true)).toEqual({});
-    expect(vcpu.guestRead(4 * GiB + 0x1000, 8, true).value).toBe(0x1234n);
-    expect(b.inspect!({ what: 'rmp', gpa: 4 * GiB + 0x1000 })).toMatchObject({ assigned: true, validated: true, asid: b.asid });
-    expect(b.checkInvariants!()).toEqual([]);
   });
 
   it('PSC userspace errors follow the profile: upstream 0/EINVAL/EAGAIN only, anything else fails KVM_RUN', () => {
@@ -90,7 +66,7 @@ describe('SNP VM end to end', () => {
   });
 
   it('liveness: a provider that skips gmem_prepare is refused at binding, and a PVALIDATE that can never succeed is flagged', () => {
-    const kvm = new Kvm({ guestMemfd: guestMemfdFactory, backends: { [KVM_X86_SNP_VM]: snpBackendFactory } });
+    const kvm = snpKvm();
     const vm = kvm.createVm({ type: KVM_X86_SNP_VM });
     const dev = kvm.process.installFd(createDeviceFd(vm, { size: 2 * MiB }));
     expect(() => vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: 4 * GiB, memory_size: 2 * MiB, userspace_addr: 0, guest_memfd: dev, guest_memfd_offset: 0 })).toThrow(expect.objectContaining({ code: 'EINVAL' }));
@@ -104,12 +80,7 @@ describe('SNP VM end to end', () => {
   });
 
   it('2 MiB guest_memfd folios: 2M RMPUPDATE at prepare, 2M PVALIDATE, PSMASH on a 4K PVALIDATE, 2M reclaim on punch', () => {
-    const kvm = new Kvm({ guestMemfd: guestMemfdFactory, backends: { [KVM_X86_SNP_VM]: snpBackendFactory } });
-    const vm = kvm.createVm({ type: KVM_X86_SNP_VM, options: { directmap: 'unmap' } });
-    const b = vm.backend as SnpBackend;
-    const fd = vm.createGuestMemfd({ size: 2 * MiB, flags: GUEST_MEMFD_FLAG_HUGETLB | GUESTMEM_HUGETLB_FLAG_2MB });
-    vm.setUserMemoryRegion2({ slot: 1, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: 4 * GiB, memory_size: 2 * MiB, userspace_addr: 0, guest_memfd: fd, guest_memfd_offset: 0 });
-    const vcpu = vm.createVcpu(0);
+    const { vm, vcpu, b, punchHole } = makeSnpVm({ options: { directmap: 'unmap' }, huge: true, size: 2 * MiB });
     vm.setMemoryAttributes({ address: 4 * GiB, size: 2 * MiB, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
     expect(vcpu.guestOp({ op: 'pvalidate', gpa: 4 * GiB, level: PG_LEVEL_2M, validate: true })).toMatchObject({ ret: 0 });
     const head = b.inspect!({ what: 'rmp', gpa: 4 * GiB }) as { pfn: number; pagesize: number; validated: boolean };
@@ -125,21 +96,11 @@ describe('SNP VM end to end', () => {
     expect(psmashes()).toBe(psmash + 1);
     expect(b.inspect!({ what: 'rmp', gpa: 4 * GiB + 0x5000 })).toMatchObject({ pagesize: 0, validated: true });
     expect(b.checkInvariants!()).toEqual([]);
-    const gm = kvm.process.getFile(fd) as unknown as { fallocate(mode: number, offset: number, len: number): void };
-    gm.fallocate(3, 0, 2 * MiB);
+    punchHole(0, 2 * MiB);
     expect(b.host.rmp.lookup(head.pfn)?.assigned ?? false).toBe(false);
     expect(b.host.rmp.lookup(head.pfn + 511)?.assigned ?? false).toBe(false);
     expect(b.inspect!({ what: 'directmap', pfn: head.pfn + 511 })).toMatchObject({ present: true });
     expect(b.checkInvariants!()).toEqual([]);
-  });
-
-  it('GHCB PSC exits through KVM_RUN as KVM_HC_MAP_GPA_RANGE', () => {
-    const { vm, vcpu } = snpVm();
-    vm.enableCap({ cap: KVM_CAP_EXIT_HYPERCALL, args: [1 << 12] });
-    const r = vcpu.guestOp({ op: 'psc', entries: [{ gfn: (4 * GiB) / PAGE_SIZE, operation: SNP_PAGE_STATE_PRIVATE }, { gfn: (4 * GiB) / PAGE_SIZE + 1, operation: SNP_PAGE_STATE_PRIVATE }] });
-    expect(r.exit).toMatchObject({ reason: 'KVM_EXIT_HYPERCALL', hypercall: { args: [4 * GiB, 2, 16] } });
-    vm.setMemoryAttributes({ address: 4 * GiB, size: 2 * PAGE_SIZE, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
-    expect(vcpu.completeHypercall(0)).toMatchObject({ ret: 0 });
   });
 
   it('launch: LAUNCH_UPDATE through kvm_gmem_populate, LAUNCH_FINISH allows pre-fault', () => {
@@ -246,7 +207,7 @@ describe('launch', () => {
 
 describe('VM options', () => {
   it('an unknown option is EINVAL at VM creation, naming the known ones', () => {
-    const kvm = new Kvm({ guestMemfd: guestMemfdFactory, backends: { [KVM_X86_SNP_VM]: snpBackendFactory } });
+    const kvm = snpKvm();
     // @ts-expect-error a misspelled option is a compile error for a typed caller
     expect(() => kvm.createVm({ type: KVM_X86_SNP_VM, options: { rmptiming: 'prepare' } })).toThrow(/unknown snp VM option 'rmptiming' \(known options: directmap, rmpTiming, asid\)/);
     expect(() => kvm.createVm({ type: KVM_X86_SNP_VM, options: { rmpTiming: 'set-attributes' } })).not.toThrow();

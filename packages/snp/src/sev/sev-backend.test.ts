@@ -70,6 +70,8 @@ describe('KVM_SEV_INIT2 (sev_guest_init2, __sev_guest_init)', () => {
     const h = snpHostFor(kvm.process.phys);
     const esMax = h.sev.asids.minSevAsid - 1;
     const snp = kvm.createVm({ type: KVM_X86_SNP_VM });
+    expect((snp.backend as unknown as { asid: number }).asid).toBe(0); // none before KVM_SEV_INIT2
+    snp.memoryEncryptOp({ cmd: 'sev_init2' });
     expect((snp.backend as unknown as { asid: number }).asid).toBe(1);
     const vms = [];
     for (let i = 2; i <= esMax; i++) {
@@ -102,6 +104,8 @@ describe('KVM_SEV_INIT2 (sev_guest_init2, __sev_guest_init)', () => {
 
   it('SNP: KVM_SEV_INIT2 checks once; then the SEV commands are EPERM', () => {
     const vm = host().createVm({ type: KVM_X86_SNP_VM });
+    // before KVM_SEV_INIT2 the VM is not an SNP guest (snp_launch_start(): !sev_snp_guest())
+    expect(() => vm.memoryEncryptOp({ cmd: 'snp_launch_start' })).toThrow(errno('ENOTTY'));
     expect(() => vm.memoryEncryptOp({ cmd: 'sev_init2', flags: 1 })).toThrow(errno('EINVAL'));
     expect(() => vm.memoryEncryptOp({ cmd: 'sev_init2', vmsa_features: 1 })).toThrow(errno('EINVAL'));
     expect(vm.memoryEncryptOp({ cmd: 'sev_init2' })).toEqual({ ret: 0 });

@@ -63,11 +63,8 @@ function sevFail(code: Parameters<typeof fail>[0], check: string): never {
   fail(code, check);
 }
 
-/**
- * __sev_guest_init()'s argument checks, in the kernel's order, and the state it sets on success
- * (without the ASID: the caller allocates it and rolls back on failure). Shared with SNP.
- */
-export function sevGuestInitChecks(sev: SevInfo, vmType: number, createdVcpus: number, data: KvmSevInit, supportedVmsaFeatures: number): void {
+/** __sev_guest_init()'s argument checks, in the kernel's order */
+function sevGuestInitChecks(sev: SevInfo, vmType: number, createdVcpus: number, data: KvmSevInit, supportedVmsaFeatures: number): void {
   const esActive = vmType !== KVM_X86_SEV_VM;
   const validVmsaFeatures = esActive ? supportedVmsaFeatures : 0;
   const flags = data.flags ?? 0;
@@ -91,8 +88,8 @@ function hasBitsOutside(value: number, mask: number): boolean {
   return (hi & ~mhi) !== 0 || (lo & ~mlo) >>> 0 !== 0;
 }
 
-/** __sev_guest_init() after its checks: set the state as the kernel does */
-export function sevGuestInitApply(sev: SevInfo, vmType: number, data: KvmSevInit): void {
+/** __sev_guest_init() after its checks and sev_asid_new(): set the state as the kernel does */
+function sevGuestInitApply(sev: SevInfo, vmType: number, data: KvmSevInit, asid: number): void {
   sev.active = true;
   sev.esActive = vmType !== KVM_X86_SEV_VM;
   sev.vmsaFeatures = data.vmsa_features ?? 0;
@@ -100,14 +97,27 @@ export function sevGuestInitApply(sev: SevInfo, vmType: number, data: KvmSevInit
   // KVM_SEV_INIT2 SEV-ES guests default to version 2 of the GHCB protocol
   if (sev.esActive && !sev.ghcbVersion) sev.ghcbVersion = GHCB_VERSION_DEFAULT;
   if (vmType === KVM_X86_SNP_VM) sev.vmsaFeatures += SVM_SEV_FEAT_SNP_ACTIVE;
+  sev.asid = asid;
   sev.needInit = false;
 }
 
-/** sev_guest_init2()'s own checks before __sev_guest_init() */
-export function sevGuestInit2Checks(sev: SevInfo, vmType: number): void {
+/**
+ * KVM_SEV_INIT2 (arch/x86/kvm/svm/sev.c, sev_guest_init2() → __sev_guest_init()) for the SEV,
+ * SEV-ES and SNP VM types: need_init and the VM type, then the argument checks (vCPUs already
+ * created, flags, vmsa_features, ghcb_version, already active), then sev_asid_new() from the
+ * SEV range or the SEV-ES/SNP one. Any failure leaves the VM uninitialized, without an ASID.
+ * `requestedAsid` is the model's choice of ASID (the SNP `asid` VM option). Returns the ASID.
+ */
+export function sevGuestInit2(sev: SevInfo, vmType: number, createdVcpus: number, data: KvmSevInit, platform: SevPlatform, requestedAsid?: number): number {
   if (!sev.needInit) sevFail('EINVAL', 'sev_guest_init2: the VM does not need init (KVM_SEV_INIT2 already done, or not an SEV VM type)');
   if (vmType !== KVM_X86_SEV_VM && vmType !== KVM_X86_SEV_ES_VM && vmType !== KVM_X86_SNP_VM)
     sevFail('EINVAL', 'sev_guest_init2: the VM type is not SEV, SEV-ES or SNP');
+  sevGuestInitChecks(sev, vmType, createdVcpus, data, platform.supportedVmsaFeatures);
+  const esActive = vmType !== KVM_X86_SEV_VM;
+  const asid = platform.asids.asidNew(esActive, requestedAsid);
+  if (asid < 0) sevFail(asid === -ERRNO.ENOTTY ? 'ENOTTY' : 'EBUSY', `sev_asid_new: no free ${esActive ? 'SEV-ES/SNP' : 'SEV'} ASID`);
+  sevGuestInitApply(sev, vmType, data, asid);
+  return asid;
 }
 
 /**
@@ -283,13 +293,7 @@ class SevBackendImpl implements SevBackend {
 
   /** sev_guest_init2() → __sev_guest_init() */
   private init2(data: KvmSevInit): VendorIoctlResult<SevIoctlOut> {
-    sevGuestInit2Checks(this.info, this.vmType);
-    sevGuestInitChecks(this.info, this.vmType, this.kvm.nrVcpus, data, this.platform.supportedVmsaFeatures);
-    // sev_asid_new() before anything changes: a failure leaves the VM uninitialized
-    const asid = this.platform.asids.asidNew(this.vmType !== KVM_X86_SEV_VM);
-    if (asid < 0) sevFail(asid === -ERRNO.ENOTTY ? 'ENOTTY' : 'EBUSY', `sev_asid_new: no free ${this.vmType === KVM_X86_SEV_VM ? 'SEV' : 'SEV-ES'} ASID`);
-    sevGuestInitApply(this.info, this.vmType, data);
-    this.info.asid = asid;
+    const asid = sevGuestInit2(this.info, this.vmType, this.kvm.nrVcpus, data, this.platform);
     this.kvm.tracer.emit('sev_guest_init', { vm_type: this.vmType, asid, vmsa_features: this.info.vmsaFeatures, ghcb_version: this.info.ghcbVersion });
     return { ret: 0 };
   }
