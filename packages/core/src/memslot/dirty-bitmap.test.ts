@@ -112,7 +112,7 @@ describe('DirtyBitmap', () => {
         for (let p = lo; p < hi; p++) all &&= ((ref[p >>> 5]! >>> (p & 31)) & 1) === 1;
         expect(b.allSet(lo, hi)).toBe(all);
       }),
-      { numRuns: 150 },
+      { numRuns: 100 },
     );
   });
 });
@@ -120,28 +120,36 @@ describe('DirtyBitmap', () => {
 /* ---------------------------------------------------------------------------------------- */
 
 /** the kernel's loops over a dense bitmap (the model before chunking) */
-function refGet(bm: Uint32Array, manual: boolean, rearm: (off: number, mask: number) => void): Uint32Array {
+function refGet(bm: Uint32Array, manual: boolean, rearm: (off: number, mask: number) => void, flush: () => void): Uint32Array {
   if (manual) return bm.slice();
   const out = new Uint32Array(bm.length);
+  let taken = false;
   for (let i = 0; i < bm.length; i++) {
     if (bm[i] === 0) continue;
     out[i] = bm[i]!;
     bm[i] = 0;
+    taken = true;
     rearm(i * 32, out[i]!);
   }
+  if (taken) flush();
   return out;
 }
 
-function refClear(bm: Uint32Array, firstPage: number, numPages: number, user: Uint8Array, rearm: (off: number, mask: number) => void): void {
+function refClear(bm: Uint32Array, firstPage: number, numPages: number, user: Uint8Array, rearm: (off: number, mask: number) => void, flush: () => void): void {
   const n = Math.ceil(numPages / 64) * 8;
+  let clearedAny = false;
   const view = new DataView(user.buffer, user.byteOffset, n);
   for (let w = 0; w < n / 4; w++) {
     const um = view.getUint32(w * 4, true);
     const i = firstPage / 32 + w;
     const cleared = (um & bm[i]!) >>> 0;
     bm[i] = (bm[i]! & ~um) >>> 0;
-    if (cleared) rearm(i * 32, cleared);
+    if (cleared) {
+      clearedAny = true;
+      rearm(i * 32, cleared);
+    }
   }
+  if (clearedAny) flush();
 }
 
 function logEnv(npages: number, initiallySet: boolean) {
@@ -156,7 +164,7 @@ function logEnv(npages: number, initiallySet: boolean) {
     flushShadowMemslot: () => {},
     archCommitMemoryRegion: () => {},
     enableDirtyLogPtMasked: (_slot, off, mask) => void rearmed.push([off, mask]),
-    flushRemoteTlbs: () => {},
+    flushRemoteTlbs: () => void rearmed.push([-1, 0]),
     tracer: new Tracer(),
   };
   const engine = new MemslotEngine(hooks);
@@ -186,6 +194,7 @@ describe('KVM_GET_DIRTY_LOG / KVM_CLEAR_DIRTY_LOG over chunks', () => {
         const ref = dense(npages, initiallySet);
         const refRearmed: [number, number][] = [];
         const rearm = (off: number, mask: number) => void refRearmed.push([off, mask]);
+        const flush = () => void refRearmed.push([-1, 0]); // a TLB flush, in order with the re-arms
         for (const o of ops) {
           if (o.k === 'dirty') {
             const p = o.p % npages;
@@ -194,7 +203,7 @@ describe('KVM_GET_DIRTY_LOG / KVM_CLEAR_DIRTY_LOG over chunks', () => {
           } else if (o.k === 'get') {
             env.log.enableManualDirtyLogProtect(o.manual ? KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE | (initiallySet ? KVM_DIRTY_LOG_INITIALLY_SET : 0) : 0, 0);
             const got = env.log.getDirtyLogBitmap({ slot: 0 });
-            expect(Array.from(got.toUint32Array())).toEqual(Array.from(refGet(ref, o.manual, rearm)));
+            expect(Array.from(got.toUint32Array())).toEqual(Array.from(refGet(ref, o.manual, rearm, flush)));
           } else {
             const first = Math.min(Math.floor((o.first % (npages + 64)) / 64) * 64, Math.floor(npages / 64) * 64);
             const rest = npages - first;
@@ -209,13 +218,13 @@ describe('KVM_GET_DIRTY_LOG / KVM_CLEAR_DIRTY_LOG over chunks', () => {
             if (Array.isArray(o.bits)) for (const bit of o.bits) if (bit % (bytes * 8 || 1) < bytes * 8) user[(bit % (bytes * 8)) >>> 3]! |= 1 << (bit % (bytes * 8) & 7);
             const arg = !o.sparse ? user : o.bits === 'all' ? new DirtyBitmap(num, true) : DirtyBitmap.fromBytes(user);
             env.log.clearDirtyLog({ slot: 0, first_page: first, num_pages: num, dirty_bitmap: arg });
-            refClear(ref, first, num, user, rearm);
+            refClear(ref, first, num, user, rearm, flush);
           }
           expect(Array.from(env.slot.dirtyBitmap!.toUint32Array())).toEqual(Array.from(ref));
         }
         expect(env.rearmed).toEqual(refRearmed);
       }),
-      { numRuns: 120 },
+      { numRuns: 80 },
     );
   });
 });

@@ -129,9 +129,9 @@ export class DirtyLog {
       const kind = bitmap.chunkKind(c);
       if (kind === CHUNK_ZERO) continue;
       const { start, end } = bitmap.chunkWordRange(c);
-      flush = true;
       if (kind === CHUNK_FULL) {
         // every word of the chunk taken whole (xchg(&dirty_bitmap[i], 0) for each)
+        flush = true;
         out.setChunk(c, true);
         bitmap.setChunk(c, false);
         this.enableRange(memslot, start * 32, Math.min(end * 32, memslot.npages) - start * 32);
@@ -141,6 +141,7 @@ export class DirtyLog {
       for (let k = 0; k < words.length; k++) {
         const mask = words[k]!;
         if (mask === 0) continue;
+        flush = true;
         words[k] = 0; // xchg(&dirty_bitmap[i], 0)
         out.setWord(start + k, mask);
         this.hooks.enableDirtyLogPtMasked(memslot, (start + k) * 32, mask);
