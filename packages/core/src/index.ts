@@ -35,6 +35,7 @@ export { PreFaultMemoryOp, type KvmPreFaultMemory } from './prefault.js';
 export type { KvmUserspaceMemoryRegion2 } from './memslot/set-memory-region.js';
 export { SlotsLockBusyError } from './memslot/memslots.js';
 export type { KvmDirtyLog, KvmClearDirtyLog } from './memslot/dirty-log.js';
+export { DirtyBitmap, DIRTY_CHUNK_PAGES } from './memslot/dirty-bitmap.js';
 export {
   KvmDirtyRing, DIRTY_RING_FULL_EXIT, KVM_DIRTY_GFN_F_DIRTY, KVM_DIRTY_GFN_F_RESET, KVM_DIRTY_GFN_F_MASK, KVM_DIRTY_GFN_SIZE,
   KVM_DIRTY_LOG_PAGE_OFFSET, KVM_DIRTY_RING_RSVD_ENTRIES, KVM_DIRTY_RING_MAX_ENTRIES, dirtyRingSizeError, kvmPageInDirtyRing,

@@ -7,6 +7,7 @@ import { KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_PCI_HOLE, KVM_MEMSLOT_INVALID, PAGE_SI
 import { KVM_FILTER_PRIVATE, KVM_FILTER_SHARED } from './backend.js';
 import type { Vm } from './vm.js';
 import { checkShadowMmu } from './mmu/shadow/shadow-invariants.js';
+import type { DirtyBitmap } from './memslot/dirty-bitmap.js';
 
 export interface InvariantOptions {
   /** stop after this many 4K pages of huge leaves were checked page by page */
@@ -106,7 +107,7 @@ export function checkVmInvariants(vm: Vm, opts: InvariantOptions = {}): string[]
       }
       if (writable && slot.dirtyBitmap && vm.dirtyRingSize === 0 && level === PG_LEVEL_4K) {
         const rel = g - slot.baseGfn;
-        if (!((slot.dirtyBitmap[rel >>> 5]! >>> (rel & 31)) & 1))
+        if (!slot.dirtyBitmap.test(rel))
           out.push(`writable SPTE gfn 0x${g.toString(16)} in a dirty-logging slot whose dirty bit is clear (a write would be lost)`);
       }
     }
@@ -139,9 +140,8 @@ export function checkVmInvariants(vm: Vm, opts: InvariantOptions = {}): string[]
   return out;
 }
 
-function allDirty(bitmap: Uint32Array, rel: number, n: number): boolean {
-  for (let i = rel; i < rel + n; i++) if (!((bitmap[i >>> 5]! >>> (i & 31)) & 1)) return false;
-  return true;
+function allDirty(bitmap: DirtyBitmap, rel: number, n: number): boolean {
+  return bitmap.allSet(rel, rel + n);
 }
 
 function where(gfn: number, level: number): string {

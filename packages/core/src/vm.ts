@@ -66,6 +66,7 @@ import { KvmMemorySlot, kvmSlotDirtyTrackEnabled } from './memslot/memslot.js';
 import { SlotsLockBusyError } from './memslot/memslots.js';
 import { MemslotEngine, type MemslotChange, type MemslotHooks, type KvmUserspaceMemoryRegion2 } from './memslot/set-memory-region.js';
 import { DirtyLog, type KvmClearDirtyLog, type KvmDirtyLog } from './memslot/dirty-log.js';
+import type { DirtyBitmap } from './memslot/dirty-bitmap.js';
 import { KVM_DIRTY_GFN_SIZE, KVM_DIRTY_RING_MAX_ENTRIES, KVM_DIRTY_RING_RSVD_ENTRIES, dirtyRingSizeError } from './memslot/dirty-ring.js';
 import type { Process } from './host/process.js';
 import type { PhysMem } from './host/phys-mem.js';
@@ -463,11 +464,16 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
     return this.memslots.beginSetUserMemoryRegion(region, { v2: true });
   }
 
-  /** KVM_GET_DIRTY_LOG: the slot's bitmap in the kernel's layout */
+  /** KVM_GET_DIRTY_LOG: the slot's bitmap as the bytes the kernel copies (O(npages)) */
   getDirtyLog(args: KvmDirtyLog): Uint8Array {
+    return this.getDirtyLogBitmap(args).toBytes();
+  }
+
+  /** KVM_GET_DIRTY_LOG with the copy as a DirtyBitmap: memory by what is dirty, not by npages */
+  getDirtyLogBitmap(args: KvmDirtyLog): DirtyBitmap {
     uapiUint(args.slot, 32, 'KVM_GET_DIRTY_LOG', 'slot');
     this.checkAlive('KVM_GET_DIRTY_LOG');
-    return this.dirtyLog.getDirtyLog(args);
+    return this.dirtyLog.getDirtyLogBitmap(args);
   }
 
   /** KVM_CLEAR_DIRTY_LOG */
@@ -602,6 +608,26 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
     }
     this.mmu.writeProtectGfnMask(slot.baseGfn + gfnOffset, mask);
     this.shadowMmuIfUsed?.writeProtectGfnMask(slot.baseGfn + gfnOffset, mask);
+  }
+
+  /**
+   * enableDirtyLogPtMasked() with every bit set, for each 32-page word of [gfnOffset,
+   * gfnOffset + npages): what a whole chunk of dirty bits taken or cleared at once re-arms. Over
+   * whole words the huge pages write-protected at each word's first and last gfn are every
+   * huge page overlapping the range; the 4K leaves are found by walking what is mapped, not
+   * page by page.
+   */
+  /** @internal */
+  enableDirtyLogPtRange(slot: KvmMemorySlot, gfnOffset: number, npages: number): void {
+    if (npages <= 0) return;
+    const start = slot.baseGfn + gfnOffset;
+    const end = start + npages;
+    if (this.dirtyLog.initiallySet) {
+      this.mmu.splitHugePages(start, end, PG_LEVEL_4K);
+      this.mmu.writeProtectGfnRange(start, end, 2);
+    }
+    this.mmu.writeProtect4kRange(start, end);
+    this.shadowMmuIfUsed?.writeProtect4kRange(start, end);
   }
 
   /* ------------------------------------------------------------- attributes ------------- */
@@ -1105,6 +1131,10 @@ class VmMemslotHooks implements MemslotHooks {
 
   enableDirtyLogPtMasked(slot: KvmMemorySlot, gfnOffset: number, mask: number): void {
     this.vm.enableDirtyLogPtMasked(slot, gfnOffset, mask);
+  }
+
+  enableDirtyLogPtRange(slot: KvmMemorySlot, gfnOffset: number, npages: number): void {
+    this.vm.enableDirtyLogPtRange(slot, gfnOffset, npages);
   }
 
   flushRemoteTlbs(): void {

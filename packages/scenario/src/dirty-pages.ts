@@ -5,6 +5,8 @@
  * 2^31-page slot with every bit set would otherwise be a 2^31-entry array).
  */
 
+import { DirtyBitmap } from '@ccmem/core';
+
 /** the most pages a `get_dirty_log` outcome lists (docs/scenarios.md, "Limits") */
 export const MAX_LISTED_DIRTY_PAGES = 1 << 20;
 
@@ -24,8 +26,35 @@ function popcount32(x: number): number {
   return (((x + (x >>> 4)) & 0x0f0f0f0f) * 0x01010101) >>> 24;
 }
 
-/** the indexes of the set bits of `bitmap` below `npages` (all of it by default), ascending */
-export function dirtyPageList(bitmap: Uint8Array, npages = bitmap.length * 8): number[] {
+/**
+ * the indexes of the set bits of `bitmap` below `npages` (all of it by default), ascending: the
+ * kernel's bytes, or the model's DirtyBitmap (counted and listed chunk by chunk, so a slot of
+ * 2^31 pages all dirty is refused without a page-sized allocation)
+ */
+export function dirtyPageList(bitmap: Uint8Array | DirtyBitmap, npages?: number): number[] {
+  if (bitmap instanceof DirtyBitmap) return sparsePageList(bitmap, npages ?? bitmap.npages);
+  return densePageList(bitmap, npages ?? bitmap.length * 8);
+}
+
+function sparsePageList(bitmap: DirtyBitmap, npages: number): number[] {
+  const limit = Math.min(npages, bitmap.npages);
+  let count = bitmap.count();
+  if (limit < bitmap.npages) {
+    // bits from `limit` on are not listed
+    bitmap.forEachSetRun((s, e) => {
+      if (e > limit) count -= e - Math.max(s, limit);
+    });
+  }
+  if (count > MAX_LISTED_DIRTY_PAGES) throw new DirtyListTooLong(count);
+  const out = new Array<number>(count);
+  let k = 0;
+  bitmap.forEachSetRun((s, e) => {
+    for (let p = s; p < Math.min(e, limit); p++) out[k++] = p;
+  });
+  return out;
+}
+
+function densePageList(bitmap: Uint8Array, npages: number): number[] {
   const n32 = Math.ceil(bitmap.length / 4);
   let words: Uint32Array;
   if (bitmap.byteOffset % 4 === 0 && bitmap.length % 4 === 0) words = new Uint32Array(bitmap.buffer, bitmap.byteOffset, n32);
@@ -55,6 +84,24 @@ export function dirtyPageList(bitmap: Uint8Array, npages = bitmap.length * 8): n
     }
   }
   return out;
+}
+
+/**
+ * `clearBitmap()` for the model: the same bits as a DirtyBitmap of the same byte length, which
+ * costs memory by the listed bits (the default, every bit, costs nothing)
+ */
+export function clearBitmapSparse(numPages: number, bits: readonly number[] | undefined, cap: number): DirtyBitmap {
+  const bytes = Math.min(Math.ceil(numPages / 64) * 8, Math.max(cap, 8));
+  const nbits = bytes * 8;
+  if (bits) {
+    const out = new DirtyBitmap(nbits);
+    for (const bit of bits) if (Number.isInteger(bit) && bit >= 0 && bit < nbits) out.set(bit);
+    return out;
+  }
+  const n = Math.min(numPages, nbits);
+  // every bit below n: a bitmap of n pages, all set, padded to `bytes` (n < nbits only when
+  // n is num_pages, whose ALIGN(n, 64) / 8 is `bytes`)
+  return new DirtyBitmap(n, true);
 }
 
 /**

@@ -6,7 +6,7 @@
 export { EXIT_NAMES, EXPLORE_ONLY_INVARIANT_NAMES, OP_NAMES, OP_SCHEMAS, PROFILES, PROVIDERS, RUN_INVARIANT_NAMES, SIGNALS, TARGET_NAMES, VM_TYPES } from './schema.js';
 export { isOpName, scenarioSchema } from './schema.js';
 export type { AppliesTo, ConcurrentBlock, ExitName, Expectation, ExpectFields, Invariant, OpArgs, OpName, Profile, Provider, Scenario, SignalName, Step, TargetName, VmConfig, VmType } from './schema.js';
-export { DEFAULT_INPUT_LIMITS, ScenarioParseError, formatPath, formatScenarioError, loadScenarioFile, parseScenario, readScenarioText, tryParseScenario, type InputLimits, type ParseResult, type ScenarioError } from './parse.js';
+export { DEFAULT_INPUT_LIMITS, ScenarioParseError, formatPath, formatScenarioError, loadScenarioFile, loadScenarioFileWithin, parseScenario, readScenarioText, readScenarioTextWithin, readScenarioTextsWithin, tryParseScenario, type InputLimits, type ParseResult, type ScenarioError } from './parse.js';
 export { NumberSyntaxError, describeFlags, flagName, flagNames, formatAddrExpr, formatHex, parseAddrExpr, parseFlags, parseNumber, parseU64, registerFlagNames } from './numbers.js';
 export type { AddrExpr, AddrRef, FlagKind } from './numbers.js';
 
@@ -39,7 +39,8 @@ export { SHARD_DEPTH } from './explore/engine.js';
 export type { ExploreOptions, ExploreProgress, PhaseReport, ExploreReport, ExploreStats, ExploreViolation, Observation, RunResult, ShardSpec, StopReason } from './explore/engine.js';
 export { exploreWorkers, type ExplorationSource, type WorkersOptions } from './explore/workers.js';
 export { mergeReports, mergeResults, missingShards, reportToJson, resultOf, shortestFirst, type ExploreResultJson } from './explore/merge.js';
-export { builtinExplorationDir, builtinExplorationNames, loadBuiltinExploration, loadExplorationFile, parseExploration } from './explore/load.js';
+export { builtinExplorationDir, builtinExplorationNames, loadBuiltinExploration, loadExplorationFile, loadExplorationFileWithin, parseExploration } from './explore/load.js';
+export { DEFAULT_READ_TIMEOUT_MS, readFileBounded, readFilesBounded, type BoundedReadOptions, type BoundedReadResult } from './read-file.js';
 export type { ExplorationFile, ExploreHeader, LoadResult } from './explore/load.js';
 export type { ExploreMode } from './explore/types.js';
 export { Actor, SetupError, World, type ActorStepRecord, type WorldOptions } from './explore/world.js';

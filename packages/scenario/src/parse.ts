@@ -5,6 +5,7 @@
 import { closeSync, fstatSync, openSync, readSync, statSync, constants as fsConstants } from 'node:fs';
 import { LineCounter, isMap, isPair, isScalar, isSeq, parseDocument, visit, type Document, type Node } from 'yaml';
 import type { z } from 'zod';
+import { DEFAULT_READ_TIMEOUT_MS, readFilesBounded } from './read-file.js';
 import { isOpName, scenarioSchema, type Scenario, type Step } from './schema.js';
 
 /** One problem in a scenario file. `line` and `column` are 1-based. */
@@ -44,12 +45,18 @@ export interface InputLimits {
   maxSteps?: number;
   /** nodes YAML aliases may expand to (the `yaml` library's maxAliasCount) */
   maxAliasCount?: number;
+  /**
+   * milliseconds reading the file may take (`loadScenarioFileWithin`, `ccmem --read-timeout`):
+   * a file on a hung network or FUSE mount is an error, not a hang
+   */
+  readTimeoutMs?: number;
 }
 
 export const DEFAULT_INPUT_LIMITS: Required<InputLimits> = {
   maxFileBytes: 16 * 1024 * 1024,
   maxSteps: 100_000,
   maxAliasCount: 10_000,
+  readTimeoutMs: DEFAULT_READ_TIMEOUT_MS,
 };
 
 /** Parse and validate scenario text; never throws. */
@@ -137,12 +144,55 @@ export function parseScenario(text: string, file = '<input>'): Scenario {
 /**
  * Read, parse and validate a scenario file; throws ScenarioParseError (also for unreadable
  * files, files that are not regular files — a FIFO, /dev/zero — and files over the size limit).
+ * The read is synchronous and has no time bound (the built-in files are read so); a file a
+ * user names is better read by `loadScenarioFileWithin`.
  */
 export function loadScenarioFile(path: string, limits: InputLimits = {}): Scenario {
   const text = readScenarioText(path, limits);
   const r = tryParseScenario(text, path, limits);
   if (!r.ok) throw new ScenarioParseError(r.errors);
   return r.scenario;
+}
+
+/**
+ * `loadScenarioFile` with the read bounded in time (`limits.readTimeoutMs`, default 10 s; in a
+ * child process, read-file.ts): a file on a hung mount is a ScenarioParseError at line 1.
+ */
+export async function loadScenarioFileWithin(path: string, limits: InputLimits = {}): Promise<Scenario> {
+  const text = await readScenarioTextWithin(path, limits);
+  const r = tryParseScenario(text, path, limits);
+  if (!r.ok) throw new ScenarioParseError(r.errors);
+  return r.scenario;
+}
+
+/** `readScenarioText` bounded in time; throws ScenarioParseError */
+export async function readScenarioTextWithin(path: string, limits: InputLimits = {}): Promise<string> {
+  const [r] = await readScenarioTextsWithin([path], limits);
+  if ('errors' in r!) throw new ScenarioParseError(r.errors);
+  return r!.text;
+}
+
+/**
+ * The texts of scenario files, read one after the other by one child process, each within
+ * `limits.readTimeoutMs` (read-file.ts), with `readScenarioText`'s refusals (non-regular files,
+ * the size limit); a file that could not be read has its error at line 1.
+ */
+export async function readScenarioTextsWithin(
+  paths: readonly string[],
+  limits: InputLimits = {},
+): Promise<({ path: string; text: string } | { path: string; errors: ScenarioError[] })[]> {
+  const results = await readFilesBounded(paths, {
+    maxBytes: limits.maxFileBytes ?? DEFAULT_INPUT_LIMITS.maxFileBytes,
+    timeoutMs: limits.readTimeoutMs ?? DEFAULT_INPUT_LIMITS.readTimeoutMs,
+    regularOnly: true,
+    sizeOption: '--max-file-size',
+    timeoutOption: '--read-timeout',
+  });
+  return results.map((r) => {
+    if ('text' in r) return r;
+    const message = r.error === 'is a directory' ? 'is a directory, not a scenario file' : r.error;
+    return { path: r.path, errors: [{ file: r.path, line: 1, column: 1, field: '', message }] };
+  });
 }
 
 /**

@@ -76,7 +76,7 @@ export async function diffCommand(io: CliIo, files: string[], opts: DiffOptions)
   }
   const json = jsonOnStdout(opts);
   const text = textOnStdout(opts);
-  const { loaded, errors } = loadFiles(files);
+  const { loaded, errors } = await loadFiles(files);
   if (errors.length) return reportInvalid(io, errors, json);
   const targets = await targetsOrReport(io, 'model', 'kvm');
   if (!targets) return EXIT_INVALID;

@@ -32,7 +32,7 @@ export function explainJson(scenario: Scenario, r: ScenarioResult) {
 }
 
 export async function explainCommand(io: CliIo, file: string, opts: { target: TargetName; json?: boolean }): Promise<number> {
-  const { loaded, errors } = loadFiles([file]);
+  const { loaded, errors } = await loadFiles([file]);
   if (errors.length) return reportInvalid(io, errors, Boolean(opts.json));
   const [target] = (await targetsOrReport(io, opts.target)) ?? [];
   if (!target) return EXIT_INVALID;

@@ -11,7 +11,7 @@ import {
   exploreWorkers,
   formatScenarioError,
   loadBuiltinExploration,
-  loadExplorationFile,
+  loadExplorationFileWithin,
   replaySchedule,
   reportToJson,
   type ExploreOptions,
@@ -173,7 +173,9 @@ export async function exploreCommand(io: CliIo, file: string | undefined, o: Exp
   const { builtin, replay, json: jsonFlag, skipRetryCheck, time, maxSchedules, shard, shardDepth, workers, progress, reporter, output, expect: expectFlag, report, ...search } = o;
   const json = jsonOnStdout(o);
   const text = textOnStdout(o);
-  const loaded = builtin !== undefined ? loadBuiltinExploration(builtin) : loadExplorationFile(file!);
+  // a file a user names is read within the read timeout (a hung mount is an error); the
+  // workers get its text
+  const loaded: Awaited<ReturnType<typeof loadExplorationFileWithin>> = builtin !== undefined ? loadBuiltinExploration(builtin) : await loadExplorationFileWithin(file!);
   if (!loaded.ok) {
     for (const e of loaded.errors) io.err(`${c.red('error')} ${formatScenarioError(e)}`);
     if (json) io.out(JSON.stringify({ errors: loaded.errors }));
@@ -233,7 +235,7 @@ export async function exploreCommand(io: CliIo, file: string | undefined, o: Exp
         opts.progressIntervalMs = pr.interval;
       }
       if (workers !== undefined && workers > 1) {
-        const source = builtin !== undefined ? { builtin } : { file: file! };
+        const source = builtin !== undefined ? { builtin } : loaded.text !== undefined ? { file: file!, text: loaded.text } : { file: file! };
         const { onProgress: _p, ...plain } = opts;
         void _p;
         result = await exploreWorkers(source, plain, workers, {

@@ -1,10 +1,12 @@
 import picomatch from 'picomatch';
+import { relative } from 'node:path';
 import {
   PROVIDERS,
   ScenarioParseError,
   TARGET_NAMES,
   VM_TYPES,
   builtinScenarios,
+  builtinScenarioFiles,
   buildMatrix,
   cellMatches,
   kvmUnavailableReason,
@@ -21,7 +23,7 @@ import type { ReportOptions } from '../define/options.js';
 import type { ReportCase } from '../report/cases.js';
 import { emitReport, jsonOnStdout, reportUsageError, textOnStdout } from '../report/emit.js';
 import { getTargetFactory, kvmColumnAvailable, type TargetFactory } from '../targets.js';
-import { detectedHostProfile, EXIT_FAIL, EXIT_INVALID, EXIT_OK, nothingRan, reportInvalid, resultText, tick, toJson } from './shared.js';
+import { detectedHostProfile, EXIT_FAIL, EXIT_INVALID, EXIT_OK, loadScenarioFiles, nothingRan, reportInvalid, resultText, tick, toJson } from './shared.js';
 import { writeMatrixReport } from './report.js';
 
 export interface MatrixCommandOptions extends ReportOptions {
@@ -122,7 +124,14 @@ export async function matrixCommand(io: CliIo, opts: MatrixCommandOptions): Prom
   const text = textOnStdout(opts);
   let entries;
   try {
-    entries = builtinScenarios(opts.dir);
+    if (opts.dir === undefined) entries = builtinScenarios();
+    else {
+      // files a user names: each read within the read timeout
+      const dir = opts.dir;
+      const { loaded, errors } = await loadScenarioFiles(builtinScenarioFiles(dir), {}, [], (p) => relative(dir, p));
+      if (errors.length) return reportInvalid(io, errors, json);
+      entries = loaded;
+    }
   } catch (e) {
     if (e instanceof ScenarioParseError) return reportInvalid(io, e.errors, json);
     io.err(`${c.red('error')} ${(e as Error).message}`);

@@ -4,18 +4,35 @@
  * counterexample (docs/explore.md). Exit codes as `ccmem explore`: 0 complete without violation,
  * 1 violation, 2 invalid input, 3 incomplete (a shard missing or stopped early).
  */
-import { readFileSync } from 'node:fs';
-import { mergeResults, missingShards, type ExploreResultJson } from '@ccmem/scenario';
+import { DEFAULT_READ_TIMEOUT_MS, mergeResults, missingShards, readFilesBounded, type ExploreResultJson } from '@ccmem/scenario';
 import type { CliIo } from '../io.js';
-import { EXIT_INVALID, toJson } from './shared.js';
+import { EXIT_INVALID, inputLimits, toJson } from './shared.js';
 import { exitCodeOf, exploreJson, printSummary, type ExploreExpectation } from './explore.js';
 
-export function mergeCommand(io: CliIo, files: readonly string[], o: { json?: boolean }): number {
+export async function mergeCommand(io: CliIo, files: readonly string[], o: { json?: boolean; readTimeout?: string }): Promise<number> {
   const parts: ExploreResultJson[] = [];
-  for (const f of files) {
+  const limits = inputLimits({ readTimeout: o.readTimeout });
+  if (typeof limits === 'string') {
+    io.err(`${io.color.red('error')} ${limits}`);
+    return EXIT_INVALID;
+  }
+  // each input read within the read timeout (a pipe such as <(cat a.json) is fine; a FIFO
+  // without writer or a hung mount is an error)
+  const texts = await readFilesBounded(files, {
+    maxBytes: Infinity,
+    timeoutMs: limits.readTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS,
+    regularOnly: false,
+    timeoutOption: '--read-timeout',
+  });
+  for (const r of texts) {
+    const f = r.path;
+    if ('error' in r) {
+      io.err(`${io.color.red('error')} ${f}: ${r.error}`);
+      return EXIT_INVALID;
+    }
     let doc: unknown;
     try {
-      doc = JSON.parse(readFileSync(f, 'utf8'));
+      doc = JSON.parse(r.text);
     } catch (e) {
       io.err(`${io.color.red('error')} ${f}: ${(e as Error).message}`);
       return EXIT_INVALID;

@@ -45,7 +45,7 @@ export interface ReportCommandOptions {
 }
 
 export async function reportCommand(io: CliIo, file: string, opts: ReportCommandOptions): Promise<number> {
-  const { loaded, errors } = loadFiles([file]);
+  const { loaded, errors } = await loadFiles([file]);
   if (errors.length) return reportInvalid(io, errors, false);
   const { scenario } = loaded[0]!;
   const out = opts.output ?? defaultReportPath(file);

@@ -13,6 +13,7 @@ export interface RunCommandOptions extends ReportOptions {
   invariants?: InvariantMode;
   maxSteps?: string;
   maxFileSize?: string;
+  readTimeout?: string;
   allowEmpty?: boolean;
 }
 
@@ -30,7 +31,7 @@ export async function runCommand(io: CliIo, paths: string[], opts: RunCommandOpt
     io.err(`${io.color.red('error')} ${limits}`);
     return EXIT_INVALID;
   }
-  const { loaded, errors } = loadFiles(paths, limits);
+  const { loaded, errors } = await loadFiles(paths, limits);
   if (errors.length) return reportInvalid(io, errors, json);
   const [target] = (await targetsOrReport(io, opts.target, { invariants: opts.invariants ?? 'step' })) ?? [];
   if (!target) return EXIT_INVALID;

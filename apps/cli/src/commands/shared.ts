@@ -4,14 +4,14 @@ import { globSync, isDynamicPattern } from 'tinyglobby';
 import {
   DEFAULT_INPUT_LIMITS,
   parseNumber,
-  ScenarioParseError,
   builtinScenarioFiles,
   collectEvents,
   describeExpectation,
   describeOutcome,
   formatScenarioError,
   jsonReplacer,
-  loadScenarioFile,
+  readScenarioTextsWithin,
+  tryParseScenario,
   type InputLimits,
   type Scenario,
   type ScenarioError,
@@ -25,6 +25,7 @@ import type { KernelProfile } from '@ccmem/core';
 import type { CliIo } from '../io.js';
 import type { ReportCase } from '../report/cases.js';
 import { getTarget, targetProblem, type TargetFactoryOptions } from '../targets.js';
+import { parseDuration } from '../define/options.js';
 
 
 const noColor = pc.createColors(false);
@@ -71,17 +72,32 @@ export function expandPaths(paths: readonly string[]): { files: string[]; errors
   return { files: [...new Set(files)], errors };
 }
 
-/** Load the scenario files of `paths` (expanded as `expandPaths()` does), within `limits`. */
-export function loadFiles(paths: readonly string[], limits: InputLimits = {}): { loaded: LoadedFile[]; errors: ScenarioError[] } {
-  const loaded: LoadedFile[] = [];
+/**
+ * Load the scenario files of `paths` (expanded as `expandPaths()` does), within `limits`: each
+ * file read within `limits.readTimeoutMs` (a child process reads them: a hung mount is an
+ * error, never a hang).
+ */
+export async function loadFiles(paths: readonly string[], limits: InputLimits = {}): Promise<{ loaded: LoadedFile[]; errors: ScenarioError[] }> {
   const { files, errors } = expandPaths(paths);
-  for (const file of files) {
-    try {
-      loaded.push({ file, scenario: loadScenarioFile(file, limits) });
-    } catch (e) {
-      if (e instanceof ScenarioParseError) errors.push(...e.errors);
-      else throw e;
+  return loadScenarioFiles(files, limits, errors);
+}
+
+/** read and parse `files` (named as given: `file` of each result is the path) within `limits` */
+export async function loadScenarioFiles(
+  files: readonly string[],
+  limits: InputLimits = {},
+  errors: ScenarioError[] = [],
+  name: (path: string) => string = (p) => p,
+): Promise<{ loaded: LoadedFile[]; errors: ScenarioError[] }> {
+  const loaded: LoadedFile[] = [];
+  for (const r of await readScenarioTextsWithin(files, limits)) {
+    if ('errors' in r) {
+      errors.push(...r.errors);
+      continue;
     }
+    const parsed = tryParseScenario(r.text, r.path, limits);
+    if (parsed.ok) loaded.push({ file: name(r.path), scenario: parsed.scenario });
+    else errors.push(...parsed.errors);
   }
   return { loaded, errors };
 }
@@ -221,9 +237,19 @@ export function writeTrace(path: string, results: readonly ScenarioResult[]): st
   }
 }
 
-/** `--max-steps` / `--max-file-size` as InputLimits (docs/scenarios.md, "Limits") */
-export function inputLimits(opts: { maxSteps?: string; maxFileSize?: string }): InputLimits | string {
+/** `--max-steps` / `--max-file-size` / `--read-timeout` as InputLimits (docs/scenarios.md, "Limits") */
+export function inputLimits(opts: { maxSteps?: string; maxFileSize?: string; readTimeout?: string }): InputLimits | string {
   const out: InputLimits = {};
+  if (opts.readTimeout !== undefined) {
+    let ms: number;
+    try {
+      ms = parseDuration(opts.readTimeout);
+    } catch {
+      return `--read-timeout ${opts.readTimeout}: needs a duration like 30s, 500ms or 1m`;
+    }
+    if (!(ms >= 1) || !Number.isSafeInteger(Math.round(ms))) return `--read-timeout ${opts.readTimeout}: must be at least 1ms`;
+    out.readTimeoutMs = Math.round(ms);
+  }
   for (const [flag, v, key] of [
     ['--max-steps', opts.maxSteps, 'maxSteps'],
     ['--max-file-size', opts.maxFileSize, 'maxFileBytes'],

@@ -82,10 +82,17 @@ export const DEFAULT_MAX_STEPS = 100_000;
 export const DEFAULT_MAX_FILE_MIB = 16;
 export const MAX_STEPS_HELP = `the most steps a scenario file may have (default ${DEFAULT_MAX_STEPS})`;
 export const MAX_FILE_SIZE_HELP = `the largest scenario file read, in bytes (KiB/MiB suffixes; default ${DEFAULT_MAX_FILE_MIB}MiB)`;
+export const DEFAULT_READ_TIMEOUT_S = 10;
+export const READ_TIMEOUT_HELP = `the longest reading one scenario file may take, e.g. 30s or 500ms (a hung network or FUSE mount; default ${DEFAULT_READ_TIMEOUT_S}s)`;
 export const ALLOW_EMPTY_HELP = 'exit 0 even when nothing ran (every scenario skipped, or no scenario matched)';
 
-/** `--invariants` (run, matrix) and, for commands that read scenario files, `--max-steps` / `--max-file-size` */
+/**
+ * `--invariants` (run, matrix) and, for commands that read scenario files, `--max-steps` /
+ * `--max-file-size` / `--read-timeout`
+ */
 export function addInputOptions(cmd: Command, limits: boolean): Command {
   cmd.addOption(new Option('--invariants <mode>', INVARIANTS_OPTION_HELP).choices(INVARIANT_MODE_CHOICES).default('step'));
-  return limits ? cmd.option('--max-steps <n>', MAX_STEPS_HELP).option('--max-file-size <bytes>', MAX_FILE_SIZE_HELP) : cmd;
+  return limits
+    ? cmd.option('--max-steps <n>', MAX_STEPS_HELP).option('--max-file-size <bytes>', MAX_FILE_SIZE_HELP).option('--read-timeout <duration>', READ_TIMEOUT_HELP)
+    : cmd;
 }

@@ -64,6 +64,19 @@ describe('bounded input', () => {
     expectInvalid(ccmem(['run', '--max-steps', 'lots', f]), /--max-steps lots/);
   });
 
+  it('files are read within a time bound (--read-timeout): a FIFO without writer given to merge is exit 2, not a hang', () => {
+    // merge accepts pipes (<(cat a.json)), so it opens the FIFO: open(2) blocks until a writer
+    // comes, and none does
+    const fifo = join(t.dir, 'shard.json');
+    execFileSync('mkfifo', [fifo]);
+    const r = ccmem(['merge', '--read-timeout', '300ms', fifo], { timeout: 30_000 });
+    expectInvalid(r, /shard\.json: not read within 300 ms \(--read-timeout\)/);
+    // the option is checked like the other limits
+    expectInvalid(ccmem(['run', '--read-timeout', 'soon', GOOD]), /--read-timeout soon: needs a duration/);
+    expectInvalid(ccmem(['run', '--read-timeout', '0', GOOD]), /--read-timeout 0: must be at least 1ms/);
+    expect(ccmem(['run', '--read-timeout', '30s', GOOD]).code).toBe(0);
+  });
+
   it('--trace to an unwritable path is a clean error that keeps the --json results', () => {
     const r = ccmem(['run', '--json', '--trace', '/nonexistent/dir/trace.json', GOOD]);
     expectInvalid(r, /cannot write the trace file/);

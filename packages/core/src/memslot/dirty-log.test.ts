@@ -93,7 +93,7 @@ describe('KVM_GET_DIRTY_LOG', () => {
       [0, 64, 0b1000000],
     ]);
     expect(env.flushes()).toBe(1);
-    expect(Array.from(s.dirtyBitmap!)).toEqual([0, 0, 0, 0]);
+    expect(Array.from(s.dirtyBitmap!.toUint32Array())).toEqual([0, 0, 0, 0]);
     expect(bitsOf(env.log.getDirtyLog({ slot: 0 }))).toEqual([]);
     expect(env.flushes()).toBe(1); // nothing taken: no flush
   });

@@ -8,9 +8,11 @@
  * `markPageDirtyInSlot()` is what the MMU calls when it lets the guest write a page.
  *
  * Bitmaps have the kernel layout: ALIGN(npages, 64) / 8 bytes, bit i (little-endian bit order
- * within each 64-bit word) = page i of the slot. Write tracking is re-armed through
- * `enableDirtyLogPtMasked(slot, gfnOffset, mask)` with 32-bit masks: one call per 32-bit half
- * of each 64-bit word that had bits taken.
+ * within each 64-bit word) = page i of the slot, held in chunks (dirty-bitmap.ts) so that a
+ * slot costs memory and time by what is dirty, not by its size. Write tracking is re-armed
+ * through `enableDirtyLogPtMasked(slot, gfnOffset, mask)` with 32-bit masks: one call per
+ * 32-bit half of each 64-bit word that had bits taken (or `enableDirtyLogPtRange()` for a
+ * whole chunk of set bits).
  */
 import { fail } from '../errno.js';
 import type { MemslotView } from '../backend.js';
@@ -21,7 +23,8 @@ import {
   KVM_MEM_LOG_DIRTY_PAGES,
   KVM_USER_MEM_SLOTS,
 } from '../uapi.js';
-import { kvmDirtyBitmapBytes, type KvmMemorySlot } from './memslot.js';
+import { CHUNK_FULL, CHUNK_ZERO, DirtyBitmap } from './dirty-bitmap.js';
+import type { KvmMemorySlot } from './memslot.js';
 import { SlotsLockBusyError, type KvmVmMemslots } from './memslots.js';
 import type { MemslotHooks } from './set-memory-region.js';
 
@@ -30,36 +33,47 @@ export interface KvmDirtyLog {
   slot: number;
 }
 
-/** struct kvm_clear_dirty_log; `dirty_bitmap` is the user buffer (null = bad pointer) */
+/**
+ * struct kvm_clear_dirty_log; `dirty_bitmap` is the user buffer (null = bad pointer): the
+ * kernel's bytes, or a DirtyBitmap standing for them (its byteLength is the buffer's size)
+ * that costs memory by the bits set in it
+ */
 export interface KvmClearDirtyLog {
   slot: number;
   num_pages: number;
   first_page: number;
-  dirty_bitmap: Uint8Array | null;
+  dirty_bitmap: Uint8Array | DirtyBitmap | null;
 }
 
 /**
  * The bitmap half of mark_page_dirty_in_slot(): set the gfn's bit if the slot logs dirty pages.
  * Vm.markPageDirty() decides between the running vCPU's dirty ring and this bitmap.
  */
-export function markPageDirtyInSlot(slot: MemslotView & { dirtyBitmap: Uint32Array | null } | null, gfn: number): void {
+export function markPageDirtyInSlot(slot: MemslotView & { dirtyBitmap: DirtyBitmap | null } | null, gfn: number): void {
   if (slot === null || !(slot.flags & KVM_MEM_LOG_DIRTY_PAGES)) return;
   const bitmap = slot.dirtyBitmap;
   if (bitmap === null) return;
   const rel = gfn - slot.baseGfn;
   if (rel < 0 || rel >= slot.npages) throw new RangeError(`gfn 0x${gfn.toString(16)} is outside slot ${slot.id}`);
-  bitmap[rel >>> 5] = bitmap[rel >>> 5]! | (1 << (rel & 31));
+  bitmap.set(rel);
 }
 
 /** test_bit_le() on a slot's dirty bitmap */
 export function testDirtyBit(slot: KvmMemorySlot, gfn: number): boolean {
   const b = slot.dirtyBitmap;
   if (b === null) return false;
-  const rel = gfn - slot.baseGfn;
-  return ((b[rel >>> 5]! >>> (rel & 31)) & 1) === 1;
+  return b.test(gfn - slot.baseGfn);
 }
 
-export type DirtyLogHooks = Pick<MemslotHooks, 'nrAsIds' | 'enableDirtyLogPtMasked' | 'flushRemoteTlbs'>;
+export type DirtyLogHooks = Pick<MemslotHooks, 'nrAsIds' | 'enableDirtyLogPtMasked' | 'flushRemoteTlbs'> & {
+  /**
+   * kvm_arch_mmu_enable_log_dirty_pt_masked() with every bit set, for each 32-page word of
+   * [gfnOffset, gfnOffset + npages) (gfnOffset a multiple of 32): what a whole chunk of bits
+   * taken or cleared at once re-arms, in time by the mappings there rather than by npages.
+   * Without it, enableDirtyLogPtMasked() is called word by word.
+   */
+  enableDirtyLogPtRange?(slot: KvmMemorySlot, gfnOffset: number, npages: number): void;
+};
 
 export class DirtyLog {
   private readonly slots: KvmVmMemslots;
@@ -98,37 +112,55 @@ export class DirtyLog {
   }
 
   /**
-   * KVM_GET_DIRTY_LOG. Without manual protect: take and zero every word, re-arm tracking for
-   * the taken bits, flush TLBs if anything was taken. With it: copy the live bitmap.
+   * KVM_GET_DIRTY_LOG (kvm_get_dirty_log_protect()). Without manual protect: take and zero
+   * every word, re-arm tracking for the taken bits, flush TLBs if anything was taken. With it:
+   * copy the live bitmap. The copy is a DirtyBitmap (the kernel's layout), costing memory by
+   * what is dirty; `getDirtyLog()` gives its bytes.
    */
-  getDirtyLog(log: KvmDirtyLog): Uint8Array {
+  getDirtyLogBitmap(log: KvmDirtyLog): DirtyBitmap {
     this.assertUnlocked();
     if (this.slots.dirtyRingOnly) fail('ENXIO', 'kvm_get_dirty_log_protect: dirty ring without bitmap');
     const memslot = this.lookup(log.slot, 'kvm_get_dirty_log_protect');
     const bitmap = memslot.dirtyBitmap!;
-    const n = kvmDirtyBitmapBytes(memslot.npages);
-    const out = new Uint8Array(n);
-    const outWords = new Uint32Array(out.buffer);
-    if (this.manualProtect) {
-      outWords.set(bitmap.subarray(0, n / 4));
-      return out;
-    }
+    if (this.manualProtect) return bitmap.clone();
+    const out = new DirtyBitmap(memslot.npages);
     let flush = false;
-    for (let i = 0; i < n / 4; i++) {
-      const mask = bitmap[i]!;
-      if (mask === 0) continue;
-      flush = true;
-      bitmap[i] = 0; // xchg(&dirty_bitmap[i], 0)
-      outWords[i] = mask;
-      this.hooks.enableDirtyLogPtMasked(memslot, i * 32, mask);
+    for (let c = 0; c < bitmap.nchunks; c++) {
+      const kind = bitmap.chunkKind(c);
+      if (kind === CHUNK_ZERO) continue;
+      const { start, end } = bitmap.chunkWordRange(c);
+      if (kind === CHUNK_FULL) {
+        // every word of the chunk taken whole (xchg(&dirty_bitmap[i], 0) for each)
+        flush = true;
+        out.setChunk(c, true);
+        bitmap.setChunk(c, false);
+        this.enableRange(memslot, start * 32, Math.min(end * 32, memslot.npages) - start * 32);
+        continue;
+      }
+      const words = bitmap.chunkWords(c);
+      for (let k = 0; k < words.length; k++) {
+        const mask = words[k]!;
+        if (mask === 0) continue;
+        flush = true;
+        words[k] = 0; // xchg(&dirty_bitmap[i], 0)
+        out.setWord(start + k, mask);
+        this.hooks.enableDirtyLogPtMasked(memslot, (start + k) * 32, mask);
+      }
+      bitmap.setChunk(c, false); // every word is 0 now: the chunk's words are freed
     }
     if (flush) this.hooks.flushRemoteTlbs();
     return out;
   }
 
+  /** KVM_GET_DIRTY_LOG: the bytes the kernel copies to userspace (O(npages): small slots) */
+  getDirtyLog(log: KvmDirtyLog): Uint8Array {
+    return this.getDirtyLogBitmap(log).toBytes();
+  }
+
   /**
-   * KVM_CLEAR_DIRTY_LOG: clear the bits set in the user bitmap for pages
-   * [first_page, first_page + num_pages) and re-arm tracking for the bits actually cleared.
+   * KVM_CLEAR_DIRTY_LOG (kvm_clear_dirty_log_protect()): clear the bits set in the user bitmap
+   * for pages [first_page, first_page + num_pages) and re-arm tracking for the bits actually
+   * cleared. Only words where both bitmaps have bits are visited.
    */
   clearDirtyLog(log: KvmClearDirtyLog): void {
     this.assertUnlocked();
@@ -150,24 +182,66 @@ export class DirtyLog {
     }
     const n = Math.ceil(numPages / 64) * 8;
     const user = log.dirty_bitmap;
-    if (n > 0 && (user === null || user.length < n)) fail('EFAULT', 'kvm_clear_dirty_log_protect: copy_from_user of the bitmap');
+    const userBytes = user === null ? 0 : user instanceof DirtyBitmap ? user.byteLength : user.length;
+    if (n > 0 && (user === null || userBytes < n)) fail('EFAULT', 'kvm_clear_dirty_log_protect: copy_from_user of the bitmap');
     if (n === 0 || user === null) return;
-    const view = new DataView(user.buffer, user.byteOffset, n);
+    const sparse = user instanceof DirtyBitmap ? user : null;
+    const view = sparse === null ? new DataView((user as Uint8Array).buffer, (user as Uint8Array).byteOffset, n) : null;
     const bitmap = memslot.dirtyBitmap;
     let flush = false;
     const firstWord = firstPage / 32;
-    for (let w = 0; w < n / 4; w++) {
-      const userMask = view.getUint32(w * 4, true);
-      if (userMask === 0) continue;
-      const i = firstWord + w;
-      const cleared = (userMask & bitmap[i]!) >>> 0; // atomic_long_fetch_andnot
-      bitmap[i] = (bitmap[i]! & ~userMask) >>> 0;
-      if (cleared !== 0) {
+    const lastWord = firstWord + n / 4; // one past
+    for (let c = firstWord >>> 10; c < bitmap.nchunks && c * 1024 < lastWord; c++) {
+      const kind = bitmap.chunkKind(c);
+      if (kind === CHUNK_ZERO) continue;
+      const range = bitmap.chunkWordRange(c);
+      const start = Math.max(range.start, firstWord);
+      const end = Math.min(range.end, lastWord);
+      const setEnd = Math.min(end * 32, npages); // one past the chunk's last page
+      if (
+        kind === CHUNK_FULL &&
+        sparse !== null &&
+        start === range.start &&
+        end === range.end &&
+        sparse.allSet(start * 32 - firstPage, setEnd - firstPage)
+      ) {
+        // the user bitmap covers every bit of a full chunk: all of it is cleared
+        bitmap.setChunk(c, false);
         flush = true;
-        this.hooks.enableDirtyLogPtMasked(memslot, firstPage + w * 32, cleared);
+        this.enableRange(memslot, start * 32, setEnd - start * 32);
+        continue;
+      }
+      for (let w = start; w < end; ) {
+        const uw = w - firstWord;
+        if (sparse !== null && sparse.chunkKind(uw >>> 10) === CHUNK_ZERO) {
+          w = firstWord + ((uw >>> 10) + 1) * 1024; // nothing to clear up to the user chunk's end
+          continue;
+        }
+        const userMask = sparse !== null ? sparse.word(uw) : view!.getUint32(uw * 4, true);
+        w++;
+        if (userMask === 0) continue;
+        const old = bitmap.word(w - 1);
+        const cleared = (userMask & old) >>> 0; // atomic_long_fetch_andnot
+        if (cleared === 0) continue;
+        bitmap.setWord(w - 1, (old & ~userMask) >>> 0);
+        flush = true;
+        this.hooks.enableDirtyLogPtMasked(memslot, (w - 1) * 32, cleared);
       }
     }
     if (flush) this.hooks.flushRemoteTlbs();
+  }
+
+  /** enableDirtyLogPtMasked() with every bit set for each 32-page word of the range */
+  private enableRange(slot: KvmMemorySlot, gfnOffset: number, npages: number): void {
+    if (npages <= 0) return;
+    if (this.hooks.enableDirtyLogPtRange) {
+      this.hooks.enableDirtyLogPtRange(slot, gfnOffset, npages);
+      return;
+    }
+    for (let off = gfnOffset; off < gfnOffset + npages; off += 32) {
+      const k = Math.min(32, gfnOffset + npages - off);
+      this.hooks.enableDirtyLogPtMasked(slot, off, k === 32 ? 0xffffffff : 2 ** k - 1);
+    }
   }
 
   private parseSlot(slot: number, where: string): { as: number; id: number } {

@@ -1,3 +1,4 @@
+export * from './dirty-bitmap.js';
 export * from './memslot.js';
 export * from './memslots.js';
 export * from './set-memory-region.js';

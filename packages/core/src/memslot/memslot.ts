@@ -3,6 +3,7 @@
  * define on it.
  */
 import type { GuestMemoryFile, MemslotView } from '../backend.js';
+import { DirtyBitmap } from './dirty-bitmap.js';
 import {
   KVM_MEM_LOG_DIRTY_PAGES,
   KVM_MEM_PCI_HOLE,
@@ -35,10 +36,10 @@ export class KvmMemorySlot implements MemslotView {
   /** slot->gmem.pgoff: file page index of baseGfn */
   gmemPgoff: number;
   /**
-   * slot->dirty_bitmap, one bit per page, in 32-bit little-endian words: the byte layout is
-   * the kernel's array of 64-bit longs (ALIGN(npages, 64) bits). null when not logging.
+   * slot->dirty_bitmap, one bit per page in the kernel's layout (ALIGN(npages, 64) bits),
+   * chunked so that it costs memory by what is dirty (dirty-bitmap.ts). null when not logging.
    */
-  dirtyBitmap: Uint32Array | null;
+  dirtyBitmap: DirtyBitmap | null;
 
   constructor(
     asId: number,
@@ -49,7 +50,7 @@ export class KvmMemorySlot implements MemslotView {
     flags: number,
     gmemFile: GuestMemoryFile | null = null,
     gmemPgoff = 0,
-    dirtyBitmap: Uint32Array | null = null,
+    dirtyBitmap: DirtyBitmap | null = null,
   ) {
     this.asId = asId;
     this.id = id;
@@ -88,17 +89,13 @@ export function kvmDirtyBitmapBytes(npages: number): number {
   return Math.ceil(npages / 64) * 8;
 }
 
-/** kvm_alloc_dirty_bitmap() (the model keeps no second bitmap: snapshots are fresh arrays) */
-export function allocDirtyBitmap(npages: number): Uint32Array {
-  return new Uint32Array(kvmDirtyBitmapBytes(npages) / 4);
-}
-
-/** bitmap_set(bitmap, 0, npages) */
-export function dirtyBitmapSetAll(bitmap: Uint32Array, npages: number): void {
-  const full = Math.floor(npages / 32);
-  bitmap.fill(0xffffffff, 0, full);
-  const rest = npages % 32;
-  if (rest) bitmap[full] = bitmap[full]! | (((1 << rest) >>> 0) - 1);
+/**
+ * kvm_alloc_dirty_bitmap() (the model keeps no second bitmap: snapshots are copies), with
+ * bitmap_set(dirty_bitmap, 0, npages) when `allSet` (KVM_DIRTY_LOG_INITIALLY_SET); nothing is
+ * allocated until a page's bit changes a chunk (dirty-bitmap.ts)
+ */
+export function allocDirtyBitmap(npages: number, allSet = false): DirtyBitmap {
+  return new DirtyBitmap(npages, allSet);
 }
 
 /** __gfn_to_hva_memslot(): the hva of `gfn` inside `slot` (no checks) */

@@ -205,7 +205,7 @@ function compareState(m: Ref, r: Real): void {
       npages: s.npages,
       hva: s.userspaceAddr,
       flags: s.flags,
-      dirty: s.dirtyBitmap ? Array.from({ length: s.npages }, (_, i) => ((s.dirtyBitmap![i >>> 5]! >>> (i & 31)) & 1) === 1) : null,
+      dirty: s.dirtyBitmap ? Array.from({ length: s.npages }, (_, i) => s.dirtyBitmap!.test(i)) : null,
     }));
     const want = m.slots
       .filter((s) => s.as === as)

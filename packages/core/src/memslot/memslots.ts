@@ -17,6 +17,7 @@ import { BTreeMap } from '../btree-map.js';
 import { IntervalTree } from '../interval-tree.js';
 import { KVM_MEM_GUEST_MEMFD, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_PCI_HOLE, KVM_MEMSLOT_INVALID, PAGE_SIZE } from '../uapi.js';
 import { KvmMemorySlot } from './memslot.js';
+import type { DirtyBitmap } from './dirty-bitmap.js';
 
 /** PCI hole slots have no hva and stay out of the hva tree */
 function hasHva(slot: KvmMemorySlot): boolean {
@@ -268,8 +269,8 @@ export class KvmVmMemslots {
         }
         const b = slot.dirtyBitmap;
         if (b !== null) {
-          if (b.length !== Math.ceil(slot.npages / 64) * 2) out.push(`${name}: dirty bitmap is not ALIGN(npages, 64) bits`);
-          else if (slot.npages % 32 !== 0 && b[slot.npages >>> 5]! >>> (slot.npages % 32) !== 0) {
+          if (b.nwords !== Math.ceil(slot.npages / 64) * 2 || b.npages !== slot.npages) out.push(`${name}: dirty bitmap is not ALIGN(npages, 64) bits`);
+          else if (slot.npages % 32 !== 0 && b.word(slot.npages >>> 5) >>> (slot.npages % 32) !== 0) {
             out.push(`${name}: dirty bits set beyond the last page`);
           }
         }
@@ -309,7 +310,8 @@ export interface MemslotsSnapshot {
       flags: number;
       gmemPgoff: number;
       hasGmemFile: boolean;
-      dirtyBitmap: number[] | null;
+      /** the dirty pages as [start, end) runs (bounded by what is dirty, not by npages) */
+      dirtyRuns: [number, number][] | null;
     }[];
   }[];
 }
@@ -331,8 +333,19 @@ export function memslotsSnapshot(vm: KvmVmMemslots): MemslotsSnapshot {
         flags: s.flags,
         gmemPgoff: s.gmemPgoff,
         hasGmemFile: s.gmemFile !== null,
-        dirtyBitmap: s.dirtyBitmap ? Array.from(s.dirtyBitmap) : null,
+        dirtyRuns: s.dirtyBitmap ? dirtyRuns(s.dirtyBitmap) : null,
       })),
     })),
   };
+}
+
+/** a bitmap's set bits as [start, end) runs, adjacent runs merged */
+function dirtyRuns(b: DirtyBitmap): [number, number][] {
+  const out: [number, number][] = [];
+  b.forEachSetRun((start, end) => {
+    const last = out[out.length - 1];
+    if (last !== undefined && last[1] === start) last[1] = end;
+    else out.push([start, end]);
+  });
+  return out;
 }

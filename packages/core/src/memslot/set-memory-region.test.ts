@@ -353,8 +353,8 @@ describe('memslot changes: generations, phases, accounting', () => {
     expect(env.engine.idToMemslot(0, 0)!.dirtyBitmap).toBeNull();
     env.set({ memory_size: 100 * 4096, flags: KVM_MEM_LOG_DIRTY_PAGES });
     const s = env.engine.idToMemslot(0, 0)!;
-    expect(s.dirtyBitmap).toHaveLength(4); // ALIGN(100, 64) / 32
-    expect(Array.from(s.dirtyBitmap!)).toEqual([0, 0, 0, 0]);
+    expect(s.dirtyBitmap!.nwords).toBe(4); // ALIGN(100, 64) / 32
+    expect(Array.from(s.dirtyBitmap!.toUint32Array())).toEqual([0, 0, 0, 0]);
     expect(env.engine.slots.nrMemslotsDirtyLogging).toBe(1);
     expect(env.calls.flush).toHaveLength(0);
     env.set({ memory_size: 100 * 4096, flags: 0 });
@@ -367,7 +367,7 @@ describe('memslot changes: generations, phases, accounting', () => {
     const env = setup();
     env.engine.slots.manualDirtyLogProtect = KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE | KVM_DIRTY_LOG_INITIALLY_SET;
     env.set({ memory_size: 100 * 4096, flags: KVM_MEM_LOG_DIRTY_PAGES });
-    expect(Array.from(env.engine.idToMemslot(0, 0)!.dirtyBitmap!)).toEqual([0xffffffff, 0xffffffff, 0xffffffff, 0xf]);
+    expect(Array.from(env.engine.idToMemslot(0, 0)!.dirtyBitmap!.toUint32Array())).toEqual([0xffffffff, 0xffffffff, 0xffffffff, 0xf]);
   });
 
   it('32764 user slots can coexist', () => {

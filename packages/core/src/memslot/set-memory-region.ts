@@ -45,7 +45,7 @@ import {
   PAGE_SIZE,
 } from '../uapi.js';
 import { TASK_SIZE_MAX } from '../host/address-space.js';
-import { KvmMemorySlot, allocDirtyBitmap, dirtyBitmapSetAll } from './memslot.js';
+import { KvmMemorySlot, allocDirtyBitmap } from './memslot.js';
 import { KvmMemslots, KvmVmMemslots, SlotsLockBusyError } from './memslots.js';
 import { u64AddWraps, u64PageAligned, u64Value, type U64 } from '../u64.js';
 
@@ -373,11 +373,9 @@ export class MemslotEngine {
       if (!(next.flags & KVM_MEM_LOG_DIRTY_PAGES)) next.dirtyBitmap = null;
       else if (old !== null && old.dirtyBitmap !== null) next.dirtyBitmap = old.dirtyBitmap;
       else if (!this.slots.dirtyRingOnly) {
-        next.dirtyBitmap = allocDirtyBitmap(next.npages);
+        // kvm_alloc_dirty_bitmap(), then bitmap_set() with KVM_DIRTY_LOG_INITIALLY_SET
         const mdlp = this.slots.manualDirtyLogProtect;
-        if (mdlp & KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE && mdlp & KVM_DIRTY_LOG_INITIALLY_SET) {
-          dirtyBitmapSetAll(next.dirtyBitmap, next.npages);
-        }
+        next.dirtyBitmap = allocDirtyBitmap(next.npages, (mdlp & KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE) !== 0 && (mdlp & KVM_DIRTY_LOG_INITIALLY_SET) !== 0);
       }
     }
     const err = this.hooks.archPrepareMemoryRegion(change, old, next);

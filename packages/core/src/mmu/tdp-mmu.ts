@@ -824,14 +824,23 @@ export class TdpMmu {
     return this.clearLeafLoBits(start, end, minLevel, PT_WRITABLE_LO);
   }
 
+  /**
+   * writeProtectGfnMask() with every bit set, for each 32-gfn word of [start, end): clear W on
+   * the 4K leaves of the range, visiting only what is mapped there.
+   */
+  writeProtect4kRange(start: number, end: number): boolean {
+    return this.clearLeafLoBits(start, end, 1, PT_WRITABLE_LO, 1);
+  }
+
   /** Clears `mask` (bits of the low half) in every present leaf of the direct root in [start, end). */
-  private clearLeafLoBits(start: number, end: number, minLevel: number, mask: number): boolean {
+  private clearLeafLoBits(start: number, end: number, minLevel: number, mask: number, maxLevel = Infinity): boolean {
     this.checkAlive();
     const it = this.iter.start(this.pool, this.directRoot, this.rootLevel, minLevel, this.rootGfn(start, false), this.rootGfn(end, false));
     let changed = false;
     while (it.next()) {
       const lo = it.lo;
       if ((lo & SPTE_MMU_PRESENT_LO) === 0 || (it.level !== 1 && (lo & PT_PAGE_SIZE_LO) === 0)) continue;
+      if (it.level > maxLevel) continue;
       if ((lo & mask) === 0) continue;
       const hi = it.hi;
       it.write((lo & ~mask) | 0, hi);

@@ -8,7 +8,7 @@ import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LineCounter, isMap, isScalar, parseDocument } from 'yaml';
 import { z } from 'zod';
-import { DEFAULT_INPUT_LIMITS, ScenarioParseError, readScenarioText, tryParseScenario, type InputLimits, type ScenarioError } from '../parse.js';
+import { DEFAULT_INPUT_LIMITS, ScenarioParseError, readScenarioText, readScenarioTextWithin, tryParseScenario, type InputLimits, type ScenarioError } from '../parse.js';
 import type { Scenario } from '../schema.js';
 import { missingVcpuRefs, validateForExplore, type ExploreOptions } from './engine.js';
 
@@ -92,6 +92,19 @@ function nodeStart(node: unknown): number | undefined {
   return (node as { range?: readonly number[] } | null | undefined)?.range?.[0];
 }
 
+/** `loadExplorationFile` with the read bounded in time (`limits.readTimeoutMs`, default 10 s) */
+export async function loadExplorationFileWithin(file: string, limits: InputLimits = {}): Promise<LoadResult & { text?: string }> {
+  let text: string;
+  try {
+    text = await readScenarioTextWithin(file, limits);
+  } catch (e) {
+    if (e instanceof ScenarioParseError) return { ok: false, errors: [...e.errors] };
+    throw e;
+  }
+  return { ...parseExploration(text, file, limits), text };
+}
+
+/** Read (synchronously, without a time bound: the built-in files) and parse an exploration file. */
 export function loadExplorationFile(file: string, limits: InputLimits = {}): LoadResult {
   let text: string;
   try {

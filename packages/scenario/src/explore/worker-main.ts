@@ -4,13 +4,14 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { explore } from './engine.js';
-import { loadBuiltinExploration, loadExplorationFile } from './load.js';
+import { loadBuiltinExploration, loadExplorationFile, parseExploration } from './load.js';
 import type { WorkerMessage, WorkerTask } from './workers.js';
 
 const task = workerData as WorkerTask;
 const post = (m: WorkerMessage) => parentPort!.postMessage(m);
 try {
-  const loaded = 'builtin' in task.source ? loadBuiltinExploration(task.source.builtin) : loadExplorationFile(task.source.file);
+  const src = task.source;
+  const loaded = 'builtin' in src ? loadBuiltinExploration(src.builtin) : 'text' in src ? parseExploration(src.text, src.file) : loadExplorationFile(src.file);
   if (!loaded.ok) throw new Error(loaded.errors.map((e) => e.message).join('; '));
   const { scenario } = loaded.exploration;
   const report = explore(

@@ -10,8 +10,11 @@ import { Worker } from 'node:worker_threads';
 import type { ExploreOptions, ExploreProgress, ExploreReport } from './engine.js';
 import { mergeResults, reportToJson, type ExploreResultJson } from './merge.js';
 
-/** where the workers load the exploration from */
-export type ExplorationSource = { builtin: string } | { file: string };
+/**
+ * where the workers load the exploration from: a built-in, a file, or the text already read
+ * from a file (the workers then never touch the file system for it)
+ */
+export type ExplorationSource = { builtin: string } | { file: string } | { file: string; text: string };
 
 /** what a worker is given (structured-cloned) */
 export interface WorkerTask {

@@ -2,7 +2,7 @@
 import { isKvmError, KVM_X86_TDX_VM } from '@ccmem/core';
 import { ASSERT_LOCATORS } from '../ops/assert.js';
 import { inspectState, type AssertLocators } from './inspect.js';
-import { clearBitmap, dirtyPageList } from '../dirty-pages.js';
+import { clearBitmapSparse, dirtyPageList } from '../dirty-pages.js';
 import { accessOutcome, guestOpOutcome, type ModelHandlers } from './run.js';
 
 export const KVM_IOCTL_HANDLERS = {
@@ -28,7 +28,7 @@ export const KVM_IOCTL_HANDLERS = {
     return {};
   },
   get_dirty_log(a, m) {
-    return { dirty_pages: dirtyPageList(m.vm.getDirtyLog({ slot: a.slot })) };
+    return { dirty_pages: dirtyPageList(m.vm.getDirtyLogBitmap({ slot: a.slot })) };
   },
   clear_dirty_log(a, m) {
     // the user buffer: DIV_ROUND_UP(num_pages, 64) longs, bit 0 = first_page; never more than
@@ -39,7 +39,7 @@ export const KVM_IOCTL_HANDLERS = {
     } catch {
       // no such address space: the ioctl fails its slot check (EINVAL) before the copy
     }
-    const bytes = clearBitmap(a.num_pages, a.dirty_bitmap, Math.ceil(npages / 64) * 8);
+    const bytes = clearBitmapSparse(a.num_pages, a.dirty_bitmap, Math.ceil(npages / 64) * 8);
     m.vm.clearDirtyLog({ slot: a.slot, first_page: a.first_page, num_pages: a.num_pages, dirty_bitmap: bytes });
     return {};
   },

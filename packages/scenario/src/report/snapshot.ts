@@ -109,20 +109,10 @@ export function snapshotVm(vm: ModelVm): StateSnapshot {
       if (slot.flags & (1 << 17)) flags.push('KVM_MEMSLOT_GMEM_ONLY');
       layers.memslot = [[lo, hi, flags.length ? flags.join(' ') : 'no flags']];
 
-      // dirty bits (slot->dirty_bitmap), one bit per page, skipped 32 pages at a time when clear
+      // dirty bits (slot->dirty_bitmap) as runs: a clear chunk costs nothing, a full one a run
       if (slot.dirtyBitmap) {
         const b = new RunBuilder();
-        const bm = slot.dirtyBitmap;
-        for (let w = 0; w < bm.length; w++) {
-          const word = bm[w]!;
-          if (word === 0) continue;
-          for (let bit = 0; bit < 32; bit++) {
-            if (word & (1 << bit)) {
-              const g = lo + w * 32 + bit;
-              if (g < hi) b.add(g, g + 1, 'dirty');
-            }
-          }
-        }
+        slot.dirtyBitmap.forEachSetRun((s, e) => b.add(lo + s, lo + e, 'dirty'));
         layers.dirty = b.runs;
       }
 

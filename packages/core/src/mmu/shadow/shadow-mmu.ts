@@ -1020,6 +1020,18 @@ export class ShadowMmu {
     return flush;
   }
 
+  /**
+   * writeProtectGfnMask() with every bit set, for each 32-gfn word of [start, end): the 4K
+   * rmaps of the range (a large range by the live pages' leaves, not gfn by gfn)
+   */
+  writeProtect4kRange(start: number, end: number): boolean {
+    let flush = false;
+    this.forEachRmapInRange(start, end, 1, (gfn) => {
+      flush = this.rmapWriteProtect(gfn, 1, false) || flush;
+    });
+    return flush;
+  }
+
   /** kvm_mmu_write_protect_pt_masked(): the 4K rmaps of the gfns in `mask` from `base` */
   writeProtectGfnMask(base: number, mask: number): boolean {
     let flush = false;
