@@ -76,7 +76,7 @@ export class KvmMemslots {
 
   /** id_to_memslot() */
   idToMemslot(id: number): KvmMemorySlot | null {
-    return id < this.byId.length ? this.byId[id]! : null;
+    return this.byId[id] ?? null;
   }
 
   /**
