@@ -129,9 +129,10 @@ export class AddressSpace {
    * Anonymous 4K PTEs, like the host's own page tables: one Float64Array(513) "PTE page" per
    * 2 MiB of virtual address space that was touched, keyed by vpn / 512. An entry is
    * PTE_NONE, ZERO_PFN (a read mapped the shared zero page; a later write is a CoW that
-   * notifies) or the pfn of a page that was written. A sparse mapping costs 4 KiB per
-   * touched 2 MiB and nothing elsewhere. The entry after the last (index PTE_PRESENT) counts
-   * the entries that are not PTE_NONE, so a PTE page that empties is seen in O(1).
+   * notifies) or the pfn of a page that was written. A sparse mapping costs 4 KiB (and
+   * 8 bytes) per touched 2 MiB and nothing elsewhere. The entry after the last (index
+   * PTE_PRESENT) counts the entries that are not PTE_NONE, so a PTE page that empties is
+   * seen in O(1).
    */
   private readonly ptePages = new Map<number, Float64Array>();
   /** hugetlb 2M pages: the first vpn of each 2M page -> its first pfn */
