@@ -30,6 +30,24 @@ describe('IntervalTree', () => {
     expect(t.checkInvariants()).toEqual([]);
   });
 
+  it('answers a query made from inside another query\'s callback', () => {
+    const t = new IntervalTree();
+    for (let i = 0; i < 100; i++) t.insert(i * 10, i * 10 + 10, i);
+    const pairs: [number, number][] = [];
+    t.forEachOverlap(0, 1000, (outer) => {
+      t.forEachOverlap(outer * 10 + 5, outer * 10 + 15, (inner) => {
+        pairs.push([outer, inner]);
+      });
+    });
+    const want: [number, number][] = [];
+    for (let i = 0; i < 100; i++) {
+      want.push([i, i]);
+      if (i < 99) want.push([i, i + 1]);
+    }
+    expect(pairs).toEqual(want);
+    expect(t.checkInvariants()).toEqual([]);
+  });
+
   it('stays balanced under 30000 ascending inserts and removes', () => {
     const t = new IntervalTree();
     for (let i = 0; i < 30000; i++) t.insert(i * 4096, (i + 1) * 4096, i);

@@ -25,23 +25,72 @@ export class IntervalTree {
   private free: number[] = [];
   private root = NIL;
   private n = 0;
+  /** node stack of insert() and forEachOverlap(); `sp` is its first free entry */
+  private readonly stack: number[] = [];
+  private sp = 0;
 
   get size(): number {
     return this.n;
   }
 
-  /** adds [start, end) with `value`; the pair (start, value) must not be present */
+  /**
+   * adds [start, end) with `value`; the pair (start, value) must not be present. As the
+   * kernel's interval_tree_insert() does, the descent raises each ancestor's max end on the
+   * way down; the way back up stops at the first subtree whose height did not change (or
+   * after the one rotation an AVL insert needs), so a walk back to the root is rare.
+   */
   insert(start: number, end: number, value: number): void {
     const x = this.alloc();
-    this.f[x * 3] = start;
-    this.f[x * 3 + 1] = end;
-    this.f[x * 3 + 2] = end;
-    this.g[x * 4] = value;
-    this.g[x * 4 + 1] = NIL;
-    this.g[x * 4 + 2] = NIL;
-    this.g[x * 4 + 3] = 1;
-    this.root = this.insertAt(this.root, x);
+    const f = this.f;
+    const g = this.g;
+    f[x * 3] = start;
+    f[x * 3 + 1] = end;
+    f[x * 3 + 2] = end;
+    g[x * 4] = value;
+    g[x * 4 + 1] = NIL;
+    g[x * 4 + 2] = NIL;
+    g[x * 4 + 3] = 1;
     this.n++;
+    if (this.root === NIL) {
+      this.root = x;
+      return;
+    }
+    const path = this.stack;
+    const base = this.sp;
+    let sp = base;
+    let t = this.root;
+    for (;;) {
+      if (f[t * 3 + 2]! < end) f[t * 3 + 2] = end;
+      path[sp++] = t;
+      const s = f[t * 3]!;
+      const side = start < s || (start === s && value < g[t * 4]!) ? 1 : 2;
+      const c = g[t * 4 + side]!;
+      if (c === NIL) {
+        g[t * 4 + side] = x;
+        break;
+      }
+      t = c;
+    }
+    // back up: heights, and at most one (single or double) rotation
+    while (sp > base) {
+      t = path[--sp]!;
+      const before = g[t * 4 + 3]!;
+      const hl = this.h(g[t * 4 + 1]!);
+      const hr = this.h(g[t * 4 + 2]!);
+      if (hl - hr > 1 || hr - hl > 1) {
+        const r = this.balance(t);
+        if (sp === base) this.root = r;
+        else {
+          const p = path[sp - 1]!;
+          if (g[p * 4 + 1] === t) g[p * 4 + 1] = r;
+          else g[p * 4 + 2] = r;
+        }
+        break;
+      }
+      const after = (hl > hr ? hl : hr) + 1;
+      if (after === before) break;
+      g[t * 4 + 3] = after;
+    }
   }
 
   /** removes the interval starting at `start` with `value`; returns whether it was there */
@@ -56,7 +105,34 @@ export class IntervalTree {
    * value); `cb` returning true stops the walk.
    */
   forEachOverlap(lo: number, hi: number, cb: (value: number, start: number, end: number) => boolean | void): void {
-    if (lo < hi) this.visit(this.root, lo, hi, cb);
+    if (!(lo < hi)) return;
+    // an in-order walk that skips every subtree whose max end is <= lo and stops at the first
+    // start >= hi; the explicit stack sits above any walk this one runs inside of (a callback
+    // may query the tree again)
+    const f = this.f;
+    const g = this.g;
+    const stack = this.stack;
+    const base = this.sp;
+    let sp = base;
+    let x = this.root;
+    try {
+      for (;;) {
+        while (x !== NIL && f[x * 3 + 2]! > lo) {
+          stack[sp++] = x;
+          x = g[x * 4 + 1]!;
+        }
+        if (sp === base) return;
+        x = stack[--sp]!;
+        const s = f[x * 3]!;
+        if (s >= hi) return; // everything after starts at s or later
+        const e = f[x * 3 + 1]!;
+        this.sp = sp;
+        if (e > lo && cb(g[x * 4]!, s, e) === true) return;
+        x = g[x * 4 + 2]!;
+      }
+    } finally {
+      this.sp = base;
+    }
   }
 
   /** every (start, end, value) by start, for tests */
@@ -66,27 +142,6 @@ export class IntervalTree {
       out.push([s, e, v]);
     });
     return out;
-  }
-
-  private visit(x: number, lo: number, hi: number, cb: (value: number, start: number, end: number) => boolean | void): boolean {
-    if (x === NIL || this.f[x * 3 + 2]! <= lo) return false;
-    if (this.visit(this.g[x * 4 + 1]!, lo, hi, cb)) return true;
-    const s = this.f[x * 3]!;
-    if (s >= hi) return false; // everything to the right starts at s or later
-    if (this.f[x * 3 + 1]! > lo && cb(this.g[x * 4]!, s, this.f[x * 3 + 1]!) === true) return true;
-    return this.visit(this.g[x * 4 + 2]!, lo, hi, cb);
-  }
-
-  private less(a: number, bStart: number, bValue: number): boolean {
-    const s = this.f[a * 3]!;
-    return s < bStart || (s === bStart && this.g[a * 4]! < bValue);
-  }
-
-  private insertAt(t: number, x: number): number {
-    if (t === NIL) return x;
-    if (this.less(x, this.f[t * 3]!, this.g[t * 4]!)) this.g[t * 4 + 1] = this.insertAt(this.g[t * 4 + 1]!, x);
-    else this.g[t * 4 + 2] = this.insertAt(this.g[t * 4 + 2]!, x);
-    return this.balance(t);
   }
 
   private removeAt(t: number, start: number, value: number): number {

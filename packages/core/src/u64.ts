@@ -20,6 +20,17 @@ export function u64Value(v: U64, name: string): bigint {
   return BigInt(v);
 }
 
+/**
+ * `v` as a number when it is a number holding a non-negative integer below 2^53, else -1.
+ * Such values are exact as doubles, so the u64 checks can run on numbers: `v % 4096` is
+ * exact and a sum of two of them (below 2^54) never wraps around 2^64. Callers take this
+ * path first and fall back to u64Value() for bigints and everything else, so the common
+ * call allocates no BigInt.
+ */
+export function u64SafeNumber(v: U64): number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : -1;
+}
+
 /** `a + b` wraps around 2^64 (the kernel's `a + b < a` on u64) */
 export function u64AddWraps(a: bigint, b: bigint): boolean {
   return a + b >= TWO_64;

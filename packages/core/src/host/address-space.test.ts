@@ -133,6 +133,35 @@ describe('AddressSpace', () => {
     expect(errno(() => mm.munmap(a + 1, 0x1000))).toBe('EINVAL');
   });
 
+  it('a PTE page goes away once the last page it maps is unmapped, whatever mapped them', () => {
+    const phys = new PhysMem();
+    const mm = new AddressSpace(phys);
+    const a = mm.mmap({ length: 0x400000, prot: RW, shared: false }); // two 2 MiB PTE pages at most
+    const page = (i: number) => a + i * 0x1000;
+    mm.read(page(3), 1); // zero page
+    mm.read(page(7), 1);
+    mm.write(page(7), 1, 9n); // CoW of the zero page
+    mm.write(page(9), 1, 5n); // first write
+    mm.read(page(9), 1); // already present: no new entry
+    mm.read(page(600), 1); // the next PTE page, if `a` is 2 MiB aligned; else the same one
+    const pages = mm.ptePageCount;
+    expect(pages).toBeGreaterThanOrEqual(1);
+    mm.munmap(page(3), 0x1000);
+    mm.munmap(page(7), 0x1000);
+    expect(mm.ptePageCount).toBe(pages);
+    expect(mm.anonPageCount).toBe(1);
+    mm.munmap(page(8), 0x2000); // page 8 was never touched, page 9 goes
+    expect(mm.anonPageCount).toBe(0);
+    mm.munmap(page(600), 0x1000);
+    expect(mm.ptePageCount).toBe(0);
+    // a page touched again after its PTE page went away gets a fresh, counted PTE page
+    mm.write(page(100), 1, 1n);
+    expect(mm.ptePageCount).toBe(1);
+    mm.munmap(a, 0x400000);
+    expect(mm.ptePageCount).toBe(0);
+    expect(mm.anonPageCount).toBe(0);
+  });
+
   it('a write over a zero-page mapping is a CoW that notifies; a first write to an untouched page is not', () => {
     const mm = new AddressSpace(new PhysMem());
     const a = mm.mmap({ length: 0x2000, prot: RW, shared: false });

@@ -85,6 +85,8 @@ const PG_LEVEL_2M = 2;
 const PG_LEVEL_4K = 1;
 /** an anonymous PTE that maps nothing (pfn 0 is never handed out: FIRST_ALLOC_PFN is 0x100) */
 const PTE_NONE = 0;
+/** index of a PTE page's count of entries that are not PTE_NONE (after its 512 entries) */
+const PTE_PRESENT = HUGE_PAGES;
 
 /** GUP's answer in a caller-owned object (the allocation-free form of hvaToPfn()) */
 export interface HvaToPfnOut {
@@ -124,11 +126,13 @@ export class AddressSpace {
   private vmaTable: (Vma | null)[] = [];
   private vmaFree: number[] = [];
   /**
-   * Anonymous 4K PTEs, like the host's own page tables: one Float64Array(512) "PTE page" per
+   * Anonymous 4K PTEs, like the host's own page tables: one Float64Array(513) "PTE page" per
    * 2 MiB of virtual address space that was touched, keyed by vpn / 512. An entry is
    * PTE_NONE, ZERO_PFN (a read mapped the shared zero page; a later write is a CoW that
-   * notifies) or the pfn of a page that was written. A sparse mapping costs 4 KiB per
-   * touched 2 MiB and nothing elsewhere.
+   * notifies) or the pfn of a page that was written. A sparse mapping costs 4 KiB (and
+   * 8 bytes) per touched 2 MiB and nothing elsewhere. The entry after the last (index
+   * PTE_PRESENT) counts the entries that are not PTE_NONE, so a PTE page that empties is
+   * seen in O(1).
    */
   private readonly ptePages = new Map<number, Float64Array>();
   /** hugetlb 2M pages: the first vpn of each 2M page -> its first pfn */
@@ -181,6 +185,11 @@ export class AddressSpace {
     return i < 0 ? undefined : this.vmaTable[i]!;
   }
 
+  /** Number of PTE pages (one per touched 2 MiB of anonymous memory that still maps something). */
+  get ptePageCount(): number {
+    return this.ptePages.size;
+  }
+
   /** Number of anonymous pages backed by a real frame. */
   get anonPageCount(): number {
     return this.anonCount;
@@ -195,7 +204,7 @@ export class AddressSpace {
     if (t === undefined) {
       if (!create) return null;
       t = cachedPtePages.pop();
-      if (t === undefined) t = new Float64Array(HUGE_PAGES);
+      if (t === undefined) t = new Float64Array(HUGE_PAGES + 1);
       else t.fill(PTE_NONE);
       this.ptePages.set(key, t);
     }
@@ -516,6 +525,7 @@ export class AddressSpace {
         return null;
       }
       if (!write) {
+        if (pte === PTE_NONE) t[PTE_PRESENT]!++;
         t[i] = ZERO_PFN;
         out.pfn = ZERO_PFN;
         out.writable = false;
@@ -524,12 +534,14 @@ export class AddressSpace {
       if (pte === ZERO_PFN) {
         // wp_page_copy(): the PTE changes from the zero page to a new page, with a notifier
         t[i] = PTE_NONE;
+        t[PTE_PRESENT]!--;
         const page = vpn * PAGE_SIZE;
         for (const l of this.listeners) l(page, page + PAGE_SIZE);
       }
       const fresh = this.phys.allocPage();
       if (!this.anonPolicy.empty) this.phys.setNode(fresh, policyNode(this.anonPolicy.lookup(vpn), vpn));
       t[i] = fresh;
+      t[PTE_PRESENT]!++;
       this.anonCount++;
       out.pfn = fresh;
       out.writable = true;
@@ -634,11 +646,12 @@ export class AddressSpace {
   private unmapRange(start: number, end: number): void {
     // the VMAs intersecting [start, end), in order: the one holding start (if any), then
     // those starting before end
-    const hit: Vma[] = [];
     const t = this.vmaTree;
     let key: number;
     if (t.seek(start)) key = this.vmaTable[t.floorValue]!.end > start ? t.floorKey : t.nextKey;
     else key = t.nextKey;
+    if (!(key < end)) return; // nothing mapped there
+    const hit: Vma[] = [];
     while (key < end) {
       t.seek(key);
       hit.push(this.vmaTable[t.floorValue]!);
@@ -649,31 +662,28 @@ export class AddressSpace {
         fail('EINVAL', 'munmap: hugetlb range not 2M aligned');
       }
     }
+    // each hit VMA loses [max(v.start, start), min(v.end, end)); what is left of it on
+    // either side is kept as a VMA of its own (__split_vma())
     const kept: Vma[] = [];
-    const removed: [number, number][] = [];
-    const hugeRemoved: [number, number][] = [];
     for (const v of hit) {
-      const cutStart = Math.max(v.start, start);
-      const cutEnd = Math.min(v.end, end);
-      removed.push([cutStart, cutEnd]);
-      if (v.huge) hugeRemoved.push([cutStart, cutEnd]);
-      if (v.start < cutStart) kept.push({ ...v, end: cutStart });
-      if (cutEnd < v.end) {
-        kept.push({ ...v, start: cutEnd, pgoff: v.backing ? v.pgoff + (cutEnd - v.start) / PAGE_SIZE : 0 });
-      }
+      if (v.start < start) kept.push({ ...v, end: start });
+      if (end < v.end) kept.push({ ...v, start: end, pgoff: v.backing ? v.pgoff + (end - v.start) / PAGE_SIZE : 0 });
     }
-    if (removed.length === 0) return;
     // mmu_notifier_invalidate_range_start(): secondary MMUs drop their mappings first
-    for (const [s, e] of removed) for (const l of this.listeners) l(s, e);
-    const removedVmas = hit;
+    const listeners = this.listeners;
+    for (const v of hit) {
+      const s = v.start > start ? v.start : start;
+      const e = v.end < end ? v.end : end;
+      for (let k = 0; k < listeners.length; k++) listeners[k]!(s, e);
+    }
     for (const v of hit) this.removeVma(v);
     for (const v of kept) this.insertVma(v);
     this.lastVma = undefined;
     // a file mapping holds a reference on its file per VMA (vm_ops->open / ->close)
     for (const v of kept) v.backing?.vmaOpen?.();
-    for (const v of removedVmas) v.backing?.vmaClose?.();
-    for (const [s, e] of hugeRemoved) this.freeHuge(s, e);
-    for (const [s, e] of removed) this.freeAnon(s, e);
+    for (const v of hit) v.backing?.vmaClose?.();
+    for (const v of hit) if (v.huge) this.freeHuge(v.start > start ? v.start : start, v.end < end ? v.end : end);
+    for (const v of hit) this.freeAnon(v.start > start ? v.start : start, v.end < end ? v.end : end);
   }
 
   private freeHuge(start: number, end: number): void {
@@ -691,33 +701,31 @@ export class AddressSpace {
     const last = end / PAGE_SIZE;
     const k0 = Math.floor(first / HUGE_PAGES);
     const k1 = Math.floor((last - 1) / HUGE_PAGES);
-    const clear = (key: number, t: Float64Array) => {
-      const lo = Math.max(first, key * HUGE_PAGES) - key * HUGE_PAGES;
-      const hi = Math.min(last, (key + 1) * HUGE_PAGES) - key * HUGE_PAGES;
-      for (let i = lo; i < hi; i++) {
-        const pte = t[i]!;
-        if (pte === PTE_NONE) continue;
-        if (pte !== ZERO_PFN) {
-          this.phys.freePage(pte);
-          this.anonCount--;
-        }
-        t[i] = PTE_NONE;
-      }
-      let empty = lo === 0 && hi === HUGE_PAGES;
-      if (!empty) {
-        empty = true;
-        for (let i = 0; i < HUGE_PAGES && empty; i++) if (t[i] !== PTE_NONE) empty = false;
-      }
-      if (empty) this.dropPtePage(key);
-    };
     if (k1 - k0 + 1 > this.ptePages.size) {
-      for (const [key, t] of [...this.ptePages]) if (key >= k0 && key <= k1) clear(key, t);
+      for (const [key, t] of [...this.ptePages]) if (key >= k0 && key <= k1) this.clearPtes(key, t, first, last);
     } else {
       for (let key = k0; key <= k1; key++) {
         const t = this.ptePages.get(key);
-        if (t !== undefined) clear(key, t);
+        if (t !== undefined) this.clearPtes(key, t, first, last);
       }
     }
+  }
+
+  /** the part of freeAnon() in PTE page `key`: clears vpns [first, last) in it */
+  private clearPtes(key: number, t: Float64Array, first: number, last: number): void {
+    const lo = Math.max(first, key * HUGE_PAGES) - key * HUGE_PAGES;
+    const hi = Math.min(last, (key + 1) * HUGE_PAGES) - key * HUGE_PAGES;
+    for (let i = lo; i < hi; i++) {
+      const pte = t[i]!;
+      if (pte === PTE_NONE) continue;
+      if (pte !== ZERO_PFN) {
+        this.phys.freePage(pte);
+        this.anonCount--;
+      }
+      t[i] = PTE_NONE;
+      t[PTE_PRESENT]!--;
+    }
+    if (t[PTE_PRESENT] === 0) this.dropPtePage(key);
   }
 
   /**

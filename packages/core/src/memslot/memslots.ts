@@ -50,8 +50,14 @@ export class KvmMemslots {
   private readonly freeIndexes: number[] = [];
   /** hva tree: [userspace_addr, +npages*4096) -> index into `table` (PCI hole slots have no hva) */
   private readonly hvaTree = new IntervalTree();
-  /** id hash: id -> slot */
-  private readonly idHash = new Map<number, KvmMemorySlot>();
+  /**
+   * id hash: id -> slot. The kernel hashes ids into 128 buckets (kvm_memslots::id_hash);
+   * ids are below KVM_MEM_SLOTS_NUM, so here the slot sits at index `id` of an array that
+   * grows to the highest id used: O(1) without hashing, and a run of creations or lookups
+   * by increasing id walks memory in order.
+   */
+  private readonly byId: (KvmMemorySlot | null)[] = [];
+  private nrSlots = 0;
   /** slots->last_used_slot */
   private lastUsedSlot: KvmMemorySlot | null = null;
 
@@ -61,17 +67,17 @@ export class KvmMemslots {
   }
 
   get size(): number {
-    return this.idHash.size;
+    return this.nrSlots;
   }
 
   /** kvm_memslots_empty() */
   isEmpty(): boolean {
-    return this.idHash.size === 0;
+    return this.nrSlots === 0;
   }
 
   /** id_to_memslot() */
   idToMemslot(id: number): KvmMemorySlot | null {
-    return this.idHash.get(id) ?? null;
+    return this.byId[id] ?? null;
   }
 
   /**
@@ -151,6 +157,24 @@ export class KvmMemslots {
     return this.hvaTree.entries().map(([, , i]) => this.table[i]!);
   }
 
+  /** hash_add() into the id hash (replacing the slot with the same id) */
+  private idSet(slot: KvmMemorySlot): void {
+    const a = this.byId;
+    const id = slot.id;
+    while (a.length <= id) a.push(null);
+    if (a[id] === null) this.nrSlots++;
+    a[id] = slot;
+  }
+
+  /** hash_del() from the id hash */
+  private idDelete(id: number): void {
+    const a = this.byId;
+    if (id < a.length && a[id] !== null) {
+      a[id] = null;
+      this.nrSlots--;
+    }
+  }
+
   /** kvm_replace_memslot(): old -> new (either may be null), in one set */
   replace(old: KvmMemorySlot | null, next: KvmMemorySlot | null): void {
     if (old !== null && next !== null && old.baseGfn === next.baseGfn && old.npages === next.npages && hasHva(old) === hasHva(next) && old.userspaceAddr === next.userspaceAddr) {
@@ -159,14 +183,14 @@ export class KvmMemslots {
       const i = this.gfnTree.get(old.baseGfn, -1);
       if (i >= 0 && this.table[i] === old) {
         this.table[i] = next;
-        if (next.id !== old.id) this.idHash.delete(old.id);
-        this.idHash.set(next.id, next);
+        if (next.id !== old.id) this.idDelete(old.id);
+        this.idSet(next);
         if (this.lastUsedSlot === old) this.lastUsedSlot = next;
         return;
       }
     }
     if (old !== null) {
-      if (next === null || next.id !== old.id) this.idHash.delete(old.id);
+      if (next === null || next.id !== old.id) this.idDelete(old.id);
       if (this.lastUsedSlot === old) this.lastUsedSlot = next;
       const i = this.gfnTree.get(old.baseGfn, -1);
       if (i >= 0 && this.table[i] === old) {
@@ -177,7 +201,7 @@ export class KvmMemslots {
       }
     }
     if (next !== null) {
-      this.idHash.set(next.id, next);
+      this.idSet(next);
       const i = this.freeIndexes.pop() ?? this.table.length;
       this.table[i] = next;
       const prev = this.gfnTree.get(next.baseGfn, -1);

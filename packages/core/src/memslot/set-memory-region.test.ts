@@ -106,6 +106,19 @@ describe('KVM_SET_USER_MEMORY_REGION: u64 fields are checked exactly', () => {
     expect(() => env.set({ guest_phys_addr: 2n ** 64n })).toThrow(RangeError);
     env.set({ guest_phys_addr: 0x100000n, memory_size: 0x200000n });
   });
+
+  it('numbers below 2^53 are checked as numbers, larger or odd ones exactly', () => {
+    const env = setup();
+    // 2^53 - 4096 is the last safe page-aligned number; 2^53 + 4096 is exact too, but only as a u64
+    expectFail(env, { guest_phys_addr: 2 ** 53 - 4095, memory_size: 0x1000 }, 'EINVAL', true, /guest_phys_addr not page aligned/);
+    expectFail(env, { memory_size: 2 ** 53 - 1 }, 'EINVAL', true, /memory_size not page aligned/);
+    expect(() => env.set({ guest_phys_addr: -4096 })).toThrow(RangeError);
+    expect(() => env.set({ memory_size: 4096.5 })).toThrow(RangeError);
+    env.set({ slot: 1, guest_phys_addr: 2 ** 53 - 0x200000, memory_size: 0x200000 });
+    env.set({ slot: 2, guest_phys_addr: 2 ** 53 + 0x200000, memory_size: 0x200000 });
+    expect(env.engine.gfnToMemslot(0, (2 ** 53 - 0x1000) / 4096)?.id).toBe(1);
+    expect(env.engine.gfnToMemslot(0, (2 ** 53 + 0x200000) / 4096)?.id).toBe(2);
+  });
 });
 
 describe('KVM_SET_USER_MEMORY_REGION checks (kvm-uapi.md §2, in order)', () => {

@@ -47,7 +47,7 @@ import {
 import { TASK_SIZE_MAX } from '../host/address-space.js';
 import { KvmMemorySlot, allocDirtyBitmap } from './memslot.js';
 import { KvmMemslots, KvmVmMemslots, SlotsLockBusyError } from './memslots.js';
-import { u64AddWraps, u64PageAligned, u64Value, type U64 } from '../u64.js';
+import { u64AddWraps, u64PageAligned, u64SafeNumber, u64Value, type U64 } from '../u64.js';
 
 /**
  * `struct kvm_userspace_memory_region2` with the uAPI field names. u64 fields are numbers
@@ -246,15 +246,40 @@ export class MemslotEngine {
     const hooks = this.hooks;
     const slot = region.slot >>> 0;
     const flags = region.flags >>> 0;
-    // the exact u64 values for the checks; as numbers they are exact once page aligned
-    const gpaB = u64Value(region.guest_phys_addr, 'guest_phys_addr');
-    const sizeB = u64Value(region.memory_size, 'memory_size');
-    const hvaB = u64Value(region.userspace_addr, 'userspace_addr');
-    const gmemOffsetB = u64Value(opts.v2 ? (region.guest_memfd_offset ?? 0) : 0, 'guest_memfd_offset');
-    const gpa = Number(gpaB);
-    const size = Number(sizeB);
-    const hva = Number(hvaB);
-    const gmemOffset = Number(gmemOffsetB);
+    // the exact u64 values for the checks: numbers below 2^53 are checked as numbers (exact,
+    // and no sum of two wraps), anything else as bigints; as numbers the values are exact
+    // once page aligned
+    const gmemOffsetField = opts.v2 ? (region.guest_memfd_offset ?? 0) : 0;
+    let gpa = u64SafeNumber(region.guest_phys_addr);
+    let size = u64SafeNumber(region.memory_size);
+    let hva = u64SafeNumber(region.userspace_addr);
+    let gmemOffset = u64SafeNumber(gmemOffsetField);
+    let sizeAligned: boolean, gpaAligned: boolean, hvaAligned: boolean, gmemOffsetAligned: boolean;
+    let gpaSizeWraps: boolean, gmemSizeWraps: boolean, hvaIsZero: boolean;
+    if (gpa >= 0 && size >= 0 && hva >= 0 && gmemOffset >= 0) {
+      sizeAligned = size % PAGE_SIZE === 0;
+      gpaAligned = gpa % PAGE_SIZE === 0;
+      hvaAligned = hva % PAGE_SIZE === 0;
+      gmemOffsetAligned = gmemOffset % PAGE_SIZE === 0;
+      gpaSizeWraps = gmemSizeWraps = false;
+      hvaIsZero = hva === 0;
+    } else {
+      const gpaB = u64Value(region.guest_phys_addr, 'guest_phys_addr');
+      const sizeB = u64Value(region.memory_size, 'memory_size');
+      const hvaB = u64Value(region.userspace_addr, 'userspace_addr');
+      const gmemOffsetB = u64Value(gmemOffsetField, 'guest_memfd_offset');
+      sizeAligned = u64PageAligned(sizeB);
+      gpaAligned = u64PageAligned(gpaB);
+      hvaAligned = u64PageAligned(hvaB);
+      gmemOffsetAligned = u64PageAligned(gmemOffsetB);
+      gpaSizeWraps = u64AddWraps(gpaB, sizeB);
+      gmemSizeWraps = u64AddWraps(gmemOffsetB, sizeB);
+      hvaIsZero = hvaB === 0n;
+      gpa = Number(gpaB);
+      size = Number(sizeB);
+      hva = Number(hvaB);
+      gmemOffset = Number(gmemOffsetB);
+    }
     const gmemFd = opts.v2 ? (region.guest_memfd ?? 0) >>> 0 : 0;
     const pciHole = hooks.pciHoleSupported();
 
@@ -276,23 +301,23 @@ export class MemslotEngine {
     const id = slot & 0xffff;
 
     // general sanity checks
-    if (!u64PageAligned(sizeB)) fail('EINVAL', 'kvm_set_memory_region: memory_size not page aligned');
-    if (!u64PageAligned(gpaB)) fail('EINVAL', 'kvm_set_memory_region: guest_phys_addr not page aligned');
+    if (!sizeAligned) fail('EINVAL', 'kvm_set_memory_region: memory_size not page aligned');
+    if (!gpaAligned) fail('EINVAL', 'kvm_set_memory_region: guest_phys_addr not page aligned');
     if (flags & KVM_MEM_PCI_HOLE) {
       if (flags & (KVM_MEM_READONLY | KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_GUEST_MEMFD)) {
         fail('EINVAL', 'kvm_set_memory_region: KVM_MEM_PCI_HOLE with READONLY/LOG_DIRTY_PAGES/GUEST_MEMFD');
       }
-      if (hvaB !== 0n) fail('EINVAL', 'kvm_set_memory_region: KVM_MEM_PCI_HOLE needs userspace_addr == 0');
-    } else if (!u64PageAligned(hvaB) || !accessOk(hva, size)) {
+      if (!hvaIsZero) fail('EINVAL', 'kvm_set_memory_region: KVM_MEM_PCI_HOLE needs userspace_addr == 0');
+    } else if (!hvaAligned || !accessOk(hva, size)) {
       fail('EINVAL', 'kvm_set_memory_region: userspace_addr not aligned or not a user range (access_ok)');
     }
-    if (flags & KVM_MEM_GUEST_MEMFD && (!u64PageAligned(gmemOffsetB) || u64AddWraps(gmemOffsetB, sizeB))) {
+    if (flags & KVM_MEM_GUEST_MEMFD && (!gmemOffsetAligned || gmemSizeWraps)) {
       fail('EINVAL', 'kvm_set_memory_region: guest_memfd_offset not aligned or offset+size wraps');
     }
     if (asId >= hooks.nrAsIds() || asId >= this.slots.nrAsIds || id >= KVM_MEM_SLOTS_NUM) {
       fail('EINVAL', 'kvm_set_memory_region: as_id >= nr_memslot_as_ids');
     }
-    if (u64AddWraps(gpaB, sizeB)) fail('EINVAL', 'kvm_set_memory_region: guest_phys_addr + memory_size wraps');
+    if (gpaSizeWraps) fail('EINVAL', 'kvm_set_memory_region: guest_phys_addr + memory_size wraps');
     const npages = size / PAGE_SIZE;
     if (id < KVM_USER_MEM_SLOTS && npages > KVM_MEM_MAX_NR_PAGES) {
       fail('EINVAL', 'kvm_set_memory_region: more than KVM_MEM_MAX_NR_PAGES pages');

@@ -937,10 +937,12 @@ export class TdpMmu {
   /**
    * The pre-order walk of tdp_mmu_zap_leafs() (for_each_tdp_pte_min_level(PG_LEVEL_4K)) over
    * table `t` for root gfns [start, end), in gfn order, visiting only what can hold a leaf: a
-   * table without present entries is skipped, and a table's scan stops once all its present
-   * entries were seen. The kernel's iterator visits every entry of the range; the leaves
-   * zapped, their order and the hooks called are the same, but a sparse 1 TiB range costs
-   * O(present entries) instead of O(table entries).
+   * table without present entries is skipped, and a table's scan starts at the range's first
+   * entry (as the kernel's iterator does) and stops at its end or once as many present
+   * entries were seen as the table holds. The kernel's iterator visits every entry of the
+   * range; the leaves zapped, their order and the hooks called are the same, but a sparse
+   * 1 TiB range costs O(present entries) instead of O(table entries), and a 4 KiB range
+   * looks at one entry per level.
    */
   private zapLeafsIn(t: number, level: number, start: number, end: number, mirror: boolean): boolean {
     const pool = this.pool;
@@ -953,12 +955,11 @@ export class TdpMmu {
     const words = pool.words(t);
     const o0 = SptPool.base(t);
     let flush = false;
-    for (let i = 0; i <= i1 && remaining > 0; i++) {
+    for (let i = i0; i <= i1 && remaining > 0; i++) {
       const off = o0 + (i << 1);
       const lo = words[off]!;
       if ((lo & SPTE_MMU_PRESENT_LO) === 0) continue;
       remaining--;
-      if (i < i0) continue;
       const gfn = base + i * per;
       if (level === 1 || (lo & PT_PAGE_SIZE_LO) !== 0) {
         this.zapEntryAt(words, off, t, gfn, level, mirror);
