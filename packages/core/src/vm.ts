@@ -236,8 +236,7 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
           get mmuInvalidateInProgress() {
             return vm.mmuInvalidate.inProgress;
           },
-          readGpte: (gpa, out) => mem.readGpte(gpa, out),
-          readGptes: (gpa, n, lo, hi) => mem.readGptes(gpa, n, lo, hi),
+          guestPtes: mem,
           // kvm_mmu_slot_gfn_write_protect()'s TDP MMU part: the model zaps L1's leaf for the gfn
           // (kvm_tdp_mmu_write_protect_gfn() clears W and MMU-writable); the refault maps it
           // read-only through the check in tdpMmuMap

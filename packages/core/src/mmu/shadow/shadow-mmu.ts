@@ -20,6 +20,7 @@ import { kvmSlotDirtyTrackEnabled, type KvmMemorySlot } from '../../memslot/mems
 import { KVM_MEMSLOT_INVALID, PAGE_SIZE } from '../../uapi.js';
 import { ACC_ALL, ACC_EXEC_MASK, ACC_USER_MASK, ACC_WRITE_MASK, RET_PF_EMULATE, RET_PF_FIXED, RET_PF_RETRY, RET_PF_SPURIOUS, RET_PF_WRITE_PROTECTED } from '../mmu-internal.js';
 import { SptPool, CHUNK_SHIFT } from '../spt-pool.js';
+import { gfnRoundForLevel } from '../tdp-iter.js';
 import { PT_PAGE_SIZE_LO, PT_WRITABLE_LO, SHADOW_NONPRESENT_HI, SHADOW_NONPRESENT_LO, SPTE_MMU_PRESENT_LO, pfnHi, pfnLo, sptePfn } from '../spte.js';
 import type { KvmPageFault } from '../page-fault.js';
 import type { MmuTracer } from '../tdp-mmu.js';
@@ -57,6 +58,14 @@ export function kvmPageTableHashfn(gfn: number): number {
   return Number(((BigInt(gfn) * GOLDEN_RATIO_64) & MASK64) >> BigInt(64 - KVM_MMU_HASH_SHIFT));
 }
 
+/** kvm_vcpu_read_guest_atomic() of guest page-table entries */
+export interface GuestPteReader {
+  /** one gpte (sync, gpte_changed, prefetch); false when the gfn cannot be read */
+  readGpte(gpa: number, out: GpteHalves): boolean;
+  /** `n` consecutive gptes of one page */
+  readGptes(gpa: number, n: number, lo: Int32Array, hi: Int32Array): boolean;
+}
+
 /** What the shadow MMU needs from the VM. */
 export interface ShadowMmuHost {
   /** __gfn_to_memslot() in address space 0 */
@@ -69,10 +78,8 @@ export interface ShadowMmuHost {
   prefetchPfn(slot: KvmMemorySlot, gfn: number): number;
   /** kvm->mmu_invalidate_in_progress (prefetch is skipped while it is non-zero) */
   readonly mmuInvalidateInProgress: number;
-  /** kvm_vcpu_read_guest_atomic() of one gpte (sync, gpte_changed, prefetch) */
-  readGpte(gpa: number, out: GpteHalves): boolean;
-  /** kvm_vcpu_read_guest_atomic() of `n` consecutive gptes of one page */
-  readGptes(gpa: number, n: number, lo: Int32Array, hi: Int32Array): boolean;
+  /** guest page-table reads (kvm_vcpu_read_guest_atomic()) */
+  readonly guestPtes: GuestPteReader;
   /** the TDP MMU's part of kvm_mmu_slot_gfn_write_protect(): true when an SPTE changed */
   writeProtectTdpGfn?(gfn: number): boolean;
   /** where the MMU's trace events go (arch/x86/kvm/mmu/mmutrace.h names) */
@@ -176,12 +183,15 @@ export class ShadowMmu {
   private readonly tmp: GpteHalves = { lo: 0, hi: 0 };
   private readonly prefetchPtesLo = new Int32Array(PTE_PREFETCH_NUM);
   private readonly prefetchPtesHi = new Int32Array(PTE_PREFETCH_NUM);
+  /** the host's guest page-table reader (a field, so the reads are direct method calls) */
+  private readonly ptes: GuestPteReader;
 
   constructor(
     private readonly host: ShadowMmuHost,
     opts: ShadowMmuOptions,
   ) {
     this.format = opts.format;
+    this.ptes = host.guestPtes;
     this.nMaxMmuPages = opts.maxMmuPages ?? KVM_MIN_ALLOC_MMU_PAGES;
     this.splitWithAccAll = opts.splitWithAccAll ?? false;
   }
@@ -1151,7 +1161,7 @@ export class ShadowMmu {
     if (!st) return 0;
     const pteGpa = this.pool.gfnBase[sp]! * PAGE_SIZE + i * 8;
     const g = this.tmp;
-    if (!this.host.readGpte(pteGpa, g)) return -1;
+    if (!this.ptes.readGpte(pteGpa, g)) return -1;
     if (this.prefetchInvalidGpte(ctx.role, sptep, g.lo, g.hi)) return 1;
     const gfn = gpteToGfn(g.lo, g.hi);
     let pteAccess = roleAccess(this.role[sp]!) & gpteAccessOf(ctx.role, g.lo, g.hi);
@@ -1253,12 +1263,14 @@ export class ShadowMmu {
     if (level === 1) {
       // read the PTE_PREFETCH_NUM-aligned group for pte_prefetch
       const gpa = gw.pteGpa[0]!;
-      const base = gpa - (gpa % (PTE_PREFETCH_NUM * 8));
-      if (!this.host.readGptes(base, PTE_PREFETCH_NUM, this.prefetchPtesLo, this.prefetchPtesHi)) return true;
-      const idx = (gpa - base) / 8;
+      // the group's offset from the low 32 bits (gpa is a non-negative integer): no float modulo
+      const inGroup = (gpa >>> 0) & (PTE_PREFETCH_NUM * 8 - 1);
+      const base = gpa - inGroup;
+      if (!this.ptes.readGptes(base, PTE_PREFETCH_NUM, this.prefetchPtesLo, this.prefetchPtesHi)) return true;
+      const idx = inGroup >>> 3;
       return this.prefetchPtesLo[idx] !== gw.ptesLo[0] || this.prefetchPtesHi[idx] !== gw.ptesHi[0];
     }
-    if (!this.host.readGpte(gw.pteGpa[level - 1]!, g)) return true;
+    if (!this.ptes.readGpte(gw.pteGpa[level - 1]!, g)) return true;
     return (g.lo | 0) !== gw.ptesLo[level - 1] || (g.hi | 0) !== gw.ptesHi[level - 1];
   }
 
@@ -1299,7 +1311,7 @@ export class ShadowMmu {
     let baseGfn = fault.gfn;
     for (;;) {
       this.writeFloodingCount[sp] = 0;
-      baseGfn = fault.gfn - (fault.gfn % 2 ** (9 * (level - 1)));
+      baseGfn = gfnRoundForLevel(fault.gfn, level);
       if (level === fault.goalLevel) break;
       this.validateDirectSpte(sptep, directAccess);
       const child = this.getChildSp(ctx, sptep, baseGfn, true, directAccess);
@@ -1329,7 +1341,7 @@ export class ShadowMmu {
     let sptep = sp * 512 + pt64Index(addr, level);
     let baseGfn = fault.gfn;
     for (;;) {
-      baseGfn = fault.gfn - (fault.gfn % 2 ** (9 * (level - 1)));
+      baseGfn = gfnRoundForLevel(fault.gfn, level);
       if (level === fault.goalLevel) break;
       const child = this.getChildSp(ctx, sptep, baseGfn, true, ACC_ALL);
       if (child !== NONE) this.linkShadowPage(sptep, child, true);

@@ -30,6 +30,7 @@ import { makeRole } from './mmu-page.js';
 import type { Vcpu, GuestAccessResult, GuestAccessKind } from '../../vcpu.js';
 import type { KernelOp } from '../../steps.js';
 import { DIRTY_RING_FULL_EXIT } from '../../memslot/dirty-ring.js';
+import { pageOffset } from '../../guest-access-op.js';
 
 /** one access by guest-virtual address (or, for L2, by L2 guest-physical address) */
 export interface GvaAccess {
@@ -190,7 +191,7 @@ export class VcpuPaging {
     if (this.cpuRole.level > 0) {
       const w = this.walker;
       if (!w.walk(this.cpuRole, this.regs.cr3, this.vm.guestMemory, a.gva, pferrOf(a), this.regs.rflags)) return this.injectPf(w.faultErrorCode, a.gva, '#PF');
-      gpa = w.gfn * PAGE_SIZE + (a.gva % PAGE_SIZE);
+      gpa = w.gfn * PAGE_SIZE + pageOffset(a.gva);
     }
     return this.vcpu.emulateAt(gpa, a.size, a.kind === 'write', a.kind === 'fetch', a.value ?? 0n);
   }
@@ -222,7 +223,7 @@ export class VcpuPaging {
     if (this.cpuRole.level === 0) return gva;
     const w = this.walker;
     if (!w.walk(this.cpuRole, this.regs.cr3, this.vm.guestMemory, gva, access, this.regs.rflags)) return null;
-    return w.gfn * PAGE_SIZE + (gva % PAGE_SIZE);
+    return w.gfn * PAGE_SIZE + pageOffset(gva);
   }
 
   /** TDP: the hardware walks the guest's tables (setting A/D), then the gpa goes through TDP */
@@ -231,7 +232,7 @@ export class VcpuPaging {
     if (this.cpuRole.level > 0) {
       const w = this.walker;
       if (!w.walk(this.cpuRole, this.regs.cr3, this.vm.guestMemory, a.gva, pferrOf(a), this.regs.rflags)) return this.injectPf(w.faultErrorCode, a.gva, '#PF');
-      gpa = w.gfn * PAGE_SIZE + (a.gva % PAGE_SIZE);
+      gpa = w.gfn * PAGE_SIZE + pageOffset(a.gva);
     }
     return this.vcpu.access({ gpa, size: a.size, kind: a.kind, ...(a.value !== undefined ? { value: a.value } : {}) });
   }
@@ -301,7 +302,7 @@ export class VcpuPaging {
   /** @internal the data access once the CPU found a present translation */
   complete(hw: number, a: GvaAccess): GuestAccessResult {
     const vm = this.vm;
-    const off = a.gva % PAGE_SIZE;
+    const off = pageOffset(a.gva);
     if (a.kind === 'write') {
       vm.phys.writeValue(hw, off, a.size, a.value ?? 0n);
       return WRITE_DONE;
@@ -314,14 +315,13 @@ export class VcpuPaging {
   finishFault(r: number, a: GvaAccess, l2: boolean): GuestAccessResult | null {
     const write = a.kind === 'write';
     const fetch = a.kind === 'fetch';
-    const off = a.gva % PAGE_SIZE;
     if (r === INJECTED) return this.injectPf(this.walker.faultErrorCode, a.gva, l2 ? 'EPT_VIOLATION' : '#PF');
     if (r === RET_PF_FIXED || r === RET_PF_SPURIOUS || r === RET_PF_RETRY) return null;
     if (r === RET_PF_WRITE_PROTECTED && write) return this.emulateWrite(a);
     if (r === RET_PF_WRITE_PROTECTED) return null;
     const f = this.vcpu.fault;
     if (r === RET_PF_EMULATE) {
-      const gpa = f.gfn * PAGE_SIZE + off;
+      const gpa = f.gfn * PAGE_SIZE + pageOffset(a.gva);
       if (fetch) return { exit: { reason: 'KVM_EXIT_INTERNAL_ERROR', internal: { suberror: KVM_INTERNAL_ERROR_EMULATION } }, reason: `instruction fetch from gpa 0x${gpa.toString(16)}, which is not RAM` };
       if (!write) this.vcpu.pendingMmioRead = { gpa, size: a.size };
       return {
@@ -470,10 +470,10 @@ export class VcpuPaging {
   private emulateWrite(a: GvaAccess): GuestAccessResult {
     const vm = this.vm;
     const f = this.vcpu.fault;
-    const gpa = f.gfn * PAGE_SIZE + (a.gva % PAGE_SIZE);
+    const gpa = f.gfn * PAGE_SIZE + pageOffset(a.gva);
     const pfn = vm.guestMemory.pfnOf(gpa, true);
     if (pfn < 0) return { errno: 'EFAULT', reason: `emulated write to gpa 0x${gpa.toString(16)}: no host page` };
-    vm.phys.writeValue(pfn, gpa % PAGE_SIZE, a.size, a.value ?? 0n);
+    vm.phys.writeValue(pfn, pageOffset(gpa), a.size, a.value ?? 0n);
     const slot = vm.gfnToMemslot(f.gfn);
     if (slot) vm.markPageDirty(slot, f.gfn);
     vm.shadowMmu.trackWrite(gpa, a.size, (a.value ?? 0n) !== 0n);
@@ -489,8 +489,8 @@ function pferrOf(a: GvaAccess): number {
 
 function checkAccess(a: GvaAccess): void {
   if (a.size !== 1 && a.size !== 2 && a.size !== 4 && a.size !== 8) fail('EINVAL', 'guest access size must be 1, 2, 4 or 8');
-  if ((a.gva % PAGE_SIZE) + a.size > PAGE_SIZE) fail('EINVAL', 'a gva access that crosses a page boundary is two accesses');
   if (!Number.isInteger(a.gva) || a.gva < 0) fail('EINVAL', 'gva must be a non-negative integer');
+  if (pageOffset(a.gva) + a.size > PAGE_SIZE) fail('EINVAL', 'a gva access that crosses a page boundary is two accesses');
 }
 
 /** One access through the shadow MMU as a resumable kernel operation (see VcpuPaging.beginAccess). */
