@@ -79,6 +79,18 @@ export function pt64Index(addr: number, level: number): number {
   return (hi >>> (9 * level - 29)) & 511;
 }
 
+/**
+ * PT64_INDEX from an address already split into 32-bit halves: `lo = addr >>> 0` and `hi` =
+ * its bits 32 and up (below 2^21). Walks that index every level of one address split it
+ * once and pass integers below 2^32, not the address as a double (which a call that is not
+ * inlined boxes).
+ */
+export function pt64IndexOf(lo: number, hi: number, level: number): number {
+  if (level <= 2) return (lo >>> (3 + 9 * level)) & 511;
+  if (level === 3) return ((lo >>> 30) | (hi << 2)) & 511;
+  return (hi >>> (9 * level - 29)) & 511;
+}
+
 /** rsvd_bits(s, e) of the half that holds them, for the high bits above MAXPHYADDR (s >= 32) */
 function highRsvdHi(maxPhyAddr: number): number {
   // bits [maxPhyAddr, 51] of the gpte: bits [maxPhyAddr - 32, 19] of the high half
@@ -136,9 +148,10 @@ export class GuestWalker {
     const dMask = ept ? VMX_EPT_DIRTY_BIT : PT_DIRTY_MASK;
     const highRsvd = highRsvdHi(role.maxPhyAddr);
     const pte = this.tmp;
-    // the address's two 32-bit halves, split once for every level's index (pt64Index)
-    const addrLo = addr >>> 0;
-    const addrHi = addr > 0xffffffff ? (addr / TWO_32) >>> 0 : 0;
+    // the address's two 32-bit halves, split once for every level's index
+    const aLo = addr >>> 0;
+    // addr / 2^32 is below 2^21, so >>> 0 is its floor
+    const aHi = addr > 0xffffffff ? (addr / TWO_32) >>> 0 : 0;
     let retries = 0;
     retry_walk: for (;;) {
       let errcode = 0;
@@ -156,7 +169,7 @@ export class GuestWalker {
         const ptAccLo = accLo;
         const ptAccNx = accNx;
         const ptAccEpt = pteAccessEpt;
-        const index = level <= 2 ? (addrLo >>> (3 + 9 * level)) & 511 : level === 3 ? ((addrLo >>> 30) | (addrHi << 2)) & 511 : (addrHi >>> (9 * level - 29)) & 511;
+        const index = pt64IndexOf(aLo, aHi, level);
         const tableGfn = gpteToGfn(pteLo, pteHi);
         const pteGpa = tableGfn * 4096 + index * 8;
         this.tableGfn[level - 1] = tableGfn;

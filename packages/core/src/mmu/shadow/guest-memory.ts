@@ -123,21 +123,25 @@ export class VmGuestMemory implements GuestPteMemory {
   }
 
   readGpte(gpa: number, out: GpteHalves): boolean {
-    // the common case: the table's frame is in the cache with its contents slot
+    // the common case, kept small so the walker's calls inline it: the table's frame is in
+    // the cache with its contents slot
     const gfn = Math.floor(gpa / PAGE_SIZE);
     const k = (gfn >>> 0) & (CACHE - 1);
-    if (this.cacheValid() && this.cGfn[k] === gfn) {
+    const off = gpa - gfn * PAGE_SIZE;
+    if (this.cacheValid() && this.cGfn[k] === gfn && this.cContents[k] !== 0 && (off & 7) === 0) {
       const s1 = this.cContents[k]!;
-      if (s1 !== 0) {
-        this.lastSlot = this.cSlot[k]!;
-        this.lastK = k;
-        const off = gpa - gfn * PAGE_SIZE;
-        if ((off & 7) !== 0) throw new RangeError(`readGpte: gpa 0x${gpa.toString(16)} is not 8-aligned`);
-        out.lo = this.phys.readI32InSlot(s1, off);
-        out.hi = this.phys.readI32InSlot(s1, off + 4);
-        return true;
-      }
+      this.lastSlot = this.cSlot[k]!;
+      this.lastK = k;
+      out.lo = this.phys.readI32InSlot(s1, off);
+      out.hi = this.phys.readI32InSlot(s1, off + 4);
+      return true;
     }
+    return this.readGpteSlow(gpa, out);
+  }
+
+  private readGpteSlow(gpa: number, out: GpteHalves): boolean {
+    const off = gpa - Math.floor(gpa / PAGE_SIZE) * PAGE_SIZE;
+    if ((off & 7) !== 0) throw new RangeError(`readGpte: gpa 0x${gpa.toString(16)} is not 8-aligned`);
     const pfn = this.pfnOf(gpa, false);
     if (pfn < 0) return false;
     const s1 = this.contentsOf(pfn);
@@ -146,8 +150,6 @@ export class VmGuestMemory implements GuestPteMemory {
       out.hi = 0;
       return true;
     }
-    const off = gpa - Math.floor(gpa / PAGE_SIZE) * PAGE_SIZE;
-    if ((off & 7) !== 0) throw new RangeError(`readGpte: gpa 0x${gpa.toString(16)} is not 8-aligned`);
     out.lo = this.phys.readI32InSlot(s1, off);
     out.hi = this.phys.readI32InSlot(s1, off + 4);
     return true;
@@ -157,15 +159,16 @@ export class VmGuestMemory implements GuestPteMemory {
   readGptes(gpa: number, n: number, lo: Int32Array, hi: Int32Array): boolean {
     const gfn = Math.floor(gpa / PAGE_SIZE);
     const k = (gfn >>> 0) & (CACHE - 1);
-    if (this.cacheValid() && this.cGfn[k] === gfn) {
-      const s1 = this.cContents[k]!;
-      if (s1 !== 0) {
-        this.lastSlot = this.cSlot[k]!;
-        this.lastK = k;
-        this.phys.readI64HalvesInSlot(s1, gpa - gfn * PAGE_SIZE, n, lo, hi);
-        return true;
-      }
+    if (this.cacheValid() && this.cGfn[k] === gfn && this.cContents[k] !== 0) {
+      this.lastSlot = this.cSlot[k]!;
+      this.lastK = k;
+      this.phys.readI64HalvesInSlot(this.cContents[k]!, gpa - gfn * PAGE_SIZE, n, lo, hi);
+      return true;
     }
+    return this.readGptesSlow(gpa, n, lo, hi);
+  }
+
+  private readGptesSlow(gpa: number, n: number, lo: Int32Array, hi: Int32Array): boolean {
     const pfn = this.pfnOf(gpa, false);
     if (pfn < 0) return false;
     const s1 = this.contentsOf(pfn);

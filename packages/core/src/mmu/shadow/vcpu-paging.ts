@@ -12,7 +12,7 @@ import { kvmMmuFaultinPfn, type KvmPageFault } from '../page-fault.js';
 import { kvmMmuHugepageAdjust } from '../hugepage.js';
 import { ACC_EXEC_MASK, ACC_USER_MASK, ACC_WRITE_MASK, RET_PF_CONTINUE, RET_PF_EMULATE, RET_PF_FIXED, RET_PF_RETRY, RET_PF_SPURIOUS, RET_PF_WRITE_PROTECTED } from '../mmu-internal.js';
 import { sptePfn } from '../spte.js';
-import { GuestWalker, pt64Index } from '../paging-tmpl.js';
+import { GuestWalker, pt64IndexOf } from '../paging-tmpl.js';
 import {
   type CpuRole,
   type GuestPagingRegs,
@@ -344,8 +344,10 @@ export class VcpuPaging {
   /** @internal */
   hardwareWalk(mmu: ShadowMmu, ctx: ShadowVcpuContext, addr: number, write: boolean, user: boolean, fetch: boolean, l2: boolean): number {
     let sp = ctx.root;
+    const aLo = addr >>> 0;
+    const aHi = addr > 0xffffffff ? (addr / 2 ** 32) >>> 0 : 0;
     for (let level = mmu.spLevel(sp); level >= 1; level--) {
-      const sptep = sp * 512 + pt64Index(addr, level);
+      const sptep = sp * 512 + pt64IndexOf(aLo, aHi, level);
       const lo = mmu.spteLo(sptep);
       if (!ShadowMmu.isPresent(lo)) return -1;
       const hi = mmu.spteHi(sptep);
