@@ -12,6 +12,8 @@ import { kvmMmuFaultinPfn, type KvmPageFault } from '../page-fault.js';
 import { kvmMmuHugepageAdjust } from '../hugepage.js';
 import { ACC_EXEC_MASK, ACC_USER_MASK, ACC_WRITE_MASK, RET_PF_CONTINUE, RET_PF_EMULATE, RET_PF_FIXED, RET_PF_RETRY, RET_PF_SPURIOUS, RET_PF_WRITE_PROTECTED } from '../mmu-internal.js';
 import { sptePfn } from '../spte.js';
+import { CHUNK_SHIFT, SptPool } from '../spt-pool.js';
+import { ZERO_PFN } from '../../host/phys-mem.js';
 import { GuestWalker, pt64IndexOf } from '../paging-tmpl.js';
 import {
   type CpuRole,
@@ -307,6 +309,8 @@ export class VcpuPaging {
       vm.phys.writeValue(hw, off, a.size, a.value ?? 0n);
       return WRITE_DONE;
     }
+    // the shared zero page (a read fault on untouched anonymous memory) reads zeros: no lookup
+    if (hw === ZERO_PFN) return READ_ZERO;
     const value = vm.phys.readValue(hw, off, a.size);
     return value === 0n ? READ_ZERO : { value };
   }
@@ -346,11 +350,14 @@ export class VcpuPaging {
     let sp = ctx.root;
     const aLo = addr >>> 0;
     const aHi = addr > 0xffffffff ? (addr / 2 ** 32) >>> 0 : 0;
+    const chunks = mmu.pool.chunks;
     for (let level = mmu.spLevel(sp); level >= 1; level--) {
-      const sptep = sp * 512 + pt64IndexOf(aLo, aHi, level);
-      const lo = mmu.spteLo(sptep);
+      // the SPTE's two halves in its table's chunk (ShadowMmu.spteLo / spteHi)
+      const w = chunks[sp >>> CHUNK_SHIFT]!;
+      const o = SptPool.base(sp) + 2 * pt64IndexOf(aLo, aHi, level);
+      const lo = w[o]!;
       if (!ShadowMmu.isPresent(lo)) return -1;
-      const hi = mmu.spteHi(sptep);
+      const hi = w[o + 1]!;
       if (!ShadowMmu.isLast(lo, level)) {
         sp = ShadowMmu.childOf(lo, hi);
         continue;
