@@ -17,6 +17,7 @@
  *   pnpm bench -- --filter shadow.
  */
 import type { BenchCase } from '../../../bench/types.js';
+import { median } from '../../../bench/stats.js';
 import { Kvm } from '../src/kvm.js';
 import { Process } from '../src/host/process.js';
 import type { Vm } from '../src/vm.js';
@@ -79,17 +80,18 @@ function timed(fn: () => void): number {
   return ms;
 }
 
-function bestRate(rounds: number, once: () => Timed): number {
+/** the median of `rounds` timed runs of `once` (docs/benchmarks.md), after one warm-up */
+function medianRate(rounds: number, once: () => Timed): number {
   once(); // warm-up (JIT)
-  let best = 0;
+  const rates: number[] = [];
   for (let r = 0; r < rounds; r++) {
     const { work, ms } = once();
     // CCMEM_BENCH_CPU=1: also print the rate by process CPU time, which a loaded machine
     // inflates less than wall-clock time
     if (process.env.CCMEM_BENCH_CPU) console.error(`  round ${r}: ${(work / (ms / 1000)).toPrecision(4)}/s wall, ${(work / (lastCpuMs / 1000)).toPrecision(4)}/s cpu`);
-    best = Math.max(best, work / (ms / 1000));
+    rates.push(work / (ms / 1000));
   }
-  return best;
+  return median(rates);
 }
 
 let lastMetadataPer4k = 0;
@@ -150,13 +152,13 @@ export const benches: BenchCase[] = [
     name: 'shadow.fault_4k',
     unit: 'faults/s',
     target: { op: '>=', value: 1e6 },
-    run: () => bestRate(Number(process.env.ROUNDS ?? 5), fault4k),
+    run: () => medianRate(Number(process.env.ROUNDS ?? 5), fault4k),
   },
   {
     name: 'shadow.eager_split',
     unit: 'SPTEs/s',
     target: { op: '>=', value: 8e6 },
-    run: () => bestRate(Number(process.env.ROUNDS ?? 2), eagerSplit),
+    run: () => medianRate(Number(process.env.ROUNDS ?? 3), eagerSplit),
   },
   {
     name: 'shadow.bytes_per_4k_mapping',

@@ -63,7 +63,7 @@ import { kvmGfnDirectBits, kvmGpaToGfn, kvmIsGfnAlias } from './gfn.js';
 import { MmuInvalidate } from './invalidate.js';
 import { RangeMap } from './range-map.js';
 import { KvmMemorySlot, kvmSlotDirtyTrackEnabled } from './memslot/memslot.js';
-import { SlotsLockBusyError } from './memslot/memslots.js';
+import { type KvmMemslots, SlotsLockBusyError } from './memslot/memslots.js';
 import { MemslotEngine, type MemslotChange, type MemslotHooks, type KvmUserspaceMemoryRegion2 } from './memslot/set-memory-region.js';
 import { DirtyLog, type KvmClearDirtyLog, type KvmDirtyLog } from './memslot/dirty-log.js';
 import type { DirtyBitmap } from './memslot/dirty-bitmap.js';
@@ -190,6 +190,7 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
         : 1;
     const hooks = new VmMemslotHooks(this);
     this.memslots = new MemslotEngine(hooks);
+    this.memslots0 = this.memslots.slots.memslots(0);
     this.dirtyLog = new DirtyLog(this.memslots, hooks);
     const backend = opts.backend;
     this.mmu = new TdpMmu({
@@ -236,8 +237,7 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
           get mmuInvalidateInProgress() {
             return vm.mmuInvalidate.inProgress;
           },
-          readGpte: (gpa, out) => mem.readGpte(gpa, out),
-          readGptes: (gpa, n, lo, hi) => mem.readGptes(gpa, n, lo, hi),
+          guestPtes: mem,
           // kvm_mmu_slot_gfn_write_protect()'s TDP MMU part: the model zaps L1's leaf for the gfn
           // (kvm_tdp_mmu_write_protect_gfn() clears W and MMU-writable); the refault maps it
           // read-only through the check in tdpMmuMap
@@ -290,8 +290,10 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
 
   /** kvm_memslots(kvm)->generation of address space 0 */
   memslotGeneration(): number {
-    return this.memslots.slots.memslots(0).generation;
+    return this.memslots0.generation;
   }
+  /** address space 0's memslots (the object lives as long as the VM; its fields change) */
+  private readonly memslots0: KvmMemslots;
 
   /**
    * mark_page_dirty_in_slot() (virt/kvm/kvm_main.c): in a dirty-logged slot, the gfn goes to

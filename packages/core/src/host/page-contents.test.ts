@@ -60,6 +60,59 @@ describe('PageContents', () => {
     );
   });
 
+  it('reads and writes through a page slot see what the pfn-addressed accesses see, while slotGeneration is unchanged', () => {
+    const op = fc.oneof(
+      fc.record({ kind: fc.constant('w' as const), pfn: fc.integer({ min: 0, max: 2 }), off: fc.integer({ min: 0, max: PAGE / 4 - 1 }), v: fc.integer() }),
+      fc.record({ kind: fc.constant('ws' as const), pfn: fc.integer({ min: 0, max: 2 }), off: fc.integer({ min: 0, max: PAGE / 4 - 1 }), v: fc.integer() }),
+      fc.record({ kind: fc.constant('clear' as const), pfn: fc.integer({ min: 0, max: 2 }) }),
+    );
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 50 }), fc.integer({ min: 0, max: PAGE / 8 - 1 }), fc.integer({ min: 1, max: 64 }), (ops, at, n) => {
+        const c = new PageContents();
+        const ref = [0, 1, 2].map(() => new Int32Array(PAGE / 4));
+        const pfnOf = (i: number) => 0x100 + i * 700;
+        for (const o of ops) {
+          const pfn = pfnOf(o.pfn);
+          if (o.kind === 'clear') {
+            const gen = c.slotGeneration;
+            const had = c.pageSlot(pfn) !== 0;
+            c.clear(pfn);
+            expect(c.pageSlot(pfn)).toBe(0);
+            // dropping a page's slot is what invalidates cached slots
+            expect(c.slotGeneration !== gen).toBe(had);
+            ref[o.pfn]!.fill(0);
+            continue;
+          }
+          const s1 = c.pageSlot(pfn);
+          if (o.kind === 'ws' && s1 !== 0) {
+            // a store through the slot lands when the line has storage, else it reports false
+            const lineStored = c.writeI32InSlot(s1, o.off * 4, o.v);
+            if (!lineStored) c.writeI32(pfn, o.off * 4, o.v);
+          } else c.writeI32(pfn, o.off * 4, o.v);
+          ref[o.pfn]![o.off] = o.v;
+        }
+        const lo = new Int32Array(64);
+        const hi = new Int32Array(64);
+        for (let p = 0; p < 3; p++) {
+          const pfn = pfnOf(p);
+          const s1 = c.pageSlot(pfn);
+          const m = Math.min(n, PAGE / 8 - at);
+          if (s1 === 0) {
+            expect(ref[p]!.every((v) => v === 0)).toBe(true);
+            continue;
+          }
+          for (let w = 0; w < PAGE / 4; w += 97) expect(c.readI32InSlot(s1, w * 4)).toBe(ref[p]![w]);
+          c.readI64HalvesInSlot(s1, at * 8, m, lo, hi);
+          for (let k = 0; k < m; k++) {
+            expect(lo[k]).toBe(ref[p]![2 * (at + k)]);
+            expect(hi[k]).toBe(ref[p]![2 * (at + k) + 1]);
+          }
+        }
+      }),
+      { numRuns: 200 },
+    );
+  });
+
   it('one word written per page costs one line, and a clear recycles it zeroed', () => {
     const c = new PageContents();
     for (let p = 0; p < 1000; p++) c.writeValue(0x100 + p, 8, 8, BigInt(p + 1));

@@ -5,11 +5,15 @@
  * storage. A guest that writes one word per page (a populate, a page-table entry, a
  * pvalidate'd page touched once) therefore costs and clears 512 bytes, not 4 KiB.
  *
- * Lines live in slabs (one ArrayBuffer of SLAB_LINES lines each, with a byte view and a u64
- * view for aligned 8-byte accesses), recycled through a free list; a recycled line is zeroed
- * before reuse (clear_page). Nothing here allocates an object per page.
+ * Lines live in slabs (one ArrayBuffer of SLAB_LINES lines each, with a byte view, a u64
+ * view for aligned 8-byte accesses and an i32 view for aligned 32-bit halves), recycled
+ * through a free list; a recycled line is zeroed before reuse (clear_page). Nothing here
+ * allocates an object per page.
  */
 import { PAGE_SIZE } from '../uapi.js';
+
+// the u64 and i32 views read in the platform's byte order; contents are little-endian
+if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) throw new Error('page-contents: the typed-array views need a little-endian platform');
 
 export const LINE_SHIFT = 9;
 /** bytes per content line */
@@ -59,11 +63,23 @@ export class PageContents {
   private freePageSlotCount = 0;
   private readonly slabs: Uint8Array[] = [];
   private readonly slabs64: BigUint64Array[] = [];
+  /** int32 views of the slabs: aligned 32-bit halves of page-table entries in one load */
+  private readonly slabs32: Int32Array[] = [];
   private nextLine = 0;
   private freeLines = new Int32Array(16);
   private freeLineCount = 0;
   private pages = 0;
   private disposed = false;
+  /**
+   * Bumped whenever a page slot is given up (clear, dispose): a page slot that a caller
+   * cached (pageSlot) still belongs to its pfn while this is unchanged. Storing into a page
+   * never moves it to another slot.
+   */
+  private slotGen = 0;
+
+  get slotGeneration(): number {
+    return this.slotGen;
+  }
 
   /** frames with stored contents */
   get storedPages(): number {
@@ -151,6 +167,7 @@ export class PageContents {
         else slab.fill(0); // as a fresh ArrayBuffer
         this.slabs.push(slab);
         this.slabs64.push(new BigUint64Array(slab.buffer));
+        this.slabs32.push(new Int32Array(slab.buffer, slab.byteOffset, slab.length >>> 2));
       }
       // a small slab's unused line ids are skipped: line ids keep addressing slab s by s
       this.nextLine = (line & (SLAB_LINES - 1)) + 1 < cap ? line + 1 : (s + 1) << SLAB_SHIFT;
@@ -163,6 +180,7 @@ export class PageContents {
     const s1 = this.slotOf(pfn);
     if (s1 === 0) return;
     this.setSlot(pfn, 0);
+    this.slotGen++;
     const base = (s1 - 1) * LINES_PER_PAGE;
     for (let k = 0; k < LINES_PER_PAGE; k++) {
       const l1 = this.lineIds[base + k]!;
@@ -239,9 +257,74 @@ export class PageContents {
     const l1 = this.lineAt(pfn, offset, false);
     if (l1 === 0) return 0;
     const line = l1 - 1;
-    const o = ((line & (SLAB_LINES - 1)) << LINE_SHIFT) + (offset & (LINE_SIZE - 1));
-    const b = this.slabs[line >> SLAB_SHIFT]!;
-    return b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24);
+    return this.slabs32[line >> SLAB_SHIFT]![(((line & (SLAB_LINES - 1)) << LINE_SHIFT) + (offset & (LINE_SIZE - 1))) >>> 2]!;
+  }
+
+  /** page slot + 1 of `pfn` (0: no contents, reads as zeros); see slotGeneration */
+  pageSlot(pfn: number): number {
+    return this.slotOf(pfn);
+  }
+
+  /**
+   * The u32 at a 4-aligned `offset` of page slot `s1` (from pageSlot, while slotGeneration is
+   * unchanged), as a signed int32: one line id and one load, no pfn lookup.
+   */
+  readI32InSlot(s1: number, offset: number): number {
+    const l1 = this.lineIds[(s1 - 1) * LINES_PER_PAGE + (offset >>> LINE_SHIFT)]!;
+    if (l1 === 0) return 0;
+    const line = l1 - 1;
+    return this.slabs32[line >> SLAB_SHIFT]![(((line & (SLAB_LINES - 1)) << LINE_SHIFT) + (offset & (LINE_SIZE - 1))) >>> 2]!;
+  }
+
+  /**
+   * Store a 32-bit value at a 4-aligned `offset` of page slot `s1` when its line has storage
+   * already (true); false when the line reads as zeros (store through writeI32 instead).
+   */
+  writeI32InSlot(s1: number, offset: number, v: number): boolean {
+    const l1 = this.lineIds[(s1 - 1) * LINES_PER_PAGE + (offset >>> LINE_SHIFT)]!;
+    if (l1 === 0) return false;
+    const line = l1 - 1;
+    this.slabs32[line >> SLAB_SHIFT]![(((line & (SLAB_LINES - 1)) << LINE_SHIFT) + (offset & (LINE_SIZE - 1))) >>> 2] = v;
+    return true;
+  }
+
+  /** `n` 64-bit entries at an 8-aligned `offset` of page slot `s1` as int32 halves (see readI32InSlot) */
+  readI64HalvesInSlot(s1: number, offset: number, n: number, lo: Int32Array, hi: Int32Array): void {
+    const ids = (s1 - 1) * LINES_PER_PAGE;
+    if ((offset & (LINE_SIZE - 1)) + 8 * n <= LINE_SIZE) {
+      // one line (a prefetch group always is)
+      const l1 = this.lineIds[ids + (offset >>> LINE_SHIFT)]!;
+      if (l1 === 0) {
+        lo.fill(0, 0, n);
+        hi.fill(0, 0, n);
+        return;
+      }
+      const w = this.slabs32[(l1 - 1) >> SLAB_SHIFT]!;
+      const o = (((l1 - 1) & (SLAB_LINES - 1)) << (LINE_SHIFT - 2)) + ((offset & (LINE_SIZE - 1)) >>> 2);
+      for (let k = 0; k < n; k++) {
+        lo[k] = w[o + 2 * k]!;
+        hi[k] = w[o + 2 * k + 1]!;
+      }
+      return;
+    }
+    let w: Int32Array | null = null;
+    let base = 0;
+    for (let k = 0; k < n; k++) {
+      const off = offset + 8 * k;
+      if (k === 0 || (off & (LINE_SIZE - 1)) === 0) {
+        const l1 = this.lineIds[ids + (off >>> LINE_SHIFT)]!;
+        w = l1 === 0 ? null : this.slabs32[(l1 - 1) >> SLAB_SHIFT]!;
+        base = l1 === 0 ? 0 : ((l1 - 1) & (SLAB_LINES - 1)) << (LINE_SHIFT - 2);
+      }
+      if (w === null) {
+        lo[k] = 0;
+        hi[k] = 0;
+        continue;
+      }
+      const o = base + ((off & (LINE_SIZE - 1)) >>> 2);
+      lo[k] = w[o]!;
+      hi[k] = w[o + 1]!;
+    }
   }
 
   /** store a 32-bit value at a 4-aligned `offset` (little-endian); zeros over zeros store nothing */
@@ -249,36 +332,18 @@ export class PageContents {
     const l1 = this.lineAt(pfn, offset, v !== 0);
     if (l1 === 0) return;
     const line = l1 - 1;
-    const o = ((line & (SLAB_LINES - 1)) << LINE_SHIFT) + (offset & (LINE_SIZE - 1));
-    const b = this.slabs[line >> SLAB_SHIFT]!;
-    b[o] = v & 0xff;
-    b[o + 1] = (v >>> 8) & 0xff;
-    b[o + 2] = (v >>> 16) & 0xff;
-    b[o + 3] = (v >>> 24) & 0xff;
+    this.slabs32[line >> SLAB_SHIFT]![(((line & (SLAB_LINES - 1)) << LINE_SHIFT) + (offset & (LINE_SIZE - 1))) >>> 2] = v;
   }
 
   /** `n` consecutive 64-bit entries at an 8-aligned `offset` as int32 halves (one line lookup per line) */
   readI64Halves(pfn: number, offset: number, n: number, lo: Int32Array, hi: Int32Array): void {
-    let line = -1;
-    let b: Uint8Array | null = null;
-    let base = 0;
-    for (let k = 0; k < n; k++) {
-      const off = offset + 8 * k;
-      if (k === 0 || (off & (LINE_SIZE - 1)) === 0) {
-        const l1 = this.lineAt(pfn, off, false);
-        line = l1 - 1;
-        b = l1 === 0 ? null : this.slabs[line >> SLAB_SHIFT]!;
-        base = l1 === 0 ? 0 : (line & (SLAB_LINES - 1)) << LINE_SHIFT;
-      }
-      if (b === null) {
-        lo[k] = 0;
-        hi[k] = 0;
-        continue;
-      }
-      const o = base + (off & (LINE_SIZE - 1));
-      lo[k] = b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24);
-      hi[k] = b[o + 4]! | (b[o + 5]! << 8) | (b[o + 6]! << 16) | (b[o + 7]! << 24);
+    const s1 = this.slotOf(pfn);
+    if (s1 === 0) {
+      lo.fill(0, 0, n);
+      hi.fill(0, 0, n);
+      return;
     }
+    this.readI64HalvesInSlot(s1, offset, n, lo, hi);
   }
 
   /** little-endian store of `size` bytes of `value` (mod 2^(8*size)) inside one page */
@@ -355,6 +420,7 @@ export class PageContents {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    this.slotGen++;
     for (let s = 0; s < this.slabs.length && s < cachedSlabs.length; s++) {
       const list = cachedSlabs[s]!;
       if (list.length < MAX_CACHED) list.push(this.slabs[s]!);
@@ -365,6 +431,7 @@ export class PageContents {
     this.lastEntry = undefined;
     this.slabs.length = 0;
     this.slabs64.length = 0;
+    this.slabs32.length = 0;
   }
 
   /** bytes held: slabs, line tables, the pfn index and the free lists */

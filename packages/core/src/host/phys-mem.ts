@@ -286,6 +286,45 @@ export class PhysMem implements HostPhysMem {
     this.contents.readI64Halves(pfn, offset, n, lo, hi);
   }
 
+  /**
+   * The contents slot of `pfn` for a reader that resolves a frame once and reads it many
+   * times (guest page-table walks): 0 when the frame holds no contents (it reads as zeros;
+   * ask again after a store). A non-zero slot stays the frame's while `contentsGeneration`
+   * is unchanged (it changes when any frame's contents are dropped or the memory is disposed).
+   */
+  contentsSlot(pfn: number): number {
+    this.assertLive('contentsSlot');
+    if (pfn === ZERO_PFN) return 0;
+    return this.contents.pageSlot(pfn);
+  }
+
+  get contentsGeneration(): number {
+    return this.contents.slotGeneration;
+  }
+
+  /** `n` 64-bit entries at an 8-aligned offset of contents slot `s1` (contentsSlot) as int32 halves */
+  readI64HalvesInSlot(s1: number, offset: number, n: number, lo: Int32Array, hi: Int32Array): void {
+    if ((offset & 7) !== 0 || offset < 0 || offset + 8 * n > 4096) throw new RangeError(`readI64HalvesInSlot: ${n} entries at offset ${offset} do not fit the page`);
+    this.contents.readI64HalvesInSlot(s1, offset, n, lo, hi);
+  }
+
+  /** the u32 at a 4-aligned offset of contents slot `s1` (contentsSlot), as a signed int32 */
+  readI32InSlot(s1: number, offset: number): number {
+    if ((offset & 3) !== 0 || offset < 0 || offset > 4092) throw new RangeError(`readI32InSlot: offset ${offset} is not a 4-aligned offset in a page`);
+    return this.contents.readI32InSlot(s1, offset);
+  }
+
+  /**
+   * Store a 32-bit value at a 4-aligned offset of contents slot `s1` (contentsSlot), false
+   * when that part of the frame holds no storage yet (then store with writeI32). A slot that
+   * is still the frame's (contentsGeneration unchanged) belongs to a frame that was written
+   * and has not been freed since, so it is writable.
+   */
+  writeI32InSlot(s1: number, offset: number, v: number): boolean {
+    if ((offset & 3) !== 0 || offset < 0 || offset > 4092) throw new RangeError(`writeI32InSlot: offset ${offset} is not a 4-aligned offset in a page`);
+    return this.contents.writeI32InSlot(s1, offset, v);
+  }
+
   writeValue(pfn: number, offset: number, size: number, value: bigint): void {
     checkValueAccess(offset, size);
     this.assertWritable(pfn, 'writeValue');

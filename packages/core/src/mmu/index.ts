@@ -41,7 +41,7 @@ export {
   VMX_EPT_DIRTY_BIT,
 } from './paging-tmpl.js';
 export { GuestPageTableBuilder, type GuestPteFlags, type GuestPtMemory } from './guest-pt-builder.js';
-export { ShadowMmu, type ShadowMmuStats, type ShadowMmuHost, type ShadowMmuOptions, type ShadowVcpuContext, type ShadowWarning, kvmPageTableHashfn } from './shadow/shadow-mmu.js';
+export { ShadowMmu, type GuestPteReader, type ShadowMmuStats, type ShadowMmuHost, type ShadowMmuOptions, type ShadowVcpuContext, type ShadowWarning, kvmPageTableHashfn } from './shadow/shadow-mmu.js';
 export { VcpuPaging, ShadowAccessOp, type GvaAccess } from './shadow/vcpu-paging.js';
 export { Rmap, PTE_LIST_EXT } from './shadow/rmap.js';
 export { VmGuestMemory } from './shadow/guest-memory.js';

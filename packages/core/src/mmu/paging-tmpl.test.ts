@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { GuestWalker, type GpteHalves, type GuestPteMemory, PT_ACCESSED_MASK, PT_DIRTY_MASK } from './paging-tmpl.js';
+import { GuestWalker, type GpteHalves, type GuestPteMemory, PT_ACCESSED_MASK, PT_DIRTY_MASK, pt64Index } from './paging-tmpl.js';
 import { GuestPageTableBuilder } from './guest-pt-builder.js';
 import {
   EFER_LME,
@@ -203,5 +203,18 @@ describe('FNAME(walk_addr_generic), EPT (nested)', () => {
     mem.write64(at, 0x5000 | 2, 0);
     expect(w.walk(role, b.root, mem, 0x1000, PFERR_USER_MASK)).toBe(0);
     expect(w.faultErrorCode & PFERR_RSVD_MASK).toBeTruthy();
+  });
+});
+
+describe('PT64_INDEX', () => {
+  it('gives bits 12 + 9 * (level - 1) .. +8 of any address below 2^57, every level', () => {
+    for (let i = 0; i < 5000; i++) {
+      const addr = Math.floor(Math.random() * 2 ** [32, 48, 57][i % 3]!);
+      for (let level = 1; level <= 5; level++) {
+        expect(pt64Index(addr, level)).toBe(Number((BigInt(addr) >> BigInt(12 + 9 * (level - 1))) & 511n));
+      }
+    }
+    expect(pt64Index(0x7f0000000000 + 0x1ff * 0x1000, 1)).toBe(0x1ff);
+    expect(pt64Index(0x7f0000000000, 4)).toBe(0xfe);
   });
 });

@@ -71,19 +71,24 @@ export function gpteToGfn(lo: number, hi: number): number {
 
 /** PT64_INDEX(addr, level): 9 bits of the address per level above bit 12 */
 export function pt64Index(addr: number, level: number): number {
-  const lo = addr >>> 0; // the low 32 bits of a non-negative integer below 2^53
-  switch (level) {
-    case 1:
-      return (lo >>> 12) & 511;
-    case 2:
-      return (lo >>> 21) & 511;
-    case 3:
-      return ((lo >>> 30) | ((addr > 0xffffffff ? Math.floor(addr / TWO_32) : 0) << 2)) & 511;
-    case 4:
-      return ((addr > 0xffffffff ? Math.floor(addr / TWO_32) : 0) >>> 7) & 511;
-    default:
-      return ((addr > 0xffffffff ? Math.floor(addr / TWO_32) : 0) >>> 16) & 511;
-  }
+  // the low 32 bits of a non-negative integer below 2^53, then bits 12 + 9 * (level - 1) on
+  if (level <= 2) return ((addr >>> 0) >>> (3 + 9 * level)) & 511;
+  // the high bits: addr / 2^32 is below 2^21, so >>> 0 is its floor
+  const hi = addr > 0xffffffff ? (addr / TWO_32) >>> 0 : 0;
+  if (level === 3) return (((addr >>> 0) >>> 30) | (hi << 2)) & 511;
+  return (hi >>> (9 * level - 29)) & 511;
+}
+
+/**
+ * PT64_INDEX from an address already split into 32-bit halves: `lo = addr >>> 0` and `hi` =
+ * its bits 32 and up (below 2^21). Walks that index every level of one address split it
+ * once and pass integers below 2^32, not the address as a double (which a call that is not
+ * inlined boxes).
+ */
+export function pt64IndexOf(lo: number, hi: number, level: number): number {
+  if (level <= 2) return (lo >>> (3 + 9 * level)) & 511;
+  if (level === 3) return ((lo >>> 30) | (hi << 2)) & 511;
+  return (hi >>> (9 * level - 29)) & 511;
 }
 
 /** rsvd_bits(s, e) of the half that holds them, for the high bits above MAXPHYADDR (s >= 32) */
@@ -143,11 +148,15 @@ export class GuestWalker {
     const dMask = ept ? VMX_EPT_DIRTY_BIT : PT_DIRTY_MASK;
     const highRsvd = highRsvdHi(role.maxPhyAddr);
     const pte = this.tmp;
+    // the address's two 32-bit halves, split once for every level's index
+    const aLo = addr >>> 0;
+    // addr / 2^32 is below 2^21, so >>> 0 is its floor
+    const aHi = addr > 0xffffffff ? (addr / TWO_32) >>> 0 : 0;
     let retries = 0;
     retry_walk: for (;;) {
       let errcode = 0;
-      this.level = role.level;
-      this.maxLevel = role.level;
+      let level = role.level;
+      this.maxLevel = level;
       // pte = mmu->get_guest_pgd(vcpu)
       let pteLo = (pgd >>> 0) & ~0xfff;
       let pteHi = Math.floor(pgd / TWO_32) | 0;
@@ -156,14 +165,11 @@ export class GuestWalker {
       let accNx = 1;
       let pteAccessEpt = VMX_EPT_RWX_MASK;
       let ok = true;
-      this.level++;
-      do {
+      for (;; level--) {
         const ptAccLo = accLo;
         const ptAccNx = accNx;
         const ptAccEpt = pteAccessEpt;
-        this.level--;
-        const level = this.level;
-        const index = pt64Index(addr, level);
+        const index = pt64IndexOf(aLo, aHi, level);
         const tableGfn = gpteToGfn(pteLo, pteHi);
         const pteGpa = tableGfn * 4096 + index * 8;
         this.tableGfn[level - 1] = tableGfn;
@@ -192,7 +198,10 @@ export class GuestWalker {
         this.ptesLo[level - 1] = pteLo;
         this.ptesHi[level - 1] = pteHi;
         this.ptAccess[level - 1] = ept ? eptGpteAccess(ptAccEpt) : gpteAccess64(ptAccLo, ptAccNx);
-      } while (!isLastGpte(this.level, pteLo));
+        if (isLastGpte(level, pteLo)) break;
+      }
+      // walker->level: the leaf's level, or the level where the walk stopped
+      this.level = level;
 
       if (ok) {
         const accessedDirtyAll = haveAd ? (ept ? accLo & VMX_EPT_ACCESS_BIT : accLo & PT_ACCESSED_MASK) : 0;

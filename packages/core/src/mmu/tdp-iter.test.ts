@@ -84,5 +84,13 @@ describe('TdpIter', () => {
     expect(spteIndex(g, 4)).toBe((2 ** 40 / 512 ** 3 + 3) % 512);
     expect(gfnRoundForLevel(g, 2)).toBe(g - 9);
     expect(PAGES_PER_LEVEL[3]).toBe(262144);
+    // every level against the BigInt definition, gfns up to 2^52 (52-bit guest physical addresses)
+    for (let i = 0; i < 2000; i++) {
+      const gfn = Math.floor(Math.random() * 2 ** (i % 2 ? 52 : 31));
+      for (let level = 1; level <= 5; level++) {
+        const n = BigInt(PAGES_PER_LEVEL[level]!);
+        expect(gfnRoundForLevel(gfn, level)).toBe(Number(BigInt(gfn) - (BigInt(gfn) % n)));
+      }
+    }
   });
 });

@@ -24,9 +24,14 @@ export function spteIndex(gfn: number, level: number): number {
   return (gfn / PAGES_PER_LEVEL[level]!) & 511;
 }
 
-/** gfn_round_for_level() */
+/**
+ * gfn_round_for_level(). Up to level 4 a level's pages divide 2^32, so the low 32 bits of a
+ * non-negative integer gfn give the offset without a float modulo (a libm call for a gfn
+ * held as a double).
+ */
 export function gfnRoundForLevel(gfn: number, level: number): number {
-  return gfn - (gfn % PAGES_PER_LEVEL[level]!);
+  if (level === 1) return gfn;
+  return gfn - (level <= 4 ? (gfn >>> 0) & (PAGES_PER_LEVEL[level]! - 1) : gfn % PAGES_PER_LEVEL[level]!);
 }
 
 export class TdpIter {

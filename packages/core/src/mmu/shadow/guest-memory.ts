@@ -7,7 +7,7 @@
 import type { KvmMemorySlot } from '../../memslot/memslot.js';
 import type { HvaToPfnOut } from '../../host/address-space.js';
 import type { Process } from '../../host/process.js';
-import { ZERO_PFN } from '../../host/phys-mem.js';
+import { type PhysMem, ZERO_PFN } from '../../host/phys-mem.js';
 import { KVM_MEM_READONLY, KVM_MEMSLOT_INVALID, PAGE_SIZE, PG_LEVEL_4K } from '../../uapi.js';
 import type { GpteHalves, GuestPteMemory } from '../paging-tmpl.js';
 
@@ -33,19 +33,29 @@ export class VmGuestMemory implements GuestPteMemory {
    * when it was filled and no invalidation is in progress: any change of either (slot
    * change, munmap, CoW of the zero page) can change the answer. Zero-page answers are not
    * cached (a later VMM write replaces them).
+   *
+   * An entry also keeps the frame's contents slot once a read has resolved it (0: not yet,
+   * or the frame holds no contents), so the next read of the same table is one line lookup
+   * (what __get_user() through the hva costs the kernel: no memslot or page-table search).
+   * The slots are dropped when the host drops any frame's contents (contentsGeneration).
    */
   private readonly cGfn = new Float64Array(CACHE).fill(-1);
   private readonly cPfn = new Float64Array(CACHE);
   private readonly cWritable = new Uint8Array(CACHE);
   private readonly cSlot: (KvmMemorySlot | null)[] = new Array<KvmMemorySlot | null>(CACHE).fill(null);
+  private readonly cContents = new Int32Array(CACHE);
   private cSlotsGen = -1;
   private cSeq = -1;
+  private cContentsGen = -1;
+  /** the cache entry that holds the last pfnOf() answer, -1 when it was not cached */
+  private lastK = -1;
   /** the slot of the last lookup (for gptWritable) */
   private lastSlot: KvmMemorySlot | null = null;
-  private readonly one = new Int32Array(1);
-  private readonly oneHi = new Int32Array(1);
+  private readonly phys: PhysMem;
 
-  constructor(private readonly vm: GuestMemoryVm) {}
+  constructor(private readonly vm: GuestMemoryVm) {
+    this.phys = vm.process.phys;
+  }
 
   private cacheValid(): boolean {
     const inv = this.vm.mmuInvalidate;
@@ -55,6 +65,11 @@ export class VmGuestMemory implements GuestPteMemory {
       this.cGfn.fill(-1);
       this.cSlotsGen = gen;
       this.cSeq = inv.seq;
+    }
+    const contentsGen = this.phys.contentsGeneration;
+    if (contentsGen !== this.cContentsGen) {
+      this.cContents.fill(0);
+      this.cContentsGen = contentsGen;
     }
     return true;
   }
@@ -74,8 +89,10 @@ export class VmGuestMemory implements GuestPteMemory {
     const k = (gfn >>> 0) & (CACHE - 1);
     if (valid && this.cGfn[k] === gfn && (!write || this.cWritable[k])) {
       this.lastSlot = this.cSlot[k]!;
+      this.lastK = k;
       return this.cPfn[k]!;
     }
+    this.lastK = -1;
     const slot = this.vm.gfnToMemslot(gfn);
     this.lastSlot = slot;
     if (!slot || slot.flags & KVM_MEMSLOT_INVALID) return -1;
@@ -87,24 +104,77 @@ export class VmGuestMemory implements GuestPteMemory {
       this.cPfn[k] = pfn;
       this.cWritable[k] = this.out.writable ? 1 : 0;
       this.cSlot[k] = slot;
+      this.cContents[k] = 0;
+      this.lastK = k;
     }
     return pfn;
   }
 
+  /** the contents slot of `pfn`, the answer of the pfnOf() just made (cached in its entry) */
+  private contentsOf(pfn: number): number {
+    const k = this.lastK;
+    if (k < 0) return this.phys.contentsSlot(pfn);
+    let s1 = this.cContents[k]!;
+    if (s1 === 0) {
+      s1 = this.phys.contentsSlot(pfn);
+      this.cContents[k] = s1;
+    }
+    return s1;
+  }
+
   readGpte(gpa: number, out: GpteHalves): boolean {
+    // the common case, kept small so the walker's calls inline it: the table's frame is in
+    // the cache with its contents slot
+    const gfn = Math.floor(gpa / PAGE_SIZE);
+    const k = (gfn >>> 0) & (CACHE - 1);
+    const off = gpa - gfn * PAGE_SIZE;
+    if (this.cacheValid() && this.cGfn[k] === gfn && this.cContents[k] !== 0 && (off & 7) === 0) {
+      const s1 = this.cContents[k]!;
+      this.lastSlot = this.cSlot[k]!;
+      this.lastK = k;
+      out.lo = this.phys.readI32InSlot(s1, off);
+      out.hi = this.phys.readI32InSlot(s1, off + 4);
+      return true;
+    }
+    return this.readGpteSlow(gpa, out);
+  }
+
+  private readGpteSlow(gpa: number, out: GpteHalves): boolean {
+    const off = gpa - Math.floor(gpa / PAGE_SIZE) * PAGE_SIZE;
+    if ((off & 7) !== 0) throw new RangeError(`readGpte: gpa 0x${gpa.toString(16)} is not 8-aligned`);
     const pfn = this.pfnOf(gpa, false);
     if (pfn < 0) return false;
-    this.vm.process.phys.readI64Halves(pfn, gpa % PAGE_SIZE, 1, this.one, this.oneHi);
-    out.lo = this.one[0]!;
-    out.hi = this.oneHi[0]!;
+    const s1 = this.contentsOf(pfn);
+    if (s1 === 0) {
+      out.lo = 0;
+      out.hi = 0;
+      return true;
+    }
+    out.lo = this.phys.readI32InSlot(s1, off);
+    out.hi = this.phys.readI32InSlot(s1, off + 4);
     return true;
   }
 
   /** kvm_vcpu_read_guest_atomic() of `n` gptes in one page */
   readGptes(gpa: number, n: number, lo: Int32Array, hi: Int32Array): boolean {
+    const gfn = Math.floor(gpa / PAGE_SIZE);
+    const k = (gfn >>> 0) & (CACHE - 1);
+    if (this.cacheValid() && this.cGfn[k] === gfn && this.cContents[k] !== 0) {
+      this.lastSlot = this.cSlot[k]!;
+      this.lastK = k;
+      this.phys.readI64HalvesInSlot(this.cContents[k]!, gpa - gfn * PAGE_SIZE, n, lo, hi);
+      return true;
+    }
+    return this.readGptesSlow(gpa, n, lo, hi);
+  }
+
+  private readGptesSlow(gpa: number, n: number, lo: Int32Array, hi: Int32Array): boolean {
     const pfn = this.pfnOf(gpa, false);
     if (pfn < 0) return false;
-    this.vm.process.phys.readI64Halves(pfn, gpa % PAGE_SIZE, n, lo, hi);
+    const s1 = this.contentsOf(pfn);
+    const off = gpa - Math.floor(gpa / PAGE_SIZE) * PAGE_SIZE;
+    if (s1 === 0) this.phys.readI64Halves(pfn, off, n, lo, hi);
+    else this.phys.readI64HalvesInSlot(s1, off, n, lo, hi);
     return true;
   }
 
@@ -116,11 +186,14 @@ export class VmGuestMemory implements GuestPteMemory {
   cmpxchgGpte(gpa: number, oldLo: number, oldHi: number, newLo: number, newHi: number): number {
     const pfn = this.pfnOf(gpa, true);
     if (pfn < 0) return -14; // -EFAULT
-    const off = gpa % PAGE_SIZE;
-    const phys = this.vm.process.phys;
-    if (phys.readI32(pfn, off) !== (oldLo | 0) || phys.readI32(pfn, off + 4) !== (oldHi | 0)) return 1;
-    if ((newLo | 0) !== (oldLo | 0)) phys.writeI32(pfn, off, newLo);
-    if ((newHi | 0) !== (oldHi | 0)) phys.writeI32(pfn, off + 4, newHi);
+    const off = gpa - Math.floor(gpa / PAGE_SIZE) * PAGE_SIZE;
+    const phys = this.phys;
+    const s1 = this.contentsOf(pfn);
+    const lo = s1 === 0 ? phys.readI32(pfn, off) : phys.readI32InSlot(s1, off);
+    const hi = s1 === 0 ? phys.readI32(pfn, off + 4) : phys.readI32InSlot(s1, off + 4);
+    if (lo !== (oldLo | 0) || hi !== (oldHi | 0)) return 1;
+    if ((newLo | 0) !== lo && !(s1 !== 0 && phys.writeI32InSlot(s1, off, newLo))) phys.writeI32(pfn, off, newLo);
+    if ((newHi | 0) !== hi && !(s1 !== 0 && phys.writeI32InSlot(s1, off + 4, newHi))) phys.writeI32(pfn, off + 4, newHi);
     const gfn = Math.floor(gpa / PAGE_SIZE);
     const slot = this.lastSlot;
     if (slot) this.vm.markPageDirty(slot, gfn);

@@ -8,6 +8,7 @@ import { EFER_LMA, EFER_LME, EFER_NX, PFERR_PRESENT_MASK, PFERR_USER_MASK, PFERR
 import { ACC_EXEC_MASK, ACC_USER_MASK, ACC_WRITE_MASK } from '../mmu-internal.js';
 import { roleAccess, roleDirect, roleLevel } from './mmu-page.js';
 import { PT_WRITABLE_LO } from '../spte.js';
+import { KVM_MMU_HASH_SHIFT, kvmPageTableHashfn } from './shadow-mmu.js';
 
 const MiB = 1 << 20;
 const SIZE = 64 * MiB;
@@ -302,5 +303,15 @@ describe('a shadow fault interleaved with a memslot deletion', () => {
     });
     expect(mapsDeleted).toBe(false);
     assertVmInvariants(vm);
+  });
+});
+
+describe('kvm_page_table_hashfn', () => {
+  it('is hash_64(gfn, KVM_MMU_HASH_SHIFT): the top bits of gfn * GOLDEN_RATIO_64 mod 2^64', () => {
+    const golden = 0x61c8864680b583ebn;
+    const ref = (gfn: number) => Number(((BigInt(gfn) * golden) & ((1n << 64n) - 1n)) >> BigInt(64 - KVM_MMU_HASH_SHIFT));
+    const gfns = [0, 1, 2, 0xfffff, 0x100000, 0xffffffff, 2 ** 32, 2 ** 40 - 1, 2 ** 52 - 1];
+    for (let i = 0; i < 20000; i++) gfns.push(Math.floor(Math.random() * 2 ** (i % 2 ? 40 : 24)));
+    for (const gfn of gfns) expect(kvmPageTableHashfn(gfn)).toBe(ref(gfn));
   });
 });

@@ -20,10 +20,11 @@ import { kvmSlotDirtyTrackEnabled, type KvmMemorySlot } from '../../memslot/mems
 import { KVM_MEMSLOT_INVALID, PAGE_SIZE } from '../../uapi.js';
 import { ACC_ALL, ACC_EXEC_MASK, ACC_USER_MASK, ACC_WRITE_MASK, RET_PF_EMULATE, RET_PF_FIXED, RET_PF_RETRY, RET_PF_SPURIOUS, RET_PF_WRITE_PROTECTED } from '../mmu-internal.js';
 import { SptPool, CHUNK_SHIFT } from '../spt-pool.js';
+import { gfnRoundForLevel } from '../tdp-iter.js';
 import { PT_PAGE_SIZE_LO, PT_WRITABLE_LO, SHADOW_NONPRESENT_HI, SHADOW_NONPRESENT_LO, SPTE_MMU_PRESENT_LO, pfnHi, pfnLo, sptePfn } from '../spte.js';
 import type { KvmPageFault } from '../page-fault.js';
 import type { MmuTracer } from '../tdp-mmu.js';
-import { type GuestWalker, type GpteHalves, gpteAccess64, eptGpteAccess, gpteToGfn, PT_ACCESSED_MASK, PT_DIRTY_MASK, PT_PRESENT_MASK, PT64_NX_HI, VMX_EPT_ACCESS_BIT, VMX_EPT_DIRTY_BIT, VMX_EPT_RWX_MASK, isRsvdBitsSet, pt64Index } from '../paging-tmpl.js';
+import { type GuestWalker, type GpteHalves, gpteAccess64, eptGpteAccess, gpteToGfn, PT_ACCESSED_MASK, PT_DIRTY_MASK, PT_PRESENT_MASK, PT64_NX_HI, VMX_EPT_ACCESS_BIT, VMX_EPT_DIRTY_BIT, VMX_EPT_RWX_MASK, isRsvdBitsSet, pt64Index, pt64IndexOf } from '../paging-tmpl.js';
 import type { CpuRole } from '../guest-paging.js';
 import { Rmap } from './rmap.js';
 import {
@@ -50,11 +51,39 @@ export const KVM_PERMILLE_MMU_PAGES = 20;
 /** PTE_PREFETCH_NUM */
 export const PTE_PREFETCH_NUM = 8;
 
-const GOLDEN_RATIO_64 = 0x61c8864680b583ebn;
-const MASK64 = (1n << 64n) - 1n;
+/* GOLDEN_RATIO_64 (include/linux/hash.h) = 0x61C8864680B583EB, as 32-bit halves */
+const GOLDEN_HI = 0x61c88646;
+const GOLDEN_LO = 0x80b583eb;
+
 /** kvm_page_table_hashfn(): hash_64(gfn, KVM_MMU_HASH_SHIFT) */
 export function kvmPageTableHashfn(gfn: number): number {
-  return Number(((BigInt(gfn) * GOLDEN_RATIO_64) & MASK64) >> BigInt(64 - KVM_MMU_HASH_SHIFT));
+  // hash_64(): the top bits of the low 64 bits of gfn * GOLDEN_RATIO_64, from 32-bit halves
+  // (no BigInt): those top 32 bits are hi32(gl * GOLDEN_LO) + gl * GOLDEN_HI + gh * GOLDEN_LO
+  // (mod 2^32), gfn = gh * 2^32 + gl
+  const gl = gfn >>> 0;
+  const gh = gfn > 0xffffffff ? (gfn / 2 ** 32) >>> 0 : 0;
+  const top = (mulHi32(gl, GOLDEN_LO) + Math.imul(gl, GOLDEN_HI) + Math.imul(gh, GOLDEN_LO)) >>> 0;
+  return top >>> (32 - KVM_MMU_HASH_SHIFT);
+}
+
+/** the high 32 bits of the 64-bit product of two u32s (16-bit pieces: every sum exact in a double) */
+function mulHi32(a: number, b: number): number {
+  const a0 = a & 0xffff;
+  const a1 = a >>> 16;
+  const b0 = b & 0xffff;
+  const b1 = b >>> 16;
+  const mid = a1 * b0 + a0 * b1;
+  const midHi = Math.floor(mid / 65536);
+  const low = a0 * b0 + (mid - midHi * 65536) * 65536;
+  return a1 * b1 + midHi + Math.floor(low / 2 ** 32);
+}
+
+/** kvm_vcpu_read_guest_atomic() of guest page-table entries */
+export interface GuestPteReader {
+  /** one gpte (sync, gpte_changed, prefetch); false when the gfn cannot be read */
+  readGpte(gpa: number, out: GpteHalves): boolean;
+  /** `n` consecutive gptes of one page */
+  readGptes(gpa: number, n: number, lo: Int32Array, hi: Int32Array): boolean;
 }
 
 /** What the shadow MMU needs from the VM. */
@@ -69,10 +98,8 @@ export interface ShadowMmuHost {
   prefetchPfn(slot: KvmMemorySlot, gfn: number): number;
   /** kvm->mmu_invalidate_in_progress (prefetch is skipped while it is non-zero) */
   readonly mmuInvalidateInProgress: number;
-  /** kvm_vcpu_read_guest_atomic() of one gpte (sync, gpte_changed, prefetch) */
-  readGpte(gpa: number, out: GpteHalves): boolean;
-  /** kvm_vcpu_read_guest_atomic() of `n` consecutive gptes of one page */
-  readGptes(gpa: number, n: number, lo: Int32Array, hi: Int32Array): boolean;
+  /** guest page-table reads (kvm_vcpu_read_guest_atomic()) */
+  readonly guestPtes: GuestPteReader;
   /** the TDP MMU's part of kvm_mmu_slot_gfn_write_protect(): true when an SPTE changed */
   writeProtectTdpGfn?(gfn: number): boolean;
   /** where the MMU's trace events go (arch/x86/kvm/mmu/mmutrace.h names) */
@@ -176,12 +203,15 @@ export class ShadowMmu {
   private readonly tmp: GpteHalves = { lo: 0, hi: 0 };
   private readonly prefetchPtesLo = new Int32Array(PTE_PREFETCH_NUM);
   private readonly prefetchPtesHi = new Int32Array(PTE_PREFETCH_NUM);
+  /** the host's guest page-table reader (a field, so the reads are direct method calls) */
+  private readonly ptes: GuestPteReader;
 
   constructor(
     private readonly host: ShadowMmuHost,
     opts: ShadowMmuOptions,
   ) {
     this.format = opts.format;
+    this.ptes = host.guestPtes;
     this.nMaxMmuPages = opts.maxMmuPages ?? KVM_MIN_ALLOC_MMU_PAGES;
     this.splitWithAccAll = opts.splitWithAccAll ?? false;
   }
@@ -1151,7 +1181,7 @@ export class ShadowMmu {
     if (!st) return 0;
     const pteGpa = this.pool.gfnBase[sp]! * PAGE_SIZE + i * 8;
     const g = this.tmp;
-    if (!this.host.readGpte(pteGpa, g)) return -1;
+    if (!this.ptes.readGpte(pteGpa, g)) return -1;
     if (this.prefetchInvalidGpte(ctx.role, sptep, g.lo, g.hi)) return 1;
     const gfn = gpteToGfn(g.lo, g.hi);
     let pteAccess = roleAccess(this.role[sp]!) & gpteAccessOf(ctx.role, g.lo, g.hi);
@@ -1253,12 +1283,14 @@ export class ShadowMmu {
     if (level === 1) {
       // read the PTE_PREFETCH_NUM-aligned group for pte_prefetch
       const gpa = gw.pteGpa[0]!;
-      const base = gpa - (gpa % (PTE_PREFETCH_NUM * 8));
-      if (!this.host.readGptes(base, PTE_PREFETCH_NUM, this.prefetchPtesLo, this.prefetchPtesHi)) return true;
-      const idx = (gpa - base) / 8;
+      // the group's offset from the low 32 bits (gpa is a non-negative integer): no float modulo
+      const inGroup = (gpa >>> 0) & (PTE_PREFETCH_NUM * 8 - 1);
+      const base = gpa - inGroup;
+      if (!this.ptes.readGptes(base, PTE_PREFETCH_NUM, this.prefetchPtesLo, this.prefetchPtesHi)) return true;
+      const idx = inGroup >>> 3;
       return this.prefetchPtesLo[idx] !== gw.ptesLo[0] || this.prefetchPtesHi[idx] !== gw.ptesHi[0];
     }
-    if (!this.host.readGpte(gw.pteGpa[level - 1]!, g)) return true;
+    if (!this.ptes.readGpte(gw.pteGpa[level - 1]!, g)) return true;
     return (g.lo | 0) !== gw.ptesLo[level - 1] || (g.hi | 0) !== gw.ptesHi[level - 1];
   }
 
@@ -1275,9 +1307,11 @@ export class ShadowMmu {
     const root = ctx.root;
     if (root < 0 || this.isObsolete(root)) return RET_PF_RETRY;
     const addr = fault.addr;
+    const aLo = addr >>> 0;
+    const aHi = addr > 0xffffffff ? (addr / 2 ** 32) >>> 0 : 0;
     let sp = root;
     let level = this.spLevel(root);
-    let sptep = sp * 512 + pt64Index(addr, level);
+    let sptep = sp * 512 + pt64IndexOf(aLo, aHi, level);
     for (; level > gw.level; ) {
       this.writeFloodingCount[sptep >>> 9] = 0; // clear_sp_write_flooding_count
       const tableGfn = gw.tableGfn[level - 2]!;
@@ -1293,13 +1327,13 @@ export class ShadowMmu {
       const lo = this.spteLo(sptep);
       sp = ShadowMmu.childOf(lo, this.spteHi(sptep));
       level--;
-      sptep = sp * 512 + pt64Index(addr, level);
+      sptep = sp * 512 + pt64IndexOf(aLo, aHi, level);
     }
     hugepageAdjust(fault);
     let baseGfn = fault.gfn;
     for (;;) {
       this.writeFloodingCount[sp] = 0;
-      baseGfn = fault.gfn - (fault.gfn % 2 ** (9 * (level - 1)));
+      baseGfn = gfnRoundForLevel(fault.gfn, level);
       if (level === fault.goalLevel) break;
       this.validateDirectSpte(sptep, directAccess);
       const child = this.getChildSp(ctx, sptep, baseGfn, true, directAccess);
@@ -1307,7 +1341,7 @@ export class ShadowMmu {
       const lo = this.spteLo(sptep);
       sp = ShadowMmu.childOf(lo, this.spteHi(sptep));
       level--;
-      sptep = sp * 512 + pt64Index(addr, level);
+      sptep = sp * 512 + pt64IndexOf(aLo, aHi, level);
     }
     const ret = this.mmuSetSpte(fault.slot, sptep, gw.pteAccess, baseGfn, fault.pfn, fault);
     if (ret === RET_PF_SPURIOUS) return ret;
@@ -1329,7 +1363,7 @@ export class ShadowMmu {
     let sptep = sp * 512 + pt64Index(addr, level);
     let baseGfn = fault.gfn;
     for (;;) {
-      baseGfn = fault.gfn - (fault.gfn % 2 ** (9 * (level - 1)));
+      baseGfn = gfnRoundForLevel(fault.gfn, level);
       if (level === fault.goalLevel) break;
       const child = this.getChildSp(ctx, sptep, baseGfn, true, ACC_ALL);
       if (child !== NONE) this.linkShadowPage(sptep, child, true);
@@ -1367,11 +1401,14 @@ export class ShadowMmu {
       this.directPtePrefetch(sptep);
       return;
     }
-    const first = sptep - (sptep % PTE_PREFETCH_NUM);
+    const first = sptep - (sptep & (PTE_PREFETCH_NUM - 1));
+    // the group's SPTEs in the table's chunk (lo words at even offsets)
+    const w = this.pool.chunks[sp >>> CHUNK_SHIFT]!;
+    const o = SptPool.base(sp) + 2 * (first & 511);
     for (let k = 0; k < PTE_PREFETCH_NUM; k++) {
       const s = first + k;
       if (s === sptep) continue;
-      if (ShadowMmu.isPresent(this.spteLo(s))) continue;
+      if (ShadowMmu.isPresent(w[o + 2 * k]!)) continue;
       if (!this.prefetchGpte(ctx, sp, s, this.prefetchPtesLo[k]!, this.prefetchPtesHi[k]!)) break;
     }
     void gw;

@@ -12,7 +12,9 @@ import { kvmMmuFaultinPfn, type KvmPageFault } from '../page-fault.js';
 import { kvmMmuHugepageAdjust } from '../hugepage.js';
 import { ACC_EXEC_MASK, ACC_USER_MASK, ACC_WRITE_MASK, RET_PF_CONTINUE, RET_PF_EMULATE, RET_PF_FIXED, RET_PF_RETRY, RET_PF_SPURIOUS, RET_PF_WRITE_PROTECTED } from '../mmu-internal.js';
 import { sptePfn } from '../spte.js';
-import { GuestWalker, pt64Index } from '../paging-tmpl.js';
+import { CHUNK_SHIFT, SptPool } from '../spt-pool.js';
+import { ZERO_PFN } from '../../host/phys-mem.js';
+import { GuestWalker, pt64IndexOf } from '../paging-tmpl.js';
 import {
   type CpuRole,
   type GuestPagingRegs,
@@ -30,6 +32,7 @@ import { makeRole } from './mmu-page.js';
 import type { Vcpu, GuestAccessResult, GuestAccessKind } from '../../vcpu.js';
 import type { KernelOp } from '../../steps.js';
 import { DIRTY_RING_FULL_EXIT } from '../../memslot/dirty-ring.js';
+import { pageOffset } from '../../guest-access-op.js';
 
 /** one access by guest-virtual address (or, for L2, by L2 guest-physical address) */
 export interface GvaAccess {
@@ -190,7 +193,7 @@ export class VcpuPaging {
     if (this.cpuRole.level > 0) {
       const w = this.walker;
       if (!w.walk(this.cpuRole, this.regs.cr3, this.vm.guestMemory, a.gva, pferrOf(a), this.regs.rflags)) return this.injectPf(w.faultErrorCode, a.gva, '#PF');
-      gpa = w.gfn * PAGE_SIZE + (a.gva % PAGE_SIZE);
+      gpa = w.gfn * PAGE_SIZE + pageOffset(a.gva);
     }
     return this.vcpu.emulateAt(gpa, a.size, a.kind === 'write', a.kind === 'fetch', a.value ?? 0n);
   }
@@ -222,7 +225,7 @@ export class VcpuPaging {
     if (this.cpuRole.level === 0) return gva;
     const w = this.walker;
     if (!w.walk(this.cpuRole, this.regs.cr3, this.vm.guestMemory, gva, access, this.regs.rflags)) return null;
-    return w.gfn * PAGE_SIZE + (gva % PAGE_SIZE);
+    return w.gfn * PAGE_SIZE + pageOffset(gva);
   }
 
   /** TDP: the hardware walks the guest's tables (setting A/D), then the gpa goes through TDP */
@@ -231,7 +234,7 @@ export class VcpuPaging {
     if (this.cpuRole.level > 0) {
       const w = this.walker;
       if (!w.walk(this.cpuRole, this.regs.cr3, this.vm.guestMemory, a.gva, pferrOf(a), this.regs.rflags)) return this.injectPf(w.faultErrorCode, a.gva, '#PF');
-      gpa = w.gfn * PAGE_SIZE + (a.gva % PAGE_SIZE);
+      gpa = w.gfn * PAGE_SIZE + pageOffset(a.gva);
     }
     return this.vcpu.access({ gpa, size: a.size, kind: a.kind, ...(a.value !== undefined ? { value: a.value } : {}) });
   }
@@ -301,11 +304,13 @@ export class VcpuPaging {
   /** @internal the data access once the CPU found a present translation */
   complete(hw: number, a: GvaAccess): GuestAccessResult {
     const vm = this.vm;
-    const off = a.gva % PAGE_SIZE;
+    const off = pageOffset(a.gva);
     if (a.kind === 'write') {
       vm.phys.writeValue(hw, off, a.size, a.value ?? 0n);
       return WRITE_DONE;
     }
+    // the shared zero page (a read fault on untouched anonymous memory) reads zeros: no lookup
+    if (hw === ZERO_PFN) return READ_ZERO;
     const value = vm.phys.readValue(hw, off, a.size);
     return value === 0n ? READ_ZERO : { value };
   }
@@ -314,14 +319,13 @@ export class VcpuPaging {
   finishFault(r: number, a: GvaAccess, l2: boolean): GuestAccessResult | null {
     const write = a.kind === 'write';
     const fetch = a.kind === 'fetch';
-    const off = a.gva % PAGE_SIZE;
     if (r === INJECTED) return this.injectPf(this.walker.faultErrorCode, a.gva, l2 ? 'EPT_VIOLATION' : '#PF');
     if (r === RET_PF_FIXED || r === RET_PF_SPURIOUS || r === RET_PF_RETRY) return null;
     if (r === RET_PF_WRITE_PROTECTED && write) return this.emulateWrite(a);
     if (r === RET_PF_WRITE_PROTECTED) return null;
     const f = this.vcpu.fault;
     if (r === RET_PF_EMULATE) {
-      const gpa = f.gfn * PAGE_SIZE + off;
+      const gpa = f.gfn * PAGE_SIZE + pageOffset(a.gva);
       if (fetch) return { exit: { reason: 'KVM_EXIT_INTERNAL_ERROR', internal: { suberror: KVM_INTERNAL_ERROR_EMULATION } }, reason: `instruction fetch from gpa 0x${gpa.toString(16)}, which is not RAM` };
       if (!write) this.vcpu.pendingMmioRead = { gpa, size: a.size };
       return {
@@ -344,11 +348,16 @@ export class VcpuPaging {
   /** @internal */
   hardwareWalk(mmu: ShadowMmu, ctx: ShadowVcpuContext, addr: number, write: boolean, user: boolean, fetch: boolean, l2: boolean): number {
     let sp = ctx.root;
+    const aLo = addr >>> 0;
+    const aHi = addr > 0xffffffff ? (addr / 2 ** 32) >>> 0 : 0;
+    const chunks = mmu.pool.chunks;
     for (let level = mmu.spLevel(sp); level >= 1; level--) {
-      const sptep = sp * 512 + pt64Index(addr, level);
-      const lo = mmu.spteLo(sptep);
+      // the SPTE's two halves in its table's chunk (ShadowMmu.spteLo / spteHi)
+      const w = chunks[sp >>> CHUNK_SHIFT]!;
+      const o = SptPool.base(sp) + 2 * pt64IndexOf(aLo, aHi, level);
+      const lo = w[o]!;
       if (!ShadowMmu.isPresent(lo)) return -1;
-      const hi = mmu.spteHi(sptep);
+      const hi = w[o + 1]!;
       if (!ShadowMmu.isLast(lo, level)) {
         sp = ShadowMmu.childOf(lo, hi);
         continue;
@@ -470,10 +479,10 @@ export class VcpuPaging {
   private emulateWrite(a: GvaAccess): GuestAccessResult {
     const vm = this.vm;
     const f = this.vcpu.fault;
-    const gpa = f.gfn * PAGE_SIZE + (a.gva % PAGE_SIZE);
+    const gpa = f.gfn * PAGE_SIZE + pageOffset(a.gva);
     const pfn = vm.guestMemory.pfnOf(gpa, true);
     if (pfn < 0) return { errno: 'EFAULT', reason: `emulated write to gpa 0x${gpa.toString(16)}: no host page` };
-    vm.phys.writeValue(pfn, gpa % PAGE_SIZE, a.size, a.value ?? 0n);
+    vm.phys.writeValue(pfn, pageOffset(gpa), a.size, a.value ?? 0n);
     const slot = vm.gfnToMemslot(f.gfn);
     if (slot) vm.markPageDirty(slot, f.gfn);
     vm.shadowMmu.trackWrite(gpa, a.size, (a.value ?? 0n) !== 0n);
@@ -489,8 +498,8 @@ function pferrOf(a: GvaAccess): number {
 
 function checkAccess(a: GvaAccess): void {
   if (a.size !== 1 && a.size !== 2 && a.size !== 4 && a.size !== 8) fail('EINVAL', 'guest access size must be 1, 2, 4 or 8');
-  if ((a.gva % PAGE_SIZE) + a.size > PAGE_SIZE) fail('EINVAL', 'a gva access that crosses a page boundary is two accesses');
   if (!Number.isInteger(a.gva) || a.gva < 0) fail('EINVAL', 'gva must be a non-negative integer');
+  if (pageOffset(a.gva) + a.size > PAGE_SIZE) fail('EINVAL', 'a gva access that crosses a page boundary is two accesses');
 }
 
 /** One access through the shadow MMU as a resumable kernel operation (see VcpuPaging.beginAccess). */
