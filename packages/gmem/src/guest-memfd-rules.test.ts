@@ -392,6 +392,7 @@ describe('host allocation failures (-ENOMEM)', () => {
     vm.phys.framesLeft = null;
     expect(f.getPfn(s, 0, out)).toBe(0);
     expect(f.poison(2)).toBe(true);
+    expect(events(vm, 'kvm_gmem_error_folio')).toEqual([{ ino: f.ino, pgoff: 2 }]);
   });
 
   it('a host access through the mapping is SIGBUS when no frame can be had', () => {
