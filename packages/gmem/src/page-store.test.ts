@@ -27,7 +27,7 @@ describe('GmemPageStore (the page cache of a guest_memfd inode)', () => {
     s.insert(1, 0x7ffffffe);
     expect(s.pfnAt(0)).toBe(0);
     expect(s.pfnAt(1)).toBe(0x7ffffffe);
-    expect(() => s.insert(2, -1)).toThrow(RangeError);
+    expect(() => s.insert(2, -1)).toThrow(new RangeError('pfn -1 beyond 2^31 - 1'));
     expect(() => s.insert(2, 0x7fffffff)).toThrow(RangeError);
     expect(() => s.insert(2, Number.NaN)).toThrow(RangeError);
     expect(s.pfnAt(2)).toBe(-1);
