@@ -91,3 +91,32 @@ describe('GmemBindings.isBoundTo', () => {
     expect(b.isBoundTo(4, s2)).toBe(false);
   });
 });
+
+describe('GmemBindings.remove and clear', () => {
+  it('removing a slot that has no binding returns undefined and keeps every other binding', () => {
+    const b = new GmemBindings();
+    const s1 = fakeSlot({ id: 1, baseGfn: 0, npages: 8, file: null });
+    const s2 = fakeSlot({ id: 2, baseGfn: 100, npages: 8, file: null });
+    const s3 = fakeSlot({ id: 3, baseGfn: 200, npages: 8, file: null });
+    b.add(s1, 0, 8);
+    b.add(s2, 8, 16);
+    expect(b.remove(s3)).toBeUndefined();
+    expect(b.size).toBe(2);
+    expect(b.all().map((x) => x.slot.id)).toEqual([1, 2]);
+    expect(b.isBoundTo(4, s1)).toBe(true);
+    expect(b.isBoundTo(12, s2)).toBe(true);
+    expect(b.remove(s1)?.start).toBe(0);
+    expect(b.all().map((x) => x.slot.id)).toEqual([2]);
+  });
+
+  it('clear leaves no binding at all (xa_destroy)', () => {
+    const b = new GmemBindings();
+    const s1 = fakeSlot({ id: 1, baseGfn: 0, npages: 8, file: null });
+    b.add(s1, 0, 8);
+    b.clear();
+    expect(b.size).toBe(0);
+    expect(b.all()).toEqual([]);
+    expect(b.anyIn(0, 1 << 30)).toBe(false);
+    expect(b.in(0, 1 << 30)).toEqual([]);
+  });
+});

@@ -37,11 +37,6 @@ export class GmemBindings {
     return this.ranges.length;
   }
 
-  /** the binding of this slot (by as_id/id), if any */
-  ofSlot(slot: MemslotView): GmemBinding | undefined {
-    return this.bySlot.get(slotKey(slot));
-  }
-
   /* the last slot object asked about and its binding (the fault path asks about one slot
    * over and over); dropped whenever the bindings change */
   private lastSlot: MemslotView | null = null;
@@ -62,13 +57,6 @@ export class GmemBindings {
   private dropCache(): void {
     this.lastSlot = null;
     this.lastBinding = undefined;
-  }
-
-  /** the binding holding file page `index`, if any */
-  at(index: number): GmemBinding | undefined {
-    const i = this.firstEndingAfter(index);
-    const b = this.ranges[i];
-    return b !== undefined && b.start <= index ? b : undefined;
   }
 
   /** xa_find(bindings, start, end - 1): any page of [start, end) bound */

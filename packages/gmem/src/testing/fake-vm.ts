@@ -17,10 +17,42 @@ export type ProviderCall =
   | { op: 'get' }
   | { op: 'put' };
 
+/** what the fake host's physical memory can do */
+export interface FakePhysOptions {
+  /**
+   * HostPhysMem methods this host lacks (a host without a contiguous allocator, or one that
+   * allocates contiguous blocks but frees them frame by frame)
+   */
+  without?: readonly ('allocContiguous' | 'freeContiguous')[];
+}
+
 /** core's host physical memory, telling the recorder about every free and leak */
 export class FakePhysMem extends PhysMem {
   /** called on every free and leak, for the recorder */
   onFree: ((pfn: number, leak: boolean) => void) | null = null;
+  /** frames the host can still hand out (null: no limit); beyond that allocations fail as on an exhausted host */
+  framesLeft: number | null = null;
+
+  constructor(opts: FakePhysOptions = {}) {
+    super();
+    for (const m of opts.without ?? []) Object.defineProperty(this, m, { value: undefined });
+  }
+
+  private take(n: number): void {
+    if (this.framesLeft === null) return;
+    if (this.framesLeft < n) throw new Error('host out of memory');
+    this.framesLeft -= n;
+  }
+
+  override allocPage(): number {
+    this.take(1);
+    return super.allocPage();
+  }
+
+  override allocContiguous(npages: number): number {
+    this.take(npages);
+    return super.allocContiguous(npages);
+  }
 
   override freePage(pfn: number): void {
     super.freePage(pfn);
@@ -41,6 +73,12 @@ export interface FakeVmOptions {
   record?: boolean;
   /** install a vendor backend with recording gmem_prepare / gmem_invalidate hooks */
   withBackend?: boolean;
+  /** the backend has no gmem_invalidate hook (kvm_arch_gmem_invalidate is SEV's only) */
+  noInvalidateHook?: boolean;
+  /** the backend sets gmemPrepareRequired (SEV-SNP: private pages need the RMP assignment) */
+  prepareRequired?: boolean;
+  /** the host's physical memory */
+  phys?: FakePhysOptions;
 }
 
 /** VmForProvider with the MMU-invalidation counters of `struct kvm` and a call log. */
@@ -48,7 +86,7 @@ export class FakeVm implements VmForProvider {
   readonly vmType: number;
   readonly profile: KernelProfile;
   readonly hasPrivateMem: boolean;
-  readonly phys = new FakePhysMem();
+  readonly phys: FakePhysMem;
   readonly backend: VendorBackend | null;
   readonly calls: ProviderCall[] = [];
   readonly events: TraceEvent[] = [];
@@ -66,16 +104,17 @@ export class FakeVm implements VmForProvider {
     this.hasPrivateMem = opts.hasPrivateMem ?? this.vmType !== KVM_X86_DEFAULT_VM;
     this.profile = opts.profile ?? UPSTREAM_PROFILE;
     this.record = opts.record ?? true;
+    this.phys = new FakePhysMem(opts.phys);
     this.phys.onFree = (pfn, leak) => this.log(leak ? { op: 'leak', pfn } : { op: 'free', pfn });
-    this.backend = opts.withBackend ? this.makeBackend() : null;
+    this.backend = opts.withBackend ? this.makeBackend(opts) : null;
   }
 
   private log(c: ProviderCall): void {
     if (this.record) this.calls.push(c);
   }
 
-  private makeBackend(): VendorBackend {
-    return {
+  private makeBackend(opts: FakeVmOptions): VendorBackend {
+    const backend: VendorBackend = {
       name: 'fake',
       vmType: this.vmType,
       attach: () => {},
@@ -90,8 +129,10 @@ export class FakeVm implements VmForProvider {
         this.log({ op: 'prepare', pfn, gfn, order });
         return this.prepareResult;
       },
-      gmemInvalidate: (start, end) => this.log({ op: 'invalidate', start, end }),
+      ...(opts.noInvalidateHook ? {} : { gmemInvalidate: (start: number, end: number) => this.log({ op: 'invalidate', start, end }) }),
+      ...(opts.prepareRequired ? { gmemPrepareRequired: true } : {}),
     };
+    return backend;
   }
 
   mmuInvalidateBegin(): void {
