@@ -132,8 +132,7 @@ export class VmGuestMemory implements GuestPteMemory {
       const s1 = this.cContents[k]!;
       this.lastSlot = this.cSlot[k]!;
       this.lastK = k;
-      out.lo = this.phys.readI32InSlot(s1, off);
-      out.hi = this.phys.readI32InSlot(s1, off + 4);
+      this.phys.readI64InSlot(s1, off, out);
       return true;
     }
     return this.readGpteSlow(gpa, out);
@@ -150,8 +149,7 @@ export class VmGuestMemory implements GuestPteMemory {
       out.hi = 0;
       return true;
     }
-    out.lo = this.phys.readI32InSlot(s1, off);
-    out.hi = this.phys.readI32InSlot(s1, off + 4);
+    this.phys.readI64InSlot(s1, off, out);
     return true;
   }
 

@@ -27,7 +27,7 @@ import {
   calcEptCpuRole,
   pgdToGfn,
 } from '../guest-paging.js';
-import { ShadowMmu, type ShadowVcpuContext } from './shadow-mmu.js';
+import { type HugepageAdjuster, ShadowMmu, type ShadowVcpuContext } from './shadow-mmu.js';
 import { makeRole } from './mmu-page.js';
 import type { Vcpu, GuestAccessResult, GuestAccessKind } from '../../vcpu.js';
 import type { KernelOp } from '../../steps.js';
@@ -48,7 +48,7 @@ const MAX_FAULTS = 64;
 const WRITE_DONE: GuestAccessResult = Object.freeze({});
 const READ_ZERO: GuestAccessResult = Object.freeze({ value: 0n });
 
-export class VcpuPaging {
+export class VcpuPaging implements HugepageAdjuster {
   regs: GuestPagingRegs = { cr0: 0, cr3: 0, cr4: 0, efer: 0, rflags: 2 };
   cpuRole: CpuRole = calcCpuRole(this.regs);
   /** the shadow root (struct kvm_mmu.root) for L1 when the VM uses the shadow MMU */
@@ -450,15 +450,16 @@ export class VcpuPaging {
     }
     const r = mmu.makeMmuPagesAvailable();
     if (r) return r;
-    if (ctx.role.level === 0) return mmu.directMap(ctx, f, this.adjust);
-    return mmu.fetch(ctx, f, this.walker, this.adjust);
+    if (ctx.role.level === 0) return mmu.directMap(ctx, f, this);
+    return mmu.fetch(ctx, f, this.walker, this);
   }
 
   /**
    * kvm_mmu_hugepage_adjust(): the TDP rules (slot, host level, dirty logging), and lpage_info
    * also counts the shadowed guest page tables inside the huge page
+   * @internal
    */
-  private readonly adjust = (fault: KvmPageFault): void => {
+  hugepageAdjust(fault: KvmPageFault): void {
     const vm = this.vm;
     kvmMmuHugepageAdjust(vm, fault);
     if (fault.goalLevel === 1) return;
@@ -469,7 +470,7 @@ export class VcpuPaging {
       fault.pfn += (fault.gfn % 2 ** (9 * (before - 1))) - (fault.gfn % 2 ** (9 * (fault.goalLevel - 1)));
     }
     fault.reqLevel = fault.goalLevel;
-  };
+  }
 
   /**
    * RET_PF_WRITE_PROTECTED on a write: kvm_mmu_write_protect_fault() → x86_emulate_instruction()
