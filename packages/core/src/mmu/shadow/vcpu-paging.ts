@@ -346,7 +346,9 @@ export class VcpuPaging implements HugepageAdjuster {
    * present, -2 when the leaf refuses the access (W, U / R, NX / X, SMEP, SMAP).
    */
   /** @internal */
-  hardwareWalk(mmu: ShadowMmu, ctx: ShadowVcpuContext, addr: number, write: boolean, user: boolean, fetch: boolean, l2: boolean): number {
+  hardwareWalk(mmu: ShadowMmu, ctx: ShadowVcpuContext, a: GvaAccess, write: boolean, user: boolean, fetch: boolean, l2: boolean): number {
+    // the access, not its address, is passed: a gva above 2^31 passed as a number is boxed
+    const addr = a.gva;
     let sp = ctx.root;
     const aLo = addr >>> 0;
     const aHi = addr > 0xffffffff ? (addr / 2 ** 32) >>> 0 : 0;
@@ -388,7 +390,8 @@ export class VcpuPaging implements HugepageAdjuster {
    * `pageFaultLocked` should run.
    * @internal
    */
-  pageFaultPrepare(ctx: ShadowVcpuContext, addr: number, errorCode: number, l2: boolean): number {
+  pageFaultPrepare(ctx: ShadowVcpuContext, a: GvaAccess, errorCode: number, l2: boolean): number {
+    const addr = a.gva;
     const vm = this.vm;
     const mmu = vm.shadowMmu;
     const f = this.vcpu.fault;
@@ -558,7 +561,7 @@ export class ShadowAccessOp implements KernelOp<GuestAccessResult> {
         if (vm.deadReason !== null) return this.finish({ errno: 'EIO', reason: `VM is dead: ${vm.deadReason}` });
         const write = a.kind === 'write';
         const fetch = a.kind === 'fetch';
-        const hw = p.hardwareWalk(vm.shadowMmu, ctx, a.gva, write, a.user ?? false, fetch, this.l2);
+        const hw = p.hardwareWalk(vm.shadowMmu, ctx, a, write, a.user ?? false, fetch, this.l2);
         if (hw >= 0 && this.translateOnly) {
           this.translatedPfn = hw;
           return this.finish(WRITE_DONE);
@@ -574,7 +577,7 @@ export class ShadowAccessOp implements KernelOp<GuestAccessResult> {
         return false;
       }
       case 'guest-walk': {
-        const r = p.pageFaultPrepare(ctx, a.gva, this.errorCode, this.l2);
+        const r = p.pageFaultPrepare(ctx, a, this.errorCode, this.l2);
         if (r === RET_PF_CONTINUE) {
           this.phase = 'fetch';
           return false;
