@@ -65,6 +65,8 @@ export class VmGuestMemory implements GuestPteMemory {
   /** the slot of the last lookup (for gptWritable) */
   private lastSlot: KvmMemorySlot | null = null;
   private readonly phys: PhysMem;
+  /** the gpte cmpxchgGpte() found */
+  private readonly cur: GpteHalves = { lo: 0, hi: 0 };
 
   constructor(private readonly vm: GuestMemoryVm) {
     this.phys = vm.process.phys;
@@ -200,8 +202,18 @@ export class VmGuestMemory implements GuestPteMemory {
     const off = gpaOffset(gpa);
     const phys = this.phys;
     const s1 = this.contentsOf(pfn);
-    const lo = s1 === 0 ? phys.readI32(pfn, off) : phys.readI32InSlot(s1, off);
-    const hi = s1 === 0 ? phys.readI32(pfn, off + 4) : phys.readI32InSlot(s1, off + 4);
+    let lo: number;
+    let hi: number;
+    if (s1 !== 0 && (off & 7) === 0) {
+      // both halves with one line lookup
+      const cur = this.cur;
+      phys.readI64InSlot(s1, off, cur);
+      lo = cur.lo;
+      hi = cur.hi;
+    } else {
+      lo = s1 === 0 ? phys.readI32(pfn, off) : phys.readI32InSlot(s1, off);
+      hi = s1 === 0 ? phys.readI32(pfn, off + 4) : phys.readI32InSlot(s1, off + 4);
+    }
     if (lo !== (oldLo | 0) || hi !== (oldHi | 0)) return 1;
     if ((newLo | 0) !== lo && !(s1 !== 0 && phys.writeI32InSlot(s1, off, newLo))) phys.writeI32(pfn, off, newLo);
     if ((newHi | 0) !== hi && !(s1 !== 0 && phys.writeI32InSlot(s1, off + 4, newHi))) phys.writeI32(pfn, off + 4, newHi);
