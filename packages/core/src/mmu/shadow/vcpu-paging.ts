@@ -347,7 +347,8 @@ export class VcpuPaging implements HugepageAdjuster {
    */
   /** @internal */
   hardwareWalk(mmu: ShadowMmu, ctx: ShadowVcpuContext, a: GvaAccess, write: boolean, user: boolean, fetch: boolean, l2: boolean): number {
-    // the access, not its address, is passed: a gva above 2^31 passed as a number is boxed
+    // the access, not its address, is passed: a gva beyond the small-integer range passed as
+    // a number is boxed on every call
     const addr = a.gva;
     let sp = ctx.root;
     const aLo = addr >>> 0;
