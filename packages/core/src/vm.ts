@@ -218,12 +218,15 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
    * and an L2's nested EPT when it is on (the rmap-based MMU of arch/x86/kvm/mmu/mmu.c).
    */
   get shadowMmu(): ShadowMmu {
-    if (this.shadow === null) {
-      this.shadow = new ShadowMmu(
-        new VmShadowMmuHost(this, this.guestMemory),
-        { format: this.tdpEnabled ? EPT_SPTE : LEGACY_SPTE, maxMmuPages: this.defaultMmuPages() },
-      );
-    }
+    // small enough to inline on the fault path, which reads it several times per fault
+    return this.shadow ?? this.createShadowMmu();
+  }
+
+  private createShadowMmu(): ShadowMmu {
+    this.shadow = new ShadowMmu(new VmShadowMmuHost(this, this.guestMemory), {
+      format: this.tdpEnabled ? EPT_SPTE : LEGACY_SPTE,
+      maxMmuPages: this.defaultMmuPages(),
+    });
     return this.shadow;
   }
 
