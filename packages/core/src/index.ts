@@ -65,7 +65,7 @@ export {
 export { GuestPageTableBuilder, type GuestPteFlags, type GuestPtMemory } from './mmu/guest-pt-builder.js';
 export { sptePfn } from './mmu/spte.js';
 export {
-  ShadowMmu, kvmPageTableHashfn, type GuestPteReader, type ShadowMmuStats, type ShadowMmuHost, type ShadowMmuOptions, type ShadowVcpuContext, type ShadowWarning,
+  ShadowMmu, kvmPageTableHashfn, type GuestPteReader, type HugepageAdjuster, type ShadowMmuStats, type ShadowMmuHost, type ShadowMmuOptions, type ShadowVcpuContext, type ShadowWarning,
 } from './mmu/shadow/shadow-mmu.js';
 export { VcpuPaging, ShadowAccessOp, type GvaAccess } from './mmu/shadow/vcpu-paging.js';
 export { Rmap, PTE_LIST_EXT } from './mmu/shadow/rmap.js';

@@ -81,7 +81,7 @@ import { SetMemoryAttributesOp, kvmSupportedMemAttributes, type KvmMemoryAttribu
 import type { AttributesVm } from './attributes-vm.js';
 import { runOp, type KernelOp } from './steps.js';
 import { Vcpu } from './vcpu.js';
-import { ShadowMmu } from './mmu/shadow/shadow-mmu.js';
+import { ShadowMmu, type ShadowMmuHost } from './mmu/shadow/shadow-mmu.js';
 import { EPT_SPTE, LEGACY_SPTE } from './mmu/shadow/mmu-page.js';
 import { VmGuestMemory } from './mmu/shadow/guest-memory.js';
 import { ZERO_PFN } from './host/phys-mem.js';
@@ -218,35 +218,15 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
    * and an L2's nested EPT when it is on (the rmap-based MMU of arch/x86/kvm/mmu/mmu.c).
    */
   get shadowMmu(): ShadowMmu {
-    if (this.shadow === null) {
-      const vm = this;
-      const mem = this.guestMemory;
-      this.shadow = new ShadowMmu(
-        {
-          gfnToMemslot: (gfn) => vm.gfnToMemslot(gfn),
-          markPageDirty: (slot, gfn) => vm.markPageDirty(slot, gfn),
-          flushRemoteTlbs: () => vm.flushRemoteTlbs(),
-          prefetchPfn: (slot, gfn) => {
-            // gfn_to_page_many_atomic(): only pages the host already maps writable (GUP-fast
-            // with FOLL_WRITE: a VMA without PROT_WRITE, e.g. after mprotect(), gives none)
-            const hva = slot.userspaceAddr + (gfn - slot.baseGfn) * PAGE_SIZE;
-            if (!vm.process.mm.findVma(hva)?.prot.write) return -1;
-            const pfn = vm.process.mm.peekPfn(hva);
-            return pfn === ZERO_PFN ? -1 : pfn;
-          },
-          get mmuInvalidateInProgress() {
-            return vm.mmuInvalidate.inProgress;
-          },
-          guestPtes: mem,
-          // kvm_mmu_slot_gfn_write_protect()'s TDP MMU part: the model zaps L1's leaf for the gfn
-          // (kvm_tdp_mmu_write_protect_gfn() clears W and MMU-writable); the refault maps it
-          // read-only through the check in tdpMmuMap
-          writeProtectTdpGfn: (gfn) => vm.mmu.zapGfnRange(gfn, gfn + 1, KVM_FILTER_SHARED),
-          tracer: this.tracer,
-        },
-        { format: this.tdpEnabled ? EPT_SPTE : LEGACY_SPTE, maxMmuPages: this.defaultMmuPages() },
-      );
-    }
+    // small enough to inline on the fault path, which reads it several times per fault
+    return this.shadow ?? this.createShadowMmu();
+  }
+
+  private createShadowMmu(): ShadowMmu {
+    this.shadow = new ShadowMmu(new VmShadowMmuHost(this, this.guestMemory), {
+      format: this.tdpEnabled ? EPT_SPTE : LEGACY_SPTE,
+      maxMmuPages: this.defaultMmuPages(),
+    });
     return this.shadow;
   }
 
@@ -1213,4 +1193,52 @@ function checkRegionFields(r: KvmUserspaceMemoryRegion2, ioctl: string): void {
   uapiU64(r.userspace_addr, ioctl, 'userspace_addr');
   if (r.guest_memfd_offset !== undefined) uapiU64(r.guest_memfd_offset, ioctl, 'guest_memfd_offset');
   if (r.guest_memfd !== undefined) uapiUint(r.guest_memfd, 32, ioctl, 'guest_memfd');
+}
+
+/**
+ * The VM as the shadow MMU sees it. One class for every VM (not an object literal of closures
+ * per VM), so the MMU's calls through it keep one receiver shape and one call target each
+ * whatever VM runs, and compiled fault paths stay valid from one VM to the next.
+ */
+class VmShadowMmuHost implements ShadowMmuHost {
+  readonly tracer: Tracer;
+  constructor(
+    private readonly vm: Vm,
+    readonly guestPtes: VmGuestMemory,
+  ) {
+    this.tracer = vm.tracer;
+  }
+
+  gfnToMemslot(gfn: number): KvmMemorySlot | null {
+    return this.vm.gfnToMemslot(gfn);
+  }
+
+  markPageDirty(slot: KvmMemorySlot, gfn: number): void {
+    this.vm.markPageDirty(slot, gfn);
+  }
+
+  flushRemoteTlbs(): void {
+    this.vm.flushRemoteTlbs();
+  }
+
+  prefetchPfn(slot: KvmMemorySlot, gfn: number): number {
+    // gfn_to_page_many_atomic(): only pages the host already maps writable (GUP-fast
+    // with FOLL_WRITE: a VMA without PROT_WRITE, e.g. after mprotect(), gives none)
+    const mm = this.vm.process.mm;
+    const hva = slot.userspaceAddr + (gfn - slot.baseGfn) * PAGE_SIZE;
+    if (!mm.findVma(hva)?.prot.write) return -1;
+    const pfn = mm.peekPfn(hva);
+    return pfn === ZERO_PFN ? -1 : pfn;
+  }
+
+  get mmuInvalidateInProgress(): number {
+    return this.vm.mmuInvalidate.inProgress;
+  }
+
+  // kvm_mmu_slot_gfn_write_protect()'s TDP MMU part: the model zaps L1's leaf for the gfn
+  // (kvm_tdp_mmu_write_protect_gfn() clears W and MMU-writable); the refault maps it
+  // read-only through the check in tdpMmuMap
+  writeProtectTdpGfn(gfn: number): boolean {
+    return this.vm.mmu.zapGfnRange(gfn, gfn + 1, KVM_FILTER_SHARED);
+  }
 }

@@ -107,6 +107,10 @@ describe('PageContents', () => {
             expect(lo[k]).toBe(ref[p]![2 * (at + k)]);
             expect(hi[k]).toBe(ref[p]![2 * (at + k) + 1]);
           }
+          // one 64-bit entry: both halves from one line
+          const e = { lo: -1, hi: -1 };
+          c.readI64InSlot(s1, at * 8, e);
+          expect(e).toEqual({ lo: ref[p]![2 * at], hi: ref[p]![2 * at + 1] });
         }
       }),
       { numRuns: 200 },

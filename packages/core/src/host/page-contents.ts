@@ -277,6 +277,24 @@ export class PageContents {
   }
 
   /**
+   * The 64-bit entry at an 8-aligned `offset` of page slot `s1` as int32 halves in `out`
+   * (readI32InSlot of both halves with one line lookup: an 8-aligned entry is in one line)
+   */
+  readI64InSlot(s1: number, offset: number, out: { lo: number; hi: number }): void {
+    const l1 = this.lineIds[(s1 - 1) * LINES_PER_PAGE + (offset >>> LINE_SHIFT)]!;
+    if (l1 === 0) {
+      out.lo = 0;
+      out.hi = 0;
+      return;
+    }
+    const line = l1 - 1;
+    const w = this.slabs32[line >> SLAB_SHIFT]!;
+    const o = (((line & (SLAB_LINES - 1)) << LINE_SHIFT) + (offset & (LINE_SIZE - 1))) >>> 2;
+    out.lo = w[o]!;
+    out.hi = w[o + 1]!;
+  }
+
+  /**
    * Store a 32-bit value at a 4-aligned `offset` of page slot `s1` when its line has storage
    * already (true); false when the line reads as zeros (store through writeI32 instead).
    */

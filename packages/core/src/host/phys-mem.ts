@@ -314,6 +314,12 @@ export class PhysMem implements HostPhysMem {
     return this.contents.readI32InSlot(s1, offset);
   }
 
+  /** the 64-bit entry at an 8-aligned offset of contents slot `s1` (contentsSlot) as int32 halves in `out` */
+  readI64InSlot(s1: number, offset: number, out: { lo: number; hi: number }): void {
+    if ((offset & 7) !== 0 || offset < 0 || offset > 4088) throw new RangeError(`readI64InSlot: offset ${offset} is not an 8-aligned offset in a page`);
+    this.contents.readI64InSlot(s1, offset, out);
+  }
+
   /**
    * Store a 32-bit value at a 4-aligned offset of contents slot `s1` (contentsSlot), false
    * when that part of the frame holds no storage yet (then store with writeI32). A slot that

@@ -157,7 +157,8 @@ export function pfnLo(pfn: number): number {
   return (pfn & 0xfffff) << 12;
 }
 export function pfnHi(pfn: number): number {
-  return Math.floor(pfn / TWO_20) & PFN_HI_MASK;
+  // a pfn below 2^32 (16 TiB of host memory) shifts as an integer
+  return (pfn >= 0 && pfn <= 0xffffffff ? pfn >>> 20 : Math.floor(pfn / TWO_20)) & PFN_HI_MASK;
 }
 
 /**

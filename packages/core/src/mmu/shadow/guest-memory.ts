@@ -22,6 +22,19 @@ export interface GuestMemoryVm {
 }
 
 
+/**
+ * gpa >> PAGE_SHIFT. Page tables almost always sit below 4 GiB: there it is an integer
+ * shift, not a float division and floor (every gpte read computes it).
+ */
+function gpaToGfn(gpa: number): number {
+  return gpa >= 0 && gpa <= 0xffffffff ? gpa >>> 12 : Math.floor(gpa / PAGE_SIZE);
+}
+
+/** gpa & ~PAGE_MASK, the same way */
+function gpaOffset(gpa: number): number {
+  return gpa >= 0 && gpa <= 0xffffffff ? gpa & (PAGE_SIZE - 1) : gpa - Math.floor(gpa / PAGE_SIZE) * PAGE_SIZE;
+}
+
 /** entries of the gfn → pfn cache (direct-mapped) */
 const CACHE = 256;
 
@@ -52,6 +65,8 @@ export class VmGuestMemory implements GuestPteMemory {
   /** the slot of the last lookup (for gptWritable) */
   private lastSlot: KvmMemorySlot | null = null;
   private readonly phys: PhysMem;
+  /** the gpte cmpxchgGpte() found */
+  private readonly cur: GpteHalves = { lo: 0, hi: 0 };
 
   constructor(private readonly vm: GuestMemoryVm) {
     this.phys = vm.process.phys;
@@ -76,7 +91,7 @@ export class VmGuestMemory implements GuestPteMemory {
 
   /** the hva of `gpa`, or -1 without a usable memslot */
   hvaOf(gpa: number): number {
-    const gfn = Math.floor(gpa / PAGE_SIZE);
+    const gfn = gpaToGfn(gpa);
     const slot = this.vm.gfnToMemslot(gfn);
     if (!slot || slot.flags & KVM_MEMSLOT_INVALID) return -1;
     return slot.userspaceAddr + (gfn - slot.baseGfn) * PAGE_SIZE + (gpa % PAGE_SIZE);
@@ -84,7 +99,7 @@ export class VmGuestMemory implements GuestPteMemory {
 
   /** the host pfn behind `gpa` (faulting it in like GUP does), or -1 */
   pfnOf(gpa: number, write: boolean): number {
-    const gfn = Math.floor(gpa / PAGE_SIZE);
+    const gfn = gpaToGfn(gpa);
     const valid = this.cacheValid();
     const k = (gfn >>> 0) & (CACHE - 1);
     if (valid && this.cGfn[k] === gfn && (!write || this.cWritable[k])) {
@@ -125,22 +140,21 @@ export class VmGuestMemory implements GuestPteMemory {
   readGpte(gpa: number, out: GpteHalves): boolean {
     // the common case, kept small so the walker's calls inline it: the table's frame is in
     // the cache with its contents slot
-    const gfn = Math.floor(gpa / PAGE_SIZE);
+    const gfn = gpaToGfn(gpa);
     const k = (gfn >>> 0) & (CACHE - 1);
-    const off = gpa - gfn * PAGE_SIZE;
+    const off = gpaOffset(gpa);
     if (this.cacheValid() && this.cGfn[k] === gfn && this.cContents[k] !== 0 && (off & 7) === 0) {
       const s1 = this.cContents[k]!;
       this.lastSlot = this.cSlot[k]!;
       this.lastK = k;
-      out.lo = this.phys.readI32InSlot(s1, off);
-      out.hi = this.phys.readI32InSlot(s1, off + 4);
+      this.phys.readI64InSlot(s1, off, out);
       return true;
     }
     return this.readGpteSlow(gpa, out);
   }
 
   private readGpteSlow(gpa: number, out: GpteHalves): boolean {
-    const off = gpa - Math.floor(gpa / PAGE_SIZE) * PAGE_SIZE;
+    const off = gpaOffset(gpa);
     if ((off & 7) !== 0) throw new RangeError(`readGpte: gpa 0x${gpa.toString(16)} is not 8-aligned`);
     const pfn = this.pfnOf(gpa, false);
     if (pfn < 0) return false;
@@ -150,19 +164,18 @@ export class VmGuestMemory implements GuestPteMemory {
       out.hi = 0;
       return true;
     }
-    out.lo = this.phys.readI32InSlot(s1, off);
-    out.hi = this.phys.readI32InSlot(s1, off + 4);
+    this.phys.readI64InSlot(s1, off, out);
     return true;
   }
 
   /** kvm_vcpu_read_guest_atomic() of `n` gptes in one page */
   readGptes(gpa: number, n: number, lo: Int32Array, hi: Int32Array): boolean {
-    const gfn = Math.floor(gpa / PAGE_SIZE);
+    const gfn = gpaToGfn(gpa);
     const k = (gfn >>> 0) & (CACHE - 1);
     if (this.cacheValid() && this.cGfn[k] === gfn && this.cContents[k] !== 0) {
       this.lastSlot = this.cSlot[k]!;
       this.lastK = k;
-      this.phys.readI64HalvesInSlot(this.cContents[k]!, gpa - gfn * PAGE_SIZE, n, lo, hi);
+      this.phys.readI64HalvesInSlot(this.cContents[k]!, gpaOffset(gpa), n, lo, hi);
       return true;
     }
     return this.readGptesSlow(gpa, n, lo, hi);
@@ -172,7 +185,7 @@ export class VmGuestMemory implements GuestPteMemory {
     const pfn = this.pfnOf(gpa, false);
     if (pfn < 0) return false;
     const s1 = this.contentsOf(pfn);
-    const off = gpa - Math.floor(gpa / PAGE_SIZE) * PAGE_SIZE;
+    const off = gpaOffset(gpa);
     if (s1 === 0) this.phys.readI64Halves(pfn, off, n, lo, hi);
     else this.phys.readI64HalvesInSlot(s1, off, n, lo, hi);
     return true;
@@ -186,15 +199,25 @@ export class VmGuestMemory implements GuestPteMemory {
   cmpxchgGpte(gpa: number, oldLo: number, oldHi: number, newLo: number, newHi: number): number {
     const pfn = this.pfnOf(gpa, true);
     if (pfn < 0) return -14; // -EFAULT
-    const off = gpa - Math.floor(gpa / PAGE_SIZE) * PAGE_SIZE;
+    const off = gpaOffset(gpa);
     const phys = this.phys;
     const s1 = this.contentsOf(pfn);
-    const lo = s1 === 0 ? phys.readI32(pfn, off) : phys.readI32InSlot(s1, off);
-    const hi = s1 === 0 ? phys.readI32(pfn, off + 4) : phys.readI32InSlot(s1, off + 4);
+    let lo: number;
+    let hi: number;
+    if (s1 !== 0 && (off & 7) === 0) {
+      // both halves with one line lookup
+      const cur = this.cur;
+      phys.readI64InSlot(s1, off, cur);
+      lo = cur.lo;
+      hi = cur.hi;
+    } else {
+      lo = s1 === 0 ? phys.readI32(pfn, off) : phys.readI32InSlot(s1, off);
+      hi = s1 === 0 ? phys.readI32(pfn, off + 4) : phys.readI32InSlot(s1, off + 4);
+    }
     if (lo !== (oldLo | 0) || hi !== (oldHi | 0)) return 1;
     if ((newLo | 0) !== lo && !(s1 !== 0 && phys.writeI32InSlot(s1, off, newLo))) phys.writeI32(pfn, off, newLo);
     if ((newHi | 0) !== hi && !(s1 !== 0 && phys.writeI32InSlot(s1, off + 4, newHi))) phys.writeI32(pfn, off + 4, newHi);
-    const gfn = Math.floor(gpa / PAGE_SIZE);
+    const gfn = gpaToGfn(gpa);
     const slot = this.lastSlot;
     if (slot) this.vm.markPageDirty(slot, gfn);
     return 0;
@@ -204,6 +227,6 @@ export class VmGuestMemory implements GuestPteMemory {
   write64(gpa: number, lo: number, hi: number): void {
     const pfn = this.pfnOf(gpa, true);
     if (pfn < 0) throw new RangeError(`gpa 0x${gpa.toString(16)} is not backed by a memslot`);
-    this.vm.process.phys.writeValue(pfn, gpa % PAGE_SIZE, 8, (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0));
+    this.vm.process.phys.writeValue(pfn, gpaOffset(gpa), 8, (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0));
   }
 }

@@ -36,8 +36,11 @@ export class Rmap {
   private lastBlockRef: Int32Array | null = null;
   private headBlock(gfn: number, level: number, create: boolean): Int32Array | null {
     const idx = Rmap.index(gfn, level);
-    const key = Math.floor(idx / 512);
-    this.at = idx % 512;
+    // below 2^32 (every gfn of a 44-bit guest-physical space) integer shifts, not a float
+    // division and an integer modulo
+    const small = idx >= 0 && idx <= 0xffffffff;
+    const key = small ? idx >>> 9 : Math.floor(idx / 512);
+    this.at = small ? idx & 511 : idx % 512;
     if (key === this.lastKey && level === this.lastLevel && this.lastBlockRef !== null) return this.lastBlockRef;
     let block = this.blocks[level]!.get(key);
     if (!block) {

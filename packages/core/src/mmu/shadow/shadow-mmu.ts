@@ -106,6 +106,11 @@ export interface ShadowMmuHost {
   readonly tracer?: MmuTracer;
 }
 
+/** kvm_mmu_hugepage_adjust() for FNAME(fetch) / direct_map(): sets fault.goalLevel */
+export interface HugepageAdjuster {
+  hugepageAdjust(fault: KvmPageFault): void;
+}
+
 /** kvm->stat: the shadow MMU's counters under the kernel's names (x86.c kvm_vm_stats_desc) */
 export interface ShadowMmuStats {
   pages_4k: number;
@@ -1298,9 +1303,9 @@ export class ShadowMmu {
    * FNAME(fetch)(vcpu, fault, gw): link (or find) the indirect pages that shadow the guest's
    * tables down to the guest's leaf level, then the direct pages that shadow a guest huge
    * page with smaller mappings, then install the leaf with mmu_set_spte and prefetch.
-   * `hugepageAdjust` is kvm_mmu_hugepage_adjust (sets fault.goalLevel).
+   * `adjuster.hugepageAdjust` is kvm_mmu_hugepage_adjust (sets fault.goalLevel).
    */
-  fetch(ctx: ShadowVcpuContext, fault: KvmPageFault, gw: GuestWalker, hugepageAdjust: (fault: KvmPageFault) => void): number {
+  fetch(ctx: ShadowVcpuContext, fault: KvmPageFault, gw: GuestWalker, adjuster: HugepageAdjuster): number {
     const directAccess = gw.pteAccess;
     const topLevel = ctx.role.level;
     if (this.gpteChanged(gw, topLevel)) return RET_PF_RETRY;
@@ -1329,7 +1334,7 @@ export class ShadowMmu {
       level--;
       sptep = sp * 512 + pt64IndexOf(aLo, aHi, level);
     }
-    hugepageAdjust(fault);
+    adjuster.hugepageAdjust(fault);
     let baseGfn = fault.gfn;
     for (;;) {
       this.writeFloodingCount[sp] = 0;
@@ -1353,10 +1358,10 @@ export class ShadowMmu {
    * direct_map() for a direct (non-paging) root: direct pages down to the goal level with
    * ACC_ALL, then the leaf.
    */
-  directMap(ctx: ShadowVcpuContext, fault: KvmPageFault, hugepageAdjust: (fault: KvmPageFault) => void): number {
+  directMap(ctx: ShadowVcpuContext, fault: KvmPageFault, adjuster: HugepageAdjuster): number {
     const root = ctx.root;
     if (root < 0 || this.isObsolete(root)) return RET_PF_RETRY;
-    hugepageAdjust(fault);
+    adjuster.hugepageAdjust(fault);
     let sp = root;
     let level = this.spLevel(root);
     const addr = fault.gfn * PAGE_SIZE;

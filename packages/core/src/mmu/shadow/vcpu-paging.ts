@@ -27,7 +27,7 @@ import {
   calcEptCpuRole,
   pgdToGfn,
 } from '../guest-paging.js';
-import { ShadowMmu, type ShadowVcpuContext } from './shadow-mmu.js';
+import { type HugepageAdjuster, ShadowMmu, type ShadowVcpuContext } from './shadow-mmu.js';
 import { makeRole } from './mmu-page.js';
 import type { Vcpu, GuestAccessResult, GuestAccessKind } from '../../vcpu.js';
 import type { KernelOp } from '../../steps.js';
@@ -48,7 +48,7 @@ const MAX_FAULTS = 64;
 const WRITE_DONE: GuestAccessResult = Object.freeze({});
 const READ_ZERO: GuestAccessResult = Object.freeze({ value: 0n });
 
-export class VcpuPaging {
+export class VcpuPaging implements HugepageAdjuster {
   regs: GuestPagingRegs = { cr0: 0, cr3: 0, cr4: 0, efer: 0, rflags: 2 };
   cpuRole: CpuRole = calcCpuRole(this.regs);
   /** the shadow root (struct kvm_mmu.root) for L1 when the VM uses the shadow MMU */
@@ -346,7 +346,10 @@ export class VcpuPaging {
    * present, -2 when the leaf refuses the access (W, U / R, NX / X, SMEP, SMAP).
    */
   /** @internal */
-  hardwareWalk(mmu: ShadowMmu, ctx: ShadowVcpuContext, addr: number, write: boolean, user: boolean, fetch: boolean, l2: boolean): number {
+  hardwareWalk(mmu: ShadowMmu, ctx: ShadowVcpuContext, a: GvaAccess, write: boolean, user: boolean, fetch: boolean, l2: boolean): number {
+    // the access, not its address, is passed: a gva beyond the small-integer range passed as
+    // a number is boxed on every call
+    const addr = a.gva;
     let sp = ctx.root;
     const aLo = addr >>> 0;
     const aHi = addr > 0xffffffff ? (addr / 2 ** 32) >>> 0 : 0;
@@ -388,7 +391,8 @@ export class VcpuPaging {
    * `pageFaultLocked` should run.
    * @internal
    */
-  pageFaultPrepare(ctx: ShadowVcpuContext, addr: number, errorCode: number, l2: boolean): number {
+  pageFaultPrepare(ctx: ShadowVcpuContext, a: GvaAccess, errorCode: number, l2: boolean): number {
+    const addr = a.gva;
     const vm = this.vm;
     const mmu = vm.shadowMmu;
     const f = this.vcpu.fault;
@@ -450,15 +454,16 @@ export class VcpuPaging {
     }
     const r = mmu.makeMmuPagesAvailable();
     if (r) return r;
-    if (ctx.role.level === 0) return mmu.directMap(ctx, f, this.adjust);
-    return mmu.fetch(ctx, f, this.walker, this.adjust);
+    if (ctx.role.level === 0) return mmu.directMap(ctx, f, this);
+    return mmu.fetch(ctx, f, this.walker, this);
   }
 
   /**
    * kvm_mmu_hugepage_adjust(): the TDP rules (slot, host level, dirty logging), and lpage_info
    * also counts the shadowed guest page tables inside the huge page
+   * @internal
    */
-  private readonly adjust = (fault: KvmPageFault): void => {
+  hugepageAdjust(fault: KvmPageFault): void {
     const vm = this.vm;
     kvmMmuHugepageAdjust(vm, fault);
     if (fault.goalLevel === 1) return;
@@ -469,7 +474,7 @@ export class VcpuPaging {
       fault.pfn += (fault.gfn % 2 ** (9 * (before - 1))) - (fault.gfn % 2 ** (9 * (fault.goalLevel - 1)));
     }
     fault.reqLevel = fault.goalLevel;
-  };
+  }
 
   /**
    * RET_PF_WRITE_PROTECTED on a write: kvm_mmu_write_protect_fault() → x86_emulate_instruction()
@@ -557,7 +562,7 @@ export class ShadowAccessOp implements KernelOp<GuestAccessResult> {
         if (vm.deadReason !== null) return this.finish({ errno: 'EIO', reason: `VM is dead: ${vm.deadReason}` });
         const write = a.kind === 'write';
         const fetch = a.kind === 'fetch';
-        const hw = p.hardwareWalk(vm.shadowMmu, ctx, a.gva, write, a.user ?? false, fetch, this.l2);
+        const hw = p.hardwareWalk(vm.shadowMmu, ctx, a, write, a.user ?? false, fetch, this.l2);
         if (hw >= 0 && this.translateOnly) {
           this.translatedPfn = hw;
           return this.finish(WRITE_DONE);
@@ -573,7 +578,7 @@ export class ShadowAccessOp implements KernelOp<GuestAccessResult> {
         return false;
       }
       case 'guest-walk': {
-        const r = p.pageFaultPrepare(ctx, a.gva, this.errorCode, this.l2);
+        const r = p.pageFaultPrepare(ctx, a, this.errorCode, this.l2);
         if (r === RET_PF_CONTINUE) {
           this.phase = 'fetch';
           return false;
