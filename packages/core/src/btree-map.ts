@@ -9,7 +9,10 @@
  * B+ tree over JS arrays (sorted-btree) measured 600–900 ns per operation at 1 M keys on the
  * benchmark machine, too slow for the per-page conversion rate the benchmarks require
  * (docs/core.md, "Ordered maps"); here a leaf is 64 keys in one Float64Array slice, so a
- * lookup touches a few cache lines per level.
+ * lookup touches a few cache lines per level. Inner nodes are wide (1024 children): one inner
+ * root holds 1024 leaves, 65,536 keys inserted in ascending order and at least 32,768 when
+ * only inserted, so the x86 limit of 32,764 memslots is one inner search and one leaf search
+ * per lookup, and a million attribute runs sit below two inner levels.
  *
  * Layout: leaves hold up to LEAF (key, value) pairs, sorted, linked to their neighbours;
  * inner nodes hold up to INNER (lowerBound, child) pairs, where lowerBound is a key no
@@ -20,7 +23,7 @@
  */
 
 const LEAF = 64;
-const INNER = 64;
+const INNER = 1024;
 const LEAF_MIN = LEAF >>> 2;
 const INNER_MIN = INNER >>> 2;
 const NONE = -1;
