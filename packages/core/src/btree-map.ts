@@ -79,6 +79,47 @@ function floorIndex(a: Float64Array, base: number, count: number, key: number): 
   return lo;
 }
 
+/**
+ * The index of the last key <= `key` among a[base .. base+count), or -1, starting from the
+ * guess `g` (0 <= g < count): a gallop away from the guess, then a binary search. Two probes
+ * in one cache line when the guess is right.
+ */
+function floorFrom(a: Float64Array, base: number, count: number, key: number, g: number): number {
+  let lo: number;
+  let hi: number;
+  if (a[base + g]! <= key) {
+    // answer in [g, count): gallop up
+    lo = g;
+    hi = g + 1;
+    let step = 1;
+    while (hi < count && a[base + hi]! <= key) {
+      lo = hi;
+      step <<= 1;
+      hi = g + step;
+    }
+    if (hi > count) hi = count;
+    hi--;
+  } else {
+    // answer in [-1, g): gallop down
+    hi = g - 1;
+    lo = g - 1;
+    let step = 1;
+    while (lo >= 0 && a[base + lo]! > key) {
+      hi = lo - 1;
+      step <<= 1;
+      lo = g - step;
+    }
+    if (lo < 0) lo = -1;
+  }
+  // a[base + lo] <= key (or lo is -1), answer in [lo, hi]
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (a[base + mid]! <= key) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
 export class BTreeMap {
   /* leaves: keys, values, and per leaf (count, next, prev) */
   private lk = new Float64Array(LEAF);
@@ -183,19 +224,36 @@ export class BTreeMap {
    */
   floorValueOf(key: number, missing: number): number {
     let node: number;
-    if (key >= this.fingerLo && key < this.fingerHi) node = this.fingerLeaf;
-    else {
+    // the leaf's bounds: lo <= its keys < hi
+    let lo = -Infinity;
+    let hi = Infinity;
+    if (key >= this.fingerLo && key < this.fingerHi) {
+      node = this.fingerLeaf;
+      lo = this.fingerLo;
+      hi = this.fingerHi;
+    } else {
       node = this.root;
       const ik = this.ik;
       for (let h = this.height; h > 0; h--) {
         const base = node * INNER;
+        const cnt = this.icnt[node]!;
         // bound 0 is never compared: the child 0 default
-        const j = floorIndex(ik, base + 1, this.icnt[node]! - 1, key);
+        const j = floorIndex(ik, base + 1, cnt - 1, key);
+        if (j >= 0) lo = ik[base + j + 1]!;
+        if (j + 2 < cnt) hi = ik[base + j + 2]!;
         node = this.ic[base + j + 1]!;
       }
     }
     const c = this.lm[node * 3]!;
-    const i = c === 0 ? -1 : floorIndex(this.lk, node * LEAF, c, key);
+    let i: number;
+    if (c === 0) i = -1;
+    else if (lo > -Infinity && hi < Infinity) {
+      // the bounds the descent found give the interpolation guess: the leaf's own first and
+      // last keys (two more cache lines) are read only if the guess is off
+      let g = Math.floor(((key - lo) / (hi - lo)) * c);
+      if (!(g >= 0 && g < c)) g = 0;
+      i = floorFrom(this.lk, node * LEAF, c, key, g);
+    } else i = floorIndex(this.lk, node * LEAF, c, key);
     if (i >= 0) return this.lv[node * LEAF + i]!;
     const p = this.lm[node * 3 + 2]!;
     return p === NONE ? missing : this.lv[p * LEAF + this.lm[p * 3]! - 1]!;
