@@ -178,13 +178,8 @@ export class BTreeMap {
     for (let h = this.height; h > 0; h--) {
       const base = node * INNER;
       const cnt = this.icnt[node]!;
-      let a = 0;
-      let b = cnt - 1;
-      while (a < b) {
-        const mid = (a + b + 1) >>> 1;
-        if (ik[base + mid]! <= key) a = mid;
-        else b = mid - 1;
-      }
+      // bound 0 is never compared: the child 0 default
+      const a = floorIndex(ik, base + 1, cnt - 1, key) + 1;
       if (a > 0) lo = ik[base + a]!;
       if (a + 1 < cnt) hi = ik[base + a + 1]!;
       this.pathNode[h] = node;
@@ -203,19 +198,21 @@ export class BTreeMap {
     this.fingerHi = -Infinity;
   }
 
-  /** index of the last key <= `key` in `leaf`, or -1 */
+  /**
+   * index of the last key <= `key` in `leaf`, or -1; `leaf` is the one descend() just
+   * returned for `key`, so the finger's bounds are the leaf's and give the first guess
+   */
   private leafFloor(leaf: number, key: number): number {
-    const lk = this.lk;
-    const base = leaf * LEAF;
-    let lo = 0;
-    let hi = this.lm[leaf * 3]! - 1;
-    if (hi < 0 || lk[base]! > key) return -1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >>> 1;
-      if (lk[base + mid]! <= key) lo = mid;
-      else hi = mid - 1;
+    const c = this.lm[leaf * 3]!;
+    if (c === 0) return -1;
+    const lo = this.fingerLo;
+    const hi = this.fingerHi;
+    if (leaf === this.fingerLeaf && lo > -Infinity && hi < Infinity && key >= lo && key < hi) {
+      let g = Math.floor(((key - lo) / (hi - lo)) * c);
+      if (!(g >= 0 && g < c)) g = 0;
+      return floorFrom(this.lk, leaf * LEAF, c, key, g);
     }
-    return lo;
+    return floorIndex(this.lk, leaf * LEAF, c, key);
   }
 
   /**

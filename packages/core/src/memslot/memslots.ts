@@ -118,11 +118,13 @@ export class KvmMemslots {
   forEachMemslotInGfnRange(start: number, end: number, cb: (slot: KvmMemorySlot) => boolean | void): void {
     if (start >= end) return;
     const t = this.gfnTree;
-    let key: number;
-    if (t.seek(start)) {
+    const found = t.seek(start);
+    let key = t.nextKey;
+    if (found) {
+      // the slot holding `start` comes first: the seek that found it gave its successor too
       const below = this.table[t.floorValue]!;
-      key = below.baseGfn + below.npages > start ? t.floorKey : t.nextKey;
-    } else key = t.nextKey;
+      if (below.baseGfn + below.npages > start && cb(below) === true) return;
+    }
     while (key < end) {
       t.seek(key);
       const slot = this.table[t.floorValue]!;
