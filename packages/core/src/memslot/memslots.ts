@@ -59,10 +59,14 @@ export class KvmMemslots {
   private readonly byId: (KvmMemorySlot | null)[] = [];
   private nrSlots = 0;
   /**
-   * slots->last_used_slot, and its gfn range [lastBase, lastEnd) (empty when null) kept as
-   * numbers: a lookup that misses it does not read the object, so it does not wait on the
-   * previous answer's cache line.
+   * base_gfn and base_gfn + npages of each slot of `table`, by the same index: a lookup
+   * checks the slot the tree found (and the last used one) against these numbers and reads
+   * the slot object only once it is the answer, so a lookup does not wait on the previous
+   * answer's object.
    */
+  private slotBase = new Float64Array(64);
+  private slotEnd = new Float64Array(64);
+  /** slots->last_used_slot, and its gfn range [lastBase, lastEnd) (empty when null) */
   private lastUsedSlot: KvmMemorySlot | null = null;
   private lastBase = 0;
   private lastEnd = 0;
@@ -94,12 +98,11 @@ export class KvmMemslots {
     if (gfn >= this.lastBase && gfn < this.lastEnd) return this.lastUsedSlot;
     const i = this.gfnTree.floorValueOf(gfn, -1);
     if (i < 0) return null;
-    const slot = this.table[i]!;
-    const base = slot.baseGfn;
-    const end = base + slot.npages;
+    const end = this.slotEnd[i]!;
     if (gfn >= end) return null;
+    const slot = this.table[i]!;
     this.lastUsedSlot = slot;
-    this.lastBase = base;
+    this.lastBase = this.slotBase[i]!;
     this.lastEnd = end;
     return slot;
   }
@@ -109,6 +112,21 @@ export class KvmMemslots {
     this.lastUsedSlot = slot;
     this.lastBase = slot === null ? 0 : slot.baseGfn;
     this.lastEnd = slot === null ? 0 : slot.baseGfn + slot.npages;
+  }
+
+  /** table[i] = slot, with its gfn range */
+  private tableSet(i: number, slot: KvmMemorySlot): void {
+    this.table[i] = slot;
+    if (i >= this.slotBase.length) {
+      const base = new Float64Array(this.slotBase.length * 2);
+      base.set(this.slotBase);
+      const end = new Float64Array(this.slotEnd.length * 2);
+      end.set(this.slotEnd);
+      this.slotBase = base;
+      this.slotEnd = end;
+    }
+    this.slotBase[i] = slot.baseGfn;
+    this.slotEnd[i] = slot.baseGfn + slot.npages;
   }
 
   /**
@@ -200,7 +218,7 @@ export class KvmMemslots {
       // the slot table entry is swapped in place, both trees stay as they are
       const i = this.gfnTree.get(old.baseGfn, -1);
       if (i >= 0 && this.table[i] === old) {
-        this.table[i] = next;
+        this.tableSet(i, next);
         if (next.id !== old.id) this.idDelete(old.id);
         this.idSet(next);
         if (this.lastUsedSlot === old) this.setLastUsed(next);
@@ -221,7 +239,7 @@ export class KvmMemslots {
     if (next !== null) {
       this.idSet(next);
       const i = this.freeIndexes.pop() ?? this.table.length;
-      this.table[i] = next;
+      this.tableSet(i, next);
       const prev = this.gfnTree.get(next.baseGfn, -1);
       if (prev >= 0) {
         // a slot at the same base_gfn that `old` did not name: it leaves both trees
