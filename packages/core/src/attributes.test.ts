@@ -167,4 +167,40 @@ describe('KVM_SET_MEMORY_ATTRIBUTES u64 ranges', () => {
     expect(vm.memIsPrivate(2 ** 52 - 1)).toBe(false);
     assertVmInvariants(vm);
   });
+
+  it('numbers and bigints give the same result and errno for every check', () => {
+    const cases: [number, number, number, number][] = [
+      // address, size, attributes, flags
+      [0x1000, 0x1000, PRIVATE, 0],
+      [0x1000, 0x1000, 0, 0],
+      [0x1000, 0x1000, PRIVATE, 1],
+      [0x1000, 0x1000, 2 ** 32 + PRIVATE, 0],
+      [0x1000, 0x1000, 2 ** 31 + PRIVATE, 0],
+      [0x1000, 0x1000, 1, 0],
+      [0x1000, 0, PRIVATE, 0],
+      [0x1001, 0x1000, PRIVATE, 0],
+      [0x1000, 0x1800, PRIVATE, 0],
+      [2 ** 53 - 0x2000, 0x1000, PRIVATE, 0],
+      [2 ** 53 - 0x1000, 0x1000, PRIVATE, 0],
+      [2 ** 52, 2 ** 52, PRIVATE, 0],
+      [2 ** 53 - 0x1000, 2 ** 53 - 0x1000, PRIVATE, 0],
+    ];
+    for (const [address, size, attributes, flags] of cases) {
+      const asNumbers = new Kvm().createVm({ type: KVM_X86_SW_PROTECTED_VM });
+      const asBigints = new Kvm().createVm({ type: KVM_X86_SW_PROTECTED_VM });
+      const e1 = errnoOf(() => asNumbers.setMemoryAttributes({ address, size, attributes, flags }));
+      const e2 = errnoOf(() =>
+        asBigints.setMemoryAttributes({ address: BigInt(address), size: BigInt(size), attributes: BigInt(attributes), flags: BigInt(flags) }),
+      );
+      expect([address, size, attributes, flags, e1]).toEqual([address, size, attributes, flags, e2]);
+      const gfns = [address / 4096, (address + size) / 4096 - 1].map(Math.floor);
+      expect(gfns.map((g) => asNumbers.getMemoryAttributes(g))).toEqual(gfns.map((g) => asBigints.getMemoryAttributes(g)));
+    }
+    // the valid calls changed what they should
+    const vm = new Kvm().createVm({ type: KVM_X86_SW_PROTECTED_VM });
+    vm.setMemoryAttributes({ address: 2 ** 53 - 0x2000, size: 0x1000, attributes: PRIVATE });
+    expect(vm.memIsPrivate(2 ** 41 - 2)).toBe(true);
+    expect(errnoOf(() => vm.setMemoryAttributes({ address: 0x1000, size: 0x1000, attributes: 2 ** 32 + PRIVATE }))).toBe('EINVAL');
+    expect(errnoOf(() => vm.setMemoryAttributes({ address: -4096, size: 0x1000, attributes: PRIVATE }))).toBe('EINVAL');
+  });
 });

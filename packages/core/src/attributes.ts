@@ -17,7 +17,7 @@ import type { KernelOp } from './steps.js';
 import { KVM_MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE, PG_LEVEL_1G, PG_LEVEL_2M } from './uapi.js';
 import { PAGES_PER_LEVEL } from './mmu/tdp-iter.js';
 import type { AttributesVm } from './attributes-vm.js';
-import { u64AddWraps, u64PageAligned, uapiU64, type U64 } from './u64.js';
+import { u64AddWraps, u64PageAligned, u64SafeNumber, uapiU64, type U64 } from './u64.js';
 
 /** struct kvm_memory_attributes */
 export interface KvmMemoryAttributes {
@@ -49,6 +49,34 @@ export class SetMemoryAttributesOp implements KernelOp<void> {
     attrs: KvmMemoryAttributes,
   ) {
     const supported = kvmSupportedMemAttributes(vm.hasPrivateMem);
+    // the common call: every field a number below 2^53 and every check below passes; the
+    // checks then run on numbers (exact there: sums below 2^53, % 4096, 32-bit attributes)
+    // and allocate no BigInt. Anything else takes the u64 path, which fails as it must.
+    const fN = u64SafeNumber(attrs.flags ?? 0);
+    const aN = u64SafeNumber(attrs.attributes);
+    const addrN = u64SafeNumber(attrs.address);
+    const sizeN = u64SafeNumber(attrs.size);
+    if (
+      fN === 0 &&
+      aN >= 0 &&
+      aN <= 0xffffffff &&
+      (aN & ~supported) === 0 &&
+      addrN >= 0 &&
+      sizeN > 0 &&
+      addrN % PAGE_SIZE === 0 &&
+      sizeN % PAGE_SIZE === 0 &&
+      addrN + sizeN < 2 ** 53
+    ) {
+      this.change = { start: addrN / PAGE_SIZE, end: (addrN + sizeN) / PAGE_SIZE, attributes: aN };
+    } else this.change = SetMemoryAttributesOp.checkU64(vm, attrs, supported);
+    const { start, end, attributes: attrNum } = this.change;
+    // kvm_range_has_memory_attributes(): nothing to do if the range already has them
+    this.phase = vm.attributes.rangeHasValue(start, end, attrNum) ? 'done' : 'prepare';
+    vm.tracer.emit('kvm_vm_set_mem_attributes', { start, end, attributes: attrNum, noop: this.phase === 'done' });
+  }
+
+  /** checks 1–6 on the exact u64 values (bigints, or numbers the fast path did not take) */
+  private static checkU64(vm: AttributesVm, attrs: KvmMemoryAttributes, supported: number): AttributeChange {
     // every field is a u64 of the uAPI struct: anything else never reaches the kernel
     const flags = uapiU64(attrs.flags ?? 0, 'KVM_SET_MEMORY_ATTRIBUTES', 'flags');
     const attributes = uapiU64(attrs.attributes, 'KVM_SET_MEMORY_ATTRIBUTES', 'attributes');
@@ -64,11 +92,7 @@ export class SetMemoryAttributesOp implements KernelOp<void> {
       fail('EINVAL', 'kvm_vm_ioctl_set_mem_attributes: address or size not page aligned');
     const start = Number(address >> 12n);
     const end = Number((address + size) >> 12n);
-    const attrNum = Number(attributes);
-    this.change = { start, end, attributes: attrNum };
-    // kvm_range_has_memory_attributes(): nothing to do if the range already has them
-    this.phase = vm.attributes.rangeHasValue(start, end, attrNum) ? 'done' : 'prepare';
-    vm.tracer.emit('kvm_vm_set_mem_attributes', { start, end, attributes: attrNum, noop: this.phase === 'done' });
+    return { start, end, attributes: Number(attributes) };
   }
 
   step(): boolean {

@@ -58,8 +58,8 @@ describe('BTreeMap', () => {
       keys.forEach((k, i) => t.set(k, i));
       expect(t.size).toBe(n);
       expect(t.checkInvariants()).toEqual([]);
-      // 64-key leaves, 64-way inner nodes at least a quarter full: height <= 1 + log16(n / 16)
-      expect(t.depth).toBeLessThanOrEqual(4);
+      // 64-key leaves, 1024-way inner nodes: 20,000 keys fit under one inner root
+      expect(t.depth).toBe(1);
       expect(t.floorValueOf(3 * 100 + 2, -1)).toBe(keys.indexOf(300));
       t.seek(301);
       expect([t.floorKey, t.nextKey]).toEqual([300, 303]);
@@ -69,6 +69,37 @@ describe('BTreeMap', () => {
       expect(t.size).toBe(Math.ceil(n / 97));
       expect(t.depth).toBeLessThanOrEqual(1);
       expect(t.entries().map(([k]) => k)).toEqual(Array.from({ length: Math.ceil(n / 97) }, (_, i) => i * 97 * 3));
+    }
+  });
+
+  it('splits, borrows from and merges inner nodes (more leaves than one inner node holds)', () => {
+    const n = 140000;
+    for (const order of ['asc', 'shuffled'] as const) {
+      const keys = Array.from({ length: n }, (_, i) => i * 2);
+      if (order === 'shuffled') {
+        let s = 11;
+        for (let i = n - 1; i > 0; i--) {
+          s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+          const j = s % (i + 1);
+          [keys[i], keys[j]] = [keys[j]!, keys[i]!];
+        }
+      }
+      const t = new BTreeMap();
+      keys.forEach((k, i) => t.set(k, i));
+      expect(t.checkInvariants()).toEqual([]);
+      // more than 1024 leaves of at most 64 keys: the root is an inner node over inner nodes
+      expect(t.depth).toBe(2);
+      let wrong = 0;
+      for (let q = 0; q < n; q += 997) if (t.floorValueOf(2 * q + 1, -1) !== keys.indexOf(2 * q)) wrong++;
+      expect(wrong).toBe(0);
+      // delete all but every 89th key: inner nodes underflow, borrow and merge, the root collapses
+      let missing = 0;
+      for (const k of keys) if ((k / 2) % 89 !== 0 && !t.delete(k)) missing++;
+      expect(missing).toBe(0);
+      expect(t.checkInvariants()).toEqual([]);
+      expect(t.size).toBe(Math.ceil(n / 89));
+      expect(t.depth).toBeLessThanOrEqual(1);
+      expect(t.entries().map(([k]) => k)).toEqual(Array.from({ length: Math.ceil(n / 89) }, (_, i) => i * 89 * 2));
     }
   });
 

@@ -9,7 +9,10 @@
  * B+ tree over JS arrays (sorted-btree) measured 600–900 ns per operation at 1 M keys on the
  * benchmark machine, too slow for the per-page conversion rate the benchmarks require
  * (docs/core.md, "Ordered maps"); here a leaf is 64 keys in one Float64Array slice, so a
- * lookup touches a few cache lines per level.
+ * lookup touches a few cache lines per level. Inner nodes are wide (1024 children): one inner
+ * root holds 1024 leaves, 65,536 keys inserted in ascending order and at least 32,768 when
+ * only inserted, so the x86 limit of 32,764 memslots is one inner search and one leaf search
+ * per lookup, and a million attribute runs sit below two inner levels.
  *
  * Layout: leaves hold up to LEAF (key, value) pairs, sorted, linked to their neighbours;
  * inner nodes hold up to INNER (lowerBound, child) pairs, where lowerBound is a key no
@@ -20,7 +23,7 @@
  */
 
 const LEAF = 64;
-const INNER = 64;
+const INNER = 1024;
 const LEAF_MIN = LEAF >>> 2;
 const INNER_MIN = INNER >>> 2;
 const NONE = -1;
@@ -70,6 +73,47 @@ function floorIndex(a: Float64Array, base: number, count: number, key: number): 
   // a[base + lo] <= key (or lo is 0, and a[base] <= key holds), answer in [lo, hi]
   while (lo < hi) {
     const mid = (lo + hi + 1) >>> 1;
+    if (a[base + mid]! <= key) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+/**
+ * The index of the last key <= `key` among a[base .. base+count), or -1, starting from the
+ * guess `g` (0 <= g < count): a gallop away from the guess, then a binary search. Two probes
+ * in one cache line when the guess is right.
+ */
+function floorFrom(a: Float64Array, base: number, count: number, key: number, g: number): number {
+  let lo: number;
+  let hi: number;
+  if (a[base + g]! <= key) {
+    // answer in [g, count): gallop up
+    lo = g;
+    hi = g + 1;
+    let step = 1;
+    while (hi < count && a[base + hi]! <= key) {
+      lo = hi;
+      step <<= 1;
+      hi = g + step;
+    }
+    if (hi > count) hi = count;
+    hi--;
+  } else {
+    // answer in [-1, g): gallop down
+    hi = g - 1;
+    lo = g - 1;
+    let step = 1;
+    while (lo >= 0 && a[base + lo]! > key) {
+      hi = lo - 1;
+      step <<= 1;
+      lo = g - step;
+    }
+    if (lo < 0) lo = -1;
+  }
+  // a[base + lo] <= key (or lo is -1), answer in [lo, hi]
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
     if (a[base + mid]! <= key) lo = mid;
     else hi = mid - 1;
   }
@@ -134,13 +178,8 @@ export class BTreeMap {
     for (let h = this.height; h > 0; h--) {
       const base = node * INNER;
       const cnt = this.icnt[node]!;
-      let a = 0;
-      let b = cnt - 1;
-      while (a < b) {
-        const mid = (a + b + 1) >>> 1;
-        if (ik[base + mid]! <= key) a = mid;
-        else b = mid - 1;
-      }
+      // bound 0 is never compared: the child 0 default
+      const a = floorIndex(ik, base + 1, cnt - 1, key) + 1;
       if (a > 0) lo = ik[base + a]!;
       if (a + 1 < cnt) hi = ik[base + a + 1]!;
       this.pathNode[h] = node;
@@ -159,19 +198,21 @@ export class BTreeMap {
     this.fingerHi = -Infinity;
   }
 
-  /** index of the last key <= `key` in `leaf`, or -1 */
+  /**
+   * index of the last key <= `key` in `leaf`, or -1; `leaf` is the one descend() just
+   * returned for `key`, so the finger's bounds are the leaf's and give the first guess
+   */
   private leafFloor(leaf: number, key: number): number {
-    const lk = this.lk;
-    const base = leaf * LEAF;
-    let lo = 0;
-    let hi = this.lm[leaf * 3]! - 1;
-    if (hi < 0 || lk[base]! > key) return -1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >>> 1;
-      if (lk[base + mid]! <= key) lo = mid;
-      else hi = mid - 1;
+    const c = this.lm[leaf * 3]!;
+    if (c === 0) return -1;
+    const lo = this.fingerLo;
+    const hi = this.fingerHi;
+    if (leaf === this.fingerLeaf && lo > -Infinity && hi < Infinity && key >= lo && key < hi) {
+      let g = Math.floor(((key - lo) / (hi - lo)) * c);
+      if (!(g >= 0 && g < c)) g = 0;
+      return floorFrom(this.lk, leaf * LEAF, c, key, g);
     }
-    return lo;
+    return floorIndex(this.lk, leaf * LEAF, c, key);
   }
 
   /**
@@ -180,19 +221,36 @@ export class BTreeMap {
    */
   floorValueOf(key: number, missing: number): number {
     let node: number;
-    if (key >= this.fingerLo && key < this.fingerHi) node = this.fingerLeaf;
-    else {
+    // the leaf's bounds: lo <= its keys < hi
+    let lo = -Infinity;
+    let hi = Infinity;
+    if (key >= this.fingerLo && key < this.fingerHi) {
+      node = this.fingerLeaf;
+      lo = this.fingerLo;
+      hi = this.fingerHi;
+    } else {
       node = this.root;
       const ik = this.ik;
       for (let h = this.height; h > 0; h--) {
         const base = node * INNER;
+        const cnt = this.icnt[node]!;
         // bound 0 is never compared: the child 0 default
-        const j = floorIndex(ik, base + 1, this.icnt[node]! - 1, key);
+        const j = floorIndex(ik, base + 1, cnt - 1, key);
+        if (j >= 0) lo = ik[base + j + 1]!;
+        if (j + 2 < cnt) hi = ik[base + j + 2]!;
         node = this.ic[base + j + 1]!;
       }
     }
     const c = this.lm[node * 3]!;
-    const i = c === 0 ? -1 : floorIndex(this.lk, node * LEAF, c, key);
+    let i: number;
+    if (c === 0) i = -1;
+    else if (lo > -Infinity && hi < Infinity) {
+      // the bounds the descent found give the interpolation guess: the leaf's own first and
+      // last keys (two more cache lines) are read only if the guess is off
+      let g = Math.floor(((key - lo) / (hi - lo)) * c);
+      if (!(g >= 0 && g < c)) g = 0;
+      i = floorFrom(this.lk, node * LEAF, c, key, g);
+    } else i = floorIndex(this.lk, node * LEAF, c, key);
     if (i >= 0) return this.lv[node * LEAF + i]!;
     const p = this.lm[node * 3 + 2]!;
     return p === NONE ? missing : this.lv[p * LEAF + this.lm[p * 3]! - 1]!;

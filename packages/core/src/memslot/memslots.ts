@@ -58,8 +58,18 @@ export class KvmMemslots {
    */
   private readonly byId: (KvmMemorySlot | null)[] = [];
   private nrSlots = 0;
-  /** slots->last_used_slot */
+  /**
+   * base_gfn and base_gfn + npages of each slot of `table`, by the same index: a lookup
+   * checks the slot the tree found (and the last used one) against these numbers and reads
+   * the slot object only once it is the answer, so a lookup does not wait on the previous
+   * answer's object.
+   */
+  private slotBase = new Float64Array(64);
+  private slotEnd = new Float64Array(64);
+  /** slots->last_used_slot, and its gfn range [lastBase, lastEnd) (empty when null) */
   private lastUsedSlot: KvmMemorySlot | null = null;
+  private lastBase = 0;
+  private lastEnd = 0;
 
   constructor(asId: number) {
     this.asId = asId;
@@ -85,14 +95,38 @@ export class KvmMemslots {
    * (callers test KVM_MEMSLOT_INVALID), or null.
    */
   gfnToMemslot(gfn: number): KvmMemorySlot | null {
-    const last = this.lastUsedSlot;
-    if (last !== null && gfn >= last.baseGfn && gfn < last.baseGfn + last.npages) return last;
+    if (gfn >= this.lastBase && gfn < this.lastEnd) return this.lastUsedSlot;
     const i = this.gfnTree.floorValueOf(gfn, -1);
     if (i < 0) return null;
+    const end = this.slotEnd[i]!;
+    if (gfn >= end) return null;
     const slot = this.table[i]!;
-    if (gfn >= slot.baseGfn + slot.npages) return null;
     this.lastUsedSlot = slot;
+    this.lastBase = this.slotBase[i]!;
+    this.lastEnd = end;
     return slot;
+  }
+
+  /** slots->last_used_slot = slot */
+  private setLastUsed(slot: KvmMemorySlot | null): void {
+    this.lastUsedSlot = slot;
+    this.lastBase = slot === null ? 0 : slot.baseGfn;
+    this.lastEnd = slot === null ? 0 : slot.baseGfn + slot.npages;
+  }
+
+  /** table[i] = slot, with its gfn range */
+  private tableSet(i: number, slot: KvmMemorySlot): void {
+    this.table[i] = slot;
+    if (i >= this.slotBase.length) {
+      const base = new Float64Array(this.slotBase.length * 2);
+      base.set(this.slotBase);
+      const end = new Float64Array(this.slotEnd.length * 2);
+      end.set(this.slotEnd);
+      this.slotBase = base;
+      this.slotEnd = end;
+    }
+    this.slotBase[i] = slot.baseGfn;
+    this.slotEnd[i] = slot.baseGfn + slot.npages;
   }
 
   /**
@@ -102,11 +136,13 @@ export class KvmMemslots {
   forEachMemslotInGfnRange(start: number, end: number, cb: (slot: KvmMemorySlot) => boolean | void): void {
     if (start >= end) return;
     const t = this.gfnTree;
-    let key: number;
-    if (t.seek(start)) {
+    const found = t.seek(start);
+    let key = t.nextKey;
+    if (found) {
+      // the slot holding `start` comes first: the seek that found it gave its successor too
       const below = this.table[t.floorValue]!;
-      key = below.baseGfn + below.npages > start ? t.floorKey : t.nextKey;
-    } else key = t.nextKey;
+      if (below.baseGfn + below.npages > start && cb(below) === true) return;
+    }
     while (key < end) {
       t.seek(key);
       const slot = this.table[t.floorValue]!;
@@ -182,16 +218,16 @@ export class KvmMemslots {
       // the slot table entry is swapped in place, both trees stay as they are
       const i = this.gfnTree.get(old.baseGfn, -1);
       if (i >= 0 && this.table[i] === old) {
-        this.table[i] = next;
+        this.tableSet(i, next);
         if (next.id !== old.id) this.idDelete(old.id);
         this.idSet(next);
-        if (this.lastUsedSlot === old) this.lastUsedSlot = next;
+        if (this.lastUsedSlot === old) this.setLastUsed(next);
         return;
       }
     }
     if (old !== null) {
       if (next === null || next.id !== old.id) this.idDelete(old.id);
-      if (this.lastUsedSlot === old) this.lastUsedSlot = next;
+      if (this.lastUsedSlot === old) this.setLastUsed(next);
       const i = this.gfnTree.get(old.baseGfn, -1);
       if (i >= 0 && this.table[i] === old) {
         this.gfnTree.delete(old.baseGfn);
@@ -203,7 +239,7 @@ export class KvmMemslots {
     if (next !== null) {
       this.idSet(next);
       const i = this.freeIndexes.pop() ?? this.table.length;
-      this.table[i] = next;
+      this.tableSet(i, next);
       const prev = this.gfnTree.get(next.baseGfn, -1);
       if (prev >= 0) {
         // a slot at the same base_gfn that `old` did not name: it leaves both trees
