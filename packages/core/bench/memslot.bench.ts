@@ -8,29 +8,14 @@
 import type { BenchCase } from '../../../bench/types.js';
 import { getGc, heapBytes as heapBytesAfterGc, logLogSlope, median, shuffled } from '../../../bench/stats.js';
 import { Kvm } from '../src/kvm.js';
-import { Tracer } from '../src/trace.js';
 import { KVM_USER_MEM_SLOTS, PAGE_SIZE } from '../src/uapi.js';
-import { MemslotEngine, type MemslotHooks } from '../src/memslot/set-memory-region.js';
+import { MemslotEngine } from '../src/memslot/set-memory-region.js';
+import { memslotHooks as hooks } from '../src/testing/memslot-hooks.js';
 
 const SLOT_BYTES = 2 << 20; // 2 MiB
 const SLOT_PAGES = SLOT_BYTES / 4096;
 const HVA_BASE = 0x100000000000;
 
-function hooks(): MemslotHooks {
-  return {
-    nrAsIds: () => 1,
-    hasReadonlyMem: () => true,
-    pciHoleSupported: () => false,
-    getFile: () => undefined,
-    ownerVm: null,
-    archPrepareMemoryRegion: () => null,
-    flushShadowMemslot: () => {},
-    archCommitMemoryRegion: () => {},
-    enableDirtyLogPtMasked: () => {},
-    flushRemoteTlbs: () => {},
-    tracer: new Tracer(),
-  };
-}
 
 function fill(engine: MemslotEngine, n = KVM_USER_MEM_SLOTS): void {
   for (let id = 0; id < n; id++) {

@@ -7,11 +7,11 @@
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { Tracer } from '../trace.js';
 import { KVM_DIRTY_LOG_INITIALLY_SET, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE, KVM_MEM_LOG_DIRTY_PAGES } from '../uapi.js';
 import { CHUNK_FULL, CHUNK_WORDS_KIND, CHUNK_ZERO, DIRTY_CHUNK_PAGES, DirtyBitmap } from './dirty-bitmap.js';
 import { DirtyLog, markPageDirtyInSlot } from './dirty-log.js';
-import { MemslotEngine, type MemslotHooks } from './set-memory-region.js';
+import { MemslotEngine } from './set-memory-region.js';
+import { memslotHooks } from '../testing/memslot-hooks.js';
 
 const C = DIRTY_CHUNK_PAGES;
 
@@ -154,19 +154,10 @@ function refClear(bm: Uint32Array, firstPage: number, numPages: number, user: Ui
 
 function logEnv(npages: number, initiallySet: boolean) {
   const rearmed: [number, number][] = [];
-  const hooks: MemslotHooks = {
-    nrAsIds: () => 1,
-    hasReadonlyMem: () => true,
-    pciHoleSupported: () => false,
-    getFile: () => undefined,
-    ownerVm: null,
-    archPrepareMemoryRegion: () => null,
-    flushShadowMemslot: () => {},
-    archCommitMemoryRegion: () => {},
+  const hooks = memslotHooks({
     enableDirtyLogPtMasked: (_slot, off, mask) => void rearmed.push([off, mask]),
     flushRemoteTlbs: () => void rearmed.push([-1, 0]),
-    tracer: new Tracer(),
-  };
+  });
   const engine = new MemslotEngine(hooks);
   const log = new DirtyLog(engine, hooks);
   log.enableManualDirtyLogProtect(KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE | (initiallySet ? KVM_DIRTY_LOG_INITIALLY_SET : 0), 0);

@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { KvmError } from '../errno.js';
 import type { ErrnoName } from '../errno.js';
-import { Tracer } from '../trace.js';
 import {
   KVM_DIRTY_LOG_INITIALLY_SET,
   KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE,
@@ -9,26 +8,19 @@ import {
   KVM_USER_MEM_SLOTS,
 } from '../uapi.js';
 import { memslotsSnapshot } from './memslots.js';
-import { MemslotEngine, type MemslotHooks } from './set-memory-region.js';
+import { MemslotEngine } from './set-memory-region.js';
+import { memslotHooks } from '../testing/memslot-hooks.js';
 import { DirtyLog, markPageDirtyInSlot, testDirtyBit } from './dirty-log.js';
 import type { KvmMemorySlot } from './memslot.js';
 
 function setup(nrAsIds = 2) {
   const rearmed: [number, number, number][] = [];
   let flushes = 0;
-  const hooks: MemslotHooks = {
+  const hooks = memslotHooks({
     nrAsIds: () => nrAsIds,
-    hasReadonlyMem: () => true,
-    pciHoleSupported: () => false,
-    getFile: () => undefined,
-    ownerVm: null,
-    archPrepareMemoryRegion: () => null,
-    flushShadowMemslot: () => {},
-    archCommitMemoryRegion: () => {},
     enableDirtyLogPtMasked: (slot, off, mask) => void rearmed.push([slot.id, off, mask]),
     flushRemoteTlbs: () => void flushes++,
-    tracer: new Tracer(),
-  };
+  });
   const engine = new MemslotEngine(hooks);
   const log = new DirtyLog(engine, hooks);
   const create = (id: number, npages: number, flags = KVM_MEM_LOG_DIRTY_PAGES, gfn = id * 0x10000) =>

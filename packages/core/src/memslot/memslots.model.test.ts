@@ -8,7 +8,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { KvmError } from '../errno.js';
-import { Tracer } from '../trace.js';
 import {
   KVM_MEM_GUEST_MEMFD,
   KVM_MEM_LOG_DIRTY_PAGES,
@@ -19,7 +18,8 @@ import {
 } from '../uapi.js';
 import { TASK_SIZE_MAX } from '../host/address-space.js';
 import { DirtyLog, markPageDirtyInSlot } from './dirty-log.js';
-import { MemslotEngine, type KvmUserspaceMemoryRegion2, type MemslotHooks } from './set-memory-region.js';
+import { MemslotEngine, type KvmUserspaceMemoryRegion2 } from './set-memory-region.js';
+import { memslotHooks } from '../testing/memslot-hooks.js';
 
 const NR_AS = 2;
 const LOG = KVM_MEM_LOG_DIRTY_PAGES;
@@ -156,21 +156,13 @@ interface Real {
 
 function realSetup(manual: number): Real {
   const real = { rearmedPages: 0 } as Real;
-  const hooks: MemslotHooks = {
+  const hooks = memslotHooks({
     nrAsIds: () => NR_AS,
-    hasReadonlyMem: () => true,
     pciHoleSupported: () => true,
-    getFile: () => undefined,
-    ownerVm: null,
-    archPrepareMemoryRegion: () => null,
-    flushShadowMemslot: () => {},
-    archCommitMemoryRegion: () => {},
     enableDirtyLogPtMasked: (_s, _o, mask) => {
       for (let b = 0; b < 32; b++) if ((mask >>> b) & 1) real.rearmedPages++;
     },
-    flushRemoteTlbs: () => {},
-    tracer: new Tracer(),
-  };
+  });
   real.engine = new MemslotEngine(hooks);
   real.log = new DirtyLog(real.engine, hooks);
   real.log.enableManualDirtyLogProtect(manual, 0);
