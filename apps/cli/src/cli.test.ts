@@ -1,33 +1,12 @@
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { ccmem as spawnCcmem, fakeTargetEnv, tempDir } from '../test-support/ccmem-process.js';
 
-const ROOT = new URL('../../../', import.meta.url).pathname;
-const FAKE = join(ROOT, 'apps/cli/test-support/fake-target.ts');
+/** `ccmem <args>` in a child process against the fake targets */
+const ccmem = (args: string[], env: Record<string, string> = {}) => spawnCcmem(args, { env: fakeTargetEnv(env) });
 
-/** the environment without colour switches (a developer's FORCE_COLOR would win over NO_COLOR) */
-function withoutColorEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  const { FORCE_COLOR: _f, NO_COLOR: _n, ...rest } = env;
-  return rest;
-}
-
-function ccmem(args: string[], env: Record<string, string> = {}) {
-  const r = spawnSync(process.execPath, ['--conditions=@ccmem/source', '--import', 'tsx', 'apps/cli/src/bin.ts', ...args], {
-    cwd: ROOT,
-    encoding: 'utf8',
-    env: { ...withoutColorEnv(process.env), NO_COLOR: '1', CCMEM_TARGET_MODULE: FAKE, ...env },
-  });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-const dir = mkdtempSync(join(tmpdir(), 'ccmem-cli-'));
-const file = (name: string, text: string) => {
-  const p = join(dir, name);
-  writeFileSync(p, text);
-  return p;
-};
+const { dir, file } = tempDir('ccmem-cli-');
 
 const GOOD = file(
   'good.yaml',
