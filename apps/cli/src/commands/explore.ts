@@ -6,7 +6,6 @@
  * 3 incomplete (stopped by --time or --max-schedules, nothing found).
  */
 import {
-  builtinExplorationNames,
   explore,
   exploreWorkers,
   formatScenarioError,

@@ -2,7 +2,6 @@ import { statSync, writeFileSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { globSync, isDynamicPattern } from 'tinyglobby';
 import {
-  DEFAULT_INPUT_LIMITS,
   parseNumber,
   builtinScenarioFiles,
   collectEvents,
