@@ -5,21 +5,14 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DOMParser, type Element } from '@xmldom/xmldom';
 import { describe, expect, it } from 'vitest';
+import { parseXml } from '../test-support/parse-xml.js';
 import { FAKE_TARGET, ROOT, SOURCE_ENTRY, childEnv, fakeTargetEnv, ccmem as spawnCcmem, tempDir } from '../test-support/ccmem-process.js';
 
 const COMMANDER_ONLY = join(ROOT, 'apps/cli/test-support/commander-only.mjs');
 
 /** `ccmem <args>` in a child process; `env` replaces NO_COLOR=1 */
 const ccmem = (args: string[], env?: Record<string, string>, nodeArgs?: string[]) => spawnCcmem(args, { ...(env && { env }), ...(nodeArgs && { nodeArgs }) });
-
-function parseXml(text: string): Element {
-  const errors: string[] = [];
-  const doc = new DOMParser({ onError: (level, msg) => void (level !== 'warning' && errors.push(msg)) }).parseFromString(text, 'text/xml');
-  expect(errors).toEqual([]);
-  return doc.documentElement!;
-}
 
 const { dir } = tempDir('ccmem-ci-');
 const suite = join(dir, 'suite');
