@@ -1,6 +1,7 @@
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { READONLY_SLOT_SCENARIO } from '../../../test-support/readonly-slot-scenario.js';
 import { ccmem as spawnCcmem, fakeTargetEnv, tempDir } from '../test-support/ccmem-process.js';
 
 /** `ccmem <args>` in a child process against the fake targets */
@@ -8,24 +9,7 @@ const ccmem = (args: string[], env: Record<string, string> = {}) => spawnCcmem(a
 
 const { dir, file } = tempDir('ccmem-cli-');
 
-const GOOD = file(
-  'good.yaml',
-  `name: readonly slot write exits to userspace
-vm: { type: default }
-steps:
-  - mmap: { size: 2MiB }
-    as: ram
-  - write: { addr: ram+0x10, size: 4, value: 0xcafef00d }
-  - set_user_memory_region2: { slot: 0, flags: [KVM_MEM_READONLY], guest_phys_addr: 0x100000, memory_size: 2MiB, userspace_addr: ram }
-  - create_vcpu: { id: 0 }
-  - guest_read: { vcpu: 0, gpa: 0x100010, size: 4 }
-    expect: { value: 0xcafef00d }
-  - guest_write: { vcpu: 0, gpa: 0x100000, size: 4, value: 0xdeadbeef }
-    expect: { exit: KVM_EXIT_MMIO, mmio: { phys_addr: 0x100000, len: 4, is_write: true, data: 0xdeadbeef } }
-  - set_user_memory_region2: { slot: 1, guest_phys_addr: 0x100000, memory_size: 4KiB, userspace_addr: ram }
-    expect: { errno: EEXIST }
-`,
-);
+const GOOD = file('good.yaml', READONLY_SLOT_SCENARIO);
 const FAILING = file(
   'failing.yaml',
   `name: wrong expectation
