@@ -3,7 +3,6 @@
  * process must end with an exit code in {0, 1, 2}, never by a signal, and never print a stack
  * trace.
  */
-import { existsSync } from 'node:fs';
 import { ccmem as spawnCcmem, type CliRun, type CliSpawnOptions } from '../../test-support/ccmem-process.js';
 
 export { tempDir } from '../../test-support/ccmem-process.js';
@@ -15,5 +14,3 @@ export function ccmem(args: string[], opts: CliSpawnOptions = {}): CliRun {
 
 /** a stack frame line as V8 prints it */
 export const STACK_FRAME = /^\s+at .+(\(|:\d+:\d+)/m;
-
-export const hasKvm = existsSync('/dev/kvm');

@@ -3,18 +3,15 @@
  * ioctl (and never sizes a buffer), and a closed VM / vCPU / /dev/kvm handle never acts on the
  * fd number it had, which the process may have handed to another file since.
  */
-import { existsSync } from 'node:fs';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, expect, it } from 'vitest';
 import { KVM_MEM_LOG_DIRTY_PAGES } from '@ccmem/core';
 import { errnoOf } from '../../../core/src/testing/errno-of.js';
 import { RealKvm, type RealVm } from '../../src/real-kvm.js';
 import { mmap, munmap } from '../../src/host-memory.js';
 import { ArgBuffer } from '../../src/libc.js';
+import { describeWithKvm } from '../../src/testing/kvm-gate.js';
 
-const hasKvm = existsSync('/dev/kvm');
-if (!hasKvm) console.warn('hostile/handles.test.ts: /dev/kvm is missing on this host: every real-KVM test here is SKIPPED');
-
-describe.skipIf(!hasKvm)('RealVm / RealVcpu handles (needs /dev/kvm)', () => {
+describeWithKvm('RealVm / RealVcpu handles (needs /dev/kvm)', () => {
   const open: { kvm: RealKvm; vms: RealVm[] } = { kvm: null as unknown as RealKvm, vms: [] };
   const newVm = () => {
     open.kvm ??= RealKvm.open();
