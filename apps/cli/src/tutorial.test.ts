@@ -33,7 +33,6 @@ function tutorialCommands(): Command[] {
   return out;
 }
 
-
 const commands = tutorialCommands();
 
 describe('docs/tutorial.md', () => {

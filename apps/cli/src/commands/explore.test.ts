@@ -6,7 +6,6 @@ import { bufferIo } from '../io.js';
 import { ccmemInProcess } from '../../test-support/ccmem-in-process.js';
 import { parseDuration, parseShard, progressReporter } from './explore.js';
 
-
 describe('ccmem explore limits', () => {
   it('parses durations and shards', () => {
     expect(parseDuration('90')).toBe(90_000);
