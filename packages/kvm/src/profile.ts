@@ -210,21 +210,25 @@ export function probeUnfaultableHvaEmulatesMmio(kvm: RealKvm): boolean | null {
  * when the host has no binary stats.
  */
 export function probeEmulatedGuestAccesses(kvm: RealKvm): boolean | null {
-  const gpa = 0x1_0000_0000;
+  const vm = kvm.createVm(KVM_X86_DEFAULT_VM);
+  const hva = mmap({ length: 0x1000 });
   try {
-    return withSlotVm(kvm, { length: 0x1000, gpa }, (vm) => {
-      const vcpu = vm.createVcpu(0);
-      return runTinyGuest(vm, vcpu, (guest) => {
-        guest.guestAccess({ kind: 'read', gpa, size: 8 });
-        const before = vcpu.stats().insn_emulation;
-        guest.guestAccess({ kind: 'read', gpa, size: 8 });
-        const after = vcpu.stats().insn_emulation;
-        if (before === undefined || after === undefined) return null;
-        return after > before;
-      });
+    const gpa = 0x1_0000_0000;
+    vm.setUserMemoryRegion({ slot: 0, flags: 0, guest_phys_addr: gpa, memory_size: 0x1000, userspace_addr: hva });
+    const vcpu = vm.createVcpu(0);
+    return runTinyGuest(vm, vcpu, (guest) => {
+      guest.guestAccess({ kind: 'read', gpa, size: 8 });
+      const before = vcpu.stats().insn_emulation;
+      guest.guestAccess({ kind: 'read', gpa, size: 8 });
+      const after = vcpu.stats().insn_emulation;
+      if (before === undefined || after === undefined) return null;
+      return after > before;
     });
   } catch {
     return null;
+  } finally {
+    vm.close();
+    munmap(hva, 0x1000);
   }
 }
 
