@@ -1,4 +1,4 @@
-/** Shared helpers of the benches: medians, least-squares exponents, shuffles, heap sizes. */
+/** Shared helpers of the benches: medians, timed rates, least-squares exponents, shuffles, heap sizes. */
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
@@ -8,6 +8,37 @@ export function median(values: readonly number[]): number {
   const s = [...values].sort((a, b) => a - b);
   const m = s.length >>> 1;
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** one timed run: the amount of work done, its wall-clock and process CPU milliseconds */
+export interface Timed {
+  work: number;
+  ms: number;
+  cpuMs: number;
+}
+
+/** wall-clock and process CPU time of `fn` */
+export function timed(fn: () => void): { ms: number; cpuMs: number } {
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  fn();
+  const ms = performance.now() - t0;
+  const c = process.cpuUsage(c0);
+  return { ms, cpuMs: (c.user + c.system) / 1000 };
+}
+
+/** median of `rounds` timed runs of `once` (which returns the amount of work done), after one warm-up */
+export function medianRate(rounds: number, once: () => Timed): number {
+  once(); // warm-up (JIT)
+  const rates: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const { work, ms, cpuMs } = once();
+    // CCMEM_BENCH_CPU=1: also print the rate by process CPU time (all threads), which a
+    // loaded machine inflates less than wall-clock time
+    if (process.env.CCMEM_BENCH_CPU) console.error(`  round ${r}: ${(work / (ms / 1000)).toPrecision(4)}/s wall, ${(work / (cpuMs / 1000)).toPrecision(4)}/s cpu`);
+    rates.push(work / (ms / 1000));
+  }
+  return median(rates);
 }
 
 /**

@@ -3,37 +3,18 @@
  * switches, explore expectations. Spawned as a process (the source entry, as `pnpm ccmem` runs it).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DOMParser, type Element } from '@xmldom/xmldom';
 import { describe, expect, it } from 'vitest';
+import { parseXml } from '../test-support/parse-xml.js';
+import { FAKE_TARGET, ROOT, SOURCE_ENTRY, childEnv, fakeTargetEnv, ccmem as spawnCcmem, tempDir } from '../test-support/ccmem-process.js';
 
-const ROOT = new URL('../../../', import.meta.url).pathname;
-const FAKE = join(ROOT, 'apps/cli/test-support/fake-target.ts');
 const COMMANDER_ONLY = join(ROOT, 'apps/cli/test-support/commander-only.mjs');
-const ENTRY = ['--conditions=@ccmem/source', '--import', 'tsx', 'apps/cli/src/bin.ts'];
 
-function baseEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const { FORCE_COLOR: _f, NO_COLOR: _n, ...rest } = process.env;
-  return { ...rest, ...extra };
-}
+/** `ccmem <args>` in a child process; `env` replaces NO_COLOR=1 */
+const ccmem = (args: string[], env?: Record<string, string>, nodeArgs?: string[]) => spawnCcmem(args, { ...(env && { env }), ...(nodeArgs && { nodeArgs }) });
 
-function ccmem(args: string[], env: Record<string, string> = { NO_COLOR: '1' }, nodeArgs: string[] = []) {
-  const r = spawnSync(process.execPath, [...nodeArgs, ...ENTRY, ...args], { cwd: ROOT, encoding: 'utf8', env: baseEnv(env) });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-const fake = (extra: Record<string, string> = {}) => ({ NO_COLOR: '1', CCMEM_TARGET_MODULE: FAKE, ...extra });
-
-function parseXml(text: string): Element {
-  const errors: string[] = [];
-  const doc = new DOMParser({ onError: (level, msg) => void (level !== 'warning' && errors.push(msg)) }).parseFromString(text, 'text/xml');
-  expect(errors).toEqual([]);
-  return doc.documentElement!;
-}
-
-const dir = mkdtempSync(join(tmpdir(), 'ccmem-ci-'));
+const { dir } = tempDir('ccmem-ci-');
 const suite = join(dir, 'suite');
 mkdirSync(join(suite, 'memslots'), { recursive: true });
 const GOOD = join(suite, 'memslots', 'good.yaml');
@@ -97,7 +78,7 @@ describe('ccmem in CI', () => {
   });
 
   it('a reader that closes the pipe early (`ccmem matrix | head -1`) ends ccmem quietly', async () => {
-    const child = spawn(process.execPath, [...ENTRY, 'matrix', '--no-kvm'], { cwd: ROOT, env: baseEnv({ NO_COLOR: '1' }), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...SOURCE_ENTRY, 'matrix', '--no-kvm'], { cwd: ROOT, env: childEnv({ NO_COLOR: '1' }), stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const first = await new Promise<string>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(d.toString())));
@@ -107,8 +88,8 @@ describe('ccmem in CI', () => {
     expect(stderr).toBe('');
     expect(code).toBe(0);
     // and in a shell pipeline, as a user types it (pipefail: ccmem's own status counts)
-    const cmd = [process.execPath, ...ENTRY, 'matrix', '--no-kvm'].map((a) => `'${a}'`).join(' ');
-    const sh = spawnSync('bash', ['-o', 'pipefail', '-c', `${cmd} | head -1`], { cwd: ROOT, encoding: 'utf8', env: baseEnv({ NO_COLOR: '1' }) });
+    const cmd = [process.execPath, ...SOURCE_ENTRY, 'matrix', '--no-kvm'].map((a) => `'${a}'`).join(' ');
+    const sh = spawnSync('bash', ['-o', 'pipefail', '-c', `${cmd} | head -1`], { cwd: ROOT, encoding: 'utf8', env: childEnv({ NO_COLOR: '1' }) });
     expect(sh.stdout).toBe('status  vm type       provider     target  scenario\n');
     expect(sh.stderr).toBe('');
     expect(sh.status).toBe(0);
@@ -153,7 +134,7 @@ describe('ccmem in CI', () => {
   });
 
   it('matrix text off a terminal: a header, skip reasons, totals per VM type and target; --fail-on-skip', () => {
-    const r = ccmem(['matrix', '--dir', suite, '--scenario', 'model only', '--scenario', 'readonly*'], fake({ CCMEM_FAKE_TARGETS: 'model,kvm' }));
+    const r = ccmem(['matrix', '--dir', suite, '--scenario', 'model only', '--scenario', 'readonly*'], fakeTargetEnv({ CCMEM_FAKE_TARGETS: 'model,kvm' }));
     expect(r.code).toBe(0);
     const lines = r.stdout.split('\n');
     expect(lines[0]).toBe('status  vm type       provider     target  scenario');
@@ -161,26 +142,26 @@ describe('ccmem in CI', () => {
     expect(r.stdout).toMatch(/^by VM type +passed failed skipped\n {2}default +3 +0 +1$/m);
     expect(r.stdout).toMatch(/^by target +passed failed skipped\n {2}model +2 +0 +0\n {2}kvm +1 +0 +1$/m);
     expect(lines.filter((l) => l !== '').at(-1)).toBe('3 passed, 0 failed, 1 skipped');
-    const strict = ccmem(['matrix', '--dir', suite, '--scenario', 'model only', '--fail-on-skip'], fake({ CCMEM_FAKE_TARGETS: 'model,kvm' }));
+    const strict = ccmem(['matrix', '--dir', suite, '--scenario', 'model only', '--fail-on-skip'], fakeTargetEnv({ CCMEM_FAKE_TARGETS: 'model,kvm' }));
     expect(strict.code).toBe(1);
     expect(strict.stdout).toMatch(/--fail-on-skip: 1 rows skipped/);
-    expect(ccmem(['matrix', '--dir', suite, '--scenario', 'model only', '--target', 'model', '--fail-on-skip'], fake({ CCMEM_FAKE_TARGETS: 'model,kvm' })).code).toBe(0);
+    expect(ccmem(['matrix', '--dir', suite, '--scenario', 'model only', '--target', 'model', '--fail-on-skip'], fakeTargetEnv({ CCMEM_FAKE_TARGETS: 'model,kvm' })).code).toBe(0);
   });
 
   it('run takes directories and globs', () => {
-    const all = ccmem(['run', suite, '--json'], fake());
+    const all = ccmem(['run', suite, '--json'], fakeTargetEnv());
     expect(all.code).toBe(1);
     expect((JSON.parse(all.stdout) as { scenarios: { file: string }[] }).scenarios.map((s) => s.file)).toEqual([FAILING, GOOD, MODEL_ONLY]);
-    const glob = ccmem(['run', join(suite, '**', 'g*.yaml'), '--json'], fake());
+    const glob = ccmem(['run', join(suite, '**', 'g*.yaml'), '--json'], fakeTargetEnv());
     expect(glob.code).toBe(0);
     expect((JSON.parse(glob.stdout) as { scenarios: { file: string }[] }).scenarios.map((s) => s.file)).toEqual([GOOD]);
-    const none = ccmem(['run', join(suite, '*.nothing.yaml')], fake());
+    const none = ccmem(['run', join(suite, '*.nothing.yaml')], fakeTargetEnv());
     expect(none.code).toBe(2);
     expect(none.stderr).toMatch(/no scenario files \(\.yaml, \.yml\) match this glob/);
   });
 
   it('run prints each mismatch once', () => {
-    const r = ccmem(['run', FAILING], fake());
+    const r = ccmem(['run', FAILING], fakeTargetEnv());
     expect(r.code).toBe(1);
     expect(r.stdout).toContain('expected: errno EINVAL, exit KVM_EXIT_MMIO');
     expect(r.stdout).toContain('happened: errno EEXIST');
@@ -191,11 +172,11 @@ describe('ccmem in CI', () => {
   });
 
   it('run --reporter tap on stdout; --reporter junit --output keeps the text on stdout', () => {
-    const tap = ccmem(['run', GOOD, FAILING, '--reporter', 'tap'], fake());
+    const tap = ccmem(['run', GOOD, FAILING, '--reporter', 'tap'], fakeTargetEnv());
     expect(tap.code).toBe(1);
     expect(tap.stdout.split('\n').slice(0, 4)).toEqual(['TAP version 13', '1..2', `ok 1 - ccmem run model: readonly slot write exits to userspace (${GOOD})`, `not ok 2 - ccmem run model: wrong expectation (${FAILING})`]);
     const out = join(dir, 'run.xml');
-    const junit = ccmem(['run', GOOD, FAILING, '--reporter', 'junit', '--output', out], fake());
+    const junit = ccmem(['run', GOOD, FAILING, '--reporter', 'junit', '--output', out], fakeTargetEnv());
     expect(junit.code).toBe(1);
     expect(junit.stdout).toContain('1 passed, 1 failed');
     const root = parseXml(readFileSync(out, 'utf8'));
@@ -203,11 +184,11 @@ describe('ccmem in CI', () => {
     expect(failures).toHaveLength(1);
     expect(failures[0]!.getAttribute('message')).toMatch(/^step 2 set_user_memory_region2 line 7: expected errno EINVAL/);
     expect(failures[0]!.textContent).toContain('happened: errno EEXIST');
-    expect(ccmem(['run', GOOD, '--output', out], fake()).code).toBe(2);
+    expect(ccmem(['run', GOOD, '--output', out], fakeTargetEnv()).code).toBe(2);
   });
 
   it('diff --reporter junit', () => {
-    const r = ccmem(['diff', GOOD, '--reporter', 'junit'], fake({ CCMEM_FAKE_TARGETS: 'model,kvm' }));
+    const r = ccmem(['diff', GOOD, '--reporter', 'junit'], fakeTargetEnv({ CCMEM_FAKE_TARGETS: 'model,kvm' }));
     expect(r.code).toBe(0);
     const root = parseXml(r.stdout);
     expect(root.getAttribute('tests')).toBe('1');
@@ -215,7 +196,7 @@ describe('ccmem in CI', () => {
   });
 
   it('explain --json: every step with its arguments, outcome, rule and kernel events', () => {
-    const r = ccmem(['explain', FAILING, '--json'], fake());
+    const r = ccmem(['explain', FAILING, '--json'], fakeTargetEnv());
     expect(r.code).toBe(1);
     const doc = JSON.parse(r.stdout) as { name: string; pass: boolean; steps: { index: number; op: string; args: Record<string, unknown>; outcome: Record<string, unknown>; events: { name: string }[]; rule?: string; pass: boolean }[] };
     expect(doc).toMatchObject({ name: 'wrong expectation', pass: false, target: 'model' });
@@ -227,10 +208,10 @@ describe('ccmem in CI', () => {
 
   it('colour follows FORCE_COLOR and NO_COLOR', () => {
     const ansi = /\x1b\[/;
-    expect(ccmem(['run', GOOD], { CCMEM_TARGET_MODULE: FAKE }).stdout).not.toMatch(ansi); // not a terminal
-    expect(ccmem(['run', GOOD], { CCMEM_TARGET_MODULE: FAKE, FORCE_COLOR: '1' }).stdout).toMatch(ansi);
-    expect(ccmem(['run', GOOD], { CCMEM_TARGET_MODULE: FAKE, FORCE_COLOR: '1', NO_COLOR: '1' }).stdout).toMatch(ansi);
-    expect(ccmem(['run', GOOD], { CCMEM_TARGET_MODULE: FAKE, FORCE_COLOR: '0' }).stdout).not.toMatch(ansi);
+    expect(ccmem(['run', GOOD], { CCMEM_TARGET_MODULE: FAKE_TARGET }).stdout).not.toMatch(ansi); // not a terminal
+    expect(ccmem(['run', GOOD], { CCMEM_TARGET_MODULE: FAKE_TARGET, FORCE_COLOR: '1' }).stdout).toMatch(ansi);
+    expect(ccmem(['run', GOOD], { CCMEM_TARGET_MODULE: FAKE_TARGET, FORCE_COLOR: '1', NO_COLOR: '1' }).stdout).toMatch(ansi);
+    expect(ccmem(['run', GOOD], { CCMEM_TARGET_MODULE: FAKE_TARGET, FORCE_COLOR: '0' }).stdout).not.toMatch(ansi);
   });
 });
 

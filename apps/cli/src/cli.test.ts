@@ -1,52 +1,15 @@
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { READONLY_SLOT_SCENARIO } from '../../../test-support/readonly-slot-scenario.js';
+import { ccmem as spawnCcmem, fakeTargetEnv, tempDir } from '../test-support/ccmem-process.js';
 
-const ROOT = new URL('../../../', import.meta.url).pathname;
-const FAKE = join(ROOT, 'apps/cli/test-support/fake-target.ts');
+/** `ccmem <args>` in a child process against the fake targets */
+const ccmem = (args: string[], env: Record<string, string> = {}) => spawnCcmem(args, { env: fakeTargetEnv(env) });
 
-/** the environment without colour switches (a developer's FORCE_COLOR would win over NO_COLOR) */
-function withoutColorEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  const { FORCE_COLOR: _f, NO_COLOR: _n, ...rest } = env;
-  return rest;
-}
+const { dir, file } = tempDir('ccmem-cli-');
 
-function ccmem(args: string[], env: Record<string, string> = {}) {
-  const r = spawnSync(process.execPath, ['--conditions=@ccmem/source', '--import', 'tsx', 'apps/cli/src/bin.ts', ...args], {
-    cwd: ROOT,
-    encoding: 'utf8',
-    env: { ...withoutColorEnv(process.env), NO_COLOR: '1', CCMEM_TARGET_MODULE: FAKE, ...env },
-  });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-const dir = mkdtempSync(join(tmpdir(), 'ccmem-cli-'));
-const file = (name: string, text: string) => {
-  const p = join(dir, name);
-  writeFileSync(p, text);
-  return p;
-};
-
-const GOOD = file(
-  'good.yaml',
-  `name: readonly slot write exits to userspace
-vm: { type: default }
-steps:
-  - mmap: { size: 2MiB }
-    as: ram
-  - write: { addr: ram+0x10, size: 4, value: 0xcafef00d }
-  - set_user_memory_region2: { slot: 0, flags: [KVM_MEM_READONLY], guest_phys_addr: 0x100000, memory_size: 2MiB, userspace_addr: ram }
-  - create_vcpu: { id: 0 }
-  - guest_read: { vcpu: 0, gpa: 0x100010, size: 4 }
-    expect: { value: 0xcafef00d }
-  - guest_write: { vcpu: 0, gpa: 0x100000, size: 4, value: 0xdeadbeef }
-    expect: { exit: KVM_EXIT_MMIO, mmio: { phys_addr: 0x100000, len: 4, is_write: true, data: 0xdeadbeef } }
-  - set_user_memory_region2: { slot: 1, guest_phys_addr: 0x100000, memory_size: 4KiB, userspace_addr: ram }
-    expect: { errno: EEXIST }
-`,
-);
+const GOOD = file('good.yaml', READONLY_SLOT_SCENARIO);
 const FAILING = file(
   'failing.yaml',
   `name: wrong expectation

@@ -1,19 +1,11 @@
-import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { ROOT, ccmem } from '../test-support/ccmem-process.js';
 
-const ROOT = new URL('../../../', import.meta.url).pathname;
 const NO_KOFFI = join(ROOT, 'apps/cli/test-support/no-koffi.mjs');
 
 /** the CLI with `koffi` unresolvable: only the kvm target may need it */
-function ccmemWithoutKoffi(args: string[]) {
-  const r = spawnSync(process.execPath, ['--conditions=@ccmem/source', '--import', 'tsx', '--import', NO_KOFFI, 'apps/cli/src/bin.ts', ...args], {
-    cwd: ROOT,
-    encoding: 'utf8',
-    env: { ...process.env, NO_COLOR: '1' },
-  });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const ccmemWithoutKoffi = (args: string[]) => ccmem(args, { nodeArgs: ['--import', NO_KOFFI] });
 
 describe('the model needs no koffi (spawned with koffi unresolvable)', () => {
   it('the hook works: the kvm target cannot load', () => {

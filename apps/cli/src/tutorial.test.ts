@@ -4,12 +4,11 @@
  * where /dev/kvm exists` is checked only on such a host, and elsewhere must end without a crash).
  * The scenario files it uses are checked for what the text says about them.
  */
-import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { ROOT, ccmem } from '../test-support/ccmem-process.js';
 
-const ROOT = new URL('../../../', import.meta.url).pathname;
 const TUTORIAL = readFileSync(join(ROOT, 'docs/tutorial.md'), 'utf8');
 const HAS_KVM = existsSync('/dev/kvm');
 
@@ -32,16 +31,6 @@ function tutorialCommands(): Command[] {
     }
   }
   return out;
-}
-
-function ccmem(args: string[]) {
-  const { FORCE_COLOR: _f, ...env } = process.env;
-  const r = spawnSync(process.execPath, ['--conditions=@ccmem/source', '--import', 'tsx', 'apps/cli/src/bin.ts', ...args], {
-    cwd: ROOT,
-    encoding: 'utf8',
-    env: { ...env, NO_COLOR: '1' },
-  });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
 const commands = tutorialCommands();

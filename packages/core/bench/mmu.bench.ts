@@ -12,7 +12,7 @@
  *   pnpm bench -- --filter vm.bytes
  */
 import type { BenchCase } from '../../../bench/types.js';
-import { getGc, heapBytes, median, shuffled } from '../../../bench/stats.js';
+import { getGc, heapBytes, median, medianRate, shuffled, timed, type Timed } from '../../../bench/stats.js';
 import { Kvm } from '../src/kvm.js';
 import { Process } from '../src/host/process.js';
 import type { Vm } from '../src/vm.js';
@@ -57,36 +57,6 @@ function makeGuest(bytes: number, hugepage: boolean): Guest {
 function destroy(g: Guest, bytes: number): void {
   g.kvm.process.mm.munmap(g.hva, bytes);
   g.vm.release();
-}
-
-interface Timed {
-  work: number;
-  ms: number;
-  cpuMs: number;
-}
-
-/** wall-clock and process CPU time of `fn` */
-function timed(fn: () => void): { ms: number; cpuMs: number } {
-  const c0 = process.cpuUsage();
-  const t0 = performance.now();
-  fn();
-  const ms = performance.now() - t0;
-  const c = process.cpuUsage(c0);
-  return { ms, cpuMs: (c.user + c.system) / 1000 };
-}
-
-/** median of `rounds` timed runs of `once` (which returns the amount of work done), after one warm-up */
-function medianRate(rounds: number, once: () => Timed): number {
-  once(); // warm-up (JIT)
-  const rates: number[] = [];
-  for (let r = 0; r < rounds; r++) {
-    const { work, ms, cpuMs } = once();
-    // CCMEM_BENCH_CPU=1: also print the rate by process CPU time (all threads), which a
-    // loaded machine inflates less than wall-clock time
-    if (process.env.CCMEM_BENCH_CPU) console.error(`  round ${r}: ${(work / (ms / 1000)).toPrecision(4)}/s wall, ${(work / (cpuMs / 1000)).toPrecision(4)}/s cpu`);
-    rates.push(work / (ms / 1000));
-  }
-  return median(rates);
 }
 
 let shuffledPages: Float64Array | null = null;

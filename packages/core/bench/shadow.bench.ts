@@ -17,7 +17,7 @@
  *   pnpm bench -- --filter shadow.
  */
 import type { BenchCase } from '../../../bench/types.js';
-import { median } from '../../../bench/stats.js';
+import { medianRate, timed, type Timed } from '../../../bench/stats.js';
 import { Kvm } from '../src/kvm.js';
 import { Process } from '../src/host/process.js';
 import type { Vm } from '../src/vm.js';
@@ -64,36 +64,6 @@ function destroy(g: Guest): void {
   g.vm.release();
 }
 
-interface Timed {
-  work: number;
-  ms: number;
-}
-
-let lastCpuMs = 0;
-function timed(fn: () => void): number {
-  const c0 = process.cpuUsage();
-  const t0 = performance.now();
-  fn();
-  const ms = performance.now() - t0;
-  const c = process.cpuUsage(c0);
-  lastCpuMs = (c.user + c.system) / 1000;
-  return ms;
-}
-
-/** the median of `rounds` timed runs of `once` (docs/benchmarks.md), after one warm-up */
-function medianRate(rounds: number, once: () => Timed): number {
-  once(); // warm-up (JIT)
-  const rates: number[] = [];
-  for (let r = 0; r < rounds; r++) {
-    const { work, ms } = once();
-    // CCMEM_BENCH_CPU=1: also print the rate by process CPU time, which a loaded machine
-    // inflates less than wall-clock time
-    if (process.env.CCMEM_BENCH_CPU) console.error(`  round ${r}: ${(work / (ms / 1000)).toPrecision(4)}/s wall, ${(work / (lastCpuMs / 1000)).toPrecision(4)}/s cpu`);
-    rates.push(work / (ms / 1000));
-  }
-  return median(rates);
-}
-
 let lastMetadataPer4k = 0;
 
 function fault4k(): Timed {
@@ -101,7 +71,7 @@ function fault4k(): Timed {
   const pages = GiB / PAGE_SIZE;
   const paging = g.vcpu.paging;
   const a = { gva: 0, size: 8, kind: 'read' as const };
-  const ms = timed(() => {
+  const t = timed(() => {
     for (let i = 0; i < pages; i++) {
       a.gva = GVA_BASE + i * PAGE_SIZE;
       const r = paging.access(a);
@@ -112,7 +82,7 @@ function fault4k(): Timed {
   if (mmu.stats.pages_4k !== pages) throw new Error(`expected ${pages} 4K shadow SPTEs, got ${mmu.stats.pages_4k}`);
   lastMetadataPer4k = mmu.metadataBytes() / pages;
   destroy(g);
-  return { work: pages, ms };
+  return { work: pages, ...t };
 }
 
 /** L1 with 64 GiB of hugetlb memory; its EPT maps L2 [0, 64 GiB) at 2M; L2 touches every 2M page */
@@ -139,12 +109,12 @@ function eagerSplit(): Timed {
   }
   const mmu = vm.shadowMmu;
   if (mmu.stats.pages_2m !== huge) throw new Error(`expected ${huge} 2M shadow SPTEs, got ${mmu.stats.pages_2m}`);
-  const ms = timed(() => vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_LOG_DIRTY_PAGES, guest_phys_addr: 0, memory_size: bytes, userspace_addr: hva }));
+  const t = timed(() => vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_LOG_DIRTY_PAGES, guest_phys_addr: 0, memory_size: bytes, userspace_addr: hva }));
   const small = bytes / PAGE_SIZE;
   if (mmu.stats.pages_4k !== small || mmu.stats.pages_2m !== 0) throw new Error(`split left ${JSON.stringify(mmu.stats)}`);
   kvm.process.mm.munmap(hva, bytes + MiB2 * 64);
   vm.release();
-  return { work: small, ms };
+  return { work: small, ...t };
 }
 
 export const benches: BenchCase[] = [

@@ -3,22 +3,14 @@
  * RAM taken contiguously or page by page) and their return, which check refuses a call, the
  * lifetime of the import, and the trace.
  */
-import { ERRNO, KVM_X86_SNP_VM, KVM_X86_TDX_VM, KvmError, PAGE_SIZE, UPSTREAM_PROFILE } from '@ccmem/core';
+import { ERRNO, KVM_X86_SNP_VM, KVM_X86_TDX_VM, PAGE_SIZE, UPSTREAM_PROFILE } from '@ccmem/core';
 import type { GmemPfn } from '@ccmem/core';
 import { describe, expect, it } from 'vitest';
 import { DeviceMemoryRegion, createDeviceFd } from './device-fd.js';
 import { FakeVm, bindSlot, fakeSlot } from './testing/fake-vm.js';
 import type { FakeVmOptions } from './testing/fake-vm.js';
+import { failureOf } from '../../core/src/testing/errno-of.js';
 
-function failure(fn: () => unknown): { code: string; check: string } | null {
-  try {
-    fn();
-    return null;
-  } catch (e) {
-    if (e instanceof KvmError) return { code: e.code, check: e.check };
-    throw e;
-  }
-}
 const pfnOut = (): GmemPfn => ({ pfn: -1, maxOrder: -1 });
 const tdxVm = (extra: FakeVmOptions = {}) => new FakeVm({ vmType: KVM_X86_TDX_VM, hasPrivateMem: true, withBackend: true, ...extra });
 const events = (vm: FakeVm, name: string) => vm.events.filter((e) => e.name === name).map((e) => e.fields);
@@ -27,7 +19,7 @@ describe('DeviceMemoryRegion frames', () => {
   it('size must be a positive multiple of PAGE_SIZE', () => {
     const vm = tdxVm();
     for (const size of [0, -PAGE_SIZE, 100, PAGE_SIZE + 1, Number.NaN]) {
-      expect(failure(() => new DeviceMemoryRegion(vm.phys, { size }))).toEqual({
+      expect(failureOf(() => new DeviceMemoryRegion(vm.phys, { size }))).toEqual({
         code: 'EINVAL',
         check: 'device region: size must be a positive multiple of PAGE_SIZE',
       });
@@ -105,7 +97,7 @@ describe('device fd: which check refuses a call', () => {
     const vm = tdxVm();
     const region = new DeviceMemoryRegion(vm.phys, { size: 2 * PAGE_SIZE });
     for (const size of [0, -PAGE_SIZE, 100, PAGE_SIZE + 1, 3 * PAGE_SIZE]) {
-      expect(failure(() => createDeviceFd(vm, { region, size }))).toEqual({
+      expect(failureOf(() => createDeviceFd(vm, { region, size }))).toEqual({
         code: 'EINVAL',
         check: 'device fd: size must be a positive multiple of PAGE_SIZE within the region',
       });
@@ -116,7 +108,7 @@ describe('device fd: which check refuses a call', () => {
   it('bind: the offset is checked for range and alignment first, then for being 0', () => {
     const vm = tdxVm();
     const d = createDeviceFd(vm, { size: 4 * PAGE_SIZE });
-    const bind = (offset: number, npages = 1) => failure(() => bindSlot({ id: 1, baseGfn: 0, npages, file: d, offset }))?.check ?? null;
+    const bind = (offset: number, npages = 1) => failureOf(() => bindSlot({ id: 1, baseGfn: 0, npages, file: d, offset }))?.check ?? null;
     const range = 'device fd bind: offset < 0, unaligned, or offset + size > region size';
     expect(bind(-PAGE_SIZE)).toBe(range);
     expect(bind(100)).toBe(range);
@@ -125,7 +117,7 @@ describe('device fd: which check refuses a call', () => {
     expect(bind(0, 5)).toBe(range);
     expect(bind(PAGE_SIZE)).toBe('device fd bind: offset must be 0 (vfio_dmabuf RFC)');
     expect(bind(0, 4)).toBeNull();
-    expect(failure(() => bindSlot({ id: 2, baseGfn: 8, npages: 1, file: d }))).toEqual({
+    expect(failureOf(() => bindSlot({ id: 2, baseGfn: 8, npages: 1, file: d }))).toEqual({
       code: UPSTREAM_PROFILE.gmemBindOverlapErrno,
       check: 'device fd bind: page already bound to another memslot',
     });
@@ -134,7 +126,7 @@ describe('device fd: which check refuses a call', () => {
   it('a VM type whose private pages need gmem_prepare (SEV-SNP) cannot bind a device fd', () => {
     const vm = new FakeVm({ vmType: KVM_X86_SNP_VM, hasPrivateMem: true, withBackend: true, prepareRequired: true });
     const d = createDeviceFd(vm, { size: PAGE_SIZE });
-    const e = failure(() => bindSlot({ id: 1, baseGfn: 0, npages: 1, file: d }));
+    const e = failureOf(() => bindSlot({ id: 1, baseGfn: 0, npages: 1, file: d }));
     expect(e?.code).toBe('EINVAL');
     expect(e?.check).toMatch(/the fake VM type needs gmem_prepare/);
     expect(d.boundRanges()).toEqual([]);
@@ -165,7 +157,7 @@ describe('device fd: the import and its end', () => {
     const d = createDeviceFd(vm, { size: PAGE_SIZE });
     d.release();
     expect(d.live).toBe(false);
-    expect(failure(() => bindSlot({ id: 1, baseGfn: 0, npages: 1, file: d }))).toEqual({ code: 'EBADF', check: 'device fd: fget' });
+    expect(failureOf(() => bindSlot({ id: 1, baseGfn: 0, npages: 1, file: d }))).toEqual({ code: 'EBADF', check: 'device fd: fget' });
     expect(() => d.release()).toThrow('device fd closed twice');
     expect(events(vm, 'kvm_device_fd_release')).toHaveLength(1);
   });

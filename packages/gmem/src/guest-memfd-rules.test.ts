@@ -17,7 +17,6 @@ import {
   KVM_X86_SEV_VM,
   KVM_X86_SNP_VM,
   KVM_X86_TDX_VM,
-  KvmError,
   MPOL_BIND,
   MPOL_INTERLEAVE,
   PAGE_SIZE,
@@ -30,6 +29,7 @@ import { InvalidateLockBusyError } from './invalidate-lock.js';
 import { PAGE_HWPOISON, PAGE_PREPARED, PAGE_UPTODATE } from './page-store.js';
 import { FakeVm, bindSlot, fakeSlot } from './testing/fake-vm.js';
 import type { FakeVmOptions } from './testing/fake-vm.js';
+import { failureOf } from '../../core/src/testing/errno-of.js';
 
 const KEEP = FALLOC_FL_KEEP_SIZE;
 const PUNCH = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE;
@@ -45,21 +45,6 @@ const INSERT = 0x20;
 const UNSHARE = 0x40;
 const WRITE_ZEROES = 0x80;
 
-/** the KvmError a call throws (null if none) */
-function kvmError(fn: () => unknown): KvmError | null {
-  try {
-    fn();
-    return null;
-  } catch (e) {
-    if (e instanceof KvmError) return e;
-    throw e;
-  }
-}
-/** errno name and failing check of a call, or null */
-function failure(fn: () => unknown): { code: string; check: string } | null {
-  const e = kvmError(fn);
-  return e && { code: e.code, check: e.check };
-}
 const pfnOut = (): GmemPfn => ({ pfn: -1, maxOrder: -1 });
 const snpVm = (extra: FakeVmOptions = {}) => new FakeVm({ vmType: KVM_X86_SNP_VM, hasPrivateMem: true, withBackend: true, ...extra });
 const gmem = (vm: FakeVm, pages = 4, flags = 0) => guestMemfdFactory.create(vm, { size: pages * PAGE_SIZE, flags });
@@ -91,8 +76,8 @@ describe('hasBitsOutside (u64 flag words)', () => {
 
   it('KVM_CREATE_GUEST_MEMFD with flags -1 or 2^63 is EINVAL (flags is a u64)', () => {
     const vm = new FakeVm();
-    expect(failure(() => guestMemfdFactory.create(vm, { size: PAGE_SIZE, flags: -1 }))?.code).toBe('EINVAL');
-    expect(failure(() => guestMemfdFactory.create(vm, { size: PAGE_SIZE, flags: 2 ** 63 }))?.code).toBe('EINVAL');
+    expect(failureOf(() => guestMemfdFactory.create(vm, { size: PAGE_SIZE, flags: -1 }))?.code).toBe('EINVAL');
+    expect(failureOf(() => guestMemfdFactory.create(vm, { size: PAGE_SIZE, flags: 2 ** 63 }))?.code).toBe('EINVAL');
   });
 });
 
@@ -108,12 +93,12 @@ describe('supported flags of non-default VM types (kvm_gmem_get_supported_flags)
 describe('KVM_CREATE_GUEST_MEMFD: which check fails, and the trace', () => {
   it('each HugeTLB refusal names its check; a created file is traced with its inode, size and flags', () => {
     const vm = new FakeVm();
-    expect(failure(() => guestMemfdFactory.create(vm, { size: HPAGE * PAGE_SIZE, flags: GUESTMEM_HUGETLB_FLAG_2MB }))).toEqual({
+    expect(failureOf(() => guestMemfdFactory.create(vm, { size: HPAGE * PAGE_SIZE, flags: GUESTMEM_HUGETLB_FLAG_2MB }))).toEqual({
       code: 'EINVAL',
       check: expect.stringContaining('HugeTLB page size other than 2 MiB'),
     });
-    expect(failure(() => guestMemfdFactory.create(vm, { size: HPAGE * PAGE_SIZE, flags: GUEST_MEMFD_FLAG_HUGETLB }))?.check).toMatch(/without a page size/);
-    expect(failure(() => guestMemfdFactory.create(vm, { size: PAGE_SIZE, flags: HUGE }))?.check).toMatch(/not a multiple of the 2 MiB HugeTLB page/);
+    expect(failureOf(() => guestMemfdFactory.create(vm, { size: HPAGE * PAGE_SIZE, flags: GUEST_MEMFD_FLAG_HUGETLB }))?.check).toMatch(/without a page size/);
+    expect(failureOf(() => guestMemfdFactory.create(vm, { size: PAGE_SIZE, flags: HUGE }))?.check).toMatch(/not a multiple of the 2 MiB HugeTLB page/);
     const f = gmem(vm, 2, MMAP);
     expect(events(vm, 'kvm_gmem_create')).toEqual([{ ino: f.ino, size: 2 * PAGE_SIZE, flags: MMAP }]);
   });
@@ -127,7 +112,7 @@ describe('KVM_CREATE_GUEST_MEMFD: which check fails, and the trace', () => {
   it('npages is i_size in pages; fstat / ftruncate', () => {
     const f = gmem(new FakeVm(), 6);
     expect(f.npages).toBe(6);
-    expect(failure(() => f.ftruncate(0))).toEqual({ code: 'EINVAL', check: 'kvm_gmem_setattr: guest_memfd size is immutable' });
+    expect(failureOf(() => f.ftruncate(0))).toEqual({ code: 'EINVAL', check: 'kvm_gmem_setattr: guest_memfd size is immutable' });
   });
 });
 
@@ -144,7 +129,7 @@ describe('file I/O of the pseudo file', () => {
       [() => f.fileRead(8, 0), 'ESPIPE'],
       [() => f.fileWrite(8, 0), 'ESPIPE'],
     ] as const) {
-      const e = failure(fn);
+      const e = failureOf(fn);
       expect(e?.code).toBe(code);
       expect(e?.check).toMatch(/guest_memfd/);
     }
@@ -179,19 +164,19 @@ describe('binding: which check fails, and the trace', () => {
   it('each refusal names its check: fget after close, offset, folio alignment, overlap', () => {
     const vm = new FakeVm();
     const f = gmem(vm, 4);
-    expect(failure(() => bindSlot({ id: 1, baseGfn: 0, npages: 1, file: f, offset: -PAGE_SIZE }))?.check).toBe(
+    expect(failureOf(() => bindSlot({ id: 1, baseGfn: 0, npages: 1, file: f, offset: -PAGE_SIZE }))?.check).toBe(
       'kvm_gmem_bind: offset < 0, unaligned, or offset + size > i_size',
     );
-    expect(failure(() => bindSlot({ id: 1, baseGfn: 0, npages: 1, file: f, offset: LOFF_NEGATIVE }))?.code).toBe('EINVAL');
+    expect(failureOf(() => bindSlot({ id: 1, baseGfn: 0, npages: 1, file: f, offset: LOFF_NEGATIVE }))?.code).toBe('EINVAL');
     bindSlot({ id: 1, baseGfn: 0, npages: 2, file: f });
-    expect(failure(() => bindSlot({ id: 2, baseGfn: 8, npages: 2, file: f, offset: PAGE_SIZE }))).toEqual({
+    expect(failureOf(() => bindSlot({ id: 2, baseGfn: 8, npages: 2, file: f, offset: PAGE_SIZE }))).toEqual({
       code: UPSTREAM_PROFILE.gmemBindOverlapErrno,
       check: 'kvm_gmem_bind: page already bound to another memslot',
     });
     f.release();
-    expect(failure(() => bindSlot({ id: 3, baseGfn: 0, npages: 1, file: f }))).toEqual({ code: 'EBADF', check: 'kvm_gmem_bind: fget' });
+    expect(failureOf(() => bindSlot({ id: 3, baseGfn: 0, npages: 1, file: f }))).toEqual({ code: 'EBADF', check: 'kvm_gmem_bind: fget' });
     const h = guestMemfdFactory.create(vm, { size: 2 * HPAGE * PAGE_SIZE, flags: HUGE });
-    expect(failure(() => bindSlot({ id: 4, baseGfn: 0, npages: 1, file: h, offset: PAGE_SIZE }))?.check).toMatch(/2 MiB folio size/);
+    expect(failureOf(() => bindSlot({ id: 4, baseGfn: 0, npages: 1, file: h, offset: PAGE_SIZE }))?.check).toMatch(/2 MiB folio size/);
   });
 });
 
@@ -342,12 +327,12 @@ describe('fallocate: vfs_fallocate() mode checks before the size check, kvm_gmem
     ['an unknown bit', 0x100, 'EOPNOTSUPP'],
   ])('%s with offset + len = 2^63', (_name, mode, code) => {
     const f = gmem(new FakeVm(), 1);
-    expect(failure(() => f.fallocate(mode, big, big))?.code).toBe(code);
+    expect(failureOf(() => f.fallocate(mode, big, big))?.code).toBe(code);
   });
 
   it('each EOPNOTSUPP names the check that refused the mode', () => {
     const f = gmem(new FakeVm(), 1);
-    const check = (mode: number) => failure(() => f.fallocate(mode, 0, PAGE_SIZE))?.check;
+    const check = (mode: number) => failureOf(() => f.fallocate(mode, 0, PAGE_SIZE))?.check;
     expect(check(0x100)).toBe('vfs_fallocate: unknown mode bits');
     expect(check(FALLOC_FL_PUNCH_HOLE)).toBe('vfs_fallocate: FALLOC_FL_PUNCH_HOLE without FALLOC_FL_KEEP_SIZE');
     expect(check(COLLAPSE | KEEP)).toBe('vfs_fallocate: this mode with FALLOC_FL_KEEP_SIZE');
@@ -360,13 +345,13 @@ describe('fallocate: vfs_fallocate() mode checks before the size check, kvm_gmem
 
   it('an offset or len of 2^63 (a negative loff_t) is EINVAL, not EFBIG', () => {
     const f = gmem(new FakeVm(), 1);
-    expect(failure(() => f.fallocate(KEEP, LOFF_NEGATIVE, PAGE_SIZE))?.code).toBe('EINVAL');
-    expect(failure(() => f.fallocate(KEEP, 0, LOFF_NEGATIVE))?.code).toBe('EINVAL');
+    expect(failureOf(() => f.fallocate(KEEP, LOFF_NEGATIVE, PAGE_SIZE))?.code).toBe('EINVAL');
+    expect(failureOf(() => f.fallocate(KEEP, 0, LOFF_NEGATIVE))?.code).toBe('EINVAL');
   });
 
   it('a HugeTLB file allocates and punches whole 2 MiB folios: offset and len both aligned', () => {
     const f = guestMemfdFactory.create(new FakeVm(), { size: 4 * HPAGE * PAGE_SIZE, flags: HUGE });
-    const check = (offset: number, len: number) => failure(() => f.fallocate(KEEP, offset, len))?.check ?? null;
+    const check = (offset: number, len: number) => failureOf(() => f.fallocate(KEEP, offset, len))?.check ?? null;
     expect(check(PAGE_SIZE, HPAGE * PAGE_SIZE)).toMatch(/2 MiB folio size/);
     expect(check(0, PAGE_SIZE)).toMatch(/2 MiB folio size/);
     expect(check(HPAGE * PAGE_SIZE, HPAGE * PAGE_SIZE)).toBeNull();

@@ -17,6 +17,7 @@ import {
   type GmemPfn,
 } from '@ccmem/core';
 import { describe, expect, it } from 'vitest';
+import { errnoOf } from '../../core/src/testing/errno-of.js';
 import { GMEM_HUGETLB_2M_ORDER, GuestMemfd, guestMemfdFactory } from './guest-memfd.js';
 
 const MiB = 2 ** 20;
@@ -29,14 +30,6 @@ function setup(profile = 'upstream') {
   const vm = kvm.createVm({ type: KVM_X86_SW_PROTECTED_VM });
   return { kvm, vm };
 }
-const errnoOf = (fn: () => unknown): string | null => {
-  try {
-    fn();
-    return null;
-  } catch (e) {
-    return (e as { code?: string }).code ?? 'thrown';
-  }
-};
 
 describe('guest_memfd with 2 MiB HugeTLB folios', () => {
   it('creation: the flag needs the 2 MiB size and a 2 MiB multiple; it is not in KVM_CAP_GUEST_MEMFD_FLAGS; not in v6.18', () => {

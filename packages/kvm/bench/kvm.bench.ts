@@ -22,6 +22,22 @@ import { mmap, munmap } from '../src/host-memory.js';
 const MiB = 0x10_0000;
 const SLOT_SIZE = 2 * MiB;
 
+/** ms for `nslots` KVM_SET_USER_MEMORY_REGION creations of 2 MiB slots over [hva, ...), then as many deletions */
+function timeCreateDelete(vm: { setUserMemoryRegion(region: { slot: number; flags: number; guest_phys_addr: number; memory_size: number; userspace_addr: number }): void }, nslots: number, hva: number): number {
+  const region = { slot: 0, flags: 0, guest_phys_addr: 0, memory_size: SLOT_SIZE, userspace_addr: 0 };
+  const t0 = performance.now();
+  for (const memorySize of [SLOT_SIZE, 0]) {
+    region.memory_size = memorySize;
+    for (let i = 0; i < nslots; i++) {
+      region.slot = i;
+      region.guest_phys_addr = i * SLOT_SIZE;
+      region.userspace_addr = hva + i * SLOT_SIZE;
+      vm.setUserMemoryRegion(region);
+    }
+  }
+  return performance.now() - t0;
+}
+
 /** ms for KVM_CAP_NR_MEMSLOTS (32764 on x86) slot creations plus as many deletions */
 export function measureRealMemslotCreateDelete(): number {
   const kvm = RealKvm.open();
@@ -30,22 +46,7 @@ export function measureRealMemslotCreateDelete(): number {
   const length = nslots * SLOT_SIZE;
   const hva = mmap({ length, noreserve: true });
   try {
-    const region = { slot: 0, flags: 0, guest_phys_addr: 0, memory_size: SLOT_SIZE, userspace_addr: 0 };
-    const t0 = performance.now();
-    for (let i = 0; i < nslots; i++) {
-      region.slot = i;
-      region.guest_phys_addr = i * SLOT_SIZE;
-      region.userspace_addr = hva + i * SLOT_SIZE;
-      vm.setUserMemoryRegion(region);
-    }
-    region.memory_size = 0;
-    for (let i = 0; i < nslots; i++) {
-      region.slot = i;
-      region.guest_phys_addr = i * SLOT_SIZE;
-      region.userspace_addr = hva + i * SLOT_SIZE;
-      vm.setUserMemoryRegion(region);
-    }
-    return performance.now() - t0;
+    return timeCreateDelete(vm, nslots, hva);
   } finally {
     vm.close();
     kvm.close();
@@ -81,22 +82,7 @@ export function measureModelMemslotCreateDelete(nslots = 32764): number {
   const vm = kvm.createVm();
   const length = nslots * SLOT_SIZE;
   const hva = kvm.process.mm.mmap({ length, prot: { read: true, write: true }, shared: false });
-  const region = { slot: 0, flags: 0, guest_phys_addr: 0, memory_size: SLOT_SIZE, userspace_addr: 0 };
-  const t0 = performance.now();
-  for (let i = 0; i < nslots; i++) {
-    region.slot = i;
-    region.guest_phys_addr = i * SLOT_SIZE;
-    region.userspace_addr = hva + i * SLOT_SIZE;
-    vm.setUserMemoryRegion(region);
-  }
-  region.memory_size = 0;
-  for (let i = 0; i < nslots; i++) {
-    region.slot = i;
-    region.guest_phys_addr = i * SLOT_SIZE;
-    region.userspace_addr = hva + i * SLOT_SIZE;
-    vm.setUserMemoryRegion(region);
-  }
-  return performance.now() - t0;
+  return timeCreateDelete(vm, nslots, hva);
 }
 
 /** pages/s for the model's vCPU storing one byte to every 4 KiB page of `bytes` of fresh memory */

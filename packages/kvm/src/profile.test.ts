@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { release } from 'node:os';
 import { KVM_CAP_NR_MEMSLOTS } from '@ccmem/core';
 import { RealKvm } from './real-kvm.js';

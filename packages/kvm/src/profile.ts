@@ -13,11 +13,8 @@ import {
   KVM_CAP_GUEST_MEMFD,
   KVM_CAP_GUEST_MEMFD_FLAGS,
   KVM_CAP_MAX_VCPUS,
-  KVM_CAP_MEMORY_ATTRIBUTES,
-  KVM_CAP_MULTI_ADDRESS_SPACE,
   KVM_CAP_PRE_FAULT_MEMORY,
   KVM_CAP_USER_MEMORY2,
-  KVM_CAP_VM_TYPES,
   GUEST_MEMFD_FLAG_INIT_SHARED,
   GUEST_MEMFD_FLAG_MMAP,
   KVM_MEM_GUEST_MEMFD,
@@ -26,9 +23,36 @@ import {
   type KernelProfile,
 } from '@ccmem/core';
 import { close, mmap, munmap, read, write } from './host-memory.js';
-import { installGuest } from './guest.js';
+import { installGuest, type TinyGuest } from './guest.js';
 import { RealKvm, type RealVm } from './real-kvm.js';
+import type { RealVcpu } from './vcpu.js';
 import { hiddenCapabilities, readKvmModuleFacts } from './host-facts.js';
+
+/** The tiny guest on `vcpu` of `vm`: `run(guest)`, then the guest's own slot is removed again. */
+function runTinyGuest<T>(vm: RealVm, vcpu: RealVcpu, run: (guest: TinyGuest) => T): T {
+  const guest = installGuest(vm, vcpu);
+  try {
+    return run(guest);
+  } finally {
+    guest.uninstall();
+  }
+}
+
+/**
+ * A default VM whose slot 0 is `length` bytes of fresh anonymous memory (mapped with `prot`,
+ * read/write by default) at `gpa`: `body(vm, hva)`, then the VM is closed and the memory unmapped.
+ */
+function withSlotVm<T>(kvm: RealKvm, slot: { length: number; gpa: number; flags?: number; prot?: number }, body: (vm: RealVm, hva: number) => T): T {
+  const vm = kvm.createVm(KVM_X86_DEFAULT_VM);
+  const hva = mmap({ length: slot.length, ...(slot.prot !== undefined && { prot: slot.prot }) });
+  try {
+    vm.setUserMemoryRegion({ slot: 0, flags: slot.flags ?? 0, guest_phys_addr: slot.gpa, memory_size: slot.length, userspace_addr: hva });
+    return body(vm, hva);
+  } finally {
+    vm.close();
+    munmap(hva, slot.length);
+  }
+}
 
 /**
  * The largest gfn a memslot may reach on this host (kvm_arch_prepare_memory_region():
@@ -150,13 +174,7 @@ export function probeGmemOnlySharedFaults(kvm: RealKvm): boolean | null {
       write(hva, 8, marker);
       const gpa = 0x1_0000_0000;
       vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: gpa, memory_size: 0x1000, userspace_addr: hva, guest_memfd: gmem, guest_memfd_offset: 0 });
-      const guest = installGuest(vm, vm.createVcpu(0));
-      let r;
-      try {
-        r = guest.guestAccess({ kind: 'read', gpa, size: 8 });
-      } finally {
-        guest.uninstall();
-      }
+      const r = runTinyGuest(vm, vm.createVcpu(0), (guest) => guest.guestAccess({ kind: 'read', gpa, size: 8 }));
       if (r.value === marker) return false;
       if (r.value === 0n) return true;
       return null;
@@ -175,25 +193,13 @@ export function probeGmemOnlySharedFaults(kvm: RealKvm): boolean | null {
  * KVM_EXIT_MMIO (emulated) rather than KVM_RUN failing EFAULT with KVM_EXIT_MEMORY_FAULT.
  */
 export function probeUnfaultableHvaEmulatesMmio(kvm: RealKvm): boolean | null {
-  const vm = kvm.createVm(KVM_X86_DEFAULT_VM);
-  const hva = mmap({ length: 0x1000, prot: 0 });
-  try {
-    const gpa = 0x1_0000_0000;
-    vm.setUserMemoryRegion({ slot: 0, flags: 0, guest_phys_addr: gpa, memory_size: 0x1000, userspace_addr: hva });
-    const guest = installGuest(vm, vm.createVcpu(0));
-    let r;
-    try {
-      r = guest.guestAccess({ kind: 'read', gpa, size: 8 });
-    } finally {
-      guest.uninstall();
-    }
+  const gpa = 0x1_0000_0000;
+  return withSlotVm(kvm, { length: 0x1000, gpa, prot: 0 }, (vm) => {
+    const r = runTinyGuest(vm, vm.createVcpu(0), (guest) => guest.guestAccess({ kind: 'read', gpa, size: 8 }));
     if (r.exit?.reason === 'KVM_EXIT_MMIO') return true;
     if (r.errno === 'EFAULT') return false;
     return null;
-  } finally {
-    vm.close();
-    munmap(hva, 0x1000);
-  }
+  });
 }
 
 /**
@@ -210,17 +216,14 @@ export function probeEmulatedGuestAccesses(kvm: RealKvm): boolean | null {
     const gpa = 0x1_0000_0000;
     vm.setUserMemoryRegion({ slot: 0, flags: 0, guest_phys_addr: gpa, memory_size: 0x1000, userspace_addr: hva });
     const vcpu = vm.createVcpu(0);
-    const guest = installGuest(vm, vcpu);
-    try {
+    return runTinyGuest(vm, vcpu, (guest) => {
       guest.guestAccess({ kind: 'read', gpa, size: 8 });
       const before = vcpu.stats().insn_emulation;
       guest.guestAccess({ kind: 'read', gpa, size: 8 });
       const after = vcpu.stats().insn_emulation;
       if (before === undefined || after === undefined) return null;
       return after > before;
-    } finally {
-      guest.uninstall();
-    }
+    });
   } catch {
     return null;
   } finally {
@@ -235,24 +238,14 @@ export function probeEmulatedGuestAccesses(kvm: RealKvm): boolean | null {
  * module's shadow MMU keeps them at 0).
  */
 export function probePageStats(kvm: RealKvm): boolean | null {
-  const vm = kvm.createVm(KVM_X86_DEFAULT_VM);
-  const hva = mmap({ length: 0x1000 });
-  try {
-    const gpa = 0x1_0000_0000;
-    vm.setUserMemoryRegion({ slot: 0, flags: 0, guest_phys_addr: gpa, memory_size: 0x1000, userspace_addr: hva });
-    const guest = installGuest(vm, vm.createVcpu(0));
-    try {
-      const r = guest.guestAccess({ kind: 'read', gpa, size: 8 });
-      if (r.value === undefined) return null;
-    } finally {
-      guest.uninstall();
-    }
+  const gpa = 0x1_0000_0000;
+  return withSlotVm(kvm, { length: 0x1000, gpa }, (vm) => {
+    const r = runTinyGuest(vm, vm.createVcpu(0), (guest) => guest.guestAccess({ kind: 'read', gpa, size: 8 }));
+    if (r.value === undefined) return null;
+    // read once the guest's own slot is gone: only the leaves of slot 0 are left to count
     const st = vm.stats();
     return (st.pages_4k ?? 0) + (st.pages_2m ?? 0) + (st.pages_1g ?? 0) > 0;
-  } finally {
-    vm.close();
-    munmap(hva, 0x1000);
-  }
+  });
 }
 
 /**
@@ -277,13 +270,10 @@ export function probeDirtyRing(kvm: RealKvm): Pick<KernelProfile, 'dirtyRing' | 
     const gpa = 0x4000_0000;
     vm.setUserMemoryRegion({ slot: 0, flags: KVM_MEM_LOG_DIRTY_PAGES, guest_phys_addr: gpa, memory_size: 0x200000, userspace_addr: hva });
     const vcpu = vm.createVcpu(0);
-    const guest = installGuest(vm, vcpu);
-    try {
+    runTinyGuest(vm, vcpu, (guest) => {
       guest.guestAccess({ kind: 'write', gpa, size: 8, value: 1n });
       guest.guestAccess({ kind: 'write', gpa, size: 8, value: 2n });
-    } finally {
-      guest.uninstall();
-    }
+    });
     const words = vcpu.dirtyRingWords()!;
     let pushed = 0;
     while (pushed < 4 && words[pushed * 4] === KVM_DIRTY_GFN_F_DIRTY) pushed++;
@@ -314,13 +304,7 @@ function probeSoftFullAtLimit(kvm: RealKvm): boolean {
       const gpa = 0x4000_0000;
       vm.setUserMemoryRegion({ slot: 0, flags: KVM_MEM_LOG_DIRTY_PAGES, guest_phys_addr: gpa, memory_size: size, userspace_addr: hva });
       const vcpu = vm.createVcpu(0);
-      const guest = installGuest(vm, vcpu);
-      let r;
-      try {
-        r = guest.touchRange(gpa, size, 7n);
-      } finally {
-        guest.uninstall();
-      }
+      const r = runTinyGuest(vm, vcpu, (guest) => guest.touchRange(gpa, size, 7n));
       const words = vcpu.dirtyRingWords()!;
       let pushed = 0;
       while (pushed < 1024 && words[pushed * 4] === KVM_DIRTY_GFN_F_DIRTY) pushed++;
@@ -341,25 +325,13 @@ function probeSoftFullAtLimit(kvm: RealKvm): boolean {
  * logged: KVM_GET_DIRTY_LOG after one read.
  */
 export function probeReadFaultLogsWritablePage(kvm: RealKvm): boolean | null {
-  const vm = kvm.createVm(KVM_X86_DEFAULT_VM);
-  const hva = mmap({ length: 0x10000 });
-  try {
+  const gpa = 0x4000_0000;
+  return withSlotVm(kvm, { length: 0x10000, gpa, flags: KVM_MEM_LOG_DIRTY_PAGES }, (vm, hva) => {
     write(hva + 0x1000, 8, 0x1234n);
-    const gpa = 0x4000_0000;
-    vm.setUserMemoryRegion({ slot: 0, flags: KVM_MEM_LOG_DIRTY_PAGES, guest_phys_addr: gpa, memory_size: 0x10000, userspace_addr: hva });
-    const guest = installGuest(vm, vm.createVcpu(0));
-    let r;
-    try {
-      r = guest.guestAccess({ kind: 'read', gpa: gpa + 0x1000, size: 8 });
-    } finally {
-      guest.uninstall();
-    }
+    const r = runTinyGuest(vm, vm.createVcpu(0), (guest) => guest.guestAccess({ kind: 'read', gpa: gpa + 0x1000, size: 8 }));
     if (r.value !== 0x1234n) return null;
     return (vm.getDirtyLog({ slot: 0 })[0]! & 0x2) !== 0;
-  } finally {
-    vm.close();
-    munmap(hva, 0x10000);
-  }
+  });
 }
 
 /** The profile this host's kernel follows, named `host-<uname -r>`. */

@@ -18,6 +18,7 @@ import {
 import { RealKvm, type RealVm } from './real-kvm.js';
 import { close, fallocate, mmap, munmap, touchFileInChild } from './host-memory.js';
 import { describeWithKvm } from './testing/kvm-gate.js';
+import { errnoOf } from '../../core/src/testing/errno-of.js';
 
 const hasKvm = existsSync('/dev/kvm');
 const MiB = 0x10_0000;
@@ -71,12 +72,7 @@ describeWithKvm('real memslots and guest_memfd (needs /dev/kvm)', () => {
     expect(vm.checkExtension(KVM_CAP_NR_MEMSLOTS)).toBe(KVM_USER_MEM_SLOTS);
     // KVM_CAP_USER_MEMORY2 answers 1 exactly when the ioctl exists: deleting a slot that does
     // not exist is EINVAL from kvm_set_memory_region(), ENOTTY from a kernel without the ioctl
-    let v2 = true;
-    try {
-      vm.setUserMemoryRegion2({ slot: 9, flags: 0, guest_phys_addr: 0, memory_size: 0, userspace_addr: 0 });
-    } catch (e) {
-      v2 = (e as { code?: string }).code !== 'ENOTTY';
-    }
+    const v2 = errnoOf(() => vm.setUserMemoryRegion2({ slot: 9, flags: 0, guest_phys_addr: 0, memory_size: 0, userspace_addr: 0 })) !== 'ENOTTY';
     expect(vm.checkExtension(KVM_CAP_USER_MEMORY2)).toBe(v2 ? 1 : 0);
     // KVM_CAP_GUEST_MEMFD answers what KVM_CREATE_GUEST_MEMFD does
     expect(vm.checkExtension(KVM_CAP_GUEST_MEMFD)).toBe(hasGmem ? 1 : 0);
@@ -133,12 +129,7 @@ describeWithKvm('real memslots and guest_memfd (needs /dev/kvm)', () => {
       const base = { flags: KVM_MEM_GUEST_MEMFD, memory_size: MiB, userspace_addr: hva, guest_memfd: gmem };
       vm.setUserMemoryRegion2({ ...base, slot: 1, guest_phys_addr: 0, guest_memfd_offset: 0 });
       // the same file pages bound to a second slot: EINVAL before 7ea987a9, EEXIST after
-      let overlap = '';
-      try {
-        vm.setUserMemoryRegion2({ ...base, slot: 2, guest_phys_addr: 4 * MiB, guest_memfd_offset: MiB / 2 });
-      } catch (e) {
-        overlap = (e as { code: string }).code;
-      }
+      const overlap = errnoOf(() => vm.setUserMemoryRegion2({ ...base, slot: 2, guest_phys_addr: 4 * MiB, guest_memfd_offset: MiB / 2 }));
       expect(['EINVAL', 'EEXIST']).toContain(overlap);
       // beyond the file's size
       expect(() => vm.setUserMemoryRegion2({ ...base, slot: 2, guest_phys_addr: 4 * MiB, guest_memfd_offset: 2 * MiB })).toThrow(

@@ -81,7 +81,6 @@ import {
   unsupported,
   type HandlerTable,
   type Outcome,
-  type ResolvedStep,
   type RunContext,
   type Support,
   type Target,

@@ -1,22 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { formatPath, parseScenario, tryParseScenario, ScenarioParseError, type ScenarioError } from './parse.js';
 import { OP_NAMES } from './schema.js';
-
-const ISSUE_EXAMPLE = `name: readonly slot write exits to userspace
-vm: { type: default }
-steps:
-  - mmap: { size: 2MiB }
-    as: ram
-  - write: { addr: ram+0x10, size: 4, value: 0xcafef00d }
-  - set_user_memory_region2: { slot: 0, flags: [KVM_MEM_READONLY], guest_phys_addr: 0x100000, memory_size: 2MiB, userspace_addr: ram }
-  - create_vcpu: { id: 0 }
-  - guest_read: { vcpu: 0, gpa: 0x100010, size: 4 }
-    expect: { value: 0xcafef00d }
-  - guest_write: { vcpu: 0, gpa: 0x100000, size: 4, value: 0xdeadbeef }
-    expect: { exit: KVM_EXIT_MMIO, mmio: { phys_addr: 0x100000, len: 4, is_write: true, data: 0xdeadbeef } }
-  - set_user_memory_region2: { slot: 1, guest_phys_addr: 0x100000, memory_size: 4KiB, userspace_addr: ram }
-    expect: { errno: EEXIST }
-`;
+import { READONLY_SLOT_SCENARIO } from '../../../test-support/readonly-slot-scenario.js';
 
 function errorsOf(text: string): ScenarioError[] {
   const r = tryParseScenario(text, 'x.yaml');
@@ -26,7 +11,7 @@ function errorsOf(text: string): ScenarioError[] {
 
 describe('parseScenario', () => {
   it('parses the issue example into typed steps with lines', () => {
-    const s = parseScenario(ISSUE_EXAMPLE, 'ex.yaml');
+    const s = parseScenario(READONLY_SLOT_SCENARIO, 'ex.yaml');
     expect(s.name).toBe('readonly slot write exits to userspace');
     expect(s.vm).toEqual({ type: 'default' });
     expect(s.steps.map((x) => x.op)).toEqual([
@@ -59,21 +44,21 @@ describe('parseScenario', () => {
   });
 
   it('reports file, line, column and dotted field for a bad value', () => {
-    const errs = errorsOf(ISSUE_EXAMPLE.replace('{ slot: 1,', '{ slot: nope,'));
+    const errs = errorsOf(READONLY_SLOT_SCENARIO.replace('{ slot: 1,', '{ slot: nope,'));
     expect(errs).toHaveLength(1);
     expect(errs[0]).toMatchObject({ file: 'x.yaml', line: 13, column: 38, field: 'steps[6].set_user_memory_region2.slot' });
     expect(errs[0]!.message).toMatch(/"nope" is not a number/);
   });
 
   it('unknown ops are errors at the op key', () => {
-    const errs = errorsOf(ISSUE_EXAMPLE.replace('create_vcpu:', 'create_vcpus:'));
+    const errs = errorsOf(READONLY_SLOT_SCENARIO.replace('create_vcpu:', 'create_vcpus:'));
     expect(errs).toEqual([
       { file: 'x.yaml', line: 8, column: 5, field: 'steps[3].create_vcpus', message: 'unknown operation or step field "create_vcpus"' },
     ]);
   });
 
   it('unknown fields are errors (strict)', () => {
-    const errs = errorsOf(ISSUE_EXAMPLE.replace('{ id: 0 }', '{ id: 0, apic: 1 }'));
+    const errs = errorsOf(READONLY_SLOT_SCENARIO.replace('{ id: 0 }', '{ id: 0, apic: 1 }'));
     expect(errs).toEqual([{ file: 'x.yaml', line: 8, column: 27, field: 'steps[3].create_vcpu.apic', message: 'unknown field "apic"' }]);
     const top = errorsOf(`name: t\nvm: { type: default }\nsteps: []\nextra: 1\n`);
     expect(top.map((e) => e.field)).toContain('extra');

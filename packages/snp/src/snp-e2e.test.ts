@@ -4,7 +4,7 @@ import { KVM_CAP_EXIT_HYPERCALL, KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_MEM_GUEST_MEM
 import { createDeviceFd } from '@ccmem/gmem';
 import type { SnpVmOptions } from './edge.js';
 import { INITIAL_VMSA_GPA, LaunchDigest } from './launch-digest.js';
-import { SNP_PAGE_STATE_PRIVATE, type SnpBackend } from './snp-backend.js';
+import { SNP_PAGE_STATE_PRIVATE } from './snp-backend.js';
 import { GiB, MiB, snpKvm, snpVm as makeSnpVm } from './testing/snp-vm.js';
 
 /** the positional form the tests below use */

@@ -19,7 +19,7 @@ import {
   tdxStatusName,
 } from './status.js';
 import { SEPT_FREE, SEPT_PENDING, SEPT_PRESENT } from './sept.js';
-import { TDX_TD_ATTR_SEPT_VE_DISABLE, TdxModule, type TdxTd } from './tdx-module.js';
+import { TDX_TD_ATTR_SEPT_VE_DISABLE, TdxModule } from './tdx-module.js';
 
 const P = 4096;
 const M2 = 512 * P;

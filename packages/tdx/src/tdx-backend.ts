@@ -204,6 +204,12 @@ export class TdxBackend implements VendorBackend<TdxEdge> {
     this.kvm.markBugged(reason);
   }
 
+  /** bug() in a hook that returns an errno: the VM is bugged and the hook fails with -EIO */
+  private bugEio(what: string, status?: number): number {
+    this.bug(what, status);
+    return -ERRNO.EIO;
+  }
+
   /** kvm_make_all_cpus_request(KVM_REQ_OUTSIDE_GUEST_MODE): every vCPU leaves TD context. */
   private kick(reason: string): void {
     this.stats.kicks++;
@@ -264,43 +270,28 @@ export class TdxBackend implements VendorBackend<TdxEdge> {
   linkExternalSpt(gfn: number, level: number, externalSpt: number): number {
     const err = this.td.memSeptAdd(gfn * PAGE, level - 1, externalSpt);
     if (err === TDX_OPERAND_BUSY) return -ERRNO.EBUSY;
-    if (err !== TDX_SUCCESS) {
-      this.bug('TDH.MEM.SEPT.ADD', err);
-      return -ERRNO.EIO;
-    }
+    if (err !== TDX_SUCCESS) return this.bugEio('TDH.MEM.SEPT.ADD', err);
     this.stats.septTablesLinked++;
     return 0;
   }
 
   /** tdx_sept_set_private_spte(): PAGE.ADD with the staged source before FINALIZE, PAGE.AUG after. */
   setExternalSpte(gfn: number, level: number, pfn: number): number {
-    if (!this.leafLevelOk(level)) {
-      this.bug(`set_external_spte at level ${level}`);
-      return -ERRNO.EIO;
-    }
+    if (!this.leafLevelOk(level)) return this.bugEio(`set_external_spte at level ${level}`);
     const gpa = gfn * PAGE;
     if (this.td.state !== 'RUNNABLE') {
       // tdx_mem_page_add()
       const src = this.pageAddSrc;
-      if (!src || this.preFault || level !== PG_LEVEL_4K) {
-        this.bug(src ? 'TDH.MEM.PAGE.ADD after pre_fault_allowed' : 'TDH.MEM.PAGE.ADD without a staged source page');
-        return -ERRNO.EIO;
-      }
+      if (!src || this.preFault || level !== PG_LEVEL_4K) return this.bugEio(src ? 'TDH.MEM.PAGE.ADD after pre_fault_allowed' : 'TDH.MEM.PAGE.ADD without a staged source page');
       const err = this.td.memPageAdd(gpa, 0, pfn, src);
       if (err === TDX_OPERAND_BUSY) return -ERRNO.EBUSY;
-      if (err !== TDX_SUCCESS) {
-        this.bug('TDH.MEM.PAGE.ADD', err);
-        return -ERRNO.EIO;
-      }
+      if (err !== TDX_SUCCESS) return this.bugEio('TDH.MEM.PAGE.ADD', err);
       this.stats.pagesAdded++;
       return 0;
     }
     const err = this.td.memPageAug(gpa, level - 1, pfn);
     if (err === TDX_OPERAND_BUSY) return -ERRNO.EBUSY;
-    if (err !== TDX_SUCCESS) {
-      this.bug('TDH.MEM.PAGE.AUG', err);
-      return -ERRNO.EIO;
-    }
+    if (err !== TDX_SUCCESS) return this.bugEio('TDH.MEM.PAGE.AUG', err);
     this.stats.pagesAugmented++;
     return 0;
   }
@@ -310,14 +301,8 @@ export class TdxBackend implements VendorBackend<TdxEdge> {
    * Needs the HKID; any failure bugs the VM (the hook returns void).
    */
   removeExternalSpte(gfn: number, level: number, pfn: number): void {
-    if (!this.td.hkidAssigned) {
-      this.bug('remove_external_spte after the HKID was released');
-      return;
-    }
-    if (!this.leafLevelOk(level)) {
-      this.bug(`remove_external_spte at level ${level}`);
-      return;
-    }
+    if (!this.td.hkidAssigned) return this.bug('remove_external_spte after the HKID was released');
+    if (!this.leafLevelOk(level)) return this.bug(`remove_external_spte at level ${level}`);
     const gpa = gfn * PAGE;
     const tl = level - 1;
     let err = this.doNoVcpus(OP_BLOCK, gpa, tl, 0);
@@ -336,10 +321,7 @@ export class TdxBackend implements VendorBackend<TdxEdge> {
 
   /** tdx_sept_free_private_spt(): only after the HKID is freed; TDH.PHYMEM.PAGE.RECLAIM. */
   freeExternalSpt(_gfn: number, _level: number, externalSpt: number): number {
-    if (this.td.hkidAssigned) {
-      this.bug('free_external_spt while the HKID is assigned');
-      return -ERRNO.EIO;
-    }
+    if (this.td.hkidAssigned) return this.bugEio('free_external_spt while the HKID is assigned');
     const err = this.td.phymemPageReclaim(externalSpt);
     if (err !== TDX_SUCCESS) return -ERRNO.EIO; // pr_tdx_error; the page is leaked
     this.phys.zeroPage(externalSpt);
@@ -352,22 +334,13 @@ export class TdxBackend implements VendorBackend<TdxEdge> {
    * split_external_spt in Yan Zhao's 2025 TDX huge-page RFC): BLOCK → TRACK → kick → DEMOTE.
    */
   splitExternalSpt(gfn: number, level: number, externalSpt: number): number {
-    if (!this.hugePages || level !== PG_LEVEL_2M || !this.td.hkidAssigned) {
-      this.bug(`split_external_spt at level ${level}`);
-      return -ERRNO.EIO;
-    }
+    if (!this.hugePages || level !== PG_LEVEL_2M || !this.td.hkidAssigned) return this.bugEio(`split_external_spt at level ${level}`);
     const gpa = gfn * PAGE;
     let err = this.doNoVcpus(OP_BLOCK, gpa, level - 1, 0);
-    if (err !== TDX_SUCCESS) {
-      this.bug('TDH.MEM.RANGE.BLOCK', err);
-      return -ERRNO.EIO;
-    }
+    if (err !== TDX_SUCCESS) return this.bugEio('TDH.MEM.RANGE.BLOCK', err);
     if (!this.track()) return -ERRNO.EIO;
     err = this.doNoVcpus(OP_DEMOTE, gpa, level - 1, externalSpt);
-    if (err !== TDX_SUCCESS) {
-      this.bug('TDH.MEM.PAGE.DEMOTE', err);
-      return -ERRNO.EIO;
-    }
+    if (err !== TDX_SUCCESS) return this.bugEio('TDH.MEM.PAGE.DEMOTE', err);
     this.stats.splits++;
     this.stats.septTablesLinked++;
     return 0;
@@ -695,10 +668,7 @@ export class TdxBackend implements VendorBackend<TdxEdge> {
     const gpa = gfn * PAGE;
     for (let off = 0; off < PAGE; off += TDX_EXTENDMR_CHUNKSIZE) {
       const err = this.td.mrExtend(gpa + off);
-      if (err !== TDX_SUCCESS) {
-        this.bug('TDH.MR.EXTEND', err);
-        return -ERRNO.EIO;
-      }
+      if (err !== TDX_SUCCESS) return this.bugEio('TDH.MR.EXTEND', err);
     }
     return 0;
   }

@@ -61,6 +61,13 @@ function build(t: ReturnType<typeof tdxVm>, flags = KVM_TDX_MEASURE_MEMORY_REGIO
   return fin.out!.mrtd as string;
 }
 
+/** a TD VM (tdxVm()) taken through the build flow (build()) */
+function builtTdxVm(options: TdxVmOptions = {}, size = 4 * MiB, profile = 'upstream') {
+  const t = tdxVm(options, size, profile);
+  build(t);
+  return t;
+}
+
 describe('TDX VM end to end', () => {
   it('tdx_vcpu_pre_run: KVM_RUN before FINALIZE or without INIT_VCPU is EINVAL and changes nothing', () => {
     const t = tdxVm();
@@ -108,9 +115,7 @@ describe('TDX VM end to end', () => {
   });
 
   it('private access after FINALIZE: AUG leaves the page PENDING; touching it before ACCEPT kills the TD', () => {
-    const t = tdxVm();
-    build(t);
-    const { vm, vcpu, b } = t;
+    const { vm, vcpu, b } = builtTdxVm();
     const gpa = BASE + 0x10000;
     vm.setMemoryAttributes({ address: gpa, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
     check(vm);
@@ -123,9 +128,7 @@ describe('TDX VM end to end', () => {
   });
 
   it('ACCEPT of an unmapped private page: EPT violation → AUG → ACCEPT; then accesses work and a second ACCEPT warns', () => {
-    const t = tdxVm();
-    build(t);
-    const { vm, vcpu, b } = t;
+    const { vm, vcpu, b } = builtTdxVm();
     const gpa = BASE + 0x10000;
     vm.setMemoryAttributes({ address: gpa, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
     expect(vcpu.guestOp({ op: 'accept', gpa })).toEqual({ ret: 'TDX_SUCCESS' });
@@ -139,9 +142,7 @@ describe('TDX VM end to end', () => {
   });
 
   it('shared alias (gpa | 1<<47) reaches the shared gfn; the wrong alias exits with KVM_EXIT_MEMORY_FAULT', () => {
-    const t = tdxVm();
-    build(t);
-    const { vm, vcpu, kvm, hva } = t;
+    const { vm, vcpu, kvm, hva } = builtTdxVm();
     const off = 0x20000;
     kvm.process.mm.write(hva + off, 8, 0xabcdn);
     expect(vcpu.guestRead(SHARED + BASE + off, 8).value).toBe(0xabcdn);
@@ -158,9 +159,7 @@ describe('TDX VM end to end', () => {
   });
 
   it('private → shared conversion zaps the mirror leaf: BLOCK → TRACK → kick → REMOVE → WBINVD', () => {
-    const t = tdxVm();
-    build(t);
-    const { vm, vcpu, b, kvm } = t;
+    const { vm, vcpu, b, kvm } = builtTdxVm();
     const gpa = BASE + 0x10000;
     vm.setMemoryAttributes({ address: gpa, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
     vcpu.guestOp({ op: 'accept', gpa });
@@ -183,9 +182,7 @@ describe('TDX VM end to end', () => {
   });
 
   it('MapGPA exits to userspace in 2 MiB steps until the range is done', () => {
-    const t = tdxVm({}, 8 * MiB);
-    build(t);
-    const { vm, vcpu } = t;
+    const { vm, vcpu } = builtTdxVm({}, 8 * MiB);
     vm.enableCap({ cap: KVM_CAP_EXIT_HYPERCALL, args: [1 << KVM_HC_MAP_GPA_RANGE] });
     const gpa = BASE + 2 * MiB;
     let r = vcpu.guestOp({ op: 'map_gpa', gpa, size: 5 * MiB });
@@ -226,9 +223,7 @@ describe('TDX VM end to end', () => {
 
   it('MapGPA userspace errors follow the profile: upstream EAGAIN → RETRY, EINVAL → INVALID_OPERAND, else KVM_RUN EINVAL', () => {
     for (const profile of ['upstream', 'linux-6.18']) {
-      const t = tdxVm({}, 4 * MiB, profile);
-      build(t);
-      const { vm, vcpu } = t;
+      const { vm, vcpu } = builtTdxVm({}, 4 * MiB, profile);
       vm.enableCap({ cap: KVM_CAP_EXIT_HYPERCALL, args: [1 << KVM_HC_MAP_GPA_RANGE] });
       const gpa = BASE + 2 * MiB;
       const run = (ret: number) => {
@@ -251,9 +246,7 @@ describe('TDX VM end to end', () => {
   });
 
   it('BUSY on REMOVE: wait_for_sept_zap, kick, retry once; a second BUSY bugs the VM (EIO on the next ioctl)', () => {
-    const t = tdxVm();
-    build(t);
-    const { vm, vcpu, b } = t;
+    const { vm, vcpu, b } = builtTdxVm();
     const gpa = BASE + 0x10000;
     vm.setMemoryAttributes({ address: gpa, size: 2 * P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
     vcpu.guestOp({ op: 'accept', gpa });
@@ -275,9 +268,7 @@ describe('TDX VM end to end', () => {
   });
 
   it('PUNCH_HOLE of private memory removes the S-EPT leaves', () => {
-    const t = tdxVm();
-    build(t);
-    const { vm, vcpu, b, kvm, gmemFd } = t;
+    const { vm, vcpu, b, kvm, gmemFd } = builtTdxVm();
     const gpa = BASE + 0x10000;
     vm.setMemoryAttributes({ address: gpa, size: 4 * P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
     for (let i = 0; i < 4; i++) vcpu.guestOp({ op: 'accept', gpa: gpa + i * P });
@@ -295,9 +286,7 @@ describe('TDX VM end to end', () => {
   });
 
   it('teardown: closing guest_memfd removes the leaves while the HKID is live; VM destroy frees the HKID, then reclaims S-EPT tables', () => {
-    const t = tdxVm();
-    build(t);
-    const { vm, vcpu, b, kvm, gmemFd } = t;
+    const { vm, vcpu, b, kvm, gmemFd } = builtTdxVm();
     vm.setMemoryAttributes({ address: BASE + 0x10000, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
     vcpu.guestOp({ op: 'accept', gpa: BASE + 0x10000 });
     const rec = recordTrace(kvm.tracer);
@@ -331,11 +320,9 @@ describe('TDX VM end to end', () => {
   });
 
   it('no S-EPT table page is reclaimed while the HKID is live (free_external_spt bugs the VM)', () => {
-    const t = tdxVm();
-    build(t);
-    const { b } = t;
+    const { vm, b } = builtTdxVm();
     expect(b.freeExternalSpt(0, 2, 12345)).toBe(-5);
-    expect(t.vm.dead).toBe(true);
+    expect(vm.dead).toBe(true);
     expect(b.bugReasons[0]).toMatch(/free_external_spt while the HKID is assigned/);
   });
 
@@ -440,9 +427,7 @@ describe('TDX VM end to end', () => {
   });
 
   it('without huge pages the same ACCEPT maps 4K: a 2M ACCEPT finds a 4K S-EPT page (TDX_PAGE_SIZE_MISMATCH)', () => {
-    const t = tdxVm();
-    build(t);
-    const { vm, vcpu, b } = t;
+    const { vm, vcpu, b } = builtTdxVm();
     const gpa = BASE + 2 * MiB;
     vm.setMemoryAttributes({ address: gpa, size: 2 * MiB, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
     const r = vcpu.guestOp({ op: 'accept', gpa, level: 2 });

@@ -389,12 +389,26 @@ export class TdxTd {
    * failure as TDX_OP_STATE_INCORRECT (TDX_TD_NOT_INITIALIZED / TDX_TD_FINALIZED are from older
    * module headers and are not returned).
    */
-  private checkTd(_leaf: number, allowBuild: boolean, allowRunnable: boolean): number {
+  private checkTd(allowBuild: boolean, allowRunnable: boolean): number {
     if (this.lifecycle !== 'KEYS_CONFIGURED') return TDX_LIFECYCLE_STATE_INCORRECT;
     if (this.state === 'UNINITIALIZED') return TDX_OP_STATE_INCORRECT;
     if (this.state === 'INITIALIZED' && !allowBuild) return TDX_OP_STATE_INCORRECT;
     if (this.state === 'RUNNABLE' && !allowRunnable) return TDX_OP_STATE_INCORRECT;
     return TDX_SUCCESS;
+  }
+
+  /**
+   * The start every TD-scope SEAMCALL shares: the busy check (TDX_OPERAND_BUSY with
+   * `busyOperand`), then checkTd(). false when the call already ended, its status in lastStatus.
+   */
+  private beginTd(leaf: number, gpa: number, level: number, allowBuild: boolean, allowRunnable: boolean, busyOperand = OPERAND_ID_RCX): boolean {
+    if (!this.begin(leaf)) {
+      this.busy(leaf, gpa, level, busyOperand);
+      return false;
+    }
+    const st = this.checkTd(allowBuild, allowRunnable);
+    if (st) this.fail(leaf, st, gpa, level, 0);
+    return st === TDX_SUCCESS;
   }
 
   /** A private GPA of this TD, aligned to the level: no shared bit, below 2^(GPAW-1). */
@@ -403,14 +417,22 @@ export class TdxTd {
     return gpa >= 0 && gpa < this.privateLimit && q === Math.floor(q);
   }
 
-  private entryInfo(t: SeptTable | undefined, level: number, i: number): void {
+  /**
+   * The S-EPT walk to the level-`level` entry of `gfn`: its table (the entry at
+   * SecureEpt.index(level, gfn)), or undefined when the walk stopped above. The level and state
+   * of the entry reached go to lastEntryLevel / lastEntryState (the module's extended error info).
+   */
+  private walkEntry(level: number, gfn: number): SeptTable | undefined {
+    const sept = this.sept!;
+    const t = sept.walk(level, gfn);
     if (t) {
       this.lastEntryLevel = level;
-      this.lastEntryState = t.state[i]!;
+      this.lastEntryState = t.state[SecureEpt.index(level, gfn)]!;
     } else {
-      this.lastEntryLevel = this.sept!.walkLevel;
-      this.lastEntryState = this.sept!.walkState;
+      this.lastEntryLevel = sept.walkLevel;
+      this.lastEntryState = sept.walkState;
     }
+    return t;
   }
 
   /* ------------------------------------------------------------------------------------------ */
@@ -556,16 +578,13 @@ export class TdxTd {
   /** TDH.MEM.SEPT.ADD(gpa, level, page): `page` becomes the S-EPT table under the level-`level` entry. */
   memSeptAdd(gpa: number, level: number, sptPfn: number): number {
     const leaf = L_SEPT_ADD;
-    if (!this.begin(leaf)) return this.busy(leaf, gpa, level, OPERAND_ID_RCX);
-    const st = this.checkTd(leaf, true, true);
-    if (st) return this.fail(leaf, st, gpa, level, 0);
+    if (!this.beginTd(leaf, gpa, level, true, true)) return this.lastStatus;
     const sept = this.sept!;
     if (level < 1 || level > sept.rootLevel || !this.gpaOk(gpa, level)) return this.fail(leaf, TDX_OPERAND_INVALID, gpa, level);
     if (this.pamt.has(sptPfn)) return this.fail(leaf, TDX_PAGE_METADATA_INCORRECT, gpa, level, OPERAND_ID_R8);
     const gfn = gpa / GPA_PAGE;
-    const t = sept.walk(level, gfn);
+    const t = this.walkEntry(level, gfn);
     const i = SecureEpt.index(level, gfn);
-    this.entryInfo(t, level, i);
     if (!t) return this.fail(leaf, TDX_EPT_WALK_FAILED, gpa, level);
     if (!SEPT_ALLOWED['TDH.MEM.SEPT.ADD'][t.state[i]!]) return this.fail(leaf, TDX_EPT_ENTRY_STATE_INCORRECT, gpa, level);
     sept.linkTable(t, level, gfn, sptPfn);
@@ -579,15 +598,11 @@ export class TdxTd {
    */
   memPageAdd(gpa: number, level: number, pfn: number, source: Uint8Array): number {
     const leaf = L_PAGE_ADD;
-    if (!this.begin(leaf)) return this.busy(leaf, gpa, level);
-    const st = this.checkTd(leaf, true, false);
-    if (st) return this.fail(leaf, st, gpa, level, 0);
+    if (!this.beginTd(leaf, gpa, level, true, false)) return this.lastStatus;
     if (level !== 0 || !this.gpaOk(gpa, 0)) return this.fail(leaf, TDX_OPERAND_INVALID, gpa, level);
-    const sept = this.sept!;
     const gfn = gpa / GPA_PAGE;
-    const t = sept.walk(0, gfn);
+    const t = this.walkEntry(0, gfn);
     const i = SecureEpt.index(0, gfn);
-    this.entryInfo(t, 0, i);
     if (!t) return this.fail(leaf, TDX_EPT_WALK_FAILED, gpa, level);
     // tdh_mem_page_add.c: sept_state_is_seamcall_leaf_allowed() fails with EPT_ENTRY_STATE_INCORRECT
     if (!SEPT_ALLOWED['TDH.MEM.PAGE.ADD'][t.state[i]!]) return this.fail(leaf, TDX_EPT_ENTRY_STATE_INCORRECT, gpa, level);
@@ -607,15 +622,11 @@ export class TdxTd {
    */
   memPageAug(gpa: number, level: number, pfn: number): number {
     const leaf = L_PAGE_AUG;
-    if (!this.begin(leaf)) return this.busy(leaf, gpa, level);
-    const st = this.checkTd(leaf, true, true);
-    if (st) return this.fail(leaf, st, gpa, level, 0);
+    if (!this.beginTd(leaf, gpa, level, true, true)) return this.lastStatus;
     if (level > 1 || level < 0 || !this.gpaOk(gpa, level)) return this.fail(leaf, TDX_OPERAND_INVALID, gpa, level);
-    const sept = this.sept!;
     const gfn = gpa / GPA_PAGE;
-    const t = sept.walk(level, gfn);
+    const t = this.walkEntry(level, gfn);
     const i = SecureEpt.index(level, gfn);
-    this.entryInfo(t, level, i);
     if (!t) return this.fail(leaf, TDX_EPT_WALK_FAILED, gpa, level);
     if (!SEPT_ALLOWED['TDH.MEM.PAGE.AUG'][t.state[i]!]) return this.fail(leaf, TDX_EPT_ENTRY_STATE_INCORRECT, gpa, level);
     if (this.pamt.has(pfn)) return this.fail(leaf, TDX_PAGE_METADATA_INCORRECT, gpa, level, OPERAND_ID_R8);
@@ -630,15 +641,12 @@ export class TdxTd {
   /** TDH.MEM.RANGE.BLOCK(gpa, level): no new TLB fills; records the TD epoch (BEPOCH). */
   memRangeBlock(gpa: number, level: number): number {
     const leaf = L_BLOCK;
-    if (!this.begin(leaf)) return this.busy(leaf, gpa, level);
-    const st = this.checkTd(leaf, true, true);
-    if (st) return this.fail(leaf, st, gpa, level, 0);
+    if (!this.beginTd(leaf, gpa, level, true, true)) return this.lastStatus;
     const sept = this.sept!;
     if (level < 0 || level > sept.rootLevel || !this.gpaOk(gpa, level)) return this.fail(leaf, TDX_OPERAND_INVALID, gpa, level);
     const gfn = gpa / GPA_PAGE;
-    const t = sept.walk(level, gfn);
+    const t = this.walkEntry(level, gfn);
     const i = SecureEpt.index(level, gfn);
-    this.entryInfo(t, level, i);
     if (!t) return this.fail(leaf, TDX_EPT_WALK_FAILED, gpa, level);
     const s = t.state[i]!;
     if (!SEPT_ALLOWED['TDH.MEM.RANGE.BLOCK'][s]) {
@@ -653,9 +661,7 @@ export class TdxTd {
   /** TDH.MEM.TRACK: TD epoch N → N+1; refused while a vCPU still runs in epoch N-1. */
   memTrack(): number {
     const leaf = L_TRACK;
-    if (!this.begin(leaf)) return this.busy(leaf, 0, 0, OPERAND_ID_TD_EPOCH);
-    const st = this.checkTd(leaf, true, true);
-    if (st) return this.fail(leaf, st, 0, 0, 0);
+    if (!this.beginTd(leaf, 0, 0, true, true, OPERAND_ID_TD_EPOCH)) return this.lastStatus;
     if (this.refcount[1 - (this.epoch & 1)] !== 0) return this.fail(leaf, TDX_PREVIOUS_TLB_EPOCH_BUSY, 0, 0, 0);
     this.epoch++;
     return this.end(leaf, TDX_SUCCESS, 0, 0);
@@ -676,15 +682,11 @@ export class TdxTd {
   /** TDH.MEM.PAGE.REMOVE(gpa, level): the entry becomes FREE and the page leaves the TD. */
   memPageRemove(gpa: number, level: number): number {
     const leaf = L_REMOVE;
-    if (!this.begin(leaf)) return this.busy(leaf, gpa, level);
-    const st = this.checkTd(leaf, true, true);
-    if (st) return this.fail(leaf, st, gpa, level, 0);
+    if (!this.beginTd(leaf, gpa, level, true, true)) return this.lastStatus;
     if (level < 0 || level > 2 || !this.gpaOk(gpa, level)) return this.fail(leaf, TDX_OPERAND_INVALID, gpa, level);
-    const sept = this.sept!;
     const gfn = gpa / GPA_PAGE;
-    const t = sept.walk(level, gfn);
+    const t = this.walkEntry(level, gfn);
     const i = SecureEpt.index(level, gfn);
-    this.entryInfo(t, level, i);
     if (!t) return this.fail(leaf, TDX_EPT_WALK_FAILED, gpa, level);
     if (!SEPT_ALLOWED['TDH.MEM.PAGE.REMOVE'][t.state[i]!]) return this.fail(leaf, TDX_EPT_ENTRY_STATE_INCORRECT, gpa, level);
     const tr = this.checkBlockedAndTracked(t, i);
@@ -740,15 +742,12 @@ export class TdxTd {
    */
   memPageDemote(gpa: number, level: number, sptPfn: number): number {
     const leaf = L_DEMOTE;
-    if (!this.begin(leaf)) return this.busy(leaf, gpa, level);
-    const st = this.checkTd(leaf, true, true);
-    if (st) return this.fail(leaf, st, gpa, level, 0);
+    if (!this.beginTd(leaf, gpa, level, true, true)) return this.lastStatus;
     if (level < 1 || level > 2 || !this.gpaOk(gpa, level)) return this.fail(leaf, TDX_OPERAND_INVALID, gpa, level);
     const sept = this.sept!;
     const gfn = gpa / GPA_PAGE;
-    const t = sept.walk(level, gfn);
+    const t = this.walkEntry(level, gfn);
     const i = SecureEpt.index(level, gfn);
-    this.entryInfo(t, level, i);
     if (!t) return this.fail(leaf, TDX_EPT_WALK_FAILED, gpa, level);
     const s = t.state[i]!;
     if (!SEPT_ALLOWED['TDH.MEM.PAGE.DEMOTE'][s]) return this.fail(leaf, TDX_EPT_ENTRY_STATE_INCORRECT, gpa, level);
@@ -782,9 +781,7 @@ export class TdxTd {
    */
   mrExtend(gpa: number): number {
     const leaf = L_MR_EXTEND;
-    if (!this.begin(leaf)) return this.busy(leaf, gpa, 0);
-    const st = this.checkTd(leaf, true, false);
-    if (st) return this.fail(leaf, st, gpa, 0, 0);
+    if (!this.beginTd(leaf, gpa, 0, true, false)) return this.lastStatus;
     if (gpa % TDX_EXTENDMR_CHUNKSIZE !== 0 || !this.gpaOk(gpa - (gpa % GPA_PAGE), 0)) {
       return this.fail(leaf, TDX_OPERAND_INVALID, gpa, 0);
     }
@@ -803,9 +800,7 @@ export class TdxTd {
   /** TDH.MR.FINALIZE: MRTD = the SHA-384 digest so far; the TD becomes RUNNABLE. */
   mrFinalize(): number {
     const leaf = L_MR_FINALIZE;
-    if (!this.begin(leaf)) return this.busy(leaf, 0, 0, 0x80);
-    const st = this.checkTd(leaf, true, false);
-    if (st) return this.fail(leaf, st, 0, 0, 0);
+    if (!this.beginTd(leaf, 0, 0, true, false, 0x80)) return this.lastStatus;
     this.mrtd = this.mrHash!.digest();
     this.mrHash = null;
     this.state = 'RUNNABLE';
@@ -837,9 +832,8 @@ export class TdxTd {
     if (level < 0 || level > 2 || !this.gpaOk(gpa, level)) return this.fail(leaf, TDX_OPERAND_INVALID, gpa, level);
     this.vpEnter(vcpuId);
     const gfn = gpa / GPA_PAGE;
-    const t = sept.walk(level, gfn);
+    const t = this.walkEntry(level, gfn);
     const i = SecureEpt.index(level, gfn);
-    this.entryInfo(t, level, i);
     if (!t) {
       // check_tdaccept_failure() case 1.1: an accepted (guest-accessible) bigger leaf;
       // case 1.2 / 2: a non-accessible bigger leaf or a missing table → EPT violation

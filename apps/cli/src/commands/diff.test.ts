@@ -1,26 +1,9 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
-import { main } from '../program.js';
-import type { CliIo } from '../io.js';
+import { expect, it } from 'vitest';
 import { describeWithKvm } from '../../../../packages/kvm/src/testing/kvm-gate.js';
+import { ccmemInProcess } from '../../test-support/ccmem-in-process.js';
+import { tempDir } from '../../test-support/ccmem-process.js';
 
-
-function capture(): { io: CliIo; out: string[]; err: string[] } {
-  const out: string[] = [];
-  const err: string[] = [];
-  const id = (s: string) => s;
-  const color = new Proxy({}, { get: () => id }) as CliIo['color'];
-  return { io: { out: (s: string) => out.push(s), err: (s: string) => err.push(s), isTTY: false, color } as CliIo, out, err };
-}
-
-const dir = mkdtempSync(join(tmpdir(), 'ccmem-diff-'));
-const file = (name: string, text: string) => {
-  const p = join(dir, name);
-  writeFileSync(p, text);
-  return p;
-};
+const { file } = tempDir('ccmem-diff-');
 
 const AGREES = file(
   'agrees.yaml',
@@ -53,11 +36,10 @@ steps:
 
 describeWithKvm('ccmem diff on real KVM (needs /dev/kvm)', () => {
   it('compares outcomes, not expectations; --json has the documented shape', async () => {
-    const { io, out } = capture();
     // the file's expectations are wrong on purpose (EINVAL, 0x9999): diff ignores them
-    const code = await main(['node', 'ccmem', 'diff', AGREES, UPSTREAM_ONLY, '--json'], io, {});
-    expect(code).toBe(0);
-    const doc = JSON.parse(out.join('\n'));
+    const r = await ccmemInProcess(['diff', AGREES, UPSTREAM_ONLY, '--json']);
+    expect(r.code).toBe(0);
+    const doc = JSON.parse(r.stdout);
     expect(Object.keys(doc)).toEqual(['scenarios', 'agreed', 'disagreed', 'skipped']);
     expect(doc).toMatchObject({ agreed: 1, disagreed: 0, skipped: 1 });
     expect(doc.scenarios[0]).toEqual({
@@ -86,10 +68,9 @@ describeWithKvm('ccmem diff on real KVM (needs /dev/kvm)', () => {
         },
       });
     });
-    const { io, out } = capture();
-    const code = await main(['node', 'ccmem', 'diff', AGREES], io, {});
-    expect(code).toBe(1);
-    const text = out.join('\n');
+    const r = await ccmemInProcess(['diff', AGREES]);
+    expect(r.code).toBe(1);
+    const text = r.stdout;
     expect(text).toMatch(/≠ overlap and a guest read/);
     expect(text).toMatch(/step 5 guest_read: value: 0x1235 vs 0x1234/);
     expect(text).toMatch(/model: value 0x1235/);

@@ -9,7 +9,7 @@
  */
 import { buildDiffReport, comparedStats, createModelTarget, describeOutcome, diffScenario, type ReportData, type Scenario, type ScenarioDiff, type Target } from '@ccmem/scenario';
 import type { CliIo } from '../io.js';
-import { detectedHostProfile, EXIT_FAIL, EXIT_INVALID, EXIT_OK, loadFiles, nothingRan, reportInvalid, targetsOrReport, tick, toJson } from './shared.js';
+import { detectedHostProfile, EXIT_FAIL, EXIT_INVALID, EXIT_OK, invalid, loadFiles, nothingRan, reportInvalid, targetsOrReport, tick, toJson } from './shared.js';
 import { getTargetFactory } from '../targets.js';
 import { writeDiffReports } from './report.js';
 import pc from 'picocolors';
@@ -70,10 +70,7 @@ function diffCase(d: ScenarioDiff, timeMs: number): ReportCase {
 
 export async function diffCommand(io: CliIo, files: string[], opts: DiffOptions): Promise<number> {
   const usage = reportUsageError(opts);
-  if (usage) {
-    io.err(`${io.color.red('error')} ${usage}`);
-    return EXIT_INVALID;
-  }
+  if (usage) return invalid(io, usage);
   const json = jsonOnStdout(opts);
   const text = textOnStdout(opts);
   const { loaded, errors } = await loadFiles(files);

@@ -3,14 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { bufferIo } from '../io.js';
-import { main } from '../program.js';
+import { ccmemInProcess } from '../../test-support/ccmem-in-process.js';
 import { parseDuration, parseShard, progressReporter } from './explore.js';
-
-async function ccmem(args: string[]) {
-  const io = bufferIo();
-  const code = await main(['node', 'ccmem', ...args], io, {});
-  return { code, stdout: io.stdout.join('\n'), stderr: io.stderr.join('\n') };
-}
 
 describe('ccmem explore limits', () => {
   it('parses durations and shards', () => {
@@ -35,19 +29,19 @@ describe('ccmem explore limits', () => {
   });
 
   it('--max-schedules: the summary says incomplete, never pass, and the exit code is 3', async () => {
-    const r = await ccmem(['explore', '--builtin', 'fault-vs-conversion', '--max-schedules', '20']);
+    const r = await ccmemInProcess(['explore', '--builtin', 'fault-vs-conversion', '--max-schedules', '20']);
     expect(r.code).toBe(3);
     expect(r.stdout).toMatch(/INCOMPLETE \(schedule limit reached\): 20 schedules/);
     expect(r.stdout).toMatch(/not a pass/);
-    const j = await ccmem(['explore', '--builtin', 'fault-vs-conversion', '--max-schedules', '20', '--json']);
+    const j = await ccmemInProcess(['explore', '--builtin', 'fault-vs-conversion', '--max-schedules', '20', '--json']);
     expect(JSON.parse(j.stdout)).toMatchObject({ schedules: 20, pass: false, complete: false, result: 'incomplete', stopReason: 'max-schedules' });
   });
 
   it('--time: stops and says so; progress lines go to stderr', async () => {
-    const r = await ccmem(['explore', '--builtin', 'fault-vs-conversion', '--time', '0ms', '--json']);
+    const r = await ccmemInProcess(['explore', '--builtin', 'fault-vs-conversion', '--time', '0ms', '--json']);
     expect(r.code).toBe(3);
     expect(JSON.parse(r.stdout)).toMatchObject({ complete: false, result: 'incomplete', stopReason: 'time' });
-    const ok = await ccmem(['explore', '--builtin', 'gmem-punch-vs-fault']);
+    const ok = await ccmemInProcess(['explore', '--builtin', 'gmem-punch-vs-fault']);
     expect(ok.code).toBe(0);
     expect(ok.stdout).toMatch(/✓ gmem-punch-vs-fault: exhaustive bound 8, complete: \d+ schedules/);
   });
@@ -55,27 +49,27 @@ describe('ccmem explore limits', () => {
 
 describe('ccmem explore --shard and ccmem merge', () => {
   it('three shards merged report the unsharded result', async () => {
-    const whole = JSON.parse((await ccmem(['explore', '--builtin', 'snp-rmp-timing', '--json'])).stdout);
+    const whole = JSON.parse((await ccmemInProcess(['explore', '--builtin', 'snp-rmp-timing', '--json'])).stdout);
     const dir = mkdtempSync(join(tmpdir(), 'ccmem-merge-'));
     const files: string[] = [];
     for (const k of [1, 2, 3]) {
-      const r = await ccmem(['explore', '--builtin', 'snp-rmp-timing', '--shard', `${k}/3`, '--json']);
+      const r = await ccmemInProcess(['explore', '--builtin', 'snp-rmp-timing', '--shard', `${k}/3`, '--json']);
       expect(r.code).toBe(0);
       const doc = JSON.parse(r.stdout);
       expect(doc.shard).toEqual({ index: k - 1, count: 3, depth: 4 });
       files.push(join(dir, `shard-${k}.json`));
       writeFileSync(files.at(-1)!, r.stdout);
     }
-    const m = await ccmem(['merge', ...files, '--json']);
+    const m = await ccmemInProcess(['merge', ...files, '--json']);
     expect(m.code).toBe(0);
     const merged = JSON.parse(m.stdout);
     expect(merged).toMatchObject({ name: 'snp-rmp-timing', result: 'pass', complete: true, shards: 3, schedules: whole.schedules });
     expect(merged.stats.observations).toEqual(whole.stats.observations);
     expect(merged.stats.steps).toBe(whole.stats.steps);
-    const partial = await ccmem(['merge', files[0]!, files[1]!]);
+    const partial = await ccmemInProcess(['merge', files[0]!, files[1]!]);
     expect(partial.code).toBe(3);
     expect(partial.stderr).toMatch(/shards missing: 3\/3/);
-    const text = await ccmem(['merge', ...files]);
+    const text = await ccmemInProcess(['merge', ...files]);
     expect(text.stdout).toMatch(/3 shards merged, complete/);
   }, 30_000);
 
@@ -83,24 +77,24 @@ describe('ccmem explore --shard and ccmem merge', () => {
     const dir = mkdtempSync(join(tmpdir(), 'ccmem-merge-'));
     const files: string[] = [];
     for (const k of [1, 2]) {
-      const r = await ccmem(['explore', '--builtin', 'fault-vs-conversion', '--skip-retry-check', '--shard', `${k}/2`, '--json']);
+      const r = await ccmemInProcess(['explore', '--builtin', 'fault-vs-conversion', '--skip-retry-check', '--shard', `${k}/2`, '--json']);
       files.push(join(dir, `shard-${k}.json`));
       writeFileSync(files.at(-1)!, r.stdout);
     }
-    const m = await ccmem(['merge', ...files, '--json']);
+    const m = await ccmemInProcess(['merge', ...files, '--json']);
     expect(m.code).toBe(1);
     const merged = JSON.parse(m.stdout);
     expect(merged.result).toBe('violation');
     expect(merged.violations).toHaveLength(1);
     expect(merged.violations[0].violation).toMatch(/maps pfn .* but its backing is/);
-    expect((await ccmem(['merge', join(dir, 'nope.json')])).code).toBe(2);
+    expect((await ccmemInProcess(['merge', join(dir, 'nope.json')])).code).toBe(2);
   }, 30_000);
 
   it('--workers 2 gives the single-thread result', async () => {
-    const one = JSON.parse((await ccmem(['explore', '--builtin', 'tdx-zap-vs-aug', '--json'])).stdout);
-    const two = JSON.parse((await ccmem(['explore', '--builtin', 'tdx-zap-vs-aug', '--workers', '2', '--json'])).stdout);
+    const one = JSON.parse((await ccmemInProcess(['explore', '--builtin', 'tdx-zap-vs-aug', '--json'])).stdout);
+    const two = JSON.parse((await ccmemInProcess(['explore', '--builtin', 'tdx-zap-vs-aug', '--workers', '2', '--json'])).stdout);
     expect(two).toMatchObject({ result: 'pass', complete: true, shards: 2, schedules: one.schedules });
     expect(two.stats.steps).toBe(one.stats.steps);
-    expect((await ccmem(['explore', '--builtin', 'tdx-zap-vs-aug', '--workers', '2', '--shard', '1/2'])).code).toBe(2);
+    expect((await ccmemInProcess(['explore', '--builtin', 'tdx-zap-vs-aug', '--workers', '2', '--shard', '1/2'])).code).toBe(2);
   }, 60_000);
 });

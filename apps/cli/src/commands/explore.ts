@@ -6,10 +6,8 @@
  * 3 incomplete (stopped by --time or --max-schedules, nothing found).
  */
 import {
-  builtinExplorationNames,
   explore,
   exploreWorkers,
-  formatScenarioError,
   loadBuiltinExploration,
   loadExplorationFileWithin,
   replaySchedule,
@@ -23,7 +21,7 @@ import pc from 'picocolors';
 import type { ReportOptions } from '../define/options.js';
 import type { ReportCase } from '../report/cases.js';
 import { emitReport, jsonOnStdout, reportUsageError, textOnStdout } from '../report/emit.js';
-import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, toJson } from './shared.js';
+import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, invalid, reportInvalid, toJson } from './shared.js';
 import { writeExploreReport } from './report.js';
 
 export { parseDuration, parseShard } from '../define/options.js';
@@ -160,41 +158,24 @@ export function exploreJson(r: ExploreResultJson, expect: ExploreExpectation) {
 }
 
 export async function exploreCommand(io: CliIo, file: string | undefined, o: ExploreCommandOptions): Promise<number> {
-  const c = io.color;
   const usage = reportUsageError(o);
-  if (usage) {
-    io.err(`${c.red('error')} ${usage}`);
-    return EXIT_INVALID;
-  }
-  if ((file === undefined) === (o.builtin === undefined)) {
-    io.err(`${c.red('error')} give an exploration file or --builtin <name> (ccmem help explore)`);
-    return EXIT_INVALID;
-  }
+  if (usage) return invalid(io, usage);
+  if ((file === undefined) === (o.builtin === undefined)) return invalid(io, 'give an exploration file or --builtin <name> (ccmem help explore)');
   const { builtin, replay, json: jsonFlag, skipRetryCheck, time, maxSchedules, shard, shardDepth, workers, progress, reporter, output, expect: expectFlag, report, ...search } = o;
   const json = jsonOnStdout(o);
   const text = textOnStdout(o);
   // a file a user names is read within the read timeout (a hung mount is an error); the
   // workers get its text
   const loaded: Awaited<ReturnType<typeof loadExplorationFileWithin>> = builtin !== undefined ? loadBuiltinExploration(builtin) : await loadExplorationFileWithin(file!);
-  if (!loaded.ok) {
-    for (const e of loaded.errors) io.err(`${c.red('error')} ${formatScenarioError(e)}`);
-    if (json) io.out(JSON.stringify({ errors: loaded.errors }));
-    return EXIT_INVALID;
-  }
+  if (!loaded.ok) return reportInvalid(io, loaded.errors, json);
   const { scenario, options, header } = loaded.exploration;
   const expect: ExploreExpectation = expectFlag ?? header.expect ?? 'pass';
   const opts: ExploreOptions = { ...options, ...search, ...(skipRetryCheck && { faultInjection: { skipRetryCheck: true } }) };
   const mode = opts.mode ?? 'exhaustive';
   if (time !== undefined) opts.timeLimitMs = time;
   if (maxSchedules !== undefined) opts.schedules = Math.min(opts.schedules ?? Infinity, maxSchedules);
-  if ((shard !== undefined || workers !== undefined) && mode !== 'exhaustive') {
-    io.err(`${c.red('error')} --shard and --workers partition the exhaustive search (this exploration is ${mode})`);
-    return EXIT_INVALID;
-  }
-  if (shard !== undefined && workers !== undefined) {
-    io.err(`${c.red('error')} give --shard or --workers, not both`);
-    return EXIT_INVALID;
-  }
+  if ((shard !== undefined || workers !== undefined) && mode !== 'exhaustive') return invalid(io, `--shard and --workers partition the exhaustive search (this exploration is ${mode})`);
+  if (shard !== undefined && workers !== undefined) return invalid(io, 'give --shard or --workers, not both');
   if (shard !== undefined) opts.shard = { ...shard, ...(shardDepth !== undefined && { depth: shardDepth }) };
   const name = builtin ?? scenario.name;
   const bound = opts.bound ?? 64;
@@ -246,8 +227,7 @@ export async function exploreCommand(io: CliIo, file: string | undefined, o: Exp
       } else result = reportToJson(explore(scenario, opts, name), bound);
     }
   } catch (e) {
-    io.err(`${c.red('error')} ${(e as Error).message}`);
-    return EXIT_INVALID;
+    return invalid(io, (e as Error).message);
   }
   const doc = () => toJson(exploreJson(result, expect));
   if (jsonFlag) io.out(doc());

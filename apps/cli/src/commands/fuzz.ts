@@ -12,7 +12,7 @@ import { profileByName } from '@ccmem/core';
 import type { CliIo } from '../io.js';
 import { kvmColumnAvailable } from '../targets.js';
 import { parseDuration } from './explore.js';
-import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, targetsOrReport, toJson } from './shared.js';
+import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, invalid, targetsOrReport, toJson } from './shared.js';
 
 /** the duration in milliseconds (explore's parser), or null when the text is not one */
 function durationOrNull(text: string): number | null {
@@ -45,17 +45,13 @@ export async function fuzzCommand(io: CliIo, opts: FuzzCommandOptions): Promise<
   const seed = Number(opts.seed);
   const maxLength = positiveInt(opts.maxLength);
   const timeMs = opts.time === undefined ? undefined : durationOrNull(opts.time);
-  const bad = (what: string) => {
-    io.err(`${c.red('error')} ${what}`);
-    return EXIT_INVALID;
-  };
-  if (steps === null) return bad(`--steps must be a positive integer, got "${opts.steps}"`);
-  if (!Number.isSafeInteger(seed)) return bad(`--seed must be an integer, got "${opts.seed}"`);
-  if (maxLength === null) return bad(`--max-length must be a positive integer, got "${opts.maxLength}"`);
-  if (timeMs === null) return bad(`--time must be a duration such as 90s, 5m or 1h, got "${opts.time}"`);
+  if (steps === null) return invalid(io, `--steps must be a positive integer, got "${opts.steps}"`);
+  if (!Number.isSafeInteger(seed)) return invalid(io, `--seed must be an integer, got "${opts.seed}"`);
+  if (maxLength === null) return invalid(io, `--max-length must be a positive integer, got "${opts.maxLength}"`);
+  if (timeMs === null) return invalid(io, `--time must be a duration such as 90s, 5m or 1h, got "${opts.time}"`);
 
-  if (opts.profile !== undefined && opts.target === 'diff') return bad('--profile is for --target model (the diff target follows this host)');
-  if (opts.profile !== undefined && !(PROFILES as readonly string[]).includes(opts.profile)) return bad(`--profile must be one of ${PROFILES.join(', ')}, got "${opts.profile}"`);
+  if (opts.profile !== undefined && opts.target === 'diff') return invalid(io, '--profile is for --target model (the diff target follows this host)');
+  if (opts.profile !== undefined && !(PROFILES as readonly string[]).includes(opts.profile)) return invalid(io, `--profile must be one of ${PROFILES.join(', ')}, got "${opts.profile}"`);
   // a model campaign generates what its profile's kernel has (no guest_memfd steps without it)
   const modelGmem = opts.profile === undefined || opts.profile === 'host' || profileByName(opts.profile)?.guestMemfd !== false;
   let features: FuzzFeatures = { guestMemfd: modelGmem, gmemFlags: [0, 1, 3], crossPage: true, dirtyRing: true, ...(opts.profile !== undefined && { profile: opts.profile as FuzzFeatures['profile'] }) };
@@ -65,7 +61,7 @@ export async function fuzzCommand(io: CliIo, opts: FuzzCommandOptions): Promise<
   if (opts.target === 'input') return inputCampaign(io, opts, { model, features, inputs: steps, seed, ...(timeMs !== undefined && { timeMs }) });
   let kvm: KvmTarget | undefined;
   if (opts.target === 'diff') {
-    if (!kvmColumnAvailable()) return bad('--target diff needs the real-KVM target: /dev/kvm is missing on this host (try --target model)');
+    if (!kvmColumnAvailable()) return invalid(io, '--target diff needs the real-KVM target: /dev/kvm is missing on this host (try --target model)');
     const [k] = (await targetsOrReport(io, 'kvm')) ?? [];
     if (!k) return EXIT_INVALID;
     kvm = k as KvmTarget;

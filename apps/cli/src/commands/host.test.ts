@@ -1,19 +1,10 @@
-import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { describe, expect, it } from 'vitest';
+import { ccmem } from '../../test-support/ccmem-process.js';
 import type { HostJson } from './host.js';
 
-const ROOT = new URL('../../../../', import.meta.url).pathname;
-
-function ccmemHost(args: string[], env: Record<string, string> = {}) {
-  const r = spawnSync(process.execPath, ['--conditions=@ccmem/source', '--import', 'tsx', 'apps/cli/src/bin.ts', 'host', ...args], {
-    cwd: ROOT,
-    encoding: 'utf8',
-    env: { ...process.env, NO_COLOR: '1', ...env },
-  });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const ccmemHost = (args: string[], env: Record<string, string> = {}) => ccmem(['host', ...args], { env: { NO_COLOR: '1', ...env } });
 
 /** a sysfs bool read here, independently of the code under test */
 function sysBool(path: string): boolean | null {

@@ -23,7 +23,7 @@ import type { ReportOptions } from '../define/options.js';
 import type { ReportCase } from '../report/cases.js';
 import { emitReport, jsonOnStdout, reportUsageError, textOnStdout } from '../report/emit.js';
 import { getTargetFactory, kvmColumnAvailable, type TargetFactory } from '../targets.js';
-import { detectedHostProfile, EXIT_FAIL, EXIT_INVALID, EXIT_OK, loadScenarioFiles, nothingRan, reportInvalid, resultText, tick, toJson } from './shared.js';
+import { detectedHostProfile, EXIT_FAIL, EXIT_INVALID, EXIT_OK, invalid, loadScenarioFiles, nothingRan, reportInvalid, resultText, tick, toJson } from './shared.js';
 import { writeMatrixReport } from './report.js';
 
 export interface MatrixCommandOptions extends ReportOptions {
@@ -116,10 +116,7 @@ export async function matrixCommand(io: CliIo, opts: MatrixCommandOptions): Prom
   const c = io.color;
   const usage = reportUsageError(opts);
   const selector = cellSelector(opts);
-  if (usage || 'error' in selector) {
-    io.err(`${c.red('error')} ${usage ?? (selector as { error: string }).error}`);
-    return EXIT_INVALID;
-  }
+  if (usage || 'error' in selector) return invalid(io, usage ?? (selector as { error: string }).error);
   const json = jsonOnStdout(opts);
   const text = textOnStdout(opts);
   let entries;
@@ -134,8 +131,7 @@ export async function matrixCommand(io: CliIo, opts: MatrixCommandOptions): Prom
     }
   } catch (e) {
     if (e instanceof ScenarioParseError) return reportInvalid(io, e.errors, json);
-    io.err(`${c.red('error')} ${(e as Error).message}`);
-    return EXIT_INVALID;
+    return invalid(io, (e as Error).message);
   }
   let columns: MatrixColumns;
   let modelFactory: TargetFactory;
@@ -145,8 +141,7 @@ export async function matrixCommand(io: CliIo, opts: MatrixCommandOptions): Prom
     modelFactory = (o) => factory({ ...o, invariants });
     columns = { model: () => modelFactory() };
   } catch (e) {
-    io.err(`${c.red('error')} ${(e as Error).message}`);
-    return EXIT_INVALID;
+    return invalid(io, (e as Error).message);
   }
   const kvmWanted = opts.kvm !== false && (!opts.target || opts.target.includes('kvm'));
   if (kvmWanted && kvmColumnAvailable()) {

@@ -6,16 +6,13 @@
  */
 import { DEFAULT_READ_TIMEOUT_MS, mergeResults, missingShards, readFilesBounded, type ExploreResultJson } from '@ccmem/scenario';
 import type { CliIo } from '../io.js';
-import { EXIT_INVALID, inputLimits, toJson } from './shared.js';
+import { inputLimits, invalid, toJson } from './shared.js';
 import { exitCodeOf, exploreJson, printSummary, type ExploreExpectation } from './explore.js';
 
 export async function mergeCommand(io: CliIo, files: readonly string[], o: { json?: boolean; readTimeout?: string }): Promise<number> {
   const parts: ExploreResultJson[] = [];
   const limits = inputLimits({ readTimeout: o.readTimeout });
-  if (typeof limits === 'string') {
-    io.err(`${io.color.red('error')} ${limits}`);
-    return EXIT_INVALID;
-  }
+  if (typeof limits === 'string') return invalid(io, limits);
   // each input read within the read timeout (a pipe such as <(cat a.json) is fine; a FIFO
   // without writer or a hung mount is an error)
   const texts = await readFilesBounded(files, {
@@ -26,21 +23,16 @@ export async function mergeCommand(io: CliIo, files: readonly string[], o: { jso
   });
   for (const r of texts) {
     const f = r.path;
-    if ('error' in r) {
-      io.err(`${io.color.red('error')} ${f}: ${r.error}`);
-      return EXIT_INVALID;
-    }
+    if ('error' in r) return invalid(io, `${f}: ${r.error}`);
     let doc: unknown;
     try {
       doc = JSON.parse(r.text);
     } catch (e) {
-      io.err(`${io.color.red('error')} ${f}: ${(e as Error).message}`);
-      return EXIT_INVALID;
+      return invalid(io, `${f}: ${(e as Error).message}`);
     }
     const d = doc as Partial<ExploreResultJson>;
     if (typeof d !== 'object' || d === null || typeof d.name !== 'string' || typeof d.schedules !== 'number' || !Array.isArray(d.violations) || typeof d.stats !== 'object') {
-      io.err(`${io.color.red('error')} ${f}: not a result of ccmem explore --json`);
-      return EXIT_INVALID;
+      return invalid(io, `${f}: not a result of ccmem explore --json`);
     }
     parts.push(d as ExploreResultJson);
   }
@@ -48,8 +40,7 @@ export async function mergeCommand(io: CliIo, files: readonly string[], o: { jso
   try {
     merged = mergeResults(parts);
   } catch (e) {
-    io.err(`${io.color.red('error')} ${(e as Error).message}`);
-    return EXIT_INVALID;
+    return invalid(io, (e as Error).message);
   }
   const missing = missingShards(parts);
   if (missing.length) io.err(`${io.color.yellow('warning')} shards missing: ${missing.join(', ')}`);

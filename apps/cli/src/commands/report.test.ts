@@ -2,16 +2,8 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { bufferIo } from '../io.js';
-import { main } from '../program.js';
-
-const ROOT = new URL('../../../../', import.meta.url).pathname;
-
-async function ccmem(args: string[]) {
-  const io = bufferIo();
-  const code = await main(['node', 'ccmem', ...args], io, {});
-  return { code, stdout: io.stdout.join('\n'), stderr: io.stderr.join('\n') };
-}
+import { ccmemInProcess } from '../../test-support/ccmem-in-process.js';
+import { ROOT } from '../../test-support/ccmem-process.js';
 
 /** the report data a page embeds */
 function embedded(file: string): { kind: string; pass: boolean; steps: { op: string; state: number | null }[]; states: unknown[]; explore?: { schedules: { schedule: string; violation: string | null }[] } } {
@@ -41,7 +33,7 @@ steps:
 describe('ccmem report', () => {
   it('writes one self-contained page for a scenario; exit 0 when every step passed', async () => {
     const out = join(dir, 'psc.html');
-    const r = await ccmem(['report', `${ROOT}packages/scenario/scenarios/snp/psc-shared-to-private.yaml`, '-o', out]);
+    const r = await ccmemInProcess(['report', `${ROOT}packages/scenario/scenarios/snp/psc-shared-to-private.yaml`, '-o', out]);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/report: .*psc\.html \(\d+(\.\d)? KiB, 15 steps, \d+ distinct states\)/);
     const d = embedded(out);
@@ -52,19 +44,19 @@ describe('ccmem report', () => {
 
   it('a failing scenario: the page is still written, exit 1; a bad file: exit 2 and no page', async () => {
     const out = join(dir, 'failing.html');
-    const r = await ccmem(['report', FAILING, '-o', out]);
+    const r = await ccmemInProcess(['report', FAILING, '-o', out]);
     expect(r.code).toBe(1);
     expect(embedded(out).pass).toBe(false);
     const bad = join(dir, 'bad.yaml');
     writeFileSync(bad, 'name: x\nvm: { type: nope }\nsteps: []\n');
-    const b = await ccmem(['report', bad, '-o', join(dir, 'bad.html')]);
+    const b = await ccmemInProcess(['report', bad, '-o', join(dir, 'bad.html')]);
     expect(b.code).toBe(2);
     expect(existsSync(join(dir, 'bad.html'))).toBe(false);
   });
 
   it('explore --report: the counterexample, phase by phase', async () => {
     const out = join(dir, 'fvc.html');
-    const r = await ccmem(['explore', '--builtin', 'fault-vs-conversion', '--skip-retry-check', '--no-progress', '--report', out]);
+    const r = await ccmemInProcess(['explore', '--builtin', 'fault-vs-conversion', '--skip-retry-check', '--no-progress', '--report', out]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`report: ${out}`);
     const d = embedded(out);
@@ -74,7 +66,7 @@ describe('ccmem report', () => {
 
   it('explore --replay --report: the chosen schedule', async () => {
     const out = join(dir, 'replay.html');
-    const r = await ccmem(['explore', '--builtin', 'snp-rmp-timing', '--replay', 'cpu0.vmm', '--report', out]);
+    const r = await ccmemInProcess(['explore', '--builtin', 'snp-rmp-timing', '--replay', 'cpu0.vmm', '--report', out]);
     expect(r.code).toBe(0);
     expect(embedded(out).explore!.schedules.map((s) => s.schedule)).toEqual(['cpu0.vmm']);
   });
@@ -85,7 +77,7 @@ describe('ccmem report', () => {
     mkdirSync(sdir, { recursive: true });
     copyFileSync(FAILING, join(sdir, 'failing.yaml'));
     const out = join(dir, 'matrix.html');
-    const r = await ccmem(['matrix', '--dir', sdir, '--no-kvm', '--report', out]);
+    const r = await ccmemInProcess(['matrix', '--dir', sdir, '--no-kvm', '--report', out]);
     expect(r.code).toBe(1);
     const index = readFileSync(out, 'utf8');
     const links = [...index.matchAll(/href="([^"]+)"/g)].map((m) => m[1]!);

@@ -2,7 +2,7 @@ import { runScenario, type InvariantMode, type ScenarioResult, type TargetName }
 import type { CliIo } from '../io.js';
 import type { ReportOptions } from '../define/options.js';
 import { emitReport, jsonOnStdout, reportUsageError, textOnStdout } from '../report/emit.js';
-import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, inputLimits, loadFiles, nothingRan, printResult, reportInvalid, resultCase, resultJson, targetsOrReport, tick, toJson, writeTrace } from './shared.js';
+import { EXIT_FAIL, EXIT_INVALID, EXIT_OK, inputLimits, invalid, loadFiles, nothingRan, printResult, reportInvalid, resultCase, resultJson, targetsOrReport, tick, toJson, writeTrace } from './shared.js';
 
 export interface RunCommandOptions extends ReportOptions {
   target: TargetName;
@@ -20,17 +20,11 @@ export interface RunCommandOptions extends ReportOptions {
 /** `ccmem run <paths…>`: files, directories and globs (shared.ts `expandPaths()`). */
 export async function runCommand(io: CliIo, paths: string[], opts: RunCommandOptions): Promise<number> {
   const usage = reportUsageError(opts);
-  if (usage) {
-    io.err(`${io.color.red('error')} ${usage}`);
-    return EXIT_INVALID;
-  }
+  if (usage) return invalid(io, usage);
   const json = jsonOnStdout(opts);
   const text = textOnStdout(opts);
   const limits = inputLimits(opts);
-  if (typeof limits === 'string') {
-    io.err(`${io.color.red('error')} ${limits}`);
-    return EXIT_INVALID;
-  }
+  if (typeof limits === 'string') return invalid(io, limits);
   const { loaded, errors } = await loadFiles(paths, limits);
   if (errors.length) return reportInvalid(io, errors, json);
   const [target] = (await targetsOrReport(io, opts.target, { invariants: opts.invariants ?? 'step' })) ?? [];

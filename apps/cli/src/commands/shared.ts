@@ -2,7 +2,6 @@ import { statSync, writeFileSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { globSync, isDynamicPattern } from 'tinyglobby';
 import {
-  DEFAULT_INPUT_LIMITS,
   parseNumber,
   builtinScenarioFiles,
   collectEvents,
@@ -100,6 +99,12 @@ export async function loadScenarioFiles(
     else errors.push(...parsed.errors);
   }
   return { loaded, errors };
+}
+
+/** `message` as an error on stderr; the exit code of invalid input or usage (2) */
+export function invalid(io: CliIo, message: string): number {
+  io.err(`${io.color.red('error')} ${message}`);
+  return EXIT_INVALID;
 }
 
 export function reportInvalid(io: CliIo, errors: readonly ScenarioError[], json: boolean): number {
@@ -294,8 +299,7 @@ export async function targetsOrReport(io: CliIo, ...names: (TargetName | TargetF
 /** the exit code of a command that ran nothing: 2 (with why on stderr) unless --allow-empty */
 export function nothingRan(io: CliIo, what: string, allowEmpty: boolean | undefined): number {
   if (allowEmpty) return EXIT_OK;
-  io.err(`${io.color.red('error')} nothing ran: ${what} (--allow-empty accepts that)`);
-  return EXIT_INVALID;
+  return invalid(io, `nothing ran: ${what} (--allow-empty accepts that)`);
 }
 
 /**

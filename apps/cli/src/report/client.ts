@@ -9,7 +9,7 @@
  * runs narrower than a pixel are merged into one element per pixel, so a lane costs at most
  * O(width · log runs) whatever the slot's size.
  */
-import type { ReportData, ReportOutcome, ReportSchedule, ReportStep, Run, SchedulePoint, SnapshotSlot, StateSnapshot } from '@ccmem/scenario';
+import type { ReportData, ReportEvent, ReportOutcome, ReportSchedule, ReportStep, Run, SchedulePoint, SnapshotSlot, StateSnapshot } from '@ccmem/scenario';
 
 export function reportClient(): void {
   const dataEl = document.getElementById('ccmem-data');
@@ -235,22 +235,28 @@ export function reportClient(): void {
 
   /* ---------------------------------------------------------------- run and diff views */
 
+  /** the kernel events of a step or a schedule point, one line each */
+  function eventsBlock(events: readonly ReportEvent[]): HTMLElement {
+    return h(
+      'div',
+      { class: 'events' },
+      ...(events.length
+        ? events.map((e) =>
+            h(
+              'div',
+              null,
+              h('span', { class: 'ev' }, e.name),
+              ' ',
+              Object.entries(e.fields)
+                .map(([k, v]) => `${k}=${v}`)
+                .join(' '),
+            ),
+          )
+        : [h('div', { class: 'stats' }, '(no kernel events)')]),
+    );
+  }
+
   function outcomeBlock(o: ReportOutcome, disagree: boolean): HTMLElement {
-    const evs = h('div', { class: 'events' });
-    if (o.events.length === 0) evs.append(h('div', { class: 'stats' }, '(no kernel events)'));
-    for (const e of o.events) {
-      evs.append(
-        h(
-          'div',
-          null,
-          h('span', { class: 'ev' }, e.name),
-          ' ',
-          Object.entries(e.fields)
-            .map(([k, v]) => `${k}=${v}`)
-            .join(' '),
-        ),
-      );
-    }
     const stats = o.stats && Object.values(o.stats).some((v) => v !== 0)
       ? h(
           'div',
@@ -269,7 +275,7 @@ export function reportClient(): void {
       o.rule ? h('div', null, `kernel rule: ${o.rule}`) : null,
       o.skipped ? h('div', { class: 'notes' }, `skipped: ${o.skipped}`) : null,
       ...o.mismatches.map((m) => h('div', { class: 'mismatch' }, m)),
-      evs,
+      eventsBlock(o.events),
       stats,
     );
   }
@@ -395,23 +401,7 @@ export function reportClient(): void {
       h('div', null, h('b', null, `point ${ui.point}: `), p.actor ? `${p.actor}, step ${p.step} ${p.op}, phase ${p.phase}` : `${p.op} (${p.phase})`),
       p.outcome ? h('div', null, `step finished: ${p.outcome}`) : null,
       ...p.messages.map((m) => h('div', { class: p.violation ? 'mismatch' : 'notes' }, `${p.violation ? 'violated' : p.observed.length ? `observed (${p.observed.join(', ')})` : 'invariant'}: ${m}`)),
-      h(
-        'div',
-        { class: 'events' },
-        ...(p.events.length
-          ? p.events.map((e) =>
-              h(
-                'div',
-                null,
-                h('span', { class: 'ev' }, e.name),
-                ' ',
-                Object.entries(e.fields)
-                  .map(([k, v]) => `${k}=${v}`)
-                  .join(' '),
-              ),
-            )
-          : [h('div', { class: 'stats' }, '(no kernel events)')]),
-      ),
+      eventsBlock(p.events),
     );
   }
 

@@ -1,9 +1,10 @@
-import { DOMParser, type Element } from '@xmldom/xmldom';
+import type { Element } from '@xmldom/xmldom';
 import { Parser, type Result } from 'tap-parser';
 import { describe, expect, it } from 'vitest';
 import type { ReportCase } from './cases.js';
 import { formatJunit } from './junit.js';
 import { formatTap } from './tap.js';
+import { parseXml } from '../../test-support/parse-xml.js';
 
 const CASES: ReportCase[] = [
   { suite: 'model snp', classname: 'snp/a.yaml', name: 'conversion <shared → private> & "back"', status: 'pass', timeMs: 12 },
@@ -20,21 +21,13 @@ const CASES: ReportCase[] = [
   { suite: 'kvm default', classname: 'memslots/d.yaml', name: 'cannot start', status: 'error', message: 'cannot start the VM: EINVAL' },
 ];
 
-/** parse with a real XML parser; a malformed document throws */
-function parseXml(text: string) {
-  const errors: string[] = [];
-  const doc = new DOMParser({ onError: (level, msg) => void (level !== 'warning' && errors.push(msg)) }).parseFromString(text, 'text/xml');
-  expect(errors).toEqual([]);
-  return doc;
-}
-
 const elements = (parent: Element, tag: string): Element[] => Array.from(parent.getElementsByTagName(tag));
 
 describe('JUnit report', () => {
   it('is well-formed XML with testsuites > testsuite > testcase, counts, and skipped/failure/error children', () => {
     const text = formatJunit('ccmem matrix', CASES, { timestamp: new Date(Date.UTC(2026, 0, 2, 3, 4, 5)), hostname: 'ci-1' });
     expect(text.startsWith('<?xml version="1.0" encoding="UTF-8"?>')).toBe(true);
-    const root = parseXml(text).documentElement!;
+    const root = parseXml(text);
     expect(root.tagName).toBe('testsuites');
     expect(root.getAttribute('name')).toBe('ccmem matrix');
     expect([root.getAttribute('tests'), root.getAttribute('failures'), root.getAttribute('errors'), root.getAttribute('skipped')]).toEqual(['4', '1', '1', '1']);
@@ -66,7 +59,7 @@ describe('JUnit report', () => {
   });
 
   it('an empty report is still a valid document', () => {
-    const root = parseXml(formatJunit('ccmem run', [])).documentElement!;
+    const root = parseXml(formatJunit('ccmem run', []));
     expect(root.tagName).toBe('testsuites');
     expect(root.getAttribute('tests')).toBe('0');
   });

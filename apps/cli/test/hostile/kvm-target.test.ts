@@ -3,10 +3,9 @@
  * step the mapping's protection refuses must come back as the SIGSEGV outcome the model gives,
  * and `munmap` must never unmap memory the scenario did not map, or ccmem dies.
  */
-import { describe, expect, it } from 'vitest';
-import { ccmem, hasKvm, STACK_FRAME, tempDir } from './support.js';
-
-if (!hasKvm) console.warn('hostile/kvm-target.test.ts: /dev/kvm is missing on this host: the real-KVM cases are SKIPPED');
+import { expect, it } from 'vitest';
+import { describeWithKvm } from '../../../../packages/kvm/src/testing/kvm-gate.js';
+import { ccmem, STACK_FRAME, tempDir } from './support.js';
 
 const t = tempDir('ccmem-hostile-kvm-');
 const scenario = (name: string, steps: string) => t.file(`${name}.yaml`, `name: ${name}\nvm: { type: default }\nsteps:\n${steps}`);
@@ -43,7 +42,7 @@ const UNMAP_ALL = scenario(
 `,
 );
 
-describe.skipIf(!hasKvm)('kvm target: host accesses never kill ccmem (needs /dev/kvm)', () => {
+describeWithKvm('kvm target: host accesses never kill ccmem (needs /dev/kvm)', () => {
   it.each([
     ['a write to a PROT_READ mapping', READONLY_WRITE],
     ['a read of a PROT_NONE mapping', NONE_READ],

@@ -3,44 +3,14 @@
  * process must end with an exit code in {0, 1, 2}, never by a signal, and never print a stack
  * trace.
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { ccmem as spawnCcmem, type CliRun, type CliSpawnOptions } from '../../test-support/ccmem-process.js';
 
-export const ROOT = new URL('../../../../', import.meta.url).pathname;
+export { tempDir } from '../../test-support/ccmem-process.js';
 
-export interface CliRun {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-export function ccmem(args: string[], opts: { env?: Record<string, string>; timeout?: number; input?: string } = {}): CliRun {
-  const r = spawnSync(process.execPath, ['--conditions=@ccmem/source', '--import', 'tsx', 'apps/cli/src/bin.ts', ...args], {
-    cwd: ROOT,
-    encoding: 'utf8',
-    timeout: opts.timeout ?? 60_000,
-    env: { ...process.env, NO_COLOR: '1', ...opts.env },
-    ...(opts.input !== undefined && { input: opts.input }),
-  });
-  return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
+/** `ccmem <args>` in a child process, stopped after 60 s unless `opts.timeout` says otherwise */
+export function ccmem(args: string[], opts: CliSpawnOptions = {}): CliRun {
+  return spawnCcmem(args, { timeout: 60_000, ...opts });
 }
 
 /** a stack frame line as V8 prints it */
 export const STACK_FRAME = /^\s+at .+(\(|:\d+:\d+)/m;
-
-export function tempDir(prefix: string): { dir: string; file(name: string, text: string): string } {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  return {
-    dir,
-    file(name, text) {
-      const p = join(dir, name);
-      writeFileSync(p, text);
-      return p;
-    },
-  };
-}
-
-export const hasKvm = existsSync('/dev/kvm');

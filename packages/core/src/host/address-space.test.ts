@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { KvmError } from '../errno.js';
+import { errnoOf } from '../testing/errno-of.js';
 import type { FileMappingBacking } from '../backend.js';
 import { AddressSpace, HostSignal, MMAP_BASE, TASK_SIZE_MAX } from './address-space.js';
 import { PhysMem, ZERO_PFN } from './phys-mem.js';
@@ -22,16 +22,6 @@ function fileBacking(phys: PhysMem, npages: number, opts: { noMmap?: boolean; si
   return { b, pfns, faults };
 }
 
-function errno(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof KvmError) return e.code;
-    throw e;
-  }
-  return undefined;
-}
-
 describe('AddressSpace', () => {
   it('places mappings top-down from MMAP_BASE and honours MAP_FIXED', () => {
     const mm = new AddressSpace(new PhysMem());
@@ -42,10 +32,10 @@ describe('AddressSpace', () => {
     const f = mm.mmap({ addr: 0x10000000, length: 0x2000, prot: RO, shared: true });
     expect(f).toBe(0x10000000);
     expect(mm.mappings().map((v) => v.start)).toEqual([0x10000000, b, a]);
-    expect(errno(() => mm.mmap({ length: 0, prot: RW, shared: false }))).toBe('EINVAL');
-    expect(errno(() => mm.mmap({ addr: 0x1001, length: 4096, prot: RW, shared: false }))).toBe('EINVAL');
-    expect(errno(() => mm.mmap({ addr: TASK_SIZE_MAX, length: 4096, prot: RW, shared: false }))).toBe('ENOMEM');
-    expect(errno(() => mm.mmap({ length: 2 ** 48, prot: RW, shared: false }))).toBe('ENOMEM');
+    expect(errnoOf(() => mm.mmap({ length: 0, prot: RW, shared: false }))).toBe('EINVAL');
+    expect(errnoOf(() => mm.mmap({ addr: 0x1001, length: 4096, prot: RW, shared: false }))).toBe('EINVAL');
+    expect(errnoOf(() => mm.mmap({ addr: TASK_SIZE_MAX, length: 4096, prot: RW, shared: false }))).toBe('ENOMEM');
+    expect(errnoOf(() => mm.mmap({ length: 2 ** 48, prot: RW, shared: false }))).toBe('ENOMEM');
   });
 
   it('GUP on anonymous memory: zero page on read, allocation on write, EFAULT without permission', () => {
@@ -95,8 +85,8 @@ describe('AddressSpace', () => {
     mm.write(a, 4, 0xdeadbeefn);
     expect(phys.readValue(f.pfns[1]!, 0, 4)).toBe(0xdeadbeefn);
     const g = fileBacking(phys, 1, { noMmap: true });
-    expect(errno(() => mm.mmap({ length: 0x1000, prot: RW, shared: true, backing: g.b }))).toBe('ENODEV');
-    expect(errno(() => mm.mmap({ length: 0x1000, prot: RW, shared: true, backing: f.b, fileOffset: 10 }))).toBe('EINVAL');
+    expect(errnoOf(() => mm.mmap({ length: 0x1000, prot: RW, shared: true, backing: g.b }))).toBe('ENODEV');
+    expect(errnoOf(() => mm.mmap({ length: 0x1000, prot: RW, shared: true, backing: f.b, fileOffset: 10 }))).toBe('EINVAL');
   });
 
   it('partial munmap splits mappings, frees anonymous pages, and notifies invalidations first', () => {
@@ -130,7 +120,7 @@ describe('AddressSpace', () => {
     mm.munmap(a, 0x4000);
     expect(seen).toHaveLength(1);
     expect(mm.mappings().some((v) => v.start < a + 0x4000 && v.end > a)).toBe(false);
-    expect(errno(() => mm.munmap(a + 1, 0x1000))).toBe('EINVAL');
+    expect(errnoOf(() => mm.munmap(a + 1, 0x1000))).toBe('EINVAL');
   });
 
   it('a PTE page goes away once the last page it maps is unmapped, whatever mapped them', () => {
@@ -189,8 +179,8 @@ describe('AddressSpace', () => {
     expect(r.pfn % 512).toBe(3);
     expect(mm.peekPfn(h)).toBe(r.pfn - 3);
     expect(phys.allocatedPages).toBe(1 + 512);
-    expect(errno(() => mm.munmap(h + 0x1000, 0x1000))).toBe('EINVAL');
-    expect(errno(() => mm.mmap({ addr: 0x1000, length: 0x200000, prot: RW, shared: false, hugepage: '2M' }))).toBe('EINVAL');
+    expect(errnoOf(() => mm.munmap(h + 0x1000, 0x1000))).toBe('EINVAL');
+    expect(errnoOf(() => mm.mmap({ addr: 0x1000, length: 0x200000, prot: RW, shared: false, hugepage: '2M' }))).toBe('EINVAL');
     mm.munmap(h, 4 * 1024 * 1024);
     expect(phys.allocatedPages).toBe(1);
     // the alignment gap went to the free list: 255 gap frames (0x101..0x1ff) + 512 freed huge frames are reused

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { KvmError } from '../errno.js';
+import { errnoOf } from '../testing/errno-of.js';
 import { AddressSpace, MADV_COLLAPSE, MADV_DONTNEED, MADV_HUGEPAGE, MADV_REMOVE } from './address-space.js';
 import { DevKvmFile, MemfdFile } from './files.js';
 import { MPOL_BIND, MPOL_DEFAULT, MPOL_INTERLEAVE, MPOL_PREFERRED, MPOL_LOCAL, mpolNew, policyNode, SharedPolicy } from './numa.js';
@@ -7,16 +7,6 @@ import { PhysMem } from './phys-mem.js';
 
 const RW = { read: true, write: true };
 const RO = { read: true, write: false };
-
-function errno(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof KvmError) return e.code;
-    throw e;
-  }
-  return undefined;
-}
 
 function mm(): { phys: PhysMem; as: AddressSpace; notified: [number, number][] } {
   const phys = new PhysMem();
@@ -46,18 +36,18 @@ describe('madvise', () => {
   it('checks the advice and the alignment first, and reports a hole as ENOMEM after advising the mapped part', () => {
     const { as } = mm();
     const a = as.mmap({ length: 8192, prot: RW, shared: false });
-    expect(errno(() => as.madvise(a, 4096, 999))).toBe('EINVAL');
-    expect(errno(() => as.madvise(a + 1, 4096, MADV_DONTNEED))).toBe('EINVAL');
+    expect(errnoOf(() => as.madvise(a, 4096, 999))).toBe('EINVAL');
+    expect(errnoOf(() => as.madvise(a + 1, 4096, MADV_DONTNEED))).toBe('EINVAL');
     as.write(a, 8, 5n);
-    expect(errno(() => as.madvise(a, 4 * 4096, MADV_DONTNEED))).toBe('ENOMEM');
+    expect(errnoOf(() => as.madvise(a, 4 * 4096, MADV_DONTNEED))).toBe('ENOMEM');
     expect(as.read(a, 8)).toBe(0n);
-    expect(errno(() => as.madvise(a, 0, MADV_DONTNEED))).toBeUndefined();
+    expect(errnoOf(() => as.madvise(a, 0, MADV_DONTNEED))).toBeUndefined();
   });
 
   it('MADV_REMOVE: EINVAL on private anonymous memory, punches shared memory and files', () => {
     const { phys, as } = mm();
     const priv = as.mmap({ length: 4096, prot: RW, shared: false });
-    expect(errno(() => as.madvise(priv, 4096, MADV_REMOVE))).toBe('EINVAL');
+    expect(errnoOf(() => as.madvise(priv, 4096, MADV_REMOVE))).toBe('EINVAL');
     const shm = as.mmap({ length: 4096, prot: RW, shared: true });
     as.write(shm, 8, 7n);
     as.madvise(shm, 4096, MADV_REMOVE);
@@ -70,16 +60,16 @@ describe('madvise', () => {
     expect(memfd.pageAt(1)).toBe(-1);
     expect(as.read(f + 4096, 8)).toBe(0n);
     const ro = as.mmap({ length: 4096, prot: RO, shared: true, backing: memfd });
-    expect(errno(() => as.madvise(ro, 4096, MADV_REMOVE))).toBe('EACCES');
+    expect(errnoOf(() => as.madvise(ro, 4096, MADV_REMOVE))).toBe('EACCES');
   });
 
   it('MADV_COLLAPSE of a file mapping is EINVAL, of anonymous memory fine; MADV_HUGEPAGE is a hint', () => {
     const { phys, as } = mm();
     const f = as.mmap({ length: 2 << 20, prot: RW, shared: true, backing: new MemfdFile(phys, 2 << 20) });
-    expect(errno(() => as.madvise(f, 2 << 20, MADV_HUGEPAGE))).toBeUndefined();
-    expect(errno(() => as.madvise(f, 2 << 20, MADV_COLLAPSE))).toBe('EINVAL');
+    expect(errnoOf(() => as.madvise(f, 2 << 20, MADV_HUGEPAGE))).toBeUndefined();
+    expect(errnoOf(() => as.madvise(f, 2 << 20, MADV_COLLAPSE))).toBe('EINVAL');
     const a = as.mmap({ length: 2 << 20, prot: RW, shared: false });
-    expect(errno(() => as.madvise(a, 2 << 20, MADV_COLLAPSE))).toBeUndefined();
+    expect(errnoOf(() => as.madvise(a, 2 << 20, MADV_COLLAPSE))).toBeUndefined();
   });
 });
 
@@ -105,8 +95,8 @@ describe('mprotect', () => {
   it('EINVAL for an unaligned start, ENOMEM for a hole (nothing changes)', () => {
     const { as } = mm();
     const a = as.mmap({ length: 4096, prot: RW, shared: false });
-    expect(errno(() => as.mprotect(a + 1, 4096, RO))).toBe('EINVAL');
-    expect(errno(() => as.mprotect(a, 8192, RO))).toBe('ENOMEM');
+    expect(errnoOf(() => as.mprotect(a + 1, 4096, RO))).toBe('EINVAL');
+    expect(errnoOf(() => as.mprotect(a, 8192, RO))).toBe('ENOMEM');
     expect(as.mappings()[0]!.prot.write).toBe(true);
   });
 });
@@ -150,8 +140,8 @@ describe('NUMA memory policy', () => {
     as.write(f + 3 * 4096, 1, 1n);
     expect([0, 1, 2, 3].map((i) => as.pageNode(f + i * 4096))).toEqual([1, -2, -2, 0]);
     expect(as.pageNode(0x1000)).toBe(-14);
-    expect(errno(() => as.mbind(f, 8 * 4096, MPOL_BIND, 1, 0))).toBe('EFAULT');
-    expect(errno(() => as.mbind(f, 4096, MPOL_BIND, 4, 0))).toBe('EINVAL');
+    expect(errnoOf(() => as.mbind(f, 8 * 4096, MPOL_BIND, 1, 0))).toBe('EFAULT');
+    expect(errnoOf(() => as.mbind(f, 4096, MPOL_BIND, 4, 0))).toBe('EINVAL');
   });
 
   it('anonymous memory: the zero page is EFAULT for move_pages, a written page has a node', () => {
@@ -174,8 +164,8 @@ describe('files', () => {
     expect(m.fileWrite(8, 8192)).toBe(8);
     expect(m.fstat().st_size).toBe(8200);
     const k = new DevKvmFile();
-    expect(errno(() => k.fileRead(8))).toBe('EINVAL');
-    expect(errno(() => k.fileWrite(8, 0))).toBe('EINVAL');
+    expect(errnoOf(() => k.fileRead(8))).toBe('EINVAL');
+    expect(errnoOf(() => k.fileWrite(8, 0))).toBe('EINVAL');
     expect(new MemfdFile(phys, 0).fstat().st_ino).not.toBe(m.fstat().st_ino);
   });
 });

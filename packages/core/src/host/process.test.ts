@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { KvmError } from '../errno.js';
+import { errnoOf } from '../testing/errno-of.js';
 import type { KvmFile } from '../backend.js';
 import { Process } from './process.js';
 
@@ -33,11 +34,7 @@ describe('Process', () => {
   it('close of a descriptor that is not open is EBADF', () => {
     const p = new Process();
     expect(() => p.close(3)).toThrow(KvmError);
-    try {
-      p.close(0);
-    } catch (e) {
-      expect((e as KvmError).code).toBe('EBADF');
-    }
+    expect(errnoOf(() => p.close(0))).toBe('EBADF');
     expect(p.mm.phys).toBe(p.phys);
   });
 });

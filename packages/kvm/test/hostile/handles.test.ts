@@ -3,28 +3,15 @@
  * ioctl (and never sizes a buffer), and a closed VM / vCPU / /dev/kvm handle never acts on the
  * fd number it had, which the process may have handed to another file since.
  */
-import { existsSync } from 'node:fs';
-import { afterEach, describe, expect, it } from 'vitest';
-import { isKvmError, KVM_MEM_LOG_DIRTY_PAGES } from '@ccmem/core';
+import { afterEach, expect, it } from 'vitest';
+import { KVM_MEM_LOG_DIRTY_PAGES } from '@ccmem/core';
+import { errnoOf } from '../../../core/src/testing/errno-of.js';
 import { RealKvm, type RealVm } from '../../src/real-kvm.js';
 import { mmap, munmap } from '../../src/host-memory.js';
 import { ArgBuffer } from '../../src/libc.js';
+import { describeWithKvm } from '../../src/testing/kvm-gate.js';
 
-const hasKvm = existsSync('/dev/kvm');
-if (!hasKvm) console.warn('hostile/handles.test.ts: /dev/kvm is missing on this host: every real-KVM test here is SKIPPED');
-
-function errno(f: () => unknown): string {
-  try {
-    f();
-  } catch (e) {
-    if (isKvmError(e)) return e.code;
-    throw e;
-  }
-  return 'ok';
-}
-
-
-describe.skipIf(!hasKvm)('RealVm / RealVcpu handles (needs /dev/kvm)', () => {
+describeWithKvm('RealVm / RealVcpu handles (needs /dev/kvm)', () => {
   const open: { kvm: RealKvm; vms: RealVm[] } = { kvm: null as unknown as RealKvm, vms: [] };
   const newVm = () => {
     open.kvm ??= RealKvm.open();
@@ -46,14 +33,14 @@ describe.skipIf(!hasKvm)('RealVm / RealVcpu handles (needs /dev/kvm)', () => {
       vm.setUserMemoryRegion({ slot: 0, flags: KVM_MEM_LOG_DIRTY_PAGES, guest_phys_addr: 0, memory_size: 1 << 30, userspace_addr: hva });
       // 0x1_0000_0000 would have been truncated to slot 0 by the struct, with an 8-byte buffer
       // for slot 0's 32 KiB bitmap
-      expect(errno(() => vm.setUserMemoryRegion({ slot: 2 ** 32, flags: KVM_MEM_LOG_DIRTY_PAGES, guest_phys_addr: 1 << 30, memory_size: 4096, userspace_addr: hva }))).toBe('EINVAL');
-      expect(errno(() => vm.getDirtyLog({ slot: 2 ** 32 }))).toBe('EINVAL');
-      expect(errno(() => vm.getDirtyLog({ slot: NaN }))).toBe('EINVAL');
-      expect(errno(() => vm.getDirtyLog({ slot: 1.5 }))).toBe('EINVAL');
+      expect(errnoOf(() => vm.setUserMemoryRegion({ slot: 2 ** 32, flags: KVM_MEM_LOG_DIRTY_PAGES, guest_phys_addr: 1 << 30, memory_size: 4096, userspace_addr: hva }))).toBe('EINVAL');
+      expect(errnoOf(() => vm.getDirtyLog({ slot: 2 ** 32 }))).toBe('EINVAL');
+      expect(errnoOf(() => vm.getDirtyLog({ slot: NaN }))).toBe('EINVAL');
+      expect(errnoOf(() => vm.getDirtyLog({ slot: 1.5 }))).toBe('EINVAL');
       expect(vm.getDirtyLog({ slot: 0 }).length).toBe(32 * 1024);
-      expect(errno(() => vm.setMemoryAttributes({ address: 0, size: 4096, attributes: 8.5 }))).toBe('EINVAL');
-      expect(errno(() => vm.enableCap({ cap: 1.5 }))).toBe('EINVAL');
-      expect(errno(() => vm.createVcpu(-1))).toBe('EINVAL');
+      expect(errnoOf(() => vm.setMemoryAttributes({ address: 0, size: 4096, attributes: 8.5 }))).toBe('EINVAL');
+      expect(errnoOf(() => vm.enableCap({ cap: 1.5 }))).toBe('EINVAL');
+      expect(errnoOf(() => vm.createVcpu(-1))).toBe('EINVAL');
     } finally {
       vm.close();
       munmap(hva, 1 << 30);
@@ -67,15 +54,15 @@ describe.skipIf(!hasKvm)('RealVm / RealVcpu handles (needs /dev/kvm)', () => {
     const b = newVm(); // the lowest free fd: usually the number `a` had
     const hva = mmap({ length: 4096 });
     try {
-      expect(errno(() => a.setUserMemoryRegion({ slot: 0, flags: 0, guest_phys_addr: 0, memory_size: 4096, userspace_addr: hva }))).toBe('EBADF');
-      expect(errno(() => a.createVcpu(0))).toBe('EBADF');
-      expect(errno(() => a.getDirtyLog({ slot: 0 }))).toBe('EBADF');
-      expect(errno(() => a.checkExtension(1))).toBe('EBADF');
+      expect(errnoOf(() => a.setUserMemoryRegion({ slot: 0, flags: 0, guest_phys_addr: 0, memory_size: 4096, userspace_addr: hva }))).toBe('EBADF');
+      expect(errnoOf(() => a.createVcpu(0))).toBe('EBADF');
+      expect(errnoOf(() => a.getDirtyLog({ slot: 0 }))).toBe('EBADF');
+      expect(errnoOf(() => a.checkExtension(1))).toBe('EBADF');
       a.close();
       // `b` (maybe on the same fd number) is untouched: its ioctls still work
       if (b.fd === fd) expect(b.fd).toBe(fd);
-      expect(errno(() => b.setUserMemoryRegion({ slot: 0, flags: 0, guest_phys_addr: 0, memory_size: 4096, userspace_addr: hva }))).toBe('ok');
-      expect(errno(() => b.createVcpu(0))).toBe('ok');
+      expect(errnoOf(() => b.setUserMemoryRegion({ slot: 0, flags: 0, guest_phys_addr: 0, memory_size: 4096, userspace_addr: hva }))).toBeUndefined();
+      expect(errnoOf(() => b.createVcpu(0))).toBeUndefined();
     } finally {
       munmap(hva, 4096);
     }
@@ -86,16 +73,16 @@ describe.skipIf(!hasKvm)('RealVm / RealVcpu handles (needs /dev/kvm)', () => {
     const vcpu = vm.createVcpu(0);
     vcpu.close();
     expect(vcpu.isClosed).toBe(true);
-    expect(errno(() => vcpu.kvmRun())).toBe('EBADF');
-    expect(errno(() => vcpu.getRegs())).toBe('EBADF');
+    expect(errnoOf(() => vcpu.kvmRun())).toBe('EBADF');
+    expect(errnoOf(() => vcpu.getRegs())).toBe('EBADF');
     vcpu.close();
   });
 
   it('a closed /dev/kvm handle is EBADF; a second close is a no-op', () => {
     const kvm = RealKvm.open();
     kvm.close();
-    expect(errno(() => kvm.checkExtension(1))).toBe('EBADF');
-    expect(errno(() => kvm.createVm(0))).toBe('EBADF');
+    expect(errnoOf(() => kvm.checkExtension(1))).toBe('EBADF');
+    expect(errnoOf(() => kvm.createVm(0))).toBe('EBADF');
     kvm.close();
   });
 
@@ -106,7 +93,7 @@ describe.skipIf(!hasKvm)('RealVm / RealVcpu handles (needs /dev/kvm)', () => {
       for (let i = 0; i < 20; i++) {
         const vm = kvm.createVm(0);
         vm.createVcpu(0);
-        errno(() => vm.getDirtyLog({ slot: 0 })); // ENOENT: the buffers are what counts
+        errnoOf(() => vm.getDirtyLog({ slot: 0 })); // ENOENT: the buffers are what counts
         vm.close();
       }
       expect(ArgBuffer.liveBytes).toBe(before);

@@ -6,27 +6,17 @@
  * its peak RSS stays far below one such bitmap. A `get_dirty_log` of the full slot is a failed
  * step with a clear message (the outcome lists at most 2^20 pages), not a crash.
  */
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { ccmem as spawnCcmem, tempDir } from '../../../../apps/cli/test-support/ccmem-process.js';
 
-const ROOT = new URL('../../../../', import.meta.url).pathname;
-const dir = mkdtempSync(join(tmpdir(), 'ccmem-huge-dirty-'));
+const { file: writeFile } = tempDir('ccmem-huge-dirty-');
 // prints the process's peak RSS (KiB) on stderr as it exits
-const RSS = join(dir, 'rss.mjs');
-writeFileSync(RSS, "process.on('exit', () => process.stderr.write(`maxrss ${process.resourceUsage().maxRSS}\\n`));\n");
+const RSS = writeFile('rss.mjs', "process.on('exit', () => process.stderr.write(`maxrss ${process.resourceUsage().maxRSS}\\n`));\n");
 
 function ccmem(file: string): { code: number | null; stdout: string; stderr: string; maxRssMiB: number } {
-  const r = spawnSync(process.execPath, ['--conditions=@ccmem/source', '--import', 'tsx', '--import', RSS, 'apps/cli/src/bin.ts', 'run', '--invariants', 'full', file], {
-    cwd: ROOT,
-    encoding: 'utf8',
-    timeout: 120_000,
-    env: { ...process.env, NO_COLOR: '1' },
-  });
+  const r = spawnCcmem(['run', '--invariants', 'full', file], { nodeArgs: ['--import', RSS], timeout: 120_000 });
   const m = /maxrss (\d+)/.exec(r.stderr);
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr, maxRssMiB: m ? Number(m[1]) / 1024 : Infinity };
+  return { ...r, maxRssMiB: m ? Number(m[1]) / 1024 : Infinity };
 }
 
 const HEAD = `name: a 2^31-page logged slot
@@ -44,9 +34,8 @@ steps:
 
 describe('a 2^31-page logged slot through ccmem run', () => {
   it('INITIALLY_SET, writes, clear of the whole slot, get: passes in bounded memory', () => {
-    const f = join(dir, 'huge.yaml');
-    writeFileSync(
-      f,
+    const f = writeFile(
+      'huge.yaml',
       `${HEAD}  - clear_dirty_log: { slot: 0, first_page: 0, num_pages: 0x7fffffff }
   - get_dirty_log: { slot: 0 }
     expect: { dirty_pages: [] }
@@ -67,8 +56,7 @@ describe('a 2^31-page logged slot through ccmem run', () => {
   });
 
   it('get_dirty_log of the whole slot, all dirty: a failed step with a clear message, in bounded memory', () => {
-    const f = join(dir, 'huge-get.yaml');
-    writeFileSync(f, `${HEAD}  - get_dirty_log: { slot: 0 }\n`);
+    const f = writeFile('huge-get.yaml', `${HEAD}  - get_dirty_log: { slot: 0 }\n`);
     const r = ccmem(f);
     expect(r.code, r.stdout + r.stderr).toBe(1);
     expect(r.stdout + r.stderr).toMatch(/2147483647 dirty pages are more than a step lists/);

@@ -3,14 +3,12 @@
  * and write ccmem's heap: the kvm target refuses it (a skipped step naming why) and reserves
  * the free parts of a memslot's hva range so the runtime cannot move in later.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { expect, it } from 'vitest';
+import { describeWithKvm } from '../../../kvm/src/testing/kvm-gate.js';
 import { parseScenario } from '../../src/parse.js';
 import { runScenario } from '../../src/runner.js';
 import { createKvmTarget } from '../../src/kvm-target.js';
-
-const hasKvm = existsSync('/dev/kvm');
-if (!hasKvm) console.warn('hostile/kvm-memslot-hva.test.ts: /dev/kvm is missing on this host: SKIPPED');
 
 /** the start of a readable mapping of this process (the node binary's first page) */
 function ownMapping(): number {
@@ -18,7 +16,7 @@ function ownMapping(): number {
   return parseInt(line.split('-')[0]!, 16);
 }
 
-describe.skipIf(!hasKvm)('kvm target: memslots on memory the scenario did not map (needs /dev/kvm)', () => {
+describeWithKvm('kvm target: memslots on memory the scenario did not map (needs /dev/kvm)', () => {
   it('a slot over this process memory is skipped (the scenario stops there), the guest never reaches it', () => {
     const hva = ownMapping();
     const sc = parseScenario(`name: foreign hva
