@@ -41,6 +41,8 @@ interface Saved {
 
 interface SavedBuffer {
   buffer: ArrayBuffer;
+  /** the whole buffer, to write the recorded bytes back through */
+  view: Uint8Array;
   bytes: Uint8Array;
 }
 
@@ -95,7 +97,8 @@ export class GraphSnapshot {
         if ((buffer as { resizable?: boolean }).resizable) throw new Error('GraphSnapshot: a resizable ArrayBuffer cannot be restored');
         if (!seenBuffers.has(buffer)) {
           seenBuffers.add(buffer);
-          this.buffers.push({ buffer, bytes: new Uint8Array(buffer).slice() });
+          const view = new Uint8Array(buffer);
+          this.buffers.push({ buffer, view, bytes: view.slice() });
         }
         continue;
       }
@@ -155,7 +158,7 @@ export class GraphSnapshot {
     if (!this.restorable) throw new Error('GraphSnapshot.restore: part of the graph was disposed');
     for (const b of this.buffers) {
       if (b.buffer.byteLength !== b.bytes.length) throw new Error('GraphSnapshot.restore: an ArrayBuffer was detached');
-      new Uint8Array(b.buffer).set(b.bytes);
+      b.view.set(b.bytes);
     }
     for (const s of this.saved) {
       s.assign(s.obj, s.values);
@@ -163,7 +166,8 @@ export class GraphSnapshot {
       if (items === null) continue;
       if (s.kind === Kind.Array) {
         const a = s.obj as unknown[];
-        a.length = items.length;
+        // (setting an array's length is a runtime call even when it does not change)
+        if (a.length !== items.length) a.length = items.length;
         for (let i = 0; i < items.length; i++) a[i] = items[i];
       } else if (s.kind === Kind.Map) {
         const m = s.obj as Map<unknown, unknown>;

@@ -34,6 +34,7 @@ import type { ArgsOf, Outcome, ResolvedStep, RunContext } from '../target.js';
 import type { CheckRange, Footprint } from './types.js';
 import { CHECK_ALL, GLOBAL, SHARED_INVALIDATE, SHARED_MEMSLOTS } from './types.js';
 import { hugeFault, hugeRange, pages } from './footprint.js';
+import { GraphSnapshot } from './snapshot.js';
 
 /** the outcome of one finished actor step */
 export interface ActorStepRecord {
@@ -620,5 +621,58 @@ export class World {
     if (!fp) return CHECK_ALL;
     const [lo, hi] = fp.gfns(rs.args, this.vm);
     return { ...(fp.huge ? range2M(lo, hi) : { lo, hi, global: false }), memslots: false };
+  }
+}
+
+/**
+ * One world for every run of an exploration: built from the setup steps once, recorded
+ * (GraphSnapshot), and put back to that state before each later run instead of being rebuilt.
+ * The model is deterministic, so the setup always ends in the same state; a run that destroyed
+ * part of the recorded world (a VM whose page-table buffers went back to the module pools) is
+ * not restored, and the next run builds a fresh world.
+ */
+export class ReusedWorld {
+  private world: World | null = null;
+  private snapshot: GraphSnapshot | null = null;
+  private used = false;
+  /** false once a run on the reused world threw: the runs build new worlds (runOnce) */
+  enabled = true;
+
+  constructor(
+    readonly scenario: Scenario,
+    readonly opts: WorldOptions = {},
+  ) {}
+
+  /** the world in its state right after the setup steps (built on first use) */
+  take(): World {
+    if (this.world !== null && this.used) {
+      if (this.snapshot!.restorable) this.snapshot!.restore();
+      else this.dispose();
+    }
+    if (this.world === null) {
+      const w = new World(this.scenario, this.opts);
+      // the scenario and the actors' steps are inputs the runs never change
+      const skip = new Set<object>([this.scenario, ...w.actors.map((a) => a.steps)]);
+      this.snapshot = new GraphSnapshot(w, skip);
+      this.world = w;
+    }
+    this.used = true;
+    return this.world;
+  }
+
+  /** no more reuse (runOnce: a run on the reused world threw) */
+  disable(): void {
+    this.enabled = false;
+    // not World.dispose(): the world may be half-way through a step; the garbage collector takes it
+    this.world = null;
+    this.snapshot = null;
+  }
+
+  /** gives the world's buffers back (World.dispose()); a later take() builds a new one */
+  dispose(): void {
+    this.world?.dispose();
+    this.world = null;
+    this.snapshot = null;
+    this.used = false;
   }
 }
