@@ -152,7 +152,7 @@ describe('runs on a reset world are the runs on new worlds', () => {
         // a violation's replay runs on a new world, with its own inode number and VM id
         const norm = (r: typeof a) => r.violations.map((v) => ({ ...v, events: v.events.map((e) => ({ name: e.name, fields: { ...e.fields, ino: 0, vm: 0 } })) }));
         expect(norm(b)).toEqual(norm(a));
-      }, 30_000);
+      }, 120_000);
     }
   }
 });

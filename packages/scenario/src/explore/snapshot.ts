@@ -71,6 +71,32 @@ function assigner(keys: readonly (string | symbol)[]): Assign {
   return f;
 }
 
+/**
+ * Every object reachable from `root` by the walk GraphSnapshot makes (buffers included), but
+ * not through `skip`. Objects of one world that another world built the same way also reaches
+ * are shared (module-level tables, scratch buffers, the scenario): a snapshot leaves them out.
+ */
+export function reachable(root: object, skip: ReadonlySet<object> = new Set()): Set<object> {
+  const seen = new Set<object>();
+  const stack: unknown[] = [root];
+  while (stack.length > 0) {
+    const o = stack.pop();
+    if (o === null || typeof o !== 'object' || seen.has(o) || skip.has(o)) continue;
+    seen.add(o);
+    if (ArrayBuffer.isView(o)) {
+      seen.add(o.buffer);
+      continue;
+    }
+    if (o instanceof Map) for (const [k, v] of o) stack.push(k, v);
+    else if (o instanceof Set) for (const v of o) stack.push(v);
+    for (const k of Reflect.ownKeys(o)) {
+      const d = Object.getOwnPropertyDescriptor(o, k)!;
+      if ('value' in d) stack.push(d.value);
+    }
+  }
+  return seen;
+}
+
 export class GraphSnapshot {
   private readonly saved: Saved[] = [];
   private readonly buffers: SavedBuffer[] = [];
@@ -85,6 +111,7 @@ export class GraphSnapshot {
   constructor(root: object, skip: ReadonlySet<object> = new Set()) {
     const seen = new Set<object>(skip);
     const seenBuffers = new Set<ArrayBufferLike>();
+    for (const o of skip) if (o instanceof ArrayBuffer) seenBuffers.add(o);
     const stack: unknown[] = [root];
     while (stack.length > 0) {
       const o = stack.pop();

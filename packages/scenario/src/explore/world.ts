@@ -34,7 +34,7 @@ import type { ArgsOf, Outcome, ResolvedStep, RunContext } from '../target.js';
 import type { CheckRange, Footprint } from './types.js';
 import { CHECK_ALL, GLOBAL, SHARED_INVALIDATE, SHARED_MEMSLOTS } from './types.js';
 import { hugeFault, hugeRange, pages } from './footprint.js';
-import { GraphSnapshot } from './snapshot.js';
+import { GraphSnapshot, reachable } from './snapshot.js';
 
 /** the outcome of one finished actor step */
 export interface ActorStepRecord {
@@ -651,9 +651,13 @@ export class ReusedWorld {
     }
     if (this.world === null) {
       const w = new World(this.scenario, this.opts);
-      // the scenario and the actors' steps are inputs the runs never change
-      const skip = new Set<object>([this.scenario, ...w.actors.map((a) => a.steps)]);
-      this.snapshot = new GraphSnapshot(w, skip);
+      // what a second world built from the same steps reaches too is not this world's: the
+      // scenario, module-level tables and scratch buffers. New worlds share those as they are,
+      // so the snapshot leaves them out (neither records, seals nor restores them).
+      const probe = new World(this.scenario, this.opts);
+      const shared = reachable(probe);
+      probe.dispose();
+      this.snapshot = new GraphSnapshot(w, shared);
       this.world = w;
     }
     this.used = true;
