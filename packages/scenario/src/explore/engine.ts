@@ -470,13 +470,15 @@ export interface PhaseReport {
  * or on `reused` put back to its state after the setup steps (not with `trace` or `onPhase`).
  */
 export function runOnce(scenario: Scenario, choose: Chooser | readonly number[], opts: ExploreRunOptions, reused?: ReusedWorld): RunResult {
-  if (reused?.enabled && !opts.trace && !opts.onPhase) {
+  const w = reused?.enabled && !opts.trace && !opts.onPhase ? reused.take() : null;
+  if (w !== null) {
     try {
-      return runWorld(reused.take(), scenario, choose, opts);
+      return runWorld(w, scenario, choose, opts);
     } catch {
       // e.g. a step that adds a property to a sealed object of the recorded world (GraphSnapshot):
-      // this and every later run get a new world, which reports whatever the run really throws
-      reused.disable();
+      // this run again and every later one get a new world, which reports whatever really throws
+      // (a random or pct chooser draws anew for the rerun)
+      reused!.disable();
     }
   }
   const world = new World(scenario, opts);

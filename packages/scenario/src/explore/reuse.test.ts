@@ -103,7 +103,7 @@ function randomRuns(name: string, reused: ReusedWorld, runs: number): RunResult[
         for (let a = 0; a < 30; a++) if (enabled & (1 << a)) idx.push(a);
         return idx[Math.floor(rnd() * idx.length)]!;
       },
-      { bound: 24, ...x.options },
+      { ...x.options, bound: 24 },
       reused,
     );
     out.push(r);
@@ -155,4 +155,41 @@ describe('runs on a reset world are the runs on new worlds', () => {
       }, 120_000);
     }
   }
+});
+
+describe('when a reset world cannot be used', () => {
+  it('a run that disposed part of the recorded world ends the reuse: the later runs get new worlds', () => {
+    const x = load('fault-vs-conversion');
+    const reused = new ReusedWorld(x.scenario, x.options);
+    const w = reused.take()!;
+    w.kvm.dispose(); // as a run that destroyed the VM: its page-table buffers went to the pools
+    expect(reused.take()).toBeNull();
+    expect(reused.enabled).toBe(false);
+    const r = runOnce(x.scenario, [0, 1, 2], { ...x.options, bound: 3 }, reused);
+    expect(r.violation).toBeNull();
+    expect(r.schedule).toEqual([0, 1, 2]);
+  });
+
+  it('a run that throws on the reset world (a property added to a sealed object) runs again on a new world', () => {
+    const x = load('fault-vs-conversion');
+    const reused = new ReusedWorld(x.scenario, x.options);
+    const worlds: World[] = [];
+    const r = runOnce(
+      x.scenario,
+      (enabled, depth, world) => {
+        worlds.push(world);
+        if (depth === 0) (world.vm as unknown as Record<string, unknown>).note = 1;
+        return 31 - Math.clz32(enabled & -enabled);
+      },
+      { ...x.options, bound: 4 },
+      reused,
+    );
+    expect(r.violation).toBeNull();
+    expect(r.schedule.length).toBe(4);
+    expect(reused.enabled).toBe(false);
+    // the first attempt threw on the sealed VM at its first choice; the rerun had its own world
+    expect(worlds[0]).not.toBe(worlds[1]);
+    expect(Object.isSealed(worlds[0]!.vm)).toBe(true);
+    expect(Object.isSealed(worlds[1]!.vm)).toBe(false);
+  });
 });

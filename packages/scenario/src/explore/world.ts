@@ -627,15 +627,15 @@ export class World {
 /**
  * One world for every run of an exploration: built from the setup steps once, recorded
  * (GraphSnapshot), and put back to that state before each later run instead of being rebuilt.
- * The model is deterministic, so the setup always ends in the same state; a run that destroyed
- * part of the recorded world (a VM whose page-table buffers went back to the module pools) is
- * not restored, and the next run builds a fresh world.
+ * The model is deterministic, so the setup always ends in the same state. After a run that
+ * destroyed part of the recorded world (a VM whose page-table buffers went back to the module
+ * pools), or a run that threw, the search builds a new world for every run, as before.
  */
 export class ReusedWorld {
   private world: World | null = null;
   private snapshot: GraphSnapshot | null = null;
   private used = false;
-  /** false once a run on the reused world threw: the runs build new worlds (runOnce) */
+  /** false once a run on the reused world threw or disposed part of it: the runs build new worlds (runOnce) */
   enabled = true;
 
   constructor(
@@ -643,11 +643,19 @@ export class ReusedWorld {
     readonly opts: WorldOptions = {},
   ) {}
 
-  /** the world in its state right after the setup steps (built on first use) */
-  take(): World {
+  /**
+   * The world in its state right after the setup steps (built on first use), or null when the
+   * last run disposed part of it: then reuse is off for the rest of the search (a search whose
+   * runs destroy the VM would otherwise build two worlds per run).
+   */
+  take(): World | null {
     if (this.world !== null && this.used) {
-      if (this.snapshot!.restorable) this.snapshot!.restore();
-      else this.dispose();
+      if (!this.snapshot!.restorable) {
+        this.dispose();
+        this.enabled = false;
+        return null;
+      }
+      this.snapshot!.restore();
     }
     if (this.world === null) {
       const w = new World(this.scenario, this.opts);
