@@ -14,7 +14,7 @@ function load(name: string) {
 export const benches: BenchCase[] = [
   {
     // scheduled phases per second over the whole exhaustive exploration of fault-vs-conversion
-    // (bound 8: every run rebuilds the VM from the setup steps and replays its prefix)
+    // (bound 8: every run resets the world to its state after the setup steps and replays its prefix)
     name: 'explore.steps_per_second',
     unit: 'steps/s',
     target: { op: '>=', value: 200_000 },

@@ -26,7 +26,7 @@ import { checkVmInvariants, type TraceEvent } from '@ccmem/core';
 import { checkOutcomeInvariant, sameValue, type ActorStepOutcome } from '../runner.js';
 import { ASSERT_LOCATORS, EXPLORE_ONLY_INVARIANT_NAMES, RUN_INVARIANT_NAMES, type Invariant, type Scenario, type Step } from '../schema.js';
 import { CHECK_ALL, independent, type CheckRange, type ExploreMode, type Footprint } from './types.js';
-import { World, type ActorStepRecord, type WorldOptions } from './world.js';
+import { ReusedWorld, World, type ActorStepRecord, type WorldOptions } from './world.js';
 
 export interface Observation {
   /** label in reports */
@@ -56,6 +56,11 @@ export interface ExploreOptions extends WorldOptions {
   timeLimitMs?: number;
   /** check the whole VM after every phase (see ExploreRunOptions.fullChecks) */
   fullChecks?: boolean;
+  /**
+   * build every run's world from the setup steps instead of resetting one world (ReusedWorld);
+   * the results are the same, which the tests cross-check
+   */
+  freshWorlds?: boolean;
   /**
    * exhaustive: `dpor` (default) branches, below the shard depth (ShardSpec.depth, default
    * SHARD_DEPTH, sharded or not), only where a race was seen (Flanagan–Godefroid backtrack
@@ -460,8 +465,22 @@ export interface PhaseReport {
   violation: string | null;
 }
 
-/** Run one schedule chosen by `choose` (or a fixed list) and check everything. */
-export function runOnce(scenario: Scenario, choose: Chooser | readonly number[], opts: ExploreRunOptions): RunResult {
+/**
+ * Run one schedule chosen by `choose` (or a fixed list) and check everything: on a new world,
+ * or on `reused` put back to its state after the setup steps (not with `trace` or `onPhase`).
+ */
+export function runOnce(scenario: Scenario, choose: Chooser | readonly number[], opts: ExploreRunOptions, reused?: ReusedWorld): RunResult {
+  const w = reused?.enabled && !opts.trace && !opts.onPhase ? reused.take() : null;
+  if (w !== null) {
+    try {
+      return runWorld(w, scenario, choose, opts);
+    } catch {
+      // e.g. a step that adds a property to a sealed object of the recorded world (GraphSnapshot):
+      // this run again and every later one get a new world, which reports whatever really throws
+      // (a random or pct chooser draws anew for the rerun)
+      reused!.disable();
+    }
+  }
   const world = new World(scenario, opts);
   try {
     return runWorld(world, scenario, choose, opts);
@@ -533,7 +552,8 @@ function runWorld(world: World, scenario: Scenario, choose: Chooser | readonly n
     vendorFaults,
     sleepBlocked,
     events,
-    records: world.records,
+    // a copy: a reused world's list is emptied for its next run
+    records: world.records.slice(),
   };
 }
 
@@ -696,6 +716,9 @@ export function explore(scenario: Scenario, options: ExploreOptions = {}, name =
   };
 
   let shard: ExploreReport['shard'];
+  // every run of the search starts from the world the setup steps build: one world, reset
+  // (an exception leaves it to the garbage collector instead of the buffer pools)
+  const reused = options.freshWorlds ? undefined : new ReusedWorld(scenario, runOpts);
   if (mode === 'exhaustive') {
     const cap = options.schedules ?? Infinity;
     const sh = options.shard;
@@ -767,6 +790,7 @@ export function explore(scenario: Scenario, options: ExploreOptions = {}, name =
           return node.chosen;
         },
         dpor ? dporRunOpts : runOpts,
+        reused,
       );
       // the run may have stopped (violation, all finished) before reaching the replay depth
       stack.length = Math.min(stack.length, Math.max(r.schedule.length, 0));
@@ -849,12 +873,13 @@ export function explore(scenario: Scenario, options: ExploreOptions = {}, name =
           return best;
         };
       }
-      record(runOnce(scenario, chooser, runOpts));
+      record(runOnce(scenario, chooser, runOpts, reused));
     }
     // complete only when every requested run ran (not stopped by the deadline or violations)
     stats.complete = k === runs;
     if (stats.complete) stats.stopReason = 'complete';
   }
+  reused?.dispose();
 
   stats.elapsedMs = performance.now() - t0;
   stats.stepsPerSecond = stats.elapsedMs > 0 ? (stats.steps / stats.elapsedMs) * 1000 : 0;

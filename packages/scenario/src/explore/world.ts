@@ -34,6 +34,7 @@ import type { ArgsOf, Outcome, ResolvedStep, RunContext } from '../target.js';
 import type { CheckRange, Footprint } from './types.js';
 import { CHECK_ALL, GLOBAL, SHARED_INVALIDATE, SHARED_MEMSLOTS } from './types.js';
 import { hugeFault, hugeRange, pages } from './footprint.js';
+import { GraphSnapshot, reachable } from './snapshot.js';
 
 /** the outcome of one finished actor step */
 export interface ActorStepRecord {
@@ -620,5 +621,70 @@ export class World {
     if (!fp) return CHECK_ALL;
     const [lo, hi] = fp.gfns(rs.args, this.vm);
     return { ...(fp.huge ? range2M(lo, hi) : { lo, hi, global: false }), memslots: false };
+  }
+}
+
+/**
+ * One world for every run of an exploration: built from the setup steps once, recorded
+ * (GraphSnapshot), and put back to that state before each later run instead of being rebuilt.
+ * The model is deterministic, so the setup always ends in the same state. After a run that
+ * destroyed part of the recorded world (a VM whose page-table buffers went back to the module
+ * pools), or a run that threw, the search builds a new world for every run, as before.
+ */
+export class ReusedWorld {
+  private world: World | null = null;
+  private snapshot: GraphSnapshot | null = null;
+  private used = false;
+  /** false once a run on the reused world threw or disposed part of it: the runs build new worlds (runOnce) */
+  enabled = true;
+
+  constructor(
+    readonly scenario: Scenario,
+    readonly opts: WorldOptions = {},
+  ) {}
+
+  /**
+   * The world in its state right after the setup steps (built on first use), or null when the
+   * last run disposed part of it: then reuse is off for the rest of the search (a search whose
+   * runs destroy the VM would otherwise build two worlds per run).
+   */
+  take(): World | null {
+    if (this.world !== null && this.used) {
+      if (!this.snapshot!.restorable) {
+        this.dispose();
+        this.enabled = false;
+        return null;
+      }
+      this.snapshot!.restore();
+    }
+    if (this.world === null) {
+      const w = new World(this.scenario, this.opts);
+      // what a second world built from the same steps reaches too is not this world's: the
+      // scenario, module-level tables and scratch buffers. New worlds share those as they are,
+      // so the snapshot leaves them out (neither records, seals nor restores them).
+      const probe = new World(this.scenario, this.opts);
+      const shared = reachable(probe);
+      probe.dispose();
+      this.snapshot = new GraphSnapshot(w, shared);
+      this.world = w;
+    }
+    this.used = true;
+    return this.world;
+  }
+
+  /** no more reuse (runOnce: a run on the reused world threw) */
+  disable(): void {
+    this.enabled = false;
+    // not World.dispose(): the world may be half-way through a step; the garbage collector takes it
+    this.world = null;
+    this.snapshot = null;
+  }
+
+  /** gives the world's buffers back (World.dispose()); a later take() builds a new one */
+  dispose(): void {
+    this.world?.dispose();
+    this.world = null;
+    this.snapshot = null;
+    this.used = false;
   }
 }

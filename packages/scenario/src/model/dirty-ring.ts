@@ -10,11 +10,6 @@ const PROT_READ = 0x1;
 const PROT_WRITE = 0x2;
 const MAP_SHARED = 0x01;
 
-/** the VMM's fetch index per vCPU (the selftests' `ring_buf_idx`): where its last harvest stopped */
-const fetchIndexes = new WeakMap<ModelRun, Map<number, number>>();
-/** a guest_touch loop a KVM_EXIT_DIRTY_RING_FULL interrupted, per vCPU: the page it stopped at */
-const touches = new WeakMap<ModelRun, Map<number, { next: number; end: number; value: bigint }>>();
-
 /**
  * The tiny guest's touch loop (`mov [rbx], cl; add rbx, 4096; cmp rbx, rdx; jb loop`): one byte
  * at the start of every page from `next`, each store a guest access of this KVM_RUN. A ring-full
@@ -22,8 +17,7 @@ const touches = new WeakMap<ModelRun, Map<number, { next: number; end: number; v
  */
 function touchLoop(m: ModelRun, vcpuId: number, t: { next: number; end: number; value: bigint }, first: GuestAccessResult | null): Outcome {
   const vcpu = m.vcpu(vcpuId);
-  let pending = touches.get(m);
-  if (!pending) touches.set(m, (pending = new Map()));
+  const pending = m.dirtyTouches;
   pending.delete(vcpuId);
   let r = first;
   for (;;) {
@@ -45,8 +39,7 @@ export const DIRTY_RING_HANDLERS = {
     const ring = vcpu.dirtyRing;
     // no ring: the mapping has no pages behind it (kvm_vcpu_fault() → VM_FAULT_SIGBUS)
     if (ring === null) return { signal: 'SIGBUS', detail: { check: 'kvm_vcpu_fault: the VM has no dirty ring' } };
-    let idx = fetchIndexes.get(m);
-    if (!idx) fetchIndexes.set(m, (idx = new Map()));
+    const idx = m.dirtyFetchIndexes;
     let i = idx.get(vcpu.id) ?? 0;
     const max = a.max ?? Infinity;
     const dirty_gfns: { slot: number; offset: number }[] = [];
@@ -73,7 +66,7 @@ export const DIRTY_RING_HANDLERS = {
   },
   run_vcpu(a, m) {
     const vcpu = m.guestVcpu(a.vcpu);
-    const t = touches.get(m)?.get(a.vcpu);
+    const t = m.dirtyTouches.get(a.vcpu);
     if (t) return touchLoop(m, a.vcpu, t, vcpu.run());
     const r = vcpu.run();
     if (Object.keys(r).length > 0) return accessOutcome(r);

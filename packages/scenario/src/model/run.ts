@@ -19,6 +19,10 @@ export class ModelRun {
   readonly otherVms = new Map<number, ModelVm>();
   /** KVM_SET_NR_MMU_PAGES of each VM, by fd */
   readonly nrMmuPages = new Map<number, number>();
+  /** the VMM's dirty-ring fetch index per vCPU (the selftests' `ring_buf_idx`): where its last harvest stopped */
+  readonly dirtyFetchIndexes = new Map<number, number>();
+  /** a guest_touch loop a KVM_EXIT_DIRTY_RING_FULL interrupted, per vCPU: the page it stopped at */
+  readonly dirtyTouches = new Map<number, { next: number; end: number; value: bigint }>();
 
   constructor(
     readonly kvm: ModelKvm,
