@@ -194,7 +194,7 @@ export class GuestWalker {
           ok = false;
           break;
         }
-        if ((ept || (pteLo & PT_PAGE_SIZE_MASK) !== 0 ? isRsvdBitsSet(role, pteLo, pteHi, level, highRsvd) : (pteHi & rsvdHiFast) !== 0)) {
+        if (ept || (pteLo & PT_PAGE_SIZE_MASK) !== 0 ? isRsvdBitsSet(role, pteLo, pteHi, level, highRsvd) : (pteHi & rsvdHiFast) !== 0) {
           errcode = PFERR_RSVD_MASK | PFERR_PRESENT_MASK;
           ok = false;
           break;
