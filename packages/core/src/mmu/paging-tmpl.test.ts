@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { GuestWalker, type GpteHalves, type GuestPteMemory, PT_ACCESSED_MASK, PT_DIRTY_MASK, pt64Index } from './paging-tmpl.js';
+import { GuestWalker, type GpteHalves, type GuestPteMemory, PT_ACCESSED_MASK, PT_DIRTY_MASK, isRsvdBitsSet, pt64Index } from './paging-tmpl.js';
 import { GuestPageTableBuilder } from './guest-pt-builder.js';
 import {
   EFER_LME,
@@ -163,6 +163,35 @@ describe('FNAME(walk_addr_generic), 64-bit paging', () => {
     b3.map(0x1000, 2 ** 47, {}); // bit 47 >= MAXPHYADDR 46
     expect(w.walk(r3, b3.root, m3, 0x1000, 0)).toBe(0);
     expect(w.faultErrorCode & PFERR_RSVD_MASK).toBeTruthy();
+  });
+
+  it('a non-leaf or 4K gpte faults as reserved exactly when FNAME(is_rsvd_bits_set) says so', () => {
+    // the walk decides these gptes with one mask of the high half; every high bit, at every
+    // level, with and without EFER.NX, for three MAXPHYADDRs
+    let reserved = 0;
+    for (const efer of [EFER_LME | EFER_NX, EFER_LME]) {
+      for (const maxPhyAddr of [36, 46, 52]) {
+        const role = calcCpuRole({ ...LONG, efer }, maxPhyAddr);
+        const { mem, b, w } = setup();
+        b.map(0x7f0000001000, 0x5000, { write: true });
+        expect(w.walk(role, b.root, mem, 0x7f0000001000, 0)).toBe(1);
+        const gpas = [1, 2, 3, 4].map((level) => w.pteGpa[level - 1]!);
+        for (let level = 1; level <= 4; level++) {
+          const gpa = gpas[level - 1]!;
+          const [lo, hi] = mem.get(gpa);
+          for (let bit = 0; bit < 32; bit++) {
+            const hi2 = (hi | (1 << bit)) | 0;
+            mem.write64(gpa, lo, hi2);
+            const ok = w.walk(role, b.root, mem, 0x7f0000001000, 0);
+            const rsvd = isRsvdBitsSet(role, lo, hi2, level);
+            if (rsvd) reserved++;
+            expect(ok === 0 && (w.faultErrorCode & PFERR_RSVD_MASK) !== 0).toBe(rsvd);
+            mem.write64(gpa, lo, hi);
+          }
+        }
+      }
+    }
+    expect(reserved).toBeGreaterThan(0);
   });
 
   it('a table in a read-only slot: the walk succeeds but A/D are not written', () => {

@@ -147,6 +147,10 @@ export class GuestWalker {
     const aMask = ept ? VMX_EPT_ACCESS_BIT : PT_ACCESSED_MASK;
     const dMask = ept ? VMX_EPT_DIRTY_BIT : PT_DIRTY_MASK;
     const highRsvd = highRsvdHi(role.maxPhyAddr);
+    // the reserved bits of a 64-bit non-leaf or 4K gpte are all in the high half (address
+    // bits above MAXPHYADDR, NX without EFER.NX): one test decides, and only a large page
+    // or an EPT gpte needs FNAME(is_rsvd_bits_set)'s full rules
+    const rsvdHiFast = highRsvd | (role.efer_nx ? 0 : PT64_NX_HI);
     const pte = this.tmp;
     // the address's two 32-bit halves, split once for every level's index
     const aLo = addr >>> 0;
@@ -190,7 +194,7 @@ export class GuestWalker {
           ok = false;
           break;
         }
-        if (isRsvdBitsSet(role, pteLo, pteHi, level, highRsvd)) {
+        if (ept || (pteLo & PT_PAGE_SIZE_MASK) !== 0 ? isRsvdBitsSet(role, pteLo, pteHi, level, highRsvd) : (pteHi & rsvdHiFast) !== 0) {
           errcode = PFERR_RSVD_MASK | PFERR_PRESENT_MASK;
           ok = false;
           break;

@@ -753,8 +753,11 @@ export class ShadowMmu {
   mmuSetSpte(slot: KvmMemorySlot | null, sptep: number, pteAccess: number, gfn: number, pfn: number, fault: KvmPageFault | null): number {
     const sp = sptep >>> 9;
     const level = this.spLevel(sp);
-    const lo0 = this.spteLo(sptep);
-    const hi0 = this.spteHi(sptep);
+    // the SPTE's halves in its table's chunk (spteLo / spteHi; a chunk never moves)
+    const w = this.pool.chunks[sp >>> CHUNK_SHIFT]!;
+    const o = SptPool.base(sp) + 2 * (sptep & 511);
+    const lo0 = w[o]!;
+    const hi0 = w[o + 1]!;
     const writeFault = fault !== null && fault.write;
     const hostWritable = fault !== null ? fault.mapWritable : true;
     const prefetch = fault === null || fault.prefetch;
@@ -771,12 +774,12 @@ export class ShadowMmu {
         flush = true;
       } else wasRmapped = true;
     }
-    const cur = this.spteLo(sptep);
+    const cur = w[o]!;
     const m = this.makeSpte(sp, slot, pteAccess, gfn, pfn, cur, prefetch, false, hostWritable);
-    if (this.spteLo(sptep) === m.lo && this.spteHi(sptep) === m.hi) ret = RET_PF_SPURIOUS;
+    if (w[o] === m.lo && w[o + 1] === m.hi) ret = RET_PF_SPURIOUS;
     else {
       // mmu_spte_update(): losing MMU-writable needs a flush
-      if (ShadowMmu.isPresent(cur) && this.isMmuWritable(cur, this.spteHi(sptep)) && !this.isMmuWritable(m.lo, m.hi)) flush = true;
+      if (ShadowMmu.isPresent(cur) && this.isMmuWritable(cur, w[o + 1]!) && !this.isMmuWritable(m.lo, m.hi)) flush = true;
       this.setSpte(sptep, m.lo, m.hi);
     }
     if (m.wrprot && writeFault) ret = RET_PF_WRITE_PROTECTED;
@@ -1317,20 +1320,29 @@ export class ShadowMmu {
     let sp = root;
     let level = this.spLevel(root);
     let sptep = sp * 512 + pt64IndexOf(aLo, aHi, level);
+    const chunks = this.pool.chunks;
     for (; level > gw.level; ) {
-      this.writeFloodingCount[sptep >>> 9] = 0; // clear_sp_write_flooding_count
-      const tableGfn = gw.tableGfn[level - 2]!;
-      const access = gw.ptAccess[level - 2]!;
-      const child = this.getChildSp(ctx, sptep, tableGfn, false, access);
+      this.writeFloodingCount[sp] = 0; // clear_sp_write_flooding_count
+      // the SPTE's halves in its table's chunk (spteLo / spteHi)
+      let w = chunks[sp >>> CHUNK_SHIFT]!;
+      let o = SptPool.base(sp) + 2 * (sptep & 511);
+      let lo = w[o]!;
+      // kvm_mmu_get_child_sp(): -EEXIST when the SPTE already points at a table
+      const child = ShadowMmu.isPresent(lo) && !ShadowMmu.isLarge(lo) ? NONE : this.getShadowPage(ctx, gw.tableGfn[level - 2]!, childRole(this.role[sp]!, false, gw.ptAccess[level - 2]!));
       if (child !== NONE) {
         if (this.unsyncChildren[child]) {
           this.syncChildren(ctx, child);
         }
       }
       if (this.gpteChanged(gw, level - 1)) return RET_PF_RETRY;
-      if (child !== NONE) this.linkShadowPage(sptep, child, true);
-      const lo = this.spteLo(sptep);
-      sp = ShadowMmu.childOf(lo, this.spteHi(sptep));
+      if (child !== NONE) {
+        this.linkShadowPage(sptep, child, true);
+        // a new chunk may have been added for the child; the parent's chunk never moves
+        w = chunks[sp >>> CHUNK_SHIFT]!;
+        o = SptPool.base(sp) + 2 * (sptep & 511);
+        lo = w[o]!;
+      }
+      sp = ShadowMmu.childOf(lo, w[o + 1]!);
       level--;
       sptep = sp * 512 + pt64IndexOf(aLo, aHi, level);
     }

@@ -175,7 +175,7 @@ export class VcpuPaging implements HugepageAdjuster {
     if (this.vm.deadReason !== null) return { errno: 'EIO', reason: `VM is dead: ${this.vm.deadReason}` };
     if (this.vm.tdpEnabled) return this.tdpAccess(a);
     if (this.vm.profile.emulatedGuestAccesses === true) return this.emulatedAccess(a);
-    if (this.l1.root >= 0 && this.vm.shadowMmu.isObsolete(this.l1.root)) this.unloadL1();
+    // an obsolete root is unloaded (and a new one loaded) by ensureRoot() at the first walk
     return this.shadowAccess(this.l1, a, false);
   }
 
@@ -253,9 +253,7 @@ export class VcpuPaging implements HugepageAdjuster {
    * gets a fault injected, or KVM_RUN exits.
    */
   private shadowAccess(ctx: ShadowVcpuContext, a: GvaAccess, l2: boolean): GuestAccessResult {
-    const op = this.syncOp.reset(ctx, a, l2, MAX_FAULTS);
-    while (!op.step());
-    return op.result();
+    return this.syncOp.reset(ctx, a, l2, MAX_FAULTS).run().result();
   }
   private readonly syncOp: ShadowAccessOp = new ShadowAccessOp(this);
 
@@ -270,8 +268,7 @@ export class VcpuPaging implements HugepageAdjuster {
     if (this.l1.root >= 0 && this.vm.shadowMmu.isObsolete(this.l1.root)) this.unloadL1();
     const op = this.syncOp.reset(this.l1, a, false, MAX_FAULTS);
     op.translateOnly = true;
-    while (!op.step());
-    return op;
+    return op.run();
   }
 
   /**
@@ -553,32 +550,11 @@ export class ShadowAccessOp implements KernelOp<GuestAccessResult> {
 
   step(): boolean {
     const p = this.paging;
-    const ctx = this.ctx!;
-    const a = this.a;
     switch (this.phase) {
-      case 'walk': {
-        p.ensureRoot(ctx, this.l2);
-        const vm = p.vmRef;
-        if (vm.deadReason !== null) return this.finish({ errno: 'EIO', reason: `VM is dead: ${vm.deadReason}` });
-        const write = a.kind === 'write';
-        const fetch = a.kind === 'fetch';
-        const hw = p.hardwareWalk(vm.shadowMmu, ctx, a, write, a.user ?? false, fetch, this.l2);
-        if (hw >= 0 && this.translateOnly) {
-          this.translatedPfn = hw;
-          return this.finish(WRITE_DONE);
-        }
-        if (hw >= 0) return this.finish(p.complete(hw, a));
-        if (this.faults >= this.maxFaults) {
-          return this.finish({ exit: { reason: 'KVM_EXIT_INTERNAL_ERROR', internal: { suberror: 1 } }, reason: `the access did not complete after ${this.maxFaults} faults (last: ${p.lastFaultReason})` });
-        }
-        this.faults++;
-        // error code: PRESENT when a leaf was there but refused the access
-        this.errorCode = (hw === -2 ? PFERR_PRESENT_MASK : 0) | pferrOf(a);
-        this.phase = 'guest-walk';
-        return false;
-      }
+      case 'walk':
+        return this.walkPhase();
       case 'guest-walk': {
-        const r = p.pageFaultPrepare(ctx, a, this.errorCode, this.l2);
+        const r = p.pageFaultPrepare(this.ctx!, this.a, this.errorCode, this.l2);
         if (r === RET_PF_CONTINUE) {
           this.phase = 'fetch';
           return false;
@@ -586,10 +562,58 @@ export class ShadowAccessOp implements KernelOp<GuestAccessResult> {
         return this.after(r);
       }
       case 'fetch':
-        return this.after(p.pageFaultLocked(ctx));
+        return this.after(p.pageFaultLocked(this.ctx!));
       case 'done':
         return true;
     }
+  }
+
+  /**
+   * The phases of step() back to back, with nothing in between (the synchronous access):
+   * the same calls in the same order, without the phase dispatch.
+   */
+  run(): this {
+    const p = this.paging;
+    const ctx = this.ctx!;
+    if (this.phase !== 'walk') {
+      while (!this.step());
+      return this;
+    }
+    while (!this.walkPhase()) {
+      let r = p.pageFaultPrepare(ctx, this.a, this.errorCode, this.l2);
+      if (r === RET_PF_CONTINUE) {
+        this.phase = 'fetch';
+        r = p.pageFaultLocked(ctx);
+      }
+      if (this.after(r)) break;
+    }
+    return this;
+  }
+
+  /** the `walk` phase: the CPU's walk of the shadow tables; true when the access is done */
+  private walkPhase(): boolean {
+    const p = this.paging;
+    const ctx = this.ctx!;
+    const a = this.a;
+    p.ensureRoot(ctx, this.l2);
+    const vm = p.vmRef;
+    if (vm.deadReason !== null) return this.finish({ errno: 'EIO', reason: `VM is dead: ${vm.deadReason}` });
+    const write = a.kind === 'write';
+    const fetch = a.kind === 'fetch';
+    const hw = p.hardwareWalk(vm.shadowMmu, ctx, a, write, a.user ?? false, fetch, this.l2);
+    if (hw >= 0 && this.translateOnly) {
+      this.translatedPfn = hw;
+      return this.finish(WRITE_DONE);
+    }
+    if (hw >= 0) return this.finish(p.complete(hw, a));
+    if (this.faults >= this.maxFaults) {
+      return this.finish({ exit: { reason: 'KVM_EXIT_INTERNAL_ERROR', internal: { suberror: 1 } }, reason: `the access did not complete after ${this.maxFaults} faults (last: ${p.lastFaultReason})` });
+    }
+    this.faults++;
+    // error code: PRESENT when a leaf was there but refused the access
+    this.errorCode = (hw === -2 ? PFERR_PRESENT_MASK : 0) | pferrOf(a);
+    this.phase = 'guest-walk';
+    return false;
   }
 
   private after(r: number): boolean {
