@@ -23,6 +23,8 @@
  */
 
 const LEAF = 64;
+/** a leaf's slice of the pair array: LEAF (key, value) pairs */
+const LS = 2 * LEAF;
 const INNER = 1024;
 const LEAF_MIN = LEAF >>> 2;
 const INNER_MIN = INNER >>> 2;
@@ -35,10 +37,10 @@ const EMPTY_I32 = new Int32Array(0);
  * An interpolation guess, then a gallop and a binary search around it: one or two probes
  * when the keys are evenly spaced (memslots laid out back to back), O(log count) at worst.
  */
-function floorIndex(a: Float64Array, base: number, count: number, key: number): number {
+function floorIndex(a: Float64Array, base: number, count: number, key: number, stride: number): number {
   if (count <= 0 || key < a[base]!) return -1;
   const last = count - 1;
-  const kl = a[base + last]!;
+  const kl = a[base + last * stride]!;
   if (key >= kl) return last;
   // a[base] <= key < a[base + last]: the answer is in [0, last)
   const k0 = a[base]!;
@@ -46,12 +48,12 @@ function floorIndex(a: Float64Array, base: number, count: number, key: number): 
   if (!(g >= 0 && g < last)) g = 0;
   let lo: number;
   let hi: number;
-  if (a[base + g]! <= key) {
+  if (a[base + g * stride]! <= key) {
     // answer in [g, last): gallop up
     lo = g;
     let step = 1;
     hi = g + 1;
-    while (hi < last && a[base + hi]! <= key) {
+    while (hi < last && a[base + hi * stride]! <= key) {
       lo = hi;
       step <<= 1;
       hi = g + step;
@@ -63,7 +65,7 @@ function floorIndex(a: Float64Array, base: number, count: number, key: number): 
     hi = g - 1;
     let step = 1;
     lo = g - 1;
-    while (lo > 0 && a[base + lo]! > key) {
+    while (lo > 0 && a[base + lo * stride]! > key) {
       hi = lo - 1;
       step <<= 1;
       lo = g - step;
@@ -73,7 +75,7 @@ function floorIndex(a: Float64Array, base: number, count: number, key: number): 
   // a[base + lo] <= key (or lo is 0, and a[base] <= key holds), answer in [lo, hi]
   while (lo < hi) {
     const mid = (lo + hi + 1) >>> 1;
-    if (a[base + mid]! <= key) lo = mid;
+    if (a[base + mid * stride]! <= key) lo = mid;
     else hi = mid - 1;
   }
   return lo;
@@ -84,15 +86,15 @@ function floorIndex(a: Float64Array, base: number, count: number, key: number): 
  * guess `g` (0 <= g < count): a gallop away from the guess, then a binary search. Two probes
  * in one cache line when the guess is right.
  */
-function floorFrom(a: Float64Array, base: number, count: number, key: number, g: number): number {
+function floorFrom(a: Float64Array, base: number, count: number, key: number, g: number, stride: number): number {
   let lo: number;
   let hi: number;
-  if (a[base + g]! <= key) {
+  if (a[base + g * stride]! <= key) {
     // answer in [g, count): gallop up
     lo = g;
     hi = g + 1;
     let step = 1;
-    while (hi < count && a[base + hi]! <= key) {
+    while (hi < count && a[base + hi * stride]! <= key) {
       lo = hi;
       step <<= 1;
       hi = g + step;
@@ -104,7 +106,7 @@ function floorFrom(a: Float64Array, base: number, count: number, key: number, g:
     hi = g - 1;
     lo = g - 1;
     let step = 1;
-    while (lo >= 0 && a[base + lo]! > key) {
+    while (lo >= 0 && a[base + lo * stride]! > key) {
       hi = lo - 1;
       step <<= 1;
       lo = g - step;
@@ -114,16 +116,15 @@ function floorFrom(a: Float64Array, base: number, count: number, key: number, g:
   // a[base + lo] <= key (or lo is -1), answer in [lo, hi]
   while (lo < hi) {
     const mid = (lo + hi + 1) >> 1;
-    if (a[base + mid]! <= key) lo = mid;
+    if (a[base + mid * stride]! <= key) lo = mid;
     else hi = mid - 1;
   }
   return lo;
 }
 
 export class BTreeMap {
-  /* leaves: keys, values, and per leaf (count, next, prev) */
-  private lk = new Float64Array(LEAF);
-  private lv = new Int32Array(LEAF);
+  /* leaves: (key, value) pairs side by side, LEAF pairs per leaf; per leaf (count, next, prev) */
+  private ld = new Float64Array(LS);
   private lm = new Int32Array(3);
   private leafTop = 0;
   private leafFree: number[] = [];
@@ -179,7 +180,7 @@ export class BTreeMap {
       const base = node * INNER;
       const cnt = this.icnt[node]!;
       // bound 0 is never compared: the child 0 default
-      const a = floorIndex(ik, base + 1, cnt - 1, key) + 1;
+      const a = floorIndex(ik, base + 1, cnt - 1, key, 1) + 1;
       if (a > 0) lo = ik[base + a]!;
       if (a + 1 < cnt) hi = ik[base + a + 1]!;
       this.pathNode[h] = node;
@@ -210,9 +211,9 @@ export class BTreeMap {
     if (leaf === this.fingerLeaf && lo > -Infinity && hi < Infinity && key >= lo && key < hi) {
       let g = Math.floor(((key - lo) / (hi - lo)) * c);
       if (!(g >= 0 && g < c)) g = 0;
-      return floorFrom(this.lk, leaf * LEAF, c, key, g);
+      return floorFrom(this.ld, leaf * LS, c, key, g, 2);
     }
-    return floorIndex(this.lk, leaf * LEAF, c, key);
+    return floorIndex(this.ld, leaf * LS, c, key, 2);
   }
 
   /**
@@ -235,7 +236,7 @@ export class BTreeMap {
         const base = node * INNER;
         const cnt = this.icnt[node]!;
         // bound 0 is never compared: the child 0 default
-        const j = floorIndex(ik, base + 1, cnt - 1, key);
+        const j = floorIndex(ik, base + 1, cnt - 1, key, 1);
         if (j >= 0) lo = ik[base + j + 1]!;
         if (j + 2 < cnt) hi = ik[base + j + 2]!;
         node = this.ic[base + j + 1]!;
@@ -249,11 +250,11 @@ export class BTreeMap {
       // last keys (two more cache lines) are read only if the guess is off
       let g = Math.floor(((key - lo) / (hi - lo)) * c);
       if (!(g >= 0 && g < c)) g = 0;
-      i = floorFrom(this.lk, node * LEAF, c, key, g);
-    } else i = floorIndex(this.lk, node * LEAF, c, key);
-    if (i >= 0) return this.lv[node * LEAF + i]!;
+      i = floorFrom(this.ld, node * LS, c, key, g, 2);
+    } else i = floorIndex(this.ld, node * LS, c, key, 2);
+    if (i >= 0) return this.ld[node * LS + 2 * i + 1]!;
     const p = this.lm[node * 3 + 2]!;
-    return p === NONE ? missing : this.lv[p * LEAF + this.lm[p * 3]! - 1]!;
+    return p === NONE ? missing : this.ld[p * LS + 2 * this.lm[p * 3]! - 1]!;
   }
 
   /**
@@ -268,7 +269,7 @@ export class BTreeMap {
     if (i < 0) {
       // the leaf's keys all exceed `key`: the floor is the previous leaf's last key
       const p = this.lm[leaf * 3 + 2]!;
-      this.nextKey = this.lm[leaf * 3]! > 0 ? this.lk[leaf * LEAF]! : this.firstKeyFrom(this.lm[leaf * 3 + 1]!);
+      this.nextKey = this.lm[leaf * 3]! > 0 ? this.ld[leaf * LS]! : this.firstKeyFrom(this.lm[leaf * 3 + 1]!);
       if (p === NONE) {
         this.floorKey = NaN;
         this.floorValue = 0;
@@ -278,28 +279,28 @@ export class BTreeMap {
       l = p;
       i = this.lm[p * 3]! - 1;
     } else {
-      this.nextKey = i + 1 < this.lm[leaf * 3]! ? this.lk[leaf * LEAF + i + 1]! : this.firstKeyFrom(this.lm[leaf * 3 + 1]!);
+      this.nextKey = i + 1 < this.lm[leaf * 3]! ? this.ld[leaf * LS + 2 * i + 2]! : this.firstKeyFrom(this.lm[leaf * 3 + 1]!);
     }
-    const base = l * LEAF;
-    this.floorKey = this.lk[base + i]!;
-    this.floorValue = this.lv[base + i]!;
-    if (i > 0) this.prevValue = this.lv[base + i - 1]!;
+    const at = l * LS + 2 * i;
+    this.floorKey = this.ld[at]!;
+    this.floorValue = this.ld[at + 1]!;
+    if (i > 0) this.prevValue = this.ld[at - 1]!;
     else {
       const p = this.lm[l * 3 + 2]!;
-      this.prevValue = p === NONE ? NaN : this.lv[p * LEAF + this.lm[p * 3]! - 1]!;
+      this.prevValue = p === NONE ? NaN : this.ld[p * LS + 2 * this.lm[p * 3]! - 1]!;
     }
     return true;
   }
 
   private firstKeyFrom(leaf: number): number {
-    return leaf === NONE ? Infinity : this.lk[leaf * LEAF]!;
+    return leaf === NONE ? Infinity : this.ld[leaf * LS]!;
   }
 
   /** the least key > `key`, or Infinity */
   nextKeyAfter(key: number): number {
     const leaf = this.descend(key);
     const i = this.leafFloor(leaf, key) + 1;
-    return i < this.lm[leaf * 3]! ? this.lk[leaf * LEAF + i]! : this.firstKeyFrom(this.lm[leaf * 3 + 1]!);
+    return i < this.lm[leaf * 3]! ? this.ld[leaf * LS + 2 * i]! : this.firstKeyFrom(this.lm[leaf * 3 + 1]!);
   }
 
   /**
@@ -311,8 +312,8 @@ export class BTreeMap {
       const f = this.fingerLeaf;
       const c = this.lm[f * 3]!;
       if (c > 0) {
-        const first = this.lk[f * LEAF]!;
-        const last = this.lk[f * LEAF + c - 1]!;
+        const first = this.ld[f * LS]!;
+        const last = this.ld[f * LS + 2 * c - 2]!;
         if ((first > lo && first < hi) || (last > lo && last < hi)) return true;
       }
     }
@@ -323,27 +324,27 @@ export class BTreeMap {
   get(key: number, missing: number): number {
     const leaf = this.descend(key);
     const i = this.leafFloor(leaf, key);
-    return i >= 0 && this.lk[leaf * LEAF + i] === key ? this.lv[leaf * LEAF + i]! : missing;
+    return i >= 0 && this.ld[leaf * LS + 2 * i] === key ? this.ld[leaf * LS + 2 * i + 1]! : missing;
   }
 
   has(key: number): boolean {
     const leaf = this.descend(key);
     const i = this.leafFloor(leaf, key);
-    return i >= 0 && this.lk[leaf * LEAF + i] === key;
+    return i >= 0 && this.ld[leaf * LS + 2 * i] === key;
   }
 
   /** calls `cb` for every key in [lo, hi), ascending; `cb` returning true stops */
   forRange(lo: number, hi: number, cb: (key: number, value: number) => boolean | void): void {
     let leaf = this.descend(lo);
     let i = this.leafFloor(leaf, lo);
-    if (i < 0 || this.lk[leaf * LEAF + i]! < lo) i++;
+    if (i < 0 || this.ld[leaf * LS + 2 * i]! < lo) i++;
     while (leaf !== NONE) {
-      const base = leaf * LEAF;
+      const base = leaf * LS;
       const c = this.lm[leaf * 3]!;
       for (; i < c; i++) {
-        const k = this.lk[base + i]!;
+        const k = this.ld[base + 2 * i]!;
         if (k >= hi) return;
-        if (cb(k, this.lv[base + i]!) === true) return;
+        if (cb(k, this.ld[base + 2 * i + 1]!) === true) return;
       }
       leaf = this.lm[leaf * 3 + 1]!;
       i = 0;
@@ -356,9 +357,9 @@ export class BTreeMap {
   set(key: number, value: number): void {
     const leaf = this.descend(key);
     const i = this.leafFloor(leaf, key);
-    const base = leaf * LEAF;
-    if (i >= 0 && this.lk[base + i] === key) {
-      this.lv[base + i] = value;
+    const base = leaf * LS;
+    if (i >= 0 && this.ld[base + 2 * i] === key) {
+      this.ld[base + 2 * i + 1] = value | 0;
       return;
     }
     this.n++;
@@ -374,12 +375,10 @@ export class BTreeMap {
     const right = this.allocLeaf();
     const appendAtEnd = at === c && this.lm[leaf * 3 + 1] === NONE;
     const keep = appendAtEnd ? c : c >>> 1;
-    const lk = this.lk;
-    const lv = this.lv;
-    const rb = right * LEAF;
-    const lb = leaf * LEAF;
-    lk.copyWithin(rb, lb + keep, lb + c);
-    lv.copyWithin(rb, lb + keep, lb + c);
+    const ld = this.ld;
+    const rb = right * LS;
+    const lb = leaf * LS;
+    ld.copyWithin(rb, lb + 2 * keep, lb + 2 * c);
     this.lm[right * 3] = c - keep;
     this.lm[leaf * 3] = keep;
     const nx = this.lm[leaf * 3 + 1]!;
@@ -389,18 +388,16 @@ export class BTreeMap {
     this.lm[leaf * 3 + 1] = right;
     if (at <= keep && !appendAtEnd) this.leafInsertAt(leaf, at, key, value);
     else this.leafInsertAt(right, at - keep, key, value);
-    this.insertInParent(1, leaf, this.lk[rb]!, right);
+    this.insertInParent(1, leaf, this.ld[rb]!, right);
   }
 
   private leafInsertAt(leaf: number, at: number, key: number, value: number): void {
-    const base = leaf * LEAF;
+    const base = leaf * LS;
     const c = this.lm[leaf * 3]!;
-    if (at < c) {
-      this.lk.copyWithin(base + at + 1, base + at, base + c);
-      this.lv.copyWithin(base + at + 1, base + at, base + c);
-    }
-    this.lk[base + at] = key;
-    this.lv[base + at] = value;
+    const ld = this.ld;
+    if (at < c) ld.copyWithin(base + 2 * at + 2, base + 2 * at, base + 2 * c);
+    ld[base + 2 * at] = key;
+    ld[base + 2 * at + 1] = value | 0;
     this.lm[leaf * 3] = c + 1;
   }
 
@@ -458,11 +455,10 @@ export class BTreeMap {
   delete(key: number): boolean {
     const leaf = this.descend(key);
     const i = this.leafFloor(leaf, key);
-    const base = leaf * LEAF;
-    if (i < 0 || this.lk[base + i] !== key) return false;
+    const base = leaf * LS;
+    if (i < 0 || this.ld[base + 2 * i] !== key) return false;
     const c = this.lm[leaf * 3]!;
-    this.lk.copyWithin(base + i, base + i + 1, base + c);
-    this.lv.copyWithin(base + i, base + i + 1, base + c);
+    if (i + 1 < c) this.ld.copyWithin(base + 2 * i, base + 2 * i + 2, base + 2 * c);
     this.lm[leaf * 3] = c - 1;
     this.n--;
     if (c - 1 < LEAF_MIN && this.height > 0) this.rebalanceLeaf(leaf);
@@ -481,11 +477,11 @@ export class BTreeMap {
     void leaf;
     const a = this.lm[left * 3]!;
     const b = this.lm[right * 3]!;
-    const lb = left * LEAF;
-    const rb = right * LEAF;
+    const lb = left * LS;
+    const rb = right * LS;
+    const ld = this.ld;
     if (a + b <= LEAF) {
-      this.lk.copyWithin(lb + a, rb, rb + b);
-      this.lv.copyWithin(lb + a, rb, rb + b);
+      ld.copyWithin(lb + 2 * a, rb, rb + 2 * b);
       this.lm[left * 3] = a + b;
       const nx = this.lm[right * 3 + 1]!;
       this.lm[left * 3 + 1] = nx;
@@ -499,23 +495,19 @@ export class BTreeMap {
     if (a > want) {
       // move left's last (a - want) entries to the front of right
       const m = a - want;
-      this.lk.copyWithin(rb + m, rb, rb + b);
-      this.lv.copyWithin(rb + m, rb, rb + b);
-      this.lk.copyWithin(rb, lb + want, lb + a);
-      this.lv.copyWithin(rb, lb + want, lb + a);
+      ld.copyWithin(rb + 2 * m, rb, rb + 2 * b);
+      ld.copyWithin(rb, lb + 2 * want, lb + 2 * a);
       this.lm[left * 3] = want;
       this.lm[right * 3] = b + m;
     } else {
       // move right's first (want - a) entries to the end of left
       const m = want - a;
-      this.lk.copyWithin(lb + a, rb, rb + m);
-      this.lv.copyWithin(lb + a, rb, rb + m);
-      this.lk.copyWithin(rb, rb + m, rb + b);
-      this.lv.copyWithin(rb, rb + m, rb + b);
+      ld.copyWithin(lb + 2 * a, rb, rb + 2 * m);
+      ld.copyWithin(rb, rb + 2 * m, rb + 2 * b);
       this.lm[left * 3] = want;
       this.lm[right * 3] = b - m;
     }
-    this.ik[pb + rIdx] = this.lk[rb]!;
+    this.ik[pb + rIdx] = ld[rb]!;
   }
 
   private innerRemoveAt(node: number, at: number): void {
@@ -587,13 +579,13 @@ export class BTreeMap {
       const leaf = this.descend(lo);
       let i = this.leafFloor(leaf, lo);
       let l = leaf;
-      if (i < 0 || this.lk[leaf * LEAF + i]! < lo) i++;
+      if (i < 0 || this.ld[leaf * LS + 2 * i]! < lo) i++;
       if (i >= this.lm[leaf * 3]!) {
         l = this.lm[leaf * 3 + 1]!;
         i = 0;
         if (l === NONE) return removed;
       }
-      const k = this.lk[l * LEAF + i]!;
+      const k = this.ld[l * LS + 2 * i]!;
       if (k >= hi) return removed;
       this.delete(k);
       removed++;
@@ -607,14 +599,11 @@ export class BTreeMap {
     const id = f ?? this.leafTop++;
     if (id * 3 >= this.lm.length) {
       const cap = (this.lm.length / 3) * 2;
-      const lk = new Float64Array(cap * LEAF);
-      lk.set(this.lk);
-      const lv = new Int32Array(cap * LEAF);
-      lv.set(this.lv);
+      const ld = new Float64Array(cap * LS);
+      ld.set(this.ld);
       const lm = new Int32Array(cap * 3);
       lm.set(this.lm);
-      this.lk = lk;
-      this.lv = lv;
+      this.ld = ld;
       this.lm = lm;
     }
     this.lm[id * 3] = 0;
@@ -655,8 +644,7 @@ export class BTreeMap {
   /** a deep copy */
   clone(): BTreeMap {
     const c = new BTreeMap();
-    c.lk = this.lk.slice();
-    c.lv = this.lv.slice();
+    c.ld = this.ld.slice();
     c.lm = this.lm.slice();
     c.pathNode = this.pathNode.length ? new Int32Array(40) : EMPTY_I32;
     c.pathIdx = this.pathIdx.length ? new Int32Array(40) : EMPTY_I32;
@@ -677,8 +665,7 @@ export class BTreeMap {
   /** bytes held by the node arrays */
   byteLength(): number {
     return (
-      this.lk.byteLength +
-      this.lv.byteLength +
+      this.ld.byteLength +
       this.lm.byteLength +
       this.ik.byteLength +
       this.ic.byteLength +
@@ -718,7 +705,7 @@ export class BTreeMap {
         if (prevLeaf !== NONE && this.lm[prevLeaf * 3 + 1] !== node) out.push(`leaf ${prevLeaf}: next link does not point to ${node}`);
         prevLeaf = node;
         for (let i = 0; i < c; i++) {
-          const k = this.lk[node * LEAF + i]!;
+          const k = this.ld[node * LS + 2 * i]!;
           if (k <= lastKey) out.push(`leaf ${node}: key ${k} not above ${lastKey}`);
           if (k < lo || k >= hi) out.push(`leaf ${node}: key ${k} outside its bounds [${lo}, ${hi})`);
           lastKey = k;
