@@ -26,6 +26,8 @@ const LEAF = 64;
 /** a leaf's slice of the pair array: LEAF (key, value) pairs */
 const LS = 2 * LEAF;
 const INNER = 1024;
+/** an inner node's slice of the pair array: INNER (lowerBound, child) pairs */
+const IS = 2 * INNER;
 const LEAF_MIN = LEAF >>> 2;
 const INNER_MIN = INNER >>> 2;
 const NONE = -1;
@@ -130,8 +132,7 @@ export class BTreeMap {
   private leafFree: number[] = [];
   /* inner nodes: lower bounds, children, count */
   // no inner node until the first split (an empty array is shared: it is replaced, never written)
-  private ik = EMPTY_F64;
-  private ic = EMPTY_I32;
+  private inr = EMPTY_F64;
   private icnt = EMPTY_I32;
   private innerTop = 0;
   private innerFree: number[] = [];
@@ -173,19 +174,19 @@ export class BTreeMap {
   private descend(key: number): number {
     if (key >= this.fingerLo && key < this.fingerHi) return this.fingerLeaf;
     let node = this.root;
-    const ik = this.ik;
+    const inr = this.inr;
     let lo = -Infinity;
     let hi = Infinity;
     for (let h = this.height; h > 0; h--) {
-      const base = node * INNER;
+      const base = node * IS;
       const cnt = this.icnt[node]!;
       // bound 0 is never compared: the child 0 default
-      const a = floorIndex(ik, base + 1, cnt - 1, key, 1) + 1;
-      if (a > 0) lo = ik[base + a]!;
-      if (a + 1 < cnt) hi = ik[base + a + 1]!;
+      const a = floorIndex(inr, base + 2, cnt - 1, key, 2) + 1;
+      if (a > 0) lo = inr[base + 2 * a]!;
+      if (a + 1 < cnt) hi = inr[base + 2 * a + 2]!;
       this.pathNode[h] = node;
       this.pathIdx[h] = a;
-      node = this.ic[base + a]!;
+      node = inr[base + 2 * a + 1]! | 0;
     }
     this.fingerLeaf = node;
     this.fingerLo = lo;
@@ -231,15 +232,15 @@ export class BTreeMap {
       hi = this.fingerHi;
     } else {
       node = this.root;
-      const ik = this.ik;
+      const inr = this.inr;
       for (let h = this.height; h > 0; h--) {
-        const base = node * INNER;
+        const base = node * IS;
         const cnt = this.icnt[node]!;
         // bound 0 is never compared: the child 0 default
-        const j = floorIndex(ik, base + 1, cnt - 1, key, 1);
-        if (j >= 0) lo = ik[base + j + 1]!;
-        if (j + 2 < cnt) hi = ik[base + j + 2]!;
-        node = this.ic[base + j + 1]!;
+        const j = floorIndex(inr, base + 2, cnt - 1, key, 2);
+        if (j >= 0) lo = inr[base + 2 * j + 2]!;
+        if (j + 2 < cnt) hi = inr[base + 2 * j + 4]!;
+        node = inr[base + 2 * j + 3]! | 0;
       }
     }
     const c = this.lm[node * 3]!;
@@ -391,6 +392,54 @@ export class BTreeMap {
     this.insertInParent(1, leaf, this.ld[rb]!, right);
   }
 
+  /**
+   * Inserts k1 < k2, neither present and no key between them (a run split in two around a
+   * new run): one shift of the leaf when both fit in it, else two set() calls. Leaves the
+   * tree exactly as set(k1, v1) then set(k2, v2) would.
+   */
+  insertPair(k1: number, v1: number, k2: number, v2: number): void {
+    const leaf = this.descend(k1);
+    const c = this.lm[leaf * 3]!;
+    if (c + 2 <= LEAF && k2 < this.fingerHi) {
+      const at = this.leafFloor(leaf, k1) + 1;
+      const base = leaf * LS + 2 * at;
+      const ld = this.ld;
+      if (at < c) ld.copyWithin(base + 4, base, leaf * LS + 2 * c);
+      ld[base] = k1;
+      ld[base + 1] = v1 | 0;
+      ld[base + 2] = k2;
+      ld[base + 3] = v2 | 0;
+      this.lm[leaf * 3] = c + 2;
+      this.n += 2;
+      return;
+    }
+    this.set(k1, v1);
+    this.set(k2, v2);
+  }
+
+  /**
+   * Removes k1 and k2, k2 being the key right after k1 (a run and the run after it merging
+   * into their neighbour): one shift when both sit in one leaf that stays at least a quarter
+   * full, else two delete() calls. Leaves the tree exactly as delete(k1), delete(k2) would.
+   */
+  deletePair(k1: number, k2: number): void {
+    const leaf = this.descend(k1);
+    const c = this.lm[leaf * 3]!;
+    if (c - 2 >= LEAF_MIN || this.height === 0) {
+      const i = this.leafFloor(leaf, k1);
+      const base = leaf * LS + 2 * i;
+      const ld = this.ld;
+      if (i >= 0 && i + 1 < c && ld[base] === k1 && ld[base + 2] === k2) {
+        ld.copyWithin(base, base + 4, leaf * LS + 2 * c);
+        this.lm[leaf * 3] = c - 2;
+        this.n -= 2;
+        return;
+      }
+    }
+    this.delete(k1);
+    this.delete(k2);
+  }
+
   private leafInsertAt(leaf: number, at: number, key: number, value: number): void {
     const base = leaf * LS;
     const c = this.lm[leaf * 3]!;
@@ -405,11 +454,11 @@ export class BTreeMap {
   private insertInParent(h: number, left: number, bound: number, right: number): void {
     if (h > this.height) {
       const r = this.allocInner();
-      const b = r * INNER;
-      this.ik[b] = -Infinity;
-      this.ic[b] = left;
-      this.ik[b + 1] = bound;
-      this.ic[b + 1] = right;
+      const b = r * IS;
+      this.inr[b] = -Infinity;
+      this.inr[b + 1] = left;
+      this.inr[b + 2] = bound;
+      this.inr[b + 3] = right;
       this.icnt[r] = 2;
       this.root = r;
       this.height++;
@@ -428,26 +477,22 @@ export class BTreeMap {
     }
     const sib = this.allocInner();
     const keep = c >>> 1;
-    const nb = node * INNER;
-    const sb = sib * INNER;
-    this.ik.copyWithin(sb, nb + keep, nb + c);
-    this.ic.copyWithin(sb, nb + keep, nb + c);
+    const nb = node * IS;
+    const sb = sib * IS;
+    this.inr.copyWithin(sb, nb + 2 * keep, nb + 2 * c);
     this.icnt[sib] = c - keep;
     this.icnt[node] = keep;
     if (at <= keep) this.innerInsertAt(node, at, bound, right);
     else this.innerInsertAt(sib, at - keep, bound, right);
-    this.insertInParent(h + 1, node, this.ik[sb]!, sib);
+    this.insertInParent(h + 1, node, this.inr[sb]!, sib);
   }
 
   private innerInsertAt(node: number, at: number, bound: number, child: number): void {
-    const base = node * INNER;
+    const base = node * IS;
     const c = this.icnt[node]!;
-    if (at < c) {
-      this.ik.copyWithin(base + at + 1, base + at, base + c);
-      this.ic.copyWithin(base + at + 1, base + at, base + c);
-    }
-    this.ik[base + at] = bound;
-    this.ic[base + at] = child;
+    if (at < c) this.inr.copyWithin(base + 2 * at + 2, base + 2 * at, base + 2 * c);
+    this.inr[base + 2 * at] = bound;
+    this.inr[base + 2 * at + 1] = child;
     this.icnt[node] = c + 1;
   }
 
@@ -470,10 +515,10 @@ export class BTreeMap {
     this.dropFinger();
     const parent = this.pathNode[1]!;
     const idx = this.pathIdx[1]!;
-    const pb = parent * INNER;
+    const pb = parent * IS;
     const rIdx = idx > 0 ? idx : idx + 1;
-    const left = this.ic[pb + rIdx - 1]!;
-    const right = this.ic[pb + rIdx]!;
+    const left = this.inr[pb + 2 * rIdx - 1]! | 0;
+    const right = this.inr[pb + 2 * rIdx + 1]! | 0;
     void leaf;
     const a = this.lm[left * 3]!;
     const b = this.lm[right * 3]!;
@@ -507,14 +552,13 @@ export class BTreeMap {
       this.lm[left * 3] = want;
       this.lm[right * 3] = b - m;
     }
-    this.ik[pb + rIdx] = ld[rb]!;
+    this.inr[pb + 2 * rIdx] = ld[rb]!;
   }
 
   private innerRemoveAt(node: number, at: number): void {
-    const base = node * INNER;
+    const base = node * IS;
     const c = this.icnt[node]!;
-    this.ik.copyWithin(base + at, base + at + 1, base + c);
-    this.ic.copyWithin(base + at, base + at + 1, base + c);
+    this.inr.copyWithin(base + 2 * at, base + 2 * at + 2, base + 2 * c);
     this.icnt[node] = c - 1;
   }
 
@@ -523,7 +567,7 @@ export class BTreeMap {
     const node = this.pathNode[h]!;
     if (h === this.height) {
       if (this.icnt[node] === 1) {
-        this.root = this.ic[node * INNER]!;
+        this.root = this.inr[node * IS + 1]! | 0;
         this.height--;
         this.freeInner(node);
       }
@@ -532,19 +576,19 @@ export class BTreeMap {
     if (this.icnt[node]! >= INNER_MIN) return;
     const parent = this.pathNode[h + 1]!;
     const idx = this.pathIdx[h + 1]!;
-    const pb = parent * INNER;
+    const pb = parent * IS;
     const rIdx = idx > 0 ? idx : idx + 1;
-    const left = this.ic[pb + rIdx - 1]!;
-    const right = this.ic[pb + rIdx]!;
+    const left = this.inr[pb + 2 * rIdx - 1]! | 0;
+    const right = this.inr[pb + 2 * rIdx + 1]! | 0;
     const a = this.icnt[left]!;
     const b = this.icnt[right]!;
-    const lb = left * INNER;
-    const rb = right * INNER;
+    const lb = left * IS;
+    const rb = right * IS;
+    const inr = this.inr;
     // right's first bound becomes a real separator: the parent's bound for right
-    this.ik[rb] = this.ik[pb + rIdx]!;
+    inr[rb] = inr[pb + 2 * rIdx]!;
     if (a + b <= INNER) {
-      this.ik.copyWithin(lb + a, rb, rb + b);
-      this.ic.copyWithin(lb + a, rb, rb + b);
+      inr.copyWithin(lb + 2 * a, rb, rb + 2 * b);
       this.icnt[left] = a + b;
       this.freeInner(right);
       this.innerRemoveAt(parent, rIdx);
@@ -554,22 +598,18 @@ export class BTreeMap {
     const want = (a + b) >>> 1;
     if (a > want) {
       const m = a - want;
-      this.ik.copyWithin(rb + m, rb, rb + b);
-      this.ic.copyWithin(rb + m, rb, rb + b);
-      this.ik.copyWithin(rb, lb + want, lb + a);
-      this.ic.copyWithin(rb, lb + want, lb + a);
+      inr.copyWithin(rb + 2 * m, rb, rb + 2 * b);
+      inr.copyWithin(rb, lb + 2 * want, lb + 2 * a);
       this.icnt[left] = want;
       this.icnt[right] = b + m;
     } else {
       const m = want - a;
-      this.ik.copyWithin(lb + a, rb, rb + m);
-      this.ic.copyWithin(lb + a, rb, rb + m);
-      this.ik.copyWithin(rb, rb + m, rb + b);
-      this.ic.copyWithin(rb, rb + m, rb + b);
+      inr.copyWithin(lb + 2 * a, rb, rb + 2 * m);
+      inr.copyWithin(rb, rb + 2 * m, rb + 2 * b);
       this.icnt[left] = want;
       this.icnt[right] = b - m;
     }
-    this.ik[pb + rIdx] = this.ik[rb]!;
+    inr[pb + 2 * rIdx] = inr[rb]!;
   }
 
   /** removes every key in [lo, hi); returns how many */
@@ -622,14 +662,11 @@ export class BTreeMap {
     const id = f ?? this.innerTop++;
     if (id >= this.icnt.length) {
       const cap = Math.max(2, this.icnt.length * 2);
-      const ik = new Float64Array(cap * INNER);
-      ik.set(this.ik);
-      const ic = new Int32Array(cap * INNER);
-      ic.set(this.ic);
+      const inr = new Float64Array(cap * IS);
+      inr.set(this.inr);
       const cnt = new Int32Array(cap);
       cnt.set(this.icnt);
-      this.ik = ik;
-      this.ic = ic;
+      this.inr = inr;
       this.icnt = cnt;
     }
     this.icnt[id] = 0;
@@ -650,8 +687,7 @@ export class BTreeMap {
     c.pathIdx = this.pathIdx.length ? new Int32Array(40) : EMPTY_I32;
     c.leafTop = this.leafTop;
     c.leafFree = this.leafFree.slice();
-    c.ik = this.ik.slice();
-    c.ic = this.ic.slice();
+    c.inr = this.inr.slice();
     c.icnt = this.icnt.slice();
     c.innerTop = this.innerTop;
     c.innerFree = this.innerFree.slice();
@@ -667,8 +703,7 @@ export class BTreeMap {
     return (
       this.ld.byteLength +
       this.lm.byteLength +
-      this.ik.byteLength +
-      this.ic.byteLength +
+      this.inr.byteLength +
       this.icnt.byteLength +
       (this.leafFree.length + this.innerFree.length) * 8
     );
@@ -717,10 +752,10 @@ export class BTreeMap {
       if (!isRoot && c < INNER_MIN) out.push(`inner node ${node} holds ${c} < ${INNER_MIN} children`);
       if (isRoot && c < 2) out.push(`inner root holds ${c} children`);
       for (let j = 0; j < c; j++) {
-        const b = j === 0 ? lo : this.ik[node * INNER + j]!;
-        const e = j + 1 < c ? this.ik[node * INNER + j + 1]! : hi;
+        const b = j === 0 ? lo : this.inr[node * IS + 2 * j]!;
+        const e = j + 1 < c ? this.inr[node * IS + 2 * j + 2]! : hi;
         if (j > 0 && (b < lo || b >= hi)) out.push(`inner node ${node}: bound ${b} outside [${lo}, ${hi})`);
-        walk(this.ic[node * INNER + j]!, h - 1, b, e, false);
+        walk(this.inr[node * IS + 2 * j + 1]!, h - 1, b, e, false);
       }
     };
     walk(this.root, this.height, -Infinity, Infinity, true);

@@ -117,8 +117,19 @@ export class RangeMap {
       // place (one descent, the neighbourhood stays in the tree's finger)
       if (floorKey === start) {
         if (before !== value) r.set(start, value);
-        else r.delete(start);
-      } else if (before !== value) r.set(start, value);
+        else if (end < KEY_LIMIT && runAtEnd && endValue === value) {
+          // the run [start, end) merges with the runs on both sides: both its keys go
+          r.deletePair(start, end);
+          return true;
+        } else r.delete(start);
+      } else if (before !== value) {
+        if (end < KEY_LIMIT && !runAtEnd && endValue !== value) {
+          // a new run inside a run: keys at start and at end, side by side
+          r.insertPair(start, value, end, endValue);
+          return true;
+        }
+        r.set(start, value);
+      }
     } else {
       r.deleteRange(start, end);
       if (before !== value) r.set(start, value);
