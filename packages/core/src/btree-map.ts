@@ -8,8 +8,9 @@
  * (attribute runs in RangeMap, memslots by base_gfn in KvmMemslots) are this tree: a generic
  * B+ tree over JS arrays (sorted-btree) measured 600–900 ns per operation at 1 M keys on the
  * benchmark machine, too slow for the per-page conversion rate the benchmarks require
- * (docs/core.md, "Ordered maps"); here a leaf is 64 keys in one Float64Array slice, so a
- * lookup touches a few cache lines per level. Inner nodes are wide (1024 children): one inner
+ * (docs/core.md, "Ordered maps"); here a leaf is 64 (key, value) pairs side by side in one
+ * Float64Array slice, so a lookup touches a few cache lines of one page per level, and an
+ * insert or delete shifts one slice. Inner nodes are wide (1024 children): one inner
  * root holds 1024 leaves, 65,536 keys inserted in ascending order and at least 32,768 when
  * only inserted, so the x86 limit of 32,764 memslots is one inner search and one leaf search
  * per lookup, and a million attribute runs sit below two inner levels.
@@ -19,7 +20,10 @@
  * greater than any key of that child's subtree and greater than every key of the previous
  * child's subtree (the first pair's bound is never compared). A node other than the root
  * has at least a quarter of its capacity; an underfull node borrows from or merges with a
- * sibling, so the height stays O(log n) after any sequence of deletes.
+ * sibling, so the height stays O(log n) after any sequence of deletes. Both kinds of node
+ * store their pairs interleaved (key, value, key, value...; bound, child, bound, child...):
+ * the entry a search lands on and its value or child share a cache line. Values are int32
+ * (stored as doubles, written as `value | 0`).
  */
 
 const LEAF = 64;
