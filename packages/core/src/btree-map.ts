@@ -20,18 +20,15 @@
  * greater than any key of that child's subtree and greater than every key of the previous
  * child's subtree (the first pair's bound is never compared). A node other than the root
  * has at least a quarter of its capacity; an underfull node borrows from or merges with a
- * sibling, so the height stays O(log n) after any sequence of deletes. Both kinds of node
- * store their pairs interleaved (key, value, key, value...; bound, child, bound, child...):
- * the entry a search lands on and its value or child share a cache line. Values are int32
- * (stored as doubles, written as `value | 0`).
+ * sibling, so the height stays O(log n) after any sequence of deletes. A leaf stores its
+ * pairs interleaved (key, value, key, value...): the entry a search lands on and its value
+ * share a cache line. Values are int32 (stored as doubles, written and read as `value | 0`).
  */
 
 const LEAF = 64;
 /** a leaf's slice of the pair array: LEAF (key, value) pairs */
 const LS = 2 * LEAF;
 const INNER = 1024;
-/** an inner node's slice of the pair array: INNER (lowerBound, child) pairs */
-const IS = 2 * INNER;
 const LEAF_MIN = LEAF >>> 2;
 const INNER_MIN = INNER >>> 2;
 const NONE = -1;
@@ -136,7 +133,8 @@ export class BTreeMap {
   private leafFree: number[] = [];
   /* inner nodes: lower bounds, children, count */
   // no inner node until the first split (an empty array is shared: it is replaced, never written)
-  private inr = EMPTY_F64;
+  private ik = EMPTY_F64;
+  private ic = EMPTY_I32;
   private icnt = EMPTY_I32;
   private innerTop = 0;
   private innerFree: number[] = [];
@@ -178,19 +176,19 @@ export class BTreeMap {
   private descend(key: number): number {
     if (key >= this.fingerLo && key < this.fingerHi) return this.fingerLeaf;
     let node = this.root;
-    const inr = this.inr;
+    const ik = this.ik;
     let lo = -Infinity;
     let hi = Infinity;
     for (let h = this.height; h > 0; h--) {
-      const base = node * IS;
+      const base = node * INNER;
       const cnt = this.icnt[node]!;
       // bound 0 is never compared: the child 0 default
-      const a = floorIndex(inr, base + 2, cnt - 1, key, 2) + 1;
-      if (a > 0) lo = inr[base + 2 * a]!;
-      if (a + 1 < cnt) hi = inr[base + 2 * a + 2]!;
+      const a = floorIndex(ik, base + 1, cnt - 1, key, 1) + 1;
+      if (a > 0) lo = ik[base + a]!;
+      if (a + 1 < cnt) hi = ik[base + a + 1]!;
       this.pathNode[h] = node;
       this.pathIdx[h] = a;
-      node = inr[base + 2 * a + 1]! | 0;
+      node = this.ic[base + a]!;
     }
     this.fingerLeaf = node;
     this.fingerLo = lo;
@@ -236,15 +234,15 @@ export class BTreeMap {
       hi = this.fingerHi;
     } else {
       node = this.root;
-      const inr = this.inr;
+      const ik = this.ik;
       for (let h = this.height; h > 0; h--) {
-        const base = node * IS;
+        const base = node * INNER;
         const cnt = this.icnt[node]!;
         // bound 0 is never compared: the child 0 default
-        const j = floorIndex(inr, base + 2, cnt - 1, key, 2);
-        if (j >= 0) lo = inr[base + 2 * j + 2]!;
-        if (j + 2 < cnt) hi = inr[base + 2 * j + 4]!;
-        node = inr[base + 2 * j + 3]! | 0;
+        const j = floorIndex(ik, base + 1, cnt - 1, key, 1);
+        if (j >= 0) lo = ik[base + j + 1]!;
+        if (j + 2 < cnt) hi = ik[base + j + 2]!;
+        node = this.ic[base + j + 1]!;
       }
     }
     const c = this.lm[node * 3]!;
@@ -257,9 +255,9 @@ export class BTreeMap {
       if (!(g >= 0 && g < c)) g = 0;
       i = floorFrom(this.ld, node * LS, c, key, g, 2);
     } else i = floorIndex(this.ld, node * LS, c, key, 2);
-    if (i >= 0) return this.ld[node * LS + 2 * i + 1]!;
+    if (i >= 0) return this.ld[node * LS + 2 * i + 1]! | 0;
     const p = this.lm[node * 3 + 2]!;
-    return p === NONE ? missing : this.ld[p * LS + 2 * this.lm[p * 3]! - 1]!;
+    return p === NONE ? missing : this.ld[p * LS + 2 * this.lm[p * 3]! - 1]! | 0;
   }
 
   /**
@@ -288,11 +286,11 @@ export class BTreeMap {
     }
     const at = l * LS + 2 * i;
     this.floorKey = this.ld[at]!;
-    this.floorValue = this.ld[at + 1]!;
-    if (i > 0) this.prevValue = this.ld[at - 1]!;
+    this.floorValue = this.ld[at + 1]! | 0;
+    if (i > 0) this.prevValue = this.ld[at - 1]! | 0;
     else {
       const p = this.lm[l * 3 + 2]!;
-      this.prevValue = p === NONE ? NaN : this.ld[p * LS + 2 * this.lm[p * 3]! - 1]!;
+      this.prevValue = p === NONE ? NaN : this.ld[p * LS + 2 * this.lm[p * 3]! - 1]! | 0;
     }
     return true;
   }
@@ -329,7 +327,7 @@ export class BTreeMap {
   get(key: number, missing: number): number {
     const leaf = this.descend(key);
     const i = this.leafFloor(leaf, key);
-    return i >= 0 && this.ld[leaf * LS + 2 * i] === key ? this.ld[leaf * LS + 2 * i + 1]! : missing;
+    return i >= 0 && this.ld[leaf * LS + 2 * i] === key ? this.ld[leaf * LS + 2 * i + 1]! | 0 : missing;
   }
 
   has(key: number): boolean {
@@ -349,7 +347,7 @@ export class BTreeMap {
       for (; i < c; i++) {
         const k = this.ld[base + 2 * i]!;
         if (k >= hi) return;
-        if (cb(k, this.ld[base + 2 * i + 1]!) === true) return;
+        if (cb(k, this.ld[base + 2 * i + 1]! | 0) === true) return;
       }
       leaf = this.lm[leaf * 3 + 1]!;
       i = 0;
@@ -458,11 +456,11 @@ export class BTreeMap {
   private insertInParent(h: number, left: number, bound: number, right: number): void {
     if (h > this.height) {
       const r = this.allocInner();
-      const b = r * IS;
-      this.inr[b] = -Infinity;
-      this.inr[b + 1] = left;
-      this.inr[b + 2] = bound;
-      this.inr[b + 3] = right;
+      const b = r * INNER;
+      this.ik[b] = -Infinity;
+      this.ic[b] = left;
+      this.ik[b + 1] = bound;
+      this.ic[b + 1] = right;
       this.icnt[r] = 2;
       this.root = r;
       this.height++;
@@ -481,22 +479,26 @@ export class BTreeMap {
     }
     const sib = this.allocInner();
     const keep = c >>> 1;
-    const nb = node * IS;
-    const sb = sib * IS;
-    this.inr.copyWithin(sb, nb + 2 * keep, nb + 2 * c);
+    const nb = node * INNER;
+    const sb = sib * INNER;
+    this.ik.copyWithin(sb, nb + keep, nb + c);
+    this.ic.copyWithin(sb, nb + keep, nb + c);
     this.icnt[sib] = c - keep;
     this.icnt[node] = keep;
     if (at <= keep) this.innerInsertAt(node, at, bound, right);
     else this.innerInsertAt(sib, at - keep, bound, right);
-    this.insertInParent(h + 1, node, this.inr[sb]!, sib);
+    this.insertInParent(h + 1, node, this.ik[sb]!, sib);
   }
 
   private innerInsertAt(node: number, at: number, bound: number, child: number): void {
-    const base = node * IS;
+    const base = node * INNER;
     const c = this.icnt[node]!;
-    if (at < c) this.inr.copyWithin(base + 2 * at + 2, base + 2 * at, base + 2 * c);
-    this.inr[base + 2 * at] = bound;
-    this.inr[base + 2 * at + 1] = child;
+    if (at < c) {
+      this.ik.copyWithin(base + at + 1, base + at, base + c);
+      this.ic.copyWithin(base + at + 1, base + at, base + c);
+    }
+    this.ik[base + at] = bound;
+    this.ic[base + at] = child;
     this.icnt[node] = c + 1;
   }
 
@@ -519,10 +521,10 @@ export class BTreeMap {
     this.dropFinger();
     const parent = this.pathNode[1]!;
     const idx = this.pathIdx[1]!;
-    const pb = parent * IS;
+    const pb = parent * INNER;
     const rIdx = idx > 0 ? idx : idx + 1;
-    const left = this.inr[pb + 2 * rIdx - 1]! | 0;
-    const right = this.inr[pb + 2 * rIdx + 1]! | 0;
+    const left = this.ic[pb + rIdx - 1]!;
+    const right = this.ic[pb + rIdx]!;
     void leaf;
     const a = this.lm[left * 3]!;
     const b = this.lm[right * 3]!;
@@ -556,13 +558,14 @@ export class BTreeMap {
       this.lm[left * 3] = want;
       this.lm[right * 3] = b - m;
     }
-    this.inr[pb + 2 * rIdx] = ld[rb]!;
+    this.ik[pb + rIdx] = ld[rb]!;
   }
 
   private innerRemoveAt(node: number, at: number): void {
-    const base = node * IS;
+    const base = node * INNER;
     const c = this.icnt[node]!;
-    this.inr.copyWithin(base + 2 * at, base + 2 * at + 2, base + 2 * c);
+    this.ik.copyWithin(base + at, base + at + 1, base + c);
+    this.ic.copyWithin(base + at, base + at + 1, base + c);
     this.icnt[node] = c - 1;
   }
 
@@ -571,7 +574,7 @@ export class BTreeMap {
     const node = this.pathNode[h]!;
     if (h === this.height) {
       if (this.icnt[node] === 1) {
-        this.root = this.inr[node * IS + 1]! | 0;
+        this.root = this.ic[node * INNER]!;
         this.height--;
         this.freeInner(node);
       }
@@ -580,19 +583,19 @@ export class BTreeMap {
     if (this.icnt[node]! >= INNER_MIN) return;
     const parent = this.pathNode[h + 1]!;
     const idx = this.pathIdx[h + 1]!;
-    const pb = parent * IS;
+    const pb = parent * INNER;
     const rIdx = idx > 0 ? idx : idx + 1;
-    const left = this.inr[pb + 2 * rIdx - 1]! | 0;
-    const right = this.inr[pb + 2 * rIdx + 1]! | 0;
+    const left = this.ic[pb + rIdx - 1]!;
+    const right = this.ic[pb + rIdx]!;
     const a = this.icnt[left]!;
     const b = this.icnt[right]!;
-    const lb = left * IS;
-    const rb = right * IS;
-    const inr = this.inr;
+    const lb = left * INNER;
+    const rb = right * INNER;
     // right's first bound becomes a real separator: the parent's bound for right
-    inr[rb] = inr[pb + 2 * rIdx]!;
+    this.ik[rb] = this.ik[pb + rIdx]!;
     if (a + b <= INNER) {
-      inr.copyWithin(lb + 2 * a, rb, rb + 2 * b);
+      this.ik.copyWithin(lb + a, rb, rb + b);
+      this.ic.copyWithin(lb + a, rb, rb + b);
       this.icnt[left] = a + b;
       this.freeInner(right);
       this.innerRemoveAt(parent, rIdx);
@@ -602,18 +605,22 @@ export class BTreeMap {
     const want = (a + b) >>> 1;
     if (a > want) {
       const m = a - want;
-      inr.copyWithin(rb + 2 * m, rb, rb + 2 * b);
-      inr.copyWithin(rb, lb + 2 * want, lb + 2 * a);
+      this.ik.copyWithin(rb + m, rb, rb + b);
+      this.ic.copyWithin(rb + m, rb, rb + b);
+      this.ik.copyWithin(rb, lb + want, lb + a);
+      this.ic.copyWithin(rb, lb + want, lb + a);
       this.icnt[left] = want;
       this.icnt[right] = b + m;
     } else {
       const m = want - a;
-      inr.copyWithin(lb + 2 * a, rb, rb + 2 * m);
-      inr.copyWithin(rb, rb + 2 * m, rb + 2 * b);
+      this.ik.copyWithin(lb + a, rb, rb + m);
+      this.ic.copyWithin(lb + a, rb, rb + m);
+      this.ik.copyWithin(rb, rb + m, rb + b);
+      this.ic.copyWithin(rb, rb + m, rb + b);
       this.icnt[left] = want;
       this.icnt[right] = b - m;
     }
-    inr[pb + 2 * rIdx] = inr[rb]!;
+    this.ik[pb + rIdx] = this.ik[rb]!;
   }
 
   /** removes every key in [lo, hi); returns how many */
@@ -666,11 +673,14 @@ export class BTreeMap {
     const id = f ?? this.innerTop++;
     if (id >= this.icnt.length) {
       const cap = Math.max(2, this.icnt.length * 2);
-      const inr = new Float64Array(cap * IS);
-      inr.set(this.inr);
+      const ik = new Float64Array(cap * INNER);
+      ik.set(this.ik);
+      const ic = new Int32Array(cap * INNER);
+      ic.set(this.ic);
       const cnt = new Int32Array(cap);
       cnt.set(this.icnt);
-      this.inr = inr;
+      this.ik = ik;
+      this.ic = ic;
       this.icnt = cnt;
     }
     this.icnt[id] = 0;
@@ -691,7 +701,8 @@ export class BTreeMap {
     c.pathIdx = this.pathIdx.length ? new Int32Array(40) : EMPTY_I32;
     c.leafTop = this.leafTop;
     c.leafFree = this.leafFree.slice();
-    c.inr = this.inr.slice();
+    c.ik = this.ik.slice();
+    c.ic = this.ic.slice();
     c.icnt = this.icnt.slice();
     c.innerTop = this.innerTop;
     c.innerFree = this.innerFree.slice();
@@ -707,7 +718,8 @@ export class BTreeMap {
     return (
       this.ld.byteLength +
       this.lm.byteLength +
-      this.inr.byteLength +
+      this.ik.byteLength +
+      this.ic.byteLength +
       this.icnt.byteLength +
       (this.leafFree.length + this.innerFree.length) * 8
     );
@@ -756,10 +768,10 @@ export class BTreeMap {
       if (!isRoot && c < INNER_MIN) out.push(`inner node ${node} holds ${c} < ${INNER_MIN} children`);
       if (isRoot && c < 2) out.push(`inner root holds ${c} children`);
       for (let j = 0; j < c; j++) {
-        const b = j === 0 ? lo : this.inr[node * IS + 2 * j]!;
-        const e = j + 1 < c ? this.inr[node * IS + 2 * j + 2]! : hi;
+        const b = j === 0 ? lo : this.ik[node * INNER + j]!;
+        const e = j + 1 < c ? this.ik[node * INNER + j + 1]! : hi;
         if (j > 0 && (b < lo || b >= hi)) out.push(`inner node ${node}: bound ${b} outside [${lo}, ${hi})`);
-        walk(this.inr[node * IS + 2 * j + 1]!, h - 1, b, e, false);
+        walk(this.ic[node * INNER + j]!, h - 1, b, e, false);
       }
     };
     walk(this.root, this.height, -Infinity, Infinity, true);
