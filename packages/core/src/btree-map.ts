@@ -8,9 +8,8 @@
  * (attribute runs in RangeMap, memslots by base_gfn in KvmMemslots) are this tree: a generic
  * B+ tree over JS arrays (sorted-btree) measured 600–900 ns per operation at 1 M keys on the
  * benchmark machine, too slow for the per-page conversion rate the benchmarks require
- * (docs/core.md, "Ordered maps"); here a leaf is 64 (key, value) pairs side by side in one
- * Float64Array slice, so a lookup touches a few cache lines of one page per level, and an
- * insert or delete shifts one slice. Inner nodes are wide (1024 children): one inner
+ * (docs/core.md, "Ordered maps"); here a leaf is 64 keys in one Float64Array slice, so a
+ * lookup touches a few cache lines per level. Inner nodes are wide (1024 children): one inner
  * root holds 1024 leaves, 65,536 keys inserted in ascending order and at least 32,768 when
  * only inserted, so the x86 limit of 32,764 memslots is one inner search and one leaf search
  * per lookup, and a million attribute runs sit below two inner levels.
@@ -20,14 +19,10 @@
  * greater than any key of that child's subtree and greater than every key of the previous
  * child's subtree (the first pair's bound is never compared). A node other than the root
  * has at least a quarter of its capacity; an underfull node borrows from or merges with a
- * sibling, so the height stays O(log n) after any sequence of deletes. A leaf stores its
- * pairs interleaved (key, value, key, value...): the entry a search lands on and its value
- * share a cache line. Values are int32 (stored as doubles, written and read as `value | 0`).
+ * sibling, so the height stays O(log n) after any sequence of deletes.
  */
 
 const LEAF = 64;
-/** a leaf's slice of the pair array: LEAF (key, value) pairs */
-const LS = 2 * LEAF;
 const INNER = 1024;
 const LEAF_MIN = LEAF >>> 2;
 const INNER_MIN = INNER >>> 2;
@@ -40,10 +35,10 @@ const EMPTY_I32 = new Int32Array(0);
  * An interpolation guess, then a gallop and a binary search around it: one or two probes
  * when the keys are evenly spaced (memslots laid out back to back), O(log count) at worst.
  */
-function floorIndex(a: Float64Array, base: number, count: number, key: number, stride: number): number {
+function floorIndex(a: Float64Array, base: number, count: number, key: number): number {
   if (count <= 0 || key < a[base]!) return -1;
   const last = count - 1;
-  const kl = a[base + last * stride]!;
+  const kl = a[base + last]!;
   if (key >= kl) return last;
   // a[base] <= key < a[base + last]: the answer is in [0, last)
   const k0 = a[base]!;
@@ -51,12 +46,12 @@ function floorIndex(a: Float64Array, base: number, count: number, key: number, s
   if (!(g >= 0 && g < last)) g = 0;
   let lo: number;
   let hi: number;
-  if (a[base + g * stride]! <= key) {
+  if (a[base + g]! <= key) {
     // answer in [g, last): gallop up
     lo = g;
     let step = 1;
     hi = g + 1;
-    while (hi < last && a[base + hi * stride]! <= key) {
+    while (hi < last && a[base + hi]! <= key) {
       lo = hi;
       step <<= 1;
       hi = g + step;
@@ -68,7 +63,7 @@ function floorIndex(a: Float64Array, base: number, count: number, key: number, s
     hi = g - 1;
     let step = 1;
     lo = g - 1;
-    while (lo > 0 && a[base + lo * stride]! > key) {
+    while (lo > 0 && a[base + lo]! > key) {
       hi = lo - 1;
       step <<= 1;
       lo = g - step;
@@ -78,7 +73,7 @@ function floorIndex(a: Float64Array, base: number, count: number, key: number, s
   // a[base + lo] <= key (or lo is 0, and a[base] <= key holds), answer in [lo, hi]
   while (lo < hi) {
     const mid = (lo + hi + 1) >>> 1;
-    if (a[base + mid * stride]! <= key) lo = mid;
+    if (a[base + mid]! <= key) lo = mid;
     else hi = mid - 1;
   }
   return lo;
@@ -89,15 +84,15 @@ function floorIndex(a: Float64Array, base: number, count: number, key: number, s
  * guess `g` (0 <= g < count): a gallop away from the guess, then a binary search. Two probes
  * in one cache line when the guess is right.
  */
-function floorFrom(a: Float64Array, base: number, count: number, key: number, g: number, stride: number): number {
+function floorFrom(a: Float64Array, base: number, count: number, key: number, g: number): number {
   let lo: number;
   let hi: number;
-  if (a[base + g * stride]! <= key) {
+  if (a[base + g]! <= key) {
     // answer in [g, count): gallop up
     lo = g;
     hi = g + 1;
     let step = 1;
-    while (hi < count && a[base + hi * stride]! <= key) {
+    while (hi < count && a[base + hi]! <= key) {
       lo = hi;
       step <<= 1;
       hi = g + step;
@@ -109,7 +104,7 @@ function floorFrom(a: Float64Array, base: number, count: number, key: number, g:
     hi = g - 1;
     lo = g - 1;
     let step = 1;
-    while (lo >= 0 && a[base + lo * stride]! > key) {
+    while (lo >= 0 && a[base + lo]! > key) {
       hi = lo - 1;
       step <<= 1;
       lo = g - step;
@@ -119,15 +114,16 @@ function floorFrom(a: Float64Array, base: number, count: number, key: number, g:
   // a[base + lo] <= key (or lo is -1), answer in [lo, hi]
   while (lo < hi) {
     const mid = (lo + hi + 1) >> 1;
-    if (a[base + mid * stride]! <= key) lo = mid;
+    if (a[base + mid]! <= key) lo = mid;
     else hi = mid - 1;
   }
   return lo;
 }
 
 export class BTreeMap {
-  /* leaves: (key, value) pairs side by side, LEAF pairs per leaf; per leaf (count, next, prev) */
-  private ld = new Float64Array(LS);
+  /* leaves: keys, values, and per leaf (count, next, prev) */
+  private lk = new Float64Array(LEAF);
+  private lv = new Int32Array(LEAF);
   private lm = new Int32Array(3);
   private leafTop = 0;
   private leafFree: number[] = [];
@@ -183,7 +179,7 @@ export class BTreeMap {
       const base = node * INNER;
       const cnt = this.icnt[node]!;
       // bound 0 is never compared: the child 0 default
-      const a = floorIndex(ik, base + 1, cnt - 1, key, 1) + 1;
+      const a = floorIndex(ik, base + 1, cnt - 1, key) + 1;
       if (a > 0) lo = ik[base + a]!;
       if (a + 1 < cnt) hi = ik[base + a + 1]!;
       this.pathNode[h] = node;
@@ -214,9 +210,9 @@ export class BTreeMap {
     if (leaf === this.fingerLeaf && lo > -Infinity && hi < Infinity && key >= lo && key < hi) {
       let g = Math.floor(((key - lo) / (hi - lo)) * c);
       if (!(g >= 0 && g < c)) g = 0;
-      return floorFrom(this.ld, leaf * LS, c, key, g, 2);
+      return floorFrom(this.lk, leaf * LEAF, c, key, g);
     }
-    return floorIndex(this.ld, leaf * LS, c, key, 2);
+    return floorIndex(this.lk, leaf * LEAF, c, key);
   }
 
   /**
@@ -239,7 +235,7 @@ export class BTreeMap {
         const base = node * INNER;
         const cnt = this.icnt[node]!;
         // bound 0 is never compared: the child 0 default
-        const j = floorIndex(ik, base + 1, cnt - 1, key, 1);
+        const j = floorIndex(ik, base + 1, cnt - 1, key);
         if (j >= 0) lo = ik[base + j + 1]!;
         if (j + 2 < cnt) hi = ik[base + j + 2]!;
         node = this.ic[base + j + 1]!;
@@ -253,11 +249,11 @@ export class BTreeMap {
       // last keys (two more cache lines) are read only if the guess is off
       let g = Math.floor(((key - lo) / (hi - lo)) * c);
       if (!(g >= 0 && g < c)) g = 0;
-      i = floorFrom(this.ld, node * LS, c, key, g, 2);
-    } else i = floorIndex(this.ld, node * LS, c, key, 2);
-    if (i >= 0) return this.ld[node * LS + 2 * i + 1]! | 0;
+      i = floorFrom(this.lk, node * LEAF, c, key, g);
+    } else i = floorIndex(this.lk, node * LEAF, c, key);
+    if (i >= 0) return this.lv[node * LEAF + i]!;
     const p = this.lm[node * 3 + 2]!;
-    return p === NONE ? missing : this.ld[p * LS + 2 * this.lm[p * 3]! - 1]! | 0;
+    return p === NONE ? missing : this.lv[p * LEAF + this.lm[p * 3]! - 1]!;
   }
 
   /**
@@ -272,7 +268,7 @@ export class BTreeMap {
     if (i < 0) {
       // the leaf's keys all exceed `key`: the floor is the previous leaf's last key
       const p = this.lm[leaf * 3 + 2]!;
-      this.nextKey = this.lm[leaf * 3]! > 0 ? this.ld[leaf * LS]! : this.firstKeyFrom(this.lm[leaf * 3 + 1]!);
+      this.nextKey = this.lm[leaf * 3]! > 0 ? this.lk[leaf * LEAF]! : this.firstKeyFrom(this.lm[leaf * 3 + 1]!);
       if (p === NONE) {
         this.floorKey = NaN;
         this.floorValue = 0;
@@ -282,28 +278,28 @@ export class BTreeMap {
       l = p;
       i = this.lm[p * 3]! - 1;
     } else {
-      this.nextKey = i + 1 < this.lm[leaf * 3]! ? this.ld[leaf * LS + 2 * i + 2]! : this.firstKeyFrom(this.lm[leaf * 3 + 1]!);
+      this.nextKey = i + 1 < this.lm[leaf * 3]! ? this.lk[leaf * LEAF + i + 1]! : this.firstKeyFrom(this.lm[leaf * 3 + 1]!);
     }
-    const at = l * LS + 2 * i;
-    this.floorKey = this.ld[at]!;
-    this.floorValue = this.ld[at + 1]! | 0;
-    if (i > 0) this.prevValue = this.ld[at - 1]! | 0;
+    const base = l * LEAF;
+    this.floorKey = this.lk[base + i]!;
+    this.floorValue = this.lv[base + i]!;
+    if (i > 0) this.prevValue = this.lv[base + i - 1]!;
     else {
       const p = this.lm[l * 3 + 2]!;
-      this.prevValue = p === NONE ? NaN : this.ld[p * LS + 2 * this.lm[p * 3]! - 1]! | 0;
+      this.prevValue = p === NONE ? NaN : this.lv[p * LEAF + this.lm[p * 3]! - 1]!;
     }
     return true;
   }
 
   private firstKeyFrom(leaf: number): number {
-    return leaf === NONE ? Infinity : this.ld[leaf * LS]!;
+    return leaf === NONE ? Infinity : this.lk[leaf * LEAF]!;
   }
 
   /** the least key > `key`, or Infinity */
   nextKeyAfter(key: number): number {
     const leaf = this.descend(key);
     const i = this.leafFloor(leaf, key) + 1;
-    return i < this.lm[leaf * 3]! ? this.ld[leaf * LS + 2 * i]! : this.firstKeyFrom(this.lm[leaf * 3 + 1]!);
+    return i < this.lm[leaf * 3]! ? this.lk[leaf * LEAF + i]! : this.firstKeyFrom(this.lm[leaf * 3 + 1]!);
   }
 
   /**
@@ -315,8 +311,8 @@ export class BTreeMap {
       const f = this.fingerLeaf;
       const c = this.lm[f * 3]!;
       if (c > 0) {
-        const first = this.ld[f * LS]!;
-        const last = this.ld[f * LS + 2 * c - 2]!;
+        const first = this.lk[f * LEAF]!;
+        const last = this.lk[f * LEAF + c - 1]!;
         if ((first > lo && first < hi) || (last > lo && last < hi)) return true;
       }
     }
@@ -327,27 +323,27 @@ export class BTreeMap {
   get(key: number, missing: number): number {
     const leaf = this.descend(key);
     const i = this.leafFloor(leaf, key);
-    return i >= 0 && this.ld[leaf * LS + 2 * i] === key ? this.ld[leaf * LS + 2 * i + 1]! | 0 : missing;
+    return i >= 0 && this.lk[leaf * LEAF + i] === key ? this.lv[leaf * LEAF + i]! : missing;
   }
 
   has(key: number): boolean {
     const leaf = this.descend(key);
     const i = this.leafFloor(leaf, key);
-    return i >= 0 && this.ld[leaf * LS + 2 * i] === key;
+    return i >= 0 && this.lk[leaf * LEAF + i] === key;
   }
 
   /** calls `cb` for every key in [lo, hi), ascending; `cb` returning true stops */
   forRange(lo: number, hi: number, cb: (key: number, value: number) => boolean | void): void {
     let leaf = this.descend(lo);
     let i = this.leafFloor(leaf, lo);
-    if (i < 0 || this.ld[leaf * LS + 2 * i]! < lo) i++;
+    if (i < 0 || this.lk[leaf * LEAF + i]! < lo) i++;
     while (leaf !== NONE) {
-      const base = leaf * LS;
+      const base = leaf * LEAF;
       const c = this.lm[leaf * 3]!;
       for (; i < c; i++) {
-        const k = this.ld[base + 2 * i]!;
+        const k = this.lk[base + i]!;
         if (k >= hi) return;
-        if (cb(k, this.ld[base + 2 * i + 1]! | 0) === true) return;
+        if (cb(k, this.lv[base + i]!) === true) return;
       }
       leaf = this.lm[leaf * 3 + 1]!;
       i = 0;
@@ -360,9 +356,9 @@ export class BTreeMap {
   set(key: number, value: number): void {
     const leaf = this.descend(key);
     const i = this.leafFloor(leaf, key);
-    const base = leaf * LS;
-    if (i >= 0 && this.ld[base + 2 * i] === key) {
-      this.ld[base + 2 * i + 1] = value | 0;
+    const base = leaf * LEAF;
+    if (i >= 0 && this.lk[base + i] === key) {
+      this.lv[base + i] = value;
       return;
     }
     this.n++;
@@ -378,10 +374,12 @@ export class BTreeMap {
     const right = this.allocLeaf();
     const appendAtEnd = at === c && this.lm[leaf * 3 + 1] === NONE;
     const keep = appendAtEnd ? c : c >>> 1;
-    const ld = this.ld;
-    const rb = right * LS;
-    const lb = leaf * LS;
-    ld.copyWithin(rb, lb + 2 * keep, lb + 2 * c);
+    const lk = this.lk;
+    const lv = this.lv;
+    const rb = right * LEAF;
+    const lb = leaf * LEAF;
+    lk.copyWithin(rb, lb + keep, lb + c);
+    lv.copyWithin(rb, lb + keep, lb + c);
     this.lm[right * 3] = c - keep;
     this.lm[leaf * 3] = keep;
     const nx = this.lm[leaf * 3 + 1]!;
@@ -391,7 +389,7 @@ export class BTreeMap {
     this.lm[leaf * 3 + 1] = right;
     if (at <= keep && !appendAtEnd) this.leafInsertAt(leaf, at, key, value);
     else this.leafInsertAt(right, at - keep, key, value);
-    this.insertInParent(1, leaf, this.ld[rb]!, right);
+    this.insertInParent(1, leaf, this.lk[rb]!, right);
   }
 
   /**
@@ -404,13 +402,18 @@ export class BTreeMap {
     const c = this.lm[leaf * 3]!;
     if (c + 2 <= LEAF && k2 < this.fingerHi) {
       const at = this.leafFloor(leaf, k1) + 1;
-      const base = leaf * LS + 2 * at;
-      const ld = this.ld;
-      if (at < c) ld.copyWithin(base + 4, base, leaf * LS + 2 * c);
-      ld[base] = k1;
-      ld[base + 1] = v1 | 0;
-      ld[base + 2] = k2;
-      ld[base + 3] = v2 | 0;
+      const lb = leaf * LEAF;
+      const b = lb + at;
+      const lk = this.lk;
+      const lv = this.lv;
+      if (at < c) {
+        lk.copyWithin(b + 2, b, lb + c);
+        lv.copyWithin(b + 2, b, lb + c);
+      }
+      lk[b] = k1;
+      lv[b] = v1;
+      lk[b + 1] = k2;
+      lv[b + 1] = v2;
       this.lm[leaf * 3] = c + 2;
       this.n += 2;
       return;
@@ -429,10 +432,12 @@ export class BTreeMap {
     const c = this.lm[leaf * 3]!;
     if (c - 2 >= LEAF_MIN || this.height === 0) {
       const i = this.leafFloor(leaf, k1);
-      const base = leaf * LS + 2 * i;
-      const ld = this.ld;
-      if (i >= 0 && i + 1 < c && ld[base] === k1 && ld[base + 2] === k2) {
-        ld.copyWithin(base, base + 4, leaf * LS + 2 * c);
+      const lb = leaf * LEAF;
+      const b = lb + i;
+      const lk = this.lk;
+      if (i >= 0 && i + 1 < c && lk[b] === k1 && lk[b + 1] === k2) {
+        lk.copyWithin(b, b + 2, lb + c);
+        this.lv.copyWithin(b, b + 2, lb + c);
         this.lm[leaf * 3] = c - 2;
         this.n -= 2;
         return;
@@ -443,12 +448,14 @@ export class BTreeMap {
   }
 
   private leafInsertAt(leaf: number, at: number, key: number, value: number): void {
-    const base = leaf * LS;
+    const base = leaf * LEAF;
     const c = this.lm[leaf * 3]!;
-    const ld = this.ld;
-    if (at < c) ld.copyWithin(base + 2 * at + 2, base + 2 * at, base + 2 * c);
-    ld[base + 2 * at] = key;
-    ld[base + 2 * at + 1] = value | 0;
+    if (at < c) {
+      this.lk.copyWithin(base + at + 1, base + at, base + c);
+      this.lv.copyWithin(base + at + 1, base + at, base + c);
+    }
+    this.lk[base + at] = key;
+    this.lv[base + at] = value;
     this.lm[leaf * 3] = c + 1;
   }
 
@@ -506,10 +513,11 @@ export class BTreeMap {
   delete(key: number): boolean {
     const leaf = this.descend(key);
     const i = this.leafFloor(leaf, key);
-    const base = leaf * LS;
-    if (i < 0 || this.ld[base + 2 * i] !== key) return false;
+    const base = leaf * LEAF;
+    if (i < 0 || this.lk[base + i] !== key) return false;
     const c = this.lm[leaf * 3]!;
-    if (i + 1 < c) this.ld.copyWithin(base + 2 * i, base + 2 * i + 2, base + 2 * c);
+    this.lk.copyWithin(base + i, base + i + 1, base + c);
+    this.lv.copyWithin(base + i, base + i + 1, base + c);
     this.lm[leaf * 3] = c - 1;
     this.n--;
     if (c - 1 < LEAF_MIN && this.height > 0) this.rebalanceLeaf(leaf);
@@ -528,11 +536,11 @@ export class BTreeMap {
     void leaf;
     const a = this.lm[left * 3]!;
     const b = this.lm[right * 3]!;
-    const lb = left * LS;
-    const rb = right * LS;
-    const ld = this.ld;
+    const lb = left * LEAF;
+    const rb = right * LEAF;
     if (a + b <= LEAF) {
-      ld.copyWithin(lb + 2 * a, rb, rb + 2 * b);
+      this.lk.copyWithin(lb + a, rb, rb + b);
+      this.lv.copyWithin(lb + a, rb, rb + b);
       this.lm[left * 3] = a + b;
       const nx = this.lm[right * 3 + 1]!;
       this.lm[left * 3 + 1] = nx;
@@ -546,19 +554,23 @@ export class BTreeMap {
     if (a > want) {
       // move left's last (a - want) entries to the front of right
       const m = a - want;
-      ld.copyWithin(rb + 2 * m, rb, rb + 2 * b);
-      ld.copyWithin(rb, lb + 2 * want, lb + 2 * a);
+      this.lk.copyWithin(rb + m, rb, rb + b);
+      this.lv.copyWithin(rb + m, rb, rb + b);
+      this.lk.copyWithin(rb, lb + want, lb + a);
+      this.lv.copyWithin(rb, lb + want, lb + a);
       this.lm[left * 3] = want;
       this.lm[right * 3] = b + m;
     } else {
       // move right's first (want - a) entries to the end of left
       const m = want - a;
-      ld.copyWithin(lb + 2 * a, rb, rb + 2 * m);
-      ld.copyWithin(rb, rb + 2 * m, rb + 2 * b);
+      this.lk.copyWithin(lb + a, rb, rb + m);
+      this.lv.copyWithin(lb + a, rb, rb + m);
+      this.lk.copyWithin(rb, rb + m, rb + b);
+      this.lv.copyWithin(rb, rb + m, rb + b);
       this.lm[left * 3] = want;
       this.lm[right * 3] = b - m;
     }
-    this.ik[pb + rIdx] = ld[rb]!;
+    this.ik[pb + rIdx] = this.lk[rb]!;
   }
 
   private innerRemoveAt(node: number, at: number): void {
@@ -630,13 +642,13 @@ export class BTreeMap {
       const leaf = this.descend(lo);
       let i = this.leafFloor(leaf, lo);
       let l = leaf;
-      if (i < 0 || this.ld[leaf * LS + 2 * i]! < lo) i++;
+      if (i < 0 || this.lk[leaf * LEAF + i]! < lo) i++;
       if (i >= this.lm[leaf * 3]!) {
         l = this.lm[leaf * 3 + 1]!;
         i = 0;
         if (l === NONE) return removed;
       }
-      const k = this.ld[l * LS + 2 * i]!;
+      const k = this.lk[l * LEAF + i]!;
       if (k >= hi) return removed;
       this.delete(k);
       removed++;
@@ -650,11 +662,14 @@ export class BTreeMap {
     const id = f ?? this.leafTop++;
     if (id * 3 >= this.lm.length) {
       const cap = (this.lm.length / 3) * 2;
-      const ld = new Float64Array(cap * LS);
-      ld.set(this.ld);
+      const lk = new Float64Array(cap * LEAF);
+      lk.set(this.lk);
+      const lv = new Int32Array(cap * LEAF);
+      lv.set(this.lv);
       const lm = new Int32Array(cap * 3);
       lm.set(this.lm);
-      this.ld = ld;
+      this.lk = lk;
+      this.lv = lv;
       this.lm = lm;
     }
     this.lm[id * 3] = 0;
@@ -695,7 +710,8 @@ export class BTreeMap {
   /** a deep copy */
   clone(): BTreeMap {
     const c = new BTreeMap();
-    c.ld = this.ld.slice();
+    c.lk = this.lk.slice();
+    c.lv = this.lv.slice();
     c.lm = this.lm.slice();
     c.pathNode = this.pathNode.length ? new Int32Array(40) : EMPTY_I32;
     c.pathIdx = this.pathIdx.length ? new Int32Array(40) : EMPTY_I32;
@@ -716,7 +732,8 @@ export class BTreeMap {
   /** bytes held by the node arrays */
   byteLength(): number {
     return (
-      this.ld.byteLength +
+      this.lk.byteLength +
+      this.lv.byteLength +
       this.lm.byteLength +
       this.ik.byteLength +
       this.ic.byteLength +
@@ -756,7 +773,7 @@ export class BTreeMap {
         if (prevLeaf !== NONE && this.lm[prevLeaf * 3 + 1] !== node) out.push(`leaf ${prevLeaf}: next link does not point to ${node}`);
         prevLeaf = node;
         for (let i = 0; i < c; i++) {
-          const k = this.ld[node * LS + 2 * i]!;
+          const k = this.lk[node * LEAF + i]!;
           if (k <= lastKey) out.push(`leaf ${node}: key ${k} not above ${lastKey}`);
           if (k < lo || k >= hi) out.push(`leaf ${node}: key ${k} outside its bounds [${lo}, ${hi})`);
           lastKey = k;
