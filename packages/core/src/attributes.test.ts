@@ -153,6 +153,132 @@ describe('KVM_SET_MEMORY_ATTRIBUTES effects', () => {
     while (!op2.step());
     expect(PAGE_SIZE).toBe(4096);
   });
+
+  it('the huge pages added are those the kernel rule picks, edge by edge, on a fragmented map', () => {
+    // a 2 GiB slot at 1 GiB + 4 MiB: 1G pages stick out of it at both ends, 2M pages do not
+    const kvm = new Kvm();
+    const vm = kvm.createVm({ type: KVM_X86_SW_PROTECTED_VM });
+    const base = 0x40000 + 0x400;
+    const npages = 0x80000;
+    const hva = kvm.process.mm.mmap({ length: npages * PAGE_SIZE, prot: { read: true, write: true }, shared: false });
+    vm.setUserMemoryRegion2({ slot: 0, flags: 0, guest_phys_addr: base * PAGE_SIZE, memory_size: npages * PAGE_SIZE, userspace_addr: hva });
+    let seed = 7;
+    const rnd = (n: number) => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return (seed >>> 8) % n;
+    };
+    let checked = 0;
+    let mixed = 0;
+    for (let k = 0; k < 400; k++) {
+      // ranges from one page to a few 2M pages, some reaching past the slot's ends
+      const size = 1 + (rnd(4) === 0 ? rnd(3 * 512) : rnd(4));
+      const start = base - 600 + rnd(npages + 1200);
+      const attributes = rnd(2) === 0 ? PRIVATE : 0;
+      const op = vm.beginSetMemoryAttributes({ address: start * PAGE_SIZE, size: size * PAGE_SIZE, attributes });
+      if (op.phase === 'done') continue;
+      op.step();
+      // kvm_arch_pre_set_memory_attributes(): range_add of each head/tail huge page inside
+      // the slot that is not mixed, with the map as it is before the store
+      const s = Math.max(start, base);
+      const e = Math.min(start + size, base + npages);
+      let lo = s;
+      let hi = e;
+      for (const n of [512, 512 * 512]) {
+        for (const g of [s, e - 1]) {
+          const hs = g - (g % n);
+          if (hs < base || hs + n > base + npages) continue;
+          if (vm.attributes.hasBoundaryIn(hs, hs + n)) mixed++;
+          else {
+            lo = Math.min(lo, hs);
+            hi = Math.max(hi, hs + n);
+          }
+        }
+      }
+      op.step();
+      expect([vm.mmuInvalidate.rangeStart, vm.mmuInvalidate.rangeEnd]).toEqual([lo, hi]);
+      while (!op.step());
+      checked++;
+    }
+    // about half the calls are no-ops (shared over shared); the rest cover both outcomes
+    expect(checked).toBeGreaterThan(150);
+    expect(mixed).toBeGreaterThan(20);
+    expect(vm.attributes.runCount).toBeGreaterThan(100);
+  });
+});
+
+describe('KVM_SET_MEMORY_ATTRIBUTES through the ioctl path', () => {
+  it('a rejected call changes nothing and the next call runs; each call hands the hooks its own change', () => {
+    const seen: AttributeChange[] = [];
+    const backend: VendorBackend = {
+      name: 'probe',
+      vmType: KVM_X86_SW_PROTECTED_VM,
+      attach: () => {},
+      hasPrivateMem: true,
+      hasReadonlyMem: true,
+      nrMemslotAsIds: 1,
+      hasMirroredTdp: false,
+      gfnDirectBits: 0,
+      supportsGmemInitShared: false,
+      preFaultAllowed: () => true,
+      postSetMemoryAttributes: (c) => {
+        seen.push(c);
+        return 0;
+      },
+    };
+    const kvm = new Kvm({ backends: { [KVM_X86_SW_PROTECTED_VM]: () => backend } });
+    const vm = kvm.createVm({ type: KVM_X86_SW_PROTECTED_VM });
+    const hva = kvm.process.mm.mmap({ length: 2 * MiB, prot: { read: true, write: true }, shared: false });
+    vm.setUserMemoryRegion2({ slot: 0, flags: 0, guest_phys_addr: 0, memory_size: 2 * MiB, userspace_addr: hva });
+    vm.setMemoryAttributes({ address: 0x1000, size: 0x1000, attributes: PRIVATE });
+    expect(errnoOf(() => vm.setMemoryAttributes({ address: 0x2001, size: 0x1000, attributes: PRIVATE }))).toBe('EINVAL');
+    expect(vm.mmuInvalidate.inProgress).toBe(0);
+    expect(vm.memIsPrivate(2)).toBe(false);
+    vm.setMemoryAttributes({ address: 0x3000, size: 0x2000, attributes: PRIVATE });
+    // a no-op call (the range has the attributes already) reaches no hook
+    vm.setMemoryAttributes({ address: 0x3000, size: 0x1000, attributes: PRIVATE });
+    vm.setMemoryAttributes({ address: 0x1000, size: 0x1000, attributes: 0 });
+    expect(seen).toEqual([
+      { start: 1, end: 2, attributes: PRIVATE },
+      { start: 3, end: 5, attributes: PRIVATE },
+      { start: 1, end: 2, attributes: 0 },
+    ]);
+    expect(new Set(seen).size).toBe(3);
+    expect([1, 2, 3, 4, 5].map((g) => vm.memIsPrivate(g))).toEqual([false, false, true, true, false]);
+    expect(vm.mmuInvalidate.seq).toBe(3);
+  });
+
+  it('a call from inside a vendor hook of a running call completes both', () => {
+    let nested = false;
+    const backend: VendorBackend = {
+      name: 'probe',
+      vmType: KVM_X86_SW_PROTECTED_VM,
+      attach: () => {},
+      hasPrivateMem: true,
+      hasReadonlyMem: true,
+      nrMemslotAsIds: 1,
+      hasMirroredTdp: false,
+      gfnDirectBits: 0,
+      supportsGmemInitShared: false,
+      preFaultAllowed: () => true,
+      postSetMemoryAttributes: (c) => {
+        if (!nested && c.start === 8) {
+          nested = true;
+          vmRef.setMemoryAttributes({ address: 0x20000, size: 0x1000, attributes: PRIVATE });
+        }
+        return 0;
+      },
+    };
+    const kvm = new Kvm({ backends: { [KVM_X86_SW_PROTECTED_VM]: () => backend } });
+    const vmRef = kvm.createVm({ type: KVM_X86_SW_PROTECTED_VM });
+    const hva = kvm.process.mm.mmap({ length: 2 * MiB, prot: { read: true, write: true }, shared: false });
+    vmRef.setUserMemoryRegion2({ slot: 0, flags: 0, guest_phys_addr: 0, memory_size: 2 * MiB, userspace_addr: hva });
+    vmRef.setMemoryAttributes({ address: 0x8000, size: 0x1000, attributes: PRIVATE });
+    expect(nested).toBe(true);
+    expect([vmRef.memIsPrivate(8), vmRef.memIsPrivate(0x20), vmRef.memIsPrivate(9)]).toEqual([true, true, false]);
+    expect(vmRef.mmuInvalidate.seq).toBe(2);
+    vmRef.setMemoryAttributes({ address: 0x8000, size: 0x1000, attributes: 0 });
+    expect(vmRef.memIsPrivate(8)).toBe(false);
+  });
 });
 
 describe('KVM_SET_MEMORY_ATTRIBUTES u64 ranges', () => {

@@ -159,3 +159,38 @@ describe('BTreeMap', () => {
     );
   });
 });
+
+describe('BTreeMap pair updates', () => {
+  it('insertPair and deletePair leave the tree exactly as two set() or two delete() calls do', () => {
+    // 20,000 random pair updates on 4,000 slots: leaves fill, split, drain and merge
+    const a = new BTreeMap();
+    const b = new BTreeMap();
+    let seed = 12345;
+    const rnd = (n: number) => {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      return seed % n;
+    };
+    let pairs = 0;
+    for (let step = 0; step < 20000; step++) {
+      const k = 2 * rnd(4000);
+      // keys k and k + 1: absent together, or present together with nothing in between
+      if (!a.has(k) && !a.has(k + 1)) {
+        a.insertPair(k, 1, k + 1, -1);
+        b.set(k, 1);
+        b.set(k + 1, -1);
+        pairs++;
+      } else {
+        a.deletePair(k, k + 1);
+        b.delete(k);
+        b.delete(k + 1);
+        pairs--;
+      }
+      if (step % 997 === 0) expect(a.checkInvariants()).toEqual([]);
+    }
+    expect(a.size).toBe(2 * pairs);
+    expect(a.entries()).toEqual(b.entries());
+    expect(a.checkInvariants()).toEqual([]);
+    expect(a.depth).toBe(b.depth);
+    expect(a.byteLength()).toBe(b.byteLength());
+  });
+});

@@ -392,6 +392,61 @@ export class BTreeMap {
     this.insertInParent(1, leaf, this.lk[rb]!, right);
   }
 
+  /**
+   * Inserts k1 < k2, neither present and no key between them (a run split in two around a
+   * new run): one shift of the leaf when both fit in it, else two set() calls. Leaves the
+   * tree exactly as set(k1, v1) then set(k2, v2) would.
+   */
+  insertPair(k1: number, v1: number, k2: number, v2: number): void {
+    const leaf = this.descend(k1);
+    const c = this.lm[leaf * 3]!;
+    if (c + 2 <= LEAF && k2 < this.fingerHi) {
+      const at = this.leafFloor(leaf, k1) + 1;
+      const lb = leaf * LEAF;
+      const b = lb + at;
+      const lk = this.lk;
+      const lv = this.lv;
+      if (at < c) {
+        lk.copyWithin(b + 2, b, lb + c);
+        lv.copyWithin(b + 2, b, lb + c);
+      }
+      lk[b] = k1;
+      lv[b] = v1;
+      lk[b + 1] = k2;
+      lv[b + 1] = v2;
+      this.lm[leaf * 3] = c + 2;
+      this.n += 2;
+      return;
+    }
+    this.set(k1, v1);
+    this.set(k2, v2);
+  }
+
+  /**
+   * Removes k1 and k2, k2 being the key right after k1 (a run and the run after it merging
+   * into their neighbour): one shift when both sit in one leaf that stays at least a quarter
+   * full, else two delete() calls. Leaves the tree exactly as delete(k1), delete(k2) would.
+   */
+  deletePair(k1: number, k2: number): void {
+    const leaf = this.descend(k1);
+    const c = this.lm[leaf * 3]!;
+    if (c - 2 >= LEAF_MIN || this.height === 0) {
+      const i = this.leafFloor(leaf, k1);
+      const lb = leaf * LEAF;
+      const b = lb + i;
+      const lk = this.lk;
+      if (i >= 0 && i + 1 < c && lk[b] === k1 && lk[b + 1] === k2) {
+        lk.copyWithin(b, b + 2, lb + c);
+        this.lv.copyWithin(b, b + 2, lb + c);
+        this.lm[leaf * 3] = c - 2;
+        this.n -= 2;
+        return;
+      }
+    }
+    this.delete(k1);
+    this.delete(k2);
+  }
+
   private leafInsertAt(leaf: number, at: number, key: number, value: number): void {
     const base = leaf * LEAF;
     const c = this.lm[leaf * 3]!;

@@ -59,6 +59,31 @@ describe('RangeMap', () => {
     expect(m.get(2 ** 45 - 1)).toBe(0);
   });
 
+  it('seekRun gives the run around a key, which answers hasBoundaryIn for every range around it', () => {
+    const m = new RangeMap();
+    let seed = 3;
+    const rnd = (n: number) => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return (seed >>> 8) % n;
+    };
+    for (let i = 0; i < 300; i++) {
+      const s = rnd(5000);
+      m.set(s, s + 1 + rnd(20), rnd(3));
+    }
+    const all = runs(m);
+    for (let q = 0; q < 2000; q++) {
+      const key = rnd(5100);
+      const v = m.seekRun(key);
+      const run = all.find(([s, e]) => s <= key && key < e)!;
+      expect([m.runStart, m.runEnd, v]).toEqual(run);
+      const lo = key - rnd(40);
+      const hi = key + 1 + rnd(40);
+      if (lo >= 0) expect(m.runStart > lo || m.runEnd < hi).toBe(m.hasBoundaryIn(lo, hi));
+    }
+    m.seekRun(KEY_LIMIT - 1);
+    expect(m.runEnd).toBe(KEY_LIMIT);
+  });
+
   it('clone is independent', () => {
     const m = new RangeMap();
     m.set(5, 6, 1);

@@ -51,6 +51,23 @@ export class RangeMap {
     return this.runs.hasKeyBetween(start, end);
   }
 
+  /** the run [runStart, runEnd) that seekRun() found */
+  runStart = 0;
+  runEnd = KEY_LIMIT;
+
+  /**
+   * Finds the run holding `key` (0 <= key < KEY_LIMIT) and sets runStart / runEnd to its
+   * bounds; returns its value. One seek answers hasBoundaryIn() for every range around
+   * `key`: [lo, hi) with lo <= key < hi has a boundary inside iff runStart > lo or runEnd < hi.
+   */
+  seekRun(key: number): number {
+    const r = this.runs;
+    r.seek(key);
+    this.runStart = r.floorKey;
+    this.runEnd = r.nextKey === Infinity ? KEY_LIMIT : r.nextKey;
+    return r.floorValue;
+  }
+
   /** Calls `cb` for each run overlapping [start, end), clipped to the range, in key order. */
   forEachRun(start: number, end: number, cb: RunCallback): void {
     if (start >= end) return;
@@ -100,8 +117,19 @@ export class RangeMap {
       // place (one descent, the neighbourhood stays in the tree's finger)
       if (floorKey === start) {
         if (before !== value) r.set(start, value);
-        else r.delete(start);
-      } else if (before !== value) r.set(start, value);
+        else if (end < KEY_LIMIT && runAtEnd && endValue === value) {
+          // the run [start, end) merges with the runs on both sides: both its keys go
+          r.deletePair(start, end);
+          return true;
+        } else r.delete(start);
+      } else if (before !== value) {
+        if (end < KEY_LIMIT && !runAtEnd && endValue !== value) {
+          // a new run inside a run: keys at start and at end, side by side
+          r.insertPair(start, value, end, endValue);
+          return true;
+        }
+        r.set(start, value);
+      }
     } else {
       r.deleteRange(start, end);
       if (before !== value) r.set(start, value);

@@ -139,6 +139,8 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
   readonly nrMemslotAsIds: number;
   readonly mmuInvalidate = new MmuInvalidate();
   readonly attributes = new RangeMap();
+  /** the op KVM_SET_MEMORY_ATTRIBUTES runs (setMemoryAttributes() reuses it) */
+  private attrOp: SetMemoryAttributesOp | null = null;
   readonly faultInjection: FaultInjection = { skipRetryCheck: false };
   readonly memslots: MemslotEngine;
   readonly dirtyLog: DirtyLog;
@@ -616,7 +618,14 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
 
   /** KVM_SET_MEMORY_ATTRIBUTES */
   setMemoryAttributes(attrs: KvmMemoryAttributes): void {
-    runOp(this.beginSetMemoryAttributes(attrs));
+    if (!this.profile.memoryAttributes) fail('ENOTTY', 'KVM_SET_MEMORY_ATTRIBUTES: not built (CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES)');
+    this.checkAlive('KVM_SET_MEMORY_ATTRIBUTES');
+    // the ioctl runs to completion here, so one op object serves every call; a call from
+    // inside a running one (a vendor hook) or after one that threw gets a fresh op
+    let op = this.attrOp;
+    if (op !== null && op.phase === 'done') op.reset(attrs);
+    else this.attrOp = op = new SetMemoryAttributesOp(this, attrs);
+    runOp(op);
   }
 
   /** the resumable form (prepare → invalidate → store → post → finish) */
