@@ -137,7 +137,8 @@ export class Rmp {
    * 2M-aligned entry. If that entry says 2M, every frame in the region is treated as 2M.
    */
   level(pfn: number): number {
-    const head = pfn - (pfn % RMP_ENTRIES_PER_2M);
+    // the 2M-aligned head (pfn - pfn % 512; a negative pfn has no entry, its head neither)
+    const head = pfn >= 0 ? Math.floor(pfn / RMP_ENTRIES_PER_2M) * RMP_ENTRIES_PER_2M : pfn - (pfn % RMP_ENTRIES_PER_2M);
     return (this.word(head) & RMPW_PAGESIZE) !== 0 ? PG_LEVEL_2M : PG_LEVEL_4K;
   }
 
