@@ -225,7 +225,8 @@ export class Rmp {
    */
   writeEntry(pfn: number, word: number, gfn: number): void {
     const idx = Math.floor(pfn / RMP_ENTRIES_PER_2M);
-    const i = pfn - idx * RMP_ENTRIES_PER_2M; // pfn % 512: writes come only for valid pfns
+    // pfn % 512 (the instructions write only valid pfns; a negative one keeps the modulo's answer)
+    const i = pfn >= 0 ? pfn - idx * RMP_ENTRIES_PER_2M : pfn % RMP_ENTRIES_PER_2M;
     let c = this.chunk(idx);
     const isDefault = word === 0 && gfn === 0;
     if (c === undefined) {
