@@ -2,13 +2,17 @@ import { describe, expect, it } from 'vitest';
 import { MemslotGfnIndex } from './gfn-index.js';
 import { MemslotEngine } from './set-memory-region.js';
 import { memslotHooks } from '../testing/memslot-hooks.js';
-import type { KvmMemorySlot } from './memslot.js';
+import { KvmMemorySlot } from './memslot.js';
 
 const HVA = 0x7e0000000000;
 
-function indexOf(ranges: [number, number][]): MemslotGfnIndex {
+function slotOf(i: number, [b, e]: [number, number]): KvmMemorySlot {
+  return new KvmMemorySlot(0, i, b, e - b, HVA + b * 4096, 0);
+}
+
+function indexOf(ranges: [number, number][], slots = ranges.map((r, i) => slotOf(i, r))): MemslotGfnIndex {
   const ix = new MemslotGfnIndex();
-  ix.rebuild(ranges.length, (add) => ranges.forEach(([b, e], i) => add(b, e, 100 + i)));
+  ix.rebuild(ranges.length, (add) => ranges.forEach(([b, e], i) => add(b, e, 100 + i, slots[i]!)));
   return ix;
 }
 
@@ -16,24 +20,31 @@ describe('MemslotGfnIndex', () => {
   it('finds the record holding a gfn, and nothing in gaps, below the first or past the last slot', () => {
     // uneven sizes and gaps: the interpolation guess is off and the gallop has to correct it
     const ranges: [number, number][] = [[10, 11], [11, 20], [40, 41], [1000, 5000], [5000, 5001], [9000, 9512]];
-    const ix = indexOf(ranges);
+    const slots = ranges.map((r, i) => slotOf(i, r));
+    const ix = indexOf(ranges, slots);
     const got: string[] = [];
     const want: string[] = [];
     for (let gfn = 0; gfn < 10000; gfn++) {
       const w = ranges.findIndex(([b, e]) => gfn >= b && gfn < e);
-      want.push(w < 0 ? `${gfn}: none` : `${gfn}: ${w} [${ranges[w]![0]}, ${ranges[w]![1]}) -> ${100 + w}`);
+      want.push(w < 0 ? `${gfn}: none` : `${gfn}: ${w} [${ranges[w]![0]}, ${ranges[w]![1]}) -> ${100 + w} slot ${w}`);
       const k = ix.find(gfn);
-      got.push(k < 0 ? `${gfn}: none` : `${gfn}: ${k} [${ix.baseAt(k)}, ${ix.endAt(k)}) -> ${ix.indexAt(k)}`);
+      const s = ix.findSlot(gfn);
+      got.push(k < 0 ? `${gfn}: none${s === null ? '' : ` but findSlot gave slot ${s.id}`}` : `${gfn}: ${k} [${ix.baseAt(k)}, ${ix.endAt(k)}) -> ${ix.indexAt(k)} slot ${s?.id}`);
     }
     expect(got).toEqual(want);
   });
 
   it('is empty with no slots, and refuses records out of order or miscounted', () => {
     expect(indexOf([]).find(0)).toBe(-1);
+    expect(indexOf([]).findSlot(0)).toBeNull();
+    const one = indexOf([[7, 9]]);
+    expect([6, 7, 8, 9].map((g) => one.findSlot(g)?.baseGfn ?? null)).toEqual([null, 7, 7, null]);
     const ix = new MemslotGfnIndex();
-    expect(() => ix.rebuild(2, (add) => (add(5, 6, 0), add(5, 7, 1)))).toThrow(/increasing base_gfn/);
-    expect(() => ix.rebuild(2, (add) => add(5, 6, 0))).toThrow(/1 slots given, 2 announced/);
+    const s = slotOf(0, [5, 6]);
+    expect(() => ix.rebuild(2, (add) => (add(5, 6, 0, s), add(5, 7, 1, s)))).toThrow(/increasing base_gfn/);
+    expect(() => ix.rebuild(2, (add) => add(5, 6, 0, s))).toThrow(/1 slots given, 2 announced/);
     expect(ix.valid).toBe(false);
+    expect(ix.findSlot(5)).toBeNull();
   });
 });
 

@@ -13,42 +13,72 @@
  * lookups before it.
  */
 
+import type { KvmMemorySlot } from './memslot.js';
+
 /** doubles per record: base_gfn, end gfn, slot table index, padding (32 bytes: two records per line) */
 const STRIDE = 4;
+const NO_SLOTS: readonly KvmMemorySlot[] = [];
 
 export class MemslotGfnIndex {
   /** the records, STRIDE doubles each, sorted by base_gfn */
   private recs = new Float64Array(0);
   private count = 0;
+  /** the slot of each record, in the same order (dropped with the copy: it keeps no old slot alive) */
+  private slots: readonly KvmMemorySlot[] = NO_SLOTS;
   /** the records match the set (false after any change until the next rebuild) */
   valid = false;
 
   /** drop the copy: the set changed */
   invalidate(): void {
     this.valid = false;
+    this.count = 0;
+    this.slots = NO_SLOTS;
   }
 
   /**
    * Rebuild from the slots in base_gfn order: `forEach` calls `add(baseGfn, endGfn, index)`
    * for each slot, by increasing base_gfn.
    */
-  rebuild(n: number, forEach: (add: (base: number, end: number, index: number) => void) => void): void {
+  rebuild(n: number, forEach: (add: (base: number, end: number, index: number, slot: KvmMemorySlot) => void) => void): void {
+    this.invalidate();
     if (this.recs.length < n * STRIDE) this.recs = new Float64Array(Math.max(16, n) * STRIDE);
     const r = this.recs;
+    const slots: KvmMemorySlot[] = new Array<KvmMemorySlot>(n);
     let k = 0;
     let prev = -Infinity;
-    forEach((base, end, index) => {
+    forEach((base, end, index, slot) => {
       if (k >= n || !(base > prev)) throw new Error('MemslotGfnIndex.rebuild: slots must come in increasing base_gfn order, as many as announced');
       prev = base;
       const o = k * STRIDE;
       r[o] = base;
       r[o + 1] = end;
       r[o + 2] = index;
+      slots[k] = slot;
       k++;
     });
     if (k !== n) throw new Error(`MemslotGfnIndex.rebuild: ${k} slots given, ${n} announced`);
     this.count = n;
+    this.slots = slots;
     this.valid = true;
+  }
+
+  /**
+   * The slot holding `gfn`, or null. The interpolation guess is checked against the guessed
+   * slot's own range first: with slots laid out back to back it is the answer, found with one
+   * record line, one array line and the slot object the caller reads anyway.
+   */
+  findSlot(gfn: number): KvmMemorySlot | null {
+    const a = this.recs;
+    const last = this.count - 1;
+    if (last < 0) return null;
+    const k0 = a[0]!;
+    const kl = a[last * STRIDE]!;
+    let g = kl > k0 ? Math.floor(((gfn - k0) / (kl - k0)) * last) : 0;
+    if (!(g >= 0 && g <= last)) g = gfn < k0 ? 0 : last;
+    const s = this.slots[g]!;
+    if (gfn >= s.baseGfn && gfn < s.baseGfn + s.npages) return s;
+    const k = this.find(gfn);
+    return k < 0 ? null : this.slots[k]!;
   }
 
   /** the record holding `gfn`, or -1 (none, or a gap between slots) */

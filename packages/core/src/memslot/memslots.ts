@@ -105,12 +105,11 @@ export class KvmMemslots {
     if (gfn >= this.lastBase && gfn < this.lastEnd) return this.lastUsedSlot;
     const ix = this.gfnIndex;
     if (ix.valid || (++this.treeLookups >= this.nrSlots + 16 && this.rebuildGfnIndex())) {
-      const k = ix.find(gfn);
-      if (k < 0) return null;
-      const slot = this.table[ix.indexAt(k)]!;
+      const slot = ix.findSlot(gfn);
+      if (slot === null) return null;
       this.lastUsedSlot = slot;
-      this.lastBase = ix.baseAt(k);
-      this.lastEnd = ix.endAt(k);
+      this.lastBase = slot.baseGfn;
+      this.lastEnd = slot.baseGfn + slot.npages;
       return slot;
     }
     const i = this.gfnTree.floorValueOf(gfn, -1);
@@ -128,7 +127,7 @@ export class KvmMemslots {
   private rebuildGfnIndex(): boolean {
     this.gfnIndex.rebuild(this.gfnTree.size, (add) => {
       this.gfnTree.forRange(-Infinity, Infinity, (_k, i) => {
-        add(this.slotBase[i]!, this.slotEnd[i]!, i);
+        add(this.slotBase[i]!, this.slotEnd[i]!, i, this.table[i]!);
       });
     });
     return true;
