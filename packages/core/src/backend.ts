@@ -378,6 +378,8 @@ export interface VmForBackend {
   mapPrivatePfn(gfn: number, pfn: number): number;
   /** kvm_gmem_get_pfn() for a private gfn: allocates and prepares on first use */
   gmemGetPfn(gfn: number): { pfn: number; maxOrder: number } | { errno: number };
+  /** gmemGetPfn() into `out` (no allocation): 0, or -errno (and `out` holds nothing to use) */
+  gmemGetPfnInto(gfn: number, out: GmemPfn): number;
   /** the kernel profile the VM follows (vendor code follows it too; docs/profiles.md) */
   readonly profile: KernelProfile;
   /** the guest_memfd pfn backing private `gfn` without allocating or preparing, or -1 */

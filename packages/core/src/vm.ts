@@ -9,6 +9,7 @@ import { ERRNO, fail, type ErrnoName } from './errno.js';
 import {
   KVM_FILTER_PRIVATE,
   KVM_FILTER_SHARED,
+  type GmemPfn,
   type GuestMemfdFactory,
   type KernelProfile,
   type KvmCreateGuestMemfd,
@@ -930,11 +931,15 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
   }
 
   gmemGetPfn(gfn: number): { pfn: number; maxOrder: number } | { errno: number } {
-    const slot = this.gfnToMemslot(gfn);
-    if (!slot || !slot.gmemFile) return { errno: -ERRNO.EINVAL };
     const out = { pfn: 0, maxOrder: 0 };
-    const r = slot.gmemFile.getPfn(slot, gfn, out);
+    const r = this.gmemGetPfnInto(gfn, out);
     return r < 0 ? { errno: r } : out;
+  }
+
+  gmemGetPfnInto(gfn: number, out: GmemPfn): number {
+    const slot = this.gfnToMemslot(gfn);
+    if (!slot || !slot.gmemFile) return -ERRNO.EINVAL;
+    return slot.gmemFile.getPfn(slot, gfn, out);
   }
 
   /**

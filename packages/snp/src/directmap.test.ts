@@ -17,6 +17,30 @@ describe('DirectMap', () => {
     expect(dm.stats).toMatchObject({ splits1G: 1, splits2M: 1 });
   });
 
+  it('a run of 4K adjustments in one split 2M region splits nothing more, in any region order', () => {
+    const dm = new DirectMap({ maxPfn: 1 << 20 });
+    const a = 0x40000;
+    const b = 0x40000 + 512; // the next 2M region of the same 1G
+    expect(dm.adjustDirectMap(a + 1, PG_LEVEL_4K)).toBe(0);
+    expect(dm.adjustDirectMap(a + 2, PG_LEVEL_4K)).toBe(0); // the region just split answers at once
+    expect(dm.stats).toMatchObject({ splits1G: 1, splits2M: 1 });
+    // another region of the same 1G is still a 2M mapping: it is split, not taken for the last one
+    expect(dm.mappingLevel(b)).toBe(PG_LEVEL_2M);
+    expect(dm.adjustDirectMap(b + 3, PG_LEVEL_4K)).toBe(0);
+    expect(dm.stats).toMatchObject({ splits1G: 1, splits2M: 2 });
+    expect(dm.mappingLevel(b + 3)).toBe(PG_LEVEL_4K);
+    // back to the first region, and an unmapped frame in it: still nothing to split
+    dm.unmap(a + 4, 1);
+    expect(dm.adjustDirectMap(a + 4, PG_LEVEL_4K)).toBe(0);
+    expect(dm.adjustDirectMap(a + 5, PG_LEVEL_4K)).toBe(0);
+    expect(dm.stats).toMatchObject({ splits1G: 1, splits2M: 2 });
+    expect(dm.mappingLevel(a + 4)).toBe(0);
+    expect(dm.mappingLevel(a + 5)).toBe(PG_LEVEL_4K);
+    // and the region of another 1G is split on its own first 4K adjustment
+    expect(dm.adjustDirectMap(0x80000 + 9, PG_LEVEL_4K)).toBe(0);
+    expect(dm.stats).toMatchObject({ splits1G: 2, splits2M: 3 });
+  });
+
   it('follows adjust_direct_map input checks', () => {
     const dm = new DirectMap({ maxPfn: 1 << 20 });
     expect(dm.adjustDirectMap(1 << 20, PG_LEVEL_4K)).toBe(-ERRNO.EINVAL);

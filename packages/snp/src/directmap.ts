@@ -46,6 +46,11 @@ export class DirectMap {
   /** 2M region index → bitmap of its 512 frames that are NOT mapped */
   private readonly holes = new Map<number, Uint32Array>();
   readonly stats: DirectMapStats = { splits1G: 0, splits2M: 0, unmaps: 0, restores: 0 };
+  /**
+   * The 2M region last found in `split2M` (-1: none). Splits are never undone, so the answer
+   * cannot go stale: a run of 4K RMPUPDATEs in one 2M region looks the set up once.
+   */
+  private last4kRegion = -1;
 
   constructor(opts: { maxPfn: number }) {
     this.maxPfn = opts.maxPfn;
@@ -106,6 +111,14 @@ export class DirectMap {
     if (rmpLevel === PG_LEVEL_2M && (pfn % PAGES_PER_2M !== 0 || !this.pfnValid(pfn + PAGES_PER_2M - 1))) return -ERRNO.EINVAL;
     // a whole 2M transition: even a 1G mapping is checked as 2M, so nothing can collide
     if (rmpLevel === PG_LEVEL_2M) return 0;
+    // a 2M region already mapped at 4K (its 1G region was split with it): nothing to split,
+    // whether or not the frame is present
+    const m = Math.floor(pfn / PAGES_PER_2M);
+    if (m === this.last4kRegion) return 0;
+    if (this.split2M.has(m)) {
+      this.last4kRegion = m;
+      return 0;
+    }
     const level = this.mappingLevel(pfn);
     if (level === 0 || level === PG_LEVEL_4K) return 0;
     this.setMemory4k(pfn);

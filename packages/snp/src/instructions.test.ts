@@ -134,6 +134,24 @@ describe('RMPADJUST', () => {
   });
 });
 
+describe('gpa alignment of RMPUPDATE and PVALIDATE operands above 4 GiB', () => {
+  it('accepts a page- (or 2M-) aligned gpa above 2^32 and refuses any other, negative ones too', () => {
+    const rmp = new Rmp({ maxPfn: 1 << 20 });
+    const state = (gpa: number, pagesize: number) => ({ gpa, assigned: true, pagesize, immutable: false, asid: 5 });
+    expect(rmpupdateInsn(rmp, 0x100, state(2 ** 40 + 4096, 0))).toBe(0);
+    expect(rmpupdateInsn(rmp, 0x101, state(2 ** 40 + 4097, 0))).toBe(RMPUPDATE_FAIL_INPUT);
+    expect(rmpupdateInsn(rmp, 0x101, state(2 ** 44 + 2 ** 32 + 2048, 0))).toBe(RMPUPDATE_FAIL_INPUT);
+    expect(rmpupdateInsn(rmp, 0x101, state(-4096, 0))).toBe(RMPUPDATE_FAIL_INPUT);
+    expect(rmpupdateInsn(rmp, 0x400, state(2 ** 40 + 4096, 1))).toBe(RMPUPDATE_FAIL_INPUT);
+    expect(rmpupdateInsn(rmp, 0x400, state(2 ** 40 + 2 ** 21, 1))).toBe(0);
+    const op = { pfn: 0x100, gpa: 2 ** 40 + 4096, asid: 5, level: PG_LEVEL_4K };
+    expect(pvalidateInsn(rmp, { ...op, gpa: 2 ** 40 + 4096 + 8 }, true)).toEqual({ ret: 1 });
+    expect(pvalidateInsn(rmp, { ...op, gpa: -4096 }, true)).toMatchObject({ npf: PFERR_GUEST_RMP_MASK + PFERR_GUEST_ENC_MASK });
+    expect(pvalidateInsn(rmp, { ...op, gpa: -4095 }, true)).toEqual({ ret: 1 });
+    expect(pvalidateInsn(rmp, op, true)).toEqual({ ret: 0 });
+  });
+});
+
 describe('SnpHost kernel wrappers', () => {
   it('rmpupdate() retries an injected FAIL_OVERLAP and fails other codes with -EFAULT', () => {
     const host = new SnpHost({ maxPfn: 1 << 20 });
@@ -144,6 +162,23 @@ describe('SnpHost kernel wrappers', () => {
     host.injectResult('rmpupdate', RMPUPDATE_FAIL_PERMISSION);
     expect(host.rmpMakeShared(0x300, PG_LEVEL_4K)).toBe(-ERRNO.EFAULT);
     expect(host.rmp.inspect(0x300).assigned).toBe(true);
+  });
+
+  it('each rmp_make_private / rmp_make_shared writes its own operand: nothing carries over between calls', () => {
+    const host = new SnpHost({ maxPfn: 1 << 20 });
+    const events: Record<string, unknown>[] = [];
+    host.tracer = { emit: (name, fields) => void (name === 'rmpupdate' && events.push({ ...fields })) };
+    expect(host.rmpMakePrivate(0x300, 0x5000, PG_LEVEL_4K, 7, true)).toBe(0);
+    expect(host.rmpMakePrivate(0x600, 0x400000, PG_LEVEL_2M, 9, false)).toBe(0);
+    expect(host.rmpMakeShared(0x301, PG_LEVEL_4K)).toBe(0);
+    expect(events).toEqual([
+      { pfn: 0x300, gpa: 0x5000, assigned: true, level: PG_LEVEL_4K, asid: 7, immutable: true },
+      { pfn: 0x600, gpa: 0x400000, assigned: true, level: PG_LEVEL_2M, asid: 9, immutable: false },
+      { pfn: 0x301, gpa: 0, assigned: false, level: PG_LEVEL_4K, asid: 0, immutable: false },
+    ]);
+    expect(host.rmp.inspect(0x300)).toMatchObject({ assigned: true, immutable: true, asid: 7, gpa: 0x5000, pagesize: 0 });
+    expect(host.rmp.inspect(0x600)).toMatchObject({ assigned: true, immutable: false, asid: 9, gpa: 0x400000, pagesize: 1 });
+    expect(host.rmp.inspect(0x301)).toMatchObject({ assigned: false, immutable: false, asid: 0, gpa: 0 });
   });
 
   it('splits the direct map before a 4K update (upstream) and never before a 2M one', () => {

@@ -32,7 +32,7 @@ import {
   RMPW_VMPL_SHIFT,
   RMPW_VMSA,
   VMPL_PERMS_MASK,
-  packRmpWord,
+  packRmpFields,
   wordAsid,
 } from './rmp.js';
 
@@ -93,8 +93,18 @@ export function rmpToPgLevel(pagesize: number): number {
   return pagesize === RMP_PG_SIZE_2M ? PG_LEVEL_2M : PG_LEVEL_4K;
 }
 
+/**
+ * `x % bytes === 0` for a safe integer `x` and a power of two `bytes` <= 2^31: the low 32
+ * bits of x (ToUint32 is x modulo 2^32, negative x included) decide it, without the libm
+ * call a float modulo of a gpa above 2^31 costs.
+ */
+function isAligned(x: number, bytes: number): boolean {
+  return ((x >>> 0) & (bytes - 1)) === 0;
+}
+
+/** pfn - pfn % 512 (without a float modulo for the pfns that can be valid) */
 function headOf(pfn: number): number {
-  return pfn - (pfn % RMP_ENTRIES_PER_2M);
+  return pfn >= 0 ? Math.floor(pfn / RMP_ENTRIES_PER_2M) * RMP_ENTRIES_PER_2M : pfn - (pfn % RMP_ENTRIES_PER_2M);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -112,7 +122,7 @@ export function rmpupdateInsn(rmp: Rmp, pfn: number, state: RmpState): number {
   if (!rmp.isValidPfn(pfn) || !rmp.isValidPfn(pfn + n - 1)) return RMPUPDATE_FAIL_INPUT;
   if (n > 1 && pfn % RMP_ENTRIES_PER_2M !== 0) return RMPUPDATE_FAIL_INPUT;
   if (state.assigned) {
-    if (!Number.isSafeInteger(state.gpa) || state.gpa < 0 || state.gpa % (n * 4096) !== 0) return RMPUPDATE_FAIL_INPUT;
+    if (!Number.isSafeInteger(state.gpa) || state.gpa < 0 || !isAligned(state.gpa, n * 4096)) return RMPUPDATE_FAIL_INPUT;
     // model: ASID 0 is the hypervisor's; a guest page needs a guest ASID
     if (!Number.isInteger(state.asid) || state.asid < 1 || state.asid > RMP_MAX_ASID) return RMPUPDATE_FAIL_INPUT;
   }
@@ -127,9 +137,9 @@ export function rmpupdateInsn(rmp: Rmp, pfn: number, state: RmpState): number {
     return RMPUPDATE_FAIL_INUSE;
   }
   const word = state.assigned
-    ? packRmpWord({ assigned: true, pagesize: state.pagesize, immutable: state.immutable, asid: state.asid })
+    ? packRmpFields(true, state.pagesize, state.immutable, state.asid)
     : state.immutable
-      ? packRmpWord({ assigned: false, pagesize: RMP_PG_SIZE_4K, immutable: true, asid: 0 })
+      ? packRmpFields(false, RMP_PG_SIZE_4K, true, 0)
       : 0;
   const gfn0 = state.assigned ? state.gpa / 4096 : 0;
   for (let i = 0; i < n; i++) rmp.writeEntry(pfn + i, word, state.assigned ? gfn0 + i : 0);
@@ -160,15 +170,12 @@ export function firmwareLaunchUpdatePage(rmp: Rmp, pfn: number, isVmsa: boolean)
 /** What a guest RMP instruction did: a return code in RAX, or an #NPF for KVM to handle. */
 export type GuestInsnResult = { readonly ret: number } | { readonly npf: number; readonly reason: string };
 
-const RESULTS = new Map<number, { readonly ret: number }>();
+/** the return codes (0..255), frozen `{ ret }` each */
+const RESULTS: { readonly ret: number }[] = [];
+for (let code = 0; code < 256; code++) RESULTS.push(Object.freeze({ ret: code }));
 /** a shared, frozen `{ ret }` (the hot path allocates nothing per instruction) */
 function insnResult(code: number): { readonly ret: number } {
-  let r = RESULTS.get(code);
-  if (r === undefined) {
-    r = Object.freeze({ ret: code });
-    RESULTS.set(code, r);
-  }
-  return r;
+  return RESULTS[code] ?? Object.freeze({ ret: code });
 }
 
 /** The operands of PVALIDATE / RMPADJUST after the guest's page walk and the NPT walk. */
@@ -190,7 +197,7 @@ export interface GuestRmpOperand {
 function guestRmpCheck(rmp: Rmp, op: GuestRmpOperand, sizeMismatch: number): GuestInsnResult | null {
   const n = op.level === PG_LEVEL_2M ? RMP_ENTRIES_PER_2M : 1;
   if (op.level !== PG_LEVEL_4K && op.level !== PG_LEVEL_2M) return insnResult(1);
-  if (!Number.isSafeInteger(op.gpa) || op.gpa % (n * 4096) !== 0) return insnResult(1);
+  if (!Number.isSafeInteger(op.gpa) || !isAligned(op.gpa, n * 4096)) return insnResult(1);
   if (!rmp.isValidPfn(op.pfn)) return insnResult(1);
   // A 2M request whose translation lands on a frame that is not 2M-aligned is backed by 4K
   // pages (NPT and RMP): the size does not match. Linux guests rely on this to fall back to
@@ -331,8 +338,8 @@ export class SnpHost {
 
   /** the RMPUPDATE instruction, or an injected result */
   rmpupdateInsn(pfn: number, state: RmpState): number {
-    const inj = this.injected.rmpupdate.shift();
-    if (inj !== undefined) return inj;
+    const injected = this.injected.rmpupdate;
+    if (injected.length !== 0) return injected.shift()!;
     return rmpupdateInsn(this.rmp, pfn, state);
   }
 
@@ -370,14 +377,30 @@ export class SnpHost {
     return 0;
   }
 
+  /**
+   * The `struct rmp_state` operand of rmp_make_private() / rmp_make_shared(), refilled per call
+   * (the kernel's is on the stack): rmpupdate() reads it before it returns and keeps nothing.
+   */
+  private readonly stateOperand: RmpState = { gpa: 0, assigned: false, pagesize: RMP_PG_SIZE_4K, immutable: false, asid: 0 };
+
+  private operand(gpa: number, assigned: boolean, level: number, immutable: boolean, asid: number): RmpState {
+    const s = this.stateOperand;
+    s.gpa = gpa;
+    s.assigned = assigned;
+    s.pagesize = pgLevelToRmp(level);
+    s.immutable = immutable;
+    s.asid = asid;
+    return s;
+  }
+
   /** rmp_make_private(pfn, gpa, level, asid, immutable) */
   rmpMakePrivate(pfn: number, gpa: number, level: number, asid: number, immutable: boolean, policy: DirectMapPolicy = 'split'): number {
-    return this.rmpupdate(pfn, { gpa, assigned: true, pagesize: pgLevelToRmp(level), immutable, asid }, policy);
+    return this.rmpupdate(pfn, this.operand(gpa, true, level, immutable, asid), policy);
   }
 
   /** rmp_make_shared(pfn, level): everything zero but the page size */
   rmpMakeShared(pfn: number, level: number, policy: DirectMapPolicy = 'split'): number {
-    return this.rmpupdate(pfn, { gpa: 0, assigned: false, pagesize: pgLevelToRmp(level), immutable: false, asid: 0 }, policy);
+    return this.rmpupdate(pfn, this.operand(0, false, level, false, 0), policy);
   }
 
   /** psmash(pfn): the PSMASH return code, or -EINVAL for an invalid pfn */

@@ -111,16 +111,21 @@ export class Rmp {
     return c;
   }
 
-  /** the packed flag word of `pfn`; 0 for a default entry */
+  /**
+   * The packed flag word of `pfn`; 0 for a default entry. (Chunks exist only for valid pfns,
+   * so `pfn - idx * 512` is pfn % 512 wherever a chunk is found, without a float modulo.)
+   */
   word(pfn: number): number {
-    const c = this.chunk(Math.floor(pfn / RMP_ENTRIES_PER_2M));
-    return c === undefined ? 0 : c.words[pfn % RMP_ENTRIES_PER_2M]!;
+    const idx = Math.floor(pfn / RMP_ENTRIES_PER_2M);
+    const c = this.chunk(idx);
+    return c === undefined ? 0 : c.words[pfn - idx * RMP_ENTRIES_PER_2M]!;
   }
 
   /** the entry's guest frame number (gpa >> 12) */
   gfn(pfn: number): number {
-    const c = this.chunk(Math.floor(pfn / RMP_ENTRIES_PER_2M));
-    return c === undefined ? 0 : c.gfns[pfn % RMP_ENTRIES_PER_2M]!;
+    const idx = Math.floor(pfn / RMP_ENTRIES_PER_2M);
+    const c = this.chunk(idx);
+    return c === undefined ? 0 : c.gfns[pfn - idx * RMP_ENTRIES_PER_2M]!;
   }
 
   isAssigned(pfn: number): boolean {
@@ -132,7 +137,8 @@ export class Rmp {
    * 2M-aligned entry. If that entry says 2M, every frame in the region is treated as 2M.
    */
   level(pfn: number): number {
-    const head = pfn - (pfn % RMP_ENTRIES_PER_2M);
+    // the 2M-aligned head (pfn - pfn % 512; a negative pfn has no entry, its head neither)
+    const head = pfn >= 0 ? Math.floor(pfn / RMP_ENTRIES_PER_2M) * RMP_ENTRIES_PER_2M : pfn - (pfn % RMP_ENTRIES_PER_2M);
     return (this.word(head) & RMPW_PAGESIZE) !== 0 ? PG_LEVEL_2M : PG_LEVEL_4K;
   }
 
@@ -219,7 +225,8 @@ export class Rmp {
    */
   writeEntry(pfn: number, word: number, gfn: number): void {
     const idx = Math.floor(pfn / RMP_ENTRIES_PER_2M);
-    const i = pfn % RMP_ENTRIES_PER_2M;
+    // pfn % 512 (the instructions write only valid pfns; a negative one keeps the modulo's answer)
+    const i = pfn >= 0 ? pfn - idx * RMP_ENTRIES_PER_2M : pfn % RMP_ENTRIES_PER_2M;
     let c = this.chunk(idx);
     const isDefault = word === 0 && gfn === 0;
     if (c === undefined) {
@@ -262,11 +269,16 @@ export function vmplPerms(word: number, vmpl: number): number {
 
 /** pack the fields RMPUPDATE writes */
 export function packRmpWord(f: { assigned: boolean; pagesize: number; immutable: boolean; asid: number }): number {
+  return packRmpFields(f.assigned, f.pagesize, f.immutable, f.asid);
+}
+
+/** packRmpWord() from the fields themselves (no object) */
+export function packRmpFields(assigned: boolean, pagesize: number, immutable: boolean, asid: number): number {
   let w = 0;
-  if (f.assigned) w |= RMPW_ASSIGNED;
-  if (f.pagesize === RMP_PG_SIZE_2M) w |= RMPW_PAGESIZE;
-  if (f.immutable) w |= RMPW_IMMUTABLE;
-  w |= (f.asid << RMPW_ASID_SHIFT) & RMPW_ASID_MASK;
+  if (assigned) w |= RMPW_ASSIGNED;
+  if (pagesize === RMP_PG_SIZE_2M) w |= RMPW_PAGESIZE;
+  if (immutable) w |= RMPW_IMMUTABLE;
+  w |= (asid << RMPW_ASID_SHIFT) & RMPW_ASID_MASK;
   return w >>> 0;
 }
 

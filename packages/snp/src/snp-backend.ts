@@ -35,6 +35,7 @@ import type {
   AttributeChange,
   BackendEnv,
   BackendFactory,
+  GmemPfn,
   GuestAccessCheck,
   GuestAccessVerdict,
   GuestOpResult,
@@ -177,6 +178,9 @@ function isValidMapGpaRangeRet(ret: number): boolean {
 
 /** the verdicts of every successful or unvalidated access, shared: the hot path allocates nothing */
 const ACCESS_OK: GuestAccessVerdict = Object.freeze({ kind: 'ok' });
+/** the result PVALIDATE / RMPADJUST start from before their first try */
+const INSN_RET_1: GuestInsnResult = Object.freeze({ ret: 1 });
+
 const VC_NOT_VALIDATED: GuestAccessVerdict = Object.freeze({
   kind: 'guest-exception',
   vector: '#VC',
@@ -223,6 +227,7 @@ class SnpBackendImpl implements SnpBackend {
   private pendingShared: number[] = [];
   private readonly violations: string[] = [];
   private readonly rmpOperand: GuestRmpOperand = { pfn: 0, gpa: 0, asid: 0, level: 0 };
+  private readonly gmemOut: GmemPfn = { pfn: 0, maxOrder: 0 };
   private destroyed = false;
   /**
    * kvm_sev_info: need_init from KVM_CREATE_VM until KVM_SEV_INIT2 (shared with SEV and SEV-ES:
@@ -529,19 +534,22 @@ class SnpBackendImpl implements SnpBackend {
       const exit: KvmRunExit = { reason: 'KVM_EXIT_MEMORY_FAULT', memory_fault: { flags: KVM_MEMORY_EXIT_FLAG_PRIVATE, gpa: gfn * 4096, size: 4096 } };
       return { exit };
     }
-    let last: GuestInsnResult = { ret: 1 };
+    let last: GuestInsnResult = INSN_RET_1;
+    const got = this.gmemOut;
     for (let tries = 0; tries < 4; tries++) {
-      // the NPT fault-in of the private page (kvm_gmem_get_pfn, prepare)
-      const r = vm.gmemGetPfn(gfn);
-      if (!('pfn' in r)) return { errno: errnoName(-r.errno) ?? 'EFAULT' };
+      // the NPT fault-in of the private page (kvm_gmem_get_pfn, prepare), into one object per
+      // backend (read at once, kept by nobody)
+      const err = vm.gmemGetPfnInto(gfn, got);
+      if (err < 0) return { errno: errnoName(-err) ?? 'EFAULT' };
+      const pfn = got.pfn;
       // the instruction's operands (one object per backend, refilled: the instruction reads it)
       const op = this.rmpOperand;
-      op.pfn = r.pfn;
+      op.pfn = pfn;
       op.gpa = gpa;
       op.asid = this.asid;
       op.level = level;
       last = a.op === 'pvalidate' ? pvalidateInsn(this.host.rmp, op, a.validate) : rmpadjustInsn(this.host.rmp, op, a.vmpl, a.perms, a.vmsa === true);
-      if ('ret' in last) return { ret: last.ret, detail: { pfn: r.pfn, retries: tries } };
+      if ('ret' in last) return { ret: last.ret, detail: { pfn, retries: tries } };
       vm.tracer.emit('kvm_page_fault', { vcpu_id: vcpuId, gpa, error_code: last.npf, reason: last.reason });
       this.handleNpfExtra(vcpuId, gpa, last.npf);
     }

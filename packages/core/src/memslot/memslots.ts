@@ -10,13 +10,16 @@
  * slot, the kernel's gfn_tree rbtree; here a BTreeMap whose values index a slot table), an
  * hva interval tree (the kernel's hva_tree, walked by kvm_for_each_memslot_in_hva_range();
  * here an augmented AVL IntervalTree over the same slot table) and the id hash. Each change
- * updates all three in O(log n); a gfn -> slot lookup is the last-used-slot cache, then one
- * B+ tree descent (search_memslots()), and never rebuilds anything.
+ * updates all three in O(log n); a gfn -> slot lookup is the last-used-slot cache, then
+ * search_memslots(): one B+ tree descent, or, once the set has gone as many lookups as it has
+ * slots without a change, a search of a flat sorted copy of the gfn ranges (MemslotGfnIndex,
+ * dropped by every change and rebuilt in O(n) only after that many lookups).
  */
 import { BTreeMap } from '../btree-map.js';
 import { IntervalTree } from '../interval-tree.js';
 import { KVM_MEM_GUEST_MEMFD, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_PCI_HOLE, KVM_MEMSLOT_INVALID, PAGE_SIZE } from '../uapi.js';
 import { KvmMemorySlot } from './memslot.js';
+import { MemslotGfnIndex } from './gfn-index.js';
 import type { DirtyBitmap } from './dirty-bitmap.js';
 
 /** PCI hole slots have no hva and stay out of the hva tree */
@@ -70,6 +73,10 @@ export class KvmMemslots {
   private lastUsedSlot: KvmMemorySlot | null = null;
   private lastBase = 0;
   private lastEnd = 0;
+  /** flat sorted copy of the gfn ranges for lookups between changes */
+  private readonly gfnIndex = new MemslotGfnIndex();
+  /** lookups that used the tree since the last change (the index is rebuilt when this reaches the slot count) */
+  private treeLookups = 0;
 
   constructor(asId: number) {
     this.asId = asId;
@@ -96,6 +103,15 @@ export class KvmMemslots {
    */
   gfnToMemslot(gfn: number): KvmMemorySlot | null {
     if (gfn >= this.lastBase && gfn < this.lastEnd) return this.lastUsedSlot;
+    const ix = this.gfnIndex;
+    if (ix.valid || (++this.treeLookups >= this.nrSlots + 16 && this.rebuildGfnIndex())) {
+      const slot = ix.findSlot(gfn);
+      if (slot === null) return null;
+      this.lastUsedSlot = slot;
+      this.lastBase = slot.baseGfn;
+      this.lastEnd = slot.baseGfn + slot.npages;
+      return slot;
+    }
     const i = this.gfnTree.floorValueOf(gfn, -1);
     if (i < 0) return null;
     const end = this.slotEnd[i]!;
@@ -105,6 +121,27 @@ export class KvmMemslots {
     this.lastBase = this.slotBase[i]!;
     this.lastEnd = end;
     return slot;
+  }
+
+  /** build the flat index from the gfn tree (O(n)); true */
+  private rebuildGfnIndex(): boolean {
+    this.gfnIndex.rebuild(this.gfnTree.size, (add) => {
+      this.gfnTree.forRange(-Infinity, Infinity, (_k, i) => {
+        add(this.slotBase[i]!, this.slotEnd[i]!, i, this.table[i]!);
+      });
+    });
+    return true;
+  }
+
+  /** the set changed: the flat index no longer describes it */
+  private changed(): void {
+    this.gfnIndex.invalidate();
+    this.treeLookups = 0;
+  }
+
+  /** the flat gfn index is in use (for tests) */
+  get gfnIndexValid(): boolean {
+    return this.gfnIndex.valid;
   }
 
   /** slots->last_used_slot = slot */
@@ -213,6 +250,7 @@ export class KvmMemslots {
 
   /** kvm_replace_memslot(): old -> new (either may be null), in one set */
   replace(old: KvmMemorySlot | null, next: KvmMemorySlot | null): void {
+    this.changed();
     if (old !== null && next !== null && old.baseGfn === next.baseGfn && old.npages === next.npages && hasHva(old) === hasHva(next) && old.userspaceAddr === next.userspaceAddr) {
       // same gfn and hva ranges (the INVALID copy of a DELETE / MOVE, a FLAGS_ONLY change):
       // the slot table entry is swapped in place, both trees stay as they are
