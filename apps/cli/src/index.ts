@@ -1,6 +1,6 @@
 export { main, buildProgram, cliVersion } from './program.js';
 export { processIo, bufferIo, colorEnabled, type CliIo } from './io.js';
-export { getTarget, getTargetFactory, hasTarget, registerTarget, loadTargets, type TargetFactory } from './targets.js';
+export { getTarget, getTargetFactory, registerTarget, loadTargets, type TargetFactory } from './targets.js';
 export { buildRunCommand } from './define/run.js';
 export { buildMatrixCommand } from './define/matrix.js';
 export { buildExplainCommand } from './define/explain.js';

@@ -33,10 +33,6 @@ export function registerTarget(name: TargetName, factory: TargetFactory): void {
   unavailable.delete(name);
 }
 
-export function hasTarget(name: TargetName): boolean {
-  return loaders.has(name);
-}
-
 /**
  * Whether the matrix gets a `kvm` column: a kvm target exists and, for the real one, /dev/kvm
  * is there (without it every kvm row would only say so).

@@ -18,12 +18,6 @@ import type { TraceEvent } from './trace.js';
 /* Shared shapes                                                                              */
 /* ------------------------------------------------------------------------------------------ */
 
-/** A gfn range [start, end), as `struct kvm_gfn_range` carries it. */
-export interface GfnRange {
-  start: number;
-  end: number;
-}
-
 /** `enum kvm_gfn_range_filter`: which roots a zap reaches. */
 export const KVM_FILTER_SHARED = 1 << 0;
 export const KVM_FILTER_PRIVATE = 1 << 1;

@@ -88,7 +88,7 @@ export { MemfdFile, DevKvmFile, pseudoFileRead, pseudoFileWrite, nextInodeNumber
 
 /* -- the plug-in interfaces: vendor backends and memory providers -- */
 export {
-  KVM_FILTER_SHARED, KVM_FILTER_PRIVATE, type GfnRange, type MemslotView, type KvmFile, type KvmRunExit, type KernelProfile,
+  KVM_FILTER_SHARED, KVM_FILTER_PRIVATE, type MemslotView, type KvmFile, type KvmRunExit, type KernelProfile,
   type VendorEdge, type NoVendorEdge, type VendorBackend, type BackendEnv, type BackendFactory, type VmForBackend,
   type AttributeChange, type GuestAccessCheck, type GuestAccessVerdict, type GuestOpResult, type VendorIoctlResult,
   type GuestMemoryFile, type GmemPfn, type KvmGmemPopulateArgs, type GmemPopulateRequest, type FileMappingBacking,

@@ -306,7 +306,6 @@ export const KVM_IOCTLS = {
   KVM_SET_CPUID2: _IOW(KVMIO, 0x90, CPUID2.SIZE),
   KVM_PRE_FAULT_MEMORY: _IOWR(KVMIO, 0xd5, PRE_FAULT_MEMORY.SIZE),
 } as const;
-export type KvmIoctlName = keyof typeof KVM_IOCTLS;
 
 /* ---- argument memory ---------------------------------------------------------------------- */
 

@@ -6,7 +6,7 @@
  * comparison and are listed as skipped. Used by `ccmem diff` and the differential tests.
  */
 import { diffOutcomes, runScenario, type ScenarioResult } from './runner.js';
-import { HOST_FALLBACK_PROFILE, profileByName, type KernelProfile } from '@ccmem/core';
+import type { KernelProfile } from '@ccmem/core';
 import type { Scenario } from './schema.js';
 import type { Outcome, Target } from './target.js';
 
@@ -149,24 +149,5 @@ export function diffScenario(scenario: Scenario, model: Target, kvm: Target, opt
   }
   if (k.error !== undefined) out.differences.push({ index: -1, op: 'end', model: {}, kvm: { detail: { error: k.error } }, fields: [`kvm: ${k.error}`] });
   out.agree = out.differences.length === 0;
-  return out;
-}
-
-/**
- * Fields where the host's detected profile differs from a named model profile (by default the
- * model's fallback for `profile: host`, used where no /dev/kvm can be asked): `field: model vs
- * host`. Empty when they agree.
- */
-export function hostProfileMismatch(host: KernelProfile, modelProfileName = HOST_FALLBACK_PROFILE.name): string[] {
-  const model = profileByName(modelProfileName);
-  if (!model) return [`the model has no profile ${modelProfileName}`];
-  const out: string[] = [];
-  const keys = new Set([...Object.keys(model), ...Object.keys(host)]);
-  for (const k of keys) {
-    if (k === 'name') continue;
-    const a = (model as unknown as Record<string, unknown>)[k];
-    const b = (host as unknown as Record<string, unknown>)[k];
-    if (a !== b) out.push(`${k}: ${String(a)} vs ${String(b)}`);
-  }
   return out;
 }

@@ -7,7 +7,7 @@ export { EXIT_NAMES, EXPLORE_ONLY_INVARIANT_NAMES, OP_NAMES, OP_SCHEMAS, PROFILE
 export { isOpName, scenarioSchema } from './schema.js';
 export type { AppliesTo, ConcurrentBlock, ExitName, Expectation, ExpectFields, Invariant, OpArgs, OpName, Profile, Provider, Scenario, SignalName, Step, TargetName, VmConfig, VmType } from './schema.js';
 export { DEFAULT_INPUT_LIMITS, ScenarioParseError, formatPath, formatScenarioError, loadScenarioFile, loadScenarioFileWithin, parseScenario, readScenarioText, readScenarioTextWithin, readScenarioTextsWithin, tryParseScenario, type InputLimits, type ParseResult, type ScenarioError } from './parse.js';
-export { NumberSyntaxError, describeFlags, flagName, flagNames, formatAddrExpr, formatHex, parseAddrExpr, parseFlags, parseNumber, parseU64, registerFlagNames } from './numbers.js';
+export { NumberSyntaxError, describeFlags, flagNames, formatAddrExpr, formatHex, parseAddrExpr, parseFlags, parseNumber, parseU64, registerFlagNames } from './numbers.js';
 export type { AddrExpr, AddrRef, FlagKind } from './numbers.js';
 
 // the op registry
@@ -31,7 +31,7 @@ export const loadKvmTarget = () => import('./kvm-target.js');
 export { appliesToTarget, buildMatrix, cellMatches, matrixCells, providersOf, statusOf, summarizeMatrix, vmTypesOf } from './matrix.js';
 export type { MatrixCell, MatrixColumns, MatrixOptions, MatrixRow, MatrixStatus, ScenarioEntry } from './matrix.js';
 export { builtinScenarioDir, builtinScenarioFiles, builtinScenarios } from './builtin/index.js';
-export { asHostScenario, comparableOutcome, comparedStats, diffScenario, hostProfileMismatch, type DiffOptions, type OutcomeDifference, type ScenarioDiff } from './differential.js';
+export { asHostScenario, comparableOutcome, comparedStats, diffScenario, type DiffOptions, type OutcomeDifference, type ScenarioDiff } from './differential.js';
 
 // ccmem explore: deterministic exploration of concurrent KVM operations (docs/explore.md)
 export { EXPLORE_INVARIANTS, explore, formatSchedule, parseSchedule, replaySchedule, runOnce, shrinkSchedule } from './explore/engine.js';
@@ -40,7 +40,7 @@ export type { ExploreOptions, ExploreProgress, PhaseReport, ExploreReport, Explo
 export { exploreWorkers, type ExplorationSource, type WorkersOptions } from './explore/workers.js';
 export { mergeReports, mergeResults, missingShards, reportToJson, resultOf, shortestFirst, type ExploreResultJson } from './explore/merge.js';
 export { builtinExplorationDir, builtinExplorationNames, loadBuiltinExploration, loadExplorationFile, loadExplorationFileWithin, parseExploration } from './explore/load.js';
-export { DEFAULT_READ_TIMEOUT_MS, readFileBounded, readFilesBounded, type BoundedReadOptions, type BoundedReadResult } from './read-file.js';
+export { DEFAULT_READ_TIMEOUT_MS, readFilesBounded, type BoundedReadOptions, type BoundedReadResult } from './read-file.js';
 export type { ExplorationFile, ExploreHeader, LoadResult } from './explore/load.js';
 export type { ExploreMode } from './explore/types.js';
 export { Actor, SetupError, World, type ActorStepRecord, type WorldOptions } from './explore/world.js';
@@ -52,6 +52,6 @@ export type { FuzzFeatures, FuzzFinding, FuzzMode, FuzzOp, FuzzOptions, FuzzProg
 // ccmem report: the data of a report page (the model's state after every step or phase)
 export { LAYERS, snapshotVm, type LayerName, type Run, type SnapshotSlot, type StateSnapshot } from './report/snapshot.js';
 export { REPORT_FORMAT, type ReportData, type ReportEvent, type ReportExploration, type ReportOutcome, type ReportSchedule, type ReportStep, type SchedulePoint } from './report/data.js';
-export { SnapshotTarget, StateTable, buildDiffReport, buildExploreReport, buildRunReport, reportEvents, scheduledPhases, type DiffReportOptions, type ExploreReportOptions, type RunReportOptions } from './report/capture.js';
+export { SnapshotTarget, StateTable, buildDiffReport, buildExploreReport, buildRunReport, reportEvents, type DiffReportOptions, type ExploreReportOptions, type RunReportOptions } from './report/capture.js';
 export { checkScenarioText, runInputFuzzCampaign, scenarioTextArb } from './fuzz/index.js';
 export type { InputFuzzFinding, InputFuzzOptions, InputFuzzProgress, InputFuzzSummary, InputVerdict } from './fuzz/index.js';

@@ -307,12 +307,6 @@ function parseFlagsBig(input: unknown, kind: FlagKind): bigint {
   return one(input);
 }
 
-/** Name of a single constant of `kind` with this value, if any (for messages). */
-export function flagName(kind: FlagKind, value: number): string | undefined {
-  for (const [name, v] of flagNames(kind)) if (v === value) return name;
-  return undefined;
-}
-
 /** Names of the set bits of `value` in `kind`, unknown bits as hex. */
 export function describeFlags(kind: FlagKind, value: number): string[] {
   const out: string[] = [];

@@ -86,13 +86,6 @@ export async function readFilesBounded(paths: readonly string[], opts: BoundedRe
   return out;
 }
 
-/** One file: its text, or an Error whose message says why not. */
-export async function readFileBounded(path: string, opts: BoundedReadOptions): Promise<string> {
-  const [r] = await readFilesBounded([path], opts);
-  if ('error' in r!) throw new Error(r.error);
-  return r!.text;
-}
-
 /** the results of one child: every path, or those up to and including one that timed out */
 function readInChild(paths: readonly string[], opts: BoundedReadOptions): Promise<BoundedReadResult[]> {
   return new Promise((resolve) => {

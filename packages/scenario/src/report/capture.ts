@@ -364,8 +364,3 @@ function replayForReport(scenario: Scenario, options: ExploreOptions, text: stri
   }
   return { title, schedule: formatSchedule(scenario, r.schedule), violation: r.violation, ...(note !== undefined && { note }), points, endState };
 }
-
-/** the scheduled phases of a schedule string (for the swimlanes: the rest is the completion) */
-export function scheduledPhases(schedule: string): number {
-  return schedule === '' ? 0 : schedule.split('.').length;
-}
