@@ -652,9 +652,12 @@ export class AddressSpace {
     else key = t.nextKey;
     if (!(key < end)) return; // nothing mapped there
     const hit: Vma[] = [];
+    /** each hit VMA's index into vmaTable */
+    const hitIdx: number[] = [];
     while (key < end) {
       t.seek(key);
       hit.push(this.vmaTable[t.floorValue]!);
+      hitIdx.push(t.floorValue);
       key = t.nextKey;
     }
     for (const v of hit) {
@@ -663,10 +666,15 @@ export class AddressSpace {
       }
     }
     // each hit VMA loses [max(v.start, start), min(v.end, end)); what is left of it on
-    // either side is kept as a VMA of its own (__split_vma())
+    // either side is kept as a VMA of its own (__split_vma()). The part below `start` keeps
+    // the VMA's start, so it takes the VMA's place in the tree (its vmaTable entry is
+    // replaced); only the part above `end` is inserted.
     const kept: Vma[] = [];
+    const below: (Vma | null)[] = [];
     for (const v of hit) {
-      if (v.start < start) kept.push({ ...v, end: start });
+      const lo = v.start < start ? { ...v, end: start } : null;
+      below.push(lo);
+      if (lo !== null) kept.push(lo);
       if (end < v.end) kept.push({ ...v, start: end, pgoff: v.backing ? v.pgoff + (end - v.start) / PAGE_SIZE : 0 });
     }
     // mmu_notifier_invalidate_range_start(): secondary MMUs drop their mappings first
@@ -676,8 +684,12 @@ export class AddressSpace {
       const e = v.end < end ? v.end : end;
       for (let k = 0; k < listeners.length; k++) listeners[k]!(s, e);
     }
-    for (const v of hit) this.removeVma(v);
-    for (const v of kept) this.insertVma(v);
+    for (let h = 0; h < hit.length; h++) {
+      const lo = below[h]!;
+      if (lo !== null) this.vmaTable[hitIdx[h]!] = lo;
+      else this.removeVma(hit[h]!);
+    }
+    for (const v of kept) if (v.start >= end) this.insertVma(v);
     this.lastVma = undefined;
     // a file mapping holds a reference on its file per VMA (vm_ops->open / ->close)
     for (const v of kept) v.backing?.vmaOpen?.();
