@@ -147,6 +147,13 @@ describe('SevFirmware guest contexts', () => {
     expect(fw.launchUpdateData(h, 0, new Uint8Array(16)).fwError).toBe(SEV_RET_INVALID_GUEST_STATE);
   });
 
+  it('LAUNCH_UPDATE_DATA: any 16-byte aligned address offset is fine', () => {
+    const fw = fwWith();
+    const h = fw.launchStart(0).handle!;
+    expect(fw.launchUpdateData(h, 16, new Uint8Array(16)).fwError).toBe(SEV_RET_SUCCESS);
+    expect(fw.launchUpdateData(h, 0x7f0, new Uint8Array(16)).fwError).toBe(SEV_RET_SUCCESS);
+  });
+
   it('LAUNCH_MEASURE: a 47-byte buffer is INVALID_LEN, 48 is enough, and only from LAUNCH_UPDATE', () => {
     const fw = fwWith();
     const h = fw.launchStart(0).handle!;

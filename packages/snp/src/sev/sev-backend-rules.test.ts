@@ -310,6 +310,21 @@ describe('the SEV VM itself', () => {
     expect(host().createVm({ type: KVM_X86_SEV_ES_VM }).backend!.name).toBe('sev-es');
   });
 
+  it("inspect 'sev' before LAUNCH_START: no handle, no firmware state; destroy runs once", () => {
+    const { kvm, vm, hva, b } = sevVm(host(), KVM_X86_SEV_VM);
+    vm.memoryEncryptOp({ cmd: 'sev_init2' });
+    expect(b.inspect!({ what: 'sev' })).toMatchObject({ handle: 0, state: 0, measured_bytes: 0, pages_locked: 0, regions: 0 });
+    vm.memoryEncryptOp({ cmd: 'sev_launch_start', policy: 0 });
+    vm.memoryEncryptRegRegion({ addr: hva, size: PAGE_SIZE });
+    const fw = snpHostFor(kvm.process.phys).sev.firmware;
+    b.destroy!();
+    expect(b.pagesLocked).toBe(0);
+    expect(fw.guestCount).toBe(0);
+    b.destroy!();
+    expect(b.pagesLocked).toBe(0);
+    expect(b.checkInvariants!()).toEqual([]);
+  });
+
   it('memlockLimit must be a non-negative integer byte count', () => {
     expect(() => host().createVm({ type: KVM_X86_SEV_VM, options: { memlockLimit: 1.5 } })).toThrow(errno('EINVAL'));
     expect(() => host().createVm({ type: KVM_X86_SEV_VM, options: { memlockLimit: 0 } })).not.toThrow();
