@@ -174,7 +174,7 @@ describe('SEV launch commands (sev_launch_*)', () => {
     expect(() => vm.memoryEncryptOp({ cmd: 'bogus' } as never)).toThrow(errno('EINVAL'));
   });
 
-  it('LAUNCH_UPDATE_DATA measures the bytes of the range, wherever it starts and however its pages lie', () => {
+  it('LAUNCH_UPDATE_DATA measures the bytes of the range, wherever it starts in its first page', () => {
     const bytes = new Uint8Array(2 * PAGE_SIZE + 32).map((_, i) => (i * 31 + 7) & 0xff);
     const measure = (offset: number) => {
       const { kvm, vm, hva, b } = sevVm(host(), KVM_X86_SEV_VM);
