@@ -126,6 +126,15 @@ describe('SevFirmware guest contexts', () => {
     expect(fw.activate(h, 4).fwError).toBe(SEV_RET_SUCCESS);
   });
 
+  it('ACTIVATE checks the ASID range before the guest kind: ASID 0 is invalid for an ES policy too', () => {
+    const fw = new SevFirmware(new SevAsids({ minSevAsid: 5, maxSevAsid: 2 }));
+    const es = fw.launchStart(4 /* SEV_POLICY_ES */).handle!;
+    expect(fw.activate(es, 0).fwError).toBe(SEV_RET_INVALID_ASID);
+    // no SEV ASID exists above min_sev_asid - 1 here: 5 is out of range for a plain policy
+    const plain = fw.launchStart(0).handle!;
+    expect(fw.activate(plain, 5).fwError).toBe(SEV_RET_INVALID_ASID);
+  });
+
   it('every command on an unknown handle is INVALID_GUEST', () => {
     const fw = fwWith();
     expect(fw.launchUpdateVmsa(7, new Uint8Array(16)).fwError).toBe(SEV_RET_INVALID_GUEST);
