@@ -6,6 +6,8 @@ import {
   INITIAL_VMSA_GPA,
   SNP_PAGE_TYPE_CPUID,
   SNP_PAGE_TYPE_NORMAL,
+  SNP_PAGE_TYPE_SECRETS,
+  SNP_PAGE_TYPE_UNMEASURED,
   SNP_PAGE_TYPE_VMSA,
   SNP_PAGE_TYPE_ZERO,
 } from './launch-digest.js';
@@ -71,5 +73,35 @@ describe('launch digest', () => {
     d.update(SNP_PAGE_TYPE_NORMAL, 0x3000, p);
     expect(c.hex()).not.toBe(d.hex());
     expect(() => new LaunchDigest().update(SNP_PAGE_TYPE_NORMAL, 0)).toThrow();
+  });
+
+  it('sets IMI_PAGE for a page of an incoming migration image, and checks its inputs', () => {
+    const z = new Uint8Array(48);
+    expect(buildPageInfo(z, z, SNP_PAGE_TYPE_NORMAL, 0, { imiPage: true })[0x63]).toBe(1);
+    expect(buildPageInfo(z, z, SNP_PAGE_TYPE_NORMAL, 0, { imiPage: false })[0x63]).toBe(0);
+    expect(() => buildPageInfo(new Uint8Array(47), z, SNP_PAGE_TYPE_NORMAL, 0)).toThrow(RangeError);
+    expect(() => buildPageInfo(z, new Uint8Array(49), SNP_PAGE_TYPE_NORMAL, 0)).toThrow(RangeError);
+  });
+
+  it('hashes the contents of NORMAL and VMSA pages only (ABI: CONTENTS is zero for the other types)', () => {
+    const page = new Uint8Array(4096).fill(9);
+    for (const t of [SNP_PAGE_TYPE_ZERO, SNP_PAGE_TYPE_UNMEASURED, SNP_PAGE_TYPE_SECRETS, SNP_PAGE_TYPE_CPUID]) {
+      const withPage = new LaunchDigest();
+      withPage.update(t, 0x5000, page);
+      expect(withPage.hex()).toBe(Buffer.from(refUpdate(new Uint8Array(48), t, 0x5000, null)).toString('hex'));
+    }
+    for (const t of [SNP_PAGE_TYPE_NORMAL, SNP_PAGE_TYPE_VMSA]) {
+      expect(() => new LaunchDigest().update(t, 0x5000, new Uint8Array(4095))).toThrow(RangeError);
+      expect(() => new LaunchDigest().update(t, 0x5000)).toThrow(RangeError);
+    }
+  });
+
+  it('hands out a copy of the digest', () => {
+    const ld = new LaunchDigest();
+    ld.update(SNP_PAGE_TYPE_ZERO, 0x1000);
+    const d = ld.digest;
+    expect(Buffer.from(d).toString('hex')).toBe(ld.hex());
+    d.fill(0);
+    expect(ld.hex()).not.toBe('00'.repeat(48));
   });
 });

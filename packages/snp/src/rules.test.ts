@@ -4,7 +4,8 @@
  * arch/x86/virt/svm/sev.c). Found missing by mutation testing (docs/testing.md).
  */
 import { describe, expect, it } from 'vitest';
-import { PG_LEVEL_2M, PG_LEVEL_4K, PhysMem, type TraceEvent } from '@ccmem/core';
+import { ERRNO, PG_LEVEL_2M, PG_LEVEL_4K, PhysMem, type TraceEvent } from '@ccmem/core';
+import { SVM_SEV_FEAT_DEBUG_SWAP } from './sev/uapi.js';
 import {
   PFERR_GUEST_ENC_MASK,
   PFERR_GUEST_RMP_MASK,
@@ -332,5 +333,27 @@ describe('Rmp bookkeeping', () => {
     rmp.writeEntry(102, 0, 0);
     expect(rmp.word(102)).toBe(0);
     expect(rmp.isAssigned(102)).toBe(false);
+  });
+});
+
+describe('the host and its wrappers: defaults and refused frames', () => {
+  it('a guest page may sit at gpa 0', () => {
+    const rmp = new Rmp({ maxPfn: MAX });
+    expect(rmpupdateInsn(rmp, 0x200, priv(0))).toBe(0);
+    expect(rmp.inspect(0x200)).toMatchObject({ assigned: true, gpa: 0 });
+  });
+
+  it('rmpupdate() of a frame beyond the direct map is -EFAULT under either policy (adjust_direct_map fails first under split)', () => {
+    const host = new SnpHost({ maxPfn: MAX });
+    expect(host.rmpupdate(MAX, priv(0x1000), 'split')).toBe(-ERRNO.EFAULT);
+    expect(host.rmpupdate(MAX, priv(0x1000), 'unmap')).toBe(-ERRNO.EFAULT);
+    expect(host.stats.rmpupdates).toBe(0);
+  });
+
+  it('SNP ASIDs start at 1; the VMSA features KVM_SEV_INIT2 may ask for default to DebugSwap and can be set', () => {
+    const host = new SnpHost({ maxPfn: MAX });
+    expect(host.minSnpAsid).toBe(1);
+    expect(host.sev.supportedVmsaFeatures).toBe(SVM_SEV_FEAT_DEBUG_SWAP);
+    expect(new SnpHost({ maxPfn: MAX, supportedVmsaFeatures: 0 }).sev.supportedVmsaFeatures).toBe(0);
   });
 });
