@@ -11,7 +11,7 @@
  * hva interval tree (the kernel's hva_tree, walked by kvm_for_each_memslot_in_hva_range();
  * here an augmented AVL IntervalTree over the same slot table) and the id hash. Each change
  * updates all three in O(log n); a gfn -> slot lookup is the last-used-slot cache, then
- * search_memslots(): one B+ tree descent, or, once the set has gone as many lookups as it has
+ * search_memslots(): one B+ tree descent, or, once the set has served as many lookups as it has
  * slots without a change, a search of a flat sorted copy of the gfn ranges (MemslotGfnIndex,
  * dropped by every change and rebuilt in O(n) only after that many lookups).
  */
