@@ -9,6 +9,30 @@ import type { AttributeChange, VendorBackend } from './backend.js';
 
 const MiB = 1 << 20;
 
+/**
+ * A KVM_X86_SW_PROTECTED_VM whose vendor backend has only `hooks` besides the fields every
+ * backend has, with 2 MiB of anonymous memory in slot 0 at gpa 0.
+ */
+function probeVm(hooks: Partial<VendorBackend>, nrMemslotAsIds = 1) {
+  const backend: VendorBackend = {
+    name: 'probe',
+    vmType: KVM_X86_SW_PROTECTED_VM,
+    attach: () => {},
+    hasPrivateMem: true,
+    hasReadonlyMem: true,
+    nrMemslotAsIds,
+    hasMirroredTdp: false,
+    gfnDirectBits: 0,
+    supportsGmemInitShared: false,
+    preFaultAllowed: () => true,
+    ...hooks,
+  };
+  const kvm = new Kvm({ backends: { [KVM_X86_SW_PROTECTED_VM]: () => backend } });
+  const vm = kvm.createVm({ type: KVM_X86_SW_PROTECTED_VM });
+  const hva = kvm.process.mm.mmap({ length: 2 * MiB, prot: { read: true, write: true }, shared: false });
+  vm.setUserMemoryRegion2({ slot: 0, flags: 0, guest_phys_addr: 0, memory_size: 2 * MiB, userspace_addr: hva });
+  return { kvm, vm };
+}
 
 function swVm() {
   const kvm = new Kvm();
@@ -74,34 +98,23 @@ describe('KVM_SET_MEMORY_ATTRIBUTES effects', () => {
   it('phases run in the order seed 002 describes, with the three vendor hooks', () => {
     const calls: string[] = [];
     const seen: AttributeChange[] = [];
-    const backend: VendorBackend = {
-      name: 'probe',
-      vmType: KVM_X86_SW_PROTECTED_VM,
-      attach: () => {},
-      hasPrivateMem: true,
-      hasReadonlyMem: true,
-      nrMemslotAsIds: 2,
-      hasMirroredTdp: false,
-      gfnDirectBits: 0,
-      supportsGmemInitShared: false,
-      preFaultAllowed: () => true,
-      preSetMemoryAttributes: (c) => {
-        calls.push(`pre:in_progress=${vmRef.mmuInvalidate.inProgress}:private=${vmRef.memIsPrivate(c.start)}`);
-        seen.push(c);
-        return 0;
+    const { kvm, vm: vmRef } = probeVm(
+      {
+        preSetMemoryAttributes: (c) => {
+          calls.push(`pre:in_progress=${vmRef.mmuInvalidate.inProgress}:private=${vmRef.memIsPrivate(c.start)}`);
+          seen.push(c);
+          return 0;
+        },
+        setMemoryAttributesLocked: (c) => {
+          calls.push(`locked:in_progress=${vmRef.mmuInvalidate.inProgress}:private=${vmRef.memIsPrivate(c.start)}`);
+        },
+        postSetMemoryAttributes: () => {
+          calls.push(`post:in_progress=${vmRef.mmuInvalidate.inProgress}:seq=${vmRef.mmuInvalidate.seq}`);
+          return 0;
+        },
       },
-      setMemoryAttributesLocked: (c) => {
-        calls.push(`locked:in_progress=${vmRef.mmuInvalidate.inProgress}:private=${vmRef.memIsPrivate(c.start)}`);
-      },
-      postSetMemoryAttributes: () => {
-        calls.push(`post:in_progress=${vmRef.mmuInvalidate.inProgress}:seq=${vmRef.mmuInvalidate.seq}`);
-        return 0;
-      },
-    };
-    const kvm = new Kvm({ backends: { [KVM_X86_SW_PROTECTED_VM]: () => backend } });
-    const vmRef = kvm.createVm({ type: KVM_X86_SW_PROTECTED_VM });
-    const hva = kvm.process.mm.mmap({ length: 2 * MiB, prot: { read: true, write: true }, shared: false });
-    vmRef.setUserMemoryRegion2({ slot: 0, flags: 0, guest_phys_addr: 0, memory_size: 2 * MiB, userspace_addr: hva });
+      2,
+    );
     const trace = recordTrace(kvm.tracer);
     const op = vmRef.beginSetMemoryAttributes({ address: 0x10000, size: 0x4000, attributes: PRIVATE });
     const phases: string[] = [];
@@ -209,26 +222,12 @@ describe('KVM_SET_MEMORY_ATTRIBUTES effects', () => {
 describe('KVM_SET_MEMORY_ATTRIBUTES through the ioctl path', () => {
   it('a rejected call changes nothing and the next call runs; each call hands the hooks its own change', () => {
     const seen: AttributeChange[] = [];
-    const backend: VendorBackend = {
-      name: 'probe',
-      vmType: KVM_X86_SW_PROTECTED_VM,
-      attach: () => {},
-      hasPrivateMem: true,
-      hasReadonlyMem: true,
-      nrMemslotAsIds: 1,
-      hasMirroredTdp: false,
-      gfnDirectBits: 0,
-      supportsGmemInitShared: false,
-      preFaultAllowed: () => true,
+    const { vm } = probeVm({
       postSetMemoryAttributes: (c) => {
         seen.push(c);
         return 0;
       },
-    };
-    const kvm = new Kvm({ backends: { [KVM_X86_SW_PROTECTED_VM]: () => backend } });
-    const vm = kvm.createVm({ type: KVM_X86_SW_PROTECTED_VM });
-    const hva = kvm.process.mm.mmap({ length: 2 * MiB, prot: { read: true, write: true }, shared: false });
-    vm.setUserMemoryRegion2({ slot: 0, flags: 0, guest_phys_addr: 0, memory_size: 2 * MiB, userspace_addr: hva });
+    });
     vm.setMemoryAttributes({ address: 0x1000, size: 0x1000, attributes: PRIVATE });
     expect(errnoOf(() => vm.setMemoryAttributes({ address: 0x2001, size: 0x1000, attributes: PRIVATE }))).toBe('EINVAL');
     expect(vm.mmuInvalidate.inProgress).toBe(0);
@@ -249,17 +248,7 @@ describe('KVM_SET_MEMORY_ATTRIBUTES through the ioctl path', () => {
 
   it('a call from inside a vendor hook of a running call completes both', () => {
     let nested = false;
-    const backend: VendorBackend = {
-      name: 'probe',
-      vmType: KVM_X86_SW_PROTECTED_VM,
-      attach: () => {},
-      hasPrivateMem: true,
-      hasReadonlyMem: true,
-      nrMemslotAsIds: 1,
-      hasMirroredTdp: false,
-      gfnDirectBits: 0,
-      supportsGmemInitShared: false,
-      preFaultAllowed: () => true,
+    const { vm: vmRef } = probeVm({
       postSetMemoryAttributes: (c) => {
         if (!nested && c.start === 8) {
           nested = true;
@@ -267,11 +256,7 @@ describe('KVM_SET_MEMORY_ATTRIBUTES through the ioctl path', () => {
         }
         return 0;
       },
-    };
-    const kvm = new Kvm({ backends: { [KVM_X86_SW_PROTECTED_VM]: () => backend } });
-    const vmRef = kvm.createVm({ type: KVM_X86_SW_PROTECTED_VM });
-    const hva = kvm.process.mm.mmap({ length: 2 * MiB, prot: { read: true, write: true }, shared: false });
-    vmRef.setUserMemoryRegion2({ slot: 0, flags: 0, guest_phys_addr: 0, memory_size: 2 * MiB, userspace_addr: hva });
+    });
     vmRef.setMemoryAttributes({ address: 0x8000, size: 0x1000, attributes: PRIVATE });
     expect(nested).toBe(true);
     expect([vmRef.memIsPrivate(8), vmRef.memIsPrivate(0x20), vmRef.memIsPrivate(9)]).toEqual([true, true, false]);
