@@ -619,8 +619,7 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
 
   /** KVM_SET_MEMORY_ATTRIBUTES */
   setMemoryAttributes(attrs: KvmMemoryAttributes): void {
-    if (!this.profile.memoryAttributes) fail('ENOTTY', 'KVM_SET_MEMORY_ATTRIBUTES: not built (CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES)');
-    this.checkAlive('KVM_SET_MEMORY_ATTRIBUTES');
+    this.checkSetMemoryAttributes();
     // the ioctl runs to completion here, so one op object serves every call; a call from
     // inside a running one (a vendor hook) or after one that threw gets a fresh op
     let op = this.attrOp;
@@ -629,10 +628,15 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
     runOp(op);
   }
 
-  /** the resumable form (prepare → invalidate → store → post → finish) */
-  beginSetMemoryAttributes(attrs: KvmMemoryAttributes): KernelOp<void> {
+  /** what KVM_SET_MEMORY_ATTRIBUTES refuses before its op starts: not built, or the VM is gone */
+  private checkSetMemoryAttributes(): void {
     if (!this.profile.memoryAttributes) fail('ENOTTY', 'KVM_SET_MEMORY_ATTRIBUTES: not built (CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES)');
     this.checkAlive('KVM_SET_MEMORY_ATTRIBUTES');
+  }
+
+  /** the resumable form (prepare → invalidate → store → post → finish) */
+  beginSetMemoryAttributes(attrs: KvmMemoryAttributes): KernelOp<void> {
+    this.checkSetMemoryAttributes();
     return new SetMemoryAttributesOp(this, attrs);
   }
 
