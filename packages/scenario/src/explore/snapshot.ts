@@ -72,8 +72,9 @@ function assigner(keys: readonly (string | symbol)[]): Assign {
 }
 
 /**
- * Every object reachable from `root` by the walk GraphSnapshot makes (buffers included), but
- * not through `skip`. Objects of one world that another world built the same way also reaches
+ * Every object reachable from `root` (own properties' values, Map and Set entries, and the
+ * buffer behind each typed array or DataView), in the order of a depth-first walk, but not
+ * `skip`'s objects nor anything reached only through them. GraphSnapshot records this set. Objects of one world that another world built the same way also reaches
  * are shared (module-level tables, scratch buffers, the scenario): a snapshot leaves them out.
  */
 export function reachable(root: object, skip: ReadonlySet<object> = new Set()): Set<object> {
@@ -84,7 +85,7 @@ export function reachable(root: object, skip: ReadonlySet<object> = new Set()): 
     if (o === null || typeof o !== 'object' || seen.has(o) || skip.has(o)) continue;
     seen.add(o);
     if (ArrayBuffer.isView(o)) {
-      seen.add(o.buffer);
+      if (!skip.has(o.buffer)) seen.add(o.buffer);
       continue;
     }
     if (o instanceof Map) for (const [k, v] of o) stack.push(k, v);
@@ -109,60 +110,54 @@ export class GraphSnapshot {
    *   changes, e.g. the scenario)
    */
   constructor(root: object, skip: ReadonlySet<object> = new Set()) {
-    const seen = new Set<object>(skip);
-    const seenBuffers = new Set<ArrayBufferLike>();
-    for (const o of skip) if (o instanceof ArrayBuffer) seenBuffers.add(o);
-    const stack: unknown[] = [root];
-    while (stack.length > 0) {
-      const o = stack.pop();
-      if (o === null || typeof o !== 'object' || seen.has(o)) continue;
-      seen.add(o);
-      if (ArrayBuffer.isView(o) || o instanceof ArrayBuffer) {
-        const buffer = ArrayBuffer.isView(o) ? o.buffer : o;
-        if (!(buffer instanceof ArrayBuffer)) throw new Error('GraphSnapshot: a SharedArrayBuffer cannot be restored');
+    for (const o of reachable(root, skip)) {
+      // a view's bytes are its buffer's, which the walk reaches as well
+      if (ArrayBuffer.isView(o)) continue;
+      if (typeof SharedArrayBuffer !== 'undefined' && o instanceof SharedArrayBuffer) throw new Error('GraphSnapshot: a SharedArrayBuffer cannot be restored');
+      if (o instanceof ArrayBuffer) {
         // (ES2024: not in this build's lib)
-        if ((buffer as { resizable?: boolean }).resizable) throw new Error('GraphSnapshot: a resizable ArrayBuffer cannot be restored');
-        if (!seenBuffers.has(buffer)) {
-          seenBuffers.add(buffer);
-          const view = new Uint8Array(buffer);
-          this.buffers.push({ buffer, view, bytes: view.slice() });
-        }
+        if ((o as { resizable?: boolean }).resizable) throw new Error('GraphSnapshot: a resizable ArrayBuffer cannot be restored');
+        const view = new Uint8Array(o);
+        this.buffers.push({ buffer: o, view, bytes: view.slice() });
         continue;
       }
       if (o instanceof WeakMap || o instanceof WeakSet || o instanceof WeakRef || o instanceof Promise || o instanceof Date) {
         throw new Error(`GraphSnapshot: a ${o.constructor.name} cannot be restored`);
       }
-      let kind = Kind.Object;
-      let items: unknown[] | null = null;
-      if (Array.isArray(o)) {
-        kind = Kind.Array;
-        items = o.slice();
-      } else if (o instanceof Map) {
-        kind = Kind.Map;
-        items = [];
-        for (const [k, v] of o) items.push(k, v);
-      } else if (o instanceof Set) {
-        kind = Kind.Set;
-        items = [...o];
-      }
-      const keys: (string | symbol)[] = [];
-      const values: unknown[] = [];
-      for (const k of Reflect.ownKeys(o)) {
-        if (kind === Kind.Array && (k === 'length' || (typeof k === 'string' && INDEX.test(k)))) continue;
-        const d = Object.getOwnPropertyDescriptor(o, k)!;
-        if (!('value' in d)) throw new Error(`GraphSnapshot: accessor property ${String(k)} cannot be restored`);
-        stack.push(d.value);
-        // a read-only property cannot change, but what it holds may
-        if (!d.writable) continue;
-        keys.push(k);
-        values.push(d.value);
-        if (k === 'disposed' && d.value === false) this.disposables.push(o as { disposed?: unknown });
-      }
-      if (items) for (const v of items) stack.push(v);
-      // arrays, Maps and Sets grow and shrink; any other object keeps its properties
-      if (kind === Kind.Object) Object.seal(o);
-      this.saved.push({ obj: o, kind, values, assign: assigner(keys), items });
+      this.record(o);
     }
+  }
+
+  /** records one object's own writable properties (and an array's, Map's or Set's entries) */
+  private record(o: object): void {
+    let kind = Kind.Object;
+    let items: unknown[] | null = null;
+    if (Array.isArray(o)) {
+      kind = Kind.Array;
+      items = o.slice();
+    } else if (o instanceof Map) {
+      kind = Kind.Map;
+      items = [];
+      for (const [k, v] of o) items.push(k, v);
+    } else if (o instanceof Set) {
+      kind = Kind.Set;
+      items = [...o];
+    }
+    const keys: (string | symbol)[] = [];
+    const values: unknown[] = [];
+    for (const k of Reflect.ownKeys(o)) {
+      if (kind === Kind.Array && (k === 'length' || (typeof k === 'string' && INDEX.test(k)))) continue;
+      const d = Object.getOwnPropertyDescriptor(o, k)!;
+      if (!('value' in d)) throw new Error(`GraphSnapshot: accessor property ${String(k)} cannot be restored`);
+      // a read-only property cannot change, but what it holds may
+      if (!d.writable) continue;
+      keys.push(k);
+      values.push(d.value);
+      if (k === 'disposed' && d.value === false) this.disposables.push(o as { disposed?: unknown });
+    }
+    // arrays, Maps and Sets grow and shrink; any other object keeps its properties
+    if (kind === Kind.Object) Object.seal(o);
+    this.saved.push({ obj: o, kind, values, assign: assigner(keys), items });
   }
 
   /** objects recorded (tests, diagnostics) */
