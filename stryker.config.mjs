@@ -12,6 +12,8 @@ export default {
   // two cores, shared: one test process beside Stryker itself
   concurrency: 1,
   timeoutMS: 60_000,
+  // the instrumented first run of a whole package's tests (core: minutes) records per-test coverage
+  dryRunTimeoutMinutes: 60,
   ignorePatterns: ['.stryker-tmp', 'reports', 'bench', '**/dist', '.turbo'],
   tempDirName: '.stryker-tmp',
   cleanTempDir: true,

@@ -7,6 +7,9 @@ import { defineConfig } from 'vitest/config';
 // (the `@ccmem/source` export condition points at `src/`), so no build is needed.
 // A package's own `pnpm test` runs its project alone: `vitest run --root ../.. --project <name>`.
 const repoRoot = fileURLToPath(new URL('.', import.meta.url));
+// `pnpm mutate` raises the per-test limit: instrumented code runs several times slower, and
+// StrykerJS judges a mutant's time by its own timeout (stryker.config.mjs `timeoutMS`)
+const testTimeout = Number(process.env.CCMEM_TEST_TIMEOUT_MS) || 60_000;
 const projectDirs = ['packages', 'apps'].flatMap((group) =>
   readdirSync(join(repoRoot, group))
     .map((name) => join(group, name))
@@ -19,7 +22,7 @@ export default defineConfig({
   test: {
     projects: projectDirs.map((dir) => ({
       extends: true,
-      test: { name: dir.split('/')[1], root: join(repoRoot, dir), include: ['src/**/*.test.ts', 'test/**/*.test.ts'], testTimeout: 60_000 },
+      test: { name: dir.split('/')[1], root: join(repoRoot, dir), include: ['src/**/*.test.ts', 'test/**/*.test.ts'], testTimeout },
     })),
     reporters: process.env.CCMEM_TEST_REPORT
       ? ['default', ['json', { outputFile: process.env.CCMEM_TEST_REPORT }]]
