@@ -1,3 +1,6 @@
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ccmemInProcess } from '../test-support/ccmem-in-process.js';
 import { cellRunner, judgeCells } from '../mutation/matrix-cells.js';
@@ -23,19 +26,23 @@ describe('the matrix as a mutation-testing suite', () => {
       const cells = judgeCells(filter);
       expect(cells.map((c) => key(c.cell))).toEqual(doc.rows.map(key));
       const run = await cellRunner();
-      const verdicts = cells.map((c) => run(c).status);
+      const verdicts = cells.map((c) => run(c)?.status);
       expect(verdicts).toEqual(doc.rows.map((x) => x.status));
       expect(cells.length).toBeGreaterThan(filter ? 50 : 400);
     });
   }
 
-  it('a cell that fails its expectations is a failing row', async () => {
+  it('a cell whose file expects what the model does not do is a failing row', async () => {
     const [first] = judgeCells();
-    const broken = structuredClone(first!);
-    const step = broken.entry.scenario.steps.find((s) => s.expect !== undefined);
-    expect(step).toBeDefined();
-    Object.assign(step!, { expect: { errno: 'E2BIG' } });
-    const row = (await cellRunner())(broken);
-    expect(row.status).toBe('fail');
+    const dir = mkdtempSync(join(tmpdir(), 'ccmem-judge-'));
+    const path = join(dir, 'broken.yaml');
+    // the first errno the file expects, made one no call there returns
+    const text = readFileSync(first!.path, 'utf8');
+    const broken = text.replace(/errno: E(?!2BIG)[A-Z0-9]+/, 'errno: E2BIG');
+    expect(broken).not.toBe(text);
+    writeFileSync(path, broken);
+    const run = await cellRunner();
+    expect(run(first!)?.status).toBe('pass');
+    expect(run({ ...first!, path })?.status).toBe('fail');
   });
 });
