@@ -93,7 +93,7 @@ describe('GHCB requests of an SEV-ES guest (sev_handle_vmgexit()): the reasons i
     // GHCB_MSR_TERM_REQ: reason set in bits 12..15, reason code in bits 16..23
     const term = sevHandleVmgexit(es(), { op: 'ghcb_msr', value: ghcbMsrTermReq(3, 0x45) + 2 ** 40 }, null, null);
     expect(term.detail).toEqual({ reason: 'GHCB_MSR_TERM_REQ: guest requested termination 3:69' });
-    expect(term.exit?.system_event?.data).toEqual([ghcbMsrTermReq(3, 0x45) + 2 ** 40]);
+    expect(term.exit).toMatchObject({ system_event: { data: [ghcbMsrTermReq(3, 0x45) + 2 ** 40] } });
   });
 
   it('a guest op of a VM that is not an SEV-ES guest, and the sev_vmgexit event of one that is', () => {
@@ -229,8 +229,7 @@ describe('LAUNCH_UPDATE_DATA over physically scattered pages (sev_launch_update_
     vm.memoryEncryptOp({ cmd: 'sev_launch_update_data', uaddr: hva + offset, len });
     expect(b.pagesLocked).toBe(0);
     expect(b.inspect!({ what: 'sev' })).toMatchObject({ measured_bytes: len });
-    const pfns = order.map((i) => kvm.process.mm.translate?.(hva + i * PAGE_SIZE));
-    return { m: vm.memoryEncryptOp({ cmd: 'sev_launch_measure', uaddr: hva + MiB, len: 48 }).out!.measurement, pfns };
+    return { m: vm.memoryEncryptOp({ cmd: 'sev_launch_measure', uaddr: hva + MiB, len: 48 }).out!.measurement };
   }
 
   it('measures the same bytes whatever frames back the pages', () => {
