@@ -7,9 +7,9 @@
  * (arch/x86/kvm/svm/sev.c, arch/x86/include/asm/sev-common.h).
  */
 import { describe, expect, it } from 'vitest';
-import { KVM_CAP_EXIT_HYPERCALL, KVM_HC_MAP_GPA_RANGE, KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_X86_SNP_VM, PAGE_SIZE, PG_LEVEL_2M, PG_LEVEL_4K, recordTrace, type TraceEvent } from '@ccmem/core';
+import { KVM_CAP_EXIT_HYPERCALL, KVM_HC_MAP_GPA_RANGE, KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_X86_SNP_VM, PAGE_SIZE, PG_LEVEL_2M, PG_LEVEL_4K, errnoName, recordTrace, type TraceEvent } from '@ccmem/core';
 import { SNP_PAGE_TYPE_NORMAL, SNP_PAGE_TYPE_ZERO } from './launch-digest.js';
-import { PFERR_GUEST_ENC_MASK, PFERR_GUEST_RMP_MASK, PFERR_GUEST_SIZEM_MASK } from './instructions.js';
+import { PFERR_GUEST_ENC_MASK, PFERR_GUEST_RMP_MASK, PFERR_GUEST_SIZEM_MASK, PSMASH_FAIL_PERMISSION, RMPUPDATE_FAIL_INPUT } from './instructions.js';
 import {
   SNP_PAGE_STATE_PRIVATE,
   SNP_PAGE_STATE_SHARED,
@@ -251,8 +251,9 @@ describe('PVALIDATE and RMPADJUST through the guest', () => {
     const plain = t.vcpu.guestOp({ op: 'rmpadjust', gpa: GPA0, level: PG_LEVEL_4K, vmpl: 1, perms: 0xf });
     const vmsa = t.vcpu.guestOp({ op: 'rmpadjust', gpa: GPA0 + PAGE_SIZE, level: PG_LEVEL_4K, vmpl: 1, perms: 0xf, vmsa: true });
     expect(plain.ret).toBe(0);
+    expect(vmsa.ret).toBe(0);
     expect(t.host.rmp.inspect(t.vm.gmemPeekPfn(GFN0)).vmsa).toBe(false);
-    expect(t.host.rmp.inspect(t.vm.gmemPeekPfn(GFN0 + 1)).vmsa).toBe(vmsa.ret === 0);
+    expect(t.host.rmp.inspect(t.vm.gmemPeekPfn(GFN0 + 1)).vmsa).toBe(true);
   });
 
   it('an unknown guest operation names itself', () => {
@@ -437,5 +438,90 @@ describe('the SNP backend object', () => {
     setPrivate(t, 0, 1);
     t.vcpu.guestWrite(GPA0, 8, 1n, true);
     expect(t.b.checkInvariants!().filter((s) => s.includes('handed out again'))).toEqual([]);
+  });
+});
+
+describe('failures the host injects (a racing CPU or the firmware)', () => {
+  it('sev_handle_rmp_fault(): a PSMASH that fails and leaves a 2M entry is warned about, and the range zapped anyway', () => {
+    const t = traced({ huge: true });
+    setPrivate(t, 0, 512);
+    t.vcpu.guestWrite(GPA0, 8, 1n, true);
+    const pfn = t.vm.gmemPeekPfn(GFN0);
+    t.host.injectResult('psmash', PSMASH_FAIL_PERMISSION);
+    t.events.length = 0;
+    t.b.handleNpfExtra!(0, GPA0 + PAGE_SIZE, ENC + PFERR_GUEST_SIZEM_MASK);
+    expect(t.events.filter((e) => e.name === 'sev_warn' || e.name === 'kvm_rmp_fault')).toEqual([
+      { name: 'sev_warn', fields: { what: 'Unable to split RMP entry', gpa: GPA0 + PAGE_SIZE, pfn: pfn + 1, ret: PSMASH_FAIL_PERMISSION } },
+      {
+        name: 'kvm_rmp_fault',
+        fields: { gpa: GPA0 + PAGE_SIZE, pfn: pfn + 1, error_code: ENC + PFERR_GUEST_SIZEM_MASK, rmp_level: PG_LEVEL_2M, result: 'psmash + zap', ret: PSMASH_FAIL_PERMISSION },
+      },
+    ]);
+    expect(t.host.rmp.level(pfn)).toBe(PG_LEVEL_2M);
+    expect(backendStats(t).rmpFaultPsmash).toBe(1);
+  });
+
+  it('SNP_LAUNCH_UPDATE: a refused RMPUPDATE of the page is EFAULT, reported as EIO with the reason', () => {
+    const t = snpVm();
+    t.vm.memoryEncryptOp({ cmd: 'snp_launch_start' });
+    setPrivate(t, 0, 1);
+    t.host.injectResult('rmpupdate', RMPUPDATE_FAIL_INPUT);
+    expect(() => t.vm.memoryEncryptOp({ cmd: 'snp_launch_update', gfn_start: GFN0, uaddr: t.hva, len: PAGE_SIZE, type: SNP_PAGE_TYPE_NORMAL })).toThrow(
+      refused('EIO', 'snp_launch_update: kvm_gmem_populate failed (EFAULT): rmp_make_private failed'),
+    );
+    expect(t.b.inspect!({ what: 'launch' })).toMatchObject({ measuredPages: 0 });
+  });
+
+  it('SNP_LAUNCH_FINISH: a refused RMPUPDATE of a VMSA page gives back the VMSA pages made so far', () => {
+    const t = snpVm({ vcpus: 2 });
+    t.vm.memoryEncryptOp({ cmd: 'snp_launch_start' });
+    const phys = t.kvm.process.phys;
+    const before = phys.allocatedPages;
+    const updates = t.host.stats.rmpupdates;
+    // the first vCPU's VMSA page goes through, the second one's RMPUPDATE fails
+    const first = phys.allocPage();
+    phys.freePage(first);
+    t.host.injectResult('rmpupdate', 0);
+    t.host.injectResult('rmpupdate', RMPUPDATE_FAIL_INPUT);
+    expect(() => t.vm.memoryEncryptOp({ cmd: 'snp_launch_finish' })).toThrow(refused('EIO', 'snp_launch_update_vmsa: rmp_make_private failed'));
+    expect(phys.allocatedPages).toBe(before);
+    expect(t.host.leakedPages.size).toBe(0);
+    // the first page was made shared again (its RMPUPDATE went through)
+    expect(t.host.stats.rmpupdates).toBe(updates + 2);
+    expect(t.b.inspect!({ what: 'launch' })).toMatchObject({ finished: false, vmsaPfns: [] });
+  });
+
+  it('SNP_LAUNCH_FINISH: a VMSA page that cannot be made shared again is leaked, not freed', () => {
+    const t = snpVm({ vcpus: 2 });
+    t.vm.memoryEncryptOp({ cmd: 'snp_launch_start' });
+    t.host.injectResult('rmpupdate', 0);
+    t.host.injectResult('rmpupdate', RMPUPDATE_FAIL_INPUT);
+    t.host.injectResult('rmpupdate', RMPUPDATE_FAIL_INPUT);
+    expect(() => t.vm.memoryEncryptOp({ cmd: 'snp_launch_finish' })).toThrow(refused('EIO', 'snp_launch_update_vmsa: rmp_make_private failed'));
+    expect(t.host.leakedPages.size).toBe(1);
+  });
+});
+
+describe('more range ends', () => {
+  it('set-attributes timing: punching a hole over a page made shared again RMPUPDATEs nothing for it', () => {
+    const t = traced({ options: { rmpTiming: 'set-attributes' } });
+    setPrivate(t, 0, 2);
+    setPrivate(t, 0, 1, false);
+    const p0 = t.vm.gmemPeekPfn(GFN0);
+    const p1 = t.vm.gmemPeekPfn(GFN0 + 1);
+    expect(t.host.rmp.isAssigned(p0)).toBe(false);
+    t.events.length = 0;
+    t.punchHole(0, 2 * PAGE_SIZE);
+    expect(named(t.events, 'rmpupdate').map((e) => e.fields.pfn)).toEqual([p1]);
+  });
+
+  it('PVALIDATE of a private gfn outside any memslot fails with the errno of the fault-in', () => {
+    const t = snpVm();
+    t.vm.setMemoryAttributes({ address: 0, size: PAGE_SIZE, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
+    const r = t.vcpu.guestOp({ op: 'pvalidate', gpa: 0, level: PG_LEVEL_4K, validate: true });
+    // the guest op passes on what kvm_gmem_get_pfn() answered for the gfn
+    const err = t.vm.gmemGetPfnInto(0, { pfn: 0, maxOrder: 0 });
+    expect(err).toBeLessThan(0);
+    expect(r).toEqual({ errno: errnoName(-err) });
   });
 });

@@ -192,13 +192,20 @@ describe('KVM_MEMORY_ENCRYPT_OP on an SEV VM: refusals name the check', () => {
     expect(() => vm.memoryEncryptRegRegion({ addr: hva, size: 3 * PAGE_SIZE })).toThrow(
       refused('ENOMEM', 'sev_mem_enc_register_region: sev_pin_memory: 3 locked pages exceed the lock limit of 2'),
     );
-    expect(() => vm.memoryEncryptRegRegion({ addr: -1, size: PAGE_SIZE })).toThrow(refused('EINVAL', 'sev_mem_enc_register_region: addr or size > ULONG_MAX'));
+    for (const r of [{ addr: -1, size: PAGE_SIZE }, { addr: hva, size: -1 }, { addr: 2 ** 64, size: PAGE_SIZE }, { addr: hva, size: 2 ** 64 }]) {
+      expect(() => vm.memoryEncryptRegRegion(r)).toThrow(refused('EINVAL', 'sev_mem_enc_register_region: addr or size > ULONG_MAX'));
+    }
+    expect(() => vm.memoryEncryptRegRegion({ addr: hva, size: 0 })).toThrow(refused('EINVAL', 'sev_mem_enc_register_region: sev_pin_memory: length 0 or the range wraps'));
     expect(() => vm.memoryEncryptUnregRegion({ addr: hva, size: PAGE_SIZE })).toThrow(
       refused('EINVAL', `sev_mem_enc_unregister_region: no region registered at 0x${hva.toString(16)} with size 0x1000 (find_enc_region)`),
     );
     const big = sevVm(KVM_X86_SEV_VM);
     big.vm.memoryEncryptOp({ cmd: 'sev_init2' });
     expect(() => big.vm.memoryEncryptRegRegion({ addr: 0, size: 2 ** 31 * PAGE_SIZE })).toThrow(refused('EINVAL', 'sev_mem_enc_register_region: sev_pin_memory: npages > INT_MAX'));
+    // exactly INT_MAX pages pass the count check (and fail to pin: nothing is mapped at 0)
+    expect(() => big.vm.memoryEncryptRegRegion({ addr: 0, size: (2 ** 31 - 1) * PAGE_SIZE })).toThrow(
+      refused('ENOMEM', 'sev_mem_enc_register_region: sev_pin_memory: failure locking 2147483647 pages (pin_user_pages_fast)'),
+    );
     // unmapped memory: pin_user_pages_fast() pins fewer pages than asked
     expect(() => big.vm.memoryEncryptRegRegion({ addr: 0x1000, size: 2 * PAGE_SIZE })).toThrow(
       refused('ENOMEM', 'sev_mem_enc_register_region: sev_pin_memory: failure locking 2 pages (pin_user_pages_fast)'),
