@@ -7,7 +7,7 @@
  * (arch/x86/kvm/svm/sev.c, arch/x86/include/asm/sev-common.h).
  */
 import { describe, expect, it } from 'vitest';
-import { KVM_CAP_EXIT_HYPERCALL, KVM_HC_MAP_GPA_RANGE, KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_X86_SNP_VM, PAGE_SIZE, PG_LEVEL_2M, PG_LEVEL_4K, errnoName, recordTrace, type TraceEvent } from '@ccmem/core';
+import { ERRNO, KVM_CAP_EXIT_HYPERCALL, KVM_HC_MAP_GPA_RANGE, KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_X86_SNP_VM, PAGE_SIZE, PG_LEVEL_2M, PG_LEVEL_4K, errnoName, recordTrace, type TraceEvent } from '@ccmem/core';
 import { SNP_PAGE_TYPE_NORMAL, SNP_PAGE_TYPE_ZERO } from './launch-digest.js';
 import { PFERR_GUEST_ENC_MASK, PFERR_GUEST_RMP_MASK, PFERR_GUEST_SIZEM_MASK, PSMASH_FAIL_PERMISSION, RMPUPDATE_FAIL_INPUT } from './instructions.js';
 import {
@@ -523,5 +523,47 @@ describe('more range ends', () => {
     const err = t.vm.gmemGetPfnInto(0, { pfn: 0, maxOrder: 0 });
     expect(err).toBeLessThan(0);
     expect(r).toEqual({ errno: errnoName(-err) });
+  });
+});
+
+describe('sev_gmem_prepare() and sev_gmem_invalidate() when an RMPUPDATE or PSMASH fails', () => {
+  it('prepare: a refused rmp_make_private() is -EINVAL, which the guest\'s fault-in passes on', () => {
+    const t = snpVm();
+    setPrivate(t, 0, 1);
+    t.host.injectResult('rmpupdate', RMPUPDATE_FAIL_INPUT);
+    expect(t.vcpu.guestOp({ op: 'pvalidate', gpa: GPA0, level: PG_LEVEL_4K, validate: true })).toEqual({ errno: 'EINVAL' });
+  });
+
+  it('invalidate: a failed rmp_make_shared() is warned about with the pfn and the error', () => {
+    const t = traced();
+    setPrivate(t, 0, 1);
+    t.vcpu.guestWrite(GPA0, 8, 1n, true);
+    const pfn = t.vm.gmemPeekPfn(GFN0);
+    t.host.injectResult('rmpupdate', RMPUPDATE_FAIL_INPUT);
+    t.events.length = 0;
+    t.punchHole(0, PAGE_SIZE);
+    expect(named(t.events, 'sev_warn')).toEqual([{ name: 'sev_warn', fields: { what: 'rmp_make_shared failed in sev_gmem_invalidate', pfn, rc: -ERRNO.EFAULT } }]);
+    expect(t.host.rmp.isAssigned(pfn)).toBe(true);
+  });
+
+  it('invalidate of a 4K piece of a 2M entry: PSMASH first; a failed PSMASH is warned about, and the 4K update then fails too', () => {
+    const t = traced({ huge: true });
+    setPrivate(t, 0, 512);
+    t.vcpu.guestWrite(GPA0, 8, 1n, true);
+    const head = t.vm.gmemPeekPfn(GFN0);
+    expect(t.host.rmp.lookup(head)).toEqual({ assigned: true, level: PG_LEVEL_2M });
+    t.host.injectResult('psmash', PSMASH_FAIL_PERMISSION);
+    t.events.length = 0;
+    t.b.gmemInvalidate!(head + 1, head + 2);
+    expect(named(t.events, 'sev_warn')).toEqual([
+      { name: 'sev_warn', fields: { what: 'PSMASH failed in sev_gmem_invalidate', pfn: head + 1, rc: PSMASH_FAIL_PERMISSION } },
+      { name: 'sev_warn', fields: { what: 'rmp_make_shared failed in sev_gmem_invalidate', pfn: head + 1, rc: -ERRNO.EFAULT } },
+    ]);
+    // without the injected failure: PSMASH, then the 4K entry is made shared, no warning
+    t.events.length = 0;
+    t.b.gmemInvalidate!(head + 1, head + 2);
+    expect(named(t.events, 'sev_warn')).toEqual([]);
+    expect(t.host.rmp.isAssigned(head + 1)).toBe(false);
+    expect(t.host.rmp.lookup(head)).toEqual({ assigned: true, level: PG_LEVEL_4K });
   });
 });
