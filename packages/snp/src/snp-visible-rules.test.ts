@@ -7,9 +7,9 @@
  * (arch/x86/kvm/svm/sev.c, arch/x86/include/asm/sev-common.h).
  */
 import { describe, expect, it } from 'vitest';
-import { ERRNO, KVM_CAP_EXIT_HYPERCALL, KVM_HC_MAP_GPA_RANGE, KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_X86_SNP_VM, PAGE_SIZE, PG_LEVEL_2M, PG_LEVEL_4K, errnoName, recordTrace, type TraceEvent } from '@ccmem/core';
+import { ERRNO, KVM_CAP_EXIT_HYPERCALL, KVM_HC_MAP_GPA_RANGE, KVM_MEM_GUEST_MEMFD, KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_X86_SNP_VM, PAGE_SIZE, PG_LEVEL_2M, PG_LEVEL_4K, errnoName, recordTrace, type TraceEvent } from '@ccmem/core';
 import { SNP_PAGE_TYPE_NORMAL, SNP_PAGE_TYPE_ZERO } from './launch-digest.js';
-import { PFERR_GUEST_ENC_MASK, PFERR_GUEST_RMP_MASK, PFERR_GUEST_SIZEM_MASK, PSMASH_FAIL_PERMISSION, RMPUPDATE_FAIL_INPUT } from './instructions.js';
+import { PFERR_GUEST_ENC_MASK, PFERR_GUEST_RMP_MASK, PFERR_GUEST_SIZEM_MASK, PSMASH_FAIL_PERMISSION, RMPUPDATE_FAIL_INPUT, rmpupdateInsn } from './instructions.js';
 import {
   SNP_PAGE_STATE_PRIVATE,
   SNP_PAGE_STATE_SHARED,
@@ -565,5 +565,38 @@ describe('sev_gmem_prepare() and sev_gmem_invalidate() when an RMPUPDATE or PSMA
     expect(named(t.events, 'sev_warn')).toEqual([]);
     expect(t.host.rmp.isAssigned(head + 1)).toBe(false);
     expect(t.host.rmp.lookup(head)).toEqual({ assigned: true, level: PG_LEVEL_4K });
+  });
+});
+
+describe('the invariant checker (inspect of a broken state)', () => {
+  it('judges only the VM\'s own pages: another VM\'s assigned pages under another direct-map policy are not its business', () => {
+    const t = snpVm();
+    setPrivate(t, 0, 1);
+    t.vcpu.guestWrite(GPA0, 8, 1n, true);
+    // a second SNP VM on the same host, with the unmap policy
+    const vm2 = t.kvm.createVm({ type: KVM_X86_SNP_VM, options: { directmap: 'unmap', asid: 2 } });
+    vm2.memoryEncryptOp({ cmd: 'sev_init2' });
+    const fd = vm2.createGuestMemfd({ size: 2 * 2 ** 20, flags: 0 });
+    const hva = t.kvm.process.mm.mmap({ length: 2 * 2 ** 20, prot: { read: true, write: true }, shared: false });
+    vm2.setUserMemoryRegion2({ slot: 1, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: GPA0, memory_size: 2 * 2 ** 20, userspace_addr: hva, guest_memfd: fd, guest_memfd_offset: 0 });
+    expect((vm2.backend as SnpBackend).checkInvariants!()).toEqual([]);
+    expect(t.b.checkInvariants!()).toEqual([]);
+  });
+
+  it('reports an assigned 4K page under a huge direct-map page (split policy) and a private mapping whose RMP gpa differs', () => {
+    const t = snpVm();
+    setPrivate(t, 0, 1);
+    t.vcpu.guestWrite(GPA0, 8, 1n, true);
+    const pfn = t.vm.gmemPeekPfn(GFN0);
+    // RMPUPDATE behind KVM's back: the entry now says gpa + 0x3000 (the NPT still maps gfn 0 to it)
+    expect(rmpupdateInsn(t.host.rmp, pfn, { gpa: 0, assigned: false, pagesize: 0, immutable: false, asid: 0 })).toBe(0);
+    expect(rmpupdateInsn(t.host.rmp, pfn, { gpa: GPA0 + 0x3000, assigned: true, pagesize: 0, immutable: false, asid: t.b.asid })).toBe(0);
+    expect(t.b.checkInvariants!()).toContain(`private NPT mapping gfn ${hex(GFN0)} → pfn ${hex(pfn)} (level 1): RMP gpa ${hex(GPA0 + 0x3000)} does not match`);
+    // a frame the direct map still holds in a huge page, assigned without KVM splitting it
+    const far = 0x4_0000;
+    expect(t.host.directmap.mappingLevel(far)).toBeGreaterThan(PG_LEVEL_4K);
+    expect(rmpupdateInsn(t.host.rmp, far, { gpa: GPA0 + 0x100000, assigned: true, pagesize: 0, immutable: false, asid: t.b.asid })).toBe(0);
+    const level = t.host.directmap.mappingLevel(far) === 3 ? '1G' : '2M';
+    expect(t.b.checkInvariants!()).toContain(`assigned 4K pfn ${hex(far)} sits under a ${level} direct-map page: a host write to a shared neighbour takes an RMP #PF`);
   });
 });
