@@ -227,23 +227,74 @@ describe('LAUNCH_UPDATE_DATA over physically scattered pages (sev_launch_update_
   const offset = 32;
   const len = 2 * PAGE_SIZE + 64;
 
-  /** the measurement of `bytes[offset, offset + len)`, with the user pages faulted in `order` */
+  /**
+   * The measurement of `bytes[offset, offset + len)`, with the user pages faulted in `order`
+   * (the allocator hands out frames in that order), and the firmware commands it took:
+   * [paddr offset in the first page, length] of each LAUNCH_UPDATE_DATA.
+   */
   function measure(order: number[]) {
-    const { kvm, vm, hva, b } = sevVm(KVM_X86_SEV_VM);
+    const { kvm, vm, hva, b, fw } = sevVm(KVM_X86_SEV_VM);
     for (const i of order) kvm.process.mm.writeBytes(hva + i * PAGE_SIZE, bytes.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE));
     vm.memoryEncryptOp({ cmd: 'sev_init2' });
     vm.memoryEncryptOp({ cmd: 'sev_launch_start', policy: 0 });
+    const cmds: number[][] = [];
+    const real = fw.launchUpdateData.bind(fw);
+    fw.launchUpdateData = (handle, paddrOffset, data) => {
+      cmds.push([paddrOffset, data.length]);
+      return real(handle, paddrOffset, data);
+    };
     vm.memoryEncryptOp({ cmd: 'sev_launch_update_data', uaddr: hva + offset, len });
+    fw.launchUpdateData = real;
     expect(b.pagesLocked).toBe(0);
     expect(b.inspect!({ what: 'sev' })).toMatchObject({ measured_bytes: len });
-    return { m: vm.memoryEncryptOp({ cmd: 'sev_launch_measure', uaddr: hva + MiB, len: 48 }).out!.measurement };
+    return { m: vm.memoryEncryptOp({ cmd: 'sev_launch_measure', uaddr: hva + MiB, len: 48 }).out!.measurement, cmds };
   }
 
-  it('measures the same bytes whatever frames back the pages', () => {
+  it('one firmware command per physically contiguous run; the same bytes measured whatever frames back the pages', () => {
     const inOrder = measure([0, 1, 2]);
-    expect(measure([2, 0, 1]).m).toBe(inOrder.m);
-    expect(measure([1, 2, 0]).m).toBe(inOrder.m);
-    expect(measure([2, 1, 0]).m).toBe(inOrder.m);
+    expect(inOrder.cmds).toEqual([[offset, len]]);
+    // pages 0 and 1 on adjacent frames, page 2 below them
+    const a = measure([2, 0, 1]);
+    expect(a.cmds).toEqual([[offset, 2 * PAGE_SIZE - offset], [0, len - (2 * PAGE_SIZE - offset)]]);
+    expect(a.m).toBe(inOrder.m);
+    // page 0 alone, pages 1 and 2 adjacent
+    const b = measure([1, 2, 0]);
+    expect(b.cmds).toEqual([[offset, PAGE_SIZE - offset], [0, len - (PAGE_SIZE - offset)]]);
+    expect(b.m).toBe(inOrder.m);
+    // every page on its own
+    const c = measure([2, 1, 0]);
+    expect(c.cmds).toEqual([[offset, PAGE_SIZE - offset], [0, PAGE_SIZE], [0, len - (2 * PAGE_SIZE - offset)]]);
+    expect(c.m).toBe(inOrder.m);
+  });
+});
+
+describe('LAUNCH_UPDATE_VMSA: the save area the firmware measures (struct sev_es_save_area)', () => {
+  it('sev_features is the little-endian u64 at 0x3b0; the model puts the vCPU id at 0xff0 and zeroes the rest', () => {
+    const { kvm, vm, b, fw } = sevVm(KVM_X86_SEV_ES_VM);
+    const platform = snpHostFor(kvm.process.phys).sev;
+    expect(platform.supportedVmsaFeatures).toBe(SVM_SEV_FEAT_DEBUG_SWAP);
+    vm.memoryEncryptOp({ cmd: 'sev_init2', vmsa_features: SVM_SEV_FEAT_DEBUG_SWAP });
+    // a feature bit above 31 (no CPU has one the model supports): written into the high half
+    (b.info as SevInfo).vmsaFeatures = 2 ** 33 + SVM_SEV_FEAT_DEBUG_SWAP;
+    vm.createVcpu(0);
+    vm.createVcpu(1);
+    vm.memoryEncryptOp({ cmd: 'sev_launch_start', policy: SEV_POLICY_ES });
+    const pages: Uint8Array[] = [];
+    const real = fw.launchUpdateVmsa.bind(fw);
+    fw.launchUpdateVmsa = (handle, vmsa) => {
+      pages.push(vmsa.slice());
+      return real(handle, vmsa);
+    };
+    vm.memoryEncryptOp({ cmd: 'sev_launch_update_vmsa' });
+    fw.launchUpdateVmsa = real;
+    expect(pages).toHaveLength(2);
+    for (const [id, page] of pages.entries()) {
+      const expected = new Uint8Array(PAGE_SIZE);
+      expected[0x3b0] = SVM_SEV_FEAT_DEBUG_SWAP;
+      expected[0x3b4] = 2; // bit 33
+      expected[0xff0] = id;
+      expect([...page]).toEqual([...expected]);
+    }
   });
 });
 
