@@ -600,3 +600,34 @@ describe('the invariant checker (inspect of a broken state)', () => {
     expect(t.b.checkInvariants!()).toContain(`assigned 4K pfn ${hex(far)} sits under a ${level} direct-map page: a host write to a shared neighbour takes an RMP #PF`);
   });
 });
+
+describe('the attribute hooks: policy and timing', () => {
+  it('split policy: a page guest_memfd holds stays in the direct map when its gfn becomes private again', () => {
+    const t = snpVm();
+    setPrivate(t, 0, 1);
+    t.vcpu.guestWrite(GPA0, 8, 1n, true);
+    setPrivate(t, 0, 1, false);
+    const pfn = t.vm.gmemPeekPfn(GFN0);
+    setPrivate(t, 0, 1);
+    expect(t.host.directmap.isPresent(pfn)).toBe(true);
+  });
+
+  it('set-attributes timing: a refused RMPUPDATE of a page going private is warned about with the gfn', () => {
+    const t = traced({ options: { rmpTiming: 'set-attributes' } });
+    t.host.injectResult('rmpupdate', RMPUPDATE_FAIL_INPUT);
+    t.events.length = 0;
+    setPrivate(t, 3, 1);
+    expect(named(t.events, 'sev_warn')).toEqual([{ name: 'sev_warn', fields: { what: 'update_mem_attr: RMPUPDATE failed', gfn: GFN0 + 3 } }]);
+    expect(backendStats(t)).toMatchObject({ attrRmpFailures: 1, attrRmpUpdates: 0 });
+  });
+
+  it('the invariant report names a 2M direct-map page as 2M', () => {
+    const t = snpVm();
+    const far = 0x4_0000;
+    // a 4K RMPUPDATE two 2M blocks away splits the 1G direct-map page around `far` into 2M pages
+    t.host.directmap.adjustDirectMap(far + 2 * 512, PG_LEVEL_4K);
+    expect(t.host.directmap.mappingLevel(far)).toBe(PG_LEVEL_2M);
+    expect(rmpupdateInsn(t.host.rmp, far, { gpa: GPA0 + 0x100000, assigned: true, pagesize: 0, immutable: false, asid: t.b.asid })).toBe(0);
+    expect(t.b.checkInvariants!()).toContain(`assigned 4K pfn ${hex(far)} sits under a 2M direct-map page: a host write to a shared neighbour takes an RMP #PF`);
+  });
+});
