@@ -70,7 +70,7 @@ import {
   SNP_PAGE_TYPE_ZERO,
 } from './launch-digest.js';
 import { sevGuestInit2, sevHandleVmgexit, type SevInfo } from './sev/sev-backend.js';
-import { GHCB_MSR_PSC_REQ, GHCB_MSR_REG_GPA_REQ, GHCB_MSR_REG_GPA_RESP } from './sev/uapi.js';
+import { GHCB_MSR_REG_GPA_REQ, GHCB_MSR_REG_GPA_RESP } from './sev/uapi.js';
 import { RMP_ENTRIES_PER_2M, RMPW_ASSIGNED, RMPW_VALIDATED, wordAsid, type RmpEntryView } from './rmp.js';
 
 export interface SnpBackendOptions extends SnpVmOptions {
