@@ -102,9 +102,9 @@ function isAligned(x: number, bytes: number): boolean {
   return ((x >>> 0) & (bytes - 1)) === 0;
 }
 
-/** pfn - pfn % 512 (without a float modulo for the pfns that can be valid) */
+/** the 2M-aligned head of `pfn` (without a float modulo; a negative pfn's head is negative too, and no entry) */
 function headOf(pfn: number): number {
-  return pfn >= 0 ? Math.floor(pfn / RMP_ENTRIES_PER_2M) * RMP_ENTRIES_PER_2M : pfn - (pfn % RMP_ENTRIES_PER_2M);
+  return Math.floor(pfn / RMP_ENTRIES_PER_2M) * RMP_ENTRIES_PER_2M;
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -33,6 +33,19 @@ describe('Rmp', () => {
     expect(rmp.lookup(1024)).toEqual({ assigned: false, level: PG_LEVEL_4K });
   });
 
+  it('a negative pfn has no entry and no 2M head: level 4K even when frame 0 is a 2M page', () => {
+    const rmp = new Rmp({ maxPfn: 4096 });
+    rmp.writeEntry(0, RMPW_ASSIGNED | RMPW_PAGESIZE, 0);
+    expect(rmp.level(0)).toBe(PG_LEVEL_2M);
+    expect(rmp.level(-1)).toBe(PG_LEVEL_4K);
+    expect(rmp.level(-511)).toBe(PG_LEVEL_4K);
+    expect(rmp.lookup(-1)).toBeNull();
+  });
+
+  it('refuses an RMP without frames', () => {
+    for (const maxPfn of [0, -1, 1.5, 2 ** 53]) expect(() => new Rmp({ maxPfn })).toThrow('Rmp: maxPfn must be a positive integer');
+  });
+
   it('keeps VMPL permission nibbles apart', () => {
     const w = (0x5 << 15) | (0xa << 19) | (0xf << 23) | RMPW_VALIDATED;
     expect([vmplPerms(w, 1), vmplPerms(w, 2), vmplPerms(w, 3)]).toEqual([0x5, 0xa, 0xf]);

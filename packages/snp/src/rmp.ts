@@ -137,8 +137,8 @@ export class Rmp {
    * 2M-aligned entry. If that entry says 2M, every frame in the region is treated as 2M.
    */
   level(pfn: number): number {
-    // the 2M-aligned head (pfn - pfn % 512; a negative pfn has no entry, its head neither)
-    const head = pfn >= 0 ? Math.floor(pfn / RMP_ENTRIES_PER_2M) * RMP_ENTRIES_PER_2M : pfn - (pfn % RMP_ENTRIES_PER_2M);
+    // the 2M-aligned head (rounded down: a negative pfn has no entry, its head neither)
+    const head = Math.floor(pfn / RMP_ENTRIES_PER_2M) * RMP_ENTRIES_PER_2M;
     return (this.word(head) & RMPW_PAGESIZE) !== 0 ? PG_LEVEL_2M : PG_LEVEL_4K;
   }
 
@@ -225,8 +225,8 @@ export class Rmp {
    */
   writeEntry(pfn: number, word: number, gfn: number): void {
     const idx = Math.floor(pfn / RMP_ENTRIES_PER_2M);
-    // pfn % 512 (the instructions write only valid pfns; a negative one keeps the modulo's answer)
-    const i = pfn >= 0 ? pfn - idx * RMP_ENTRIES_PER_2M : pfn % RMP_ENTRIES_PER_2M;
+    // pfn % 512 (the instructions write only valid pfns, so pfn >= 0)
+    const i = pfn - idx * RMP_ENTRIES_PER_2M;
     let c = this.chunk(idx);
     const isDefault = word === 0 && gfn === 0;
     if (c === undefined) {

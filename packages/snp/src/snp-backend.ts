@@ -70,7 +70,7 @@ import {
   SNP_PAGE_TYPE_ZERO,
 } from './launch-digest.js';
 import { sevGuestInit2, sevHandleVmgexit, type SevInfo } from './sev/sev-backend.js';
-import { GHCB_MSR_PSC_REQ, GHCB_MSR_REG_GPA_REQ, GHCB_MSR_REG_GPA_RESP } from './sev/uapi.js';
+import { GHCB_MSR_REG_GPA_REQ, GHCB_MSR_REG_GPA_RESP } from './sev/uapi.js';
 import { RMP_ENTRIES_PER_2M, RMPW_ASSIGNED, RMPW_VALIDATED, wordAsid, type RmpEntryView } from './rmp.js';
 
 export interface SnpBackendOptions extends SnpVmOptions {
@@ -591,19 +591,16 @@ class SnpBackendImpl implements SnpBackend {
 
   /** the SNP-only GHCB MSR requests: GHCB_MSR_REG_GPA_REQ and GHCB_MSR_PSC_REQ */
   private snpGhcbMsr(vcpuId: number, value: number): GuestOpResult {
-    const info = value % 0x1000;
-    if (info === GHCB_MSR_REG_GPA_REQ) {
+    if (value % 0x1000 === GHCB_MSR_REG_GPA_REQ) {
       const gfn = Math.floor(value / 0x1000);
       this.ghcbRegistered.set(vcpuId, gfn * 4096);
       return { ret: gfn * 0x1000 + GHCB_MSR_REG_GPA_RESP };
     }
-    if (info === GHCB_MSR_PSC_REQ) {
-      // GHCB_MSR_PSC_REQ: gfn in bits 12..51, operation in bits 52..55
-      const gfn = Math.floor(value / 0x1000) % 2 ** 40;
-      const op = Math.floor(value / 2 ** 52) & 0xf;
-      return this.pscMsr(vcpuId, gfn * 4096, op);
-    }
-    return { ret: value };
+    // GHCB_MSR_PSC_REQ (sevHandleVmgexit() hands over only these two): gfn in bits 12..51,
+    // operation in bits 52..55
+    const gfn = Math.floor(value / 0x1000) % 2 ** 40;
+    const op = Math.floor(value / 2 ** 52) & 0xf;
+    return this.pscMsr(vcpuId, gfn * 4096, op);
   }
 
   /** VMGEXIT PSC with a GHCB buffer of up to 253 entries */

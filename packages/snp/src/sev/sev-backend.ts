@@ -9,7 +9,7 @@
  * ordinary VMM memory that userspace registers (KVM_MEMORY_ENCRYPT_REG_REGION) so KVM pins it:
  * an encrypted page must not move, because its ciphertext is bound to its physical address.
  */
-import { ERRNO, KVM_X86_DEFAULT_VM, KVM_X86_SEV_ES_VM, KVM_X86_SEV_VM, KVM_X86_SNP_VM, KVM_SYSTEM_EVENT_SEV_TERM, checkVmOptions, fail } from '@ccmem/core';
+import { ERRNO, KVM_X86_SEV_ES_VM, KVM_X86_SEV_VM, KVM_X86_SNP_VM, KVM_SYSTEM_EVENT_SEV_TERM, checkVmOptions, fail } from '@ccmem/core';
 import type {
   BackendEnv,
   BackendFactory,
@@ -265,9 +265,10 @@ class SevBackendImpl implements SevBackend {
     switch (req.cmd) {
       case 'sev_es_init':
       case 'sev_init':
-        // sev_guest_init(): the deprecated commands initialize a KVM_X86_DEFAULT_VM only
-        if (this.vmType !== KVM_X86_DEFAULT_VM) sevFail('EINVAL', `sev_guest_init: ${req.cmd === 'sev_init' ? 'KVM_SEV_INIT' : 'KVM_SEV_ES_INIT'} on a VM of type ${this.vmType} (use KVM_SEV_INIT2)`);
-        return { ret: 0 };
+        // sev_guest_init(): the deprecated commands initialize a KVM_X86_DEFAULT_VM only, and
+        // this backend serves KVM_X86_SEV_VM and KVM_X86_SEV_ES_VM
+        sevFail('EINVAL', `sev_guest_init: ${req.cmd === 'sev_init' ? 'KVM_SEV_INIT' : 'KVM_SEV_ES_INIT'} on a VM of type ${this.vmType} (use KVM_SEV_INIT2)`);
+      // eslint-disable-next-line no-fallthrough
       case 'sev_init2':
         return this.init2(req);
       case 'sev_launch_start':
@@ -330,7 +331,8 @@ class SevBackendImpl implements SevBackend {
    * the pages the range touches (an unaligned 4 KiB range pins two), not ulen / PAGE_SIZE.
    */
   private pinMemory(uaddr: number, ulen: number, longterm: boolean, who: string): { npages: number; pfns: Float64Array } {
-    if (ulen === 0 || uaddr + ulen > U64_LIMIT) sevFail('EINVAL', `${who}: sev_pin_memory: length 0 or the range wraps`);
+    // `uaddr + ulen < uaddr` in unsigned long: a range that ends at 2^64 wraps to 0 too
+    if (ulen === 0 || uaddr + ulen >= U64_LIMIT) sevFail('EINVAL', `${who}: sev_pin_memory: length 0 or the range wraps`);
     const first = Math.floor(uaddr / PAGE_SIZE);
     const last = Math.floor((uaddr + ulen - 1) / PAGE_SIZE);
     const npages = last - first + 1;
