@@ -16,6 +16,7 @@ import {
   Kvm,
   PG_LEVEL_2M,
   PhysMem,
+  UPSTREAM_PROFILE,
   recordTrace,
 } from '@ccmem/core';
 import { guestMemfdFactory } from '@ccmem/gmem';
@@ -205,15 +206,37 @@ describe('KVM_MEMORY_ENCRYPT_OP checks', () => {
     expect(b.stats.bugs).toBe(1);
   });
 
-  it('INIT_MEM_REGION: a page that is already mapped is not measured', () => {
+  it('INIT_MEM_REGION: a PAGE.ADD that fails bugs the VM, and the page is not measured', () => {
     const t = make();
     const { vm, vcpu, src, b } = t;
     vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
     vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
-    expect(vcpu.memoryEncryptOp({ cmd: 'tdx_init_mem_region', source_addr: src, gpa: 0, nr_pages: 1 }).ret).toBe(0);
-    const again = code(() => vcpu.memoryEncryptOp({ cmd: 'tdx_init_mem_region', source_addr: src, gpa: 0, nr_pages: 1, flags: KVM_TDX_MEASURE_MEMORY_REGION }));
-    expect(again).toBeDefined();
+    expect(vcpu.memoryEncryptOp({ cmd: 'tdx_init_mem_region', source_addr: src, gpa: P, nr_pages: 1 }).ret).toBe(0);
+    // the S-EPT already has an entry the mirror root does not know (TDH.MEM.PAGE.AUG during the build)
+    expect(b.td.memPageAug(0, 0, t.phys.allocPage())).toBe(TDX_SUCCESS);
+    expect(code(() => vcpu.memoryEncryptOp({ cmd: 'tdx_init_mem_region', source_addr: src, gpa: 0, nr_pages: 1, flags: KVM_TDX_MEASURE_MEMORY_REGION }))).toBe('EIO');
+    expect(b.bugReasons).toEqual(['TDH.MEM.PAGE.ADD failed: TDX_EPT_ENTRY_STATE_INCORRECT']);
     expect(b.td.callCount('TDH.MR.EXTEND')).toBe(0);
+  });
+});
+
+describe('INIT_MEM_REGION past the GPAW', () => {
+  it('is EINVAL even where the host\'s MAXPHYADDR allows a memslot there', () => {
+    const kvm = new Kvm({ profile: { ...UPSTREAM_PROFILE, hostMaxPhyAddr: 52 }, guestMemfd: guestMemfdFactory, backends: { [KVM_X86_TDX_VM]: tdxBackendFactory } });
+    const vm = kvm.createVm({ type: KVM_X86_TDX_VM, options: {}, rootLevel: 4 });
+    const b = vm.backend as TdxBackend;
+    const base = 2 ** 48;
+    const size = 16 * P;
+    const gmemFd = vm.createGuestMemfd({ size, flags: 0 });
+    const hva = kvm.process.mm.mmap({ length: size, prot: { read: true, write: true }, shared: true });
+    vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: base, memory_size: size, userspace_addr: hva, guest_memfd: gmemFd, guest_memfd_offset: 0 });
+    vm.setMemoryAttributes({ address: base, size, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
+    const vcpu = vm.createVcpu(0);
+    const src = kvm.process.mm.mmap({ length: P, prot: { read: true, write: true }, shared: false });
+    vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
+    vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
+    expect(code(() => vcpu.memoryEncryptOp({ cmd: 'tdx_init_mem_region', source_addr: src, gpa: base, nr_pages: 1 }))).toBe('EINVAL');
+    expect(b.td.callCount('TDH.MEM.PAGE.ADD')).toBe(0);
     expect(vm.deadReason).toBeNull();
   });
 });

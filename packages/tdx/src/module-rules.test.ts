@@ -125,6 +125,15 @@ describe('PAMT table', () => {
     expect(p.delete(99999)).toBe(false);
     expect(p.size).toBe(2);
   });
+
+  it('a lookup or a delete does not start a block: the order is that of the first set', () => {
+    const p = new PamtTable();
+    expect(p.has(2000)).toBe(false);
+    expect(p.get(2500)).toBeUndefined();
+    expect(p.delete(3000)).toBe(false);
+    p.set(7, 0).set(2001, 0).set(2501, 0).set(3001, 0);
+    expect([...p.keys()]).toEqual([7, 2001, 2501, 3001]);
+  });
 });
 
 describe('TD lifecycle SEAMCALLs', () => {
@@ -181,6 +190,8 @@ describe('TD lifecycle SEAMCALLs', () => {
     expect(td.lifecycle).toBe('TEARDOWN');
     expect(td.hkidAssigned).toBe(false);
     expect(td.phymemCacheWb()).toBe(TDX_LIFECYCLE_STATE_INCORRECT);
+    // the caches were written back once, but the key is gone: no second FREEID
+    expect(td.mngKeyFreeid()).toBe(TDX_LIFECYCLE_STATE_INCORRECT);
   });
 
   it('VPFLUSHDONE looks at every vCPU, also past a vCPU id never created', () => {
@@ -475,13 +486,16 @@ describe('TDH.PHYMEM.PAGE.RECLAIM and TDH.PHYMEM.PAGE.WBINVD', () => {
     expect(td.phymemPageReclaim(5)).toBe(TDX_PAGE_METADATA_INCORRECT);
   });
 
-  it('WBINVD needs the HKID; a busy module answers first', () => {
-    const { td } = runnable();
+  it('WBINVD needs the HKID; a busy module answers first; the trace carries the page address', () => {
+    const { td, module } = runnable();
+    const gpas: unknown[] = [];
+    module.tracer = { emit: (name, f) => name === 'tdh_phymem_page_wbinvd' && gpas.push(f.gpa) };
     td.injectOperandBusy(1, 'TDH.PHYMEM.PAGE.WBINVD');
     expect(td.phymemPageWbinvd(5)).toBe(TDX_OPERAND_BUSY);
     expect(td.phymemPageWbinvd(5)).toBe(TDX_SUCCESS);
     teardown(td);
-    expect(td.phymemPageWbinvd(5)).toBe(TDX_OPERAND_INVALID);
+    expect(td.phymemPageWbinvd(6)).toBe(TDX_OPERAND_INVALID);
+    expect(gpas).toEqual([5 * P, 5 * P, 6 * P]);
   });
 });
 
