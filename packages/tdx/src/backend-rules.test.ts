@@ -291,8 +291,6 @@ describe('mirror-root hooks: errors', () => {
   });
 
   it('before FINALIZE there is nothing to track: remove is BLOCK → REMOVE, no TRACK and no kick', () => {
-    const t = make();
-    build(t);
     const u = make();
     u.vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
     u.vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
