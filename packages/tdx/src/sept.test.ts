@@ -3,10 +3,12 @@ import {
   SEPT_ALLOWED,
   SEPT_ALLOWED_STATES,
   SEPT_FREE,
+  SEPT_NL_BLOCKED,
   SEPT_NL_PRESENT,
   SEPT_PENDING,
   SEPT_PRESENT,
   SecureEpt,
+  septStateName,
 } from './sept.js';
 
 describe('SecureEpt', () => {
@@ -58,5 +60,64 @@ describe('SecureEpt.lookup after a table page is reclaimed', () => {
     expect(s.lookup(gfn).state).toBe(SEPT_FREE);
     s.dropTable(l0);
     expect(s.lookup(gfn)).toEqual({ level: 0, state: SEPT_FREE, pfn: 0 });
+  });
+});
+
+describe('S-EPT state names', () => {
+  it('name the architectural states as the TDX module ABI does, and an unknown state by number', () => {
+    expect([0, 1, 2, 3, 4, 0x81, 0x84].map(septStateName)).toEqual(['FREE', 'BLOCKED', 'PENDING', 'PENDING_BLOCKED', 'PRESENT', 'NL_BLOCKED', 'NL_PRESENT']);
+    expect(septStateName(9)).toBe('STATE_9');
+  });
+});
+
+describe('SecureEpt tables', () => {
+  it('linkTable counts the parent entry once; forEachTable visits every table', () => {
+    const s = new SecureEpt(4, 1000);
+    const root = s.table(3, 0)!;
+    const l2 = s.linkTable(root, 3, 0, 1001);
+    expect(root.used).toBe(1);
+    const l1 = s.linkTable(l2, 2, 0, 1002);
+    s.linkTable(l2, 2, 512 * 512, 1003);
+    expect(l2.used).toBe(2);
+    const seen: number[] = [];
+    s.forEachTable((t) => seen.push(t.hpa));
+    expect(seen.sort()).toEqual([1000, 1001, 1002, 1003]);
+    expect(l1.level).toBe(1);
+  });
+
+  it('a dropped table is gone from the walk, also right after a cached lookup', () => {
+    const s = new SecureEpt(4, 1000);
+    const l2 = s.linkTable(s.table(3, 0)!, 3, 0, 1001);
+    const l1 = s.linkTable(l2, 2, 0, 1002);
+    // the level-0 table over gfns 512..1023 (key 1)
+    const l0 = s.linkTable(l1, 1, 600, 1003);
+    l0.state[600 % 512] = SEPT_PRESENT;
+    expect(s.table(0, 600)).toBe(l0);
+    s.dropTable(l0);
+    expect(s.table(0, 600)).toBeUndefined();
+    expect(s.tableByHpa(1003)).toBeUndefined();
+    expect(s.lookup(600)).toEqual({ level: 0, state: SEPT_FREE, pfn: 0 });
+  });
+
+  it('forEachLeaf reports leaves at every level, the root level included', () => {
+    const s = new SecureEpt(4, 1000);
+    const root = s.table(3, 0)!;
+    root.state[1] = SEPT_PRESENT;
+    root.pfn[1] = 77;
+    root.used = 1;
+    const seen: number[][] = [];
+    s.forEachLeaf((gfn, level, state, pfn) => seen.push([gfn, level, state, pfn]));
+    expect(seen).toEqual([[512 ** 3, 3, SEPT_PRESENT, 77]]);
+  });
+
+  it('lookup walks through a blocked table link to the leaf below it', () => {
+    const s = new SecureEpt(4, 1000);
+    const l2 = s.linkTable(s.table(3, 0)!, 3, 0, 1001);
+    const l1 = s.linkTable(l2, 2, 0, 1002);
+    const l0 = s.linkTable(l1, 1, 0, 1003);
+    l0.state[5] = SEPT_PENDING;
+    l0.pfn[5] = 55;
+    l1.state[0] = SEPT_NL_BLOCKED;
+    expect(s.lookup(5)).toEqual({ level: 0, state: SEPT_PENDING, pfn: 55 });
   });
 });
