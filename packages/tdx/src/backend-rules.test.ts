@@ -190,6 +190,19 @@ describe('KVM_MEMORY_ENCRYPT_OP checks', () => {
     expect(code(() => vcpu.memoryEncryptOp({ cmd: 'tdx_init_mem_region', source_addr: src, gpa: last, nr_pages: 2 }))).toBe('EINVAL');
   });
 
+  it('INIT_MEM_REGION: nr_pages that no u64 holds (a fraction, past 2^53) is EINVAL and adds nothing', () => {
+    const t = make();
+    const { vm, vcpu, src } = t;
+    vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
+    vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
+    for (const nr_pages of [0.5, 1.5, 2 ** 53 + 2]) {
+      expect(code(() => vcpu.memoryEncryptOp({ cmd: 'tdx_init_mem_region', source_addr: src, gpa: 0, nr_pages }))).toBe('EINVAL');
+    }
+    expect(t.b.td.leafStateAt(0).state).not.toBe(SEPT_PRESENT);
+    expect(vcpu.memoryEncryptOp({ cmd: 'tdx_init_mem_region', source_addr: src, gpa: 0, nr_pages: 1 }).ret).toBe(0);
+    expect(t.b.td.leafStateAt(0).state).toBe(SEPT_PRESENT);
+  });
+
   it('INIT_MEM_REGION: a busy PAGE.ADD is retried by the fault path; a failed MR.EXTEND bugs the VM', () => {
     const t = make();
     const { vm, vcpu, src, b } = t;

@@ -626,6 +626,8 @@ export class TdxBackend implements VendorBackend<TdxEdge> {
       (sourceCheck && sourceAddr === 0) ||
       sourceAddr % PAGE !== 0 ||
       gpa % PAGE !== 0 ||
+      // the uAPI's fields are u64: a fraction or a value past 2^53 is no page count
+      !Number.isSafeInteger(nrPages) ||
       nrPages <= 0 ||
       end <= gpa ||
       !this.faultIsPrivate(gpa) ||
