@@ -112,10 +112,11 @@ describe('kvm_vm_ioctl_set_mem_attributes(): each check, in order, as numbers an
   }
 
   it('a field that is no u64 is EINVAL naming it', () => {
-    expect(rejected(fakeVm(), { address: G, size: G, attributes: -1 })).toMatch(/attributes is not a u64/);
-    expect(rejected(fakeVm(), { address: G, size: G, attributes: PRIVATE, flags: 0.5 })).toMatch(/flags is not a u64/);
-    expect(rejected(fakeVm(), { address: -G, size: G, attributes: PRIVATE })).toMatch(/address is not a u64/);
-    expect(rejected(fakeVm(), { address: G, size: 2 ** 64, attributes: PRIVATE })).toMatch(/size is not a u64/);
+    const vm = fakeVm();
+    expect(rejected(vm, { address: G, size: G, attributes: -1 })).toMatch(/^KVM_SET_MEMORY_ATTRIBUTES: attributes is not a u64/);
+    expect(rejected(vm, { address: G, size: G, attributes: PRIVATE, flags: 0.5 })).toMatch(/^KVM_SET_MEMORY_ATTRIBUTES: flags is not a u64/);
+    expect(rejected(vm, { address: -G, size: G, attributes: PRIVATE })).toMatch(/^KVM_SET_MEMORY_ATTRIBUTES: address is not a u64/);
+    expect(rejected(vm, { address: G, size: 2 ** 64, attributes: PRIVATE })).toMatch(/^KVM_SET_MEMORY_ATTRIBUTES: size is not a u64/);
   });
 
   it('kvm_supported_mem_attributes(): PRIVATE only with private memory', () => {

@@ -102,6 +102,25 @@ describe('kvm_set_memory_region(): numbers and bigints take the same checks', ()
     env.set(asBigints({ slot: 2, flags: KVM_MEM_GUEST_MEMFD, guest_memfd: GMEM_FD, guest_memfd_offset: 4 * MiB, guest_phys_addr: 8 * MiB }));
     expect(env.engine.idToMemslot(0, 2)!.gmemPgoff).toBe(1024);
   });
+
+  it('one bigint field among numbers is checked exactly too', () => {
+    const env = engineWith();
+    env.set({ slot: 0, userspace_addr: BigInt(HVA + 4096) });
+    expect(env.engine.idToMemslot(0, 0)!.userspaceAddr).toBe(HVA + 4096);
+    expectFail(env, { slot: 1, guest_phys_addr: 4 * MiB, userspace_addr: BigInt(HVA + 8) }, 'EINVAL', /access_ok/);
+    const G = { flags: KVM_MEM_GUEST_MEMFD, guest_memfd: GMEM_FD, guest_phys_addr: 8 * MiB };
+    env.set({ ...G, slot: 2, guest_memfd_offset: BigInt(2 * MiB) });
+    expect(env.engine.idToMemslot(0, 2)!.gmemPgoff).toBe(512);
+    expectFail(env, { ...G, slot: 3, guest_phys_addr: 16 * MiB, guest_memfd_offset: 0x800n }, 'EINVAL', /guest_memfd_offset not aligned/);
+  });
+
+  it('a field that is no u64 is a RangeError naming it', () => {
+    const env = engineWith();
+    expect(() => env.set({ guest_phys_addr: -1 })).toThrow(/guest_phys_addr is not a u64/);
+    expect(() => env.set({ memory_size: 2n ** 64n })).toThrow(/memory_size is not a u64/);
+    expect(() => env.set({ userspace_addr: 0.5 })).toThrow(/userspace_addr is not a u64/);
+    expect(() => env.set({ guest_memfd_offset: -4096 })).toThrow(/guest_memfd_offset is not a u64/);
+  });
 });
 
 describe('kvm_vm_ioctl(): the legacy struct', () => {
@@ -149,6 +168,15 @@ describe('kvm_set_memory_region(): general sanity checks', () => {
     // and an address space without an array is refused, not looked up
     const twoOfOne = engineWith({ nrAsIds: () => 2 }, new KvmVmMemslots(1));
     expectFail(twoOfOne, { slot: 1 << 16 }, 'EINVAL', /as_id/);
+  });
+});
+
+describe('kvm_set_memory_region(): what fails a valid request', () => {
+  it('an overlap is EEXIST, a guest_memfd fd that is not open EBADF, each naming its check', () => {
+    const env = engineWith();
+    env.set({ slot: 0 });
+    expectFail(env, { slot: 1, guest_phys_addr: MiB }, 'EEXIST', /overlaps another memslot/);
+    expectFail(env, { slot: 1, guest_phys_addr: 4 * MiB, flags: KVM_MEM_GUEST_MEMFD, guest_memfd: 99 }, 'EBADF', /not an open fd/);
   });
 });
 
