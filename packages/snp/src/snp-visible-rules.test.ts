@@ -510,7 +510,6 @@ describe('more range ends', () => {
     t.punchHole(0, 2 * PAGE_SIZE);
     expect(named(t.events, 'rmpupdate').map((e) => e.fields.pfn)).toEqual([p1]);
   });
-
 });
 
 describe('the NPT fault of PVALIDATE / RMPADJUST ends KVM_RUN like any private access (kvm_mmu_faultin_pfn)', () => {
