@@ -71,7 +71,7 @@ describe('docs/tutorial.md', () => {
   it('the broken scenario fails where the text says, with the memory-fault exit', () => {
     const r = ccmem(['run', '--stop-on-failure', 'docs/tutorial/broken/snp-page-conversion-no-attributes.yaml']);
     expect(r.code).toBe(1);
-    expect(r.stdout).toMatch(/step 9 guest_pvalidate line 31\n {6}expected: ret SUCCESS\n {6}happened: exit KVM_EXIT_MEMORY_FAULT \{ flags: 8, gpa: 0x100010000, size: 0x1000 \}/);
+    expect(r.stdout).toMatch(/step 9 guest_pvalidate line 31\n {6}expected: ret SUCCESS\n {6}happened: errno EFAULT, exit KVM_EXIT_MEMORY_FAULT \{ flags: 8, gpa: 0x100010000, size: 0x1000 \}\n(.*\n)*? {6}kernel rule: private access to a shared gfn\n/);
     const all = ccmem(['run', 'docs/tutorial/broken/snp-page-conversion-no-attributes.yaml']);
     expect(all.stdout).toContain('kernel rule: private access to a shared gfn');
   });

@@ -35,6 +35,7 @@ import type {
   AttributeChange,
   BackendEnv,
   BackendFactory,
+  ErrnoName,
   GmemPfn,
   GuestAccessCheck,
   GuestAccessVerdict,
@@ -180,6 +181,16 @@ function isValidMapGpaRangeRet(ret: number): boolean {
 const ACCESS_OK: GuestAccessVerdict = Object.freeze({ kind: 'ok' });
 /** the result PVALIDATE / RMPADJUST start from before their first try */
 const INSN_RET_1: GuestInsnResult = Object.freeze({ ret: 1 });
+
+/**
+ * KVM_RUN after kvm_mmu_prepare_memory_fault_exit() for a private access: KVM_EXIT_MEMORY_FAULT
+ * with KVM_MEMORY_EXIT_FLAG_PRIVATE and the faulting page (gfn << PAGE_SHIFT, PAGE_SIZE), and
+ * the fault path's errno.
+ */
+function privateMemoryFault(gfn: number, errno: ErrnoName, reason: string): GuestOpResult {
+  const exit: KvmRunExit = { reason: 'KVM_EXIT_MEMORY_FAULT', memory_fault: { flags: KVM_MEMORY_EXIT_FLAG_PRIVATE, gpa: gfn * 4096, size: 4096 } };
+  return { errno, exit, detail: { reason } };
+}
 
 const VC_NOT_VALIDATED: GuestAccessVerdict = Object.freeze({
   kind: 'guest-exception',
@@ -521,26 +532,32 @@ class SnpBackendImpl implements SnpBackend {
   }
 
   /**
-   * PVALIDATE / RMPADJUST as the guest runs them: the gpa must be mapped private (a shared
-   * gfn is an implicit conversion: KVM_EXIT_MEMORY_FAULT); an RMP #NPF goes to
-   * sev_handle_rmp_fault() and the instruction is retried, a few times.
+   * PVALIDATE / RMPADJUST as the guest runs them. The instruction's access is translated by
+   * the NPT first, so it takes the #NPF of a private access (npf_interception():
+   * PFERR_GUEST_ENC → PFERR_PRIVATE_ACCESS) and the RMP is checked only once that succeeded.
+   * kvm_mmu_faultin_pfn() (arch/x86/kvm/mmu/mmu.c) ends KVM_RUN with KVM_EXIT_MEMORY_FAULT
+   * (flags PRIVATE, the faulting page) when the gfn is shared (an implicit conversion), when
+   * no memslot holds it (kvm_handle_noslot_fault(): private memory is never emulated) or
+   * its memslot has no guest_memfd (kvm_mmu_faultin_pfn_gmem()): -EFAULT; and when
+   * kvm_gmem_get_pfn() fails, with its errno. An RMP #NPF goes to sev_handle_rmp_fault()
+   * and the instruction is retried, a few times.
    */
   private guestRmpInsn(vcpuId: number, a: Extract<SnpGuestRequest, { op: 'pvalidate' | 'rmpadjust' }>): GuestOpResult {
     const vm = this.kvm;
     const gpa = a.gpa;
     const level: SnpPageLevel = a.level === PG_LEVEL_2M ? PG_LEVEL_2M : PG_LEVEL_4K;
     const gfn = gpaToGfn(gpa);
-    if (!vm.memIsPrivate(gfn)) {
-      const exit: KvmRunExit = { reason: 'KVM_EXIT_MEMORY_FAULT', memory_fault: { flags: KVM_MEMORY_EXIT_FLAG_PRIVATE, gpa: gfn * 4096, size: 4096 } };
-      return { exit };
-    }
+    if (!vm.memIsPrivate(gfn)) return privateMemoryFault(gfn, 'EFAULT', 'private access to a shared gfn');
+    const slot = vm.gfnToMemslot(gfn);
+    if (slot === null) return privateMemoryFault(gfn, 'EFAULT', 'private access with no memslot');
+    if (slot.gmemFile === null) return privateMemoryFault(gfn, 'EFAULT', 'private access to a memslot without guest_memfd');
     let last: GuestInsnResult = INSN_RET_1;
     const got = this.gmemOut;
     for (let tries = 0; tries < 4; tries++) {
       // the NPT fault-in of the private page (kvm_gmem_get_pfn, prepare), into one object per
       // backend (read at once, kept by nobody)
       const err = vm.gmemGetPfnInto(gfn, got);
-      if (err < 0) return { errno: errnoName(-err) ?? 'EFAULT' };
+      if (err < 0) return privateMemoryFault(gfn, errnoName(-err) ?? 'EFAULT', `kvm_gmem_get_pfn failed (${err})`);
       const pfn = got.pfn;
       // the instruction's operands (one object per backend, refilled: the instruction reads it)
       const op = this.rmpOperand;

@@ -7,7 +7,7 @@
  * (arch/x86/kvm/svm/sev.c, arch/x86/include/asm/sev-common.h).
  */
 import { describe, expect, it } from 'vitest';
-import { ERRNO, KVM_CAP_EXIT_HYPERCALL, KVM_HC_MAP_GPA_RANGE, KVM_MEM_GUEST_MEMFD, KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_X86_SNP_VM, PAGE_SIZE, PG_LEVEL_2M, PG_LEVEL_4K, errnoName, recordTrace, type TraceEvent } from '@ccmem/core';
+import { ERRNO, KVM_CAP_EXIT_HYPERCALL, KVM_HC_MAP_GPA_RANGE, KVM_MEM_GUEST_MEMFD, KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_MEMORY_EXIT_FLAG_PRIVATE, KVM_X86_SNP_VM, PAGE_SIZE, PG_LEVEL_2M, PG_LEVEL_4K, recordTrace, type TraceEvent } from '@ccmem/core';
 import { SNP_PAGE_TYPE_NORMAL, SNP_PAGE_TYPE_ZERO } from './launch-digest.js';
 import { PFERR_GUEST_ENC_MASK, PFERR_GUEST_RMP_MASK, PFERR_GUEST_SIZEM_MASK, PSMASH_FAIL_PERMISSION, RMPUPDATE_FAIL_INPUT, rmpupdateInsn } from './instructions.js';
 import {
@@ -510,15 +510,68 @@ describe('more range ends', () => {
     t.punchHole(0, 2 * PAGE_SIZE);
     expect(named(t.events, 'rmpupdate').map((e) => e.fields.pfn)).toEqual([p1]);
   });
+});
 
-  it('PVALIDATE of a private gfn outside any memslot fails with the errno of the fault-in', () => {
+describe('the NPT fault of PVALIDATE / RMPADJUST ends KVM_RUN like any private access (kvm_mmu_faultin_pfn)', () => {
+  /** KVM_EXIT_MEMORY_FAULT for a private access to the page of `gpa` */
+  const privateFault = (gpa: number) => ({
+    reason: 'KVM_EXIT_MEMORY_FAULT',
+    memory_fault: { flags: KVM_MEMORY_EXIT_FLAG_PRIVATE, gpa: Math.floor(gpa / PAGE_SIZE) * PAGE_SIZE, size: PAGE_SIZE },
+  });
+
+  it('a private gfn in no memslot: kvm_handle_noslot_fault() → -EFAULT with a private memory-fault exit, and the RMP is never reached', () => {
+    const t = traced();
+    const gpa = 0x5123;
+    t.vm.setMemoryAttributes({ address: 0x5000, size: PAGE_SIZE, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
+    t.events.length = 0;
+    const before = backendStats(t);
+    const assigned = t.host.rmp.assignedPages;
+    const pv = t.vcpu.guestOp({ op: 'pvalidate', gpa, level: PG_LEVEL_4K, validate: true });
+    expect(pv).toEqual({ errno: 'EFAULT', exit: privateFault(gpa), detail: { reason: 'private access with no memslot' } });
+    const adj = t.vcpu.guestOp({ op: 'rmpadjust', gpa, level: PG_LEVEL_4K, vmpl: 1, perms: 0xf });
+    expect(adj).toEqual(pv);
+    // the same answer as a private guest read of that gpa (the core fault path)
+    const rd = t.vcpu.guestRead(gpa, 8, true);
+    expect([rd.errno, rd.exit]).toEqual([pv.errno, pv.exit]);
+    // no #NPF retried, no RMP fault handled, no RMP entry touched
+    expect(named(t.events, 'kvm_rmp_fault')).toEqual([]);
+    expect(backendStats(t)).toEqual(before);
+    expect(t.host.rmp.assignedPages).toBe(assigned);
+  });
+
+  it('a private gfn of a memslot without guest_memfd: -EFAULT with a private memory-fault exit', () => {
     const t = snpVm();
-    t.vm.setMemoryAttributes({ address: 0, size: PAGE_SIZE, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
-    const r = t.vcpu.guestOp({ op: 'pvalidate', gpa: 0, level: PG_LEVEL_4K, validate: true });
-    // the guest op passes on what kvm_gmem_get_pfn() answered for the gfn
-    const err = t.vm.gmemGetPfnInto(0, { pfn: 0, maxOrder: 0 });
-    expect(err).toBeLessThan(0);
-    expect(r).toEqual({ errno: errnoName(-err) });
+    const hva = t.kvm.process.mm.mmap({ length: 2 * PAGE_SIZE, prot: { read: true, write: true }, shared: false });
+    t.vm.setUserMemoryRegion2({ slot: 2, flags: 0, guest_phys_addr: 0x10_0000, memory_size: 2 * PAGE_SIZE, userspace_addr: hva, guest_memfd: 0, guest_memfd_offset: 0 });
+    t.vm.setMemoryAttributes({ address: 0x10_0000, size: PAGE_SIZE, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
+    const pv = t.vcpu.guestOp({ op: 'pvalidate', gpa: 0x10_0000, level: PG_LEVEL_4K, validate: true });
+    expect(pv).toEqual({ errno: 'EFAULT', exit: privateFault(0x10_0000), detail: { reason: 'private access to a memslot without guest_memfd' } });
+    const rd = t.vcpu.guestRead(0x10_0000, 8, true);
+    expect([rd.errno, rd.exit]).toEqual([pv.errno, pv.exit]);
+  });
+
+  it('a shared gfn: the mismatch is an implicit conversion, -EFAULT with a private memory-fault exit', () => {
+    const t = snpVm();
+    const gpa = GPA0 + 0x2008;
+    expect(t.vcpu.guestOp({ op: 'pvalidate', gpa, level: PG_LEVEL_4K, validate: true })).toEqual({
+      errno: 'EFAULT',
+      exit: privateFault(gpa),
+      detail: { reason: 'private access to a shared gfn' },
+    });
+  });
+
+  it('the gfn leaves its memslot: the same PVALIDATE that succeeded now fails with the memory-fault exit', () => {
+    const t = snpVm();
+    setPrivate(t, 3, 1);
+    const gpa = GPA0 + 3 * PAGE_SIZE;
+    expect(t.vcpu.guestOp({ op: 'pvalidate', gpa, level: PG_LEVEL_4K, validate: true })).toMatchObject({ ret: 0 });
+    t.vm.setUserMemoryRegion2({ slot: 1, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: GPA0, memory_size: 0, userspace_addr: t.hva, guest_memfd: t.fd, guest_memfd_offset: 0 });
+    expect(t.vm.memIsPrivate(GFN0 + 3)).toBe(true);
+    expect(t.vcpu.guestOp({ op: 'pvalidate', gpa, level: PG_LEVEL_4K, validate: false })).toEqual({
+      errno: 'EFAULT',
+      exit: privateFault(gpa),
+      detail: { reason: 'private access with no memslot' },
+    });
   });
 });
 
@@ -527,7 +580,12 @@ describe('sev_gmem_prepare() and sev_gmem_invalidate() when an RMPUPDATE or PSMA
     const t = snpVm();
     setPrivate(t, 0, 1);
     t.host.injectResult('rmpupdate', RMPUPDATE_FAIL_INPUT);
-    expect(t.vcpu.guestOp({ op: 'pvalidate', gpa: GPA0, level: PG_LEVEL_4K, validate: true })).toEqual({ errno: 'EINVAL' });
+    // kvm_mmu_faultin_pfn_gmem(): the memory-fault exit is prepared for any kvm_gmem_get_pfn() error
+    expect(t.vcpu.guestOp({ op: 'pvalidate', gpa: GPA0, level: PG_LEVEL_4K, validate: true })).toEqual({
+      errno: 'EINVAL',
+      exit: { reason: 'KVM_EXIT_MEMORY_FAULT', memory_fault: { flags: KVM_MEMORY_EXIT_FLAG_PRIVATE, gpa: GPA0, size: PAGE_SIZE } },
+      detail: { reason: `kvm_gmem_get_pfn failed (${-ERRNO.EINVAL})` },
+    });
   });
 
   it('invalidate: a failed rmp_make_shared() is warned about with the pfn and the error', () => {
