@@ -47,6 +47,13 @@ describe('readFilesBounded', () => {
     expect(ms).toBeGreaterThanOrEqual(290);
   });
 
+  it("the bound counts from the reader's start, not from spawning it: a short bound still reads ordinary files", async () => {
+    // starting a node process takes longer than 150 ms on a loaded machine; reading a small file does not
+    const files = ['one.txt', 'two.txt', 'three.txt'].map((n) => file(n, n));
+    const r = await readFilesBounded(files, { ...OPTS, timeoutMs: 150 });
+    expect(r).toEqual(files.map((path, i) => ({ path, text: ['one.txt', 'two.txt', 'three.txt'][i] })));
+  });
+
   it('a pipe with a writer is read to its end when non-regular files are allowed', async () => {
     const p = fifo('fed');
     const writer = execFileSync('sh', ['-c', `(printf 'piped' > '${p}') >/dev/null 2>&1 & echo started`], { encoding: 'utf8' });

@@ -30,8 +30,9 @@ export interface BoundedReadOptions {
 export type BoundedReadResult = { path: string; text: string } | { path: string; error: string };
 
 /**
- * The child: reads each file of argv[1] (JSON: paths and limits) synchronously and writes one
- * JSON line per file, `{"text"}` or `{"error"}`, in order. Plain CommonJS for `node -e`.
+ * The child: says it has started (`{"ready":true}`), then reads each file of argv[1] (JSON:
+ * paths and limits) synchronously and writes one JSON line per file, `{"text"}` or `{"error"}`,
+ * in order. Plain CommonJS for `node -e`.
  */
 const CHILD = String.raw`
 const fs = require('node:fs');
@@ -72,8 +73,15 @@ function read(path) {
     fs.closeSync(fd);
   }
 }
+fs.writeSync(1, '{"ready":true}\n');
 for (const p of cfg.paths) fs.writeSync(1, JSON.stringify(read(p)) + '\n');
 `;
+
+/**
+ * How long the child may take to start before it reads anything: the bound of one file counts
+ * from the child's first line, so a loaded machine's slow process start is not a slow file.
+ */
+const CHILD_START_MS = 30_000;
 
 function describeMs(ms: number): string {
   return ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`;
@@ -106,8 +114,10 @@ function readInChild(paths: readonly string[], opts: BoundedReadOptions): Promis
       if (extra) results.push(extra);
       resolve(results);
     };
+    let started = false;
     const arm = () => {
       clearTimeout(timer);
+      const ms = started ? opts.timeoutMs : Math.max(opts.timeoutMs, CHILD_START_MS);
       timer = setTimeout(() => {
         const path = paths[results.length]!;
         const how = opts.timeoutOption ? ` (${opts.timeoutOption})` : '';
@@ -116,8 +126,13 @@ function readInChild(paths: readonly string[], opts: BoundedReadOptions): Promis
         child.stdout.destroy();
         child.stderr.destroy();
         child.unref();
-        finish({ path, error: `not read within ${describeMs(opts.timeoutMs)}${how}: the file system did not answer (a hung network or FUSE mount?)` });
-      }, opts.timeoutMs);
+        finish({
+          path,
+          error: started
+            ? `not read within ${describeMs(opts.timeoutMs)}${how}: the file system did not answer (a hung network or FUSE mount?)`
+            : `cannot read file (the reader process did not start within ${describeMs(ms)})`,
+        });
+      }, ms);
     };
     arm();
     child.stdout.on('data', (chunk: Buffer) => {
@@ -126,7 +141,15 @@ function readInChild(paths: readonly string[], opts: BoundedReadOptions): Promis
         parts.push(chunk.subarray(0, at));
         const line = Buffer.concat(parts).toString('utf8');
         parts.length = 0;
-        const r = JSON.parse(line) as { text?: string; error?: string };
+        const r = JSON.parse(line) as { ready?: boolean; text?: string; error?: string };
+        if (r.ready === true && !started) {
+          // the bound of the first file starts now
+          started = true;
+          arm();
+          chunk = chunk.subarray(at + 1);
+          at = chunk.indexOf(10);
+          continue;
+        }
         const path = paths[results.length]!;
         results.push(r.error !== undefined ? { path, error: r.error } : { path, text: r.text ?? '' });
         if (results.length === paths.length) finish();
