@@ -5,34 +5,10 @@ import { assertVmInvariants } from './invariants.js';
 import { recordTrace } from './trace.js';
 import { runOp } from './steps.js';
 import { KVM_MEMORY_ATTRIBUTE_PRIVATE as PRIVATE, KVM_X86_SW_PROTECTED_VM, PAGE_SIZE } from './uapi.js';
-import type { AttributeChange, VendorBackend } from './backend.js';
+import type { AttributeChange } from './backend.js';
+import { probeVm } from './testing/probe-vm.js';
 
 const MiB = 1 << 20;
-
-/**
- * A KVM_X86_SW_PROTECTED_VM whose vendor backend has only `hooks` besides the fields every
- * backend has, with 2 MiB of anonymous memory in slot 0 at gpa 0.
- */
-function probeVm(hooks: Partial<VendorBackend>, nrMemslotAsIds = 1) {
-  const backend: VendorBackend = {
-    name: 'probe',
-    vmType: KVM_X86_SW_PROTECTED_VM,
-    attach: () => {},
-    hasPrivateMem: true,
-    hasReadonlyMem: true,
-    nrMemslotAsIds,
-    hasMirroredTdp: false,
-    gfnDirectBits: 0,
-    supportsGmemInitShared: false,
-    preFaultAllowed: () => true,
-    ...hooks,
-  };
-  const kvm = new Kvm({ backends: { [KVM_X86_SW_PROTECTED_VM]: () => backend } });
-  const vm = kvm.createVm({ type: KVM_X86_SW_PROTECTED_VM });
-  const hva = kvm.process.mm.mmap({ length: 2 * MiB, prot: { read: true, write: true }, shared: false });
-  vm.setUserMemoryRegion2({ slot: 0, flags: 0, guest_phys_addr: 0, memory_size: 2 * MiB, userspace_addr: hva });
-  return { kvm, vm };
-}
 
 function swVm() {
   const kvm = new Kvm();
@@ -113,7 +89,7 @@ describe('KVM_SET_MEMORY_ATTRIBUTES effects', () => {
           return 0;
         },
       },
-      2,
+      { nrMemslotAsIds: 2 },
     );
     const trace = recordTrace(kvm.tracer);
     const op = vmRef.beginSetMemoryAttributes({ address: 0x10000, size: 0x4000, attributes: PRIVATE });

@@ -10,7 +10,8 @@ import { errnoOf } from './testing/errno-of.js';
 import { runOp } from './steps.js';
 import { PreFaultMemoryOp, type KvmPreFaultMemory } from './prefault.js';
 import type { VendorBackend } from './backend.js';
-import { KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_X86_SW_PROTECTED_VM } from './uapi.js';
+import { probeVm } from './testing/probe-vm.js';
+import { KVM_MEMORY_ATTRIBUTE_PRIVATE } from './uapi.js';
 
 const MiB = 1 << 20;
 const GPA = 0x40000000;
@@ -25,23 +26,7 @@ function setup() {
 
 /** a KVM_X86_SW_PROTECTED_VM whose vendor backend has `hooks`, 8 MiB of memory at GPA */
 function vendorVm(hooks: Partial<VendorBackend>) {
-  const backend: VendorBackend = {
-    name: 'probe',
-    vmType: KVM_X86_SW_PROTECTED_VM,
-    attach: () => {},
-    hasPrivateMem: true,
-    hasReadonlyMem: true,
-    nrMemslotAsIds: 1,
-    hasMirroredTdp: false,
-    gfnDirectBits: 0,
-    supportsGmemInitShared: false,
-    preFaultAllowed: () => true,
-    ...hooks,
-  };
-  const kvm = new Kvm({ backends: { [KVM_X86_SW_PROTECTED_VM]: () => backend } });
-  const vm = kvm.createVm({ type: KVM_X86_SW_PROTECTED_VM });
-  const hva = kvm.process.mm.mmap({ length: 8 * MiB, prot: { read: true, write: true }, shared: false });
-  vm.setUserMemoryRegion2({ slot: 0, flags: 0, guest_phys_addr: GPA, memory_size: 8 * MiB, userspace_addr: hva });
+  const { kvm, vm } = probeVm(hooks, { memorySize: 8 * MiB, gpa: GPA });
   return { kvm, vm, vcpu: vm.createVcpu(0) };
 }
 

@@ -5,14 +5,13 @@
  * bends one kernel rule, its errno, its place in the check order or the state a call leaves.
  */
 import { describe, expect, it } from 'vitest';
-import { KvmError } from '../errno.js';
 import type { ErrnoName } from '../errno.js';
 import type { KvmFile } from '../backend.js';
 import { FakeGmem } from '../testing/fake-gmem.js';
+import { memslotFailure } from '../testing/memslot-failure.js';
 import { memslotHooks } from '../testing/memslot-hooks.js';
 import { recordTrace } from '../trace.js';
 import {
-  KVM_DIRTY_LOG_INITIALLY_SET,
   KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE,
   KVM_MEM_GUEST_MEMFD,
   KVM_MEM_LOG_DIRTY_PAGES,
@@ -20,7 +19,7 @@ import {
   KVM_MEM_READONLY,
 } from '../uapi.js';
 import { TASK_SIZE_MAX } from '../host/address-space.js';
-import { KvmVmMemslots, memslotsSnapshot } from './memslots.js';
+import { KvmVmMemslots } from './memslots.js';
 import { MemslotEngine, type KvmUserspaceMemoryRegion2, type MemslotHooks } from './set-memory-region.js';
 
 const MiB = 1 << 20;
@@ -41,23 +40,8 @@ function region(r: Partial<KvmUserspaceMemoryRegion2>): KvmUserspaceMemoryRegion
   return { slot: 0, flags: 0, guest_phys_addr: 0, memory_size: 2 * MiB, userspace_addr: HVA, ...r };
 }
 
-/** the KvmError of `fn`, after checking that the memslot state did not change */
-function failure(engine: MemslotEngine, fn: () => unknown): KvmError {
-  const before = memslotsSnapshot(engine.slots);
-  let err: unknown = null;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(KvmError);
-  expect(memslotsSnapshot(engine.slots)).toEqual(before);
-  expect(engine.slots.slotsLockHeld).toBe(false);
-  return err as KvmError;
-}
-
 function expectFail(env: ReturnType<typeof engineWith>, r: Partial<KvmUserspaceMemoryRegion2>, code: ErrnoName, check: RegExp, v2 = true) {
-  const err = failure(env.engine, () => env.set(r, v2));
+  const err = memslotFailure(env.engine.slots, () => env.set(r, v2));
   expect(err.code).toBe(code);
   expect(err.check).toMatch(check);
 }

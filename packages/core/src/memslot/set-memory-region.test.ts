@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { KvmError, fail } from '../errno.js';
 import type { ErrnoName } from '../errno.js';
-import type { KvmFile, MemslotView } from '../backend.js';
+import type { KvmFile } from '../backend.js';
 import { FakeGmem } from '../testing/fake-gmem.js';
+import { memslotFailure } from '../testing/memslot-failure.js';
 import { Tracer, recordTrace } from '../trace.js';
 import {
   KVM_DIRTY_LOG_INITIALLY_SET,
@@ -74,19 +74,10 @@ function region(r: Partial<KvmUserspaceMemoryRegion2>): KvmUserspaceMemoryRegion
 
 /** asserts the call fails with `code` and leaves every piece of memslot state unchanged */
 function expectFail(env: ReturnType<typeof setup>, r: Partial<KvmUserspaceMemoryRegion2>, code: ErrnoName, v2 = true, check?: RegExp) {
-  const before = memslotsSnapshot(env.engine.slots);
-  let err: unknown;
-  try {
-    env.set(r, v2);
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(KvmError);
-  expect((err as KvmError).code).toBe(code);
-  if (check) expect((err as KvmError).check).toMatch(check);
-  expect(memslotsSnapshot(env.engine.slots)).toEqual(before);
-  expect(env.engine.slots.slotsLockHeld).toBe(false);
-  return err as KvmError;
+  const err = memslotFailure(env.engine.slots, () => env.set(r, v2));
+  expect(err.code).toBe(code);
+  if (check) expect(err.check).toMatch(check);
+  return err;
 }
 
 describe('KVM_SET_USER_MEMORY_REGION: u64 fields are checked exactly', () => {
