@@ -7,8 +7,6 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
-  KVM_CAP_EXIT_HYPERCALL,
-  KVM_HC_MAP_GPA_RANGE,
   KVM_MEMORY_ATTRIBUTE_PRIVATE,
   KVM_MEMORY_EXIT_FLAG_PRIVATE,
   KVM_MEM_GUEST_MEMFD,
@@ -21,31 +19,15 @@ import {
 } from '@ccmem/core';
 import { guestMemfdFactory } from '@ccmem/gmem';
 import type { TdxVmOptions } from './edge.js';
+import { NPAGES, privateTdxVm } from './testing/private-tdx-vm.js';
 import { SEPT_BLOCKED, SEPT_FREE, SEPT_PENDING, SEPT_PRESENT } from './sept.js';
 import { TDX_SUCCESS } from './status.js';
 import { KVM_TDX_MEASURE_MEMORY_REGION, PFERR_PRIVATE_ACCESS, createTdxBackend, tdxBackendFactory, type TdxBackend } from './tdx-backend.js';
 import { TdxModule } from './tdx-module.js';
 
 const P = 4096;
-const NPAGES = 1024;
 
-/** a TDX VM with private gfns [base/P, base/P + NPAGES) in one guest_memfd slot */
-function make(opts: TdxVmOptions = {}, base = 0) {
-  const kvm = new Kvm({ guestMemfd: guestMemfdFactory, backends: { [KVM_X86_TDX_VM]: tdxBackendFactory } });
-  const vm = kvm.createVm({ type: KVM_X86_TDX_VM, options: opts, rootLevel: opts.gpaw === 52 ? 5 : 4 });
-  const b = vm.backend as TdxBackend;
-  const size = NPAGES * P;
-  const gmemFd = vm.createGuestMemfd({ size, flags: 0 });
-  const hva = kvm.process.mm.mmap({ length: size, prot: { read: true, write: true }, shared: true });
-  vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: base, memory_size: size, userspace_addr: hva, guest_memfd: gmemFd, guest_memfd_offset: 0 });
-  vm.setMemoryAttributes({ address: base, size, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
-  vm.enableCap({ cap: KVM_CAP_EXIT_HYPERCALL, args: [1 << KVM_HC_MAP_GPA_RANGE] });
-  const vcpu = vm.createVcpu(0);
-  vm.createVcpu(1);
-  const src = kvm.process.mm.mmap({ length: 2 * P, prot: { read: true, write: true }, shared: false });
-  return { kvm, phys: kvm.process.phys, b, vm, vcpu, gmemFd, src };
-}
-type Td = ReturnType<typeof make>;
+type Td = ReturnType<typeof privateTdxVm>;
 
 function build(t: Td, gpa = 0) {
   const { vm, src } = t;
@@ -57,7 +39,7 @@ function build(t: Td, gpa = 0) {
 }
 
 function built(opts: TdxVmOptions = {}) {
-  const t = make(opts);
+  const t = privateTdxVm(opts);
   build(t);
   return t;
 }
@@ -96,7 +78,7 @@ describe('backend construction', () => {
     const phys = new PhysMem();
     const tracer = { enabled: true, emit: () => undefined };
     const module = new TdxModule({ phys, tracer });
-    const t = make();
+    const t = privateTdxVm();
     const b = createTdxBackend({ phys, module });
     b.attach(t.vm as unknown as Parameters<TdxBackend['attach']>[0]);
     expect(b.module.tracer).toBe(tracer);
@@ -105,7 +87,7 @@ describe('backend construction', () => {
   });
 
   it('the shared bit is the only bit that makes a GPA shared (vt_is_tdx_private_gpa)', () => {
-    const { b } = make();
+    const { b } = privateTdxVm();
     expect(b.faultIsPrivate(2 ** 48)).toBe(true);
     expect(b.faultIsPrivate(2 ** 48 + 2 ** 47)).toBe(false);
   });
@@ -113,7 +95,7 @@ describe('backend construction', () => {
 
 describe('KVM_MEMORY_ENCRYPT_OP checks', () => {
   it('INIT_VM: once, supported attributes only, the VM\'s GPAW, a free HKID', () => {
-    const t = make();
+    const t = privateTdxVm();
     const { vm } = t;
     expect(code(() => vm.memoryEncryptOp({ cmd: 'tdx_init_vm', attributes: 1 }))).toBe('EINVAL');
     expect(code(() => vm.memoryEncryptOp({ cmd: 'tdx_init_vm', gpaw: 50 as 48 }))).toBe('EINVAL');
@@ -125,14 +107,14 @@ describe('KVM_MEMORY_ENCRYPT_OP checks', () => {
     expect(code(() => vm.memoryEncryptOp({ cmd: 'tdx_init_vm' }))).toBe('EINVAL');
     expect(code(() => vm.memoryEncryptOp({ cmd: 'tdx_no_such' } as never))).toBe('EINVAL');
     // a 52-bit VM takes GPAW 52
-    const t52 = make({ gpaw: 52 });
+    const t52 = privateTdxVm({ gpaw: 52 });
     expect(t52.vm.memoryEncryptOp({ cmd: 'tdx_init_vm', gpaw: 52 }).out).toMatchObject({ gpaw: 52, gfn_direct_bits: 2 ** 39 });
   });
 
   it('INIT_VM without a free HKID is ENOSPC and leaves the TD untouched', () => {
     const phys = new PhysMem();
     const module = new TdxModule({ phys, nrHkids: 1 });
-    const t = make();
+    const t = privateTdxVm();
     const b1 = createTdxBackend({ phys, module });
     const b2 = createTdxBackend({ phys, module });
     b1.attach(t.vm as unknown as Parameters<TdxBackend['attach']>[0]);
@@ -143,7 +125,7 @@ describe('KVM_MEMORY_ENCRYPT_OP checks', () => {
   });
 
   it('FINALIZE: a busy TDH.MR.FINALIZE is EBUSY and may be retried', () => {
-    const t = make();
+    const t = privateTdxVm();
     const { vm, b } = t;
     vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
     b.td.injectOperandBusy(1, 'TDH.MR.FINALIZE');
@@ -154,7 +136,7 @@ describe('KVM_MEMORY_ENCRYPT_OP checks', () => {
   });
 
   it('INIT_VCPU: after INIT_VM, before FINALIZE, once per vCPU', () => {
-    const t = make();
+    const t = privateTdxVm();
     const { vm, vcpu } = t;
     expect(code(() => vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' }))).toBe('EINVAL');
     vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
@@ -168,7 +150,7 @@ describe('KVM_MEMORY_ENCRYPT_OP checks', () => {
   });
 
   it('INIT_MEM_REGION: EINVAL for an uninitialized vCPU or after FINALIZE', () => {
-    const t = make();
+    const t = privateTdxVm();
     const { vm, vcpu, src } = t;
     vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
     expect(code(() => vcpu.memoryEncryptOp({ cmd: 'tdx_init_mem_region', source_addr: src, gpa: 0, nr_pages: 1 }))).toBe('EINVAL');
@@ -179,7 +161,7 @@ describe('KVM_MEMORY_ENCRYPT_OP checks', () => {
 
   it('INIT_MEM_REGION: a region may end right below the shared bit, not past it', () => {
     const top = 2 ** 47 - NPAGES * P;
-    const t = make({}, top);
+    const t = privateTdxVm({}, top);
     const { vm, vcpu, src } = t;
     vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
     vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
@@ -191,7 +173,7 @@ describe('KVM_MEMORY_ENCRYPT_OP checks', () => {
   });
 
   it('INIT_MEM_REGION: nr_pages that no u64 holds (a fraction, past 2^53) is EINVAL and adds nothing', () => {
-    const t = make();
+    const t = privateTdxVm();
     const { vm, vcpu, src } = t;
     vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
     vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
@@ -204,7 +186,7 @@ describe('KVM_MEMORY_ENCRYPT_OP checks', () => {
   });
 
   it('INIT_MEM_REGION: a busy PAGE.ADD is retried by the fault path; a failed MR.EXTEND bugs the VM', () => {
-    const t = make();
+    const t = privateTdxVm();
     const { vm, vcpu, src, b } = t;
     vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
     vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
@@ -220,7 +202,7 @@ describe('KVM_MEMORY_ENCRYPT_OP checks', () => {
   });
 
   it('INIT_MEM_REGION: a PAGE.ADD that fails bugs the VM, and the page is not measured', () => {
-    const t = make();
+    const t = privateTdxVm();
     const { vm, vcpu, src, b } = t;
     vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
     vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
@@ -266,7 +248,7 @@ describe('mirror-root hooks: errors', () => {
   });
 
   it('a KVM_BUG without a SEAMCALL status names only what went wrong', () => {
-    const t = make();
+    const t = privateTdxVm();
     t.vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
     expect(t.vm.mapPrivatePfn(0, gmemPfn(t, 0))).toBe(-5);
     expect(t.vm.deadReason).toBe('TDH.MEM.PAGE.ADD without a staged source page');
@@ -304,7 +286,7 @@ describe('mirror-root hooks: errors', () => {
   });
 
   it('before FINALIZE there is nothing to track: remove is BLOCK → REMOVE, no TRACK and no kick', () => {
-    const u = make();
+    const u = privateTdxVm();
     u.vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
     u.vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
     expect(u.vcpu.memoryEncryptOp({ cmd: 'tdx_init_mem_region', source_addr: u.src, gpa: 0, nr_pages: 1 }).ret).toBe(0);
@@ -411,7 +393,7 @@ describe('2 MiB leaves (huge-page option)', () => {
 
 describe('guest accesses', () => {
   it('before FINALIZE no vCPU enters the TD: the VM is dead', () => {
-    const t = make();
+    const t = privateTdxVm();
     t.vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
     t.vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
     expect(t.b.checkGuestAccess(access(0, 1)).kind).toBe('vm-dead');
@@ -487,7 +469,7 @@ describe('TDG.MEM.PAGE.ACCEPT through KVM', () => {
   });
 
   it('a fault that fails otherwise is an EPT violation with its errno', () => {
-    const t = make();
+    const t = privateTdxVm();
     t.vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
     // a TD vCPU that KVM has no vCPU for: kvm_mmu_page_fault() cannot run (-EINVAL)
     expect(t.b.vcpuIoctl(5, { cmd: 'tdx_init_vcpu' }).ret).toBe(0);
@@ -532,7 +514,7 @@ describe('MapGPA boundaries', () => {
 
 describe('teardown', () => {
   it('a TD that never got an HKID has nothing to release', () => {
-    const t = make();
+    const t = privateTdxVm();
     t.b.destroy();
     expect(t.b.bugReasons).toEqual([]);
     expect(t.b.td.callStats()).toEqual({});
@@ -542,7 +524,7 @@ describe('teardown', () => {
   });
 
   it('flushes only initialized vCPUs, and a second destroy does nothing', () => {
-    const t = make();
+    const t = privateTdxVm();
     t.vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
     t.vm.vcpus[1]!.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
     t.b.destroy();
@@ -623,7 +605,7 @@ describe('inspect', () => {
       { id: 1, initialized: true, inGuest: true, epoch: e },
     ]);
     expect(td.hkid).toBe(1);
-    expect(make().b.inspect({ what: 'td' })).toMatchObject({ hkid: -1, vcpus: [], refcount: [0, 0] });
+    expect(privateTdxVm().b.inspect({ what: 'td' })).toMatchObject({ hkid: -1, vcpus: [], refcount: [0, 0] });
   });
 
   it('stats: leaves by state, SEAMCALL counts by trace name, the backend counters', () => {

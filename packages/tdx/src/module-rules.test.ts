@@ -22,31 +22,20 @@ import {
   TDX_SUCCESS,
   TDX_TLB_TRACKING_NOT_DONE,
   TDX_VCPU_STATE_INCORRECT,
+  tdxStatusName,
+  tdxStatusValue,
 } from './status.js';
 import { SEPT_FREE, SEPT_NL_PRESENT, SEPT_PENDING, SEPT_PRESENT } from './sept.js';
-import { PT_SEPT, PamtTable, SEAMCALL_LEAVES, TDG_EXIT_EPT_VIOLATION, TDX_TD_ATTR_SEPT_VE_DISABLE, TdxModule, type TdxTd } from './tdx-module.js';
-import { tdxStatusName, tdxStatusValue } from './status.js';
+import { PT_SEPT, PamtTable, SEAMCALL_LEAVES, TDG_EXIT_EPT_VIOLATION, TdxModule, type TdxTd } from './tdx-module.js';
+import { initializedTd, keyedTd } from './testing/td-setup.js';
 
 const P = 4096;
 const M2 = 512 * P;
 const G1 = 512 * M2;
 
-/** keys configured, not initialized */
-function keyed(nrHkids = 4) {
-  const phys = new PhysMem();
-  const module = new TdxModule({ phys, nrHkids });
-  const td = module.createTd();
-  expect(td.mngCreate(module.allocHkid())).toBe(TDX_SUCCESS);
-  expect(td.mngKeyConfig()).toBe(TDX_SUCCESS);
-  return { phys, module, td, fresh: () => phys.allocPage() };
-}
-
 /** INITIALIZED (build time), vCPU 0 and 1, tables down to level 1 over gpa 0 */
 function built() {
-  const t = keyed();
-  expect(t.td.mngInit({ gpaw: 48, attributes: TDX_TD_ATTR_SEPT_VE_DISABLE })).toBe(TDX_SUCCESS);
-  expect(t.td.vpInit(0)).toBe(TDX_SUCCESS);
-  expect(t.td.vpInit(1)).toBe(TDX_SUCCESS);
+  const t = initializedTd();
   for (let l = 3; l >= 1; l--) expect(t.td.memSeptAdd(0, l, t.fresh())).toBe(TDX_SUCCESS);
   return t;
 }
@@ -195,7 +184,7 @@ describe('TD lifecycle SEAMCALLs', () => {
   });
 
   it('VPFLUSHDONE looks at every vCPU, also past a vCPU id never created', () => {
-    const { td } = keyed();
+    const { td } = keyedTd();
     expect(td.mngInit({ gpaw: 48, attributes: 0 })).toBe(TDX_SUCCESS);
     expect(td.vpInit(2)).toBe(TDX_SUCCESS);
     expect(td.mrFinalize()).toBe(TDX_SUCCESS);
@@ -221,7 +210,7 @@ describe('TD lifecycle SEAMCALLs', () => {
 
 describe('vCPU SEAMCALLs', () => {
   it('VP.INIT once per vCPU, during the build only', () => {
-    const { td } = keyed();
+    const { td } = keyedTd();
     expect(td.vpInit(0)).toBe(TDX_OP_STATE_INCORRECT);
     expect(td.vcpuInitialized(0)).toBe(false);
     expect(td.mngInit({ gpaw: 48, attributes: 0 })).toBe(TDX_SUCCESS);
@@ -257,7 +246,7 @@ describe('vCPU SEAMCALLs', () => {
   });
 
   it('vpExitAll counts the vCPUs that were inside, over a sparse vCPU list', () => {
-    const { td } = keyed();
+    const { td } = keyedTd();
     expect(td.mngInit({ gpaw: 48, attributes: 0 })).toBe(TDX_SUCCESS);
     for (const id of [0, 2, 3]) expect(td.vpInit(id)).toBe(TDX_SUCCESS);
     expect(td.mrFinalize()).toBe(TDX_SUCCESS);
@@ -481,7 +470,7 @@ describe('TDH.PHYMEM.PAGE.RECLAIM and TDH.PHYMEM.PAGE.WBINVD', () => {
   });
 
   it('RECLAIM of a TD that never had an S-EPT finds nothing to take back', () => {
-    const { td } = keyed();
+    const { td } = keyedTd();
     teardown(td);
     expect(td.phymemPageReclaim(5)).toBe(TDX_PAGE_METADATA_INCORRECT);
   });

@@ -2,45 +2,23 @@ import { specMrtd } from './testing/spec-mrtd.js';
 /** The TDX backend's hooks, driven through the core VM with guest_memfd (and directly where a hook is the subject). */
 import { describe, expect, it } from 'vitest';
 import {
-  KVM_CAP_EXIT_HYPERCALL,
   KVM_EXIT_HYPERCALL_LONG_MODE,
   KVM_HC_MAP_GPA_RANGE,
   KVM_MAP_GPA_RANGE_DECRYPTED,
   KVM_MAP_GPA_RANGE_ENCRYPTED,
-  KVM_MEMORY_ATTRIBUTE_PRIVATE,
-  KVM_MEM_GUEST_MEMFD,
   KVM_X86_TDX_VM,
-  Kvm,
   KvmError,
   PG_LEVEL_2M,
   recordTrace,
 } from '@ccmem/core';
-import { guestMemfdFactory } from '@ccmem/gmem';
 import type { TdxVmOptions } from './edge.js';
+import { NPAGES, privateTdxVm } from './testing/private-tdx-vm.js';
 import { SEPT_BLOCKED, SEPT_FREE, SEPT_PENDING, SEPT_PRESENT } from './sept.js';
-import { KVM_TDX_MEASURE_MEMORY_REGION, PFERR_PRIVATE_ACCESS, tdxBackendFactory, type TdxBackend } from './tdx-backend.js';
+import { KVM_TDX_MEASURE_MEMORY_REGION, PFERR_PRIVATE_ACCESS } from './tdx-backend.js';
 
 const P = 4096;
-/** private gfns [0, NPAGES) in one guest_memfd slot at gpa 0 */
-const NPAGES = 1024;
 
-function make(opts: TdxVmOptions = {}) {
-  const kvm = new Kvm({ guestMemfd: guestMemfdFactory, backends: { [KVM_X86_TDX_VM]: tdxBackendFactory } });
-  const vm = kvm.createVm({ type: KVM_X86_TDX_VM, options: opts, rootLevel: opts.gpaw === 52 ? 5 : 4 });
-  const b = vm.backend as TdxBackend;
-  const size = NPAGES * P;
-  const gmemFd = vm.createGuestMemfd({ size, flags: 0 });
-  const hva = kvm.process.mm.mmap({ length: size, prot: { read: true, write: true }, shared: true });
-  vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: 0, memory_size: size, userspace_addr: hva, guest_memfd: gmemFd, guest_memfd_offset: 0 });
-  vm.setMemoryAttributes({ address: 0, size, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
-  vm.enableCap({ cap: KVM_CAP_EXIT_HYPERCALL, args: [1 << KVM_HC_MAP_GPA_RANGE] });
-  const vcpu = vm.createVcpu(0);
-  vm.createVcpu(1);
-  const src = kvm.process.mm.mmap({ length: 2 * P, prot: { read: true, write: true }, shared: false });
-  return { kvm, phys: kvm.process.phys, b, vm, vcpu, gmemFd, src };
-}
-
-type Td = ReturnType<typeof make>;
+type Td = ReturnType<typeof privateTdxVm>;
 
 /** INIT_VM → INIT_VCPU(0,1) → INIT_MEM_REGION(2 pages, measured) → FINALIZE */
 function build(t: Td) {
@@ -54,9 +32,9 @@ function build(t: Td) {
   return vm.memoryEncryptOp({ cmd: 'tdx_finalize_vm' });
 }
 
-/** make() then build() */
+/** privateTdxVm() then build() */
 function built(opts: TdxVmOptions = {}) {
-  const t = make(opts);
+  const t = privateTdxVm(opts);
   build(t);
   return t;
 }
@@ -79,7 +57,7 @@ function gmemPfn(t: Td, gfn: number): number {
 
 describe('TDX backend: properties', () => {
   it('describes a TDX VM with the shared bit at gpa 47 (or 51)', () => {
-    const { b } = make();
+    const { b } = privateTdxVm();
     expect(b.vmType).toBe(KVM_X86_TDX_VM);
     expect([b.hasPrivateMem, b.hasReadonlyMem, b.hasMirroredTdp, b.supportsGmemInitShared, b.nrMemslotAsIds]).toEqual([true, false, true, false, 1]);
     expect(b.gfnDirectBits).toBe(2 ** 35);
@@ -87,8 +65,8 @@ describe('TDX backend: properties', () => {
     expect(b.faultIsPrivate(2 ** 47 + 0x1000)).toBe(false);
     expect(b.gmemMaxMappingLevel(1, true)).toBe(1);
     expect(b.gmemMaxMappingLevel(1, false)).toBe(0);
-    expect(make({ hugePages: true }).b.gmemMaxMappingLevel(1, true)).toBe(2);
-    const b52 = make({ gpaw: 52 }).b;
+    expect(privateTdxVm({ hugePages: true }).b.gmemMaxMappingLevel(1, true)).toBe(2);
+    const b52 = privateTdxVm({ gpaw: 52 }).b;
     expect(b52.gfnDirectBits).toBe(2 ** 39);
     expect(b52.faultIsPrivate(2 ** 47)).toBe(true);
   });
@@ -96,7 +74,7 @@ describe('TDX backend: properties', () => {
 
 describe('TDX backend: build flow', () => {
   it('INIT_VM → INIT_VCPU → INIT_MEM_REGION (PAGE.ADD + MR.EXTEND ×16) → FINALIZE', () => {
-    const t = make();
+    const t = privateTdxVm();
     const { b, vm, phys } = t;
     expect(b.preFaultAllowed()).toBe(false);
     expect(() => vm.vcpus[0]!.memoryEncryptOp({ cmd: 'tdx_init_vcpu' })).toThrow(KvmError);
@@ -118,7 +96,7 @@ describe('TDX backend: build flow', () => {
   });
   it('MRTD differs with and without measurement, and is reproducible', () => {
     const runOnce = (flags: number) => {
-      const { vm, vcpu, src } = make();
+      const { vm, vcpu, src } = privateTdxVm();
       vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
       vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
       vcpu.memoryEncryptOp({ cmd: 'tdx_init_mem_region', source_addr: src, gpa: 0, nr_pages: 1, flags });
@@ -130,7 +108,7 @@ describe('TDX backend: build flow', () => {
     expect(runOnce(0)).not.toBe(runOnce(1));
   });
   it('rejects bad INIT_MEM_REGION arguments before touching anything', () => {
-    const { b, vm, vcpu, src } = make();
+    const { b, vm, vcpu, src } = privateTdxVm();
     vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
     expect(() => vcpu.memoryEncryptOp({ cmd: 'tdx_init_mem_region', source_addr: src, gpa: 0, nr_pages: 1 })).toThrow(/vCPU not initialized/);
     vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
@@ -146,7 +124,7 @@ describe('TDX backend: build flow', () => {
     expect(b.td.callCount('TDH.MEM.PAGE.ADD')).toBe(0);
   });
   it('writes progress back when a later page fails', () => {
-    const { vm, vcpu, src } = make();
+    const { vm, vcpu, src } = privateTdxVm();
     vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
     vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
     const last = (NPAGES - 1) * P; // the next page has no memslot
@@ -155,7 +133,7 @@ describe('TDX backend: build flow', () => {
     expect(r.out).toEqual({ source_addr: src + P, gpa: last + P, nr_pages: 1 });
   });
   it('PAGE.ADD without a staged source page bugs the VM', () => {
-    const t = make();
+    const t = privateTdxVm();
     t.vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
     expect(t.vm.mapPrivatePfn(0, gmemPfn(t, 0))).toBe(-5);
     expect(t.vm.deadReason).toMatch(/without a staged source/);
@@ -178,7 +156,7 @@ describe('TDX backend: runtime AUG / ACCEPT and the pending rule', () => {
     expect(b.checkInvariants()).toEqual([]);
   });
   it('without SEPT_VE_DISABLE the guest gets #VE instead', () => {
-    const t = make();
+    const t = privateTdxVm();
     const { b, vm, vcpu } = t;
     vm.memoryEncryptOp({ cmd: 'tdx_init_vm', attributes: 0 });
     vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });

@@ -21,22 +21,10 @@ import {
 } from './status.js';
 import { PhysMem } from '@ccmem/core';
 import { SEPT_BLOCKED, SEPT_FREE, SEPT_PENDING, SEPT_PENDING_BLOCKED, SEPT_PRESENT } from './sept.js';
-import { PT_SEPT, PamtTable, TDG_EXIT_EPT_VIOLATION, TDX_TD_ATTR_SEPT_VE_DISABLE, TdxModule, mrBlock, type TdxTd } from './tdx-module.js';
+import { initializedTd } from './testing/td-setup.js';
+import { PT_SEPT, PamtTable, TDG_EXIT_EPT_VIOLATION, TdxModule, mrBlock, type TdxTd } from './tdx-module.js';
 
 const P = 4096;
-
-function setup() {
-  const phys = new PhysMem();
-  const module = new TdxModule({ phys, nrHkids: 4 });
-  const td = module.createTd();
-  const hkid = module.allocHkid();
-  expect(td.mngCreate(hkid)).toBe(TDX_SUCCESS);
-  expect(td.mngKeyConfig()).toBe(TDX_SUCCESS);
-  expect(td.mngInit({ gpaw: 48, attributes: TDX_TD_ATTR_SEPT_VE_DISABLE })).toBe(TDX_SUCCESS);
-  expect(td.vpInit(0)).toBe(TDX_SUCCESS);
-  expect(td.vpInit(1)).toBe(TDX_SUCCESS);
-  return { phys, module, td, hkid };
-}
 
 /** SEPT.ADD for levels 3, 2, 1 above `gpa` */
 function linkLevels(td: TdxTd, phys: PhysMem, gpa: number, downTo = 1): void {
@@ -73,7 +61,7 @@ describe('TD state machine and HKID', () => {
     expect(td.memPageAdd(0, 0, 9, new Uint8Array(P))).toBe(TDX_OP_STATE_INCORRECT);
   });
   it('frees the HKID only after VPFLUSHDONE and CACHE.WB, then allows RECLAIM', () => {
-    const { td, module, phys } = setup();
+    const { td, module, phys } = initializedTd();
     run(td);
     linkLevels(td, phys, 0);
     const spt = td.sept!.table(0, 0)!.hpa;
@@ -96,7 +84,7 @@ describe('TD state machine and HKID', () => {
 
 describe('Secure EPT SEAMCALLs', () => {
   it('needs every intermediate level: EPT_WALK_FAILED with the entry where the walk stopped', () => {
-    const { td, phys } = setup();
+    const { td, phys } = initializedTd();
     expect(td.memPageAdd(0x200000, 0, phys.allocPage(), new Uint8Array(P))).toBe(TDX_EPT_WALK_FAILED);
     expect(td.lastEntryLevel).toBe(3);
     linkLevels(td, phys, 0x200000, 2);
@@ -107,7 +95,7 @@ describe('Secure EPT SEAMCALLs', () => {
     expect(td.memSeptAdd(0x200000, 1, phys.allocPage())).toBe(TDX_EPT_ENTRY_STATE_INCORRECT);
   });
   it('checks gpa privacy, alignment and the page owner', () => {
-    const { td, phys } = setup();
+    const { td, phys } = initializedTd();
     expect(td.memSeptAdd(2 ** 47, 1, phys.allocPage())).toBe(TDX_OPERAND_INVALID);
     expect(td.memSeptAdd(0x1000, 1, phys.allocPage())).toBe(TDX_OPERAND_INVALID);
     linkLevels(td, phys, 0);
@@ -117,7 +105,7 @@ describe('Secure EPT SEAMCALLs', () => {
     expect(td.memPageAdd(P, 0, pfn, new Uint8Array(P))).toBe(TDX_PAGE_METADATA_INCORRECT);
   });
   it('AUG → PENDING; ACCEPT → PRESENT; second ACCEPT is PAGE_ALREADY_ACCEPTED', () => {
-    const { td, phys } = setup();
+    const { td, phys } = initializedTd();
     linkLevels(td, phys, 0);
     run(td);
     const pfn = phys.allocPage();
@@ -133,7 +121,7 @@ describe('Secure EPT SEAMCALLs', () => {
     expect(td.tdgMemPageAccept(0, 0, 1)).toBe(TDX_PAGE_SIZE_MISMATCH);
   });
   it('REMOVE while running needs BLOCK and a completed TRACK with every vCPU out of epoch N', () => {
-    const { td, phys } = setup();
+    const { td, phys } = initializedTd();
     linkLevels(td, phys, 0);
     run(td);
     td.memPageAug(0, 0, phys.allocPage());
@@ -152,7 +140,7 @@ describe('Secure EPT SEAMCALLs', () => {
     expect([...td.pamt.values()].every((v) => v === PT_SEPT)).toBe(true);
   });
   it('TRACK with a vCPU still in epoch N-1 is PREVIOUS_TLB_EPOCH_BUSY', () => {
-    const { td } = setup();
+    const { td } = initializedTd();
     run(td);
     expect(td.vpEnter(1)).toBe(TDX_SUCCESS); // epoch 1
     expect(td.memTrack()).toBe(TDX_SUCCESS); // epoch 2, vCPU 1 in epoch 1 = N-1
@@ -161,7 +149,7 @@ describe('Secure EPT SEAMCALLs', () => {
     expect(td.memTrack()).toBe(TDX_SUCCESS);
   });
   it('blocks a PENDING page to PENDING_BLOCKED and removes it', () => {
-    const { td, phys } = setup();
+    const { td, phys } = initializedTd();
     linkLevels(td, phys, 0);
     run(td);
     td.memPageAug(0, 0, phys.allocPage());
@@ -171,13 +159,13 @@ describe('Secure EPT SEAMCALLs', () => {
     expect(td.memPageRemove(0, 0)).toBe(TDX_SUCCESS);
   });
   it('REMOVE at build time needs no BLOCK (no TLB tracking before the TD runs)', () => {
-    const { td, phys } = setup();
+    const { td, phys } = initializedTd();
     linkLevels(td, phys, 0);
     td.memPageAdd(0, 0, phys.allocPage(), new Uint8Array(P));
     expect(td.memPageRemove(0, 0)).toBe(TDX_SUCCESS);
   });
   it('check_tdaccept_failure(): 4K ACCEPT inside an accepted 2M leaf is ALREADY_ACCEPTED; SIZE_MISMATCH only for a non-leaf at the level', () => {
-    const { td, phys } = setup();
+    const { td, phys } = initializedTd();
     linkLevels(td, phys, 0, 2);
     run(td);
     const base = phys.allocContiguous(512);
@@ -197,7 +185,7 @@ describe('Secure EPT SEAMCALLs', () => {
     expect(td.tdgMemPageAccept(0, 4 * gpa2, 0)).toBe(TDG_EXIT_EPT_VIOLATION);
   });
   it('DEMOTE splits a blocked, tracked 2 MiB leaf into 512 leaves', () => {
-    const { td, phys } = setup();
+    const { td, phys } = initializedTd();
     linkLevels(td, phys, 0, 2);
     run(td);
     const base = phys.allocContiguous(512); // a 2 MiB page: 512 aligned, consecutive frames
@@ -216,7 +204,7 @@ describe('Secure EPT SEAMCALLs', () => {
     expect(td.sept!.tableByHpa(spt)?.used).toBe(512);
   });
   it('OPERAND_BUSY injection hits the next SEAMCALL and changes nothing', () => {
-    const { td, phys } = setup();
+    const { td, phys } = initializedTd();
     linkLevels(td, phys, 0);
     run(td);
     td.injectOperandBusy(1, 'TDH.MEM.PAGE.AUG');
@@ -231,7 +219,7 @@ describe('Secure EPT SEAMCALLs', () => {
 
 describe('MRTD', () => {
   it('is SHA-384 over 128-byte blocks: PAGE.ADD(gpa) then MR.EXTEND(gpa)+256 bytes, per chunk', () => {
-    const { td, phys } = setup();
+    const { td, phys } = initializedTd();
     linkLevels(td, phys, 0);
     const page = new Uint8Array(P).map((_, i) => i & 0xff);
     const pfn = phys.allocPage();
