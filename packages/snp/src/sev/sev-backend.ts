@@ -267,8 +267,7 @@ class SevBackendImpl implements SevBackend {
       case 'sev_init':
         // sev_guest_init(): the deprecated commands initialize a KVM_X86_DEFAULT_VM only, and
         // this backend serves KVM_X86_SEV_VM and KVM_X86_SEV_ES_VM
-        sevFail('EINVAL', `sev_guest_init: ${req.cmd === 'sev_init' ? 'KVM_SEV_INIT' : 'KVM_SEV_ES_INIT'} on a VM of type ${this.vmType} (use KVM_SEV_INIT2)`);
-      // eslint-disable-next-line no-fallthrough
+        return sevFail('EINVAL', `sev_guest_init: ${req.cmd === 'sev_init' ? 'KVM_SEV_INIT' : 'KVM_SEV_ES_INIT'} on a VM of type ${this.vmType} (use KVM_SEV_INIT2)`);
       case 'sev_init2':
         return this.init2(req);
       case 'sev_launch_start':
