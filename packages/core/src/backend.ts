@@ -307,8 +307,21 @@ export interface VendorBackend<E extends VendorEdge = VendorEdge> {
   memEncUnregisterRegion?(range: KvmEncRegion): void;
   /** VM teardown (kvm_arch_pre_destroy_vm / destroy); after every gmem file is released */
   destroy?(): void;
+  /**
+   * kvm_x86_ops.vm_destroy, from kvm_arch_destroy_vm(): after destroy() and after the MMU has
+   * zapped every mapping (kvm_destroy_vm() runs the MMU notifier's release in between), e.g.
+   * tdx_vm_destroy() reclaiming the TD's control pages.
+   */
+  vmDestroy?(): void;
   /** invariants the backend can check after any step; returns violations in plain words */
   checkInvariants?(): string[];
+  /**
+   * After destroy(): what the VM left on the host that its teardown should have released (a
+   * key, a firmware context, a table entry still naming the VM), in plain words. Pages the
+   * kernel leaks on purpose after a firmware failure (snp_leak_pages(), a TDX page that
+   * TDH.PHYMEM.PAGE.RECLAIM refused) do not count.
+   */
+  checkAfterDestroy?(): string[];
   /** read-only state for `assert` steps and `ccmem explain` */
   inspect?(query: E['inspect']): unknown;
 }

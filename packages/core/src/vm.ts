@@ -1077,6 +1077,8 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
     this.tracer.emit('kvm_destroy_vm', { vm: this.id });
     this.backend?.destroy?.();
     this.mmu.destroy();
+    this.backend?.vmDestroy?.();
+    this.memslots.freeMemslots();
     this.shadow?.pool.dispose(); // the shadow pages go with the VM (kvm_mmu_uninit_vm)
     this.unsubscribeMmuNotifier();
   }

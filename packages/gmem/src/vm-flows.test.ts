@@ -17,6 +17,7 @@ import {
 } from '@ccmem/core';
 import { describe, expect, it } from 'vitest';
 import { GuestMemfd, guestMemfdFactory } from './guest-memfd.js';
+import { createDeviceFd } from './device-fd.js';
 
 const GiB = 2 ** 30;
 const MiB = 2 ** 20;
@@ -148,5 +149,20 @@ describe('guest_memfd through the VM', () => {
     const r = vcpu.guestRead(GiB, 8, true);
     expect(r.errno).toBe('EFAULT');
     expect(r.exit?.reason).toBe('KVM_EXIT_MEMORY_FAULT');
+  });
+
+  it('kvm_destroy_vm() frees the memslots: a closed device fd still bound to a slot ends its import then', () => {
+    const kvm = new Kvm({ guestMemfd: guestMemfdFactory });
+    const vm = kvm.createVm({ type: KVM_X86_SW_PROTECTED_VM });
+    const dev = createDeviceFd(vm, { size: 2 * MiB });
+    const fd = kvm.process.installFd(dev);
+    const hva = kvm.process.mm.mmap({ length: 2 * MiB, prot: { read: true, write: true }, shared: false });
+    vm.setUserMemoryRegion2({ slot: 1, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: GiB, memory_size: 2 * MiB, userspace_addr: hva, guest_memfd: fd, guest_memfd_offset: 0 });
+    kvm.process.close(fd);
+    expect(dev.live).toBe(true); // the slot's binding keeps it
+    kvm.process.close(vm.fd);
+    expect(vm.alive).toBe(false);
+    expect(dev.live).toBe(false); // kvm_free_memslot() → unbind: the last binding went
+    expect(dev.boundRanges()).toEqual([]);
   });
 });

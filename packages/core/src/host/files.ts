@@ -133,7 +133,18 @@ export class MemfdFile implements KvmFile, FileIo, FileMappingBacking {
   release(): void {
     if (this.released) return;
     this.released = true;
-    // (a mapping keeps the file; the model frees the pages with the process)
+    // (a mapping keeps the file; its pages go with evict())
+  }
+
+  /**
+   * shmem_evict_inode(): the last reference (every fd and every mapping) is gone, so the page
+   * cache is truncated and its pages go back to the host. The process's exit calls it once it
+   * has dropped its mappings and closed its fds.
+   */
+  evict(): void {
+    if (!this.released) throw new Error('MemfdFile.evict() while an fd is still open');
+    for (const pfn of this.pages.values()) this.phys.freePage(pfn);
+    this.pages.clear();
   }
 }
 

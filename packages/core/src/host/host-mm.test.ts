@@ -63,6 +63,23 @@ describe('madvise', () => {
     expect(errnoOf(() => as.madvise(ro, 4096, MADV_REMOVE))).toBe('EACCES');
   });
 
+  it('a memfd keeps its pages past close() while mapped; evict() (the last reference gone) frees them', () => {
+    const phys = new PhysMem();
+    const as = new AddressSpace(phys);
+    const memfd = new MemfdFile(phys, 3 * 4096);
+    const m = as.mmap({ length: 3 * 4096, prot: RW, shared: true, backing: memfd });
+    as.write(m, 8, 1n);
+    as.write(m + 8192, 8, 2n);
+    expect(() => memfd.evict()).toThrow(/fd is still open/);
+    memfd.release();
+    expect(as.read(m + 8192, 8)).toBe(2n); // the mapping still holds the file
+    as.munmap(m, 3 * 4096);
+    expect(phys.allocatedPages).toBe(2);
+    memfd.evict();
+    expect(phys.allocatedPages).toBe(0);
+    expect(memfd.pageAt(0)).toBe(-1);
+  });
+
   it('MADV_COLLAPSE of a file mapping is EINVAL, of anonymous memory fine; MADV_HUGEPAGE is a hint', () => {
     const { phys, as } = mm();
     const f = as.mmap({ length: 2 << 20, prot: RW, shared: true, backing: new MemfdFile(phys, 2 << 20) });

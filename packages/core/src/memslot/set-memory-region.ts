@@ -441,6 +441,19 @@ export class MemslotEngine {
     }
   }
 
+  /**
+   * kvm_free_memslots() from kvm_destroy_vm(), for every address space: each slot's
+   * guest_memfd binding (kvm_gmem_unbind()) and dirty bitmap go with it (kvm_free_memslot()).
+   */
+  freeMemslots(): void {
+    for (let asId = 0; asId < this.slots.nrAsIds; asId++) {
+      for (const slot of this.slots.memslots(asId).slots()) {
+        if (slot.gmemFile !== null) slot.gmemFile.unbind(slot);
+        slot.dirtyBitmap = null;
+      }
+    }
+  }
+
   /** @internal */
   traceChange(op: MemslotChangeOp, phase: MemslotChangePhase): void {
     const t = this.hooks.tracer;
