@@ -187,6 +187,13 @@ export class DirectMap {
     return null;
   }
 
+  /** every frame not mapped, ascending within each 2M region */
+  forEachUnmapped(fn: (pfn: number) => void): void {
+    for (const [m, h] of this.holes) {
+      for (let i = 0; i < PAGES_PER_2M; i++) if ((h[i >>> 5]! >>> (i & 31)) & 1) fn(m * PAGES_PER_2M + i);
+    }
+  }
+
   /** frames not mapped */
   get unmappedPages(): number {
     let n = 0;

@@ -109,10 +109,20 @@ describe('snp_launch_finish()', () => {
     t.vm.memoryEncryptOp({ cmd: 'snp_launch_finish' });
     const phys = t.kvm.process.phys;
     const before = phys.allocatedPages;
+    expect(t.b.checkAfterDestroy!()).toEqual(expect.arrayContaining([
+      expect.stringMatching(/^pfn 0x[0-9a-f]+ still assigned to ASID \d+ in the RMP \(never made shared\)$/),
+      '1 VMSA pages not given back',
+      expect.stringMatching(/^ASID \d+ still bound \(sev_asid_free\(\) did not run\)$/),
+    ]));
     t.b.destroy!();
+    expect(t.b.checkAfterDestroy!()).toEqual([]);
     expect(phys.allocatedPages).toBe(before - 1);
     expect(() => t.b.destroy!()).not.toThrow();
     expect(phys.allocatedPages).toBe(before - 1);
+    // a shared frame the direct map lost is a leak too (the host cannot touch it)
+    const stray = phys.allocPage();
+    t.b.host.directmap.unmap(stray, 1);
+    expect(t.b.checkAfterDestroy!()).toEqual([`shared pfn 0x${stray.toString(16)} is missing from the direct map (set_direct_map_default_noflush() did not run)`]);
   });
 });
 

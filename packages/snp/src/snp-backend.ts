@@ -891,6 +891,28 @@ class SnpBackendImpl implements SnpBackend {
     if (this.snpGuest) host.freeAsid(this.asid);
   }
 
+  /**
+   * What sev_vm_destroy() and the guest_memfd release (sev_gmem_invalidate()) should have given
+   * back: every RMP entry of the ASID made shared, each frame back in the direct map, the VMSA
+   * pages, the ASID. Frames snp_leak_pages() kept are the exception.
+   */
+  checkAfterDestroy(): string[] {
+    const out: string[] = [];
+    const host = this.host;
+    const leaked = host.leakedPages;
+    if (this.snpGuest) {
+      host.rmp.forEachAssigned((pfn, w) => {
+        if (wordAsid(w) === this.asid && !leaked.has(pfn)) out.push(`pfn 0x${pfn.toString(16)} still assigned to ASID ${this.asid} in the RMP (never made shared)`);
+      });
+      if (host.sev.asids.isBound(this.asid)) out.push(`ASID ${this.asid} still bound (sev_asid_free() did not run)`);
+    }
+    if (this.vmsaPfns.length !== 0) out.push(`${this.vmsaPfns.length} VMSA pages not given back`);
+    host.directmap.forEachUnmapped((pfn) => {
+      if (!leaked.has(pfn) && (host.rmp.word(pfn) & RMPW_ASSIGNED) === 0) out.push(`shared pfn 0x${pfn.toString(16)} is missing from the direct map (set_direct_map_default_noflush() did not run)`);
+    });
+    return out;
+  }
+
   /* ------------------------------------------------------------------ invariants / inspect */
 
   checkInvariants(): string[] {

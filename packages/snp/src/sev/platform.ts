@@ -117,6 +117,11 @@ export class SevAsids {
   isInUse(asid: number): boolean {
     return this.inUse[asid] === 1;
   }
+
+  /** in use and not waiting for reclaim: sev_asid_free() has not run for it */
+  isBound(asid: number): boolean {
+    return this.inUse[asid] === 1 && this.reclaim[asid] === 0;
+  }
 }
 
 /** One guest context of the PSP (SEV API "GCTX") */

@@ -317,7 +317,14 @@ describe('the SEV VM itself', () => {
     vm.memoryEncryptOp({ cmd: 'sev_launch_start', policy: 0 });
     vm.memoryEncryptRegRegion({ addr: hva, size: PAGE_SIZE });
     const fw = snpHostFor(kvm.process.phys).sev.firmware;
+    // before the teardown, everything it must release is still held
+    expect(b.checkAfterDestroy!()).toEqual([
+      '1 pages of 1 KVM_MEMORY_ENCRYPT_REG_REGION regions still pinned (sev_unpin_memory() did not run)',
+      `firmware guest context ${(b.inspect!({ what: 'sev' }) as { handle: number }).handle} still alive (no DEACTIVATE/DECOMMISSION: sev_unbind_asid())`,
+      `ASID ${b.info.asid} still bound (sev_asid_free() did not run)`,
+    ]);
     b.destroy!();
+    expect(b.checkAfterDestroy!()).toEqual([]);
     expect(b.pagesLocked).toBe(0);
     expect(fw.guestCount).toBe(0);
     b.destroy!();

@@ -493,6 +493,20 @@ class SevBackendImpl implements SevBackend {
     this.platform.asids.asidFree(this.info.asid);
   }
 
+  /** what sev_vm_destroy() should have released: pinned regions, VMSA pages, the firmware context, the ASID */
+  checkAfterDestroy(): string[] {
+    const out: string[] = [];
+    if (this.pagesLocked !== 0 || this.regions.length !== 0) {
+      out.push(`${this.pagesLocked} pages of ${this.regions.length} KVM_MEMORY_ENCRYPT_REG_REGION regions still pinned (sev_unpin_memory() did not run)`);
+    }
+    if (this.vmsaPages.size !== 0) out.push(`${this.vmsaPages.size} VMSA pages not freed (sev_free_vcpu())`);
+    if (this.handle !== 0 && this.platform.firmware.guestStatus(this.handle).fwError === SEV_RET_SUCCESS) {
+      out.push(`firmware guest context ${this.handle} still alive (no DEACTIVATE/DECOMMISSION: sev_unbind_asid())`);
+    }
+    if (this.info.active && this.platform.asids.isBound(this.info.asid)) out.push(`ASID ${this.info.asid} still bound (sev_asid_free() did not run)`);
+    return out;
+  }
+
   checkInvariants(): string[] {
     const out: string[] = [];
     const pinned = this.regions.reduce((n, r) => n + r.npages, 0);
