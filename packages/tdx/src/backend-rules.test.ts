@@ -523,6 +523,15 @@ describe('teardown', () => {
     expect(t.b.inspect({ what: 'stats' })).toMatchObject({ septTables: 0, leavesByState: {} });
   });
 
+  it('what the teardown must release, before it ran: the HKID, each private page, each TD page in the PAMT', () => {
+    const t = built();
+    const hkid = t.b.td.hkid;
+    const left = t.b.checkAfterDestroy();
+    expect(left[0]).toBe(`HKID ${hkid} still assigned (tdx_mmu_release_hkid() did not free it)`);
+    expect(left).toContain('private page gfn 0 (level 1) still in the S-EPT');
+    expect(left.filter((s) => / still owned by the TD in the PAMT \(never reclaimed\)$/.test(s)).length).toBe(t.b.td.pamt.size);
+  });
+
   it('flushes only initialized vCPUs, and a second destroy does nothing', () => {
     const t = privateTdxVm();
     t.vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
@@ -542,6 +551,8 @@ describe('teardown', () => {
     expect(a.b.bugReasons).toEqual(['tdx_mmu_release_hkid: TDX_OPERAND_BUSY; HKID leaked']);
     expect(a.b.td.callCount('TDH.PHYMEM.CACHE.WB')).toBe(0);
     expect(a.b.td.hkidAssigned).toBe(true);
+    // the kernel leaks the HKID on purpose here: not something the teardown forgot
+    expect(a.b.checkAfterDestroy().filter((s) => s.startsWith('HKID'))).toEqual([]);
     const c = built();
     c.b.td.injectOperandBusy(1, 'TDH.PHYMEM.CACHE.WB');
     c.b.destroy();

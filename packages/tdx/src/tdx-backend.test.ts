@@ -263,22 +263,29 @@ describe('TDX backend: REMOVE order and busy handling', () => {
 });
 
 describe('TDX backend: teardown order', () => {
-  it('zap leaves with the HKID → release HKID → reclaim S-EPT tables', () => {
+  it('zap leaves with the HKID → release HKID → reclaim S-EPT tables → reclaim the control pages', () => {
     const t = built();
     const { b, vm, kvm } = t;
     const rec = recordTrace(kvm.tracer);
     kvm.process.close(t.gmemFd); // kvm_gmem_release(): every private leaf zapped, HKID still assigned
     expect(b.td.sept!.tableCount).toBe(4);
+    const root = b.td.sept!.table(b.td.sept!.rootLevel, 0)!.hpa;
+    const pagesBefore = t.phys.allocatedPages;
     kvm.process.close(vm.fd); // kvm_destroy_vm(): release the HKID, then free the mirror root's tables
     rec.stop();
     const order = rec.events.map((e) => e.name).filter((n) => /^tdh_(mem_page_remove|mng_key_freeid|phymem_page_reclaim)/.test(n));
-    expect(order).toEqual(['tdh_mem_page_remove', 'tdh_mem_page_remove', 'tdh_mng_key_freeid', 'tdh_phymem_page_reclaim', 'tdh_phymem_page_reclaim', 'tdh_phymem_page_reclaim']);
+    // the three table pages (tdx_sept_free_private_spt()), then the root with the TDCS (tdx_vm_destroy())
+    expect(order).toEqual(['tdh_mem_page_remove', 'tdh_mem_page_remove', 'tdh_mng_key_freeid', 'tdh_phymem_page_reclaim', 'tdh_phymem_page_reclaim', 'tdh_phymem_page_reclaim', 'tdh_phymem_page_reclaim']);
+    expect(rec.events.filter((e) => e.name.startsWith('tdh_phymem_page_reclaim')).at(-1)!.fields).toMatchObject({ gpa: root * 4096 });
     const td = b.inspect({ what: 'td' }) as { lifecycle: string; hkidReleased: boolean };
     expect(td).toMatchObject({ lifecycle: 'TEARDOWN', hkidReleased: true });
     expect(b.stats.septTablesReclaimed).toBe(3);
-    expect(b.td.sept!.tableCount).toBe(1); // the root, reclaimed with the TDCS
+    expect(b.td.sept!.tableCount).toBe(0);
+    expect(t.phys.isAllocated(root)).toBe(false);
+    expect(t.phys.allocatedPages).toBeLessThan(pagesBefore);
     expect(vm.deadReason).toBeNull();
     expect(b.checkInvariants()).toEqual([]);
+    expect(b.checkAfterDestroy()).toEqual([]);
   });
   it('freeing a table page while the HKID is assigned bugs the VM and keeps the page', () => {
     const t = built();

@@ -700,6 +700,38 @@ export class TdxBackend implements VendorBackend<TdxEdge> {
     this.hkidReleased = true;
   }
 
+  /**
+   * tdx_vm_destroy() → tdx_reclaim_td_control_pages(): once the MMU has zapped every private
+   * page and reclaimed every S-EPT table, TDH.PHYMEM.PAGE.RECLAIM takes back the TD's control
+   * pages (the model's TDCS is its S-EPT root page) and they are reset and freed. Nothing while
+   * the HKID is still assigned (tdx_mmu_release_hkid() failed: the pages are given up), and a
+   * page RECLAIM refuses is leaked (tdx_reclaim_control_page()).
+   */
+  vmDestroy(): void {
+    const td = this.td;
+    const sept = td.sept;
+    if (td.hkidAssigned || !sept) return;
+    const root = sept.table(sept.rootLevel, 0);
+    if (!root) return;
+    if (td.phymemPageReclaim(root.hpa) !== TDX_SUCCESS) return;
+    this.phys.zeroPage(root.hpa); // tdx_quirk_reset_paddr()
+    this.phys.freePage(root.hpa);
+  }
+
+  /**
+   * What the teardown should have released: the HKID (tdx_mmu_release_hkid(); kept only when a
+   * teardown SEAMCALL failed, which bugReasons records), every private page (TDH.MEM.PAGE.REMOVE)
+   * and every S-EPT page (TDH.PHYMEM.PAGE.RECLAIM) the TD owned in the PAMT.
+   */
+  checkAfterDestroy(): string[] {
+    const out: string[] = [];
+    const td = this.td;
+    if (td.hkidAssigned && !this.bugReasons.some((r) => r.startsWith('tdx_mmu_release_hkid'))) out.push(`HKID ${td.hkid} still assigned (tdx_mmu_release_hkid() did not free it)`);
+    td.sept?.forEachLeaf((gfn, level) => out.push(`private page gfn ${gfn} (level ${level + 1}) still in the S-EPT`));
+    for (const pfn of td.pamt.keys()) out.push(`pfn ${pfn} still owned by the TD in the PAMT (never reclaimed)`);
+    return out;
+  }
+
   checkInvariants(): string[] {
     const out: string[] = [];
     const td = this.td;
