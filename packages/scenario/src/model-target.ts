@@ -13,6 +13,7 @@
  * - With `ctx.trace`, the kernel events of each step are returned in `events`.
  */
 import {
+  MemfdFile,
   HOST_FALLBACK_PROFILE,
   profileByName,
   withPciHole,
@@ -191,6 +192,37 @@ class ModelTargetImpl implements ModelTarget {
     this.lastIndex = _scenario.steps.length + Object.values(_scenario.concurrent?.actors ?? {}).reduce((n, a) => n + a.length, 0) - 1;
   }
 
+  /**
+   * The VMM process exits (do_exit()): exit_mm() drops every mapping first, then exit_files()
+   * closes every fd in ascending order, so each VM goes through kvm_destroy_vm() once its last
+   * reference (its fd, its guest_memfd files) is gone. Returns what the exit left behind.
+   */
+  exit(): string[] {
+    const run = this.run;
+    const kvm = this.kvm;
+    if (!run || !kvm) throw new Error('model target: exit() before begin()');
+    const { process } = kvm;
+    // every memfd the process still references, by an fd or by a mapping
+    const memfds = new Set<MemfdFile>();
+    for (const f of process.openFiles()) if (f instanceof MemfdFile) memfds.add(f);
+    for (const v of process.mm.mappings()) if (v.backing instanceof MemfdFile) memfds.add(v.backing);
+    for (const v of [...process.mm.mappings()]) process.mm.munmap(v.start, v.end - v.start);
+    for (const fd of process.openFds()) process.close(fd);
+    for (const f of memfds) f.evict();
+    const out: string[] = [];
+    for (const vm of [run.vm, ...run.otherVms.values()]) {
+      if (vm.alive) out.push(`VM ${vm.id} outlived the VMM: a reference to it was never dropped`);
+      const left = vm.backend?.checkAfterDestroy?.() ?? [];
+      for (const v of left.slice(0, EXIT_REPORT_LIMIT)) out.push(`VM ${vm.id}: ${v}`);
+      if (left.length > EXIT_REPORT_LIMIT) out.push(`VM ${vm.id}: ... and ${left.length - EXIT_REPORT_LIMIT} more`);
+    }
+    // the exporting device outlives the VMM; its regions go when the device is unbound
+    for (const region of run.deviceRegions) region.destroy();
+    const pages = process.phys.allocatedPages;
+    if (pages !== 0) out.push(`${pages} host page${pages === 1 ? '' : 's'} still allocated after the VMM exited`);
+    return out;
+  }
+
   end(): void {
     this.kvm = null;
     this.vm = null;
@@ -268,6 +300,9 @@ class ModelTargetImpl implements ModelTarget {
     return fresh;
   }
 }
+
+/** the most leaks the exit reports per VM (one sentence each); the rest are counted */
+const EXIT_REPORT_LIMIT = 8;
 
 /** names a `concurrent:` block may list; each runs the full invariant checker */
 const KNOWN_INVARIANTS = new Set(RUN_INVARIANT_NAMES);

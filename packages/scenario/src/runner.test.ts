@@ -207,6 +207,16 @@ describe('diffOutcomes', () => {
     expect(diffResults(a, b)).toEqual([{ index: 1, op: 'create_vcpu', differences: ['errno: nothing vs EINVAL'] }]);
   });
 
+  it('diffResults: a step on one side only differs, except the model\'s VMM exit', () => {
+    const sc = parseScenario(`${HEAD}  - create_vcpu: { id: 0 }\n`);
+    const withExit = runScenario(sc, scripted({}, { exit: () => [] }).target);
+    const plain = runScenario(sc, scripted({}).target);
+    expect(withExit.steps.map((s) => s.op)).toEqual(['create_vcpu', 'exit']);
+    expect(diffResults(withExit, plain)).toEqual([]);
+    const longer = runScenario(parseScenario(`${HEAD}  - create_vcpu: { id: 0 }\n  - create_vcpu: { id: 1 }\n`), scripted({}).target);
+    expect(diffResults(plain, longer)).toEqual([{ index: 1, op: 'create_vcpu', differences: ['step ran only on model'] }]);
+  });
+
   it('jsonReplacer prints bigints as hex', () => {
     expect(JSON.stringify({ v: 0xdeadbeefn }, jsonReplacer)).toBe('{"v":"0xdeadbeef"}');
   });

@@ -85,6 +85,11 @@ export interface Target {
   begin(scenario: Scenario, ctx: RunContext): void;
   /** run one step; a failed uAPI call is reported as Outcome.errno, not thrown */
   execute(step: ResolvedStep, ctx: RunContext): Outcome;
+  /**
+   * the VMM process exits after the scenario's last step: every mapping and fd goes, so the VM
+   * is destroyed; returns what it left behind (leaked references, pages, keys), one sentence each
+   */
+  exit?(ctx: RunContext): string[];
   /** tear the VM down */
   end(): void;
   /** whether this target can run an op at all (e.g. missing KVM_CAP_MEMORY_ATTRIBUTES) */

@@ -47,6 +47,7 @@ export const HOST_HANDLERS = {
       // for a region the VMM may map (hostAccessible)
       if (flags & ~GUEST_MEMFD_FLAG_MMAP) fail('EINVAL', 'device fd: only GUEST_MEMFD_FLAG_MMAP has a device equivalent');
       const file = createDeviceFd(m.vmOf(a.vm), { size: a.size, hostAccessible: (flags & GUEST_MEMFD_FLAG_MMAP) !== 0 });
+      m.deviceRegions.push(file.region);
       return { result: m.kvm.process.installFd(file) };
     }
     return { result: m.vmOf(a.vm).createGuestMemfd({ size: a.size, flags }) };

@@ -4,6 +4,7 @@
  * results become step outcomes.
  */
 import { errnoName, fail, type GuestAccessResult, type GuestOpResult, type KvmFile, type Vcpu, type Vm } from '@ccmem/core';
+import type { DeviceMemoryRegion } from '@ccmem/gmem';
 import type { ModelKvm, ModelVm } from '../model-target.js';
 import type { VmConfig } from '../schema.js';
 import type { HandlerTable, Outcome } from '../target.js';
@@ -15,6 +16,8 @@ export type ModelVcpu = Vcpu<ModelVm extends Vm<infer E> ? E : never>;
 
 export class ModelRun {
   readonly hypercalls = new GenericHypercalls();
+  /** the regions device fds exported (`provider: device_fd`), for the device's own teardown */
+  readonly deviceRegions: DeviceMemoryRegion[] = [];
   /** VMs created by `create_vm`, by fd */
   readonly otherVms = new Map<number, ModelVm>();
   /** KVM_SET_NR_MMU_PAGES of each VM, by fd */

@@ -31,7 +31,8 @@ describe('scenario text fuzzing (bounded)', () => {
   it('checkScenarioText maps inputs to the exit codes of ccmem run', () => {
     const m = createModelTarget();
     expect(checkScenarioText('name: [', m).code).toBe(2);
-    expect(checkScenarioText('name: t\nvm: { type: default }\nsteps:\n  - create_vcpu: { id: 0 }\n', m)).toEqual({ code: 0, steps: 1 });
+    // the step, then the VMM's exit
+    expect(checkScenarioText('name: t\nvm: { type: default }\nsteps:\n  - create_vcpu: { id: 0 }\n', m)).toEqual({ code: 0, steps: 2 });
     expect(checkScenarioText('name: t\nvm: { type: default }\nsteps:\n  - create_vcpu: { id: 0 }\n    expect: { errno: EINVAL }\n', m).code).toBe(1);
   });
 });
