@@ -809,6 +809,7 @@ export function createKvmTarget(): KvmTarget {
     tdx_finalize_vm: NO_TDX_VM,
     guest_accept: unsupported('the real-KVM target runs no TDX guest (TDG.MEM.PAGE.ACCEPT)'),
     snp_rmp_insn: unsupported('the host RMP instructions run inside the kernel, not from userspace (model only)'),
+    snp_host_access: unsupported('a host kernel access through the direct map happens inside the kernel, not from userspace (model only)'),
     tdx_seamcall: unsupported('SEAMCALLs are issued by the kernel, not from userspace (model only)'),
     guest_map_gpa_range: unsupported('the real-KVM target runs no confidential guest (KVM_HC_MAP_GPA_RANGE)'),
     sev_init2: NO_SEV_VM,

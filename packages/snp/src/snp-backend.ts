@@ -91,6 +91,8 @@ export interface SnpBackend extends VendorBackend<SnpEdge> {
   readonly rmpTiming: RmpTiming;
   /** a host write through a user mapping of `level` (VMM mmap, hugetlb): null or why it faults */
   checkUserWrite(pfn: number, level: number): string | null;
+  /** a host kernel read or write of `pfn` through the direct map: null or why it faults */
+  checkHostAccess(pfn: number, write: boolean): string | null;
 }
 
 /* ---- KVM_SEV_SNP_* uAPI ---- */

@@ -39,10 +39,19 @@ const PSMASH_NAMES: Readonly<Record<number, string>> = {
   [PSMASH_FAIL_BADADDR]: 'FAIL_BADADDR',
 };
 
-function snpBackend(m: ModelRun): SnpBackend {
+function snpBackend(m: ModelRun, op: string): SnpBackend {
   const b = m.vm.backend;
-  if (b?.name !== 'snp') fail('EINVAL', 'snp_rmp_insn: the VM is not an SEV-SNP VM');
+  if (b?.name !== 'snp') fail('EINVAL', `${op}: the VM is not an SEV-SNP VM`);
   return b as unknown as SnpBackend;
+}
+
+/** the frame a host-side op names: `pfn`, or the guest_memfd page behind the guest's `gpa` */
+function framePfn(op: string, a: { pfn?: number; gpa?: number }, m: ModelRun): number {
+  if (a.pfn !== undefined) return a.pfn;
+  if (a.gpa === undefined) fail('EINVAL', `${op}: needs pfn or gpa`);
+  const pfn = m.vm.gmemPeekPfn(gpaToGfn(a.gpa));
+  if (pfn < 0) fail('ENOENT', `${op}: no guest_memfd page backs gpa 0x${a.gpa.toString(16)}`);
+  return pfn;
 }
 
 function tdxBackend(m: ModelRun): TdxBackend {
@@ -58,14 +67,9 @@ function insnOutcome(ret: number, names: Readonly<Record<number, string>>, detai
 
 export const HOST_INSN_HANDLERS = {
   snp_rmp_insn(a, m) {
-    const backend = snpBackend(m);
+    const backend = snpBackend(m, 'snp_rmp_insn');
     const host = backend.host;
-    let pfn: number;
-    if (a.pfn !== undefined) pfn = a.pfn;
-    else if (a.gpa !== undefined) {
-      pfn = m.vm.gmemPeekPfn(gpaToGfn(a.gpa));
-      if (pfn < 0) fail('ENOENT', `snp_rmp_insn: no guest_memfd page backs gpa 0x${a.gpa.toString(16)}`);
-    } else fail('EINVAL', 'snp_rmp_insn: needs pfn or gpa');
+    const pfn = framePfn('snp_rmp_insn', a, m);
     if (a.insn === 'psmash') {
       // psmash(): -EINVAL for a pfn beyond the RMP, else the instruction's code
       const ret = host.psmash(pfn);
@@ -86,6 +90,13 @@ export const HOST_INSN_HANDLERS = {
       asid: assigned ? (a.asid ?? backend.asid) : 0,
     });
     return insnOutcome(ret, RMPUPDATE_NAMES, { pfn });
+  },
+
+  snp_host_access(a, m) {
+    const backend = snpBackend(m, 'snp_host_access');
+    const pfn = framePfn('snp_host_access', a, m);
+    const fault = backend.checkHostAccess(pfn, a.write ?? false);
+    return fault === null ? { result: pfn } : { result: pfn, exception: '#PF', detail: { reason: fault } };
   },
 
   tdx_seamcall(a, m) {

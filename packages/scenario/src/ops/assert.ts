@@ -64,7 +64,8 @@ export const assertArgs = z
     what: z.enum(ASSERT_WHAT),
     gpa: num().optional(),
     gfn: num().optional(),
-    pfn: num().optional(),
+    // a number, or the name of a step's result (a frame `snp_host_access` returned)
+    pfn: addr().optional(),
     slot: num().optional(),
     as_id: num().optional(),
     fd: addr().optional(),

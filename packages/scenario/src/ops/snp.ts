@@ -52,7 +52,7 @@ export const SNP_OPS = {
   snp_rmp_insn: defineOp({
     args: z.strictObject({
       insn: z.enum(['rmpupdate', 'psmash']),
-      pfn: num().optional(),
+      pfn: addr().optional(),
       gpa: num().optional(),
       assigned: bool().optional(),
       page_size: pageSize().optional(),
@@ -63,6 +63,13 @@ export const SNP_OPS = {
     does:
       "model only: the host runs RMPUPDATE or PSMASH on a frame, as the kernel's wrappers do (the direct map adjusted first; no retry): `pfn`, or the guest_memfd page behind the guest's `gpa`; RMPUPDATE writes `assigned` (default true), `page_size`, `immutable`, `asid` (default the VM's) and `rmp_gpa` (default `gpa`)",
     result: '`ret` (`FAIL_INPUT`, `FAIL_PERMISSION`, `FAIL_INUSE`, `FAIL_BADADDR`, ...)',
+    needs: SNP,
+  }),
+  snp_host_access: defineOp({
+    args: z.strictObject({ pfn: addr().optional(), gpa: num().optional(), write: bool().optional() }),
+    does:
+      "model only: the host kernel reads (default) or writes (`write: true`) a frame through its direct map: `pfn`, or the guest_memfd page behind the guest's `gpa`. A frame missing from the direct map faults (a kernel oops); a read of a guest's frame returns ciphertext; a write is checked by the RMP at the page size of the direct-map page it goes through, so it faults on an assigned frame, and through a 2M or 1G mapping on any frame whose 2M region holds an assigned one",
+    result: '`exception: "#PF"` with `detail.reason` when the access faults',
     needs: SNP,
   }),
 };
