@@ -43,12 +43,13 @@ import { ModelRun } from './model/run.js';
 import { VENDOR_HANDLERS } from './model/vendor.js';
 import { SEV_HANDLERS } from './model/sev.js';
 import { HOST_INSN_HANDLERS } from './model/host-insn.js';
+import { INJECT_HANDLERS } from './model/inject.js';
 import { PAGING_HANDLERS } from './model/paging.js';
 import { FILE_HANDLERS } from './model/files.js';
 import { DIRTY_RING_HANDLERS } from './model/dirty-ring.js';
 
 /** how the model runs each op: one entry per op (the compiler names a missing one) */
-const MODEL_HANDLERS = { ...HOST_HANDLERS, ...FILE_HANDLERS, ...KVM_IOCTL_HANDLERS, ...DIRTY_RING_HANDLERS, ...PAGING_HANDLERS, ...VENDOR_HANDLERS, ...SEV_HANDLERS, ...HOST_INSN_HANDLERS } satisfies HandlerTable<ModelRun>;
+const MODEL_HANDLERS = { ...HOST_HANDLERS, ...FILE_HANDLERS, ...KVM_IOCTL_HANDLERS, ...DIRTY_RING_HANDLERS, ...PAGING_HANDLERS, ...VENDOR_HANDLERS, ...SEV_HANDLERS, ...HOST_INSN_HANDLERS, ...INJECT_HANDLERS } satisfies HandlerTable<ModelRun>;
 
 /**
  * scenario profile → the model's kernel profile (docs/scenarios.md, "Profiles"): a named profile

@@ -943,6 +943,9 @@ class SnpBackendImpl implements SnpBackend {
           directmapStats: { ...host.directmap.stats, unmappedPages: host.directmap.unmappedPages, split2MRegions: host.directmap.split2MCount },
           host: { ...host.stats },
           backend: { ...this.stats },
+          // the same counters flat, for `assert: { what: stats }` (rmpupdateFailures: 1)
+          ...host.stats,
+          ...this.stats,
         };
       case 'sev':
         return {
