@@ -159,7 +159,7 @@ concurrent:
     for (const op of ['harvest_dirty_ring', 'reset_dirty_rings', 'mmap_dirty_ring', 'guest_touch', 'run_vcpu']) expect(OP_NAMES).toContain(op);
     expect(OP_NAMES).toContain('snp_rmp_insn');
     expect(OP_NAMES).toContain('tdx_seamcall');
-    expect(OP_NAMES).toHaveLength(82);
+    expect(OP_NAMES).toHaveLength(84);
     const v = parseScenario(
       'name: n\nvm: { type: tdx }\nsteps:\n  - tdx_seamcall: { leaf: TDH.MEM.TRACK }\n',
       'v.yaml',

@@ -863,7 +863,8 @@ class SnpBackendImpl implements SnpBackend {
           if (host.rmpMakeShared(p, PG_LEVEL_4K, this.directmapPolicy)) host.snpLeakPages(p, 1);
           else this.phys.freePage(p);
         }
-        fail('EIO', 'snp_launch_update_vmsa: rmp_make_private failed');
+        // snp_launch_update_vmsa() returns rmp_make_private()'s error: rmpupdate()'s -EFAULT
+        fail('EFAULT', 'snp_launch_update_vmsa: rmp_make_private failed');
       }
       newPfns.push(pfn);
     }
