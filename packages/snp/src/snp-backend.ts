@@ -944,9 +944,11 @@ class SnpBackendImpl implements SnpBackend {
           directmapStats: { ...host.directmap.stats, unmappedPages: host.directmap.unmappedPages, split2MRegions: host.directmap.split2MCount },
           host: { ...host.stats },
           backend: { ...this.stats },
-          // the same counters flat, for `assert: { what: stats }` (rmpupdateFailures: 1)
+          // the same counters flat, for `assert: { what: stats }` (rmpupdateFailures: 1), and the
+          // host's assigned RMP entries
           ...host.stats,
           ...this.stats,
+          assignedPages: host.rmp.assignedPages,
         };
       case 'sev':
         return {
