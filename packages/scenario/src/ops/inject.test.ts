@@ -3,6 +3,7 @@ import { createKvmTarget } from '../kvm-target.js';
 import { createModelTarget } from '../model-target.js';
 import { parseScenario, tryParseScenario } from '../parse.js';
 import { runScenario } from '../runner.js';
+import type { RunContext } from '../target.js';
 import { MAX_INJECTIONS, rmpFailureCode } from './inject.js';
 
 const TDX_HEAD = 'name: n\nvm: { type: tdx }\nsteps:\n';
@@ -86,7 +87,9 @@ describe('inject ops: targets', () => {
 
   it('the real-KVM target reports both ops unsupported with the reason', () => {
     const k = createKvmTarget();
-    expect(k.supports('tdx_inject_busy')).toEqual({ ok: false, reason: expect.stringMatching(/TDX_OPERAND_BUSY on demand \(model only\)/) });
-    expect(k.supports('snp_inject_fail')).toEqual({ ok: false, reason: expect.stringMatching(/RMPUPDATE or PSMASH on demand \(model only\)/) });
+    const scenario = parseScenario(`${TDX_HEAD}  - tdx_inject_busy: {}\n`, 'k.yaml');
+    const ctx: RunContext = { scenario, vm: scenario.vm, names: new Map(), trace: false };
+    expect(k.supports!('tdx_inject_busy', ctx)).toEqual({ ok: false, reason: expect.stringMatching(/TDX_OPERAND_BUSY on demand \(model only\)/) });
+    expect(k.supports!('snp_inject_fail', ctx)).toEqual({ ok: false, reason: expect.stringMatching(/RMPUPDATE or PSMASH on demand \(model only\)/) });
   });
 });
