@@ -463,6 +463,8 @@ export interface HostPhysMem {
   freeContiguous?(first: number, npages: number): void;
   /** never give this frame out again (snp_leak_pages) */
   leakPage(pfn: number): void;
+  /** leakPage() took the frame: whoever still holds it must not free it */
+  isLeaked?(pfn: number): boolean;
   /** record the NUMA node a memory policy allocated the frame on (page_to_nid()) */
   setNode?(pfn: number, node: number): void;
   isAllocated(pfn: number): boolean;

@@ -606,7 +606,12 @@ export class GuestMemfd implements GuestMemoryFile, FileMappingBacking {
       backend?.gmemInvalidate?.(head, head + n);
       if (poisoned) return; // stays out of the pool
       const phys = this.vm.phys;
-      if (phys.freeContiguous) phys.freeContiguous(head, n);
+      let leaked = false;
+      for (let p = head; p < head + n && !leaked; p++) leaked = phys.isLeaked?.(p) ?? false;
+      if (leaked) {
+        // snp_leak_pages()'s get_page() on one frame holds the whole folio: none of it is freed
+        for (let p = head; p < head + n; p++) if (!phys.isLeaked!(p)) phys.leakPage(p);
+      } else if (phys.freeContiguous) phys.freeContiguous(head, n);
       else for (let p = head; p < head + n; p++) phys.freePage(p);
     });
   }
@@ -621,11 +626,16 @@ export class GuestMemfd implements GuestMemoryFile, FileMappingBacking {
     }
   }
 
-  /** free_folio: the arch invalidate hook, then back to the allocator (never, if poisoned) */
+  /**
+   * free_folio: the arch invalidate hook, then back to the allocator; never, if poisoned, or if
+   * the hook leaked the frame (snp_leak_pages() holds its own reference: the folio_put() here
+   * is not the last one)
+   */
   private freeFolio(pfn: number, flags: number, backend: VmForProvider['backend']): void {
     backend?.gmemInvalidate?.(pfn, pfn + 1);
-    if (flags & PAGE_HWPOISON) this.vm.phys.leakPage(pfn);
-    else this.vm.phys.freePage(pfn);
+    const phys = this.vm.phys;
+    if (flags & PAGE_HWPOISON) phys.leakPage(pfn);
+    else if (!phys.isLeaked?.(pfn)) phys.freePage(pfn);
   }
 
   /** filemap_alloc_folio() under the inode's policy (kvm_gmem_get_folio(): mpol for the index) */

@@ -165,4 +165,22 @@ describe('guest_memfd through the VM', () => {
     expect(dev.live).toBe(false); // kvm_free_memslot() → unbind: the last binding went
     expect(dev.boundRanges()).toEqual([]);
   });
+
+  it('a frame snp_leak_pages() took is not freed when its folio goes (the leak holds its own reference)', () => {
+    const kvm = new Kvm({ guestMemfd: guestMemfdFactory });
+    const vm = kvm.createVm({ type: KVM_X86_SW_PROTECTED_VM });
+    const fd = vm.createGuestMemfd({ size: 2 * MiB, flags: 0 });
+    const file = gmemOf(kvm, fd);
+    const hva = kvm.process.mm.mmap({ length: 2 * MiB, prot: { read: true, write: true }, shared: false });
+    vm.setUserMemoryRegion2({ slot: 1, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: GiB, memory_size: 2 * MiB, userspace_addr: hva, guest_memfd: fd, guest_memfd_offset: 0 });
+    const pfns = [0, 1].map((i) => vm.gmemGetPfn(GiB / PAGE_SIZE + i));
+    const phys = kvm.process.phys;
+    expect(phys.allocatedPages).toBe(2);
+    const leaked = file.pageAt(1);
+    expect(pfns[1]).toMatchObject({ pfn: leaked });
+    phys.leakPage(leaked);
+    expect(file.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, 2 * PAGE_SIZE)).toBe(0);
+    expect(phys.isLeaked(leaked)).toBe(true);
+    expect(phys.allocatedPages).toBe(0); // the other page went back
+  });
 });

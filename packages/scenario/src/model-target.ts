@@ -44,12 +44,13 @@ import { ModelRun } from './model/run.js';
 import { VENDOR_HANDLERS } from './model/vendor.js';
 import { SEV_HANDLERS } from './model/sev.js';
 import { HOST_INSN_HANDLERS } from './model/host-insn.js';
+import { INJECT_HANDLERS } from './model/inject.js';
 import { PAGING_HANDLERS } from './model/paging.js';
 import { FILE_HANDLERS } from './model/files.js';
 import { DIRTY_RING_HANDLERS } from './model/dirty-ring.js';
 
 /** how the model runs each op: one entry per op (the compiler names a missing one) */
-const MODEL_HANDLERS = { ...HOST_HANDLERS, ...FILE_HANDLERS, ...KVM_IOCTL_HANDLERS, ...DIRTY_RING_HANDLERS, ...PAGING_HANDLERS, ...VENDOR_HANDLERS, ...SEV_HANDLERS, ...HOST_INSN_HANDLERS } satisfies HandlerTable<ModelRun>;
+const MODEL_HANDLERS = { ...HOST_HANDLERS, ...FILE_HANDLERS, ...KVM_IOCTL_HANDLERS, ...DIRTY_RING_HANDLERS, ...PAGING_HANDLERS, ...VENDOR_HANDLERS, ...SEV_HANDLERS, ...HOST_INSN_HANDLERS, ...INJECT_HANDLERS } satisfies HandlerTable<ModelRun>;
 
 /**
  * scenario profile → the model's kernel profile (docs/scenarios.md, "Profiles"): a named profile
@@ -211,10 +212,12 @@ class ModelTargetImpl implements ModelTarget {
     for (const f of memfds) f.evict();
     const out: string[] = [];
     for (const vm of [run.vm, ...run.otherVms.values()]) {
-      if (vm.alive) out.push(`VM ${vm.id} outlived the VMM: a reference to it was never dropped`);
+      // the scenario's VM speaks plainly; a `create_vm` VM is named by its fd
+      const who = vm === run.vm ? '' : `VM fd ${vm.fd}: `;
+      if (vm.alive) out.push(`${who || 'the VM '}outlived the VMM: a reference to it was never dropped`);
       const left = vm.backend?.checkAfterDestroy?.() ?? [];
-      for (const v of left.slice(0, EXIT_REPORT_LIMIT)) out.push(`VM ${vm.id}: ${v}`);
-      if (left.length > EXIT_REPORT_LIMIT) out.push(`VM ${vm.id}: ... and ${left.length - EXIT_REPORT_LIMIT} more`);
+      for (const v of left.slice(0, EXIT_REPORT_LIMIT)) out.push(`${who}${v}`);
+      if (left.length > EXIT_REPORT_LIMIT) out.push(`${who}... and ${left.length - EXIT_REPORT_LIMIT} more`);
     }
     // the exporting device outlives the VMM; its regions go when the device is unbound
     for (const region of run.deviceRegions) region.destroy();

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseScenario } from './parse.js';
-import { runScenario } from './runner.js';
+import { tryParseScenario } from './parse.js';
+import { compareLeftBehind, runScenario } from './runner.js';
 import { SkipScenario, type Target } from './target.js';
 
 const SCENARIO = parseScenario('name: t\nvm: { type: default }\nsteps:\n  - create_vcpu: { id: 0 }\n');
@@ -75,5 +76,23 @@ describe('the VMM exit after the last step', () => {
     const r = runScenario(sc, t);
     expect(r.pass).toBe(false);
     expect(r.steps.map((s) => [s.op, s.pass])).toEqual([['create_vcpu', false], ['exit', true]]);
+  });
+
+  it('exit.left_behind names what the kernel leaves on purpose: exactly those pass, as a multiset', () => {
+    const sc = parseScenario('name: t\nvm: { type: default }\nsteps:\n  - create_vcpu: { id: 0 }\nexit:\n  left_behind: [a, a, b]\n');
+    expect(runScenario(sc, target(() => ['b', 'a', 'a'])).pass).toBe(true);
+    const r = runScenario(sc, target(() => ['a', 'c']));
+    expect(r.steps.at(-1)).toMatchObject({ pass: false, expected: { left_behind: ['a', 'a', 'b'] } });
+    expect(r.steps.at(-1)!.mismatches).toEqual(['left behind, not expected: c', 'expected to be left behind, but released: a', 'expected to be left behind, but released: b']);
+    expect(compareLeftBehind([], [])).toEqual([]);
+    expect(compareLeftBehind(['x'], [])).toEqual(['x']);
+  });
+
+  it('a bad exit block is a located error', () => {
+    for (const bad of ['exit: { left_behind: [] }\n', 'exit: { leaks: [a] }\n', 'exit: { left_behind: [""] }\n']) {
+      const r = tryParseScenario(`name: t\nvm: { type: default }\nsteps:\n  - create_vcpu: { id: 0 }\n${bad}`, 'e.yaml');
+      expect(r.ok, bad).toBe(false);
+      if (!r.ok) expect(r.errors[0]).toMatchObject({ file: 'e.yaml', line: 5 });
+    }
   });
 });

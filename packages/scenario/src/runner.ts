@@ -176,7 +176,9 @@ export function runScenario(scenario: Scenario, target: Target, opts: RunOptions
       } catch (e) {
         leaks = [`the teardown failed: ${errorText(e)}`];
       }
-      const r: StepResult = { index: index++, op: 'exit', pass: leaks.length === 0, outcome: { detail: { leaks } }, expected: { leaks: [] }, mismatches: leaks };
+      const expected = scenario.exit?.left_behind ?? [];
+      const mismatches = compareLeftBehind(leaks, expected);
+      const r: StepResult = { index: index++, op: 'exit', pass: mismatches.length === 0, outcome: { detail: { leaks } }, expected: { left_behind: expected }, mismatches };
       result.steps.push(r);
       if (!r.pass) result.pass = false;
     }
@@ -273,6 +275,23 @@ function checkInvariant(
   }
   const step: Step = { op: 'assert', args: inv.assert, expect: {} };
   return runStep(step, index, target, ctx, names);
+}
+
+/**
+ * The VMM exit's leftovers against the scenario's `exit.left_behind`, as multisets of sentences:
+ * each one nobody expected fails the step, and so does each expected one the exit released.
+ */
+export function compareLeftBehind(leaks: readonly string[], expected: readonly string[]): string[] {
+  const want = new Map<string, number>();
+  for (const e of expected) want.set(e, (want.get(e) ?? 0) + 1);
+  const out: string[] = [];
+  for (const l of leaks) {
+    const n = want.get(l) ?? 0;
+    if (n > 0) want.set(l, n - 1);
+    else out.push(expected.length === 0 ? l : `left behind, not expected: ${l}`);
+  }
+  for (const [e, n] of want) for (let i = 0; i < n; i++) out.push(`expected to be left behind, but released: ${e}`);
+  return out;
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -285,6 +285,16 @@ const SNP_OPTIONS = ['directmap', 'rmp_timing'] as const;
 const TDX_OPTIONS = ['huge_pages', 'gpaw'] as const;
 const SEV_OPTIONS = ['memlock_limit'] as const;
 
+/**
+ * What the model's VMM exit is expected to leave behind (docs/scenarios.md, "The VMM's exit"):
+ * the exact sentences, for a scenario where the kernel gives up on purpose (a KVM_BUG_ON, a
+ * firmware refusal it only warns about). Default: nothing.
+ */
+const exitSchema = z.strictObject({
+  left_behind: z.array(z.string().min(1)).min(1),
+});
+export type ExitExpectation = z.infer<typeof exitSchema>;
+
 export const scenarioSchema = z
   .strictObject({
     name: z.string().min(1),
@@ -295,6 +305,7 @@ export const scenarioSchema = z
     requires: requiresSchema.optional(),
     steps: z.array(stepSchema),
     concurrent: concurrentSchema.optional(),
+    exit: exitSchema.optional(),
   })
   .superRefine((sc, ctx) => {
     // backend options only for a VM type the scenario runs as
@@ -370,6 +381,7 @@ export interface Scenario {
   requires?: Requires;
   steps: Step[];
   concurrent?: ConcurrentBlock;
+  exit?: ExitExpectation;
 }
 
 function findRefs(v: unknown, path: (string | number)[] = []): { path: (string | number)[]; ref: AddrRef }[] {

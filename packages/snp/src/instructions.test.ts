@@ -203,6 +203,28 @@ describe('SnpHost kernel wrappers', () => {
     expect(host.directmap.stats).toMatchObject({ unmaps: 1, restores: 1 });
   });
 
+  it('injectResult: `after` instructions run normally first; the queue is per instruction and appends', () => {
+    const host = new SnpHost({ maxPfn: 1 << 22 });
+    host.injectResult('rmpupdate', RMPUPDATE_FAIL_PERMISSION, 1, 2);
+    host.injectResult('rmpupdate', RMPUPDATE_FAIL_INUSE);
+    expect(host.pendingInjections('rmpupdate')).toBe(4);
+    expect(host.pendingInjections('psmash')).toBe(0);
+    expect(host.rmpMakePrivate(0x300, 0x3000, PG_LEVEL_4K, 5, false)).toBe(0);
+    expect(host.rmpMakePrivate(0x301, 0x4000, PG_LEVEL_4K, 5, false)).toBe(0);
+    expect(host.rmpMakePrivate(0x302, 0x5000, PG_LEVEL_4K, 5, false)).toBe(-ERRNO.EFAULT);
+    expect(host.rmpMakePrivate(0x302, 0x5000, PG_LEVEL_4K, 5, false)).toBe(-ERRNO.EFAULT);
+    expect(host.rmp.inspect(0x302).assigned).toBe(false);
+    expect(host.pendingInjections('rmpupdate')).toBe(0);
+    expect(host.stats).toMatchObject({ rmpupdates: 2, rmpupdateFailures: 2 });
+    expect(host.rmpMakePrivate(0x302, 0x5000, PG_LEVEL_4K, 5, false)).toBe(0);
+    // PSMASH: one normal run first (it splits the 2M entry), then the injected code
+    host.rmpMakePrivate(0x200000, 0x200000, PG_LEVEL_2M, 5, false);
+    host.injectResult('psmash', PSMASH_FAIL_BADADDR, 1, 1);
+    expect(host.psmash(0x200000)).toBe(0);
+    expect(host.psmash(0x200200)).toBe(PSMASH_FAIL_BADADDR);
+    expect(host.stats.psmashes).toBe(1);
+  });
+
   it('PSMASH wrapper retries FAIL_INUSE; snp_leak_pages leaks once per frame', () => {
     const phys = new PhysMem();
     const host = new SnpHost({ maxPfn: 1 << 22, phys });

@@ -275,6 +275,9 @@ export interface SnpHostStats {
   leakedPages: number;
 }
 
+/** an entry of the injection queue that lets the real instruction run */
+const NOT_INJECTED = -1;
+
 type Tracer = { emit(name: string, fields: TraceEvent['fields']): void };
 
 /**
@@ -311,10 +314,18 @@ export class SnpHost {
 
   /**
    * Make the next `times` RMPUPDATE (or PSMASH) instructions return `code` without touching
-   * the RMP, as a racing CPU or the firmware would (e.g. RMPUPDATE_FAIL_OVERLAP).
+   * the RMP, as a racing CPU or the firmware would (e.g. RMPUPDATE_FAIL_OVERLAP); with `after`,
+   * that many instructions run normally first. Queued behind any injection still pending.
    */
-  injectResult(insn: 'rmpupdate' | 'psmash', code: number, times = 1): void {
-    for (let i = 0; i < times; i++) this.injected[insn].push(code);
+  injectResult(insn: 'rmpupdate' | 'psmash', code: number, times = 1, after = 0): void {
+    const q = this.injected[insn];
+    for (let i = 0; i < after; i++) q.push(NOT_INJECTED);
+    for (let i = 0; i < times; i++) q.push(code);
+  }
+
+  /** injected results not yet returned (the normal runs `after` asked for included) */
+  pendingInjections(insn: 'rmpupdate' | 'psmash'): number {
+    return this.injected[insn].length;
   }
 
   /** a tracer is attached and listening (the core Tracer's `enabled`) */
@@ -339,7 +350,10 @@ export class SnpHost {
   /** the RMPUPDATE instruction, or an injected result */
   rmpupdateInsn(pfn: number, state: RmpState): number {
     const injected = this.injected.rmpupdate;
-    if (injected.length !== 0) return injected.shift()!;
+    if (injected.length !== 0) {
+      const code = injected.shift()!;
+      if (code !== NOT_INJECTED) return code;
+    }
     return rmpupdateInsn(this.rmp, pfn, state);
   }
 
@@ -407,7 +421,7 @@ export class SnpHost {
   psmash(pfn: number): number {
     if (!this.rmp.isValidPfn(pfn)) return -ERRNO.EINVAL;
     const inj = this.injected.psmash.shift();
-    const ret = inj ?? psmashInsn(this.rmp, pfn);
+    const ret = inj !== undefined && inj !== NOT_INJECTED ? inj : psmashInsn(this.rmp, pfn);
     if (ret === PSMASH_SUCCESS) this.stats.psmashes++;
     if (this.tracing) this.emit('psmash', { pfn, ret });
     return ret;

@@ -90,6 +90,17 @@ describe('snp_launch_update()', () => {
 });
 
 describe('snp_launch_finish()', () => {
+  it('a VMSA page RMPUPDATE refuses fails the command with rmpupdate()\'s -EFAULT; the VMSA stays shared and FINISH can be retried', () => {
+    const t = snpVm();
+    t.vm.memoryEncryptOp({ cmd: 'snp_launch_start' });
+    t.host.injectResult('rmpupdate', 3);
+    expect(() => t.vm.memoryEncryptOp({ cmd: 'snp_launch_finish' })).toThrow(errno('EFAULT'));
+    expect(t.host.stats).toMatchObject({ rmpupdateFailures: 1, leakedPages: 0 });
+    expect(t.b.inspect!({ what: 'launch' })).toMatchObject({ finished: false, vmsaPfns: [] });
+    const out = t.vm.memoryEncryptOp({ cmd: 'snp_launch_finish' }).out!;
+    expect(t.host.rmp.inspect(out.vmsa_pfns![0]!)).toMatchObject({ assigned: true, vmsa: true });
+  });
+
   it('needs the SNP context, flags 0, and runs once', () => {
     const { vm } = snpVm();
     expect(() => vm.memoryEncryptOp({ cmd: 'snp_launch_finish' })).toThrow(errno('EINVAL'));

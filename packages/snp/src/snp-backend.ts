@@ -865,7 +865,8 @@ class SnpBackendImpl implements SnpBackend {
           if (host.rmpMakeShared(p, PG_LEVEL_4K, this.directmapPolicy)) host.snpLeakPages(p, 1);
           else this.phys.freePage(p);
         }
-        fail('EIO', 'snp_launch_update_vmsa: rmp_make_private failed');
+        // snp_launch_update_vmsa() returns rmp_make_private()'s error: rmpupdate()'s -EFAULT
+        fail('EFAULT', 'snp_launch_update_vmsa: rmp_make_private failed');
       }
       newPfns.push(pfn);
     }
@@ -967,6 +968,11 @@ class SnpBackendImpl implements SnpBackend {
           directmapStats: { ...host.directmap.stats, unmappedPages: host.directmap.unmappedPages, split2MRegions: host.directmap.split2MCount },
           host: { ...host.stats },
           backend: { ...this.stats },
+          // the same counters flat, for `assert: { what: stats }` (rmpupdateFailures: 1), and the
+          // host's assigned RMP entries
+          ...host.stats,
+          ...this.stats,
+          assignedPages: host.rmp.assignedPages,
         };
       case 'sev':
         return {

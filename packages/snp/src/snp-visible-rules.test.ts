@@ -479,7 +479,7 @@ describe('failures the host injects (a racing CPU or the firmware)', () => {
     // the first vCPU's VMSA page goes through, the second one's RMPUPDATE fails
     t.host.injectResult('rmpupdate', 0);
     t.host.injectResult('rmpupdate', RMPUPDATE_FAIL_INPUT);
-    expect(() => t.vm.memoryEncryptOp({ cmd: 'snp_launch_finish' })).toThrow(refused('EIO', 'snp_launch_update_vmsa: rmp_make_private failed'));
+    expect(() => t.vm.memoryEncryptOp({ cmd: 'snp_launch_finish' })).toThrow(refused('EFAULT', 'snp_launch_update_vmsa: rmp_make_private failed'));
     expect(phys.allocatedPages).toBe(before);
     expect(t.host.leakedPages.size).toBe(0);
     // the first page was made shared again (its RMPUPDATE went through)
@@ -493,7 +493,7 @@ describe('failures the host injects (a racing CPU or the firmware)', () => {
     t.host.injectResult('rmpupdate', 0);
     t.host.injectResult('rmpupdate', RMPUPDATE_FAIL_INPUT);
     t.host.injectResult('rmpupdate', RMPUPDATE_FAIL_INPUT);
-    expect(() => t.vm.memoryEncryptOp({ cmd: 'snp_launch_finish' })).toThrow(refused('EIO', 'snp_launch_update_vmsa: rmp_make_private failed'));
+    expect(() => t.vm.memoryEncryptOp({ cmd: 'snp_launch_finish' })).toThrow(refused('EFAULT', 'snp_launch_update_vmsa: rmp_make_private failed'));
     expect(t.host.leakedPages.size).toBe(1);
   });
 });

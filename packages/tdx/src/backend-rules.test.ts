@@ -265,17 +265,23 @@ describe('mirror-root hooks: errors', () => {
     expect(t2.b.td.callCount('TDH.MEM.RANGE.BLOCK')).toBe(0);
   });
 
-  it('remove: a failed BLOCK, TRACK or WBINVD bugs the VM and stops there', () => {
+  it('remove: a failed BLOCK or WBINVD bugs the VM and stops there; a failed TRACK bugs it, kicks, and REMOVE is refused', () => {
     const a = built();
     a.b.removeExternalSpte(5, 1, 1234);
     expect(a.vm.deadReason).toBe('TDH.MEM.RANGE.BLOCK failed: TDX_EPT_ENTRY_STATE_INCORRECT');
     expect(a.b.td.callCount('TDH.MEM.TRACK')).toBe(0);
 
+    // tdx_track() is void: TDX_BUG_ON, the kick, then tdx_sept_remove_private_spte() goes on
     const t = built();
+    const rec = recordTrace(t.kvm.tracer);
     t.b.td.injectOperandBusy(2, 'TDH.MEM.TRACK');
     t.vm.zapGfnRange(0, 1);
+    rec.stop();
     expect(t.vm.deadReason).toBe('TDH.MEM.TRACK failed: TDX_OPERAND_BUSY');
-    expect(t.b.td.callCount('TDH.MEM.PAGE.REMOVE')).toBe(0);
+    expect(rec.events.filter((e) => e.name === 'kvm_make_all_cpus_request').map((e) => e.fields.reason)).toEqual(['TDH.MEM.TRACK busy', 'tdx_track']);
+    expect(t.b.td.callCount('TDH.MEM.PAGE.REMOVE')).toBe(1);
+    expect(t.b.bugReasons).toEqual(['TDH.MEM.TRACK failed: TDX_OPERAND_BUSY', 'TDH.MEM.PAGE.REMOVE failed: TDX_TLB_TRACKING_NOT_DONE']);
+    expect(t.b.stats.bugs).toBe(2);
     expect(t.b.td.leafStateAt(0).state).toBe(SEPT_BLOCKED);
 
     const w = built();
@@ -373,7 +379,8 @@ describe('2 MiB leaves (huge-page option)', () => {
     tr.b.td.injectOperandBusy(2, 'TDH.MEM.TRACK');
     expect(tr.b.splitExternalSpt(512, 2, tr.phys.allocPage())).toBe(-5);
     expect(tr.vm.deadReason).toBe('TDH.MEM.TRACK failed: TDX_OPERAND_BUSY');
-    expect(tr.b.td.callCount('TDH.MEM.PAGE.DEMOTE')).toBe(0);
+    expect(tr.b.td.callCount('TDH.MEM.PAGE.DEMOTE')).toBe(1);
+    expect(tr.b.bugReasons).toEqual(['TDH.MEM.TRACK failed: TDX_OPERAND_BUSY', 'TDH.MEM.PAGE.DEMOTE failed: TDX_TLB_TRACKING_NOT_DONE']);
 
     const d = huge();
     const rec = recordTrace(d.kvm.tracer);
@@ -529,7 +536,14 @@ describe('teardown', () => {
     const left = t.b.checkAfterDestroy();
     expect(left[0]).toBe(`HKID ${hkid} still assigned (tdx_mmu_release_hkid() did not free it)`);
     expect(left).toContain('private page gfn 0 (level 1) still in the S-EPT');
-    expect(left.filter((s) => / still owned by the TD in the PAMT \(never reclaimed\)$/.test(s)).length).toBe(t.b.td.pamt.size);
+    const owned = [...t.b.td.pamt.keys()].sort((a, b) => a - b);
+    expect(owned.length).toBeGreaterThan(1);
+    expect(left.at(-1)).toMatch(new RegExp(`^${owned.length} pages still owned by the TD in the PAMT \\(never reclaimed\\): pfns ${owned[0]}[-,]`));
+    const listed = left.at(-1)!.split(': pfns ')[1]!.split(', ').flatMap((r) => {
+      const [a, b] = r.split('-').map(Number);
+      return Array.from({ length: (b ?? a!) - a! + 1 }, (_, k) => a! + k);
+    });
+    expect(listed).toEqual(owned);
   });
 
   it('flushes only initialized vCPUs, and a second destroy does nothing', () => {
@@ -571,6 +585,27 @@ describe('invariants', () => {
     const pfn0 = vm.gmemPeekPfn(0);
     expect(v).toContain(`mirror leaf gfn 0 maps pfn ${pfn0 + 1000}, S-EPT maps pfn ${pfn0}`);
     expect(v).toContain('S-EPT leaf gfn 1 (level 1) has no mirror leaf');
+  });
+
+  it('after a TDX_BUG_ON the zapped leaf the module kept is no violation; before it, it is', () => {
+    const { b, vm } = built();
+    b.td.injectOperandBusy(1, 'TDH.MEM.PAGE.REMOVE');
+    vm.zapGfnRange(0, 1);
+    expect(vm.deadReason).toBeNull();
+    // BLOCK succeeded, REMOVE busy twice: the mirror leaf is gone, the S-EPT leaf stays BLOCKED
+    b.td.injectOperandBusy(2, 'TDH.MEM.PAGE.REMOVE');
+    vm.zapGfnRange(1, 2);
+    expect(b.stats.bugs).toBe(1);
+    expect(vm.deadReason).toMatch(/TDH.MEM.PAGE.REMOVE failed: TDX_OPERAND_BUSY/);
+    expect(b.td.leafStateAt(1).state).toBe(SEPT_BLOCKED);
+    expect(b.checkInvariants()).toEqual([]);
+    // the same tables on a VM that was not bugged are two violations
+    b.stats.bugs = 0;
+    expect(b.checkInvariants()).toEqual(['S-EPT entry for gfn 1 (level 1) left BLOCKED outside a removal', 'S-EPT leaf gfn 1 (level 1) has no mirror leaf']);
+    b.stats.bugs = 1;
+    // the table-page check still runs on a bugged VM
+    b.td.sept!.dropTable(b.td.sept!.table(0, 0)!);
+    expect(b.checkInvariants().join('\n')).toMatch(/table pages but \d+ were linked/);
   });
 
   it('an S-EPT table page gone while the HKID is assigned', () => {

@@ -306,6 +306,22 @@ describe('busy injection', () => {
     expect(td.memRangeBlock(0, 0)).toBe(TDX_SUCCESS);
     expect(td.memSeptAdd(G1, 2, 99999)).toBe(TDX_OPERAND_BUSY);
   });
+
+  it('`after` lets that many matching SEAMCALLs run first; other leaves do not count; a new injection replaces the old', () => {
+    const { td } = runnable();
+    td.injectOperandBusy(2, 'TDH.MEM.TRACK', 2);
+    expect(td.memRangeBlock(0, 0)).toBe(TDX_SUCCESS);
+    expect(td.memTrack()).toBe(TDX_SUCCESS);
+    expect(td.memTrack()).toBe(TDX_SUCCESS);
+    expect(td.pendingBusyInjections).toBe(2);
+    expect(td.memTrack()).toBe(TDX_OPERAND_BUSY);
+    expect(td.memTrack()).toBe(TDX_OPERAND_BUSY);
+    expect(td.memTrack()).toBe(TDX_SUCCESS);
+    td.injectOperandBusy(1, 'TDH.MEM.TRACK', 5);
+    td.injectOperandBusy(1, 'TDH.MEM.TRACK');
+    expect(td.memTrack()).toBe(TDX_OPERAND_BUSY);
+    expect(td.pendingBusyInjections).toBe(0);
+  });
 });
 
 describe('call counts, failure counts and trace events', () => {

@@ -235,7 +235,8 @@ describe('TDX backend: REMOVE order and busy handling', () => {
     vm.zapGfnRange(0, 1);
     expect(vm.deadReason).toMatch(/TDH.MEM.PAGE.REMOVE failed: TDX_OPERAND_BUSY/);
     expect(b.td.leafStateAt(0).state).toBe(SEPT_BLOCKED);
-    expect(b.checkInvariants().join()).toMatch(/left BLOCKED/);
+    // the VM is dead: the entry the failed REMOVE left blocked is the kernel's state, no violation
+    expect(b.checkInvariants()).toEqual([]);
   });
   it('BUSY in the fault path is -EBUSY (the fault retries), nothing changes', () => {
     const t = built();

@@ -246,16 +246,16 @@ export class TdxBackend implements VendorBackend<TdxEdge> {
     return err;
   }
 
-  /** tdx_track(): TDH.MEM.TRACK then kick every vCPU, only once the TD runs. False if it failed. */
-  private track(): boolean {
-    if (this.td.state !== 'RUNNABLE') return true;
+  /**
+   * tdx_track(): TDH.MEM.TRACK then kick every vCPU, only once the TD runs. It returns nothing:
+   * a failed TRACK is a TDX_BUG_ON, the kick still follows, and the caller goes on to REMOVE or
+   * DEMOTE, which the module then refuses (TDX_TLB_TRACKING_NOT_DONE).
+   */
+  private track(): void {
+    if (this.td.state !== 'RUNNABLE') return;
     const err = this.doNoVcpus(OP_TRACK, 0, 0, 0);
-    if (err !== TDX_SUCCESS) {
-      this.bug('TDH.MEM.TRACK', err);
-      return false;
-    }
+    if (err !== TDX_SUCCESS) this.bug('TDH.MEM.TRACK', err);
     this.kick('tdx_track');
-    return true;
   }
 
   private leafLevelOk(level: number): boolean {
@@ -307,7 +307,7 @@ export class TdxBackend implements VendorBackend<TdxEdge> {
     const tl = level - 1;
     let err = this.doNoVcpus(OP_BLOCK, gpa, tl, 0);
     if (err !== TDX_SUCCESS) return this.bug('TDH.MEM.RANGE.BLOCK', err);
-    if (!this.track()) return;
+    this.track();
     err = this.doNoVcpus(OP_REMOVE, gpa, tl, 0);
     if (err !== TDX_SUCCESS) return this.bug('TDH.MEM.PAGE.REMOVE', err);
     const n = SEPT_SPAN[tl]!;
@@ -338,7 +338,7 @@ export class TdxBackend implements VendorBackend<TdxEdge> {
     const gpa = gfn * PAGE;
     let err = this.doNoVcpus(OP_BLOCK, gpa, level - 1, 0);
     if (err !== TDX_SUCCESS) return this.bugEio('TDH.MEM.RANGE.BLOCK', err);
-    if (!this.track()) return -ERRNO.EIO;
+    this.track();
     err = this.doNoVcpus(OP_DEMOTE, gpa, level - 1, externalSpt);
     if (err !== TDX_SUCCESS) return this.bugEio('TDH.MEM.PAGE.DEMOTE', err);
     this.stats.splits++;
@@ -728,7 +728,18 @@ export class TdxBackend implements VendorBackend<TdxEdge> {
     const td = this.td;
     if (td.hkidAssigned && !this.bugReasons.some((r) => r.startsWith('tdx_mmu_release_hkid'))) out.push(`HKID ${td.hkid} still assigned (tdx_mmu_release_hkid() did not free it)`);
     td.sept?.forEachLeaf((gfn, level) => out.push(`private page gfn ${gfn} (level ${level + 1}) still in the S-EPT`));
-    for (const pfn of td.pamt.keys()) out.push(`pfn ${pfn} still owned by the TD in the PAMT (never reclaimed)`);
+    const owned = [...td.pamt.keys()].sort((a, b) => a - b);
+    if (owned.length > 0) {
+      // one sentence, the frames as runs: `pfns 3072-3074, 3076-3583`
+      const runs: string[] = [];
+      for (let i = 0; i < owned.length; ) {
+        let j = i;
+        while (j + 1 < owned.length && owned[j + 1] === owned[j]! + 1) j++;
+        runs.push(j === i ? `${owned[i]}` : `${owned[i]}-${owned[j]}`);
+        i = j + 1;
+      }
+      out.push(`${owned.length} page${owned.length === 1 ? '' : 's'} still owned by the TD in the PAMT (never reclaimed): pfn${owned.length === 1 ? '' : 's'} ${runs.join(', ')}`);
+    }
     return out;
   }
 
@@ -737,11 +748,15 @@ export class TdxBackend implements VendorBackend<TdxEdge> {
     const td = this.td;
     const sept = td.sept;
     const kvm = this.vmDestroyed ? null : this.vm;
+    // After a TDX_BUG_ON the S-EPT stays as the failed SEAMCALL left it: the void
+    // remove_external_spte hook cannot undo the zap of the mirror leaf, so a leaf may be left
+    // BLOCKED or without a mirror leaf. The VM is dead and never runs again.
+    const bugged = this.stats.bugs > 0;
     if (sept) {
       // S-EPT leaves: only PRESENT/PENDING outside a removal; none once the HKID is gone
       const septLeaves = new Map<number, number>();
       sept.forEachLeaf((gfn, level, state, pfn) => {
-        if (state === SEPT_BLOCKED || state === SEPT_PENDING_BLOCKED) {
+        if (!bugged && (state === SEPT_BLOCKED || state === SEPT_PENDING_BLOCKED)) {
           out.push(`S-EPT entry for gfn ${gfn} (level ${level + 1}) left ${septStateName(state)} outside a removal`);
         }
         if (this.hkidReleased) out.push(`private page gfn ${gfn} still in the S-EPT after the HKID was released`);
@@ -755,7 +770,7 @@ export class TdxBackend implements VendorBackend<TdxEdge> {
           else if (spfn !== pfn) out.push(`mirror leaf gfn ${gfn} maps pfn ${pfn}, S-EPT maps pfn ${spfn}`);
           else septLeaves.delete(k);
         });
-        for (const k of septLeaves.keys()) out.push(`S-EPT leaf gfn ${Math.floor(k / 8)} (level ${(k % 8) + 1}) has no mirror leaf`);
+        if (!bugged) for (const k of septLeaves.keys()) out.push(`S-EPT leaf gfn ${Math.floor(k / 8)} (level ${(k % 8) + 1}) has no mirror leaf`);
       }
       // table pages: none reclaimed while the HKID is live (root + every link)
       if (td.hkidAssigned && sept.tableCount !== this.stats.septTablesLinked + 1) {

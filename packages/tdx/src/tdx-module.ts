@@ -292,6 +292,8 @@ export class TdxTd {
 
   private busyLeft = 0;
   private busyLeaf = -1;
+  /** matching SEAMCALLs that still run normally before the injected ones */
+  private busySkip = 0;
 
   constructor(module: TdxModule) {
     this.module = module;
@@ -303,11 +305,13 @@ export class TdxTd {
 
   /**
    * Model-only: the next `count` SEAMCALLs (of `leaf` only, when given) fail with
-   * TDX_OPERAND_BUSY, as when a vCPU holds the S-EPT lock inside the module.
+   * TDX_OPERAND_BUSY, as when a vCPU holds the S-EPT lock inside the module; with `after`, that
+   * many matching SEAMCALLs run normally first. Replaces an injection still pending.
    */
-  injectOperandBusy(count = 1, leaf?: SeamcallName): void {
+  injectOperandBusy(count = 1, leaf?: SeamcallName, after = 0): void {
     this.busyLeft = count;
     this.busyLeaf = leaf === undefined ? -1 : LEAF_ID.get(leaf)!;
+    this.busySkip = after;
   }
 
   get pendingBusyInjections(): number {
@@ -353,6 +357,10 @@ export class TdxTd {
     this.calls[leaf]!++;
     this.lastOperandId = 0;
     if (this.busyLeft > 0 && (this.busyLeaf < 0 || this.busyLeaf === leaf)) {
+      if (this.busySkip > 0) {
+        this.busySkip--;
+        return true;
+      }
       this.busyLeft--;
       return false;
     }

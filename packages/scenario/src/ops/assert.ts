@@ -42,6 +42,10 @@ export const ASSERT_FIELDS: { readonly [K in AssertWhat]: readonly string[] } = 
     'max_mmu_page_hash_collisions', 'tlb_flushes', 'external_spt_leaked', 'metadata_bytes', 'vm_dead', 'vcpus',
     // SEV-SNP backend
     'asid', 'directmap', 'rmpTiming', 'rmp', 'directmapStats', 'host', 'backend',
+    // ... and its host's and its own counters flat (SnpHostStats, SnpBackendStats)
+    'rmpupdates', 'overlapRetries', 'rmpupdateFailures', 'psmashes', 'leakedPages', 'rmpFaults', 'rmpFaultShared',
+    'rmpFaultUnassigned', 'rmpFaultSpurious', 'rmpFaultPsmash', 'attrRmpUpdates', 'attrRmpFailures', 'vcNotValidated', 'pscExits',
+    'assignedPages',
     // TDX backend: its counters, the TD, and one count per SEAMCALL leaf (trace names)
     'kicks', 'busyRetries', 'bugs', 'septTablesLinked', 'septTablesReclaimed', 'pagesAdded', 'pagesAugmented',
     'pagesRemoved', 'pagesAccepted', 'splits', 'tdState', 'lifecycle', 'hkidAssigned', 'mrtd', 'septTables',

@@ -11,6 +11,7 @@ import { FILE_OPS } from './files.js';
 import { DIRTY_RING_OPS } from './dirty-ring.js';
 import { GMEM_OPS } from './gmem.js';
 import { GUEST_OPS } from './guest.js';
+import { INJECT_OPS } from './inject.js';
 import { MAP_GPA_OPS } from './map-gpa.js';
 import { MEMSLOT_OPS } from './memslots.js';
 import { PAGING_OPS } from './paging.js';
@@ -39,6 +40,7 @@ export const OP_FAMILIES = {
   snp: SNP_OPS,
   tdx: TDX_OPS,
   'map-gpa': MAP_GPA_OPS,
+  inject: INJECT_OPS,
   assert: ASSERT_OPS,
 } as const;
 export type OpFamily = keyof typeof OP_FAMILIES;
@@ -59,6 +61,7 @@ export const OPS = {
   ...SNP_OPS,
   ...TDX_OPS,
   ...MAP_GPA_OPS,
+  ...INJECT_OPS,
   ...ASSERT_OPS,
 };
 
