@@ -87,15 +87,26 @@ describe('__sev_guest_init() (sevGuestInit2)', () => {
   });
 
   it('sev_asid_new() failing: an empty range is ENOTTY, a full one EBUSY; the VM stays uninitialized', () => {
+    // e_no_asid undoes active, es_active and vmsa_features; ghcb_version, set before
+    // sev_asid_new(), keeps its value (the SEV-ES default 2 here)
     const noEs = new SevPlatform({ minSevAsid: 1, maxSevAsid: 4 });
     const a = fresh();
-    expect(() => sevGuestInit2(a, KVM_X86_SEV_ES_VM, 0, {}, noEs)).toThrow(errno('ENOTTY'));
-    expect(a).toEqual(fresh());
+    expect(() => sevGuestInit2(a, KVM_X86_SEV_ES_VM, 0, { vmsa_features: SVM_SEV_FEAT_DEBUG_SWAP }, noEs)).toThrow(errno('ENOTTY'));
+    expect(a).toEqual({ ...fresh(), ghcbVersion: 2 });
     const p = platform(2, 2);
     sevGuestInit2(fresh(), KVM_X86_SEV_ES_VM, 0, {}, p);
     const b = fresh();
-    expect(() => sevGuestInit2(b, KVM_X86_SEV_ES_VM, 0, {}, p)).toThrow(errno('EBUSY'));
-    expect(b).toEqual(fresh());
+    expect(() => sevGuestInit2(b, KVM_X86_SEV_ES_VM, 0, { ghcb_version: 1 }, p)).toThrow(errno('EBUSY'));
+    expect(b).toEqual({ ...fresh(), ghcbVersion: 1 });
+    const snp = fresh();
+    expect(() => sevGuestInit2(snp, KVM_X86_SNP_VM, 0, {}, p)).toThrow(errno('EBUSY'));
+    expect(snp).toEqual({ ...fresh(), ghcbVersion: 2 });
+    const sev = fresh();
+    expect(() => sevGuestInit2(sev, KVM_X86_SEV_VM, 0, {}, noEs)).not.toThrow();
+    const full = new SevPlatform({ minSevAsid: 2, maxSevAsid: 1 });
+    const none = fresh();
+    expect(() => sevGuestInit2(none, KVM_X86_SEV_VM, 0, {}, full)).toThrow(errno('ENOTTY'));
+    expect(none).toEqual(fresh());
   });
 });
 
