@@ -253,6 +253,32 @@ describe('SEV launch commands (sev_launch_*)', () => {
     other.vm.memoryEncryptOp({ cmd: 'sev_launch_start', policy: 0 });
     expect(() => other.vm.memoryEncryptOp({ cmd: 'sev_launch_measure', uaddr: 0x1000, len: 48 })).toThrow(errno('EFAULT'));
   });
+
+  it('kvm_sev_cmd.error: the firmware status of the last command, 0 after a success or a check before the firmware', () => {
+    const { vm, hva, b } = sevVm(host(), KVM_X86_SEV_VM);
+    const error = () => (b.inspect!({ what: 'sev' }) as { error: number }).error;
+    vm.memoryEncryptOp({ cmd: 'sev_init2' });
+    expect(() => vm.memoryEncryptOp({ cmd: 'sev_guest_status' })).toThrow(errno('EIO'));
+    expect(error()).toBe(0x10); // SEV_RET_INVALID_GUEST: handle 0
+    expect(() => vm.memoryEncryptOp({ cmd: 'sev_launch_start', policy: SEV_POLICY_ES })).toThrow(errno('EIO'));
+    expect(error()).toBe(0x0d); // SEV_RET_INVALID_ASID
+    vm.memoryEncryptOp({ cmd: 'sev_launch_start', policy: 0 });
+    expect(error()).toBe(0);
+    expect(() => vm.memoryEncryptOp({ cmd: 'sev_launch_start', policy: 0 })).toThrow(errno('EIO'));
+    expect(error()).toBe(0x0c); // SEV_RET_ASID_OWNED
+    expect(() => vm.memoryEncryptOp({ cmd: 'sev_launch_update_data', uaddr: hva, len: 0 })).toThrow(errno('EINVAL'));
+    expect(error()).toBe(0);
+    expect(() => vm.memoryEncryptOp({ cmd: 'sev_launch_update_data', uaddr: hva, len: 8 })).toThrow(errno('EIO'));
+    expect(error()).toBe(0x04); // SEV_RET_INVALID_LEN
+    expect(() => vm.memoryEncryptOp({ cmd: 'sev_launch_update_data', uaddr: hva + 8, len: 16 })).toThrow(errno('EIO'));
+    expect(error()).toBe(0x09); // SEV_RET_INVALID_ADDRESS
+    expect(() => vm.memoryEncryptOp({ cmd: 'sev_launch_measure', len: 0 })).toThrow(errno('EIO'));
+    expect(error()).toBe(0x04); // the length query: INVALID_LEN
+    vm.memoryEncryptOp({ cmd: 'sev_launch_measure', uaddr: hva, len: 48 });
+    expect(error()).toBe(0);
+    expect(() => vm.memoryEncryptOp({ cmd: 'sev_launch_update_data', uaddr: hva, len: 16 })).toThrow(errno('EIO'));
+    expect(error()).toBe(0x02); // SEV_RET_INVALID_GUEST_STATE
+  });
 });
 
 describe('encrypted regions and memlock (sev_pin_memory)', () => {

@@ -223,6 +223,8 @@ class SevBackendImpl implements SevBackend {
   /** sev->handle: the firmware guest context (0 before KVM_SEV_LAUNCH_START) */
   private handle = 0;
   private policy = 0;
+  /** kvm_sev_cmd.error of the last KVM_MEMORY_ENCRYPT_OP: the firmware's status (0 when it did not reach the firmware) */
+  private fwError = SEV_RET_SUCCESS;
   private readonly regions: EncRegion[] = [];
   /** each vCPU's VMSA page after LAUNCH_UPDATE_VMSA (guest_state_protected) */
   private readonly vmsaPages = new Map<number, number>();
@@ -272,6 +274,9 @@ class SevBackendImpl implements SevBackend {
 
   /** sev_mem_enc_ioctl() */
   vmIoctl(req: SevVmIoctl): VendorIoctlResult<SevIoctlOut> {
+    // sev_issue_cmd() writes argp->error; a command refused before the firmware leaves the
+    // value userspace passed (0, as a VMM passes it)
+    this.fwError = SEV_RET_SUCCESS;
     switch (req.cmd) {
       case 'sev_es_init':
       case 'sev_init':
@@ -310,6 +315,7 @@ class SevBackendImpl implements SevBackend {
 
   /** a firmware status other than success: KVM returns -EIO with argp->error */
   private fwFail(what: string, fwError: number): never {
+    this.fwError = fwError;
     sevFail('EIO', `${what}: firmware error ${SEV_RET_NAMES[fwError] ?? fwError} (kvm_sev_cmd.error ${fwError})`);
   }
 
@@ -430,6 +436,7 @@ class SevBackendImpl implements SevBackend {
     if (!len) {
       // the length query: params.len is written back even though the command "failed"
       if (r.fwError !== SEV_RET_SUCCESS) {
+        this.fwError = r.fwError;
         sevFail('EIO', `sev_launch_measure: length query (firmware ${SEV_RET_NAMES[r.fwError] ?? r.fwError}); params.len = ${r.len ?? 0}`);
       }
       return { ret: 0, out: { len: r.len ?? 0 } };
@@ -546,6 +553,7 @@ class SevBackendImpl implements SevBackend {
           pages_locked: this.pagesLocked,
           regions: this.regions.length,
           protected_vcpus: this.vmsaPages.size,
+          error: this.fwError,
         };
       }
       case 'regions':
