@@ -311,6 +311,35 @@ steps:
   });
 });
 
+describe('model target: SEV', () => {
+  it('sev_init2 on another VM (vm:) initializes that VM; the scenario VM of an snp scenario still gets its implicit KVM_SEV_INIT2', () => {
+    const r = run(`name: other
+vm: { type: snp }
+steps:
+  - assert: { what: sev, active: true, asid: 1 }
+  - create_vm: {}
+    as: other
+  - sev_init2: { vm: other }
+  # an SNP guest takes only the SNP commands (sev_mem_enc_ioctl(): EPERM)
+  - sev_init2: { vm: other }
+    expect: { errno: EPERM }
+  - assert: { what: sev, asid: 1 }
+  - close: { fd: other }
+  - sev_init2: { vm: other }
+    expect: { errno: EBADF }
+`);
+    expect(failures(r)).toEqual([]);
+    const own = run(`name: own
+vm: { type: snp }
+steps:
+  - assert: { what: sev, active: false, need_init: true }
+  - sev_init2: {}
+  - assert: { what: sev, active: true, asid: 1 }
+`);
+    expect(failures(own)).toEqual([]);
+  });
+});
+
 describe('model target: SEV-SNP', () => {
   it('launch, PVALIDATE, RMP state, KVM_HC_MAP_GPA_RANGE and GHCB PSC', () => {
     const r = run(`name: snp

@@ -95,13 +95,13 @@ export function backendOptions(vm: VmConfig): NonNullable<Parameters<ModelKvm['c
 /**
  * A VMM (QEMU's sev_snp_kvm_init()) issues KVM_SEV_INIT2 on an SNP VM right after KVM_CREATE_VM,
  * before any vCPU: the setup of an `snp` scenario does the same, unless one of its steps issues
- * `sev_init2` itself (then the scenario decides when, or whether it comes too late). SEV and
+ * `sev_init2` on it (then the scenario decides when, or whether it comes too late). SEV and
  * SEV-ES scenarios always write the step.
  */
 export function vmmInitsSnp(scenario: Scenario, vm: VmConfig): boolean {
   if (vm.type !== 'snp') return false;
   const steps = [scenario.steps, ...Object.values(scenario.concurrent?.actors ?? {})];
-  return !steps.some((list) => list.some((s) => s.op === 'sev_init2'));
+  return !steps.some((list) => list.some((s) => s.op === 'sev_init2' && s.args.vm === undefined));
 }
 
 export interface ModelTarget extends Target {

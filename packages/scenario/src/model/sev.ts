@@ -11,7 +11,7 @@ function withValue(o: Outcome, value: number | undefined): Outcome {
 export const SEV_HANDLERS = {
   sev_init2: (a, m) =>
     ioctlOutcome(
-      m.vm.memoryEncryptOp({
+      m.vmOf(a.vm).memoryEncryptOp({
         cmd: 'sev_init2',
         ...(a.vmsa_features !== undefined && { vmsa_features: a.vmsa_features }),
         ...(a.flags !== undefined && { flags: a.flags }),

@@ -33,7 +33,7 @@ export const ASSERT_FIELDS: { readonly [K in AssertWhat]: readonly string[] } = 
   rmp: ['assigned', 'pagesize', 'immutable', 'asid', 'vmsa', 'validated', 'vmpl', 'level', 'present'],
   sept: ['level', 'state'],
   // SevBackend.inspect({ what: 'sev' }) (packages/snp/src/sev/sev-backend.ts)
-  sev: ['active', 'es_active', 'need_init', 'asid', 'vmsa_features', 'ghcb_version', 'handle', 'policy', 'state', 'measured_bytes', 'pages_locked', 'regions', 'protected_vcpus'],
+  sev: ['active', 'es_active', 'need_init', 'asid', 'vmsa_features', 'ghcb_version', 'handle', 'policy', 'state', 'measured_bytes', 'pages_locked', 'regions', 'protected_vcpus', 'error'],
   directmap: ['present', 'level', 'levelName'],
   stats: [
     // Vm.mmuStats() and the TDP MMU's own counters

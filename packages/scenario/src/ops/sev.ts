@@ -13,8 +13,8 @@ const GHCB = { vmTypes: ['KVM_X86_SEV_ES_VM', 'KVM_X86_SNP_VM'] } as const;
 
 export const SEV_OPS = {
   sev_init2: defineOp({
-    args: z.strictObject({ vmsa_features: num().optional(), flags: num().optional(), ghcb_version: num().optional() }),
-    does: '`KVM_SEV_INIT2` (`struct kvm_sev_init`)',
+    args: z.strictObject({ vmsa_features: num().optional(), flags: num().optional(), ghcb_version: num().optional(), vm: addr().optional() }),
+    does: '`KVM_SEV_INIT2` (`struct kvm_sev_init`) on the scenario\'s VM, or on `vm` (a `create_vm` result)',
     needs: SEV_ANY,
   }),
   sev_init: defineOp({

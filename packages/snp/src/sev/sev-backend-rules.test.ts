@@ -87,15 +87,26 @@ describe('__sev_guest_init() (sevGuestInit2)', () => {
   });
 
   it('sev_asid_new() failing: an empty range is ENOTTY, a full one EBUSY; the VM stays uninitialized', () => {
+    // e_no_asid undoes active, es_active and vmsa_features; ghcb_version, set before
+    // sev_asid_new(), keeps its value (the SEV-ES default 2 here)
     const noEs = new SevPlatform({ minSevAsid: 1, maxSevAsid: 4 });
     const a = fresh();
-    expect(() => sevGuestInit2(a, KVM_X86_SEV_ES_VM, 0, {}, noEs)).toThrow(errno('ENOTTY'));
-    expect(a).toEqual(fresh());
+    expect(() => sevGuestInit2(a, KVM_X86_SEV_ES_VM, 0, { vmsa_features: SVM_SEV_FEAT_DEBUG_SWAP }, noEs)).toThrow(errno('ENOTTY'));
+    expect(a).toEqual({ ...fresh(), ghcbVersion: 2 });
     const p = platform(2, 2);
     sevGuestInit2(fresh(), KVM_X86_SEV_ES_VM, 0, {}, p);
     const b = fresh();
-    expect(() => sevGuestInit2(b, KVM_X86_SEV_ES_VM, 0, {}, p)).toThrow(errno('EBUSY'));
-    expect(b).toEqual(fresh());
+    expect(() => sevGuestInit2(b, KVM_X86_SEV_ES_VM, 0, { ghcb_version: 1 }, p)).toThrow(errno('EBUSY'));
+    expect(b).toEqual({ ...fresh(), ghcbVersion: 1 });
+    const snp = fresh();
+    expect(() => sevGuestInit2(snp, KVM_X86_SNP_VM, 0, {}, p)).toThrow(errno('EBUSY'));
+    expect(snp).toEqual({ ...fresh(), ghcbVersion: 2 });
+    const sev = fresh();
+    expect(() => sevGuestInit2(sev, KVM_X86_SEV_VM, 0, {}, noEs)).not.toThrow();
+    const full = new SevPlatform({ minSevAsid: 2, maxSevAsid: 1 });
+    const none = fresh();
+    expect(() => sevGuestInit2(none, KVM_X86_SEV_VM, 0, {}, full)).toThrow(errno('ENOTTY'));
+    expect(none).toEqual(fresh());
   });
 });
 
@@ -241,6 +252,32 @@ describe('SEV launch commands (sev_launch_*)', () => {
     other.vm.memoryEncryptOp({ cmd: 'sev_init2' });
     other.vm.memoryEncryptOp({ cmd: 'sev_launch_start', policy: 0 });
     expect(() => other.vm.memoryEncryptOp({ cmd: 'sev_launch_measure', uaddr: 0x1000, len: 48 })).toThrow(errno('EFAULT'));
+  });
+
+  it('kvm_sev_cmd.error: the firmware status of the last command, 0 after a success or a check before the firmware', () => {
+    const { vm, hva, b } = sevVm(host(), KVM_X86_SEV_VM);
+    const error = () => (b.inspect!({ what: 'sev' }) as { error: number }).error;
+    vm.memoryEncryptOp({ cmd: 'sev_init2' });
+    expect(() => vm.memoryEncryptOp({ cmd: 'sev_guest_status' })).toThrow(errno('EIO'));
+    expect(error()).toBe(0x10); // SEV_RET_INVALID_GUEST: handle 0
+    expect(() => vm.memoryEncryptOp({ cmd: 'sev_launch_start', policy: SEV_POLICY_ES })).toThrow(errno('EIO'));
+    expect(error()).toBe(0x0d); // SEV_RET_INVALID_ASID
+    vm.memoryEncryptOp({ cmd: 'sev_launch_start', policy: 0 });
+    expect(error()).toBe(0);
+    expect(() => vm.memoryEncryptOp({ cmd: 'sev_launch_start', policy: 0 })).toThrow(errno('EIO'));
+    expect(error()).toBe(0x0c); // SEV_RET_ASID_OWNED
+    expect(() => vm.memoryEncryptOp({ cmd: 'sev_launch_update_data', uaddr: hva, len: 0 })).toThrow(errno('EINVAL'));
+    expect(error()).toBe(0);
+    expect(() => vm.memoryEncryptOp({ cmd: 'sev_launch_update_data', uaddr: hva, len: 8 })).toThrow(errno('EIO'));
+    expect(error()).toBe(0x04); // SEV_RET_INVALID_LEN
+    expect(() => vm.memoryEncryptOp({ cmd: 'sev_launch_update_data', uaddr: hva + 8, len: 16 })).toThrow(errno('EIO'));
+    expect(error()).toBe(0x09); // SEV_RET_INVALID_ADDRESS
+    expect(() => vm.memoryEncryptOp({ cmd: 'sev_launch_measure', len: 0 })).toThrow(errno('EIO'));
+    expect(error()).toBe(0x04); // the length query: INVALID_LEN
+    vm.memoryEncryptOp({ cmd: 'sev_launch_measure', uaddr: hva, len: 48 });
+    expect(error()).toBe(0);
+    expect(() => vm.memoryEncryptOp({ cmd: 'sev_launch_update_data', uaddr: hva, len: 16 })).toThrow(errno('EIO'));
+    expect(error()).toBe(0x02); // SEV_RET_INVALID_GUEST_STATE
   });
 });
 

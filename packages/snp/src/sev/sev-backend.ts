@@ -88,8 +88,11 @@ function hasBitsOutside(value: number, mask: number): boolean {
   return (hi & ~mhi) !== 0 || (lo & ~mlo) >>> 0 !== 0;
 }
 
-/** __sev_guest_init() after its checks and sev_asid_new(): set the state as the kernel does */
-function sevGuestInitApply(sev: SevInfo, vmType: number, data: KvmSevInit, asid: number): void {
+/**
+ * __sev_guest_init() after its checks: the state it sets before sev_asid_new() (active,
+ * es_active, vmsa_features, ghcb_version defaulting to 2 for SEV-ES, SNP_ACTIVE for SNP)
+ */
+function sevGuestInitApply(sev: SevInfo, vmType: number, data: KvmSevInit): void {
   sev.active = true;
   sev.esActive = vmType !== KVM_X86_SEV_VM;
   sev.vmsaFeatures = data.vmsa_features ?? 0;
@@ -97,15 +100,14 @@ function sevGuestInitApply(sev: SevInfo, vmType: number, data: KvmSevInit, asid:
   // KVM_SEV_INIT2 SEV-ES guests default to version 2 of the GHCB protocol
   if (sev.esActive && !sev.ghcbVersion) sev.ghcbVersion = GHCB_VERSION_DEFAULT;
   if (vmType === KVM_X86_SNP_VM) sev.vmsaFeatures += SVM_SEV_FEAT_SNP_ACTIVE;
-  sev.asid = asid;
-  sev.needInit = false;
 }
 
 /**
  * KVM_SEV_INIT2 (arch/x86/kvm/svm/sev.c, sev_guest_init2() → __sev_guest_init()) for the SEV,
  * SEV-ES and SNP VM types: need_init and the VM type, then the argument checks (vCPUs already
  * created, flags, vmsa_features, ghcb_version, already active), then sev_asid_new() from the
- * SEV range or the SEV-ES/SNP one. Any failure leaves the VM uninitialized, without an ASID.
+ * SEV range or the SEV-ES/SNP one. Any failure leaves the VM uninitialized, without an ASID
+ * (an ASID failure comes after the state is set: the kernel undoes all of it but ghcb_version).
  * `requestedAsid` is the model's choice of ASID (the SNP `asid` VM option). Returns the ASID.
  */
 export function sevGuestInit2(sev: SevInfo, vmType: number, createdVcpus: number, data: KvmSevInit, platform: SevPlatform, requestedAsid?: number): number {
@@ -113,10 +115,18 @@ export function sevGuestInit2(sev: SevInfo, vmType: number, createdVcpus: number
   if (vmType !== KVM_X86_SEV_VM && vmType !== KVM_X86_SEV_ES_VM && vmType !== KVM_X86_SNP_VM)
     sevFail('EINVAL', 'sev_guest_init2: the VM type is not SEV, SEV-ES or SNP');
   sevGuestInitChecks(sev, vmType, createdVcpus, data, platform.supportedVmsaFeatures);
-  const esActive = vmType !== KVM_X86_SEV_VM;
+  sevGuestInitApply(sev, vmType, data);
+  const esActive = sev.esActive;
   const asid = platform.asids.asidNew(esActive, requestedAsid);
-  if (asid < 0) sevFail(asid === -ERRNO.ENOTTY ? 'ENOTTY' : 'EBUSY', `sev_asid_new: no free ${esActive ? 'SEV-ES/SNP' : 'SEV'} ASID`);
-  sevGuestInitApply(sev, vmType, data, asid);
+  if (asid < 0) {
+    // e_no_asid: vmsa_features, es_active and active are undone; ghcb_version keeps its value
+    sev.vmsaFeatures = 0;
+    sev.esActive = false;
+    sev.active = false;
+    sevFail(asid === -ERRNO.ENOTTY ? 'ENOTTY' : 'EBUSY', `sev_asid_new: no free ${esActive ? 'SEV-ES/SNP' : 'SEV'} ASID`);
+  }
+  sev.asid = asid;
+  sev.needInit = false;
   return asid;
 }
 
@@ -213,6 +223,8 @@ class SevBackendImpl implements SevBackend {
   /** sev->handle: the firmware guest context (0 before KVM_SEV_LAUNCH_START) */
   private handle = 0;
   private policy = 0;
+  /** kvm_sev_cmd.error of the last KVM_MEMORY_ENCRYPT_OP: the firmware's status (0 when it did not reach the firmware) */
+  private fwError = SEV_RET_SUCCESS;
   private readonly regions: EncRegion[] = [];
   /** each vCPU's VMSA page after LAUNCH_UPDATE_VMSA (guest_state_protected) */
   private readonly vmsaPages = new Map<number, number>();
@@ -262,6 +274,9 @@ class SevBackendImpl implements SevBackend {
 
   /** sev_mem_enc_ioctl() */
   vmIoctl(req: SevVmIoctl): VendorIoctlResult<SevIoctlOut> {
+    // sev_issue_cmd() writes argp->error; a command refused before the firmware leaves the
+    // value userspace passed (0, as a VMM passes it)
+    this.fwError = SEV_RET_SUCCESS;
     switch (req.cmd) {
       case 'sev_es_init':
       case 'sev_init':
@@ -300,6 +315,7 @@ class SevBackendImpl implements SevBackend {
 
   /** a firmware status other than success: KVM returns -EIO with argp->error */
   private fwFail(what: string, fwError: number): never {
+    this.fwError = fwError;
     sevFail('EIO', `${what}: firmware error ${SEV_RET_NAMES[fwError] ?? fwError} (kvm_sev_cmd.error ${fwError})`);
   }
 
@@ -420,6 +436,7 @@ class SevBackendImpl implements SevBackend {
     if (!len) {
       // the length query: params.len is written back even though the command "failed"
       if (r.fwError !== SEV_RET_SUCCESS) {
+        this.fwError = r.fwError;
         sevFail('EIO', `sev_launch_measure: length query (firmware ${SEV_RET_NAMES[r.fwError] ?? r.fwError}); params.len = ${r.len ?? 0}`);
       }
       return { ret: 0, out: { len: r.len ?? 0 } };
@@ -536,6 +553,7 @@ class SevBackendImpl implements SevBackend {
           pages_locked: this.pagesLocked,
           regions: this.regions.length,
           protected_vcpus: this.vmsaPages.size,
+          error: this.fwError,
         };
       }
       case 'regions':
