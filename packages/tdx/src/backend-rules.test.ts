@@ -142,7 +142,14 @@ describe('KVM_MEMORY_ENCRYPT_OP checks', () => {
     vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
     expect(vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' })).toEqual({ ret: 0 });
     expect(code(() => vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' }))).toBe('EINVAL');
-    expect(t.b.td.callStats()).toEqual({});
+    // the TD's three set-up SEAMCALLs and one vCPU's two; the refused INIT_VCPU issued none
+    expect(t.b.td.callStats()).toEqual({
+      'TDH.MNG.CREATE': { calls: 1, failures: 0 },
+      'TDH.MNG.KEY.CONFIG': { calls: 1, failures: 0 },
+      'TDH.MNG.INIT': { calls: 1, failures: 0 },
+      'TDH.VP.CREATE': { calls: 1, failures: 0 },
+      'TDH.VP.INIT': { calls: 1, failures: 0 },
+    });
     expect(code(() => vcpu.memoryEncryptOp({ cmd: 'tdx_no_such' } as never))).toBe('EINVAL');
     vm.memoryEncryptOp({ cmd: 'tdx_finalize_vm' });
     expect(code(() => vm.vcpus[1]!.memoryEncryptOp({ cmd: 'tdx_init_vcpu' }))).toBe('EINVAL');

@@ -150,6 +150,13 @@ describe('TD lifecycle SEAMCALLs', () => {
     expect(td.mngInit({ gpaw: 48, attributes: 0 })).toBe(TDX_OP_STATE_INCORRECT);
     expect(td.sept).toBe(root);
     expect(td.gpaw).toBe(52);
+    // every call counts, a refused one as a failure too
+    const stats = td.callStats();
+    expect(stats['TDH.MNG.CREATE']).toEqual({ calls: 2, failures: 1 });
+    expect(stats['TDH.MNG.KEY.CONFIG']).toEqual({ calls: 3, failures: 2 });
+    expect(stats['TDH.MNG.INIT']).toEqual({ calls: 4, failures: 3 });
+    expect(stats['TDH.VP.CREATE']).toEqual({ calls: 1, failures: 1 });
+    expect(td.callCount('TDH.VP.INIT')).toBe(0);
   });
 
   it('GPAW 48: 4-level S-EPT, private GPAs below 2^47', () => {
@@ -220,6 +227,9 @@ describe('vCPU SEAMCALLs', () => {
     expect(td.mrFinalize()).toBe(TDX_SUCCESS);
     expect(td.vpInit(1)).toBe(TDX_OP_STATE_INCORRECT);
     expect(td.vcpuInitialized(1)).toBe(false);
+    // TDH.VP.CREATE for each call, TDH.VP.INIT only after a successful CREATE
+    expect(td.callStats()['TDH.VP.CREATE']).toEqual({ calls: 4, failures: 3 });
+    expect(td.callStats()['TDH.VP.INIT']).toEqual({ calls: 1, failures: 0 });
   });
 
   it('VP.ENTER needs configured keys, a RUNNABLE TD and an initialized vCPU; it samples the epoch once', () => {
@@ -330,6 +340,11 @@ describe('call counts, failure counts and trace events', () => {
     expect(td.memPageAdd(P, 0, fresh(), new Uint8Array(P))).toBe(TDX_OP_STATE_INCORRECT);
     expect(td.tdgMemPageAccept(0, 0, 0)).toBe(TDX_PAGE_ALREADY_ACCEPTED);
     expect(td.callStats()).toEqual({
+      'TDH.MNG.CREATE': { calls: 1, failures: 0 },
+      'TDH.MNG.KEY.CONFIG': { calls: 1, failures: 0 },
+      'TDH.MNG.INIT': { calls: 1, failures: 0 },
+      'TDH.VP.CREATE': { calls: 2, failures: 0 },
+      'TDH.VP.INIT': { calls: 2, failures: 0 },
       'TDH.MEM.PAGE.ADD': { calls: 2, failures: 1 },
       'TDH.MEM.SEPT.ADD': { calls: 3, failures: 0 },
       'TDH.MR.FINALIZE': { calls: 1, failures: 0 },

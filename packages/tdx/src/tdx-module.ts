@@ -98,6 +98,11 @@ const L_VP_ENTER = LEAF_ID.get('TDH.VP.ENTER')!;
 const L_VP_FLUSH = LEAF_ID.get('TDH.VP.FLUSH')!;
 const L_VPFLUSHDONE = LEAF_ID.get('TDH.MNG.VPFLUSHDONE')!;
 const L_CACHE_WB = LEAF_ID.get('TDH.PHYMEM.CACHE.WB')!;
+const L_MNG_CREATE = LEAF_ID.get('TDH.MNG.CREATE')!;
+const L_KEY_CONFIG = LEAF_ID.get('TDH.MNG.KEY.CONFIG')!;
+const L_MNG_INIT = LEAF_ID.get('TDH.MNG.INIT')!;
+const L_VP_CREATE = LEAF_ID.get('TDH.VP.CREATE')!;
+const L_VP_INIT = LEAF_ID.get('TDH.VP.INIT')!;
 const L_KEY_FREEID = LEAF_ID.get('TDH.MNG.KEY.FREEID')!;
 
 /** TD operation state as KVM names it (TD_STATE_*); the module's op_state follows the same steps. */
@@ -381,6 +386,12 @@ export class TdxTd {
     return status;
   }
 
+  /** A management call's failure, counted like end()'s (the management calls are not traced). */
+  private counted(leaf: number, status: number): number {
+    this.failures[leaf]!++;
+    return status;
+  }
+
   private busy(leaf: number, gpa: number, level: number, operand = OPERAND_ID_RCX): number {
     this.lastOperandId = operand;
     return this.end(leaf, TDX_OPERAND_BUSY, gpa, level);
@@ -449,7 +460,8 @@ export class TdxTd {
 
   /** TDH.MNG.CREATE: a TDR with this HKID. */
   mngCreate(hkid: number): number {
-    if (this.lifecycle !== 'NONE') return TDX_LIFECYCLE_STATE_INCORRECT;
+    this.calls[L_MNG_CREATE]!++;
+    if (this.lifecycle !== 'NONE') return this.counted(L_MNG_CREATE, TDX_LIFECYCLE_STATE_INCORRECT);
     this.hkid = hkid;
     this.lifecycle = 'HKID_ASSIGNED';
     return TDX_SUCCESS;
@@ -457,15 +469,17 @@ export class TdxTd {
 
   /** TDH.MNG.KEY.CONFIG (on every package; one step here). */
   mngKeyConfig(): number {
-    if (this.lifecycle !== 'HKID_ASSIGNED') return TDX_LIFECYCLE_STATE_INCORRECT;
+    this.calls[L_KEY_CONFIG]!++;
+    if (this.lifecycle !== 'HKID_ASSIGNED') return this.counted(L_KEY_CONFIG, TDX_LIFECYCLE_STATE_INCORRECT);
     this.lifecycle = 'KEYS_CONFIGURED';
     return TDX_SUCCESS;
   }
 
   /** TDH.MNG.INIT: TD_PARAMS applied, S-EPT root allocated, MRTD hash started. */
   mngInit(params: { gpaw: 48 | 52; attributes: number }): number {
-    if (this.lifecycle !== 'KEYS_CONFIGURED') return TDX_LIFECYCLE_STATE_INCORRECT;
-    if (this.state !== 'UNINITIALIZED') return TDX_OP_STATE_INCORRECT;
+    this.calls[L_MNG_INIT]!++;
+    if (this.lifecycle !== 'KEYS_CONFIGURED') return this.counted(L_MNG_INIT, TDX_LIFECYCLE_STATE_INCORRECT);
+    if (this.state !== 'UNINITIALIZED') return this.counted(L_MNG_INIT, TDX_OP_STATE_INCORRECT);
     this.gpaw = params.gpaw;
     this.privateLimit = 2 ** (params.gpaw - 1);
     this.attributes = params.attributes;
@@ -486,12 +500,14 @@ export class TdxTd {
     return v;
   }
 
-  /** TDH.VP.CREATE + TDH.VP.INIT (KVM_TDX_INIT_VCPU). */
+  /** TDH.VP.CREATE + TDH.VP.INIT (KVM_TDX_INIT_VCPU); a failure is TDH.VP.CREATE's. */
   vpInit(vcpuId: number): number {
-    if (this.lifecycle !== 'KEYS_CONFIGURED') return TDX_LIFECYCLE_STATE_INCORRECT;
-    if (this.state !== 'INITIALIZED') return TDX_OP_STATE_INCORRECT;
+    this.calls[L_VP_CREATE]!++;
+    if (this.lifecycle !== 'KEYS_CONFIGURED') return this.counted(L_VP_CREATE, TDX_LIFECYCLE_STATE_INCORRECT);
+    if (this.state !== 'INITIALIZED') return this.counted(L_VP_CREATE, TDX_OP_STATE_INCORRECT);
     const v = this.vcpu(vcpuId);
-    if (v.initialized) return TDX_VCPU_STATE_INCORRECT;
+    if (v.initialized) return this.counted(L_VP_CREATE, TDX_VCPU_STATE_INCORRECT);
+    this.calls[L_VP_INIT]!++;
     v.created = true;
     v.initialized = true;
     return TDX_SUCCESS;

@@ -105,7 +105,7 @@ export const HOST_INSN_HANDLERS = {
     const level = a.level ?? 0;
     const given = a.page ?? (a.page_of !== undefined ? td.leafPfn(a.page_of, 0) : undefined);
     if (given !== undefined && given < 0) fail('ENOENT', `tdx_seamcall: no private page at gpa 0x${a.page_of!.toString(16)}`);
-    const fresh = given === undefined && a.leaf !== 'TDH.MEM.RANGE.BLOCK' && a.leaf !== 'TDH.MEM.TRACK' && a.leaf !== 'TDH.MEM.PAGE.REMOVE';
+    const fresh = given === undefined && a.leaf !== 'TDH.MEM.RANGE.BLOCK' && a.leaf !== 'TDH.MEM.TRACK' && a.leaf !== 'TDH.MEM.PAGE.REMOVE' && a.leaf !== 'TDH.MR.EXTEND';
     const page = given ?? (fresh ? m.vm.phys.allocPage() : 0);
     let st: number;
     switch (a.leaf) {
@@ -129,6 +129,9 @@ export const HOST_INSN_HANDLERS = {
         break;
       case 'TDH.MEM.PAGE.DEMOTE':
         st = td.memPageDemote(gpa, level, page);
+        break;
+      case 'TDH.MR.EXTEND':
+        st = td.mrExtend(gpa);
         break;
     }
     if (fresh && st !== 0) m.vm.phys.freePage(page);

@@ -22,14 +22,14 @@ export const TDX_OPS = {
   }),
   tdx_seamcall: defineOp({
     args: z.strictObject({
-      leaf: z.enum(['TDH.MEM.PAGE.ADD', 'TDH.MEM.PAGE.AUG', 'TDH.MEM.SEPT.ADD', 'TDH.MEM.RANGE.BLOCK', 'TDH.MEM.TRACK', 'TDH.MEM.PAGE.REMOVE', 'TDH.MEM.PAGE.DEMOTE']),
+      leaf: z.enum(['TDH.MEM.PAGE.ADD', 'TDH.MEM.PAGE.AUG', 'TDH.MEM.SEPT.ADD', 'TDH.MEM.RANGE.BLOCK', 'TDH.MEM.TRACK', 'TDH.MEM.PAGE.REMOVE', 'TDH.MEM.PAGE.DEMOTE', 'TDH.MR.EXTEND']),
       gpa: num().optional(),
       level: num().optional(),
       page: num().optional(),
       page_of: num().optional(),
     }),
     does:
-      'model only: the host kernel issues one SEAMCALL to the TDX module behind KVM\'s back (its checks and their order, its return codes): `gpa` (default 0), TDX `level` (0 = 4K, 1 = 2M, 2 = 1G; default 0), `page` the pfn operand, or `page_of` the private page the S-EPT maps at that gpa (default: a fresh host page)',
+      'model only: the host kernel issues one SEAMCALL to the TDX module behind KVM\'s back (its checks and their order, its return codes): `gpa` (default 0; for TDH.MR.EXTEND the 256-byte chunk), TDX `level` (0 = 4K, 1 = 2M, 2 = 1G; default 0), `page` the pfn operand, or `page_of` the private page the S-EPT maps at that gpa (default: a fresh host page)',
     result: '`ret`: the TDX status name',
     needs: TDX,
   }),
