@@ -111,6 +111,19 @@ describe('runScenario', () => {
     expect(f.seen[0]!.args).toEqual({ what: 'spte', gfn: 0x100, level: 2, present: true, pfn: 7 });
   });
 
+  it('a mapping in an assert step compares only the sub-fields it names', () => {
+    const sc = parseScenario(
+      `name: t\nvm: { type: snp }\nsteps:\n  - assert: { what: stats, host: { rmpupdates: 3, psmashes: 0x1 }, backend: { rmpFaults: 1 }, rmp: { chunks: 1 } }\n`,
+    );
+    const f = scripted({ assert: () => ({ detail: { host: { rmpupdates: 2, psmashes: 1, leakedPages: 9 }, backend: 7 } }) });
+    const r = runScenario(sc, f.target);
+    expect(r.steps[0]!.mismatches).toEqual([
+      'expected host.rmpupdates 3, happened 2',
+      'expected backend to hold rmpFaults, happened 7',
+      'expected rmp { chunks: 1 }, the target reported no rmp',
+    ]);
+  });
+
   it('runs concurrent actors round robin, then invariants', () => {
     const sc = parseScenario(`${HEAD}  - create_vcpu: { id: 0 }
 concurrent:

@@ -463,13 +463,26 @@ function assertExpectation(args: Record<string, unknown>): Record<string, unknow
 
 function compareAssert(expected: Record<string, unknown>, outcome: Outcome): string[] {
   if (outcome.errno !== undefined) return [`the state could not be inspected (happened: ${describeOutcome(outcome)})`];
-  const state = outcome.detail ?? {};
   const out: string[] = [];
-  for (const [k, want] of Object.entries(expected)) {
-    if (!(k in state)) out.push(`expected ${k} ${show(want)}, the target reported no ${k}`);
-    else if (!sameValue(want, state[k])) out.push(`expected ${k} ${show(want)}, happened ${show(state[k])}`);
-  }
+  compareFields(expected, outcome.detail ?? {}, '', out);
   return out;
+}
+
+/** a mapping of expected values compares only the sub-fields it names, at any depth */
+function compareFields(expected: Record<string, unknown>, state: Record<string, unknown>, prefix: string, out: string[]): void {
+  for (const [k, want] of Object.entries(expected)) {
+    const name = prefix + k;
+    if (!(k in state)) out.push(`expected ${name} ${show(want)}, the target reported no ${name}`);
+    else if (isFieldMap(want)) {
+      const got = state[k];
+      if (isFieldMap(got)) compareFields(want, got, `${name}.`, out);
+      else out.push(`expected ${name} to hold ${Object.keys(want).join(', ')}, happened ${show(got)}`);
+    } else if (!sameValue(want, state[k])) out.push(`expected ${name} ${show(want)}, happened ${show(state[k])}`);
+  }
+}
+
+function isFieldMap(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 /** numbers, bigints and numeric strings compare by value; lists element-wise; the rest as text */

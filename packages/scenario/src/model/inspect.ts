@@ -21,6 +21,7 @@ export function inspectState(vm: ModelVm, process: Process, loc: AssertLocators)
     case 'sept':
     case 'directmap':
     case 'sev':
+    case 'launch':
       return inspectVendor(vm, loc);
     case 'stats':
       return inspectStats(vm);
@@ -91,8 +92,8 @@ function inspectVendor(vm: ModelVm, loc: AssertLocators): Record<string, unknown
   } else if (loc.what === 'rmp') {
     state = loc.pfn !== undefined ? backend.inspect({ what: 'rmp', pfn: loc.pfn }) : backend.inspect({ what: 'rmp', gpa: locateGfn(vm, loc).gfn * PAGE_SIZE });
     if (state === null) return { assigned: false, present: false };
-  } else if (loc.what === 'sev') {
-    state = backend.inspect({ what: 'sev' });
+  } else if (loc.what === 'sev' || loc.what === 'launch') {
+    state = backend.inspect({ what: loc.what });
   } else {
     state = backend.inspect({ what: 'directmap', pfn: locatePfn(vm, loc) });
   }

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { addr, num } from './fields.js';
 import { defineOp } from './op.js';
 
-export const ASSERT_WHAT = ['attributes', 'spte', 'rmp', 'sept', 'directmap', 'stats', 'memslot', 'gmem', 'sev'] as const;
+export const ASSERT_WHAT = ['attributes', 'spte', 'rmp', 'sept', 'directmap', 'stats', 'memslot', 'gmem', 'sev', 'launch'] as const;
 export type AssertWhat = (typeof ASSERT_WHAT)[number];
 
 /** Fields of an assert step that locate the thing inspected; every other field is an expected value. */
@@ -13,10 +13,12 @@ export const ASSERT_LOCATORS = ['what', 'gpa', 'gfn', 'pfn', 'slot', 'as_id', 'f
 function plainValue(v: unknown): unknown {
   if (typeof v === 'bigint') return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
   if (Array.isArray(v)) return v.map(plainValue);
+  if (typeof v === 'object' && v !== null) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plainValue(x)]));
   return v;
 }
+/** a value, or a mapping of expected sub-fields of a grouped field (`host: { rmpupdates: 2 }`) */
 const assertValue = z
-  .union([z.string(), z.number(), z.bigint(), z.boolean(), z.null(), z.array(z.unknown())])
+  .union([z.string(), z.number(), z.bigint(), z.boolean(), z.null(), z.array(z.unknown()), z.record(z.string(), z.unknown())])
   .transform(plainValue)
   .describe('expected value');
 
@@ -35,6 +37,9 @@ export const ASSERT_FIELDS: { readonly [K in AssertWhat]: readonly string[] } = 
   // SevBackend.inspect({ what: 'sev' }) (packages/snp/src/sev/sev-backend.ts)
   sev: ['active', 'es_active', 'need_init', 'asid', 'vmsa_features', 'ghcb_version', 'handle', 'policy', 'state', 'measured_bytes', 'pages_locked', 'regions', 'protected_vcpus', 'error'],
   directmap: ['present', 'level', 'levelName'],
+  // SnpBackend.inspect({ what: 'launch' }): the SNP launch context and the firmware's launch
+  // digest (hex SHA-384, the attestation report's MEASUREMENT once LAUNCH_FINISH ran)
+  launch: ['started', 'finished', 'policy', 'digest', 'measuredPages', 'vmsaPfns'],
   stats: [
     // Vm.mmuStats() and the TDP MMU's own counters
     'remote_tlb_flush', 'pages_4k', 'pages_2m', 'pages_1g', 'mmu_shadow_zapped', 'mmu_pte_write', 'mmu_pde_zapped',
