@@ -69,19 +69,20 @@ describe('inject ops: targets', () => {
       parseScenario(`${TDX_HEAD}  - tdx_inject_busy: { leaf: TDH.MEM.TRACK, count: 3 }\n  - tdx_inject_busy: { count: 2, after: 1 }\n`, 't.yaml'),
       createModelTarget(),
     );
-    expect(t.steps.map((s) => s.outcome.detail)).toEqual([{ pending: 3 }, { pending: 2 }]);
+    expect(t.steps.filter((s) => s.op !== 'exit').map((s) => s.outcome.detail)).toEqual([{ pending: 3 }, { pending: 2 }]);
     const s = runScenario(
       parseScenario(`${SNP_HEAD}  - snp_inject_fail: { insn: rmpupdate, code: RMPUPDATE_FAIL_INUSE, times: 2, after: 1 }\n  - snp_inject_fail: { insn: psmash, code: 1 }\n  - snp_inject_fail: { insn: rmpupdate, code: FAIL_INPUT }\n`, 's.yaml'),
       createModelTarget(),
     );
-    expect(s.steps.map((x) => x.outcome.detail)).toEqual([{ code: 3, pending: 3 }, { code: 1, pending: 1 }, { code: 1, pending: 4 }]);
+    expect(s.steps.filter((x) => x.op !== 'exit').map((x) => x.outcome.detail)).toEqual([{ code: 3, pending: 3 }, { code: 1, pending: 1 }, { code: 1, pending: 4 }]);
   });
 
   it('the model refuses an injection into the other vendor', () => {
     const r = runScenario(parseScenario(`name: n\nvm: { type: default }\nsteps:\n  - tdx_inject_busy: {}\n    expect: { errno: EINVAL }\n  - snp_inject_fail: { insn: psmash, code: FAIL_INUSE }\n    expect: { errno: EINVAL }\n`, 'd.yaml'), createModelTarget());
-    expect(r.steps.map((s) => [s.pass, s.outcome.errno])).toEqual([
-      [true, 'EINVAL'],
-      [true, 'EINVAL'],
+    expect(r.steps.map((s) => [s.op, s.pass, s.outcome.errno])).toEqual([
+      ['tdx_inject_busy', true, 'EINVAL'],
+      ['snp_inject_fail', true, 'EINVAL'],
+      ['exit', true, undefined],
     ]);
   });
 
