@@ -31,6 +31,11 @@ import { getTargetFactory, loadTargets } from '../src/targets.js';
 export interface JudgeCell {
   /** the scenario file's absolute path */
   path: string;
+  /**
+   * a hash of the file's text: part of the test's name, so that StrykerJS's incremental mode
+   * sees an edited scenario as a new test and judges its mutants again (it cannot see YAML)
+   */
+  fileHash: string;
   cell: MatrixCell;
 }
 
@@ -50,7 +55,10 @@ function allCells(): JudgeCell[] {
   const cacheDir = join(tmpdir(), 'ccmem-matrix-cells');
   const cache = join(cacheDir, `${hash.digest('hex')}.json`);
   if (existsSync(cache)) return JSON.parse(readFileSync(cache, 'utf8')) as JudgeCell[];
-  const cells = files.flatMap((path) => matrixCells([{ file: relative(dir, path), scenario: loadScenarioFile(path) }], ['model']).map((cell) => ({ path, cell })));
+  const cells = files.flatMap((path) => {
+    const fileHash = createHash('sha256').update(readFileSync(path)).digest('hex').slice(0, 12);
+    return matrixCells([{ file: relative(dir, path), scenario: loadScenarioFile(path) }], ['model']).map((cell) => ({ path, fileHash, cell }));
+  });
   mkdirSync(cacheDir, { recursive: true });
   const part = `${cache}.${process.pid}`;
   writeFileSync(part, JSON.stringify(cells));

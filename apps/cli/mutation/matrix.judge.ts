@@ -17,7 +17,8 @@ for (const c of judgeCells(process.env.CCMEM_MATRIX_FILTER || undefined)) {
 for (const [file, cells] of byFile) {
   describe(file, () => {
     for (const c of cells) {
-      it(`${c.cell.scenario} [${c.cell.vm_type}/${c.cell.provider}]`, () => {
+      // the file's hash in the name: an edited scenario is a new test to the incremental mode
+      it(`${c.cell.scenario} [${c.cell.vm_type}/${c.cell.provider}] @${c.fileHash}`, () => {
         const row = run(c);
         if (row) expect(row.status, row.reason).not.toBe('fail');
       });

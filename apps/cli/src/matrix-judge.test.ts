@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -44,5 +45,16 @@ describe('the matrix as a mutation-testing suite', () => {
     const run = await cellRunner();
     expect(run(first!)?.status).toBe('pass');
     expect(run({ ...first!, path })?.status).toBe('fail');
+  });
+
+  it("each cell carries its file's text hash (the test name's suffix), so an edited scenario is a new test", () => {
+    const cells = judgeCells();
+    const byFile = new Map<string, string>();
+    for (const c of cells) {
+      expect(c.fileHash).toBe(createHash('sha256').update(readFileSync(c.path)).digest('hex').slice(0, 12));
+      byFile.set(c.path, c.fileHash);
+    }
+    // different files, different texts: the hashes tell them apart
+    expect(new Set(byFile.values()).size).toBe(byFile.size);
   });
 });
