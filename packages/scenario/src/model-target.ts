@@ -13,7 +13,6 @@
  * - With `ctx.trace`, the kernel events of each step are returned in `events`.
  */
 import {
-  MemfdFile,
   HOST_FALLBACK_PROFILE,
   profileByName,
   withPciHole,
@@ -194,22 +193,15 @@ class ModelTargetImpl implements ModelTarget {
   }
 
   /**
-   * The VMM process exits (do_exit()): exit_mm() drops every mapping first, then exit_files()
-   * closes every fd in ascending order, so each VM goes through kvm_destroy_vm() once its last
-   * reference (its fd, its guest_memfd files) is gone. Returns what the exit left behind.
+   * The VMM process exits (Process.exit(): do_exit()), so each VM goes through kvm_destroy_vm()
+   * once its last reference (its fd, its guest_memfd files) is gone. Returns what it left behind.
    */
   exit(): string[] {
     const run = this.run;
     const kvm = this.kvm;
     if (!run || !kvm) throw new Error('model target: exit() before begin()');
     const { process } = kvm;
-    // every memfd the process still references, by an fd or by a mapping
-    const memfds = new Set<MemfdFile>();
-    for (const f of process.openFiles()) if (f instanceof MemfdFile) memfds.add(f);
-    for (const v of process.mm.mappings()) if (v.backing instanceof MemfdFile) memfds.add(v.backing);
-    for (const v of [...process.mm.mappings()]) process.mm.munmap(v.start, v.end - v.start);
-    for (const fd of process.openFds()) process.close(fd);
-    for (const f of memfds) f.evict();
+    process.exit();
     const out: string[] = [];
     for (const vm of [run.vm, ...run.otherVms.values()]) {
       // the scenario's VM speaks plainly; a `create_vm` VM is named by its fd

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { KvmError } from '../errno.js';
 import { errnoOf } from '../testing/errno-of.js';
 import type { KvmFile } from '../backend.js';
+import { MemfdFile } from './files.js';
 import { Process } from './process.js';
 
 function file(kind = 'memfd') {
@@ -10,6 +11,28 @@ function file(kind = 'memfd') {
 }
 
 describe('Process', () => {
+  it('exit(): every mapping goes, every fd closes in order, and a memfd referenced only by a mapping is evicted', () => {
+    const p = new Process();
+    const order: number[] = [];
+    const a = { kind: 'a', release: () => void order.push(1) };
+    const b = { kind: 'b', release: () => void order.push(2) };
+    p.installFd(a);
+    p.installFd(b);
+    const memfd = new MemfdFile(p.phys, 2 * 4096);
+    const fd = p.installFd(memfd);
+    const hva = p.mm.mmap({ length: 2 * 4096, prot: { read: true, write: true }, shared: true, backing: memfd });
+    p.mm.write(hva, 8, 1n);
+    p.close(fd); // the mapping keeps the memfd's page
+    const anon = p.mm.mmap({ length: 4096, prot: { read: true, write: true }, shared: false });
+    p.mm.write(anon, 8, 2n);
+    expect(p.phys.allocatedPages).toBe(2);
+    p.exit();
+    expect(order).toEqual([1, 2]);
+    expect(p.openFds()).toEqual([]);
+    expect(p.mm.mappings()).toEqual([]);
+    expect(p.phys.allocatedPages).toBe(0);
+  });
+
   it('installs at the lowest free fd >= 3 and releases a file with its last descriptor', () => {
     const p = new Process();
     const a = file();

@@ -6,6 +6,7 @@
 import { fail } from '../errno.js';
 import type { KvmFile } from '../backend.js';
 import { AddressSpace } from './address-space.js';
+import { MemfdFile } from './files.js';
 import { PhysMem } from './phys-mem.js';
 
 /** fds 0-2 are stdin, stdout and stderr */
@@ -76,6 +77,22 @@ export class Process {
   openFiles(): KvmFile[] {
     this.assertLive();
     return [...new Set(this.openFds().map((fd) => this.fds.get(fd)!))];
+  }
+
+  /**
+   * do_exit(): exit_mm() drops every mapping, then exit_files() closes every fd in ascending
+   * order, so each file is released with its last descriptor (a VM goes through
+   * kvm_destroy_vm() once its guest_memfd files are gone too). A memfd whose last fd and mapping
+   * are gone is evicted (shmem_evict_inode()). The process stays usable for inspection.
+   */
+  exit(): void {
+    this.assertLive();
+    const memfds = new Set<MemfdFile>();
+    for (const f of this.openFiles()) if (f instanceof MemfdFile) memfds.add(f);
+    for (const v of this.mm.mappings()) if (v.backing instanceof MemfdFile) memfds.add(v.backing);
+    for (const v of [...this.mm.mappings()]) this.mm.munmap(v.start, v.end - v.start);
+    for (const fd of this.openFds()) this.close(fd);
+    for (const f of memfds) f.evict();
   }
 
   /**
