@@ -130,6 +130,8 @@ export class TdxBackend implements VendorBackend<TdxEdge> {
   waitForSeptZap = false;
   private preFault = false;
   private hkidReleased = false;
+  /** tdx_mmu_release_hkid() failed: the kernel leaks the HKID on purpose (and with it the TD pages) */
+  private hkidLeaked = false;
   /** kvm_destroy_vm() has started: the VM's roots are going away, nothing to walk any more */
   private vmDestroyed = false;
   private readonly vcpuState: TdxVcpuState[] = [];
@@ -695,6 +697,7 @@ export class TdxBackend implements VendorBackend<TdxEdge> {
     if (err === TDX_SUCCESS) err = td.mngKeyFreeid();
     if (err !== TDX_SUCCESS) {
       this.bugReasons.push(`tdx_mmu_release_hkid: ${tdxStatusName(err)}; HKID leaked`);
+      this.hkidLeaked = true;
       return;
     }
     this.hkidReleased = true;
@@ -726,7 +729,7 @@ export class TdxBackend implements VendorBackend<TdxEdge> {
   checkAfterDestroy(): string[] {
     const out: string[] = [];
     const td = this.td;
-    if (td.hkidAssigned && !this.bugReasons.some((r) => r.startsWith('tdx_mmu_release_hkid'))) out.push(`HKID ${td.hkid} still assigned (tdx_mmu_release_hkid() did not free it)`);
+    if (td.hkidAssigned && !this.hkidLeaked) out.push(`HKID ${td.hkid} still assigned (tdx_mmu_release_hkid() did not free it)`);
     td.sept?.forEachLeaf((gfn, level) => out.push(`private page gfn ${gfn} (level ${level + 1}) still in the S-EPT`));
     const owned = [...td.pamt.keys()].sort((a, b) => a - b);
     if (owned.length > 0) {
