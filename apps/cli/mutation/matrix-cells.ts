@@ -51,12 +51,17 @@ function allCells(): JudgeCell[] {
   const dir = builtinScenarioDir();
   const files = builtinScenarioFiles(dir);
   const hash = createHash('sha256');
-  for (const p of [...files, ...sources(join(dir, '..', 'src'))]) hash.update(p).update('\0').update(readFileSync(p)).update('\0');
+  const fileHashes = new Map<string, string>();
+  for (const p of [...files, ...sources(join(dir, '..', 'src'))]) {
+    const text = readFileSync(p);
+    hash.update(p).update('\0').update(text).update('\0');
+    fileHashes.set(p, createHash('sha256').update(text).digest('hex').slice(0, 12));
+  }
   const cacheDir = join(tmpdir(), 'ccmem-matrix-cells');
   const cache = join(cacheDir, `${hash.digest('hex')}.json`);
   if (existsSync(cache)) return JSON.parse(readFileSync(cache, 'utf8')) as JudgeCell[];
   const cells = files.flatMap((path) => {
-    const fileHash = createHash('sha256').update(readFileSync(path)).digest('hex').slice(0, 12);
+    const fileHash = fileHashes.get(path)!;
     return matrixCells([{ file: relative(dir, path), scenario: loadScenarioFile(path) }], ['model']).map((cell) => ({ path, fileHash, cell }));
   });
   mkdirSync(cacheDir, { recursive: true });
