@@ -19,7 +19,7 @@ import {
 } from '@ccmem/core';
 import { guestMemfdFactory } from '@ccmem/gmem';
 import type { TdxVmOptions } from './edge.js';
-import { NPAGES, privateTdxVm } from './testing/private-tdx-vm.js';
+import { NPAGES, buildTd, privateTdxVm } from './testing/private-tdx-vm.js';
 import { SEPT_BLOCKED, SEPT_FREE, SEPT_PENDING, SEPT_PRESENT } from './sept.js';
 import { TDX_SUCCESS } from './status.js';
 import { KVM_TDX_MEASURE_MEMORY_REGION, PFERR_PRIVATE_ACCESS, createTdxBackend, tdxBackendFactory, type TdxBackend } from './tdx-backend.js';
@@ -29,14 +29,7 @@ const P = 4096;
 
 type Td = ReturnType<typeof privateTdxVm>;
 
-function build(t: Td, gpa = 0) {
-  const { vm, src } = t;
-  vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
-  vm.vcpus[0]!.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
-  vm.vcpus[1]!.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
-  expect(vm.vcpus[0]!.memoryEncryptOp({ cmd: 'tdx_init_mem_region', source_addr: src, gpa, nr_pages: 2, flags: KVM_TDX_MEASURE_MEMORY_REGION }).ret).toBe(0);
-  return vm.memoryEncryptOp({ cmd: 'tdx_finalize_vm' });
-}
+const build = (t: Td, gpa = 0) => buildTd(t, { gpa });
 
 function built(opts: TdxVmOptions = {}) {
   const t = privateTdxVm(opts);

@@ -11,12 +11,12 @@ import {
   TDX_EPT_WALK_FAILED,
   TDX_GPA_RANGE_ALREADY_BLOCKED,
   TDX_GPA_RANGE_NOT_BLOCKED,
+  TDX_LIFECYCLE_STATE_INCORRECT,
   TDX_OPERAND_BUSY,
   TDX_OPERAND_INVALID,
   TDX_OP_STATE_INCORRECT,
   TDX_PAGE_METADATA_INCORRECT,
   TDX_SUCCESS,
-  tdxStatusName,
 } from './status.js';
 import { SEPT_FREE, SEPT_PENDING, SEPT_PRESENT } from './sept.js';
 import { TDX_TD_ATTR_SEPT_VE_DISABLE, TdxModule } from './tdx-module.js';
@@ -31,7 +31,7 @@ function built() {
   const module = new TdxModule({ phys, nrHkids: 4 });
   const td = module.createTd();
   const fresh = () => phys.allocPage();
-  expect(td.memPageAug(0, 0, 1)).toBe(tdxStatusNameToCode('TDX_LIFECYCLE_STATE_INCORRECT'));
+  expect(td.memPageAug(0, 0, 1)).toBe(TDX_LIFECYCLE_STATE_INCORRECT);
   expect(td.mngCreate(module.allocHkid())).toBe(TDX_SUCCESS);
   expect(td.mngKeyConfig()).toBe(TDX_SUCCESS);
   // keys configured, TD not initialized: every memory SEAMCALL is refused on the op state
@@ -41,11 +41,6 @@ function built() {
   expect(td.vpInit(0)).toBe(TDX_SUCCESS);
   for (let l = 3; l >= 1; l--) expect(td.memSeptAdd(0, l, fresh())).toBe(TDX_SUCCESS);
   return { phys, module, td, fresh };
-}
-
-function tdxStatusNameToCode(name: string): number {
-  for (let c = 0; c < 64; c++) if (tdxStatusName(c) === name) return c;
-  throw new Error(name);
 }
 
 function runnable() {
@@ -156,7 +151,7 @@ describe('TDH.MEM.RANGE.BLOCK', () => {
     const m = new TdxModule({ phys, nrHkids: 1 });
     const bare = m.createTd();
     // no TD yet: the lifecycle check comes before anything that needs the S-EPT
-    const noTd = tdxStatusNameToCode('TDX_LIFECYCLE_STATE_INCORRECT');
+    const noTd = TDX_LIFECYCLE_STATE_INCORRECT;
     expect(bare.memRangeBlock(0, 0)).toBe(noTd);
     expect(bare.memTrack()).toBe(noTd);
     expect(bare.memPageRemove(0, 0)).toBe(noTd);

@@ -12,25 +12,16 @@ import {
   recordTrace,
 } from '@ccmem/core';
 import type { TdxVmOptions } from './edge.js';
-import { NPAGES, privateTdxVm } from './testing/private-tdx-vm.js';
+import { NPAGES, buildTd, privateTdxVm } from './testing/private-tdx-vm.js';
 import { SEPT_BLOCKED, SEPT_FREE, SEPT_PENDING, SEPT_PRESENT } from './sept.js';
-import { KVM_TDX_MEASURE_MEMORY_REGION, PFERR_PRIVATE_ACCESS } from './tdx-backend.js';
+import { PFERR_PRIVATE_ACCESS } from './tdx-backend.js';
 
 const P = 4096;
 
 type Td = ReturnType<typeof privateTdxVm>;
 
-/** INIT_VM → INIT_VCPU(0,1) → INIT_MEM_REGION(2 pages, measured) → FINALIZE */
-function build(t: Td) {
-  const { kvm, vm, src } = t;
-  vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
-  vm.vcpus[0]!.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
-  vm.vcpus[1]!.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
-  kvm.process.mm.writeBytes(src, new Uint8Array(P).fill(0xaa));
-  const r = vm.vcpus[0]!.memoryEncryptOp({ cmd: 'tdx_init_mem_region', source_addr: src, gpa: 0, nr_pages: 2, flags: KVM_TDX_MEASURE_MEMORY_REGION });
-  expect(r.ret).toBe(0);
-  return vm.memoryEncryptOp({ cmd: 'tdx_finalize_vm' });
-}
+/** INIT_VM → INIT_VCPU(0,1) → INIT_MEM_REGION(2 pages of 0xaa, measured) → FINALIZE */
+const build = (t: Td) => buildTd(t, { fill: 0xaa });
 
 /** privateTdxVm() then build() */
 function built(opts: TdxVmOptions = {}) {

@@ -2,7 +2,7 @@
 import { KVM_CAP_EXIT_HYPERCALL, KVM_HC_MAP_GPA_RANGE, KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_MEM_GUEST_MEMFD, KVM_X86_TDX_VM, Kvm } from '@ccmem/core';
 import { guestMemfdFactory } from '@ccmem/gmem';
 import type { TdxVmOptions } from '../edge.js';
-import { tdxBackendFactory, type TdxBackend } from '../tdx-backend.js';
+import { KVM_TDX_MEASURE_MEMORY_REGION, tdxBackendFactory, type TdxBackend } from '../tdx-backend.js';
 
 const P = 4096;
 /** the pages of the one guest_memfd slot */
@@ -26,4 +26,19 @@ export function privateTdxVm(opts: TdxVmOptions = {}, base = 0) {
   vm.createVcpu(1);
   const src = kvm.process.mm.mmap({ length: 2 * P, prot: { read: true, write: true }, shared: false });
   return { kvm, phys: kvm.process.phys, b, vm, vcpu, gmemFd, src };
+}
+
+/**
+ * INIT_VM → INIT_VCPU(0, 1) → INIT_MEM_REGION (2 pages at `gpa`, measured, from the source pages,
+ * first filled with `fill` when given) → FINALIZE; returns FINALIZE's result.
+ */
+export function buildTd(t: ReturnType<typeof privateTdxVm>, opts: { gpa?: number; fill?: number } = {}) {
+  const { kvm, vm, src } = t;
+  vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
+  vm.vcpus[0]!.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
+  vm.vcpus[1]!.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
+  if (opts.fill !== undefined) kvm.process.mm.writeBytes(src, new Uint8Array(P).fill(opts.fill));
+  const r = vm.vcpus[0]!.memoryEncryptOp({ cmd: 'tdx_init_mem_region', source_addr: src, gpa: opts.gpa ?? 0, nr_pages: 2, flags: KVM_TDX_MEASURE_MEMORY_REGION });
+  if (r.ret !== 0) throw new Error(`KVM_TDX_INIT_MEM_REGION: ret ${r.ret}`);
+  return vm.memoryEncryptOp({ cmd: 'tdx_finalize_vm' });
 }
