@@ -102,13 +102,18 @@ describe('kvm_vcpu_pre_fault_memory()', () => {
 });
 
 describe('kvm_tdp_page_prefault(): RET_PF_RETRY', () => {
-  it('retries the chunk while an invalidation covers it, and maps it once the invalidation ends', () => {
+  /** a one-page pre-fault of GPA while an invalidation covering it is in progress */
+  function underInvalidation() {
     const { vm, vcpu } = setup();
     const gfn = GPA / 4096;
     vm.mmuInvalidate.begin();
     vm.mmuInvalidate.rangeAdd(gfn, gfn + 1);
     const r = { gpa: GPA, size: 4096 };
-    const op = new PreFaultMemoryOp(vcpu, r);
+    return { vm, r, op: new PreFaultMemoryOp(vcpu, r) };
+  }
+
+  it('retries the chunk while an invalidation covers it, and maps it once the invalidation ends', () => {
+    const { vm, r, op } = underInvalidation();
     for (let i = 0; i < 5; i++) {
       expect(op.step()).toBe(false);
       expect(op.phase).toBe('chunk');
@@ -120,12 +125,7 @@ describe('kvm_tdp_page_prefault(): RET_PF_RETRY', () => {
   });
 
   it('gives up with EIO after 1000 retries of one chunk (an invalidation that never ends)', () => {
-    const { vm, vcpu } = setup();
-    const gfn = GPA / 4096;
-    vm.mmuInvalidate.begin();
-    vm.mmuInvalidate.rangeAdd(gfn, gfn + 1);
-    const r = { gpa: GPA, size: 4096 };
-    const op = new PreFaultMemoryOp(vcpu, r);
+    const { r, op } = underInvalidation();
     let steps = 0;
     while (!op.step()) steps++;
     expect(steps).toBe(1000);
