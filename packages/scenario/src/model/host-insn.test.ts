@@ -48,5 +48,9 @@ describe('snp_host_access', () => {
     const r = tryParseScenario('name: t\nvm: { type: snp }\nsteps:\n  - snp_host_access: { pfn: 1, writes: true }\n', 'f.yaml');
     expect(r.ok).toBe(false);
     if (!r.ok) expect(r.errors[0]).toMatchObject({ line: 4 });
+    // a frame number is never negative (the name of a result is fine: `frame+1`)
+    const neg = tryParseScenario('name: t\nvm: { type: snp }\nsteps:\n  - snp_host_access: { pfn: -1 }\n  - snp_rmp_insn: { insn: psmash, pfn: -5 }\n  - assert: { what: rmp, pfn: -1, assigned: false }\n', 'n.yaml');
+    expect(neg.ok).toBe(false);
+    if (!neg.ok) expect(neg.errors.map((e) => [e.line, e.field])).toEqual([[4, 'steps[0].snp_host_access.pfn'], [5, 'steps[1].snp_rmp_insn.pfn'], [6, 'steps[2].assert.pfn']]);
   });
 });

@@ -1,6 +1,6 @@
 /** `assert`: compare model state with expected values. */
 import { z } from 'zod';
-import { addr, num } from './fields.js';
+import { addr, num, pfn } from './fields.js';
 import { defineOp } from './op.js';
 
 export const ASSERT_WHAT = ['attributes', 'spte', 'rmp', 'sept', 'directmap', 'stats', 'memslot', 'gmem', 'sev', 'launch'] as const;
@@ -74,7 +74,7 @@ export const assertArgs = z
     gpa: num().optional(),
     gfn: num().optional(),
     // a number, or the name of a step's result (a frame `snp_host_access` returned)
-    pfn: addr().optional(),
+    pfn: pfn().optional(),
     slot: num().optional(),
     as_id: num().optional(),
     fd: addr().optional(),

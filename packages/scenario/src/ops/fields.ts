@@ -54,6 +54,8 @@ export const u64Exact = () => field('a u64', (v) => parseU64Exact(v)).describe('
 export const u64 = () => field('a 64-bit value', (v) => parseU64(v)).describe('v');
 /** address or handle: a number or `name±offset` naming an earlier step's result */
 export const addr = () => field('an address or name', (v): AddrExpr => parseAddrExpr(v, { signed: true })).describe('addr');
+/** a host frame number, or the name of a step's result (`frame+0x200`): never negative */
+export const pfn = () => field('a frame number or name', (v): AddrExpr => parseAddrExpr(v)).describe('pfn');
 /** flags: a list of kernel names or a number; a u32 flags field (`bits: 32`) refuses wider values */
 export const flags = (kind: FlagKind, bits: 32 | 64 = 64) =>
   field(`${kind} flags`, (v) => {

@@ -1,6 +1,6 @@
 /** SEV-SNP: the launch ioctls (KVM_MEMORY_ENCRYPT_OP) and the guest's own instructions. */
 import { z } from 'zod';
-import { addr, bool, constant, num, pageSize } from './fields.js';
+import { addr, bool, constant, num, pageSize, pfn } from './fields.js';
 import { defineOp } from './op.js';
 
 const SNP = { vmTypes: ['KVM_X86_SNP_VM'] } as const;
@@ -52,7 +52,7 @@ export const SNP_OPS = {
   snp_rmp_insn: defineOp({
     args: z.strictObject({
       insn: z.enum(['rmpupdate', 'psmash']),
-      pfn: addr().optional(),
+      pfn: pfn().optional(),
       gpa: num().optional(),
       assigned: bool().optional(),
       page_size: pageSize().optional(),
@@ -66,7 +66,7 @@ export const SNP_OPS = {
     needs: SNP,
   }),
   snp_host_access: defineOp({
-    args: z.strictObject({ pfn: addr().optional(), gpa: num().optional(), write: bool().optional() }),
+    args: z.strictObject({ pfn: pfn().optional(), gpa: num().optional(), write: bool().optional() }),
     does:
       "model only: the host kernel reads (default) or writes (`write: true`) a frame through its direct map: `pfn`, or the guest_memfd page behind the guest's `gpa`. A frame missing from the direct map faults (a kernel oops); a read of a guest's frame returns ciphertext; a write is checked by the RMP at the page size of the direct-map page it goes through, so it faults on an assigned frame, and through a 2M or 1G mapping on any frame whose 2M region holds an assigned one",
     result: '`exception: "#PF"` with `detail.reason` when the access faults',
