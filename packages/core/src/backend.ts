@@ -284,6 +284,15 @@ export interface VendorBackend<E extends VendorEdge = VendorEdge> {
   checkHostAccess?(pfn: number, write: boolean): string | null;
 
   /*
+   * -- KVM_CREATE_VCPU (kvm_x86_ops.vcpu_create) --
+   * Called by KVM_CREATE_VCPU after the id and max_vcpus checks and before the duplicate-id check
+   * (kvm_vm_ioctl_create_vcpu(): kvm_arch_vcpu_create() runs before kvm_get_vcpu_by_id()): 0
+   * lets the vCPU be created, a negative errno refuses it and changes nothing
+   * (tdx_vcpu_create(): -EIO unless the TD is TD_STATE_INITIALIZED).
+   */
+  vcpuCreate?(vcpuId: number): number;
+
+  /*
    * -- KVM_RUN gate (kvm_x86_ops.vcpu_pre_run) --
    * Called by every KVM_RUN before anything else runs (kvm_arch_vcpu_ioctl_run(): after the
    * dead-VM check, before complete_userspace_io and vcpu_run()): 1 lets the vCPU run, 0 or a

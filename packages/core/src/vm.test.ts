@@ -4,6 +4,8 @@ import { LINUX_6_18_PVM_PROFILE, UPSTREAM_PROFILE, withPciHole } from './profile
 import type { GuestMemfdFactory } from './backend.js';
 import { checkVmInvariants } from './invariants.js';
 import { errnoOf } from './testing/errno-of.js';
+import { probeVm } from './testing/probe-vm.js';
+import { ERRNO } from './errno.js';
 import {
   KVM_CAP_GUEST_MEMFD,
   KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2,
@@ -91,6 +93,33 @@ describe('KVM_CREATE_VM / KVM_CREATE_VCPU / KVM_ENABLE_CAP', () => {
     expect(errnoOf(() => vm.createVcpu(0))).toBe('EEXIST');
     expect(errnoOf(() => vm.createVcpu(16384))).toBe('EINVAL'); // KVM_MAX_VCPUS 4096 * KVM_VCPU_ID_RATIO
     expect(vm.nrVcpus).toBe(1);
+  });
+
+  it("the vendor's vcpu_create runs after the id checks and before the duplicate-id check; a refusal changes nothing", () => {
+    const asked: number[] = [];
+    let refuse = 0;
+    const { vm } = probeVm({
+      vcpuCreate: (id) => {
+        asked.push(id);
+        return refuse;
+      },
+    });
+    expect(errnoOf(() => vm.createVcpu(16384))).toBe('EINVAL'); // the id check comes first
+    expect(asked).toEqual([]);
+    vm.createVcpu(0);
+    refuse = -ERRNO.EIO;
+    // kvm_arch_vcpu_create() answers before kvm_get_vcpu_by_id(): EIO, not EEXIST
+    expect(errnoOf(() => vm.createVcpu(0))).toBe('EIO');
+    expect(errnoOf(() => vm.createVcpu(1))).toBe('EIO');
+    expect(asked).toEqual([0, 0, 1]);
+    expect(vm.nrVcpus).toBe(1);
+    expect(vm.vcpu(1)).toBeUndefined();
+    refuse = -ERRNO.ENOMEM;
+    expect(errnoOf(() => vm.createVcpu(1))).toBe('ENOMEM');
+    refuse = 0;
+    expect(errnoOf(() => vm.createVcpu(0))).toBe('EEXIST');
+    expect(vm.createVcpu(1).id).toBe(1);
+    expect(vm.nrVcpus).toBe(2);
   });
 
   it('KVM_ENABLE_CAP: manual dirty-log protect and exit-hypercall argument checks', () => {

@@ -5,7 +5,7 @@
  * them needs (FaultVm, AttributesVm, MemslotHooks, VmForBackend, VmForProvider).
  */
 import { uapiU64, uapiUint } from './u64.js';
-import { ERRNO, fail, type ErrnoName } from './errno.js';
+import { ERRNO, errnoName, fail, type ErrnoName } from './errno.js';
 import {
   KVM_FILTER_PRIVATE,
   KVM_FILTER_SHARED,
@@ -802,6 +802,9 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
       fail('EINVAL', 'kvm_vm_ioctl_create_vcpu: id >= KVM_MAX_VCPU_IDS');
     }
     if (this.vcpus.length >= maxVcpus) fail('EINVAL', 'kvm_vm_ioctl_create_vcpu: created_vcpus >= max_vcpus');
+    // kvm_arch_vcpu_create() (kvm_x86_ops.vcpu_create) runs before the duplicate-id check
+    const created = this.backend?.vcpuCreate?.(id) ?? 0;
+    if (created < 0) fail(errnoName(-created) ?? 'EINVAL', `KVM_CREATE_VCPU refused by ${this.backend!.name}'s vcpu_create (${created})`);
     if (this.vcpus.some((v) => v.id === id)) fail('EEXIST', 'KVM_CREATE_VCPU: vcpu id already exists');
     const vcpu = new Vcpu<E>(this, id);
     // kvm_dirty_ring_alloc() with kvm->dirty_ring_size

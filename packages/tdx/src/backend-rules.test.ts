@@ -19,7 +19,7 @@ import {
 } from '@ccmem/core';
 import { guestMemfdFactory } from '@ccmem/gmem';
 import type { TdxVmOptions } from './edge.js';
-import { NPAGES, buildTd, privateTdxVm } from './testing/private-tdx-vm.js';
+import { NPAGES, buildTd, privateTdxVm, uninitializedTdxVm } from './testing/private-tdx-vm.js';
 import { SEPT_BLOCKED, SEPT_FREE, SEPT_PENDING, SEPT_PRESENT } from './sept.js';
 import { TDX_SUCCESS } from './status.js';
 import { KVM_TDX_MEASURE_MEMORY_REGION, PFERR_PRIVATE_ACCESS, createTdxBackend, tdxBackendFactory, type TdxBackend } from './tdx-backend.js';
@@ -88,7 +88,7 @@ describe('backend construction', () => {
 
 describe('KVM_MEMORY_ENCRYPT_OP checks', () => {
   it('INIT_VM: once, supported attributes only, the VM\'s GPAW, a free HKID', () => {
-    const t = privateTdxVm();
+    const t = uninitializedTdxVm();
     const { vm } = t;
     expect(code(() => vm.memoryEncryptOp({ cmd: 'tdx_init_vm', attributes: 1 }))).toBe('EINVAL');
     expect(code(() => vm.memoryEncryptOp({ cmd: 'tdx_init_vm', gpaw: 50 as 48 }))).toBe('EINVAL');
@@ -96,18 +96,21 @@ describe('KVM_MEMORY_ENCRYPT_OP checks', () => {
     expect(code(() => vm.memoryEncryptOp({ cmd: 'tdx_finalize_vm' }))).toBe('EINVAL');
     expect(vm.deadReason).toBeNull();
     expect(t.b.td.lifecycle).toBe('NONE');
+    // tdx_vcpu_create(): no vCPU before the TD is initialized
+    expect(code(() => vm.createVcpu(0))).toBe('EIO');
+    expect(vm.vcpus).toEqual([]);
     expect(vm.memoryEncryptOp({ cmd: 'tdx_init_vm', gpaw: 48 }).ret).toBe(0);
     expect(code(() => vm.memoryEncryptOp({ cmd: 'tdx_init_vm' }))).toBe('EINVAL');
     expect(code(() => vm.memoryEncryptOp({ cmd: 'tdx_no_such' } as never))).toBe('EINVAL');
     // a 52-bit VM takes GPAW 52
-    const t52 = privateTdxVm({ gpaw: 52 });
+    const t52 = uninitializedTdxVm({ gpaw: 52 });
     expect(t52.vm.memoryEncryptOp({ cmd: 'tdx_init_vm', gpaw: 52 }).out).toMatchObject({ gpaw: 52, gfn_direct_bits: 2 ** 39 });
   });
 
   it('INIT_VM without a free HKID is ENOSPC and leaves the TD untouched', () => {
     const phys = new PhysMem();
     const module = new TdxModule({ phys, nrHkids: 1 });
-    const t = privateTdxVm();
+    const t = uninitializedTdxVm();
     const b1 = createTdxBackend({ phys, module });
     const b2 = createTdxBackend({ phys, module });
     b1.attach(t.vm as unknown as Parameters<TdxBackend['attach']>[0]);
@@ -120,7 +123,6 @@ describe('KVM_MEMORY_ENCRYPT_OP checks', () => {
   it('FINALIZE: a busy TDH.MR.FINALIZE is EBUSY and may be retried', () => {
     const t = privateTdxVm();
     const { vm, b } = t;
-    vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
     b.td.injectOperandBusy(1, 'TDH.MR.FINALIZE');
     expect(code(() => vm.memoryEncryptOp({ cmd: 'tdx_finalize_vm' }))).toBe('EBUSY');
     expect(vm.deadReason).toBeNull();
@@ -131,8 +133,6 @@ describe('KVM_MEMORY_ENCRYPT_OP checks', () => {
   it('INIT_VCPU: after INIT_VM, before FINALIZE, once per vCPU', () => {
     const t = privateTdxVm();
     const { vm, vcpu } = t;
-    expect(code(() => vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' }))).toBe('EINVAL');
-    vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
     expect(vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' })).toEqual({ ret: 0 });
     expect(code(() => vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' }))).toBe('EINVAL');
     // the TD's three set-up SEAMCALLs and one vCPU's two; the refused INIT_VCPU issued none
@@ -147,12 +147,15 @@ describe('KVM_MEMORY_ENCRYPT_OP checks', () => {
     vm.memoryEncryptOp({ cmd: 'tdx_finalize_vm' });
     expect(code(() => vm.vcpus[1]!.memoryEncryptOp({ cmd: 'tdx_init_vcpu' }))).toBe('EINVAL');
     expect(t.b.td.vcpuInitialized(1)).toBe(false);
+    // tdx_vcpu_create(): no new vCPU once the TD is RUNNABLE, before the duplicate-id check
+    expect(code(() => vm.createVcpu(2))).toBe('EIO');
+    expect(code(() => vm.createVcpu(1))).toBe('EIO');
+    expect(vm.vcpus.map((v) => v.id)).toEqual([0, 1]);
   });
 
   it('INIT_MEM_REGION: EINVAL for an uninitialized vCPU or after FINALIZE', () => {
     const t = privateTdxVm();
     const { vm, vcpu, src } = t;
-    vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
     expect(code(() => vcpu.memoryEncryptOp({ cmd: 'tdx_init_mem_region', source_addr: src, gpa: 0, nr_pages: 1 }))).toBe('EINVAL');
     vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
     vm.memoryEncryptOp({ cmd: 'tdx_finalize_vm' });
@@ -163,7 +166,6 @@ describe('KVM_MEMORY_ENCRYPT_OP checks', () => {
     const top = 2 ** 47 - NPAGES * P;
     const t = privateTdxVm({}, top);
     const { vm, vcpu, src } = t;
-    vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
     vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
     const last = 2 ** 47 - P;
     expect(vcpu.memoryEncryptOp({ cmd: 'tdx_init_mem_region', source_addr: src, gpa: last, nr_pages: 1 }).ret).toBe(0);
@@ -175,7 +177,6 @@ describe('KVM_MEMORY_ENCRYPT_OP checks', () => {
   it('INIT_MEM_REGION: nr_pages that no u64 holds (a fraction, past 2^53) is EINVAL and adds nothing', () => {
     const t = privateTdxVm();
     const { vm, vcpu, src } = t;
-    vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
     vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
     for (const nr_pages of [0.5, 1.5, 2 ** 53 + 2]) {
       expect(code(() => vcpu.memoryEncryptOp({ cmd: 'tdx_init_mem_region', source_addr: src, gpa: 0, nr_pages }))).toBe('EINVAL');
@@ -188,7 +189,6 @@ describe('KVM_MEMORY_ENCRYPT_OP checks', () => {
   it('INIT_MEM_REGION: a busy PAGE.ADD is retried by the fault path; a failed MR.EXTEND bugs the VM', () => {
     const t = privateTdxVm();
     const { vm, vcpu, src, b } = t;
-    vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
     vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
     b.td.injectOperandBusy(1, 'TDH.MEM.PAGE.ADD');
     expect(vcpu.memoryEncryptOp({ cmd: 'tdx_init_mem_region', source_addr: src, gpa: 0, nr_pages: 1 }).ret).toBe(0);
@@ -204,7 +204,6 @@ describe('KVM_MEMORY_ENCRYPT_OP checks', () => {
   it('INIT_MEM_REGION: a PAGE.ADD that fails bugs the VM, and the page is not measured', () => {
     const t = privateTdxVm();
     const { vm, vcpu, src, b } = t;
-    vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
     vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
     expect(vcpu.memoryEncryptOp({ cmd: 'tdx_init_mem_region', source_addr: src, gpa: P, nr_pages: 1 }).ret).toBe(0);
     // the S-EPT already has an entry the mirror root does not know (TDH.MEM.PAGE.AUG during the build)
@@ -226,9 +225,9 @@ describe('INIT_MEM_REGION past the GPAW', () => {
     const hva = kvm.process.mm.mmap({ length: size, prot: { read: true, write: true }, shared: true });
     vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: base, memory_size: size, userspace_addr: hva, guest_memfd: gmemFd, guest_memfd_offset: 0 });
     vm.setMemoryAttributes({ address: base, size, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
+    vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
     const vcpu = vm.createVcpu(0);
     const src = kvm.process.mm.mmap({ length: P, prot: { read: true, write: true }, shared: false });
-    vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
     vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
     expect(code(() => vcpu.memoryEncryptOp({ cmd: 'tdx_init_mem_region', source_addr: src, gpa: base, nr_pages: 1 }))).toBe('EINVAL');
     expect(b.td.callCount('TDH.MEM.PAGE.ADD')).toBe(0);
@@ -249,7 +248,6 @@ describe('mirror-root hooks: errors', () => {
 
   it('a KVM_BUG without a SEAMCALL status names only what went wrong', () => {
     const t = privateTdxVm();
-    t.vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
     expect(t.vm.mapPrivatePfn(0, gmemPfn(t, 0))).toBe(-5);
     expect(t.vm.deadReason).toBe('TDH.MEM.PAGE.ADD without a staged source page');
   });
@@ -293,7 +291,6 @@ describe('mirror-root hooks: errors', () => {
 
   it('before FINALIZE there is nothing to track: remove is BLOCK → REMOVE, no TRACK and no kick', () => {
     const u = privateTdxVm();
-    u.vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
     u.vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
     expect(u.vcpu.memoryEncryptOp({ cmd: 'tdx_init_mem_region', source_addr: u.src, gpa: 0, nr_pages: 1 }).ret).toBe(0);
     const k0 = u.vcpu.kicks;
@@ -401,7 +398,6 @@ describe('2 MiB leaves (huge-page option)', () => {
 describe('guest accesses', () => {
   it('before FINALIZE no vCPU enters the TD: the VM is dead', () => {
     const t = privateTdxVm();
-    t.vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
     t.vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
     expect(t.b.checkGuestAccess(access(0, 1)).kind).toBe('vm-dead');
     expect(t.b.td.callCount('TDH.VP.ENTER')).toBe(0);
@@ -477,7 +473,6 @@ describe('TDG.MEM.PAGE.ACCEPT through KVM', () => {
 
   it('a fault that fails otherwise is an EPT violation with its errno', () => {
     const t = privateTdxVm();
-    t.vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
     // a TD vCPU that KVM has no vCPU for: kvm_mmu_page_fault() cannot run (-EINVAL)
     expect(t.b.vcpuIoctl(5, { cmd: 'tdx_init_vcpu' }).ret).toBe(0);
     t.vm.memoryEncryptOp({ cmd: 'tdx_finalize_vm' });
@@ -521,7 +516,7 @@ describe('MapGPA boundaries', () => {
 
 describe('teardown', () => {
   it('a TD that never got an HKID has nothing to release', () => {
-    const t = privateTdxVm();
+    const t = uninitializedTdxVm();
     t.b.destroy();
     expect(t.b.bugReasons).toEqual([]);
     expect(t.b.td.callStats()).toEqual({});
@@ -548,7 +543,6 @@ describe('teardown', () => {
 
   it('flushes only initialized vCPUs, and a second destroy does nothing', () => {
     const t = privateTdxVm();
-    t.vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
     t.vm.vcpus[1]!.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
     t.b.destroy();
     expect(t.b.td.callStats()['TDH.VP.FLUSH']).toEqual({ calls: 1, failures: 0 });
@@ -651,7 +645,7 @@ describe('inspect', () => {
       { id: 1, initialized: true, inGuest: true, epoch: e },
     ]);
     expect(td.hkid).toBe(1);
-    expect(privateTdxVm().b.inspect({ what: 'td' })).toMatchObject({ hkid: -1, vcpus: [], refcount: [0, 0] });
+    expect(uninitializedTdxVm().b.inspect({ what: 'td' })).toMatchObject({ hkid: -1, vcpus: [], refcount: [0, 0] });
   });
 
   it('stats: leaves by state, SEAMCALL counts by trace name, the backend counters', () => {

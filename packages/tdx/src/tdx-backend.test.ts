@@ -12,7 +12,7 @@ import {
   recordTrace,
 } from '@ccmem/core';
 import type { TdxVmOptions } from './edge.js';
-import { NPAGES, buildTd, privateTdxVm } from './testing/private-tdx-vm.js';
+import { NPAGES, buildTd, privateTdxVm, uninitializedTdxVm } from './testing/private-tdx-vm.js';
 import { SEPT_BLOCKED, SEPT_FREE, SEPT_PENDING, SEPT_PRESENT } from './sept.js';
 import { PFERR_PRIVATE_ACCESS } from './tdx-backend.js';
 
@@ -65,10 +65,11 @@ describe('TDX backend: properties', () => {
 
 describe('TDX backend: build flow', () => {
   it('INIT_VM → INIT_VCPU → INIT_MEM_REGION (PAGE.ADD + MR.EXTEND ×16) → FINALIZE', () => {
+    // no vCPU before INIT_VM (tdx_vcpu_create(): -EIO)
+    expect(() => uninitializedTdxVm().vm.createVcpu(0)).toThrow(/EIO/);
     const t = privateTdxVm();
     const { b, vm, phys } = t;
     expect(b.preFaultAllowed()).toBe(false);
-    expect(() => vm.vcpus[0]!.memoryEncryptOp({ cmd: 'tdx_init_vcpu' })).toThrow(KvmError);
     const out = build(t);
     expect(b.preFaultAllowed()).toBe(true);
     const td = b.inspect({ what: 'td' }) as { state: string; mrtd: string };
@@ -88,7 +89,6 @@ describe('TDX backend: build flow', () => {
   it('MRTD differs with and without measurement, and is reproducible', () => {
     const runOnce = (flags: number) => {
       const { vm, vcpu, src } = privateTdxVm();
-      vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
       vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
       vcpu.memoryEncryptOp({ cmd: 'tdx_init_mem_region', source_addr: src, gpa: 0, nr_pages: 1, flags });
       return vm.memoryEncryptOp({ cmd: 'tdx_finalize_vm' }).out!.mrtd;
@@ -100,7 +100,6 @@ describe('TDX backend: build flow', () => {
   });
   it('rejects bad INIT_MEM_REGION arguments before touching anything', () => {
     const { b, vm, vcpu, src } = privateTdxVm();
-    vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
     expect(() => vcpu.memoryEncryptOp({ cmd: 'tdx_init_mem_region', source_addr: src, gpa: 0, nr_pages: 1 })).toThrow(/vCPU not initialized/);
     vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
     for (const a of [
@@ -116,7 +115,6 @@ describe('TDX backend: build flow', () => {
   });
   it('writes progress back when a later page fails', () => {
     const { vm, vcpu, src } = privateTdxVm();
-    vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
     vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
     const last = (NPAGES - 1) * P; // the next page has no memslot
     const r = vcpu.memoryEncryptOp({ cmd: 'tdx_init_mem_region', source_addr: src, gpa: last, nr_pages: 2 });
@@ -125,7 +123,6 @@ describe('TDX backend: build flow', () => {
   });
   it('PAGE.ADD without a staged source page bugs the VM', () => {
     const t = privateTdxVm();
-    t.vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
     expect(t.vm.mapPrivatePfn(0, gmemPfn(t, 0))).toBe(-5);
     expect(t.vm.deadReason).toMatch(/without a staged source/);
   });
@@ -147,9 +144,8 @@ describe('TDX backend: runtime AUG / ACCEPT and the pending rule', () => {
     expect(b.checkInvariants()).toEqual([]);
   });
   it('without SEPT_VE_DISABLE the guest gets #VE instead', () => {
-    const t = privateTdxVm();
+    const t = privateTdxVm({}, 0, { attributes: 0 });
     const { b, vm, vcpu } = t;
-    vm.memoryEncryptOp({ cmd: 'tdx_init_vm', attributes: 0 });
     vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
     vm.memoryEncryptOp({ cmd: 'tdx_finalize_vm' });
     const pfn = gmemPfn(t, 7);

@@ -353,6 +353,15 @@ export class TdxBackend implements VendorBackend<TdxEdge> {
   /* ------------------------------------------------------------------------------------------ */
 
   /**
+   * tdx_vcpu_create() (arch/x86/kvm/vmx/tdx.c): KVM_CREATE_VCPU fails with -EIO unless the TD is
+   * TD_STATE_INITIALIZED, i.e. after KVM_TDX_INIT_VM and before KVM_TDX_FINALIZE_VM. (Its next
+   * check, a split irqchip, is not modelled: the model has no irqchip.)
+   */
+  vcpuCreate(_vcpuId: number): number {
+    return this.td.state === 'INITIALIZED' ? 0 : -ERRNO.EIO;
+  }
+
+  /**
    * tdx_vcpu_pre_run(): KVM_RUN fails with -EINVAL (and does nothing) unless the TD is RUNNABLE
    * (KVM_TDX_FINALIZE_VM done) and this vCPU had KVM_TDX_INIT_VCPU.
    */

@@ -32,7 +32,8 @@ function check(vm: Vm) {
   expect((vm.backend as TdxBackend).checkInvariants()).toEqual([]);
 }
 
-function tdxVm(options: TdxVmOptions = {}, size = 4 * MiB, profile = 'upstream') {
+/** a TD VM before KVM_TDX_INIT_VM: one guest_memfd slot at BASE, source pages, no vCPU yet */
+function uninitializedTdxVm(options: TdxVmOptions = {}, size = 4 * MiB, profile = 'upstream') {
   const kvm = new Kvm({ profile, guestMemfd: guestMemfdFactory, backends: { [KVM_X86_TDX_VM]: tdxBackendFactory } });
   const vm = kvm.createVm({ type: KVM_X86_TDX_VM, options });
   const b = vm.backend as TdxBackend;
@@ -40,15 +41,20 @@ function tdxVm(options: TdxVmOptions = {}, size = 4 * MiB, profile = 'upstream')
   const hva = kvm.process.mm.mmap({ length: size, prot: { read: true, write: true }, shared: true });
   vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: BASE, memory_size: size, userspace_addr: hva, guest_memfd: gmemFd, guest_memfd_offset: 0 });
   const src = kvm.process.mm.mmap({ length: 4 * P, prot: { read: true, write: true }, shared: false });
-  const vcpu = vm.createVcpu(0);
-  return { kvm, vm, b, vcpu, gmemFd, hva, src, size };
+  return { kvm, vm, b, gmemFd, hva, src, size };
 }
 
-/** tdx_init_vm → create_vcpu (done) → tdx_init_vcpu → PRIVATE → tdx_init_mem_region → tdx_finalize_vm */
+/** uninitializedTdxVm() after KVM_TDX_INIT_VM, with vCPU 0 (tdx_vcpu_create() needs an initialized TD) */
+function tdxVm(options: TdxVmOptions = {}, size = 4 * MiB, profile = 'upstream') {
+  const t = uninitializedTdxVm(options, size, profile);
+  t.vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
+  check(t.vm);
+  return { ...t, vcpu: t.vm.createVcpu(0) };
+}
+
+/** (tdx_init_vm → create_vcpu: done by tdxVm()) → tdx_init_vcpu → PRIVATE → tdx_init_mem_region → tdx_finalize_vm */
 function build(t: ReturnType<typeof tdxVm>, flags = KVM_TDX_MEASURE_MEMORY_REGION, pages = 2) {
   const { vm, vcpu, kvm, src } = t;
-  vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
-  check(vm);
   vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
   vm.setMemoryAttributes({ address: BASE, size: pages * P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
   check(vm);
@@ -72,7 +78,8 @@ describe('TDX VM end to end', () => {
   it('tdx_vcpu_pre_run: KVM_RUN before FINALIZE or without INIT_VCPU is EINVAL and changes nothing', () => {
     const t = tdxVm();
     const { vm, vcpu, b, kvm } = t;
-    vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
+    // a second vCPU, created while the TD is INITIALIZED and never initialized itself
+    const v1 = vm.createVcpu(1);
     vm.setMemoryAttributes({ address: BASE, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
     const stats = () => JSON.stringify({ ...(b.inspect({ what: 'stats' }) as Record<string, unknown>), vcpus: undefined, td: undefined });
     let before = stats();
@@ -94,8 +101,8 @@ describe('TDX VM end to end', () => {
     expect(vcpu.memoryEncryptOp({ cmd: 'tdx_init_mem_region', source_addr: t.src, gpa: BASE, nr_pages: 1, flags: 0 }).ret).toBe(0);
     vm.memoryEncryptOp({ cmd: 'tdx_finalize_vm' });
     expect(vcpu.guestRead(BASE, 1, true).value).toBe(1n);
-    // a second vCPU created but never initialized still cannot run
-    const v1 = vm.createVcpu(1);
+    // the second vCPU, never initialized, still cannot run; no vCPU can be created any more
+    expect(() => vm.createVcpu(2)).toThrow(/EIO/);
     expect(v1.guestRead(BASE, 1, true)).toMatchObject({ errno: 'EINVAL' });
     check(vm);
   });
@@ -211,7 +218,6 @@ describe('TDX VM end to end', () => {
     for (const [profile, errno] of [['upstream', 'EINVAL'], ['linux-6.18', 'EFAULT']] as const) {
       const t = tdxVm({}, 4 * MiB, profile);
       const { vm, vcpu, b } = t;
-      vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
       vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
       vm.setMemoryAttributes({ address: BASE, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
       const init = (source_addr: number) => () => vcpu.memoryEncryptOp({ cmd: 'tdx_init_mem_region', source_addr, gpa: BASE, nr_pages: 1, flags: 0 });
@@ -341,8 +347,8 @@ describe('TDX VM end to end', () => {
     const hva = kvm.process.mm.mmap({ length: size, prot: { read: true, write: true }, shared: true, hugepage: '2M' });
     vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: BASE, memory_size: size, userspace_addr: hva, guest_memfd: devFd, guest_memfd_offset: 0 });
     const src = kvm.process.mm.mmap({ length: P, prot: { read: true, write: true }, shared: false });
-    const vcpu = vm.createVcpu(0);
     vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
+    const vcpu = vm.createVcpu(0);
     vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
     vm.setMemoryAttributes({ address: BASE, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
     // device memory is never populated at launch: kvm_gmem_populate() refuses the device fd
@@ -386,8 +392,8 @@ describe('TDX VM end to end', () => {
     const size = 4 * MiB;
     const devFd = kvm.process.installFd(createDeviceFd(vm, { size }));
     vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: BASE, memory_size: size, userspace_addr: 0, guest_memfd: devFd, guest_memfd_offset: 0 });
-    const vcpu = vm.createVcpu(0);
     vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
+    const vcpu = vm.createVcpu(0);
     vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
     vm.memoryEncryptOp({ cmd: 'tdx_finalize_vm' });
     const gpa = BASE + 2 * MiB;
@@ -442,7 +448,6 @@ describe('TDX VM end to end', () => {
 describe('KVM_TDX_INIT_MEM_REGION checks in kvm_gmem_populate order', () => {
   it('the folio lookup fails before the PRIVATE check: a closed guest_memfd is EFAULT even on a shared gfn', () => {
     const t = tdxVm();
-    t.vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
     t.vcpu.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
     const args = { source_addr: t.src, gpa: BASE, nr_pages: 1, flags: 0 };
     // shared gfn, live file: the PRIVATE check answers
@@ -455,7 +460,7 @@ describe('KVM_TDX_INIT_MEM_REGION checks in kvm_gmem_populate order', () => {
 
 describe('GPAW', () => {
   it('is chosen when the VM is created; KVM_TDX_INIT_VM may confirm it but not change it', () => {
-    const t = tdxVm();
+    const t = uninitializedTdxVm();
     expect(() => t.vm.memoryEncryptOp({ cmd: 'tdx_init_vm', gpaw: 52 })).toThrow(/EINVAL/);
     expect(t.vm.memoryEncryptOp({ cmd: 'tdx_init_vm', gpaw: 48 }).out).toMatchObject({ gpaw: 48, gfn_direct_bits: 2 ** 35 });
   });
@@ -465,6 +470,6 @@ describe('GPAW', () => {
     // @ts-expect-error no such TDX command
     expect(() => t.vm.memoryEncryptOp({ cmd: 'tdx_init_vn' })).toThrow(/unknown command tdx_init_vn/);
     // @ts-expect-error the option is hugePages
-    expect(() => tdxVm({ huge_pages: true })).toThrow(/unknown tdx VM option 'huge_pages' \(known options: hugePages, gpaw\)/);
+    expect(() => uninitializedTdxVm({ huge_pages: true })).toThrow(/unknown tdx VM option 'huge_pages' \(known options: hugePages, gpaw\)/);
   });
 });

@@ -32,7 +32,7 @@ export const VM_OPS = {
   }),
   create_vcpu: defineOp({
     args: z.strictObject({ id: num(), bare: bool().optional() }),
-    does: '`KVM_CREATE_VCPU`; `bare: true` keeps the vCPU in its reset state (the real-KVM target installs no guest code in it)',
+    does: '`KVM_CREATE_VCPU`; `bare: true` keeps the vCPU in its reset state (the real-KVM target installs no guest code in it). On a `tdx` VM only between `tdx_init_vm` and `tdx_finalize_vm` (`EIO` otherwise, `tdx_vcpu_create()`)',
     result: 'result: the vCPU id',
   }),
   run_vcpu: defineOp({

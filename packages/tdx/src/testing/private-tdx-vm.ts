@@ -9,10 +9,11 @@ const P = 4096;
 export const NPAGES = 1024;
 
 /**
- * A TDX VM (not yet initialized) with private gfns [base/P, base/P + NPAGES) in one guest_memfd
- * slot, KVM_HC_MAP_GPA_RANGE exits enabled, vCPUs 0 and 1, and two pages of source memory.
+ * A TDX VM before KVM_TDX_INIT_VM, with private gfns [base/P, base/P + NPAGES) in one guest_memfd
+ * slot, KVM_HC_MAP_GPA_RANGE exits enabled and two pages of source memory. It has no vCPU yet:
+ * tdx_vcpu_create() refuses KVM_CREATE_VCPU (EIO) until the TD is initialized.
  */
-export function privateTdxVm(opts: TdxVmOptions = {}, base = 0) {
+export function uninitializedTdxVm(opts: TdxVmOptions = {}, base = 0) {
   const kvm = new Kvm({ guestMemfd: guestMemfdFactory, backends: { [KVM_X86_TDX_VM]: tdxBackendFactory } });
   const vm = kvm.createVm({ type: KVM_X86_TDX_VM, options: opts, rootLevel: opts.gpaw === 52 ? 5 : 4 });
   const b = vm.backend as TdxBackend;
@@ -22,19 +23,28 @@ export function privateTdxVm(opts: TdxVmOptions = {}, base = 0) {
   vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: base, memory_size: size, userspace_addr: hva, guest_memfd: gmemFd, guest_memfd_offset: 0 });
   vm.setMemoryAttributes({ address: base, size, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 0 });
   vm.enableCap({ cap: KVM_CAP_EXIT_HYPERCALL, args: [1 << KVM_HC_MAP_GPA_RANGE] });
-  const vcpu = vm.createVcpu(0);
-  vm.createVcpu(1);
   const src = kvm.process.mm.mmap({ length: 2 * P, prot: { read: true, write: true }, shared: false });
-  return { kvm, phys: kvm.process.phys, b, vm, vcpu, gmemFd, src };
+  return { kvm, phys: kvm.process.phys, b, vm, gmemFd, src };
 }
 
 /**
- * INIT_VM → INIT_VCPU(0, 1) → INIT_MEM_REGION (2 pages at `gpa`, measured, from the source pages,
+ * uninitializedTdxVm(), then KVM_TDX_INIT_VM (with `initVm`'s attributes / GPAW) and vCPUs 0 and 1
+ * (created, not yet KVM_TDX_INIT_VCPU'd): the TD is TD_STATE_INITIALIZED.
+ */
+export function privateTdxVm(opts: TdxVmOptions = {}, base = 0, initVm: { attributes?: number; gpaw?: number } = {}) {
+  const t = uninitializedTdxVm(opts, base);
+  t.vm.memoryEncryptOp({ cmd: 'tdx_init_vm', ...initVm });
+  const vcpu = t.vm.createVcpu(0);
+  t.vm.createVcpu(1);
+  return { ...t, vcpu };
+}
+
+/**
+ * INIT_VCPU(0, 1) → INIT_MEM_REGION (2 pages at `gpa`, measured, from the source pages,
  * first filled with `fill` when given) → FINALIZE; returns FINALIZE's result.
  */
 export function buildTd(t: ReturnType<typeof privateTdxVm>, opts: { gpa?: number; fill?: number } = {}) {
   const { kvm, vm, src } = t;
-  vm.memoryEncryptOp({ cmd: 'tdx_init_vm' });
   vm.vcpus[0]!.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
   vm.vcpus[1]!.memoryEncryptOp({ cmd: 'tdx_init_vcpu' });
   if (opts.fill !== undefined) kvm.process.mm.writeBytes(src, new Uint8Array(P).fill(opts.fill));
