@@ -45,12 +45,8 @@ export const ASSERT_FIELDS: { readonly [K in AssertWhat]: readonly string[] } = 
     'remote_tlb_flush', 'pages_4k', 'pages_2m', 'pages_1g', 'mmu_shadow_zapped', 'mmu_pte_write', 'mmu_pde_zapped',
     'mmu_flooded', 'mmu_recycled', 'mmu_cache_miss', 'mmu_unsync', 'nx_lpage_splits', 'max_mmu_rmap_size',
     'max_mmu_page_hash_collisions', 'tlb_flushes', 'external_spt_leaked', 'metadata_bytes', 'vm_dead', 'vcpus',
-    // SEV-SNP backend
+    // SEV-SNP backend: its counters are grouped (host: SnpHostStats, backend: SnpBackendStats)
     'asid', 'directmap', 'rmpTiming', 'rmp', 'directmapStats', 'host', 'backend',
-    // ... and its host's and its own counters flat (SnpHostStats, SnpBackendStats)
-    'rmpupdates', 'overlapRetries', 'rmpupdateFailures', 'psmashes', 'leakedPages', 'rmpFaults', 'rmpFaultShared',
-    'rmpFaultUnassigned', 'rmpFaultSpurious', 'rmpFaultPsmash', 'attrRmpUpdates', 'attrRmpFailures', 'vcNotValidated', 'pscExits',
-    'assignedPages',
     // TDX backend: its counters, the TD, and one count per SEAMCALL leaf (trace names)
     'kicks', 'busyRetries', 'bugs', 'septTablesLinked', 'septTablesReclaimed', 'pagesAdded', 'pagesAugmented',
     'pagesRemoved', 'pagesAccepted', 'splits', 'tdState', 'lifecycle', 'hkidAssigned', 'mrtd', 'septTables',
