@@ -338,6 +338,27 @@ steps:
 `);
     expect(failures(own)).toEqual([]);
   });
+
+  it('sev_launch_start on another VM (vm:) starts that VM\'s guest context, not the scenario VM\'s', () => {
+    const r = run(`name: other-launch
+vm: { type: sev }
+steps:
+  - sev_init2: {}
+  - create_vm: {}
+    as: other
+  - sev_launch_start: { vm: other }
+    expect: { errno: ENOTTY }
+  - sev_init2: { vm: other }
+  - sev_launch_start: { vm: other, policy: 1 }
+  - assert: { what: sev, asid: 100, handle: 0, state: 0 }
+  - sev_launch_start: { policy: 0 }
+  - assert: { what: sev, state: 1, policy: 0 }
+  - close: { fd: other }
+  - sev_launch_start: { vm: other }
+    expect: { errno: EBADF }
+`);
+    expect(failures(r)).toEqual([]);
+  });
 });
 
 describe('model target: SEV-SNP', () => {
