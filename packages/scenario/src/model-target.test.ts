@@ -34,6 +34,7 @@ describe('model target: setup', () => {
     expect(backendOptions({ type: 'snp', directmap: 'unmap', rmp_timing: 'set-attributes' })).toEqual({ directmap: 'unmap', rmpTiming: 'set-attributes' });
     expect(backendOptions({ type: 'tdx', huge_pages: true, gpaw: 52 })).toEqual({ hugePages: true, gpaw: 52 });
     expect(backendOptions({ type: 'default' })).toEqual({});
+    expect(backendOptions({ type: 'sev-es', memlock_limit: 0, min_sev_asid: 5, max_sev_asid: 9 })).toEqual({ memlockLimit: 0, minSevAsid: 5, maxSevAsid: 9 });
   });
 
   it('creates the VM type the run asks for, with its backend options', () => {
