@@ -550,6 +550,7 @@ class SevBackendImpl implements SevBackend {
           policy: this.policy,
           state: st?.state ?? 0,
           measured_bytes: st?.measuredBytes ?? 0,
+          digest: (this.handle ? this.platform.firmware.launchDigest(this.handle) : null) ?? '',
           pages_locked: this.pagesLocked,
           regions: this.regions.length,
           protected_vcpus: this.vmsaPages.size,
