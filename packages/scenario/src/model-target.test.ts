@@ -34,6 +34,7 @@ describe('model target: setup', () => {
     expect(backendOptions({ type: 'snp', directmap: 'unmap', rmp_timing: 'set-attributes' })).toEqual({ directmap: 'unmap', rmpTiming: 'set-attributes' });
     expect(backendOptions({ type: 'tdx', huge_pages: true, gpaw: 52 })).toEqual({ hugePages: true, gpaw: 52 });
     expect(backendOptions({ type: 'default' })).toEqual({});
+    expect(backendOptions({ type: 'sev-es', memlock_limit: 0, min_sev_asid: 5, max_sev_asid: 9 })).toEqual({ memlockLimit: 0, minSevAsid: 5, maxSevAsid: 9 });
   });
 
   it('creates the VM type the run asks for, with its backend options', () => {
@@ -337,6 +338,27 @@ steps:
   - assert: { what: sev, active: true, asid: 1 }
 `);
     expect(failures(own)).toEqual([]);
+  });
+
+  it('sev_launch_start on another VM (vm:) starts that VM\'s guest context, not the scenario VM\'s', () => {
+    const r = run(`name: other-launch
+vm: { type: sev }
+steps:
+  - sev_init2: {}
+  - create_vm: {}
+    as: other
+  - sev_launch_start: { vm: other }
+    expect: { errno: ENOTTY }
+  - sev_init2: { vm: other }
+  - sev_launch_start: { vm: other, policy: 1 }
+  - assert: { what: sev, asid: 100, handle: 0, state: 0 }
+  - sev_launch_start: { policy: 0 }
+  - assert: { what: sev, state: 1, policy: 0 }
+  - close: { fd: other }
+  - sev_launch_start: { vm: other }
+    expect: { errno: EBADF }
+`);
+    expect(failures(r)).toEqual([]);
   });
 });
 

@@ -83,7 +83,11 @@ export function backendOptions(vm: VmConfig): NonNullable<Parameters<ModelKvm['c
     return { ...(vm.directmap !== undefined && { directmap: vm.directmap }), ...(vm.rmp_timing !== undefined && { rmpTiming: vm.rmp_timing }) };
   }
   if (vm.type === 'sev' || vm.type === 'sev-es') {
-    return { ...(vm.memlock_limit !== undefined && { memlockLimit: vm.memlock_limit }) };
+    return {
+      ...(vm.memlock_limit !== undefined && { memlockLimit: vm.memlock_limit }),
+      ...(vm.min_sev_asid !== undefined && { minSevAsid: vm.min_sev_asid }),
+      ...(vm.max_sev_asid !== undefined && { maxSevAsid: vm.max_sev_asid }),
+    };
   }
   if (vm.type === 'tdx') {
     return { ...(vm.huge_pages !== undefined && { hugePages: vm.huge_pages }), ...(vm.gpaw !== undefined && { gpaw: vm.gpaw }) };

@@ -117,6 +117,17 @@ describe('parseScenario', () => {
     expect(errs[0]).toMatchObject({ field: 'vm.directmap', message: 'directmap is an option of snp VMs' });
     const ok = parseScenario(`name: t\nvm: { type: tdx, huge_pages: true, gpaw: 52 }\nsteps:\n  - tdx_finalize_vm: {}\n`);
     expect(ok.vm).toEqual({ type: 'tdx', huge_pages: true, gpaw: 52 });
+    const asid = errorsOf(`name: t\nvm: { type: snp, min_sev_asid: 5, max_sev_asid: 9 }\napplies_to: { targets: [model] }\nsteps:\n  - create_vcpu: { id: 0 }\n`);
+    expect(asid.map((e) => [e.field, e.message])).toEqual([
+      ['vm.min_sev_asid', 'min_sev_asid is an option of sev VMs'],
+      ['vm.max_sev_asid', 'max_sev_asid is an option of sev VMs'],
+    ]);
+    const half = errorsOf(`name: t\nvm: { type: sev, min_sev_asid: 5 }\nsteps:\n  - create_vcpu: { id: 0 }\n`);
+    expect(half[0]).toMatchObject({ field: 'vm.min_sev_asid', message: 'min_sev_asid and max_sev_asid come together (CPUID 0x8000001F EDX and ECX)' });
+    const kvm = errorsOf(`name: t\nvm: { type: sev-es, min_sev_asid: 5, max_sev_asid: 9 }\nsteps:\n  - create_vcpu: { id: 0 }\n`);
+    expect(kvm[0]).toMatchObject({ field: 'vm.min_sev_asid', message: expect.stringContaining('targets: [model]') });
+    const both = parseScenario(`name: t\nvm: { type: sev-es, min_sev_asid: 5, max_sev_asid: 9 }\napplies_to: { targets: [model] }\nsteps:\n  - create_vcpu: { id: 0 }\n`);
+    expect(both.vm).toEqual({ type: 'sev-es', min_sev_asid: 5, max_sev_asid: 9 });
   });
 
   it('accepts a concurrent block with actors and invariants', () => {

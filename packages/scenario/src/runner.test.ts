@@ -155,6 +155,11 @@ concurrent:
     const r = runScenario(sc, f.target, { vmType: 'tdx', provider: 'device_fd' });
     expect(vm).toEqual({ type: 'tdx', provider: 'device_fd' });
     expect(r).toMatchObject({ vm_type: 'tdx', provider: 'device_fd' });
+    const sev = parseScenario(`name: t\nvm: { type: sev, memlock_limit: 0, min_sev_asid: 5, max_sev_asid: 9 }\napplies_to: { vm_types: [sev, sev-es, default], targets: [model] }\nsteps:\n  - create_vcpu: { id: 0 }\n`);
+    runScenario(sev, f.target, { vmType: 'sev-es' });
+    expect(vm).toEqual({ type: 'sev-es', memlock_limit: 0, min_sev_asid: 5, max_sev_asid: 9 });
+    runScenario(sev, f.target, { vmType: 'default' });
+    expect(vm).toEqual({ type: 'default' });
   });
 });
 

@@ -84,7 +84,7 @@ export function effectiveVm(scenario: Scenario, opts: Pick<RunOptions, 'vmType' 
     vm.type = opts.vmType;
     if (vm.type !== 'snp') delete vm.directmap, delete vm.rmp_timing;
     if (vm.type !== 'tdx') delete vm.huge_pages, delete vm.gpaw;
-    if (vm.type !== 'sev' && vm.type !== 'sev-es') delete vm.memlock_limit;
+    if (vm.type !== 'sev' && vm.type !== 'sev-es') delete vm.memlock_limit, delete vm.min_sev_asid, delete vm.max_sev_asid;
   }
   if (opts.provider !== undefined) vm.provider = opts.provider;
   return vm;

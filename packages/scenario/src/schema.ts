@@ -216,6 +216,9 @@ const vmSchema = z.strictObject({
   rmp_timing: z.enum(['prepare', 'set-attributes']).optional(),
   /* SEV and SEV-ES backend options: RLIMIT_MEMLOCK of the VMM in bytes (sev_pin_memory) */
   memlock_limit: num().optional(),
+  /** the host's ASID ranges (CPUID 0x8000001F: min_sev_asid = EDX, max_sev_asid = ECX), given together */
+  min_sev_asid: num().optional(),
+  max_sev_asid: num().optional(),
   /* TDX backend options */
   huge_pages: bool().optional(),
   /** guest physical address width: 48 or 52 bits */
@@ -283,7 +286,7 @@ export type ConcurrentBlock = { actors: Record<string, Step[]>; invariants?: Inv
 
 const SNP_OPTIONS = ['directmap', 'rmp_timing'] as const;
 const TDX_OPTIONS = ['huge_pages', 'gpaw'] as const;
-const SEV_OPTIONS = ['memlock_limit'] as const;
+const SEV_OPTIONS = ['memlock_limit', 'min_sev_asid', 'max_sev_asid'] as const;
 
 /**
  * What the model's VMM exit is expected to leave behind (docs/scenarios.md, "The VMM's exit"):
@@ -320,6 +323,13 @@ export const scenarioSchema = z
           ctx.addIssue({ code: 'custom', path: ['vm', o], message: `${o} is an option of ${vendor} VMs` });
         }
       }
+    }
+    if ((sc.vm.min_sev_asid === undefined) !== (sc.vm.max_sev_asid === undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['vm', sc.vm.min_sev_asid === undefined ? 'max_sev_asid' : 'min_sev_asid'], message: 'min_sev_asid and max_sev_asid come together (CPUID 0x8000001F EDX and ECX)' });
+    }
+    // a real host's ASID ranges are its CPU's: a scenario that chooses them runs on the model only
+    if (sc.vm.min_sev_asid !== undefined && (sc.applies_to?.targets ?? ['kvm']).includes('kvm')) {
+      ctx.addIssue({ code: 'custom', path: ['vm', 'min_sev_asid'], message: 'min_sev_asid and max_sev_asid are the CPU\'s on real KVM: the scenario needs applies_to: { targets: [model] }' });
     }
     if (sc.vm.provider !== undefined && sc.applies_to?.providers && !sc.applies_to.providers.includes(sc.vm.provider)) {
       ctx.addIssue({ code: 'custom', path: ['vm', 'provider'], message: 'vm.provider is not in applies_to.providers' });

@@ -160,7 +160,7 @@ export interface SnpBackendStats {
 const hostByPhys = new WeakMap<HostPhysMem, SnpHost>();
 
 /** the SnpHost of a HostPhysMem (one per host), created on first use */
-export function snpHostFor(phys: HostPhysMem, opts: { maxPfn?: number } = {}): SnpHost {
+export function snpHostFor(phys: HostPhysMem, opts: { maxPfn?: number; maxSnpAsid?: number; maxSevAsid?: number } = {}): SnpHost {
   let h = hostByPhys.get(phys);
   if (!h) {
     h = new SnpHost({ phys, ...opts });

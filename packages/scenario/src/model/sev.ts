@@ -19,7 +19,7 @@ export const SEV_HANDLERS = {
       }),
     ),
   sev_init: (a, m) => ioctlOutcome(m.vm.memoryEncryptOp({ cmd: a.es === true ? 'sev_es_init' : 'sev_init' })),
-  sev_launch_start: (a, m) => ioctlOutcome(m.vm.memoryEncryptOp({ cmd: 'sev_launch_start', ...(a.policy !== undefined && { policy: a.policy }) })),
+  sev_launch_start: (a, m) => ioctlOutcome(m.vmOf(a.vm).memoryEncryptOp({ cmd: 'sev_launch_start', ...(a.policy !== undefined && { policy: a.policy }) })),
   sev_launch_update_data: (a, m) => ioctlOutcome(m.vm.memoryEncryptOp({ cmd: 'sev_launch_update_data', uaddr: a.uaddr, len: a.len })),
   sev_launch_update_vmsa: (_a, m) => ioctlOutcome(m.vm.memoryEncryptOp({ cmd: 'sev_launch_update_vmsa' })),
   sev_launch_measure(a, m) {

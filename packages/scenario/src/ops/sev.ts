@@ -22,7 +22,11 @@ export const SEV_OPS = {
     does: 'the deprecated `KVM_SEV_INIT` (`KVM_SEV_ES_INIT` with `es: true`), for `KVM_X86_DEFAULT_VM` only',
     needs: SEV_ANY,
   }),
-  sev_launch_start: defineOp({ args: z.strictObject({ policy: num().optional() }), does: '`KVM_SEV_LAUNCH_START` with a guest `policy` (`SEV_POLICY_*` bits)', needs: SEV }),
+  sev_launch_start: defineOp({
+    args: z.strictObject({ policy: num().optional(), vm: addr().optional() }),
+    does: '`KVM_SEV_LAUNCH_START` with a guest `policy` (`SEV_POLICY_*` bits) on the scenario\'s VM, or on `vm` (a `create_vm` result)',
+    needs: SEV,
+  }),
   sev_launch_update_data: defineOp({
     args: z.strictObject({ uaddr: addr(), len: num() }),
     does: '`KVM_SEV_LAUNCH_UPDATE_DATA`: pin `[uaddr, uaddr + len)`, encrypt and measure it in place',

@@ -56,9 +56,17 @@ export type SevInspect = { readonly what: 'sev' } | { readonly what: 'regions' }
 export interface SevVmOptions {
   /** RLIMIT_MEMLOCK of the VMM in bytes, for sev_pin_memory(); default: no limit (CAP_IPC_LOCK) */
   readonly memlockLimit?: number;
+  /**
+   * The host's min_sev_asid (CPUID 0x8000001F EDX): SEV guests use [min_sev_asid, max_sev_asid],
+   * SEV-ES and SNP guests [1, min_sev_asid - 1]. A host fact: the first VM of a host sets it, a
+   * later VM must agree. Given with `maxSevAsid`; default 100.
+   */
+  readonly minSevAsid?: number;
+  /** The host's max_sev_asid (CPUID 0x8000001F ECX), >= min_sev_asid - 1; default 509. */
+  readonly maxSevAsid?: number;
 }
 
-export const SEV_VM_OPTIONS: readonly (keyof SevVmOptions)[] = ['memlockLimit'];
+export const SEV_VM_OPTIONS: readonly (keyof SevVmOptions)[] = ['memlockLimit', 'minSevAsid', 'maxSevAsid'];
 
 export interface SevEdge extends VendorEdge {
   readonly guestRequest: SevGuestRequest;

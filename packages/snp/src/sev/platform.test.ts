@@ -1,4 +1,5 @@
 /** SevAsids (sev_asid_new / sev_asid_free / __sev_recycle_asids) and the SEV firmware's states. */
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { ERRNO } from '@ccmem/core';
 import { SevAsids, SevFirmware } from './platform.js';
@@ -50,6 +51,21 @@ describe('SevAsids', () => {
 });
 
 describe('SevFirmware', () => {
+  it('the launch digest is SHA-256 over every LAUNCH_UPDATE_DATA and LAUNCH_UPDATE_VMSA in order; a refused command adds nothing', () => {
+    const fw = new SevFirmware(new SevAsids({ minSevAsid: 3, maxSevAsid: 4 }));
+    const h = fw.launchStart(0).handle!;
+    expect(fw.launchDigest(h)).toBe(createHash('sha256').digest('hex'));
+    const a = Uint8Array.from({ length: 32 }, (_, i) => i);
+    const v = new Uint8Array(4096).fill(7);
+    expect(fw.launchUpdateData(h, 0, a).fwError).toBe(SEV_RET_SUCCESS);
+    expect(fw.launchUpdateData(h, 0, a.subarray(0, 8)).fwError).toBe(SEV_RET_INVALID_LEN);
+    expect(fw.launchUpdateVmsa(h, v).fwError).toBe(SEV_RET_SUCCESS);
+    expect(fw.launchDigest(h)).toBe(createHash('sha256').update(a).update(v).digest('hex'));
+    expect(fw.launchDigest(h + 1)).toBeNull();
+    fw.decommission(h);
+    expect(fw.launchDigest(h)).toBeNull();
+  });
+
   it('walks LAUNCH_UPDATE → LAUNCH_SECRET → RUNNING and refuses out-of-state commands', () => {
     const fw = new SevFirmware(new SevAsids({ minSevAsid: 3, maxSevAsid: 4 }));
     expect(fw.launchUpdateData(0, 0, new Uint8Array(16)).fwError).toBe(SEV_RET_INVALID_GUEST);

@@ -250,6 +250,15 @@ export class SevFirmware {
     return { fwError: SEV_RET_SUCCESS, handle, policy: g.policy, state: g.state, asid: g.asid, measuredBytes: g.measuredBytes };
   }
 
+  /**
+   * The launch digest (LD) so far, as lower-case hex: SHA-256 over the data of every
+   * LAUNCH_UPDATE_DATA and LAUNCH_UPDATE_VMSA in order (SEV API); null for an unknown handle.
+   */
+  launchDigest(handle: number): string | null {
+    const g = this.guests.get(handle);
+    return g ? g.ld.copy().digest('hex') : null;
+  }
+
   /** guest contexts alive (not decommissioned) */
   get guestCount(): number {
     return this.guests.size;

@@ -373,6 +373,51 @@ describe('the SEV VM itself', () => {
     expect(() => host().createVm({ type: KVM_X86_SEV_VM, options: { memlockLimit: 1.5 } })).toThrow(errno('EINVAL'));
     expect(() => host().createVm({ type: KVM_X86_SEV_VM, options: { memlockLimit: 0 } })).not.toThrow();
   });
+
+  it('minSevAsid / maxSevAsid set the host ASID ranges of CPUID 0x8000001F, once per host', () => {
+    const kvm = host();
+    const a = kvm.createVm({ type: KVM_X86_SEV_VM, options: { minSevAsid: 3, maxSevAsid: 4 } });
+    const { asids } = (a.backend as SevBackend).platform;
+    expect([asids.minSevAsid, asids.maxSevAsid]).toEqual([3, 4]);
+    expect(asids.range(false)).toEqual([3, 4]);
+    expect(asids.range(true)).toEqual([1, 2]);
+    // the SNP VMs of the host share it
+    expect(snpHostFor(kvm.process.phys).sev).toBe((a.backend as SevBackend).platform);
+    a.memoryEncryptOp({ cmd: 'sev_init2' });
+    expect((a.backend as SevBackend).info.asid).toBe(3);
+    const b = kvm.createVm({ type: KVM_X86_SEV_VM, options: { minSevAsid: 3, maxSevAsid: 4 } });
+    b.memoryEncryptOp({ cmd: 'sev_init2' });
+    expect((b.backend as SevBackend).info.asid).toBe(4);
+    // a VM without the options takes the host as it is; one with other values is refused
+    expect(() => kvm.createVm({ type: KVM_X86_SEV_VM, options: {} })).not.toThrow();
+    expect(() => kvm.createVm({ type: KVM_X86_SEV_VM, options: { minSevAsid: 3, maxSevAsid: 5 } })).toThrow(/already has min_sev_asid 3 and max_sev_asid 4/);
+    // min_sev_asid = max_sev_asid + 1: no SEV ASID, sev_asid_new() is ENOTTY
+    const empty = host().createVm({ type: KVM_X86_SEV_VM, options: { minSevAsid: 5, maxSevAsid: 4 } });
+    expect(() => empty.memoryEncryptOp({ cmd: 'sev_init2' })).toThrow(errno('ENOTTY'));
+    expect((empty.backend as SevBackend).info).toMatchObject({ active: false, esActive: false, needInit: true, asid: 0 });
+  });
+
+  it('minSevAsid / maxSevAsid: bad values are EINVAL and leave no host behind', () => {
+    const kvm = host();
+    for (const options of [
+      { minSevAsid: 0, maxSevAsid: 4 },
+      { minSevAsid: 1.5, maxSevAsid: 4 },
+      { minSevAsid: 3, maxSevAsid: 0 },
+      { minSevAsid: 2 ** 32, maxSevAsid: 2 ** 32 },
+      { minSevAsid: 10, maxSevAsid: 8 },
+      { minSevAsid: 3 },
+      { maxSevAsid: 3 },
+    ]) {
+      expect(() => kvm.createVm({ type: KVM_X86_SEV_VM, options }), JSON.stringify(options)).toThrow(errno('EINVAL'));
+    }
+    // nothing above set the host up: the defaults still apply
+    const vm = kvm.createVm({ type: KVM_X86_SEV_VM, options: {} });
+    expect((vm.backend as SevBackend).platform.asids.range(false)).toEqual([100, 509]);
+    // sev_hardware_setup(): min_sev_asid 1 leaves no SEV-ES ASIDs, and SEV-ES off
+    const noEs = host();
+    expect(() => noEs.createVm({ type: KVM_X86_SEV_VM, options: { minSevAsid: 1, maxSevAsid: 4 } })).not.toThrow();
+    expect(() => noEs.createVm({ type: KVM_X86_SEV_ES_VM, options: {} })).toThrow(/no SEV-ES ASIDs/);
+  });
 });
 
 describe('sev_mem_enc_ioctl() on a VM without SEV state (sevMemEncryptOpFallback)', () => {

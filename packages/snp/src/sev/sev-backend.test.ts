@@ -93,7 +93,7 @@ describe('KVM_SEV_INIT2 (sev_guest_init2, __sev_guest_init)', () => {
   });
 
   it('the VM options are checked: unknown keys and a bad memlockLimit are EINVAL', () => {
-    expect(() => host().createVm({ type: KVM_X86_SEV_VM, options: { memlock: 1 } as never })).toThrow(/unknown sev VM option 'memlock' \(known options: memlockLimit\)/);
+    expect(() => host().createVm({ type: KVM_X86_SEV_VM, options: { memlock: 1 } as never })).toThrow(/unknown sev VM option 'memlock' \(known options: memlockLimit, minSevAsid, maxSevAsid\)/);
     expect(() => host().createVm({ type: KVM_X86_SEV_ES_VM, options: { memlockLimit: -1 } })).toThrow(errno('EINVAL'));
   });
 

@@ -550,6 +550,7 @@ class SevBackendImpl implements SevBackend {
           policy: this.policy,
           state: st?.state ?? 0,
           measured_bytes: st?.measuredBytes ?? 0,
+          digest: (this.handle ? this.platform.firmware.launchDigest(this.handle) : null) ?? '',
           pages_locked: this.pagesLocked,
           regions: this.regions.length,
           protected_vcpus: this.vmsaPages.size,
@@ -564,15 +565,39 @@ class SevBackendImpl implements SevBackend {
   }
 }
 
+/**
+ * The host's SEV platform, with the ASID ranges of CPUID 0x8000001F (sev_hardware_setup():
+ * max_sev_asid = ECX, min_sev_asid = EDX) when a VM's options name them: the first VM of a host
+ * sets them, a later VM that names other values is refused (one CPU per host).
+ */
+function sevPlatformFor(phys: HostPhysMem, minSevAsid: number | undefined, maxSevAsid: number | undefined): SevPlatform {
+  if (minSevAsid !== undefined && (!Number.isInteger(minSevAsid) || minSevAsid < 1 || minSevAsid > 0xffff_ffff))
+    fail('EINVAL', `sev: minSevAsid (min_sev_asid, CPUID 0x8000001F EDX) must be a u32 >= 1, got ${minSevAsid}`);
+  if (maxSevAsid !== undefined && (!Number.isInteger(maxSevAsid) || maxSevAsid < 1 || maxSevAsid > 0xffff_ffff))
+    fail('EINVAL', `sev: maxSevAsid (max_sev_asid, CPUID 0x8000001F ECX) must be a u32 >= 1 (0: the host has no SEV), got ${maxSevAsid}`);
+  if ((minSevAsid === undefined) !== (maxSevAsid === undefined)) fail('EINVAL', 'sev: minSevAsid and maxSevAsid come together (CPUID 0x8000001F EDX and ECX)');
+  if (minSevAsid !== undefined && maxSevAsid !== undefined && maxSevAsid < minSevAsid - 1)
+    fail('EINVAL', `sev: max_sev_asid ${maxSevAsid} is below the SEV-ES ASIDs [1, min_sev_asid - 1 = ${minSevAsid - 1}]`);
+  const platform = snpHostFor(phys, minSevAsid !== undefined && maxSevAsid !== undefined ? { maxSnpAsid: minSevAsid - 1, maxSevAsid } : {}).sev;
+  const { asids } = platform;
+  if ((minSevAsid !== undefined && asids.minSevAsid !== minSevAsid) || (maxSevAsid !== undefined && asids.maxSevAsid !== maxSevAsid))
+    fail('EINVAL', `sev: the host already has min_sev_asid ${asids.minSevAsid} and max_sev_asid ${asids.maxSevAsid} (a host fact: every VM of a host must agree)`);
+  return platform;
+}
+
 function sevFactory(vmType: typeof KVM_X86_SEV_VM | typeof KVM_X86_SEV_ES_VM): BackendFactory<SevEdge> {
   return (options: Readonly<SevVmOptions>, env: BackendEnv): SevBackend => {
     checkVmOptions(options, SEV_VM_OPTIONS, vmType === KVM_X86_SEV_VM ? 'sev' : 'sev-es');
-    const { memlockLimit } = options;
+    const { memlockLimit, minSevAsid, maxSevAsid } = options;
     if (memlockLimit !== undefined && (!Number.isInteger(memlockLimit) || memlockLimit < 0)) fail('EINVAL', 'sev: memlockLimit must be a byte count');
+    const platform = sevPlatformFor(env.phys, minSevAsid, maxSevAsid);
+    // sev_hardware_setup(): "Has the system been allocated ASIDs for SEV-ES?" - with
+    // min_sev_asid 1 SEV-ES stays off and KVM_X86_SEV_ES_VM is not a supported VM type
+    if (vmType === KVM_X86_SEV_ES_VM && platform.asids.minSevAsid === 1) fail('EINVAL', 'KVM_CREATE_VM: the host has no SEV-ES ASIDs (min_sev_asid is 1), so no SEV-ES VMs');
     return createSevBackend({
       vmType,
       phys: env.phys,
-      platform: snpHostFor(env.phys).sev,
+      platform,
       ...(env.profile && { profile: env.profile }),
       ...(memlockLimit !== undefined && { memlockLimit }),
     });

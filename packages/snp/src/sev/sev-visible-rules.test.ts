@@ -348,10 +348,10 @@ describe('the SEV backend object', () => {
   it('VM options: unknown ones name the VM type, memlockLimit must be a byte count', () => {
     const kvm = new Kvm({ guestMemfd: guestMemfdFactory, backends: BACKENDS });
     expect(() => kvm.createVm({ type: KVM_X86_SEV_VM, options: { bogus: 1 } as never })).toThrow(
-      refused('EINVAL', "KVM_CREATE_VM: unknown sev VM option 'bogus' (known options: memlockLimit)"),
+      refused('EINVAL', "KVM_CREATE_VM: unknown sev VM option 'bogus' (known options: memlockLimit, minSevAsid, maxSevAsid)"),
     );
     expect(() => kvm.createVm({ type: KVM_X86_SEV_ES_VM, options: { bogus: 1 } as never })).toThrow(
-      refused('EINVAL', "KVM_CREATE_VM: unknown sev-es VM option 'bogus' (known options: memlockLimit)"),
+      refused('EINVAL', "KVM_CREATE_VM: unknown sev-es VM option 'bogus' (known options: memlockLimit, minSevAsid, maxSevAsid)"),
     );
     expect(() => kvm.createVm({ type: KVM_X86_SEV_VM, options: { memlockLimit: -1 } })).toThrow(refused('EINVAL', 'sev: memlockLimit must be a byte count'));
   });
