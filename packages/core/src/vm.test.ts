@@ -5,6 +5,7 @@ import type { GuestMemfdFactory } from './backend.js';
 import { checkVmInvariants } from './invariants.js';
 import { errnoOf } from './testing/errno-of.js';
 import { probeVm } from './testing/probe-vm.js';
+import { FakeGmem } from './testing/fake-gmem.js';
 import { ERRNO } from './errno.js';
 import {
   KVM_CAP_GUEST_MEMFD,
@@ -131,6 +132,22 @@ describe('KVM_CREATE_VM / KVM_CREATE_VCPU / KVM_ENABLE_CAP', () => {
     vm.enableCap({ cap: KVM_CAP_EXIT_HYPERCALL, args: [1 << 12] });
     expect(vm.exitHypercalls).toBe(1 << 12);
     expect(errnoOf(() => vm.enableCap({ cap: 12345 }))).toBe('EINVAL');
+  });
+
+  it('kvm_destroy_vm() frees every memslot: each guest_memfd binding is dropped once (kvm_free_memslots())', () => {
+    const kvm = new Kvm();
+    const vm = kvm.createVm({ type: KVM_X86_SW_PROTECTED_VM });
+    const files = [0, 1].map(() => new FakeGmem(vm, 2 * 2 ** 20));
+    files.forEach((f, slot) => {
+      const fd = kvm.process.installFd(f);
+      vm.setUserMemoryRegion2({ slot, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: slot * 2 ** 21, memory_size: 2 ** 21, userspace_addr: 0, guest_memfd: fd, guest_memfd_offset: 0 });
+    });
+    // a slot without guest_memfd has nothing to unbind
+    vm.setUserMemoryRegion2({ slot: 2, flags: 0, guest_phys_addr: 2 ** 22, memory_size: 4096, userspace_addr: kvm.process.mm.mmap({ length: 4096, prot: { read: true, write: true }, shared: false }) });
+    expect(files.map((f) => f.bindings.size)).toEqual([512, 512]);
+    kvm.process.exit();
+    expect(vm.alive).toBe(false);
+    expect(files.map((f) => [f.unbinds, f.bindings.size])).toEqual([[1, 0], [1, 0]]);
   });
 
   it('a dead VM answers EIO to every ioctl', () => {
