@@ -38,6 +38,9 @@ describe('kvm_vcpu_pre_fault_memory()', () => {
     expect(errnoOf(() => vcpu.preFaultMemory(r))).toBe('EIO');
     expect(r).toEqual({ gpa: GPA, size: 4096 });
     expect(vm.mmu.stats.pages_4k).toBe(0);
+    // kvm_vcpu_ioctl() answers EIO for a dead VM before the ioctl looks at its argument
+    expect(errnoOf(() => vcpu.preFaultMemory({ gpa: GPA, size: 4096, flags: 1 }))).toBe('EIO');
+    expect(errnoOf(() => vcpu.preFaultMemory({ gpa: GPA + 1, size: 0 }))).toBe('EIO');
   });
 
   it('a VM that dies between chunks stops the call: EIO with nothing done, else 0 and the rest', () => {
@@ -80,6 +83,23 @@ describe('kvm_vcpu_pre_fault_memory()', () => {
     vcpu.signalPending = true;
     expect(runOp(op)).toBeNull();
     expect(r).toEqual({ gpa: GPA + 4096, size: 4096 });
+  });
+
+  it('a chunk mapped by a 2M leaf ends where the huge page ends, even when the range starts inside it', () => {
+    const kvm = new Kvm();
+    const vm = kvm.createVm();
+    const hva = kvm.process.mm.mmap({ length: 8 * MiB, prot: { read: true, write: true }, shared: false, hugepage: '2M' });
+    vm.setUserMemoryRegion2({ slot: 0, flags: 0, guest_phys_addr: GPA, memory_size: 8 * MiB, userspace_addr: hva });
+    const vcpu = vm.createVcpu(0);
+    // kvm_arch_vcpu_pre_fault_memory(): end = (gfn - gfn % pages) + pages of the mapping level
+    const r = { gpa: GPA + 3 * 4096, size: 4 * MiB };
+    const op = new PreFaultMemoryOp(vcpu, r);
+    op.step();
+    op.step();
+    vcpu.signalPending = true;
+    expect(runOp(op)).toBeNull();
+    expect(vm.mmu.stats.pages_2m).toBe(1);
+    expect(r).toEqual({ gpa: GPA + 2 * MiB, size: 4 * MiB - (2 * MiB - 3 * 4096) });
   });
 
   it('pre-faulting a range again maps nothing new and returns 0 (RET_PF_SPURIOUS counts as done)', () => {

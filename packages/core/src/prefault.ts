@@ -94,7 +94,6 @@ export class PreFaultMemoryOp implements KernelOp<ErrnoName | null> {
   private faultin(): boolean {
     const { vcpu, range } = this;
     const vm = vcpu.vm;
-    if (range.size === 0) return this.stop(null);
     if (vcpu.signalPending) {
       vcpu.signalPending = false;
       return this.stop('EINTR');
@@ -143,9 +142,12 @@ export class PreFaultMemoryOp implements KernelOp<ErrnoName | null> {
       range.gpa += done;
       range.size -= done;
       this.processed += done;
-      this.phase = range.size > 0 ? 'chunk' : 'done';
-      if (this.phase === 'done') this.error = null;
-      return this.phase === 'done';
+      // the kernel's `while (size)`: the next chunk, or 0 once the whole range is mapped
+      if (range.size > 0) {
+        this.phase = 'chunk';
+        return false;
+      }
+      return this.stop(null);
     }
     if (r === RET_PF_EMULATE) return this.stop('ENOENT'); // no memslot: would be MMIO
     if (r < 0) return this.stop(errnoName(-r) ?? 'EIO');
