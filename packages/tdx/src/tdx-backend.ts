@@ -690,7 +690,8 @@ export class TdxBackend implements VendorBackend<TdxEdge> {
     const td = this.td;
     this.vmDestroyed = true;
     if (!td.hkidAssigned) return;
-    // tdx_mmu_release_hkid(): TDH.VP.FLUSH on each initialized vCPU (errors are only logged)
+    // tdx_mmu_release_hkid(): TDH.VP.FLUSH on each initialized vCPU; one that fails leaves its vCPU
+    // associated, so TDH.MNG.VPFLUSHDONE below is TDX_FLUSHVP_NOT_DONE and the HKID is leaked
     for (let i = 0; i < td.vcpus.length; i++) if (td.vcpuInitialized(i)) td.vpFlush(i);
     let err = td.mngVpFlushDone();
     if (err === TDX_SUCCESS) err = td.phymemCacheWb();
