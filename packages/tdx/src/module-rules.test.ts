@@ -198,6 +198,22 @@ describe('TD lifecycle SEAMCALLs', () => {
     expect(td.vpEnter(2)).toBe(TDX_SUCCESS);
     expect(td.mngVpFlushDone()).toBe(TDX_FLUSHVP_NOT_DONE);
     expect(td.vpExitAll()).toBe(1);
+    // out of the TD but still associated until TDH.VP.FLUSH
+    expect(td.mngVpFlushDone()).toBe(TDX_FLUSHVP_NOT_DONE);
+    expect(td.vpFlush(2)).toBe(TDX_SUCCESS);
+    expect(td.mngVpFlushDone()).toBe(TDX_SUCCESS);
+  });
+
+  it('a TDH.VP.FLUSH refused with OPERAND_BUSY leaves the vCPU associated: VPFLUSHDONE is TDX_FLUSHVP_NOT_DONE', () => {
+    const { td } = runnable();
+    expect(td.vpEnter(0)).toBe(TDX_SUCCESS);
+    td.vpExitAll();
+    td.injectOperandBusy(1, 'TDH.VP.FLUSH');
+    expect(td.vpFlush(0)).toBe(TDX_OPERAND_BUSY);
+    expect(td.mngVpFlushDone()).toBe(TDX_FLUSHVP_NOT_DONE);
+    expect(td.lifecycle).toBe('KEYS_CONFIGURED');
+    // vCPU 1 never entered: nothing to flush
+    expect(td.vpFlush(0)).toBe(TDX_SUCCESS);
     expect(td.mngVpFlushDone()).toBe(TDX_SUCCESS);
   });
 
@@ -251,6 +267,9 @@ describe('vCPU SEAMCALLs', () => {
     td.vpExit(0);
     expect(td.refcount[e & 1]).toBe(0);
     expect(td.vcpuInGuest(0)).toBe(false);
+    // the TD exit keeps the vCPU associated: VPFLUSHDONE waits for its TDH.VP.FLUSH
+    expect(td.mngVpFlushDone()).toBe(TDX_FLUSHVP_NOT_DONE);
+    expect(td.vpFlush(0)).toBe(TDX_SUCCESS);
     teardown(td);
     expect(td.vpEnter(0)).toBe(TDX_LIFECYCLE_STATE_INCORRECT);
   });
@@ -373,12 +392,14 @@ describe('call counts, failure counts and trace events', () => {
     expect(td.tdgMemPageAccept(0, 0, 0)).toBe(TDG_EXIT_EPT_VIOLATION);
     expect(td.phymemPageWbinvd(3)).toBe(TDX_SUCCESS);
     expect(td.vpExitAll()).toBe(1);
+    expect(td.vpFlush(0)).toBe(TDX_SUCCESS);
     teardown(td);
     expect(td.phymemPageReclaim(9)).toBe(TDX_PAGE_METADATA_INCORRECT);
     expect(events).toEqual([
       'tdh_mr_finalize 0 0 TDX_SUCCESS',
       `tdg_mem_page_accept 0 0 ${tdxStatusName(TDG_EXIT_EPT_VIOLATION)}`,
       `tdh_phymem_page_wbinvd ${3 * P} 0 TDX_SUCCESS`,
+      'tdh_vp_flush 0 0 TDX_SUCCESS',
       'tdh_mng_vpflushdone 0 0 TDX_SUCCESS',
       'tdh_phymem_cache_wb 0 0 TDX_SUCCESS',
       'tdh_mng_key_freeid 0 0 TDX_SUCCESS',

@@ -699,11 +699,17 @@ export class TdxBackend implements VendorBackend<TdxEdge> {
     const td = this.td;
     this.vmDestroyed = true;
     if (!td.hkidAssigned) return;
-    // tdx_mmu_release_hkid(): TDH.VP.FLUSH on each initialized vCPU (errors are only logged)
+    // tdx_mmu_release_hkid(): TDH.VP.FLUSH on each initialized vCPU; one that fails leaves its vCPU
+    // associated, so TDH.MNG.VPFLUSHDONE below is TDX_FLUSHVP_NOT_DONE and the HKID is leaked
     for (let i = 0; i < td.vcpus.length; i++) if (td.vcpuInitialized(i)) td.vpFlush(i);
     let err = td.mngVpFlushDone();
-    if (err === TDX_SUCCESS) err = td.phymemCacheWb();
-    if (err === TDX_SUCCESS) err = td.mngKeyFreeid();
+    if (err === TDX_SUCCESS) {
+      // smp_func_do_phymem_cache_wb() on each package only reports a failure: "the following
+      // tdh_mng_key_freeid() will fail", and that failure is what leaks the HKID
+      const wb = td.phymemCacheWb();
+      if (wb !== TDX_SUCCESS) this.bugReasons.push(`TDH.PHYMEM.CACHE.WB failed: ${tdxStatusName(wb)}`);
+      err = td.mngKeyFreeid();
+    }
     if (err !== TDX_SUCCESS) {
       this.bugReasons.push(`tdx_mmu_release_hkid: ${tdxStatusName(err)}; HKID leaked`);
       this.hkidLeaked = true;

@@ -70,6 +70,8 @@ describe('TD state machine and HKID', () => {
     expect(td.mngKeyFreeid()).toBe(TDX_LIFECYCLE_STATE_INCORRECT);
     expect(tdxStatusName(td.mngVpFlushDone())).toBe('TDX_FLUSHVP_NOT_DONE');
     td.vpExitAll();
+    expect(tdxStatusName(td.mngVpFlushDone())).toBe('TDX_FLUSHVP_NOT_DONE');
+    expect(td.vpFlush(0)).toBe(TDX_SUCCESS);
     expect(td.mngVpFlushDone()).toBe(TDX_SUCCESS);
     expect(td.mngKeyFreeid()).toBe(TDX_LIFECYCLE_STATE_INCORRECT);
     expect(td.phymemCacheWb()).toBe(TDX_SUCCESS);

@@ -126,6 +126,11 @@ interface TdVcpu {
   inGuest: boolean;
   /** TD epoch sampled at TD entry (VCPU_EPOCH) */
   epoch: number;
+  /**
+   * the TDVPS is associated with a logical CPU: from TDH.VP.ENTER until TDH.VP.FLUSH (a TD exit
+   * keeps it); TDH.MNG.VPFLUSHDONE refuses while any vCPU is still associated
+   */
+  associated: boolean;
 }
 
 export interface TdxTracer {
@@ -494,7 +499,7 @@ export class TdxTd {
   private vcpu(id: number): TdVcpu {
     let v = this.vcpus[id];
     if (!v) {
-      v = { created: false, initialized: false, inGuest: false, epoch: 0 };
+      v = { created: false, initialized: false, inGuest: false, epoch: 0, associated: false };
       this.vcpus[id] = v;
     }
     return v;
@@ -528,6 +533,7 @@ export class TdxTd {
     if (this.state !== 'RUNNABLE') return TDX_OP_STATE_INCORRECT;
     const v = this.vcpus[vcpuId];
     if (!v || !v.initialized) return TDX_VCPU_STATE_INCORRECT;
+    v.associated = true;
     if (v.inGuest) return TDX_SUCCESS;
     v.inGuest = true;
     v.epoch = this.epoch;
@@ -555,22 +561,26 @@ export class TdxTd {
     return n;
   }
 
-  /** TDH.VP.FLUSH(vcpu): the vCPU's TD context is flushed; it must not be inside the TD. */
+  /** TDH.VP.FLUSH(vcpu): the vCPU's TD context is flushed and it is no longer associated. */
   vpFlush(vcpuId: number): number {
     const leaf = L_VP_FLUSH;
     if (!this.begin(leaf)) return this.busy(leaf, 0, 0);
     const v = this.vcpus[vcpuId];
     if (!v?.initialized) return this.fail(leaf, TDX_VCPU_STATE_INCORRECT, 0, 0);
     if (v.inGuest) this.vpExit(vcpuId);
+    v.associated = false;
     return this.end(leaf, TDX_SUCCESS, 0, 0);
   }
 
-  /** TDH.MNG.VPFLUSHDONE (after TDH.VP.FLUSH on every vCPU): the TD's lifecycle becomes BLOCKED. */
+  /**
+   * TDH.MNG.VPFLUSHDONE (after TDH.VP.FLUSH on every vCPU): the TD's lifecycle becomes BLOCKED;
+   * TDX_FLUSHVP_NOT_DONE while a vCPU that entered the TD was never flushed.
+   */
   mngVpFlushDone(): number {
     const leaf = L_VPFLUSHDONE;
     if (!this.begin(leaf)) return this.busy(leaf, 0, 0);
     if (this.lifecycle !== 'KEYS_CONFIGURED') return this.fail(leaf, TDX_LIFECYCLE_STATE_INCORRECT, 0, 0);
-    for (let i = 0; i < this.vcpus.length; i++) if (this.vcpus[i]?.inGuest) return this.fail(leaf, TDX_FLUSHVP_NOT_DONE, 0, 0);
+    for (let i = 0; i < this.vcpus.length; i++) if (this.vcpus[i]?.associated) return this.fail(leaf, TDX_FLUSHVP_NOT_DONE, 0, 0);
     this.lifecycle = 'BLOCKED';
     return this.end(leaf, TDX_SUCCESS, 0, 0);
   }
