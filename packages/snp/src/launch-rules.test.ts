@@ -115,7 +115,7 @@ describe('snp_launch_finish()', () => {
     expect(t.host.stats).toMatchObject({ rmpupdates: 1, rmpupdateFailures: 1, leakedPages: 0 });
     expect(() => t.vm.memoryEncryptOp({ cmd: 'snp_launch_finish' })).toThrow(errno('EINVAL'));
     expect(t.host.stats).toMatchObject({ rmpupdates: 1, rmpupdateFailures: 1 });
-    t.vm.destroy();
+    t.b.destroy!();
     expect(t.b.checkAfterDestroy!()).toEqual([]);
   });
 
