@@ -101,6 +101,24 @@ describe('snp_launch_finish()', () => {
     expect(t.host.rmp.inspect(out.vmsa_pfns![0]!)).toMatchObject({ assigned: true, vmsa: true });
   });
 
+  it('a failure at the second vCPU keeps the first VMSA private and measured (nothing undone); a retry stops at the protected boot vCPU', () => {
+    // snp_launch_update_vmsa(): per vCPU rmp_make_private() then SNP_LAUNCH_UPDATE, returning
+    // at the first error; sev_es_sync_vmsa() refuses a vCPU whose state is already protected
+    const t = snpVm({ vcpus: 2 });
+    t.vm.memoryEncryptOp({ cmd: 'snp_launch_start' });
+    t.host.injectResult('rmpupdate', 3, 1, 1);
+    expect(() => t.vm.memoryEncryptOp({ cmd: 'snp_launch_finish' })).toThrow(errno('EFAULT'));
+    const launch = t.b.inspect!({ what: 'launch' }) as { finished: boolean; vmsaPfns: number[]; measuredPages: number };
+    expect(launch).toMatchObject({ finished: false, measuredPages: 1 });
+    expect(launch.vmsaPfns).toHaveLength(1);
+    expect(t.host.rmp.inspect(launch.vmsaPfns[0]!)).toMatchObject({ assigned: true, vmsa: true, validated: true, immutable: false });
+    expect(t.host.stats).toMatchObject({ rmpupdates: 1, rmpupdateFailures: 1, leakedPages: 0 });
+    expect(() => t.vm.memoryEncryptOp({ cmd: 'snp_launch_finish' })).toThrow(errno('EINVAL'));
+    expect(t.host.stats).toMatchObject({ rmpupdates: 1, rmpupdateFailures: 1 });
+    t.b.destroy!();
+    expect(t.b.checkAfterDestroy!()).toEqual([]);
+  });
+
   it('needs the SNP context, flags 0, and runs once', () => {
     const { vm } = snpVm();
     expect(() => vm.memoryEncryptOp({ cmd: 'snp_launch_finish' })).toThrow(errno('EINVAL'));

@@ -855,25 +855,25 @@ class SnpBackendImpl implements SnpBackend {
     if (this.launchFinished) fail('EIO', 'snp_launch_finish: the launch is already finished');
     const vm = this.kvm;
     const host = this.h;
-    // snp_launch_update_vmsa(): each vCPU's VMSA page (allocated by KVM, not guest_memfd)
+    // snp_launch_update_vmsa(): one vCPU at a time, its VMSA page (allocated by KVM, not
+    // guest_memfd) made private (immutable) and then measured by SNP_LAUNCH_UPDATE. A failure
+    // returns at once: the vCPUs done before stay protected (guest_state_protected) with their
+    // VMSA assigned and measured, nothing is undone; a retry then stops at the boot vCPU, whose
+    // sev_es_sync_vmsa() refuses a protected state with -EINVAL.
+    if (this.vmsaPfns.length !== 0) fail('EINVAL', 'sev_es_sync_vmsa: the vCPU state is already protected (an earlier LAUNCH_FINISH did part of snp_launch_update_vmsa)');
     const newPfns: number[] = [];
     for (let i = 0; i < vm.nrVcpus; i++) {
       const pfn = this.phys.allocPage();
       if (host.rmpMakePrivate(pfn, INITIAL_VMSA_GPA, PG_LEVEL_4K, this.asid, true, this.directmapPolicy)) {
+        // the VMSA stays the vCPU's page, shared: the model frees it here (sev_free_vcpu() later)
         this.phys.freePage(pfn);
-        for (const p of newPfns) {
-          if (host.rmpMakeShared(p, PG_LEVEL_4K, this.directmapPolicy)) host.snpLeakPages(p, 1);
-          else this.phys.freePage(p);
-        }
         // snp_launch_update_vmsa() returns rmp_make_private()'s error: rmpupdate()'s -EFAULT
         fail('EFAULT', 'snp_launch_update_vmsa: rmp_make_private failed');
       }
-      newPfns.push(pfn);
-    }
-    for (const pfn of newPfns) {
       this.digest.update(SNP_PAGE_TYPE_VMSA, INITIAL_VMSA_GPA, this.phys.readBytes(pfn, 0, 4096));
       firmwareLaunchUpdatePage(host.rmp, pfn, true);
       this.vmsaPfns.push(pfn);
+      newPfns.push(pfn);
     }
     this.launchFinished = true;
     vm.tracer.emit('snp_launch_finish', { vcpus: newPfns.length, digest: this.digest.hex() });

@@ -470,31 +470,23 @@ describe('failures the host injects (a racing CPU or the firmware)', () => {
     expect(t.b.inspect!({ what: 'launch' })).toMatchObject({ measuredPages: 0 });
   });
 
-  it('SNP_LAUNCH_FINISH: a refused RMPUPDATE of a VMSA page gives back the VMSA pages made so far', () => {
+  it('SNP_LAUNCH_FINISH: a refused RMPUPDATE of a VMSA page returns at once; the VMSA pages made so far stay private and measured', () => {
+    // snp_launch_update_vmsa() (arch/x86/kvm/svm/sev.c) returns rmp_make_private()'s error
+    // without undoing the vCPUs before: their state is protected already
     const t = snpVm({ vcpus: 2 });
     t.vm.memoryEncryptOp({ cmd: 'snp_launch_start' });
     const phys = t.kvm.process.phys;
     const before = phys.allocatedPages;
     const updates = t.host.stats.rmpupdates;
     // the first vCPU's VMSA page goes through, the second one's RMPUPDATE fails
-    t.host.injectResult('rmpupdate', 0);
-    t.host.injectResult('rmpupdate', RMPUPDATE_FAIL_INPUT);
+    t.host.injectResult('rmpupdate', RMPUPDATE_FAIL_INPUT, 1, 1);
     expect(() => t.vm.memoryEncryptOp({ cmd: 'snp_launch_finish' })).toThrow(refused('EFAULT', 'snp_launch_update_vmsa: rmp_make_private failed'));
-    expect(phys.allocatedPages).toBe(before);
+    expect(phys.allocatedPages).toBe(before + 1);
     expect(t.host.leakedPages.size).toBe(0);
-    // the first page was made shared again (its RMPUPDATE went through)
-    expect(t.host.stats.rmpupdates).toBe(updates + 2);
-    expect(t.b.inspect!({ what: 'launch' })).toMatchObject({ finished: false, vmsaPfns: [] });
-  });
-
-  it('SNP_LAUNCH_FINISH: a VMSA page that cannot be made shared again is leaked, not freed', () => {
-    const t = snpVm({ vcpus: 2 });
-    t.vm.memoryEncryptOp({ cmd: 'snp_launch_start' });
-    t.host.injectResult('rmpupdate', 0);
-    t.host.injectResult('rmpupdate', RMPUPDATE_FAIL_INPUT);
-    t.host.injectResult('rmpupdate', RMPUPDATE_FAIL_INPUT);
-    expect(() => t.vm.memoryEncryptOp({ cmd: 'snp_launch_finish' })).toThrow(refused('EFAULT', 'snp_launch_update_vmsa: rmp_make_private failed'));
-    expect(t.host.leakedPages.size).toBe(1);
+    expect(t.host.stats.rmpupdates).toBe(updates + 1);
+    const { vmsaPfns } = t.b.inspect!({ what: 'launch' }) as { vmsaPfns: number[] };
+    expect(vmsaPfns).toHaveLength(1);
+    expect(t.host.rmp.inspect(vmsaPfns[0]!)).toMatchObject({ assigned: true, vmsa: true });
   });
 });
 
