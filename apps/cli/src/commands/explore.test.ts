@@ -71,7 +71,7 @@ describe('ccmem explore --shard and ccmem merge', () => {
     expect(partial.stderr).toMatch(/shards missing: 3\/3/);
     const text = await ccmemInProcess(['merge', ...files]);
     expect(text.stdout).toMatch(/3 shards merged, complete/);
-  }, 30_000);
+  });
 
   it('a violation found by a shard is the merged counterexample', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ccmem-merge-'));
@@ -88,7 +88,7 @@ describe('ccmem explore --shard and ccmem merge', () => {
     expect(merged.violations).toHaveLength(1);
     expect(merged.violations[0].violation).toMatch(/maps pfn .* but its backing is/);
     expect((await ccmemInProcess(['merge', join(dir, 'nope.json')])).code).toBe(2);
-  }, 30_000);
+  });
 
   it('--workers 2 gives the single-thread result', async () => {
     const one = JSON.parse((await ccmemInProcess(['explore', '--builtin', 'tdx-zap-vs-aug', '--json'])).stdout);
@@ -96,5 +96,5 @@ describe('ccmem explore --shard and ccmem merge', () => {
     expect(two).toMatchObject({ result: 'pass', complete: true, shards: 2, schedules: one.schedules });
     expect(two.stats.steps).toBe(one.stats.steps);
     expect((await ccmemInProcess(['explore', '--builtin', 'tdx-zap-vs-aug', '--workers', '2', '--shard', '1/2'])).code).toBe(2);
-  }, 60_000);
+  });
 });

@@ -47,7 +47,7 @@ describe('DPOR (backtrack sets + sleep sets)', () => {
         expect([...dpor.seen].sort()).toEqual([...sleep.seen].sort());
         expect(Object.keys(dpor.r.stats.observations).sort()).toEqual(Object.keys(sleep.r.stats.observations).sort());
         if (name === 'fault-vs-conversion-4vcpu' && !mutated) expect(dpor.r.schedules).toBeLessThan(sleep.r.schedules * 0.8);
-      }, 60_000);
+      });
     }
   }
 
@@ -58,7 +58,7 @@ describe('DPOR (backtrack sets + sleep sets)', () => {
       expect(r.pass, name).toBe(false);
       expect(r.violations[0]!.violation).toMatch(/SPTE gfn .* maps pfn/);
     }
-  }, 60_000);
+  });
 
   it('with shards: DPOR below the shard depth; the shards add up to the unsharded search with the same depth', () => {
     for (const name of ['fault-vs-conversion-4vcpu', 'gmem-punch-vs-fault']) {
@@ -76,5 +76,5 @@ describe('DPOR (backtrack sets + sleep sets)', () => {
         expect(whole.pass).toBe(sleep.pass);
       }
     }
-  }, 60_000);
+  });
 });

@@ -17,7 +17,7 @@ describe('built-in explorations', () => {
       const r = explore(x.scenario, { ...x.options, timeLimitMs: 9000 });
       expect(r.schedules).toBeGreaterThan(1);
       expect(r.pass).toBe((x.header.expect ?? 'pass') === 'pass');
-    }, 20_000);
+    });
   }
 
   it('snp-rmp-timing: the set-attributes window is found, and the guest completes; with prepare it never opens', () => {
@@ -29,7 +29,7 @@ describe('built-in explorations', () => {
     expect(b.pass).toBe(true);
     expect(b.stats.observations['rmp-window'] ?? 0).toBe(0);
     expect(b.stats.vendorFaultRuns).toBe(0);
-  }, 20_000);
+  });
 });
 
 describe('fault injection proves the checks bite', () => {
@@ -50,7 +50,7 @@ describe('fault injection proves the checks bite', () => {
       expect(norm(again.events)).toEqual(norm(v.events));
       // shrinking gave a schedule no longer than the one found
       if (v.original) expect(v.schedule.split('.').length).toBeLessThan(v.original.split('.').length);
-    }, 20_000);
+    });
   }
 
   it('shrinkSchedule drops choices that do not matter', () => {
@@ -81,7 +81,7 @@ describe('random and pct modes', () => {
       expect(a.violations[0]!.schedule).toBe(b.violations[0]!.schedule);
       expect(a.schedules).toBe(b.schedules);
     }
-  }, 20_000);
+  });
 });
 
 describe('exploration files', () => {
@@ -114,7 +114,7 @@ describe('per-phase checks scoped to the phase range', () => {
     it(`${name}: the same result as full checks after every phase`, () => {
       const x = load(name);
       same(explore(x.scenario, x.options), explore(x.scenario, { ...x.options, fullChecks: true }));
-    }, 30_000);
+    });
   }
 
   for (const name of ['fault-vs-conversion', 'gmem-punch-vs-fault']) {
@@ -124,7 +124,7 @@ describe('per-phase checks scoped to the phase range', () => {
       const scoped = explore(x.scenario, o);
       expect(scoped.stats.violatingRuns).toBeGreaterThan(0);
       same(scoped, explore(x.scenario, { ...o, fullChecks: true }));
-    }, 30_000);
+    });
   }
 });
 

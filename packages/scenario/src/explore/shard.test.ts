@@ -57,7 +57,7 @@ describe('shards', () => {
         expect(merged.result).toBe('pass');
         expect(summary(merged)).toEqual(summary(whole));
       }
-    }, 30_000);
+    });
   }
 
   it('fault-vs-conversion with skipRetryCheck: every violating run is in exactly one shard; merged keeps the shortest counterexample', () => {
@@ -76,7 +76,7 @@ describe('shards', () => {
     // the default (stop at the first violation, shrink it) finds one in some shard too
     const first = [0, 1, 2].map((index) => explore(x.scenario, { ...x.options, faultInjection: { skipRetryCheck: true }, shard: { index, count: 3 } }));
     expect(mergeReports(first, x.options.bound).result).toBe('violation');
-  }, 30_000);
+  });
 
   it('a missing shard leaves the merged search incomplete', () => {
     const x = load('gmem-punch-vs-fault');
@@ -104,12 +104,12 @@ describe('workers', () => {
     expect(w.shards).toBe(2);
     expect(summary(w)).toEqual(summary(whole));
     expect(seen.at(-1)!.done).toBe(true);
-  }, 60_000);
+  });
 
   it('a violation found in a worker comes back shrunk', async () => {
     const x = load('gmem-punch-vs-fault');
     const w = await exploreWorkers({ builtin: 'gmem-punch-vs-fault' }, { ...x.options, faultInjection: { skipRetryCheck: true } }, 2);
     expect(w.result).toBe('violation');
     expect(w.violations[0]!.violation).toMatch(/SPTE gfn .* maps pfn/);
-  }, 60_000);
+  });
 });
