@@ -47,8 +47,12 @@ function runnable() {
   return t;
 }
 
-/** the TD through TDH.MNG.VPFLUSHDONE, CACHE.WB and KEY.FREEID into TEARDOWN */
+/**
+ * the TD through TDH.VP.FLUSH of every initialized vCPU (as tdx_mmu_release_hkid() does),
+ * TDH.MNG.VPFLUSHDONE, CACHE.WB and KEY.FREEID into TEARDOWN
+ */
 function teardown(td: TdxTd) {
+  for (let id = 0; id < 8; id++) if (td.vcpuInitialized(id)) expect(td.vpFlush(id)).toBe(TDX_SUCCESS);
   expect(td.mngVpFlushDone()).toBe(TDX_SUCCESS);
   expect(td.phymemCacheWb()).toBe(TDX_SUCCESS);
   expect(td.mngKeyFreeid()).toBe(TDX_SUCCESS);
@@ -176,6 +180,9 @@ describe('TD lifecycle SEAMCALLs', () => {
     expect(td.mngVpFlushDone()).toBe(TDX_FLUSHVP_NOT_DONE);
     expect(td.lifecycle).toBe('KEYS_CONFIGURED');
     expect(td.vpFlush(0)).toBe(TDX_SUCCESS);
+    // vCPU 1 never entered, but TDH.VP.INIT associated it: it needs its flush too
+    expect(td.mngVpFlushDone()).toBe(TDX_FLUSHVP_NOT_DONE);
+    expect(td.vpFlush(1)).toBe(TDX_SUCCESS);
     expect(td.mngVpFlushDone()).toBe(TDX_SUCCESS);
     expect(td.lifecycle).toBe('BLOCKED');
     expect(td.hkidAssigned).toBe(true);
@@ -212,13 +219,20 @@ describe('TD lifecycle SEAMCALLs', () => {
     expect(td.vpFlush(0)).toBe(TDX_OPERAND_BUSY);
     expect(td.mngVpFlushDone()).toBe(TDX_FLUSHVP_NOT_DONE);
     expect(td.lifecycle).toBe('KEYS_CONFIGURED');
-    // vCPU 1 never entered: nothing to flush
     expect(td.vpFlush(0)).toBe(TDX_SUCCESS);
+    expect(td.mngVpFlushDone()).toBe(TDX_FLUSHVP_NOT_DONE);
+    // vCPU 1 never entered, but is associated since TDH.VP.INIT
+    td.injectOperandBusy(1, 'TDH.VP.FLUSH');
+    expect(td.vpFlush(1)).toBe(TDX_OPERAND_BUSY);
+    expect(td.mngVpFlushDone()).toBe(TDX_FLUSHVP_NOT_DONE);
+    expect(td.vpFlush(1)).toBe(TDX_SUCCESS);
     expect(td.mngVpFlushDone()).toBe(TDX_SUCCESS);
   });
 
   it('each teardown SEAMCALL answers OPERAND_BUSY first when the module is busy', () => {
     const { td } = runnable();
+    // vCPU 1 is associated since TDH.VP.INIT; the loop flushes vCPU 0
+    expect(td.vpFlush(1)).toBe(TDX_SUCCESS);
     for (const leaf of ['TDH.VP.FLUSH', 'TDH.MNG.VPFLUSHDONE', 'TDH.PHYMEM.CACHE.WB', 'TDH.MNG.KEY.FREEID'] as const) {
       td.injectOperandBusy(1, leaf);
       const r = leaf === 'TDH.VP.FLUSH' ? td.vpFlush(0) : leaf === 'TDH.MNG.VPFLUSHDONE' ? td.mngVpFlushDone() : leaf === 'TDH.PHYMEM.CACHE.WB' ? td.phymemCacheWb() : td.mngKeyFreeid();
@@ -232,6 +246,21 @@ describe('TD lifecycle SEAMCALLs', () => {
 });
 
 describe('vCPU SEAMCALLs', () => {
+  it('TDH.VP.INIT associates the vCPU (associate_vcpu_initial()): VPFLUSHDONE waits for its flush, entered or not', () => {
+    const { td } = keyedTd();
+    expect(td.mngInit({ gpaw: 48, attributes: 0 })).toBe(TDX_SUCCESS);
+    expect(td.vpInit(3)).toBe(TDX_SUCCESS);
+    expect(td.mrFinalize()).toBe(TDX_SUCCESS);
+    expect(td.mngVpFlushDone()).toBe(TDX_FLUSHVP_NOT_DONE);
+    expect(td.lifecycle).toBe('KEYS_CONFIGURED');
+    expect(td.vpFlush(3)).toBe(TDX_SUCCESS);
+    expect(td.mngVpFlushDone()).toBe(TDX_SUCCESS);
+    // a VP.CREATE that fails (state) associates nothing
+    const k = keyedTd();
+    expect(k.td.vpInit(0)).toBe(TDX_OP_STATE_INCORRECT);
+    expect(k.td.mngVpFlushDone()).toBe(TDX_SUCCESS);
+  });
+
   it('VP.INIT once per vCPU, during the build only', () => {
     const { td } = keyedTd();
     expect(td.vpInit(0)).toBe(TDX_OP_STATE_INCORRECT);
@@ -392,7 +421,6 @@ describe('call counts, failure counts and trace events', () => {
     expect(td.tdgMemPageAccept(0, 0, 0)).toBe(TDG_EXIT_EPT_VIOLATION);
     expect(td.phymemPageWbinvd(3)).toBe(TDX_SUCCESS);
     expect(td.vpExitAll()).toBe(1);
-    expect(td.vpFlush(0)).toBe(TDX_SUCCESS);
     teardown(td);
     expect(td.phymemPageReclaim(9)).toBe(TDX_PAGE_METADATA_INCORRECT);
     expect(events).toEqual([

@@ -72,6 +72,9 @@ describe('TD state machine and HKID', () => {
     td.vpExitAll();
     expect(tdxStatusName(td.mngVpFlushDone())).toBe('TDX_FLUSHVP_NOT_DONE');
     expect(td.vpFlush(0)).toBe(TDX_SUCCESS);
+    // vCPU 1 never ran, but TDH.VP.INIT associated it
+    expect(tdxStatusName(td.mngVpFlushDone())).toBe('TDX_FLUSHVP_NOT_DONE');
+    expect(td.vpFlush(1)).toBe(TDX_SUCCESS);
     expect(td.mngVpFlushDone()).toBe(TDX_SUCCESS);
     expect(td.mngKeyFreeid()).toBe(TDX_LIFECYCLE_STATE_INCORRECT);
     expect(td.phymemCacheWb()).toBe(TDX_SUCCESS);

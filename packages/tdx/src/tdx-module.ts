@@ -127,8 +127,9 @@ interface TdVcpu {
   /** TD epoch sampled at TD entry (VCPU_EPOCH) */
   epoch: number;
   /**
-   * the TDVPS is associated with a logical CPU: from TDH.VP.ENTER until TDH.VP.FLUSH (a TD exit
-   * keeps it); TDH.MNG.VPFLUSHDONE refuses while any vCPU is still associated
+   * the TDVPS is associated with a logical CPU: from TDH.VP.INIT or TDH.VP.ENTER until
+   * TDH.VP.FLUSH (a TD exit keeps it); TDH.MNG.VPFLUSHDONE refuses while any vCPU is still
+   * associated
    */
   associated: boolean;
 }
@@ -515,6 +516,9 @@ export class TdxTd {
     this.calls[L_VP_INIT]!++;
     v.created = true;
     v.initialized = true;
+    // tdh_vp_init(): associate_vcpu_initial(): the new vCPU is associated with this logical CPU
+    // from now on, entered or not, until TDH.VP.FLUSH
+    v.associated = true;
     return TDX_SUCCESS;
   }
 
