@@ -417,6 +417,13 @@ describe('the SEV VM itself', () => {
     const noEs = host();
     expect(() => noEs.createVm({ type: KVM_X86_SEV_VM, options: { minSevAsid: 1, maxSevAsid: 4 } })).not.toThrow();
     expect(() => noEs.createVm({ type: KVM_X86_SEV_ES_VM, options: {} })).toThrow(/no SEV-ES ASIDs/);
+    // ...and SNP with it: sev_snp_supported is set only past the min_sev_asid check
+    expect(() => noEs.createVm({ type: KVM_X86_SNP_VM, options: {} })).toThrow(errno('EINVAL'));
+    expect(() => noEs.createVm({ type: KVM_X86_SNP_VM, options: {} })).toThrow(/no SNP VMs/);
+    // a host with SEV-ES ASIDs creates SNP VMs
+    const withEs = host();
+    withEs.createVm({ type: KVM_X86_SEV_VM, options: { minSevAsid: 2, maxSevAsid: 4 } });
+    expect(() => withEs.createVm({ type: KVM_X86_SNP_VM, options: {} })).not.toThrow();
   });
 });
 
