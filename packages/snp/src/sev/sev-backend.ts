@@ -434,10 +434,11 @@ class SevBackendImpl implements SevBackend {
     // a NULL buffer hands the firmware a zero length
     const r = this.platform.firmware.launchMeasure(this.handle, len && uaddr ? len : 0);
     if (!len) {
-      // the length query: params.len is written back even though the command "failed"
+      // the length query ("goto done"): params.len = data.len is copied back to userspace even
+      // though the command failed, so the ioctl returns -EIO with the length filled in
       if (r.fwError !== SEV_RET_SUCCESS) {
         this.fwError = r.fwError;
-        sevFail('EIO', `sev_launch_measure: length query (firmware ${SEV_RET_NAMES[r.fwError] ?? r.fwError}); params.len = ${r.len ?? 0}`);
+        return { ret: -ERRNO.EIO, out: { len: r.len ?? 0 } };
       }
       return { ret: 0, out: { len: r.len ?? 0 } };
     }
