@@ -42,7 +42,7 @@ export const SEV_HANDLERS = {
     m.vm.memoryEncryptUnregRegion({ addr: a.addr, size: a.size });
     return {};
   },
-  guest_ghcb_msr: (a, m) => guestOpOutcome(m.guestVcpu(a.vcpu).guestOp({ op: 'ghcb_msr', value: Number(a.value) }), 'other'),
+  guest_ghcb_msr: (a, m) => guestOpOutcome(m.guestVcpu(a.vcpu).guestOp({ op: 'ghcb_msr', value: a.value }), 'other'),
   guest_ghcb_terminate(a, m) {
     const vcpu = m.guestVcpu(a.vcpu);
     if (a.ghcb_gpa !== undefined) {

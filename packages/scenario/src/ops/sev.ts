@@ -54,7 +54,7 @@ export const SEV_OPS = {
   guest_ghcb_msr: defineOp({
     args: z.strictObject({ vcpu: addr(), value: u64() }),
     does: 'the guest writes `value` to the GHCB MSR and runs VMGEXIT (the GHCB MSR protocol)',
-    result: '`ret`: the GHCB MSR afterwards, or an exit',
+    result: '`ret`: the GHCB MSR afterwards (all 64 bits), or an exit',
     needs: GHCB,
   }),
   guest_ghcb_terminate: defineOp({

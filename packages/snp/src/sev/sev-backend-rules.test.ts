@@ -126,6 +126,23 @@ describe('sev_handle_vmgexit() (sevHandleVmgexit)', () => {
     expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x5000 + 0x7ff }, null, null)).toEqual({ ret: 0x5000 + 0x7ff });
   });
 
+  it('the MSR keeps all 64 bits: a value above 2^53 is decoded and handed back unrounded', () => {
+    // every bit set: request 0xfff is unknown, the value comes back as it is (not 2^64)
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0xffff_ffff_ffff_ffffn }, null, null)).toEqual({ ret: 0xffff_ffff_ffff_ffffn });
+    // bit 63 with request 0xfff: still the unknown request, not a GHCB gpa
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x8000_0000_0000_0fffn }, null, null)).toEqual({ ret: 0x8000_0000_0000_0fffn });
+    // SEV_INFO_REQ with high bits: the request is the low 12 bits
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0xffff_0000_0000_0002n }, null, null)).toEqual({ ret: ghcbMsrSevInfo(1, 1, 51) });
+    // TERM_REQ: reason set 3 and code 0x42 from bits 12-15 and 16-23, the whole value in data[0]
+    const term = (1n << 63n) | (0x42n << 16n) | (0x3n << 12n) | 0x100n;
+    const r = sevHandleVmgexit(es(), { op: 'ghcb_msr', value: term }, null, null);
+    expect(r.exit).toEqual({ reason: 'KVM_EXIT_SYSTEM_EVENT', system_event: { type: KVM_SYSTEM_EVENT_SEV_TERM, ndata: 1, data: [term] } });
+    expect(r.detail).toEqual({ reason: 'GHCB_MSR_TERM_REQ: guest requested termination 3:66' });
+    // a bigint below 2^53 is the same request as the number
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x57ffn }, null, null)).toEqual({ ret: 0x57ff });
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 1n << 64n }, null, null)).toMatchObject({ errno: 'EINVAL' });
+  });
+
   it('REG_GPA and PSC go to the SNP handler; without one the guest is terminated with the MSR value', () => {
     const seen: number[] = [];
     const snp = (v: number) => {
