@@ -296,6 +296,9 @@ describe('SEV launch commands (sev_launch_*)', () => {
     expect(error()).toBe(0);
     expect(() => vm.memoryEncryptOp({ cmd: 'sev_launch_update_data', uaddr: hva, len: 16 })).toThrow(errno('EIO'));
     expect(error()).toBe(0x02); // SEV_RET_INVALID_GUEST_STATE
+    expect(b.inspect!({ what: 'sev' })).toMatchObject({ error: 2, error_name: 'SEV_RET_INVALID_GUEST_STATE' });
+    vm.memoryEncryptOp({ cmd: 'sev_guest_status' });
+    expect(b.inspect!({ what: 'sev' })).toMatchObject({ error: 0, error_name: 'SEV_RET_SUCCESS' });
   });
 });
 

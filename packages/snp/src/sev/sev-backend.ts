@@ -568,6 +568,8 @@ class SevBackendImpl implements SevBackend {
           regions: this.regions.length,
           protected_vcpus: this.vmsaPages.size,
           error: this.fwError,
+          // the same status by its name in include/uapi/linux/psp-sev.h (enum sev_ret_code)
+          error_name: SEV_RET_NAMES[this.fwError] ?? String(this.fwError),
         };
       }
       case 'regions':
