@@ -200,8 +200,11 @@ export interface NoVendorEdge extends VendorEdge {
 
 /** The result of a vendor guest operation, or an exit to userspace it caused. */
 export interface GuestOpResult {
-  /** instruction return code / TDCALL status, as a number or the vendor's name */
-  readonly ret?: number | string;
+  /**
+   * instruction return code / TDCALL status, as a number or the vendor's name; a 64-bit
+   * register value above 2^53 (a GHCB MSR value) as a bigint
+   */
+  readonly ret?: number | string | bigint;
   readonly exit?: KvmRunExit;
   readonly errno?: ErrnoName;
   readonly detail?: Readonly<Record<string, unknown>>;
@@ -450,7 +453,7 @@ export type KvmRunExit =
   | {
       readonly reason: 'KVM_EXIT_SYSTEM_EVENT';
       /** `data[0..ndata)` as the kernel fills it (KVM_SYSTEM_EVENT_SEV_TERM: the GHCB MSR or GHCB gpa) */
-      readonly system_event: { type: number; ndata?: number; data?: readonly number[] };
+      readonly system_event: { type: number; ndata?: number; data?: readonly (number | bigint)[] };
     };
 
 /* ------------------------------------------------------------------------------------------ */

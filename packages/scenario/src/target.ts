@@ -36,8 +36,8 @@ export interface Outcome {
   /** pre_fault_memory: the remaining range copied back to userspace */
   gpa?: number;
   size?: number;
-  /** vendor instruction / TDCALL return code, as a number or the vendor's name */
-  ret?: number | string;
+  /** vendor instruction / TDCALL return code, as a number or the vendor's name (a bigint above 2^53) */
+  ret?: number | string | bigint;
   /** an fd, hva or vCPU handle that `as:` names for later steps */
   result?: number;
   /** the target cannot run this step (e.g. "missing KVM_CAP_MEMORY_ATTRIBUTES") */

@@ -74,7 +74,7 @@ const kvm = new Kvm({ backends: { [KVM_X86_SNP_VM]: snpBackendFactory } });
 const vm: Vm<SnpEdge> = kvm.createVm({ type: KVM_X86_SNP_VM, options: { directmap: 'split' } });
 const vcpu = vm.createVcpu(0);
 const r = vcpu.guestOp({ op: 'pvalidate', gpa: 0x1000, level: PG_LEVEL_4K, validate: true });
-const ret: number | string | undefined = r.ret;
+const ret: number | string | bigint | undefined = r.ret;
 const backend = vm.backend as SnpBackend;
 export const summary = { ret, asid: backend.asid, isError: isKvmError(new Error('x')) };
 // @ts-expect-error a misspelled SNP op is a compile error

@@ -1011,5 +1011,9 @@ export const snpBackendFactory: BackendFactory<SnpEdge> = (options: Readonly<Snp
   if (directmap !== 'split' && directmap !== 'unmap') fail('EINVAL', `snp: directmap must be 'split' or 'unmap'`);
   if (rmpTiming !== 'prepare' && rmpTiming !== 'set-attributes') fail('EINVAL', `snp: rmpTiming must be 'prepare' or 'set-attributes'`);
   if (asid !== undefined && !Number.isInteger(asid)) fail('EINVAL', 'snp: asid must be an integer');
+  // sev_hardware_setup(): with min_sev_asid 1 "the system has not been allocated ASIDs for
+  // SEV-ES", so SEV-ES and SEV-SNP stay off and KVM_X86_SNP_VM is not a supported VM type
+  // (kvm_arch_init_vm(): EINVAL)
+  if (snpHostFor(env.phys).maxSnpAsid === 0) fail('EINVAL', 'KVM_CREATE_VM: the host has no SEV-ES ASIDs (min_sev_asid is 1), so no SNP VMs');
   return createSnpBackend({ directmap, rmpTiming, phys: env.phys, ...(asid !== undefined ? { asid } : {}) });
 };

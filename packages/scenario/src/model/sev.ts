@@ -24,7 +24,10 @@ export const SEV_HANDLERS = {
   sev_launch_update_vmsa: (_a, m) => ioctlOutcome(m.vm.memoryEncryptOp({ cmd: 'sev_launch_update_vmsa' })),
   sev_launch_measure(a, m) {
     const r = m.vm.memoryEncryptOp({ cmd: 'sev_launch_measure', ...(a.uaddr !== undefined && { uaddr: a.uaddr }), ...(a.len !== undefined && { len: a.len }) });
-    return withValue(ioctlOutcome(r), (r.out as { len?: number } | undefined)?.len);
+    // params.len as KVM copied it back: also after the length query's EIO
+    const len = (r.out as { len?: number } | undefined)?.len;
+    const o = ioctlOutcome(r);
+    return len === undefined ? o : { ...o, value: len };
   },
   sev_launch_finish: (_a, m) => ioctlOutcome(m.vm.memoryEncryptOp({ cmd: 'sev_launch_finish' })),
   sev_guest_status(_a, m) {
@@ -39,7 +42,7 @@ export const SEV_HANDLERS = {
     m.vm.memoryEncryptUnregRegion({ addr: a.addr, size: a.size });
     return {};
   },
-  guest_ghcb_msr: (a, m) => guestOpOutcome(m.guestVcpu(a.vcpu).guestOp({ op: 'ghcb_msr', value: Number(a.value) }), 'other'),
+  guest_ghcb_msr: (a, m) => guestOpOutcome(m.guestVcpu(a.vcpu).guestOp({ op: 'ghcb_msr', value: a.value }), 'other'),
   guest_ghcb_terminate(a, m) {
     const vcpu = m.guestVcpu(a.vcpu);
     if (a.ghcb_gpa !== undefined) {

@@ -24,7 +24,8 @@ const HYPERCALL_NAMES: Readonly<Record<number, string>> = {
 export type RetFamily = 'pvalidate' | 'hypercall' | 'tdx' | 'other';
 
 /** the other spelling of a vendor return code, when there is one */
-export function retAlias(ret: number | string, family: RetFamily): number | string | bigint | undefined {
+export function retAlias(ret: number | string | bigint, family: RetFamily): number | string | bigint | undefined {
+  if (typeof ret === 'bigint') return undefined;
   if (typeof ret === 'number') {
     if (family === 'pvalidate') return PVALIDATE_NAMES[ret];
     if (family === 'hypercall') return HYPERCALL_NAMES[ret];

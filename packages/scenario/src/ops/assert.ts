@@ -35,7 +35,7 @@ export const ASSERT_FIELDS: { readonly [K in AssertWhat]: readonly string[] } = 
   rmp: ['assigned', 'pagesize', 'immutable', 'asid', 'vmsa', 'validated', 'vmpl', 'level', 'present'],
   sept: ['level', 'state'],
   // SevBackend.inspect({ what: 'sev' }) (packages/snp/src/sev/sev-backend.ts)
-  sev: ['active', 'es_active', 'need_init', 'asid', 'vmsa_features', 'ghcb_version', 'handle', 'policy', 'state', 'measured_bytes', 'digest', 'pages_locked', 'regions', 'protected_vcpus', 'error'],
+  sev: ['active', 'es_active', 'need_init', 'asid', 'vmsa_features', 'ghcb_version', 'handle', 'policy', 'state', 'measured_bytes', 'digest', 'pages_locked', 'regions', 'protected_vcpus', 'error', 'error_name'],
   directmap: ['present', 'level', 'levelName'],
   // SnpBackend.inspect({ what: 'launch' }): the SNP launch context and the firmware's launch
   // digest (hex SHA-384, the attestation report's MEASUREMENT once LAUNCH_FINISH ran)

@@ -36,7 +36,7 @@ export const SEV_OPS = {
   sev_launch_measure: defineOp({
     args: z.strictObject({ uaddr: addr().optional(), len: num().optional() }),
     does: '`KVM_SEV_LAUNCH_MEASURE` into `len` bytes at `uaddr` (`len` 0: ask for the length)',
-    result: 'value: the blob length written back',
+    result: 'value: the blob length written back (also with the `EIO` of the length query)',
     needs: SEV,
   }),
   sev_launch_finish: defineOp({ args: z.strictObject({}), does: '`KVM_SEV_LAUNCH_FINISH`', needs: SEV }),
@@ -54,7 +54,7 @@ export const SEV_OPS = {
   guest_ghcb_msr: defineOp({
     args: z.strictObject({ vcpu: addr(), value: u64() }),
     does: 'the guest writes `value` to the GHCB MSR and runs VMGEXIT (the GHCB MSR protocol)',
-    result: '`ret`: the GHCB MSR afterwards, or an exit',
+    result: '`ret`: the GHCB MSR afterwards (all 64 bits), or an exit',
     needs: GHCB,
   }),
   guest_ghcb_terminate: defineOp({

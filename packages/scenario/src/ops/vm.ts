@@ -4,7 +4,7 @@ import { addr, bool, constant, flags, num, uint } from './fields.js';
 import { defineOp } from './op.js';
 
 /** the VM types a scenario names (schema.ts VM_TYPE_NAMES) */
-const vmType = () => z.enum(['default', 'sw-protected', 'snp', 'tdx']);
+const vmType = () => z.enum(['default', 'sw-protected', 'sev', 'sev-es', 'snp', 'tdx']);
 
 export const VM_OPS = {
   check_extension: defineOp({

@@ -45,7 +45,7 @@ export interface SevIoctlOut {
 /** A guest operation of an SEV-ES (or SNP) guest: the GHCB protocol */
 export type SevGuestRequest =
   /** wrmsr(MSR_AMD64_SEV_ES_GHCB, value); VMGEXIT (the GHCB MSR protocol) */
-  | { readonly op: 'ghcb_msr'; readonly value: number }
+  | { readonly op: 'ghcb_msr'; readonly value: number | bigint }
   /** VMGEXIT with SW_EXITCODE = SVM_VMGEXIT_TERM_REQUEST in the GHCB page at `ghcb_gpa` */
   | { readonly op: 'ghcb_term_request'; readonly ghcb_gpa: number; readonly reason_set?: number; readonly reason_code?: number };
 

@@ -126,6 +126,23 @@ describe('sev_handle_vmgexit() (sevHandleVmgexit)', () => {
     expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x5000 + 0x7ff }, null, null)).toEqual({ ret: 0x5000 + 0x7ff });
   });
 
+  it('the MSR keeps all 64 bits: a value above 2^53 is decoded and handed back unrounded', () => {
+    // every bit set: request 0xfff is unknown, the value comes back as it is (not 2^64)
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0xffff_ffff_ffff_ffffn }, null, null)).toEqual({ ret: 0xffff_ffff_ffff_ffffn });
+    // bit 63 with request 0xfff: still the unknown request, not a GHCB gpa
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x8000_0000_0000_0fffn }, null, null)).toEqual({ ret: 0x8000_0000_0000_0fffn });
+    // SEV_INFO_REQ with high bits: the request is the low 12 bits
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0xffff_0000_0000_0002n }, null, null)).toEqual({ ret: ghcbMsrSevInfo(1, 1, 51) });
+    // TERM_REQ: reason set 3 and code 0x42 from bits 12-15 and 16-23, the whole value in data[0]
+    const term = (1n << 63n) | (0x42n << 16n) | (0x3n << 12n) | 0x100n;
+    const r = sevHandleVmgexit(es(), { op: 'ghcb_msr', value: term }, null, null);
+    expect(r.exit).toEqual({ reason: 'KVM_EXIT_SYSTEM_EVENT', system_event: { type: KVM_SYSTEM_EVENT_SEV_TERM, ndata: 1, data: [term] } });
+    expect(r.detail).toEqual({ reason: 'GHCB_MSR_TERM_REQ: guest requested termination 3:66' });
+    // a bigint below 2^53 is the same request as the number
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x57ffn }, null, null)).toEqual({ ret: 0x57ff });
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 1n << 64n }, null, null)).toMatchObject({ errno: 'EINVAL' });
+  });
+
   it('REG_GPA and PSC go to the SNP handler; without one the guest is terminated with the MSR value', () => {
     const seen: number[] = [];
     const snp = (v: number) => {
@@ -272,12 +289,16 @@ describe('SEV launch commands (sev_launch_*)', () => {
     expect(error()).toBe(0x04); // SEV_RET_INVALID_LEN
     expect(() => vm.memoryEncryptOp({ cmd: 'sev_launch_update_data', uaddr: hva + 8, len: 16 })).toThrow(errno('EIO'));
     expect(error()).toBe(0x09); // SEV_RET_INVALID_ADDRESS
-    expect(() => vm.memoryEncryptOp({ cmd: 'sev_launch_measure', len: 0 })).toThrow(errno('EIO'));
-    expect(error()).toBe(0x04); // the length query: INVALID_LEN
+    // the length query: EIO with params.len written back
+    expect(vm.memoryEncryptOp({ cmd: 'sev_launch_measure', len: 0 })).toEqual({ ret: -5, out: { len: 48 } });
+    expect(error()).toBe(0x04); // INVALID_LEN
     vm.memoryEncryptOp({ cmd: 'sev_launch_measure', uaddr: hva, len: 48 });
     expect(error()).toBe(0);
     expect(() => vm.memoryEncryptOp({ cmd: 'sev_launch_update_data', uaddr: hva, len: 16 })).toThrow(errno('EIO'));
     expect(error()).toBe(0x02); // SEV_RET_INVALID_GUEST_STATE
+    expect(b.inspect!({ what: 'sev' })).toMatchObject({ error: 2, error_name: 'SEV_RET_INVALID_GUEST_STATE' });
+    vm.memoryEncryptOp({ cmd: 'sev_guest_status' });
+    expect(b.inspect!({ what: 'sev' })).toMatchObject({ error: 0, error_name: 'SEV_RET_SUCCESS' });
   });
 });
 
@@ -417,6 +438,13 @@ describe('the SEV VM itself', () => {
     const noEs = host();
     expect(() => noEs.createVm({ type: KVM_X86_SEV_VM, options: { minSevAsid: 1, maxSevAsid: 4 } })).not.toThrow();
     expect(() => noEs.createVm({ type: KVM_X86_SEV_ES_VM, options: {} })).toThrow(/no SEV-ES ASIDs/);
+    // ...and SNP with it: sev_snp_supported is set only past the min_sev_asid check
+    expect(() => noEs.createVm({ type: KVM_X86_SNP_VM, options: {} })).toThrow(errno('EINVAL'));
+    expect(() => noEs.createVm({ type: KVM_X86_SNP_VM, options: {} })).toThrow(/no SNP VMs/);
+    // a host with SEV-ES ASIDs creates SNP VMs
+    const withEs = host();
+    withEs.createVm({ type: KVM_X86_SEV_VM, options: { minSevAsid: 2, maxSevAsid: 4 } });
+    expect(() => withEs.createVm({ type: KVM_X86_SNP_VM, options: {} })).not.toThrow();
   });
 });
 

@@ -142,7 +142,7 @@ export function sevHandleVmgexit(
   snpMsr: ((value: number) => GuestOpResult) | null,
   ghcbRegistered: ((gpa: number) => boolean) | null,
 ): GuestOpResult {
-  const terminate = (data0: number, why: string): GuestOpResult => {
+  const terminate = (data0: number | bigint, why: string): GuestOpResult => {
     const exit: KvmRunExit = { reason: 'KVM_EXIT_SYSTEM_EVENT', system_event: { type: KVM_SYSTEM_EVENT_SEV_TERM, ndata: 1, data: [data0] } };
     return { exit, detail: { reason: why } };
   };
@@ -155,25 +155,37 @@ export function sevHandleVmgexit(
     if (ghcbRegistered && !ghcbRegistered(gpa)) return { errno: 'EINVAL', detail: { reason: `vmgexit: GHCB GPA 0x${gpa.toString(16)} is not registered (SNP)` } };
     return terminate(gpa, `SVM_VMGEXIT_TERM_REQUEST: reason ${req.reason_set ?? 0}:${req.reason_code ?? 0}`);
   }
-  const value = req.value;
-  if (!Number.isInteger(value) || value < 0 || value >= U64_LIMIT) return { errno: 'EINVAL', detail: { reason: 'the GHCB MSR value is not a u64' } };
-  const info = value % (GHCB_MSR_INFO_MASK + 1);
+  // the GHCB MSR holds 64 bits: a value above 2^53 stays a bigint, so every bit reaches the
+  // request decoding and comes back unchanged
+  const value = typeof req.value === 'bigint' && req.value <= MAX_SAFE_BIGINT ? Number(req.value) : req.value;
+  if (typeof value === 'number' ? !Number.isInteger(value) || value < 0 || value >= U64_LIMIT : value < 0n || value >= U64_LIMIT_BIGINT) {
+    return { errno: 'EINVAL', detail: { reason: 'the GHCB MSR value is not a u64' } };
+  }
+  const info = msrBits(value, 0, GHCB_MSR_INFO_MASK);
   switch (info) {
     case GHCB_MSR_SEV_INFO_REQ:
       return { ret: ghcbMsrSevInfo(sev.ghcbVersion, GHCB_VERSION_MIN, SEV_ENC_BIT) };
     case GHCB_MSR_REG_GPA_REQ:
     case GHCB_MSR_PSC_REQ:
       if (!snpMsr) return terminate(value, `GHCB MSR request 0x${info.toString(16)} is SNP-only: the SEV-ES guest is terminated`);
-      return snpMsr(value);
+      return snpMsr(Number(value));
     case GHCB_MSR_TERM_REQ: {
-      const reasonSet = Math.floor(value / 2 ** 12) & 0xf;
-      const reasonCode = Math.floor(value / 2 ** 16) & 0xff;
+      const reasonSet = msrBits(value, 12, 0xf);
+      const reasonCode = msrBits(value, 16, 0xff);
       return terminate(value, `GHCB_MSR_TERM_REQ: guest requested termination ${reasonSet}:${reasonCode}`);
     }
     default:
       // "Error, keep GHCB MSR value as-is"
       return { ret: value };
   }
+}
+
+const MAX_SAFE_BIGINT = BigInt(Number.MAX_SAFE_INTEGER);
+const U64_LIMIT_BIGINT = 1n << 64n;
+
+/** `(value >> shift) & mask` of a GHCB MSR value (a number below 2^64, or a bigint) */
+function msrBits(value: number | bigint, shift: number, mask: number): number {
+  return typeof value === 'bigint' ? Number((value >> BigInt(shift)) & BigInt(mask)) : Math.floor(value / 2 ** shift) & mask;
 }
 
 interface EncRegion {
@@ -434,10 +446,11 @@ class SevBackendImpl implements SevBackend {
     // a NULL buffer hands the firmware a zero length
     const r = this.platform.firmware.launchMeasure(this.handle, len && uaddr ? len : 0);
     if (!len) {
-      // the length query: params.len is written back even though the command "failed"
+      // the length query ("goto done"): params.len = data.len is copied back to userspace even
+      // though the command failed, so the ioctl returns -EIO with the length filled in
       if (r.fwError !== SEV_RET_SUCCESS) {
         this.fwError = r.fwError;
-        sevFail('EIO', `sev_launch_measure: length query (firmware ${SEV_RET_NAMES[r.fwError] ?? r.fwError}); params.len = ${r.len ?? 0}`);
+        return { ret: -ERRNO.EIO, out: { len: r.len ?? 0 } };
       }
       return { ret: 0, out: { len: r.len ?? 0 } };
     }
@@ -555,6 +568,8 @@ class SevBackendImpl implements SevBackend {
           regions: this.regions.length,
           protected_vcpus: this.vmsaPages.size,
           error: this.fwError,
+          // the same status by its name in include/uapi/linux/psp-sev.h (enum sev_ret_code)
+          error_name: SEV_RET_NAMES[this.fwError] ?? String(this.fwError),
         };
       }
       case 'regions':
