@@ -151,6 +151,19 @@ describe('the GHCB MSR protocol of an SNP guest', () => {
     });
   });
 
+  it('REG_GPA keeps every gfn bit (63:12) exactly; PSC takes its gfn from bits 51:12 and its operation from 55:52', () => {
+    const t = withExits();
+    expect(t.vcpu.guestOp({ op: 'ghcb_msr', value: (GFN0 + 3) * 0x1000 + GHCB_MSR_REG_GPA_REQ })).toEqual({ ret: (GFN0 + 3) * 0x1000 + GHCB_MSR_REG_GPA_RESP });
+    // a gfn past 2^41: the request is no longer exact as a number, and it is still REG_GPA
+    const high = (0xf_ffff_ffff_ffffn << 12n) | BigInt(GHCB_MSR_REG_GPA_REQ);
+    expect(t.vcpu.guestOp({ op: 'ghcb_msr', value: high })).toEqual({ ret: (0xf_ffff_ffff_ffffn << 12n) | BigInt(GHCB_MSR_REG_GPA_RESP) });
+    // the registration moved there: the old GHCB gpa may no longer terminate
+    expect(t.vcpu.guestOp({ op: 'ghcb_term_request', ghcb_gpa: (GFN0 + 3) * 4096 })).toMatchObject({ errno: 'EINVAL' });
+    // bits 63:56 of a PSC request are not part of it
+    const psc = (0xabn << 56n) | (BigInt(S) << 52n) | (BigInt(GFN0 + 5) << 12n) | BigInt(GHCB_MSR_PSC_REQ);
+    expect(t.vcpu.guestOp({ op: 'ghcb_msr', value: psc }).exit).toMatchObject({ hypercall: { args: [GPA0 + 0x5000, 1, 0] } });
+  });
+
   it('an unknown SNP guest operation is EINVAL', () => {
     const t = withExits();
     expect(t.vcpu.guestOp({ op: 'bogus' } as never)).toMatchObject({ errno: 'EINVAL' });

@@ -608,17 +608,23 @@ class SnpBackendImpl implements SnpBackend {
     return { exit: this.hypercallExit(gfn * 4096, 1, attrs) };
   }
 
-  /** the SNP-only GHCB MSR requests: GHCB_MSR_REG_GPA_REQ and GHCB_MSR_PSC_REQ */
-  private snpGhcbMsr(vcpuId: number, value: number): GuestOpResult {
-    if (value % 0x1000 === GHCB_MSR_REG_GPA_REQ) {
-      const gfn = Math.floor(value / 0x1000);
-      this.ghcbRegistered.set(vcpuId, gfn * 4096);
-      return { ret: gfn * 0x1000 + GHCB_MSR_REG_GPA_RESP };
+  /**
+   * the SNP-only GHCB MSR requests: GHCB_MSR_REG_GPA_REQ and GHCB_MSR_PSC_REQ. `value` is the
+   * whole u64 (a bigint above 2^53), so a gfn in the high bits is kept exactly.
+   */
+  private snpGhcbMsr(vcpuId: number, value: number | bigint): GuestOpResult {
+    const v = BigInt(value);
+    if (Number(v & 0xfffn) === GHCB_MSR_REG_GPA_REQ) {
+      // GHCB_MSR_GPA_VALUE_MASK: the gfn is bits 63:12, and the response keeps it
+      const gpa = v & ~0xfffn;
+      this.ghcbRegistered.set(vcpuId, Number(gpa));
+      const ret = gpa | BigInt(GHCB_MSR_REG_GPA_RESP);
+      return { ret: ret <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(ret) : ret };
     }
-    // GHCB_MSR_PSC_REQ (sevHandleVmgexit() hands over only these two): gfn in bits 12..51,
-    // operation in bits 52..55
-    const gfn = Math.floor(value / 0x1000) % 2 ** 40;
-    const op = Math.floor(value / 2 ** 52) & 0xf;
+    // GHCB_MSR_PSC_REQ (sevHandleVmgexit() hands over only these two):
+    // GHCB_MSR_PSC_REQ_TO_GFN() is bits 51:12, GHCB_MSR_PSC_REQ_TO_OP() bits 55:52
+    const gfn = Number((v >> 12n) & ((1n << 40n) - 1n));
+    const op = Number((v >> 52n) & 0xfn);
     return this.pscMsr(vcpuId, gfn * 4096, op);
   }
 

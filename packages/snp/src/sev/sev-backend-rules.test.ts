@@ -144,14 +144,17 @@ describe('sev_handle_vmgexit() (sevHandleVmgexit)', () => {
   });
 
   it('REG_GPA and PSC go to the SNP handler; without one the guest is terminated with the MSR value', () => {
-    const seen: number[] = [];
-    const snp = (v: number) => {
+    const seen: (number | bigint)[] = [];
+    const snp = (v: number | bigint) => {
       seen.push(v);
       return { ret: 7 };
     };
     expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x3000 + GHCB_MSR_REG_GPA_REQ }, snp, null)).toEqual({ ret: 7 });
     expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x4000 + GHCB_MSR_PSC_REQ }, snp, null)).toEqual({ ret: 7 });
-    expect(seen).toEqual([0x3000 + GHCB_MSR_REG_GPA_REQ, 0x4000 + GHCB_MSR_PSC_REQ]);
+    // a request above 2^53 reaches the SNP handler whole
+    const high = (1n << 63n) | 0x3000n | BigInt(GHCB_MSR_REG_GPA_REQ);
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: high }, snp, null)).toEqual({ ret: 7 });
+    expect(seen).toEqual([0x3000 + GHCB_MSR_REG_GPA_REQ, 0x4000 + GHCB_MSR_PSC_REQ, high]);
     const r = sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x3000 + GHCB_MSR_REG_GPA_REQ }, null, null);
     expect(r.exit).toEqual({ reason: 'KVM_EXIT_SYSTEM_EVENT', system_event: { type: KVM_SYSTEM_EVENT_SEV_TERM, ndata: 1, data: [0x3000 + GHCB_MSR_REG_GPA_REQ] } });
   });

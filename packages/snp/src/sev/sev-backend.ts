@@ -139,7 +139,7 @@ export function sevGuestInit2(sev: SevInfo, vmType: number, createdVcpus: number
 export function sevHandleVmgexit(
   sev: SevInfo,
   req: SevGuestRequest,
-  snpMsr: ((value: number) => GuestOpResult) | null,
+  snpMsr: ((value: number | bigint) => GuestOpResult) | null,
   ghcbRegistered: ((gpa: number) => boolean) | null,
 ): GuestOpResult {
   const terminate = (data0: number | bigint, why: string): GuestOpResult => {
@@ -168,7 +168,7 @@ export function sevHandleVmgexit(
     case GHCB_MSR_REG_GPA_REQ:
     case GHCB_MSR_PSC_REQ:
       if (!snpMsr) return terminate(value, `GHCB MSR request 0x${info.toString(16)} is SNP-only: the SEV-ES guest is terminated`);
-      return snpMsr(Number(value));
+      return snpMsr(value);
     case GHCB_MSR_TERM_REQ: {
       const reasonSet = msrBits(value, 12, 0xf);
       const reasonCode = msrBits(value, 16, 0xff);
