@@ -99,6 +99,8 @@ const expectObject = z.strictObject({
   stats: z.record(z.string(), num()).optional(),
   gpa: num().optional(),
   size: num().optional(),
+  /** tdx_init_mem_region: the region copied back (with `gpa`) */
+  nr_pages: num().optional(),
   /** return code of a vendor instruction / TDCALL (number or the vendor's name) */
   ret: retCode().optional(),
 });
