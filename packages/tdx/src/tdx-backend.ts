@@ -828,6 +828,8 @@ export class TdxBackend implements VendorBackend<TdxEdge> {
           refcount: [td.refcount[0], td.refcount[1]],
           vcpus: td.vcpus.map((v, i) => ({ id: i, initialized: v?.initialized ?? false, inGuest: v?.inGuest ?? false, epoch: v?.epoch ?? 0 })),
           mrtd: td.mrtd ? td.mrtd.toString('hex') : null,
+          // pages the TD owns in the PAMT: its S-EPT pages (the root too) and its private pages
+          pamtPages: td.pamt.size,
           preFaultAllowed: this.preFault,
           waitForSeptZap: this.waitForSeptZap,
         };

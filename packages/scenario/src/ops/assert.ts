@@ -36,8 +36,8 @@ export const ASSERT_FIELDS: { readonly [K in AssertWhat]: readonly string[] } = 
   sept: ['level', 'state'],
   // TdxBackend.inspect({ what: 'td' }) (packages/tdx/src/tdx-backend.ts): KVM's TD state
   // (kvm_tdx->state, hkid, attributes, pre_fault_allowed, wait_for_sept_zap), the TDX module's
-  // lifecycle, TD epoch and MRTD, and the vCPUs by id (`vcpus: { 0: { initialized: true } }`)
-  td: ['state', 'lifecycle', 'hkid', 'hkidReleased', 'gpaw', 'attributes', 'epoch', 'refcount', 'vcpus', 'mrtd', 'preFaultAllowed', 'waitForSeptZap'],
+  // lifecycle, TD epoch, MRTD and PAMT pages, and the vCPUs by id (`vcpus: { 0: { initialized: true } }`)
+  td: ['state', 'lifecycle', 'hkid', 'hkidReleased', 'gpaw', 'attributes', 'epoch', 'refcount', 'vcpus', 'mrtd', 'pamtPages', 'preFaultAllowed', 'waitForSeptZap'],
   // SevBackend.inspect({ what: 'sev' }) (packages/snp/src/sev/sev-backend.ts)
   sev: ['active', 'es_active', 'need_init', 'asid', 'vmsa_features', 'ghcb_version', 'handle', 'policy', 'state', 'measured_bytes', 'digest', 'pages_locked', 'regions', 'protected_vcpus', 'error'],
   directmap: ['present', 'level', 'levelName'],
