@@ -101,6 +101,8 @@ const expectObject = z.strictObject({
   size: num().optional(),
   /** tdx_init_mem_region: the region copied back (with `gpa`) */
   nr_pages: num().optional(),
+  /** a TDVMCALL's R11 output (MapGPA: the gpa to resume from) */
+  r11: num().optional(),
   /** return code of a vendor instruction / TDCALL (number or the vendor's name) */
   ret: retCode().optional(),
 });

@@ -40,6 +40,8 @@ export interface Outcome {
   gpa?: number;
   size?: number;
   nr_pages?: number;
+  /** a TDVMCALL's R11 output: TDG.VP.VMCALL<MapGPA> gives the gpa to resume from on a failure or retry */
+  r11?: number;
   /** vendor instruction / TDCALL return code, as a number or the vendor's name */
   ret?: number | string;
   /** an fd, hva or vCPU handle that `as:` names for later steps */
