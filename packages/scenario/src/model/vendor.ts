@@ -16,10 +16,11 @@ function level(pageSize: number | undefined): typeof PG_LEVEL_4K | typeof PG_LEV
  * its page loop, also when a page after the first failed: what is left (`gpa`, `nr_pages`) says
  * how far it got.
  */
-function initMemRegionOutcome(r: { ret: number; out?: { gpa?: number; nr_pages?: number } }): Outcome {
+function initMemRegionOutcome(r: { ret: number; out?: object }): Outcome {
   const o = ioctlOutcome(r);
-  if (r.out?.gpa === undefined || r.out.nr_pages === undefined) return o;
-  return { ...o, gpa: r.out.gpa, nr_pages: r.out.nr_pages };
+  const region = r.out as { gpa?: unknown; nr_pages?: unknown } | undefined;
+  if (typeof region?.gpa !== 'number' || typeof region.nr_pages !== 'number') return o;
+  return { ...o, gpa: region.gpa, nr_pages: region.nr_pages };
 }
 
 /** a scenario's page-state operation → SNP_PAGE_STATE_* */
