@@ -570,6 +570,21 @@ describe('teardown', () => {
     expect(c.b.td.hkidAssigned).toBe(true);
     expect(c.b.inspect({ what: 'td' })).toMatchObject({ lifecycle: 'BLOCKED', hkidReleased: false });
   });
+
+  it('a failed TDH.VP.FLUSH is a TDX_BUG_ON (tdx_flush_vp_on_cpu())', () => {
+    const a = built();
+    const bugs = a.b.stats.bugs;
+    a.b.td.injectOperandBusy(1, 'TDH.VP.FLUSH');
+    a.b.destroy();
+    expect(a.b.stats.bugs).toBe(bugs + 1);
+    // this vCPU never entered the TD, so it was not associated and VPFLUSHDONE still succeeds
+    expect(a.b.bugReasons).toEqual(['TDH.VP.FLUSH failed: TDX_OPERAND_BUSY']);
+    // a flush that succeeds is no bug
+    const c = built();
+    c.b.destroy();
+    expect(c.b.stats.bugs).toBe(bugs);
+    expect(c.b.bugReasons).toEqual([]);
+  });
 });
 
 describe('invariants', () => {

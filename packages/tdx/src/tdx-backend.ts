@@ -33,6 +33,7 @@ import { TDX_VM_OPTIONS, type TdxEdge, type TdxGpaw, type TdxGuestRequest, type 
 import {
   TDX_OPERAND_BUSY,
   TDX_SUCCESS,
+  TDX_VCPU_NOT_ASSOCIATED,
   tdxStatusName,
   type TdvmcallStatusName,
 } from './status.js';
@@ -699,9 +700,14 @@ export class TdxBackend implements VendorBackend<TdxEdge> {
     const td = this.td;
     this.vmDestroyed = true;
     if (!td.hkidAssigned) return;
-    // tdx_mmu_release_hkid(): TDH.VP.FLUSH on each initialized vCPU; one that fails leaves its vCPU
+    // tdx_mmu_release_hkid(): TDH.VP.FLUSH on each initialized vCPU; a failure other than
+    // TDX_VCPU_NOT_ASSOCIATED is a TDX_BUG_ON (tdx_flush_vp_on_cpu()) and leaves the vCPU
     // associated, so TDH.MNG.VPFLUSHDONE below is TDX_FLUSHVP_NOT_DONE and the HKID is leaked
-    for (let i = 0; i < td.vcpus.length; i++) if (td.vcpuInitialized(i)) td.vpFlush(i);
+    for (let i = 0; i < td.vcpus.length; i++) {
+      if (!td.vcpuInitialized(i)) continue;
+      const flush = td.vpFlush(i);
+      if (flush !== TDX_SUCCESS && flush !== TDX_VCPU_NOT_ASSOCIATED) this.bug('TDH.VP.FLUSH', flush);
+    }
     let err = td.mngVpFlushDone();
     if (err === TDX_SUCCESS) {
       // smp_func_do_phymem_cache_wb() on each package only reports a failure: "the following

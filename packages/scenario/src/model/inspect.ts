@@ -98,7 +98,10 @@ function inspectVendor(vm: ModelVm, loc: AssertLocators): Record<string, unknown
   } else if (loc.what === 'td') {
     const td = backend.inspect({ what: 'td' }) as ({ vcpus: { id: number }[] } & Record<string, unknown>) | undefined;
     // the vCPUs by id, so that a step names the one it checks: `vcpus: { 1: { initialized: true } }`
-    state = td && { ...td, vcpus: Object.fromEntries(td.vcpus.map((v) => [String(v.id), v])) };
+    // (a vCPU the TDX module never saw leaves a hole in the list, which forEach skips)
+    const vcpus: Record<string, unknown> = {};
+    td?.vcpus.forEach((v) => (vcpus[String(v.id)] = v));
+    state = td && { ...td, vcpus };
   } else {
     state = backend.inspect({ what: 'directmap', pfn: locatePfn(vm, loc) });
   }
