@@ -31,6 +31,7 @@ import {
 } from '@ccmem/core';
 import { TDX_VM_OPTIONS, type TdxEdge, type TdxGpaw, type TdxGuestRequest, type TdxInspect, type TdxIoctlOut, type TdxVcpuIoctl, type TdxVmIoctl, type TdxVmOptions } from './edge.js';
 import {
+  TDX_FLUSHVP_NOT_DONE,
   TDX_OPERAND_BUSY,
   TDX_SUCCESS,
   TDX_VCPU_NOT_ASSOCIATED,
@@ -717,8 +718,15 @@ export class TdxBackend implements VendorBackend<TdxEdge> {
       err = td.mngKeyFreeid();
     }
     if (err !== TDX_SUCCESS) {
-      this.bugReasons.push(`tdx_mmu_release_hkid: ${tdxStatusName(err)}; HKID leaked`);
+      const reason = `tdx_mmu_release_hkid: ${tdxStatusName(err)}; HKID leaked`;
+      this.bugReasons.push(reason);
       this.hkidLeaked = true;
+      // TDX_FLUSHVP_NOT_DONE only ends the release ("goto out"); any other failure of
+      // TDH.MNG.VPFLUSHDONE or TDH.MNG.KEY.FREEID is a TDX_BUG_ON
+      if (err !== TDX_FLUSHVP_NOT_DONE) {
+        this.stats.bugs++;
+        this.kvm.markBugged(reason);
+      }
       return;
     }
     this.hkidReleased = true;
