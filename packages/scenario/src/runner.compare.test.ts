@@ -152,7 +152,7 @@ describe('compareOutcome: values', () => {
     fail({ stats: { pages_4k: 0 } }, {});
   });
 
-  for (const f of ['gpa', 'size'] as const) {
+  for (const f of ['gpa', 'size', 'nr_pages', 'r11'] as const) {
     it(`${f}: equal passes, different fails, missing fails`, () => {
       pass({ [f]: 0x1000 }, { [f]: 0x1000 });
       pass({ [f]: 0 }, { [f]: 0 });

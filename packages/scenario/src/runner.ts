@@ -415,7 +415,7 @@ export function compareOutcome(expectation: Expectation, outcome: Outcome): stri
       if (got !== v) out.push(`expected stats.${k} ${show(v)}, happened ${got === undefined ? (outcome.stats ? 'no such stat' : 'no stats from this target') : show(got)}`);
     }
   }
-  for (const f of ['gpa', 'size'] as const) {
+  for (const f of ['gpa', 'size', 'nr_pages', 'r11'] as const) {
     const want = expected[f];
     if (want !== undefined && !sameValue(want, outcome[f])) out.push(`expected ${f} ${show(want)}, happened ${show(outcome[f])}`);
   }
@@ -449,7 +449,7 @@ export function invariantViolations(outcome: Outcome): string[] {
 }
 
 function hasValueFields(e: Expectation): boolean {
-  return e.value !== undefined || e.stat !== undefined || e.status !== undefined || e.dirty_pages !== undefined || e.dirty_gfns !== undefined || e.gpa !== undefined || e.size !== undefined || e.ret !== undefined || e.stats !== undefined;
+  return e.value !== undefined || e.stat !== undefined || e.status !== undefined || e.dirty_pages !== undefined || e.dirty_gfns !== undefined || e.gpa !== undefined || e.size !== undefined || e.nr_pages !== undefined || e.r11 !== undefined || e.ret !== undefined || e.stats !== undefined;
 }
 
 /** the expected state an `assert` step names: every field that is not a locator */
@@ -545,6 +545,8 @@ export function describeOutcome(o: Outcome): string {
   if (o.dirty_gfns !== undefined) parts.push(`dirty_gfns [${o.dirty_gfns.map(gfnText).join(', ')}]`);
   if (o.gpa !== undefined) parts.push(`gpa ${show(o.gpa)}`);
   if (o.size !== undefined) parts.push(`size ${show(o.size)}`);
+  if (o.nr_pages !== undefined) parts.push(`nr_pages ${show(o.nr_pages)}`);
+  if (o.r11 !== undefined) parts.push(`r11 ${show(o.r11)}`);
   if (o.ret !== undefined) parts.push(`ret ${show(o.ret)}`);
   if (typeof o.detail?.error === 'string') parts.push(o.detail.error);
   if (parts.length === 0) parts.push(o.result !== undefined ? `ok (${show(o.result)})` : 'ok');
@@ -646,6 +648,8 @@ export function diffOutcomes(a: Outcome, b: Outcome): string[] {
   cmp('dirty_gfns', a.dirty_gfns?.map(gfnText).join(' '), b.dirty_gfns?.map(gfnText).join(' '));
   cmp('gpa', a.gpa, b.gpa);
   cmp('size', a.size, b.size);
+  cmp('nr_pages', a.nr_pages, b.nr_pages);
+  cmp('r11', a.r11, b.r11);
   cmp('ret', a.ret, b.ret);
   return out;
 }

@@ -99,6 +99,10 @@ const expectObject = z.strictObject({
   stats: z.record(z.string(), num()).optional(),
   gpa: num().optional(),
   size: num().optional(),
+  /** tdx_init_mem_region: the region copied back (with `gpa`) */
+  nr_pages: num().optional(),
+  /** a TDVMCALL's R11 output (MapGPA: the gpa to resume from) */
+  r11: num().optional(),
   /** return code of a vendor instruction / TDCALL (number or the vendor's name) */
   ret: retCode().optional(),
 });

@@ -33,9 +33,15 @@ export interface Outcome {
    * step that expects `stats`)
    */
   stats?: Record<string, number>;
-  /** pre_fault_memory: the remaining range copied back to userspace */
+  /**
+   * pre_fault_memory: the remaining range copied back to userspace; tdx_init_mem_region: `gpa`
+   * and `nr_pages` of the region copied back (what is left of it)
+   */
   gpa?: number;
   size?: number;
+  nr_pages?: number;
+  /** a TDVMCALL's R11 output: TDG.VP.VMCALL<MapGPA> gives the gpa to resume from on a failure or retry */
+  r11?: number;
   /** vendor instruction / TDCALL return code, as a number or the vendor's name (a bigint above 2^53) */
   ret?: number | string | bigint;
   /** an fd, hva or vCPU handle that `as:` names for later steps */

@@ -554,8 +554,11 @@ describe('teardown', () => {
 
   it('a failed VPFLUSHDONE stops the release, a failed CACHE.WB makes KEY.FREEID fail: the HKID is leaked', () => {
     const a = built();
+    const bugs = a.b.stats.bugs;
     a.b.td.injectOperandBusy(1, 'TDH.MNG.VPFLUSHDONE');
     a.b.destroy();
+    // a VPFLUSHDONE failure other than TDX_FLUSHVP_NOT_DONE is a TDX_BUG_ON, as is KEY.FREEID's
+    expect(a.b.stats.bugs).toBe(bugs + 1);
     expect(a.b.bugReasons).toEqual(['tdx_mmu_release_hkid: TDX_OPERAND_BUSY; HKID leaked']);
     expect(a.b.td.callCount('TDH.PHYMEM.CACHE.WB')).toBe(0);
     expect(a.b.td.hkidAssigned).toBe(true);
@@ -567,8 +570,23 @@ describe('teardown', () => {
     // tdx_mmu_release_hkid() goes on to TDH.MNG.KEY.FREEID, which the module refuses without the write-back
     expect(c.b.bugReasons).toEqual(['TDH.PHYMEM.CACHE.WB failed: TDX_OPERAND_BUSY', 'tdx_mmu_release_hkid: TDX_LIFECYCLE_STATE_INCORRECT; HKID leaked']);
     expect(c.b.td.callStats()['TDH.MNG.KEY.FREEID']).toEqual({ calls: 1, failures: 1 });
+    expect(c.b.stats.bugs).toBe(bugs + 1);
     expect(c.b.td.hkidAssigned).toBe(true);
     expect(c.b.inspect({ what: 'td' })).toMatchObject({ lifecycle: 'BLOCKED', hkidReleased: false });
+  });
+
+  it('a failed TDH.VP.FLUSH is a TDX_BUG_ON (tdx_flush_vp_on_cpu())', () => {
+    const a = built();
+    const bugs = a.b.stats.bugs;
+    a.b.td.injectOperandBusy(1, 'TDH.VP.FLUSH');
+    a.b.destroy();
+    expect(a.b.stats.bugs).toBe(bugs + 1);
+    expect(a.b.bugReasons[0]).toBe('TDH.VP.FLUSH failed: TDX_OPERAND_BUSY');
+    // a flush that succeeds is no bug
+    const c = built();
+    c.b.destroy();
+    expect(c.b.stats.bugs).toBe(bugs);
+    expect(c.b.bugReasons).toEqual([]);
   });
 });
 

@@ -78,6 +78,8 @@ describe('TDX backend: build flow', () => {
     expect(b.td.callCount('TDH.MEM.PAGE.ADD')).toBe(2);
     expect(b.td.callCount('TDH.MR.EXTEND')).toBe(32);
     expect(b.td.callCount('TDH.MEM.SEPT.ADD')).toBe(3);
+    // the PAMT owns the S-EPT root, the three tables SEPT.ADD linked and the two pages added
+    expect((b.inspect({ what: 'td' }) as { pamtPages: number }).pamtPages).toBe(6);
     const s = b.inspect({ what: 'sept', gpa: 2 ** 47 }) as { state: string; pfn: number; level: number };
     expect(s.state).toBe('PRESENT');
     expect(phys.readBytes(s.pfn, 0, 4)).toEqual(new Uint8Array([0xaa, 0xaa, 0xaa, 0xaa]));

@@ -31,8 +31,10 @@ import {
 } from '@ccmem/core';
 import { TDX_VM_OPTIONS, type TdxEdge, type TdxGpaw, type TdxGuestRequest, type TdxInspect, type TdxIoctlOut, type TdxVcpuIoctl, type TdxVmIoctl, type TdxVmOptions } from './edge.js';
 import {
+  TDX_FLUSHVP_NOT_DONE,
   TDX_OPERAND_BUSY,
   TDX_SUCCESS,
+  TDX_VCPU_NOT_ASSOCIATED,
   tdxStatusName,
   type TdvmcallStatusName,
 } from './status.js';
@@ -699,9 +701,14 @@ export class TdxBackend implements VendorBackend<TdxEdge> {
     const td = this.td;
     this.vmDestroyed = true;
     if (!td.hkidAssigned) return;
-    // tdx_mmu_release_hkid(): TDH.VP.FLUSH on each initialized vCPU; one that fails leaves its vCPU
+    // tdx_mmu_release_hkid(): TDH.VP.FLUSH on each initialized vCPU; a failure other than
+    // TDX_VCPU_NOT_ASSOCIATED is a TDX_BUG_ON (tdx_flush_vp_on_cpu()) and leaves the vCPU
     // associated, so TDH.MNG.VPFLUSHDONE below is TDX_FLUSHVP_NOT_DONE and the HKID is leaked
-    for (let i = 0; i < td.vcpus.length; i++) if (td.vcpuInitialized(i)) td.vpFlush(i);
+    for (let i = 0; i < td.vcpus.length; i++) {
+      if (!td.vcpuInitialized(i)) continue;
+      const flush = td.vpFlush(i);
+      if (flush !== TDX_SUCCESS && flush !== TDX_VCPU_NOT_ASSOCIATED) this.bug('TDH.VP.FLUSH', flush);
+    }
     let err = td.mngVpFlushDone();
     if (err === TDX_SUCCESS) {
       // smp_func_do_phymem_cache_wb() on each package only reports a failure: "the following
@@ -711,8 +718,15 @@ export class TdxBackend implements VendorBackend<TdxEdge> {
       err = td.mngKeyFreeid();
     }
     if (err !== TDX_SUCCESS) {
-      this.bugReasons.push(`tdx_mmu_release_hkid: ${tdxStatusName(err)}; HKID leaked`);
+      const reason = `tdx_mmu_release_hkid: ${tdxStatusName(err)}; HKID leaked`;
+      this.bugReasons.push(reason);
       this.hkidLeaked = true;
+      // TDX_FLUSHVP_NOT_DONE only ends the release ("goto out"); any other failure of
+      // TDH.MNG.VPFLUSHDONE or TDH.MNG.KEY.FREEID is a TDX_BUG_ON
+      if (err !== TDX_FLUSHVP_NOT_DONE) {
+        this.stats.bugs++;
+        this.kvm.markBugged(reason);
+      }
       return;
     }
     this.hkidReleased = true;
@@ -828,6 +842,8 @@ export class TdxBackend implements VendorBackend<TdxEdge> {
           refcount: [td.refcount[0], td.refcount[1]],
           vcpus: td.vcpus.map((v, i) => ({ id: i, initialized: v?.initialized ?? false, inGuest: v?.inGuest ?? false, epoch: v?.epoch ?? 0 })),
           mrtd: td.mrtd ? td.mrtd.toString('hex') : null,
+          // pages the TD owns in the PAMT: its S-EPT pages (the root too) and its private pages
+          pamtPages: td.pamt.size,
           preFaultAllowed: this.preFault,
           waitForSeptZap: this.waitForSeptZap,
         };

@@ -19,6 +19,7 @@ export function inspectState(vm: ModelVm, process: Process, loc: AssertLocators)
       return inspectSpte(vm, loc);
     case 'rmp':
     case 'sept':
+    case 'td':
     case 'directmap':
     case 'sev':
     case 'launch':
@@ -94,6 +95,13 @@ function inspectVendor(vm: ModelVm, loc: AssertLocators): Record<string, unknown
     if (state === null) return { assigned: false, present: false };
   } else if (loc.what === 'sev' || loc.what === 'launch') {
     state = backend.inspect({ what: loc.what });
+  } else if (loc.what === 'td') {
+    const td = backend.inspect({ what: 'td' }) as ({ vcpus: { id: number }[] } & Record<string, unknown>) | undefined;
+    // the vCPUs by id, so that a step names the one it checks: `vcpus: { 1: { initialized: true } }`
+    // (a vCPU the TDX module never saw leaves a hole in the list, which forEach skips)
+    const vcpus: Record<string, unknown> = {};
+    td?.vcpus.forEach((v) => (vcpus[String(v.id)] = v));
+    state = td && { ...td, vcpus };
   } else {
     state = backend.inspect({ what: 'directmap', pfn: locatePfn(vm, loc) });
   }

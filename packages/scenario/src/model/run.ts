@@ -96,6 +96,11 @@ export function guestOpOutcome(r: GuestOpResult, family: RetFamily): Outcome {
     if (alias !== undefined) detail.ret_alias = alias;
   }
   if (typeof detail.reason === 'string' && detail.check === undefined) detail.check = detail.reason;
+  // a TDVMCALL's R11 output (MapGPA's gpa to resume from)
+  if (typeof detail.r11 === 'number') {
+    out.r11 = detail.r11;
+    delete detail.r11;
+  }
   if (Object.keys(detail).length) out.detail = detail;
   return out;
 }

@@ -1,6 +1,7 @@
 /** Model handlers: SEV-SNP and TDX ioctls and guest instructions, and MapGPA for both. */
 import { gpaToGfn, KVM_X86_TDX_VM, PAGE_SIZE, PG_LEVEL_2M, PG_LEVEL_4K } from '@ccmem/core';
 import { SNP_PAGE_STATE_PRIVATE, SNP_PAGE_STATE_SHARED } from '@ccmem/snp';
+import type { Outcome } from '../target.js';
 import { guestOpOutcome, ioctlOutcome, type ModelHandlers } from './run.js';
 
 const SZ_2M = 2 * 1024 * 1024;
@@ -8,6 +9,18 @@ const SZ_2M = 2 * 1024 * 1024;
 /** a scenario's page size → the PG_LEVEL_* operand of PVALIDATE, RMPADJUST and TDG.MEM.PAGE.ACCEPT */
 function level(pageSize: number | undefined): typeof PG_LEVEL_4K | typeof PG_LEVEL_2M {
   return pageSize === SZ_2M ? PG_LEVEL_2M : PG_LEVEL_4K;
+}
+
+/**
+ * KVM_TDX_INIT_MEM_REGION: tdx_vcpu_init_mem_region() copies the region back to userspace after
+ * its page loop, also when a page after the first failed: what is left (`gpa`, `nr_pages`) says
+ * how far it got.
+ */
+function initMemRegionOutcome(r: { ret: number; out?: object }): Outcome {
+  const o = ioctlOutcome(r);
+  const region = r.out as { gpa?: unknown; nr_pages?: unknown } | undefined;
+  if (typeof region?.gpa !== 'number' || typeof region.nr_pages !== 'number') return o;
+  return { ...o, gpa: region.gpa, nr_pages: region.nr_pages };
 }
 
 /** a scenario's page-state operation → SNP_PAGE_STATE_* */
@@ -39,7 +52,7 @@ export const VENDOR_HANDLERS = {
   tdx_finalize_vm: (_a, m) => ioctlOutcome(m.vm.memoryEncryptOp({ cmd: 'tdx_finalize_vm' })),
   tdx_init_vcpu: (a, m) => ioctlOutcome(m.vcpu(a.vcpu).memoryEncryptOp({ cmd: 'tdx_init_vcpu' })),
   tdx_init_mem_region: (a, m) =>
-    ioctlOutcome(m.vcpu(a.vcpu).memoryEncryptOp({ cmd: 'tdx_init_mem_region', source_addr: a.source_addr, gpa: a.gpa, nr_pages: a.nr_pages, flags: a.flags ?? 0 })),
+    initMemRegionOutcome(m.vcpu(a.vcpu).memoryEncryptOp({ cmd: 'tdx_init_mem_region', source_addr: a.source_addr, gpa: a.gpa, nr_pages: a.nr_pages, flags: a.flags ?? 0 })),
   guest_accept: (a, m) => guestOpOutcome(m.guestVcpu(a.vcpu).guestOp({ op: 'accept', gpa: a.gpa, level: level(a.page_size) }), 'tdx'),
 
   guest_map_gpa_range(a, m) {

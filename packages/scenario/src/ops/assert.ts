@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { addr, num, pfn } from './fields.js';
 import { defineOp } from './op.js';
 
-export const ASSERT_WHAT = ['attributes', 'spte', 'rmp', 'sept', 'directmap', 'stats', 'memslot', 'gmem', 'sev', 'launch'] as const;
+export const ASSERT_WHAT = ['attributes', 'spte', 'rmp', 'sept', 'td', 'directmap', 'stats', 'memslot', 'gmem', 'sev', 'launch'] as const;
 export type AssertWhat = (typeof ASSERT_WHAT)[number];
 
 /** Fields of an assert step that locate the thing inspected; every other field is an expected value. */
@@ -34,6 +34,10 @@ export const ASSERT_FIELDS: { readonly [K in AssertWhat]: readonly string[] } = 
   // RmpEntryView (packages/snp/src/rmp.ts); `present: false` when no page backs the gpa
   rmp: ['assigned', 'pagesize', 'immutable', 'asid', 'vmsa', 'validated', 'vmpl', 'level', 'present'],
   sept: ['level', 'state'],
+  // TdxBackend.inspect({ what: 'td' }) (packages/tdx/src/tdx-backend.ts): KVM's TD state
+  // (kvm_tdx->state, hkid, attributes, pre_fault_allowed, wait_for_sept_zap), the TDX module's
+  // lifecycle, TD epoch, MRTD and PAMT pages, and the vCPUs by id (`vcpus: { 0: { initialized: true } }`)
+  td: ['state', 'lifecycle', 'hkid', 'hkidReleased', 'gpaw', 'attributes', 'epoch', 'refcount', 'vcpus', 'mrtd', 'pamtPages', 'preFaultAllowed', 'waitForSeptZap'],
   // SevBackend.inspect({ what: 'sev' }) (packages/snp/src/sev/sev-backend.ts)
   sev: ['active', 'es_active', 'need_init', 'asid', 'vmsa_features', 'ghcb_version', 'handle', 'policy', 'state', 'measured_bytes', 'digest', 'pages_locked', 'regions', 'protected_vcpus', 'error', 'error_name'],
   directmap: ['present', 'level', 'levelName'],

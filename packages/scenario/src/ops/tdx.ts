@@ -11,6 +11,7 @@ export const TDX_OPS = {
   tdx_init_mem_region: defineOp({
     args: z.strictObject({ vcpu: addr(), source_addr: addr(), gpa: num(), nr_pages: num(), flags: flags('tdx_init_mem_region').optional() }),
     does: '`KVM_TDX_INIT_MEM_REGION`: add `nr_pages` pages copied from `source_addr` at `gpa` (TDH.MEM.PAGE.ADD; TDH.MR.EXTEND too with `KVM_TDX_MEASURE_MEMORY_REGION`)',
+    result: '`gpa`, `nr_pages`: the region copied back (also after a page past the first failed)',
     needs: TDX,
   }),
   tdx_finalize_vm: defineOp({ args: z.strictObject({}), does: '`KVM_TDX_FINALIZE_VM`', needs: TDX }),
