@@ -1,6 +1,6 @@
 /** Model handlers: SEV-SNP and TDX ioctls and guest instructions, and MapGPA for both. */
-import { gpaToGfn, KVM_X86_TDX_VM, PAGE_SIZE, PG_LEVEL_2M, PG_LEVEL_4K } from '@ccmem/core';
-import { SNP_PAGE_STATE_PRIVATE, SNP_PAGE_STATE_SHARED } from '@ccmem/snp';
+import { fail, gpaToGfn, KVM_X86_TDX_VM, PAGE_SIZE, PG_LEVEL_2M, PG_LEVEL_4K } from '@ccmem/core';
+import { SNP_PAGE_STATE_PRIVATE, SNP_PAGE_STATE_PSMASH, SNP_PAGE_STATE_SHARED, SNP_PAGE_STATE_UNSMASH } from '@ccmem/snp';
 import { guestOpOutcome, ioctlOutcome, type ModelHandlers } from './run.js';
 
 const SZ_2M = 2 * 1024 * 1024;
@@ -10,9 +10,11 @@ function level(pageSize: number | undefined): typeof PG_LEVEL_4K | typeof PG_LEV
   return pageSize === SZ_2M ? PG_LEVEL_2M : PG_LEVEL_4K;
 }
 
+const PAGE_STATE = { private: SNP_PAGE_STATE_PRIVATE, shared: SNP_PAGE_STATE_SHARED, psmash: SNP_PAGE_STATE_PSMASH, unsmash: SNP_PAGE_STATE_UNSMASH } as const;
+
 /** a scenario's page-state operation → SNP_PAGE_STATE_* */
-function pageState(op: 'private' | 'shared'): number {
-  return op === 'private' ? SNP_PAGE_STATE_PRIVATE : SNP_PAGE_STATE_SHARED;
+function pageState(op: keyof typeof PAGE_STATE): number {
+  return PAGE_STATE[op];
 }
 
 export const VENDOR_HANDLERS = {
@@ -30,7 +32,14 @@ export const VENDOR_HANDLERS = {
     ),
   guest_psc_msr: (a, m) => guestOpOutcome(m.guestVcpu(a.vcpu).guestOp({ op: 'psc_msr', gpa: a.gpa, operation: pageState(a.operation) }), 'other'),
   guest_psc(a, m) {
-    const entries = a.entries.map((e) => ({ gfn: gpaToGfn(e.gpa), operation: pageState(e.operation), pagesize: e.page_size === SZ_2M ? (1 as const) : (0 as const) }));
+    // struct psc_entry: cur_page is a 12-bit field
+    for (const e of a.entries) if (e.cur_page !== undefined && !(Number.isInteger(e.cur_page) && e.cur_page >= 0 && e.cur_page <= 0xfff)) fail('EINVAL', `guest_psc: cur_page ${e.cur_page} does not fit the entry's 12-bit field`);
+    const entries = a.entries.map((e) => ({
+      gfn: gpaToGfn(e.gpa),
+      operation: pageState(e.operation),
+      pagesize: e.page_size === SZ_2M ? (1 as const) : (0 as const),
+      ...(e.cur_page !== undefined && { cur_page: e.cur_page }),
+    }));
     return guestOpOutcome(m.guestVcpu(a.vcpu).guestOp({ op: 'psc', entries }), 'other');
   },
 
