@@ -176,6 +176,37 @@ describe('compareOutcome: values', () => {
     pass({}, { ret: 'TDX_SUCCESS' });
     fail({}, { ret: 'TDX_SUCCESS_NOT' });
   });
+
+  it('params: only the fields named are compared; a different or missing field fails', () => {
+    const o: Outcome = { params: { gfn_start: 0x100002, uaddr: 0x7000_2000, len: 0x1000, type: 1, flags: 0 } };
+    pass({ params: { gfn_start: 0x100002, len: 0x1000 } }, o);
+    pass({ params: {} }, o);
+    fail({ params: { len: 0 } }, o);
+    fail({ params: { pad: 0 } }, o);
+    fail({ params: { len: 0x1000 } }, {});
+    fail({ params: { len: 0x1000 } }, { errno: 'EIO' });
+  });
+
+  it('params: a value naming an earlier step is resolved before the comparison', () => {
+    const yaml = (off: string) => `name: t
+vm: { type: snp }
+steps:
+  - mmap: { size: 8KiB }
+    as: src
+  - snp_launch_update: { gfn_start: 0x100000, uaddr: src, len: 8KiB, type: KVM_SEV_SNP_PAGE_TYPE_NORMAL }
+    expect: { params: { uaddr: src+${off} } }
+`;
+    const target: Target = {
+      name: 'model',
+      begin() {},
+      end() {},
+      execute: (s) => (s.op === 'mmap' ? { result: 0x7000_0000 } : { params: { uaddr: 0x7000_1000 } }),
+    };
+    const run = (off: string) => runScenario(parseScenario(yaml(off)), target).steps[1]!;
+    expect(run('4KiB').mismatches).toEqual([]);
+    expect(run('8KiB').mismatches.join()).toMatch(/expected params.uaddr/);
+    expect(run('8KiB').mismatches.join()).toMatch(/expected params.uaddr/);
+  });
 });
 
 describe('diffOutcomes: every compared field', () => {
@@ -189,6 +220,7 @@ describe('diffOutcomes: every compared field', () => {
       dirty_pages: [1, 2],
       gpa: 0x1000,
       size: 0x2000,
+      params: { len: 0x1000 },
       ret: 0,
     };
     expect(diffOutcomes(all, { ...all, dirty_pages: [2, 1] })).toEqual([]);
@@ -202,6 +234,7 @@ describe('diffOutcomes: every compared field', () => {
       ['dirty_pages', [1, 3], 'dirty_pages'],
       ['gpa', 0x3000, 'gpa'],
       ['size', 0x1000, 'size'],
+      ['params', { len: 0 }, 'params.len'],
       ['ret', 6, 'ret'],
     ];
     for (const [k, v, field] of changes) {

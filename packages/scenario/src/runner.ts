@@ -224,8 +224,12 @@ function runStep(
   if (outcome.skipped !== undefined) {
     return { ...base, pass: true, outcome, expected, mismatches: [], skipped: outcome.skipped };
   }
-  const mismatches =
-    step.op === 'assert' ? compareAssert(expected as Record<string, unknown>, outcome) : compareOutcome(step.expect, outcome);
+  let mismatches: string[];
+  try {
+    mismatches = step.op === 'assert' ? compareAssert(expected as Record<string, unknown>, outcome) : compareOutcome(resolveExpect(step.expect, names), outcome);
+  } catch (e) {
+    mismatches = [errorText(e)];
+  }
   mismatches.push(...invariantViolations(outcome));
   if (step.as !== undefined) {
     if (outcome.result !== undefined) names.set(step.as, outcome.result);
@@ -233,6 +237,12 @@ function runStep(
   }
   const rule = typeof outcome.detail?.check === 'string' ? outcome.detail.check : undefined;
   return { ...base, pass: mismatches.length === 0, outcome, expected, mismatches, ...(rule !== undefined && { rule }) };
+}
+
+/** an expectation with the names in `params` (addresses of earlier steps' results) resolved */
+function resolveExpect(e: Expectation, names: ReadonlyMap<string, number>): Expectation {
+  if (e.params === undefined) return e;
+  return { ...e, params: resolveValue(e.params, names) as Record<string, number> };
 }
 
 function execute(target: Target, step: ResolvedStep, ctx: RunContext): { outcome: Outcome; thrown?: string } {
@@ -419,6 +429,12 @@ export function compareOutcome(expectation: Expectation, outcome: Outcome): stri
     const want = expected[f];
     if (want !== undefined && !sameValue(want, outcome[f])) out.push(`expected ${f} ${show(want)}, happened ${show(outcome[f])}`);
   }
+  if (expected.params !== undefined) {
+    for (const [k, v] of Object.entries(expected.params)) {
+      const got = outcome.params?.[k];
+      if (!sameValue(v, got)) out.push(`expected params.${k} ${show(v)}, happened ${got === undefined ? (outcome.params ? 'no such field' : happened) : show(got)}`);
+    }
+  }
   // a vendor return code matches by number or by name: the target may give the other
   // spelling in detail.ret_alias (e.g. ret 6 with alias FAIL_SIZEMISMATCH)
   if (expected.ret !== undefined) {
@@ -449,7 +465,7 @@ export function invariantViolations(outcome: Outcome): string[] {
 }
 
 function hasValueFields(e: Expectation): boolean {
-  return e.value !== undefined || e.stat !== undefined || e.status !== undefined || e.dirty_pages !== undefined || e.dirty_gfns !== undefined || e.gpa !== undefined || e.size !== undefined || e.ret !== undefined || e.stats !== undefined;
+  return e.value !== undefined || e.stat !== undefined || e.status !== undefined || e.dirty_pages !== undefined || e.dirty_gfns !== undefined || e.gpa !== undefined || e.size !== undefined || e.params !== undefined || e.ret !== undefined || e.stats !== undefined;
 }
 
 /** the expected state an `assert` step names: every field that is not a locator */
@@ -646,6 +662,7 @@ export function diffOutcomes(a: Outcome, b: Outcome): string[] {
   cmp('dirty_gfns', a.dirty_gfns?.map(gfnText).join(' '), b.dirty_gfns?.map(gfnText).join(' '));
   cmp('gpa', a.gpa, b.gpa);
   cmp('size', a.size, b.size);
+  for (const k of new Set([...Object.keys(a.params ?? {}), ...Object.keys(b.params ?? {})])) cmp(`params.${k}`, a.params?.[k], b.params?.[k]);
   cmp('ret', a.ret, b.ret);
   return out;
 }

@@ -38,6 +38,11 @@ export interface Outcome {
   size?: number;
   /** vendor instruction / TDCALL return code, as a number or the vendor's name */
   ret?: number | string;
+  /**
+   * the argument struct an ioctl copied back to userspace, by the uAPI's field names (the
+   * `struct kvm_sev_snp_launch_update` of KVM_SEV_SNP_LAUNCH_UPDATE)
+   */
+  params?: Record<string, number>;
   /** an fd, hva or vCPU handle that `as:` names for later steps */
   result?: number;
   /** the target cannot run this step (e.g. "missing KVM_CAP_MEMORY_ATTRIBUTES") */

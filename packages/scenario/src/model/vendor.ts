@@ -19,8 +19,13 @@ function pageState(op: keyof typeof PAGE_STATE): number {
 
 export const VENDOR_HANDLERS = {
   snp_launch_start: (a, m) => ioctlOutcome(m.vm.memoryEncryptOp({ cmd: 'snp_launch_start', policy: a.policy, flags: a.flags ?? 0 })),
-  snp_launch_update: (a, m) =>
-    ioctlOutcome(m.vm.memoryEncryptOp({ cmd: 'snp_launch_update', gfn_start: a.gfn_start, len: a.len, type: a.type, uaddr: a.uaddr ?? 0, flags: a.flags ?? 0 })),
+  snp_launch_update(a, m) {
+    const o = ioctlOutcome(m.vm.memoryEncryptOp({ cmd: 'snp_launch_update', gfn_start: a.gfn_start, len: a.len, type: a.type, uaddr: a.uaddr ?? 0, flags: a.flags ?? 0 }));
+    // snp_launch_update() copies struct kvm_sev_snp_launch_update back only when it succeeds
+    if (o.errno !== undefined || o.detail === undefined) return o;
+    const d = o.detail;
+    return { ...o, params: { gfn_start: Number(d.gfn_start), uaddr: Number(d.uaddr), len: Number(d.len), type: Number(d.type), flags: Number(d.flags) } };
+  },
   snp_launch_finish: (a, m) =>
     ioctlOutcome(m.vm.memoryEncryptOp({ cmd: 'snp_launch_finish', flags: a.flags ?? 0, ...(a.host_data !== undefined && { host_data: a.host_data }) })),
   guest_pvalidate: (a, m) =>
