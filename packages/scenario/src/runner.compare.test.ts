@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { Expectation } from './schema.js';
-import { compareOutcome, diffOutcomes, runScenario } from './runner.js';
+import { compareOutcome, diffOutcomes, runScenario, sameValue } from './runner.js';
 import { parseScenario, tryParseScenario } from './parse.js';
 import type { Outcome, Target } from './target.js';
 
@@ -278,5 +278,15 @@ describe('assert: fields', () => {
     // a field another kind of state reports is still wrong here
     expect(tryParseScenario(sc(', assigned: true')).ok).toBe(false);
     expect(tryParseScenario(sc(', present: true, level: 1')).ok).toBe(true);
+  });
+});
+
+describe('sameValue: numeric strings', () => {
+  it('an assert value written with digit-group separators compares by value', () => {
+    expect(sameValue('0x1_0000_4000', 0x1_0000_4000)).toBe(true);
+    expect(sameValue('1_000', 1000)).toBe(true);
+    expect(sameValue('0x1_0000_4000', 0x1_0000_5000)).toBe(false);
+    expect(sameValue('0x_1', 1)).toBe(false);
+    expect(sameValue('4K', 4)).toBe(false);
   });
 });

@@ -517,7 +517,8 @@ export function sameValue(a: unknown, b: unknown): boolean {
 function asBigInt(v: unknown): bigint | undefined {
   if (typeof v === 'bigint') return v;
   if (typeof v === 'number' && Number.isInteger(v)) return BigInt(v);
-  if (typeof v === 'string' && /^(0x[0-9a-fA-F]+|[0-9]+)$/.test(v)) return BigInt(v);
+  // a number in the scenario syntax, `_` separating digit groups (`0x1_0000_4000`)
+  if (typeof v === 'string' && /^(0x[0-9a-fA-F]+(_[0-9a-fA-F]+)*|[0-9]+(_[0-9]+)*)$/.test(v)) return BigInt(v.replaceAll('_', ''));
   return undefined;
 }
 

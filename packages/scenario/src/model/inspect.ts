@@ -92,6 +92,8 @@ function inspectVendor(vm: ModelVm, loc: AssertLocators): Record<string, unknown
   } else if (loc.what === 'rmp') {
     state = loc.pfn !== undefined ? backend.inspect({ what: 'rmp', pfn: loc.pfn }) : backend.inspect({ what: 'rmp', gpa: locateGfn(vm, loc).gfn * PAGE_SIZE });
     if (state === null) return { assigned: false, present: false };
+    // the entry's Guest_Physical_Address field: `gpa` is the assert's locator
+    return { ...(state as Record<string, unknown>), rmp_gpa: (state as { gpa: number }).gpa };
   } else if (loc.what === 'sev' || loc.what === 'launch') {
     state = backend.inspect({ what: loc.what });
   } else {

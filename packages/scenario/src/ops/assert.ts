@@ -31,8 +31,9 @@ const assertValue = z
 export const ASSERT_FIELDS: { readonly [K in AssertWhat]: readonly string[] } = {
   attributes: ['attributes', 'private'],
   spte: ['present', 'level', 'leaf_gfn', 'leaf_pfn', 'writable', 'mmu_writable', 'dirty', 'accessed', 'mirror', 'private'],
-  // RmpEntryView (packages/snp/src/rmp.ts); `present: false` when no page backs the gpa
-  rmp: ['assigned', 'pagesize', 'immutable', 'asid', 'vmsa', 'validated', 'vmpl', 'level', 'present'],
+  // RmpEntryView (packages/snp/src/rmp.ts), its `gpa` as `rmp_gpa` (`gpa` locates the entry);
+  // `present: false` when no page backs the gpa
+  rmp: ['assigned', 'pagesize', 'immutable', 'asid', 'vmsa', 'validated', 'vmpl', 'level', 'present', 'rmp_gpa'],
   sept: ['level', 'state'],
   // SevBackend.inspect({ what: 'sev' }) (packages/snp/src/sev/sev-backend.ts)
   sev: ['active', 'es_active', 'need_init', 'asid', 'vmsa_features', 'ghcb_version', 'handle', 'policy', 'state', 'measured_bytes', 'digest', 'pages_locked', 'regions', 'protected_vcpus', 'error'],
