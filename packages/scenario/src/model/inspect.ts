@@ -92,14 +92,14 @@ function inspectVendor(vm: ModelVm, loc: AssertLocators): Record<string, unknown
   } else if (loc.what === 'rmp') {
     state = loc.pfn !== undefined ? backend.inspect({ what: 'rmp', pfn: loc.pfn }) : backend.inspect({ what: 'rmp', gpa: locateGfn(vm, loc).gfn * PAGE_SIZE });
     if (state === null) return { assigned: false, present: false };
-    // the entry's Guest_Physical_Address field: `gpa` is the assert's locator
-    return { ...(state as Record<string, unknown>), rmp_gpa: (state as { gpa: number }).gpa };
   } else if (loc.what === 'sev' || loc.what === 'launch') {
     state = backend.inspect({ what: loc.what });
   } else {
     state = backend.inspect({ what: 'directmap', pfn: locatePfn(vm, loc) });
   }
   if (state === undefined) fail('EINVAL', `assert ${loc.what}: the ${backend.name} backend has no such state`);
+  // the RMP entry's Guest_Physical_Address field as `rmp_gpa`: `gpa` is the assert's locator
+  if (loc.what === 'rmp') return { ...(state as Record<string, unknown>), rmp_gpa: (state as { gpa: number }).gpa };
   return { ...(state as Record<string, unknown>) };
 }
 
