@@ -40,7 +40,8 @@ export interface Outcome {
   ret?: number | string;
   /**
    * the argument struct an ioctl copied back to userspace, by the uAPI's field names (the
-   * `struct kvm_sev_snp_launch_update` of KVM_SEV_SNP_LAUNCH_UPDATE)
+   * `struct kvm_sev_snp_launch_update` of KVM_SEV_SNP_LAUNCH_UPDATE), or the GHCB buffer a
+   * guest's page state change left (`cur_entry` of its header)
    */
   params?: Record<string, number>;
   /** an fd, hva or vCPU handle that `as:` names for later steps */

@@ -96,6 +96,8 @@ export function guestOpOutcome(r: GuestOpResult, family: RetFamily): Outcome {
     if (alias !== undefined) detail.ret_alias = alias;
   }
   if (typeof detail.reason === 'string' && detail.check === undefined) detail.check = detail.reason;
+  // a GHCB page state change: the header's cur_entry as the host left it in the guest's buffer
+  if (typeof detail.cur_entry === 'number') out.params = { cur_entry: detail.cur_entry };
   if (Object.keys(detail).length) out.detail = detail;
   return out;
 }

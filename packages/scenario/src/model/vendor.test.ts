@@ -27,12 +27,14 @@ describe('guest_psc entries', () => {
   it('hand cur_page to the backend: a partly done 2M entry exits for the pages left, at 4K', () => {
     const o = lastOutcome('  - guest_psc: { vcpu: cpu, entries: [{ gpa: 0x1_0020_0000, operation: shared, page_size: 2MiB, cur_page: 0x1f0 }] }\n');
     expect(o.exit).toMatchObject({ reason: 'KVM_EXIT_HYPERCALL', hypercall: { args: [0x1_0020_0000 + 0x1f0 * 4096, 0x10, 1] } });
+    expect(o.params).toEqual({ cur_entry: 0 });
   });
 
   it('map psmash and unsmash to GHCB operations 3 and 4, which KVM completes without an exit', () => {
     const o = lastOutcome('  - guest_psc: { vcpu: cpu, entries: [{ gpa: 0x1_0000_0000, operation: psmash, page_size: 2MiB }, { gpa: 0x1_0020_0000, operation: unsmash, page_size: 2MiB }] }\n');
     expect(o.exit).toBeUndefined();
     expect(o.ret).toBe(0);
+    expect(o.params).toEqual({ cur_entry: 2 });
   });
 
   it('refuse a cur_page that does not fit the 12-bit field', () => {
