@@ -185,6 +185,7 @@ describe('compareOutcome: values', () => {
     fail({ params: { pad: 0 } }, o);
     fail({ params: { len: 0x1000 } }, {});
     fail({ params: { len: 0x1000 } }, { errno: 'EIO' });
+    expect(compareOutcome({ params: { uaddr: { ref: 'src', offset: 0 } as unknown as number } }, o)).toEqual(['expected params.uaddr src: a name cannot be resolved here']);
   });
 
   it('params: a value naming an earlier step is resolved before the comparison', () => {
