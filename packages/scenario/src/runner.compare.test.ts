@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { Expectation } from './schema.js';
-import { compareOutcome, diffOutcomes, runScenario } from './runner.js';
+import { compareOutcome, diffOutcomes, runScenario, sameValue } from './runner.js';
 import { parseScenario, tryParseScenario } from './parse.js';
 import type { Outcome, Target } from './target.js';
 
@@ -176,6 +176,38 @@ describe('compareOutcome: values', () => {
     pass({}, { ret: 'TDX_SUCCESS' });
     fail({}, { ret: 'TDX_SUCCESS_NOT' });
   });
+
+  it('params: only the fields named are compared; a different or missing field fails', () => {
+    const o: Outcome = { params: { gfn_start: 0x100002, uaddr: 0x7000_2000, len: 0x1000, type: 1, flags: 0 } };
+    pass({ params: { gfn_start: 0x100002, len: 0x1000 } }, o);
+    pass({ params: {} }, o);
+    fail({ params: { len: 0 } }, o);
+    fail({ params: { pad: 0 } }, o);
+    fail({ params: { len: 0x1000 } }, {});
+    fail({ params: { len: 0x1000 } }, { errno: 'EIO' });
+    expect(compareOutcome({ params: { uaddr: { ref: 'src', offset: 0 } as unknown as number } }, o)).toEqual(['expected params.uaddr src: a name cannot be resolved here']);
+  });
+
+  it('params: a value naming an earlier step is resolved before the comparison', () => {
+    const yaml = (off: string) => `name: t
+vm: { type: snp }
+steps:
+  - mmap: { size: 8KiB }
+    as: src
+  - snp_launch_update: { gfn_start: 0x100000, uaddr: src, len: 8KiB, type: KVM_SEV_SNP_PAGE_TYPE_NORMAL }
+    expect: { params: { uaddr: src+${off} } }
+`;
+    const target: Target = {
+      name: 'model',
+      begin() {},
+      end() {},
+      execute: (s) => (s.op === 'mmap' ? { result: 0x7000_0000 } : { params: { uaddr: 0x7000_1000 } }),
+    };
+    const run = (off: string) => runScenario(parseScenario(yaml(off)), target).steps[1]!;
+    expect(run('4KiB').mismatches).toEqual([]);
+    expect(run('8KiB').mismatches.join()).toMatch(/expected params.uaddr/);
+    expect(run('8KiB').mismatches.join()).toMatch(/expected params.uaddr/);
+  });
 });
 
 describe('diffOutcomes: every compared field', () => {
@@ -189,6 +221,7 @@ describe('diffOutcomes: every compared field', () => {
       dirty_pages: [1, 2],
       gpa: 0x1000,
       size: 0x2000,
+      params: { len: 0x1000 },
       ret: 0,
     };
     expect(diffOutcomes(all, { ...all, dirty_pages: [2, 1] })).toEqual([]);
@@ -202,6 +235,7 @@ describe('diffOutcomes: every compared field', () => {
       ['dirty_pages', [1, 3], 'dirty_pages'],
       ['gpa', 0x3000, 'gpa'],
       ['size', 0x1000, 'size'],
+      ['params', { len: 0 }, 'params.len'],
       ['ret', 6, 'ret'],
     ];
     for (const [k, v, field] of changes) {
@@ -245,5 +279,15 @@ describe('assert: fields', () => {
     // a field another kind of state reports is still wrong here
     expect(tryParseScenario(sc(', assigned: true')).ok).toBe(false);
     expect(tryParseScenario(sc(', present: true, level: 1')).ok).toBe(true);
+  });
+});
+
+describe('sameValue: numeric strings', () => {
+  it('an assert value written with digit-group separators compares by value', () => {
+    expect(sameValue('0x1_0000_4000', 0x1_0000_4000)).toBe(true);
+    expect(sameValue('1_000', 1000)).toBe(true);
+    expect(sameValue('0x1_0000_4000', 0x1_0000_5000)).toBe(false);
+    expect(sameValue('0x_1', 1)).toBe(false);
+    expect(sameValue('4K', 4)).toBe(false);
   });
 });

@@ -224,8 +224,12 @@ function runStep(
   if (outcome.skipped !== undefined) {
     return { ...base, pass: true, outcome, expected, mismatches: [], skipped: outcome.skipped };
   }
-  const mismatches =
-    step.op === 'assert' ? compareAssert(expected as Record<string, unknown>, outcome) : compareOutcome(step.expect, outcome);
+  let mismatches: string[];
+  try {
+    mismatches = step.op === 'assert' ? compareAssert(expected as Record<string, unknown>, outcome) : compareOutcome(resolveExpect(step.expect, names), outcome);
+  } catch (e) {
+    mismatches = [errorText(e)];
+  }
   mismatches.push(...invariantViolations(outcome));
   if (step.as !== undefined) {
     if (outcome.result !== undefined) names.set(step.as, outcome.result);
@@ -233,6 +237,12 @@ function runStep(
   }
   const rule = typeof outcome.detail?.check === 'string' ? outcome.detail.check : undefined;
   return { ...base, pass: mismatches.length === 0, outcome, expected, mismatches, ...(rule !== undefined && { rule }) };
+}
+
+/** an expectation with the names in `params` (addresses of earlier steps' results) resolved */
+function resolveExpect(e: Expectation, names: ReadonlyMap<string, number>): Expectation {
+  if (e.params === undefined) return e;
+  return { ...e, params: resolveValue(e.params, names) as Record<string, number> };
 }
 
 function execute(target: Target, step: ResolvedStep, ctx: RunContext): { outcome: Outcome; thrown?: string } {
@@ -419,6 +429,17 @@ export function compareOutcome(expectation: Expectation, outcome: Outcome): stri
     const want = expected[f];
     if (want !== undefined && !sameValue(want, outcome[f])) out.push(`expected ${f} ${show(want)}, happened ${show(outcome[f])}`);
   }
+  if (expected.params !== undefined) {
+    for (const [k, v] of Object.entries(expected.params)) {
+      // names are resolved by runStep(); an invariant's `one_of` has no names to resolve them with
+      if (isAddrRef(v)) {
+        out.push(`expected params.${k} ${formatAddrExpr(v)}: a name cannot be resolved here`);
+        continue;
+      }
+      const got = outcome.params?.[k];
+      if (!sameValue(v, got)) out.push(`expected params.${k} ${show(v)}, happened ${got === undefined ? (outcome.params ? 'no such field' : happened) : show(got)}`);
+    }
+  }
   // a vendor return code matches by number or by name: the target may give the other
   // spelling in detail.ret_alias (e.g. ret 6 with alias FAIL_SIZEMISMATCH)
   if (expected.ret !== undefined) {
@@ -449,7 +470,7 @@ export function invariantViolations(outcome: Outcome): string[] {
 }
 
 function hasValueFields(e: Expectation): boolean {
-  return e.value !== undefined || e.stat !== undefined || e.status !== undefined || e.dirty_pages !== undefined || e.dirty_gfns !== undefined || e.gpa !== undefined || e.size !== undefined || e.nr_pages !== undefined || e.r11 !== undefined || e.ret !== undefined || e.stats !== undefined;
+  return e.value !== undefined || e.stat !== undefined || e.status !== undefined || e.dirty_pages !== undefined || e.dirty_gfns !== undefined || e.gpa !== undefined || e.size !== undefined || e.nr_pages !== undefined || e.r11 !== undefined || e.params !== undefined || e.ret !== undefined || e.stats !== undefined;
 }
 
 /** the expected state an `assert` step names: every field that is not a locator */
@@ -501,7 +522,8 @@ export function sameValue(a: unknown, b: unknown): boolean {
 function asBigInt(v: unknown): bigint | undefined {
   if (typeof v === 'bigint') return v;
   if (typeof v === 'number' && Number.isInteger(v)) return BigInt(v);
-  if (typeof v === 'string' && /^(0x[0-9a-fA-F]+|[0-9]+)$/.test(v)) return BigInt(v);
+  // a number in the scenario syntax, `_` separating digit groups (`0x1_0000_4000`)
+  if (typeof v === 'string' && /^(0x[0-9a-fA-F]+(_[0-9a-fA-F]+)*|[0-9]+(_[0-9]+)*)$/.test(v)) return BigInt(v.replaceAll('_', ''));
   return undefined;
 }
 
@@ -650,6 +672,7 @@ export function diffOutcomes(a: Outcome, b: Outcome): string[] {
   cmp('size', a.size, b.size);
   cmp('nr_pages', a.nr_pages, b.nr_pages);
   cmp('r11', a.r11, b.r11);
+  for (const k of new Set([...Object.keys(a.params ?? {}), ...Object.keys(b.params ?? {})])) cmp(`params.${k}`, a.params?.[k], b.params?.[k]);
   cmp('ret', a.ret, b.ret);
   return out;
 }

@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { EXIT_REASONS, isErrnoName, type ErrnoName } from '@ccmem/core';
 import { isAddrRef, isNumberLiteral, isValidName, parseBigInt, parseNumber, type AddrRef } from './numbers.js';
 import { assertArgs } from './ops/assert.js';
-import { bool, field, flags, num, numList, u64 } from './ops/fields.js';
+import { addr, bool, field, flags, num, numList, u64 } from './ops/fields.js';
 import { isOpName, OP_NAMES, OPS, type OpArgs, type OpName } from './ops/index.js';
 import type { VmTypeName } from './ops/op.js';
 
@@ -103,6 +103,8 @@ const expectObject = z.strictObject({
   nr_pages: num().optional(),
   /** a TDVMCALL's R11 output (MapGPA: the gpa to resume from) */
   r11: num().optional(),
+  /** the argument struct the ioctl copied back: the fields named (an address may name an earlier step's result) */
+  params: z.record(z.string(), addr()).optional(),
   /** return code of a vendor instruction / TDCALL (number or the vendor's name) */
   ret: retCode().optional(),
 });

@@ -44,6 +44,12 @@ export interface Outcome {
   r11?: number;
   /** vendor instruction / TDCALL return code, as a number or the vendor's name (a bigint above 2^53) */
   ret?: number | string | bigint;
+  /**
+   * the argument struct an ioctl copied back to userspace, by the uAPI's field names (the
+   * `struct kvm_sev_snp_launch_update` of KVM_SEV_SNP_LAUNCH_UPDATE), or the GHCB buffer a
+   * guest's page state change left (`cur_entry` of its header)
+   */
+  params?: Record<string, number>;
   /** an fd, hva or vCPU handle that `as:` names for later steps */
   result?: number;
   /** the target cannot run this step (e.g. "missing KVM_CAP_MEMORY_ATTRIBUTES") */

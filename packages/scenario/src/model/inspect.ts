@@ -106,6 +106,8 @@ function inspectVendor(vm: ModelVm, loc: AssertLocators): Record<string, unknown
     state = backend.inspect({ what: 'directmap', pfn: locatePfn(vm, loc) });
   }
   if (state === undefined) fail('EINVAL', `assert ${loc.what}: the ${backend.name} backend has no such state`);
+  // the RMP entry's Guest_Physical_Address field as `rmp_gpa`: `gpa` is the assert's locator
+  if (loc.what === 'rmp') return { ...(state as Record<string, unknown>), rmp_gpa: (state as { gpa: number }).gpa };
   return { ...(state as Record<string, unknown>) };
 }
 

@@ -101,6 +101,8 @@ export function guestOpOutcome(r: GuestOpResult, family: RetFamily): Outcome {
     out.r11 = detail.r11;
     delete detail.r11;
   }
+  // a GHCB page state change: the header's cur_entry as the host left it in the guest's buffer
+  if (typeof detail.cur_entry === 'number') out.params = { cur_entry: detail.cur_entry };
   if (Object.keys(detail).length) out.detail = detail;
   return out;
 }

@@ -1,6 +1,6 @@
 /** Model handlers: SEV-SNP and TDX ioctls and guest instructions, and MapGPA for both. */
-import { gpaToGfn, KVM_X86_TDX_VM, PAGE_SIZE, PG_LEVEL_2M, PG_LEVEL_4K } from '@ccmem/core';
-import { SNP_PAGE_STATE_PRIVATE, SNP_PAGE_STATE_SHARED } from '@ccmem/snp';
+import { fail, gpaToGfn, KVM_X86_TDX_VM, PAGE_SIZE, PG_LEVEL_2M, PG_LEVEL_4K } from '@ccmem/core';
+import { SNP_PAGE_STATE_PRIVATE, SNP_PAGE_STATE_PSMASH, SNP_PAGE_STATE_SHARED, SNP_PAGE_STATE_UNSMASH } from '@ccmem/snp';
 import type { Outcome } from '../target.js';
 import { guestOpOutcome, ioctlOutcome, type ModelHandlers } from './run.js';
 
@@ -23,15 +23,22 @@ function initMemRegionOutcome(r: { ret: number; out?: object }): Outcome {
   return { ...o, gpa: region.gpa, nr_pages: region.nr_pages };
 }
 
+const PAGE_STATE = { private: SNP_PAGE_STATE_PRIVATE, shared: SNP_PAGE_STATE_SHARED, psmash: SNP_PAGE_STATE_PSMASH, unsmash: SNP_PAGE_STATE_UNSMASH } as const;
+
 /** a scenario's page-state operation → SNP_PAGE_STATE_* */
-function pageState(op: 'private' | 'shared'): number {
-  return op === 'private' ? SNP_PAGE_STATE_PRIVATE : SNP_PAGE_STATE_SHARED;
+function pageState(op: keyof typeof PAGE_STATE): number {
+  return PAGE_STATE[op];
 }
 
 export const VENDOR_HANDLERS = {
   snp_launch_start: (a, m) => ioctlOutcome(m.vm.memoryEncryptOp({ cmd: 'snp_launch_start', policy: a.policy, flags: a.flags ?? 0 })),
-  snp_launch_update: (a, m) =>
-    ioctlOutcome(m.vm.memoryEncryptOp({ cmd: 'snp_launch_update', gfn_start: a.gfn_start, len: a.len, type: a.type, uaddr: a.uaddr ?? 0, flags: a.flags ?? 0 })),
+  snp_launch_update(a, m) {
+    const o = ioctlOutcome(m.vm.memoryEncryptOp({ cmd: 'snp_launch_update', gfn_start: a.gfn_start, len: a.len, type: a.type, uaddr: a.uaddr ?? 0, flags: a.flags ?? 0 }));
+    // snp_launch_update() copies struct kvm_sev_snp_launch_update back only when it succeeds
+    if (o.errno !== undefined || o.detail === undefined) return o;
+    const d = o.detail;
+    return { ...o, params: { gfn_start: Number(d.gfn_start), uaddr: Number(d.uaddr), len: Number(d.len), type: Number(d.type), flags: Number(d.flags) } };
+  },
   snp_launch_finish: (a, m) =>
     ioctlOutcome(m.vm.memoryEncryptOp({ cmd: 'snp_launch_finish', flags: a.flags ?? 0, ...(a.host_data !== undefined && { host_data: a.host_data }) })),
   guest_pvalidate: (a, m) =>
@@ -43,7 +50,14 @@ export const VENDOR_HANDLERS = {
     ),
   guest_psc_msr: (a, m) => guestOpOutcome(m.guestVcpu(a.vcpu).guestOp({ op: 'psc_msr', gpa: a.gpa, operation: pageState(a.operation) }), 'other'),
   guest_psc(a, m) {
-    const entries = a.entries.map((e) => ({ gfn: gpaToGfn(e.gpa), operation: pageState(e.operation), pagesize: e.page_size === SZ_2M ? (1 as const) : (0 as const) }));
+    // struct psc_entry: cur_page is a 12-bit field
+    for (const e of a.entries) if (e.cur_page !== undefined && !(Number.isInteger(e.cur_page) && e.cur_page >= 0 && e.cur_page <= 0xfff)) fail('EINVAL', `guest_psc: cur_page ${e.cur_page} does not fit the entry's 12-bit field`);
+    const entries = a.entries.map((e) => ({
+      gfn: gpaToGfn(e.gpa),
+      operation: pageState(e.operation),
+      pagesize: e.page_size === SZ_2M ? (1 as const) : (0 as const),
+      ...(e.cur_page !== undefined && { cur_page: e.cur_page }),
+    }));
     return guestOpOutcome(m.guestVcpu(a.vcpu).guestOp({ op: 'psc', entries }), 'other');
   },
 

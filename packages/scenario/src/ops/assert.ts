@@ -31,8 +31,9 @@ const assertValue = z
 export const ASSERT_FIELDS: { readonly [K in AssertWhat]: readonly string[] } = {
   attributes: ['attributes', 'private'],
   spte: ['present', 'level', 'leaf_gfn', 'leaf_pfn', 'writable', 'mmu_writable', 'dirty', 'accessed', 'mirror', 'private'],
-  // RmpEntryView (packages/snp/src/rmp.ts); `present: false` when no page backs the gpa
-  rmp: ['assigned', 'pagesize', 'immutable', 'asid', 'vmsa', 'validated', 'vmpl', 'level', 'present'],
+  // RmpEntryView (packages/snp/src/rmp.ts), its `gpa` as `rmp_gpa` (`gpa` locates the entry);
+  // `present: false` when no page backs the gpa
+  rmp: ['assigned', 'pagesize', 'immutable', 'asid', 'vmsa', 'validated', 'vmpl', 'level', 'present', 'rmp_gpa'],
   sept: ['level', 'state'],
   // TdxBackend.inspect({ what: 'td' }) (packages/tdx/src/tdx-backend.ts): KVM's TD state
   // (kvm_tdx->state, hkid, attributes, pre_fault_allowed, wait_for_sept_zap), the TDX module's

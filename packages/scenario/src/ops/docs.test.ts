@@ -20,7 +20,7 @@ describe('docs/scenarios.md op tables', () => {
   it('name every argument of an op', () => {
     const row = renderOpDocs('<!-- ops: snp -->\n<!-- /ops -->').split('\n').find((l) => l.startsWith('| `guest_psc` |'));
     expect(row).toBe(
-      '| `guest_psc` | `vcpu` addr, `entries` list of { `gpa` n, `operation` `private`\\|`shared`, `page_size?` 4KiB/2MiB } | a GHCB Page State Change request | `ret`, or an exit |',
+      "| `guest_psc` | `vcpu` addr, `entries` list of { `gpa` n, `operation` `private`\\|`shared`\\|`psmash`\\|`unsmash`, `page_size?` 4KiB/2MiB, `cur_page?` n } | a GHCB Page State Change request; an entry's `cur_page` (default 0) is the number of its 4K pages already done (`struct psc_entry`), `psmash`/`unsmash` entries ask the host to split or merge the RMP entry | `ret`, or an exit |",
     );
   });
 });

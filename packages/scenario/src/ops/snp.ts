@@ -5,6 +5,8 @@ import { defineOp } from './op.js';
 
 const SNP = { vmTypes: ['KVM_X86_SNP_VM'] } as const;
 const operation = z.enum(['private', 'shared']);
+/** a GHCB page-state-change entry's operation (GHCB spec: SNP_PAGE_STATE_PRIVATE 1, SHARED 2, PSMASH 3, UNSMASH 4) */
+const pscOperation = z.enum(['private', 'shared', 'psmash', 'unsmash']);
 
 export const SNP_OPS = {
   snp_launch_start: defineOp({
@@ -31,9 +33,10 @@ export const SNP_OPS = {
   guest_psc: defineOp({
     args: z.strictObject({
       vcpu: addr(),
-      entries: z.array(z.strictObject({ gpa: num(), operation, page_size: pageSize().optional() })).min(1),
+      entries: z.array(z.strictObject({ gpa: num(), operation: pscOperation, page_size: pageSize().optional(), cur_page: num().optional() })).min(1),
     }),
-    does: 'a GHCB Page State Change request',
+    does:
+      'a GHCB Page State Change request; an entry\'s `cur_page` (default 0) is the number of its 4K pages already done (`struct psc_entry`), `psmash`/`unsmash` entries ask the host to split or merge the RMP entry',
     result: '`ret`, or an exit',
     needs: SNP,
   }),
