@@ -719,14 +719,11 @@ export class TdxBackend implements VendorBackend<TdxEdge> {
     }
     if (err !== TDX_SUCCESS) {
       const reason = `tdx_mmu_release_hkid: ${tdxStatusName(err)}; HKID leaked`;
-      this.bugReasons.push(reason);
       this.hkidLeaked = true;
       // TDX_FLUSHVP_NOT_DONE only ends the release ("goto out"); any other failure of
       // TDH.MNG.VPFLUSHDONE or TDH.MNG.KEY.FREEID is a TDX_BUG_ON
-      if (err !== TDX_FLUSHVP_NOT_DONE) {
-        this.stats.bugs++;
-        this.kvm.markBugged(reason);
-      }
+      if (err === TDX_FLUSHVP_NOT_DONE) this.bugReasons.push(reason);
+      else this.bug(reason);
       return;
     }
     this.hkidReleased = true;
