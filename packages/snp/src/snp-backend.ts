@@ -70,8 +70,8 @@ import {
   SNP_PAGE_TYPE_VMSA,
   SNP_PAGE_TYPE_ZERO,
 } from './launch-digest.js';
-import { sevGuestInit2, sevHandleVmgexit, type SevInfo } from './sev/sev-backend.js';
-import { GHCB_MSR_REG_GPA_REQ, GHCB_MSR_REG_GPA_RESP } from './sev/uapi.js';
+import { exactU64, msrBits, sevGuestInit2, sevHandleVmgexit, type SevInfo } from './sev/sev-backend.js';
+import { GHCB_MSR_INFO_MASK, GHCB_MSR_REG_GPA_REQ, GHCB_MSR_REG_GPA_RESP } from './sev/uapi.js';
 import { RMP_ENTRIES_PER_2M, RMPW_ASSIGNED, RMPW_VALIDATED, wordAsid, type RmpEntryView } from './rmp.js';
 
 export interface SnpBackendOptions extends SnpVmOptions {
@@ -614,12 +614,11 @@ class SnpBackendImpl implements SnpBackend {
    */
   private snpGhcbMsr(vcpuId: number, value: number | bigint): GuestOpResult {
     const v = BigInt(value);
-    if (Number(v & 0xfffn) === GHCB_MSR_REG_GPA_REQ) {
+    if (msrBits(value, 0, GHCB_MSR_INFO_MASK) === GHCB_MSR_REG_GPA_REQ) {
       // GHCB_MSR_GPA_VALUE_MASK: the gfn is bits 63:12, and the response keeps it
-      const gpa = v & ~0xfffn;
+      const gpa = v & ~BigInt(GHCB_MSR_INFO_MASK);
       this.ghcbRegistered.set(vcpuId, Number(gpa));
-      const ret = gpa | BigInt(GHCB_MSR_REG_GPA_RESP);
-      return { ret: ret <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(ret) : ret };
+      return { ret: exactU64(gpa | BigInt(GHCB_MSR_REG_GPA_RESP)) };
     }
     // GHCB_MSR_PSC_REQ (sevHandleVmgexit() hands over only these two):
     // GHCB_MSR_PSC_REQ_TO_GFN() is bits 51:12, GHCB_MSR_PSC_REQ_TO_OP() bits 55:52

@@ -157,7 +157,7 @@ export function sevHandleVmgexit(
   }
   // the GHCB MSR holds 64 bits: a value above 2^53 stays a bigint, so every bit reaches the
   // request decoding and comes back unchanged
-  const value = typeof req.value === 'bigint' && req.value <= MAX_SAFE_BIGINT ? Number(req.value) : req.value;
+  const value = typeof req.value === 'bigint' ? exactU64(req.value) : req.value;
   if (typeof value === 'number' ? !Number.isInteger(value) || value < 0 || value >= U64_LIMIT : value < 0n || value >= U64_LIMIT_BIGINT) {
     return { errno: 'EINVAL', detail: { reason: 'the GHCB MSR value is not a u64' } };
   }
@@ -183,8 +183,13 @@ export function sevHandleVmgexit(
 const MAX_SAFE_BIGINT = BigInt(Number.MAX_SAFE_INTEGER);
 const U64_LIMIT_BIGINT = 1n << 64n;
 
-/** `(value >> shift) & mask` of a GHCB MSR value (a number below 2^64, or a bigint) */
-function msrBits(value: number | bigint, shift: number, mask: number): number {
+/** a 64-bit register value as a number where a number holds it exactly (below 2^53), else the bigint */
+export function exactU64(v: bigint): number | bigint {
+  return v <= MAX_SAFE_BIGINT ? Number(v) : v;
+}
+
+/** `(value >> shift) & mask` of a GHCB MSR value (a number below 2^64, or a bigint); `mask` below 2^31 */
+export function msrBits(value: number | bigint, shift: number, mask: number): number {
   return typeof value === 'bigint' ? Number((value >> BigInt(shift)) & BigInt(mask)) : Math.floor(value / 2 ** shift) & mask;
 }
 
