@@ -111,7 +111,7 @@ const HANDLERS = {
   memory_encrypt_reg_region: NONE, memory_encrypt_unreg_region: NONE, guest_ghcb_msr: NONE, guest_ghcb_terminate: NONE,
   assert: NONE,
   fd_read: NONE, fd_write: NONE, fstat: NONE, memfd_create: NONE, open_dev_kvm: NONE, madvise: NONE, mprotect: NONE,
-  mbind: NONE, get_mempolicy: NONE, move_pages: NONE, create_vm: NONE, vm_fd: NONE, set_nr_mmu_pages: NONE, run_vcpu: NONE, set_idt: NONE, guest_exception: NONE,
+  mbind: NONE, get_mempolicy: NONE, move_pages: NONE, create_vm: NONE, vm_fd: NONE, vcpu_fd: NONE, set_nr_mmu_pages: NONE, run_vcpu: NONE, set_idt: NONE, guest_exception: NONE,
   harvest_dirty_ring: NONE, reset_dirty_rings: NONE, mmap_dirty_ring: NONE, guest_touch: NONE,
 } satisfies HandlerTable<{ t: FakeTarget; events: Events | undefined }>;
 

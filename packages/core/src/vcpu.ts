@@ -6,7 +6,7 @@
  * with an exit (`kvm_run.exit_reason` and its fields).
  */
 import { ERRNO, errnoName as errnoNameOf, type ErrnoName } from './errno.js';
-import type { GuestOpResult, KvmRunExit, VendorEdge, VendorIoctlResult } from './backend.js';
+import type { GuestOpResult, KvmFile, KvmRunExit, VendorEdge, VendorIoctlResult } from './backend.js';
 import { fail } from './errno.js';
 import { KVM_INTERNAL_ERROR_EMULATION, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEMSLOT_INVALID, PAGE_SIZE } from './uapi.js';
 import { EMULATED_MMIO, emulatedWriteDone, emulatorFragmentPfn } from './emulated-access.js';
@@ -60,8 +60,17 @@ interface EmulatedMmio {
   value: bigint;
 }
 
-export class Vcpu<E extends VendorEdge = VendorEdge> {
+/**
+ * A vCPU and its file (kvm_vcpu_fops): the fd KVM_CREATE_VCPU returns holds a reference to the
+ * VM (kvm_get_kvm() in kvm_vm_ioctl_create_vcpu()), which its close drops (kvm_vcpu_release()).
+ * The vCPU itself lives until the VM is destroyed (kvm_destroy_vcpus()).
+ */
+export class Vcpu<E extends VendorEdge = VendorEdge> implements KvmFile {
   readonly kind = 'kvm-vcpu';
+  /** the vCPU's file descriptor in the VMM process (create_vcpu_fd()) */
+  fd = -1;
+  /** close(2) of the vCPU fd happened (release()) */
+  private fdReleased = false;
   /** the last exit KVM_RUN reported (kvm_run) */
   lastExit: KvmRunExit | null = null;
   /** an MMIO read waiting for userspace to provide the data (the current fragment) */
@@ -99,6 +108,22 @@ export class Vcpu<E extends VendorEdge = VendorEdge> {
 
   kick(): void {
     this.kicks++;
+  }
+
+  /**
+   * kvm_vcpu_release(): the last descriptor of the vCPU fd is closed; the reference it held on
+   * the VM is dropped (kvm_put_kvm(), which destroys a VM nothing else holds). The vCPU's
+   * ioctls are EBADF from now on (no fd reaches it).
+   */
+  release(): void {
+    if (this.fdReleased) return;
+    this.fdReleased = true;
+    this.vm.put();
+  }
+
+  /** release() was called: the vCPU fd is closed */
+  get released(): boolean {
+    return this.fdReleased;
   }
 
   /** kvm_dirty_ring_alloc() at KVM_CREATE_VCPU */
@@ -152,8 +177,6 @@ export class Vcpu<E extends VendorEdge = VendorEdge> {
     if (this.vm.tracer.enabled) this.vm.tracer.emit('kvm_dirty_ring_exit', { vcpu_id: this.id });
     return { exit: DIRTY_RING_FULL_EXIT, reason: `kvm_dirty_ring_check_request: ${reason}` };
   }
-
-  release(): void {}
 
   /* ------------------------------------------------------------- accesses --------------- */
 

@@ -7,6 +7,7 @@ import { errnoOf } from './testing/errno-of.js';
 import { probeVm } from './testing/probe-vm.js';
 import { FakeGmem } from './testing/fake-gmem.js';
 import { ERRNO } from './errno.js';
+import { recordTrace } from './trace.js';
 import {
   KVM_CAP_GUEST_MEMFD,
   KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2,
@@ -121,6 +122,49 @@ describe('KVM_CREATE_VM / KVM_CREATE_VCPU / KVM_ENABLE_CAP', () => {
     expect(errnoOf(() => vm.createVcpu(0))).toBe('EEXIST');
     expect(vm.createVcpu(1).id).toBe(1);
     expect(vm.nrVcpus).toBe(2);
+  });
+
+  it('each vCPU fd holds a reference to the VM (kvm_get_kvm() in kvm_vm_ioctl_create_vcpu(), kvm_put_kvm() in kvm_vcpu_release())', () => {
+    const kvm = new Kvm();
+    const vm = kvm.createVm();
+    const rec = recordTrace(kvm.tracer);
+    const events = () => rec.events.map((e) => e.name);
+    const v0 = vm.createVcpu(0);
+    const v1 = vm.createVcpu(1);
+    // create_vcpu_fd(): an anon-inode fd at the lowest free descriptor, after the VM's
+    expect([vm.fd, v0.fd, v1.fd]).toEqual([3, 4, 5]);
+    expect(kvm.process.getFile(v0.fd)).toBe(v0);
+    expect(v0.kind).toBe('kvm-vcpu');
+    // a refused KVM_CREATE_VCPU installs no fd and takes no reference
+    expect(errnoOf(() => vm.createVcpu(0))).toBe('EEXIST');
+    expect(kvm.process.openFds()).toEqual([3, 4, 5]);
+    kvm.process.close(vm.fd);
+    // the VM lives on: its ioctls are EBADF, its vCPUs still run
+    expect(vm.alive).toBe(true);
+    expect(errnoOf(() => vm.createVcpu(2))).toBe('EBADF');
+    expect(v0.run()).toEqual({});
+    kvm.process.close(v1.fd);
+    expect(vm.alive).toBe(true);
+    expect(v1.released).toBe(true);
+    expect(v0.released).toBe(false);
+    expect(events()).not.toContain('kvm_destroy_vm');
+    // the last reference goes with the last vCPU fd: kvm_destroy_vm()
+    kvm.process.close(v0.fd);
+    expect(vm.alive).toBe(false);
+    expect(events().filter((n) => n === 'kvm_destroy_vm')).toHaveLength(1);
+  });
+
+  it('closing the vCPU fds first leaves the VM to its own fd', () => {
+    const kvm = new Kvm();
+    const vm = kvm.createVm();
+    const v = vm.createVcpu(0);
+    kvm.process.close(v.fd);
+    expect(vm.alive).toBe(true);
+    // the vCPU object stays in the VM (kvm_destroy_vcpus() frees it with the VM)
+    expect(vm.vcpu(0)).toBe(v);
+    expect(errnoOf(() => vm.createVcpu(0))).toBe('EEXIST');
+    vm.release();
+    expect(vm.alive).toBe(false);
   });
 
   it('KVM_ENABLE_CAP: manual dirty-log protect and exit-hypercall argument checks', () => {

@@ -811,6 +811,9 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
     if (this.dirtyRingSize) vcpu.allocDirtyRing(this.vcpus.length, this.dirtyRingSize, this.dirtyRingRsvdEntries);
     this.vcpus.push(vcpu);
     this.tracer.emit('kvm_create_vcpu', { vcpu_id: id });
+    // the vCPU fd holds a reference to the VM: kvm_get_kvm(), then create_vcpu_fd()
+    this.get();
+    vcpu.fd = this.process.installFd(vcpu);
     return vcpu;
   }
 
@@ -1057,8 +1060,9 @@ export class Vm<E extends VendorEdge = VendorEdge> implements FaultVm, Attribute
   }
 
   /**
-   * close(2) of the VM fd: the VM lives on while guest_memfd files hold references, but its
-   * ioctls are EBADF from now on. A second close does nothing (the fd is gone already).
+   * close(2) of the VM fd (kvm_vm_release()): the VM lives on while vCPU fds and guest_memfd
+   * files hold references, but its ioctls are EBADF from now on. A second close does nothing
+   * (the fd is gone already).
    */
   release(): void {
     if (this.fdReleased) return;

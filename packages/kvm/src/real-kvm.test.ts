@@ -67,6 +67,18 @@ describeWithKvm('real memslots and guest_memfd (needs /dev/kvm)', () => {
     munmap(hva, 4 * MiB);
   });
 
+  it('closing the VM fd alone keeps the VM for its vCPU fd: VM ioctls are EBADF, the vCPU still answers', () => {
+    const vcpu = vm.createVcpu(0);
+    vcpu.setRegs({ rax: 0x1234n });
+    vm.closeVmFd();
+    expect(errnoOf(() => vm.checkExtension(KVM_CAP_NR_MEMSLOTS))).toBe('EBADF');
+    // kvm_vcpu_release() has not run: the vCPU fd reaches its vCPU, whose VM lives on
+    expect(vcpu.getReg('rax')).toBe(0x1234n);
+    expect(vcpu.isClosed).toBe(false);
+    vm.close(); // closes the vCPU fd too: the last reference
+    expect(vcpu.isClosed).toBe(true);
+  });
+
   it('KVM_CHECK_EXTENSION answers the uAPI capabilities', () => {
     expect(kvm.apiVersion()).toBe(12);
     expect(vm.checkExtension(KVM_CAP_NR_MEMSLOTS)).toBe(KVM_USER_MEM_SLOTS);

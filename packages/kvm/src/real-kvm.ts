@@ -199,6 +199,8 @@ export class RealVm {
   private readonly vcpus: RealVcpu[] = [];
   private statsFile: KvmStatsFile | null = null;
   private closed = false;
+  /** the VM fd itself is closed (closeVmFd() or close()) */
+  private fdClosed = false;
   /** kvm->dirty_ring_size as this handle enabled it (0: no dirty ring) */
   dirtyRingSize = 0;
 
@@ -356,14 +358,25 @@ export class RealVm {
     return this.statsFile.read();
   }
 
+  /**
+   * close(2) of the VM fd alone (kvm_vm_release()): the VM ioctls of this handle are EBADF from
+   * now on, while the vCPU fds (each holds a reference, kvm_get_kvm() at KVM_CREATE_VCPU) and
+   * guest_memfd files keep the VM alive and the vCPUs running. close() closes the vCPUs later.
+   */
+  closeVmFd(): void {
+    if (this.fdClosed) return;
+    this.fdClosed = true;
+    if (this.statsFile) sysClose(this.statsFile.fd);
+    this.statsFile = null;
+    sysClose(this.fd);
+  }
+
   /** close the vCPUs and the VM fd (guest_memfd files keep the VM alive until closed) */
   close(): void {
     if (this.closed) return;
     this.closed = true;
     for (const v of this.vcpus) v.close();
-    if (this.statsFile) sysClose(this.statsFile.fd);
-    this.statsFile = null;
-    sysClose(this.fd);
+    this.closeVmFd();
     this.arg.free();
   }
 
@@ -377,7 +390,7 @@ export class RealVm {
    * so a closed handle never uses it: KvmError EBADF, what the kernel answers for a closed fd.
    */
   private openFd(call: string): number {
-    if (this.closed) throw new KvmError('EBADF', `${call}: the VM handle is closed`);
+    if (this.fdClosed) throw new KvmError('EBADF', `${call}: the VM handle is closed`);
     return this.fd;
   }
 

@@ -251,13 +251,15 @@ export function createKvmTarget(): KvmTarget {
   let otherVms = new Map<number, RealVm>();
   /** the scenario VM's fd was closed (`close` of `vm_fd`) */
   let vmClosed = false;
+  /** vCPU fds a `vcpu_fd` step named and no `close` has closed yet */
+  let vcpuFds = new Map<number, RealVcpu>();
   /** anonymous ranges mprotect()ed without PROT_WRITE / PROT_READ: a store or load there would fault this process */
   let protected_: { start: number; end: number; read: boolean; write: boolean }[] = [];
 
   const facts = () => kvmHostFacts();
 
   const ownFd = (fd: number, call: string): Outcome | null =>
-    fds.has(fd) || otherVms.has(fd) || (vm !== null && !vmClosed && fd === vm.fd) ? null : { errno: 'EBADF', detail: { check: `${call}: fd ${fd} is not an open fd of this scenario` } };
+    fds.has(fd) || otherVms.has(fd) || vcpuFds.has(fd) || (vm !== null && !vmClosed && fd === vm.fd) ? null : { errno: 'EBADF', detail: { check: `${call}: fd ${fd} is not an open fd of this scenario` } };
 
   /** the VM a VM op names with `vm:`, or the scenario's */
   const vmOf = (fd: number | undefined, own: RealVm): RealVm => {
@@ -550,10 +552,16 @@ export function createKvmTarget(): KvmTarget {
     close(a, { vm }) {
       const bad = ownFd(a.fd, 'close');
       if (bad) return bad;
-      // a VM fd: its vCPUs go with it here (the guest_memfd files keep the VM itself alive)
+      // the VM fd alone: the vCPU fds and guest_memfd files keep the VM alive (kvm_vm_release())
       if (a.fd === vm.fd) {
-        vm.close();
+        vm.closeVmFd();
         vmClosed = true;
+        return {};
+      }
+      const vcpu = vcpuFds.get(a.fd);
+      if (vcpu) {
+        vcpu.close(); // kvm_vcpu_release(): the vCPU's ioctls are EBADF from now on
+        vcpuFds.delete(a.fd);
         return {};
       }
       const other = otherVms.get(a.fd);
@@ -619,6 +627,13 @@ export function createKvmTarget(): KvmTarget {
       return { result: other.fd };
     },
     vm_fd: (_a, { vm }) => ({ result: vm.fd }),
+    vcpu_fd(a) {
+      const v = vcpus.get(a.vcpu)?.vcpu ?? bareVcpus.get(a.vcpu);
+      if (!v) throw new Error(`no vCPU ${a.vcpu} was created`);
+      if (v.isClosed) throw new KvmError('EBADF', `vCPU ${a.vcpu}'s fd was closed`);
+      vcpuFds.set(v.fd, v);
+      return { result: v.fd };
+    },
     set_nr_mmu_pages(a, { vm }) {
       vmOf(a.vm, vm).setNrMmuPages(a.pages);
       return {};
@@ -854,6 +869,7 @@ export function createKvmTarget(): KvmTarget {
     bareVcpus = new Map();
     otherVms = new Map();
     vmClosed = false;
+    vcpuFds = new Map();
     protected_ = [];
     guests = [];
     memslots = new Map();

@@ -171,7 +171,8 @@ concurrent:
     expect(OP_NAMES).toContain('snp_rmp_insn');
     expect(OP_NAMES).toContain('tdx_seamcall');
     expect(OP_NAMES).toContain('snp_host_access');
-    expect(OP_NAMES).toHaveLength(85);
+    expect(OP_NAMES).toContain('vcpu_fd');
+    expect(OP_NAMES).toHaveLength(86);
     const v = parseScenario(
       'name: n\nvm: { type: tdx }\nsteps:\n  - tdx_seamcall: { leaf: TDH.MEM.TRACK }\n',
       'v.yaml',

@@ -261,7 +261,13 @@ describe('TDX backend: teardown order', () => {
     expect(b.td.sept!.tableCount).toBe(4);
     const root = b.td.sept!.table(b.td.sept!.rootLevel, 0)!.hpa;
     const pagesBefore = t.phys.allocatedPages;
-    kvm.process.close(vm.fd); // kvm_destroy_vm(): release the HKID, then free the mirror root's tables
+    kvm.process.close(vm.fd); // kvm_vm_release(): the vCPU fds still hold the VM
+    expect(vm.alive).toBe(true);
+    expect(rec.events.some((e) => e.name === 'tdh_mng_key_freeid')).toBe(false);
+    // the last vCPU fd's kvm_vcpu_release() drops the last reference: kvm_destroy_vm() releases
+    // the HKID, then frees the mirror root's tables
+    for (const v of vm.vcpus) kvm.process.close(v.fd);
+    expect(vm.alive).toBe(false);
     rec.stop();
     const order = rec.events.map((e) => e.name).filter((n) => /^tdh_(mem_page_remove|mng_key_freeid|phymem_page_reclaim)/.test(n));
     // the three table pages (tdx_sept_free_private_spt()), then the root with the TDCS (tdx_vm_destroy())

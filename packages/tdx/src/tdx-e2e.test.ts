@@ -300,7 +300,8 @@ describe('TDX VM end to end', () => {
     const rec = recordTrace(kvm.tracer);
     const tables = b.stats.septTablesLinked;
     expect(tables).toBeGreaterThan(0);
-    vm.release(); // close the VM fd: guest_memfd still holds a reference
+    vm.release(); // close the VM fd: guest_memfd and the vCPU fd still hold references
+    kvm.process.close(vcpu.fd); // kvm_vcpu_release → kvm_put_kvm: the guest_memfd holds the last one
     expect(vm.alive).toBe(true);
     check(vm);
     kvm.process.close(gmemFd); // kvm_gmem_release → zap private leaves → kvm_put_kvm → kvm_destroy_vm

@@ -161,7 +161,7 @@ const BEGIN: { readonly [K in TargetOpName]: Begin<K> | 'atomic' } = {
   sev_guest_status: 'atomic', memory_encrypt_reg_region: 'atomic', memory_encrypt_unreg_region: 'atomic',
   guest_ghcb_msr: 'atomic', guest_ghcb_terminate: 'atomic', assert: 'atomic',
   fd_read: 'atomic', fd_write: 'atomic', fstat: 'atomic', memfd_create: 'atomic', open_dev_kvm: 'atomic',
-  madvise: 'atomic', mprotect: 'atomic', create_vm: 'atomic', vm_fd: 'atomic', set_nr_mmu_pages: 'atomic',
+  madvise: 'atomic', mprotect: 'atomic', create_vm: 'atomic', vm_fd: 'atomic', vcpu_fd: 'atomic', set_nr_mmu_pages: 'atomic',
   run_vcpu: 'atomic', set_idt: 'atomic', guest_exception: 'atomic', mbind: 'atomic', get_mempolicy: 'atomic', move_pages: 'atomic',
   // the dirty ring: the VMM's harvest, KVM_RESET_DIRTY_RINGS (under slots_lock), one KVM_RUN
   harvest_dirty_ring: 'atomic', reset_dirty_rings: 'atomic', mmap_dirty_ring: 'atomic', guest_touch: 'atomic',

@@ -81,6 +81,7 @@ export const FILE_HANDLERS = {
     return { result: vm.fd };
   },
   vm_fd: (_a, m) => ({ result: m.vm.fd }),
+  vcpu_fd: (a, m) => ({ result: m.vcpu(a.vcpu).fd }),
   set_nr_mmu_pages(a, m) {
     // kvm_vm_ioctl_set_nr_mmu_pages(): the floor, then the budget (the model's shadow MMU keeps
     // no page budget: the value is recorded)

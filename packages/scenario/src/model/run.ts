@@ -36,6 +36,8 @@ export class ModelRun {
   vcpu(id: number): ModelVcpu {
     const v = this.vm.vcpu(id);
     if (!v) fail('EBADF', `vCPU ${id} was not created (KVM_CREATE_VCPU)`);
+    // a vCPU ioctl on a closed vCPU fd: fdget() finds nothing
+    if (v.released) fail('EBADF', `vCPU ${id}'s fd was closed`);
     return v;
   }
 

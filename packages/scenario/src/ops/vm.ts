@@ -26,6 +26,11 @@ export const VM_OPS = {
     does: 'the scenario VM\'s own fd (to close it, or to pass it where KVM expects another fd)',
     result: 'result: the VM fd',
   }),
+  vcpu_fd: defineOp({
+    args: z.strictObject({ vcpu: addr() }),
+    does: 'a vCPU\'s fd (`create_vcpu_fd()`), to close it: each vCPU fd holds a reference to its VM (`kvm_get_kvm()`), dropped at its close (`kvm_vcpu_release()`); the vCPU\'s ioctls are `EBADF` after',
+    result: 'result: the vCPU fd',
+  }),
   set_nr_mmu_pages: defineOp({
     args: z.strictObject({ pages: num(), vm: addr().optional() }),
     does: '`KVM_SET_NR_MMU_PAGES`: the shadow-page budget (below `KVM_MIN_ALLOC_MMU_PAGES` = 64: `EINVAL`)',
