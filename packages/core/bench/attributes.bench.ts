@@ -56,6 +56,7 @@ function convert4tib(): number {
   if (vm.attributes.runCount !== 1 || vm.memIsPrivate(5)) throw new Error('attributes did not end shared');
   // memory stays proportional to what is mapped: no per-page state for 4 TiB
   if (vm.attributes.byteLength() > 4096 || vm.mmu.metadataBytes() > 16 << 20) throw new Error('per-page state for a sparse guest');
+  for (const v of vm.vcpus) vm.process.close(v.fd); // each vCPU fd holds the VM
   vm.release();
   return median(rates);
 }
@@ -98,6 +99,7 @@ function fragmentedRound(n: number, seed: number): { secs: number; cpuSecs: numb
   // [0, GPA) shared, then n pages alternating private / shared, then shared to the end
   if (peakRuns !== n + 1) throw new Error(`expected ${n + 1} runs after the private half, found ${peakRuns}`);
   if (vm.attributes.runCount !== 1) throw new Error('the map did not coalesce back to one run');
+  for (const v of vm.vcpus) vm.process.close(v.fd); // each vCPU fd holds the VM
   vm.release();
   return { secs, cpuSecs };
 }

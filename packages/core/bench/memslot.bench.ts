@@ -115,6 +115,7 @@ function unmapAtFullSlots(): number {
     if (b >= WARM_UP) perMunmap.push(us);
   }
   if (vm.mmu.stats.pages_4k !== 0) throw new Error(`munmap left ${vm.mmu.stats.pages_4k} SPTEs mapped`);
+  for (const v of vm.vcpus) vm.process.close(v.fd); // each vCPU fd holds the VM
   vm.release();
   return median(perMunmap);
 }

@@ -56,6 +56,7 @@ function makeGuest(bytes: number, hugepage: boolean): Guest {
 /** tear down: munmap the guest memory (frames go back to the host), close the VM */
 function destroy(g: Guest, bytes: number): void {
   g.kvm.process.mm.munmap(g.hva, bytes);
+  for (const v of g.vm.vcpus) g.vm.process.close(v.fd); // each vCPU fd holds the VM
   g.vm.release();
 }
 
@@ -159,6 +160,7 @@ function bytesPerTouched(bytes: number, stride: number): number {
     }
     if (vm.mmu.stats.pages_4k !== pages) throw new Error(`expected ${pages} 4K SPTEs, got ${vm.mmu.stats.pages_4k}`);
     const after = heapBytes(gc);
+    for (const v of vm.vcpus) vm.process.close(v.fd); // each vCPU fd holds the VM
     vm.release();
     return (after - before) / pages;
   };

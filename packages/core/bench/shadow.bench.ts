@@ -61,6 +61,7 @@ function makeShadowGuest(): Guest {
 
 function destroy(g: Guest): void {
   g.kvm.process.mm.munmap(g.hva, g.bytes);
+  for (const v of g.vm.vcpus) g.vm.process.close(v.fd); // each vCPU fd holds the VM
   g.vm.release();
 }
 
@@ -113,6 +114,7 @@ function eagerSplit(): Timed {
   const small = bytes / PAGE_SIZE;
   if (mmu.stats.pages_4k !== small || mmu.stats.pages_2m !== 0) throw new Error(`split left ${JSON.stringify(mmu.stats)}`);
   kvm.process.mm.munmap(hva, bytes + MiB2 * 64);
+  for (const v of vm.vcpus) vm.process.close(v.fd); // each vCPU fd holds the VM
   vm.release();
   return { work: small, ...t };
 }
