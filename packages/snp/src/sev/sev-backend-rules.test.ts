@@ -261,17 +261,25 @@ describe('SEV launch commands (sev_launch_*)', () => {
     vm.memoryEncryptOp({ cmd: 'sev_launch_start', policy: 0 });
     // len without a buffer: the firmware sees length 0 and answers INVALID_LEN (EIO); no size check
     expect(() => vm.memoryEncryptOp({ cmd: 'sev_launch_measure', len: 0x5000 })).toThrow(errno('EIO'));
-    kvm.process.mm.writeBytes(hva, new Uint8Array(0x4000).fill(0xcc));
+    kvm.process.mm.writeBytes(hva, new Uint8Array(0x4010).fill(0xcc));
     const out = vm.memoryEncryptOp({ cmd: 'sev_launch_measure', uaddr: hva, len: 0x4000 }).out!;
     expect(out.len).toBe(48);
     const copied = kvm.process.mm.readBytes(hva, 64);
     expect(Buffer.from(copied.subarray(0, 48)).toString('hex')).toBe(out.measurement);
-    expect([...copied.subarray(48)]).toEqual(new Array(16).fill(0xcc));
+    // copy_to_user() of params.len bytes of the kzalloc'ed buffer: zeroes after the blob, up to len
+    expect([...copied.subarray(48)]).toEqual(new Array(16).fill(0));
+    expect(kvm.process.mm.readBytes(hva + 48, 0x4000 - 48).every((b) => b === 0)).toBe(true);
+    expect(kvm.process.mm.readBytes(hva + 0x4000, 16)).toEqual(new Uint8Array(16).fill(0xcc));
     // a buffer KVM cannot write: EFAULT after the firmware measured
     const other = sevVm(host(), KVM_X86_SEV_VM);
     other.vm.memoryEncryptOp({ cmd: 'sev_init2' });
     other.vm.memoryEncryptOp({ cmd: 'sev_launch_start', policy: 0 });
     expect(() => other.vm.memoryEncryptOp({ cmd: 'sev_launch_measure', uaddr: 0x1000, len: 48 })).toThrow(errno('EFAULT'));
+    // the whole len must be writable, not only the 48 bytes of the blob
+    const third = sevVm(host(), KVM_X86_SEV_VM);
+    third.vm.memoryEncryptOp({ cmd: 'sev_init2' });
+    third.vm.memoryEncryptOp({ cmd: 'sev_launch_start', policy: 0 });
+    expect(() => third.vm.memoryEncryptOp({ cmd: 'sev_launch_measure', uaddr: third.hva + 2 * MiB - 48, len: 64 })).toThrow(errno('EFAULT'));
   });
 
   it('kvm_sev_cmd.error: the firmware status of the last command, 0 after a success or a check before the firmware', () => {

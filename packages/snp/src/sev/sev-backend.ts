@@ -460,8 +460,12 @@ class SevBackendImpl implements SevBackend {
       return { ret: 0, out: { len: r.len ?? 0 } };
     }
     if (r.fwError !== SEV_RET_SUCCESS) this.fwFail('SEV_CMD_LAUNCH_MEASURE', r.fwError);
+    // KVM hands the firmware a kzalloc'ed buffer of params.len bytes (len >= the blob's 48 once
+    // the firmware succeeded) and copies all of it back: the blob, then zeroes up to len
     const blob = r.measurement!;
-    if (!this.kvm.copyToUser(uaddr, blob.subarray(0, Math.min(len, blob.length)))) sevFail('EFAULT', 'sev_launch_measure: copy_to_user of the blob');
+    const buf = new Uint8Array(len);
+    buf.set(blob);
+    if (!this.kvm.copyToUser(uaddr, buf)) sevFail('EFAULT', 'sev_launch_measure: copy_to_user of the blob');
     return { ret: 0, out: { len: r.len!, measurement: Buffer.from(blob).toString('hex') } };
   }
 
