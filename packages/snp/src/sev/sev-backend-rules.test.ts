@@ -122,6 +122,20 @@ describe('sev_handle_vmgexit() (sevHandleVmgexit)', () => {
     expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: GHCB_MSR_SEV_INFO_REQ }, null, null)).toEqual({ ret: ghcbMsrSevInfo(1, 1, 51) });
   });
 
+  it('GHCB_MSR_HV_FT_REQ answers GHCB_HV_FT_SUPPORTED (SNP, SNP_AP_CREATION) in bits 12-63, for SEV-ES and SNP', () => {
+    for (const snp of [null, () => ({ ret: 7 })]) {
+      expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x080 }, snp, null)).toEqual({ ret: 0x3081 });
+      // the request's bits 12-63 are all replaced
+      expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0xffff_ffff_ffff_f080n }, snp, null)).toEqual({ ret: 0x3081 });
+    }
+  });
+
+  it('GHCB_MSR_PREF_GPA_REQ: GHCB_MSR_PREF_GPA_NONE for SNP, termination for SEV-ES', () => {
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x1010 }, () => ({ ret: 7 }), null)).toEqual({ ret: 0xffff_ffff_ffff_f011n });
+    const r = sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x1010 }, null, null);
+    expect(r.exit).toEqual({ reason: 'KVM_EXIT_SYSTEM_EVENT', system_event: { type: KVM_SYSTEM_EVENT_SEV_TERM, ndata: 1, data: [0x1010] } });
+  });
+
   it('an unknown request keeps the MSR value as it is ("Error, keep GHCB MSR value as-is")', () => {
     expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x5000 + 0x7ff }, null, null)).toEqual({ ret: 0x5000 + 0x7ff });
   });

@@ -27,7 +27,13 @@ import { snpHostFor } from '../snp-backend.js';
 import { SEV_VM_OPTIONS, type KvmSevInit, type SevEdge, type SevGuestRequest, type SevInspect, type SevIoctlOut, type SevVmIoctl, type SevVmOptions } from './edge.js';
 import type { SevPlatform } from './platform.js';
 import {
+  GHCB_HV_FT_SUPPORTED,
+  GHCB_MSR_HV_FT_REQ,
+  GHCB_MSR_HV_FT_RESP,
   GHCB_MSR_INFO_MASK,
+  GHCB_MSR_PREF_GPA_NONE,
+  GHCB_MSR_PREF_GPA_REQ,
+  GHCB_MSR_PREF_GPA_RESP,
   GHCB_MSR_PSC_REQ,
   GHCB_MSR_REG_GPA_REQ,
   GHCB_MSR_SEV_INFO_REQ,
@@ -165,6 +171,14 @@ export function sevHandleVmgexit(
   switch (info) {
     case GHCB_MSR_SEV_INFO_REQ:
       return { ret: ghcbMsrSevInfo(sev.ghcbVersion, GHCB_VERSION_MIN, SEV_ENC_BIT) };
+    case GHCB_MSR_HV_FT_REQ:
+      // set_ghcb_msr_bits() of GHCB_HV_FT_SUPPORTED into bits 12-63 and of the response code: for
+      // SEV-ES guests too, and nothing of the request's upper bits stays
+      return { ret: GHCB_HV_FT_SUPPORTED * 2 ** 12 + GHCB_MSR_HV_FT_RESP };
+    case GHCB_MSR_PREF_GPA_REQ:
+      if (!snpMsr) return terminate(value, `GHCB MSR request 0x${info.toString(16)} is SNP-only: the SEV-ES guest is terminated`);
+      // no preferred GHCB GPA: GHCB_MSR_PREF_GPA_NONE in bits 12-63
+      return { ret: (GHCB_MSR_PREF_GPA_NONE << 12n) + BigInt(GHCB_MSR_PREF_GPA_RESP) };
     case GHCB_MSR_REG_GPA_REQ:
     case GHCB_MSR_PSC_REQ:
       if (!snpMsr) return terminate(value, `GHCB MSR request 0x${info.toString(16)} is SNP-only: the SEV-ES guest is terminated`);
