@@ -111,50 +111,51 @@ describe('__sev_guest_init() (sevGuestInit2)', () => {
 });
 
 describe('sev_handle_vmgexit() (sevHandleVmgexit)', () => {
+  const mapped = () => true;
   const es = (): SevInfo => ({ active: true, esActive: true, needInit: false, vmsaFeatures: 0, ghcbVersion: 1, asid: 1 });
 
   it('the GHCB MSR value must be a u64', () => {
-    for (const value of [-1, 1.5, 2 ** 64]) expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value }, null, null)).toMatchObject({ errno: 'EINVAL' });
-    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 2 ** 63 + 0x800 }, null, null)).toEqual({ ret: 2 ** 63 + 0x800 });
+    for (const value of [-1, 1.5, 2 ** 64]) expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value }, null, null, mapped)).toMatchObject({ errno: 'EINVAL' });
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 2 ** 63 + 0x800 }, null, null, mapped)).toEqual({ ret: 2 ** 63 + 0x800 });
   });
 
   it('GHCB_MSR_SEV_INFO_REQ answers the VM\'s GHCB version, GHCB_VERSION_MIN and the C-bit', () => {
-    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: GHCB_MSR_SEV_INFO_REQ }, null, null)).toEqual({ ret: ghcbMsrSevInfo(1, 1, 51) });
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: GHCB_MSR_SEV_INFO_REQ }, null, null, mapped)).toEqual({ ret: ghcbMsrSevInfo(1, 1, 51) });
   });
 
   it('GHCB_MSR_HV_FT_REQ answers GHCB_HV_FT_SUPPORTED (SNP, SNP_AP_CREATION) in bits 12-63, for SEV-ES and SNP', () => {
     for (const snp of [null, () => ({ ret: 7 })]) {
-      expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x080 }, snp, null)).toEqual({ ret: 0x3081 });
+      expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x080 }, snp, null, mapped)).toEqual({ ret: 0x3081 });
       // the request's bits 12-63 are all replaced
-      expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0xffff_ffff_ffff_f080n }, snp, null)).toEqual({ ret: 0x3081 });
+      expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0xffff_ffff_ffff_f080n }, snp, null, mapped)).toEqual({ ret: 0x3081 });
     }
   });
 
   it('GHCB_MSR_PREF_GPA_REQ: GHCB_MSR_PREF_GPA_NONE for SNP, termination for SEV-ES', () => {
-    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x1010 }, () => ({ ret: 7 }), null)).toEqual({ ret: 0xffff_ffff_ffff_f011n });
-    const r = sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x1010 }, null, null);
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x1010 }, () => ({ ret: 7 }), null, mapped)).toEqual({ ret: 0xffff_ffff_ffff_f011n });
+    const r = sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x1010 }, null, null, mapped);
     expect(r.exit).toEqual({ reason: 'KVM_EXIT_SYSTEM_EVENT', system_event: { type: KVM_SYSTEM_EVENT_SEV_TERM, ndata: 1, data: [0x1010] } });
   });
 
   it('an unknown request keeps the MSR value as it is ("Error, keep GHCB MSR value as-is")', () => {
-    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x5000 + 0x7ff }, null, null)).toEqual({ ret: 0x5000 + 0x7ff });
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x5000 + 0x7ff }, null, null, mapped)).toEqual({ ret: 0x5000 + 0x7ff });
   });
 
   it('the MSR keeps all 64 bits: a value above 2^53 is decoded and handed back unrounded', () => {
     // every bit set: request 0xfff is unknown, the value comes back as it is (not 2^64)
-    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0xffff_ffff_ffff_ffffn }, null, null)).toEqual({ ret: 0xffff_ffff_ffff_ffffn });
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0xffff_ffff_ffff_ffffn }, null, null, mapped)).toEqual({ ret: 0xffff_ffff_ffff_ffffn });
     // bit 63 with request 0xfff: still the unknown request, not a GHCB gpa
-    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x8000_0000_0000_0fffn }, null, null)).toEqual({ ret: 0x8000_0000_0000_0fffn });
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x8000_0000_0000_0fffn }, null, null, mapped)).toEqual({ ret: 0x8000_0000_0000_0fffn });
     // SEV_INFO_REQ with high bits: the request is the low 12 bits
-    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0xffff_0000_0000_0002n }, null, null)).toEqual({ ret: ghcbMsrSevInfo(1, 1, 51) });
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0xffff_0000_0000_0002n }, null, null, mapped)).toEqual({ ret: ghcbMsrSevInfo(1, 1, 51) });
     // TERM_REQ: reason set 3 and code 0x42 from bits 12-15 and 16-23, the whole value in data[0]
     const term = (1n << 63n) | (0x42n << 16n) | (0x3n << 12n) | 0x100n;
-    const r = sevHandleVmgexit(es(), { op: 'ghcb_msr', value: term }, null, null);
+    const r = sevHandleVmgexit(es(), { op: 'ghcb_msr', value: term }, null, null, mapped);
     expect(r.exit).toEqual({ reason: 'KVM_EXIT_SYSTEM_EVENT', system_event: { type: KVM_SYSTEM_EVENT_SEV_TERM, ndata: 1, data: [term] } });
     expect(r.detail).toEqual({ reason: 'GHCB_MSR_TERM_REQ: guest requested termination 3:66' });
     // a bigint below 2^53 is the same request as the number
-    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x57ffn }, null, null)).toEqual({ ret: 0x57ff });
-    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 1n << 64n }, null, null)).toMatchObject({ errno: 'EINVAL' });
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x57ffn }, null, null, mapped)).toEqual({ ret: 0x57ff });
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 1n << 64n }, null, null, mapped)).toMatchObject({ errno: 'EINVAL' });
   });
 
   it('REG_GPA and PSC go to the SNP handler; without one the guest is terminated with the MSR value', () => {
@@ -163,27 +164,27 @@ describe('sev_handle_vmgexit() (sevHandleVmgexit)', () => {
       seen.push(v);
       return { ret: 7 };
     };
-    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x3000 + GHCB_MSR_REG_GPA_REQ }, snp, null)).toEqual({ ret: 7 });
-    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x4000 + GHCB_MSR_PSC_REQ }, snp, null)).toEqual({ ret: 7 });
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x3000 + GHCB_MSR_REG_GPA_REQ }, snp, null, mapped)).toEqual({ ret: 7 });
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x4000 + GHCB_MSR_PSC_REQ }, snp, null, mapped)).toEqual({ ret: 7 });
     // a request above 2^53 reaches the SNP handler whole
     const high = (1n << 63n) | 0x3000n | BigInt(GHCB_MSR_REG_GPA_REQ);
-    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: high }, snp, null)).toEqual({ ret: 7 });
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: high }, snp, null, mapped)).toEqual({ ret: 7 });
     expect(seen).toEqual([0x3000 + GHCB_MSR_REG_GPA_REQ, 0x4000 + GHCB_MSR_PSC_REQ, high]);
-    const r = sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x3000 + GHCB_MSR_REG_GPA_REQ }, null, null);
+    const r = sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x3000 + GHCB_MSR_REG_GPA_REQ }, null, null, mapped);
     expect(r.exit).toEqual({ reason: 'KVM_EXIT_SYSTEM_EVENT', system_event: { type: KVM_SYSTEM_EVENT_SEV_TERM, ndata: 1, data: [0x3000 + GHCB_MSR_REG_GPA_REQ] } });
   });
 
   it('a GHCB termination request: the GHCB gpa must be page aligned and, for SNP, registered', () => {
-    expect(sevHandleVmgexit(es(), { op: 'ghcb_term_request', ghcb_gpa: 0x5001 }, null, null)).toMatchObject({ errno: 'EINVAL' });
-    expect(sevHandleVmgexit(es(), { op: 'ghcb_term_request', ghcb_gpa: 0x5800 }, null, null)).toMatchObject({ errno: 'EINVAL' });
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_term_request', ghcb_gpa: 0x5001 }, null, null, mapped)).toMatchObject({ errno: 'EINVAL' });
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_term_request', ghcb_gpa: 0x5800 }, null, null, mapped)).toMatchObject({ errno: 'EINVAL' });
     const registered = (gpa: number) => gpa === 0x6000;
-    expect(sevHandleVmgexit(es(), { op: 'ghcb_term_request', ghcb_gpa: 0x5000 }, null, registered)).toMatchObject({ errno: 'EINVAL' });
-    expect(sevHandleVmgexit(es(), { op: 'ghcb_term_request', ghcb_gpa: 0x6000 }, null, registered).exit).toEqual({
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_term_request', ghcb_gpa: 0x5000 }, null, registered, mapped)).toMatchObject({ errno: 'EINVAL' });
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_term_request', ghcb_gpa: 0x6000 }, null, registered, mapped).exit).toEqual({
       reason: 'KVM_EXIT_SYSTEM_EVENT',
       system_event: { type: KVM_SYSTEM_EVENT_SEV_TERM, ndata: 1, data: [0x6000] },
     });
     // no GHCB at all: back to the guest, no exit and no error
-    const none = sevHandleVmgexit(es(), { op: 'ghcb_term_request', ghcb_gpa: 0 }, null, registered);
+    const none = sevHandleVmgexit(es(), { op: 'ghcb_term_request', ghcb_gpa: 0 }, null, registered, mapped);
     expect(none.exit).toBeUndefined();
     expect(none.errno).toBeUndefined();
   });

@@ -137,16 +137,26 @@ export function sevGuestInit2(sev: SevInfo, vmType: number, createdVcpus: number
 }
 
 /**
+ * kvm_vcpu_map() of the GHCB page can succeed: a memslot holds its gfn (the model does not check
+ * that the memslot's hva is mapped)
+ */
+export function ghcbMappable(vm: Pick<VmForBackend, 'gfnToMemslot'>, gpa: number): boolean {
+  return vm.gfnToMemslot(Math.floor(gpa / PAGE_SIZE)) !== null;
+}
+
+/**
  * The GHCB exit of an SEV-ES or SNP guest (sev_handle_vmgexit()): the MSR protocol
  * (sev_handle_vmgexit_msr_protocol()) or the GHCB page's termination request.
  * `snpMsr` handles the SNP-only MSR requests (REG_GPA, PSC); null for SEV-ES, where the kernel
- * terminates the guest instead.
+ * terminates the guest instead. `ghcbMapped` says whether kvm_vcpu_map() can map the GHCB page
+ * (ghcbMappable()); `ghcbRegistered` whether an SNP guest registered it.
  */
 export function sevHandleVmgexit(
   sev: SevInfo,
   req: SevGuestRequest,
   snpMsr: ((value: number | bigint) => GuestOpResult) | null,
   ghcbRegistered: ((gpa: number) => boolean) | null,
+  ghcbMapped: (gpa: number) => boolean,
 ): GuestOpResult {
   const terminate = (data0: number | bigint, why: string): GuestOpResult => {
     const exit: KvmRunExit = { reason: 'KVM_EXIT_SYSTEM_EVENT', system_event: { type: KVM_SYSTEM_EVENT_SEV_TERM, ndata: 1, data: [data0] } };
@@ -158,6 +168,9 @@ export function sevHandleVmgexit(
     if (gpa % (GHCB_MSR_INFO_MASK + 1) !== 0) return { errno: 'EINVAL', detail: { reason: 'the GHCB gpa is not page aligned: that is the GHCB MSR protocol (guest_ghcb_msr)' } };
     // sev_handle_vmgexit(): "Without a GHCB, just return right back to the guest"
     if (gpa === 0) return { detail: { reason: 'vmgexit: GHCB gpa is not set: KVM resumes the guest without an exit' } };
+    // kvm_vcpu_map() fails: "Without a GHCB, just return right back to the guest", before the
+    // SNP registration check
+    if (!ghcbMapped(gpa)) return { detail: { reason: `vmgexit: error mapping GHCB [0x${gpa.toString(16)}] (no memslot): KVM resumes the guest without an exit` } };
     if (ghcbRegistered && !ghcbRegistered(gpa)) return { errno: 'EINVAL', detail: { reason: `vmgexit: GHCB GPA 0x${gpa.toString(16)} is not registered (SNP)` } };
     return terminate(gpa, `SVM_VMGEXIT_TERM_REQUEST: reason ${req.reason_set ?? 0}:${req.reason_code ?? 0}`);
   }
@@ -526,7 +539,7 @@ class SevBackendImpl implements SevBackend {
   guestOp(_vcpuId: number, req: SevGuestRequest): GuestOpResult {
     if (!this.info.active) return { errno: 'EINVAL', detail: { reason: 'the VM is not an SEV guest yet (KVM_SEV_INIT2)' } };
     if (!this.info.esActive) return { errno: 'EINVAL', detail: { reason: 'an SEV guest has no GHCB: VMGEXIT exists for SEV-ES and SNP guests only' } };
-    const r = sevHandleVmgexit(this.info, req, null, null);
+    const r = sevHandleVmgexit(this.info, req, null, null, (gpa) => ghcbMappable(this.kvm, gpa));
     if (r.exit) this.kvm.tracer.emit('sev_vmgexit', { op: req.op, exit: r.exit.reason });
     return r;
   }
