@@ -123,6 +123,13 @@ describe('sev_handle_vmgexit() (sevHandleVmgexit)', () => {
     expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: GHCB_MSR_SEV_INFO_REQ }, null, null, mapped)).toEqual({ ret: ghcbMsrSevInfo(1, 1, 51) });
   });
 
+  it('GHCB_MSR_CPUID_REQ: the vCPU has no CPUID entries, the value (bits 32-63) is 0, bits 12-31 stay', () => {
+    for (const snp of [null, () => ({ ret: 7 })]) {
+      expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x8000_001f_4000_0004n }, snp, null, mapped)).toEqual({ ret: 0x4000_0005 });
+      expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x1_c123_4004 }, snp, null, mapped)).toEqual({ ret: 0xc123_4005 });
+    }
+  });
+
   it('GHCB_MSR_HV_FT_REQ answers GHCB_HV_FT_SUPPORTED (SNP, SNP_AP_CREATION) in bits 12-63, for SEV-ES and SNP', () => {
     for (const snp of [null, () => ({ ret: 7 })]) {
       expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x080 }, snp, null, mapped)).toEqual({ ret: 0x3081 });

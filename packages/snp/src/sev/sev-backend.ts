@@ -28,6 +28,8 @@ import { SEV_VM_OPTIONS, type KvmSevInit, type SevEdge, type SevGuestRequest, ty
 import type { SevPlatform } from './platform.js';
 import {
   GHCB_HV_FT_SUPPORTED,
+  GHCB_MSR_CPUID_REQ,
+  GHCB_MSR_CPUID_RESP,
   GHCB_MSR_HV_FT_REQ,
   GHCB_MSR_HV_FT_RESP,
   GHCB_MSR_INFO_MASK,
@@ -184,6 +186,11 @@ export function sevHandleVmgexit(
   switch (info) {
     case GHCB_MSR_SEV_INFO_REQ:
       return { ret: ghcbMsrSevInfo(sev.ghcbVersion, GHCB_VERSION_MIN, SEV_ENC_BIT) };
+    case GHCB_MSR_CPUID_REQ:
+      // the CPUID intercept (kvm_cpuid()) finds no entry in a vCPU without KVM_SET_CPUID2, the
+      // model's only kind, and answers 0: the value (bits 32-63) is 0, the register field and the
+      // other bits 12-31 stay, GHCB_MSR_CPUID_RESP in bits 0-11
+      return { ret: msrBits(value, 12, 0xf_ffff) * 2 ** 12 + GHCB_MSR_CPUID_RESP };
     case GHCB_MSR_HV_FT_REQ:
       // set_ghcb_msr_bits() of GHCB_HV_FT_SUPPORTED into bits 12-63 and of the response code: for
       // SEV-ES guests too, and nothing of the request's upper bits stays

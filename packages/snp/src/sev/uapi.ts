@@ -74,6 +74,9 @@ export const GHCB_VERSION_MIN = 1;
 export const GHCB_MSR_INFO_MASK = 0xfff;
 export const GHCB_MSR_SEV_INFO_RESP = 0x001;
 export const GHCB_MSR_SEV_INFO_REQ = 0x002;
+/** CPUID request: the function in bits 32-63, the register (EAX, EBX, ECX, EDX) in bits 30-31 */
+export const GHCB_MSR_CPUID_REQ = 0x004;
+export const GHCB_MSR_CPUID_RESP = 0x005;
 /** Preferred GHCB GPA request (SNP only): the response says "no preference" */
 export const GHCB_MSR_PREF_GPA_REQ = 0x010;
 export const GHCB_MSR_PREF_GPA_RESP = 0x011;
