@@ -499,7 +499,8 @@ class SevBackendImpl implements SevBackend {
     const blob = r.measurement!;
     const buf = new Uint8Array(len);
     buf.set(blob);
-    if (!this.kvm.copyToUser(uaddr, buf)) sevFail('EFAULT', 'sev_launch_measure: copy_to_user of the blob');
+    // a buffer KVM cannot write: -EFAULT, and "done:" still copies params.len = data.len back
+    if (!this.kvm.copyToUser(uaddr, buf)) return { ret: -ERRNO.EFAULT, out: { len: r.len! } };
     return { ret: 0, out: { len: r.len!, measurement: Buffer.from(blob).toString('hex') } };
   }
 
