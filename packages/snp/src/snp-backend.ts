@@ -70,7 +70,7 @@ import {
   SNP_PAGE_TYPE_VMSA,
   SNP_PAGE_TYPE_ZERO,
 } from './launch-digest.js';
-import { exactU64, msrBits, sevGuestInit2, sevHandleVmgexit, type SevInfo } from './sev/sev-backend.js';
+import { exactU64, ghcbMappable, msrBits, sevGuestInit2, sevHandleVmgexit, type SevInfo } from './sev/sev-backend.js';
 import { GHCB_MSR_INFO_MASK, GHCB_MSR_REG_GPA_REQ, GHCB_MSR_REG_GPA_RESP } from './sev/uapi.js';
 import { RMP_ENTRIES_PER_2M, RMPW_ASSIGNED, RMPW_VALIDATED, wordAsid, type RmpEntryView } from './rmp.js';
 
@@ -527,6 +527,7 @@ class SnpBackendImpl implements SnpBackend {
           req,
           (value) => this.snpGhcbMsr(vcpuId, value),
           (gpa) => this.ghcbRegistered.get(vcpuId) === gpa,
+          (gpa) => ghcbMappable(this.kvm, gpa),
         );
       default:
         return { errno: 'EINVAL', detail: { reason: `unknown SNP guest operation ${(req as { op: string }).op}` } };

@@ -36,7 +36,7 @@ export const SEV_OPS = {
   sev_launch_measure: defineOp({
     args: z.strictObject({ uaddr: addr().optional(), len: num().optional() }),
     does: '`KVM_SEV_LAUNCH_MEASURE` into `len` bytes at `uaddr` (`len` 0: ask for the length)',
-    result: 'value: the blob length written back (also with the `EIO` of the length query)',
+    result: 'value: the blob length written back (also with the `EIO` of the length query and the `EFAULT` of a buffer KVM cannot write)',
     needs: SEV,
   }),
   sev_launch_finish: defineOp({ args: z.strictObject({}), does: '`KVM_SEV_LAUNCH_FINISH`', needs: SEV }),

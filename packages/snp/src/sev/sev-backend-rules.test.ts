@@ -111,36 +111,58 @@ describe('__sev_guest_init() (sevGuestInit2)', () => {
 });
 
 describe('sev_handle_vmgexit() (sevHandleVmgexit)', () => {
+  const mapped = () => true;
   const es = (): SevInfo => ({ active: true, esActive: true, needInit: false, vmsaFeatures: 0, ghcbVersion: 1, asid: 1 });
 
   it('the GHCB MSR value must be a u64', () => {
-    for (const value of [-1, 1.5, 2 ** 64]) expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value }, null, null)).toMatchObject({ errno: 'EINVAL' });
-    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 2 ** 63 + 0x800 }, null, null)).toEqual({ ret: 2 ** 63 + 0x800 });
+    for (const value of [-1, 1.5, 2 ** 64]) expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value }, null, null, mapped)).toMatchObject({ errno: 'EINVAL' });
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 2 ** 63 + 0x800 }, null, null, mapped)).toEqual({ ret: 2 ** 63 + 0x800 });
   });
 
   it('GHCB_MSR_SEV_INFO_REQ answers the VM\'s GHCB version, GHCB_VERSION_MIN and the C-bit', () => {
-    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: GHCB_MSR_SEV_INFO_REQ }, null, null)).toEqual({ ret: ghcbMsrSevInfo(1, 1, 51) });
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: GHCB_MSR_SEV_INFO_REQ }, null, null, mapped)).toEqual({ ret: ghcbMsrSevInfo(1, 1, 51) });
+  });
+
+  it('GHCB_MSR_CPUID_REQ: the vCPU has no CPUID entries, the value (bits 32-63) is 0, bits 12-31 stay', () => {
+    for (const snp of [null, () => ({ ret: 7 })]) {
+      expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x8000_001f_4000_0004n }, snp, null, mapped)).toEqual({ ret: 0x4000_0005 });
+      expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x1_c123_4004 }, snp, null, mapped)).toEqual({ ret: 0xc123_4005 });
+    }
+  });
+
+  it('GHCB_MSR_HV_FT_REQ answers GHCB_HV_FT_SUPPORTED (SNP, SNP_AP_CREATION) in bits 12-63, for SEV-ES and SNP', () => {
+    for (const snp of [null, () => ({ ret: 7 })]) {
+      expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x080 }, snp, null, mapped)).toEqual({ ret: 0x3081 });
+      // the request's bits 12-63 are all replaced
+      expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0xffff_ffff_ffff_f080n }, snp, null, mapped)).toEqual({ ret: 0x3081 });
+    }
+  });
+
+  it('GHCB_MSR_PREF_GPA_REQ: GHCB_MSR_PREF_GPA_NONE for SNP, termination for SEV-ES', () => {
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x1010 }, () => ({ ret: 7 }), null, mapped)).toEqual({ ret: 0xffff_ffff_ffff_f011n });
+    const r = sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x1010 }, null, null, mapped);
+    expect(r.exit).toEqual({ reason: 'KVM_EXIT_SYSTEM_EVENT', system_event: { type: KVM_SYSTEM_EVENT_SEV_TERM, ndata: 1, data: [0x1010] } });
   });
 
   it('an unknown request keeps the MSR value as it is ("Error, keep GHCB MSR value as-is")', () => {
-    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x5000 + 0x7ff }, null, null)).toEqual({ ret: 0x5000 + 0x7ff });
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x5000 + 0x7ff }, null, null, mapped)).toEqual({ ret: 0x5000 + 0x7ff });
   });
 
   it('the MSR keeps all 64 bits: a value above 2^53 is decoded and handed back unrounded', () => {
     // every bit set: request 0xfff is unknown, the value comes back as it is (not 2^64)
-    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0xffff_ffff_ffff_ffffn }, null, null)).toEqual({ ret: 0xffff_ffff_ffff_ffffn });
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0xffff_ffff_ffff_ffffn }, null, null, mapped)).toEqual({ ret: 0xffff_ffff_ffff_ffffn });
     // bit 63 with request 0xfff: still the unknown request, not a GHCB gpa
-    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x8000_0000_0000_0fffn }, null, null)).toEqual({ ret: 0x8000_0000_0000_0fffn });
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x8000_0000_0000_0fffn }, null, null, mapped)).toEqual({ ret: 0x8000_0000_0000_0fffn });
     // SEV_INFO_REQ with high bits: the request is the low 12 bits
-    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0xffff_0000_0000_0002n }, null, null)).toEqual({ ret: ghcbMsrSevInfo(1, 1, 51) });
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0xffff_0000_0000_0002n }, null, null, mapped)).toEqual({ ret: ghcbMsrSevInfo(1, 1, 51) });
     // TERM_REQ: reason set 3 and code 0x42 from bits 12-15 and 16-23, the whole value in data[0]
     const term = (1n << 63n) | (0x42n << 16n) | (0x3n << 12n) | 0x100n;
-    const r = sevHandleVmgexit(es(), { op: 'ghcb_msr', value: term }, null, null);
+    const r = sevHandleVmgexit(es(), { op: 'ghcb_msr', value: term }, null, null, mapped);
     expect(r.exit).toEqual({ reason: 'KVM_EXIT_SYSTEM_EVENT', system_event: { type: KVM_SYSTEM_EVENT_SEV_TERM, ndata: 1, data: [term] } });
     expect(r.detail).toEqual({ reason: 'GHCB_MSR_TERM_REQ: guest requested termination 3:66' });
     // a bigint below 2^53 is the same request as the number
-    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x57ffn }, null, null)).toEqual({ ret: 0x57ff });
-    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 1n << 64n }, null, null)).toMatchObject({ errno: 'EINVAL' });
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x57ffn }, null, null, mapped)).toEqual({ ret: 0x57ff });
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 1n << 64n }, null, null, mapped)).toMatchObject({ errno: 'EINVAL' });
   });
 
   it('REG_GPA and PSC go to the SNP handler; without one the guest is terminated with the MSR value', () => {
@@ -149,27 +171,27 @@ describe('sev_handle_vmgexit() (sevHandleVmgexit)', () => {
       seen.push(v);
       return { ret: 7 };
     };
-    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x3000 + GHCB_MSR_REG_GPA_REQ }, snp, null)).toEqual({ ret: 7 });
-    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x4000 + GHCB_MSR_PSC_REQ }, snp, null)).toEqual({ ret: 7 });
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x3000 + GHCB_MSR_REG_GPA_REQ }, snp, null, mapped)).toEqual({ ret: 7 });
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x4000 + GHCB_MSR_PSC_REQ }, snp, null, mapped)).toEqual({ ret: 7 });
     // a request above 2^53 reaches the SNP handler whole
     const high = (1n << 63n) | 0x3000n | BigInt(GHCB_MSR_REG_GPA_REQ);
-    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: high }, snp, null)).toEqual({ ret: 7 });
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: high }, snp, null, mapped)).toEqual({ ret: 7 });
     expect(seen).toEqual([0x3000 + GHCB_MSR_REG_GPA_REQ, 0x4000 + GHCB_MSR_PSC_REQ, high]);
-    const r = sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x3000 + GHCB_MSR_REG_GPA_REQ }, null, null);
+    const r = sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x3000 + GHCB_MSR_REG_GPA_REQ }, null, null, mapped);
     expect(r.exit).toEqual({ reason: 'KVM_EXIT_SYSTEM_EVENT', system_event: { type: KVM_SYSTEM_EVENT_SEV_TERM, ndata: 1, data: [0x3000 + GHCB_MSR_REG_GPA_REQ] } });
   });
 
   it('a GHCB termination request: the GHCB gpa must be page aligned and, for SNP, registered', () => {
-    expect(sevHandleVmgexit(es(), { op: 'ghcb_term_request', ghcb_gpa: 0x5001 }, null, null)).toMatchObject({ errno: 'EINVAL' });
-    expect(sevHandleVmgexit(es(), { op: 'ghcb_term_request', ghcb_gpa: 0x5800 }, null, null)).toMatchObject({ errno: 'EINVAL' });
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_term_request', ghcb_gpa: 0x5001 }, null, null, mapped)).toMatchObject({ errno: 'EINVAL' });
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_term_request', ghcb_gpa: 0x5800 }, null, null, mapped)).toMatchObject({ errno: 'EINVAL' });
     const registered = (gpa: number) => gpa === 0x6000;
-    expect(sevHandleVmgexit(es(), { op: 'ghcb_term_request', ghcb_gpa: 0x5000 }, null, registered)).toMatchObject({ errno: 'EINVAL' });
-    expect(sevHandleVmgexit(es(), { op: 'ghcb_term_request', ghcb_gpa: 0x6000 }, null, registered).exit).toEqual({
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_term_request', ghcb_gpa: 0x5000 }, null, registered, mapped)).toMatchObject({ errno: 'EINVAL' });
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_term_request', ghcb_gpa: 0x6000 }, null, registered, mapped).exit).toEqual({
       reason: 'KVM_EXIT_SYSTEM_EVENT',
       system_event: { type: KVM_SYSTEM_EVENT_SEV_TERM, ndata: 1, data: [0x6000] },
     });
     // no GHCB at all: back to the guest, no exit and no error
-    const none = sevHandleVmgexit(es(), { op: 'ghcb_term_request', ghcb_gpa: 0 }, null, registered);
+    const none = sevHandleVmgexit(es(), { op: 'ghcb_term_request', ghcb_gpa: 0 }, null, registered, mapped);
     expect(none.exit).toBeUndefined();
     expect(none.errno).toBeUndefined();
   });
@@ -261,17 +283,25 @@ describe('SEV launch commands (sev_launch_*)', () => {
     vm.memoryEncryptOp({ cmd: 'sev_launch_start', policy: 0 });
     // len without a buffer: the firmware sees length 0 and answers INVALID_LEN (EIO); no size check
     expect(() => vm.memoryEncryptOp({ cmd: 'sev_launch_measure', len: 0x5000 })).toThrow(errno('EIO'));
-    kvm.process.mm.writeBytes(hva, new Uint8Array(0x4000).fill(0xcc));
+    kvm.process.mm.writeBytes(hva, new Uint8Array(0x4010).fill(0xcc));
     const out = vm.memoryEncryptOp({ cmd: 'sev_launch_measure', uaddr: hva, len: 0x4000 }).out!;
     expect(out.len).toBe(48);
     const copied = kvm.process.mm.readBytes(hva, 64);
     expect(Buffer.from(copied.subarray(0, 48)).toString('hex')).toBe(out.measurement);
-    expect([...copied.subarray(48)]).toEqual(new Array(16).fill(0xcc));
-    // a buffer KVM cannot write: EFAULT after the firmware measured
+    // copy_to_user() of params.len bytes of the kzalloc'ed buffer: zeroes after the blob, up to len
+    expect([...copied.subarray(48)]).toEqual(new Array(16).fill(0));
+    expect(kvm.process.mm.readBytes(hva + 48, 0x4000 - 48).every((b) => b === 0)).toBe(true);
+    expect(kvm.process.mm.readBytes(hva + 0x4000, 16)).toEqual(new Uint8Array(16).fill(0xcc));
+    // a buffer KVM cannot write: EFAULT after the firmware measured, params.len copied back
     const other = sevVm(host(), KVM_X86_SEV_VM);
     other.vm.memoryEncryptOp({ cmd: 'sev_init2' });
     other.vm.memoryEncryptOp({ cmd: 'sev_launch_start', policy: 0 });
-    expect(() => other.vm.memoryEncryptOp({ cmd: 'sev_launch_measure', uaddr: 0x1000, len: 48 })).toThrow(errno('EFAULT'));
+    expect(other.vm.memoryEncryptOp({ cmd: 'sev_launch_measure', uaddr: 0x1000, len: 48 })).toEqual({ ret: -14, out: { len: 48 } });
+    // the whole len must be writable, not only the 48 bytes of the blob
+    const third = sevVm(host(), KVM_X86_SEV_VM);
+    third.vm.memoryEncryptOp({ cmd: 'sev_init2' });
+    third.vm.memoryEncryptOp({ cmd: 'sev_launch_start', policy: 0 });
+    expect(third.vm.memoryEncryptOp({ cmd: 'sev_launch_measure', uaddr: third.hva + 2 * MiB - 48, len: 64 })).toEqual({ ret: -14, out: { len: 48 } });
   });
 
   it('kvm_sev_cmd.error: the firmware status of the last command, 0 after a success or a check before the firmware', () => {

@@ -181,6 +181,10 @@ describe('SEV launch', () => {
     expect(cpu.guestOp({ op: 'ghcb_term_request', ghcb_gpa: 0x5000 }).exit).toMatchObject({ system_event: { type: 6, ndata: 1, data: [0x5000] } });
     // no GHCB: KVM goes back to the guest
     expect(cpu.guestOp({ op: 'ghcb_term_request', ghcb_gpa: 0 }).exit).toBeUndefined();
+    // a GHCB outside every memslot: kvm_vcpu_map() fails and KVM goes back to the guest
+    const unmapped = cpu.guestOp({ op: 'ghcb_term_request', ghcb_gpa: 0x40_0000 });
+    expect(unmapped.exit).toBeUndefined();
+    expect(unmapped.errno).toBeUndefined();
   });
 
   it('a plain SEV guest has no GHCB', () => {

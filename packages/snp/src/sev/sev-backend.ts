@@ -27,7 +27,15 @@ import { snpHostFor } from '../snp-backend.js';
 import { SEV_VM_OPTIONS, type KvmSevInit, type SevEdge, type SevGuestRequest, type SevInspect, type SevIoctlOut, type SevVmIoctl, type SevVmOptions } from './edge.js';
 import type { SevPlatform } from './platform.js';
 import {
+  GHCB_HV_FT_SUPPORTED,
+  GHCB_MSR_CPUID_REQ,
+  GHCB_MSR_CPUID_RESP,
+  GHCB_MSR_HV_FT_REQ,
+  GHCB_MSR_HV_FT_RESP,
   GHCB_MSR_INFO_MASK,
+  GHCB_MSR_PREF_GPA_NONE,
+  GHCB_MSR_PREF_GPA_REQ,
+  GHCB_MSR_PREF_GPA_RESP,
   GHCB_MSR_PSC_REQ,
   GHCB_MSR_REG_GPA_REQ,
   GHCB_MSR_SEV_INFO_REQ,
@@ -131,16 +139,26 @@ export function sevGuestInit2(sev: SevInfo, vmType: number, createdVcpus: number
 }
 
 /**
+ * kvm_vcpu_map() of the GHCB page can succeed: a memslot holds its gfn (the model does not check
+ * that the memslot's hva is mapped)
+ */
+export function ghcbMappable(vm: Pick<VmForBackend, 'gfnToMemslot'>, gpa: number): boolean {
+  return vm.gfnToMemslot(Math.floor(gpa / PAGE_SIZE)) !== null;
+}
+
+/**
  * The GHCB exit of an SEV-ES or SNP guest (sev_handle_vmgexit()): the MSR protocol
  * (sev_handle_vmgexit_msr_protocol()) or the GHCB page's termination request.
  * `snpMsr` handles the SNP-only MSR requests (REG_GPA, PSC); null for SEV-ES, where the kernel
- * terminates the guest instead.
+ * terminates the guest instead. `ghcbMapped` says whether kvm_vcpu_map() can map the GHCB page
+ * (ghcbMappable()); `ghcbRegistered` whether an SNP guest registered it.
  */
 export function sevHandleVmgexit(
   sev: SevInfo,
   req: SevGuestRequest,
   snpMsr: ((value: number | bigint) => GuestOpResult) | null,
   ghcbRegistered: ((gpa: number) => boolean) | null,
+  ghcbMapped: (gpa: number) => boolean,
 ): GuestOpResult {
   const terminate = (data0: number | bigint, why: string): GuestOpResult => {
     const exit: KvmRunExit = { reason: 'KVM_EXIT_SYSTEM_EVENT', system_event: { type: KVM_SYSTEM_EVENT_SEV_TERM, ndata: 1, data: [data0] } };
@@ -152,6 +170,9 @@ export function sevHandleVmgexit(
     if (gpa % (GHCB_MSR_INFO_MASK + 1) !== 0) return { errno: 'EINVAL', detail: { reason: 'the GHCB gpa is not page aligned: that is the GHCB MSR protocol (guest_ghcb_msr)' } };
     // sev_handle_vmgexit(): "Without a GHCB, just return right back to the guest"
     if (gpa === 0) return { detail: { reason: 'vmgexit: GHCB gpa is not set: KVM resumes the guest without an exit' } };
+    // kvm_vcpu_map() fails: "Without a GHCB, just return right back to the guest", before the
+    // SNP registration check
+    if (!ghcbMapped(gpa)) return { detail: { reason: `vmgexit: error mapping GHCB [0x${gpa.toString(16)}] (no memslot): KVM resumes the guest without an exit` } };
     if (ghcbRegistered && !ghcbRegistered(gpa)) return { errno: 'EINVAL', detail: { reason: `vmgexit: GHCB GPA 0x${gpa.toString(16)} is not registered (SNP)` } };
     return terminate(gpa, `SVM_VMGEXIT_TERM_REQUEST: reason ${req.reason_set ?? 0}:${req.reason_code ?? 0}`);
   }
@@ -165,6 +186,19 @@ export function sevHandleVmgexit(
   switch (info) {
     case GHCB_MSR_SEV_INFO_REQ:
       return { ret: ghcbMsrSevInfo(sev.ghcbVersion, GHCB_VERSION_MIN, SEV_ENC_BIT) };
+    case GHCB_MSR_CPUID_REQ:
+      // the CPUID intercept (kvm_cpuid()) finds no entry in a vCPU without KVM_SET_CPUID2, the
+      // model's only kind, and answers 0: the value (bits 32-63) is 0, the register field and the
+      // other bits 12-31 stay, GHCB_MSR_CPUID_RESP in bits 0-11
+      return { ret: msrBits(value, 12, 0xf_ffff) * 2 ** 12 + GHCB_MSR_CPUID_RESP };
+    case GHCB_MSR_HV_FT_REQ:
+      // set_ghcb_msr_bits() of GHCB_HV_FT_SUPPORTED into bits 12-63 and of the response code: for
+      // SEV-ES guests too, and nothing of the request's upper bits stays
+      return { ret: GHCB_HV_FT_SUPPORTED * 2 ** 12 + GHCB_MSR_HV_FT_RESP };
+    case GHCB_MSR_PREF_GPA_REQ:
+      if (!snpMsr) return terminate(value, `GHCB MSR request 0x${info.toString(16)} is SNP-only: the SEV-ES guest is terminated`);
+      // no preferred GHCB GPA: GHCB_MSR_PREF_GPA_NONE in bits 12-63
+      return { ret: (GHCB_MSR_PREF_GPA_NONE << 12n) + BigInt(GHCB_MSR_PREF_GPA_RESP) };
     case GHCB_MSR_REG_GPA_REQ:
     case GHCB_MSR_PSC_REQ:
       if (!snpMsr) return terminate(value, `GHCB MSR request 0x${info.toString(16)} is SNP-only: the SEV-ES guest is terminated`);
@@ -460,8 +494,13 @@ class SevBackendImpl implements SevBackend {
       return { ret: 0, out: { len: r.len ?? 0 } };
     }
     if (r.fwError !== SEV_RET_SUCCESS) this.fwFail('SEV_CMD_LAUNCH_MEASURE', r.fwError);
+    // KVM hands the firmware a kzalloc'ed buffer of params.len bytes (len >= the blob's 48 once
+    // the firmware succeeded) and copies all of it back: the blob, then zeroes up to len
     const blob = r.measurement!;
-    if (!this.kvm.copyToUser(uaddr, blob.subarray(0, Math.min(len, blob.length)))) sevFail('EFAULT', 'sev_launch_measure: copy_to_user of the blob');
+    const buf = new Uint8Array(len);
+    buf.set(blob);
+    // a buffer KVM cannot write: -EFAULT, and "done:" still copies params.len = data.len back
+    if (!this.kvm.copyToUser(uaddr, buf)) return { ret: -ERRNO.EFAULT, out: { len: r.len! } };
     return { ret: 0, out: { len: r.len!, measurement: Buffer.from(blob).toString('hex') } };
   }
 
@@ -508,7 +547,7 @@ class SevBackendImpl implements SevBackend {
   guestOp(_vcpuId: number, req: SevGuestRequest): GuestOpResult {
     if (!this.info.active) return { errno: 'EINVAL', detail: { reason: 'the VM is not an SEV guest yet (KVM_SEV_INIT2)' } };
     if (!this.info.esActive) return { errno: 'EINVAL', detail: { reason: 'an SEV guest has no GHCB: VMGEXIT exists for SEV-ES and SNP guests only' } };
-    const r = sevHandleVmgexit(this.info, req, null, null);
+    const r = sevHandleVmgexit(this.info, req, null, null, (gpa) => ghcbMappable(this.kvm, gpa));
     if (r.exit) this.kvm.tracer.emit('sev_vmgexit', { op: req.op, exit: r.exit.reason });
     return r;
   }

@@ -63,35 +63,39 @@ describe('KVM_SEV_INIT2 refusals (sev_guest_init2(), __sev_guest_init())', () =>
 
 describe('GHCB requests of an SEV-ES guest (sev_handle_vmgexit()): the reasons in the outcome', () => {
   it('a GHCB termination request', () => {
-    expect(sevHandleVmgexit(es(), { op: 'ghcb_term_request', ghcb_gpa: 0x5008 }, null, null)).toEqual({
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_term_request', ghcb_gpa: 0x5008 }, null, null, () => true)).toEqual({
       errno: 'EINVAL',
       detail: { reason: 'the GHCB gpa is not page aligned: that is the GHCB MSR protocol (guest_ghcb_msr)' },
     });
-    expect(sevHandleVmgexit(es(), { op: 'ghcb_term_request', ghcb_gpa: 0 }, null, null)).toEqual({
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_term_request', ghcb_gpa: 0 }, null, null, () => true)).toEqual({
       detail: { reason: 'vmgexit: GHCB gpa is not set: KVM resumes the guest without an exit' },
     });
-    expect(sevHandleVmgexit(es(), { op: 'ghcb_term_request', ghcb_gpa: 0x5000 }, null, () => false)).toEqual({
+    // kvm_vcpu_map() fails before the SNP registration check: the guest resumes
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_term_request', ghcb_gpa: 0x5000 }, null, () => false, () => false)).toEqual({
+      detail: { reason: 'vmgexit: error mapping GHCB [0x5000] (no memslot): KVM resumes the guest without an exit' },
+    });
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_term_request', ghcb_gpa: 0x5000 }, null, () => false, () => true)).toEqual({
       errno: 'EINVAL',
       detail: { reason: 'vmgexit: GHCB GPA 0x5000 is not registered (SNP)' },
     });
-    expect(sevHandleVmgexit(es(), { op: 'ghcb_term_request', ghcb_gpa: 0x5000 }, null, null).detail).toEqual({ reason: 'SVM_VMGEXIT_TERM_REQUEST: reason 0:0' });
-    expect(sevHandleVmgexit(es(), { op: 'ghcb_term_request', ghcb_gpa: 0x5000, reason_set: 1, reason_code: 3 }, null, null).detail).toEqual({
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_term_request', ghcb_gpa: 0x5000 }, null, null, () => true).detail).toEqual({ reason: 'SVM_VMGEXIT_TERM_REQUEST: reason 0:0' });
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_term_request', ghcb_gpa: 0x5000, reason_set: 1, reason_code: 3 }, null, null, () => true).detail).toEqual({
       reason: 'SVM_VMGEXIT_TERM_REQUEST: reason 1:3',
     });
   });
 
   it('the GHCB MSR protocol', () => {
-    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: -1 }, null, null)).toEqual({ errno: 'EINVAL', detail: { reason: 'the GHCB MSR value is not a u64' } });
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: -1 }, null, null, () => true)).toEqual({ errno: 'EINVAL', detail: { reason: 'the GHCB MSR value is not a u64' } });
     // 0 is a u64: an unknown request, kept as it is
-    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0 }, null, null)).toEqual({ ret: 0 });
-    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x7000 + GHCB_MSR_PSC_REQ }, null, null).detail).toEqual({
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0 }, null, null, () => true)).toEqual({ ret: 0 });
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: 0x7000 + GHCB_MSR_PSC_REQ }, null, null, () => true).detail).toEqual({
       reason: 'GHCB MSR request 0x14 is SNP-only: the SEV-ES guest is terminated',
     });
-    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: GHCB_MSR_REG_GPA_REQ }, null, null).detail).toEqual({
+    expect(sevHandleVmgexit(es(), { op: 'ghcb_msr', value: GHCB_MSR_REG_GPA_REQ }, null, null, () => true).detail).toEqual({
       reason: 'GHCB MSR request 0x12 is SNP-only: the SEV-ES guest is terminated',
     });
     // GHCB_MSR_TERM_REQ: reason set in bits 12..15, reason code in bits 16..23
-    const term = sevHandleVmgexit(es(), { op: 'ghcb_msr', value: ghcbMsrTermReq(3, 0x45) + 2 ** 40 }, null, null);
+    const term = sevHandleVmgexit(es(), { op: 'ghcb_msr', value: ghcbMsrTermReq(3, 0x45) + 2 ** 40 }, null, null, () => true);
     expect(term.detail).toEqual({ reason: 'GHCB_MSR_TERM_REQ: guest requested termination 3:69' });
     expect(term.exit).toMatchObject({ system_event: { data: [ghcbMsrTermReq(3, 0x45) + 2 ** 40] } });
   });
@@ -166,7 +170,8 @@ describe('KVM_MEMORY_ENCRYPT_OP on an SEV VM: refusals name the check', () => {
     expect(() => vm.memoryEncryptOp({ cmd: 'sev_launch_measure', uaddr: hva, len: 16 })).toThrow(
       refused('EIO', 'SEV_CMD_LAUNCH_MEASURE: firmware error SEV_RET_INVALID_LEN (kvm_sev_cmd.error 4)'),
     );
-    expect(() => vm.memoryEncryptOp({ cmd: 'sev_launch_measure', uaddr: 0x1000, len: 48 })).toThrow(refused('EFAULT', 'sev_launch_measure: copy_to_user of the blob'));
+    // copy_to_user() of the blob fails: EFAULT with params.len copied back, as for the length query
+    expect(vm.memoryEncryptOp({ cmd: 'sev_launch_measure', uaddr: 0x1000, len: 48 })).toEqual({ ret: -14, out: { len: 48 } });
     vm.memoryEncryptOp({ cmd: 'sev_launch_finish' });
     expect(() => vm.memoryEncryptOp({ cmd: 'sev_launch_finish' })).toThrow(
       refused('EIO', 'SEV_CMD_LAUNCH_FINISH: firmware error SEV_RET_INVALID_GUEST_STATE (kvm_sev_cmd.error 2)'),

@@ -74,9 +74,22 @@ export const GHCB_VERSION_MIN = 1;
 export const GHCB_MSR_INFO_MASK = 0xfff;
 export const GHCB_MSR_SEV_INFO_RESP = 0x001;
 export const GHCB_MSR_SEV_INFO_REQ = 0x002;
+/** CPUID request: the function in bits 32-63, the register (EAX, EBX, ECX, EDX) in bits 30-31 */
+export const GHCB_MSR_CPUID_REQ = 0x004;
+export const GHCB_MSR_CPUID_RESP = 0x005;
+/** Preferred GHCB GPA request (SNP only): the response says "no preference" */
+export const GHCB_MSR_PREF_GPA_REQ = 0x010;
+export const GHCB_MSR_PREF_GPA_RESP = 0x011;
+/** GHCB_MSR_PREF_GPA_NONE: bits 12-63 of the response all set */
+export const GHCB_MSR_PREF_GPA_NONE = 0xf_ffff_ffff_ffffn;
 export const GHCB_MSR_REG_GPA_REQ = 0x012;
 export const GHCB_MSR_REG_GPA_RESP = 0x013;
 export const GHCB_MSR_PSC_REQ = 0x014;
+/** Hypervisor feature request: the response carries GHCB_HV_FT_SUPPORTED in bits 12-63 */
+export const GHCB_MSR_HV_FT_REQ = 0x080;
+export const GHCB_MSR_HV_FT_RESP = 0x081;
+/** sev.c GHCB_HV_FT_SUPPORTED: GHCB_HV_FT_SNP | GHCB_HV_FT_SNP_AP_CREATION */
+export const GHCB_HV_FT_SUPPORTED = 0x3;
 export const GHCB_MSR_TERM_REQ = 0x100;
 export const GHCB_MSR_TERM_REASON_SET_POS = 12;
 export const GHCB_MSR_TERM_REASON_SET_MASK = 0xf;
