@@ -105,7 +105,7 @@ const HANDLERS = {
   snp_launch_start: NONE, snp_launch_update: NONE, snp_launch_finish: NONE,
   guest_pvalidate: NONE, guest_psc: NONE, guest_psc_msr: NONE, guest_rmpadjust: NONE,
   tdx_init_vm: NONE, tdx_init_vcpu: NONE, tdx_init_mem_region: NONE, tdx_finalize_vm: NONE, guest_accept: NONE,
-  snp_rmp_insn: NONE, snp_host_access: NONE, tdx_seamcall: NONE, tdx_inject_busy: NONE, snp_inject_fail: NONE,
+  snp_rmp_insn: NONE, snp_host_access: NONE, tdx_seamcall: NONE, tdx_pending_interrupt: NONE, tdx_inject_busy: NONE, snp_inject_fail: NONE,
   guest_map_gpa_range: NONE, sev_init2: NONE, sev_init: NONE, sev_launch_start: NONE, sev_launch_update_data: NONE,
   sev_launch_update_vmsa: NONE, sev_launch_measure: NONE, sev_launch_finish: NONE, sev_guest_status: NONE,
   memory_encrypt_reg_region: NONE, memory_encrypt_unreg_region: NONE, guest_ghcb_msr: NONE, guest_ghcb_terminate: NONE,

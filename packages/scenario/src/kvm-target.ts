@@ -826,6 +826,7 @@ export function createKvmTarget(): KvmTarget {
     snp_rmp_insn: unsupported('the host RMP instructions run inside the kernel, not from userspace (model only)'),
     snp_host_access: unsupported('a host kernel access through the direct map happens inside the kernel, not from userspace (model only)'),
     tdx_seamcall: unsupported('SEAMCALLs are issued by the kernel, not from userspace (model only)'),
+    tdx_pending_interrupt: unsupported('the real-KVM target runs no TD to post an interrupt to (model only)'),
     tdx_inject_busy: unsupported('a real TDX module cannot be made to answer TDX_OPERAND_BUSY on demand (model only)'),
     snp_inject_fail: unsupported('a real CPU cannot be made to fail RMPUPDATE or PSMASH on demand (model only)'),
     guest_map_gpa_range: unsupported('the real-KVM target runs no confidential guest (KVM_HC_MAP_GPA_RANGE)'),

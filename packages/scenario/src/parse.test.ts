@@ -172,12 +172,15 @@ concurrent:
     expect(OP_NAMES).toContain('tdx_seamcall');
     expect(OP_NAMES).toContain('snp_host_access');
     expect(OP_NAMES).toContain('vcpu_fd');
-    expect(OP_NAMES).toHaveLength(86);
+    expect(OP_NAMES).toContain('tdx_pending_interrupt');
+    expect(OP_NAMES).toHaveLength(87);
     const v = parseScenario(
       'name: n\nvm: { type: tdx }\nsteps:\n  - tdx_seamcall: { leaf: TDH.MEM.TRACK }\n',
       'v.yaml',
     );
     expect(v.steps[0]).toMatchObject({ op: 'tdx_seamcall', args: { leaf: 'TDH.MEM.TRACK' } });
+    const p = parseScenario('name: n\nvm: { type: tdx }\nsteps:\n  - tdx_pending_interrupt: { vcpu: 0 }\n', 'p.yaml');
+    expect(p.steps[0]).toMatchObject({ op: 'tdx_pending_interrupt', args: { vcpu: 0 } });
     const w = parseScenario('name: n\nvm: { type: snp }\nsteps:\n  - snp_rmp_insn: { insn: psmash, pfn: 0x200 }\n', 'w.yaml');
     expect(w.steps[0]).toMatchObject({ op: 'snp_rmp_insn', args: { insn: 'psmash', pfn: 0x200 } });
     const s = parseScenario(

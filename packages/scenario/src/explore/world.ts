@@ -155,7 +155,7 @@ const BEGIN: { readonly [K in TargetOpName]: Begin<K> | 'atomic' } = {
   snp_launch_update: 'atomic', snp_launch_finish: 'atomic', guest_pvalidate: 'atomic', guest_psc: 'atomic',
   guest_psc_msr: 'atomic', guest_rmpadjust: 'atomic', tdx_init_vm: 'atomic', tdx_init_vcpu: 'atomic',
   tdx_init_mem_region: 'atomic', tdx_finalize_vm: 'atomic', guest_accept: 'atomic',
-  snp_rmp_insn: 'atomic', snp_host_access: 'atomic', tdx_seamcall: 'atomic', tdx_inject_busy: 'atomic', snp_inject_fail: 'atomic',
+  snp_rmp_insn: 'atomic', snp_host_access: 'atomic', tdx_seamcall: 'atomic', tdx_pending_interrupt: 'atomic', tdx_inject_busy: 'atomic', snp_inject_fail: 'atomic',
   guest_map_gpa_range: 'atomic', sev_init2: 'atomic', sev_init: 'atomic', sev_launch_start: 'atomic',
   sev_launch_update_data: 'atomic', sev_launch_update_vmsa: 'atomic', sev_launch_measure: 'atomic', sev_launch_finish: 'atomic',
   sev_guest_status: 'atomic', memory_encrypt_reg_region: 'atomic', memory_encrypt_unreg_region: 'atomic',

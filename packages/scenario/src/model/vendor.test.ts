@@ -43,3 +43,40 @@ describe('guest_psc entries', () => {
     expect(String(o.detail?.check)).toMatch(/12-bit/);
   });
 });
+
+const TDX_HEAD = `name: t
+vm: { type: tdx }
+steps:
+  - create_guest_memfd: { size: 8MiB }
+    as: gmem
+  - mmap: { size: 8MiB }
+    as: shared
+  - set_user_memory_region2: { slot: 0, flags: [KVM_MEM_GUEST_MEMFD], guest_phys_addr: 0x100_0000, memory_size: 8MiB, userspace_addr: shared, guest_memfd: gmem }
+  - tdx_init_vm: {}
+  - create_vcpu: { id: 0 }
+    as: cpu
+  - tdx_init_vcpu: { vcpu: cpu }
+  - tdx_finalize_vm: {}
+  - enable_cap: { cap: KVM_CAP_EXIT_HYPERCALL, args: [0x1000] }
+  - guest_map_gpa_range: { vcpu: cpu, gpa: 0x100_0000, npages: 1024 }
+`;
+
+describe('tdx_pending_interrupt', () => {
+  function tdxOutcomes(steps: string) {
+    const r = runScenario(parseScenario(`${TDX_HEAD}${steps}`), createModelTarget());
+    return r.steps.filter((s) => s.op !== 'exit').slice(-2).map((s) => s.outcome);
+  }
+
+  it('posts an interrupt without entering the guest: the MapGPA in progress stops with RETRY at the next step', () => {
+    const [set, done] = tdxOutcomes('  - tdx_pending_interrupt: { vcpu: cpu }\n  - complete_hypercall: { vcpu: cpu, ret: 0 }\n');
+    expect(set!.errno).toBeUndefined();
+    expect(set!.exit).toBeUndefined();
+    expect(done!.ret).toBe('TDVMCALL_STATUS_RETRY');
+    expect(done!.r11).toBe(0x120_0000);
+  });
+
+  it('pending: false takes it back: the next step is forwarded', () => {
+    const [, next] = tdxOutcomes('  - tdx_pending_interrupt: { vcpu: cpu }\n  - tdx_pending_interrupt: { vcpu: cpu, pending: false }\n  - complete_hypercall: { vcpu: cpu, ret: 0 }\n');
+    expect(next!.exit).toMatchObject({ reason: 'KVM_EXIT_HYPERCALL', hypercall: { args: [0x120_0000, 512, 0x10] } });
+  });
+});

@@ -21,6 +21,12 @@ export const TDX_OPS = {
     result: '`ret`, or an exit',
     needs: TDX,
   }),
+  tdx_pending_interrupt: defineOp({
+    args: z.strictObject({ vcpu: addr(), pending: z.boolean().optional() }),
+    does:
+      'model only: an interrupt is pending for the vCPU (`pending`, default true; false: none is), as a posted interrupt makes kvm_vcpu_has_events() true: a `TDG.VP.VMCALL<MapGPA>` then stops between its 2 MiB steps with `TDVMCALL_STATUS_RETRY` (tdx_complete_vmcall_map_gpa())',
+    needs: TDX,
+  }),
   tdx_seamcall: defineOp({
     args: z.strictObject({
       leaf: z.enum(['TDH.MEM.PAGE.ADD', 'TDH.MEM.PAGE.AUG', 'TDH.MEM.SEPT.ADD', 'TDH.MEM.RANGE.BLOCK', 'TDH.MEM.TRACK', 'TDH.MEM.PAGE.REMOVE', 'TDH.MEM.PAGE.DEMOTE', 'TDH.MR.EXTEND']),
