@@ -515,3 +515,35 @@ describe('sameValue', () => {
     expect(sameValue(null, 0)).toBe(false);
   });
 });
+
+describe('sameValue: mappings', () => {
+  it('compare field by field: the same fields with the same values, in any order and spelling', () => {
+    expect(sameValue({ slot: 1, start: 0x10 }, { start: '0x10', slot: 1n })).toBe(true);
+    expect(sameValue({}, {})).toBe(true);
+    expect(sameValue({ slot: 1 }, { slot: 2 })).toBe(false);
+    expect(sameValue({ slot: 1 }, { slot: 1, start: 0 })).toBe(false);
+    expect(sameValue({ slot: 1, start: 0 }, { slot: 1 })).toBe(false);
+    expect(sameValue({ slot: 1 }, { start: 1 })).toBe(false);
+    expect(sameValue({ slot: 1, gone: undefined }, { slot: 1 })).toBe(true);
+    expect(sameValue({ a: { b: [1, { c: 2 }] } }, { a: { b: [1, { c: 2 }] } })).toBe(true);
+    expect(sameValue({ a: { b: [1, { c: 2 }] } }, { a: { b: [1, { c: 3 }] } })).toBe(false);
+  });
+
+  it('a mapping never equals a scalar, a list or its text', () => {
+    expect(sameValue({ slot: 1 }, '[object Object]')).toBe(false);
+    expect(sameValue('[object Object]', { slot: 1 })).toBe(false);
+    expect(sameValue({}, [])).toBe(false);
+    expect(sameValue({ 0: 1 }, [1])).toBe(false);
+    expect(sameValue({ slot: 1 }, null)).toBe(false);
+    expect(sameValue({ slot: 1 }, undefined)).toBe(false);
+  });
+
+  it('an assert value listing mappings fails when a reported entry differs', () => {
+    const sc = parseScenario('name: t\nvm: { type: sw-protected }\nsteps:\n  - assert: { what: gmem, fd: 3, offset: 0, bindings: [{ slot: 1, pgoff: 0 }] }\n');
+    const target = (bindings: unknown): Target => ({ name: 'model', begin() {}, end() {}, execute: () => ({ detail: { bindings } }) });
+    expect(runScenario(sc, target([{ slot: 1, pgoff: 0 }])).pass).toBe(true);
+    const r = runScenario(sc, target([{ slot: 2, pgoff: 0 }])).steps[0]!;
+    expect(r.pass).toBe(false);
+    expect(r.mismatches).toEqual(['expected bindings [{ slot: 1, pgoff: 0 }], happened [{ slot: 2, pgoff: 0 }]']);
+  });
+});
