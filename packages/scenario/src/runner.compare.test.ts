@@ -547,3 +547,44 @@ describe('sameValue: mappings', () => {
     expect(r.mismatches).toEqual(['expected bindings [{ slot: 1, pgoff: 0 }], happened [{ slot: 2, pgoff: 0 }]']);
   });
 });
+
+describe('compareOutcome: params wording', () => {
+  it('a field the struct lacks, no struct at all, or the value copied back', () => {
+    const o: Outcome = { params: { len: 0x1000 } };
+    expect(compareOutcome({ params: { len: 0 } }, o)).toEqual(['expected params.len 0, happened 0x1000']);
+    expect(compareOutcome({ params: { pad: 0 } }, o)).toEqual(['expected params.pad 0, happened no such field']);
+    expect(compareOutcome({ params: { len: 1 } }, {})).toEqual(['expected params.len 1, happened ok']);
+  });
+});
+
+describe('assert: values of every shape', () => {
+  const sc = (fields: string) => parseScenario(`name: t\nvm: { type: tdx }\nsteps:\n  - assert: { what: stats${fields} }\n`);
+  const run = (fields: string, state: Record<string, unknown>) =>
+    runScenario(sc(fields), { name: 'model', begin() {}, end() {}, execute: () => ({ detail: state }) }).steps[0]!;
+
+  it('a mapping expected where the target reports a scalar names every sub-field it expected', () => {
+    expect(run(', host: { rmpupdates: 1, psmashes: 2 }', { host: 7 }).mismatches).toEqual(['expected host to hold rmpupdates, psmashes, happened 7']);
+  });
+
+  it('a list compares as a whole, element by element', () => {
+    expect(run(', bugReasons: [a, b]', { bugReasons: ['a', 'b'] }).mismatches).toEqual([]);
+    expect(run(', bugReasons: [a, b]', { bugReasons: ['a', 'c'] }).mismatches).toEqual(['expected bugReasons [a, b], happened [a, c]']);
+    expect(run(', bugReasons: [a, b]', { bugReasons: ['a'] }).mismatches).toEqual(['expected bugReasons [a, b], happened [a]']);
+  });
+
+  it('null is a value: it equals only null', () => {
+    expect(run(', mrtd: null', { mrtd: null }).mismatches).toEqual([]);
+    expect(run(', mrtd: null', { mrtd: 'ab' }).mismatches).toEqual(['expected mrtd null, happened ab']);
+    expect(run(', mrtd: ab', { mrtd: null }).mismatches).toEqual(['expected mrtd ab, happened null']);
+  });
+});
+
+describe('sameValue: objects that are not mappings', () => {
+  it('a mapping without a prototype compares field by field; a class instance as text', () => {
+    const bare = (v: Record<string, unknown>) => Object.assign(Object.create(null) as Record<string, unknown>, v);
+    expect(sameValue(bare({ a: 1 }), { a: 1 })).toBe(true);
+    expect(sameValue(bare({ a: 1 }), bare({ a: 2 }))).toBe(false);
+    expect(sameValue(new Date(0), new Date(0))).toBe(true);
+    expect(sameValue(new Date(0), new Date(86_400_000))).toBe(false);
+  });
+});

@@ -342,6 +342,8 @@ describe('fields left undefined', () => {
     const r = resolveStep({ op: 'create_vcpu', args: { id: 1, extra: undefined } as never, expect: {} } as never, 0, new Map());
     expect(r.args).toStrictEqual({ id: 1 });
     expect('extra' in r.args).toBe(false);
+    const withNull = resolveStep({ op: 'create_vcpu', args: { id: 1, extra: null, list: [null, 2] } as never, expect: {} } as never, 0, new Map());
+    expect(withNull.args).toStrictEqual({ id: 1, extra: null, list: [null, 2] });
   });
 
   it('an assert field whose value is undefined is not expected', () => {
@@ -350,5 +352,16 @@ describe('fields left undefined', () => {
     const r = runScenario({ ...sc, steps: [step] } as Scenario, scripted({ assert: () => ({ detail: { present: true } }) }).target);
     expect(r.steps[0]!.expected).toStrictEqual({ present: true });
     expect(r.steps[0]!.mismatches).toEqual([]);
+  });
+});
+
+describe('invariants a target found broken after a step', () => {
+  it('fail the step with each sentence; anything but a list of them is not read', () => {
+    const sc = parseScenario(`${HEAD}  - create_vcpu: { id: 0 }\n`);
+    const run = (invariants: unknown) => runScenario(sc, scripted({ create_vcpu: () => ({ detail: { invariants } }) }).target).steps[0]!;
+    expect(run(['a is negative', 'b leaked'])).toMatchObject({ pass: false, mismatches: ['invariant violated: a is negative', 'invariant violated: b leaked'] });
+    expect(run([])).toMatchObject({ pass: true, mismatches: [] });
+    expect(run('a is negative')).toMatchObject({ pass: true, mismatches: [] });
+    expect(run(undefined)).toMatchObject({ pass: true, mismatches: [] });
   });
 });
