@@ -474,6 +474,11 @@ describe('sameValue', () => {
     expect(sameValue('10', 1)).toBe(false);
     expect(sameValue(16, 17n)).toBe(false);
     expect(sameValue(0, '0x0')).toBe(true);
+    // decimal digit groups of any length, with or without `_` between them
+    expect(sameValue('0100', 100)).toBe(true);
+    expect(sameValue('10_000', 10_000)).toBe(true);
+    expect(sameValue('0x10_00', 0x1000)).toBe(true);
+    expect(sameValue('10_000', 1000)).toBe(false);
   });
 
   it('lists compare element-wise, and a list never equals a single value', () => {
