@@ -291,3 +291,305 @@ describe('sameValue: numeric strings', () => {
     expect(sameValue('4K', 4)).toBe(false);
   });
 });
+
+describe('compareOutcome: what each mismatch says', () => {
+  it('an unexpected errno: "expected success" when nothing else was named, "expected no errno" when an exit or a value was', () => {
+    expect(compareOutcome({}, { errno: 'EINVAL' })).toEqual(['expected success (happened: errno EINVAL)']);
+    expect(compareOutcome({ exit: 'KVM_EXIT_SHUTDOWN' }, { errno: 'EIO', exit: { reason: 'KVM_EXIT_SHUTDOWN' } })).toEqual([
+      'expected no errno (happened: errno EIO, exit KVM_EXIT_SHUTDOWN)',
+    ]);
+    const values: Expectation[] = [
+      { value: 1n },
+      { stat: { st_size: 1 } },
+      { status: [0] },
+      { dirty_pages: [1] },
+      { dirty_gfns: [{ slot: 1, offset: 0 }] },
+      { gpa: 1 },
+      { size: 1 },
+      { nr_pages: 1 },
+      { r11: 1 },
+      { params: { len: 1 } },
+      { ret: 0 },
+      { stats: { pages_4k: 1 } },
+    ];
+    for (const e of values) {
+      const m = compareOutcome(e, { errno: 'EIO' });
+      expect(m[0], JSON.stringify(e, big)).toBe('expected no errno (happened: errno EIO)');
+    }
+  });
+
+  it('signal and guest exception', () => {
+    expect(compareOutcome({ signal: 'SIGBUS' }, { signal: 'SIGSEGV' })).toEqual(['expected signal SIGBUS (happened: signal SIGSEGV)']);
+    expect(compareOutcome({}, { signal: 'SIGBUS' })).toEqual(['expected no signal (happened: signal SIGBUS)']);
+    expect(compareOutcome({ exception: '#VC' }, { exception: '#VE' })).toEqual(['expected guest exception #VC (happened: guest exception #VE)']);
+    expect(compareOutcome({}, { exception: '#VC' })).toEqual(['expected no guest exception (happened: guest exception #VC)']);
+  });
+
+  it('exit', () => {
+    expect(compareOutcome({}, { exit: { reason: 'KVM_EXIT_SHUTDOWN' } })).toEqual(['expected no exit (happened: exit KVM_EXIT_SHUTDOWN)']);
+    expect(compareOutcome({ exit: 'KVM_EXIT_MMIO' }, { exit: { reason: 'KVM_EXIT_SHUTDOWN' } })).toEqual([
+      'expected exit KVM_EXIT_MMIO (happened: exit KVM_EXIT_SHUTDOWN)',
+    ]);
+  });
+
+  it('value: what happened instead, or the value read', () => {
+    expect(compareOutcome({ value: 1n }, {})).toEqual(['expected value 1, happened ok']);
+    expect(compareOutcome({ value: 1n }, { value: 2n })).toEqual(['expected value 1, happened 2']);
+    expect(compareOutcome({ value: 0n }, { errno: 'EIO' })).toEqual([
+      'expected no errno (happened: errno EIO)',
+      'expected value 0, happened errno EIO',
+    ]);
+  });
+
+  it('dirty_pages: both lists sorted', () => {
+    expect(compareOutcome({ dirty_pages: [2, 1] }, { dirty_pages: [3, 0] })).toEqual(['expected dirty_pages [1, 2], happened [0, 3]']);
+    expect(compareOutcome({ dirty_pages: [2, 1] }, {})).toEqual(['expected dirty_pages [1, 2], happened ok']);
+  });
+
+  it('gpa, size, nr_pages, r11', () => {
+    expect(compareOutcome({ gpa: 0x1000 }, {})).toEqual(['expected gpa 0x1000, happened nothing']);
+    expect(compareOutcome({ nr_pages: 2 }, { nr_pages: 1 })).toEqual(['expected nr_pages 2, happened 1']);
+  });
+
+  it('ret, and a failure code nobody expected', () => {
+    expect(compareOutcome({ ret: 6 }, { ret: 1 })).toEqual(['expected ret 6, happened 1']);
+    expect(compareOutcome({}, { ret: 1 })).toEqual(['expected a successful return code (happened: ret 1)']);
+  });
+});
+
+describe('compareOutcome: status (move_pages)', () => {
+  it('equal passes, different fails, missing fails, an unnamed status is not compared', () => {
+    pass({ status: [0, -2, -14] }, { status: [0, -2, -14] });
+    pass({ status: [] }, { status: [] });
+    fail({ status: [0, -2] }, { status: [0, -14] });
+    fail({ status: [0, -2] }, { status: [-2, 0] });
+    fail({ status: [0] }, { status: [0, 0] });
+    fail({ status: [0, 0] }, { status: [0] });
+    fail({ status: [] }, {});
+    pass({}, { status: [1] });
+  });
+
+  it('says both lists, or what happened instead', () => {
+    expect(compareOutcome({ status: [0, -2] }, { status: [0, -14] })).toEqual(['expected status [0, -2], happened [0, -14]']);
+    expect(compareOutcome({ status: [0] }, {})).toEqual(['expected status [0], happened ok']);
+  });
+});
+
+describe('compareOutcome: stat (fstat)', () => {
+  const o: Outcome = { stat: { st_size: 0x4000, st_blksize: 4096, distinct_inode: true } };
+
+  it('each named field: equal passes, different fails, missing fails; only the named fields are compared', () => {
+    pass({ stat: { st_size: 0x4000, st_blksize: 4096, distinct_inode: true } }, o);
+    pass({ stat: { st_size: 0x4000 } }, o);
+    pass({ stat: { st_blksize: 4096 } }, o);
+    pass({ stat: { distinct_inode: true } }, o);
+    pass({ stat: {} }, o);
+    fail({ stat: { st_size: 0x5000 } }, o);
+    fail({ stat: { st_blksize: 512 } }, o);
+    fail({ stat: { distinct_inode: false } }, o);
+    fail({ stat: { st_size: 0x4000 } }, {});
+    fail({ stat: { distinct_inode: false } }, { stat: { st_size: 0x4000, st_blksize: 4096 } });
+    pass({}, o);
+  });
+
+  it('a field given as undefined is not named', () => {
+    pass({ stat: { st_size: undefined, st_blksize: 4096 } }, o);
+  });
+
+  it('says the field, its value and what happened', () => {
+    expect(compareOutcome({ stat: { st_size: 0x5000 } }, o)).toEqual(['expected stat.st_size 0x5000, happened 0x4000']);
+    expect(compareOutcome({ stat: { st_size: 1 } }, {})).toEqual(['expected stat.st_size 1, happened ok']);
+    expect(compareOutcome({ stat: { distinct_inode: false } }, { stat: { st_size: 1, st_blksize: 2 } })).toEqual([
+      'expected stat.distinct_inode false, happened stat {"st_size":1,"st_blksize":2}',
+    ]);
+  });
+});
+
+describe('compareOutcome: dirty_gfns (dirty ring entries)', () => {
+  const o: Outcome = {
+    dirty_gfns: [
+      { slot: 1, offset: 0 },
+      { slot: 1, offset: 7 },
+      { slot: 0x10001, offset: 2 },
+    ],
+  };
+
+  it('in ring order: equal passes; another order, entry, length or none fails', () => {
+    pass({ dirty_gfns: [{ slot: 1, offset: 0 }, { slot: 1, offset: 7 }, { slot: 0x10001, offset: 2 }] }, o);
+    pass({ dirty_gfns: [] }, { dirty_gfns: [] });
+    fail({ dirty_gfns: [{ slot: 1, offset: 7 }, { slot: 1, offset: 0 }, { slot: 0x10001, offset: 2 }] }, o);
+    fail({ dirty_gfns: [{ slot: 1, offset: 0 }, { slot: 1, offset: 7 }, { slot: 1, offset: 2 }] }, o);
+    fail({ dirty_gfns: [{ slot: 2, offset: 0 }, { slot: 1, offset: 7 }, { slot: 0x10001, offset: 2 }] }, o);
+    fail({ dirty_gfns: [{ slot: 1, offset: 0 }, { slot: 1, offset: 7 }] }, o);
+    fail({ dirty_gfns: [{ slot: 1, offset: 0 }, { slot: 1, offset: 7 }, { slot: 0x10001, offset: 2 }, { slot: 1, offset: 8 }] }, o);
+    fail({ dirty_gfns: [] }, o);
+    fail({ dirty_gfns: [] }, {});
+    fail({ dirty_gfns: [{ slot: 1, offset: 0 }] }, {});
+    pass({}, o);
+  });
+
+  it('says both lists as slot:offset, or what happened instead', () => {
+    expect(compareOutcome({ dirty_gfns: [{ slot: 1, offset: 7 }, { slot: 1, offset: 0 }] }, { dirty_gfns: o.dirty_gfns!.slice(0, 2) })).toEqual([
+      'expected dirty_gfns [1:7, 1:0], happened [1:0, 1:7]',
+    ]);
+    expect(compareOutcome({ dirty_gfns: [{ slot: 0x10001, offset: 2 }] }, {})).toEqual(['expected dirty_gfns [0x10001:2], happened ok']);
+  });
+});
+
+describe('compareOutcome: stats wording', () => {
+  it('a stat the target lacks, or no stats at all, is said so', () => {
+    expect(compareOutcome({ stats: { pages_4k: 1 } }, { stats: { pages_4k: 2 } })).toEqual(['expected stats.pages_4k 1, happened 2']);
+    expect(compareOutcome({ stats: { pages_4k: 1 } }, { stats: { pages_2m: 1 } })).toEqual(['expected stats.pages_4k 1, happened no such stat']);
+    expect(compareOutcome({ stats: { pages_4k: 1 } }, {})).toEqual(['expected stats.pages_4k 1, happened no stats from this target']);
+  });
+});
+
+describe('compareOutcome: vendor return codes that mean success', () => {
+  it('0 as a number or bigint, SUCCESS, or a name ending in _SUCCESS, in either spelling', () => {
+    pass({}, { ret: 0 });
+    pass({}, { ret: 0n });
+    pass({}, { ret: 'SUCCESS' });
+    pass({}, { ret: 'TDX_SUCCESS' });
+    pass({}, { ret: 1, detail: { ret_alias: 'TDX_SUCCESS' } });
+    pass({}, { ret: 'OK_NAME', detail: { ret_alias: 0 } });
+    fail({}, { ret: 1n });
+    fail({}, { ret: 'XSUCCESS' });
+    fail({}, { ret: 'SUCCESS_NOT' });
+    fail({}, { ret: 1, detail: { ret_alias: 'FAIL_INPUT' } });
+  });
+});
+
+describe('compareOutcome: exit fields', () => {
+  it('a field given as undefined is not named', () => {
+    pass({ exit: 'KVM_EXIT_MMIO', mmio: { len: undefined, is_write: true } }, MMIO);
+    pass({ mmio: { phys_addr: undefined } }, MMIO);
+  });
+});
+
+describe('sameValue', () => {
+  it('numbers, bigints and numeric strings compare by value', () => {
+    expect(sameValue(16, '0x10')).toBe(true);
+    expect(sameValue('16', 16n)).toBe(true);
+    expect(sameValue('10', 10)).toBe(true);
+    expect(sameValue('10', 1)).toBe(false);
+    expect(sameValue(16, 17n)).toBe(false);
+    expect(sameValue(0, '0x0')).toBe(true);
+    // decimal digit groups of any length, with or without `_` between them
+    expect(sameValue('0100', 100)).toBe(true);
+    expect(sameValue('10_000', 10_000)).toBe(true);
+    expect(sameValue('0x10_00', 0x1000)).toBe(true);
+    expect(sameValue('10_000', 1000)).toBe(false);
+  });
+
+  it('lists compare element-wise, and a list never equals a single value', () => {
+    expect(sameValue([1, '0x10'], [1n, 16])).toBe(true);
+    expect(sameValue([1, 2], [1, 3])).toBe(false);
+    expect(sameValue([1, 2], [1])).toBe(false);
+    expect(sameValue([1], 1)).toBe(false);
+    expect(sameValue(1, [1])).toBe(false);
+    expect(sameValue(['a'], 'a')).toBe(false);
+    expect(sameValue([], [])).toBe(true);
+  });
+
+  it('other values compare as text', () => {
+    expect(sameValue('private', 'private')).toBe(true);
+    expect(sameValue('private', 'shared')).toBe(false);
+    expect(sameValue(true, true)).toBe(true);
+    expect(sameValue(true, false)).toBe(false);
+    expect(sameValue(1.5, 1.5)).toBe(true);
+    expect(sameValue(1.5, '1.5')).toBe(true);
+    expect(sameValue(1.5, 2.5)).toBe(false);
+    // a negative number is no numeric string of the scenario syntax: it compares as text
+    expect(sameValue(-1, '-1')).toBe(true);
+    expect(sameValue('-1', -1)).toBe(true);
+    expect(sameValue(-1, '-2')).toBe(false);
+  });
+
+  it('nothing and null equal only themselves, not their names', () => {
+    expect(sameValue(undefined, undefined)).toBe(true);
+    expect(sameValue(null, null)).toBe(true);
+    expect(sameValue(undefined, 'undefined')).toBe(false);
+    expect(sameValue('undefined', undefined)).toBe(false);
+    expect(sameValue(null, 'null')).toBe(false);
+    expect(sameValue('null', null)).toBe(false);
+    expect(sameValue(null, undefined)).toBe(false);
+    expect(sameValue(undefined, null)).toBe(false);
+    expect(sameValue(0, undefined)).toBe(false);
+    expect(sameValue(undefined, 0)).toBe(false);
+    expect(sameValue(0, null)).toBe(false);
+    expect(sameValue(null, 0)).toBe(false);
+  });
+});
+
+describe('sameValue: mappings', () => {
+  it('compare field by field: the same fields with the same values, in any order and spelling', () => {
+    expect(sameValue({ slot: 1, start: 0x10 }, { start: '0x10', slot: 1n })).toBe(true);
+    expect(sameValue({}, {})).toBe(true);
+    expect(sameValue({ slot: 1 }, { slot: 2 })).toBe(false);
+    expect(sameValue({ slot: 1 }, { slot: 1, start: 0 })).toBe(false);
+    expect(sameValue({ slot: 1, start: 0 }, { slot: 1 })).toBe(false);
+    expect(sameValue({ slot: 1 }, { start: 1 })).toBe(false);
+    expect(sameValue({ slot: 1, gone: undefined }, { slot: 1 })).toBe(true);
+    expect(sameValue({ a: { b: [1, { c: 2 }] } }, { a: { b: [1, { c: 2 }] } })).toBe(true);
+    expect(sameValue({ a: { b: [1, { c: 2 }] } }, { a: { b: [1, { c: 3 }] } })).toBe(false);
+  });
+
+  it('a mapping never equals a scalar, a list or its text', () => {
+    expect(sameValue({ slot: 1 }, '[object Object]')).toBe(false);
+    expect(sameValue('[object Object]', { slot: 1 })).toBe(false);
+    expect(sameValue({}, [])).toBe(false);
+    expect(sameValue({ 0: 1 }, [1])).toBe(false);
+    expect(sameValue({ slot: 1 }, null)).toBe(false);
+    expect(sameValue({ slot: 1 }, undefined)).toBe(false);
+  });
+
+  it('an assert value listing mappings fails when a reported entry differs', () => {
+    const sc = parseScenario('name: t\nvm: { type: sw-protected }\nsteps:\n  - assert: { what: gmem, fd: 3, offset: 0, bindings: [{ slot: 1, pgoff: 0 }] }\n');
+    const target = (bindings: unknown): Target => ({ name: 'model', begin() {}, end() {}, execute: () => ({ detail: { bindings } }) });
+    expect(runScenario(sc, target([{ slot: 1, pgoff: 0 }])).pass).toBe(true);
+    const r = runScenario(sc, target([{ slot: 2, pgoff: 0 }])).steps[0]!;
+    expect(r.pass).toBe(false);
+    expect(r.mismatches).toEqual(['expected bindings [{ slot: 1, pgoff: 0 }], happened [{ slot: 2, pgoff: 0 }]']);
+  });
+});
+
+describe('compareOutcome: params wording', () => {
+  it('a field the struct lacks, no struct at all, or the value copied back', () => {
+    const o: Outcome = { params: { len: 0x1000 } };
+    expect(compareOutcome({ params: { len: 0 } }, o)).toEqual(['expected params.len 0, happened 0x1000']);
+    expect(compareOutcome({ params: { pad: 0 } }, o)).toEqual(['expected params.pad 0, happened no such field']);
+    expect(compareOutcome({ params: { len: 1 } }, {})).toEqual(['expected params.len 1, happened ok']);
+  });
+});
+
+describe('assert: values of every shape', () => {
+  const sc = (fields: string) => parseScenario(`name: t\nvm: { type: tdx }\nsteps:\n  - assert: { what: stats${fields} }\n`);
+  const run = (fields: string, state: Record<string, unknown>) =>
+    runScenario(sc(fields), { name: 'model', begin() {}, end() {}, execute: () => ({ detail: state }) }).steps[0]!;
+
+  it('a mapping expected where the target reports a scalar names every sub-field it expected', () => {
+    expect(run(', host: { rmpupdates: 1, psmashes: 2 }', { host: 7 }).mismatches).toEqual(['expected host to hold rmpupdates, psmashes, happened 7']);
+  });
+
+  it('a list compares as a whole, element by element', () => {
+    expect(run(', bugReasons: [a, b]', { bugReasons: ['a', 'b'] }).mismatches).toEqual([]);
+    expect(run(', bugReasons: [a, b]', { bugReasons: ['a', 'c'] }).mismatches).toEqual(['expected bugReasons [a, b], happened [a, c]']);
+    expect(run(', bugReasons: [a, b]', { bugReasons: ['a'] }).mismatches).toEqual(['expected bugReasons [a, b], happened [a]']);
+  });
+
+  it('null is a value: it equals only null', () => {
+    expect(run(', mrtd: null', { mrtd: null }).mismatches).toEqual([]);
+    expect(run(', mrtd: null', { mrtd: 'ab' }).mismatches).toEqual(['expected mrtd null, happened ab']);
+    expect(run(', mrtd: ab', { mrtd: null }).mismatches).toEqual(['expected mrtd ab, happened null']);
+  });
+});
+
+describe('sameValue: objects that are not mappings', () => {
+  it('a mapping without a prototype compares field by field; a class instance as text', () => {
+    const bare = (v: Record<string, unknown>) => Object.assign(Object.create(null) as Record<string, unknown>, v);
+    expect(sameValue(bare({ a: 1 }), { a: 1 })).toBe(true);
+    expect(sameValue(bare({ a: 1 }), bare({ a: 2 }))).toBe(false);
+    expect(sameValue(new Date(0), new Date(0))).toBe(true);
+    expect(sameValue(new Date(0), new Date(86_400_000))).toBe(false);
+  });
+});

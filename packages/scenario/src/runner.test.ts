@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { KvmError } from '@ccmem/core';
 import { parseScenario } from './parse.js';
-import { compareOutcome, diffOutcomes, diffResults, jsonReplacer, runScenario, sameValue } from './runner.js';
+import { compareOutcome, diffOutcomes, diffResults, jsonReplacer, resolveStep, runScenario, sameValue } from './runner.js';
+import type { Scenario } from './schema.js';
 import { SkipScenario, type Outcome, type ResolvedStep, type RunContext, type Target } from './target.js';
 
 /** A target that answers each op from a script and records what it was asked. */
@@ -255,5 +256,112 @@ describe('compareOutcome: failures nobody expected fail the step', () => {
     expect(compareOutcome({ exit: 'KVM_EXIT_MEMORY_FAULT' }, { errno: 'EFAULT', exit })).toEqual([]);
     expect(compareOutcome({ exit: 'KVM_EXIT_MEMORY_FAULT' }, { errno: 'EHWPOISON', exit })).toEqual([]);
     expect(compareOutcome({ exit: 'KVM_EXIT_MEMORY_FAULT' }, { errno: 'EINVAL', exit })).toHaveLength(1);
+  });
+});
+
+describe('concurrent invariants: the steps they add', () => {
+  const sc = (invariants: string) =>
+    parseScenario(`${HEAD}  - create_vcpu: { id: 0 }
+concurrent:
+  actors:
+    a:
+      - create_vcpu: { id: 1 }
+  invariants:
+${invariants}`);
+
+  it('a string invariant that holds expects it to hold and reports no mismatch', () => {
+    const f = scripted({}, { checkInvariant: () => [] });
+    const r = runScenario(sc('    - no-stale-spte\n'), f.target);
+    expect(r.pass).toBe(true);
+    expect(r.steps.at(-1)).toStrictEqual({
+      index: 2,
+      op: 'invariant no-stale-spte',
+      expected: { holds: true },
+      pass: true,
+      outcome: { detail: { violations: [] } },
+      mismatches: [],
+    });
+  });
+
+  it('an invariant only ccmem explore judges is skipped without asking the target, and the run still passes', () => {
+    let asked = 0;
+    const f = scripted({}, { checkInvariant: () => (asked++, ['broken']) });
+    const r = runScenario(sc('    - no-stale-data\n'), f.target);
+    const reason = 'only ccmem explore checks invariant "no-stale-data" (it speaks about every interleaving)';
+    expect(asked).toBe(0);
+    expect(r.pass).toBe(true);
+    expect(r.skipped).toBeUndefined();
+    expect(r.steps.at(-1)).toStrictEqual({
+      index: 2,
+      op: 'invariant no-stale-data',
+      expected: { holds: true },
+      pass: true,
+      outcome: { skipped: reason },
+      mismatches: [],
+      skipped: reason,
+    });
+  });
+
+  it('a target that cannot check invariants skips the invariant step', () => {
+    const f = scripted({});
+    const r = runScenario(sc('    - no-stale-spte\n'), f.target);
+    const reason = 'target model cannot check invariant "no-stale-spte"';
+    expect(r.pass).toBe(true);
+    expect(r.steps.at(-1)).toStrictEqual({
+      index: 2,
+      op: 'invariant no-stale-spte',
+      expected: { holds: true },
+      pass: true,
+      outcome: { skipped: reason },
+      mismatches: [],
+      skipped: reason,
+    });
+  });
+
+  it('an outcome invariant expects one of its forms and reports the offending step once', () => {
+    const inv = '    - outcome: { actor: a, one_of: [ok, { errno: EEXIST }] }\n';
+    const ok = runScenario(sc(inv), scripted({}).target);
+    expect(ok.pass).toBe(true);
+    expect(ok.steps.at(-1)).toStrictEqual({
+      index: 2,
+      op: 'invariant outcome of a',
+      expected: { one_of: [{}, { errno: 'EEXIST' }] },
+      pass: true,
+      outcome: {},
+      mismatches: [],
+    });
+    const bad = runScenario(sc(inv), scripted({ create_vcpu: (s) => (s.actor === 'a' ? { errno: 'EINVAL' } : {}) }).target);
+    expect(bad.pass).toBe(false);
+    expect(bad.steps.at(-1)).toMatchObject({ op: 'invariant outcome of a', pass: false });
+    expect(bad.steps.at(-1)!.mismatches).toEqual(['a step 0 (create_vcpu): errno EINVAL, which is none of: ok | errno EEXIST']);
+  });
+});
+
+describe('fields left undefined', () => {
+  it('a field whose value is undefined does not reach the target as a key', () => {
+    const r = resolveStep({ op: 'create_vcpu', args: { id: 1, extra: undefined } as never, expect: {} } as never, 0, new Map());
+    expect(r.args).toStrictEqual({ id: 1 });
+    expect('extra' in r.args).toBe(false);
+    const withNull = resolveStep({ op: 'create_vcpu', args: { id: 1, extra: null, list: [null, 2] } as never, expect: {} } as never, 0, new Map());
+    expect(withNull.args).toStrictEqual({ id: 1, extra: null, list: [null, 2] });
+  });
+
+  it('an assert field whose value is undefined is not expected', () => {
+    const sc = parseScenario('name: t\nvm: { type: sw-protected }\nsteps:\n  - assert: { what: spte, gfn: 0x100, present: true }\n');
+    const step = { ...sc.steps[0]!, args: { ...(sc.steps[0]!.args as Record<string, unknown>), level: undefined } };
+    const r = runScenario({ ...sc, steps: [step] } as Scenario, scripted({ assert: () => ({ detail: { present: true } }) }).target);
+    expect(r.steps[0]!.expected).toStrictEqual({ present: true });
+    expect(r.steps[0]!.mismatches).toEqual([]);
+  });
+});
+
+describe('invariants a target found broken after a step', () => {
+  it('fail the step with each sentence; anything but a list of them is not read', () => {
+    const sc = parseScenario(`${HEAD}  - create_vcpu: { id: 0 }\n`);
+    const run = (invariants: unknown) => runScenario(sc, scripted({ create_vcpu: () => ({ detail: { invariants } }) }).target).steps[0]!;
+    expect(run(['a is negative', 'b leaked'])).toMatchObject({ pass: false, mismatches: ['invariant violated: a is negative', 'invariant violated: b leaked'] });
+    expect(run([])).toMatchObject({ pass: true, mismatches: [] });
+    expect(run('a is negative')).toMatchObject({ pass: true, mismatches: [] });
+    expect(run(undefined)).toMatchObject({ pass: true, mismatches: [] });
   });
 });

@@ -506,10 +506,20 @@ function isFieldMap(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** numbers, bigints and numeric strings compare by value; lists element-wise; the rest as text */
+/**
+ * numbers, bigints and numeric strings compare by value; lists element-wise; mappings field by
+ * field (the same fields, each the same value: `[{ slot: 1 }]` is not `[{ slot: 2 }]`, which
+ * as text would both be "[object Object]"); the rest as text
+ */
 export function sameValue(a: unknown, b: unknown): boolean {
   if (Array.isArray(a) || Array.isArray(b)) {
     return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((x, i) => sameValue(x, b[i]));
+  }
+  if (isPlainMap(a) || isPlainMap(b)) {
+    if (!isPlainMap(a) || !isPlainMap(b)) return false;
+    const keys = (m: Record<string, unknown>) => Object.keys(m).filter((k) => m[k] !== undefined);
+    const ka = keys(a);
+    return ka.length === keys(b).length && ka.every((k) => sameValue(a[k], b[k]));
   }
   const na = asBigInt(a);
   const nb = asBigInt(b);
@@ -517,6 +527,13 @@ export function sameValue(a: unknown, b: unknown): boolean {
   if (a === undefined || b === undefined) return a === b;
   if (a === null || b === null) return a === b;
   return String(a) === String(b);
+}
+
+/** a mapping as a scenario file or a target's report writes it (not a class instance) */
+function isPlainMap(v: unknown): v is Record<string, unknown> {
+  if (!isFieldMap(v)) return false;
+  const proto = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
 }
 
 function asBigInt(v: unknown): bigint | undefined {
