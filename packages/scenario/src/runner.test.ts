@@ -283,6 +283,17 @@ ${invariants}`);
     });
   });
 
+  /** the step result of an invariant the run skipped (the scenario's third step) */
+  const skippedInvariant = (name: string, reason: string) => ({
+    index: 2,
+    op: `invariant ${name}`,
+    expected: { holds: true },
+    pass: true,
+    outcome: { skipped: reason },
+    mismatches: [],
+    skipped: reason,
+  });
+
   it('an invariant only ccmem explore judges is skipped without asking the target, and the run still passes', () => {
     let asked = 0;
     const f = scripted({}, { checkInvariant: () => (asked++, ['broken']) });
@@ -291,15 +302,7 @@ ${invariants}`);
     expect(asked).toBe(0);
     expect(r.pass).toBe(true);
     expect(r.skipped).toBeUndefined();
-    expect(r.steps.at(-1)).toStrictEqual({
-      index: 2,
-      op: 'invariant no-stale-data',
-      expected: { holds: true },
-      pass: true,
-      outcome: { skipped: reason },
-      mismatches: [],
-      skipped: reason,
-    });
+    expect(r.steps.at(-1)).toStrictEqual(skippedInvariant('no-stale-data', reason));
   });
 
   it('a target that cannot check invariants skips the invariant step', () => {
@@ -307,15 +310,7 @@ ${invariants}`);
     const r = runScenario(sc('    - no-stale-spte\n'), f.target);
     const reason = 'target model cannot check invariant "no-stale-spte"';
     expect(r.pass).toBe(true);
-    expect(r.steps.at(-1)).toStrictEqual({
-      index: 2,
-      op: 'invariant no-stale-spte',
-      expected: { holds: true },
-      pass: true,
-      outcome: { skipped: reason },
-      mismatches: [],
-      skipped: reason,
-    });
+    expect(r.steps.at(-1)).toStrictEqual(skippedInvariant('no-stale-spte', reason));
   });
 
   it('an outcome invariant expects one of its forms and reports the offending step once', () => {
