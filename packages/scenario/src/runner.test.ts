@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { KvmError } from '@ccmem/core';
 import { parseScenario } from './parse.js';
-import { compareOutcome, diffOutcomes, diffResults, jsonReplacer, resolveStep, runScenario, sameValue } from './runner.js';
+import { collectEvents, compareOutcome, diffOutcomes, diffResults, jsonReplacer, resolveStep, runScenario, sameValue } from './runner.js';
 import type { Scenario } from './schema.js';
 import { SkipScenario, type Outcome, type ResolvedStep, type RunContext, type Target } from './target.js';
 
@@ -217,6 +217,34 @@ describe('diffOutcomes', () => {
       ),
     ).toEqual(['mmio.len: 4 vs 8']);
     expect(diffOutcomes({ value: 1n }, {})).toEqual(['value: 1 vs nothing']);
+  });
+
+  it('a step skipped on one side differs by that alone; skipped on both, nothing else is compared', () => {
+    expect(diffOutcomes({ skipped: 'no guest_memfd' }, { errno: 'EINVAL' })).toEqual(['skipped: no guest_memfd vs nothing']);
+    expect(diffOutcomes({ value: 1n }, { skipped: 'no attributes' })).toEqual(['skipped: nothing vs no attributes']);
+    expect(diffOutcomes({ skipped: 'a', value: 1n }, { skipped: 'b', value: 2n })).toEqual([]);
+  });
+
+  it('an exit group or a params field present on one side only is a difference per field', () => {
+    const mmio = { phys_addr: 0x1000, len: 4, is_write: true, data: 7n };
+    expect(diffOutcomes({ exit: { reason: 'KVM_EXIT_MMIO', mmio } }, { exit: { reason: 'KVM_EXIT_MMIO' } as Outcome['exit'] })).toEqual([
+      'mmio.phys_addr: 0x1000 vs nothing',
+      'mmio.len: 4 vs nothing',
+      'mmio.is_write: true vs nothing',
+      'mmio.data: 7 vs nothing',
+    ]);
+    expect(diffOutcomes({ params: { cur_entry: 2 } }, {})).toEqual(['params.cur_entry: 2 vs nothing']);
+    expect(diffOutcomes({}, { params: { len: 48 } })).toEqual(['params.len: nothing vs 48']);
+  });
+
+  it('collectEvents lists each step\'s kernel events, none for a step without', () => {
+    const sc = parseScenario(`${HEAD}  - create_vcpu: { id: 0 }\n  - create_vcpu: { id: 1 }\n`);
+    const ev = { name: 'kvm_create_vcpu', fields: { vcpu_id: 0 } };
+    const r = runScenario(sc, scripted({ create_vcpu: (st) => (st.index === 0 ? { events: [ev] } : {}) }).target);
+    expect(collectEvents(r).slice(0, 2)).toEqual([
+      { index: 0, op: 'create_vcpu', events: [ev] },
+      { index: 1, op: 'create_vcpu', events: [] },
+    ]);
   });
 
   it('diffResults lists the steps that differ', () => {
