@@ -16,9 +16,8 @@ import {
   RMPUPDATE_FAIL_OVERLAP,
   RMPUPDATE_FAIL_PERMISSION,
   RMPUPDATE_SUCCESS,
-  type SnpBackend,
 } from '@ccmem/snp';
-import { TdxBackend, tdxStatusName } from '@ccmem/tdx';
+import { tdxStatusName } from '@ccmem/tdx';
 import type { Outcome } from '../target.js';
 import type { ModelHandlers, ModelRun } from './run.js';
 
@@ -39,12 +38,6 @@ const PSMASH_NAMES: Readonly<Record<number, string>> = {
   [PSMASH_FAIL_BADADDR]: 'FAIL_BADADDR',
 };
 
-function snpBackend(m: ModelRun, op: string): SnpBackend {
-  const b = m.vm.backend;
-  if (b?.name !== 'snp') fail('EINVAL', `${op}: the VM is not an SEV-SNP VM`);
-  return b as unknown as SnpBackend;
-}
-
 /** the frame a host-side op names: `pfn`, or the guest_memfd page behind the guest's `gpa` */
 function framePfn(op: string, a: { pfn?: number; gpa?: number }, m: ModelRun): number {
   if (a.pfn !== undefined) return a.pfn;
@@ -54,12 +47,6 @@ function framePfn(op: string, a: { pfn?: number; gpa?: number }, m: ModelRun): n
   return pfn;
 }
 
-function tdxBackend(m: ModelRun): TdxBackend {
-  const b = m.vm.backend;
-  if (!(b instanceof TdxBackend)) fail('EINVAL', 'tdx_seamcall: the VM is not a TDX VM');
-  return b;
-}
-
 function insnOutcome(ret: number, names: Readonly<Record<number, string>>, detail: Record<string, unknown>): Outcome {
   const alias = names[ret];
   return { ret, detail: { ...detail, ...(alias !== undefined && { ret_alias: alias }) } };
@@ -67,7 +54,7 @@ function insnOutcome(ret: number, names: Readonly<Record<number, string>>, detai
 
 export const HOST_INSN_HANDLERS = {
   snp_rmp_insn(a, m) {
-    const backend = snpBackend(m, 'snp_rmp_insn');
+    const backend = m.snpBackend('snp_rmp_insn');
     const host = backend.host;
     const pfn = framePfn('snp_rmp_insn', a, m);
     if (a.insn === 'psmash') {
@@ -93,14 +80,14 @@ export const HOST_INSN_HANDLERS = {
   },
 
   snp_host_access(a, m) {
-    const backend = snpBackend(m, 'snp_host_access');
+    const backend = m.snpBackend('snp_host_access');
     const pfn = framePfn('snp_host_access', a, m);
     const fault = backend.checkHostAccess(pfn, a.write ?? false);
     return fault === null ? { result: pfn } : { result: pfn, exception: '#PF', detail: { reason: fault } };
   },
 
   tdx_seamcall(a, m) {
-    const td = tdxBackend(m).td;
+    const td = m.tdxBackend('tdx_seamcall').td;
     const gpa = a.gpa ?? 0;
     const level = a.level ?? 0;
     const given = a.page ?? (a.page_of !== undefined ? td.leafPfn(a.page_of, 0) : undefined);

@@ -5,6 +5,8 @@
  */
 import { errnoName, fail, type GuestAccessResult, type GuestOpResult, type KvmFile, type Vcpu, type Vm } from '@ccmem/core';
 import type { DeviceMemoryRegion } from '@ccmem/gmem';
+import type { SnpBackend } from '@ccmem/snp';
+import { TdxBackend } from '@ccmem/tdx';
 import type { ModelKvm, ModelVm } from '../model-target.js';
 import type { VmConfig } from '../schema.js';
 import type { HandlerTable, Outcome } from '../target.js';
@@ -62,6 +64,20 @@ export class ModelRun {
     const f = this.kvm.process.getFile(want);
     // a VM ioctl on an fd that is not a VM: the file has no ->unlocked_ioctl of KVM's (ENOTTY)
     fail(f ? 'ENOTTY' : 'EBADF', f ? `fd ${want} is a ${f.kind} fd, not a VM` : `fd ${want} is not open`);
+  }
+
+  /** the scenario VM's SEV-SNP backend, for a model-only `op` that needs one (`EINVAL` otherwise) */
+  snpBackend(op: string): SnpBackend {
+    const b = this.vm.backend;
+    if (b?.name !== 'snp') fail('EINVAL', `${op}: the VM is not an SEV-SNP VM`);
+    return b as unknown as SnpBackend;
+  }
+
+  /** the scenario VM's TDX backend, for a model-only `op` that needs one (`EINVAL` otherwise) */
+  tdxBackend(op: string): TdxBackend {
+    const b = this.vm.backend;
+    if (!(b instanceof TdxBackend)) fail('EINVAL', `${op}: the VM is not a TDX VM`);
+    return b;
   }
 
   file(fd: number): KvmFile {

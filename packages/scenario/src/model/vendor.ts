@@ -2,7 +2,6 @@
 import { fail, gpaToGfn, KVM_X86_TDX_VM, PAGE_SIZE, PG_LEVEL_2M, PG_LEVEL_4K } from '@ccmem/core';
 import { SNP_PAGE_STATE_PRIVATE, SNP_PAGE_STATE_PSMASH, SNP_PAGE_STATE_SHARED, SNP_PAGE_STATE_UNSMASH } from '@ccmem/snp';
 import type { Outcome } from '../target.js';
-import { TdxBackend } from '@ccmem/tdx';
 import { guestOpOutcome, ioctlOutcome, type ModelHandlers } from './run.js';
 
 const SZ_2M = 2 * 1024 * 1024;
@@ -69,8 +68,7 @@ export const VENDOR_HANDLERS = {
   tdx_init_mem_region: (a, m) =>
     initMemRegionOutcome(m.vcpu(a.vcpu).memoryEncryptOp({ cmd: 'tdx_init_mem_region', source_addr: a.source_addr, gpa: a.gpa, nr_pages: a.nr_pages, flags: a.flags ?? 0 })),
   tdx_pending_interrupt(a, m) {
-    const b = m.vm.backend;
-    if (!(b instanceof TdxBackend)) fail('EINVAL', 'tdx_pending_interrupt: the VM is not a TDX VM');
+    const b = m.tdxBackend('tdx_pending_interrupt');
     // no KVM_RUN: the interrupt is posted to the vCPU's PID (kvm_vcpu_has_events() sees it)
     return guestOpOutcome(b.guestOp(m.vcpu(a.vcpu).id, { op: 'pending_interrupt', pending: a.pending ?? true }), 'tdx');
   },
